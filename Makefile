@@ -1,0 +1,118 @@
+# infergw - build, run, test, bench.
+#
+#   make            build/infergw
+#   make run        install missing packages, build, serve config/gateway.yaml
+#   make test       install missing packages, build, run every suite
+#   make bench      HTTP/2 and kernel benchmarks (bench/RESULTS.md)
+#   make models     generate the large synthetic MLP for benchmarks
+#
+# Options: V=1 (show commands) SANITIZE=1 (ASan+UBSan) USE_CUDA=1 USE_DPDK=1
+# (forced: the build stops when the toolkit is missing; default: auto-detect).
+
+CC      ?= gcc
+PYTHON  := /usr/bin/python3
+BUILD   := build
+CONFIG  ?= config/gateway.yaml
+
+ifeq ($(V),1)
+Q :=
+else
+Q := @
+endif
+
+PKGS_C  := libevent libevent_pthreads libevent_openssl libnghttp2 jansson yaml-0.1 msgpack openssl
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS_C) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS_C) 2>/dev/null)
+
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread -fno-strict-aliasing \
+           -I. -Igateway -Ibackends $(PKG_CFLAGS)
+LDLIBS  += $(PKG_LIBS) -ldnnl -lgomp -lm -pthread
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+# Optional features: auto-detected, or forced with USE_X=1 (then required).
+NVCC := $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+ifeq ($(USE_CUDA),1)
+ifeq ($(NVCC),)
+$(error USE_CUDA=1 but nvcc was not found (install the CUDA toolkit in /usr/local/cuda))
+endif
+endif
+HAVE_DPDK := $(shell pkg-config --exists libdpdk 2>/dev/null && echo 1)
+ifeq ($(USE_DPDK),1)
+ifneq ($(HAVE_DPDK),1)
+$(error USE_DPDK=1 but pkg-config cannot find libdpdk (apt-get install libdpdk-dev))
+endif
+endif
+
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
+FEATURES := http2 http1.1 kserve-v2 cpu-onednn
+CFLAGS  += -DINFERGW_VERSION='"$(VERSION)"' -DINFERGW_FEATURES='"$(FEATURES)"'
+
+LIB_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) \
+           $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run test unit integration bench models clean help
+all: $(BUILD)/infergw
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libinfergw.a: $(LIB_OBJ)
+	@$(if $(Q),echo "  AR    $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/infergw: $(BUILD)/obj/gateway/main.o $(BUILD)/libinfergw.a
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -lcmocka -o $@
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+# One list of Debian packages, installed when missing (apt-get update first).
+DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-dev \
+            libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev \
+            python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
+            python3-sklearn nghttp2-client nghttp2-server h2o curl
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
+		grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing $$missing"; \
+		SUDO=$$( [ $$(id -u) -eq 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+run: deps all
+	./$(BUILD)/infergw --config $(CONFIG)
+
+unit: $(UNIT_BIN)
+
+test: deps all unit
+	@bash tests/run_all.sh
+
+models: config/models/mlp-large/model.safetensors
+config/models/mlp-large/model.safetensors: tools/gen_mlp.py
+	$(PYTHON) tools/gen_mlp.py --out config/models/mlp-large
+
+bench: deps all models
+	bash bench/run.sh
+
+clean:
+	rm -rf $(BUILD)
+
+help:
+	@sed -n '1,/^$$/p' Makefile

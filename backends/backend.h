@@ -1,0 +1,81 @@
+/*
+ * backend.h - the table of operations every backend implements.
+ *
+ * A backend executes batches of inference requests for the models it hosts.
+ * The scheduler (gateway/scheduler.c) owns the queues and `slots` threads per
+ * backend; each thread cuts a batch and calls ops->submit(be, batch) with
+ * batch->slot set to its own index, then waits for batch->done before it
+ * cuts the next one.  submit may complete the batch before it returns (the
+ * CPU backend computes in the calling thread) or later from another thread
+ * (GPU stream callback, remote agent reply).  Either way it must call
+ * batch->done(batch) exactly once, after it has written every request's
+ * output or status.
+ */
+#ifndef INFERGW_BACKEND_H
+#define INFERGW_BACKEND_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct model;
+struct infer_req;
+
+enum backend_kind { BE_CPU, BE_GPU, BE_REMOTE };
+
+struct backend_conf {
+	char *name;
+	enum backend_kind kind;
+	int slots;		/* concurrent batches (CPU: worker threads); default 1 */
+	int threads_per_slot;	/* CPU: OpenMP threads inside one batch; default 1 */
+	double cost;		/* relative cost per request, for routing */
+	char **models;		/* names of hosted models */
+	int n_models;
+	char *address;		/* remote: host:port */
+	int device;		/* gpu: CUDA device ordinal */
+};
+
+struct batch {
+	const struct model *model;
+	struct backend *be;
+	int slot;			/* scheduler thread index, 0..slots-1 */
+	int n_reqs;
+	struct infer_req **reqs;	/* each with rows >= 1 */
+	int rows;			/* sum of reqs[i]->rows, <= model->max_batch_size */
+	uint64_t exec_start_ns, exec_end_ns;	/* set by the backend */
+	void (*done)(struct batch *b);
+	void *owner;			/* the scheduler's */
+};
+
+struct backend_stats {
+	uint64_t batches;
+	uint64_t rows;
+	uint64_t busy_ns;
+	bool up;
+};
+
+struct backend;
+
+struct backend_ops {
+	const char *kind;
+	/* open - prepare per-slot state from conf. 0 or -errno with *err. */
+	int (*open)(struct backend *be, const struct backend_conf *conf, char **err);
+	/* load_model - make m executable here (e.g. create oneDNN primitives
+	 * for each batch-size bucket, for every slot). 0 or -errno with *err. */
+	int (*load_model)(struct backend *be, const struct model *m, char **err);
+	/* submit - execute b (see the comment at the top). 0, or -errno when
+	 * the batch could not be started (then done is NOT called). */
+	int (*submit)(struct backend *be, struct batch *b);
+	void (*stats)(const struct backend *be, struct backend_stats *out);
+	void (*close)(struct backend *be);
+};
+
+struct backend {
+	const struct backend_ops *ops;
+	struct backend_conf conf;	/* owned copy */
+	void *priv;			/* the backend's own state */
+	bool up;
+};
+
+extern const struct backend_ops be_cpu_ops;
+
+#endif

@@ -1,0 +1,579 @@
+/*
+ * cpu.c - the CPU backend: dense layers as oneDNN matmul primitives (be_cpu_).
+ *
+ * Execution is synchronous: the scheduler thread that owns slot s calls
+ * submit, which gathers the batch's rows into that slot's buffer, runs the
+ * layer chain on the slot's stream with OpenMP threads_per_slot wide, scatters
+ * the results and calls batch->done before it returns.
+ *
+ * Per hosted model and per slot we keep:
+ *   - two activation buffers (max_batch_size x max_width floats) that the
+ *     dense layers ping-pong between;
+ *   - for every batch-size bucket (1, 2, 4, ... , max_batch_size) and every
+ *     dense layer a matmul primitive whose memory objects are bound to those
+ *     buffers once, at load time, so submit only picks a bucket and executes;
+ *   - one user-mode scratchpad shared by the slot's primitives.  User mode
+ *     keeps the library from sharing a hidden scratchpad between slots and
+ *     keeps all memory per slot, allocated up front.
+ * Weights are never copied: memory descriptor {in, out} with tag ba reads
+ * nn.Linear's [out][in] array in place; bias is {1, out}; ReLU is a fused
+ * eltwise post-op.
+ *
+ * Softmax runs in plain C over the live rows only: it only ever ends a chain
+ * whose width is the (small) output width, so it costs little next to the
+ * matmuls, it skips the padding rows, it needs no extra primitive per bucket,
+ * and computing it exactly like model_forward_ref (max-subtracted) keeps the
+ * two comparable.
+ *
+ * Hosted models live in a prepend-only list keyed by model pointer: load_model
+ * publishes a fully built entry with a release store, so submit walks it
+ * without a lock.  Entries go away only in close (backend_ops has no unload).
+ */
+#define _GNU_SOURCE
+#include "backend.h"
+#include "infer.h"
+#include "model/model.h"
+#include "util.h"
+#include "ytree.h"
+
+#include <dnnl.h>
+#include <dnnl_debug.h>
+#include <errno.h>
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BE_CPU_MAX_BUCKETS 16
+#define BE_CPU_ALIGN 64
+
+/* One dense layer at one bucket size in one slot. */
+struct be_cpu_exec {
+	dnnl_primitive_t prim;
+	dnnl_memory_t src, wei, bias, dst, scratch;
+};
+
+struct be_cpu_slot_model {
+	float *buf[2];
+	void *scratchpad;
+	struct be_cpu_exec *exec;	/* [n_buckets][n_layers]; prim NULL for softmax */
+};
+
+struct be_cpu_model {
+	const struct model *m;
+	int n_buckets;
+	int buckets[BE_CPU_MAX_BUCKETS];	/* ascending; last = max_batch_size */
+	int *src_buf;			/* per layer: which buffer it reads (softmax: in place) */
+	int out_buf;			/* the buffer holding the final activations */
+	struct be_cpu_slot_model *slots;
+	struct be_cpu_model *next;
+};
+
+struct be_cpu {
+	dnnl_engine_t engine;
+	int n_slots, threads;
+	dnnl_stream_t *streams;		/* one per slot */
+	pthread_mutex_t load_lock;	/* serialises load_model */
+	struct be_cpu_model *_Atomic models;
+	atomic_uint_fast64_t batches, rows, busy_ns;
+};
+
+static int be_cpu_err(char **err, int rc, const char *what, dnnl_status_t st)
+{
+	if (err)
+		*err = yt_strdupf("cpu backend: %s: %s", what, dnnl_status2str(st));
+	return rc;
+}
+
+static void *be_cpu_alloc(size_t bytes)
+{
+	void *p = aligned_alloc(BE_CPU_ALIGN, (bytes + BE_CPU_ALIGN - 1) / BE_CPU_ALIGN *
+			       BE_CPU_ALIGN + BE_CPU_ALIGN);
+
+	if (p)
+		memset(p, 0, bytes);
+	return p;
+}
+
+static void be_cpu_exec_free(struct be_cpu_exec *e)
+{
+	if (e->prim)
+		dnnl_primitive_destroy(e->prim);
+	if (e->src)
+		dnnl_memory_destroy(e->src);
+	if (e->wei)
+		dnnl_memory_destroy(e->wei);
+	if (e->bias)
+		dnnl_memory_destroy(e->bias);
+	if (e->dst)
+		dnnl_memory_destroy(e->dst);
+	if (e->scratch)
+		dnnl_memory_destroy(e->scratch);
+	memset(e, 0, sizeof(*e));
+}
+
+static void be_cpu_model_free(struct be_cpu_model *cm, int n_slots)
+{
+	int s, i;
+
+	if (!cm)
+		return;
+	for (s = 0; cm->slots && s < n_slots; s++) {
+		struct be_cpu_slot_model *sm = &cm->slots[s];
+
+		for (i = 0; sm->exec && i < cm->n_buckets * cm->m->n_layers; i++)
+			be_cpu_exec_free(&sm->exec[i]);
+		free(sm->exec);
+		free(sm->buf[0]);
+		free(sm->buf[1]);
+		free(sm->scratchpad);
+	}
+	free(cm->slots);
+	free(cm->src_buf);
+	free(cm);
+}
+
+/*
+ * be_cpu_open - see backend.h.  conf->slots and conf->threads_per_slot
+ * default to 1 when not positive.
+ */
+static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char **err)
+{
+	struct be_cpu *c;
+	dnnl_status_t st;
+	int s;
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		*err = yt_strdupf("cpu backend: out of memory");
+		return -ENOMEM;
+	}
+	c->n_slots = conf->slots > 0 ? conf->slots : 1;
+	c->threads = conf->threads_per_slot > 0 ? conf->threads_per_slot : 1;
+	pthread_mutex_init(&c->load_lock, NULL);
+	atomic_init(&c->models, NULL);
+	atomic_init(&c->batches, 0);
+	atomic_init(&c->rows, 0);
+	atomic_init(&c->busy_ns, 0);
+
+	st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
+	if (st != dnnl_success) {
+		be_cpu_err(err, -ENODEV, "dnnl_engine_create", st);
+		goto out_free;
+	}
+	c->streams = calloc((size_t)c->n_slots, sizeof(*c->streams));
+	if (!c->streams) {
+		*err = yt_strdupf("cpu backend: out of memory");
+		goto out_free;
+	}
+	for (s = 0; s < c->n_slots; s++) {
+		st = dnnl_stream_create(&c->streams[s], c->engine, dnnl_stream_default_flags);
+		if (st != dnnl_success) {
+			be_cpu_err(err, -ENODEV, "dnnl_stream_create", st);
+			goto out_free;
+		}
+	}
+	be->priv = c;
+	be->up = true;
+	return 0;
+
+out_free:
+	for (s = 0; c->streams && s < c->n_slots; s++)
+		if (c->streams[s])
+			dnnl_stream_destroy(c->streams[s]);
+	free(c->streams);
+	if (c->engine)
+		dnnl_engine_destroy(c->engine);
+	pthread_mutex_destroy(&c->load_lock);
+	free(c);
+	be->priv = NULL;
+	be->up = false;
+	return -ENODEV;
+}
+
+/* Create the matmul primitive for layer l at batch size rows (memory bound later). */
+static dnnl_status_t be_cpu_matmul(struct be_cpu *c, const struct layer *l, int rows,
+				   struct be_cpu_exec *e, dnnl_memory_desc_t md[4])
+{
+	dnnl_dims_t sd = { rows, l->in }, wd = { l->in, l->out }, bd = { 1, l->out },
+		    dd = { rows, l->out };
+	dnnl_primitive_attr_t attr = NULL;
+	dnnl_post_ops_t po = NULL;
+	dnnl_primitive_desc_t pd = NULL;
+	dnnl_matmul_desc_t desc;
+	dnnl_status_t st;
+
+	if ((st = dnnl_memory_desc_init_by_tag(&md[0], 2, sd, dnnl_f32, dnnl_ab)) ||
+	    (st = dnnl_memory_desc_init_by_tag(&md[1], 2, wd, dnnl_f32, dnnl_ba)) ||
+	    (st = dnnl_memory_desc_init_by_tag(&md[2], 2, bd, dnnl_f32, dnnl_ab)) ||
+	    (st = dnnl_memory_desc_init_by_tag(&md[3], 2, dd, dnnl_f32, dnnl_ab)))
+		return st;
+	st = dnnl_matmul_desc_init(&desc, &md[0], &md[1], l->bias ? &md[2] : NULL, &md[3]);
+	if (st)
+		return st;
+	if ((st = dnnl_primitive_attr_create(&attr)))
+		return st;
+	st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+	if (!st && l->act == ACT_RELU) {
+		st = dnnl_post_ops_create(&po);
+		if (!st)
+			st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f);
+		if (!st)
+			st = dnnl_primitive_attr_set_post_ops(attr, po);
+	}
+	if (!st)
+		st = dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL);
+	if (!st)
+		st = dnnl_primitive_create(&e->prim, pd);
+	if (pd)
+		dnnl_primitive_desc_destroy(pd);
+	if (po)
+		dnnl_post_ops_destroy(po);
+	dnnl_primitive_attr_destroy(attr);
+	return st;
+}
+
+/* The scratchpad descriptor of a primitive (NULL when it needs none). */
+static const dnnl_memory_desc_t *be_cpu_scratch_md(dnnl_primitive_t prim)
+{
+	const_dnnl_primitive_desc_t pd;
+
+	if (dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success)
+		return NULL;
+	return dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+}
+
+/* Primitives and buffers of one slot. */
+static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
+			    struct be_cpu_slot_model *sm, char **err)
+{
+	const struct model *m = cm->m;
+	size_t buf_bytes = sizeof(float) * (size_t)m->max_batch_size * (size_t)m->max_width;
+	size_t scratch_bytes = 0;
+	dnnl_memory_desc_t md[4];
+	dnnl_status_t st;
+	int b, i;
+
+	sm->buf[0] = be_cpu_alloc(buf_bytes);
+	sm->buf[1] = be_cpu_alloc(buf_bytes);
+	sm->exec = calloc((size_t)cm->n_buckets * (size_t)m->n_layers, sizeof(*sm->exec));
+	if (!sm->buf[0] || !sm->buf[1] || !sm->exec) {
+		*err = yt_strdupf("cpu backend: model %s: out of memory", m->name);
+		return -ENOMEM;
+	}
+
+	/* Pass 1: primitives, data memory bound to the slot's buffers. */
+	for (b = 0; b < cm->n_buckets; b++) {
+		for (i = 0; i < m->n_layers; i++) {
+			const struct layer *l = &m->layers[i];
+			struct be_cpu_exec *e = &sm->exec[b * m->n_layers + i];
+			const dnnl_memory_desc_t *smd;
+			int p = cm->src_buf[i];
+
+			if (l->kind != LAYER_DENSE)
+				continue;
+			st = be_cpu_matmul(c, l, cm->buckets[b], e, md);
+			if (!st)
+				st = dnnl_memory_create(&e->src, &md[0], c->engine, sm->buf[p]);
+			if (!st)	/* oneDNN only reads weights and bias */
+				st = dnnl_memory_create(&e->wei, &md[1], c->engine, (void *)l->weight);
+			if (!st && l->bias)
+				st = dnnl_memory_create(&e->bias, &md[2], c->engine, (void *)l->bias);
+			if (!st)
+				st = dnnl_memory_create(&e->dst, &md[3], c->engine, sm->buf[1 - p]);
+			if (st) {
+				*err = yt_strdupf("cpu backend: model %s: layers[%d] (%d x %d, batch %d): %s",
+						  m->name, i, l->out, l->in, cm->buckets[b],
+						  dnnl_status2str(st));
+				return -EINVAL;
+			}
+			smd = be_cpu_scratch_md(e->prim);
+			if (smd && dnnl_memory_desc_get_size(smd) > scratch_bytes)
+				scratch_bytes = dnnl_memory_desc_get_size(smd);
+		}
+	}
+
+	/* Pass 2: one scratchpad for the slot, the size of the largest need. */
+	if (scratch_bytes) {
+		sm->scratchpad = be_cpu_alloc(scratch_bytes);
+		if (!sm->scratchpad) {
+			*err = yt_strdupf("cpu backend: model %s: out of memory (scratchpad %zu bytes)",
+					  m->name, scratch_bytes);
+			return -ENOMEM;
+		}
+	}
+	for (i = 0; i < cm->n_buckets * m->n_layers; i++) {
+		struct be_cpu_exec *e = &sm->exec[i];
+		const dnnl_memory_desc_t *smd;
+
+		if (!e->prim)
+			continue;
+		smd = be_cpu_scratch_md(e->prim);
+		if (!smd || dnnl_memory_desc_get_size(smd) == 0)
+			continue;
+		st = dnnl_memory_create(&e->scratch, smd, c->engine, sm->scratchpad);
+		if (st)
+			return be_cpu_err(err, -EINVAL, "scratchpad memory", st);
+	}
+	return 0;
+}
+
+/*
+ * be_cpu_load_model - see backend.h.  Builds every slot's primitives for
+ * every bucket; loading the same model again is a no-op.  The model must
+ * outlive the backend (or at least its last submit): weights are used in place.
+ */
+static int be_cpu_load_model(struct backend *be, const struct model *m, char **err)
+{
+	struct be_cpu *c = be->priv;
+	struct be_cpu_model *cm;
+	int i, p, s, rows, rc = 0, saved_threads;
+
+	if (!c) {
+		*err = yt_strdupf("cpu backend: not open");
+		return -ENODEV;
+	}
+	pthread_mutex_lock(&c->load_lock);
+	for (cm = atomic_load_explicit(&c->models, memory_order_acquire); cm; cm = cm->next)
+		if (cm->m == m)
+			goto out_unlock;
+	if (m->max_batch_size < 1 || m->n_layers < 1) {
+		*err = yt_strdupf("cpu backend: model %s: nothing to execute", m->name);
+		rc = -EINVAL;
+		goto out_unlock;
+	}
+
+	cm = calloc(1, sizeof(*cm));
+	if (!cm)
+		goto out_nomem;
+	cm->m = m;
+	for (rows = 1; rows < m->max_batch_size && cm->n_buckets < BE_CPU_MAX_BUCKETS - 1; rows *= 2)
+		cm->buckets[cm->n_buckets++] = rows;
+	cm->buckets[cm->n_buckets++] = m->max_batch_size;
+	cm->src_buf = calloc((size_t)m->n_layers, sizeof(*cm->src_buf));
+	cm->slots = calloc((size_t)c->n_slots, sizeof(*cm->slots));
+	if (!cm->src_buf || !cm->slots)
+		goto out_nomem;
+	for (i = 0, p = 0; i < m->n_layers; i++) {
+		cm->src_buf[i] = p;
+		if (m->layers[i].kind == LAYER_DENSE)
+			p = 1 - p;
+	}
+	cm->out_buf = p;
+
+	/* Primitives pick their blocking for the thread count they will run with. */
+	saved_threads = omp_get_max_threads();
+	omp_set_num_threads(c->threads);
+	for (s = 0; s < c->n_slots && !rc; s++)
+		rc = be_cpu_load_slot(c, cm, &cm->slots[s], err);
+	omp_set_num_threads(saved_threads);
+	if (rc) {
+		be_cpu_model_free(cm, c->n_slots);
+		goto out_unlock;
+	}
+	cm->next = atomic_load_explicit(&c->models, memory_order_relaxed);
+	atomic_store_explicit(&c->models, cm, memory_order_release);
+out_unlock:
+	pthread_mutex_unlock(&c->load_lock);
+	return rc;
+
+out_nomem:
+	be_cpu_model_free(cm, c->n_slots);
+	pthread_mutex_unlock(&c->load_lock);
+	*err = yt_strdupf("cpu backend: model %s: out of memory", m->name);
+	return -ENOMEM;
+}
+
+/* Softmax over each of rows rows of width w, in place; max-subtracted. */
+static void be_cpu_softmax(float *x, int rows, int w)
+{
+	int r, j;
+
+	for (r = 0; r < rows; r++, x += w) {
+		float mx = x[0];
+		double sum = 0;
+
+		for (j = 1; j < w; j++)
+			mx = x[j] > mx ? x[j] : mx;
+		for (j = 0; j < w; j++) {
+			x[j] = expf(x[j] - mx);
+			sum += x[j];
+		}
+		for (j = 0; j < w; j++)
+			x[j] = (float)(x[j] / sum);
+	}
+}
+
+static bool be_cpu_live(struct infer_req *r)
+{
+	return atomic_load_explicit(&r->state, memory_order_acquire) != REQ_CANCELLED;
+}
+
+/*
+ * be_cpu_submit - see backend.h.  Runs b to completion in the calling thread
+ * and calls b->done before returning 0.  Requests cancelled before the gather
+ * are neither read nor written (their status, output and times stay as they
+ * are); the others get status 0, or 500 with errmsg when oneDNN fails.
+ * -ENOENT (model not loaded here), -EINVAL (bad batch) or -ENODEV leave b
+ * untouched and do not call done.
+ */
+static int be_cpu_submit(struct backend *be, struct batch *b)
+{
+	struct be_cpu *c = be->priv;
+	const struct model *m = b->model;
+	struct be_cpu_model *cm;
+	struct be_cpu_slot_model *sm;
+	bool live[b->n_reqs > 0 ? b->n_reqs : 1];
+	dnnl_status_t st = dnnl_success;
+	const char *failed = NULL;
+	int i, k, rows = 0, bi, bucket;
+	uint64_t t0, t1;
+	size_t off;
+	float *out;
+
+	if (!c)
+		return -ENODEV;
+	if (b->slot < 0 || b->slot >= c->n_slots || b->n_reqs < 0)
+		return -EINVAL;
+	for (cm = atomic_load_explicit(&c->models, memory_order_acquire); cm; cm = cm->next)
+		if (cm->m == m)
+			break;
+	if (!cm)
+		return -ENOENT;
+	/* Which requests run is decided once, here: one that is cancelled
+	 * later still gets its output (it is ours until done). */
+	for (i = 0; i < b->n_reqs; i++) {
+		struct infer_req *r = b->reqs[i];
+
+		if (r->rows < 1)
+			return -EINVAL;
+		live[i] = be_cpu_live(r);
+		if (live[i])
+			rows += r->rows;
+	}
+	if (rows > m->max_batch_size)
+		return -EINVAL;
+
+	omp_set_num_threads(c->threads);
+	t0 = now_ns();
+	b->exec_start_ns = t0;
+	sm = &cm->slots[b->slot];
+
+	off = 0;
+	for (i = 0; i < b->n_reqs; i++) {
+		struct infer_req *r = b->reqs[i];
+
+		if (!live[i])
+			continue;
+		memcpy(sm->buf[0] + off, r->input, sizeof(float) * (size_t)r->rows * m->in_dim);
+		off += (size_t)r->rows * m->in_dim;
+	}
+
+	if (rows > 0) {
+		for (bi = 0; cm->buckets[bi] < rows; bi++)
+			;
+		bucket = cm->buckets[bi];
+		/* Zero padding keeps the unused rows finite (no NaN/denormal garbage). */
+		memset(sm->buf[0] + off, 0, sizeof(float) * (size_t)(bucket - rows) * m->in_dim);
+
+		for (k = 0; k < m->n_layers && !failed; k++) {
+			struct be_cpu_exec *e = &sm->exec[bi * m->n_layers + k];
+			dnnl_exec_arg_t args[5];
+			int n = 0;
+
+			if (m->layers[k].kind == LAYER_SOFTMAX) {
+				be_cpu_softmax(sm->buf[cm->src_buf[k]], rows, m->layers[k].in);
+				continue;
+			}
+			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, e->src };
+			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, e->wei };
+			if (e->bias)
+				args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias };
+			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, e->dst };
+			if (e->scratch)
+				args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch };
+			st = dnnl_primitive_execute(e->prim, c->streams[b->slot], n, args);
+			if (st == dnnl_success)
+				st = dnnl_stream_wait(c->streams[b->slot]);
+			if (st != dnnl_success)
+				failed = "matmul";
+		}
+	}
+
+	/* Scatter. */
+	t1 = now_ns();
+	out = sm->buf[cm->out_buf];
+	for (i = 0; i < b->n_reqs; i++) {
+		struct infer_req *r = b->reqs[i];
+		size_t n = (size_t)r->rows * m->out_dim;
+
+		if (!live[i])
+			continue;
+		if (failed) {
+			r->status = 500;
+			snprintf(r->errmsg, sizeof(r->errmsg), "cpu backend: oneDNN %s failed: %s",
+				 failed, dnnl_status2str(st));
+		} else {
+			memcpy(r->output, out, sizeof(float) * n);
+			r->status = 0;
+		}
+		out += n;
+		r->exec_start_ns = t0;
+		r->exec_end_ns = t1;
+		r->batch_rows = rows;
+	}
+	b->exec_end_ns = t1;
+	atomic_fetch_add_explicit(&c->batches, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->rows, (uint64_t)rows, memory_order_relaxed);
+	atomic_fetch_add_explicit(&c->busy_ns, t1 - t0, memory_order_relaxed);
+	b->done(b);
+	return 0;
+}
+
+static void be_cpu_stats(const struct backend *be, struct backend_stats *out)
+{
+	const struct be_cpu *c = be->priv;
+
+	memset(out, 0, sizeof(*out));
+	if (!c)
+		return;
+	out->batches = atomic_load_explicit(&c->batches, memory_order_relaxed);
+	out->rows = atomic_load_explicit(&c->rows, memory_order_relaxed);
+	out->busy_ns = atomic_load_explicit(&c->busy_ns, memory_order_relaxed);
+	out->up = be->up;
+}
+
+/* be_cpu_close - see backend.h.  No submit may be running or follow. */
+static void be_cpu_close(struct backend *be)
+{
+	struct be_cpu *c = be->priv;
+	struct be_cpu_model *cm, *next;
+	int s;
+
+	if (!c)
+		return;
+	for (cm = atomic_load(&c->models); cm; cm = next) {
+		next = cm->next;
+		be_cpu_model_free(cm, c->n_slots);
+	}
+	for (s = 0; s < c->n_slots; s++)
+		dnnl_stream_destroy(c->streams[s]);
+	free(c->streams);
+	dnnl_engine_destroy(c->engine);
+	pthread_mutex_destroy(&c->load_lock);
+	free(c);
+	be->priv = NULL;
+	be->up = false;
+}
+
+const struct backend_ops be_cpu_ops = {
+	.kind = "cpu",
+	.open = be_cpu_open,
+	.load_model = be_cpu_load_model,
+	.submit = be_cpu_submit,
+	.stats = be_cpu_stats,
+	.close = be_cpu_close,
+};

@@ -1,0 +1,76 @@
+/*
+ * dtype.c - KServe v2 and safetensors datatype names and sizes (see model.h).
+ *
+ * One table keeps the two spellings and the element size of each dtype
+ * together so they cannot drift apart.  BF16 and the F8 types that newer
+ * safetensors files may carry have no KServe v2 equivalent and are therefore
+ * unknown here (st_open rejects them with "unknown dtype").
+ */
+#include "model/model.h"
+
+#include <string.h>
+
+struct dtype_info {
+	enum dtype t;
+	const char *kserve;
+	const char *st;		/* safetensors spelling; NULL when there is none */
+	size_t size;
+};
+
+static const struct dtype_info dtype_table[] = {
+	{ DT_BOOL,   "BOOL",   "BOOL", 1 },
+	{ DT_UINT8,  "UINT8",  "U8",   1 },
+	{ DT_UINT16, "UINT16", "U16",  2 },
+	{ DT_UINT32, "UINT32", "U32",  4 },
+	{ DT_UINT64, "UINT64", "U64",  8 },
+	{ DT_INT8,   "INT8",   "I8",   1 },
+	{ DT_INT16,  "INT16",  "I16",  2 },
+	{ DT_INT32,  "INT32",  "I32",  4 },
+	{ DT_INT64,  "INT64",  "I64",  8 },
+	{ DT_FP16,   "FP16",   "F16",  2 },
+	{ DT_FP32,   "FP32",   "F32",  4 },
+	{ DT_FP64,   "FP64",   "F64",  8 },
+	{ DT_BYTES,  "BYTES",  NULL,   0 },
+};
+
+#define N_DTYPES (sizeof(dtype_table) / sizeof(dtype_table[0]))
+
+enum dtype dtype_from_kserve(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s && i < N_DTYPES; i++)
+		if (strcmp(dtype_table[i].kserve, s) == 0)
+			return dtype_table[i].t;
+	return DT_INVALID;
+}
+
+const char *dtype_kserve_name(enum dtype t)
+{
+	size_t i;
+
+	for (i = 0; i < N_DTYPES; i++)
+		if (dtype_table[i].t == t)
+			return dtype_table[i].kserve;
+	return "INVALID";
+}
+
+enum dtype dtype_from_safetensors(const char *s)
+{
+	size_t i;
+
+	for (i = 0; s && i < N_DTYPES; i++)
+		if (dtype_table[i].st && strcmp(dtype_table[i].st, s) == 0)
+			return dtype_table[i].t;
+	return DT_INVALID;
+}
+
+size_t dtype_size(enum dtype t)
+{
+	size_t i;
+
+	for (i = 0; i < N_DTYPES; i++)
+		if (dtype_table[i].t == t)
+			return dtype_table[i].size;
+	return 0;
+}

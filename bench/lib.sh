@@ -1,0 +1,142 @@
+# bench/lib.sh - helpers shared by the bench/*.sh scripts (source it).
+#
+# Everything here talks to 127.0.0.1 only, and every load run is bounded in
+# requests (h2load -n) and seconds (timeout).  Servers started through
+# bench_start are remembered by PID and stopped by bench_cleanup, which the
+# scripts install as an EXIT trap.
+
+set -u
+
+BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PY=/usr/bin/python3
+H2LOAD=${H2LOAD:-h2load}
+
+# CPU pinning: server on one core, load generator on the other.  On a machine
+# with a single CPU both run unpinned.
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+	SRV_CPU=${SRV_CPU:-1}
+	CLI_CPU=${CLI_CPU:-0}
+	PIN_SRV="taskset -c $SRV_CPU"
+	PIN_CLI="taskset -c $CLI_CPU"
+else
+	PIN_SRV=""
+	PIN_CLI=""
+fi
+
+BENCH_PIDS=()
+BENCH_TMP=""
+
+# bench_tmpdir - create (once) and print a private temp dir, removed on exit.
+bench_tmpdir() {
+	if [ -z "$BENCH_TMP" ]; then
+		BENCH_TMP=$(mktemp -d /tmp/infergw-bench.XXXXXX)
+	fi
+}
+
+# bench_cleanup - SIGTERM every server we started (by PID), then SIGKILL
+# whatever is still there after 5 s; remove the temp dir.
+bench_cleanup() {
+	local pid i
+	for pid in "${BENCH_PIDS[@]:-}"; do
+		[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
+	done
+	for pid in "${BENCH_PIDS[@]:-}"; do
+		[ -n "$pid" ] || continue
+		for i in $(seq 50); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done
+	BENCH_PIDS=()
+	if [ -n "$BENCH_TMP" ] && [ -d "$BENCH_TMP" ]; then
+		rm -rf "$BENCH_TMP"
+	fi
+}
+
+# bench_free_port - print a TCP port nobody listens on (127.0.0.1).
+bench_free_port() {
+	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# bench_start LOG CMD... - start CMD in the background (pinned to the server
+# CPU), remember its PID in BENCH_LAST_PID.
+bench_start() {
+	local log=$1
+	shift
+	# shellcheck disable=SC2086
+	$PIN_SRV "$@" >"$log" 2>&1 &
+	BENCH_LAST_PID=$!
+	BENCH_PIDS+=("$BENCH_LAST_PID")
+}
+
+# bench_stop PID - SIGTERM one server and wait for it (SIGKILL after 5 s).
+bench_stop() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for i in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+	local keep=() p
+	for p in "${BENCH_PIDS[@]:-}"; do
+		[ "$p" = "$pid" ] || keep+=("$p")
+	done
+	BENCH_PIDS=("${keep[@]:-}")
+	return 0
+}
+
+# bench_wait_http URL PID [SECS] - wait until URL answers 200 over h2c
+# (prior knowledge), as long as PID lives.  0 when ready.
+bench_wait_http() {
+	local url=$1 pid=$2 secs=${3:-20} i code
+	for i in $(seq $((secs * 10))); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "bench: server (pid $pid) exited before $url was ready" >&2
+			return 1
+		fi
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 1 \
+			--http2-prior-knowledge "$url" 2>/dev/null)
+		[ "$code" = "200" ] && return 0
+		sleep 0.1
+	done
+	echo "bench: $url not ready after ${secs}s" >&2
+	return 1
+}
+
+# bench_h2load OUT LOGFILE ARGS... - run h2load pinned to the client CPU,
+# bounded by timeout; its stdout+stderr go to OUT, the per-request log to
+# LOGFILE (pass "" for none).
+bench_h2load() {
+	local out=$1 log=$2
+	shift 2
+	local logarg=()
+	[ -n "$log" ] && logarg=(--log-file="$log")
+	# shellcheck disable=SC2086
+	timeout -k 5 "${H2LOAD_TIMEOUT:-60}" $PIN_CLI "$H2LOAD" "${logarg[@]}" "$@" >"$out" 2>&1
+	local rc=$?
+	[ $rc -eq 124 ] && echo "bench: h2load timed out" >>"$out"
+	return $rc
+}
+
+# bench_parse OUT LOGFILE - print one line of key=value pairs from an h2load
+# run: rps, secs, done, ok (2xx), failed, errored, non2xx (status 4xx/5xx),
+# min/mean/max/sd (ms, h2load's "time for request") and p50/p90/p99 (ms,
+# from the per-request log when LOGFILE is given).
+bench_parse() {
+	$PY "$BENCH_ROOT/bench/parse_h2load.py" "$@"
+}
+
+# bench_env_md - machine and date, as markdown bullet lines.
+bench_env_md() {
+	local model
+	model=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
+	echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+	echo "- machine: nproc=$(nproc), CPU: ${model:-unknown}, kernel $(uname -r)"
+	echo "- git: $(cd "$BENCH_ROOT" && git describe --always --dirty 2>/dev/null || echo 'no commits')"
+	echo "- pinning: ${PIN_SRV:-none} (server), ${PIN_CLI:-none} (h2load)"
+	echo "- h2load: $($H2LOAD --version 2>/dev/null | head -1)"
+}

@@ -1,0 +1,58 @@
+/* access.c - see access.h. */
+#include "access.h"
+
+#include <event2/buffer.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "log.h"
+#include "server.h"
+#include "util.h"
+
+static bool access_on;
+/* Responses by status code (100..599) and protocol. */
+static _Atomic uint64_t access_by_status[2][600];
+static _Atomic uint64_t access_bytes_out;
+
+void access_enable(bool on)
+{
+	access_on = on;
+}
+
+void access_record(const struct call *c)
+{
+	size_t bytes = c->resp ? evbuffer_get_length(c->resp) : 0;
+	int h2 = c->stream_id != 0;
+
+	if (c->status >= 100 && c->status < 600)
+		atomic_fetch_add_explicit(&access_by_status[h2][c->status], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&access_bytes_out, bytes, memory_order_relaxed);
+	if (!access_on)
+		return;
+	log_msg(LOG_INFO, "access method=%s path=\"%s\" proto=%s status=%d bytes=%zu us=%llu%s",
+		c->method, c->path ? c->path : "", h2 ? "h2" : "http/1.1", c->status, bytes,
+		(unsigned long long)((now_ns() - c->start_ns) / 1000),
+		call_detached(c) ? " client_gone=1" : "");
+}
+
+void access_metrics(struct evbuffer *out)
+{
+	static const char *const proto[2] = { "http/1.1", "h2" };
+
+	evbuffer_add_printf(out, "# HELP infergw_http_responses_total HTTP responses by status code.\n"
+				 "# TYPE infergw_http_responses_total counter\n");
+	for (int p = 0; p < 2; p++)
+		for (int s = 100; s < 600; s++) {
+			uint64_t v = atomic_load_explicit(&access_by_status[p][s], memory_order_relaxed);
+
+			if (v)
+				evbuffer_add_printf(out,
+					"infergw_http_responses_total{proto=\"%s\",code=\"%d\"} %llu\n",
+					proto[p], s, (unsigned long long)v);
+		}
+	evbuffer_add_printf(out, "# HELP infergw_http_response_body_bytes_total Response body bytes.\n"
+				 "# TYPE infergw_http_response_body_bytes_total counter\n"
+				 "infergw_http_response_body_bytes_total %llu\n",
+			    (unsigned long long)atomic_load(&access_bytes_out));
+}

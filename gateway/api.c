@@ -1,0 +1,234 @@
+/* api.c - see api.h. */
+#define _GNU_SOURCE
+#include "api.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access.h"
+#include "backend.h"
+#include "http.h"
+#include "infer.h"
+#include "kserve.h"
+#include "model/model.h"
+#include "runtime.h"
+#include "server.h"
+#include "util.h"
+
+#define JSON "application/json"
+
+struct api_infer {
+	char id[KS_ID_MAX + 1];
+	int has_id;
+};
+
+static bool api_method(struct call *c, const char *allowed)
+{
+	if (strcmp(c->method, allowed) == 0 ||
+	    (strcmp(allowed, "GET") == 0 && strcmp(c->method, "HEAD") == 0))
+		return true;
+	call_set_resp_header(c, "allow", allowed);
+	call_respond_error(c, 405, "method %s not allowed on %s (use %s)", c->method, c->path,
+			   allowed);
+	return false;
+}
+
+static void api_body(struct call *c, int status, const char *body)
+{
+	c->resp = c->resp ? c->resp : evbuffer_new();
+	evbuffer_add(c->resp, body, strlen(body));
+	call_respond(c, status, JSON);
+}
+
+static void api_server_meta(struct call *c)
+{
+	c->resp = evbuffer_new();
+	evbuffer_add_printf(c->resp, "{\"name\":\"infergw\",\"version\":\"%s\",\"extensions\":[]}",
+			    INFERGW_VERSION);
+	call_respond(c, 200, JSON);
+}
+
+static void api_ready(struct call *c)
+{
+	const struct runtime *rt = c->srv->rt;
+
+	for (int i = 0; i < rt->n_models; i++)
+		if (!rt_model_ready(rt, rt->models[i])) {
+			api_body(c, 503, "{\"ready\":false}");
+			return;
+		}
+	api_body(c, 200, "{\"ready\":true}");
+}
+
+static void api_metrics(struct call *c)
+{
+	const struct runtime *rt = c->srv->rt;
+
+	c->resp = evbuffer_new();
+	access_metrics(c->resp);
+	evbuffer_add_printf(c->resp, "# HELP infergw_backend_up 1 when the backend serves.\n"
+				     "# TYPE infergw_backend_up gauge\n");
+	for (int i = 0; i < rt->n_backends; i++)
+		evbuffer_add_printf(c->resp, "infergw_backend_up{backend=\"%s\"} %d\n",
+				    rt->backends[i].be.conf.name, rt->backends[i].be.up);
+	evbuffer_add_printf(c->resp, "# HELP infergw_backend_batches_total Batches executed.\n"
+				     "# TYPE infergw_backend_batches_total counter\n");
+	for (int i = 0; i < rt->n_backends; i++) {
+		const struct backend *be = &rt->backends[i].be;
+		struct backend_stats st = { 0 };
+
+		if (be->ops)
+			be->ops->stats(be, &st);
+		evbuffer_add_printf(c->resp, "infergw_backend_batches_total{backend=\"%s\"} %llu\n"
+					     "infergw_backend_rows_total{backend=\"%s\"} %llu\n",
+				    be->conf.name, (unsigned long long)st.batches, be->conf.name,
+				    (unsigned long long)st.rows);
+	}
+	call_respond(c, 200, "text/plain; version=0.0.4");
+}
+
+/* Runs on the owner loop when the backend is done (or the request was cancelled). */
+static void api_infer_done(struct infer_req *r)
+{
+	struct call *c = r->ctx;
+	struct api_infer *ai = c->api;
+
+	if (call_detached(c)) {
+		call_free(c);
+		return;
+	}
+	if (r->status) {
+		call_respond_error(c, r->status, "%s", r->errmsg);
+		return;
+	}
+	c->resp = evbuffer_new();
+	ks_encode_infer(c->resp, r->model, ai->has_id ? ai->id : NULL, r->rows, r->output);
+	call_respond(c, 200, JSON);
+}
+
+static struct infer_req *api_new_req(struct call *c, const struct model *m, struct ks_infer *ki)
+{
+	struct infer_req *r = calloc(1, sizeof(*r));
+
+	r->model = m;
+	r->rows = ki->rows;
+	r->input = ki->data;
+	ki->data = NULL;
+	r->output = malloc((size_t)r->rows * m->out_dim * sizeof(float));
+	r->priority = ki->priority;
+	r->arrival_ns = c->start_ns;
+	r->deadline_ns = ki->timeout_us ? c->start_ns + (uint64_t)ki->timeout_us * 1000 : 0;
+	r->owner = &c->conn->sl->loop;
+	r->on_done = api_infer_done;
+	r->ctx = c;
+	return r;
+}
+
+static void api_infer(struct call *c, const struct model *m)
+{
+	size_t len = evbuffer_get_length(c->body);
+	struct api_infer *ai;
+	struct ks_infer ki;
+	char err[512];
+	int st;
+
+	st = ks_parse_infer(m, (const char *)evbuffer_pullup(c->body, len), len, &ki, err,
+			    sizeof(err));
+	if (st) {
+		call_respond_error(c, st, "%s", err);
+		return;
+	}
+	ai = calloc(1, sizeof(*ai));
+	memcpy(ai->id, ki.id, sizeof(ai->id));
+	ai->has_id = ki.has_id;
+	c->api = ai;
+	c->req = api_new_req(c, m, &ki);
+	st = rt_submit(c->srv->rt, c->req, now_ns());
+	if (st)
+		call_respond_error(c, st, "%s", c->req->errmsg);
+}
+
+/*
+ * /v2/models/{m}[/versions/{v}][/ready|/infer]: split rest (after
+ * "/v2/models/") into the model and the action.
+ */
+static void api_models(struct call *c, const char *rest)
+{
+	char name[256], ver[32] = "";
+	const char *slash = strchr(rest, '/'), *action = "";
+	struct model *m;
+
+	if (!slash)
+		slash = rest + strlen(rest);
+	if ((size_t)(slash - rest) >= sizeof(name) || slash == rest)
+		goto not_found;
+	memcpy(name, rest, slash - rest);
+	name[slash - rest] = 0;
+	action = slash;
+	if (!strncmp(action, "/versions/", 10)) {
+		const char *v = action + 10, *e = strchr(v, '/');
+
+		if (!e)
+			e = v + strlen(v);
+		if ((size_t)(e - v) >= sizeof(ver))
+			goto not_found;
+		memcpy(ver, v, e - v);
+		ver[e - v] = 0;
+		action = e;
+	}
+	m = rt_find_model(c->srv->rt, name);
+	if (!m) {
+		call_respond_error(c, 404, "unknown model \"%s\"", name);
+		return;
+	}
+	if (ver[0] && atoi(ver) != m->version) {
+		call_respond_error(c, 404, "model \"%s\" has no version \"%s\" (serving %d)", name,
+				   ver, m->version);
+		return;
+	}
+	if (!strcmp(action, "") && api_method(c, "GET")) {
+		c->resp = evbuffer_new();
+		ks_encode_model(c->resp, m);
+		call_respond(c, 200, JSON);
+	} else if (!strcmp(action, "/ready") && api_method(c, "GET")) {
+		bool ok = rt_model_ready(c->srv->rt, m);
+
+		c->resp = evbuffer_new();
+		evbuffer_add_printf(c->resp, "{\"name\":");
+		ks_put_str(c->resp, m->name);
+		evbuffer_add_printf(c->resp, ",\"ready\":%s}", ok ? "true" : "false");
+		call_respond(c, ok ? 200 : 503, JSON);
+	} else if (!strcmp(action, "/infer") && api_method(c, "POST")) {
+		api_infer(c, m);
+	} else if (strcmp(action, "") && strcmp(action, "/ready") && strcmp(action, "/infer")) {
+		goto not_found;
+	}
+	return;
+not_found:
+	call_respond_error(c, 404, "no route for %s %s", c->method, c->path);
+}
+
+void api_handle(struct call *c)
+{
+	const char *p = c->path;
+
+	if (!strcmp(p, "/v2/health/live")) {
+		if (api_method(c, "GET"))
+			api_body(c, 200, "{\"live\":true}");
+	} else if (!strcmp(p, "/v2/health/ready")) {
+		if (api_method(c, "GET"))
+			api_ready(c);
+	} else if (!strcmp(p, "/v2") || !strcmp(p, "/v2/")) {
+		if (api_method(c, "GET"))
+			api_server_meta(c);
+	} else if (!strncmp(p, "/v2/models/", 11)) {
+		api_models(c, p + 11);
+	} else if (!strcmp(p, "/metrics")) {
+		if (api_method(c, "GET"))
+			api_metrics(c);
+	} else {
+		call_respond_error(c, 404, "no route for %s %s", c->method, p);
+	}
+}

@@ -1,0 +1,384 @@
+/*
+ * config.c - parse and validate gateway.yaml (see config.h, docs/config.md).
+ *
+ * Each section has its own parse function that reads keys from a ytree
+ * mapping, applies defaults, and checks ranges; unknown keys are errors.
+ */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "ytree.h"
+
+/* Read an optional integer key into *out (unchanged when absent). */
+static int cfg_opt_int(struct ytree *t, yaml_node_t *m, const char *path, const char *key,
+		       int64_t min, int64_t max, int64_t *out, char **err)
+{
+	yaml_node_t *n = yt_get(t, m, key);
+	char p[256];
+
+	if (!n)
+		return 0;
+	snprintf(p, sizeof(p), "%s.%s", path, key);
+	return yt_int(t, n, p, min, max, out, err);
+}
+
+static int cfg_opt_str(struct ytree *t, yaml_node_t *m, const char *path, const char *key,
+		       char **out, char **err)
+{
+	yaml_node_t *n = yt_get(t, m, key);
+	char p[256];
+	char *s;
+
+	if (!n)
+		return 0;
+	snprintf(p, sizeof(p), "%s.%s", path, key);
+	if (yt_str(t, n, p, &s, err))
+		return -EINVAL;
+	free(*out);
+	*out = s;
+	return 0;
+}
+
+static int cfg_opt_bool(struct ytree *t, yaml_node_t *m, const char *path, const char *key,
+			bool *out, char **err)
+{
+	yaml_node_t *n = yt_get(t, m, key);
+	char p[256];
+
+	if (!n)
+		return 0;
+	snprintf(p, sizeof(p), "%s.%s", path, key);
+	return yt_bool(t, n, p, out, err);
+}
+
+static int cfg_listen(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
+{
+	static const char *const keys[] = { "address", "port", "threads", NULL };
+	int64_t port = c->listen.port, threads = 0;
+
+	if (!m)
+		goto defaults;
+	if (yt_check_keys(t, m, "listen", keys, err) ||
+	    cfg_opt_str(t, m, "listen", "address", &c->listen.address, err) ||
+	    cfg_opt_int(t, m, "listen", "port", 0, 65535, &port, err) ||
+	    cfg_opt_int(t, m, "listen", "threads", 0, 256, &threads, err))
+		return -EINVAL;
+defaults:
+	c->listen.port = (int)port;
+	if (threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		threads = n > 0 ? n : 1;
+	}
+	c->listen.threads = (int)threads;
+	return 0;
+}
+
+static int cfg_limits(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
+{
+	static const char *const keys[] = { "max_body_bytes", "max_header_bytes",
+		"max_concurrent_streams", "idle_timeout_ms", "shutdown_grace_ms", NULL };
+	int64_t body = c->limits.max_body_bytes, hdr = c->limits.max_header_bytes;
+	int64_t streams = c->limits.max_concurrent_streams, idle = c->limits.idle_timeout_ms;
+	int64_t grace = c->limits.shutdown_grace_ms;
+
+	if (!m)
+		return 0;
+	if (yt_check_keys(t, m, "limits", keys, err) ||
+	    cfg_opt_int(t, m, "limits", "max_body_bytes", 1024, 1ll << 32, &body, err) ||
+	    cfg_opt_int(t, m, "limits", "max_header_bytes", 1024, 1 << 20, &hdr, err) ||
+	    cfg_opt_int(t, m, "limits", "max_concurrent_streams", 1, 1 << 16, &streams, err) ||
+	    cfg_opt_int(t, m, "limits", "idle_timeout_ms", 100, 3600000, &idle, err) ||
+	    cfg_opt_int(t, m, "limits", "shutdown_grace_ms", 0, 600000, &grace, err))
+		return -EINVAL;
+	c->limits.max_body_bytes = body;
+	c->limits.max_header_bytes = hdr;
+	c->limits.max_concurrent_streams = streams;
+	c->limits.idle_timeout_ms = idle;
+	c->limits.shutdown_grace_ms = grace;
+	return 0;
+}
+
+static int cfg_log(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
+{
+	static const char *const keys[] = { "level", "access", NULL };
+	char *level = NULL;
+
+	if (!m)
+		return 0;
+	if (yt_check_keys(t, m, "log", keys, err) ||
+	    cfg_opt_bool(t, m, "log", "access", &c->log.access, err) ||
+	    cfg_opt_str(t, m, "log", "level", &level, err))
+		return -EINVAL;
+	if (level) {
+		c->log.level = log_level_parse(level);
+		free(level);
+		if (c->log.level < 0)
+			return yt_error(t, yt_get(t, m, "level"), "log.level", err,
+					"expected debug, info, warn or error");
+	}
+	return 0;
+}
+
+/* Resolve a model path against the directory of the config file. */
+static char *cfg_resolve(const char *cfg_file, const char *p)
+{
+	char *dup, *dir, *out;
+
+	if (p[0] == '/')
+		return strdup(p);
+	dup = strdup(cfg_file);
+	dir = dirname(dup);
+	out = yt_strdupf("%s/%s", dir, p);
+	free(dup);
+	return out;
+}
+
+static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, char **err)
+{
+	static const char *const keys[] = { "name", "path", "max_batch",
+		"max_queue_delay_us", "max_queue", NULL };
+	struct model_conf *mc = &c->models[i];
+	int64_t mb = 0, delay = 0, mq = 1024;
+	char path[64], *rel = NULL;
+
+	snprintf(path, sizeof(path), "models[%d]", i);
+	if (yt_check_keys(t, m, path, keys, err) ||
+	    cfg_opt_str(t, m, path, "name", &mc->name, err) ||
+	    cfg_opt_str(t, m, path, "path", &rel, err) ||
+	    cfg_opt_int(t, m, path, "max_batch", 0, 4096, &mb, err) ||
+	    cfg_opt_int(t, m, path, "max_queue_delay_us", 0, 10000000, &delay, err) ||
+	    cfg_opt_int(t, m, path, "max_queue", 1, 1 << 20, &mq, err))
+		goto fail;
+	if (!mc->name)
+		return yt_error(t, m, path, err, "missing key \"name\"");
+	for (int j = 0; j < i; j++)
+		if (strcmp(c->models[j].name, mc->name) == 0)
+			return yt_error(t, yt_get(t, m, "name"), path, err,
+					"duplicate model name \"%s\"", mc->name);
+	mc->path = cfg_resolve(c->file, rel ? rel : mc->name);
+	free(rel);
+	mc->max_batch = (int)mb;
+	mc->max_queue_delay_us = (uint32_t)delay;
+	mc->max_queue = (int)mq;
+	return 0;
+fail:
+	free(rel);
+	return -EINVAL;
+}
+
+static int cfg_kind(struct ytree *t, yaml_node_t *m, const char *path, struct backend_conf *b,
+		    char **err)
+{
+	yaml_node_t *n = yt_get(t, m, "kind");
+	char p[96];
+
+	snprintf(p, sizeof(p), "%s.kind", path);
+	if (!n)
+		return yt_error(t, m, path, err, "missing key \"kind\" (cpu, gpu or remote)");
+	if (n->type == YAML_SCALAR_NODE) {
+		const char *s = (const char *)n->data.scalar.value;
+
+		if (!strcmp(s, "cpu"))
+			b->kind = BE_CPU;
+		else if (!strcmp(s, "gpu"))
+			b->kind = BE_GPU;
+		else if (!strcmp(s, "remote"))
+			b->kind = BE_REMOTE;
+		else
+			return yt_error(t, n, p, err, "expected cpu, gpu or remote, got \"%s\"", s);
+		return 0;
+	}
+	return yt_error(t, n, p, err, "expected cpu, gpu or remote");
+}
+
+static int cfg_backend_models(struct ytree *t, yaml_node_t *m, const char *path,
+			      struct backend_conf *b, const struct config *c, char **err)
+{
+	yaml_node_t *n = yt_get(t, m, "models");
+	char p[128];
+
+	snprintf(p, sizeof(p), "%s.models", path);
+	if (!n) {	/* default: every model */
+		b->n_models = c->n_models;
+		b->models = calloc(c->n_models + 1, sizeof(char *));
+		for (int i = 0; i < c->n_models; i++)
+			b->models[i] = strdup(c->models[i].name);
+		return 0;
+	}
+	if (yt_expect_seq(t, n, p, err))
+		return -EINVAL;
+	b->n_models = yt_seq_len(n);
+	b->models = calloc(b->n_models + 1, sizeof(char *));
+	for (int i = 0; i < b->n_models; i++) {
+		yaml_node_t *e = yt_seq_at(t, n, i);
+		char ep[160];
+
+		snprintf(ep, sizeof(ep), "%s[%d]", p, i);
+		if (yt_str(t, e, ep, &b->models[i], err))
+			return -EINVAL;
+		if (!cfg_find_model(c, b->models[i]))
+			return yt_error(t, e, ep, err, "no model named \"%s\" in models",
+					b->models[i]);
+	}
+	return 0;
+}
+
+static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c, char **err)
+{
+	static const char *const keys[] = { "name", "kind", "workers", "threads_per_worker",
+		"cost", "models", "address", "device", NULL };
+	struct backend_conf *b = &c->backends[i];
+	int64_t workers = 1, tpw = 1, dev = 0;
+	double cost = 1.0;
+	char path[64];
+
+	snprintf(path, sizeof(path), "backends[%d]", i);
+	if (yt_check_keys(t, m, path, keys, err) ||
+	    cfg_opt_str(t, m, path, "name", &b->name, err) ||
+	    cfg_kind(t, m, path, b, err) ||
+	    cfg_opt_int(t, m, path, "workers", 1, 256, &workers, err) ||
+	    cfg_opt_int(t, m, path, "threads_per_worker", 1, 256, &tpw, err) ||
+	    cfg_opt_int(t, m, path, "device", 0, 64, &dev, err) ||
+	    cfg_opt_str(t, m, path, "address", &b->address, err) ||
+	    cfg_backend_models(t, m, path, b, c, err))
+		return -EINVAL;
+	if (yt_get(t, m, "cost")) {
+		char p[96];
+
+		snprintf(p, sizeof(p), "%s.cost", path);
+		if (yt_num(t, yt_get(t, m, "cost"), p, 0, 1e9, &cost, err))
+			return -EINVAL;
+	}
+	if (!b->name)
+		b->name = yt_strdupf("%s%d", b->kind == BE_CPU ? "cpu" :
+				     b->kind == BE_GPU ? "gpu" : "remote", i);
+	for (int j = 0; j < i; j++)
+		if (strcmp(c->backends[j].name, b->name) == 0)
+			return yt_error(t, yt_get(t, m, "name"), path, err,
+					"duplicate backend name \"%s\"", b->name);
+	if (b->kind == BE_REMOTE && !b->address)
+		return yt_error(t, m, path, err, "missing key \"address\" (host:port) for a remote backend");
+	b->slots = (int)workers;
+	b->threads_per_slot = (int)tpw;
+	b->device = (int)dev;
+	b->cost = cost;
+	return 0;
+}
+
+/* Parse a list section with one callback per element. */
+static int cfg_list(struct ytree *t, yaml_node_t *n, const char *name, struct config *c,
+		    int (*each)(struct ytree *, yaml_node_t *, int, struct config *, char **),
+		    char **err)
+{
+	for (int i = 0; i < yt_seq_len(n); i++) {
+		yaml_node_t *e = yt_seq_at(t, n, i);
+		char p[64];
+
+		snprintf(p, sizeof(p), "%s[%d]", name, i);
+		if (yt_expect_map(t, e, p, err) || each(t, e, i, c, err))
+			return -EINVAL;
+	}
+	return 0;
+}
+
+static void cfg_defaults(struct config *c)
+{
+	c->listen.address = strdup("0.0.0.0");
+	c->listen.port = 8000;
+	c->limits.max_body_bytes = 4 << 20;
+	c->limits.max_header_bytes = 16384;
+	c->limits.max_concurrent_streams = 128;
+	c->limits.idle_timeout_ms = 60000;
+	c->limits.shutdown_grace_ms = 10000;
+	c->log.level = LOG_INFO;
+}
+
+static int cfg_root(struct ytree *t, struct config *c, char **err)
+{
+	static const char *const keys[] = { "listen", "limits", "log", "models", "backends", NULL };
+	yaml_node_t *root = yt_root(t), *models, *backends;
+
+	if (!root)
+		return yt_error(t, NULL, "(root)", err, "empty configuration");
+	if (yt_check_keys(t, root, "(root)", keys, err) ||
+	    cfg_listen(t, yt_get(t, root, "listen"), c, err) ||
+	    cfg_limits(t, yt_get(t, root, "limits"), c, err) ||
+	    cfg_log(t, yt_get(t, root, "log"), c, err))
+		return -EINVAL;
+	models = yt_get(t, root, "models");
+	if (!models || yt_seq_len(models) < 1)
+		return yt_error(t, models ? models : root, "models", err,
+				"expected a list of at least one model");
+	c->n_models = yt_seq_len(models);
+	c->models = calloc(c->n_models, sizeof(*c->models));
+	if (cfg_list(t, models, "models", c, cfg_model, err))
+		return -EINVAL;
+	backends = yt_get(t, root, "backends");
+	if (!backends || yt_seq_len(backends) < 1)
+		return yt_error(t, backends ? backends : root, "backends", err,
+				"expected a list of at least one backend");
+	c->n_backends = yt_seq_len(backends);
+	c->backends = calloc(c->n_backends, sizeof(*c->backends));
+	return cfg_list(t, backends, "backends", c, cfg_backend, err);
+}
+
+struct config *cfg_load(const char *path, char **err)
+{
+	struct ytree t;
+	struct config *c;
+
+	if (yt_load(&t, path, err)) {
+		yt_free(&t);
+		return NULL;
+	}
+	c = calloc(1, sizeof(*c));
+	c->file = strdup(path);
+	cfg_defaults(c);
+	if (cfg_root(&t, c, err)) {
+		cfg_free(c);
+		c = NULL;
+	}
+	yt_free(&t);
+	return c;
+}
+
+const struct model_conf *cfg_find_model(const struct config *c, const char *name)
+{
+	for (int i = 0; i < c->n_models; i++)
+		if (c->models[i].name && strcmp(c->models[i].name, name) == 0)
+			return &c->models[i];
+	return NULL;
+}
+
+void cfg_free(struct config *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->n_models; i++) {
+		free(c->models[i].name);
+		free(c->models[i].path);
+	}
+	free(c->models);
+	for (int i = 0; i < c->n_backends; i++) {
+		struct backend_conf *b = &c->backends[i];
+
+		for (int j = 0; j < b->n_models; j++)
+			free(b->models[j]);
+		free(b->models);
+		free(b->name);
+		free(b->address);
+	}
+	free(c->backends);
+	free(c->listen.address);
+	free(c->file);
+	free(c);
+}

@@ -1,0 +1,301 @@
+/*
+ * h2.c - HTTP/2 over cleartext with prior knowledge (nghttp2 server session).
+ *
+ * Input is fed to nghttp2_session_mem_recv straight from the bufferevent;
+ * output is pulled with nghttp2_session_mem_send into the bufferevent's
+ * output buffer.  nghttp2 sends WINDOW_UPDATE as we consume DATA (automatic
+ * flow control), and enforces SETTINGS_MAX_CONCURRENT_STREAMS.  A call per
+ * stream hangs off the stream's user data; when the stream closes before
+ * its inference finished, the call is detached and the request cancelled.
+ */
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "config.h"
+#include "infer.h"
+#include "log.h"
+#include "server.h"
+
+/* Bigger than the 64 KiB default so one-RTT uploads of tensors work. */
+#define H2_WINDOW (1 << 20)
+
+static struct call *h2_call(struct conn *c, int32_t stream_id)
+{
+	return nghttp2_session_get_stream_user_data(c->h2, stream_id);
+}
+
+static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+	struct conn *c = arg;
+	struct call *call;
+
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	call = call_new(c, c->sl->srv);
+	if (!call)
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
+	call->stream_id = f->hd.stream_id;
+	nghttp2_session_set_stream_user_data(s, f->hd.stream_id, call);
+	c->active++;
+	return 0;
+}
+
+static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+			size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
+{
+	struct conn *c = arg;
+	struct call *call;
+
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	call = h2_call(c, f->hd.stream_id);
+	if (!call)
+		return 0;
+	call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
+	if (call->hdr_bytes > c->sl->srv->cfg->limits.max_header_bytes) {
+		call->hdr_too_large = true;
+		return 0;
+	}
+	if (nlen == 7 && !memcmp(name, ":method", 7)) {
+		snprintf(call->method, sizeof(call->method), "%.*s", (int)vlen, value);
+	} else if (nlen == 5 && !memcmp(name, ":path", 5)) {
+		const uint8_t *q = memchr(value, '?', vlen);
+
+		free(call->path);
+		call->path = strndup((const char *)value, q ? (size_t)(q - value) : vlen);
+	} else if (name[0] != ':' && !call_add_header(call, (const char *)name, nlen,
+						       (const char *)value, vlen)) {
+		call->hdr_too_large = true;
+	}
+	return 0;
+}
+
+static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id,
+		      const uint8_t *data, size_t len, void *arg)
+{
+	struct conn *c = arg;
+	struct call *call = h2_call(c, stream_id);
+
+	if (!call || call->responded)
+		return 0;
+	if (evbuffer_get_length(call->body) + len > c->sl->srv->cfg->limits.max_body_bytes) {
+		call->body_too_large = true;
+		/* Answer now; nghttp2 resets the rest of the upload (NO_ERROR). */
+		call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
+				   (unsigned long long)c->sl->srv->cfg->limits.max_body_bytes);
+		return 0;
+	}
+	evbuffer_add(call->body, data, len);
+	return 0;
+}
+
+/* The request is complete: route it, or answer what was wrong with it. */
+static void h2_dispatch(struct conn *c, struct call *call)
+{
+	if (call->responded)
+		return;
+	if (call->hdr_too_large) {
+		call_respond_error(call, 431, "request header exceeds limits.max_header_bytes");
+		return;
+	}
+	if (!call->path || !call->method[0]) {
+		call_respond_error(call, 400, "missing :method or :path");
+		return;
+	}
+	api_handle(call);
+}
+
+static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+	struct conn *c = arg;
+	struct call *call;
+
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+		return 0;
+	call = h2_call(c, f->hd.stream_id);
+	if (!call)
+		return 0;
+	if (f->hd.type == NGHTTP2_HEADERS && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		const char *cl = call_header(call, "content-length");
+
+		if (cl && strtoull(cl, NULL, 10) > c->sl->srv->cfg->limits.max_body_bytes)
+			call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
+					   (unsigned long long)c->sl->srv->cfg->limits.max_body_bytes);
+		return 0;
+	}
+	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+		h2_dispatch(c, call);
+	return 0;
+}
+
+static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error_code,
+			      void *arg)
+{
+	struct conn *c = arg;
+	struct call *call = h2_call(c, stream_id);
+
+	if (!call)
+		return 0;
+	nghttp2_session_set_stream_user_data(s, stream_id, NULL);
+	if (c->active > 0)
+		c->active--;
+	if (call->req && !call->responded) {
+		/* Still queued or running: cancel; the completion frees the call. */
+		int expect = REQ_QUEUED;
+
+		atomic_compare_exchange_strong(&call->req->state, &expect, REQ_CANCELLED);
+		call->conn = NULL;
+		log_debug("stream=%d error=%u msg=\"client reset a stream in flight\"",
+			  stream_id, error_code);
+		return 0;
+	}
+	call_free(call);
+	return 0;
+}
+
+static ssize_t h2_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len,
+			    uint32_t *flags, nghttp2_data_source *src, void *arg)
+{
+	struct call *call = src->ptr;
+	int n = evbuffer_remove(call->resp, buf, len);
+
+	if (n < 0)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (evbuffer_get_length(call->resp) == 0)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return n;
+}
+
+void h2_respond(struct call *call)
+{
+	struct conn *c = call->conn;
+	nghttp2_nv nva[2 + CALL_MAX_RESP_HDRS];
+	char status[4], clen[24];
+	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = h2_read_body };
+	size_t len = evbuffer_get_length(call->resp);
+	int n = 0;
+
+	snprintf(status, sizeof(status), "%d", call->status);
+	snprintf(clen, sizeof(clen), "%zu", len);
+	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
+				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
+	nva[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen),
+				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
+	for (int i = 0; i < call->n_resp_hdrs; i++)
+		nva[n++] = (nghttp2_nv){ (uint8_t *)call->resp_hdrs[i].name,
+					 (uint8_t *)call->resp_hdrs[i].value,
+					 strlen(call->resp_hdrs[i].name),
+					 strlen(call->resp_hdrs[i].value), NGHTTP2_NV_FLAG_NONE };
+	if (nghttp2_submit_response(c->h2, call->stream_id, nva, n, len ? &prd : NULL) != 0) {
+		log_warn("stream=%d msg=\"cannot submit response\"", call->stream_id);
+		return;
+	}
+	/* Sending later (after the next read) batches frames of many streams;
+	 * but a response produced off the read path must be flushed now. */
+	if (!c->in_read)
+		h2_send(c);
+}
+
+int h2_send(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	for (;;) {
+		const uint8_t *data;
+		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
+
+		if (n < 0) {
+			log_debug("peer=%s err=\"%s\" msg=\"h2 send failed\"", c->peer,
+				  nghttp2_strerror((int)n));
+			return -1;
+		}
+		if (n == 0)
+			break;
+		evbuffer_add(out, data, n);
+	}
+	conn_maybe_close(c);
+	return 0;
+}
+
+void h2_on_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t len = evbuffer_get_length(in);
+	ssize_t n;
+
+	/* in_read doubles as "inside the read path" so responses made while
+	 * parsing are flushed once, below, instead of once per stream. */
+	c->in_read = true;
+	n = nghttp2_session_mem_recv(c->h2, evbuffer_pullup(in, len), len);
+	c->in_read = false;
+	if (n < 0) {
+		log_debug("peer=%s err=\"%s\" msg=\"h2 protocol error\"", c->peer,
+			  nghttp2_strerror((int)n));
+		conn_close(c);
+		return;
+	}
+	evbuffer_drain(in, n);
+	h2_send(c);
+}
+
+void h2_goaway(struct conn *c)
+{
+	nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+			      nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
+			      NULL, 0);
+	h2_send(c);
+}
+
+/* Detach every call still attached to a stream, then free the session. */
+void h2_free(struct conn *c)
+{
+	nghttp2_session *s = c->h2;
+
+	c->h2 = NULL;
+	for (int32_t id = 1; id <= nghttp2_session_get_last_proc_stream_id(s); id += 2) {
+		struct call *call = nghttp2_session_get_stream_user_data(s, id);
+
+		if (!call)
+			continue;
+		nghttp2_session_set_stream_user_data(s, id, NULL);
+		if (call->req && !call->responded) {
+			int expect = REQ_QUEUED;
+
+			atomic_compare_exchange_strong(&call->req->state, &expect, REQ_CANCELLED);
+			call->conn = NULL;
+		} else {
+			call_free(call);
+		}
+	}
+	nghttp2_session_del(s);
+}
+
+int h2_start(struct conn *c)
+{
+	const struct config *cfg = c->sl->srv->cfg;
+	nghttp2_session_callbacks *cb;
+	nghttp2_settings_entry iv[] = {
+		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->limits.max_concurrent_streams },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW },
+		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg->limits.max_header_bytes },
+	};
+	int rc;
+
+	nghttp2_session_callbacks_new(&cb);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
+	rc = nghttp2_session_server_new(&c->h2, cb, c);
+	nghttp2_session_callbacks_del(cb);
+	if (rc)
+		return -1;
+	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
+	nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 16 * H2_WINDOW);
+	return 0;
+}

@@ -1,0 +1,82 @@
+/*
+ * http.h - one HTTP exchange ("call"), whatever the protocol underneath.
+ *
+ * Ownership (DESIGN.md §6.7): loop -> connection -> call -> infer_req.
+ * HTTP/1.1 has at most one call per connection at a time; HTTP/2 has one
+ * per stream.  When the client goes away while a call waits for its
+ * inference, the transport sets call->conn = NULL ("detached") and tries
+ * to cancel the request; the completion then frees the call.  Everything
+ * here runs on the connection's loop thread.
+ */
+#ifndef INFERGW_HTTP_H
+#define INFERGW_HTTP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct conn;
+struct server;
+struct evbuffer;
+struct infer_req;
+
+#define CALL_MAX_HDRS 32
+#define CALL_MAX_RESP_HDRS 4
+
+struct hdr {
+	char *name;		/* lower-case */
+	char *value;
+};
+
+enum http_proto { PROTO_UNKNOWN, PROTO_H1, PROTO_H2 };
+
+struct call {
+	struct conn *conn;		/* NULL once detached */
+	struct server *srv;
+	int32_t stream_id;		/* HTTP/2 only */
+	char method[16];
+	char *path;			/* without the query string */
+	int n_hdrs;
+	struct hdr hdrs[CALL_MAX_HDRS];
+	size_t hdr_bytes;
+	bool hdr_too_large;
+	struct evbuffer *body;
+	bool body_too_large;
+	uint64_t start_ns;
+	/* response */
+	bool responded;
+	int status;
+	struct evbuffer *resp;
+	int n_resp_hdrs;
+	struct hdr resp_hdrs[CALL_MAX_RESP_HDRS];
+	/* inference in flight (owned by the call) */
+	struct infer_req *req;
+	void *api;			/* api module's per-call state */
+};
+
+/* call_new / call_free - one pair per call; call_free frees an attached req. */
+struct call *call_new(struct conn *conn, struct server *srv);
+void call_free(struct call *c);
+/* call_add_header - store a request header (name lower-cased); false when over the limit. */
+bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen);
+/* call_header - value of request header lname (lower-case), or NULL. */
+const char *call_header(const struct call *c, const char *lname);
+/* call_set_resp_header - add a response header (copied). */
+void call_set_resp_header(struct call *c, const char *name, const char *value);
+
+/*
+ * call_respond - send status with c->resp as the body (created on demand)
+ * and ctype as Content-Type (NULL for none).  Once per call.  When the call
+ * is detached, only accounts and returns.
+ */
+void call_respond(struct call *c, int status, const char *ctype);
+/* call_respond_error - {"error": msg} with status. */
+void call_respond_error(struct call *c, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* call_detached - the client is gone. */
+static inline bool call_detached(const struct call *c) { return c->conn == NULL; }
+
+/* Status reason phrases for HTTP/1.1. */
+const char *http_reason(int status);
+
+#endif

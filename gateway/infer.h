@@ -1,0 +1,46 @@
+/*
+ * infer.h - one inference request, from the parser to the response.
+ *
+ * Ownership: the protocol layer (an HTTP stream) creates the request and owns
+ * it.  While it is queued or executing, the scheduler and backend hold a
+ * borrowed pointer; they hand it back by posting it to the owner loop
+ * (loop_post), whose thread then runs on_done.  A request is never freed
+ * while state is QUEUED or RUNNING.
+ */
+#ifndef INFERGW_INFER_H
+#define INFERGW_INFER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct model;
+struct loop;
+
+enum req_state {
+	REQ_NEW = 0,
+	REQ_QUEUED,
+	REQ_RUNNING,
+	REQ_CANCELLED,	/* client went away; never executed if not started */
+	REQ_DONE,
+};
+
+struct infer_req {
+	const struct model *model;
+	int rows;			/* leading dimension of the input */
+	const float *input;		/* rows x model->in_dim */
+	float *output;			/* rows x model->out_dim, allocated by the creator */
+	int priority;			/* 1 = highest */
+	uint64_t arrival_ns;
+	uint64_t deadline_ns;		/* 0 = none */
+	_Atomic int state;		/* enum req_state */
+	int status;			/* 0 = ok, else an HTTP status */
+	char errmsg[160];
+	uint64_t dequeue_ns, exec_start_ns, exec_end_ns;
+	int batch_rows;			/* size of the batch it ran in */
+	struct loop *owner;
+	void (*on_done)(struct infer_req *r);	/* runs on the owner loop's thread */
+	void *ctx;			/* the creator's */
+	struct infer_req *next;		/* intrusive link: queue or loop mailbox */
+};
+
+#endif

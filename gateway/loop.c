@@ -1,0 +1,91 @@
+/* loop.c - see loop.h. */
+#include "loop.h"
+
+#include <errno.h>
+#include <event2/event.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "infer.h"
+
+static void loop_wake(struct loop *l)
+{
+	uint64_t one = 1;
+
+	/* EAGAIN means the counter is already non-zero: the loop will wake. */
+	if (write(l->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		return;
+}
+
+void loop_post(struct loop *l, struct infer_req *r)
+{
+	struct infer_req *head = atomic_load_explicit(&l->mailbox, memory_order_relaxed);
+
+	do {
+		r->next = head;
+	} while (!atomic_compare_exchange_weak_explicit(&l->mailbox, &head, r,
+							memory_order_release,
+							memory_order_relaxed));
+	if (!head)
+		loop_wake(l);
+}
+
+void loop_request_stop(struct loop *l)
+{
+	atomic_store(&l->stop_requested, true);
+	loop_wake(l);
+}
+
+/* Drain the mailbox in arrival order and run each completion. */
+static void loop_on_mail(evutil_socket_t fd, short what, void *arg)
+{
+	struct loop *l = arg;
+	struct infer_req *r, *rev = NULL, *next;
+	uint64_t v;
+
+	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	r = atomic_exchange_explicit(&l->mailbox, NULL, memory_order_acquire);
+	while (r) {		/* the stack is newest-first: reverse it */
+		next = r->next;
+		r->next = rev;
+		rev = r;
+		r = next;
+	}
+	for (r = rev; r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		r->on_done(r);
+	}
+	if (atomic_exchange(&l->stop_requested, false) && l->on_stop)
+		l->on_stop(l);
+}
+
+int loop_init(struct loop *l, int idx)
+{
+	memset(l, 0, sizeof(*l));
+	l->idx = idx;
+	l->base = event_base_new();
+	if (!l->base)
+		return -ENOMEM;
+	l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->efd < 0)
+		return -errno;
+	l->ev_mail = event_new(l->base, l->efd, EV_READ | EV_PERSIST, loop_on_mail, l);
+	if (!l->ev_mail || event_add(l->ev_mail, NULL))
+		return -ENOMEM;
+	return 0;
+}
+
+void loop_destroy(struct loop *l)
+{
+	if (l->ev_mail)
+		event_free(l->ev_mail);
+	if (l->efd > 0)
+		close(l->efd);
+	if (l->base)
+		event_base_free(l->base);
+	memset(l, 0, sizeof(*l));
+}

@@ -1,0 +1,91 @@
+/*
+ * server.h - listeners, event-loop threads and connections.
+ *
+ * One loop per thread, each with its own SO_REUSEPORT listener, so the
+ * kernel spreads connections and a connection never changes thread.  A
+ * connection starts as PROTO_UNKNOWN; its first bytes decide: the HTTP/2
+ * client preface means h2c with prior knowledge, anything else HTTP/1.1.
+ */
+#ifndef INFERGW_SERVER_H
+#define INFERGW_SERVER_H
+
+#include <nghttp2/nghttp2.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "http.h"
+#include "loop.h"
+
+struct config;
+struct runtime;
+struct bufferevent;
+struct evconnlistener;
+struct event;
+
+struct srv_loop {
+	struct loop loop;
+	struct server *srv;
+	struct evconnlistener *lst;
+	struct conn *conns;		/* doubly linked */
+	int n_conns;
+	bool draining;
+	struct event *grace;
+};
+
+struct server {
+	const struct config *cfg;
+	struct runtime *rt;
+	int port;			/* bound port (resolved when config says 0) */
+	int n_loops;
+	struct srv_loop *loops;
+	_Atomic uint64_t conns_total;
+};
+
+struct conn {
+	struct srv_loop *sl;
+	struct bufferevent *bev;
+	enum http_proto proto;
+	nghttp2_session *h2;
+	struct call *h1_call;		/* request being read or served */
+	size_t h1_body_left;
+	bool h1_busy;			/* response pending: stop parsing */
+	bool h1_keepalive;
+	bool in_read;			/* inside h1_on_read / h2_on_read */
+	bool close_after_write;
+	bool closing;
+	int active;			/* calls waiting for a response */
+	struct conn *prev, *next;
+	char peer[64];
+};
+
+/*
+ * srv_start - bind listeners and start cfg->listen.threads loop threads.
+ * 0 or -errno with *err.
+ */
+int srv_start(struct server *s, const struct config *cfg, struct runtime *rt, char **err);
+/* srv_stop - stop accepting, GOAWAY, finish in-flight calls, join threads. */
+void srv_stop(struct server *s);
+/* srv_destroy - after srv_stop and rt_destroy: run late completions, free. */
+void srv_destroy(struct server *s);
+
+/* Connection internals shared by server.c, h1.c and h2.c. */
+void conn_close(struct conn *c);
+/* conn_maybe_close - close when nothing is left to read or write. */
+void conn_maybe_close(struct conn *c);
+void conn_transport_respond(struct call *call);
+
+/* HTTP/1.1 (h1.c). */
+void h1_on_read(struct conn *c);
+void h1_respond(struct call *call);
+void h1_on_written(struct conn *c);
+/* HTTP/2 (h2.c). */
+int h2_start(struct conn *c);
+void h2_on_read(struct conn *c);
+void h2_respond(struct call *call);
+/* h2_send - flush what nghttp2 wants to write. 0 or -1 when the session is dead. */
+int h2_send(struct conn *c);
+void h2_goaway(struct conn *c);
+void h2_free(struct conn *c);
+
+#endif

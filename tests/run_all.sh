@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Run every suite and finish with one line "N passed, N failed, N skipped"
+# summed over all of them.  Exit status: 0 only when nothing failed.
+set -u
+cd "$(dirname "$0")/.."
+PY=/usr/bin/python3
+pass=0 fail=0 skip=0
+log_dir=build/test-logs
+mkdir -p "$log_dir"
+
+# cmocka prints "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)..." / "[  SKIPPED ] N".
+for t in build/tests/test_*; do
+	[ -x "$t" ] || continue
+	name=$(basename "$t")
+	out="$log_dir/$name.log"
+	if timeout 300 "$t" >"$out" 2>&1; then rc=0; else rc=$?; fi
+	p=$(grep -oP '^\[  PASSED  \] \K[0-9]+' "$out" | tail -1)
+	f=$(grep -oP '^\[  FAILED  \] \K[0-9]+' "$out" | tail -1)
+	s=$(grep -oP '^\[  SKIPPED \] \K[0-9]+' "$out" | tail -1)
+	p=${p:-0} f=${f:-0} s=${s:-0}
+	if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1	# crashed or timed out before cmocka could report
+		echo "unit: $name exited $rc without a cmocka summary" >&2
+	fi
+	echo "unit: $name: $p passed, $f failed, $s skipped"
+	[ "$f" -gt 0 ] && sed 's/^/    /' "$out" | grep -E 'FAIL|ERROR|error|Assert|fail' | head -20
+	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
+done
+
+# pytest: parse its closing summary ("3 passed, 1 failed, 2 skipped in 4.2s").
+if ls tests/integration/test_*.py >/dev/null 2>&1; then
+	out="$log_dir/pytest.log"
+	timeout 900 $PY -m pytest -q -rs -p no:cacheprovider tests/integration 2>&1 | tee "$out"
+	summary=$(grep -E '(passed|failed|error|skipped|no tests ran)' "$out" | tail -1)
+	for kind in passed failed error skipped; do
+		n=$(echo "$summary" | grep -oP "[0-9]+(?= $kind)" || true)
+		n=${n:-0}
+		case $kind in
+		passed) pass=$((pass + n)) ;;
+		failed|error) fail=$((fail + n)) ;;
+		skipped) skip=$((skip + n)) ;;
+		esac
+	done
+	if [ -z "$summary" ]; then
+		echo "integration: pytest printed no summary" >&2
+		fail=$((fail + 1))
+	fi
+fi
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]

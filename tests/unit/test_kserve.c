@@ -1,0 +1,142 @@
+/* Unit tests for gateway/kserve.c: infer request parsing, validation, encoding. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kserve.h"
+#include "model/model.h"
+
+static struct model tm;
+
+static int setup(void **state)
+{
+	memset(&tm, 0, sizeof(tm));
+	tm.name = "digits";
+	tm.version = 1;
+	tm.platform = "infergw-mlp";
+	tm.input = (struct tensor_spec){ .name = "input", .dtype = DT_FP32, .ndim = 2,
+					 .dims = { -1, 4 } };
+	tm.output = (struct tensor_spec){ .name = "probabilities", .dtype = DT_FP32, .ndim = 2,
+					  .dims = { -1, 3 } };
+	tm.in_dim = 4;
+	tm.out_dim = 3;
+	tm.max_batch_size = 8;
+	return 0;
+}
+
+static int parse(const char *body, struct ks_infer *ki, char *err)
+{
+	return ks_parse_infer(&tm, body, strlen(body), ki, err, 512);
+}
+
+static void test_valid_flat_and_nested(void **state)
+{
+	struct ks_infer ki;
+	char err[512];
+
+	assert_int_equal(parse("{\"id\":\"r1\",\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+			       "\"shape\":[2,4],\"data\":[1,2,3,4,5,6,7,8.5]}]}", &ki, err), 0);
+	assert_int_equal(ki.rows, 2);
+	assert_true(ki.has_id);
+	assert_string_equal(ki.id, "r1");
+	assert_true(ki.data[0] == 1.0f && ki.data[7] == 8.5f);
+	free(ki.data);
+	assert_int_equal(parse("{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+			       "\"shape\":[2,4],\"data\":[[1,2,3,4],[5,6,7,-8e-1]]}],"
+			       "\"outputs\":[{\"name\":\"probabilities\"}],"
+			       "\"parameters\":{\"priority\":2,\"timeout\":5000}}", &ki, err), 0);
+	assert_false(ki.has_id);
+	assert_true(ki.data[4] == 5.0f && ki.data[7] == -0.8f);
+	assert_int_equal(ki.priority, 2);
+	assert_int_equal(ki.timeout_us, 5000);
+	free(ki.data);
+}
+
+/* Each malformed body gets 400 and a message naming the field. */
+static void test_errors_name_the_field(void **state)
+{
+	static const struct { const char *body, *msg; } cases[] = {
+		{ "{\"inputs\":[", "malformed JSON at line 1 column" },
+		{ "", "request body: empty" },
+		{ "[1,2]", "request body: expected a JSON object, got a list" },
+		{ "{}", "inputs: expected a list of input tensors, got nothing" },
+		{ "{\"inputs\":[]}", "inputs: model digits takes 1 input, got 0" },
+		{ "{\"inputs\":[{\"name\":\"x\",\"datatype\":\"FP32\",\"shape\":[1,4],\"data\":[1,2,3,4]}]}",
+		  "inputs[0].name: model digits has no input \"x\"" },
+		{ "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"INT32\",\"shape\":[1,4],\"data\":[1,2,3,4]}]}",
+		  "inputs[0].datatype: expected FP32, got INT32" },
+		{ "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[2,3],\"data\":[1,2,3,4,5,6]}]}",
+		  "inputs[0].shape: expected [-1, 4], got [2, 3]" },
+		{ "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[4],\"data\":[1,2,3,4]}]}",
+		  "inputs[0].shape: expected [-1, 4], got [4]" },
+		{ "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[2,4],\"data\":[1,2,3]}]}",
+		  "inputs[0].data: expected 8 values for shape [2, 4], got 3" },
+		{ "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],\"data\":[1,2,\"x\",4]}]}",
+		  "inputs[0].data[2]: expected a number, got a string" },
+		{ "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],\"data\":[[1,2],[3,true]]}]}",
+		  "inputs[0].data[1][1]: expected a number, got a boolean" },
+		{ "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[9,4],\"data\":[]}]}",
+		  "inputs[0].shape[0]: batch of 9 rows, expected 1 to 8" },
+		{ "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],\"data\":[1,2,3,4]}],"
+		  "\"outputs\":[{\"name\":\"logits\"}]}", "outputs[0].name: model digits has no output \"logits\"" },
+		{ "{\"id\":5,\"inputs\":[]}", "id: expected a string, got an integer" },
+		{ "{\"parameters\":{\"timeout\":-1},\"inputs\":[]}", "parameters.timeout: expected a non-negative integer" },
+		{ "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],\"data\":[1,2,3,4]}],"
+		  "\"inputs\":[]}", "malformed JSON" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct ks_infer ki;
+		char err[512] = "";
+
+		assert_int_equal(parse(cases[i].body, &ki, err), 400);
+		if (!strstr(err, cases[i].msg))
+			fail_msg("case %zu: got \"%s\", want \"%s\"", i, err, cases[i].msg);
+		assert_null(ki.data);
+	}
+}
+
+static char *drain(struct evbuffer *b)
+{
+	size_t n = evbuffer_get_length(b);
+	char *s = malloc(n + 1);
+
+	evbuffer_remove(b, s, n);
+	s[n] = 0;
+	return s;
+}
+
+static void test_encode_response(void **state)
+{
+	struct evbuffer *b = evbuffer_new();
+	float v[6] = { 0.1f, 0.2f, 0.7f, 1.0f, 0.0f, 1e-8f };
+	char *s;
+
+	ks_encode_infer(b, &tm, "q\"1", 2, v);
+	s = drain(b);
+	assert_string_equal(s, "{\"model_name\":\"digits\",\"model_version\":\"1\",\"id\":\"q\\\"1\","
+			    "\"outputs\":[{\"name\":\"probabilities\",\"datatype\":\"FP32\","
+			    "\"shape\":[2,3],\"data\":[0.100000001,0.200000003,0.699999988,1,0,9.99999994e-09]}]}");
+	free(s);
+	ks_encode_model(b, &tm);
+	s = drain(b);
+	assert_string_equal(s, "{\"name\":\"digits\",\"versions\":[\"1\"],\"platform\":\"infergw-mlp\","
+			    "\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[-1,4]}],"
+			    "\"outputs\":[{\"name\":\"probabilities\",\"datatype\":\"FP32\",\"shape\":[-1,3]}],"
+			    "\"max_batch_size\":8}");
+	free(s);
+	evbuffer_free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_valid_flat_and_nested),
+		cmocka_unit_test(test_errors_name_the_field),
+		cmocka_unit_test(test_encode_response),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
