@@ -62,6 +62,30 @@ static void api_ready(struct call *c)
 	api_body(c, 200, "{\"ready\":true}");
 }
 
+enum api_stat { STAT_BATCHES, STAT_ROWS, STAT_BUSY };
+
+/* One counter family over every backend's stats. */
+static void api_backend_counter(struct call *c, enum api_stat which, const char *what,
+				const char *help)
+{
+	const struct runtime *rt = c->srv->rt;
+
+	evbuffer_add_printf(c->resp, "# HELP infergw_backend_%s_total %s\n"
+				     "# TYPE infergw_backend_%s_total counter\n", what, help, what);
+	for (int i = 0; i < rt->n_backends; i++) {
+		const struct backend *be = &rt->backends[i].be;
+		struct backend_stats st = { 0 };
+		double v;
+
+		if (be->ops)
+			be->ops->stats(be, &st);
+		v = which == STAT_BATCHES ? (double)st.batches :
+		    which == STAT_ROWS ? (double)st.rows : st.busy_ns / 1e9;
+		evbuffer_add_printf(c->resp, "infergw_backend_%s_total{backend=\"%s\"} %.17g\n",
+				    what, be->conf.name, v);
+	}
+}
+
 static void api_metrics(struct call *c)
 {
 	const struct runtime *rt = c->srv->rt;
@@ -73,19 +97,9 @@ static void api_metrics(struct call *c)
 	for (int i = 0; i < rt->n_backends; i++)
 		evbuffer_add_printf(c->resp, "infergw_backend_up{backend=\"%s\"} %d\n",
 				    rt->backends[i].be.conf.name, rt->backends[i].be.up);
-	evbuffer_add_printf(c->resp, "# HELP infergw_backend_batches_total Batches executed.\n"
-				     "# TYPE infergw_backend_batches_total counter\n");
-	for (int i = 0; i < rt->n_backends; i++) {
-		const struct backend *be = &rt->backends[i].be;
-		struct backend_stats st = { 0 };
-
-		if (be->ops)
-			be->ops->stats(be, &st);
-		evbuffer_add_printf(c->resp, "infergw_backend_batches_total{backend=\"%s\"} %llu\n"
-					     "infergw_backend_rows_total{backend=\"%s\"} %llu\n",
-				    be->conf.name, (unsigned long long)st.batches, be->conf.name,
-				    (unsigned long long)st.rows);
-	}
+	api_backend_counter(c, STAT_BATCHES, "batches", "Batches executed.");
+	api_backend_counter(c, STAT_ROWS, "rows", "Rows (samples) executed.");
+	api_backend_counter(c, STAT_BUSY, "busy_seconds", "Seconds spent executing batches.");
 	call_respond(c, 200, "text/plain; version=0.0.4");
 }
 

@@ -11,7 +11,10 @@
  * data section is placed on a 64-byte boundary: st_open reads the file at an
  * offset inside an aligned allocation chosen so that header + 8 ends on a
  * cache line, and st_parse copies a caller's buffer once when one of its
- * tensors would be misaligned for its element type.
+ * tensors would be misaligned for its element type.  A tensor whose offset
+ * inside the data section is itself misaligned (legal in the format, never
+ * written by our tools) is copied on its own into a side buffer; then its
+ * data pointer is the one thing that does not point into map.
  */
 #define _GNU_SOURCE
 #include "model/model.h"
@@ -30,10 +33,10 @@
 
 #define ST_ALIGN 64
 
-/* The allocation behind map may start before it (see the top comment). */
 struct st_file_priv {
 	struct st_file pub;
-	void *alloc;
+	void *alloc;		/* the allocation map lies in (map may start later) */
+	void *odd;		/* aligned copies of tensors at misaligned offsets */
 };
 
 /* Offsets of one tensor while the header is being validated. */
@@ -97,6 +100,8 @@ void st_close(struct st_file *f)
 	st_free_tensors(f);
 	free(p->alloc);
 	p->alloc = NULL;
+	free(p->odd);
+	p->odd = NULL;
 	free(f->path);
 	f->path = NULL;
 	free(p);
@@ -230,7 +235,7 @@ static struct st_file *st_build(const char *name, void *alloc, unsigned char *ma
 	const char *k;
 	char *msg = NULL;
 	bool aligned = true;
-	size_t n, i;
+	size_t n, i, odd_bytes = 0;
 
 	if (len < 8) {
 		msg = st_fmt("%s: file too short (%zu bytes) for the 8-byte header length",
@@ -306,17 +311,25 @@ static struct st_file *st_build(const char *name, void *alloc, unsigned char *ma
 		}
 	}
 
-	/* Each tensor must be aligned for its element type; copy once if not. */
+	/*
+	 * Each tensor must be aligned for its element type.  When only the
+	 * data section's start is off, move the whole file once; tensors at
+	 * offsets that are themselves misaligned get their own aligned copy.
+	 */
 	data = map + 8 + hlen;
 	for (i = 0; i < (size_t)f->n_tensors; i++) {
 		size_t es = dtype_size(f->tensors[spans[i].idx].dtype);
 
-		if (es > 1 && (uintptr_t)(data + spans[i].begin) % es)
+		if (es < 2 || spans[i].begin == spans[i].end)
+			continue;
+		if ((uintptr_t)(data + spans[i].begin) % es)
 			aligned = false;
+		if (spans[i].begin % es)
+			odd_bytes += st_round_up(spans[i].end - spans[i].begin, ST_ALIGN);
 	}
-	if (!aligned) {
+	if (!aligned && (uintptr_t)data % ST_ALIGN) {
 		size_t pad = st_pad_for(hlen);
-		void *copy = aligned_alloc(ST_ALIGN, st_round_up(pad + len, ST_ALIGN));
+		void *copy = aligned_alloc(ST_ALIGN, st_round_up(pad + len + 1, ST_ALIGN));
 
 		if (!copy)
 			goto out_nomem;
@@ -326,8 +339,21 @@ static struct st_file *st_build(const char *name, void *alloc, unsigned char *ma
 		map = (unsigned char *)copy + pad;
 		data = map + 8 + hlen;
 	}
-	for (i = 0; i < (size_t)f->n_tensors; i++)
-		f->tensors[spans[i].idx].data = data + spans[i].begin;
+	if (odd_bytes) {
+		p->odd = aligned_alloc(ST_ALIGN, odd_bytes);
+		if (!p->odd)
+			goto out_nomem;
+	}
+	for (i = 0, odd_bytes = 0; i < (size_t)f->n_tensors; i++) {
+		struct st_tensor *t = &f->tensors[spans[i].idx];
+		size_t es = dtype_size(t->dtype);
+
+		t->data = data + spans[i].begin;
+		if (es > 1 && spans[i].begin % es && t->nbytes) {
+			t->data = memcpy((char *)p->odd + odd_bytes, t->data, t->nbytes);
+			odd_bytes += st_round_up(t->nbytes, ST_ALIGN);
+		}
+	}
 	p->alloc = alloc;
 	f->map = map;
 	f->len = len;
@@ -340,6 +366,7 @@ out_nomem:
 	msg = st_fmt("%s: out of memory", name);
 out_fail:
 	if (p) {
+		free(p->odd);
 		st_free_tensors(&p->pub);
 		free(p->pub.path);
 		free(p);

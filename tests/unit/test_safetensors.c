@@ -135,7 +135,7 @@ static void test_misaligned_copied(void **state)
 {
 	const char *hdr =
 		"{\"b\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
-		"\"f\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[1,13]}}";
+		"\"f\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[1,13]}} ";
 	unsigned char data[13];
 	const struct st_tensor *t;
 	struct st_file *f;
@@ -147,6 +147,9 @@ static void test_misaligned_copied(void **state)
 	data[0] = 0xab;
 	memcpy(data + 1, vals, 12);
 	b = mk(hdr, data, sizeof(data), &len);
+	/* malloc gives >= 8-byte alignment: "f" sits at an odd address in b */
+	assert_int_equal((uintptr_t)b % 8, 0);
+	assert_int_not_equal((8 + strlen(hdr) + 1) % 4, 0);
 	f = st_parse("mis.safetensors", b, len, &err);
 	assert_non_null(f);
 	t = st_find(f, "f");
@@ -158,6 +161,18 @@ static void test_misaligned_copied(void **state)
 	assert_int_equal(*(const unsigned char *)st_find(f, "b")->data, 0xab);
 	/* map is still the whole file */
 	assert_int_equal(memcmp((const char *)f->map + 8, hdr, strlen(hdr)), 0);
+	st_close(f);
+
+	/* Aligned offsets, but the data section itself starts at an odd address. */
+	b = mk("{\"f\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,12]}}",
+	       vals, 12, &len);
+	assert_int_not_equal((len - 12) % 4, 0);
+	f = st_parse("mis2.safetensors", b, len, &err);
+	assert_non_null(f);
+	t = st_find(f, "f");
+	assert_int_equal((uintptr_t)t->data % 64, 0);
+	assert_ptr_equal(t->data, (const char *)f->map + len - 12);
+	assert_true(((const float *)t->data)[2] == 3.25f);
 	st_close(f);
 }
 

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# bench/h2_health.sh - HTTP/2 anchor comparison: GET /v2/health/live on
+# infergw vs nghttpd vs h2o, same h2load flags, one server thread each,
+# server pinned to one CPU and h2load to the other.
+#
+# usage: bench/h2_health.sh [OUT.md]     (markdown section; default stdout)
+# env:   N=200000 C=32 M=32 ROUNDS=3 WARM=20000
+#
+# The three servers run side by side (idle ones cost nothing); the h2load
+# runs are interleaved round by round so that a noisy neighbour hurts all
+# three alike.  Each server's row is its median round (by req/s).
+set -u
+. "$(dirname "$0")/lib.sh"
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+OUT_MD=${1:-/dev/stdout}
+N=${N:-200000}
+C=${C:-32}
+M=${M:-32}
+ROUNDS=${ROUNDS:-3}
+WARM=${WARM:-20000}
+H2FLAGS="-n $N -c $C -m $M -t 1"
+WARMFLAGS="-n $WARM -c $C -m $M -t 1"
+INFERGW="$BENCH_ROOT/build/infergw"
+
+bench_tmpdir
+T=$BENCH_TMP
+BODY='{"live":true}'
+
+# The same 13-byte body for the file servers, at the same path.
+mkdir -p "$T/htdocs/v2/health"
+printf '%s' "$BODY" >"$T/htdocs/v2/health/live"
+chmod -R a+rX "$T"
+
+# infergw: one event-loop thread, one CPU worker (the digits model only so
+# that the config is complete; /v2/health/live does not touch it).
+P_IGW=$(bench_free_port)
+cat >"$T/infergw.yaml" <<EOF
+listen: {address: 127.0.0.1, port: $P_IGW, threads: 1}
+limits: {max_body_bytes: 4194304, max_header_bytes: 16384, max_concurrent_streams: 128,
+         idle_timeout_ms: 60000, shutdown_grace_ms: 2000}
+log: {level: warn, access: false}
+models:
+  - {name: digits, path: $BENCH_ROOT/config/models/digits, max_batch: 32,
+     max_queue_delay_us: 0, max_queue: 1024}
+backends:
+  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits]}
+EOF
+
+P_NGH=$(bench_free_port)
+P_H2O=$(bench_free_port)
+cat >"$T/h2o.yaml" <<EOF
+listen:
+  host: 127.0.0.1
+  port: $P_H2O
+num-threads: 1
+user: $(id -un)
+pid-file: $T/h2o.pid
+error-log: $T/h2o.err
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $T/htdocs
+EOF
+
+fail() {
+	echo "h2_health: $*" >&2
+	{
+		echo "## 1. HTTP/2 anchor: GET /v2/health/live"
+		echo
+		echo "FAILED: $*"
+		echo
+	} >>"$OUT_MD"
+	exit 1
+}
+
+[ -x "$INFERGW" ] || fail "$INFERGW not built (make)"
+for b in /usr/sbin/nghttpd /usr/bin/h2o "$H2LOAD"; do
+	command -v "$b" >/dev/null || fail "$b not installed (make deps)"
+done
+
+bench_start "$T/infergw.log" "$INFERGW" --config "$T/infergw.yaml"
+PID_IGW=$BENCH_LAST_PID
+bench_start "$T/nghttpd.log" /usr/sbin/nghttpd --no-tls -n 1 -a 127.0.0.1 -d "$T/htdocs" "$P_NGH"
+PID_NGH=$BENCH_LAST_PID
+bench_start "$T/h2o.log" /usr/bin/h2o -c "$T/h2o.yaml"
+PID_H2O=$BENCH_LAST_PID
+
+URL_IGW="http://127.0.0.1:$P_IGW/v2/health/live"
+URL_NGH="http://127.0.0.1:$P_NGH/v2/health/live"
+URL_H2O="http://127.0.0.1:$P_H2O/v2/health/live"
+bench_wait_http "http://127.0.0.1:$P_IGW/v2/health/ready" "$PID_IGW" 30 ||
+	fail "infergw did not become ready: $(tail -5 "$T/infergw.log")"
+bench_wait_http "$URL_NGH" "$PID_NGH" 10 || fail "nghttpd did not start: $(tail -5 "$T/nghttpd.log")"
+bench_wait_http "$URL_H2O" "$PID_H2O" 10 ||
+	fail "h2o did not start: $(tail -5 "$T/h2o.log" "$T/h2o.err" 2>/dev/null)"
+
+# Same body everywhere (the point of the comparison).
+for u in "$URL_IGW" "$URL_NGH" "$URL_H2O"; do
+	got=$(curl -s --max-time 2 --http2-prior-knowledge "$u")
+	[ "$got" = "$BODY" ] || echo "h2_health: warning: $u body is '$got', not '$BODY'" >&2
+done
+
+SERVERS="infergw nghttpd h2o"
+url_of() { case $1 in infergw) echo "$URL_IGW" ;; nghttpd) echo "$URL_NGH" ;; h2o) echo "$URL_H2O" ;; esac; }
+
+for s in $SERVERS; do
+	bench_h2load "$T/warm.$s.out" "" $WARMFLAGS "$(url_of "$s")"
+done
+: >"$T/runs.jsonl"
+for r in $(seq "$ROUNDS"); do
+	for s in $SERVERS; do
+		bench_h2load "$T/$s.$r.out" "$T/$s.$r.log" $H2FLAGS "$(url_of "$s")"
+		bench_parse "$s" "$T/$s.$r.out" "$T/$s.$r.log" >>"$T/runs.jsonl"
+		rm -f "$T/$s.$r.log"
+		echo "h2_health: round $r $s: $(grep -o 'finished in .*req/s' "$T/$s.$r.out")" >&2
+	done
+done
+
+# Server still alive after the load?  (A crash would show as errors above.)
+for p in $PID_IGW $PID_NGH $PID_H2O; do
+	kill -0 "$p" 2>/dev/null || echo "h2_health: warning: server pid $p died during the run" >&2
+done
+SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
+
+{
+	echo "## 1. HTTP/2 anchor: GET /v2/health/live"
+	echo
+	bench_env_md
+	echo "- servers: infergw (listen.threads 1, 1 CPU worker), nghttpd -n 1 --no-tls, h2o 2.2.5 num-threads 1 (file.dir); same 13-byte body \`$BODY\`"
+	echo "- command (each server, $ROUNDS interleaved rounds after a $WARM-request warm-up; row = median round by req/s):"
+	echo
+	echo '```'
+	echo "$PIN_CLI h2load --log-file=LOG $H2FLAGS http://127.0.0.1:PORT/v2/health/live"
+	echo '```'
+	echo
+	$PY "$BENCH_ROOT/bench/report.py" health "$T/runs.jsonl"
+	echo
+	echo "infergw log lines matching error/warn during the run: $SRV_ERRS"
+	echo
+} >>"$OUT_MD"

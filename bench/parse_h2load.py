@@ -1,0 +1,86 @@
+#!/usr/bin/python3
+"""parse_h2load.py - turn one h2load run into one JSON object.
+
+usage: parse_h2load.py NAME OUT [LOGFILE]
+
+OUT is h2load's stdout+stderr.  From it: "finished in Xs, N req/s",
+"requests: ... done, ... succeeded, ... failed, ... errored, ... timeout",
+"status codes: ... 2xx, ... 3xx, ... 4xx, ... 5xx" and "time for request:
+min max mean sd".  LOGFILE (h2load --log-file) has one line per request:
+start_us <TAB> status <TAB> duration_us; from it p50/p90/p99 (nearest rank).
+All times are printed in milliseconds.
+"""
+import json
+import re
+import sys
+
+UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def dur_ms(tok):
+    m = re.fullmatch(r"([0-9.]+)(us|ms|s)", tok)
+    if not m:
+        return None
+    return float(m.group(1)) * UNITS[m.group(2)]
+
+
+def pct(sorted_vals, p):
+    if not sorted_vals:
+        return None
+    k = max(0, min(len(sorted_vals) - 1, int(round(p / 100.0 * len(sorted_vals) + 0.5)) - 1))
+    return sorted_vals[k]
+
+
+def parse(name, out_path, log_path=None):
+    r = {"name": name, "rps": None, "secs": None}
+    try:
+        text = open(out_path, errors="replace").read()
+    except OSError as e:
+        r["error"] = str(e)
+        return r
+    m = re.search(r"finished in ([0-9.]+)(us|ms|s), ([0-9.]+) req/s", text)
+    if m:
+        r["secs"] = float(m.group(1)) * UNITS[m.group(2)] / 1e3
+        r["rps"] = float(m.group(3))
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", text)
+    if m:
+        for i, k in enumerate(["total", "started", "done", "succeeded", "failed",
+                               "errored", "timeout"]):
+            r[k] = int(m.group(i + 1))
+    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
+    if m:
+        for i, k in enumerate(["s2xx", "s3xx", "s4xx", "s5xx"]):
+            r[k] = int(m.group(i + 1))
+    m = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", text)
+    if m:
+        r["min"], r["max"], r["mean"], r["sd"] = (dur_ms(t) for t in m.groups())
+    if log_path:
+        durs = []
+        try:
+            with open(log_path, errors="replace") as f:
+                for line in f:
+                    parts = line.split()
+                    if len(parts) >= 3 and parts[1].isdigit():
+                        durs.append(int(parts[2]) / 1e3)
+        except OSError:
+            pass
+        durs.sort()
+        r["logged"] = len(durs)
+        for p in (50, 90, 99):
+            r["p%d" % p] = pct(durs, p)
+    if r["rps"] is None:
+        tail = [l for l in text.splitlines() if l.strip()][-5:]
+        r["error"] = " | ".join(tail) if tail else "no h2load output"
+    return r
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.exit(__doc__)
+    print(json.dumps(parse(sys.argv[1], sys.argv[2],
+                           sys.argv[3] if len(sys.argv) > 3 else None)))
+
+
+if __name__ == "__main__":
+    main()
