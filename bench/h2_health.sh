@@ -4,21 +4,24 @@
 # server pinned to one CPU and h2load to the other.
 #
 # usage: bench/h2_health.sh [OUT.md]     (markdown section; default stdout)
-# env:   N=200000 C=32 M=32 ROUNDS=3 WARM=20000
+# env:   N=100000 C=32 M=32 ROUNDS=7 WARM=20000
 #
 # The three servers run side by side (idle ones cost nothing); the h2load
-# runs are interleaved round by round so that a noisy neighbour hurts all
-# three alike.  Each server's row is its median round (by req/s).
+# runs are interleaved round by round (order rotating) so that a noisy
+# neighbour hurts all three alike: many short rounds rather than one long run,
+# because on the shared 2-core machine throughput swings 2-3x within seconds.
+# Reported: median req/s, latency percentiles over all rounds' requests, and
+# the median of per-round ratios (bench/report.py).
 set -u
 . "$(dirname "$0")/lib.sh"
 trap bench_cleanup EXIT
 trap 'exit 130' INT TERM
 
 OUT_MD=${1:-/dev/stdout}
-N=${N:-200000}
+N=${N:-100000}
 C=${C:-32}
 M=${M:-32}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-7}
 WARM=${WARM:-20000}
 H2FLAGS="-n $N -c $C -m $M -t 1"
 WARMFLAGS="-n $WARM -c $C -m $M -t 1"
@@ -104,20 +107,39 @@ for u in "$URL_IGW" "$URL_NGH" "$URL_H2O"; do
 done
 
 SERVERS="infergw nghttpd h2o"
+pid_of() { case $1 in infergw) echo "$PID_IGW" ;; nghttpd) echo "$PID_NGH" ;; h2o) echo "$PID_H2O" ;; esac; }
 url_of() { case $1 in infergw) echo "$URL_IGW" ;; nghttpd) echo "$URL_NGH" ;; h2o) echo "$URL_H2O" ;; esac; }
 
 for s in $SERVERS; do
 	bench_h2load "$T/warm.$s.out" "" $WARMFLAGS "$(url_of "$s")"
 done
 : >"$T/runs.jsonl"
+mkdir -p "$T/logs"
+set -- $SERVERS
+NS=$#
 for r in $(seq "$ROUNDS"); do
-	for s in $SERVERS; do
+	# Rotate the order each round so that no server always goes first.
+	for i in $(seq 0 $((NS - 1))); do
+		eval "s=\${$(((i + r - 1) % NS + 1))}"
+		pid=$(pid_of "$s")
+		t0=$(bench_cpu_ticks "$pid")
 		bench_h2load "$T/$s.$r.out" "$T/$s.$r.log" $H2FLAGS "$(url_of "$s")"
-		bench_parse "$s" "$T/$s.$r.out" "$T/$s.$r.log" >>"$T/runs.jsonl"
+		t1=$(bench_cpu_ticks "$pid")
+		bench_parse "$s" "$T/$s.$r.out" "" $((t1 - t0)) >>"$T/runs.jsonl"
+		cat "$T/$s.$r.log" >>"$T/logs/$s.log" 2>/dev/null
 		rm -f "$T/$s.$r.log"
 		echo "h2_health: round $r $s: $(grep -o 'finished in .*req/s' "$T/$s.$r.out")" >&2
 	done
 done
+# Rounds in server order for the report (rounds stay paired by index).
+$PY -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for n in sys.argv[2:]:
+    for r in rows:
+        if r["name"] == n:
+            print(json.dumps(r))
+' "$T/runs.jsonl" $SERVERS >"$T/runs.sorted.jsonl"
 
 # Server still alive after the load?  (A crash would show as errors above.)
 for p in $PID_IGW $PID_NGH $PID_H2O; do
@@ -130,13 +152,13 @@ SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
 	echo
 	bench_env_md
 	echo "- servers: infergw (listen.threads 1, 1 CPU worker), nghttpd -n 1 --no-tls, h2o 2.2.5 num-threads 1 (file.dir); same 13-byte body \`$BODY\`"
-	echo "- command (each server, $ROUNDS interleaved rounds after a $WARM-request warm-up; row = median round by req/s):"
+	echo "- command (each server, $ROUNDS interleaved rounds, order rotating, after a $WARM-request warm-up; req/s = median round; percentiles over all $ROUNDS x $N requests; server CPU from /proc/PID/stat):"
 	echo
 	echo '```'
 	echo "$PIN_CLI h2load --log-file=LOG $H2FLAGS http://127.0.0.1:PORT/v2/health/live"
 	echo '```'
 	echo
-	$PY "$BENCH_ROOT/bench/report.py" health "$T/runs.jsonl"
+	$PY "$BENCH_ROOT/bench/report.py" health "$T/runs.sorted.jsonl" "$T/logs"
 	echo
 	echo "infergw log lines matching error/warn during the run: $SRV_ERRS"
 	echo

@@ -125,9 +125,15 @@ bench_h2load() {
 # bench_parse OUT LOGFILE - print one line of key=value pairs from an h2load
 # run: rps, secs, done, ok (2xx), failed, errored, non2xx (status 4xx/5xx),
 # min/mean/max/sd (ms, h2load's "time for request") and p50/p90/p99 (ms,
-# from the per-request log when LOGFILE is given).
+# from the per-request log when LOGFILE is given).  usage:
+#   bench_parse NAME OUT [LOGFILE [SERVER_CPU_TICKS]]
 bench_parse() {
 	$PY "$BENCH_ROOT/bench/parse_h2load.py" "$@"
+}
+
+# bench_cpu_ticks PID - user+system clock ticks PID (all its threads) has used.
+bench_cpu_ticks() {
+	awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
 # bench_env_md - machine and date, as markdown bullet lines.

@@ -1,16 +1,20 @@
 #!/usr/bin/python3
 """parse_h2load.py - turn one h2load run into one JSON object.
 
-usage: parse_h2load.py NAME OUT [LOGFILE]
+usage: parse_h2load.py NAME OUT [LOGFILE [SERVER_CPU_TICKS]]
 
 OUT is h2load's stdout+stderr.  From it: "finished in Xs, N req/s",
 "requests: ... done, ... succeeded, ... failed, ... errored, ... timeout",
 "status codes: ... 2xx, ... 3xx, ... 4xx, ... 5xx" and "time for request:
 min max mean sd".  LOGFILE (h2load --log-file) has one line per request:
 start_us <TAB> status <TAB> duration_us; from it p50/p90/p99 (nearest rank).
-All times are printed in milliseconds.
+SERVER_CPU_TICKS (user+system clock ticks the server process used during the
+run, from /proc/PID/stat) gives cpu_us_per_req: the server's CPU cost per
+completed request, which still tells servers apart when h2load, not the
+server, is the bottleneck.  All other times are printed in milliseconds.
 """
 import json
+import os
 import re
 import sys
 
@@ -31,7 +35,7 @@ def pct(sorted_vals, p):
     return sorted_vals[k]
 
 
-def parse(name, out_path, log_path=None):
+def parse(name, out_path, log_path=None, ticks=None):
     r = {"name": name, "rps": None, "secs": None}
     try:
         text = open(out_path, errors="replace").read()
@@ -69,6 +73,10 @@ def parse(name, out_path, log_path=None):
         r["logged"] = len(durs)
         for p in (50, 90, 99):
             r["p%d" % p] = pct(durs, p)
+    if ticks is not None and r.get("done"):
+        hz = os.sysconf("SC_CLK_TCK")
+        r["cpu_us_per_req"] = ticks / hz * 1e6 / r["done"]
+        r["cpu_util"] = ticks / hz / r["secs"] if r.get("secs") else None
     if r["rps"] is None:
         tail = [l for l in text.splitlines() if l.strip()][-5:]
         r["error"] = " | ".join(tail) if tail else "no h2load output"
@@ -78,8 +86,9 @@ def parse(name, out_path, log_path=None):
 def main():
     if len(sys.argv) < 3:
         sys.exit(__doc__)
-    print(json.dumps(parse(sys.argv[1], sys.argv[2],
-                           sys.argv[3] if len(sys.argv) > 3 else None)))
+    log = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else None
+    ticks = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else None
+    print(json.dumps(parse(sys.argv[1], sys.argv[2], log, ticks)))
 
 
 if __name__ == "__main__":

@@ -1,20 +1,24 @@
 #!/usr/bin/python3
 """report.py - markdown tables from parse_h2load.py JSON lines.
 
-usage: report.py health RUNS.jsonl     infergw vs nghttpd vs h2o
-       report.py infer  RUNS.jsonl     infer vs health on the same infergw
+usage: report.py health RUNS.jsonl [LOGDIR]   infergw vs nghttpd vs h2o
+       report.py infer  RUNS.jsonl [LOGDIR]   infer vs health on one infergw
 
-Rows with the same name are rounds of the same run; the row shown is the
-median round by req/s (its latencies come with it), and the req/s range over
-all rounds is shown beside it.
+Rows with the same name are rounds of the same run.  A row shows the median
+req/s over its rounds, the range, and latency percentiles over every request
+of every round (LOGDIR/NAME.log, h2load --log-file lines pooled) or, without
+logs, those of the median round.  Ratios are the median of per-round ratios:
+each round runs the servers back to back, so a round's ratio compares runs
+that saw the same neighbours on a shared machine.
 """
 import json
+import os
+import statistics
 import sys
 
 
 def load(path):
-    runs = {}
-    order = []
+    runs, order = {}, []
     with open(path) as f:
         for line in f:
             line = line.strip()
@@ -28,102 +32,125 @@ def load(path):
     return order, runs
 
 
-def median_round(rounds):
-    ok = [r for r in rounds if r.get("rps")]
-    if not ok:
-        return rounds[0]
-    ok.sort(key=lambda r: r["rps"])
-    m = dict(ok[(len(ok) - 1) // 2])  # lower median for an even count
-    m["rps_lo"] = ok[0]["rps"]
-    m["rps_hi"] = ok[-1]["rps"]
-    m["rounds"] = len(ok)
-    m["bad"] = sum(bad(r) for r in rounds)
-    return m
-
-
 def bad(r):
-    n = 0
-    for k in ("failed", "errored", "timeout", "s3xx", "s4xx", "s5xx"):
-        n += r.get(k) or 0
-    return n
+    return sum(r.get(k) or 0 for k in ("failed", "errored", "timeout", "s3xx", "s4xx", "s5xx"))
+
+
+def pooled_percentiles(logdir, name):
+    path = os.path.join(logdir, name + ".log") if logdir else None
+    if not path or not os.path.exists(path):
+        return None
+    durs = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            p = line.split()
+            if len(p) >= 3 and p[1].isdigit():
+                durs.append(int(p[2]) / 1e3)
+    if not durs:
+        return None
+    durs.sort()
+    n = len(durs)
+    return {"n": n, **{"p%d" % q: durs[min(n - 1, max(0, -(-q * n // 100) - 1))]
+                       for q in (50, 90, 99)}, "max": durs[-1]}
+
+
+def summary(rounds, logdir, name):
+    ok = [r for r in rounds if r.get("rps")]
+    s = {"name": name, "rounds": len(rounds), "ok_rounds": len(ok),
+         "bad": sum(bad(r) for r in rounds)}
+    if not ok:
+        s["error"] = rounds[0].get("error", "no result")
+        return s
+    rps = sorted(r["rps"] for r in ok)
+    s["rps"] = statistics.median(rps)
+    s["rps_lo"], s["rps_hi"] = rps[0], rps[-1]
+    cpu = [r["cpu_us_per_req"] for r in ok if r.get("cpu_us_per_req")]
+    util = [r["cpu_util"] for r in ok if r.get("cpu_util")]
+    s["cpu"] = statistics.median(cpu) if cpu else None
+    s["util"] = statistics.median(util) if util else None
+    pp = pooled_percentiles(logdir, name)
+    if pp:
+        s.update(pp)
+    else:
+        mid = sorted(ok, key=lambda r: r["rps"])[(len(ok) - 1) // 2]
+        for k in ("p50", "p90", "p99", "max"):
+            s[k] = mid.get(k)
+        s["n"] = None
+    return s
 
 
 def ms(v):
-    return "-" if v is None else ("%.3f" % v if v < 10 else "%.1f" % v)
+    return "-" if v is None else ("%.2f" % v if v < 10 else "%.1f" % v)
 
 
-def rps(v):
+def fmt_rps(v):
     return "-" if v is None else "{:,.0f}".format(v)
 
 
-def ratio(a, b):
-    if not a or not b:
-        return None
-    return a / b
-
-
-def table(order, runs):
-    rows = {n: median_round(runs[n]) for n in order}
-    print("| run | req/s (median) | req/s range | p50 ms | p90 ms | p99 ms | mean ms | max ms "
-          "| non-2xx/failed |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+def table(order, runs, logdir):
+    rows = {n: summary(runs[n], logdir, n) for n in order}
+    print("| run | req/s (median) | req/s range | p50 ms | p90 ms | p99 ms | max ms "
+          "| server CPU µs/req | server CPU util | non-2xx/failed |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in order:
-        r = rows[n]
-        if r.get("error") and not r.get("rps"):
-            print("| %s | FAILED: %s | | | | | | | |" % (n, r["error"].replace("|", "/")))
+        s = rows[n]
+        if "rps" not in s:
+            print("| %s | FAILED: %s | | | | | | | | |" % (n, str(s.get("error")).replace("|", "/")))
             continue
-        print("| %s | %s | %s-%s | %s | %s | %s | %s | %s | %d |" % (
-            n, rps(r["rps"]), rps(r.get("rps_lo")), rps(r.get("rps_hi")),
-            ms(r.get("p50")), ms(r.get("p90")), ms(r.get("p99")),
-            ms(r.get("mean")), ms(r.get("max")), r.get("bad", bad(r))))
+        print("| %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %d |" % (
+            n, fmt_rps(s["rps"]), fmt_rps(s["rps_lo"]), fmt_rps(s["rps_hi"]),
+            ms(s.get("p50")), ms(s.get("p90")), ms(s.get("p99")), ms(s.get("max")),
+            "-" if s.get("cpu") is None else "%.2f" % s["cpu"],
+            "-" if s.get("util") is None else "%.0f%%" % (100 * s["util"]), s["bad"]))
     return rows
 
 
-def health(path):
+def paired(runs, a, b, key="rps", invert=False):
+    """Median over rounds of a/b (b/a when invert) for `key`."""
+    q = []
+    for ra, rb in zip(runs.get(a, []), runs.get(b, [])):
+        x, y = ra.get(key), rb.get(key)
+        if x and y:
+            q.append(y / x if invert else x / y)
+    return (statistics.median(q), min(q), max(q), len(q)) if q else None
+
+
+def health(path, logdir):
     order, runs = load(path)
-    rows = table(order, runs)
-    ig = rows.get("infergw", {})
+    rows = table(order, runs, logdir)
     print()
-    print("| ratio (median req/s) | value | target |")
-    print("|---|---:|---:|")
+    print("| anchor ratio | req/s: median of per-round ratios (range) | req/s: ratio of medians "
+          "| CPU efficiency (anchor µs/req ÷ infergw µs/req) | target (req/s) |")
+    print("|---|---:|---:|---:|---:|")
     for anchor, target in (("nghttpd", 1.0), ("h2o", 0.9)):
-        a = rows.get(anchor, {})
-        q = ratio(ig.get("rps"), a.get("rps"))
-        if q is None:
-            print("| infergw / %s | - | >= %.1fx |" % (anchor, target))
-        else:
-            print("| infergw / %s | %.2fx %s | >= %.1fx |" % (
-                anchor, q, "(meets)" if q >= target else "(BELOW target)", target))
-    # Per-round ratios show how much of the spread is the machine.
-    per = []
-    for i in range(min(len(runs.get(n, [])) for n in ("infergw", "nghttpd", "h2o"))):
-        r = [runs[n][i].get("rps") for n in ("infergw", "nghttpd", "h2o")]
-        if all(r):
-            per.append("round %d: %.2fx / %.2fx" % (i + 1, r[0] / r[1], r[0] / r[2]))
-    if per:
-        print()
-        print("Per-round infergw/nghttpd / infergw/h2o: " + "; ".join(per) + ".")
+        p = paired(runs, "infergw", anchor)
+        e = paired(runs, "infergw", anchor, "cpu_us_per_req", invert=True)
+        rm = (rows["infergw"].get("rps") or 0) / rows[anchor]["rps"] \
+            if rows.get(anchor, {}).get("rps") else None
+        print("| infergw / %s | %s | %s | %s | >= %.1fx%s |" % (
+            anchor,
+            "-" if not p else "**%.2fx** (%.2f-%.2f, %d rounds)" % p,
+            "-" if rm is None else "%.2fx" % rm,
+            "-" if not e else "%.2fx (%.2f-%.2f)" % e[:3],
+            target,
+            "" if not p else (" (met)" if p[0] >= target else " (**not met**)")))
 
 
-def infer(path):
+def infer(path, logdir):
     order, runs = load(path)
-    rows = table(order, runs)
-    h = rows.get("health", {})
-    i = rows.get("infer", {})
-    q = ratio(i.get("rps"), h.get("rps"))
+    table(order, runs, logdir)
+    p = paired(runs, "infer", "health")
+    c = paired(runs, "infer", "health", "cpu_us_per_req")
     print()
-    if q is None:
-        print("infer / health req/s: -")
-    else:
-        print("infer / health req/s (same server, same run): **%.2fx**" % q)
-    for n in order:
-        ex = rows[n].get("extra")
-        if ex:
-            print()
-            print("%s: %s" % (n, ex))
+    if p:
+        print("infer / health req/s (same server, same run, median of per-round ratios): "
+              "**%.2fx** (range %.2f-%.2f, %d rounds)" % p)
+    if c:
+        print("; server CPU per infer request = %.1fx a health request." % c[0])
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3 or sys.argv[1] not in ("health", "infer"):
+    if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("health", "infer"):
         sys.exit(__doc__)
-    {"health": health, "infer": infer}[sys.argv[1]](sys.argv[2])
+    {"health": health, "infer": infer}[sys.argv[1]](sys.argv[2],
+                                                    sys.argv[3] if len(sys.argv) == 4 else None)

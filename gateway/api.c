@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "access.h"
+#include "config.h"
+#include "metrics.h"
 #include "backend.h"
 #include "http.h"
 #include "infer.h"
@@ -90,8 +92,29 @@ static void api_metrics(struct call *c)
 {
 	const struct runtime *rt = c->srv->rt;
 
+	struct met_series *series[256];
+	int n = rt_collect_metrics(rt, series, 256);
+
 	c->resp = evbuffer_new();
 	access_metrics(c->resp);
+	met_render(c->resp, series, n);
+	evbuffer_add_printf(c->resp, "# HELP infergw_queue_depth Requests waiting per backend and model.\n"
+				     "# TYPE infergw_queue_depth gauge\n");
+	for (int i = 0; i < rt->n_backends; i++) {
+		const struct rt_backend *rb = &rt->backends[i];
+
+		for (int q = 0; rb->started && q < rb->sched.n_q; q++)
+			evbuffer_add_printf(c->resp,
+				"infergw_queue_depth{backend=\"%s\",model=\"%s\"} %d\n"
+				"infergw_batch_limit{backend=\"%s\",model=\"%s\"} %d\n"
+				"infergw_service_time_seconds{backend=\"%s\",model=\"%s\",rows=\"1\"} %.9f\n",
+				rb->be.conf.name, rb->sched.qs[q].model->name,
+				atomic_load(&rb->sched.qs[q].depth),
+				rb->be.conf.name, rb->sched.qs[q].model->name,
+				atomic_load(&rb->sched.qs[q].eff_max_batch),
+				rb->be.conf.name, rb->sched.qs[q].model->name,
+				svc_predict(&rb->sched.qs[q].svc, 1) / 1e9);
+	}
 	evbuffer_add_printf(c->resp, "# HELP infergw_backend_up 1 when the backend serves.\n"
 				     "# TYPE infergw_backend_up gauge\n");
 	for (int i = 0; i < rt->n_backends; i++)
@@ -103,26 +126,109 @@ static void api_metrics(struct call *c)
 	call_respond(c, 200, "text/plain; version=0.0.4");
 }
 
-/* Runs on the owner loop when the backend is done (or the request was cancelled). */
+/* Count a finished inference in its series: outcome, latencies, SLO. */
+static void api_account(const struct infer_req *r, int status, uint64_t now)
+{
+	struct met_series *m = r->met;
+
+	if (!m)
+		return;
+	met_count(m, status == 200 ? OUT_SUCCESS : status == 429 ? OUT_REJECTED :
+		     status == 504 ? OUT_EXPIRED : status == 0 ? OUT_CANCELLED : OUT_ERROR);
+	if (status != 200)
+		return;
+	met_observe_ns(&m->queue, r->dequeue_ns - r->arrival_ns);
+	met_observe_ns(&m->exec, r->exec_end_ns - r->exec_start_ns);
+	met_observe_ns(&m->e2e, now - r->arrival_ns);
+	if (r->deadline_ns)
+		atomic_fetch_add_explicit(now <= r->deadline_ns ? &m->slo_met : &m->slo_missed, 1,
+					  memory_order_relaxed);
+}
+
+/* Answer an inference that did not produce output (rejected, expired, failed). */
+static void api_infer_error(struct call *c, const struct infer_req *r, int status)
+{
+	if (status == 429) {
+		char ra[16];
+
+		snprintf(ra, sizeof(ra), "%u", r->retry_after_s ? r->retry_after_s : 1);
+		call_set_resp_header(c, "retry-after", ra);
+	}
+	api_account(r, status, now_ns());
+	call_respond_error(c, status, "%s", r->errmsg);
+}
+
+/* Runs on the owner loop when the backend is done (or the request expired). */
 static void api_infer_done(struct infer_req *r)
 {
 	struct call *c = r->ctx;
 	struct api_infer *ai = c->api;
 
 	if (call_detached(c)) {
+		api_account(r, 0, 0);
 		call_free(c);
 		return;
 	}
 	if (r->status) {
-		call_respond_error(c, r->status, "%s", r->errmsg);
+		api_infer_error(c, r, r->status);
 		return;
 	}
+	api_account(r, 200, now_ns());
 	c->resp = evbuffer_new();
 	ks_encode_infer(c->resp, r->model, ai->has_id ? ai->id : NULL, r->rows, r->output);
 	call_respond(c, 200, JSON);
 }
 
-static struct infer_req *api_new_req(struct call *c, const struct model *m, struct ks_infer *ki)
+void api_abandon(struct call *c)
+{
+	struct infer_req *r = c->req;
+
+	if (sched_cancel(r)) {
+		api_account(r, 0, 0);
+		call_free(c);
+		return;
+	}
+	c->conn = NULL;		/* running: the completion frees c */
+}
+
+/*
+ * Priority and objective: the body's parameters win over the x-priority /
+ * x-slo-ms headers, which win over the model's defaults.  0 or 400.
+ */
+static int api_objective(struct call *c, const struct model *m, const struct ks_infer *ki,
+			 int *prio, uint64_t *objective_ns)
+{
+	const struct model_conf *mc = rt_model_conf(c->srv->rt, m);
+	const char *hp = call_header(c, "x-priority"), *hs = call_header(c, "x-slo-ms");
+	char *end;
+
+	*prio = ki->priority;
+	*objective_ns = (uint64_t)mc->slo_ms * 1000000;
+	if (!*prio && hp) {
+		long v = strtol(hp, &end, 10);
+
+		if (*end || end == hp || v < 0 || v > 1000000) {
+			call_respond_error(c, 400, "x-priority: expected a non-negative integer, got \"%s\"", hp);
+			return 400;
+		}
+		*prio = (int)v;
+	}
+	if (ki->timeout_us) {
+		*objective_ns = (uint64_t)ki->timeout_us * 1000;
+	} else if (hs) {
+		double v = strtod(hs, &end);
+
+		if (*end || end == hs || !(v > 0) || v > 3.6e6) {
+			call_respond_error(c, 400, "x-slo-ms: expected a positive number of milliseconds, got \"%s\"", hs);
+			return 400;
+		}
+		*objective_ns = (uint64_t)(v * 1e6);
+	}
+	return 0;
+}
+
+static struct infer_req *api_new_req(struct call *c, const struct model *m, struct ks_infer *ki,
+				     int prio, uint64_t objective_ns)
 {
 	struct infer_req *r = calloc(1, sizeof(*r));
 
@@ -131,13 +237,24 @@ static struct infer_req *api_new_req(struct call *c, const struct model *m, stru
 	r->input = ki->data;
 	ki->data = NULL;
 	r->output = malloc((size_t)r->rows * m->out_dim * sizeof(float));
-	r->priority = ki->priority;
+	r->priority = prio;
 	r->arrival_ns = c->start_ns;
-	r->deadline_ns = ki->timeout_us ? c->start_ns + (uint64_t)ki->timeout_us * 1000 : 0;
+	r->deadline_ns = objective_ns ? c->start_ns + objective_ns : 0;
 	r->owner = &c->conn->sl->loop;
 	r->on_done = api_infer_done;
 	r->ctx = c;
 	return r;
+}
+
+/* The series that counts requests for m that no backend took. */
+static struct met_series *api_none_series(struct call *c, const struct model *m)
+{
+	const struct runtime *rt = c->srv->rt;
+
+	for (int i = 0; i < rt->n_models; i++)
+		if (rt->models[i] == m)
+			return &rt->none_met[i];
+	return &rt->none_met[0];
 }
 
 static void api_infer(struct call *c, const struct model *m)
@@ -145,23 +262,30 @@ static void api_infer(struct call *c, const struct model *m)
 	size_t len = evbuffer_get_length(c->body);
 	struct api_infer *ai;
 	struct ks_infer ki;
+	uint64_t objective;
 	char err[512];
-	int st;
+	int st, prio;
 
 	st = ks_parse_infer(m, (const char *)evbuffer_pullup(c->body, len), len, &ki, err,
 			    sizeof(err));
 	if (st) {
+		met_count(api_none_series(c, m), OUT_ERROR);
 		call_respond_error(c, st, "%s", err);
+		return;
+	}
+	if (api_objective(c, m, &ki, &prio, &objective)) {
+		met_count(api_none_series(c, m), OUT_ERROR);
+		free(ki.data);
 		return;
 	}
 	ai = calloc(1, sizeof(*ai));
 	memcpy(ai->id, ki.id, sizeof(ai->id));
 	ai->has_id = ki.has_id;
 	c->api = ai;
-	c->req = api_new_req(c, m, &ki);
+	c->req = api_new_req(c, m, &ki, prio, objective);
 	st = rt_submit(c->srv->rt, c->req, now_ns());
 	if (st)
-		call_respond_error(c, st, "%s", c->req->errmsg);
+		api_infer_error(c, c->req, st);
 }
 
 /*
@@ -224,10 +348,33 @@ not_found:
 	call_respond_error(c, 404, "no route for %s %s", c->method, c->path);
 }
 
+/* The admin listener: metrics and health, nothing that serves inference. */
+static void api_handle_admin(struct call *c)
+{
+	const char *p = c->path;
+
+	if (!strcmp(p, "/metrics")) {
+		if (api_method(c, "GET"))
+			api_metrics(c);
+	} else if (!strcmp(p, "/v2/health/live")) {
+		if (api_method(c, "GET"))
+			api_body(c, 200, "{\"live\":true}");
+	} else if (!strcmp(p, "/v2/health/ready")) {
+		if (api_method(c, "GET"))
+			api_ready(c);
+	} else {
+		call_respond_error(c, 404, "no route for %s %s on the admin listener", c->method, p);
+	}
+}
+
 void api_handle(struct call *c)
 {
 	const char *p = c->path;
 
+	if (c->admin) {
+		api_handle_admin(c);
+		return;
+	}
 	if (!strcmp(p, "/v2/health/live")) {
 		if (api_method(c, "GET"))
 			api_body(c, 200, "{\"live\":true}");
@@ -239,9 +386,6 @@ void api_handle(struct call *c)
 			api_server_meta(c);
 	} else if (!strncmp(p, "/v2/models/", 11)) {
 		api_models(c, p + 11);
-	} else if (!strcmp(p, "/metrics")) {
-		if (api_method(c, "GET"))
-			api_metrics(c);
 	} else {
 		call_respond_error(c, 404, "no route for %s %s", c->method, p);
 	}

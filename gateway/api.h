@@ -3,7 +3,8 @@
  *
  *   GET  /v2/health/live            GET /v2/health/ready        GET /v2
  *   GET  /v2/models/{m}[/versions/{v}]        GET .../ready
- *   POST /v2/models/{m}[/versions/{v}]/infer  GET /metrics
+ *   POST /v2/models/{m}[/versions/{v}]/infer
+ * and on the admin listener: GET /metrics, GET /v2/health/{live,ready}
  */
 #ifndef INFERGW_API_H
 #define INFERGW_API_H
@@ -15,5 +16,12 @@ struct call;
  * loop thread).  Every path ends in exactly one call_respond.
  */
 void api_handle(struct call *c);
+/*
+ * api_abandon - the client of c went away (stream reset, connection
+ * closed) while its inference is queued or running.  A queued request is
+ * removed and c freed now; a running one detaches c, which its completion
+ * frees.  Either way it counts as cancelled.  c must not be used after.
+ */
+void api_abandon(struct call *c);
 
 #endif

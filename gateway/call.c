@@ -23,6 +23,7 @@ struct call *call_new(struct conn *conn, struct server *srv)
 		return NULL;
 	c->conn = conn;
 	c->srv = srv;
+	c->admin = conn && conn->admin;
 	c->body = evbuffer_new();
 	c->start_ns = now_ns();
 	return c;
@@ -115,7 +116,7 @@ void call_respond_error(struct call *c, int status, const char *fmt, ...)
 	evbuffer_add(c->resp, "{\"error\":", 9);
 	ks_put_str(c->resp, msg);
 	evbuffer_add(c->resp, "}", 1);
-	if (status == 429 || status == 503)
+	if (status == 503)
 		call_set_resp_header(c, "retry-after", "1");
 	call_respond(c, status, "application/json");
 }

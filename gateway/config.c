@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "router.h"
 #include "ytree.h"
 
 /* Read an optional integer key into *out (unchanged when absent). */
@@ -107,6 +108,61 @@ static int cfg_limits(struct ytree *t, yaml_node_t *m, struct config *c, char **
 	return 0;
 }
 
+static int cfg_routing(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
+{
+	static const char *const keys[] = { "policy", "margin_us", "priority_levels",
+		"sheddable_levels", "shed_wait_fraction", NULL };
+	int64_t margin = c->routing.margin_us, levels = c->routing.priority_levels;
+	int64_t shed = c->routing.sheddable_levels;
+	char *policy = NULL;
+
+	if (!m)
+		return 0;
+	if (yt_check_keys(t, m, "routing", keys, err) ||
+	    cfg_opt_str(t, m, "routing", "policy", &policy, err) ||
+	    cfg_opt_int(t, m, "routing", "margin_us", 0, 60000000, &margin, err) ||
+	    cfg_opt_int(t, m, "routing", "priority_levels", 1, 16, &levels, err) ||
+	    cfg_opt_int(t, m, "routing", "sheddable_levels", 0, 15, &shed, err))
+		goto fail;
+	if (yt_get(t, m, "shed_wait_fraction") &&
+	    yt_num(t, yt_get(t, m, "shed_wait_fraction"), "routing.shed_wait_fraction", 0, 100,
+		   &c->routing.shed_wait_fraction, err))
+		goto fail;
+	if (policy && (c->routing.policy = router_policy_parse(policy)) < 0) {
+		yt_error(t, yt_get(t, m, "policy"), "routing.policy", err,
+			 "expected slo, least-queue or round-robin, got \"%s\"", policy);
+		goto fail;
+	}
+	if (shed >= levels) {
+		yt_error(t, yt_get(t, m, "sheddable_levels"), "routing.sheddable_levels", err,
+			 "must be below priority_levels (%lld)", (long long)levels);
+		goto fail;
+	}
+	free(policy);
+	c->routing.margin_us = (uint32_t)margin;
+	c->routing.priority_levels = (int)levels;
+	c->routing.sheddable_levels = (int)shed;
+	return 0;
+fail:
+	free(policy);
+	return -EINVAL;
+}
+
+static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
+{
+	static const char *const keys[] = { "address", "port", NULL };
+	int64_t port = c->admin.port;
+
+	if (!m)
+		return 0;
+	if (yt_check_keys(t, m, "admin", keys, err) ||
+	    cfg_opt_str(t, m, "admin", "address", &c->admin.address, err) ||
+	    cfg_opt_int(t, m, "admin", "port", -1, 65535, &port, err))
+		return -EINVAL;
+	c->admin.port = (int)port;
+	return 0;
+}
+
 static int cfg_log(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
 	static const char *const keys[] = { "level", "access", NULL };
@@ -142,12 +198,66 @@ static char *cfg_resolve(const char *cfg_file, const char *p)
 	return out;
 }
 
+/* models[i].preferred_batch_sizes: ascending positive integers. */
+static int cfg_preferred(struct ytree *t, yaml_node_t *m, const char *path,
+			 struct model_conf *mc, char **err)
+{
+	yaml_node_t *n = yt_get(t, m, "preferred_batch_sizes");
+	char p[160];
+
+	if (!n)
+		return 0;
+	snprintf(p, sizeof(p), "%s.preferred_batch_sizes", path);
+	if (yt_expect_seq(t, n, p, err))
+		return -EINVAL;
+	if (yt_seq_len(n) > 8)
+		return yt_error(t, n, p, err, "at most 8 sizes");
+	for (int i = 0; i < yt_seq_len(n); i++) {
+		int64_t v;
+		char ep[176];
+
+		snprintf(ep, sizeof(ep), "%s[%d]", p, i);
+		if (yt_int(t, yt_seq_at(t, n, i), ep, 1, 4096, &v, err))
+			return -EINVAL;
+		if (i && v <= mc->preferred[i - 1])
+			return yt_error(t, yt_seq_at(t, n, i), ep, err,
+					"sizes must be ascending, got %lld after %d", (long long)v,
+					mc->preferred[i - 1]);
+		mc->preferred[mc->n_preferred++] = (int)v;
+	}
+	return 0;
+}
+
+/* models[i].service_time_us: {base: µs, per_row: µs}, the warm start. */
+static int cfg_svc(struct ytree *t, yaml_node_t *m, const char *path, struct model_conf *mc,
+		   char **err)
+{
+	static const char *const keys[] = { "base", "per_row", NULL };
+	yaml_node_t *n = yt_get(t, m, "service_time_us");
+	char p[160], kp[176];
+
+	if (!n)
+		return 0;
+	snprintf(p, sizeof(p), "%s.service_time_us", path);
+	if (yt_check_keys(t, n, p, keys, err))
+		return -EINVAL;
+	snprintf(kp, sizeof(kp), "%s.base", p);
+	if (yt_get(t, n, "base") && yt_num(t, yt_get(t, n, "base"), kp, 0, 1e9, &mc->svc_base_us, err))
+		return -EINVAL;
+	snprintf(kp, sizeof(kp), "%s.per_row", p);
+	if (yt_get(t, n, "per_row") &&
+	    yt_num(t, yt_get(t, n, "per_row"), kp, 0, 1e9, &mc->svc_per_row_us, err))
+		return -EINVAL;
+	return 0;
+}
+
 static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, char **err)
 {
 	static const char *const keys[] = { "name", "path", "max_batch",
-		"max_queue_delay_us", "max_queue", NULL };
+		"max_queue_delay_us", "max_queue", "slo_ms", "priority",
+		"preferred_batch_sizes", "adaptive_batching", "service_time_us", NULL };
 	struct model_conf *mc = &c->models[i];
-	int64_t mb = 0, delay = 0, mq = 1024;
+	int64_t mb = 0, delay = 0, mq = 1024, slo = 0, prio = 1;
 	char path[64], *rel = NULL;
 
 	snprintf(path, sizeof(path), "models[%d]", i);
@@ -156,8 +266,17 @@ static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, c
 	    cfg_opt_str(t, m, path, "path", &rel, err) ||
 	    cfg_opt_int(t, m, path, "max_batch", 0, 4096, &mb, err) ||
 	    cfg_opt_int(t, m, path, "max_queue_delay_us", 0, 10000000, &delay, err) ||
-	    cfg_opt_int(t, m, path, "max_queue", 1, 1 << 20, &mq, err))
+	    cfg_opt_int(t, m, path, "max_queue", 1, 1 << 20, &mq, err) ||
+	    cfg_opt_int(t, m, path, "slo_ms", 0, 3600000, &slo, err) ||
+	    cfg_opt_int(t, m, path, "priority", 1, c->routing.priority_levels, &prio, err) ||
+	    cfg_opt_bool(t, m, path, "adaptive_batching", &mc->adaptive, err) ||
+	    cfg_preferred(t, m, path, mc, err) || cfg_svc(t, m, path, mc, err))
 		goto fail;
+	if (mc->adaptive && slo == 0) {
+		yt_error(t, yt_get(t, m, "adaptive_batching"), path, err,
+			 "adaptive_batching needs slo_ms (the latency it keeps batches under)");
+		goto fail;
+	}
 	if (!mc->name)
 		return yt_error(t, m, path, err, "missing key \"name\"");
 	for (int j = 0; j < i; j++)
@@ -169,6 +288,8 @@ static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, c
 	mc->max_batch = (int)mb;
 	mc->max_queue_delay_us = (uint32_t)delay;
 	mc->max_queue = (int)mq;
+	mc->slo_ms = (uint32_t)slo;
+	mc->priority = (int)prio;
 	return 0;
 fail:
 	free(rel);
@@ -300,18 +421,28 @@ static void cfg_defaults(struct config *c)
 	c->limits.idle_timeout_ms = 60000;
 	c->limits.shutdown_grace_ms = 10000;
 	c->log.level = LOG_INFO;
+	c->routing.policy = ROUTE_SLO;
+	c->routing.margin_us = 1000;
+	c->routing.priority_levels = 3;
+	c->routing.sheddable_levels = 1;
+	c->routing.shed_wait_fraction = 0.5;
+	c->admin.address = strdup("127.0.0.1");
+	c->admin.port = 8001;
 }
 
 static int cfg_root(struct ytree *t, struct config *c, char **err)
 {
-	static const char *const keys[] = { "listen", "limits", "log", "models", "backends", NULL };
+	static const char *const keys[] = { "listen", "admin", "limits", "routing", "log",
+		"models", "backends", NULL };
 	yaml_node_t *root = yt_root(t), *models, *backends;
 
 	if (!root)
 		return yt_error(t, NULL, "(root)", err, "empty configuration");
 	if (yt_check_keys(t, root, "(root)", keys, err) ||
 	    cfg_listen(t, yt_get(t, root, "listen"), c, err) ||
+	    cfg_admin(t, yt_get(t, root, "admin"), c, err) ||
 	    cfg_limits(t, yt_get(t, root, "limits"), c, err) ||
+	    cfg_routing(t, yt_get(t, root, "routing"), c, err) ||
 	    cfg_log(t, yt_get(t, root, "log"), c, err))
 		return -EINVAL;
 	models = yt_get(t, root, "models");
@@ -379,6 +510,7 @@ void cfg_free(struct config *c)
 	}
 	free(c->backends);
 	free(c->listen.address);
+	free(c->admin.address);
 	free(c->file);
 	free(c);
 }

@@ -19,6 +19,12 @@ struct model_conf {
 	int max_batch;		/* rows per batch; 0 = the model's max_batch_size */
 	uint32_t max_queue_delay_us;	/* wait this long for a fuller batch */
 	int max_queue;		/* queued requests per backend before 429 */
+	uint32_t slo_ms;	/* default objective; 0 = none */
+	int priority;		/* default priority level (1 = highest) */
+	int n_preferred;
+	int preferred[8];	/* preferred batch sizes, ascending */
+	bool adaptive;		/* AIMD max_batch to keep latency under slo_ms */
+	double svc_base_us, svc_per_row_us;	/* service-time warm start; 0 = calibrate */
 };
 
 struct config {
@@ -35,6 +41,17 @@ struct config {
 		uint32_t idle_timeout_ms;
 		uint32_t shutdown_grace_ms;
 	} limits;
+	struct {
+		int policy;		/* enum route_policy */
+		uint32_t margin_us;	/* slack kept before a deadline */
+		int priority_levels;
+		int sheddable_levels;	/* the lowest this many levels may be shed */
+		double shed_wait_fraction;	/* shed when predicted wait > this x objective */
+	} routing;
+	struct {
+		char *address;
+		int port;		/* 0 = pick one; -1 = no admin listener */
+	} admin;
 	struct {
 		int level;		/* enum log_level */
 		bool access;

@@ -144,13 +144,9 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t er
 	if (c->active > 0)
 		c->active--;
 	if (call->req && !call->responded) {
-		/* Still queued or running: cancel; the completion frees the call. */
-		int expect = REQ_QUEUED;
-
-		atomic_compare_exchange_strong(&call->req->state, &expect, REQ_CANCELLED);
-		call->conn = NULL;
 		log_debug("stream=%d error=%u msg=\"client reset a stream in flight\"",
 			  stream_id, error_code);
+		api_abandon(call);
 		return 0;
 	}
 	call_free(call);
@@ -262,14 +258,10 @@ void h2_free(struct conn *c)
 		if (!call)
 			continue;
 		nghttp2_session_set_stream_user_data(s, id, NULL);
-		if (call->req && !call->responded) {
-			int expect = REQ_QUEUED;
-
-			atomic_compare_exchange_strong(&call->req->state, &expect, REQ_CANCELLED);
-			call->conn = NULL;
-		} else {
+		if (call->req && !call->responded)
+			api_abandon(call);
+		else
 			call_free(call);
-		}
 	}
 	nghttp2_session_del(s);
 }

@@ -34,6 +34,7 @@ struct call {
 	struct conn *conn;		/* NULL once detached */
 	struct server *srv;
 	int32_t stream_id;		/* HTTP/2 only */
+	bool admin;			/* arrived on the admin listener */
 	char method[16];
 	char *path;			/* without the query string */
 	int n_hdrs;

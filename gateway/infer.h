@@ -11,16 +11,19 @@
 #define INFERGW_INFER_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct model;
 struct loop;
+struct met_series;
 
 enum req_state {
 	REQ_NEW = 0,
 	REQ_QUEUED,
 	REQ_RUNNING,
 	REQ_CANCELLED,	/* client went away; never executed if not started */
+	REQ_EXPIRED,	/* deadline passed while queued; never executed */
 	REQ_DONE,
 };
 
@@ -29,7 +32,8 @@ struct infer_req {
 	int rows;			/* leading dimension of the input */
 	const float *input;		/* rows x model->in_dim */
 	float *output;			/* rows x model->out_dim, allocated by the creator */
-	int priority;			/* 1 = highest */
+	int priority;			/* 1 = highest; normalized by the router */
+	bool sheddable;			/* lowest level(s): may be shed under load */
 	uint64_t arrival_ns;
 	uint64_t deadline_ns;		/* 0 = none */
 	_Atomic int state;		/* enum req_state */
@@ -37,10 +41,14 @@ struct infer_req {
 	char errmsg[160];
 	uint64_t dequeue_ns, exec_start_ns, exec_end_ns;
 	int batch_rows;			/* size of the batch it ran in */
+	uint32_t retry_after_s;		/* with a 429: when to try again */
+	struct met_series *met;		/* counters of the (backend, model) it went to */
 	struct loop *owner;
 	void (*on_done)(struct infer_req *r);	/* runs on the owner loop's thread */
 	void *ctx;			/* the creator's */
 	struct infer_req *next;		/* intrusive link: queue or loop mailbox */
+	struct infer_req *prev;		/* queue only */
+	void *queue;			/* the scheduler queue holding it, for cancellation */
 };
 
 #endif

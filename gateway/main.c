@@ -22,7 +22,7 @@
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"Usage: infergw [--config FILE] [--check-config FILE] [--port N]\n"
+		"Usage: infergw [--config FILE] [--check-config FILE] [--port N] [--admin-port N]\n"
 		"\n"
 		"A heterogeneous inference gateway: KServe v2 / Open Inference Protocol over\n"
 		"HTTP/2 (h2c) and HTTP/1.1 on one port, batching onto CPU (oneDNN) backends.\n"
@@ -30,6 +30,7 @@ static void usage(FILE *f)
 		"  -c, --config FILE        configuration file (default %s)\n"
 		"      --check-config FILE  validate FILE (and load its models), print a summary, exit\n"
 		"  -p, --port N             override listen.port (0 = pick a free port)\n"
+		"      --admin-port N       override admin.port (0 = pick a free port, -1 = none)\n"
 		"  -v, --version            print version and built-in features\n"
 		"  -h, --help               this text\n"
 		"\n"
@@ -70,7 +71,7 @@ static int check_config(const char *path)
 	return 0;
 }
 
-static int serve(const char *path, int port_override)
+static int serve(const char *path, int port_override, int admin_override)
 {
 	struct server srv;
 	struct runtime *rt;
@@ -87,6 +88,8 @@ static int serve(const char *path, int port_override)
 	}
 	if (port_override >= 0)
 		cfg->listen.port = port_override;
+	if (admin_override >= -1)
+		cfg->admin.port = admin_override;
 	log_set_level(cfg->log.level);
 	access_enable(cfg->log.access);
 	sigemptyset(&set);
@@ -122,8 +125,9 @@ static int serve(const char *path, int port_override)
 	log_info("signal=%s msg=\"shutting down: draining in-flight requests\"",
 		 sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	srv_stop(&srv);
+	rt_stop(rt);		/* late completions land in the loops' mailboxes */
+	srv_destroy(&srv);	/* ... and are run here, before the metrics go */
 	rt_destroy(rt);
-	srv_destroy(&srv);
 	cfg_free(cfg);
 	log_info("msg=\"stopped\"");
 	return 0;
@@ -135,12 +139,13 @@ int main(int argc, char **argv)
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", required_argument, NULL, 'C' },
 		{ "port", required_argument, NULL, 'p' },
+		{ "admin-port", required_argument, NULL, 'a' },
 		{ "version", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
 	const char *config = DEFAULT_CONFIG;
-	int opt, port = -1;
+	int opt, port = -1, admin_port = -2;
 	char *end;
 
 	while ((opt = getopt_long(argc, argv, "c:p:vh", opts, NULL)) != -1) {
@@ -154,6 +159,14 @@ int main(int argc, char **argv)
 			port = (int)strtol(optarg, &end, 10);
 			if (*end || port < 0 || port > 65535) {
 				fprintf(stderr, "infergw: --port: expected 0..65535, got \"%s\"\n", optarg);
+				return 2;
+			}
+			break;
+		case 'a':
+			admin_port = (int)strtol(optarg, &end, 10);
+			if (*end || admin_port < -1 || admin_port > 65535) {
+				fprintf(stderr, "infergw: --admin-port: expected -1..65535, got \"%s\"\n",
+					optarg);
 				return 2;
 			}
 			break;
@@ -173,5 +186,5 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	return serve(config, port);
+	return serve(config, port, admin_port);
 }

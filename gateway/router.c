@@ -1,14 +1,125 @@
 /* router.c - see router.h. */
 #include "router.h"
 
-int router_pick(const struct router_cand *cand, int n)
+#include <string.h>
+
+static const char *const router_names[] = { "slo", "least-queue", "round-robin" };
+
+int router_policy_parse(const char *s)
+{
+	for (int i = 0; i < 3; i++)
+		if (strcmp(s, router_names[i]) == 0)
+			return i;
+	return -1;
+}
+
+const char *router_policy_name(enum route_policy p)
+{
+	return router_names[p];
+}
+
+const char *router_result_reason(enum route_result r)
+{
+	switch (r) {
+	case ROUTE_OK: return "ok";
+	case ROUTE_NO_BACKEND: return "no backend available";
+	case ROUTE_FULL: return "queue full";
+	case ROUTE_LATE: return "no backend can meet the deadline";
+	case ROUTE_SHED: return "shed under load (sheddable priority)";
+	}
+	return "?";
+}
+
+static uint64_t router_done_at(const struct route_req *rq, const struct router_cand *c)
+{
+	return rq->now_ns + c->wait_ns + c->exec_ns;
+}
+
+/* Earlier completion wins; equal completion goes to the cheaper. */
+static bool router_sooner(const struct route_req *rq, const struct router_cand *a,
+			  const struct router_cand *b)
+{
+	uint64_t ta = router_done_at(rq, a), tb = router_done_at(rq, b);
+
+	return ta < tb || (ta == tb && a->cost < b->cost);
+}
+
+static int router_slo(const struct route_conf *rc, const struct route_req *rq,
+		      const struct router_cand *cand, int n, enum route_result *why)
+{
+	int cheap = -1, first = -1;
+
+	for (int i = 0; i < n; i++) {
+		const struct router_cand *c = &cand[i];
+
+		if (c->full)
+			continue;
+		if (first < 0 || router_sooner(rq, c, &cand[first]))
+			first = i;
+		if (!rq->deadline_ns || router_done_at(rq, c) + rc->margin_ns > rq->deadline_ns)
+			continue;
+		if (cheap < 0 || c->cost < cand[cheap].cost ||
+		    (c->cost == cand[cheap].cost && router_sooner(rq, c, &cand[cheap])))
+			cheap = i;
+	}
+	if (cheap >= 0)
+		return cheap;
+	if (first >= 0 && (!rq->deadline_ns || router_done_at(rq, &cand[first]) <= rq->deadline_ns))
+		return first;
+	*why = first < 0 ? ROUTE_FULL : ROUTE_LATE;
+	return -1;
+}
+
+static int router_least_queue(const struct router_cand *cand, int n)
 {
 	int best = -1;
 
 	for (int i = 0; i < n; i++) {
+		if (cand[i].full)
+			continue;
 		if (best < 0 || cand[i].queued < cand[best].queued ||
 		    (cand[i].queued == cand[best].queued && cand[i].cost < cand[best].cost))
 			best = i;
 	}
 	return best;
+}
+
+static int router_round_robin(const struct router_cand *cand, int n, unsigned *rr)
+{
+	for (int k = 0; k < n; k++) {
+		int i = (int)((*rr + k) % (unsigned)n);
+
+		if (!cand[i].full) {
+			*rr = (unsigned)i + 1;
+			return i;
+		}
+	}
+	return -1;
+}
+
+enum route_result router_pick(const struct route_conf *rc, const struct route_req *rq,
+			      const struct router_cand *cand, int n, unsigned *rr, int *pick)
+{
+	enum route_result why = ROUTE_FULL;
+	int i;
+
+	if (n <= 0)
+		return ROUTE_NO_BACKEND;
+	switch (rc->policy) {
+	case ROUTE_LEAST_QUEUE:
+		i = router_least_queue(cand, n);
+		break;
+	case ROUTE_ROUND_ROBIN:
+		i = router_round_robin(cand, n, rr);
+		break;
+	default:
+		i = router_slo(rc, rq, cand, n, &why);
+		break;
+	}
+	if (i < 0)
+		return why;
+	if (rq->sheddable && cand[i].wait_ns > rq->saturation_ns)
+		return ROUTE_SHED;
+	*pick = i;
+	return ROUTE_OK;
 }

@@ -1,20 +1,68 @@
 /*
- * router.h - which backend queue gets a request.  Pure logic.
+ * router.h - which backend queue gets a request.  Pure logic: the caller
+ * gathers one candidate per available backend hosting the model, with its
+ * predictions, and passes the time in.
  *
- * Issue 2's rule: the least-loaded queue, ties to the cheapest backend.
- * The SLO-aware policy (deadlines, service-time prediction) replaces it.
+ * Policies:
+ *   slo (default)  among candidates whose predicted completion (now + wait +
+ *                  exec) plus margin meets the deadline, the cheapest by cost
+ *                  (ties: earliest completion); else the earliest completion
+ *                  if it still meets the deadline; else reject (late).
+ *                  Without a deadline: the earliest completion, ties cheapest.
+ *   least-queue    fewest queued requests, ties cheapest.
+ *   round-robin    the next candidate in turn.
+ * Every policy skips full queues (all full: reject full), and a sheddable
+ * request is rejected (shed) when its chosen backend is saturated: its
+ * predicted wait exceeds the request's saturation_ns.
  */
 #ifndef INFERGW_ROUTER_H
 #define INFERGW_ROUTER_H
 
-struct router_cand {
-	int id;		/* caller's backend index */
-	int qi;		/* caller's queue index */
-	int queued;	/* requests waiting */
-	double cost;
+#include <stdbool.h>
+#include <stdint.h>
+
+enum route_policy { ROUTE_SLO, ROUTE_LEAST_QUEUE, ROUTE_ROUND_ROBIN };
+
+enum route_result {
+	ROUTE_OK = 0,
+	ROUTE_NO_BACKEND,	/* no candidate at all: 503 */
+	ROUTE_FULL,		/* every queue at its bound: 429 */
+	ROUTE_LATE,		/* no backend can meet the deadline: 429 */
+	ROUTE_SHED,		/* sheddable and the backend is saturated: 429 */
 };
 
-/* router_pick - index into cand of the chosen one, or -1 when n == 0. */
-int router_pick(const struct router_cand *cand, int n);
+struct router_cand {
+	int id;			/* caller's backend index */
+	int qi;			/* caller's queue index */
+	double cost;
+	int queued;		/* requests waiting */
+	bool full;
+	uint64_t wait_ns;	/* predicted time until this request's batch starts */
+	uint64_t exec_ns;	/* predicted execution time of that batch */
+};
+
+struct route_req {
+	uint64_t now_ns;
+	uint64_t deadline_ns;	/* 0 = none */
+	bool sheddable;
+	uint64_t saturation_ns;	/* wait above which a sheddable request is shed */
+};
+
+struct route_conf {
+	enum route_policy policy;
+	uint64_t margin_ns;
+};
+
+/*
+ * router_pick - choose among cand[0..n).  Returns ROUTE_OK with *pick set
+ * to an index into cand, or why not.  *rr is the round-robin cursor (the
+ * caller keeps it; any value is valid).
+ */
+enum route_result router_pick(const struct route_conf *rc, const struct route_req *rq,
+			      const struct router_cand *cand, int n, unsigned *rr, int *pick);
+/* router_policy_parse - "slo" | "least-queue" | "round-robin"; -1 when unknown. */
+int router_policy_parse(const char *s);
+const char *router_policy_name(enum route_policy p);
+const char *router_result_reason(enum route_result r);
 
 #endif

@@ -11,6 +11,7 @@
 #include "infer.h"
 #include "log.h"
 #include "loop.h"
+#include "metrics.h"
 #include "model/model.h"
 #include "util.h"
 
@@ -20,6 +21,7 @@ struct sched_worker {
 	pthread_t thread;
 	sem_t done;
 	struct batch b;
+	uint64_t oldest_arrival;	/* of the batch in flight */
 	struct infer_req **reqs;	/* capacity: the largest max_batch */
 };
 
@@ -31,30 +33,73 @@ int sched_find(const struct sched_be *s, const struct model *m)
 	return -1;
 }
 
+/* Soonest a slot frees up, from now (0 when one is idle).  Lock held. */
+static uint64_t sched_residual(const struct sched_be *s, uint64_t now)
+{
+	uint64_t best = UINT64_MAX;
+
+	for (int i = 0; i < s->n_threads; i++) {
+		uint64_t left = s->busy_until[i] > now ? s->busy_until[i] - now : 0;
+
+		if (s->busy_until[i] == 0)
+			left = 0;
+		if (left < best)
+			best = left;
+	}
+	return best == UINT64_MAX ? 0 : best;
+}
+
+void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
+		struct sched_view *out)
+{
+	struct sched_q *q = &s->qs[qi];
+	uint64_t work = 0;
+	int eff, ahead, before, mine;
+
+	pthread_mutex_lock(&s->mu);
+	eff = q->pol.max_batch;
+	ahead = sq_rows_ahead(&q->sq, prio);
+	before = ahead / eff;
+	mine = ahead % eff + rows;
+	if (mine > eff) {
+		before++;
+		mine = rows;
+	}
+	work = (uint64_t)before * svc_predict(&q->svc, eff);
+	/* Other models on this backend compete for the same slots. */
+	for (int i = 0; i < s->n_q; i++)
+		if (i != qi && s->qs[i].sq.n_rows)
+			work += svc_predict(&s->qs[i].svc, s->qs[i].pol.max_batch) *
+				(uint64_t)((s->qs[i].sq.n_rows + s->qs[i].pol.max_batch - 1) /
+					   s->qs[i].pol.max_batch);
+	out->queued = q->sq.n_reqs;
+	out->full = q->sq.n_reqs >= q->sq.max_reqs;
+	out->wait_ns = sched_residual(s, now) + work / (uint64_t)s->n_threads;
+	out->exec_ns = svc_predict(&q->svc, mine);
+	pthread_mutex_unlock(&s->mu);
+}
+
 int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 {
 	struct sched_q *q = &s->qs[qi];
-	int rc = 0;
+	int rc;
 
-	if (r->rows > q->pol.max_batch)
+	if (r->rows > q->max_batch)
 		return -E2BIG;
 	pthread_mutex_lock(&s->mu);
-	if (s->stop)
+	if (s->stop) {
 		rc = -ESHUTDOWN;
-	else if (q->n_reqs >= q->max_queue)
-		rc = -EAGAIN;
-	if (rc)
 		goto out_unlock;
-	r->next = NULL;
+	}
 	atomic_store_explicit(&r->state, REQ_QUEUED, memory_order_relaxed);
-	if (q->tail)
-		q->tail->next = r;
-	else
-		q->head = r;
-	q->tail = r;
-	q->n_reqs++;
-	q->n_rows += r->rows;
-	atomic_store_explicit(&q->depth, q->n_reqs, memory_order_relaxed);
+	rc = sq_push(&q->sq, r);
+	if (rc) {
+		atomic_store_explicit(&r->state, REQ_NEW, memory_order_relaxed);
+		goto out_unlock;
+	}
+	r->queue = q;
+	r->met = q->met;
+	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
 	if (s->idle)
 		pthread_cond_signal(&s->cv);
 out_unlock:
@@ -63,43 +108,47 @@ out_unlock:
 	return rc;
 }
 
-/* Give a request back to its loop without running it. */
-static void sched_hand_back(struct infer_req *r)
+bool sched_cancel(struct infer_req *r)
 {
-	loop_post(r->owner, r);
+	struct sched_q *q = r->queue;
+	int expect = REQ_QUEUED;
+	bool removed = false;
+
+	if (!q)
+		return false;
+	pthread_mutex_lock(&q->s->mu);
+	if (atomic_compare_exchange_strong(&r->state, &expect, REQ_CANCELLED)) {
+		sq_remove(&q->sq, r);
+		atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+		removed = true;
+	}
+	pthread_mutex_unlock(&q->s->mu);
+	return removed;
 }
 
-/*
- * Take up to `rows` rows of whole requests from q into w->reqs.
- * Cancelled requests are unlinked onto *cancelled.  Called with s->mu held.
- */
-static int sched_take(struct sched_q *q, int rows, struct sched_worker *w,
-		      struct infer_req **cancelled, uint64_t now)
+/* Answer requests whose deadline passed while queued: 504, not executed. */
+static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 {
-	int n = 0, taken = 0;
+	struct infer_req *all = NULL;
 
-	while (q->head && taken + q->head->rows <= rows) {
-		struct infer_req *r = q->head;
-		int expect = REQ_QUEUED;
+	for (int i = 0; i < s->n_q; i++) {
+		struct sched_q *q = &s->qs[i];
+		struct infer_req *r = sq_expire(&q->sq, now), *next;
 
-		q->head = r->next;
-		if (!q->head)
-			q->tail = NULL;
-		q->n_reqs--;
-		q->n_rows -= r->rows;
-		r->dequeue_ns = now;
-		if (!atomic_compare_exchange_strong(&r->state, &expect, REQ_RUNNING)) {
-			r->next = *cancelled;
-			*cancelled = r;
-			continue;
+		for (; r; r = next) {
+			next = r->next;
+			atomic_store(&r->state, REQ_EXPIRED);
+			r->status = 504;
+			r->dequeue_ns = now;
+			snprintf(r->errmsg, sizeof(r->errmsg),
+				 "deadline passed after %llu us in the queue of backend %s",
+				 (unsigned long long)((now - r->arrival_ns) / 1000), s->be->conf.name);
+			r->next = all;
+			all = r;
 		}
-		r->next = NULL;
-		w->reqs[n++] = r;
-		taken += r->rows;
+		atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
 	}
-	atomic_store_explicit(&q->depth, q->n_reqs, memory_order_relaxed);
-	w->b.rows = taken;
-	return n;
+	return all;
 }
 
 /*
@@ -112,15 +161,19 @@ static int sched_pick(struct sched_be *s, uint64_t now, uint64_t *wake, int *row
 	for (int k = 0; k < s->n_q; k++) {
 		int i = (s->rr + 1 + k) % s->n_q;
 		struct sched_q *q = &s->qs[i];
-		uint64_t w;
+		struct batch_view v;
+		uint64_t w, dl;
 		int cut;
 
-		if (!q->head)
+		if (!q->sq.n_reqs)
 			continue;
-		cut = batch_decide(&q->pol, q->n_rows, q->head->arrival_ns, now, &w);
+		v.queued_rows = q->sq.n_rows;
+		v.oldest_ns = sq_oldest_arrival(&q->sq);
+		v.earliest_deadline_ns = sq_earliest_deadline(&q->sq);
+		cut = batch_decide(&q->pol, &v, &q->svc, now, &w);
 		/* While stopping, drain without waiting for fuller batches. */
 		if (cut == 0 && s->stop)
-			cut = q->n_rows < q->pol.max_batch ? q->n_rows : q->pol.max_batch;
+			cut = v.queued_rows < q->pol.max_batch ? v.queued_rows : q->pol.max_batch;
 		if (cut > 0) {
 			s->rr = i;
 			*rows = cut;
@@ -128,6 +181,10 @@ static int sched_pick(struct sched_be *s, uint64_t now, uint64_t *wake, int *row
 		}
 		if (w < *wake)
 			*wake = w;
+		/* Wake for the earliest deadline too, to answer it 504 on time. */
+		dl = v.earliest_deadline_ns;
+		if (dl < *wake)
+			*wake = dl;
 	}
 	return -1;
 }
@@ -150,17 +207,21 @@ static void sched_wait(struct sched_be *s, uint64_t wake)
 static void sched_batch_done(struct batch *b)
 {
 	struct sched_worker *w = b->owner;
+	struct met_series *met = w->s->qs[0].met;
 
 	for (int i = 0; i < b->n_reqs; i++) {
 		struct infer_req *r = b->reqs[i];
 		int expect = REQ_RUNNING;
 
+		met = r->met;
 		r->exec_start_ns = b->exec_start_ns;
 		r->exec_end_ns = b->exec_end_ns;
 		r->batch_rows = b->rows;
 		atomic_compare_exchange_strong(&r->state, &expect, REQ_DONE);
 		loop_post(r->owner, r);
 	}
+	if (met)
+		met_observe_rows(&met->batch, b->rows);
 	sem_post(&w->done);
 }
 
@@ -190,6 +251,54 @@ static void sched_run_batch(struct sched_worker *w, int qi, int n)
 	sem_wait(&w->done);
 }
 
+/* Take a cut batch from queue qi into w (lock held).  Returns the count. */
+static int sched_take(struct sched_worker *w, struct sched_q *q, int rows, uint64_t now)
+{
+	int n = sq_take(&q->sq, rows, w->reqs, q->max_batch);
+
+	/* The head is larger than the cut (a preferred size, or an adaptive
+	 * limit below it): run it alone rather than stall the queue. */
+	if (n == 0)
+		n = sq_take(&q->sq, q->max_batch, w->reqs, 1);
+	w->b.rows = 0;
+	w->oldest_arrival = UINT64_MAX;
+	for (int i = 0; i < n; i++) {
+		struct infer_req *r = w->reqs[i];
+
+		atomic_store(&r->state, REQ_RUNNING);
+		r->dequeue_ns = now;
+		w->b.rows += r->rows;
+		if (r->arrival_ns < w->oldest_arrival)
+			w->oldest_arrival = r->arrival_ns;
+	}
+	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	w->s->busy_until[w->slot] = now + svc_predict(&q->svc, w->b.rows);
+	return n;
+}
+
+/* After a batch (lock held): learn its service time, adapt the batch size. */
+static void sched_learn(struct sched_worker *w, struct sched_q *q, int rows)
+{
+	uint64_t exec = w->b.exec_end_ns - w->b.exec_start_ns;
+
+	w->s->busy_until[w->slot] = 0;
+	svc_observe(&q->svc, rows, exec);
+	if (q->adaptive) {
+		q->pol.max_batch = batch_adapt_observe(&q->adapt, w->b.exec_end_ns - w->oldest_arrival);
+		atomic_store_explicit(&q->eff_max_batch, q->pol.max_batch, memory_order_relaxed);
+	}
+}
+
+static void sched_post_list(struct infer_req *r)
+{
+	struct infer_req *next;
+
+	for (; r; r = next) {
+		next = r->next;
+		loop_post(r->owner, r);
+	}
+}
+
 static void *sched_worker_main(void *arg)
 {
 	struct sched_worker *w = arg;
@@ -197,34 +306,32 @@ static void *sched_worker_main(void *arg)
 
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
-		struct infer_req *cancelled = NULL, *r, *next;
 		uint64_t now = now_ns(), wake;
-		int rows, qi, n;
+		struct infer_req *expired = sched_expire(s, now);
+		int rows = 0, qi, n = 0;
 
 		qi = sched_pick(s, now, &wake, &rows);
-		if (qi < 0) {
-			if (s->stop)
-				break;
-			sched_wait(s, wake);
+		if (qi >= 0)
+			n = sched_take(w, &s->qs[qi], rows, now);
+		if (expired || n) {
+			pthread_mutex_unlock(&s->mu);
+			sched_post_list(expired);
+			if (n)
+				sched_run_batch(w, qi, n);
+			pthread_mutex_lock(&s->mu);
+			if (n)
+				sched_learn(w, &s->qs[qi], w->b.rows);
 			continue;
 		}
-		n = sched_take(&s->qs[qi], rows, w, &cancelled, now);
-		pthread_mutex_unlock(&s->mu);
-		for (r = cancelled; r; r = next) {
-			next = r->next;
-			sched_hand_back(r);
-		}
-		if (n > 0)
-			sched_run_batch(w, qi, n);
-		pthread_mutex_lock(&s->mu);
+		if (s->stop)
+			break;
+		sched_wait(s, wake);
 	}
 	pthread_mutex_unlock(&s->mu);
 	return NULL;
 }
 
-static int sched_init_queues(struct sched_be *s, const struct model *const *models,
-			     const int *max_batch, const uint32_t *delay_us,
-			     const int *max_queue, int n)
+static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, int n)
 {
 	int widest = 1;
 
@@ -234,20 +341,29 @@ static int sched_init_queues(struct sched_be *s, const struct model *const *mode
 	s->n_q = n;
 	for (int i = 0; i < n; i++) {
 		struct sched_q *q = &s->qs[i];
-		int mb = models[i]->max_batch_size;
+		int mb = qc[i].model->max_batch_size;
 
-		q->model = models[i];
-		q->pol.max_batch = max_batch[i] > 0 && max_batch[i] < mb ? max_batch[i] : mb;
-		q->pol.max_delay_ns = (uint64_t)delay_us[i] * 1000;
-		q->max_queue = max_queue[i];
-		if (q->pol.max_batch > widest)
-			widest = q->pol.max_batch;
+		q->s = s;
+		q->model = qc[i].model;
+		q->met = qc[i].met;
+		q->max_batch = qc[i].max_batch > 0 && qc[i].max_batch < mb ? qc[i].max_batch : mb;
+		q->pol.max_batch = q->max_batch;
+		q->pol.max_delay_ns = (uint64_t)qc[i].delay_us * 1000;
+		q->pol.margin_ns = qc[i].margin_ns;
+		q->pol.n_preferred = qc[i].n_preferred;
+		memcpy(q->pol.preferred, qc[i].preferred, sizeof(q->pol.preferred));
+		q->adaptive = qc[i].adaptive;
+		batch_adapt_init(&q->adapt, 1, q->max_batch, qc[i].objective_ns, 8);
+		atomic_store(&q->eff_max_batch, q->max_batch);
+		svc_init(&q->svc, qc[i].warm_a_ns, qc[i].warm_b_ns, 0.2);
+		sq_init(&q->sq, qc[i].priority_levels, qc[i].max_queue);
+		if (q->max_batch > widest)
+			widest = q->max_batch;
 	}
 	return widest;
 }
 
-int sched_be_start(struct sched_be *s, struct backend *be, const struct model *const *models,
-		   const int *max_batch, const uint32_t *delay_us, const int *max_queue, int n)
+int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_conf *qc, int n)
 {
 	pthread_condattr_t ca;
 	int widest;
@@ -259,10 +375,11 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct model *c
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&s->cv, &ca);
 	pthread_condattr_destroy(&ca);
-	widest = sched_init_queues(s, models, max_batch, delay_us, max_queue, n);
+	widest = sched_init_queues(s, qc, n);
 	if (widest < 0)
 		return widest;
 	s->n_threads = be->conf.slots > 0 ? be->conf.slots : 1;
+	s->busy_until = calloc(s->n_threads, sizeof(*s->busy_until));
 	s->workers = calloc(s->n_threads, sizeof(*s->workers));
 	for (int i = 0; i < s->n_threads; i++) {
 		struct sched_worker *w = &s->workers[i];
@@ -293,6 +410,8 @@ void sched_be_stop(struct sched_be *s)
 	}
 	free(s->workers);
 	s->workers = NULL;
+	free(s->busy_until);
+	s->busy_until = NULL;
 	free(s->qs);
 	s->qs = NULL;
 	pthread_cond_destroy(&s->cv);

@@ -1,11 +1,13 @@
 /*
  * scheduler.h - per (backend, model) queues and the threads that feed a backend.
  *
- * Each backend gets `slots` scheduler threads.  A thread waits until the
- * batcher says a queue should be cut, takes whole requests from it, marks
- * them RUNNING, submits the batch, and when the backend calls done, posts
- * every request back to its owner loop.  Requests cancelled while queued
- * are handed back without being executed.
+ * Glue between the pure parts (squeue, batcher, svctime) and threads: each
+ * backend gets `slots` scheduler threads and one mutex.  A thread answers
+ * expired requests (504, never executed), asks the batcher whether a queue
+ * should be cut, takes whole requests (priority, then deadline order),
+ * submits the batch, learns its service time, and posts every request back
+ * to its owner loop.  A client that goes away while its request is queued
+ * removes it (sched_cancel): it is never executed.
  */
 #ifndef INFERGW_SCHEDULER_H
 #define INFERGW_SCHEDULER_H
@@ -16,18 +18,43 @@
 #include <stdint.h>
 
 #include "batcher.h"
+#include "squeue.h"
+#include "svctime.h"
 
 struct backend;
 struct model;
 struct infer_req;
+struct met_series;
+struct sched_be;
+
+/* How one queue behaves; filled by the runtime from the config. */
+struct sched_q_conf {
+	const struct model *model;
+	int max_batch;			/* 0 = the model's max_batch_size */
+	uint32_t delay_us;
+	int max_queue;
+	int priority_levels;
+	int n_preferred;
+	int preferred[BATCH_MAX_PREFERRED];
+	bool adaptive;
+	uint64_t objective_ns;		/* the model's objective: adaptive target */
+	uint64_t margin_ns;
+	double warm_a_ns, warm_b_ns;	/* service time warm start */
+	struct met_series *met;
+};
 
 struct sched_q {
+	struct sched_be *s;
 	const struct model *model;
-	struct batch_policy pol;
-	int max_queue;			/* requests */
-	struct infer_req *head, *tail;	/* FIFO, guarded by sched_be.mu */
-	int n_reqs, n_rows;
-	_Atomic int depth;		/* n_reqs, readable without the lock */
+	struct squeue sq;
+	struct batch_policy pol;	/* pol.max_batch = effective (adaptive) limit */
+	int max_batch;			/* configured limit */
+	bool adaptive;
+	struct batch_adapt adapt;
+	struct svc_model svc;
+	struct met_series *met;
+	_Atomic int depth;		/* queued requests, readable without the lock */
+	_Atomic int eff_max_batch;	/* for metrics */
 };
 
 struct sched_be {
@@ -38,26 +65,39 @@ struct sched_be {
 	struct sched_q *qs;
 	int n_threads;
 	struct sched_worker *workers;
+	uint64_t *busy_until;		/* per slot: predicted end of its batch, 0 = idle */
 	bool stop;
 	int rr;
 	int idle;			/* threads waiting on cv */
 };
 
-/*
- * sched_be_start - create one queue per model and be->conf.slots threads.
- * max_batch[i] / delay_us[i] / max_queue[i] configure queue i (max_batch is
- * clamped to the model's max_batch_size; 0 means that size).  0 or -errno.
- */
-int sched_be_start(struct sched_be *s, struct backend *be, const struct model *const *models,
-		   const int *max_batch, const uint32_t *delay_us, const int *max_queue, int n);
+/* What the router needs to know about one queue, for one request. */
+struct sched_view {
+	int queued;
+	bool full;
+	uint64_t wait_ns;
+	uint64_t exec_ns;
+};
+
+/* sched_be_start - one queue per conf entry and be->conf.slots threads. 0 or -errno. */
+int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_conf *qc, int n);
 /* sched_find - index of the queue for m, or -1. */
 int sched_find(const struct sched_be *s, const struct model *m);
+/* sched_view - predictions for a request of rows at priority prio on queue qi. */
+void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
+		struct sched_view *out);
 /*
- * sched_enqueue - queue r on queue qi.  Sets r->state = REQ_QUEUED.
- * Returns 0, -EAGAIN (queue full), -E2BIG (r->rows above the batch limit)
- * or -ESHUTDOWN.  On error r is untouched and still the caller's.
+ * sched_enqueue - queue r on queue qi (r->priority already normalized).
+ * Returns 0, -EAGAIN (queue full), -E2BIG (rows above the batch limit) or
+ * -ESHUTDOWN; on error r is still the caller's.
  */
 int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now);
+/*
+ * sched_cancel - the client is gone.  true when r was still queued: it is
+ * removed, never executed, and the caller owns it again.  false when it
+ * already runs (or ran): its completion still arrives.
+ */
+bool sched_cancel(struct infer_req *r);
 /* sched_be_stop - finish every queued request, join the threads, free queues. */
 void sched_be_stop(struct sched_be *s);
 

@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "api.h"
 #include "config.h"
 #include "infer.h"
 #include "log.h"
@@ -54,14 +56,10 @@ void conn_close(struct conn *c)
 		struct call *call = c->h1_call;
 
 		c->h1_call = NULL;
-		if (call->req) {	/* inference in flight: detach, completion frees */
-			int expect = REQ_QUEUED;
-
-			atomic_compare_exchange_strong(&call->req->state, &expect, REQ_CANCELLED);
-			call->conn = NULL;
-		} else {
+		if (call->req && !call->responded)
+			api_abandon(call);	/* inference in flight */
+		else
 			call_free(call);
-		}
 	}
 	bufferevent_free(c->bev);
 	conn_unlink(c);
@@ -178,10 +176,22 @@ static void conn_peer(struct conn *c, const struct sockaddr *sa)
 	snprintf(c->peer, sizeof(c->peer), "%s:%d", ip, port);
 }
 
+static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr *sa, bool admin);
+
 static void srv_on_accept(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa,
 			  int salen, void *arg)
 {
-	struct srv_loop *sl = arg;
+	srv_accept(arg, fd, sa, false);
+}
+
+static void srv_on_accept_admin(struct evconnlistener *lst, evutil_socket_t fd,
+				struct sockaddr *sa, int salen, void *arg)
+{
+	srv_accept(arg, fd, sa, true);
+}
+
+static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr *sa, bool admin)
+{
 	const struct config *cfg = sl->srv->cfg;
 	struct timeval idle = { cfg->limits.idle_timeout_ms / 1000,
 				(cfg->limits.idle_timeout_ms % 1000) * 1000 };
@@ -195,6 +205,7 @@ static void srv_on_accept(struct evconnlistener *lst, evutil_socket_t fd, struct
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c = calloc(1, sizeof(*c));
 	c->sl = sl;
+	c->admin = admin;
 	c->bev = bufferevent_socket_new(sl->loop.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	conn_peer(c, sa);
 	c->next = sl->conns;
@@ -236,6 +247,10 @@ static void srv_loop_on_stop(struct loop *l)
 		evconnlistener_free(sl->lst);
 		sl->lst = NULL;
 	}
+	if (sl->admin_lst) {
+		evconnlistener_free(sl->admin_lst);
+		sl->admin_lst = NULL;
+	}
 	for (c = sl->conns; c; c = next) {
 		next = c->next;
 		if (c->proto == PROTO_H2 && c->h2) {
@@ -258,36 +273,74 @@ static void *srv_loop_main(void *arg)
 	return NULL;
 }
 
-static int srv_bind(struct server *s, struct srv_loop *sl, char **err)
+/*
+ * Listen on address:*port with SO_REUSEPORT.  When *port is 0 the kernel
+ * picks one and *port is set to it, so later loops bind the same port.
+ */
+/*
+ * SO_REUSEPORT would let a second gateway silently share our port; a plain
+ * bind first tells "in use" apart.  Only for the first bind of a port.
+ */
+static int srv_port_free(const struct sockaddr *sa, int salen)
 {
-	const struct config *cfg = s->cfg;
+	int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1, rc = 0;
+
+	if (fd < 0)
+		return 0;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, sa, salen) < 0 && errno == EADDRINUSE)
+		rc = -EADDRINUSE;
+	close(fd);
+	return rc;
+}
+
+static struct evconnlistener *srv_listen(struct srv_loop *sl, const char *address, int *port,
+					 evconnlistener_cb cb, char **err)
+{
+	struct evconnlistener *lst;
 	struct sockaddr_storage ss;
 	int sslen = sizeof(ss);
 	char addr[128];
 
-	snprintf(addr, sizeof(addr), strchr(cfg->listen.address, ':') ? "[%s]:%d" : "%s:%d",
-		 cfg->listen.address, s->port);
+	snprintf(addr, sizeof(addr), strchr(address, ':') ? "[%s]:%d" : "%s:%d", address, *port);
 	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen)) {
-		*err = yt_strdupf("listen.address: cannot parse \"%s\"", addr);
-		return -EINVAL;
+		*err = yt_strdupf("cannot parse listen address \"%s\"", addr);
+		return NULL;
 	}
-	sl->lst = evconnlistener_new_bind(sl->loop.base, srv_on_accept, sl,
-					  LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-					  LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
-					  1024, (struct sockaddr *)&ss, sslen);
-	if (!sl->lst) {
+	if (*port != 0 && sl->loop.idx == 0 && srv_port_free((struct sockaddr *)&ss, sslen)) {
+		*err = yt_strdupf("cannot listen on %s: address already in use", addr);
+		return NULL;
+	}
+	lst = evconnlistener_new_bind(sl->loop.base, cb, sl,
+				      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+				      LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+				      1024, (struct sockaddr *)&ss, sslen);
+	if (!lst) {
 		*err = yt_strdupf("cannot listen on %s: %s", addr, strerror(errno));
-		return -errno;
+		return NULL;
 	}
-	if (s->port == 0) {	/* ephemeral: every other loop binds the same port */
+	if (*port == 0) {
 		struct sockaddr_storage b;
 		socklen_t blen = sizeof(b);
 
-		getsockname(evconnlistener_get_fd(sl->lst), (struct sockaddr *)&b, &blen);
-		s->port = ntohs(b.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&b)->sin6_port
-							 : ((struct sockaddr_in *)&b)->sin_port);
+		getsockname(evconnlistener_get_fd(lst), (struct sockaddr *)&b, &blen);
+		*port = ntohs(b.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&b)->sin6_port
+						      : ((struct sockaddr_in *)&b)->sin_port);
 	}
-	return 0;
+	return lst;
+}
+
+static int srv_bind(struct server *s, struct srv_loop *sl, char **err)
+{
+	const struct config *cfg = s->cfg;
+
+	sl->lst = srv_listen(sl, cfg->listen.address, &s->port, srv_on_accept, err);
+	if (!sl->lst)
+		return -EADDRINUSE;
+	if (sl->loop.idx != 0 || s->admin_port < 0)
+		return 0;
+	sl->admin_lst = srv_listen(sl, cfg->admin.address, &s->admin_port, srv_on_accept_admin, err);
+	return sl->admin_lst ? 0 : -EADDRINUSE;
 }
 
 int srv_start(struct server *s, const struct config *cfg, struct runtime *rt, char **err)
@@ -296,6 +349,7 @@ int srv_start(struct server *s, const struct config *cfg, struct runtime *rt, ch
 	s->cfg = cfg;
 	s->rt = rt;
 	s->port = cfg->listen.port;
+	s->admin_port = cfg->admin.port;
 	s->n_loops = cfg->listen.threads;
 	s->loops = calloc(s->n_loops, sizeof(*s->loops));
 	for (int i = 0; i < s->n_loops; i++) {
@@ -317,6 +371,9 @@ int srv_start(struct server *s, const struct config *cfg, struct runtime *rt, ch
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
 	log_info("listen=%s:%d threads=%d msg=\"serving HTTP/2 (h2c) and HTTP/1.1\"",
 		 cfg->listen.address, s->port, s->n_loops);
+	if (s->admin_port >= 0)
+		log_info("admin=%s:%d msg=\"admin listener: /metrics, /v2/health\"",
+			 cfg->admin.address, s->admin_port);
 	return 0;
 }
 
@@ -345,6 +402,8 @@ void srv_destroy(struct server *s)
 			event_free(sl->grace);
 		if (sl->lst)
 			evconnlistener_free(sl->lst);
+		if (sl->admin_lst)
+			evconnlistener_free(sl->admin_lst);
 		loop_destroy(&sl->loop);
 	}
 	free(s->loops);

@@ -27,6 +27,7 @@ struct srv_loop {
 	struct loop loop;
 	struct server *srv;
 	struct evconnlistener *lst;
+	struct evconnlistener *admin_lst;	/* loop 0 only */
 	struct conn *conns;		/* doubly linked */
 	int n_conns;
 	bool draining;
@@ -37,6 +38,7 @@ struct server {
 	const struct config *cfg;
 	struct runtime *rt;
 	int port;			/* bound port (resolved when config says 0) */
+	int admin_port;			/* bound admin port; -1 when disabled */
 	int n_loops;
 	struct srv_loop *loops;
 	_Atomic uint64_t conns_total;
@@ -46,6 +48,7 @@ struct conn {
 	struct srv_loop *sl;
 	struct bufferevent *bev;
 	enum http_proto proto;
+	bool admin;			/* accepted on the admin listener */
 	nghttp2_session *h2;
 	struct call *h1_call;		/* request being read or served */
 	size_t h1_body_left;

@@ -336,6 +336,10 @@ static int be_cpu_load_model(struct backend *be, const struct model *m, char **e
 		*err = yt_strdupf("cpu backend: not open");
 		return -ENODEV;
 	}
+	if (!m) {
+		*err = yt_strdupf("cpu backend: no such model");
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&c->load_lock);
 	for (cm = atomic_load_explicit(&c->models, memory_order_acquire); cm; cm = cm->next)
 		if (cm->m == m)
@@ -407,16 +411,20 @@ static void be_cpu_softmax(float *x, int rows, int w)
 	}
 }
 
+/* Cancelled and expired requests are never executed (infer.h). */
 static bool be_cpu_live(struct infer_req *r)
 {
-	return atomic_load_explicit(&r->state, memory_order_acquire) != REQ_CANCELLED;
+	int st = atomic_load_explicit(&r->state, memory_order_acquire);
+
+	return st != REQ_CANCELLED && st != REQ_EXPIRED;
 }
 
 /*
  * be_cpu_submit - see backend.h.  Runs b to completion in the calling thread
- * and calls b->done before returning 0.  Requests cancelled before the gather
- * are neither read nor written (their status, output and times stay as they
- * are); the others get status 0, or 500 with errmsg when oneDNN fails.
+ * and calls b->done before returning 0.  Requests cancelled (or expired)
+ * when submit starts are neither read nor written (their status, output and
+ * times stay as they are); the others get status 0, or 500 with errmsg when
+ * oneDNN fails.
  * -ENOENT (model not loaded here), -EINVAL (bad batch) or -ENODEV leave b
  * untouched and do not call done.
  */

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/batcher.c and gateway/router.c with virtual time. */
+/* Unit tests for gateway/batcher.c with virtual time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -6,48 +6,96 @@
 #include <stdint.h>
 
 #include "batcher.h"
-#include "router.h"
+#include "svctime.h"
 
 static void test_cut_on_size_and_delay(void **state)
 {
 	struct batch_policy p = { .max_batch = 8, .max_delay_ns = 1000 };
+	struct batch_view v = { .queued_rows = 0, .oldest_ns = 0, .earliest_deadline_ns = UINT64_MAX };
 	uint64_t wake;
 
-	assert_int_equal(batch_decide(&p, 0, 0, 5000, &wake), 0);
+	assert_int_equal(batch_decide(&p, &v, NULL, 5000, &wake), 0);
 	assert_true(wake == UINT64_MAX);
 	/* 3 rows, oldest arrived at t=100: wait until t=1100. */
-	assert_int_equal(batch_decide(&p, 3, 100, 500, &wake), 0);
+	v = (struct batch_view){ 3, 100, UINT64_MAX };
+	assert_int_equal(batch_decide(&p, &v, NULL, 500, &wake), 0);
 	assert_int_equal(wake, 1100);
-	assert_int_equal(batch_decide(&p, 3, 100, 1099, &wake), 0);
-	assert_int_equal(batch_decide(&p, 3, 100, 1100, &wake), 3);
+	assert_int_equal(batch_decide(&p, &v, NULL, 1099, &wake), 0);
+	assert_int_equal(batch_decide(&p, &v, NULL, 1100, &wake), 3);
 	/* A full batch is cut at once, capped at max_batch. */
-	assert_int_equal(batch_decide(&p, 8, 100, 101, &wake), 8);
-	assert_int_equal(batch_decide(&p, 20, 100, 101, &wake), 8);
+	v.queued_rows = 8;
+	assert_int_equal(batch_decide(&p, &v, NULL, 101, &wake), 8);
+	v.queued_rows = 20;
+	assert_int_equal(batch_decide(&p, &v, NULL, 101, &wake), 8);
 	/* Zero delay: whatever waits goes now. */
 	p.max_delay_ns = 0;
-	assert_int_equal(batch_decide(&p, 1, 100, 100, &wake), 1);
+	v = (struct batch_view){ 1, 100, UINT64_MAX };
+	assert_int_equal(batch_decide(&p, &v, NULL, 100, &wake), 1);
 }
 
-static void test_router_least_queue_then_cost(void **state)
+/* Waiting longer would make the earliest deadline miss: cut early. */
+static void test_cut_for_deadline(void **state)
 {
-	struct router_cand c[3] = {
-		{ .id = 0, .queued = 4, .cost = 1.0 },
-		{ .id = 1, .queued = 2, .cost = 5.0 },
-		{ .id = 2, .queued = 2, .cost = 2.0 },
-	};
+	struct batch_policy p = { .max_batch = 16, .max_delay_ns = 10000, .margin_ns = 100 };
+	struct svc_model svc;
+	struct batch_view v = { .queued_rows = 4, .oldest_ns = 0, .earliest_deadline_ns = 5000 };
+	uint64_t wake;
 
-	assert_int_equal(router_pick(c, 0), -1);
-	assert_int_equal(router_pick(c, 1), 0);
-	assert_int_equal(router_pick(c, 3), 2);
-	c[0].queued = 0;
-	assert_int_equal(router_pick(c, 3), 0);
+	svc_init(&svc, 1000, 250, 0.5);	/* 4 rows: 1000 + 4*250 = 2000 ns */
+	/* latest start = 5000 - 2000 - 100 = 2900 < oldest + delay = 10000 */
+	assert_int_equal(batch_decide(&p, &v, &svc, 1000, &wake), 0);
+	assert_int_equal(wake, 2900);
+	assert_int_equal(batch_decide(&p, &v, &svc, 2899, &wake), 0);
+	assert_int_equal(batch_decide(&p, &v, &svc, 2900, &wake), 4);
+	/* Without a predictor the deadline is not considered. */
+	assert_int_equal(batch_decide(&p, &v, NULL, 2900, &wake), 0);
+	assert_int_equal(wake, 10000);
+}
+
+static void test_preferred_sizes(void **state)
+{
+	struct batch_policy p = { .max_batch = 32, .max_delay_ns = 100000, .n_preferred = 2,
+				  .preferred = { 4, 8 } };
+	struct batch_view v = { .queued_rows = 3, .oldest_ns = 0, .earliest_deadline_ns = UINT64_MAX };
+	uint64_t wake;
+
+	assert_int_equal(batch_decide(&p, &v, NULL, 10, &wake), 0);	/* below 4: wait */
+	v.queued_rows = 5;
+	assert_int_equal(batch_decide(&p, &v, NULL, 10, &wake), 4);
+	v.queued_rows = 13;
+	assert_int_equal(batch_decide(&p, &v, NULL, 10, &wake), 8);
+	v.queued_rows = 40;
+	assert_int_equal(batch_decide(&p, &v, NULL, 10, &wake), 32);	/* full beats preferred */
+}
+
+/* AIMD: halve on a miss, +1 after grow_after good batches, within [min, max]. */
+static void test_adaptive(void **state)
+{
+	struct batch_adapt a;
+
+	batch_adapt_init(&a, 1, 64, 1000, 2);
+	assert_int_equal(a.cur, 64);
+	assert_int_equal(batch_adapt_observe(&a, 1500), 32);
+	assert_int_equal(batch_adapt_observe(&a, 1001), 16);
+	assert_int_equal(batch_adapt_observe(&a, 900), 16);
+	assert_int_equal(batch_adapt_observe(&a, 900), 17);
+	assert_int_equal(batch_adapt_observe(&a, 1000), 17);	/* at target is a hit */
+	assert_int_equal(batch_adapt_observe(&a, 1000), 18);
+	for (int i = 0; i < 10; i++)
+		batch_adapt_observe(&a, 5000);
+	assert_int_equal(a.cur, 1);
+	for (int i = 0; i < 500; i++)
+		batch_adapt_observe(&a, 10);
+	assert_int_equal(a.cur, 64);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_cut_on_size_and_delay),
-		cmocka_unit_test(test_router_least_queue_then_cost),
+		cmocka_unit_test(test_cut_for_deadline),
+		cmocka_unit_test(test_preferred_sizes),
+		cmocka_unit_test(test_adaptive),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# bench/infer.sh - POST /v2/models/digits/infer (one 64-float sample, KServe
+# v2 JSON) on infergw, against GET /v2/health/live on the same server in the
+# same run: req/s, p50/p99 and the infer/health ratio.
+#
+# usage: bench/infer.sh [OUT.md]     (markdown section; default stdout)
+# env:   N=50000 C=32 M=32 ROUNDS=5 WARM=10000
+#
+# infergw runs with its default event-loop threads (listen.threads 0 = one
+# per core) and a CPU backend with one worker of one OpenMP thread; the
+# process is pinned to the server CPU like in h2_health.sh so that h2load
+# keeps its own core.
+set -u
+. "$(dirname "$0")/lib.sh"
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+OUT_MD=${1:-/dev/stdout}
+N=${N:-50000}
+C=${C:-32}
+M=${M:-32}
+ROUNDS=${ROUNDS:-5}
+WARM=${WARM:-10000}
+H2FLAGS="-n $N -c $C -m $M -t 1"
+WARMFLAGS="-n $WARM -c $C -m $M -t 1"
+INFERGW="$BENCH_ROOT/build/infergw"
+MODEL_DIR="$BENCH_ROOT/config/models/digits"
+
+bench_tmpdir
+T=$BENCH_TMP
+
+fail() {
+	echo "infer: $*" >&2
+	{
+		echo "## 2. Inference: POST /v2/models/digits/infer"
+		echo
+		echo "FAILED: $*"
+		echo
+	} >>"$OUT_MD"
+	exit 1
+}
+
+[ -x "$INFERGW" ] || fail "$INFERGW not built (make)"
+
+# Row 0 of the held-out set and its float64 reference answer.
+$PY "$BENCH_ROOT/bench/digits_body.py" "$MODEL_DIR" "$T/body.json" "$T/expect.json" ||
+	fail "cannot build the request body (bench/digits_body.py)"
+
+PORT=$(bench_free_port)
+cat >"$T/infergw.yaml" <<EOF
+listen: {address: 127.0.0.1, port: $PORT, threads: 0}
+limits: {max_body_bytes: 4194304, max_header_bytes: 16384, max_concurrent_streams: 128,
+         idle_timeout_ms: 60000, shutdown_grace_ms: 2000}
+log: {level: warn, access: false}
+models:
+  # max_queue above h2load's -c x -m so that a full pipeline is never shed.
+  - {name: digits, path: $MODEL_DIR, max_batch: 32, max_queue_delay_us: 0, max_queue: 4096}
+backends:
+  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits]}
+EOF
+
+bench_start "$T/infergw.log" "$INFERGW" --config "$T/infergw.yaml"
+PID=$BENCH_LAST_PID
+BASE="http://127.0.0.1:$PORT"
+bench_wait_http "$BASE/v2/health/ready" "$PID" 30 ||
+	fail "infergw did not become ready: $(tail -5 "$T/infergw.log")"
+URL_H="$BASE/v2/health/live"
+URL_I="$BASE/v2/models/digits/infer"
+
+# One request by hand: status 200 and an argmax equal to the label.
+resp=$(curl -s --max-time 5 --http2-prior-knowledge -H 'content-type: application/json' \
+	--data-binary @"$T/body.json" -w '\n%{http_code}' "$URL_I")
+code=${resp##*$'\n'}
+[ "$code" = "200" ] || fail "one infer request gave HTTP $code: ${resp%$'\n'*}"
+CHECK=$(printf '%s' "${resp%$'\n'*}" | $PY "$BENCH_ROOT/bench/digits_body.py" --check "$T/expect.json" 2>&1)
+echo "infer: one request: $CHECK" >&2
+
+CT=(-H 'content-type: application/json')
+bench_h2load "$T/warm.h.out" "" $WARMFLAGS "$URL_H"
+bench_h2load "$T/warm.i.out" "" $WARMFLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
+: >"$T/runs.jsonl"
+: >"$T/runs.i.jsonl"
+mkdir -p "$T/logs"
+for r in $(seq "$ROUNDS"); do
+	t0=$(bench_cpu_ticks "$PID")
+	bench_h2load "$T/h.$r.out" "$T/h.$r.log" $H2FLAGS "$URL_H"
+	t1=$(bench_cpu_ticks "$PID")
+	bench_parse health "$T/h.$r.out" "" $((t1 - t0)) >>"$T/runs.jsonl"
+	t0=$(bench_cpu_ticks "$PID")
+	bench_h2load "$T/i.$r.out" "$T/i.$r.log" $H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
+	t1=$(bench_cpu_ticks "$PID")
+	bench_parse infer "$T/i.$r.out" "" $((t1 - t0)) >>"$T/runs.i.jsonl"
+	cat "$T/h.$r.log" >>"$T/logs/health.log" 2>/dev/null
+	cat "$T/i.$r.log" >>"$T/logs/infer.log" 2>/dev/null
+	rm -f "$T/h.$r.log" "$T/i.$r.log"
+	echo "infer: round $r health: $(grep -o 'finished in .*req/s' "$T/h.$r.out")" >&2
+	echo "infer: round $r infer:  $(grep -o 'finished in .*req/s' "$T/i.$r.out")" >&2
+done
+cat "$T/runs.i.jsonl" >>"$T/runs.jsonl"
+kill -0 "$PID" 2>/dev/null || echo "infer: warning: infergw died during the run" >&2
+# Batch sizes the scheduler actually cut, if /metrics says.
+METRICS=$(curl -s --max-time 2 --http2-prior-knowledge "$BASE/metrics" 2>/dev/null |
+	grep -iE '^[a-z_]*(batch|rows|requests_total|queue)[a-z_]*(\{[^}]*\})? ' | head -12)
+SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
+
+{
+	echo "## 2. Inference: POST /v2/models/digits/infer"
+	echo
+	bench_env_md
+	echo "- server: infergw, listen.threads 0 (= $(nproc) loop threads), CPU backend workers 1, threads_per_worker 1, digits max_batch 32, max_queue_delay_us 0, max_queue 4096"
+	echo "- body: row 0 of config/models/digits/heldout.safetensors, $(wc -c <"$T/body.json") bytes of KServe v2 JSON; response check: $CHECK"
+	echo "- commands ($ROUNDS rounds, health and infer alternating, after warm-ups of $WARM each; req/s = median round; percentiles over all requests):"
+	echo
+	echo '```'
+	echo "$PIN_CLI h2load --log-file=LOG $H2FLAGS http://127.0.0.1:PORT/v2/health/live"
+	echo "$PIN_CLI h2load --log-file=LOG $H2FLAGS -d body.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer"
+	echo '```'
+	echo
+	$PY "$BENCH_ROOT/bench/report.py" infer "$T/runs.jsonl" "$T/logs"
+	echo
+	if [ -n "$METRICS" ]; then
+		echo "/metrics after the run (batching):"
+		echo
+		echo '```'
+		echo "$METRICS"
+		echo '```'
+		echo
+	fi
+	echo "infergw log lines matching error/warn during the run: $SRV_ERRS"
+	echo
+} >>"$OUT_MD"

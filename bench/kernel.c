@@ -1,0 +1,505 @@
+/*
+ * kernel.c - CPU kernel throughput: infergw's CPU backend (be_cpu_ops) against
+ * the same matmul chain done directly with raw oneDNN primitives, in GFLOP/s.
+ *
+ * usage: kernel [-t THREADS] [-s SLICE_SECS] [-r SLICES] [-b 1,8,64] MODEL_DIR
+ *
+ * For every batch size B the program times repeated executions of the whole
+ * model (dense layers + softmax) on B rows:
+ *   infergw  be_cpu_ops.submit of one request of B rows (slots 1,
+ *            threads_per_slot THREADS), gather + chain + softmax + scatter;
+ *   raw-ba   oneDNN matmul primitives (bias, fused ReLU) reading nn.Linear's
+ *            [out][in] weights in place (tag ba), then a oneDNN softmax
+ *            primitive: the same work in the same layout, no gateway code;
+ *   raw-any  as raw-ba but the weights are reordered once, ahead of time, into
+ *            the layout the matmul asks for (format_any): what oneDNN can do
+ *            when the weights may be repacked (headroom, not the anchor).
+ * On a shared machine throughput swings several-fold within seconds (another
+ * process on one of the cores stalls a whole OpenMP team), so the variants
+ * are measured in short interleaved slices: for each B, SLICES times, each
+ * variant runs for SLICE_SECS (order rotating).  A variant's figure is its
+ * median slice (and its best slice); the anchor ratio is the median of the
+ * per-slice ratios infergw/raw, each from neighbouring slices that saw the
+ * same machine.  GFLOP/s = model->flops_per_row * B * iterations / seconds.
+ *
+ * Output: a markdown table on stdout, then one line per batch size
+ * "RESULT B infergw raw_ba raw_any infergw/raw_ba infergw/raw_any" (GFLOP/s
+ * medians, median paired ratios) for scripts.
+ */
+#define _GNU_SOURCE
+#include "backend.h"
+#include "infer.h"
+#include "model/model.h"
+
+#include <dnnl.h>
+#include <dnnl_debug.h>
+#include <math.h>
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_BS 16
+#define MAX_LAYERS 32
+
+#define DNNL_CHECK(x)                                                                  \
+	do {                                                                           \
+		dnnl_status_t st_ = (x);                                               \
+		if (st_ != dnnl_success) {                                             \
+			fprintf(stderr, "kernel: %s:%d: %s: %s\n", __FILE__, __LINE__, #x, \
+				dnnl_status2str(st_));                                 \
+			exit(1);                                                       \
+		}                                                                      \
+	} while (0)
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ---- raw oneDNN chain ---- */
+
+struct raw_step {
+	dnnl_primitive_t prim;
+	int n_args;
+	dnnl_exec_arg_t args[5];
+};
+
+struct raw_chain {
+	int rows, n_steps;
+	struct raw_step steps[MAX_LAYERS];
+	float *buf[2];
+	void *packed[MAX_LAYERS];	/* raw-any: reordered weights */
+	dnnl_memory_t mems[MAX_LAYERS * 5];
+	int n_mems;
+	float *out;			/* where the result ends up */
+};
+
+static dnnl_memory_t raw_mem(struct raw_chain *rc, dnnl_engine_t eng, const dnnl_memory_desc_t *md,
+			     void *p)
+{
+	dnnl_memory_t m;
+
+	DNNL_CHECK(dnnl_memory_create(&m, md, eng, p));
+	rc->mems[rc->n_mems++] = m;
+	return m;
+}
+
+static void *xalloc(size_t bytes)
+{
+	void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+
+	if (!p) {
+		fprintf(stderr, "kernel: out of memory (%zu bytes)\n", bytes);
+		exit(1);
+	}
+	memset(p, 0, bytes);
+	return p;
+}
+
+/* Build the chain for `rows` rows; pack = reorder weights to format_any. */
+static void raw_build(struct raw_chain *rc, const struct model *m, int rows, int pack,
+		      dnnl_engine_t eng, dnnl_stream_t strm)
+{
+	size_t bytes = sizeof(float) * (size_t)rows * (size_t)m->max_width;
+	int i, p = 0;
+
+	memset(rc, 0, sizeof(*rc));
+	rc->rows = rows;
+	rc->buf[0] = xalloc(bytes);
+	rc->buf[1] = xalloc(bytes);
+	for (i = 0; i < m->n_layers; i++) {
+		const struct layer *l = &m->layers[i];
+		struct raw_step *s = &rc->steps[rc->n_steps++];
+		dnnl_primitive_desc_t pd;
+
+		if (l->kind == LAYER_SOFTMAX) {
+			dnnl_dims_t dd = { rows, l->in };
+			dnnl_memory_desc_t md;
+			dnnl_softmax_desc_t sd;
+			dnnl_memory_t mm;
+
+			DNNL_CHECK(dnnl_memory_desc_init_by_tag(&md, 2, dd, dnnl_f32, dnnl_ab));
+			DNNL_CHECK(dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, &md, 1));
+			DNNL_CHECK(dnnl_primitive_desc_create(&pd, &sd, NULL, eng, NULL));
+			DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
+			dnnl_primitive_desc_destroy(pd);
+			mm = raw_mem(rc, eng, &md, rc->buf[p]);	/* in place */
+			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, mm };
+			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, mm };
+			continue;
+		}
+
+		dnnl_dims_t sdim = { rows, l->in }, wdim = { l->in, l->out }, bdim = { 1, l->out },
+			    ddim = { rows, l->out };
+		dnnl_memory_desc_t smd, wmd, wmd_user, bmd, dmd;
+		dnnl_matmul_desc_t desc;
+		dnnl_primitive_attr_t attr;
+		dnnl_post_ops_t po = NULL;
+		const dnnl_memory_desc_t *qmd;
+		void *wptr = (void *)l->weight;
+
+		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sdim, dnnl_f32, dnnl_ab));
+		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd_user, 2, wdim, dnnl_f32, dnnl_ba));
+		if (pack)
+			DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wdim, dnnl_f32,
+								dnnl_format_tag_any));
+		else
+			wmd = wmd_user;
+		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bdim, dnnl_f32, dnnl_ab));
+		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, ddim, dnnl_f32, dnnl_ab));
+		DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, l->bias ? &bmd : NULL, &dmd));
+		DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+		if (l->act == ACT_RELU) {
+			DNNL_CHECK(dnnl_post_ops_create(&po));
+			DNNL_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f));
+			DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+		}
+		DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
+		DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
+
+		if (pack) {
+			/* Reorder nn.Linear's weights once into the primitive's layout. */
+			dnnl_memory_t from, to;
+			dnnl_primitive_desc_t rpd;
+			dnnl_primitive_t reorder;
+
+			qmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+			rc->packed[i] = xalloc(dnnl_memory_desc_get_size(qmd));
+			wptr = rc->packed[i];
+			DNNL_CHECK(dnnl_memory_create(&from, &wmd_user, eng, (void *)l->weight));
+			to = raw_mem(rc, eng, qmd, wptr);
+			DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, &wmd_user, eng, qmd, eng,
+								      NULL));
+			DNNL_CHECK(dnnl_primitive_create(&reorder, rpd));
+			dnnl_exec_arg_t ra[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
+			DNNL_CHECK(dnnl_primitive_execute(reorder, strm, 2, ra));
+			DNNL_CHECK(dnnl_stream_wait(strm));
+			dnnl_primitive_destroy(reorder);
+			dnnl_primitive_desc_destroy(rpd);
+			dnnl_memory_destroy(from);
+			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, to };
+		} else {
+			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS,
+								 raw_mem(rc, eng, &wmd, wptr) };
+		}
+		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC,
+							 raw_mem(rc, eng, &smd, rc->buf[p]) };
+		if (l->bias)
+			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS,
+								 raw_mem(rc, eng, &bmd, (void *)l->bias) };
+		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_DST,
+							 raw_mem(rc, eng, &dmd, rc->buf[1 - p]) };
+		dnnl_primitive_desc_destroy(pd);
+		dnnl_primitive_attr_destroy(attr);
+		if (po)
+			dnnl_post_ops_destroy(po);
+		p = 1 - p;
+	}
+	rc->out = rc->buf[p];
+}
+
+static void raw_free(struct raw_chain *rc)
+{
+	int i;
+
+	for (i = 0; i < rc->n_steps; i++)
+		dnnl_primitive_destroy(rc->steps[i].prim);
+	for (i = 0; i < rc->n_mems; i++)
+		dnnl_memory_destroy(rc->mems[i]);
+	for (i = 0; i < MAX_LAYERS; i++)
+		free(rc->packed[i]);
+	free(rc->buf[0]);
+	free(rc->buf[1]);
+}
+
+/* One forward pass: copy the input in (like the backend's gather), run. */
+static void raw_run(struct raw_chain *rc, const struct model *m, const float *in, dnnl_stream_t strm)
+{
+	int i;
+
+	memcpy(rc->buf[0], in, sizeof(float) * (size_t)rc->rows * m->in_dim);
+	for (i = 0; i < rc->n_steps; i++)
+		DNNL_CHECK(dnnl_primitive_execute(rc->steps[i].prim, strm, rc->steps[i].n_args,
+						  rc->steps[i].args));
+	DNNL_CHECK(dnnl_stream_wait(strm));
+}
+
+/* ---- infergw backend ---- */
+
+static atomic_int g_done;
+
+static void on_batch_done(struct batch *b)
+{
+	(void)b;
+	atomic_store_explicit(&g_done, 1, memory_order_release);
+}
+
+static void igw_run(struct backend *be, const struct model *m, struct infer_req *r)
+{
+	struct infer_req *reqs[1] = { r };
+	struct batch b = {
+		.model = m, .be = be, .slot = 0, .n_reqs = 1, .reqs = reqs,
+		.rows = r->rows, .done = on_batch_done,
+	};
+	int rc;
+
+	atomic_store_explicit(&r->state, REQ_RUNNING, memory_order_relaxed);
+	r->status = -1;
+	atomic_store_explicit(&g_done, 0, memory_order_relaxed);
+	rc = be->ops->submit(be, &b);
+	if (rc) {
+		fprintf(stderr, "kernel: be_cpu submit(%d rows): %s\n", r->rows, strerror(-rc));
+		exit(1);
+	}
+	while (!atomic_load_explicit(&g_done, memory_order_acquire))
+		;	/* the CPU backend completes inside submit; others would call back */
+	if (r->status != 0) {
+		fprintf(stderr, "kernel: be_cpu batch failed: status %d %s\n", r->status, r->errmsg);
+		exit(1);
+	}
+}
+
+/* ---- measurement ---- */
+
+enum variant { V_IGW, V_RAW_BA, V_RAW_ANY, N_VARIANTS };
+
+struct ctx {
+	const struct model *m;
+	struct backend *be;
+	struct infer_req req;
+	struct raw_chain raw[2];	/* ba, any */
+	float *in;
+	dnnl_stream_t strm;
+};
+
+static void run_once(struct ctx *c, enum variant v)
+{
+	if (v == V_IGW)
+		igw_run(c->be, c->m, &c->req);
+	else
+		raw_run(&c->raw[v - 1], c->m, c->in, c->strm);
+}
+
+/* One slice: run variant v for at least secs seconds (and 1 iteration);
+ * returns GFLOP/s. */
+static double slice(struct ctx *c, enum variant v, int rows, double secs, double *ms_per)
+{
+	double t0, t;
+	long it = 0;
+
+	t0 = now_s();
+	do {
+		run_once(c, v);
+		it++;
+		t = now_s() - t0;
+	} while (t < secs);
+	*ms_per = t * 1e3 / it;
+	return c->m->flops_per_row * rows * it / t / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+#define MAX_SLICES 256
+
+static double median(const double *v, int n)
+{
+	double tmp[MAX_SLICES];
+
+	memcpy(tmp, v, sizeof(double) * n);
+	qsort(tmp, n, sizeof(double), cmp_double);
+	return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
+}
+
+static double maxof(const double *v, int n)
+{
+	double m = 0;
+
+	while (n--)
+		m = fmax(m, v[n]);
+	return m;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: kernel [-t THREADS] [-s SLICE_SECS] [-r SLICES] [-b 1,8,64] MODEL_DIR\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	int threads = 2, rounds = 15, bs[MAX_BS], n_bs = 0, opt, i, k, v, r;
+	double secs = 0.05;
+	const char *blist = "1,8,64";
+	char *err = NULL;
+	struct model *m;
+	struct backend be = { 0 };
+	struct backend_conf conf = { 0 };
+	dnnl_engine_t eng;
+	static double g[MAX_BS][N_VARIANTS][MAX_SLICES], msp[MAX_BS][N_VARIANTS][MAX_SLICES];
+
+	while ((opt = getopt(argc, argv, "t:s:r:b:")) != -1) {
+		switch (opt) {
+		case 't': threads = atoi(optarg); break;
+		case 's': secs = atof(optarg); break;
+		case 'r': rounds = atoi(optarg); break;
+		case 'b': blist = optarg; break;
+		default: usage();
+		}
+	}
+	if (optind != argc - 1 || threads < 1 || rounds < 1 || rounds > MAX_SLICES || secs <= 0)
+		usage();
+	for (const char *p = blist; *p && n_bs < MAX_BS; ) {
+		bs[n_bs++] = atoi(p);
+		p = strchr(p, ',');
+		if (!p)
+			break;
+		p++;
+	}
+
+	m = model_load(argv[optind], &err);
+	if (!m) {
+		fprintf(stderr, "kernel: %s\n", err ? err : "model_load failed");
+		return 1;
+	}
+	for (k = 0; k < n_bs; k++)
+		if (bs[k] < 1 || bs[k] > m->max_batch_size) {
+			fprintf(stderr, "kernel: batch %d outside 1..%d\n", bs[k], m->max_batch_size);
+			return 1;
+		}
+
+	/* Same OpenMP team size for both: the backend sets it per submit, the
+	 * raw chain inherits it from here. */
+	omp_set_num_threads(threads);
+
+	conf.name = "bench";
+	conf.kind = BE_CPU;
+	conf.slots = 1;
+	conf.threads_per_slot = threads;
+	conf.cost = 1.0;
+	be.ops = &be_cpu_ops;
+	be.conf = conf;
+	if (be_cpu_ops.open(&be, &conf, &err) || be_cpu_ops.load_model(&be, m, &err)) {
+		fprintf(stderr, "kernel: %s\n", err ? err : "cpu backend failed");
+		return 1;
+	}
+	omp_set_num_threads(threads);
+
+	DNNL_CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+
+	struct ctx c = { .m = m, .be = &be };
+	int max_rows = 0;
+
+	for (k = 0; k < n_bs; k++)
+		max_rows = bs[k] > max_rows ? bs[k] : max_rows;
+	DNNL_CHECK(dnnl_stream_create(&c.strm, eng, dnnl_stream_default_flags));
+	c.in = xalloc(sizeof(float) * (size_t)max_rows * m->in_dim);
+	srand(1);
+	for (i = 0; i < max_rows * m->in_dim; i++)
+		c.in[i] = (float)rand() / (float)RAND_MAX;
+	c.req.model = m;
+	c.req.input = c.in;
+	c.req.output = xalloc(sizeof(float) * (size_t)max_rows * m->out_dim);
+
+	printf("model %s: %d layers, %d -> %d, %.1f MFLOP/row; threads_per_slot %d (OpenMP); "
+	       "%d interleaved slices of %.3f s per variant and batch size\n\n",
+	       m->name, m->n_layers, m->in_dim, m->out_dim, m->flops_per_row / 1e6, threads, rounds,
+	       secs);
+
+	struct raw_chain chains[MAX_BS][2];
+
+	for (k = 0; k < n_bs; k++) {
+		raw_build(&chains[k][0], m, bs[k], 0, eng, c.strm);
+		raw_build(&chains[k][1], m, bs[k], 1, eng, c.strm);
+	}
+
+	/* Correctness: the backend and the raw chains agree. */
+	for (k = 0; k < n_bs; k++) {
+		double d_ba = 0, d_any = 0;
+
+		c.req.rows = bs[k];
+		c.raw[0] = chains[k][0];
+		c.raw[1] = chains[k][1];
+		run_once(&c, V_IGW);
+		run_once(&c, V_RAW_BA);
+		run_once(&c, V_RAW_ANY);
+		for (i = 0; i < bs[k] * m->out_dim; i++) {
+			d_ba = fmax(d_ba, fabs(c.req.output[i] - chains[k][0].out[i]));
+			d_any = fmax(d_any, fabs(c.req.output[i] - chains[k][1].out[i]));
+		}
+		fprintf(stderr, "kernel: batch %d: max |infergw - raw-ba| %.3g, |infergw - raw-any| %.3g\n",
+			bs[k], d_ba, d_any);
+		if (d_ba > 1e-3 || d_any > 1e-3)
+			printf("WARNING: batch %d: outputs differ: max |infergw - raw-ba| %.3g, "
+			       "|infergw - raw-any| %.3g\n\n", bs[k], d_ba, d_any);
+	}
+
+	for (k = 0; k < n_bs; k++) {
+		c.req.rows = bs[k];
+		c.raw[0] = chains[k][0];
+		c.raw[1] = chains[k][1];
+		for (v = 0; v < N_VARIANTS; v++)
+			run_once(&c, v);	/* warm caches, OpenMP team */
+		for (r = 0; r < rounds; r++) {
+			for (v = 0; v < N_VARIANTS; v++) {
+				/* Rotate the order so none always runs first. */
+				int vv = (v + r) % N_VARIANTS;
+
+				g[k][vv][r] = slice(&c, vv, bs[k], secs, &msp[k][vv][r]);
+			}
+			fprintf(stderr, "kernel: batch %2d slice %2d: infergw %7.2f raw-ba %7.2f "
+				"raw-any %7.2f GFLOP/s\n", bs[k], r + 1, g[k][V_IGW][r],
+				g[k][V_RAW_BA][r], g[k][V_RAW_ANY][r]);
+		}
+	}
+
+	double q_ba[MAX_BS], q_any[MAX_BS];
+
+	printf("| batch | infergw GFLOP/s | raw oneDNN (ba) GFLOP/s | **infergw / raw** "
+	       "| raw oneDNN (packed) GFLOP/s | infergw / packed | infergw ms/batch "
+	       "| best slice: infergw / raw / packed |\n");
+	printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+	for (k = 0; k < n_bs; k++) {
+		double rb[MAX_SLICES], ra[MAX_SLICES];
+
+		for (r = 0; r < rounds; r++) {
+			rb[r] = g[k][V_IGW][r] / g[k][V_RAW_BA][r];
+			ra[r] = g[k][V_IGW][r] / g[k][V_RAW_ANY][r];
+		}
+		q_ba[k] = median(rb, rounds);
+		q_any[k] = median(ra, rounds);
+		printf("| %d | %.2f | %.2f | **%.2fx** | %.2f | %.2fx | %.3f | %.1f / %.1f / %.1f |\n",
+		       bs[k], median(g[k][V_IGW], rounds), median(g[k][V_RAW_BA], rounds), q_ba[k],
+		       median(g[k][V_RAW_ANY], rounds), q_any[k], median(msp[k][V_IGW], rounds),
+		       maxof(g[k][V_IGW], rounds), maxof(g[k][V_RAW_BA], rounds),
+		       maxof(g[k][V_RAW_ANY], rounds));
+	}
+	printf("\n");
+	for (k = 0; k < n_bs; k++)
+		printf("RESULT %d %.3f %.3f %.3f %.3f %.3f\n", bs[k], median(g[k][V_IGW], rounds),
+		       median(g[k][V_RAW_BA], rounds), median(g[k][V_RAW_ANY], rounds), q_ba[k],
+		       q_any[k]);
+
+	for (k = 0; k < n_bs; k++) {
+		raw_free(&chains[k][0]);
+		raw_free(&chains[k][1]);
+	}
+	dnnl_stream_destroy(c.strm);
+	dnnl_engine_destroy(eng);
+	be_cpu_ops.close(&be);
+	free(c.in);
+	free(c.req.output);
+	model_free(m);
+	return 0;
+}

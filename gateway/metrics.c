@@ -1,0 +1,125 @@
+/* metrics.c - see metrics.h. */
+#include "metrics.h"
+
+#include <event2/buffer.h>
+#include <stddef.h>
+#include <string.h>
+
+/* Upper bounds of the latency buckets, in seconds. */
+static const double met_lat_le[MET_LAT_BUCKETS] = {
+	25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
+	50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0,
+};
+static const char *const met_outcomes[OUT_N] = {
+	"success", "rejected", "expired", "cancelled", "error",
+};
+
+const char *met_outcome_name(enum outcome o)
+{
+	return met_outcomes[o];
+}
+
+void met_series_init(struct met_series *s, const char *backend, const char *model)
+{
+	memset(s, 0, sizeof(*s));
+	s->backend = backend;
+	s->model = model;
+}
+
+static void met_add(struct met_hist *h, int b, uint64_t v)
+{
+	atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
+}
+
+void met_observe_ns(struct met_hist *h, uint64_t ns)
+{
+	double s = ns / 1e9;
+	int b = 0;
+
+	while (b < MET_LAT_BUCKETS && s > met_lat_le[b])
+		b++;
+	met_add(h, b, ns);
+}
+
+void met_observe_rows(struct met_hist *h, uint64_t rows)
+{
+	int b = 0;
+
+	while (b < MET_BATCH_BUCKETS && rows > (1ull << b))
+		b++;
+	met_add(h, b == MET_BATCH_BUCKETS ? MET_LAT_BUCKETS : b, rows);
+}
+
+void met_count(struct met_series *s, enum outcome o)
+{
+	atomic_fetch_add_explicit(&s->outcome[o], 1, memory_order_relaxed);
+}
+
+#define LBL "backend=\"%s\",model=\"%s\""
+
+static uint64_t ld(_Atomic uint64_t *v)
+{
+	return atomic_load_explicit(v, memory_order_relaxed);
+}
+
+/* One histogram family; off = which member of met_series. */
+static void met_render_hist(struct evbuffer *out, struct met_series *const *s, int n,
+			    const char *name, const char *help, size_t off, int lat)
+{
+	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+	for (int i = 0; i < n; i++) {
+		struct met_hist *h = (struct met_hist *)((char *)s[i] + off);
+		int nb = lat ? MET_LAT_BUCKETS : MET_BATCH_BUCKETS;
+		uint64_t cum = 0;
+
+		for (int b = 0; b < nb; b++) {
+			cum += ld(&h->bucket[b]);
+			if (lat)
+				evbuffer_add_printf(out, "%s_bucket{" LBL ",le=\"%g\"} %llu\n", name,
+						    s[i]->backend, s[i]->model, met_lat_le[b],
+						    (unsigned long long)cum);
+			else
+				evbuffer_add_printf(out, "%s_bucket{" LBL ",le=\"%d\"} %llu\n", name,
+						    s[i]->backend, s[i]->model, 1 << b,
+						    (unsigned long long)cum);
+		}
+		evbuffer_add_printf(out, "%s_bucket{" LBL ",le=\"+Inf\"} %llu\n", name,
+				    s[i]->backend, s[i]->model, (unsigned long long)ld(&h->count));
+		if (lat)
+			evbuffer_add_printf(out, "%s_sum{" LBL "} %.9f\n", name, s[i]->backend,
+					    s[i]->model, ld(&h->sum) / 1e9);
+		else
+			evbuffer_add_printf(out, "%s_sum{" LBL "} %llu\n", name, s[i]->backend,
+					    s[i]->model, (unsigned long long)ld(&h->sum));
+		evbuffer_add_printf(out, "%s_count{" LBL "} %llu\n", name, s[i]->backend,
+				    s[i]->model, (unsigned long long)ld(&h->count));
+	}
+}
+
+void met_render(struct evbuffer *out, struct met_series *const *s, int n)
+{
+	evbuffer_add_printf(out, "# HELP infergw_requests_total Inference requests by outcome.\n"
+				 "# TYPE infergw_requests_total counter\n");
+	for (int i = 0; i < n; i++)
+		for (int o = 0; o < OUT_N; o++)
+			evbuffer_add_printf(out, "infergw_requests_total{" LBL ",outcome=\"%s\"} %llu\n",
+					    s[i]->backend, s[i]->model, met_outcomes[o],
+					    (unsigned long long)ld(&s[i]->outcome[o]));
+	evbuffer_add_printf(out, "# HELP infergw_slo_total Answered requests with a deadline, by whether it was met.\n"
+				 "# TYPE infergw_slo_total counter\n");
+	for (int i = 0; i < n; i++)
+		evbuffer_add_printf(out, "infergw_slo_total{" LBL ",result=\"met\"} %llu\n"
+					 "infergw_slo_total{" LBL ",result=\"missed\"} %llu\n",
+				    s[i]->backend, s[i]->model, (unsigned long long)ld(&s[i]->slo_met),
+				    s[i]->backend, s[i]->model, (unsigned long long)ld(&s[i]->slo_missed));
+	met_render_hist(out, s, n, "infergw_queue_seconds", "Time from arrival to batch start.",
+			offsetof(struct met_series, queue), 1);
+	met_render_hist(out, s, n, "infergw_execute_seconds", "Batch execution time per request.",
+			offsetof(struct met_series, exec), 1);
+	met_render_hist(out, s, n, "infergw_request_seconds", "End-to-end time, arrival to response.",
+			offsetof(struct met_series, e2e), 1);
+	met_render_hist(out, s, n, "infergw_batch_rows", "Rows per executed batch.",
+			offsetof(struct met_series, batch), 0);
+}

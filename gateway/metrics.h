@@ -1,0 +1,47 @@
+/*
+ * metrics.h - counters and histograms per (backend, model), rendered in
+ * Prometheus text format.  Updated with relaxed atomics from any thread;
+ * read while serving GET /metrics.
+ */
+#ifndef INFERGW_METRICS_H
+#define INFERGW_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+struct evbuffer;
+
+enum outcome { OUT_SUCCESS, OUT_REJECTED, OUT_EXPIRED, OUT_CANCELLED, OUT_ERROR, OUT_N };
+
+#define MET_LAT_BUCKETS 18	/* 25 µs .. 10 s, then +Inf */
+#define MET_BATCH_BUCKETS 12	/* 1 .. 2048 rows, then +Inf */
+
+struct met_hist {
+	_Atomic uint64_t bucket[MET_LAT_BUCKETS + 1];	/* non-cumulative; last = +Inf */
+	_Atomic uint64_t count;
+	_Atomic uint64_t sum;				/* ns, or rows */
+};
+
+struct met_series {
+	const char *backend;		/* "none" for requests no backend took */
+	const char *model;
+	_Atomic uint64_t outcome[OUT_N];
+	_Atomic uint64_t slo_met, slo_missed;
+	struct met_hist queue, exec, e2e;	/* ns */
+	struct met_hist batch;			/* rows per batch */
+};
+
+/* met_series_init - zero s and label it (labels are borrowed, must outlive s). */
+void met_series_init(struct met_series *s, const char *backend, const char *model);
+/* met_observe_ns - add a latency sample to h. */
+void met_observe_ns(struct met_hist *h, uint64_t ns);
+/* met_observe_rows - add a batch-size sample to h. */
+void met_observe_rows(struct met_hist *h, uint64_t rows);
+/* met_count - one more request with outcome o. */
+void met_count(struct met_series *s, enum outcome o);
+/* met_render - append every family for s[0..n) (HELP/TYPE once per family). */
+void met_render(struct evbuffer *out, struct met_series *const *s, int n);
+/* met_outcome_name - "success", "rejected", ... */
+const char *met_outcome_name(enum outcome o);
+
+#endif

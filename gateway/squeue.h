@@ -1,0 +1,58 @@
+/*
+ * squeue.h - a per (backend, model) request queue ordered by priority, then
+ * earliest deadline.  Pure data structure: no locks, no clock reads (the
+ * scheduler holds its mutex around every call; the simulator calls it from
+ * one thread with virtual time).
+ *
+ * One doubly linked list per priority level, each sorted by deadline
+ * (requests without a deadline sort last).  Insertion walks from the tail,
+ * so the common case (same objective, later arrival) is O(1); removal of a
+ * cancelled request is O(1); expiry looks only at list heads.
+ */
+#ifndef INFERGW_SQUEUE_H
+#define INFERGW_SQUEUE_H
+
+#include <stdint.h>
+
+struct infer_req;
+
+#define SQ_MAX_LEVELS 16
+
+struct squeue {
+	int n_levels;			/* priorities 1..n_levels, 1 = highest */
+	int max_reqs;
+	int n_reqs, n_rows;
+	int rows_at[SQ_MAX_LEVELS + 1];	/* rows queued per level */
+	struct {
+		struct infer_req *head, *tail;
+	} lv[SQ_MAX_LEVELS + 1];
+};
+
+/* sq_init - empty queue with n_levels priorities holding at most max_reqs. */
+void sq_init(struct squeue *q, int n_levels, int max_reqs);
+/*
+ * sq_push - insert r by (r->priority, r->deadline_ns).  r->priority must be
+ * in 1..n_levels.  0, or -EAGAIN when the queue holds max_reqs already.
+ */
+int sq_push(struct squeue *q, struct infer_req *r);
+/* sq_remove - unlink r, which must be in q. */
+void sq_remove(struct squeue *q, struct infer_req *r);
+/*
+ * sq_expire - unlink every request whose deadline is <= now; returns them
+ * as a list linked through ->next (NULL when none).
+ */
+struct infer_req *sq_expire(struct squeue *q, uint64_t now);
+/*
+ * sq_take - unlink whole requests, highest priority first and earliest
+ * deadline first within a level, while their rows fit in max_rows (stops at
+ * the first that does not).  Writes them to out[0..cap) and returns how many.
+ */
+int sq_take(struct squeue *q, int max_rows, struct infer_req **out, int cap);
+/* sq_earliest_deadline - smallest deadline queued; UINT64_MAX when none. */
+uint64_t sq_earliest_deadline(const struct squeue *q);
+/* sq_oldest_arrival - earliest arrival among the level heads; UINT64_MAX when empty. */
+uint64_t sq_oldest_arrival(const struct squeue *q);
+/* sq_rows_ahead - rows that would run before a new request of priority prio. */
+int sq_rows_ahead(const struct squeue *q, int prio);
+
+#endif

@@ -1,0 +1,246 @@
+"""Shared fixtures for the infergw integration suite.
+
+One gateway (``gw``) serves the whole session; tests that need their own
+process (shutdown, queue limits) use ``gw_factory``.  Every process started
+here is stopped by PID in the fixture's teardown.  Everything talks to
+127.0.0.1 only.
+"""
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import gwlib  # noqa: E402  (helpers shared by the test modules)
+
+REPO = gwlib.REPO
+BINARY = REPO / "build" / "infergw"
+MODEL_DIR = gwlib.MODEL_DIR
+
+MAIN_MAX_BODY = 65536
+
+
+def _free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def write_config(path, *, max_body_bytes=MAIN_MAX_BODY, max_batch=64,
+                 max_queue_delay_us=0, max_queue=1024, shutdown_grace_ms=10000,
+                 idle_timeout_ms=60000, max_concurrent_streams=128, threads=2,
+                 workers=1, access=False, admin_port=None):
+    admin = "" if admin_port is None else f"""
+admin:
+  address: 127.0.0.1
+  port: {admin_port}
+"""
+    text = f"""\
+# written by tests/integration/conftest.py
+listen:
+  address: 127.0.0.1
+  port: 8000
+  threads: {threads}
+{admin}
+limits:
+  max_body_bytes: {max_body_bytes}
+  max_header_bytes: 16384
+  max_concurrent_streams: {max_concurrent_streams}
+  idle_timeout_ms: {idle_timeout_ms}
+  shutdown_grace_ms: {shutdown_grace_ms}
+
+log:
+  level: info
+  access: {"true" if access else "false"}
+
+models:
+  - name: digits
+    path: {MODEL_DIR}
+    max_batch: {max_batch}
+    max_queue_delay_us: {max_queue_delay_us}
+    max_queue: {max_queue}
+
+backends:
+  - name: cpu0
+    kind: cpu
+    workers: {workers}
+    threads_per_worker: 1
+    cost: 1.0
+    models: [digits]
+"""
+    Path(path).write_text(text)
+    return Path(path)
+
+
+LISTEN_RE = re.compile(r"\blisten=(\S+):(\d+)\b")
+ADMIN_RE = re.compile(r"\badmin=(\S+):(\d+)\b")
+
+
+class Gateway:
+    """One infergw process.  ``port`` is known once ``start`` returns."""
+
+    # Gateways that know the `admin` config section serve /metrics on a
+    # separate admin listener; False once this binary rejected the section.
+    admin_supported = None
+
+    def __init__(self, workdir, name="gw", **conf):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.conf = conf
+        self.config = self.workdir / f"{name}.yaml"
+        self.log_path = self.workdir / f"{name}.stderr"
+        self.proc = None
+        self.port = None
+        self.admin_port = None
+
+    @property
+    def metrics_port(self):
+        """Where GET /metrics is served: the admin listener when there is one."""
+        return self.admin_port if self.admin_port is not None else self.port
+
+    # -- lifecycle ---------------------------------------------------------
+    def start(self, port=None, timeout=20.0):
+        if not BINARY.exists():
+            pytest.fail(f"{BINARY} does not exist: run `make` first")
+        attempts = 3 if port is None else 1
+        last = ""
+        for _ in range(attempts):
+            want = _free_port() if port is None else port
+            use_admin = Gateway.admin_supported is not False
+            write_config(self.config, admin_port=_free_port() if use_admin else None,
+                         **self.conf)
+            mark = len(self.log())
+            self._spawn(want)
+            ok, last = self._wait_ready(want, timeout)
+            if ok:
+                if use_admin:
+                    Gateway.admin_supported = True
+                return self
+            self.kill()
+            err = self.log()[mark:]
+            if use_admin and re.search(r"\badmin\b", err) and "unknown" in err.lower():
+                Gateway.admin_supported = False  # an older binary: no admin listener
+                continue
+            if "cannot listen" not in err:  # otherwise only retry a lost port race
+                break
+        pytest.fail(f"gateway {self.name} did not become ready: {last}\n"
+                    f"--- stderr ---\n{self.log()[-4000:]}")
+
+    def _spawn(self, port):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [str(BINARY), "--config", str(self.config), "--port", str(port)],
+            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
+            cwd=str(self.workdir))
+        self.logf.close()
+
+    def _wait_ready(self, port, timeout):
+        deadline = time.monotonic() + timeout
+        last = "no listen= line yet"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                return False, f"exited with {self.proc.returncode}"
+            log = self.log()
+            m = LISTEN_RE.search(log)
+            a = ADMIN_RE.search(log)
+            self.admin_port = int(a.group(2)) if a else None
+            if m:
+                self.port = int(m.group(2))
+                if self.port != port:
+                    return False, f"listen= says port {self.port}, asked for {port}"
+                try:
+                    st, _, body = gwlib.h1_request(port, "GET", "/v2/health/ready",
+                                                   timeout=2)
+                    if st == 200:
+                        return True, ""
+                    last = f"ready returned {st} {body!r}"
+                except OSError as e:
+                    last = f"ready: {e}"
+            time.sleep(0.05)
+        return False, "timeout: " + last
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout):
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        """Stop the process we started (by PID): SIGTERM, then SIGKILL."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    # -- convenience -------------------------------------------------------
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def metrics(self, via="h1"):
+        return gwlib.read_metrics(self.metrics_port, via)
+
+
+@pytest.fixture(scope="session")
+def gw(tmp_path_factory):
+    g = Gateway(tmp_path_factory.mktemp("gw-main"), "main")
+    g.start()
+    yield g
+    g.kill()
+    assert g.proc.returncode == 0, (
+        f"main gateway exited {g.proc.returncode} on SIGTERM\n{g.log()[-3000:]}")
+
+
+@pytest.fixture
+def gw_factory(tmp_path):
+    started = []
+
+    def make(name="extra", start=True, **conf):
+        g = Gateway(tmp_path, f"{name}{len(started)}", **conf)
+        if not start:
+            write_config(g.config, admin_port=None if Gateway.admin_supported is False
+                         else _free_port(), **conf)
+        started.append(g)
+        if start:
+            g.start()
+        return g
+
+    yield make
+    for g in started:
+        g.kill()
+
+
+@pytest.fixture(scope="session")
+def model():
+    return gwlib.RefModel.load()
+
+
+@pytest.fixture(scope="session")
+def heldout():
+    t = gwlib.read_safetensors(MODEL_DIR / "heldout.safetensors")
+    return t["features"], t["labels"]

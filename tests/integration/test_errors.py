@@ -1,0 +1,293 @@
+"""Every bad request gets its status and a message naming the field, over one
+multiplexed HTTP/2 connection (good streams on it keep succeeding) and over
+HTTP/1.1 keep-alive; the response counters move by exactly what we caused."""
+import json
+import time
+
+import numpy as np
+import pytest
+
+import gwlib
+from conftest import MAIN_MAX_BODY
+from gwlib import INFER, JSON_CT, H1Conn, H2Client, check_infer_response, infer_body, metric
+
+
+def _doc(shape=(2, 64), n=None, data=None, datatype="FP32", name="input", outputs=None):
+    if data is None:
+        count = int(np.prod(shape)) if n is None else n
+        data = [float(i % 17) for i in range(count)]
+    d = {"id": "bad", "inputs": [{"name": name, "datatype": datatype,
+                                  "shape": list(shape), "data": data}]}
+    if outputs is not None:
+        d["outputs"] = outputs
+    return json.dumps(d).encode()
+
+
+def _bad_string_at_5():
+    data = [1.0] * 64
+    data[5] = "five"
+    return _doc(shape=(1, 64), data=data)
+
+
+def _ragged_nested():
+    # shape [2, 64] and 128 numbers in all, but rows of 63 and 65
+    return _doc(shape=(2, 64), data=[[1.0] * 63, [2.0] * 65])
+
+
+MULTILINE_BAD = b'{\n  "inputs": [\n    {"name": "input",,}\n  ]\n}'
+
+# (id, method, path, body, status, [substrings of error], {header: value})
+CASES = [
+    ("malformed-json", "POST", INFER, b'{"inputs": [', 400,
+     ["malformed JSON at line 1 column"], {}),
+    ("malformed-json-multiline", "POST", INFER, MULTILINE_BAD, 400,
+     ["malformed JSON at line 3 column"], {}),
+    ("empty-body", "POST", INFER, b"", 400, ["inputs"], {}),
+    ("not-an-object", "POST", INFER, b"[1, 2]", 400, ["object"], {}),
+    ("no-inputs", "POST", INFER, b"{}", 400, ["inputs"], {}),
+    ("zero-inputs", "POST", INFER, b'{"inputs": []}', 400, ["inputs"], {}),
+    ("wrong-shape", "POST", INFER, _doc(shape=(2, 63)), 400,
+     ["inputs[0].shape: expected [-1, 64], got [2, 63]"], {}),
+    ("rank-1-shape", "POST", INFER, _doc(shape=(64,)), 400, ["inputs[0].shape"], {}),
+    ("zero-rows", "POST", INFER, _doc(shape=(0, 64)), 400, ["inputs[0].shape"], {}),
+    ("count-mismatch", "POST", INFER, _doc(shape=(2, 64), n=127), 400,
+     ["inputs[0].data: expected 128 values for shape [2, 64], got 127"], {}),
+    ("not-a-number", "POST", INFER, _bad_string_at_5(), 400,
+     ["inputs[0].data[5]: expected a number, got a string"], {}),
+    ("wrong-datatype", "POST", INFER, _doc(datatype="INT32"), 400,
+     ["inputs[0].datatype: expected FP32, got INT32"], {}),
+    ("wrong-input-name", "POST", INFER, _doc(name="pixels"), 400,
+     ["inputs[0].name", "pixels"], {}),
+    ("unknown-output", "POST", INFER, _doc(outputs=[{"name": "logits"}]), 400,
+     ["outputs[0].name", "logits"], {}),
+    ("unknown-model", "POST", "/v2/models/nope/infer", _doc(), 404,
+     ['unknown model "nope"'], {}),
+    ("unknown-path", "GET", "/foo", None, 404, ["no route for GET /foo"], {}),
+    ("get-infer", "GET", INFER, None, 405, ["GET"], {"allow": "POST"}),
+    ("post-live", "POST", "/v2/health/live", b"{}", 405, ["POST"], {"allow": "GET"}),
+    ("too-large", "POST", INFER, b" " * (MAIN_MAX_BODY + 4096), 413,
+     ["request body exceeds limits.max_body_bytes"], {}),
+]
+CASE_IDS = [c[0] for c in CASES]
+
+
+def _check_error(cid, status, hdrs, body, exp_status, subs, exp_hdrs):
+    assert status == exp_status, (cid, status, body)
+    assert hdrs.get("content-type", "").startswith("application/json"), (cid, hdrs)
+    doc = json.loads(body)
+    assert set(doc) == {"error"}, (cid, doc)
+    for s in subs:
+        assert s in doc["error"], (cid, s, doc["error"])
+    for k, v in exp_hdrs.items():
+        assert hdrs.get(k) == v, (cid, k, hdrs)
+
+
+def _metrics_h2(gw):
+    return gwlib.read_metrics(gw.metrics_port, "h2")
+
+
+def _wait_metrics(gw, want, via="h1"):
+    return gwlib.wait_metrics(gw.metrics_port, want, via)
+
+
+def _settled(gw, proto, via):
+    return gwlib.settled_metrics(gw.metrics_port, proto, via)
+
+
+_codes = gwlib.response_codes
+
+
+@pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+def test_error_http1(gw, case):
+    cid, method, path, body, st, subs, hd = case
+    c = H1Conn(gw.port)
+    try:
+        status, hdrs, rbody = c.request(method, path, body,
+                                        [("Content-Type", "application/json")] if body else [])
+        _check_error(cid, status, hdrs, rbody, st, subs, hd)
+    finally:
+        c.close()
+
+
+def test_errors_multiplexed_http2_with_good_streams(gw, model, heldout):
+    """All bad cases and good inferences interleaved on ONE h2 connection,
+    all in flight at once; every stream gets its own right answer, the
+    connection survives, and the h2 response counters move by exactly that."""
+    x, _ = heldout
+    before = _settled(gw, "h2", via="h1")
+    caused = {}
+    with H2Client(gw.port, timeout=30) as c:
+        plan = []
+        for i, case in enumerate(CASES):
+            cid, method, path, body, st, subs, hd = case
+            rows = x[i:i + 1 + i % 3]
+            plan.append(("good", (rows, f"good{i}"), c.infer(rows, id=f"good{i}")))
+            hdrs = [JSON_CT] if body is not None else []
+            plan.append(("bad", case, c.request(method, path, body, hdrs)))
+        rows = x[100:105]
+        plan.append(("good", (rows, "good-last"), c.infer(rows, id="good-last")))
+        c.wait([sid for _, _, sid in plan])
+        for kind, what, sid in plan:
+            r = c.streams[sid]
+            if kind == "good":
+                assert r.status == 200, r
+                check_infer_response(bytes(r.body), model, what[0], id=what[1])
+                caused["200"] = caused.get("200", 0) + 1
+            else:
+                cid, method, path, body, st, subs, hd = what
+                assert r.status is not None, (cid, r)
+                _check_error(cid, r.status, r.headers, bytes(r.body), st, subs, hd)
+                caused[str(st)] = caused.get(str(st), 0) + 1
+        # the connection still serves after all that
+        assert c.goaway is None, c.goaway
+        rows = x[200:203]
+        r = c.post(INFER, infer_body(rows, id="after"))
+        assert r.status == 200, r
+        check_infer_response(bytes(r.body), model, rows, id="after")
+        caused["200"] += 1
+        r = c.get("/v2/health/ready")
+        assert (r.status, r.json()) == (200, {"ready": True})
+        caused["200"] += 1
+
+    b = _codes(before, "h2")
+    want = [(("infergw_http_responses_total", {"proto": "h2", "code": k}), b.get(k, 0) + v)
+            for k, v in caused.items()]
+    after = _wait_metrics(gw, want)
+    a = _codes(after, "h2")
+    delta = {k: a.get(k, 0) - b.get(k, 0) for k in set(a) | set(b)}
+    delta = {k: v for k, v in delta.items() if v}
+    assert delta == caused, f"h2 response counters moved by {delta}, we caused {caused}"
+
+
+def test_http1_keepalive_bad_then_good(gw, model, heldout):
+    """On one HTTP/1.1 socket: each bad request (except 413, which may close)
+    followed by a good one; the socket stays usable throughout; counters
+    for http/1.1 move by exactly what we sent (/metrics is read over h2)."""
+    x, _ = heldout
+    before = _codes(_settled(gw, "http/1.1", via="h2"), "http/1.1")
+    caused = {}
+    c = H1Conn(gw.port)
+    try:
+        for i, case in enumerate(CASES):
+            cid, method, path, body, st, subs, hd = case
+            if st == 413:
+                continue
+            status, hdrs, rbody = c.request(
+                method, path, body, [("Content-Type", "application/json")] if body else [])
+            _check_error(cid, status, hdrs, rbody, st, subs, hd)
+            assert hdrs.get("connection", "").lower() != "close", (cid, hdrs)
+            caused[str(st)] = caused.get(str(st), 0) + 1
+            rows = x[i:i + 2]
+            status, hdrs, rbody = c.request("POST", INFER, infer_body(rows, id=cid),
+                                            [("Content-Type", "application/json")])
+            assert status == 200, (cid, rbody)
+            check_infer_response(rbody, model, rows, id=cid)
+            caused["200"] = caused.get("200", 0) + 1
+    finally:
+        c.close()
+    want = [(("infergw_http_responses_total", {"proto": "http/1.1", "code": k}),
+             before.get(k, 0) + v) for k, v in caused.items()]
+    after = _codes(_wait_metrics(gw, want, via="h2"), "http/1.1")
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in set(after) | set(before)}
+    delta = {k: v for k, v in delta.items() if v}
+    assert delta == caused, f"http/1.1 counters moved by {delta}, we caused {caused}"
+
+
+def test_http1_too_large_answered_from_headers(gw):
+    """413 comes from Content-Length alone, without the server waiting for
+    (or reading) a body it will refuse."""
+    c = H1Conn(gw.port, timeout=10)
+    try:
+        c.send(H1Conn.build("POST", INFER, None,
+                            [("Content-Type", "application/json"),
+                             ("Content-Length", str(10 * MAIN_MAX_BODY))], gw.port))
+        status, hdrs, body = c.read_response()
+    finally:
+        c.close()
+    _check_error("413-headers", status, hdrs, body, 413,
+                 ["request body exceeds limits.max_body_bytes"], {})
+
+
+def test_http2_too_large_answered_from_content_length(gw, model, heldout):
+    x, _ = heldout
+    with H2Client(gw.port) as c:
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                  (":authority", "127.0.0.1"), (":path", INFER),
+                                  ("content-type", "application/json"),
+                                  ("content-length", str(10 * MAIN_MAX_BODY))])
+        c.streams[sid] = gwlib.H2Resp()
+        c._flush()
+        r = c.wait([sid])[0]  # no body sent: the answer must not wait for it
+        _check_error("413-h2", r.status, r.headers, bytes(r.body), 413,
+                     ["request body exceeds limits.max_body_bytes"], {})
+        ok = c.post(INFER, infer_body(x[:3]))
+        assert ok.status == 200, ok
+        check_infer_response(bytes(ok.body), model, x[:3])
+
+
+def test_http1_oversized_header_and_garbage(gw):
+    c = H1Conn(gw.port)
+    try:
+        c.send(b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000
+               + b"\r\n\r\n")
+        status, hdrs, body = c.read_response()
+        assert status == 431, (status, body)
+        assert "max_header_bytes" in json.loads(body)["error"]
+    finally:
+        c.close()
+    c = H1Conn(gw.port)
+    try:
+        c.send(b"GARBAGE\r\n\r\n")
+        status, hdrs, body = c.read_response()
+        assert status == 400, (status, body)
+        assert "error" in json.loads(body)
+    finally:
+        c.close()
+    st, _, body = gwlib.h1_request(gw.port, "GET", "/v2/health/live")
+    assert (st, json.loads(body)) == (200, {"live": True})
+
+
+def test_ragged_nested_data_rejected(gw):
+    """BUG (found by this suite): nested data whose rows do not match the
+    declared shape is accepted when the total count happens to match, so the
+    rows are silently re-sliced (row 0 gets row 1's first value)."""
+    c = H1Conn(gw.port)
+    try:
+        status, hdrs, body = c.request("POST", INFER, _ragged_nested(),
+                                       [("Content-Type", "application/json")])
+    finally:
+        c.close()
+    assert status == 400, (
+        "ragged nested data [[63 values], [65 values]] for shape [2, 64] must be a 400 "
+        f"naming inputs[0].data; got {status} {body[:200]!r}")
+    assert "inputs[0].data" in json.loads(body)["error"]
+
+
+def test_queue_full_429(gw_factory, model, heldout):
+    """max_queue requests wait (batch delay 1 s); the rest get 429 + Retry-After."""
+    x, _ = heldout
+    g = gw_factory("q", max_queue=4, max_queue_delay_us=1000000, max_batch=64)
+    before = g.metrics()
+    n = 12
+    with H2Client(g.port, timeout=30) as c:
+        sids = [c.request("POST", INFER, infer_body(x[i:i + 1], id=str(i)), [JSON_CT],
+                          flush=False) for i in range(n)]
+        c._flush()
+        rs = c.wait(sids)
+    ok = [(i, r) for i, r in enumerate(rs) if r.status == 200]
+    full = [(i, r) for i, r in enumerate(rs) if r.status == 429]
+    assert len(ok) + len(full) == n, rs
+    assert len(ok) == 4, f"max_queue 4: expected 4 served, got {len(ok)}: {rs}"
+    for i, r in ok:
+        check_infer_response(bytes(r.body), model, x[i:i + 1], id=str(i))
+    for i, r in full:
+        assert r.headers.get("content-type", "").startswith("application/json")
+        assert int(r.headers["retry-after"]) >= 1, r.headers
+        assert "queue" in r.json()["error"], r
+    after = _wait_metrics(g, [(("infergw_http_responses_total",
+                                {"proto": "h2", "code": "429"}), len(full))])
+    assert metric(after, "infergw_http_responses_total", proto="h2", code="429") - \
+        metric(before, "infergw_http_responses_total", proto="h2", code="429") == len(full)
+    assert metric(after, "infergw_backend_rows_total", backend="cpu0") - \
+        metric(before, "infergw_backend_rows_total", backend="cpu0") == len(ok)

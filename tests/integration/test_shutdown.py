@@ -1,0 +1,206 @@
+"""Graceful shutdown (SIGTERM) with requests waiting in the batch queue, and
+clients that give up on queued requests (RST_STREAM, closing the socket).
+
+The gateways here batch with max_batch 64 and a long max_queue_delay_us, so a
+request that is not part of a full batch waits in the queue; that is how the
+tests know requests are in flight when they act."""
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import gwlib
+from gwlib import INFER, H1Conn, H2Client, check_infer_response, infer_body, metric
+
+DELAY_US = 1_000_000
+
+
+def _rows_total(g, via="h1"):
+    return metric(gwlib.read_metrics(g.metrics_port, via), "infergw_backend_rows_total", backend="cpu0")
+
+
+class H1Worker(threading.Thread):
+    """One HTTP/1.1 request on its own socket; `sent` is set once it is out."""
+
+    def __init__(self, port, rows, rid):
+        super().__init__(daemon=True)
+        self.port, self.rows, self.rid = port, rows, rid
+        self.sent = threading.Event()
+        self.result = None
+        self.error = None
+        self.done_at = None
+
+    def run(self):
+        try:
+            c = H1Conn(self.port, timeout=30)
+            try:
+                c.send(H1Conn.build("POST", INFER, infer_body(self.rows, id=self.rid),
+                                    [("Content-Type", "application/json")], self.port))
+                self.sent.set()
+                self.result = c.read_response()
+                self.done_at = time.monotonic()
+            finally:
+                c.close()
+        except Exception as e:  # reported by the test
+            self.error = e
+            self.sent.set()
+
+
+def _refused(port):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    except ConnectionRefusedError:
+        return True
+    s.close()
+    return False
+
+
+def test_sigterm_finishes_queued_requests(gw_factory, model, heldout):
+    x, _ = heldout
+    g = gw_factory("shut", max_batch=64, max_queue_delay_us=DELAY_US, shutdown_grace_ms=10000)
+    # 2 h2 connections x 24 streams + 12 HTTP/1.1 sockets = 60 one-row requests:
+    # fewer rows than max_batch, so all of them wait for the batch delay.
+    h2s = [H2Client(g.port, timeout=30) for _ in range(2)]
+    plan = []
+    try:
+        for ci, c in enumerate(h2s):
+            for k in range(24):
+                i = ci * 24 + k
+                plan.append((c, i, c.request("POST", INFER, infer_body(x[i:i + 1], id=f"h2-{i}"),
+                                             [gwlib.JSON_CT], flush=False)))
+            c._flush()
+        workers = [H1Worker(g.port, x[100 + k:101 + k], f"h1-{k}") for k in range(12)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            assert w.sent.wait(10), "HTTP/1.1 worker could not send"
+        time.sleep(0.3)  # let the gateway read everything; the batch waits 1 s
+        early = [w.rid for w in workers if w.done_at is not None]
+        assert not early, f"answered before SIGTERM, so not in flight: {early}"
+        t_term = time.monotonic()
+        g.terminate()
+
+        for c in h2s:
+            c.wait()
+        for c, i, sid in plan:
+            r = c.streams[sid]
+            assert r.status == 200, (i, r)
+            check_infer_response(bytes(r.body), model, x[i:i + 1], id=f"h2-{i}")
+        for w in workers:
+            w.join(timeout=20)
+            assert not w.is_alive() and w.error is None, (w.rid, w.error)
+            st, hd, body = w.result
+            assert st == 200, (w.rid, body)
+            check_infer_response(body, model, w.rows, id=w.rid)
+        # each h2 connection is told GOAWAY, naming our last stream as processed,
+        # and then closed
+        for c in h2s:
+            c.wait_eof(timeout=10)
+            assert c.goaway is not None, "no GOAWAY before the connection closed"
+            assert c.goaway.error_code == 0, c.goaway
+            assert c.goaway.last_stream_id >= max(s for s in c.streams), c.goaway
+        rc = g.wait(timeout=10)
+        took = time.monotonic() - t_term
+    finally:
+        for c in h2s:
+            c.close()
+    print(f"\nexit {rc} {took:.2f}s after SIGTERM")
+    assert rc == 0, g.log()[-2000:]
+    assert "grace period over" not in g.log()
+    assert _refused(g.port), "a new connection after shutdown was accepted"
+
+
+def test_sigterm_closes_idle_connections(gw_factory):
+    g = gw_factory("idle", idle_timeout_ms=60000, shutdown_grace_ms=10000)
+    h1 = H1Conn(g.port)
+    h2c = H2Client(g.port)
+    try:
+        st, _, _ = h1.request("GET", "/v2/health/live")
+        assert st == 200
+        assert h2c.get("/v2/health/live").status == 200
+        g.terminate()
+        assert h1.at_eof(timeout=10), "idle HTTP/1.1 connection not closed on SIGTERM"
+        h2c.wait_eof(timeout=10)
+        assert h2c.goaway is not None and h2c.goaway.error_code == 0, h2c.goaway
+        rc = g.wait(timeout=10)
+    finally:
+        h1.close()
+        h2c.close()
+    assert rc == 0, g.log()[-2000:]
+    assert _refused(g.port)
+
+
+def test_rst_stream_while_queued(gw_factory, model, heldout):
+    """Streams reset while their request waits in the queue are dropped (never
+    executed); the other streams on the same connection complete."""
+    x, _ = heldout
+    g = gw_factory("rst", max_batch=64, max_queue_delay_us=500_000)
+    rows0 = _rows_total(g)
+    with H2Client(g.port, timeout=30) as c:
+        sids = [c.request("POST", INFER, infer_body(x[i:i + 2], id=str(i)), [gwlib.JSON_CT],
+                          flush=False) for i in range(12)]
+        c._flush()
+        time.sleep(0.1)
+        cancelled = set(sids[1::3])
+        for sid in cancelled:
+            c.reset(sid)
+        keep = [(i, s) for i, s in enumerate(sids) if s not in cancelled]
+        c.wait([s for _, s in keep])
+        for i, s in keep:
+            r = c.streams[s]
+            assert r.status == 200, (i, r)
+            check_infer_response(bytes(r.body), model, x[i:i + 2], id=str(i))
+        for s in cancelled:
+            r = c.streams[s]
+            assert r.status is None and not r.body, f"reset stream {s} got an answer: {r}"
+        # the connection keeps serving
+        r = c.post(INFER, infer_body(x[50:53], id="after"))
+        assert r.status == 200, r
+        check_infer_response(bytes(r.body), model, x[50:53], id="after")
+        assert c.goaway is None
+    executed = gwlib.wait_metrics(g.metrics_port, [(("infergw_backend_rows_total",
+                                             {"backend": "cpu0"}), rows0 + 2 * len(keep) + 3)])
+    moved = metric(executed, "infergw_backend_rows_total", backend="cpu0") - rows0
+    assert moved == 2 * len(keep) + 3, (
+        f"backend executed {moved} rows; expected {2 * len(keep) + 3} "
+        f"(the {len(cancelled)} reset requests, 2 rows each, must not run)")
+    assert g.alive()
+    g.terminate()
+    assert g.wait(timeout=10) == 0, g.log()[-2000:]
+
+
+@pytest.mark.parametrize("proto", ["h2", "http/1.1"])
+def test_client_disconnect_while_queued(gw_factory, model, heldout, proto):
+    x, _ = heldout
+    g = gw_factory("disc", max_batch=64, max_queue_delay_us=500_000)
+    rows0 = _rows_total(g)
+    if proto == "h2":
+        c = H2Client(g.port)
+        for i in range(5):
+            c.request("POST", INFER, infer_body(x[i:i + 3]), [gwlib.JSON_CT])
+        time.sleep(0.1)
+        c.close()
+    else:
+        socks = []
+        for i in range(5):
+            h = H1Conn(g.port)
+            h.send(H1Conn.build("POST", INFER, infer_body(x[i:i + 3]),
+                                [("Content-Type", "application/json")], g.port))
+            socks.append(h)
+        time.sleep(0.1)
+        for h in socks:
+            h.close()
+    # a new client is served correctly
+    with H2Client(g.port) as c:
+        r = c.post(INFER, infer_body(x[60:62], id="new"))
+    assert r.status == 200, r
+    check_infer_response(bytes(r.body), model, x[60:62], id="new")
+    time.sleep(0.7)  # past the batch delay: anything still queued has now run
+    moved = _rows_total(g) - rows0
+    assert moved == 2, (f"backend executed {moved} rows; expected 2 (the 5 abandoned "
+                        "3-row requests must not run)")
+    assert g.alive()
+    g.terminate()
+    assert g.wait(timeout=10) == 0, g.log()[-2000:]

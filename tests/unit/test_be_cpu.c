@@ -1,0 +1,577 @@
+/* test_be_cpu.c - the oneDNN CPU backend against model_forward_ref. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "infer.h"
+#include "model/model.h"
+
+#define DIGITS "config/models/digits"
+#define SENTINEL (-12345.0f)
+
+/* ---- helpers ---------------------------------------------------------- */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static float frand(void)	/* uniform [-1, 1), deterministic */
+{
+	rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+	return (float)((rng_state >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+}
+
+struct done_rec {
+	int calls;
+	struct batch *last;
+};
+
+static void on_done(struct batch *b)
+{
+	struct done_rec *d = b->owner;
+
+	d->calls++;
+	d->last = b;
+}
+
+static bool close_enough(float got, double ref)
+{
+	return fabs((double)got - ref) <= 1e-5 * fabs(ref) + 1e-6;
+}
+
+/* Every row of r->output matches the reference for r->input. */
+static void check_req(const struct model *m, const struct infer_req *r)
+{
+	double *ref = calloc((size_t)r->rows * m->out_dim, sizeof(double));
+	int i;
+
+	model_forward_ref(m, r->input, r->rows, ref);
+	for (i = 0; i < r->rows * m->out_dim; i++)
+		if (!close_enough(r->output[i], ref[i]))
+			fail_msg("%s: row %d col %d: got %.9g, want %.9g", m->name,
+				 i / m->out_dim, i % m->out_dim, r->output[i], ref[i]);
+	free(ref);
+}
+
+static void req_init(struct infer_req *r, const struct model *m, int rows,
+		     const float *input)
+{
+	int i;
+
+	memset(r, 0, sizeof(*r));
+	r->model = m;
+	r->rows = rows;
+	r->input = input;
+	r->output = malloc(sizeof(float) * (size_t)rows * m->out_dim);
+	for (i = 0; i < rows * m->out_dim; i++)
+		r->output[i] = SENTINEL;
+	r->status = -1;
+	atomic_init(&r->state, REQ_RUNNING);
+}
+
+static void open_cpu(struct backend *be, int slots, int threads)
+{
+	struct backend_conf conf = {
+		.name = "cpu-test", .kind = BE_CPU, .slots = slots, .threads_per_slot = threads,
+	};
+	char *err = NULL;
+
+	memset(be, 0, sizeof(*be));
+	be->ops = &be_cpu_ops;
+	if (be->ops->open(be, &conf, &err))
+		fail_msg("open: %s", err);
+	assert_true(be->up);
+}
+
+/* Write a safetensors file of F32 tensors. */
+struct wt {
+	const char *name;
+	int ndim;
+	int64_t dims[2];
+	const float *data;
+};
+
+static void write_st(const char *path, const struct wt *t, int n)
+{
+	char hdr[4096];
+	size_t off = 0, hl = 0;
+	uint64_t len;
+	FILE *f;
+	int i, j;
+
+	hl += snprintf(hdr + hl, sizeof(hdr) - hl, "{");
+	for (i = 0; i < n; i++) {
+		size_t cnt = 1;
+
+		for (j = 0; j < t[i].ndim; j++)
+			cnt *= (size_t)t[i].dims[j];
+		hl += snprintf(hdr + hl, sizeof(hdr) - hl, "%s\"%s\":{\"dtype\":\"F32\",\"shape\":[",
+			       i ? "," : "", t[i].name);
+		for (j = 0; j < t[i].ndim; j++)
+			hl += snprintf(hdr + hl, sizeof(hdr) - hl, "%s%lld", j ? "," : "",
+				       (long long)t[i].dims[j]);
+		hl += snprintf(hdr + hl, sizeof(hdr) - hl, "],\"data_offsets\":[%zu,%zu]}",
+			       off, off + cnt * 4);
+		off += cnt * 4;
+	}
+	hl += snprintf(hdr + hl, sizeof(hdr) - hl, "}");
+	f = fopen(path, "wb");
+	assert_non_null(f);
+	len = hl;
+	assert_int_equal(fwrite(&len, 8, 1, f), 1);	/* x86/arm64: little endian */
+	assert_int_equal(fwrite(hdr, 1, hl, f), hl);
+	for (i = 0; i < n; i++) {
+		size_t cnt = 1;
+
+		for (j = 0; j < t[i].ndim; j++)
+			cnt *= (size_t)t[i].dims[j];
+		assert_int_equal(fwrite(t[i].data, 4, cnt, f), cnt);
+	}
+	fclose(f);
+}
+
+static float *rand_floats(size_t n, float scale)
+{
+	float *p = malloc(n * sizeof(float));
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		p[i] = frand() * scale;
+	return p;
+}
+
+static char tmpdir[PATH_MAX];
+
+/*
+ * Two models in tmpdir/a (16 -> 33 relu -> 7 no bias -> softmax, batch <= 17)
+ * and tmpdir/b (16 -> 7, no activation, no softmax, batch <= 5).
+ */
+static void write_random_models(void)
+{
+	float *w1 = rand_floats(33 * 16, 0.5f), *b1 = rand_floats(33, 0.1f);
+	float *w2 = rand_floats(7 * 33, 0.5f), *w3 = rand_floats(7 * 16, 1.0f);
+	float *b3 = rand_floats(7, 1.0f);
+	struct wt ta[] = {
+		{ "l1.w", 2, { 33, 16 }, w1 }, { "l1.b", 1, { 33 }, b1 }, { "l2.w", 2, { 7, 33 }, w2 },
+	};
+	struct wt tb[] = { { "w", 2, { 7, 16 }, w3 }, { "b", 1, { 7 }, b3 } };
+	char p[PATH_MAX + 32];
+	FILE *f;
+
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_be_cpu_XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+	snprintf(p, sizeof(p), "%s/a", tmpdir);
+	assert_int_equal(mkdir(p, 0755), 0);
+	snprintf(p, sizeof(p), "%s/b", tmpdir);
+	assert_int_equal(mkdir(p, 0755), 0);
+
+	snprintf(p, sizeof(p), "%s/a/w.safetensors", tmpdir);
+	write_st(p, ta, 3);
+	snprintf(p, sizeof(p), "%s/a/model.yaml", tmpdir);
+	f = fopen(p, "w");
+	fputs("name: odd\nmax_batch_size: 17\nweights: w.safetensors\n"
+	      "inputs: [{name: x, datatype: FP32, shape: [-1, 16]}]\n"
+	      "outputs: [{name: y, datatype: FP32, shape: [-1, 7]}]\n"
+	      "layers:\n"
+	      "  - {type: dense, weight: l1.w, bias: l1.b, activation: relu}\n"
+	      "  - {type: dense, weight: l2.w}\n"
+	      "  - {type: softmax}\n", f);
+	fclose(f);
+
+	snprintf(p, sizeof(p), "%s/b/model.safetensors", tmpdir);
+	write_st(p, tb, 2);
+	snprintf(p, sizeof(p), "%s/b/model.yaml", tmpdir);
+	f = fopen(p, "w");
+	fputs("name: linear\nmax_batch_size: 5\n"
+	      "inputs: [{name: x, datatype: FP32, shape: [-1, 16]}]\n"
+	      "outputs: [{name: y, datatype: FP32, shape: [-1, 7]}]\n"
+	      "layers: [{type: dense, weight: w, bias: b, activation: none}]\n", f);
+	fclose(f);
+	free(w1);
+	free(b1);
+	free(w2);
+	free(w3);
+	free(b3);
+}
+
+static void remove_random_models(void)
+{
+	static const char *const files[] = {
+		"a/w.safetensors", "a/model.yaml", "b/model.safetensors", "b/model.yaml", "a", "b",
+	};
+	char p[PATH_MAX + 32];
+	size_t i;
+
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		snprintf(p, sizeof(p), "%s/%s", tmpdir, files[i]);
+		if (unlink(p) < 0)
+			rmdir(p);
+	}
+	rmdir(tmpdir);
+}
+
+static struct model *load(const char *dir)
+{
+	char *err = NULL;
+	struct model *m = model_load(dir, &err);
+
+	if (!m)
+		fail_msg("model_load %s: %s", dir, err);
+	return m;
+}
+
+/* Submit the given requests as one batch on slot; expects done once. */
+static void run_batch(struct backend *be, const struct model *m, int slot,
+		      struct infer_req **reqs, int n)
+{
+	struct done_rec d = { 0 };
+	struct batch b = {
+		.model = m, .be = be, .slot = slot, .n_reqs = n, .reqs = reqs,
+		.done = on_done, .owner = &d,
+	};
+	int i;
+
+	for (i = 0; i < n; i++)
+		b.rows += reqs[i]->rows;
+	assert_int_equal(be->ops->submit(be, &b), 0);
+	assert_int_equal(d.calls, 1);
+	assert_ptr_equal(d.last, &b);
+	assert_true(b.exec_start_ns > 0);
+	assert_true(b.exec_end_ns >= b.exec_start_ns);
+}
+
+/* ---- tests ------------------------------------------------------------ */
+
+static void test_digits_padding_and_cancel(void **state)
+{
+	const struct st_tensor *x;
+	struct backend_stats st;
+	struct infer_req r[4], *rp[4];
+	struct backend be;
+	struct st_file *h;
+	struct model *m;
+	char *err = NULL;
+	int i;
+
+	(void)state;
+	m = load(DIGITS);
+	h = st_open(DIGITS "/heldout.safetensors", &err);
+	assert_non_null(h);
+	x = st_find(h, "features");
+	assert_non_null(x);
+	open_cpu(&be, 1, 1);
+	assert_int_equal(be.ops->load_model(&be, m, &err), 0);
+	assert_int_equal(be.ops->load_model(&be, m, &err), 0);	/* again: no-op */
+
+	/* rows 1 + 2 + 5 = 8: exactly bucket 8; then 1 + 2 + 4 = 7 pads to 8 */
+	req_init(&r[0], m, 1, (const float *)x->data);
+	req_init(&r[1], m, 2, (const float *)x->data + 1 * 64);
+	req_init(&r[2], m, 5, (const float *)x->data + 3 * 64);
+	for (i = 0; i < 3; i++)
+		rp[i] = &r[i];
+	run_batch(&be, m, 0, rp, 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(r[i].status, 0);
+		assert_int_equal(r[i].batch_rows, 8);
+		check_req(m, &r[i]);
+	}
+	r[2].rows = 4;
+	for (i = 0; i < 3; i++)
+		memset(r[i].output, 0, sizeof(float) * 10 * (size_t)r[i].rows);
+	run_batch(&be, m, 0, rp, 3);
+	for (i = 0; i < 3; i++)
+		check_req(m, &r[i]);
+	for (i = 0; i < 3; i++)
+		free(r[i].output);
+
+	/* a cancelled request in the middle: untouched, the others right */
+	req_init(&r[0], m, 2, (const float *)x->data + 10 * 64);
+	req_init(&r[1], m, 3, (const float *)x->data + 12 * 64);
+	req_init(&r[2], m, 1, (const float *)x->data + 15 * 64);
+	req_init(&r[3], m, 4, (const float *)x->data + 16 * 64);
+	atomic_store(&r[1].state, REQ_CANCELLED);
+	for (i = 0; i < 4; i++)
+		rp[i] = &r[i];
+	run_batch(&be, m, 0, rp, 4);
+	for (i = 0; i < 3 * 10; i++)
+		assert_true(r[1].output[i] == SENTINEL);
+	assert_int_equal(r[1].status, -1);
+	assert_int_equal(r[1].exec_start_ns, 0);
+	check_req(m, &r[0]);
+	check_req(m, &r[2]);
+	check_req(m, &r[3]);
+	assert_int_equal(r[0].batch_rows, 7);
+
+	/* an expired one is skipped the same way */
+	atomic_store(&r[1].state, REQ_RUNNING);
+	atomic_store(&r[3].state, REQ_EXPIRED);
+	for (i = 0; i < 4 * 10; i++)
+		r[3].output[i] = SENTINEL;
+	run_batch(&be, m, 0, rp, 4);
+	for (i = 0; i < 4 * 10; i++)
+		assert_true(r[3].output[i] == SENTINEL);
+	check_req(m, &r[1]);
+	assert_int_equal(r[1].status, 0);
+	assert_int_equal(r[0].batch_rows, 6);
+
+	/* all cancelled: done still called, nothing written */
+	for (i = 0; i < 4; i++) {
+		atomic_store(&r[i].state, REQ_CANCELLED);
+		r[i].output[0] = SENTINEL;
+	}
+	run_batch(&be, m, 0, rp, 4);
+	for (i = 0; i < 4; i++)
+		assert_true(r[i].output[0] == SENTINEL);
+
+	be.ops->stats(&be, &st);
+	assert_true(st.up);
+	assert_int_equal(st.batches, 5);
+	assert_int_equal(st.rows, 8 + 7 + 7 + 6 + 0);
+	assert_true(st.busy_ns > 0);
+
+	for (i = 0; i < 4; i++)
+		free(r[i].output);
+	be.ops->close(&be);
+	assert_false(be.up);
+	assert_null(be.priv);
+	st_close(h);
+	model_free(m);
+}
+
+static void test_digits_full_batch_accuracy(void **state)
+{
+	const struct st_tensor *x, *y;
+	struct infer_req r, *rp = &r;
+	struct backend be;
+	struct st_file *h;
+	struct model *m;
+	char *err = NULL;
+	int i, j, ok = 0, n;
+
+	(void)state;
+	m = load(DIGITS);
+	h = st_open(DIGITS "/heldout.safetensors", &err);
+	x = st_find(h, "features");
+	y = st_find(h, "labels");
+	n = (int)x->dims[0];
+	open_cpu(&be, 1, 2);
+	assert_int_equal(be.ops->load_model(&be, m, &err), 0);
+	for (i = 0; i + 64 <= n; i += 64) {
+		req_init(&r, m, 64, (const float *)x->data + (size_t)i * 64);
+		run_batch(&be, m, 0, &rp, 1);
+		check_req(m, &r);
+		for (j = 0; j < 64; j++) {
+			const float *p = r.output + j * 10;
+			int k, best = 0;
+
+			for (k = 1; k < 10; k++)
+				best = p[k] > p[best] ? k : best;
+			ok += best == ((const int64_t *)y->data)[i + j];
+		}
+		free(r.output);
+	}
+	assert_true(ok >= 0.95 * (n / 64 * 64));
+	be.ops->close(&be);
+	st_close(h);
+	model_free(m);
+}
+
+static void test_bad_submits(void **state)
+{
+	struct infer_req r, *rp = &r;
+	struct done_rec d = { 0 };
+	struct batch b;
+	struct backend be;
+	struct model *m, *other;
+	float *in;
+	char *err = NULL;
+
+	(void)state;
+	m = load(DIGITS);
+	other = load(DIGITS);	/* same files, different model: not loaded */
+	open_cpu(&be, 1, 1);
+	assert_int_equal(be.ops->load_model(&be, m, &err), 0);
+	in = rand_floats(65 * 64, 8.0f);
+
+	req_init(&r, other, 1, in);
+	b = (struct batch){ .model = other, .be = &be, .slot = 0, .n_reqs = 1, .reqs = &rp,
+			    .rows = 1, .done = on_done, .owner = &d };
+	assert_int_equal(be.ops->submit(&be, &b), -ENOENT);
+	free(r.output);
+
+	req_init(&r, m, 65, in);	/* more than max_batch_size */
+	b.model = m;
+	b.rows = 65;
+	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
+	assert_true(r.output[0] == SENTINEL);
+	free(r.output);
+
+	req_init(&r, m, 1, in);
+	b.rows = 1;
+	b.slot = 1;			/* only slot 0 exists */
+	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
+	assert_int_equal(d.calls, 0);
+	free(r.output);
+
+	be.ops->close(&be);
+	free(in);
+	model_free(m);
+	model_free(other);
+}
+
+/* 16-33-7: non-power-of-two widths, every batch size 1..17 and split shapes. */
+static void test_random_models(void **state)
+{
+	struct infer_req r[17], *rp[17];
+	char dir[PATH_MAX + 8], *err = NULL;
+	struct backend be;
+	struct model *ma, *mb;
+	float *in;
+	int n, k, slot = 0;
+
+	(void)state;
+	write_random_models();
+	snprintf(dir, sizeof(dir), "%s/a", tmpdir);
+	ma = load(dir);
+	snprintf(dir, sizeof(dir), "%s/b", tmpdir);
+	mb = load(dir);
+	assert_int_equal(ma->max_width, 33);
+	assert_null(ma->layers[1].bias);
+	open_cpu(&be, 2, 1);
+	assert_int_equal(be.ops->load_model(&be, ma, &err), 0);
+	assert_int_equal(be.ops->load_model(&be, mb, &err), 0);
+	in = rand_floats(17 * 16, 3.0f);
+
+	for (n = 1; n <= 17; n++) {
+		/* one request of n rows */
+		req_init(&r[0], ma, n, in);
+		rp[0] = &r[0];
+		run_batch(&be, ma, slot, rp, 1);
+		check_req(ma, &r[0]);
+		assert_int_equal(r[0].batch_rows, n);
+		free(r[0].output);
+		slot ^= 1;
+
+		/* n requests of one row each */
+		for (k = 0; k < n; k++) {
+			req_init(&r[k], ma, 1, in + k * 16);
+			rp[k] = &r[k];
+		}
+		run_batch(&be, ma, slot, rp, n);
+		for (k = 0; k < n; k++) {
+			check_req(ma, &r[k]);
+			free(r[k].output);
+		}
+		slot ^= 1;
+	}
+	for (n = 1; n <= 5; n++) {
+		req_init(&r[0], mb, n, in + 16);
+		rp[0] = &r[0];
+		run_batch(&be, mb, n & 1, rp, 1);
+		check_req(mb, &r[0]);
+		free(r[0].output);
+	}
+	be.ops->close(&be);
+	free(in);
+	model_free(ma);
+	model_free(mb);
+	remove_random_models();
+}
+
+/* Two scheduler threads, one per slot, submitting at the same time. */
+struct worker {
+	struct backend *be;
+	const struct model *m;
+	int slot, bad;
+	const float *in;
+};
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	int it, i;
+
+	for (it = 0; it < 200; it++) {
+		struct infer_req r[3], *rp[3] = { &r[0], &r[1], &r[2] };
+		struct done_rec d = { 0 };
+		struct batch b = { .model = w->m, .be = w->be, .slot = w->slot, .n_reqs = 3,
+				   .reqs = rp, .done = on_done, .owner = &d };
+		double ref[64 * 10];
+		int rows[3] = { 1 + (it + w->slot) % 20, 1 + it % 7, 1 + (it * 7) % 30 };
+
+		for (i = 0; i < 3; i++) {
+			req_init(&r[i], w->m, rows[i], w->in + (size_t)(it % 5) * 64 * (i + 1));
+			b.rows += rows[i];
+		}
+		if (w->be->ops->submit(w->be, &b) || d.calls != 1)
+			w->bad++;
+		for (i = 0; i < 3; i++) {
+			int j;
+
+			model_forward_ref(w->m, r[i].input, r[i].rows, ref);
+			for (j = 0; j < r[i].rows * 10; j++)
+				if (!close_enough(r[i].output[j], ref[j]))
+					w->bad++;
+			free(r[i].output);
+		}
+	}
+	return NULL;
+}
+
+static void test_concurrent_slots(void **state)
+{
+	struct worker w[2];
+	pthread_t t[2];
+	struct backend be;
+	struct backend_stats st;
+	struct model *m;
+	float *in;
+	char *err = NULL;
+	int i;
+
+	(void)state;
+	m = load(DIGITS);
+	open_cpu(&be, 2, 1);
+	assert_int_equal(be.ops->load_model(&be, m, &err), 0);
+	in = rand_floats(64 * 64, 8.0f);
+	for (i = 0; i < 64 * 64; i++)
+		in[i] = fabsf(in[i]);
+	for (i = 0; i < 2; i++) {
+		w[i] = (struct worker){ .be = &be, .m = m, .slot = i, .in = in };
+		assert_int_equal(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+	}
+	for (i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].bad, 0);
+	}
+	be.ops->stats(&be, &st);
+	assert_int_equal(st.batches, 400);
+	be.ops->close(&be);
+	free(in);
+	model_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_digits_padding_and_cancel),
+		cmocka_unit_test(test_digits_full_batch_accuracy),
+		cmocka_unit_test(test_bad_submits),
+		cmocka_unit_test(test_random_models),
+		cmocka_unit_test(test_concurrent_slots),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,434 @@
+/* test_model.c - model.yaml loading, validation messages, reference forward. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model/model.h"
+
+#define DIGITS "config/models/digits"
+
+static char tmpdir[PATH_MAX];
+static char weights[PATH_MAX];	/* absolute path of the digits weights */
+static char heldout[PATH_MAX];
+
+static const char base_yaml[] =
+	"name: digits-test\n"
+	"weights: WEIGHTS\n"
+	"inputs:\n"
+	"  - {name: input, datatype: FP32, shape: [-1, 64]}\n"
+	"outputs:\n"
+	"  - {name: probabilities, datatype: FP32, shape: [-1, 10]}\n"
+	"layers:\n"
+	"  - {type: dense, weight: fc1.weight, bias: fc1.bias, activation: relu}\n"
+	"  - {type: dense, weight: fc2.weight, bias: fc2.bias}\n"
+	"  - {type: softmax}\n";
+
+static int setup(void **state)
+{
+	(void)state;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_model_XXXXXX");
+	if (!mkdtemp(tmpdir))
+		return -1;
+	if (!realpath(DIGITS "/model.safetensors", weights) ||
+	    !realpath(DIGITS "/heldout.safetensors", heldout)) {
+		fprintf(stderr, "run from the repository root (tools/train_digits.py writes %s)\n",
+			DIGITS);
+		return -1;
+	}
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	char p[PATH_MAX + 16];
+
+	(void)state;
+	snprintf(p, sizeof(p), "%s/model.yaml", tmpdir);
+	unlink(p);
+	rmdir(tmpdir);
+	return 0;
+}
+
+/* s with the first occurrence of from replaced by to; malloc'd. */
+static char *replace(const char *s, const char *from, const char *to)
+{
+	const char *at = strstr(s, from);
+	size_t pre, lt = strlen(to), lf = strlen(from), ls = strlen(s);
+	char *out;
+
+	assert_non_null(at);
+	pre = (size_t)(at - s);
+	out = malloc(ls - lf + lt + 1);
+	assert_non_null(out);
+	memcpy(out, s, pre);
+	memcpy(out + pre, to, lt);
+	memcpy(out + pre + lt, s + pre + lf, ls - pre - lf + 1);
+	return out;
+}
+
+/* "LINE:COL" (1-based) of the first occurrence of needle in text. */
+static void loc(const char *text, const char *needle, char *buf, size_t len)
+{
+	const char *at = strstr(text, needle), *p;
+	int line = 1, col = 1;
+
+	assert_non_null(at);
+	for (p = text; p < at; p++) {
+		if (*p == '\n') {
+			line++;
+			col = 1;
+		} else {
+			col++;
+		}
+	}
+	snprintf(buf, len, "%d:%d", line, col);
+}
+
+static void write_yaml(const char *text)
+{
+	char p[PATH_MAX + 16];
+	FILE *f;
+
+	snprintf(p, sizeof(p), "%s/model.yaml", tmpdir);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+}
+
+/* The base model with the weights path filled in; malloc'd. */
+static char *base(void)
+{
+	return replace(base_yaml, "WEIGHTS", weights);
+}
+
+/*
+ * Load text from the temp dir; it must fail with
+ * "<tmpdir>/model.yaml:<loc of needle>: <want>..." in the message.
+ */
+static void expect_error(const char *text, const char *needle, const char *want)
+{
+	char l[32], prefix[PATH_MAX + 64], *err = NULL;
+	struct model *m;
+
+	write_yaml(text);
+	m = model_load(tmpdir, &err);
+	assert_null(m);
+	assert_non_null(err);
+	if (needle) {
+		loc(text, needle, l, sizeof(l));
+		snprintf(prefix, sizeof(prefix), "%s/model.yaml:%s: ", tmpdir, l);
+	} else {
+		snprintf(prefix, sizeof(prefix), "%s/model.yaml:", tmpdir);
+	}
+	if (strncmp(err, prefix, strlen(prefix)) != 0 || !strstr(err, want))
+		fail_msg("got \"%s\"\nwant \"%s...%s\"", err, prefix, want);
+	free(err);
+}
+
+/* Variant: base with from -> to, error at needle. */
+static void expect_variant(const char *from, const char *to, const char *needle, const char *want)
+{
+	char *b = base(), *v = replace(b, from, to);
+
+	expect_error(v, needle, want);
+	free(v);
+	free(b);
+}
+
+static void test_load_digits(void **state)
+{
+	char *err = NULL;
+	struct model *m = model_load(DIGITS, &err);
+
+	(void)state;
+	assert_non_null(m);
+	assert_null(err);
+	assert_string_equal(m->name, "digits");
+	assert_string_equal(m->platform, "infergw-mlp");
+	assert_string_equal(m->dir, DIGITS);
+	assert_int_equal(m->version, 1);
+	assert_int_equal(m->max_batch_size, 64);
+	assert_string_equal(m->input.name, "input");
+	assert_int_equal(m->input.dtype, DT_FP32);
+	assert_int_equal(m->input.ndim, 2);
+	assert_int_equal(m->input.dims[0], -1);
+	assert_int_equal(m->input.dims[1], 64);
+	assert_string_equal(m->output.name, "probabilities");
+	assert_int_equal(m->output.dims[1], 10);
+	assert_int_equal(m->in_dim, 64);
+	assert_int_equal(m->out_dim, 10);
+	assert_int_equal(m->n_layers, 3);
+	assert_int_equal(m->layers[0].kind, LAYER_DENSE);
+	assert_int_equal(m->layers[0].act, ACT_RELU);
+	assert_int_equal(m->layers[0].in, 64);
+	assert_int_equal(m->layers[0].out, 64);
+	assert_ptr_equal(m->layers[0].weight, st_find(m->weights, "fc1.weight")->data);
+	assert_ptr_equal(m->layers[0].bias, st_find(m->weights, "fc1.bias")->data);
+	assert_int_equal(m->layers[1].kind, LAYER_DENSE);
+	assert_int_equal(m->layers[1].act, ACT_NONE);
+	assert_int_equal(m->layers[1].in, 64);
+	assert_int_equal(m->layers[1].out, 10);
+	assert_int_equal(m->layers[2].kind, LAYER_SOFTMAX);
+	assert_int_equal(m->layers[2].in, 10);
+	assert_int_equal(m->layers[2].out, 10);
+	assert_int_equal(m->max_width, 64);
+	assert_true(m->flops_per_row == 2.0 * (64 * 64 + 64 * 10));
+	model_free(m);
+}
+
+static void test_forward_ref_heldout(void **state)
+{
+	const struct st_tensor *x, *y;
+	struct st_file *h;
+	struct model *m;
+	char *err = NULL;
+	double *out;
+	int n, r, j, ok10 = 0, ok = 0;
+
+	(void)state;
+	m = model_load(DIGITS, &err);
+	assert_non_null(m);
+	h = st_open(heldout, &err);
+	assert_non_null(h);
+	x = st_find(h, "features");
+	y = st_find(h, "labels");
+	assert_non_null(x);
+	assert_non_null(y);
+	assert_int_equal(x->dtype, DT_FP32);
+	assert_int_equal(y->dtype, DT_INT64);
+	assert_int_equal(x->dims[1], 64);
+	n = (int)x->dims[0];
+	assert_int_equal(y->dims[0], n);
+	assert_true(n >= 300);
+
+	out = calloc((size_t)n * 10, sizeof(double));
+	model_forward_ref(m, x->data, n, out);
+	for (r = 0; r < n; r++) {
+		double sum = 0;
+		int best = 0;
+
+		for (j = 0; j < 10; j++) {
+			assert_true(out[r * 10 + j] >= 0.0 && out[r * 10 + j] <= 1.0);
+			sum += out[r * 10 + j];
+			if (out[r * 10 + j] > out[r * 10 + best])
+				best = j;
+		}
+		assert_true(fabs(sum - 1.0) < 1e-9);
+		if (best == ((const int64_t *)y->data)[r]) {
+			ok++;
+			ok10 += r < 10;
+		}
+	}
+	assert_true(ok10 >= 9);
+	assert_true(ok >= 0.95 * n);	/* tools/train_digits.py requires 95% */
+	free(out);
+	st_close(h);
+	model_free(m);
+}
+
+/* The reference forward pass on a hand-computable case. */
+static void test_forward_ref_values(void **state)
+{
+	char *b = base(), *err = NULL;
+	struct model *m;
+	float in[64] = { 0 };
+	double out[10], hand[10], h[64], mx, sum = 0;
+	const struct layer *l0, *l1;
+	int i, j;
+
+	(void)state;
+	write_yaml(b);
+	free(b);
+	m = model_load(tmpdir, &err);
+	assert_non_null(m);
+	assert_string_equal(m->name, "digits-test");
+	for (i = 0; i < 64; i++)
+		in[i] = (float)(i % 17);
+	model_forward_ref(m, in, 1, out);
+	l0 = &m->layers[0];
+	l1 = &m->layers[1];
+	for (i = 0; i < 64; i++) {
+		h[i] = l0->bias[i];
+		for (j = 0; j < 64; j++)
+			h[i] += (double)l0->weight[i * 64 + j] * in[j];
+		h[i] = h[i] > 0 ? h[i] : 0;
+	}
+	for (i = 0; i < 10; i++) {
+		hand[i] = l1->bias[i];
+		for (j = 0; j < 64; j++)
+			hand[i] += (double)l1->weight[i * 64 + j] * h[j];
+	}
+	for (mx = hand[0], i = 1; i < 10; i++)
+		mx = hand[i] > mx ? hand[i] : mx;
+	for (i = 0; i < 10; i++)
+		sum += exp(hand[i] - mx);
+	for (i = 0; i < 10; i++)
+		assert_true(fabs(out[i] - exp(hand[i] - mx) / sum) < 1e-12);
+	model_free(m);
+}
+
+static void test_defaults(void **state)
+{
+	char *b = base(), *v = replace(b, "name: digits-test\n", "");
+	char *err = NULL, *slash;
+	struct model *m;
+
+	(void)state;
+	write_yaml(v);
+	m = model_load(tmpdir, &err);
+	assert_non_null(m);
+	assert_string_equal(m->name, strrchr(tmpdir, '/') + 1);
+	assert_int_equal(m->version, 1);
+	assert_int_equal(m->max_batch_size, 64);
+	model_free(m);
+
+	/* trailing slash: same name */
+	assert_true(asprintf(&slash, "%s/", tmpdir) > 0);
+	m = model_load(slash, &err);
+	assert_non_null(m);
+	assert_string_equal(m->name, strrchr(tmpdir, '/') + 1);
+	model_free(m);
+	free(slash);
+	free(v);
+	free(b);
+}
+
+static void test_unknown_keys(void **state)
+{
+	(void)state;
+	expect_variant("name: digits-test\n", "name: digits-test\ncolour: red\n",
+		       "colour", "model: unknown key \"colour\" (allowed: name, platform,");
+	expect_variant("activation: relu}", "activation: relu, dropout: 0.5}",
+		       "dropout", "layers[0]: unknown key \"dropout\"");
+	expect_variant("{type: softmax}", "{type: softmax, weight: fc2.weight}",
+		       "weight: fc2.weight}", "layers[2]: unknown key \"weight\" (allowed: type)");
+	expect_variant("{name: input,", "{name: input, layout: NHWC,",
+		       "layout", "inputs[0]: unknown key \"layout\"");
+}
+
+static void test_shape_errors(void **state)
+{
+	(void)state;
+	/* input width 63: fc1.weight no longer fits */
+	expect_variant("shape: [-1, 64]", "shape: [-1, 63]", "fc1.weight",
+		       "layers[0].weight: tensor fc1.weight has shape [64, 64], expected [64, 63]");
+	/* output width 11: the last dense layer must produce it */
+	expect_variant("shape: [-1, 10]", "shape: [-1, 11]", "fc2.weight",
+		       "layers[1].weight: tensor fc2.weight has shape [10, 64], expected [11, 64]");
+	/* bias of the wrong layer */
+	expect_variant("bias: fc1.bias", "bias: fc2.bias", "fc2.bias, activation",
+		       "layers[0].bias: tensor fc2.bias has shape [10], expected [64]");
+	/* one dense layer left: it is the last, so it must produce 10 */
+	expect_variant("  - {type: dense, weight: fc2.weight, bias: fc2.bias}\n", "",
+		       "fc1.weight",
+		       "layers[0].weight: tensor fc1.weight has shape [64, 64], expected [10, 64]");
+	/* no dense layer at all: the chain ends at the input width */
+	expect_variant("  - {type: dense, weight: fc1.weight, bias: fc1.bias, activation: relu}\n"
+		       "  - {type: dense, weight: fc2.weight, bias: fc2.bias}\n", "",
+		       "- {type: softmax}",
+		       "layers: chain ends with width 64, but outputs[0] has shape [-1, 10]");
+	/* second layer fed the first layer's weight */
+	expect_variant("weight: fc2.weight", "weight: fc1.weight", "fc1.weight, bias: fc2",
+		       "layers[1].weight: tensor fc1.weight has shape [64, 64], expected [10, 64]");
+	expect_variant("shape: [-1, 64]", "shape: [64]", "[64]",
+		       "inputs[0].shape: expected [-1, D], got 1 dimensions");
+	expect_variant("shape: [-1, 64]", "shape: [8, 64]", "8, 64]",
+		       "inputs[0].shape[0]: expected an integer in [-1, -1], got 8");
+}
+
+static void test_tensor_errors(void **state)
+{
+	char *b, *v1, *v2;
+
+	(void)state;
+	expect_variant("weight: fc2.weight", "weight: fc9.weight", "fc9.weight",
+		       "layers[1].weight: tensor fc9.weight not found in ");
+	expect_variant("weights: ", "weights: nope.safetensors\nx: ", "x: ",
+		       "model: unknown key \"x\"");	/* keys are checked first */
+	/* wrong dtype: the held-out labels are I64 */
+	b = base();
+	v1 = replace(b, weights, heldout);
+	v2 = replace(v1, "weight: fc1.weight", "weight: labels");
+	expect_error(v2, "labels", "layers[0].weight: tensor labels has dtype I64, expected F32");
+	free(v2);
+	free(v1);
+	free(b);
+}
+
+static void test_other_errors(void **state)
+{
+	char *b, *v, want[PATH_MAX + 64];
+
+	(void)state;
+	/* weights file missing: the path and the reason */
+	b = base();
+	v = replace(b, weights, "nope.safetensors");
+	snprintf(want, sizeof(want), "weights: %s/nope.safetensors: No such file", tmpdir);
+	expect_error(v, "nope.safetensors", want);
+	free(v);
+	free(b);
+
+	expect_variant("datatype: FP32, shape: [-1, 64]", "datatype: INT32, shape: [-1, 64]",
+		       "INT32", "inputs[0].datatype: datatype \"INT32\" not supported (FP32 only)");
+	expect_variant("{type: softmax}", "{type: conv}", "conv",
+		       "layers[2].type: unknown layer type \"conv\"");
+	expect_variant("activation: relu", "activation: gelu", "gelu",
+		       "layers[0].activation: unknown activation \"gelu\"");
+	expect_variant("name: digits-test\n", "name: digits-test\nmax_batch_size: 0\n", "0\n",
+		       "max_batch_size: expected an integer in [1, 4096], got 0");
+	expect_variant("name: digits-test\n", "name: digits-test\nplatform: onnx\n", "onnx",
+		       "platform: unknown platform \"onnx\"");
+	expect_variant("  - {name: input, datatype: FP32, shape: [-1, 64]}\n",
+		       "  - {name: input, datatype: FP32, shape: [-1, 64]}\n"
+		       "  - {name: input2, datatype: FP32, shape: [-1, 64]}\n",
+		       "- {name: input,", "inputs: expected exactly one entry, got 2");
+	expect_variant("  - {type: softmax}\n", "  - softmax\n", "softmax\n",
+		       "layers[2]: expected a mapping");
+	/* YAML syntax error */
+	expect_variant("layers:\n", "layers: [\n", NULL, "YAML syntax error");
+	/* missing sections */
+	b = base();
+	v = replace(b, "layers:\n", "x_layers:\n");
+	expect_error(v, "x_layers", "model: unknown key \"x_layers\"");
+	free(v);
+	free(b);
+}
+
+static void test_missing_dir(void **state)
+{
+	char *err = NULL;
+
+	(void)state;
+	assert_null(model_load("/nonexistent/model-dir", &err));
+	assert_non_null(err);
+	assert_non_null(strstr(err, "/nonexistent/model-dir/model.yaml"));
+	free(err);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_load_digits),
+		cmocka_unit_test(test_forward_ref_heldout),
+		cmocka_unit_test(test_forward_ref_values),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_unknown_keys),
+		cmocka_unit_test(test_shape_errors),
+		cmocka_unit_test(test_tensor_errors),
+		cmocka_unit_test(test_other_errors),
+		cmocka_unit_test(test_missing_dir),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,120 @@
+/* Unit tests for gateway/router.c: which backend, or which rejection, and why. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdint.h>
+
+#include "router.h"
+
+#define MS 1000000ull
+
+/* cpu: cheap and slow; gpu: dear and fast; dpu: in between. */
+static struct router_cand cands[3];
+
+static int setup(void **state)
+{
+	cands[0] = (struct router_cand){ .id = 0, .cost = 1.0, .queued = 0, .wait_ns = 0, .exec_ns = 8 * MS };
+	cands[1] = (struct router_cand){ .id = 1, .cost = 5.0, .queued = 0, .wait_ns = 0, .exec_ns = 1 * MS };
+	cands[2] = (struct router_cand){ .id = 2, .cost = 2.0, .queued = 3, .wait_ns = 2 * MS, .exec_ns = 2 * MS };
+	return 0;
+}
+
+static enum route_result pick(enum route_policy pol, uint64_t deadline, bool shed, uint64_t sat,
+			      int *out)
+{
+	struct route_conf rc = { .policy = pol, .margin_ns = 1 * MS };
+	struct route_req rq = { .now_ns = 100 * MS, .deadline_ns = deadline, .sheddable = shed,
+				.saturation_ns = sat };
+	unsigned rr = 0;
+
+	*out = -1;
+	return router_pick(&rc, &rq, cands, 3, &rr, out);
+}
+
+static void test_slo_cheapest_that_meets(void **state)
+{
+	int i;
+
+	/* 20 ms objective: all meet it with margin; the CPU is cheapest. */
+	assert_int_equal(pick(ROUTE_SLO, 120 * MS, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	/* 6 ms: cpu (8 ms) misses; dpu finishes at 4 ms + 1 ms margin, cheaper than gpu. */
+	assert_int_equal(pick(ROUTE_SLO, 106 * MS, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	/* 4.5 ms: only the gpu meets it with margin. */
+	assert_int_equal(pick(ROUTE_SLO, 104 * MS + MS / 2, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	/* 1.5 ms: nobody meets it with margin; the gpu finishes first (1 ms) and still meets it. */
+	assert_int_equal(pick(ROUTE_SLO, 101 * MS + MS / 2, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	/* 0.5 ms: nobody can: reject as late. */
+	assert_int_equal(pick(ROUTE_SLO, 100 * MS + MS / 2, false, 0, &i), ROUTE_LATE);
+	assert_int_equal(i, -1);
+	/* No deadline: earliest completion. */
+	assert_int_equal(pick(ROUTE_SLO, 0, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+}
+
+static void test_full_and_shed(void **state)
+{
+	int i;
+
+	cands[1].full = true;
+	/* gpu full: the dpu (done at 4 ms) meets 4.5 ms only without the margin. */
+	assert_int_equal(pick(ROUTE_SLO, 104 * MS + MS / 2, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	assert_int_equal(pick(ROUTE_SLO, 103 * MS + MS / 2, false, 0, &i), ROUTE_LATE);
+	assert_int_equal(pick(ROUTE_SLO, 106 * MS, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	cands[0].full = cands[2].full = true;
+	assert_int_equal(pick(ROUTE_SLO, 200 * MS, false, 0, &i), ROUTE_FULL);
+	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, false, 0, &i), ROUTE_FULL);
+	assert_int_equal(pick(ROUTE_ROUND_ROBIN, 0, false, 0, &i), ROUTE_FULL);
+	setup(NULL);
+	/* Sheddable: the chosen dpu has 2 ms of wait; saturation at 1 ms sheds it. */
+	assert_int_equal(pick(ROUTE_SLO, 106 * MS, true, 1 * MS, &i), ROUTE_SHED);
+	assert_int_equal(pick(ROUTE_SLO, 106 * MS, true, 3 * MS, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	/* Not sheddable: never shed. */
+	assert_int_equal(pick(ROUTE_SLO, 106 * MS, false, 0, &i), ROUTE_OK);
+	assert_int_equal(router_pick(&(struct route_conf){ 0 }, &(struct route_req){ 0 }, cands, 0,
+				     &(unsigned){ 0 }, &i), ROUTE_NO_BACKEND);
+}
+
+static void test_least_queue_and_round_robin(void **state)
+{
+	struct route_conf rc = { .policy = ROUTE_ROUND_ROBIN };
+	struct route_req rq = { .now_ns = 0 };
+	unsigned rr = 0;
+	int i, seen[3] = { 0 };
+
+	cands[0].queued = 4;
+	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 1);	/* 0 queued */
+	cands[1].queued = 3;
+	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 2);	/* tie at 3: cheaper */
+	for (int k = 0; k < 9; k++) {
+		assert_int_equal(router_pick(&rc, &rq, cands, 3, &rr, &i), ROUTE_OK);
+		seen[i]++;
+	}
+	assert_int_equal(seen[0], 3);
+	assert_int_equal(seen[1], 3);
+	assert_int_equal(seen[2], 3);
+	cands[1].full = true;
+	for (int k = 0; k < 4; k++) {
+		assert_int_equal(router_pick(&rc, &rq, cands, 3, &rr, &i), ROUTE_OK);
+		assert_int_not_equal(i, 1);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_slo_cheapest_that_meets, setup),
+		cmocka_unit_test_setup(test_full_and_shed, setup),
+		cmocka_unit_test_setup(test_least_queue_and_round_robin, setup),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,112 @@
+/* Unit tests for gateway/squeue.c: priority then deadline order, expiry, removal. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdint.h>
+#include <errno.h>
+#include <string.h>
+
+#include "infer.h"
+#include "squeue.h"
+
+static struct infer_req R[16];
+
+static struct infer_req *mk(int i, int prio, uint64_t deadline, int rows)
+{
+	memset(&R[i], 0, sizeof(R[i]));
+	R[i].priority = prio;
+	R[i].deadline_ns = deadline;
+	R[i].arrival_ns = 10 * i;
+	R[i].rows = rows;
+	return &R[i];
+}
+
+static void test_order_priority_then_deadline(void **state)
+{
+	struct squeue q;
+	struct infer_req *out[16];
+	int n;
+
+	sq_init(&q, 3, 16);
+	assert_int_equal(sq_push(&q, mk(0, 3, 500, 1)), 0);
+	assert_int_equal(sq_push(&q, mk(1, 1, 900, 1)), 0);
+	assert_int_equal(sq_push(&q, mk(2, 1, 300, 1)), 0);
+	assert_int_equal(sq_push(&q, mk(3, 2, 0, 1)), 0);	/* no deadline: last in level 2 */
+	assert_int_equal(sq_push(&q, mk(4, 2, 100, 1)), 0);
+	assert_int_equal(sq_push(&q, mk(5, 9, 50, 1)), 0);	/* clamped to level 3 */
+	assert_int_equal(R[5].priority, 3);
+	assert_int_equal(q.n_reqs, 6);
+	assert_int_equal(sq_rows_ahead(&q, 1), 2);
+	assert_int_equal(sq_rows_ahead(&q, 2), 4);
+	assert_int_equal(sq_earliest_deadline(&q), 50);
+	/* Among level heads only (R[0] arrived first but sorts behind R[5]). */
+	assert_int_equal(sq_oldest_arrival(&q), 20);
+	n = sq_take(&q, 100, out, 16);
+	assert_int_equal(n, 6);
+	assert_ptr_equal(out[0], &R[2]);
+	assert_ptr_equal(out[1], &R[1]);
+	assert_ptr_equal(out[2], &R[4]);
+	assert_ptr_equal(out[3], &R[3]);
+	assert_ptr_equal(out[4], &R[5]);
+	assert_ptr_equal(out[5], &R[0]);
+	assert_int_equal(q.n_reqs, 0);
+	assert_int_equal(q.n_rows, 0);
+	assert_true(sq_earliest_deadline(&q) == UINT64_MAX);
+}
+
+static void test_take_whole_requests_and_bound(void **state)
+{
+	struct squeue q;
+	struct infer_req *out[16];
+
+	sq_init(&q, 2, 3);
+	sq_push(&q, mk(0, 1, 10, 3));
+	sq_push(&q, mk(1, 1, 20, 4));
+	sq_push(&q, mk(2, 2, 5, 1));
+	assert_int_equal(sq_push(&q, mk(3, 1, 1, 1)), -EAGAIN);	/* bounded */
+	assert_int_equal(q.n_rows, 8);
+	/* 3 + 4 > 6: only the first fits; the next does not, so stop there. */
+	assert_int_equal(sq_take(&q, 6, out, 16), 1);
+	assert_ptr_equal(out[0], &R[0]);
+	assert_int_equal(sq_take(&q, 4, out, 1), 1);	/* cap */
+	assert_ptr_equal(out[0], &R[1]);
+	assert_int_equal(q.n_rows, 1);
+}
+
+static void test_expire_and_remove(void **state)
+{
+	struct squeue q;
+	struct infer_req *r;
+	int n = 0;
+
+	sq_init(&q, 2, 16);
+	sq_push(&q, mk(0, 1, 100, 1));
+	sq_push(&q, mk(1, 1, 200, 1));
+	sq_push(&q, mk(2, 2, 150, 2));
+	sq_push(&q, mk(3, 2, 0, 1));
+	sq_push(&q, mk(4, 1, 300, 1));
+	sq_remove(&q, &R[1]);		/* a cancelled one, from the middle */
+	assert_int_equal(q.n_reqs, 4);
+	r = sq_expire(&q, 150);
+	for (struct infer_req *e = r; e; e = e->next) {
+		assert_true(e == &R[0] || e == &R[2]);
+		n++;
+	}
+	assert_int_equal(n, 2);
+	assert_int_equal(q.n_reqs, 2);
+	assert_int_equal(q.n_rows, 2);
+	assert_null(sq_expire(&q, 299));
+	assert_int_equal(sq_earliest_deadline(&q), 300);
+	assert_int_equal(sq_rows_ahead(&q, 1), 1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_order_priority_then_deadline),
+		cmocka_unit_test(test_take_whole_requests_and_bound),
+		cmocka_unit_test(test_expire_and_remove),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
