@@ -4,7 +4,7 @@
 # server pinned to one CPU and h2load to the other.
 #
 # usage: bench/h2_health.sh [OUT.md]     (markdown section; default stdout)
-# env:   N=100000 C=32 M=32 ROUNDS=7 WARM=20000
+# env:   N=100000 C=32 M=32 ROUNDS=9 WARM=20000
 #
 # The three servers run side by side (idle ones cost nothing); the h2load
 # runs are interleaved round by round (order rotating) so that a noisy
@@ -21,7 +21,7 @@ OUT_MD=${1:-/dev/stdout}
 N=${N:-100000}
 C=${C:-32}
 M=${M:-32}
-ROUNDS=${ROUNDS:-7}
+ROUNDS=${ROUNDS:-9}
 WARM=${WARM:-20000}
 H2FLAGS="-n $N -c $C -m $M -t 1"
 WARMFLAGS="-n $WARM -c $C -m $M -t 1"
@@ -121,11 +121,8 @@ for r in $(seq "$ROUNDS"); do
 	# Rotate the order each round so that no server always goes first.
 	for i in $(seq 0 $((NS - 1))); do
 		eval "s=\${$(((i + r - 1) % NS + 1))}"
-		pid=$(pid_of "$s")
-		t0=$(bench_cpu_ticks "$pid")
-		bench_h2load "$T/$s.$r.out" "$T/$s.$r.log" $H2FLAGS "$(url_of "$s")"
-		t1=$(bench_cpu_ticks "$pid")
-		bench_parse "$s" "$T/$s.$r.out" "" $((t1 - t0)) >>"$T/runs.jsonl"
+		bench_measure "$s" "$(pid_of "$s")" "$T/$s.$r.out" "$T/$s.$r.log" "$T/runs.jsonl" \
+			$H2FLAGS "$(url_of "$s")"
 		cat "$T/$s.$r.log" >>"$T/logs/$s.log" 2>/dev/null
 		rm -f "$T/$s.$r.log"
 		echo "h2_health: round $r $s: $(grep -o 'finished in .*req/s' "$T/$s.$r.out")" >&2

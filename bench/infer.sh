@@ -4,7 +4,7 @@
 # same run: req/s, p50/p99 and the infer/health ratio.
 #
 # usage: bench/infer.sh [OUT.md]     (markdown section; default stdout)
-# env:   N=50000 C=32 M=32 ROUNDS=5 WARM=10000
+# env:   N=50000 C=32 M=32 ROUNDS=7 WARM=10000
 #
 # infergw runs with its default event-loop threads (listen.threads 0 = one
 # per core) and a CPU backend with one worker of one OpenMP thread; the
@@ -19,7 +19,7 @@ OUT_MD=${1:-/dev/stdout}
 N=${N:-50000}
 C=${C:-32}
 M=${M:-32}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 WARM=${WARM:-10000}
 H2FLAGS="-n $N -c $C -m $M -t 1"
 WARMFLAGS="-n $WARM -c $C -m $M -t 1"
@@ -82,14 +82,9 @@ bench_h2load "$T/warm.i.out" "" $WARMFLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
 : >"$T/runs.i.jsonl"
 mkdir -p "$T/logs"
 for r in $(seq "$ROUNDS"); do
-	t0=$(bench_cpu_ticks "$PID")
-	bench_h2load "$T/h.$r.out" "$T/h.$r.log" $H2FLAGS "$URL_H"
-	t1=$(bench_cpu_ticks "$PID")
-	bench_parse health "$T/h.$r.out" "" $((t1 - t0)) >>"$T/runs.jsonl"
-	t0=$(bench_cpu_ticks "$PID")
-	bench_h2load "$T/i.$r.out" "$T/i.$r.log" $H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
-	t1=$(bench_cpu_ticks "$PID")
-	bench_parse infer "$T/i.$r.out" "" $((t1 - t0)) >>"$T/runs.i.jsonl"
+	bench_measure health "$PID" "$T/h.$r.out" "$T/h.$r.log" "$T/runs.jsonl" $H2FLAGS "$URL_H"
+	bench_measure infer "$PID" "$T/i.$r.out" "$T/i.$r.log" "$T/runs.i.jsonl" \
+		$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
 	cat "$T/h.$r.log" >>"$T/logs/health.log" 2>/dev/null
 	cat "$T/i.$r.log" >>"$T/logs/infer.log" 2>/dev/null
 	rm -f "$T/h.$r.log" "$T/i.$r.log"

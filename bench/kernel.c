@@ -339,7 +339,7 @@ static void usage(void)
 
 int main(int argc, char **argv)
 {
-	int threads = 2, rounds = 15, bs[MAX_BS], n_bs = 0, opt, i, k, v, r;
+	int threads = 2, rounds = 25, bs[MAX_BS], n_bs = 0, opt, i, k, v, r;
 	double secs = 0.05;
 	const char *blist = "1,8,64";
 	char *err = NULL;

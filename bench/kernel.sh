@@ -5,7 +5,7 @@
 # (bench/kernel.c).
 #
 # usage: bench/kernel.sh [OUT.md]     (markdown section; default stdout)
-# env:   THREADS=2 SLICES=15 SLICE_SECS=0.05 BATCHES=1,8,64
+# env:   THREADS=2 SLICES=25 SLICE_SECS=0.05 BATCHES=1,8,64
 set -u
 . "$(dirname "$0")/lib.sh"
 trap bench_cleanup EXIT
@@ -13,7 +13,7 @@ trap 'exit 130' INT TERM
 
 OUT_MD=${1:-/dev/stdout}
 THREADS=${THREADS:-2}
-SLICES=${SLICES:-15}
+SLICES=${SLICES:-25}
 SLICE_SECS=${SLICE_SECS:-0.05}
 BATCHES=${BATCHES:-1,8,64}
 MODEL="$BENCH_ROOT/config/models/mlp-large"

@@ -109,24 +109,22 @@ bench_wait_http() {
 
 # bench_h2load OUT LOGFILE ARGS... - run h2load pinned to the client CPU,
 # bounded by timeout; its stdout+stderr go to OUT, the per-request log to
-# LOGFILE (pass "" for none).
+# LOGFILE (pass "" for none), its user/system CPU seconds to OUT.time.
 bench_h2load() {
 	local out=$1 log=$2
 	shift 2
 	local logarg=()
 	[ -n "$log" ] && logarg=(--log-file="$log")
 	# shellcheck disable=SC2086
-	timeout -k 5 "${H2LOAD_TIMEOUT:-60}" $PIN_CLI "$H2LOAD" "${logarg[@]}" "$@" >"$out" 2>&1
+	timeout -k 5 "${H2LOAD_TIMEOUT:-60}" /usr/bin/time -f '%U %S' -o "$out.time" \
+		$PIN_CLI "$H2LOAD" "${logarg[@]}" "$@" >"$out" 2>&1
 	local rc=$?
 	[ $rc -eq 124 ] && echo "bench: h2load timed out" >>"$out"
 	return $rc
 }
 
-# bench_parse OUT LOGFILE - print one line of key=value pairs from an h2load
-# run: rps, secs, done, ok (2xx), failed, errored, non2xx (status 4xx/5xx),
-# min/mean/max/sd (ms, h2load's "time for request") and p50/p90/p99 (ms,
-# from the per-request log when LOGFILE is given).  usage:
-#   bench_parse NAME OUT [LOGFILE [SERVER_CPU_TICKS]]
+# bench_parse NAME OUT [--log F] [--ticks N] [--syscalls N] [--client-time F]
+# - one JSON line for an h2load run (see bench/parse_h2load.py).
 bench_parse() {
 	$PY "$BENCH_ROOT/bench/parse_h2load.py" "$@"
 }
@@ -136,6 +134,26 @@ bench_cpu_ticks() {
 	awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
+# bench_syscalls PID - read+write syscalls PID (all its threads) has made.
+bench_syscalls() {
+	awk '/^sysc[rw]:/ { n += $2 } END { print n + 0 }' "/proc/$1/io" 2>/dev/null || echo 0
+}
+
+# bench_measure NAME PID OUT LOG JSONL ARGS... - one h2load run against PID's
+# server: server CPU and syscalls around it, parsed result appended to JSONL.
+bench_measure() {
+	local name=$1 pid=$2 out=$3 log=$4 jsonl=$5
+	shift 5
+	local t0 t1 s0 s1
+	t0=$(bench_cpu_ticks "$pid")
+	s0=$(bench_syscalls "$pid")
+	bench_h2load "$out" "$log" "$@"
+	t1=$(bench_cpu_ticks "$pid")
+	s1=$(bench_syscalls "$pid")
+	bench_parse "$name" "$out" --ticks $((t1 - t0)) --syscalls $((s1 - s0)) \
+		--client-time "$out.time" >>"$jsonl"
+}
+
 # bench_env_md - machine and date, as markdown bullet lines.
 bench_env_md() {
 	local model
@@ -143,6 +161,7 @@ bench_env_md() {
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "- machine: nproc=$(nproc), CPU: ${model:-unknown}, kernel $(uname -r)"
 	echo "- git: $(cd "$BENCH_ROOT" && git describe --always --dirty 2>/dev/null || echo 'no commits')"
+	echo "- load average when the section ended (1/5/15 min; the machine is shared): $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- pinning: ${PIN_SRV:-none} (server), ${PIN_CLI:-none} (h2load)"
 	echo "- h2load: $($H2LOAD --version 2>/dev/null | head -1)"
 }

@@ -1,17 +1,22 @@
 #!/usr/bin/python3
 """parse_h2load.py - turn one h2load run into one JSON object.
 
-usage: parse_h2load.py NAME OUT [LOGFILE [SERVER_CPU_TICKS]]
+usage: parse_h2load.py NAME OUT [--log LOGFILE] [--ticks N] [--syscalls N]
+                        [--client-time FILE]
 
 OUT is h2load's stdout+stderr.  From it: "finished in Xs, N req/s",
 "requests: ... done, ... succeeded, ... failed, ... errored, ... timeout",
 "status codes: ... 2xx, ... 3xx, ... 4xx, ... 5xx" and "time for request:
 min max mean sd".  LOGFILE (h2load --log-file) has one line per request:
 start_us <TAB> status <TAB> duration_us; from it p50/p90/p99 (nearest rank).
-SERVER_CPU_TICKS (user+system clock ticks the server process used during the
-run, from /proc/PID/stat) gives cpu_us_per_req: the server's CPU cost per
+--ticks (user+system clock ticks the server process used during the run,
+from /proc/PID/stat) gives cpu_us_per_req: the server's CPU cost per
 completed request, which still tells servers apart when h2load, not the
-server, is the bottleneck.  All other times are printed in milliseconds.
+server, is the bottleneck.  --syscalls (read+write syscalls of the server
+during the run, /proc/PID/io syscr+syscw) gives syscalls_per_req.
+--client-time (GNU time -f "%U %S" output of h2load) gives
+client_us_per_req: what the server's framing costs the client.
+All other times are printed in milliseconds.
 """
 import json
 import os
@@ -35,7 +40,7 @@ def pct(sorted_vals, p):
     return sorted_vals[k]
 
 
-def parse(name, out_path, log_path=None, ticks=None):
+def parse(name, out_path, log_path=None, ticks=None, syscalls=None, client_time=None):
     r = {"name": name, "rps": None, "secs": None}
     try:
         text = open(out_path, errors="replace").read()
@@ -77,6 +82,14 @@ def parse(name, out_path, log_path=None, ticks=None):
         hz = os.sysconf("SC_CLK_TCK")
         r["cpu_us_per_req"] = ticks / hz * 1e6 / r["done"]
         r["cpu_util"] = ticks / hz / r["secs"] if r.get("secs") else None
+    if syscalls is not None and r.get("done"):
+        r["syscalls_per_req"] = syscalls / r["done"]
+    if client_time and r.get("done"):
+        try:
+            last = [l for l in open(client_time).read().split("\n") if l.strip()][-1].split()
+            r["client_us_per_req"] = (float(last[0]) + float(last[1])) * 1e6 / r["done"]
+        except (OSError, IndexError, ValueError):
+            pass
     if r["rps"] is None:
         tail = [l for l in text.splitlines() if l.strip()][-5:]
         r["error"] = " | ".join(tail) if tail else "no h2load output"
@@ -84,11 +97,16 @@ def parse(name, out_path, log_path=None, ticks=None):
 
 
 def main():
-    if len(sys.argv) < 3:
-        sys.exit(__doc__)
-    log = sys.argv[3] if len(sys.argv) > 3 and sys.argv[3] else None
-    ticks = int(sys.argv[4]) if len(sys.argv) > 4 and sys.argv[4] else None
-    print(json.dumps(parse(sys.argv[1], sys.argv[2], log, ticks)))
+    import argparse
+    ap = argparse.ArgumentParser(usage=__doc__)
+    ap.add_argument("name")
+    ap.add_argument("out")
+    ap.add_argument("--log")
+    ap.add_argument("--ticks", type=int)
+    ap.add_argument("--syscalls", type=int)
+    ap.add_argument("--client-time")
+    a = ap.parse_args()
+    print(json.dumps(parse(a.name, a.out, a.log, a.ticks, a.syscalls, a.client_time)))
 
 
 if __name__ == "__main__":

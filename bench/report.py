@@ -67,6 +67,9 @@ def summary(rounds, logdir, name):
     cpu = [r["cpu_us_per_req"] for r in ok if r.get("cpu_us_per_req")]
     util = [r["cpu_util"] for r in ok if r.get("cpu_util")]
     s["cpu"] = statistics.median(cpu) if cpu else None
+    for k in ("syscalls_per_req", "client_us_per_req"):
+        v = [r[k] for r in ok if r.get(k) is not None]
+        s[k] = statistics.median(v) if v else None
     s["util"] = statistics.median(util) if util else None
     pp = pooled_percentiles(logdir, name)
     if pp:
@@ -90,18 +93,22 @@ def fmt_rps(v):
 def table(order, runs, logdir):
     rows = {n: summary(runs[n], logdir, n) for n in order}
     print("| run | req/s (median) | req/s range | p50 ms | p90 ms | p99 ms | max ms "
-          "| server CPU µs/req | server CPU util | non-2xx/failed |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| server CPU µs/req | server CPU util | server syscalls/req | h2load CPU µs/req "
+          "| non-2xx/failed |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in order:
         s = rows[n]
         if "rps" not in s:
-            print("| %s | FAILED: %s | | | | | | | | |" % (n, str(s.get("error")).replace("|", "/")))
+            print("| %s | FAILED: %s | | | | | | | | | | |" % (n, str(s.get("error")).replace("|", "/")))
             continue
-        print("| %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %d |" % (
+        print("| %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
             n, fmt_rps(s["rps"]), fmt_rps(s["rps_lo"]), fmt_rps(s["rps_hi"]),
             ms(s.get("p50")), ms(s.get("p90")), ms(s.get("p99")), ms(s.get("max")),
             "-" if s.get("cpu") is None else "%.2f" % s["cpu"],
-            "-" if s.get("util") is None else "%.0f%%" % (100 * s["util"]), s["bad"]))
+            "-" if s.get("util") is None else "%.0f%%" % (100 * s["util"]),
+            "-" if s.get("syscalls_per_req") is None else "%.3f" % s["syscalls_per_req"],
+            "-" if s.get("client_us_per_req") is None else "%.2f" % s["client_us_per_req"],
+            s["bad"]))
     return rows
 
 
@@ -142,12 +149,14 @@ def infer(path, logdir):
     p = paired(runs, "infer", "health")
     c = paired(runs, "infer", "health", "cpu_us_per_req")
     print()
+    line = []
     if p:
-        print("infer / health req/s (same server, same run, median of per-round ratios): "
-              "**%.2fx** (range %.2f-%.2f, %d rounds)" % p)
+        line.append("infer / health req/s (same server, same run, median of per-round ratios): "
+                    "**%.2fx** (range %.2f-%.2f, %d rounds)" % p)
     if c:
-        print("; server CPU per infer request = %.1fx a health request." % c[0])
-
+        line.append("server CPU per infer request = %.1fx a health request" % c[0])
+    if line:
+        print("; ".join(line) + ".")
 
 if __name__ == "__main__":
     if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("health", "infer"):

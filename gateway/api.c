@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "admin.h"
 #include "config.h"
 #include "metrics.h"
 #include "backend.h"
@@ -26,24 +27,6 @@ struct api_infer {
 	int has_id;
 };
 
-static bool api_method(struct call *c, const char *allowed)
-{
-	if (strcmp(c->method, allowed) == 0 ||
-	    (strcmp(allowed, "GET") == 0 && strcmp(c->method, "HEAD") == 0))
-		return true;
-	call_set_resp_header(c, "allow", allowed);
-	call_respond_error(c, 405, "method %s not allowed on %s (use %s)", c->method, c->path,
-			   allowed);
-	return false;
-}
-
-static void api_body(struct call *c, int status, const char *body)
-{
-	c->resp = c->resp ? c->resp : evbuffer_new();
-	evbuffer_add(c->resp, body, strlen(body));
-	call_respond(c, status, JSON);
-}
-
 static void api_server_meta(struct call *c)
 {
 	c->resp = evbuffer_new();
@@ -52,78 +35,16 @@ static void api_server_meta(struct call *c)
 	call_respond(c, 200, JSON);
 }
 
-static void api_ready(struct call *c)
+void api_ready(struct call *c)
 {
-	const struct runtime *rt = c->srv->rt;
+	const struct runtime *rt = c->rt;
 
 	for (int i = 0; i < rt->n_models; i++)
-		if (!rt_model_ready(rt, rt->models[i])) {
-			api_body(c, 503, "{\"ready\":false}");
+		if (!rt_model_ready(rt, rt->models[i]->m)) {
+			call_respond_json(c, 503, "{\"ready\":false}");
 			return;
 		}
-	api_body(c, 200, "{\"ready\":true}");
-}
-
-enum api_stat { STAT_BATCHES, STAT_ROWS, STAT_BUSY };
-
-/* One counter family over every backend's stats. */
-static void api_backend_counter(struct call *c, enum api_stat which, const char *what,
-				const char *help)
-{
-	const struct runtime *rt = c->srv->rt;
-
-	evbuffer_add_printf(c->resp, "# HELP infergw_backend_%s_total %s\n"
-				     "# TYPE infergw_backend_%s_total counter\n", what, help, what);
-	for (int i = 0; i < rt->n_backends; i++) {
-		const struct backend *be = &rt->backends[i].be;
-		struct backend_stats st = { 0 };
-		double v;
-
-		if (be->ops)
-			be->ops->stats(be, &st);
-		v = which == STAT_BATCHES ? (double)st.batches :
-		    which == STAT_ROWS ? (double)st.rows : st.busy_ns / 1e9;
-		evbuffer_add_printf(c->resp, "infergw_backend_%s_total{backend=\"%s\"} %.17g\n",
-				    what, be->conf.name, v);
-	}
-}
-
-static void api_metrics(struct call *c)
-{
-	const struct runtime *rt = c->srv->rt;
-
-	struct met_series *series[256];
-	int n = rt_collect_metrics(rt, series, 256);
-
-	c->resp = evbuffer_new();
-	access_metrics(c->resp);
-	met_render(c->resp, series, n);
-	evbuffer_add_printf(c->resp, "# HELP infergw_queue_depth Requests waiting per backend and model.\n"
-				     "# TYPE infergw_queue_depth gauge\n");
-	for (int i = 0; i < rt->n_backends; i++) {
-		const struct rt_backend *rb = &rt->backends[i];
-
-		for (int q = 0; rb->started && q < rb->sched.n_q; q++)
-			evbuffer_add_printf(c->resp,
-				"infergw_queue_depth{backend=\"%s\",model=\"%s\"} %d\n"
-				"infergw_batch_limit{backend=\"%s\",model=\"%s\"} %d\n"
-				"infergw_service_time_seconds{backend=\"%s\",model=\"%s\",rows=\"1\"} %.9f\n",
-				rb->be.conf.name, rb->sched.qs[q].model->name,
-				atomic_load(&rb->sched.qs[q].depth),
-				rb->be.conf.name, rb->sched.qs[q].model->name,
-				atomic_load(&rb->sched.qs[q].eff_max_batch),
-				rb->be.conf.name, rb->sched.qs[q].model->name,
-				svc_predict(&rb->sched.qs[q].svc, 1) / 1e9);
-	}
-	evbuffer_add_printf(c->resp, "# HELP infergw_backend_up 1 when the backend serves.\n"
-				     "# TYPE infergw_backend_up gauge\n");
-	for (int i = 0; i < rt->n_backends; i++)
-		evbuffer_add_printf(c->resp, "infergw_backend_up{backend=\"%s\"} %d\n",
-				    rt->backends[i].be.conf.name, rt->backends[i].be.up);
-	api_backend_counter(c, STAT_BATCHES, "batches", "Batches executed.");
-	api_backend_counter(c, STAT_ROWS, "rows", "Rows (samples) executed.");
-	api_backend_counter(c, STAT_BUSY, "busy_seconds", "Seconds spent executing batches.");
-	call_respond(c, 200, "text/plain; version=0.0.4");
+	call_respond_json(c, 200, "{\"ready\":true}");
 }
 
 /* Count a finished inference in its series: outcome, latencies, SLO. */
@@ -164,6 +85,7 @@ static void api_infer_done(struct infer_req *r)
 	struct call *c = r->ctx;
 	struct api_infer *ai = c->api;
 
+	c->async = false;
 	if (call_detached(c)) {
 		api_account(r, 0, 0);
 		call_free(c);
@@ -183,12 +105,12 @@ void api_abandon(struct call *c)
 {
 	struct infer_req *r = c->req;
 
-	if (sched_cancel(r)) {
+	if (r && sched_cancel(r)) {
 		api_account(r, 0, 0);
 		call_free(c);
 		return;
 	}
-	c->conn = NULL;		/* running: the completion frees c */
+	c->conn = NULL;		/* running (or an admin job): the completion frees c */
 }
 
 /*
@@ -198,7 +120,7 @@ void api_abandon(struct call *c)
 static int api_objective(struct call *c, const struct model *m, const struct ks_infer *ki,
 			 int *prio, uint64_t *objective_ns)
 {
-	const struct model_conf *mc = rt_model_conf(c->srv->rt, m);
+	const struct model_conf *mc = rt_model_conf(c->rt, m);
 	const char *hp = call_header(c, "x-priority"), *hs = call_header(c, "x-slo-ms");
 	char *end;
 
@@ -249,12 +171,12 @@ static struct infer_req *api_new_req(struct call *c, const struct model *m, stru
 /* The series that counts requests for m that no backend took. */
 static struct met_series *api_none_series(struct call *c, const struct model *m)
 {
-	const struct runtime *rt = c->srv->rt;
+	const struct runtime *rt = c->rt;
 
 	for (int i = 0; i < rt->n_models; i++)
-		if (rt->models[i] == m)
-			return &rt->none_met[i];
-	return &rt->none_met[0];
+		if (rt->models[i]->m == m)
+			return rt->none_met[i];
+	return rt->none_met[0];
 }
 
 static void api_infer(struct call *c, const struct model *m)
@@ -283,9 +205,11 @@ static void api_infer(struct call *c, const struct model *m)
 	ai->has_id = ki.has_id;
 	c->api = ai;
 	c->req = api_new_req(c, m, &ki, prio, objective);
-	st = rt_submit(c->srv->rt, c->req, now_ns());
+	st = rt_submit(c->rt, c->req, now_ns());
 	if (st)
 		api_infer_error(c, c->req, st);
+	else
+		c->async = true;
 }
 
 /*
@@ -316,7 +240,7 @@ static void api_models(struct call *c, const char *rest)
 		ver[e - v] = 0;
 		action = e;
 	}
-	m = rt_find_model(c->srv->rt, name);
+	m = rt_find_model(c->rt, name);
 	if (!m) {
 		call_respond_error(c, 404, "unknown model \"%s\"", name);
 		return;
@@ -326,19 +250,19 @@ static void api_models(struct call *c, const char *rest)
 				   ver, m->version);
 		return;
 	}
-	if (!strcmp(action, "") && api_method(c, "GET")) {
+	if (!strcmp(action, "") && call_allow(c, "GET")) {
 		c->resp = evbuffer_new();
 		ks_encode_model(c->resp, m);
 		call_respond(c, 200, JSON);
-	} else if (!strcmp(action, "/ready") && api_method(c, "GET")) {
-		bool ok = rt_model_ready(c->srv->rt, m);
+	} else if (!strcmp(action, "/ready") && call_allow(c, "GET")) {
+		bool ok = rt_model_ready(c->rt, m);
 
 		c->resp = evbuffer_new();
 		evbuffer_add_printf(c->resp, "{\"name\":");
 		ks_put_str(c->resp, m->name);
 		evbuffer_add_printf(c->resp, ",\"ready\":%s}", ok ? "true" : "false");
 		call_respond(c, ok ? 200 : 503, JSON);
-	} else if (!strcmp(action, "/infer") && api_method(c, "POST")) {
+	} else if (!strcmp(action, "/infer") && call_allow(c, "POST")) {
 		api_infer(c, m);
 	} else if (strcmp(action, "") && strcmp(action, "/ready") && strcmp(action, "/infer")) {
 		goto not_found;
@@ -348,41 +272,22 @@ not_found:
 	call_respond_error(c, 404, "no route for %s %s", c->method, c->path);
 }
 
-/* The admin listener: metrics and health, nothing that serves inference. */
-static void api_handle_admin(struct call *c)
-{
-	const char *p = c->path;
-
-	if (!strcmp(p, "/metrics")) {
-		if (api_method(c, "GET"))
-			api_metrics(c);
-	} else if (!strcmp(p, "/v2/health/live")) {
-		if (api_method(c, "GET"))
-			api_body(c, 200, "{\"live\":true}");
-	} else if (!strcmp(p, "/v2/health/ready")) {
-		if (api_method(c, "GET"))
-			api_ready(c);
-	} else {
-		call_respond_error(c, 404, "no route for %s %s on the admin listener", c->method, p);
-	}
-}
-
 void api_handle(struct call *c)
 {
 	const char *p = c->path;
 
 	if (c->admin) {
-		api_handle_admin(c);
+		adm_handle(c);
 		return;
 	}
 	if (!strcmp(p, "/v2/health/live")) {
-		if (api_method(c, "GET"))
-			api_body(c, 200, "{\"live\":true}");
+		if (call_allow(c, "GET"))
+			call_respond_json(c, 200, "{\"live\":true}");
 	} else if (!strcmp(p, "/v2/health/ready")) {
-		if (api_method(c, "GET"))
+		if (call_allow(c, "GET"))
 			api_ready(c);
 	} else if (!strcmp(p, "/v2") || !strcmp(p, "/v2/")) {
-		if (api_method(c, "GET"))
+		if (call_allow(c, "GET"))
 			api_server_meta(c);
 	} else if (!strncmp(p, "/v2/models/", 11)) {
 		api_models(c, p + 11);

@@ -18,10 +18,12 @@ struct call;
 void api_handle(struct call *c);
 /*
  * api_abandon - the client of c went away (stream reset, connection
- * closed) while its inference is queued or running.  A queued request is
+ * closed) while its inference (or admin job) is queued or running.  A queued request is
  * removed and c freed now; a running one detaches c, which its completion
  * frees.  Either way it counts as cancelled.  c must not be used after.
  */
 void api_abandon(struct call *c);
+/* api_ready - GET /v2/health/ready: 200 when every model has a backend up. */
+void api_ready(struct call *c);
 
 #endif

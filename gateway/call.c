@@ -12,18 +12,19 @@
 #include "access.h"
 #include "infer.h"
 #include "kserve.h"
+#include "runtime.h"
 #include "server.h"
 #include "util.h"
 
-struct call *call_new(struct conn *conn, struct server *srv)
+struct call *call_new(struct conn *conn)
 {
 	struct call *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
 	c->conn = conn;
-	c->srv = srv;
-	c->admin = conn && conn->admin;
+	c->rt = rt_get(conn->sl->rt);
+	c->admin = conn->admin;
 	c->body = evbuffer_new();
 	c->start_ns = now_ns();
 	return c;
@@ -48,6 +49,7 @@ void call_free(struct call *c)
 	}
 	free(c->api);
 	free(c->path);
+	rt_put(c->rt);
 	if (c->body)
 		evbuffer_free(c->body);
 	if (c->resp)
@@ -119,6 +121,24 @@ void call_respond_error(struct call *c, int status, const char *fmt, ...)
 	if (status == 503)
 		call_set_resp_header(c, "retry-after", "1");
 	call_respond(c, status, "application/json");
+}
+
+void call_respond_json(struct call *c, int status, const char *json)
+{
+	c->resp = c->resp ? c->resp : evbuffer_new();
+	evbuffer_add(c->resp, json, strlen(json));
+	call_respond(c, status, "application/json");
+}
+
+bool call_allow(struct call *c, const char *allowed)
+{
+	if (strcmp(c->method, allowed) == 0 ||
+	    (strcmp(allowed, "GET") == 0 && strcmp(c->method, "HEAD") == 0))
+		return true;
+	call_set_resp_header(c, "allow", allowed);
+	call_respond_error(c, 405, "method %s not allowed on %s (use %s)", c->method, c->path,
+			   allowed);
+	return false;
 }
 
 const char *http_reason(int status)

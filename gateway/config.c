@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -160,6 +161,21 @@ static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **e
 	    cfg_opt_int(t, m, "admin", "port", -1, 65535, &port, err))
 		return -EINVAL;
 	c->admin.port = (int)port;
+	return 0;
+}
+
+static int cfg_reload(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
+{
+	static const char *const keys[] = { "watch", "debounce_ms", NULL };
+	int64_t deb = c->reload.debounce_ms;
+
+	if (!m)
+		return 0;
+	if (yt_check_keys(t, m, "reload", keys, err) ||
+	    cfg_opt_bool(t, m, "reload", "watch", &c->reload.watch, err) ||
+	    cfg_opt_int(t, m, "reload", "debounce_ms", 0, 60000, &deb, err))
+		return -EINVAL;
+	c->reload.debounce_ms = (uint32_t)deb;
 	return 0;
 }
 
@@ -428,12 +444,13 @@ static void cfg_defaults(struct config *c)
 	c->routing.shed_wait_fraction = 0.5;
 	c->admin.address = strdup("127.0.0.1");
 	c->admin.port = 8001;
+	c->reload.debounce_ms = 200;
 }
 
 static int cfg_root(struct ytree *t, struct config *c, char **err)
 {
-	static const char *const keys[] = { "listen", "admin", "limits", "routing", "log",
-		"models", "backends", NULL };
+	static const char *const keys[] = { "listen", "admin", "limits", "routing", "reload",
+		"log", "models", "backends", NULL };
 	yaml_node_t *root = yt_root(t), *models, *backends;
 
 	if (!root)
@@ -443,6 +460,7 @@ static int cfg_root(struct ytree *t, struct config *c, char **err)
 	    cfg_admin(t, yt_get(t, root, "admin"), c, err) ||
 	    cfg_limits(t, yt_get(t, root, "limits"), c, err) ||
 	    cfg_routing(t, yt_get(t, root, "routing"), c, err) ||
+	    cfg_reload(t, yt_get(t, root, "reload"), c, err) ||
 	    cfg_log(t, yt_get(t, root, "log"), c, err))
 		return -EINVAL;
 	models = yt_get(t, root, "models");
@@ -490,6 +508,155 @@ const struct model_conf *cfg_find_model(const struct config *c, const char *name
 	return NULL;
 }
 
+static json_t *cfg_model_json(const struct model_conf *m)
+{
+	json_t *pref = json_array();
+
+	for (int i = 0; i < m->n_preferred; i++)
+		json_array_append_new(pref, json_integer(m->preferred[i]));
+	return json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:o, s:b, s:{s:f, s:f}}",
+			 "name", m->name, "path", m->path, "max_batch", m->max_batch,
+			 "max_queue_delay_us", (int)m->max_queue_delay_us, "max_queue", m->max_queue,
+			 "slo_ms", (int)m->slo_ms, "priority", m->priority,
+			 "preferred_batch_sizes", pref, "adaptive_batching", m->adaptive,
+			 "service_time_us", "base", m->svc_base_us, "per_row", m->svc_per_row_us);
+}
+
+static json_t *cfg_backend_json(const struct backend_conf *b)
+{
+	static const char *const kinds[] = { "cpu", "gpu", "remote" };
+	json_t *models = json_array();
+
+	for (int i = 0; i < b->n_models; i++)
+		json_array_append_new(models, json_string(b->models[i]));
+	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i}", "name", b->name,
+			 "kind", kinds[b->kind], "workers", b->slots,
+			 "threads_per_worker", b->threads_per_slot, "cost", b->cost,
+			 "models", models, "address", b->address, "device", b->device);
+}
+
+void *cfg_to_json(const struct config *c)
+{
+	static const char *const levels[] = { "debug", "info", "warn", "error" };
+	json_t *models = json_array(), *backends = json_array();
+
+	for (int i = 0; i < c->n_models; i++)
+		json_array_append_new(models, cfg_model_json(&c->models[i]));
+	for (int i = 0; i < c->n_backends; i++)
+		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
+	return json_pack("{s:s, s:{s:s, s:i, s:i}, s:{s:s, s:i}, s:{s:I, s:i, s:i, s:i, s:i},"
+			 " s:{s:s, s:i, s:i, s:i, s:f}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o}",
+			 "file", c->file,
+			 "listen", "address", c->listen.address, "port", c->listen.port,
+			 "threads", c->listen.threads,
+			 "admin", "address", c->admin.address, "port", c->admin.port,
+			 "limits", "max_body_bytes", (json_int_t)c->limits.max_body_bytes,
+			 "max_header_bytes", (int)c->limits.max_header_bytes,
+			 "max_concurrent_streams", (int)c->limits.max_concurrent_streams,
+			 "idle_timeout_ms", (int)c->limits.idle_timeout_ms,
+			 "shutdown_grace_ms", (int)c->limits.shutdown_grace_ms,
+			 "routing", "policy", router_policy_name(c->routing.policy),
+			 "margin_us", (int)c->routing.margin_us,
+			 "priority_levels", c->routing.priority_levels,
+			 "sheddable_levels", c->routing.sheddable_levels,
+			 "shed_wait_fraction", c->routing.shed_wait_fraction,
+			 "reload", "watch", c->reload.watch, "debounce_ms", (int)c->reload.debounce_ms,
+			 "log", "level", levels[c->log.level], "access", c->log.access,
+			 "models", models, "backends", backends);
+}
+
+bool cfg_drop_model(struct config *c, const char *name)
+{
+	int i;
+
+	for (i = 0; i < c->n_models && strcmp(c->models[i].name, name); i++)
+		;
+	if (i == c->n_models)
+		return false;
+	free(c->models[i].name);
+	free(c->models[i].path);
+	memmove(&c->models[i], &c->models[i + 1], (c->n_models - i - 1) * sizeof(c->models[0]));
+	c->n_models--;
+	for (int b = 0; b < c->n_backends; b++) {
+		struct backend_conf *bc = &c->backends[b];
+
+		for (int j = 0; j < bc->n_models; j++)
+			if (!strcmp(bc->models[j], name)) {
+				free(bc->models[j]);
+				memmove(&bc->models[j], &bc->models[j + 1],
+					(bc->n_models - j) * sizeof(char *));
+				bc->n_models--;
+				break;
+			}
+	}
+	return true;
+}
+
+static char *cfg_strdup0(const char *s)
+{
+	return s ? strdup(s) : NULL;
+}
+
+void cfg_backend_dup(struct backend_conf *dst, const struct backend_conf *src)
+{
+	*dst = *src;
+	dst->name = cfg_strdup0(src->name);
+	dst->address = cfg_strdup0(src->address);
+	dst->models = calloc(src->n_models + 1, sizeof(char *));
+	for (int i = 0; i < src->n_models; i++)
+		dst->models[i] = cfg_strdup0(src->models[i]);
+}
+
+void cfg_backend_free(struct backend_conf *b)
+{
+	for (int j = 0; j < b->n_models; j++)
+		free(b->models[j]);
+	free(b->models);
+	free(b->name);
+	free(b->address);
+	memset(b, 0, sizeof(*b));
+}
+
+static bool cfg_streq(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b)
+{
+	if (!cfg_streq(a->name, b->name) || a->kind != b->kind || a->slots != b->slots ||
+	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
+	    a->device != b->device || a->n_models != b->n_models)
+		return false;
+	for (int i = 0; i < a->n_models; i++)
+		if (!cfg_streq(a->models[i], b->models[i]))
+			return false;
+	return true;
+}
+
+char *cfg_restart_diff(const struct config *a, const struct config *b)
+{
+	char buf[1024] = "";
+	size_t off = 0;
+
+#define CFG_DIFF_INT(key, x, y) \
+	if ((x) != (y)) \
+		off += snprintf(buf + off, sizeof(buf) - off, "%s%s: %d -> %d", off ? "; " : "", \
+				key, (int)(x), (int)(y))
+#define CFG_DIFF_STR(key, x, y) \
+	if (!cfg_streq(x, y)) \
+		off += snprintf(buf + off, sizeof(buf) - off, "%s%s: %s -> %s", off ? "; " : "", \
+				key, x, y)
+	CFG_DIFF_STR("listen.address", a->listen.address, b->listen.address);
+	CFG_DIFF_INT("listen.port", a->listen.port, b->listen.port);
+	CFG_DIFF_INT("listen.threads", a->listen.threads, b->listen.threads);
+	CFG_DIFF_STR("admin.address", a->admin.address, b->admin.address);
+	CFG_DIFF_INT("admin.port", a->admin.port, b->admin.port);
+#undef CFG_DIFF_INT
+#undef CFG_DIFF_STR
+	return off ? strdup(buf) : NULL;
+}
+
 void cfg_free(struct config *c)
 {
 	if (!c)
@@ -499,15 +666,8 @@ void cfg_free(struct config *c)
 		free(c->models[i].path);
 	}
 	free(c->models);
-	for (int i = 0; i < c->n_backends; i++) {
-		struct backend_conf *b = &c->backends[i];
-
-		for (int j = 0; j < b->n_models; j++)
-			free(b->models[j]);
-		free(b->models);
-		free(b->name);
-		free(b->address);
-	}
+	for (int i = 0; i < c->n_backends; i++)
+		cfg_backend_free(&c->backends[i]);
 	free(c->backends);
 	free(c->listen.address);
 	free(c->admin.address);

@@ -53,6 +53,10 @@ struct config {
 		int port;		/* 0 = pick one; -1 = no admin listener */
 	} admin;
 	struct {
+		bool watch;		/* reload when the file changes (inotify) */
+		uint32_t debounce_ms;
+	} reload;
+	struct {
 		int level;		/* enum log_level */
 		bool access;
 	} log;
@@ -69,6 +73,24 @@ struct config {
  */
 struct config *cfg_load(const char *path, char **err);
 void cfg_free(struct config *c);
+/* cfg_to_json - the effective configuration (defaults filled in) as a JSON
+ * object (jansson json_t *, the caller decrefs). */
+void *cfg_to_json(const struct config *c);
+/* cfg_drop_model - remove model name from c and from every backend's list
+ * (the repository API's unload).  true when it was there. */
+bool cfg_drop_model(struct config *c, const char *name);
+/* cfg_backend_dup / cfg_backend_free - a deep copy a backend can keep after
+ * the config that described it is gone. */
+void cfg_backend_dup(struct backend_conf *dst, const struct backend_conf *src);
+void cfg_backend_free(struct backend_conf *b);
+/* cfg_backend_same - equal but for cost (which applies live). */
+bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b);
+/*
+ * cfg_restart_diff - settings that differ between a and b and only take
+ * effect on restart (listeners, thread count), as "key: old -> new; ...".
+ * Returns a malloc'd string, or NULL when there are none.
+ */
+char *cfg_restart_diff(const struct config *a, const struct config *b);
 /* cfg_find_model - the model_conf called name, or NULL. */
 const struct model_conf *cfg_find_model(const struct config *c, const char *name);
 

@@ -107,7 +107,7 @@ static int h1_parse_head(struct conn *c, struct call *call, const char *buf, siz
 /* Connection, Content-Length, Transfer-Encoding, Expect.  0 or a status. */
 static int h1_framing(struct conn *c, struct call *call, const char **why)
 {
-	const struct config *cfg = c->sl->srv->cfg;
+	const struct config *cfg = conn_cfg(c);
 	const char *conn = call_header(call, "connection");
 	const char *cl = call_header(call, "content-length");
 	const char *te = call_header(call, "transfer-encoding");
@@ -144,7 +144,7 @@ static int h1_framing(struct conn *c, struct call *call, const char **why)
 /* Read a head if one is complete.  1 = call ready for its body, 0 = wait. */
 static int h1_read_head(struct conn *c, struct evbuffer *in)
 {
-	const struct config *cfg = c->sl->srv->cfg;
+	const struct config *cfg = conn_cfg(c);
 	struct evbuffer_ptr pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
 	size_t head_len;
 	const char *why = NULL;
@@ -153,14 +153,14 @@ static int h1_read_head(struct conn *c, struct evbuffer *in)
 
 	if (pos.pos < 0) {
 		if (evbuffer_get_length(in) > cfg->limits.max_header_bytes) {
-			c->h1_call = call_new(c, c->sl->srv);
+			c->h1_call = call_new(c);
 			strcpy(c->h1_call->method, "?");
 			h1_fail(c, c->h1_call, 431, "request header exceeds limits.max_header_bytes");
 		}
 		return 0;
 	}
 	head_len = pos.pos + 4;
-	c->h1_call = call_new(c, c->sl->srv);
+	c->h1_call = call_new(c);
 	if (head_len > cfg->limits.max_header_bytes) {
 		strcpy(c->h1_call->method, "?");
 		h1_fail(c, c->h1_call, 431, "request header exceeds limits.max_header_bytes");

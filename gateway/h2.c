@@ -35,7 +35,7 @@ static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void 
 
 	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
 		return 0;
-	call = call_new(c, c->sl->srv);
+	call = call_new(c);
 	if (!call)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	call->stream_id = f->hd.stream_id;
@@ -56,7 +56,7 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 	if (!call)
 		return 0;
 	call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
-	if (call->hdr_bytes > c->sl->srv->cfg->limits.max_header_bytes) {
+	if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes) {
 		call->hdr_too_large = true;
 		return 0;
 	}
@@ -82,11 +82,11 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id,
 
 	if (!call || call->responded)
 		return 0;
-	if (evbuffer_get_length(call->body) + len > c->sl->srv->cfg->limits.max_body_bytes) {
+	if (evbuffer_get_length(call->body) + len > conn_cfg(c)->limits.max_body_bytes) {
 		call->body_too_large = true;
 		/* Answer now; nghttp2 resets the rest of the upload (NO_ERROR). */
 		call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
-				   (unsigned long long)c->sl->srv->cfg->limits.max_body_bytes);
+				   (unsigned long long)conn_cfg(c)->limits.max_body_bytes);
 		return 0;
 	}
 	evbuffer_add(call->body, data, len);
@@ -122,9 +122,9 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 	if (f->hd.type == NGHTTP2_HEADERS && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		const char *cl = call_header(call, "content-length");
 
-		if (cl && strtoull(cl, NULL, 10) > c->sl->srv->cfg->limits.max_body_bytes)
+		if (cl && strtoull(cl, NULL, 10) > conn_cfg(c)->limits.max_body_bytes)
 			call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
-					   (unsigned long long)c->sl->srv->cfg->limits.max_body_bytes);
+					   (unsigned long long)conn_cfg(c)->limits.max_body_bytes);
 		return 0;
 	}
 	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
@@ -143,7 +143,7 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t er
 	nghttp2_session_set_stream_user_data(s, stream_id, NULL);
 	if (c->active > 0)
 		c->active--;
-	if (call->req && !call->responded) {
+	if (call->async && !call->responded) {
 		log_debug("stream=%d error=%u msg=\"client reset a stream in flight\"",
 			  stream_id, error_code);
 		api_abandon(call);
@@ -258,7 +258,7 @@ void h2_free(struct conn *c)
 		if (!call)
 			continue;
 		nghttp2_session_set_stream_user_data(s, id, NULL);
-		if (call->req && !call->responded)
+		if (call->async && !call->responded)
 			api_abandon(call);
 		else
 			call_free(call);
@@ -268,7 +268,7 @@ void h2_free(struct conn *c)
 
 int h2_start(struct conn *c)
 {
-	const struct config *cfg = c->sl->srv->cfg;
+	const struct config *cfg = conn_cfg(c);
 	nghttp2_session_callbacks *cb;
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->limits.max_concurrent_streams },

@@ -16,7 +16,7 @@
 #include <stdint.h>
 
 struct conn;
-struct server;
+struct runtime;
 struct evbuffer;
 struct infer_req;
 
@@ -32,7 +32,7 @@ enum http_proto { PROTO_UNKNOWN, PROTO_H1, PROTO_H2 };
 
 struct call {
 	struct conn *conn;		/* NULL once detached */
-	struct server *srv;
+	struct runtime *rt;		/* the snapshot this call runs on (a reference) */
 	int32_t stream_id;		/* HTTP/2 only */
 	bool admin;			/* arrived on the admin listener */
 	char method[16];
@@ -50,13 +50,15 @@ struct call {
 	struct evbuffer *resp;
 	int n_resp_hdrs;
 	struct hdr resp_hdrs[CALL_MAX_RESP_HDRS];
-	/* inference in flight (owned by the call) */
+	/* inference (owned by the call) or admin job in flight */
+	bool async;			/* an answer will come later: api_abandon on loss */
 	struct infer_req *req;
 	void *api;			/* api module's per-call state */
 };
 
-/* call_new / call_free - one pair per call; call_free frees an attached req. */
-struct call *call_new(struct conn *conn, struct server *srv);
+/* call_new / call_free - one pair per call; the call holds a reference to
+ * its loop's current runtime; call_free frees an attached req. */
+struct call *call_new(struct conn *conn);
 void call_free(struct call *c);
 /* call_add_header - store a request header (name lower-cased); false when over the limit. */
 bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen);
@@ -74,6 +76,13 @@ void call_respond(struct call *c, int status, const char *ctype);
 /* call_respond_error - {"error": msg} with status. */
 void call_respond_error(struct call *c, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/* call_respond_json - a constant JSON body. */
+void call_respond_json(struct call *c, int status, const char *json);
+/*
+ * call_allow - true when c's method is `allowed` (HEAD counts as GET);
+ * otherwise answers 405 with an Allow header and returns false.
+ */
+bool call_allow(struct call *c, const char *allowed);
 /* call_detached - the client is gone. */
 static inline bool call_detached(const struct call *c) { return c->conn == NULL; }
 

@@ -32,6 +32,17 @@ void loop_post(struct loop *l, struct infer_req *r)
 		loop_wake(l);
 }
 
+void loop_post_task(struct loop *l, struct loop_task *t)
+{
+	struct loop_task *head = atomic_load_explicit(&l->tasks, memory_order_relaxed);
+
+	do {
+		t->next = head;
+	} while (!atomic_compare_exchange_weak_explicit(&l->tasks, &head, t, memory_order_release,
+							memory_order_relaxed));
+	loop_wake(l);
+}
+
 void loop_request_stop(struct loop *l)
 {
 	atomic_store(&l->stop_requested, true);
@@ -58,6 +69,10 @@ static void loop_on_mail(evutil_socket_t fd, short what, void *arg)
 		next = r->next;
 		r->next = NULL;
 		r->on_done(r);
+	}
+	for (struct loop_task *t = atomic_exchange(&l->tasks, NULL), *tn; t; t = tn) {
+		tn = t->next;	/* tasks are rare: order does not matter */
+		t->fn(t);
 	}
 	if (atomic_exchange(&l->stop_requested, false) && l->on_stop)
 		l->on_stop(l);

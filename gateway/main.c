@@ -5,6 +5,7 @@
  * sigwait, so handlers never run inside the event loops.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +14,8 @@
 
 #include "access.h"
 #include "config.h"
+#include "control.h"
+#include "metrics.h"
 #include "log.h"
 #include "runtime.h"
 #include "server.h"
@@ -34,7 +37,8 @@ static void usage(FILE *f)
 		"  -v, --version            print version and built-in features\n"
 		"  -h, --help               this text\n"
 		"\n"
-		"Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests, exit 0.\n"
+		"Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests, exit 0;\n"
+		"SIGHUP reloads the configuration (so does POST /admin/reload on the admin port).\n"
 		"Docs: README.md, docs/config.md.\n", DEFAULT_CONFIG);
 }
 
@@ -43,12 +47,13 @@ static void version(void)
 	printf("infergw %s\nfeatures: %s\n", INFERGW_VERSION, INFERGW_FEATURES);
 }
 
-/* Load and validate; with check_only also load models, then report. */
+/* Validate path and load its models, then report. */
 static int check_config(const char *path)
 {
 	char *err = NULL;
 	struct config *cfg = cfg_load(path, &err);
 	struct runtime *rt;
+	char summary[512];
 
 	if (!cfg) {
 		fprintf(stderr, "%s\n", err);
@@ -56,79 +61,61 @@ static int check_config(const char *path)
 		return 1;
 	}
 	log_set_level(LOG_WARN);
-	rt = rt_build(cfg, &err);
+	snprintf(summary, sizeof(summary),
+		 "%s: ok: %d model(s), %d backend(s), listen %s:%d, admin %s:%d, %d thread(s)\n",
+		 path, cfg->n_models, cfg->n_backends, cfg->listen.address, cfg->listen.port,
+		 cfg->admin.address, cfg->admin.port, cfg->listen.threads);
+	rt = rt_build(cfg, NULL, &err);
 	if (!rt) {
 		fprintf(stderr, "%s\n", err);
 		free(err);
 		cfg_free(cfg);
 		return 1;
 	}
-	printf("%s: ok: %d model(s), %d backend(s), listen %s:%d, %d thread(s)\n", path,
-	       cfg->n_models, cfg->n_backends, cfg->listen.address, cfg->listen.port,
-	       cfg->listen.threads);
-	rt_destroy(rt);
-	cfg_free(cfg);
+	fputs(summary, stdout);
+	rt_put(rt);
 	return 0;
 }
 
-static int serve(const char *path, int port_override, int admin_override)
+static int serve(const struct ctl_opts *o)
 {
+	const struct config *cfg;
 	struct server srv;
-	struct runtime *rt;
-	struct config *cfg;
 	char *err = NULL;
 	sigset_t set;
 	int sig;
 
-	cfg = cfg_load(path, &err);
-	if (!cfg) {
-		log_error("msg=\"invalid configuration: %s\"", err);
-		free(err);
-		return 1;
-	}
-	if (port_override >= 0)
-		cfg->listen.port = port_override;
-	if (admin_override >= -1)
-		cfg->admin.port = admin_override;
-	log_set_level(cfg->log.level);
-	access_enable(cfg->log.access);
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);	/* inherited by every thread */
 	signal(SIGPIPE, SIG_IGN);
-	rt = rt_build(cfg, &err);
-	if (!rt) {
-		log_error("msg=\"%s\"", err);
+	if (ctl_init(o, &cfg, &err)) {
+		log_error("msg=\"cannot start: %s\"", err);
 		free(err);
-		cfg_free(cfg);
 		return 1;
 	}
-	if (srv_start(&srv, cfg, rt, &err)) {
+	access_enable(cfg->log.access);
+	rt_reaper_start();
+	if (srv_start(&srv, cfg, &err)) {
 		log_error("msg=\"%s\"", err);
 		free(err);
-		rt_destroy(rt);
-		cfg_free(cfg);
+		rt_publish(NULL);
+		rt_reaper_stop();
 		return 1;
 	}
-	log_info("config=%s version=%s msg=\"ready\"", path, INFERGW_VERSION);
-	for (;;) {
-		if (sigwait(&set, &sig))
-			continue;
-		if (sig == SIGHUP) {
-			log_warn("msg=\"SIGHUP: configuration reload is not implemented yet; ignored\"");
-			continue;
-		}
-		break;
-	}
+	log_info("config=%s version=%s msg=\"ready\"", o->config_path, INFERGW_VERSION);
+	sig = ctl_run();
 	log_info("signal=%s msg=\"shutting down: draining in-flight requests\"",
 		 sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	srv_stop(&srv);
-	rt_stop(rt);		/* late completions land in the loops' mailboxes */
-	srv_destroy(&srv);	/* ... and are run here, before the metrics go */
-	rt_destroy(rt);
-	cfg_free(cfg);
+	rt_stop_all();		/* late completions land in the loops' mailboxes */
+	srv_destroy(&srv);	/* ... and run here */
+	rt_publish(NULL);
+	rt_reaper_stop();
+	ctl_shutdown();
+	met_free_all();
 	log_info("msg=\"stopped\"");
 	return 0;
 }
@@ -144,27 +131,28 @@ int main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
 	};
-	const char *config = DEFAULT_CONFIG;
-	int opt, port = -1, admin_port = -2;
+	struct ctl_opts o = { .config_path = DEFAULT_CONFIG, .port_override = -1,
+			      .admin_override = -2 };
+	int opt;
 	char *end;
 
 	while ((opt = getopt_long(argc, argv, "c:p:vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':
-			config = optarg;
+			o.config_path = optarg;
 			break;
 		case 'C':
 			return check_config(optarg);
 		case 'p':
-			port = (int)strtol(optarg, &end, 10);
-			if (*end || port < 0 || port > 65535) {
+			o.port_override = (int)strtol(optarg, &end, 10);
+			if (*end || o.port_override < 0 || o.port_override > 65535) {
 				fprintf(stderr, "infergw: --port: expected 0..65535, got \"%s\"\n", optarg);
 				return 2;
 			}
 			break;
 		case 'a':
-			admin_port = (int)strtol(optarg, &end, 10);
-			if (*end || admin_port < -1 || admin_port > 65535) {
+			o.admin_override = (int)strtol(optarg, &end, 10);
+			if (*end || o.admin_override < -1 || o.admin_override > 65535) {
 				fprintf(stderr, "infergw: --admin-port: expected -1..65535, got \"%s\"\n",
 					optarg);
 				return 2;
@@ -186,5 +174,5 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	return serve(config, port, admin_port);
+	return serve(&o);
 }

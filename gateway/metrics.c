@@ -2,7 +2,9 @@
 #include "metrics.h"
 
 #include <event2/buffer.h>
+#include <pthread.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Upper bounds of the latency buckets, in seconds. */
@@ -19,11 +21,60 @@ const char *met_outcome_name(enum outcome o)
 	return met_outcomes[o];
 }
 
-void met_series_init(struct met_series *s, const char *backend, const char *model)
+#define MET_MAX_SERIES 1024
+
+static pthread_mutex_t met_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct met_series *met_reg[MET_MAX_SERIES];
+static int met_n;
+static _Atomic uint64_t met_reloads[2];	/* failure, success */
+
+struct met_series *met_lookup(const char *backend, const char *model)
 {
-	memset(s, 0, sizeof(*s));
-	s->backend = backend;
-	s->model = model;
+	struct met_series *s = NULL;
+
+	pthread_mutex_lock(&met_lock);
+	for (int i = 0; i < met_n; i++)
+		if (!strcmp(met_reg[i]->backend, backend) && !strcmp(met_reg[i]->model, model)) {
+			s = met_reg[i];
+			goto out_unlock;
+		}
+	s = calloc(1, sizeof(*s));
+	s->backend = strdup(backend);
+	s->model = strdup(model);
+	/* Past the cap the series still counts, it is just not exported. */
+	if (met_n < MET_MAX_SERIES)
+		met_reg[met_n++] = s;
+out_unlock:
+	pthread_mutex_unlock(&met_lock);
+	return s;
+}
+
+int met_all(struct met_series **out, int cap)
+{
+	int n;
+
+	pthread_mutex_lock(&met_lock);
+	n = met_n < cap ? met_n : cap;
+	memcpy(out, met_reg, n * sizeof(*out));
+	pthread_mutex_unlock(&met_lock);
+	return n;
+}
+
+void met_free_all(void)
+{
+	pthread_mutex_lock(&met_lock);
+	for (int i = 0; i < met_n; i++) {
+		free((char *)met_reg[i]->backend);
+		free((char *)met_reg[i]->model);
+		free(met_reg[i]);
+	}
+	met_n = 0;
+	pthread_mutex_unlock(&met_lock);
+}
+
+void met_reload(bool ok)
+{
+	atomic_fetch_add(&met_reloads[ok], 1);
 }
 
 static void met_add(struct met_hist *h, int b, uint64_t v)
@@ -122,4 +173,10 @@ void met_render(struct evbuffer *out, struct met_series *const *s, int n)
 			offsetof(struct met_series, e2e), 1);
 	met_render_hist(out, s, n, "infergw_batch_rows", "Rows per executed batch.",
 			offsetof(struct met_series, batch), 0);
+	evbuffer_add_printf(out, "# HELP infergw_config_reload_total Configuration reloads by result.\n"
+				 "# TYPE infergw_config_reload_total counter\n"
+				 "infergw_config_reload_total{result=\"success\"} %llu\n"
+				 "infergw_config_reload_total{result=\"failure\"} %llu\n",
+			    (unsigned long long)ld(&met_reloads[1]),
+			    (unsigned long long)ld(&met_reloads[0]));
 }

@@ -7,6 +7,7 @@
 #define INFERGW_METRICS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 struct evbuffer;
@@ -31,15 +32,25 @@ struct met_series {
 	struct met_hist batch;			/* rows per batch */
 };
 
-/* met_series_init - zero s and label it (labels are borrowed, must outlive s). */
-void met_series_init(struct met_series *s, const char *backend, const char *model);
+/*
+ * met_lookup - the series for (backend, model), created on first use, so
+ * counters survive configuration reloads.  Thread-safe; series live until
+ * met_free_all at exit.
+ */
+struct met_series *met_lookup(const char *backend, const char *model);
+/* met_all - every series so far, in creation order; returns the count. */
+int met_all(struct met_series **out, int cap);
+void met_free_all(void);
+/* met_reload - count a configuration reload attempt. */
+void met_reload(bool ok);
 /* met_observe_ns - add a latency sample to h. */
 void met_observe_ns(struct met_hist *h, uint64_t ns);
 /* met_observe_rows - add a batch-size sample to h. */
 void met_observe_rows(struct met_hist *h, uint64_t rows);
 /* met_count - one more request with outcome o. */
 void met_count(struct met_series *s, enum outcome o);
-/* met_render - append every family for s[0..n) (HELP/TYPE once per family). */
+/* met_render - append every family for s[0..n) (HELP/TYPE once per family),
+ * and the reload counters. */
 void met_render(struct evbuffer *out, struct met_series *const *s, int n);
 /* met_outcome_name - "success", "rejected", ... */
 const char *met_outcome_name(enum outcome o);

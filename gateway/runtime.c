@@ -2,10 +2,12 @@
 #include "runtime.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "config.h"
 #include "infer.h"
@@ -14,6 +16,78 @@
 #include "router.h"
 #include "util.h"
 #include "ytree.h"
+
+/* ---- shared models ---- */
+
+static void rt_model_sig(const char *dir, const struct model *m, ino_t ino[2], off_t size[2],
+			 int64_t mtime[2])
+{
+	char path[4096];
+	struct stat st;
+	const char *files[2];
+
+	snprintf(path, sizeof(path), "%s/model.yaml", dir);
+	files[0] = path;
+	files[1] = m && m->weights ? m->weights->path : "";
+	for (int i = 0; i < 2; i++) {
+		memset(&st, 0, sizeof(st));
+		stat(files[i], &st);
+		ino[i] = st.st_ino;
+		size[i] = st.st_size;
+		mtime[i] = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+	}
+}
+
+static bool rt_model_unchanged(const struct rt_model *rm, const struct model_conf *mc)
+{
+	ino_t ino[2];
+	off_t size[2];
+	int64_t mtime[2];
+
+	if (strcmp(rm->name, mc->name) || strcmp(rm->path, mc->path))
+		return false;
+	rt_model_sig(rm->path, rm->m, ino, size, mtime);
+	return !memcmp(ino, rm->sig_ino, sizeof(ino)) && !memcmp(size, rm->sig_size, sizeof(size)) &&
+	       !memcmp(mtime, rm->sig_mtime, sizeof(mtime));
+}
+
+static struct rt_model *rt_model_load(const struct model_conf *mc, int i, char **err)
+{
+	struct rt_model *rm;
+	char *merr = NULL;
+	struct model *m = model_load(mc->path, &merr);
+
+	if (!m) {
+		*err = yt_strdupf("models[%d] (%s): %s", i, mc->name, merr);
+		free(merr);
+		return NULL;
+	}
+	/* The config's name is the one clients use. */
+	free(m->name);
+	m->name = strdup(mc->name);
+	rm = calloc(1, sizeof(*rm));
+	atomic_init(&rm->refs, 1);
+	rm->m = m;
+	rm->path = strdup(mc->path);
+	rm->name = strdup(mc->name);
+	rt_model_sig(mc->path, m, rm->sig_ino, rm->sig_size, rm->sig_mtime);
+	log_info("model=%s path=%s in=%d out=%d layers=%d max_batch_size=%d msg=\"loaded\"",
+		 m->name, mc->path, m->in_dim, m->out_dim, m->n_layers, m->max_batch_size);
+	return rm;
+}
+
+static void rt_model_put(struct rt_model *rm)
+{
+	if (!rm || atomic_fetch_sub(&rm->refs, 1) != 1)
+		return;
+	log_info("model=%s msg=\"unloaded\"", rm->name);
+	model_free(rm->m);
+	free(rm->path);
+	free(rm->name);
+	free(rm);
+}
+
+/* ---- shared backends ---- */
 
 static const struct backend_ops *rt_ops_for(enum backend_kind k)
 {
@@ -25,56 +99,54 @@ static const struct backend_ops *rt_ops_for(enum backend_kind k)
 	}
 }
 
-static int rt_model_index(const struct runtime *rt, const struct model *m)
+/* Every started backend, for shutdown. */
+static pthread_mutex_t rt_live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct rt_backend *rt_live[256];
+static int rt_n_live;
+
+static void rt_live_add(struct rt_backend *rb)
 {
-	for (int i = 0; i < rt->n_models; i++)
-		if (rt->models[i] == m)
-			return i;
-	return -1;
+	pthread_mutex_lock(&rt_live_lock);
+	if (rt_n_live < (int)ARRAY_SIZE(rt_live))
+		rt_live[rt_n_live++] = rb;
+	pthread_mutex_unlock(&rt_live_lock);
 }
 
-struct model *rt_find_model(const struct runtime *rt, const char *name)
+static void rt_live_del(struct rt_backend *rb)
 {
-	for (int i = 0; i < rt->n_models; i++)
-		if (strcmp(rt->models[i]->name, name) == 0)
-			return rt->models[i];
-	return NULL;
-}
-
-const struct model_conf *rt_model_conf(const struct runtime *rt, const struct model *m)
-{
-	int i = rt_model_index(rt, m);
-
-	return i < 0 ? NULL : rt->mconf[i];
-}
-
-static int rt_load_models(struct runtime *rt, char **err)
-{
-	const struct config *c = rt->cfg;
-
-	rt->models = calloc(c->n_models, sizeof(*rt->models));
-	rt->mconf = calloc(c->n_models, sizeof(*rt->mconf));
-	rt->none_met = calloc(c->n_models, sizeof(*rt->none_met));
-	for (int i = 0; i < c->n_models; i++) {
-		char *merr = NULL;
-		struct model *m = model_load(c->models[i].path, &merr);
-
-		if (!m) {
-			*err = yt_strdupf("models[%d] (%s): %s", i, c->models[i].name, merr);
-			free(merr);
-			return -EINVAL;
+	pthread_mutex_lock(&rt_live_lock);
+	for (int i = 0; i < rt_n_live; i++)
+		if (rt_live[i] == rb) {
+			rt_live[i] = rt_live[--rt_n_live];
+			break;
 		}
-		/* The config's name is the one clients use. */
-		free(m->name);
-		m->name = strdup(c->models[i].name);
-		rt->mconf[rt->n_models] = &c->models[i];
-		met_series_init(&rt->none_met[rt->n_models], "none", m->name);
-		rt->models[rt->n_models++] = m;
-		log_info("model=%s path=%s in=%d out=%d layers=%d max_batch_size=%d msg=\"loaded\"",
-			 m->name, c->models[i].path, m->in_dim, m->out_dim, m->n_layers,
-			 m->max_batch_size);
-	}
-	return 0;
+	pthread_mutex_unlock(&rt_live_lock);
+}
+
+void rt_stop_all(void)
+{
+	pthread_mutex_lock(&rt_live_lock);
+	for (int i = 0; i < rt_n_live; i++)
+		if (rt_live[i]->started)
+			sched_be_stop(&rt_live[i]->sched);
+	pthread_mutex_unlock(&rt_live_lock);
+}
+
+static void rt_backend_put(struct rt_backend *rb)
+{
+	if (!rb || atomic_fetch_sub(&rb->refs, 1) != 1)
+		return;
+	rt_live_del(rb);
+	if (rb->started)
+		sched_be_stop(&rb->sched);	/* drains what is queued */
+	if (rb->be.ops)
+		rb->be.ops->close(&rb->be);
+	log_info("backend=%s msg=\"closed\"", rb->be.conf.name);
+	for (int i = 0; i < rb->n_models; i++)
+		rt_model_put(rb->models[i]);
+	free(rb->models);
+	cfg_backend_free(&rb->be.conf);
+	free(rb);
 }
 
 struct rt_calib {
@@ -140,116 +212,358 @@ static void rt_calibrate(struct backend *be, const struct model_conf *mc, const 
 		 be->conf.name, m->name, t1 / 1e3, max_rows, tn / 1e3);
 }
 
-/* Start the scheduler of an open backend over the models it hosts. */
-static int rt_start_sched(struct runtime *rt, struct rt_backend *rb)
+/* The scheduler settings of model mc on backend name, from config c. */
+static void rt_queue_conf(const struct config *c, const struct model_conf *mc,
+			  const struct model *m, const char *backend, struct sched_q_conf *qc)
 {
-	const struct backend_conf *bc = &rb->be.conf;
-	const struct config *c = rt->cfg;
-	struct sched_q_conf *qc = calloc(bc->n_models, sizeof(*qc));
+	*qc = (struct sched_q_conf){
+		.model = m, .max_batch = mc->max_batch, .delay_us = mc->max_queue_delay_us,
+		.max_queue = mc->max_queue, .priority_levels = c->routing.priority_levels,
+		.n_preferred = mc->n_preferred, .adaptive = mc->adaptive,
+		.objective_ns = (uint64_t)mc->slo_ms * 1000000,
+		.margin_ns = (uint64_t)c->routing.margin_us * 1000,
+		.met = met_lookup(backend, m->name),
+	};
+	memcpy(qc->preferred, mc->preferred, sizeof(qc->preferred));
+}
+
+/* Start the scheduler of an open backend over the models it hosts. */
+static int rt_start_sched(const struct config *c, struct rt_backend *rb)
+{
+	struct sched_q_conf *qc = calloc(rb->n_models, sizeof(*qc));
 	int rc;
 
-	rb->met = calloc(bc->n_models, sizeof(*rb->met));
-	for (int i = 0; i < bc->n_models; i++) {
-		const struct model_conf *mc = cfg_find_model(c, bc->models[i]);
-		const struct model *m = rt_find_model(rt, bc->models[i]);
+	for (int i = 0; i < rb->n_models; i++) {
+		const struct model_conf *mc = cfg_find_model(c, rb->models[i]->name);
+		const struct model *m = rb->models[i]->m;
 		int mb = mc->max_batch > 0 && mc->max_batch < m->max_batch_size ? mc->max_batch
 										 : m->max_batch_size;
 
-		met_series_init(&rb->met[i], bc->name, m->name);
-		qc[i] = (struct sched_q_conf){
-			.model = m, .max_batch = mc->max_batch, .delay_us = mc->max_queue_delay_us,
-			.max_queue = mc->max_queue, .priority_levels = c->routing.priority_levels,
-			.n_preferred = mc->n_preferred, .adaptive = mc->adaptive,
-			.objective_ns = (uint64_t)mc->slo_ms * 1000000,
-			.margin_ns = (uint64_t)c->routing.margin_us * 1000, .met = &rb->met[i],
-		};
-		memcpy(qc[i].preferred, mc->preferred, sizeof(qc[i].preferred));
+		rt_queue_conf(c, mc, m, rb->be.conf.name, &qc[i]);
 		rt_calibrate(&rb->be, mc, m, mb, &qc[i]);
 	}
-	rc = sched_be_start(&rb->sched, &rb->be, qc, bc->n_models);
+	rc = sched_be_start(&rb->sched, &rb->be, qc, rb->n_models);
 	free(qc);
 	return rc;
 }
 
-/* Open one backend; failures leave it down (logged), never fatal. */
-static void rt_open_backend(struct runtime *rt, struct rt_backend *rb,
-			    const struct backend_conf *bc)
+/* Open one backend over models (refs taken); failures leave it down, never fatal. */
+static struct rt_backend *rt_backend_open(const struct config *c, const struct backend_conf *bc,
+					  struct rt_model **models)
 {
+	struct rt_backend *rb = calloc(1, sizeof(*rb));
 	char *err = NULL;
 
-	rb->be.conf = *bc;	/* strings stay owned by the config */
+	atomic_init(&rb->refs, 1);
+	cfg_backend_dup(&rb->be.conf, bc);
+	rb->n_models = bc->n_models;
+	rb->models = calloc(bc->n_models, sizeof(*rb->models));
+	for (int i = 0; i < bc->n_models; i++) {
+		rb->models[i] = models[i];
+		atomic_fetch_add(&models[i]->refs, 1);
+	}
 	rb->be.ops = rt_ops_for(bc->kind);
 	if (!rb->be.ops) {
 		log_warn("backend=%s msg=\"backend kind not built into this binary; left down\"",
 			 bc->name);
-		return;
+		return rb;
 	}
-	if (rb->be.ops->open(&rb->be, bc, &err))
+	if (rb->be.ops->open(&rb->be, &rb->be.conf, &err))
 		goto down;
 	for (int i = 0; i < bc->n_models; i++)
-		if (rb->be.ops->load_model(&rb->be, rt_find_model(rt, bc->models[i]), &err))
+		if (rb->be.ops->load_model(&rb->be, models[i]->m, &err))
 			goto down_close;
-	if (rt_start_sched(rt, rb))
+	if (rt_start_sched(c, rb))
 		goto down_close;
 	rb->started = true;
 	rb->be.up = true;
-	log_info("backend=%s kind=%s workers=%d threads_per_worker=%d models=%d cost=%g msg=\"up\"",
-		 bc->name, rb->be.ops->kind, bc->slots, bc->threads_per_slot, bc->n_models,
-		 bc->cost);
-	return;
+	rt_live_add(rb);
+	log_info("backend=%s kind=%s workers=%d threads_per_worker=%d models=%d msg=\"up\"",
+		 bc->name, rb->be.ops->kind, bc->slots, bc->threads_per_slot, bc->n_models);
+	return rb;
 down_close:
 	rb->be.ops->close(&rb->be);
 down:
 	log_error("backend=%s msg=\"left down: %s\"", bc->name, err ? err : "open failed");
 	free(err);
 	rb->be.ops = NULL;
+	return rb;
 }
 
-struct runtime *rt_build(const struct config *cfg, char **err)
+/* ---- snapshots ---- */
+
+static int rt_index(const struct runtime *rt, const struct model *m)
 {
+	for (int i = 0; i < rt->n_models; i++)
+		if (rt->models[i]->m == m)
+			return i;
+	return -1;
+}
+
+struct model *rt_find_model(const struct runtime *rt, const char *name)
+{
+	for (int i = 0; i < rt->n_models; i++)
+		if (strcmp(rt->models[i]->name, name) == 0)
+			return rt->models[i]->m;
+	return NULL;
+}
+
+const struct model_conf *rt_model_conf(const struct runtime *rt, const struct model *m)
+{
+	int i = rt_index(rt, m);
+
+	return i < 0 ? NULL : rt->mconf[i];
+}
+
+struct rt_backend *rt_find_backend(const struct runtime *rt, const char *name)
+{
+	for (int i = 0; i < rt->n_backends; i++)
+		if (strcmp(rt->backends[i]->be.conf.name, name) == 0)
+			return rt->backends[i];
+	return NULL;
+}
+
+/* Carry over prev's model for mc when unchanged, else load it. */
+static struct rt_model *rt_take_model(const struct runtime *prev, const struct model_conf *mc,
+				      int i, char **err)
+{
+	for (int k = 0; prev && k < prev->n_models; k++)
+		if (rt_model_unchanged(prev->models[k], mc)) {
+			atomic_fetch_add(&prev->models[k]->refs, 1);
+			return prev->models[k];
+		}
+	return rt_model_load(mc, i, err);
+}
+
+static struct rt_model *rt_model_named(const struct runtime *rt, const char *name)
+{
+	for (int i = 0; i < rt->n_models; i++)
+		if (strcmp(rt->models[i]->name, name) == 0)
+			return rt->models[i];
+	return NULL;
+}
+
+/*
+ * Carry over prev's backend when its settings and hosted model objects are
+ * the same (then apply the new queue settings in place), else open anew.
+ */
+static struct rt_backend *rt_take_backend(const struct runtime *rt, const struct runtime *prev,
+					  const struct backend_conf *bc)
+{
+	struct rt_model *models[64];
+
+	for (int i = 0; i < bc->n_models && i < 64; i++)
+		models[i] = rt_model_named(rt, bc->models[i]);
+	for (int k = 0; prev && k < prev->n_backends; k++) {
+		struct rt_backend *old = prev->backends[k];
+		bool same = old->started && cfg_backend_same(&old->be.conf, bc) &&
+			    !atomic_load(&old->draining);
+
+		for (int i = 0; same && i < bc->n_models; i++)
+			same = old->models[i] == models[i];
+		if (!same)
+			continue;
+		for (int i = 0; i < bc->n_models; i++) {
+			struct sched_q_conf qc;
+
+			rt_queue_conf(rt->cfg, cfg_find_model(rt->cfg, bc->models[i]), models[i]->m,
+				      bc->name, &qc);
+			sched_update(&old->sched, i, &qc);
+		}
+		atomic_fetch_add(&old->refs, 1);
+		return old;
+	}
+	return rt_backend_open(rt->cfg, bc, models);
+}
+
+static void rt_destroy(struct runtime *rt)
+{
+	for (int i = 0; i < rt->n_backends; i++)
+		rt_backend_put(rt->backends[i]);
+	for (int i = 0; i < rt->n_models; i++)
+		rt_model_put(rt->models[i]);
+	free(rt->backends);
+	free(rt->models);
+	free(rt->mconf);
+	free(rt->none_met);
+	cfg_free(rt->cfg);
+	free(rt);
+}
+
+struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **err)
+{
+	static _Atomic uint64_t generation;
 	struct runtime *rt = calloc(1, sizeof(*rt));
 
+	atomic_init(&rt->refs, 1);
+	rt->generation = atomic_fetch_add(&generation, 1) + 1;
 	rt->cfg = cfg;
-	if (rt_load_models(rt, err)) {
-		rt_destroy(rt);
-		return NULL;
+	rt->models = calloc(cfg->n_models, sizeof(*rt->models));
+	rt->mconf = calloc(cfg->n_models, sizeof(*rt->mconf));
+	rt->none_met = calloc(cfg->n_models, sizeof(*rt->none_met));
+	for (int i = 0; i < cfg->n_models; i++) {
+		struct rt_model *rm = rt_take_model(prev, &cfg->models[i], i, err);
+
+		if (!rm) {
+			rt->cfg = NULL;		/* still the caller's */
+			rt_destroy(rt);
+			return NULL;
+		}
+		rt->mconf[i] = &cfg->models[i];
+		rt->none_met[i] = met_lookup("none", rm->name);
+		rt->models[rt->n_models++] = rm;
 	}
 	rt->backends = calloc(cfg->n_backends, sizeof(*rt->backends));
-	rt->n_backends = cfg->n_backends;
 	for (int i = 0; i < cfg->n_backends; i++)
-		rt_open_backend(rt, &rt->backends[i], &cfg->backends[i]);
+		rt->backends[rt->n_backends++] = rt_take_backend(rt, prev, &cfg->backends[i]);
 	return rt;
+}
+
+/* ---- references, the current snapshot, the reaper ---- */
+
+static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t rt_cv = PTHREAD_COND_INITIALIZER;
+static struct runtime *rt_cur;
+static _Atomic uint64_t rt_gen;
+static struct runtime *rt_dead[64];	/* released, waiting for the reaper */
+static int rt_n_dead;
+static bool rt_reaping, rt_reaper_quit;
+static pthread_t rt_reaper;
+
+struct runtime *rt_get(struct runtime *rt)
+{
+	atomic_fetch_add_explicit(&rt->refs, 1, memory_order_relaxed);
+	return rt;
+}
+
+void rt_put(struct runtime *rt)
+{
+	if (!rt || atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
+		return;
+	pthread_mutex_lock(&rt_lock);
+	/* Joining scheduler threads must not happen on an event loop. */
+	if (rt_reaping && rt_n_dead < (int)ARRAY_SIZE(rt_dead)) {
+		rt_dead[rt_n_dead++] = rt;
+		pthread_cond_signal(&rt_cv);
+		rt = NULL;
+	}
+	pthread_mutex_unlock(&rt_lock);
+	if (rt)
+		rt_destroy(rt);
+}
+
+static void *rt_reaper_main(void *arg)
+{
+	pthread_mutex_lock(&rt_lock);
+	for (;;) {
+		while (rt_n_dead > 0) {
+			struct runtime *rt = rt_dead[--rt_n_dead];
+
+			pthread_mutex_unlock(&rt_lock);
+			log_info("generation=%llu msg=\"retiring configuration snapshot\"",
+				 (unsigned long long)rt->generation);
+			rt_destroy(rt);
+			pthread_mutex_lock(&rt_lock);
+		}
+		if (rt_reaper_quit)
+			break;
+		pthread_cond_wait(&rt_cv, &rt_lock);
+	}
+	pthread_mutex_unlock(&rt_lock);
+	return NULL;
+}
+
+void rt_reaper_start(void)
+{
+	rt_reaping = true;
+	pthread_create(&rt_reaper, NULL, rt_reaper_main, NULL);
+}
+
+void rt_reaper_stop(void)
+{
+	pthread_mutex_lock(&rt_lock);
+	if (!rt_reaping) {
+		pthread_mutex_unlock(&rt_lock);
+		return;
+	}
+	rt_reaper_quit = true;
+	pthread_cond_signal(&rt_cv);
+	pthread_mutex_unlock(&rt_lock);
+	pthread_join(rt_reaper, NULL);
+	rt_reaping = false;
+}
+
+static void (*rt_hook)(void *);
+static void *rt_hook_arg;
+
+void rt_on_publish(void (*fn)(void *arg), void *arg)
+{
+	rt_hook = fn;
+	rt_hook_arg = arg;
+}
+
+void rt_publish(struct runtime *rt)
+{
+	struct runtime *old;
+
+	pthread_mutex_lock(&rt_lock);
+	old = rt_cur;
+	rt_cur = rt;
+	atomic_store(&rt_gen, rt ? rt->generation : 0);
+	pthread_mutex_unlock(&rt_lock);
+	rt_put(old);
+	if (rt && rt_hook)
+		rt_hook(rt_hook_arg);
+}
+
+struct runtime *rt_current(void)
+{
+	struct runtime *rt;
+
+	pthread_mutex_lock(&rt_lock);
+	rt = rt_cur ? rt_get(rt_cur) : NULL;
+	pthread_mutex_unlock(&rt_lock);
+	return rt;
+}
+
+uint64_t rt_generation(void)
+{
+	return atomic_load_explicit(&rt_gen, memory_order_acquire);
+}
+
+/* ---- routing ---- */
+
+static bool rt_backend_usable(const struct rt_backend *rb)
+{
+	return rb->started && rb->be.up && !atomic_load(&rb->draining);
 }
 
 bool rt_model_ready(const struct runtime *rt, const struct model *m)
 {
-	for (int i = 0; i < rt->n_backends; i++) {
-		const struct rt_backend *rb = &rt->backends[i];
-
-		if (rb->started && rb->be.up && sched_find(&rb->sched, m) >= 0)
+	for (int i = 0; i < rt->n_backends; i++)
+		if (rt_backend_usable(rt->backends[i]) && sched_find(&rt->backends[i]->sched, m) >= 0)
 			return true;
-	}
 	return false;
 }
 
-/* One candidate per up backend hosting r's model.  Returns the count. */
+/* One candidate per usable backend hosting r's model.  Returns the count. */
 static int rt_candidates(struct runtime *rt, const struct infer_req *r, uint64_t now,
 			 struct router_cand *cand, int cap)
 {
 	int n = 0;
 
 	for (int i = 0; i < rt->n_backends && n < cap; i++) {
-		struct rt_backend *rb = &rt->backends[i];
+		struct rt_backend *rb = rt->backends[i];
 		struct sched_view v;
 		int qi;
 
-		if (!rb->started || !rb->be.up)
+		if (!rt_backend_usable(rb))
 			continue;
 		qi = sched_find(&rb->sched, r->model);
 		if (qi < 0)
 			continue;
 		sched_view(&rb->sched, qi, r->rows, r->priority, now, &v);
-		cand[n] = (struct router_cand){ .id = i, .qi = qi, .cost = rb->be.conf.cost,
+		cand[n] = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost,
 						.queued = v.queued, .full = v.full,
 						.wait_ns = v.wait_ns, .exec_ns = v.exec_ns };
 		n++;
@@ -305,13 +619,14 @@ int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
 	uint64_t objective;
 	enum route_result why;
 	int n, pick = -1, rc2;
+	struct rt_backend *rb;
 
 	if (r->priority <= 0)
 		r->priority = mc->priority;
 	if (r->priority > c->routing.priority_levels)
 		r->priority = c->routing.priority_levels;
 	r->sheddable = r->priority > c->routing.priority_levels - c->routing.sheddable_levels;
-	r->met = &rt->none_met[rt_model_index(rt, r->model)];
+	r->met = rt->none_met[rt_index(rt, r->model)];
 	objective = r->deadline_ns ? r->deadline_ns - r->arrival_ns : (uint64_t)mc->slo_ms * 1000000;
 	rq.sheddable = r->sheddable;
 	rq.saturation_ns = (uint64_t)(c->routing.shed_wait_fraction * (double)objective);
@@ -319,64 +634,18 @@ int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
 	why = router_pick(&rc, &rq, cand, n, &rr, &pick);
 	if (why != ROUTE_OK)
 		return rt_reject(r, why, cand, n);
-	rc2 = sched_enqueue(&rt->backends[cand[pick].id].sched, cand[pick].qi, r, now);
+	rb = rt->backends[cand[pick].id];
+	rc2 = sched_enqueue(&rb->sched, cand[pick].qi, r, now);
 	if (rc2 == 0)
 		return 0;
 	if (rc2 == -E2BIG) {
 		snprintf(r->errmsg, sizeof(r->errmsg),
 			 "batch of %d rows exceeds the model's max batch of %d", r->rows,
-			 rt->backends[cand[pick].id].sched.qs[cand[pick].qi].max_batch);
+			 rb->sched.qs[cand[pick].qi].max_batch);
 		return 400;
 	}
 	if (rc2 == -EAGAIN)
 		return rt_reject(r, ROUTE_FULL, cand, n);
 	snprintf(r->errmsg, sizeof(r->errmsg), "gateway is shutting down");
 	return 503;
-}
-
-int rt_collect_metrics(const struct runtime *rt, struct met_series **out, int cap)
-{
-	int n = 0;
-
-	for (int i = 0; i < rt->n_models && n < cap; i++)
-		out[n++] = &rt->none_met[i];
-	for (int b = 0; b < rt->n_backends; b++) {
-		const struct rt_backend *rb = &rt->backends[b];
-
-		for (int i = 0; rb->met && i < rb->be.conf.n_models && n < cap; i++)
-			out[n++] = &rb->met[i];
-	}
-	return n;
-}
-
-void rt_stop(struct runtime *rt)
-{
-	for (int i = 0; i < rt->n_backends; i++) {
-		struct rt_backend *rb = &rt->backends[i];
-
-		if (rb->started)
-			sched_be_stop(&rb->sched);
-		rb->started = false;
-	}
-}
-
-void rt_destroy(struct runtime *rt)
-{
-	if (!rt)
-		return;
-	rt_stop(rt);
-	for (int i = 0; i < rt->n_backends; i++) {
-		struct rt_backend *rb = &rt->backends[i];
-
-		if (rb->be.ops)
-			rb->be.ops->close(&rb->be);
-		free(rb->met);
-	}
-	free(rt->backends);
-	for (int i = 0; i < rt->n_models; i++)
-		model_free(rt->models[i]);
-	free(rt->models);
-	free(rt->mconf);
-	free(rt->none_met);
-	free(rt);
 }

@@ -1,12 +1,17 @@
 /*
  * runtime.h - what a config turns into: loaded models, open backends, their
- * schedulers and metrics.  The HTTP layer looks models up here and hands
- * requests to rt_submit, which routes them (router.c) to a backend queue.
+ * schedulers.  A runtime is one immutable, refcounted snapshot (DESIGN.md
+ * §1): a reload builds a new one beside the current one, carrying over the
+ * models and backends that did not change, and publishes it with one
+ * pointer swap.  Requests in flight hold a reference to the snapshot they
+ * started with; when its last reference goes, the models and backends only
+ * it used are drained and closed on the reaper thread.
  */
 #ifndef INFERGW_RUNTIME_H
 #define INFERGW_RUNTIME_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "backend.h"
 #include "metrics.h"
@@ -17,36 +22,79 @@ struct model;
 struct model_conf;
 struct infer_req;
 
+/* A loaded model, shared by every snapshot that has it unchanged. */
+struct rt_model {
+	_Atomic int refs;
+	struct model *m;
+	char *path;
+	char *name;
+	ino_t sig_ino[2];	/* model.yaml and weights: carried over while */
+	off_t sig_size[2];	/* inode, size and mtime are unchanged */
+	int64_t sig_mtime[2];
+};
+
+/* An open backend and its scheduler, shared like models. */
 struct rt_backend {
-	struct backend be;
+	_Atomic int refs;
+	struct backend be;		/* be.conf is a deep copy this owns */
 	struct sched_be sched;
-	struct met_series *met;		/* one per hosted model, parallel to sched.qs */
+	int n_models;
+	struct rt_model **models;	/* hosted, parallel to sched.qs */
 	bool started;
+	_Atomic bool draining;		/* POST /admin/backends/{name}/drain */
 };
 
 struct runtime {
-	const struct config *cfg;
+	_Atomic int refs;
+	uint64_t generation;
+	struct config *cfg;		/* owned */
 	int n_models;
-	struct model **models;
+	struct rt_model **models;
 	const struct model_conf **mconf;	/* parallel to models */
-	struct met_series *none_met;	/* per model: requests no backend took */
+	struct met_series **none_met;	/* per model: requests no backend took */
 	int n_backends;
-	struct rt_backend *backends;
+	struct rt_backend **backends;	/* parallel to cfg->backends */
 	_Atomic unsigned rr;		/* round-robin cursor */
 };
 
 /*
- * rt_build - load every model and open every backend of cfg.  A backend
- * that cannot run on this host is logged and left down; a model that
- * cannot load is an error.  Returns the runtime or NULL with *err set.
+ * rt_build - load every model and open every backend of cfg, reusing what
+ * prev (may be NULL) already has unchanged.  Takes ownership of cfg on
+ * success.  A backend that cannot run on this host is logged and left down;
+ * a model that cannot load is an error.  Returns a runtime with one
+ * reference, or NULL with *err set (cfg is then still the caller's).
  */
-struct runtime *rt_build(const struct config *cfg, char **err);
+struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **err);
+/* rt_get / rt_put - references; the last put destroys (on the reaper thread
+ * when one runs, else right away). */
+struct runtime *rt_get(struct runtime *rt);
+void rt_put(struct runtime *rt);
+
+/* rt_publish - make rt current (takes the caller's reference). */
+void rt_publish(struct runtime *rt);
+/* rt_on_publish - fn(arg) runs after every publish (the server uses it to
+ * make idle loops let go of the old snapshot). */
+void rt_on_publish(void (*fn)(void *arg), void *arg);
+/* rt_current - a new reference to the current runtime, or NULL. */
+struct runtime *rt_current(void);
+/* rt_generation - changes on every publish; cheap to poll. */
+uint64_t rt_generation(void);
+/* rt_reaper_start / rt_reaper_stop - the thread that destroys released
+ * snapshots; stop waits for every pending one. */
+void rt_reaper_start(void);
+void rt_reaper_stop(void);
+/* rt_stop_all - drain and stop every backend's scheduler (shutdown):
+ * completions still arrive at the loops' mailboxes. */
+void rt_stop_all(void);
+
 /* rt_find_model - loaded model called name, or NULL. */
 struct model *rt_find_model(const struct runtime *rt, const char *name);
 /* rt_model_conf - the config entry of a loaded model. */
 const struct model_conf *rt_model_conf(const struct runtime *rt, const struct model *m);
-/* rt_model_ready - true when some up backend hosts m. */
+/* rt_model_ready - true when some up, not draining backend hosts m. */
 bool rt_model_ready(const struct runtime *rt, const struct model *m);
+/* rt_find_backend - backend called name, or NULL. */
+struct rt_backend *rt_find_backend(const struct runtime *rt, const char *name);
 /*
  * rt_submit - normalize r's priority, route it and queue it.  r->model,
  * rows, arrival_ns and deadline_ns must be set.  0 when queued (r comes
@@ -55,12 +103,5 @@ bool rt_model_ready(const struct runtime *rt, const struct model *m);
  * series that counts it; r is then still the caller's.
  */
 int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now);
-/* rt_collect_metrics - every series, for met_render; returns the count. */
-int rt_collect_metrics(const struct runtime *rt, struct met_series **out, int cap);
-/* rt_stop - drain and stop the schedulers (completions still arrive at the
- * loops' mailboxes); idempotent. */
-void rt_stop(struct runtime *rt);
-/* rt_destroy - rt_stop, close backends, free models and metrics. */
-void rt_destroy(struct runtime *rt);
 
 #endif

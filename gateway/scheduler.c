@@ -331,6 +331,33 @@ static void *sched_worker_main(void *arg)
 	return NULL;
 }
 
+/* Set q's policy from qc (lock held, or q not yet shared). */
+static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
+{
+	int mb = qc->model->max_batch_size;
+
+	q->max_batch = qc->max_batch > 0 && qc->max_batch < mb ? qc->max_batch : mb;
+	q->pol.max_batch = q->max_batch;
+	q->pol.max_delay_ns = (uint64_t)qc->delay_us * 1000;
+	q->pol.margin_ns = qc->margin_ns;
+	q->pol.n_preferred = qc->n_preferred;
+	memcpy(q->pol.preferred, qc->preferred, sizeof(q->pol.preferred));
+	q->adaptive = qc->adaptive;
+	batch_adapt_init(&q->adapt, 1, q->max_batch, qc->objective_ns, 8);
+	atomic_store(&q->eff_max_batch, q->max_batch);
+	q->sq.max_reqs = qc->max_queue;
+	sq_set_levels(&q->sq, qc->priority_levels);
+}
+
+void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc)
+{
+	pthread_mutex_lock(&s->mu);
+	/* Worker arrays hold the model's max_batch_size, the most any conf asks. */
+	sched_configure(&s->qs[qi], qc);
+	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+}
+
 static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, int n)
 {
 	int widest = 1;
@@ -341,24 +368,15 @@ static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, 
 	s->n_q = n;
 	for (int i = 0; i < n; i++) {
 		struct sched_q *q = &s->qs[i];
-		int mb = qc[i].model->max_batch_size;
 
 		q->s = s;
 		q->model = qc[i].model;
 		q->met = qc[i].met;
-		q->max_batch = qc[i].max_batch > 0 && qc[i].max_batch < mb ? qc[i].max_batch : mb;
-		q->pol.max_batch = q->max_batch;
-		q->pol.max_delay_ns = (uint64_t)qc[i].delay_us * 1000;
-		q->pol.margin_ns = qc[i].margin_ns;
-		q->pol.n_preferred = qc[i].n_preferred;
-		memcpy(q->pol.preferred, qc[i].preferred, sizeof(q->pol.preferred));
-		q->adaptive = qc[i].adaptive;
-		batch_adapt_init(&q->adapt, 1, q->max_batch, qc[i].objective_ns, 8);
-		atomic_store(&q->eff_max_batch, q->max_batch);
-		svc_init(&q->svc, qc[i].warm_a_ns, qc[i].warm_b_ns, 0.2);
 		sq_init(&q->sq, qc[i].priority_levels, qc[i].max_queue);
-		if (q->max_batch > widest)
-			widest = q->max_batch;
+		svc_init(&q->svc, qc[i].warm_a_ns, qc[i].warm_b_ns, 0.2);
+		sched_configure(q, &qc[i]);
+		if (qc[i].model->max_batch_size > widest)
+			widest = qc[i].model->max_batch_size;
 	}
 	return widest;
 }
@@ -378,6 +396,7 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_
 	widest = sched_init_queues(s, qc, n);
 	if (widest < 0)
 		return widest;
+	s->widest = widest;
 	s->n_threads = be->conf.slots > 0 ? be->conf.slots : 1;
 	s->busy_until = calloc(s->n_threads, sizeof(*s->busy_until));
 	s->workers = calloc(s->n_threads, sizeof(*s->workers));
@@ -399,6 +418,9 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_
 
 void sched_be_stop(struct sched_be *s)
 {
+	if (s->stopped || !s->qs)
+		return;
+	s->stopped = true;
 	pthread_mutex_lock(&s->mu);
 	s->stop = true;
 	pthread_cond_broadcast(&s->cv);

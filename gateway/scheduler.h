@@ -65,8 +65,10 @@ struct sched_be {
 	struct sched_q *qs;
 	int n_threads;
 	struct sched_worker *workers;
+	int widest;			/* largest batch the workers can hold */
 	uint64_t *busy_until;		/* per slot: predicted end of its batch, 0 = idle */
 	bool stop;
+	bool stopped;			/* threads joined */
 	int rr;
 	int idle;			/* threads waiting on cv */
 };
@@ -81,6 +83,12 @@ struct sched_view {
 
 /* sched_be_start - one queue per conf entry and be->conf.slots threads. 0 or -errno. */
 int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_conf *qc, int n);
+/*
+ * sched_update - apply a reloaded queue configuration (batching, bounds,
+ * priorities, objective) to queue qi in place; queued requests stay.  The
+ * learned service time is kept.
+ */
+void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc);
 /* sched_find - index of the queue for m, or -1. */
 int sched_find(const struct sched_be *s, const struct model *m);
 /* sched_view - predictions for a request of rows at priority prio on queue qi. */
@@ -98,7 +106,8 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
  * already runs (or ran): its completion still arrives.
  */
 bool sched_cancel(struct infer_req *r);
-/* sched_be_stop - finish every queued request, join the threads, free queues. */
+/* sched_be_stop - finish every queued request, join the threads, free
+ * queues.  Idempotent. */
 void sched_be_stop(struct sched_be *s);
 
 #endif

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
@@ -19,6 +20,7 @@
 #include "config.h"
 #include "infer.h"
 #include "log.h"
+#include "runtime.h"
 #include "ytree.h"
 
 static const char h2_preface[] = NGHTTP2_CLIENT_MAGIC;	/* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
@@ -43,6 +45,46 @@ static void srv_loop_check_drained(struct srv_loop *sl)
 		event_base_loopexit(sl->loop.base, NULL);
 }
 
+void srv_loop_refresh(struct srv_loop *sl)
+{
+	struct runtime *rt;
+
+	if (sl->rt && sl->rt->generation == rt_generation())
+		return;
+	rt = rt_current();
+	if (!rt)
+		return;
+	rt_put(sl->rt);
+	sl->rt = rt;
+}
+
+static void srv_loop_on_refresh(struct loop_task *t)
+{
+	struct srv_loop *sl = (struct srv_loop *)((char *)t - offsetof(struct srv_loop, refresh));
+
+	atomic_store(&sl->refresh_pending, false);
+	srv_loop_refresh(sl);
+}
+
+/* After a publish: every loop drops its old snapshot now, not at its next
+ * connection, so removed backends can drain and close. */
+static void srv_on_publish(void *arg)
+{
+	struct server *s = arg;
+
+	for (int i = 0; i < s->n_loops; i++) {
+		struct srv_loop *sl = &s->loops[i];
+
+		if (!atomic_exchange(&sl->refresh_pending, true))
+			loop_post_task(&sl->loop, &sl->refresh);
+	}
+}
+
+const struct config *conn_cfg(const struct conn *c)
+{
+	return c->sl->rt->cfg;
+}
+
 void conn_close(struct conn *c)
 {
 	struct srv_loop *sl = c->sl;
@@ -56,8 +98,8 @@ void conn_close(struct conn *c)
 		struct call *call = c->h1_call;
 
 		c->h1_call = NULL;
-		if (call->req && !call->responded)
-			api_abandon(call);	/* inference in flight */
+		if (call->async && !call->responded)
+			api_abandon(call);	/* inference or admin job in flight */
 		else
 			call_free(call);
 	}
@@ -117,6 +159,7 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	srv_loop_refresh(c->sl);
 	if (c->proto == PROTO_UNKNOWN && conn_sniff(c) <= 0)
 		return;
 	if (c->proto == PROTO_H2)
@@ -192,12 +235,15 @@ static void srv_on_accept_admin(struct evconnlistener *lst, evutil_socket_t fd,
 
 static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr *sa, bool admin)
 {
-	const struct config *cfg = sl->srv->cfg;
-	struct timeval idle = { cfg->limits.idle_timeout_ms / 1000,
-				(cfg->limits.idle_timeout_ms % 1000) * 1000 };
+	const struct config *cfg;
+	struct timeval idle;
 	struct conn *c;
 	int one = 1;
 
+	srv_loop_refresh(sl);
+	cfg = sl->rt->cfg;
+	idle = (struct timeval){ cfg->limits.idle_timeout_ms / 1000,
+				 (cfg->limits.idle_timeout_ms % 1000) * 1000 };
 	if (sl->draining) {
 		evutil_closesocket(fd);
 		return;
@@ -234,7 +280,7 @@ static void srv_loop_on_stop(struct loop *l)
 	struct srv_loop *sl = l->owner;
 	struct conn *c, *next;
 
-	uint32_t grace = sl->srv->cfg->limits.shutdown_grace_ms;
+	uint32_t grace = sl->rt->cfg->limits.shutdown_grace_ms;
 	struct timeval tv = { grace / 1000, (grace % 1000) * 1000 };
 
 	if (sl->draining)
@@ -343,11 +389,10 @@ static int srv_bind(struct server *s, struct srv_loop *sl, char **err)
 	return sl->admin_lst ? 0 : -EADDRINUSE;
 }
 
-int srv_start(struct server *s, const struct config *cfg, struct runtime *rt, char **err)
+int srv_start(struct server *s, const struct config *cfg, char **err)
 {
 	memset(s, 0, sizeof(*s));
 	s->cfg = cfg;
-	s->rt = rt;
 	s->port = cfg->listen.port;
 	s->admin_port = cfg->admin.port;
 	s->n_loops = cfg->listen.threads;
@@ -361,6 +406,8 @@ int srv_start(struct server *s, const struct config *cfg, struct runtime *rt, ch
 			return rc;
 		}
 		sl->srv = s;
+		sl->rt = rt_current();
+		sl->refresh.fn = srv_loop_on_refresh;
 		sl->loop.owner = sl;
 		sl->loop.on_stop = srv_loop_on_stop;
 		rc = srv_bind(s, sl, err);
@@ -369,6 +416,7 @@ int srv_start(struct server *s, const struct config *cfg, struct runtime *rt, ch
 	}
 	for (int i = 0; i < s->n_loops; i++)
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
+	rt_on_publish(srv_on_publish, s);
 	log_info("listen=%s:%d threads=%d msg=\"serving HTTP/2 (h2c) and HTTP/1.1\"",
 		 cfg->listen.address, s->port, s->n_loops);
 	if (s->admin_port >= 0)
@@ -379,6 +427,7 @@ int srv_start(struct server *s, const struct config *cfg, struct runtime *rt, ch
 
 void srv_stop(struct server *s)
 {
+	rt_on_publish(NULL, NULL);
 	for (int i = 0; i < s->n_loops; i++)
 		loop_request_stop(&s->loops[i].loop);
 	for (int i = 0; i < s->n_loops; i++)
@@ -405,6 +454,8 @@ void srv_destroy(struct server *s)
 		if (sl->admin_lst)
 			evconnlistener_free(sl->admin_lst);
 		loop_destroy(&sl->loop);
+		rt_put(sl->rt);
+		sl->rt = NULL;
 	}
 	free(s->loops);
 	s->loops = NULL;

@@ -32,11 +32,13 @@ struct srv_loop {
 	int n_conns;
 	bool draining;
 	struct event *grace;
+	struct runtime *rt;		/* this loop's reference to the current runtime */
+	struct loop_task refresh;	/* posted on publish */
+	_Atomic bool refresh_pending;
 };
 
 struct server {
-	const struct config *cfg;
-	struct runtime *rt;
+	const struct config *cfg;	/* the startup config: listeners, threads */
 	int port;			/* bound port (resolved when config says 0) */
 	int admin_port;			/* bound admin port; -1 when disabled */
 	int n_loops;
@@ -63,13 +65,21 @@ struct conn {
 };
 
 /*
- * srv_start - bind listeners and start cfg->listen.threads loop threads.
- * 0 or -errno with *err.
+ * srv_start - bind listeners and start cfg->listen.threads loop threads,
+ * serving the current runtime (rt_publish before).  0 or -errno with *err.
  */
-int srv_start(struct server *s, const struct config *cfg, struct runtime *rt, char **err);
+int srv_start(struct server *s, const struct config *cfg, char **err);
+/*
+ * srv_loop_refresh - pick up a newly published runtime.  Called at the top
+ * of every event callback, so a config pointer read inside one callback
+ * stays valid until it returns.
+ */
+void srv_loop_refresh(struct srv_loop *sl);
+/* conn_cfg - the configuration in force for c's loop right now. */
+const struct config *conn_cfg(const struct conn *c);
 /* srv_stop - stop accepting, GOAWAY, finish in-flight calls, join threads. */
 void srv_stop(struct server *s);
-/* srv_destroy - after srv_stop and rt_destroy: run late completions, free. */
+/* srv_destroy - after srv_stop and rt_stop_all: run late completions, free. */
 void srv_destroy(struct server *s);
 
 /* Connection internals shared by server.c, h1.c and h2.c. */

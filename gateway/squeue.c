@@ -15,8 +15,15 @@ static inline uint64_t sq_key(const struct infer_req *r)
 void sq_init(struct squeue *q, int n_levels, int max_reqs)
 {
 	memset(q, 0, sizeof(*q));
-	q->n_levels = n_levels < 1 ? 1 : n_levels > SQ_MAX_LEVELS ? SQ_MAX_LEVELS : n_levels;
 	q->max_reqs = max_reqs;
+	sq_set_levels(q, n_levels);
+}
+
+void sq_set_levels(struct squeue *q, int n_levels)
+{
+	q->n_levels = n_levels < 1 ? 1 : n_levels > SQ_MAX_LEVELS ? SQ_MAX_LEVELS : n_levels;
+	if (q->n_levels > q->hi)
+		q->hi = q->n_levels;
 }
 
 int sq_push(struct squeue *q, struct infer_req *r)
@@ -72,7 +79,7 @@ struct infer_req *sq_expire(struct squeue *q, uint64_t now)
 {
 	struct infer_req *out = NULL;
 
-	for (int p = 1; p <= q->n_levels; p++) {
+	for (int p = 1; p <= q->hi; p++) {
 		struct infer_req *r;
 
 		while ((r = q->lv[p].head) && r->deadline_ns && r->deadline_ns <= now) {
@@ -88,7 +95,7 @@ int sq_take(struct squeue *q, int max_rows, struct infer_req **out, int cap)
 {
 	int n = 0, rows = 0;
 
-	for (int p = 1; p <= q->n_levels; p++) {
+	for (int p = 1; p <= q->hi; p++) {
 		struct infer_req *r;
 
 		while ((r = q->lv[p].head) && n < cap) {
@@ -106,7 +113,7 @@ uint64_t sq_earliest_deadline(const struct squeue *q)
 {
 	uint64_t best = UINT64_MAX;
 
-	for (int p = 1; p <= q->n_levels; p++)
+	for (int p = 1; p <= q->hi; p++)
 		if (q->lv[p].head && sq_key(q->lv[p].head) < best)
 			best = sq_key(q->lv[p].head);
 	return best;
@@ -116,7 +123,7 @@ uint64_t sq_oldest_arrival(const struct squeue *q)
 {
 	uint64_t best = UINT64_MAX;
 
-	for (int p = 1; p <= q->n_levels; p++)
+	for (int p = 1; p <= q->hi; p++)
 		if (q->lv[p].head && q->lv[p].head->arrival_ns < best)
 			best = q->lv[p].head->arrival_ns;
 	return best;
@@ -126,8 +133,8 @@ int sq_rows_ahead(const struct squeue *q, int prio)
 {
 	int rows = 0;
 
-	if (prio > q->n_levels)
-		prio = q->n_levels;
+	if (prio > q->hi)
+		prio = q->hi;
 	for (int p = 1; p <= prio; p++)
 		rows += q->rows_at[p];
 	return rows;

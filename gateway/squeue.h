@@ -20,6 +20,7 @@ struct infer_req;
 
 struct squeue {
 	int n_levels;			/* priorities 1..n_levels, 1 = highest */
+	int hi;				/* most levels ever set: lists above n_levels drain */
 	int max_reqs;
 	int n_reqs, n_rows;
 	int rows_at[SQ_MAX_LEVELS + 1];	/* rows queued per level */
@@ -30,6 +31,9 @@ struct squeue {
 
 /* sq_init - empty queue with n_levels priorities holding at most max_reqs. */
 void sq_init(struct squeue *q, int n_levels, int max_reqs);
+/* sq_set_levels - change the number of levels (a reload); requests queued
+ * at levels above the new count still drain, after the others. */
+void sq_set_levels(struct squeue *q, int n_levels);
 /*
  * sq_push - insert r by (r->priority, r->deadline_ns).  r->priority must be
  * in 1..n_levels.  0, or -EAGAIN when the queue holds max_reqs already.

@@ -45,7 +45,7 @@ int yt_bool(struct ytree *t, yaml_node_t *n, const char *path, bool *out, char *
 
 /*
  * yt_check_keys - reject keys of mapping m not in the NULL-terminated list
- * allowed ("FILE:L:C: PATH.foo: unknown key (allowed: a, b)").
+ * allowed ("FILE:L:C: PATH: unknown key \"foo\" (allowed: a, b)").
  */
 int yt_check_keys(struct ytree *t, yaml_node_t *m, const char *path,
 		  const char *const *allowed, char **err);

@@ -46,7 +46,7 @@ struct st_tensor {
 	enum dtype dtype;
 	int ndim;
 	int64_t dims[MODEL_MAX_DIMS];
-	const void *data;		/* points into st_file.map */
+	const void *data;		/* into st_file.map, or an aligned copy the st_file owns */
 	size_t nbytes;
 };
 

@@ -121,7 +121,7 @@ class Gateway:
                          **self.conf)
             mark = len(self.log())
             self._spawn(want)
-            ok, last = self._wait_ready(want, timeout)
+            ok, last = self._wait_ready(want, timeout, mark)
             if ok:
                 if use_admin:
                     Gateway.admin_supported = True
@@ -137,20 +137,29 @@ class Gateway:
                     f"--- stderr ---\n{self.log()[-4000:]}")
 
     def _spawn(self, port):
-        self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            [str(BINARY), "--config", str(self.config), "--port", str(port)],
-            stdin=subprocess.DEVNULL, stdout=self.logf, stderr=self.logf,
-            cwd=str(self.workdir))
-        self.logf.close()
+        # build/infergw may be being relinked by a concurrent `make`
+        # (ETXTBSY / EACCES for a moment): retry briefly.
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with open(self.log_path, "ab") as logf:
+                    self.proc = subprocess.Popen(
+                        [str(BINARY), "--config", str(self.config), "--port", str(port)],
+                        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
+                        cwd=str(self.workdir))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
 
-    def _wait_ready(self, port, timeout):
+    def _wait_ready(self, port, timeout, mark=0):
         deadline = time.monotonic() + timeout
         last = "no listen= line yet"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False, f"exited with {self.proc.returncode}"
-            log = self.log()
+            log = self.log()[mark:]  # this attempt's lines only
             m = LISTEN_RE.search(log)
             a = ADMIN_RE.search(log)
             self.admin_port = int(a.group(2)) if a else None

@@ -2,7 +2,6 @@
 multiplexed HTTP/2 connection (good streams on it keep succeeding) and over
 HTTP/1.1 keep-alive; the response counters move by exactly what we caused."""
 import json
-import time
 
 import numpy as np
 import pytest

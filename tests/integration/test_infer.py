@@ -6,8 +6,7 @@ import httpx
 import numpy as np
 import pytest
 
-import gwlib
-from gwlib import INFER, JSON_CT, H2Client, H1Conn, check_infer_response, infer_body
+from gwlib import INFER, H2Client, H1Conn, check_infer_response, infer_body
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import threading
 import time
 
 import numpy as np
-import pytest
 
 import gwlib
 from gwlib import INFER, H2Client, check_infer_response, infer_body, metric

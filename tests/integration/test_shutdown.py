@@ -8,7 +8,6 @@ import socket
 import threading
 import time
 
-import numpy as np
 import pytest
 
 import gwlib
@@ -204,3 +203,42 @@ def test_client_disconnect_while_queued(gw_factory, model, heldout, proto):
     assert g.alive()
     g.terminate()
     assert g.wait(timeout=10) == 0, g.log()[-2000:]
+
+
+def test_idle_timeout_closes_connections(gw_factory):
+    """limits.idle_timeout_ms: an idle HTTP/1.1 connection is closed and an
+    idle HTTP/2 connection gets GOAWAY and is closed; busy ones are not."""
+    g = gw_factory("idle-to", idle_timeout_ms=400)
+    h1 = H1Conn(g.port)
+    h2c = H2Client(g.port)
+    try:
+        assert h1.request("GET", "/v2/health/live")[0] == 200
+        assert h2c.get("/v2/health/live").status == 200
+        assert h1.at_eof(timeout=10), "idle HTTP/1.1 connection never closed"
+        h2c.wait_eof(timeout=10)
+        assert h2c.goaway is not None, "idle HTTP/2 connection closed without GOAWAY"
+    finally:
+        h1.close()
+        h2c.close()
+    # a connection that keeps working past the timeout is not cut
+    h1 = H1Conn(g.port)
+    try:
+        t_end = time.monotonic() + 1.2
+        n = 0
+        while time.monotonic() < t_end:
+            st, _, body = h1.request("GET", "/v2/health/live")
+            assert st == 200, body
+            n += 1
+            time.sleep(0.1)
+        assert n >= 5
+    finally:
+        h1.close()
+    assert g.alive()
+
+
+def test_h2_settings_advertise_limits(gw_factory):
+    g = gw_factory("settings", max_concurrent_streams=7)
+    with H2Client(g.port) as c:
+        assert c.get("/v2/health/live").status == 200
+        assert c.settings_seen
+        assert c.conn.remote_settings.max_concurrent_streams == 7

@@ -1,0 +1,1301 @@
+/*
+ * sim.c - data-centre-scale simulator of infergw's routing, queueing and
+ * batching, in virtual time.
+ *
+ * It links the gateway's real pure-logic modules (gateway/squeue.c,
+ * batcher.c, svctime.c, router.c) and replaces the threaded glue of
+ * gateway/runtime.c (rt_submit, rt_candidates) and gateway/scheduler.c
+ * (sched_view, the worker loop) with a discrete-event equivalent: one binary
+ * heap of events (arrivals, batch completions, batcher wake-ups), no threads,
+ * no clock reads.  Every decision - which backend, whether to reject, when
+ * to cut a batch, how big, what the service time will be - is made by the
+ * real modules; this file only keeps time, draws random numbers and counts.
+ *
+ * How the glue maps (see the functions below):
+ *   rt_submit + rt_candidates + sched_view  -> sim_submit, sim_view
+ *   scheduler worker loop (expire, pick, take, run, learn)
+ *                                            -> be_poll, be_start, be_done
+ *   sched_wait's timed wait / enqueue signal -> WAKE events / be_poll on push
+ *   backend execution                        -> profile t(n) (measured CPU,
+ *                                               derived GPU/DPU) x jitter
+ *
+ * usage: see usage() or bench/sim/README.md.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "batcher.h"
+#include "infer.h"
+#include "router.h"
+#include "squeue.h"
+#include "svctime.h"
+
+#define MAX_PROFILES 8
+#define MAX_CLASSES 8
+#define MAX_GROUPS 16
+#define MAX_CAND_GW 32		/* rt_submit's struct router_cand cand[32] */
+#define N_KINDS 3
+#define HIST_BINS 512		/* latency histogram: 16 bins per power of two */
+#define NONE UINT64_MAX
+
+static const char *const kind_names[N_KINDS] = { "cpu", "gpu", "dpu" };
+
+/* ---- random numbers: xoshiro256**, one stream per purpose ---- */
+
+struct rng {
+	uint64_t s[4];
+};
+
+static uint64_t splitmix(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static void rng_seed(struct rng *r, uint64_t seed, uint64_t stream)
+{
+	uint64_t x = seed * 0x100000001b3ull + stream * 0x9e3779b97f4a7c15ull + 1;
+
+	for (int i = 0; i < 4; i++)
+		r->s[i] = splitmix(&x);
+}
+
+static inline uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t rng_next(struct rng *r)
+{
+	uint64_t *s = r->s, res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return res;
+}
+
+/* uniform in (0, 1) */
+static double rng_unif(struct rng *r)
+{
+	return ((rng_next(r) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+}
+
+static double rng_exp(struct rng *r, double mean)
+{
+	return -mean * log(rng_unif(r));
+}
+
+static double rng_normal(struct rng *r)
+{
+	return sqrt(-2.0 * log(rng_unif(r))) * cos(2 * M_PI * rng_unif(r));
+}
+
+/* ---- configuration ---- */
+
+struct profile {
+	char path[1100];
+	int kind;			/* index into kind_names */
+	int slots, max_batch, pad;
+	double cost, jitter_cv, a_us, b_us;
+	double table_us[SVC_BUCKETS];	/* measured per power-of-two bucket; 0 = none */
+};
+
+struct group {			/* [backend] section: count backends of one profile */
+	int prof, count;
+};
+
+enum arrival_kind { ARR_POISSON, ARR_ONOFF };
+
+struct class {
+	char name[32];
+	int prio;
+	double slo_ms;			/* <0: the model's slo_ms */
+	double share;			/* of load x capacity */
+	double rate;			/* absolute req/s (overrides share) */
+	int rows, rows_max;
+	double multi_frac;		/* share of requests with 2..rows_max rows */
+	enum arrival_kind arr;
+	double on_ms, off_ms, peak;	/* on/off (MMPP-2): rate peak x mean while on */
+	/* run state */
+	double mean_rate, rate_on, rate_off;
+	bool on;
+	double state_end_s;		/* virtual seconds */
+	double next_s;
+	struct rng rng;
+};
+
+struct scenario {
+	char path[512], name[128];
+	/* routing */
+	enum route_policy policy;
+	uint32_t margin_us;
+	int levels, sheddable_levels;
+	double shed_frac;
+	/* model */
+	int model_max_batch, max_queue, adaptive, n_preferred;
+	int preferred[BATCH_MAX_PREFERRED];
+	uint32_t delay_us;
+	double model_slo_ms;
+	/* fleet and traffic */
+	int n_prof, n_groups, n_classes;
+	struct profile prof[MAX_PROFILES];
+	struct group grp[MAX_GROUPS];
+	struct class cls[MAX_CLASSES];
+	/* sim */
+	double warmup;
+	int cand_mode;			/* CAND_GATEWAY, CAND_ALL, CAND_SAMPLE */
+	int cand_d;
+};
+
+enum { CAND_GATEWAY, CAND_ALL, CAND_SAMPLE };
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fprintf(stderr, "sim: ");
+	vfprintf(stderr, fmt, ap);
+	fprintf(stderr, "\n");
+	va_end(ap);
+	exit(2);
+}
+
+static char *trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = 0;
+	return s;
+}
+
+static void dir_of(const char *path, char *out, size_t n)
+{
+	const char *sl = strrchr(path, '/');
+
+	if (!sl)
+		snprintf(out, n, ".");
+	else
+		snprintf(out, n, "%.*s", (int)(sl - path), path);
+}
+
+static double num(const char *file, int line, const char *k, const char *v)
+{
+	char *end;
+	double d = strtod(v, &end);
+
+	if (end == v || *trim(end))
+		die("%s:%d: %s: not a number: '%s'", file, line, k, v);
+	return d;
+}
+
+static void load_profile(struct profile *p, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char buf[1024];
+	int line = 0;
+
+	if (!f)
+		die("%s: %s", path, strerror(errno));
+	memset(p, 0, sizeof(*p));
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	p->kind = -1;
+	p->slots = 1;
+	p->max_batch = 64;
+	p->cost = 1;
+	p->pad = 1;
+	while (fgets(buf, sizeof(buf), f)) {
+		char *s, *eq, *k, *v;
+
+		line++;
+		if ((s = strchr(buf, '#')))
+			*s = 0;
+		s = trim(buf);
+		if (!*s)
+			continue;
+		if (!(eq = strchr(s, '=')))
+			die("%s:%d: expected key = value", path, line);
+		*eq = 0;
+		k = trim(s);
+		v = trim(eq + 1);
+		if (!strcmp(k, "kind")) {
+			for (int i = 0; i < N_KINDS; i++)
+				if (!strcmp(v, kind_names[i]))
+					p->kind = i;
+			if (p->kind < 0)
+				die("%s:%d: kind must be cpu, gpu or dpu", path, line);
+		} else if (!strcmp(k, "slots")) {
+			p->slots = (int)num(path, line, k, v);
+		} else if (!strcmp(k, "max_batch")) {
+			p->max_batch = (int)num(path, line, k, v);
+		} else if (!strcmp(k, "pad")) {
+			p->pad = (int)num(path, line, k, v);
+		} else if (!strcmp(k, "cost")) {
+			p->cost = num(path, line, k, v);
+		} else if (!strcmp(k, "jitter_cv")) {
+			p->jitter_cv = num(path, line, k, v);
+		} else if (!strcmp(k, "a_us")) {
+			p->a_us = num(path, line, k, v);
+		} else if (!strcmp(k, "b_us")) {
+			p->b_us = num(path, line, k, v);
+		} else if (!strcmp(k, "table_us")) {
+			/* "1:5619 2:5702 ..." rows:microseconds, rows a power of two */
+			for (char *tok = strtok(v, " \t,"); tok; tok = strtok(NULL, " \t,")) {
+				int rows;
+				double us;
+
+				if (sscanf(tok, "%d:%lf", &rows, &us) != 2 || rows < 1 ||
+				    (rows & (rows - 1)) || us <= 0)
+					die("%s:%d: table_us entry '%s' (want ROWS:US, ROWS a power of two)",
+					    path, line, tok);
+				p->table_us[svc_bucket(rows)] = us;
+			}
+		} else {
+			die("%s:%d: unknown key '%s'", path, line, k);
+		}
+	}
+	fclose(f);
+	if (p->kind < 0)
+		die("%s: kind missing", path);
+	if (p->slots < 1 || p->max_batch < 1 || (p->a_us <= 0 && p->b_us <= 0 && !p->table_us[0]))
+		die("%s: need slots >= 1, max_batch >= 1 and a service time", path);
+}
+
+static void class_defaults(struct class *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->prio = 1;
+	c->slo_ms = -1;
+	c->rate = -1;
+	c->rows = 1;
+	c->rows_max = 1;
+	c->peak = 1;
+	c->on_ms = 50;
+	c->off_ms = 50;
+}
+
+static void load_scenario(struct scenario *sc, const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char buf[1024], dir[512], sect[32] = "";
+	const char *base;
+	int line = 0;
+
+	if (!f)
+		die("%s: %s", path, strerror(errno));
+	memset(sc, 0, sizeof(*sc));
+	snprintf(sc->path, sizeof(sc->path), "%s", path);
+	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	snprintf(sc->name, sizeof(sc->name), "%.*s", (int)strcspn(base, "."), base);
+	dir_of(path, dir, sizeof(dir));
+	/* defaults: the gateway's (gateway/config.c, docs/config.md) */
+	sc->policy = ROUTE_SLO;
+	sc->margin_us = 1000;
+	sc->levels = 3;
+	sc->sheddable_levels = 1;
+	sc->shed_frac = 0.5;
+	sc->model_max_batch = 64;
+	sc->max_queue = 1024;
+	sc->delay_us = 0;
+	sc->model_slo_ms = 0;
+	sc->warmup = 0.05;
+	sc->cand_mode = CAND_GATEWAY;
+	sc->cand_d = 32;
+	while (fgets(buf, sizeof(buf), f)) {
+		char *s, *eq, *k, *v;
+
+		line++;
+		if ((s = strchr(buf, '#')))
+			*s = 0;
+		s = trim(buf);
+		if (!*s)
+			continue;
+		if (*s == '[') {
+			snprintf(sect, sizeof(sect), "%.*s", (int)strcspn(s + 1, "]"), s + 1);
+			if (!strcmp(sect, "backend")) {
+				if (sc->n_groups == MAX_GROUPS)
+					die("%s:%d: too many [backend] sections", path, line);
+				sc->grp[sc->n_groups++] = (struct group){ .prof = -1, .count = 1 };
+			} else if (!strcmp(sect, "class")) {
+				if (sc->n_classes == MAX_CLASSES)
+					die("%s:%d: too many [class] sections", path, line);
+				class_defaults(&sc->cls[sc->n_classes++]);
+			} else if (strcmp(sect, "routing") && strcmp(sect, "model") &&
+				   strcmp(sect, "sim")) {
+				die("%s:%d: unknown section [%s]", path, line, sect);
+			}
+			continue;
+		}
+		if (!(eq = strchr(s, '=')))
+			die("%s:%d: expected key = value", path, line);
+		*eq = 0;
+		k = trim(s);
+		v = trim(eq + 1);
+		if (!strcmp(sect, "routing")) {
+			if (!strcmp(k, "policy")) {
+				int p = router_policy_parse(v);
+
+				if (p < 0)
+					die("%s:%d: policy '%s'", path, line, v);
+				sc->policy = p;
+			} else if (!strcmp(k, "margin_us"))
+				sc->margin_us = (uint32_t)num(path, line, k, v);
+			else if (!strcmp(k, "priority_levels"))
+				sc->levels = (int)num(path, line, k, v);
+			else if (!strcmp(k, "sheddable_levels"))
+				sc->sheddable_levels = (int)num(path, line, k, v);
+			else if (!strcmp(k, "shed_wait_fraction"))
+				sc->shed_frac = num(path, line, k, v);
+			else
+				die("%s:%d: unknown key '%s' in [routing]", path, line, k);
+		} else if (!strcmp(sect, "model")) {
+			if (!strcmp(k, "max_batch"))
+				sc->model_max_batch = (int)num(path, line, k, v);
+			else if (!strcmp(k, "max_queue"))
+				sc->max_queue = (int)num(path, line, k, v);
+			else if (!strcmp(k, "max_queue_delay_us"))
+				sc->delay_us = (uint32_t)num(path, line, k, v);
+			else if (!strcmp(k, "slo_ms"))
+				sc->model_slo_ms = num(path, line, k, v);
+			else if (!strcmp(k, "adaptive_batching"))
+				sc->adaptive = (int)num(path, line, k, v);
+			else if (!strcmp(k, "preferred_batch_sizes")) {
+				for (char *tok = strtok(v, " \t,[]"); tok && sc->n_preferred <
+				     BATCH_MAX_PREFERRED; tok = strtok(NULL, " \t,[]"))
+					sc->preferred[sc->n_preferred++] = atoi(tok);
+			} else
+				die("%s:%d: unknown key '%s' in [model]", path, line, k);
+		} else if (!strcmp(sect, "backend")) {
+			struct group *g = &sc->grp[sc->n_groups - 1];
+
+			if (!strcmp(k, "profile")) {
+				char p[1100];
+				int i;
+
+				snprintf(p, sizeof(p), "%s/%s", dir, v);
+				for (i = 0; i < sc->n_prof; i++)
+					if (!strcmp(sc->prof[i].path, p))
+						break;
+				if (i == sc->n_prof) {
+					if (sc->n_prof == MAX_PROFILES)
+						die("%s:%d: too many profiles", path, line);
+					load_profile(&sc->prof[sc->n_prof++], p);
+				}
+				g->prof = i;
+			} else if (!strcmp(k, "count"))
+				g->count = (int)num(path, line, k, v);
+			else
+				die("%s:%d: unknown key '%s' in [backend]", path, line, k);
+		} else if (!strcmp(sect, "class")) {
+			struct class *c = &sc->cls[sc->n_classes - 1];
+
+			if (!strcmp(k, "name"))
+				snprintf(c->name, sizeof(c->name), "%s", v);
+			else if (!strcmp(k, "priority"))
+				c->prio = (int)num(path, line, k, v);
+			else if (!strcmp(k, "slo_ms"))
+				c->slo_ms = num(path, line, k, v);
+			else if (!strcmp(k, "share"))
+				c->share = num(path, line, k, v);
+			else if (!strcmp(k, "rate"))
+				c->rate = num(path, line, k, v);
+			else if (!strcmp(k, "rows"))
+				c->rows = (int)num(path, line, k, v);
+			else if (!strcmp(k, "rows_max"))
+				c->rows_max = (int)num(path, line, k, v);
+			else if (!strcmp(k, "multi_frac"))
+				c->multi_frac = num(path, line, k, v);
+			else if (!strcmp(k, "arrival")) {
+				if (!strcmp(v, "poisson"))
+					c->arr = ARR_POISSON;
+				else if (!strcmp(v, "onoff"))
+					c->arr = ARR_ONOFF;
+				else
+					die("%s:%d: arrival poisson|onoff", path, line);
+			} else if (!strcmp(k, "burst_on_ms"))
+				c->on_ms = num(path, line, k, v);
+			else if (!strcmp(k, "burst_off_ms"))
+				c->off_ms = num(path, line, k, v);
+			else if (!strcmp(k, "burst_peak"))
+				c->peak = num(path, line, k, v);
+			else
+				die("%s:%d: unknown key '%s' in [class]", path, line, k);
+		} else if (!strcmp(sect, "sim")) {
+			if (!strcmp(k, "warmup"))
+				sc->warmup = num(path, line, k, v);
+			else if (!strcmp(k, "candidates")) {
+				if (!strcmp(v, "gateway"))
+					sc->cand_mode = CAND_GATEWAY;
+				else if (!strcmp(v, "all"))
+					sc->cand_mode = CAND_ALL;
+				else if (!strcmp(v, "sample"))
+					sc->cand_mode = CAND_SAMPLE;
+				else
+					die("%s:%d: candidates gateway|all|sample", path, line);
+			} else if (!strcmp(k, "sample"))
+				sc->cand_d = (int)num(path, line, k, v);
+			else
+				die("%s:%d: unknown key '%s' in [sim]", path, line, k);
+		} else {
+			die("%s:%d: key outside a section", path, line);
+		}
+	}
+	fclose(f);
+	if (!sc->n_groups || !sc->n_classes)
+		die("%s: need at least one [backend] and one [class]", path);
+	for (int i = 0; i < sc->n_groups; i++)
+		if (sc->grp[i].prof < 0)
+			die("%s: [backend] #%d has no profile", path, i + 1);
+}
+
+/* ---- backends and their execution profile ---- */
+
+/* What the backend really takes for a batch of rows (before jitter). */
+static double prof_time_ns(const struct profile *p, int rows)
+{
+	int b = svc_bucket(rows);
+	double n = p->pad ? (double)(1 << b) : rows;
+
+	if (p->pad && p->table_us[b] > 0)
+		return p->table_us[b] * 1e3;
+	if (p->table_us[0] > 0 && p->a_us <= 0 && p->b_us <= 0) {
+		/* table only, no padding: interpolate between buckets */
+		int lo = b > 0 ? b - 1 : 0;
+		double x0 = 1 << lo, x1 = 1 << b, y0 = p->table_us[lo], y1 = p->table_us[b];
+
+		if (y1 <= 0)
+			y1 = y0;
+		return (x1 > x0 ? y0 + (y1 - y0) * (rows - x0) / (x1 - x0) : y0) * 1e3;
+	}
+	return (p->a_us + p->b_us * n) * 1e3;
+}
+
+struct slot {
+	bool running;
+	uint64_t start, end, busy_until, oldest;
+	int n, rows;
+	struct infer_req **reqs;
+};
+
+struct sim_be {
+	const struct profile *p;
+	int max_batch;			/* configured limit (sched_q.max_batch) */
+	struct squeue sq;
+	struct batch_policy pol;	/* pol.max_batch = effective (adaptive) limit */
+	bool adaptive;
+	struct batch_adapt adapt;
+	struct svc_model svc;
+	int n_slots, idle;
+	struct slot *slots;
+	uint64_t wake_at;
+	uint32_t wake_gen;
+	uint64_t busy_ns, batches, rows_done, reqs_done;
+};
+
+/* ---- requests ---- */
+
+struct sim_req {
+	struct infer_req r;		/* first: the queue links through it */
+	int cls;
+	bool counted;			/* arrived inside the measurement window */
+};
+
+static struct sim_req *req_free;
+static size_t req_allocated;
+
+static struct sim_req *req_get(void)
+{
+	struct sim_req *q = req_free;
+
+	if (q) {
+		req_free = (struct sim_req *)q->r.next;
+	} else {
+		q = malloc(sizeof(*q));
+		if (!q)
+			die("out of memory");
+		req_allocated++;
+	}
+	memset(&q->r, 0, offsetof(struct infer_req, errmsg));
+	q->r.next = q->r.prev = NULL;
+	return q;
+}
+
+static void req_put(struct sim_req *q)
+{
+	q->r.next = (struct infer_req *)req_free;
+	req_free = q;
+}
+
+/* ---- events ---- */
+
+enum { EV_ARRIVAL, EV_DONE, EV_WAKE };
+
+struct event {
+	uint64_t t, seq;
+	uint32_t type, a, b;
+};
+
+static struct event *heap;
+static size_t heap_n, heap_cap;
+static uint64_t ev_seq, ev_count;
+
+static inline bool ev_less(const struct event *x, const struct event *y)
+{
+	return x->t < y->t || (x->t == y->t && x->seq < y->seq);
+}
+
+static void ev_push(uint64_t t, uint32_t type, uint32_t a, uint32_t b)
+{
+	size_t i;
+
+	if (heap_n == heap_cap) {
+		heap_cap = heap_cap ? heap_cap * 2 : 1024;
+		heap = realloc(heap, heap_cap * sizeof(*heap));
+		if (!heap)
+			die("out of memory");
+	}
+	i = heap_n++;
+	struct event e = { .t = t, .seq = ev_seq++, .type = type, .a = a, .b = b };
+
+	while (i > 0 && ev_less(&e, &heap[(i - 1) / 2])) {
+		heap[i] = heap[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	heap[i] = e;
+}
+
+static struct event ev_pop(void)
+{
+	struct event top = heap[0], last = heap[--heap_n];
+	size_t i = 0;
+
+	for (;;) {
+		size_t c = 2 * i + 1;
+
+		if (c >= heap_n)
+			break;
+		if (c + 1 < heap_n && ev_less(&heap[c + 1], &heap[c]))
+			c++;
+		if (!ev_less(&heap[c], &last))
+			break;
+		heap[i] = heap[c];
+		i = c;
+	}
+	if (heap_n)
+		heap[i] = last;
+	return top;
+}
+
+/* ---- statistics ---- */
+
+struct lvl_stats {
+	uint64_t arrived, ok, late_done, expired, bad400, rej[ROUTE_SHED + 1];
+	uint64_t hist[HIST_BINS];	/* latency of completed requests */
+	uint64_t done;
+};
+
+static int hist_bin(uint64_t ns)
+{
+	int b;
+
+	if (ns < 1000)
+		return 0;
+	b = (int)(log2((double)ns / 1000.0) * 16.0) + 1;
+	return b >= HIST_BINS ? HIST_BINS - 1 : b;
+}
+
+static double hist_q(const struct lvl_stats *s, double q)
+{
+	uint64_t want, acc = 0;
+
+	if (!s->done)
+		return NAN;
+	want = (uint64_t)ceil(q * (double)s->done);
+	for (int b = 0; b < HIST_BINS; b++) {
+		acc += s->hist[b];
+		if (acc >= want && acc)
+			return b == 0 ? 0.001 : 1e-3 * pow(2.0, (b - 0.5) / 16.0);	/* ms */
+	}
+	return NAN;
+}
+
+/* ---- the simulation ---- */
+
+static struct scenario S;
+static struct sim_be *bes;
+static int n_bes;
+static struct lvl_stats st[SQ_MAX_LEVELS + 1];
+static struct rng rng_exec, rng_cand;
+static uint64_t g_rr;			/* rt->rr */
+static uint64_t n_total, n_made, warm_n;
+static uint64_t t0_ns, t1_ns;
+static double snap0[N_KINDS], snap1[N_KINDS];
+static double kind_slots[N_KINDS];
+static uint64_t kind_batches[N_KINDS], kind_rows[N_KINDS], kind_reqs[N_KINDS];
+static double capacity_rps, mean_rows;
+static uint64_t n_wakes, n_batches;
+
+static void busy_snapshot(uint64_t now, double *out)
+{
+	for (int k = 0; k < N_KINDS; k++)
+		out[k] = 0;
+	for (int i = 0; i < n_bes; i++) {
+		struct sim_be *b = &bes[i];
+		double busy = (double)b->busy_ns;
+
+		for (int s = 0; s < b->n_slots; s++)
+			if (b->slots[s].running && now > b->slots[s].start)
+				busy += (double)(now - b->slots[s].start);
+		out[b->p->kind] += busy;
+	}
+}
+
+static void req_finish_stats(struct sim_req *q, uint64_t now)
+{
+	struct lvl_stats *s = &st[q->r.priority];
+	uint64_t lat = now - q->r.arrival_ns;
+
+	if (!q->counted)
+		return;
+	s->done++;
+	s->hist[hist_bin(lat)]++;
+	if (!q->r.deadline_ns || now <= q->r.deadline_ns)
+		s->ok++;
+	else
+		s->late_done++;
+}
+
+/* sched_residual: soonest a slot frees up, from now (0 when one is idle). */
+static uint64_t be_residual(const struct sim_be *b, uint64_t now)
+{
+	uint64_t best = UINT64_MAX;
+
+	for (int i = 0; i < b->n_slots; i++) {
+		uint64_t bu = b->slots[i].busy_until;
+		uint64_t left = bu > now ? bu - now : 0;
+
+		if (bu == 0)
+			left = 0;
+		if (left < best)
+			best = left;
+	}
+	return best == UINT64_MAX ? 0 : best;
+}
+
+/* sched_view, for the single queue of a backend. */
+static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct router_cand *c)
+{
+	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio);
+	int before = ahead / eff, mine = ahead % eff + rows;
+	uint64_t work;
+
+	if (mine > eff) {
+		before++;
+		mine = rows;
+	}
+	work = (uint64_t)before * svc_predict(&b->svc, eff);
+	c->cost = b->p->cost;
+	c->queued = b->sq.n_reqs;
+	c->full = b->sq.n_reqs >= b->sq.max_reqs;
+	c->wait_ns = be_residual(b, now) + work / (uint64_t)b->n_slots;
+	c->exec_ns = svc_predict(&b->svc, mine);
+}
+
+static void be_schedule_wake(struct sim_be *b, int bi, uint64_t t)
+{
+	if (t == UINT64_MAX)
+		return;
+	if (b->wake_at != NONE && b->wake_at <= t)
+		return;
+	b->wake_at = t;
+	b->wake_gen++;
+	ev_push(t, EV_WAKE, (uint32_t)bi, b->wake_gen);
+	n_wakes++;
+}
+
+/* sched_take + the start of sched_run_batch, on idle slot s. */
+static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
+{
+	struct slot *sl = NULL;
+	int s, n;
+	double exec, cv = b->p->jitter_cv;
+
+	for (s = 0; s < b->n_slots; s++)
+		if (!b->slots[s].running) {
+			sl = &b->slots[s];
+			break;
+		}
+	n = sq_take(&b->sq, rows, sl->reqs, b->max_batch);
+	if (n == 0)
+		n = sq_take(&b->sq, b->max_batch, sl->reqs, 1);
+	sl->n = n;
+	sl->rows = 0;
+	sl->oldest = UINT64_MAX;
+	for (int i = 0; i < n; i++) {
+		struct infer_req *r = sl->reqs[i];
+
+		r->dequeue_ns = now;
+		sl->rows += r->rows;
+		if (r->arrival_ns < sl->oldest)
+			sl->oldest = r->arrival_ns;
+	}
+	sl->busy_until = now + svc_predict(&b->svc, sl->rows);
+	exec = prof_time_ns(b->p, sl->rows);
+	if (cv > 0) {
+		double sg = sqrt(log(1 + cv * cv));
+
+		exec *= exp(sg * rng_normal(&rng_exec) - sg * sg / 2);
+	}
+	if (exec < 1)
+		exec = 1;
+	sl->running = true;
+	sl->start = now;
+	sl->end = now + (uint64_t)exec;
+	b->idle--;
+	n_batches++;
+	ev_push(sl->end, EV_DONE, (uint32_t)bi, (uint32_t)s);
+}
+
+/* One pass of the worker loop for every idle slot: expire, pick, take. */
+static void be_poll(struct sim_be *b, int bi, uint64_t now)
+{
+	struct infer_req *r = sq_expire(&b->sq, now), *next;
+
+	for (; r; r = next) {
+		struct sim_req *q = (struct sim_req *)r;
+
+		next = r->next;
+		if (q->counted)
+			st[r->priority].expired++;
+		req_put(q);
+	}
+	while (b->idle > 0 && b->sq.n_reqs) {
+		struct batch_view v;
+		uint64_t w;
+		int cut;
+
+		v.queued_rows = b->sq.n_rows;
+		v.oldest_ns = sq_oldest_arrival(&b->sq);
+		v.earliest_deadline_ns = sq_earliest_deadline(&b->sq);
+		cut = batch_decide(&b->pol, &v, &b->svc, now, &w);
+		if (cut > 0) {
+			be_start(b, bi, cut, now);
+			continue;
+		}
+		/* Wake for the batcher, and for the earliest deadline (504 on time). */
+		if (v.earliest_deadline_ns < w)
+			w = v.earliest_deadline_ns;
+		be_schedule_wake(b, bi, w);
+		break;
+	}
+}
+
+/* Batch end: answer, then sched_learn, then the worker loops again. */
+static void be_done(struct sim_be *b, int bi, int s, uint64_t now)
+{
+	struct slot *sl = &b->slots[s];
+	uint64_t exec = sl->end - sl->start;
+
+	for (int i = 0; i < sl->n; i++) {
+		struct sim_req *q = (struct sim_req *)sl->reqs[i];
+
+		q->r.exec_start_ns = sl->start;
+		q->r.exec_end_ns = now;
+		q->r.batch_rows = sl->rows;
+		req_finish_stats(q, now);
+		req_put(q);
+	}
+	b->busy_ns += exec;
+	b->batches++;
+	b->rows_done += sl->rows;
+	b->reqs_done += sl->n;
+	sl->running = false;
+	sl->busy_until = 0;
+	svc_observe(&b->svc, sl->rows, exec);
+	if (b->adaptive)
+		b->pol.max_batch = batch_adapt_observe(&b->adapt, now - sl->oldest);
+	b->idle++;
+	be_poll(b, bi, now);
+}
+
+/* Candidate backends for one request (rt_candidates). */
+static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_cand *cand,
+			  int cap)
+{
+	int n = 0;
+
+	if (S.cand_mode == CAND_SAMPLE && S.cand_d < n_bes) {
+		int d = S.cand_d < cap ? S.cand_d : cap;
+
+		while (n < d) {
+			int id = (int)(rng_next(&rng_cand) % (uint64_t)n_bes), dup = 0;
+
+			for (int k = 0; k < n; k++)
+				if (cand[k].id == id) {
+					dup = 1;
+					break;
+				}
+			if (dup)
+				continue;
+			cand[n].id = id;
+			cand[n].qi = 0;
+			sim_view(&bes[id], q->r.rows, q->r.priority, now, &cand[n]);
+			n++;
+		}
+		return n;
+	}
+	for (int i = 0; i < n_bes && n < cap; i++) {
+		cand[n].id = i;
+		cand[n].qi = 0;
+		sim_view(&bes[i], q->r.rows, q->r.priority, now, &cand[n]);
+		n++;
+	}
+	return n;
+}
+
+static struct router_cand *cand_buf;
+
+/* rt_submit: normalize, route, enqueue; the enqueue wakes an idle slot. */
+static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns)
+{
+	struct infer_req *r = &q->r;
+	struct route_conf rc = { .policy = S.policy, .margin_ns = (uint64_t)S.margin_us * 1000 };
+	struct route_req rq = { .now_ns = now, .deadline_ns = r->deadline_ns };
+	unsigned rr = (unsigned)g_rr++;
+	int cap = S.cand_mode == CAND_GATEWAY ? MAX_CAND_GW : n_bes;
+	int n, pick = -1;
+	enum route_result why;
+	struct sim_be *b;
+
+	if (r->priority > S.levels)
+		r->priority = S.levels;
+	if (r->priority < 1)
+		r->priority = 1;
+	r->sheddable = r->priority > S.levels - S.sheddable_levels;
+	if (q->counted)
+		st[r->priority].arrived++;
+	rq.sheddable = r->sheddable;
+	rq.saturation_ns = (uint64_t)(S.shed_frac * (double)objective_ns);
+	n = sim_candidates(q, now, cand_buf, cap);
+	why = router_pick(&rc, &rq, cand_buf, n, &rr, &pick);
+	if (why != ROUTE_OK) {
+		if (q->counted)
+			st[r->priority].rej[why]++;
+		req_put(q);
+		return;
+	}
+	b = &bes[cand_buf[pick].id];
+	if (r->rows > b->max_batch) {
+		if (q->counted)
+			st[r->priority].bad400++;
+		req_put(q);
+		return;
+	}
+	if (sq_push(&b->sq, r)) {
+		if (q->counted)
+			st[r->priority].rej[ROUTE_FULL]++;
+		req_put(q);
+		return;
+	}
+	if (b->idle > 0)
+		be_poll(b, cand_buf[pick].id, now);
+}
+
+/* ---- arrivals ---- */
+
+static void class_start(struct class *c, int ci, uint64_t seed)
+{
+	rng_seed(&c->rng, seed, 100 + ci);
+	if (c->mean_rate <= 0)
+		return;
+	if (c->arr == ARR_ONOFF) {
+		double on = c->on_ms / 1e3, off = c->off_ms / 1e3;
+		double maxpk = (on + off) / on;
+
+		if (c->peak < 1 || c->peak > maxpk)
+			die("class %s: burst_peak must be in 1..(on+off)/on = %.2f", c->name, maxpk);
+		c->rate_on = c->peak * c->mean_rate;
+		c->rate_off = (c->mean_rate * (on + off) - c->rate_on * on) / off;
+		c->on = rng_unif(&c->rng) < on / (on + off);
+		c->state_end_s = rng_exp(&c->rng, c->on ? on : off);
+	}
+}
+
+/* Next arrival time of class c after t (virtual seconds). */
+static double class_next(struct class *c, double t)
+{
+	if (c->arr == ARR_POISSON)
+		return t + rng_exp(&c->rng, 1.0 / c->mean_rate);
+	for (;;) {
+		double rate = c->on ? c->rate_on : c->rate_off;
+		double cand = rate > 0 ? t + rng_exp(&c->rng, 1.0 / rate) : INFINITY;
+
+		if (cand <= c->state_end_s)
+			return cand;
+		/* memoryless: restart from the state change */
+		t = c->state_end_s;
+		c->on = !c->on;
+		c->state_end_s = t + rng_exp(&c->rng, (c->on ? c->on_ms : c->off_ms) / 1e3);
+	}
+}
+
+static void on_arrival(int ci, uint64_t now)
+{
+	struct class *c = &S.cls[ci];
+	struct sim_req *q = req_get();
+	double slo = c->slo_ms >= 0 ? c->slo_ms : S.model_slo_ms;
+	uint64_t objective = (uint64_t)(slo * 1e6);
+	uint64_t idx = n_made++;
+
+	q->cls = ci;
+	q->counted = idx >= warm_n;
+	q->r.priority = c->prio;
+	q->r.rows = c->rows;
+	if (c->rows_max > c->rows && rng_unif(&c->rng) < c->multi_frac)
+		q->r.rows = c->rows + 1 + (int)(rng_next(&c->rng) % (uint64_t)(c->rows_max - c->rows));
+	q->r.arrival_ns = now;
+	q->r.deadline_ns = objective ? now + objective : 0;
+	if (idx == warm_n) {
+		t0_ns = now;
+		busy_snapshot(now, snap0);
+	}
+	if (idx == n_total - 1) {
+		t1_ns = now;
+		busy_snapshot(now, snap1);
+	}
+	sim_submit(q, now, objective);
+	if (n_made < n_total) {
+		c->next_s = class_next(c, c->next_s);
+		ev_push((uint64_t)(c->next_s * 1e9), EV_ARRIVAL, (uint32_t)ci, 0);
+	}
+}
+
+/* ---- setup ---- */
+
+static void build_fleet(int scale)
+{
+	int id = 0;
+
+	n_bes = 0;
+	for (int g = 0; g < S.n_groups; g++)
+		n_bes += S.grp[g].count * scale;
+	if (n_bes < 1)
+		die("empty fleet");
+	bes = calloc(n_bes, sizeof(*bes));
+	cand_buf = calloc(n_bes > MAX_CAND_GW ? n_bes : MAX_CAND_GW, sizeof(*cand_buf));
+	capacity_rps = 0;
+	for (int g = 0; g < S.n_groups; g++) {
+		const struct profile *p = &S.prof[S.grp[g].prof];
+		int mb = p->max_batch < S.model_max_batch ? p->max_batch : S.model_max_batch;
+		double t1 = prof_time_ns(p, 1), tn = prof_time_ns(p, mb);
+		/* rt_calibrate: warm start through t(1) and t(max_batch) */
+		double wb = mb > 1 && tn > t1 ? (tn - t1) / (mb - 1) : 0, wa = t1 - wb;
+
+		for (int k = 0; k < S.grp[g].count * scale; k++, id++) {
+			struct sim_be *b = &bes[id];
+
+			b->p = p;
+			b->max_batch = mb;
+			b->pol.max_batch = mb;
+			b->pol.max_delay_ns = (uint64_t)S.delay_us * 1000;
+			b->pol.margin_ns = (uint64_t)S.margin_us * 1000;
+			b->pol.n_preferred = S.n_preferred;
+			memcpy(b->pol.preferred, S.preferred, sizeof(b->pol.preferred));
+			b->adaptive = S.adaptive;
+			batch_adapt_init(&b->adapt, 1, mb, (uint64_t)(S.model_slo_ms * 1e6), 8);
+			svc_init(&b->svc, wa, wb, 0.2);
+			sq_init(&b->sq, S.levels, S.max_queue);
+			b->n_slots = p->slots;
+			b->idle = p->slots;
+			b->slots = calloc(p->slots, sizeof(*b->slots));
+			for (int s = 0; s < p->slots; s++)
+				b->slots[s].reqs = calloc(mb, sizeof(struct infer_req *));
+			b->wake_at = NONE;
+			kind_slots[p->kind] += p->slots;
+		}
+		capacity_rps += (double)S.grp[g].count * scale * p->slots * mb / (tn / 1e9);
+	}
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: sim --scenario FILE [--load X] [--policy slo|least-queue|round-robin]\n"
+		"           [--requests N] [--seed S] [--shed-frac F] [--share CLASS=F]...\n"
+		"           [--arrival poisson|onoff] [--scale K] [--candidates gateway|all|sample]\n"
+		"           [--sample D] [--max-queue N] [--header] [--verbose]\n"
+		"Prints one CSV line (--header: the column names first).\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	const char *scen = NULL, *share_over[MAX_CLASSES * 2];
+	const char *arrival_over = NULL, *cand_over = NULL, *policy_over = NULL;
+	double load = 1.0, shed_over = -1;
+	uint64_t seed = 1;
+	int header = 0, verbose = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
+	double mean_w_rows = 0, share_sum = 0, wall;
+	struct timespec w0, w1;
+	static const struct option opts[] = {
+		{ "scenario", 1, 0, 'S' }, { "load", 1, 0, 'l' }, { "policy", 1, 0, 'p' },
+		{ "requests", 1, 0, 'n' }, { "seed", 1, 0, 's' }, { "shed-frac", 1, 0, 'f' },
+		{ "share", 1, 0, 'c' }, { "arrival", 1, 0, 'a' }, { "scale", 1, 0, 'k' },
+		{ "candidates", 1, 0, 'C' }, { "sample", 1, 0, 'd' }, { "max-queue", 1, 0, 'q' },
+		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
+	};
+	int opt;
+
+	n_total = 100000;
+	while ((opt = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'S': scen = optarg; break;
+		case 'l': load = atof(optarg); break;
+		case 'p': policy_over = optarg; break;
+		case 'n': n_total = strtoull(optarg, NULL, 10); break;
+		case 's': seed = strtoull(optarg, NULL, 10); break;
+		case 'f': shed_over = atof(optarg); break;
+		case 'c':
+			if (n_share == MAX_CLASSES * 2)
+				die("too many --share");
+			share_over[n_share++] = optarg;
+			break;
+		case 'a': arrival_over = optarg; break;
+		case 'k': scale = atoi(optarg); break;
+		case 'C': cand_over = optarg; break;
+		case 'd': sample_over = atoi(optarg); break;
+		case 'q': maxq_over = atoi(optarg); break;
+		case 'H': header = 1; break;
+		case 'v': verbose = 1; break;
+		default: usage();
+		}
+	}
+	if (!scen || n_total < 2 || load < 0 || scale < 1)
+		usage();
+	load_scenario(&S, scen);
+	if (policy_over) {
+		int p = router_policy_parse(policy_over);
+
+		if (p < 0)
+			die("--policy %s: slo|least-queue|round-robin", policy_over);
+		S.policy = p;
+	}
+	if (shed_over >= 0)
+		S.shed_frac = shed_over;
+	if (maxq_over > 0)
+		S.max_queue = maxq_over;
+	if (sample_over > 0)
+		S.cand_d = sample_over;
+	if (cand_over) {
+		if (!strcmp(cand_over, "gateway"))
+			S.cand_mode = CAND_GATEWAY;
+		else if (!strcmp(cand_over, "all"))
+			S.cand_mode = CAND_ALL;
+		else if (!strcmp(cand_over, "sample"))
+			S.cand_mode = CAND_SAMPLE;
+		else
+			die("--candidates gateway|all|sample");
+	}
+	for (int i = 0; i < n_share; i++) {
+		char name[64];
+		const char *eq = strchr(share_over[i], '=');
+		int found = 0;
+
+		if (!eq)
+			die("--share CLASS=FRACTION");
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - share_over[i]), share_over[i]);
+		for (int c = 0; c < S.n_classes; c++)
+			if (!strcmp(S.cls[c].name, name)) {
+				S.cls[c].share = atof(eq + 1);
+				S.cls[c].rate = -1;
+				found = 1;
+			}
+		if (!found)
+			die("--share: no class '%s'", name);
+	}
+	for (int c = 0; c < S.n_classes; c++) {
+		struct class *k = &S.cls[c];
+		double mr = k->rows;
+
+		if (arrival_over) {
+			if (!strcmp(arrival_over, "poisson"))
+				k->arr = ARR_POISSON;
+			else if (!strcmp(arrival_over, "onoff"))
+				k->arr = ARR_ONOFF;
+			else
+				die("--arrival poisson|onoff");
+		}
+		if (k->rows_max > k->rows)
+			mr = (1 - k->multi_frac) * k->rows +
+			     k->multi_frac * (k->rows + 1 + k->rows_max) / 2.0;
+		if (k->rate < 0) {
+			mean_w_rows += k->share * mr;
+			share_sum += k->share;
+		}
+	}
+	mean_rows = share_sum > 0 ? mean_w_rows / share_sum : 1;
+	build_fleet(scale);
+	capacity_rps /= mean_rows;	/* rows/s -> requests/s */
+	for (int c = 0; c < S.n_classes; c++) {
+		struct class *k = &S.cls[c];
+
+		k->mean_rate = k->rate >= 0 ? k->rate : k->share * load * capacity_rps;
+	}
+	warm_n = (uint64_t)(S.warmup * (double)n_total);
+	rng_seed(&rng_exec, seed, 1);
+	rng_seed(&rng_cand, seed, 2);
+	for (int c = 0; c < S.n_classes; c++) {
+		struct class *k = &S.cls[c];
+
+		class_start(k, c, seed);
+		if (k->mean_rate > 0) {
+			k->next_s = class_next(k, 0);
+			ev_push((uint64_t)(k->next_s * 1e9), EV_ARRIVAL, (uint32_t)c, 0);
+		}
+	}
+	if (!heap_n)
+		die("no traffic: every class has rate 0");
+
+	clock_gettime(CLOCK_MONOTONIC, &w0);
+	while (heap_n) {
+		struct event e = ev_pop();
+
+		ev_count++;
+		switch (e.type) {
+		case EV_ARRIVAL:
+			on_arrival((int)e.a, e.t);
+			break;
+		case EV_DONE:
+			be_done(&bes[e.a], (int)e.a, (int)e.b, e.t);
+			break;
+		case EV_WAKE: {
+			struct sim_be *b = &bes[e.a];
+
+			if (e.b != b->wake_gen)
+				break;	/* superseded by an earlier wake */
+			b->wake_at = NONE;
+			be_poll(b, (int)e.a, e.t);
+			break;
+		}
+		}
+	}
+	clock_gettime(CLOCK_MONOTONIC, &w1);
+	wall = (double)(w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) * 1e-9;
+
+	/* ---- results ---- */
+	double win = (double)(t1_ns - t0_ns) / 1e9, util[N_KINDS];
+	uint64_t arrived = 0, ok = 0, rej[ROUTE_SHED + 1] = { 0 }, expired = 0, late = 0, bad = 0;
+
+	for (int i = 0; i < n_bes; i++) {
+		kind_batches[bes[i].p->kind] += bes[i].batches;
+		kind_rows[bes[i].p->kind] += bes[i].rows_done;
+		kind_reqs[bes[i].p->kind] += bes[i].reqs_done;
+	}
+	for (int k = 0; k < N_KINDS; k++)
+		util[k] = kind_slots[k] > 0 && win > 0 ? (snap1[k] - snap0[k]) / 1e9 / (kind_slots[k] * win)
+						       : NAN;
+	for (int l = 1; l <= S.levels; l++) {
+		arrived += st[l].arrived;
+		ok += st[l].ok;
+		expired += st[l].expired;
+		late += st[l].late_done;
+		bad += st[l].bad400;
+		for (int w = 0; w <= ROUTE_SHED; w++)
+			rej[w] += st[l].rej[w];
+	}
+	if (header)
+		printf("scenario,policy,arrival,load,seed,requests,backends,candidates,shed_frac,"
+		       "capacity_rps,offered_rps,goodput_rps,goodput_per_capacity,slo_att,"
+		       "att_p1,att_p2,att_p3,good_p1_rps,good_p2_rps,good_p3_rps,"
+		       "p50_p1_ms,p99_p1_ms,p99_p2_ms,p99_p3_ms,"
+		       "rej_late,rej_full,rej_shed,rej_nobackend,bad_400,expired_504,late_done,"
+		       "util_cpu,util_gpu,util_dpu,batch_cpu,batch_gpu,batch_dpu,"
+		       "served_cpu,served_gpu,served_dpu,sim_s,wall_s,events,sim_req_per_s\n");
+	{
+		const char *arr = "mixed";
+		int np = 0, no = 0;
+		uint64_t served = kind_reqs[0] + kind_reqs[1] + kind_reqs[2];
+		static const char *const cm[] = { "gateway32", "all", "sample" };
+		char cbuf[32];
+
+		for (int c = 0; c < S.n_classes; c++)
+			if (S.cls[c].mean_rate > 0)
+				*(S.cls[c].arr == ARR_POISSON ? &np : &no) += 1;
+		arr = no == 0 ? "poisson" : np == 0 ? "onoff" : "mixed";
+		if (S.cand_mode == CAND_SAMPLE)
+			snprintf(cbuf, sizeof(cbuf), "sample%d", S.cand_d);
+		else
+			snprintf(cbuf, sizeof(cbuf), "%s", cm[S.cand_mode]);
+		printf("%s,%s,%s,%.3f,%llu,%llu,%d,%s,%.3f,", S.name, router_policy_name(S.policy), arr,
+		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,
+		       S.shed_frac);
+		printf("%.1f,%.1f,%.1f,%.4f,%.4f,", capacity_rps, arrived / win, ok / win,
+		       ok / win / capacity_rps, arrived ? (double)ok / arrived : NAN);
+		for (int l = 1; l <= 3; l++)
+			printf("%.4f,", l <= S.levels && st[l].arrived ? (double)st[l].ok / st[l].arrived
+								      : NAN);
+		for (int l = 1; l <= 3; l++)
+			printf("%.1f,", l <= S.levels ? st[l].ok / win : NAN);
+		printf("%.3f,%.3f,%.3f,%.3f,", hist_q(&st[1], 0.5), hist_q(&st[1], 0.99),
+		       S.levels >= 2 ? hist_q(&st[2], 0.99) : NAN,
+		       S.levels >= 3 ? hist_q(&st[3], 0.99) : NAN);
+		printf("%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)rej[ROUTE_LATE],
+		       (unsigned long long)rej[ROUTE_FULL], (unsigned long long)rej[ROUTE_SHED],
+		       (unsigned long long)rej[ROUTE_NO_BACKEND], (unsigned long long)bad,
+		       (unsigned long long)expired, (unsigned long long)late);
+		for (int k = 0; k < N_KINDS; k++)
+			printf("%.4f,", util[k]);
+		for (int k = 0; k < N_KINDS; k++)
+			printf("%.2f,", kind_batches[k] ? (double)kind_rows[k] / kind_batches[k] : NAN);
+		for (int k = 0; k < N_KINDS; k++)
+			printf("%.4f,", served ? (double)kind_reqs[k] / served : NAN);
+		printf("%.4f,%.3f,%llu,%.0f\n", (double)t1_ns / 1e9, wall, (unsigned long long)ev_count,
+		       n_total / wall);
+	}
+	if (verbose) {
+		fprintf(stderr, "window %.4f s (requests %llu..%llu), %llu batches, %llu wakes, "
+			"%zu request objects allocated, peak heap %zu\n", win,
+			(unsigned long long)warm_n, (unsigned long long)n_total - 1,
+			(unsigned long long)n_batches, (unsigned long long)n_wakes, req_allocated,
+			heap_cap);
+		for (int l = 1; l <= S.levels; l++)
+			fprintf(stderr, "p%d: arrived %llu ok %llu late_done %llu 504 %llu rej late %llu "
+				"full %llu shed %llu; p50 %.2f ms p99 %.2f ms\n", l,
+				(unsigned long long)st[l].arrived, (unsigned long long)st[l].ok,
+				(unsigned long long)st[l].late_done, (unsigned long long)st[l].expired,
+				(unsigned long long)st[l].rej[ROUTE_LATE],
+				(unsigned long long)st[l].rej[ROUTE_FULL],
+				(unsigned long long)st[l].rej[ROUTE_SHED], hist_q(&st[l], 0.5),
+				hist_q(&st[l], 0.99));
+		for (int i = 0; i < n_bes && i < 40; i++)
+			fprintf(stderr, "be%d %s: batches %llu mean batch %.1f busy %.3f s svc(1)=%.1f us "
+				"svc(%d)=%.1f us\n", i, kind_names[bes[i].p->kind],
+				(unsigned long long)bes[i].batches,
+				bes[i].batches ? (double)bes[i].rows_done / bes[i].batches : 0,
+				bes[i].busy_ns / 1e9, svc_predict(&bes[i].svc, 1) / 1e3, bes[i].max_batch,
+				svc_predict(&bes[i].svc, bes[i].max_batch) / 1e3);
+	}
+	return 0;
+}

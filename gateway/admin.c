@@ -1,0 +1,298 @@
+/* admin.c - see admin.h. */
+#define _GNU_SOURCE
+#include "admin.h"
+
+#include <event2/buffer.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "access.h"
+#include "api.h"
+#include "config.h"
+#include "control.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "model/model.h"
+#include "runtime.h"
+#include "server.h"
+
+/* Take ownership of j and answer c with it (pretty JSON for people). */
+static void adm_json(struct call *c, int status, json_t *j)
+{
+	char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+
+	json_decref(j);
+	c->resp = evbuffer_new();
+	evbuffer_add(c->resp, s, strlen(s));
+	evbuffer_add(c->resp, "\n", 1);
+	free(s);
+	call_respond(c, status, "application/json");
+}
+
+enum adm_stat { STAT_BATCHES, STAT_ROWS, STAT_BUSY };
+
+/* One counter family over every backend's stats. */
+static void adm_backend_counter(struct call *c, enum adm_stat which, const char *what,
+				const char *help)
+{
+	const struct runtime *rt = c->rt;
+
+	evbuffer_add_printf(c->resp, "# HELP infergw_backend_%s_total %s\n"
+				     "# TYPE infergw_backend_%s_total counter\n", what, help, what);
+	for (int i = 0; i < rt->n_backends; i++) {
+		const struct backend *be = &rt->backends[i]->be;
+		struct backend_stats st = { 0 };
+		double v;
+
+		if (be->ops)
+			be->ops->stats(be, &st);
+		v = which == STAT_BATCHES ? (double)st.batches :
+		    which == STAT_ROWS ? (double)st.rows : st.busy_ns / 1e9;
+		evbuffer_add_printf(c->resp, "infergw_backend_%s_total{backend=\"%s\"} %.17g\n",
+				    what, be->conf.name, v);
+	}
+}
+
+/* Gauges read from the schedulers of the current snapshot. */
+static void adm_queue_gauges(struct call *c)
+{
+	const struct runtime *rt = c->rt;
+
+	evbuffer_add_printf(c->resp, "# HELP infergw_queue_depth Requests waiting.\n"
+				     "# TYPE infergw_queue_depth gauge\n"
+				     "# HELP infergw_batch_limit Effective max batch (adaptive).\n"
+				     "# TYPE infergw_batch_limit gauge\n"
+				     "# HELP infergw_service_time_seconds Predicted batch execution time.\n"
+				     "# TYPE infergw_service_time_seconds gauge\n");
+	for (int i = 0; i < rt->n_backends; i++) {
+		struct rt_backend *rb = rt->backends[i];
+
+		for (int q = 0; rb->started && q < rb->sched.n_q; q++) {
+			struct sched_q *sq = &rb->sched.qs[q];
+			const char *b = rb->be.conf.name, *m = sq->model->name;
+
+			evbuffer_add_printf(c->resp,
+				"infergw_queue_depth{backend=\"%s\",model=\"%s\"} %d\n"
+				"infergw_batch_limit{backend=\"%s\",model=\"%s\"} %d\n",
+				b, m, atomic_load(&sq->depth), b, m, atomic_load(&sq->eff_max_batch));
+			for (int rows = 1; rows <= sq->max_batch; rows *= 4) {
+				struct sched_view v;
+
+				sched_view(&rb->sched, q, rows, 1, 0, &v);
+				evbuffer_add_printf(c->resp,
+					"infergw_service_time_seconds{backend=\"%s\",model=\"%s\",rows=\"%d\"} %.9f\n",
+					b, m, rows, v.exec_ns / 1e9);
+			}
+		}
+	}
+	evbuffer_add_printf(c->resp, "# HELP infergw_backend_up 1 when the backend takes requests.\n"
+				     "# TYPE infergw_backend_up gauge\n");
+	for (int i = 0; i < rt->n_backends; i++)
+		evbuffer_add_printf(c->resp, "infergw_backend_up{backend=\"%s\"} %d\n",
+				    rt->backends[i]->be.conf.name,
+				    rt->backends[i]->be.up && !atomic_load(&rt->backends[i]->draining));
+}
+
+static void adm_metrics(struct call *c)
+{
+	struct met_series *series[1024];
+	int n = met_all(series, 1024);
+
+	c->resp = evbuffer_new();
+	access_metrics(c->resp);
+	met_render(c->resp, series, n);
+	adm_queue_gauges(c);
+	adm_backend_counter(c, STAT_BATCHES, "batches", "Batches executed.");
+	adm_backend_counter(c, STAT_ROWS, "rows", "Rows (samples) executed.");
+	adm_backend_counter(c, STAT_BUSY, "busy_seconds", "Seconds spent executing batches.");
+	call_respond(c, 200, "text/plain; version=0.0.4");
+}
+
+static const char *adm_state(const struct rt_backend *rb)
+{
+	if (!rb->be.ops || !rb->started)
+		return "down";
+	if (atomic_load(&rb->draining)) {
+		for (int q = 0; q < rb->sched.n_q; q++)
+			if (atomic_load(&rb->sched.qs[q].depth))
+				return "draining";
+		return "drained";
+	}
+	return "up";
+}
+
+static json_t *adm_backend_json(const struct runtime *rt, int i)
+{
+	struct rt_backend *rb = rt->backends[i];
+	json_t *models = json_array();
+
+	for (int q = 0; rb->started && q < rb->sched.n_q; q++) {
+		struct sched_q *sq = &rb->sched.qs[q];
+		struct sched_view v1, vn;
+
+		sched_view(&rb->sched, q, 1, 1, 0, &v1);
+		sched_view(&rb->sched, q, sq->max_batch, 1, 0, &vn);
+		json_array_append_new(models, json_pack(
+			"{s:s, s:i, s:i, s:i, s:{s:f, s:f}}", "model", sq->model->name,
+			"queue_depth", atomic_load(&sq->depth), "max_batch", sq->max_batch,
+			"batch_limit", atomic_load(&sq->eff_max_batch), "service_time_us",
+			"batch_1", v1.exec_ns / 1e3, "batch_max", vn.exec_ns / 1e3));
+	}
+	return json_pack("{s:s, s:s, s:s, s:f, s:i, s:o}", "name", rb->be.conf.name,
+			 "kind", rb->be.ops ? rb->be.ops->kind : "unavailable",
+			 "state", adm_state(rb), "cost", rt->cfg->backends[i].cost,
+			 "workers", rb->be.conf.slots, "models", models);
+}
+
+static void adm_backends(struct call *c)
+{
+	json_t *arr = json_array();
+
+	for (int i = 0; i < c->rt->n_backends; i++)
+		json_array_append_new(arr, adm_backend_json(c->rt, i));
+	adm_json(c, 200, json_pack("{s:I, s:o}", "generation", (json_int_t)c->rt->generation,
+				   "backends", arr));
+}
+
+static void adm_drain(struct call *c, const char *name)
+{
+	struct rt_backend *rb = rt_find_backend(c->rt, name);
+
+	if (!rb) {
+		call_respond_error(c, 404, "unknown backend \"%s\"", name);
+		return;
+	}
+	atomic_store(&rb->draining, true);
+	log_info("backend=%s msg=\"draining: no new requests; queued ones finish\"", name);
+	adm_json(c, 200, json_pack("{s:s, s:s}", "backend", name, "state", adm_state(rb)));
+}
+
+/* Repository index: every model of the config file, loaded or not. */
+static void adm_index(struct call *c)
+{
+	char *err = NULL;
+	struct config *file = cfg_load(c->rt->cfg->file, &err);
+	json_t *arr = json_array();
+
+	for (int i = 0; file && i < file->n_models; i++) {
+		const char *name = file->models[i].name;
+		struct model *m = rt_find_model(c->rt, name);
+		const char *state = !m ? "UNAVAILABLE" : rt_model_ready(c->rt, m) ? "READY" : "UNAVAILABLE";
+
+		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "name", name,
+						     "version", m ? "1" : "", "state", state,
+						     "reason", m ? "" : "unloaded"));
+	}
+	if (!file) {
+		call_respond_error(c, 500, "cannot read the repository: %s", err);
+		free(err);
+		json_decref(arr);
+		return;
+	}
+	cfg_free(file);
+	adm_json(c, 200, arr);
+}
+
+/* On the loop again: answer the call that started the job. */
+static void adm_job_done(struct loop_task *t)
+{
+	struct ctl_job *j = (struct ctl_job *)t;
+	struct call *c = j->ctx;
+
+	c->async = false;
+	if (call_detached(c)) {
+		call_free(c);
+	} else {
+		c->resp = evbuffer_new();
+		evbuffer_add(c->resp, j->body, strlen(j->body));
+		call_respond(c, j->status, "application/json");
+	}
+	free(j->body);
+	free(j);
+}
+
+static void adm_job(struct call *c, enum ctl_op op, const char *arg)
+{
+	struct ctl_job *j = calloc(1, sizeof(*j));
+
+	j->task.fn = adm_job_done;
+	j->loop = &c->conn->sl->loop;
+	j->op = op;
+	snprintf(j->arg, sizeof(j->arg), "%s", arg ? arg : "");
+	j->ctx = c;
+	c->async = true;
+	ctl_submit(j);
+}
+
+/* /v2/repository/models/{m}/load|unload */
+static void adm_repository_model(struct call *c, const char *rest)
+{
+	const char *slash = strrchr(rest, '/');
+	char name[256];
+
+	if (!slash || slash == rest || (size_t)(slash - rest) >= sizeof(name)) {
+		call_respond_error(c, 404, "no route for %s %s", c->method, c->path);
+		return;
+	}
+	memcpy(name, rest, slash - rest);
+	name[slash - rest] = 0;
+	if (strcmp(slash, "/load") && strcmp(slash, "/unload")) {
+		call_respond_error(c, 404, "no route for %s %s", c->method, c->path);
+		return;
+	}
+	if (call_allow(c, "POST"))
+		adm_job(c, strcmp(slash, "/load") ? CTL_UNLOAD_MODEL : CTL_LOAD_MODEL, name);
+}
+
+/* /admin/backends/{name}/drain */
+static void adm_backend_action(struct call *c, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	char name[256];
+
+	if (!slash || strcmp(slash, "/drain") || (size_t)(slash - rest) >= sizeof(name)) {
+		call_respond_error(c, 404, "no route for %s %s", c->method, c->path);
+		return;
+	}
+	memcpy(name, rest, slash - rest);
+	name[slash - rest] = 0;
+	if (call_allow(c, "POST"))
+		adm_drain(c, name);
+}
+
+void adm_handle(struct call *c)
+{
+	const char *p = c->path;
+
+	if (!strcmp(p, "/metrics")) {
+		if (call_allow(c, "GET"))
+			adm_metrics(c);
+	} else if (!strcmp(p, "/v2/health/live")) {
+		if (call_allow(c, "GET"))
+			call_respond_json(c, 200, "{\"live\":true}");
+	} else if (!strcmp(p, "/v2/health/ready")) {
+		if (call_allow(c, "GET"))
+			api_ready(c);
+	} else if (!strcmp(p, "/admin/config")) {
+		if (call_allow(c, "GET"))
+			adm_json(c, 200, cfg_to_json(c->rt->cfg));
+	} else if (!strcmp(p, "/admin/backends")) {
+		if (call_allow(c, "GET"))
+			adm_backends(c);
+	} else if (!strncmp(p, "/admin/backends/", 16)) {
+		adm_backend_action(c, p + 16);
+	} else if (!strcmp(p, "/admin/reload")) {
+		if (call_allow(c, "POST"))
+			adm_job(c, CTL_RELOAD, NULL);
+	} else if (!strcmp(p, "/v2/repository/index")) {
+		if (call_allow(c, "POST"))
+			adm_index(c);
+	} else if (!strncmp(p, "/v2/repository/models/", 22)) {
+		adm_repository_model(c, p + 22);
+	} else {
+		call_respond_error(c, 404, "no route for %s %s on the admin listener", c->method, p);
+	}
+}

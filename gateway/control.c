@@ -1,0 +1,346 @@
+/* control.c - see control.h. */
+#define _GNU_SOURCE
+#include "control.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "metrics.h"
+#include "runtime.h"
+#include "util.h"
+#include "ytree.h"
+
+#define CTL_MAX_UNLOADED 64
+
+static struct {
+	struct ctl_opts o;
+	int sfd, efd, ifd, wd;
+	char *watch_dir, *watch_name;
+	pthread_mutex_t lock;
+	struct ctl_job *jobs[64];	/* FIFO ring, guarded by lock */
+	int head, n;
+	char *unloaded[CTL_MAX_UNLOADED];	/* models unloaded through the API */
+	int n_unloaded;
+	uint64_t watch_due_ns;		/* debounced file-change reload */
+} ctl = { .sfd = -1, .efd = -1, .ifd = -1, .wd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Read the config file and apply the command line and API overrides. */
+static struct config *ctl_load_config(char **err)
+{
+	struct config *cfg = cfg_load(ctl.o.config_path, err);
+
+	if (!cfg)
+		return NULL;
+	if (ctl.o.port_override >= 0)
+		cfg->listen.port = ctl.o.port_override;
+	if (ctl.o.admin_override >= -1)
+		cfg->admin.port = ctl.o.admin_override;
+	for (int i = 0; i < ctl.n_unloaded; i++)
+		cfg_drop_model(cfg, ctl.unloaded[i]);
+	return cfg;
+}
+
+/* Names of what rt carried over from prev (1) or made new (0). */
+static void ctl_report_parts(json_t *out, const struct runtime *rt, const struct runtime *prev)
+{
+	json_t *mc = json_array(), *ml = json_array(), *bc = json_array(), *bo = json_array();
+
+	for (int i = 0; i < rt->n_models; i++) {
+		bool carried = false;
+
+		for (int k = 0; prev && k < prev->n_models; k++)
+			carried |= prev->models[k] == rt->models[i];
+		json_array_append_new(carried ? mc : ml, json_string(rt->models[i]->name));
+	}
+	for (int i = 0; i < rt->n_backends; i++) {
+		bool carried = false;
+
+		for (int k = 0; prev && k < prev->n_backends; k++)
+			carried |= prev->backends[k] == rt->backends[i];
+		json_array_append_new(carried ? bc : bo, json_string(rt->backends[i]->be.conf.name));
+	}
+	json_object_set_new(out, "models_carried", mc);
+	json_object_set_new(out, "models_loaded", ml);
+	json_object_set_new(out, "backends_carried", bc);
+	json_object_set_new(out, "backends_opened", bo);
+}
+
+/*
+ * Build and publish a runtime from the file.  Returns an HTTP status and a
+ * JSON body describing the result (malloc'd).
+ */
+static int ctl_reload(const char *why, char **body)
+{
+	uint64_t t0 = now_ns();
+	struct runtime *prev = rt_current(), *rt;
+	json_t *out = json_object();
+	char *err = NULL, *restart = NULL;
+	struct config *cfg = ctl_load_config(&err);
+	int status = 200;
+
+	rt = cfg ? rt_build(cfg, prev, &err) : NULL;
+	if (!rt) {
+		cfg_free(cfg);
+		met_reload(false);
+		log_error("trigger=%s msg=\"reload failed; still serving the previous configuration: %s\"",
+			  why, err);
+		json_object_set_new(out, "result", json_string("failure"));
+		json_object_set_new(out, "error", json_string(err));
+		status = 400;
+		goto out;
+	}
+	if (prev)
+		restart = cfg_restart_diff(prev->cfg, rt->cfg);
+	ctl_report_parts(out, rt, prev);
+	json_object_set_new(out, "result", json_string("success"));
+	json_object_set_new(out, "generation", json_integer((json_int_t)rt->generation));
+	json_object_set_new(out, "restart_required", restart ? json_string(restart) : json_null());
+	json_object_set_new(out, "duration_ms", json_real((now_ns() - t0) / 1e6));
+	log_set_level(rt->cfg->log.level);
+	rt_publish(rt);
+	met_reload(true);
+	log_info("trigger=%s generation=%llu duration_ms=%.2f msg=\"configuration reloaded\"%s%s%s",
+		 why, (unsigned long long)rt->generation, (now_ns() - t0) / 1e6,
+		 restart ? " restart_required=\"" : "", restart ? restart : "", restart ? "\"" : "");
+out:
+	rt_put(prev);
+	*body = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
+	json_decref(out);
+	free(err);
+	free(restart);
+	return status;
+}
+
+static void ctl_set_unloaded(const char *name, bool unloaded)
+{
+	for (int i = 0; i < ctl.n_unloaded; i++)
+		if (!strcmp(ctl.unloaded[i], name)) {
+			if (!unloaded) {
+				free(ctl.unloaded[i]);
+				ctl.unloaded[i] = ctl.unloaded[--ctl.n_unloaded];
+			}
+			return;
+		}
+	if (unloaded && ctl.n_unloaded < CTL_MAX_UNLOADED)
+		ctl.unloaded[ctl.n_unloaded++] = strdup(name);
+}
+
+/* Is name a model of the repository (the config file's models)? */
+static bool ctl_in_repository(const char *name)
+{
+	char *err = NULL;
+	struct config *cfg = cfg_load(ctl.o.config_path, &err);
+	bool found = cfg && cfg_find_model(cfg, name);
+
+	free(err);
+	cfg_free(cfg);
+	return found;
+}
+
+static void ctl_run_job(struct ctl_job *j)
+{
+	if (j->op != CTL_RELOAD && !ctl_in_repository(j->arg)) {
+		j->status = 404;
+		j->body = yt_strdupf("{\"error\":\"model \\\"%s\\\" is not in the model repository "
+				     "(the models of %s)\"}", j->arg, ctl.o.config_path);
+	} else {
+		if (j->op != CTL_RELOAD)
+			ctl_set_unloaded(j->arg, j->op == CTL_UNLOAD_MODEL);
+		j->status = ctl_reload(j->op == CTL_RELOAD ? "admin" : j->op == CTL_LOAD_MODEL ?
+				       "repository-load" : "repository-unload", &j->body);
+	}
+	loop_post_task(j->loop, &j->task);
+}
+
+void ctl_submit(struct ctl_job *job)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&ctl.lock);
+	if (ctl.n == (int)ARRAY_SIZE(ctl.jobs)) {
+		pthread_mutex_unlock(&ctl.lock);
+		job->status = 503;
+		job->body = strdup("{\"error\":\"too many admin jobs pending\"}");
+		loop_post_task(job->loop, &job->task);
+		return;
+	}
+	ctl.jobs[(ctl.head + ctl.n++) % ARRAY_SIZE(ctl.jobs)] = job;
+	pthread_mutex_unlock(&ctl.lock);
+	if (write(ctl.efd, &one, sizeof(one)) < 0)
+		log_warn("msg=\"cannot wake the control thread\"");
+}
+
+static void ctl_drain_jobs(void)
+{
+	uint64_t v;
+
+	if (read(ctl.efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+	for (;;) {
+		struct ctl_job *j = NULL;
+
+		pthread_mutex_lock(&ctl.lock);
+		if (ctl.n) {
+			j = ctl.jobs[ctl.head];
+			ctl.head = (ctl.head + 1) % ARRAY_SIZE(ctl.jobs);
+			ctl.n--;
+		}
+		pthread_mutex_unlock(&ctl.lock);
+		if (!j)
+			return;
+		ctl_run_job(j);
+	}
+}
+
+/*
+ * Watch the config file's directory: editors replace files by rename, and
+ * a Kubernetes ConfigMap swaps the "..data" symlink, so events on either
+ * name count.
+ */
+static void ctl_watch_start(void)
+{
+	char *a = strdup(ctl.o.config_path), *b = strdup(ctl.o.config_path);
+
+	ctl.watch_dir = strdup(dirname(a));
+	ctl.watch_name = strdup(basename(b));
+	free(a);
+	free(b);
+	ctl.ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (ctl.ifd >= 0)
+		ctl.wd = inotify_add_watch(ctl.ifd, ctl.watch_dir, IN_CLOSE_WRITE | IN_MOVED_TO |
+					   IN_CREATE | IN_DELETE | IN_ATTRIB);
+	if (ctl.ifd < 0 || ctl.wd < 0)
+		log_warn("dir=%s msg=\"cannot watch the config directory: %s\"", ctl.watch_dir,
+			 strerror(errno));
+	else
+		log_info("dir=%s file=%s msg=\"watching the configuration for changes\"",
+			 ctl.watch_dir, ctl.watch_name);
+}
+
+static void ctl_watch_read(uint32_t debounce_ms)
+{
+	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+	ssize_t n;
+
+	while ((n = read(ctl.ifd, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+
+			if (ev->len && (!strcmp(ev->name, ctl.watch_name) || !strcmp(ev->name, "..data")))
+				ctl.watch_due_ns = now_ns() + (uint64_t)debounce_ms * 1000000;
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+}
+
+static int ctl_signalfd(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	return signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int ctl_init(const struct ctl_opts *o, const struct config **cfg_out, char **err)
+{
+	struct config *cfg;
+	struct runtime *rt;
+
+	ctl.o = *o;
+	cfg = ctl_load_config(err);
+	if (!cfg)
+		return -EINVAL;
+	log_set_level(cfg->log.level);
+	rt = rt_build(cfg, NULL, err);
+	if (!rt) {
+		cfg_free(cfg);
+		return -EINVAL;
+	}
+	rt_publish(rt);
+	*cfg_out = rt->cfg;
+	ctl.efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	ctl.sfd = ctl_signalfd();
+	if (rt->cfg->reload.watch)
+		ctl_watch_start();
+	return 0;
+}
+
+/* One signal; returns it when it ends the loop, else 0. */
+static int ctl_on_signal(void)
+{
+	struct signalfd_siginfo si;
+	char *body = NULL;
+
+	if (read(ctl.sfd, &si, sizeof(si)) != sizeof(si))
+		return 0;
+	if (si.ssi_signo != SIGHUP)
+		return (int)si.ssi_signo;
+	ctl_reload("SIGHUP", &body);
+	free(body);
+	return 0;
+}
+
+int ctl_run(void)
+{
+	for (;;) {
+		struct pollfd p[3] = { { ctl.sfd, POLLIN, 0 }, { ctl.efd, POLLIN, 0 },
+				       { ctl.ifd, POLLIN, 0 } };
+		int timeout = -1, sig;
+
+		if (ctl.watch_due_ns) {
+			uint64_t now = now_ns();
+
+			timeout = ctl.watch_due_ns > now ? (int)((ctl.watch_due_ns - now) / 1000000) + 1 : 0;
+		}
+		if (poll(p, ctl.ifd >= 0 ? 3 : 2, timeout) < 0 && errno != EINTR)
+			return SIGTERM;
+		if ((p[0].revents & POLLIN) && (sig = ctl_on_signal()))
+			return sig;
+		if (p[1].revents & POLLIN)
+			ctl_drain_jobs();
+		if (ctl.ifd >= 0 && (p[2].revents & POLLIN)) {
+			struct runtime *rt = rt_current();
+
+			ctl_watch_read(rt ? rt->cfg->reload.debounce_ms : 200);
+			rt_put(rt);
+		}
+		if (ctl.watch_due_ns && now_ns() >= ctl.watch_due_ns) {
+			char *body = NULL;
+
+			ctl.watch_due_ns = 0;
+			ctl_reload("file-watch", &body);
+			free(body);
+		}
+	}
+}
+
+void ctl_shutdown(void)
+{
+	for (int i = 0; i < ctl.n_unloaded; i++)
+		free(ctl.unloaded[i]);
+	ctl.n_unloaded = 0;
+	if (ctl.ifd >= 0)
+		close(ctl.ifd);
+	if (ctl.efd >= 0)
+		close(ctl.efd);
+	if (ctl.sfd >= 0)
+		close(ctl.sfd);
+	free(ctl.watch_dir);
+	free(ctl.watch_name);
+}
