@@ -16,6 +16,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "access.h"
 #include "config.h"
 #include "log.h"
 #include "metrics.h"
@@ -110,6 +111,7 @@ static int ctl_reload(const char *why, char **body)
 	json_object_set_new(out, "restart_required", restart ? json_string(restart) : json_null());
 	json_object_set_new(out, "duration_ms", json_real((now_ns() - t0) / 1e6));
 	log_set_level(rt->cfg->log.level);
+	access_enable(rt->cfg->log.access);
 	rt_publish(rt);
 	met_reload(true);
 	log_info("trigger=%s generation=%llu duration_ms=%.2f msg=\"configuration reloaded\"%s%s%s",

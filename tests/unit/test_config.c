@@ -96,12 +96,97 @@ static void test_errors(void **state)
 		     "models[0].max_batch: expected an integer, got \"lots\"");
 }
 
+static const char *base = "models:\n  - name: a\nbackends:\n  - kind: cpu\n";
+
+static void expect_error_tail(const char *tail, const char *where, const char *what)
+{
+	char text[1024];
+
+	snprintf(text, sizeof(text), "%s%s", base, tail);
+	expect_error(text, where, what);
+}
+
+/* The sections added for routing, the admin listener and reloads. */
+static void test_routing_admin_reload(void **state)
+{
+	char *err, text[1024];
+	struct config *c;
+
+	snprintf(text, sizeof(text), "%s", "routing:\n  policy: least-queue\n  priority_levels: 4\n"
+		 "admin:\n  port: 0\nreload:\n  watch: true\n"
+		 "models:\n  - name: a\n    slo_ms: 20\n    priority: 3\n"
+		 "    preferred_batch_sizes: [4, 8]\n    adaptive_batching: true\n"
+		 "    service_time_us: {base: 50, per_row: 2.5}\n"
+		 "backends:\n  - kind: cpu\n    cost: 0.5\n");
+	c = load_text(text, &err);
+	assert_non_null(c);
+	assert_int_equal(c->routing.policy, 1);
+	assert_int_equal(c->routing.priority_levels, 4);
+	assert_int_equal(c->routing.sheddable_levels, 1);
+	assert_int_equal(c->admin.port, 0);
+	assert_string_equal(c->admin.address, "127.0.0.1");
+	assert_true(c->reload.watch);
+	assert_int_equal(c->models[0].slo_ms, 20);
+	assert_int_equal(c->models[0].priority, 3);
+	assert_int_equal(c->models[0].n_preferred, 2);
+	assert_int_equal(c->models[0].preferred[1], 8);
+	assert_true(c->models[0].adaptive);
+	assert_true(c->models[0].svc_per_row_us == 2.5);
+	assert_true(c->backends[0].cost == 0.5);
+	cfg_free(c);
+	unlink(path);
+	expect_error_tail("routing:\n  policy: fastest\n", "6:11",
+			  "routing.policy: expected slo, least-queue or round-robin, got \"fastest\"");
+	expect_error_tail("routing:\n  sheddable_levels: 3\n", "6:21",
+			  "routing.sheddable_levels: must be below priority_levels (3)");
+	expect_error_tail("admin:\n  port: -5\n", "6:9", "admin.port: expected an integer in [-1, 65535]");
+	expect_error_tail("reload:\n  watch: sometimes\n", "6:10", "reload.watch: expected true or false");
+	expect_error("models:\n  - name: a\n    preferred_batch_sizes: [8, 4]\nbackends:\n  - kind: cpu\n",
+		     "3:32", "models[0].preferred_batch_sizes[1]: sizes must be ascending, got 4 after 8");
+	expect_error("models:\n  - name: a\n    adaptive_batching: true\nbackends:\n  - kind: cpu\n",
+		     "3:24", "adaptive_batching needs slo_ms");
+	expect_error("models:\n  - name: a\n    service_time_us: {base: 1, rows: 2}\nbackends:\n  - kind: cpu\n",
+		     "3:32", "models[0].service_time_us: unknown key \"rows\"");
+	expect_error("models:\n  - name: a\n    priority: 9\nbackends:\n  - kind: cpu\n",
+		     "3:15", "models[0].priority: expected an integer in [1, 3], got 9");
+}
+
+/* Restart-only settings are reported; the rest apply live. */
+static void test_restart_diff_and_drop(void **state)
+{
+	char *err, *d;
+	struct config *a = load_text("listen:\n  port: 8000\nmodels:\n  - name: a\n  - name: b\n"
+				     "backends:\n  - kind: cpu\n", &err);
+	struct config *b = load_text("listen:\n  port: 9000\nlimits:\n  max_body_bytes: 2048\n"
+				     "models:\n  - name: a\n  - name: b\nbackends:\n  - kind: cpu\n", &err);
+
+	assert_non_null(a);
+	assert_non_null(b);
+	d = cfg_restart_diff(a, b);
+	assert_non_null(d);
+	assert_string_equal(d, "listen.port: 8000 -> 9000");
+	free(d);
+	assert_null(cfg_restart_diff(a, a));
+	assert_true(cfg_drop_model(a, "a"));
+	assert_false(cfg_drop_model(a, "zzz"));
+	assert_int_equal(a->n_models, 1);
+	assert_string_equal(a->models[0].name, "b");
+	assert_int_equal(a->backends[0].n_models, 1);
+	assert_string_equal(a->backends[0].models[0], "b");
+	assert_true(cfg_backend_same(&a->backends[0], &a->backends[0]));
+	assert_false(cfg_backend_same(&a->backends[0], &b->backends[0]));	/* hosts a and b */
+	cfg_free(a);
+	cfg_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_relative_model_path),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_routing_admin_reload),
+		cmocka_unit_test(test_restart_diff_and_drop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
