@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "access.h"
 #include "admin.h"
@@ -15,6 +16,7 @@
 #include "http.h"
 #include "infer.h"
 #include "kserve.h"
+#include "mpcodec.h"
 #include "model/model.h"
 #include "runtime.h"
 #include "server.h"
@@ -24,13 +26,15 @@
 
 struct api_infer {
 	char id[KS_ID_MAX + 1];
-	int has_id;
+	bool has_id;
+	bool binary_output;	/* Triton binary extension response */
+	bool msgpack_output;	/* Accept: application/msgpack */
 };
 
 static void api_server_meta(struct call *c)
 {
 	c->resp = evbuffer_new();
-	evbuffer_add_printf(c->resp, "{\"name\":\"infergw\",\"version\":\"%s\",\"extensions\":[]}",
+	evbuffer_add_printf(c->resp, "{\"name\":\"infergw\",\"version\":\"%s\",\"extensions\":[\"binary_tensor_data\",\"schedule_policy\",\"model_repository\"]}",
 			    INFERGW_VERSION);
 	call_respond(c, 200, JSON);
 }
@@ -79,6 +83,30 @@ static void api_infer_error(struct call *c, const struct infer_req *r, int statu
 	call_respond_error(c, status, "%s", r->errmsg);
 }
 
+/* The 200 answer in the format the client asked for. */
+static void api_infer_respond(struct call *c, const struct api_infer *ai,
+			      const struct infer_req *r)
+{
+	const char *id = ai->has_id ? ai->id : NULL;
+	char hl[24];
+	size_t hdr;
+
+	c->resp = evbuffer_new();
+	if (ai->msgpack_output) {
+		mp_encode_infer(c->resp, r->model, id, r->rows, r->output);
+		call_respond(c, 200, "application/msgpack");
+		return;
+	}
+	hdr = ks_encode_infer(c->resp, r->model, id, r->rows, r->output, ai->binary_output);
+	if (!ai->binary_output) {
+		call_respond(c, 200, JSON);
+		return;
+	}
+	snprintf(hl, sizeof(hl), "%zu", hdr);
+	call_set_resp_header(c, "inference-header-content-length", hl);
+	call_respond(c, 200, "application/octet-stream");
+}
+
 /* Runs on the owner loop when the backend is done (or the request expired). */
 static void api_infer_done(struct infer_req *r)
 {
@@ -96,9 +124,7 @@ static void api_infer_done(struct infer_req *r)
 		return;
 	}
 	api_account(r, 200, now_ns());
-	c->resp = evbuffer_new();
-	ks_encode_infer(c->resp, r->model, ai->has_id ? ai->id : NULL, r->rows, r->output);
-	call_respond(c, 200, JSON);
+	api_infer_respond(c, ai, r);
 }
 
 void api_abandon(struct call *c)
@@ -156,7 +182,9 @@ static struct infer_req *api_new_req(struct call *c, const struct model *m, stru
 
 	r->model = m;
 	r->rows = ki->rows;
-	r->input = ki->data;
+	r->input = ki->data;		/* a view into c->body, or ki->owned */
+	r->input_buf = ki->owned;
+	ki->owned = NULL;
 	ki->data = NULL;
 	r->output = malloc((size_t)r->rows * m->out_dim * sizeof(float));
 	r->priority = prio;
@@ -179,17 +207,63 @@ static struct met_series *api_none_series(struct call *c, const struct model *m)
 	return rt->none_met[0];
 }
 
-static void api_infer(struct call *c, const struct model *m)
+static bool api_is_msgpack(const char *ctype)
+{
+	return ctype && (!strncasecmp(ctype, "application/msgpack", 19) ||
+			 !strncasecmp(ctype, "application/x-msgpack", 21));
+}
+
+static bool api_accepts_msgpack(const struct call *c)
+{
+	const char *a = call_header(c, "accept");
+
+	return a && (strcasestr(a, "application/msgpack") || strcasestr(a, "application/x-msgpack"));
+}
+
+/*
+ * Decode the body by its framing: msgpack by Content-Type; JSON followed by
+ * raw tensors when Inference-Header-Content-Length is present (header names
+ * match in any case, Content-Type may be absent, as Triton's clients send);
+ * else JSON (whatever the Content-Type: curl -d sends form-urlencoded).
+ * Tensor bytes stay in c->body: the request views them.  0 or 400.
+ */
+static int api_parse_body(struct call *c, const struct model *m, struct ks_infer *ki, char *err,
+			  size_t errlen)
 {
 	size_t len = evbuffer_get_length(c->body);
+	const char *body = (const char *)evbuffer_pullup(c->body, len);
+	const char *ihcl = call_header(c, "inference-header-content-length");
+	char *end;
+	unsigned long long hl;
+
+	if (api_is_msgpack(call_header(c, "content-type")))
+		return mp_parse_infer(m, body, len, ki, NULL, err, errlen);
+	if (!ihcl)
+		return ks_parse_infer(m, body, len, NULL, 0, ki, err, errlen);
+	hl = strtoull(ihcl, &end, 10);
+	memset(ki, 0, sizeof(*ki));
+	if (*end || end == ihcl) {
+		snprintf(err, errlen, "Inference-Header-Content-Length: expected a byte count, got \"%s\"",
+			 ihcl);
+		return 400;
+	}
+	if (hl > len) {
+		snprintf(err, errlen, "Inference-Header-Content-Length: %llu is past the end of the "
+			 "%zu-byte body", hl, len);
+		return 400;
+	}
+	return ks_parse_infer(m, body, hl, body + hl, len - hl, ki, err, errlen);
+}
+
+static void api_infer(struct call *c, const struct model *m)
+{
 	struct api_infer *ai;
 	struct ks_infer ki;
 	uint64_t objective;
 	char err[512];
 	int st, prio;
 
-	st = ks_parse_infer(m, (const char *)evbuffer_pullup(c->body, len), len, &ki, err,
-			    sizeof(err));
+	st = api_parse_body(c, m, &ki, err, sizeof(err));
 	if (st) {
 		met_count(api_none_series(c, m), OUT_ERROR);
 		call_respond_error(c, st, "%s", err);
@@ -197,12 +271,14 @@ static void api_infer(struct call *c, const struct model *m)
 	}
 	if (api_objective(c, m, &ki, &prio, &objective)) {
 		met_count(api_none_series(c, m), OUT_ERROR);
-		free(ki.data);
+		ks_infer_free(&ki);
 		return;
 	}
 	ai = calloc(1, sizeof(*ai));
 	memcpy(ai->id, ki.id, sizeof(ai->id));
 	ai->has_id = ki.has_id;
+	ai->binary_output = ki.binary_output;
+	ai->msgpack_output = api_accepts_msgpack(c);
 	c->api = ai;
 	c->req = api_new_req(c, m, &ki, prio, objective);
 	st = rt_submit(c->rt, c->req, now_ns());

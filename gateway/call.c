@@ -44,7 +44,7 @@ void call_free(struct call *c)
 	}
 	if (c->req) {
 		free(c->req->output);
-		free((void *)c->req->input);
+		free(c->req->input_buf);
 		free(c->req);
 	}
 	free(c->api);

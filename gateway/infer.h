@@ -30,7 +30,9 @@ enum req_state {
 struct infer_req {
 	const struct model *model;
 	int rows;			/* leading dimension of the input */
-	const float *input;		/* rows x model->in_dim */
+	const float *input;		/* rows x model->in_dim; may be unaligned (a view
+					 * into the request body): backends memcpy it */
+	float *input_buf;		/* input's buffer when the request owns one */
 	float *output;			/* rows x model->out_dim, allocated by the creator */
 	int priority;			/* 1 = highest; normalized by the router */
 	bool sheddable;			/* lowest level(s): may be shed under load */

@@ -63,84 +63,205 @@ static int ks_flatten(const json_t *v, float *dst, size_t cap, size_t *n, char *
 	return 0;
 }
 
-/* inputs[0].shape against the model's [-1, D]; sets *rows. */
-static int ks_check_shape(const struct model *m, const json_t *shape, int *rows, char *err,
-			  size_t errlen)
+void ks_infer_free(struct ks_infer *ki)
+{
+	free(ki->owned);
+	ki->owned = NULL;
+	ki->data = NULL;
+}
+
+int ks_check_input(const struct model *m, int n_inputs, const char *name, size_t name_len,
+		   const char *datatype, size_t dt_len, const int64_t *dims, int ndim,
+		   int *rows, char *err, size_t errlen)
 {
 	const struct tensor_spec *ts = &m->input;
-	int64_t got[MODEL_MAX_DIMS];
-	char want_s[96], got_s[96];
-	size_t i, n = json_array_size(shape);
-	json_t *e;
-	int ok = n == (size_t)ts->ndim;
+	char want_s[96], got_s[96], dt[32];
+	int ok = ndim == ts->ndim;
 
-	if (!json_is_array(shape))
-		return KS_ERR("inputs[0].shape: expected a list of integers, got %s",
-			      shape ? ks_json_kind(shape) : "nothing");
-	if (n > MODEL_MAX_DIMS)
-		return KS_ERR("inputs[0].shape: %zu dimensions, at most %d", n, MODEL_MAX_DIMS);
-	json_array_foreach(shape, i, e) {
-		if (!json_is_integer(e) || json_integer_value(e) < 0)
-			return KS_ERR("inputs[0].shape[%zu]: expected a non-negative integer", i);
-		got[i] = json_integer_value(e);
-		if (ok && ts->dims[i] >= 0 && ts->dims[i] != got[i])
+	if (n_inputs != 1)
+		return KS_ERR("inputs: model %s takes 1 input, got %d", m->name, n_inputs);
+	if (!name)
+		return KS_ERR("inputs[0].name: expected a string");
+	if (name_len != strlen(ts->name) || memcmp(name, ts->name, name_len))
+		return KS_ERR("inputs[0].name: model %s has no input \"%.*s\" (expected \"%s\")",
+			      m->name, (int)(name_len > 64 ? 64 : name_len), name, ts->name);
+	if (!datatype)
+		return KS_ERR("inputs[0].datatype: expected a string such as \"FP32\"");
+	snprintf(dt, sizeof(dt), "%.*s", (int)(dt_len > 31 ? 31 : dt_len), datatype);
+	if (dtype_from_kserve(dt) != ts->dtype)
+		return KS_ERR("inputs[0].datatype: expected %s, got %s (input \"%s\" of model %s)",
+			      dtype_kserve_name(ts->dtype), dt, ts->name, m->name);
+	if (ndim > MODEL_MAX_DIMS)
+		return KS_ERR("inputs[0].shape: %d dimensions, at most %d", ndim, MODEL_MAX_DIMS);
+	for (int i = 0; i < ndim; i++) {
+		if (dims[i] < 0)
+			return KS_ERR("inputs[0].shape[%d]: expected a non-negative integer", i);
+		if (ok && ts->dims[i] >= 0 && ts->dims[i] != dims[i])
 			ok = 0;
 	}
 	if (!ok) {
 		ks_format_shape(want_s, sizeof(want_s), ts->dims, ts->ndim);
-		ks_format_shape(got_s, sizeof(got_s), got, (int)n);
+		ks_format_shape(got_s, sizeof(got_s), dims, ndim);
 		return KS_ERR("inputs[0].shape: expected %s, got %s", want_s, got_s);
 	}
-	if (got[0] < 1 || got[0] > m->max_batch_size)
+	if (dims[0] < 1 || dims[0] > m->max_batch_size)
 		return KS_ERR("inputs[0].shape[0]: batch of %lld rows, expected 1 to %d",
-			      (long long)got[0], m->max_batch_size);
-	*rows = (int)got[0];
+			      (long long)dims[0], m->max_batch_size);
+	*rows = (int)dims[0];
 	return 0;
 }
 
-static int ks_parse_input(const struct model *m, const json_t *in, struct ks_infer *out,
-			  char *err, size_t errlen)
+int ks_check_output_name(const struct model *m, int idx, const char *name, size_t len,
+			 char *err, size_t errlen)
 {
-	const json_t *name = json_object_get(in, "name");
-	const json_t *dt = json_object_get(in, "datatype");
-	const json_t *data = json_object_get(in, "data");
-	const char *dts;
-	char path[256] = "inputs[0].data";
-	size_t want, n = 0;
+	if (!name)
+		return KS_ERR("outputs[%d].name: expected a string", idx);
+	if (len != strlen(m->output.name) || memcmp(name, m->output.name, len))
+		return KS_ERR("outputs[%d].name: model %s has no output \"%.*s\" (expected \"%s\")",
+			      idx, m->name, (int)(len > 64 ? 64 : len), name, m->output.name);
+	return 0;
+}
+
+int ks_check_bytes(const struct model *m, const char *field, int rows, size_t got, char *err,
+		   size_t errlen)
+{
+	size_t want = (size_t)rows * m->in_dim * sizeof(float);
+
+	if (got != want)
+		return KS_ERR("%s: %zu bytes, expected %zu for shape [%d, %d] %s", field, got, want,
+			      rows, m->in_dim, dtype_kserve_name(m->input.dtype));
+	return 0;
+}
+
+/* The JSON shape list into dims.  0 or 400. */
+static int ks_json_shape(const json_t *shape, int64_t *dims, int *ndim, char *err, size_t errlen)
+{
+	size_t i;
+	json_t *e;
+
+	if (!json_is_array(shape))
+		return KS_ERR("inputs[0].shape: expected a list of integers, got %s",
+			      shape ? ks_json_kind(shape) : "nothing");
+	if (json_array_size(shape) > MODEL_MAX_DIMS)
+		return KS_ERR("inputs[0].shape: %zu dimensions, at most %d", json_array_size(shape),
+			      MODEL_MAX_DIMS);
+	json_array_foreach(shape, i, e) {
+		if (!json_is_integer(e) || json_integer_value(e) < 0)
+			return KS_ERR("inputs[0].shape[%zu]: expected a non-negative integer", i);
+		dims[i] = json_integer_value(e);
+	}
+	*ndim = (int)json_array_size(shape);
+	return 0;
+}
+
+/* inputs[0].parameters.binary_data_size: -1 when absent, else the size. */
+static int ks_binary_size(const json_t *in, int64_t *size, char *err, size_t errlen)
+{
+	const json_t *p = json_object_get(in, "parameters"), *b;
+
+	*size = -1;
+	if (!p)
+		return 0;
+	if (!json_is_object(p))
+		return KS_ERR("inputs[0].parameters: expected an object, got %s", ks_json_kind(p));
+	b = json_object_get(p, "binary_data_size");
+	if (!b)
+		return 0;
+	if (!json_is_integer(b) || json_integer_value(b) < 0)
+		return KS_ERR("inputs[0].parameters.binary_data_size: expected a non-negative integer");
+	*size = json_integer_value(b);
+	return 0;
+}
+
+/* Tensor data from the binary section: a view, no copy. */
+static int ks_binary_data(const struct model *m, int64_t size, const char *bin, size_t bin_len,
+			  size_t *used, struct ks_infer *out, char *err, size_t errlen)
+{
 	int rc;
 
-	if (!json_is_object(in))
-		return KS_ERR("inputs[0]: expected an object, got %s", ks_json_kind(in));
-	if (!json_is_string(name))
-		return KS_ERR("inputs[0].name: expected a string");
-	if (strcmp(json_string_value(name), m->input.name) != 0)
-		return KS_ERR("inputs[0].name: model %s has no input \"%s\" (expected \"%s\")",
-			      m->name, json_string_value(name), m->input.name);
-	if (!json_is_string(dt))
-		return KS_ERR("inputs[0].datatype: expected a string such as \"FP32\"");
-	dts = json_string_value(dt);
-	if (dtype_from_kserve(dts) != m->input.dtype)
-		return KS_ERR("inputs[0].datatype: expected %s, got %s",
-			      dtype_kserve_name(m->input.dtype), dts);
-	rc = ks_check_shape(m, json_object_get(in, "shape"), &out->rows, err, errlen);
+	if (!bin)
+		return KS_ERR("inputs[0].parameters.binary_data_size: set, but the request has no "
+			      "Inference-Header-Content-Length header (no binary section)");
+	rc = ks_check_bytes(m, "inputs[0].parameters.binary_data_size", out->rows, (size_t)size,
+			    err, errlen);
 	if (rc)
 		return rc;
+	if ((size_t)size > bin_len - *used)
+		return KS_ERR("inputs[0]: binary data of %lld bytes runs past the end of the body "
+			      "(%zu bytes after the JSON header)", (long long)size, bin_len - *used);
+	out->data = (const float *)(bin + *used);
+	*used += (size_t)size;
+	return 0;
+}
+
+static int ks_json_data(const struct model *m, const json_t *data, struct ks_infer *out,
+			char *err, size_t errlen)
+{
+	char path[256] = "inputs[0].data";
+	size_t want = (size_t)out->rows * m->in_dim, n = 0;
+	int rc;
+
 	if (!json_is_array(data))
 		return KS_ERR("inputs[0].data: expected a list of numbers, got %s",
 			      data ? ks_json_kind(data) : "nothing");
-	want = (size_t)out->rows * m->in_dim;
-	out->data = malloc(want * sizeof(float));
-	rc = ks_flatten(data, out->data, want, &n, path, sizeof(path), err, errlen);
+	out->owned = malloc(want * sizeof(float));
+	out->data = out->owned;
+	rc = ks_flatten(data, out->owned, want, &n, path, sizeof(path), err, errlen);
 	if (!rc && n != want)
 		rc = KS_ERR("inputs[0].data: expected %zu values for shape [%d, %d], got %zu",
 			    want, out->rows, m->in_dim, n);
 	return rc;
 }
 
-static int ks_parse_outputs(const struct model *m, const json_t *outs, char *err, size_t errlen)
+static int ks_parse_input(const struct model *m, const json_t *inputs, const char *bin,
+			  size_t bin_len, size_t *used, struct ks_infer *out, char *err,
+			  size_t errlen)
+{
+	const json_t *in = json_array_get(inputs, 0);
+	const json_t *name, *dt;
+	int64_t dims[MODEL_MAX_DIMS], bsize;
+	int ndim = 0, rc;
+
+	if (json_array_size(inputs) == 1 && !json_is_object(in))
+		return KS_ERR("inputs[0]: expected an object, got %s", ks_json_kind(in));
+	name = json_object_get(in, "name");
+	dt = json_object_get(in, "datatype");
+	if (json_array_size(inputs) == 1 &&
+	    (rc = ks_json_shape(json_object_get(in, "shape"), dims, &ndim, err, errlen)))
+		return rc;
+	rc = ks_check_input(m, (int)json_array_size(inputs),
+			    json_is_string(name) ? json_string_value(name) : NULL,
+			    json_string_length(name),
+			    json_is_string(dt) ? json_string_value(dt) : NULL, json_string_length(dt),
+			    dims, ndim, &out->rows, err, errlen);
+	if (rc || (rc = ks_binary_size(in, &bsize, err, errlen)))
+		return rc;
+	if (bsize >= 0)
+		return ks_binary_data(m, bsize, bin, bin_len, used, out, err, errlen);
+	return ks_json_data(m, json_object_get(in, "data"), out, err, errlen);
+}
+
+/* binary_data on one requested output: true/false, or 400. */
+static int ks_output_binary(const json_t *o, int idx, bool *binary, char *err, size_t errlen)
+{
+	const json_t *p = json_object_get(o, "parameters"), *b;
+
+	if (!p)
+		return 0;
+	b = json_object_get(p, "binary_data");
+	if (b && !json_is_boolean(b))
+		return KS_ERR("outputs[%d].parameters.binary_data: expected true or false", idx);
+	if (b)
+		*binary = json_is_true(b);
+	return 0;
+}
+
+static int ks_parse_outputs(const struct model *m, const json_t *outs, struct ks_infer *out,
+			    char *err, size_t errlen)
 {
 	size_t i;
 	json_t *o;
+	int rc;
 
 	if (!outs)
 		return 0;
@@ -149,18 +270,18 @@ static int ks_parse_outputs(const struct model *m, const json_t *outs, char *err
 	json_array_foreach(outs, i, o) {
 		const json_t *name = json_object_get(o, "name");
 
-		if (!json_is_string(name))
-			return KS_ERR("outputs[%zu].name: expected a string", i);
-		if (strcmp(json_string_value(name), m->output.name) != 0)
-			return KS_ERR("outputs[%zu].name: model %s has no output \"%s\" (expected \"%s\")",
-				      i, m->name, json_string_value(name), m->output.name);
+		rc = ks_check_output_name(m, (int)i, json_is_string(name) ? json_string_value(name)
+									 : NULL,
+					  json_string_length(name), err, errlen);
+		if (rc || (rc = ks_output_binary(o, (int)i, &out->binary_output, err, errlen)))
+			return rc;
 	}
 	return 0;
 }
 
 static int ks_parse_params(const json_t *p, struct ks_infer *out, char *err, size_t errlen)
 {
-	const json_t *prio, *tmo;
+	const json_t *prio, *tmo, *bo;
 
 	if (!p)
 		return 0;
@@ -168,21 +289,26 @@ static int ks_parse_params(const json_t *p, struct ks_infer *out, char *err, siz
 		return KS_ERR("parameters: expected an object, got %s", ks_json_kind(p));
 	prio = json_object_get(p, "priority");
 	tmo = json_object_get(p, "timeout");
+	bo = json_object_get(p, "binary_data_output");
 	if (prio && (!json_is_integer(prio) || json_integer_value(prio) < 0 ||
 		     json_integer_value(prio) > 1000000))
 		return KS_ERR("parameters.priority: expected a non-negative integer");
 	if (tmo && (!json_is_integer(tmo) || json_integer_value(tmo) < 0))
 		return KS_ERR("parameters.timeout: expected a non-negative integer (microseconds)");
+	if (bo && !json_is_boolean(bo))
+		return KS_ERR("parameters.binary_data_output: expected true or false");
 	out->priority = prio ? (int)json_integer_value(prio) : 0;
 	out->timeout_us = tmo ? json_integer_value(tmo) : 0;
+	out->binary_output = bo && json_is_true(bo);
 	return 0;
 }
 
-static int ks_parse_root(const struct model *m, const json_t *root, struct ks_infer *out,
-			 char *err, size_t errlen)
+static int ks_parse_root(const struct model *m, const json_t *root, const char *bin,
+			 size_t bin_len, struct ks_infer *out, char *err, size_t errlen)
 {
 	const json_t *id = json_object_get(root, "id");
 	const json_t *inputs = json_object_get(root, "inputs");
+	size_t used = 0;
 	int rc;
 
 	if (!json_is_object(root))
@@ -193,7 +319,7 @@ static int ks_parse_root(const struct model *m, const json_t *root, struct ks_in
 		if (json_string_length(id) > KS_ID_MAX)
 			return KS_ERR("id: longer than %d bytes", KS_ID_MAX);
 		memcpy(out->id, json_string_value(id), json_string_length(id) + 1);
-		out->has_id = 1;
+		out->has_id = true;
 	}
 	rc = ks_parse_params(json_object_get(root, "parameters"), out, err, errlen);
 	if (rc)
@@ -201,35 +327,33 @@ static int ks_parse_root(const struct model *m, const json_t *root, struct ks_in
 	if (!json_is_array(inputs))
 		return KS_ERR("inputs: expected a list of input tensors, got %s",
 			      inputs ? ks_json_kind(inputs) : "nothing");
-	if (json_array_size(inputs) != 1)
-		return KS_ERR("inputs: model %s takes 1 input, got %zu", m->name,
-			      json_array_size(inputs));
-	rc = ks_parse_input(m, json_array_get(inputs, 0), out, err, errlen);
+	rc = ks_parse_input(m, inputs, bin, bin_len, &used, out, err, errlen);
 	if (rc)
 		return rc;
-	return ks_parse_outputs(m, json_object_get(root, "outputs"), err, errlen);
+	if (bin && used != bin_len)
+		return KS_ERR("request body: %zu bytes after the last binary input (binary "
+			      "section is %zu bytes, inputs use %zu)", bin_len - used, bin_len, used);
+	return ks_parse_outputs(m, json_object_get(root, "outputs"), out, err, errlen);
 }
 
-int ks_parse_infer(const struct model *m, const char *body, size_t len, struct ks_infer *out,
-		   char *err, size_t errlen)
+int ks_parse_infer(const struct model *m, const char *json, size_t json_len, const char *bin,
+		   size_t bin_len, struct ks_infer *out, char *err, size_t errlen)
 {
 	json_error_t jerr;
 	json_t *root;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (len == 0)
+	if (json_len == 0)
 		return KS_ERR("request body: empty, expected a JSON object with \"inputs\"");
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	root = json_loadb(json, json_len, JSON_REJECT_DUPLICATES, &jerr);
 	if (!root)
 		return KS_ERR("malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
 			      jerr.text);
-	rc = ks_parse_root(m, root, out, err, errlen);
+	rc = ks_parse_root(m, root, bin, bin_len, out, err, errlen);
 	json_decref(root);
-	if (rc) {
-		free(out->data);
-		out->data = NULL;
-	}
+	if (rc)
+		ks_infer_free(out);
 	return rc;
 }
 
@@ -249,10 +373,10 @@ void ks_put_str(struct evbuffer *out, const char *s)
 	evbuffer_add(out, "\"", 1);
 }
 
-void ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
-		     const float *values)
+size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		       const float *values, bool binary)
 {
-	size_t n = (size_t)rows * m->out_dim;
+	size_t n = (size_t)rows * m->out_dim, start = evbuffer_get_length(out), hdr;
 	char num[32];
 
 	evbuffer_add_printf(out, "{\"model_name\":");
@@ -264,8 +388,17 @@ void ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id
 	}
 	evbuffer_add(out, ",\"outputs\":[{\"name\":", 20);
 	ks_put_str(out, m->output.name);
-	evbuffer_add_printf(out, ",\"datatype\":\"%s\",\"shape\":[%d,%d],\"data\":[",
+	evbuffer_add_printf(out, ",\"datatype\":\"%s\",\"shape\":[%d,%d],",
 			    dtype_kserve_name(m->output.dtype), rows, m->out_dim);
+	if (binary) {
+		/* Little-endian FP32, as the host stores it (x86-64, aarch64). */
+		evbuffer_add_printf(out, "\"parameters\":{\"binary_data_size\":%zu}}]}",
+				    n * sizeof(float));
+		hdr = evbuffer_get_length(out) - start;
+		evbuffer_add(out, values, n * sizeof(float));
+		return hdr;
+	}
+	evbuffer_add(out, "\"data\":[", 8);
 	for (size_t i = 0; i < n; i++) {
 		/* %.9g round-trips every float32 exactly. */
 		int len = snprintf(num, sizeof(num), i ? ",%.9g" : "%.9g", (double)values[i]);
@@ -273,6 +406,7 @@ void ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id
 		evbuffer_add(out, num, len);
 	}
 	evbuffer_add(out, "]}]}", 4);
+	return 0;
 }
 
 static void ks_encode_spec(struct evbuffer *out, const struct tensor_spec *t)

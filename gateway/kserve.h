@@ -1,12 +1,15 @@
 /*
- * kserve.h - KServe v2 / Open Inference Protocol JSON bodies.
+ * kserve.h - KServe v2 / Open Inference Protocol request and response
+ * bodies: JSON, JSON with Triton's binary tensor extension, and the checks
+ * every body format shares (gateway/mpcodec.c decodes msgpack into the
+ * same struct ks_infer).
  *
- * Parsing validates a request against the model it is for, and every
- * failure names the field: "inputs[0].shape: expected [-1, 64], got [2, 63]".
+ * Every failure names the field: "inputs[0].shape: expected [-1, 64], got [2, 63]".
  */
 #ifndef INFERGW_KSERVE_H
 #define INFERGW_KSERVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,25 +18,56 @@ struct evbuffer;
 
 #define KS_ID_MAX 256
 
+/* One parsed infer request, whatever its wire format. */
 struct ks_infer {
 	char id[KS_ID_MAX + 1];
-	int has_id;
+	bool has_id;
 	int rows;
-	float *data;		/* rows x in_dim, malloc'd: the caller frees */
+	const float *data;	/* rows x in_dim little-endian FP32; may be unaligned */
+	float *owned;		/* data's buffer when decoded (free it), NULL for a view */
 	int priority;		/* parameters.priority, 0 = not given */
 	int64_t timeout_us;	/* parameters.timeout, 0 = not given */
+	bool binary_output;	/* binary_data_output, or binary_data on the output */
 };
 
+/* ks_infer_free - free what the parse allocated (not the body it viewed). */
+void ks_infer_free(struct ks_infer *ki);
+
 /*
- * ks_parse_infer - parse and validate an infer request body for model m.
- * Returns 0 (out filled, out->data owned by the caller) or 400 with a
- * message in err.
+ * ks_parse_infer - parse and validate a JSON infer request for model m.
+ * bin/bin_len is the binary section after the JSON header when the request
+ * carried Inference-Header-Content-Length (NULL otherwise): inputs with
+ * parameters.binary_data_size take their bytes from it, in input order,
+ * without copying (ki->data then points into bin).  Returns 0, or 400 with
+ * a message in err.
  */
-int ks_parse_infer(const struct model *m, const char *body, size_t len, struct ks_infer *out,
+int ks_parse_infer(const struct model *m, const char *json, size_t json_len, const char *bin,
+		   size_t bin_len, struct ks_infer *out, char *err, size_t errlen);
+
+/*
+ * ks_check_input - the checks shared by every format for input `idx` (of
+ * n_inputs): the model takes exactly one input, name and datatype match,
+ * shape matches the model's [-1, D] with 1..max_batch_size rows (*rows
+ * set).  0 or 400 with err.
+ */
+int ks_check_input(const struct model *m, int n_inputs, const char *name, size_t name_len,
+		   const char *datatype, size_t dt_len, const int64_t *dims, int ndim,
+		   int *rows, char *err, size_t errlen);
+/* ks_check_output_name - outputs[idx].name must be the model's output. 0 or 400. */
+int ks_check_output_name(const struct model *m, int idx, const char *name, size_t len,
+			 char *err, size_t errlen);
+/* ks_check_bytes - raw tensor bytes for the input: size must be rows x D x 4. 0 or 400. */
+int ks_check_bytes(const struct model *m, const char *field, int rows, size_t got,
 		   char *err, size_t errlen);
-/* ks_encode_infer - the response for rows x out_dim values of m. */
-void ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id,
-		     int rows, const float *values);
+
+/*
+ * ks_encode_infer - the JSON response for rows x out_dim values of m.  With
+ * binary, the output's data goes raw after the JSON (Triton's binary
+ * extension) and the JSON's length is returned (for
+ * Inference-Header-Content-Length); else 0.
+ */
+size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		       const float *values, bool binary);
 /* ks_encode_model - model metadata: name, versions, platform, inputs, outputs. */
 void ks_encode_model(struct evbuffer *out, const struct model *m);
 /* ks_put_str - append s as a JSON string literal, escaped. */

@@ -349,10 +349,15 @@ static struct evconnlistener *srv_listen(struct srv_loop *sl, const char *addres
 	char addr[128];
 
 	snprintf(addr, sizeof(addr), strchr(address, ':') ? "[%s]:%d" : "%s:%d", address, *port);
-	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen)) {
-		*err = yt_strdupf("cannot parse listen address \"%s\"", addr);
+	/* libevent's parser refuses port 0; parse the address alone, set the port. */
+	if (evutil_parse_sockaddr_port(address, (struct sockaddr *)&ss, &sslen)) {
+		*err = yt_strdupf("cannot parse listen address \"%s\"", address);
 		return NULL;
 	}
+	if (ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)*port);
+	else
+		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)*port);
 	if (*port != 0 && sl->loop.idx == 0 && srv_port_free((struct sockaddr *)&ss, sslen)) {
 		*err = yt_strdupf("cannot listen on %s: address already in use", addr);
 		return NULL;

@@ -162,6 +162,9 @@ struct scenario {
 	double warmup;
 	int cand_mode;			/* CAND_GATEWAY, CAND_ALL, CAND_SAMPLE */
 	int cand_d;
+	/* what-ifs, off by default (= the gateway's behaviour today) */
+	int exec_fill;			/* router: predict the batch as filled by lower levels */
+	int drop_hopeless;		/* scheduler: 504 queued requests that cannot finish in time */
 };
 
 enum { CAND_GATEWAY, CAND_ALL, CAND_SAMPLE };
@@ -611,7 +614,7 @@ static struct event ev_pop(void)
 /* ---- statistics ---- */
 
 struct lvl_stats {
-	uint64_t arrived, ok, late_done, expired, bad400, rej[ROUTE_SHED + 1];
+	uint64_t arrived, ok, late_done, expired, hopeless, bad400, rej[ROUTE_SHED + 1];
 	uint64_t hist[HIST_BINS];	/* latency of completed requests */
 	uint64_t done;
 };
@@ -651,16 +654,17 @@ static struct rng rng_exec, rng_cand;
 static uint64_t g_rr;			/* rt->rr */
 static uint64_t n_total, n_made, warm_n;
 static uint64_t t0_ns, t1_ns;
-static double snap0[N_KINDS], snap1[N_KINDS];
-static double kind_slots[N_KINDS];
+static double snap0[N_KINDS], snap1[N_KINDS], rsnap0[N_KINDS], rsnap1[N_KINDS];
+static double kind_slots[N_KINDS], kind_cap_rows[N_KINDS];	/* rows/s at full batches */
 static uint64_t kind_batches[N_KINDS], kind_rows[N_KINDS], kind_reqs[N_KINDS];
 static double capacity_rps, mean_rows;
 static uint64_t n_wakes, n_batches;
 
-static void busy_snapshot(uint64_t now, double *out)
+/* Busy slot-ns (out) and rows executed (rows) per kind, up to now. */
+static void busy_snapshot(uint64_t now, double *out, double *rows)
 {
 	for (int k = 0; k < N_KINDS; k++)
-		out[k] = 0;
+		out[k] = rows[k] = 0;
 	for (int i = 0; i < n_bes; i++) {
 		struct sim_be *b = &bes[i];
 		double busy = (double)b->busy_ns;
@@ -669,6 +673,7 @@ static void busy_snapshot(uint64_t now, double *out)
 			if (b->slots[s].running && now > b->slots[s].start)
 				busy += (double)(now - b->slots[s].start);
 		out[b->p->kind] += busy;
+		rows[b->p->kind] += (double)b->rows_done;
 	}
 }
 
@@ -716,6 +721,12 @@ static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct 
 		mine = rows;
 	}
 	work = (uint64_t)before * svc_predict(&b->svc, eff);
+	if (S.exec_fill) {
+		/* what-if: sq_take fills the batch with lower-priority rows */
+		int lower = b->sq.n_rows - ahead, fill = mine + lower;
+
+		mine = fill < eff ? fill : eff;
+	}
 	c->cost = b->p->cost;
 	c->queued = b->sq.n_reqs;
 	c->full = b->sq.n_reqs >= b->sq.max_reqs;
@@ -796,6 +807,22 @@ static void be_poll(struct sim_be *b, int bi, uint64_t now)
 		uint64_t w;
 		int cut;
 
+		if (S.drop_hopeless) {
+			/* what-if: answer 504 now what cannot finish by its deadline */
+			int rows = b->sq.n_rows < b->pol.max_batch ? b->sq.n_rows : b->pol.max_batch;
+
+			r = sq_expire(&b->sq, now + svc_predict(&b->svc, rows));
+			for (; r; r = next) {
+				struct sim_req *q = (struct sim_req *)r;
+
+				next = r->next;
+				if (q->counted)
+					st[r->priority].hopeless++;
+				req_put(q);
+			}
+			if (!b->sq.n_reqs)
+				break;
+		}
 		v.queued_rows = b->sq.n_rows;
 		v.oldest_ns = sq_oldest_arrival(&b->sq);
 		v.earliest_deadline_ns = sq_earliest_deadline(&b->sq);
@@ -979,11 +1006,11 @@ static void on_arrival(int ci, uint64_t now)
 	q->r.deadline_ns = objective ? now + objective : 0;
 	if (idx == warm_n) {
 		t0_ns = now;
-		busy_snapshot(now, snap0);
+		busy_snapshot(now, snap0, rsnap0);
 	}
 	if (idx == n_total - 1) {
 		t1_ns = now;
-		busy_snapshot(now, snap1);
+		busy_snapshot(now, snap1, rsnap1);
 	}
 	sim_submit(q, now, objective);
 	if (n_made < n_total) {
@@ -1036,6 +1063,7 @@ static void build_fleet(int scale)
 			kind_slots[p->kind] += p->slots;
 		}
 		capacity_rps += (double)S.grp[g].count * scale * p->slots * mb / (tn / 1e9);
+		kind_cap_rows[p->kind] += (double)S.grp[g].count * scale * p->slots * mb / (tn / 1e9);
 	}
 }
 
@@ -1044,8 +1072,10 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: sim --scenario FILE [--load X] [--policy slo|least-queue|round-robin]\n"
 		"           [--requests N] [--seed S] [--shed-frac F] [--share CLASS=F]...\n"
+		"           [--slo CLASS=MS]...\n"
 		"           [--arrival poisson|onoff] [--scale K] [--candidates gateway|all|sample]\n"
-		"           [--sample D] [--max-queue N] [--header] [--verbose]\n"
+		"           [--sample D] [--max-queue N] [--exec-fill] [--drop-hopeless]\n"
+		"           [--header] [--verbose]\n"
 		"Prints one CSV line (--header: the column names first).\n");
 	exit(2);
 }
@@ -1053,17 +1083,19 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	const char *scen = NULL, *share_over[MAX_CLASSES * 2];
+	int share_kind[MAX_CLASSES * 2];
 	const char *arrival_over = NULL, *cand_over = NULL, *policy_over = NULL;
 	double load = 1.0, shed_over = -1;
 	uint64_t seed = 1;
-	int header = 0, verbose = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
+	int header = 0, verbose = 0, exec_fill = 0, drop_hopeless = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
 	double mean_w_rows = 0, share_sum = 0, wall;
 	struct timespec w0, w1;
 	static const struct option opts[] = {
 		{ "scenario", 1, 0, 'S' }, { "load", 1, 0, 'l' }, { "policy", 1, 0, 'p' },
 		{ "requests", 1, 0, 'n' }, { "seed", 1, 0, 's' }, { "shed-frac", 1, 0, 'f' },
-		{ "share", 1, 0, 'c' }, { "arrival", 1, 0, 'a' }, { "scale", 1, 0, 'k' },
+		{ "share", 1, 0, 'c' }, { "slo", 1, 0, 'o' }, { "arrival", 1, 0, 'a' }, { "scale", 1, 0, 'k' },
 		{ "candidates", 1, 0, 'C' }, { "sample", 1, 0, 'd' }, { "max-queue", 1, 0, 'q' },
+		{ "exec-fill", 0, 0, 'E' }, { "drop-hopeless", 0, 0, 'D' },
 		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
 	};
 	int opt;
@@ -1078,8 +1110,10 @@ int main(int argc, char **argv)
 		case 's': seed = strtoull(optarg, NULL, 10); break;
 		case 'f': shed_over = atof(optarg); break;
 		case 'c':
+		case 'o':
 			if (n_share == MAX_CLASSES * 2)
-				die("too many --share");
+				die("too many --share/--slo");
+			share_kind[n_share] = opt;
 			share_over[n_share++] = optarg;
 			break;
 		case 'a': arrival_over = optarg; break;
@@ -1088,6 +1122,8 @@ int main(int argc, char **argv)
 		case 'd': sample_over = atoi(optarg); break;
 		case 'q': maxq_over = atoi(optarg); break;
 		case 'H': header = 1; break;
+		case 'E': exec_fill = 1; break;
+		case 'D': drop_hopeless = 1; break;
 		case 'v': verbose = 1; break;
 		default: usage();
 		}
@@ -1104,6 +1140,8 @@ int main(int argc, char **argv)
 	}
 	if (shed_over >= 0)
 		S.shed_frac = shed_over;
+	S.exec_fill |= exec_fill;
+	S.drop_hopeless |= drop_hopeless;
 	if (maxq_over > 0)
 		S.max_queue = maxq_over;
 	if (sample_over > 0)
@@ -1124,16 +1162,20 @@ int main(int argc, char **argv)
 		int found = 0;
 
 		if (!eq)
-			die("--share CLASS=FRACTION");
+			die("--share CLASS=FRACTION, --slo CLASS=MS");
 		snprintf(name, sizeof(name), "%.*s", (int)(eq - share_over[i]), share_over[i]);
 		for (int c = 0; c < S.n_classes; c++)
 			if (!strcmp(S.cls[c].name, name)) {
-				S.cls[c].share = atof(eq + 1);
-				S.cls[c].rate = -1;
+				if (share_kind[i] == 'o') {
+					S.cls[c].slo_ms = atof(eq + 1);
+				} else {
+					S.cls[c].share = atof(eq + 1);
+					S.cls[c].rate = -1;
+				}
 				found = 1;
 			}
 		if (!found)
-			die("--share: no class '%s'", name);
+			die("--share/--slo: no class '%s'", name);
 	}
 	for (int c = 0; c < S.n_classes; c++) {
 		struct class *k = &S.cls[c];
@@ -1205,8 +1247,9 @@ int main(int argc, char **argv)
 	wall = (double)(w1.tv_sec - w0.tv_sec) + (w1.tv_nsec - w0.tv_nsec) * 1e-9;
 
 	/* ---- results ---- */
-	double win = (double)(t1_ns - t0_ns) / 1e9, util[N_KINDS];
+	double win = (double)(t1_ns - t0_ns) / 1e9, util[N_KINDS], tput[N_KINDS];
 	uint64_t arrived = 0, ok = 0, rej[ROUTE_SHED + 1] = { 0 }, expired = 0, late = 0, bad = 0;
+	uint64_t hopeless = 0;
 
 	for (int i = 0; i < n_bes; i++) {
 		kind_batches[bes[i].p->kind] += bes[i].batches;
@@ -1216,22 +1259,26 @@ int main(int argc, char **argv)
 	for (int k = 0; k < N_KINDS; k++)
 		util[k] = kind_slots[k] > 0 && win > 0 ? (snap1[k] - snap0[k]) / 1e9 / (kind_slots[k] * win)
 						       : NAN;
+	for (int k = 0; k < N_KINDS; k++)
+		tput[k] = kind_cap_rows[k] > 0 && win > 0 ? (rsnap1[k] - rsnap0[k]) / win / kind_cap_rows[k]
+							  : NAN;
 	for (int l = 1; l <= S.levels; l++) {
 		arrived += st[l].arrived;
 		ok += st[l].ok;
 		expired += st[l].expired;
+		hopeless += st[l].hopeless;
 		late += st[l].late_done;
 		bad += st[l].bad400;
 		for (int w = 0; w <= ROUTE_SHED; w++)
 			rej[w] += st[l].rej[w];
 	}
 	if (header)
-		printf("scenario,policy,arrival,load,seed,requests,backends,candidates,shed_frac,"
+		printf("scenario,variant,policy,arrival,load,seed,requests,backends,candidates,shed_frac,"
 		       "capacity_rps,offered_rps,goodput_rps,goodput_per_capacity,slo_att,"
 		       "att_p1,att_p2,att_p3,good_p1_rps,good_p2_rps,good_p3_rps,"
 		       "p50_p1_ms,p99_p1_ms,p99_p2_ms,p99_p3_ms,"
-		       "rej_late,rej_full,rej_shed,rej_nobackend,bad_400,expired_504,late_done,"
-		       "util_cpu,util_gpu,util_dpu,batch_cpu,batch_gpu,batch_dpu,"
+		       "rej_late,rej_full,rej_shed,rej_nobackend,bad_400,expired_504,hopeless_504,late_done,"
+		       "util_cpu,util_gpu,util_dpu,tput_cpu,tput_gpu,tput_dpu,batch_cpu,batch_gpu,batch_dpu,"
 		       "served_cpu,served_gpu,served_dpu,sim_s,wall_s,events,sim_req_per_s\n");
 	{
 		const char *arr = "mixed";
@@ -1248,7 +1295,10 @@ int main(int argc, char **argv)
 			snprintf(cbuf, sizeof(cbuf), "sample%d", S.cand_d);
 		else
 			snprintf(cbuf, sizeof(cbuf), "%s", cm[S.cand_mode]);
-		printf("%s,%s,%s,%.3f,%llu,%llu,%d,%s,%.3f,", S.name, router_policy_name(S.policy), arr,
+		printf("%s,%s%s%s,%s,%s,%.3f,%llu,%llu,%d,%s,%.3f,", S.name,
+		       S.exec_fill || S.drop_hopeless ? "" : "gateway",
+		       S.exec_fill ? "exec-fill" : "", S.exec_fill && S.drop_hopeless ? "+drop-hopeless" :
+		       S.drop_hopeless ? "drop-hopeless" : "", router_policy_name(S.policy), arr,
 		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,
 		       S.shed_frac);
 		printf("%.1f,%.1f,%.1f,%.4f,%.4f,", capacity_rps, arrived / win, ok / win,
@@ -1261,12 +1311,15 @@ int main(int argc, char **argv)
 		printf("%.3f,%.3f,%.3f,%.3f,", hist_q(&st[1], 0.5), hist_q(&st[1], 0.99),
 		       S.levels >= 2 ? hist_q(&st[2], 0.99) : NAN,
 		       S.levels >= 3 ? hist_q(&st[3], 0.99) : NAN);
-		printf("%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)rej[ROUTE_LATE],
+		printf("%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)rej[ROUTE_LATE],
 		       (unsigned long long)rej[ROUTE_FULL], (unsigned long long)rej[ROUTE_SHED],
 		       (unsigned long long)rej[ROUTE_NO_BACKEND], (unsigned long long)bad,
-		       (unsigned long long)expired, (unsigned long long)late);
+		       (unsigned long long)expired, (unsigned long long)hopeless,
+		       (unsigned long long)late);
 		for (int k = 0; k < N_KINDS; k++)
 			printf("%.4f,", util[k]);
+		for (int k = 0; k < N_KINDS; k++)
+			printf("%.4f,", tput[k]);
 		for (int k = 0; k < N_KINDS; k++)
 			printf("%.2f,", kind_batches[k] ? (double)kind_rows[k] / kind_batches[k] : NAN);
 		for (int k = 0; k < N_KINDS; k++)

@@ -4,6 +4,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,7 +31,7 @@ static int setup(void **state)
 
 static int parse(const char *body, struct ks_infer *ki, char *err)
 {
-	return ks_parse_infer(&tm, body, strlen(body), ki, err, 512);
+	return ks_parse_infer(&tm, body, strlen(body), NULL, 0, ki, err, 512);
 }
 
 static void test_valid_flat_and_nested(void **state)
@@ -44,7 +45,8 @@ static void test_valid_flat_and_nested(void **state)
 	assert_true(ki.has_id);
 	assert_string_equal(ki.id, "r1");
 	assert_true(ki.data[0] == 1.0f && ki.data[7] == 8.5f);
-	free(ki.data);
+	assert_ptr_equal(ki.data, ki.owned);
+	ks_infer_free(&ki);
 	assert_int_equal(parse("{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
 			       "\"shape\":[2,4],\"data\":[[1,2,3,4],[5,6,7,-8e-1]]}],"
 			       "\"outputs\":[{\"name\":\"probabilities\"}],"
@@ -53,7 +55,7 @@ static void test_valid_flat_and_nested(void **state)
 	assert_true(ki.data[4] == 5.0f && ki.data[7] == -0.8f);
 	assert_int_equal(ki.priority, 2);
 	assert_int_equal(ki.timeout_us, 5000);
-	free(ki.data);
+	ks_infer_free(&ki);
 }
 
 /* Each malformed body gets 400 and a message naming the field. */
@@ -96,6 +98,7 @@ static void test_errors_name_the_field(void **state)
 		if (!strstr(err, cases[i].msg))
 			fail_msg("case %zu: got \"%s\", want \"%s\"", i, err, cases[i].msg);
 		assert_null(ki.data);
+		assert_null(ki.owned);
 	}
 }
 
@@ -109,18 +112,65 @@ static char *drain(struct evbuffer *b)
 	return s;
 }
 
+/* Triton's binary extension: tensors after the JSON header, viewed in place. */
+static void test_binary_inputs(void **state)
+{
+	static const char hdr[] = "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+		"\"shape\":[2,4],\"parameters\":{\"binary_data_size\":32}}],"
+		"\"outputs\":[{\"name\":\"probabilities\",\"parameters\":{\"binary_data\":true}}]}";
+	char body[sizeof(hdr) + 40], err[512];
+	float v[8] = { 1, 2, 3, 4, 5, 6, 7, -8 };
+	size_t hl = sizeof(hdr) - 1;
+	struct ks_infer ki;
+
+	memcpy(body, hdr, hl);
+	memcpy(body + hl, v, sizeof(v));
+	assert_int_equal(ks_parse_infer(&tm, body, hl, body + hl, 32, &ki, err, sizeof(err)), 0);
+	assert_int_equal(ki.rows, 2);
+	assert_ptr_equal(ki.data, body + hl);	/* not copied */
+	assert_null(ki.owned);
+	assert_true(ki.binary_output);
+	assert_memory_equal(ki.data, v, sizeof(v));
+	/* Trailing bytes, short binary section, wrong size, no section. */
+	assert_int_equal(ks_parse_infer(&tm, body, hl, body + hl, 36, &ki, err, sizeof(err)), 400);
+	assert_non_null(strstr(err, "4 bytes after the last binary input"));
+	assert_int_equal(ks_parse_infer(&tm, body, hl, body + hl, 16, &ki, err, sizeof(err)), 400);
+	assert_non_null(strstr(err, "runs past the end of the body"));
+	assert_int_equal(ks_parse_infer(&tm, body, hl, NULL, 0, &ki, err, sizeof(err)), 400);
+	assert_non_null(strstr(err, "no Inference-Header-Content-Length header"));
+	{
+		char bad[sizeof(hdr) + 8];
+
+		snprintf(bad, sizeof(bad), "%s", hdr);
+		memcpy(strstr(bad, "32}"), "28}", 3);
+		assert_int_equal(ks_parse_infer(&tm, bad, hl, body + hl, 28, &ki, err, sizeof(err)), 400);
+		assert_non_null(strstr(err, "inputs[0].parameters.binary_data_size: 28 bytes, expected 32 for shape [2, 4] FP32"));
+	}
+}
+
 static void test_encode_response(void **state)
 {
 	struct evbuffer *b = evbuffer_new();
 	float v[6] = { 0.1f, 0.2f, 0.7f, 1.0f, 0.0f, 1e-8f };
 	char *s;
 
-	ks_encode_infer(b, &tm, "q\"1", 2, v);
+	assert_int_equal(ks_encode_infer(b, &tm, "q\"1", 2, v, false), 0);
 	s = drain(b);
 	assert_string_equal(s, "{\"model_name\":\"digits\",\"model_version\":\"1\",\"id\":\"q\\\"1\","
 			    "\"outputs\":[{\"name\":\"probabilities\",\"datatype\":\"FP32\","
 			    "\"shape\":[2,3],\"data\":[0.100000001,0.200000003,0.699999988,1,0,9.99999994e-09]}]}");
 	free(s);
+	/* Binary output: JSON header with binary_data_size, then the raw floats. */
+	{
+		size_t hl = ks_encode_infer(b, &tm, NULL, 2, v, true);
+
+		s = drain(b);
+		assert_int_equal(hl, strlen("{\"model_name\":\"digits\",\"model_version\":\"1\","
+					    "\"outputs\":[{\"name\":\"probabilities\",\"datatype\":\"FP32\","
+					    "\"shape\":[2,3],\"parameters\":{\"binary_data_size\":24}}]}"));
+		assert_memory_equal(s + hl, v, sizeof(v));
+		free(s);
+	}
 	ks_encode_model(b, &tm);
 	s = drain(b);
 	assert_string_equal(s, "{\"name\":\"digits\",\"versions\":[\"1\"],\"platform\":\"infergw-mlp\","
@@ -136,6 +186,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid_flat_and_nested),
 		cmocka_unit_test(test_errors_name_the_field),
+		cmocka_unit_test(test_binary_inputs),
 		cmocka_unit_test(test_encode_response),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);

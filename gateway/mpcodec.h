@@ -1,0 +1,38 @@
+/*
+ * mpcodec.h - inference requests and responses as msgpack maps: the
+ * `application/msgpack` HTTP body, and (later) the DPDK datagram and the
+ * agent protocol, which carry the same map.
+ *
+ * Request:  {"model_name"?: str, "id"?: str,
+ *            "parameters"?: {"priority": int, "timeout": int (µs)},
+ *            "inputs": [{"name": str, "datatype": "FP32", "shape": [int...],
+ *                        "data": bin (raw little-endian) | [numbers...]}],
+ *            "outputs"?: [{"name": str}]}
+ * Response: {"model_name": str, "model_version": str, "id"?: str,
+ *            "outputs": [{"name", "datatype", "shape", "data": bin}]}
+ * Tensor bytes in a request are not copied: ki->data points into the buffer.
+ */
+#ifndef INFERGW_MPCODEC_H
+#define INFERGW_MPCODEC_H
+
+#include <stddef.h>
+
+struct model;
+struct evbuffer;
+struct ks_infer;
+
+/*
+ * mp_parse_infer - decode and validate buf for model m.  model_name, when
+ * not NULL, receives the map's model_name (or "" when absent; size
+ * KS_ID_MAX+1) for transports without a URL.  0 or 400 with err.
+ */
+int mp_parse_infer(const struct model *m, const char *buf, size_t len, struct ks_infer *out,
+		   char *model_name, char *err, size_t errlen);
+/* mp_peek_model - the model_name of a msgpack request (for DPDK / agent
+ * routing before the model is known).  0 or -EINVAL. */
+int mp_peek_model(const char *buf, size_t len, char *name, size_t name_len);
+/* mp_encode_infer - the response map for rows x out_dim values of m. */
+void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		     const float *values);
+
+#endif

@@ -1,0 +1,402 @@
+"""Helpers for the SLO and reload integration tests (test_slo.py,
+test_reload.py): a deliberately slow MLP written to a temp directory, a
+gateway launcher that takes any config text, and small HTTP helpers.
+
+Everything talks to 127.0.0.1 only; every process started here is stopped by
+PID (``SlowGateway.kill``).  Builds on gwlib (reference model, h2 client,
+metrics parser); conftest.py's ``Gateway`` always writes the digits config,
+so the tests that need their own YAML use ``SlowGateway`` from here.
+"""
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import gwlib
+from gwlib import H2Client, JSON_CT, h1_request, metric
+
+REPO = gwlib.REPO
+BINARY = REPO / "build" / "infergw"
+DIGITS_DIR = gwlib.MODEL_DIR
+
+# 64 -> 2048 (relu) -> 2048 (relu) -> 10 -> softmax: ~4.3 M weights (17 MB),
+# a few milliseconds per batch of 8 on one core.
+SLOW_DIMS = (64, 2048, 2048, 10)
+
+
+def _gen_mlp():
+    spec = importlib.util.spec_from_file_location("gen_mlp", REPO / "tools" / "gen_mlp.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def write_slow_model(out, dims=SLOW_DIMS, seed=7, max_batch=64, name="slow"):
+    """Write model.yaml + model.safetensors (seeded He-scaled weights) to out.
+    Returns out as a Path."""
+    gen = _gen_mlp()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    tensors, layers = [], []
+    for i, (n_in, n_out) in enumerate(zip(dims, dims[1:])):
+        w = rng.standard_normal((n_out, n_in), dtype=np.float32)
+        w *= np.float32(np.sqrt(2.0 / n_in))
+        b = (rng.standard_normal(n_out, dtype=np.float32) * np.float32(0.01)).astype("<f4")
+        tensors += [(f"fc{i + 1}.weight", np.ascontiguousarray(w, dtype="<f4")),
+                    (f"fc{i + 1}.bias", np.ascontiguousarray(b))]
+        act = ", activation: relu" if i < len(dims) - 2 else ""
+        layers.append(f"  - {{type: dense, weight: fc{i + 1}.weight, "
+                      f"bias: fc{i + 1}.bias{act}}}")
+    layers.append("  - {type: softmax}")
+    gen.write_safetensors(str(out / "model.safetensors"), tensors,
+                          {"source": "tests/integration/slowmodel.py", "seed": seed})
+    (out / "model.yaml").write_text(
+        f"# {name}: deliberately slow MLP {'-'.join(map(str, dims))} for the SLO tests\n"
+        f"name: {name}\n"
+        f"platform: infergw-mlp\n"
+        f"version: 1\n"
+        f"max_batch_size: {max_batch}\n"
+        f"weights: model.safetensors\n"
+        f"inputs:\n"
+        f"  - {{name: input, datatype: FP32, shape: [-1, {dims[0]}]}}\n"
+        f"outputs:\n"
+        f"  - {{name: probabilities, datatype: FP32, shape: [-1, {dims[-1]}]}}\n"
+        f"layers:\n" + "\n".join(layers) + "\n")
+    return out
+
+
+def copy_model(src, dst):
+    """A second copy of a model directory (hard links are not used: the
+    reload signature compares inodes)."""
+    dst = Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in Path(src).iterdir():
+        if f.is_file():
+            (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+# ----------------------------------------------------------- configs ----
+
+def model_yaml(name, path, *, max_batch=8, max_queue_delay_us=0, max_queue=1024,
+               slo_ms=None, priority=None, extra=""):
+    s = (f"  - name: {name}\n"
+         f"    path: {path}\n"
+         f"    max_batch: {max_batch}\n"
+         f"    max_queue_delay_us: {max_queue_delay_us}\n"
+         f"    max_queue: {max_queue}\n")
+    if slo_ms is not None:
+        s += f"    slo_ms: {slo_ms}\n"
+    if priority is not None:
+        s += f"    priority: {priority}\n"
+    return s + extra
+
+
+def backend_yaml(name, models, *, workers=1, cost=1.0):
+    return (f"  - name: {name}\n"
+            f"    kind: cpu\n"
+            f"    workers: {workers}\n"
+            f"    threads_per_worker: 1\n"
+            f"    cost: {cost}\n"
+            f"    models: [{', '.join(models)}]\n")
+
+
+def config_text(models, backends, *, routing=None, reload=None, threads=2, port=8000,
+                admin_port=8001, level="info", max_concurrent_streams=256):
+    """A whole gateway.yaml.  models/backends: lists of model_yaml/backend_yaml
+    strings; routing/reload: dicts written as flow mappings."""
+    def flow(d):
+        return "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
+    s = ("# written by tests/integration/slowmodel.py\n"
+         f"listen:\n  address: 127.0.0.1\n  port: {port}\n  threads: {threads}\n"
+         f"admin:\n  address: 127.0.0.1\n  port: {admin_port}\n"
+         "limits:\n  max_body_bytes: 4194304\n  max_header_bytes: 16384\n"
+         f"  max_concurrent_streams: {max_concurrent_streams}\n"
+         "  idle_timeout_ms: 60000\n  shutdown_grace_ms: 5000\n"
+         f"log:\n  level: {level}\n  access: false\n")
+    if routing:
+        s += f"routing: {flow(routing)}\n"
+    if reload:
+        s += f"reload: {flow(reload)}\n"
+    s += "models:\n" + "".join(models) + "backends:\n" + "".join(backends)
+    return s
+
+
+def atomic_write(path, text):
+    """Replace path with text by writing a temp file beside it and renaming."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------- gateway ----
+
+LISTEN_RE = re.compile(r"\blisten=(\S+):(\d+)\b")
+ADMIN_RE = re.compile(r"\badmin=(\S+):(\d+)\b")
+CALIB_RE = re.compile(r"backend=(\S+) model=(\S+) batch1_us=([\d.]+) batch(\d+)_us=([\d.]+) "
+                      r"msg=\"calibrated service time\"")
+
+
+class SlowGateway:
+    """One infergw process on a config file we wrote.  By default started with
+    --port 0 --admin-port 0 (the kernel picks; the ports come from the log)."""
+
+    def __init__(self, workdir, name, text=None):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.config = self.workdir / f"{name}.yaml"
+        self.log_path = self.workdir / f"{name}.stderr"
+        if text is not None:
+            self.config.write_text(text)
+        self.proc = None
+        self.port = None
+        self.admin_port = None
+
+    def start(self, port="0", admin_port="0", timeout=60.0, config=None):
+        if not BINARY.exists():
+            raise AssertionError(f"{BINARY} does not exist: run `make` first")
+        args = [str(BINARY), "--config", str(config or self.config)]
+        if port is not None:
+            args += ["--port", str(port)]
+        if admin_port is not None:
+            args += ["--admin-port", str(admin_port)]
+        mark = len(self.log())
+        deadline = time.monotonic() + 10
+        while True:  # build/infergw may be relinked by a concurrent make
+            try:
+                with open(self.log_path, "ab") as logf:
+                    self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
+                                                 stderr=logf, cwd=str(self.workdir))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        deadline = time.monotonic() + timeout
+        last = "no listen= line"
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"gateway {self.name} exited {self.proc.returncode}:\n"
+                                     f"{self.log()[mark:][-3000:]}")
+            log = self.log()[mark:]
+            m, a = LISTEN_RE.search(log), ADMIN_RE.search(log)
+            if m and (a or admin_port in (None, "-1", -1)):
+                self.port = int(m.group(2))
+                self.admin_port = int(a.group(2)) if a else None
+                try:
+                    st, _, body = h1_request(self.port, "GET", "/v2/health/ready", timeout=2)
+                    if st == 200:
+                        return self
+                    last = f"ready {st} {body!r}"
+                except OSError as e:
+                    last = str(e)
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError(f"gateway {self.name} not ready: {last}\n{self.log()[-3000:]}")
+
+    def log(self):
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGTERM our process (by PID), SIGKILL after 10 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def sighup(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def calibration(self):
+        """{(backend, model): (batch1_us, rows, batchN_us)} from the log."""
+        return {(m.group(1), m.group(2)): (float(m.group(3)), int(m.group(4)),
+                                           float(m.group(5)))
+                for m in CALIB_RE.finditer(self.log())}
+
+    # -- HTTP ------------------------------------------------------------
+    @property
+    def base(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def metrics(self):
+        return gwlib.read_metrics(self.admin_port, "h1")
+
+    def admin(self, method, path, body=None, timeout=30.0):
+        """(status, headers, parsed JSON or raw bytes) from the admin port."""
+        hdrs = [("content-type", "application/json")] if body is not None else []
+        st, h, raw = h1_request(self.admin_port, method, path, body, hdrs, timeout=timeout)
+        try:
+            return st, h, json.loads(raw)
+        except ValueError:
+            return st, h, raw
+
+    def reload(self):
+        return self.admin("POST", "/admin/reload", b"")
+
+    def effective_config(self):
+        st, _, doc = self.admin("GET", "/admin/config")
+        assert st == 200, doc
+        return doc
+
+    def infer(self, model, rows, headers=(), params=None, timeout=10.0):
+        """One request over HTTP/1.1: (status, headers, body bytes)."""
+        doc = gwlib.infer_doc(rows)
+        if params:
+            doc["parameters"] = params
+        return h1_request(self.port, "POST", f"/v2/models/{model}/infer",
+                          json.dumps(doc).encode(),
+                          [("content-type", "application/json"), *headers], timeout=timeout)
+
+
+def outcomes(ms, model):
+    """{(backend, outcome): count} of infergw_requests_total for model."""
+    out = {}
+    for (name, labels), v in ms.items():
+        d = dict(labels)
+        if name == "infergw_requests_total" and d.get("model") == model:
+            out[(d["backend"], d["outcome"])] = v
+    return out
+
+
+def outcome_delta(before, after, model):
+    a, b = outcomes(after, model), outcomes(before, model)
+    return {k: a.get(k, 0) - b.get(k, 0) for k in set(a) | set(b)
+            if a.get(k, 0) - b.get(k, 0)}
+
+
+def by_outcome(delta):
+    out = {}
+    for (_, o), v in delta.items():
+        out[o] = out.get(o, 0) + v
+    return out
+
+
+def by_backend(delta, outcome="success"):
+    out = {}
+    for (b, o), v in delta.items():
+        if o == outcome:
+            out[b] = out.get(b, 0) + v
+    return out
+
+
+def rows_total(ms, backend="cpu0"):
+    return metric(ms, "infergw_backend_rows_total", backend=backend)
+
+
+def wait_outcomes(gw, before, model, total, timeout=10.0):
+    """Poll /metrics until the outcomes of model moved by total; return the
+    last snapshot."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ms = gw.metrics()
+        if sum(outcome_delta(before, ms, model).values()) >= total or \
+                time.monotonic() > deadline:
+            return ms
+        time.sleep(0.05)
+
+
+class OrderedH2(H2Client):
+    """H2Client that records the order in which streams complete and when."""
+
+    def __init__(self, port, timeout=30.0):
+        super().__init__(port, timeout)
+        self.done_order = []
+        self.done_at = {}
+
+    def _pump(self, deadline):
+        super()._pump(deadline)
+        now = time.monotonic()
+        for sid in sorted(self.streams):
+            if sid not in self.done_at and self.streams[sid].done:
+                self.done_at[sid] = now
+                self.done_order.append(sid)
+
+    def queue_infer(self, model, rows, headers=(), params=None):
+        """HEADERS+DATA for one request, not yet flushed to the socket."""
+        doc = gwlib.infer_doc(rows)
+        if params:
+            doc["parameters"] = params
+        return self.request("POST", f"/v2/models/{model}/infer", json.dumps(doc).encode(),
+                            [JSON_CT, *headers], flush=False)
+
+    def flush(self):
+        self._flush()
+
+
+def h2load_bin():
+    return "h2load"
+
+
+H2_REQ_RE = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                       r"(\d+) failed, (\d+) errored, (\d+) timeout")
+H2_CODES_RE = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+
+
+def parse_h2load(text):
+    m, c = H2_REQ_RE.search(text), H2_CODES_RE.search(text)
+    assert m and c, f"h2load output not understood:\n{text[-3000:]}"
+    req = dict(zip(["total", "started", "done", "succeeded", "failed", "errored",
+                    "timeout"], map(int, m.groups())))
+    codes = dict(zip(["2xx", "3xx", "4xx", "5xx"], map(int, c.groups())))
+    return req, codes
+
+
+def read_h2load_log(path):
+    """[(start_us, status, duration_us)] from h2load --log-file."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3:
+            out.append((int(parts[0]), int(parts[1]), int(parts[2])))
+    return out
+
+
+class Thread(threading.Thread):
+    """A thread whose exception is re-raised by join()."""
+
+    def __init__(self, fn, *a, **kw):
+        super().__init__(daemon=True)
+        self.fn, self.a, self.kw = fn, a, kw
+        self.exc = None
+        self.result = None
+
+    def run(self):
+        try:
+            self.result = self.fn(*self.a, **self.kw)
+        except BaseException as e:  # noqa: BLE001 - handed to join()
+            self.exc = e
+
+    def join(self, timeout=None):
+        super().join(timeout)
+        if self.is_alive():
+            raise AssertionError(f"thread {self.fn.__name__} still running after {timeout}s")
+        if self.exc:
+            raise self.exc
+        return self.result
+
+
+def ref_forward(model_dir, rows):
+    """float64 reference of any model directory (gwlib.RefModel on model_dir)."""
+    meta = gwlib.read_model_yaml(Path(model_dir) / "model.yaml")
+    w = gwlib.read_safetensors(Path(model_dir) / meta.get("weights", "model.safetensors"))
+    return gwlib.RefModel(meta, w).forward(rows)

@@ -1,0 +1,169 @@
+/* Unit tests for gateway/mpcodec.c: msgpack request decode (zero-copy bin) and response encode. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <event2/buffer.h>
+#include <msgpack.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kserve.h"
+#include "model/model.h"
+#include "mpcodec.h"
+
+static struct model tm;
+
+static int setup(void **state)
+{
+	memset(&tm, 0, sizeof(tm));
+	tm.name = "digits";
+	tm.version = 1;
+	tm.input = (struct tensor_spec){ .name = "input", .dtype = DT_FP32, .ndim = 2, .dims = { -1, 4 } };
+	tm.output = (struct tensor_spec){ .name = "probabilities", .dtype = DT_FP32, .ndim = 2, .dims = { -1, 3 } };
+	tm.in_dim = 4;
+	tm.out_dim = 3;
+	tm.max_batch_size = 8;
+	return 0;
+}
+
+static void str(msgpack_packer *pk, const char *s)
+{
+	msgpack_pack_str(pk, strlen(s));
+	msgpack_pack_str_body(pk, s, strlen(s));
+}
+
+/* A request map; data as bin when bin, else as an array; bad selects a defect. */
+static void build(msgpack_sbuffer *sb, int rows, int cols, bool bin, const char *dtype, int bad)
+{
+	msgpack_packer pk;
+	float v[64];
+
+	for (int i = 0; i < rows * cols; i++)
+		v[i] = (float)i * 0.5f;
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, 4);
+	str(&pk, "model_name");
+	str(&pk, "digits");
+	str(&pk, "id");
+	str(&pk, "m1");
+	str(&pk, "parameters");
+	msgpack_pack_map(&pk, 1);
+	str(&pk, "priority");
+	msgpack_pack_int(&pk, 2);
+	str(&pk, "inputs");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, 4);
+	str(&pk, "name");
+	str(&pk, bad == 1 ? "x" : "input");
+	str(&pk, "datatype");
+	str(&pk, dtype);
+	str(&pk, "shape");
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_int(&pk, rows);
+	msgpack_pack_int(&pk, cols);
+	str(&pk, "data");
+	if (bin) {
+		size_t n = rows * cols * sizeof(float) - (bad == 2 ? 4 : 0);
+
+		msgpack_pack_bin(&pk, n);
+		msgpack_pack_bin_body(&pk, v, n);
+	} else {
+		msgpack_pack_array(&pk, rows * cols);
+		for (int i = 0; i < rows * cols; i++)
+			if (bad == 3 && i == 2)
+				str(&pk, "oops");
+			else
+				msgpack_pack_float(&pk, v[i]);
+	}
+}
+
+static void test_decode(void **state)
+{
+	msgpack_sbuffer sb;
+	struct ks_infer ki;
+	char err[512], name[KS_ID_MAX + 1];
+
+	build(&sb, 2, 4, true, "FP32", 0);
+	assert_int_equal(mp_parse_infer(&tm, sb.data, sb.size, &ki, name, err, sizeof(err)), 0);
+	assert_string_equal(name, "digits");
+	assert_string_equal(ki.id, "m1");
+	assert_int_equal(ki.priority, 2);
+	assert_int_equal(ki.rows, 2);
+	assert_null(ki.owned);			/* bin is viewed, not copied */
+	assert_true((const char *)ki.data > sb.data && (const char *)ki.data < sb.data + sb.size);
+	assert_true(ki.data[7] == 3.5f);
+	assert_int_equal(mp_peek_model(sb.data, sb.size, name, sizeof(name)), 0);
+	assert_string_equal(name, "digits");
+	msgpack_sbuffer_destroy(&sb);
+	build(&sb, 1, 4, false, "FP32", 0);
+	assert_int_equal(mp_parse_infer(&tm, sb.data, sb.size, &ki, NULL, err, sizeof(err)), 0);
+	assert_non_null(ki.owned);
+	assert_true(ki.data[3] == 1.5f);
+	ks_infer_free(&ki);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void expect(int rows, int cols, bool bin, const char *dt, int bad, size_t cut,
+		   const char *msg)
+{
+	msgpack_sbuffer sb;
+	struct ks_infer ki;
+	char err[512] = "";
+
+	build(&sb, rows, cols, bin, dt, bad);
+	assert_int_equal(mp_parse_infer(&tm, sb.data, sb.size - cut, &ki, NULL, err, sizeof(err)), 400);
+	if (!strstr(err, msg))
+		fail_msg("got \"%s\", want \"%s\"", err, msg);
+	assert_null(ki.owned);
+	msgpack_sbuffer_destroy(&sb);
+}
+
+static void test_errors(void **state)
+{
+	expect(2, 4, true, "INT32", 0, 0, "inputs[0].datatype: expected FP32, got INT32");
+	expect(2, 3, true, "FP32", 0, 0, "inputs[0].shape: expected [-1, 4], got [2, 3]");
+	expect(2, 4, true, "FP32", 1, 0, "inputs[0].name: model digits has no input \"x\"");
+	expect(2, 4, true, "FP32", 2, 0, "inputs[0].data: 28 bytes, expected 32 for shape [2, 4] FP32");
+	expect(1, 4, false, "FP32", 3, 0, "inputs[0].data[2]: expected a number, got a string");
+	expect(2, 4, true, "FP32", 0, 5, "malformed msgpack: body ends inside the map");
+}
+
+static void test_encode(void **state)
+{
+	struct evbuffer *b = evbuffer_new();
+	float v[6] = { 0.1f, 0.2f, 0.7f, 1, 0, 0 };
+	size_t n = 0;
+	msgpack_unpacked u;
+	char *buf;
+	const msgpack_object *o;
+
+	mp_encode_infer(b, &tm, "r9", 2, v);
+	n = evbuffer_get_length(b);
+	buf = malloc(n);
+	evbuffer_remove(b, buf, n);
+	msgpack_unpacked_init(&u);
+	assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(u.data.type, MSGPACK_OBJECT_MAP);
+	assert_int_equal(u.data.via.map.size, 4);
+	o = &u.data.via.map.ptr[3].val;	/* outputs */
+	o = &o->via.array.ptr[0].via.map.ptr[3].val;	/* data */
+	assert_int_equal(o->type, MSGPACK_OBJECT_BIN);
+	assert_int_equal(o->via.bin.size, sizeof(v));
+	assert_memory_equal(o->via.bin.ptr, v, sizeof(v));
+	msgpack_unpacked_destroy(&u);
+	free(buf);
+	evbuffer_free(b);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_decode),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_encode),
+	};
+	return cmocka_run_group_tests(tests, setup, NULL);
+}
