@@ -18,6 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "model/model.h"
+#include "ytree.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -44,19 +45,6 @@ struct st_span {
 	uint64_t begin, end;
 	int idx;
 };
-
-static char *st_fmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *st_fmt(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
 
 static uint64_t st_le64(const unsigned char *p)
 {
@@ -146,55 +134,55 @@ static char *st_tensor_parse(const char *file, const char *key, json_t *e,
 	size_t i;
 
 	if (!json_is_object(e))
-		return st_fmt("%s: tensor %s: entry is not a JSON object", file, key);
+		return yt_strdupf("%s: tensor %s: entry is not a JSON object", file, key);
 	json_object_foreach(e, k, v) {
 		if (strcmp(k, "dtype") && strcmp(k, "shape") && strcmp(k, "data_offsets"))
-			return st_fmt("%s: tensor %s: unknown field \"%s\" (allowed: dtype, shape, data_offsets)",
+			return yt_strdupf("%s: tensor %s: unknown field \"%s\" (allowed: dtype, shape, data_offsets)",
 				      file, key, k);
 	}
 	dt = json_object_get(e, "dtype");
 	if (!json_is_string(dt))
-		return st_fmt("%s: tensor %s: dtype missing or not a string", file, key);
+		return yt_strdupf("%s: tensor %s: dtype missing or not a string", file, key);
 	t->dtype = dtype_from_safetensors(json_string_value(dt));
 	if (t->dtype == DT_INVALID)
-		return st_fmt("%s: tensor %s: unknown dtype \"%s\"", file, key,
+		return yt_strdupf("%s: tensor %s: unknown dtype \"%s\"", file, key,
 			      json_string_value(dt));
 
 	shape = json_object_get(e, "shape");
 	if (!json_is_array(shape))
-		return st_fmt("%s: tensor %s: shape missing or not a list", file, key);
+		return yt_strdupf("%s: tensor %s: shape missing or not a list", file, key);
 	if (json_array_size(shape) > MODEL_MAX_DIMS)
-		return st_fmt("%s: tensor %s: shape has %zu dimensions, at most %d supported",
+		return yt_strdupf("%s: tensor %s: shape has %zu dimensions, at most %d supported",
 			      file, key, json_array_size(shape), MODEL_MAX_DIMS);
 	t->ndim = (int)json_array_size(shape);
 	json_array_foreach(shape, i, v) {
 		int64_t d = st_json_uint(v);
 
 		if (d < 0)
-			return st_fmt("%s: tensor %s: shape[%zu] is not a non-negative integer",
+			return yt_strdupf("%s: tensor %s: shape[%zu] is not a non-negative integer",
 				      file, key, i);
 		t->dims[i] = d;
 		if (__builtin_mul_overflow(nelem, (uint64_t)d, &nelem))
-			return st_fmt("%s: tensor %s: shape overflows", file, key);
+			return yt_strdupf("%s: tensor %s: shape overflows", file, key);
 	}
 
 	offs = json_object_get(e, "data_offsets");
 	if (!json_is_array(offs) || json_array_size(offs) != 2 ||
 	    st_json_uint(json_array_get(offs, 0)) < 0 ||
 	    st_json_uint(json_array_get(offs, 1)) < 0)
-		return st_fmt("%s: tensor %s: data_offsets missing or not two non-negative integers",
+		return yt_strdupf("%s: tensor %s: data_offsets missing or not two non-negative integers",
 			      file, key);
 	begin = (uint64_t)st_json_uint(json_array_get(offs, 0));
 	end = (uint64_t)st_json_uint(json_array_get(offs, 1));
 	if (begin > end)
-		return st_fmt("%s: tensor %s: data_offsets begin %llu > end %llu", file, key,
+		return yt_strdupf("%s: tensor %s: data_offsets begin %llu > end %llu", file, key,
 			      (unsigned long long)begin, (unsigned long long)end);
 	if (end > dlen)
-		return st_fmt("%s: tensor %s: data_offsets end %llu past data size %llu", file, key,
+		return yt_strdupf("%s: tensor %s: data_offsets end %llu past data size %llu", file, key,
 			      (unsigned long long)end, (unsigned long long)dlen);
 	if (__builtin_mul_overflow(nelem, (uint64_t)dtype_size(t->dtype), &nbytes) ||
 	    nbytes != end - begin)
-		return st_fmt("%s: tensor %s: data_offsets span %llu bytes, shape x dtype needs %llu",
+		return yt_strdupf("%s: tensor %s: data_offsets span %llu bytes, shape x dtype needs %llu",
 			      file, key, (unsigned long long)(end - begin),
 			      (unsigned long long)nelem * dtype_size(t->dtype));
 	t->nbytes = (size_t)nbytes;
@@ -209,10 +197,10 @@ static char *st_metadata_check(const char *file, json_t *meta)
 	json_t *v;
 
 	if (!json_is_object(meta))
-		return st_fmt("%s: __metadata__ is not a JSON object", file);
+		return yt_strdupf("%s: __metadata__ is not a JSON object", file);
 	json_object_foreach(meta, k, v) {
 		if (!json_is_string(v))
-			return st_fmt("%s: __metadata__.%s is not a string", file, k);
+			return yt_strdupf("%s: __metadata__.%s is not a string", file, k);
 	}
 	return NULL;
 }
@@ -238,25 +226,25 @@ static struct st_file *st_build(const char *name, void *alloc, unsigned char *ma
 	size_t n, i, odd_bytes = 0;
 
 	if (len < 8) {
-		msg = st_fmt("%s: file too short (%zu bytes) for the 8-byte header length",
+		msg = yt_strdupf("%s: file too short (%zu bytes) for the 8-byte header length",
 			     name, len);
 		goto out_fail;
 	}
 	hlen = st_le64(map);
 	if (hlen > len - 8) {
-		msg = st_fmt("%s: header length %llu past end of file (%zu bytes)", name,
+		msg = yt_strdupf("%s: header length %llu past end of file (%zu bytes)", name,
 			     (unsigned long long)hlen, len);
 		goto out_fail;
 	}
 	dlen = len - 8 - hlen;
 	hdr = json_loadb((const char *)map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
 	if (!hdr) {
-		msg = st_fmt("%s: header is not valid JSON: %s (header byte %d)", name,
+		msg = yt_strdupf("%s: header is not valid JSON: %s (header byte %d)", name,
 			     jerr.text, jerr.position);
 		goto out_fail;
 	}
 	if (!json_is_object(hdr)) {
-		msg = st_fmt("%s: header is not a JSON object", name);
+		msg = yt_strdupf("%s: header is not a JSON object", name);
 		goto out_fail;
 	}
 
@@ -300,7 +288,7 @@ static struct st_file *st_build(const char *name, void *alloc, unsigned char *ma
 		for (j = i + 1; j < (size_t)f->n_tensors && spans[j].begin < spans[i].end; j++) {
 			if (spans[j].begin == spans[j].end)
 				continue;
-			msg = st_fmt("%s: tensor %s: data_offsets [%llu, %llu] overlap tensor %s [%llu, %llu]",
+			msg = yt_strdupf("%s: tensor %s: data_offsets [%llu, %llu] overlap tensor %s [%llu, %llu]",
 				     name, f->tensors[spans[j].idx].name,
 				     (unsigned long long)spans[j].begin,
 				     (unsigned long long)spans[j].end,
@@ -363,7 +351,7 @@ static struct st_file *st_build(const char *name, void *alloc, unsigned char *ma
 
 out_nomem:
 	free(msg);
-	msg = st_fmt("%s: out of memory", name);
+	msg = yt_strdupf("%s: out of memory", name);
 out_fail:
 	if (p) {
 		free(p->odd);
@@ -425,11 +413,11 @@ struct st_file *st_open(const char *path, char **err)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = errno;
-		*err = st_fmt("%s: %s", path, strerror(rc));
+		*err = yt_strdupf("%s: %s", path, strerror(rc));
 		return NULL;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		*err = st_fmt("%s: not a regular file", path);
+		*err = yt_strdupf("%s: not a regular file", path);
 		close(fd);
 		return NULL;
 	}
@@ -437,7 +425,7 @@ struct st_file *st_open(const char *path, char **err)
 	if (len >= 8) {
 		rc = st_pread_all(fd, head, 8, 0);
 		if (rc) {
-			*err = st_fmt("%s: read: %s", path, strerror(-rc));
+			*err = yt_strdupf("%s: read: %s", path, strerror(-rc));
 			close(fd);
 			return NULL;
 		}
@@ -445,14 +433,14 @@ struct st_file *st_open(const char *path, char **err)
 	}
 	alloc = aligned_alloc(ST_ALIGN, st_round_up(pad + len + 1, ST_ALIGN));
 	if (!alloc) {
-		*err = st_fmt("%s: out of memory (%zu bytes)", path, len);
+		*err = yt_strdupf("%s: out of memory (%zu bytes)", path, len);
 		close(fd);
 		return NULL;
 	}
 	rc = st_pread_all(fd, (char *)alloc + pad, len, 0);
 	close(fd);
 	if (rc) {
-		*err = st_fmt("%s: read: %s", path, rc == -EIO ? "file shrank while reading" :
+		*err = yt_strdupf("%s: read: %s", path, rc == -EIO ? "file shrank while reading" :
 			      strerror(-rc));
 		free(alloc);
 		return NULL;

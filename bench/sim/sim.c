@@ -294,9 +294,10 @@ static void class_defaults(struct class *c)
 	c->rate = -1;
 	c->rows = 1;
 	c->rows_max = 1;
-	c->peak = 1;
-	c->on_ms = 50;
-	c->off_ms = 50;
+	/* bursts: 20 ms at 4x the mean rate, then 80 ms at 0.25x (MMPP-2) */
+	c->peak = 4;
+	c->on_ms = 20;
+	c->off_ms = 80;
 }
 
 static void load_scenario(struct scenario *sc, const char *path)
@@ -721,16 +722,21 @@ static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct 
 		mine = rows;
 	}
 	work = (uint64_t)before * svc_predict(&b->svc, eff);
-	if (S.exec_fill) {
-		/* what-if: sq_take fills the batch with lower-priority rows */
-		int lower = b->sq.n_rows - ahead, fill = mine + lower;
-
-		mine = fill < eff ? fill : eff;
-	}
 	c->cost = b->p->cost;
 	c->queued = b->sq.n_reqs;
 	c->full = b->sq.n_reqs >= b->sq.max_reqs;
 	c->wait_ns = be_residual(b, now) + work / (uint64_t)b->n_slots;
+	if (S.exec_fill) {
+		/*
+		 * what-if: the batch is cut when a slot frees, and sq_take fills
+		 * it with whatever is queued then, lower levels and later
+		 * arrivals included.  Starting now: the rows queued now; later:
+		 * a full batch.
+		 */
+		int fill = c->wait_ns ? eff : mine + (b->sq.n_rows - ahead);
+
+		mine = fill < eff ? fill : eff;
+	}
 	c->exec_ns = svc_predict(&b->svc, mine);
 }
 

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -26,9 +27,9 @@ REPO = gwlib.REPO
 BINARY = REPO / "build" / "infergw"
 DIGITS_DIR = gwlib.MODEL_DIR
 
-# 64 -> 2048 (relu) -> 2048 (relu) -> 10 -> softmax: ~4.3 M weights (17 MB),
-# a few milliseconds per batch of 8 on one core.
-SLOW_DIMS = (64, 2048, 2048, 10)
+# 64 -> 4096 (relu) -> 4096 (relu) -> 10 -> softmax: ~17 M weights (67 MB,
+# memory bound): ~4 ms per batch of 1..8 rows on one core of this machine.
+SLOW_DIMS = (64, 4096, 4096, 10)
 
 
 def _gen_mlp():
@@ -146,9 +147,17 @@ CALIB_RE = re.compile(r"backend=(\S+) model=(\S+) batch1_us=([\d.]+) batch(\d+)_
                       r"msg=\"calibrated service time\"")
 
 
+def free_port():
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class SlowGateway:
-    """One infergw process on a config file we wrote.  By default started with
-    --port 0 --admin-port 0 (the kernel picks; the ports come from the log)."""
+    """One infergw process on a config file we wrote; the ports it serves come
+    from its listen= and admin= log lines."""
 
     def __init__(self, workdir, name, text=None):
         self.workdir = Path(workdir)
@@ -162,14 +171,30 @@ class SlowGateway:
         self.port = None
         self.admin_port = None
 
-    def start(self, port="0", admin_port="0", timeout=60.0, config=None):
+    def start(self, port="free", admin_port="free", timeout=60.0, config=None):
+        """Start on config (default self.config).  port/admin_port: "free" (a
+        port picked here; `--port 0` is what we would rather pass, see
+        test_reload.py::test_port_zero_picks_a_free_port), an int or str
+        passed as --port/--admin-port, or None (the file's value)."""
         if not BINARY.exists():
             raise AssertionError(f"{BINARY} does not exist: run `make` first")
-        args = [str(BINARY), "--config", str(config or self.config)]
-        if port is not None:
-            args += ["--port", str(port)]
-        if admin_port is not None:
-            args += ["--admin-port", str(admin_port)]
+        last = ""
+        for _ in range(3):  # a lost race for a free port: try again
+            args = [str(BINARY), "--config", str(config or self.config)]
+            want = free_port() if port == "free" else port
+            if want is not None:
+                args += ["--port", str(want)]
+            want_admin = free_port() if admin_port == "free" else admin_port
+            if want_admin is not None:
+                args += ["--admin-port", str(want_admin)]
+            ok, last = self._run(args, timeout, admin=want_admin not in (-1, "-1"))
+            if ok:
+                return self
+            if "cannot listen" not in last:
+                break
+        raise AssertionError(f"gateway {self.name} not ready: {last}")
+
+    def _run(self, args, timeout, admin):
         mark = len(self.log())
         deadline = time.monotonic() + 10
         while True:  # build/infergw may be relinked by a concurrent make
@@ -186,23 +211,23 @@ class SlowGateway:
         last = "no listen= line"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"gateway {self.name} exited {self.proc.returncode}:\n"
-                                     f"{self.log()[mark:][-3000:]}")
+                return False, (f"exited {self.proc.returncode}: {' '.join(args)}\n"
+                               f"{self.log()[mark:][-3000:]}")
             log = self.log()[mark:]
             m, a = LISTEN_RE.search(log), ADMIN_RE.search(log)
-            if m and (a or admin_port in (None, "-1", -1)):
+            if m and (a or not admin):
                 self.port = int(m.group(2))
                 self.admin_port = int(a.group(2)) if a else None
                 try:
                     st, _, body = h1_request(self.port, "GET", "/v2/health/ready", timeout=2)
                     if st == 200:
-                        return self
+                        return True, ""
                     last = f"ready {st} {body!r}"
                 except OSError as e:
                     last = str(e)
             time.sleep(0.05)
         self.kill()
-        raise AssertionError(f"gateway {self.name} not ready: {last}\n{self.log()[-3000:]}")
+        return False, f"{last}\n{self.log()[mark:][-3000:]}"
 
     def log(self):
         try:
