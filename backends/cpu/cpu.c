@@ -15,9 +15,14 @@
  *   - one user-mode scratchpad shared by the slot's primitives.  User mode
  *     keeps the library from sharing a hidden scratchpad between slots and
  *     keeps all memory per slot, allocated up front.
- * Weights are never copied: memory descriptor {in, out} with tag ba reads
- * nn.Linear's [out][in] array in place; bias is {1, out}; ReLU is a fused
- * eltwise post-op.
+ * Weights: at load, each dense layer asks oneDNN which weights layout its
+ * matmul prefers (format_tag_any at the largest bucket; the brgemm kernels
+ * want a blocked layout such as BA16a64b, the same for every batch size) and
+ * reorders nn.Linear's [out][in] array into it once, per model and backend,
+ * shared by every slot and bucket.  Measured on mlp-large: 2.1x at batch 1,
+ * 1.1x at batch 64 over reading the plain array.  When the preferred layout
+ * is the plain one ({in, out}, tag ba) the array is used in place.  Bias is
+ * {1, out}; ReLU is a fused eltwise post-op.
  *
  * Softmax runs in plain C over the live rows only: it only ever ends a chain
  * whose width is the (small) output width, so it costs little next to the
@@ -62,8 +67,15 @@ struct be_cpu_slot_model {
 	struct be_cpu_exec *exec;	/* [n_buckets][n_layers]; prim NULL for softmax */
 };
 
+/* A dense layer's weights in the layout its primitives read. */
+struct be_cpu_weights {
+	dnnl_memory_desc_t md;
+	void *packed;			/* owned reordered copy; NULL: the model's array */
+};
+
 struct be_cpu_model {
 	const struct model *m;
+	struct be_cpu_weights *wei;	/* per layer */
 	int n_buckets;
 	int buckets[BE_CPU_MAX_BUCKETS];	/* ascending; last = max_batch_size */
 	int *src_buf;			/* per layer: which buffer it reads (softmax: in place) */
@@ -133,6 +145,9 @@ static void be_cpu_model_free(struct be_cpu_model *cm, int n_slots)
 	}
 	free(cm->slots);
 	free(cm->src_buf);
+	for (i = 0; cm->wei && i < cm->m->n_layers; i++)
+		free(cm->wei[i].packed);
+	free(cm->wei);
 	free(cm);
 }
 
@@ -194,9 +209,14 @@ out_free:
 	return -ENODEV;
 }
 
-/* Create the matmul primitive for layer l at batch size rows (memory bound later). */
+/*
+ * Create the matmul primitive for layer l at batch size rows (memory bound
+ * later).  wmd: the weights layout to use; NULL = the plain {in, out} ba.
+ * With e NULL, only the descriptor is made and *pd_out returned instead.
+ */
 static dnnl_status_t be_cpu_matmul(struct be_cpu *c, const struct layer *l, int rows,
-				   struct be_cpu_exec *e, dnnl_memory_desc_t md[4])
+				   const dnnl_memory_desc_t *wmd, struct be_cpu_exec *e,
+				   dnnl_memory_desc_t md[4], dnnl_primitive_desc_t *pd_out)
 {
 	dnnl_dims_t sd = { rows, l->in }, wd = { l->in, l->out }, bd = { 1, l->out },
 		    dd = { rows, l->out };
@@ -211,6 +231,8 @@ static dnnl_status_t be_cpu_matmul(struct be_cpu *c, const struct layer *l, int 
 	    (st = dnnl_memory_desc_init_by_tag(&md[2], 2, bd, dnnl_f32, dnnl_ab)) ||
 	    (st = dnnl_memory_desc_init_by_tag(&md[3], 2, dd, dnnl_f32, dnnl_ab)))
 		return st;
+	if (wmd)
+		md[1] = *wmd;
 	st = dnnl_matmul_desc_init(&desc, &md[0], &md[1], l->bias ? &md[2] : NULL, &md[3]);
 	if (st)
 		return st;
@@ -226,9 +248,11 @@ static dnnl_status_t be_cpu_matmul(struct be_cpu *c, const struct layer *l, int 
 	}
 	if (!st)
 		st = dnnl_primitive_desc_create(&pd, &desc, attr, c->engine, NULL);
-	if (!st)
+	if (!st && e)
 		st = dnnl_primitive_create(&e->prim, pd);
-	if (pd)
+	if (pd && !st && pd_out)
+		*pd_out = pd;
+	else if (pd)
 		dnnl_primitive_desc_destroy(pd);
 	if (po)
 		dnnl_post_ops_destroy(po);
@@ -244,6 +268,73 @@ static const dnnl_memory_desc_t *be_cpu_scratch_md(dnnl_primitive_t prim)
 	if (dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success)
 		return NULL;
 	return dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+}
+
+/* Reorder src (plain ba weights) into dst's layout, once, synchronously. */
+static dnnl_status_t be_cpu_reorder(struct be_cpu *c, const dnnl_memory_desc_t *src_md,
+				    const void *src, const dnnl_memory_desc_t *dst_md, void *dst)
+{
+	dnnl_primitive_desc_t rpd = NULL;
+	dnnl_primitive_t r = NULL;
+	dnnl_memory_t ms = NULL, md = NULL;
+	dnnl_exec_arg_t args[2];
+	dnnl_status_t st;
+
+	st = dnnl_reorder_primitive_desc_create(&rpd, src_md, c->engine, dst_md, c->engine, NULL);
+	if (!st)
+		st = dnnl_primitive_create(&r, rpd);
+	if (!st)
+		st = dnnl_memory_create(&ms, src_md, c->engine, (void *)src);
+	if (!st)
+		st = dnnl_memory_create(&md, dst_md, c->engine, dst);
+	if (!st) {
+		args[0] = (dnnl_exec_arg_t){ DNNL_ARG_FROM, ms };
+		args[1] = (dnnl_exec_arg_t){ DNNL_ARG_TO, md };
+		st = dnnl_primitive_execute(r, c->streams[0], 2, args);
+	}
+	if (!st)
+		st = dnnl_stream_wait(c->streams[0]);
+	if (md)
+		dnnl_memory_destroy(md);
+	if (ms)
+		dnnl_memory_destroy(ms);
+	if (r)
+		dnnl_primitive_destroy(r);
+	if (rpd)
+		dnnl_primitive_desc_destroy(rpd);
+	return st;
+}
+
+/*
+ * Choose layer l's weights layout: what its matmul prefers at the largest
+ * bucket, reordered once when that is not the plain array.  On any failure
+ * the plain layout is kept (slower, never wrong).
+ */
+static void be_cpu_pack(struct be_cpu *c, const struct layer *l, int rows,
+			struct be_cpu_weights *w)
+{
+	dnnl_dims_t wd = { l->in, l->out };
+	dnnl_memory_desc_t any, md[4];
+	dnnl_primitive_desc_t pd = NULL;
+	const dnnl_memory_desc_t *pref;
+
+	dnnl_memory_desc_init_by_tag(&w->md, 2, wd, dnnl_f32, dnnl_ba);
+	w->packed = NULL;
+	if (dnnl_memory_desc_init_by_tag(&any, 2, wd, dnnl_f32, dnnl_format_tag_any) ||
+	    be_cpu_matmul(c, l, rows, &any, NULL, md, &pd))
+		return;
+	pref = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+	if (pref && !dnnl_memory_desc_equal(pref, &w->md)) {
+		void *buf = be_cpu_alloc(dnnl_memory_desc_get_size(pref));
+
+		if (buf && be_cpu_reorder(c, &w->md, l->weight, pref, buf) == dnnl_success) {
+			w->md = *pref;
+			w->packed = buf;
+		} else {
+			free(buf);
+		}
+	}
+	dnnl_primitive_desc_destroy(pd);
 }
 
 /* Primitives and buffers of one slot. */
@@ -275,11 +366,13 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 
 			if (l->kind != LAYER_DENSE)
 				continue;
-			st = be_cpu_matmul(c, l, cm->buckets[b], e, md);
+			st = be_cpu_matmul(c, l, cm->buckets[b], &cm->wei[i].md, e, md, NULL);
 			if (!st)
 				st = dnnl_memory_create(&e->src, &md[0], c->engine, sm->buf[p]);
 			if (!st)	/* oneDNN only reads weights and bias */
-				st = dnnl_memory_create(&e->wei, &md[1], c->engine, (void *)l->weight);
+				st = dnnl_memory_create(&e->wei, &md[1], c->engine,
+							cm->wei[i].packed ? cm->wei[i].packed
+									  : (void *)l->weight);
 			if (!st && l->bias)
 				st = dnnl_memory_create(&e->bias, &md[2], c->engine, (void *)l->bias);
 			if (!st)
@@ -359,7 +452,8 @@ static int be_cpu_load_model(struct backend *be, const struct model *m, char **e
 	cm->buckets[cm->n_buckets++] = m->max_batch_size;
 	cm->src_buf = calloc((size_t)m->n_layers, sizeof(*cm->src_buf));
 	cm->slots = calloc((size_t)c->n_slots, sizeof(*cm->slots));
-	if (!cm->src_buf || !cm->slots)
+	cm->wei = calloc((size_t)m->n_layers, sizeof(*cm->wei));
+	if (!cm->src_buf || !cm->slots || !cm->wei)
 		goto out_nomem;
 	for (i = 0, p = 0; i < m->n_layers; i++) {
 		cm->src_buf[i] = p;
@@ -371,6 +465,9 @@ static int be_cpu_load_model(struct backend *be, const struct model *m, char **e
 	/* Primitives pick their blocking for the thread count they will run with. */
 	saved_threads = omp_get_max_threads();
 	omp_set_num_threads(c->threads);
+	for (i = 0; i < m->n_layers; i++)
+		if (m->layers[i].kind == LAYER_DENSE)
+			be_cpu_pack(c, &m->layers[i], m->max_batch_size, &cm->wei[i]);
 	for (s = 0; s < c->n_slots && !rc; s++)
 		rc = be_cpu_load_slot(c, cm, &cm->slots[s], err);
 	omp_set_num_threads(saved_threads);

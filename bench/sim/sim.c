@@ -165,6 +165,7 @@ struct scenario {
 	/* what-ifs, off by default (= the gateway's behaviour today) */
 	int exec_fill;			/* router: predict the batch as filled by lower levels */
 	int drop_hopeless;		/* scheduler: 504 queued requests that cannot finish in time */
+	int strict_margin;		/* router: no fallback inside the margin (429 late instead) */
 };
 
 enum { CAND_GATEWAY, CAND_ALL, CAND_SAMPLE };
@@ -933,6 +934,9 @@ static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns)
 	rq.saturation_ns = (uint64_t)(S.shed_frac * (double)objective_ns);
 	n = sim_candidates(q, now, cand_buf, cap);
 	why = router_pick(&rc, &rq, cand_buf, n, &rr, &pick);
+	if (why == ROUTE_OK && S.strict_margin && S.policy == ROUTE_SLO && r->deadline_ns &&
+	    now + cand_buf[pick].wait_ns + cand_buf[pick].exec_ns + rc.margin_ns > r->deadline_ns)
+		why = ROUTE_LATE;	/* what-if: router_slo's fallback taken away */
 	if (why != ROUTE_OK) {
 		if (q->counted)
 			st[r->priority].rej[why]++;
@@ -1080,7 +1084,8 @@ static void usage(void)
 		"           [--requests N] [--seed S] [--shed-frac F] [--share CLASS=F]...\n"
 		"           [--slo CLASS=MS]...\n"
 		"           [--arrival poisson|onoff] [--scale K] [--candidates gateway|all|sample]\n"
-		"           [--sample D] [--max-queue N] [--exec-fill] [--drop-hopeless]\n"
+		"           [--sample D] [--max-queue N]\n"
+		"           [--exec-fill] [--drop-hopeless] [--strict-margin]   (what-ifs)\n"
 		"           [--header] [--verbose]\n"
 		"Prints one CSV line (--header: the column names first).\n");
 	exit(2);
@@ -1093,7 +1098,7 @@ int main(int argc, char **argv)
 	const char *arrival_over = NULL, *cand_over = NULL, *policy_over = NULL;
 	double load = 1.0, shed_over = -1;
 	uint64_t seed = 1;
-	int header = 0, verbose = 0, exec_fill = 0, drop_hopeless = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
+	int header = 0, verbose = 0, exec_fill = 0, drop_hopeless = 0, strict_margin = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
 	double mean_w_rows = 0, share_sum = 0, wall;
 	struct timespec w0, w1;
 	static const struct option opts[] = {
@@ -1102,6 +1107,7 @@ int main(int argc, char **argv)
 		{ "share", 1, 0, 'c' }, { "slo", 1, 0, 'o' }, { "arrival", 1, 0, 'a' }, { "scale", 1, 0, 'k' },
 		{ "candidates", 1, 0, 'C' }, { "sample", 1, 0, 'd' }, { "max-queue", 1, 0, 'q' },
 		{ "exec-fill", 0, 0, 'E' }, { "drop-hopeless", 0, 0, 'D' },
+		{ "strict-margin", 0, 0, 'M' },
 		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
 	};
 	int opt;
@@ -1130,6 +1136,7 @@ int main(int argc, char **argv)
 		case 'H': header = 1; break;
 		case 'E': exec_fill = 1; break;
 		case 'D': drop_hopeless = 1; break;
+		case 'M': strict_margin = 1; break;
 		case 'v': verbose = 1; break;
 		default: usage();
 		}
@@ -1148,6 +1155,7 @@ int main(int argc, char **argv)
 		S.shed_frac = shed_over;
 	S.exec_fill |= exec_fill;
 	S.drop_hopeless |= drop_hopeless;
+	S.strict_margin |= strict_margin;
 	if (maxq_over > 0)
 		S.max_queue = maxq_over;
 	if (sample_over > 0)
@@ -1301,10 +1309,16 @@ int main(int argc, char **argv)
 			snprintf(cbuf, sizeof(cbuf), "sample%d", S.cand_d);
 		else
 			snprintf(cbuf, sizeof(cbuf), "%s", cm[S.cand_mode]);
-		printf("%s,%s%s%s,%s,%s,%.3f,%llu,%llu,%d,%s,%.3f,", S.name,
-		       S.exec_fill || S.drop_hopeless ? "" : "gateway",
-		       S.exec_fill ? "exec-fill" : "", S.exec_fill && S.drop_hopeless ? "+drop-hopeless" :
-		       S.drop_hopeless ? "drop-hopeless" : "", router_policy_name(S.policy), arr,
+		char variant[64] = "";
+
+		if (S.exec_fill)
+			strcat(variant, "+exec-fill");
+		if (S.drop_hopeless)
+			strcat(variant, "+drop-hopeless");
+		if (S.strict_margin)
+			strcat(variant, "+strict-margin");
+		printf("%s,%s,%s,%s,%.3f,%llu,%llu,%d,%s,%.3f,", S.name,
+		       variant[0] ? variant + 1 : "gateway", router_policy_name(S.policy), arr,
 		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,
 		       S.shed_frac);
 		printf("%.1f,%.1f,%.1f,%.4f,%.4f,", capacity_rps, arrived / win, ok / win,

@@ -341,20 +341,31 @@ def wait_outcomes(gw, before, model, total, timeout=10.0):
 
 
 class OrderedH2(H2Client):
-    """H2Client that records the order in which streams complete and when."""
+    """H2Client that records when (and in which order) each stream completes."""
 
     def __init__(self, port, timeout=30.0):
         super().__init__(port, timeout)
         self.done_order = []
         self.done_at = {}
+        self.sent_at = {}
+        self._open = set()
+
+    def request(self, method, path, body=None, headers=(), flush=True):
+        sid = super().request(method, path, body, headers, flush)
+        self.sent_at[sid] = time.monotonic()
+        self._open.add(sid)
+        return sid
 
     def _pump(self, deadline):
         super()._pump(deadline)
         now = time.monotonic()
-        for sid in sorted(self.streams):
-            if sid not in self.done_at and self.streams[sid].done:
-                self.done_at[sid] = now
-                self.done_order.append(sid)
+        for sid in sorted(s for s in self._open if self.streams[s].done):
+            self._open.discard(sid)
+            self.done_at[sid] = now
+            self.done_order.append(sid)
+
+    def latency(self, sid):
+        return self.done_at[sid] - self.sent_at[sid]
 
     def queue_infer(self, model, rows, headers=(), params=None):
         """HEADERS+DATA for one request, not yet flushed to the socket."""
@@ -365,16 +376,64 @@ class OrderedH2(H2Client):
                             [JSON_CT, *headers], flush=False)
 
     def flush(self):
+        self._send_pending()
         self._flush()
 
 
-def h2load_bin():
-    return "h2load"
+def open_loop(port, path, body, headers, rate, duration, max_requests, grace=30.0):
+    """Open-loop sender on one HTTP/2 connection: one request every 1/rate s
+    for duration s (at most max_requests), then wait (at most grace s) for
+    the answers.  Returns [(status, latency_s, headers, body)] in send order;
+    status None for a stream the server reset."""
+    c = OrderedH2(port, timeout=duration + grace)
+    hdrs = [JSON_CT, *headers]
+    sids = []
+    try:
+        t0 = time.monotonic()
+        hard = t0 + duration + grace
+        while True:
+            now = time.monotonic()
+            if len(sids) < max_requests and now - t0 < duration:
+                due = t0 + len(sids) / rate
+                if now >= due:
+                    sids.append(c.request("POST", path, body, hdrs))
+                    continue
+                deadline = due
+            else:
+                if not c._open:
+                    break
+                if now > hard:
+                    raise AssertionError(f"{len(c._open)} requests unanswered after "
+                                         f"{grace}s")
+                deadline = min(now + 0.5, hard)
+            if c.eof:
+                raise AssertionError("the server closed the load connection")
+            try:
+                c._pump(deadline)
+            except TimeoutError:
+                pass
+        out = []
+        for sid in sids:
+            r = c.streams[sid]
+            out.append((r.status if r.reset is None else None, c.latency(sid), r.headers,
+                        bytes(r.body)))
+        return out
+    finally:
+        c.close()
 
 
 H2_REQ_RE = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
                        r"(\d+) failed, (\d+) errored, (\d+) timeout")
 H2_CODES_RE = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
+
+
+def run_h2load(args, timeout):
+    """Run h2load (bounded by -n and timeout); (req, codes, text)."""
+    out = subprocess.run(["h2load", *map(str, args)], capture_output=True, text=True,
+                         timeout=timeout)
+    text = out.stdout + out.stderr
+    req, codes = parse_h2load(text)
+    return req, codes, text
 
 
 def parse_h2load(text):

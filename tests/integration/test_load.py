@@ -98,7 +98,7 @@ def test_values_correct_while_batched_with_load(gw, model, heldout, tmp_path):
     x, _ = heldout
     body = tmp_path / "bg.json"
     body.write_bytes(infer_body(x[300:302]))
-    n_bg = 6000
+    n_bg = 20000
     result = {}
 
     def bg():
