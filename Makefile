@@ -49,22 +49,31 @@ endif
 endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
-FEATURES := http2 http1.1 kserve-v2 cpu-onednn
-CFLAGS  += -DINFERGW_VERSION='"$(VERSION)"' -DINFERGW_FEATURES='"$(FEATURES)"'
+FEATURES := http2 http1.1 kserve-v2 binary-tensor msgpack cpu-onednn hot-reload
 
 LIB_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) \
            $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit integration bench models clean help
+.PHONY: all deps run test unit integration bench models clean help FORCE
 all: $(BUILD)/infergw
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+# Rewritten only when the version or features change, so objects agree.
+$(BUILD)/gen/version.c: FORCE
+	@mkdir -p $(dir $@)
+	@v='const char infergw_version[] = "$(VERSION)";\nconst char infergw_features[] = "$(FEATURES)";'; \
+	if [ ! -f $@ ] || [ "$$(cat $@)" != "$$(printf "$$v")" ]; then printf "$$v\n" > $@; fi
+
+$(BUILD)/obj/gen/version.o: $(BUILD)/gen/version.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
 $(BUILD)/libinfergw.a: $(LIB_OBJ)
 	@$(if $(Q),echo "  AR    $@")

@@ -21,6 +21,7 @@
 #include "runtime.h"
 #include "server.h"
 #include "util.h"
+#include "version.h"
 
 #define JSON "application/json"
 
@@ -35,7 +36,7 @@ static void api_server_meta(struct call *c)
 {
 	c->resp = evbuffer_new();
 	evbuffer_add_printf(c->resp, "{\"name\":\"infergw\",\"version\":\"%s\",\"extensions\":[\"binary_tensor_data\",\"schedule_policy\",\"model_repository\"]}",
-			    INFERGW_VERSION);
+			    infergw_version);
 	call_respond(c, 200, JSON);
 }
 

@@ -8,7 +8,7 @@
  * structures, while we want the request body in the same evbuffer the
  * HTTP/2 path fills, so one API layer serves both.  The parser is small
  * because the grammar we accept is: request line, header lines, and a
- * Content-Length body (chunked request bodies get a clear 501).
+ * Content-Length or chunked body (RFC 9112 §7.1; other codings get 501).
  * Requests on one connection are served one at a time, in order, which is
  * what pipelining requires.
  */
@@ -119,9 +119,20 @@ static int h1_framing(struct conn *c, struct call *call, const char **why)
 		c->h1_keepalive = false;
 	else if (conn && strcasestr(conn, "keep-alive"))
 		c->h1_keepalive = true;
-	if (te && strcasecmp(te, "identity") != 0) {
-		*why = "Transfer-Encoding request bodies are not supported; send Content-Length";
+	c->h1_chunked = false;
+	if (te && strcasecmp(te, "chunked") != 0) {
+		*why = "Transfer-Encoding: only chunked is supported";
 		return 501;
+	}
+	if (te && cl) {		/* ambiguous framing: the classic smuggling vector */
+		*why = "both Transfer-Encoding and Content-Length";
+		return 400;
+	}
+	if (te) {
+		c->h1_chunked = true;
+		c->h1_chunk_state = 0;
+		if (expect && !strcasecmp(expect, "100-continue"))
+			bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	}
 	if (cl) {
 		errno = 0;
@@ -139,6 +150,88 @@ static int h1_framing(struct conn *c, struct call *call, const char **why)
 	if (expect && !strcasecmp(expect, "100-continue") && n > 0)
 		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	return 0;
+}
+
+enum { H1_CHUNK_SIZE, H1_CHUNK_DATA, H1_CHUNK_CRLF, H1_CHUNK_TRAILER };
+
+/* One CRLF-terminated line of a chunked body: 1 = *line set (free it), 0 =
+ * wait, -1 = too long. */
+static int h1_chunk_line(struct evbuffer *in, char **line)
+{
+	size_t n;
+
+	*line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
+	if (*line)
+		return 1;
+	return evbuffer_get_length(in) > 4096 ? -1 : 0;
+}
+
+/*
+ * Decode as much of a chunked body as has arrived into the call's body.
+ * 1 = complete, 0 = need more, -1 = failed (answered, connection closing).
+ */
+static int h1_read_chunked(struct conn *c, struct evbuffer *in)
+{
+	uint64_t max = conn_cfg(c)->limits.max_body_bytes;
+	struct call *call = c->h1_call;
+	char *line, *end;
+	int r;
+
+	for (;;) {
+		switch (c->h1_chunk_state) {
+		case H1_CHUNK_SIZE:
+			if ((r = h1_chunk_line(in, &line)) <= 0)
+				goto line_wait;
+			c->h1_chunk_left = strtoull(line, &end, 16);
+			r = end == line || (*end && *end != ';' && *end != ' ');
+			free(line);
+			if (r)
+				goto bad;
+			if (evbuffer_get_length(call->body) + c->h1_chunk_left > max) {
+				h1_fail(c, call, 413, "request body exceeds limits.max_body_bytes");
+				return -1;
+			}
+			c->h1_chunk_state = c->h1_chunk_left ? H1_CHUNK_DATA : H1_CHUNK_TRAILER;
+			break;
+		case H1_CHUNK_DATA: {
+			size_t n = evbuffer_get_length(in);
+
+			if (n > c->h1_chunk_left)
+				n = c->h1_chunk_left;
+			evbuffer_remove_buffer(in, call->body, n);
+			c->h1_chunk_left -= n;
+			if (c->h1_chunk_left)
+				return 0;
+			c->h1_chunk_state = H1_CHUNK_CRLF;
+			break;
+		}
+		case H1_CHUNK_CRLF: {
+			char crlf[2];
+
+			if (evbuffer_get_length(in) < 2)
+				return 0;
+			evbuffer_remove(in, crlf, 2);
+			if (crlf[0] != '\r' || crlf[1] != '\n')
+				goto bad;
+			c->h1_chunk_state = H1_CHUNK_SIZE;
+			break;
+		}
+		default:	/* trailer fields until the empty line; ignored */
+			if ((r = h1_chunk_line(in, &line)) <= 0)
+				goto line_wait;
+			r = line[0] == 0;
+			free(line);
+			if (r)
+				return 1;
+			break;
+		}
+	}
+line_wait:
+	if (r == 0)
+		return 0;
+bad:
+	h1_fail(c, call, 400, "malformed chunked request body");
+	return -1;
 }
 
 /* Read a head if one is complete.  1 = call ready for its body, 0 = wait. */
@@ -194,7 +287,11 @@ void h1_on_read(struct conn *c)
 	while (!c->h1_busy && !c->closing) {
 		if (!c->h1_call && h1_read_head(c, in) <= 0)
 			break;
-		if (c->h1_body_left) {
+		if (c->h1_chunked) {
+			if (h1_read_chunked(c, in) <= 0)
+				break;
+			c->h1_chunked = false;
+		} else if (c->h1_body_left) {
 			size_t n = evbuffer_get_length(in);
 
 			if (n > c->h1_body_left)

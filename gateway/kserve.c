@@ -37,18 +37,34 @@ static const char *ks_json_kind(const json_t *v)
 }
 
 /* Flatten nested data into dst[*n..]; stops at cap.  0 or 400. */
-static int ks_flatten(const json_t *v, float *dst, size_t cap, size_t *n, char *path,
-		      size_t plen, char *err, size_t errlen)
+/*
+ * Flatten data into dst[*n..] (stops writing at cap).  Flat data is a list
+ * of numbers (its count is checked by the caller); nested data must follow
+ * the shape exactly: at depth d a list of dims[d] elements, numbers at the
+ * last dimension, so ragged rows are a 400, never re-sliced.
+ */
+static int ks_flatten(const json_t *v, const int64_t *dims, int ndim, int depth, float *dst,
+		      size_t cap, size_t *n, char *path, size_t plen, char *err, size_t errlen)
 {
+	bool nested = depth > 0 || json_is_array(json_array_get(v, 0));
 	size_t i, base = strlen(path);
 	json_t *e;
 
+	if (nested && json_array_size(v) != (size_t)dims[depth]) {
+		char shape[96];
+
+		ks_format_shape(shape, sizeof(shape), dims, ndim);
+		return KS_ERR("%s: expected %lld elements (dimension %d of shape %s), got %zu", path,
+			      (long long)dims[depth], depth, shape, json_array_size(v));
+	}
 	json_array_foreach(v, i, e) {
-		if (json_is_array(e)) {
+		if (nested && depth < ndim - 1) {
 			int rc;
 
 			snprintf(path + base, plen - base, "[%zu]", i);
-			rc = ks_flatten(e, dst, cap, n, path, plen, err, errlen);
+			if (!json_is_array(e))
+				return KS_ERR("%s: expected a list, got %s", path, ks_json_kind(e));
+			rc = ks_flatten(e, dims, ndim, depth + 1, dst, cap, n, path, plen, err, errlen);
 			path[base] = 0;
 			if (rc)
 				return rc;
@@ -199,6 +215,7 @@ static int ks_json_data(const struct model *m, const json_t *data, struct ks_inf
 {
 	char path[256] = "inputs[0].data";
 	size_t want = (size_t)out->rows * m->in_dim, n = 0;
+	int64_t dims[2] = { out->rows, m->in_dim };
 	int rc;
 
 	if (!json_is_array(data))
@@ -206,7 +223,7 @@ static int ks_json_data(const struct model *m, const json_t *data, struct ks_inf
 			      data ? ks_json_kind(data) : "nothing");
 	out->owned = malloc(want * sizeof(float));
 	out->data = out->owned;
-	rc = ks_flatten(data, out->owned, want, &n, path, sizeof(path), err, errlen);
+	rc = ks_flatten(data, dims, 2, 0, out->owned, want, &n, path, sizeof(path), err, errlen);
 	if (!rc && n != want)
 		rc = KS_ERR("inputs[0].data: expected %zu values for shape [%d, %d], got %zu",
 			    want, out->rows, m->in_dim, n);

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "server.h"
+#include "version.h"
 
 #define DEFAULT_CONFIG "config/gateway.yaml"
 
@@ -44,7 +45,7 @@ static void usage(FILE *f)
 
 static void version(void)
 {
-	printf("infergw %s\nfeatures: %s\n", INFERGW_VERSION, INFERGW_FEATURES);
+	printf("infergw %s\nfeatures: %s\n", infergw_version, infergw_features);
 }
 
 /* Validate path and load its models, then report. */
@@ -105,7 +106,7 @@ static int serve(const struct ctl_opts *o)
 		rt_reaper_stop();
 		return 1;
 	}
-	log_info("config=%s version=%s msg=\"ready\"", o->config_path, INFERGW_VERSION);
+	log_info("config=%s version=%s msg=\"ready\"", o->config_path, infergw_version);
 	sig = ctl_run();
 	log_info("signal=%s msg=\"shutting down: draining in-flight requests\"",
 		 sig == SIGTERM ? "SIGTERM" : "SIGINT");

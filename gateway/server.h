@@ -54,6 +54,9 @@ struct conn {
 	nghttp2_session *h2;
 	struct call *h1_call;		/* request being read or served */
 	size_t h1_body_left;
+	bool h1_chunked;		/* Transfer-Encoding: chunked body */
+	int h1_chunk_state;		/* enum in h1.c */
+	size_t h1_chunk_left;
 	bool h1_busy;			/* response pending: stop parsing */
 	bool h1_keepalive;
 	bool in_read;			/* inside h1_on_read / h2_on_read */

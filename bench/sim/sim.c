@@ -166,6 +166,7 @@ struct scenario {
 	int exec_fill;			/* router: predict the batch as filled by lower levels */
 	int drop_hopeless;		/* scheduler: 504 queued requests that cannot finish in time */
 	int strict_margin;		/* router: no fallback inside the margin (429 late instead) */
+	int shed_filter;		/* router: shed only when every candidate is saturated */
 };
 
 enum { CAND_GATEWAY, CAND_ALL, CAND_SAMPLE };
@@ -295,8 +296,8 @@ static void class_defaults(struct class *c)
 	c->rate = -1;
 	c->rows = 1;
 	c->rows_max = 1;
-	/* bursts: 20 ms at 4x the mean rate, then 80 ms at 0.25x (MMPP-2) */
-	c->peak = 4;
+	/* bursts: 20 ms at 3x the mean rate, then 80 ms at 0.5x (MMPP-2) */
+	c->peak = 3;
 	c->on_ms = 20;
 	c->off_ms = 80;
 }
@@ -617,6 +618,7 @@ static struct event ev_pop(void)
 
 struct lvl_stats {
 	uint64_t arrived, ok, late_done, expired, hopeless, bad400, rej[ROUTE_SHED + 1];
+	uint64_t ok_win;		/* in-SLO answers completed inside the window (goodput) */
 	uint64_t hist[HIST_BINS];	/* latency of completed requests */
 	uint64_t done;
 };
@@ -679,11 +681,15 @@ static void busy_snapshot(uint64_t now, double *out, double *rows)
 	}
 }
 
+static bool in_window;			/* between the window's first and last arrival */
+
 static void req_finish_stats(struct sim_req *q, uint64_t now)
 {
 	struct lvl_stats *s = &st[q->r.priority];
 	uint64_t lat = now - q->r.arrival_ns;
 
+	if (in_window && (!q->r.deadline_ns || now <= q->r.deadline_ns))
+		s->ok_win++;
 	if (!q->counted)
 		return;
 	s->done++;
@@ -933,6 +939,22 @@ static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns)
 	rq.sheddable = r->sheddable;
 	rq.saturation_ns = (uint64_t)(S.shed_frac * (double)objective_ns);
 	n = sim_candidates(q, now, cand_buf, cap);
+	if (S.shed_filter && rq.sheddable) {
+		/* what-if: drop the saturated candidates first, so a sheddable
+		 * request goes to an unsaturated backend if there is one */
+		int k = 0;
+
+		for (int i = 0; i < n; i++)
+			if (cand_buf[i].wait_ns <= rq.saturation_ns)
+				cand_buf[k++] = cand_buf[i];
+		if (k == 0 && n > 0) {
+			if (q->counted)
+				st[r->priority].rej[ROUTE_SHED]++;
+			req_put(q);
+			return;
+		}
+		n = k;
+	}
 	why = router_pick(&rc, &rq, cand_buf, n, &rr, &pick);
 	if (why == ROUTE_OK && S.strict_margin && S.policy == ROUTE_SLO && r->deadline_ns &&
 	    now + cand_buf[pick].wait_ns + cand_buf[pick].exec_ns + rc.margin_ns > r->deadline_ns)
@@ -1017,10 +1039,12 @@ static void on_arrival(int ci, uint64_t now)
 	if (idx == warm_n) {
 		t0_ns = now;
 		busy_snapshot(now, snap0, rsnap0);
+		in_window = true;
 	}
 	if (idx == n_total - 1) {
 		t1_ns = now;
 		busy_snapshot(now, snap1, rsnap1);
+		in_window = false;
 	}
 	sim_submit(q, now, objective);
 	if (n_made < n_total) {
@@ -1085,7 +1109,8 @@ static void usage(void)
 		"           [--slo CLASS=MS]...\n"
 		"           [--arrival poisson|onoff] [--scale K] [--candidates gateway|all|sample]\n"
 		"           [--sample D] [--max-queue N]\n"
-		"           [--exec-fill] [--drop-hopeless] [--strict-margin]   (what-ifs)\n"
+		"           [--exec-fill] [--drop-hopeless] [--strict-margin] [--shed-filter]\n"
+		"           (what-ifs, see README.md)\n"
 		"           [--header] [--verbose]\n"
 		"Prints one CSV line (--header: the column names first).\n");
 	exit(2);
@@ -1098,16 +1123,18 @@ int main(int argc, char **argv)
 	const char *arrival_over = NULL, *cand_over = NULL, *policy_over = NULL;
 	double load = 1.0, shed_over = -1;
 	uint64_t seed = 1;
-	int header = 0, verbose = 0, exec_fill = 0, drop_hopeless = 0, strict_margin = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
+	int header = 0, verbose = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
+	int exec_fill = 0, drop_hopeless = 0, strict_margin = 0, shed_filter = 0;
 	double mean_w_rows = 0, share_sum = 0, wall;
 	struct timespec w0, w1;
 	static const struct option opts[] = {
 		{ "scenario", 1, 0, 'S' }, { "load", 1, 0, 'l' }, { "policy", 1, 0, 'p' },
 		{ "requests", 1, 0, 'n' }, { "seed", 1, 0, 's' }, { "shed-frac", 1, 0, 'f' },
-		{ "share", 1, 0, 'c' }, { "slo", 1, 0, 'o' }, { "arrival", 1, 0, 'a' }, { "scale", 1, 0, 'k' },
+		{ "share", 1, 0, 'c' }, { "slo", 1, 0, 'o' }, { "arrival", 1, 0, 'a' },
+		{ "scale", 1, 0, 'k' },
 		{ "candidates", 1, 0, 'C' }, { "sample", 1, 0, 'd' }, { "max-queue", 1, 0, 'q' },
 		{ "exec-fill", 0, 0, 'E' }, { "drop-hopeless", 0, 0, 'D' },
-		{ "strict-margin", 0, 0, 'M' },
+		{ "strict-margin", 0, 0, 'M' }, { "shed-filter", 0, 0, 'F' },
 		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
 	};
 	int opt;
@@ -1137,6 +1164,7 @@ int main(int argc, char **argv)
 		case 'E': exec_fill = 1; break;
 		case 'D': drop_hopeless = 1; break;
 		case 'M': strict_margin = 1; break;
+		case 'F': shed_filter = 1; break;
 		case 'v': verbose = 1; break;
 		default: usage();
 		}
@@ -1156,6 +1184,7 @@ int main(int argc, char **argv)
 	S.exec_fill |= exec_fill;
 	S.drop_hopeless |= drop_hopeless;
 	S.strict_margin |= strict_margin;
+	S.shed_filter |= shed_filter;
 	if (maxq_over > 0)
 		S.max_queue = maxq_over;
 	if (sample_over > 0)
@@ -1263,7 +1292,7 @@ int main(int argc, char **argv)
 	/* ---- results ---- */
 	double win = (double)(t1_ns - t0_ns) / 1e9, util[N_KINDS], tput[N_KINDS];
 	uint64_t arrived = 0, ok = 0, rej[ROUTE_SHED + 1] = { 0 }, expired = 0, late = 0, bad = 0;
-	uint64_t hopeless = 0;
+	uint64_t hopeless = 0, ok_win = 0;
 
 	for (int i = 0; i < n_bes; i++) {
 		kind_batches[bes[i].p->kind] += bes[i].batches;
@@ -1281,6 +1310,7 @@ int main(int argc, char **argv)
 		ok += st[l].ok;
 		expired += st[l].expired;
 		hopeless += st[l].hopeless;
+		ok_win += st[l].ok_win;
 		late += st[l].late_done;
 		bad += st[l].bad400;
 		for (int w = 0; w <= ROUTE_SHED; w++)
@@ -1317,17 +1347,19 @@ int main(int argc, char **argv)
 			strcat(variant, "+drop-hopeless");
 		if (S.strict_margin)
 			strcat(variant, "+strict-margin");
+		if (S.shed_filter)
+			strcat(variant, "+shed-filter");
 		printf("%s,%s,%s,%s,%.3f,%llu,%llu,%d,%s,%.3f,", S.name,
 		       variant[0] ? variant + 1 : "gateway", router_policy_name(S.policy), arr,
 		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,
 		       S.shed_frac);
-		printf("%.1f,%.1f,%.1f,%.4f,%.4f,", capacity_rps, arrived / win, ok / win,
-		       ok / win / capacity_rps, arrived ? (double)ok / arrived : NAN);
+		printf("%.1f,%.1f,%.1f,%.4f,%.4f,", capacity_rps, arrived / win, ok_win / win,
+		       ok_win / win / capacity_rps, arrived ? (double)ok / arrived : NAN);
 		for (int l = 1; l <= 3; l++)
 			printf("%.4f,", l <= S.levels && st[l].arrived ? (double)st[l].ok / st[l].arrived
 								      : NAN);
 		for (int l = 1; l <= 3; l++)
-			printf("%.1f,", l <= S.levels ? st[l].ok / win : NAN);
+			printf("%.1f,", l <= S.levels ? st[l].ok_win / win : NAN);
 		printf("%.3f,%.3f,%.3f,%.3f,", hist_q(&st[1], 0.5), hist_q(&st[1], 0.99),
 		       S.levels >= 2 ? hist_q(&st[2], 0.99) : NAN,
 		       S.levels >= 3 ? hist_q(&st[3], 0.99) : NAN);

@@ -1,0 +1,401 @@
+"""SLO-aware routing under overload: priorities, shedding, deadlines (429 at
+admission, 504 in the queue), cancellation, queue bounds, routing policies
+and priority order, on a deliberately slow model (slowmodel.py).
+
+Each test runs its own gateway on 127.0.0.1 (stopped by PID); every load is
+bounded in requests and seconds.  Wall-clock speed is never asserted except
+the high-priority SLO attainment, measured by the client against the
+objective the test configures (200 ms, far above this model's few ms)."""
+import json
+import re
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+import gwlib
+import slowmodel as sm
+from gwlib import metric
+
+MODEL = "slow"
+INFER_PATH = f"/v2/models/{MODEL}/infer"
+ROW = np.arange(64, dtype=np.float64).reshape(1, 64) / 64.0
+
+
+@pytest.fixture(scope="module")
+def slow_dir(tmp_path_factory):
+    t0 = time.monotonic()
+    d = sm.write_slow_model(tmp_path_factory.mktemp("slowmodel") / "slow")
+    print(f"\nslow model {'-'.join(map(str, sm.SLOW_DIMS))} written in "
+          f"{time.monotonic() - t0:.2f}s")
+    return d
+
+
+@pytest.fixture
+def start_gw(tmp_path):
+    started = []
+
+    def start(name, text, **kw):
+        g = sm.SlowGateway(tmp_path, name, text)
+        started.append(g)
+        g.start(**kw)
+        for (b, m), (t1, n, tn) in sorted(g.calibration().items()):
+            print(f"\n{name}: backend={b} model={m} calibrated service time: "
+                  f"batch of 1 {t1:.0f} us, batch of {n} {tn:.0f} us")
+        return g
+
+    yield start
+    for g in started:
+        g.kill()
+        assert g.proc.returncode == 0, f"{g.name} exited {g.proc.returncode}\n" \
+                                       f"{g.log()[-3000:]}"
+
+
+def _one(slow_dir, routing=None, backends=None, **model_kw):
+    return sm.config_text([sm.model_yaml(MODEL, slow_dir, **model_kw)],
+                          backends or [sm.backend_yaml("cpu0", [MODEL])], routing=routing)
+
+
+def _err(body):
+    return json.loads(body)["error"]
+
+
+def _check_probs(body, ref, rows):
+    doc = json.loads(body)
+    got = np.asarray(doc["outputs"][0]["data"], dtype=np.float64).reshape(rows, 10)
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------ 1 ----
+
+def test_overload_priorities(slow_dir, start_gw, tmp_path):
+    """A high-priority client at ~25% of capacity keeps its SLO (>= 99%)
+    while a sheddable flood at ~2.5x capacity is shed with 429 + Retry-After;
+    /metrics counts exactly what the clients saw."""
+    slo_ms = 200
+    g = start_gw("overload", _one(slow_dir, max_batch=4, slo_ms=slo_ms,
+                                  routing={"policy": "slo", "priority_levels": 3,
+                                           "sheddable_levels": 1}))
+    (_, mb, tn), = g.calibration().values()
+    # Capacity from the calibrated batch time, bounded to sane values: the
+    # machine is shared, so it only sizes the load.
+    cap = min(max(mb / (tn / 1e6), 300.0), 3000.0)
+    flood_rate = 2.5 * cap
+    hi_rate = 0.25 * cap
+    duration = 7.0
+    print(f"estimated capacity {cap:.0f} req/s: flood {flood_rate:.0f} req/s (x-priority 3), "
+          f"high {hi_rate:.0f} req/s (x-priority 1) for {duration:.0f}s")
+
+    body = gwlib.infer_body(ROW)
+    body_path = tmp_path / "row.json"
+    body_path.write_bytes(body)
+    ref = sm.ref_forward(slow_dir, ROW)
+    before = g.metrics()
+
+    clients = 8
+    n_flood = int(flood_rate * (duration + 1.5))
+    log = tmp_path / "flood.log"
+    flood = subprocess.Popen(
+        ["h2load", "-n", str(n_flood), "-c", str(clients), "-m", "32", "-t", "1",
+         f"--rps={flood_rate / clients:.1f}", f"--log-file={log}",
+         "-H", "x-priority: 3", "-H", "content-type: application/json", "-d", str(body_path),
+         f"{g.base}{INFER_PATH}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.0)  # let the flood fill the queue first
+        probe = sm.Thread(_low_probe, g, duration, body)
+        probe.start()
+        hi = sm.open_loop(g.port, INFER_PATH, body, [("x-priority", "1")], hi_rate, duration,
+                          max_requests=int(hi_rate * duration) + 1)
+        probes = probe.join(duration + 30)
+        text, _ = flood.communicate(timeout=duration + 60)
+    finally:
+        if flood.poll() is None:
+            flood.kill()
+            flood.wait()
+    req, codes = sm.parse_h2load(text)
+    low = sm.read_h2load_log(log)
+    low_status = {}
+    for _, st, _ in low:
+        low_status[st] = low_status.get(st, 0) + 1
+    hi_status = {}
+    for st, _, _, _ in hi:
+        hi_status[st] = hi_status.get(st, 0) + 1
+    probe_status = {}
+    for st, _, _ in probes:
+        probe_status[st] = probe_status.get(st, 0) + 1
+    lat = np.array([t for st, t, _, _ in hi if st == 200])
+    met = sum(1 for st, t, _, _ in hi if st == 200 and t <= slo_ms / 1000)
+    attain = met / len(hi)
+    print(f"flood (h2load): {text[text.find('finished'):].splitlines()[0]}")
+    print(f"flood statuses {low_status}; probe (x-priority 3) statuses {probe_status}")
+    print(f"high priority: {len(hi)} sent, statuses {hi_status}, attainment {attain:.4f}, "
+          f"latency p50 {np.percentile(lat, 50) * 1e3:.1f} ms "
+          f"p99 {np.percentile(lat, 99) * 1e3:.1f} ms max {lat.max() * 1e3:.1f} ms")
+
+    # h2load itself: every request answered.
+    assert req["done"] == n_flood and req["errored"] == 0 and req["timeout"] == 0, text[-2000:]
+    assert len(low) == n_flood, f"h2load log has {len(low)} lines for {n_flood} requests"
+    # High priority: >= 99% answered 200 within the objective.
+    assert attain >= 0.99, f"high-priority SLO attainment {attain:.4f} < 0.99: {hi_status}"
+    for st, _, _, b in hi[:50]:
+        if st == 200:
+            _check_probs(b, ref, 1)
+    # Low priority was shed: 429 with Retry-After and the shed message.
+    assert low_status.get(429, 0) > 0, f"no 429 for the flood: {low_status}"
+    shed = [(h, b) for st, h, b in probes if st == 429]
+    assert shed, f"no probe got 429: {probe_status}"
+    for h, b in shed:
+        assert int(h["retry-after"]) >= 1, h
+        assert re.fullmatch(r"(shed under load: priority 3 of model slow is sheddable"
+                            r"|no backend can answer model slow within its objective of "
+                            r"\d+ us|queue for model slow is full)", _err(b)), b
+    assert any("shed under load" in _err(b) for _, b in shed), shed[:3]
+    # No 5xx other than 504 anywhere.
+    for name, sts in (("flood", low_status), ("high", hi_status), ("probe", probe_status)):
+        bad = {s: n for s, n in sts.items() if s not in (200, 429, 504)}
+        assert not bad, f"{name}: unexpected statuses {bad}"
+
+    # /metrics counts exactly what the clients saw.
+    total = len(low) + len(hi) + len(probes)
+    want = {}
+    for sts in (low_status, hi_status, probe_status):
+        for s, n in sts.items():
+            want[s] = want.get(s, 0) + n
+    after = sm.wait_outcomes(g, before, MODEL, total)
+    delta = sm.outcome_delta(before, after, MODEL)
+    outc = sm.by_outcome(delta)
+    print(f"/metrics outcome deltas: {delta}")
+    assert sum(delta.values()) == total, (delta, total)
+    assert set(b for b, _ in delta) <= {"cpu0", "none"}, delta
+    assert outc.get("success", 0) == want.get(200, 0), (outc, want)
+    assert outc.get("rejected", 0) == want.get(429, 0), (outc, want)
+    assert outc.get("expired", 0) == want.get(504, 0), (outc, want)
+    assert outc.get("error", 0) == 0 and outc.get("cancelled", 0) == 0, outc
+    # Rejections are counted where no backend took them; 200/504 on cpu0.
+    assert delta.get(("none", "rejected"), 0) == want.get(429, 0), delta
+    assert sm.by_backend(delta) == {"cpu0": want.get(200, 0)}, delta
+    # Every answered request had an objective: met + missed == success.
+    slo = {r: metric(after, "infergw_slo_total", backend="cpu0", model=MODEL, result=r) -
+           metric(before, "infergw_slo_total", backend="cpu0", model=MODEL, result=r)
+           for r in ("met", "missed")}
+    assert slo["met"] + slo["missed"] == want.get(200, 0), slo
+    # Rows executed: one per 200 (no expired or shed request ran).
+    assert sm.rows_total(after) - sm.rows_total(before) == want.get(200, 0)
+    assert g.alive()
+
+
+def _low_probe(g, duration, body):
+    """x-priority 3 requests from Python (to see headers): ~20/s."""
+    out = []
+    c = gwlib.H1Conn(g.port, timeout=30)
+    try:
+        t_end = time.monotonic() + duration
+        while time.monotonic() < t_end and len(out) < 1000:
+            st, h, b = c.request("POST", INFER_PATH, body,
+                                 [("content-type", "application/json"), ("x-priority", "3")])
+            out.append((st, h, b))
+            time.sleep(0.05)
+    finally:
+        c.close()
+    return out
+
+
+# ------------------------------------------------------------------ 2 ----
+
+def test_deadline_rejected_at_admission(slow_dir, start_gw):
+    g = start_gw("deadline", _one(slow_dir, max_batch=4))
+    before = g.metrics()
+    t0 = time.monotonic()
+    st, h, b = g.infer(MODEL, ROW, params={"timeout": 1})
+    took = time.monotonic() - t0
+    assert st == 429, b
+    assert _err(b) == "no backend can answer model slow within its objective of 1 us", b
+    assert int(h["retry-after"]) >= 1, h
+    st2, h2, b2 = g.infer(MODEL, ROW, headers=[("x-slo-ms", "0.001")])
+    assert st2 == 429, b2
+    assert _err(b2) == "no backend can answer model slow within its objective of 1 us", b2
+    assert int(h2["retry-after"]) >= 1, h2
+    # The body's parameters.timeout wins over the header.
+    st3, _, b3 = g.infer(MODEL, ROW, headers=[("x-slo-ms", "10000")], params={"timeout": 1})
+    assert st3 == 429, b3
+    # A reachable objective is served.
+    st4, _, b4 = g.infer(MODEL, ROW, headers=[("x-slo-ms", "5000")])
+    assert st4 == 200, b4
+    print(f"429 for timeout=1us answered in {took * 1e3:.2f} ms (client round trip)")
+    after = sm.wait_outcomes(g, before, MODEL, 4)
+    delta = sm.outcome_delta(before, after, MODEL)
+    assert delta == {("none", "rejected"): 3, ("cpu0", "success"): 1}, delta
+    assert sm.rows_total(after) - sm.rows_total(before) == 1
+
+
+# ------------------------------------------------------------------ 3 ----
+
+def test_expired_in_queue_never_executed(slow_dir, start_gw):
+    """B (priority 2, 8 rows each, 60 ms objective) is admitted while A runs;
+    C (priority 1, no objective) arrives right after and jumps ahead for
+    longer than B's objective: B is answered 504 and never executed."""
+    g = start_gw("expiry", _one(slow_dir, max_batch=8, max_queue_delay_us=1000000,
+                                routing={"priority_levels": 3, "sheddable_levels": 1}))
+    before = g.metrics()
+    rows8 = np.tile(ROW, (8, 1))
+    n_b, n_c = 4, 30
+    with sm.OrderedH2(g.port) as c:
+        a = c.queue_infer(MODEL, rows8, [("x-priority", "1")])
+        bs = [c.queue_infer(MODEL, rows8, [("x-priority", "2")], params={"timeout": 60000})
+              for _ in range(n_b)]
+        cs = [c.queue_infer(MODEL, rows8, [("x-priority", "1")]) for _ in range(n_c)]
+        c.flush()
+        c.wait([a, *bs, *cs], timeout=60)
+        res = {sid: c.streams[sid] for sid in [a, *bs, *cs]}
+    statuses = [res[s].status for s in [a, *bs, *cs]]
+    print(f"A {res[a].status}; B {[res[s].status for s in bs]}; "
+          f"C {sorted(set(res[s].status for s in cs))}")
+    assert res[a].status == 200 and all(res[s].status == 200 for s in cs), statuses
+    expired = [s for s in bs if res[s].status == 504]
+    assert expired, f"no B request expired: {[(res[s].status, bytes(res[s].body)[:120]) for s in bs]}"
+    for s in bs:
+        assert res[s].status in (200, 504), res[s]
+    for s in expired:
+        msg = res[s].json()["error"]
+        m = re.fullmatch(r"deadline passed after (\d+) us in the queue of backend cpu0", msg)
+        assert m, msg
+        assert int(m.group(1)) >= 60000, msg
+    n200 = sum(1 for st in statuses if st == 200)
+    after = sm.wait_outcomes(g, before, MODEL, len(statuses))
+    delta = sm.outcome_delta(before, after, MODEL)
+    assert delta == {("cpu0", "success"): n200, ("cpu0", "expired"): len(expired)}, delta
+    rows = sm.rows_total(after) - sm.rows_total(before)
+    assert rows == 8 * n200, f"{rows} rows executed, {n200} requests of 8 rows answered 200 " \
+                             f"({len(expired)} expired must not run)"
+
+
+# ------------------------------------------------------------------ 4 ----
+
+def test_cancelled_requests_not_executed(slow_dir, start_gw):
+    g = start_gw("cancel", _one(slow_dir, max_batch=64, max_queue_delay_us=1500000))
+    before = g.metrics()
+    n = 10
+    with sm.OrderedH2(g.port) as c:
+        sids = [c.queue_infer(MODEL, ROW) for _ in range(n)]
+        c.flush()
+        # Wait until all are queued (the queue-depth gauge), then reset half.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if metric(g.metrics(), "infergw_queue_depth", backend="cpu0", model=MODEL) == n:
+                break
+            time.sleep(0.02)
+        assert metric(g.metrics(), "infergw_queue_depth", backend="cpu0", model=MODEL) == n
+        reset, keep = sids[::2], sids[1::2]
+        for s in reset:
+            c.reset(s)
+        rs = c.wait(keep, timeout=20)
+    assert all(r.status == 200 for r in rs), rs
+    after = sm.wait_outcomes(g, before, MODEL, n)
+    delta = sm.outcome_delta(before, after, MODEL)
+    assert delta == {("cpu0", "success"): len(keep), ("cpu0", "cancelled"): len(reset)}, delta
+    assert sm.rows_total(after) - sm.rows_total(before) == len(keep)
+    assert metric(after, "infergw_queue_depth", backend="cpu0", model=MODEL) == 0
+
+
+# ------------------------------------------------------------------ 5 ----
+
+def test_queue_bound(slow_dir, start_gw):
+    g = start_gw("qbound", _one(slow_dir, max_batch=4, max_queue=4))
+    before = g.metrics()
+    rows4 = np.tile(ROW, (4, 1))
+    n = 40
+    with sm.OrderedH2(g.port) as c:
+        sids = [c.queue_infer(MODEL, rows4) for _ in range(n)]
+        c.flush()
+        rs = c.wait(sids, timeout=60)
+    st = {}
+    for r in rs:
+        st[r.status] = st.get(r.status, 0) + 1
+    print(f"burst of {n}: {st}")
+    assert set(st) <= {200, 429}, st
+    assert st.get(429, 0) > 0 and st.get(200, 0) >= 4, st
+    for r in rs:
+        if r.status == 429:
+            assert r.json()["error"] == "queue for model slow is full", r
+            assert int(r.headers["retry-after"]) >= 1, r.headers
+    after = sm.wait_outcomes(g, before, MODEL, n)
+    delta = sm.outcome_delta(before, after, MODEL)
+    assert delta == {("cpu0", "success"): st[200], ("none", "rejected"): st[429]}, delta
+    assert sm.rows_total(after) - sm.rows_total(before) == 4 * st[200]
+
+
+# ------------------------------------------------------------------ 6 ----
+
+def _two(slow_dir, policy, slo_ms=None):
+    return _one(slow_dir, max_batch=4, slo_ms=slo_ms, routing={"policy": policy},
+                backends=[sm.backend_yaml("cpu0", [MODEL], cost=1),
+                          sm.backend_yaml("cpu1", [MODEL], cost=10)])
+
+
+def _sequential(g, n):
+    for _ in range(n):
+        st, _, b = g.infer(MODEL, ROW)
+        assert st == 200, b
+
+
+def test_policy_slo_prefers_cheap_backend(slow_dir, start_gw):
+    g = start_gw("pol-slo", _two(slow_dir, "slo", slo_ms=2000))
+    before = g.metrics()
+    _sequential(g, 20)
+    after = sm.wait_outcomes(g, before, MODEL, 20)
+    delta = sm.outcome_delta(before, after, MODEL)
+    assert sm.by_backend(delta) == {"cpu0": 20}, delta
+    assert sm.rows_total(after, "cpu1") == sm.rows_total(before, "cpu1")
+
+
+def test_policy_round_robin_splits_evenly(slow_dir, start_gw):
+    g = start_gw("pol-rr", _two(slow_dir, "round-robin"))
+    before = g.metrics()
+    _sequential(g, 20)
+    after = sm.wait_outcomes(g, before, MODEL, 20)
+    delta = sm.outcome_delta(before, after, MODEL)
+    assert sm.by_backend(delta) == {"cpu0": 10, "cpu1": 10}, delta
+
+
+def test_policy_least_queue_uses_both_under_load(slow_dir, start_gw, tmp_path):
+    g = start_gw("pol-lq", _two(slow_dir, "least-queue"))
+    body = tmp_path / "row.json"
+    body.write_bytes(gwlib.infer_body(ROW))
+    before = g.metrics()
+    n = 1500
+    req, codes, text = sm.run_h2load(["-n", n, "-c", 4, "-m", 16, "-t", 1,
+                                      "-H", "content-type: application/json", "-d", body,
+                                      f"{g.base}{INFER_PATH}"], timeout=60)
+    assert codes["2xx"] == n and req["errored"] == 0, text[-2000:]
+    after = sm.wait_outcomes(g, before, MODEL, n)
+    split = sm.by_backend(sm.outcome_delta(before, after, MODEL))
+    print(f"least-queue split of {n} concurrent requests: {split}")
+    assert sum(split.values()) == n and split.get("cpu0", 0) > 0 and split.get("cpu1", 0) > 0, \
+        split
+
+
+# ------------------------------------------------------------------ 7 ----
+
+def test_priority_order(slow_dir, start_gw):
+    """While the worker runs A (64 rows), 4 low-priority then 4 high-priority
+    requests of 64 rows queue up: the high ones complete first."""
+    g = start_gw("prio", _one(slow_dir, max_batch=64, max_queue_delay_us=1000000,
+                              routing={"priority_levels": 3, "sheddable_levels": 0}))
+    rows64 = np.tile(ROW, (64, 1))
+    with sm.OrderedH2(g.port) as c:
+        a = c.queue_infer(MODEL, rows64, [("x-priority", "1")])
+        lows = [c.queue_infer(MODEL, rows64, [("x-priority", "3")]) for _ in range(4)]
+        highs = [c.queue_infer(MODEL, rows64, params={"priority": 1}) for _ in range(4)]
+        c.flush()
+        rs = c.wait([a, *lows, *highs], timeout=60)
+        order = list(c.done_order)
+        lat = {s: c.latency(s) for s in [a, *lows, *highs]}
+    assert all(r.status == 200 for r in rs), rs
+    name = {a: "A", **{s: f"L{i}" for i, s in enumerate(lows)},
+            **{s: f"H{i}" for i, s in enumerate(highs)}}
+    print("completion order:", " ".join(f"{name[s]}({lat[s] * 1e3:.0f}ms)" for s in order))
+    pos = {s: i for i, s in enumerate(order)}
+    assert max(pos[s] for s in highs) < min(pos[s] for s in lows), \
+        [name[s] for s in order]
+    assert max(lat[s] for s in highs) < min(lat[s] for s in lows)
