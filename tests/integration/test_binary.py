@@ -17,6 +17,7 @@ serving, and infergw_http_responses_total{code="400"} moves by exactly the
 number of bad requests sent.
 """
 import json
+import time
 
 import httpx
 import msgpack
@@ -153,10 +154,6 @@ def decode(status, hdrs, body, n, *, kind, id=None):
     return vals.reshape(n, NOUT)
 
 
-def h1_resp(c):
-    return c.read_response()
-
-
 def httpx_resp(r):
     assert r.http_version == "HTTP/2", r.http_version
     return r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content
@@ -280,6 +277,60 @@ def test_triton_batch_of_64_binary(gw, model, heldout):
         c.close()
     np.testing.assert_allclose(want, model.forward(x), rtol=1e-5, atol=1e-6)
     assert np.mean(want.argmax(axis=1) == heldout[1][:64]) > 0.9
+
+
+def test_binary_framing_variants(gw, rows, ref, model, heldout):
+    """The binary section at every alignment (the server views the floats in
+    place, so they may start at any byte), the body arriving in pieces, as
+    chunks, after 100-continue, and over many h2 DATA frames."""
+    x5 = rows["five"][0]
+    c = H1Conn(gw.port)
+    try:
+        seen = set()
+        for pad in range(4):  # the id's length moves the binary section
+            body, hl = triton_body(x5, id="a" * (pad + 1))
+            seen.add(hl % 4)
+            c.send(triton_h1(gw.port, body, hl))
+            same(decode(*c.read_response(), 5, kind="binary", id="a" * (pad + 1)),
+                 ref["five"], f"offset {hl}")
+        assert seen == {0, 1, 2, 3}, seen
+        # headers, then the body in pieces across separate writes
+        body, hl = triton_body(x5, id="split")
+        raw = triton_h1(gw.port, body, hl)
+        cut = len(raw) - len(body)
+        for a, b in ((0, cut - 3), (cut - 3, cut + hl - 1), (cut + hl - 1, cut + hl + 5),
+                     (cut + hl + 5, len(raw) - 1), (len(raw) - 1, len(raw))):
+            c.send(raw[a:b])
+            time.sleep(0.01)
+        same(decode(*c.read_response(), 5, kind="binary", id="split"), ref["five"], "split")
+        # chunked, chunk borders inside the JSON header and inside a float
+        body, hl = triton_body(x5, outputs="json")
+        chunks = [body[:hl - 7], body[hl - 7:hl + 3], body[hl + 3:]]
+        head = (f"POST {INFER} HTTP/1.1\r\nhost: 127.0.0.1:{gw.port}\r\n"
+                f"{IHCL}: {hl}\r\ntransfer-encoding: chunked\r\n\r\n").encode()
+        c.send(head + b"".join(b"%x\r\n" % len(k) + k + b"\r\n" for k in chunks) + b"0\r\n\r\n")
+        same(decode(*c.read_response(), 5, kind="json"), ref["five"], "chunked")
+        # Expect: 100-continue (curl sends it for bodies over 1 MB)
+        body, hl = triton_body(x5)
+        head = (f"POST {INFER} HTTP/1.1\r\nhost: 127.0.0.1:{gw.port}\r\n{IHCL}: {hl}\r\n"
+                f"content-length: {len(body)}\r\nexpect: 100-continue\r\n\r\n").encode()
+        c.send(head)
+        st, _, _ = c.read_response(interim=True)
+        assert st == 100, st
+        c.send(body)
+        same(decode(*c.read_response(), 5, kind="binary"), ref["five"], "100-continue")
+    finally:
+        c.close()
+    # h2: 64 rows (16 KiB of floats + header: several DATA frames), binary and msgpack
+    x = heldout[0][:64].astype("<f4")
+    with H2Client(gw.port) as h:
+        want = decode(*h2_resp(h.post(INFER, infer_body(x))), 64, kind="json")
+        body, hl = triton_body(x)
+        same(decode(*h2_resp(h.post(INFER, body, [(IHCL, str(hl))])), 64, kind="binary"),
+             want, "h2 batch 64 binary")
+        r = h.post(INFER, mp_body(x), [("content-type", MSGPACK), ("accept", MSGPACK)])
+        same(decode(*h2_resp(r), 64, kind="msgpack"), want, "h2 batch 64 msgpack")
+    np.testing.assert_allclose(want, model.forward(x), rtol=1e-5, atol=1e-6)
 
 
 def test_triton_http2_httpx(gw, rows, ref):
