@@ -137,6 +137,7 @@ for n in sys.argv[2:]:
         if r["name"] == n:
             print(json.dumps(r))
 ' "$T/runs.jsonl" $SERVERS >"$T/runs.sorted.jsonl"
+[ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.sorted.jsonl" "$BENCH_RAW_DIR/h2_health.jsonl"
 
 # Server still alive after the load?  (A crash would show as errors above.)
 for p in $PID_IGW $PID_NGH $PID_H2O; do

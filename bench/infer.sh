@@ -92,6 +92,7 @@ for r in $(seq "$ROUNDS"); do
 	echo "infer: round $r infer:  $(grep -o 'finished in .*req/s' "$T/i.$r.out")" >&2
 done
 cat "$T/runs.i.jsonl" >>"$T/runs.jsonl"
+[ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.jsonl" "$BENCH_RAW_DIR/infer.jsonl"
 kill -0 "$PID" 2>/dev/null || echo "infer: warning: infergw died during the run" >&2
 # Batch sizes the scheduler actually cut, if /metrics says.
 METRICS=$(curl -s --max-time 2 --http2-prior-knowledge "$BASE/metrics" 2>/dev/null |

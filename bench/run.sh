@@ -8,6 +8,7 @@
 #   3. bench/kernel.sh     mlp-large GFLOP/s at batch 1/8/64, vs raw oneDNN
 #
 # usage: bench/run.sh [h2|infer|kernel]...   (default: all three)
+# Per-round raw results: bench/results/raw/{h2_health,infer}.jsonl.
 # Each part is bounded in requests and seconds; all traffic is 127.0.0.1.
 # bench/RESULTS.md is curated by hand from a run's latest.md.
 set -u
@@ -19,6 +20,9 @@ mkdir -p bench/results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/results/latest.md
 TMP=$(mktemp /tmp/infergw-bench-run.XXXXXX)
+# Per-round h2load results (JSON lines) land here too.
+export BENCH_RAW_DIR="$ROOT/bench/results/raw"
+mkdir -p "$BENCH_RAW_DIR"
 trap 'rm -f "$TMP"' EXIT
 
 {

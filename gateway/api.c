@@ -327,21 +327,27 @@ static void api_models(struct call *c, const char *rest)
 				   ver, m->version);
 		return;
 	}
-	if (!strcmp(action, "") && call_allow(c, "GET")) {
+	if (!strcmp(action, "")) {
+		if (!call_allow(c, "GET"))
+			return;
 		c->resp = evbuffer_new();
 		ks_encode_model(c->resp, m);
 		call_respond(c, 200, JSON);
-	} else if (!strcmp(action, "/ready") && call_allow(c, "GET")) {
-		bool ok = rt_model_ready(c->rt, m);
+	} else if (!strcmp(action, "/ready")) {
+		bool ok;
 
+		if (!call_allow(c, "GET"))
+			return;
+		ok = rt_model_ready(c->rt, m);
 		c->resp = evbuffer_new();
 		evbuffer_add_printf(c->resp, "{\"name\":");
 		ks_put_str(c->resp, m->name);
 		evbuffer_add_printf(c->resp, ",\"ready\":%s}", ok ? "true" : "false");
 		call_respond(c, ok ? 200 : 503, JSON);
-	} else if (!strcmp(action, "/infer") && call_allow(c, "POST")) {
-		api_infer(c, m);
-	} else if (strcmp(action, "") && strcmp(action, "/ready") && strcmp(action, "/infer")) {
+	} else if (!strcmp(action, "/infer")) {
+		if (call_allow(c, "POST"))
+			api_infer(c, m);
+	} else {
 		goto not_found;
 	}
 	return;

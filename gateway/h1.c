@@ -306,6 +306,7 @@ void h1_on_read(struct conn *c)
 		api_handle(c->h1_call);
 	}
 	c->in_read = false;
+	conn_flush(c);
 }
 
 void h1_respond(struct call *call)
@@ -338,6 +339,8 @@ void h1_respond(struct call *call)
 	}
 	if (!c->close_after_write)
 		h1_on_read(c);
+	if (!c->in_read)
+		conn_flush(c);
 }
 
 void h1_on_written(struct conn *c)

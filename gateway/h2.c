@@ -213,6 +213,7 @@ int h2_send(struct conn *c)
 			break;
 		evbuffer_add(out, data, n);
 	}
+	conn_flush(c);
 	conn_maybe_close(c);
 	return 0;
 }

@@ -70,7 +70,9 @@ void call_set_resp_header(struct call *c, const char *name, const char *value);
 /*
  * call_respond - send status with c->resp as the body (created on demand)
  * and ctype as Content-Type (NULL for none).  Once per call.  When the call
- * is detached, only accounts and returns.
+ * is detached, only accounts and returns.  c may be freed before this
+ * returns (HTTP/1.1 frees the call once its response is queued): do not
+ * touch c, or anything it owns (its path, headers), afterwards.
  */
 void call_respond(struct call *c, int status, const char *ctype);
 /* call_respond_error - {"error": msg} with status. */

@@ -110,6 +110,24 @@ void conn_close(struct conn *c)
 	srv_loop_check_drained(sl);
 }
 
+void conn_flush(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	/* Write now rather than after the next epoll round: one round of
+	 * latency less per response.  What the socket does not take stays
+	 * queued and the bufferevent writes it when the socket drains. */
+	if (evbuffer_get_length(out) == 0)
+		return;
+	evbuffer_write(out, bufferevent_getfd(c->bev));
+	/* The bufferevent only calls our write callback after writes of its
+	 * own; when we emptied the buffer, ask for it (deferred, so nothing
+	 * is freed under our callers). */
+	if (evbuffer_get_length(out) == 0)
+		bufferevent_trigger(c->bev, EV_WRITE,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 void conn_maybe_close(struct conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -190,10 +208,9 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 		}
 		log_debug("peer=%s msg=\"idle timeout\"", c->peer);
 		if (c->proto == PROTO_H2 && c->h2) {
-			h2_goaway(c);
 			c->close_after_write = true;
 			bufferevent_enable(bev, EV_READ);
-			conn_maybe_close(c);
+			h2_goaway(c);	/* may close c: nothing after it */
 			return;
 		}
 	}
@@ -300,8 +317,7 @@ static void srv_loop_on_stop(struct loop *l)
 	for (c = sl->conns; c; c = next) {
 		next = c->next;
 		if (c->proto == PROTO_H2 && c->h2) {
-			h2_goaway(c);
-			conn_maybe_close(c);
+			h2_goaway(c);	/* may close c */
 		} else if (!c->h1_busy) {
 			conn_close(c);
 		} else {

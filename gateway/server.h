@@ -87,6 +87,8 @@ void srv_destroy(struct server *s);
 
 /* Connection internals shared by server.c, h1.c and h2.c. */
 void conn_close(struct conn *c);
+/* conn_flush - write what is queued now, without waiting a loop round. */
+void conn_flush(struct conn *c);
 /* conn_maybe_close - close when nothing is left to read or write. */
 void conn_maybe_close(struct conn *c);
 void conn_transport_respond(struct call *call);
@@ -99,8 +101,10 @@ void h1_on_written(struct conn *c);
 int h2_start(struct conn *c);
 void h2_on_read(struct conn *c);
 void h2_respond(struct call *call);
-/* h2_send - flush what nghttp2 wants to write. 0 or -1 when the session is dead. */
+/* h2_send - flush what nghttp2 wants to write, then close c when the
+ * session is done: callers must not touch c afterwards.  0 or -1. */
 int h2_send(struct conn *c);
+/* h2_goaway - GOAWAY(NO_ERROR) and send; may close c like h2_send. */
 void h2_goaway(struct conn *c);
 void h2_free(struct conn *c);
 

@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import gwlib  # noqa: E402  (helpers shared by the test modules)
 
 REPO = gwlib.REPO
-BINARY = REPO / "build" / "infergw"
+# INFERGW_BIN runs the suite against another build (e.g. build-asan/infergw).
+BINARY = Path(os.environ.get("INFERGW_BIN", str(REPO / "build" / "infergw")))
 MODEL_DIR = gwlib.MODEL_DIR
 
 MAIN_MAX_BODY = 65536

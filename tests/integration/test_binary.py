@@ -550,6 +550,22 @@ def _bad_cases(x1, x2):
     return cases
 
 
+@pytest.mark.parametrize("value", ["-5", "99999999999999999999999"])
+def test_ihcl_negative_or_overflowing_is_named_as_sent(gw, rows, value):
+    """A negative or out-of-range Inference-Header-Content-Length is not a
+    byte count: the 400 must quote what the client sent, not what strtoull
+    made of it (-5 wraps to 18446744073709551611, overflow saturates to
+    18446744073709551615)."""
+    body, _ = triton_body(rows["one"][0])
+    c = H1Conn(gw.port)
+    try:
+        st, hd, rb = c.request("POST", INFER, body, [(IHCL, value)])
+        _check_400(value, st, hd, rb, [f'Inference-Header-Content-Length: expected a byte '
+                                       f'count, got "{value}"'])
+    finally:
+        c.close()
+
+
 def _check_400(cid, status, hdrs, body, subs):
     body = bytes(body)
     assert status == 400, (cid, status, body[:300])

@@ -52,9 +52,10 @@ def start_gw(tmp_path):
                                        f"{g.log()[-3000:]}"
 
 
-def _one(slow_dir, routing=None, backends=None, **model_kw):
+def _one(slow_dir, routing=None, backends=None, threads=2, **model_kw):
     return sm.config_text([sm.model_yaml(MODEL, slow_dir, **model_kw)],
-                          backends or [sm.backend_yaml("cpu0", [MODEL])], routing=routing)
+                          backends or [sm.backend_yaml("cpu0", [MODEL])], routing=routing,
+                          threads=threads)
 
 
 def _err(body):
@@ -70,19 +71,21 @@ def _check_probs(body, ref, rows):
 # ------------------------------------------------------------------ 1 ----
 
 def test_overload_priorities(slow_dir, start_gw, tmp_path):
-    """A high-priority client at ~25% of capacity keeps its SLO (>= 99%)
+    """A high-priority client at ~15% of capacity keeps its SLO (>= 99%)
     while a sheddable flood at ~2.5x capacity is shed with 429 + Retry-After;
     /metrics counts exactly what the clients saw."""
     slo_ms = 200
     g = start_gw("overload", _one(slow_dir, max_batch=4, slo_ms=slo_ms,
                                   routing={"policy": "slo", "priority_levels": 3,
-                                           "sheddable_levels": 1}))
+                                           "sheddable_levels": 1}, threads=1))
     (_, mb, tn), = g.calibration().values()
     # Capacity from the calibrated batch time, bounded to sane values: the
     # machine is shared, so it only sizes the load.
     cap = min(max(mb / (tn / 1e6), 300.0), 3000.0)
     flood_rate = 2.5 * cap
-    hi_rate = 0.25 * cap
+    # Well below capacity: the machine is shared (2 cores), and a busy
+    # neighbour can take a good part of the worker's core.
+    hi_rate = min(0.15 * cap, 250.0)
     duration = 7.0
     print(f"estimated capacity {cap:.0f} req/s: flood {flood_rate:.0f} req/s (x-priority 3), "
           f"high {hi_rate:.0f} req/s (x-priority 1) for {duration:.0f}s")

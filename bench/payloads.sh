@@ -1,0 +1,183 @@
+#!/usr/bin/env bash
+# bench/payloads.sh - the same inference as KServe v2 JSON, as Triton's
+# binary tensor extension and as msgpack, on one infergw in one run:
+# req/s, p50/p99 and the binary/JSON and msgpack/JSON ratios.
+#
+#   digits     one 64-float row (row 0 of the held-out set)
+#   mlp-large  one 1024-float row (seeded), 1024 floats back; ~50 MFLOP a
+#              row, so that part is bounded to a few hundred requests
+#
+# Each format is answered in its own kind: JSON -> JSON; binary input ->
+# binary output (outputs[0].parameters.binary_data true, what tritonclient
+# asks by default); msgpack (bin data) -> msgpack (accept).
+#
+# usage: bench/payloads.sh [OUT.md]     (markdown; default stdout)
+# env:   N=30000 C=16 M=16 ROUNDS=5 WARM=3000   (digits)
+#        NL=400 CL=4 ML=2 ROUNDS_L=3 WARM_L=40  (mlp-large)
+set -u
+. "$(dirname "$0")/lib.sh"
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+OUT_MD=${1:-/dev/stdout}
+N=${N:-30000}
+C=${C:-16}
+M=${M:-16}
+ROUNDS=${ROUNDS:-5}
+WARM=${WARM:-3000}
+NL=${NL:-400}
+CL=${CL:-4}
+ML=${ML:-2}
+ROUNDS_L=${ROUNDS_L:-3}
+WARM_L=${WARM_L:-40}
+INFERGW="$BENCH_ROOT/build/infergw"
+DIGITS="$BENCH_ROOT/config/models/digits"
+LARGE="$BENCH_ROOT/config/models/mlp-large"
+HELPER="$BENCH_ROOT/bench/payloads.py"
+
+bench_tmpdir
+T=$BENCH_TMP
+
+fail() {
+	echo "payloads: $*" >&2
+	{
+		echo "## Payload formats: JSON vs binary tensors vs msgpack"
+		echo
+		echo "FAILED: $*"
+		echo
+	} >>"$OUT_MD"
+	exit 1
+}
+
+[ -x "$INFERGW" ] || fail "$INFERGW not built (make)"
+command -v "$H2LOAD" >/dev/null || fail "h2load not found"
+if [ ! -f "$LARGE/model.safetensors" ] || [ ! -f "$LARGE/model.yaml" ]; then
+	echo "payloads: generating $LARGE" >&2
+	$PY "$BENCH_ROOT/tools/gen_mlp.py" --out "$LARGE" >&2 || fail "tools/gen_mlp.py failed"
+fi
+
+mkdir -p "$T/digits" "$T/large" "$T/logs"
+SRC_D=$($PY "$HELPER" gen "$DIGITS" "$T/digits") || fail "cannot build the digits bodies"
+SRC_L=$($PY "$HELPER" gen "$LARGE" "$T/large" --random 1) || fail "cannot build the mlp-large bodies"
+
+PORT=$(bench_free_port)
+cat >"$T/infergw.yaml" <<EOF
+listen: {address: 127.0.0.1, port: $PORT, threads: 0}
+admin: {address: 127.0.0.1, port: 0}
+limits: {max_body_bytes: 4194304, max_header_bytes: 16384, max_concurrent_streams: 128,
+         idle_timeout_ms: 60000, shutdown_grace_ms: 2000}
+log: {level: info, access: false}
+models:
+  # max_queue above h2load's -c x -m so that a full pipeline is never shed.
+  - {name: digits, path: $DIGITS, max_batch: 32, max_queue_delay_us: 0, max_queue: 4096}
+  - {name: mlp-large, path: $LARGE, max_batch: 8, max_queue_delay_us: 0, max_queue: 4096}
+backends:
+  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits, mlp-large]}
+EOF
+
+bench_start "$T/infergw.log" "$INFERGW" --config "$T/infergw.yaml"
+PID=$BENCH_LAST_PID
+BASE="http://127.0.0.1:$PORT"
+bench_wait_http "$BASE/v2/health/ready" "$PID" 60 ||
+	fail "infergw did not become ready: $(tail -5 "$T/infergw.log")"
+ADMIN=$(sed -n 's/.*\badmin=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$T/infergw.log" | head -1)
+
+# h2load flags per format: body file and headers
+fmt_args() { # MODELDIR-TMP FORMAT
+	case $2 in
+	json) echo "-d $1/json.body -H content-type:application/json" ;;
+	bin) echo "-d $1/bin.body -H inference-header-content-length:$(cat "$1/bin.hl")" ;;
+	mp) echo "-d $1/mp.body -H content-type:application/msgpack -H accept:application/msgpack" ;;
+	esac
+}
+
+# One request per format by hand (curl, h2c): status 200, values vs reference.
+CHECKS=""
+for part in digits large; do
+	model=digits
+	[ $part = large ] && model=mlp-large
+	for f in json bin mp; do
+		hdr=()
+		case $f in
+		json) hdr=(-H 'content-type: application/json') ;;
+		bin) hdr=(-H "inference-header-content-length: $(cat "$T/$part/bin.hl")") ;;
+		mp) hdr=(-H 'content-type: application/msgpack' -H 'accept: application/msgpack') ;;
+		esac
+		code=$(curl -s --max-time 20 --http2-prior-knowledge "${hdr[@]}" \
+			--data-binary @"$T/$part/$f.body" -D "$T/$part/$f.rh" -o "$T/$part/$f.rb" \
+			-w '%{http_code}' "$BASE/v2/models/$model/infer")
+		[ "$code" = "200" ] || fail "$model $f: one request gave HTTP $code: $(head -c 300 "$T/$part/$f.rb")"
+		line=$($PY "$HELPER" check "$f" "$T/$part/$f.rh" "$T/$part/$f.rb" "$T/$part/expect.npy") ||
+			fail "$model $f: $line"
+		CHECKS="$CHECKS- $model $line"$'\n'
+		echo "payloads: $model $line" >&2
+	done
+done
+
+# Warm-ups, then rounds: the three formats back to back in each round.
+: >"$T/runs.jsonl"
+run_part() { # PART MODEL N C M ROUNDS WARM
+	local part=$1 model=$2 n=$3 c=$4 m=$5 rounds=$6 warm=$7 r f
+	local url="$BASE/v2/models/$model/infer"
+	for f in json bin mp; do
+		# shellcheck disable=SC2046
+		bench_h2load "$T/warm.$part.$f.out" "" -n "$warm" -c "$c" -m "$m" -t 1 \
+			$(fmt_args "$T/$part" $f) "$url"
+	done
+	for r in $(seq "$rounds"); do
+		for f in json bin mp; do
+			# shellcheck disable=SC2046
+			bench_measure "$part.$f" "$PID" "$T/$part.$f.$r.out" "$T/$part.$f.$r.log" \
+				"$T/runs.jsonl" -n "$n" -c "$c" -m "$m" -t 1 $(fmt_args "$T/$part" $f) "$url"
+			cat "$T/$part.$f.$r.log" >>"$T/logs/$part.$f.log" 2>/dev/null
+			rm -f "$T/$part.$f.$r.log"
+			echo "payloads: round $r $part.$f: $(grep -o 'finished in .*req/s' "$T/$part.$f.$r.out")" \
+				"$(grep -o 'status codes: .*' "$T/$part.$f.$r.out")" >&2
+		done
+	done
+}
+H2LOAD_TIMEOUT=60 run_part digits digits "$N" "$C" "$M" "$ROUNDS" "$WARM"
+H2LOAD_TIMEOUT=120 run_part large mlp-large "$NL" "$CL" "$ML" "$ROUNDS_L" "$WARM_L"
+kill -0 "$PID" 2>/dev/null || echo "payloads: warning: infergw died during the run" >&2
+
+RESP=$(curl -s --max-time 2 "http://127.0.0.1:${ADMIN:-0}/metrics" 2>/dev/null |
+	grep -E '^infergw_http_responses_total' | head -12)
+SRV_ERRS=$(grep -ciE 'level=(error|warn)|abort|assert' "$T/infergw.log" || true)
+
+{
+	echo "## Payload formats: JSON vs binary tensors vs msgpack"
+	echo
+	bench_env_md
+	echo "- lscpu model name: $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1); nproc: $(nproc)"
+	echo "- server: infergw, listen.threads 0 (= $(nproc) loop threads), CPU backend workers 1, threads_per_worker 1; digits max_batch 32, mlp-large max_batch 8, max_queue_delay_us 0; admin port 0 (= ${ADMIN:-?})"
+	echo "- digits input: $SRC_D; mlp-large input: $SRC_L"
+	echo "- answers: JSON in -> JSON out; binary in -> binary out (binary_data true); msgpack (bin) in -> msgpack out"
+	echo "- one request per format checked by hand (curl --http2-prior-knowledge):"
+	printf '%s' "$CHECKS" | sed 's/^- /  - /'
+	echo "- commands (digits: $ROUNDS rounds after $WARM-request warm-ups; mlp-large: $ROUNDS_L rounds after $WARM_L; formats back to back within a round; req/s = median round; percentiles over every request of every round):"
+	echo
+	echo '```'
+	for part in digits large; do
+		model=digits n=$N c=$C m=$M
+		[ $part = large ] && model=mlp-large n=$NL c=$CL m=$ML
+		for f in json bin mp; do
+			echo "$PIN_CLI h2load --log-file=LOG -n $n -c $c -m $m -t 1 $(fmt_args "$T/$part" $f | sed "s#$T/##g") http://127.0.0.1:PORT/v2/models/$model/infer"
+		done
+	done
+	echo '```'
+	echo
+	$PY "$HELPER" table "$T/runs.jsonl" "$T/logs" \
+		digits.json="$T/digits/json.body" digits.bin="$T/digits/bin.body" digits.mp="$T/digits/mp.body" \
+		large.json="$T/large/json.body" large.bin="$T/large/bin.body" large.mp="$T/large/mp.body"
+	echo
+	if [ -n "$RESP" ]; then
+		echo "/metrics (admin port) after the run:"
+		echo
+		echo '```'
+		echo "$RESP"
+		echo '```'
+		echo
+	fi
+	echo "infergw log lines matching error/warn during the run: $SRV_ERRS"
+	echo
+} >>"$OUT_MD"

@@ -1,0 +1,68 @@
+#!/usr/bin/python3
+"""plot.py - SLO attainment and goodput against offered load, per routing
+policy, from bench/sim/results/sweep.csv (written by bench/sim/report.sh).
+
+usage: /usr/bin/python3 bench/sim/plot.py SWEEP.csv OUT.png
+"""
+import csv
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {"slo": "tab:blue", "least-queue": "tab:orange", "round-robin": "tab:green"}
+STYLES = {"poisson": "-", "onoff": "--"}
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    rows = [r for r in csv.DictReader(open(sys.argv[1]))]
+    if not rows:
+        sys.exit("plot.py: no rows in " + sys.argv[1])
+    cap = float(rows[0]["capacity_rps"])
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    for pol in ("slo", "least-queue", "round-robin"):
+        for arr in ("poisson", "onoff"):
+            pts = sorted(
+                (float(r["load"]), float(r["slo_att"]), float(r["goodput_per_capacity"]))
+                for r in rows
+                if r["policy"] == pol and r["arrival"] == arr
+            )
+            if not pts:
+                continue
+            x = [p[0] for p in pts]
+            label = "%s, %s" % (pol, "Poisson" if arr == "poisson" else "bursty on/off")
+            kw = dict(color=COLORS[pol], linestyle=STYLES[arr], marker="o", markersize=3, label=label)
+            ax1.plot(x, [100 * p[1] for p in pts], **kw)
+            ax2.plot(x, [p[2] for p in pts], **kw)
+    xmax = max(float(r["load"]) for r in rows)
+    ax2.plot([0, 1, xmax], [0, 1, 1], color="grey", linewidth=0.8, linestyle=":", label="ideal")
+    ax2.axhline(0.95, color="red", linewidth=0.6, linestyle=":")
+    ax2.text(xmax, 0.955, "95% of capacity", color="red", fontsize=7, ha="right", va="bottom")
+    ax1.set_xlabel("offered load (x capacity)")
+    ax1.set_ylabel("SLO attainment, all priorities (%)")
+    ax1.set_ylim(0, 102)
+    ax1.set_title("Requests answered within their SLO")
+    ax2.set_xlabel("offered load (x capacity)")
+    ax2.set_ylabel("goodput (x capacity)")
+    ax2.set_ylim(0, 1.1)
+    ax2.set_title("Goodput: answers within SLO per second")
+    for ax in (ax1, ax2):
+        ax.grid(True, linewidth=0.3)
+        ax.set_xlim(0, xmax * 1.02)
+    ax1.legend(fontsize=7, loc="lower left")
+    n = rows[0]["requests"]
+    fig.suptitle(
+        "infergw simulator: %s fleet (%s backends: 8 CPU measured, 2 GPU + 4 DPU derived), "
+        "capacity %.0f req/s, %s requests per point" % (rows[0]["scenario"], rows[0]["backends"], cap, n),
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(sys.argv[2], dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# bench/sim/report.sh - run the simulator's experiments and write
+#   bench/sim/results/sweep.csv     load sweep, 3 policies, Poisson + bursty
+#   bench/sim/results/overload.csv  2x capacity, slo policy, seeds 1-3, what-ifs
+#   bench/sim/results/fill.csv      filling idle GPU time with sheddable work
+#   bench/sim/results/scale.csv     14 to 2000 backends, up to 10M requests
+#   bench/sim/results/slo_goodput.png (and a copy at bench/sim_slo_goodput.png)
+#   bench/sim/results/summary.md    the tables bench/RESULTS.md quotes
+# Every CSV row ends with the exact command that produced it (run from the
+# repository root).  Pure computation: no network, no servers.
+#
+# usage: bench/sim/report.sh          (about 2-3 minutes on 2 cores)
+# env:   N=1000000 (requests per sweep point)  MEASURE_CPU=1 (also re-time
+#        the CPU backend into results/cpu_profile_rerun.txt; needs
+#        build/libinfergw.a and config/models/mlp-large)
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+PY=/usr/bin/python3
+SIM=bench/sim/build/sim
+SC=bench/sim/scenarios
+OUT=bench/sim/results
+N=${N:-1000000}
+T_START=$(date +%s)
+
+make -s -C bench/sim >&2
+mkdir -p "$OUT"
+
+# run CSV ARGS... - one simulation; append its line and the command.
+run() {
+	local csv=$1 line
+	shift
+	line=$("$SIM" "$@") || { echo "report.sh: sim failed: $SIM $*" >&2; exit 1; }
+	printf '%s,"%s %s"\n' "$line" "$SIM" "$*" >>"$csv"
+}
+
+# header CSV - start a CSV with the simulator's column names.
+header() {
+	printf '%s,cmd\n' "$("$SIM" --scenario $SC/hetero.ini --requests 2 --header | head -1)" >"$1"
+}
+
+if [ "${MEASURE_CPU:-0}" = 1 ]; then
+	echo "== CPU profile re-measurement" >&2
+	make -s -C bench/sim cpu_profile >&2
+	{
+		echo "# $(date -u +%FT%TZ) $(uptime)"
+		echo "# bench/sim/build/cpu_profile -t 1 -p 2 -n 30 config/models/mlp-large"
+		bench/sim/build/cpu_profile -t 1 -p 2 -n 30 config/models/mlp-large
+	} >"$OUT/cpu_profile_rerun.txt"
+fi
+
+echo "== 1. load sweep (hetero.ini, $N requests per point)" >&2
+header "$OUT/sweep.csv"
+for arr in poisson onoff; do
+	for load in 0.2 0.4 0.6 0.8 0.9 1.0 1.1 1.25 1.5 1.75 2.0 2.25 2.5; do
+		for pol in slo least-queue round-robin; do
+			run "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy $pol \
+				--arrival $arr --requests "$N" --seed 1
+		done
+	done
+done
+
+echo "== 2. overload: 2x capacity, slo policy, 3 seeds, what-ifs" >&2
+header "$OUT/overload.csv"
+for seed in 1 2 3; do
+	for what in "" --exec-fill --strict-margin --drop-hopeless \
+		"--exec-fill --strict-margin --drop-hopeless"; do
+		# shellcheck disable=SC2086
+		run "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
+			--requests 2000000 --seed $seed $what
+	done
+	for what in "" --drop-hopeless; do
+		# shellcheck disable=SC2086
+		run "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
+			--arrival onoff --requests 2000000 --seed $seed $what
+	done
+done
+
+echo "== 3. filling idle GPU time with sheddable work" >&2
+header "$OUT/fill.csv"
+for sc in gpu_fill hetero_fill; do
+	run "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --requests 2000000 --seed 1
+	run "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0.2 --requests 2000000 --seed 1
+	for f in 0.5 0.1 0.02 0.015 0.0125 0.01 0.001; do
+		run "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --requests 2000000 --seed 1
+	done
+	run "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --max-queue 100000 \
+		--requests 2000000 --seed 1
+	run "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.01 --shed-filter \
+		--requests 2000000 --seed 1
+	run "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --arrival onoff \
+		--requests 2000000 --seed 1
+	for f in 0.5 0.01; do
+		run "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --arrival onoff \
+			--requests 2000000 --seed 1
+	done
+done
+
+echo "== 4. scale" >&2
+header "$OUT/scale.csv"
+run "$OUT/scale.csv" --scenario $SC/hetero.ini --load 1.0 --requests 2000000 --seed 1
+run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 2000000 --seed 1 \
+	--candidates gateway
+for d in 2 8 32; do
+	run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 2000000 --seed 1 \
+		--candidates sample --sample $d
+done
+run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 2.0 --requests 2000000 --seed 1 \
+	--candidates sample --sample 32
+run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 10000000 --seed 1 \
+	--candidates sample --sample 32
+run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 400000 --seed 1 \
+	--candidates all
+
+echo "== plot and summary" >&2
+$PY bench/sim/plot.py "$OUT/sweep.csv" "$OUT/slo_goodput.png"
+cp "$OUT/slo_goodput.png" bench/sim_slo_goodput.png
+$PY bench/sim/summarize.py "$OUT" >"$OUT/summary.md"
+echo "report.sh: done in $(($(date +%s) - T_START)) s; see $OUT/summary.md" >&2
