@@ -62,7 +62,7 @@ grep -E '^kernel: batch [0-9]+: max' "$T/kernel.err" >&2
 	echo
 	bench_env_md | grep -v '^- h2load\|^- pinning'
 	echo "- oneDNN: $(sed -n 's/^#define DNNL_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' /usr/include/oneapi/dnnl/dnnl_version.h 2>/dev/null | paste -sd.), threads_per_slot = $THREADS (OpenMP threads inside one batch; raw oneDNN runs with the same team size), 1 slot, not pinned"
-	echo "- infergw: be_cpu_ops.submit of one request of B rows (gather + matmul chain + softmax + scatter); raw (ba): oneDNN matmuls reading nn.Linear [out][in] weights in place + oneDNN softmax (the anchor: the same work); raw (packed): weights reordered ahead of time to the layout oneDNN prefers (headroom)"
+	echo "- infergw: be_cpu_ops.submit of one request of B rows (gather + matmul chain + softmax + scatter). raw oneDNN (the anchor): matmul primitives made for exactly B rows with weights in format_any, nn.Linear's weights reordered ahead of time into the layout each asks for, fused bias+ReLU, oneDNN softmax. unpacked: the same reading the [out][in] array in place (tag ba)"
 	echo "- ratio = median over slices of infergw / raw from neighbouring slices; cells = median slice"
 	echo "- build: \`$BUILD_CMD\`"
 	echo "- run: \`$CMD\`"

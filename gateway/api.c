@@ -2,6 +2,8 @@
 #define _GNU_SOURCE
 #include "api.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -241,9 +243,11 @@ static int api_parse_body(struct call *c, const struct model *m, struct ks_infer
 		return mp_parse_infer(m, body, len, ki, NULL, err, errlen);
 	if (!ihcl)
 		return ks_parse_infer(m, body, len, NULL, 0, ki, err, errlen);
+	errno = 0;
 	hl = strtoull(ihcl, &end, 10);
 	memset(ki, 0, sizeof(*ki));
-	if (*end || end == ihcl) {
+	/* Digits only: strtoull would take "-5" and cap "9999...9" silently. */
+	if (*end || end == ihcl || !isdigit((unsigned char)ihcl[0]) || errno) {
 		snprintf(err, errlen, "Inference-Header-Content-Length: expected a byte count, got \"%s\"",
 			 ihcl);
 		return 400;
