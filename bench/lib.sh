@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # bench/lib.sh - helpers shared by the bench/*.sh scripts (source it).
 #
 # Everything here talks to 127.0.0.1 only, and every load run is bounded in
@@ -36,13 +37,13 @@ bench_tmpdir() {
 # bench_cleanup - SIGTERM every server we started (by PID), then SIGKILL
 # whatever is still there after 5 s; remove the temp dir.
 bench_cleanup() {
-	local pid i
+	local pid _
 	for pid in "${BENCH_PIDS[@]:-}"; do
 		[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
 	done
 	for pid in "${BENCH_PIDS[@]:-}"; do
 		[ -n "$pid" ] || continue
-		for i in $(seq 50); do
+		for _ in $(seq 50); do
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
@@ -73,9 +74,9 @@ bench_start() {
 
 # bench_stop PID - SIGTERM one server and wait for it (SIGKILL after 5 s).
 bench_stop() {
-	local pid=$1 i
+	local pid=$1 _
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
@@ -92,8 +93,8 @@ bench_stop() {
 # bench_wait_http URL PID [SECS] - wait until URL answers 200 over h2c
 # (prior knowledge), as long as PID lives.  0 when ready.
 bench_wait_http() {
-	local url=$1 pid=$2 secs=${3:-20} i code
-	for i in $(seq $((secs * 10))); do
+	local url=$1 pid=$2 secs=${3:-20} code
+	for _ in $(seq $((secs * 10))); do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			echo "bench: server (pid $pid) exited before $url was ready" >&2
 			return 1

@@ -21,7 +21,6 @@ All other times are printed in milliseconds.
 import json
 import os
 import re
-import sys
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 

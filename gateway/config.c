@@ -112,7 +112,7 @@ static int cfg_limits(struct ytree *t, yaml_node_t *m, struct config *c, char **
 static int cfg_routing(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
 	static const char *const keys[] = { "policy", "margin_us", "priority_levels",
-		"sheddable_levels", "shed_wait_fraction", NULL };
+		"sheddable_levels", "shed_wait_fraction", "drop_hopeless", NULL };
 	int64_t margin = c->routing.margin_us, levels = c->routing.priority_levels;
 	int64_t shed = c->routing.sheddable_levels;
 	char *policy = NULL;
@@ -123,7 +123,8 @@ static int cfg_routing(struct ytree *t, yaml_node_t *m, struct config *c, char *
 	    cfg_opt_str(t, m, "routing", "policy", &policy, err) ||
 	    cfg_opt_int(t, m, "routing", "margin_us", 0, 60000000, &margin, err) ||
 	    cfg_opt_int(t, m, "routing", "priority_levels", 1, 16, &levels, err) ||
-	    cfg_opt_int(t, m, "routing", "sheddable_levels", 0, 15, &shed, err))
+	    cfg_opt_int(t, m, "routing", "sheddable_levels", 0, 15, &shed, err) ||
+	    cfg_opt_bool(t, m, "routing", "drop_hopeless", &c->routing.drop_hopeless, err))
 		goto fail;
 	if (yt_get(t, m, "shed_wait_fraction") &&
 	    yt_num(t, yt_get(t, m, "shed_wait_fraction"), "routing.shed_wait_fraction", 0, 100,
@@ -442,6 +443,7 @@ static void cfg_defaults(struct config *c)
 	c->routing.priority_levels = 3;
 	c->routing.sheddable_levels = 1;
 	c->routing.shed_wait_fraction = 0.5;
+	c->routing.drop_hopeless = true;
 	c->admin.address = strdup("127.0.0.1");
 	c->admin.port = 8001;
 	c->reload.debounce_ms = 200;
@@ -545,7 +547,7 @@ void *cfg_to_json(const struct config *c)
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
 	return json_pack("{s:s, s:{s:s, s:i, s:i}, s:{s:s, s:i}, s:{s:I, s:i, s:i, s:i, s:i},"
-			 " s:{s:s, s:i, s:i, s:i, s:f}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o}",
+			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
 			 "threads", c->listen.threads,
@@ -560,6 +562,7 @@ void *cfg_to_json(const struct config *c)
 			 "priority_levels", c->routing.priority_levels,
 			 "sheddable_levels", c->routing.sheddable_levels,
 			 "shed_wait_fraction", c->routing.shed_wait_fraction,
+			 "drop_hopeless", c->routing.drop_hopeless,
 			 "reload", "watch", c->reload.watch, "debounce_ms", (int)c->reload.debounce_ms,
 			 "log", "level", levels[c->log.level], "access", c->log.access,
 			 "models", models, "backends", backends);

@@ -47,6 +47,7 @@ struct config {
 		int priority_levels;
 		int sheddable_levels;	/* the lowest this many levels may be shed */
 		double shed_wait_fraction;	/* shed when predicted wait > this x objective */
+		bool drop_hopeless;	/* 504 queued requests that can no longer finish in time */
 	} routing;
 	struct {
 		char *address;

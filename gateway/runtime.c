@@ -222,6 +222,7 @@ static void rt_queue_conf(const struct config *c, const struct model_conf *mc,
 		.n_preferred = mc->n_preferred, .adaptive = mc->adaptive,
 		.objective_ns = (uint64_t)mc->slo_ms * 1000000,
 		.margin_ns = (uint64_t)c->routing.margin_us * 1000,
+		.drop_hopeless = c->routing.drop_hopeless,
 		.met = met_lookup(backend, m->name),
 	};
 	memcpy(qc->preferred, mc->preferred, sizeof(qc->preferred));

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <semaphore.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,9 +80,26 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 	pthread_mutex_unlock(&s->mu);
 }
 
+/* A queued request answered without running (displaced, expired, hopeless). */
+static void sched_answer(struct infer_req *r, int status, uint64_t now, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void sched_answer(struct infer_req *r, int status, uint64_t now, const char *fmt, ...)
+{
+	va_list ap;
+
+	atomic_store(&r->state, REQ_EXPIRED);
+	r->status = status;
+	r->dequeue_ns = now;
+	r->retry_after_s = 1;
+	va_start(ap, fmt);
+	vsnprintf(r->errmsg, sizeof(r->errmsg), fmt, ap);
+	va_end(ap);
+}
+
 int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 {
 	struct sched_q *q = &s->qs[qi];
+	struct infer_req *displaced = NULL;
 	int rc;
 
 	if (r->rows > q->max_batch)
@@ -93,6 +111,8 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	}
 	atomic_store_explicit(&r->state, REQ_QUEUED, memory_order_relaxed);
 	rc = sq_push(&q->sq, r);
+	if (rc == -EAGAIN && (displaced = sq_displace(&q->sq, r->priority)))
+		rc = sq_push(&q->sq, r);
 	if (rc) {
 		atomic_store_explicit(&r->state, REQ_NEW, memory_order_relaxed);
 		goto out_unlock;
@@ -104,7 +124,11 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 		pthread_cond_signal(&s->cv);
 out_unlock:
 	pthread_mutex_unlock(&s->mu);
-	(void)now;
+	if (displaced) {
+		sched_answer(displaced, 429, now, "queue for model %s is full: displaced by a "
+			     "priority %d request", q->model->name, r->priority);
+		loop_post(displaced->owner, displaced);
+	}
 	return rc;
 }
 
@@ -126,23 +150,32 @@ bool sched_cancel(struct infer_req *r)
 	return removed;
 }
 
-/* Answer requests whose deadline passed while queued: 504, not executed. */
+/*
+ * Answer 504, without running them, the requests whose deadline passed
+ * while queued, and with drop_hopeless those that a batch started now
+ * would still finish too late: running them would only delay the others.
+ */
 static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 {
 	struct infer_req *all = NULL;
 
 	for (int i = 0; i < s->n_q; i++) {
 		struct sched_q *q = &s->qs[i];
-		struct infer_req *r = sq_expire(&q->sq, now), *next;
+		int rows = q->sq.n_rows < q->pol.max_batch ? q->sq.n_rows : q->pol.max_batch;
+		uint64_t need = q->drop_hopeless && rows ? svc_predict(&q->svc, rows) : 0;
+		struct infer_req *r = sq_expire(&q->sq, now + need), *next;
 
 		for (; r; r = next) {
 			next = r->next;
-			atomic_store(&r->state, REQ_EXPIRED);
-			r->status = 504;
-			r->dequeue_ns = now;
-			snprintf(r->errmsg, sizeof(r->errmsg),
-				 "deadline passed after %llu us in the queue of backend %s",
-				 (unsigned long long)((now - r->arrival_ns) / 1000), s->be->conf.name);
+			if (r->deadline_ns <= now)
+				sched_answer(r, 504, now, "deadline passed after %llu us in the queue "
+					     "of backend %s", (unsigned long long)((now - r->arrival_ns) / 1000),
+					     s->be->conf.name);
+			else
+				sched_answer(r, 504, now, "cannot finish before its deadline: %llu us "
+					     "left, a batch on backend %s takes %llu us",
+					     (unsigned long long)((r->deadline_ns - now) / 1000),
+					     s->be->conf.name, (unsigned long long)(need / 1000));
 			r->next = all;
 			all = r;
 		}
@@ -343,6 +376,7 @@ static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 	q->pol.n_preferred = qc->n_preferred;
 	memcpy(q->pol.preferred, qc->preferred, sizeof(q->pol.preferred));
 	q->adaptive = qc->adaptive;
+	q->drop_hopeless = qc->drop_hopeless;
 	batch_adapt_init(&q->adapt, 1, q->max_batch, qc->objective_ns, 8);
 	atomic_store(&q->eff_max_batch, q->max_batch);
 	q->sq.max_reqs = qc->max_queue;

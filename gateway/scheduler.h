@@ -3,7 +3,8 @@
  *
  * Glue between the pure parts (squeue, batcher, svctime) and threads: each
  * backend gets `slots` scheduler threads and one mutex.  A thread answers
- * expired requests (504, never executed), asks the batcher whether a queue
+ * expired requests (504, never executed; with drop_hopeless also those
+ * that can no longer finish in time), asks the batcher whether a queue
  * should be cut, takes whole requests (priority, then deadline order),
  * submits the batch, learns its service time, and posts every request back
  * to its owner loop.  A client that goes away while its request is queued
@@ -39,6 +40,7 @@ struct sched_q_conf {
 	bool adaptive;
 	uint64_t objective_ns;		/* the model's objective: adaptive target */
 	uint64_t margin_ns;
+	bool drop_hopeless;		/* 504 what cannot finish by its deadline */
 	double warm_a_ns, warm_b_ns;	/* service time warm start */
 	struct met_series *met;
 };
@@ -50,6 +52,7 @@ struct sched_q {
 	struct batch_policy pol;	/* pol.max_batch = effective (adaptive) limit */
 	int max_batch;			/* configured limit */
 	bool adaptive;
+	bool drop_hopeless;
 	struct batch_adapt adapt;
 	struct svc_model svc;
 	struct met_series *met;
@@ -96,8 +99,10 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 		struct sched_view *out);
 /*
  * sched_enqueue - queue r on queue qi (r->priority already normalized).
- * Returns 0, -EAGAIN (queue full), -E2BIG (rows above the batch limit) or
- * -ESHUTDOWN; on error r is still the caller's.
+ * A full queue makes room by displacing its lowest-priority request below
+ * r's priority (answered 429).  Returns 0, -EAGAIN (queue full), -E2BIG
+ * (rows above the batch limit) or -ESHUTDOWN; on error r is still the
+ * caller's.
  */
 int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now);
 /*

@@ -109,6 +109,19 @@ int sq_take(struct squeue *q, int max_rows, struct infer_req **out, int cap)
 	return n;
 }
 
+struct infer_req *sq_displace(struct squeue *q, int prio)
+{
+	for (int p = q->hi; p > prio; p--) {
+		struct infer_req *r = q->lv[p].tail;
+
+		if (r) {
+			sq_remove(q, r);
+			return r;
+		}
+	}
+	return NULL;
+}
+
 uint64_t sq_earliest_deadline(const struct squeue *q)
 {
 	uint64_t best = UINT64_MAX;

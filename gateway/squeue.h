@@ -52,6 +52,13 @@ struct infer_req *sq_expire(struct squeue *q, uint64_t now);
  * the first that does not).  Writes them to out[0..cap) and returns how many.
  */
 int sq_take(struct squeue *q, int max_rows, struct infer_req **out, int cap);
+/*
+ * sq_displace - make room for a request of priority prio in a full queue:
+ * unlink and return the request of the lowest level below prio that is due
+ * last (the tail of that level), or NULL when every queued request is at
+ * prio or above.
+ */
+struct infer_req *sq_displace(struct squeue *q, int prio);
 /* sq_earliest_deadline - smallest deadline queued; UINT64_MAX when none. */
 uint64_t sq_earliest_deadline(const struct squeue *q);
 /* sq_oldest_arrival - earliest arrival among the level heads; UINT64_MAX when empty. */

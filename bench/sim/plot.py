@@ -12,8 +12,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"slo": "tab:blue", "least-queue": "tab:orange", "round-robin": "tab:green"}
+COLORS = {"slo": "tab:blue", "least-queue": "tab:orange", "round-robin": "tab:green",
+          "slo+drop-hopeless": "tab:purple"}
 STYLES = {"poisson": "-", "onoff": "--"}
+
+
+def key(r):
+    """policy, plus the what-if variant when the row has one"""
+    return r["policy"] if r["variant"] == "gateway" else r["policy"] + "+" + r["variant"]
 
 
 def main():
@@ -24,24 +30,27 @@ def main():
         sys.exit("plot.py: no rows in " + sys.argv[1])
     cap = float(rows[0]["capacity_rps"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for pol in ("slo", "least-queue", "round-robin"):
+    for pol in ("slo", "least-queue", "round-robin", "slo+drop-hopeless"):
         for arr in ("poisson", "onoff"):
             pts = sorted(
                 (float(r["load"]), float(r["slo_att"]), float(r["goodput_per_capacity"]))
                 for r in rows
-                if r["policy"] == pol and r["arrival"] == arr
+                if key(r) == pol and r["arrival"] == arr
             )
             if not pts:
                 continue
             x = [p[0] for p in pts]
-            label = "%s, %s" % (pol, "Poisson" if arr == "poisson" else "bursty on/off")
-            kw = dict(color=COLORS[pol], linestyle=STYLES[arr], marker="o", markersize=3, label=label)
+            label = "%s, %s" % (pol, "Poisson" if arr == "poisson" else "bursty (20 ms at 3x / 80 ms at 0.5x)")
+            if pol == "slo+drop-hopeless":
+                label = "what-if: " + label
+            kw = dict(color=COLORS[pol], linestyle=STYLES[arr], marker="o", markersize=3, label=label,
+                      linewidth=0.9 if "+" in pol else 1.5)
             ax1.plot(x, [100 * p[1] for p in pts], **kw)
             ax2.plot(x, [p[2] for p in pts], **kw)
     xmax = max(float(r["load"]) for r in rows)
     ax2.plot([0, 1, xmax], [0, 1, 1], color="grey", linewidth=0.8, linestyle=":", label="ideal")
     ax2.axhline(0.95, color="red", linewidth=0.6, linestyle=":")
-    ax2.text(xmax, 0.955, "95% of capacity", color="red", fontsize=7, ha="right", va="bottom")
+    ax2.text(0.05, 0.96, "95% of capacity", color="red", fontsize=7, ha="left", va="bottom")
     ax1.set_xlabel("offered load (x capacity)")
     ax1.set_ylabel("SLO attainment, all priorities (%)")
     ax1.set_ylim(0, 102)

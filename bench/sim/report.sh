@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/sim/report.sh - run the simulator's experiments and write
 #   bench/sim/results/sweep.csv     load sweep, 3 policies, Poisson + bursty
-#   bench/sim/results/overload.csv  2x capacity, slo policy, seeds 1-3, what-ifs
+#   bench/sim/results/overload.csv  2x capacity, slo policy, seeds 1-3, what-ifs;
+#                                   bursty overload of the GPU-only fleet
 #   bench/sim/results/fill.csv      filling idle GPU time with sheddable work
 #   bench/sim/results/scale.csv     14 to 2000 backends, up to 10M requests
 #   bench/sim/results/slo_goodput.png (and a copy at bench/sim_slo_goodput.png)
@@ -10,7 +11,9 @@
 # repository root).  Pure computation: no network, no servers.
 #
 # usage: bench/sim/report.sh          (about 2-3 minutes on 2 cores)
-# env:   N=1000000 (requests per sweep point)  MEASURE_CPU=1 (also re-time
+# env:   N=1000000 (requests per sweep point)  JOBS=2 (simulations run at
+#        once, except the scale runs, which run alone so their wall times
+#        mean something)  MEASURE_CPU=1 (also re-time
 #        the CPU backend into results/cpu_profile_rerun.txt; needs
 #        build/libinfergw.a and config/models/mlp-large)
 set -eu
@@ -22,17 +25,49 @@ SIM=bench/sim/build/sim
 SC=bench/sim/scenarios
 OUT=bench/sim/results
 N=${N:-1000000}
+JOBS=${JOBS:-2}
 T_START=$(date +%s)
 
 make -s -C bench/sim >&2
 mkdir -p "$OUT"
+TMP=$(mktemp -d /tmp/infergw-sim.XXXXXX)
+trap 'rm -rf "$TMP"' EXIT
+SEQ=0
+PENDING=()
 
-# run CSV ARGS... - one simulation; append its line and the command.
+# run CSV ARGS... - one simulation now; append its line and the command.
 run() {
 	local csv=$1 line
 	shift
 	line=$("$SIM" "$@") || { echo "report.sh: sim failed: $SIM $*" >&2; exit 1; }
 	printf '%s,"%s %s"\n' "$line" "$SIM" "$*" >>"$csv"
+}
+
+# brun CSV ARGS... - as run, but in the background (JOBS at a time); the
+# lines reach CSV in submission order at the next collect.
+brun() {
+	local csv=$1 out
+	shift
+	SEQ=$((SEQ + 1))
+	out="$TMP/$(printf %05d $SEQ)"
+	PENDING+=("$csv|$out")
+	(
+		line=$("$SIM" "$@") || { echo "report.sh: sim failed: $SIM $*" >&2; exit 1; }
+		printf '%s,"%s %s"\n' "$line" "$SIM" "$*" >"$out"
+	) &
+	while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do
+		wait -n || true
+	done
+}
+
+collect() {
+	local p
+	wait
+	for p in "${PENDING[@]}"; do
+		[ -s "${p#*|}" ] || { echo "report.sh: a simulation failed (${p#*|})" >&2; exit 1; }
+		cat "${p#*|}" >>"${p%%|*}"
+	done
+	PENDING=()
 }
 
 # header CSV - start a CSV with the simulator's column names.
@@ -55,11 +90,15 @@ header "$OUT/sweep.csv"
 for arr in poisson onoff; do
 	for load in 0.2 0.4 0.6 0.8 0.9 1.0 1.1 1.25 1.5 1.75 2.0 2.25 2.5; do
 		for pol in slo least-queue round-robin; do
-			run "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy $pol \
+			brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy $pol \
 				--arrival $arr --requests "$N" --seed 1
 		done
+		# what-if: the slo policy with hopeless requests dropped at dequeue
+		brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy slo \
+			--arrival $arr --requests "$N" --seed 1 --drop-hopeless
 	done
 done
+collect
 
 echo "== 2. overload: 2x capacity, slo policy, 3 seeds, what-ifs" >&2
 header "$OUT/overload.csv"
@@ -67,35 +106,50 @@ for seed in 1 2 3; do
 	for what in "" --exec-fill --strict-margin --drop-hopeless \
 		"--exec-fill --strict-margin --drop-hopeless"; do
 		# shellcheck disable=SC2086
-		run "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
+		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--requests 2000000 --seed $seed $what
 	done
 	for what in "" --drop-hopeless; do
 		# shellcheck disable=SC2086
-		run "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
+		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--arrival onoff --requests 2000000 --seed $seed $what
 	done
 done
+for pol in least-queue round-robin; do
+	brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy $pol \
+		--requests 2000000 --seed 1
+done
+# bursty overload of one priority: gpu_fill's hp traffic alone, bursts of 3x
+for what in "" --strict-margin --exec-fill "--exec-fill --strict-margin"; do
+	# shellcheck disable=SC2086
+	brun "$OUT/overload.csv" --scenario $SC/gpu_fill.ini --share lp=0 --arrival onoff \
+		--requests 2000000 --seed 1 $what
+done
+collect
 
 echo "== 3. filling idle GPU time with sheddable work" >&2
 header "$OUT/fill.csv"
+# bursts for this experiment: 20 ms at 1.4x the mean, 80 ms at 0.9x, so that
+# the hp traffic alone (65% of the GPUs) never exceeds their capacity
+BURST=20,80,1.4
 for sc in gpu_fill hetero_fill; do
-	run "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --requests 2000000 --seed 1
-	run "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0.2 --requests 2000000 --seed 1
+	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --requests 2000000 --seed 1
+	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0.2 --requests 2000000 --seed 1
 	for f in 0.5 0.1 0.02 0.015 0.0125 0.01 0.001; do
-		run "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --requests 2000000 --seed 1
+		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --requests 2000000 --seed 1
 	done
-	run "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --max-queue 100000 \
+	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --max-queue 100000 \
 		--requests 2000000 --seed 1
-	run "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.01 --shed-filter \
+	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.01 --shed-filter \
 		--requests 2000000 --seed 1
-	run "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --arrival onoff \
+	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --arrival onoff --burst $BURST \
 		--requests 2000000 --seed 1
 	for f in 0.5 0.01; do
-		run "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --arrival onoff \
-			--requests 2000000 --seed 1
+		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --arrival onoff \
+			--burst $BURST --requests 2000000 --seed 1
 	done
 done
+collect
 
 echo "== 4. scale" >&2
 header "$OUT/scale.csv"
@@ -106,11 +160,9 @@ for d in 2 8 32; do
 	run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 2000000 --seed 1 \
 		--candidates sample --sample $d
 done
-run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 2.0 --requests 2000000 --seed 1 \
+run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 5000000 --seed 1 \
 	--candidates sample --sample 32
-run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 10000000 --seed 1 \
-	--candidates sample --sample 32
-run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 400000 --seed 1 \
+run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 200000 --seed 1 \
 	--candidates all
 
 echo "== plot and summary" >&2

@@ -518,6 +518,7 @@ struct sim_be {
 	uint64_t wake_at;
 	uint32_t wake_gen;
 	uint64_t busy_ns, batches, rows_done, reqs_done;
+	uint64_t stamp;			/* candidate sampling: drawn for request #stamp */
 };
 
 /* ---- requests ---- */
@@ -656,6 +657,7 @@ static int n_bes;
 static struct lvl_stats st[SQ_MAX_LEVELS + 1];
 static struct rng rng_exec, rng_cand;
 static uint64_t g_rr;			/* rt->rr */
+static uint64_t cand_stamp;
 static uint64_t n_total, n_made, warm_n;
 static uint64_t t0_ns, t1_ns;
 static double snap0[N_KINDS], snap1[N_KINDS], rsnap0[N_KINDS], rsnap1[N_KINDS];
@@ -889,16 +891,13 @@ static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_c
 	if (S.cand_mode == CAND_SAMPLE && S.cand_d < n_bes) {
 		int d = S.cand_d < cap ? S.cand_d : cap;
 
+		cand_stamp++;
 		while (n < d) {
-			int id = (int)(rng_next(&rng_cand) % (uint64_t)n_bes), dup = 0;
+			int id = (int)(rng_next(&rng_cand) % (uint64_t)n_bes);
 
-			for (int k = 0; k < n; k++)
-				if (cand[k].id == id) {
-					dup = 1;
-					break;
-				}
-			if (dup)
-				continue;
+			if (bes[id].stamp == cand_stamp)
+				continue;	/* drawn already for this request */
+			bes[id].stamp = cand_stamp;
 			cand[n].id = id;
 			cand[n].qi = 0;
 			sim_view(&bes[id], q->r.rows, q->r.priority, now, &cand[n]);
@@ -1107,7 +1106,8 @@ static void usage(void)
 		"usage: sim --scenario FILE [--load X] [--policy slo|least-queue|round-robin]\n"
 		"           [--requests N] [--seed S] [--shed-frac F] [--share CLASS=F]...\n"
 		"           [--slo CLASS=MS]...\n"
-		"           [--arrival poisson|onoff] [--scale K] [--candidates gateway|all|sample]\n"
+		"           [--arrival poisson|onoff] [--burst ON_MS,OFF_MS,PEAK] [--scale K]\n"
+		"           [--candidates gateway|all|sample]\n"
 		"           [--sample D] [--max-queue N]\n"
 		"           [--exec-fill] [--drop-hopeless] [--strict-margin] [--shed-filter]\n"
 		"           (what-ifs, see README.md)\n"
@@ -1121,7 +1121,7 @@ int main(int argc, char **argv)
 	const char *scen = NULL, *share_over[MAX_CLASSES * 2];
 	int share_kind[MAX_CLASSES * 2];
 	const char *arrival_over = NULL, *cand_over = NULL, *policy_over = NULL;
-	double load = 1.0, shed_over = -1;
+	double load = 1.0, shed_over = -1, burst[3] = { -1, -1, -1 };
 	uint64_t seed = 1;
 	int header = 0, verbose = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
 	int exec_fill = 0, drop_hopeless = 0, strict_margin = 0, shed_filter = 0;
@@ -1131,7 +1131,7 @@ int main(int argc, char **argv)
 		{ "scenario", 1, 0, 'S' }, { "load", 1, 0, 'l' }, { "policy", 1, 0, 'p' },
 		{ "requests", 1, 0, 'n' }, { "seed", 1, 0, 's' }, { "shed-frac", 1, 0, 'f' },
 		{ "share", 1, 0, 'c' }, { "slo", 1, 0, 'o' }, { "arrival", 1, 0, 'a' },
-		{ "scale", 1, 0, 'k' },
+		{ "scale", 1, 0, 'k' }, { "burst", 1, 0, 'b' },
 		{ "candidates", 1, 0, 'C' }, { "sample", 1, 0, 'd' }, { "max-queue", 1, 0, 'q' },
 		{ "exec-fill", 0, 0, 'E' }, { "drop-hopeless", 0, 0, 'D' },
 		{ "strict-margin", 0, 0, 'M' }, { "shed-filter", 0, 0, 'F' },
@@ -1156,6 +1156,10 @@ int main(int argc, char **argv)
 			share_over[n_share++] = optarg;
 			break;
 		case 'a': arrival_over = optarg; break;
+		case 'b':
+			if (sscanf(optarg, "%lf,%lf,%lf", &burst[0], &burst[1], &burst[2]) != 3)
+				die("--burst ON_MS,OFF_MS,PEAK");
+			break;
 		case 'k': scale = atoi(optarg); break;
 		case 'C': cand_over = optarg; break;
 		case 'd': sample_over = atoi(optarg); break;
@@ -1224,6 +1228,11 @@ int main(int argc, char **argv)
 		struct class *k = &S.cls[c];
 		double mr = k->rows;
 
+		if (burst[0] > 0) {
+			k->on_ms = burst[0];
+			k->off_ms = burst[1];
+			k->peak = burst[2];
+		}
 		if (arrival_over) {
 			if (!strcmp(arrival_over, "poisson"))
 				k->arr = ARR_POISSON;
@@ -1318,7 +1327,7 @@ int main(int argc, char **argv)
 	}
 	if (header)
 		printf("scenario,variant,policy,arrival,load,seed,requests,backends,candidates,shed_frac,"
-		       "capacity_rps,offered_rps,goodput_rps,goodput_per_capacity,slo_att,"
+		       "capacity_rps,offered_rps,goodput_rps,goodput_per_capacity,goodput_cohort_rps,slo_att,"
 		       "att_p1,att_p2,att_p3,good_p1_rps,good_p2_rps,good_p3_rps,"
 		       "p50_p1_ms,p99_p1_ms,p99_p2_ms,p99_p3_ms,"
 		       "rej_late,rej_full,rej_shed,rej_nobackend,bad_400,expired_504,hopeless_504,late_done,"
@@ -1353,8 +1362,8 @@ int main(int argc, char **argv)
 		       variant[0] ? variant + 1 : "gateway", router_policy_name(S.policy), arr,
 		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,
 		       S.shed_frac);
-		printf("%.1f,%.1f,%.1f,%.4f,%.4f,", capacity_rps, arrived / win, ok_win / win,
-		       ok_win / win / capacity_rps, arrived ? (double)ok / arrived : NAN);
+		printf("%.1f,%.1f,%.1f,%.4f,%.1f,%.4f,", capacity_rps, arrived / win, ok_win / win,
+		       ok_win / win / capacity_rps, ok / win, arrived ? (double)ok / arrived : NAN);
 		for (int l = 1; l <= 3; l++)
 			printf("%.4f,", l <= S.levels && st[l].arrived ? (double)st[l].ok / st[l].arrived
 								      : NAN);

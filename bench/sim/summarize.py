@@ -41,9 +41,12 @@ def table(hdr, rows):
 def sweep(rows):
     if not rows:
         return ""
-    by = {(r["arrival"], r["policy"], r["load"]): r for r in rows}
+    def key(r):
+        return r["policy"] if r["variant"] == "gateway" else r["policy"] + "+" + r["variant"]
+
+    by = {(r["arrival"], key(r), r["load"]): r for r in rows}
     loads = sorted({r["load"] for r in rows}, key=float)
-    pols = ("slo", "least-queue", "round-robin")
+    pols = ("slo", "least-queue", "round-robin", "slo+drop-hopeless")
     out = []
     for arr in ("poisson", "onoff"):
         hdr = ["load"] + ["%s att / goodput" % p for p in pols] + ["slo: p1 / p2 / p3 att", "slo: 429 late/shed, 504, late 200"]
@@ -59,7 +62,10 @@ def sweep(rows):
                 line.append("%s/%s, %s, %s" % (r["rej_late"], r["rej_shed"], r["expired_504"], r["late_done"]))
             t.append(line)
         out.append("Arrivals: %s (capacity %s req/s; goodput in x capacity)\n\n" % (arr, f(rows[0]["capacity_rps"], 0)) + table(hdr, t))
-    out.append("Command of each point (e.g. load 2.0, slo, Poisson): `%s`" % by[("poisson", "slo", "2.0")]["cmd"] if ("poisson", "slo", "2.0") in by else "")
+    k = ("poisson", "slo", "2.000")
+    if k in by:
+        out.append("Command of a point (load 2.0, slo, Poisson; the others differ in --load, --policy,"
+                   " --arrival, --drop-hopeless): `%s`" % by[k]["cmd"])
     return "\n\n".join(out)
 
 
@@ -68,14 +74,14 @@ def overload(rows):
         return ""
     g = defaultdict(list)
     for r in rows:
-        g[(r["arrival"], r["variant"])].append(r)
-    hdr = ["arrival", "variant", "seeds", "goodput (x capacity) mean [min-max]", "att all", "att p1", "att p2", "att p3",
+        g[(r["scenario"], r["load"], r["arrival"], r["policy"], r["variant"])].append(r)
+    hdr = ["scenario", "load", "arrival", "policy", "variant", "seeds", "goodput (x capacity) mean [min-max]", "att all", "att p1", "att p2", "att p3",
            "504 (+hopeless)", "late 200", "command (seed 1)"]
     t = []
-    for (arr, var), rs in g.items():
+    for (sc, ld, arr, pol, var), rs in g.items():
         gp = [float(r["goodput_per_capacity"]) for r in rs]
         m = lambda k: sum(float(r[k]) for r in rs) / len(rs)  # noqa: E731
-        t.append([arr, var, len(rs), "%.3f [%.3f-%.3f]" % (sum(gp) / len(gp), min(gp), max(gp)),
+        t.append([sc, ld, arr, pol, var, len(rs), "%.3f [%.3f-%.3f]" % (sum(gp) / len(gp), min(gp), max(gp)),
                   pct(m("slo_att")), pct(m("att_p1")), pct(m("att_p2")), pct(m("att_p3")),
                   "%.0f (+%.0f)" % (m("expired_504"), m("hopeless_504")), "%.0f" % m("late_done"),
                   "`%s`" % rs[0]["cmd"]])
@@ -106,9 +112,11 @@ def scale(rows):
     if not rows:
         return ""
     hdr = ["scenario", "backends", "candidates", "load", "requests", "simulated s", "wall s", "simulated req/s (wall)",
-           "events", "goodput (x cap)", "att all", "command"]
+           "events", "goodput (x cap): completed in window / arrival cohort", "att all", "command"]
     t = [[r["scenario"], r["backends"], r["candidates"], r["load"], r["requests"], f(r["sim_s"], 3), f(r["wall_s"], 2),
-          f(r["sim_req_per_s"], 0), r["events"], f(r["goodput_per_capacity"], 3), pct(r["slo_att"]),
+          f(r["sim_req_per_s"], 0), r["events"],
+          "%s / %s" % (f(r["goodput_per_capacity"], 3), f(float(r["goodput_cohort_rps"]) / float(r["capacity_rps"]), 3)),
+          pct(r["slo_att"]),
           "`%s`" % r["cmd"]] for r in rows]
     return table(hdr, t)
 

@@ -178,9 +178,11 @@ class SlowGateway:
         passed as --port/--admin-port, or None (the file's value)."""
         if not BINARY.exists():
             raise AssertionError(f"{BINARY} does not exist: run `make` first")
+        if config is not None:
+            self.config = Path(config)
         last = ""
         for _ in range(3):  # a lost race for a free port: try again
-            args = [str(BINARY), "--config", str(config or self.config)]
+            args = [str(BINARY), "--config", str(self.config)]
             want = free_port() if port == "free" else port
             if want is not None:
                 args += ["--port", str(want)]

@@ -101,12 +101,32 @@ static void test_expire_and_remove(void **state)
 	assert_int_equal(sq_rows_ahead(&q, 1), 1);
 }
 
+/* A full queue makes room for higher priority by dropping the lowest, latest-due. */
+static void test_displace(void **state)
+{
+	struct squeue q;
+
+	sq_init(&q, 3, 3);
+	sq_push(&q, mk(0, 3, 100, 1));
+	sq_push(&q, mk(1, 3, 200, 1));
+	sq_push(&q, mk(2, 2, 50, 1));
+	assert_int_equal(sq_push(&q, mk(3, 1, 10, 1)), -EAGAIN);
+	assert_ptr_equal(sq_displace(&q, 1), &R[1]);	/* level 3, due last */
+	assert_int_equal(sq_push(&q, &R[3]), 0);
+	assert_ptr_equal(sq_displace(&q, 2), &R[0]);
+	assert_null(sq_displace(&q, 2));		/* only levels 1 and 2 left */
+	assert_ptr_equal(sq_displace(&q, 1), &R[2]);
+	assert_null(sq_displace(&q, 1));
+	assert_int_equal(q.n_reqs, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_order_priority_then_deadline),
 		cmocka_unit_test(test_take_whole_requests_and_bound),
 		cmocka_unit_test(test_expire_and_remove),
+		cmocka_unit_test(test_displace),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

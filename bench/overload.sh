@@ -1,0 +1,209 @@
+#!/usr/bin/env bash
+# bench/overload.sh - SLO-aware admission under 2x overload on a deliberately
+# slow model (64-4096-4096-10 MLP, ~17 M weights, a few ms per batch).
+#
+#  1. capacity: closed-loop h2load (-c 8 -m 8, all within the objective),
+#     2xx per second;
+#  2. overload: h2load --rps offering OVER x capacity for DUR seconds, once
+#     with priority 1 (admission by deadline: 429 "no backend can answer ...
+#     within its objective") and once with x-priority 3 (sheddable: 429
+#     "shed under load");
+#  3. the rejection path alone: every request asks for a 1 us objective
+#     (x-slo-ms: 0.001), so each is answered 429 at admission while the
+#     worker idles - at the overload rate and at 100 req/s - and
+#     GET /v2/health/live at the overload rate: the 429 latency without a
+#     busy worker competing for the cores, and the box's own baseline;
+#  4. per run: goodput (200 within the objective per second) / capacity
+#     (target >= 0.95) and the client-side latency of the 429 answers
+#     (target p99 < 1 ms), from h2load --log-file (bench/overload_stats.py).
+#
+# usage: bench/overload.sh
+# env:   SLO_MS=200 MAX_BATCH=4 OVER=2 DUR=10 NCAP=8000 THREADS=1 (event
+#        loops) MARGIN_US=1000 PIN=0 (1: pin server and h2load to separate
+#        CPUs like the other benches)
+#
+# Capacity is measured again after each overload run (the machine is
+# shared: a neighbour's memory traffic moves this memory-bound model's batch
+# time); goodput is compared with the mean of the measurements around it.
+set -u
+. "$(dirname "$0")/lib.sh"
+trap bench_cleanup EXIT
+trap 'exit 130' INT TERM
+
+SLO_MS=${SLO_MS:-200}
+MAX_BATCH=${MAX_BATCH:-4}
+OVER=${OVER:-2}
+DUR=${DUR:-10}
+NCAP=${NCAP:-8000}
+THREADS=${THREADS:-1}
+MARGIN_US=${MARGIN_US:-1000}
+if [ "${PIN:-0}" != 1 ]; then
+	PIN_SRV=""
+	PIN_CLI=""
+fi
+INFERGW="$BENCH_ROOT/build/infergw"
+[ -x "$INFERGW" ] || { echo "overload: $INFERGW not built (make)" >&2; exit 1; }
+
+bench_tmpdir
+T=$BENCH_TMP
+echo "overload: generating the slow model in $T/slow" >&2
+$PY "$BENCH_ROOT/tools/gen_mlp.py" --out "$T/slow" --dims 64,4096,4096,10 --seed 7 \
+	--max-batch 64 --name slow >&2 || exit 1
+$PY -c 'import json; print(json.dumps({"inputs": [{"name": "input", "datatype": "FP32",
+  "shape": [1, 64], "data": [i / 64 for i in range(64)]}]}))' >"$T/body.json"
+
+PORT=$(bench_free_port)
+APORT=$(bench_free_port)
+cat >"$T/gw.yaml" <<EOF
+listen: {address: 127.0.0.1, port: $PORT, threads: $THREADS}
+admin: {address: 127.0.0.1, port: $APORT}
+limits: {max_concurrent_streams: 1024}
+log: {level: info, access: false}
+routing: {policy: slo, margin_us: $MARGIN_US, priority_levels: 3, sheddable_levels: 1, shed_wait_fraction: 0.5}
+models:
+  - {name: slow, path: $T/slow, max_batch: $MAX_BATCH, max_queue_delay_us: 0,
+     max_queue: 4096, slo_ms: $SLO_MS}
+backends:
+  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, models: [slow]}
+EOF
+bench_start "$T/gw.log" "$INFERGW" --config "$T/gw.yaml"
+PID=$BENCH_LAST_PID
+URL="http://127.0.0.1:$PORT/v2/models/slow/infer"
+bench_wait_http "http://127.0.0.1:$PORT/v2/health/ready" "$PID" 60 || exit 1
+CALIB=$(grep -o 'batch1_us=[^ ]* batch[0-9]*_us=[^ ]*' "$T/gw.log" | head -1)
+CT=(-H 'content-type: application/json' -d "$T/body.json")
+
+echo "## Overload: SLO-aware admission on a slow model"
+echo
+bench_env_md
+echo "- model: MLP 64-4096-4096-10 (+softmax), tools/gen_mlp.py seed 7; calibrated service time: $CALIB"
+echo "- gateway: listen.threads $THREADS, cpu0 workers 1 threads_per_worker 1, max_batch $MAX_BATCH, max_queue_delay_us 0, max_queue 4096, slo_ms $SLO_MS, routing slo (margin_us $MARGIN_US, 3 levels, 1 sheddable, shed_wait_fraction 0.5)"
+echo
+
+# backend counters: "batches rows busy_seconds"
+be_counters() {
+	curl -s "http://127.0.0.1:$APORT/metrics" | awk '
+		/^infergw_backend_batches_total\{backend="cpu0"\}/ { b = $2 }
+		/^infergw_backend_rows_total\{backend="cpu0"\}/ { r = $2 }
+		/^infergw_backend_busy_seconds_total\{backend="cpu0"\}/ { s = $2 }
+		END { print b, r, s }'
+}
+# worker_line "B0 R0 S0" "B1 R1 S1" SPAN - what the worker did in a run
+worker_line() {
+	$PY -c '
+import sys
+b0, r0, s0 = map(float, sys.argv[1].split()); b1, r1, s1 = map(float, sys.argv[2].split())
+span = float(sys.argv[3]); b, r, s = b1 - b0, r1 - r0, s1 - s0
+print("worker: %d batches, %d rows (%.2f rows/batch), busy %.2f s of %.2f s (%.0f%%), "
+      "mean batch time %.2f ms, executed %.0f rows/s"
+      % (b, r, r / max(b, 1), s, span, 100 * s / span, 1e3 * s / max(b, 1), r / span))' "$@"
+}
+span_of() {
+	$PY -c 'import json,sys; print(json.loads(sys.argv[1])["span_s"])' "$1"
+}
+
+# 1. capacity (a function: measured again after each overload run)
+capacity() {
+	local tag=$1 f=${1// /_}
+	CAPCMD="h2load -n $NCAP -c 8 -m 8 -t 1 --log-file=cap.log -H 'content-type: application/json' -d body.json $URL"
+	local c0 c1
+	c0=$(be_counters)
+	bench_h2load "$T/cap$f.out" "$T/cap$f.log" -n "$NCAP" -c 8 -m 8 -t 1 "${CT[@]}" "$URL"
+	c1=$(be_counters)
+	CAPJ=$($PY "$BENCH_ROOT/bench/overload_stats.py" "$T/cap$f.log" "$SLO_MS")
+	CAP=$(printf '%s' "$CAPJ" | $PY -c 'import json,sys; d=json.load(sys.stdin); print(round(d["status"].get("200",0)/d["span_s"], 1))')
+	echo "### capacity ($tag)"
+	echo
+	echo '```'
+	echo "$ $CAPCMD"
+	grep -E 'finished in|status codes|requests:' "$T/cap$f.out"
+	echo "$CAPJ"
+	echo '```'
+	echo "capacity ($tag): $CAP req/s (2xx per second, closed loop)"
+	echo
+	worker_line "$c0" "$c1" "$(span_of "$CAPJ")"
+	echo
+}
+bench_h2load "$T/warm.out" "" -n 1000 -c 8 -m 8 -t 1 "${CT[@]}" "$URL"
+capacity before
+CAP0=$CAP
+
+# 2. overload, two priorities
+RATE=$($PY -c "print(round($OVER * $CAP0))")
+C=8
+PER=$($PY -c "print(max(1, round($RATE / $C)))")
+N=$((PER * C * DUR))
+for prio in 1 3; do
+	echo "### ${OVER}x overload, x-priority $prio"
+	echo
+	CMD="h2load -n $N -c $C -m 64 -t 1 --rps=$PER --log-file=over$prio.log -H 'x-priority: $prio' -H 'content-type: application/json' -d body.json $URL"
+	m0=$(curl -s "http://127.0.0.1:$APORT/metrics" | grep '^infergw_requests_total' | sort)
+	c0=$(be_counters)
+	H2LOAD_TIMEOUT=$((DUR * 3 + 30)) bench_h2load "$T/over$prio.out" "$T/over$prio.log" \
+		-n "$N" -c "$C" -m 64 -t 1 --rps="$PER" -H "x-priority: $prio" "${CT[@]}" "$URL"
+	m1=$(curl -s "http://127.0.0.1:$APORT/metrics" | grep '^infergw_requests_total' | sort)
+	c1=$(be_counters)
+	CAPB=$CAP
+	J=$($PY "$BENCH_ROOT/bench/overload_stats.py" "$T/over$prio.log" "$SLO_MS")
+	echo '```'
+	echo "$ $CMD"
+	grep -E 'finished in|status codes|requests:' "$T/over$prio.out"
+	echo "$J"
+	echo "/metrics infergw_requests_total deltas:"
+	join <(echo "$m0" | sed 's/ \([0-9.e+]*\)$/\t\1/' | tr ' ' '_' | sort) \
+		<(echo "$m1" | sed 's/ \([0-9.e+]*\)$/\t\1/' | tr ' ' '_' | sort) -t $'\t' |
+		awk -F'\t' '$3 - $2 != 0 { printf "  %s %d\n", $1, $3 - $2 }'
+	echo '```'
+	worker_line "$c0" "$c1" "$(span_of "$J")"
+	echo
+	capacity "after x-priority $prio"
+	CAPM=$($PY -c "print(($CAPB + $CAP) / 2)")
+	printf '%s' "$J" | $PY -c '
+import json, sys
+d = json.load(sys.stdin)
+cap = float(sys.argv[1])
+d["goodput_over_capacity"] = d["goodput_rps"] / cap
+print("capacity around the run %.0f req/s; offered %.0f req/s; goodput %.0f req/s = %.3f x capacity (target >= 0.95); "
+      "429 latency p50 %.3f ms p99 %.3f ms (target p99 < 1 ms); 200 latency p50 %.1f ms p99 %.1f ms"
+      % (cap, d["offered_rps"], d["goodput_rps"], d["goodput_over_capacity"],
+         d["r429_ms"]["p50"] or 0, d["r429_ms"]["p99"] or 0, d["ok_ms"]["p50"] or 0,
+         d["ok_ms"]["p99"] or 0))' "$CAPM"
+	echo
+done
+# 3. the rejection path alone: at the overload rate, at a light rate, and
+#    GET /v2/health/live at the overload rate as the box's own baseline.
+echo "### rejection path alone (x-slo-ms: 0.001: 429 at admission, worker idle)"
+echo
+echo '```'
+rej_run() {
+	local name=$1 path=$2
+	shift 2
+	echo "$ h2load $* -t 1 --log-file=$name.log ${path##*/v2/} (+ -H 'x-slo-ms: 0.001' -d body.json for infer)"
+	if [ "$path" = infer ]; then
+		H2LOAD_TIMEOUT=$((DUR * 3 + 30)) bench_h2load "$T/$name.out" "$T/$name.log" "$@" -t 1 \
+			-H "x-slo-ms: 0.001" "${CT[@]}" "$URL"
+	else
+		H2LOAD_TIMEOUT=$((DUR * 3 + 30)) bench_h2load "$T/$name.out" "$T/$name.log" "$@" -t 1 \
+			"http://127.0.0.1:$PORT/v2/health/live"
+	fi
+	grep -E 'finished in|status codes' "$T/$name.out"
+	$PY "$BENCH_ROOT/bench/overload_stats.py" "$T/$name.log" "$SLO_MS" | $PY -c '
+import json, sys
+d = json.load(sys.stdin)
+lat = sorted(int(l.split("\t")[2]) for l in open(sys.argv[1]) if l.count("\t") >= 2)
+pick = lambda p: lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))] / 1e3
+print("  %s: %d requests at %.0f req/s, statuses %s: latency p50 %.3f ms p99 %.3f ms max %.3f ms"
+      % (sys.argv[2], d["requests"], d["offered_rps"], d["status"], pick(50), pick(99), pick(100)))' \
+		"$T/$name.log" "$name"
+}
+rej_run reject-overload-rate infer -n "$N" -c "$C" -m 64 --rps="$PER"
+rej_run reject-light infer -n 1000 -c 1 -m 1 --rps=100
+rej_run health-overload-rate health -n "$N" -c "$C" -m 64 --rps="$PER"
+echo '```'
+echo
+echo "backend counters at the end:"
+echo
+echo '```'
+curl -s "http://127.0.0.1:$APORT/metrics" | grep -E '^infergw_backend_(batches|rows|busy_seconds)_total|^infergw_batch_rows_(sum|count)'
+echo '```'
+kill -0 "$PID" 2>/dev/null || echo "overload: warning: infergw died during the run" >&2

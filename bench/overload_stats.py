@@ -1,0 +1,65 @@
+#!/usr/bin/python3
+"""overload_stats.py - summarize an h2load --log-file of an overload run.
+
+usage: overload_stats.py LOG SLO_MS [CAPACITY_RPS]
+
+The log has one line per request: start (us since the epoch), HTTP status,
+microseconds until the end of the response.  Prints one JSON object:
+counts by status, the run's span, goodput (200 answered within SLO_MS per
+second of span), goodput / capacity when given, and p50/p99/max latency of
+the 200 and the 429 answers (client side, in ms).
+"""
+import json
+import sys
+
+
+def pct(xs, p):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    k = min(len(xs) - 1, max(0, int(round(p / 100.0 * (len(xs) - 1)))))
+    return xs[k]
+
+
+def main():
+    if len(sys.argv) < 3:
+        print(__doc__, file=sys.stderr)
+        return 2
+    log, slo_us = sys.argv[1], float(sys.argv[2]) * 1000
+    cap = float(sys.argv[3]) if len(sys.argv) > 3 else None
+    rows = []
+    with open(log) as f:
+        for line in f:
+            p = line.split("\t")
+            if len(p) >= 3:
+                rows.append((int(p[0]), int(p[1]), int(p[2])))
+    if not rows:
+        print(json.dumps({"error": "empty log"}))
+        return 1
+    t0 = min(r[0] for r in rows)
+    t1 = max(r[0] + r[2] for r in rows)
+    span = (t1 - t0) / 1e6
+    status = {}
+    for _, st, _ in rows:
+        status[str(st)] = status.get(str(st), 0) + 1
+    ok = [d for _, st, d in rows if st == 200]
+    good = sum(1 for d in ok if d <= slo_us)
+    rej = [d for _, st, d in rows if st == 429]
+    out = {
+        "requests": len(rows), "status": status, "span_s": round(span, 3),
+        "offered_rps": round(len(rows) / span, 1),
+        "goodput_rps": round(good / span, 1),
+        "ok_within_slo": good, "ok_late": len(ok) - good,
+        "ok_ms": {"p50": pct(ok, 50) and pct(ok, 50) / 1e3, "p99": pct(ok, 99) and
+                  pct(ok, 99) / 1e3, "max": ok and max(ok) / 1e3},
+        "r429_ms": {"p50": rej and pct(rej, 50) / 1e3, "p99": rej and pct(rej, 99) / 1e3,
+                    "max": rej and max(rej) / 1e3},
+    }
+    if cap:
+        out["goodput_over_capacity"] = round(good / span / cap, 3)
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
