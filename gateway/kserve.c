@@ -3,6 +3,8 @@
 
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,78 @@
 #include "model/model.h"
 
 #define KS_ERR(...) (snprintf(err, errlen, __VA_ARGS__), 400)
+
+/*
+ * Parsing a request builds a jansson tree of ~70 small objects for 64
+ * numbers, all freed before ks_parse_infer returns.  While a parse runs,
+ * jansson allocates from a per-thread bump arena (reset after the parse,
+ * frees into it are no-ops); outside a parse, and when the arena is full,
+ * it uses malloc.  Nothing from the tree outlives the parse: strings are
+ * copied out.
+ */
+#define KS_ARENA_BYTES (512 * 1024)
+
+struct ks_arena {
+	char *buf;
+	size_t used;
+	bool on;
+};
+
+static __thread struct ks_arena ks_arena;
+static pthread_key_t ks_arena_key;
+
+static void *ks_alloc(size_t n)
+{
+	struct ks_arena *a = &ks_arena;
+
+	n = (n + 15) & ~(size_t)15;
+	if (a->on && a->buf && a->used + n <= KS_ARENA_BYTES) {
+		void *p = a->buf + a->used;
+
+		a->used += n;
+		return p;
+	}
+	return malloc(n);
+}
+
+static void ks_dealloc(void *p)
+{
+	struct ks_arena *a = &ks_arena;
+
+	if (a->buf && (char *)p >= a->buf && (char *)p < a->buf + KS_ARENA_BYTES)
+		return;
+	free(p);
+}
+
+static void ks_arena_begin(void)
+{
+	struct ks_arena *a = &ks_arena;
+
+	if (!a->buf) {
+		a->buf = malloc(KS_ARENA_BYTES);
+		pthread_setspecific(ks_arena_key, a->buf);	/* freed at thread exit */
+	}
+	a->used = 0;
+	a->on = true;
+}
+
+static void ks_arena_end(void)
+{
+	ks_arena.on = false;
+	ks_arena.used = 0;
+}
+
+static void ks_arena_free(void *buf)
+{
+	free(buf);
+	ks_arena.buf = NULL;
+}
+
+__attribute__((constructor)) static void ks_init(void)
+{
+	pthread_key_create(&ks_arena_key, ks_arena_free);
+	json_set_alloc_funcs(ks_alloc, ks_dealloc);
+}
 
 void ks_format_shape(char *buf, size_t len, const int64_t *dims, int ndim)
 {
@@ -363,12 +437,16 @@ int ks_parse_infer(const struct model *m, const char *json, size_t json_len, con
 	memset(out, 0, sizeof(*out));
 	if (json_len == 0)
 		return KS_ERR("request body: empty, expected a JSON object with \"inputs\"");
+	ks_arena_begin();
 	root = json_loadb(json, json_len, JSON_REJECT_DUPLICATES, &jerr);
-	if (!root)
+	if (!root) {
+		ks_arena_end();
 		return KS_ERR("malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
 			      jerr.text);
+	}
 	rc = ks_parse_root(m, root, bin, bin_len, out, err, errlen);
 	json_decref(root);
+	ks_arena_end();
 	if (rc)
 		ks_infer_free(out);
 	return rc;

@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"slo": "tab:blue", "least-queue": "tab:orange", "round-robin": "tab:green",
-          "slo+drop-hopeless": "tab:purple"}
+          "slo+no-drop-hopeless": "tab:purple"}
 STYLES = {"poisson": "-", "onoff": "--"}
 
 
@@ -30,7 +30,7 @@ def main():
         sys.exit("plot.py: no rows in " + sys.argv[1])
     cap = float(rows[0]["capacity_rps"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for pol in ("slo", "least-queue", "round-robin", "slo+drop-hopeless"):
+    for pol in ("slo", "least-queue", "round-robin", "slo+no-drop-hopeless"):
         for arr in ("poisson", "onoff"):
             pts = sorted(
                 (float(r["load"]), float(r["slo_att"]), float(r["goodput_per_capacity"]))
@@ -41,8 +41,8 @@ def main():
                 continue
             x = [p[0] for p in pts]
             label = "%s, %s" % (pol, "Poisson" if arr == "poisson" else "bursty (20 ms at 3x / 80 ms at 0.5x)")
-            if pol == "slo+drop-hopeless":
-                label = "what-if: " + label
+            if pol == "slo+no-drop-hopeless":
+                label = label.replace("slo+no-drop-hopeless", "slo, drop_hopeless off (before 2c48e69)")
             kw = dict(color=COLORS[pol], linestyle=STYLES[arr], marker="o", markersize=3, label=label,
                       linewidth=0.9 if "+" in pol else 1.5)
             ax1.plot(x, [100 * p[1] for p in pts], **kw)

@@ -93,9 +93,9 @@ for arr in poisson onoff; do
 			brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy $pol \
 				--arrival $arr --requests "$N" --seed 1
 		done
-		# what-if: the slo policy with hopeless requests dropped at dequeue
+		# the slo policy as it was before commit 2c48e69 (no drop_hopeless)
 		brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy slo \
-			--arrival $arr --requests "$N" --seed 1 --drop-hopeless
+			--arrival $arr --requests "$N" --seed 1 --drop-hopeless off
 	done
 done
 collect
@@ -103,13 +103,13 @@ collect
 echo "== 2. overload: 2x capacity, slo policy, 3 seeds, what-ifs" >&2
 header "$OUT/overload.csv"
 for seed in 1 2 3; do
-	for what in "" --exec-fill --strict-margin --drop-hopeless \
-		"--exec-fill --strict-margin --drop-hopeless"; do
+	for what in "" "--drop-hopeless off" --exec-fill --strict-margin \
+		"--exec-fill --strict-margin"; do
 		# shellcheck disable=SC2086
 		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--requests 2000000 --seed $seed $what
 	done
-	for what in "" --drop-hopeless; do
+	for what in "" "--drop-hopeless off"; do
 		# shellcheck disable=SC2086
 		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--arrival onoff --requests 2000000 --seed $seed $what
@@ -141,6 +141,10 @@ for sc in gpu_fill hetero_fill; do
 	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --max-queue 100000 \
 		--requests 2000000 --seed 1
 	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.01 --shed-filter \
+		--requests 2000000 --seed 1
+	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --displace-view \
+		--requests 2000000 --seed 1
+	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --displace-view --shed-filter \
 		--requests 2000000 --seed 1
 	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --arrival onoff --burst $BURST \
 		--requests 2000000 --seed 1

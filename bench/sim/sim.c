@@ -11,10 +11,12 @@
  * to cut a batch, how big, what the service time will be - is made by the
  * real modules; this file only keeps time, draws random numbers and counts.
  *
- * How the glue maps (see the functions below):
- *   rt_submit + rt_candidates + sched_view  -> sim_submit, sim_view
- *   scheduler worker loop (expire, pick, take, run, learn)
- *                                            -> be_poll, be_start, be_done
+ * How the glue maps (see the functions below; gateway as of commit 2c48e69):
+ *   rt_submit + rt_candidates + sched_view
+ *   + sched_enqueue (push, displace)         -> sim_submit, sim_view
+ *   scheduler worker loop (sched_expire with drop_hopeless, pick, take,
+ *   run, learn)                              -> be_poll, be_expire, be_start,
+ *                                               be_done
  *   sched_wait's timed wait / enqueue signal -> WAKE events / be_poll on push
  *   backend execution                        -> profile t(n) (measured CPU,
  *                                               derived GPU/DPU) x jitter
@@ -164,7 +166,8 @@ struct scenario {
 	int cand_d;
 	/* what-ifs, off by default (= the gateway's behaviour today) */
 	int exec_fill;			/* router: predict the batch as filled by lower levels */
-	int drop_hopeless;		/* scheduler: 504 queued requests that cannot finish in time */
+	int drop_hopeless;		/* [routing] drop_hopeless (gateway default: on) */
+	int displace_view;		/* router: a full queue is "full" only to what cannot displace */
 	int strict_margin;		/* router: no fallback inside the margin (429 late instead) */
 	int shed_filter;		/* router: shed only when every candidate is saturated */
 };
@@ -322,6 +325,7 @@ static void load_scenario(struct scenario *sc, const char *path)
 	sc->levels = 3;
 	sc->sheddable_levels = 1;
 	sc->shed_frac = 0.5;
+	sc->drop_hopeless = 1;
 	sc->model_max_batch = 64;
 	sc->max_queue = 1024;
 	sc->delay_us = 0;
@@ -374,6 +378,8 @@ static void load_scenario(struct scenario *sc, const char *path)
 				sc->sheddable_levels = (int)num(path, line, k, v);
 			else if (!strcmp(k, "shed_wait_fraction"))
 				sc->shed_frac = num(path, line, k, v);
+			else if (!strcmp(k, "drop_hopeless"))
+				sc->drop_hopeless = (int)num(path, line, k, v);
 			else
 				die("%s:%d: unknown key '%s' in [routing]", path, line, k);
 		} else if (!strcmp(sect, "model")) {
@@ -618,7 +624,7 @@ static struct event ev_pop(void)
 /* ---- statistics ---- */
 
 struct lvl_stats {
-	uint64_t arrived, ok, late_done, expired, hopeless, bad400, rej[ROUTE_SHED + 1];
+	uint64_t arrived, ok, late_done, expired, hopeless, displaced, bad400, rej[ROUTE_SHED + 1];
 	uint64_t ok_win;		/* in-SLO answers completed inside the window (goodput) */
 	uint64_t hist[HIST_BINS];	/* latency of completed requests */
 	uint64_t done;
@@ -734,6 +740,8 @@ static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct 
 	c->cost = b->p->cost;
 	c->queued = b->sq.n_reqs;
 	c->full = b->sq.n_reqs >= b->sq.max_reqs;
+	if (c->full && S.displace_view && ahead < b->sq.n_rows)
+		c->full = false;	/* what-if: sq_displace would make room */
 	c->wait_ns = be_residual(b, now) + work / (uint64_t)b->n_slots;
 	if (S.exec_fill) {
 		/*
@@ -804,40 +812,41 @@ static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
 	ev_push(sl->end, EV_DONE, (uint32_t)bi, (uint32_t)s);
 }
 
-/* One pass of the worker loop for every idle slot: expire, pick, take. */
-static void be_poll(struct sim_be *b, int bi, uint64_t now)
+/*
+ * sched_expire: 504 what is past its deadline and, with drop_hopeless, what
+ * a batch started now would still finish too late.
+ */
+static void be_expire(struct sim_be *b, uint64_t now)
 {
-	struct infer_req *r = sq_expire(&b->sq, now), *next;
+	int rows = b->sq.n_rows < b->pol.max_batch ? b->sq.n_rows : b->pol.max_batch;
+	uint64_t need = S.drop_hopeless && rows ? svc_predict(&b->svc, rows) : 0;
+	struct infer_req *r = sq_expire(&b->sq, now + need), *next;
 
 	for (; r; r = next) {
 		struct sim_req *q = (struct sim_req *)r;
 
 		next = r->next;
-		if (q->counted)
-			st[r->priority].expired++;
+		if (q->counted) {
+			if (r->deadline_ns <= now)
+				st[r->priority].expired++;
+			else
+				st[r->priority].hopeless++;
+		}
 		req_put(q);
 	}
-	while (b->idle > 0 && b->sq.n_reqs) {
+}
+
+/* The worker loop, once per idle slot: expire, pick (batch_decide), take. */
+static void be_poll(struct sim_be *b, int bi, uint64_t now)
+{
+	while (b->idle > 0) {
 		struct batch_view v;
 		uint64_t w;
 		int cut;
 
-		if (S.drop_hopeless) {
-			/* what-if: answer 504 now what cannot finish by its deadline */
-			int rows = b->sq.n_rows < b->pol.max_batch ? b->sq.n_rows : b->pol.max_batch;
-
-			r = sq_expire(&b->sq, now + svc_predict(&b->svc, rows));
-			for (; r; r = next) {
-				struct sim_req *q = (struct sim_req *)r;
-
-				next = r->next;
-				if (q->counted)
-					st[r->priority].hopeless++;
-				req_put(q);
-			}
-			if (!b->sq.n_reqs)
-				break;
-		}
+		be_expire(b, now);
+		if (!b->sq.n_reqs)
+			break;
 		v.queued_rows = b->sq.n_rows;
 		v.oldest_ns = sq_oldest_arrival(&b->sq);
 		v.earliest_deadline_ns = sq_earliest_deadline(&b->sq);
@@ -972,10 +981,20 @@ static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns)
 		return;
 	}
 	if (sq_push(&b->sq, r)) {
-		if (q->counted)
-			st[r->priority].rej[ROUTE_FULL]++;
-		req_put(q);
-		return;
+		/* sched_enqueue: a full queue displaces its lowest request below r */
+		struct infer_req *d = sq_displace(&b->sq, r->priority);
+
+		if (!d || sq_push(&b->sq, r)) {
+			if (d)
+				die("sq_push failed after sq_displace");
+			if (q->counted)
+				st[r->priority].rej[ROUTE_FULL]++;
+			req_put(q);
+			return;
+		}
+		if (((struct sim_req *)d)->counted)
+			st[d->priority].displaced++;
+		req_put((struct sim_req *)d);
 	}
 	if (b->idle > 0)
 		be_poll(b, cand_buf[pick].id, now);
@@ -1109,7 +1128,8 @@ static void usage(void)
 		"           [--arrival poisson|onoff] [--burst ON_MS,OFF_MS,PEAK] [--scale K]\n"
 		"           [--candidates gateway|all|sample]\n"
 		"           [--sample D] [--max-queue N]\n"
-		"           [--exec-fill] [--drop-hopeless] [--strict-margin] [--shed-filter]\n"
+		"           [--drop-hopeless on|off] [--exec-fill] [--strict-margin] [--shed-filter]\n"
+		"           [--displace-view]\n"
 		"           (what-ifs, see README.md)\n"
 		"           [--header] [--verbose]\n"
 		"Prints one CSV line (--header: the column names first).\n");
@@ -1124,7 +1144,7 @@ int main(int argc, char **argv)
 	double load = 1.0, shed_over = -1, burst[3] = { -1, -1, -1 };
 	uint64_t seed = 1;
 	int header = 0, verbose = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
-	int exec_fill = 0, drop_hopeless = 0, strict_margin = 0, shed_filter = 0;
+	int exec_fill = 0, drop_hopeless = -1, strict_margin = 0, shed_filter = 0, displace_view = 0;
 	double mean_w_rows = 0, share_sum = 0, wall;
 	struct timespec w0, w1;
 	static const struct option opts[] = {
@@ -1133,7 +1153,8 @@ int main(int argc, char **argv)
 		{ "share", 1, 0, 'c' }, { "slo", 1, 0, 'o' }, { "arrival", 1, 0, 'a' },
 		{ "scale", 1, 0, 'k' }, { "burst", 1, 0, 'b' },
 		{ "candidates", 1, 0, 'C' }, { "sample", 1, 0, 'd' }, { "max-queue", 1, 0, 'q' },
-		{ "exec-fill", 0, 0, 'E' }, { "drop-hopeless", 0, 0, 'D' },
+		{ "exec-fill", 0, 0, 'E' }, { "drop-hopeless", 1, 0, 'D' },
+		{ "displace-view", 0, 0, 'V' },
 		{ "strict-margin", 0, 0, 'M' }, { "shed-filter", 0, 0, 'F' },
 		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
 	};
@@ -1166,7 +1187,12 @@ int main(int argc, char **argv)
 		case 'q': maxq_over = atoi(optarg); break;
 		case 'H': header = 1; break;
 		case 'E': exec_fill = 1; break;
-		case 'D': drop_hopeless = 1; break;
+		case 'D':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				die("--drop-hopeless on|off");
+			drop_hopeless = !strcmp(optarg, "on");
+			break;
+		case 'V': displace_view = 1; break;
 		case 'M': strict_margin = 1; break;
 		case 'F': shed_filter = 1; break;
 		case 'v': verbose = 1; break;
@@ -1186,7 +1212,9 @@ int main(int argc, char **argv)
 	if (shed_over >= 0)
 		S.shed_frac = shed_over;
 	S.exec_fill |= exec_fill;
-	S.drop_hopeless |= drop_hopeless;
+	if (drop_hopeless >= 0)
+		S.drop_hopeless = drop_hopeless;
+	S.displace_view |= displace_view;
 	S.strict_margin |= strict_margin;
 	S.shed_filter |= shed_filter;
 	if (maxq_over > 0)
@@ -1301,7 +1329,7 @@ int main(int argc, char **argv)
 	/* ---- results ---- */
 	double win = (double)(t1_ns - t0_ns) / 1e9, util[N_KINDS], tput[N_KINDS];
 	uint64_t arrived = 0, ok = 0, rej[ROUTE_SHED + 1] = { 0 }, expired = 0, late = 0, bad = 0;
-	uint64_t hopeless = 0, ok_win = 0;
+	uint64_t hopeless = 0, ok_win = 0, displaced = 0;
 
 	for (int i = 0; i < n_bes; i++) {
 		kind_batches[bes[i].p->kind] += bes[i].batches;
@@ -1319,6 +1347,7 @@ int main(int argc, char **argv)
 		ok += st[l].ok;
 		expired += st[l].expired;
 		hopeless += st[l].hopeless;
+		displaced += st[l].displaced;
 		ok_win += st[l].ok_win;
 		late += st[l].late_done;
 		bad += st[l].bad400;
@@ -1330,7 +1359,7 @@ int main(int argc, char **argv)
 		       "capacity_rps,offered_rps,goodput_rps,goodput_per_capacity,goodput_cohort_rps,slo_att,"
 		       "att_p1,att_p2,att_p3,good_p1_rps,good_p2_rps,good_p3_rps,"
 		       "p50_p1_ms,p99_p1_ms,p99_p2_ms,p99_p3_ms,"
-		       "rej_late,rej_full,rej_shed,rej_nobackend,bad_400,expired_504,hopeless_504,late_done,"
+		       "rej_late,rej_full,rej_shed,rej_nobackend,rej_displaced,bad_400,expired_504,hopeless_504,late_done,"
 		       "util_cpu,util_gpu,util_dpu,tput_cpu,tput_gpu,tput_dpu,batch_cpu,batch_gpu,batch_dpu,"
 		       "served_cpu,served_gpu,served_dpu,sim_s,wall_s,events,sim_req_per_s\n");
 	{
@@ -1348,12 +1377,14 @@ int main(int argc, char **argv)
 			snprintf(cbuf, sizeof(cbuf), "sample%d", S.cand_d);
 		else
 			snprintf(cbuf, sizeof(cbuf), "%s", cm[S.cand_mode]);
-		char variant[64] = "";
+		char variant[128] = "";
 
 		if (S.exec_fill)
 			strcat(variant, "+exec-fill");
-		if (S.drop_hopeless)
-			strcat(variant, "+drop-hopeless");
+		if (!S.drop_hopeless)
+			strcat(variant, "+no-drop-hopeless");
+		if (S.displace_view)
+			strcat(variant, "+displace-view");
 		if (S.strict_margin)
 			strcat(variant, "+strict-margin");
 		if (S.shed_filter)
@@ -1372,9 +1403,10 @@ int main(int argc, char **argv)
 		printf("%.3f,%.3f,%.3f,%.3f,", hist_q(&st[1], 0.5), hist_q(&st[1], 0.99),
 		       S.levels >= 2 ? hist_q(&st[2], 0.99) : NAN,
 		       S.levels >= 3 ? hist_q(&st[3], 0.99) : NAN);
-		printf("%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)rej[ROUTE_LATE],
+		printf("%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,%llu,", (unsigned long long)rej[ROUTE_LATE],
 		       (unsigned long long)rej[ROUTE_FULL], (unsigned long long)rej[ROUTE_SHED],
-		       (unsigned long long)rej[ROUTE_NO_BACKEND], (unsigned long long)bad,
+		       (unsigned long long)rej[ROUTE_NO_BACKEND], (unsigned long long)displaced,
+		       (unsigned long long)bad,
 		       (unsigned long long)expired, (unsigned long long)hopeless,
 		       (unsigned long long)late);
 		for (int k = 0; k < N_KINDS; k++)
@@ -1395,10 +1427,12 @@ int main(int argc, char **argv)
 			(unsigned long long)n_batches, (unsigned long long)n_wakes, req_allocated,
 			heap_cap);
 		for (int l = 1; l <= S.levels; l++)
-			fprintf(stderr, "p%d: arrived %llu ok %llu late_done %llu 504 %llu rej late %llu "
-				"full %llu shed %llu; p50 %.2f ms p99 %.2f ms\n", l,
+			fprintf(stderr, "p%d: arrived %llu ok %llu late_done %llu 504 %llu hopeless %llu "
+				"displaced %llu rej late %llu full %llu shed %llu; p50 %.2f ms "
+				"p99 %.2f ms\n", l,
 				(unsigned long long)st[l].arrived, (unsigned long long)st[l].ok,
 				(unsigned long long)st[l].late_done, (unsigned long long)st[l].expired,
+				(unsigned long long)st[l].hopeless, (unsigned long long)st[l].displaced,
 				(unsigned long long)st[l].rej[ROUTE_LATE],
 				(unsigned long long)st[l].rej[ROUTE_FULL],
 				(unsigned long long)st[l].rej[ROUTE_SHED], hist_q(&st[l], 0.5),

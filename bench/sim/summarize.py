@@ -46,7 +46,7 @@ def sweep(rows):
 
     by = {(r["arrival"], key(r), r["load"]): r for r in rows}
     loads = sorted({r["load"] for r in rows}, key=float)
-    pols = ("slo", "least-queue", "round-robin", "slo+drop-hopeless")
+    pols = ("slo", "least-queue", "round-robin", "slo+no-drop-hopeless")
     out = []
     for arr in ("poisson", "onoff"):
         hdr = ["load"] + ["%s att / goodput" % p for p in pols] + ["slo: p1 / p2 / p3 att", "slo: 429 late/shed, 504, late 200"]
@@ -65,7 +65,7 @@ def sweep(rows):
     k = ("poisson", "slo", "2.000")
     if k in by:
         out.append("Command of a point (load 2.0, slo, Poisson; the others differ in --load, --policy,"
-                   " --arrival, --drop-hopeless): `%s`" % by[k]["cmd"])
+                   " --arrival, --drop-hopeless off): `%s`" % by[k]["cmd"])
     return "\n\n".join(out)
 
 
@@ -93,7 +93,7 @@ def fill(rows):
         return ""
     hdr = ["scenario", "arrival", "lp share", "shed_wait_fraction", "max_queue / variant", "GPU throughput util",
            "GPU busy", "CPU / DPU throughput util", "hp att", "hp p99 ms", "lp goodput req/s", "lp att",
-           "429 full / shed / late", "504", "late 200", "command"]
+           "429 full / shed / late / displaced", "504 (+hopeless)", "late 200", "command"]
     t = []
     for r in rows:
         cmd = r["cmd"]
@@ -103,7 +103,8 @@ def fill(rows):
         t.append([r["scenario"], r["arrival"], lp, r["shed_frac"] if lp != "0" else "-", mq + (" " + var if var else ""),
                   pct(r["tput_gpu"]), pct(r["util_gpu"]), "%s / %s" % (pct(r["tput_cpu"]), pct(r["tput_dpu"])),
                   pct(r["att_p1"], 2), f(r["p99_p1_ms"], 2), f(r["good_p3_rps"], 0), pct(r["att_p3"]),
-                  "%s / %s / %s" % (r["rej_full"], r["rej_shed"], r["rej_late"]), r["expired_504"], r["late_done"],
+                  "%s / %s / %s / %s" % (r["rej_full"], r["rej_shed"], r["rej_late"], r["rej_displaced"]),
+                  "%s (+%s)" % (r["expired_504"], r["hopeless_504"]), r["late_done"],
                   "`%s`" % cmd])
     return table(hdr, t)
 

@@ -351,6 +351,11 @@ class OrderedH2(H2Client):
         self.done_at = {}
         self.sent_at = {}
         self._open = set()
+        # The server's SETTINGS and connection WINDOW_UPDATE first: until
+        # then python-h2 assumes 64 KiB windows and holds bodies back.
+        deadline = time.monotonic() + 5
+        while not self.settings_seen:
+            self._pump(deadline)
 
     def request(self, method, path, body=None, headers=(), flush=True):
         sid = super().request(method, path, body, headers, flush)
@@ -377,9 +382,14 @@ class OrderedH2(H2Client):
         return self.request("POST", f"/v2/models/{model}/infer", json.dumps(doc).encode(),
                             [JSON_CT, *headers], flush=False)
 
-    def flush(self):
+    def flush(self, timeout=10.0):
+        """Send everything queued, bodies included (reading the server's
+        WINDOW_UPDATEs while flow control holds some back)."""
         self._send_pending()
         self._flush()
+        deadline = time.monotonic() + timeout
+        while self.pending:
+            self._pump(deadline)
 
 
 def open_loop(port, path, body, headers, rate, duration, max_requests, grace=30.0):
