@@ -301,6 +301,12 @@ static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, c
 			return yt_error(t, yt_get(t, m, "name"), path, err,
 					"duplicate model name \"%s\"", mc->name);
 	mc->path = cfg_resolve(c->file, rel ? rel : mc->name);
+	{
+		yaml_node_t *pn = yt_get(t, m, "path") ? yt_get(t, m, "path") : m;
+
+		mc->where = yt_strdupf("%s:%zu:%zu: %s.path", c->file, pn->start_mark.line + 1,
+				       pn->start_mark.column + 1, path);
+	}
 	free(rel);
 	mc->max_batch = (int)mb;
 	mc->max_queue_delay_us = (uint32_t)delay;
@@ -578,6 +584,7 @@ bool cfg_drop_model(struct config *c, const char *name)
 		return false;
 	free(c->models[i].name);
 	free(c->models[i].path);
+	free(c->models[i].where);
 	memmove(&c->models[i], &c->models[i + 1], (c->n_models - i - 1) * sizeof(c->models[0]));
 	c->n_models--;
 	for (int b = 0; b < c->n_backends; b++) {
@@ -667,6 +674,7 @@ void cfg_free(struct config *c)
 	for (int i = 0; i < c->n_models; i++) {
 		free(c->models[i].name);
 		free(c->models[i].path);
+		free(c->models[i].where);
 	}
 	free(c->models);
 	for (int i = 0; i < c->n_backends; i++)

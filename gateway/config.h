@@ -16,6 +16,7 @@
 struct model_conf {
 	char *name;
 	char *path;		/* model directory, resolved against the config's directory */
+	char *where;		/* "FILE:LINE:COL: models[i].path" for load errors */
 	int max_batch;		/* rows per batch; 0 = the model's max_batch_size */
 	uint32_t max_queue_delay_us;	/* wait this long for a fuller batch */
 	int max_queue;		/* queued requests per backend before 429 */

@@ -51,14 +51,15 @@ static bool rt_model_unchanged(const struct rt_model *rm, const struct model_con
 	       !memcmp(mtime, rm->sig_mtime, sizeof(mtime));
 }
 
-static struct rt_model *rt_model_load(const struct model_conf *mc, int i, char **err)
+static struct rt_model *rt_model_load(const struct model_conf *mc, char **err)
 {
 	struct rt_model *rm;
 	char *merr = NULL;
 	struct model *m = model_load(mc->path, &merr);
 
 	if (!m) {
-		*err = yt_strdupf("models[%d] (%s): %s", i, mc->name, merr);
+		*err = yt_strdupf("%s (model %s): %s", mc->where ? mc->where : "models", mc->name,
+				  merr);
 		free(merr);
 		return NULL;
 	}
@@ -326,14 +327,14 @@ struct rt_backend *rt_find_backend(const struct runtime *rt, const char *name)
 
 /* Carry over prev's model for mc when unchanged, else load it. */
 static struct rt_model *rt_take_model(const struct runtime *prev, const struct model_conf *mc,
-				      int i, char **err)
+				      char **err)
 {
 	for (int k = 0; prev && k < prev->n_models; k++)
 		if (rt_model_unchanged(prev->models[k], mc)) {
 			atomic_fetch_add(&prev->models[k]->refs, 1);
 			return prev->models[k];
 		}
-	return rt_model_load(mc, i, err);
+	return rt_model_load(mc, err);
 }
 
 static struct rt_model *rt_model_named(const struct runtime *rt, const char *name)
@@ -403,7 +404,7 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 	rt->mconf = calloc(cfg->n_models, sizeof(*rt->mconf));
 	rt->none_met = calloc(cfg->n_models, sizeof(*rt->none_met));
 	for (int i = 0; i < cfg->n_models; i++) {
-		struct rt_model *rm = rt_take_model(prev, &cfg->models[i], i, err);
+		struct rt_model *rm = rt_take_model(prev, &cfg->models[i], err);
 
 		if (!rm) {
 			rt->cfg = NULL;		/* still the caller's */

@@ -74,7 +74,8 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 				(uint64_t)((s->qs[i].sq.n_rows + s->qs[i].pol.max_batch - 1) /
 					   s->qs[i].pol.max_batch);
 	out->queued = q->sq.n_reqs;
-	out->full = q->sq.n_reqs >= q->sq.max_reqs;
+	/* Full means full for this priority: lower levels can be displaced. */
+	out->full = q->sq.n_reqs >= q->sq.max_reqs && sq_rows_ahead(&q->sq, prio) >= q->sq.n_rows;
 	out->wait_ns = sched_residual(s, now) + work / (uint64_t)s->n_threads;
 	out->exec_ns = svc_predict(&q->svc, mine);
 	pthread_mutex_unlock(&s->mu);

@@ -104,7 +104,7 @@ echo "== 2. overload: 2x capacity, slo policy, 3 seeds, what-ifs" >&2
 header "$OUT/overload.csv"
 for seed in 1 2 3; do
 	for what in "" "--drop-hopeless off" --exec-fill --strict-margin \
-		"--exec-fill --strict-margin"; do
+		"--exec-fill --strict-margin" "--drop-hopeless off --exec-fill"; do
 		# shellcheck disable=SC2086
 		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--requests 2000000 --seed $seed $what
@@ -120,7 +120,8 @@ for pol in least-queue round-robin; do
 		--requests 2000000 --seed 1
 done
 # bursty overload of one priority: gpu_fill's hp traffic alone, bursts of 3x
-for what in "" --strict-margin --exec-fill "--exec-fill --strict-margin"; do
+for what in "" --strict-margin --exec-fill "--exec-fill --strict-margin" \
+	"--drop-hopeless off" "--drop-hopeless off --strict-margin"; do
 	# shellcheck disable=SC2086
 	brun "$OUT/overload.csv" --scenario $SC/gpu_fill.ini --share lp=0 --arrival onoff \
 		--requests 2000000 --seed 1 $what

@@ -316,7 +316,8 @@ static void load_scenario(struct scenario *sc, const char *path)
 		die("%s: %s", path, strerror(errno));
 	memset(sc, 0, sizeof(*sc));
 	snprintf(sc->path, sizeof(sc->path), "%s", path);
-	base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+	base = strrchr(path, '/');
+	base = base ? base + 1 : path;
 	snprintf(sc->name, sizeof(sc->name), "%.*s", (int)strcspn(base, "."), base);
 	dir_of(path, dir, sizeof(dir));
 	/* defaults: the gateway's (gateway/config.c, docs/config.md) */
@@ -1389,7 +1390,7 @@ int main(int argc, char **argv)
 			strcat(variant, "+strict-margin");
 		if (S.shed_filter)
 			strcat(variant, "+shed-filter");
-		printf("%s,%s,%s,%s,%.3f,%llu,%llu,%d,%s,%.3f,", S.name,
+		printf("%s,%s,%s,%s,%.3f,%llu,%llu,%d,%s,%g,", S.name,
 		       variant[0] ? variant + 1 : "gateway", router_policy_name(S.policy), arr,
 		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,
 		       S.shed_frac);

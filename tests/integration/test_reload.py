@@ -255,7 +255,7 @@ def _broken_files(tmp_path):
         ("wrong-type-range", good.replace("    max_batch: 32\n", "    max_batch: -3\n"),
          [r"^{F}:\d+:16: models\[0\]\.max_batch: expected an integer in \[0, 4096\], got -3"]),
         ("missing-weights", digits_config(path=noweights),
-         [r"models\[0\] \(digits\): ", re.escape(str(noweights / "model.yaml")) +
+         [r"^{F}:\d+:\d+: models\[0\]\.path \(model digits\): ", re.escape(str(noweights / "model.yaml")) +
           r":\d+:\d+: weights: " + re.escape(str(noweights / "model.safetensors")) +
           r": No such file or directory"]),
         # docs/config.md: "Every error names FILE:LINE:COLUMN: key.path:".
