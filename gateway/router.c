@@ -1,6 +1,7 @@
 /* router.c - see router.h. */
 #include "router.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const char *const router_names[] = { "slo", "least-queue", "round-robin" };
@@ -97,29 +98,70 @@ static int router_round_robin(const struct router_cand *cand, int n, unsigned *r
 	return -1;
 }
 
+/* Sheddable: keep the unsaturated candidates (full ones count as saturated). */
+static int router_unsaturated(const struct route_req *rq, const struct router_cand *cand, int n,
+			      struct router_cand *out)
+{
+	int k = 0;
+
+	for (int i = 0; i < n; i++)
+		if (cand[i].wait_ns <= rq->saturation_ns && !cand[i].full)
+			out[k++] = cand[i];
+	return k;
+}
+
+/* Index in all[0..n) of the candidate c (same backend and queue). */
+static int router_index_of(const struct router_cand *all, int n, const struct router_cand *c)
+{
+	for (int k = 0; k < n; k++)
+		if (all[k].id == c->id && all[k].qi == c->qi)
+			return k;
+	return -1;
+}
+
+static int router_choose(const struct route_conf *rc, const struct route_req *rq,
+			 const struct router_cand *cand, int n, unsigned *rr,
+			 enum route_result *why)
+{
+	switch (rc->policy) {
+	case ROUTE_LEAST_QUEUE:
+		return router_least_queue(cand, n);
+	case ROUTE_ROUND_ROBIN:
+		return router_round_robin(cand, n, rr);
+	default:
+		return router_slo(rc, rq, cand, n, why);
+	}
+}
+
 enum route_result router_pick(const struct route_conf *rc, const struct route_req *rq,
 			      const struct router_cand *cand, int n, unsigned *rr, int *pick)
 {
 	enum route_result why = ROUTE_FULL;
-	int i;
+	struct router_cand stack[64], *kept;
+	int i, k;
 
 	if (n <= 0)
 		return ROUTE_NO_BACKEND;
-	switch (rc->policy) {
-	case ROUTE_LEAST_QUEUE:
-		i = router_least_queue(cand, n);
-		break;
-	case ROUTE_ROUND_ROBIN:
-		i = router_round_robin(cand, n, rr);
-		break;
-	default:
-		i = router_slo(rc, rq, cand, n, &why);
-		break;
+	if (!rq->sheddable) {
+		i = router_choose(rc, rq, cand, n, rr, &why);
+		if (i < 0)
+			return why;
+		*pick = i;
+		return ROUTE_OK;
 	}
+	kept = n <= 64 ? stack : malloc(sizeof(*kept) * (size_t)n);
+	if (!kept)
+		return ROUTE_SHED;
+	k = router_unsaturated(rq, cand, n, kept);
+	i = k ? router_choose(rc, rq, kept, k, rr, &why) : -1;
+	if (i >= 0)
+		i = router_index_of(cand, n, &kept[i]);
+	if (kept != stack)
+		free(kept);
+	if (k == 0)
+		return ROUTE_SHED;
 	if (i < 0)
 		return why;
-	if (rq->sheddable && cand[i].wait_ns > rq->saturation_ns)
-		return ROUTE_SHED;
 	*pick = i;
 	return ROUTE_OK;
 }

@@ -11,9 +11,10 @@
  *                  Without a deadline: the earliest completion, ties cheapest.
  *   least-queue    fewest queued requests, ties cheapest.
  *   round-robin    the next candidate in turn.
- * Every policy skips full queues (all full: reject full), and a sheddable
- * request is rejected (shed) when its chosen backend is saturated: its
- * predicted wait exceeds the request's saturation_ns.
+ * Every policy skips full queues (all full: reject full).  A sheddable
+ * request also skips saturated backends (predicted wait above the
+ * request's saturation_ns), so it fills idle capacity wherever there is
+ * some; when every candidate is saturated it is rejected (shed).
  */
 #ifndef INFERGW_ROUTER_H
 #define INFERGW_ROUTER_H

@@ -613,7 +613,7 @@ int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
 {
 	const struct config *c = rt->cfg;
 	const struct model_conf *mc = rt_model_conf(rt, r->model);
-	struct router_cand cand[32];
+	struct router_cand stack[32], *cand = stack;
 	struct route_conf rc = { .policy = c->routing.policy,
 				 .margin_ns = (uint64_t)c->routing.margin_us * 1000 };
 	struct route_req rq = { .now_ns = now, .deadline_ns = r->deadline_ns };
@@ -629,25 +629,36 @@ int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
 		r->priority = c->routing.priority_levels;
 	r->sheddable = r->priority > c->routing.priority_levels - c->routing.sheddable_levels;
 	r->met = rt->none_met[rt_index(rt, r->model)];
-	objective = r->deadline_ns ? r->deadline_ns - r->arrival_ns : (uint64_t)mc->slo_ms * 1000000;
+	/* Saturation is measured against the model's own objective (what its
+	 * regular traffic must meet), not the sheddable request's (often long)
+	 * one, which would let the queue fill before anything is shed. */
+	objective = mc->slo_ms ? (uint64_t)mc->slo_ms * 1000000
+			       : r->deadline_ns ? r->deadline_ns - r->arrival_ns : 0;
 	rq.sheddable = r->sheddable;
 	rq.saturation_ns = (uint64_t)(c->routing.shed_wait_fraction * (double)objective);
-	n = rt_candidates(rt, r, now, cand, 32);
+	if (rt->n_backends > (int)ARRAY_SIZE(stack))
+		cand = malloc(sizeof(*cand) * (size_t)rt->n_backends);
+	n = rt_candidates(rt, r, now, cand, rt->n_backends);
 	why = router_pick(&rc, &rq, cand, n, &rr, &pick);
-	if (why != ROUTE_OK)
-		return rt_reject(r, why, cand, n);
+	if (why != ROUTE_OK) {
+		rc2 = rt_reject(r, why, cand, n);
+		goto out;
+	}
 	rb = rt->backends[cand[pick].id];
 	rc2 = sched_enqueue(&rb->sched, cand[pick].qi, r, now);
-	if (rc2 == 0)
-		return 0;
 	if (rc2 == -E2BIG) {
 		snprintf(r->errmsg, sizeof(r->errmsg),
 			 "batch of %d rows exceeds the model's max batch of %d", r->rows,
 			 rb->sched.qs[cand[pick].qi].max_batch);
-		return 400;
+		rc2 = 400;
+	} else if (rc2 == -EAGAIN) {
+		rc2 = rt_reject(r, ROUTE_FULL, cand, n);
+	} else if (rc2) {
+		snprintf(r->errmsg, sizeof(r->errmsg), "gateway is shutting down");
+		rc2 = 503;
 	}
-	if (rc2 == -EAGAIN)
-		return rt_reject(r, ROUTE_FULL, cand, n);
-	snprintf(r->errmsg, sizeof(r->errmsg), "gateway is shutting down");
-	return 503;
+out:
+	if (cand != stack)
+		free(cand);
+	return rc2;
 }

@@ -77,6 +77,14 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 	/* Full means full for this priority: lower levels can be displaced. */
 	out->full = q->sq.n_reqs >= q->sq.max_reqs && sq_rows_ahead(&q->sq, prio) >= q->sq.n_rows;
 	out->wait_ns = sched_residual(s, now) + work / (uint64_t)s->n_threads;
+	/* sq_take fills the batch with whatever is queued when it is cut,
+	 * lower levels included: predict that batch from what is queued now. */
+	{
+		long rem = (long)q->sq.n_rows + rows - (long)before * eff;
+
+		if (rem > mine)
+			mine = rem < eff ? (int)rem : eff;
+	}
 	out->exec_ns = svc_predict(&q->svc, mine);
 	pthread_mutex_unlock(&s->mu);
 }

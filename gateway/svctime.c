@@ -32,53 +32,69 @@ void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns)
 		s->seen[b]++;
 }
 
-/* Fit t = a + b*n through the seen buckets (n = bucket size). */
-static int svc_fit(const struct svc_model *s, double *a, double *b)
+/* Nearest seen buckets at or below b (*lo) and at or above b (*hi); -1 when none. */
+static void svc_neighbours(const struct svc_model *s, int b, int *lo, int *hi)
 {
-	double sx = 0, sy = 0, sxx = 0, sxy = 0;
-	int k = 0;
+	*lo = *hi = -1;
+	for (int i = b; i >= 0 && *lo < 0; i--)
+		if (s->seen[i])
+			*lo = i;
+	for (int i = b; i < SVC_BUCKETS && *hi < 0; i++)
+		if (s->seen[i])
+			*hi = i;
+}
 
-	for (int i = 0; i < SVC_BUCKETS; i++) {
-		double x = (double)(1 << i);
+static double svc_warm(const struct svc_model *s, double n)
+{
+	return s->a_ns + s->b_ns * n;
+}
 
-		if (!s->seen[i])
-			continue;
-		sx += x;
-		sy += s->ewma[i];
-		sxx += x * x;
-		sxy += x * s->ewma[i];
-		k++;
-	}
-	if (k < 2 || k * sxx - sx * sx <= 0)
-		return k;
-	*b = (k * sxy - sx * sy) / (k * sxx - sx * sx);
-	*a = (sy - *b * sx) / k;
-	if (*b < 0) {		/* noise: flat line through the mean */
-		*b = 0;
-		*a = sy / k;
-	}
-	return k;
+/*
+ * Outside the seen range: the warm start's shape scaled to the nearest seen
+ * bucket (a batch of 64 is not a straight line from batches of 1 and 2);
+ * without a warm start, the line through the two nearest seen buckets,
+ * never sloping down.
+ */
+static double svc_extrapolate(const struct svc_model *s, int near, int other, double n)
+{
+	double nn = (double)(1 << near), warm = svc_warm(s, nn), slope = 0;
+
+	if (warm > 0 && svc_warm(s, n) > 0)
+		return svc_warm(s, n) * s->ewma[near] / warm;
+	if (other >= 0 && other != near)
+		slope = (s->ewma[other] - s->ewma[near]) / ((double)(1 << other) - nn);
+	if (slope < 0)
+		slope = 0;
+	return s->ewma[near] + slope * (n - nn);
+}
+
+/* The seen bucket next to i away from `from` (searching outwards), or -1. */
+static int svc_next_seen(const struct svc_model *s, int i, int step)
+{
+	for (i += step; i >= 0 && i < SVC_BUCKETS; i += step)
+		if (s->seen[i])
+			return i;
+	return -1;
 }
 
 uint64_t svc_predict(const struct svc_model *s, int rows)
 {
-	int b = svc_bucket(rows);
-	double n = (double)(1 << b), a = s->a_ns, slope = s->b_ns, t = a + slope * n;
+	int b = svc_bucket(rows), lo, hi;
+	double n = (double)(1 << b), t;
 
-	if (s->seen[b])
+	svc_neighbours(s, b, &lo, &hi);
+	if (lo == b)
 		t = s->ewma[b];
-	else if (svc_fit(s, &a, &slope) == 1) {
-		/* One bucket seen: keep the warm start's shape, scale to it. */
-		for (int i = 0; i < SVC_BUCKETS; i++)
-			if (s->seen[i]) {
-				double warm = s->a_ns + s->b_ns * (double)(1 << i);
+	else if (lo >= 0 && hi >= 0) {	/* interpolate between the neighbours */
+		double nl = (double)(1 << lo), nh = (double)(1 << hi);
 
-				t = s->a_ns + s->b_ns * n;
-				t = warm > 0 ? t * s->ewma[i] / warm : s->ewma[i];
-				break;
-			}
+		t = s->ewma[lo] + (s->ewma[hi] - s->ewma[lo]) * (n - nl) / (nh - nl);
+	} else if (lo >= 0) {
+		t = svc_extrapolate(s, lo, svc_next_seen(s, lo, -1), n);
+	} else if (hi >= 0) {
+		t = svc_extrapolate(s, hi, svc_next_seen(s, hi, 1), n);
 	} else {
-		t = a + slope * n;
+		t = svc_warm(s, n);
 	}
 	return t < 1 ? 1 : (uint64_t)t;
 }

@@ -4,9 +4,10 @@
  *
  * Backends pad batches to power-of-two buckets (the CPU backend has one
  * primitive per bucket), so time is learned per bucket as an exponentially
- * weighted moving average.  A bucket never seen is predicted from a
- * least-squares line a + b*n through the buckets seen; with fewer than two
- * seen, from the warm start (config or calibration), scaled to the one seen.
+ * weighted moving average.  A bucket never seen is interpolated between the
+ * nearest seen buckets on either side; beyond the seen range it follows the
+ * warm start's shape (config or calibration) scaled to the nearest seen
+ * bucket; with nothing seen it is the warm start.
  */
 #ifndef INFERGW_SVCTIME_H
 #define INFERGW_SVCTIME_H

@@ -72,10 +72,18 @@ static void test_full_and_shed(void **state)
 	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, false, 0, &i), ROUTE_FULL);
 	assert_int_equal(pick(ROUTE_ROUND_ROBIN, 0, false, 0, &i), ROUTE_FULL);
 	setup(NULL);
-	/* Sheddable: the chosen dpu has 2 ms of wait; saturation at 1 ms sheds it. */
-	assert_int_equal(pick(ROUTE_SLO, 106 * MS, true, 1 * MS, &i), ROUTE_SHED);
+	/* Sheddable, saturation at 1 ms: the dpu (2 ms of wait) is skipped and
+	 * the idle gpu takes it (the cpu would miss the 6 ms deadline). */
+	assert_int_equal(pick(ROUTE_SLO, 106 * MS, true, 1 * MS, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
 	assert_int_equal(pick(ROUTE_SLO, 106 * MS, true, 3 * MS, &i), ROUTE_OK);
 	assert_int_equal(i, 2);
+	/* Every backend saturated: shed. */
+	cands[0].wait_ns = cands[1].wait_ns = 5 * MS;
+	assert_int_equal(pick(ROUTE_SLO, 200 * MS, true, 1 * MS, &i), ROUTE_SHED);
+	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, true, 1 * MS, &i), ROUTE_SHED);
+	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, true, 10 * MS, &i), ROUTE_OK);
+	setup(NULL);
 	/* Not sheddable: never shed. */
 	assert_int_equal(pick(ROUTE_SLO, 106 * MS, false, 0, &i), ROUTE_OK);
 	assert_int_equal(router_pick(&(struct route_conf){ 0 }, &(struct route_req){ 0 }, cands, 0,

@@ -43,11 +43,26 @@ static void test_fit_line(void **state)
 	svc_observe(&s, 16, 3000);	/* line through (1,1200) and (16,3000): 1080 + 120 n */
 	assert_int_equal(svc_predict(&s, 4), 1080 + 120 * 4);
 	assert_int_equal(svc_predict(&s, 64), 1080 + 120 * 64);
-	/* Decreasing noise never predicts less for more rows than the mean. */
+	/* Decreasing noise never predicts less for more rows than the largest seen. */
 	svc_init(&s, 0, 0, 1.0);
 	svc_observe(&s, 1, 3000);
 	svc_observe(&s, 2, 1000);
-	assert_int_equal(svc_predict(&s, 8), 2000);
+	assert_int_equal(svc_predict(&s, 8), 1000);
+}
+
+/* Batches of 1 and 2 seen: 64 follows the warm start's shape, not their line. */
+static void test_extrapolate_with_warm_start(void **state)
+{
+	struct svc_model s;
+
+	svc_init(&s, 3000000, 250000, 1.0);	/* t(64) = 19 ms */
+	svc_observe(&s, 1, 3200000);
+	svc_observe(&s, 2, 3300000);
+	/* scaled by t(2)/warm(2) = 3.3/3.5 */
+	assert_int_equal(svc_predict(&s, 64), (uint64_t)(19000000.0 * 3300000 / 3500000));
+	/* in between two seen buckets: interpolated */
+	svc_observe(&s, 64, 20000000);
+	assert_int_equal(svc_predict(&s, 7), (uint64_t)(3300000 + (20000000.0 - 3300000) * (8 - 2) / 62));
 }
 
 int main(void)
@@ -56,6 +71,7 @@ int main(void)
 		cmocka_unit_test(test_warm_start_and_buckets),
 		cmocka_unit_test(test_learn_ewma),
 		cmocka_unit_test(test_fit_line),
+		cmocka_unit_test(test_extrapolate_with_warm_start),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
