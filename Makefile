@@ -3,7 +3,9 @@
 #   make            build/infergw
 #   make run        install missing packages, build, serve config/gateway.yaml
 #   make test       install missing packages, build, run every suite
-#   make bench      HTTP/2 and kernel benchmarks (bench/RESULTS.md)
+#   make bench      benchmarks: HTTP/2 anchors, inference, kernels, payloads,
+#                   overload, reloads (bench/RESULTS.md)
+#   make sim        the data-centre simulator (bench/sim); make sim-report runs it
 #   make models     generate the large synthetic MLP for benchmarks
 #
 # Options: V=1 (show commands) SANITIZE=1 (ASan+UBSan) USE_CUDA=1 USE_DPDK=1
@@ -57,7 +59,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit integration bench models clean help FORCE
+.PHONY: all deps run test unit integration bench sim sim-report models clean help FORCE
 all: $(BUILD)/infergw
 
 $(BUILD)/obj/%.o: %.c
@@ -94,7 +96,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
 DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-dev \
             libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev \
             python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
-            python3-sklearn nghttp2-client nghttp2-server h2o curl
+            python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \
@@ -119,6 +121,12 @@ config/models/mlp-large/model.safetensors: tools/gen_mlp.py
 
 bench: deps all models
 	bash bench/run.sh
+
+sim:
+	$(MAKE) -C bench/sim
+
+sim-report: sim models
+	bash bench/sim/report.sh
 
 clean:
 	rm -rf $(BUILD)

@@ -6,8 +6,12 @@
 #                          nghttpd vs h2o (same h2load flags, 1 server thread)
 #   2. bench/infer.sh      POST /v2/models/digits/infer vs health, same server
 #   3. bench/kernel.sh     mlp-large GFLOP/s at batch 1/8/64, vs raw oneDNN
+#   4. bench/payloads.sh   JSON vs Triton binary vs msgpack bodies
+#   5. bench/overload.sh   goodput at 2x capacity, 429 latency (slow model)
+#   6. bench/reload.sh     reload request to swap, unchanged / model added
+#   (the simulator has its own report: bench/sim/report.sh, `make sim-report`)
 #
-# usage: bench/run.sh [h2|infer|kernel]...   (default: all three)
+# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload]...   (default: all)
 # Per-round raw results: bench/results/raw/{h2_health,infer}.jsonl.
 # Each part is bounded in requests and seconds; all traffic is 127.0.0.1.
 # bench/RESULTS.md is curated by hand from a run's latest.md.
@@ -15,7 +19,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 
-PARTS=${*:-h2 infer kernel}
+PARTS=${*:-h2 infer kernel payloads overload reload}
 mkdir -p bench/results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/results/latest.md
@@ -36,16 +40,26 @@ trap 'rm -f "$TMP"' EXIT
 rc=0
 t0=$(date +%s)
 for p in $PARTS; do
+	to_stdout=0
 	case $p in
 	h2) script=bench/h2_health.sh ;;
 	infer) script=bench/infer.sh ;;
 	kernel) script=bench/kernel.sh ;;
-	*) echo "run.sh: unknown part '$p' (h2, infer, kernel)" >&2; exit 2 ;;
+	payloads) script=bench/payloads.sh ;;
+	overload) script=bench/overload.sh; to_stdout=1 ;;
+	reload) script=bench/reload.sh; to_stdout=1 ;;
+	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload)" >&2; exit 2 ;;
 	esac
 	echo "== $script" >&2
 	s0=$(date +%s)
 	# Hard bound per part, whatever happens inside.
-	timeout -k 10 240 bash "$script" "$TMP" || { echo "run.sh: $script failed ($?)" >&2; rc=1; }
+	if [ "$to_stdout" = 1 ]; then
+		{ echo; echo "## $p ($script)"; echo; echo '```'; } >>"$TMP"
+		timeout -k 10 240 bash "$script" >>"$TMP" || { echo "run.sh: $script failed ($?)" >&2; rc=1; }
+		echo '```' >>"$TMP"
+	else
+		timeout -k 10 240 bash "$script" "$TMP" || { echo "run.sh: $script failed ($?)" >&2; rc=1; }
+	fi
 	echo "== $script: $(($(date +%s) - s0)) s" >&2
 done
 echo "_Total wall time: $(($(date +%s) - t0)) s._" >>"$TMP"
