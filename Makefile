@@ -59,7 +59,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit integration bench sim sim-report models clean help FORCE
+.PHONY: all deps run test unit asan integration bench sim sim-report models clean help FORCE
 all: $(BUILD)/infergw
 
 $(BUILD)/obj/%.o: %.c
@@ -112,7 +112,11 @@ run: deps all
 
 unit: $(UNIT_BIN)
 
-test: deps all unit
+# The same binary with ASan+UBSan, for the sanitizer suite of `make test`.
+asan:
+	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw
+
+test: deps all unit asan
 	@bash tests/run_all.sh
 
 models: config/models/mlp-large/model.safetensors
@@ -129,7 +133,7 @@ sim-report: sim models
 	bash bench/sim/report.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) build-asan
 
 help:
 	@sed -n '1,/^$$/p' Makefile

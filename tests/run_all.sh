@@ -47,5 +47,33 @@ if ls tests/integration/test_*.py >/dev/null 2>&1; then
 	fi
 fi
 
+# Sanitizers: the protocol, error and shutdown tests again against the
+# ASan+UBSan build (make asan); any sanitizer report in a gateway's stderr
+# is one more failure.
+if [ -x build-asan/infergw ]; then
+	out="$log_dir/asan.log"
+	rm -rf build-asan/run
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	INFERGW_BIN="$PWD/build-asan/infergw" timeout 600 $PY -m pytest -q -p no:cacheprovider \
+		--basetemp=build-asan/run tests/integration/test_api.py tests/integration/test_infer.py \
+		tests/integration/test_errors.py tests/integration/test_http1.py \
+		tests/integration/test_binary.py tests/integration/test_shutdown.py 2>&1 | tee "$out" | tail -3
+	summary=$(grep -E '(passed|failed|error)' "$out" | tail -1)
+	n=$(echo "$summary" | grep -oP '[0-9]+(?= passed)' || true); pass=$((pass + ${n:-0}))
+	n=$(echo "$summary" | grep -oP '[0-9]+(?= failed)' || true); fail=$((fail + ${n:-0}))
+	n=$(echo "$summary" | grep -oP '[0-9]+(?= error)' || true); fail=$((fail + ${n:-0}))
+	reports=$(grep -rlE 'AddressSanitizer|LeakSanitizer|runtime error:' build-asan/run 2>/dev/null)
+	if [ -n "$reports" ]; then
+		echo "asan: sanitizer reports in: $reports" >&2
+		fail=$((fail + 1))
+	else
+		echo "asan: no sanitizer reports"
+		pass=$((pass + 1))
+	fi
+else
+	echo "asan: build-asan/infergw missing (make asan): sanitizer suite skipped"
+	skip=$((skip + 1))
+fi
+
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
