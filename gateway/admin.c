@@ -25,7 +25,6 @@ static void adm_json(struct call *c, int status, json_t *j)
 	char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
 
 	json_decref(j);
-	c->resp = evbuffer_new();
 	evbuffer_add(c->resp, s, strlen(s));
 	evbuffer_add(c->resp, "\n", 1);
 	free(s);
@@ -101,7 +100,6 @@ static void adm_metrics(struct call *c)
 	struct met_series *series[1024];
 	int n = met_all(series, 1024);
 
-	c->resp = evbuffer_new();
 	access_metrics(c->resp);
 	met_render(c->resp, series, n);
 	adm_queue_gauges(c);
@@ -206,7 +204,6 @@ static void adm_job_done(struct loop_task *t)
 	if (call_detached(c)) {
 		call_free(c);
 	} else {
-		c->resp = evbuffer_new();
 		evbuffer_add(c->resp, j->body, strlen(j->body));
 		call_respond(c, j->status, "application/json");
 	}

@@ -36,7 +36,6 @@ struct api_infer {
 
 static void api_server_meta(struct call *c)
 {
-	c->resp = evbuffer_new();
 	evbuffer_add_printf(c->resp, "{\"name\":\"infergw\",\"version\":\"%s\",\"extensions\":[\"binary_tensor_data\",\"schedule_policy\",\"model_repository\"]}",
 			    infergw_version);
 	call_respond(c, 200, JSON);
@@ -94,7 +93,6 @@ static void api_infer_respond(struct call *c, const struct api_infer *ai,
 	char hl[24];
 	size_t hdr;
 
-	c->resp = evbuffer_new();
 	if (ai->msgpack_output) {
 		mp_encode_infer(c->resp, r->model, id, r->rows, r->output);
 		call_respond(c, 200, "application/msgpack");
@@ -334,7 +332,6 @@ static void api_models(struct call *c, const char *rest)
 	if (!strcmp(action, "")) {
 		if (!call_allow(c, "GET"))
 			return;
-		c->resp = evbuffer_new();
 		ks_encode_model(c->resp, m);
 		call_respond(c, 200, JSON);
 	} else if (!strcmp(action, "/ready")) {
@@ -343,7 +340,6 @@ static void api_models(struct call *c, const char *rest)
 		if (!call_allow(c, "GET"))
 			return;
 		ok = rt_model_ready(c->rt, m);
-		c->resp = evbuffer_new();
 		evbuffer_add_printf(c->resp, "{\"name\":");
 		ks_put_str(c->resp, m->name);
 		evbuffer_add_printf(c->resp, ",\"ready\":%s}", ok ? "true" : "false");

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <event2/buffer.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,45 +17,117 @@
 #include "server.h"
 #include "util.h"
 
+#define CALL_FREE_MAX 256	/* recycled calls kept per loop */
+
 struct call *call_new(struct conn *conn)
 {
-	struct call *c = calloc(1, sizeof(*c));
+	struct srv_loop *sl = conn->sl;
+	struct call *c = sl->free_calls;
+	struct evbuffer *body, *resp;
 
-	if (!c)
-		return NULL;
+	if (c) {
+		sl->free_calls = c->next_free;
+		sl->n_free_calls--;
+		body = c->body;
+		resp = c->resp;
+	} else {
+		c = malloc(sizeof(*c));
+		if (!c)
+			return NULL;
+		body = evbuffer_new();
+		resp = evbuffer_new();
+	}
+	/* Everything up to the string arena; its bytes need no clearing. */
+	memset(c, 0, offsetof(struct call, str));
+	c->body = body;
+	c->resp = resp;
 	c->conn = conn;
-	c->rt = rt_get(conn->sl->rt);
+	c->sl = sl;
+	c->rt = rt_get(sl->rt);
 	c->admin = conn->admin;
-	c->body = evbuffer_new();
 	c->start_ns = now_ns();
 	return c;
 }
 
-void call_free(struct call *c)
+char *call_strndup(struct call *c, const char *s, size_t n)
 {
-	if (!c)
-		return;
-	for (int i = 0; i < c->n_hdrs; i++) {
-		free(c->hdrs[i].name);
-		free(c->hdrs[i].value);
+	char *p;
+
+	if (c->str_used + n + 1 <= sizeof(c->str)) {
+		p = c->str + c->str_used;
+		c->str_used += n + 1;
+	} else {	/* spill block: [next pointer][string] */
+		char *blk = malloc(sizeof(char *) + n + 1);
+
+		if (!blk)
+			return NULL;
+		memcpy(blk, &c->spill, sizeof(char *));
+		c->spill = blk;
+		p = blk + sizeof(char *);
 	}
-	for (int i = 0; i < c->n_resp_hdrs; i++) {
-		free(c->resp_hdrs[i].name);
-		free(c->resp_hdrs[i].value);
+	memcpy(p, s, n);
+	p[n] = 0;
+	return p;
+}
+
+static void call_release(struct call *c)
+{
+	while (c->spill) {
+		char *next;
+
+		memcpy(&next, c->spill, sizeof(char *));
+		free(c->spill);
+		c->spill = next;
 	}
 	if (c->req) {
 		free(c->req->output);
 		free(c->req->input_buf);
 		free(c->req);
+		c->req = NULL;
 	}
 	free(c->api);
-	free(c->path);
+	c->api = NULL;
 	rt_put(c->rt);
+	c->rt = NULL;
+}
+
+static void call_destroy(struct call *c)
+{
 	if (c->body)
 		evbuffer_free(c->body);
 	if (c->resp)
 		evbuffer_free(c->resp);
 	free(c);
+}
+
+void call_free(struct call *c)
+{
+	struct srv_loop *sl;
+
+	if (!c)
+		return;
+	sl = c->sl;
+	call_release(c);
+	if (sl->n_free_calls >= CALL_FREE_MAX) {
+		call_destroy(c);
+		return;
+	}
+	evbuffer_drain(c->body, evbuffer_get_length(c->body));
+	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	c->next_free = sl->free_calls;
+	sl->free_calls = c;
+	sl->n_free_calls++;
+}
+
+void call_free_list(struct srv_loop *sl)
+{
+	while (sl->free_calls) {
+		struct call *c = sl->free_calls;
+
+		sl->free_calls = c->next_free;
+		call_destroy(c);
+	}
+	sl->n_free_calls = 0;
 }
 
 bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen)
@@ -63,11 +136,13 @@ bool call_add_header(struct call *c, const char *name, size_t nlen, const char *
 
 	if (c->n_hdrs >= CALL_MAX_HDRS)
 		return false;
-	n = strndup(name, nlen);
+	n = call_strndup(c, name, nlen);
+	c->hdrs[c->n_hdrs].value = call_strndup(c, value, vlen);
+	if (!n || !c->hdrs[c->n_hdrs].value)
+		return false;
 	for (char *p = n; *p; p++)
 		*p = tolower((unsigned char)*p);
 	c->hdrs[c->n_hdrs].name = n;
-	c->hdrs[c->n_hdrs].value = strndup(value, vlen);
 	c->n_hdrs++;
 	return true;
 }
@@ -84,8 +159,8 @@ void call_set_resp_header(struct call *c, const char *name, const char *value)
 {
 	if (c->n_resp_hdrs >= CALL_MAX_RESP_HDRS)
 		return;
-	c->resp_hdrs[c->n_resp_hdrs].name = strdup(name);
-	c->resp_hdrs[c->n_resp_hdrs].value = strdup(value);
+	c->resp_hdrs[c->n_resp_hdrs].name = call_strndup(c, name, strlen(name));
+	c->resp_hdrs[c->n_resp_hdrs].value = call_strndup(c, value, strlen(value));
 	c->n_resp_hdrs++;
 }
 
@@ -95,8 +170,6 @@ void call_respond(struct call *c, int status, const char *ctype)
 		return;
 	c->responded = true;
 	c->status = status;
-	if (!c->resp)
-		c->resp = evbuffer_new();
 	if (ctype)
 		call_set_resp_header(c, "content-type", ctype);
 	access_record(c);
@@ -112,8 +185,6 @@ void call_respond_error(struct call *c, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (!c->resp)
-		c->resp = evbuffer_new();
 	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
 	evbuffer_add(c->resp, "{\"error\":", 9);
 	ks_put_str(c->resp, msg);
@@ -125,7 +196,6 @@ void call_respond_error(struct call *c, int status, const char *fmt, ...)
 
 void call_respond_json(struct call *c, int status, const char *json)
 {
-	c->resp = c->resp ? c->resp : evbuffer_new();
 	evbuffer_add(c->resp, json, strlen(json));
 	call_respond(c, status, "application/json");
 }

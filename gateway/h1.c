@@ -65,7 +65,7 @@ static int h1_request_line(struct conn *c, struct call *call, const char *line, 
 	memcpy(call->method, line, mlen);
 	call->method[mlen] = 0;
 	q = memchr(sp1 + 1, '?', sp2 - sp1 - 1);
-	call->path = strndup(sp1 + 1, (q ? q : sp2) - sp1 - 1);
+	call->path = call_strndup(call, sp1 + 1, (q ? q : sp2) - sp1 - 1);
 	if (len - (sp2 + 1 - line) == 8 && !memcmp(sp2 + 1, "HTTP/1.1", 8))
 		c->h1_keepalive = true;
 	else if (len - (sp2 + 1 - line) == 8 && !memcmp(sp2 + 1, "HTTP/1.0", 8))

@@ -65,8 +65,7 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 	} else if (nlen == 5 && !memcmp(name, ":path", 5)) {
 		const uint8_t *q = memchr(value, '?', vlen);
 
-		free(call->path);
-		call->path = strndup((const char *)value, q ? (size_t)(q - value) : vlen);
+		call->path = call_strndup(call, (const char *)value, q ? (size_t)(q - value) : vlen);
 	} else if (name[0] != ':' && !call_add_header(call, (const char *)name, nlen,
 						       (const char *)value, vlen)) {
 		call->hdr_too_large = true;

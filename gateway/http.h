@@ -16,12 +16,14 @@
 #include <stdint.h>
 
 struct conn;
+struct srv_loop;
 struct runtime;
 struct evbuffer;
 struct infer_req;
 
 #define CALL_MAX_HDRS 32
 #define CALL_MAX_RESP_HDRS 4
+#define CALL_STR_BYTES 1024	/* inline room for path and header strings */
 
 struct hdr {
 	char *name;		/* lower-case */
@@ -32,6 +34,8 @@ enum http_proto { PROTO_UNKNOWN, PROTO_H1, PROTO_H2 };
 
 struct call {
 	struct conn *conn;		/* NULL once detached */
+	struct srv_loop *sl;		/* the loop that owns it (and recycles it) */
+	struct call *next_free;
 	struct runtime *rt;		/* the snapshot this call runs on (a reference) */
 	int32_t stream_id;		/* HTTP/2 only */
 	bool admin;			/* arrived on the admin listener */
@@ -54,12 +58,21 @@ struct call {
 	bool async;			/* an answer will come later: api_abandon on loss */
 	struct infer_req *req;
 	void *api;			/* api module's per-call state */
+	/* strings (path, header names and values) live here, then in spill
+	 * blocks; str must stay last: call_new clears everything before it */
+	size_t str_used;
+	char *spill;
+	char str[CALL_STR_BYTES];
 };
 
 /* call_new / call_free - one pair per call; the call holds a reference to
- * its loop's current runtime; call_free frees an attached req. */
+ * its loop's current runtime; call_free frees an attached req.  Calls are
+ * recycled through a per-loop free list with their (drained) body and
+ * response buffers: c->body and c->resp always exist and start empty. */
 struct call *call_new(struct conn *conn);
 void call_free(struct call *c);
+/* call_strndup - a NUL-terminated copy of s[0..n) that lives as long as c. */
+char *call_strndup(struct call *c, const char *s, size_t n);
 /* call_add_header - store a request header (name lower-cased); false when over the limit. */
 bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen);
 /* call_header - value of request header lname (lower-case), or NULL. */

@@ -468,6 +468,7 @@ void srv_destroy(struct server *s)
 		}
 		while (sl->conns)
 			conn_close(sl->conns);
+		call_free_list(sl);
 		if (sl->grace)
 			event_free(sl->grace);
 		if (sl->lst)

@@ -33,6 +33,8 @@ struct srv_loop {
 	bool draining;
 	struct event *grace;
 	struct runtime *rt;		/* this loop's reference to the current runtime */
+	struct call *free_calls;	/* recycled calls (call.c) */
+	int n_free_calls;
 	struct loop_task refresh;	/* posted on publish */
 	_Atomic bool refresh_pending;
 };
@@ -83,6 +85,8 @@ const struct config *conn_cfg(const struct conn *c);
 /* srv_stop - stop accepting, GOAWAY, finish in-flight calls, join threads. */
 void srv_stop(struct server *s);
 /* srv_destroy - after srv_stop and rt_stop_all: run late completions, free. */
+/* call_free_list - free a loop's recycled calls (shutdown). */
+void call_free_list(struct srv_loop *sl);
 void srv_destroy(struct server *s);
 
 /* Connection internals shared by server.c, h1.c and h2.c. */

@@ -11,9 +11,11 @@
  * to cut a batch, how big, what the service time will be - is made by the
  * real modules; this file only keeps time, draws random numbers and counts.
  *
- * How the glue maps (see the functions below; gateway as of commit 2c48e69):
+ * How the glue maps (see the functions below; gateway as of commit efa0c5d,
+ * and with --legacy as of 2c48e69, before bcff583 and efa0c5d):
  *   rt_submit + rt_candidates + sched_view
- *   + sched_enqueue (push, displace)         -> sim_submit, sim_view
+ *   + sched_enqueue (push, displace)         -> sim_submit, sim_candidates,
+ *                                               sim_view
  *   scheduler worker loop (sched_expire with drop_hopeless, pick, take,
  *   run, learn)                              -> be_poll, be_expire, be_start,
  *                                               be_done
@@ -45,7 +47,7 @@
 #define MAX_PROFILES 8
 #define MAX_CLASSES 8
 #define MAX_GROUPS 16
-#define MAX_CAND_GW 32		/* rt_submit's struct router_cand cand[32] */
+#define MAX_CAND_OLD 32		/* rt_submit's cand[32] before efa0c5d */
 #define N_KINDS 3
 #define HIST_BINS 512		/* latency histogram: 16 bins per power of two */
 #define NONE UINT64_MAX
@@ -162,17 +164,37 @@ struct scenario {
 	struct class cls[MAX_CLASSES];
 	/* sim */
 	double warmup;
-	int cand_mode;			/* CAND_GATEWAY, CAND_ALL, CAND_SAMPLE */
+	int cand_mode;			/* CAND_ALL, CAND_FIRST32, CAND_SAMPLE */
 	int cand_d;
-	/* what-ifs, off by default (= the gateway's behaviour today) */
-	int exec_fill;			/* router: predict the batch as filled by lower levels */
 	int drop_hopeless;		/* [routing] drop_hopeless (gateway default: on) */
-	int displace_view;		/* router: a full queue is "full" only to what cannot displace */
+	/* what-ifs, off by default (= the gateway's behaviour today) */
+	int exec_fill;			/* router: a batch that does not start now runs full */
 	int strict_margin;		/* router: no fallback inside the margin (429 late instead) */
-	int shed_filter;		/* router: shed only when every candidate is saturated */
+	int displace_last;		/* router: displace only when no queue has room */
+	unsigned legacy;		/* LEG_*: parts of the gateway as of 2c48e69 */
 };
 
-enum { CAND_GATEWAY, CAND_ALL, CAND_SAMPLE };
+/* Candidate sets: every usable backend (rt_candidates since efa0c5d), the
+ * first 32 in config order (before efa0c5d), D sampled at random (what-if). */
+enum { CAND_ALL, CAND_FIRST32, CAND_SAMPLE };
+
+/*
+ * --legacy: the glue as it was at commit 2c48e69, before bcff583 and
+ * efa0c5d, one part at a time (the modules' own changes are emulated here
+ * from their old code, quoted below).
+ */
+enum {
+	LEG_FULL = 1 << 0,	/* sched_view: full = n_reqs >= max_reqs, for every priority */
+	LEG_EXEC = 1 << 1,	/* sched_view: exec_ns = svc(ahead % eff + rows) */
+	LEG_SAT = 1 << 2,	/* rt_submit: saturation from the request's own objective */
+	LEG_SHED = 1 << 3,	/* router_pick: shed when the policy's pick is saturated */
+	LEG_SVC = 1 << 4,	/* svc_predict: least-squares line through the seen buckets */
+	LEG_CAND = 1 << 5,	/* rt_candidates: the first 32 usable backends */
+	LEG_ALL = (1 << 6) - 1,
+};
+
+static const char *const legacy_names[] = { "full", "exec", "sat", "shed", "svc", "cand" };
+#define N_LEGACY 6
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -332,7 +354,7 @@ static void load_scenario(struct scenario *sc, const char *path)
 	sc->delay_us = 0;
 	sc->model_slo_ms = 0;
 	sc->warmup = 0.05;
-	sc->cand_mode = CAND_GATEWAY;
+	sc->cand_mode = CAND_ALL;
 	sc->cand_d = 32;
 	while (fgets(buf, sizeof(buf), f)) {
 		char *s, *eq, *k, *v;
@@ -459,14 +481,14 @@ static void load_scenario(struct scenario *sc, const char *path)
 			if (!strcmp(k, "warmup"))
 				sc->warmup = num(path, line, k, v);
 			else if (!strcmp(k, "candidates")) {
-				if (!strcmp(v, "gateway"))
-					sc->cand_mode = CAND_GATEWAY;
-				else if (!strcmp(v, "all"))
+				if (!strcmp(v, "gateway") || !strcmp(v, "all"))
 					sc->cand_mode = CAND_ALL;
+				else if (!strcmp(v, "first32"))
+					sc->cand_mode = CAND_FIRST32;
 				else if (!strcmp(v, "sample"))
 					sc->cand_mode = CAND_SAMPLE;
 				else
-					die("%s:%d: candidates gateway|all|sample", path, line);
+					die("%s:%d: candidates gateway|all|first32|sample", path, line);
 			} else if (!strcmp(k, "sample"))
 				sc->cand_d = (int)num(path, line, k, v);
 			else
@@ -520,6 +542,8 @@ struct sim_be {
 	bool adaptive;
 	struct batch_adapt adapt;
 	struct svc_model svc;
+	uint64_t svc_memo[SVC_BUCKETS];	/* be_svc per bucket since the last svc_observe */
+	uint32_t svc_memo_ok;		/* bit b: svc_memo[b] is valid */
 	int n_slots, idle;
 	struct slot *slots;
 	uint64_t wake_at;
@@ -726,7 +750,82 @@ static uint64_t be_residual(const struct sim_be *b, uint64_t now)
 	return best == UINT64_MAX ? 0 : best;
 }
 
-/* sched_view, for the single queue of a backend. */
+/*
+ * --legacy svc: svc_predict as of 2c48e69 (gateway/svctime.c before
+ * efa0c5d), on the same struct svc_model: a least-squares line through the
+ * seen buckets once two are seen, the warm start scaled to the one seen
+ * bucket before that.
+ */
+static int svc_fit_2c48e69(const struct svc_model *s, double *a, double *b)
+{
+	double sx = 0, sy = 0, sxx = 0, sxy = 0;
+	int k = 0;
+
+	for (int i = 0; i < SVC_BUCKETS; i++) {
+		double x = (double)(1 << i);
+
+		if (!s->seen[i])
+			continue;
+		sx += x;
+		sy += s->ewma[i];
+		sxx += x * x;
+		sxy += x * s->ewma[i];
+		k++;
+	}
+	if (k < 2 || k * sxx - sx * sx <= 0)
+		return k;
+	*b = (k * sxy - sx * sy) / (k * sxx - sx * sx);
+	*a = (sy - *b * sx) / k;
+	if (*b < 0) {
+		*b = 0;
+		*a = sy / k;
+	}
+	return k;
+}
+
+static uint64_t svc_predict_2c48e69(const struct svc_model *s, int rows)
+{
+	int b = svc_bucket(rows);
+	double n = (double)(1 << b), a = s->a_ns, slope = s->b_ns, t = a + slope * n;
+
+	if (s->seen[b])
+		t = s->ewma[b];
+	else if (svc_fit_2c48e69(s, &a, &slope) == 1) {
+		for (int i = 0; i < SVC_BUCKETS; i++)
+			if (s->seen[i]) {
+				double warm = s->a_ns + s->b_ns * (double)(1 << i);
+
+				t = s->a_ns + s->b_ns * n;
+				t = warm > 0 ? t * s->ewma[i] / warm : s->ewma[i];
+				break;
+			}
+	} else {
+		t = a + slope * n;
+	}
+	return t < 1 ? 1 : (uint64_t)t;
+}
+
+/*
+ * svc_predict for the glue (sched_view, sched_expire, busy_until).  The
+ * batcher's own call (batch_decide) always uses the real one; it matters
+ * only with max_queue_delay_us > 0.
+ */
+static uint64_t be_svc(struct sim_be *b, int rows)
+{
+	int k = svc_bucket(rows);
+
+	/* Both depend only on the model's state and rows' bucket: remember
+	 * them until the next svc_observe (a 2000-backend scan calls this
+	 * twice per backend per request). */
+	if (!(b->svc_memo_ok & (1u << k))) {
+		b->svc_memo[k] = S.legacy & LEG_SVC ? svc_predict_2c48e69(&b->svc, rows)
+						    : svc_predict(&b->svc, rows);
+		b->svc_memo_ok |= 1u << k;
+	}
+	return b->svc_memo[k];
+}
+
+/* sched_view, for the single queue of a backend (no other models compete). */
 static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct router_cand *c)
 {
 	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio);
@@ -737,25 +836,33 @@ static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct 
 		before++;
 		mine = rows;
 	}
-	work = (uint64_t)before * svc_predict(&b->svc, eff);
+	work = before ? (uint64_t)before * be_svc(b, eff) : 0;
 	c->cost = b->p->cost;
 	c->queued = b->sq.n_reqs;
-	c->full = b->sq.n_reqs >= b->sq.max_reqs;
-	if (c->full && S.displace_view && ahead < b->sq.n_rows)
-		c->full = false;	/* what-if: sq_displace would make room */
+	/* Full means full for this priority: lower levels can be displaced
+	 * (bcff583; --legacy full: full for every priority). */
+	c->full = b->sq.n_reqs >= b->sq.max_reqs &&
+		  ((S.legacy & LEG_FULL) || ahead >= b->sq.n_rows);
 	c->wait_ns = be_residual(b, now) + work / (uint64_t)b->n_slots;
 	if (S.exec_fill) {
 		/*
-		 * what-if: the batch is cut when a slot frees, and sq_take fills
-		 * it with whatever is queued then, lower levels and later
-		 * arrivals included.  Starting now: the rows queued now; later:
-		 * a full batch.
+		 * what-if: a batch that starts now runs with the rows queued
+		 * now (as the gateway predicts); one that starts later is
+		 * assumed full (later arrivals join it).
 		 */
 		int fill = c->wait_ns ? eff : mine + (b->sq.n_rows - ahead);
 
 		mine = fill < eff ? fill : eff;
+	} else if (!(S.legacy & LEG_EXEC)) {
+		/* sq_take fills the batch with whatever is queued when it is
+		 * cut, lower levels included: predict it from what is queued
+		 * now (efa0c5d; --legacy exec: ahead % eff + rows). */
+		long rem = (long)b->sq.n_rows + rows - (long)before * eff;
+
+		if (rem > mine)
+			mine = rem < eff ? (int)rem : eff;
 	}
-	c->exec_ns = svc_predict(&b->svc, mine);
+	c->exec_ns = be_svc(b, mine);
 }
 
 static void be_schedule_wake(struct sim_be *b, int bi, uint64_t t)
@@ -796,7 +903,7 @@ static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
 		if (r->arrival_ns < sl->oldest)
 			sl->oldest = r->arrival_ns;
 	}
-	sl->busy_until = now + svc_predict(&b->svc, sl->rows);
+	sl->busy_until = now + be_svc(b, sl->rows);
 	exec = prof_time_ns(b->p, sl->rows);
 	if (cv > 0) {
 		double sg = sqrt(log(1 + cv * cv));
@@ -820,7 +927,7 @@ static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
 static void be_expire(struct sim_be *b, uint64_t now)
 {
 	int rows = b->sq.n_rows < b->pol.max_batch ? b->sq.n_rows : b->pol.max_batch;
-	uint64_t need = S.drop_hopeless && rows ? svc_predict(&b->svc, rows) : 0;
+	uint64_t need = S.drop_hopeless && rows ? be_svc(b, rows) : 0;
 	struct infer_req *r = sq_expire(&b->sq, now + need), *next;
 
 	for (; r; r = next) {
@@ -886,23 +993,25 @@ static void be_done(struct sim_be *b, int bi, int s, uint64_t now)
 	sl->running = false;
 	sl->busy_until = 0;
 	svc_observe(&b->svc, sl->rows, exec);
+	b->svc_memo_ok = 0;
 	if (b->adaptive)
 		b->pol.max_batch = batch_adapt_observe(&b->adapt, now - sl->oldest);
 	b->idle++;
 	be_poll(b, bi, now);
 }
 
-/* Candidate backends for one request (rt_candidates). */
-static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_cand *cand,
-			  int cap)
+/*
+ * Candidate backends for one request (rt_candidates): every backend (since
+ * efa0c5d), the first 32 (before it; --candidates first32 or --legacy
+ * cand), or D at random (what-if --candidates sample).
+ */
+static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_cand *cand)
 {
-	int n = 0;
+	int n = 0, cap = n_bes;
 
 	if (S.cand_mode == CAND_SAMPLE && S.cand_d < n_bes) {
-		int d = S.cand_d < cap ? S.cand_d : cap;
-
 		cand_stamp++;
-		while (n < d) {
+		while (n < S.cand_d) {
 			int id = (int)(rng_next(&rng_cand) % (uint64_t)n_bes);
 
 			if (bes[id].stamp == cand_stamp)
@@ -915,7 +1024,9 @@ static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_c
 		}
 		return n;
 	}
-	for (int i = 0; i < n_bes && n < cap; i++) {
+	if (S.cand_mode == CAND_FIRST32 && cap > MAX_CAND_OLD)
+		cap = MAX_CAND_OLD;
+	for (int i = 0; i < cap; i++) {
 		cand[n].id = i;
 		cand[n].qi = 0;
 		sim_view(&bes[i], q->r.rows, q->r.priority, now, &cand[n]);
@@ -924,20 +1035,25 @@ static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_c
 	return n;
 }
 
-static struct router_cand *cand_buf;
+static struct router_cand *cand_buf, *cand_room;
 
-/* rt_submit: normalize, route, enqueue; the enqueue wakes an idle slot. */
+/*
+ * rt_submit: normalize, route, enqueue; the enqueue wakes an idle slot.
+ * objective_ns is the request's own (deadline - arrival), 0 without one.
+ */
 static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns)
 {
 	struct infer_req *r = &q->r;
 	struct route_conf rc = { .policy = S.policy, .margin_ns = (uint64_t)S.margin_us * 1000 };
 	struct route_req rq = { .now_ns = now, .deadline_ns = r->deadline_ns };
 	unsigned rr = (unsigned)g_rr++;
-	int cap = S.cand_mode == CAND_GATEWAY ? MAX_CAND_GW : n_bes;
+	uint64_t model_ns = (uint64_t)S.model_slo_ms * 1000000;	/* mc->slo_ms, whole ms */
+	uint64_t sat_obj;
 	int n, pick = -1;
 	enum route_result why;
 	struct sim_be *b;
 
+	/* (r->priority <= 0 takes the model's priority; every class sets one) */
 	if (r->priority > S.levels)
 		r->priority = S.levels;
 	if (r->priority < 1)
@@ -945,26 +1061,44 @@ static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns)
 	r->sheddable = r->priority > S.levels - S.sheddable_levels;
 	if (q->counted)
 		st[r->priority].arrived++;
+	/* Saturation against the model's objective when it has one, else the
+	 * request's (efa0c5d; --legacy sat: always the request's). */
+	sat_obj = !(S.legacy & LEG_SAT) && model_ns ? model_ns : objective_ns;
 	rq.sheddable = r->sheddable;
-	rq.saturation_ns = (uint64_t)(S.shed_frac * (double)objective_ns);
-	n = sim_candidates(q, now, cand_buf, cap);
-	if (S.shed_filter && rq.sheddable) {
-		/* what-if: drop the saturated candidates first, so a sheddable
-		 * request goes to an unsaturated backend if there is one */
-		int k = 0;
+	rq.saturation_ns = (uint64_t)(S.shed_frac * (double)sat_obj);
+	n = sim_candidates(q, now, cand_buf);
+	if ((S.legacy & LEG_SHED) && rq.sheddable) {
+		/* router_pick before efa0c5d: the policy picks among every
+		 * candidate, then the request is shed if that one is saturated
+		 * (today's router_pick does exactly this for a non-sheddable
+		 * request, then nothing more). */
+		struct route_req r2 = rq;
 
-		for (int i = 0; i < n; i++)
-			if (cand_buf[i].wait_ns <= rq.saturation_ns)
-				cand_buf[k++] = cand_buf[i];
-		if (k == 0 && n > 0) {
-			if (q->counted)
-				st[r->priority].rej[ROUTE_SHED]++;
-			req_put(q);
-			return;
+		r2.sheddable = false;
+		why = router_pick(&rc, &r2, cand_buf, n, &rr, &pick);
+		if (why == ROUTE_OK && cand_buf[pick].wait_ns > rq.saturation_ns)
+			why = ROUTE_SHED;
+	} else {
+		/* a sheddable request skips saturated (and full) candidates and
+		 * is shed only when all are (inside router_pick since efa0c5d) */
+		if (S.displace_last) {
+			/* what-if: first route as if nothing could be displaced
+			 * (a queue at max_queue is full to everyone); displace
+			 * only when that finds no backend */
+			unsigned rr2 = rr;
+
+			for (int i = 0; i < n; i++) {
+				cand_room[i] = cand_buf[i];
+				cand_room[i].full = bes[cand_buf[i].id].sq.n_reqs >=
+						    bes[cand_buf[i].id].sq.max_reqs;
+			}
+			why = router_pick(&rc, &rq, cand_room, n, &rr2, &pick);
+			if (why == ROUTE_OK)
+				goto routed;
 		}
-		n = k;
+		why = router_pick(&rc, &rq, cand_buf, n, &rr, &pick);
 	}
-	why = router_pick(&rc, &rq, cand_buf, n, &rr, &pick);
+routed:
 	if (why == ROUTE_OK && S.strict_margin && S.policy == ROUTE_SLO && r->deadline_ns &&
 	    now + cand_buf[pick].wait_ns + cand_buf[pick].exec_ns + rc.margin_ns > r->deadline_ns)
 		why = ROUTE_LATE;	/* what-if: router_slo's fallback taken away */
@@ -1084,7 +1218,8 @@ static void build_fleet(int scale)
 	if (n_bes < 1)
 		die("empty fleet");
 	bes = calloc(n_bes, sizeof(*bes));
-	cand_buf = calloc(n_bes > MAX_CAND_GW ? n_bes : MAX_CAND_GW, sizeof(*cand_buf));
+	cand_buf = calloc(n_bes, sizeof(*cand_buf));
+	cand_room = calloc(n_bes, sizeof(*cand_room));
 	capacity_rps = 0;
 	for (int g = 0; g < S.n_groups; g++) {
 		const struct profile *p = &S.prof[S.grp[g].prof];
@@ -1127,10 +1262,10 @@ static void usage(void)
 		"           [--requests N] [--seed S] [--shed-frac F] [--share CLASS=F]...\n"
 		"           [--slo CLASS=MS]...\n"
 		"           [--arrival poisson|onoff] [--burst ON_MS,OFF_MS,PEAK] [--scale K]\n"
-		"           [--candidates gateway|all|sample]\n"
-		"           [--sample D] [--max-queue N]\n"
-		"           [--drop-hopeless on|off] [--exec-fill] [--strict-margin] [--shed-filter]\n"
-		"           [--displace-view]\n"
+		"           [--candidates gateway|all|first32|sample]\n"
+		"           [--sample D] [--max-queue N] [--drop-hopeless on|off]\n"
+		"           [--legacy all|full,exec,sat,shed,svc,cand]\n"
+		"           [--exec-fill] [--strict-margin] [--displace-last]\n"
 		"           (what-ifs, see README.md)\n"
 		"           [--header] [--verbose]\n"
 		"Prints one CSV line (--header: the column names first).\n");
@@ -1145,7 +1280,8 @@ int main(int argc, char **argv)
 	double load = 1.0, shed_over = -1, burst[3] = { -1, -1, -1 };
 	uint64_t seed = 1;
 	int header = 0, verbose = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
-	int exec_fill = 0, drop_hopeless = -1, strict_margin = 0, shed_filter = 0, displace_view = 0;
+	int exec_fill = 0, drop_hopeless = -1, strict_margin = 0, displace_last = 0;
+	unsigned legacy = 0;
 	double mean_w_rows = 0, share_sum = 0, wall;
 	struct timespec w0, w1;
 	static const struct option opts[] = {
@@ -1155,7 +1291,8 @@ int main(int argc, char **argv)
 		{ "scale", 1, 0, 'k' }, { "burst", 1, 0, 'b' },
 		{ "candidates", 1, 0, 'C' }, { "sample", 1, 0, 'd' }, { "max-queue", 1, 0, 'q' },
 		{ "exec-fill", 0, 0, 'E' }, { "drop-hopeless", 1, 0, 'D' },
-		{ "displace-view", 0, 0, 'V' },
+		{ "displace-view", 0, 0, 'V' }, { "legacy", 1, 0, 'L' },
+		{ "displace-last", 0, 0, 'X' },
 		{ "strict-margin", 0, 0, 'M' }, { "shed-filter", 0, 0, 'F' },
 		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
 	};
@@ -1193,9 +1330,38 @@ int main(int argc, char **argv)
 				die("--drop-hopeless on|off");
 			drop_hopeless = !strcmp(optarg, "on");
 			break;
-		case 'V': displace_view = 1; break;
+		case 'L': {
+			char buf[128], *tok, *save;
+
+			snprintf(buf, sizeof(buf), "%s", optarg);
+			for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+				int k;
+
+				if (!strcmp(tok, "all")) {
+					legacy |= LEG_ALL;
+					continue;
+				}
+				for (k = 0; k < N_LEGACY; k++)
+					if (!strcmp(tok, legacy_names[k]))
+						break;
+				if (k == N_LEGACY)
+					die("--legacy all|full,exec,sat,shed,svc,cand: '%s'", tok);
+				legacy |= 1u << k;
+			}
+			break;
+		}
+		/* What-ifs of the simulator that the gateway adopted: accepted,
+		 * no effect (--legacy full / --legacy shed bring the old back). */
+		case 'V':
+			fprintf(stderr, "sim: --displace-view is the gateway's behaviour since "
+				"bcff583 (sched_view); no effect\n");
+			break;
+		case 'F':
+			fprintf(stderr, "sim: --shed-filter is the gateway's behaviour since "
+				"efa0c5d (router_pick); no effect\n");
+			break;
 		case 'M': strict_margin = 1; break;
-		case 'F': shed_filter = 1; break;
+		case 'X': displace_last = 1; break;
 		case 'v': verbose = 1; break;
 		default: usage();
 		}
@@ -1215,23 +1381,25 @@ int main(int argc, char **argv)
 	S.exec_fill |= exec_fill;
 	if (drop_hopeless >= 0)
 		S.drop_hopeless = drop_hopeless;
-	S.displace_view |= displace_view;
 	S.strict_margin |= strict_margin;
-	S.shed_filter |= shed_filter;
+	S.displace_last |= displace_last;
+	S.legacy |= legacy;
 	if (maxq_over > 0)
 		S.max_queue = maxq_over;
 	if (sample_over > 0)
 		S.cand_d = sample_over;
 	if (cand_over) {
-		if (!strcmp(cand_over, "gateway"))
-			S.cand_mode = CAND_GATEWAY;
-		else if (!strcmp(cand_over, "all"))
+		if (!strcmp(cand_over, "gateway") || !strcmp(cand_over, "all"))
 			S.cand_mode = CAND_ALL;
+		else if (!strcmp(cand_over, "first32"))
+			S.cand_mode = CAND_FIRST32;
 		else if (!strcmp(cand_over, "sample"))
 			S.cand_mode = CAND_SAMPLE;
 		else
-			die("--candidates gateway|all|sample");
+			die("--candidates gateway|all|first32|sample");
 	}
+	if ((S.legacy & LEG_CAND) && S.cand_mode == CAND_ALL)
+		S.cand_mode = CAND_FIRST32;
 	for (int i = 0; i < n_share; i++) {
 		char name[64];
 		const char *eq = strchr(share_over[i], '=');
@@ -1367,7 +1535,7 @@ int main(int argc, char **argv)
 		const char *arr = "mixed";
 		int np = 0, no = 0;
 		uint64_t served = kind_reqs[0] + kind_reqs[1] + kind_reqs[2];
-		static const char *const cm[] = { "gateway32", "all", "sample" };
+		static const char *const cm[] = { "all", "first32", "sample" };
 		char cbuf[32];
 
 		for (int c = 0; c < S.n_classes; c++)
@@ -1378,18 +1546,24 @@ int main(int argc, char **argv)
 			snprintf(cbuf, sizeof(cbuf), "sample%d", S.cand_d);
 		else
 			snprintf(cbuf, sizeof(cbuf), "%s", cm[S.cand_mode]);
-		char variant[128] = "";
+		char variant[192] = "";
 
+		if ((S.legacy & LEG_ALL) == LEG_ALL)
+			strcat(variant, "+legacy");
+		else
+			for (int k = 0; k < N_LEGACY; k++)
+				if (S.legacy & (1u << k)) {
+					strcat(variant, "+legacy-");
+					strcat(variant, legacy_names[k]);
+				}
 		if (S.exec_fill)
 			strcat(variant, "+exec-fill");
 		if (!S.drop_hopeless)
 			strcat(variant, "+no-drop-hopeless");
-		if (S.displace_view)
-			strcat(variant, "+displace-view");
 		if (S.strict_margin)
 			strcat(variant, "+strict-margin");
-		if (S.shed_filter)
-			strcat(variant, "+shed-filter");
+		if (S.displace_last)
+			strcat(variant, "+displace-last");
 		printf("%s,%s,%s,%s,%.3f,%llu,%llu,%d,%s,%g,", S.name,
 		       variant[0] ? variant + 1 : "gateway", router_policy_name(S.policy), arr,
 		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,
@@ -1443,8 +1617,8 @@ int main(int argc, char **argv)
 				"svc(%d)=%.1f us\n", i, kind_names[bes[i].p->kind],
 				(unsigned long long)bes[i].batches,
 				bes[i].batches ? (double)bes[i].rows_done / bes[i].batches : 0,
-				bes[i].busy_ns / 1e9, svc_predict(&bes[i].svc, 1) / 1e3, bes[i].max_batch,
-				svc_predict(&bes[i].svc, bes[i].max_batch) / 1e3);
+				bes[i].busy_ns / 1e9, be_svc(&bes[i], 1) / 1e3, bes[i].max_batch,
+				be_svc(&bes[i], bes[i].max_batch) / 1e3);
 	}
 	return 0;
 }

@@ -1,15 +1,14 @@
 """Shared fixtures for the infergw integration suite.
 
 One gateway (``gw``) serves the whole session; tests that need their own
-process (shutdown, queue limits) use ``gw_factory``.  Every process started
+process (shutdown, queue limits) use ``gw_factory``, and those that need
+their own config text (SLO, reload) ``start_gw``.  Every process started
 here is stopped by PID in the fixture's teardown.  Everything talks to
 127.0.0.1 only.
 """
 import os
 import re
 import signal
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))
 
 import gwlib  # noqa: E402  (helpers shared by the test modules)
+import slowmodel  # noqa: E402  (SlowGateway, for start_gw)
 
 REPO = gwlib.REPO
 # INFERGW_BIN runs the suite against another build (e.g. build-asan/infergw).
@@ -26,14 +26,6 @@ BINARY = Path(os.environ.get("INFERGW_BIN", str(REPO / "build" / "infergw")))
 MODEL_DIR = gwlib.MODEL_DIR
 
 MAIN_MAX_BODY = 65536
-
-
-def _free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def write_config(path, *, max_body_bytes=MAIN_MAX_BODY, max_batch=64,
@@ -82,27 +74,17 @@ backends:
     return Path(path)
 
 
-LISTEN_RE = re.compile(r"\blisten=(\S+):(\d+)\b")
-ADMIN_RE = re.compile(r"\badmin=(\S+):(\d+)\b")
-
-
-class Gateway:
-    """One infergw process.  ``port`` is known once ``start`` returns."""
+class Gateway(gwlib.GatewayProcess):
+    """One infergw process on the digits config (write_config with **conf).
+    ``port`` is known once ``start`` returns."""
 
     # Gateways that know the `admin` config section serve /metrics on a
     # separate admin listener; False once this binary rejected the section.
     admin_supported = None
 
     def __init__(self, workdir, name="gw", **conf):
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.name = name
+        super().__init__(workdir, name)
         self.conf = conf
-        self.config = self.workdir / f"{name}.yaml"
-        self.log_path = self.workdir / f"{name}.stderr"
-        self.proc = None
-        self.port = None
-        self.admin_port = None
 
     @property
     def metrics_port(self):
@@ -116,9 +98,9 @@ class Gateway:
         attempts = 3 if port is None else 1
         last = ""
         for _ in range(attempts):
-            want = _free_port() if port is None else port
+            want = gwlib.free_port() if port is None else port
             use_admin = Gateway.admin_supported is not False
-            write_config(self.config, admin_port=_free_port() if use_admin else None,
+            write_config(self.config, admin_port=gwlib.free_port() if use_admin else None,
                          **self.conf)
             mark = len(self.log())
             self._spawn(want)
@@ -138,21 +120,7 @@ class Gateway:
                     f"--- stderr ---\n{self.log()[-4000:]}")
 
     def _spawn(self, port):
-        # build/infergw may be being relinked by a concurrent `make`
-        # (ETXTBSY / EACCES for a moment): retry briefly.
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with open(self.log_path, "ab") as logf:
-                    self.proc = subprocess.Popen(
-                        [str(BINARY), "--config", str(self.config), "--port", str(port)],
-                        stdin=subprocess.DEVNULL, stdout=logf, stderr=logf,
-                        cwd=str(self.workdir))
-                return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        self.popen([str(BINARY), "--config", str(self.config), "--port", str(port)])
 
     def _wait_ready(self, port, timeout, mark=0):
         deadline = time.monotonic() + timeout
@@ -161,32 +129,18 @@ class Gateway:
             if self.proc.poll() is not None:
                 return False, f"exited with {self.proc.returncode}"
             log = self.log()[mark:]  # this attempt's lines only
-            m = LISTEN_RE.search(log)
-            a = ADMIN_RE.search(log)
+            m = gwlib.LISTEN_RE.search(log)
+            a = gwlib.ADMIN_RE.search(log)
             self.admin_port = int(a.group(2)) if a else None
             if m:
                 self.port = int(m.group(2))
                 if self.port != port:
                     return False, f"listen= says port {self.port}, asked for {port}"
-                try:
-                    st, _, body = gwlib.h1_request(port, "GET", "/v2/health/ready",
-                                                   timeout=2)
-                    if st == 200:
-                        return True, ""
-                    last = f"ready returned {st} {body!r}"
-                except OSError as e:
-                    last = f"ready: {e}"
+                last = gwlib.ready_error(port)
+                if not last:
+                    return True, ""
             time.sleep(0.05)
         return False, "timeout: " + last
-
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
 
     def terminate(self):
         if self.alive():
@@ -195,23 +149,7 @@ class Gateway:
     def wait(self, timeout):
         return self.proc.wait(timeout=timeout)
 
-    def kill(self):
-        """Stop the process we started (by PID): SIGTERM, then SIGKILL."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
     # -- convenience -------------------------------------------------------
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.port}"
-
     def metrics(self, via="h1"):
         return gwlib.read_metrics(self.metrics_port, via)
 
@@ -234,7 +172,7 @@ def gw_factory(tmp_path):
         g = Gateway(tmp_path, f"{name}{len(started)}", **conf)
         if not start:
             write_config(g.config, admin_port=None if Gateway.admin_supported is False
-                         else _free_port(), **conf)
+                         else gwlib.free_port(), **conf)
         started.append(g)
         if start:
             g.start()
@@ -243,6 +181,25 @@ def gw_factory(tmp_path):
     yield make
     for g in started:
         g.kill()
+
+
+@pytest.fixture
+def start_gw(tmp_path):
+    """start(name, text, **kw): a slowmodel.SlowGateway on config text,
+    started with kw (see SlowGateway.start).  Each is stopped at teardown
+    and must have exited 0."""
+    started = []
+
+    def start(name, text, **kw):
+        g = slowmodel.SlowGateway(tmp_path, name, text)
+        started.append(g)
+        return g.start(**kw)
+
+    yield start
+    for g in started:
+        g.kill()
+        assert g.proc.returncode == 0, f"{g.name} exited {g.proc.returncode}\n" \
+                                       f"{g.log()[-3000:]}"
 
 
 @pytest.fixture(scope="session")

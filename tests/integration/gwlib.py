@@ -1,10 +1,14 @@
 """Helpers for the infergw integration tests: a numpy reference model, a raw
-HTTP/1.1 connection, a multiplexing HTTP/2 client built on python3-h2, and a
-Prometheus text parser.  Only 127.0.0.1 is ever contacted."""
+HTTP/1.1 connection, a multiplexing HTTP/2 client built on python3-h2, a
+Prometheus text parser, curl, and the process handling both gateway
+launchers (conftest.Gateway, slowmodel.SlowGateway) share.  Only 127.0.0.1
+is ever contacted."""
 import json
 import re
+import signal
 import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -129,11 +133,9 @@ def infer_body(rows, **kw):
     return json.dumps(infer_doc(rows, **kw)).encode()
 
 
-def check_infer_response(body, model, rows, *, id=None, rtol=1e-5, atol=1e-6):
-    """Assert a 200 infer body's values against the reference; return probs."""
-    doc = json.loads(body) if isinstance(body, (bytes, str)) else body
-    rows = np.asarray(rows, dtype=np.float64).reshape(-1, 64)
-    n = rows.shape[0]
+def check_infer_doc(doc, n, *, id=None):
+    """Assert the parts of a digits infer answer that do not depend on its
+    encoding (model, version, id, one FP32 [n, 10] output); return the output."""
     assert doc["model_name"] == "digits", doc
     assert doc["model_version"] == "1", doc
     if id is None:
@@ -142,9 +144,39 @@ def check_infer_response(body, model, rows, *, id=None, rtol=1e-5, atol=1e-6):
         assert doc["id"] == id, doc
     assert len(doc["outputs"]) == 1, doc
     out = doc["outputs"][0]
-    assert out["name"] == "probabilities"
-    assert out["datatype"] == "FP32"
-    assert out["shape"] == [n, 10]
+    assert out["name"] == "probabilities", out
+    assert out["datatype"] == "FP32", out
+    assert list(out["shape"]) == [n, 10], out
+    return out
+
+
+def check_error_response(cid, status, hdrs, body, exp_status, subs, exp_hdrs=()):
+    """Assert an error answer: exp_status, a JSON body that is exactly
+    {"error": ...} containing every string in subs, and the (name, value)
+    pairs of exp_hdrs among the headers.  cid names the case in messages."""
+    body = bytes(body)
+    assert status == exp_status, (cid, status, body[:300])
+    assert hdrs.get("content-type", "").startswith("application/json"), (cid, hdrs)
+    doc = json.loads(body)
+    assert set(doc) == {"error"}, (cid, doc)
+    for s in subs:
+        assert s in doc["error"], (cid, "expected", s, "got", doc["error"])
+    for k, v in dict(exp_hdrs).items():
+        assert hdrs.get(k) == v, (cid, k, hdrs)
+
+
+def assert_error(status, body, exp_status, word):
+    """status is exp_status and the body's JSON "error" message contains word."""
+    assert status == exp_status, (status, body)
+    assert word in json.loads(body)["error"]
+
+
+def check_infer_response(body, model, rows, *, id=None, rtol=1e-5, atol=1e-6):
+    """Assert a 200 infer body's values against the reference; return probs."""
+    doc = json.loads(body) if isinstance(body, (bytes, str)) else body
+    rows = np.asarray(rows, dtype=np.float64).reshape(-1, 64)
+    n = rows.shape[0]
+    out = check_infer_doc(doc, n, id=id)
     got = np.asarray(out["data"], dtype=np.float64)
     assert got.shape == (n * 10,), f"expected {n * 10} values, got {got.shape}"
     got = got.reshape(n, 10)
@@ -188,6 +220,12 @@ class H1Conn:
 
     def close(self):
         self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
 
     def send(self, data):
         self.sock.sendall(data)
@@ -523,3 +561,114 @@ def wait_metrics(port, want, via="h1", timeout=5.0):
                 time.monotonic() > deadline:
             return ms
         time.sleep(0.05)
+
+
+def assert_codes_moved(port, before, proto, caused, via, *, others=True):
+    """Wait until proto's infergw_http_responses_total counters reach the
+    snapshot before plus caused ({code: n}), then assert they moved by
+    exactly caused; with others=False the codes not in caused are not
+    checked.  via: the protocol /metrics is read over (not proto)."""
+    b = response_codes(before, proto)
+    want = [(("infergw_http_responses_total", {"proto": proto, "code": k}), b.get(k, 0) + v)
+            for k, v in caused.items()]
+    a = response_codes(wait_metrics(port, want, via), proto)
+    codes = set(a) | set(b) if others else set(caused)
+    delta = {k: a.get(k, 0) - b.get(k, 0) for k in codes}
+    delta = {k: v for k, v in delta.items() if v or k in caused}
+    assert delta == caused, f"{proto} response counters moved by {delta}, we caused {caused}"
+
+
+# ----------------------------------------------------------------- curl ----
+
+def curl(*args, max_time=20, timeout=30):
+    """Run curl -s with args (bounded by --max-time and timeout);
+    (status code, HTTP version such as "1.1" or "2", body bytes, stderr)."""
+    out = subprocess.run(["curl", "-s", "--max-time", str(max_time),
+                          "-w", "\n%{http_code} %{http_version}", *args],
+                         capture_output=True, timeout=timeout)
+    body, _, tail = out.stdout.rpartition(b"\n")
+    code, ver = tail.decode().split()
+    return int(code), ver, body, out.stderr.decode()
+
+
+# -------------------------------------------------------- gateway process ----
+
+# The lines a gateway logs once it listens: listen=ADDR:PORT, admin=ADDR:PORT.
+LISTEN_RE = re.compile(r"\blisten=(\S+):(\d+)\b")
+ADMIN_RE = re.compile(r"\badmin=(\S+):(\d+)\b")
+
+
+def free_port():
+    """A TCP port nobody listens on at 127.0.0.1 right now (another process
+    may take it before the gateway binds it: launchers retry on that)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((HOST, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def ready_error(port):
+    """"" when GET /v2/health/ready on port answers 200, else what went wrong."""
+    try:
+        st, _, body = h1_request(port, "GET", "/v2/health/ready", timeout=2)
+    except OSError as e:
+        return f"ready: {e}"
+    return "" if st == 200 else f"ready returned {st} {body!r}"
+
+
+class GatewayProcess:
+    """One gateway process writing its stdout/stderr to WORKDIR/NAME.stderr,
+    configured by WORKDIR/NAME.yaml: how it is spawned, read and stopped (by
+    PID).  Subclasses decide the command line and when it is ready."""
+
+    def __init__(self, workdir, name):
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.name = name
+        self.config = self.workdir / f"{name}.yaml"
+        self.log_path = self.workdir / f"{name}.stderr"
+        self.proc = None
+        self.port = None
+        self.admin_port = None
+
+    def popen(self, args):
+        """Start args, output appended to the log.  The binary may be being
+        relinked by a concurrent `make` (ETXTBSY / EACCES for a moment):
+        retry for up to 10 s."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with open(self.log_path, "ab") as logf:
+                    self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
+                                                 stderr=logf, cwd=str(self.workdir))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def log(self):
+        """Everything the process wrote so far ("" before it started)."""
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """Stop the process we started (by PID): SIGTERM, SIGKILL after 10 s."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    @property
+    def base(self):
+        return f"http://{HOST}:{self.port}"

@@ -12,7 +12,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -21,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 import gwlib
-from gwlib import H2Client, JSON_CT, h1_request, metric
+from gwlib import H2Client, JSON_CT, free_port, h1_request, metric  # noqa: F401 (sm.free_port)
 
 REPO = gwlib.REPO
 BINARY = REPO / "build" / "infergw"
@@ -141,35 +140,18 @@ def atomic_write(path, text):
 
 # ----------------------------------------------------------- gateway ----
 
-LISTEN_RE = re.compile(r"\blisten=(\S+):(\d+)\b")
-ADMIN_RE = re.compile(r"\badmin=(\S+):(\d+)\b")
 CALIB_RE = re.compile(r"backend=(\S+) model=(\S+) batch1_us=([\d.]+) batch(\d+)_us=([\d.]+) "
                       r"msg=\"calibrated service time\"")
 
 
-def free_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-class SlowGateway:
+class SlowGateway(gwlib.GatewayProcess):
     """One infergw process on a config file we wrote; the ports it serves come
     from its listen= and admin= log lines."""
 
     def __init__(self, workdir, name, text=None):
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.name = name
-        self.config = self.workdir / f"{name}.yaml"
-        self.log_path = self.workdir / f"{name}.stderr"
+        super().__init__(workdir, name)
         if text is not None:
             self.config.write_text(text)
-        self.proc = None
-        self.port = None
-        self.admin_port = None
 
     def start(self, port="free", admin_port="free", timeout=60.0, config=None):
         """Start on config (default self.config).  port/admin_port: "free" (a
@@ -198,17 +180,7 @@ class SlowGateway:
 
     def _run(self, args, timeout, admin):
         mark = len(self.log())
-        deadline = time.monotonic() + 10
-        while True:  # build/infergw may be relinked by a concurrent make
-            try:
-                with open(self.log_path, "ab") as logf:
-                    self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
-                                                 stderr=logf, cwd=str(self.workdir))
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.2)
+        self.popen(args)
         deadline = time.monotonic() + timeout
         last = "no listen= line"
         while time.monotonic() < deadline:
@@ -216,40 +188,16 @@ class SlowGateway:
                 return False, (f"exited {self.proc.returncode}: {' '.join(args)}\n"
                                f"{self.log()[mark:][-3000:]}")
             log = self.log()[mark:]
-            m, a = LISTEN_RE.search(log), ADMIN_RE.search(log)
+            m, a = gwlib.LISTEN_RE.search(log), gwlib.ADMIN_RE.search(log)
             if m and (a or not admin):
                 self.port = int(m.group(2))
                 self.admin_port = int(a.group(2)) if a else None
-                try:
-                    st, _, body = h1_request(self.port, "GET", "/v2/health/ready", timeout=2)
-                    if st == 200:
-                        return True, ""
-                    last = f"ready {st} {body!r}"
-                except OSError as e:
-                    last = str(e)
+                last = gwlib.ready_error(self.port)
+                if not last:
+                    return True, ""
             time.sleep(0.05)
         self.kill()
         return False, f"{last}\n{self.log()[mark:][-3000:]}"
-
-    def log(self):
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    def alive(self):
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self):
-        """SIGTERM our process (by PID), SIGKILL after 10 s."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
 
     def sighup(self):
         self.proc.send_signal(signal.SIGHUP)
@@ -260,11 +208,13 @@ class SlowGateway:
                                            float(m.group(5)))
                 for m in CALIB_RE.finditer(self.log())}
 
-    # -- HTTP ------------------------------------------------------------
-    @property
-    def base(self):
-        return f"http://127.0.0.1:{self.port}"
+    def print_calibration(self):
+        """Print the calibrated service times (seen with pytest -s)."""
+        for (b, m), (t1, n, tn) in sorted(self.calibration().items()):
+            print(f"\n{self.name}: backend={b} model={m} calibrated service time: "
+                  f"batch of 1 {t1:.0f} us, batch of {n} {tn:.0f} us")
 
+    # -- HTTP ------------------------------------------------------------
     def metrics(self):
         return gwlib.read_metrics(self.admin_port, "h1")
 

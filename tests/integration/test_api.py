@@ -72,33 +72,32 @@ def h1client(gw):
         yield c
 
 
-@pytest.mark.parametrize("path", PATHS)
-def test_metadata_http2(h2client, model, path):
-    r = h2client.get(path)
-    assert r.http_version == "HTTP/2"
+def _check_metadata(r, http_version, model, path):
+    """r (an httpx response to GET path) is 200 over http_version with the
+    exact JSON body expected for path."""
+    assert r.http_version == http_version
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("application/json")
     assert r.json() == expected_bodies(model)[path]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_metadata_http2(h2client, model, path):
+    _check_metadata(h2client.get(path), "HTTP/2", model, path)
 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_metadata_http1_httpx(h1client, model, path):
     r = h1client.get(path)
-    assert r.http_version == "HTTP/1.1"
-    assert r.status_code == 200, r.text
-    assert r.headers["content-type"].startswith("application/json")
+    _check_metadata(r, "HTTP/1.1", model, path)
     assert int(r.headers["content-length"]) == len(r.content)
-    assert r.json() == expected_bodies(model)[path]
 
 
 def test_metadata_http1_curl(gw, model):
     exp = expected_bodies(model)
     for path in PATHS:
-        out = subprocess.run(
-            ["curl", "-s", "--http1.1", "--max-time", "10", "-w", "\n%{http_code} %{http_version}",
-             gw.base + path], capture_output=True, text=True, timeout=20)
-        body, _, tail = out.stdout.rpartition("\n")
-        assert tail == "200 1.1", (path, out.stdout, out.stderr)
+        code, ver, body, err = gwlib.curl("--http1.1", gw.base + path, max_time=10, timeout=20)
+        assert (code, ver) == (200, "1.1"), (path, body, err)
         assert json.loads(body) == exp[path], path
 
 

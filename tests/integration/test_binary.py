@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import gwlib
-from gwlib import INFER, JSON_CT, H1Conn, H2Client, infer_body, metric
+from gwlib import INFER, JSON_CT, H1Conn, H2Client, infer_body
 
 IHCL = "inference-header-content-length"
 MSGPACK = "application/msgpack"
@@ -140,16 +140,7 @@ def decode(status, hdrs, body, n, *, kind, id=None):
         assert "parameters" not in out or "binary_data_size" not in out["parameters"], out
         # %.9g text -> the nearest float32 is the server's float32 exactly
         vals = np.asarray(out["data"], dtype=np.float64).astype(np.float32)
-    assert doc["model_name"] == "digits", doc
-    assert doc["model_version"] == "1", doc
-    if id is None:
-        assert "id" not in doc, doc
-    else:
-        assert doc["id"] == id, doc
-    assert len(doc["outputs"]) == 1, doc
-    assert out["name"] == "probabilities", out
-    assert out["datatype"] == "FP32", out
-    assert list(out["shape"]) == [n, NOUT], out
+    gwlib.check_infer_doc(doc, n, id=id)
     assert vals.shape == (n * NOUT,), vals.shape
     return vals.reshape(n, NOUT)
 
@@ -184,16 +175,13 @@ def ref(gw, model, rows):
     over HTTP/1.1 with content-type application/json), checked against the
     float64 reference model and the labels."""
     out = {}
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         for key, (x, y) in rows.items():
             st, hd, body = c.request("POST", INFER, infer_body(x), [JSON_CT])
             vals = decode(st, hd, body, len(x), kind="json")
             np.testing.assert_allclose(vals, model.forward(x), rtol=1e-5, atol=1e-6)
             assert list(vals.argmax(axis=1)) == list(y), (vals.argmax(axis=1), y)
             out[key] = vals
-    finally:
-        c.close()
     return out
 
 
@@ -237,8 +225,7 @@ def test_triton_http1_keepalive_one_socket(gw, rows, ref):
         ("one", {"outputs": "json", "id": "x"}, "INFERENCE-HEADER-CONTENT-LENGTH", "json"),
         ("other", {}, "Inference-header-content-length", "binary"),
     ]
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         for i, (key, kw, name, kind) in enumerate(plan):
             x = rows[key][0]
             body, hl = triton_body(x, **kw)
@@ -259,22 +246,17 @@ def test_triton_http1_keepalive_one_socket(gw, rows, ref):
         same(decode(*c.read_response(), 1, kind="binary"), ref["one"], "pipelined 1")
         same(decode(*c.read_response(), 5, kind="json"), ref["five"], "pipelined 2")
         same(decode(*c.read_response(), 2, kind="binary"), ref["other"], "pipelined 3")
-    finally:
-        c.close()
 
 
 def test_triton_batch_of_64_binary(gw, model, heldout):
     """The model's max_batch_size in one binary request, both ways."""
     x = heldout[0][:64].astype("<f4")
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         st, hd, rb = c.request("POST", INFER, infer_body(x), [JSON_CT])
         want = decode(st, hd, rb, 64, kind="json")
         body, hl = triton_body(x)
         c.send(triton_h1(gw.port, body, hl))
         same(decode(*c.read_response(), 64, kind="binary"), want, "batch 64")
-    finally:
-        c.close()
     np.testing.assert_allclose(want, model.forward(x), rtol=1e-5, atol=1e-6)
     assert np.mean(want.argmax(axis=1) == heldout[1][:64]) > 0.9
 
@@ -284,8 +266,7 @@ def test_binary_framing_variants(gw, rows, ref, model, heldout):
     place, so they may start at any byte), the body arriving in pieces, as
     chunks, after 100-continue, and over many h2 DATA frames."""
     x5 = rows["five"][0]
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         seen = set()
         for pad in range(4):  # the id's length moves the binary section
             body, hl = triton_body(x5, id="a" * (pad + 1))
@@ -319,8 +300,6 @@ def test_binary_framing_variants(gw, rows, ref, model, heldout):
         assert st == 100, st
         c.send(body)
         same(decode(*c.read_response(), 5, kind="binary"), ref["five"], "100-continue")
-    finally:
-        c.close()
     # h2: 64 rows (16 KiB of floats + header: several DATA frames), binary and msgpack
     x = heldout[0][:64].astype("<f4")
     with H2Client(gw.port) as h:
@@ -353,8 +332,7 @@ def test_mixed_json_inputs_binary_outputs(gw, rows, ref):
     """JSON data in, binary out: no inference-header-content-length on the
     request (tritonclient with set_data_from_numpy(binary_data=False)), and
     also with one that covers the whole body (an empty binary section)."""
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         with httpx.Client(http1=False, http2=True, base_url=gw.base, timeout=10) as cl:
             for key in ("one", "five"):
                 x = rows[key][0]
@@ -371,8 +349,6 @@ def test_mixed_json_inputs_binary_outputs(gw, rows, ref):
                     c.send(triton_h1(gw.port, body, len(body)))
                     same(decode(*c.read_response(), len(x), kind="binary", id=kw.get("id")),
                          ref[key], f"h1 json-in binary-out, header = body length {kw}")
-    finally:
-        c.close()
 
 
 def test_mixed_binary_inputs_json_outputs(gw, rows, ref):
@@ -382,8 +358,7 @@ def test_mixed_binary_inputs_json_outputs(gw, rows, ref):
     header = json.dumps({"inputs": [{"name": "input", "shape": [5, 64], "datatype": "FP32",
                                      "parameters": {"binary_data_size": 5 * 256}}]}).encode()
     bare = header + x.tobytes()
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         with httpx.Client(http1=False, http2=True, base_url=gw.base, timeout=10) as cl:
             body, hl = triton_body(x, outputs="json")
             for b, h, what in ((body, hl, "binary_data false"), (bare, len(header), "bare")):
@@ -399,51 +374,46 @@ def test_mixed_binary_inputs_json_outputs(gw, rows, ref):
                                "parameters": {"binary_data_output": False}}).encode()
             st, hd, rb = c.request("POST", INFER, hdr2 + x.tobytes(), [(IHCL, str(len(hdr2)))])
             same(decode(st, hd, rb, 5, kind="json"), ref["five"], "binary_data_output false")
-    finally:
-        c.close()
 
 
 # ---------------------------------------------------------- 3. msgpack ----
 
 def test_msgpack_round_trip_http1_and_http2(gw, rows, ref):
-    c = H1Conn(gw.port)
     acc = [("Content-Type", MSGPACK), ("Accept", MSGPACK)]
-    try:
-        with httpx.Client(http1=False, http2=True, base_url=gw.base, timeout=10) as cl:
-            for key in ("one", "five"):
-                x = rows[key][0]
-                for kw in ({"bin": True}, {"bin": False}, {"bin": True, "id": "mp-1"},
-                           {"bin": False, "id": "mp-2", "outputs": False},
-                           {"bin": True, "params": {"priority": 1, "timeout": 5000000}}):
-                    body = mp_body(x, **kw)
-                    st, hd, rb = c.request("POST", INFER, body, acc)
-                    same(decode(st, hd, rb, len(x), kind="msgpack", id=kw.get("id")),
-                         ref[key], f"h1 msgpack {key} {kw}")
-                    r = cl.post(INFER, content=body,
-                                headers={"content-type": MSGPACK, "accept": MSGPACK})
-                    same(decode(*httpx_resp(r), len(x), kind="msgpack", id=kw.get("id")),
-                         ref[key], f"h2 msgpack {key} {kw}")
-                    # no Accept: a JSON answer to the msgpack request
-                    st, hd, rb = c.request("POST", INFER, body, [("Content-Type", MSGPACK)])
-                    same(decode(st, hd, rb, len(x), kind="json", id=kw.get("id")),
-                         ref[key], f"h1 msgpack in, JSON out {kw}")
-                    r = cl.post(INFER, content=body, headers={"content-type": MSGPACK})
-                    same(decode(*httpx_resp(r), len(x), kind="json", id=kw.get("id")),
-                         ref[key], f"h2 msgpack in, JSON out {kw}")
-            # JSON in, msgpack out; Triton binary in, msgpack out; x-msgpack
-            x = rows["five"][0]
-            st, hd, rb = c.request("POST", INFER, infer_body(x, id="j"),
-                                   [JSON_CT, ("Accept", MSGPACK)])
-            same(decode(st, hd, rb, 5, kind="msgpack", id="j"), ref["five"], "JSON in mp out")
-            body, hl = triton_body(x)
-            r = cl.post(INFER, content=body, headers={IHCL: str(hl), "accept": MSGPACK})
-            same(decode(*httpx_resp(r), 5, kind="msgpack"), ref["five"], "binary in mp out")
-            st, hd, rb = c.request("POST", INFER, mp_body(x),
-                                   [("Content-Type", "application/x-msgpack"),
-                                    ("Accept", "application/json;q=0.5, application/msgpack")])
-            same(decode(st, hd, rb, 5, kind="msgpack"), ref["five"], "x-msgpack")
-    finally:
-        c.close()
+    with H1Conn(gw.port) as c, \
+            httpx.Client(http1=False, http2=True, base_url=gw.base, timeout=10) as cl:
+        for key in ("one", "five"):
+            x = rows[key][0]
+            for kw in ({"bin": True}, {"bin": False}, {"bin": True, "id": "mp-1"},
+                       {"bin": False, "id": "mp-2", "outputs": False},
+                       {"bin": True, "params": {"priority": 1, "timeout": 5000000}}):
+                body = mp_body(x, **kw)
+                st, hd, rb = c.request("POST", INFER, body, acc)
+                same(decode(st, hd, rb, len(x), kind="msgpack", id=kw.get("id")),
+                     ref[key], f"h1 msgpack {key} {kw}")
+                r = cl.post(INFER, content=body,
+                            headers={"content-type": MSGPACK, "accept": MSGPACK})
+                same(decode(*httpx_resp(r), len(x), kind="msgpack", id=kw.get("id")),
+                     ref[key], f"h2 msgpack {key} {kw}")
+                # no Accept: a JSON answer to the msgpack request
+                st, hd, rb = c.request("POST", INFER, body, [("Content-Type", MSGPACK)])
+                same(decode(st, hd, rb, len(x), kind="json", id=kw.get("id")),
+                     ref[key], f"h1 msgpack in, JSON out {kw}")
+                r = cl.post(INFER, content=body, headers={"content-type": MSGPACK})
+                same(decode(*httpx_resp(r), len(x), kind="json", id=kw.get("id")),
+                     ref[key], f"h2 msgpack in, JSON out {kw}")
+        # JSON in, msgpack out; Triton binary in, msgpack out; x-msgpack
+        x = rows["five"][0]
+        st, hd, rb = c.request("POST", INFER, infer_body(x, id="j"),
+                               [JSON_CT, ("Accept", MSGPACK)])
+        same(decode(st, hd, rb, 5, kind="msgpack", id="j"), ref["five"], "JSON in mp out")
+        body, hl = triton_body(x)
+        r = cl.post(INFER, content=body, headers={IHCL: str(hl), "accept": MSGPACK})
+        same(decode(*httpx_resp(r), 5, kind="msgpack"), ref["five"], "binary in mp out")
+        st, hd, rb = c.request("POST", INFER, mp_body(x),
+                               [("Content-Type", "application/x-msgpack"),
+                                ("Accept", "application/json;q=0.5, application/msgpack")])
+        same(decode(st, hd, rb, 5, kind="msgpack"), ref["five"], "x-msgpack")
 
 
 def test_everything_multiplexed_on_one_h2_connection(gw, model, rows, ref):
@@ -557,23 +527,15 @@ def test_ihcl_negative_or_overflowing_is_named_as_sent(gw, rows, value):
     made of it (-5 wraps to 18446744073709551611, overflow saturates to
     18446744073709551615)."""
     body, _ = triton_body(rows["one"][0])
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         st, hd, rb = c.request("POST", INFER, body, [(IHCL, value)])
         _check_400(value, st, hd, rb, [f'Inference-Header-Content-Length: expected a byte '
                                        f'count, got "{value}"'])
-    finally:
-        c.close()
 
 
 def _check_400(cid, status, hdrs, body, subs):
-    body = bytes(body)
-    assert status == 400, (cid, status, body[:300])
-    assert hdrs.get("content-type", "").startswith("application/json"), (cid, hdrs)
-    doc = json.loads(body)
-    assert set(doc) == {"error"}, (cid, doc)
-    for s in subs:
-        assert s in doc["error"], (cid, "expected", s, "got", doc["error"])
+    """A 400 whose JSON {"error": ...} names every string in subs."""
+    gwlib.check_error_response(cid, status, hdrs, body, 400, subs)
 
 
 @pytest.fixture(scope="module")
@@ -586,26 +548,17 @@ def test_malformed_http1_same_socket_keeps_serving(gw, rows, ref, bad_cases):
     Triton request right after it on the same socket gets the right values;
     the HTTP/1.1 400 counter moves by exactly the number sent."""
     before = gwlib.settled_metrics(gw.metrics_port, "http/1.1", via="h2")
-    c = H1Conn(gw.port)
     body, hl = triton_body(rows["one"][0])
-    try:
+    with H1Conn(gw.port) as c:
         for cid, hdrs, bad, subs in bad_cases:
             st, hd, rb = c.request("POST", INFER, bad, hdrs)
             _check_400(cid, st, hd, rb, subs)
             assert hd.get("connection", "").lower() != "close", (cid, hd)
             c.send(triton_h1(gw.port, body, hl))
             same(decode(*c.read_response(), 1, kind="binary"), ref["one"], f"after {cid}")
-    finally:
-        c.close()
     n = len(bad_cases)
-    key400 = ("infergw_http_responses_total", {"proto": "http/1.1", "code": "400"})
-    key200 = ("infergw_http_responses_total", {"proto": "http/1.1", "code": "200"})
-    want400 = metric(before, key400[0], **key400[1]) + n
-    want200 = metric(before, key200[0], **key200[1]) + n
-    after = gwlib.wait_metrics(gw.metrics_port, [(key400, want400), (key200, want200)],
-                               via="h2")
-    assert metric(after, key400[0], **key400[1]) == want400
-    assert metric(after, key200[0], **key200[1]) == want200
+    gwlib.assert_codes_moved(gw.metrics_port, before, "http/1.1", {"400": n, "200": n},
+                             via="h2", others=False)
 
 
 def test_malformed_http2_one_connection_keeps_serving(gw, rows, ref, bad_cases):
@@ -639,11 +592,5 @@ def test_malformed_http2_one_connection_keeps_serving(gw, rows, ref, bad_cases):
             same(decode(*h2_resp(r), 5, kind="binary"), ref["five"], f"h2 after {cid}")
             n_good += 1
         assert c.goaway is None, c.goaway
-    key400 = ("infergw_http_responses_total", {"proto": "h2", "code": "400"})
-    key200 = ("infergw_http_responses_total", {"proto": "h2", "code": "200"})
-    want400 = metric(before, key400[0], **key400[1]) + n_bad
-    want200 = metric(before, key200[0], **key200[1]) + n_good
-    after = gwlib.wait_metrics(gw.metrics_port, [(key400, want400), (key200, want200)],
-                               via="h1")
-    assert metric(after, key400[0], **key400[1]) == want400
-    assert metric(after, key200[0], **key200[1]) == want200
+    gwlib.assert_codes_moved(gw.metrics_port, before, "h2", {"400": n_bad, "200": n_good},
+                             via="h1", others=False)

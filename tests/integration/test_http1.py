@@ -1,20 +1,21 @@
 """HTTP/1.1 specifics: curl, Expect: 100-continue, h2c prior knowledge and
 Upgrade with curl, pipelining, Connection: close, HTTP/1.0, chunked bodies."""
 import json
-import subprocess
 
 import pytest
 
 from conftest import MAIN_MAX_BODY
-from gwlib import INFER, H1Conn, check_infer_response, infer_body
+from gwlib import INFER, H1Conn, assert_error, check_infer_response, curl, infer_body
 
 
-def curl(*args, timeout=30):
-    out = subprocess.run(["curl", "-s", "--max-time", "20", "-w", "\n%{http_code} %{http_version}",
-                          *args], capture_output=True, timeout=timeout)
-    body, _, tail = out.stdout.rpartition(b"\n")
-    code, ver = tail.decode().split()
-    return int(code), ver, body, out.stderr.decode()
+def _send_expect_100(c, port, length):
+    """Send the head of a JSON POST of length bytes with Expect: 100-continue
+    on c; return the first answer (a 1xx included)."""
+    c.send(H1Conn.build("POST", INFER, None,
+                        [("Content-Type", "application/json"),
+                         ("Content-Length", str(length)),
+                         ("Expect", "100-continue")], port))
+    return c.read_response(interim=True)
 
 
 @pytest.fixture(scope="module")
@@ -50,13 +51,8 @@ def test_curl_expect_100_continue(gw, model, rows, tmp_path):
 
 def test_raw_expect_100_continue(gw, model, rows):
     body = infer_body(rows, id="raw100")
-    c = H1Conn(gw.port, timeout=10)
-    try:
-        c.send(H1Conn.build("POST", INFER, None,
-                            [("Content-Type", "application/json"),
-                             ("Content-Length", str(len(body))),
-                             ("Expect", "100-continue")], gw.port))
-        st, _, _ = c.read_response(interim=True)
+    with H1Conn(gw.port, timeout=10) as c:
+        st, _, _ = _send_expect_100(c, gw.port, len(body))
         assert st == 100, st
         c.send(body)
         st, hd, rbody = c.read_response()
@@ -65,23 +61,13 @@ def test_raw_expect_100_continue(gw, model, rows):
         # the connection is still good for the next request
         st, _, rbody = c.request("GET", "/v2/health/live")
         assert (st, json.loads(rbody)) == (200, {"live": True})
-    finally:
-        c.close()
 
 
 def test_expect_100_continue_refused_when_too_large(gw):
     """A body over the limit is refused with 413 instead of 100 Continue."""
-    c = H1Conn(gw.port, timeout=10)
-    try:
-        c.send(H1Conn.build("POST", INFER, None,
-                            [("Content-Type", "application/json"),
-                             ("Content-Length", str(MAIN_MAX_BODY + 1)),
-                             ("Expect", "100-continue")], gw.port))
-        st, hd, body = c.read_response(interim=True)
-        assert st == 413, (st, body)
-        assert "max_body_bytes" in json.loads(body)["error"]
-    finally:
-        c.close()
+    with H1Conn(gw.port, timeout=10) as c:
+        st, _, body = _send_expect_100(c, gw.port, MAIN_MAX_BODY + 1)
+        assert_error(st, body, 413, "max_body_bytes")
 
 
 def test_curl_http2_prior_knowledge(gw, model, rows, tmp_path):
@@ -116,13 +102,10 @@ def test_pipelined_requests_answered_in_order(gw, model, heldout):
         ("GET", "/v2/models/digits/ready", None),
         ("POST", INFER, infer_body(x[4:9], id="p6")),
     ]
-    c = H1Conn(gw.port, timeout=15)
-    try:
+    with H1Conn(gw.port, timeout=15) as c:
         c.send(b"".join(H1Conn.build(m, p, b, [("Content-Type", "application/json")] if b else [],
                                      gw.port) for m, p, b in reqs))
         got = [c.read_response() for _ in reqs]
-    finally:
-        c.close()
     assert [g[0] for g in got] == [200, 200, 200, 404, 400, 200, 200], [g[:1] for g in got]
     check_infer_response(got[0][2], model, x[0:3], id="p0")
     assert json.loads(got[1][2]) == {"live": True}
@@ -138,8 +121,7 @@ def test_pipelined_infer_burst(gw, model, heldout):
     order with their own rows' answers."""
     x, _ = heldout
     plan = [(i * 5, 1 + i % 6) for i in range(40)]
-    c = H1Conn(gw.port, timeout=30)
-    try:
+    with H1Conn(gw.port, timeout=30) as c:
         c.send(b"".join(H1Conn.build("POST", INFER, infer_body(x[lo:lo + n], id=f"b{k}"),
                                      [("Content-Type", "application/json")], gw.port)
                         for k, (lo, n) in enumerate(plan)))
@@ -147,13 +129,10 @@ def test_pipelined_infer_burst(gw, model, heldout):
             st, _, body = c.read_response()
             assert st == 200, (k, body)
             check_infer_response(body, model, x[lo:lo + n], id=f"b{k}")
-    finally:
-        c.close()
 
 
 def test_connection_close(gw, model, rows):
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         st, hd, body = c.request("POST", INFER, infer_body(rows, id="cc"),
                                  [("Content-Type", "application/json"), ("Connection", "close")])
         assert st == 200, body
@@ -161,27 +140,21 @@ def test_connection_close(gw, model, rows):
         assert hd.get("connection", "").lower() == "close", hd
         assert c.at_eof(timeout=5), "server kept the connection open after Connection: close"
         assert c.buf == b"", c.buf
-    finally:
-        c.close()
 
 
 def test_http10_request(gw):
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         c.send(b"GET /v2/health/live HTTP/1.0\r\n\r\n")
         st, hd, body = c.read_response()
         assert (st, json.loads(body)) == (200, {"live": True})
         assert c.at_eof(timeout=5), "HTTP/1.0 without keep-alive must be closed"
-    finally:
-        c.close()
 
 
 def test_chunked_request_body(gw, model, rows, tmp_path):
     body = infer_body(rows, id="chunked")
     parts = [body[i:i + 300] for i in range(0, len(body), 300)]
     chunked = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts) + b"0\r\n\r\n"
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         st, hd, rbody = c.request("POST", INFER, chunked,
                                   [("Content-Type", "application/json"),
                                    ("Transfer-Encoding", "chunked")])
@@ -189,8 +162,6 @@ def test_chunked_request_body(gw, model, rows, tmp_path):
         check_infer_response(rbody, model, rows, id="chunked")
         st, _, rbody = c.request("GET", "/v2/health/ready")
         assert (st, json.loads(rbody)) == (200, {"ready": True})
-    finally:
-        c.close()
 
 
 def test_chunked_bad_framing(gw):
@@ -198,20 +169,16 @@ def test_chunked_bad_framing(gw):
     for extra, payload in (([("Transfer-Encoding", "chunked")], b"zz\r\n"),
                            ([("Transfer-Encoding", "chunked"), ("Content-Length", "5")],
                             b"0\r\n\r\n")):
-        c = H1Conn(gw.port, timeout=10)
-        try:
+        with H1Conn(gw.port, timeout=10) as c:
             c.send(H1Conn.build("POST", INFER, None, extra, gw.port) + payload)
             st, hd, body = c.read_response()
             assert st == 400, (st, body)
             err = json.loads(body)["error"]
             assert "chunked" in err or "Content-Length" in err, err
-        finally:
-            c.close()
 
 
 def test_chunked_request_body_too_large(gw):
-    c = H1Conn(gw.port, timeout=10)
-    try:
+    with H1Conn(gw.port, timeout=10) as c:
         chunk = b" " * 16384
         data = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk)
                         for _ in range(MAIN_MAX_BODY // len(chunk) + 2)) + b"0\r\n\r\n"
@@ -222,8 +189,5 @@ def test_chunked_request_body_too_large(gw):
             c.send(data)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the server may answer and close before reading everything
-        st, hd, body = c.read_response()
-        assert st == 413, (st, body)
-        assert "max_body_bytes" in json.loads(body)["error"]
-    finally:
-        c.close()
+        st, _, body = c.read_response()
+        assert_error(st, body, 413, "max_body_bytes")

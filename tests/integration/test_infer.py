@@ -40,12 +40,9 @@ def test_infer_values_http2(gw, model, heldout, n, nested):
 def test_infer_values_http1(gw, model, heldout, n, nested):
     x, _ = heldout
     rows = x[80:80 + n]
-    c = H1Conn(gw.port)
-    try:
+    with H1Conn(gw.port) as c:
         st, hd, body = c.request("POST", INFER, infer_body(rows, id="h1", nested=nested),
                                  [("Content-Type", "application/json")])
-    finally:
-        c.close()
     assert st == 200, body
     assert hd["content-type"].startswith("application/json")
     check_infer_response(body, model, rows, id="h1")

@@ -23,22 +23,6 @@ DIGITS = sm.DIGITS_DIR
 INFER = gwlib.INFER
 
 
-@pytest.fixture
-def start_gw(tmp_path):
-    started = []
-
-    def start(name, text, **kw):
-        g = sm.SlowGateway(tmp_path, name, text)
-        started.append(g)
-        return g.start(**kw)
-
-    yield start
-    for g in started:
-        g.kill()
-        assert g.proc.returncode == 0, f"{g.name} exited {g.proc.returncode}\n" \
-                                       f"{g.log()[-3000:]}"
-
-
 def digits_config(*, path=DIGITS, max_batch=32, max_queue_delay_us=0, slo_ms=None,
                   backends=(("cpu0", 1.0),), extra_models=(), policy=None, reload=None,
                   port=8000, threads=2):

@@ -33,15 +33,12 @@ class H1Worker(threading.Thread):
 
     def run(self):
         try:
-            c = H1Conn(self.port, timeout=30)
-            try:
+            with H1Conn(self.port, timeout=30) as c:
                 c.send(H1Conn.build("POST", INFER, infer_body(self.rows, id=self.rid),
                                     [("Content-Type", "application/json")], self.port))
                 self.sent.set()
                 self.result = c.read_response()
                 self.done_at = time.monotonic()
-            finally:
-                c.close()
         except Exception as e:  # reported by the test
             self.error = e
             self.sent.set()
@@ -221,8 +218,7 @@ def test_idle_timeout_closes_connections(gw_factory):
         h1.close()
         h2c.close()
     # a connection that keeps working past the timeout is not cut
-    h1 = H1Conn(g.port)
-    try:
+    with H1Conn(g.port) as h1:
         t_end = time.monotonic() + 1.2
         n = 0
         while time.monotonic() < t_end:
@@ -231,8 +227,6 @@ def test_idle_timeout_closes_connections(gw_factory):
             n += 1
             time.sleep(0.1)
         assert n >= 5
-    finally:
-        h1.close()
     assert g.alive()
 
 

@@ -33,23 +33,13 @@ def slow_dir(tmp_path_factory):
 
 
 @pytest.fixture
-def start_gw(tmp_path):
-    started = []
-
+def start_gw(start_gw):
+    """conftest's start_gw, printing each gateway's calibrated service times."""
     def start(name, text, **kw):
-        g = sm.SlowGateway(tmp_path, name, text)
-        started.append(g)
-        g.start(**kw)
-        for (b, m), (t1, n, tn) in sorted(g.calibration().items()):
-            print(f"\n{name}: backend={b} model={m} calibrated service time: "
-                  f"batch of 1 {t1:.0f} us, batch of {n} {tn:.0f} us")
+        g = start_gw(name, text, **kw)
+        g.print_calibration()
         return g
-
-    yield start
-    for g in started:
-        g.kill()
-        assert g.proc.returncode == 0, f"{g.name} exited {g.proc.returncode}\n" \
-                                       f"{g.log()[-3000:]}"
+    return start
 
 
 def _one(slow_dir, routing=None, backends=None, threads=2, **model_kw):
@@ -193,16 +183,13 @@ def test_overload_priorities(slow_dir, start_gw, tmp_path):
 def _low_probe(g, duration, body):
     """x-priority 3 requests from Python (to see headers): ~20/s."""
     out = []
-    c = gwlib.H1Conn(g.port, timeout=30)
-    try:
+    with gwlib.H1Conn(g.port, timeout=30) as c:
         t_end = time.monotonic() + duration
         while time.monotonic() < t_end and len(out) < 1000:
             st, h, b = c.request("POST", INFER_PATH, body,
                                  [("content-type", "application/json"), ("x-priority", "3")])
             out.append((st, h, b))
             time.sleep(0.05)
-    finally:
-        c.close()
     return out
 
 
