@@ -14,21 +14,10 @@
 # the median of per-round ratios (bench/report.py).
 set -u
 . "$(dirname "$0")/lib.sh"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init h2_health "1. HTTP/2 anchor: GET /v2/health/live"
 
 OUT_MD=${1:-/dev/stdout}
-N=${N:-100000}
-C=${C:-32}
-M=${M:-32}
-ROUNDS=${ROUNDS:-9}
-WARM=${WARM:-20000}
-H2FLAGS="-n $N -c $C -m $M -t 1"
-WARMFLAGS="-n $WARM -c $C -m $M -t 1"
-INFERGW="$BENCH_ROOT/build/infergw"
-
-bench_tmpdir
-T=$BENCH_TMP
+bench_load_params 100000 32 32 9 20000  # N C M ROUNDS WARM
 BODY='{"live":true}'
 
 # The same 13-byte body for the file servers, at the same path.
@@ -39,17 +28,16 @@ chmod -R a+rX "$T"
 # infergw: one event-loop thread, one CPU worker (the digits model only so
 # that the config is complete; /v2/health/live does not touch it).
 P_IGW=$(bench_free_port)
-cat >"$T/infergw.yaml" <<EOF
-listen: {address: 127.0.0.1, port: $P_IGW, threads: 1}
-limits: {max_body_bytes: 4194304, max_header_bytes: 16384, max_concurrent_streams: 128,
-         idle_timeout_ms: 60000, shutdown_grace_ms: 2000}
-log: {level: warn, access: false}
+{
+	bench_gw_yaml_head "$P_IGW" 1 warn
+	cat <<EOF
 models:
   - {name: digits, path: $BENCH_ROOT/config/models/digits, max_batch: 32,
      max_queue_delay_us: 0, max_queue: 1024}
 backends:
   - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits]}
 EOF
+} >"$T/infergw.yaml"
 
 P_NGH=$(bench_free_port)
 P_H2O=$(bench_free_port)
@@ -68,20 +56,9 @@ hosts:
         file.dir: $T/htdocs
 EOF
 
-fail() {
-	echo "h2_health: $*" >&2
-	{
-		echo "## 1. HTTP/2 anchor: GET /v2/health/live"
-		echo
-		echo "FAILED: $*"
-		echo
-	} >>"$OUT_MD"
-	exit 1
-}
-
-[ -x "$INFERGW" ] || fail "$INFERGW not built (make)"
+bench_need_infergw
 for b in /usr/sbin/nghttpd /usr/bin/h2o "$H2LOAD"; do
-	command -v "$b" >/dev/null || fail "$b not installed (make deps)"
+	command -v "$b" >/dev/null || bench_fail "$b not installed (make deps)"
 done
 
 bench_start "$T/infergw.log" "$INFERGW" --config "$T/infergw.yaml"
@@ -95,10 +72,10 @@ URL_IGW="http://127.0.0.1:$P_IGW/v2/health/live"
 URL_NGH="http://127.0.0.1:$P_NGH/v2/health/live"
 URL_H2O="http://127.0.0.1:$P_H2O/v2/health/live"
 bench_wait_http "http://127.0.0.1:$P_IGW/v2/health/ready" "$PID_IGW" 30 ||
-	fail "infergw did not become ready: $(tail -5 "$T/infergw.log")"
-bench_wait_http "$URL_NGH" "$PID_NGH" 10 || fail "nghttpd did not start: $(tail -5 "$T/nghttpd.log")"
+	bench_fail "infergw did not become ready: $(tail -5 "$T/infergw.log")"
+bench_wait_http "$URL_NGH" "$PID_NGH" 10 || bench_fail "nghttpd did not start: $(tail -5 "$T/nghttpd.log")"
 bench_wait_http "$URL_H2O" "$PID_H2O" 10 ||
-	fail "h2o did not start: $(tail -5 "$T/h2o.log" "$T/h2o.err" 2>/dev/null)"
+	bench_fail "h2o did not start: $(tail -5 "$T/h2o.log" "$T/h2o.err" 2>/dev/null)"
 
 # Same body everywhere (the point of the comparison).
 for u in "$URL_IGW" "$URL_NGH" "$URL_H2O"; do
@@ -123,9 +100,7 @@ for r in $(seq "$ROUNDS"); do
 		eval "s=\${$(((i + r - 1) % NS + 1))}"
 		bench_measure "$s" "$(pid_of "$s")" "$T/$s.$r.out" "$T/$s.$r.log" "$T/runs.jsonl" \
 			$H2FLAGS "$(url_of "$s")"
-		cat "$T/$s.$r.log" >>"$T/logs/$s.log" 2>/dev/null
-		rm -f "$T/$s.$r.log"
-		echo "h2_health: round $r $s: $(grep -o 'finished in .*req/s' "$T/$s.$r.out")" >&2
+		bench_round_done "$r $s" "$T/$s.$r.out" "$T/$s.$r.log" "$T/logs/$s.log"
 	done
 done
 # Rounds in server order for the report (rounds stay paired by index).
@@ -146,7 +121,7 @@ done
 SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
 
 {
-	echo "## 1. HTTP/2 anchor: GET /v2/health/live"
+	echo "## $BENCH_TITLE"
 	echo
 	bench_env_md
 	echo "- servers: infergw (listen.threads 1, 1 CPU worker), nghttpd -n 1 --no-tls, h2o 2.2.5 num-threads 1 (file.dir); same 13-byte body \`$BODY\`"

@@ -12,58 +12,33 @@
 # keeps its own core.
 set -u
 . "$(dirname "$0")/lib.sh"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init infer "2. Inference: POST /v2/models/digits/infer"
 
 OUT_MD=${1:-/dev/stdout}
-N=${N:-50000}
-C=${C:-32}
-M=${M:-32}
-ROUNDS=${ROUNDS:-7}
-WARM=${WARM:-10000}
-H2FLAGS="-n $N -c $C -m $M -t 1"
-WARMFLAGS="-n $WARM -c $C -m $M -t 1"
-INFERGW="$BENCH_ROOT/build/infergw"
+bench_load_params 50000 32 32 7 10000  # N C M ROUNDS WARM
 MODEL_DIR="$BENCH_ROOT/config/models/digits"
 
-bench_tmpdir
-T=$BENCH_TMP
-
-fail() {
-	echo "infer: $*" >&2
-	{
-		echo "## 2. Inference: POST /v2/models/digits/infer"
-		echo
-		echo "FAILED: $*"
-		echo
-	} >>"$OUT_MD"
-	exit 1
-}
-
-[ -x "$INFERGW" ] || fail "$INFERGW not built (make)"
+bench_need_infergw
 
 # Row 0 of the held-out set and its float64 reference answer.
 $PY "$BENCH_ROOT/bench/digits_body.py" "$MODEL_DIR" "$T/body.json" "$T/expect.json" ||
-	fail "cannot build the request body (bench/digits_body.py)"
+	bench_fail "cannot build the request body (bench/digits_body.py)"
 
 PORT=$(bench_free_port)
-cat >"$T/infergw.yaml" <<EOF
-listen: {address: 127.0.0.1, port: $PORT, threads: 0}
-limits: {max_body_bytes: 4194304, max_header_bytes: 16384, max_concurrent_streams: 128,
-         idle_timeout_ms: 60000, shutdown_grace_ms: 2000}
-log: {level: warn, access: false}
+{
+	bench_gw_yaml_head "$PORT" 0 warn
+	cat <<EOF
 models:
   # max_queue above h2load's -c x -m so that a full pipeline is never shed.
   - {name: digits, path: $MODEL_DIR, max_batch: 32, max_queue_delay_us: 0, max_queue: 4096}
 backends:
   - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits]}
 EOF
+} >"$T/infergw.yaml"
 
-bench_start "$T/infergw.log" "$INFERGW" --config "$T/infergw.yaml"
+bench_start_gw "$T/infergw.log" "$T/infergw.yaml" "$PORT" 30
 PID=$BENCH_LAST_PID
 BASE="http://127.0.0.1:$PORT"
-bench_wait_http "$BASE/v2/health/ready" "$PID" 30 ||
-	fail "infergw did not become ready: $(tail -5 "$T/infergw.log")"
 URL_H="$BASE/v2/health/live"
 URL_I="$BASE/v2/models/digits/infer"
 
@@ -71,7 +46,7 @@ URL_I="$BASE/v2/models/digits/infer"
 resp=$(curl -s --max-time 5 --http2-prior-knowledge -H 'content-type: application/json' \
 	--data-binary @"$T/body.json" -w '\n%{http_code}' "$URL_I")
 code=${resp##*$'\n'}
-[ "$code" = "200" ] || fail "one infer request gave HTTP $code: ${resp%$'\n'*}"
+[ "$code" = "200" ] || bench_fail "one infer request gave HTTP $code: ${resp%$'\n'*}"
 CHECK=$(printf '%s' "${resp%$'\n'*}" | $PY "$BENCH_ROOT/bench/digits_body.py" --check "$T/expect.json" 2>&1)
 echo "infer: one request: $CHECK" >&2
 
@@ -85,11 +60,8 @@ for r in $(seq "$ROUNDS"); do
 	bench_measure health "$PID" "$T/h.$r.out" "$T/h.$r.log" "$T/runs.jsonl" $H2FLAGS "$URL_H"
 	bench_measure infer "$PID" "$T/i.$r.out" "$T/i.$r.log" "$T/runs.i.jsonl" \
 		$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
-	cat "$T/h.$r.log" >>"$T/logs/health.log" 2>/dev/null
-	cat "$T/i.$r.log" >>"$T/logs/infer.log" 2>/dev/null
-	rm -f "$T/h.$r.log" "$T/i.$r.log"
-	echo "infer: round $r health: $(grep -o 'finished in .*req/s' "$T/h.$r.out")" >&2
-	echo "infer: round $r infer:  $(grep -o 'finished in .*req/s' "$T/i.$r.out")" >&2
+	bench_round_done "$r health" "$T/h.$r.out" "$T/h.$r.log" "$T/logs/health.log"
+	bench_round_done "$r infer" "$T/i.$r.out" "$T/i.$r.log" "$T/logs/infer.log"
 done
 cat "$T/runs.i.jsonl" >>"$T/runs.jsonl"
 [ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.jsonl" "$BENCH_RAW_DIR/infer.jsonl"
@@ -100,7 +72,7 @@ METRICS=$(curl -s --max-time 2 --http2-prior-knowledge "$BASE/metrics" 2>/dev/nu
 SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
 
 {
-	echo "## 2. Inference: POST /v2/models/digits/infer"
+	echo "## $BENCH_TITLE"
 	echo
 	bench_env_md
 	echo "- server: infergw, listen.threads 0 (= $(nproc) loop threads), CPU backend workers 1, threads_per_worker 1, digits max_batch 32, max_queue_delay_us 0, max_queue 4096"

@@ -8,8 +8,7 @@
 # env:   THREADS=2 SLICES=25 SLICE_SECS=0.05 BATCHES=1,8,64
 set -u
 . "$(dirname "$0")/lib.sh"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init kernel "3. Kernel throughput: mlp-large, infergw CPU backend vs raw oneDNN"
 
 OUT_MD=${1:-/dev/stdout}
 THREADS=${THREADS:-2}
@@ -19,23 +18,9 @@ BATCHES=${BATCHES:-1,8,64}
 MODEL="$BENCH_ROOT/config/models/mlp-large"
 LIB="$BENCH_ROOT/build/libinfergw.a"
 
-bench_tmpdir
-T=$BENCH_TMP
-
-fail() {
-	echo "kernel: $*" >&2
-	{
-		echo "## 3. Kernel throughput: mlp-large, infergw CPU backend vs raw oneDNN"
-		echo
-		echo "FAILED: $*"
-		echo
-	} >>"$OUT_MD"
-	exit 1
-}
-
-[ -f "$MODEL/model.safetensors" ] || fail "$MODEL/model.safetensors missing (make models)"
+[ -f "$MODEL/model.safetensors" ] || bench_fail "$MODEL/model.safetensors missing (make models)"
 if [ ! -f "$LIB" ]; then
-	make -C "$BENCH_ROOT" build/libinfergw.a >&2 || fail "cannot build $LIB"
+	make -C "$BENCH_ROOT" build/libinfergw.a >&2 || bench_fail "cannot build $LIB"
 fi
 
 # Linked the way the Makefile links the unit tests.
@@ -47,7 +32,7 @@ BUILD_CMD="gcc -std=gnu11 -O2 -I. -Igateway -Ibackends \$(pkg-config --cflags ja
 		$(pkg-config --cflags jansson yaml-0.1) bench/kernel.c build/libinfergw.a \
 		$(pkg-config --libs libevent libevent_pthreads libnghttp2 jansson yaml-0.1 msgpack openssl) \
 		-ldnnl -lgomp -lm -pthread -o "$T/kernel"
-) >"$T/build.log" 2>&1 || fail "bench/kernel.c does not build: $(tail -5 "$T/build.log")"
+) >"$T/build.log" 2>&1 || bench_fail "bench/kernel.c does not build: $(tail -5 "$T/build.log")"
 
 # Not pinned: it uses both cores (THREADS OpenMP threads); nothing else of
 # ours runs meanwhile.
@@ -55,11 +40,11 @@ CMD="kernel -t $THREADS -r $SLICES -s $SLICE_SECS -b $BATCHES config/models/mlp-
 timeout -k 5 120 "$T/kernel" -t "$THREADS" -r "$SLICES" -s "$SLICE_SECS" -b "$BATCHES" "$MODEL" \
 	>"$T/kernel.out" 2>"$T/kernel.err"
 rc=$?
-[ $rc -eq 0 ] || fail "kernel exited $rc: $(tail -5 "$T/kernel.err")"
+[ $rc -eq 0 ] || bench_fail "kernel exited $rc: $(tail -5 "$T/kernel.err")"
 grep -E '^kernel: batch [0-9]+: max' "$T/kernel.err" >&2
 
 {
-	echo "## 3. Kernel throughput: mlp-large, infergw CPU backend vs raw oneDNN"
+	echo "## $BENCH_TITLE"
 	echo
 	bench_env_md | grep -v '^- h2load\|^- pinning'
 	echo "- oneDNN: $(sed -n 's/^#define DNNL_VERSION_\(MAJOR\|MINOR\|PATCH\) //p' /usr/include/oneapi/dnnl/dnnl_version.h 2>/dev/null | paste -sd.), threads_per_slot = $THREADS (OpenMP threads inside one batch; raw oneDNN runs with the same team size), 1 slot, not pinned"

@@ -3,8 +3,12 @@
 #
 # Everything here talks to 127.0.0.1 only, and every load run is bounded in
 # requests (h2load -n) and seconds (timeout).  Servers started through
-# bench_start are remembered by PID and stopped by bench_cleanup, which the
-# scripts install as an EXIT trap.
+# bench_start are remembered by PID and stopped by bench_cleanup, which
+# bench_init installs as an EXIT trap.  A script starts:
+#
+#   set -u
+#   . "$(dirname "$0")/lib.sh"
+#   bench_init NAME ["SECTION TITLE"]     # traps, $INFERGW, temp dir $T
 
 set -u
 
@@ -34,26 +38,118 @@ bench_tmpdir() {
 	fi
 }
 
+# bench_reap PID - wait up to 5 s for PID (already sent SIGTERM) to exit,
+# then SIGKILL it and collect it.
+bench_reap() {
+	local pid=$1 _
+	for _ in $(seq 50); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	wait "$pid" 2>/dev/null
+}
+
 # bench_cleanup - SIGTERM every server we started (by PID), then SIGKILL
 # whatever is still there after 5 s; remove the temp dir.
 bench_cleanup() {
-	local pid _
+	local pid
 	for pid in "${BENCH_PIDS[@]:-}"; do
 		[ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
 	done
 	for pid in "${BENCH_PIDS[@]:-}"; do
-		[ -n "$pid" ] || continue
-		for _ in $(seq 50); do
-			kill -0 "$pid" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$pid" 2>/dev/null
-		wait "$pid" 2>/dev/null
+		[ -n "$pid" ] && bench_reap "$pid"
 	done
 	BENCH_PIDS=()
 	if [ -n "$BENCH_TMP" ] && [ -d "$BENCH_TMP" ]; then
 		rm -rf "$BENCH_TMP"
 	fi
+}
+
+# bench_init NAME [TITLE] - the common start of a bench script: stop our
+# servers and remove the temp dir on exit (exit 130 on INT/TERM), set
+# INFERGW (the gateway binary) and T (a private temp dir).  NAME prefixes
+# bench_fail's messages; with TITLE, bench_fail also appends a "## TITLE"
+# section saying FAILED to $OUT_MD.
+# shellcheck disable=SC2034 # T is for the scripts
+bench_init() {
+	BENCH_NAME=$1
+	BENCH_TITLE=${2:-}
+	trap bench_cleanup EXIT
+	trap 'exit 130' INT TERM
+	INFERGW="$BENCH_ROOT/build/infergw"
+	bench_tmpdir
+	T=$BENCH_TMP
+}
+
+# bench_fail MSG... - say "NAME: MSG" on stderr (and as a FAILED section in
+# $OUT_MD when bench_init had a TITLE), then exit 1.
+bench_fail() {
+	echo "$BENCH_NAME: $*" >&2
+	if [ -n "$BENCH_TITLE" ]; then
+		{
+			echo "## $BENCH_TITLE"
+			echo
+			echo "FAILED: $*"
+			echo
+		} >>"$OUT_MD"
+	fi
+	exit 1
+}
+
+# bench_load_params N C M ROUNDS WARM - the h2load knobs of a script: each of
+# N (requests per round), C (clients), M (streams per client), ROUNDS and
+# WARM (warm-up requests) from the environment, else the default given here;
+# then H2FLAGS (one measured run) and WARMFLAGS (the warm-up run).
+# shellcheck disable=SC2034 # the flags are for the scripts
+bench_load_params() {
+	N=${N:-$1}
+	C=${C:-$2}
+	M=${M:-$3}
+	ROUNDS=${ROUNDS:-$4}
+	WARM=${WARM:-$5}
+	H2FLAGS="-n $N -c $C -m $M -t 1"
+	WARMFLAGS="-n $WARM -c $C -m $M -t 1"
+}
+
+# bench_need_infergw - bench_fail unless the gateway binary is built.
+bench_need_infergw() {
+	[ -x "$INFERGW" ] || bench_fail "$INFERGW not built (make)"
+}
+
+# bench_gw_yaml_head PORT THREADS LEVEL [ADMIN_PORT] - print the listen,
+# admin (only with ADMIN_PORT), limits and log sections of a gateway.yaml;
+# the caller adds models and backends.
+bench_gw_yaml_head() {
+	echo "listen: {address: 127.0.0.1, port: $1, threads: $2}"
+	[ -n "${4:-}" ] && echo "admin: {address: 127.0.0.1, port: $4}"
+	cat <<EOF
+limits: {max_body_bytes: 4194304, max_header_bytes: 16384, max_concurrent_streams: 128,
+         idle_timeout_ms: 60000, shutdown_grace_ms: 2000}
+log: {level: $3, access: false}
+EOF
+}
+
+# bench_start_gw LOG CONFIG PORT SECS - start $INFERGW on CONFIG (output to
+# LOG) and wait up to SECS for GET /v2/health/ready on PORT; its PID in
+# BENCH_LAST_PID.  bench_fail when it does not become ready.
+bench_start_gw() {
+	local log=$1 config=$2 port=$3 secs=$4
+	bench_start "$log" "$INFERGW" --config "$config"
+	bench_wait_http "http://127.0.0.1:$port/v2/health/ready" "$BENCH_LAST_PID" "$secs" ||
+		bench_fail "infergw did not become ready: $(tail -5 "$log")"
+}
+
+# bench_round_done LABEL OUT LOG POOL [MORE...] - after one bench_measure
+# run: append its per-request LOG to POOL (percentiles come from all rounds),
+# remove LOG, and say "NAME: round LABEL: <h2load's finished line> MORE" on
+# stderr.
+bench_round_done() {
+	local label=$1 out=$2 log=$3 pool=$4
+	shift 4
+	cat "$log" >>"$pool" 2>/dev/null
+	rm -f "$log"
+	echo "$BENCH_NAME: round $label: $(grep -o 'finished in .*req/s' "$out")" "$@" >&2
 }
 
 # bench_free_port - print a TCP port nobody listens on (127.0.0.1).
@@ -74,14 +170,9 @@ bench_start() {
 
 # bench_stop PID - SIGTERM one server and wait for it (SIGKILL after 5 s).
 bench_stop() {
-	local pid=$1 _
+	local pid=$1
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null
+	bench_reap "$pid"
 	local keep=() p
 	for p in "${BENCH_PIDS[@]:-}"; do
 		[ "$p" = "$pid" ] || keep+=("$p")

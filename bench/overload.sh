@@ -27,8 +27,7 @@
 # time); goodput is compared with the mean of the measurements around it.
 set -u
 . "$(dirname "$0")/lib.sh"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init overload
 
 SLO_MS=${SLO_MS:-200}
 MAX_BATCH=${MAX_BATCH:-4}
@@ -41,11 +40,8 @@ if [ "${PIN:-0}" != 1 ]; then
 	PIN_SRV=""
 	PIN_CLI=""
 fi
-INFERGW="$BENCH_ROOT/build/infergw"
-[ -x "$INFERGW" ] || { echo "overload: $INFERGW not built (make)" >&2; exit 1; }
+bench_need_infergw
 
-bench_tmpdir
-T=$BENCH_TMP
 echo "overload: generating the slow model in $T/slow" >&2
 $PY "$BENCH_ROOT/tools/gen_mlp.py" --out "$T/slow" --dims 64,4096,4096,10 --seed 7 \
 	--max-batch 64 --name slow >&2 || exit 1
@@ -66,10 +62,9 @@ models:
 backends:
   - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, models: [slow]}
 EOF
-bench_start "$T/gw.log" "$INFERGW" --config "$T/gw.yaml"
+bench_start_gw "$T/gw.log" "$T/gw.yaml" "$PORT" 60
 PID=$BENCH_LAST_PID
 URL="http://127.0.0.1:$PORT/v2/models/slow/infer"
-bench_wait_http "http://127.0.0.1:$PORT/v2/health/ready" "$PID" 60 || exit 1
 CALIB=$(grep -o 'batch1_us=[^ ]* batch[0-9]*_us=[^ ]*' "$T/gw.log" | head -1)
 CT=(-H 'content-type: application/json' -d "$T/body.json")
 

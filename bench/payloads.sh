@@ -16,57 +16,34 @@
 #        NL=400 CL=4 ML=2 ROUNDS_L=3 WARM_L=40  (mlp-large)
 set -u
 . "$(dirname "$0")/lib.sh"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init payloads "Payload formats: JSON vs binary tensors vs msgpack"
 
 OUT_MD=${1:-/dev/stdout}
-N=${N:-30000}
-C=${C:-16}
-M=${M:-16}
-ROUNDS=${ROUNDS:-5}
-WARM=${WARM:-3000}
+bench_load_params 30000 16 16 5 3000  # N C M ROUNDS WARM
 NL=${NL:-400}
 CL=${CL:-4}
 ML=${ML:-2}
 ROUNDS_L=${ROUNDS_L:-3}
 WARM_L=${WARM_L:-40}
-INFERGW="$BENCH_ROOT/build/infergw"
 DIGITS="$BENCH_ROOT/config/models/digits"
 LARGE="$BENCH_ROOT/config/models/mlp-large"
 HELPER="$BENCH_ROOT/bench/payloads.py"
 
-bench_tmpdir
-T=$BENCH_TMP
-
-fail() {
-	echo "payloads: $*" >&2
-	{
-		echo "## Payload formats: JSON vs binary tensors vs msgpack"
-		echo
-		echo "FAILED: $*"
-		echo
-	} >>"$OUT_MD"
-	exit 1
-}
-
-[ -x "$INFERGW" ] || fail "$INFERGW not built (make)"
-command -v "$H2LOAD" >/dev/null || fail "h2load not found"
+bench_need_infergw
+command -v "$H2LOAD" >/dev/null || bench_fail "h2load not found"
 if [ ! -f "$LARGE/model.safetensors" ] || [ ! -f "$LARGE/model.yaml" ]; then
 	echo "payloads: generating $LARGE" >&2
-	$PY "$BENCH_ROOT/tools/gen_mlp.py" --out "$LARGE" >&2 || fail "tools/gen_mlp.py failed"
+	$PY "$BENCH_ROOT/tools/gen_mlp.py" --out "$LARGE" >&2 || bench_fail "tools/gen_mlp.py failed"
 fi
 
 mkdir -p "$T/digits" "$T/large" "$T/logs"
-SRC_D=$($PY "$HELPER" gen "$DIGITS" "$T/digits") || fail "cannot build the digits bodies"
-SRC_L=$($PY "$HELPER" gen "$LARGE" "$T/large" --random 1) || fail "cannot build the mlp-large bodies"
+SRC_D=$($PY "$HELPER" gen "$DIGITS" "$T/digits") || bench_fail "cannot build the digits bodies"
+SRC_L=$($PY "$HELPER" gen "$LARGE" "$T/large" --random 1) || bench_fail "cannot build the mlp-large bodies"
 
 PORT=$(bench_free_port)
-cat >"$T/infergw.yaml" <<EOF
-listen: {address: 127.0.0.1, port: $PORT, threads: 0}
-admin: {address: 127.0.0.1, port: 0}
-limits: {max_body_bytes: 4194304, max_header_bytes: 16384, max_concurrent_streams: 128,
-         idle_timeout_ms: 60000, shutdown_grace_ms: 2000}
-log: {level: info, access: false}
+{
+	bench_gw_yaml_head "$PORT" 0 info 0
+	cat <<EOF
 models:
   # max_queue above h2load's -c x -m so that a full pipeline is never shed.
   - {name: digits, path: $DIGITS, max_batch: 32, max_queue_delay_us: 0, max_queue: 4096}
@@ -74,12 +51,11 @@ models:
 backends:
   - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits, mlp-large]}
 EOF
+} >"$T/infergw.yaml"
 
-bench_start "$T/infergw.log" "$INFERGW" --config "$T/infergw.yaml"
+bench_start_gw "$T/infergw.log" "$T/infergw.yaml" "$PORT" 60
 PID=$BENCH_LAST_PID
 BASE="http://127.0.0.1:$PORT"
-bench_wait_http "$BASE/v2/health/ready" "$PID" 60 ||
-	fail "infergw did not become ready: $(tail -5 "$T/infergw.log")"
 ADMIN=$(sed -n 's/.*\badmin=[^ ]*:\([0-9][0-9]*\).*/\1/p' "$T/infergw.log" | head -1)
 
 # h2load flags per format: body file and headers
@@ -106,9 +82,9 @@ for part in digits large; do
 		code=$(curl -s --max-time 20 --http2-prior-knowledge "${hdr[@]}" \
 			--data-binary @"$T/$part/$f.body" -D "$T/$part/$f.rh" -o "$T/$part/$f.rb" \
 			-w '%{http_code}' "$BASE/v2/models/$model/infer")
-		[ "$code" = "200" ] || fail "$model $f: one request gave HTTP $code: $(head -c 300 "$T/$part/$f.rb")"
+		[ "$code" = "200" ] || bench_fail "$model $f: one request gave HTTP $code: $(head -c 300 "$T/$part/$f.rb")"
 		line=$($PY "$HELPER" check "$f" "$T/$part/$f.rh" "$T/$part/$f.rb" "$T/$part/expect.npy") ||
-			fail "$model $f: $line"
+			bench_fail "$model $f: $line"
 		CHECKS="$CHECKS- $model $line"$'\n'
 		echo "payloads: $model $line" >&2
 	done
@@ -129,10 +105,8 @@ run_part() { # PART MODEL N C M ROUNDS WARM
 			# shellcheck disable=SC2046
 			bench_measure "$part.$f" "$PID" "$T/$part.$f.$r.out" "$T/$part.$f.$r.log" \
 				"$T/runs.jsonl" -n "$n" -c "$c" -m "$m" -t 1 $(fmt_args "$T/$part" $f) "$url"
-			cat "$T/$part.$f.$r.log" >>"$T/logs/$part.$f.log" 2>/dev/null
-			rm -f "$T/$part.$f.$r.log"
-			echo "payloads: round $r $part.$f: $(grep -o 'finished in .*req/s' "$T/$part.$f.$r.out")" \
-				"$(grep -o 'status codes: .*' "$T/$part.$f.$r.out")" >&2
+			bench_round_done "$r $part.$f" "$T/$part.$f.$r.out" "$T/$part.$f.$r.log" \
+				"$T/logs/$part.$f.log" "$(grep -o 'status codes: .*' "$T/$part.$f.$r.out")"
 		done
 	done
 }
@@ -145,7 +119,7 @@ RESP=$(curl -s --max-time 2 "http://127.0.0.1:${ADMIN:-0}/metrics" 2>/dev/null |
 SRV_ERRS=$(grep -ciE 'level=(error|warn)|abort|assert' "$T/infergw.log" || true)
 
 {
-	echo "## Payload formats: JSON vs binary tensors vs msgpack"
+	echo "## $BENCH_TITLE"
 	echo
 	bench_env_md
 	echo "- lscpu model name: $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1); nproc: $(nproc)"

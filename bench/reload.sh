@@ -13,15 +13,11 @@
 # env:   N=50
 set -u
 . "$(dirname "$0")/lib.sh"
-trap bench_cleanup EXIT
-trap 'exit 130' INT TERM
+bench_init reload
 
 N=${N:-50}
-INFERGW="$BENCH_ROOT/build/infergw"
 MODEL_DIR="$BENCH_ROOT/config/models/digits"
-[ -x "$INFERGW" ] || { echo "reload: $INFERGW not built (make)" >&2; exit 1; }
-bench_tmpdir
-T=$BENCH_TMP
+bench_need_infergw
 PORT=$(bench_free_port)
 APORT=$(bench_free_port)
 
@@ -41,9 +37,8 @@ write_conf "$T/base.yaml"
 write_conf "$T/alt.yaml" digits2
 cp "$T/base.yaml" "$T/gateway.yaml"
 
-bench_start "$T/gw.log" "$INFERGW" --config "$T/gateway.yaml"
+bench_start_gw "$T/gw.log" "$T/gateway.yaml" "$PORT" 30
 PID=$BENCH_LAST_PID
-bench_wait_http "http://127.0.0.1:$PORT/v2/health/ready" "$PID" 30 || exit 1
 
 echo "## Configuration reload time"
 echo

@@ -89,6 +89,41 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 	pthread_mutex_unlock(&s->mu);
 }
 
+#define SCHED_DEFER_MAX 8
+
+static __thread bool sched_deferring;
+static __thread struct sched_be *sched_pending[SCHED_DEFER_MAX];
+static __thread int sched_n_pending;
+
+/* Remember s for sched_defer_end; false when not deferring (or no room). */
+static bool sched_defer_add(struct sched_be *s)
+{
+	if (!sched_deferring)
+		return false;
+	for (int i = 0; i < sched_n_pending; i++)
+		if (sched_pending[i] == s)
+			return true;
+	if (sched_n_pending == SCHED_DEFER_MAX)
+		return false;
+	sched_pending[sched_n_pending++] = s;
+	return true;
+}
+
+void sched_defer_begin(void)
+{
+	sched_deferring = true;
+}
+
+void sched_defer_end(void)
+{
+	/* Signalling without the mutex is safe: the requests were queued under
+	 * it, and a worker checks the queues under it before it waits. */
+	for (int i = 0; i < sched_n_pending; i++)
+		pthread_cond_signal(&sched_pending[i]->cv);
+	sched_n_pending = 0;
+	sched_deferring = false;
+}
+
 /* A queued request answered without running (displaced, expired, hopeless). */
 static void sched_answer(struct infer_req *r, int status, uint64_t now, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
@@ -129,7 +164,7 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	r->queue = q;
 	r->met = q->met;
 	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
-	if (s->idle)
+	if (s->idle && !sched_defer_add(s))
 		pthread_cond_signal(&s->cv);
 out_unlock:
 	pthread_mutex_unlock(&s->mu);

@@ -111,6 +111,14 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
  * already runs (or ran): its completion still arrives.
  */
 bool sched_cancel(struct infer_req *r);
+/*
+ * sched_defer_begin / sched_defer_end - around one event-loop callback:
+ * enqueues in between wake each backend's workers once, at the end, so the
+ * requests of one read (an HTTP/2 client sends many per packet) go out as
+ * one batch instead of a wake-up and a context switch each.
+ */
+void sched_defer_begin(void);
+void sched_defer_end(void);
 /* sched_be_stop - finish every queued request, join the threads, free
  * queues.  Idempotent. */
 void sched_be_stop(struct sched_be *s);

@@ -21,6 +21,7 @@
 #include "infer.h"
 #include "log.h"
 #include "runtime.h"
+#include "scheduler.h"
 #include "ytree.h"
 
 static const char h2_preface[] = NGHTTP2_CLIENT_MAGIC;	/* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
@@ -180,10 +181,12 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 	srv_loop_refresh(c->sl);
 	if (c->proto == PROTO_UNKNOWN && conn_sniff(c) <= 0)
 		return;
+	sched_defer_begin();
 	if (c->proto == PROTO_H2)
 		h2_on_read(c);
 	else
 		h1_on_read(c);
+	sched_defer_end();
 }
 
 static void conn_on_write(struct bufferevent *bev, void *arg)

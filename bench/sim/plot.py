@@ -13,7 +13,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"slo": "tab:blue", "least-queue": "tab:orange", "round-robin": "tab:green",
-          "slo+no-drop-hopeless": "tab:purple"}
+          "slo+legacy": "tab:purple", "slo+displace-last": "tab:red"}
+LABELS = {"slo+legacy": "slo, gateway as of 2c48e69 (--legacy all)",
+          "slo+displace-last": "slo, what-if --displace-last"}
 STYLES = {"poisson": "-", "onoff": "--"}
 
 
@@ -30,8 +32,9 @@ def main():
         sys.exit("plot.py: no rows in " + sys.argv[1])
     cap = float(rows[0]["capacity_rps"])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
-    for pol in ("slo", "least-queue", "round-robin", "slo+no-drop-hopeless"):
-        for arr in ("poisson", "onoff"):
+    for pol in COLORS:
+        # the two slo variants: Poisson only, to keep the plot readable
+        for arr in ("poisson", "onoff") if "+" not in pol else ("poisson",):
             pts = sorted(
                 (float(r["load"]), float(r["slo_att"]), float(r["goodput_per_capacity"]))
                 for r in rows
@@ -40,11 +43,10 @@ def main():
             if not pts:
                 continue
             x = [p[0] for p in pts]
-            label = "%s, %s" % (pol, "Poisson" if arr == "poisson" else "bursty (20 ms at 3x / 80 ms at 0.5x)")
-            if pol == "slo+no-drop-hopeless":
-                label = label.replace("slo+no-drop-hopeless", "slo, drop_hopeless off (before 2c48e69)")
+            label = "%s, %s" % (LABELS.get(pol, pol),
+                                "Poisson" if arr == "poisson" else "bursty (20 ms at 3x / 80 ms at 0.5x)")
             kw = dict(color=COLORS[pol], linestyle=STYLES[arr], marker="o", markersize=3, label=label,
-                      linewidth=0.9 if "+" in pol else 1.5)
+                      linewidth=1.0 if "+" in pol else 1.6)
             ax1.plot(x, [100 * p[1] for p in pts], **kw)
             ax2.plot(x, [p[2] for p in pts], **kw)
     xmax = max(float(r["load"]) for r in rows)

@@ -1,16 +1,21 @@
 #!/usr/bin/env bash
 # bench/sim/report.sh - run the simulator's experiments and write
-#   bench/sim/results/sweep.csv     load sweep, 3 policies, Poisson + bursty
+#   bench/sim/results/sweep.csv     load sweep, 3 policies, Poisson + bursty, and
+#                                   the slo policy as of 2c48e69 (--legacy all)
+#                                   and with what-if --displace-last
 #   bench/sim/results/overload.csv  2x capacity, slo policy, seeds 1-3, what-ifs;
 #                                   bursty overload of the GPU-only fleet
 #   bench/sim/results/fill.csv      filling idle GPU time with sheddable work
-#   bench/sim/results/scale.csv     14 to 2000 backends, up to 10M requests
+#   bench/sim/results/scale.csv     14 to 2000 backends, up to 5M requests
 #   bench/sim/results/slo_goodput.png (and a copy at bench/sim_slo_goodput.png)
 #   bench/sim/results/summary.md    the tables bench/RESULTS.md quotes
 # Every CSV row ends with the exact command that produced it (run from the
 # repository root).  Pure computation: no network, no servers.
 #
 # usage: bench/sim/report.sh          (about 2-3 minutes on 2 cores)
+#
+# "gateway" rows mirror the gateway as of commit efa0c5d; --legacy all is
+# the gateway as of 2c48e69 (before bcff583 and efa0c5d).
 # env:   N=1000000 (requests per sweep point)  JOBS=2 (simulations run at
 #        once, except the scale runs, which run alone so their wall times
 #        mean something)  MEASURE_CPU=1 (also re-time
@@ -93,9 +98,12 @@ for arr in poisson onoff; do
 			brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy $pol \
 				--arrival $arr --requests "$N" --seed 1
 		done
-		# the slo policy as it was before commit 2c48e69 (no drop_hopeless)
-		brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy slo \
-			--arrival $arr --requests "$N" --seed 1 --drop-hopeless off
+		# the slo policy as of 2c48e69, and with what-if --displace-last
+		for what in "--legacy all" --displace-last; do
+			# shellcheck disable=SC2086
+			brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy slo \
+				--arrival $arr --requests "$N" --seed 1 $what
+		done
 	done
 done
 collect
@@ -103,13 +111,13 @@ collect
 echo "== 2. overload: 2x capacity, slo policy, 3 seeds, what-ifs" >&2
 header "$OUT/overload.csv"
 for seed in 1 2 3; do
-	for what in "" "--drop-hopeless off" --exec-fill --strict-margin \
-		"--exec-fill --strict-margin" "--drop-hopeless off --exec-fill"; do
+	for what in "" "--legacy all" "--drop-hopeless off" --exec-fill --strict-margin \
+		--displace-last; do
 		# shellcheck disable=SC2086
 		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--requests 2000000 --seed $seed $what
 	done
-	for what in "" "--drop-hopeless off"; do
+	for what in "" "--legacy all" --displace-last; do
 		# shellcheck disable=SC2086
 		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--arrival onoff --requests 2000000 --seed $seed $what
@@ -120,8 +128,8 @@ for pol in least-queue round-robin; do
 		--requests 2000000 --seed 1
 done
 # bursty overload of one priority: gpu_fill's hp traffic alone, bursts of 3x
-for what in "" --strict-margin --exec-fill "--exec-fill --strict-margin" \
-	"--drop-hopeless off" "--drop-hopeless off --strict-margin"; do
+for what in "" "--legacy all" --strict-margin --exec-fill "--drop-hopeless off" \
+	"--drop-hopeless off --strict-margin"; do
 	# shellcheck disable=SC2086
 	brun "$OUT/overload.csv" --scenario $SC/gpu_fill.ini --share lp=0 --arrival onoff \
 		--requests 2000000 --seed 1 $what
@@ -136,22 +144,22 @@ BURST=20,80,1.4
 for sc in gpu_fill hetero_fill; do
 	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --requests 2000000 --seed 1
 	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0.2 --requests 2000000 --seed 1
-	for f in 0.5 0.1 0.02 0.015 0.0125 0.01 0.001; do
+	# the flood at the default shed_wait_fraction 0.5, then other fractions
+	for f in 0.5 0.1 0.01; do
 		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --requests 2000000 --seed 1
 	done
-	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --max-queue 100000 \
-		--requests 2000000 --seed 1
-	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.01 --shed-filter \
-		--requests 2000000 --seed 1
-	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --displace-view \
-		--requests 2000000 --seed 1
-	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --displace-view --shed-filter \
-		--requests 2000000 --seed 1
+	# the gateway as of 2c48e69, whole and by part, and what-if --displace-last
+	for what in "--legacy all" "--legacy full" "--legacy sat,shed" --displace-last; do
+		# shellcheck disable=SC2086
+		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --requests 2000000 \
+			--seed 1 $what
+	done
 	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --arrival onoff --burst $BURST \
 		--requests 2000000 --seed 1
-	for f in 0.5 0.01; do
-		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --arrival onoff \
-			--burst $BURST --requests 2000000 --seed 1
+	for what in "" "--legacy all"; do
+		# shellcheck disable=SC2086
+		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --arrival onoff \
+			--burst $BURST --requests 2000000 --seed 1 $what
 	done
 done
 collect
@@ -159,16 +167,19 @@ collect
 echo "== 4. scale" >&2
 header "$OUT/scale.csv"
 run "$OUT/scale.csv" --scenario $SC/hetero.ini --load 1.0 --requests 2000000 --seed 1
-run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 2000000 --seed 1 \
+# the gateway: every backend is a candidate (since efa0c5d)
+run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 300000 --seed 1 \
 	--candidates gateway
+# before efa0c5d: the first 32 in config order
+run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 2000000 --seed 1 \
+	--candidates first32
+# what-if: D random candidates (power of d choices)
 for d in 2 8 32; do
 	run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 2000000 --seed 1 \
 		--candidates sample --sample $d
 done
 run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 5000000 --seed 1 \
-	--candidates sample --sample 32
-run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 200000 --seed 1 \
-	--candidates all
+	--candidates sample --sample 8
 
 echo "== plot and summary" >&2
 $PY bench/sim/plot.py "$OUT/sweep.csv" "$OUT/slo_goodput.png"

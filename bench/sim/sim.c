@@ -651,6 +651,7 @@ static struct event ev_pop(void)
 struct lvl_stats {
 	uint64_t arrived, ok, late_done, expired, hopeless, displaced, bad400, rej[ROUTE_SHED + 1];
 	uint64_t ok_win;		/* in-SLO answers completed inside the window (goodput) */
+	uint64_t ok_win_rows;		/* their rows */
 	uint64_t hist[HIST_BINS];	/* latency of completed requests */
 	uint64_t done;
 };
@@ -694,7 +695,7 @@ static uint64_t t0_ns, t1_ns;
 static double snap0[N_KINDS], snap1[N_KINDS], rsnap0[N_KINDS], rsnap1[N_KINDS];
 static double kind_slots[N_KINDS], kind_cap_rows[N_KINDS];	/* rows/s at full batches */
 static uint64_t kind_batches[N_KINDS], kind_rows[N_KINDS], kind_reqs[N_KINDS];
-static double capacity_rps, mean_rows;
+static double capacity_rps, capacity_rows, mean_rows;
 static uint64_t n_wakes, n_batches;
 
 /* Busy slot-ns (out) and rows executed (rows) per kind, up to now. */
@@ -721,8 +722,10 @@ static void req_finish_stats(struct sim_req *q, uint64_t now)
 	struct lvl_stats *s = &st[q->r.priority];
 	uint64_t lat = now - q->r.arrival_ns;
 
-	if (in_window && (!q->r.deadline_ns || now <= q->r.deadline_ns))
+	if (in_window && (!q->r.deadline_ns || now <= q->r.deadline_ns)) {
 		s->ok_win++;
+		s->ok_win_rows += (uint64_t)q->r.rows;
+	}
 	if (!q->counted)
 		return;
 	s->done++;
@@ -1448,6 +1451,7 @@ int main(int argc, char **argv)
 	}
 	mean_rows = share_sum > 0 ? mean_w_rows / share_sum : 1;
 	build_fleet(scale);
+	capacity_rows = capacity_rps;
 	capacity_rps /= mean_rows;	/* rows/s -> requests/s */
 	for (int c = 0; c < S.n_classes; c++) {
 		struct class *k = &S.cls[c];
@@ -1498,7 +1502,7 @@ int main(int argc, char **argv)
 	/* ---- results ---- */
 	double win = (double)(t1_ns - t0_ns) / 1e9, util[N_KINDS], tput[N_KINDS];
 	uint64_t arrived = 0, ok = 0, rej[ROUTE_SHED + 1] = { 0 }, expired = 0, late = 0, bad = 0;
-	uint64_t hopeless = 0, ok_win = 0, displaced = 0;
+	uint64_t hopeless = 0, ok_win = 0, ok_win_rows = 0, displaced = 0;
 
 	for (int i = 0; i < n_bes; i++) {
 		kind_batches[bes[i].p->kind] += bes[i].batches;
@@ -1518,6 +1522,7 @@ int main(int argc, char **argv)
 		hopeless += st[l].hopeless;
 		displaced += st[l].displaced;
 		ok_win += st[l].ok_win;
+		ok_win_rows += st[l].ok_win_rows;
 		late += st[l].late_done;
 		bad += st[l].bad400;
 		for (int w = 0; w <= ROUTE_SHED; w++)
@@ -1525,7 +1530,8 @@ int main(int argc, char **argv)
 	}
 	if (header)
 		printf("scenario,variant,policy,arrival,load,seed,requests,backends,candidates,shed_frac,"
-		       "capacity_rps,offered_rps,goodput_rps,goodput_per_capacity,goodput_cohort_rps,slo_att,"
+		       "capacity_rps,offered_rps,goodput_rps,goodput_per_capacity,goodput_rows_per_capacity,"
+		       "goodput_cohort_rps,slo_att,"
 		       "att_p1,att_p2,att_p3,good_p1_rps,good_p2_rps,good_p3_rps,"
 		       "p50_p1_ms,p99_p1_ms,p99_p2_ms,p99_p3_ms,"
 		       "rej_late,rej_full,rej_shed,rej_nobackend,rej_displaced,bad_400,expired_504,hopeless_504,late_done,"
@@ -1568,8 +1574,9 @@ int main(int argc, char **argv)
 		       variant[0] ? variant + 1 : "gateway", router_policy_name(S.policy), arr,
 		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,
 		       S.shed_frac);
-		printf("%.1f,%.1f,%.1f,%.4f,%.1f,%.4f,", capacity_rps, arrived / win, ok_win / win,
-		       ok_win / win / capacity_rps, ok / win, arrived ? (double)ok / arrived : NAN);
+		printf("%.1f,%.1f,%.1f,%.4f,%.4f,%.1f,%.4f,", capacity_rps, arrived / win, ok_win / win,
+		       ok_win / win / capacity_rps, ok_win_rows / win / capacity_rows, ok / win,
+		       arrived ? (double)ok / arrived : NAN);
 		for (int l = 1; l <= 3; l++)
 			printf("%.4f,", l <= S.levels && st[l].arrived ? (double)st[l].ok / st[l].arrived
 								      : NAN);

@@ -46,7 +46,7 @@ def sweep(rows):
 
     by = {(r["arrival"], key(r), r["load"]): r for r in rows}
     loads = sorted({r["load"] for r in rows}, key=float)
-    pols = ("slo", "least-queue", "round-robin", "slo+no-drop-hopeless")
+    pols = ("slo", "least-queue", "round-robin", "slo+legacy", "slo+displace-last")
     out = []
     for arr in ("poisson", "onoff"):
         hdr = ["load"] + ["%s att / goodput" % p for p in pols] + ["slo: p1 / p2 / p3 att", "slo: 429 late/shed, 504, late 200"]
@@ -65,7 +65,8 @@ def sweep(rows):
     k = ("poisson", "slo", "2.000")
     if k in by:
         out.append("Command of a point (load 2.0, slo, Poisson; the others differ in --load, --policy,"
-                   " --arrival, --drop-hopeless off): `%s`" % by[k]["cmd"])
+                   " --arrival, --legacy all (the gateway as of 2c48e69), --displace-last): `%s`"
+                   % by[k]["cmd"])
     return "\n\n".join(out)
 
 
@@ -75,14 +76,17 @@ def overload(rows):
     g = defaultdict(list)
     for r in rows:
         g[(r["scenario"], r["load"], r["arrival"], r["policy"], r["variant"])].append(r)
-    hdr = ["scenario", "load", "arrival", "policy", "variant", "seeds", "goodput (x capacity) mean [min-max]", "att all", "att p1", "att p2", "att p3",
-           "504 (+hopeless)", "late 200", "command (seed 1)"]
+    hdr = ["scenario", "load", "arrival", "policy", "variant", "seeds", "goodput (x capacity) mean [min-max]",
+           "rows goodput", "att all", "att p1", "att p2", "att p3",
+           "429 late / shed / displaced", "504 (+hopeless)", "late 200", "command (seed 1)"]
     t = []
     for (sc, ld, arr, pol, var), rs in g.items():
         gp = [float(r["goodput_per_capacity"]) for r in rs]
         m = lambda k: sum(float(r[k]) for r in rs) / len(rs)  # noqa: E731
         t.append([sc, ld, arr, pol, var, len(rs), "%.3f [%.3f-%.3f]" % (sum(gp) / len(gp), min(gp), max(gp)),
+                  "%.3f" % m("goodput_rows_per_capacity"),
                   pct(m("slo_att")), pct(m("att_p1")), pct(m("att_p2")), pct(m("att_p3")),
+                  "%.0f / %.0f / %.0f" % (m("rej_late"), m("rej_shed"), m("rej_displaced")),
                   "%.0f (+%.0f)" % (m("expired_504"), m("hopeless_504")), "%.0f" % m("late_done"),
                   "`%s`" % rs[0]["cmd"]])
     return table(hdr, t)
@@ -91,16 +95,15 @@ def overload(rows):
 def fill(rows):
     if not rows:
         return ""
-    hdr = ["scenario", "arrival", "lp share", "shed_wait_fraction", "max_queue / variant", "GPU throughput util",
+    hdr = ["scenario", "arrival", "lp share", "shed_wait_fraction", "variant", "GPU throughput util",
            "GPU busy", "CPU / DPU throughput util", "hp att", "hp p99 ms", "lp goodput req/s", "lp att",
            "429 full / shed / late / displaced", "504 (+hopeless)", "late 200", "command"]
     t = []
     for r in rows:
         cmd = r["cmd"]
         lp = "0" if "lp=0 " in cmd + " " else ("0.2" if "lp=0.2" in cmd else "2.0")
-        mq = "100000" if "--max-queue 100000" in cmd else "1024"
-        var = r["variant"] if r["variant"] != "gateway" else ""
-        t.append([r["scenario"], r["arrival"], lp, r["shed_frac"] if lp != "0" else "-", mq + (" " + var if var else ""),
+        var = r["variant"]
+        t.append([r["scenario"], r["arrival"], lp, r["shed_frac"] if lp != "0" else "-", var,
                   pct(r["tput_gpu"]), pct(r["util_gpu"]), "%s / %s" % (pct(r["tput_cpu"]), pct(r["tput_dpu"])),
                   pct(r["att_p1"], 2), f(r["p99_p1_ms"], 2), f(r["good_p3_rps"], 0), pct(r["att_p3"]),
                   "%s / %s / %s / %s" % (r["rej_full"], r["rej_shed"], r["rej_late"], r["rej_displaced"]),
