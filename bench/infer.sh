@@ -65,7 +65,7 @@ for r in $(seq "$ROUNDS"); do
 done
 cat "$T/runs.i.jsonl" >>"$T/runs.jsonl"
 [ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.jsonl" "$BENCH_RAW_DIR/infer.jsonl"
-kill -0 "$PID" 2>/dev/null || echo "infer: warning: infergw died during the run" >&2
+bench_warn_if_dead "$PID"
 # Batch sizes the scheduler actually cut, if /metrics says.
 METRICS=$(curl -s --max-time 2 --http2-prior-knowledge "$BASE/metrics" 2>/dev/null |
 	grep -iE '^[a-z_]*(batch|rows|requests_total|queue)[a-z_]*(\{[^}]*\})? ' | head -12)
@@ -86,14 +86,7 @@ SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
 	echo
 	$PY "$BENCH_ROOT/bench/report.py" infer "$T/runs.jsonl" "$T/logs"
 	echo
-	if [ -n "$METRICS" ]; then
-		echo "/metrics after the run (batching):"
-		echo
-		echo '```'
-		echo "$METRICS"
-		echo '```'
-		echo
-	fi
+	bench_md_block "/metrics after the run (batching):" "$METRICS"
 	echo "infergw log lines matching error/warn during the run: $SRV_ERRS"
 	echo
 } >>"$OUT_MD"

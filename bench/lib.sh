@@ -140,6 +140,12 @@ bench_start_gw() {
 		bench_fail "infergw did not become ready: $(tail -5 "$log")"
 }
 
+# bench_warn_if_dead PID - warn on stderr when the gateway PID did not
+# survive the run (its errors would show in the numbers above).
+bench_warn_if_dead() {
+	kill -0 "$1" 2>/dev/null || echo "$BENCH_NAME: warning: infergw died during the run" >&2
+}
+
 # bench_round_done LABEL OUT LOG POOL [MORE...] - after one bench_measure
 # run: append its per-request LOG to POOL (percentiles come from all rounds),
 # remove LOG, and say "NAME: round LABEL: <h2load's finished line> MORE" on
@@ -244,6 +250,18 @@ bench_measure() {
 	s1=$(bench_syscalls "$pid")
 	bench_parse "$name" "$out" --ticks $((t1 - t0)) --syscalls $((s1 - s0)) \
 		--client-time "$out.time" >>"$jsonl"
+}
+
+# bench_md_block CAPTION TEXT - unless TEXT is empty, print CAPTION and TEXT
+# as a markdown code block, each followed by a blank line.
+bench_md_block() {
+	[ -n "$2" ] || return 0
+	echo "$1"
+	echo
+	echo '```'
+	echo "$2"
+	echo '```'
+	echo
 }
 
 # bench_env_md - machine and date, as markdown bullet lines.

@@ -201,4 +201,4 @@ echo
 echo '```'
 curl -s "http://127.0.0.1:$APORT/metrics" | grep -E '^infergw_backend_(batches|rows|busy_seconds)_total|^infergw_batch_rows_(sum|count)'
 echo '```'
-kill -0 "$PID" 2>/dev/null || echo "overload: warning: infergw died during the run" >&2
+bench_warn_if_dead "$PID"

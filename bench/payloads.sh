@@ -112,7 +112,7 @@ run_part() { # PART MODEL N C M ROUNDS WARM
 }
 H2LOAD_TIMEOUT=60 run_part digits digits "$N" "$C" "$M" "$ROUNDS" "$WARM"
 H2LOAD_TIMEOUT=120 run_part large mlp-large "$NL" "$CL" "$ML" "$ROUNDS_L" "$WARM_L"
-kill -0 "$PID" 2>/dev/null || echo "payloads: warning: infergw died during the run" >&2
+bench_warn_if_dead "$PID"
 
 RESP=$(curl -s --max-time 2 "http://127.0.0.1:${ADMIN:-0}/metrics" 2>/dev/null |
 	grep -E '^infergw_http_responses_total' | head -12)
@@ -144,14 +144,7 @@ SRV_ERRS=$(grep -ciE 'level=(error|warn)|abort|assert' "$T/infergw.log" || true)
 		digits.json="$T/digits/json.body" digits.bin="$T/digits/bin.body" digits.mp="$T/digits/mp.body" \
 		large.json="$T/large/json.body" large.bin="$T/large/bin.body" large.mp="$T/large/mp.body"
 	echo
-	if [ -n "$RESP" ]; then
-		echo "/metrics (admin port) after the run:"
-		echo
-		echo '```'
-		echo "$RESP"
-		echo '```'
-		echo
-	fi
+	bench_md_block "/metrics (admin port) after the run:" "$RESP"
 	echo "infergw log lines matching error/warn during the run: $SRV_ERRS"
 	echo
 } >>"$OUT_MD"

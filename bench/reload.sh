@@ -52,5 +52,5 @@ rc=$?
 curl -s "http://127.0.0.1:$APORT/metrics" | grep '^infergw_config_reload_total'
 echo '```'
 echo
-kill -0 "$PID" 2>/dev/null || echo "reload: warning: infergw died during the run" >&2
+bench_warn_if_dead "$PID"
 exit $rc

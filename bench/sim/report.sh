@@ -2,7 +2,8 @@
 # bench/sim/report.sh - run the simulator's experiments and write
 #   bench/sim/results/sweep.csv     load sweep, 3 policies, Poisson + bursty, and
 #                                   the slo policy as of 2c48e69 (--legacy all)
-#                                   and with what-if --displace-last
+#                                   and with what-ifs --reroute-displaced and
+#                                   --displace-last
 #   bench/sim/results/overload.csv  2x capacity, slo policy, seeds 1-3, what-ifs;
 #                                   bursty overload of the GPU-only fleet
 #   bench/sim/results/fill.csv      filling idle GPU time with sheddable work
@@ -98,8 +99,8 @@ for arr in poisson onoff; do
 			brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy $pol \
 				--arrival $arr --requests "$N" --seed 1
 		done
-		# the slo policy as of 2c48e69, and with what-if --displace-last
-		for what in "--legacy all" --displace-last; do
+		# the slo policy as of 2c48e69, and with two what-ifs
+		for what in "--legacy all" --reroute-displaced --displace-last; do
 			# shellcheck disable=SC2086
 			brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy slo \
 				--arrival $arr --requests "$N" --seed 1 $what
@@ -112,12 +113,12 @@ echo "== 2. overload: 2x capacity, slo policy, 3 seeds, what-ifs" >&2
 header "$OUT/overload.csv"
 for seed in 1 2 3; do
 	for what in "" "--legacy all" "--drop-hopeless off" --exec-fill --strict-margin \
-		--displace-last; do
+		--reroute-displaced --displace-last; do
 		# shellcheck disable=SC2086
 		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--requests 2000000 --seed $seed $what
 	done
-	for what in "" "--legacy all" --displace-last; do
+	for what in "" "--legacy all" --reroute-displaced --displace-last; do
 		# shellcheck disable=SC2086
 		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--arrival onoff --requests 2000000 --seed $seed $what
@@ -148,8 +149,9 @@ for sc in gpu_fill hetero_fill; do
 	for f in 0.5 0.1 0.01; do
 		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --requests 2000000 --seed 1
 	done
-	# the gateway as of 2c48e69, whole and by part, and what-if --displace-last
-	for what in "--legacy all" "--legacy full" "--legacy sat,shed" --displace-last; do
+	# the gateway as of 2c48e69, whole and by part, and two what-ifs
+	for what in "--legacy all" "--legacy full" "--legacy sat,shed" --reroute-displaced \
+		--displace-last; do
 		# shellcheck disable=SC2086
 		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --requests 2000000 \
 			--seed 1 $what

@@ -171,6 +171,7 @@ struct scenario {
 	int exec_fill;			/* router: a batch that does not start now runs full */
 	int strict_margin;		/* router: no fallback inside the margin (429 late instead) */
 	int displace_last;		/* router: displace only when no queue has room */
+	int reroute_displaced;		/* sched_enqueue: route a displaced request again */
 	unsigned legacy;		/* LEG_*: parts of the gateway as of 2c48e69 */
 };
 
@@ -1044,7 +1045,7 @@ static struct router_cand *cand_buf, *cand_room;
  * rt_submit: normalize, route, enqueue; the enqueue wakes an idle slot.
  * objective_ns is the request's own (deadline - arrival), 0 without one.
  */
-static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns)
+static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns, bool again)
 {
 	struct infer_req *r = &q->r;
 	struct route_conf rc = { .policy = S.policy, .margin_ns = (uint64_t)S.margin_us * 1000 };
@@ -1055,6 +1056,8 @@ static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns)
 	int n, pick = -1;
 	enum route_result why;
 	struct sim_be *b;
+	struct infer_req *d = NULL;
+	int bi;
 
 	/* (r->priority <= 0 takes the model's priority; every class sets one) */
 	if (r->priority > S.levels)
@@ -1062,7 +1065,7 @@ static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns)
 	if (r->priority < 1)
 		r->priority = 1;
 	r->sheddable = r->priority > S.levels - S.sheddable_levels;
-	if (q->counted)
+	if (q->counted && !again)
 		st[r->priority].arrived++;
 	/* Saturation against the model's objective when it has one, else the
 	 * request's (efa0c5d; --legacy sat: always the request's). */
@@ -1107,11 +1110,12 @@ routed:
 		why = ROUTE_LATE;	/* what-if: router_slo's fallback taken away */
 	if (why != ROUTE_OK) {
 		if (q->counted)
-			st[r->priority].rej[why]++;
+			(again ? &st[r->priority].displaced : &st[r->priority].rej[why])[0]++;
 		req_put(q);
 		return;
 	}
-	b = &bes[cand_buf[pick].id];
+	bi = cand_buf[pick].id;
+	b = &bes[bi];
 	if (r->rows > b->max_batch) {
 		if (q->counted)
 			st[r->priority].bad400++;
@@ -1120,22 +1124,30 @@ routed:
 	}
 	if (sq_push(&b->sq, r)) {
 		/* sched_enqueue: a full queue displaces its lowest request below r */
-		struct infer_req *d = sq_displace(&b->sq, r->priority);
-
+		d = sq_displace(&b->sq, r->priority);
 		if (!d || sq_push(&b->sq, r)) {
 			if (d)
 				die("sq_push failed after sq_displace");
 			if (q->counted)
-				st[r->priority].rej[ROUTE_FULL]++;
+				(again ? &st[r->priority].displaced : &st[r->priority].rej[ROUTE_FULL])[0]++;
 			req_put(q);
 			return;
 		}
-		if (((struct sim_req *)d)->counted)
-			st[d->priority].displaced++;
-		req_put((struct sim_req *)d);
+		if (!S.reroute_displaced) {
+			if (((struct sim_req *)d)->counted)
+				st[d->priority].displaced++;
+			req_put((struct sim_req *)d);
+			d = NULL;
+		}
 	}
 	if (b->idle > 0)
-		be_poll(b, cand_buf[pick].id, now);
+		be_poll(b, bi, now);
+	/* what-if: the displaced request is routed again (among the others,
+	 * it can go wherever there is room) instead of answered 429; a 429
+	 * only if that fails. */
+	if (d)
+		sim_submit((struct sim_req *)d, now, d->deadline_ns ? d->deadline_ns - d->arrival_ns : 0,
+			   true);
 }
 
 /* ---- arrivals ---- */
@@ -1202,7 +1214,7 @@ static void on_arrival(int ci, uint64_t now)
 		busy_snapshot(now, snap1, rsnap1);
 		in_window = false;
 	}
-	sim_submit(q, now, objective);
+	sim_submit(q, now, objective, false);
 	if (n_made < n_total) {
 		c->next_s = class_next(c, c->next_s);
 		ev_push((uint64_t)(c->next_s * 1e9), EV_ARRIVAL, (uint32_t)ci, 0);
@@ -1269,6 +1281,7 @@ static void usage(void)
 		"           [--sample D] [--max-queue N] [--drop-hopeless on|off]\n"
 		"           [--legacy all|full,exec,sat,shed,svc,cand]\n"
 		"           [--exec-fill] [--strict-margin] [--displace-last]\n"
+		"           [--reroute-displaced]\n"
 		"           (what-ifs, see README.md)\n"
 		"           [--header] [--verbose]\n"
 		"Prints one CSV line (--header: the column names first).\n");
@@ -1284,6 +1297,7 @@ int main(int argc, char **argv)
 	uint64_t seed = 1;
 	int header = 0, verbose = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
 	int exec_fill = 0, drop_hopeless = -1, strict_margin = 0, displace_last = 0;
+	int reroute_displaced = 0;
 	unsigned legacy = 0;
 	double mean_w_rows = 0, share_sum = 0, wall;
 	struct timespec w0, w1;
@@ -1295,7 +1309,7 @@ int main(int argc, char **argv)
 		{ "candidates", 1, 0, 'C' }, { "sample", 1, 0, 'd' }, { "max-queue", 1, 0, 'q' },
 		{ "exec-fill", 0, 0, 'E' }, { "drop-hopeless", 1, 0, 'D' },
 		{ "displace-view", 0, 0, 'V' }, { "legacy", 1, 0, 'L' },
-		{ "displace-last", 0, 0, 'X' },
+		{ "displace-last", 0, 0, 'X' }, { "reroute-displaced", 0, 0, 'R' },
 		{ "strict-margin", 0, 0, 'M' }, { "shed-filter", 0, 0, 'F' },
 		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
 	};
@@ -1365,6 +1379,7 @@ int main(int argc, char **argv)
 			break;
 		case 'M': strict_margin = 1; break;
 		case 'X': displace_last = 1; break;
+		case 'R': reroute_displaced = 1; break;
 		case 'v': verbose = 1; break;
 		default: usage();
 		}
@@ -1386,6 +1401,7 @@ int main(int argc, char **argv)
 		S.drop_hopeless = drop_hopeless;
 	S.strict_margin |= strict_margin;
 	S.displace_last |= displace_last;
+	S.reroute_displaced |= reroute_displaced;
 	S.legacy |= legacy;
 	if (maxq_over > 0)
 		S.max_queue = maxq_over;
@@ -1570,6 +1586,8 @@ int main(int argc, char **argv)
 			strcat(variant, "+strict-margin");
 		if (S.displace_last)
 			strcat(variant, "+displace-last");
+		if (S.reroute_displaced)
+			strcat(variant, "+reroute-displaced");
 		printf("%s,%s,%s,%s,%.3f,%llu,%llu,%d,%s,%g,", S.name,
 		       variant[0] ? variant + 1 : "gateway", router_policy_name(S.policy), arr,
 		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,

@@ -46,10 +46,11 @@ def sweep(rows):
 
     by = {(r["arrival"], key(r), r["load"]): r for r in rows}
     loads = sorted({r["load"] for r in rows}, key=float)
-    pols = ("slo", "least-queue", "round-robin", "slo+legacy", "slo+displace-last")
+    pols = ("slo", "least-queue", "round-robin", "slo+legacy", "slo+reroute-displaced", "slo+displace-last")
     out = []
     for arr in ("poisson", "onoff"):
-        hdr = ["load"] + ["%s att / goodput" % p for p in pols] + ["slo: p1 / p2 / p3 att", "slo: 429 late/shed, 504, late 200"]
+        hdr = ["load"] + ["%s att / goodput" % p for p in pols] + ["slo: p1 / p2 / p3 att",
+                                                                   "slo: 429 late/shed/displaced, 504 (+hopeless), late 200"]
         t = []
         for ld in loads:
             line = [ld]
@@ -59,13 +60,14 @@ def sweep(rows):
             r = by.get((arr, "slo", ld))
             if r:
                 line.append("%s / %s / %s" % (pct(r["att_p1"]), pct(r["att_p2"]), pct(r["att_p3"])))
-                line.append("%s/%s, %s, %s" % (r["rej_late"], r["rej_shed"], r["expired_504"], r["late_done"]))
+                line.append("%s/%s/%s, %s (+%s), %s" % (r["rej_late"], r["rej_shed"], r["rej_displaced"],
+                                                        r["expired_504"], r["hopeless_504"], r["late_done"]))
             t.append(line)
-        out.append("Arrivals: %s (capacity %s req/s; goodput in x capacity)\n\n" % (arr, f(rows[0]["capacity_rps"], 0)) + table(hdr, t))
+        out.append("Arrivals: %s (capacity %s req/s; goodput: requests within SLO per second / capacity)\n\n" % (arr, f(rows[0]["capacity_rps"], 0)) + table(hdr, t))
     k = ("poisson", "slo", "2.000")
     if k in by:
         out.append("Command of a point (load 2.0, slo, Poisson; the others differ in --load, --policy,"
-                   " --arrival, --legacy all (the gateway as of 2c48e69), --displace-last): `%s`"
+                   " --arrival, --legacy all (the gateway as of 2c48e69), --reroute-displaced, --displace-last): `%s`"
                    % by[k]["cmd"])
     return "\n\n".join(out)
 

@@ -609,7 +609,8 @@ def free_port():
 
 
 def ready_error(port):
-    """"" when GET /v2/health/ready on port answers 200, else what went wrong."""
+    """What keeps GET /v2/health/ready on port from answering 200 ("" when
+    it does)."""
     try:
         st, _, body = h1_request(port, "GET", "/v2/health/ready", timeout=2)
     except OSError as e:

@@ -15,6 +15,12 @@ def rows7(heldout):
     return x[10:17]
 
 
+def row_cases(test):
+    """Run test for n = 1 and 7 rows, each with flat and with nested data."""
+    test = pytest.mark.parametrize("n", [1, 7])(test)
+    return pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])(test)
+
+
 def test_reference_model_is_sane(model, heldout):
     x, y = heldout
     p = model.forward(x)
@@ -23,8 +29,7 @@ def test_reference_model_is_sane(model, heldout):
     assert (p.argmax(axis=1) == y).mean() >= 0.95
 
 
-@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
-@pytest.mark.parametrize("n", [1, 7])
+@row_cases
 def test_infer_values_http2(gw, model, heldout, n, nested):
     x, _ = heldout
     rows = x[40:40 + n]
@@ -35,8 +40,7 @@ def test_infer_values_http2(gw, model, heldout, n, nested):
     check_infer_response(bytes(r.body), model, rows, id=f"h2-{n}-{nested}")
 
 
-@pytest.mark.parametrize("nested", [False, True], ids=["flat", "nested"])
-@pytest.mark.parametrize("n", [1, 7])
+@row_cases
 def test_infer_values_http1(gw, model, heldout, n, nested):
     x, _ = heldout
     rows = x[80:80 + n]
