@@ -133,30 +133,59 @@ static int router_choose(const struct route_conf *rc, const struct route_req *rq
 	}
 }
 
+/* Candidates that would not displace anything, into out; returns the count. */
+static int router_no_displace(const struct router_cand *cand, int n, struct router_cand *out)
+{
+	int k = 0;
+
+	for (int i = 0; i < n; i++)
+		if (!cand[i].displaces)
+			out[k++] = cand[i];
+	return k;
+}
+
+/* Prefer candidates that displace nothing; fall back to all of them. */
+static int router_choose_gently(const struct route_conf *rc, const struct route_req *rq,
+				const struct router_cand *cand, int n, unsigned *rr,
+				struct router_cand *scratch, enum route_result *why)
+{
+	int k = router_no_displace(cand, n, scratch), i;
+
+	if (k > 0 && k < n) {
+		i = router_choose(rc, rq, scratch, k, rr, why);
+		if (i >= 0)
+			return router_index_of(cand, n, &scratch[i]);
+	}
+	return router_choose(rc, rq, cand, n, rr, why);
+}
+
 enum route_result router_pick(const struct route_conf *rc, const struct route_req *rq,
 			      const struct router_cand *cand, int n, unsigned *rr, int *pick)
 {
 	enum route_result why = ROUTE_FULL;
-	struct router_cand stack[64], *kept;
+	struct router_cand stack[2][64], *kept, *scratch;
 	int i, k;
 
 	if (n <= 0)
 		return ROUTE_NO_BACKEND;
+	kept = n <= 64 ? stack[0] : malloc(sizeof(*kept) * 2 * (size_t)n);
+	if (!kept)
+		return ROUTE_FULL;	/* out of memory: say busy, never crash */
+	scratch = n <= 64 ? stack[1] : kept + n;
 	if (!rq->sheddable) {
-		i = router_choose(rc, rq, cand, n, rr, &why);
+		i = router_choose_gently(rc, rq, cand, n, rr, scratch, &why);
+		if (kept != stack[0])
+			free(kept);
 		if (i < 0)
 			return why;
 		*pick = i;
 		return ROUTE_OK;
 	}
-	kept = n <= 64 ? stack : malloc(sizeof(*kept) * (size_t)n);
-	if (!kept)
-		return ROUTE_SHED;
 	k = router_unsaturated(rq, cand, n, kept);
-	i = k ? router_choose(rc, rq, kept, k, rr, &why) : -1;
+	i = k ? router_choose_gently(rc, rq, kept, k, rr, scratch, &why) : -1;
 	if (i >= 0)
 		i = router_index_of(cand, n, &kept[i]);
-	if (kept != stack)
+	if (kept != stack[0])
 		free(kept);
 	if (k == 0)
 		return ROUTE_SHED;

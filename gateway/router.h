@@ -11,7 +11,10 @@
  *                  Without a deadline: the earliest completion, ties cheapest.
  *   least-queue    fewest queued requests, ties cheapest.
  *   round-robin    the next candidate in turn.
- * Every policy skips full queues (all full: reject full).  A sheddable
+ * Every policy skips full queues (all full: reject full), and takes a queue
+ * that would have to displace a lower-priority request only when no other
+ * candidate serves (displacing while another backend idles turns away
+ * work the fleet could do).  A sheddable
  * request also skips saturated backends (predicted wait above the
  * request's saturation_ns), so it fills idle capacity wherever there is
  * some; when every candidate is saturated it is rejected (shed).
@@ -38,6 +41,7 @@ struct router_cand {
 	double cost;
 	int queued;		/* requests waiting */
 	bool full;
+	bool displaces;		/* full, but would make room by displacing lower priority */
 	uint64_t wait_ns;	/* predicted time until this request's batch starts */
 	uint64_t exec_ns;	/* predicted execution time of that batch */
 };

@@ -567,6 +567,7 @@ static int rt_candidates(struct runtime *rt, const struct infer_req *r, uint64_t
 		sched_view(&rb->sched, qi, r->rows, r->priority, now, &v);
 		cand[n] = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost,
 						.queued = v.queued, .full = v.full,
+						.displaces = v.displaces,
 						.wait_ns = v.wait_ns, .exec_ns = v.exec_ns };
 		n++;
 	}
@@ -638,6 +639,11 @@ int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
 	rq.saturation_ns = (uint64_t)(c->routing.shed_wait_fraction * (double)objective);
 	if (rt->n_backends > (int)ARRAY_SIZE(stack))
 		cand = malloc(sizeof(*cand) * (size_t)rt->n_backends);
+	if (!cand) {
+		snprintf(r->errmsg, sizeof(r->errmsg), "gateway out of memory");
+		r->retry_after_s = 1;
+		return 429;
+	}
 	n = rt_candidates(rt, r, now, cand, rt->n_backends);
 	why = router_pick(&rc, &rq, cand, n, &rr, &pick);
 	if (why != ROUTE_OK) {

@@ -75,7 +75,9 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 					   s->qs[i].pol.max_batch);
 	out->queued = q->sq.n_reqs;
 	/* Full means full for this priority: lower levels can be displaced. */
-	out->full = q->sq.n_reqs >= q->sq.max_reqs && sq_rows_ahead(&q->sq, prio) >= q->sq.n_rows;
+	out->displaces = q->sq.n_reqs >= q->sq.max_reqs;
+	out->full = out->displaces && sq_rows_ahead(&q->sq, prio) >= q->sq.n_rows;
+	out->displaces &= !out->full;
 	out->wait_ns = sched_residual(s, now) + work / (uint64_t)s->n_threads;
 	/* sq_take fills the batch with whatever is queued when it is cut,
 	 * lower levels included: predict that batch from what is queued now. */

@@ -80,6 +80,7 @@ struct sched_be {
 struct sched_view {
 	int queued;
 	bool full;
+	bool displaces;			/* full, but room by displacing lower priority */
 	uint64_t wait_ns;
 	uint64_t exec_ns;
 };

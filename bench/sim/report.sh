@@ -169,6 +169,13 @@ collect
 echo "== 4. scale" >&2
 header "$OUT/scale.csv"
 run "$OUT/scale.csv" --scenario $SC/hetero.ini --load 1.0 --requests 2000000 --seed 1
+# hetero x 20 (160 CPU + 40 GPU + 80 DPU) at 0.9: the gateway, as of 2c48e69,
+# and with what-if --reroute-displaced
+for what in "" "--legacy all" --reroute-displaced; do
+	# shellcheck disable=SC2086
+	run "$OUT/scale.csv" --scenario $SC/hetero.ini --scale 20 --load 0.9 --requests 1000000 \
+		--seed 1 $what
+done
 # the gateway: every backend is a candidate (since efa0c5d)
 run "$OUT/scale.csv" --scenario $SC/dc2000.ini --load 0.8 --requests 300000 --seed 1 \
 	--candidates gateway

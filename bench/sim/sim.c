@@ -847,6 +847,10 @@ static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct 
 	 * (bcff583; --legacy full: full for every priority). */
 	c->full = b->sq.n_reqs >= b->sq.max_reqs &&
 		  ((S.legacy & LEG_FULL) || ahead >= b->sq.n_rows);
+	/* A queue that would displace is taken only when nothing else serves
+	 * (router.c, after the simulator showed idle backends while p3 was
+	 * displaced). */
+	c->displaces = b->sq.n_reqs >= b->sq.max_reqs && !c->full;
 	c->wait_ns = be_residual(b, now) + work / (uint64_t)b->n_slots;
 	if (S.exec_fill) {
 		/*

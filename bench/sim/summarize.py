@@ -117,12 +117,14 @@ def fill(rows):
 def scale(rows):
     if not rows:
         return ""
-    hdr = ["scenario", "backends", "candidates", "load", "requests", "simulated s", "wall s", "simulated req/s (wall)",
-           "events", "goodput (x cap): completed in window / arrival cohort", "att all", "command"]
-    t = [[r["scenario"], r["backends"], r["candidates"], r["load"], r["requests"], f(r["sim_s"], 3), f(r["wall_s"], 2),
+    hdr = ["scenario", "backends", "candidates", "variant", "load", "requests", "simulated s", "wall s",
+           "simulated req/s (wall)", "events", "goodput (x cap): completed in window / arrival cohort", "att all",
+           "att p1 / p2 / p3", "command"]
+    t = [[r["scenario"], r["backends"], r["candidates"], r["variant"], r["load"], r["requests"], f(r["sim_s"], 3),
+          f(r["wall_s"], 2),
           f(r["sim_req_per_s"], 0), r["events"],
           "%s / %s" % (f(r["goodput_per_capacity"], 3), f(float(r["goodput_cohort_rps"]) / float(r["capacity_rps"]), 3)),
-          pct(r["slo_att"]),
+          pct(r["slo_att"]), "%s / %s / %s" % (pct(r["att_p1"]), pct(r["att_p2"]), pct(r["att_p3"])),
           "`%s`" % r["cmd"]] for r in rows]
     return table(hdr, t)
 

@@ -90,6 +90,30 @@ static void test_full_and_shed(void **state)
 				     &(unsigned){ 0 }, &i), ROUTE_NO_BACKEND);
 }
 
+/* A queue that would displace lower priority is a last resort. */
+static void test_displace_last_resort(void **state)
+{
+	int i;
+
+	/* the cheap cpu meets 20 ms but is full of low priority: the dpu takes it */
+	cands[0].displaces = true;
+	assert_int_equal(pick(ROUTE_SLO, 120 * MS, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	/* gpu full too: still the dpu, the only one displacing nothing */
+	cands[1].displaces = true;
+	assert_int_equal(pick(ROUTE_SLO, 120 * MS, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	/* 4.5 ms: the dpu (done at 4 ms) still makes it, without the margin */
+	assert_int_equal(pick(ROUTE_SLO, 104 * MS + MS / 2, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	/* 3.5 ms: nothing else can: the displacing gpu is taken */
+	assert_int_equal(pick(ROUTE_SLO, 103 * MS + MS / 2, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	/* least-queue also prefers not to displace */
+	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+}
+
 static void test_least_queue_and_round_robin(void **state)
 {
 	struct route_conf rc = { .policy = ROUTE_ROUND_ROBIN };
@@ -122,6 +146,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup(test_slo_cheapest_that_meets, setup),
 		cmocka_unit_test_setup(test_full_and_shed, setup),
+		cmocka_unit_test_setup(test_displace_last_resort, setup),
 		cmocka_unit_test_setup(test_least_queue_and_round_robin, setup),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
