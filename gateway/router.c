@@ -153,7 +153,11 @@ static int router_choose_gently(const struct route_conf *rc, const struct route_
 
 	if (k > 0 && k < n) {
 		i = router_choose(rc, rq, scratch, k, rr, why);
-		if (i >= 0)
+		/* Only a pick that keeps the margin beats displacing: one that
+		 * just scrapes the deadline would trade a sure answer for a late
+		 * one. */
+		if (i >= 0 && (!rq->deadline_ns || rc->policy != ROUTE_SLO ||
+			       router_done_at(rq, &scratch[i]) + rc->margin_ns <= rq->deadline_ns))
 			return router_index_of(cand, n, &scratch[i]);
 	}
 	return router_choose(rc, rq, cand, n, rr, why);

@@ -103,8 +103,12 @@ static void test_displace_last_resort(void **state)
 	cands[1].displaces = true;
 	assert_int_equal(pick(ROUTE_SLO, 120 * MS, false, 0, &i), ROUTE_OK);
 	assert_int_equal(i, 2);
-	/* 4.5 ms: the dpu (done at 4 ms) still makes it, without the margin */
+	/* 4.5 ms: the dpu (done at 4 ms) makes it only inside the margin; the
+	 * gpu keeps the margin: displacing beats scraping the deadline */
 	assert_int_equal(pick(ROUTE_SLO, 104 * MS + MS / 2, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	/* 5 ms: the dpu keeps the 1 ms margin: no displacing */
+	assert_int_equal(pick(ROUTE_SLO, 105 * MS, false, 0, &i), ROUTE_OK);
 	assert_int_equal(i, 2);
 	/* 3.5 ms: nothing else can: the displacing gpu is taken */
 	assert_int_equal(pick(ROUTE_SLO, 103 * MS + MS / 2, false, 0, &i), ROUTE_OK);
