@@ -185,7 +185,9 @@ void h2_respond(struct call *call)
 					 (uint8_t *)call->resp_hdrs[i].value,
 					 strlen(call->resp_hdrs[i].name),
 					 strlen(call->resp_hdrs[i].value), NGHTTP2_NV_FLAG_NONE };
-	if (nghttp2_submit_response(c->h2, call->stream_id, nva, n, len ? &prd : NULL) != 0) {
+	/* HEAD: the headers (content-length included) but never a body. */
+	if (nghttp2_submit_response(c->h2, call->stream_id, nva, n,
+				    len && strcmp(call->method, "HEAD") ? &prd : NULL) != 0) {
 		log_warn("stream=%d msg=\"cannot submit response\"", call->stream_id);
 		return;
 	}

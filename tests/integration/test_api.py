@@ -157,3 +157,14 @@ def test_port_zero_picks_a_free_port(gw_factory):
         except OSError:
             time.sleep(0.05)
     assert (st, json.loads(body)) == (200, {"ready": True})
+
+
+def test_head_has_headers_but_no_body(h1client, h2client):
+    """HEAD answers like GET (status, content-length) without a body, on both protocols."""
+    for client in (h1client, h2client):
+        r = client.head("/v2/health/live")
+        assert r.status_code == 200
+        assert r.headers["content-length"] == str(len('{"live":true}'))
+        assert r.content == b""
+        # and the connection still serves
+        assert client.get("/v2/health/live").json() == {"live": True}
