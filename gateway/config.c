@@ -294,12 +294,16 @@ static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, c
 			 "adaptive_batching needs slo_ms (the latency it keeps batches under)");
 		goto fail;
 	}
-	if (!mc->name)
-		return yt_error(t, m, path, err, "missing key \"name\"");
+	if (!mc->name) {
+		yt_error(t, m, path, err, "missing key \"name\"");
+		goto fail;
+	}
 	for (int j = 0; j < i; j++)
-		if (strcmp(c->models[j].name, mc->name) == 0)
-			return yt_error(t, yt_get(t, m, "name"), path, err,
-					"duplicate model name \"%s\"", mc->name);
+		if (strcmp(c->models[j].name, mc->name) == 0) {
+			yt_error(t, yt_get(t, m, "name"), path, err, "duplicate model name \"%s\"",
+				 mc->name);
+			goto fail;
+		}
 	mc->path = cfg_resolve(c->file, rel ? rel : mc->name);
 	{
 		yaml_node_t *pn = yt_get(t, m, "path") ? yt_get(t, m, "path") : m;

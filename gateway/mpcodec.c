@@ -223,16 +223,90 @@ static int mp_root(const struct model *m, const msgpack_object *root, struct ks_
 	return rc;
 }
 
+/*
+ * msgpack-c allocates room for every element an array or map header
+ * claims before it checks that the bytes exist: 5 bytes claiming 2^32
+ * elements cost gigabytes.  Walk the encoding first and refuse any header
+ * that claims more elements or bytes than remain.  Returns the offset of
+ * the first bad byte, or -1 when the buffer holds well-formed values.
+ */
+static long mp_check(const unsigned char *p, size_t len)
+{
+	size_t pos = 0, items = 1;	/* values still to read */
+
+	while (items > 0) {
+		size_t n = 0, skip = 0, start = pos, left;
+		unsigned char t;
+
+		if (pos >= len)
+			return (long)pos;
+		t = p[pos++];
+		left = len - pos;
+		if (t <= 0x7f || t >= 0xe0 || t == 0xc0 || t == 0xc2 || t == 0xc3) {
+			skip = 0;			/* fixint, nil, bool */
+		} else if (t >= 0x80 && t <= 0x8f) {
+			n = 2 * (size_t)(t & 0x0f);	/* fixmap */
+		} else if (t >= 0x90 && t <= 0x9f) {
+			n = t & 0x0f;			/* fixarray */
+		} else if (t >= 0xa0 && t <= 0xbf) {
+			skip = t & 0x1f;		/* fixstr */
+		} else {
+			static const unsigned char fixed[] = {	/* 0xc4..0xdf: length bytes */
+				1, 2, 4, 1, 2, 4, 4, 8, 1, 2, 4, 8, 1, 2, 4, 8,
+				2, 3, 5, 9, 17, 1, 2, 4, 2, 4, 2, 4 };
+			unsigned lb;
+			uint64_t v = 0;
+
+			if (t == 0xc1)
+				return (long)start;	/* never used */
+			lb = fixed[t - 0xc4];
+			if (left < lb)
+				return (long)start;
+			if ((t >= 0xca && t <= 0xd3) || (t >= 0xd4 && t <= 0xd8)) {
+				skip = lb;		/* numbers, fixext */
+			} else {
+				for (unsigned k = 0; k < lb; k++)	/* big-endian length */
+					v = v << 8 | p[pos + k];
+				pos += lb;
+				left -= lb;
+				if (t >= 0xc7 && t <= 0xc9)	/* ext: length, then a type byte */
+					skip = (size_t)v + 1;
+				else if (t == 0xdc || t == 0xdd)
+					n = (size_t)v;		/* array16/32 */
+				else if (t == 0xde || t == 0xdf)
+					n = 2 * (size_t)v;	/* map16/32 */
+				else
+					skip = (size_t)v;	/* bin, str */
+			}
+		}
+		if (skip > left || n > left)	/* every element needs a byte */
+			return (long)start;
+		pos += skip;
+		items += n;
+		if (items - 1 > len - pos)
+			return (long)start;
+		items--;
+	}
+	return -1;
+}
+
 int mp_parse_infer(const struct model *m, const char *buf, size_t len, struct ks_infer *out,
 		   char *model_name, char *err, size_t errlen)
 {
 	msgpack_unpacked u;
 	size_t off = 0;
+	long bad;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
 	if (len == 0)
 		return MP_ERR("request body: empty, expected a msgpack map with \"inputs\"");
+	bad = mp_check((const unsigned char *)buf, len);
+	if (bad >= 0 && (size_t)bad < len && (unsigned char)buf[bad] == 0xc1)
+		return MP_ERR("malformed msgpack at byte %ld", bad);
+	if (bad >= 0)
+		return MP_ERR("malformed msgpack: body ends inside the map (the value at byte %ld "
+			      "needs more than the %zu bytes sent)", bad, len);
 	msgpack_unpacked_init(&u);
 	switch (msgpack_unpack_next(&u, buf, len, &off)) {
 	case MSGPACK_UNPACK_SUCCESS:
@@ -259,6 +333,8 @@ int mp_peek_model(const char *buf, size_t len, char *name, size_t name_len)
 	const char *s;
 	int rc = -EINVAL;
 
+	if (mp_check((const unsigned char *)buf, len) >= 0)
+		return -EINVAL;
 	msgpack_unpacked_init(&u);
 	if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS &&
 	    !mp_str(mp_get(&u.data, "model_name"), &s, &n) && n < name_len) {

@@ -75,5 +75,20 @@ else
 	skip=$((skip + 1))
 fi
 
+# Fuzzing: each libFuzzer target of tests/fuzz/ for a bounded time from its
+# seed corpus; "fuzz: NAME: passed" is one pass, "fuzz: NAME: FAILED (...)"
+# one failure, and a missing clang/libFuzzer toolchain one skip.
+out="$log_dir/fuzz.log"
+if timeout 300 bash tests/fuzz/run.sh >"$out" 2>&1; then rc=0; else rc=$?; fi
+cat "$out"
+n=$(grep -cE '^fuzz: [a-z_]+: passed$' "$out"); pass=$((pass + n))
+f=$(grep -cE '^fuzz: [a-z_]+: FAILED' "$out"); fail=$((fail + f))
+if grep -q '^fuzz: skipped:' "$out"; then
+	skip=$((skip + 1))
+elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+	echo "fuzz: tests/fuzz/run.sh exited $rc without a FAILED line" >&2
+	fail=$((fail + 1))
+fi
+
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -507,7 +507,11 @@ def _bad_cases(x1, x2):
         mp_body(x1, data=x1.tobytes() + b"\0\0\0\0"),
         "inputs[0].data: 260 bytes, expected 256 for shape [1, 64] FP32")
     add("mp-truncated", mp, good[:-10],
-        f"malformed msgpack: body ends inside the map ({len(good) - 10} bytes)")
+        "malformed msgpack: body ends inside the map (the value at byte ")
+    # A 5-byte body whose header claims 2^28 elements: refused, no allocation.
+    add("mp-huge-array32", mp, b"\xdd\x10\x00\x00\x00",
+        "malformed msgpack: body ends inside the map (the value at byte 0 needs more "
+        "than the 5 bytes sent)")
     add("mp-garbage", mp, b"\xc1garbage", "malformed msgpack at byte")
     add("mp-datatype", mp, mp_body(x1, datatype="INT32"),
         'inputs[0].datatype: expected FP32, got INT32 (input "input" of model digits)')

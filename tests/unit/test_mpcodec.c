@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <msgpack.h>
 #include <stdio.h>
@@ -131,6 +132,23 @@ static void test_errors(void **state)
 	expect(2, 4, true, "FP32", 0, 5, "malformed msgpack: body ends inside the map");
 }
 
+/* Headers that claim more elements than the body holds are refused before
+ * msgpack-c allocates for them (5 bytes claiming 2^28 elements). */
+static void test_huge_counts_refused(void **state)
+{
+	static const char arr32[] = "\xdd\x10\x00\x00\x00", map32[] = "\xdf\xdf\xdf\xdf\xdf";
+	static const char never[] = "\x81\xc1\x00";
+	struct ks_infer ki;
+	char err[512], name[16];
+
+	assert_int_equal(mp_parse_infer(&tm, arr32, 5, &ki, NULL, err, sizeof(err)), 400);
+	assert_non_null(strstr(err, "body ends inside the map (the value at byte 0"));
+	assert_int_equal(mp_parse_infer(&tm, map32, 5, &ki, NULL, err, sizeof(err)), 400);
+	assert_int_equal(mp_peek_model(arr32, 5, name, sizeof(name)), -EINVAL);
+	assert_int_equal(mp_parse_infer(&tm, never, 3, &ki, NULL, err, sizeof(err)), 400);
+	assert_non_null(strstr(err, "malformed msgpack at byte 1"));
+}
+
 static void test_encode(void **state)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -163,6 +181,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decode),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_huge_counts_refused),
 		cmocka_unit_test(test_encode),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Build the libFuzzer targets into build/fuzz/: the parsers' sources are
+# compiled here with clang and fuzzer + ASan + UBSan instrumentation (the
+# gcc-built libinfergw.a has no coverage feedback), archived so each target
+# links only what it uses.
+#
+# Exit 0 when built; 77 (with the reason on stderr) when the toolchain is
+# missing (clang, or its libFuzzer runtime: apt-get install libclang-rt-14-dev);
+# anything else is a build failure.
+set -eu
+cd "$(dirname "$0")/../.."
+CC=${FUZZ_CC:-clang}
+OUT=build/fuzz
+TARGETS="kserve mpcodec safetensors config"
+SRC="gateway/kserve.c gateway/mpcodec.c gateway/config.c gateway/ytree.c gateway/router.c
+     gateway/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c"
+PKGS="jansson yaml-0.1 msgpack libevent"
+
+if ! command -v "$CC" >/dev/null 2>&1; then
+	echo "$CC not found" >&2
+	exit 77
+fi
+mkdir -p "$OUT/obj"
+probe=$OUT/obj/probe
+printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { return 0; }\n' >"$probe.c"
+if ! "$CC" -fsanitize=fuzzer,address,undefined "$probe.c" -o "$probe" 2>"$probe.log"; then
+	echo "$CC cannot link -fsanitize=fuzzer,address,undefined (libFuzzer runtime missing?): $(head -1 "$probe.log")" >&2
+	exit 77
+fi
+if ! pkg-config --exists $PKGS 2>/dev/null; then
+	echo "pkg-config cannot find: $PKGS" >&2
+	exit 77
+fi
+
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
+CFLAGS="-g -O1 -std=gnu11 -pthread -fno-strict-aliasing $SAN -I. -Igateway -Ibackends -Itests/fuzz $(pkg-config --cflags $PKGS)"
+LIBS="$(pkg-config --libs $PKGS) -lm -pthread"
+
+objs=()
+for s in $SRC; do
+	o=$OUT/obj/$(echo "${s%.c}" | tr / _).o
+	if [ ! -f "$o" ] || [ "$s" -nt "$o" ] || [ "$0" -nt "$o" ] || \
+	   [ -n "$(find gateway backends -name '*.h' -newer "$o" 2>/dev/null | head -1)" ]; then
+		$CC $CFLAGS -fsanitize=fuzzer-no-link -c "$s" -o "$o"
+	fi
+	objs+=("$o")
+done
+rm -f "$OUT/libparsers.a"
+ar rcs "$OUT/libparsers.a" "${objs[@]}"
+for t in $TARGETS; do
+	$CC $CFLAGS -fsanitize=fuzzer "tests/fuzz/fuzz_$t.c" "$OUT/libparsers.a" $LIBS -o "$OUT/fuzz_$t"
+done

@@ -1,0 +1,68 @@
+/*
+ * fuzz_kserve.c - libFuzzer target for ks_parse_infer (JSON infer bodies and
+ * Triton's binary tensor extension), and ks_encode_infer on what it accepts.
+ *
+ * Input layout: byte 0 selects the binary section: 0 = none (bin NULL, as
+ * without Inference-Header-Content-Length); k > 0 = the last min(k - 1,
+ * rest) bytes are the binary section, the bytes before them the JSON header.
+ * JSON and binary section each live in their own exact-size malloc'd buffer.
+ */
+#include <event2/buffer.h>
+#include <stdint.h>
+
+#include "kserve.h"
+#include "fuzz_model.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const struct model *m = fz_get_model();
+	static float outv[FZ_MAX_BATCH * FZ_OUT_DIM];
+	struct ks_infer ki;
+	char err[512];
+	size_t json_len, bin_len = 0;
+	char *json, *bin = NULL;
+	int rc;
+
+	if (size < 1)
+		return 0;
+	json_len = size - 1;
+	if (data[0]) {
+		bin_len = (size_t)data[0] - 1;
+		if (bin_len > json_len)
+			bin_len = json_len;
+		json_len -= bin_len;
+		bin = fz_dup(data + 1 + json_len, bin_len);
+	}
+	json = fz_dup(data + 1, json_len);
+
+	memset(&ki, 0, sizeof(ki));
+	err[0] = 0;
+	rc = ks_parse_infer(m, json, json_len, bin, bin_len, &ki, err, sizeof(err));
+	FZ_CHECK(rc == 0 || rc == 400);
+	if (rc == 0) {
+		float first[FZ_IN_DIM * FZ_MAX_BATCH];
+		struct evbuffer *out = evbuffer_new();
+		size_t hdr;
+
+		FZ_CHECK(ki.rows >= 1 && ki.rows <= FZ_MAX_BATCH);
+		FZ_CHECK(ki.data != NULL);
+		FZ_CHECK(!ki.has_id || strnlen(ki.id, sizeof(ki.id)) < sizeof(ki.id));
+		/* Every value the request promised must be readable (ASan checks
+		 * views into bin as well as decoded copies). */
+		memcpy(first, ki.data, (size_t)ki.rows * FZ_IN_DIM * sizeof(float));
+		for (int i = 0; i < ki.rows * FZ_OUT_DIM; i++)
+			outv[i] = first[i % (ki.rows * FZ_IN_DIM)];
+		hdr = ks_encode_infer(out, m, ki.has_id ? ki.id : NULL, ki.rows, outv,
+				      ki.binary_output);
+		FZ_CHECK(hdr <= evbuffer_get_length(out));
+		FZ_CHECK(!ki.binary_output || hdr + (size_t)ki.rows * FZ_OUT_DIM * sizeof(float) ==
+						       evbuffer_get_length(out));
+		evbuffer_free(out);
+	} else {
+		FZ_CHECK(strnlen(err, sizeof(err)) < sizeof(err) && err[0]);
+	}
+	ks_infer_free(&ki);
+	free(json);
+	free(bin);
+	return 0;
+}

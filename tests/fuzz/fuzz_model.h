@@ -1,0 +1,62 @@
+/*
+ * fuzz_model.h - the small in-memory model the request-parser fuzz targets
+ * validate against (as in tests/unit/test_kserve.c): input [-1, 4] FP32,
+ * output [-1, 3], max_batch_size 8.
+ */
+#ifndef INFERGW_FUZZ_MODEL_H
+#define INFERGW_FUZZ_MODEL_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/model.h"
+
+#define FZ_IN_DIM 4
+#define FZ_OUT_DIM 3
+#define FZ_MAX_BATCH 8
+
+static struct model fz_model;
+
+static const struct model *fz_get_model(void)
+{
+	if (!fz_model.name) {
+		fz_model.name = "digits";
+		fz_model.version = 1;
+		fz_model.platform = "infergw-mlp";
+		fz_model.input = (struct tensor_spec){ .name = "input", .dtype = DT_FP32, .ndim = 2,
+						       .dims = { -1, FZ_IN_DIM } };
+		fz_model.output = (struct tensor_spec){ .name = "probabilities", .dtype = DT_FP32,
+							.ndim = 2, .dims = { -1, FZ_OUT_DIM } };
+		fz_model.in_dim = FZ_IN_DIM;
+		fz_model.out_dim = FZ_OUT_DIM;
+		fz_model.max_batch_size = FZ_MAX_BATCH;
+	}
+	return &fz_model;
+}
+
+/* An invariant the parser promised broke: report it and crash so libFuzzer
+ * keeps the input. */
+#define FZ_CHECK(cond)                                                                     \
+	do {                                                                               \
+		if (!(cond)) {                                                             \
+			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,  \
+				#cond);                                                    \
+			abort();                                                           \
+		}                                                                          \
+	} while (0)
+
+/* A malloc'd copy of exactly len bytes (at least 1 allocated, never
+ * NUL-terminated past len), so reads past the end are caught by ASan. */
+static char *fz_dup(const unsigned char *p, size_t len)
+{
+	char *b = malloc(len ? len : 1);
+
+	if (!b)
+		abort();
+	if (len)
+		memcpy(b, p, len);
+	return b;
+}
+
+#endif

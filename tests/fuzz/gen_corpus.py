@@ -1,0 +1,166 @@
+#!/usr/bin/python3
+"""Regenerate the seed corpora in tests/fuzz/corpus/ (committed; run by hand).
+
+Standard library only: msgpack and safetensors are written by hand.
+"""
+import json
+import os
+import struct
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def put(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    if isinstance(data, str):
+        data = data.encode()
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+# --- kserve: byte 0 = 0 (no binary section) or 1 + binary length ---------
+INP = '{"name":"input","datatype":"FP32"'
+json_bodies = {
+    "flat": '{"id":"r1","inputs":[' + INP + ',"shape":[2,4],"data":[1,2,3,4,5,6,7,8.5]}]}',
+    "nested": '{"inputs":[' + INP + ',"shape":[2,4],"data":[[1,2,3,4],[5,6,7,-8e-1]]}],'
+              '"outputs":[{"name":"probabilities"}],"parameters":{"priority":2,"timeout":5000}}',
+    "max_batch": '{"inputs":[' + INP + ',"shape":[8,4],"data":[' + ",".join(["0.5"] * 32) + ']}],'
+                 '"parameters":{"binary_data_output":true}}',
+    "trunc": '{"inputs":[',
+    "list": '[1,2]',
+    "empty_inputs": '{"inputs":[]}',
+    "bad_name": '{"inputs":[{"name":"x","datatype":"FP32","shape":[1,4],"data":[1,2,3,4]}]}',
+    "bad_dtype": '{"inputs":[{"name":"input","datatype":"INT32","shape":[1,4],"data":[1,2,3,4]}]}',
+    "bad_shape": '{"inputs":[' + INP + ',"shape":[2,3],"data":[1,2,3,4,5,6]}]}',
+    "bad_value": '{"inputs":[' + INP + ',"shape":[1,4],"data":[1,2,"x",4]}]}',
+    "escapes": '{"id":"q\\"1\\u00e9\\ud83d\\ude00","inputs":[' + INP +
+               ',"shape":[1,4],"data":[1e38,-1e-45,0,3.4028235e38]}]}',
+}
+for name, body in json_bodies.items():
+    put("kserve", name, b"\x00" + body.encode())
+bin_hdr = ('{"inputs":[' + INP + ',"shape":[2,4],"parameters":{"binary_data_size":32}}],'
+           '"outputs":[{"name":"probabilities","parameters":{"binary_data":true}}]}')
+vals = struct.pack("<8f", 1, 2, 3, 4, 5, 6, 7, -8)
+put("kserve", "binary", bytes([1 + 32]) + bin_hdr.encode() + vals)
+put("kserve", "binary_trailing", bytes([1 + 36]) + bin_hdr.encode() + vals + b"\0\0\0\0")
+put("kserve", "binary_short", bytes([1 + 16]) + bin_hdr.encode() + vals[:16])
+put("kserve", "binary_none", b"\x00" + bin_hdr.encode())
+
+
+# --- msgpack ---------------------------------------------------------------
+def mp(o):
+    if o is None:
+        return b"\xc0"
+    if o is True:
+        return b"\xc3"
+    if o is False:
+        return b"\xc2"
+    if isinstance(o, int):
+        if 0 <= o < 128:
+            return bytes([o])
+        if -32 <= o < 0:
+            return struct.pack("b", o)
+        return b"\xd3" + struct.pack(">q", o)
+    if isinstance(o, float):
+        return b"\xca" + struct.pack(">f", o)
+    if isinstance(o, str):
+        b = o.encode()
+        return (bytes([0xa0 | len(b)]) if len(b) < 32 else b"\xd9" + bytes([len(b)])) + b
+    if isinstance(o, bytes):
+        return b"\xc4" + bytes([len(o)]) + o
+    if isinstance(o, list):
+        return bytes([0x90 | len(o)]) + b"".join(mp(x) for x in o) if len(o) < 16 else \
+            b"\xdc" + struct.pack(">H", len(o)) + b"".join(mp(x) for x in o)
+    if isinstance(o, dict):
+        return bytes([0x80 | len(o)]) + b"".join(mp(k) + mp(v) for k, v in o.items())
+    raise TypeError(o)
+
+
+def req(data, name="input", dtype="FP32", shape=(2, 4), **extra):
+    r = {"model_name": "digits", "id": "m1", "parameters": {"priority": 2, "timeout": 1000},
+         "inputs": [{"name": name, "datatype": dtype, "shape": list(shape), "data": data}]}
+    r.update(extra)
+    return r
+
+
+fl = [i * 0.5 for i in range(8)]
+put("mpcodec", "bin", mp(req(struct.pack("<8f", *fl))))
+put("mpcodec", "array", mp(req(fl, outputs=[{"name": "probabilities"}])))
+put("mpcodec", "ints", mp(req([1, 2, 3, 4], shape=(1, 4))))
+put("mpcodec", "bad_name", mp(req(fl, name="x")))
+put("mpcodec", "bad_dtype", mp(req(fl, dtype="INT32")))
+put("mpcodec", "short_bin", mp(req(struct.pack("<7f", *fl[:7]))))
+put("mpcodec", "bad_value", mp(req([1.0, 2.0, "oops", 4.0], shape=(1, 4))))
+put("mpcodec", "truncated", mp(req(struct.pack("<8f", *fl)))[:-5])
+put("mpcodec", "not_map", mp([1, 2, 3]))
+put("mpcodec", "peek_only", mp({"model_name": "digits"}))
+
+# --- safetensors -----------------------------------------------------------
+def st(header, data):
+    h = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(h)) + h + data
+
+
+w = struct.pack("<6f", 1.5, -2.0, 3.25, 0.0, 1e-3, -7.0)
+put("safetensors", "valid", st({"__metadata__": {"format": "pt"},
+                                 "fc.weight": {"dtype": "F32", "shape": [2, 3], "data_offsets": [0, 24]},
+                                 "fc.bias": {"dtype": "F32", "shape": [2], "data_offsets": [24, 32]}},
+                                w + struct.pack("<2f", 0.5, -0.5)))
+put("safetensors", "dtypes", st({"a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]},
+                                 "b": {"dtype": "I64", "shape": [1], "data_offsets": [4, 12]},
+                                 "c": {"dtype": "U8", "shape": [0], "data_offsets": [12, 12]}},
+                                b"\0" * 12))
+put("safetensors", "overlap", st({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                                  "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+                                 b"\0" * 12))
+put("safetensors", "past_end", st({"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}, b"\0" * 8))
+put("safetensors", "bad_dtype", st({"a": {"dtype": "Q4", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8))
+put("safetensors", "bad_json", struct.pack("<Q", 5) + b'{"a":')
+put("safetensors", "huge_len", struct.pack("<Q", 1 << 62) + b"{}")
+
+# --- config ----------------------------------------------------------------
+put("config", "minimal", "models:\n  - name: m\n    path: /x/m\nbackends:\n  - kind: cpu\n")
+with open(os.path.join(HERE, "..", "..", "config", "gateway.yaml"), "rb") as f:
+    put("config", "gateway", f.read())
+put("config", "full", """listen: {address: 127.0.0.1, port: 8080, threads: 2}
+limits: {max_body_bytes: 65536, max_header_bytes: 4096, max_concurrent_streams: 16,
+         idle_timeout_ms: 1000, shutdown_grace_ms: 0}
+routing: {policy: slo, margin_us: 100, priority_levels: 4, sheddable_levels: 1,
+          drop_hopeless: true, shed_wait_fraction: 0.5}
+admin: {address: 127.0.0.1, port: -1}
+reload: {watch: true, debounce_ms: 50}
+log: {level: debug, access: true}
+models:
+  - name: a
+    path: models/a
+    max_batch: 8
+    max_queue_delay_us: 500
+    max_queue: 16
+    slo_ms: 20
+    priority: 2
+    preferred_batch_sizes: [2, 4, 8]
+    adaptive_batching: true
+    service_time_us: {base: 100.5, per_row: 2}
+  - name: b
+    path: &p /abs/b
+backends:
+  - name: c0
+    kind: cpu
+    workers: 2
+    threads_per_worker: 1
+    cost: 0.5
+    models: [a, b]
+  - name: r0
+    kind: remote
+    address: 10.0.0.1:9000
+    models: [a]
+  - name: g0
+    kind: gpu
+    device: 0
+""")
+put("config", "bad_indent", "models:\n - name: m\n  path: x\n")
+put("config", "alias", "x: &a [1, 2]\nmodels: *a\n")
+put("config", "bad_type", "listen:\n  port: [1]\nmodels: []\n")
+put("config", "policy_rr", "routing: {policy: round-robin}\nmodels: [{name: m, path: p}]\nbackends: [{kind: cpu, models: [m, m]}]\n")
+put("config", "tags", "!!map {models: !!seq [], backends: !!str x}\n")
