@@ -96,7 +96,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
 DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-dev \
             libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev \
             python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
-            python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl
+            python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl \
+            clang libclang-rt-14-dev
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \
