@@ -258,6 +258,37 @@ static int api_parse_body(struct call *c, const struct model *m, struct ks_infer
 	return ks_parse_infer(m, body, hl, body + hl, len - hl, ki, err, errlen);
 }
 
+/*
+ * Admission before parsing: when the body sets no `parameters` (so the
+ * headers and the model decide priority and deadline), a request that even
+ * as one row could not be admitted is answered 429 without spending a JSON
+ * parse on it -- under overload most of the loop's CPU would otherwise go to
+ * requests that are turned away.  true when c was answered.
+ */
+static bool api_reject_early(struct call *c, const struct model *m)
+{
+	size_t len = evbuffer_get_length(c->body);
+	struct evbuffer_ptr at = evbuffer_search(c->body, "parameters", 10, NULL);
+	struct ks_infer none = { 0 };
+	struct infer_req r = { .model = m, .rows = 1 };
+	uint64_t objective;
+	int st;
+
+	if (at.pos >= 0 || len == 0)
+		return false;	/* the body may change priority or deadline */
+	if (api_objective(c, m, &none, &r.priority, &objective)) {
+		met_count(api_none_series(c, m), OUT_ERROR);
+		return true;	/* a bad x-priority / x-slo-ms: answered 400 */
+	}
+	r.arrival_ns = c->start_ns;
+	r.deadline_ns = objective ? c->start_ns + objective : 0;
+	st = rt_precheck(c->rt, &r, now_ns());
+	if (st != 429)
+		return false;	/* 503 and friends: let the full path say it */
+	api_infer_error(c, &r, st);
+	return true;
+}
+
 static void api_infer(struct call *c, const struct model *m)
 {
 	struct api_infer *ai;
@@ -266,6 +297,8 @@ static void api_infer(struct call *c, const struct model *m)
 	char err[512];
 	int st, prio;
 
+	if (api_reject_early(c, m))
+		return;
 	st = api_parse_body(c, m, &ki, err, sizeof(err));
 	if (st) {
 		met_count(api_none_series(c, m), OUT_ERROR);

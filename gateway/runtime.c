@@ -610,19 +610,13 @@ static int rt_reject(struct infer_req *r, enum route_result why, const struct ro
 	return 429;
 }
 
-int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
+/* Normalize r's priority, set its series, and build the router's request. */
+static void rt_prepare(struct runtime *rt, struct infer_req *r, uint64_t now,
+		       struct route_req *rq)
 {
 	const struct config *c = rt->cfg;
 	const struct model_conf *mc = rt_model_conf(rt, r->model);
-	struct router_cand stack[32], *cand = stack;
-	struct route_conf rc = { .policy = c->routing.policy,
-				 .margin_ns = (uint64_t)c->routing.margin_us * 1000 };
-	struct route_req rq = { .now_ns = now, .deadline_ns = r->deadline_ns };
-	unsigned rr = atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed);
 	uint64_t objective;
-	enum route_result why;
-	int n, pick = -1, rc2;
-	struct rt_backend *rb;
 
 	if (r->priority <= 0)
 		r->priority = mc->priority;
@@ -635,8 +629,31 @@ int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
 	 * one, which would let the queue fill before anything is shed. */
 	objective = mc->slo_ms ? (uint64_t)mc->slo_ms * 1000000
 			       : r->deadline_ns ? r->deadline_ns - r->arrival_ns : 0;
-	rq.sheddable = r->sheddable;
-	rq.saturation_ns = (uint64_t)(c->routing.shed_wait_fraction * (double)objective);
+	*rq = (struct route_req){ .now_ns = now, .deadline_ns = r->deadline_ns,
+				  .sheddable = r->sheddable,
+				  .saturation_ns = (uint64_t)(c->routing.shed_wait_fraction *
+							      (double)objective) };
+}
+
+/*
+ * Route r; with enqueue, also queue it.  0 when routed (and queued), else
+ * an HTTP status with r->errmsg (see rt_submit).
+ */
+static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool enqueue)
+{
+	const struct config *c = rt->cfg;
+	struct router_cand stack[32], *cand = stack;
+	struct route_conf rc = { .policy = c->routing.policy,
+				 .margin_ns = (uint64_t)c->routing.margin_us * 1000 };
+	/* A precheck must not move the round-robin cursor. */
+	unsigned rr = enqueue ? atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed)
+			      : atomic_load_explicit(&rt->rr, memory_order_relaxed);
+	struct route_req rq;
+	enum route_result why;
+	int n, pick = -1, rc2 = 0;
+	struct rt_backend *rb;
+
+	rt_prepare(rt, r, now, &rq);
 	if (rt->n_backends > (int)ARRAY_SIZE(stack))
 		cand = malloc(sizeof(*cand) * (size_t)rt->n_backends);
 	if (!cand) {
@@ -650,6 +667,8 @@ int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
 		rc2 = rt_reject(r, why, cand, n);
 		goto out;
 	}
+	if (!enqueue)
+		goto out;
 	rb = rt->backends[cand[pick].id];
 	rc2 = sched_enqueue(&rb->sched, cand[pick].qi, r, now);
 	if (rc2 == -E2BIG) {
@@ -667,4 +686,19 @@ out:
 	if (cand != stack)
 		free(cand);
 	return rc2;
+}
+
+int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
+{
+	return rt_route(rt, r, now, true);
+}
+
+int rt_precheck(struct runtime *rt, struct infer_req *r, uint64_t now)
+{
+	int rows = r->rows, st;
+
+	r->rows = 1;		/* the most admissible size: rejecting it is safe */
+	st = rt_route(rt, r, now, false);
+	r->rows = rows;
+	return st;
 }

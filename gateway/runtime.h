@@ -103,5 +103,11 @@ struct rt_backend *rt_find_backend(const struct runtime *rt, const char *name);
  * series that counts it; r is then still the caller's.
  */
 int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now);
+/*
+ * rt_precheck - would a 1-row r (priority and deadline set, body not yet
+ * parsed) be admitted?  0, or the status rt_submit would answer (429 late,
+ * full or shed; 503 no backend) with r->errmsg.  Nothing is queued.
+ */
+int rt_precheck(struct runtime *rt, struct infer_req *r, uint64_t now);
 
 #endif

@@ -211,3 +211,21 @@ def model():
 def heldout():
     t = gwlib.read_safetensors(MODEL_DIR / "heldout.safetensors")
     return t["features"], t["labels"]
+
+
+@pytest.fixture(scope="module")
+def h2client(gw):
+    """httpx over HTTP/2 (h2c with prior knowledge) to the session gateway."""
+    import httpx
+
+    with httpx.Client(http1=False, http2=True, base_url=gw.base, timeout=10) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def h1client(gw):
+    """httpx over HTTP/1.1 to the session gateway."""
+    import httpx
+
+    with httpx.Client(http1=True, http2=False, base_url=gw.base, timeout=10) as c:
+        yield c

@@ -60,18 +60,6 @@ def _check_server_meta(doc):
         "the Makefile does not rebuild objects when `git describe` changes)")
 
 
-@pytest.fixture(scope="module")
-def h2client(gw):
-    with httpx.Client(http1=False, http2=True, base_url=gw.base, timeout=10) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
-def h1client(gw):
-    with httpx.Client(http1=True, http2=False, base_url=gw.base, timeout=10) as c:
-        yield c
-
-
 def _check_metadata(r, http_version, model, path):
     """r (an httpx response to GET path) is 200 over http_version with the
     exact JSON body expected for path."""

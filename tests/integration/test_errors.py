@@ -247,3 +247,29 @@ def test_queue_full_429(gw_factory, model, heldout):
         metric(before, "infergw_http_responses_total", proto="h2", code="429") == len(full)
     assert metric(after, "infergw_backend_rows_total", backend="cpu0") - \
         metric(before, "infergw_backend_rows_total", backend="cpu0") == len(ok)
+
+
+def test_admission_before_parsing_respects_body_parameters(h2client, model):
+    """A body without `parameters` is admitted (or not) on headers and model
+    defaults before it is parsed: an impossible x-slo-ms is a 429 at once,
+    even for a body that would not parse.  A body that sets its own timeout
+    is parsed first and its timeout wins over the header."""
+    import numpy as np
+
+    path = "/v2/models/digits/infer"
+    row = [float(v) for v in np.arange(64) % 17]
+    plain = json.dumps({"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 64],
+                                    "data": row}]})
+    r = h2client.post(path, content=plain, headers={"x-slo-ms": "0.001"})
+    assert r.status_code == 429, r.text
+    assert "within its objective of 1 us" in r.json()["error"]
+    assert int(r.headers["retry-after"]) >= 1
+    r = h2client.post(path, content=b"{not json", headers={"x-slo-ms": "0.001"})
+    assert r.status_code == 429, r.text
+    with_params = json.dumps({"parameters": {"timeout": 5000000},
+                              "inputs": [{"name": "input", "datatype": "FP32",
+                                          "shape": [1, 64], "data": row}]})
+    r = h2client.post(path, content=with_params, headers={"x-slo-ms": "0.001"})
+    assert r.status_code == 200, r.text
+    got = np.asarray(r.json()["outputs"][0]["data"])
+    np.testing.assert_allclose(got, model.forward(np.asarray([row]))[0], rtol=1e-5, atol=1e-6)
