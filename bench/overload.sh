@@ -119,7 +119,9 @@ capacity() {
 	worker_line "$c0" "$c1" "$(span_of "$CAPJ")"
 	echo
 }
-bench_h2load "$T/warm.out" "" -n 1000 -c 8 -m 8 -t 1 "${CT[@]}" "$URL"
+# Warm-up long enough that the first capacity is not a cold one (caches,
+# CPU frequency, oneDNN first-touch): 2 s of closed-loop load.
+bench_h2load "$T/warm.out" "" -n 4000 -c 8 -m 8 -t 1 "${CT[@]}" "$URL"
 capacity before
 CAP0=$CAP
 
