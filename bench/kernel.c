@@ -42,6 +42,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench/bench_util.h"
 
 #define MAX_BS 16
 #define MAX_LAYERS 32
@@ -361,13 +362,7 @@ int main(int argc, char **argv)
 	}
 	if (optind != argc - 1 || threads < 1 || rounds < 1 || rounds > MAX_SLICES || secs <= 0)
 		usage();
-	for (const char *p = blist; *p && n_bs < MAX_BS; ) {
-		bs[n_bs++] = atoi(p);
-		p = strchr(p, ',');
-		if (!p)
-			break;
-		p++;
-	}
+	n_bs = bench_parse_list(blist, bs, MAX_BS);
 
 	m = model_load(argv[optind], &err);
 	if (!m) {

@@ -197,16 +197,6 @@ static struct infer_req *api_new_req(struct call *c, const struct model *m, stru
 	return r;
 }
 
-/* The series that counts requests for m that no backend took. */
-static struct met_series *api_none_series(struct call *c, const struct model *m)
-{
-	const struct runtime *rt = c->rt;
-
-	for (int i = 0; i < rt->n_models; i++)
-		if (rt->models[i]->m == m)
-			return rt->none_met[i];
-	return rt->none_met[0];
-}
 
 static bool api_is_msgpack(const char *ctype)
 {
@@ -277,7 +267,7 @@ static bool api_reject_early(struct call *c, const struct model *m)
 	if (at.pos >= 0 || len == 0)
 		return false;	/* the body may change priority or deadline */
 	if (api_objective(c, m, &none, &r.priority, &objective)) {
-		met_count(api_none_series(c, m), OUT_ERROR);
+		met_count(rt_none_series(c->rt, m), OUT_ERROR);
 		return true;	/* a bad x-priority / x-slo-ms: answered 400 */
 	}
 	r.arrival_ns = c->start_ns;
@@ -301,12 +291,12 @@ static void api_infer(struct call *c, const struct model *m)
 		return;
 	st = api_parse_body(c, m, &ki, err, sizeof(err));
 	if (st) {
-		met_count(api_none_series(c, m), OUT_ERROR);
+		met_count(rt_none_series(c->rt, m), OUT_ERROR);
 		call_respond_error(c, st, "%s", err);
 		return;
 	}
 	if (api_objective(c, m, &ki, &prio, &objective)) {
-		met_count(api_none_series(c, m), OUT_ERROR);
+		met_count(rt_none_series(c->rt, m), OUT_ERROR);
 		ks_infer_free(&ki);
 		return;
 	}

@@ -317,6 +317,13 @@ const struct model_conf *rt_model_conf(const struct runtime *rt, const struct mo
 	return i < 0 ? NULL : rt->mconf[i];
 }
 
+struct met_series *rt_none_series(const struct runtime *rt, const struct model *m)
+{
+	int i = rt_index(rt, m);
+
+	return rt->none_met[i < 0 ? 0 : i];
+}
+
 struct rt_backend *rt_find_backend(const struct runtime *rt, const char *name)
 {
 	for (int i = 0; i < rt->n_backends; i++)
@@ -615,7 +622,8 @@ static void rt_prepare(struct runtime *rt, struct infer_req *r, uint64_t now,
 		       struct route_req *rq)
 {
 	const struct config *c = rt->cfg;
-	const struct model_conf *mc = rt_model_conf(rt, r->model);
+	int mi = rt_index(rt, r->model);
+	const struct model_conf *mc = rt->mconf[mi];
 	uint64_t objective;
 
 	if (r->priority <= 0)
@@ -623,7 +631,7 @@ static void rt_prepare(struct runtime *rt, struct infer_req *r, uint64_t now,
 	if (r->priority > c->routing.priority_levels)
 		r->priority = c->routing.priority_levels;
 	r->sheddable = r->priority > c->routing.priority_levels - c->routing.sheddable_levels;
-	r->met = rt->none_met[rt_index(rt, r->model)];
+	r->met = rt->none_met[mi];
 	/* Saturation is measured against the model's own objective (what its
 	 * regular traffic must meet), not the sheddable request's (often long)
 	 * one, which would let the queue fill before anything is shed. */

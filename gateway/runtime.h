@@ -91,6 +91,8 @@ void rt_stop_all(void);
 struct model *rt_find_model(const struct runtime *rt, const char *name);
 /* rt_model_conf - the config entry of a loaded model. */
 const struct model_conf *rt_model_conf(const struct runtime *rt, const struct model *m);
+/* rt_none_series - the series counting requests for m that no backend took. */
+struct met_series *rt_none_series(const struct runtime *rt, const struct model *m);
 /* rt_model_ready - true when some up, not draining backend hosts m. */
 bool rt_model_ready(const struct runtime *rt, const struct model *m);
 /* rt_find_backend - backend called name, or NULL. */

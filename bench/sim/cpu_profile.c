@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "bench/bench_util.h"
 
 #define MAX_BS 16
 #define MAX_P 16
@@ -105,13 +106,7 @@ int main(int argc, char **argv)
 	if (optind != argc - 1 || threads < 1 || par < 1 || par > MAX_P || reps < 1 ||
 	    reps > MAX_REPS)
 		goto usage;
-	for (const char *p = blist; *p && n_bs < MAX_BS;) {
-		bs[n_bs++] = atoi(p);
-		p = strchr(p, ',');
-		if (!p)
-			break;
-		p++;
-	}
+	n_bs = bench_parse_list(blist, bs, MAX_BS);
 	m = model_load(argv[optind], &err);
 	if (!m) {
 		fprintf(stderr, "cpu_profile: %s\n", err ? err : "model_load failed");

@@ -222,6 +222,35 @@ static char *trim(char *s)
 	return s;
 }
 
+/* The next meaningful line of a key = value file: comment cut, trimmed,
+ * never empty; NULL at the end.  *line counts lines read. */
+static char *ini_next(FILE *f, char *buf, int n, int *line)
+{
+	while (fgets(buf, n, f)) {
+		char *s;
+
+		(*line)++;
+		if ((s = strchr(buf, '#')))
+			*s = 0;
+		s = trim(buf);
+		if (*s)
+			return s;
+	}
+	return NULL;
+}
+
+/* Split "key = value" in place; dies naming path:line otherwise. */
+static void ini_split(const char *path, int line, char *s, char **k, char **v)
+{
+	char *eq = strchr(s, '=');
+
+	if (!eq)
+		die("%s:%d: expected key = value", path, line);
+	*eq = 0;
+	*k = trim(s);
+	*v = trim(eq + 1);
+}
+
 static void dir_of(const char *path, char *out, size_t n)
 {
 	const char *sl = strrchr(path, '/');
@@ -257,20 +286,10 @@ static void load_profile(struct profile *p, const char *path)
 	p->max_batch = 64;
 	p->cost = 1;
 	p->pad = 1;
-	while (fgets(buf, sizeof(buf), f)) {
-		char *s, *eq, *k, *v;
+	for (char *s; (s = ini_next(f, buf, sizeof(buf), &line));) {
+		char *k, *v;
 
-		line++;
-		if ((s = strchr(buf, '#')))
-			*s = 0;
-		s = trim(buf);
-		if (!*s)
-			continue;
-		if (!(eq = strchr(s, '=')))
-			die("%s:%d: expected key = value", path, line);
-		*eq = 0;
-		k = trim(s);
-		v = trim(eq + 1);
+		ini_split(path, line, s, &k, &v);
 		if (!strcmp(k, "kind")) {
 			for (int i = 0; i < N_KINDS; i++)
 				if (!strcmp(v, kind_names[i]))
@@ -357,15 +376,9 @@ static void load_scenario(struct scenario *sc, const char *path)
 	sc->warmup = 0.05;
 	sc->cand_mode = CAND_ALL;
 	sc->cand_d = 32;
-	while (fgets(buf, sizeof(buf), f)) {
-		char *s, *eq, *k, *v;
+	for (char *s; (s = ini_next(f, buf, sizeof(buf), &line));) {
+		char *k, *v;
 
-		line++;
-		if ((s = strchr(buf, '#')))
-			*s = 0;
-		s = trim(buf);
-		if (!*s)
-			continue;
 		if (*s == '[') {
 			snprintf(sect, sizeof(sect), "%.*s", (int)strcspn(s + 1, "]"), s + 1);
 			if (!strcmp(sect, "backend")) {
@@ -382,11 +395,7 @@ static void load_scenario(struct scenario *sc, const char *path)
 			}
 			continue;
 		}
-		if (!(eq = strchr(s, '=')))
-			die("%s:%d: expected key = value", path, line);
-		*eq = 0;
-		k = trim(s);
-		v = trim(eq + 1);
+		ini_split(path, line, s, &k, &v);
 		if (!strcmp(sect, "routing")) {
 			if (!strcmp(k, "policy")) {
 				int p = router_policy_parse(v);

@@ -40,18 +40,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = ks_parse_infer(m, json, json_len, bin, bin_len, &ki, err, sizeof(err));
 	FZ_CHECK(rc == 0 || rc == 400);
 	if (rc == 0) {
-		float first[FZ_IN_DIM * FZ_MAX_BATCH];
 		struct evbuffer *out = evbuffer_new();
 		size_t hdr;
 
-		FZ_CHECK(ki.rows >= 1 && ki.rows <= FZ_MAX_BATCH);
-		FZ_CHECK(ki.data != NULL);
-		FZ_CHECK(!ki.has_id || strnlen(ki.id, sizeof(ki.id)) < sizeof(ki.id));
-		/* Every value the request promised must be readable (ASan checks
-		 * views into bin as well as decoded copies). */
-		memcpy(first, ki.data, (size_t)ki.rows * FZ_IN_DIM * sizeof(float));
-		for (int i = 0; i < ki.rows * FZ_OUT_DIM; i++)
-			outv[i] = first[i % (ki.rows * FZ_IN_DIM)];
+		fz_check_parsed(&ki, outv);
 		hdr = ks_encode_infer(out, m, ki.has_id ? ki.id : NULL, ki.rows, outv,
 				      ki.binary_output);
 		FZ_CHECK(hdr <= evbuffer_get_length(out));

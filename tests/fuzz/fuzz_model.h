@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kserve.h"
 #include "model/model.h"
 
 #define FZ_IN_DIM 4
@@ -57,6 +58,24 @@ static char *fz_dup(const unsigned char *p, size_t len)
 	if (len)
 		memcpy(b, p, len);
 	return b;
+}
+
+/*
+ * fz_check_parsed - the invariants of any successfully parsed request: rows
+ * within the model's batch, data present, id terminated, and every promised
+ * input value readable (ASan checks views into the body as well as decoded
+ * copies).  Fills outv (rows x FZ_OUT_DIM) from those values, for encoding.
+ */
+static void fz_check_parsed(const struct ks_infer *ki, float *outv)
+{
+	float first[FZ_IN_DIM * FZ_MAX_BATCH];
+
+	FZ_CHECK(ki->rows >= 1 && ki->rows <= FZ_MAX_BATCH);
+	FZ_CHECK(ki->data != NULL);
+	FZ_CHECK(!ki->has_id || strnlen(ki->id, sizeof(ki->id)) < sizeof(ki->id));
+	memcpy(first, ki->data, (size_t)ki->rows * FZ_IN_DIM * sizeof(float));
+	for (int i = 0; i < ki->rows * FZ_OUT_DIM; i++)
+		outv[i] = first[i % (ki->rows * FZ_IN_DIM)];
 }
 
 #endif

@@ -29,16 +29,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc = mp_parse_infer(m, buf, size, &ki, name, err, sizeof(err));
 	FZ_CHECK(rc == 0 || rc == 400);
 	if (rc == 0) {
-		float first[FZ_IN_DIM * FZ_MAX_BATCH];
 		struct evbuffer *out = evbuffer_new();
 
 		FZ_CHECK(strnlen(name, sizeof(name)) < sizeof(name));
-		FZ_CHECK(ki.rows >= 1 && ki.rows <= FZ_MAX_BATCH);
-		FZ_CHECK(ki.data != NULL);
-		FZ_CHECK(!ki.has_id || strnlen(ki.id, sizeof(ki.id)) < sizeof(ki.id));
-		memcpy(first, ki.data, (size_t)ki.rows * FZ_IN_DIM * sizeof(float));
-		for (int i = 0; i < ki.rows * FZ_OUT_DIM; i++)
-			outv[i] = first[i % (ki.rows * FZ_IN_DIM)];
+		fz_check_parsed(&ki, outv);
 		mp_encode_infer(out, m, ki.has_id ? ki.id : NULL, ki.rows, outv);
 		FZ_CHECK(evbuffer_get_length(out) > 0);
 		evbuffer_free(out);
