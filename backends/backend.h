@@ -32,6 +32,7 @@ struct backend_conf {
 	int n_models;
 	char *address;		/* remote: host:port */
 	int device;		/* gpu: CUDA device ordinal */
+	int nice;		/* worker threads' nice value (SCHED_BATCH); default 10 */
 };
 
 struct batch {

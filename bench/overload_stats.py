@@ -2,12 +2,17 @@
 """overload_stats.py - summarize an h2load --log-file of an overload run.
 
 usage: overload_stats.py LOG SLO_MS [CAPACITY_RPS]
+       overload_stats.py --reject METRICS_BEFORE METRICS_AFTER
 
 The log has one line per request: start (us since the epoch), HTTP status,
 microseconds until the end of the response.  Prints one JSON object:
 counts by status, the run's span, goodput (200 answered within SLO_MS per
 second of span), goodput / capacity when given, and p50/p99/max latency of
 the 200 and the 429 answers (client side, in ms).
+
+With --reject: from two /metrics scrapes, the server-side latency of the
+429s answered in between (infergw_reject_seconds, all series summed): the
+count, the share answered within 1 ms, and the bucket bound p99 falls in.
 """
 import json
 import sys
@@ -21,7 +26,34 @@ def pct(xs, p):
     return xs[k]
 
 
+def reject_buckets(path):
+    """{le: cumulative count} of infergw_reject_seconds_bucket, all series."""
+    out = {}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("infergw_reject_seconds_bucket{"):
+                continue
+            labels, value = line.rsplit(" ", 1)
+            le = labels.split('le="', 1)[1].split('"', 1)[0]
+            le = float("inf") if le == "+Inf" else float(le)
+            out[le] = out.get(le, 0) + float(value)
+    return out
+
+
+def reject_main(before, after):
+    b, a = reject_buckets(before), reject_buckets(after)
+    cum = sorted((le, a[le] - b.get(le, 0)) for le in a)
+    n = cum[-1][1] if cum else 0
+    within = next((c for le, c in cum if le == 1e-3), 0)
+    p99 = next((le for le, c in cum if n and c >= 0.99 * n), None)
+    print(json.dumps({"count": int(n), "within_1ms": round(within / n, 4) if n else None,
+                      "p99_le_ms": p99 * 1e3 if p99 not in (None, float("inf")) else p99}))
+    return 0
+
+
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--reject":
+        return reject_main(sys.argv[2], sys.argv[3])
     if len(sys.argv) < 3:
         print(__doc__, file=sys.stderr)
         return 2

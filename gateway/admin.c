@@ -130,14 +130,18 @@ static json_t *adm_backend_json(const struct runtime *rt, int i)
 	for (int q = 0; rb->started && q < rb->sched.n_q; q++) {
 		struct sched_q *sq = &rb->sched.qs[q];
 		struct sched_view v1, vn;
+		json_t *cal = json_array();
 
 		sched_view(&rb->sched, q, 1, 1, 0, &v1);
 		sched_view(&rb->sched, q, sq->max_batch, 1, 0, &vn);
+		for (int p = 1; p <= rt->cfg->routing.priority_levels; p++)
+			json_array_append_new(cal, json_real(sched_wait_factor(&rb->sched, q, p)));
 		json_array_append_new(models, json_pack(
-			"{s:s, s:i, s:i, s:i, s:{s:f, s:f}}", "model", sq->model->name,
+			"{s:s, s:i, s:i, s:i, s:{s:f, s:f}, s:o}", "model", sq->model->name,
 			"queue_depth", atomic_load(&sq->depth), "max_batch", sq->max_batch,
 			"batch_limit", atomic_load(&sq->eff_max_batch), "service_time_us",
-			"batch_1", v1.exec_ns / 1e3, "batch_max", vn.exec_ns / 1e3));
+			"batch_1", v1.exec_ns / 1e3, "batch_max", vn.exec_ns / 1e3,
+			"wait_calibration", cal));
 	}
 	return json_pack("{s:s, s:s, s:s, s:f, s:i, s:o}", "name", rb->be.conf.name,
 			 "kind", rb->be.ops ? rb->be.ops->kind : "unavailable",

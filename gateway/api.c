@@ -62,6 +62,8 @@ static void api_account(const struct infer_req *r, int status, uint64_t now)
 		return;
 	met_count(m, status == 200 ? OUT_SUCCESS : status == 429 ? OUT_REJECTED :
 		     status == 504 ? OUT_EXPIRED : status == 0 ? OUT_CANCELLED : OUT_ERROR);
+	if (status == 429)
+		met_observe_ns(&m->reject, now - r->arrival_ns);
 	if (status != 200)
 		return;
 	met_observe_ns(&m->queue, r->dequeue_ns - r->arrival_ns);

@@ -383,9 +383,9 @@ static int cfg_backend_models(struct ytree *t, yaml_node_t *m, const char *path,
 static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c, char **err)
 {
 	static const char *const keys[] = { "name", "kind", "workers", "threads_per_worker",
-		"cost", "models", "address", "device", NULL };
+		"cost", "models", "address", "device", "nice", NULL };
 	struct backend_conf *b = &c->backends[i];
-	int64_t workers = 1, tpw = 1, dev = 0;
+	int64_t workers = 1, tpw = 1, dev = 0, nice = 10;
 	double cost = 1.0;
 	char path[64];
 
@@ -396,6 +396,7 @@ static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c,
 	    cfg_opt_int(t, m, path, "workers", 1, 256, &workers, err) ||
 	    cfg_opt_int(t, m, path, "threads_per_worker", 1, 256, &tpw, err) ||
 	    cfg_opt_int(t, m, path, "device", 0, 64, &dev, err) ||
+	    cfg_opt_int(t, m, path, "nice", 0, 19, &nice, err) ||
 	    cfg_opt_str(t, m, path, "address", &b->address, err) ||
 	    cfg_backend_models(t, m, path, b, c, err))
 		return -EINVAL;
@@ -418,6 +419,7 @@ static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c,
 	b->slots = (int)workers;
 	b->threads_per_slot = (int)tpw;
 	b->device = (int)dev;
+	b->nice = (int)nice;
 	b->cost = cost;
 	return 0;
 }
@@ -541,10 +543,11 @@ static json_t *cfg_backend_json(const struct backend_conf *b)
 
 	for (int i = 0; i < b->n_models; i++)
 		json_array_append_new(models, json_string(b->models[i]));
-	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i}", "name", b->name,
+	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i}", "name", b->name,
 			 "kind", kinds[b->kind], "workers", b->slots,
 			 "threads_per_worker", b->threads_per_slot, "cost", b->cost,
-			 "models", models, "address", b->address, "device", b->device);
+			 "models", models, "address", b->address, "device", b->device,
+			 "nice", b->nice);
 }
 
 void *cfg_to_json(const struct config *c)
@@ -640,7 +643,7 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 {
 	if (!cfg_streq(a->name, b->name) || a->kind != b->kind || a->slots != b->slots ||
 	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
-	    a->device != b->device || a->n_models != b->n_models)
+	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models)
 		return false;
 	for (int i = 0; i < a->n_models; i++)
 		if (!cfg_streq(a->models[i], b->models[i]))

@@ -41,6 +41,8 @@ struct infer_req {
 	_Atomic int state;		/* enum req_state */
 	int status;			/* 0 = ok, else an HTTP status */
 	char errmsg[160];
+	uint64_t enqueue_ns;		/* when the scheduler queued it */
+	uint64_t pred_wait_ns;		/* its queue wait as predicted then (uncalibrated) */
 	uint64_t dequeue_ns, exec_start_ns, exec_end_ns;
 	int batch_rows;			/* size of the batch it ran in */
 	uint32_t retry_after_s;		/* with a 429: when to try again */

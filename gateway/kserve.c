@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsonfast.h"
 #include "model/model.h"
 
 #define KS_ERR(...) (snprintf(err, errlen, __VA_ARGS__), 400)
@@ -284,8 +285,8 @@ static int ks_binary_data(const struct model *m, int64_t size, const char *bin, 
 	return 0;
 }
 
-static int ks_json_data(const struct model *m, const json_t *data, struct ks_infer *out,
-			char *err, size_t errlen)
+static int ks_json_data(const struct model *m, const json_t *data, struct jfast_list *fast,
+			struct ks_infer *out, char *err, size_t errlen)
 {
 	char path[256] = "inputs[0].data";
 	size_t want = (size_t)out->rows * m->in_dim, n = 0;
@@ -295,6 +296,16 @@ static int ks_json_data(const struct model *m, const json_t *data, struct ks_inf
 	if (!json_is_array(data))
 		return KS_ERR("inputs[0].data: expected a list of numbers, got %s",
 			      data ? ks_json_kind(data) : "nothing");
+	if (fast->vals && json_array_size(data) == 0) {
+		/* the list jfast_list read (the only "data" key), blanked */
+		out->owned = fast->vals;
+		out->data = out->owned;
+		fast->vals = NULL;
+		if (fast->n != want)
+			return KS_ERR("inputs[0].data: expected %zu values for shape [%d, %d], got %zu",
+				      want, out->rows, m->in_dim, fast->n);
+		return 0;
+	}
 	out->owned = malloc(want * sizeof(float));
 	out->data = out->owned;
 	rc = ks_flatten(data, dims, 2, 0, out->owned, want, &n, path, sizeof(path), err, errlen);
@@ -305,8 +316,8 @@ static int ks_json_data(const struct model *m, const json_t *data, struct ks_inf
 }
 
 static int ks_parse_input(const struct model *m, const json_t *inputs, const char *bin,
-			  size_t bin_len, size_t *used, struct ks_infer *out, char *err,
-			  size_t errlen)
+			  size_t bin_len, size_t *used, struct jfast_list *fast,
+			  struct ks_infer *out, char *err, size_t errlen)
 {
 	const json_t *in = json_array_get(inputs, 0);
 	const json_t *name, *dt;
@@ -329,7 +340,7 @@ static int ks_parse_input(const struct model *m, const json_t *inputs, const cha
 		return rc;
 	if (bsize >= 0)
 		return ks_binary_data(m, bsize, bin, bin_len, used, out, err, errlen);
-	return ks_json_data(m, json_object_get(in, "data"), out, err, errlen);
+	return ks_json_data(m, json_object_get(in, "data"), fast, out, err, errlen);
 }
 
 /* binary_data on one requested output: true/false, or 400. */
@@ -395,7 +406,8 @@ static int ks_parse_params(const json_t *p, struct ks_infer *out, char *err, siz
 }
 
 static int ks_parse_root(const struct model *m, const json_t *root, const char *bin,
-			 size_t bin_len, struct ks_infer *out, char *err, size_t errlen)
+			 size_t bin_len, struct jfast_list *fast, struct ks_infer *out, char *err,
+			 size_t errlen)
 {
 	const json_t *id = json_object_get(root, "id");
 	const json_t *inputs = json_object_get(root, "inputs");
@@ -418,7 +430,7 @@ static int ks_parse_root(const struct model *m, const json_t *root, const char *
 	if (!json_is_array(inputs))
 		return KS_ERR("inputs: expected a list of input tensors, got %s",
 			      inputs ? ks_json_kind(inputs) : "nothing");
-	rc = ks_parse_input(m, inputs, bin, bin_len, &used, out, err, errlen);
+	rc = ks_parse_input(m, inputs, bin, bin_len, &used, fast, out, err, errlen);
 	if (rc)
 		return rc;
 	if (bin && used != bin_len)
@@ -427,9 +439,41 @@ static int ks_parse_root(const struct model *m, const json_t *root, const char *
 	return ks_parse_outputs(m, json_object_get(root, "outputs"), out, err, errlen);
 }
 
+/*
+ * With the "data" list read by jfast_list, jansson parses a copy of the body
+ * with that list emptied ("[]"): a tree of a dozen nodes, not one per
+ * number.  When the copy is malformed, the body itself is parsed again for
+ * the message (its line and column are the body's).
+ */
+static json_t *ks_load(const char *json, size_t json_len, struct jfast_list *fast,
+		       json_error_t *jerr)
+{
+	size_t cut;
+	char *copy;
+	json_t *root;
+
+	if (!jfast_list(json, json_len, "data", fast))
+		return json_loadb(json, json_len, JSON_REJECT_DUPLICATES, jerr);
+	cut = fast->end - fast->begin;
+	copy = ks_alloc(json_len - cut);
+	if (!copy) {
+		free(fast->vals);
+		memset(fast, 0, sizeof(*fast));
+		return json_loadb(json, json_len, JSON_REJECT_DUPLICATES, jerr);
+	}
+	memcpy(copy, json, fast->begin);
+	memcpy(copy + fast->begin, json + fast->end, json_len - fast->end);
+	root = json_loadb(copy, json_len - cut, JSON_REJECT_DUPLICATES, jerr);
+	ks_dealloc(copy);
+	if (!root)
+		root = json_loadb(json, json_len, JSON_REJECT_DUPLICATES, jerr);
+	return root;
+}
+
 int ks_parse_infer(const struct model *m, const char *json, size_t json_len, const char *bin,
 		   size_t bin_len, struct ks_infer *out, char *err, size_t errlen)
 {
+	struct jfast_list fast;
 	json_error_t jerr;
 	json_t *root;
 	int rc;
@@ -438,15 +482,17 @@ int ks_parse_infer(const struct model *m, const char *json, size_t json_len, con
 	if (json_len == 0)
 		return KS_ERR("request body: empty, expected a JSON object with \"inputs\"");
 	ks_arena_begin();
-	root = json_loadb(json, json_len, JSON_REJECT_DUPLICATES, &jerr);
+	root = ks_load(json, json_len, &fast, &jerr);
 	if (!root) {
 		ks_arena_end();
+		free(fast.vals);
 		return KS_ERR("malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
 			      jerr.text);
 	}
-	rc = ks_parse_root(m, root, bin, bin_len, out, err, errlen);
+	rc = ks_parse_root(m, root, bin, bin_len, &fast, out, err, errlen);
 	json_decref(root);
 	ks_arena_end();
+	free(fast.vals);	/* unless ks_json_data took it */
 	if (rc)
 		ks_infer_free(out);
 	return rc;

@@ -171,6 +171,9 @@ void met_render(struct evbuffer *out, struct met_series *const *s, int n)
 			offsetof(struct met_series, exec), 1);
 	met_render_hist(out, s, n, "infergw_request_seconds", "End-to-end time, arrival to response.",
 			offsetof(struct met_series, e2e), 1);
+	met_render_hist(out, s, n, "infergw_reject_seconds",
+			"Time from arrival to a 429 answer (admission or displacement).",
+			offsetof(struct met_series, reject), 1);
 	met_render_hist(out, s, n, "infergw_batch_rows", "Rows per executed batch.",
 			offsetof(struct met_series, batch), 0);
 	evbuffer_add_printf(out, "# HELP infergw_config_reload_total Configuration reloads by result.\n"

@@ -28,7 +28,8 @@ struct met_series {
 	const char *model;
 	_Atomic uint64_t outcome[OUT_N];
 	_Atomic uint64_t slo_met, slo_missed;
-	struct met_hist queue, exec, e2e;	/* ns */
+	struct met_hist queue, exec, e2e;	/* ns, answered 200 */
+	struct met_hist reject;			/* ns, arrival to a 429 */
 	struct met_hist batch;			/* rows per batch */
 };
 

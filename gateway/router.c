@@ -105,7 +105,8 @@ static int router_unsaturated(const struct route_req *rq, const struct router_ca
 	int k = 0;
 
 	for (int i = 0; i < n; i++)
-		if (cand[i].wait_ns <= rq->saturation_ns && !cand[i].full)
+		if ((cand[i].work_ns ? cand[i].work_ns : cand[i].wait_ns) <= rq->saturation_ns &&
+		    !cand[i].full)
 			out[k++] = cand[i];
 	return k;
 }

@@ -15,7 +15,7 @@
  * that would have to displace a lower-priority request only when no other
  * candidate serves (displacing while another backend idles turns away
  * work the fleet could do).  A sheddable
- * request also skips saturated backends (predicted wait above the
+ * request also skips saturated backends (work queued ahead above the
  * request's saturation_ns), so it fills idle capacity wherever there is
  * some; when every candidate is saturated it is rejected (shed).
  */
@@ -43,6 +43,8 @@ struct router_cand {
 	bool full;
 	bool displaces;		/* full, but would make room by displacing lower priority */
 	uint64_t wait_ns;	/* predicted time until this request's batch starts */
+	uint64_t work_ns;	/* the work queued ahead of it, before wait calibration:
+				 * what saturation is measured on (0: use wait_ns) */
 	uint64_t exec_ns;	/* predicted execution time of that batch */
 };
 

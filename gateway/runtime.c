@@ -1,4 +1,5 @@
 /* runtime.c - see runtime.h. */
+#define _GNU_SOURCE	/* pthread_setname_np */
 #include "runtime.h"
 
 #include <errno.h>
@@ -463,6 +464,7 @@ void rt_put(struct runtime *rt)
 
 static void *rt_reaper_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "igw-reaper");
 	pthread_mutex_lock(&rt_lock);
 	for (;;) {
 		while (rt_n_dead > 0) {
@@ -575,7 +577,8 @@ static int rt_candidates(struct runtime *rt, const struct infer_req *r, uint64_t
 		cand[n] = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost,
 						.queued = v.queued, .full = v.full,
 						.displaces = v.displaces,
-						.wait_ns = v.wait_ns, .exec_ns = v.exec_ns };
+						.wait_ns = v.wait_ns, .work_ns = v.work_ns,
+						.exec_ns = v.exec_ns };
 		n++;
 	}
 	return n;

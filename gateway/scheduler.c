@@ -1,8 +1,12 @@
 /* scheduler.c - see scheduler.h. */
+#define _GNU_SOURCE	/* pthread_setname_np */
 #include "scheduler.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <semaphore.h>
+#include <sys/resource.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,35 +54,51 @@ static uint64_t sched_residual(const struct sched_be *s, uint64_t now)
 	return best == UINT64_MAX ? 0 : best;
 }
 
-void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
-		struct sched_view *out)
+/*
+ * Predicted wait of a request of rows at priority prio on queue qi, from the
+ * work queued ahead, before calibration; *before is the number of full
+ * batches ahead of it and *mine the rows of its own batch.  Lock held.
+ */
+static uint64_t sched_raw_wait(const struct sched_be *s, int qi, int rows, int prio, uint64_t now,
+			       int *before, int *mine)
 {
-	struct sched_q *q = &s->qs[qi];
-	uint64_t work = 0;
-	int eff, ahead, before, mine;
+	const struct sched_q *q = &s->qs[qi];
+	int eff = q->pol.max_batch, ahead = sq_rows_ahead(&q->sq, prio);
+	uint64_t work;
 
-	pthread_mutex_lock(&s->mu);
-	eff = q->pol.max_batch;
-	ahead = sq_rows_ahead(&q->sq, prio);
-	before = ahead / eff;
-	mine = ahead % eff + rows;
-	if (mine > eff) {
-		before++;
-		mine = rows;
+	*before = ahead / eff;
+	*mine = ahead % eff + rows;
+	if (*mine > eff) {
+		(*before)++;
+		*mine = rows;
 	}
-	work = (uint64_t)before * svc_predict(&q->svc, eff);
+	work = (uint64_t)*before * svc_predict(&q->svc, eff);
 	/* Other models on this backend compete for the same slots. */
 	for (int i = 0; i < s->n_q; i++)
 		if (i != qi && s->qs[i].sq.n_rows)
 			work += svc_predict(&s->qs[i].svc, s->qs[i].pol.max_batch) *
 				(uint64_t)((s->qs[i].sq.n_rows + s->qs[i].pol.max_batch - 1) /
 					   s->qs[i].pol.max_batch);
+	return sched_residual(s, now) + work / (uint64_t)s->n_threads;
+}
+
+void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
+		struct sched_view *out)
+{
+	struct sched_q *q = &s->qs[qi];
+	int eff, before, mine;
+	uint64_t raw;
+
+	pthread_mutex_lock(&s->mu);
+	eff = q->pol.max_batch;
+	raw = sched_raw_wait(s, qi, rows, prio, now, &before, &mine);
 	out->queued = q->sq.n_reqs;
 	/* Full means full for this priority: lower levels can be displaced. */
 	out->displaces = q->sq.n_reqs >= q->sq.max_reqs;
 	out->full = out->displaces && sq_rows_ahead(&q->sq, prio) >= q->sq.n_rows;
 	out->displaces &= !out->full;
-	out->wait_ns = sched_residual(s, now) + work / (uint64_t)s->n_threads;
+	out->wait_ns = svc_wait_adjust(&q->svc, prio, raw);
+	out->work_ns = raw;
 	/* sq_take fills the batch with whatever is queued when it is cut,
 	 * lower levels included: predict that batch from what is queued now. */
 	{
@@ -89,6 +109,16 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 	}
 	out->exec_ns = svc_predict(&q->svc, mine);
 	pthread_mutex_unlock(&s->mu);
+}
+
+double sched_wait_factor(struct sched_be *s, int qi, int prio)
+{
+	double f;
+
+	pthread_mutex_lock(&s->mu);
+	f = svc_wait_factor(&s->qs[qi].svc, prio);
+	pthread_mutex_unlock(&s->mu);
+	return f;
 }
 
 #define SCHED_DEFER_MAX 8
@@ -156,6 +186,13 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 		goto out_unlock;
 	}
 	atomic_store_explicit(&r->state, REQ_QUEUED, memory_order_relaxed);
+	{
+		int before, mine;
+
+		/* What the router saw (uncalibrated), to learn from at dequeue. */
+		r->enqueue_ns = now;
+		r->pred_wait_ns = sched_raw_wait(s, qi, r->rows, r->priority, now, &before, &mine);
+	}
 	rc = sq_push(&q->sq, r);
 	if (rc == -EAGAIN && (displaced = sq_displace(&q->sq, r->priority)))
 		rc = sq_push(&q->sq, r);
@@ -222,6 +259,7 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 					     "left, a batch on backend %s takes %llu us",
 					     (unsigned long long)((r->deadline_ns - now) / 1000),
 					     s->be->conf.name, (unsigned long long)(need / 1000));
+			svc_wait_missed(&q->svc, r->priority);
 			r->next = all;
 			all = r;
 		}
@@ -346,6 +384,7 @@ static int sched_take(struct sched_worker *w, struct sched_q *q, int rows, uint6
 
 		atomic_store(&r->state, REQ_RUNNING);
 		r->dequeue_ns = now;
+		svc_wait_observe(&q->svc, r->priority, r->pred_wait_ns, now - r->enqueue_ns);
 		w->b.rows += r->rows;
 		if (r->arrival_ns < w->oldest_arrival)
 			w->oldest_arrival = r->arrival_ns;
@@ -378,11 +417,35 @@ static void sched_post_list(struct infer_req *r)
 	}
 }
 
+/*
+ * Compute yields to the event loops: a worker (and the OpenMP threads it
+ * spawns, which inherit this) runs SCHED_BATCH at the backend's nice value,
+ * so a loop woken by a request preempts a running batch at once instead of
+ * waiting out its time slice - a 429 or a health check is not queued behind
+ * milliseconds of matrix multiply.  Best effort: a refusal is logged.
+ */
+static void sched_lower_priority(const struct sched_be *s)
+{
+	struct sched_param sp = { 0 };
+	int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+
+	if (rc == 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), s->be->conf.nice) != 0)
+		rc = errno;
+	if (rc)
+		log_warn("backend=%s msg=\"cannot lower worker priority (SCHED_BATCH, nice %d): %s\"",
+			 s->be->conf.name, s->be->conf.nice, strerror(rc));
+}
+
 static void *sched_worker_main(void *arg)
 {
 	struct sched_worker *w = arg;
 	struct sched_be *s = w->s;
+	char name[16];
 
+	/* "igw-<backend>.<slot>", cut to the 15 characters Linux keeps */
+	snprintf(name, sizeof(name), "igw-%.6s.%d", s->be->conf.name, w->slot);
+	pthread_setname_np(pthread_self(), name);
+	sched_lower_priority(s);
 	pthread_mutex_lock(&s->mu);
 	for (;;) {
 		uint64_t now = now_ns(), wake;

@@ -81,7 +81,8 @@ struct sched_view {
 	int queued;
 	bool full;
 	bool displaces;			/* full, but room by displacing lower priority */
-	uint64_t wait_ns;
+	uint64_t wait_ns;		/* predicted wait, calibrated (svc_wait_adjust) */
+	uint64_t work_ns;		/* the work queued ahead: the wait before calibration */
 	uint64_t exec_ns;
 };
 
@@ -95,6 +96,9 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_
 void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc);
 /* sched_find - index of the queue for m, or -1. */
 int sched_find(const struct sched_be *s, const struct model *m);
+/* sched_wait_factor - the calibration applied to predicted waits at prio
+ * on queue qi (svc_wait_factor). */
+double sched_wait_factor(struct sched_be *s, int qi, int prio);
 /* sched_view - predictions for a request of rows at priority prio on queue qi. */
 void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 		struct sched_view *out);

@@ -333,7 +333,10 @@ static void srv_loop_on_stop(struct loop *l)
 static void *srv_loop_main(void *arg)
 {
 	struct srv_loop *sl = arg;
+	char name[16];
 
+	snprintf(name, sizeof(name), "igw-loop%d", (int)(sl - sl->srv->loops));
+	pthread_setname_np(pthread_self(), name);	/* for top -H, perf, gdb */
 	event_base_dispatch(sl->loop.base);
 	return NULL;
 }

@@ -1,7 +1,13 @@
 /* svctime.c - see svctime.h. */
 #include "svctime.h"
 
+#include <stdbool.h>
 #include <string.h>
+
+#define SVC_WAIT_P 0.99		/* quantile tracked */
+#define SVC_WAIT_STEP 0.005	/* relative step per sample */
+#define SVC_WAIT_MIN 1.0
+#define SVC_WAIT_MAX 4.0
 
 int svc_bucket(int rows)
 {
@@ -18,6 +24,8 @@ void svc_init(struct svc_model *s, double a_ns, double b_ns, double alpha)
 	s->a_ns = a_ns > 0 ? a_ns : 0;
 	s->b_ns = b_ns > 0 ? b_ns : 0;
 	s->alpha = alpha > 0 && alpha <= 1 ? alpha : 0.2;
+	for (int i = 0; i < SVC_LEVELS; i++)
+		s->wait[i].q99 = SVC_WAIT_MIN;
 }
 
 void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns)
@@ -97,4 +105,48 @@ uint64_t svc_predict(const struct svc_model *s, int rows)
 		t = svc_warm(s, n);
 	}
 	return t < 1 ? 1 : (uint64_t)t;
+}
+
+
+static struct svc_wait *svc_wait_of(struct svc_model *s, int level)
+{
+	return &s->wait[level < 1 ? 0 : level > SVC_LEVELS ? SVC_LEVELS - 1 : level - 1];
+}
+
+/* One sample above (up) or at or below the tracked quantile: the estimate
+ * settles where 1 - SVC_WAIT_P of the samples are above it. */
+static void svc_wait_step(struct svc_wait *w, bool up)
+{
+	if (up)
+		w->q99 *= 1 + SVC_WAIT_STEP * SVC_WAIT_P;
+	else
+		w->q99 *= 1 - SVC_WAIT_STEP * (1 - SVC_WAIT_P);
+	if (w->q99 < SVC_WAIT_MIN)
+		w->q99 = SVC_WAIT_MIN;
+	if (w->q99 > SVC_WAIT_MAX)
+		w->q99 = SVC_WAIT_MAX;
+}
+
+void svc_wait_observe(struct svc_model *s, int level, uint64_t predicted_ns, uint64_t actual_ns)
+{
+	struct svc_wait *w = svc_wait_of(s, level);
+
+	if (predicted_ns == 0 || predicted_ns < svc_predict(s, 1))
+		return;
+	svc_wait_step(w, (double)actual_ns > w->q99 * (double)predicted_ns);
+}
+
+void svc_wait_missed(struct svc_model *s, int level)
+{
+	svc_wait_step(svc_wait_of(s, level), true);
+}
+
+double svc_wait_factor(const struct svc_model *s, int level)
+{
+	return svc_wait_of((struct svc_model *)s, level)->q99;
+}
+
+uint64_t svc_wait_adjust(const struct svc_model *s, int level, uint64_t predicted_ns)
+{
+	return (uint64_t)((double)predicted_ns * svc_wait_factor(s, level));
 }

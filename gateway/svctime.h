@@ -8,6 +8,17 @@
  * nearest seen buckets on either side; beyond the seen range it follows the
  * warm start's shape (config or calibration) scaled to the nearest seen
  * bucket; with nothing seen it is the warm start.
+ *
+ * Wait calibration: the wait a scheduler predicts from the work queued ahead
+ * misses what that sum does not see (the dispatch gap between batches, CPU
+ * contention and a machine that slows down, later arrivals of higher
+ * priority jumping ahead).  Per priority level, the 99th percentile of the
+ * ratio of observed to predicted wait is tracked (stochastic quantile
+ * approximation, over requests predicted to wait at least one batch; a
+ * request dropped because it could no longer finish counts as above any
+ * ratio), and svc_wait_adjust scales a prediction by it, clamped to [1, 4]:
+ * an upper estimate, so that admission at the edge of the deadline rarely
+ * admits a request that will then miss it.
  */
 #ifndef INFERGW_SVCTIME_H
 #define INFERGW_SVCTIME_H
@@ -15,12 +26,18 @@
 #include <stdint.h>
 
 #define SVC_BUCKETS 16		/* 1, 2, 4, ... 32768 rows */
+#define SVC_LEVELS 16		/* priority levels with their own wait calibration */
+
+struct svc_wait {
+	double q99;			/* of observed / predicted wait */
+};
 
 struct svc_model {
 	double a_ns, b_ns;		/* warm start: t(n) = a + b*n */
 	double alpha;			/* EWMA weight of a new sample */
 	double ewma[SVC_BUCKETS];
 	uint32_t seen[SVC_BUCKETS];
+	struct svc_wait wait[SVC_LEVELS];	/* by priority level - 1 */
 };
 
 /* svc_init - warm start t(n) = a_ns + b_ns * n; alpha in (0, 1]. */
@@ -29,6 +46,16 @@ void svc_init(struct svc_model *s, double a_ns, double b_ns, double alpha);
 void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns);
 /* svc_predict - predicted execution time of a batch of rows (>= 1 ns). */
 uint64_t svc_predict(const struct svc_model *s, int rows);
+/* svc_wait_observe - a request of priority level predicted to wait
+ * predicted_ns waited actual_ns (ignored below one batch of 1 row). */
+void svc_wait_observe(struct svc_model *s, int level, uint64_t predicted_ns, uint64_t actual_ns);
+/* svc_wait_missed - a request of priority level, admitted on a predicted
+ * wait, was dropped in the queue because it could no longer finish. */
+void svc_wait_missed(struct svc_model *s, int level);
+/* svc_wait_adjust - predicted_ns as calibrated for priority level. */
+uint64_t svc_wait_adjust(const struct svc_model *s, int level, uint64_t predicted_ns);
+/* svc_wait_factor - the factor svc_wait_adjust applies now (1 at start). */
+double svc_wait_factor(const struct svc_model *s, int level);
 /* svc_bucket - bucket index of rows (ceil log2). */
 int svc_bucket(int rows);
 

@@ -191,11 +191,12 @@ enum {
 	LEG_SHED = 1 << 3,	/* router_pick: shed when the policy's pick is saturated */
 	LEG_SVC = 1 << 4,	/* svc_predict: least-squares line through the seen buckets */
 	LEG_CAND = 1 << 5,	/* rt_candidates: the first 32 usable backends */
-	LEG_ALL = (1 << 6) - 1,
+	LEG_WAIT = 1 << 6,	/* sched_view: no wait calibration (added after c8ecb11) */
+	LEG_ALL = (1 << 7) - 1,
 };
 
-static const char *const legacy_names[] = { "full", "exec", "sat", "shed", "svc", "cand" };
-#define N_LEGACY 6
+static const char *const legacy_names[] = { "full", "exec", "sat", "shed", "svc", "cand", "wait" };
+#define N_LEGACY 7
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -838,18 +839,28 @@ static uint64_t be_svc(struct sim_be *b, int rows)
 	return b->svc_memo[k];
 }
 
+/* sched_raw_wait, for the single queue of a backend (no other models compete). */
+static uint64_t sim_raw_wait(struct sim_be *b, int rows, int prio, uint64_t now, int *before,
+			     int *mine)
+{
+	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio);
+
+	*before = ahead / eff;
+	*mine = ahead % eff + rows;
+	if (*mine > eff) {
+		(*before)++;
+		*mine = rows;
+	}
+	return be_residual(b, now) +
+	       (*before ? (uint64_t)*before * be_svc(b, eff) : 0) / (uint64_t)b->n_slots;
+}
+
 /* sched_view, for the single queue of a backend (no other models compete). */
 static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct router_cand *c)
 {
-	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio);
-	int before = ahead / eff, mine = ahead % eff + rows;
-	uint64_t work;
+	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio), before, mine;
+	uint64_t raw = sim_raw_wait(b, rows, prio, now, &before, &mine);
 
-	if (mine > eff) {
-		before++;
-		mine = rows;
-	}
-	work = before ? (uint64_t)before * be_svc(b, eff) : 0;
 	c->cost = b->p->cost;
 	c->queued = b->sq.n_reqs;
 	/* Full means full for this priority: lower levels can be displaced
@@ -860,7 +871,8 @@ static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct 
 	 * (router.c, after the simulator showed idle backends while p3 was
 	 * displaced). */
 	c->displaces = b->sq.n_reqs >= b->sq.max_reqs && !c->full;
-	c->wait_ns = be_residual(b, now) + work / (uint64_t)b->n_slots;
+	c->wait_ns = S.legacy & LEG_WAIT ? raw : svc_wait_adjust(&b->svc, prio, raw);
+	c->work_ns = raw;
 	if (S.exec_fill) {
 		/*
 		 * what-if: a batch that starts now runs with the rows queued
@@ -916,6 +928,8 @@ static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
 		struct infer_req *r = sl->reqs[i];
 
 		r->dequeue_ns = now;
+		if (!(S.legacy & LEG_WAIT))
+			svc_wait_observe(&b->svc, r->priority, r->pred_wait_ns, now - r->enqueue_ns);
 		sl->rows += r->rows;
 		if (r->arrival_ns < sl->oldest)
 			sl->oldest = r->arrival_ns;
@@ -951,6 +965,8 @@ static void be_expire(struct sim_be *b, uint64_t now)
 		struct sim_req *q = (struct sim_req *)r;
 
 		next = r->next;
+		if (!(S.legacy & LEG_WAIT))
+			svc_wait_missed(&b->svc, r->priority);
 		if (q->counted) {
 			if (r->deadline_ns <= now)
 				st[r->priority].expired++;
@@ -1135,6 +1151,13 @@ routed:
 		req_put(q);
 		return;
 	}
+	{
+		int before, mine;
+
+		/* sched_enqueue: what the router saw, uncalibrated */
+		r->enqueue_ns = now;
+		r->pred_wait_ns = sim_raw_wait(b, r->rows, r->priority, now, &before, &mine);
+	}
 	if (sq_push(&b->sq, r)) {
 		/* sched_enqueue: a full queue displaces its lowest request below r */
 		d = sq_displace(&b->sq, r->priority);
@@ -1292,7 +1315,7 @@ static void usage(void)
 		"           [--arrival poisson|onoff] [--burst ON_MS,OFF_MS,PEAK] [--scale K]\n"
 		"           [--candidates gateway|all|first32|sample]\n"
 		"           [--sample D] [--max-queue N] [--drop-hopeless on|off]\n"
-		"           [--legacy all|full,exec,sat,shed,svc,cand]\n"
+		"           [--legacy all|full,exec,sat,shed,svc,cand,wait]\n"
 		"           [--exec-fill] [--strict-margin] [--displace-last]\n"
 		"           [--reroute-displaced]\n"
 		"           (what-ifs, see README.md)\n"
@@ -1375,7 +1398,7 @@ int main(int argc, char **argv)
 					if (!strcmp(tok, legacy_names[k]))
 						break;
 				if (k == N_LEGACY)
-					die("--legacy all|full,exec,sat,shed,svc,cand: '%s'", tok);
+					die("--legacy all|full,exec,sat,shed,svc,cand,wait: '%s'", tok);
 				legacy |= 1u << k;
 			}
 			break;

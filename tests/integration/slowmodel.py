@@ -100,13 +100,14 @@ def model_yaml(name, path, *, max_batch=8, max_queue_delay_us=0, max_queue=1024,
     return s + extra
 
 
-def backend_yaml(name, models, *, workers=1, cost=1.0):
+def backend_yaml(name, models, *, workers=1, cost=1.0, threads=1, nice=None):
     return (f"  - name: {name}\n"
             f"    kind: cpu\n"
             f"    workers: {workers}\n"
-            f"    threads_per_worker: 1\n"
+            f"    threads_per_worker: {threads}\n"
             f"    cost: {cost}\n"
-            f"    models: [{', '.join(models)}]\n")
+            + (f"    nice: {nice}\n" if nice is not None else "")
+            + f"    models: [{', '.join(models)}]\n")
 
 
 def config_text(models, backends, *, routing=None, reload=None, threads=2, port=8000,

@@ -7,6 +7,7 @@ bounded in requests and seconds.  Wall-clock speed is never asserted except
 the high-priority SLO attainment, measured by the client against the
 objective the test configures (200 ms, far above this model's few ms)."""
 import json
+import os
 import re
 import subprocess
 import time
@@ -219,6 +220,19 @@ def test_deadline_rejected_at_admission(slow_dir, start_gw):
     delta = sm.outcome_delta(before, after, MODEL)
     assert delta == {("none", "rejected"): 3, ("cpu0", "success"): 1}, delta
     assert sm.rows_total(after) - sm.rows_total(before) == 1
+    # The rejection latency histogram (server side: arrival to answer) holds
+    # the three 429s, in the series of the backend that took them: none.
+    lbl = {"backend": "none", "model": MODEL}
+    n429 = (metric(after, "infergw_reject_seconds_count", **lbl) -
+            metric(before, "infergw_reject_seconds_count", **lbl))
+    s429 = (metric(after, "infergw_reject_seconds_sum", **lbl) -
+            metric(before, "infergw_reject_seconds_sum", **lbl))
+    inf = (metric(after, "infergw_reject_seconds_bucket", le="+Inf", **lbl) -
+           metric(before, "infergw_reject_seconds_bucket", le="+Inf", **lbl))
+    assert n429 == 3 and inf == 3, (n429, inf)
+    assert s429 > 0, s429
+    assert metric(after, "infergw_reject_seconds_count", backend="cpu0", model=MODEL) == \
+        metric(before, "infergw_reject_seconds_count", backend="cpu0", model=MODEL)
 
 
 # ------------------------------------------------------------------ 3 ----
@@ -277,6 +291,15 @@ def test_expired_in_queue_never_executed(slow_dir, start_gw, drop_hopeless):
     rows = sm.rows_total(after) - sm.rows_total(before)
     assert rows == 8 * n200, f"{rows} rows executed, {n200} requests of 8 rows answered 200 " \
                              f"({len(expired)} expired must not run)"
+    # Wait calibration: each expired B counts as a miss at level 2 (and a B
+    # that ran waited far longer than predicted: one more); level 3 saw
+    # nothing.
+    st, _, doc = g.admin("GET", "/admin/backends")
+    cal = doc["backends"][0]["models"][0]["wait_calibration"]
+    print(f"wait_calibration {cal}")
+    step = 1 + 0.005 * 0.99
+    assert len(cal) == 3 and cal[2] == 1.0, cal
+    assert step ** len(expired) - 1e-4 <= cal[1] <= step ** n_b + 1e-4, cal
 
 
 # ------------------------------------------------------------------ 4 ----
@@ -450,3 +473,41 @@ def test_priority_order(slow_dir, start_gw):
     # Each priority level is served in arrival order.
     assert [name[s] for s in order if s in lows] == ["L0", "L1", "L2", "L3"]
     assert [name[s] for s in order if s in highs] == ["H0", "H1", "H2", "H3"]
+
+
+# ------------------------------------------------------------------ 8 ----
+
+def _threads(pid):
+    """{thread name: [(nice, scheduling policy), ...]} of process pid."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        # after "(comm)": field 3 is fields[0]; nice is field 19, policy 41
+        out.setdefault(name, []).append((int(fields[16]), int(fields[38])))
+    return out
+
+
+def test_workers_yield_to_loops(slow_dir, start_gw):
+    """Compute workers, and the OpenMP threads their batches use, run
+    SCHED_BATCH at the backend's nice value; event loops stay at nice 0,
+    SCHED_OTHER, so a request wakes a loop ahead of a running batch."""
+    g = start_gw("nice", _one(slow_dir, max_batch=4, threads=2, routing={"policy": "round-robin"},
+                              backends=[sm.backend_yaml("cpu0", [MODEL], threads=2, nice=15),
+                                        sm.backend_yaml("cpu1", [MODEL])]))
+    for _ in range(2):                      # one batch each: OpenMP threads exist now
+        st, _, b = g.infer(MODEL, ROW)
+        assert st == 200, b
+    th = _threads(g.proc.pid)
+    SCHED_OTHER, SCHED_BATCH = 0, 3
+    assert th["igw-loop0"] == [(0, SCHED_OTHER)] and th["igw-loop1"] == [(0, SCHED_OTHER)], th
+    # OpenMP threads inherit the worker's name, nice value and policy: cpu0
+    # (2 threads per batch) has its worker and one OpenMP thread.
+    assert th["igw-cpu0.0"] == [(15, SCHED_BATCH)] * 2, th
+    assert th["igw-cpu1.0"] == [(10, SCHED_BATCH)], th      # the default
+    assert th["igw-reaper"] == [(0, SCHED_OTHER)], th

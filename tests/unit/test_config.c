@@ -57,6 +57,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c->models[0].max_queue, 1024);
 	assert_string_equal(c->backends[0].name, "cpu0");
 	assert_int_equal(c->backends[0].slots, 1);
+	assert_int_equal(c->backends[0].nice, 10);	/* compute yields to the loops */
 	assert_int_equal(c->backends[0].n_models, 1);	/* hosts every model by default */
 	assert_string_equal(c->backends[0].models[0], "m");
 	cfg_free(c);
@@ -92,6 +93,8 @@ static void test_errors(void **state)
 		     "backends[0].models[0]: no model named \"b\"");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: remote\n", "4:5",
 		     "missing key \"address\"");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    nice: -5\n", "5:11",
+		     "backends[0].nice: expected an integer in [0, 19], got -5");
 	expect_error("models:\n  - name: a\n    max_batch: lots\nbackends:\n  - kind: cpu\n", "3:16",
 		     "models[0].max_batch: expected an integer, got \"lots\"");
 }

@@ -84,6 +84,20 @@ static void test_full_and_shed(void **state)
 	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, true, 1 * MS, &i), ROUTE_SHED);
 	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, true, 10 * MS, &i), ROUTE_OK);
 	setup(NULL);
+	/* Saturation is measured on the work queued ahead (work_ns) when the
+	 * caller gives it, not on the calibrated wait: the dpu's 2 ms of work
+	 * predicted as a 3 ms wait is still under a 2.5 ms saturation, but the
+	 * calibrated wait decides the deadline (2 + 3 + 2 ms > 6 ms: late). */
+	cands[2].work_ns = 2 * MS;
+	cands[2].wait_ns = 3 * MS;
+	cands[1].full = true;
+	assert_int_equal(pick(ROUTE_SLO, 108 * MS, true, 2 * MS + MS / 2, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	assert_int_equal(pick(ROUTE_SLO, 104 * MS + MS / 2, true, 2 * MS + MS / 2, &i), ROUTE_LATE);
+	cands[2].work_ns = 3 * MS;	/* now over it, and so is the cpu: shed */
+	cands[0].wait_ns = 3 * MS;
+	assert_int_equal(pick(ROUTE_SLO, 108 * MS, true, 2 * MS + MS / 2, &i), ROUTE_SHED);
+	setup(NULL);
 	/* Not sheddable: never shed. */
 	assert_int_equal(pick(ROUTE_SLO, 106 * MS, false, 0, &i), ROUTE_OK);
 	assert_int_equal(router_pick(&(struct route_conf){ 0 }, &(struct route_req){ 0 }, cands, 0,

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdint.h>
 
 #include "svctime.h"
@@ -65,6 +66,63 @@ static void test_extrapolate_with_warm_start(void **state)
 	assert_int_equal(svc_predict(&s, 7), (uint64_t)(3300000 + (20000000.0 - 3300000) * (8 - 2) / 62));
 }
 
+/* n samples at priority level: a fraction `tail` (spread evenly) with
+ * ratio hi, the rest with ratio lo, over a predicted wait of 100 ms. */
+static void feed(struct svc_model *s, int level, int n, double tail, double lo, double hi)
+{
+	double acc = 0;
+
+	for (int i = 0; i < n; i++) {
+		acc += tail;
+		svc_wait_observe(s, level, 100000000, (uint64_t)(1e8 * (acc >= 1 ? hi : lo)));
+		if (acc >= 1)
+			acc -= 1;
+	}
+}
+
+/*
+ * Wait calibration tracks the 99th percentile of observed / predicted wait:
+ * a 2% tail of waits 50% too long is covered, a 0.5% tail is not; levels
+ * are separate; short predictions teach nothing; a dropped request counts
+ * as a miss; the factor stays in [1, 4].
+ */
+static void test_wait_calibration(void **state)
+{
+	struct svc_model s;
+
+	svc_init(&s, 0, 0, 0.2);
+	svc_observe(&s, 1, 2000000);			/* a batch of 1 takes 2 ms */
+	assert_float_equal(svc_wait_factor(&s, 1), 1.0, 1e-12);
+	/* Every wait 10% longer than predicted: the factor settles at 1.1. */
+	feed(&s, 1, 5000, 0, 1.1, 1.1);
+	assert_float_equal(svc_wait_factor(&s, 1), 1.1, 0.01);
+	assert_int_equal(svc_wait_adjust(&s, 2, 50000000), 50000000);	/* level 2: untouched */
+	/* 2% of waits 1.5x the prediction (the rest exact): the 99th
+	 * percentile is 1.5. */
+	feed(&s, 2, 20000, 0.02, 1.0, 1.5);
+	assert_float_equal(svc_wait_factor(&s, 2), 1.5, 0.05);
+	/* 0.5% of them: below the 99th percentile, the factor returns to 1. */
+	feed(&s, 2, 20000, 0.005, 1.0, 1.5);
+	assert_float_equal(svc_wait_factor(&s, 2), 1.0, 0.03);
+	/* Predicted under one batch of 1 row: too short to learn from. */
+	for (int i = 0; i < 1000; i++)
+		svc_wait_observe(&s, 3, 1000000, 9000000);
+	assert_float_equal(svc_wait_factor(&s, 3), 1.0, 1e-12);
+	/* A drop is a miss: 100 of them, nothing else, raise the factor by
+	 * (1 + 0.005 * 0.99)^100. */
+	for (int i = 0; i < 100; i++)
+		svc_wait_missed(&s, 3);
+	assert_float_equal(svc_wait_factor(&s, 3), pow(1 + 0.005 * 0.99, 100), 1e-9);
+	assert_int_equal(svc_wait_adjust(&s, 3, 1000000), (uint64_t)(1e6 * pow(1.00495, 100)));
+	/* Clamped: waits 10x the prediction never scale by more than 4. */
+	feed(&s, 4, 5000, 0, 10, 10);
+	assert_float_equal(svc_wait_factor(&s, 4), 4.0, 1e-12);
+	/* Levels beyond SVC_LEVELS share the last one. */
+	svc_wait_missed(&s, SVC_LEVELS);
+	assert_float_equal(svc_wait_factor(&s, 99), svc_wait_factor(&s, SVC_LEVELS), 1e-12);
+	assert_true(svc_wait_factor(&s, 99) > 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -72,6 +130,7 @@ int main(void)
 		cmocka_unit_test(test_learn_ewma),
 		cmocka_unit_test(test_fit_line),
 		cmocka_unit_test(test_extrapolate_with_warm_start),
+		cmocka_unit_test(test_wait_calibration),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
