@@ -22,6 +22,8 @@
 #     in the run (what admission wasted) and the worker's speed (capacity
 #     runs' mean batch time / the run's: what sharing 2 vCPUs with a load
 #     generator offering twice the requests cost);
+#     and, in the same window, two probes at 100 req/s, one request at a
+#     time: a 429 and GET /v2/health/live (the same-window anchor);
 #  2. the rejection path alone: every request asks for a 1 us objective
 #     (x-slo-ms: 0.001), so each is answered 429 at admission while the
 #     worker idles - at the overload rate and at 100 req/s - and
@@ -145,6 +147,31 @@ rate_from_cap() {
 	N=$((PER * C * DUR))
 }
 scrape() { curl -s "http://127.0.0.1:$APORT/metrics" >"$1"; }
+# Same-window anchors: while an overload run goes, two probes at 100 req/s,
+# each one request at a time on its own connection - a 429 (x-slo-ms:
+# 0.001) and GET /v2/health/live, the cheapest answer - see the same
+# machine at the same moment.
+probes_start() {
+	PROBE_N=$((DUR * 100))
+	H2LOAD_TIMEOUT=$((DUR * 3 + 30)) bench_h2load "$T/$1.p429.out" "$T/$1.p429.log" \
+		-n "$PROBE_N" -c 1 -m 1 -t 1 --rps=100 -H "x-slo-ms: 0.001" "${CT[@]}" "$URL" &
+	PROBE_PIDS=$!
+	H2LOAD_TIMEOUT=$((DUR * 3 + 30)) bench_h2load "$T/$1.phealth.out" "$T/$1.phealth.log" \
+		-n "$PROBE_N" -c 1 -m 1 -t 1 --rps=100 "http://127.0.0.1:$PORT/v2/health/live" &
+	PROBE_PIDS="$PROBE_PIDS $!"
+}
+probes_wait() {
+	# shellcheck disable=SC2086
+	wait $PROBE_PIDS
+}
+# probe_p99 LOG STATUS - p99 (ms) of the answers with STATUS in a probe's log
+probe_p99() {
+	$PY -c '
+import sys
+lat = sorted(int(l.split("\t")[2]) for l in open(sys.argv[1])
+             if l.count("\t") >= 2 and l.split("\t")[1] == sys.argv[2])
+print("%.3f" % (lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))] / 1e3) if lat else "nan")' "$@"
+}
 : >"$T/rounds.jsonl"
 for round in $(seq "$ROUNDS"); do
 	for prio in 1 3; do
@@ -156,8 +183,10 @@ for round in $(seq "$ROUNDS"); do
 		CMD="h2load -n $N -c $C -m 64 -t 1 --rps=$PER --log-file=over.log -H 'x-priority: $prio' -H 'content-type: application/json' -d body.json $URL"
 		scrape "$T/$f.m0"
 		c0=$(be_counters)
+		probes_start "$f"
 		H2LOAD_TIMEOUT=$((DUR * 3 + 30)) bench_h2load "$T/$f.out" "$T/$f.log" \
 			-n "$N" -c "$C" -m 64 -t 1 --rps="$PER" -H "x-priority: $prio" "${CT[@]}" "$URL"
+		probes_wait
 		scrape "$T/$f.m1"
 		c1=$(be_counters)
 		CAPB=$CAP
@@ -168,6 +197,9 @@ for round in $(seq "$ROUNDS"); do
 		grep -E 'finished in|status codes|requests:' "$T/$f.out"
 		echo "$J"
 		echo "server-side 429 latency (infergw_reject_seconds): $SRV"
+		P429=$(probe_p99 "$T/$f.p429.log" 429)
+		PHEALTH=$(probe_p99 "$T/$f.phealth.log" 200)
+		echo "probes in the same window, 100 req/s one at a time: 429 p99 $P429 ms, GET /v2/health/live p99 $PHEALTH ms"
 		echo "/metrics infergw_requests_total deltas:"
 		join <(grep '^infergw_requests_total' "$T/$f.m0" | sed 's/ \([0-9.e+]*\)$/\t\1/' | tr ' ' '_' | sort) \
 			<(grep '^infergw_requests_total' "$T/$f.m1" | sed 's/ \([0-9.e+]*\)$/\t\1/' | tr ' ' '_' | sort) -t $'\t' |
@@ -186,6 +218,7 @@ cap = (float(sys.argv[1]) + float(sys.argv[2])) / 2
 d.update(round=int(sys.argv[3]), prio=int(sys.argv[4]), capacity=cap,
          goodput_over_capacity=d["goodput_rps"] / cap, server_429=json.loads(sys.argv[5]),
          useful=d["goodput_rps"] / float(sys.argv[8]),
+         probe_429_p99=float(sys.argv[11]), probe_health_p99=float(sys.argv[12]),
          speed=(float(sys.argv[9]) + float(sys.argv[10])) / 2 / float(sys.argv[7]))
 print("capacity around the run %.0f req/s; offered %.0f req/s (%.2fx); goodput %.0f req/s = %.3f x capacity "
       "(target >= 0.95); 504: %d, late 200: %d; 429 client p50 %.3f ms p99 %.3f ms, server side "
@@ -195,7 +228,7 @@ print("capacity around the run %.0f req/s; offered %.0f req/s (%.2fx); goodput %
          d["server_429"]["p99_le_ms"] or float("nan"), 100 * (d["server_429"]["within_1ms"] or 0), d["ok_ms"]["p50"] or 0, d["ok_ms"]["p99"] or 0))
 with open(sys.argv[6], "a") as f:
     f.write(json.dumps(d) + "\n")' "$CAPB" "$CAP" "$round" "$prio" "$SRV" "$T/rounds.jsonl" \
-			"$RUN_MS" "$RUN_RPS" "$CAPB_MS" "$CAP_MS"
+			"$RUN_MS" "$RUN_RPS" "$CAPB_MS" "$CAP_MS" "$P429" "$PHEALTH"
 		echo
 	done
 done
@@ -204,17 +237,19 @@ echo
 $PY - "$T/rounds.jsonl" <<'PYEOF'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| traffic at %.2fx capacity (median) | goodput / capacity per round | median (target >= 0.95) | goodput / rows executed (median) | worker speed vs capacity runs (median) | 504 + late 200 per round | 429 p99 client side per round, ms | 429 p99 server side, ms (bucket bound) |" % statistics.median(r["offered_rps"] / r["capacity"] for r in rows))
-print("|---|---|---:|---:|---:|---|---|---|")
+print("| traffic at %.2fx capacity (median) | goodput / capacity per round | median (target >= 0.95) | goodput / rows executed (median) | worker speed vs capacity runs (median) | 504 + late 200 per round | 429 p99 client side per round, ms | 429 p99 server side, ms (bucket bound) | probes, same window: 429 p99 / health p99, ms | probe 429 p99 / health p99 (median) |" % statistics.median(r["offered_rps"] / r["capacity"] for r in rows))
+print("|---|---|---:|---:|---:|---|---|---|---|---:|")
 for prio, name in ((1, "priority 1 (deadline test)"), (3, "priority 3 (sheddable)")):
     rs = [r for r in rows if r["prio"] == prio]
     g = [r["goodput_over_capacity"] for r in rs]
-    print("| %s | %s | **%.3f** | %.3f | %.3f | %s | %s | %s |" % (
+    print("| %s | %s | **%.3f** | %.3f | %.3f | %s | %s | %s | %s | %.2f |" % (
         name, " ".join("%.3f" % x for x in g), statistics.median(g),
         statistics.median(r["useful"] for r in rs), statistics.median(r["speed"] for r in rs),
         " ".join("%d" % (r["status"].get("504", 0) + r["ok_late"]) for r in rs),
         " ".join("%.2f" % (r["r429_ms"]["p99"] or 0) for r in rs),
-        " ".join("<= %g" % (r["server_429"]["p99_le_ms"] or float("nan")) for r in rs)))
+        " ".join("<= %g" % (r["server_429"]["p99_le_ms"] or float("nan")) for r in rs),
+        " ".join("%.2f/%.2f" % (r["probe_429_p99"], r["probe_health_p99"]) for r in rs),
+        statistics.median(r["probe_429_p99"] / r["probe_health_p99"] for r in rs)))
 PYEOF
 echo
 # 2. the rejection path alone: at the overload rate, at a light rate, and
