@@ -32,7 +32,7 @@
 #
 # usage: bench/overload.sh
 # env:   ROUNDS=5 SLO_MS=200 MAX_BATCH=4 OVER=2 DUR=6 NCAP=4000 THREADS=1
-#        (event loops) MARGIN_US=1000 PIN=0 (1: pin server and h2load to
+#        (event loops) MARGIN_US=1000 NICE=10 (the worker's) PIN=0 (1: pin server and h2load to
 #        separate CPUs like the other benches)
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -46,6 +46,7 @@ NCAP=${NCAP:-4000}
 ROUNDS=${ROUNDS:-5}
 THREADS=${THREADS:-1}
 MARGIN_US=${MARGIN_US:-1000}
+NICE=${NICE:-10}
 if [ "${PIN:-0}" != 1 ]; then
 	PIN_SRV=""
 	PIN_CLI=""
@@ -70,7 +71,7 @@ models:
   - {name: slow, path: $T/slow, max_batch: $MAX_BATCH, max_queue_delay_us: 0,
      max_queue: 4096, slo_ms: $SLO_MS}
 backends:
-  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, models: [slow]}
+  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, nice: $NICE, models: [slow]}
 EOF
 bench_start_gw "$T/gw.log" "$T/gw.yaml" "$PORT" 60
 PID=$BENCH_LAST_PID
@@ -82,7 +83,7 @@ echo "## Overload: SLO-aware admission on a slow model"
 echo
 bench_env_md
 echo "- model: MLP 64-4096-4096-10 (+softmax), tools/gen_mlp.py seed 7; calibrated service time: $CALIB"
-echo "- gateway: listen.threads $THREADS, cpu0 workers 1 threads_per_worker 1, max_batch $MAX_BATCH, max_queue_delay_us 0, max_queue 4096, slo_ms $SLO_MS, routing slo (margin_us $MARGIN_US, 3 levels, 1 sheddable, shed_wait_fraction 0.5)"
+echo "- gateway: listen.threads $THREADS, cpu0 workers 1 threads_per_worker 1 nice $NICE, max_batch $MAX_BATCH, max_queue_delay_us 0, max_queue 4096, slo_ms $SLO_MS, routing slo (margin_us $MARGIN_US, 3 levels, 1 sheddable, shed_wait_fraction 0.5)"
 echo
 
 # backend counters: "batches rows busy_seconds"
