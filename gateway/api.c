@@ -303,6 +303,12 @@ static void api_infer(struct call *c, const struct model *m)
 		return;
 	}
 	ai = calloc(1, sizeof(*ai));
+	if (!ai) {
+		met_count(rt_none_series(c->rt, m), OUT_ERROR);
+		ks_infer_free(&ki);
+		call_respond_error(c, 503, "gateway out of memory");
+		return;
+	}
 	memcpy(ai->id, ki.id, sizeof(ai->id));
 	ai->has_id = ki.has_id;
 	ai->binary_output = ki.binary_output;
