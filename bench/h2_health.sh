@@ -118,7 +118,6 @@ for n in sys.argv[2:]:
 for p in $PID_IGW $PID_NGH $PID_H2O; do
 	kill -0 "$p" 2>/dev/null || echo "h2_health: warning: server pid $p died during the run" >&2
 done
-SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
 
 {
 	echo "## $BENCH_TITLE"
@@ -133,6 +132,6 @@ SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
 	echo
 	$PY "$BENCH_ROOT/bench/report.py" health "$T/runs.sorted.jsonl" "$T/logs"
 	echo
-	echo "infergw log lines matching error/warn during the run: $SRV_ERRS"
+	bench_log_problems "$T/infergw.log"
 	echo
 } >>"$OUT_MD"

@@ -69,7 +69,6 @@ bench_warn_if_dead "$PID"
 # Batch sizes the scheduler actually cut, if /metrics says.
 METRICS=$(curl -s --max-time 2 --http2-prior-knowledge "$BASE/metrics" 2>/dev/null |
 	grep -iE '^[a-z_]*(batch|rows|requests_total|queue)[a-z_]*(\{[^}]*\})? ' | head -12)
-SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
 
 {
 	echo "## $BENCH_TITLE"
@@ -87,6 +86,6 @@ SRV_ERRS=$(grep -ciE 'error|warn|abort|assert' "$T/infergw.log" || true)
 	$PY "$BENCH_ROOT/bench/report.py" infer "$T/runs.jsonl" "$T/logs"
 	echo
 	bench_md_block "/metrics after the run (batching):" "$METRICS"
-	echo "infergw log lines matching error/warn during the run: $SRV_ERRS"
+	bench_log_problems "$T/infergw.log"
 	echo
 } >>"$OUT_MD"

@@ -142,6 +142,12 @@ bench_start_gw() {
 
 # bench_warn_if_dead PID - warn on stderr when the gateway PID did not
 # survive the run (its errors would show in the numbers above).
+# bench_log_problems LOG - the report line counting the server log's lines
+# that mention an error, a warning, an abort or an assertion.
+bench_log_problems() {
+	echo "infergw log lines matching error/warn during the run: $(grep -ciE 'error|warn|abort|assert' "$1" || true)"
+}
+
 bench_warn_if_dead() {
 	kill -0 "$1" 2>/dev/null || echo "$BENCH_NAME: warning: infergw died during the run" >&2
 }

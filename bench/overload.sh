@@ -165,13 +165,10 @@ probes_wait() {
 	# shellcheck disable=SC2086
 	wait $PROBE_PIDS
 }
-# probe_p99 LOG STATUS - p99 (ms) of the answers with STATUS in a probe's log
+# probe_p99 LOG KIND - p99 (ms) of a probe's answers: KIND r429_ms or ok_ms
 probe_p99() {
-	$PY -c '
-import sys
-lat = sorted(int(l.split("\t")[2]) for l in open(sys.argv[1])
-             if l.count("\t") >= 2 and l.split("\t")[1] == sys.argv[2])
-print("%.3f" % (lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))] / 1e3) if lat else "nan")' "$@"
+	$PY "$BENCH_ROOT/bench/overload_stats.py" "$1" "$SLO_MS" |
+		$PY -c 'import json, sys; print("%.3f" % (json.load(sys.stdin)[sys.argv[1]]["p99"] or float("nan")))' "$2"
 }
 : >"$T/rounds.jsonl"
 for round in $(seq "$ROUNDS"); do
@@ -198,8 +195,8 @@ for round in $(seq "$ROUNDS"); do
 		grep -E 'finished in|status codes|requests:' "$T/$f.out"
 		echo "$J"
 		echo "server-side 429 latency (infergw_reject_seconds): $SRV"
-		P429=$(probe_p99 "$T/$f.p429.log" 429)
-		PHEALTH=$(probe_p99 "$T/$f.phealth.log" 200)
+		P429=$(probe_p99 "$T/$f.p429.log" r429_ms)
+		PHEALTH=$(probe_p99 "$T/$f.phealth.log" ok_ms)
 		echo "probes in the same window, 100 req/s one at a time: 429 p99 $P429 ms, GET /v2/health/live p99 $PHEALTH ms"
 		echo "/metrics infergw_requests_total deltas:"
 		join <(grep '^infergw_requests_total' "$T/$f.m0" | sed 's/ \([0-9.e+]*\)$/\t\1/' | tr ' ' '_' | sort) \
@@ -273,11 +270,10 @@ rej_run() {
 	$PY "$BENCH_ROOT/bench/overload_stats.py" "$T/$name.log" "$SLO_MS" | $PY -c '
 import json, sys
 d = json.load(sys.stdin)
-lat = sorted(int(l.split("\t")[2]) for l in open(sys.argv[1]) if l.count("\t") >= 2)
-pick = lambda p: lat[min(len(lat) - 1, int(round(p / 100 * (len(lat) - 1))))] / 1e3
+a = d["all_ms"]
 print("  %s: %d requests at %.0f req/s, statuses %s: latency p50 %.3f ms p99 %.3f ms max %.3f ms"
-      % (sys.argv[2], d["requests"], d["offered_rps"], d["status"], pick(50), pick(99), pick(100)))' \
-		"$T/$name.log" "$name"
+      % (sys.argv[1], d["requests"], d["offered_rps"], d["status"], a["p50"], a["p99"], a["max"]))' \
+		"$name"
 }
 rate_from_cap
 rej_run reject-overload-rate infer -n "$N" -c "$C" -m 64 --rps="$PER"

@@ -8,7 +8,7 @@ The log has one line per request: start (us since the epoch), HTTP status,
 microseconds until the end of the response.  Prints one JSON object:
 counts by status, the run's span, goodput (200 answered within SLO_MS per
 second of span), goodput / capacity when given, and p50/p99/max latency of
-the 200 and the 429 answers (client side, in ms).
+the 200 and the 429 answers and of every answer (client side, in ms).
 
 With --reject: from two /metrics scrapes, the server-side latency of the
 429s answered in between (infergw_reject_seconds, all series summed): the
@@ -86,6 +86,9 @@ def main():
                   pct(ok, 99) / 1e3, "max": ok and max(ok) / 1e3},
         "r429_ms": {"p50": rej and pct(rej, 50) / 1e3, "p99": rej and pct(rej, 99) / 1e3,
                     "max": rej and max(rej) / 1e3},
+        "all_ms": {"p50": pct([r[2] for r in rows], 50) / 1e3,
+                   "p99": pct([r[2] for r in rows], 99) / 1e3,
+                   "max": max(r[2] for r in rows) / 1e3},
     }
     if cap:
         out["goodput_over_capacity"] = round(good / span / cap, 3)

@@ -116,7 +116,6 @@ bench_warn_if_dead "$PID"
 
 RESP=$(curl -s --max-time 2 "http://127.0.0.1:${ADMIN:-0}/metrics" 2>/dev/null |
 	grep -E '^infergw_http_responses_total' | head -12)
-SRV_ERRS=$(grep -ciE 'level=(error|warn)|abort|assert' "$T/infergw.log" || true)
 
 {
 	echo "## $BENCH_TITLE"
@@ -145,6 +144,6 @@ SRV_ERRS=$(grep -ciE 'level=(error|warn)|abort|assert' "$T/infergw.log" || true)
 		large.json="$T/large/json.body" large.bin="$T/large/bin.body" large.mp="$T/large/mp.body"
 	echo
 	bench_md_block "/metrics (admin port) after the run:" "$RESP"
-	echo "infergw log lines matching error/warn during the run: $SRV_ERRS"
+	bench_log_problems "$T/infergw.log"
 	echo
 } >>"$OUT_MD"
