@@ -47,6 +47,24 @@ if ls tests/integration/test_*.py >/dev/null 2>&1; then
 	fi
 fi
 
+# The attack suite: hostile clients (tests/attack), one pytest run.
+out="$log_dir/attack.log"
+timeout 900 $PY -m pytest -q -rs -p no:cacheprovider tests/attack 2>&1 | tee "$out" | tail -15
+summary=$(grep -E '(passed|failed|error|skipped|no tests ran)' "$out" | tail -1)
+for kind in passed failed error skipped; do
+	n=$(echo "$summary" | grep -oP "[0-9]+(?= $kind)" || true)
+	n=${n:-0}
+	case $kind in
+	passed) pass=$((pass + n)) ;;
+	failed|error) fail=$((fail + n)) ;;
+	skipped) skip=$((skip + n)) ;;
+	esac
+done
+if [ -z "$summary" ] || ! echo "$summary" | grep -qE '[0-9]+ (passed|failed)'; then
+	echo "attack: pytest printed no summary" >&2
+	fail=$((fail + 1))
+fi
+
 # Sanitizers: the protocol, error and shutdown tests again against the
 # ASan+UBSan build (make asan); any sanitizer report in a gateway's stderr
 # is one more failure.

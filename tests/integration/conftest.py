@@ -31,7 +31,11 @@ MAIN_MAX_BODY = 65536
 def write_config(path, *, max_body_bytes=MAIN_MAX_BODY, max_batch=64,
                  max_queue_delay_us=0, max_queue=1024, shutdown_grace_ms=10000,
                  idle_timeout_ms=60000, max_concurrent_streams=128, threads=2,
-                 workers=1, access=False, admin_port=None):
+                 workers=1, access=False, admin_port=None, limits=None, listen_extra="", extra=""):
+    """limits: more `limits:` keys ({name: value}); listen_extra: YAML lines
+    indented two spaces, added under `listen:` (a tls section); extra: YAML
+    text appended at the top level."""
+    more_limits = "".join(f"  {k}: {v}\n" for k, v in (limits or {}).items())
     admin = "" if admin_port is None else f"""
 admin:
   address: 127.0.0.1
@@ -43,14 +47,14 @@ listen:
   address: 127.0.0.1
   port: 8000
   threads: {threads}
-{admin}
+{listen_extra}{admin}
 limits:
   max_body_bytes: {max_body_bytes}
   max_header_bytes: 16384
   max_concurrent_streams: {max_concurrent_streams}
   idle_timeout_ms: {idle_timeout_ms}
   shutdown_grace_ms: {shutdown_grace_ms}
-
+{more_limits}
 log:
   level: info
   access: {"true" if access else "false"}
@@ -69,7 +73,7 @@ backends:
     threads_per_worker: 1
     cost: 1.0
     models: [digits]
-"""
+{extra}"""
     Path(path).write_text(text)
     return Path(path)
 
