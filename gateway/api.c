@@ -122,12 +122,14 @@ static void api_infer_done(struct infer_req *r)
 		call_free(c);
 		return;
 	}
+	call_pin(c);
 	if (r->status) {
 		api_infer_error(c, r, r->status);
-		return;
+	} else {
+		api_account(r, 200, now_ns());
+		api_infer_respond(c, ai, r);
 	}
-	api_account(r, 200, now_ns());
-	api_infer_respond(c, ai, r);
+	call_unpin(c);
 }
 
 void api_abandon(struct call *c)
@@ -386,7 +388,7 @@ not_found:
 	call_respond_error(c, 404, "no route for %s %s", c->method, c->path);
 }
 
-void api_handle(struct call *c)
+static void api_route(struct call *c)
 {
 	const char *p = c->path;
 
@@ -408,4 +410,12 @@ void api_handle(struct call *c)
 	} else {
 		call_respond_error(c, 404, "no route for %s %s", c->method, p);
 	}
+}
+
+/* Route c; pinned, so handlers may read c after answering it. */
+void api_handle(struct call *c)
+{
+	call_pin(c);
+	api_route(c);
+	call_unpin(c);
 }

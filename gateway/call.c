@@ -3,6 +3,7 @@
 #include "http.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -41,6 +42,8 @@ struct call *call_new(struct conn *conn)
 	memset(c, 0, offsetof(struct call, str));
 	c->body = body;
 	c->resp = resp;
+	c->hdrs = c->hdrs_inline;
+	c->cap_hdrs = CALL_INLINE_HDRS;
 	c->conn = conn;
 	c->sl = sl;
 	c->rt = rt_get(sl->rt);
@@ -87,6 +90,9 @@ static void call_release(struct call *c)
 	}
 	free(c->api);
 	c->api = NULL;
+	if (c->hdrs != c->hdrs_inline)
+		free(c->hdrs);
+	c->hdrs = NULL;
 	rt_put(c->rt);
 	c->rt = NULL;
 }
@@ -106,6 +112,11 @@ void call_free(struct call *c)
 
 	if (!c)
 		return;
+	if (c->pins > 0) {
+		c->free_pending = true;
+		c->conn = NULL;		/* whatever answers now is not sent */
+		return;
+	}
 	sl = c->sl;
 	call_release(c);
 	if (sl->n_free_calls >= CALL_FREE_MAX) {
@@ -119,6 +130,19 @@ void call_free(struct call *c)
 	sl->n_free_calls++;
 }
 
+void call_pin(struct call *c)
+{
+	c->pins++;
+}
+
+void call_unpin(struct call *c)
+{
+	if (--c->pins == 0 && c->free_pending) {
+		c->free_pending = false;
+		call_free(c);
+	}
+}
+
 void call_free_list(struct srv_loop *sl)
 {
 	while (sl->free_calls) {
@@ -130,11 +154,27 @@ void call_free_list(struct srv_loop *sl)
 	sl->n_free_calls = 0;
 }
 
+/* Double the header array (the first growth leaves the inline one).  0 or -ENOMEM. */
+static int call_grow_headers(struct call *c)
+{
+	int cap = c->cap_hdrs * 2;
+	struct hdr *h = malloc(cap * sizeof(*h));
+
+	if (!h)
+		return -ENOMEM;
+	memcpy(h, c->hdrs, c->n_hdrs * sizeof(*h));
+	if (c->hdrs != c->hdrs_inline)
+		free(c->hdrs);
+	c->hdrs = h;
+	c->cap_hdrs = cap;
+	return 0;
+}
+
 bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen)
 {
 	char *n;
 
-	if (c->n_hdrs >= CALL_MAX_HDRS)
+	if (c->n_hdrs == c->cap_hdrs && call_grow_headers(c))
 		return false;
 	n = call_strndup(c, name, nlen);
 	c->hdrs[c->n_hdrs].value = call_strndup(c, value, vlen);

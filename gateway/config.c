@@ -87,10 +87,14 @@ defaults:
 static int cfg_limits(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
 	static const char *const keys[] = { "max_body_bytes", "max_header_bytes",
-		"max_concurrent_streams", "idle_timeout_ms", "shutdown_grace_ms", NULL };
+		"max_concurrent_streams", "idle_timeout_ms", "shutdown_grace_ms",
+		"header_timeout_ms", "write_stall_timeout_ms", "output_buffer_bytes",
+		"max_connections", NULL };
 	int64_t body = c->limits.max_body_bytes, hdr = c->limits.max_header_bytes;
 	int64_t streams = c->limits.max_concurrent_streams, idle = c->limits.idle_timeout_ms;
-	int64_t grace = c->limits.shutdown_grace_ms;
+	int64_t grace = c->limits.shutdown_grace_ms, head = c->limits.header_timeout_ms;
+	int64_t stall = c->limits.write_stall_timeout_ms, out = c->limits.output_buffer_bytes;
+	int64_t conns = c->limits.max_connections;
 
 	if (!m)
 		return 0;
@@ -99,13 +103,21 @@ static int cfg_limits(struct ytree *t, yaml_node_t *m, struct config *c, char **
 	    cfg_opt_int(t, m, "limits", "max_header_bytes", 1024, 1 << 20, &hdr, err) ||
 	    cfg_opt_int(t, m, "limits", "max_concurrent_streams", 1, 1 << 16, &streams, err) ||
 	    cfg_opt_int(t, m, "limits", "idle_timeout_ms", 100, 3600000, &idle, err) ||
-	    cfg_opt_int(t, m, "limits", "shutdown_grace_ms", 0, 600000, &grace, err))
+	    cfg_opt_int(t, m, "limits", "shutdown_grace_ms", 0, 600000, &grace, err) ||
+	    cfg_opt_int(t, m, "limits", "header_timeout_ms", 100, 600000, &head, err) ||
+	    cfg_opt_int(t, m, "limits", "write_stall_timeout_ms", 100, 3600000, &stall, err) ||
+	    cfg_opt_int(t, m, "limits", "output_buffer_bytes", 16384, 1 << 30, &out, err) ||
+	    cfg_opt_int(t, m, "limits", "max_connections", 1, 1000000, &conns, err))
 		return -EINVAL;
 	c->limits.max_body_bytes = body;
 	c->limits.max_header_bytes = hdr;
 	c->limits.max_concurrent_streams = streams;
 	c->limits.idle_timeout_ms = idle;
 	c->limits.shutdown_grace_ms = grace;
+	c->limits.header_timeout_ms = head;
+	c->limits.write_stall_timeout_ms = stall;
+	c->limits.output_buffer_bytes = out;
+	c->limits.max_connections = conns;
 	return 0;
 }
 
@@ -449,6 +461,10 @@ static void cfg_defaults(struct config *c)
 	c->limits.max_concurrent_streams = 128;
 	c->limits.idle_timeout_ms = 60000;
 	c->limits.shutdown_grace_ms = 10000;
+	c->limits.header_timeout_ms = 10000;
+	c->limits.write_stall_timeout_ms = 30000;
+	c->limits.output_buffer_bytes = 256 << 10;
+	c->limits.max_connections = 10000;
 	c->log.level = LOG_INFO;
 	c->routing.policy = ROUTE_SLO;
 	c->routing.margin_us = 1000;
@@ -559,7 +575,7 @@ void *cfg_to_json(const struct config *c)
 		json_array_append_new(models, cfg_model_json(&c->models[i]));
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
-	return json_pack("{s:s, s:{s:s, s:i, s:i}, s:{s:s, s:i}, s:{s:I, s:i, s:i, s:i, s:i},"
+	return json_pack("{s:s, s:{s:s, s:i, s:i}, s:{s:s, s:i}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
 			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
@@ -570,6 +586,10 @@ void *cfg_to_json(const struct config *c)
 			 "max_concurrent_streams", (int)c->limits.max_concurrent_streams,
 			 "idle_timeout_ms", (int)c->limits.idle_timeout_ms,
 			 "shutdown_grace_ms", (int)c->limits.shutdown_grace_ms,
+			 "header_timeout_ms", (int)c->limits.header_timeout_ms,
+			 "write_stall_timeout_ms", (int)c->limits.write_stall_timeout_ms,
+			 "output_buffer_bytes", (int)c->limits.output_buffer_bytes,
+			 "max_connections", (int)c->limits.max_connections,
 			 "routing", "policy", router_policy_name(c->routing.policy),
 			 "margin_us", (int)c->routing.margin_us,
 			 "priority_levels", c->routing.priority_levels,

@@ -41,6 +41,10 @@ struct config {
 		uint32_t max_concurrent_streams;
 		uint32_t idle_timeout_ms;
 		uint32_t shutdown_grace_ms;
+		uint32_t header_timeout_ms;	/* a request head (h2: preface + HEADERS) must arrive in this */
+		uint32_t write_stall_timeout_ms;	/* queued output unread this long: close */
+		uint32_t output_buffer_bytes;	/* stop reading while more output than this is queued */
+		uint32_t max_connections;	/* per process; over it: 503 and close */
 	} limits;
 	struct {
 		int policy;		/* enum route_policy */

@@ -21,7 +21,7 @@ struct runtime;
 struct evbuffer;
 struct infer_req;
 
-#define CALL_MAX_HDRS 32
+#define CALL_INLINE_HDRS 32	/* more spill to a heap array; max_header_bytes bounds them */
 #define CALL_MAX_RESP_HDRS 4
 #define CALL_STR_BYTES 1024	/* inline room for path and header strings */
 
@@ -36,13 +36,16 @@ struct call {
 	struct conn *conn;		/* NULL once detached */
 	struct srv_loop *sl;		/* the loop that owns it (and recycles it) */
 	struct call *next_free;
+	int pins;			/* call_pin holders: call_free waits for the last */
+	bool free_pending;		/* call_free came while pinned */
 	struct runtime *rt;		/* the snapshot this call runs on (a reference) */
 	int32_t stream_id;		/* HTTP/2 only */
 	bool admin;			/* arrived on the admin listener */
 	char method[16];
 	char *path;			/* without the query string */
-	int n_hdrs;
-	struct hdr hdrs[CALL_MAX_HDRS];
+	int n_hdrs, cap_hdrs;
+	struct hdr *hdrs;		/* hdrs_inline, or a malloc'd array past it */
+	struct hdr hdrs_inline[CALL_INLINE_HDRS];
 	size_t hdr_bytes;
 	bool hdr_too_large;
 	struct evbuffer *body;
@@ -71,9 +74,20 @@ struct call {
  * response buffers: c->body and c->resp always exist and start empty. */
 struct call *call_new(struct conn *conn);
 void call_free(struct call *c);
+/*
+ * call_pin / call_unpin - keep c alive while code runs that may answer it:
+ * a call_free that comes while c is pinned (HTTP/1.1 frees a call as soon
+ * as its answer is queued; a connection may close) only detaches c and
+ * marks it; the last call_unpin frees it.  So a handler may still read c
+ * (its runtime, headers, path) after it answered; it must check
+ * c->responded before answering again (call_respond does).
+ */
+void call_pin(struct call *c);
+void call_unpin(struct call *c);
 /* call_strndup - a NUL-terminated copy of s[0..n) that lives as long as c. */
 char *call_strndup(struct call *c, const char *s, size_t n);
-/* call_add_header - store a request header (name lower-cased); false when over the limit. */
+/* call_add_header - store a request header (name lower-cased); false when out of memory
+ * (the transports bound the number by limits.max_header_bytes). */
 bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen);
 /* call_header - value of request header lname (lower-case), or NULL. */
 const char *call_header(const struct call *c, const char *lname);
