@@ -25,6 +25,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "h1parse.h"
 #include "server.h"
 
 /* Reply before a request was fully read, then close (framing is lost). */
@@ -34,136 +35,70 @@ static void h1_fail(struct conn *c, struct call *call, int status, const char *m
 	c->close_after_write = true;
 	c->h1_busy = true;
 	bufferevent_disable(c->bev, EV_READ);
+	if (!call->method[0])
+		strcpy(call->method, "?");
 	call_respond_error(call, status, "%s", msg);
 }
 
-/* Trim spaces and tabs around [*s, *s + *len). */
-static void h1_trim(const char **s, size_t *len)
+struct h1_head {
+	struct call *call;
+	struct h1p_framing fr;
+};
+
+static int h1_on_header(void *arg, struct h1p_span name, struct h1p_span value)
 {
-	while (*len && (**s == ' ' || **s == '\t')) {
-		(*s)++;
-		(*len)--;
-	}
-	while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t'))
-		(*len)--;
+	struct h1_head *h = arg;
+
+	h1p_framing_add(&h->fr, name, value);
+	return call_add_header(h->call, name.p, name.n, value.p, value.n) ? 0 : 503;
 }
 
-/* "POST /path?q HTTP/1.1" -> method, path; sets keep-alive default.  0 or -1. */
-static int h1_request_line(struct conn *c, struct call *call, const char *line, size_t len)
-{
-	const char *sp1 = memchr(line, ' ', len), *sp2, *q;
-	size_t mlen;
-
-	if (!sp1)
-		return -1;
-	sp2 = memchr(sp1 + 1, ' ', len - (sp1 + 1 - line));
-	if (!sp2)
-		return -1;
-	mlen = sp1 - line;
-	if (mlen == 0 || mlen >= sizeof(call->method) || sp2 == sp1 + 1)
-		return -1;
-	memcpy(call->method, line, mlen);
-	call->method[mlen] = 0;
-	q = memchr(sp1 + 1, '?', sp2 - sp1 - 1);
-	call->path = call_strndup(call, sp1 + 1, (q ? q : sp2) - sp1 - 1);
-	if (len - (sp2 + 1 - line) == 8 && !memcmp(sp2 + 1, "HTTP/1.1", 8))
-		c->h1_keepalive = true;
-	else if (len - (sp2 + 1 - line) == 8 && !memcmp(sp2 + 1, "HTTP/1.0", 8))
-		c->h1_keepalive = false;
-	else
-		return -1;
-	return 0;
-}
-
-/*
- * Parse the head (request line + headers, CRLF-terminated lines, blank line
- * last) in buf[0..len).  0, or an HTTP status for a malformed head.
- */
-static int h1_parse_head(struct conn *c, struct call *call, const char *buf, size_t len)
-{
-	const char *p = buf, *end = buf + len, *eol;
-
-	eol = memmem(p, end - p, "\r\n", 2);
-	if (!eol || h1_request_line(c, call, p, eol - p))
-		return 400;
-	for (p = eol + 2; p < end && !(p[0] == '\r' && p[1] == '\n'); p = eol + 2) {
-		const char *colon, *v;
-		size_t nlen, vlen;
-
-		eol = memmem(p, end - p, "\r\n", 2);
-		colon = eol ? memchr(p, ':', eol - p) : NULL;
-		if (!colon || colon == p)
-			return 400;
-		nlen = colon - p;
-		v = colon + 1;
-		vlen = eol - v;
-		h1_trim(&v, &vlen);
-		if (!call_add_header(call, p, nlen, v, vlen))
-			return 431;
-	}
-	return 0;
-}
-
-/* Connection, Content-Length, Transfer-Encoding, Expect.  0 or a status. */
-static int h1_framing(struct conn *c, struct call *call, const char **why)
+/* Method, path, keep-alive and body framing from a parsed head.  0 or a status. */
+static int h1_apply_head(struct conn *c, struct call *call, const struct h1p_reqline *rl,
+			 struct h1_head *h, const char **why)
 {
 	const struct config *cfg = conn_cfg(c);
 	const char *conn = call_header(call, "connection");
-	const char *cl = call_header(call, "content-length");
-	const char *te = call_header(call, "transfer-encoding");
 	const char *expect = call_header(call, "expect");
-	char *endp;
-	unsigned long long n = 0;
+	int st;
 
+	if (rl->method.n >= sizeof(call->method)) {
+		*why = "request method too long";
+		return 501;
+	}
+	memcpy(call->method, rl->method.p, rl->method.n);
+	call->method[rl->method.n] = 0;
+	call->path = call_strndup(call, rl->path.p, rl->path.n);
+	if (!call->path) {
+		*why = "gateway out of memory";
+		return 503;
+	}
+	c->h1_keepalive = rl->minor == 1;
 	if (conn && strcasestr(conn, "close"))
 		c->h1_keepalive = false;
 	else if (conn && strcasestr(conn, "keep-alive"))
 		c->h1_keepalive = true;
-	c->h1_chunked = false;
-	if (te && strcasecmp(te, "chunked") != 0) {
-		*why = "Transfer-Encoding: only chunked is supported";
-		return 501;
+	st = h1p_framing_end(&h->fr);
+	if (st) {
+		*why = h->fr.why;
+		return st;
 	}
-	if (te && cl) {		/* ambiguous framing: the classic smuggling vector */
-		*why = "both Transfer-Encoding and Content-Length";
-		return 400;
-	}
-	if (te) {
-		c->h1_chunked = true;
-		c->h1_chunk_state = 0;
-		if (expect && !strcasecmp(expect, "100-continue"))
-			bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-	}
-	if (cl) {
-		errno = 0;
-		n = strtoull(cl, &endp, 10);
-		if (errno || *endp || !isdigit((unsigned char)cl[0])) {
-			*why = "Content-Length: not a number";
-			return 400;
-		}
-	}
-	if (n > cfg->limits.max_body_bytes) {
+	if (h->fr.length > cfg->limits.max_body_bytes) {
 		*why = "request body exceeds limits.max_body_bytes";
 		return 413;
 	}
-	c->h1_body_left = n;
-	if (expect && !strcasecmp(expect, "100-continue") && n > 0)
+	c->h1_chunked = h->fr.chunked;
+	c->h1_body_left = h->fr.chunked ? 0 : h->fr.length;
+	if (c->h1_chunked)
+		h1p_chunked_init(&c->h1_ck, cfg->limits.max_body_bytes, cfg->limits.max_header_bytes);
+	if (expect && !strcasecmp(expect, "100-continue") && (c->h1_chunked || c->h1_body_left))
 		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
 	return 0;
 }
 
-enum { H1_CHUNK_SIZE, H1_CHUNK_DATA, H1_CHUNK_CRLF, H1_CHUNK_TRAILER };
-
-/* One CRLF-terminated line of a chunked body: 1 = *line set (free it), 0 =
- * wait, -1 = too long. */
-static int h1_chunk_line(struct evbuffer *in, char **line)
+static void h1_on_chunk_data(void *arg, const char *p, size_t n)
 {
-	size_t n;
-
-	*line = evbuffer_readln(in, &n, EVBUFFER_EOL_CRLF_STRICT);
-	if (*line)
-		return 1;
-	return evbuffer_get_length(in) > 4096 ? -1 : 0;
+	evbuffer_add(arg, p, n);
 }
 
 /*
@@ -172,109 +107,98 @@ static int h1_chunk_line(struct evbuffer *in, char **line)
  */
 static int h1_read_chunked(struct conn *c, struct evbuffer *in)
 {
-	uint64_t max = conn_cfg(c)->limits.max_body_bytes;
 	struct call *call = c->h1_call;
-	char *line, *end;
-	int r;
 
-	for (;;) {
-		switch (c->h1_chunk_state) {
-		case H1_CHUNK_SIZE:
-			if ((r = h1_chunk_line(in, &line)) <= 0)
-				goto line_wait;
-			c->h1_chunk_left = strtoull(line, &end, 16);
-			r = end == line || (*end && *end != ';' && *end != ' ');
-			free(line);
-			if (r)
-				goto bad;
-			if (evbuffer_get_length(call->body) + c->h1_chunk_left > max) {
-				h1_fail(c, call, 413, "request body exceeds limits.max_body_bytes");
-				return -1;
-			}
-			c->h1_chunk_state = c->h1_chunk_left ? H1_CHUNK_DATA : H1_CHUNK_TRAILER;
-			break;
-		case H1_CHUNK_DATA: {
-			size_t n = evbuffer_get_length(in);
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t used = 0;
+		int rc;
 
-			if (n > c->h1_chunk_left)
-				n = c->h1_chunk_left;
-			evbuffer_remove_buffer(in, call->body, n);
-			c->h1_chunk_left -= n;
-			if (c->h1_chunk_left)
-				return 0;
-			c->h1_chunk_state = H1_CHUNK_CRLF;
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
 			break;
-		}
-		case H1_CHUNK_CRLF: {
-			char crlf[2];
-
-			if (evbuffer_get_length(in) < 2)
-				return 0;
-			evbuffer_remove(in, crlf, 2);
-			if (crlf[0] != '\r' || crlf[1] != '\n')
-				goto bad;
-			c->h1_chunk_state = H1_CHUNK_SIZE;
-			break;
-		}
-		default:	/* trailer fields until the empty line; ignored */
-			if ((r = h1_chunk_line(in, &line)) <= 0)
-				goto line_wait;
-			r = line[0] == 0;
-			free(line);
-			if (r)
-				return 1;
-			break;
+		rc = h1p_chunked_feed(&c->h1_ck, v.iov_base, v.iov_len, &used, h1_on_chunk_data,
+				      call->body);
+		evbuffer_drain(in, used);
+		if (rc == 1)
+			return 1;
+		if (rc > 1) {
+			h1_fail(c, call, rc, c->h1_ck.why);
+			return -1;
 		}
 	}
-line_wait:
-	if (r == 0)
-		return 0;
-bad:
-	h1_fail(c, call, 400, "malformed chunked request body");
-	return -1;
+	return 0;
+}
+
+void h1_header_timeout(struct conn *c)
+{
+	struct call *call;
+
+	if (c->h1_call || c->h1_busy || evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+		conn_close(c);	/* nothing of a head arrived: nobody to answer */
+		return;
+	}
+	c->h1_call = call = call_new(c);
+	if (!call) {
+		conn_close(c);
+		return;
+	}
+	h1_fail(c, call, 408, "request head not complete within limits.header_timeout_ms");
+	conn_flush(c);
 }
 
 /* Read a head if one is complete.  1 = call ready for its body, 0 = wait. */
 static int h1_read_head(struct conn *c, struct evbuffer *in)
 {
 	const struct config *cfg = conn_cfg(c);
-	struct evbuffer_ptr pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
-	size_t head_len;
+	struct evbuffer_ptr pos;
+	struct h1p_reqline rl;
+	struct h1_head h = { 0 };
 	const char *why = NULL;
-	char *head;
+	size_t head_len;
 	int st;
 
-	if (pos.pos < 0) {
-		if (evbuffer_get_length(in) > cfg->limits.max_header_bytes) {
-			c->h1_call = call_new(c);
-			strcpy(c->h1_call->method, "?");
+	if (evbuffer_get_length(in) == 0)
+		return 0;
+	conn_arm_header_timer(c);
+	pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
+	if (pos.pos < 0 || (size_t)pos.pos + 4 > cfg->limits.max_header_bytes) {
+		if (pos.pos < 0 && evbuffer_get_length(in) <= cfg->limits.max_header_bytes)
+			return 0;
+		c->h1_call = call_new(c);
+		if (c->h1_call)
 			h1_fail(c, c->h1_call, 431, "request header exceeds limits.max_header_bytes");
-		}
+		else
+			conn_close_soon(c);
 		return 0;
 	}
 	head_len = pos.pos + 4;
-	c->h1_call = call_new(c);
-	if (head_len > cfg->limits.max_header_bytes) {
-		strcpy(c->h1_call->method, "?");
-		h1_fail(c, c->h1_call, 431, "request header exceeds limits.max_header_bytes");
+	conn_disarm_header_timer(c);
+	c->h1_call = h.call = call_new(c);
+	if (!h.call) {
+		conn_close_soon(c);
 		return 0;
 	}
-	head = (char *)evbuffer_pullup(in, head_len);
-	st = h1_parse_head(c, c->h1_call, head, head_len);
+	st = h1p_parse_head((const char *)evbuffer_pullup(in, head_len), head_len, &rl,
+			    h1_on_header, &h, &why);
 	evbuffer_drain(in, head_len);
+	if (st == 503)
+		why = "gateway out of memory";
+	if (!st)
+		st = h1_apply_head(c, h.call, &rl, &h, &why);
 	if (st) {
-		if (!c->h1_call->method[0])
-			strcpy(c->h1_call->method, "?");
-		h1_fail(c, c->h1_call, st, st == 431 ? "too many request headers"
-						      : "malformed HTTP/1.1 request head");
-		return 0;
-	}
-	st = h1_framing(c, c->h1_call, &why);
-	if (st) {
-		h1_fail(c, c->h1_call, st, why);
+		h1_fail(c, h.call, st, why);
 		return 0;
 	}
 	return 1;
+}
+
+/* The output is over limits.output_buffer_bytes: stop reading until it drains. */
+static bool h1_output_full(struct conn *c)
+{
+	if (!conn_output_full(c))
+		return false;
+	conn_pause_reading(c);
+	return true;
 }
 
 void h1_on_read(struct conn *c)
@@ -284,7 +208,7 @@ void h1_on_read(struct conn *c)
 	if (c->in_read)
 		return;		/* h1_respond inside api_handle: the loop below goes on */
 	c->in_read = true;
-	while (!c->h1_busy && !c->closing) {
+	while (!c->h1_busy && !c->closing && !h1_output_full(c)) {
 		if (!c->h1_call && h1_read_head(c, in) <= 0)
 			break;
 		if (c->h1_chunked) {

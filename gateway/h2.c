@@ -10,6 +10,7 @@
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,8 @@
 
 /* Bigger than the 64 KiB default so one-RTT uploads of tensors work. */
 #define H2_WINDOW (1 << 20)
+/* Oversized header lists tolerated on one connection before GOAWAY. */
+#define H2_MAX_OFFENCES 4
 
 static struct call *h2_call(struct conn *c, int32_t stream_id)
 {
@@ -44,6 +47,24 @@ static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void 
 	return 0;
 }
 
+/*
+ * A header list over limits.max_header_bytes: stop processing the stream
+ * now (nghttp2 resets it and decodes the rest of the block without calling
+ * us or validating it: references to a large table entry cost nothing
+ * more), and end the session after H2_MAX_OFFENCES such streams.
+ */
+static int h2_header_offence(struct conn *c, struct call *call)
+{
+	call->hdr_too_large = true;
+	if (++c->h2_offences >= H2_MAX_OFFENCES) {
+		log_info("peer=%s msg=\"closing: %d header lists over limits.max_header_bytes\"",
+			 c->peer, c->h2_offences);
+		srv_count_close(CLOSE_H2_OFFENCES);
+		nghttp2_session_terminate_session(c->h2, NGHTTP2_ENHANCE_YOUR_CALM);
+	}
+	return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+}
+
 static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
 			size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
@@ -56,10 +77,8 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 	if (!call)
 		return 0;
 	call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
-	if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes) {
-		call->hdr_too_large = true;
-		return 0;
-	}
+	if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes)
+		return h2_header_offence(c, call);
 	if (nlen == 7 && !memcmp(name, ":method", 7)) {
 		snprintf(call->method, sizeof(call->method), "%.*s", (int)vlen, value);
 	} else if (nlen == 5 && !memcmp(name, ":path", 5)) {
@@ -118,6 +137,8 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 	call = h2_call(c, f->hd.stream_id);
 	if (!call)
 		return 0;
+	if (f->hd.type == NGHTTP2_HEADERS)
+		conn_disarm_header_timer(c);	/* a request came in time */
 	if (f->hd.type == NGHTTP2_HEADERS && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		const char *cl = call_header(call, "content-length");
 
@@ -142,6 +163,10 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t er
 	nghttp2_session_set_stream_user_data(s, stream_id, NULL);
 	if (c->active > 0)
 		c->active--;
+	if (call->h2_queued) {
+		call->h2_queued = false;
+		c->h2_blocked--;
+	}
 	if (call->async && !call->responded) {
 		log_debug("stream=%d error=%u msg=\"client reset a stream in flight\"",
 			  stream_id, error_code);
@@ -191,6 +216,8 @@ void h2_respond(struct call *call)
 		log_warn("stream=%d msg=\"cannot submit response\"", call->stream_id);
 		return;
 	}
+	call->h2_queued = true;	/* until its stream closes: all of it was sent */
+	c->h2_blocked++;
 	/* Sending later (after the next read) batches frames of many streams;
 	 * but a response produced off the read path must be flushed now. */
 	if (!c->in_read)
@@ -201,7 +228,10 @@ int h2_send(struct conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	for (;;) {
+	/* Above the output cap nghttp2 keeps what it has (its own flood
+	 * guards then see a client that does not read); the write callback
+	 * comes back here once the socket takes the rest. */
+	while (!conn_output_full(c)) {
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
 
@@ -213,10 +243,31 @@ int h2_send(struct conn *c)
 		if (n == 0)
 			break;
 		evbuffer_add(out, data, n);
+		c->out_progress += (uint64_t)n;
 	}
 	conn_flush(c);
+	conn_watch_stall(c);
 	conn_maybe_close(c);
 	return 0;
+}
+
+/*
+ * nghttp2 gave up on the session (bad preface, flood, callback failure):
+ * tell the client why with GOAWAY before closing, as RFC 9113 §5.4.1 asks.
+ */
+static void h2_fatal(struct conn *c, int rv)
+{
+	uint32_t code = rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM :
+			rv == NGHTTP2_ERR_NOMEM || rv == NGHTTP2_ERR_CALLBACK_FAILURE ?
+			NGHTTP2_INTERNAL_ERROR : NGHTTP2_PROTOCOL_ERROR;
+
+	log_debug("peer=%s err=\"%s\" msg=\"h2 protocol error\"", c->peer, nghttp2_strerror(rv));
+	srv_count_close(CLOSE_PROTOCOL_ERROR);
+	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
+	bufferevent_disable(c->bev, EV_READ);
+	c->close_after_write = true;
+	if (nghttp2_session_terminate_session(c->h2, code) != 0 || h2_send(c) != 0)
+		conn_close(c);
 }
 
 void h2_on_read(struct conn *c)
@@ -225,19 +276,28 @@ void h2_on_read(struct conn *c)
 	size_t len = evbuffer_get_length(in);
 	ssize_t n;
 
+	if (conn_output_full(c)) {
+		conn_pause_reading(c);	/* the write callback resumes here */
+		return;
+	}
 	/* in_read doubles as "inside the read path" so responses made while
 	 * parsing are flushed once, below, instead of once per stream. */
 	c->in_read = true;
 	n = nghttp2_session_mem_recv(c->h2, evbuffer_pullup(in, len), len);
 	c->in_read = false;
 	if (n < 0) {
-		log_debug("peer=%s err=\"%s\" msg=\"h2 protocol error\"", c->peer,
-			  nghttp2_strerror((int)n));
-		conn_close(c);
+		h2_fatal(c, (int)n);
 		return;
 	}
 	evbuffer_drain(in, n);
 	h2_send(c);
+}
+
+void h2_header_timeout(struct conn *c)
+{
+	c->close_after_write = true;
+	nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+	h2_send(c);	/* may close c */
 }
 
 void h2_goaway(struct conn *c)

@@ -53,6 +53,7 @@ struct call {
 	uint64_t start_ns;
 	/* response */
 	bool responded;
+	bool h2_queued;			/* answer submitted, stream not closed yet */
 	int status;
 	struct evbuffer *resp;
 	int n_resp_hdrs;

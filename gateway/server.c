@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "util.h"
+
 #include "api.h"
 #include "config.h"
 #include "infer.h"
@@ -25,6 +27,7 @@
 #include "ytree.h"
 
 static const char h2_preface[] = NGHTTP2_CLIENT_MAGIC;	/* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
+#define H2_PRI_LEN 14	/* "PRI * HTTP/2.0" */
 
 static void conn_unlink(struct conn *c)
 {
@@ -86,6 +89,42 @@ const struct config *conn_cfg(const struct conn *c)
 	return c->sl->rt->cfg;
 }
 
+static _Atomic uint64_t srv_closed[CLOSE_REASONS];
+static _Atomic uint64_t srv_refused;
+
+void srv_count_close(enum srv_close_reason reason)
+{
+	atomic_fetch_add_explicit(&srv_closed[reason], 1, memory_order_relaxed);
+}
+
+void srv_metrics(struct evbuffer *out)
+{
+	static const char *const names[CLOSE_REASONS] = {
+		[CLOSE_HEADER_TIMEOUT] = "header_timeout", [CLOSE_WRITE_STALL] = "write_stall",
+		[CLOSE_IDLE] = "idle", [CLOSE_PROTOCOL_ERROR] = "protocol_error",
+		[CLOSE_H2_OFFENCES] = "h2_offences",
+	};
+
+	evbuffer_add_printf(out, "# HELP infergw_connections_closed_total Connections the gateway closed, by reason.\n"
+				 "# TYPE infergw_connections_closed_total counter\n");
+	for (int i = 0; i < CLOSE_REASONS; i++)
+		evbuffer_add_printf(out, "infergw_connections_closed_total{reason=\"%s\"} %llu\n", names[i],
+				    (unsigned long long)atomic_load_explicit(&srv_closed[i],
+									     memory_order_relaxed));
+	evbuffer_add_printf(out, "# HELP infergw_connections_refused_total Connections refused at accept.\n"
+				 "# TYPE infergw_connections_refused_total counter\n"
+				 "infergw_connections_refused_total{reason=\"max_connections\"} %llu\n",
+			    (unsigned long long)atomic_load_explicit(&srv_refused, memory_order_relaxed));
+}
+
+void conn_close_why(struct conn *c, enum srv_close_reason reason)
+{
+	if (c->closing)
+		return;
+	srv_count_close(reason);
+	conn_close(c);
+}
+
 void conn_close(struct conn *c)
 {
 	struct srv_loop *sl = c->sl;
@@ -93,6 +132,10 @@ void conn_close(struct conn *c)
 	if (c->closing)
 		return;
 	c->closing = true;
+	if (c->hdr_timer)
+		event_free(c->hdr_timer);
+	if (c->stall_timer)
+		event_free(c->stall_timer);
 	if (c->h2)
 		h2_free(c);
 	if (c->h1_call) {
@@ -104,8 +147,10 @@ void conn_close(struct conn *c)
 		else
 			call_free(call);
 	}
-	bufferevent_free(c->bev);
+	if (c->bev)
+		bufferevent_free(c->bev);
 	conn_unlink(c);
+	atomic_fetch_sub(&sl->srv->conns_open, 1);
 	log_debug("peer=%s msg=\"connection closed\"", c->peer);
 	free(c);
 	srv_loop_check_drained(sl);
@@ -144,6 +189,110 @@ void conn_maybe_close(struct conn *c)
 		conn_close(c);
 }
 
+void conn_close_soon(struct conn *c)
+{
+	c->close_after_write = true;
+	c->h1_busy = true;
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+bool conn_output_full(const struct conn *c)
+{
+	return evbuffer_get_length(bufferevent_get_output(c->bev)) >
+	       conn_cfg(c)->limits.output_buffer_bytes;
+}
+
+void conn_pause_reading(struct conn *c)
+{
+	c->read_paused = true;
+	bufferevent_disable(c->bev, EV_READ);
+}
+
+/* The output drained: read again, and parse what is already buffered. */
+static void conn_resume_reading(struct conn *c)
+{
+	c->read_paused = false;
+	bufferevent_enable(c->bev, EV_READ);
+	sched_defer_begin();
+	if (c->proto == PROTO_H2)
+		h2_on_read(c);	/* may close c */
+	else
+		h1_on_read(c);
+	sched_defer_end();
+}
+
+static void conn_on_header_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	srv_loop_refresh(c->sl);
+	c->hdr_timer_armed = false;
+	srv_count_close(CLOSE_HEADER_TIMEOUT);
+	log_debug("peer=%s msg=\"header timeout\"", c->peer);
+	if (c->proto == PROTO_H2 && c->h2)
+		h2_header_timeout(c);	/* may close c */
+	else if (c->proto == PROTO_H1)
+		h1_header_timeout(c);
+	else
+		conn_close(c);
+}
+
+void conn_arm_header_timer(struct conn *c)
+{
+	uint32_t ms = conn_cfg(c)->limits.header_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (c->hdr_timer_armed)
+		return;		/* from the head's first byte, not its latest */
+	c->hdr_timer_armed = true;
+	evtimer_add(c->hdr_timer, &tv);
+}
+
+void conn_disarm_header_timer(struct conn *c)
+{
+	if (!c->hdr_timer_armed)
+		return;
+	c->hdr_timer_armed = false;
+	evtimer_del(c->hdr_timer);
+}
+
+static void conn_arm_stall_timer(struct conn *c)
+{
+	uint32_t ms = conn_cfg(c)->limits.write_stall_timeout_ms;
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	c->stall_mark = c->out_progress;
+	evtimer_add(c->stall_timer, &tv);
+}
+
+/* Answers waited write_stall_timeout_ms: close unless some went out. */
+static void conn_on_stall_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	srv_loop_refresh(c->sl);
+	if (c->h2_blocked <= 0)
+		return;
+	if (c->out_progress != c->stall_mark) {
+		conn_arm_stall_timer(c);
+		return;
+	}
+	log_info("peer=%s blocked_streams=%d msg=\"closing: the client has not read its answers for limits.write_stall_timeout_ms\"",
+		 c->peer, c->h2_blocked);
+	conn_close_why(c, CLOSE_WRITE_STALL);
+}
+
+void conn_watch_stall(struct conn *c)
+{
+	bool pending = evtimer_pending(c->stall_timer, NULL);
+
+	if (c->h2_blocked > 0 && !pending)
+		conn_arm_stall_timer(c);
+	else if (c->h2_blocked <= 0 && pending)
+		evtimer_del(c->stall_timer);
+}
+
 void conn_transport_respond(struct call *call)
 {
 	if (call->conn->proto == PROTO_H2)
@@ -152,19 +301,24 @@ void conn_transport_respond(struct call *call)
 		h1_respond(call);
 }
 
-/* Decide the protocol from the first bytes: 0 = need more, 1 = decided. */
+/*
+ * Decide the protocol from the first bytes: 0 = need more, 1 = decided,
+ * -1 = c closed.  "PRI * HTTP/2.0" is HTTP/2 even when the rest of the
+ * preface is wrong: nghttp2 then answers it with GOAWAY, as a client
+ * speaking HTTP/2 expects.
+ */
 static int conn_sniff(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t have = evbuffer_get_length(in), n = have < 24 ? have : 24;
-	unsigned char buf[24];
+	size_t have = evbuffer_get_length(in), n = have < H2_PRI_LEN ? have : H2_PRI_LEN;
+	unsigned char buf[H2_PRI_LEN];
 
 	evbuffer_copyout(in, buf, n);
 	if (memcmp(buf, h2_preface, n) != 0) {
 		c->proto = PROTO_H1;
 		return 1;
 	}
-	if (n < 24)
+	if (n < H2_PRI_LEN)
 		return 0;
 	c->proto = PROTO_H2;
 	if (h2_start(c)) {
@@ -182,10 +336,14 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 	if (c->proto == PROTO_UNKNOWN && conn_sniff(c) <= 0)
 		return;
 	sched_defer_begin();
-	if (c->proto == PROTO_H2)
-		h2_on_read(c);
-	else
+	if (c->proto == PROTO_H2) {
+		h2_on_read(c);	/* may close c */
+	} else {
 		h1_on_read(c);
+		if (c->sl->draining && !c->h1_busy && !c->h1_call &&
+		    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+			conn_close(c);	/* shutting down, and nothing more was asked */
+	}
 	sched_defer_end();
 }
 
@@ -193,6 +351,11 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
+	srv_loop_refresh(c->sl);
+	if (c->read_paused && !c->closing && !conn_output_full(c)) {
+		conn_resume_reading(c);	/* may close c */
+		return;
+	}
 	if (c->proto == PROTO_H1)
 		h1_on_written(c);
 	else
@@ -203,6 +366,12 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
+		log_info("peer=%s msg=\"closing: the client has not read for limits.write_stall_timeout_ms\"",
+			 c->peer);
+		conn_close_why(c, CLOSE_WRITE_STALL);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		/* Idle timeout: a connection waiting on inference is not idle. */
 		if (c->active > 0) {
@@ -210,6 +379,7 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 			return;
 		}
 		log_debug("peer=%s msg=\"idle timeout\"", c->peer);
+		srv_count_close(CLOSE_IDLE);
 		if (c->proto == PROTO_H2 && c->h2) {
 			c->close_after_write = true;
 			bufferevent_enable(bev, EV_READ);
@@ -253,26 +423,80 @@ static void srv_on_accept_admin(struct evconnlistener *lst, evutil_socket_t fd,
 	srv_accept(arg, fd, sa, true);
 }
 
+static struct timeval srv_ms(uint32_t ms)
+{
+	return (struct timeval){ ms / 1000, (ms % 1000) * 1000 };
+}
+
+/* Rate-limited warnings: at most one a second per kind, with a count. */
+struct srv_ratelog {
+	_Atomic uint64_t last_ns;
+	_Atomic uint64_t suppressed;
+};
+
+static bool srv_ratelog_ok(struct srv_ratelog *r, uint64_t *suppressed)
+{
+	uint64_t now = now_ns(), last = atomic_load(&r->last_ns);
+
+	if (now - last < 1000000000ull || !atomic_compare_exchange_strong(&r->last_ns, &last, now)) {
+		atomic_fetch_add(&r->suppressed, 1);
+		return false;
+	}
+	*suppressed = atomic_exchange(&r->suppressed, 0);
+	return true;
+}
+
+/* Over limits.max_connections: a best-effort 503 (the socket buffer of a
+ * new connection always takes it) and close, without a struct conn. */
+static void srv_refuse(evutil_socket_t fd, uint32_t max)
+{
+	static struct srv_ratelog rl;
+	static const char resp[] =
+		"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+		"retry-after: 1\r\nconnection: close\r\ncontent-length: 63\r\n\r\n"
+		"{\"error\":\"connection limit reached (limits.max_connections)\"}\n";
+	uint64_t suppressed;
+	ssize_t n;
+
+	n = send(fd, resp, sizeof(resp) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)n;
+	evutil_closesocket(fd);
+	atomic_fetch_add_explicit(&srv_refused, 1, memory_order_relaxed);
+	if (srv_ratelog_ok(&rl, &suppressed))
+		log_warn("max_connections=%u suppressed=%llu msg=\"connection refused: at limits.max_connections\"",
+			 max, (unsigned long long)suppressed);
+}
+
 static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr *sa, bool admin)
 {
 	const struct config *cfg;
-	struct timeval idle;
+	struct timeval idle, stall;
 	struct conn *c;
 	int one = 1;
 
 	srv_loop_refresh(sl);
 	cfg = sl->rt->cfg;
-	idle = (struct timeval){ cfg->limits.idle_timeout_ms / 1000,
-				 (cfg->limits.idle_timeout_ms % 1000) * 1000 };
 	if (sl->draining) {
 		evutil_closesocket(fd);
 		return;
 	}
+	if (atomic_fetch_add(&sl->srv->conns_open, 1) >= (int)cfg->limits.max_connections) {
+		atomic_fetch_sub(&sl->srv->conns_open, 1);
+		srv_refuse(fd, cfg->limits.max_connections);
+		return;
+	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c = calloc(1, sizeof(*c));
+	if (!c) {
+		atomic_fetch_sub(&sl->srv->conns_open, 1);
+		evutil_closesocket(fd);
+		return;
+	}
 	c->sl = sl;
 	c->admin = admin;
 	c->bev = bufferevent_socket_new(sl->loop.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->hdr_timer = evtimer_new(sl->loop.base, conn_on_header_timer, c);
+	c->stall_timer = evtimer_new(sl->loop.base, conn_on_stall_timer, c);
 	conn_peer(c, sa);
 	c->next = sl->conns;
 	if (sl->conns)
@@ -280,9 +504,20 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	sl->conns = c;
 	sl->n_conns++;
 	atomic_fetch_add(&sl->srv->conns_total, 1);
+	if (!c->bev || !c->hdr_timer || !c->stall_timer) {
+		if (!c->bev)
+			evutil_closesocket(fd);
+		conn_close(c);
+		return;
+	}
 	bufferevent_setcb(c->bev, conn_on_read, conn_on_write, conn_on_event, c);
-	bufferevent_set_timeouts(c->bev, &idle, NULL);
+	idle = srv_ms(cfg->limits.idle_timeout_ms);
+	stall = srv_ms(cfg->limits.write_stall_timeout_ms);
+	bufferevent_set_timeouts(c->bev, &idle, &stall);
+	/* Input waiting to be parsed is bounded: a head, plus one read's worth. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + 65536);
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	conn_arm_header_timer(c);
 }
 
 static void srv_on_grace(evutil_socket_t fd, short what, void *arg)
@@ -292,6 +527,32 @@ static void srv_on_grace(evutil_socket_t fd, short what, void *arg)
 	log_warn("loop=%d open_connections=%d msg=\"shutdown grace period over; closing\"",
 		 sl->loop.idx, sl->n_conns);
 	event_base_loopexit(sl->loop.base, NULL);
+}
+
+/*
+ * Shutdown: HTTP/2 gets GOAWAY; an HTTP/1.1 request already sent is
+ * answered (with Connection: close), even one still in the socket buffer;
+ * idle connections close now.  May close c.
+ */
+static void srv_drain_conn(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	if (c->proto == PROTO_H2 && c->h2) {
+		h2_goaway(c);
+		return;
+	}
+	if (c->h1_busy) {
+		c->close_after_write = true;
+		return;
+	}
+	evbuffer_read(in, bufferevent_getfd(c->bev), -1);
+	if (evbuffer_get_length(in) == 0 && !c->h1_call) {
+		conn_close(c);
+		return;
+	}
+	/* h1_respond sees the loop draining and answers with Connection: close. */
+	bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* On the loop thread: stop accepting, tell clients, close idle connections. */
@@ -319,13 +580,7 @@ static void srv_loop_on_stop(struct loop *l)
 	}
 	for (c = sl->conns; c; c = next) {
 		next = c->next;
-		if (c->proto == PROTO_H2 && c->h2) {
-			h2_goaway(c);	/* may close c */
-		} else if (!c->h1_busy) {
-			conn_close(c);
-		} else {
-			c->close_after_write = true;
-		}
+		srv_drain_conn(c);	/* may close c */
 	}
 	srv_loop_check_drained(sl);
 }
@@ -362,6 +617,48 @@ static int srv_port_free(const struct sockaddr *sa, int salen)
 	return rc;
 }
 
+static void srv_on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct srv_loop *sl = arg;
+
+	if (sl->draining)
+		return;
+	if (sl->lst)
+		evconnlistener_enable(sl->lst);
+	if (sl->admin_lst)
+		evconnlistener_enable(sl->admin_lst);
+}
+
+/*
+ * accept() failed for want of descriptors or memory: the pending
+ * connection stays in the backlog and the listener would fire again at
+ * once, spinning.  Stop accepting for 100 ms instead, and say so at most
+ * once a second.
+ */
+static void srv_on_accept_error(struct evconnlistener *lst, void *arg)
+{
+	static struct srv_ratelog rl;
+	struct srv_loop *sl = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval pause = { 0, 100000 };
+	uint64_t suppressed;
+
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM)
+		return;
+	if (!sl->accept_resume)
+		sl->accept_resume = evtimer_new(sl->loop.base, srv_on_accept_resume, sl);
+	if (!sl->accept_resume)
+		return;
+	if (sl->lst)
+		evconnlistener_disable(sl->lst);
+	if (sl->admin_lst)
+		evconnlistener_disable(sl->admin_lst);
+	evtimer_add(sl->accept_resume, &pause);
+	if (srv_ratelog_ok(&rl, &suppressed))
+		log_warn("loop=%d err=\"%s\" suppressed=%llu msg=\"cannot accept connections (raise the file descriptor limit, ulimit -n); pausing accept for 100 ms\"",
+			 sl->loop.idx, strerror(err), (unsigned long long)suppressed);
+}
+
 static struct evconnlistener *srv_listen(struct srv_loop *sl, const char *address, int *port,
 					 evconnlistener_cb cb, char **err)
 {
@@ -392,6 +689,7 @@ static struct evconnlistener *srv_listen(struct srv_loop *sl, const char *addres
 		*err = yt_strdupf("cannot listen on %s: %s", addr, strerror(errno));
 		return NULL;
 	}
+	evconnlistener_set_error_cb(lst, srv_on_accept_error);
 	if (*port == 0) {
 		struct sockaddr_storage b;
 		socklen_t blen = sizeof(b);
@@ -477,6 +775,8 @@ void srv_destroy(struct server *s)
 		call_free_list(sl);
 		if (sl->grace)
 			event_free(sl->grace);
+		if (sl->accept_resume)
+			event_free(sl->accept_resume);
 		if (sl->lst)
 			evconnlistener_free(sl->lst);
 		if (sl->admin_lst)

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "h1parse.h"
 #include "http.h"
 #include "loop.h"
 
@@ -32,6 +33,7 @@ struct srv_loop {
 	int n_conns;
 	bool draining;
 	struct event *grace;
+	struct event *accept_resume;	/* accept paused on EMFILE until this fires */
 	struct runtime *rt;		/* this loop's reference to the current runtime */
 	struct call *free_calls;	/* recycled calls (call.c) */
 	int n_free_calls;
@@ -46,6 +48,17 @@ struct server {
 	int n_loops;
 	struct srv_loop *loops;
 	_Atomic uint64_t conns_total;
+	_Atomic int conns_open;		/* across loops, for limits.max_connections */
+};
+
+/* Why a connection was closed by the gateway (or refused), for /metrics. */
+enum srv_close_reason {
+	CLOSE_HEADER_TIMEOUT,
+	CLOSE_WRITE_STALL,
+	CLOSE_IDLE,
+	CLOSE_PROTOCOL_ERROR,
+	CLOSE_H2_OFFENCES,
+	CLOSE_REASONS
 };
 
 struct conn {
@@ -57,13 +70,20 @@ struct conn {
 	struct call *h1_call;		/* request being read or served */
 	size_t h1_body_left;
 	bool h1_chunked;		/* Transfer-Encoding: chunked body */
-	int h1_chunk_state;		/* enum in h1.c */
-	size_t h1_chunk_left;
+	struct h1p_chunked h1_ck;	/* its decoder */
 	bool h1_busy;			/* response pending: stop parsing */
 	bool h1_keepalive;
 	bool in_read;			/* inside h1_on_read / h2_on_read */
 	bool close_after_write;
 	bool closing;
+	bool read_paused;		/* output above limits.output_buffer_bytes */
+	bool hdr_timer_armed;
+	struct event *hdr_timer;	/* limits.header_timeout_ms */
+	struct event *stall_timer;	/* h2: answers blocked by the client's window */
+	uint64_t out_progress;		/* h2: bytes handed to the socket buffer so far */
+	uint64_t stall_mark;		/* out_progress when stall_timer was armed */
+	int h2_blocked;			/* h2: answered streams not yet fully sent */
+	int h2_offences;		/* h2: streams reset for oversized headers */
 	int active;			/* calls waiting for a response */
 	struct conn *prev, *next;
 	char peer[64];
@@ -91,6 +111,26 @@ void srv_destroy(struct server *s);
 
 /* Connection internals shared by server.c, h1.c and h2.c. */
 void conn_close(struct conn *c);
+/* conn_close_soon - close from the loop, after the current callback (and
+ * what is queued) is done: for paths whose callers still use c. */
+void conn_close_soon(struct conn *c);
+/* conn_close_why - conn_close, counted under reason in /metrics. */
+void conn_close_why(struct conn *c, enum srv_close_reason reason);
+/* srv_count_close - count a close the transport does itself (h2 GOAWAY). */
+void srv_count_close(enum srv_close_reason reason);
+/* conn_arm_header_timer - start limits.header_timeout_ms unless running. */
+void conn_arm_header_timer(struct conn *c);
+void conn_disarm_header_timer(struct conn *c);
+/* conn_pause_reading - stop reading (output above the cap); the write
+ * callback resumes reading and parsing once the output has drained. */
+void conn_pause_reading(struct conn *c);
+/* conn_output_full - more than limits.output_buffer_bytes queued. */
+bool conn_output_full(const struct conn *c);
+/* conn_watch_stall - h2: start the write-stall clock while answers wait on
+ * the client's flow-control window; stop it when none do. */
+void conn_watch_stall(struct conn *c);
+/* srv_metrics - the connection counters in Prometheus text format. */
+void srv_metrics(struct evbuffer *out);
 /* conn_flush - write what is queued now, without waiting a loop round. */
 void conn_flush(struct conn *c);
 /* conn_maybe_close - close when nothing is left to read or write. */
@@ -101,6 +141,8 @@ void conn_transport_respond(struct call *call);
 void h1_on_read(struct conn *c);
 void h1_respond(struct call *call);
 void h1_on_written(struct conn *c);
+/* h1_header_timeout - 408 when part of a head came, else close. */
+void h1_header_timeout(struct conn *c);
 /* HTTP/2 (h2.c). */
 int h2_start(struct conn *c);
 void h2_on_read(struct conn *c);
@@ -111,5 +153,7 @@ int h2_send(struct conn *c);
 /* h2_goaway - GOAWAY(NO_ERROR) and send; may close c like h2_send. */
 void h2_goaway(struct conn *c);
 void h2_free(struct conn *c);
+/* h2_header_timeout - GOAWAY and close: no request came in time. */
+void h2_header_timeout(struct conn *c);
 
 #endif
