@@ -101,6 +101,7 @@ static void adm_metrics(struct call *c)
 	int n = met_all(series, 1024);
 
 	access_metrics(c->resp);
+	srv_metrics(c->resp);
 	met_render(c->resp, series, n);
 	adm_queue_gauges(c);
 	adm_backend_counter(c, STAT_BATCHES, "batches", "Batches executed.");

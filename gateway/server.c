@@ -341,8 +341,10 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 	} else {
 		h1_on_read(c);
 		if (c->sl->draining && !c->h1_busy && !c->h1_call &&
-		    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
-			conn_close(c);	/* shutting down, and nothing more was asked */
+		    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+			c->close_after_write = true;	/* shutting down, nothing more asked */
+			conn_maybe_close(c);
+		}
 	}
 	sched_defer_end();
 }
@@ -546,9 +548,14 @@ static void srv_drain_conn(struct conn *c)
 		c->close_after_write = true;
 		return;
 	}
+	/* A request may still sit in the socket buffer: read it now.  The
+	 * bufferevent keeps its input's end frozen between its own reads. */
+	evbuffer_unfreeze(in, 0);
 	evbuffer_read(in, bufferevent_getfd(c->bev), -1);
+	evbuffer_freeze(in, 0);
 	if (evbuffer_get_length(in) == 0 && !c->h1_call) {
-		conn_close(c);
+		c->close_after_write = true;
+		conn_maybe_close(c);	/* now, or once an answer still queued is out */
 		return;
 	}
 	/* h1_respond sees the loop draining and answers with Connection: close. */
