@@ -11,8 +11,8 @@ set -eu
 cd "$(dirname "$0")/../.."
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
-TARGETS="kserve mpcodec safetensors config"
-SRC="gateway/kserve.c gateway/jsonfast.c gateway/mpcodec.c gateway/config.c gateway/ytree.c gateway/router.c
+TARGETS="kserve mpcodec safetensors config h1"
+SRC="gateway/h1parse.c gateway/kserve.c gateway/jsonfast.c gateway/mpcodec.c gateway/config.c gateway/ytree.c gateway/router.c
      gateway/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c"
 PKGS="jansson yaml-0.1 msgpack libevent"
 
