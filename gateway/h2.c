@@ -98,8 +98,15 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id,
 	struct conn *c = arg;
 	struct call *call = h2_call(c, stream_id);
 
-	if (!call || call->responded)
+	/* The stream's window reopens at once; the connection's only when the
+	 * stream closes and its body is gone: no connection buffers more
+	 * request bodies than its 16 MiB connection window. */
+	if (!call || call->responded) {
+		nghttp2_session_consume(s, stream_id, len);
 		return 0;
+	}
+	nghttp2_session_consume_stream(s, stream_id, len);
+	call->h2_rx += len;
 	if (evbuffer_get_length(call->body) + len > conn_cfg(c)->limits.max_body_bytes) {
 		call->body_too_large = true;
 		/* Answer now; nghttp2 resets the rest of the upload (NO_ERROR). */
@@ -161,6 +168,7 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t er
 	if (!call)
 		return 0;
 	nghttp2_session_set_stream_user_data(s, stream_id, NULL);
+	nghttp2_session_consume_connection(s, call->h2_rx);
 	if (c->active > 0)
 		c->active--;
 	if (call->h2_queued) {
@@ -332,6 +340,7 @@ int h2_start(struct conn *c)
 {
 	const struct config *cfg = conn_cfg(c);
 	nghttp2_session_callbacks *cb;
+	nghttp2_option *opt;
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->limits.max_concurrent_streams },
 		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW },
@@ -345,7 +354,12 @@ int h2_start(struct conn *c)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);
-	rc = nghttp2_session_server_new(&c->h2, cb, c);
+	rc = nghttp2_option_new(&opt);
+	if (!rc) {
+		nghttp2_option_set_no_auto_window_update(opt, 1);	/* see h2_on_data */
+		rc = nghttp2_session_server_new2(&c->h2, cb, c, opt);
+		nghttp2_option_del(opt);
+	}
 	nghttp2_session_callbacks_del(cb);
 	if (rc)
 		return -1;

@@ -54,6 +54,7 @@ struct call {
 	/* response */
 	bool responded;
 	bool h2_queued;			/* answer submitted, stream not closed yet */
+	size_t h2_rx;			/* DATA bytes held against the connection window */
 	int status;
 	struct evbuffer *resp;
 	int n_resp_hdrs;
