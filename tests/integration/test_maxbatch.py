@@ -142,3 +142,44 @@ def test_mixed_concurrent_big_and_small(mgw, model, rows):
         assert status == 200, body[:300]
         check_infer_response(body, model, x)
     assert batch_hist(mgw)["le32"] == batch_hist(mgw)["count"]
+
+
+# ------------------------------------------------ cancellation (slow model) ----
+
+@pytest.fixture(scope="module")
+def slow_dir(tmp_path_factory):
+    import slowmodel as sm
+    return sm.write_slow_model(tmp_path_factory.mktemp("slowmodel") / "slow")
+
+
+def test_cancelled_sliced_request_stops_its_slices(slow_dir, start_gw):
+    """max_batch 1 on the slow model (milliseconds a batch): a 64-row request
+    is 64 batches.  The client resets the stream once the first has run; the
+    slices not started never run, the request counts as cancelled (one
+    answer, none sent), and the gateway then serves the next request."""
+    import slowmodel as sm
+
+    g = start_gw("slicecancel", sm.config_text(
+        [sm.model_yaml("slow", slow_dir, max_batch=1)], [sm.backend_yaml("cpu0", ["slow"])]))
+    lbl = dict(backend="cpu0", model="slow")
+    x = (np.arange(64 * 64) % 7).reshape(64, 64).astype(np.float64)
+    # (a short body: it fits one flow-control window, sent before any read)
+    before = g.metrics()
+    n0 = gwlib.metric(before, "infergw_batch_rows_count", **lbl)
+    with H2Client(g.port) as c:
+        sid = c.request("POST", "/v2/models/slow/infer", infer_body(x),
+                        [("content-type", "application/json")])
+        for _ in range(500):
+            if gwlib.metric(g.metrics(), "infergw_batch_rows_count", **lbl) > n0:
+                break
+        c.reset(sid)
+        after = sm.wait_outcomes(g, before, "slow", 1)
+        assert sm.outcome_delta(before, after, "slow") == {("cpu0", "cancelled"): 1}
+        ran = gwlib.metric(g.metrics(), "infergw_batch_rows_count", **lbl) - n0
+        assert 1 <= ran < 64, ran
+        assert gwlib.metric(g.metrics(), "infergw_queue_depth", **lbl) == 0
+        ok = c.post("/v2/models/slow/infer", infer_body(x[:3]))
+    assert ok.status == 200, ok
+    assert json.loads(bytes(ok.body))["outputs"][0]["shape"] == [3, 10]
+    ran_later = gwlib.metric(g.metrics(), "infergw_batch_rows_count", **lbl) - n0
+    assert ran_later == ran + 3, (ran, ran_later)   # no slice of the cancelled one ran since
