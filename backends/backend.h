@@ -8,8 +8,14 @@
  * cuts the next one.  submit may complete the batch before it returns (the
  * CPU backend computes in the calling thread) or later from another thread
  * (GPU stream callback, remote agent reply).  Either way it must call
- * batch->done(batch) exactly once, after it has written every request's
- * output or status.
+ * batch->done(batch) exactly once, after it has written every slice's
+ * output rows and status.
+ *
+ * A batch is a list of slices: row ranges of requests.  A request larger
+ * than the batch limit runs as several slices in several batches, possibly
+ * at once on different slots, so a backend writes only its slices' rows of
+ * r->output (and reads only their rows of r->input), and reports through
+ * the slice and the batch, never the request's own fields.
  */
 #ifndef INFERGW_BACKEND_H
 #define INFERGW_BACKEND_H
@@ -19,6 +25,7 @@
 
 struct model;
 struct infer_req;
+struct infer_slice;
 
 enum backend_kind { BE_CPU, BE_GPU, BE_REMOTE };
 
@@ -39,10 +46,11 @@ struct batch {
 	const struct model *model;
 	struct backend *be;
 	int slot;			/* scheduler thread index, 0..slots-1 */
-	int n_reqs;
-	struct infer_req **reqs;	/* each with rows >= 1 */
-	int rows;			/* sum of reqs[i]->rows, <= model->max_batch_size */
+	int n_slices;
+	struct infer_slice *slices;	/* each with rows >= 1 */
+	int rows;			/* sum of slices[i].rows, <= the backend's max_batch */
 	uint64_t exec_start_ns, exec_end_ns;	/* set by the backend */
+	char errmsg[160];		/* set by the backend when a slice fails */
 	void (*done)(struct batch *b);
 	void *owner;			/* the scheduler's */
 };
@@ -66,6 +74,9 @@ struct backend_ops {
 	/* submit - execute b (see the comment at the top). 0, or -errno when
 	 * the batch could not be started (then done is NOT called). */
 	int (*submit)(struct backend *be, struct batch *b);
+	/* max_batch - optional: the most rows of m one batch here may hold
+	 * (the scheduler slices larger requests); NULL: m->max_batch_size. */
+	int (*max_batch)(const struct backend *be, const struct model *m);
 	void (*stats)(const struct backend *be, struct backend_stats *out);
 	void (*close)(struct backend *be);
 };

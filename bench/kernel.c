@@ -245,15 +245,14 @@ static void on_batch_done(struct batch *b)
 
 static void igw_run(struct backend *be, const struct model *m, struct infer_req *r)
 {
-	struct infer_req *reqs[1] = { r };
+	struct infer_slice sl = { .r = r, .rows = r->rows, .status = -1 };
 	struct batch b = {
-		.model = m, .be = be, .slot = 0, .n_reqs = 1, .reqs = reqs,
+		.model = m, .be = be, .slot = 0, .n_slices = 1, .slices = &sl,
 		.rows = r->rows, .done = on_batch_done,
 	};
 	int rc;
 
 	atomic_store_explicit(&r->state, REQ_RUNNING, memory_order_relaxed);
-	r->status = -1;
 	atomic_store_explicit(&g_done, 0, memory_order_relaxed);
 	rc = be->ops->submit(be, &b);
 	if (rc) {
@@ -262,8 +261,8 @@ static void igw_run(struct backend *be, const struct model *m, struct infer_req 
 	}
 	while (!atomic_load_explicit(&g_done, memory_order_acquire))
 		;	/* the CPU backend completes inside submit; others would call back */
-	if (r->status != 0) {
-		fprintf(stderr, "kernel: be_cpu batch failed: status %d %s\n", r->status, r->errmsg);
+	if (sl.status != 0) {
+		fprintf(stderr, "kernel: be_cpu batch failed: status %d %s\n", sl.status, b.errmsg);
 		exit(1);
 	}
 }

@@ -45,6 +45,28 @@ int batch_decide(const struct batch_policy *p, const struct batch_view *v,
 	return 0;
 }
 
+int batch_place(int ahead, int rows, int eff, int *before, int *first, int *last)
+{
+	int part = ahead % eff, rest;
+
+	*before = ahead / eff;
+	if (part + rows <= eff) {
+		*first = *last = part + rows;
+		return 1;
+	}
+	if (rows <= eff) {
+		/* Whole: it waits for a batch of its own. */
+		(*before)++;
+		*first = *last = rows;
+		return 1;
+	}
+	/* Sliced: its first slice completes the batch in progress. */
+	*first = eff;
+	rest = rows - (eff - part);
+	*last = rest % eff ? rest % eff : eff;
+	return 1 + (rest + eff - 1) / eff;
+}
+
 void batch_adapt_init(struct batch_adapt *a, int min, int max, uint64_t target_ns, int grow_after)
 {
 	a->min = min < 1 ? 1 : min;

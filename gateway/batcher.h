@@ -11,6 +11,9 @@
  *     predicted execution of the batch + margin >= earliest deadline.
  * Otherwise it says when to look again (the earlier of the two moments).
  *
+ * A request above the batch limit is not refused: it runs as several
+ * batches (sq_take slices it); batch_place says which batches it spans.
+ *
  * batch_adapt grows and shrinks the effective max_batch (AIMD) to keep the
  * worst latency of each batch under a target: halve on a miss, +1 after
  * `streak` batches in a row that met it.
@@ -46,6 +49,16 @@ struct batch_view {
  */
 int batch_decide(const struct batch_policy *p, const struct batch_view *v,
 		 const struct svc_model *svc, uint64_t now_ns, uint64_t *wake_ns);
+
+/*
+ * batch_place - where a request of rows lands behind ahead queued rows when
+ * batches of at most eff rows are cut (sq_take: requests whole while they
+ * fit, one above eff sliced, its first slice filling the batch in
+ * progress).  *before = batches run before its first one, *first = rows of
+ * its first batch (shared with the rows ahead), *last = rows of its last.
+ * Returns the number of batches it spans: 1 unless rows > eff.
+ */
+int batch_place(int ahead, int rows, int eff, int *before, int *first, int *last);
 
 struct batch_adapt {
 	int cur, min, max;

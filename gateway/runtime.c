@@ -164,9 +164,9 @@ static void rt_calib_done(struct batch *b)
 static uint64_t rt_time_batch(struct backend *be, const struct model *m, int rows)
 {
 	struct infer_req r = { .model = m, .rows = rows };
-	struct infer_req *rp = &r;
+	struct infer_slice sl = { .r = &r, .rows = rows };
 	struct rt_calib cal;
-	struct batch b = { .model = m, .be = be, .n_reqs = 1, .reqs = &rp, .rows = rows,
+	struct batch b = { .model = m, .be = be, .n_slices = 1, .slices = &sl, .rows = rows,
 			   .done = rt_calib_done, .owner = &cal };
 	uint64_t t = 0;
 
@@ -176,7 +176,8 @@ static uint64_t rt_time_batch(struct backend *be, const struct model *m, int row
 	sem_init(&cal.done, 0, 0);
 	if (be->ops->submit(be, &b) == 0) {
 		sem_wait(&cal.done);
-		t = b.exec_end_ns - b.exec_start_ns;
+		if (sl.status == 0)
+			t = b.exec_end_ns - b.exec_start_ns;
 	}
 	sem_destroy(&cal.done);
 	free((void *)r.input);
@@ -239,11 +240,9 @@ static int rt_start_sched(const struct config *c, struct rt_backend *rb)
 	for (int i = 0; i < rb->n_models; i++) {
 		const struct model_conf *mc = cfg_find_model(c, rb->models[i]->name);
 		const struct model *m = rb->models[i]->m;
-		int mb = mc->max_batch > 0 && mc->max_batch < m->max_batch_size ? mc->max_batch
-										 : m->max_batch_size;
 
 		rt_queue_conf(c, mc, m, rb->be.conf.name, &qc[i]);
-		rt_calibrate(&rb->be, mc, m, mb, &qc[i]);
+		rt_calibrate(&rb->be, mc, m, sched_batch_limit(&rb->be, m, mc->max_batch), &qc[i]);
 	}
 	rc = sched_be_start(&rb->sched, &rb->be, qc, rb->n_models);
 	free(qc);
@@ -684,8 +683,8 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 	rc2 = sched_enqueue(&rb->sched, cand[pick].qi, r, now);
 	if (rc2 == -E2BIG) {
 		snprintf(r->errmsg, sizeof(r->errmsg),
-			 "batch of %d rows exceeds the model's max batch of %d", r->rows,
-			 rb->sched.qs[cand[pick].qi].max_batch);
+			 "inputs[0].shape[0]: batch of %d rows, expected 1 to %d (the model's "
+			 "max_batch_size)", r->rows, r->model->max_batch_size);
 		rc2 = 400;
 	} else if (rc2 == -EAGAIN) {
 		rc2 = rt_reject(r, ROUTE_FULL, cand, n);

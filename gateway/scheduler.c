@@ -26,8 +26,14 @@ struct sched_worker {
 	pthread_t thread;
 	sem_t done;
 	struct batch b;
-	uint64_t oldest_arrival;	/* of the batch in flight */
-	struct infer_req **reqs;	/* capacity: the largest max_batch */
+	uint64_t oldest;		/* of the batch in flight: earliest arrival (a
+					 * later slice of a request: when it was cut) */
+	struct infer_slice *slices;	/* capacity: the widest model's max_batch_size */
+};
+
+/* Where a request lands in a queue (batch_place). */
+struct sched_place {
+	int before, first, last, spans;
 };
 
 int sched_find(const struct sched_be *s, const struct model *m)
@@ -56,23 +62,19 @@ static uint64_t sched_residual(const struct sched_be *s, uint64_t now)
 
 /*
  * Predicted wait of a request of rows at priority prio on queue qi, from the
- * work queued ahead, before calibration; *before is the number of full
- * batches ahead of it and *mine the rows of its own batch.  Lock held.
+ * work queued ahead, before calibration, to the start of its first batch;
+ * *pl says where it lands (batch_place).  Lock held.
  */
 static uint64_t sched_raw_wait(const struct sched_be *s, int qi, int rows, int prio, uint64_t now,
-			       int *before, int *mine)
+			       struct sched_place *pl)
 {
 	const struct sched_q *q = &s->qs[qi];
-	int eff = q->pol.max_batch, ahead = sq_rows_ahead(&q->sq, prio);
+	int eff = q->pol.max_batch;
 	uint64_t work;
 
-	*before = ahead / eff;
-	*mine = ahead % eff + rows;
-	if (*mine > eff) {
-		(*before)++;
-		*mine = rows;
-	}
-	work = (uint64_t)*before * svc_predict(&q->svc, eff);
+	pl->spans = batch_place(sq_rows_ahead(&q->sq, prio), rows, eff, &pl->before, &pl->first,
+				&pl->last);
+	work = (uint64_t)pl->before * svc_predict(&q->svc, eff);
 	/* Other models on this backend compete for the same slots. */
 	for (int i = 0; i < s->n_q; i++)
 		if (i != qi && s->qs[i].sq.n_rows)
@@ -82,16 +84,33 @@ static uint64_t sched_raw_wait(const struct sched_be *s, int qi, int rows, int p
 	return sched_residual(s, now) + work / (uint64_t)s->n_threads;
 }
 
+/*
+ * Predicted execution of a request placed at pl: its first batch, then (a
+ * request above the batch limit) the rest of its batches, spread over the
+ * slots like the work ahead.  Lock held.
+ */
+static uint64_t sched_exec(const struct sched_be *s, const struct sched_q *q,
+			   const struct sched_place *pl)
+{
+	uint64_t rest = 0;
+
+	if (pl->spans > 1)
+		rest = (uint64_t)(pl->spans - 2) * svc_predict(&q->svc, q->pol.max_batch) +
+		       svc_predict(&q->svc, pl->last);
+	return svc_predict(&q->svc, pl->first) + rest / (uint64_t)s->n_threads;
+}
+
 void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 		struct sched_view *out)
 {
 	struct sched_q *q = &s->qs[qi];
-	int eff, before, mine;
+	struct sched_place pl;
+	int eff;
 	uint64_t raw;
 
 	pthread_mutex_lock(&s->mu);
 	eff = q->pol.max_batch;
-	raw = sched_raw_wait(s, qi, rows, prio, now, &before, &mine);
+	raw = sched_raw_wait(s, qi, rows, prio, now, &pl);
 	out->queued = q->sq.n_reqs;
 	/* Full means full for this priority: lower levels can be displaced. */
 	out->displaces = q->sq.n_reqs >= q->sq.max_reqs;
@@ -101,13 +120,13 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 	out->work_ns = raw;
 	/* sq_take fills the batch with whatever is queued when it is cut,
 	 * lower levels included: predict that batch from what is queued now. */
-	{
-		long rem = (long)q->sq.n_rows + rows - (long)before * eff;
+	if (pl.spans == 1) {
+		long rem = (long)q->sq.n_rows + rows - (long)pl.before * eff;
 
-		if (rem > mine)
-			mine = rem < eff ? (int)rem : eff;
+		if (rem > pl.first)
+			pl.first = pl.last = rem < eff ? (int)rem : eff;
 	}
-	out->exec_ns = svc_predict(&q->svc, mine);
+	out->exec_ns = sched_exec(s, q, &pl);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -156,16 +175,25 @@ void sched_defer_end(void)
 	sched_deferring = false;
 }
 
-/* A queued request answered without running (displaced, expired, hopeless). */
+/*
+ * A queued request answered without running (displaced, expired, hopeless),
+ * or the queued remainder of a sliced one: its slices not yet started do
+ * not run either.  The first failure is the answer.  Lock held, or r no
+ * longer reachable by another thread.
+ */
 static void sched_answer(struct infer_req *r, int status, uint64_t now, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 static void sched_answer(struct infer_req *r, int status, uint64_t now, const char *fmt, ...)
 {
 	va_list ap;
 
-	atomic_store(&r->state, REQ_EXPIRED);
+	if (atomic_load(&r->state) != REQ_CANCELLED)
+		atomic_store(&r->state, REQ_EXPIRED);
+	if (r->status)
+		return;
 	r->status = status;
-	r->dequeue_ns = now;
+	if (!r->next_row)
+		r->dequeue_ns = now;
 	r->retry_after_s = 1;
 	va_start(ap, fmt);
 	vsnprintf(r->errmsg, sizeof(r->errmsg), fmt, ap);
@@ -178,7 +206,9 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	struct infer_req *displaced = NULL;
 	int rc;
 
-	if (r->rows > q->max_batch)
+	/* Larger than a batch is fine (it runs sliced); larger than the model
+	 * takes is not. */
+	if (r->rows > q->model->max_batch_size)
 		return -E2BIG;
 	pthread_mutex_lock(&s->mu);
 	if (s->stop) {
@@ -186,12 +216,13 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 		goto out_unlock;
 	}
 	atomic_store_explicit(&r->state, REQ_QUEUED, memory_order_relaxed);
+	r->next_row = r->slices_out = r->n_batches = 0;
 	{
-		int before, mine;
+		struct sched_place pl;
 
 		/* What the router saw (uncalibrated), to learn from at dequeue. */
 		r->enqueue_ns = now;
-		r->pred_wait_ns = sched_raw_wait(s, qi, r->rows, r->priority, now, &before, &mine);
+		r->pred_wait_ns = sched_raw_wait(s, qi, r->rows, r->priority, now, &pl);
 	}
 	rc = sq_push(&q->sq, r);
 	if (rc == -EAGAIN && (displaced = sq_displace(&q->sq, r->priority)))
@@ -226,9 +257,18 @@ bool sched_cancel(struct infer_req *r)
 	pthread_mutex_lock(&q->s->mu);
 	if (atomic_compare_exchange_strong(&r->state, &expect, REQ_CANCELLED)) {
 		sq_remove(&q->sq, r);
-		atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
 		removed = true;
+	} else if (expect == REQ_RUNNING) {
+		/* Slices not yet started are skipped (backend.h); a queued
+		 * remainder never runs.  With no slice running any more, no
+		 * completion will come: r is the caller's again. */
+		atomic_store(&r->state, REQ_CANCELLED);
+		if (r->next_row < r->rows) {
+			sq_remove(&q->sq, r);
+			removed = sq_drop(r);
+		}
 	}
+	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
 	pthread_mutex_unlock(&q->s->mu);
 	return removed;
 }
@@ -249,6 +289,8 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 		struct infer_req *r = sq_expire(&q->sq, now + need), *next;
 
 		for (; r; r = next) {
+			bool started = r->next_row > 0;
+
 			next = r->next;
 			if (r->deadline_ns <= now)
 				sched_answer(r, 504, now, "deadline passed after %llu us in the queue "
@@ -259,7 +301,11 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 					     "left, a batch on backend %s takes %llu us",
 					     (unsigned long long)((r->deadline_ns - now) / 1000),
 					     s->be->conf.name, (unsigned long long)(need / 1000));
-			svc_wait_missed(&q->svc, r->priority);
+			if (!started)
+				svc_wait_missed(&q->svc, r->priority);
+			/* A sliced request with a slice running is posted after it. */
+			if (!sq_drop(r))
+				continue;
 			r->next = all;
 			all = r;
 		}
@@ -323,23 +369,7 @@ static void sched_wait(struct sched_be *s, uint64_t wake)
 
 static void sched_batch_done(struct batch *b)
 {
-	struct sched_worker *w = b->owner;
-	struct met_series *met = w->s->qs[0].met;
-
-	for (int i = 0; i < b->n_reqs; i++) {
-		struct infer_req *r = b->reqs[i];
-		int expect = REQ_RUNNING;
-
-		met = r->met;
-		r->exec_start_ns = b->exec_start_ns;
-		r->exec_end_ns = b->exec_end_ns;
-		r->batch_rows = b->rows;
-		atomic_compare_exchange_strong(&r->state, &expect, REQ_DONE);
-		loop_post(r->owner, r);
-	}
-	if (met)
-		met_observe_rows(&met->batch, b->rows);
-	sem_post(&w->done);
+	sem_post(&((struct sched_worker *)b->owner)->done);
 }
 
 static void sched_run_batch(struct sched_worker *w, int qi, int n)
@@ -350,61 +380,108 @@ static void sched_run_batch(struct sched_worker *w, int qi, int n)
 	b->model = s->qs[qi].model;
 	b->be = s->be;
 	b->slot = w->slot;
-	b->n_reqs = n;
-	b->reqs = w->reqs;
+	b->n_slices = n;
+	b->slices = w->slices;
+	b->errmsg[0] = 0;
 	b->done = sched_batch_done;
 	b->owner = w;
 	if (s->be->ops->submit(s->be, b) == 0) {
 		sem_wait(&w->done);
 		return;
 	}
-	for (int i = 0; i < n; i++) {
-		w->reqs[i]->status = 503;
-		snprintf(w->reqs[i]->errmsg, sizeof(w->reqs[i]->errmsg),
-			 "backend %s could not start the batch", s->be->conf.name);
-	}
+	for (int i = 0; i < n; i++)
+		w->slices[i].status = 503;
+	snprintf(b->errmsg, sizeof(b->errmsg), "backend %s could not start the batch",
+		 s->be->conf.name);
 	b->exec_start_ns = b->exec_end_ns = now_ns();
-	sched_batch_done(b);
-	sem_wait(&w->done);
 }
 
-/* Take a cut batch from queue qi into w (lock held).  Returns the count. */
+/* Take a cut batch from queue qi into w (lock held).  Returns the slice count. */
 static int sched_take(struct sched_worker *w, struct sched_q *q, int rows, uint64_t now)
 {
-	int n = sq_take(&q->sq, rows, w->reqs, q->max_batch);
+	int eff = q->pol.max_batch;
+	int n = sq_take(&q->sq, rows, eff, w->slices, w->s->widest);
 
-	/* The head is larger than the cut (a preferred size, or an adaptive
-	 * limit below it): run it alone rather than stall the queue. */
+	/* The head is larger than the cut (a preferred size): run it alone
+	 * rather than stall the queue (sliced, when above the limit). */
 	if (n == 0)
-		n = sq_take(&q->sq, q->max_batch, w->reqs, 1);
+		n = sq_take(&q->sq, eff, eff, w->slices, 1);
 	w->b.rows = 0;
-	w->oldest_arrival = UINT64_MAX;
+	w->oldest = UINT64_MAX;
 	for (int i = 0; i < n; i++) {
-		struct infer_req *r = w->reqs[i];
+		struct infer_slice *sl = &w->slices[i];
+		struct infer_req *r = sl->r;
+		uint64_t ready = now;	/* a later slice: ready once cut */
 
-		atomic_store(&r->state, REQ_RUNNING);
-		r->dequeue_ns = now;
-		svc_wait_observe(&q->svc, r->priority, r->pred_wait_ns, now - r->enqueue_ns);
-		w->b.rows += r->rows;
-		if (r->arrival_ns < w->oldest_arrival)
-			w->oldest_arrival = r->arrival_ns;
+		sl->status = 0;
+		if (sl->row0 == 0) {
+			atomic_store(&r->state, REQ_RUNNING);
+			r->dequeue_ns = now;
+			svc_wait_observe(&q->svc, r->priority, r->pred_wait_ns, now - r->enqueue_ns);
+			ready = r->arrival_ns;
+		}
+		w->b.rows += sl->rows;
+		if (ready < w->oldest)
+			w->oldest = ready;
 	}
 	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
 	w->s->busy_until[w->slot] = now + svc_predict(&q->svc, w->b.rows);
 	return n;
 }
 
-/* After a batch (lock held): learn its service time, adapt the batch size. */
-static void sched_learn(struct sched_worker *w, struct sched_q *q, int rows)
+/* Account slice sl of batch b to its request (lock held).  true when the
+ * request is complete: its answer is due. */
+static bool sched_slice_done(struct sched_q *q, const struct batch *b,
+			     const struct infer_slice *sl)
 {
-	uint64_t exec = w->b.exec_end_ns - w->b.exec_start_ns;
+	struct infer_req *r = sl->r;
+	int expect = REQ_RUNNING;
+
+	if (!r->n_batches++ || b->exec_start_ns < r->exec_start_ns)
+		r->exec_start_ns = b->exec_start_ns;
+	if (b->exec_end_ns > r->exec_end_ns)
+		r->exec_end_ns = b->exec_end_ns;
+	r->batch_rows = b->rows;
+	if (sl->status && !r->status) {
+		r->status = sl->status;
+		snprintf(r->errmsg, sizeof(r->errmsg), "%s", b->errmsg);
+		/* A slice failing fails the request: the rest need not run. */
+		if (r->next_row < r->rows) {
+			sq_remove(&q->sq, r);
+			sq_drop(r);
+		}
+	}
+	if (!sq_slice_done(r))
+		return false;
+	atomic_compare_exchange_strong(&r->state, &expect, REQ_DONE);
+	return true;
+}
+
+/*
+ * After a batch (lock held): learn its service time, adapt the batch size,
+ * account its slices.  Returns the requests it completed, linked through
+ * ->next, to post.
+ */
+static struct infer_req *sched_learn(struct sched_worker *w, struct sched_q *q)
+{
+	const struct batch *b = &w->b;
+	struct infer_req *done = NULL;
 
 	w->s->busy_until[w->slot] = 0;
-	svc_observe(&q->svc, rows, exec);
+	svc_observe(&q->svc, b->rows, b->exec_end_ns - b->exec_start_ns);
 	if (q->adaptive) {
-		q->pol.max_batch = batch_adapt_observe(&q->adapt, w->b.exec_end_ns - w->oldest_arrival);
+		q->pol.max_batch = batch_adapt_observe(&q->adapt, b->exec_end_ns - w->oldest);
 		atomic_store_explicit(&q->eff_max_batch, q->pol.max_batch, memory_order_relaxed);
 	}
+	if (q->met)
+		met_observe_rows(&q->met->batch, b->rows);
+	for (int i = 0; i < b->n_slices; i++)
+		if (sched_slice_done(q, b, &b->slices[i])) {
+			b->slices[i].r->next = done;
+			done = b->slices[i].r;
+		}
+	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	return done;
 }
 
 static void sched_post_list(struct infer_req *r)
@@ -440,6 +517,7 @@ static void *sched_worker_main(void *arg)
 {
 	struct sched_worker *w = arg;
 	struct sched_be *s = w->s;
+	struct infer_req *done = NULL;	/* completed by the last batch, to post */
 	char name[16];
 
 	/* "igw-<backend>.<slot>", cut to the 15 characters Linux keeps */
@@ -455,14 +533,16 @@ static void *sched_worker_main(void *arg)
 		qi = sched_pick(s, now, &wake, &rows);
 		if (qi >= 0)
 			n = sched_take(w, &s->qs[qi], rows, now);
-		if (expired || n) {
+		if (expired || n || done) {
 			pthread_mutex_unlock(&s->mu);
 			sched_post_list(expired);
+			sched_post_list(done);
+			done = NULL;
 			if (n)
 				sched_run_batch(w, qi, n);
 			pthread_mutex_lock(&s->mu);
 			if (n)
-				sched_learn(w, &s->qs[qi], w->b.rows);
+				done = sched_learn(w, &s->qs[qi]);
 			continue;
 		}
 		if (s->stop)
@@ -474,11 +554,20 @@ static void *sched_worker_main(void *arg)
 }
 
 /* Set q's policy from qc (lock held, or q not yet shared). */
+int sched_batch_limit(const struct backend *be, const struct model *m, int conf_max)
+{
+	int mb = m->max_batch_size;
+
+	if (be->ops && be->ops->max_batch && be->ops->max_batch(be, m) < mb)
+		mb = be->ops->max_batch(be, m);
+	if (conf_max > 0 && conf_max < mb)
+		mb = conf_max;
+	return mb < 1 ? 1 : mb;
+}
+
 static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 {
-	int mb = qc->model->max_batch_size;
-
-	q->max_batch = qc->max_batch > 0 && qc->max_batch < mb ? qc->max_batch : mb;
+	q->max_batch = sched_batch_limit(q->s->be, qc->model, qc->max_batch);
 	q->pol.max_batch = q->max_batch;
 	q->pol.max_delay_ns = (uint64_t)qc->delay_us * 1000;
 	q->pol.margin_ns = qc->margin_ns;
@@ -495,7 +584,7 @@ static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc)
 {
 	pthread_mutex_lock(&s->mu);
-	/* Worker arrays hold the model's max_batch_size, the most any conf asks. */
+	/* Worker arrays hold the model's max_batch_size, the most a batch takes. */
 	sched_configure(&s->qs[qi], qc);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
@@ -548,7 +637,7 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_
 
 		w->s = s;
 		w->slot = i;
-		w->reqs = calloc(widest, sizeof(*w->reqs));
+		w->slices = calloc(widest, sizeof(*w->slices));
 		sem_init(&w->done, 0, 0);
 		if (pthread_create(&w->thread, NULL, sched_worker_main, w)) {
 			log_error("backend=%s msg=\"cannot start scheduler thread\"", be->conf.name);
@@ -571,7 +660,7 @@ void sched_be_stop(struct sched_be *s)
 	for (int i = 0; i < s->n_threads; i++) {
 		pthread_join(s->workers[i].thread, NULL);
 		sem_destroy(&s->workers[i].done);
-		free(s->workers[i].reqs);
+		free(s->workers[i].slices);
 	}
 	free(s->workers);
 	s->workers = NULL;

@@ -5,10 +5,12 @@
  * backend gets `slots` scheduler threads and one mutex.  A thread answers
  * expired requests (504, never executed; with drop_hopeless also those
  * that can no longer finish in time), asks the batcher whether a queue
- * should be cut, takes whole requests (priority, then deadline order),
- * submits the batch, learns its service time, and posts every request back
- * to its owner loop.  A client that goes away while its request is queued
- * removes it (sched_cancel): it is never executed.
+ * should be cut, takes requests (priority, then deadline order; one above
+ * the batch limit as slices, sq_take), submits the batch, learns its
+ * service time, and posts every request whose last slice it ran back to
+ * its owner loop.  A client that goes away while its request is queued
+ * removes it (sched_cancel): it is never executed; one partly run loses
+ * its slices not yet started.
  */
 #ifndef INFERGW_SCHEDULER_H
 #define INFERGW_SCHEDULER_H
@@ -31,7 +33,7 @@ struct sched_be;
 /* How one queue behaves; filled by the runtime from the config. */
 struct sched_q_conf {
 	const struct model *model;
-	int max_batch;			/* 0 = the model's max_batch_size */
+	int max_batch;			/* rows per batch; 0 = the model's max_batch_size */
 	uint32_t delay_us;
 	int max_queue;
 	int priority_levels;
@@ -50,7 +52,7 @@ struct sched_q {
 	const struct model *model;
 	struct squeue sq;
 	struct batch_policy pol;	/* pol.max_batch = effective (adaptive) limit */
-	int max_batch;			/* configured limit */
+	int max_batch;			/* configured limit (sched_batch_limit) */
 	bool adaptive;
 	bool drop_hopeless;
 	struct batch_adapt adapt;
@@ -86,6 +88,12 @@ struct sched_view {
 	uint64_t exec_ns;
 };
 
+/*
+ * sched_batch_limit - the most rows one batch of m on be holds: the
+ * model's max_batch_size, lowered by the backend's own limit and by
+ * conf_max (models[].max_batch; 0 = none).  Requests above it run sliced.
+ */
+int sched_batch_limit(const struct backend *be, const struct model *m, int conf_max);
 /* sched_be_start - one queue per conf entry and be->conf.slots threads. 0 or -errno. */
 int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_conf *qc, int n);
 /*
@@ -105,15 +113,19 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 /*
  * sched_enqueue - queue r on queue qi (r->priority already normalized).
  * A full queue makes room by displacing its lowest-priority request below
- * r's priority (answered 429).  Returns 0, -EAGAIN (queue full), -E2BIG
- * (rows above the batch limit) or -ESHUTDOWN; on error r is still the
+ * r's priority (answered 429).  A request above the batch limit runs as
+ * several batches.  Returns 0, -EAGAIN (queue full), -E2BIG (rows above
+ * the model's max_batch_size) or -ESHUTDOWN; on error r is still the
  * caller's.
  */
 int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now);
 /*
  * sched_cancel - the client is gone.  true when r was still queued: it is
  * removed, never executed, and the caller owns it again.  false when it
- * already runs (or ran): its completion still arrives.
+ * already runs (or ran): its completion still arrives, and its slices not
+ * yet started (a request larger than one batch) never run.  true also when
+ * r was partly run and no slice of it is running: what was queued is
+ * dropped and nothing more arrives.
  */
 bool sched_cancel(struct infer_req *r);
 /*

@@ -12,6 +12,12 @@ static inline uint64_t sq_key(const struct infer_req *r)
 	return r->deadline_ns ? r->deadline_ns : UINT64_MAX;
 }
 
+/* Rows of r still queued. */
+static inline int sq_left(const struct infer_req *r)
+{
+	return r->rows - r->next_row;
+}
+
 void sq_init(struct squeue *q, int n_levels, int max_reqs)
 {
 	memset(q, 0, sizeof(*q));
@@ -52,8 +58,8 @@ int sq_push(struct squeue *q, struct infer_req *r)
 	else
 		q->lv[p].head = r;
 	q->n_reqs++;
-	q->n_rows += r->rows;
-	q->rows_at[p] += r->rows;
+	q->n_rows += sq_left(r);
+	q->rows_at[p] += sq_left(r);
 	return 0;
 }
 
@@ -71,8 +77,8 @@ void sq_remove(struct squeue *q, struct infer_req *r)
 		q->lv[p].tail = r->prev;
 	r->next = r->prev = NULL;
 	q->n_reqs--;
-	q->n_rows -= r->rows;
-	q->rows_at[p] -= r->rows;
+	q->n_rows -= sq_left(r);
+	q->rows_at[p] -= sq_left(r);
 }
 
 struct infer_req *sq_expire(struct squeue *q, uint64_t now)
@@ -91,7 +97,17 @@ struct infer_req *sq_expire(struct squeue *q, uint64_t now)
 	return out;
 }
 
-int sq_take(struct squeue *q, int max_rows, struct infer_req **out, int cap)
+/* Take the first rows of r's remainder (r stays queued) as out. */
+static void sq_slice(struct squeue *q, struct infer_req *r, int rows, struct infer_slice *out)
+{
+	*out = (struct infer_slice){ .r = r, .row0 = r->next_row, .rows = rows };
+	q->n_rows -= rows;
+	q->rows_at[r->priority] -= rows;
+	r->next_row += rows;
+	r->slices_out++;
+}
+
+int sq_take(struct squeue *q, int max_rows, int limit, struct infer_slice *out, int cap)
 {
 	int n = 0, rows = 0;
 
@@ -99,14 +115,33 @@ int sq_take(struct squeue *q, int max_rows, struct infer_req **out, int cap)
 		struct infer_req *r;
 
 		while ((r = q->lv[p].head) && n < cap) {
-			if (rows + r->rows > max_rows)
+			int left = sq_left(r);
+
+			if (rows + left > max_rows) {
+				if (left > limit && rows < max_rows)
+					sq_slice(q, r, max_rows - rows, &out[n++]);
 				return n;
+			}
 			sq_remove(q, r);
-			rows += r->rows;
-			out[n++] = r;
+			out[n] = (struct infer_slice){ .r = r, .row0 = r->next_row, .rows = left };
+			r->next_row = r->rows;
+			r->slices_out++;
+			rows += left;
+			n++;
 		}
 	}
 	return n;
+}
+
+bool sq_slice_done(struct infer_req *r)
+{
+	return --r->slices_out == 0 && r->next_row == r->rows;
+}
+
+bool sq_drop(struct infer_req *r)
+{
+	r->next_row = r->rows;
+	return r->slices_out == 0;
 }
 
 struct infer_req *sq_displace(struct squeue *q, int prio)
@@ -114,6 +149,8 @@ struct infer_req *sq_displace(struct squeue *q, int prio)
 	for (int p = q->hi; p > prio; p--) {
 		struct infer_req *r = q->lv[p].tail;
 
+		while (r && r->next_row)
+			r = r->prev;
 		if (r) {
 			sq_remove(q, r);
 			return r;

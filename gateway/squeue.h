@@ -8,13 +8,19 @@
  * (requests without a deadline sort last).  Insertion walks from the tail,
  * so the common case (same objective, later arrival) is O(1); removal of a
  * cancelled request is O(1); expiry looks only at list heads.
+ *
+ * A request larger than one batch leaves in slices (sq_take): its queued
+ * remainder, rows [r->next_row, r->rows), keeps its place and counts in
+ * n_rows; r->slices_out counts its slices taken and not yet done.
  */
 #ifndef INFERGW_SQUEUE_H
 #define INFERGW_SQUEUE_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct infer_req;
+struct infer_slice;
 
 #define SQ_MAX_LEVELS 16
 
@@ -47,16 +53,33 @@ void sq_remove(struct squeue *q, struct infer_req *r);
  */
 struct infer_req *sq_expire(struct squeue *q, uint64_t now);
 /*
- * sq_take - unlink whole requests, highest priority first and earliest
- * deadline first within a level, while their rows fit in max_rows (stops at
- * the first that does not).  Writes them to out[0..cap) and returns how many.
+ * sq_take - take rows for one batch of at most max_rows, highest priority
+ * first and earliest deadline first within a level: whole remainders while
+ * they fit; a remainder above limit (the batch limit: it can never fit one
+ * batch) is sliced, its first rows filling the batch, the rest staying
+ * queued in place.  Stops at the first remainder that does not fit.
+ * Writes the slices to out[0..cap) (each counted in its r->slices_out) and
+ * returns how many.
  */
-int sq_take(struct squeue *q, int max_rows, struct infer_req **out, int cap);
+int sq_take(struct squeue *q, int max_rows, int limit, struct infer_slice *out, int cap);
+/*
+ * sq_slice_done - a slice of r finished.  true when r has no rows queued
+ * or running left: its answer is due now.
+ */
+bool sq_slice_done(struct infer_req *r);
+/*
+ * sq_drop - r left the queue (sq_remove, sq_expire, sq_displace) without
+ * running its remaining rows: none of them will.  true when no slice of r
+ * is running either (its answer is due now); false when the last running
+ * slice's sq_slice_done says so.
+ */
+bool sq_drop(struct infer_req *r);
 /*
  * sq_displace - make room for a request of priority prio in a full queue:
  * unlink and return the request of the lowest level below prio that is due
  * last (the tail of that level), or NULL when every queued request is at
- * prio or above.
+ * prio or above.  A request partly run already is never displaced (its
+ * work would be lost).
  */
 struct infer_req *sq_displace(struct squeue *q, int prio);
 /* sq_earliest_deadline - smallest deadline queued; UINT64_MAX when none. */

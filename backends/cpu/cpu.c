@@ -516,12 +516,50 @@ static bool be_cpu_live(struct infer_req *r)
 	return st != REQ_CANCELLED && st != REQ_EXPIRED;
 }
 
+/* Run the layer chain over rows gathered rows of cm on slot sm.  NULL, or
+ * which primitive failed (with *st). */
+static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_model *cm,
+				  struct be_cpu_slot_model *sm, int rows, dnnl_status_t *st)
+{
+	const struct model *m = cm->m;
+	int bi, k;
+
+	for (bi = 0; cm->buckets[bi] < rows; bi++)
+		;
+	/* Zero padding keeps the unused rows finite (no NaN/denormal garbage). */
+	memset(sm->buf[0] + (size_t)rows * m->in_dim, 0,
+	       sizeof(float) * (size_t)(cm->buckets[bi] - rows) * m->in_dim);
+	for (k = 0; k < m->n_layers; k++) {
+		struct be_cpu_exec *e = &sm->exec[bi * m->n_layers + k];
+		dnnl_exec_arg_t args[5];
+		int n = 0;
+
+		if (m->layers[k].kind == LAYER_SOFTMAX) {
+			be_cpu_softmax(sm->buf[cm->src_buf[k]], rows, m->layers[k].in);
+			continue;
+		}
+		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, e->src };
+		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, e->wei };
+		if (e->bias)
+			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias };
+		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, e->dst };
+		if (e->scratch)
+			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch };
+		*st = dnnl_primitive_execute(e->prim, c->streams[slot], n, args);
+		if (*st == dnnl_success)
+			*st = dnnl_stream_wait(c->streams[slot]);
+		if (*st != dnnl_success)
+			return "matmul";
+	}
+	return NULL;
+}
+
 /*
  * be_cpu_submit - see backend.h.  Runs b to completion in the calling thread
- * and calls b->done before returning 0.  Requests cancelled (or expired)
- * when submit starts are neither read nor written (their status, output and
- * times stay as they are); the others get status 0, or 500 with errmsg when
- * oneDNN fails.
+ * and calls b->done before returning 0.  Slices of requests cancelled (or
+ * expired) when submit starts are neither read nor written (their status
+ * and output stay as they are); the others get status 0, or 500 with
+ * b->errmsg when oneDNN fails.
  * -ENOENT (model not loaded here), -EINVAL (bad batch) or -ENODEV leave b
  * untouched and do not call done.
  */
@@ -531,33 +569,32 @@ static int be_cpu_submit(struct backend *be, struct batch *b)
 	const struct model *m = b->model;
 	struct be_cpu_model *cm;
 	struct be_cpu_slot_model *sm;
-	bool live[b->n_reqs > 0 ? b->n_reqs : 1];
+	bool live[b->n_slices > 0 ? b->n_slices : 1];
 	dnnl_status_t st = dnnl_success;
 	const char *failed = NULL;
-	int i, k, rows = 0, bi, bucket;
+	int i, rows = 0;
 	uint64_t t0, t1;
-	size_t off;
-	float *out;
+	const float *out;
 
 	if (!c)
 		return -ENODEV;
-	if (b->slot < 0 || b->slot >= c->n_slots || b->n_reqs < 0)
+	if (b->slot < 0 || b->slot >= c->n_slots || b->n_slices < 0)
 		return -EINVAL;
 	for (cm = atomic_load_explicit(&c->models, memory_order_acquire); cm; cm = cm->next)
 		if (cm->m == m)
 			break;
 	if (!cm)
 		return -ENOENT;
-	/* Which requests run is decided once, here: one that is cancelled
-	 * later still gets its output (it is ours until done). */
-	for (i = 0; i < b->n_reqs; i++) {
-		struct infer_req *r = b->reqs[i];
+	/* Which slices run is decided once, here: one whose request is
+	 * cancelled later still gets its output (it is ours until done). */
+	for (i = 0; i < b->n_slices; i++) {
+		const struct infer_slice *sl = &b->slices[i];
 
-		if (r->rows < 1)
+		if (sl->rows < 1 || sl->row0 < 0 || sl->row0 + sl->rows > sl->r->rows)
 			return -EINVAL;
-		live[i] = be_cpu_live(r);
+		live[i] = be_cpu_live(sl->r);
 		if (live[i])
-			rows += r->rows;
+			rows += sl->rows;
 	}
 	if (rows > m->max_batch_size)
 		return -EINVAL;
@@ -567,68 +604,36 @@ static int be_cpu_submit(struct backend *be, struct batch *b)
 	b->exec_start_ns = t0;
 	sm = &cm->slots[b->slot];
 
-	off = 0;
-	for (i = 0; i < b->n_reqs; i++) {
-		struct infer_req *r = b->reqs[i];
+	rows = 0;
+	for (i = 0; i < b->n_slices; i++) {
+		const struct infer_slice *sl = &b->slices[i];
 
 		if (!live[i])
 			continue;
-		memcpy(sm->buf[0] + off, r->input, sizeof(float) * (size_t)r->rows * m->in_dim);
-		off += (size_t)r->rows * m->in_dim;
+		memcpy(sm->buf[0] + (size_t)rows * m->in_dim,
+		       sl->r->input + (size_t)sl->row0 * m->in_dim,
+		       sizeof(float) * (size_t)sl->rows * m->in_dim);
+		rows += sl->rows;
 	}
-
-	if (rows > 0) {
-		for (bi = 0; cm->buckets[bi] < rows; bi++)
-			;
-		bucket = cm->buckets[bi];
-		/* Zero padding keeps the unused rows finite (no NaN/denormal garbage). */
-		memset(sm->buf[0] + off, 0, sizeof(float) * (size_t)(bucket - rows) * m->in_dim);
-
-		for (k = 0; k < m->n_layers && !failed; k++) {
-			struct be_cpu_exec *e = &sm->exec[bi * m->n_layers + k];
-			dnnl_exec_arg_t args[5];
-			int n = 0;
-
-			if (m->layers[k].kind == LAYER_SOFTMAX) {
-				be_cpu_softmax(sm->buf[cm->src_buf[k]], rows, m->layers[k].in);
-				continue;
-			}
-			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, e->src };
-			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, e->wei };
-			if (e->bias)
-				args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias };
-			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, e->dst };
-			if (e->scratch)
-				args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch };
-			st = dnnl_primitive_execute(e->prim, c->streams[b->slot], n, args);
-			if (st == dnnl_success)
-				st = dnnl_stream_wait(c->streams[b->slot]);
-			if (st != dnnl_success)
-				failed = "matmul";
-		}
-	}
+	if (rows > 0)
+		failed = be_cpu_forward(c, b->slot, cm, sm, rows, &st);
 
 	/* Scatter. */
 	t1 = now_ns();
 	out = sm->buf[cm->out_buf];
-	for (i = 0; i < b->n_reqs; i++) {
-		struct infer_req *r = b->reqs[i];
-		size_t n = (size_t)r->rows * m->out_dim;
+	if (failed)
+		snprintf(b->errmsg, sizeof(b->errmsg), "cpu backend: oneDNN %s failed: %s", failed,
+			 dnnl_status2str(st));
+	for (i = 0; i < b->n_slices; i++) {
+		struct infer_slice *sl = &b->slices[i];
+		size_t n = (size_t)sl->rows * m->out_dim;
 
 		if (!live[i])
 			continue;
-		if (failed) {
-			r->status = 500;
-			snprintf(r->errmsg, sizeof(r->errmsg), "cpu backend: oneDNN %s failed: %s",
-				 failed, dnnl_status2str(st));
-		} else {
-			memcpy(r->output, out, sizeof(float) * n);
-			r->status = 0;
-		}
+		sl->status = failed ? 500 : 0;
+		if (!failed)
+			memcpy(sl->r->output + (size_t)sl->row0 * m->out_dim, out, sizeof(float) * n);
 		out += n;
-		r->exec_start_ns = t0;
-		r->exec_end_ns = t1;
-		r->batch_rows = rows;
 	}
 	b->exec_end_ns = t1;
 	atomic_fetch_add_explicit(&c->batches, 1, memory_order_relaxed);

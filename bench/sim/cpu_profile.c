@@ -51,25 +51,26 @@ static void *slot_main(void *arg)
 {
 	struct slot_ctx *c = arg;
 	struct infer_req r;
-	struct infer_req *rp = &r;
+	struct infer_slice sl = { .r = &r };
 
 	pthread_barrier_wait(c->bar);
 	for (int i = 0; i < c->reps + 2; i++) {
-		struct batch b = { .model = c->m, .be = c->be, .slot = c->slot, .n_reqs = 1,
-				   .reqs = &rp, .rows = c->rows, .done = on_done };
+		struct batch b = { .model = c->m, .be = c->be, .slot = c->slot, .n_slices = 1,
+				   .slices = &sl, .rows = c->rows, .done = on_done };
 
 		memset(&r, 0, sizeof(r));
 		r.model = c->m;
 		r.rows = c->rows;
 		r.input = c->in;
 		r.output = c->out;
+		sl.rows = c->rows;
 		atomic_store(&r.state, REQ_RUNNING);
 		if (c->be->ops->submit(c->be, &b)) {
 			fprintf(stderr, "cpu_profile: submit failed\n");
 			exit(1);
 		}
-		if (r.status) {
-			fprintf(stderr, "cpu_profile: batch failed: %s\n", r.errmsg);
+		if (sl.status) {
+			fprintf(stderr, "cpu_profile: batch failed: %s\n", b.errmsg);
 			exit(1);
 		}
 		c->t[i] = b.exec_end_ns - b.exec_start_ns;

@@ -542,7 +542,7 @@ struct slot {
 	bool running;
 	uint64_t start, end, busy_until, oldest;
 	int n, rows;
-	struct infer_req **reqs;
+	struct infer_slice *slices;
 };
 
 struct sim_be {
@@ -571,6 +571,10 @@ struct sim_req {
 	bool counted;			/* arrived inside the measurement window */
 };
 
+/* r->status of a sliced request whose queued remainder was dropped while a
+ * slice ran (sched_expire): counted then, answered when that slice ends. */
+#define SIM_DROPPED 504
+
 static struct sim_req *req_free;
 static size_t req_allocated;
 
@@ -587,6 +591,7 @@ static struct sim_req *req_get(void)
 		req_allocated++;
 	}
 	memset(&q->r, 0, offsetof(struct infer_req, errmsg));
+	q->r.n_batches = 0;
 	q->r.next = q->r.prev = NULL;
 	return q;
 }
@@ -840,17 +845,12 @@ static uint64_t be_svc(struct sim_be *b, int rows)
 }
 
 /* sched_raw_wait, for the single queue of a backend (no other models compete). */
-static uint64_t sim_raw_wait(struct sim_be *b, int rows, int prio, uint64_t now, int *before,
-			     int *mine)
+static uint64_t sim_raw_wait(struct sim_be *b, int rows, int prio, uint64_t now,
+			     int *before, int *first, int *last, int *spans)
 {
 	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio);
 
-	*before = ahead / eff;
-	*mine = ahead % eff + rows;
-	if (*mine > eff) {
-		(*before)++;
-		*mine = rows;
-	}
+	*spans = batch_place(ahead, rows, eff, before, first, last);
 	return be_residual(b, now) +
 	       (*before ? (uint64_t)*before * be_svc(b, eff) : 0) / (uint64_t)b->n_slots;
 }
@@ -858,8 +858,9 @@ static uint64_t sim_raw_wait(struct sim_be *b, int rows, int prio, uint64_t now,
 /* sched_view, for the single queue of a backend (no other models compete). */
 static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct router_cand *c)
 {
-	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio), before, mine;
-	uint64_t raw = sim_raw_wait(b, rows, prio, now, &before, &mine);
+	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio), before, mine, last, spans;
+	uint64_t raw = sim_raw_wait(b, rows, prio, now, &before, &mine, &last, &spans);
+	uint64_t rest = 0;
 
 	c->cost = b->p->cost;
 	c->queued = b->sq.n_reqs;
@@ -873,7 +874,11 @@ static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct 
 	c->displaces = b->sq.n_reqs >= b->sq.max_reqs && !c->full;
 	c->wait_ns = S.legacy & LEG_WAIT ? raw : svc_wait_adjust(&b->svc, prio, raw);
 	c->work_ns = raw;
-	if (S.exec_fill) {
+	if (spans > 1) {
+		/* sched_exec: a request above the batch limit runs sliced */
+		rest = ((uint64_t)(spans - 2) * be_svc(b, eff) + be_svc(b, last)) /
+		       (uint64_t)b->n_slots;
+	} else if (S.exec_fill) {
 		/*
 		 * what-if: a batch that starts now runs with the rows queued
 		 * now (as the gateway predicts); one that starts later is
@@ -891,7 +896,7 @@ static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct 
 		if (rem > mine)
 			mine = rem < eff ? (int)rem : eff;
 	}
-	c->exec_ns = be_svc(b, mine);
+	c->exec_ns = be_svc(b, mine) + rest;
 }
 
 static void be_schedule_wake(struct sim_be *b, int bi, uint64_t t)
@@ -918,21 +923,26 @@ static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
 			sl = &b->slots[s];
 			break;
 		}
-	n = sq_take(&b->sq, rows, sl->reqs, b->max_batch);
+	n = sq_take(&b->sq, rows, b->pol.max_batch, sl->slices, b->max_batch);
 	if (n == 0)
-		n = sq_take(&b->sq, b->max_batch, sl->reqs, 1);
+		n = sq_take(&b->sq, b->pol.max_batch, b->pol.max_batch, sl->slices, 1);
 	sl->n = n;
 	sl->rows = 0;
 	sl->oldest = UINT64_MAX;
 	for (int i = 0; i < n; i++) {
-		struct infer_req *r = sl->reqs[i];
+		struct infer_req *r = sl->slices[i].r;
+		uint64_t ready = now;	/* a later slice: ready once cut */
 
-		r->dequeue_ns = now;
-		if (!(S.legacy & LEG_WAIT))
-			svc_wait_observe(&b->svc, r->priority, r->pred_wait_ns, now - r->enqueue_ns);
-		sl->rows += r->rows;
-		if (r->arrival_ns < sl->oldest)
-			sl->oldest = r->arrival_ns;
+		if (sl->slices[i].row0 == 0) {
+			r->dequeue_ns = now;
+			if (!(S.legacy & LEG_WAIT))
+				svc_wait_observe(&b->svc, r->priority, r->pred_wait_ns,
+						 now - r->enqueue_ns);
+			ready = r->arrival_ns;
+		}
+		sl->rows += sl->slices[i].rows;
+		if (ready < sl->oldest)
+			sl->oldest = ready;
 	}
 	sl->busy_until = now + be_svc(b, sl->rows);
 	exec = prof_time_ns(b->p, sl->rows);
@@ -965,7 +975,7 @@ static void be_expire(struct sim_be *b, uint64_t now)
 		struct sim_req *q = (struct sim_req *)r;
 
 		next = r->next;
-		if (!(S.legacy & LEG_WAIT))
+		if (!(S.legacy & LEG_WAIT) && !r->next_row)
 			svc_wait_missed(&b->svc, r->priority);
 		if (q->counted) {
 			if (r->deadline_ns <= now)
@@ -973,7 +983,9 @@ static void be_expire(struct sim_be *b, uint64_t now)
 			else
 				st[r->priority].hopeless++;
 		}
-		req_put(q);
+		r->status = SIM_DROPPED;
+		if (sq_drop(r))
+			req_put(q);
 	}
 }
 
@@ -1011,18 +1023,23 @@ static void be_done(struct sim_be *b, int bi, int s, uint64_t now)
 	uint64_t exec = sl->end - sl->start;
 
 	for (int i = 0; i < sl->n; i++) {
-		struct sim_req *q = (struct sim_req *)sl->reqs[i];
+		struct sim_req *q = (struct sim_req *)sl->slices[i].r;
 
-		q->r.exec_start_ns = sl->start;
+		if (!q->r.n_batches++)
+			q->r.exec_start_ns = sl->start;
 		q->r.exec_end_ns = now;
 		q->r.batch_rows = sl->rows;
-		req_finish_stats(q, now);
+		if (!sq_slice_done(&q->r))
+			continue;
+		if (q->r.status != SIM_DROPPED) {
+			req_finish_stats(q, now);
+			b->reqs_done++;
+		}
 		req_put(q);
 	}
 	b->busy_ns += exec;
 	b->batches++;
 	b->rows_done += sl->rows;
-	b->reqs_done += sl->n;
 	sl->running = false;
 	sl->busy_until = 0;
 	svc_observe(&b->svc, sl->rows, exec);
@@ -1145,18 +1162,20 @@ routed:
 	}
 	bi = cand_buf[pick].id;
 	b = &bes[bi];
-	if (r->rows > b->max_batch) {
+	/* sched_enqueue: above a batch runs sliced; above the model is a 400 */
+	if (r->rows > S.model_max_batch) {
 		if (q->counted)
 			st[r->priority].bad400++;
 		req_put(q);
 		return;
 	}
 	{
-		int before, mine;
+		int before, first, last, spans;
 
 		/* sched_enqueue: what the router saw, uncalibrated */
 		r->enqueue_ns = now;
-		r->pred_wait_ns = sim_raw_wait(b, r->rows, r->priority, now, &before, &mine);
+		r->pred_wait_ns = sim_raw_wait(b, r->rows, r->priority, now, &before, &first,
+					       &last, &spans);
 	}
 	if (sq_push(&b->sq, r)) {
 		/* sched_enqueue: a full queue displaces its lowest request below r */
@@ -1297,7 +1316,7 @@ static void build_fleet(int scale)
 			b->idle = p->slots;
 			b->slots = calloc(p->slots, sizeof(*b->slots));
 			for (int s = 0; s < p->slots; s++)
-				b->slots[s].reqs = calloc(mb, sizeof(struct infer_req *));
+				b->slots[s].slices = calloc(mb, sizeof(struct infer_slice));
 			b->wake_at = NONE;
 			kind_slots[p->kind] += p->slots;
 		}

@@ -68,6 +68,40 @@ static void test_preferred_sizes(void **state)
 	assert_int_equal(batch_decide(&p, &v, NULL, 10, &wake), 32);	/* full beats preferred */
 }
 
+/* Where a request lands: whole while it fits, sliced when above the limit. */
+static void test_place(void **state)
+{
+	int before, first, last;
+
+	(void)state;
+	/* fits in the batch in progress (20 rows ahead, limit 32) */
+	assert_int_equal(batch_place(20, 12, 32, &before, &first, &last), 1);
+	assert_int_equal(before, 0);
+	assert_int_equal(first, 32);
+	assert_int_equal(last, 32);
+	/* does not fit, not above the limit: a batch of its own after it */
+	assert_int_equal(batch_place(20, 13, 32, &before, &first, &last), 1);
+	assert_int_equal(before, 1);
+	assert_int_equal(first, 13);
+	/* 70 ahead: two full batches, then 6 + its 5 rows */
+	assert_int_equal(batch_place(70, 5, 32, &before, &first, &last), 1);
+	assert_int_equal(before, 2);
+	assert_int_equal(first, 11);
+	/* 64 rows, nothing ahead, limit 32: two batches of 32 */
+	assert_int_equal(batch_place(0, 64, 32, &before, &first, &last), 2);
+	assert_int_equal(before, 0);
+	assert_int_equal(first, 32);
+	assert_int_equal(last, 32);
+	/* 50 rows behind 20: 20 + 12 of it, then 32, then 6 (sq_take's cut) */
+	assert_int_equal(batch_place(20, 50, 32, &before, &first, &last), 3);
+	assert_int_equal(before, 0);
+	assert_int_equal(first, 32);
+	assert_int_equal(last, 6);
+	/* an adaptive limit of 8: 20 rows in 8 + 8 + 4 */
+	assert_int_equal(batch_place(0, 20, 8, &before, &first, &last), 3);
+	assert_int_equal(last, 4);
+}
+
 /* AIMD: halve on a miss, +1 after grow_after good batches, within [min, max]. */
 static void test_adaptive(void **state)
 {
@@ -95,6 +129,7 @@ int main(void)
 		cmocka_unit_test(test_cut_on_size_and_delay),
 		cmocka_unit_test(test_cut_for_deadline),
 		cmocka_unit_test(test_preferred_sizes),
+		cmocka_unit_test(test_place),
 		cmocka_unit_test(test_adaptive),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

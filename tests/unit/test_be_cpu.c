@@ -232,24 +232,40 @@ static struct model *load(const char *dir)
 	return m;
 }
 
-/* Submit the given requests as one batch on slot; expects done once. */
-static void run_batch(struct backend *be, const struct model *m, int slot,
-		      struct infer_req **reqs, int n)
+/* Submit slices sl[0..n) as one batch on slot; expects done once. */
+static void run_slices(struct backend *be, const struct model *m, int slot,
+		       struct infer_slice *sl, int n)
 {
 	struct done_rec d = { 0 };
 	struct batch b = {
-		.model = m, .be = be, .slot = slot, .n_reqs = n, .reqs = reqs,
+		.model = m, .be = be, .slot = slot, .n_slices = n, .slices = sl,
 		.done = on_done, .owner = &d,
 	};
 	int i;
 
 	for (i = 0; i < n; i++)
-		b.rows += reqs[i]->rows;
+		b.rows += sl[i].rows;
 	assert_int_equal(be->ops->submit(be, &b), 0);
 	assert_int_equal(d.calls, 1);
 	assert_ptr_equal(d.last, &b);
 	assert_true(b.exec_start_ns > 0);
 	assert_true(b.exec_end_ns >= b.exec_start_ns);
+}
+
+/* Submit the given whole requests as one batch on slot; each request's
+ * status is its slice's (-1: the backend left it untouched). */
+static void run_batch(struct backend *be, const struct model *m, int slot,
+		      struct infer_req **reqs, int n)
+{
+	struct infer_slice sl[64];
+	int i;
+
+	assert_true(n <= 64);
+	for (i = 0; i < n; i++)
+		sl[i] = (struct infer_slice){ .r = reqs[i], .rows = reqs[i]->rows, .status = -1 };
+	run_slices(be, m, slot, sl, n);
+	for (i = 0; i < n; i++)
+		reqs[i]->status = sl[i].status;
 }
 
 /* ---- tests ------------------------------------------------------------ */
@@ -284,7 +300,6 @@ static void test_digits_padding_and_cancel(void **state)
 	run_batch(&be, m, 0, rp, 3);
 	for (i = 0; i < 3; i++) {
 		assert_int_equal(r[i].status, 0);
-		assert_int_equal(r[i].batch_rows, 8);
 		check_req(m, &r[i]);
 	}
 	r[2].rows = 4;
@@ -312,7 +327,6 @@ static void test_digits_padding_and_cancel(void **state)
 	check_req(m, &r[0]);
 	check_req(m, &r[2]);
 	check_req(m, &r[3]);
-	assert_int_equal(r[0].batch_rows, 7);
 
 	/* an expired one is skipped the same way */
 	atomic_store(&r[1].state, REQ_RUNNING);
@@ -324,7 +338,6 @@ static void test_digits_padding_and_cancel(void **state)
 		assert_true(r[3].output[i] == SENTINEL);
 	check_req(m, &r[1]);
 	assert_int_equal(r[1].status, 0);
-	assert_int_equal(r[0].batch_rows, 6);
 
 	/* all cancelled: done still called, nothing written */
 	for (i = 0; i < 4; i++) {
@@ -390,7 +403,8 @@ static void test_digits_full_batch_accuracy(void **state)
 
 static void test_bad_submits(void **state)
 {
-	struct infer_req r, *rp = &r;
+	struct infer_req r;
+	struct infer_slice sl = { .r = &r, .rows = 1 };
 	struct done_rec d = { 0 };
 	struct batch b;
 	struct backend be;
@@ -406,20 +420,31 @@ static void test_bad_submits(void **state)
 	in = rand_floats(65 * 64, 8.0f);
 
 	req_init(&r, other, 1, in);
-	b = (struct batch){ .model = other, .be = &be, .slot = 0, .n_reqs = 1, .reqs = &rp,
+	b = (struct batch){ .model = other, .be = &be, .slot = 0, .n_slices = 1, .slices = &sl,
 			    .rows = 1, .done = on_done, .owner = &d };
 	assert_int_equal(be.ops->submit(&be, &b), -ENOENT);
 	free(r.output);
 
 	req_init(&r, m, 65, in);	/* more than max_batch_size */
 	b.model = m;
-	b.rows = 65;
+	b.rows = sl.rows = 65;
 	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
 	assert_true(r.output[0] == SENTINEL);
 	free(r.output);
 
+	req_init(&r, m, 4, in);		/* a slice past the request's rows */
+	sl.row0 = 2;
+	b.rows = sl.rows = 3;
+	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
+	assert_true(r.output[0] == SENTINEL && r.output[3 * 10] == SENTINEL);
+	sl.row0 = -1;
+	b.rows = sl.rows = 1;
+	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
+	sl.row0 = 0;
+	free(r.output);
+
 	req_init(&r, m, 1, in);
-	b.rows = 1;
+	b.rows = sl.rows = 1;
 	b.slot = 1;			/* only slot 0 exists */
 	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
 	assert_int_equal(d.calls, 0);
@@ -429,6 +454,112 @@ static void test_bad_submits(void **state)
 	free(in);
 	model_free(m);
 	model_free(other);
+}
+
+/*
+ * A request larger than one batch runs as slices: each batch writes only
+ * its rows of the output, reads only its rows of the input, and reports in
+ * the slice (the request's own status is not the backend's to write).
+ */
+static void test_slices_of_one_request(void **state)
+{
+	struct infer_req big, small;
+	struct infer_slice sl[2];
+	struct backend be;
+	struct model *m;
+	float *in;
+	char *err = NULL;
+	int i;
+
+	(void)state;
+	m = load(DIGITS);
+	open_cpu(&be, 1, 1);
+	assert_int_equal(be.ops->load_model(&be, m, &err), 0);
+	in = rand_floats(60 * 64, 8.0f);
+	req_init(&big, m, 50, in);
+	req_init(&small, m, 3, in + 50 * 64);
+
+	/* batch 1: the small request whole, then rows 0..28 of the big one */
+	sl[0] = (struct infer_slice){ .r = &small, .rows = 3, .status = -1 };
+	sl[1] = (struct infer_slice){ .r = &big, .row0 = 0, .rows = 29, .status = -1 };
+	run_slices(&be, m, 0, sl, 2);
+	assert_int_equal(sl[0].status, 0);
+	assert_int_equal(sl[1].status, 0);
+	check_req(m, &small);
+	for (i = 29 * 10; i < 50 * 10; i++)
+		assert_true(big.output[i] == SENTINEL);
+	assert_int_equal(big.status, -1);
+	/* batch 2: rows 29..49 */
+	sl[0] = (struct infer_slice){ .r = &big, .row0 = 29, .rows = 21, .status = -1 };
+	run_slices(&be, m, 0, sl, 1);
+	assert_int_equal(sl[0].status, 0);
+	check_req(m, &big);
+	assert_int_equal(big.status, -1);
+
+	free(big.output);
+	free(small.output);
+	be.ops->close(&be);
+	free(in);
+	model_free(m);
+}
+
+/* Two slots run the two halves of one request at the same time. */
+struct half {
+	struct backend *be;
+	const struct model *m;
+	struct infer_slice sl;
+	pthread_barrier_t *go;
+	int slot, bad;
+};
+
+static void *half_main(void *arg)
+{
+	struct half *h = arg;
+
+	for (int it = 0; it < 50; it++) {
+		h->sl.status = -1;
+		pthread_barrier_wait(h->go);
+		run_slices(h->be, h->m, h->slot, &h->sl, 1);
+		h->bad += h->sl.status != 0;
+		pthread_barrier_wait(h->go);
+	}
+	return NULL;
+}
+
+static void test_slices_on_two_slots(void **state)
+{
+	struct infer_req r;
+	struct half h[2];
+	pthread_barrier_t go;
+	pthread_t t[2];
+	struct backend be;
+	struct model *m;
+	float *in;
+	char *err = NULL;
+	int i;
+
+	(void)state;
+	m = load(DIGITS);
+	open_cpu(&be, 2, 1);
+	assert_int_equal(be.ops->load_model(&be, m, &err), 0);
+	in = rand_floats(64 * 64, 8.0f);
+	req_init(&r, m, 64, in);
+	pthread_barrier_init(&go, NULL, 2);
+	for (i = 0; i < 2; i++) {
+		h[i] = (struct half){ .be = &be, .m = m, .go = &go, .slot = i,
+				      .sl = { .r = &r, .row0 = 32 * i, .rows = 32 } };
+		assert_int_equal(pthread_create(&t[i], NULL, half_main, &h[i]), 0);
+	}
+	for (i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(h[i].bad, 0);
+	}
+	check_req(m, &r);
+	pthread_barrier_destroy(&go);
+	free(r.output);
+	be.ops->close(&be);
+	free(in);
+	model_free(m);
 }
 
 /* 16-33-7: non-power-of-two widths, every batch size 1..17 and split shapes. */
@@ -460,7 +591,6 @@ static void test_random_models(void **state)
 		rp[0] = &r[0];
 		run_batch(&be, ma, slot, rp, 1);
 		check_req(ma, &r[0]);
-		assert_int_equal(r[0].batch_rows, n);
 		free(r[0].output);
 		slot ^= 1;
 
@@ -504,15 +634,17 @@ static void *worker_main(void *arg)
 	int it, i;
 
 	for (it = 0; it < 200; it++) {
-		struct infer_req r[3], *rp[3] = { &r[0], &r[1], &r[2] };
+		struct infer_req r[3];
+		struct infer_slice sl[3];
 		struct done_rec d = { 0 };
-		struct batch b = { .model = w->m, .be = w->be, .slot = w->slot, .n_reqs = 3,
-				   .reqs = rp, .done = on_done, .owner = &d };
+		struct batch b = { .model = w->m, .be = w->be, .slot = w->slot, .n_slices = 3,
+				   .slices = sl, .done = on_done, .owner = &d };
 		double ref[64 * 10];
 		int rows[3] = { 1 + (it + w->slot) % 20, 1 + it % 7, 1 + (it * 7) % 30 };
 
 		for (i = 0; i < 3; i++) {
 			req_init(&r[i], w->m, rows[i], w->in + (size_t)(it % 5) * 64 * (i + 1));
+			sl[i] = (struct infer_slice){ .r = &r[i], .rows = rows[i] };
 			b.rows += rows[i];
 		}
 		if (w->be->ops->submit(w->be, &b) || d.calls != 1)
@@ -569,6 +701,8 @@ int main(void)
 		cmocka_unit_test(test_digits_padding_and_cancel),
 		cmocka_unit_test(test_digits_full_batch_accuracy),
 		cmocka_unit_test(test_bad_submits),
+		cmocka_unit_test(test_slices_of_one_request),
+		cmocka_unit_test(test_slices_on_two_slots),
 		cmocka_unit_test(test_random_models),
 		cmocka_unit_test(test_concurrent_slots),
 	};
