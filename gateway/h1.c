@@ -180,11 +180,11 @@ static int h1_read_head(struct conn *c, struct evbuffer *in)
 	}
 	st = h1p_parse_head((const char *)evbuffer_pullup(in, head_len), head_len, &rl,
 			    h1_on_header, &h, &why);
-	evbuffer_drain(in, head_len);
 	if (st == 503)
 		why = "gateway out of memory";
 	if (!st)
-		st = h1_apply_head(c, h.call, &rl, &h, &why);
+		st = h1_apply_head(c, h.call, &rl, &h, &why);	/* rl points into in */
+	evbuffer_drain(in, head_len);
 	if (st) {
 		h1_fail(c, h.call, st, why);
 		return 0;

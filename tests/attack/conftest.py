@@ -21,10 +21,8 @@ _spec = importlib.util.spec_from_file_location("igw_integration_conftest",
 _ic = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_ic)
 
-# Re-exported fixtures and helpers (pytest collects fixtures by name here).
-gw_factory = _ic.gw_factory
-start_gw = _ic.start_gw
-model = _ic.model
-Gateway = _ic.Gateway
-write_config = _ic.write_config
-BINARY = _ic.BINARY
+# Everything the integration conftest defines (fixtures, Gateway,
+# write_config, MAIN_MAX_BODY, ...) is defined here too: pytest collects
+# fixtures by name, and `from conftest import X` in either suite finds X
+# whichever conftest module Python imported first.
+globals().update({k: v for k, v in vars(_ic).items() if not k.startswith("_")})
