@@ -22,6 +22,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "scheduler.h"
+#include "tls.h"
 #include "ytree.h"
 
 static const char h2_preface[] = NGHTTP2_CLIENT_MAGIC;	/* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
@@ -104,6 +105,8 @@ void conn_close(struct conn *c)
 		else
 			call_free(call);
 	}
+	if (c->tls)
+		tls_close_notify(c->bev);
 	bufferevent_free(c->bev);
 	conn_unlink(c);
 	log_debug("peer=%s msg=\"connection closed\"", c->peer);
@@ -118,7 +121,9 @@ void conn_flush(struct conn *c)
 	/* Write now rather than after the next epoll round: one round of
 	 * latency less per response.  What the socket does not take stays
 	 * queued and the bufferevent writes it when the socket drains. */
-	if (evbuffer_get_length(out) == 0)
+	/* Never on TLS: the fd takes ciphertext only (and the TLS bufferevent
+	 * already encrypts and writes as soon as its output grows). */
+	if (c->tls || evbuffer_get_length(out) == 0)
 		return;
 	evbuffer_write(out, bufferevent_getfd(c->bev));
 	/* The bufferevent only calls our write callback after writes of its
@@ -152,23 +157,47 @@ void conn_transport_respond(struct call *call)
 		h1_respond(call);
 }
 
-/* Decide the protocol from the first bytes: 0 = need more, 1 = decided. */
+/* ALPN said h2 but the client preface is wrong: GOAWAY(PROTOCOL_ERROR),
+ * then close (RFC 9113 §3.4).  c may be gone on return. */
+static void conn_bad_preface(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	log_debug("peer=%s msg=\"bad HTTP/2 client preface\"", c->peer);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	bufferevent_disable(c->bev, EV_READ);
+	nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
+	h2_send(c);		/* closes c once the GOAWAY is out */
+}
+
+/*
+ * Decide the protocol: TLS ALPN "http/1.1" or "h2" when negotiated, else
+ * the first bytes (the h2 client preface means h2 with prior knowledge).
+ * 0 = need more, 1 = decided, -1 = c closed.
+ */
 static int conn_sniff(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t have = evbuffer_get_length(in), n = have < 24 ? have : 24;
+	enum tls_alpn alpn = c->tls ? tls_alpn(c->bev) : TLS_ALPN_NONE;
 	unsigned char buf[24];
+	bool preface;
 
 	evbuffer_copyout(in, buf, n);
-	if (memcmp(buf, h2_preface, n) != 0) {
+	preface = memcmp(buf, h2_preface, n) == 0;
+	if (alpn == TLS_ALPN_HTTP11 || (alpn == TLS_ALPN_NONE && !preface)) {
 		c->proto = PROTO_H1;
 		return 1;
 	}
-	if (n < 24)
+	if (preface && n < 24)
 		return 0;
 	c->proto = PROTO_H2;
 	if (h2_start(c)) {
 		conn_close(c);
+		return -1;
+	}
+	if (!preface) {
+		conn_bad_preface(c);
 		return -1;
 	}
 	return 1;
@@ -203,6 +232,8 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->tls && tls_on_event(bev, what, c->peer))
+		return;		/* handshake done: logged */
 	if (what & BEV_EVENT_TIMEOUT) {
 		/* Idle timeout: a connection waiting on inference is not idle. */
 		if (c->active > 0) {
@@ -272,7 +303,15 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	c = calloc(1, sizeof(*c));
 	c->sl = sl;
 	c->admin = admin;
-	c->bev = bufferevent_socket_new(sl->loop.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->tls = !admin && sl->rt->tls;		/* the admin listener stays plain */
+	c->bev = c->tls ? tls_bufferevent_new(sl->loop.base, sl->rt->tls, fd)
+			: bufferevent_socket_new(sl->loop.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		log_warn("msg=\"cannot set up a connection: out of memory\"");
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
 	conn_peer(c, sa);
 	c->next = sl->conns;
 	if (sl->conns)
@@ -444,8 +483,10 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 	for (int i = 0; i < s->n_loops; i++)
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
 	rt_on_publish(srv_on_publish, s);
-	log_info("listen=%s:%d threads=%d msg=\"serving HTTP/2 (h2c) and HTTP/1.1\"",
-		 cfg->listen.address, s->port, s->n_loops);
+	log_info("listen=%s:%d threads=%d tls=%s msg=\"serving %s\"", cfg->listen.address,
+		 s->port, s->n_loops, s->loops[0].rt->tls ? "on" : "off",
+		 s->loops[0].rt->tls ? "HTTP/2 and HTTP/1.1 over TLS (ALPN)"
+				     : "HTTP/2 (h2c) and HTTP/1.1");
 	if (s->admin_port >= 0)
 		log_info("admin=%s:%d msg=\"admin listener: /metrics, /v2/health\"",
 			 cfg->admin.address, s->admin_port);

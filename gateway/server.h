@@ -53,6 +53,7 @@ struct conn {
 	struct bufferevent *bev;
 	enum http_proto proto;
 	bool admin;			/* accepted on the admin listener */
+	bool tls;			/* bev is a TLS bufferevent (tls.h) */
 	nghttp2_session *h2;
 	struct call *h1_call;		/* request being read or served */
 	size_t h1_body_left;
