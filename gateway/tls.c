@@ -3,6 +3,7 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
@@ -101,14 +102,25 @@ static int tls_load_cert(SSL_CTX *ctx, const struct tls_conf *tc, char **err)
 	return 0;
 }
 
+/* Did loading the key fail only because it is not the certificate's? */
+static bool tls_key_mismatch(void)
+{
+	unsigned long e = ERR_peek_last_error();
+
+	return ERR_GET_LIB(e) == ERR_LIB_X509 && (ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH ||
+						  ERR_GET_REASON(e) == X509_R_KEY_TYPE_MISMATCH);
+}
+
 static int tls_load_key(SSL_CTX *ctx, const struct tls_conf *tc, char **err)
 {
 	if (tls_readable(tc->key, tc->where_key, err))
 		return -EINVAL;
-	if (SSL_CTX_use_PrivateKey_file(ctx, tc->key, SSL_FILETYPE_PEM) != 1)
-		return tls_fail(err, tc->where_key,
-				"no usable PEM private key (unencrypted) in", tc->key);
-	if (SSL_CTX_check_private_key(ctx) != 1) {
+	/* Loading checks the key against the certificate already. */
+	if (SSL_CTX_use_PrivateKey_file(ctx, tc->key, SSL_FILETYPE_PEM) != 1 &&
+	    !tls_key_mismatch())
+		return tls_fail(err, tc->where_key, "no usable PEM private key (unencrypted) in",
+				tc->key);
+	if (tls_key_mismatch() || SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
 		*err = yt_strdupf("%s: does not match listen.tls.certificate (%s)", tc->where_key,
 				  tc->certificate);
@@ -160,7 +172,10 @@ static void tls_log_cert(SSL_CTX *ctx, const struct tls_conf *tc)
 
 int tls_ctx_new(const struct tls_conf *tc, SSL_CTX **out, char **err)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *ctx;
+
+	ERR_clear_error();	/* the reasons read below are ours */
+	ctx = SSL_CTX_new(TLS_server_method());
 
 	if (!ctx) {
 		ERR_clear_error();
