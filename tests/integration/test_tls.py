@@ -484,3 +484,25 @@ def test_config_errors_name_file_line_key(tmp_path, pki, extra, at, message):
     line, col = line_col(cfg, at)
     assert err.startswith(f"{cfg}:{line}:{col}: "), (err, line, col)
     assert message.format(d=tmp_path) in err, err
+
+
+def test_example_config_as_documented(tmp_path):
+    """config/examples/tls.yaml with the certificate its comment makes (the
+    openssl command is run as written there) passes --check-config."""
+    example = gwlib.REPO / "config" / "examples" / "tls.yaml"
+    text = example.read_text()
+    lines = [ln[1:].strip() for ln in text.splitlines() if ln.startswith("#")]
+    start = next(i for i, ln in enumerate(lines) if ln.startswith("openssl req"))
+    cmd = ""
+    for ln in lines[start:]:
+        cmd += ln.rstrip("\\") + " "
+        if not ln.endswith("\\"):
+            break
+    (tmp_path / "config" / "examples" / "tls").mkdir(parents=True)
+    (tmp_path / "config" / "models").mkdir()
+    (tmp_path / "config" / "models" / "digits").symlink_to(gwlib.MODEL_DIR)
+    (tmp_path / "config" / "examples" / "tls.yaml").write_text(text)
+    out = subprocess.run(cmd, shell=True, cwd=tmp_path, capture_output=True, timeout=60)
+    assert out.returncode == 0, (cmd, out.stderr)
+    rc, err = check_config(tmp_path / "config" / "examples" / "tls.yaml")
+    assert rc == 0, err
