@@ -121,8 +121,8 @@ void conn_flush(struct conn *c)
 	/* Write now rather than after the next epoll round: one round of
 	 * latency less per response.  What the socket does not take stays
 	 * queued and the bufferevent writes it when the socket drains. */
-	/* Never on TLS: the fd takes ciphertext only (and the TLS bufferevent
-	 * already encrypts and writes as soon as its output grows). */
+	/* Never on TLS: the fd takes ciphertext only; the TLS bufferevent
+	 * encrypts and writes its output itself (in the next loop round). */
 	if (c->tls || evbuffer_get_length(out) == 0)
 		return;
 	evbuffer_write(out, bufferevent_getfd(c->bev));

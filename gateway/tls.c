@@ -215,9 +215,10 @@ struct bufferevent *tls_bufferevent_new(struct event_base *base, SSL_CTX *ctx,
 		ERR_clear_error();
 		return NULL;
 	}
-	/* Deferred callbacks: this bufferevent encrypts and writes as soon as
-	 * its output grows, and would otherwise run the write callback (which
-	 * may close the connection) inside the caller's evbuffer_add. */
+	/* Deferred callbacks: depending on the libevent release, adding to
+	 * the output or enabling reads may encrypt or decrypt at once, and
+	 * would then run our callbacks (which may close the connection)
+	 * inside the caller's evbuffer_add or bufferevent_enable. */
 	bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
 					     BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
 	if (!bev) {
