@@ -157,8 +157,9 @@ void conn_transport_respond(struct call *call)
 		h1_respond(call);
 }
 
-/* ALPN said h2 but the client preface is wrong: GOAWAY(PROTOCOL_ERROR),
- * then close (RFC 9113 §3.4).  c may be gone on return. */
+/* The client meant HTTP/2 (ALPN h2, or "PRI * HTTP/2.0") but its preface
+ * is wrong: GOAWAY(PROTOCOL_ERROR), then close (RFC 9113 §3.4).  c may be
+ * gone on return. */
 static void conn_bad_preface(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
@@ -172,7 +173,8 @@ static void conn_bad_preface(struct conn *c)
 
 /*
  * Decide the protocol: TLS ALPN "http/1.1" or "h2" when negotiated, else
- * the first bytes (the h2 client preface means h2 with prior knowledge).
+ * the first bytes: the h2 client preface means h2 with prior knowledge, as
+ * does a wrong one that starts "PRI * HTTP/2.0" (answered with GOAWAY).
  * 0 = need more, 1 = decided, -1 = c closed.
  */
 static int conn_sniff(struct conn *c)
@@ -181,11 +183,12 @@ static int conn_sniff(struct conn *c)
 	size_t have = evbuffer_get_length(in), n = have < 24 ? have : 24;
 	enum tls_alpn alpn = c->tls ? tls_alpn(c->bev) : TLS_ALPN_NONE;
 	unsigned char buf[24];
-	bool preface;
+	bool preface, pri;
 
 	evbuffer_copyout(in, buf, n);
 	preface = memcmp(buf, h2_preface, n) == 0;
-	if (alpn == TLS_ALPN_HTTP11 || (alpn == TLS_ALPN_NONE && !preface)) {
+	pri = n >= 14 && memcmp(buf, h2_preface, 14) == 0;	/* "PRI * HTTP/2.0" */
+	if (alpn == TLS_ALPN_HTTP11 || (alpn == TLS_ALPN_NONE && !preface && !pri)) {
 		c->proto = PROTO_H1;
 		return 1;
 	}

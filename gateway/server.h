@@ -3,8 +3,9 @@
  *
  * One loop per thread, each with its own SO_REUSEPORT listener, so the
  * kernel spreads connections and a connection never changes thread.  A
- * connection starts as PROTO_UNKNOWN; its first bytes decide: the HTTP/2
- * client preface means h2c with prior knowledge, anything else HTTP/1.1.
+ * connection starts as PROTO_UNKNOWN; on TLS (tls.h) the ALPN protocol
+ * decides, else its first bytes: the HTTP/2 client preface means h2 with
+ * prior knowledge, anything else HTTP/1.1.
  */
 #ifndef INFERGW_SERVER_H
 #define INFERGW_SERVER_H

@@ -210,6 +210,37 @@ def test_alpn_h2_bad_preface_gets_goaway(tgw, pki, first):
     assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR, evs
 
 
+@pytest.mark.parametrize("transport", ["tls-no-alpn", "h2c"])
+def test_wrong_preface_after_pri_gets_goaway(request, pki, transport):
+    """No ALPN (TLS without it, or plain h2c): a connection that starts
+    "PRI * HTTP/2.0" but whose preface is wrong is HTTP/2 gone wrong, not
+    an HTTP/1.1 request: SETTINGS and GOAWAY(PROTOCOL_ERROR), then close."""
+    if transport == "h2c":
+        g = request.getfixturevalue("gw")
+        s = socket.create_connection((gwlib.HOST, g.port), timeout=5)
+    else:
+        g = request.getfixturevalue("tgw")
+        s = tlslib.connect(g.port, ctx(pki, alpn=None))
+    with s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
+        raw = b""
+        s.settimeout(5)
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                raw += chunk
+        except (ConnectionResetError, ssl.SSLError):
+            pass
+    assert b"HTTP/1.1" not in raw, raw[:100]
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    evs = conn.receive_data(raw)
+    goaway = [e for e in evs if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR, evs
+
+
 def test_h2_conformance_over_tls(tgw, pki):
     """A few RFC 9113 points over TLS: the server's SETTINGS come first, it
     acknowledges ours (6.5.3), answers PING with an ACK carrying the same
