@@ -144,6 +144,21 @@ def test_no_alpn_sniffs_the_first_bytes(tgw, pki, model):
         check_infer_response(bytes(r.body), model, ROWS)
 
 
+@pytest.mark.parametrize("offer,chosen", [(("http/1.1", "h2"), "h2"),
+                                          (("spdy/3.1", "http/1.1"), "http/1.1"),
+                                          (("spdy/3.1",), None)],
+                         ids=["h2-preferred", "http11", "unknown-only"])
+def test_alpn_choice(tgw, pki, offer, chosen):
+    """The server prefers h2 whatever the client's order; a client offering
+    nothing the server speaks gets no ALPN (not a handshake failure) and is
+    then served by its first bytes."""
+    with H1Conn(tgw.port, ssl_context=ctx(pki, alpn=offer)) as c:
+        assert c.sock.selected_alpn_protocol() == chosen
+        if chosen != "h2":
+            st, _, body = c.request("GET", "/v2/health/live")
+            assert (st, body) == (200, b'{"live":true}')
+
+
 def test_alpn_http11_is_never_h2(tgw, pki):
     """Negotiated http/1.1, then the h2 preface: answered as HTTP/1.1 (an
     error status line), never with HTTP/2 frames."""
@@ -418,8 +433,10 @@ def test_reload_swaps_the_certificate(tmp_path_factory, pki, model):
         cert.write_text("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n")
         st, out = reload(g)
         assert st == 400 and out["result"] == "failure", out
-        assert "listen.tls.certificate: no usable PEM certificate in " + str(cert) \
-            in out["error"], out
+        line, col = line_col(g.config, "certificate: |tls/server.pem")
+        assert out["error"].startswith(
+            f"{g.config}:{line}:{col}: listen.tls.certificate: no usable PEM certificate in "
+            f"{cert}"), out
         cert.write_bytes(good)
         (g.workdir / "tls" / "server.key").write_bytes(pki.server1_key.read_bytes())
         st, out = reload(g)
