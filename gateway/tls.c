@@ -113,14 +113,16 @@ static bool tls_key_mismatch(void)
 
 static int tls_load_key(SSL_CTX *ctx, const struct tls_conf *tc, char **err)
 {
+	bool loaded;
+
 	if (tls_readable(tc->key, tc->where_key, err))
 		return -EINVAL;
 	/* Loading checks the key against the certificate already. */
-	if (SSL_CTX_use_PrivateKey_file(ctx, tc->key, SSL_FILETYPE_PEM) != 1 &&
-	    !tls_key_mismatch())
+	loaded = SSL_CTX_use_PrivateKey_file(ctx, tc->key, SSL_FILETYPE_PEM) == 1;
+	if (!loaded && !tls_key_mismatch())
 		return tls_fail(err, tc->where_key, "no usable PEM private key (unencrypted) in",
 				tc->key);
-	if (tls_key_mismatch() || SSL_CTX_check_private_key(ctx) != 1) {
+	if (!loaded || SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
 		*err = yt_strdupf("%s: does not match listen.tls.certificate (%s)", tc->where_key,
 				  tc->certificate);

@@ -507,19 +507,21 @@ def line_col(path, at):
 
 @pytest.mark.parametrize("extra,at,message", [
     ("  tls:\n    certificate: tls/server.pem\n    key: tls/missing.key\n",
-     "key: |tls/missing.key", "listen.tls.key: cannot read {d}/tls/missing.key: No such file or directory"),
+     "key: |tls/missing.key",
+     "listen.tls.key: cannot read {d}/tls/missing.key: No such file or directory"),
     ("  tls:\n    certificate: /nonexistent/cert.pem\n    key: tls/server.key\n",
-     "|/nonexistent/cert.pem", "listen.tls.certificate: cannot read /nonexistent/cert.pem: "
-                     "No such file or directory"),
+     "|/nonexistent/cert.pem",
+     "listen.tls.certificate: cannot read /nonexistent/cert.pem: No such file or directory"),
     ("  tls:\n    certificate: tls/server.key\n    key: tls/server.key\n",
-     "certificate: |tls/server.key", "listen.tls.certificate: no usable PEM certificate in "
-                       "{d}/tls/server.key"),
+     "certificate: |tls/server.key",
+     "listen.tls.certificate: no usable PEM certificate in {d}/tls/server.key"),
     ("  tls:\n    certificate: tls/server.pem\n    key: tls/other.key\n",
-     "key: |tls/other.key", "listen.tls.key: does not match listen.tls.certificate "
-                      "({d}/tls/server.pem)"),
+     "key: |tls/other.key",
+     "listen.tls.key: does not match listen.tls.certificate ({d}/tls/server.pem)"),
     ("  tls:\n    certificate: tls/server.pem\n    key: tls/server.key\n"
      "    client_ca: tls/server.key\n",
-     "client_ca: |tls/server.key", "listen.tls.client_ca: no usable PEM CA certificate in {d}/tls/server.key"),
+     "client_ca: |tls/server.key",
+     "listen.tls.client_ca: no usable PEM CA certificate in {d}/tls/server.key"),
     ("  tls:\n    certificate: tls/server.pem\n    key: tls/server.key\n"
      "    min_version: \"1.1\"\n",
      "min_version: |\"1.1\"", 'listen.tls.min_version: expected "1.2" or "1.3", got "1.1"'),
@@ -560,3 +562,21 @@ def test_example_config_as_documented(tmp_path):
     assert out.returncode == 0, (cmd, out.stderr)
     rc, err = check_config(tmp_path / "config" / "examples" / "tls.yaml")
     assert rc == 0, err
+
+
+def test_encrypted_key_is_refused_not_prompted(tmp_path, pki):
+    """A passphrase-protected key is an error (no prompt, even with a
+    terminal): infergw never reads passphrases."""
+    t = tlslib.install(pki, tmp_path)
+    out = subprocess.run(["openssl", "pkey", "-in", str(t / "server.key"), "-aes256",
+                          "-passout", "pass:secret", "-out", str(t / "enc.key")],
+                         capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    (t / "enc.key").replace(t / "server.key")
+    assert b"ENCRYPTED" in (t / "server.key").read_bytes()
+    cfg = write_config(tmp_path / "gw.yaml", listen_extra=tlslib.tls_listen())
+    rc, err = check_config(cfg)
+    assert rc == 1, err
+    line, col = line_col(cfg, "key: |tls/server.key")
+    assert err.startswith(f"{cfg}:{line}:{col}: listen.tls.key: no usable PEM private key "
+                          f"(unencrypted) in {t / 'server.key'}"), err
