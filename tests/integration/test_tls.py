@@ -467,6 +467,27 @@ def test_reload_swaps_the_certificate(tmp_path_factory, pki, model):
     assert g.proc.returncode == 0, g.log()[-3000:]
 
 
+def test_sigterm_sends_goaway_over_tls(tmp_path_factory, pki, model):
+    """SIGTERM with an idle h2 connection and a kept-alive HTTP/1.1 one
+    over TLS: the h2 client gets GOAWAY(NO_ERROR) through TLS, the HTTP/1.1
+    one a closed connection, and the process exits 0."""
+    g = start_tls(tmp_path_factory, pki, "term")
+    try:
+        c2 = H2Client(g.port, ssl_context=ctx(pki, alpn=("h2",)))
+        assert c2.post(INFER, infer_body(ROWS)).status == 200
+        c1 = H1Conn(g.port, ssl_context=ctx(pki, alpn=("http/1.1",)))
+        assert c1.request("GET", "/v2/health/live")[0] == 200
+        g.terminate()
+        c2.wait_eof(timeout=10)
+        assert c2.goaway is not None and c2.goaway.error_code == 0, c2.goaway
+        assert c1.at_eof(timeout=10)
+        c1.close()
+        c2.close()
+        assert g.wait(timeout=15) == 0, g.log()[-2000:]
+    finally:
+        g.kill()
+
+
 def test_reload_cannot_turn_tls_on(tmp_path_factory, pki):
     """Started plain: adding listen.tls is validated, reported as
     restart_required, and the listener stays plain."""
