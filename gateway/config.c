@@ -61,9 +61,84 @@ static int cfg_opt_bool(struct ytree *t, yaml_node_t *m, const char *path, const
 	return yt_bool(t, n, p, out, err);
 }
 
+/* Resolve a path (models[].path, listen.tls files) against the directory of
+ * the config file. */
+static char *cfg_resolve(const char *cfg_file, const char *p)
+{
+	char *dup, *dir, *out;
+
+	if (p[0] == '/')
+		return strdup(p);
+	dup = strdup(cfg_file);
+	dir = dirname(dup);
+	out = yt_strdupf("%s/%s", dir, p);
+	free(dup);
+	return out;
+}
+
+/* "FILE:LINE:COL: path" of node n, for errors found after parsing. */
+static char *cfg_where(const struct config *c, const yaml_node_t *n, const char *path)
+{
+	return yt_strdupf("%s:%zu:%zu: %s", c->file, n->start_mark.line + 1,
+			  n->start_mark.column + 1, path);
+}
+
+/* listen.tls.<key>: a file name, resolved against the config's directory. */
+static int cfg_tls_file(struct ytree *t, yaml_node_t *m, struct config *c, const char *key,
+			bool required, char **path, char **where, char **err)
+{
+	yaml_node_t *n = yt_get(t, m, key);
+	char p[64], *rel = NULL;
+
+	snprintf(p, sizeof(p), "listen.tls.%s", key);
+	if (!n)
+		return required ? yt_error(t, m, "listen.tls", err,
+					   "missing key \"%s\" (a PEM file)", key) : 0;
+	if (yt_str(t, n, p, &rel, err))
+		return -EINVAL;
+	if (!rel[0]) {
+		free(rel);
+		return yt_error(t, n, p, err, "expected a file name, got an empty string");
+	}
+	*path = cfg_resolve(c->file, rel);
+	*where = cfg_where(c, n, p);
+	free(rel);
+	return 0;
+}
+
+static int cfg_tls(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
+{
+	static const char *const keys[] = { "certificate", "key", "client_ca", "min_version",
+		NULL };
+	struct tls_conf *tc = &c->listen.tls;
+	char *ver = NULL;
+
+	if (!m)
+		return 0;
+	if (yt_expect_map(t, m, "listen.tls", err) ||
+	    yt_check_keys(t, m, "listen.tls", keys, err) ||
+	    cfg_tls_file(t, m, c, "certificate", true, &tc->certificate, &tc->where_certificate,
+			 err) ||
+	    cfg_tls_file(t, m, c, "key", true, &tc->key, &tc->where_key, err) ||
+	    cfg_tls_file(t, m, c, "client_ca", false, &tc->client_ca, &tc->where_client_ca, err) ||
+	    cfg_opt_str(t, m, "listen.tls", "min_version", &ver, err))
+		goto fail;
+	if (ver && strcmp(ver, "1.2") && strcmp(ver, "1.3")) {
+		yt_error(t, yt_get(t, m, "min_version"), "listen.tls.min_version", err,
+			 "expected \"1.2\" or \"1.3\", got \"%s\"", ver);
+		goto fail;
+	}
+	tc->min_version = ver && !strcmp(ver, "1.3") ? 13 : 12;
+	free(ver);
+	return 0;
+fail:
+	free(ver);
+	return -EINVAL;
+}
+
 static int cfg_listen(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
-	static const char *const keys[] = { "address", "port", "threads", NULL };
+	static const char *const keys[] = { "address", "port", "threads", "tls", NULL };
 	int64_t port = c->listen.port, threads = 0;
 
 	if (!m)
@@ -71,7 +146,8 @@ static int cfg_listen(struct ytree *t, yaml_node_t *m, struct config *c, char **
 	if (yt_check_keys(t, m, "listen", keys, err) ||
 	    cfg_opt_str(t, m, "listen", "address", &c->listen.address, err) ||
 	    cfg_opt_int(t, m, "listen", "port", 0, 65535, &port, err) ||
-	    cfg_opt_int(t, m, "listen", "threads", 0, 256, &threads, err))
+	    cfg_opt_int(t, m, "listen", "threads", 0, 256, &threads, err) ||
+	    cfg_tls(t, yt_get(t, m, "tls"), c, err))
 		return -EINVAL;
 defaults:
 	c->listen.port = (int)port;
@@ -213,20 +289,6 @@ static int cfg_log(struct ytree *t, yaml_node_t *m, struct config *c, char **err
 	return 0;
 }
 
-/* Resolve a model path against the directory of the config file. */
-static char *cfg_resolve(const char *cfg_file, const char *p)
-{
-	char *dup, *dir, *out;
-
-	if (p[0] == '/')
-		return strdup(p);
-	dup = strdup(cfg_file);
-	dir = dirname(dup);
-	out = yt_strdupf("%s/%s", dir, p);
-	free(dup);
-	return out;
-}
-
 /* models[i].preferred_batch_sizes: ascending positive integers. */
 static int cfg_preferred(struct ytree *t, yaml_node_t *m, const char *path,
 			 struct model_conf *mc, char **err)
@@ -318,10 +380,10 @@ static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, c
 		}
 	mc->path = cfg_resolve(c->file, rel ? rel : mc->name);
 	{
-		yaml_node_t *pn = yt_get(t, m, "path") ? yt_get(t, m, "path") : m;
+		char wp[80];
 
-		mc->where = yt_strdupf("%s:%zu:%zu: %s.path", c->file, pn->start_mark.line + 1,
-				       pn->start_mark.column + 1, path);
+		snprintf(wp, sizeof(wp), "%s.path", path);
+		mc->where = cfg_where(c, yt_get(t, m, "path") ? yt_get(t, m, "path") : m, wp);
 	}
 	free(rel);
 	mc->max_batch = (int)mb;
@@ -456,6 +518,7 @@ static void cfg_defaults(struct config *c)
 {
 	c->listen.address = strdup("0.0.0.0");
 	c->listen.port = 8000;
+	c->listen.tls.min_version = 12;
 	c->limits.max_body_bytes = 4 << 20;
 	c->limits.max_header_bytes = 16384;
 	c->limits.max_concurrent_streams = 128;
@@ -566,6 +629,16 @@ static json_t *cfg_backend_json(const struct backend_conf *b)
 			 "nice", b->nice);
 }
 
+/* listen.tls as JSON: null when TLS is off. */
+static json_t *cfg_tls_json(const struct tls_conf *tc)
+{
+	if (!tc->certificate)
+		return json_null();
+	return json_pack("{s:s, s:s, s:s?, s:s}", "certificate", tc->certificate, "key", tc->key,
+			 "client_ca", tc->client_ca, "min_version",
+			 tc->min_version == 13 ? "1.3" : "1.2");
+}
+
 void *cfg_to_json(const struct config *c)
 {
 	static const char *const levels[] = { "debug", "info", "warn", "error" };
@@ -575,11 +648,11 @@ void *cfg_to_json(const struct config *c)
 		json_array_append_new(models, cfg_model_json(&c->models[i]));
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
-	return json_pack("{s:s, s:{s:s, s:i, s:i}, s:{s:s, s:i}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
+	return json_pack("{s:s, s:{s:s, s:i, s:i, s:o}, s:{s:s, s:i}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
 			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
-			 "threads", c->listen.threads,
+			 "threads", c->listen.threads, "tls", cfg_tls_json(&c->listen.tls),
 			 "admin", "address", c->admin.address, "port", c->admin.port,
 			 "limits", "max_body_bytes", (json_int_t)c->limits.max_body_bytes,
 			 "max_header_bytes", (int)c->limits.max_header_bytes,
@@ -687,6 +760,9 @@ char *cfg_restart_diff(const struct config *a, const struct config *b)
 	CFG_DIFF_STR("listen.address", a->listen.address, b->listen.address);
 	CFG_DIFF_INT("listen.port", a->listen.port, b->listen.port);
 	CFG_DIFF_INT("listen.threads", a->listen.threads, b->listen.threads);
+	/* TLS on or off is the listener's mode; certificates reload live. */
+	CFG_DIFF_STR("listen.tls", a->listen.tls.certificate ? "on" : "off",
+		     b->listen.tls.certificate ? "on" : "off");
 	CFG_DIFF_STR("admin.address", a->admin.address, b->admin.address);
 	CFG_DIFF_INT("admin.port", a->admin.port, b->admin.port);
 #undef CFG_DIFF_INT
@@ -708,6 +784,12 @@ void cfg_free(struct config *c)
 		cfg_backend_free(&c->backends[i]);
 	free(c->backends);
 	free(c->listen.address);
+	free(c->listen.tls.certificate);
+	free(c->listen.tls.key);
+	free(c->listen.tls.client_ca);
+	free(c->listen.tls.where_certificate);
+	free(c->listen.tls.where_key);
+	free(c->listen.tls.where_client_ca);
 	free(c->admin.address);
 	free(c->file);
 	free(c);

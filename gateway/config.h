@@ -28,12 +28,24 @@ struct model_conf {
 	double svc_base_us, svc_per_row_us;	/* service-time warm start; 0 = calibrate */
 };
 
+/* listen.tls: TLS on the main listener (tls.h builds the SSL_CTX). */
+struct tls_conf {
+	char *certificate;	/* PEM chain, resolved path; NULL = no TLS */
+	char *key;		/* PEM private key, resolved path */
+	char *client_ca;	/* PEM CA(s) client certificates must chain to; NULL = none asked */
+	int min_version;	/* 12 (TLS 1.2) or 13 (TLS 1.3) */
+	/* "FILE:LINE:COL: listen.tls.KEY", prefixed to errors found when the
+	 * files are read (rt_build), like models[].where. */
+	char *where_certificate, *where_key, *where_client_ca;
+};
+
 struct config {
 	char *file;
 	struct {
 		char *address;
 		int port;
 		int threads;		/* event loops; resolved: never 0 */
+		struct tls_conf tls;
 	} listen;
 	struct {
 		uint64_t max_body_bytes;

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "model/model.h"
 #include "router.h"
+#include "tls.h"
 #include "util.h"
 #include "ytree.h"
 
@@ -395,8 +396,25 @@ static void rt_destroy(struct runtime *rt)
 	free(rt->models);
 	free(rt->mconf);
 	free(rt->none_met);
+	tls_ctx_put(rt->tls);
 	cfg_free(rt->cfg);
 	free(rt);
+}
+
+/* rt->tls from listen.tls; see rt_build for why prev decides on or off. */
+static int rt_tls(struct runtime *rt, const struct runtime *prev, char **err)
+{
+	const struct tls_conf *tc = &rt->cfg->listen.tls;
+
+	if (tc->certificate && tls_ctx_new(tc, &rt->tls, err))
+		return -EINVAL;
+	if (prev && !prev->tls) {
+		tls_ctx_put(rt->tls);	/* started plain: stays plain */
+		rt->tls = NULL;
+	} else if (prev && !rt->tls) {
+		rt->tls = tls_ctx_ref(prev->tls);	/* started TLS: keeps serving it */
+	}
+	return 0;
 }
 
 struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **err)
@@ -410,6 +428,11 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 	rt->models = calloc(cfg->n_models, sizeof(*rt->models));
 	rt->mconf = calloc(cfg->n_models, sizeof(*rt->mconf));
 	rt->none_met = calloc(cfg->n_models, sizeof(*rt->none_met));
+	if (rt_tls(rt, prev, err)) {
+		rt->cfg = NULL;		/* still the caller's */
+		rt_destroy(rt);
+		return NULL;
+	}
 	for (int i = 0; i < cfg->n_models; i++) {
 		struct rt_model *rm = rt_take_model(prev, &cfg->models[i], err);
 

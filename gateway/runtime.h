@@ -55,6 +55,10 @@ struct runtime {
 	int n_backends;
 	struct rt_backend **backends;	/* parallel to cfg->backends */
 	_Atomic unsigned rr;		/* round-robin cursor */
+	/* listen.tls context (tls.h), NULL when the listener is plain.  Each
+	 * TLS connection's SSL holds its own reference, so a reload changes
+	 * the certificate for new connections only. */
+	struct ssl_ctx_st *tls;
 };
 
 /*
@@ -63,6 +67,9 @@ struct runtime {
  * success.  A backend that cannot run on this host is logged and left down;
  * a model that cannot load is an error.  Returns a runtime with one
  * reference, or NULL with *err set (cfg is then still the caller's).
+ * Whether the listener speaks TLS is fixed when the server starts: after
+ * prev, listen.tls turned on or off only takes effect on restart (the
+ * previous context, or none, stays), while changed certificates apply.
  */
 struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **err);
 /* rt_get / rt_put - references; the last put destroys (on the reaper thread

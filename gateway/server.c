@@ -24,10 +24,10 @@
 #include "log.h"
 #include "runtime.h"
 #include "scheduler.h"
+#include "tls.h"
 #include "ytree.h"
 
 static const char h2_preface[] = NGHTTP2_CLIENT_MAGIC;	/* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
-#define H2_PRI_LEN 14	/* "PRI * HTTP/2.0" */
 
 static void conn_unlink(struct conn *c)
 {
@@ -147,8 +147,11 @@ void conn_close(struct conn *c)
 		else
 			call_free(call);
 	}
-	if (c->bev)
+	if (c->bev) {
+		if (c->tls)
+			tls_close_notify(c->bev);
 		bufferevent_free(c->bev);
+	}
 	conn_unlink(c);
 	atomic_fetch_sub(&sl->srv->conns_open, 1);
 	log_debug("peer=%s msg=\"connection closed\"", c->peer);
@@ -163,7 +166,9 @@ void conn_flush(struct conn *c)
 	/* Write now rather than after the next epoll round: one round of
 	 * latency less per response.  What the socket does not take stays
 	 * queued and the bufferevent writes it when the socket drains. */
-	if (evbuffer_get_length(out) == 0)
+	/* Never on TLS: the fd takes ciphertext only; the TLS bufferevent
+	 * encrypts and writes its output itself (in the next loop round). */
+	if (c->tls || evbuffer_get_length(out) == 0)
 		return;
 	evbuffer_write(out, bufferevent_getfd(c->bev));
 	/* The bufferevent only calls our write callback after writes of its
@@ -301,28 +306,51 @@ void conn_transport_respond(struct call *call)
 		h1_respond(call);
 }
 
+/* The client meant HTTP/2 (ALPN h2, or "PRI * HTTP/2.0") but its preface
+ * is wrong: GOAWAY(PROTOCOL_ERROR), then close (RFC 9113 §3.4).  c may be
+ * gone on return. */
+static void conn_bad_preface(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	log_debug("peer=%s msg=\"bad HTTP/2 client preface\"", c->peer);
+	srv_count_close(CLOSE_PROTOCOL_ERROR);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	bufferevent_disable(c->bev, EV_READ);
+	nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
+	h2_send(c);		/* closes c once the GOAWAY is out */
+}
+
 /*
- * Decide the protocol from the first bytes: 0 = need more, 1 = decided,
- * -1 = c closed.  "PRI * HTTP/2.0" is HTTP/2 even when the rest of the
- * preface is wrong: nghttp2 then answers it with GOAWAY, as a client
- * speaking HTTP/2 expects.
+ * Decide the protocol: TLS ALPN "http/1.1" or "h2" when negotiated, else
+ * the first bytes: the h2 client preface means h2 with prior knowledge, as
+ * does a wrong one that starts "PRI * HTTP/2.0" (answered with GOAWAY).
+ * 0 = need more, 1 = decided, -1 = c closed.
  */
 static int conn_sniff(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t have = evbuffer_get_length(in), n = have < H2_PRI_LEN ? have : H2_PRI_LEN;
-	unsigned char buf[H2_PRI_LEN];
+	size_t have = evbuffer_get_length(in), n = have < 24 ? have : 24;
+	enum tls_alpn alpn = c->tls ? tls_alpn(c->bev) : TLS_ALPN_NONE;
+	unsigned char buf[24];
+	bool preface, pri;
 
 	evbuffer_copyout(in, buf, n);
-	if (memcmp(buf, h2_preface, n) != 0) {
+	preface = memcmp(buf, h2_preface, n) == 0;
+	pri = n >= 14 && memcmp(buf, h2_preface, 14) == 0;	/* "PRI * HTTP/2.0" */
+	if (alpn == TLS_ALPN_HTTP11 || (alpn == TLS_ALPN_NONE && !preface && !pri)) {
 		c->proto = PROTO_H1;
 		return 1;
 	}
-	if (n < H2_PRI_LEN)
+	if (preface && n < 24)
 		return 0;
 	c->proto = PROTO_H2;
 	if (h2_start(c)) {
 		conn_close(c);
+		return -1;
+	}
+	if (!preface) {
+		conn_bad_preface(c);
 		return -1;
 	}
 	return 1;
@@ -367,6 +395,9 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
+
+	if (c->tls && tls_on_event(bev, what, c->peer))
+		return;		/* handshake done: logged */
 
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
 		log_info("peer=%s msg=\"closing: the client has not read for limits.write_stall_timeout_ms\"",
@@ -496,7 +527,16 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	}
 	c->sl = sl;
 	c->admin = admin;
-	c->bev = bufferevent_socket_new(sl->loop.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->tls = !admin && sl->rt->tls;		/* the admin listener stays plain */
+	c->bev = c->tls ? tls_bufferevent_new(sl->loop.base, sl->rt->tls, fd)
+			: bufferevent_socket_new(sl->loop.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev) {
+		log_warn("msg=\"cannot set up a connection: out of memory\"");
+		atomic_fetch_sub(&sl->srv->conns_open, 1);
+		evutil_closesocket(fd);
+		free(c);
+		return;
+	}
 	c->hdr_timer = evtimer_new(sl->loop.base, conn_on_header_timer, c);
 	c->stall_timer = evtimer_new(sl->loop.base, conn_on_stall_timer, c);
 	conn_peer(c, sa);
@@ -506,9 +546,7 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	sl->conns = c;
 	sl->n_conns++;
 	atomic_fetch_add(&sl->srv->conns_total, 1);
-	if (!c->bev || !c->hdr_timer || !c->stall_timer) {
-		if (!c->bev)
-			evutil_closesocket(fd);
+	if (!c->hdr_timer || !c->stall_timer) {
 		conn_close(c);
 		return;
 	}
@@ -550,9 +588,11 @@ static void srv_drain_conn(struct conn *c)
 	}
 	/* A request may still sit in the socket buffer: read it now.  The
 	 * bufferevent keeps its input's end frozen between its own reads. */
-	evbuffer_unfreeze(in, 0);
-	evbuffer_read(in, bufferevent_getfd(c->bev), -1);
-	evbuffer_freeze(in, 0);
+	if (!c->tls) {	/* (TLS: what was decrypted is in already) */
+		evbuffer_unfreeze(in, 0);
+		evbuffer_read(in, bufferevent_getfd(c->bev), -1);
+		evbuffer_freeze(in, 0);
+	}
 	if (evbuffer_get_length(in) == 0 && !c->h1_call) {
 		c->close_after_write = true;
 		conn_maybe_close(c);	/* now, or once an answer still queued is out */
@@ -749,8 +789,10 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 	for (int i = 0; i < s->n_loops; i++)
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
 	rt_on_publish(srv_on_publish, s);
-	log_info("listen=%s:%d threads=%d msg=\"serving HTTP/2 (h2c) and HTTP/1.1\"",
-		 cfg->listen.address, s->port, s->n_loops);
+	log_info("listen=%s:%d threads=%d tls=%s msg=\"serving %s\"", cfg->listen.address,
+		 s->port, s->n_loops, s->loops[0].rt->tls ? "on" : "off",
+		 s->loops[0].rt->tls ? "HTTP/2 and HTTP/1.1 over TLS (ALPN)"
+				     : "HTTP/2 (h2c) and HTTP/1.1");
 	if (s->admin_port >= 0)
 		log_info("admin=%s:%d msg=\"admin listener: /metrics, /v2/health\"",
 			 cfg->admin.address, s->admin_port);

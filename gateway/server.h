@@ -3,8 +3,9 @@
  *
  * One loop per thread, each with its own SO_REUSEPORT listener, so the
  * kernel spreads connections and a connection never changes thread.  A
- * connection starts as PROTO_UNKNOWN; its first bytes decide: the HTTP/2
- * client preface means h2c with prior knowledge, anything else HTTP/1.1.
+ * connection starts as PROTO_UNKNOWN; on TLS (tls.h) the ALPN protocol
+ * decides, else its first bytes: the HTTP/2 client preface means h2 with
+ * prior knowledge, anything else HTTP/1.1.
  */
 #ifndef INFERGW_SERVER_H
 #define INFERGW_SERVER_H
@@ -66,6 +67,7 @@ struct conn {
 	struct bufferevent *bev;
 	enum http_proto proto;
 	bool admin;			/* accepted on the admin listener */
+	bool tls;			/* bev is a TLS bufferevent (tls.h) */
 	nghttp2_session *h2;
 	struct call *h1_call;		/* request being read or served */
 	size_t h1_body_left;

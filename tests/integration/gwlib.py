@@ -211,10 +211,13 @@ def metric(ms, name, **labels):
 # ------------------------------------------------------------- HTTP/1.1 ----
 
 class H1Conn:
-    """A raw HTTP/1.1 client connection: send bytes, read responses in order."""
+    """A raw HTTP/1.1 client connection: send bytes, read responses in order.
+    With ssl_context, over TLS (tests/integration/tlslib.py)."""
 
-    def __init__(self, port, timeout=10.0):
+    def __init__(self, port, timeout=10.0, ssl_context=None):
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=HOST)
         self.buf = b""
         self.port = port
 
@@ -321,8 +324,8 @@ class H1Conn:
             return True
 
 
-def h1_request(port, method, path, body=None, headers=(), timeout=10.0):
-    c = H1Conn(port, timeout)
+def h1_request(port, method, path, body=None, headers=(), timeout=10.0, ssl_context=None):
+    c = H1Conn(port, timeout, ssl_context)
     try:
         return c.request(method, path, body, headers)
     finally:
@@ -352,12 +355,17 @@ class H2Resp:
 
 
 class H2Client:
-    """Prior-knowledge h2c over one socket, many concurrent streams."""
+    """Prior-knowledge h2c over one socket, many concurrent streams; with
+    ssl_context, h2 over TLS (the context offers ALPN h2)."""
 
-    def __init__(self, port, timeout=15.0):
+    def __init__(self, port, timeout=15.0, ssl_context=None):
         self.port = port
         self.timeout = timeout
         self.sock = socket.create_connection((HOST, port), timeout=timeout)
+        self.scheme = "http"
+        if ssl_context is not None:
+            self.sock = ssl_context.wrap_socket(self.sock, server_hostname=HOST)
+            self.scheme = "https"
         self.conn = h2.connection.H2Connection(
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
         self.conn.initiate_connection()
@@ -400,7 +408,7 @@ class H2Client:
 
     def request(self, method, path, body=None, headers=(), flush=True):
         sid = self.conn.get_next_available_stream_id()
-        hdrs = [(":method", method), (":scheme", "http"),
+        hdrs = [(":method", method), (":scheme", self.scheme),
                 (":authority", f"{HOST}:{self.port}"), (":path", path)]
         hdrs += list(headers)
         if body is not None:

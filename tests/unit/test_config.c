@@ -182,6 +182,54 @@ static void test_restart_diff_and_drop(void **state)
 	cfg_free(b);
 }
 
+/* listen.tls: files resolve like models[].path and remember where they
+ * were written (errors found when rt_build reads them name that place). */
+static void test_listen_tls(void **state)
+{
+	char *err, want[160], *d;
+	struct config *plain, *c = load_text("listen:\n  tls:\n    certificate: certs/s.pem\n"
+					     "    key: /abs/k.pem\n    client_ca: ca.pem\n"
+					     "    min_version: \"1.3\"\n"
+					     "models:\n  - name: a\nbackends:\n  - kind: cpu\n", &err);
+
+	assert_non_null(c);
+	assert_string_equal(c->listen.tls.certificate, "/tmp/certs/s.pem");
+	assert_string_equal(c->listen.tls.key, "/abs/k.pem");
+	assert_string_equal(c->listen.tls.client_ca, "/tmp/ca.pem");
+	assert_int_equal(c->listen.tls.min_version, 13);
+	snprintf(want, sizeof(want), "%s:4:10: listen.tls.key", path);
+	assert_string_equal(c->listen.tls.where_key, want);
+	snprintf(want, sizeof(want), "%s:3:18: listen.tls.certificate", path);
+	assert_string_equal(c->listen.tls.where_certificate, want);
+	unlink(path);
+	plain = load_text(base, &err);
+	assert_non_null(plain);
+	assert_null(plain->listen.tls.certificate);
+	assert_int_equal(plain->listen.tls.min_version, 12);
+	d = cfg_restart_diff(plain, c);
+	assert_string_equal(d, "listen.tls: off -> on");
+	free(d);
+	d = cfg_restart_diff(c, plain);
+	assert_string_equal(d, "listen.tls: on -> off");
+	free(d);
+	cfg_free(plain);
+	cfg_free(c);
+	unlink(path);
+	expect_error("listen:\n  tls:\n    certificate: c.pem\n" "models:\n  - name: a\n"
+		     "backends:\n  - kind: cpu\n", "3:5",
+		     "listen.tls: missing key \"key\" (a PEM file)");
+	expect_error("listen:\n  tls:\n    certificate: c.pem\n    key: k.pem\n"
+		     "    min_version: 1.1\nmodels:\n  - name: a\nbackends:\n  - kind: cpu\n",
+		     "5:18", "listen.tls.min_version: expected \"1.2\" or \"1.3\", got \"1.1\"");
+	expect_error("listen:\n  tls:\n    certificate: \"\"\n    key: k.pem\n"
+		     "models:\n  - name: a\nbackends:\n  - kind: cpu\n",
+		     "3:18", "listen.tls.certificate: expected a file name, got an empty string");
+	expect_error("listen:\n  tls: on\nmodels:\n  - name: a\nbackends:\n  - kind: cpu\n",
+		     "2:8", "listen.tls: expected a mapping");
+	expect_error("listen:\n  tls:\n    cert: c.pem\nmodels:\n  - name: a\n"
+		     "backends:\n  - kind: cpu\n", "3:5", "listen.tls: unknown key \"cert\"");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -190,6 +238,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_routing_admin_reload),
 		cmocka_unit_test(test_restart_diff_and_drop),
+		cmocka_unit_test(test_listen_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

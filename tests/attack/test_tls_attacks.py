@@ -1,0 +1,210 @@
+"""Hostile clients on the TLS listener: handshakes that stall half way,
+garbage and plain text instead of a ClientHello.  The gateway must survive,
+keep memory bounded, close what never completes a handshake (the idle
+timeout covers the handshake), and keep serving a well-behaved TLS client
+meanwhile.  Bounded in connections and seconds; 127.0.0.1 only."""
+import os
+import socket
+import ssl
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import attacklib
+import gwlib
+import tlslib
+from conftest import Gateway
+
+ROW = attacklib.ROW
+STALLS = 200
+IDLE_MS = 3000
+
+
+class TlsGateway(tlslib.TlsReady, Gateway):
+    pass
+
+
+class TlsBystander:
+    """attacklib.Bystander over TLS: one digits inference at a time, each on
+    a new connection (a full handshake), alternating HTTP/1.1 (ALPN
+    http/1.1) and HTTP/2 (ALPN h2).  .codes: every status (None for a
+    failure); .values_ok: every 200 carried the reference values."""
+
+    def __init__(self, g, model, max_requests=500, pause=0.02, timeout=5.0):
+        self.g, self.model = g, model
+        self.max_requests, self.pause, self.timeout = max_requests, pause, timeout
+        self.h1 = g.ssl_context(alpn=("http/1.1",))
+        self.h2 = g.ssl_context(alpn=("h2",))
+        self.codes, self.values_ok = [], True
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._t.join(timeout=30)
+
+    def _one(self, i):
+        body = gwlib.infer_body(ROW)
+        if i % 2 == 0:
+            st, _, data = gwlib.h1_request(self.g.port, "POST", gwlib.INFER, body,
+                                           [gwlib.JSON_CT], timeout=self.timeout,
+                                           ssl_context=self.h1)
+        else:
+            with gwlib.H2Client(self.g.port, timeout=self.timeout, ssl_context=self.h2) as c:
+                r = c.post(gwlib.INFER, body)
+                st, data = r.status, bytes(r.body)
+        if st == 200:
+            try:
+                gwlib.check_infer_response(data, self.model, ROW)
+            except AssertionError:
+                self.values_ok = False
+        return st
+
+    def _run(self):
+        for i in range(self.max_requests):
+            if self._stop.is_set():
+                break
+            try:
+                self.codes.append(self._one(i))
+            except (OSError, ConnectionError, AssertionError, TimeoutError):
+                self.codes.append(None)
+            time.sleep(self.pause)
+
+    def assert_served(self, min_requests=3):
+        assert len(self.codes) >= min_requests, f"bystander made only {len(self.codes)} requests"
+        bad = [c for c in self.codes if c != 200]
+        assert not bad, f"bystander got {bad[:20]} of {len(self.codes)}"
+        assert self.values_ok, "bystander got wrong probabilities"
+
+
+def client_hello():
+    """The bytes of a real ClientHello (TLS 1.2-1.3, ALPN h2), from a
+    memory-BIO handshake that goes no further."""
+    c = ssl.create_default_context()
+    c.set_alpn_protocols(["h2"])
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = c.wrap_bio(inc, out, server_hostname="127.0.0.1")
+    with pytest.raises(ssl.SSLWantReadError):
+        obj.do_handshake()
+    hello = out.read()
+    assert hello[0] == 0x16 and len(hello) > 100, hello[:16]  # a handshake record
+    return hello
+
+
+def stall_payloads():
+    """What each stalled connection sends, in turn: half a ClientHello; a
+    record header announcing 16 KiB that never comes; a whole ClientHello
+    and then silence (the server answered and waits for the client)."""
+    hello = client_hello()
+    return [hello[:len(hello) // 2], b"\x16\x03\x01\x40\x00", hello]
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    return tlslib.make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def tls_gw(tmp_path, pki):
+    tlslib.install(pki, tmp_path)
+    g = TlsGateway(tmp_path, "tlsatk", listen_extra=tlslib.tls_listen(),
+                   idle_timeout_ms=IDLE_MS)
+    g.pki = pki
+    g.start()
+    yield g
+    g.kill()
+    assert g.proc.returncode == 0, g.log()[-3000:]
+
+
+def read_to_close(socks, deadline):
+    """What each socket received until the server closed it, or None when
+    one was still open at deadline."""
+    got = []
+    for s in socks:
+        data = b""
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+        except (ConnectionResetError, BrokenPipeError):
+            pass
+        except (socket.timeout, TimeoutError):
+            return None
+        got.append(data)
+    return got
+
+
+def test_stalled_handshakes(tls_gw, model):
+    """200 connections stall inside the handshake (three ways): a TLS
+    client keeps getting 200s with the right values meanwhile, memory stays
+    bounded, and the idle timeout closes every one of them."""
+    g = tls_gw
+    rss0 = attacklib.rss_kb(g.proc.pid)
+    payloads = stall_payloads()
+    socks = []
+    try:
+        with TlsBystander(g, model) as by:
+            for i in range(STALLS):
+                s = attacklib.raw_conn(g.port, timeout=10)
+                s.sendall(payloads[i % len(payloads)])
+                socks.append(s)
+            opened = time.monotonic()
+            time.sleep(1.0)  # all stalled, well inside the idle timeout
+            rss = attacklib.rss_kb(g.proc.pid)
+        by.assert_served(min_requests=5)
+        # Generous: an accepted TLS connection costs tens of KiB, not MiB.
+        assert rss - rss0 < 64 * 1024, f"RSS grew {rss - rss0} KiB for {STALLS} stalls"
+        assert read_to_close(socks, opened + IDLE_MS / 1000 + 10) is not None, \
+            "a stalled handshake outlived the idle timeout"
+    finally:
+        for s in socks:
+            s.close()
+    assert g.alive()
+    st, _, _ = gwlib.h1_request(g.port, "GET", "/v2/health/live", ssl_context=g.ssl_context())
+    assert st == 200
+
+
+@pytest.mark.parametrize("kind", ["garbage", "plaintext-http1", "h2c-preface", "bad-record"])
+def test_not_tls_is_closed(tls_gw, model, kind):
+    """50 connections that send something other than a ClientHello are
+    closed at once (well before the idle timeout), never answered in clear
+    text, and the gateway goes on serving TLS."""
+    g = tls_gw
+    rng = np.random.default_rng(9)
+    first = {
+        "garbage": lambda: bytes(rng.integers(0, 256, 1024, dtype=np.uint8)),
+        "plaintext-http1": lambda: b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n",
+        "h2c-preface": lambda: b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+        # a handshake record whose body is not a handshake message
+        "bad-record": lambda: b"\x16\x03\x01\x00\x08" + os.urandom(8),
+    }[kind]
+    socks = []
+    try:
+        with TlsBystander(g, model, max_requests=20) as by:
+            for _ in range(50):
+                s = attacklib.raw_conn(g.port, timeout=10)
+                try:
+                    s.sendall(first())
+                except (ConnectionResetError, BrokenPipeError):
+                    pass
+                socks.append(s)
+            got = read_to_close(socks, time.monotonic() + IDLE_MS / 1000 * 0.8)
+            assert got is not None, f"{kind}: a connection was left open"
+            time.sleep(0.3)
+        # At most a TLS alert record (type 21) comes back, never HTTP.
+        for data in got:
+            assert not data or (data[0] == 0x15 and len(data) < 64), data[:64]
+        by.assert_served(min_requests=3)
+    finally:
+        for s in socks:
+            s.close()
+    assert g.alive()
