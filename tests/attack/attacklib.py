@@ -413,3 +413,33 @@ def crash_note(g, wait=1.0):
     if g.alive():
         return ""
     return f"; the gateway DIED (exit {g.proc.returncode}): ...{g.log()[-600:]}"
+
+
+def start_with_nofile(factory, name, nofile, **conf):
+    """factory's gateway started with RLIMIT_NOFILE lowered to nofile."""
+    import resource
+
+    def lower():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    g = factory(name, start=False, **conf)
+    popen = g.popen
+    g.popen = lambda args: popen(args, preexec_fn=lower)
+    g.start()
+    return g
+
+
+def peer_closed(sock):
+    """True when the gateway has closed (FIN or reset) its end of sock,
+    found without reading: poll for POLLRDHUP / POLLHUP / POLLERR."""
+    import select
+    p = select.poll()
+    p.register(sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    return bool(p.poll(0))
+
+
+def log_size(g):
+    try:
+        return g.log_path.stat().st_size
+    except FileNotFoundError:
+        return 0

@@ -13,7 +13,7 @@ import pytest
 
 import attacklib
 import gwlib
-from attacklib import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, H2_ERRORS,
+from attacklib import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, H2_ERRORS,
                        HEADERS, PADDED, PING, RST_STREAM, SETTINGS, ROW, RawH2, assert_alive,
                        crash_note, frame, goaway_of, hpack_request)
 from gwlib import INFER
@@ -245,7 +245,7 @@ def test_fatal_error_sends_goaway(gw, make, codes):
     assert ga is not None, f"closed without GOAWAY; frames seen (type, flags, stream): " \
                            f"{[(f[0], f[1], f[2]) for f in h.frames]}"
     if codes is None:
-        assert ga[1] != 0, f"GOAWAY with NO_ERROR for a protocol error"
+        assert ga[1] != 0, "GOAWAY with NO_ERROR for a protocol error"
     else:
         assert ga[1] in codes, f"GOAWAY error {_code(ga[1])}, expected " \
                                f"{[_code(c) for c in codes]}"
