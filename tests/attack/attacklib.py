@@ -47,6 +47,7 @@ class Bystander:
         return self
 
     def __exit__(self, *a):
+        self.wait_for(3)  # a short attack still gets a bystander to judge it by
         self.stop()
 
     def stop(self):
@@ -81,6 +82,12 @@ class Bystander:
                 self.codes.append(None)
             time.sleep(self.pause)
 
+    def wait_for(self, n=3, timeout=15.0):
+        """Wait until the bystander has made n requests."""
+        deadline = time.monotonic() + timeout
+        while len(self.codes) < n and self._t.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
     def assert_served(self, min_requests=3):
         """Every request the bystander made was a 200 with the right values."""
         assert len(self.codes) >= min_requests, f"bystander made only {len(self.codes)} requests"
@@ -97,3 +104,342 @@ def raw_conn(port, timeout=10.0):
 def metric_value(g, name, **labels):
     """The value of one metric series from the gateway's /metrics (0 if absent)."""
     return gwlib.metric(gwlib.read_metrics(g.metrics_port), name, **labels)
+
+
+# ----------------------------------------------------------- processes ----
+
+def cpu_seconds(pid):
+    """User + system CPU seconds pid has used so far (all threads), from
+    /proc/PID/stat."""
+    import os
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # after "pid (comm)": state is field 3, utime 14, stime 15 (1-based)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class RssPeak:
+    """Tracks the highest RSS of pid seen by sample() since construction."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.base = rss_kb(pid)
+        self.peak = self.base
+
+    def sample(self):
+        cur = rss_kb(self.pid)
+        self.peak = max(self.peak, cur)
+        return cur - self.base
+
+    @property
+    def growth_mib(self):
+        return (self.peak - self.base) / 1024
+
+
+def start_gateway(factory, name, **conf):
+    """factory(name, **conf) started, but when this binary rejects a
+    `limits` key as unknown (it predates the key), start it again without
+    those keys so the test can show the defect instead of failing on the
+    config; the dropped keys are in g.missing_keys (normally empty) and
+    go into failure messages via describe_missing(g)."""
+    import re
+    import pytest
+
+    limits = dict(conf.pop("limits", None) or {})
+    missing = []
+    while True:
+        g = factory(name, start=False, limits=limits, **conf)
+        try:
+            g.start()
+            g.missing_keys = missing
+            return g
+        except pytest.fail.Exception:
+            log = g.log()
+            bad = [k for k in limits if re.search(rf'unknown key "{k}"', log)]
+            if not bad:
+                raise
+            for k in bad:
+                del limits[k]
+                missing.append(k)
+
+
+def describe_missing(g):
+    keys = getattr(g, "missing_keys", [])
+    return f" [this binary does not know limits.{', limits.'.join(keys)}: started without]" \
+        if keys else ""
+
+
+# ---------------------------------------------------------- raw HTTP/1.1 ----
+
+def read_until_eof(sock, timeout=3.0, quiet=None, max_bytes=64 << 20):
+    """(bytes, eof): what sock delivers until the peer closes (eof True),
+    timeout seconds pass, or nothing arrives for `quiet` seconds after
+    something did.  A reset counts as EOF."""
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while len(data) < max_bytes:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return bytes(data), False
+        sock.settimeout(min(left, quiet) if (quiet and data) else left)
+        try:
+            chunk = sock.recv(65536)
+        except (socket.timeout, TimeoutError, BlockingIOError):
+            return bytes(data), False
+        except (ConnectionResetError, BrokenPipeError):
+            return bytes(data), True
+        if not chunk:
+            return bytes(data), True
+        data += chunk
+    return bytes(data), False
+
+
+def parse_h1_responses(data):
+    """Split raw HTTP/1.1 response bytes (Content-Length framed, as the
+    gateway writes them) into [(status, {lower name: value}, body)] and the
+    trailing bytes that do not make a complete response."""
+    out = []
+    pos = 0
+    while True:
+        end = data.find(b"\r\n\r\n", pos)
+        if end < 0:
+            break
+        lines = data[pos:end].decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ", 2)
+        assert len(parts) >= 2 and parts[0] in ("HTTP/1.1", "HTTP/1.0") and \
+            parts[1].isdigit(), f"not a status line: {lines[0]!r} at byte {pos}"
+        hdrs = {}
+        for ln in lines[1:]:
+            k, sep, v = ln.partition(":")
+            assert sep, f"bad response header line {ln!r}"
+            hdrs[k.strip().lower()] = v.strip()
+        status = int(parts[1])
+        n = int(hdrs.get("content-length", "0"))
+        if 100 <= status < 200:
+            n = 0
+        if end + 4 + n > len(data):
+            break
+        out.append((status, hdrs, data[end + 4:end + 4 + n]))
+        pos = end + 4 + n
+    return out, data[pos:]
+
+
+def h1_exchange(port, raw, timeout=3.0, quiet=1.5):
+    """Send raw bytes on a fresh connection and read until the gateway
+    closes it (or goes quiet): (responses, leftover bytes, eof)."""
+    with raw_conn(port, timeout) as s:
+        s.sendall(raw)
+        data, eof = read_until_eof(s, timeout, quiet)
+    resps, rest = parse_h1_responses(data)
+    return resps, rest, eof
+
+
+def error_text(body):
+    """The "error" string of a JSON error body ("" if it is not one)."""
+    import json
+    try:
+        return json.loads(body).get("error", "")
+    except (ValueError, AttributeError):
+        return ""
+
+
+# ------------------------------------------------------------ raw HTTP/2 ----
+
+import struct  # noqa: E402
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, \
+    WINDOW_UPDATE, CONTINUATION = range(10)
+END_STREAM, ACK, END_HEADERS, PADDED = 0x1, 0x1, 0x4, 0x8
+SETTINGS_INITIAL_WINDOW_SIZE = 4
+H2_ERRORS = {0: "NO_ERROR", 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR",
+             3: "FLOW_CONTROL_ERROR", 5: "STREAM_CLOSED", 6: "FRAME_SIZE_ERROR",
+             7: "REFUSED_STREAM", 8: "CANCEL", 9: "COMPRESSION_ERROR",
+             11: "ENHANCE_YOUR_CALM"}
+
+
+def frame(ftype, flags, sid, payload=b""):
+    """One HTTP/2 frame on the wire (RFC 9113 §4.1)."""
+    n = len(payload)
+    return struct.pack(">BHBBI", n >> 16, n & 0xFFFF, ftype, flags, sid & 0x7FFFFFFF) + payload
+
+
+def settings_frame(**kv):
+    """SETTINGS with {id: value} given as s<ID>=value (e.g. s4=0)."""
+    body = b"".join(struct.pack(">HI", int(k[1:]), v) for k, v in kv.items())
+    return frame(SETTINGS, 0, 0, body)
+
+
+def parse_frames(buf):
+    """[(type, flags, sid, payload)] of the complete frames in buf, and the rest."""
+    out, pos = [], 0
+    while len(buf) - pos >= 9:
+        hi, lo, ftype, flags, sid = struct.unpack(">BHBBI", buf[pos:pos + 9])
+        n = (hi << 16) | lo
+        if len(buf) - pos - 9 < n:
+            break
+        out.append((ftype, flags, sid & 0x7FFFFFFF, bytes(buf[pos + 9:pos + 9 + n])))
+        pos += 9 + n
+    return out, bytes(buf[pos:])
+
+
+def goaway_of(frames):
+    """(last_stream_id, error_code) of the first GOAWAY among frames, or None."""
+    for ftype, _, _, p in frames:
+        if ftype == GOAWAY and len(p) >= 8:
+            last, code = struct.unpack(">II", p[:8])
+            return last & 0x7FFFFFFF, code
+    return None
+
+
+def hpack_int(value, prefix_bits, first_byte_flags=0):
+    """An HPACK integer (RFC 7541 §5.1) with the given prefix size."""
+    limit = (1 << prefix_bits) - 1
+    if value < limit:
+        return bytes([first_byte_flags | value])
+    out = [first_byte_flags | limit]
+    value -= limit
+    while value >= 128:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def hpack_str(s):
+    """A raw (not Huffman) HPACK string literal."""
+    if isinstance(s, str):
+        s = s.encode()
+    return hpack_int(len(s), 7) + s
+
+
+def hpack_request(method, path, authority="127.0.0.1", extra=()):
+    """A header block for a request, every field a literal without indexing
+    (so it leaves the dynamic table alone): pseudo-headers and extra."""
+    out = bytearray()
+    for name_idx, value in ((2, method), (6, "http"), (4, path), (1, authority)):
+        out += hpack_int(name_idx, 4) + hpack_str(value)  # literal w/o indexing, indexed name
+    for k, v in extra:
+        out += b"\x00" + hpack_str(k) + hpack_str(v)
+    return bytes(out)
+
+
+class RawH2:
+    """An HTTP/2 client connection written frame by frame (for attacks that
+    a conforming library would refuse to send).  Reads only when asked."""
+
+    def __init__(self, port, settings=None, timeout=10.0, preface=True):
+        self.sock = raw_conn(port, timeout)
+        self.buf = b""
+        self.frames = []
+        self.eof = False
+        if preface:
+            self.sock.sendall(PREFACE + settings_frame(**(settings or {})))
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def pump(self, timeout):
+        """Read what arrives within timeout (at most); new frames are
+        appended to .frames and returned."""
+        new = []
+        self.sock.settimeout(max(timeout, 0.001))
+        try:
+            chunk = self.sock.recv(1 << 20)
+        except (socket.timeout, TimeoutError, BlockingIOError):
+            return new
+        except (ConnectionResetError, BrokenPipeError):
+            chunk = b""
+        if not chunk:
+            self.eof = True
+            return new
+        new, self.buf = parse_frames(self.buf + chunk)
+        self.frames += new
+        return new
+
+    def read_until(self, pred, timeout=5.0):
+        """Read until pred(frame) holds for a new frame (returns it), EOF or
+        timeout (returns None)."""
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            for f in self.pump(left):
+                if pred(f):
+                    return f
+        return None
+
+    def read_to_eof(self, timeout=5.0):
+        """Read every frame until the gateway closes (True) or timeout (False)."""
+        deadline = time.monotonic() + timeout
+        while not self.eof:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self.pump(left)
+        return True
+
+    def ping_ack(self, timeout=10.0, data=b"attack!!"):
+        """Send a PING and wait for its ACK: every frame sent before it has
+        been processed.  True on ACK, False on EOF/timeout."""
+        try:
+            self.send(frame(PING, 0, 0, data))
+        except OSError:
+            self.eof = True
+            return False
+        return self.read_until(lambda f: f[0] == PING and f[1] & ACK and f[3] == data,
+                               timeout) is not None
+
+
+def crash_note(g, wait=1.0):
+    """"" while g runs; else "; the gateway DIED (exit N): <log tail>" for
+    failure messages.  Waits up to `wait` s for a dying process to exit."""
+    deadline = time.monotonic() + wait
+    while g.alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if g.alive():
+        return ""
+    return f"; the gateway DIED (exit {g.proc.returncode}): ...{g.log()[-600:]}"
+
+
+def start_with_nofile(factory, name, nofile, **conf):
+    """factory's gateway started with RLIMIT_NOFILE lowered to nofile."""
+    import resource
+
+    def lower():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+    g = factory(name, start=False, **conf)
+    popen = g.popen
+    g.popen = lambda args: popen(args, preexec_fn=lower)
+    g.start()
+    return g
+
+
+def peer_closed(sock):
+    """True when the gateway has closed (FIN or reset) its end of sock,
+    found without reading: poll for POLLRDHUP / POLLHUP / POLLERR."""
+    import select
+    p = select.poll()
+    p.register(sock, select.POLLRDHUP | select.POLLHUP | select.POLLERR)
+    return bool(p.poll(0))
+
+
+def log_size(g):
+    try:
+        return g.log_path.stat().st_size
+    except FileNotFoundError:
+        return 0

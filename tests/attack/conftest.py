@@ -26,3 +26,31 @@ _spec.loader.exec_module(_ic)
 # fixtures by name, and `from conftest import X` in either suite finds X
 # whichever conftest module Python imported first.
 globals().update({k: v for k, v in vars(_ic).items() if not k.startswith("_")})
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def module_gw(tmp_path_factory):
+    """get(name, **conf): one gateway per module and name, shared by the
+    module's tests to save start-ups.  When an earlier attack killed it, the
+    next get() reports that in the log and starts a fresh one, so one crash
+    fails one test, not every test after it."""
+    tmp = tmp_path_factory.mktemp("attack-gw")
+    gws = {}
+    starts = [0]
+
+    def get(name="atk", **conf):
+        g = gws.get(name)
+        if g is not None and g.alive():
+            return g
+        starts[0] += 1
+        g = Gateway(tmp, f"{name}{starts[0]}", **conf)
+        g.start()
+        gws[name] = g
+        return g
+
+    yield get
+    for g in gws.values():
+        g.kill()

@@ -641,16 +641,18 @@ class GatewayProcess:
         self.port = None
         self.admin_port = None
 
-    def popen(self, args):
-        """Start args, output appended to the log.  The binary may be being
-        relinked by a concurrent `make` (ETXTBSY / EACCES for a moment):
-        retry for up to 10 s."""
+    def popen(self, args, preexec_fn=None):
+        """Start args, output appended to the log (preexec_fn as for
+        subprocess.Popen, e.g. to lower a resource limit).  The binary may
+        be being relinked by a concurrent `make` (ETXTBSY / EACCES for a
+        moment): retry for up to 10 s."""
         deadline = time.monotonic() + 10
         while True:
             try:
                 with open(self.log_path, "ab") as logf:
                     self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=logf,
-                                                 stderr=logf, cwd=str(self.workdir))
+                                                 stderr=logf, cwd=str(self.workdir),
+                                                 preexec_fn=preexec_fn)
                 return
             except OSError:
                 if time.monotonic() > deadline:

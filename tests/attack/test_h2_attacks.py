@@ -1,0 +1,340 @@
+"""HTTP/2 attacks (issue 9): the request crash over h2 (1), PING and
+SETTINGS floods from a client that never reads (4), HPACK CPU
+amplification (5), GOAWAY before closing on a fatal error (17), and the
+attacks 8fad295 already survived, kept so they stay survived: rapid reset,
+CONTINUATION flood, unknown and oversized frames.  Frames are written by
+hand (attacklib.RawH2) where a conforming library would refuse to send
+them.  Bounded in frames, bytes and seconds; the process must survive."""
+import json
+import time
+
+import hpack
+import pytest
+
+import attacklib
+import gwlib
+from attacklib import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, H2_ERRORS,
+                       HEADERS, PADDED, PING, RST_STREAM, SETTINGS, ROW, RawH2, assert_alive,
+                       crash_note, frame, goaway_of, hpack_request)
+from gwlib import INFER
+
+
+@pytest.fixture
+def gw(module_gw):
+    """The module's gateway (max_header_bytes 16384, max_body_bytes 65536,
+    max_concurrent_streams 128), restarted if an earlier test killed it."""
+    return module_gw("h2atk")
+
+
+def _code(c):
+    return f"{c} ({H2_ERRORS.get(c, '?')})"
+
+
+# ---------------------------------------- 1. bad priority / objective -------
+
+BAD_OBJECTIVE = [
+    ([("x-priority", "abc")], None, "x-priority"),
+    ([("x-priority", "-1")], None, "x-priority"),
+    ([("x-slo-ms", "abc")], None, "x-slo-ms"),
+    ([], {"priority": "high"}, "parameters.priority"),
+    ([], {"timeout": -5}, "parameters.timeout"),
+    ([], {"priority": 1.5}, "parameters.priority"),
+]
+
+
+def test_bad_objective_over_h2(gw, model):
+    """Defect 1 over HTTP/2 (8fad295 already answered 400 here): every bad
+    case as a stream on one connection, interleaved with good requests."""
+    with gwlib.H2Client(gw.port, timeout=10) as c:
+        plan = []
+        for headers, params, field in BAD_OBJECTIVE:
+            doc = gwlib.infer_doc(ROW)
+            if params is not None:
+                doc["parameters"] = params
+            sid = c.request("POST", INFER, json.dumps(doc).encode(),
+                            [gwlib.JSON_CT] + headers, flush=False)
+            plan.append((sid, 400, field))
+            plan.append((c.request("POST", INFER, gwlib.infer_body(ROW), [gwlib.JSON_CT],
+                                   flush=False), 200, None))
+        c._flush()
+        c.wait([s for s, _, _ in plan])
+        for sid, want, field in plan:
+            r = c.streams[sid]
+            assert r.status == want, f"stream {sid}: {r}, expected {want}"
+            if field:
+                assert field in attacklib.error_text(bytes(r.body)), r
+            else:
+                gwlib.check_infer_response(bytes(r.body), model, ROW)
+    assert_alive(gw)
+
+
+# -------------------------------------------- 4. floods, never reading ------
+
+FLOOD_RSS_BOUND_MIB = 64
+
+
+def _flood(g, unit, max_bytes=150e6, max_s=10.0):
+    """Send unit repeatedly on a fresh h2 connection that never reads, until
+    max_bytes / max_s, until our sends block for 2 s (the gateway stopped
+    reading), the connection is closed, or the gateway's RSS grew past the
+    bound.  (sent bytes, how it ended, RssPeak, the connection)."""
+    h = RawH2(g.port)
+    rss = attacklib.RssPeak(g.proc.pid)
+    s = h.sock
+    s.setblocking(False)
+    mv, off, sent = memoryview(unit), 0, 0
+    t0 = last = time.monotonic()
+    end = "limit"
+    while time.monotonic() - t0 < max_s and sent < max_bytes:
+        try:
+            n = s.send(mv[off:])
+            sent += n
+            off = (off + n) % len(unit)
+            last = time.monotonic()
+        except BlockingIOError:
+            if time.monotonic() - last > 2.0:
+                end = "blocked"
+                break
+            time.sleep(0.01)
+        except OSError:
+            end = "closed"
+            break
+        if rss.sample() > FLOOD_RSS_BOUND_MIB * 1024:
+            end = "rss"
+            break
+    time.sleep(0.3)
+    rss.sample()
+    return sent, end, rss, h
+
+
+@pytest.mark.parametrize("kind", ["ping", "settings"])
+def test_control_frame_flood_without_reading(gw, model, kind):
+    """Defect 4: PINGs (or empty SETTINGS) as fast as the socket takes them,
+    never reading the ACKs.  8fad295 queued every ACK in an unbounded
+    output buffer (200 MB of PINGs: +190 MiB RSS in 1.5 s), so nghttp2's
+    own ACK-flood guard never fired.  Expected: RSS growth below 64 MiB,
+    and the gateway stops reading (our sends block) or closes the
+    connection (GOAWAY ENHANCE_YOUR_CALM is fine)."""
+    if kind == "ping":
+        unit = b"".join(frame(PING, 0, 0, b"%08d" % i) for i in range(4096))
+    else:
+        unit = frame(SETTINGS, 0, 0) * 8192
+    with attacklib.Bystander(gw, model, max_requests=300, pause=0.05) as by:
+        sent, end, rss, h = _flood(gw, unit)
+        try:
+            assert rss.growth_mib < FLOOD_RSS_BOUND_MIB, (
+                f"{kind} flood: gateway RSS grew {rss.growth_mib:.0f} MiB (bound "
+                f"{FLOOD_RSS_BOUND_MIB}) after {sent / 1e6:.0f} MB of frames whose ACKs "
+                f"were never read{crash_note(gw)}")
+            if end == "limit":
+                # neither blocked nor closed yet: maybe the gateway closes now
+                h.sock.setblocking(True)
+                closed = h.read_to_eof(timeout=5)
+                assert closed, f"{kind} flood: {sent / 1e6:.0f} MB read without pausing or " \
+                               f"closing the connection"
+        finally:
+            h.close()
+    by.stop()
+    assert_alive(gw)
+    by.assert_served()
+
+
+# ------------------------------------------------ 5. HPACK amplification ----
+
+HPACK_FRAMES = 300
+# 8fad295 on the 2-core test machine: 1.37 s of CPU per 100 of these frames
+# (~14 ms each; the issue measured ~42 ms on its machine), so ~4 s for 300,
+# mostly in nghttp2_check_header_value: every reference to the 4 KB entry is
+# a 4 KB header value checked and handed to the gateway.
+# Once a stream is past max_header_bytes its remaining fields are skipped
+# (RST_STREAM) and repeated offences end the session, which takes well
+# under 1.5 s.
+HPACK_CPU_BOUND_S = 1.5
+
+
+def _amplified_headers(sid):
+    """A ~16 KB HEADERS frame: a request, one 4000-byte field inserted into
+    the dynamic table (literal with incremental indexing, new name), then
+    one-byte references to it (index 62, the newest entry) to the end of
+    the frame: ~12,000 x 4 KB = ~48 MB of header list per frame."""
+    block = bytearray(hpack_request("GET", "/v2/health/live"))
+    block += b"\x40" + attacklib.hpack_str("x-a") + attacklib.hpack_str(b"a" * 4000)
+    block += b"\xbe" * (16384 - len(block))
+    return frame(HEADERS, END_HEADERS | END_STREAM, sid, bytes(block))
+
+
+def test_hpack_amplification_cpu_bounded(gw, model):
+    """Defect 5: 300 HEADERS frames of references to one 4 KB table entry,
+    new connections whenever the gateway closes one.  The gateway's CPU
+    time (all threads, /proc/PID/stat) for all of them stays under
+    HPACK_CPU_BOUND_S; the bystander is served meanwhile."""
+    pid = gw.proc.pid
+    frames_sent, conns, goaways = 0, 0, []
+    with attacklib.Bystander(gw, model, max_requests=300, pause=0.05) as by:
+        cpu0 = attacklib.cpu_seconds(pid)
+        t0 = time.monotonic()
+        while frames_sent < HPACK_FRAMES and time.monotonic() - t0 < 30:
+            h = RawH2(gw.port, timeout=10)
+            conns += 1
+            sid = 1
+            try:
+                while frames_sent < HPACK_FRAMES:
+                    h.send(_amplified_headers(sid))
+                    frames_sent += 1
+                    sid += 2
+                    if sid % 20 == 1 and not h.ping_ack(timeout=20):
+                        break  # closed (or hopelessly slow): reconnect
+                h.ping_ack(timeout=20)  # wait until the gateway has processed them
+            except OSError:
+                pass
+            finally:
+                g = goaway_of(h.frames)
+                if g:
+                    goaways.append(g[1])
+                h.close()
+        cpu = attacklib.cpu_seconds(pid) - cpu0
+    by.stop()
+    print(f"\nHPACK amplification: {frames_sent} frames on {conns} connections cost "
+          f"{cpu:.2f} s of gateway CPU; GOAWAY codes {goaways}")
+    assert frames_sent == HPACK_FRAMES, f"only {frames_sent} frames sent in 30 s{crash_note(gw)}"
+    assert cpu < HPACK_CPU_BOUND_S, (
+        f"{frames_sent} amplified HEADERS frames cost the gateway {cpu:.2f} s of CPU "
+        f"(bound {HPACK_CPU_BOUND_S} s; {conns} connections, GOAWAYs {goaways})")
+    assert_alive(gw)
+    by.assert_served()
+
+
+# ---------------------------------------------- 17. GOAWAY before closing ---
+
+def _continuation_burst():
+    """HEADERS without END_HEADERS and 20 small CONTINUATIONs, also without:
+    nghttp2 (Debian's CVE-2024-28182 fix) gives up after a few with a fatal
+    error.  Small, so the gateway reads it all at once and a close cannot
+    turn into a reset that hides the GOAWAY."""
+    out = frame(HEADERS, END_STREAM, 1, hpack_request("GET", "/v2/health/live"))
+    for i in range(20):
+        out += frame(CONTINUATION, 0, 1, b"\x00" + attacklib.hpack_str(f"x-c{i}") +
+                     attacklib.hpack_str("v"))
+    return out
+
+
+FATAL = [
+    ("data-on-stream-0", lambda: frame(DATA, 0, 0, b"x"), {1}),
+    ("bad-padding", lambda: frame(HEADERS, PADDED | END_HEADERS | END_STREAM, 1,
+                                  bytes([200]) + hpack_request("GET", "/v2/health/live")), {1}),
+    # only the 9-byte header of a 20000-byte PING (max frame size 16384)
+    ("oversized-frame", lambda: bytes([0, 0x4E, 0x20, PING, 0, 0, 0, 0, 0]), {6}),
+    ("continuation-flood", _continuation_burst, None),
+]
+
+
+@pytest.mark.parametrize("make,codes", [(m, c) for _, m, c in FATAL], ids=[f[0] for f in FATAL])
+def test_fatal_error_sends_goaway(gw, make, codes):
+    """Defect 17: a connection ended for a protocol error gets a GOAWAY
+    naming the error before the close.  8fad295 sent it for errors nghttp2
+    handles itself, but closed silently on the fatal ones mem_recv returns
+    (e.g. too many CONTINUATION frames).  codes: the acceptable error
+    codes (None: any error, not NO_ERROR)."""
+    with RawH2(gw.port, timeout=5) as h:
+        assert h.read_until(lambda f: f[0] == SETTINGS and not f[1] & ACK, 3), \
+            "no SETTINGS from the gateway"
+        h.send(make())
+        closed = h.read_to_eof(timeout=5)
+        ga = goaway_of(h.frames)
+    assert closed, "the connection was not closed after a connection error"
+    assert ga is not None, f"closed without GOAWAY; frames seen (type, flags, stream): " \
+                           f"{[(f[0], f[1], f[2]) for f in h.frames]}"
+    if codes is None:
+        assert ga[1] != 0, "GOAWAY with NO_ERROR for a protocol error"
+    else:
+        assert ga[1] in codes, f"GOAWAY error {_code(ga[1])}, expected " \
+                               f"{[_code(c) for c in codes]}"
+    assert_alive(gw)
+
+
+# ------------------------------------------------- attacks that pass ------
+
+def _status_of(h, sid, timeout=5.0):
+    """:status of the response HEADERS on stream sid (None if none came)."""
+    f = h.read_until(lambda f: f[0] == HEADERS and f[2] == sid, timeout)
+    if f is None:
+        return None
+    return dict(hpack.Decoder().decode(f[3])).get(":status")
+
+
+def test_unknown_frame_types_are_ignored(gw):
+    """Unknown frame types (RFC 9113 §4.1) on stream 0 and on an idle
+    stream are ignored: the connection keeps working."""
+    with RawH2(gw.port, timeout=5) as h:
+        h.send(frame(0xFA, 0, 0, b"x" * 100) + frame(0xFB, 0xFF, 7, b"y" * 50))
+        assert h.ping_ack(timeout=5), f"no PING ACK after unknown frames: {h.frames}"
+        h.send(frame(HEADERS, END_HEADERS | END_STREAM, 1,
+                     hpack_request("GET", "/v2/health/live")))
+        assert _status_of(h, 1) == "200"
+        assert goaway_of(h.frames) is None, goaway_of(h.frames)
+    assert_alive(gw)
+
+
+def test_rapid_reset(gw, model):
+    """HEADERS + DATA of an inference immediately followed by RST_STREAM,
+    3000 streams on one connection (CVE-2023-44487 pattern): memory
+    bounded, the bystander served, the gateway alive; it may end the
+    connection (GOAWAY) or keep answering PINGs."""
+    body = gwlib.infer_body(ROW)
+    enc = hpack_request("POST", INFER, extra=[("content-type", "application/json"),
+                                              ("content-length", str(len(body)))])
+    rss = attacklib.RssPeak(gw.proc.pid)
+    with attacklib.Bystander(gw, model, max_requests=300, pause=0.05) as by:
+        with RawH2(gw.port, timeout=10) as h:
+            sid, closed = 1, False
+            for batch in range(30):
+                wire = b""
+                for _ in range(100):
+                    wire += frame(HEADERS, END_HEADERS, sid, enc) + \
+                        frame(DATA, END_STREAM, sid, body) + \
+                        frame(RST_STREAM, 0, sid, (8).to_bytes(4, "big"))
+                    sid += 2
+                try:
+                    h.send(wire)
+                except OSError:
+                    closed = True
+                    break
+                h.pump(0.001)  # read a little so our own sends never block on ACKs
+                rss.sample()
+            if not closed:
+                ok = h.ping_ack(timeout=10)
+                ga = goaway_of(h.frames)
+                assert ok or ga is not None, "neither PING ACK nor GOAWAY after rapid reset"
+            rss.sample()
+    by.stop()
+    assert rss.growth_mib < 32, f"RSS grew {rss.growth_mib:.0f} MiB{crash_note(gw)}"
+    assert_alive(gw)
+    by.assert_served()
+
+
+def test_continuation_flood_closed_memory_bounded(gw, model):
+    """A HEADERS frame without END_HEADERS, then 16 KB CONTINUATION frames
+    of header fields forever (up to 2000 frames / 32 MB or 5 s): the
+    connection is closed and memory stays bounded (CVE-2024-28182)."""
+    lit = b"\x00" + attacklib.hpack_str("x-cont") + attacklib.hpack_str("v" * 100)
+    cont = frame(CONTINUATION, 0, 1, lit * (16000 // len(lit)))
+    rss = attacklib.RssPeak(gw.proc.pid)
+    with attacklib.Bystander(gw, model, max_requests=200, pause=0.05) as by:
+        with RawH2(gw.port, timeout=5) as h:
+            h.send(frame(HEADERS, END_STREAM, 1, hpack_request("GET", "/v2/health/live")))
+            t0, n, closed = time.monotonic(), 0, False
+            while n < 2000 and time.monotonic() - t0 < 5:
+                try:
+                    h.send(cont)
+                except OSError:
+                    closed = True
+                    break
+                n += 1
+                rss.sample()
+            closed = closed or h.read_to_eof(timeout=5)
+        rss.sample()
+    by.stop()
+    assert closed, f"connection still open after {n} CONTINUATION frames without END_HEADERS"
+    assert rss.growth_mib < 32, f"RSS grew {rss.growth_mib:.0f} MiB{crash_note(gw)}"
+    assert_alive(gw)
+    by.assert_served()
