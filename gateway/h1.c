@@ -239,7 +239,9 @@ void h1_respond(struct call *call)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	size_t len = evbuffer_get_length(call->resp);
 
-	if (c->sl->draining)
+	/* Shutting down: every request already sent is answered; the last
+	 * answer says Connection: close. */
+	if (c->sl->draining && conn_read_pending(c) == 0)
 		c->h1_keepalive = false;
 	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n", call->status,
 			    http_reason(call->status), len);

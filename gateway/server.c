@@ -179,6 +179,48 @@ void conn_flush(struct conn *c)
 				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
+#define CONN_LINGER_MS 1000
+
+static void conn_on_linger_read(struct bufferevent *bev, void *arg)
+{
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+static void conn_on_linger_event(struct bufferevent *bev, short what, void *arg)
+{
+	conn_close(arg);	/* EOF, error or the linger timeout */
+}
+
+/*
+ * Lingering close (RFC 9112 §9.6): everything queued is in the socket; send
+ * FIN, then read and discard what the client still sends, for at most
+ * CONN_LINGER_MS, before closing.  Closing with unread input would send a
+ * RST, and the client could lose the answer (a 400, 408, GOAWAY) just sent.
+ */
+static void conn_linger(struct conn *c)
+{
+	struct timeval tv = { 0, CONN_LINGER_MS * 1000 };
+
+	if (c->tls) {
+		conn_close(c);	/* close_notify is sent by conn_close */
+		return;
+	}
+	if (c->lingering)
+		return;
+	c->lingering = true;
+	conn_disarm_header_timer(c);
+	evtimer_del(c->stall_timer);
+	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+	conn_on_linger_read(c->bev, c);
+	bufferevent_setcb(c->bev, conn_on_linger_read, NULL, conn_on_linger_event, c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	bufferevent_disable(c->bev, EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
+}
+
 void conn_maybe_close(struct conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -187,11 +229,11 @@ void conn_maybe_close(struct conn *c)
 		return;		/* the write callback comes back here */
 	if (c->proto == PROTO_H2 && c->h2 && !nghttp2_session_want_read(c->h2) &&
 	    !nghttp2_session_want_write(c->h2)) {
-		conn_close(c);
+		conn_linger(c);
 		return;
 	}
 	if (c->close_after_write && c->active == 0)
-		conn_close(c);
+		conn_linger(c);
 }
 
 void conn_close_soon(struct conn *c)
@@ -489,10 +531,15 @@ static void srv_refuse(evutil_socket_t fd, uint32_t max)
 		"retry-after: 1\r\nconnection: close\r\ncontent-length: 63\r\n\r\n"
 		"{\"error\":\"connection limit reached (limits.max_connections)\"}\n";
 	uint64_t suppressed;
+	char scratch[4096];
 	ssize_t n;
 
 	n = send(fd, resp, sizeof(resp) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
 	(void)n;
+	/* What the client already sent is read, so the close sends FIN, not
+	 * a RST that could destroy the 503 before it is read. */
+	while (recv(fd, scratch, sizeof(scratch), MSG_DONTWAIT) > 0)
+		;
 	evutil_closesocket(fd);
 	atomic_fetch_add_explicit(&srv_refused, 1, memory_order_relaxed);
 	if (srv_ratelog_ok(&rl, &suppressed))
@@ -569,6 +616,18 @@ static void srv_on_grace(evutil_socket_t fd, short what, void *arg)
 	event_base_loopexit(sl->loop.base, NULL);
 }
 
+size_t conn_read_pending(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	if (!c->tls) {	/* (TLS: what was decrypted is in already) */
+		evbuffer_unfreeze(in, 0);	/* the bufferevent freezes it between reads */
+		evbuffer_read(in, bufferevent_getfd(c->bev), -1);
+		evbuffer_freeze(in, 0);
+	}
+	return evbuffer_get_length(in);
+}
+
 /*
  * Shutdown: HTTP/2 gets GOAWAY; an HTTP/1.1 request already sent is
  * answered (with Connection: close), even one still in the socket buffer;
@@ -578,21 +637,15 @@ static void srv_drain_conn(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
+	if (c->lingering)
+		return;		/* answered, closing on its own */
 	if (c->proto == PROTO_H2 && c->h2) {
 		h2_goaway(c);
 		return;
 	}
-	if (c->h1_busy) {
-		c->close_after_write = true;
-		return;
-	}
-	/* A request may still sit in the socket buffer: read it now.  The
-	 * bufferevent keeps its input's end frozen between its own reads. */
-	if (!c->tls) {	/* (TLS: what was decrypted is in already) */
-		evbuffer_unfreeze(in, 0);
-		evbuffer_read(in, bufferevent_getfd(c->bev), -1);
-		evbuffer_freeze(in, 0);
-	}
+	if (c->h1_busy)
+		return;		/* h1_respond decides, with conn_read_pending */
+	conn_read_pending(c);
 	if (evbuffer_get_length(in) == 0 && !c->h1_call) {
 		c->close_after_write = true;
 		conn_maybe_close(c);	/* now, or once an answer still queued is out */

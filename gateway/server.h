@@ -79,6 +79,7 @@ struct conn {
 	bool close_after_write;
 	bool closing;
 	bool read_paused;		/* output above limits.output_buffer_bytes */
+	bool lingering;			/* answered and closing: discarding input */
 	bool hdr_timer_armed;
 	struct event *hdr_timer;	/* limits.header_timeout_ms */
 	struct event *stall_timer;	/* h2: answers blocked by the client's window */
@@ -113,6 +114,9 @@ void srv_destroy(struct server *s);
 
 /* Connection internals shared by server.c, h1.c and h2.c. */
 void conn_close(struct conn *c);
+/* conn_read_pending - take what the client already sent from the socket
+ * into c's input now; the bytes of input.  For decisions at shutdown. */
+size_t conn_read_pending(struct conn *c);
 /* conn_close_soon - close from the loop, after the current callback (and
  * what is queued) is done: for paths whose callers still use c. */
 void conn_close_soon(struct conn *c);
