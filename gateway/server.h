@@ -2,7 +2,9 @@
  * server.h - listeners, event-loop threads and connections.
  *
  * One loop per thread, each with its own SO_REUSEPORT listener, so the
- * kernel spreads connections and a connection never changes thread.  A
+ * kernel spreads connections and a connection never changes thread.  The
+ * admin listener has a loop of its own (the last of server.loops), so
+ * admin work never stalls a loop that serves inference.  A
  * connection starts as PROTO_UNKNOWN; its first bytes decide: the HTTP/2
  * client preface means h2c with prior knowledge, anything else HTTP/1.1.
  */
@@ -27,7 +29,8 @@ struct srv_loop {
 	struct loop loop;
 	struct server *srv;
 	struct evconnlistener *lst;
-	struct evconnlistener *admin_lst;	/* loop 0 only */
+	struct evconnlistener *admin_lst;	/* the admin loop only */
+	bool admin_only;		/* the admin listener's own loop: no inference */
 	struct conn *conns;		/* doubly linked */
 	int n_conns;
 	bool draining;
