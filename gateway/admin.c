@@ -19,12 +19,17 @@
 #include "runtime.h"
 #include "server.h"
 
-/* Take ownership of j and answer c with it (pretty JSON for people). */
+/* Take ownership of j and answer c with it (pretty JSON for people).  j
+ * may be NULL (a json_pack that failed): 500, never a crash. */
 static void adm_json(struct call *c, int status, json_t *j)
 {
-	char *s = json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
+	char *s = j ? json_dumps(j, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
 
 	json_decref(j);
+	if (!s) {
+		call_respond_error(c, 500, "cannot encode the answer as JSON");
+		return;
+	}
 	evbuffer_add(c->resp, s, strlen(s));
 	evbuffer_add(c->resp, "\n", 1);
 	free(s);
@@ -173,32 +178,6 @@ static void adm_drain(struct call *c, const char *name)
 	adm_json(c, 200, json_pack("{s:s, s:s}", "backend", name, "state", adm_state(rb)));
 }
 
-/* Repository index: every model of the config file, loaded or not. */
-static void adm_index(struct call *c)
-{
-	char *err = NULL;
-	struct config *file = cfg_load(c->rt->cfg->file, &err);
-	json_t *arr = json_array();
-
-	for (int i = 0; file && i < file->n_models; i++) {
-		const char *name = file->models[i].name;
-		struct model *m = rt_find_model(c->rt, name);
-		const char *state = !m ? "UNAVAILABLE" : rt_model_ready(c->rt, m) ? "READY" : "UNAVAILABLE";
-
-		json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s}", "name", name,
-						     "version", m ? "1" : "", "state", state,
-						     "reason", m ? "" : "unloaded"));
-	}
-	if (!file) {
-		call_respond_error(c, 500, "cannot read the repository: %s", err);
-		free(err);
-		json_decref(arr);
-		return;
-	}
-	cfg_free(file);
-	adm_json(c, 200, arr);
-}
-
 /* On the loop again: answer the call that started the job. */
 static void adm_job_done(struct loop_task *t)
 {
@@ -208,7 +187,11 @@ static void adm_job_done(struct loop_task *t)
 	c->async = false;
 	if (call_detached(c)) {
 		call_free(c);
+	} else if (!j->body) {
+		call_respond_error(c, 503, "gateway out of memory");	/* adds Retry-After */
 	} else {
+		if (j->status == 503)
+			call_set_resp_header(c, "retry-after", "1");
 		evbuffer_add(c->resp, j->body, strlen(j->body));
 		call_respond(c, j->status, "application/json");
 	}
@@ -220,6 +203,10 @@ static void adm_job(struct call *c, enum ctl_op op, const char *arg)
 {
 	struct ctl_job *j = calloc(1, sizeof(*j));
 
+	if (!j) {
+		call_respond_error(c, 503, "gateway out of memory");
+		return;
+	}
 	j->task.fn = adm_job_done;
 	j->loop = &c->conn->sl->loop;
 	j->op = op;
@@ -291,7 +278,7 @@ void adm_handle(struct call *c)
 			adm_job(c, CTL_RELOAD, NULL);
 	} else if (!strcmp(p, "/v2/repository/index")) {
 		if (call_allow(c, "POST"))
-			adm_index(c);
+			adm_job(c, CTL_INDEX, NULL);
 	} else if (!strncmp(p, "/v2/repository/models/", 22)) {
 		adm_repository_model(c, p + 22);
 	} else {

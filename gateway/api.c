@@ -122,6 +122,10 @@ static void api_infer_done(struct infer_req *r)
 		call_free(c);
 		return;
 	}
+	/* Inf/NaN has no JSON token: 500 rather than a body that is not JSON. */
+	if (!r->status && !ai->msgpack_output && !ai->binary_output &&
+	    ks_check_output(r->model, r->rows, r->output, r->errmsg, sizeof(r->errmsg)))
+		r->status = 500;
 	call_pin(c);
 	if (r->status) {
 		api_infer_error(c, r, r->status);

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 
 #include "access.h"
 #include "config.h"
+#include "kserve.h"
 #include "log.h"
 #include "metrics.h"
 #include "runtime.h"
@@ -64,14 +66,14 @@ static void ctl_report_parts(json_t *out, const struct runtime *rt, const struct
 
 		for (int k = 0; prev && k < prev->n_models; k++)
 			carried |= prev->models[k] == rt->models[i];
-		json_array_append_new(carried ? mc : ml, json_string(rt->models[i]->name));
+		json_array_append_new(carried ? mc : ml, ks_json_string(rt->models[i]->name));
 	}
 	for (int i = 0; i < rt->n_backends; i++) {
 		bool carried = false;
 
 		for (int k = 0; prev && k < prev->n_backends; k++)
 			carried |= prev->backends[k] == rt->backends[i];
-		json_array_append_new(carried ? bc : bo, json_string(rt->backends[i]->be.conf.name));
+		json_array_append_new(carried ? bc : bo, ks_json_string(rt->backends[i]->be.conf.name));
 	}
 	json_object_set_new(out, "models_carried", mc);
 	json_object_set_new(out, "models_loaded", ml);
@@ -99,7 +101,7 @@ static int ctl_reload(const char *why, char **body)
 		log_error("trigger=%s msg=\"reload failed; still serving the previous configuration: %s\"",
 			  why, err);
 		json_object_set_new(out, "result", json_string("failure"));
-		json_object_set_new(out, "error", json_string(err));
+		json_object_set_new(out, "error", ks_json_string(err));
 		status = 400;
 		goto out;
 	}
@@ -152,12 +154,66 @@ static bool ctl_in_repository(const char *name)
 	return found;
 }
 
+/* {"error": message}, compact, any bytes in it escaped (malloc'd; NULL without memory). */
+static char *ctl_error_body(const char *fmt, ...)
+{
+	json_t *o;
+	char msg[768], *body;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o = json_pack("{s:o?}", "error", ks_json_string(msg));
+	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+	json_decref(o);
+	return body;
+}
+
+/*
+ * Repository index: every model of the config file, loaded or not.  Here,
+ * on the control thread, because it reads and parses the file (which may
+ * be large): never on an event loop.
+ */
+static int ctl_index(char **body)
+{
+	char *err = NULL;
+	struct config *file = cfg_load(ctl.o.config_path, &err);
+	struct runtime *rt = rt_current();
+	json_t *arr = json_array();
+
+	if (!file) {
+		*body = ctl_error_body("cannot read the repository: %s", err);
+		free(err);
+		json_decref(arr);
+		rt_put(rt);
+		return 500;
+	}
+	for (int i = 0; i < file->n_models; i++) {
+		const char *name = file->models[i].name;
+		struct model *m = rt ? rt_find_model(rt, name) : NULL;
+		bool ready = m && rt_model_ready(rt, m);
+
+		json_array_append_new(arr, json_pack("{s:o, s:s, s:s, s:s}", "name",
+						     ks_json_string(name), "version", m ? "1" : "",
+						     "state", ready ? "READY" : "UNAVAILABLE",
+						     "reason", m ? "" : "unloaded"));
+	}
+	cfg_free(file);
+	rt_put(rt);
+	*body = json_dumps(arr, JSON_INDENT(2));
+	json_decref(arr);
+	return 200;
+}
+
 static void ctl_run_job(struct ctl_job *j)
 {
-	if (j->op != CTL_RELOAD && !ctl_in_repository(j->arg)) {
+	if (j->op == CTL_INDEX) {
+		j->status = ctl_index(&j->body);
+	} else if (j->op != CTL_RELOAD && !ctl_in_repository(j->arg)) {
 		j->status = 404;
-		j->body = yt_strdupf("{\"error\":\"model \\\"%s\\\" is not in the model repository "
-				     "(the models of %s)\"}", j->arg, ctl.o.config_path);
+		j->body = ctl_error_body("model \"%s\" is not in the model repository (the models of %s)",
+					 j->arg, ctl.o.config_path);
 	} else {
 		if (j->op != CTL_RELOAD)
 			ctl_set_unloaded(j->arg, j->op == CTL_UNLOAD_MODEL);
@@ -175,7 +231,8 @@ void ctl_submit(struct ctl_job *job)
 	if (ctl.n == (int)ARRAY_SIZE(ctl.jobs)) {
 		pthread_mutex_unlock(&ctl.lock);
 		job->status = 503;
-		job->body = strdup("{\"error\":\"too many admin jobs pending\"}");
+		job->body = ctl_error_body("too many admin jobs pending (%d); retry later",
+					   (int)ARRAY_SIZE(ctl.jobs));
 		loop_post_task(job->loop, &job->task);
 		return;
 	}

@@ -22,7 +22,7 @@ struct ctl_opts {
 	int admin_override;		/* -2 = none */
 };
 
-enum ctl_op { CTL_RELOAD, CTL_LOAD_MODEL, CTL_UNLOAD_MODEL };
+enum ctl_op { CTL_RELOAD, CTL_LOAD_MODEL, CTL_UNLOAD_MODEL, CTL_INDEX };
 
 /* An admin request handed from a loop to the control thread and back. */
 struct ctl_job {
@@ -31,7 +31,7 @@ struct ctl_job {
 	enum ctl_op op;
 	char arg[256];			/* model name for load/unload */
 	int status;			/* HTTP status of the answer */
-	char *body;			/* JSON answer, malloc'd */
+	char *body;			/* JSON answer, malloc'd (NULL: out of memory) */
 	void *ctx;			/* the requester's */
 };
 
@@ -41,7 +41,8 @@ struct ctl_job {
  */
 int ctl_init(const struct ctl_opts *o, const struct config **cfg_out, char **err);
 /* ctl_submit - from any thread: run job on the control thread, then post
- * job->task to job->loop. */
+ * job->task to job->loop.  With 64 jobs pending the job is answered at once
+ * with 503 (the poster adds Retry-After). */
 void ctl_submit(struct ctl_job *job);
 /*
  * ctl_run - the control loop: returns when SIGTERM or SIGINT arrives (the

@@ -174,84 +174,175 @@ static const char *jf_ws(const char *p, const char *end)
 	return p;
 }
 
-/* Whether the '"' at json[i] opens a string: not escaped by an odd run of
- * backslashes (inside a string every '"' is). */
-static bool jf_unescaped(const char *json, size_t i)
+/* Past the string that opens at *p == '"', or NULL when it does not end. */
+static const char *jf_skip_string(const char *p, const char *end)
 {
-	size_t k = 0;
-
-	while (k < i && json[i - 1 - k] == '\\')
-		k++;
-	return k % 2 == 0;
-}
-
-/* Offset of the '[' after the one key "key" in json, or -1 (none, more
- * than one, or its value is not a list). */
-static long jf_find_key(const char *json, size_t len, const char *key)
-{
-	size_t klen = strlen(key), at = 0;
-	char pat[64];
-	long found = -1;
-	int n = 0;
-
-	if (klen + 2 > sizeof(pat))
-		return -1;
-	pat[0] = '"';
-	memcpy(pat + 1, key, klen);
-	pat[klen + 1] = '"';
-	for (;;) {
-		const char *hit = memmem(json + at, len - at, pat, klen + 2), *p;
-
-		if (!hit)
-			break;
-		at = (size_t)(hit - json) + klen + 2;
-		if (!jf_unescaped(json, (size_t)(hit - json)))
-			continue;
-		p = jf_ws(json + at, json + len);
-		if (p == json + len || *p != ':')
-			continue;	/* a string value, not a key */
-		if (++n > 1)
-			return -1;
-		p = jf_ws(p + 1, json + len);
-		found = p < json + len && *p == '[' ? p - json : -1;
+	for (p++; p < end; p++) {
+		if (*p == '"')
+			return p + 1;
+		if (*p == '\\' && ++p == end)
+			return NULL;	/* the escaped byte is skipped by p++ */
 	}
-	return n == 1 ? found : -1;
+	return NULL;
 }
 
-bool jfast_list(const char *json, size_t len, const char *key, struct jfast_list *out)
+/*
+ * Past the value at p (not validated: jansson checks what the caller
+ * keeps), or NULL when it runs off the end.  Lists and objects by bracket
+ * depth (strings skipped whole, so brackets in them do not count),
+ * scalars up to the next delimiter.
+ */
+static const char *jf_skip_value(const char *p, const char *end)
 {
-	long open = jf_find_key(json, len, key);
-	const char *p, *end = json + len;
+	size_t depth = 0;
+
+	if (p < end && *p == '"')
+		return jf_skip_string(p, end);
+	if (p < end && *p != '[' && *p != '{') {
+		while (p < end && !strchr(",]} \t\r\n", *p))
+			p++;
+		return p;
+	}
+	while (p < end) {
+		if (*p == '"') {
+			p = jf_skip_string(p, end);
+			if (!p)
+				return NULL;
+			continue;
+		}
+		if (*p == '[' || *p == '{')
+			depth++;
+		else if ((*p == ']' || *p == '}') && --depth == 0)
+			return p + 1;
+		p++;
+	}
+	return NULL;
+}
+
+/* The flat list of numbers whose '[' is at p, into out; past its ']', or NULL. */
+static const char *jf_read_list(const char *json, const char *p, const char *end,
+				struct jfast_list *out)
+{
 	size_t cap;
 
-	memset(out, 0, sizeof(*out));
-	if (open < 0)
-		return false;
-	p = jf_ws(json + open + 1, end);
+	out->begin = (size_t)(p + 1 - json);
+	p = jf_ws(p + 1, end);
 	/* Every number takes at least 2 bytes with its comma. */
 	cap = (size_t)(end - p) / 2 + 1;
 	out->vals = malloc(cap * sizeof(float));
 	if (!out->vals)
-		return false;
+		return NULL;
 	while (p < end && *p != ']') {
 		if (out->n == cap || !jfast_float(&p, end, &out->vals[out->n]))
-			goto decline;
+			return NULL;
 		out->n++;
 		p = jf_ws(p, end);
 		if (p < end && *p == ',') {
 			p = jf_ws(p + 1, end);
 			if (p < end && *p == ']')
-				goto decline;	/* a trailing comma: jansson's error */
+				return NULL;	/* a trailing comma: jansson's error */
 		} else if (p >= end || *p != ']') {
-			goto decline;
+			return NULL;
 		}
 	}
 	if (p >= end)
-		goto decline;
-	out->begin = (size_t)open + 1;
+		return NULL;
 	out->end = (size_t)(p - json);
-	return true;
-decline:
+	return p + 1;
+}
+
+/*
+ * The members of the object whose '{' is at p: on each key the caller
+ * cares about (its raw bytes, escapes not decoded, so "d\u0061ta" is not
+ * "data"), on(ctx, key, klen, value, end) reads the value and returns past
+ * it, or NULL to decline.  Others are skipped.  Past the '}', or NULL.
+ */
+typedef const char *(*jf_member_fn)(void *ctx, const char *key, size_t klen, const char *v,
+				    const char *end);
+
+static const char *jf_object(const char *p, const char *end, jf_member_fn on, void *ctx)
+{
+	p = jf_ws(p + 1, end);
+	if (p < end && *p == '}')
+		return p + 1;
+	while (p < end && *p == '"') {
+		const char *key = p + 1, *q = jf_skip_string(p, end);
+
+		if (!q)
+			return NULL;
+		p = jf_ws(q, end);
+		if (p >= end || *p != ':')
+			return NULL;
+		p = jf_ws(p + 1, end);
+		p = on(ctx, key, (size_t)(q - 1 - key), p, end);
+		if (!p)
+			return NULL;
+		p = jf_ws(p, end);
+		if (p < end && *p == '}')
+			return p + 1;
+		if (p >= end || *p != ',')
+			return NULL;
+		p = jf_ws(p + 1, end);
+	}
+	return NULL;
+}
+
+struct jf_walk {
+	const char *json;
+	struct jfast_list *out;
+	bool found;
+};
+
+static bool jf_key_is(const char *key, size_t klen, const char *want)
+{
+	return klen == strlen(want) && !memcmp(key, want, klen);
+}
+
+/* A member of inputs[0]: its "data" list is the one to read. */
+static const char *jf_on_input(void *ctx, const char *key, size_t klen, const char *v,
+			       const char *end)
+{
+	struct jf_walk *w = ctx;
+
+	if (!jf_key_is(key, klen, "data") || v >= end || *v != '[')
+		return jf_skip_value(v, end);
+	if (w->found)
+		return NULL;	/* "data" twice: jansson's error */
+	w->found = true;
+	return jf_read_list(w->json, v, end, w->out);
+}
+
+/* A member of the root: "inputs", a list whose first element is an object. */
+static const char *jf_on_root(void *ctx, const char *key, size_t klen, const char *v,
+			      const char *end)
+{
+	const char *p;
+
+	if (!jf_key_is(key, klen, "inputs") || v >= end || *v != '[')
+		return jf_skip_value(v, end);
+	p = jf_ws(v + 1, end);
+	if (p < end && *p == '{')
+		p = jf_object(p, end, jf_on_input, ctx);
+	else if (p < end && *p != ']')
+		p = jf_skip_value(p, end);
+	/* The other inputs (the model takes one; the caller says so). */
+	while (p && (p = jf_ws(p, end)) < end && *p == ',')
+		p = jf_skip_value(jf_ws(p + 1, end), end);
+	return p && p < end && *p == ']' ? p + 1 : NULL;
+}
+
+bool jfast_input_data(const char *json, size_t len, struct jfast_list *out)
+{
+	struct jf_walk w = { .json = json, .out = out };
+	const char *end = json + len, *p = jf_ws(json, end);
+
+	memset(out, 0, sizeof(*out));
+	if (p < end && *p == '{')
+		p = jf_object(p, end, jf_on_root, &w);
+	else
+		p = NULL;
+	if (p && w.found && jf_ws(p, end) == end)
+		return true;
 	free(out->vals);
 	memset(out, 0, sizeof(*out));
 	return false;

@@ -3,15 +3,22 @@
  *
  * A KServe JSON request is a dozen keys and one long flat list of numbers
  * ("data").  A general parser (jansson) builds one node per number and
- * calls strtod for each; jfast_list instead finds that list in the raw text
- * and converts it straight to floats.  The caller then cuts the list's
- * contents out and lets jansson parse what is left.
+ * calls strtod for each; jfast_input_data instead finds that list in the
+ * raw text and converts it straight to floats.  The caller then cuts the
+ * list's contents out and lets jansson parse what is left.
+ *
+ * The list is found by walking the document's structure (root object ->
+ * "inputs" -> its first element -> "data"), never by searching for a key:
+ * a "data" anywhere else, or a key spelled with escapes ("d\u0061ta"),
+ * is not it.  Keys are compared as raw bytes, so an escaped spelling of
+ * "inputs" or "data" only makes the walk find nothing (jansson then reads
+ * the body, or rejects it for a duplicate key).
  *
  * Values are exactly what jansson would give: an integer token converts
  * as (double)(long long), a real one as strtod's correctly rounded double,
  * then (float).  Whenever jansson might answer differently (a nested list,
  * a string, true/null, a malformed number, an integer too large for it, a
- * real that overflows) jfast_list declines, and the caller parses the
+ * real that overflows) jfast_input_data declines, and the caller parses the
  * untouched body the general way, which also gives the precise error.
  * Pure functions: no allocation but the returned values, no global state.
  */
@@ -28,12 +35,15 @@ struct jfast_list {
 };
 
 /*
- * jfast_list - the value of the one key "key" in json[0..len) (the key
- * appears once, outside strings, followed by ':' and '['), when it is a
- * flat list of JSON numbers.  true with *out filled; false (nothing
- * allocated) otherwise, including when the key appears more than once.
+ * jfast_input_data - the list at inputs[0].data of the JSON object in
+ * json[0..len), when it is a flat list of JSON numbers: true with *out
+ * filled (out->begin/end delimit the list's contents in json).  false,
+ * with nothing allocated, otherwise: no such list, inputs[0] has "data"
+ * twice, the text runs out, a value in the list jansson might read
+ * differently.  What lies outside the list is not validated: the caller
+ * has jansson parse the rest.
  */
-bool jfast_list(const char *json, size_t len, const char *key, struct jfast_list *out);
+bool jfast_input_data(const char *json, size_t len, struct jfast_list *out);
 
 /*
  * jfast_float - one JSON number at *p (before end), as (float) of the

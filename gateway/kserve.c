@@ -3,6 +3,7 @@
 
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -97,6 +98,63 @@ void ks_format_shape(char *buf, size_t len, const int64_t *dims, int ndim)
 		snprintf(buf + off, len - off, "]");
 }
 
+/* Whether the FP32 bits of one value are Inf or NaN (exponent all ones). */
+static bool ks_bits_nonfinite(uint32_t bits)
+{
+	return (bits & 0x7f800000u) == 0x7f800000u;
+}
+
+static const char *ks_nonfinite_name(float f)
+{
+	return isnan(f) ? "NaN" : f > 0 ? "+Inf" : "-Inf";
+}
+
+/* Index of the first non-finite of n FP32 values at data (may be unaligned), or n. */
+static size_t ks_first_nonfinite(const void *data, size_t n)
+{
+	const unsigned char *p = data;
+
+	for (size_t i = 0; i < n; i++) {
+		uint32_t bits;
+
+		memcpy(&bits, p + i * sizeof(bits), sizeof(bits));
+		if (ks_bits_nonfinite(bits))
+			return i;
+	}
+	return n;
+}
+
+static float ks_float_at(const void *data, size_t i)
+{
+	float f;
+
+	memcpy(&f, (const unsigned char *)data + i * sizeof(f), sizeof(f));
+	return f;
+}
+
+int ks_check_finite(const void *data, size_t n, char *err, size_t errlen)
+{
+	size_t i = ks_first_nonfinite(data, n);
+
+	if (i == n)
+		return 0;
+	return KS_ERR("inputs[0].data[%zu]: not a finite FP32 value (%s)", i,
+		      ks_nonfinite_name(ks_float_at(data, i)));
+}
+
+int ks_check_output(const struct model *m, int rows, const float *values, char *err,
+		    size_t errlen)
+{
+	size_t n = (size_t)rows * m->out_dim, i = ks_first_nonfinite(values, n);
+
+	if (i == n)
+		return 0;
+	snprintf(err, errlen, "model %s produced %s at outputs[0].data[%zu], which JSON cannot "
+		 "carry (binary_data_output or msgpack can)", m->name,
+		 ks_nonfinite_name(values[i]), i);
+	return 500;
+}
+
 static const char *ks_json_kind(const json_t *v)
 {
 	switch (json_typeof(v)) {
@@ -111,7 +169,6 @@ static const char *ks_json_kind(const json_t *v)
 	}
 }
 
-/* Flatten nested data into dst[*n..]; stops at cap.  0 or 400. */
 /*
  * Flatten data into dst[*n..] (stops writing at cap).  Flat data is a list
  * of numbers (its count is checked by the caller); nested data must follow
@@ -145,10 +202,16 @@ static int ks_flatten(const json_t *v, const int64_t *dims, int ndim, int depth,
 				return rc;
 			continue;
 		}
+		float f;
+
 		if (!json_is_number(e))
 			return KS_ERR("%s[%zu]: expected a number, got %s", path, i, ks_json_kind(e));
+		f = (float)json_number_value(e);
+		if (!isfinite(f))
+			return KS_ERR("%s[%zu]: not a finite FP32 value (%s)", path, i,
+				      ks_nonfinite_name(f));
 		if (*n < cap)
-			dst[*n] = (float)json_number_value(e);
+			dst[*n] = f;
 		(*n)++;
 	}
 	return 0;
@@ -282,7 +345,7 @@ static int ks_binary_data(const struct model *m, int64_t size, const char *bin, 
 			      "(%zu bytes after the JSON header)", (long long)size, bin_len - *used);
 	out->data = (const float *)(bin + *used);
 	*used += (size_t)size;
-	return 0;
+	return ks_check_finite(out->data, (size_t)size / sizeof(float), err, errlen);
 }
 
 static int ks_json_data(const struct model *m, const json_t *data, struct jfast_list *fast,
@@ -297,17 +360,19 @@ static int ks_json_data(const struct model *m, const json_t *data, struct jfast_
 		return KS_ERR("inputs[0].data: expected a list of numbers, got %s",
 			      data ? ks_json_kind(data) : "nothing");
 	if (fast->vals && json_array_size(data) == 0) {
-		/* the list jfast_list read (the only "data" key), blanked */
+		/* jfast_input_data read this very list (inputs[0].data), then blanked it */
 		out->owned = fast->vals;
 		out->data = out->owned;
 		fast->vals = NULL;
 		if (fast->n != want)
 			return KS_ERR("inputs[0].data: expected %zu values for shape [%d, %d], got %zu",
 				      want, out->rows, m->in_dim, fast->n);
-		return 0;
+		return ks_check_finite(out->data, want, err, errlen);
 	}
 	out->owned = malloc(want * sizeof(float));
 	out->data = out->owned;
+	if (!out->owned)
+		return snprintf(err, errlen, "gateway out of memory"), 503;
 	rc = ks_flatten(data, dims, 2, 0, out->owned, want, &n, path, sizeof(path), err, errlen);
 	if (!rc && n != want)
 		rc = KS_ERR("inputs[0].data: expected %zu values for shape [%d, %d], got %zu",
@@ -381,6 +446,11 @@ static int ks_parse_outputs(const struct model *m, const json_t *outs, struct ks
 	return 0;
 }
 
+int64_t ks_clamp_timeout(uint64_t us)
+{
+	return us > KS_TIMEOUT_MAX_US ? KS_TIMEOUT_MAX_US : (int64_t)us;
+}
+
 static int ks_parse_params(const json_t *p, struct ks_infer *out, char *err, size_t errlen)
 {
 	const json_t *prio, *tmo, *bo;
@@ -400,7 +470,7 @@ static int ks_parse_params(const json_t *p, struct ks_infer *out, char *err, siz
 	if (bo && !json_is_boolean(bo))
 		return KS_ERR("parameters.binary_data_output: expected true or false");
 	out->priority = prio ? (int)json_integer_value(prio) : 0;
-	out->timeout_us = tmo ? json_integer_value(tmo) : 0;
+	out->timeout_us = tmo ? ks_clamp_timeout((uint64_t)json_integer_value(tmo)) : 0;
 	out->binary_output = bo && json_is_true(bo);
 	return 0;
 }
@@ -440,7 +510,7 @@ static int ks_parse_root(const struct model *m, const json_t *root, const char *
 }
 
 /*
- * With the "data" list read by jfast_list, jansson parses a copy of the body
+ * With the inputs[0].data list read by jfast_input_data, jansson parses a copy of the body
  * with that list emptied ("[]"): a tree of a dozen nodes, not one per
  * number.  When the copy is malformed, the body itself is parsed again for
  * the message (its line and column are the body's).
@@ -452,7 +522,7 @@ static json_t *ks_load(const char *json, size_t json_len, struct jfast_list *fas
 	char *copy;
 	json_t *root;
 
-	if (!jfast_list(json, json_len, "data", fast))
+	if (!jfast_input_data(json, json_len, fast))
 		return json_loadb(json, json_len, JSON_REJECT_DUPLICATES, jerr);
 	cut = fast->end - fast->begin;
 	copy = ks_alloc(json_len - cut);
@@ -498,20 +568,97 @@ int ks_parse_infer(const struct model *m, const char *json, size_t json_len, con
 	return rc;
 }
 
+/*
+ * Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), or 0.  s is NUL-terminated,
+ * and NUL is never a continuation byte, so reads stop at the end.
+ */
+static size_t ks_utf8_len(const unsigned char *s)
+{
+	size_t n;
+	unsigned lo = 0x80, hi = 0xbf;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (s[0] == 0xe0)
+		lo = 0xa0;	/* overlong */
+	else if (s[0] == 0xed)
+		hi = 0x9f;	/* surrogates */
+	else if (s[0] == 0xf0)
+		lo = 0x90;	/* overlong */
+	else if (s[0] == 0xf4)
+		hi = 0x8f;	/* past U+10FFFF */
+	if (s[1] < lo || s[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/*
+ * s as the contents of a JSON string (no quotes) into out: '"', '\\' and
+ * control characters escaped, each byte that is not part of well-formed
+ * UTF-8 replaced by U+FFFD, so the result is always valid JSON in UTF-8.
+ */
+static void ks_put_escaped(struct evbuffer *out, const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s, *run = p;
+
+	while (*p) {
+		size_t n = ks_utf8_len(p);
+		char esc[8];
+
+		if (n && *p != '"' && *p != '\\' && *p >= 0x20) {
+			p += n;
+			continue;
+		}
+		evbuffer_add(out, run, (size_t)(p - run));
+		if (!n)
+			evbuffer_add(out, "\\ufffd", 6);
+		else if (*p == '"' || *p == '\\')
+			evbuffer_add(out, (const char[]){ '\\', (char)*p }, 2);
+		else
+			evbuffer_add(out, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", *p));
+		run = ++p;
+	}
+	evbuffer_add(out, run, (size_t)(p - run));
+}
+
 void ks_put_str(struct evbuffer *out, const char *s)
 {
 	evbuffer_add(out, "\"", 1);
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			evbuffer_add_printf(out, "\\%c", ch);
-		else if (ch < 0x20)
-			evbuffer_add_printf(out, "\\u%04x", ch);
-		else
-			evbuffer_add(out, s, 1);
-	}
+	ks_put_escaped(out, s);
 	evbuffer_add(out, "\"", 1);
+}
+
+json_t *ks_json_string(const char *s)
+{
+	struct evbuffer *b;
+	json_t *j = json_string(s);
+	size_t len;
+
+	if (j)
+		return j;
+	b = evbuffer_new();
+	if (!b)
+		return NULL;
+	/* Escaped for JSON, then read back by jansson: invalid bytes are U+FFFD. */
+	evbuffer_add(b, "\"", 1);
+	ks_put_escaped(b, s);
+	evbuffer_add(b, "\"", 1);
+	len = evbuffer_get_length(b);
+	j = json_loadb((const char *)evbuffer_pullup(b, -1), len, JSON_DECODE_ANY, NULL);
+	evbuffer_free(b);
+	return j;
 }
 
 size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
@@ -541,8 +688,10 @@ size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *
 	}
 	evbuffer_add(out, "\"data\":[", 8);
 	for (size_t i = 0; i < n; i++) {
-		/* %.9g round-trips every float32 exactly. */
-		int len = snprintf(num, sizeof(num), i ? ",%.9g" : "%.9g", (double)values[i]);
+		/* %.9g round-trips every float32 exactly; Inf and NaN are no JSON
+		 * number (callers answer 500 first: ks_check_output), so null. */
+		int len = !isfinite(values[i]) ? snprintf(num, sizeof(num), i ? ",null" : "null") :
+			  snprintf(num, sizeof(num), i ? ",%.9g" : "%.9g", (double)values[i]);
 
 		evbuffer_add(out, num, len);
 	}

@@ -15,8 +15,15 @@
 
 struct model;
 struct evbuffer;
+struct json_t;
 
 #define KS_ID_MAX 256
+/*
+ * parameters.timeout (µs) saturates here: 10^15 µs is 31 years, no
+ * deadline in practice, and timeout x 1000 plus a monotonic clock in ns
+ * stays far below 2^63 (a larger value used to wrap into a tiny deadline).
+ */
+#define KS_TIMEOUT_MAX_US 1000000000000000LL
 
 /* One parsed infer request, whatever its wire format. */
 struct ks_infer {
@@ -26,7 +33,7 @@ struct ks_infer {
 	const float *data;	/* rows x in_dim little-endian FP32; may be unaligned */
 	float *owned;		/* data's buffer when decoded (free it), NULL for a view */
 	int priority;		/* parameters.priority, 0 = not given */
-	int64_t timeout_us;	/* parameters.timeout, 0 = not given */
+	int64_t timeout_us;	/* parameters.timeout, 0 = not given; <= KS_TIMEOUT_MAX_US */
 	bool binary_output;	/* binary_data_output, or binary_data on the output */
 };
 
@@ -38,8 +45,9 @@ void ks_infer_free(struct ks_infer *ki);
  * bin/bin_len is the binary section after the JSON header when the request
  * carried Inference-Header-Content-Length (NULL otherwise): inputs with
  * parameters.binary_data_size take their bytes from it, in input order,
- * without copying (ki->data then points into bin).  Returns 0, or 400 with
- * a message in err.
+ * without copying (ki->data then points into bin).  Every value must be
+ * a finite FP32 (ks_check_finite).  Returns 0, or 400 with a message in
+ * err (503 when out of memory).
  */
 int ks_parse_infer(const struct model *m, const char *json, size_t json_len, const char *bin,
 		   size_t bin_len, struct ks_infer *out, char *err, size_t errlen);
@@ -59,19 +67,47 @@ int ks_check_output_name(const struct model *m, int idx, const char *name, size_
 /* ks_check_bytes - raw tensor bytes for the input: size must be rows x D x 4. 0 or 400. */
 int ks_check_bytes(const struct model *m, const char *field, int rows, size_t got,
 		   char *err, size_t errlen);
+/*
+ * ks_check_finite - the n FP32 input values at data (any alignment) are
+ * finite.  0, or 400 with "inputs[0].data[i]: not a finite FP32 value
+ * (+Inf)" for the first that is not (Inf, NaN, or a number too large for
+ * FP32 such as 1e39, which converts to Inf).
+ */
+int ks_check_finite(const void *data, size_t n, char *err, size_t errlen);
+/*
+ * ks_check_output - the rows x out_dim output values of m can be written
+ * as JSON numbers.  0, or 500 with a message naming the first Inf/NaN
+ * (binary and msgpack answers carry them as raw FP32; JSON has no token).
+ */
+int ks_check_output(const struct model *m, int rows, const float *values, char *err,
+		    size_t errlen);
+/* ks_clamp_timeout - a parameters.timeout in µs, saturated at KS_TIMEOUT_MAX_US. */
+int64_t ks_clamp_timeout(uint64_t us);
 
 /*
  * ks_encode_infer - the JSON response for rows x out_dim values of m.  With
  * binary, the output's data goes raw after the JSON (Triton's binary
  * extension) and the JSON's length is returned (for
- * Inference-Header-Content-Length); else 0.
+ * Inference-Header-Content-Length); else 0.  Never writes a token that is
+ * not JSON: a non-finite value is written as null (check with
+ * ks_check_output first to answer 500 instead).
  */
 size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		       const float *values, bool binary);
 /* ks_encode_model - model metadata: name, versions, platform, inputs, outputs. */
 void ks_encode_model(struct evbuffer *out, const struct model *m);
-/* ks_put_str - append s as a JSON string literal, escaped. */
+/*
+ * ks_put_str - append s as a JSON string literal: '"', '\\' and control
+ * characters escaped, bytes that are not well-formed UTF-8 replaced by
+ * U+FFFD, so any C string gives valid JSON.
+ */
 void ks_put_str(struct evbuffer *out, const char *s);
+/*
+ * ks_json_string - s as a new jansson string, like json_string, but any C
+ * string works: bytes that are not UTF-8 become U+FFFD (json_string
+ * refuses them).  The caller owns the reference; NULL only without memory.
+ */
+struct json_t *ks_json_string(const char *s);
 /* ks_format_shape - "[-1, 64]" into buf. */
 void ks_format_shape(char *buf, size_t len, const int64_t *dims, int ndim);
 

@@ -110,7 +110,7 @@ static int mp_data(const struct model *m, const msgpack_object *d, struct ks_inf
 		if (rc)
 			return rc;
 		out->data = (const float *)d->via.bin.ptr;
-		return 0;
+		return ks_check_finite(out->data, want, err, errlen);
 	}
 	if (!d || d->type != MSGPACK_OBJECT_ARRAY)
 		return MP_ERR("inputs[0].data: expected bin or an array of numbers, got %s",
@@ -120,13 +120,15 @@ static int mp_data(const struct model *m, const msgpack_object *d, struct ks_inf
 			      out->rows, m->in_dim, d->via.array.size);
 	out->owned = malloc(want * sizeof(float));
 	out->data = out->owned;
+	if (!out->owned)
+		return snprintf(err, errlen, "gateway out of memory"), 503;
 	for (size_t i = 0; i < want; i++) {
 		if (!mp_is_num(&d->via.array.ptr[i]))
 			return MP_ERR("inputs[0].data[%zu]: expected a number, got %s", i,
 				      mp_kind(&d->via.array.ptr[i]));
 		out->owned[i] = (float)mp_num(&d->via.array.ptr[i]);
 	}
-	return 0;
+	return ks_check_finite(out->owned, want, err, errlen);	/* 1e39 is Inf as FP32 */
 }
 
 static int mp_input(const struct model *m, const msgpack_object *inputs, struct ks_infer *out,
@@ -166,7 +168,7 @@ static int mp_params(const msgpack_object *p, struct ks_infer *out, char *err, s
 	if (tmo && tmo->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
 		return MP_ERR("parameters.timeout: expected a non-negative integer (microseconds)");
 	out->priority = prio ? (int)prio->via.u64 : 0;
-	out->timeout_us = tmo ? (int64_t)tmo->via.u64 : 0;
+	out->timeout_us = tmo ? ks_clamp_timeout(tmo->via.u64) : 0;
 	return 0;
 }
 

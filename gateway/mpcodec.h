@@ -4,7 +4,7 @@
  * agent protocol, which carry the same map.
  *
  * Request:  {"model_name"?: str, "id"?: str,
- *            "parameters"?: {"priority": int, "timeout": int (µs)},
+ *            "parameters"?: {"priority": int, "timeout": int (µs, saturating)},
  *            "inputs": [{"name": str, "datatype": "FP32", "shape": [int...],
  *                        "data": bin (raw little-endian) | [numbers...]}],
  *            "outputs"?: [{"name": str}]}
@@ -24,7 +24,9 @@ struct ks_infer;
 /*
  * mp_parse_infer - decode and validate buf for model m.  model_name, when
  * not NULL, receives the map's model_name (or "" when absent; size
- * KS_ID_MAX+1) for transports without a URL.  0 or 400 with err.
+ * KS_ID_MAX+1) for transports without a URL.  Values must be finite FP32;
+ * parameters.timeout saturates at KS_TIMEOUT_MAX_US.  0 or 400 with err
+ * (503 when out of memory).
  */
 int mp_parse_infer(const struct model *m, const char *buf, size_t len, struct ks_infer *out,
 		   char *model_name, char *err, size_t errlen);

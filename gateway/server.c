@@ -690,7 +690,10 @@ static void *srv_loop_main(void *arg)
 	struct srv_loop *sl = arg;
 	char name[16];
 
-	snprintf(name, sizeof(name), "igw-loop%d", (int)(sl - sl->srv->loops));
+	if (sl->admin_only)
+		snprintf(name, sizeof(name), "igw-admin");
+	else
+		snprintf(name, sizeof(name), "igw-loop%d", (int)(sl - sl->srv->loops));
 	pthread_setname_np(pthread_self(), name);	/* for top -H, perf, gdb */
 	event_base_dispatch(sl->loop.base);
 	return NULL;
@@ -777,7 +780,8 @@ static struct evconnlistener *srv_listen(struct srv_loop *sl, const char *addres
 		((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)*port);
 	else
 		((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)*port);
-	if (*port != 0 && sl->loop.idx == 0 && srv_port_free((struct sockaddr *)&ss, sslen)) {
+	if (*port != 0 && (sl->loop.idx == 0 || sl->admin_only) &&
+	    srv_port_free((struct sockaddr *)&ss, sslen)) {
 		*err = yt_strdupf("cannot listen on %s: address already in use", addr);
 		return NULL;
 	}
@@ -801,17 +805,18 @@ static struct evconnlistener *srv_listen(struct srv_loop *sl, const char *addres
 	return lst;
 }
 
+/* A data loop gets the main listener; the admin loop only the admin one. */
 static int srv_bind(struct server *s, struct srv_loop *sl, char **err)
 {
 	const struct config *cfg = s->cfg;
 
+	if (sl->admin_only) {
+		sl->admin_lst = srv_listen(sl, cfg->admin.address, &s->admin_port,
+					   srv_on_accept_admin, err);
+		return sl->admin_lst ? 0 : -EADDRINUSE;
+	}
 	sl->lst = srv_listen(sl, cfg->listen.address, &s->port, srv_on_accept, err);
-	if (!sl->lst)
-		return -EADDRINUSE;
-	if (sl->loop.idx != 0 || s->admin_port < 0)
-		return 0;
-	sl->admin_lst = srv_listen(sl, cfg->admin.address, &s->admin_port, srv_on_accept_admin, err);
-	return sl->admin_lst ? 0 : -EADDRINUSE;
+	return sl->lst ? 0 : -EADDRINUSE;
 }
 
 int srv_start(struct server *s, const struct config *cfg, char **err)
@@ -820,7 +825,9 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 	s->cfg = cfg;
 	s->port = cfg->listen.port;
 	s->admin_port = cfg->admin.port;
-	s->n_loops = cfg->listen.threads;
+	/* Admin work (repository, reloads, metrics) never shares a loop with
+	 * inference: the admin listener has a loop thread of its own, last. */
+	s->n_loops = cfg->listen.threads + (s->admin_port >= 0);
 	s->loops = calloc(s->n_loops, sizeof(*s->loops));
 	for (int i = 0; i < s->n_loops; i++) {
 		struct srv_loop *sl = &s->loops[i];
@@ -831,6 +838,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 			return rc;
 		}
 		sl->srv = s;
+		sl->admin_only = s->admin_port >= 0 && i == cfg->listen.threads;
 		sl->rt = rt_current();
 		sl->refresh.fn = srv_loop_on_refresh;
 		sl->loop.owner = sl;
@@ -843,11 +851,11 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
 	rt_on_publish(srv_on_publish, s);
 	log_info("listen=%s:%d threads=%d tls=%s msg=\"serving %s\"", cfg->listen.address,
-		 s->port, s->n_loops, s->loops[0].rt->tls ? "on" : "off",
+		 s->port, cfg->listen.threads, s->loops[0].rt->tls ? "on" : "off",
 		 s->loops[0].rt->tls ? "HTTP/2 and HTTP/1.1 over TLS (ALPN)"
 				     : "HTTP/2 (h2c) and HTTP/1.1");
 	if (s->admin_port >= 0)
-		log_info("admin=%s:%d msg=\"admin listener: /metrics, /v2/health\"",
+		log_info("admin=%s:%d msg=\"admin listener (own loop thread): /metrics, /v2/health\"",
 			 cfg->admin.address, s->admin_port);
 	return 0;
 }

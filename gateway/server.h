@@ -2,10 +2,12 @@
  * server.h - listeners, event-loop threads and connections.
  *
  * One loop per thread, each with its own SO_REUSEPORT listener, so the
- * kernel spreads connections and a connection never changes thread.  A
- * connection starts as PROTO_UNKNOWN; on TLS (tls.h) the ALPN protocol
- * decides, else its first bytes: the HTTP/2 client preface means h2 with
- * prior knowledge, anything else HTTP/1.1.
+ * kernel spreads connections and a connection never changes thread.  The
+ * admin listener has a loop of its own (the last of server.loops), so
+ * admin work never stalls a loop that serves inference.  A connection
+ * starts as PROTO_UNKNOWN; on TLS (tls.h) the ALPN protocol decides, else
+ * its first bytes: the HTTP/2 client preface means h2 with prior
+ * knowledge, anything else HTTP/1.1.
  */
 #ifndef INFERGW_SERVER_H
 #define INFERGW_SERVER_H
@@ -29,7 +31,8 @@ struct srv_loop {
 	struct loop loop;
 	struct server *srv;
 	struct evconnlistener *lst;
-	struct evconnlistener *admin_lst;	/* loop 0 only */
+	struct evconnlistener *admin_lst;	/* the admin loop only */
+	bool admin_only;		/* the admin listener's own loop: no inference */
 	struct conn *conns;		/* doubly linked */
 	int n_conns;
 	bool draining;

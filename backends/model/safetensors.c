@@ -116,6 +116,28 @@ static int st_span_cmp(const void *a, const void *b)
 	return x->idx - y->idx;
 }
 
+/*
+ * What is wrong with a header jansson refused, without jansson's text: it
+ * quotes the bytes near the error ("invalid token near 'root:x:0'"), and
+ * an error about a file must not echo a file that is not ours to show.
+ */
+static const char *st_json_problem(const json_error_t *e)
+{
+	switch (json_error_code(e)) {
+	case json_error_invalid_utf8: return "invalid UTF-8";
+	case json_error_premature_end_of_input: return "premature end";
+	case json_error_end_of_input_expected: return "text after the object";
+	case json_error_invalid_syntax: return "invalid syntax";
+	case json_error_null_character:
+	case json_error_null_byte_in_key: return "a NUL byte";
+	case json_error_duplicate_key: return "duplicate key";
+	case json_error_numeric_overflow: return "a number out of range";
+	case json_error_stack_overflow: return "nested too deep";
+	case json_error_out_of_memory: return "out of memory";
+	default: return "malformed";
+	}
+}
+
 /* A JSON integer >= 0, or -1. */
 static int64_t st_json_uint(const json_t *v)
 {
@@ -145,7 +167,7 @@ static char *st_tensor_parse(const char *file, const char *key, json_t *e,
 		return yt_strdupf("%s: tensor %s: dtype missing or not a string", file, key);
 	t->dtype = dtype_from_safetensors(json_string_value(dt));
 	if (t->dtype == DT_INVALID)
-		return yt_strdupf("%s: tensor %s: unknown dtype \"%s\"", file, key,
+		return yt_strdupf("%s: tensor %s: unknown dtype \"%.16s\"", file, key,
 			      json_string_value(dt));
 
 	shape = json_object_get(e, "shape");
@@ -232,15 +254,16 @@ static struct st_file *st_build(const char *name, void *alloc, unsigned char *ma
 	}
 	hlen = st_le64(map);
 	if (hlen > len - 8) {
-		msg = yt_strdupf("%s: header length %llu past end of file (%zu bytes)", name,
-			     (unsigned long long)hlen, len);
+		/* Not the number: for any other file it is 8 bytes of its content. */
+		msg = yt_strdupf("%s: not a safetensors file: the header length in its first 8 "
+			     "bytes is past the end of the file (%zu bytes)", name, len);
 		goto out_fail;
 	}
 	dlen = len - 8 - hlen;
 	hdr = json_loadb((const char *)map + 8, (size_t)hlen, JSON_REJECT_DUPLICATES, &jerr);
 	if (!hdr) {
-		msg = yt_strdupf("%s: header is not valid JSON: %s (header byte %d)", name,
-			     jerr.text, jerr.position);
+		msg = yt_strdupf("%s: not a safetensors file: header is not valid JSON (%s at "
+			     "header byte %d)", name, st_json_problem(&jerr), jerr.position);
 		goto out_fail;
 	}
 	if (!json_is_object(hdr)) {

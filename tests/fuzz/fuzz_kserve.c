@@ -8,10 +8,19 @@
  * JSON and binary section each live in their own exact-size malloc'd buffer.
  */
 #include <event2/buffer.h>
+#include <jansson.h>
 #include <stdint.h>
 
 #include "kserve.h"
 #include "fuzz_model.h"
+
+static bool fz_is_json(const unsigned char *p, size_t len)
+{
+	json_t *j = json_loadb((const char *)p, len, 0, NULL);
+
+	json_decref(j);
+	return j != NULL;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -49,6 +58,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_CHECK(hdr <= evbuffer_get_length(out));
 		FZ_CHECK(!ki.binary_output || hdr + (size_t)ki.rows * FZ_OUT_DIM * sizeof(float) ==
 						       evbuffer_get_length(out));
+		/* the JSON answer (the header, with binary output) is JSON */
+		FZ_CHECK(fz_is_json(evbuffer_pullup(out, -1), ki.binary_output ? hdr :
+				    evbuffer_get_length(out)));
 		evbuffer_free(out);
 	} else {
 		FZ_CHECK(strnlen(err, sizeof(err)) < sizeof(err) && err[0]);

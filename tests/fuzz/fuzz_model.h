@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "kserve.h"
@@ -63,7 +64,7 @@ static char *fz_dup(const unsigned char *p, size_t len)
 /*
  * fz_check_parsed - the invariants of any successfully parsed request: rows
  * within the model's batch, data present, id terminated, and every promised
- * input value readable (ASan checks views into the body as well as decoded
+ * input value readable and finite (ASan checks views into the body as well as decoded
  * copies).  Fills outv (rows x FZ_OUT_DIM) from those values, for encoding.
  */
 static void fz_check_parsed(const struct ks_infer *ki, float *outv)
@@ -74,6 +75,8 @@ static void fz_check_parsed(const struct ks_infer *ki, float *outv)
 	FZ_CHECK(ki->data != NULL);
 	FZ_CHECK(!ki->has_id || strnlen(ki->id, sizeof(ki->id)) < sizeof(ki->id));
 	memcpy(first, ki->data, (size_t)ki->rows * FZ_IN_DIM * sizeof(float));
+	for (int i = 0; i < ki->rows * FZ_IN_DIM; i++)
+		FZ_CHECK(isfinite(first[i]));	/* Inf/NaN are a 400 */
 	for (int i = 0; i < ki->rows * FZ_OUT_DIM; i++)
 		outv[i] = first[i % (ki->rows * FZ_IN_DIM)];
 }

@@ -36,6 +36,12 @@ json_bodies = {
     "bad_value": '{"inputs":[' + INP + ',"shape":[1,4],"data":[1,2,"x",4]}]}',
     "escapes": '{"id":"q\\"1\\u00e9\\ud83d\\ude00","inputs":[' + INP +
                ',"shape":[1,4],"data":[1e38,-1e-45,0,3.4028235e38]}]}',
+    # issue 9: a "data" outside inputs[0], FP32 overflow, a timeout that wrapped
+    "decoy_data": '{"inputs":[' + INP + ',"shape":[1,4],"d\\u0061ta":[]}],'
+                  '"x":{"data":[1,2,3,4]}}',
+    "overflow": '{"inputs":[' + INP + ',"shape":[1,4],"data":[1,2,1e39,4]}]}',
+    "huge_timeout": '{"parameters":{"timeout":9223372036854775807},"inputs":[' + INP +
+                    ',"shape":[1,4],"data":[1,2,3,4]}]}',
 }
 for name, body in json_bodies.items():
     put("kserve", name, b"\x00" + body.encode())
@@ -95,6 +101,8 @@ put("mpcodec", "bad_value", mp(req([1.0, 2.0, "oops", 4.0], shape=(1, 4))))
 put("mpcodec", "truncated", mp(req(struct.pack("<8f", *fl)))[:-5])
 put("mpcodec", "not_map", mp([1, 2, 3]))
 put("mpcodec", "peek_only", mp({"model_name": "digits"}))
+put("mpcodec", "inf_bin", mp(req(struct.pack("<8f", *fl[:7], float("inf")))))
+put("mpcodec", "huge_timeout", mp(req(fl)).replace(mp(1000), b"\xcf" + b"\xff" * 8))
 
 # --- safetensors -----------------------------------------------------------
 def st(header, data):

@@ -1,16 +1,19 @@
 /* Unit tests for gateway/jsonfast.c: every value exactly as jansson would
  * read it ((float) of strtod / of a long long), every doubtful text
- * declined, and the one "data" list found only where it is a key. */
+ * declined, and the list taken only from inputs[0].data. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <float.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "jsonfast.h"
 
@@ -134,13 +137,15 @@ static void expect_list(const char *json, size_t n, const float *want)
 {
 	struct jfast_list l;
 
-	if (!jfast_list(json, strlen(json), "data", &l))
+	if (!jfast_input_data(json, strlen(json), &l))
 		fail_msg("declined %s", json);
 	assert_int_equal(l.n, n);
 	for (size_t i = 0; i < n; i++)
 		assert_true(l.vals[i] == want[i]);
 	assert_int_equal(json[l.begin - 1], '[');
 	assert_int_equal(json[l.end], ']');
+	/* the list is the one after inputs[0]'s "data": key */
+	assert_non_null(strstr(json, "\"inputs\""));
 	free(l.vals);
 }
 
@@ -148,35 +153,163 @@ static void expect_no_list(const char *json)
 {
 	struct jfast_list l;
 
-	if (jfast_list(json, strlen(json), "data", &l))
+	if (jfast_input_data(json, strlen(json), &l))
 		fail_msg("took a list from %s", json);
 	assert_null(l.vals);
+	assert_int_equal(l.n, 0);
 }
+
+#define V3 "[1,-2.5,1e-3]"
 
 static void test_list(void **state)
 {
 	static const float v3[] = { 1, -2.5f, 1e-3f };
 
-	expect_list("{\"inputs\":[{\"name\":\"x\",\"data\":[1,-2.5,1e-3]}]}", 3, v3);
-	expect_list("{\"data\" \n:\t[ 1 ,\r\n-2.5 , 1e-3 ] }", 3, v3);
-	expect_list("{\"metadata\":[7],\"data\":[1,-2.5,1e-3]}", 3, v3);	/* not "data" */
-	expect_list("{\"a\":\"\\\"data\\\":[9]\",\"data\":[1,-2.5,1e-3]}", 3, v3); /* in a string */
-	expect_list("{\"data\":[]}", 0, NULL);
-	expect_list("{\"name\":\"data\",\"data\":[1,-2.5,1e-3]}", 3, v3);	/* a value */
-	expect_no_list("{\"data\":[1,2],\"x\":{\"data\":[3]}}");	/* twice */
-	expect_no_list("{\"data\":[[1,2],[3,4]]}");			/* nested */
-	expect_no_list("{\"data\":[1,\"2\"]}");
-	expect_no_list("{\"data\":[1,true]}");
-	expect_no_list("{\"data\":[1,null]}");
-	expect_no_list("{\"data\":[1,2,]}");
-	expect_no_list("{\"data\":[1 2]}");
-	expect_no_list("{\"data\":[1,01]}");
-	expect_no_list("{\"data\":[0x10]}");
-	expect_no_list("{\"data\":[1,2");
-	expect_no_list("{\"data\":5}");
+	expect_list("{\"inputs\":[{\"name\":\"x\",\"data\":" V3 "}]}", 3, v3);
+	expect_list(" {\"inputs\" :\n[ {\"data\" \n:\t[ 1 ,\r\n-2.5 , 1e-3 ] } ] } ", 3, v3);
+	expect_list("{\"inputs\":[{\"metadata\":[7],\"data\":" V3 "}]}", 3, v3);	/* not "data" */
+	expect_list("{\"inputs\":[{\"a\":\"\\\"data\\\":[9]\",\"data\":" V3 "}]}", 3, v3); /* in a string */
+	expect_list("{\"inputs\":[{\"a\":\"\\\\\",\"data\":" V3 "}]}", 3, v3);	/* "\\" ends there */
+	expect_list("{\"inputs\":[{\"data\":[]}]}", 0, NULL);
+	expect_list("{\"inputs\":[{\"name\":\"data\",\"data\":" V3 "}]}", 3, v3);	/* a value */
+	expect_list("{\"inputs\":[{\"p\":{\"data\":[9]},\"q\":[[\"]\"],{}],\"data\":" V3 "}]}", 3, v3);
+	expect_list("{\"x\":{\"data\":[9]},\"inputs\":[{\"data\":" V3 "}],\"y\":[{\"data\":[8]}]}",
+		    3, v3);		/* only inputs[0].data counts */
+	expect_list("{\"inputs\":[{\"data\":" V3 "},{\"data\":[5]}]}", 3, v3);
+	/* Issue 9 #11: the list outside inputs was taken while inputs[0]
+	 * spelled its key "d\u0061ta"; now nothing is taken (jansson reads). */
+	expect_no_list("{\"inputs\":[{\"name\":\"input\",\"d\\u0061ta\":[]}],\"x\":{\"data\":[1,2]}}");
+	expect_no_list("{\"\\u0069nputs\":[{\"data\":[1]}]}");	/* escaped: jansson's */
+	expect_no_list("{\"data\":[1,2]}");				/* not under inputs */
+	expect_no_list("{\"inputs\":[{\"name\":\"a\"},{\"data\":[1]}]}");	/* inputs[1] */
+	expect_no_list("{\"inputs\":[{\"parameters\":{\"data\":[1]}}]}");	/* deeper */
+	expect_no_list("{\"inputs\":{\"data\":[1]}}");			/* not a list */
+	expect_no_list("{\"inputs\":[[{\"data\":[1]}]]}");
+	expect_no_list("{\"outputs\":[{\"data\":[1]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":[1],\"data\":[2]}]}");		/* twice */
+	expect_no_list("{\"inputs\":[{\"data\":[1]}],\"inputs\":[{\"data\":[2]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":[[1,2],[3,4]]}]}");		/* nested */
+	expect_no_list("{\"inputs\":[{\"data\":[1,\"2\"]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":[1,true]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":[1,null]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":[1,2,]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":[1 2]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":[1,01]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":[0x10]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":[1e999]}]}");
+	expect_no_list("{\"inputs\":[{\"data\":5}]}");
 	expect_no_list("{\"inputs\":[]}");
-	expect_no_list("{\"data\":[1e999]}");
-	expect_no_list("{\"\\u0064ata\":[1]}");	/* spelled with an escape: jansson's */
+	expect_no_list("{\"inputs\":[{\"data\":[1,2");			/* runs out */
+	expect_no_list("{\"inputs\":[{\"data\":[1,2]}");
+	expect_no_list("{\"inputs\":[{\"data\":[1,2]}]");
+	expect_no_list("{\"inputs\":[{\"data\":[1,2]}]} x");		/* trailing text */
+	expect_no_list("{\"inputs\":[{\"a\":\"\\");
+	expect_no_list("[{\"inputs\":[{\"data\":[1]}]}]");		/* not an object */
+	expect_no_list("");
+}
+
+/* A random JSON value into buf at *len: keys and lists that look like the path. */
+static void gen_value(char *buf, size_t *len, int depth)
+{
+	static const char *const keys[] = {
+		"\"inputs\"", "\"data\"", "\"data\"", "\"d\\u0061ta\"", "\"x\"", "\"\\u0069nputs\"",
+	};
+	static const char *const leaves[] = {
+		"[1,2]", "[3]", "[]", "\"s\\\"]\"", "\"\\\\\"", "null", "1", "[-0.5, 1e3]",
+	};
+	uint64_t r = next();
+	int n = (int)(r >> 8) % 4;
+
+#define PUT(s) (memcpy(buf + *len, s, strlen(s)), *len += strlen(s))
+	if (depth >= 4 || r % 3 == 0) {
+		PUT(leaves[(r >> 16) % (sizeof(leaves) / sizeof(*leaves))]);
+		return;
+	}
+	PUT(r % 3 == 1 ? "{" : "[");
+	for (int i = 0; i < n; i++) {
+		if (i)
+			PUT(",");
+		if (r % 3 == 1) {
+			PUT(keys[next() % (sizeof(keys) / sizeof(*keys))]);
+			PUT(":");
+		}
+		gen_value(buf, len, depth + 1);
+	}
+	PUT(r % 3 == 1 ? "}" : "]");
+#undef PUT
+}
+
+/* 0-2 random members ("key":value) into buf, each preceded by a comma when *first is false. */
+static void gen_members(char *buf, size_t *len, bool *first)
+{
+	static const char *const keys[] = {
+		"\"inputs\"", "\"data\"", "\"d\\u0061ta\"", "\"x\"", "\"\\u0069nputs\"",
+	};
+
+	for (int i = 0, n = (int)(next() % 3); i < n; i++) {
+		*len += (size_t)sprintf(buf + *len, "%s%s:", *first ? "" : ",",
+					keys[next() % (sizeof(keys) / sizeof(*keys))]);
+		*first = false;
+		gen_value(buf, len, 2);
+	}
+}
+
+/* Random documents shaped like requests (inputs[0] with "data" most of the
+ * time, decoys around it): whenever a list is taken, jansson's tree of the
+ * same text has exactly that list at inputs[0].data. */
+static void test_walk_agrees_with_jansson(void **state)
+{
+	static char buf[1 << 16];
+	int taken = 0;
+
+	for (int it = 0; it < 100000; it++) {
+		bool first = true, first_in = true;
+		size_t len = 1;
+		struct jfast_list l;
+		json_t *root, *d;
+
+		buf[0] = '{';
+		gen_members(buf, &len, &first);
+		if (next() % 8) {
+			len += (size_t)sprintf(buf + len, "%s\"inputs\":[{", first ? "" : ",");
+			first = false;
+			gen_members(buf, &len, &first_in);
+			if (next() % 4) {
+				len += (size_t)sprintf(buf + len, "%s\"data\":", first_in ? "" : ",");
+				first_in = false;
+				if (next() % 2)
+					len += (size_t)sprintf(buf + len, "[%d,%d.5]", (int)(next() % 9),
+							       (int)(next() % 9));
+				else
+					gen_value(buf, &len, 2);
+			}
+			gen_members(buf, &len, &first_in);
+			buf[len++] = '}';
+			if (next() % 2) {
+				buf[len++] = ',';
+				gen_value(buf, &len, 2);
+			}
+			buf[len++] = ']';
+		}
+		gen_members(buf, &len, &first);
+		buf[len++] = '}';
+		if (!jfast_input_data(buf, len, &l))
+			continue;
+		root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
+		if (!root) {
+			free(l.vals);
+			continue;	/* the caller gets jansson's error */
+		}
+		d = json_object_get(json_array_get(json_object_get(root, "inputs"), 0), "data");
+		if (!json_is_array(d) || json_array_size(d) != l.n)
+			fail_msg("took %zu values from %.*s", l.n, (int)len, buf);
+		for (size_t i = 0; i < l.n; i++)
+			assert_true((float)json_number_value(json_array_get(d, i)) == l.vals[i]);
+		free(l.vals);
+		json_decref(root);
+		taken++;
+	}
+	assert_true(taken > 1000);
 }
 
 int main(void)
@@ -185,6 +318,7 @@ int main(void)
 		cmocka_unit_test(test_numbers_like_jansson),
 		cmocka_unit_test(test_declined),
 		cmocka_unit_test(test_list),
+		cmocka_unit_test(test_walk_agrees_with_jansson),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -4,6 +4,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <event2/buffer.h>
+#include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -189,6 +191,179 @@ static void test_encode_response(void **state)
 	evbuffer_free(b);
 }
 
+#define IN "\"name\":\"input\",\"datatype\":\"FP32\","
+
+/*
+ * Only the list at inputs[0].data is ever read fast: a "data" elsewhere
+ * (an object beside inputs, an output's parameters) is not the input,
+ * whatever spelling inputs[0] uses for its own key.
+ */
+static void test_data_only_from_inputs(void **state)
+{
+	struct ks_infer ki;
+	char err[512] = "";
+
+	/* The key spelled with an escape is jansson's "data", and it is empty. */
+	assert_int_equal(parse("{\"inputs\":[{" IN "\"shape\":[1,4],\"d\\u0061ta\":[]}],"
+			       "\"x\":{\"data\":[1,2,3,4]}}", &ki, err), 400);
+	assert_string_equal(err, "inputs[0].data: expected 4 values for shape [1, 4], got 0");
+	assert_int_equal(parse("{\"inputs\":[{" IN "\"shape\":[1,4],\"d\\u0061ta\":[]}],"
+			       "\"outputs\":[{\"name\":\"probabilities\",\"parameters\":"
+			       "{\"data\":[1,2,3,4]}}]}", &ki, err), 400);
+	assert_string_equal(err, "inputs[0].data: expected 4 values for shape [1, 4], got 0");
+	/* No data in inputs[0] at all. */
+	assert_int_equal(parse("{\"x\":{\"data\":[1,2,3,4]},\"inputs\":[{" IN "\"shape\":[1,4]}]}",
+			       &ki, err), 400);
+	assert_string_equal(err, "inputs[0].data: expected a list of numbers, got nothing");
+	/* The escaped spelling with values: those values, not x's. */
+	assert_int_equal(parse("{\"inputs\":[{" IN "\"shape\":[1,4],\"d\\u0061ta\":[5,6,7,8]}],"
+			       "\"x\":{\"data\":[1,2,3,4]}}", &ki, err), 0);
+	assert_true(ki.data[0] == 5.0f && ki.data[3] == 8.0f);
+	ks_infer_free(&ki);
+	/* A "data" before inputs, then the real one. */
+	assert_int_equal(parse("{\"x\":{\"data\":[9,9,9,9]},\"inputs\":[{" IN "\"shape\":[1,4],"
+			       "\"data\":[1,2,3,4]}]}", &ki, err), 0);
+	assert_true(ki.data[0] == 1.0f && ki.data[3] == 4.0f);
+	ks_infer_free(&ki);
+}
+
+/* Inf/NaN never enter the model: 1e39 is Inf as FP32 (and finite as a double). */
+static void test_nonfinite_refused(void **state)
+{
+	static const struct { const char *data, *msg; } cases[] = {
+		{ "[1,2,1e39,4]", "inputs[0].data[2]: not a finite FP32 value (+Inf)" },
+		{ "[-1e39,2,3,4]", "inputs[0].data[0]: not a finite FP32 value (-Inf)" },
+		/* a 19-digit integer makes the fast scan decline: jansson's path */
+		{ "[1234567890123456789,2,1e39,4]", "inputs[0].data[2]: not a finite FP32 value (+Inf)" },
+		{ "[[1,2,3,4]]", NULL },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char body[256], err[512] = "";
+		struct ks_infer ki;
+
+		snprintf(body, sizeof(body), "{\"inputs\":[{" IN "\"shape\":[1,4],\"data\":%s}]}",
+			 cases[i].data);
+		if (!cases[i].msg) {
+			assert_int_equal(parse(body, &ki, err), 0);
+			ks_infer_free(&ki);
+			continue;
+		}
+		assert_int_equal(parse(body, &ki, err), 400);
+		assert_string_equal(err, cases[i].msg);
+		assert_null(ki.owned);
+	}
+	{
+		char err[512] = "";
+		struct ks_infer ki;
+
+		assert_int_equal(parse("{\"inputs\":[{" IN "\"shape\":[2,4],\"data\":"
+				       "[[1,2,3,4],[5,1e39,7,8]]}]}", &ki, err), 400);
+		assert_string_equal(err, "inputs[0].data[1][1]: not a finite FP32 value (+Inf)");
+	}
+}
+
+/* The binary extension: raw +Inf / NaN bytes are refused too. */
+static void test_binary_nonfinite_refused(void **state)
+{
+	static const char hdr[] = "{\"inputs\":[{" IN "\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":16}}]}";
+	char body[sizeof(hdr) + 16], err[512];
+	size_t hl = sizeof(hdr) - 1;
+	struct ks_infer ki;
+	float v[4] = { 1, 2, 3, INFINITY };
+
+	memcpy(body, hdr, hl);
+	memcpy(body + hl, v, sizeof(v));
+	assert_int_equal(ks_parse_infer(&tm, body, hl, body + hl, 16, &ki, err, sizeof(err)), 400);
+	assert_string_equal(err, "inputs[0].data[3]: not a finite FP32 value (+Inf)");
+	v[3] = 4;
+	v[1] = NAN;
+	memcpy(body + hl, v, sizeof(v));
+	assert_int_equal(ks_parse_infer(&tm, body, hl, body + hl, 16, &ki, err, sizeof(err)), 400);
+	assert_string_equal(err, "inputs[0].data[1]: not a finite FP32 value (NaN)");
+}
+
+/* A timeout too large for the clock saturates instead of wrapping. */
+static void test_timeout_saturates(void **state)
+{
+	struct ks_infer ki;
+	char err[512];
+
+	assert_int_equal(parse("{\"parameters\":{\"timeout\":9223372036854775807},\"inputs\":[{" IN
+			       "\"shape\":[1,4],\"data\":[1,2,3,4]}]}", &ki, err), 0);
+	assert_true(ki.timeout_us == KS_TIMEOUT_MAX_US);
+	ks_infer_free(&ki);
+	assert_true(ks_clamp_timeout(UINT64_MAX) == KS_TIMEOUT_MAX_US);
+	assert_true(ks_clamp_timeout(5000) == 5000);
+	/* the objective in ns and a deadline on a monotonic clock cannot wrap */
+	assert_true((uint64_t)KS_TIMEOUT_MAX_US * 1000 < (UINT64_C(1) << 62));
+}
+
+/* Outputs that are not finite: 500 for a JSON answer, and never a bare nan. */
+static void test_nonfinite_output(void **state)
+{
+	struct evbuffer *b = evbuffer_new();
+	float v[6] = { 0.1f, NAN, 0.7f, 1.0f, INFINITY, 0 };
+	char err[256], *s;
+	json_t *j;
+
+	assert_int_equal(ks_check_output(&tm, 2, v, err, sizeof(err)), 500);
+	assert_string_equal(err, "model digits produced NaN at outputs[0].data[1], which JSON "
+			    "cannot carry (binary_data_output or msgpack can)");
+	v[1] = 0.2f;
+	assert_int_equal(ks_check_output(&tm, 1, v, err, sizeof(err)), 0);
+	v[1] = NAN;
+	ks_encode_infer(b, &tm, NULL, 2, v, false);
+	s = drain(b);
+	assert_non_null(strstr(s, "\"data\":[0.100000001,null,0.699999988,1,null,0]"));
+	j = json_loads(s, 0, NULL);
+	assert_non_null(j);
+	json_decref(j);
+	free(s);
+	evbuffer_free(b);
+}
+
+/* Any C string becomes valid JSON: escapes, and U+FFFD for bytes that are not UTF-8. */
+static void test_put_str_always_json(void **state)
+{
+	static const struct { const char *in, *out; } cases[] = {
+		{ "a\"b\\c", "\"a\\\"b\\\\c\"" },
+		{ "\x01\x1f\n\x7f", "\"\\u0001\\u001f\\u000a\x7f\"" },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"" },
+		{ "x\xffy", "\"x\\ufffdy\"" },			/* a lone 0xff */
+		{ "\xc3", "\"\\ufffd\"" },			/* truncated sequence */
+		{ "\xc0\xaf", "\"\\ufffd\\ufffd\"" },		/* overlong '/' */
+		{ "\xe0\x80\xaf", "\"\\ufffd\\ufffd\\ufffd\"" },	/* overlong, 3 bytes */
+		{ "\xed\xa0\x80", "\"\\ufffd\\ufffd\\ufffd\"" },	/* a surrogate */
+		{ "\xf4\x90\x80\x80", "\"\\ufffd\\ufffd\\ufffd\\ufffd\"" },	/* past U+10FFFF */
+		{ "\x80", "\"\\ufffd\"" },			/* a lone continuation */
+	};
+	struct evbuffer *b = evbuffer_new();
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *s;
+		json_t *j;
+
+		ks_put_str(b, cases[i].in);
+		s = drain(b);
+		if (strcmp(s, cases[i].out))
+			fail_msg("case %zu: got %s, want %s", i, s, cases[i].out);
+		j = json_loads(s, JSON_DECODE_ANY, NULL);
+		if (!j)
+			fail_msg("case %zu: %s is not JSON", i, s);
+		json_decref(j);
+		free(s);
+	}
+	evbuffer_free(b);
+	{
+		json_t *j = ks_json_string("a\"\xff");
+
+		assert_non_null(j);
+		assert_string_equal(json_string_value(j), "a\"\xef\xbf\xbd");
+		json_decref(j);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -196,6 +371,12 @@ int main(void)
 		cmocka_unit_test(test_errors_name_the_field),
 		cmocka_unit_test(test_binary_inputs),
 		cmocka_unit_test(test_encode_response),
+		cmocka_unit_test(test_data_only_from_inputs),
+		cmocka_unit_test(test_nonfinite_refused),
+		cmocka_unit_test(test_binary_nonfinite_refused),
+		cmocka_unit_test(test_timeout_saturates),
+		cmocka_unit_test(test_nonfinite_output),
+		cmocka_unit_test(test_put_str_always_json),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

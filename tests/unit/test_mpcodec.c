@@ -5,7 +5,9 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <event2/buffer.h>
+#include <math.h>
 #include <msgpack.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,7 +37,11 @@ static void str(msgpack_packer *pk, const char *s)
 	msgpack_pack_str_body(pk, s, strlen(s));
 }
 
-/* A request map; data as bin when bin, else as an array; bad selects a defect. */
+/*
+ * A request map; data as bin when bin, else as an array; bad selects a
+ * defect: 1 input name, 2 short bin, 3 a string value, 4 +Inf at [5] (bin),
+ * 5 1e39 as float64 at [1] (FP32 overflow), 6 NaN at [0], 7 timeout 2^64-1.
+ */
 static void build(msgpack_sbuffer *sb, int rows, int cols, bool bin, const char *dtype, int bad)
 {
 	msgpack_packer pk;
@@ -43,6 +49,8 @@ static void build(msgpack_sbuffer *sb, int rows, int cols, bool bin, const char 
 
 	for (int i = 0; i < rows * cols; i++)
 		v[i] = (float)i * 0.5f;
+	if (bad == 4)
+		v[5] = INFINITY;
 	msgpack_sbuffer_init(sb);
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 4);
@@ -51,9 +59,13 @@ static void build(msgpack_sbuffer *sb, int rows, int cols, bool bin, const char 
 	str(&pk, "id");
 	str(&pk, "m1");
 	str(&pk, "parameters");
-	msgpack_pack_map(&pk, 1);
+	msgpack_pack_map(&pk, bad == 7 ? 2 : 1);
 	str(&pk, "priority");
 	msgpack_pack_int(&pk, 2);
+	if (bad == 7) {
+		str(&pk, "timeout");
+		msgpack_pack_uint64(&pk, UINT64_MAX);
+	}
 	str(&pk, "inputs");
 	msgpack_pack_array(&pk, 1);
 	msgpack_pack_map(&pk, 4);
@@ -76,6 +88,10 @@ static void build(msgpack_sbuffer *sb, int rows, int cols, bool bin, const char 
 		for (int i = 0; i < rows * cols; i++)
 			if (bad == 3 && i == 2)
 				str(&pk, "oops");
+			else if (bad == 5 && i == 1)
+				msgpack_pack_double(&pk, 1e39);
+			else if (bad == 6 && i == 0)
+				msgpack_pack_float(&pk, NAN);
 			else
 				msgpack_pack_float(&pk, v[i]);
 	}
@@ -132,6 +148,27 @@ static void test_errors(void **state)
 	expect(2, 4, true, "FP32", 0, 5, "malformed msgpack: body ends inside the map");
 }
 
+/* Inf, NaN, and numbers that overflow FP32 are refused, bin or array. */
+static void test_nonfinite_refused(void **state)
+{
+	expect(2, 4, true, "FP32", 4, 0, "inputs[0].data[5]: not a finite FP32 value (+Inf)");
+	expect(2, 4, false, "FP32", 5, 0, "inputs[0].data[1]: not a finite FP32 value (+Inf)");
+	expect(1, 4, false, "FP32", 6, 0, "inputs[0].data[0]: not a finite FP32 value (NaN)");
+}
+
+/* parameters.timeout = 2^64-1 saturates (it used to wrap to a negative int64). */
+static void test_timeout_saturates(void **state)
+{
+	msgpack_sbuffer sb;
+	struct ks_infer ki;
+	char err[512];
+
+	build(&sb, 1, 4, true, "FP32", 7);
+	assert_int_equal(mp_parse_infer(&tm, sb.data, sb.size, &ki, NULL, err, sizeof(err)), 0);
+	assert_true(ki.timeout_us == KS_TIMEOUT_MAX_US);
+	msgpack_sbuffer_destroy(&sb);
+}
+
 /* Headers that claim more elements than the body holds are refused before
  * msgpack-c allocates for them (5 bytes claiming 2^28 elements). */
 static void test_huge_counts_refused(void **state)
@@ -181,6 +218,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_decode),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_nonfinite_refused),
+		cmocka_unit_test(test_timeout_saturates),
 		cmocka_unit_test(test_huge_counts_refused),
 		cmocka_unit_test(test_encode),
 	};

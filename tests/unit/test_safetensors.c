@@ -248,14 +248,16 @@ static void test_truncated(void **state)
 	b = mk("{}", NULL, 0, &len);
 	b[0] = 200;
 	assert_null(st_parse("bad.safetensors", b, len, &err));
-	assert_non_null(strstr(err, "header length 200 past end of file (10 bytes)"));
+	assert_non_null(strstr(err, "bad.safetensors: not a safetensors file: the header length in "
+				 "its first 8 bytes is past the end of the file (10 bytes)"));
+	assert_null(strstr(err, "200"));
 	free(err);
 
 	/* an enormous header length must not overflow */
 	b = mk("{}", NULL, 0, &len);
 	memset(b, 0xff, 8);
 	assert_null(st_parse("bad.safetensors", b, len, &err));
-	assert_non_null(strstr(err, "past end of file"));
+	assert_non_null(strstr(err, "past the end of the file"));
 	free(err);
 
 	/* data cut short */
@@ -270,6 +272,42 @@ static void test_truncated(void **state)
 		assert_non_null(f);
 		assert_int_equal(f->n_tensors, 0);
 		st_close(f);
+	}
+}
+
+/*
+ * Weights pointed at some other readable file: the message says what is
+ * wrong and never shows the file's bytes (the header length used to be
+ * printed, i.e. its first 8 bytes, and jansson's text quotes the bytes
+ * near a syntax error).
+ */
+static void test_other_files_not_echoed(void **state)
+{
+	static const char *const secrets[] = {
+		"root:x:0:0:root:/root:/bin/bash\n",			/* length past the end */
+		"\x10\0\0\0\0\0\0\0SECRET=hunter2 and more text",	/* not JSON */
+		"\x0f\0\0\0\0\0\0\0{\"SECRET\":\"hunt",		/* premature end */
+	};
+	static const char *const want[] = {
+		"not a safetensors file: the header length in its first 8 bytes is past the end",
+		"not a safetensors file: header is not valid JSON (invalid syntax at header byte",
+		"not a safetensors file: header is not valid JSON (premature end at header byte",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(secrets) / sizeof(*secrets); i++) {
+		size_t len = (i ? strlen(secrets[i] + 8) + 8 : strlen(secrets[i]));
+		unsigned char *b = malloc(len);
+		char *err = NULL;
+
+		memcpy(b, secrets[i], len);
+		assert_null(st_parse("/etc/passwd", b, len, &err));
+		if (!strstr(err, want[i]))
+			fail_msg("case %zu: %s", i, err);
+		assert_null(strstr(err, "root:"));
+		assert_null(strstr(err, "SECRET"));
+		assert_null(strstr(err, "hunt"));
+		free(err);
 	}
 }
 
@@ -335,6 +373,7 @@ int main(void)
 		cmocka_unit_test(test_open_file),
 		cmocka_unit_test(test_truncated),
 		cmocka_unit_test(test_bad_header),
+		cmocka_unit_test(test_other_files_not_echoed),
 		cmocka_unit_test(test_bad_tensor),
 	};
 
