@@ -16,16 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "h1parse.h"
 
-#define FZ_CHECK(cond)                                                                     \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,  \
-				#cond);                                                    \
-			abort();                                                           \
-		}                                                                          \
-	} while (0)
 
 #define MAX_BODY 4096
 

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "kserve.h"
 #include "model/model.h"
 
@@ -37,16 +38,6 @@ static const struct model *fz_get_model(void)
 	return &fz_model;
 }
 
-/* An invariant the parser promised broke: report it and crash so libFuzzer
- * keeps the input. */
-#define FZ_CHECK(cond)                                                                     \
-	do {                                                                               \
-		if (!(cond)) {                                                             \
-			fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__,  \
-				#cond);                                                    \
-			abort();                                                           \
-		}                                                                          \
-	} while (0)
 
 /* A malloc'd copy of exactly len bytes (at least 1 allocated, never
  * NUL-terminated past len), so reads past the end are caught by ASan. */
