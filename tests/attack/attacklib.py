@@ -171,6 +171,37 @@ def describe_missing(g):
 
 # ---------------------------------------------------------- raw HTTP/1.1 ----
 
+def flood(sock, unit, rss, rss_bound_mib, max_s=10.0, max_bytes=200e6):
+    """Send unit over and over on sock (made non-blocking) without reading,
+    until max_s or max_bytes, until our sends block for 2 s ("blocked": the
+    gateway stopped reading), the connection closes ("closed"), or rss (an
+    RssPeak) grows past rss_bound_mib ("rss").  (bytes sent, how it ended)."""
+    sock.setblocking(False)
+    mv, off, sent = memoryview(unit), 0, 0
+    t0 = last = time.monotonic()
+    end = "limit"
+    while time.monotonic() - t0 < max_s and sent < max_bytes:
+        try:
+            n = sock.send(mv[off:])
+            sent += n
+            off = (off + n) % len(unit)
+            last = time.monotonic()
+        except BlockingIOError:
+            if time.monotonic() - last > 2.0:
+                end = "blocked"
+                break
+            time.sleep(0.01)
+        except OSError:
+            end = "closed"
+            break
+        if rss.sample() > rss_bound_mib * 1024:
+            end = "rss"
+            break
+    time.sleep(0.3)
+    rss.sample()
+    return sent, end
+
+
 def read_until_eof(sock, timeout=3.0, quiet=None, max_bytes=64 << 20):
     """(bytes, eof): what sock delivers until the peer closes (eof True),
     timeout seconds pass, or nothing arrives for `quiet` seconds after

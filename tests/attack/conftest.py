@@ -7,7 +7,6 @@ as they are; attacklib has what attacks need on top: RSS readings from
 /proc, a bystander client that must keep getting 200s while an attack runs,
 and counters from /metrics."""
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
@@ -46,7 +45,7 @@ def module_gw(tmp_path_factory):
         if g is not None and g.alive():
             return g
         starts[0] += 1
-        g = Gateway(tmp, f"{name}{starts[0]}", **conf)
+        g = _ic.Gateway(tmp, f"{name}{starts[0]}", **conf)
         g.start()
         gws[name] = g
         return g

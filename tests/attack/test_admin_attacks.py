@@ -106,12 +106,7 @@ def repo_request(port, method, path_bytes):
     with attacklib.raw_conn(port) as s:
         s.sendall(method + b" " + path_bytes + b" HTTP/1.1\r\nHost: x\r\n"
                   b"Content-Length: 0\r\nConnection: close\r\n\r\n")
-        resp = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            resp += chunk
+        resp, _ = attacklib.read_until_eof(s, timeout=10)
     head, _, body = resp.partition(b"\r\n\r\n")
     return head.split(b"\r\n")[0], body
 

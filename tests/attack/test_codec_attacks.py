@@ -183,12 +183,7 @@ def test_error_messages_are_json_whatever_the_bytes(g):
         with attacklib.raw_conn(g.port) as s:
             s.sendall(b"POST " + path + b" HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
                       b"Connection: close\r\n\r\n{}")
-            resp = b""
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                resp += chunk
+            resp, _ = attacklib.read_until_eof(s, timeout=10)
         head, _, body = resp.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 4"), (path, head)
         strict_json(body.decode("utf-8"))     # strict UTF-8, strict JSON

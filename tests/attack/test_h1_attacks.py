@@ -220,25 +220,8 @@ def test_pipeline_flood_without_reading(gw, model):
     with attacklib.Bystander(gw, model, max_requests=400, pause=0.05) as by:
         s = raw_conn(gw.port, timeout=5)
         try:
-            s.setblocking(False)
-            mv, off, sent = memoryview(unit), 0, 0
-            t0 = last = time.monotonic()
-            blocked = False
-            while time.monotonic() - t0 < 10 and sent < 200e6:
-                try:
-                    n = s.send(mv[off:])
-                    sent += n
-                    off = (off + n) % len(unit)
-                    last = time.monotonic()
-                except BlockingIOError:
-                    if time.monotonic() - last > 2.0:
-                        blocked = True  # the gateway stopped reading: good
-                        break
-                    time.sleep(0.01)
-                if rss.sample() > PIPE_RSS_BOUND_MIB * 1024:
-                    break
-            time.sleep(0.3)
-            rss.sample()
+            sent, end = attacklib.flood(s, unit, rss, PIPE_RSS_BOUND_MIB)
+            blocked = end == "blocked"  # the gateway stopped reading: good
             assert rss.growth_mib < PIPE_RSS_BOUND_MIB, (
                 f"gateway RSS grew {rss.growth_mib:.0f} MiB (bound {PIPE_RSS_BOUND_MIB}) "
                 f"after {sent / 1e6:.1f} MB of pipelined requests that were never read"

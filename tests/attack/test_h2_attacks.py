@@ -80,30 +80,7 @@ def _flood(g, unit, max_bytes=150e6, max_s=10.0):
     bound.  (sent bytes, how it ended, RssPeak, the connection)."""
     h = RawH2(g.port)
     rss = attacklib.RssPeak(g.proc.pid)
-    s = h.sock
-    s.setblocking(False)
-    mv, off, sent = memoryview(unit), 0, 0
-    t0 = last = time.monotonic()
-    end = "limit"
-    while time.monotonic() - t0 < max_s and sent < max_bytes:
-        try:
-            n = s.send(mv[off:])
-            sent += n
-            off = (off + n) % len(unit)
-            last = time.monotonic()
-        except BlockingIOError:
-            if time.monotonic() - last > 2.0:
-                end = "blocked"
-                break
-            time.sleep(0.01)
-        except OSError:
-            end = "closed"
-            break
-        if rss.sample() > FLOOD_RSS_BOUND_MIB * 1024:
-            end = "rss"
-            break
-    time.sleep(0.3)
-    rss.sample()
+    sent, end = attacklib.flood(h.sock, unit, rss, FLOOD_RSS_BOUND_MIB, max_s, max_bytes)
     return sent, end, rss, h
 
 
