@@ -50,7 +50,7 @@ struct sched_q {
 	const struct model *model;
 	struct squeue sq;
 	struct batch_policy pol;	/* pol.max_batch = effective (adaptive) limit */
-	int max_batch;			/* configured limit */
+	_Atomic int max_batch;		/* configured limit (reload writes, loops read) */
 	bool adaptive;
 	bool drop_hopeless;
 	struct batch_adapt adapt;
