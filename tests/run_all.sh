@@ -72,8 +72,11 @@ if want attack; then
 fi
 
 # san_run NAME DIR SECONDS TESTS...: pytest on TESTS against DIR/infergw (a
-# sanitizer build), its files under DIR/run-NAME (gateway logs in tmp/, the
-# sanitizer's own log files in reports/ when *SAN_OPTIONS has log_path).
+# sanitizer build), its files under DIR/run-NAME: gateway logs in tmp/, and
+# in reports/ the sanitizers' own reports, one file per process (log_path is
+# added to each of ASAN_OPTIONS, UBSAN_OPTIONS, TSAN_OPTIONS that is set, so
+# a report of a process whose stderr a test captures, --check-config, is
+# seen too).
 # Adds pytest's counts, then one pass when the run was clean, or one failure
 # naming why it was not:
 #  - pytest died, timed out (SECONDS) or printed no summary;
@@ -85,15 +88,19 @@ fi
 # INFERGW_SANITIZER (NAME up to a "-": asan, tsan) tells tests which
 # sanitizer runs (memory bounds differ).
 san_run() {
-	local name=$1 dir=$2 secs=$3 run out pid rc why="" files
+	local name=$1 dir=$2 secs=$3 run out pid rc why="" files v opts=()
 	shift 3
 	run=$dir/run-$name
 	out="$log_dir/$name.log"
 	rm -rf "$run"
 	mkdir -p "$run/reports"
+	for v in ASAN_OPTIONS UBSAN_OPTIONS TSAN_OPTIONS; do
+		[ -n "${!v:-}" ] && opts+=("$v=${!v}:log_path=$PWD/$run/reports/${name%%-*}")
+	done
 	# timeout runs pytest in a process group of its own (pgid = its pid):
 	# whatever the run started and left behind is found through it.
-	INFERGW_BIN="$PWD/$dir/infergw" INFERGW_SANITIZER=${name%%-*} INFERGW_STOP_GRACE_S=60 \
+	env "${opts[@]}" INFERGW_BIN="$PWD/$dir/infergw" INFERGW_SANITIZER="${name%%-*}" \
+		INFERGW_STOP_GRACE_S=60 \
 		timeout -k 30 "$secs" $PY -m pytest -q -rs -p no:cacheprovider \
 		--basetemp="$run/tmp" "$@" >"$out" 2>&1 &
 	pid=$!
@@ -137,6 +144,7 @@ if ! want asan; then
 	:
 elif [ -x build-asan/infergw ]; then
 	export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+	unset TSAN_OPTIONS
 	san_run asan build-asan 900 tests/integration \
 		--ignore tests/integration/test_harness.py \
 		--deselect tests/integration/test_slo.py::test_overload_priorities
@@ -158,7 +166,8 @@ fi
 if ! want tsan; then
 	:
 elif [ -x build-tsan/infergw ]; then
-	TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 log_path=$PWD/build-tsan/run-tsan/reports/tsan suppressions=$PWD/tests/tsan.supp" \
+	unset ASAN_OPTIONS UBSAN_OPTIONS
+	TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
 	san_run tsan build-tsan 900 \
 		tests/integration/test_reload.py tests/integration/test_load.py \
 		tests/integration/test_slo.py tests/integration/test_shutdown.py \
