@@ -8,8 +8,14 @@
 #   make sim        the data-centre simulator (bench/sim); make sim-report runs it
 #   make models     generate the large synthetic MLP for benchmarks
 #
-# Options: V=1 (show commands) SANITIZE=1 (ASan+UBSan) USE_CUDA=1 USE_DPDK=1
-# (forced: the build stops when the toolkit is missing; default: auto-detect).
+#   make asan       build-asan/infergw with ASan+UBSan (run by make test)
+#   make tsan       build-tsan/infergw with ThreadSanitizer (run by make test)
+#
+# Options: V=1 (show commands) SANITIZE=1 (ASan+UBSan) TSAN=1 (ThreadSanitizer)
+# USE_CUDA=1 USE_DPDK=1 (forced: the build stops when the toolkit is missing;
+# default: auto-detect).  Sanitizer builds define INFERGW_NO_RECYCLE: memory
+# is freed, never recycled through free lists or arenas, so a use after free
+# is the sanitizer's report instead of a quiet read of a recycled object.
 
 CC      ?= gcc
 PYTHON  := /usr/bin/python3
@@ -32,8 +38,15 @@ CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread -fno-strict-a
 LDLIBS  += $(PKG_LIBS) -ldnnl -lgomp -lm -pthread
 
 ifeq ($(SANITIZE),1)
-CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -DINFERGW_NO_RECYCLE
 LDFLAGS += -fsanitize=address,undefined
+endif
+ifeq ($(TSAN),1)
+ifeq ($(SANITIZE),1)
+$(error SANITIZE=1 and TSAN=1 cannot be combined (ASan and TSan exclude each other))
+endif
+CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer -O1 -DINFERGW_NO_RECYCLE
+LDFLAGS += -fsanitize=thread
 endif
 
 # Optional features: auto-detected, or forced with USE_X=1 (then required).
@@ -59,7 +72,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit asan integration bench sim sim-report models clean help FORCE
+.PHONY: all deps run test unit asan tsan integration bench sim sim-report models clean help FORCE
 all: $(BUILD)/infergw
 
 $(BUILD)/obj/%.o: %.c
@@ -97,7 +110,7 @@ DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-de
             libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev \
             python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
             python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl \
-            clang libclang-rt-14-dev
+            clang libclang-rt-14-dev libtsan2
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \
@@ -117,7 +130,12 @@ unit: $(UNIT_BIN)
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw
 
-test: deps all unit asan
+# The same binary with ThreadSanitizer (gcc's libtsan2), for the
+# concurrency tests of `make test` (suppressions: tests/tsan.supp).
+tsan:
+	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/infergw
+
+test: deps all unit asan tsan
 	@bash tests/run_all.sh
 
 models: config/models/mlp-large/model.safetensors
@@ -134,7 +152,7 @@ sim-report: sim models
 	bash bench/sim/report.sh
 
 clean:
-	rm -rf $(BUILD) build-asan
+	rm -rf $(BUILD) build-asan build-tsan
 
 help:
 	@sed -n '1,/^$$/p' Makefile

@@ -85,7 +85,7 @@ struct backend {
 	const struct backend_ops *ops;
 	struct backend_conf conf;	/* owned copy */
 	void *priv;			/* the backend's own state */
-	bool up;
+	_Atomic bool up;		/* written by the control thread, read by loops */
 };
 
 extern const struct backend_ops be_cpu_ops;

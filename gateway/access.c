@@ -10,14 +10,15 @@
 #include "server.h"
 #include "util.h"
 
-static bool access_on;
+/* Set by the control thread on reload, read by the loops: atomic. */
+static _Atomic bool access_on;
 /* Responses by status code (100..599) and protocol. */
 static _Atomic uint64_t access_by_status[2][600];
 static _Atomic uint64_t access_bytes_out;
 
 void access_enable(bool on)
 {
-	access_on = on;
+	atomic_store_explicit(&access_on, on, memory_order_relaxed);
 }
 
 void access_record(const struct call *c)
@@ -28,7 +29,7 @@ void access_record(const struct call *c)
 	if (c->status >= 100 && c->status < 600)
 		atomic_fetch_add_explicit(&access_by_status[h2][c->status], 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&access_bytes_out, bytes, memory_order_relaxed);
-	if (!access_on)
+	if (!atomic_load_explicit(&access_on, memory_order_relaxed))
 		return;
 	log_msg(LOG_INFO, "access method=%s path=\"%s\" proto=%s status=%d bytes=%zu us=%llu%s",
 		c->method, c->path ? c->path : "", h2 ? "h2" : "http/1.1", c->status, bytes,

@@ -119,7 +119,7 @@ void call_free(struct call *c)
 	}
 	sl = c->sl;
 	call_release(c);
-	if (sl->n_free_calls >= CALL_FREE_MAX) {
+	if (!UTIL_RECYCLE || sl->n_free_calls >= CALL_FREE_MAX) {	/* sanitizers: never recycle */
 		call_destroy(c);
 		return;
 	}

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "jsonfast.h"
+#include "util.h"
 #include "model/model.h"
 
 #define KS_ERR(...) (snprintf(err, errlen, __VA_ARGS__), 400)
@@ -21,7 +22,8 @@
  * jansson allocates from a per-thread bump arena (reset after the parse,
  * frees into it are no-ops); outside a parse, and when the arena is full,
  * it uses malloc.  Nothing from the tree outlives the parse: strings are
- * copied out.
+ * copied out.  Sanitizer builds (UTIL_RECYCLE 0) keep jansson on malloc, so a
+ * use of a freed node is reported.
  */
 #define KS_ARENA_BYTES (512 * 1024)
 
@@ -84,7 +86,8 @@ static void ks_arena_free(void *buf)
 __attribute__((constructor)) static void ks_init(void)
 {
 	pthread_key_create(&ks_arena_key, ks_arena_free);
-	json_set_alloc_funcs(ks_alloc, ks_dealloc);
+	if (UTIL_RECYCLE)
+		json_set_alloc_funcs(ks_alloc, ks_dealloc);
 }
 
 void ks_format_shape(char *buf, size_t len, const int64_t *dims, int ndim)

@@ -2,17 +2,19 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 
-static enum log_level log_threshold = LOG_INFO;
+/* Set by the control thread on reload, read by every thread: atomic. */
+static _Atomic int log_threshold = LOG_INFO;
 static const char *const log_names[] = { "debug", "info", "warn", "error" };
 
 void log_set_level(enum log_level level)
 {
-	log_threshold = level;
+	atomic_store_explicit(&log_threshold, level, memory_order_relaxed);
 }
 
 int log_level_parse(const char *s)
@@ -25,7 +27,7 @@ int log_level_parse(const char *s)
 
 bool log_enabled(enum log_level level)
 {
-	return level >= log_threshold;
+	return (int)level >= atomic_load_explicit(&log_threshold, memory_order_relaxed);
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)

@@ -52,7 +52,7 @@ struct sched_q {
 	const struct model *model;
 	struct squeue sq;
 	struct batch_policy pol;	/* pol.max_batch = effective (adaptive) limit */
-	int max_batch;			/* configured limit (sched_batch_limit) */
+	_Atomic int max_batch;		/* configured limit (sched_batch_limit); reload writes, loops read */
 	bool adaptive;
 	bool drop_hopeless;
 	struct batch_adapt adapt;

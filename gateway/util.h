@@ -17,4 +17,25 @@ static inline uint64_t now_ns(void)
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * UTIL_RECYCLE: 1 when freed objects may be kept for reuse (the per-loop
+ * call free list, the JSON parse arena); 0 in sanitizer builds, where every
+ * object is really freed so that a use after free is the sanitizer's report,
+ * not a quiet read of a recycled object.  The Makefile defines
+ * INFERGW_NO_RECYCLE for SANITIZE=1 and TSAN=1; any ASan build implies it.
+ */
+#if !defined(INFERGW_NO_RECYCLE) && defined(__SANITIZE_ADDRESS__)
+#define INFERGW_NO_RECYCLE 1
+#endif
+#if !defined(INFERGW_NO_RECYCLE) && defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define INFERGW_NO_RECYCLE 1
+#endif
+#endif
+#ifdef INFERGW_NO_RECYCLE
+#define UTIL_RECYCLE 0
+#else
+#define UTIL_RECYCLE 1
+#endif
+
 #endif

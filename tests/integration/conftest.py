@@ -21,8 +21,7 @@ import gwlib  # noqa: E402  (helpers shared by the test modules)
 import slowmodel  # noqa: E402  (SlowGateway, for start_gw)
 
 REPO = gwlib.REPO
-# INFERGW_BIN runs the suite against another build (e.g. build-asan/infergw).
-BINARY = Path(os.environ.get("INFERGW_BIN", str(REPO / "build" / "infergw")))
+BINARY = gwlib.BINARY
 MODEL_DIR = gwlib.MODEL_DIR
 
 MAIN_MAX_BODY = 65536

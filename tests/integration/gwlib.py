@@ -4,6 +4,7 @@ Prometheus text parser, curl, and the process handling both gateway
 launchers (conftest.Gateway, slowmodel.SlowGateway) share.  Only 127.0.0.1
 is ever contacted."""
 import json
+import os
 import re
 import signal
 import socket
@@ -20,6 +21,9 @@ import h2.events
 import h2.exceptions
 
 REPO = Path(__file__).resolve().parents[2]
+# The gateway binary every launcher runs; INFERGW_BIN runs the suites against
+# another build (build-asan/infergw, build-tsan/infergw).
+BINARY = Path(os.environ.get("INFERGW_BIN", str(REPO / "build" / "infergw")))
 MODEL_DIR = REPO / "config" / "models" / "digits"
 HOST = "127.0.0.1"
 INFER = "/v2/models/digits/infer"
@@ -626,6 +630,12 @@ def ready_error(port):
     return "" if st == 200 else f"ready returned {st} {body!r}"
 
 
+# How long kill() waits after SIGTERM before SIGKILL (sanitizer runs set more).
+STOP_GRACE_S = float(os.environ.get("INFERGW_STOP_GRACE_S", "10"))
+# Written to a gateway's log when it did not exit by itself (see kill()).
+UNCLEAN_EXIT = "gwlib: unclean exit:"
+
+
 class GatewayProcess:
     """One gateway process writing its stdout/stderr to WORKDIR/NAME.stderr,
     configured by WORKDIR/NAME.yaml: how it is spawned, read and stopped (by
@@ -670,15 +680,26 @@ class GatewayProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self):
-        """Stop the process we started (by PID): SIGTERM, SIGKILL after 10 s."""
-        if self.proc is None or self.proc.poll() is not None:
+        """Stop the process we started (by PID): SIGTERM, SIGKILL after
+        STOP_GRACE_S.  A process that did not exit through its own exit path
+        (SIGKILLed here, or dead of any signal) gets an UNCLEAN_EXIT line in
+        its log: sanitizer builds only check for leaks at exit, so
+        tests/run_all.sh counts that line as a failure."""
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        rc = self.proc.returncode
+        if rc < 0 and not getattr(self.proc, "unclean_noted", False):
+            self.proc.unclean_noted = True
+            with open(self.log_path, "a") as logf:
+                logf.write(f"{UNCLEAN_EXIT} pid={self.proc.pid} signal={-rc} "
+                           f"({signal.strsignal(-rc)})\n")
 
     @property
     def base(self):
