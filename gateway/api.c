@@ -453,8 +453,8 @@ static void api_models(struct call *c, const char *rest)
 
 		if (!e)
 			e = v + strlen(v);
-		if ((size_t)(e - v) >= sizeof(ver))
-			goto not_found;
+		if (e == v || (size_t)(e - v) >= sizeof(ver))
+			goto not_found;	/* "/versions//..." names no version */
 		memcpy(ver, v, e - v);
 		ver[e - v] = 0;
 		action = e;
