@@ -22,6 +22,7 @@
 #include "model/model.h"
 #include "runtime.h"
 #include "server.h"
+#include "stats.h"
 #include "util.h"
 #include "version.h"
 
@@ -32,12 +33,26 @@ struct api_infer {
 	bool has_id;
 	bool binary_output;	/* Triton binary extension response */
 	bool msgpack_output;	/* Accept: application/msgpack */
+	int class_count;	/* classification extension: top k, 0 = off */
+};
+
+/*
+ * The Triton / KServe extensions GET /v2 lists: exactly those served on
+ * this port.  The one list: add a name here when its endpoints land.
+ */
+static const char *const api_extensions[] = {
+	"binary_tensor_data", "classification", "model_configuration", "statistics",
+	"schedule_policy",
 };
 
 static void api_server_meta(struct call *c)
 {
-	evbuffer_add_printf(c->resp, "{\"name\":\"infergw\",\"version\":\"%s\",\"extensions\":[\"binary_tensor_data\",\"schedule_policy\",\"model_repository\"]}",
-			    infergw_version);
+	evbuffer_add_printf(c->resp, "{\"name\":\"infergw\",\"version\":");
+	ks_put_str(c->resp, infergw_version);
+	evbuffer_add_printf(c->resp, ",\"extensions\":[");
+	for (size_t i = 0; i < ARRAY_SIZE(api_extensions); i++)
+		evbuffer_add_printf(c->resp, "%s\"%s\"", i ? "," : "", api_extensions[i]);
+	evbuffer_add_printf(c->resp, "]}");
 	call_respond(c, 200, JSON);
 }
 
@@ -62,6 +77,9 @@ static void api_account(const struct infer_req *r, int status, uint64_t now)
 		return;
 	met_count(m, status == 200 ? OUT_SUCCESS : status == 429 ? OUT_REJECTED :
 		     status == 504 ? OUT_EXPIRED : status == 0 ? OUT_CANCELLED : OUT_ERROR);
+	if (!now)
+		now = now_ns();		/* cancelled: timed to now, for the statistics */
+	met_finish(m, status == 200, r->rows, now - r->arrival_ns);
 	if (status == 429)
 		met_observe_ns(&m->reject, now - r->arrival_ns);
 	if (status != 200)
@@ -72,6 +90,15 @@ static void api_account(const struct infer_req *r, int status, uint64_t now)
 	if (r->deadline_ns)
 		atomic_fetch_add_explicit(now <= r->deadline_ns ? &m->slo_met : &m->slo_missed, 1,
 					  memory_order_relaxed);
+}
+
+/* Count a request for m refused before it reached a backend (400, 503). */
+static void api_count_error(const struct call *c, const struct model *m)
+{
+	struct met_series *s = rt_none_series(c->rt, m);
+
+	met_count(s, OUT_ERROR);
+	met_finish(s, false, 0, now_ns() - c->start_ns);
 }
 
 /* Answer an inference that did not produce output (rejected, expired, failed). */
@@ -87,27 +114,61 @@ static void api_infer_error(struct call *c, const struct infer_req *r, int statu
 	call_respond_error(c, status, "%s", r->errmsg);
 }
 
-/* The 200 answer in the format the client asked for. */
-static void api_infer_respond(struct call *c, const struct api_infer *ai,
-			      const struct infer_req *r)
+/* A 200 whose output is JSON, or JSON then binary_data of hdr bytes' header. */
+static void api_respond_json(struct call *c, bool binary, size_t hdr)
 {
-	const char *id = ai->has_id ? ai->id : NULL;
 	char hl[24];
-	size_t hdr;
 
-	if (ai->msgpack_output) {
-		mp_encode_infer(c->resp, r->model, id, r->rows, r->output);
-		call_respond(c, 200, "application/msgpack");
-		return;
-	}
-	hdr = ks_encode_infer(c->resp, r->model, id, r->rows, r->output, ai->binary_output);
-	if (!ai->binary_output) {
+	if (!binary) {
 		call_respond(c, 200, JSON);
 		return;
 	}
 	snprintf(hl, sizeof(hl), "%zu", hdr);
 	call_set_resp_header(c, "inference-header-content-length", hl);
 	call_respond(c, 200, "application/octet-stream");
+}
+
+/* The classification extension's answer: the top k of each row as BYTES. */
+static void api_classes_respond(struct call *c, const struct api_infer *ai,
+				const struct infer_req *r)
+{
+	const char *id = ai->has_id ? ai->id : NULL;
+	size_t hdr = 0;
+	int rc;
+
+	if (ai->msgpack_output)
+		rc = mp_encode_classes(c->resp, r->model, id, r->rows, r->output, ai->class_count);
+	else
+		rc = ks_encode_classes(c->resp, r->model, id, r->rows, r->output, ai->class_count,
+				       ai->binary_output, &hdr);
+	if (rc) {
+		evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+		call_respond_error(c, 503, "gateway out of memory");
+	} else if (ai->msgpack_output) {
+		call_respond(c, 200, "application/msgpack");
+	} else {
+		api_respond_json(c, ai->binary_output, hdr);
+	}
+}
+
+/* The 200 answer in the format the client asked for. */
+static void api_infer_respond(struct call *c, const struct api_infer *ai,
+			      const struct infer_req *r)
+{
+	const char *id = ai->has_id ? ai->id : NULL;
+	size_t hdr;
+
+	if (ai->class_count) {
+		api_classes_respond(c, ai, r);
+		return;
+	}
+	if (ai->msgpack_output) {
+		mp_encode_infer(c->resp, r->model, id, r->rows, r->output);
+		call_respond(c, 200, "application/msgpack");
+		return;
+	}
+	hdr = ks_encode_infer(c->resp, r->model, id, r->rows, r->output, ai->binary_output);
+	api_respond_json(c, ai->binary_output, hdr);
 }
 
 /* Runs on the owner loop when the backend is done (or the request expired). */
@@ -123,7 +184,7 @@ static void api_infer_done(struct infer_req *r)
 		return;
 	}
 	/* Inf/NaN has no JSON token: 500 rather than a body that is not JSON. */
-	if (!r->status && !ai->msgpack_output && !ai->binary_output &&
+	if (!r->status && !ai->msgpack_output && !ai->binary_output && !ai->class_count &&
 	    ks_check_output(r->model, r->rows, r->output, r->errmsg, sizeof(r->errmsg)))
 		r->status = 500;
 	call_pin(c);
@@ -275,7 +336,7 @@ static bool api_reject_early(struct call *c, const struct model *m)
 	if (at.pos >= 0 || len == 0)
 		return false;	/* the body may change priority or deadline */
 	if (api_objective(c, m, &none, &r.priority, &objective)) {
-		met_count(rt_none_series(c->rt, m), OUT_ERROR);
+		api_count_error(c, m);
 		return true;	/* a bad x-priority / x-slo-ms: answered 400 */
 	}
 	r.arrival_ns = c->start_ns;
@@ -299,18 +360,18 @@ static void api_infer(struct call *c, const struct model *m)
 		return;
 	st = api_parse_body(c, m, &ki, err, sizeof(err));
 	if (st) {
-		met_count(rt_none_series(c->rt, m), OUT_ERROR);
+		api_count_error(c, m);
 		call_respond_error(c, st, "%s", err);
 		return;
 	}
 	if (api_objective(c, m, &ki, &prio, &objective)) {
-		met_count(rt_none_series(c->rt, m), OUT_ERROR);
+		api_count_error(c, m);
 		ks_infer_free(&ki);
 		return;
 	}
 	ai = calloc(1, sizeof(*ai));
 	if (!ai) {
-		met_count(rt_none_series(c->rt, m), OUT_ERROR);
+		api_count_error(c, m);
 		ks_infer_free(&ki);
 		call_respond_error(c, 503, "gateway out of memory");
 		return;
@@ -319,6 +380,7 @@ static void api_infer(struct call *c, const struct model *m)
 	ai->has_id = ki.has_id;
 	ai->binary_output = ki.binary_output;
 	ai->msgpack_output = api_accepts_msgpack(c);
+	ai->class_count = ki.class_count;
 	c->api = ai;
 	c->req = api_new_req(c, m, &ki, prio, objective);
 	st = rt_submit(c->rt, c->req, now_ns());
@@ -328,8 +390,49 @@ static void api_infer(struct call *c, const struct model *m)
 		c->async = true;
 }
 
+/* Triton's model configuration extension: GET /v2/models/{m}/config. */
+static void api_model_config(struct call *c, const struct model *m)
+{
+	const struct runtime *rt = c->rt;
+	const struct backend_conf *hosts[64];
+	int n = 0;
+
+	for (int i = 0; i < rt->n_backends && n < (int)ARRAY_SIZE(hosts); i++) {
+		const struct rt_backend *rb = rt->backends[i];
+
+		for (int k = 0; k < rb->n_models; k++)
+			if (rb->models[k]->m == m) {
+				hosts[n++] = &rb->be.conf;
+				break;
+			}
+	}
+	ks_encode_config(c->resp, m, rt_model_conf(rt, m), rt->cfg->routing.priority_levels,
+			 hosts, n);
+	call_respond(c, 200, JSON);
+}
+
 /*
- * /v2/models/{m}[/versions/{v}][/ready|/infer]: split rest (after
+ * The per-model endpoints of Triton's extensions (action after the model
+ * and version): /config, /stats.  false when action is none of them.
+ */
+static bool api_model_extension(struct call *c, const struct model *m, const char *action)
+{
+	if (!strcmp(action, "/config")) {
+		if (call_allow(c, "GET"))
+			api_model_config(c, m);
+	} else if (!strcmp(action, "/stats")) {
+		if (call_allow(c, "GET")) {
+			stats_encode(c->resp, c->rt, m);
+			call_respond(c, 200, JSON);
+		}
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/*
+ * /v2/models/{m}[/versions/{v}][/ready|/infer|/config|/stats]: split rest (after
  * "/v2/models/") into the model and the action.
  */
 static void api_models(struct call *c, const char *rest)
@@ -350,8 +453,8 @@ static void api_models(struct call *c, const char *rest)
 
 		if (!e)
 			e = v + strlen(v);
-		if ((size_t)(e - v) >= sizeof(ver))
-			goto not_found;
+		if (e == v || (size_t)(e - v) >= sizeof(ver))
+			goto not_found;	/* "/versions//..." names no version */
 		memcpy(ver, v, e - v);
 		ver[e - v] = 0;
 		action = e;
@@ -384,7 +487,7 @@ static void api_models(struct call *c, const char *rest)
 	} else if (!strcmp(action, "/infer")) {
 		if (call_allow(c, "POST"))
 			api_infer(c, m);
-	} else {
+	} else if (!api_model_extension(c, m, action)) {
 		goto not_found;
 	}
 	return;
@@ -409,6 +512,12 @@ static void api_route(struct call *c)
 	} else if (!strcmp(p, "/v2") || !strcmp(p, "/v2/")) {
 		if (call_allow(c, "GET"))
 			api_server_meta(c);
+	} else if (!strcmp(p, "/v2/models/stats")) {
+		/* Triton's statistics extension, every model (before the name lookup) */
+		if (call_allow(c, "GET")) {
+			stats_encode(c->resp, c->rt, NULL);
+			call_respond(c, 200, JSON);
+		}
 	} else if (!strncmp(p, "/v2/models/", 11)) {
 		api_models(c, p + 11);
 	} else {

@@ -1,8 +1,10 @@
 /* kserve.c - see kserve.h. */
 #include "kserve.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -10,11 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "config.h"
 #include "jsonfast.h"
 #include "util.h"
 #include "model/model.h"
 
 #define KS_ERR(...) (snprintf(err, errlen, __VA_ARGS__), 400)
+/* Append a string literal. */
+#define KS_LIT(out, s) evbuffer_add(out, s, sizeof(s) - 1)
 
 /*
  * Parsing a request builds a jansson tree of ~70 small objects for 64
@@ -311,16 +317,54 @@ static int ks_json_shape(const json_t *shape, int64_t *dims, int *ndim, char *er
 	return 0;
 }
 
+/* Parameters of Triton's protocol that infergw does not implement, and why. */
+static const struct {
+	const char *key, *why;
+} ks_unsupported[] = {
+	{ "sequence_id", "infergw has no sequence batching" },
+	{ "sequence_start", "infergw has no sequence batching" },
+	{ "sequence_end", "infergw has no sequence batching" },
+	{ "shared_memory_region", "infergw has no shared memory: send the tensor in the body" },
+	{ "shared_memory_byte_size", "infergw has no shared memory: send the tensor in the body" },
+	{ "shared_memory_offset", "infergw has no shared memory: send the tensor in the body" },
+};
+
+int ks_check_param(const char *where, const char *key, size_t len, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < sizeof(ks_unsupported) / sizeof(ks_unsupported[0]); i++)
+		if (len == strlen(ks_unsupported[i].key) && !memcmp(key, ks_unsupported[i].key, len))
+			return KS_ERR("%s.%s: not supported (%s)", where, ks_unsupported[i].key,
+				      ks_unsupported[i].why);
+	return 0;
+}
+
+/* Every key of the parameters object p (at where) is one infergw implements or ignores. */
+static int ks_json_params(const json_t *p, const char *where, char *err, size_t errlen)
+{
+	const char *key;
+	json_t *v;
+	int rc;
+
+	json_object_foreach((json_t *)p, key, v) {
+		if ((rc = ks_check_param(where, key, strlen(key), err, errlen)))
+			return rc;
+	}
+	return 0;
+}
+
 /* inputs[0].parameters.binary_data_size: -1 when absent, else the size. */
 static int ks_binary_size(const json_t *in, int64_t *size, char *err, size_t errlen)
 {
 	const json_t *p = json_object_get(in, "parameters"), *b;
+	int rc;
 
 	*size = -1;
 	if (!p)
 		return 0;
 	if (!json_is_object(p))
 		return KS_ERR("inputs[0].parameters: expected an object, got %s", ks_json_kind(p));
+	if ((rc = ks_json_params(p, "inputs[0].parameters", err, errlen)))
+		return rc;
 	b = json_object_get(p, "binary_data_size");
 	if (!b)
 		return 0;
@@ -411,18 +455,54 @@ static int ks_parse_input(const struct model *m, const json_t *inputs, const cha
 	return ks_json_data(m, json_object_get(in, "data"), fast, out, err, errlen);
 }
 
-/* binary_data on one requested output: true/false, or 400. */
-static int ks_output_binary(const json_t *o, int idx, bool *binary, char *err, size_t errlen)
+int ks_check_class_count(int idx, const char *key, bool is_int, long long k, int *out,
+			 char *err, size_t errlen)
+{
+	if (!is_int || k < 0)
+		return KS_ERR("outputs[%d].parameters.%s: expected a non-negative integer (the number "
+			      "of top classes to return)", idx, key);
+	*out = k > INT_MAX ? INT_MAX : (int)k;
+	return 0;
+}
+
+/* classification (Triton's HTTP name) or class_count on one requested output. */
+static int ks_output_classes(const json_t *p, int idx, int *k, char *err, size_t errlen)
+{
+	const json_t *c = json_object_get(p, "classification"), *cc = json_object_get(p, "class_count");
+	const char *key = c ? "classification" : "class_count";
+
+	if (c && cc)
+		return KS_ERR("outputs[%d].parameters: classification and class_count both given "
+			      "(they are one setting)", idx);
+	if (!c)
+		c = cc;
+	if (!c)
+		return 0;
+	return ks_check_class_count(idx, key, json_is_integer(c),
+				    json_is_integer(c) ? json_integer_value(c) : 0, k, err, errlen);
+}
+
+/* The parameters of one requested output: binary_data, classification. 0 or 400. */
+static int ks_output_params(const json_t *o, int idx, struct ks_infer *out, char *err,
+			    size_t errlen)
 {
 	const json_t *p = json_object_get(o, "parameters"), *b;
+	char where[48];
+	int rc;
 
 	if (!p)
 		return 0;
+	snprintf(where, sizeof(where), "outputs[%d].parameters", idx);
+	if (!json_is_object(p))
+		return KS_ERR("%s: expected an object, got %s", where, ks_json_kind(p));
+	if ((rc = ks_json_params(p, where, err, errlen)) ||
+	    (rc = ks_output_classes(p, idx, &out->class_count, err, errlen)))
+		return rc;
 	b = json_object_get(p, "binary_data");
 	if (b && !json_is_boolean(b))
 		return KS_ERR("outputs[%d].parameters.binary_data: expected true or false", idx);
 	if (b)
-		*binary = json_is_true(b);
+		out->binary_output = json_is_true(b);
 	return 0;
 }
 
@@ -443,7 +523,7 @@ static int ks_parse_outputs(const struct model *m, const json_t *outs, struct ks
 		rc = ks_check_output_name(m, (int)i, json_is_string(name) ? json_string_value(name)
 									 : NULL,
 					  json_string_length(name), err, errlen);
-		if (rc || (rc = ks_output_binary(o, (int)i, &out->binary_output, err, errlen)))
+		if (rc || (rc = ks_output_params(o, (int)i, out, err, errlen)))
 			return rc;
 	}
 	return 0;
@@ -457,11 +537,14 @@ int64_t ks_clamp_timeout(uint64_t us)
 static int ks_parse_params(const json_t *p, struct ks_infer *out, char *err, size_t errlen)
 {
 	const json_t *prio, *tmo, *bo;
+	int rc;
 
 	if (!p)
 		return 0;
 	if (!json_is_object(p))
 		return KS_ERR("parameters: expected an object, got %s", ks_json_kind(p));
+	if ((rc = ks_json_params(p, "parameters", err, errlen)))
+		return rc;
 	prio = json_object_get(p, "priority");
 	tmo = json_object_get(p, "timeout");
 	bo = json_object_get(p, "binary_data_output");
@@ -664,12 +747,9 @@ json_t *ks_json_string(const char *s)
 	return j;
 }
 
-size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
-		       const float *values, bool binary)
+/* The response up to the output's first key: {"model_name", "model_version", "id", "outputs":[{"name". */
+static void ks_encode_head(struct evbuffer *out, const struct model *m, const char *id)
 {
-	size_t n = (size_t)rows * m->out_dim, start = evbuffer_get_length(out), hdr;
-	char num[32];
-
 	evbuffer_add_printf(out, "{\"model_name\":");
 	ks_put_str(out, m->name);
 	evbuffer_add_printf(out, ",\"model_version\":\"%d\"", m->version);
@@ -679,6 +759,15 @@ size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *
 	}
 	evbuffer_add(out, ",\"outputs\":[{\"name\":", 20);
 	ks_put_str(out, m->output.name);
+}
+
+size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		       const float *values, bool binary)
+{
+	size_t n = (size_t)rows * m->out_dim, start = evbuffer_get_length(out), hdr;
+	char num[32];
+
+	ks_encode_head(out, m, id);
 	evbuffer_add_printf(out, ",\"datatype\":\"%s\",\"shape\":[%d,%d],",
 			    dtype_kserve_name(m->output.dtype), rows, m->out_dim);
 	if (binary) {
@@ -723,4 +812,178 @@ void ks_encode_model(struct evbuffer *out, const struct model *m)
 	evbuffer_add(out, "],\"outputs\":[", 13);
 	ks_encode_spec(out, &m->output);
 	evbuffer_add_printf(out, "],\"max_batch_size\":%d}", m->max_batch_size);
+}
+
+/* ---- classification extension ---- */
+
+struct ks_cls {
+	float v;
+	int i;
+};
+
+/* Best first: higher score, NaN after every number, equal scores by lower index. */
+static int ks_cls_cmp(const void *a, const void *b)
+{
+	const struct ks_cls *x = a, *y = b;
+	bool xn = isnan(x->v), yn = isnan(y->v);
+
+	if (xn != yn)
+		return xn ? 1 : -1;
+	if (!xn && x->v != y->v)
+		return x->v > y->v ? -1 : 1;
+	return x->i - y->i;
+}
+
+int ks_class_k(const struct model *m, int class_count)
+{
+	return class_count < m->out_dim ? class_count : m->out_dim;
+}
+
+int ks_classes(const struct model *m, int rows, const float *values, int class_count,
+	       void (*fn)(void *arg, const char *s, int len), void *arg)
+{
+	int n = m->out_dim, k = ks_class_k(m, class_count);
+	struct ks_cls *c = malloc((size_t)n * sizeof(*c));
+	char s[KS_CLASS_STR_MAX];
+
+	if (!c)
+		return -ENOMEM;
+	for (int r = 0; r < rows; r++) {
+		for (int j = 0; j < n; j++)
+			c[j] = (struct ks_cls){ values[(size_t)r * n + j], j };
+		qsort(c, (size_t)n, sizeof(*c), ks_cls_cmp);
+		for (int j = 0; j < k; j++) {
+			int len = m->labels ?
+				snprintf(s, sizeof(s), "%f:%d:%s", (double)c[j].v, c[j].i,
+					 m->labels[c[j].i]) :
+				snprintf(s, sizeof(s), "%f:%d", (double)c[j].v, c[j].i);
+
+			fn(arg, s, len < (int)sizeof(s) ? len : (int)sizeof(s) - 1);
+		}
+	}
+	free(c);
+	return 0;
+}
+
+struct ks_cls_out {
+	struct evbuffer *out;
+	bool first;
+};
+
+static void ks_cls_json(void *arg, const char *s, int len)
+{
+	struct ks_cls_out *o = arg;
+
+	if (!o->first)
+		KS_LIT(o->out, ",");
+	o->first = false;
+	ks_put_str(o->out, s);
+}
+
+/* Triton's BYTES serialization: 4-byte little-endian length, then the bytes. */
+static void ks_cls_binary(void *arg, const char *s, int len)
+{
+	struct ks_cls_out *o = arg;
+	unsigned char le[4] = { len & 0xff, (len >> 8) & 0xff, (len >> 16) & 0xff,
+				(unsigned)len >> 24 };
+
+	evbuffer_add(o->out, le, 4);
+	evbuffer_add(o->out, s, (size_t)len);
+}
+
+int ks_encode_classes(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		      const float *values, int class_count, bool binary, size_t *hdr)
+{
+	size_t start = evbuffer_get_length(out);
+	struct ks_cls_out o = { out, true };
+	int rc;
+
+	*hdr = 0;
+	ks_encode_head(out, m, id);
+	evbuffer_add_printf(out, ",\"datatype\":\"BYTES\",\"shape\":[%d,%d],", rows,
+			    ks_class_k(m, class_count));
+	if (!binary) {
+		KS_LIT(out, "\"data\":[");
+		rc = ks_classes(m, rows, values, class_count, ks_cls_json, &o);
+		KS_LIT(out, "]}]}");
+		return rc;
+	}
+	o.out = evbuffer_new();
+	if (!o.out)
+		return -ENOMEM;
+	rc = ks_classes(m, rows, values, class_count, ks_cls_binary, &o);
+	evbuffer_add_printf(out, "\"parameters\":{\"binary_data_size\":%zu}}]}",
+			    evbuffer_get_length(o.out));
+	*hdr = evbuffer_get_length(out) - start;
+	evbuffer_add_buffer(out, o.out);
+	evbuffer_free(o.out);
+	return rc;
+}
+
+/* ---- model configuration extension ---- */
+
+/* One input/output of the configuration: dims without the batch dimension. */
+static void ks_config_io(struct evbuffer *out, const struct tensor_spec *t, bool input)
+{
+	KS_LIT(out, "{\"name\":");
+	ks_put_str(out, t->name);
+	evbuffer_add_printf(out, ",\"data_type\":\"%s\",%s\"dims\":[", dtype_triton_name(t->dtype),
+			    input ? "\"format\":\"FORMAT_NONE\"," : "");
+	for (int i = 1; i < t->ndim; i++)
+		evbuffer_add_printf(out, i > 1 ? ",%lld" : "%lld", (long long)t->dims[i]);
+	evbuffer_add_printf(out, "],\"is_shape_tensor\":false%s}",
+			    input ? ",\"allow_ragged_batch\":false,\"optional\":false" : "");
+}
+
+static void ks_config_batching(struct evbuffer *out, const struct model_conf *mc,
+			       int priority_levels)
+{
+	KS_LIT(out, ",\"dynamic_batching\":{\"preferred_batch_size\":[");
+	for (int i = 0; i < mc->n_preferred; i++)
+		evbuffer_add_printf(out, i ? ",%d" : "%d", mc->preferred[i]);
+	evbuffer_add_printf(out, "],\"max_queue_delay_microseconds\":%u,\"preserve_ordering\":false,"
+			    "\"priority_levels\":%d,\"default_priority_level\":%d,"
+			    "\"default_queue_policy\":{\"timeout_action\":\"REJECT\","
+			    "\"default_timeout_microseconds\":%llu,\"allow_timeout_override\":true,"
+			    "\"max_queue_size\":%d},\"priority_queue_policy\":{}}",
+			    mc->max_queue_delay_us, priority_levels, mc->priority,
+			    (unsigned long long)mc->slo_ms * 1000, mc->max_queue);
+}
+
+static void ks_config_instance(struct evbuffer *out, const struct backend_conf *b)
+{
+	static const char *const kinds[] = { [BE_CPU] = "KIND_CPU", [BE_GPU] = "KIND_GPU",
+					     [BE_REMOTE] = "KIND_MODEL" };
+
+	KS_LIT(out, "{\"name\":");
+	ks_put_str(out, b->name);
+	evbuffer_add_printf(out, ",\"kind\":\"%s\",\"count\":%d,\"gpus\":[", kinds[b->kind],
+			    b->slots > 0 ? b->slots : 1);
+	if (b->kind == BE_GPU)
+		evbuffer_add_printf(out, "%d", b->device);
+	KS_LIT(out, "]}");
+}
+
+void ks_encode_config(struct evbuffer *out, const struct model *m, const struct model_conf *mc,
+		      int priority_levels, const struct backend_conf *const *hosts, int n)
+{
+	KS_LIT(out, "{\"name\":");
+	ks_put_str(out, m->name);
+	KS_LIT(out, ",\"platform\":");
+	ks_put_str(out, m->platform ? m->platform : "infergw-mlp");
+	evbuffer_add_printf(out, ",\"backend\":\"infergw\",\"version_policy\":{\"specific\":"
+			    "{\"versions\":[%d]}},\"max_batch_size\":%d,\"input\":[",
+			    m->version, m->max_batch_size);
+	ks_config_io(out, &m->input, true);
+	KS_LIT(out, "],\"output\":[");
+	ks_config_io(out, &m->output, false);
+	KS_LIT(out, "]");
+	ks_config_batching(out, mc, priority_levels);
+	KS_LIT(out, ",\"instance_group\":[");
+	for (int i = 0; i < n; i++) {
+		if (i)
+			KS_LIT(out, ",");
+		ks_config_instance(out, hosts[i]);
+	}
+	KS_LIT(out, "]}");
 }

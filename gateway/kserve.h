@@ -35,7 +35,13 @@ struct ks_infer {
 	int priority;		/* parameters.priority, 0 = not given */
 	int64_t timeout_us;	/* parameters.timeout, 0 = not given; <= KS_TIMEOUT_MAX_US */
 	bool binary_output;	/* binary_data_output, or binary_data on the output */
+	int class_count;	/* outputs[].parameters.classification (or class_count):
+				 * answer the top k as BYTES "score:index[:label]";
+				 * 0 = the tensor itself.  May exceed out_dim (ks_class_k). */
 };
+
+/* Largest "score:index:label" element the classification extension writes. */
+#define KS_CLASS_STR_MAX 336
 
 /* ks_infer_free - free what the parse allocated (not the body it viewed). */
 void ks_infer_free(struct ks_infer *ki);
@@ -81,6 +87,51 @@ int ks_check_finite(const void *data, size_t n, char *err, size_t errlen);
  */
 int ks_check_output(const struct model *m, int rows, const float *values, char *err,
 		    size_t errlen);
+/*
+ * ks_check_param - refuse a request parameter the gateway does not
+ * implement (sequence_id, sequence_start, sequence_end, shared_memory_*)
+ * rather than ignore it: key (len bytes) of the parameters object at
+ * where ("parameters", "inputs[0].parameters", ...).  0, or 400 naming
+ * it.  The one list every body format checks against.
+ */
+int ks_check_param(const char *where, const char *key, size_t len, char *err, size_t errlen);
+/*
+ * ks_check_class_count - a requested classification count k, from
+ * outputs[idx].parameters.<key>: 0 (no classification) to INT_MAX, as an
+ * integer (is_int false for any other kind).  0 with *out set, or 400.
+ */
+int ks_check_class_count(int idx, const char *key, bool is_int, long long k, int *out,
+			 char *err, size_t errlen);
+/* ks_class_k - the classes answered per row for a requested k: min(k, out_dim). */
+int ks_class_k(const struct model *m, int class_count);
+/*
+ * ks_classes - the classification extension: for each of rows rows of
+ * rows x out_dim values, the k = ks_class_k(m, class_count) best classes,
+ * best first (equal scores by lower index; NaN last), each as the string
+ * "score:index" or "score:index:label" (m->labels; score printed %f, as
+ * Triton's std::to_string).  fn(arg, s, len) gets each in order, s
+ * NUL-terminated.  0, or -ENOMEM.
+ */
+int ks_classes(const struct model *m, int rows, const float *values, int class_count,
+	       void (*fn)(void *arg, const char *s, int len), void *arg);
+/*
+ * ks_encode_classes - the JSON response for ks_classes: output datatype
+ * BYTES, shape [rows, k], data a list of strings; with binary, the
+ * strings go after the JSON as Triton serializes BYTES (each a 4-byte
+ * little-endian length, then the bytes) and *hdr is the JSON's length
+ * (else 0).  0, or -ENOMEM (out then holds a partial answer: drain it).
+ */
+int ks_encode_classes(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		      const float *values, int class_count, bool binary, size_t *hdr);
+/*
+ * ks_encode_config - Triton's model configuration (GET .../config) for m:
+ * mc its gateway.yaml entry, priority_levels routing's, hosts[0..n) the
+ * backends that host it (the instance groups).
+ */
+struct model_conf;
+struct backend_conf;
+void ks_encode_config(struct evbuffer *out, const struct model *m, const struct model_conf *mc,
+		      int priority_levels, const struct backend_conf *const *hosts, int n);
 /* ks_clamp_timeout - a parameters.timeout in µs, saturated at KS_TIMEOUT_MAX_US. */
 int64_t ks_clamp_timeout(uint64_t us);
 

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Upper bounds of the latency buckets, in seconds. */
 static const double met_lat_le[MET_LAT_BUCKETS] = {
@@ -64,6 +65,7 @@ void met_free_all(void)
 {
 	pthread_mutex_lock(&met_lock);
 	for (int i = 0; i < met_n; i++) {
+		free(atomic_load(&met_reg[i]->bsize));
 		free((char *)met_reg[i]->backend);
 		free((char *)met_reg[i]->model);
 		free(met_reg[i]);
@@ -101,6 +103,45 @@ void met_observe_rows(struct met_hist *h, uint64_t rows)
 	while (b < MET_BATCH_BUCKETS && rows > (1ull << b))
 		b++;
 	met_add(h, b == MET_BATCH_BUCKETS ? MET_LAT_BUCKETS : b, rows);
+}
+
+void met_batch(struct met_series *s, int rows, uint64_t exec_ns)
+{
+	struct met_bsize *b = atomic_load_explicit(&s->bsize, memory_order_acquire);
+
+	met_observe_rows(&s->batch, rows > 0 ? (uint64_t)rows : 0);
+	if (!b) {
+		struct met_bsize *expect = NULL;
+
+		b = calloc(MET_BSIZE_MAX, sizeof(*b));
+		if (!b)
+			return;
+		if (!atomic_compare_exchange_strong(&s->bsize, &expect, b)) {
+			free(b);	/* another thread's won */
+			b = expect;
+		}
+	}
+	b += (rows < 1 ? 1 : rows > MET_BSIZE_MAX ? MET_BSIZE_MAX : rows) - 1;
+	atomic_fetch_add_explicit(&b->count, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&b->ns, exec_ns, memory_order_relaxed);
+}
+
+const struct met_bsize *met_bsizes(const struct met_series *s)
+{
+	return atomic_load_explicit(&((struct met_series *)s)->bsize, memory_order_acquire);
+}
+
+void met_finish(struct met_series *s, bool ok, int rows, uint64_t ns)
+{
+	struct timespec ts;
+
+	if (ok)
+		atomic_fetch_add_explicit(&s->rows_ok, (uint64_t)rows, memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(&s->fail_ns, ns, memory_order_relaxed);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	atomic_store_explicit(&s->last_ms, (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
+			      memory_order_relaxed);
 }
 
 void met_count(struct met_series *s, enum outcome o)

@@ -23,6 +23,14 @@ struct met_hist {
 	_Atomic uint64_t sum;				/* ns, or rows */
 };
 
+#define MET_BSIZE_MAX 4096	/* batch sizes counted one by one (the model limit) */
+
+/* Batches of one size: how many, and their summed execution time. */
+struct met_bsize {
+	_Atomic uint64_t count;
+	_Atomic uint64_t ns;
+};
+
 struct met_series {
 	const char *backend;		/* "none" for requests no backend took */
 	const char *model;
@@ -31,6 +39,12 @@ struct met_series {
 	struct met_hist queue, exec, e2e;	/* ns, answered 200 */
 	struct met_hist reject;			/* ns, arrival to a 429 */
 	struct met_hist batch;			/* rows per batch */
+	/* For Triton's statistics extension (stats.c): */
+	_Atomic uint64_t rows_ok;		/* rows of requests answered 200 */
+	_Atomic uint64_t fail_ns;		/* arrival to answer, summed, of the others */
+	_Atomic uint64_t last_ms;		/* last answer, ms since the epoch */
+	/* [rows - 1] for 1..MET_BSIZE_MAX; allocated at the first batch */
+	_Atomic(struct met_bsize *) bsize;
 };
 
 /*
@@ -48,6 +62,21 @@ void met_reload(bool ok);
 void met_observe_ns(struct met_hist *h, uint64_t ns);
 /* met_observe_rows - add a batch-size sample to h. */
 void met_observe_rows(struct met_hist *h, uint64_t rows);
+/*
+ * met_batch - one batch of rows executed in exec_ns: the rows histogram and
+ * the per-size count (a size above MET_BSIZE_MAX counts as that).  Lock
+ * free; the per-size array is allocated on first use (left out when no
+ * memory).
+ */
+void met_batch(struct met_series *s, int rows, uint64_t exec_ns);
+/*
+ * met_finish - a request answered (ok: 200, with rows rows) or not (its
+ * arrival-to-answer ns): inference rows, failure time, last inference.
+ * Counting the outcome itself stays met_count's.
+ */
+void met_finish(struct met_series *s, bool ok, int rows, uint64_t ns);
+/* met_bsizes - s's per-size batch counters ([rows - 1]), or NULL before any batch. */
+const struct met_bsize *met_bsizes(const struct met_series *s);
 /* met_count - one more request with outcome o. */
 void met_count(struct met_series *s, enum outcome o);
 /* met_render - append every family for s[0..n) (HELP/TYPE once per family),

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#include <limits.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,6 +132,28 @@ static int mp_data(const struct model *m, const msgpack_object *d, struct ks_inf
 	return ks_check_finite(out->owned, want, err, errlen);	/* 1e39 is Inf as FP32 */
 }
 
+/*
+ * A parameters map at where: a map (or absent) whose keys are none of the
+ * parameters infergw refuses (ks_check_param).  0 or 400.
+ */
+static int mp_check_params(const msgpack_object *p, const char *where, char *err, size_t errlen)
+{
+	int rc;
+
+	if (!p)
+		return 0;
+	if (p->type != MSGPACK_OBJECT_MAP)
+		return MP_ERR("%s: expected a map, got %s", where, mp_kind(p));
+	for (uint32_t i = 0; i < p->via.map.size; i++) {
+		const msgpack_object *k = &p->via.map.ptr[i].key;
+
+		if (k->type == MSGPACK_OBJECT_STR &&
+		    (rc = ks_check_param(where, k->via.str.ptr, k->via.str.size, err, errlen)))
+			return rc;
+	}
+	return 0;
+}
+
 static int mp_input(const struct model *m, const msgpack_object *inputs, struct ks_infer *out,
 		    char *err, size_t errlen)
 {
@@ -152,17 +175,20 @@ static int mp_input(const struct model *m, const msgpack_object *inputs, struct 
 	mp_str(mp_get(in, "datatype"), &dt, &dlen);
 	rc = ks_check_input(m, (int)inputs->via.array.size, name, nlen, dt, dlen, dims, ndim,
 			    &out->rows, err, errlen);
+	if (!rc)
+		rc = mp_check_params(mp_get(in, "parameters"), "inputs[0].parameters", err, errlen);
 	return rc ? rc : mp_data(m, mp_get(in, "data"), out, err, errlen);
 }
 
 static int mp_params(const msgpack_object *p, struct ks_infer *out, char *err, size_t errlen)
 {
 	const msgpack_object *prio = mp_get(p, "priority"), *tmo = mp_get(p, "timeout");
+	int rc;
 
 	if (!p)
 		return 0;
-	if (p->type != MSGPACK_OBJECT_MAP)
-		return MP_ERR("parameters: expected a map, got %s", mp_kind(p));
+	if ((rc = mp_check_params(p, "parameters", err, errlen)))
+		return rc;
 	if (prio && (prio->type != MSGPACK_OBJECT_POSITIVE_INTEGER || prio->via.u64 > 1000000))
 		return MP_ERR("parameters.priority: expected a non-negative integer");
 	if (tmo && tmo->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -172,20 +198,44 @@ static int mp_params(const msgpack_object *p, struct ks_infer *out, char *err, s
 	return 0;
 }
 
-static int mp_outputs(const struct model *m, const msgpack_object *o, char *err, size_t errlen)
+/* classification (or class_count) in an output's parameters map p. 0 or 400. */
+static int mp_output_classes(const msgpack_object *p, int idx, int *k, char *err, size_t errlen)
+{
+	const msgpack_object *c = mp_get(p, "classification"), *cc = mp_get(p, "class_count");
+	const char *key = c ? "classification" : "class_count";
+
+	if (c && cc)
+		return MP_ERR("outputs[%d].parameters: classification and class_count both given "
+			      "(they are one setting)", idx);
+	if (!c)
+		c = cc;
+	if (!c)
+		return 0;
+	return ks_check_class_count(idx, key, mp_is_int(c),
+				    c->type == MSGPACK_OBJECT_POSITIVE_INTEGER ?
+				    (c->via.u64 > LLONG_MAX ? LLONG_MAX : (long long)c->via.u64) :
+				    mp_is_int(c) ? c->via.i64 : 0, k, err, errlen);
+}
+
+static int mp_outputs(const struct model *m, const msgpack_object *o, struct ks_infer *out,
+		      char *err, size_t errlen)
 {
 	if (!o)
 		return 0;
 	if (o->type != MSGPACK_OBJECT_ARRAY)
 		return MP_ERR("outputs: expected an array, got %s", mp_kind(o));
 	for (uint32_t i = 0; i < o->via.array.size; i++) {
+		const msgpack_object *p = mp_get(&o->via.array.ptr[i], "parameters");
 		const char *name;
+		char where[48];
 		size_t len;
 		int rc;
 
 		mp_str(mp_get(&o->via.array.ptr[i], "name"), &name, &len);
-		rc = ks_check_output_name(m, (int)i, name, len, err, errlen);
-		if (rc)
+		snprintf(where, sizeof(where), "outputs[%u].parameters", i);
+		if ((rc = ks_check_output_name(m, (int)i, name, len, err, errlen)) ||
+		    (rc = mp_check_params(p, where, err, errlen)) ||
+		    (rc = mp_output_classes(p, (int)i, &out->class_count, err, errlen)))
 			return rc;
 	}
 	return 0;
@@ -221,7 +271,7 @@ static int mp_root(const struct model *m, const msgpack_object *root, struct ks_
 	if (!rc)
 		rc = mp_input(m, mp_get(root, "inputs"), out, err, errlen);
 	if (!rc)
-		rc = mp_outputs(m, mp_get(root, "outputs"), err, errlen);
+		rc = mp_outputs(m, mp_get(root, "outputs"), out, err, errlen);
 	return rc;
 }
 
@@ -361,36 +411,62 @@ static void mp_pack_str(msgpack_packer *pk, const char *s)
 	msgpack_pack_str_body(pk, s, n);
 }
 
+/* The response map up to the output's data: the caller packs "data" next. */
+static void mp_encode_head(msgpack_packer *pk, const struct model *m, const char *id, int rows,
+			   const char *datatype, int cols)
+{
+	char ver[16];
+
+	msgpack_pack_map(pk, id ? 4 : 3);
+	mp_pack_str(pk, "model_name");
+	mp_pack_str(pk, m->name);
+	mp_pack_str(pk, "model_version");
+	snprintf(ver, sizeof(ver), "%d", m->version);
+	mp_pack_str(pk, ver);
+	if (id) {
+		mp_pack_str(pk, "id");
+		mp_pack_str(pk, id);
+	}
+	mp_pack_str(pk, "outputs");
+	msgpack_pack_array(pk, 1);
+	msgpack_pack_map(pk, 4);
+	mp_pack_str(pk, "name");
+	mp_pack_str(pk, m->output.name);
+	mp_pack_str(pk, "datatype");
+	mp_pack_str(pk, datatype);
+	mp_pack_str(pk, "shape");
+	msgpack_pack_array(pk, 2);
+	msgpack_pack_int(pk, rows);
+	msgpack_pack_int(pk, cols);
+	mp_pack_str(pk, "data");
+}
+
 void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		     const float *values)
 {
 	size_t bytes = (size_t)rows * m->out_dim * sizeof(float);
-	char ver[16];
 	msgpack_packer pk;
 
 	msgpack_packer_init(&pk, out, mp_write);
-	msgpack_pack_map(&pk, id ? 4 : 3);
-	mp_pack_str(&pk, "model_name");
-	mp_pack_str(&pk, m->name);
-	mp_pack_str(&pk, "model_version");
-	snprintf(ver, sizeof(ver), "%d", m->version);
-	mp_pack_str(&pk, ver);
-	if (id) {
-		mp_pack_str(&pk, "id");
-		mp_pack_str(&pk, id);
-	}
-	mp_pack_str(&pk, "outputs");
-	msgpack_pack_array(&pk, 1);
-	msgpack_pack_map(&pk, 4);
-	mp_pack_str(&pk, "name");
-	mp_pack_str(&pk, m->output.name);
-	mp_pack_str(&pk, "datatype");
-	mp_pack_str(&pk, dtype_kserve_name(m->output.dtype));
-	mp_pack_str(&pk, "shape");
-	msgpack_pack_array(&pk, 2);
-	msgpack_pack_int(&pk, rows);
-	msgpack_pack_int(&pk, m->out_dim);
-	mp_pack_str(&pk, "data");
+	mp_encode_head(&pk, m, id, rows, dtype_kserve_name(m->output.dtype), m->out_dim);
 	msgpack_pack_bin(&pk, bytes);
 	msgpack_pack_bin_body(&pk, values, bytes);
+}
+
+static void mp_pack_class(void *arg, const char *s, int len)
+{
+	msgpack_pack_str(arg, (size_t)len);
+	msgpack_pack_str_body(arg, s, (size_t)len);
+}
+
+int mp_encode_classes(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		      const float *values, int class_count)
+{
+	int k = ks_class_k(m, class_count);
+	msgpack_packer pk;
+
+	msgpack_packer_init(&pk, out, mp_write);
+	mp_encode_head(&pk, m, id, rows, "BYTES", k);
+	msgpack_pack_array(&pk, (size_t)rows * k);
+	return ks_classes(m, rows, values, class_count, mp_pack_class, &pk);
 }

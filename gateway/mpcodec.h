@@ -7,9 +7,14 @@
  *            "parameters"?: {"priority": int, "timeout": int (µs, saturating)},
  *            "inputs": [{"name": str, "datatype": "FP32", "shape": [int...],
  *                        "data": bin (raw little-endian) | [numbers...]}],
- *            "outputs"?: [{"name": str}]}
+ *            "outputs"?: [{"name": str,
+ *                          "parameters"?: {"classification": int}}]}
  * Response: {"model_name": str, "model_version": str, "id"?: str,
  *            "outputs": [{"name", "datatype", "shape", "data": bin}]}
+ *           with classification: datatype "BYTES", shape [rows, k], data an
+ *           array of str "score:index[:label]".
+ * Parameters infergw does not implement (sequence_*, shared_memory_*) are a
+ * 400 wherever they appear (ks_check_param), as in JSON.
  * Tensor bytes in a request are not copied: ki->data points into the buffer.
  */
 #ifndef INFERGW_MPCODEC_H
@@ -36,5 +41,9 @@ int mp_peek_model(const char *buf, size_t len, char *name, size_t name_len);
 /* mp_encode_infer - the response map for rows x out_dim values of m. */
 void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		     const float *values);
+/* mp_encode_classes - the response map of the classification extension
+ * (ks_classes).  0, or -ENOMEM (out then holds a partial map: drain it). */
+int mp_encode_classes(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		      const float *values, int class_count);
 
 #endif

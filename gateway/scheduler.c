@@ -474,7 +474,7 @@ static struct infer_req *sched_learn(struct sched_worker *w, struct sched_q *q)
 		atomic_store_explicit(&q->eff_max_batch, q->pol.max_batch, memory_order_relaxed);
 	}
 	if (q->met)
-		met_observe_rows(&q->met->batch, b->rows);
+		met_batch(q->met, b->rows, b->exec_end_ns - b->exec_start_ns);
 	for (int i = 0; i < b->n_slices; i++)
 		if (sched_slice_done(q, b, &b->slices[i])) {
 			b->slices[i].r->next = done;

@@ -130,7 +130,8 @@ weights: model.safetensors
 inputs:
   - {{name: input, datatype: FP32, shape: [-1, 64]}}
 outputs:
-  - {{name: probabilities, datatype: FP32, shape: [-1, 10]}}
+  - {{name: probabilities, datatype: FP32, shape: [-1, 10],
+     labels: ['0', '1', '2', '3', '4', '5', '6', '7', '8', '9']}}
 layers:
   - {{type: dense, weight: fc1.weight, bias: fc1.bias, activation: relu}}
   - {{type: dense, weight: fc2.weight, bias: fc2.bias}}

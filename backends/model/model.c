@@ -12,7 +12,8 @@
  *   inputs:                     # exactly one: FP32, shape [-1, D]
  *     - {name: input, datatype: FP32, shape: [-1, 64]}
  *   outputs:                    # exactly one: FP32, shape [-1, D]
- *     - {name: probabilities, datatype: FP32, shape: [-1, 10]}
+ *     - {name: probabilities, datatype: FP32, shape: [-1, 10],
+ *        labels: ['0', '1', ...]}  # optional: D class names (classification)
  *   layers:                     # applied in order, at least one
  *     - {type: dense, weight: fc1.weight, bias: fc1.bias, activation: relu}
  *     - {type: dense, weight: fc2.weight}        # bias optional, activation none
@@ -44,7 +45,10 @@ static const char *const model_keys[] = {
 	"name", "platform", "version", "max_batch_size", "weights", "description",
 	"inputs", "outputs", "layers", NULL,
 };
-static const char *const io_keys[] = { "name", "datatype", "shape", NULL };
+static const char *const in_keys[] = { "name", "datatype", "shape", NULL };
+static const char *const out_keys[] = { "name", "datatype", "shape", "labels", NULL };
+
+#define MODEL_MAX_LABEL 256	/* bytes per class label */
 static const char *const dense_keys[] = { "type", "weight", "bias", "activation", NULL };
 static const char *const softmax_keys[] = { "type", NULL };
 
@@ -57,6 +61,9 @@ void model_free(struct model *m)
 	free(m->platform);
 	free(m->input.name);
 	free(m->output.name);
+	for (int i = 0; m->labels && i < m->out_dim; i++)
+		free(m->labels[i]);
+	free(m->labels);
 	free(m->layers);
 	st_close(m->weights);
 	free(m);
@@ -93,7 +100,7 @@ static const char *model_st_name(enum dtype t)
 
 /* One entry of inputs/outputs: {name, datatype: FP32, shape: [-1, D]}. */
 static int model_io(struct ytree *t, yaml_node_t *list, const char *what,
-		    struct tensor_spec *spec, int *dim, char **err)
+		    const char *const *keys, struct tensor_spec *spec, int *dim, char **err)
 {
 	yaml_node_t *e, *n, *shape;
 	char path[64], *s = NULL;
@@ -109,7 +116,7 @@ static int model_io(struct ytree *t, yaml_node_t *list, const char *what,
 				yt_seq_len(list));
 	e = yt_seq_at(t, list, 0);
 	snprintf(path, sizeof(path), "%s[0]", what);
-	if ((rc = yt_check_keys(t, e, path, io_keys, err)))
+	if ((rc = yt_check_keys(t, e, path, keys, err)))
 		return rc;
 
 	snprintf(path, sizeof(path), "%s[0].name", what);
@@ -154,6 +161,42 @@ static int model_io(struct ytree *t, yaml_node_t *list, const char *what,
 	spec->dims[0] = -1;
 	spec->dims[1] = v;
 	*dim = (int)v;
+	return 0;
+}
+
+/*
+ * outputs[0].labels: optional, one string per output class (out_dim of
+ * them, at most MODEL_MAX_LABEL bytes each): the classification
+ * extension answers "score:index:label" with them.
+ */
+static int model_labels(struct ytree *t, struct model *m, yaml_node_t *outputs, char **err)
+{
+	yaml_node_t *list = yt_get(t, yt_seq_at(t, outputs, 0), "labels");
+	char path[64];
+	int rc, n;
+
+	if (!list)
+		return 0;
+	if ((rc = yt_expect_seq(t, list, "outputs[0].labels", err)))
+		return rc;
+	n = yt_seq_len(list);
+	if (n != m->out_dim)
+		return yt_error(t, list, "outputs[0].labels", err, "expected %d labels (one per "
+				"class of shape [-1, %d]), got %d", m->out_dim, m->out_dim, n);
+	m->labels = calloc((size_t)n, sizeof(*m->labels));
+	if (!m->labels)
+		return yt_error(t, list, "outputs[0].labels", err, "out of memory");
+	for (int i = 0; i < n; i++) {
+		yaml_node_t *e = yt_seq_at(t, list, i);
+
+		snprintf(path, sizeof(path), "outputs[0].labels[%d]", i);
+		if ((rc = yt_str(t, e, path, &m->labels[i], err)))
+			return rc;
+		if (!m->labels[i])
+			return yt_error(t, e, path, err, "out of memory");
+		if (strlen(m->labels[i]) > MODEL_MAX_LABEL)
+			return yt_error(t, e, path, err, "longer than %d bytes", MODEL_MAX_LABEL);
+	}
 	return 0;
 }
 
@@ -418,8 +461,11 @@ struct model *model_load(const char *dir, char **err)
 			goto out_free_tree;
 		m->max_batch_size = (int)v;
 	}
-	if (model_io(&t, yt_get(&t, root, "inputs"), "inputs", &m->input, &m->in_dim, err) ||
-	    model_io(&t, yt_get(&t, root, "outputs"), "outputs", &m->output, &m->out_dim, err))
+	if (model_io(&t, yt_get(&t, root, "inputs"), "inputs", in_keys, &m->input, &m->in_dim,
+		     err) ||
+	    model_io(&t, yt_get(&t, root, "outputs"), "outputs", out_keys, &m->output,
+		     &m->out_dim, err) ||
+	    model_labels(&t, m, yt_get(&t, root, "outputs"), err))
 		goto out_free_tree;
 
 	wpath = wname[0] == '/' ? strdup(wname) : yt_strdupf("%s/%s", dir, wname);

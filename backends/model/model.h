@@ -32,6 +32,9 @@ const char *dtype_kserve_name(enum dtype t);
 enum dtype dtype_from_safetensors(const char *s);
 /* Bytes per element; 0 for DT_BYTES / DT_INVALID. */
 size_t dtype_size(enum dtype t);
+/* Triton's model configuration spelling: DT_FP32 -> "TYPE_FP32", DT_BYTES ->
+ * "TYPE_STRING"; "TYPE_INVALID" when unknown. */
+const char *dtype_triton_name(enum dtype t);
 
 struct tensor_spec {
 	char *name;
@@ -95,6 +98,7 @@ struct model {
 	struct tensor_spec output;	/* exactly one output: [-1, out_dim] */
 	int in_dim, out_dim;
 	int max_batch_size;	/* rows per execution; from model.yaml, default 64 */
+	char **labels;		/* outputs[0].labels: out_dim class names, or NULL */
 	int n_layers;
 	struct layer *layers;
 	int max_width;		/* widest activation, for scratch buffers */

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
+#include "config.h"
 #include "kserve.h"
 #include "model/model.h"
 
@@ -364,6 +366,188 @@ static void test_put_str_always_json(void **state)
 	}
 }
 
+
+#define REQ1 "{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4]," \
+	     "\"data\":[1,2,3,4]%s}]%s}"
+
+/* Body REQ1 with in (inside inputs[0]) and rest (after inputs): 0 or the status, err set. */
+static int parse_with(const char *in, const char *rest, struct ks_infer *ki, char *err)
+{
+	char body[1024];
+	int rc;
+
+	snprintf(body, sizeof(body), REQ1, in, rest);
+	rc = parse(body, ki, err);
+	if (!rc)
+		ks_infer_free(ki);
+	return rc;
+}
+
+/* Parameters infergw does not implement are a 400 naming them, wherever they are. */
+static void test_unsupported_params(void **state)
+{
+	static const char *const keys[] = { "sequence_id", "sequence_start", "sequence_end",
+		"shared_memory_region", "shared_memory_byte_size", "shared_memory_offset" };
+	struct ks_infer ki;
+	char err[512], in[128], rest[256], want[128];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		snprintf(rest, sizeof(rest), ",\"parameters\":{\"priority\":1,\"%s\":1}", keys[i]);
+		assert_int_equal(parse_with("", rest, &ki, err), 400);
+		snprintf(want, sizeof(want), "parameters.%s: not supported (", keys[i]);
+		assert_non_null(strstr(err, want));
+		assert_true(!strncmp(err, want, strlen(want)));
+
+		snprintf(in, sizeof(in), ",\"parameters\":{\"%s\":\"r\"}", keys[i]);
+		assert_int_equal(parse_with(in, "", &ki, err), 400);
+		snprintf(want, sizeof(want), "inputs[0].parameters.%s: not supported", keys[i]);
+		assert_true(!strncmp(err, want, strlen(want)));
+
+		snprintf(rest, sizeof(rest), ",\"outputs\":[{\"name\":\"probabilities\"},{\"name\":"
+			 "\"probabilities\",\"parameters\":{\"binary_data\":true,\"%s\":0}}]", keys[i]);
+		assert_int_equal(parse_with("", rest, &ki, err), 400);
+		snprintf(want, sizeof(want), "outputs[1].parameters.%s: not supported", keys[i]);
+		assert_true(!strncmp(err, want, strlen(want)));
+	}
+	assert_non_null(strstr(err, "shared memory"));
+	/* what is implemented (or harmless) still passes */
+	assert_int_equal(parse_with(",\"parameters\":{\"x\":1}",
+				    ",\"parameters\":{\"priority\":1,\"sequence\":2}", &ki, err), 0);
+	assert_int_equal(parse_with("", ",\"outputs\":[{\"name\":\"probabilities\",\"parameters\":7}]",
+				    &ki, err), 400);
+	assert_string_equal(err, "outputs[0].parameters: expected an object, got an integer");
+}
+
+static void test_class_count_parse(void **state)
+{
+	struct ks_infer ki;
+	char err[512], body[1024];
+
+	snprintf(body, sizeof(body), REQ1, "", ",\"outputs\":[{\"name\":\"probabilities\","
+		 "\"parameters\":{\"classification\":2}}]");
+	assert_int_equal(parse(body, &ki, err), 0);
+	assert_int_equal(ki.class_count, 2);
+	ks_infer_free(&ki);
+	snprintf(body, sizeof(body), REQ1, "", ",\"outputs\":[{\"name\":\"probabilities\","
+		 "\"parameters\":{\"class_count\":99999999999,\"binary_data\":true}}]");
+	assert_int_equal(parse(body, &ki, err), 0);
+	assert_int_equal(ki.class_count, 2147483647);	/* saturated; ks_class_k caps it */
+	assert_true(ki.binary_output);
+	assert_int_equal(ks_class_k(&tm, ki.class_count), 3);
+	ks_infer_free(&ki);
+	snprintf(body, sizeof(body), REQ1, "", ",\"outputs\":[{\"name\":\"probabilities\","
+		 "\"parameters\":{\"classification\":0}}]");
+	assert_int_equal(parse(body, &ki, err), 0);
+	assert_int_equal(ki.class_count, 0);
+	ks_infer_free(&ki);
+	assert_int_equal(parse_with("", ",\"outputs\":[{\"name\":\"probabilities\",\"parameters\":"
+				    "{\"classification\":-1}}]", &ki, err), 400);
+	assert_string_equal(err, "outputs[0].parameters.classification: expected a non-negative "
+			    "integer (the number of top classes to return)");
+	assert_int_equal(parse_with("", ",\"outputs\":[{\"name\":\"probabilities\",\"parameters\":"
+				    "{\"class_count\":1.5}}]", &ki, err), 400);
+	assert_non_null(strstr(err, "outputs[0].parameters.class_count: expected a non-negative"));
+	assert_int_equal(parse_with("", ",\"outputs\":[{\"name\":\"probabilities\",\"parameters\":"
+				    "{\"class_count\":\"3\"}}]", &ki, err), 400);
+	assert_int_equal(parse_with("", ",\"outputs\":[{\"name\":\"probabilities\",\"parameters\":"
+				    "{\"class_count\":1,\"classification\":1}}]", &ki, err), 400);
+	assert_non_null(strstr(err, "classification and class_count both given"));
+}
+
+struct collect {
+	char s[16][KS_CLASS_STR_MAX];
+	int n;
+};
+
+static void collect_fn(void *arg, const char *s, int len)
+{
+	struct collect *c = arg;
+
+	assert_int_equal((int)strlen(s), len);
+	snprintf(c->s[c->n++], KS_CLASS_STR_MAX, "%s", s);
+}
+
+/* Best first, ties by lower index, NaN last; labels appended when the model has them. */
+static void test_classes(void **state)
+{
+	float v[6] = { 0.25f, 0.5f, 0.25f, NAN, 0.125f, 2.0f };
+	char *labels[3] = { "zero", "one", "t\"wo" };
+	struct evbuffer *b = evbuffer_new();
+	struct collect c = { .n = 0 };
+	size_t hdr;
+	char *s;
+
+	assert_int_equal(ks_classes(&tm, 2, v, 3, collect_fn, &c), 0);
+	assert_int_equal(c.n, 6);
+	assert_string_equal(c.s[0], "0.500000:1");
+	assert_string_equal(c.s[1], "0.250000:0");
+	assert_string_equal(c.s[2], "0.250000:2");
+	assert_string_equal(c.s[3], "2.000000:2");
+	assert_string_equal(c.s[4], "0.125000:1");
+	assert_string_equal(c.s[5], "nan:0");
+	c.n = 0;
+	tm.labels = labels;
+	assert_int_equal(ks_classes(&tm, 1, v, 2, collect_fn, &c), 0);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.s[1], "0.250000:0:zero");
+
+	assert_int_equal(ks_encode_classes(b, &tm, "i", 1, v, 50, false, &hdr), 0);
+	assert_int_equal(hdr, 0);
+	s = drain(b);
+	assert_string_equal(s, "{\"model_name\":\"digits\",\"model_version\":\"1\",\"id\":\"i\","
+			    "\"outputs\":[{\"name\":\"probabilities\",\"datatype\":\"BYTES\","
+			    "\"shape\":[1,3],\"data\":[\"0.500000:1:one\",\"0.250000:0:zero\","
+			    "\"0.250000:2:t\\\"wo\"]}]}");
+	free(s);
+	/* binary: 4-byte little-endian length, then the bytes, per element */
+	assert_int_equal(ks_encode_classes(b, &tm, NULL, 1, v + 3, 1, true, &hdr), 0);
+	s = drain(b);
+	{
+		const char *json = "{\"model_name\":\"digits\",\"model_version\":\"1\",\"outputs\":"
+				   "[{\"name\":\"probabilities\",\"datatype\":\"BYTES\",\"shape\":[1,1],"
+				   "\"parameters\":{\"binary_data_size\":19}}]}";
+
+		assert_int_equal(hdr, strlen(json));
+		assert_memory_equal(s, json, hdr);
+		assert_memory_equal(s + hdr, "\x0f\0\0\0" "2.000000:2:t\"wo", 19);
+	}
+	free(s);
+	tm.labels = NULL;
+	evbuffer_free(b);
+}
+
+/* GET .../config: Triton's model configuration from model.yaml and gateway.yaml. */
+static void test_encode_config(void **state)
+{
+	struct evbuffer *b = evbuffer_new();
+	struct model_conf mc = { .name = "digits", .max_queue_delay_us = 250, .max_queue = 77,
+				 .slo_ms = 40, .priority = 2, .n_preferred = 2,
+				 .preferred = { 4, 8 } };
+	struct backend_conf cpu = { .name = "cpu\"0", .kind = BE_CPU, .slots = 3 };
+	struct backend_conf gpu = { .name = "gpu1", .kind = BE_GPU, .slots = 2, .device = 1 };
+	const struct backend_conf *hosts[] = { &cpu, &gpu };
+	char *s;
+
+	ks_encode_config(b, &tm, &mc, 3, hosts, 2);
+	s = drain(b);
+	assert_string_equal(s, "{\"name\":\"digits\",\"platform\":\"infergw-mlp\",\"backend\":\"infergw\","
+		"\"version_policy\":{\"specific\":{\"versions\":[1]}},\"max_batch_size\":8,"
+		"\"input\":[{\"name\":\"input\",\"data_type\":\"TYPE_FP32\",\"format\":\"FORMAT_NONE\","
+		"\"dims\":[4],\"is_shape_tensor\":false,\"allow_ragged_batch\":false,\"optional\":false}],"
+		"\"output\":[{\"name\":\"probabilities\",\"data_type\":\"TYPE_FP32\",\"dims\":[3],"
+		"\"is_shape_tensor\":false}],"
+		"\"dynamic_batching\":{\"preferred_batch_size\":[4,8],\"max_queue_delay_microseconds\":250,"
+		"\"preserve_ordering\":false,\"priority_levels\":3,\"default_priority_level\":2,"
+		"\"default_queue_policy\":{\"timeout_action\":\"REJECT\",\"default_timeout_microseconds\":40000,"
+		"\"allow_timeout_override\":true,\"max_queue_size\":77},\"priority_queue_policy\":{}},"
+		"\"instance_group\":[{\"name\":\"cpu\\\"0\",\"kind\":\"KIND_CPU\",\"count\":3,\"gpus\":[]},"
+		"{\"name\":\"gpu1\",\"kind\":\"KIND_GPU\",\"count\":2,\"gpus\":[1]}]}");
+	free(s);
+	assert_string_equal(dtype_triton_name(DT_INT8), "TYPE_INT8");
+	assert_string_equal(dtype_triton_name(DT_BYTES), "TYPE_STRING");
+	evbuffer_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -377,6 +561,10 @@ int main(void)
 		cmocka_unit_test(test_timeout_saturates),
 		cmocka_unit_test(test_nonfinite_output),
 		cmocka_unit_test(test_put_str_always_json),
+		cmocka_unit_test(test_unsupported_params),
+		cmocka_unit_test(test_class_count_parse),
+		cmocka_unit_test(test_classes),
+		cmocka_unit_test(test_encode_config),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -184,7 +184,57 @@ static void test_load_digits(void **state)
 	assert_int_equal(m->layers[2].out, 10);
 	assert_int_equal(m->max_width, 64);
 	assert_true(m->flops_per_row == 2.0 * (64 * 64 + 64 * 10));
+	assert_non_null(m->labels);
+	for (int i = 0; i < 10; i++) {
+		char want[4];
+
+		snprintf(want, sizeof(want), "%d", i);
+		assert_string_equal(m->labels[i], want);
+	}
 	model_free(m);
+}
+
+/* outputs[0].labels: optional, one string per class, not for inputs. */
+static void test_labels(void **state)
+{
+	char *b = base(), *v, *err = NULL, longer[300];
+	struct model *m;
+
+	(void)state;
+	write_yaml(b);
+	m = model_load(tmpdir, &err);
+	assert_non_null(m);
+	assert_null(m->labels);		/* absent: no labels */
+	model_free(m);
+	v = replace(b, "shape: [-1, 10]}", "shape: [-1, 10], labels: [zero, one, two, three, "
+		    "four, five, six, seven, eight, 'nine: 9']}");
+	write_yaml(v);
+	m = model_load(tmpdir, &err);
+	assert_non_null(m);
+	assert_string_equal(m->labels[0], "zero");
+	assert_string_equal(m->labels[9], "nine: 9");
+	model_free(m);
+	free(v);
+	free(b);
+	expect_variant("shape: [-1, 10]}", "shape: [-1, 10], labels: [a, b]}", "[a, b]",
+		       "outputs[0].labels: expected 10 labels (one per class of shape [-1, 10]), "
+		       "got 2");
+	expect_variant("shape: [-1, 10]}", "shape: [-1, 10], labels: a}", "a}",
+		       "outputs[0].labels: expected a list, got \"a\"");
+	expect_variant("shape: [-1, 10]}", "shape: [-1, 10], labels: [a, b, c, d, e, f, g, h, i, "
+		       "{x: 1}]}", "{x: 1}", "outputs[0].labels[9]: expected a string");
+	memset(longer, 'x', 257);
+	longer[257] = 0;
+	{
+		char to[400];
+
+		snprintf(to, sizeof(to), "shape: [-1, 10], labels: [a, b, c, d, e, f, g, h, i, %s]}",
+			 longer);
+		expect_variant("shape: [-1, 10]}", to, longer,
+			       "outputs[0].labels[9]: longer than 256 bytes");
+	}
+	expect_variant("shape: [-1, 64]}", "shape: [-1, 64], labels: [a]}", "labels",
+		       "inputs[0]: unknown key \"labels\"");
 }
 
 static void test_forward_ref_heldout(void **state)
@@ -420,6 +470,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_load_digits),
+		cmocka_unit_test(test_labels),
 		cmocka_unit_test(test_forward_ref_heldout),
 		cmocka_unit_test(test_forward_ref_values),
 		cmocka_unit_test(test_defaults),

@@ -213,6 +213,149 @@ static void test_encode(void **state)
 	evbuffer_free(b);
 }
 
+
+/*
+ * A 1-row request with one integer parameter: at root (where 0), on
+ * inputs[0] (1) or on outputs[0] (2); key NULL for none.
+ */
+static void build_param(msgpack_sbuffer *sb, int where, const char *key, int64_t val)
+{
+	float v[4] = { 1, 2, 3, 4 };
+	msgpack_packer pk;
+
+	msgpack_sbuffer_init(sb);
+	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
+	msgpack_pack_map(&pk, key && where == 0 ? 3 : 2);
+	if (key && where == 0) {
+		str(&pk, "parameters");
+		msgpack_pack_map(&pk, 1);
+		str(&pk, key);
+		msgpack_pack_int64(&pk, val);
+	}
+	str(&pk, "inputs");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, key && where == 1 ? 5 : 4);
+	str(&pk, "name");
+	str(&pk, "input");
+	str(&pk, "datatype");
+	str(&pk, "FP32");
+	str(&pk, "shape");
+	msgpack_pack_array(&pk, 2);
+	msgpack_pack_int(&pk, 1);
+	msgpack_pack_int(&pk, 4);
+	str(&pk, "data");
+	msgpack_pack_bin(&pk, sizeof(v));
+	msgpack_pack_bin_body(&pk, v, sizeof(v));
+	if (key && where == 1) {
+		str(&pk, "parameters");
+		msgpack_pack_map(&pk, 1);
+		str(&pk, key);
+		msgpack_pack_int64(&pk, val);
+	}
+	str(&pk, "outputs");
+	msgpack_pack_array(&pk, 1);
+	msgpack_pack_map(&pk, key && where == 2 ? 2 : 1);
+	str(&pk, "name");
+	str(&pk, "probabilities");
+	if (key && where == 2) {
+		str(&pk, "parameters");
+		msgpack_pack_map(&pk, 1);
+		str(&pk, key);
+		msgpack_pack_int64(&pk, val);
+	}
+}
+
+static int parse_param(int where, const char *key, int64_t val, struct ks_infer *ki, char *err)
+{
+	msgpack_sbuffer sb;
+	int rc;
+
+	build_param(&sb, where, key, val);
+	rc = mp_parse_infer(&tm, sb.data, sb.size, ki, NULL, err, 512);
+	msgpack_sbuffer_destroy(&sb);
+	return rc;
+}
+
+/* sequence_* and shared_memory_* are refused as in JSON, naming where they were. */
+static void test_unsupported_params(void **state)
+{
+	static const char *const where[] = { "parameters", "inputs[0].parameters",
+					     "outputs[0].parameters" };
+	struct ks_infer ki;
+	char err[512], want[128];
+
+	for (int w = 0; w < 3; w++) {
+		assert_int_equal(parse_param(w, "sequence_id", 5, &ki, err), 400);
+		snprintf(want, sizeof(want), "%s.sequence_id: not supported (infergw has no "
+			 "sequence batching)", where[w]);
+		assert_string_equal(err, want);
+		assert_int_equal(parse_param(w, "shared_memory_offset", 0, &ki, err), 400);
+		snprintf(want, sizeof(want), "%s.shared_memory_offset: not supported", where[w]);
+		assert_true(!strncmp(err, want, strlen(want)));
+		assert_int_equal(parse_param(w, "harmless", 1, &ki, err), 0);
+	}
+	assert_int_equal(parse_param(-1, NULL, 0, &ki, err), 0);
+}
+
+static void test_class_count(void **state)
+{
+	struct ks_infer ki;
+	char err[512];
+
+	assert_int_equal(parse_param(2, "classification", 2, &ki, err), 0);
+	assert_int_equal(ki.class_count, 2);
+	assert_int_equal(parse_param(2, "class_count", 1, &ki, err), 0);
+	assert_int_equal(ki.class_count, 1);
+	assert_int_equal(parse_param(2, "class_count", INT64_MAX, &ki, err), 0);
+	assert_int_equal(ki.class_count, 2147483647);
+	assert_int_equal(parse_param(2, "classification", -3, &ki, err), 400);
+	assert_string_equal(err, "outputs[0].parameters.classification: expected a non-negative "
+			    "integer (the number of top classes to return)");
+}
+
+/* The classification answer: BYTES [rows, k], data an array of str. */
+static void test_encode_classes(void **state)
+{
+	struct evbuffer *b = evbuffer_new();
+	float v[6] = { 0.1f, 0.2f, 0.7f, 1, 0, 0 };
+	char *labels[3] = { "a", "b", "c" };
+	msgpack_unpacked u;
+	const msgpack_object *o, *d;
+	size_t n;
+	char *buf;
+
+	tm.labels = labels;
+	assert_int_equal(mp_encode_classes(b, &tm, NULL, 2, v, 2), 0);
+	tm.labels = NULL;
+	n = evbuffer_get_length(b);
+	buf = malloc(n);
+	evbuffer_remove(b, buf, n);
+	msgpack_unpacked_init(&u);
+	assert_int_equal(msgpack_unpack_next(&u, buf, n, NULL), MSGPACK_UNPACK_SUCCESS);
+	assert_int_equal(u.data.via.map.size, 3);
+	o = &u.data.via.map.ptr[2].val.via.array.ptr[0];	/* outputs[0] */
+	assert_int_equal(o->via.map.ptr[1].val.via.str.size, 5);
+	assert_memory_equal(o->via.map.ptr[1].val.via.str.ptr, "BYTES", 5);
+	assert_int_equal(o->via.map.ptr[2].val.via.array.ptr[0].via.u64, 2);
+	assert_int_equal(o->via.map.ptr[2].val.via.array.ptr[1].via.u64, 2);
+	d = &o->via.map.ptr[3].val;
+	assert_int_equal(d->type, MSGPACK_OBJECT_ARRAY);
+	assert_int_equal(d->via.array.size, 4);
+	{
+		static const char *const want[] = { "0.700000:2:c", "0.200000:1:b",
+						    "1.000000:0:a", "0.000000:1:b" };
+
+		for (int i = 0; i < 4; i++) {
+			assert_int_equal(d->via.array.ptr[i].type, MSGPACK_OBJECT_STR);
+			assert_int_equal(d->via.array.ptr[i].via.str.size, strlen(want[i]));
+			assert_memory_equal(d->via.array.ptr[i].via.str.ptr, want[i], strlen(want[i]));
+		}
+	}
+	msgpack_unpacked_destroy(&u);
+	free(buf);
+	evbuffer_free(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -222,6 +365,9 @@ int main(void)
 		cmocka_unit_test(test_timeout_saturates),
 		cmocka_unit_test(test_huge_counts_refused),
 		cmocka_unit_test(test_encode),
+		cmocka_unit_test(test_unsupported_params),
+		cmocka_unit_test(test_class_count),
+		cmocka_unit_test(test_encode_classes),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
