@@ -411,6 +411,8 @@ static void api_route(struct call *c)
 			api_server_meta(c);
 	} else if (!strncmp(p, "/v2/models/", 11)) {
 		api_models(c, p + 11);
+	} else if (!strncmp(p, "/v2/repository/", 15)) {
+		adm_repository(c);	/* a control-thread job, answered on this loop */
 	} else {
 		call_respond_error(c, 404, "no route for %s %s", c->method, p);
 	}
