@@ -13,12 +13,13 @@
 #include "config.h"
 #include "util.h"
 
-#define REPO_LIST_MAX 8		/* refused names quoted in one message */
-#define REPO_NAME_SHOWN 64	/* bytes of each refused name quoted */
+#define REPO_LIST_MAX 4		/* refused names quoted in one message */
+#define REPO_NAME_SHOWN 48	/* bytes of each refused name quoted */
 
-/* Names of what is refused, collected over a whole body for one message. */
+/* Names of what is refused, collected over a whole body for one message;
+ * bounded whatever the body holds (4 names of at most 48 + 38 bytes). */
 struct repo_refused {
-	char text[320];
+	char text[448];
 	int n;
 };
 
