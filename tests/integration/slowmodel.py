@@ -23,7 +23,8 @@ import gwlib
 from gwlib import H2Client, JSON_CT, free_port, h1_request, metric  # noqa: F401 (sm.free_port)
 
 REPO = gwlib.REPO
-BINARY = REPO / "build" / "infergw"
+# INFERGW_BIN runs the suite against another build (as conftest.py does).
+BINARY = Path(os.environ.get("INFERGW_BIN", str(REPO / "build" / "infergw")))
 DIGITS_DIR = gwlib.MODEL_DIR
 
 # 64 -> 4096 (relu) -> 4096 (relu) -> 10 -> softmax: ~17 M weights (67 MB,
