@@ -87,14 +87,14 @@ def test_admin_default_port_is_8002(tmp_path):
     an admin section puts the admin listener on 127.0.0.1:8002."""
     binary = str(sm.BINARY)
     cfg = tmp_path / "noadmin.yaml"
-    text = repo_config().replace("admin:\n  address: 127.0.0.1\n  port: 8001\n", "")
+    text = repo_config().replace("admin:\n  address: 127.0.0.1\n  port: 8002\n", "")
     assert "admin:" not in text
     cfg.write_text(text)
     out = subprocess.run([binary, "--check-config", str(cfg)], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "listen 127.0.0.1:8000, admin 127.0.0.1:8002," in out.stdout, out.stdout
-    # the shipped config too (no admin section: the default)
+    # the shipped config says so too
     out = subprocess.run([binary, "--check-config", str(gwlib.REPO / "config/gateway.yaml")],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
