@@ -29,7 +29,7 @@ chmod -R a+rX "$T"
 # that the config is complete; /v2/health/live does not touch it).
 P_IGW=$(bench_free_port)
 {
-	bench_gw_yaml_head "$P_IGW" 1 warn
+	bench_gw_yaml_head "$P_IGW" 1 warn 0
 	cat <<EOF
 models:
   - {name: digits, path: $BENCH_ROOT/config/models/digits, max_batch: 32,

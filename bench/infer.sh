@@ -26,7 +26,7 @@ $PY "$BENCH_ROOT/bench/digits_body.py" "$MODEL_DIR" "$T/body.json" "$T/expect.js
 
 PORT=$(bench_free_port)
 {
-	bench_gw_yaml_head "$PORT" 0 warn
+	bench_gw_yaml_head "$PORT" 0 warn 0
 	cat <<EOF
 models:
   # max_queue above h2load's -c x -m so that a full pipeline is never shed.

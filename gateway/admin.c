@@ -199,6 +199,12 @@ static void adm_job_done(struct loop_task *t)
 	free(j);
 }
 
+/*
+ * Hand op to the control thread; the answer comes on this loop.  The job
+ * reads the body in place: c (and so c->body) lives until adm_job_done,
+ * even when the client goes away (api_abandon detaches c), and nothing on
+ * the loop touches a complete body.
+ */
 static void adm_job(struct call *c, enum ctl_op op, const char *arg)
 {
 	struct ctl_job *j = calloc(1, sizeof(*j));
@@ -211,9 +217,38 @@ static void adm_job(struct call *c, enum ctl_op op, const char *arg)
 	j->loop = &c->conn->sl->loop;
 	j->op = op;
 	snprintf(j->arg, sizeof(j->arg), "%s", arg ? arg : "");
+	j->req_len = evbuffer_get_length(c->body);
+	j->req = (const char *)evbuffer_pullup(c->body, -1);
+	j->untrusted = !c->admin;
 	j->ctx = c;
 	c->async = true;
 	ctl_submit(j);
+}
+
+/*
+ * Load and unload on the inference port only where the operator allowed
+ * it: anyone who reaches that port could otherwise change what is served.
+ * true when c may go on; else c was answered 403, naming where to go.
+ */
+static bool adm_repository_allowed(struct call *c)
+{
+	const struct config *cfg = c->rt->cfg;
+	int port = c->conn->sl->srv->admin_port;
+
+	if (c->admin || cfg->admin.repository_on_main)
+		return true;
+	if (port < 0)
+		call_respond_error(c, 403, "model load/unload is served on the admin listener, "
+				   "which is disabled (admin.port: -1); set "
+				   "admin.repository_on_main: true to allow it here");
+	else
+		call_respond_error(c, 403, strchr(cfg->admin.address, ':') ?
+				   "model load/unload is served on the admin listener [%s]:%d; set "
+				   "admin.repository_on_main: true to allow it here" :
+				   "model load/unload is served on the admin listener %s:%d; set "
+				   "admin.repository_on_main: true to allow it here",
+				   cfg->admin.address, port);
+	return false;
 }
 
 /* /v2/repository/models/{m}/load|unload */
@@ -232,8 +267,22 @@ static void adm_repository_model(struct call *c, const char *rest)
 		call_respond_error(c, 404, "no route for %s %s", c->method, c->path);
 		return;
 	}
-	if (call_allow(c, "POST"))
+	if (call_allow(c, "POST") && adm_repository_allowed(c))
 		adm_job(c, strcmp(slash, "/load") ? CTL_UNLOAD_MODEL : CTL_LOAD_MODEL, name);
+}
+
+void adm_repository(struct call *c)
+{
+	const char *p = c->path;
+
+	if (!strcmp(p, "/v2/repository/index")) {
+		if (call_allow(c, "POST"))
+			adm_job(c, CTL_INDEX, NULL);
+	} else if (!strncmp(p, "/v2/repository/models/", 22)) {
+		adm_repository_model(c, p + 22);
+	} else {
+		call_respond_error(c, 404, "no route for %s %s", c->method, p);
+	}
 }
 
 /* /admin/backends/{name}/drain */
@@ -276,11 +325,8 @@ void adm_handle(struct call *c)
 	} else if (!strcmp(p, "/admin/reload")) {
 		if (call_allow(c, "POST"))
 			adm_job(c, CTL_RELOAD, NULL);
-	} else if (!strcmp(p, "/v2/repository/index")) {
-		if (call_allow(c, "POST"))
-			adm_job(c, CTL_INDEX, NULL);
-	} else if (!strncmp(p, "/v2/repository/models/", 22)) {
-		adm_repository_model(c, p + 22);
+	} else if (!strncmp(p, "/v2/repository/", 15)) {
+		adm_repository(c);
 	} else {
 		call_respond_error(c, 404, "no route for %s %s on the admin listener", c->method, p);
 	}

@@ -42,7 +42,7 @@ struct api_infer {
  */
 static const char *const api_extensions[] = {
 	"binary_tensor_data", "classification", "model_configuration", "statistics",
-	"schedule_policy",
+	"schedule_policy", "model_repository",
 };
 
 static void api_server_meta(struct call *c)
@@ -520,6 +520,8 @@ static void api_route(struct call *c)
 		}
 	} else if (!strncmp(p, "/v2/models/", 11)) {
 		api_models(c, p + 11);
+	} else if (!strncmp(p, "/v2/repository/", 15)) {
+		adm_repository(c);	/* a control-thread job, answered on this loop */
 	} else {
 		call_respond_error(c, 404, "no route for %s %s", c->method, p);
 	}

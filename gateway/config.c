@@ -240,14 +240,15 @@ fail:
 
 static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
-	static const char *const keys[] = { "address", "port", NULL };
+	static const char *const keys[] = { "address", "port", "repository_on_main", NULL };
 	int64_t port = c->admin.port;
 
 	if (!m)
 		return 0;
 	if (yt_check_keys(t, m, "admin", keys, err) ||
 	    cfg_opt_str(t, m, "admin", "address", &c->admin.address, err) ||
-	    cfg_opt_int(t, m, "admin", "port", -1, 65535, &port, err))
+	    cfg_opt_int(t, m, "admin", "port", -1, 65535, &port, err) ||
+	    cfg_opt_bool(t, m, "admin", "repository_on_main", &c->admin.repository_on_main, err))
 		return -EINVAL;
 	c->admin.port = (int)port;
 	return 0;
@@ -536,7 +537,7 @@ static void cfg_defaults(struct config *c)
 	c->routing.shed_wait_fraction = 0.5;
 	c->routing.drop_hopeless = true;
 	c->admin.address = strdup("127.0.0.1");
-	c->admin.port = 8001;
+	c->admin.port = 8002;		/* Triton's metrics port; 8001 stays free for gRPC */
 	c->reload.debounce_ms = 200;
 }
 
@@ -648,12 +649,13 @@ void *cfg_to_json(const struct config *c)
 		json_array_append_new(models, cfg_model_json(&c->models[i]));
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
-	return json_pack("{s:s, s:{s:s, s:i, s:i, s:o}, s:{s:s, s:i}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
+	return json_pack("{s:s, s:{s:s, s:i, s:i, s:o}, s:{s:s, s:i, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
 			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
 			 "threads", c->listen.threads, "tls", cfg_tls_json(&c->listen.tls),
 			 "admin", "address", c->admin.address, "port", c->admin.port,
+			 "repository_on_main", c->admin.repository_on_main,
 			 "limits", "max_body_bytes", (json_int_t)c->limits.max_body_bytes,
 			 "max_header_bytes", (int)c->limits.max_header_bytes,
 			 "max_concurrent_streams", (int)c->limits.max_concurrent_streams,

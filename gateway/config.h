@@ -69,6 +69,7 @@ struct config {
 	struct {
 		char *address;
 		int port;		/* 0 = pick one; -1 = no admin listener */
+		bool repository_on_main;	/* repository load/unload on the inference port too */
 	} admin;
 	struct {
 		bool watch;		/* reload when the file changes (inotify) */

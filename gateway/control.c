@@ -22,11 +22,18 @@
 #include "kserve.h"
 #include "log.h"
 #include "metrics.h"
+#include "repository.h"
 #include "runtime.h"
 #include "util.h"
 #include "ytree.h"
 
-#define CTL_MAX_UNLOADED 64
+#define CTL_MAX_UNTRUSTED 16	/* pending jobs from the inference port */
+
+/* A load's Triton config, applied to every config read until the next load. */
+struct ctl_override {
+	char *name;
+	struct repo_override ov;
+};
 
 static struct {
 	struct ctl_opts o;
@@ -35,8 +42,12 @@ static struct {
 	pthread_mutex_t lock;
 	struct ctl_job *jobs[64];	/* FIFO ring, guarded by lock */
 	int head, n;
-	char *unloaded[CTL_MAX_UNLOADED];	/* models unloaded through the API */
+	int n_untrusted;		/* of n: from the inference port */
+	/* What the repository API changed, kept across reloads (control thread only). */
+	char **unloaded;		/* models unloaded through the API */
 	int n_unloaded;
+	struct ctl_override *overrides;
+	int n_overrides;
 	uint64_t watch_due_ns;		/* debounced file-change reload */
 } ctl = { .sfd = -1, .efd = -1, .ifd = -1, .wd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
@@ -53,6 +64,16 @@ static struct config *ctl_load_config(char **err)
 		cfg->admin.port = ctl.o.admin_override;
 	for (int i = 0; i < ctl.n_unloaded; i++)
 		cfg_drop_model(cfg, ctl.unloaded[i]);
+	for (int i = 0; i < ctl.n_overrides; i++) {
+		const struct ctl_override *o = &ctl.overrides[i];
+		char msg[640];
+
+		if (repo_apply(cfg, o->name, &o->ov, msg, sizeof(msg))) {
+			*err = yt_strdupf("model \"%s\": the config of a repository load: %s", o->name, msg);
+			cfg_free(cfg);
+			return NULL;
+		}
+	}
 	return cfg;
 }
 
@@ -83,9 +104,10 @@ static void ctl_report_parts(json_t *out, const struct runtime *rt, const struct
 
 /*
  * Build and publish a runtime from the file.  Returns an HTTP status and a
- * JSON body describing the result (malloc'd).
+ * JSON body describing the result (malloc'd); on success the body also has
+ * "config_applied": applied, when not NULL (taken either way).
  */
-static int ctl_reload(const char *why, char **body)
+static int ctl_reload(const char *why, json_t *applied, char **body)
 {
 	uint64_t t0 = now_ns();
 	struct runtime *prev = rt_current(), *rt;
@@ -109,6 +131,8 @@ static int ctl_reload(const char *why, char **body)
 		restart = cfg_restart_diff(prev->cfg, rt->cfg);
 	ctl_report_parts(out, rt, prev);
 	json_object_set_new(out, "result", json_string("success"));
+	if (applied)
+		json_object_set_new(out, "config_applied", json_incref(applied));
 	json_object_set_new(out, "generation", json_integer((json_int_t)rt->generation));
 	json_object_set_new(out, "restart_required", restart ? json_string(restart) : json_null());
 	json_object_set_new(out, "duration_ms", json_real((now_ns() - t0) / 1e6));
@@ -121,6 +145,7 @@ static int ctl_reload(const char *why, char **body)
 		 restart ? " restart_required=\"" : "", restart ? restart : "", restart ? "\"" : "");
 out:
 	rt_put(prev);
+	json_decref(applied);
 	*body = json_dumps(out, JSON_COMPACT | JSON_REAL_PRECISION(6));
 	json_decref(out);
 	free(err);
@@ -128,18 +153,72 @@ out:
 	return status;
 }
 
-static void ctl_set_unloaded(const char *name, bool unloaded)
+static bool ctl_is_unloaded(const char *name)
 {
+	for (int i = 0; i < ctl.n_unloaded; i++)
+		if (!strcmp(ctl.unloaded[i], name))
+			return true;
+	return false;
+}
+
+/* Mark name unloaded (or not) for every later config read.  0 or -ENOMEM. */
+static int ctl_set_unloaded(const char *name, bool unloaded)
+{
+	char **grown, *dup;
+
 	for (int i = 0; i < ctl.n_unloaded; i++)
 		if (!strcmp(ctl.unloaded[i], name)) {
 			if (!unloaded) {
 				free(ctl.unloaded[i]);
 				ctl.unloaded[i] = ctl.unloaded[--ctl.n_unloaded];
 			}
-			return;
+			return 0;
 		}
-	if (unloaded && ctl.n_unloaded < CTL_MAX_UNLOADED)
-		ctl.unloaded[ctl.n_unloaded++] = strdup(name);
+	if (!unloaded)
+		return 0;
+	grown = realloc(ctl.unloaded, (ctl.n_unloaded + 1) * sizeof(*grown));
+	if (grown)
+		ctl.unloaded = grown;
+	dup = strdup(name);
+	if (!grown || !dup) {
+		free(dup);
+		return -ENOMEM;
+	}
+	ctl.unloaded[ctl.n_unloaded++] = dup;
+	return 0;
+}
+
+static struct ctl_override *ctl_override_find(const char *name)
+{
+	for (int i = 0; i < ctl.n_overrides; i++)
+		if (!strcmp(ctl.overrides[i].name, name))
+			return &ctl.overrides[i];
+	return NULL;
+}
+
+/* Keep ov as name's override (NULL: drop it).  0 or -ENOMEM. */
+static int ctl_override_set(const char *name, const struct repo_override *ov)
+{
+	struct ctl_override *o = ctl_override_find(name), *grown;
+	char *dup;
+
+	if (o && ov) {
+		o->ov = *ov;
+	} else if (o) {
+		free(o->name);
+		*o = ctl.overrides[--ctl.n_overrides];
+	} else if (ov) {
+		grown = realloc(ctl.overrides, (ctl.n_overrides + 1) * sizeof(*grown));
+		if (grown)
+			ctl.overrides = grown;
+		dup = strdup(name);
+		if (!grown || !dup) {
+			free(dup);
+			return -ENOMEM;
+		}
+		ctl.overrides[ctl.n_overrides++] = (struct ctl_override){ dup, *ov };
+	}
+	return 0;
 }
 
 /* Is name a model of the repository (the config file's models)? */
@@ -171,11 +250,11 @@ static char *ctl_error_body(const char *fmt, ...)
 }
 
 /*
- * Repository index: every model of the config file, loaded or not.  Here,
- * on the control thread, because it reads and parses the file (which may
- * be large): never on an event loop.
+ * Repository index: every model of the config file, loaded or not (only
+ * the ready ones with ready_only).  Here, on the control thread, because
+ * it reads and parses the file (which may be large): never on an event loop.
  */
-static int ctl_index(char **body)
+static int ctl_index(bool ready_only, char **body)
 {
 	char *err = NULL;
 	struct config *file = cfg_load(ctl.o.config_path, &err);
@@ -194,6 +273,8 @@ static int ctl_index(char **body)
 		struct model *m = rt ? rt_find_model(rt, name) : NULL;
 		bool ready = m && rt_model_ready(rt, m);
 
+		if (ready_only && !ready)
+			continue;
 		json_array_append_new(arr, json_pack("{s:o, s:s, s:s, s:s}", "name",
 						     ks_json_string(name), "version", m ? "1" : "",
 						     "state", ready ? "READY" : "UNAVAILABLE",
@@ -206,19 +287,68 @@ static int ctl_index(char **body)
 	return 200;
 }
 
-static void ctl_run_job(struct ctl_job *j)
+static void ctl_job_error(struct ctl_job *j, int status, const char *msg)
 {
-	if (j->op == CTL_INDEX) {
-		j->status = ctl_index(&j->body);
-	} else if (j->op != CTL_RELOAD && !ctl_in_repository(j->arg)) {
+	j->status = status;
+	j->body = ctl_error_body("%s", msg);
+}
+
+/*
+ * Load or unload j->arg: unloaded models and load overrides are kept for
+ * every later reload; a load or unload whose reload fails changes neither.
+ */
+static void ctl_load_unload(struct ctl_job *j)
+{
+	bool load = j->op == CTL_LOAD_MODEL, has_config = false, was_unloaded;
+	struct ctl_override *o = ctl_override_find(j->arg);
+	struct repo_override ov, prev = o ? o->ov : (struct repo_override){ 0 };
+	bool had_override = o != NULL;
+	char msg[768];
+	int rc;
+
+	rc = load ? repo_parse_load(j->arg, j->req, j->req_len, &ov, &has_config, msg, sizeof(msg))
+		  : repo_parse_unload(j->req, j->req_len, msg, sizeof(msg));
+	if (rc) {
+		ctl_job_error(j, 400, msg);
+		return;
+	}
+	if (!ctl_in_repository(j->arg)) {
 		j->status = 404;
 		j->body = ctl_error_body("model \"%s\" is not in the model repository (the models of %s)",
 					 j->arg, ctl.o.config_path);
+		return;
+	}
+	was_unloaded = ctl_is_unloaded(j->arg);
+	/* A load without config goes back to the file's settings, as Triton's
+	 * goes back to config.pbtxt; an unload keeps the override. */
+	if (ctl_set_unloaded(j->arg, !load) ||
+	    (load && ctl_override_set(j->arg, has_config ? &ov : NULL))) {
+		ctl_set_unloaded(j->arg, was_unloaded);
+		ctl_job_error(j, 503, "gateway out of memory");
+		return;
+	}
+	j->status = ctl_reload(load ? "repository-load" : "repository-unload",
+			       has_config ? repo_override_json(&ov) : NULL, &j->body);
+	if (j->status != 200) {
+		ctl_set_unloaded(j->arg, was_unloaded);
+		ctl_override_set(j->arg, had_override ? &prev : NULL);
+	}
+}
+
+static void ctl_run_job(struct ctl_job *j)
+{
+	char msg[768];
+	bool ready_only;
+
+	if (j->op == CTL_INDEX) {
+		if (repo_parse_index(j->req, j->req_len, &ready_only, msg, sizeof(msg)))
+			ctl_job_error(j, 400, msg);
+		else
+			j->status = ctl_index(ready_only, &j->body);
+	} else if (j->op == CTL_RELOAD) {
+		j->status = ctl_reload("admin", NULL, &j->body);
 	} else {
-		if (j->op != CTL_RELOAD)
-			ctl_set_unloaded(j->arg, j->op == CTL_UNLOAD_MODEL);
-		j->status = ctl_reload(j->op == CTL_RELOAD ? "admin" : j->op == CTL_LOAD_MODEL ?
-				       "repository-load" : "repository-unload", &j->body);
+		ctl_load_unload(j);
 	}
 	loop_post_task(j->loop, &j->task);
 }
@@ -228,15 +358,21 @@ void ctl_submit(struct ctl_job *job)
 	uint64_t one = 1;
 
 	pthread_mutex_lock(&ctl.lock);
-	if (ctl.n == (int)ARRAY_SIZE(ctl.jobs)) {
+	if (ctl.n == (int)ARRAY_SIZE(ctl.jobs) ||
+	    (job->untrusted && ctl.n_untrusted >= CTL_MAX_UNTRUSTED)) {
+		bool all = ctl.n == (int)ARRAY_SIZE(ctl.jobs);
+
 		pthread_mutex_unlock(&ctl.lock);
 		job->status = 503;
-		job->body = ctl_error_body("too many admin jobs pending (%d); retry later",
-					   (int)ARRAY_SIZE(ctl.jobs));
+		job->body = all ? ctl_error_body("too many admin jobs pending (%d); retry later",
+						 (int)ARRAY_SIZE(ctl.jobs))
+				: ctl_error_body("too many repository jobs pending from the inference "
+						 "port (%d); retry later", CTL_MAX_UNTRUSTED);
 		loop_post_task(job->loop, &job->task);
 		return;
 	}
 	ctl.jobs[(ctl.head + ctl.n++) % ARRAY_SIZE(ctl.jobs)] = job;
+	ctl.n_untrusted += job->untrusted;
 	pthread_mutex_unlock(&ctl.lock);
 	if (write(ctl.efd, &one, sizeof(one)) < 0)
 		log_warn("msg=\"cannot wake the control thread\"");
@@ -256,6 +392,7 @@ static void ctl_drain_jobs(void)
 			j = ctl.jobs[ctl.head];
 			ctl.head = (ctl.head + 1) % ARRAY_SIZE(ctl.jobs);
 			ctl.n--;
+			ctl.n_untrusted -= j->untrusted;
 		}
 		pthread_mutex_unlock(&ctl.lock);
 		if (!j)
@@ -350,7 +487,7 @@ static int ctl_on_signal(void)
 		return 0;
 	if (si.ssi_signo != SIGHUP)
 		return (int)si.ssi_signo;
-	ctl_reload("SIGHUP", &body);
+	ctl_reload("SIGHUP", NULL, &body);
 	free(body);
 	return 0;
 }
@@ -383,7 +520,7 @@ int ctl_run(void)
 			char *body = NULL;
 
 			ctl.watch_due_ns = 0;
-			ctl_reload("file-watch", &body);
+			ctl_reload("file-watch", NULL, &body);
 			free(body);
 		}
 	}
@@ -393,7 +530,14 @@ void ctl_shutdown(void)
 {
 	for (int i = 0; i < ctl.n_unloaded; i++)
 		free(ctl.unloaded[i]);
+	free(ctl.unloaded);
+	ctl.unloaded = NULL;
 	ctl.n_unloaded = 0;
+	for (int i = 0; i < ctl.n_overrides; i++)
+		free(ctl.overrides[i].name);
+	free(ctl.overrides);
+	ctl.overrides = NULL;
+	ctl.n_overrides = 0;
 	if (ctl.ifd >= 0)
 		close(ctl.ifd);
 	if (ctl.efd >= 0)

@@ -30,6 +30,9 @@ struct ctl_job {
 	struct loop *loop;
 	enum ctl_op op;
 	char arg[256];			/* model name for load/unload */
+	const char *req;		/* the request body: a view the requester keeps */
+	size_t req_len;			/* unchanged until the job is posted back */
+	bool untrusted;			/* from the inference port: a bounded share of the queue */
 	int status;			/* HTTP status of the answer */
 	char *body;			/* JSON answer, malloc'd (NULL: out of memory) */
 	void *ctx;			/* the requester's */
@@ -41,8 +44,9 @@ struct ctl_job {
  */
 int ctl_init(const struct ctl_opts *o, const struct config **cfg_out, char **err);
 /* ctl_submit - from any thread: run job on the control thread, then post
- * job->task to job->loop.  With 64 jobs pending the job is answered at once
- * with 503 (the poster adds Retry-After). */
+ * job->task to job->loop.  With 64 jobs pending, or an untrusted job with 16
+ * untrusted ones pending, the job is answered at once with 503 (the poster
+ * adds Retry-After): the inference port cannot lock the admin out. */
 void ctl_submit(struct ctl_job *job);
 /*
  * ctl_run - the control loop: returns when SIGTERM or SIGINT arrives (the

@@ -111,7 +111,7 @@ def backend_yaml(name, models, *, workers=1, cost=1.0, threads=1, nice=None):
 
 
 def config_text(models, backends, *, routing=None, reload=None, threads=2, port=8000,
-                admin_port=8001, level="info", max_concurrent_streams=256):
+                admin_port=8002, level="info", max_concurrent_streams=256):
     """A whole gateway.yaml.  models/backends: lists of model_yaml/backend_yaml
     strings; routing/reload: dicts written as flow mappings."""
     def flow(d):
