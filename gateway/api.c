@@ -420,6 +420,7 @@ static void api_route(struct call *c)
 void api_handle(struct call *c)
 {
 	call_pin(c);
-	api_route(c);
+	if (call_decode_body(c) == 0)	/* Content-Encoding: gzip, deflate */
+		api_route(c);
 	call_unpin(c);
 }

@@ -394,3 +394,13 @@ void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id
 	msgpack_pack_bin(&pk, bytes);
 	msgpack_pack_bin_body(&pk, values, bytes);
 }
+
+void mp_encode_error(struct evbuffer *out, const char *msg)
+{
+	msgpack_packer pk;
+
+	msgpack_packer_init(&pk, out, mp_write);
+	msgpack_pack_map(&pk, 1);
+	mp_pack_str(&pk, "error");
+	mp_pack_str(&pk, msg);
+}

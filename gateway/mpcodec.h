@@ -36,5 +36,8 @@ int mp_peek_model(const char *buf, size_t len, char *name, size_t name_len);
 /* mp_encode_infer - the response map for rows x out_dim values of m. */
 void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		     const float *values);
+/* mp_encode_error - {"error": msg}: an error answer for a client that
+ * accepts msgpack. */
+void mp_encode_error(struct evbuffer *out, const char *msg);
 
 #endif
