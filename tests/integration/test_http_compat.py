@@ -341,12 +341,14 @@ def upgrade_request(port, method, path, body=None, headers=(), settings=None):
                               [("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
                                ("HTTP2-Settings", hs), *headers], port))
     buf = b""
-    while b"\r\n\r\n" not in buf:
-        chunk = sock.recv(65536)
-        assert chunk, f"closed before an answer: {buf!r}"
-        buf += chunk
-    head, _, rest = buf.partition(b"\r\n\r\n")
-    return sock, h2c, rest, head.decode("latin-1")
+    while True:
+        while b"\r\n\r\n" not in buf:
+            chunk = sock.recv(65536)
+            assert chunk, f"closed before an answer: {buf!r}"
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 100 "):   # 100 Continue comes first
+            return sock, h2c, buf, head.decode("latin-1")
 
 
 def h2_collect(sock, h2c, rest, sids, timeout=10.0):
@@ -399,12 +401,19 @@ def test_upgrade_raw_socket_infer(gw, model, rows):
         gwlib.check_infer_response(got[3][2], model, rows[4:6], id="s3")
 
 
-def test_upgrade_get_and_expect_100(gw):
+def test_upgrade_get_and_expect_100(gw, model, rows):
     sock, h2c, rest, head = upgrade_request(gw.port, "GET", "/v2/health/live")
     with sock:
         assert head.startswith("HTTP/1.1 101 "), head
         got, _ = h2_collect(sock, h2c, rest, [1])
         assert got[1][0] == 200 and json.loads(got[1][2]) == {"live": True}
+    # Expect: 100-continue, then the 101 once the body is in
+    sock, h2c, rest, head = upgrade_request(gw.port, "POST", INFER, infer_body(rows[:1]),
+                                            [JSON_CT, ("Expect", "100-continue")])
+    with sock:
+        assert head.startswith("HTTP/1.1 101 "), head
+        got, _ = h2_collect(sock, h2c, rest, [1])
+        gwlib.check_infer_response(got[1][2], model, rows[:1])
 
 
 def test_upgrade_answers_errors_on_stream_1(gw):
@@ -494,6 +503,33 @@ def test_upgrade_with_body_over_limit_is_413_over_http1(gw):
         c.sock, c.port, c.buf = s, gw.port, b""
         st, hd, body = c.read_response()
     gwlib.check_error_response("413", st, hd, body, 413, ["limits.max_body_bytes"])
+
+
+def test_no_upgrade_over_tls(tmp_path, rows, model):
+    """Over TLS, ALPN decides the protocol: Upgrade: h2c on an http/1.1
+    TLS connection is served as HTTP/1.1, and the connection stays so."""
+    import tlslib
+    from conftest import Gateway
+
+    class TlsGateway(tlslib.TlsReady, Gateway):
+        pass
+
+    pki = tlslib.make_pki(tmp_path / "pki")
+    tlslib.install(pki, tmp_path)
+    g = TlsGateway(tmp_path, "tlsup", listen_extra=tlslib.tls_listen())
+    g.pki = pki
+    g.start()
+    try:
+        with H1Conn(g.port, ssl_context=tlslib.client_context(pki, alpn=("http/1.1",))) as c:
+            st, hd, body = c.request("POST", INFER, infer_body(rows[:2]),
+                                     [JSON_CT, ("Connection", "Upgrade, HTTP2-Settings"),
+                                      ("Upgrade", "h2c"), ("HTTP2-Settings", "AAMAAABk")])
+            assert st == 200, body[:200]
+            gwlib.check_infer_response(body, model, rows[:2])
+            st, _, body = c.request("GET", "/v2/health/live")
+            assert (st, json.loads(body)) == (200, {"live": True})
+    finally:
+        g.kill()
 
 
 def test_nghttp_upgrade(gw, model, rows, tmp_path):
