@@ -7,7 +7,8 @@
  * admin work never stalls a loop that serves inference.  A connection
  * starts as PROTO_UNKNOWN; on TLS (tls.h) the ALPN protocol decides, else
  * its first bytes: the HTTP/2 client preface means h2 with prior
- * knowledge, anything else HTTP/1.1.
+ * knowledge, anything else HTTP/1.1.  A cleartext HTTP/1.1 connection
+ * becomes HTTP/2 when a request asks with Upgrade: h2c (h1.c, h2_upgrade).
  */
 #ifndef INFERGW_SERVER_H
 #define INFERGW_SERVER_H
