@@ -35,7 +35,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS_C) 2>/dev/null)
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread -fno-strict-aliasing \
            -I. -Igateway -Ibackends $(PKG_CFLAGS)
-LDLIBS  += $(PKG_LIBS) -ldnnl -lgomp -lm -pthread
+LDLIBS  += $(PKG_LIBS) -ldnnl -lgomp -lz -lm -pthread
 
 ifeq ($(SANITIZE),1)
 CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1 -DINFERGW_NO_RECYCLE
@@ -107,7 +107,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
 
 # One list of Debian packages, installed when missing (apt-get update first).
 DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-dev \
-            libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev \
+            libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev zlib1g-dev \
             python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
             python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl \
             clang libclang-rt-14-dev libtsan2

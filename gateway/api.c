@@ -273,13 +273,6 @@ static bool api_is_msgpack(const char *ctype)
 			 !strncasecmp(ctype, "application/x-msgpack", 21));
 }
 
-static bool api_accepts_msgpack(const struct call *c)
-{
-	const char *a = call_header(c, "accept");
-
-	return a && (strcasestr(a, "application/msgpack") || strcasestr(a, "application/x-msgpack"));
-}
-
 /*
  * Decode the body by its framing: msgpack by Content-Type; JSON followed by
  * raw tensors when Inference-Header-Content-Length is present (header names
@@ -379,7 +372,7 @@ static void api_infer(struct call *c, const struct model *m)
 	memcpy(ai->id, ki.id, sizeof(ai->id));
 	ai->has_id = ki.has_id;
 	ai->binary_output = ki.binary_output;
-	ai->msgpack_output = api_accepts_msgpack(c);
+	ai->msgpack_output = call_accepts_msgpack(c);
 	ai->class_count = ki.class_count;
 	c->api = ai;
 	c->req = api_new_req(c, m, &ki, prio, objective);
@@ -531,6 +524,7 @@ static void api_route(struct call *c)
 void api_handle(struct call *c)
 {
 	call_pin(c);
-	api_route(c);
+	if (call_decode_body(c) == 0)	/* Content-Encoding: gzip, deflate */
+		api_route(c);
 	call_unpin(c);
 }

@@ -53,6 +53,44 @@ static int h1_on_header(void *arg, struct h1p_span name, struct h1p_span value)
 	return call_add_header(h->call, name.p, name.n, value.p, value.n) ? 0 : 503;
 }
 
+/* Is tok one of the comma-separated elements of list (case-insensitive)? */
+static bool h1_has_token(const char *list, const char *tok)
+{
+	size_t n = strlen(tok);
+
+	for (const char *p = list; *p;) {
+		const char *e;
+
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		e = p + strcspn(p, ",");
+		while (e > p && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		if ((size_t)(e - p) == n && !strncasecmp(p, tok, n))
+			return true;
+		p += strcspn(p, ",");
+	}
+	return false;
+}
+
+/*
+ * RFC 7540 §3.2: an HTTP/1.1 request on a cleartext connection (on TLS,
+ * ALPN decides) with "Upgrade: h2c" listed as a connection option and
+ * exactly one HTTP2-Settings field (§3.2.1).
+ */
+static bool h1_wants_h2c(const struct conn *c, const struct call *call, int minor)
+{
+	const char *up = call_header(call, "upgrade"), *conn = call_header(call, "connection");
+	int settings = 0;
+
+	if (c->tls || minor != 1 || !up || !conn || !h1_has_token(up, "h2c") ||
+	    !h1_has_token(conn, "upgrade"))
+		return false;
+	for (int i = 0; i < call->n_hdrs; i++)
+		settings += strcmp(call->hdrs[i].name, "http2-settings") == 0;
+	return settings == 1;
+}
+
 /* Method, path, keep-alive and body framing from a parsed head.  0 or a status. */
 static int h1_apply_head(struct conn *c, struct call *call, const struct h1p_reqline *rl,
 			 struct h1_head *h, const char **why)
@@ -62,6 +100,7 @@ static int h1_apply_head(struct conn *c, struct call *call, const struct h1p_req
 	const char *expect = call_header(call, "expect");
 	int st;
 
+	c->h1_upgrade = false;
 	if (rl->method.n >= sizeof(call->method)) {
 		*why = "request method too long";
 		return 501;
@@ -74,6 +113,7 @@ static int h1_apply_head(struct conn *c, struct call *call, const struct h1p_req
 		return 503;
 	}
 	c->h1_keepalive = rl->minor == 1;
+	c->h1_10 = rl->minor == 0;
 	if (conn && strcasestr(conn, "close"))
 		c->h1_keepalive = false;
 	else if (conn && strcasestr(conn, "keep-alive"))
@@ -93,6 +133,7 @@ static int h1_apply_head(struct conn *c, struct call *call, const struct h1p_req
 		h1p_chunked_init(&c->h1_ck, cfg->limits.max_body_bytes, cfg->limits.max_header_bytes);
 	if (expect && !strcasecmp(expect, "100-continue") && (c->h1_chunked || c->h1_body_left))
 		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+	c->h1_upgrade = h1_wants_h2c(c, call, rl->minor);
 	return 0;
 }
 
@@ -192,6 +233,30 @@ static int h1_read_head(struct conn *c, struct evbuffer *in)
 	return 1;
 }
 
+/*
+ * The request that asked for h2c is complete: 101, then HTTP/2 with it as
+ * stream 1 (answered there, as is everything after).  false: the
+ * HTTP2-Settings were not usable; serve it as HTTP/1.1 (RFC 7540 §3.2
+ * lets a server ignore the upgrade).
+ */
+static bool h1_switch_to_h2(struct conn *c)
+{
+	static const char sw[] = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
+				 "Upgrade: h2c\r\n\r\n";
+	struct call *call = c->h1_call;
+
+	c->h1_upgrade = false;
+	if (h2_upgrade(c, call, call_header(call, "http2-settings")))
+		return false;
+	bufferevent_write(c->bev, sw, sizeof(sw) - 1);
+	c->h1_call = NULL;
+	c->h1_busy = false;
+	c->h1_keepalive = false;
+	conn_arm_header_timer(c);	/* until the client's preface and SETTINGS */
+	api_handle(call);		/* answered on stream 1 */
+	return true;
+}
+
 /* The output is over limits.output_buffer_bytes: stop reading until it drains. */
 static bool h1_output_full(struct conn *c)
 {
@@ -227,6 +292,11 @@ void h1_on_read(struct conn *c)
 		}
 		c->h1_busy = true;
 		c->active++;
+		if (c->h1_upgrade && h1_switch_to_h2(c)) {
+			c->in_read = false;
+			h2_on_read(c);	/* the preface, if it came; sends; may close c */
+			return;
+		}
 		api_handle(c->h1_call);
 	}
 	c->in_read = false;
@@ -251,6 +321,9 @@ void h1_respond(struct call *call)
 	if (!c->h1_keepalive) {
 		evbuffer_add(out, "Connection: close\r\n", 19);
 		c->close_after_write = true;
+	} else if (c->h1_10) {
+		/* HTTP/1.0 closes unless told otherwise (RFC 9112 §9.3). */
+		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
 	}
 	evbuffer_add(out, "\r\n", 2);
 	if (strcmp(call->method, "HEAD") != 0)

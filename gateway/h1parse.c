@@ -52,7 +52,10 @@ static int h1p_request_line(const char *line, size_t len, struct h1p_reqline *rl
 	/* The target: visible ASCII only (a NUL would truncate the path). */
 	while (p < end && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f)
 		p++;
-	if (p == t || p == end || *p != ' ' || *t != '/') {
+	/* origin-form, or the asterisk-form of OPTIONS * (RFC 9112 §3.2.4:
+	 * nghttp -u sends it to upgrade to h2c before a request with a body) */
+	if (p == t || p == end || *p != ' ' ||
+	    (*t != '/' && !(p - t == 1 && *t == '*' && h1p_span_eq(rl->method, "OPTIONS")))) {
 		*why = "malformed request line (target)";
 		return -1;
 	}

@@ -139,6 +139,10 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 	struct conn *c = arg;
 	struct call *call;
 
+	/* Upgraded from HTTP/1.1 (stream 1 is the request): the client's
+	 * preface and SETTINGS are what header_timeout_ms waits for. */
+	if (f->hd.type == NGHTTP2_SETTINGS && nghttp2_session_get_last_proc_stream_id(s) > 0)
+		conn_disarm_header_timer(c);
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
 	call = h2_call(c, f->hd.stream_id);
@@ -366,4 +370,81 @@ int h2_start(struct conn *c)
 	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
 	nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 16 * H2_WINDOW);
 	return 0;
+}
+
+/* RFC 4648 §5 base64url without padding (trailing '=' tolerated) into
+ * out (room for len * 3 / 4 bytes).  The decoded length, or -1. */
+static ssize_t h2_base64url(const char *in, size_t len, uint8_t *out)
+{
+	uint32_t acc = 0;
+	size_t n = 0;
+	int bits = 0;
+
+	while (len > 0 && in[len - 1] == '=')
+		len--;
+	if (len % 4 == 1)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		char ch = in[i];
+		int v = ch >= 'A' && ch <= 'Z' ? ch - 'A' : ch >= 'a' && ch <= 'z' ? ch - 'a' + 26 :
+			ch >= '0' && ch <= '9' ? ch - '0' + 52 : ch == '-' ? 62 : ch == '_' ? 63 : -1;
+
+		if (v < 0)
+			return -1;
+		acc = acc << 6 | (uint32_t)v;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[n++] = (uint8_t)(acc >> bits);
+		}
+	}
+	return (ssize_t)n;
+}
+
+/*
+ * RFC 9113 §6.5.2: values a SETTINGS frame may not carry.  nghttp2 would
+ * take them and end the session with GOAWAY right after our 101; checked
+ * first so such a request is served as HTTP/1.1 instead.
+ */
+static bool h2_settings_ok(const uint8_t *p, size_t len)
+{
+	if (len % 6 || len / 6 > NGHTTP2_DEFAULT_MAX_SETTINGS)
+		return false;
+	for (; len; p += 6, len -= 6) {
+		uint16_t id = (uint16_t)(p[0] << 8 | p[1]);
+		uint32_t v = (uint32_t)p[2] << 24 | (uint32_t)p[3] << 16 | (uint32_t)p[4] << 8 | p[5];
+
+		if ((id == NGHTTP2_SETTINGS_ENABLE_PUSH && v > 1) ||
+		    (id == NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE && v > (uint32_t)NGHTTP2_MAX_WINDOW_SIZE) ||
+		    (id == NGHTTP2_SETTINGS_MAX_FRAME_SIZE &&
+		     (v < (1u << 14) || v > (1u << 24) - 1)) ||
+		    (id == NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL && v > 1))
+			return false;
+	}
+	return true;
+}
+
+int h2_upgrade(struct conn *c, struct call *call, const char *settings)
+{
+	size_t len = settings ? strlen(settings) : 0;
+	uint8_t *raw = settings ? malloc(len * 3 / 4 + 3) : NULL;
+	ssize_t n = raw ? h2_base64url(settings, len, raw) : -1;
+	int rc = -1;
+
+	if (n < 0 || !h2_settings_ok(raw, (size_t)n) || h2_start(c))
+		goto out_free_raw;
+	if (nghttp2_session_upgrade2(c->h2, raw, (size_t)n, strcmp(call->method, "HEAD") == 0,
+				     NULL) != 0) {
+		nghttp2_session_del(c->h2);
+		c->h2 = NULL;
+		goto out_free_raw;
+	}
+	/* nghttp2 keeps no user data for a server's stream 1: set it here. */
+	call->stream_id = 1;
+	nghttp2_session_set_stream_user_data(c->h2, 1, call);
+	c->proto = PROTO_H2;
+	rc = 0;
+out_free_raw:
+	free(raw);
+	return rc;
 }

@@ -22,8 +22,9 @@ struct evbuffer;
 struct infer_req;
 
 #define CALL_INLINE_HDRS 32	/* more spill to a heap array; max_header_bytes bounds them */
-#define CALL_MAX_RESP_HDRS 4
+#define CALL_MAX_RESP_HDRS 6	/* content-type, vary, content-encoding, and the handler's */
 #define CALL_STR_BYTES 1024	/* inline room for path and header strings */
+#define CALL_GZIP_MIN 1024	/* smaller answers are sent as they are */
 
 struct hdr {
 	char *name;		/* lower-case */
@@ -98,13 +99,31 @@ void call_set_resp_header(struct call *c, const char *name, const char *value);
 
 /*
  * call_respond - send status with c->resp as the body (created on demand)
- * and ctype as Content-Type (NULL for none).  Once per call.  When the call
+ * and ctype as Content-Type (NULL for none).  Once per call.  A body of
+ * CALL_GZIP_MIN bytes or more gets Vary: Accept-Encoding, and is sent
+ * compressed (Content-Encoding: gzip or deflate) when the client's
+ * Accept-Encoding allows and it comes out smaller; headers such as
+ * Inference-Header-Content-Length still describe the uncompressed body,
+ * as Triton's do.  When the call
  * is detached, only accounts and returns.  c may be freed before this
  * returns (HTTP/1.1 frees the call once its response is queued): do not
  * touch c, or anything it owns (its path, headers), afterwards.
  */
 void call_respond(struct call *c, int status, const char *ctype);
-/* call_respond_error - {"error": msg} with status. */
+/*
+ * call_decode_body - undo the request's Content-Encoding (gzip, deflate;
+ * identity and none leave the body as it is) in c->body, before any
+ * handler reads it: one place for HTTP/1.1 and HTTP/2.  The inflated body
+ * is capped by limits.max_body_bytes like a plain one.  Returns 0 when
+ * c->body is the plain body; else the status c was answered with: 413
+ * (inflates past the cap: decoding stops there), 415 (unknown coding, or
+ * more than one), 400 (corrupt, truncated or trailing data), 503.
+ */
+int call_decode_body(struct call *c);
+/* call_accepts_msgpack - the client's Accept names application/msgpack. */
+bool call_accepts_msgpack(const struct call *c);
+/* call_respond_error - {"error": msg} with status; a msgpack map when the
+ * client accepts msgpack (call_accepts_msgpack), else JSON. */
 void call_respond_error(struct call *c, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* call_respond_json - a constant JSON body. */

@@ -470,3 +470,13 @@ int mp_encode_classes(struct evbuffer *out, const struct model *m, const char *i
 	msgpack_pack_array(&pk, (size_t)rows * k);
 	return ks_classes(m, rows, values, class_count, mp_pack_class, &pk);
 }
+
+void mp_encode_error(struct evbuffer *out, const char *msg)
+{
+	msgpack_packer pk;
+
+	msgpack_packer_init(&pk, out, mp_write);
+	msgpack_pack_map(&pk, 1);
+	mp_pack_str(&pk, "error");
+	mp_pack_str(&pk, msg);
+}

@@ -45,5 +45,8 @@ void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id
  * (ks_classes).  0, or -ENOMEM (out then holds a partial map: drain it). */
 int mp_encode_classes(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		      const float *values, int class_count);
+/* mp_encode_error - {"error": msg}: an error answer for a client that
+ * accepts msgpack. */
+void mp_encode_error(struct evbuffer *out, const char *msg);
 
 #endif

@@ -7,7 +7,8 @@
  * admin work never stalls a loop that serves inference.  A connection
  * starts as PROTO_UNKNOWN; on TLS (tls.h) the ALPN protocol decides, else
  * its first bytes: the HTTP/2 client preface means h2 with prior
- * knowledge, anything else HTTP/1.1.
+ * knowledge, anything else HTTP/1.1.  A cleartext HTTP/1.1 connection
+ * becomes HTTP/2 when a request asks with Upgrade: h2c (h1.c, h2_upgrade).
  */
 #ifndef INFERGW_SERVER_H
 #define INFERGW_SERVER_H
@@ -78,6 +79,8 @@ struct conn {
 	struct h1p_chunked h1_ck;	/* its decoder */
 	bool h1_busy;			/* response pending: stop parsing */
 	bool h1_keepalive;
+	bool h1_10;			/* the request is HTTP/1.0 */
+	bool h1_upgrade;		/* Upgrade: h2c once its body is in (h1.c) */
 	bool in_read;			/* inside h1_on_read / h2_on_read */
 	bool close_after_write;
 	bool closing;
@@ -162,6 +165,16 @@ int h2_send(struct conn *c);
 /* h2_goaway - GOAWAY(NO_ERROR) and send; may close c like h2_send. */
 void h2_goaway(struct conn *c);
 void h2_free(struct conn *c);
+/*
+ * h2_upgrade - switch c to HTTP/2 for an HTTP/1.1 request that asked to
+ * (Upgrade: h2c, RFC 7540 §3.2), its body read: a server session that
+ * takes settings (the HTTP2-Settings value, base64url) as the client's
+ * SETTINGS and call as stream 1, half-closed.  Queues our SETTINGS, sends
+ * nothing: the caller writes the 101 first.  0; -1 when settings is
+ * missing or malformed (not base64url, not 6-byte entries, too many, a
+ * value SETTINGS may not carry) or nghttp2 refuses: c is as it was.
+ */
+int h2_upgrade(struct conn *c, struct call *call, const char *settings);
 /* h2_header_timeout - GOAWAY and close: no request came in time. */
 void h2_header_timeout(struct conn *c);
 

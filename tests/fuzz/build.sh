@@ -11,8 +11,8 @@ set -eu
 cd "$(dirname "$0")/../.."
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
-TARGETS="kserve mpcodec safetensors config h1"
-SRC="gateway/h1parse.c gateway/kserve.c gateway/jsonfast.c gateway/mpcodec.c gateway/config.c gateway/ytree.c gateway/router.c
+TARGETS="kserve mpcodec safetensors config h1 zcodec"
+SRC="gateway/h1parse.c gateway/zcodec.c gateway/kserve.c gateway/jsonfast.c gateway/mpcodec.c gateway/config.c gateway/ytree.c gateway/router.c
      gateway/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c"
 PKGS="jansson yaml-0.1 msgpack libevent"
 
@@ -34,7 +34,7 @@ fi
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 CFLAGS="-g -O1 -std=gnu11 -pthread -fno-strict-aliasing $SAN -I. -Igateway -Ibackends -Itests/fuzz $(pkg-config --cflags $PKGS)"
-LIBS="$(pkg-config --libs $PKGS) -lm -pthread"
+LIBS="$(pkg-config --libs $PKGS) -lz -lm -pthread"
 
 objs=()
 for s in $SRC; do

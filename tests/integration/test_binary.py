@@ -538,7 +538,13 @@ def test_ihcl_negative_or_overflowing_is_named_as_sent(gw, rows, value):
 
 
 def _check_400(cid, status, hdrs, body, subs):
-    """A 400 whose JSON {"error": ...} names every string in subs."""
+    """A 400 whose {"error": ...} names every string in subs: JSON, or a
+    msgpack map for the cases sent with Accept: application/msgpack."""
+    if cid.endswith("-accept-mp"):
+        assert status == 400 and hdrs.get("content-type") == MSGPACK, (cid, status, hdrs)
+        doc = msgpack.unpackb(bytes(body), raw=False)
+        assert set(doc) == {"error"} and all(s in doc["error"] for s in subs), (cid, doc)
+        return
     gwlib.check_error_response(cid, status, hdrs, body, 400, subs)
 
 

@@ -66,6 +66,10 @@ static void test_head_ok(void **state)
 	assert_int_equal(rl.minor, 0);
 	assert_int_equal(head("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n", &h, &rl), 0);
 	assert_true(h.fr.chunked);
+	/* asterisk-form, for OPTIONS only (nghttp -u upgrades with it) */
+	assert_int_equal(head("OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", &h, &rl), 0);
+	assert_int_equal(rl.path.n, 1);
+	assert_memory_equal(rl.path.p, "*", 1);
 }
 
 static void test_head_rejected(void **state)
@@ -96,6 +100,9 @@ static void test_head_rejected(void **state)
 		{ "GET / HTTP/2.0\r\n\r\n", 400 },
 		{ "GET / HTTP/1.1 \r\n\r\n", 400 },
 		{ "GET x HTTP/1.1\r\n\r\n", 400 },
+		{ "GET * HTTP/1.1\r\n\r\n", 400 },
+		{ "OPTIONS ** HTTP/1.1\r\n\r\n", 400 },
+		{ "OPTIONS *x HTTP/1.1\r\n\r\n", 400 },
 		{ "G(T / HTTP/1.1\r\n\r\n", 400 },
 	};
 	struct heads h;
