@@ -107,7 +107,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
 
 # One list of Debian packages, installed when missing (apt-get update first).
 DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-dev \
-            libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev zlib1g-dev \
+            libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev zlib1g-dev apache2-utils \
             python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
             python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl \
             clang libclang-rt-14-dev libtsan2
