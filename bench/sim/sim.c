@@ -679,6 +679,8 @@ static struct lvl_stats st[SQ_MAX_LEVELS + 1];
 static struct rng rng_exec, rng_cand;
 static uint64_t g_rr;			/* rt->rr */
 static uint64_t cand_stamp;
+static uint64_t rng_sample;		/* router_sample's state (gateway power of d) */
+static uint64_t n_routes, n_views, n_picks, n_widened;	/* routing cost counters */
 static uint64_t n_total, n_made, warm_n;
 static uint64_t t0_ns, t1_ns;
 static double snap0[N_KINDS], snap1[N_KINDS], rsnap0[N_KINDS], rsnap1[N_KINDS];
@@ -866,19 +868,24 @@ static void sim_cand(int id, const struct sim_req *q, uint64_t now, struct route
 
 	*c = (struct router_cand){ .id = id, .qi = 0, .cost = b->p->cost };
 	pol_view(&b->pb, 0, q->r.rows, q->r.priority, now, c);
+	n_views++;
 	if (S.exec_fill)
 		sim_exec_fill(b, q->r.rows, q->r.priority, now, c);
 }
 
 /*
  * Candidate backends for one request (rt_candidates): every backend (since
- * efa0c5d), the first 32 (before it; --candidates first32), or D at random
- * (what-if --candidates sample).
+ * efa0c5d; with the gateway's power of d choices, router_sample's few),
+ * the first 32 (before efa0c5d; --candidates first32), or D at random
+ * (what-if --candidates sample).  *sampled: fewer than every backend were
+ * looked at, and the gateway widens a sample that admits nothing.
  */
-static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_cand *cand)
+static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_cand *cand,
+			  bool all, unsigned *rr, bool *sampled)
 {
 	int n = 0, cap = n_bes;
 
+	*sampled = false;
 	if (S.cand_mode == CAND_SAMPLE && S.cand_d < n_bes) {
 		cand_stamp++;
 		while (n < S.cand_d) {
@@ -891,6 +898,22 @@ static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_c
 		}
 		return n;
 	}
+#ifdef ROUTER_SAMPLE_D
+	/* rt_pick: the gateway looks at a sample of the eligible backends */
+	if (S.cand_mode == CAND_ALL && !all && n_bes > ROUTER_SCAN_ALL) {
+		int idx[ROUTER_SAMPLE_D];
+
+		n = router_sample(S.policy, n_bes, ROUTER_SAMPLE_D, *rr, &rng_sample, idx);
+		for (int k = 0; k < n; k++)
+			sim_cand(idx[k], q, now, &cand[k]);
+		*rr = 0;	/* the sample starts at the cursor's candidate */
+		*sampled = n < n_bes;
+		return n;
+	}
+#else
+	(void)all;
+	(void)rr;
+#endif
 	if (S.cand_mode == CAND_FIRST32 && cap > MAX_CAND_OLD)
 		cap = MAX_CAND_OLD;
 	for (int i = 0; i < cap; i++)
@@ -900,30 +923,12 @@ static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_c
 
 static struct router_cand *cand_buf, *cand_room;
 
-/*
- * rt_submit: normalize (pol_prepare), route (router_pick), enqueue
- * (pol_admit); the enqueue wakes an idle slot.  again: a displaced
- * request routed anew (--reroute-displaced).
- */
-static void sim_submit(struct sim_req *q, uint64_t now, bool again)
+/* router_pick over n candidates, with the --displace-last what-if. */
+static enum route_result sim_pick(const struct route_req *rq, int n, unsigned rr, int *pick)
 {
-	struct infer_req *r = &q->r;
 	struct route_conf rc = { .policy = S.policy, .margin_ns = (uint64_t)S.margin_us * 1000 };
-	struct pol_prio_conf pc = { .levels = S.levels, .sheddable_levels = S.sheddable_levels,
-				    .shed_wait_fraction = S.shed_frac };
-	struct route_req rq;
-	unsigned rr = (unsigned)g_rr++;
-	int n, pick = -1, bi, rc2;
 	enum route_result why;
-	struct sim_be *b;
-	struct infer_req *d = NULL;
 
-	/* the model's priority is 1 (every class sets one) and its slo_ms
-	 * whole milliseconds, as config.c keeps them */
-	pol_prepare(&pc, 1, (uint64_t)S.model_slo_ms * 1000000, r, now, &rq);
-	if (q->counted && !again)
-		st[r->priority].arrived++;
-	n = sim_candidates(q, now, cand_buf);
 	if (S.displace_last) {
 		/* what-if: first route as if nothing could be displaced (a
 		 * queue at max_queue is full to everyone); displace only when
@@ -936,14 +941,65 @@ static void sim_submit(struct sim_req *q, uint64_t now, bool again)
 			cand_room[i] = cand_buf[i];
 			cand_room[i].full = sq->n_reqs >= sq->max_reqs;
 		}
-		why = router_pick(&rc, &rq, cand_room, n, &rr2, &pick);
+		n_picks++;
+		why = router_pick(&rc, rq, cand_room, n, &rr2, pick);
 		if (why == ROUTE_OK)
-			goto routed;
+			return why;
 	}
-	why = router_pick(&rc, &rq, cand_buf, n, &rr, &pick);
-routed:
+	n_picks++;
+	return router_pick(&rc, rq, cand_buf, n, &rr, pick);
+}
+
+/*
+ * One routing decision (rt_route without the enqueue): the candidates'
+ * views, then the router's pick; a sample that admits nothing is widened
+ * to every backend.  Not inlined, so that callgrind can count it alone
+ * (bench/sim/route_cost.sh: --toggle-collect=sim_route).
+ */
+static __attribute__((noinline)) enum route_result
+sim_route(const struct sim_req *q, uint64_t now, const struct route_req *rq, unsigned rr,
+	  int *pick)
+{
+	unsigned rs = rr;
+	bool sampled;
+	int n = sim_candidates(q, now, cand_buf, false, &rs, &sampled);
+	enum route_result why = sim_pick(rq, n, rs, pick);
+
+	n_routes++;
+	if (why != ROUTE_OK && sampled) {
+		n_widened++;
+		n = sim_candidates(q, now, cand_buf, true, &rr, &sampled);
+		why = sim_pick(rq, n, rr, pick);
+	}
+	return why;
+}
+
+/*
+ * rt_submit: normalize (pol_prepare), route (router_pick), enqueue
+ * (pol_admit); the enqueue wakes an idle slot.  again: a displaced
+ * request routed anew (--reroute-displaced).
+ */
+static void sim_submit(struct sim_req *q, uint64_t now, bool again)
+{
+	struct infer_req *r = &q->r;
+	uint64_t margin_ns = (uint64_t)S.margin_us * 1000;
+	struct pol_prio_conf pc = { .levels = S.levels, .sheddable_levels = S.sheddable_levels,
+				    .shed_wait_fraction = S.shed_frac };
+	struct route_req rq;
+	unsigned rr = (unsigned)g_rr++;
+	int pick = -1, bi, rc2;
+	enum route_result why;
+	struct sim_be *b;
+	struct infer_req *d = NULL;
+
+	/* the model's priority is 1 (every class sets one) and its slo_ms
+	 * whole milliseconds, as config.c keeps them */
+	pol_prepare(&pc, 1, (uint64_t)S.model_slo_ms * 1000000, r, now, &rq);
+	if (q->counted && !again)
+		st[r->priority].arrived++;
+	why = sim_route(q, now, &rq, rr, &pick);
 	if (why == ROUTE_OK && S.strict_margin && S.policy == ROUTE_SLO && r->deadline_ns &&
-	    now + cand_buf[pick].wait_ns + cand_buf[pick].exec_ns + rc.margin_ns > r->deadline_ns)
+	    now + cand_buf[pick].wait_ns + cand_buf[pick].exec_ns + margin_ns > r->deadline_ns)
 		why = ROUTE_LATE;	/* what-if: router_slo's fallback taken away */
 	if (why != ROUTE_OK) {
 		if (q->counted)
@@ -1123,6 +1179,7 @@ static void usage(void)
 		"           [--exec-fill] [--strict-margin] [--displace-last]\n"
 		"           [--reroute-displaced]\n"
 		"           (what-ifs, see README.md)\n"
+		"           [--count N] [--route-cost]\n"
 		"           [--header] [--verbose]\n"
 		"Prints one CSV line (--header: the column names first).\n");
 	exit(2);
@@ -1137,7 +1194,7 @@ int main(int argc, char **argv)
 	uint64_t seed = 1;
 	int header = 0, verbose = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
 	int exec_fill = 0, drop_hopeless = -1, strict_margin = 0, displace_last = 0;
-	int reroute_displaced = 0;
+	int reroute_displaced = 0, count_over = 0, route_cost = 0;
 	double mean_w_rows = 0, share_sum = 0, wall;
 	struct timespec w0, w1;
 	static const struct option opts[] = {
@@ -1150,6 +1207,7 @@ int main(int argc, char **argv)
 		{ "displace-view", 0, 0, 'V' }, 
 		{ "displace-last", 0, 0, 'X' }, { "reroute-displaced", 0, 0, 'R' },
 		{ "strict-margin", 0, 0, 'M' }, { "shed-filter", 0, 0, 'F' },
+		{ "count", 1, 0, 'N' }, { "route-cost", 0, 0, 'T' },
 		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
 	};
 	int opt;
@@ -1200,6 +1258,8 @@ int main(int argc, char **argv)
 		case 'X': displace_last = 1; break;
 		case 'R': reroute_displaced = 1; break;
 		case 'v': verbose = 1; break;
+		case 'N': count_over = atoi(optarg); break;
+		case 'T': route_cost = 1; break;
 		default: usage();
 		}
 	}
@@ -1215,6 +1275,9 @@ int main(int argc, char **argv)
 	}
 	if (shed_over >= 0)
 		S.shed_frac = shed_over;
+	if (count_over > 0)
+		for (int g = 0; g < S.n_groups; g++)
+			S.grp[g].count = count_over;
 	S.exec_fill |= exec_fill;
 	if (drop_hopeless >= 0)
 		S.drop_hopeless = drop_hopeless;
@@ -1293,6 +1356,7 @@ int main(int argc, char **argv)
 	warm_n = (uint64_t)(S.warmup * (double)n_total);
 	rng_seed(&rng_exec, seed, 1);
 	rng_seed(&rng_cand, seed, 2);
+	rng_sample = seed * 0x9e3779b97f4a7c15ull + 3;
 	for (int c = 0; c < S.n_classes; c++) {
 		struct class *k = &S.cls[c];
 
@@ -1428,6 +1492,16 @@ int main(int argc, char **argv)
 		printf("%.4f,%.3f,%llu,%.0f\n", (double)t1_ns / 1e9, wall, (unsigned long long)ev_count,
 		       n_total / wall);
 	}
+	if (route_cost)
+		fprintf(stderr, "route_cost backends=%d decisions=%llu views=%llu "
+			"views_per_decision=%.3f picks_per_decision=%.3f widened=%llu "
+			"sampling=%s\n", n_bes, (unsigned long long)n_routes,
+			(unsigned long long)n_views, n_routes ? (double)n_views / n_routes : 0,
+			n_routes ? (double)n_picks / n_routes : 0, (unsigned long long)n_widened,
+#ifdef ROUTER_SAMPLE_D
+			S.cand_mode == CAND_ALL ? "router_sample" :
+#endif
+			S.cand_mode == CAND_SAMPLE ? "sim-sample" : "full-scan");
 	if (verbose) {
 		fprintf(stderr, "window %.4f s (requests %llu..%llu), %llu batches, %llu wakes, "
 			"%zu request objects allocated, peak heap %zu\n", win,

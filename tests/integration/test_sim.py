@@ -174,3 +174,36 @@ def test_legacy_modes_are_gone():
                         "--legacy", "all"], capture_output=True, text=True, timeout=30)
     assert p.returncode == 2, p.stdout
     assert "usage" in p.stderr
+
+
+def route_cost(*args):
+    """sim --route-cost: the counters line as a dict, and the CSV row."""
+    cmd = [str(SIM), "--scenario", str(SC / "remote64.ini"), "--requests", "20000", "--seed", "1",
+           "--load", "0.8", "--route-cost", "--header", *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    line = next(ln for ln in p.stderr.splitlines() if ln.startswith("route_cost "))
+    rc = dict(kv.split("=") for kv in line.split()[1:])
+    return rc, next(csv.DictReader(io.StringIO(p.stdout)))
+
+
+def test_routing_cost_per_request_with_64_remote_backends():
+    # Candidate views per routing decision, counted inside the simulator:
+    # the gateway's candidate set (a full scan, or the router's power-of-d
+    # sample once router.c has one) and the simulator's sample of 2.
+    # Instructions per decision: bench/sim/route_cost.sh, bench/RESULTS.md.
+    for n in (4, 16, 64):
+        rc, row = route_cost("--count", str(n))
+        assert int(rc["backends"]) == n == int(row["backends"])
+        assert int(rc["decisions"]) >= 20000
+        assert float(rc["picks_per_decision"]) == 1.0
+        assert val(row, "slo_att") >= 0.99, (n, row["slo_att"])
+        if rc["sampling"] == "full-scan":
+            assert float(rc["views_per_decision"]) == n
+        else:
+            # sampled: a few views, plus every backend when a sample is widened
+            widened = int(rc["widened"]) / int(rc["decisions"])
+            assert float(rc["views_per_decision"]) <= min(n, 8) + widened * n + 1e-9, rc
+        rc, row = route_cost("--count", str(n), "--candidates", "sample", "--sample", "2")
+        assert float(rc["views_per_decision"]) == 2.0, rc
+        assert val(row, "slo_att") >= 0.99, (n, row["slo_att"])
