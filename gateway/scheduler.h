@@ -1,8 +1,9 @@
 /*
  * scheduler.h - per (backend, model) queues and the threads that feed a backend.
  *
- * Glue between the pure parts (squeue, batcher, svctime) and threads: each
- * backend gets `slots` scheduler threads and one mutex.  A thread answers
+ * Glue between the pure policy (policy.h: every decision, also linked by
+ * the simulator) and threads: each backend gets `slots` scheduler threads
+ * and one mutex, held around every pol_* call.  A thread answers
  * expired requests (504, never executed; with drop_hopeless also those
  * that can no longer finish in time), asks the batcher whether a queue
  * should be cut, takes requests (priority, then deadline order; one above
