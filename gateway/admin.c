@@ -83,7 +83,7 @@ static void adm_queue_gauges(struct call *c)
 				"infergw_batch_limit{backend=\"%s\",model=\"%s\"} %d\n",
 				b, m, atomic_load(&sq->depth), b, m, atomic_load(&sq->eff_max_batch));
 			for (int rows = 1; rows <= sq->max_batch; rows *= 4) {
-				struct sched_view v;
+				struct router_cand v;
 
 				sched_view(&rb->sched, q, rows, 1, 0, &v);
 				evbuffer_add_printf(c->resp,
@@ -135,7 +135,7 @@ static json_t *adm_backend_json(const struct runtime *rt, int i)
 
 	for (int q = 0; rb->started && q < rb->sched.n_q; q++) {
 		struct sched_q *sq = &rb->sched.qs[q];
-		struct sched_view v1, vn;
+		struct router_cand v1, vn;
 		json_t *cal = json_array();
 
 		sched_view(&rb->sched, q, 1, 1, 0, &v1);

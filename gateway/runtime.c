@@ -14,6 +14,7 @@
 #include "infer.h"
 #include "log.h"
 #include "model/model.h"
+#include "policy.h"
 #include "router.h"
 #include "tls.h"
 #include "util.h"
@@ -587,7 +588,6 @@ static int rt_candidates(struct runtime *rt, const struct infer_req *r, uint64_t
 
 	for (int i = 0; i < rt->n_backends && n < cap; i++) {
 		struct rt_backend *rb = rt->backends[i];
-		struct sched_view v;
 		int qi;
 
 		if (!rt_backend_usable(rb))
@@ -595,12 +595,8 @@ static int rt_candidates(struct runtime *rt, const struct infer_req *r, uint64_t
 		qi = sched_find(&rb->sched, r->model);
 		if (qi < 0)
 			continue;
-		sched_view(&rb->sched, qi, r->rows, r->priority, now, &v);
-		cand[n] = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost,
-						.queued = v.queued, .full = v.full,
-						.displaces = v.displaces,
-						.wait_ns = v.wait_ns, .work_ns = v.work_ns,
-						.exec_ns = v.exec_ns };
+		cand[n] = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost };
+		sched_view(&rb->sched, qi, r->rows, r->priority, now, &cand[n]);
 		n++;
 	}
 	return n;
@@ -649,23 +645,12 @@ static void rt_prepare(struct runtime *rt, struct infer_req *r, uint64_t now,
 	const struct config *c = rt->cfg;
 	int mi = rt_index(rt, r->model);
 	const struct model_conf *mc = rt->mconf[mi];
-	uint64_t objective;
+	struct pol_prio_conf pc = { .levels = c->routing.priority_levels,
+				    .sheddable_levels = c->routing.sheddable_levels,
+				    .shed_wait_fraction = c->routing.shed_wait_fraction };
 
-	if (r->priority <= 0)
-		r->priority = mc->priority;
-	if (r->priority > c->routing.priority_levels)
-		r->priority = c->routing.priority_levels;
-	r->sheddable = r->priority > c->routing.priority_levels - c->routing.sheddable_levels;
 	r->met = rt->none_met[mi];
-	/* Saturation is measured against the model's own objective (what its
-	 * regular traffic must meet), not the sheddable request's (often long)
-	 * one, which would let the queue fill before anything is shed. */
-	objective = mc->slo_ms ? (uint64_t)mc->slo_ms * 1000000
-			       : r->deadline_ns ? r->deadline_ns - r->arrival_ns : 0;
-	*rq = (struct route_req){ .now_ns = now, .deadline_ns = r->deadline_ns,
-				  .sheddable = r->sheddable,
-				  .saturation_ns = (uint64_t)(c->routing.shed_wait_fraction *
-							      (double)objective) };
+	pol_prepare(&pc, mc->priority, (uint64_t)mc->slo_ms * 1000000, r, now, rq);
 }
 
 /*

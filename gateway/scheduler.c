@@ -31,11 +31,6 @@ struct sched_worker {
 	struct infer_slice *slices;	/* capacity: the widest model's max_batch_size */
 };
 
-/* Where a request lands in a queue (batch_place). */
-struct sched_place {
-	int before, first, last, spans;
-};
-
 int sched_find(const struct sched_be *s, const struct model *m)
 {
 	for (int i = 0; i < s->n_q; i++)
@@ -44,89 +39,11 @@ int sched_find(const struct sched_be *s, const struct model *m)
 	return -1;
 }
 
-/* Soonest a slot frees up, from now (0 when one is idle).  Lock held. */
-static uint64_t sched_residual(const struct sched_be *s, uint64_t now)
-{
-	uint64_t best = UINT64_MAX;
-
-	for (int i = 0; i < s->n_threads; i++) {
-		uint64_t left = s->busy_until[i] > now ? s->busy_until[i] - now : 0;
-
-		if (s->busy_until[i] == 0)
-			left = 0;
-		if (left < best)
-			best = left;
-	}
-	return best == UINT64_MAX ? 0 : best;
-}
-
-/*
- * Predicted wait of a request of rows at priority prio on queue qi, from the
- * work queued ahead, before calibration, to the start of its first batch;
- * *pl says where it lands (batch_place).  Lock held.
- */
-static uint64_t sched_raw_wait(const struct sched_be *s, int qi, int rows, int prio, uint64_t now,
-			       struct sched_place *pl)
-{
-	const struct sched_q *q = &s->qs[qi];
-	int eff = q->pol.max_batch;
-	uint64_t work;
-
-	pl->spans = batch_place(sq_rows_ahead(&q->sq, prio), rows, eff, &pl->before, &pl->first,
-				&pl->last);
-	work = (uint64_t)pl->before * svc_predict(&q->svc, eff);
-	/* Other models on this backend compete for the same slots. */
-	for (int i = 0; i < s->n_q; i++)
-		if (i != qi && s->qs[i].sq.n_rows)
-			work += svc_predict(&s->qs[i].svc, s->qs[i].pol.max_batch) *
-				(uint64_t)((s->qs[i].sq.n_rows + s->qs[i].pol.max_batch - 1) /
-					   s->qs[i].pol.max_batch);
-	return sched_residual(s, now) + work / (uint64_t)s->n_threads;
-}
-
-/*
- * Predicted execution of a request placed at pl: its first batch, then (a
- * request above the batch limit) the rest of its batches, spread over the
- * slots like the work ahead.  Lock held.
- */
-static uint64_t sched_exec(const struct sched_be *s, const struct sched_q *q,
-			   const struct sched_place *pl)
-{
-	uint64_t rest = 0;
-
-	if (pl->spans > 1)
-		rest = (uint64_t)(pl->spans - 2) * svc_predict(&q->svc, q->pol.max_batch) +
-		       svc_predict(&q->svc, pl->last);
-	return svc_predict(&q->svc, pl->first) + rest / (uint64_t)s->n_threads;
-}
-
 void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
-		struct sched_view *out)
+		struct router_cand *c)
 {
-	struct sched_q *q = &s->qs[qi];
-	struct sched_place pl;
-	int eff;
-	uint64_t raw;
-
 	pthread_mutex_lock(&s->mu);
-	eff = q->pol.max_batch;
-	raw = sched_raw_wait(s, qi, rows, prio, now, &pl);
-	out->queued = q->sq.n_reqs;
-	/* Full means full for this priority: lower levels can be displaced. */
-	out->displaces = q->sq.n_reqs >= q->sq.max_reqs;
-	out->full = out->displaces && sq_rows_ahead(&q->sq, prio) >= q->sq.n_rows;
-	out->displaces &= !out->full;
-	out->wait_ns = svc_wait_adjust(&q->svc, prio, raw);
-	out->work_ns = raw;
-	/* sq_take fills the batch with whatever is queued when it is cut,
-	 * lower levels included: predict that batch from what is queued now. */
-	if (pl.spans == 1) {
-		long rem = (long)q->sq.n_rows + rows - (long)pl.before * eff;
-
-		if (rem > pl.first)
-			pl.first = pl.last = rem < eff ? (int)rem : eff;
-	}
-	out->exec_ns = sched_exec(s, q, &pl);
+	pol_view(&s->pb, qi, rows, prio, now, c);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -135,7 +52,7 @@ double sched_wait_factor(struct sched_be *s, int qi, int prio)
 	double f;
 
 	pthread_mutex_lock(&s->mu);
-	f = svc_wait_factor(&s->qs[qi].svc, prio);
+	f = svc_wait_factor(&s->qs[qi].pq.svc, prio);
 	pthread_mutex_unlock(&s->mu);
 	return f;
 }
@@ -206,10 +123,6 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	struct infer_req *displaced = NULL;
 	int rc;
 
-	/* Larger than a batch is fine (it runs sliced); larger than the model
-	 * takes is not. */
-	if (r->rows > q->model->max_batch_size)
-		return -E2BIG;
 	pthread_mutex_lock(&s->mu);
 	if (s->stop) {
 		rc = -ESHUTDOWN;
@@ -217,23 +130,14 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	}
 	atomic_store_explicit(&r->state, REQ_QUEUED, memory_order_relaxed);
 	r->next_row = r->slices_out = r->n_batches = 0;
-	{
-		struct sched_place pl;
-
-		/* What the router saw (uncalibrated), to learn from at dequeue. */
-		r->enqueue_ns = now;
-		r->pred_wait_ns = sched_raw_wait(s, qi, r->rows, r->priority, now, &pl);
-	}
-	rc = sq_push(&q->sq, r);
-	if (rc == -EAGAIN && (displaced = sq_displace(&q->sq, r->priority)))
-		rc = sq_push(&q->sq, r);
+	rc = pol_admit(&s->pb, qi, r, now, &displaced);
 	if (rc) {
 		atomic_store_explicit(&r->state, REQ_NEW, memory_order_relaxed);
 		goto out_unlock;
 	}
 	r->queue = q;
 	r->met = q->met;
-	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
 	if (s->idle && !sched_defer_add(s))
 		pthread_cond_signal(&s->cv);
 out_unlock:
@@ -256,7 +160,7 @@ bool sched_cancel(struct infer_req *r)
 		return false;
 	pthread_mutex_lock(&q->s->mu);
 	if (atomic_compare_exchange_strong(&r->state, &expect, REQ_CANCELLED)) {
-		sq_remove(&q->sq, r);
+		sq_remove(&q->pq.sq, r);
 		removed = true;
 	} else if (expect == REQ_RUNNING) {
 		/* Slices not yet started are skipped (backend.h); a queued
@@ -264,11 +168,11 @@ bool sched_cancel(struct infer_req *r)
 		 * completion will come: r is the caller's again. */
 		atomic_store(&r->state, REQ_CANCELLED);
 		if (r->next_row < r->rows) {
-			sq_remove(&q->sq, r);
+			sq_remove(&q->pq.sq, r);
 			removed = sq_drop(r);
 		}
 	}
-	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
 	pthread_mutex_unlock(&q->s->mu);
 	return removed;
 }
@@ -284,13 +188,10 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 
 	for (int i = 0; i < s->n_q; i++) {
 		struct sched_q *q = &s->qs[i];
-		int rows = q->sq.n_rows < q->pol.max_batch ? q->sq.n_rows : q->pol.max_batch;
-		uint64_t need = q->drop_hopeless && rows ? svc_predict(&q->svc, rows) : 0;
-		struct infer_req *r = sq_expire(&q->sq, now + need), *next;
+		uint64_t need;
+		struct infer_req *r = pol_expire(&q->pq, now, &need), *next;
 
 		for (; r; r = next) {
-			bool started = r->next_row > 0;
-
 			next = r->next;
 			if (r->deadline_ns <= now)
 				sched_answer(r, 504, now, "deadline passed after %llu us in the queue "
@@ -301,15 +202,13 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 					     "left, a batch on backend %s takes %llu us",
 					     (unsigned long long)((r->deadline_ns - now) / 1000),
 					     s->be->conf.name, (unsigned long long)(need / 1000));
-			if (!started)
-				svc_wait_missed(&q->svc, r->priority);
 			/* A sliced request with a slice running is posted after it. */
 			if (!sq_drop(r))
 				continue;
 			r->next = all;
 			all = r;
 		}
-		atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+		atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
 	}
 	return all;
 }
@@ -323,20 +222,9 @@ static int sched_pick(struct sched_be *s, uint64_t now, uint64_t *wake, int *row
 	*wake = UINT64_MAX;
 	for (int k = 0; k < s->n_q; k++) {
 		int i = (s->rr + 1 + k) % s->n_q;
-		struct sched_q *q = &s->qs[i];
-		struct batch_view v;
-		uint64_t w, dl;
-		int cut;
+		uint64_t w;
+		int cut = pol_cut(&s->qs[i].pq, now, s->stop, &w);
 
-		if (!q->sq.n_reqs)
-			continue;
-		v.queued_rows = q->sq.n_rows;
-		v.oldest_ns = sq_oldest_arrival(&q->sq);
-		v.earliest_deadline_ns = sq_earliest_deadline(&q->sq);
-		cut = batch_decide(&q->pol, &v, &q->svc, now, &w);
-		/* While stopping, drain without waiting for fuller batches. */
-		if (cut == 0 && s->stop)
-			cut = v.queued_rows < q->pol.max_batch ? v.queued_rows : q->pol.max_batch;
 		if (cut > 0) {
 			s->rr = i;
 			*rows = cut;
@@ -344,10 +232,6 @@ static int sched_pick(struct sched_be *s, uint64_t now, uint64_t *wake, int *row
 		}
 		if (w < *wake)
 			*wake = w;
-		/* Wake for the earliest deadline too, to answer it 504 on time. */
-		dl = v.earliest_deadline_ns;
-		if (dl < *wake)
-			*wake = dl;
 	}
 	return -1;
 }
@@ -397,35 +281,18 @@ static void sched_run_batch(struct sched_worker *w, int qi, int n)
 }
 
 /* Take a cut batch from queue qi into w (lock held).  Returns the slice count. */
-static int sched_take(struct sched_worker *w, struct sched_q *q, int rows, uint64_t now)
+static int sched_take(struct sched_worker *w, int qi, int rows, uint64_t now)
 {
-	int eff = q->pol.max_batch;
-	int n = sq_take(&q->sq, rows, eff, w->slices, w->s->widest);
+	struct sched_q *q = &w->s->qs[qi];
+	int n = pol_take(&w->s->pb, qi, w->slot, rows, now, w->slices, w->s->widest, &w->b.rows,
+			 &w->oldest);
 
-	/* The head is larger than the cut (a preferred size): run it alone
-	 * rather than stall the queue (sliced, when above the limit). */
-	if (n == 0)
-		n = sq_take(&q->sq, eff, eff, w->slices, 1);
-	w->b.rows = 0;
-	w->oldest = UINT64_MAX;
 	for (int i = 0; i < n; i++) {
-		struct infer_slice *sl = &w->slices[i];
-		struct infer_req *r = sl->r;
-		uint64_t ready = now;	/* a later slice: ready once cut */
-
-		sl->status = 0;
-		if (sl->row0 == 0) {
-			atomic_store(&r->state, REQ_RUNNING);
-			r->dequeue_ns = now;
-			svc_wait_observe(&q->svc, r->priority, r->pred_wait_ns, now - r->enqueue_ns);
-			ready = r->arrival_ns;
-		}
-		w->b.rows += sl->rows;
-		if (ready < w->oldest)
-			w->oldest = ready;
+		w->slices[i].status = 0;
+		if (w->slices[i].row0 == 0)
+			atomic_store(&w->slices[i].r->state, REQ_RUNNING);
 	}
-	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
-	w->s->busy_until[w->slot] = now + svc_predict(&q->svc, w->b.rows);
+	atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
 	return n;
 }
 
@@ -447,7 +314,7 @@ static bool sched_slice_done(struct sched_q *q, const struct batch *b,
 		snprintf(r->errmsg, sizeof(r->errmsg), "%s", b->errmsg);
 		/* A slice failing fails the request: the rest need not run. */
 		if (r->next_row < r->rows) {
-			sq_remove(&q->sq, r);
+			sq_remove(&q->pq.sq, r);
 			sq_drop(r);
 		}
 	}
@@ -462,17 +329,15 @@ static bool sched_slice_done(struct sched_q *q, const struct batch *b,
  * account its slices.  Returns the requests it completed, linked through
  * ->next, to post.
  */
-static struct infer_req *sched_learn(struct sched_worker *w, struct sched_q *q)
+static struct infer_req *sched_learn(struct sched_worker *w, int qi)
 {
+	struct sched_q *q = &w->s->qs[qi];
 	const struct batch *b = &w->b;
 	struct infer_req *done = NULL;
+	int eff = pol_learn(&w->s->pb, qi, w->slot, b->rows, b->exec_end_ns - b->exec_start_ns,
+			    b->exec_end_ns, w->oldest);
 
-	w->s->busy_until[w->slot] = 0;
-	svc_observe(&q->svc, b->rows, b->exec_end_ns - b->exec_start_ns);
-	if (q->adaptive) {
-		q->pol.max_batch = batch_adapt_observe(&q->adapt, b->exec_end_ns - w->oldest);
-		atomic_store_explicit(&q->eff_max_batch, q->pol.max_batch, memory_order_relaxed);
-	}
+	atomic_store_explicit(&q->eff_max_batch, eff, memory_order_relaxed);
 	if (q->met)
 		met_batch(q->met, b->rows, b->exec_end_ns - b->exec_start_ns);
 	for (int i = 0; i < b->n_slices; i++)
@@ -480,7 +345,7 @@ static struct infer_req *sched_learn(struct sched_worker *w, struct sched_q *q)
 			b->slices[i].r->next = done;
 			done = b->slices[i].r;
 		}
-	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
 	return done;
 }
 
@@ -532,7 +397,7 @@ static void *sched_worker_main(void *arg)
 
 		qi = sched_pick(s, now, &wake, &rows);
 		if (qi >= 0)
-			n = sched_take(w, &s->qs[qi], rows, now);
+			n = sched_take(w, qi, rows, now);
 		if (expired || n || done) {
 			pthread_mutex_unlock(&s->mu);
 			sched_post_list(expired);
@@ -542,7 +407,7 @@ static void *sched_worker_main(void *arg)
 				sched_run_batch(w, qi, n);
 			pthread_mutex_lock(&s->mu);
 			if (n)
-				done = sched_learn(w, &s->qs[qi]);
+				done = sched_learn(w, qi);
 			continue;
 		}
 		if (s->stop)
@@ -565,20 +430,29 @@ int sched_batch_limit(const struct backend *be, const struct model *m, int conf_
 	return mb < 1 ? 1 : mb;
 }
 
+/* The policy settings of q from qc. */
+static void sched_pol_conf(const struct sched_q *q, const struct sched_q_conf *qc,
+			   struct pol_conf *pc)
+{
+	*pc = (struct pol_conf){
+		.max_batch = sched_batch_limit(q->s->be, qc->model, qc->max_batch),
+		.max_rows = qc->model->max_batch_size, .delay_us = qc->delay_us,
+		.max_queue = qc->max_queue, .priority_levels = qc->priority_levels,
+		.n_preferred = qc->n_preferred, .adaptive = qc->adaptive,
+		.objective_ns = qc->objective_ns, .margin_ns = qc->margin_ns,
+		.drop_hopeless = qc->drop_hopeless,
+	};
+	memcpy(pc->preferred, qc->preferred, sizeof(pc->preferred));
+}
+
 static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 {
-	q->max_batch = sched_batch_limit(q->s->be, qc->model, qc->max_batch);
-	q->pol.max_batch = q->max_batch;
-	q->pol.max_delay_ns = (uint64_t)qc->delay_us * 1000;
-	q->pol.margin_ns = qc->margin_ns;
-	q->pol.n_preferred = qc->n_preferred;
-	memcpy(q->pol.preferred, qc->preferred, sizeof(q->pol.preferred));
-	q->adaptive = qc->adaptive;
-	q->drop_hopeless = qc->drop_hopeless;
-	batch_adapt_init(&q->adapt, 1, q->max_batch, qc->objective_ns, 8);
-	atomic_store(&q->eff_max_batch, q->max_batch);
-	q->sq.max_reqs = qc->max_queue;
-	sq_set_levels(&q->sq, qc->priority_levels);
+	struct pol_conf pc;
+
+	sched_pol_conf(q, qc, &pc);
+	pol_configure(&q->pq, &pc);
+	q->max_batch = pc.max_batch;
+	atomic_store(&q->eff_max_batch, pc.max_batch);
 }
 
 void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc)
@@ -595,18 +469,23 @@ static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, 
 	int widest = 1;
 
 	s->qs = calloc(n, sizeof(*s->qs));
-	if (!s->qs)
+	s->pq = calloc(n, sizeof(*s->pq));
+	if (!s->qs || !s->pq)
 		return -ENOMEM;
 	s->n_q = n;
 	for (int i = 0; i < n; i++) {
 		struct sched_q *q = &s->qs[i];
 
+		struct pol_conf pc;
+
 		q->s = s;
 		q->model = qc[i].model;
 		q->met = qc[i].met;
-		sq_init(&q->sq, qc[i].priority_levels, qc[i].max_queue);
-		svc_init(&q->svc, qc[i].warm_a_ns, qc[i].warm_b_ns, 0.2);
-		sched_configure(q, &qc[i]);
+		sched_pol_conf(q, &qc[i], &pc);
+		pol_init(&q->pq, &pc, qc[i].warm_a_ns, qc[i].warm_b_ns);
+		q->max_batch = pc.max_batch;
+		atomic_store(&q->eff_max_batch, pc.max_batch);
+		s->pq[i] = &q->pq;
 		if (qc[i].model->max_batch_size > widest)
 			widest = qc[i].model->max_batch_size;
 	}
@@ -631,6 +510,8 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_
 	s->widest = widest;
 	s->n_threads = be->conf.slots > 0 ? be->conf.slots : 1;
 	s->busy_until = calloc(s->n_threads, sizeof(*s->busy_until));
+	s->pb = (struct pol_be){ .n_q = n, .q = s->pq, .n_slots = s->n_threads,
+				 .busy_until = s->busy_until };
 	s->workers = calloc(s->n_threads, sizeof(*s->workers));
 	for (int i = 0; i < s->n_threads; i++) {
 		struct sched_worker *w = &s->workers[i];
@@ -668,6 +549,8 @@ void sched_be_stop(struct sched_be *s)
 	s->busy_until = NULL;
 	free(s->qs);
 	s->qs = NULL;
+	free(s->pq);
+	s->pq = NULL;
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->mu);
 }

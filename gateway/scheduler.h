@@ -1,8 +1,9 @@
 /*
  * scheduler.h - per (backend, model) queues and the threads that feed a backend.
  *
- * Glue between the pure parts (squeue, batcher, svctime) and threads: each
- * backend gets `slots` scheduler threads and one mutex.  A thread answers
+ * Glue between the pure policy (policy.h: every decision, also linked by
+ * the simulator) and threads: each backend gets `slots` scheduler threads
+ * and one mutex, held around every pol_* call.  A thread answers
  * expired requests (504, never executed; with drop_hopeless also those
  * that can no longer finish in time), asks the batcher whether a queue
  * should be cut, takes requests (priority, then deadline order; one above
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #include "batcher.h"
+#include "policy.h"
 #include "squeue.h"
 #include "svctime.h"
 
@@ -50,13 +52,8 @@ struct sched_q_conf {
 struct sched_q {
 	struct sched_be *s;
 	const struct model *model;
-	struct squeue sq;
-	struct batch_policy pol;	/* pol.max_batch = effective (adaptive) limit */
+	struct pol_queue pq;		/* queue, batching, learned service time (policy.h) */
 	_Atomic int max_batch;		/* configured limit (sched_batch_limit); reload writes, loops read */
-	bool adaptive;
-	bool drop_hopeless;
-	struct batch_adapt adapt;
-	struct svc_model svc;
 	struct met_series *met;
 	_Atomic int depth;		/* queued requests, readable without the lock */
 	_Atomic int eff_max_batch;	/* for metrics */
@@ -72,20 +69,12 @@ struct sched_be {
 	struct sched_worker *workers;
 	int widest;			/* largest batch the workers can hold */
 	uint64_t *busy_until;		/* per slot: predicted end of its batch, 0 = idle */
+	struct pol_queue **pq;		/* &qs[i].pq */
+	struct pol_be pb;		/* the policy's view: pq and busy_until */
 	bool stop;
 	bool stopped;			/* threads joined */
 	int rr;
 	int idle;			/* threads waiting on cv */
-};
-
-/* What the router needs to know about one queue, for one request. */
-struct sched_view {
-	int queued;
-	bool full;
-	bool displaces;			/* full, but room by displacing lower priority */
-	uint64_t wait_ns;		/* predicted wait, calibrated (svc_wait_adjust) */
-	uint64_t work_ns;		/* the work queued ahead: the wait before calibration */
-	uint64_t exec_ns;
 };
 
 /*
@@ -107,9 +96,11 @@ int sched_find(const struct sched_be *s, const struct model *m);
 /* sched_wait_factor - the calibration applied to predicted waits at prio
  * on queue qi (svc_wait_factor). */
 double sched_wait_factor(struct sched_be *s, int qi, int prio);
-/* sched_view - predictions for a request of rows at priority prio on queue qi. */
+/* sched_view - what the router sees of queue qi for a request of rows at
+ * priority prio (pol_view: fills c's queued, full, displaces, wait_ns,
+ * work_ns, exec_ns). */
 void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
-		struct sched_view *out);
+		struct router_cand *c);
 /*
  * sched_enqueue - queue r on queue qi (r->priority already normalized).
  * A full queue makes room by displacing its lowest-priority request below

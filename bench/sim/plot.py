@@ -14,10 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"slo": "tab:blue", "least-queue": "tab:orange", "round-robin": "tab:green",
-          "slo+legacy": "tab:purple", "slo+reroute-displaced": "tab:brown",
-          "slo+displace-last": "tab:red"}
-LABELS = {"slo+legacy": "slo, gateway as of 2c48e69 (--legacy all)",
-          "slo+reroute-displaced": "slo, what-if --reroute-displaced",
+          "slo+reroute-displaced": "tab:brown", "slo+displace-last": "tab:red"}
+LABELS = {"slo+reroute-displaced": "slo, what-if --reroute-displaced",
           "slo+displace-last": "slo, what-if --displace-last"}
 STYLES = {"poisson": "-", "onoff": "--"}
 

@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # bench/sim/report.sh - run the simulator's experiments and write
 #   bench/sim/results/sweep.csv     load sweep, 3 policies, Poisson + bursty, and
-#                                   the slo policy as of 2c48e69 (--legacy all)
-#                                   and with what-ifs --reroute-displaced and
-#                                   --displace-last
+#                                   the slo policy with what-ifs
+#                                   --reroute-displaced and --displace-last
 #   bench/sim/results/overload.csv  2x capacity, slo policy, seeds 1-3, what-ifs;
 #                                   bursty overload of the GPU-only fleet
 #   bench/sim/results/fill.csv      filling idle GPU time with sheddable work
@@ -15,8 +14,10 @@
 #
 # usage: bench/sim/report.sh          (about 2-3 minutes on 2 cores)
 #
-# "gateway" rows mirror the gateway as of commit efa0c5d; --legacy all is
-# the gateway as of 2c48e69 (before bcff583 and efa0c5d).
+# "gateway" rows run the gateway's own policy (gateway/policy.c, router.c,
+# squeue.c, batcher.c, svctime.c, linked as they are).  The --legacy modes
+# (the gateway as of 2c48e69) are gone with the copies they patched; their
+# numbers stay in bench/RESULTS.md.
 # env:   N=1000000 (requests per sweep point)  JOBS=2 (simulations run at
 #        once, except the scale runs, which run alone so their wall times
 #        mean something)  MEASURE_CPU=1 (also re-time
@@ -99,8 +100,8 @@ for arr in poisson onoff; do
 			brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy $pol \
 				--arrival $arr --requests "$N" --seed 1
 		done
-		# the slo policy as of 2c48e69, and with two what-ifs
-		for what in "--legacy all" --reroute-displaced --displace-last; do
+		# the slo policy with two what-ifs
+		for what in --reroute-displaced --displace-last; do
 			# shellcheck disable=SC2086
 			brun "$OUT/sweep.csv" --scenario $SC/hetero.ini --load $load --policy slo \
 				--arrival $arr --requests "$N" --seed 1 $what
@@ -112,13 +113,13 @@ collect
 echo "== 2. overload: 2x capacity, slo policy, 3 seeds, what-ifs" >&2
 header "$OUT/overload.csv"
 for seed in 1 2 3; do
-	for what in "" "--legacy all" "--drop-hopeless off" --exec-fill --strict-margin \
+	for what in "" "--drop-hopeless off" --exec-fill --strict-margin \
 		--reroute-displaced --displace-last; do
 		# shellcheck disable=SC2086
 		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--requests 2000000 --seed $seed $what
 	done
-	for what in "" "--legacy all" --reroute-displaced --displace-last; do
+	for what in "" --reroute-displaced --displace-last; do
 		# shellcheck disable=SC2086
 		brun "$OUT/overload.csv" --scenario $SC/hetero.ini --load 2.0 --policy slo \
 			--arrival onoff --requests 2000000 --seed $seed $what
@@ -129,7 +130,7 @@ for pol in least-queue round-robin; do
 		--requests 2000000 --seed 1
 done
 # bursty overload of one priority: gpu_fill's hp traffic alone, bursts of 3x
-for what in "" "--legacy all" --strict-margin --exec-fill "--drop-hopeless off" \
+for what in "" --strict-margin --exec-fill "--drop-hopeless off" \
 	"--drop-hopeless off --strict-margin"; do
 	# shellcheck disable=SC2086
 	brun "$OUT/overload.csv" --scenario $SC/gpu_fill.ini --share lp=0 --arrival onoff \
@@ -149,29 +150,25 @@ for sc in gpu_fill hetero_fill; do
 	for f in 0.5 0.1 0.01; do
 		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac $f --requests 2000000 --seed 1
 	done
-	# the gateway as of 2c48e69, whole and by part, and two what-ifs
-	for what in "--legacy all" "--legacy full" "--legacy sat,shed" --reroute-displaced \
-		--displace-last; do
+	# two what-ifs
+	for what in --reroute-displaced --displace-last; do
 		# shellcheck disable=SC2086
 		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --requests 2000000 \
 			--seed 1 $what
 	done
 	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --share lp=0 --arrival onoff --burst $BURST \
 		--requests 2000000 --seed 1
-	for what in "" "--legacy all"; do
-		# shellcheck disable=SC2086
-		brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --arrival onoff \
-			--burst $BURST --requests 2000000 --seed 1 $what
-	done
+	brun "$OUT/fill.csv" --scenario $SC/$sc.ini --shed-frac 0.5 --arrival onoff \
+		--burst $BURST --requests 2000000 --seed 1
 done
 collect
 
 echo "== 4. scale" >&2
 header "$OUT/scale.csv"
 run "$OUT/scale.csv" --scenario $SC/hetero.ini --load 1.0 --requests 2000000 --seed 1
-# hetero x 20 (160 CPU + 40 GPU + 80 DPU) at 0.9: the gateway, as of 2c48e69,
-# and with what-if --reroute-displaced
-for what in "" "--legacy all" --reroute-displaced; do
+# hetero x 20 (160 CPU + 40 GPU + 80 DPU) at 0.9: the gateway, and with
+# what-if --reroute-displaced
+for what in "" --reroute-displaced; do
 	# shellcheck disable=SC2086
 	run "$OUT/scale.csv" --scenario $SC/hetero.ini --scale 20 --load 0.9 --requests 1000000 \
 		--seed 1 $what

@@ -2,26 +2,21 @@
  * sim.c - data-centre-scale simulator of infergw's routing, queueing and
  * batching, in virtual time.
  *
- * It links the gateway's real pure-logic modules (gateway/squeue.c,
- * batcher.c, svctime.c, router.c) and replaces the threaded glue of
- * gateway/runtime.c (rt_submit, rt_candidates) and gateway/scheduler.c
- * (sched_view, the worker loop) with a discrete-event equivalent: one binary
- * heap of events (arrivals, batch completions, batcher wake-ups), no threads,
- * no clock reads.  Every decision - which backend, whether to reject, when
- * to cut a batch, how big, what the service time will be - is made by the
- * real modules; this file only keeps time, draws random numbers and counts.
+ * It links the gateway's policy files as they are (gateway/policy.c,
+ * router.c, squeue.c, batcher.c, svctime.c) and calls them for every
+ * decision, the very calls the scheduler makes under its lock; this file
+ * keeps time (one binary heap of events: arrivals, batch completions,
+ * batcher wake-ups), draws random numbers, executes batches from a profile
+ * (measured CPU, derived GPU/DPU) x jitter, and counts.  No threads, no
+ * clock reads.
  *
- * How the glue maps (see the functions below; gateway as of commit efa0c5d,
- * and with --legacy as of 2c48e69, before bcff583 and efa0c5d):
- *   rt_submit + rt_candidates + sched_view
- *   + sched_enqueue (push, displace)         -> sim_submit, sim_candidates,
- *                                               sim_view
- *   scheduler worker loop (sched_expire with drop_hopeless, pick, take,
- *   run, learn)                              -> be_poll, be_expire, be_start,
- *                                               be_done
+ *   rt_submit / rt_candidates / sched_view / sched_enqueue
+ *       -> sim_submit, sim_candidates, sim_cand (pol_prepare, pol_view,
+ *          router_pick, pol_admit)
+ *   scheduler worker loop: sched_expire, sched_pick, sched_take,
+ *   sched_learn -> be_poll, be_expire, be_start, be_done (pol_expire,
+ *          pol_cut, pol_take, pol_learn)
  *   sched_wait's timed wait / enqueue signal -> WAKE events / be_poll on push
- *   backend execution                        -> profile t(n) (measured CPU,
- *                                               derived GPU/DPU) x jitter
  *
  * usage: see usage() or bench/sim/README.md.
  */
@@ -40,6 +35,7 @@
 
 #include "batcher.h"
 #include "infer.h"
+#include "policy.h"
 #include "router.h"
 #include "squeue.h"
 #include "svctime.h"
@@ -47,7 +43,7 @@
 #define MAX_PROFILES 8
 #define MAX_CLASSES 8
 #define MAX_GROUPS 16
-#define MAX_CAND_OLD 32		/* rt_submit's cand[32] before efa0c5d */
+#define MAX_CAND_OLD 32		/* rt_submit's cand[32] before efa0c5d (--candidates first32) */
 #define N_KINDS 3
 #define HIST_BINS 512		/* latency histogram: 16 bins per power of two */
 #define NONE UINT64_MAX
@@ -172,31 +168,11 @@ struct scenario {
 	int strict_margin;		/* router: no fallback inside the margin (429 late instead) */
 	int displace_last;		/* router: displace only when no queue has room */
 	int reroute_displaced;		/* sched_enqueue: route a displaced request again */
-	unsigned legacy;		/* LEG_*: parts of the gateway as of 2c48e69 */
 };
 
 /* Candidate sets: every usable backend (rt_candidates since efa0c5d), the
  * first 32 in config order (before efa0c5d), D sampled at random (what-if). */
 enum { CAND_ALL, CAND_FIRST32, CAND_SAMPLE };
-
-/*
- * --legacy: the glue as it was at commit 2c48e69, before bcff583 and
- * efa0c5d, one part at a time (the modules' own changes are emulated here
- * from their old code, quoted below).
- */
-enum {
-	LEG_FULL = 1 << 0,	/* sched_view: full = n_reqs >= max_reqs, for every priority */
-	LEG_EXEC = 1 << 1,	/* sched_view: exec_ns = svc(ahead % eff + rows) */
-	LEG_SAT = 1 << 2,	/* rt_submit: saturation from the request's own objective */
-	LEG_SHED = 1 << 3,	/* router_pick: shed when the policy's pick is saturated */
-	LEG_SVC = 1 << 4,	/* svc_predict: least-squares line through the seen buckets */
-	LEG_CAND = 1 << 5,	/* rt_candidates: the first 32 usable backends */
-	LEG_WAIT = 1 << 6,	/* sched_view: no wait calibration (added after c8ecb11) */
-	LEG_ALL = (1 << 7) - 1,
-};
-
-static const char *const legacy_names[] = { "full", "exec", "sat", "shed", "svc", "cand", "wait" };
-#define N_LEGACY 7
 
 static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 static void die(const char *fmt, ...)
@@ -540,7 +516,7 @@ static double prof_time_ns(const struct profile *p, int rows)
 
 struct slot {
 	bool running;
-	uint64_t start, end, busy_until, oldest;
+	uint64_t start, end, oldest;
 	int n, rows;
 	struct infer_slice *slices;
 };
@@ -548,13 +524,10 @@ struct slot {
 struct sim_be {
 	const struct profile *p;
 	int max_batch;			/* configured limit (sched_q.max_batch) */
-	struct squeue sq;
-	struct batch_policy pol;	/* pol.max_batch = effective (adaptive) limit */
-	bool adaptive;
-	struct batch_adapt adapt;
-	struct svc_model svc;
-	uint64_t svc_memo[SVC_BUCKETS];	/* be_svc per bucket since the last svc_observe */
-	uint32_t svc_memo_ok;		/* bit b: svc_memo[b] is valid */
+	struct pol_queue q;		/* the queue's policy state (gateway/policy.h) */
+	struct pol_queue *qp;		/* &q: pb's one queue */
+	struct pol_be pb;		/* the backend's policy state: q and busy_until */
+	uint64_t *busy_until;		/* per slot (pb.busy_until) */
 	int n_slots, idle;
 	struct slot *slots;
 	uint64_t wake_at;
@@ -706,6 +679,8 @@ static struct lvl_stats st[SQ_MAX_LEVELS + 1];
 static struct rng rng_exec, rng_cand;
 static uint64_t g_rr;			/* rt->rr */
 static uint64_t cand_stamp;
+static uint64_t rng_sample;		/* router_sample's state (gateway power of d) */
+static uint64_t n_routes, n_views, n_picks, n_widened;	/* routing cost counters */
 static uint64_t n_total, n_made, warm_n;
 static uint64_t t0_ns, t1_ns;
 static double snap0[N_KINDS], snap1[N_KINDS], rsnap0[N_KINDS], rsnap1[N_KINDS];
@@ -752,151 +727,22 @@ static void req_finish_stats(struct sim_req *q, uint64_t now)
 		s->late_done++;
 }
 
-/* sched_residual: soonest a slot frees up, from now (0 when one is idle). */
-static uint64_t be_residual(const struct sim_be *b, uint64_t now)
-{
-	uint64_t best = UINT64_MAX;
-
-	for (int i = 0; i < b->n_slots; i++) {
-		uint64_t bu = b->slots[i].busy_until;
-		uint64_t left = bu > now ? bu - now : 0;
-
-		if (bu == 0)
-			left = 0;
-		if (left < best)
-			best = left;
-	}
-	return best == UINT64_MAX ? 0 : best;
-}
-
 /*
- * --legacy svc: svc_predict as of 2c48e69 (gateway/svctime.c before
- * efa0c5d), on the same struct svc_model: a least-squares line through the
- * seen buckets once two are seen, the warm start scaled to the one seen
- * bucket before that.
+ * --exec-fill (what-if): exec_ns assumes a batch that does not start now
+ * runs full (later arrivals join it); pol_view predicts it from what is
+ * queued now.  A sliced request keeps pol_view's prediction.
  */
-static int svc_fit_2c48e69(const struct svc_model *s, double *a, double *b)
+static void sim_exec_fill(const struct sim_be *b, int rows, int prio, uint64_t now,
+			  struct router_cand *c)
 {
-	double sx = 0, sy = 0, sxx = 0, sxy = 0;
-	int k = 0;
+	int eff = b->q.bp.max_batch, ahead = sq_rows_ahead(&b->q.sq, prio), fill;
+	struct pol_place pl;
 
-	for (int i = 0; i < SVC_BUCKETS; i++) {
-		double x = (double)(1 << i);
-
-		if (!s->seen[i])
-			continue;
-		sx += x;
-		sy += s->ewma[i];
-		sxx += x * x;
-		sxy += x * s->ewma[i];
-		k++;
-	}
-	if (k < 2 || k * sxx - sx * sx <= 0)
-		return k;
-	*b = (k * sxy - sx * sy) / (k * sxx - sx * sx);
-	*a = (sy - *b * sx) / k;
-	if (*b < 0) {
-		*b = 0;
-		*a = sy / k;
-	}
-	return k;
-}
-
-static uint64_t svc_predict_2c48e69(const struct svc_model *s, int rows)
-{
-	int b = svc_bucket(rows);
-	double n = (double)(1 << b), a = s->a_ns, slope = s->b_ns, t = a + slope * n;
-
-	if (s->seen[b])
-		t = s->ewma[b];
-	else if (svc_fit_2c48e69(s, &a, &slope) == 1) {
-		for (int i = 0; i < SVC_BUCKETS; i++)
-			if (s->seen[i]) {
-				double warm = s->a_ns + s->b_ns * (double)(1 << i);
-
-				t = s->a_ns + s->b_ns * n;
-				t = warm > 0 ? t * s->ewma[i] / warm : s->ewma[i];
-				break;
-			}
-	} else {
-		t = a + slope * n;
-	}
-	return t < 1 ? 1 : (uint64_t)t;
-}
-
-/*
- * svc_predict for the glue (sched_view, sched_expire, busy_until).  The
- * batcher's own call (batch_decide) always uses the real one; it matters
- * only with max_queue_delay_us > 0.
- */
-static uint64_t be_svc(struct sim_be *b, int rows)
-{
-	int k = svc_bucket(rows);
-
-	/* Both depend only on the model's state and rows' bucket: remember
-	 * them until the next svc_observe (a 2000-backend scan calls this
-	 * twice per backend per request). */
-	if (!(b->svc_memo_ok & (1u << k))) {
-		b->svc_memo[k] = S.legacy & LEG_SVC ? svc_predict_2c48e69(&b->svc, rows)
-						    : svc_predict(&b->svc, rows);
-		b->svc_memo_ok |= 1u << k;
-	}
-	return b->svc_memo[k];
-}
-
-/* sched_raw_wait, for the single queue of a backend (no other models compete). */
-static uint64_t sim_raw_wait(struct sim_be *b, int rows, int prio, uint64_t now,
-			     int *before, int *first, int *last, int *spans)
-{
-	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio);
-
-	*spans = batch_place(ahead, rows, eff, before, first, last);
-	return be_residual(b, now) +
-	       (*before ? (uint64_t)*before * be_svc(b, eff) : 0) / (uint64_t)b->n_slots;
-}
-
-/* sched_view, for the single queue of a backend (no other models compete). */
-static void sim_view(struct sim_be *b, int rows, int prio, uint64_t now, struct router_cand *c)
-{
-	int eff = b->pol.max_batch, ahead = sq_rows_ahead(&b->sq, prio), before, mine, last, spans;
-	uint64_t raw = sim_raw_wait(b, rows, prio, now, &before, &mine, &last, &spans);
-	uint64_t rest = 0;
-
-	c->cost = b->p->cost;
-	c->queued = b->sq.n_reqs;
-	/* Full means full for this priority: lower levels can be displaced
-	 * (bcff583; --legacy full: full for every priority). */
-	c->full = b->sq.n_reqs >= b->sq.max_reqs &&
-		  ((S.legacy & LEG_FULL) || ahead >= b->sq.n_rows);
-	/* A queue that would displace is taken only when nothing else serves
-	 * (router.c, after the simulator showed idle backends while p3 was
-	 * displaced). */
-	c->displaces = b->sq.n_reqs >= b->sq.max_reqs && !c->full;
-	c->wait_ns = S.legacy & LEG_WAIT ? raw : svc_wait_adjust(&b->svc, prio, raw);
-	c->work_ns = raw;
-	if (spans > 1) {
-		/* sched_exec: a request above the batch limit runs sliced */
-		rest = ((uint64_t)(spans - 2) * be_svc(b, eff) + be_svc(b, last)) /
-		       (uint64_t)b->n_slots;
-	} else if (S.exec_fill) {
-		/*
-		 * what-if: a batch that starts now runs with the rows queued
-		 * now (as the gateway predicts); one that starts later is
-		 * assumed full (later arrivals join it).
-		 */
-		int fill = c->wait_ns ? eff : mine + (b->sq.n_rows - ahead);
-
-		mine = fill < eff ? fill : eff;
-	} else if (!(S.legacy & LEG_EXEC)) {
-		/* sq_take fills the batch with whatever is queued when it is
-		 * cut, lower levels included: predict it from what is queued
-		 * now (efa0c5d; --legacy exec: ahead % eff + rows). */
-		long rem = (long)b->sq.n_rows + rows - (long)before * eff;
-
-		if (rem > mine)
-			mine = rem < eff ? (int)rem : eff;
-	}
-	c->exec_ns = be_svc(b, mine) + rest;
+	pol_raw_wait(&b->pb, 0, rows, prio, now, &pl);
+	if (pl.spans > 1)
+		return;
+	fill = c->wait_ns ? eff : pl.first + (b->q.sq.n_rows - ahead);
+	c->exec_ns = svc_predict(&b->q.svc, fill < eff ? fill : eff);
 }
 
 static void be_schedule_wake(struct sim_be *b, int bi, uint64_t t)
@@ -911,7 +757,7 @@ static void be_schedule_wake(struct sim_be *b, int bi, uint64_t t)
 	n_wakes++;
 }
 
-/* sched_take + the start of sched_run_batch, on idle slot s. */
+/* sched_take (pol_take) + the start of sched_run_batch, on idle slot s. */
 static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
 {
 	struct slot *sl = NULL;
@@ -923,28 +769,8 @@ static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
 			sl = &b->slots[s];
 			break;
 		}
-	n = sq_take(&b->sq, rows, b->pol.max_batch, sl->slices, b->max_batch);
-	if (n == 0)
-		n = sq_take(&b->sq, b->pol.max_batch, b->pol.max_batch, sl->slices, 1);
+	n = pol_take(&b->pb, 0, s, rows, now, sl->slices, b->max_batch, &sl->rows, &sl->oldest);
 	sl->n = n;
-	sl->rows = 0;
-	sl->oldest = UINT64_MAX;
-	for (int i = 0; i < n; i++) {
-		struct infer_req *r = sl->slices[i].r;
-		uint64_t ready = now;	/* a later slice: ready once cut */
-
-		if (sl->slices[i].row0 == 0) {
-			r->dequeue_ns = now;
-			if (!(S.legacy & LEG_WAIT))
-				svc_wait_observe(&b->svc, r->priority, r->pred_wait_ns,
-						 now - r->enqueue_ns);
-			ready = r->arrival_ns;
-		}
-		sl->rows += sl->slices[i].rows;
-		if (ready < sl->oldest)
-			sl->oldest = ready;
-	}
-	sl->busy_until = now + be_svc(b, sl->rows);
 	exec = prof_time_ns(b->p, sl->rows);
 	if (cv > 0) {
 		double sg = sqrt(log(1 + cv * cv));
@@ -962,21 +788,18 @@ static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
 }
 
 /*
- * sched_expire: 504 what is past its deadline and, with drop_hopeless, what
- * a batch started now would still finish too late.
+ * sched_expire (pol_expire): 504 what is past its deadline and, with
+ * drop_hopeless, what a batch started now would still finish too late.
  */
 static void be_expire(struct sim_be *b, uint64_t now)
 {
-	int rows = b->sq.n_rows < b->pol.max_batch ? b->sq.n_rows : b->pol.max_batch;
-	uint64_t need = S.drop_hopeless && rows ? be_svc(b, rows) : 0;
-	struct infer_req *r = sq_expire(&b->sq, now + need), *next;
+	uint64_t need;
+	struct infer_req *r = pol_expire(&b->q, now, &need), *next;
 
 	for (; r; r = next) {
 		struct sim_req *q = (struct sim_req *)r;
 
 		next = r->next;
-		if (!(S.legacy & LEG_WAIT) && !r->next_row)
-			svc_wait_missed(&b->svc, r->priority);
 		if (q->counted) {
 			if (r->deadline_ns <= now)
 				st[r->priority].expired++;
@@ -989,34 +812,26 @@ static void be_expire(struct sim_be *b, uint64_t now)
 	}
 }
 
-/* The worker loop, once per idle slot: expire, pick (batch_decide), take. */
+/* The worker loop, once per idle slot: expire, pick (pol_cut), take. */
 static void be_poll(struct sim_be *b, int bi, uint64_t now)
 {
 	while (b->idle > 0) {
-		struct batch_view v;
 		uint64_t w;
 		int cut;
 
 		be_expire(b, now);
-		if (!b->sq.n_reqs)
-			break;
-		v.queued_rows = b->sq.n_rows;
-		v.oldest_ns = sq_oldest_arrival(&b->sq);
-		v.earliest_deadline_ns = sq_earliest_deadline(&b->sq);
-		cut = batch_decide(&b->pol, &v, &b->svc, now, &w);
+		cut = pol_cut(&b->q, now, false, &w);
 		if (cut > 0) {
 			be_start(b, bi, cut, now);
 			continue;
 		}
-		/* Wake for the batcher, and for the earliest deadline (504 on time). */
-		if (v.earliest_deadline_ns < w)
-			w = v.earliest_deadline_ns;
+		/* the batcher's moment or the earliest deadline (504 on time) */
 		be_schedule_wake(b, bi, w);
 		break;
 	}
 }
 
-/* Batch end: answer, then sched_learn, then the worker loops again. */
+/* Batch end: answer, then sched_learn (pol_learn), then the worker loops again. */
 static void be_done(struct sim_be *b, int bi, int s, uint64_t now)
 {
 	struct slot *sl = &b->slots[s];
@@ -1041,24 +856,36 @@ static void be_done(struct sim_be *b, int bi, int s, uint64_t now)
 	b->batches++;
 	b->rows_done += sl->rows;
 	sl->running = false;
-	sl->busy_until = 0;
-	svc_observe(&b->svc, sl->rows, exec);
-	b->svc_memo_ok = 0;
-	if (b->adaptive)
-		b->pol.max_batch = batch_adapt_observe(&b->adapt, now - sl->oldest);
+	pol_learn(&b->pb, 0, s, sl->rows, exec, now, sl->oldest);
 	b->idle++;
 	be_poll(b, bi, now);
 }
 
+/* One candidate: rt_candidates' entry, sched_view (pol_view). */
+static void sim_cand(int id, const struct sim_req *q, uint64_t now, struct router_cand *c)
+{
+	const struct sim_be *b = &bes[id];
+
+	*c = (struct router_cand){ .id = id, .qi = 0, .cost = b->p->cost };
+	pol_view(&b->pb, 0, q->r.rows, q->r.priority, now, c);
+	n_views++;
+	if (S.exec_fill)
+		sim_exec_fill(b, q->r.rows, q->r.priority, now, c);
+}
+
 /*
  * Candidate backends for one request (rt_candidates): every backend (since
- * efa0c5d), the first 32 (before it; --candidates first32 or --legacy
- * cand), or D at random (what-if --candidates sample).
+ * efa0c5d; with the gateway's power of d choices, router_sample's few),
+ * the first 32 (before efa0c5d; --candidates first32), or D at random
+ * (what-if --candidates sample).  *sampled: fewer than every backend were
+ * looked at, and the gateway widens a sample that admits nothing.
  */
-static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_cand *cand)
+static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_cand *cand,
+			  bool all, unsigned *rr, bool *sampled)
 {
 	int n = 0, cap = n_bes;
 
+	*sampled = false;
 	if (S.cand_mode == CAND_SAMPLE && S.cand_d < n_bes) {
 		cand_stamp++;
 		while (n < S.cand_d) {
@@ -1067,92 +894,112 @@ static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_c
 			if (bes[id].stamp == cand_stamp)
 				continue;	/* drawn already for this request */
 			bes[id].stamp = cand_stamp;
-			cand[n].id = id;
-			cand[n].qi = 0;
-			sim_view(&bes[id], q->r.rows, q->r.priority, now, &cand[n]);
-			n++;
+			sim_cand(id, q, now, &cand[n++]);
 		}
 		return n;
 	}
+#ifdef ROUTER_SAMPLE_D
+	/* rt_pick: the gateway looks at a sample of the eligible backends */
+	if (S.cand_mode == CAND_ALL && !all && n_bes > ROUTER_SCAN_ALL) {
+		int idx[ROUTER_SAMPLE_D];
+
+		n = router_sample(S.policy, n_bes, ROUTER_SAMPLE_D, *rr, &rng_sample, idx);
+		for (int k = 0; k < n; k++)
+			sim_cand(idx[k], q, now, &cand[k]);
+		*rr = 0;	/* the sample starts at the cursor's candidate */
+		*sampled = n < n_bes;
+		return n;
+	}
+#else
+	(void)all;
+	(void)rr;
+#endif
 	if (S.cand_mode == CAND_FIRST32 && cap > MAX_CAND_OLD)
 		cap = MAX_CAND_OLD;
-	for (int i = 0; i < cap; i++) {
-		cand[n].id = i;
-		cand[n].qi = 0;
-		sim_view(&bes[i], q->r.rows, q->r.priority, now, &cand[n]);
-		n++;
-	}
+	for (int i = 0; i < cap; i++)
+		sim_cand(i, q, now, &cand[n++]);
 	return n;
 }
 
 static struct router_cand *cand_buf, *cand_room;
 
+/* router_pick over n candidates, with the --displace-last what-if. */
+static enum route_result sim_pick(const struct route_req *rq, int n, unsigned rr, int *pick)
+{
+	struct route_conf rc = { .policy = S.policy, .margin_ns = (uint64_t)S.margin_us * 1000 };
+	enum route_result why;
+
+	if (S.displace_last) {
+		/* what-if: first route as if nothing could be displaced (a
+		 * queue at max_queue is full to everyone); displace only when
+		 * that finds no backend */
+		unsigned rr2 = rr;
+
+		for (int i = 0; i < n; i++) {
+			const struct squeue *sq = &bes[cand_buf[i].id].q.sq;
+
+			cand_room[i] = cand_buf[i];
+			cand_room[i].full = sq->n_reqs >= sq->max_reqs;
+		}
+		n_picks++;
+		why = router_pick(&rc, rq, cand_room, n, &rr2, pick);
+		if (why == ROUTE_OK)
+			return why;
+	}
+	n_picks++;
+	return router_pick(&rc, rq, cand_buf, n, &rr, pick);
+}
+
 /*
- * rt_submit: normalize, route, enqueue; the enqueue wakes an idle slot.
- * objective_ns is the request's own (deadline - arrival), 0 without one.
+ * One routing decision (rt_route without the enqueue): the candidates'
+ * views, then the router's pick; a sample that admits nothing is widened
+ * to every backend.  Not inlined, so that callgrind can count it alone
+ * (bench/sim/route_cost.sh: --toggle-collect=sim_route).
  */
-static void sim_submit(struct sim_req *q, uint64_t now, uint64_t objective_ns, bool again)
+static __attribute__((noinline)) enum route_result
+sim_route(const struct sim_req *q, uint64_t now, const struct route_req *rq, unsigned rr,
+	  int *pick)
+{
+	unsigned rs = rr;
+	bool sampled;
+	int n = sim_candidates(q, now, cand_buf, false, &rs, &sampled);
+	enum route_result why = sim_pick(rq, n, rs, pick);
+
+	n_routes++;
+	if (why != ROUTE_OK && sampled) {
+		n_widened++;
+		n = sim_candidates(q, now, cand_buf, true, &rr, &sampled);
+		why = sim_pick(rq, n, rr, pick);
+	}
+	return why;
+}
+
+/*
+ * rt_submit: normalize (pol_prepare), route (router_pick), enqueue
+ * (pol_admit); the enqueue wakes an idle slot.  again: a displaced
+ * request routed anew (--reroute-displaced).
+ */
+static void sim_submit(struct sim_req *q, uint64_t now, bool again)
 {
 	struct infer_req *r = &q->r;
-	struct route_conf rc = { .policy = S.policy, .margin_ns = (uint64_t)S.margin_us * 1000 };
-	struct route_req rq = { .now_ns = now, .deadline_ns = r->deadline_ns };
+	uint64_t margin_ns = (uint64_t)S.margin_us * 1000;
+	struct pol_prio_conf pc = { .levels = S.levels, .sheddable_levels = S.sheddable_levels,
+				    .shed_wait_fraction = S.shed_frac };
+	struct route_req rq;
 	unsigned rr = (unsigned)g_rr++;
-	uint64_t model_ns = (uint64_t)S.model_slo_ms * 1000000;	/* mc->slo_ms, whole ms */
-	uint64_t sat_obj;
-	int n, pick = -1;
+	int pick = -1, bi, rc2;
 	enum route_result why;
 	struct sim_be *b;
 	struct infer_req *d = NULL;
-	int bi;
 
-	/* (r->priority <= 0 takes the model's priority; every class sets one) */
-	if (r->priority > S.levels)
-		r->priority = S.levels;
-	if (r->priority < 1)
-		r->priority = 1;
-	r->sheddable = r->priority > S.levels - S.sheddable_levels;
+	/* the model's priority is 1 (every class sets one) and its slo_ms
+	 * whole milliseconds, as config.c keeps them */
+	pol_prepare(&pc, 1, (uint64_t)S.model_slo_ms * 1000000, r, now, &rq);
 	if (q->counted && !again)
 		st[r->priority].arrived++;
-	/* Saturation against the model's objective when it has one, else the
-	 * request's (efa0c5d; --legacy sat: always the request's). */
-	sat_obj = !(S.legacy & LEG_SAT) && model_ns ? model_ns : objective_ns;
-	rq.sheddable = r->sheddable;
-	rq.saturation_ns = (uint64_t)(S.shed_frac * (double)sat_obj);
-	n = sim_candidates(q, now, cand_buf);
-	if ((S.legacy & LEG_SHED) && rq.sheddable) {
-		/* router_pick before efa0c5d: the policy picks among every
-		 * candidate, then the request is shed if that one is saturated
-		 * (today's router_pick does exactly this for a non-sheddable
-		 * request, then nothing more). */
-		struct route_req r2 = rq;
-
-		r2.sheddable = false;
-		why = router_pick(&rc, &r2, cand_buf, n, &rr, &pick);
-		if (why == ROUTE_OK && cand_buf[pick].wait_ns > rq.saturation_ns)
-			why = ROUTE_SHED;
-	} else {
-		/* a sheddable request skips saturated (and full) candidates and
-		 * is shed only when all are (inside router_pick since efa0c5d) */
-		if (S.displace_last) {
-			/* what-if: first route as if nothing could be displaced
-			 * (a queue at max_queue is full to everyone); displace
-			 * only when that finds no backend */
-			unsigned rr2 = rr;
-
-			for (int i = 0; i < n; i++) {
-				cand_room[i] = cand_buf[i];
-				cand_room[i].full = bes[cand_buf[i].id].sq.n_reqs >=
-						    bes[cand_buf[i].id].sq.max_reqs;
-			}
-			why = router_pick(&rc, &rq, cand_room, n, &rr2, &pick);
-			if (why == ROUTE_OK)
-				goto routed;
-		}
-		why = router_pick(&rc, &rq, cand_buf, n, &rr, &pick);
-	}
-routed:
+	why = sim_route(q, now, &rq, rr, &pick);
 	if (why == ROUTE_OK && S.strict_margin && S.policy == ROUTE_SLO && r->deadline_ns &&
-	    now + cand_buf[pick].wait_ns + cand_buf[pick].exec_ns + rc.margin_ns > r->deadline_ns)
+	    now + cand_buf[pick].wait_ns + cand_buf[pick].exec_ns + margin_ns > r->deadline_ns)
 		why = ROUTE_LATE;	/* what-if: router_slo's fallback taken away */
 	if (why != ROUTE_OK) {
 		if (q->counted)
@@ -1162,38 +1009,28 @@ routed:
 	}
 	bi = cand_buf[pick].id;
 	b = &bes[bi];
-	/* sched_enqueue: above a batch runs sliced; above the model is a 400 */
-	if (r->rows > S.model_max_batch) {
+	/* sched_enqueue: above a batch runs sliced; above the model is a 400;
+	 * a full queue displaces its lowest request below r */
+	rc2 = pol_admit(&b->pb, 0, r, now, &d);
+	if (rc2 == -E2BIG) {
 		if (q->counted)
 			st[r->priority].bad400++;
 		req_put(q);
 		return;
 	}
-	{
-		int before, first, last, spans;
-
-		/* sched_enqueue: what the router saw, uncalibrated */
-		r->enqueue_ns = now;
-		r->pred_wait_ns = sim_raw_wait(b, r->rows, r->priority, now, &before, &first,
-					       &last, &spans);
+	if (rc2) {
+		if (d)
+			die("sq_push failed after sq_displace");
+		if (q->counted)
+			(again ? &st[r->priority].displaced : &st[r->priority].rej[ROUTE_FULL])[0]++;
+		req_put(q);
+		return;
 	}
-	if (sq_push(&b->sq, r)) {
-		/* sched_enqueue: a full queue displaces its lowest request below r */
-		d = sq_displace(&b->sq, r->priority);
-		if (!d || sq_push(&b->sq, r)) {
-			if (d)
-				die("sq_push failed after sq_displace");
-			if (q->counted)
-				(again ? &st[r->priority].displaced : &st[r->priority].rej[ROUTE_FULL])[0]++;
-			req_put(q);
-			return;
-		}
-		if (!S.reroute_displaced) {
-			if (((struct sim_req *)d)->counted)
-				st[d->priority].displaced++;
-			req_put((struct sim_req *)d);
-			d = NULL;
-		}
+	if (d && !S.reroute_displaced) {
+		if (((struct sim_req *)d)->counted)
+			st[d->priority].displaced++;
+		req_put((struct sim_req *)d);
+		d = NULL;
 	}
 	if (b->idle > 0)
 		be_poll(b, bi, now);
@@ -1201,8 +1038,7 @@ routed:
 	 * it can go wherever there is room) instead of answered 429; a 429
 	 * only if that fails. */
 	if (d)
-		sim_submit((struct sim_req *)d, now, d->deadline_ns ? d->deadline_ns - d->arrival_ns : 0,
-			   true);
+		sim_submit((struct sim_req *)d, now, true);
 }
 
 /* ---- arrivals ---- */
@@ -1269,7 +1105,7 @@ static void on_arrival(int ci, uint64_t now)
 		busy_snapshot(now, snap1, rsnap1);
 		in_window = false;
 	}
-	sim_submit(q, now, objective, false);
+	sim_submit(q, now, false);
 	if (n_made < n_total) {
 		c->next_s = class_next(c, c->next_s);
 		ev_push((uint64_t)(c->next_s * 1e9), EV_ARRIVAL, (uint32_t)ci, 0);
@@ -1280,6 +1116,7 @@ static void on_arrival(int ci, uint64_t now)
 
 static void build_fleet(int scale)
 {
+	struct pol_conf pc;
 	int id = 0;
 
 	n_bes = 0;
@@ -1291,6 +1128,14 @@ static void build_fleet(int scale)
 	cand_buf = calloc(n_bes, sizeof(*cand_buf));
 	cand_room = calloc(n_bes, sizeof(*cand_room));
 	capacity_rps = 0;
+	/* rt_queue_conf + sched_configure: the model's settings */
+	pc = (struct pol_conf){ .max_rows = S.model_max_batch, .delay_us = S.delay_us,
+				.max_queue = S.max_queue, .priority_levels = S.levels,
+				.n_preferred = S.n_preferred, .adaptive = S.adaptive,
+				.objective_ns = (uint64_t)(S.model_slo_ms * 1e6),
+				.margin_ns = (uint64_t)S.margin_us * 1000,
+				.drop_hopeless = S.drop_hopeless };
+	memcpy(pc.preferred, S.preferred, sizeof(pc.preferred));
 	for (int g = 0; g < S.n_groups; g++) {
 		const struct profile *p = &S.prof[S.grp[g].prof];
 		int mb = p->max_batch < S.model_max_batch ? p->max_batch : S.model_max_batch;
@@ -1303,15 +1148,12 @@ static void build_fleet(int scale)
 
 			b->p = p;
 			b->max_batch = mb;
-			b->pol.max_batch = mb;
-			b->pol.max_delay_ns = (uint64_t)S.delay_us * 1000;
-			b->pol.margin_ns = (uint64_t)S.margin_us * 1000;
-			b->pol.n_preferred = S.n_preferred;
-			memcpy(b->pol.preferred, S.preferred, sizeof(b->pol.preferred));
-			b->adaptive = S.adaptive;
-			batch_adapt_init(&b->adapt, 1, mb, (uint64_t)(S.model_slo_ms * 1e6), 8);
-			svc_init(&b->svc, wa, wb, 0.2);
-			sq_init(&b->sq, S.levels, S.max_queue);
+			pc.max_batch = mb;
+			pol_init(&b->q, &pc, wa, wb);
+			b->qp = &b->q;
+			b->busy_until = calloc(p->slots, sizeof(*b->busy_until));
+			b->pb = (struct pol_be){ .n_q = 1, .q = &b->qp, .n_slots = p->slots,
+						 .busy_until = b->busy_until };
 			b->n_slots = p->slots;
 			b->idle = p->slots;
 			b->slots = calloc(p->slots, sizeof(*b->slots));
@@ -1334,10 +1176,10 @@ static void usage(void)
 		"           [--arrival poisson|onoff] [--burst ON_MS,OFF_MS,PEAK] [--scale K]\n"
 		"           [--candidates gateway|all|first32|sample]\n"
 		"           [--sample D] [--max-queue N] [--drop-hopeless on|off]\n"
-		"           [--legacy all|full,exec,sat,shed,svc,cand,wait]\n"
 		"           [--exec-fill] [--strict-margin] [--displace-last]\n"
 		"           [--reroute-displaced]\n"
 		"           (what-ifs, see README.md)\n"
+		"           [--count N] [--route-cost]\n"
 		"           [--header] [--verbose]\n"
 		"Prints one CSV line (--header: the column names first).\n");
 	exit(2);
@@ -1352,8 +1194,7 @@ int main(int argc, char **argv)
 	uint64_t seed = 1;
 	int header = 0, verbose = 0, scale = 1, n_share = 0, sample_over = -1, maxq_over = -1;
 	int exec_fill = 0, drop_hopeless = -1, strict_margin = 0, displace_last = 0;
-	int reroute_displaced = 0;
-	unsigned legacy = 0;
+	int reroute_displaced = 0, count_over = 0, route_cost = 0;
 	double mean_w_rows = 0, share_sum = 0, wall;
 	struct timespec w0, w1;
 	static const struct option opts[] = {
@@ -1363,9 +1204,10 @@ int main(int argc, char **argv)
 		{ "scale", 1, 0, 'k' }, { "burst", 1, 0, 'b' },
 		{ "candidates", 1, 0, 'C' }, { "sample", 1, 0, 'd' }, { "max-queue", 1, 0, 'q' },
 		{ "exec-fill", 0, 0, 'E' }, { "drop-hopeless", 1, 0, 'D' },
-		{ "displace-view", 0, 0, 'V' }, { "legacy", 1, 0, 'L' },
+		{ "displace-view", 0, 0, 'V' }, 
 		{ "displace-last", 0, 0, 'X' }, { "reroute-displaced", 0, 0, 'R' },
 		{ "strict-margin", 0, 0, 'M' }, { "shed-filter", 0, 0, 'F' },
+		{ "count", 1, 0, 'N' }, { "route-cost", 0, 0, 'T' },
 		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
 	};
 	int opt;
@@ -1402,28 +1244,8 @@ int main(int argc, char **argv)
 				die("--drop-hopeless on|off");
 			drop_hopeless = !strcmp(optarg, "on");
 			break;
-		case 'L': {
-			char buf[128], *tok, *save;
-
-			snprintf(buf, sizeof(buf), "%s", optarg);
-			for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-				int k;
-
-				if (!strcmp(tok, "all")) {
-					legacy |= LEG_ALL;
-					continue;
-				}
-				for (k = 0; k < N_LEGACY; k++)
-					if (!strcmp(tok, legacy_names[k]))
-						break;
-				if (k == N_LEGACY)
-					die("--legacy all|full,exec,sat,shed,svc,cand,wait: '%s'", tok);
-				legacy |= 1u << k;
-			}
-			break;
-		}
 		/* What-ifs of the simulator that the gateway adopted: accepted,
-		 * no effect (--legacy full / --legacy shed bring the old back). */
+		 * no effect. */
 		case 'V':
 			fprintf(stderr, "sim: --displace-view is the gateway's behaviour since "
 				"bcff583 (sched_view); no effect\n");
@@ -1436,6 +1258,8 @@ int main(int argc, char **argv)
 		case 'X': displace_last = 1; break;
 		case 'R': reroute_displaced = 1; break;
 		case 'v': verbose = 1; break;
+		case 'N': count_over = atoi(optarg); break;
+		case 'T': route_cost = 1; break;
 		default: usage();
 		}
 	}
@@ -1451,13 +1275,15 @@ int main(int argc, char **argv)
 	}
 	if (shed_over >= 0)
 		S.shed_frac = shed_over;
+	if (count_over > 0)
+		for (int g = 0; g < S.n_groups; g++)
+			S.grp[g].count = count_over;
 	S.exec_fill |= exec_fill;
 	if (drop_hopeless >= 0)
 		S.drop_hopeless = drop_hopeless;
 	S.strict_margin |= strict_margin;
 	S.displace_last |= displace_last;
 	S.reroute_displaced |= reroute_displaced;
-	S.legacy |= legacy;
 	if (maxq_over > 0)
 		S.max_queue = maxq_over;
 	if (sample_over > 0)
@@ -1472,8 +1298,6 @@ int main(int argc, char **argv)
 		else
 			die("--candidates gateway|all|first32|sample");
 	}
-	if ((S.legacy & LEG_CAND) && S.cand_mode == CAND_ALL)
-		S.cand_mode = CAND_FIRST32;
 	for (int i = 0; i < n_share; i++) {
 		char name[64];
 		const char *eq = strchr(share_over[i], '=');
@@ -1532,6 +1356,7 @@ int main(int argc, char **argv)
 	warm_n = (uint64_t)(S.warmup * (double)n_total);
 	rng_seed(&rng_exec, seed, 1);
 	rng_seed(&rng_cand, seed, 2);
+	rng_sample = seed * 0x9e3779b97f4a7c15ull + 3;
 	for (int c = 0; c < S.n_classes; c++) {
 		struct class *k = &S.cls[c];
 
@@ -1625,14 +1450,6 @@ int main(int argc, char **argv)
 			snprintf(cbuf, sizeof(cbuf), "%s", cm[S.cand_mode]);
 		char variant[192] = "";
 
-		if ((S.legacy & LEG_ALL) == LEG_ALL)
-			strcat(variant, "+legacy");
-		else
-			for (int k = 0; k < N_LEGACY; k++)
-				if (S.legacy & (1u << k)) {
-					strcat(variant, "+legacy-");
-					strcat(variant, legacy_names[k]);
-				}
 		if (S.exec_fill)
 			strcat(variant, "+exec-fill");
 		if (!S.drop_hopeless)
@@ -1675,6 +1492,16 @@ int main(int argc, char **argv)
 		printf("%.4f,%.3f,%llu,%.0f\n", (double)t1_ns / 1e9, wall, (unsigned long long)ev_count,
 		       n_total / wall);
 	}
+	if (route_cost)
+		fprintf(stderr, "route_cost backends=%d decisions=%llu views=%llu "
+			"views_per_decision=%.3f picks_per_decision=%.3f widened=%llu "
+			"sampling=%s\n", n_bes, (unsigned long long)n_routes,
+			(unsigned long long)n_views, n_routes ? (double)n_views / n_routes : 0,
+			n_routes ? (double)n_picks / n_routes : 0, (unsigned long long)n_widened,
+#ifdef ROUTER_SAMPLE_D
+			S.cand_mode == CAND_ALL ? "router_sample" :
+#endif
+			S.cand_mode == CAND_SAMPLE ? "sim-sample" : "full-scan");
 	if (verbose) {
 		fprintf(stderr, "window %.4f s (requests %llu..%llu), %llu batches, %llu wakes, "
 			"%zu request objects allocated, peak heap %zu\n", win,
@@ -1697,8 +1524,8 @@ int main(int argc, char **argv)
 				"svc(%d)=%.1f us\n", i, kind_names[bes[i].p->kind],
 				(unsigned long long)bes[i].batches,
 				bes[i].batches ? (double)bes[i].rows_done / bes[i].batches : 0,
-				bes[i].busy_ns / 1e9, be_svc(&bes[i], 1) / 1e3, bes[i].max_batch,
-				be_svc(&bes[i], bes[i].max_batch) / 1e3);
+				bes[i].busy_ns / 1e9, svc_predict(&bes[i].q.svc, 1) / 1e3, bes[i].max_batch,
+				svc_predict(&bes[i].q.svc, bes[i].max_batch) / 1e3);
 	}
 	return 0;
 }

@@ -46,7 +46,7 @@ def sweep(rows):
 
     by = {(r["arrival"], key(r), r["load"]): r for r in rows}
     loads = sorted({r["load"] for r in rows}, key=float)
-    pols = ("slo", "least-queue", "round-robin", "slo+legacy", "slo+reroute-displaced", "slo+displace-last")
+    pols = ("slo", "least-queue", "round-robin", "slo+reroute-displaced", "slo+displace-last")
     out = []
     for arr in ("poisson", "onoff"):
         hdr = ["load"] + ["%s att / goodput" % p for p in pols] + ["slo: p1 / p2 / p3 att",
@@ -67,7 +67,7 @@ def sweep(rows):
     k = ("poisson", "slo", "2.000")
     if k in by:
         out.append("Command of a point (load 2.0, slo, Poisson; the others differ in --load, --policy,"
-                   " --arrival, --legacy all (the gateway as of 2c48e69), --reroute-displaced, --displace-last): `%s`"
+                   " --arrival, --reroute-displaced, --displace-last): `%s`"
                    % by[k]["cmd"])
     return "\n\n".join(out)
 

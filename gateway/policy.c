@@ -1,0 +1,230 @@
+/* policy.c - see policy.h. */
+#include "policy.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "infer.h"
+
+void pol_configure(struct pol_queue *q, const struct pol_conf *c)
+{
+	q->bp.max_batch = c->max_batch;
+	q->bp.max_delay_ns = (uint64_t)c->delay_us * 1000;
+	q->bp.margin_ns = c->margin_ns;
+	q->bp.n_preferred = c->n_preferred;
+	memcpy(q->bp.preferred, c->preferred, sizeof(q->bp.preferred));
+	q->max_rows = c->max_rows;
+	q->adaptive = c->adaptive;
+	q->drop_hopeless = c->drop_hopeless;
+	batch_adapt_init(&q->adapt, 1, c->max_batch, c->objective_ns, 8);
+	q->sq.max_reqs = c->max_queue;
+	sq_set_levels(&q->sq, c->priority_levels);
+}
+
+void pol_init(struct pol_queue *q, const struct pol_conf *c, double warm_a_ns, double warm_b_ns)
+{
+	memset(q, 0, sizeof(*q));
+	sq_init(&q->sq, c->priority_levels, c->max_queue);
+	svc_init(&q->svc, warm_a_ns, warm_b_ns, 0.2);
+	pol_configure(q, c);
+}
+
+void pol_prepare(const struct pol_prio_conf *c, int model_prio, uint64_t model_objective_ns,
+		 struct infer_req *r, uint64_t now_ns, struct route_req *rq)
+{
+	uint64_t objective;
+
+	if (r->priority <= 0)
+		r->priority = model_prio;
+	if (r->priority > c->levels)
+		r->priority = c->levels;
+	if (r->priority < 1)
+		r->priority = 1;
+	r->sheddable = r->priority > c->levels - c->sheddable_levels;
+	/* Saturation is measured against the model's own objective (what its
+	 * regular traffic must meet), not the sheddable request's (often long)
+	 * one, which would let the queue fill before anything is shed. */
+	objective = model_objective_ns ? model_objective_ns
+		  : r->deadline_ns ? r->deadline_ns - r->arrival_ns : 0;
+	*rq = (struct route_req){ .now_ns = now_ns, .deadline_ns = r->deadline_ns,
+				  .sheddable = r->sheddable,
+				  .saturation_ns = (uint64_t)(c->shed_wait_fraction *
+							      (double)objective) };
+}
+
+/* Soonest a slot frees up, from now (0 when one is idle). */
+static uint64_t pol_residual(const struct pol_be *b, uint64_t now)
+{
+	uint64_t best = UINT64_MAX;
+
+	for (int i = 0; i < b->n_slots; i++) {
+		uint64_t left = b->busy_until[i] > now ? b->busy_until[i] - now : 0;
+
+		if (b->busy_until[i] == 0)
+			left = 0;
+		if (left < best)
+			best = left;
+	}
+	return best == UINT64_MAX ? 0 : best;
+}
+
+uint64_t pol_raw_wait(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_ns,
+		      struct pol_place *pl)
+{
+	const struct pol_queue *q = b->q[qi];
+	int eff = q->bp.max_batch;
+	uint64_t work;
+
+	pl->spans = batch_place(sq_rows_ahead(&q->sq, prio), rows, eff, &pl->before, &pl->first,
+				&pl->last);
+	work = pl->before ? (uint64_t)pl->before * svc_predict(&q->svc, eff) : 0;
+	/* Other models on this backend compete for the same slots. */
+	for (int i = 0; i < b->n_q; i++) {
+		const struct pol_queue *o = b->q[i];
+		int oe = o->bp.max_batch;
+
+		if (i != qi && o->sq.n_rows)
+			work += svc_predict(&o->svc, oe) *
+				(uint64_t)((o->sq.n_rows + oe - 1) / oe);
+	}
+	return pol_residual(b, now_ns) + work / (uint64_t)b->n_slots;
+}
+
+/* Predicted execution of a request placed at pl: its first batch, then (a
+ * request above the batch limit) the rest, spread over the slots. */
+static uint64_t pol_exec(const struct pol_be *b, const struct pol_queue *q,
+			 const struct pol_place *pl)
+{
+	uint64_t rest = 0;
+
+	if (pl->spans > 1)
+		rest = (uint64_t)(pl->spans - 2) * svc_predict(&q->svc, q->bp.max_batch) +
+		       svc_predict(&q->svc, pl->last);
+	return svc_predict(&q->svc, pl->first) + rest / (uint64_t)b->n_slots;
+}
+
+void pol_view(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_ns,
+	      struct router_cand *c)
+{
+	const struct pol_queue *q = b->q[qi];
+	int eff = q->bp.max_batch;
+	struct pol_place pl;
+	uint64_t raw = pol_raw_wait(b, qi, rows, prio, now_ns, &pl);
+
+	c->queued = q->sq.n_reqs;
+	/* Full means full for this priority: lower levels can be displaced. */
+	c->displaces = q->sq.n_reqs >= q->sq.max_reqs;
+	c->full = c->displaces && sq_rows_ahead(&q->sq, prio) >= q->sq.n_rows;
+	c->displaces &= !c->full;
+	c->wait_ns = svc_wait_adjust(&q->svc, prio, raw);
+	c->work_ns = raw;
+	/* sq_take fills the batch with whatever is queued when it is cut,
+	 * lower levels included: predict that batch from what is queued now. */
+	if (pl.spans == 1) {
+		long rem = (long)q->sq.n_rows + rows - (long)pl.before * eff;
+
+		if (rem > pl.first)
+			pl.first = pl.last = rem < eff ? (int)rem : eff;
+	}
+	c->exec_ns = pol_exec(b, q, &pl);
+}
+
+int pol_admit(struct pol_be *b, int qi, struct infer_req *r, uint64_t now_ns,
+	      struct infer_req **displaced)
+{
+	struct pol_queue *q = b->q[qi];
+	struct pol_place pl;
+	int rc;
+
+	*displaced = NULL;
+	/* Larger than a batch is fine (it runs sliced); larger than the model
+	 * takes is not. */
+	if (r->rows > q->max_rows)
+		return -E2BIG;
+	/* What the router saw (uncalibrated), to learn from at dequeue. */
+	r->enqueue_ns = now_ns;
+	r->pred_wait_ns = pol_raw_wait(b, qi, r->rows, r->priority, now_ns, &pl);
+	rc = sq_push(&q->sq, r);
+	if (rc == -EAGAIN && (*displaced = sq_displace(&q->sq, r->priority)))
+		rc = sq_push(&q->sq, r);
+	return rc;
+}
+
+struct infer_req *pol_expire(struct pol_queue *q, uint64_t now_ns, uint64_t *need_ns)
+{
+	int rows = q->sq.n_rows < q->bp.max_batch ? q->sq.n_rows : q->bp.max_batch;
+	struct infer_req *all;
+
+	*need_ns = q->drop_hopeless && rows ? svc_predict(&q->svc, rows) : 0;
+	all = sq_expire(&q->sq, now_ns + *need_ns);
+	for (struct infer_req *r = all; r; r = r->next)
+		if (!r->next_row)
+			svc_wait_missed(&q->svc, r->priority);
+	return all;
+}
+
+int pol_cut(const struct pol_queue *q, uint64_t now_ns, bool draining, uint64_t *wake_ns)
+{
+	struct batch_view v;
+	int cut;
+
+	*wake_ns = UINT64_MAX;
+	if (!q->sq.n_reqs)
+		return 0;
+	v.queued_rows = q->sq.n_rows;
+	v.oldest_ns = sq_oldest_arrival(&q->sq);
+	v.earliest_deadline_ns = sq_earliest_deadline(&q->sq);
+	cut = batch_decide(&q->bp, &v, &q->svc, now_ns, wake_ns);
+	/* While stopping, drain without waiting for fuller batches. */
+	if (cut == 0 && draining)
+		cut = v.queued_rows < q->bp.max_batch ? v.queued_rows : q->bp.max_batch;
+	if (cut > 0)
+		return cut;
+	/* Wake for the earliest deadline too, to answer it 504 on time. */
+	if (v.earliest_deadline_ns < *wake_ns)
+		*wake_ns = v.earliest_deadline_ns;
+	return 0;
+}
+
+int pol_take(struct pol_be *b, int qi, int slot, int rows, uint64_t now_ns,
+	     struct infer_slice *out, int cap, int *batch_rows, uint64_t *oldest_ns)
+{
+	struct pol_queue *q = b->q[qi];
+	int eff = q->bp.max_batch;
+	int n = sq_take(&q->sq, rows, eff, out, cap);
+
+	/* The head is larger than the cut (a preferred size): run it alone
+	 * rather than stall the queue (sliced, when above the limit). */
+	if (n == 0)
+		n = sq_take(&q->sq, eff, eff, out, 1);
+	*batch_rows = 0;
+	*oldest_ns = UINT64_MAX;
+	for (int i = 0; i < n; i++) {
+		struct infer_req *r = out[i].r;
+		uint64_t ready = now_ns;	/* a later slice: ready once cut */
+
+		if (out[i].row0 == 0) {
+			r->dequeue_ns = now_ns;
+			svc_wait_observe(&q->svc, r->priority, r->pred_wait_ns,
+					 now_ns - r->enqueue_ns);
+			ready = r->arrival_ns;
+		}
+		*batch_rows += out[i].rows;
+		if (ready < *oldest_ns)
+			*oldest_ns = ready;
+	}
+	b->busy_until[slot] = now_ns + svc_predict(&q->svc, *batch_rows);
+	return n;
+}
+
+int pol_learn(struct pol_be *b, int qi, int slot, int rows, uint64_t exec_ns, uint64_t end_ns,
+	      uint64_t oldest_ns)
+{
+	struct pol_queue *q = b->q[qi];
+
+	b->busy_until[slot] = 0;
+	svc_observe(&q->svc, rows, exec_ns);
+	if (q->adaptive)
+		q->bp.max_batch = batch_adapt_observe(&q->adapt, end_ns - oldest_ns);
+	return q->bp.max_batch;
+}

@@ -1,0 +1,452 @@
+/*
+ * Unit tests for gateway/policy.c: every decision in virtual time, numbers
+ * checked.  Service time warm start t(n) = 1000 + 100 x bucket(n) ns, so
+ * t(1) = 1100, t(2) = 1200, t(4) = 1400, t(8) = 1800 ns.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "infer.h"
+#include "policy.h"
+
+#define T1 1100
+#define T2 1200
+#define T4 1400
+#define T8 1800
+
+struct fix {
+	struct pol_queue q[2];
+	struct pol_queue *qp[2];
+	uint64_t busy[2];
+	struct pol_be b;
+	struct infer_req r[16];
+	struct infer_slice out[16];
+};
+
+static struct pol_conf conf(void)
+{
+	return (struct pol_conf){ .max_batch = 8, .max_rows = 32, .max_queue = 4,
+				  .priority_levels = 3, .drop_hopeless = true };
+}
+
+/* One backend with 2 slots and n_q queues configured by c. */
+static void fix_init(struct fix *f, const struct pol_conf *c, int n_q)
+{
+	memset(f, 0, sizeof(*f));
+	for (int i = 0; i < n_q; i++) {
+		pol_init(&f->q[i], c, 1000, 100);
+		f->qp[i] = &f->q[i];
+	}
+	f->b = (struct pol_be){ .n_q = n_q, .q = f->qp, .n_slots = 2, .busy_until = f->busy };
+}
+
+static struct infer_req *req(struct fix *f, int i, int prio, int rows, uint64_t arrival,
+			     uint64_t deadline)
+{
+	struct infer_req *r = &f->r[i];
+
+	memset(r, 0, sizeof(*r));
+	r->priority = prio;
+	r->rows = rows;
+	r->arrival_ns = arrival;
+	r->deadline_ns = deadline;
+	return r;
+}
+
+static void admit_ok(struct fix *f, int qi, struct infer_req *r, uint64_t now)
+{
+	struct infer_req *d = (struct infer_req *)1;
+
+	assert_int_equal(pol_admit(&f->b, qi, r, now, &d), 0);
+	assert_null(d);
+}
+
+static void test_view_idle_backend(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	struct router_cand v = { .id = 7, .qi = 3, .cost = 2.5 };
+
+	fix_init(&f, &c, 1);
+	pol_view(&f.b, 0, 1, 1, 0, &v);
+	assert_int_equal(v.queued, 0);
+	assert_false(v.full);
+	assert_false(v.displaces);
+	assert_int_equal(v.wait_ns, 0);
+	assert_int_equal(v.work_ns, 0);
+	assert_int_equal(v.exec_ns, T1);
+	/* the caller's fields are left alone */
+	assert_int_equal(v.id, 7);
+	assert_int_equal(v.qi, 3);
+	assert_true(v.cost == 2.5);
+}
+
+static void test_admission_under_load(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	struct router_cand v;
+	uint64_t wake, oldest;
+	int rows, n;
+
+	fix_init(&f, &c, 1);
+	admit_ok(&f, 0, req(&f, 0, 2, 4, 0, 0), 0);
+	admit_ok(&f, 0, req(&f, 1, 2, 4, 10, 0), 10);
+	admit_ok(&f, 0, req(&f, 2, 2, 4, 20, 0), 20);
+	assert_int_equal(f.r[2].enqueue_ns, 20);
+	assert_int_equal(f.r[0].pred_wait_ns, 0);	/* both slots idle */
+	/* 8 rows ahead: one full batch, over 2 slots */
+	assert_int_equal(f.r[2].pred_wait_ns, T8 / 2);
+	/* 12 rows >= the limit of 8: cut 8, the first two requests whole */
+	assert_int_equal(pol_cut(&f.q[0], 100, false, &wake), 8);
+	n = pol_take(&f.b, 0, 0, 8, 100, f.out, 16, &rows, &oldest);
+	assert_int_equal(n, 2);
+	assert_int_equal(rows, 8);
+	assert_int_equal(oldest, 0);
+	assert_int_equal(f.r[0].dequeue_ns, 100);
+	assert_int_equal(f.busy[0], 100 + T8);
+	/* slot 1 idle: a priority 1 request joins the next batch (4 queued +
+	 * its 1 row: a batch of 5, bucket 8) */
+	pol_view(&f.b, 0, 1, 1, 100, &v);
+	assert_int_equal(v.queued, 1);
+	assert_int_equal(v.wait_ns, 0);
+	assert_int_equal(v.exec_ns, T8);
+	/* the rest (4 rows, no delay) goes on slot 1 */
+	assert_int_equal(pol_cut(&f.q[0], 200, false, &wake), 4);
+	assert_int_equal(pol_take(&f.b, 0, 1, 4, 200, f.out, 16, &rows, &oldest), 1);
+	assert_int_equal(f.busy[1], 200 + T4);
+	/* 24 rows of priority 2 behind two busy slots */
+	admit_ok(&f, 0, req(&f, 3, 2, 8, 300, 0), 300);
+	assert_int_equal(f.r[3].pred_wait_ns, 1300);	/* slot 1 frees at 1600 */
+	admit_ok(&f, 0, req(&f, 4, 2, 8, 300, 0), 300);
+	admit_ok(&f, 0, req(&f, 5, 2, 8, 300, 0), 300);
+	/* priority 1 jumps the queue: only the residual */
+	pol_view(&f.b, 0, 1, 1, 300, &v);
+	assert_int_equal(v.wait_ns, 1300);
+	assert_int_equal(v.exec_ns, T8);	/* its batch fills with queued rows */
+	/* priority 2: 3 batches of 8 ahead over 2 slots */
+	pol_view(&f.b, 0, 1, 2, 300, &v);
+	assert_int_equal(v.work_ns, 1300 + 3 * T8 / 2);
+	assert_int_equal(v.wait_ns, 1300 + 3 * T8 / 2);	/* factor 1 at start */
+	assert_int_equal(v.exec_ns, T1);
+	assert_int_equal(v.queued, 3);
+	assert_false(v.full);
+	/* above the model's rows: refused, nothing queued */
+	{
+		struct infer_req *d;
+
+		assert_int_equal(pol_admit(&f.b, 0, req(&f, 6, 1, 33, 300, 0), 300, &d), -E2BIG);
+		assert_null(d);
+		assert_int_equal(f.q[0].sq.n_reqs, 3);
+	}
+}
+
+static void test_sliced_request_exec(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	struct router_cand v;
+
+	fix_init(&f, &c, 1);
+	/* 20 rows, limit 8: batches of 8, 8, 4; the two after the first
+	 * spread over the 2 slots */
+	pol_view(&f.b, 0, 20, 1, 0, &v);
+	assert_int_equal(v.exec_ns, T8 + (T8 + T4) / 2);
+}
+
+static void test_other_models_compete(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	struct router_cand v;
+
+	fix_init(&f, &c, 2);
+	admit_ok(&f, 1, req(&f, 0, 1, 8, 0, 0), 0);
+	admit_ok(&f, 1, req(&f, 1, 1, 2, 0, 0), 0);
+	/* queue 1 holds 10 rows: 2 batches of its limit, over 2 slots */
+	pol_view(&f.b, 0, 1, 3, 0, &v);
+	assert_int_equal(v.wait_ns, 2 * T8 / 2);
+	assert_int_equal(v.queued, 0);
+}
+
+static void test_full_and_displacement(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	struct router_cand v;
+	struct infer_req *d;
+
+	fix_init(&f, &c, 1);
+	admit_ok(&f, 0, req(&f, 0, 1, 1, 0, 0), 0);
+	admit_ok(&f, 0, req(&f, 1, 2, 1, 0, 500), 0);
+	admit_ok(&f, 0, req(&f, 2, 2, 1, 0, 900), 0);
+	admit_ok(&f, 0, req(&f, 3, 3, 1, 0, 0), 0);
+	/* max_queue 4: full to priority 3, room for 1 and 2 by displacing */
+	pol_view(&f.b, 0, 1, 3, 0, &v);
+	assert_true(v.full);
+	assert_false(v.displaces);
+	pol_view(&f.b, 0, 1, 2, 0, &v);
+	assert_false(v.full);
+	assert_true(v.displaces);
+	/* priority 2 displaces the priority 3 request */
+	assert_int_equal(pol_admit(&f.b, 0, req(&f, 4, 2, 1, 0, 0), 0, &d), 0);
+	assert_ptr_equal(d, &f.r[3]);
+	/* now only priority 1 can displace; priority 2's tail (due last) goes */
+	pol_view(&f.b, 0, 1, 2, 0, &v);
+	assert_true(v.full);
+	assert_int_equal(pol_admit(&f.b, 0, req(&f, 5, 2, 1, 0, 0), 0, &d), -EAGAIN);
+	assert_null(d);
+	assert_int_equal(pol_admit(&f.b, 0, req(&f, 6, 1, 1, 0, 0), 0, &d), 0);
+	assert_ptr_equal(d, &f.r[4]);	/* no deadline: due last */
+	assert_int_equal(f.q[0].sq.n_reqs, 4);
+	/* priority 1 pushes out the rest of level 2, latest deadline first */
+	assert_int_equal(pol_admit(&f.b, 0, req(&f, 7, 1, 1, 0, 0), 0, &d), 0);
+	assert_ptr_equal(d, &f.r[2]);
+	assert_int_equal(pol_admit(&f.b, 0, req(&f, 8, 1, 1, 0, 0), 0, &d), 0);
+	assert_ptr_equal(d, &f.r[1]);
+	/* full to every priority now: nothing below priority 1 to push out */
+	pol_view(&f.b, 0, 1, 1, 0, &v);
+	assert_true(v.full);
+	assert_false(v.displaces);
+}
+
+/* Displacing is a last resort when another backend can serve. */
+static void test_displace_last_resort(void **state)
+{
+	struct fix a, b;
+	struct pol_conf c = conf();
+	struct router_cand cand[2];
+	struct route_conf rc = { .policy = ROUTE_SLO, .margin_ns = 0 };
+	struct route_req rq = { .now_ns = 0, .deadline_ns = 1000000 };
+	unsigned rr = 0;
+	int pick = -1;
+
+	fix_init(&a, &c, 1);
+	fix_init(&b, &c, 1);
+	for (int i = 0; i < 4; i++)
+		admit_ok(&a, 0, req(&a, i, 3, 1, 0, 0), 0);
+	admit_ok(&b, 0, req(&b, 0, 1, 8, 0, 0), 0);
+	admit_ok(&b, 0, req(&b, 1, 1, 8, 0, 0), 0);
+	b.busy[0] = b.busy[1] = 5000;
+	/* a: cheap, empty of priority 1 but full (would displace); b: dear,
+	 * busy, with room */
+	cand[0] = (struct router_cand){ .id = 0, .cost = 1 };
+	cand[1] = (struct router_cand){ .id = 1, .cost = 10 };
+	pol_view(&a.b, 0, 1, 1, 0, &cand[0]);
+	pol_view(&b.b, 0, 1, 1, 0, &cand[1]);
+	assert_true(cand[0].displaces);
+	assert_false(cand[1].displaces);
+	assert_true(cand[0].wait_ns < cand[1].wait_ns);
+	assert_int_equal(router_pick(&rc, &rq, cand, 2, &rr, &pick), ROUTE_OK);
+	assert_int_equal(pick, 1);
+	/* b alone cannot take it: a displaces */
+	b.q[0].sq.max_reqs = 2;
+	pol_view(&b.b, 0, 1, 1, 0, &cand[1]);
+	assert_true(cand[1].full);
+	assert_int_equal(router_pick(&rc, &rq, cand, 2, &rr, &pick), ROUTE_OK);
+	assert_int_equal(pick, 0);
+}
+
+static void test_drop_hopeless(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	struct infer_req *l;
+	uint64_t need;
+
+	fix_init(&f, &c, 1);
+	admit_ok(&f, 0, req(&f, 0, 1, 1, 0, 10000), 0);	/* fine */
+	admit_ok(&f, 0, req(&f, 1, 2, 1, 0, 1000), 0);	/* 1000 left < t(2) */
+	admit_ok(&f, 0, req(&f, 2, 3, 1, 0, 0), 0);	/* no deadline */
+	l = pol_expire(&f.q[0], 100, &need);
+	/* a batch now holds the 3 queued rows: t(4) */
+	assert_int_equal(need, T4);
+	assert_ptr_equal(l, &f.r[1]);
+	assert_null(l->next);
+	assert_int_equal(f.q[0].sq.n_reqs, 2);
+	/* it was admitted on a predicted wait: a miss for its level */
+	assert_true(fabs(svc_wait_factor(&f.q[0].svc, 2) - (1 + 0.005 * 0.99)) < 1e-12);
+	assert_true(svc_wait_factor(&f.q[0].svc, 1) == 1.0);
+	/* without drop_hopeless only a passed deadline expires */
+	c.drop_hopeless = false;
+	pol_configure(&f.q[0], &c);
+	admit_ok(&f, 0, req(&f, 3, 2, 1, 0, 1000), 0);
+	l = pol_expire(&f.q[0], 100, &need);
+	assert_int_equal(need, 0);
+	assert_null(l);
+	l = pol_expire(&f.q[0], 1000, &need);
+	assert_ptr_equal(l, &f.r[3]);
+}
+
+static void test_batch_cut_preferred_and_delay(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	uint64_t wake;
+
+	c.max_queue = 16;
+	c.delay_us = 10;		/* 10000 ns */
+	c.n_preferred = 2;
+	c.preferred[0] = 2;
+	c.preferred[1] = 4;
+	fix_init(&f, &c, 1);
+	/* nothing queued: nothing to wait for */
+	assert_int_equal(pol_cut(&f.q[0], 0, false, &wake), 0);
+	assert_int_equal(wake, UINT64_MAX);
+	/* 1 row: below every preferred size, wait for the delay */
+	admit_ok(&f, 0, req(&f, 0, 1, 1, 1000, 0), 1000);
+	assert_int_equal(pol_cut(&f.q[0], 2000, false, &wake), 0);
+	assert_int_equal(wake, 11000);
+	/* draining (shutdown): cut what is there */
+	assert_int_equal(pol_cut(&f.q[0], 2000, true, &wake), 1);
+	/* the delay elapsed */
+	assert_int_equal(pol_cut(&f.q[0], 11000, false, &wake), 1);
+	/* 3 rows: the largest preferred size queued */
+	admit_ok(&f, 0, req(&f, 1, 1, 2, 1000, 0), 1000);
+	assert_int_equal(pol_cut(&f.q[0], 2000, false, &wake), 2);
+	admit_ok(&f, 0, req(&f, 2, 1, 2, 1000, 0), 1000);
+	assert_int_equal(pol_cut(&f.q[0], 2000, false, &wake), 4);
+	/* a deadline brings the cut forward: 5 rows (t(8)) due at 6000 */
+	c.n_preferred = 0;
+	fix_init(&f, &c, 1);
+	admit_ok(&f, 0, req(&f, 0, 1, 5, 1000, 6000), 1000);
+	assert_int_equal(pol_cut(&f.q[0], 2000, false, &wake), 0);
+	assert_int_equal(wake, 6000 - T8);
+	assert_int_equal(pol_cut(&f.q[0], 6000 - T8, false, &wake), 5);
+	/* a head larger than the cut runs alone rather than stall the queue */
+	{
+		int rows, n;
+		uint64_t oldest;
+
+		n = pol_take(&f.b, 0, 0, 2, 7000, f.out, 16, &rows, &oldest);
+		assert_int_equal(n, 1);
+		assert_int_equal(rows, 5);
+		assert_int_equal(oldest, 1000);
+	}
+}
+
+static void test_wait_calibration(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	struct router_cand v;
+	double want = 1;
+
+	c.max_queue = 16;
+	fix_init(&f, &c, 1);
+	/* 100 requests predicted to wait 2000 ns that waited 5000 */
+	for (int i = 0; i < 100; i++) {
+		uint64_t t0 = (uint64_t)i * 100000, oldest;
+		int rows;
+
+		f.busy[0] = f.busy[1] = t0 + 2000;
+		admit_ok(&f, 0, req(&f, 0, 2, 1, t0, 0), t0);
+		assert_int_equal(f.r[0].pred_wait_ns, 2000);
+		assert_int_equal(pol_take(&f.b, 0, 0, 1, t0 + 5000, f.out, 16, &rows, &oldest), 1);
+		want *= 1 + 0.005 * 0.99;
+	}
+	assert_true(fabs(svc_wait_factor(&f.q[0].svc, 2) - want) < 1e-9);
+	assert_true(want > 1.6 && want < 1.7);
+	assert_true(svc_wait_factor(&f.q[0].svc, 1) == 1.0);
+	/* the router sees level 2's waits scaled, the raw work unchanged */
+	f.busy[0] = f.busy[1] = 10000000 + 3000;
+	pol_view(&f.b, 0, 1, 2, 10000000, &v);
+	assert_int_equal(v.work_ns, 3000);
+	assert_int_equal(v.wait_ns, (uint64_t)(3000 * want));
+	pol_view(&f.b, 0, 1, 1, 10000000, &v);
+	assert_int_equal(v.wait_ns, 3000);
+	/* a wait predicted below one batch of 1 row teaches nothing */
+	f.busy[0] = f.busy[1] = 0;
+	admit_ok(&f, 0, req(&f, 0, 3, 1, 0, 0), 0);
+	assert_int_equal(f.r[0].pred_wait_ns, 0);
+	{
+		int rows;
+		uint64_t oldest;
+
+		pol_take(&f.b, 0, 0, 1, 50000, f.out, 16, &rows, &oldest);
+	}
+	assert_true(svc_wait_factor(&f.q[0].svc, 3) == 1.0);
+}
+
+static void test_learn_service_time_and_aimd(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+
+	c.adaptive = true;
+	c.objective_ns = 10000;
+	fix_init(&f, &c, 1);
+	f.busy[1] = 123;
+	/* a miss halves the limit, and the batch's time is learned */
+	assert_int_equal(pol_learn(&f.b, 0, 1, 8, 5000, 30000, 10000), 4);
+	assert_int_equal(f.busy[1], 0);
+	assert_int_equal(svc_predict(&f.q[0].svc, 8), 5000);
+	assert_int_equal(pol_learn(&f.b, 0, 0, 8, 5000, 30000, 10000), 2);
+	assert_int_equal(pol_learn(&f.b, 0, 0, 8, 5000, 30000, 10000), 1);
+	assert_int_equal(pol_learn(&f.b, 0, 0, 8, 5000, 30000, 10000), 1);	/* the floor */
+	/* +1 after 8 batches in a row within the target */
+	for (int i = 0; i < 7; i++)
+		assert_int_equal(pol_learn(&f.b, 0, 0, 1, 1000, 20000, 15000), 1);
+	assert_int_equal(pol_learn(&f.b, 0, 0, 1, 1000, 20000, 15000), 2);
+	assert_int_equal(f.q[0].bp.max_batch, 2);
+	/* EWMA, alpha 0.2 */
+	pol_learn(&f.b, 0, 0, 8, 10000, 20000, 15000);
+	assert_int_equal(svc_predict(&f.q[0].svc, 8), 6000);
+	/* not adaptive: the limit stays */
+	c.adaptive = false;
+	pol_configure(&f.q[0], &c);
+	assert_int_equal(f.q[0].bp.max_batch, 8);
+	assert_int_equal(pol_learn(&f.b, 0, 0, 8, 5000, 90000, 0), 8);
+	/* a reload keeps the learned service time */
+	assert_true(f.q[0].svc.seen[3] == 6);
+}
+
+static void test_prepare_priority(void **state)
+{
+	struct pol_prio_conf pc = { .levels = 3, .sheddable_levels = 1, .shed_wait_fraction = 0.5 };
+	struct infer_req r = { .priority = 0, .arrival_ns = 1000, .deadline_ns = 41000 };
+	struct route_req rq;
+
+	pol_prepare(&pc, 2, 100000, &r, 5000, &rq);
+	assert_int_equal(r.priority, 2);	/* the model's */
+	assert_false(r.sheddable);
+	assert_int_equal(rq.now_ns, 5000);
+	assert_int_equal(rq.deadline_ns, 41000);
+	assert_false(rq.sheddable);
+	assert_int_equal(rq.saturation_ns, 50000);	/* half the model's objective */
+	r.priority = 9;
+	pol_prepare(&pc, 2, 0, &r, 5000, &rq);
+	assert_int_equal(r.priority, 3);
+	assert_true(r.sheddable && rq.sheddable);
+	assert_int_equal(rq.saturation_ns, 20000);	/* half the request's own */
+	r.priority = -4;
+	r.deadline_ns = 0;
+	pol_prepare(&pc, 0, 0, &r, 5000, &rq);
+	assert_int_equal(r.priority, 1);
+	assert_int_equal(rq.saturation_ns, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_view_idle_backend),
+		cmocka_unit_test(test_admission_under_load),
+		cmocka_unit_test(test_sliced_request_exec),
+		cmocka_unit_test(test_other_models_compete),
+		cmocka_unit_test(test_full_and_displacement),
+		cmocka_unit_test(test_displace_last_resort),
+		cmocka_unit_test(test_drop_hopeless),
+		cmocka_unit_test(test_batch_cut_preferred_and_delay),
+		cmocka_unit_test(test_wait_calibration),
+		cmocka_unit_test(test_learn_service_time_and_aimd),
+		cmocka_unit_test(test_prepare_priority),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
