@@ -15,7 +15,6 @@
 #include "backend.h"
 #include "infer.h"
 #include "log.h"
-#include "loop.h"
 #include "metrics.h"
 #include "model/model.h"
 #include "util.h"
@@ -241,7 +240,7 @@ out_unlock:
 	if (displaced) {
 		sched_answer(displaced, 429, now, "queue for model %s is full: displaced by a "
 			     "priority %d request", q->model->name, r->priority);
-		loop_post(displaced->owner, displaced);
+		infer_complete(displaced);
 	}
 	return rc;
 }
@@ -490,7 +489,7 @@ static void sched_post_list(struct infer_req *r)
 
 	for (; r; r = next) {
 		next = r->next;
-		loop_post(r->owner, r);
+		infer_complete(r);
 	}
 }
 
