@@ -319,9 +319,10 @@ static int api_parse_body(struct call *c, const struct model *m, struct ks_infer
  * headers and the model decide priority and deadline), a request that even
  * as one row could not be admitted is answered 429 without spending a JSON
  * parse on it -- under overload most of the loop's CPU would otherwise go to
- * requests that are turned away.  true when c was answered.
+ * requests that are turned away.  true when c was answered; else adm holds
+ * the decision for front_submit (one admission pass if nothing changed).
  */
-static bool api_reject_early(struct call *c, const struct model *m)
+static bool api_reject_early(struct call *c, const struct model *m, struct rt_admission *adm)
 {
 	size_t len = evbuffer_get_length(c->body);
 	struct evbuffer_ptr at = evbuffer_search(c->body, "parameters", 10, NULL);
@@ -336,7 +337,7 @@ static bool api_reject_early(struct call *c, const struct model *m)
 		api_count_error(c, m);
 		return true;	/* a bad x-priority / x-slo-ms: answered 400 */
 	}
-	st = front_precheck(c->rt, &r, m, prio, c->start_ns, objective, now_ns());
+	st = front_precheck(c->rt, &r, m, prio, c->start_ns, objective, now_ns(), adm);
 	if (st != 429)
 		return false;	/* 503 and friends: let the full path say it */
 	api_infer_error(c, &r, st);
@@ -345,13 +346,14 @@ static bool api_reject_early(struct call *c, const struct model *m)
 
 static void api_infer(struct call *c, const struct model *m)
 {
+	struct rt_admission adm = { 0 };	/* the precheck's decision, if it ran */
 	struct api_infer *ai;
 	struct ks_infer ki;
 	uint64_t objective;
 	char err[512];
 	int st, prio;
 
-	if (api_reject_early(c, m))
+	if (api_reject_early(c, m, &adm))
 		return;
 	st = api_parse_body(c, m, &ki, err, sizeof(err));
 	if (st) {
@@ -383,7 +385,7 @@ static void api_infer(struct call *c, const struct model *m)
 		call_respond_error(c, 503, "gateway out of memory");
 		return;
 	}
-	st = front_submit(c->rt, c->req, now_ns());
+	st = front_submit(c->rt, c->req, &adm, now_ns());
 	if (st)
 		api_infer_error(c, c->req, st);
 	else

@@ -171,7 +171,8 @@ void front_req_put(struct infer_req *r)
 /* ---- admission ---- */
 
 int front_precheck(struct runtime *rt, struct infer_req *probe, const struct model *m, int prio,
-		   uint64_t arrival_ns, uint64_t objective_ns, uint64_t now)
+		   uint64_t arrival_ns, uint64_t objective_ns, uint64_t now,
+		   struct rt_admission *adm)
 {
 	memset(probe, 0, sizeof(*probe));
 	probe->model = m;
@@ -179,12 +180,13 @@ int front_precheck(struct runtime *rt, struct infer_req *probe, const struct mod
 	probe->priority = prio;
 	probe->arrival_ns = arrival_ns;
 	probe->deadline_ns = objective_ns ? arrival_ns + objective_ns : 0;
-	return rt_precheck(rt, probe, now);
+	return rt_precheck(rt, probe, now, adm);
 }
 
-int front_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
+int front_submit(struct runtime *rt, struct infer_req *r, struct rt_admission *adm,
+		 uint64_t now)
 {
-	int st = rt_submit(rt, r, now);
+	int st = rt_submit(rt, r, now, adm);
 
 	if (st)
 		front_input_release(r);

@@ -42,6 +42,7 @@
 struct model;
 struct model_conf;
 struct runtime;
+struct rt_admission;
 
 /* ---- priority and objective ---- */
 
@@ -127,17 +128,22 @@ void front_input_release(struct infer_req *r);
  * request for m at prio with this objective be admitted now?  probe (the
  * caller's, on its stack) is filled as that request; 0, or the status
  * front_submit would answer (429 late, full or shed; 503 no backend) with
- * probe->errmsg, retry_after_s and met set.  Nothing is queued.
+ * probe->errmsg, retry_after_s and met set.  Nothing is queued.  adm (may
+ * be NULL) keeps the decision for front_submit: one admission pass when
+ * nothing changed in between (runtime.h, rt_admission).
  */
 int front_precheck(struct runtime *rt, struct infer_req *probe, const struct model *m, int prio,
-		   uint64_t arrival_ns, uint64_t objective_ns, uint64_t now);
+		   uint64_t arrival_ns, uint64_t objective_ns, uint64_t now,
+		   struct rt_admission *adm);
 /*
- * front_submit - route and queue r.  0: queued, its completion comes
- * through r->sink.  Else an HTTP status (400, 429, 503) with r->errmsg (429:
- * r->retry_after_s) and r->met set: r is the caller's to answer and put,
- * and its input was released.
+ * front_submit - route and queue r (reusing adm, front_precheck's decision,
+ * when it still holds; NULL: route afresh).  0: queued, its completion
+ * comes through r->sink.  Else an HTTP status (400, 429, 503) with
+ * r->errmsg (429: r->retry_after_s) and r->met set: r is the caller's to
+ * answer and put, and its input was released.
  */
-int front_submit(struct runtime *rt, struct infer_req *r, uint64_t now);
+int front_submit(struct runtime *rt, struct infer_req *r, struct rt_admission *adm,
+		 uint64_t now);
 /*
  * front_cancel - r's client went away.  true: r was removed before it ran
  * to completion, nothing more arrives, its input is released and r is the

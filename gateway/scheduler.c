@@ -35,6 +35,13 @@ struct sched_place {
 	int before, first, last, spans;
 };
 
+/* Publish q's state for lock-free readers (the router).  Lock held. */
+static void sched_publish(struct sched_q *q)
+{
+	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	atomic_fetch_add_explicit(&q->version, 1, memory_order_release);
+}
+
 int sched_find(const struct sched_be *s, const struct model *m)
 {
 	for (int i = 0; i < s->n_q; i++)
@@ -232,7 +239,7 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	}
 	r->queue = q;
 	r->met = q->met;
-	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	sched_publish(q);
 	if (s->idle && !sched_defer_add(s))
 		pthread_cond_signal(&s->cv);
 out_unlock:
@@ -267,7 +274,7 @@ bool sched_cancel(struct infer_req *r)
 			removed = sq_drop(r);
 		}
 	}
-	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	sched_publish(q);
 	pthread_mutex_unlock(&q->s->mu);
 	return removed;
 }
@@ -308,7 +315,7 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 			r->next = all;
 			all = r;
 		}
-		atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+		sched_publish(q);
 	}
 	return all;
 }
@@ -423,7 +430,7 @@ static int sched_take(struct sched_worker *w, struct sched_q *q, int rows, uint6
 		if (ready < w->oldest)
 			w->oldest = ready;
 	}
-	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	sched_publish(q);
 	w->s->busy_until[w->slot] = now + svc_predict(&q->svc, w->b.rows);
 	return n;
 }
@@ -479,7 +486,7 @@ static struct infer_req *sched_learn(struct sched_worker *w, struct sched_q *q)
 			b->slices[i].r->next = done;
 			done = b->slices[i].r;
 		}
-	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
+	sched_publish(q);
 	return done;
 }
 

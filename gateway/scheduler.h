@@ -59,6 +59,9 @@ struct sched_q {
 	struct svc_model svc;
 	struct met_series *met;
 	_Atomic int depth;		/* queued requests, readable without the lock */
+	_Atomic uint32_t version;	/* published state: bumped under the lock at every
+					 * change of the queue or its slots (routing's
+					 * "nothing changed since the precheck") */
 	_Atomic int eff_max_batch;	/* for metrics */
 };
 

@@ -306,7 +306,7 @@ static void test_loop_sink(void **state)
 
 /* ---- on a runtime: precheck, submit, reject, cancel, complete ---- */
 
-static struct runtime *build(uint32_t delay_us)
+static struct runtime *build_n(uint32_t delay_us, int n_backends, int max_queue)
 {
 	char dir[] = "/tmp/infergw-front-XXXXXX", path[128], cwd[512], *err = NULL;
 	struct config *cfg;
@@ -318,10 +318,12 @@ static struct runtime *build(uint32_t delay_us)
 	snprintf(path, sizeof(path), "%s/gw.yaml", dir);
 	f = fopen(path, "w");
 	fprintf(f, "models:\n  - name: digits\n    path: %s/config/models/digits\n"
-		"    max_batch: 64\n    max_queue_delay_us: %u\n    max_queue: 8\n"
+		"    max_batch: 64\n    max_queue_delay_us: %u\n    max_queue: %d\n"
 		"    service_time_us: {base: 100, per_row: 10}\n"
-		"backends:\n  - name: cpu0\n    kind: cpu\n    workers: 1\n"
-		"    threads_per_worker: 1\n    models: [digits]\n", cwd, delay_us);
+		"backends:\n", cwd, delay_us, max_queue);
+	for (int i = 0; i < n_backends; i++)
+		fprintf(f, "  - name: cpu%d\n    kind: cpu\n    workers: 1\n"
+			"    threads_per_worker: 1\n    models: [digits]\n", i);
 	fclose(f);
 	cfg = cfg_load(path, &err);
 	if (!cfg)
@@ -332,6 +334,11 @@ static struct runtime *build(uint32_t delay_us)
 	if (!rt)
 		fail_msg("runtime: %s", err);
 	return rt;
+}
+
+static struct runtime *build(uint32_t delay_us)
+{
+	return build_n(delay_us, 1, 8);
 }
 
 static int digits_done;
@@ -368,16 +375,16 @@ static void test_runtime_paths(void **state)
 		in[i] = (float)(i % 17) / 16.0f;
 
 	/* pre-admission: admitted; then refused when nothing serves the model */
-	assert_int_equal(front_precheck(rt, &probe, m, 0, now_ns(), 0, now_ns()), 0);
+	assert_int_equal(front_precheck(rt, &probe, m, 0, now_ns(), 0, now_ns(), NULL), 0);
 	assert_int_equal(probe.rows, 1);
 	atomic_store(&rt->backends[0]->draining, true);
-	assert_int_equal(front_precheck(rt, &probe, m, 0, now_ns(), 0, now_ns()), 503);
+	assert_int_equal(front_precheck(rt, &probe, m, 0, now_ns(), 0, now_ns(), NULL), 503);
 	assert_string_equal(probe.errmsg, "no backend available for model digits");
 
 	/* rejected at submit (503): released once, the caller still owns r */
 	s = digits_spec(rt, 1, in, &rel[0], &ps.sink);
 	r = front_req_new(&pool, &s);
-	assert_int_equal(front_submit(rt, r, now_ns()), 503);
+	assert_int_equal(front_submit(rt, r, NULL, now_ns()), 503);
 	assert_int_equal(rel[0].calls, 1);
 	front_req_put(r);
 	assert_int_equal(rel[0].calls, 1);
@@ -386,7 +393,7 @@ static void test_runtime_paths(void **state)
 	/* rejected at submit (400: more rows than the model takes) */
 	s = digits_spec(rt, 65, in, &rel[1], &ps.sink);
 	r = front_req_new(&pool, &s);
-	assert_int_equal(front_submit(rt, r, now_ns()), 400);
+	assert_int_equal(front_submit(rt, r, NULL, now_ns()), 400);
 	assert_string_equal(r->errmsg, "inputs[0].shape[0]: batch of 65 rows, expected 1 to 64 "
 			    "(the model's max_batch_size)");
 	assert_int_equal(rel[1].calls, 1);
@@ -396,7 +403,7 @@ static void test_runtime_paths(void **state)
 	/* queued, then cancelled before it ran: released once, never delivered */
 	s = digits_spec(rt, 1, in, &rel[2], &ps.sink);
 	r = front_req_new(&pool, &s);
-	assert_int_equal(front_submit(rt, r, now_ns()), 0);
+	assert_int_equal(front_submit(rt, r, NULL, now_ns()), 0);
 	assert_int_equal(rel[2].calls, 0);	/* queued: the input is still needed */
 	assert_true(front_cancel(r));
 	assert_int_equal(rel[2].calls, 1);
@@ -409,7 +416,7 @@ static void test_runtime_paths(void **state)
 		s = digits_spec(rt, 2, in + i * m->in_dim, &rel[3 + i], &ps.sink);
 		s.ctx = &rel[3 + i];
 		r = front_req_new(&pool, &s);
-		assert_int_equal(front_submit(rt, r, now_ns()), 0);
+		assert_int_equal(front_submit(rt, r, NULL, now_ns()), 0);
 	}
 	for (int spins = 0; n < 3 && spins < 20000; spins++) {	/* at most ~20 s */
 		int k = front_sink_poll(&ps, got + n, 4 - n);
@@ -451,6 +458,110 @@ static void test_runtime_paths(void **state)
 	free(in);
 }
 
+/* One admission pass: a precheck's pick is reused while nothing changed. */
+static void test_admission_reuse(void **state)
+{
+	struct runtime *rt = build(2000000);	/* 1-row requests stay queued 2 s */
+	const struct model *m = rt->models[0]->m;
+	float *in = calloc(2 * (size_t)m->in_dim, sizeof(float));
+	struct front_pool pool;
+	struct infer_req probe, *r[3];
+	struct rt_admission adm;
+	struct rel rel[3] = { 0 };
+	struct front_spec s;
+	uint64_t t0 = now_ns();
+
+	front_pool_init(&pool, 0);
+	/* precheck, then submit the same 1-row request: the pick is reused */
+	assert_int_equal(front_precheck(rt, &probe, m, 0, t0, 50 * MS, now_ns(), &adm), 0);
+	assert_true(adm.valid);
+	s = digits_spec(rt, 1, in, &rel[0], NULL);
+	s.arrival_ns = t0;
+	s.objective_ns = 50 * MS;
+	r[0] = front_req_new(&pool, &s);
+	assert_int_equal(front_submit(rt, r[0], &adm, now_ns()), 0);
+	assert_true(adm.reused);
+	assert_ptr_equal(r[0]->queue, &rt->backends[0]->sched.qs[0]);
+	assert_int_equal(r[0]->priority, 1);	/* normalized as on the full path */
+	assert_ptr_equal(r[0]->met, rt->backends[0]->sched.qs[0].met);
+
+	/* a precheck, then the queue changes (r[0] cancelled): routed afresh */
+	assert_int_equal(front_precheck(rt, &probe, m, 0, t0, 50 * MS, now_ns(), &adm), 0);
+	assert_true(front_cancel(r[0]));
+	front_req_put(r[0]);
+	s = digits_spec(rt, 1, in, &rel[1], NULL);
+	s.arrival_ns = t0;
+	s.objective_ns = 50 * MS;
+	r[1] = front_req_new(&pool, &s);
+	assert_int_equal(front_submit(rt, r[1], &adm, now_ns()), 0);
+	assert_false(adm.reused);
+
+	/* the body changed what was prechecked (2 rows, another priority): afresh */
+	assert_int_equal(front_precheck(rt, &probe, m, 0, t0, 50 * MS, now_ns(), &adm), 0);
+	s = digits_spec(rt, 2, in, &rel[2], NULL);
+	s.arrival_ns = t0;
+	s.objective_ns = 50 * MS;
+	r[2] = front_req_new(&pool, &s);
+	assert_int_equal(front_submit(rt, r[2], &adm, now_ns()), 0);
+	assert_false(adm.reused);
+	for (int i = 1; i < 3; i++) {
+		assert_true(front_cancel(r[i]));
+		front_req_put(r[i]);
+	}
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(rel[i].calls, 1);
+	front_pool_destroy(&pool);
+	rt_stop_all();
+	rt_put(rt);
+	free(in);
+}
+
+/*
+ * Six backends: the router samples two per request (power of d choices),
+ * and widens to all when the sample cannot take it, so each of six
+ * requests finds the one queue left with room; the seventh is refused.
+ */
+static void test_sampling_never_refuses_what_a_scan_admits(void **state)
+{
+	struct runtime *rt = build_n(2000000, 6, 1);	/* one queued request each */
+	const struct model *m = rt->models[0]->m;
+	float *in = calloc((size_t)m->in_dim, sizeof(float));
+	struct front_pool pool;
+	struct infer_req *r[7];
+	struct rel rel[7] = { 0 };
+	bool used[6] = { false };
+
+	front_pool_init(&pool, 0);
+	for (int i = 0; i < 7; i++) {
+		struct front_spec s = digits_spec(rt, 1, in, &rel[i], NULL);
+
+		r[i] = front_req_new(&pool, &s);
+		assert_int_equal(front_submit(rt, r[i], NULL, now_ns()), i < 6 ? 0 : 429);
+	}
+	assert_string_equal(r[6]->errmsg, "queue for model digits is full");
+	assert_int_equal(rel[6].calls, 1);
+	for (int i = 0; i < 6; i++) {
+		int be = -1;
+
+		for (int b = 0; b < 6; b++)
+			if (r[i]->queue == &rt->backends[b]->sched.qs[0])
+				be = b;
+		assert_true(be >= 0);
+		assert_false(used[be]);
+		used[be] = true;
+	}
+	for (int i = 0; i < 7; i++) {
+		if (i < 6)
+			assert_true(front_cancel(r[i]));
+		front_req_put(r[i]);
+		assert_int_equal(rel[i].calls, 1);
+	}
+	front_pool_destroy(&pool);
+	rt_stop_all();
+	rt_put(rt);
+	free(in);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -459,6 +570,8 @@ int main(void)
 		cmocka_unit_test(test_poll_sink_producers),
 		cmocka_unit_test(test_loop_sink),
 		cmocka_unit_test(test_runtime_paths),
+		cmocka_unit_test(test_admission_reuse),
+		cmocka_unit_test(test_sampling_never_refuses_what_a_scan_admits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
