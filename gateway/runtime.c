@@ -579,13 +579,17 @@ bool rt_model_ready(const struct runtime *rt, const struct model *m)
 	return false;
 }
 
-/* The candidate of backend i, queue qi for r: its view (takes the backend's lock). */
+/* The candidate of backend i, queue qi for r: its published view (no
+ * lock), or when there is none to use (sched_view_published) its view
+ * under the backend's lock. */
 static void rt_view(struct runtime *rt, int i, int qi, const struct infer_req *r, uint64_t now,
 		    struct router_cand *c)
 {
+	struct sched_be *s = &rt->backends[i]->sched;
 	struct sched_view v;
 
-	sched_view(&rt->backends[i]->sched, qi, r->rows, r->priority, now, &v);
+	if (!sched_view_published(s, qi, r->rows, r->priority, now, &v))
+		sched_view(s, qi, r->rows, r->priority, now, &v);
 	*c = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost,
 				   .queued = v.queued, .full = v.full, .displaces = v.displaces,
 				   .wait_ns = v.wait_ns, .work_ns = v.work_ns, .exec_ns = v.exec_ns };

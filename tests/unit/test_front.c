@@ -23,6 +23,7 @@
 #include "loop.h"
 #include "model/model.h"
 #include "runtime.h"
+#include "scheduler.h"
 #include "util.h"
 
 #define MS 1000000ull
@@ -562,6 +563,82 @@ static void test_sampling_never_refuses_what_a_scan_admits(void **state)
 	free(in);
 }
 
+/* Two views agree exactly at the same now: under the lock, and published. */
+static void expect_same_views(struct sched_be *s, uint64_t now)
+{
+	for (int prio = 1; prio <= 3; prio++) {
+		struct sched_view a, b;
+
+		sched_view(s, 0, 1, prio, now, &a);
+		assert_true(sched_view_published(s, 0, 1, prio, now, &b));
+		assert_int_equal(a.queued, b.queued);
+		assert_int_equal(a.full, b.full);
+		assert_int_equal(a.displaces, b.displaces);
+		assert_int_equal(a.wait_ns, b.wait_ns);
+		assert_int_equal(a.work_ns, b.work_ns);
+		assert_int_equal(a.exec_ns, b.exec_ns);
+	}
+}
+
+/*
+ * The router reads a queue's published state without the lock: it gives
+ * sched_view's numbers for every priority level as the queue changes, and
+ * declines (the caller takes the lock) what it does not publish.
+ */
+static void test_published_view(void **state)
+{
+	struct runtime *rt = build_n(2000000, 1, 3);	/* requests stay queued 2 s */
+	struct sched_be *s = &rt->backends[0]->sched;
+	const struct model *m = rt->models[0]->m;
+	float *in = calloc(8 * (size_t)m->in_dim, sizeof(float));
+	struct front_poll_sink ps;
+	struct front_pool pool;
+	struct infer_req *r[4], *got;
+	struct rel rel[4] = { 0 };
+	struct sched_view v;
+	static const int prio[4] = { 3, 1, 2, 1 }, rows[4] = { 1, 5, 2, 1 };
+
+	front_poll_sink_init(&ps);
+	front_pool_init(&pool, 0);
+	/* nothing published before the first change */
+	assert_false(sched_view_published(s, 0, 1, 1, now_ns(), &v));
+	for (int i = 0; i < 4; i++) {
+		struct front_spec sp = digits_spec(rt, rows[i], in, &rel[i], &ps.sink);
+
+		sp.priority = prio[i];
+		r[i] = front_req_new(&pool, &sp);
+		/* the fourth finds the queue full (3) and displaces the priority 3 one */
+		assert_int_equal(front_submit(rt, r[i], NULL, now_ns()), 0);
+		expect_same_views(s, now_ns());
+	}
+	/* the displaced one was answered through its sink, never executed */
+	assert_int_equal(front_sink_poll(&ps, &got, 1), 1);
+	assert_ptr_equal(got, r[0]);
+	assert_int_equal(got->status, 429);
+	assert_string_equal(got->errmsg, "queue for model digits is full: displaced by a "
+			    "priority 1 request");
+	front_deliver(got);
+	assert_int_equal(rel[0].calls, 1);
+	front_req_put(got);
+	assert_int_equal(rel[0].calls, 1);
+	assert_true(sched_view_published(s, 0, 1, 1, now_ns(), &v));
+	assert_int_equal(v.queued, 3);
+	assert_true(v.displaces || v.full);
+	/* only 1-row requests and published levels */
+	assert_false(sched_view_published(s, 0, 2, 1, now_ns(), &v));
+	assert_false(sched_view_published(s, 0, 1, 4, now_ns(), &v));
+	assert_false(sched_view_published(s, 0, 1, 0, now_ns(), &v));
+	for (int i = 1; i < 4; i++) {
+		assert_true(front_cancel(r[i]));
+		front_req_put(r[i]);
+		expect_same_views(s, now_ns());
+	}
+	rt_stop_all();
+	front_pool_destroy(&pool);
+	rt_put(rt);
+	free(in);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -572,6 +649,7 @@ int main(void)
 		cmocka_unit_test(test_runtime_paths),
 		cmocka_unit_test(test_admission_reuse),
 		cmocka_unit_test(test_sampling_never_refuses_what_a_scan_admits),
+		cmocka_unit_test(test_published_view),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
