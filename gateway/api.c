@@ -13,6 +13,7 @@
 #include "access.h"
 #include "admin.h"
 #include "config.h"
+#include "front.h"
 #include "metrics.h"
 #include "backend.h"
 #include "http.h"
@@ -201,7 +202,7 @@ void api_abandon(struct call *c)
 {
 	struct infer_req *r = c->req;
 
-	if (r && sched_cancel(r)) {
+	if (r && front_cancel(r)) {
 		api_account(r, 0, 0);
 		call_free(c);
 		return;
@@ -210,60 +211,56 @@ void api_abandon(struct call *c)
 }
 
 /*
- * Priority and objective: the body's parameters win over the x-priority /
- * x-slo-ms headers, which win over the model's defaults.  0 or 400.
+ * Priority and objective (front_objective): the body's parameters win over
+ * the x-priority / x-slo-ms headers, which win over the model's defaults.
+ * 0, or 400 answered.
  */
 static int api_objective(struct call *c, const struct model *m, const struct ks_infer *ki,
 			 int *prio, uint64_t *objective_ns)
 {
-	const struct model_conf *mc = rt_model_conf(c->rt, m);
-	const char *hp = call_header(c, "x-priority"), *hs = call_header(c, "x-slo-ms");
-	char *end;
+	struct front_hints h = { .priority = ki->priority, .timeout_us = ki->timeout_us,
+				 .x_priority = call_header(c, "x-priority"),
+				 .x_slo_ms = call_header(c, "x-slo-ms") };
+	char err[512];
 
-	*prio = ki->priority;
-	*objective_ns = (uint64_t)mc->slo_ms * 1000000;
-	if (!*prio && hp) {
-		long v = strtol(hp, &end, 10);
-
-		if (*end || end == hp || v < 0 || v > 1000000) {
-			call_respond_error(c, 400, "x-priority: expected a non-negative integer, got \"%s\"", hp);
-			return 400;
-		}
-		*prio = (int)v;
-	}
-	if (ki->timeout_us) {
-		*objective_ns = (uint64_t)ki->timeout_us * 1000;
-	} else if (hs) {
-		double v = strtod(hs, &end);
-
-		if (*end || end == hs || !(v > 0) || v > 3.6e6) {
-			call_respond_error(c, 400, "x-slo-ms: expected a positive number of milliseconds, got \"%s\"", hs);
-			return 400;
-		}
-		*objective_ns = (uint64_t)(v * 1e6);
-	}
-	return 0;
+	if (!front_objective(rt_model_conf(c->rt, m), &h, prio, objective_ns, err, sizeof(err)))
+		return 0;
+	call_respond_error(c, 400, "%s", err);
+	return 400;
 }
 
+/* The input's release for a decoded (owned) buffer. */
+static void api_release_owned(void *buf)
+{
+	free(buf);
+}
+
+/* The input's release for a view into the call's body: the body's bytes
+ * are no longer needed (the response has its own buffer). */
+static void api_release_body(void *arg)
+{
+	struct call *c = arg;
+
+	evbuffer_drain(c->body, evbuffer_get_length(c->body));
+}
+
+/* A request for ki's input (the request takes it over) from this loop's pool. */
 static struct infer_req *api_new_req(struct call *c, const struct model *m, struct ks_infer *ki,
 				     int prio, uint64_t objective_ns)
 {
-	struct infer_req *r = calloc(1, sizeof(*r));
+	struct loop *l = &c->conn->sl->loop;
+	struct front_spec sp = {
+		.model = m,
+		.in = { .rows = ki->rows, .data = ki->data,
+			.release = ki->owned ? api_release_owned : api_release_body,
+			.arg = ki->owned ? (void *)ki->owned : (void *)c },
+		.priority = prio, .objective_ns = objective_ns, .arrival_ns = c->start_ns,
+		.sink = &l->sink, .on_done = api_infer_done, .ctx = c,
+	};
 
-	r->model = m;
-	r->rows = ki->rows;
-	r->input = ki->data;		/* a view into c->body, or ki->owned */
-	r->input_buf = ki->owned;
 	ki->owned = NULL;
 	ki->data = NULL;
-	r->output = malloc((size_t)r->rows * m->out_dim * sizeof(float));
-	r->priority = prio;
-	r->arrival_ns = c->start_ns;
-	r->deadline_ns = objective_ns ? c->start_ns + objective_ns : 0;
-	r->owner = &c->conn->sl->loop;
-	r->on_done = api_infer_done;
-	r->ctx = c;
-	return r;
+	return front_req_new(&l->pool, &sp);
 }
 
 
@@ -315,26 +312,25 @@ static int api_parse_body(struct call *c, const struct model *m, struct ks_infer
  * headers and the model decide priority and deadline), a request that even
  * as one row could not be admitted is answered 429 without spending a JSON
  * parse on it -- under overload most of the loop's CPU would otherwise go to
- * requests that are turned away.  true when c was answered.
+ * requests that are turned away.  true when c was answered; else adm holds
+ * the decision for front_submit (one admission pass if nothing changed).
  */
-static bool api_reject_early(struct call *c, const struct model *m)
+static bool api_reject_early(struct call *c, const struct model *m, struct rt_admission *adm)
 {
 	size_t len = evbuffer_get_length(c->body);
 	struct evbuffer_ptr at = evbuffer_search(c->body, "parameters", 10, NULL);
 	struct ks_infer none = { 0 };
-	struct infer_req r = { .model = m, .rows = 1 };
+	struct infer_req r;
 	uint64_t objective;
-	int st;
+	int st, prio;
 
 	if (at.pos >= 0 || len == 0)
 		return false;	/* the body may change priority or deadline */
-	if (api_objective(c, m, &none, &r.priority, &objective)) {
+	if (api_objective(c, m, &none, &prio, &objective)) {
 		api_count_error(c, m);
 		return true;	/* a bad x-priority / x-slo-ms: answered 400 */
 	}
-	r.arrival_ns = c->start_ns;
-	r.deadline_ns = objective ? c->start_ns + objective : 0;
-	st = rt_precheck(c->rt, &r, now_ns());
+	st = front_precheck(c->rt, &r, m, prio, c->start_ns, objective, now_ns(), adm);
 	if (st != 429)
 		return false;	/* 503 and friends: let the full path say it */
 	api_infer_error(c, &r, st);
@@ -343,13 +339,14 @@ static bool api_reject_early(struct call *c, const struct model *m)
 
 static void api_infer(struct call *c, const struct model *m)
 {
+	struct rt_admission adm = { 0 };	/* the precheck's decision, if it ran */
 	struct api_infer *ai;
 	struct ks_infer ki;
 	uint64_t objective;
 	char err[512];
 	int st, prio;
 
-	if (api_reject_early(c, m))
+	if (api_reject_early(c, m, &adm))
 		return;
 	st = api_parse_body(c, m, &ki, err, sizeof(err));
 	if (st) {
@@ -376,7 +373,12 @@ static void api_infer(struct call *c, const struct model *m)
 	ai->class_count = ki.class_count;
 	c->api = ai;
 	c->req = api_new_req(c, m, &ki, prio, objective);
-	st = rt_submit(c->rt, c->req, now_ns());
+	if (!c->req) {
+		api_count_error(c, m);
+		call_respond_error(c, 503, "gateway out of memory");
+		return;
+	}
+	st = front_submit(c->rt, c->req, &adm, now_ns());
 	if (st)
 		api_infer_error(c, c->req, st);
 	else

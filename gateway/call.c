@@ -13,6 +13,7 @@
 
 #include "access.h"
 #include "config.h"
+#include "front.h"
 #include "infer.h"
 #include "kserve.h"
 #include "mpcodec.h"
@@ -85,12 +86,8 @@ static void call_release(struct call *c)
 		free(c->spill);
 		c->spill = next;
 	}
-	if (c->req) {
-		free(c->req->output);
-		free(c->req->input_buf);
-		free(c->req);
-		c->req = NULL;
-	}
+	front_req_put(c->req);	/* back to the loop's pool */
+	c->req = NULL;
 	free(c->api);
 	c->api = NULL;
 	if (c->hdrs != c->hdrs_inline)

@@ -1,11 +1,13 @@
 /*
  * infer.h - one inference request, from the parser to the response.
  *
- * Ownership: the protocol layer (an HTTP stream) creates the request and owns
- * it.  While it is queued or executing, the scheduler and backend hold a
- * borrowed pointer; they hand it back by posting it to the owner loop
- * (loop_post), whose thread then runs on_done.  A request is never freed
- * while state is QUEUED or RUNNING.
+ * Ownership: a front end (front.h: an HTTP stream, later a DPDK lcore)
+ * creates the request from its thread's pool and owns it.  While it is
+ * queued or executing, the scheduler and backend hold a borrowed pointer;
+ * they hand it back with infer_complete(), which gives it to the request's
+ * completion sink (an event loop's mailbox, or a polled queue); the owning
+ * thread then runs front_deliver (input released, on_done).  A request is
+ * never freed while state is QUEUED or RUNNING.
  *
  * A request larger than one batch (the queue's batch limit: configured,
  * the backend's, or the adaptive one) is still one object with one answer:
@@ -18,11 +20,12 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct model;
-struct loop;
 struct met_series;
+struct front_pool;
 
 enum req_state {
 	REQ_NEW = 0,
@@ -34,6 +37,15 @@ enum req_state {
 };
 
 struct infer_req;
+
+/*
+ * Where a finished request goes (front.h has the two implementations).
+ * complete() runs on whichever thread finished r (a backend's), must not
+ * block, and hands r to the thread that owns it.
+ */
+struct front_sink {
+	void (*complete)(struct front_sink *s, struct infer_req *r);
+};
 
 /* Rows [row0, row0 + rows) of request r, executed in one batch. */
 struct infer_slice {
@@ -52,7 +64,6 @@ struct infer_req {
 	int slices_out;			/* slices handed to batches, not finished */
 	const float *input;		/* rows x model->in_dim; may be unaligned (a view
 					 * into the request body): backends memcpy it */
-	float *input_buf;		/* input's buffer when the request owns one */
 	float *output;			/* rows x model->out_dim, allocated by the creator */
 	int priority;			/* 1 = highest; normalized by the router */
 	bool sheddable;			/* lowest level(s): may be shed under load */
@@ -70,12 +81,24 @@ struct infer_req {
 	int n_batches;			/* batches its rows ran in: > 1 when sliced */
 	uint32_t retry_after_s;		/* with a 429: when to try again */
 	struct met_series *met;		/* counters of the (backend, model) it went to */
-	struct loop *owner;
-	void (*on_done)(struct infer_req *r);	/* runs on the owner loop's thread */
+	/* The front's (front.h): completion, pool and the input's release. */
+	struct front_sink *sink;	/* where infer_complete hands it back */
+	struct front_pool *pool;	/* the owning thread's pool, NULL = none */
+	void (*input_release)(void *arg);	/* once, when done with input */
+	void *input_arg;
+	size_t output_cap;		/* floats allocated at output */
+	void (*on_done)(struct infer_req *r);	/* runs on the owning thread */
 	void *ctx;			/* the creator's */
 	struct infer_req *next;		/* intrusive link: queue or loop mailbox */
 	struct infer_req *prev;		/* queue only */
 	void *queue;			/* the scheduler queue holding it, for cancellation */
 };
+
+/* infer_complete - r is finished (answered, expired, failed, displaced):
+ * hand it to its sink.  Any thread; r must not be touched after. */
+static inline void infer_complete(struct infer_req *r)
+{
+	r->sink->complete(r->sink, r);
+}
 
 #endif

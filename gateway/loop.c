@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -19,17 +20,24 @@ static void loop_wake(struct loop *l)
 		return;
 }
 
-void loop_post(struct loop *l, struct infer_req *r)
+/* The event-loop sink's complete(): push, and wake the loop if it was empty. */
+static void loop_sink_complete(struct front_sink *s, struct infer_req *r)
 {
-	struct infer_req *head = atomic_load_explicit(&l->mailbox, memory_order_relaxed);
+	struct loop *l = (struct loop *)((char *)s - offsetof(struct loop, sink));
 
-	do {
-		r->next = head;
-	} while (!atomic_compare_exchange_weak_explicit(&l->mailbox, &head, r,
-							memory_order_release,
-							memory_order_relaxed));
-	if (!head)
+	if (front_mpsc_push(&l->mailbox, r))
 		loop_wake(l);
+}
+
+void loop_drain_mail(struct loop *l)
+{
+	struct infer_req *r, *next;
+
+	for (r = front_mpsc_take(&l->mailbox); r; r = next) {
+		next = r->next;
+		r->next = NULL;
+		front_deliver(r);
+	}
 }
 
 void loop_post_task(struct loop *l, struct loop_task *t)
@@ -53,23 +61,11 @@ void loop_request_stop(struct loop *l)
 static void loop_on_mail(evutil_socket_t fd, short what, void *arg)
 {
 	struct loop *l = arg;
-	struct infer_req *r, *rev = NULL, *next;
 	uint64_t v;
 
 	if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
-	r = atomic_exchange_explicit(&l->mailbox, NULL, memory_order_acquire);
-	while (r) {		/* the stack is newest-first: reverse it */
-		next = r->next;
-		r->next = rev;
-		rev = r;
-		r = next;
-	}
-	for (r = rev; r; r = next) {
-		next = r->next;
-		r->next = NULL;
-		r->on_done(r);
-	}
+	loop_drain_mail(l);
 	for (struct loop_task *t = atomic_exchange(&l->tasks, NULL), *tn; t; t = tn) {
 		tn = t->next;	/* tasks are rare: order does not matter */
 		t->fn(t);
@@ -82,6 +78,8 @@ int loop_init(struct loop *l, int idx)
 {
 	memset(l, 0, sizeof(*l));
 	l->idx = idx;
+	l->sink.complete = loop_sink_complete;
+	front_pool_init(&l->pool, 0);
 	l->base = event_base_new();
 	if (!l->base)
 		return -ENOMEM;
@@ -102,5 +100,6 @@ void loop_destroy(struct loop *l)
 		close(l->efd);
 	if (l->base)
 		event_base_free(l->base);
+	front_pool_destroy(&l->pool);
 	memset(l, 0, sizeof(*l));
 }

@@ -1,10 +1,13 @@
 /*
  * loop.h - one event loop per thread, with a mailbox for completions.
  *
- * Other threads hand finished requests back with loop_post(); the loop
- * thread runs each request's on_done.  The mailbox is a lock-free stack
- * (producers push with compare-and-swap, the loop takes the whole stack at
- * once), and an eventfd wakes the loop only when the stack was empty.
+ * Each loop is a front end's thread (front.h): it has a request pool and
+ * the event-loop completion sink.  Other threads hand finished requests
+ * back through the sink (infer_complete); the loop thread runs
+ * front_deliver on each (input released, on_done).  The mailbox is a
+ * lock-free stack (front_mpsc_push: producers push with compare-and-swap,
+ * the loop takes the whole stack at once), and an eventfd wakes the loop
+ * only when the stack was empty.
  */
 #ifndef INFERGW_LOOP_H
 #define INFERGW_LOOP_H
@@ -13,10 +16,10 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 
+#include "front.h"
+
 struct event_base;
 struct event;
-struct infer_req;
-
 /* Work for a loop thread from another thread (e.g. an admin job's answer). */
 struct loop_task {
 	struct loop_task *next;
@@ -28,6 +31,8 @@ struct loop {
 	struct event_base *base;
 	pthread_t thread;
 	_Atomic(struct infer_req *) mailbox;
+	struct front_sink sink;		/* completions: pushes onto mailbox, wakes */
+	struct front_pool pool;		/* this thread's requests */
 	_Atomic(struct loop_task *) tasks;
 	_Atomic bool stop_requested;
 	int efd;
@@ -38,12 +43,15 @@ struct loop {
 
 /* loop_init - create the base, eventfd and mailbox event. 0 or -errno. */
 int loop_init(struct loop *l, int idx);
-/* loop_post - hand r back to its owner loop; any thread; never blocks. */
-void loop_post(struct loop *l, struct infer_req *r);
+/* loop_drain_mail - deliver what the mailbox holds (front_deliver, in
+ * completion order), on the loop's thread or after it ended. */
+void loop_drain_mail(struct loop *l);
 /* loop_post_task - run t->fn on l's thread; any thread; never blocks. */
 void loop_post_task(struct loop *l, struct loop_task *t);
 /* loop_request_stop - ask the loop (from any thread) to run on_stop. */
 void loop_request_stop(struct loop *l);
+/* loop_destroy - free the loop and its pool: every request of the pool
+ * must have been put back. */
 void loop_destroy(struct loop *l);
 
 #endif

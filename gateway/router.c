@@ -31,6 +31,44 @@ const char *router_result_reason(enum route_result r)
 	return "?";
 }
 
+/* xorshift64*: a fast, decent generator for sampling (never 0 state). */
+static uint64_t router_rand(uint64_t *x)
+{
+	if (!*x)
+		*x = 0x9e3779b97f4a7c15ull;
+	*x ^= *x >> 12;
+	*x ^= *x << 25;
+	*x ^= *x >> 27;
+	return *x * 0x2545f4914f6cdd1dull;
+}
+
+int router_sample(enum route_policy p, int n, int d, unsigned rr, uint64_t *rng, int *idx)
+{
+	int k = 0;
+
+	if (n <= ROUTER_SCAN_ALL || d >= n) {
+		for (k = 0; k < n; k++)
+			idx[k] = k;
+		return n;
+	}
+	if (d < 1)
+		d = 1;
+	if (p == ROUTE_ROUND_ROBIN) {
+		for (k = 0; k < d; k++)
+			idx[k] = (int)((rr + (unsigned)k) % (unsigned)n);
+		return d;
+	}
+	while (k < d) {
+		int c = (int)(router_rand(rng) % (uint64_t)n), dup = 0;
+
+		for (int j = 0; j < k; j++)
+			dup |= idx[j] == c;
+		if (!dup)
+			idx[k++] = c;
+	}
+	return d;
+}
+
 static uint64_t router_done_at(const struct route_req *rq, const struct router_cand *c)
 {
 	return rq->now_ns + c->wait_ns + c->exec_ns;

@@ -580,13 +580,31 @@ bool rt_model_ready(const struct runtime *rt, const struct model *m)
 	return false;
 }
 
-/* One candidate per usable backend hosting r's model.  Returns the count. */
-static int rt_candidates(struct runtime *rt, const struct infer_req *r, uint64_t now,
-			 struct router_cand *cand, int cap)
+/* The candidate of backend i, queue qi for r: its published view (no
+ * lock), or when there is none to use (sched_view_published) its view
+ * under the backend's lock. */
+static void rt_view(struct runtime *rt, int i, int qi, const struct infer_req *r, uint64_t now,
+		    struct router_cand *c)
+{
+	struct sched_be *s = &rt->backends[i]->sched;
+
+	*c = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost };
+	if (!sched_view_published(s, qi, r->rows, r->priority, now, c))
+		sched_view(s, qi, r->rows, r->priority, now, c);
+}
+
+/*
+ * The usable backends hosting r's model, into el[] as (backend, queue)
+ * pairs, without any lock.  Returns the count; *ver is the sum of their
+ * queues' published versions (each only grows: an unchanged sum means no
+ * queue changed).
+ */
+static int rt_eligible(struct runtime *rt, const struct infer_req *r, int *el, uint64_t *ver)
 {
 	int n = 0;
 
-	for (int i = 0; i < rt->n_backends && n < cap; i++) {
+	*ver = 0;
+	for (int i = 0; i < rt->n_backends; i++) {
 		struct rt_backend *rb = rt->backends[i];
 		int qi;
 
@@ -595,8 +613,9 @@ static int rt_candidates(struct runtime *rt, const struct infer_req *r, uint64_t
 		qi = sched_find(&rb->sched, r->model);
 		if (qi < 0)
 			continue;
-		cand[n] = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost };
-		sched_view(&rb->sched, qi, r->rows, r->priority, now, &cand[n]);
+		*ver += atomic_load_explicit(&rb->sched.qs[qi].version, memory_order_acquire);
+		el[2 * n] = i;
+		el[2 * n + 1] = qi;
 		n++;
 	}
 	return n;
@@ -653,70 +672,167 @@ static void rt_prepare(struct runtime *rt, struct infer_req *r, uint64_t now,
 	pol_prepare(&pc, mc->priority, (uint64_t)mc->slo_ms * 1000000, r, now, rq);
 }
 
-/*
- * Route r; with enqueue, also queue it.  0 when routed (and queued), else
- * an HTTP status with r->errmsg (see rt_submit).
- */
-static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool enqueue)
+/* The round-robin cursor: a precheck reads it, a submit moves it. */
+static unsigned rt_cursor(struct runtime *rt, bool enqueue)
 {
+	return enqueue ? atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed)
+		       : atomic_load_explicit(&rt->rr, memory_order_relaxed);
+}
+
+/*
+ * Views of the sample of the n eligible el[] (all of them when few, or
+ * when all is set) into cand, then the router's pick.  Returns the result
+ * with *n_cand the candidates looked at.
+ */
+static enum route_result rt_pick(struct runtime *rt, const struct infer_req *r, uint64_t now,
+				 const struct route_req *rq, const int *el, int n, bool all,
+				 unsigned rr, struct router_cand *cand, int *n_cand, int *pick)
+{
+	static __thread uint64_t rng;
 	const struct config *c = rt->cfg;
-	struct router_cand stack[32], *cand = stack;
 	struct route_conf rc = { .policy = c->routing.policy,
 				 .margin_ns = (uint64_t)c->routing.margin_us * 1000 };
-	/* A precheck must not move the round-robin cursor. */
-	unsigned rr = enqueue ? atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed)
-			      : atomic_load_explicit(&rt->rr, memory_order_relaxed);
-	struct route_req rq;
-	enum route_result why;
-	int n, pick = -1, rc2 = 0;
-	struct rt_backend *rb;
+	int idx[ROUTER_SAMPLE_D], k;
 
-	rt_prepare(rt, r, now, &rq);
-	if (rt->n_backends > (int)ARRAY_SIZE(stack))
-		cand = malloc(sizeof(*cand) * (size_t)rt->n_backends);
-	if (!cand) {
-		snprintf(r->errmsg, sizeof(r->errmsg), "gateway out of memory");
-		r->retry_after_s = 1;
-		return 429;
+	if (all || n <= ROUTER_SCAN_ALL) {
+		for (k = 0; k < n; k++)
+			rt_view(rt, el[2 * k], el[2 * k + 1], r, now, &cand[k]);
+	} else {
+		if (!rng)
+			rng = (uint64_t)(uintptr_t)&rng ^ now;
+		k = router_sample(rc.policy, n, ROUTER_SAMPLE_D, rr, &rng, idx);
+		for (int j = 0; j < k; j++)
+			rt_view(rt, el[2 * idx[j]], el[2 * idx[j] + 1], r, now, &cand[j]);
+		rr = 0;		/* the sample starts at the cursor's candidate */
 	}
-	n = rt_candidates(rt, r, now, cand, rt->n_backends);
-	why = router_pick(&rc, &rq, cand, n, &rr, &pick);
-	if (why != ROUTE_OK) {
-		rc2 = rt_reject(r, why, cand, n);
-		goto out;
-	}
-	if (!enqueue)
-		goto out;
-	rb = rt->backends[cand[pick].id];
-	rc2 = sched_enqueue(&rb->sched, cand[pick].qi, r, now);
-	if (rc2 == -E2BIG) {
+	*n_cand = k;
+	return router_pick(&rc, rq, cand, k, &rr, pick);
+}
+
+/* sched_enqueue's answer as rt_submit's. */
+static int rt_enqueue(struct runtime *rt, struct infer_req *r, int be, int qi, uint64_t now,
+		      const struct router_cand *cand, int n)
+{
+	int rc = sched_enqueue(&rt->backends[be]->sched, qi, r, now);
+
+	if (rc == -E2BIG) {
 		snprintf(r->errmsg, sizeof(r->errmsg),
 			 "inputs[0].shape[0]: batch of %d rows, expected 1 to %d (the model's "
 			 "max_batch_size)", r->rows, r->model->max_batch_size);
-		rc2 = 400;
-	} else if (rc2 == -EAGAIN) {
-		rc2 = rt_reject(r, ROUTE_FULL, cand, n);
-	} else if (rc2) {
-		snprintf(r->errmsg, sizeof(r->errmsg), "gateway is shutting down");
-		rc2 = 503;
+		return 400;
 	}
+	if (rc == -EAGAIN)
+		return rt_reject(r, ROUTE_FULL, cand, n);
+	if (rc) {
+		snprintf(r->errmsg, sizeof(r->errmsg), "gateway is shutting down");
+		return 503;
+	}
+	return 0;
+}
+
+/*
+ * Route r; with enqueue, also queue it.  0 when routed (and queued), else
+ * an HTTP status with r->errmsg (see rt_submit).  adm (may be NULL)
+ * records the decision.  Routing takes no lock but the sampled backends'
+ * (sched_view); a sample that admits nothing is widened to every backend.
+ */
+static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool enqueue,
+		    struct rt_admission *adm)
+{
+	struct router_cand stack[32], *cand = stack;
+	int el_stack[64], *el = el_stack;
+	unsigned rr = rt_cursor(rt, enqueue);
+	struct route_req rq;
+	enum route_result why;
+	int n, k, pick = -1, rc2 = 0;
+	uint64_t ver;
+
+	rt_prepare(rt, r, now, &rq);
+	if (rt->n_backends > (int)ARRAY_SIZE(stack)) {
+		cand = malloc(sizeof(*cand) * (size_t)rt->n_backends);
+		el = malloc(sizeof(*el) * 2 * (size_t)rt->n_backends);
+	}
+	if (!cand || !el) {
+		snprintf(r->errmsg, sizeof(r->errmsg), "gateway out of memory");
+		r->retry_after_s = 1;
+		rc2 = 429;
+		goto out;
+	}
+	n = rt_eligible(rt, r, el, &ver);
+	why = rt_pick(rt, r, now, &rq, el, n, false, rr, cand, &k, &pick);
+	if (why != ROUTE_OK && k < n)
+		why = rt_pick(rt, r, now, &rq, el, n, true, rr, cand, &k, &pick);
+	if (why != ROUTE_OK) {
+		rc2 = rt_reject(r, why, cand, k);
+		goto out;
+	}
+	if (adm)
+		*adm = (struct rt_admission){ .valid = true, .be = cand[pick].id,
+					      .qi = cand[pick].qi, .n_eligible = n,
+					      .version = ver };
+	if (enqueue)
+		rc2 = rt_enqueue(rt, r, cand[pick].id, cand[pick].qi, now, cand, k);
 out:
 	if (cand != stack)
 		free(cand);
+	if (el != el_stack)
+		free(el);
 	return rc2;
 }
 
-int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
+/*
+ * Whether adm, decided by rt_precheck for a 1-row request at r's priority
+ * and deadline, still holds: r is one row, the same backends are eligible
+ * and none of their queues changed since (their versions sum the same).
+ */
+static bool rt_admission_holds(struct runtime *rt, const struct infer_req *r,
+			       const struct rt_admission *adm)
 {
-	return rt_route(rt, r, now, true);
+	int el_stack[64], *el = el_stack, n;
+	uint64_t ver;
+
+	if (!adm || !adm->valid || r->rows != 1 || r->priority != adm->priority ||
+	    r->deadline_ns != adm->deadline_ns || adm->be >= rt->n_backends ||
+	    !rt_backend_usable(rt->backends[adm->be]))
+		return false;
+	if (rt->n_backends > (int)ARRAY_SIZE(el_stack) / 2 &&
+	    !(el = malloc(sizeof(*el) * 2 * (size_t)rt->n_backends)))
+		return false;
+	n = rt_eligible(rt, r, el, &ver);
+	if (el != el_stack)
+		free(el);
+	return n == adm->n_eligible && ver == adm->version;
 }
 
-int rt_precheck(struct runtime *rt, struct infer_req *r, uint64_t now)
+int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now, struct rt_admission *adm)
 {
-	int rows = r->rows, st;
+	struct route_req rq;
 
+	if (!rt_admission_holds(rt, r, adm)) {
+		if (adm)
+			adm->reused = false;
+		return rt_route(rt, r, now, true, NULL);
+	}
+	/* One admission pass: the precheck's pick, queued under its one lock. */
+	adm->reused = true;
+	rt_cursor(rt, true);
+	rt_prepare(rt, r, now, &rq);
+	return rt_enqueue(rt, r, adm->be, adm->qi, now, NULL, 0);
+}
+
+int rt_precheck(struct runtime *rt, struct infer_req *r, uint64_t now, struct rt_admission *adm)
+{
+	int rows = r->rows, prio = r->priority, st;
+
+	if (adm)
+		adm->valid = false;
 	r->rows = 1;		/* the most admissible size: rejecting it is safe */
-	st = rt_route(rt, r, now, false);
+	st = rt_route(rt, r, now, false, adm);
 	r->rows = rows;
+	if (adm && !st) {
+		adm->priority = prio;	/* as the caller gave it, before normalizing */
+		adm->deadline_ns = r->deadline_ns;
+	}
+	r->priority = prio;
 	return st;
 }

@@ -105,18 +105,39 @@ bool rt_model_ready(const struct runtime *rt, const struct model *m);
 /* rt_find_backend - backend called name, or NULL. */
 struct rt_backend *rt_find_backend(const struct runtime *rt, const char *name);
 /*
+ * What one admission pass decided (rt_precheck), for rt_submit to reuse:
+ * the pick, and what the decision depended on.  Opaque to callers but for
+ * reused, which rt_submit sets (true: it queued on the precheck's pick
+ * without routing again).
+ */
+struct rt_admission {
+	bool valid;
+	bool reused;
+	int be, qi;			/* the pick */
+	int priority;			/* the request's, before normalizing */
+	uint64_t deadline_ns;
+	int n_eligible;			/* backends that could take it then */
+	uint64_t version;		/* the sum of their queues' versions then */
+};
+
+/*
  * rt_submit - normalize r's priority, route it and queue it.  r->model,
  * rows, arrival_ns and deadline_ns must be set.  0 when queued (r comes
- * back through r->owner), else an HTTP status (429, 503, 400) with
+ * back through r->sink), else an HTTP status (429, 503, 400) with
  * r->errmsg (and for 429 r->retry_after_s) filled and r->met set to the
- * series that counts it; r is then still the caller's.
+ * series that counts it; r is then still the caller's.  adm (may be NULL):
+ * a precheck of r; when r is one row at the priority and deadline it was
+ * made for and no eligible queue changed since, its pick is used as is
+ * (one admission pass: the chosen backend's lock only).
  */
-int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now);
+int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now, struct rt_admission *adm);
 /*
  * rt_precheck - would a 1-row r (priority and deadline set, body not yet
  * parsed) be admitted?  0, or the status rt_submit would answer (429 late,
- * full or shed; 503 no backend) with r->errmsg.  Nothing is queued.
+ * full or shed; 503 no backend) with r->errmsg.  Nothing is queued; r's
+ * priority is left as given.  adm (may be NULL) records the decision for
+ * rt_submit.
  */
-int rt_precheck(struct runtime *rt, struct infer_req *r, uint64_t now);
+int rt_precheck(struct runtime *rt, struct infer_req *r, uint64_t now, struct rt_admission *adm);
 
 #endif

@@ -15,7 +15,6 @@
 #include "backend.h"
 #include "infer.h"
 #include "log.h"
-#include "loop.h"
 #include "metrics.h"
 #include "model/model.h"
 #include "util.h"
@@ -31,6 +30,8 @@ struct sched_worker {
 	struct infer_slice *slices;	/* capacity: the widest model's max_batch_size */
 };
 
+static void sched_publish(struct sched_q *q);
+
 int sched_find(const struct sched_be *s, const struct model *m)
 {
 	for (int i = 0; i < s->n_q; i++)
@@ -45,6 +46,122 @@ void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
 	pthread_mutex_lock(&s->mu);
 	pol_view(&s->pb, qi, rows, prio, now, c);
 	pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- published state (scheduler.h, struct sched_pub) ---- */
+
+/* Earliest end of a busy slot, 0 when one is idle (sched_residual's input). */
+static uint64_t sched_min_busy(const struct sched_be *s)
+{
+	uint64_t best = UINT64_MAX;
+
+	for (int i = 0; i < s->n_threads; i++)
+		if (s->busy_until[i] < best)
+			best = s->busy_until[i];
+	return best == UINT64_MAX ? 0 : best;
+}
+
+/* Write q's sched_pub (lock held): the 1-row view at every level, with
+ * the residual left out (now = infinity) for the reader to add. */
+static void sched_pub_write(struct sched_q *q, uint64_t be_version)
+{
+	struct sched_be *s = q->s;
+	struct sched_pub *p = &q->pub;
+	uint32_t seq = atomic_load_explicit(&p->seq, memory_order_relaxed);
+	int levels = q->pq.sq.hi < SCHED_PUB_LEVELS ? q->pq.sq.hi : SCHED_PUB_LEVELS;
+
+	atomic_store_explicit(&p->seq, seq + 1, memory_order_relaxed);
+	atomic_thread_fence(memory_order_release);
+	for (int l = 1; l <= levels; l++) {
+		struct sched_pub_level *pl = &p->lv[l - 1];
+		struct router_cand v = { 0 };
+		double f = svc_wait_factor(&q->pq.svc, l);
+		uint64_t fb;
+
+		/* now = UINT64_MAX: no slot residual; readers add their own */
+		pol_view(&s->pb, (int)(q - s->qs), 1, l, UINT64_MAX, &v);
+		memcpy(&fb, &f, sizeof(fb));
+		atomic_store_explicit(&pl->work_ns, v.work_ns, memory_order_relaxed);
+		atomic_store_explicit(&pl->exec_ns, v.exec_ns, memory_order_relaxed);
+		atomic_store_explicit(&pl->factor_bits, fb, memory_order_relaxed);
+		atomic_store_explicit(&pl->flags, (v.full ? 1u : 0) | (v.displaces ? 2u : 0),
+				      memory_order_relaxed);
+	}
+	atomic_store_explicit(&p->levels, levels, memory_order_relaxed);
+	atomic_store_explicit(&p->queued, q->pq.sq.n_reqs, memory_order_relaxed);
+	atomic_store_explicit(&p->min_busy, sched_min_busy(s), memory_order_relaxed);
+	atomic_store_explicit(&p->be_version, be_version, memory_order_relaxed);
+	atomic_store_explicit(&p->seq, seq + 2, memory_order_release);
+}
+
+/* Most queues a publish rewrites all of (beyond, only the changed one: the
+ * others' readers fall back to the lock until they change). */
+#define SCHED_PUB_ALL 4
+
+/*
+ * Publish q's state for lock-free readers (the router): depth, version and
+ * sched_pub.  The work of every queue of a backend counts in each one's
+ * wait, so with few queues all of them are rewritten.  Lock held.
+ */
+static void sched_publish(struct sched_q *q)
+{
+	struct sched_be *s = q->s;
+	uint64_t bv = atomic_fetch_add_explicit(&s->version, 1, memory_order_relaxed) + 1;
+
+	atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
+	atomic_fetch_add_explicit(&q->version, 1, memory_order_release);
+	if (s->n_q <= SCHED_PUB_ALL) {
+		for (int i = 0; i < s->n_q; i++)
+			sched_pub_write(&s->qs[i], bv);
+	} else {
+		sched_pub_write(q, bv);
+	}
+}
+
+bool sched_view_published(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
+			  struct router_cand *out)
+{
+	struct sched_pub *p = &s->qs[qi].pub;
+
+	if (rows != 1 || prio < 1)
+		return false;
+	for (int tries = 0; tries < 4; tries++) {
+		uint32_t s1 = atomic_load_explicit(&p->seq, memory_order_acquire);
+		const struct sched_pub_level *pl = &p->lv[prio - 1];
+		uint64_t work, exec, fb, busy, bv, raw;
+		uint32_t flags;
+		int levels, queued;
+		double f;
+
+		if (s1 & 1)
+			continue;
+		levels = atomic_load_explicit(&p->levels, memory_order_relaxed);
+		if (prio > levels)
+			return false;
+		work = atomic_load_explicit(&pl->work_ns, memory_order_relaxed);
+		exec = atomic_load_explicit(&pl->exec_ns, memory_order_relaxed);
+		fb = atomic_load_explicit(&pl->factor_bits, memory_order_relaxed);
+		flags = atomic_load_explicit(&pl->flags, memory_order_relaxed);
+		queued = atomic_load_explicit(&p->queued, memory_order_relaxed);
+		busy = atomic_load_explicit(&p->min_busy, memory_order_relaxed);
+		bv = atomic_load_explicit(&p->be_version, memory_order_relaxed);
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&p->seq, memory_order_relaxed) != s1)
+			continue;
+		if (bv != atomic_load_explicit(&s->version, memory_order_acquire))
+			return false;
+		memcpy(&f, &fb, sizeof(f));
+		/* as pol_raw_wait: the soonest slot's residual, then the work */
+		raw = (busy > now ? busy - now : 0) + work;
+		out->queued = queued;
+		out->full = flags & 1;
+		out->displaces = (flags & 2) != 0;
+		out->wait_ns = (uint64_t)((double)raw * f);
+		out->work_ns = raw;
+		out->exec_ns = exec;
+		return true;
+	}
+	return false;
 }
 
 double sched_wait_factor(struct sched_be *s, int qi, int prio)
@@ -137,7 +254,7 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	}
 	r->queue = q;
 	r->met = q->met;
-	atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
+	sched_publish(q);
 	if (s->idle && !sched_defer_add(s))
 		pthread_cond_signal(&s->cv);
 out_unlock:
@@ -145,7 +262,7 @@ out_unlock:
 	if (displaced) {
 		sched_answer(displaced, 429, now, "queue for model %s is full: displaced by a "
 			     "priority %d request", q->model->name, r->priority);
-		loop_post(displaced->owner, displaced);
+		infer_complete(displaced);
 	}
 	return rc;
 }
@@ -172,7 +289,7 @@ bool sched_cancel(struct infer_req *r)
 			removed = sq_drop(r);
 		}
 	}
-	atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
+	sched_publish(q);
 	pthread_mutex_unlock(&q->s->mu);
 	return removed;
 }
@@ -208,7 +325,7 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 			r->next = all;
 			all = r;
 		}
-		atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
+		sched_publish(q);
 	}
 	return all;
 }
@@ -292,7 +409,7 @@ static int sched_take(struct sched_worker *w, int qi, int rows, uint64_t now)
 		if (w->slices[i].row0 == 0)
 			atomic_store(&w->slices[i].r->state, REQ_RUNNING);
 	}
-	atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
+	sched_publish(q);
 	return n;
 }
 
@@ -345,7 +462,7 @@ static struct infer_req *sched_learn(struct sched_worker *w, int qi)
 			b->slices[i].r->next = done;
 			done = b->slices[i].r;
 		}
-	atomic_store_explicit(&q->depth, q->pq.sq.n_reqs, memory_order_relaxed);
+	sched_publish(q);
 	return done;
 }
 
@@ -355,7 +472,7 @@ static void sched_post_list(struct infer_req *r)
 
 	for (; r; r = next) {
 		next = r->next;
-		loop_post(r->owner, r);
+		infer_complete(r);
 	}
 }
 
@@ -460,6 +577,7 @@ void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc)
 	pthread_mutex_lock(&s->mu);
 	/* Worker arrays hold the model's max_batch_size, the most a batch takes. */
 	sched_configure(&s->qs[qi], qc);
+	sched_publish(&s->qs[qi]);
 	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
 }

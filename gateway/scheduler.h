@@ -49,6 +49,31 @@ struct sched_q_conf {
 	struct met_series *met;
 };
 
+/*
+ * A queue's routing state for lock-free readers: what sched_view answers
+ * for a 1-row request at each priority level, written under the backend's
+ * lock at every change (sched_publish) with a sequence lock, read without
+ * it (sched_view_published).  The slots' residual is kept as an absolute
+ * time so a reader applies its own clock.
+ */
+#define SCHED_PUB_LEVELS 16
+
+struct sched_pub_level {
+	_Atomic uint64_t work_ns;	/* work ahead / slots, without the residual */
+	_Atomic uint64_t exec_ns;
+	_Atomic uint64_t factor_bits;	/* wait calibration (a double's bits) */
+	_Atomic uint32_t flags;		/* 1 full, 2 displaces */
+};
+
+struct sched_pub {
+	_Atomic uint32_t seq;		/* odd while being written */
+	_Atomic int levels;		/* levels published; 0 = none yet */
+	_Atomic int queued;
+	_Atomic uint64_t min_busy;	/* earliest end of a busy slot; 0 = a slot is idle */
+	_Atomic uint64_t be_version;	/* the backend's version it was computed at */
+	struct sched_pub_level lv[SCHED_PUB_LEVELS];
+};
+
 struct sched_q {
 	struct sched_be *s;
 	const struct model *model;
@@ -56,7 +81,11 @@ struct sched_q {
 	_Atomic int max_batch;		/* configured limit (sched_batch_limit); reload writes, loops read */
 	struct met_series *met;
 	_Atomic int depth;		/* queued requests, readable without the lock */
+	_Atomic uint32_t version;	/* published state: bumped under the lock at every
+					 * change of the queue or its slots (routing's
+					 * "nothing changed since the precheck") */
 	_Atomic int eff_max_batch;	/* for metrics */
+	struct sched_pub pub;		/* for the router, without the lock */
 };
 
 struct sched_be {
@@ -75,6 +104,7 @@ struct sched_be {
 	bool stopped;			/* threads joined */
 	int rr;
 	int idle;			/* threads waiting on cv */
+	_Atomic uint64_t version;	/* bumped by every sched_publish of its queues */
 };
 
 /*
@@ -93,6 +123,16 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_
 void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc);
 /* sched_find - index of the queue for m, or -1. */
 int sched_find(const struct sched_be *s, const struct model *m);
+/*
+ * sched_view_published - sched_view for a 1-row request from the queue's
+ * published state, without the lock: the same numbers sched_view gives at
+ * the same now, as of the last change.  false (out untouched) when there
+ * is none to use: rows > 1, nothing published yet, prio above the levels
+ * published, another queue of the backend changed since (its work counts
+ * in this queue's wait), or a writer kept it busy; then call sched_view.
+ */
+bool sched_view_published(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
+			  struct router_cand *out);
 /* sched_wait_factor - the calibration applied to predicted waits at prio
  * on queue qi (svc_wait_factor). */
 double sched_wait_factor(struct sched_be *s, int qi, int prio);

@@ -874,12 +874,8 @@ void srv_destroy(struct server *s)
 {
 	for (int i = 0; i < s->n_loops; i++) {
 		struct srv_loop *sl = &s->loops[i];
-		struct infer_req *r = atomic_exchange(&sl->loop.mailbox, NULL), *next;
 
-		for (; r; r = next) {
-			next = r->next;
-			r->on_done(r);
-		}
+		loop_drain_mail(&sl->loop);
 		while (sl->conns)
 			conn_close(sl->conns);
 		call_free_list(sl);

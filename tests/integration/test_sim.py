@@ -203,7 +203,9 @@ def test_routing_cost_per_request_with_64_remote_backends():
         else:
             # sampled: a few views, plus every backend when a sample is widened
             widened = int(rc["widened"]) / int(rc["decisions"])
-            assert float(rc["views_per_decision"]) <= min(n, 8) + widened * n + 1e-9, rc
+            # (up to 16 backends the gateway scans them all: ROUTER_SCAN_ALL)
+            seen = n if n <= 16 else 8
+            assert float(rc["views_per_decision"]) <= seen + widened * n + 1e-9, rc
         rc, row = route_cost("--count", str(n), "--candidates", "sample", "--sample", "2")
         assert float(rc["views_per_decision"]) == 2.0, rc
         assert val(row, "slo_att") >= 0.99, (n, row["slo_att"])

@@ -159,6 +159,38 @@ static void test_least_queue_and_round_robin(void **state)
 	}
 }
 
+/* Power of d choices: all when few, d distinct when many, every one reachable. */
+static void test_sample(void **state)
+{
+	int idx[8], hits[64] = { 0 };
+	uint64_t rng = 0;
+
+	/* up to ROUTER_SCAN_ALL candidates: every one, in order */
+	assert_int_equal(router_sample(ROUTE_SLO, 4, 2, 0, &rng, idx), 4);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(idx[i], i);
+	assert_int_equal(router_sample(ROUTE_SLO, 0, 2, 0, &rng, idx), 0);
+	/* d >= n: every one */
+	assert_int_equal(router_sample(ROUTE_SLO, 6, 6, 0, &rng, idx), 6);
+	/* many: d distinct ones in range, and over many draws each is drawn */
+	for (int t = 0; t < 4000; t++) {
+		assert_int_equal(router_sample(ROUTE_LEAST_QUEUE, 64, 3, 0, &rng, idx), 3);
+		for (int j = 0; j < 3; j++) {
+			assert_in_range(idx[j], 0, 63);
+			for (int k = 0; k < j; k++)
+				assert_int_not_equal(idx[j], idx[k]);
+			hits[idx[j]]++;
+		}
+	}
+	for (int i = 0; i < 64; i++)
+		assert_true(hits[i] > 0);
+	/* round-robin: consecutive from the cursor, wrapping */
+	assert_int_equal(router_sample(ROUTE_ROUND_ROBIN, ROUTER_SCAN_ALL + 4, 2,
+				       2 * (ROUTER_SCAN_ALL + 4) - 1, &rng, idx), 2);
+	assert_int_equal(idx[0], ROUTER_SCAN_ALL + 3);
+	assert_int_equal(idx[1], 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -166,6 +198,7 @@ int main(void)
 		cmocka_unit_test_setup(test_full_and_shed, setup),
 		cmocka_unit_test_setup(test_displace_last_resort, setup),
 		cmocka_unit_test_setup(test_least_queue_and_round_robin, setup),
+		cmocka_unit_test(test_sample),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
