@@ -746,30 +746,51 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 	return true;
 }
 
+/* Append "key: x -> y" to *out (malloc'd, "; "-separated); false when out of memory. */
+static bool cfg_diff_add(char **out, const char *key, const char *x, const char *y)
+{
+	char *s = yt_strdupf("%s%s%s: %s -> %s", *out ? *out : "", *out ? "; " : "", key, x, y);
+
+	if (!s)
+		return false;
+	free(*out);
+	*out = s;
+	return true;
+}
+
+static bool cfg_diff_int(char **out, const char *key, int x, int y)
+{
+	char a[16], b[16];
+
+	if (x == y)
+		return true;
+	snprintf(a, sizeof(a), "%d", x);
+	snprintf(b, sizeof(b), "%d", y);
+	return cfg_diff_add(out, key, a, b);
+}
+
+static bool cfg_diff_str(char **out, const char *key, const char *x, const char *y)
+{
+	return cfg_streq(x, y) || cfg_diff_add(out, key, x ? x : "", y ? y : "");
+}
+
 char *cfg_restart_diff(const struct config *a, const struct config *b)
 {
-	char buf[1024] = "";
-	size_t off = 0;
-
-#define CFG_DIFF_INT(key, x, y) \
-	if ((x) != (y)) \
-		off += snprintf(buf + off, sizeof(buf) - off, "%s%s: %d -> %d", off ? "; " : "", \
-				key, (int)(x), (int)(y))
-#define CFG_DIFF_STR(key, x, y) \
-	if (!cfg_streq(x, y)) \
-		off += snprintf(buf + off, sizeof(buf) - off, "%s%s: %s -> %s", off ? "; " : "", \
-				key, x, y)
-	CFG_DIFF_STR("listen.address", a->listen.address, b->listen.address);
-	CFG_DIFF_INT("listen.port", a->listen.port, b->listen.port);
-	CFG_DIFF_INT("listen.threads", a->listen.threads, b->listen.threads);
+	char *out = NULL;
 	/* TLS on or off is the listener's mode; certificates reload live. */
-	CFG_DIFF_STR("listen.tls", a->listen.tls.certificate ? "on" : "off",
-		     b->listen.tls.certificate ? "on" : "off");
-	CFG_DIFF_STR("admin.address", a->admin.address, b->admin.address);
-	CFG_DIFF_INT("admin.port", a->admin.port, b->admin.port);
-#undef CFG_DIFF_INT
-#undef CFG_DIFF_STR
-	return off ? strdup(buf) : NULL;
+	bool ok = cfg_diff_str(&out, "listen.address", a->listen.address, b->listen.address) &&
+		  cfg_diff_int(&out, "listen.port", a->listen.port, b->listen.port) &&
+		  cfg_diff_int(&out, "listen.threads", a->listen.threads, b->listen.threads) &&
+		  cfg_diff_str(&out, "listen.tls", a->listen.tls.certificate ? "on" : "off",
+			       b->listen.tls.certificate ? "on" : "off") &&
+		  cfg_diff_str(&out, "admin.address", a->admin.address, b->admin.address) &&
+		  cfg_diff_int(&out, "admin.port", a->admin.port, b->admin.port);
+
+	if (!ok) {
+		free(out);
+		return strdup("restart-only settings changed (out of memory describing them)");
+	}
+	return out;
 }
 
 void cfg_free(struct config *c)

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE	/* asprintf */
 /* Unit tests for gateway/config.c: defaults, and messages with line:column. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -182,6 +183,40 @@ static void test_restart_diff_and_drop(void **state)
 	cfg_free(b);
 }
 
+/* Long restart-only values: the old fixed 1024-byte buffer overflowed. */
+static void test_restart_diff_long(void **state)
+{
+	char *err, *d, *text_a, *text_b, *want, la[701], lb[701], aa[701], ab[701];
+	struct config *a, *b;
+
+	memset(la, 'a', 700);
+	memset(lb, 'b', 700);
+	memset(aa, 'c', 700);
+	memset(ab, 'd', 700);
+	la[700] = lb[700] = aa[700] = ab[700] = 0;
+	assert_true(asprintf(&text_a, "listen:\n  address: %s\nadmin:\n  address: %s\n"
+			     "models:\n  - name: a\nbackends:\n  - kind: cpu\n", la, aa) > 0);
+	assert_true(asprintf(&text_b, "listen:\n  address: %s\n  port: 9000\nadmin:\n"
+			     "  address: %s\nmodels:\n  - name: a\nbackends:\n  - kind: cpu\n",
+			     lb, ab) > 0);
+	a = load_text(text_a, &err);
+	unlink(path);
+	b = load_text(text_b, &err);
+	unlink(path);
+	assert_non_null(a);
+	assert_non_null(b);
+	d = cfg_restart_diff(a, b);
+	assert_true(asprintf(&want, "listen.address: %s -> %s; listen.port: 8000 -> 9000; "
+			     "admin.address: %s -> %s", la, lb, aa, ab) > 0);
+	assert_string_equal(d, want);
+	free(want);
+	free(d);
+	free(text_a);
+	free(text_b);
+	cfg_free(a);
+	cfg_free(b);
+}
+
 /* listen.tls: files resolve like models[].path and remember where they
  * were written (errors found when rt_build reads them name that place). */
 static void test_listen_tls(void **state)
@@ -238,6 +273,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_routing_admin_reload),
 		cmocka_unit_test(test_restart_diff_and_drop),
+		cmocka_unit_test(test_restart_diff_long),
 		cmocka_unit_test(test_listen_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
