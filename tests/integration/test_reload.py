@@ -202,6 +202,15 @@ def test_carry_over(start_gw, tmp_path, model, heldout):
     assert st == 200, doc
     assert doc["models_loaded"] == ["digits"] and doc["models_carried"] == [], doc
     infer_ok(g, model, x[:3])
+    # A new model object means a new cpu0 too: the old one closes once the
+    # snapshots that hold it retire (loops let go on traffic).  Wait for it,
+    # so its "closed" line cannot be taken for the current cpu0's below.
+    assert doc["backends_opened"] == ["cpu0"], doc
+    deadline = time.monotonic() + 10
+    while 'backend=cpu0 msg="closed"' not in g.log() and time.monotonic() < deadline:
+        infer_ok(g, model, x[:1])
+        time.sleep(0.05)
+    assert 'backend=cpu0 msg="closed"' in g.log(), g.log()[-2000:]
 
     # Add cpu1, then remove it: it drains, then closes.
     sm.atomic_write(g.config, digits_config(path=mdir, backends=(("cpu0", 1), ("cpu1", 2))))
