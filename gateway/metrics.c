@@ -128,10 +128,10 @@ struct met_series **met_all(int *n)
 	pthread_mutex_lock(&met_lock);
 	*n = met_n;
 	out = malloc((met_n ? met_n : 1) * sizeof(*out));
-	if (out)
-		memcpy(out, met_reg, met_n * sizeof(*out));
-	else
+	if (!out)
 		*n = 0;
+	else if (met_n)
+		memcpy(out, met_reg, met_n * sizeof(*out));
 	pthread_mutex_unlock(&met_lock);
 	return out;
 }
