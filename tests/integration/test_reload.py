@@ -530,3 +530,21 @@ def test_post_only_endpoints_405(start_gw):
     assert be["backends"][0]["state"] == "up", be
     st, _, idx = g.admin("POST", "/v2/repository/index", b"")
     assert [(m["name"], m["state"]) for m in idx] == [("digits", "READY")], idx
+
+
+def test_admin_error_names_a_long_config_path_whole(tmp_path):
+    """An admin error quoting the config file's path is not cut short: the
+    repository 404 names a path of 800+ bytes whole (bodies were cut at
+    768 bytes before)."""
+    deep = tmp_path / ("d" * 200) / ("e" * 200) / ("f" * 200) / ("g" * 200)
+    deep.mkdir(parents=True)
+    g = sm.SlowGateway(deep, "long", digits_config())
+    try:
+        g.start()
+        st, _, doc = g.admin("POST", "/v2/repository/models/nosuch/load", b"")
+        assert len(str(g.config)) > 800
+        assert st == 404, doc
+        assert doc == {"error": f'model "nosuch" is not in the model repository '
+                                f'(the models of {g.config})'}, doc
+    finally:
+        g.kill()
