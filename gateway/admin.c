@@ -50,13 +50,18 @@ static void adm_backend_counter(struct call *c, enum adm_stat which, const char 
 		const struct backend *be = &rt->backends[i]->be;
 		struct backend_stats st = { 0 };
 		double v;
+		char *b;
 
 		if (be->ops)
 			be->ops->stats(be, &st);
 		v = which == STAT_BATCHES ? (double)st.batches :
 		    which == STAT_ROWS ? (double)st.rows : st.busy_ns / 1e9;
-		evbuffer_add_printf(c->resp, "infergw_backend_%s_total{backend=\"%s\"} %.17g\n",
-				    what, be->conf.name, v);
+		b = met_label_escape(be->conf.name);
+		if (b)
+			evbuffer_add_printf(c->resp,
+					    "infergw_backend_%s_total{backend=\"%s\"} %.17g\n",
+					    what, b, v);
+		free(b);
 	}
 }
 
@@ -76,8 +81,14 @@ static void adm_queue_gauges(struct call *c)
 
 		for (int q = 0; rb->started && q < rb->sched.n_q; q++) {
 			struct sched_q *sq = &rb->sched.qs[q];
-			const char *b = rb->be.conf.name, *m = sq->model->name;
+			char *b = met_label_escape(rb->be.conf.name);
+			char *m = met_label_escape(sq->model->name);
 
+			if (!b || !m) {
+				free(b);
+				free(m);
+				continue;
+			}
 			evbuffer_add_printf(c->resp,
 				"infergw_queue_depth{backend=\"%s\",model=\"%s\"} %d\n"
 				"infergw_batch_limit{backend=\"%s\",model=\"%s\"} %d\n",
@@ -90,24 +101,36 @@ static void adm_queue_gauges(struct call *c)
 					"infergw_service_time_seconds{backend=\"%s\",model=\"%s\",rows=\"%d\"} %.9f\n",
 					b, m, rows, v.exec_ns / 1e9);
 			}
+			free(b);
+			free(m);
 		}
 	}
 	evbuffer_add_printf(c->resp, "# HELP infergw_backend_up 1 when the backend takes requests.\n"
 				     "# TYPE infergw_backend_up gauge\n");
-	for (int i = 0; i < rt->n_backends; i++)
-		evbuffer_add_printf(c->resp, "infergw_backend_up{backend=\"%s\"} %d\n",
-				    rt->backends[i]->be.conf.name,
-				    rt->backends[i]->be.up && !atomic_load(&rt->backends[i]->draining));
+	for (int i = 0; i < rt->n_backends; i++) {
+		char *b = met_label_escape(rt->backends[i]->be.conf.name);
+
+		if (b)
+			evbuffer_add_printf(c->resp, "infergw_backend_up{backend=\"%s\"} %d\n", b,
+					    rt->backends[i]->be.up &&
+						    !atomic_load(&rt->backends[i]->draining));
+		free(b);
+	}
 }
 
 static void adm_metrics(struct call *c)
 {
-	struct met_series *series[1024];
-	int n = met_all(series, 1024);
+	int n;
+	struct met_series **series = met_all(&n);
 
+	if (!series) {
+		call_respond_error(c, 503, "gateway out of memory");
+		return;
+	}
 	access_metrics(c->resp);
 	srv_metrics(c->resp);
 	met_render(c->resp, series, n);
+	free(series);
 	adm_queue_gauges(c);
 	adm_backend_counter(c, STAT_BATCHES, "batches", "Batches executed.");
 	adm_backend_counter(c, STAT_ROWS, "rows", "Rows (samples) executed.");

@@ -343,6 +343,61 @@ static int cfg_svc(struct ytree *t, yaml_node_t *m, const char *path, struct mod
 	return 0;
 }
 
+/* Names go into URLs, metric labels and logs unescaped: a small character set. */
+static bool cfg_name_char(char ch, bool first)
+{
+	return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || (ch >= '0' && ch <= '9') ||
+	       ch == '_' || (!first && (ch == '.' || ch == '-'));
+}
+
+/*
+ * name (of what, at node n, key path) as a model or backend name: 1 to
+ * CFG_NAME_MAX characters of [A-Za-z0-9_.-], not starting with '.' or '-'.
+ */
+static int cfg_check_name(struct ytree *t, yaml_node_t *n, const char *path, const char *what,
+			  const char *name, char **err)
+{
+	size_t len = strlen(name);
+
+	if (len == 0 || len > CFG_NAME_MAX)
+		return yt_error(t, n, path, err, "%s name of %zu characters: expected 1 to %d",
+				what, len, CFG_NAME_MAX);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		char shown[16];
+
+		if (cfg_name_char((char)ch, i == 0))
+			continue;
+		if (ch > 0x20 && ch < 0x7f)
+			snprintf(shown, sizeof(shown), "'%c'", ch);
+		else
+			snprintf(shown, sizeof(shown), "byte 0x%02x", ch);
+		return yt_error(t, n, path, err, "%s name: character %zu is %s; names are 1 to %d "
+				"characters of A-Z a-z 0-9 _ . - (not starting with . or -)", what,
+				i + 1, shown, CFG_NAME_MAX);
+	}
+	return 0;
+}
+
+/* Every backend's name (defaults are valid: cpu0, gpu1, ...). */
+static int cfg_backend_names(struct ytree *t, yaml_node_t *list, const struct config *c,
+			     char **err)
+{
+	for (int i = 0; i < c->n_backends; i++) {
+		yaml_node_t *e = yt_seq_at(t, list, i);
+		char path[64];
+		yaml_node_t *n = yt_get(t, e, "name") ? yt_get(t, e, "name") : e;
+
+		snprintf(path, sizeof(path), "backends[%d].name", i);
+		if (cfg_check_name(t, n, path, "backend", c->backends[i].name, err))
+			return -EINVAL;
+		if (!strcmp(c->backends[i].name, "none"))
+			return yt_error(t, n, path, err, "backend name \"none\" is reserved (the "
+					"metrics of requests no backend took)");
+	}
+	return 0;
+}
+
 static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, char **err)
 {
 	static const char *const keys[] = { "name", "path", "max_batch",
@@ -372,6 +427,13 @@ static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, c
 	if (!mc->name) {
 		yt_error(t, m, path, err, "missing key \"name\"");
 		goto fail;
+	}
+	{
+		char np[80];
+
+		snprintf(np, sizeof(np), "%s.name", path);
+		if (cfg_check_name(t, yt_get(t, m, "name"), np, "model", mc->name, err))
+			goto fail;
 	}
 	for (int j = 0; j < i; j++)
 		if (strcmp(c->models[j].name, mc->name) == 0) {
@@ -571,7 +633,9 @@ static int cfg_root(struct ytree *t, struct config *c, char **err)
 				"expected a list of at least one backend");
 	c->n_backends = yt_seq_len(backends);
 	c->backends = calloc(c->n_backends, sizeof(*c->backends));
-	return cfg_list(t, backends, "backends", c, cfg_backend, err);
+	if (cfg_list(t, backends, "backends", c, cfg_backend, err))
+		return -EINVAL;
+	return cfg_backend_names(t, backends, c, err);
 }
 
 struct config *cfg_load(const char *path, char **err)
@@ -746,30 +810,51 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 	return true;
 }
 
+/* Append "key: x -> y" to *out (malloc'd, "; "-separated); false when out of memory. */
+static bool cfg_diff_add(char **out, const char *key, const char *x, const char *y)
+{
+	char *s = yt_strdupf("%s%s%s: %s -> %s", *out ? *out : "", *out ? "; " : "", key, x, y);
+
+	if (!s)
+		return false;
+	free(*out);
+	*out = s;
+	return true;
+}
+
+static bool cfg_diff_int(char **out, const char *key, int x, int y)
+{
+	char a[16], b[16];
+
+	if (x == y)
+		return true;
+	snprintf(a, sizeof(a), "%d", x);
+	snprintf(b, sizeof(b), "%d", y);
+	return cfg_diff_add(out, key, a, b);
+}
+
+static bool cfg_diff_str(char **out, const char *key, const char *x, const char *y)
+{
+	return cfg_streq(x, y) || cfg_diff_add(out, key, x ? x : "", y ? y : "");
+}
+
 char *cfg_restart_diff(const struct config *a, const struct config *b)
 {
-	char buf[1024] = "";
-	size_t off = 0;
-
-#define CFG_DIFF_INT(key, x, y) \
-	if ((x) != (y)) \
-		off += snprintf(buf + off, sizeof(buf) - off, "%s%s: %d -> %d", off ? "; " : "", \
-				key, (int)(x), (int)(y))
-#define CFG_DIFF_STR(key, x, y) \
-	if (!cfg_streq(x, y)) \
-		off += snprintf(buf + off, sizeof(buf) - off, "%s%s: %s -> %s", off ? "; " : "", \
-				key, x, y)
-	CFG_DIFF_STR("listen.address", a->listen.address, b->listen.address);
-	CFG_DIFF_INT("listen.port", a->listen.port, b->listen.port);
-	CFG_DIFF_INT("listen.threads", a->listen.threads, b->listen.threads);
+	char *out = NULL;
 	/* TLS on or off is the listener's mode; certificates reload live. */
-	CFG_DIFF_STR("listen.tls", a->listen.tls.certificate ? "on" : "off",
-		     b->listen.tls.certificate ? "on" : "off");
-	CFG_DIFF_STR("admin.address", a->admin.address, b->admin.address);
-	CFG_DIFF_INT("admin.port", a->admin.port, b->admin.port);
-#undef CFG_DIFF_INT
-#undef CFG_DIFF_STR
-	return off ? strdup(buf) : NULL;
+	bool ok = cfg_diff_str(&out, "listen.address", a->listen.address, b->listen.address) &&
+		  cfg_diff_int(&out, "listen.port", a->listen.port, b->listen.port) &&
+		  cfg_diff_int(&out, "listen.threads", a->listen.threads, b->listen.threads) &&
+		  cfg_diff_str(&out, "listen.tls", a->listen.tls.certificate ? "on" : "off",
+			       b->listen.tls.certificate ? "on" : "off") &&
+		  cfg_diff_str(&out, "admin.address", a->admin.address, b->admin.address) &&
+		  cfg_diff_int(&out, "admin.port", a->admin.port, b->admin.port);
+
+	if (!ok) {
+		free(out);
+		return strdup("restart-only settings changed (out of memory describing them)");
+	}
+	return out;
 }
 
 void cfg_free(struct config *c)

@@ -13,6 +13,11 @@
 
 #include "backend.h"
 
+/* Model and backend names: 1 to CFG_NAME_MAX characters of [A-Za-z0-9_.-],
+ * not starting with '.' or '-' (docs/config.md): they go into URLs, metric
+ * labels and logs. */
+#define CFG_NAME_MAX 64
+
 struct model_conf {
 	char *name;
 	char *path;		/* model directory, resolved against the config's directory */

@@ -237,13 +237,15 @@ static bool ctl_in_repository(const char *name)
 static char *ctl_error_body(const char *fmt, ...)
 {
 	json_t *o;
-	char msg[768], *body;
+	char *msg = NULL, *body;
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (vasprintf(&msg, fmt, ap) < 0)	/* whole: a long config path or error */
+		msg = NULL;
 	va_end(ap);
-	o = json_pack("{s:o?}", "error", ks_json_string(msg));
+	o = msg ? json_pack("{s:o?}", "error", ks_json_string(msg)) : NULL;
+	free(msg);
 	body = o ? json_dumps(o, JSON_COMPACT) : NULL;
 	json_decref(o);
 	return body;

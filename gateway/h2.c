@@ -31,6 +31,32 @@ static struct call *h2_call(struct conn *c, int32_t stream_id)
 	return nghttp2_session_get_stream_user_data(c->h2, stream_id);
 }
 
+/* A connection's calls are listed so closing it costs its open streams,
+ * not every stream id it ever used (ids may jump to 2^31-1 at once). */
+static void h2_attach(struct conn *c, struct call *call, int32_t stream_id)
+{
+	call->stream_id = stream_id;
+	call->h2_prev = NULL;
+	call->h2_next = c->h2_calls;
+	if (c->h2_calls)
+		c->h2_calls->h2_prev = call;
+	c->h2_calls = call;
+	nghttp2_session_set_stream_user_data(c->h2, stream_id, call);
+}
+
+static void h2_detach(struct conn *c, struct call *call)
+{
+	if (call->h2_prev)
+		call->h2_prev->h2_next = call->h2_next;
+	else
+		c->h2_calls = call->h2_next;
+	if (call->h2_next)
+		call->h2_next->h2_prev = call->h2_prev;
+	call->h2_prev = call->h2_next = NULL;
+	if (c->h2)
+		nghttp2_session_set_stream_user_data(c->h2, call->stream_id, NULL);
+}
+
 static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 {
 	struct conn *c = arg;
@@ -41,8 +67,7 @@ static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void 
 	call = call_new(c);
 	if (!call)
 		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	call->stream_id = f->hd.stream_id;
-	nghttp2_session_set_stream_user_data(s, f->hd.stream_id, call);
+	h2_attach(c, call, f->hd.stream_id);
 	c->active++;
 	return 0;
 }
@@ -171,7 +196,7 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t er
 
 	if (!call)
 		return 0;
-	nghttp2_session_set_stream_user_data(s, stream_id, NULL);
+	h2_detach(c, call);
 	nghttp2_session_consume_connection(s, call->h2_rx);
 	if (c->active > 0)
 		c->active--;
@@ -325,13 +350,11 @@ void h2_free(struct conn *c)
 {
 	nghttp2_session *s = c->h2;
 
-	c->h2 = NULL;
-	for (int32_t id = 1; id <= nghttp2_session_get_last_proc_stream_id(s); id += 2) {
-		struct call *call = nghttp2_session_get_stream_user_data(s, id);
+	c->h2 = NULL;		/* what the calls' owners see from here on */
+	while (c->h2_calls) {
+		struct call *call = c->h2_calls;
 
-		if (!call)
-			continue;
-		nghttp2_session_set_stream_user_data(s, id, NULL);
+		h2_detach(c, call);
 		if (call->async && !call->responded)
 			api_abandon(call);
 		else

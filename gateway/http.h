@@ -41,6 +41,7 @@ struct call {
 	bool free_pending;		/* call_free came while pinned */
 	struct runtime *rt;		/* the snapshot this call runs on (a reference) */
 	int32_t stream_id;		/* HTTP/2 only */
+	struct call *h2_prev, *h2_next;	/* HTTP/2: the connection's open streams */
 	bool admin;			/* arrived on the admin listener */
 	char method[16];
 	char *path;			/* without the query string */

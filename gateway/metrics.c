@@ -1,9 +1,11 @@
 /* metrics.c - see metrics.h. */
+#define _GNU_SOURCE	/* asprintf */
 #include "metrics.h"
 
 #include <event2/buffer.h>
 #include <pthread.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -22,12 +24,74 @@ const char *met_outcome_name(enum outcome o)
 	return met_outcomes[o];
 }
 
-#define MET_MAX_SERIES 1024
-
 static pthread_mutex_t met_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct met_series *met_reg[MET_MAX_SERIES];
-static int met_n;
+static struct met_series **met_reg;	/* grows: every series is exported */
+static int met_n, met_cap;
 static _Atomic uint64_t met_reloads[2];	/* failure, success */
+
+char *met_label_escape(const char *v)
+{
+	size_t n = 0;
+	char *out, *p;
+
+	for (const char *q = v; *q; q++)
+		n += *q == '\\' || *q == '"' || *q == '\n' ? 2 : 1;
+	out = malloc(n + 1);
+	if (!out)
+		return NULL;
+	for (p = out; *v; v++) {
+		if (*v == '\\' || *v == '"') {
+			*p++ = '\\';
+			*p++ = *v;
+		} else if (*v == '\n') {
+			*p++ = '\\';
+			*p++ = 'n';
+		} else {
+			*p++ = *v;
+		}
+	}
+	*p = 0;
+	return out;
+}
+
+/* backend="B",model="M", escaped once for every render. */
+static char *met_series_labels(const char *backend, const char *model)
+{
+	char *b = met_label_escape(backend), *m = met_label_escape(model), *out = NULL;
+
+	if (b && m && asprintf(&out, "backend=\"%s\",model=\"%s\"", b, m) < 0)
+		out = NULL;
+	free(b);
+	free(m);
+	return out;
+}
+
+static void met_series_free(struct met_series *s)
+{
+	if (!s)
+		return;
+	free(atomic_load(&s->bsize));
+	free((char *)s->backend);
+	free((char *)s->model);
+	free((char *)s->lbl);
+	free(s);
+}
+
+/* Append s to the registry; false when out of memory. */
+static bool met_register(struct met_series *s)
+{
+	if (met_n == met_cap) {
+		int cap = met_cap ? 2 * met_cap : 64;
+		struct met_series **r = realloc(met_reg, (size_t)cap * sizeof(*r));
+
+		if (!r)
+			return false;
+		met_reg = r;
+		met_cap = cap;
+	}
+	met_reg[met_n++] = s;
+	return true;
+}
 
 struct met_series *met_lookup(const char *backend, const char *model)
 {
@@ -40,37 +104,46 @@ struct met_series *met_lookup(const char *backend, const char *model)
 			goto out_unlock;
 		}
 	s = calloc(1, sizeof(*s));
+	if (!s)
+		goto out_unlock;
 	s->backend = strdup(backend);
 	s->model = strdup(model);
-	/* Past the cap the series still counts, it is just not exported. */
-	if (met_n < MET_MAX_SERIES)
-		met_reg[met_n++] = s;
+	s->lbl = met_series_labels(backend, model);
+	if (!s->backend || !s->model || !s->lbl) {
+		met_series_free(s);
+		s = NULL;
+	} else if (!met_register(s)) {
+		/* Out of memory growing the registry: the series still counts,
+		 * it is just not exported (and lives until exit). */
+	}
 out_unlock:
 	pthread_mutex_unlock(&met_lock);
 	return s;
 }
 
-int met_all(struct met_series **out, int cap)
+struct met_series **met_all(int *n)
 {
-	int n;
+	struct met_series **out;
 
 	pthread_mutex_lock(&met_lock);
-	n = met_n < cap ? met_n : cap;
-	memcpy(out, met_reg, n * sizeof(*out));
+	*n = met_n;
+	out = malloc((met_n ? met_n : 1) * sizeof(*out));
+	if (!out)
+		*n = 0;
+	else if (met_n)
+		memcpy(out, met_reg, met_n * sizeof(*out));
 	pthread_mutex_unlock(&met_lock);
-	return n;
+	return out;
 }
 
 void met_free_all(void)
 {
 	pthread_mutex_lock(&met_lock);
-	for (int i = 0; i < met_n; i++) {
-		free(atomic_load(&met_reg[i]->bsize));
-		free((char *)met_reg[i]->backend);
-		free((char *)met_reg[i]->model);
-		free(met_reg[i]);
-	}
-	met_n = 0;
+	for (int i = 0; i < met_n; i++)
+		met_series_free(met_reg[i]);
+	free(met_reg);
+	met_reg = NULL;
+	met_n = met_cap = 0;
 	pthread_mutex_unlock(&met_lock);
 }
 
@@ -149,7 +222,7 @@ void met_count(struct met_series *s, enum outcome o)
 	atomic_fetch_add_explicit(&s->outcome[o], 1, memory_order_relaxed);
 }
 
-#define LBL "backend=\"%s\",model=\"%s\""
+#define LBL "%s"	/* met_series.lbl */
 
 static uint64_t ld(_Atomic uint64_t *v)
 {
@@ -170,23 +243,23 @@ static void met_render_hist(struct evbuffer *out, struct met_series *const *s, i
 			cum += ld(&h->bucket[b]);
 			if (lat)
 				evbuffer_add_printf(out, "%s_bucket{" LBL ",le=\"%g\"} %llu\n", name,
-						    s[i]->backend, s[i]->model, met_lat_le[b],
+						    s[i]->lbl, met_lat_le[b],
 						    (unsigned long long)cum);
 			else
 				evbuffer_add_printf(out, "%s_bucket{" LBL ",le=\"%d\"} %llu\n", name,
-						    s[i]->backend, s[i]->model, 1 << b,
+						    s[i]->lbl, 1 << b,
 						    (unsigned long long)cum);
 		}
 		evbuffer_add_printf(out, "%s_bucket{" LBL ",le=\"+Inf\"} %llu\n", name,
-				    s[i]->backend, s[i]->model, (unsigned long long)ld(&h->count));
+				    s[i]->lbl, (unsigned long long)ld(&h->count));
 		if (lat)
-			evbuffer_add_printf(out, "%s_sum{" LBL "} %.9f\n", name, s[i]->backend,
-					    s[i]->model, ld(&h->sum) / 1e9);
+			evbuffer_add_printf(out, "%s_sum{" LBL "} %.9f\n", name, s[i]->lbl,
+					    ld(&h->sum) / 1e9);
 		else
-			evbuffer_add_printf(out, "%s_sum{" LBL "} %llu\n", name, s[i]->backend,
-					    s[i]->model, (unsigned long long)ld(&h->sum));
-		evbuffer_add_printf(out, "%s_count{" LBL "} %llu\n", name, s[i]->backend,
-				    s[i]->model, (unsigned long long)ld(&h->count));
+			evbuffer_add_printf(out, "%s_sum{" LBL "} %llu\n", name, s[i]->lbl,
+					    (unsigned long long)ld(&h->sum));
+		evbuffer_add_printf(out, "%s_count{" LBL "} %llu\n", name, s[i]->lbl,
+				    (unsigned long long)ld(&h->count));
 	}
 }
 
@@ -197,15 +270,15 @@ void met_render(struct evbuffer *out, struct met_series *const *s, int n)
 	for (int i = 0; i < n; i++)
 		for (int o = 0; o < OUT_N; o++)
 			evbuffer_add_printf(out, "infergw_requests_total{" LBL ",outcome=\"%s\"} %llu\n",
-					    s[i]->backend, s[i]->model, met_outcomes[o],
+					    s[i]->lbl, met_outcomes[o],
 					    (unsigned long long)ld(&s[i]->outcome[o]));
 	evbuffer_add_printf(out, "# HELP infergw_slo_total Answered requests with a deadline, by whether it was met.\n"
 				 "# TYPE infergw_slo_total counter\n");
 	for (int i = 0; i < n; i++)
 		evbuffer_add_printf(out, "infergw_slo_total{" LBL ",result=\"met\"} %llu\n"
 					 "infergw_slo_total{" LBL ",result=\"missed\"} %llu\n",
-				    s[i]->backend, s[i]->model, (unsigned long long)ld(&s[i]->slo_met),
-				    s[i]->backend, s[i]->model, (unsigned long long)ld(&s[i]->slo_missed));
+				    s[i]->lbl, (unsigned long long)ld(&s[i]->slo_met),
+				    s[i]->lbl, (unsigned long long)ld(&s[i]->slo_missed));
 	met_render_hist(out, s, n, "infergw_queue_seconds", "Time from arrival to batch start.",
 			offsetof(struct met_series, queue), 1);
 	met_render_hist(out, s, n, "infergw_execute_seconds", "Batch execution time per request.",

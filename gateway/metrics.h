@@ -34,6 +34,7 @@ struct met_bsize {
 struct met_series {
 	const char *backend;		/* "none" for requests no backend took */
 	const char *model;
+	const char *lbl;		/* backend="..",model="..", escaped */
 	_Atomic uint64_t outcome[OUT_N];
 	_Atomic uint64_t slo_met, slo_missed;
 	struct met_hist queue, exec, e2e;	/* ns, answered 200 */
@@ -50,11 +51,22 @@ struct met_series {
 /*
  * met_lookup - the series for (backend, model), created on first use, so
  * counters survive configuration reloads.  Thread-safe; series live until
- * met_free_all at exit.
+ * met_free_all at exit.  The registry grows: every series is exported.
+ * NULL only when out of memory.
  */
 struct met_series *met_lookup(const char *backend, const char *model);
-/* met_all - every series so far, in creation order; returns the count. */
-int met_all(struct met_series **out, int cap);
+/*
+ * met_all - every series so far, in creation order: a malloc'd array the
+ * caller frees, *n its length; NULL (and *n = 0) when out of memory.
+ */
+struct met_series **met_all(int *n);
+/*
+ * met_label_escape - v as a Prometheus label value (backslash, double
+ * quote and newline escaped): malloc'd, the caller frees; NULL when out of
+ * memory.  Config names are already restricted (docs/config.md); this
+ * keeps the exposition format intact whatever a name holds.
+ */
+char *met_label_escape(const char *v);
 void met_free_all(void);
 /* met_reload - count a configuration reload attempt. */
 void met_reload(bool ok);

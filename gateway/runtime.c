@@ -103,36 +103,56 @@ static const struct backend_ops *rt_ops_for(enum backend_kind k)
 	}
 }
 
-/* Every started backend, for shutdown. */
+/* Every started backend, for shutdown: an intrusive list, so tracking
+ * never fails whatever the number of backends. */
 static pthread_mutex_t rt_live_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct rt_backend *rt_live[256];
-static int rt_n_live;
+static struct rt_backend *rt_live;
 
 static void rt_live_add(struct rt_backend *rb)
 {
 	pthread_mutex_lock(&rt_live_lock);
-	if (rt_n_live < (int)ARRAY_SIZE(rt_live))
-		rt_live[rt_n_live++] = rb;
+	rb->live_prev = NULL;
+	rb->live_next = rt_live;
+	if (rt_live)
+		rt_live->live_prev = rb;
+	rt_live = rb;
+	rb->live = true;
 	pthread_mutex_unlock(&rt_live_lock);
 }
 
 static void rt_live_del(struct rt_backend *rb)
 {
 	pthread_mutex_lock(&rt_live_lock);
-	for (int i = 0; i < rt_n_live; i++)
-		if (rt_live[i] == rb) {
-			rt_live[i] = rt_live[--rt_n_live];
-			break;
-		}
+	if (rb->live) {
+		if (rb->live_prev)
+			rb->live_prev->live_next = rb->live_next;
+		else
+			rt_live = rb->live_next;
+		if (rb->live_next)
+			rb->live_next->live_prev = rb->live_prev;
+		rb->live_prev = rb->live_next = NULL;
+		rb->live = false;
+	}
 	pthread_mutex_unlock(&rt_live_lock);
+}
+
+int rt_live_count(void)
+{
+	int n = 0;
+
+	pthread_mutex_lock(&rt_live_lock);
+	for (struct rt_backend *rb = rt_live; rb; rb = rb->live_next)
+		n++;
+	pthread_mutex_unlock(&rt_live_lock);
+	return n;
 }
 
 void rt_stop_all(void)
 {
 	pthread_mutex_lock(&rt_live_lock);
-	for (int i = 0; i < rt_n_live; i++)
-		if (rt_live[i]->started)
-			sched_be_stop(&rt_live[i]->sched);
+	for (struct rt_backend *rb = rt_live; rb; rb = rb->live_next)
+		if (rb->started)
+			sched_be_stop(&rb->sched);
 	pthread_mutex_unlock(&rt_live_lock);
 }
 
@@ -361,14 +381,18 @@ static struct rt_model *rt_model_named(const struct runtime *rt, const char *nam
 static struct rt_backend *rt_take_backend(const struct runtime *rt, const struct runtime *prev,
 					  const struct backend_conf *bc)
 {
-	struct rt_model *models[64];
+	/* As many as the backend hosts: the default backend hosts every model. */
+	struct rt_model **models = calloc(bc->n_models ? bc->n_models : 1, sizeof(*models));
+	struct rt_backend *rb = NULL;
 
-	for (int i = 0; i < bc->n_models && i < 64; i++)
+	if (!models)
+		return NULL;
+	for (int i = 0; i < bc->n_models; i++)
 		models[i] = rt_model_named(rt, bc->models[i]);
-	for (int k = 0; prev && k < prev->n_backends; k++) {
+	for (int k = 0; prev && k < prev->n_backends && !rb; k++) {
 		struct rt_backend *old = prev->backends[k];
 		bool same = old->started && cfg_backend_same(&old->be.conf, bc) &&
-			    !atomic_load(&old->draining);
+			    !atomic_load(&old->draining) && old->n_models == bc->n_models;
 
 		for (int i = 0; same && i < bc->n_models; i++)
 			same = old->models[i] == models[i];
@@ -382,9 +406,12 @@ static struct rt_backend *rt_take_backend(const struct runtime *rt, const struct
 			sched_update(&old->sched, i, &qc);
 		}
 		atomic_fetch_add(&old->refs, 1);
-		return old;
+		rb = old;
 	}
-	return rt_backend_open(rt->cfg, bc, models);
+	if (!rb)
+		rb = rt_backend_open(rt->cfg, bc, models);
+	free(models);
+	return rb;
 }
 
 static void rt_destroy(struct runtime *rt)
@@ -447,8 +474,17 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 		rt->models[rt->n_models++] = rm;
 	}
 	rt->backends = calloc(cfg->n_backends, sizeof(*rt->backends));
-	for (int i = 0; i < cfg->n_backends; i++)
-		rt->backends[rt->n_backends++] = rt_take_backend(rt, prev, &cfg->backends[i]);
+	for (int i = 0; i < cfg->n_backends; i++) {
+		struct rt_backend *rb = rt_take_backend(rt, prev, &cfg->backends[i]);
+
+		if (!rb) {
+			*err = yt_strdupf("backend %s: out of memory", cfg->backends[i].name);
+			rt->cfg = NULL;		/* still the caller's */
+			rt_destroy(rt);
+			return NULL;
+		}
+		rt->backends[rt->n_backends++] = rb;
+	}
 	return rt;
 }
 
@@ -458,8 +494,11 @@ static pthread_mutex_t rt_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t rt_cv = PTHREAD_COND_INITIALIZER;
 static struct runtime *rt_cur;
 static _Atomic uint64_t rt_gen;
-static struct runtime *rt_dead[64];	/* released, waiting for the reaper */
-static int rt_n_dead;
+/* Released, waiting for the reaper: a list through runtime.dead_next, so a
+ * release never has to fall back to destroying on the caller's thread (an
+ * event loop: destroying joins scheduler threads and drains queues). */
+static struct runtime *rt_dead;
+static uint64_t rt_n_retired;
 static bool rt_reaping, rt_reaper_quit;
 static pthread_t rt_reaper;
 
@@ -474,15 +513,15 @@ void rt_put(struct runtime *rt)
 	if (!rt || atomic_fetch_sub_explicit(&rt->refs, 1, memory_order_acq_rel) != 1)
 		return;
 	pthread_mutex_lock(&rt_lock);
-	/* Joining scheduler threads must not happen on an event loop. */
-	if (rt_reaping && rt_n_dead < (int)ARRAY_SIZE(rt_dead)) {
-		rt_dead[rt_n_dead++] = rt;
+	if (rt_reaping) {
+		rt->dead_next = rt_dead;
+		rt_dead = rt;
 		pthread_cond_signal(&rt_cv);
 		rt = NULL;
 	}
 	pthread_mutex_unlock(&rt_lock);
 	if (rt)
-		rt_destroy(rt);
+		rt_destroy(rt);		/* no reaper: startup, --check-config, tests */
 }
 
 static void *rt_reaper_main(void *arg)
@@ -490,14 +529,16 @@ static void *rt_reaper_main(void *arg)
 	pthread_setname_np(pthread_self(), "igw-reaper");
 	pthread_mutex_lock(&rt_lock);
 	for (;;) {
-		while (rt_n_dead > 0) {
-			struct runtime *rt = rt_dead[--rt_n_dead];
+		while (rt_dead) {
+			struct runtime *rt = rt_dead;
 
+			rt_dead = rt->dead_next;
 			pthread_mutex_unlock(&rt_lock);
 			log_info("generation=%llu msg=\"retiring configuration snapshot\"",
 				 (unsigned long long)rt->generation);
 			rt_destroy(rt);
 			pthread_mutex_lock(&rt_lock);
+			rt_n_retired++;
 		}
 		if (rt_reaper_quit)
 			break;
@@ -507,10 +548,23 @@ static void *rt_reaper_main(void *arg)
 	return NULL;
 }
 
-void rt_reaper_start(void)
+int rt_reaper_start(void)
 {
+	int rc;
+
+	pthread_mutex_lock(&rt_lock);
+	rt_reaper_quit = false;
 	rt_reaping = true;
-	pthread_create(&rt_reaper, NULL, rt_reaper_main, NULL);
+	pthread_mutex_unlock(&rt_lock);
+	rc = pthread_create(&rt_reaper, NULL, rt_reaper_main, NULL);
+	if (rc) {
+		pthread_mutex_lock(&rt_lock);
+		rt_reaping = false;
+		pthread_mutex_unlock(&rt_lock);
+		log_error("msg=\"cannot start the snapshot reaper: %s\"", strerror(rc));
+		return -rc;
+	}
+	return 0;
 }
 
 void rt_reaper_stop(void)
@@ -524,7 +578,19 @@ void rt_reaper_stop(void)
 	pthread_cond_signal(&rt_cv);
 	pthread_mutex_unlock(&rt_lock);
 	pthread_join(rt_reaper, NULL);
+	pthread_mutex_lock(&rt_lock);
 	rt_reaping = false;
+	pthread_mutex_unlock(&rt_lock);
+}
+
+uint64_t rt_retired(void)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&rt_lock);
+	n = rt_n_retired;
+	pthread_mutex_unlock(&rt_lock);
+	return n;
 }
 
 static void (*rt_hook)(void *);

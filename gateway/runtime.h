@@ -42,6 +42,8 @@ struct rt_backend {
 	struct rt_model **models;	/* hosted, parallel to sched.qs */
 	bool started;
 	_Atomic bool draining;		/* POST /admin/backends/{name}/drain */
+	bool live;			/* on the started list (rt_stop_all) */
+	struct rt_backend *live_prev, *live_next;
 };
 
 struct runtime {
@@ -59,6 +61,7 @@ struct runtime {
 	 * TLS connection's SSL holds its own reference, so a reload changes
 	 * the certificate for new connections only. */
 	struct ssl_ctx_st *tls;
+	struct runtime *dead_next;	/* released, on the reaper's list */
 };
 
 /*
@@ -87,9 +90,16 @@ struct runtime *rt_current(void);
 /* rt_generation - changes on every publish; cheap to poll. */
 uint64_t rt_generation(void);
 /* rt_reaper_start / rt_reaper_stop - the thread that destroys released
- * snapshots; stop waits for every pending one. */
-void rt_reaper_start(void);
+ * snapshots; stop waits for every pending one.  While it runs, every last
+ * rt_put only queues the snapshot (the list is unbounded): nothing is ever
+ * destroyed on an event loop.  start: 0, or -errno when the thread cannot
+ * be created (then rt_put destroys on the caller's thread). */
+int rt_reaper_start(void);
 void rt_reaper_stop(void);
+/* rt_retired - how many snapshots the reaper destroyed so far (tests). */
+uint64_t rt_retired(void);
+/* rt_live_count - started backends not yet closed (tests, shutdown). */
+int rt_live_count(void);
 /* rt_stop_all - drain and stop every backend's scheduler (shutdown):
  * completions still arrive at the loops' mailboxes. */
 void rt_stop_all(void);

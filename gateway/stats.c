@@ -11,7 +11,6 @@
 #include "model/model.h"
 #include "runtime.h"
 
-#define STATS_MAX_SERIES 1024
 
 /* One model's counters, summed over its series. */
 struct stats_sum {
@@ -116,8 +115,8 @@ static void stats_model(struct evbuffer *out, const struct model *m,
 
 void stats_encode(struct evbuffer *out, const struct runtime *rt, const struct model *m)
 {
-	struct met_series **all = malloc(STATS_MAX_SERIES * sizeof(*all));
-	int n = all ? met_all(all, STATS_MAX_SERIES) : 0;
+	int n;
+	struct met_series **all = met_all(&n);
 	bool first = true;
 
 	evbuffer_add_printf(out, "{\"model_stats\":[");

@@ -45,24 +45,120 @@ int yt_error(struct ytree *t, yaml_node_t *n, const char *path, char **err,
 	return -EINVAL;
 }
 
-static int yt_parse(struct ytree *t, yaml_parser_t *p, char **err)
+static int yt_syntax_error(struct ytree *t, yaml_parser_t *p, char **err)
 {
-	if (!yaml_parser_load(p, &t->doc)) {
-		*err = yt_strdupf("%s:%zu:%zu: YAML syntax error: %s%s%s", t->file,
-				  p->problem_mark.line + 1, p->problem_mark.column + 1,
-				  p->problem ? p->problem : "invalid document",
-				  p->context ? " " : "", p->context ? p->context : "");
-		yaml_parser_delete(p);
-		return -EINVAL;
+	*err = yt_strdupf("%s:%zu:%zu: YAML syntax error: %s%s%s", t->file,
+			  p->problem_mark.line + 1, p->problem_mark.column + 1,
+			  p->problem ? p->problem : "invalid document",
+			  p->context ? " " : "", p->context ? p->context : "");
+	return -EINVAL;
+}
+
+/*
+ * A streaming pass over the events before the document is built: a file
+ * of millions of tiny nodes (or one nested a million deep) is refused at
+ * the node past the limit, before the tree would take gigabytes.
+ */
+static int yt_check_size(struct ytree *t, const char *buf, size_t len, char **err)
+{
+	yaml_parser_t p;
+	yaml_event_t ev;
+	long nodes = 0, depth = 0;
+	int rc = 0;
+
+	yaml_parser_initialize(&p);
+	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+	for (;;) {
+		if (!yaml_parser_parse(&p, &ev)) {
+			rc = yt_syntax_error(t, &p, err);
+			break;
+		}
+		if (ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+			depth++;
+		else if (ev.type == YAML_SEQUENCE_END_EVENT || ev.type == YAML_MAPPING_END_EVENT)
+			depth--;
+		if (ev.type == YAML_SCALAR_EVENT || ev.type == YAML_ALIAS_EVENT ||
+		    ev.type == YAML_SEQUENCE_START_EVENT || ev.type == YAML_MAPPING_START_EVENT)
+			nodes++;
+		if (nodes > YT_MAX_NODES || depth > YT_MAX_DEPTH) {
+			*err = yt_strdupf("%s:%zu:%zu: %s %d %s (the limit for a YAML file, see "
+					  "docs/config.md)", t->file, ev.start_mark.line + 1,
+					  ev.start_mark.column + 1,
+					  nodes > YT_MAX_NODES ? "more than" : "nested more than",
+					  nodes > YT_MAX_NODES ? YT_MAX_NODES : YT_MAX_DEPTH,
+					  nodes > YT_MAX_NODES ? "nodes" : "levels deep");
+			rc = -EFBIG;
+		}
+		if (ev.type == YAML_STREAM_END_EVENT || rc) {
+			yaml_event_delete(&ev);
+			break;
+		}
+		yaml_event_delete(&ev);
 	}
-	t->loaded = true;
-	yaml_parser_delete(p);
-	return 0;
+	yaml_parser_delete(&p);
+	return rc;
+}
+
+static int yt_parse(struct ytree *t, const char *buf, size_t len, char **err)
+{
+	yaml_parser_t p;
+	int rc = yt_check_size(t, buf, len, err);
+
+	if (rc)
+		return rc;
+	yaml_parser_initialize(&p);
+	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
+	if (!yaml_parser_load(&p, &t->doc))
+		rc = yt_syntax_error(t, &p, err);
+	else
+		t->loaded = true;
+	yaml_parser_delete(&p);
+	return rc;
+}
+
+/* The whole of f, at most YT_MAX_BYTES: 0, or -errno with *err. */
+static int yt_read(struct ytree *t, FILE *f, char **buf, size_t *len, char **err)
+{
+	size_t cap = 64 << 10, n = 0;
+	char *b = malloc(cap);
+
+	while (b) {
+		size_t got = fread(b + n, 1, cap - n, f);
+
+		n += got;
+		if (n > YT_MAX_BYTES) {
+			free(b);
+			*err = yt_strdupf("%s: larger than %d MiB (the limit for a YAML file, see "
+					  "docs/config.md)", t->file, YT_MAX_BYTES >> 20);
+			return -EFBIG;
+		}
+		if (got == 0) {
+			if (ferror(f)) {
+				free(b);
+				*err = yt_strdupf("%s: read error", t->file);
+				return -EIO;
+			}
+			*buf = b;
+			*len = n;
+			return 0;
+		}
+		if (n == cap) {
+			char *nb = realloc(b, cap * 2);
+
+			if (!nb)
+				free(b);
+			b = nb;
+			cap *= 2;
+		}
+	}
+	*err = yt_strdupf("%s: out of memory reading it", t->file);
+	return -ENOMEM;
 }
 
 int yt_load(struct ytree *t, const char *path, char **err)
 {
-	yaml_parser_t p;
+	size_t len = 0;
+	char *buf = NULL;
 	FILE *f;
 	int rc;
 
@@ -70,25 +166,28 @@ int yt_load(struct ytree *t, const char *path, char **err)
 	t->file = strdup(path);
 	f = fopen(path, "rb");
 	if (!f) {
+		rc = -errno;
 		*err = yt_strdupf("%s: %s", path, strerror(errno));
-		return -errno;
+		return rc;
 	}
-	yaml_parser_initialize(&p);
-	yaml_parser_set_input_file(&p, f);
-	rc = yt_parse(t, &p, err);
+	rc = yt_read(t, f, &buf, &len, err);
 	fclose(f);
+	if (!rc)
+		rc = yt_parse(t, buf, len, err);
+	free(buf);
 	return rc;
 }
 
 int yt_load_string(struct ytree *t, const char *name, const char *buf, size_t len, char **err)
 {
-	yaml_parser_t p;
-
 	memset(t, 0, sizeof(*t));
 	t->file = strdup(name);
-	yaml_parser_initialize(&p);
-	yaml_parser_set_input_string(&p, (const unsigned char *)buf, len);
-	return yt_parse(t, &p, err);
+	if (len > YT_MAX_BYTES) {
+		*err = yt_strdupf("%s: larger than %d MiB (the limit for a YAML file, see "
+				  "docs/config.md)", name, YT_MAX_BYTES >> 20);
+		return -EFBIG;
+	}
+	return yt_parse(t, buf, len, err);
 }
 
 void yt_free(struct ytree *t)

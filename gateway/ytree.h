@@ -19,6 +19,16 @@ struct ytree {
 	bool loaded;
 };
 
+/*
+ * What a YAML file may hold (docs/config.md): bigger files, more nodes
+ * (scalars, lists, mappings, aliases) or deeper nesting are refused with
+ * -EFBIG and a message naming the limit, before the document is built, so
+ * a hostile or broken file cannot make the parse take gigabytes.
+ */
+#define YT_MAX_BYTES (16 << 20)
+#define YT_MAX_NODES 250000
+#define YT_MAX_DEPTH 64
+
 /* yt_load - parse path.  0, or -errno with *err (syntax errors carry line:col). */
 int yt_load(struct ytree *t, const char *path, char **err);
 /* yt_load_string - parse buf; name is used in messages. */

@@ -2,6 +2,7 @@
 multiplexed HTTP/2 connection (good streams on it keep succeeding) and over
 HTTP/1.1 keep-alive; the response counters move by exactly what we caused."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -221,32 +222,57 @@ def test_ragged_nested_data_rejected(gw):
 
 
 def test_queue_full_429(gw_factory, model, heldout):
-    """max_queue requests wait (batch delay 1 s); the rest get 429 + Retry-After."""
+    """max_queue 4: four requests wait for the batch delay (/metrics shows the
+    queue holding exactly 4); every request sent while it is full gets 429 +
+    Retry-After, and only the four are executed."""
     x, _ = heldout
-    g = gw_factory("q", max_queue=4, max_queue_delay_us=1000000, max_batch=64)
+    g = gw_factory("q", max_queue=4, max_queue_delay_us=3000000, max_batch=64)
     before = g.metrics()
-    n = 12
+    n_full = 8
     with H2Client(g.port, timeout=30) as c:
         sids = [c.request("POST", INFER, infer_body(x[i:i + 1], id=str(i)), [JSON_CT],
-                          flush=False) for i in range(n)]
+                          flush=False) for i in range(4)]
         c._flush()
-        rs = c.wait(sids)
-    ok = [(i, r) for i, r in enumerate(rs) if r.status == 200]
-    full = [(i, r) for i, r in enumerate(rs) if r.status == 429]
-    assert len(ok) + len(full) == n, rs
-    assert len(ok) == 4, f"max_queue 4: expected 4 served, got {len(ok)}: {rs}"
-    for i, r in ok:
+        _wait_depth(g, 4)
+        late = [c.request("POST", INFER, infer_body(x[i:i + 1], id=str(i)), [JSON_CT],
+                          flush=False) for i in range(4, 4 + n_full)]
+        c._flush()
+        full = c.wait(late)
+        assert _depth(g) == 4, "the queue must still hold the first four"
+        ok = c.wait(sids)
+    for i, r in enumerate(ok):
+        assert r.status == 200, (i, r)
         check_infer_response(bytes(r.body), model, x[i:i + 1], id=str(i))
-    for i, r in full:
+    for r in full:
+        assert r.status == 429, r
         assert r.headers.get("content-type", "").startswith("application/json")
         assert int(r.headers["retry-after"]) >= 1, r.headers
-        assert "queue" in r.json()["error"], r
+        assert r.json()["error"] == "queue for model digits is full", r
     after = _wait_metrics(g, [(("infergw_http_responses_total",
-                                {"proto": "h2", "code": "429"}), len(full))])
+                                {"proto": "h2", "code": "429"}), n_full),
+                              (("infergw_backend_rows_total", {"backend": "cpu0"}), 4)])
     assert metric(after, "infergw_http_responses_total", proto="h2", code="429") - \
-        metric(before, "infergw_http_responses_total", proto="h2", code="429") == len(full)
+        metric(before, "infergw_http_responses_total", proto="h2", code="429") == n_full
+    assert metric(after, "infergw_http_responses_total", proto="h2", code="200") - \
+        metric(before, "infergw_http_responses_total", proto="h2", code="200") == 4
     assert metric(after, "infergw_backend_rows_total", backend="cpu0") - \
-        metric(before, "infergw_backend_rows_total", backend="cpu0") == len(ok)
+        metric(before, "infergw_backend_rows_total", backend="cpu0") == 4
+    assert metric(after, "infergw_requests_total", backend="none", model="digits",
+                  outcome="rejected") - \
+        metric(before, "infergw_requests_total", backend="none", model="digits",
+               outcome="rejected") == n_full
+
+
+def _depth(g):
+    return metric(g.metrics(), "infergw_queue_depth", backend="cpu0", model="digits")
+
+
+def _wait_depth(g, want, timeout=10.0):
+    """Poll /metrics until digits' queue on cpu0 holds exactly want requests."""
+    deadline = time.monotonic() + timeout
+    while _depth(g) != want:
+        assert time.monotonic() < deadline, f"queue depth {_depth(g)}, expected {want}"
+        time.sleep(0.02)
 
 
 def test_admission_before_parsing_respects_body_parameters(h2client, model):

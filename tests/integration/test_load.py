@@ -64,8 +64,22 @@ def test_h2load_infer_20000(gw, model, heldout, tmp_path):
     batches = _batches(after) - _batches(before)
     print(f"rows {rows:.0f} in {batches:.0f} batches ({rows / max(batches, 1):.1f} rows/batch)")
     assert rows == n, f"backend rows moved by {rows}, expected {n} (one row per request)"
-    assert 1 <= batches <= n
+    # The batch-size histogram of (cpu0, digits) saw exactly the batches the
+    # backend counted, their rows sum to n, and none is over max_batch (64):
+    # so at least n / 64 of them.
+    hist = {k: _hist(after, k) - _hist(before, k) for k in ("count", "sum", "64", "+Inf")}
+    assert hist["count"] == batches, (hist, batches)
+    assert hist["sum"] == n, hist
+    assert hist["64"] == hist["+Inf"] == batches, f"a batch over max_batch 64: {hist}"
+    assert batches >= -(-n // 64), f"{n} rows in {batches} batches of at most 64"
     assert gw.alive()
+
+
+def _hist(ms, key):
+    """infergw_batch_rows of (cpu0, digits): _count, _sum or the bucket le=key."""
+    if key in ("count", "sum"):
+        return metric(ms, f"infergw_batch_rows_{key}", backend="cpu0", model="digits")
+    return metric(ms, "infergw_batch_rows_bucket", backend="cpu0", model="digits", le=key)
 
 
 def test_h2load_health(gw):

@@ -2,8 +2,9 @@
 clients that give up on queued requests (RST_STREAM, closing the socket).
 
 The gateways here batch with max_batch 64 and a long max_queue_delay_us, so a
-request that is not part of a full batch waits in the queue; that is how the
-tests know requests are in flight when they act."""
+request that is not part of a full batch waits in the queue; the tests wait
+until /metrics shows the queue depth they expect (never a sleep) before they
+act, and count rows executed afterwards."""
 import socket
 import threading
 import time
@@ -13,11 +14,28 @@ import pytest
 import gwlib
 from gwlib import INFER, H1Conn, H2Client, check_infer_response, infer_body, metric
 
-DELAY_US = 1_000_000
+DELAY_US = 10_000_000  # the most max_queue_delay_us allows: queued until we act
 
 
 def _rows_total(g, via="h1"):
     return metric(gwlib.read_metrics(g.metrics_port, via), "infergw_backend_rows_total", backend="cpu0")
+
+
+def _depth(g):
+    return metric(gwlib.read_metrics(g.metrics_port), "infergw_queue_depth", backend="cpu0",
+                  model="digits")
+
+
+def _wait_depth(g, want, timeout=10.0):
+    """Poll /metrics until digits' queue on cpu0 holds exactly want requests;
+    assert it does (timeout only bounds a failing test)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        d = _depth(g)
+        if d == want:
+            return
+        assert time.monotonic() < deadline, f"queue depth {d}, expected {want}"
+        time.sleep(0.02)
 
 
 class H1Worker(threading.Thread):
@@ -55,7 +73,10 @@ def _refused(port):
 
 def test_sigterm_finishes_queued_requests(gw_factory, model, heldout):
     x, _ = heldout
-    g = gw_factory("shut", max_batch=64, max_queue_delay_us=DELAY_US, shutdown_grace_ms=10000)
+    # Queued requests wait out the batch delay within the grace period (the
+    # scheduler drains without waiting only once the loops stopped): 3 s,
+    # well inside the 10 s grace, is the margin for reading all 60.
+    g = gw_factory("shut", max_batch=64, max_queue_delay_us=3_000_000, shutdown_grace_ms=10000)
     # 2 h2 connections x 24 streams + 12 HTTP/1.1 sockets = 60 one-row requests:
     # fewer rows than max_batch, so all of them wait for the batch delay.
     h2s = [H2Client(g.port, timeout=30) for _ in range(2)]
@@ -72,7 +93,7 @@ def test_sigterm_finishes_queued_requests(gw_factory, model, heldout):
             w.start()
         for w in workers:
             assert w.sent.wait(10), "HTTP/1.1 worker could not send"
-        time.sleep(0.3)  # let the gateway read everything; the batch waits 1 s
+        _wait_depth(g, 60)  # every request queued: none can have been answered
         early = [w.rid for w in workers if w.done_at is not None]
         assert not early, f"answered before SIGTERM, so not in flight: {early}"
         t_term = time.monotonic()
@@ -132,36 +153,39 @@ def test_rst_stream_while_queued(gw_factory, model, heldout):
     """Streams reset while their request waits in the queue are dropped (never
     executed); the other streams on the same connection complete."""
     x, _ = heldout
-    g = gw_factory("rst", max_batch=64, max_queue_delay_us=500_000)
+    g = gw_factory("rst", max_batch=64, max_queue_delay_us=DELAY_US)
     rows0 = _rows_total(g)
     with H2Client(g.port, timeout=30) as c:
         sids = [c.request("POST", INFER, infer_body(x[i:i + 2], id=str(i)), [gwlib.JSON_CT],
                           flush=False) for i in range(12)]
         c._flush()
-        time.sleep(0.1)
+        _wait_depth(g, 12)
         cancelled = set(sids[1::3])
         for sid in cancelled:
             c.reset(sid)
+        _wait_depth(g, 12 - len(cancelled))
         keep = [(i, s) for i, s in enumerate(sids) if s not in cancelled]
-        c.wait([s for _, s in keep])
+        # 2 * 8 kept rows + 48 = max_batch: the batch is cut now, not after the delay.
+        fill = c.request("POST", INFER, infer_body(x[50:98], id="fill"), [gwlib.JSON_CT])
+        c.wait([s for _, s in keep] + [fill])
         for i, s in keep:
             r = c.streams[s]
             assert r.status == 200, (i, r)
             check_infer_response(bytes(r.body), model, x[i:i + 2], id=str(i))
+        assert c.streams[fill].status == 200, c.streams[fill]
+        check_infer_response(bytes(c.streams[fill].body), model, x[50:98], id="fill")
         for s in cancelled:
             r = c.streams[s]
             assert r.status is None and not r.body, f"reset stream {s} got an answer: {r}"
-        # the connection keeps serving
-        r = c.post(INFER, infer_body(x[50:53], id="after"))
-        assert r.status == 200, r
-        check_infer_response(bytes(r.body), model, x[50:53], id="after")
         assert c.goaway is None
+    want = 2 * len(keep) + 48
     executed = gwlib.wait_metrics(g.metrics_port, [(("infergw_backend_rows_total",
-                                             {"backend": "cpu0"}), rows0 + 2 * len(keep) + 3)])
+                                             {"backend": "cpu0"}), rows0 + want)])
     moved = metric(executed, "infergw_backend_rows_total", backend="cpu0") - rows0
-    assert moved == 2 * len(keep) + 3, (
-        f"backend executed {moved} rows; expected {2 * len(keep) + 3} "
+    assert moved == want, (
+        f"backend executed {moved} rows; expected {want} "
         f"(the {len(cancelled)} reset requests, 2 rows each, must not run)")
+    assert _depth(g) == 0
     assert g.alive()
     g.terminate()
     assert g.wait(timeout=10) == 0, g.log()[-2000:]
@@ -170,13 +194,13 @@ def test_rst_stream_while_queued(gw_factory, model, heldout):
 @pytest.mark.parametrize("proto", ["h2", "http/1.1"])
 def test_client_disconnect_while_queued(gw_factory, model, heldout, proto):
     x, _ = heldout
-    g = gw_factory("disc", max_batch=64, max_queue_delay_us=500_000)
+    g = gw_factory("disc", max_batch=64, max_queue_delay_us=DELAY_US)
     rows0 = _rows_total(g)
     if proto == "h2":
         c = H2Client(g.port)
         for i in range(5):
             c.request("POST", INFER, infer_body(x[i:i + 3]), [gwlib.JSON_CT])
-        time.sleep(0.1)
+        _wait_depth(g, 5)
         c.close()
     else:
         socks = []
@@ -185,18 +209,20 @@ def test_client_disconnect_while_queued(gw_factory, model, heldout, proto):
             h.send(H1Conn.build("POST", INFER, infer_body(x[i:i + 3]),
                                 [("Content-Type", "application/json")], g.port))
             socks.append(h)
-        time.sleep(0.1)
+        _wait_depth(g, 5)
         for h in socks:
             h.close()
-    # a new client is served correctly
+    _wait_depth(g, 0)  # abandoned: out of the queue, so they can never run
+    # a new client is served correctly (a full batch: cut at once)
     with H2Client(g.port) as c:
-        r = c.post(INFER, infer_body(x[60:62], id="new"))
+        r = c.post(INFER, infer_body(x[60:124], id="new"))
     assert r.status == 200, r
-    check_infer_response(bytes(r.body), model, x[60:62], id="new")
-    time.sleep(0.7)  # past the batch delay: anything still queued has now run
-    moved = _rows_total(g) - rows0
-    assert moved == 2, (f"backend executed {moved} rows; expected 2 (the 5 abandoned "
-                        "3-row requests must not run)")
+    check_infer_response(bytes(r.body), model, x[60:124], id="new")
+    ms = gwlib.wait_metrics(g.metrics_port, [(("infergw_backend_rows_total",
+                                              {"backend": "cpu0"}), rows0 + 64)])
+    moved = metric(ms, "infergw_backend_rows_total", backend="cpu0") - rows0
+    assert moved == 64, (f"backend executed {moved} rows; expected 64 (the 5 abandoned "
+                         "3-row requests must not run)")
     assert g.alive()
     g.terminate()
     assert g.wait(timeout=10) == 0, g.log()[-2000:]

@@ -3,13 +3,11 @@ admission, 504 in the queue), cancellation, queue bounds, routing policies
 and priority order, on a deliberately slow model (slowmodel.py).
 
 Each test runs its own gateway on 127.0.0.1 (stopped by PID); every load is
-bounded in requests and seconds.  Wall-clock speed is never asserted except
-the high-priority SLO attainment, measured by the client against the
-objective the test configures (200 ms, far above this model's few ms)."""
+bounded in requests and seconds.  Wall-clock speed is never asserted: the
+tests count statuses and counters."""
 import json
 import os
 import re
-import subprocess
 import time
 
 import numpy as np
@@ -61,103 +59,65 @@ def _check_probs(body, ref, rows):
 
 # ------------------------------------------------------------------ 1 ----
 
-def test_overload_priorities(slow_dir, start_gw, tmp_path):
-    """A high-priority client at ~10% of capacity keeps its SLO (>= 99%)
-    while a sheddable flood at ~2.5x capacity is shed with 429 + Retry-After;
-    /metrics counts exactly what the clients saw."""
-    slo_ms = 200
-    g = start_gw("overload", _one(slow_dir, max_batch=4, slo_ms=slo_ms,
-                                  routing={"policy": "slo", "priority_levels": 3,
-                                           "sheddable_levels": 1}, threads=1))
-    (_, mb, tn), = g.calibration().values()
-    # Capacity from the calibrated batch time, bounded to sane values: the
-    # machine is shared, so it only sizes the load.
-    cap = min(max(mb / (tn / 1e6), 300.0), 3000.0)
-    flood_rate = 2.5 * cap
-    # Well below capacity: the machine is shared (2 cores), and a busy
-    # neighbour can take a good part of the worker's core.
-    hi_rate = min(0.1 * cap, 150.0)
-    duration = 7.0
-    print(f"estimated capacity {cap:.0f} req/s: flood {flood_rate:.0f} req/s (x-priority 3), "
-          f"high {hi_rate:.0f} req/s (x-priority 1) for {duration:.0f}s")
-
-    body = gwlib.infer_body(ROW)
-    body_path = tmp_path / "row.json"
-    body_path.write_bytes(body)
+def test_overload_priorities(slow_dir, start_gw):
+    """One burst of 600 sheddable requests (x-priority 3), far more than the
+    queue drains within the objective, with 30 high-priority requests
+    (x-priority 1) interleaved, all written to the socket at once.  Counted,
+    never timed: every request is answered exactly once; high priority all
+    200 with the reference values; sheddable 200, 429 (Retry-After and the
+    shed, late or full message, some of them shed) or 504; and /metrics
+    counts exactly what the client saw."""
+    slo_ms, n_low, every = 200, 600, 20
+    text = sm.config_text([sm.model_yaml(MODEL, slow_dir, max_batch=4, slo_ms=slo_ms)],
+                          [sm.backend_yaml("cpu0", [MODEL])],
+                          routing={"policy": "slo", "priority_levels": 3,
+                                   "sheddable_levels": 1},
+                          threads=1, max_concurrent_streams=1024)
+    g = start_gw("overload", text)
     ref = sm.ref_forward(slow_dir, ROW)
     before = g.metrics()
-
-    clients = 8
-    n_flood = int(flood_rate * (duration + 1.5))
-    log = tmp_path / "flood.log"
-    flood = subprocess.Popen(
-        ["h2load", "-n", str(n_flood), "-c", str(clients), "-m", "32", "-t", "1",
-         f"--rps={flood_rate / clients:.1f}", f"--log-file={log}",
-         "-H", "x-priority: 3", "-H", "content-type: application/json", "-d", str(body_path),
-         f"{g.base}{INFER_PATH}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        time.sleep(1.0)  # let the flood fill the queue first
-        probe = sm.Thread(_low_probe, g, duration, body)
-        probe.start()
-        hi = sm.open_loop(g.port, INFER_PATH, body, [("x-priority", "1")], hi_rate, duration,
-                          max_requests=int(hi_rate * duration) + 1)
-        probes = probe.join(duration + 30)
-        text, _ = flood.communicate(timeout=duration + 60)
-    finally:
-        if flood.poll() is None:
-            flood.kill()
-            flood.wait()
-    req, codes = sm.parse_h2load(text)
-    low = sm.read_h2load_log(log)
-    low_status = {}
-    for _, st, _ in low:
-        low_status[st] = low_status.get(st, 0) + 1
-    hi_status = {}
-    for st, _, _, _ in hi:
-        hi_status[st] = hi_status.get(st, 0) + 1
-    probe_status = {}
-    for st, _, _ in probes:
-        probe_status[st] = probe_status.get(st, 0) + 1
-    lat = np.array([t for st, t, _, _ in hi if st == 200])
-    met = sum(1 for st, t, _, _ in hi if st == 200 and t <= slo_ms / 1000)
-    attain = met / len(hi)
-    print(f"flood (h2load): {text[text.find('finished'):].splitlines()[0]}")
-    print(f"flood statuses {low_status}; probe (x-priority 3) statuses {probe_status}")
-    print(f"load average (1/5/15 min) after the run: {open('/proc/loadavg').read().strip()}")
-    print(f"high priority: {len(hi)} sent, statuses {hi_status}, attainment {attain:.4f}, "
-          f"latency p50 {np.percentile(lat, 50) * 1e3:.1f} ms "
-          f"p99 {np.percentile(lat, 99) * 1e3:.1f} ms max {lat.max() * 1e3:.1f} ms")
-
-    # h2load itself: every request answered.
-    assert req["done"] == n_flood and req["errored"] == 0 and req["timeout"] == 0, text[-2000:]
-    assert len(low) == n_flood, f"h2load log has {len(low)} lines for {n_flood} requests"
-    # High priority: >= 99% answered 200 within the objective.
-    assert attain >= 0.99, f"high-priority SLO attainment {attain:.4f} < 0.99: {hi_status}"
-    for st, _, _, b in hi[:50]:
-        if st == 200:
-            _check_probs(b, ref, 1)
-    # Low priority was shed: 429 with Retry-After and the shed message.
-    assert low_status.get(429, 0) > 0, f"no 429 for the flood: {low_status}"
-    shed = [(h, b) for st, h, b in probes if st == 429]
-    assert shed, f"no probe got 429: {probe_status}"
-    for h, b in shed:
-        assert int(h["retry-after"]) >= 1, h
+    plan = []
+    with sm.OrderedH2(g.port, timeout=120) as c:
+        for i in range(n_low):
+            plan.append(("low", c.queue_infer(MODEL, ROW, [("x-priority", "3")])))
+            if i % every == every - 1:
+                # A deadline of its own far above the model's: shared cores
+                # cannot make it miss; its priority must get it through.
+                plan.append(("hi", c.queue_infer(MODEL, ROW, [("x-priority", "1"),
+                                                              ("x-slo-ms", "20000")])))
+        c.flush(timeout=60)
+        c.wait([sid for _, sid in plan])
+        got = [(kind, c.streams[sid]) for kind, sid in plan]
+    status = {"low": {}, "hi": {}}
+    for kind, r in got:
+        assert r.reset is None, f"{kind} stream reset: {r}"
+        status[kind][r.status] = status[kind].get(r.status, 0) + 1
+    print(f"\nsheddable statuses {status['low']}; high-priority statuses {status['hi']}")
+    assert sum(status["low"].values()) == n_low and sum(status["hi"].values()) == n_low // every
+    # High priority: every one served, with the right values.
+    assert status["hi"] == {200: n_low // every}, status["hi"]
+    for kind, r in got:
+        if r.status == 200:
+            _check_probs(bytes(r.body), ref, 1)
+    # Sheddable: served, rejected with the reason, or expired in the queue.
+    assert set(status["low"]) <= {200, 429, 504}, status["low"]
+    shed = [r for kind, r in got if r.status == 429]
+    assert shed and all(kind == "low" for kind, r in got if r.status == 429)
+    for r in shed:
+        assert int(r.headers["retry-after"]) >= 1, r.headers
         assert re.fullmatch(r"(shed under load: priority 3 of model slow is sheddable"
                             r"|no backend can answer model slow within its objective of "
                             r"\d+ us|queue for model slow is full"
-                            r"(: displaced by a priority \d+ request)?)", _err(b)), b
-    assert any("shed under load" in _err(b) for _, b in shed), shed[:3]
-    # No 5xx other than 504 anywhere.
-    for name, sts in (("flood", low_status), ("high", hi_status), ("probe", probe_status)):
-        bad = {s: n for s, n in sts.items() if s not in (200, 429, 504)}
-        assert not bad, f"{name}: unexpected statuses {bad}"
+                            r"(: displaced by a priority \d+ request)?)",
+                            _err(bytes(r.body))), r
+    assert any("shed under load" in _err(bytes(r.body)) for r in shed), shed[:3]
 
-    # /metrics counts exactly what the clients saw.
-    total = len(low) + len(hi) + len(probes)
+    # /metrics counts exactly what the client saw.
+    total = len(plan)
     want = {}
-    for sts in (low_status, hi_status, probe_status):
-        for s, n in sts.items():
-            want[s] = want.get(s, 0) + n
+    for sts in status.values():
+        for st, n in sts.items():
+            want[st] = want.get(st, 0) + n
     after = sm.wait_outcomes(g, before, MODEL, total)
     delta = sm.outcome_delta(before, after, MODEL)
     outc = sm.by_outcome(delta)
@@ -179,19 +139,6 @@ def test_overload_priorities(slow_dir, start_gw, tmp_path):
     # Rows executed: one per 200 (no expired or shed request ran).
     assert sm.rows_total(after) - sm.rows_total(before) == want.get(200, 0)
     assert g.alive()
-
-
-def _low_probe(g, duration, body):
-    """x-priority 3 requests from Python (to see headers): ~20/s."""
-    out = []
-    with gwlib.H1Conn(g.port, timeout=30) as c:
-        t_end = time.monotonic() + duration
-        while time.monotonic() < t_end and len(out) < 1000:
-            st, h, b = c.request("POST", INFER_PATH, body,
-                                 [("content-type", "application/json"), ("x-priority", "3")])
-            out.append((st, h, b))
-            time.sleep(0.05)
-    return out
 
 
 # ------------------------------------------------------------------ 2 ----

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE	/* asprintf */
 /* Unit tests for gateway/config.c: defaults, and messages with line:column. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -9,6 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "ytree.h"
 
 static char path[64];
 
@@ -182,6 +184,117 @@ static void test_restart_diff_and_drop(void **state)
 	cfg_free(b);
 }
 
+/* Names: a documented character set, FILE:LINE:COL errors. */
+static void test_names(void **state)
+{
+	char *err, text[512], long_name[70];
+	struct config *c;
+
+	expect_error("models:\n  - name: 'q\"x'\nbackends:\n  - kind: cpu\n", "2:11",
+		     "models[0].name: model name: character 2 is '\"'; names are 1 to 64 "
+		     "characters of A-Z a-z 0-9 _ . - (not starting with . or -)");
+	expect_error("models:\n  - name: \"a\\nb\"\nbackends:\n  - kind: cpu\n", "2:11",
+		     "model name: character 2 is byte 0x0a");
+	expect_error("models:\n  - name: -a\nbackends:\n  - kind: cpu\n", "2:11",
+		     "model name: character 1 is '-'");
+	expect_error("models:\n  - name: ''\nbackends:\n  - kind: cpu\n", "2:11",
+		     "model name of 0 characters: expected 1 to 64");
+	memset(long_name, 'x', 65);
+	long_name[65] = 0;
+	snprintf(text, sizeof(text), "models:\n  - name: %s\nbackends:\n  - kind: cpu\n",
+		 long_name);
+	expect_error(text, "2:11", "models[0].name: model name of 65 characters: expected 1 to 64");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n  - name: 'my gpu'\n"
+		     "    kind: cpu\n", "5:11", "backends[1].name: backend name: character 3 is "
+		     "byte 0x20");
+	expect_error("models:\n  - name: a\nbackends:\n  - name: none\n    kind: cpu\n", "4:11",
+		     "backends[0].name: backend name \"none\" is reserved");
+	/* The whole set, 64 characters. */
+	long_name[64] = 0;
+	memcpy(long_name, "Az09_.-", 7);
+	snprintf(text, sizeof(text), "models:\n  - name: %s\nbackends:\n  - name: b_1.x-y\n"
+		 "    kind: cpu\n", long_name);
+	c = load_text(text, &err);
+	assert_non_null(c);
+	assert_string_equal(c->models[0].name, long_name);
+	assert_string_equal(c->backends[0].name, "b_1.x-y");
+	cfg_free(c);
+	unlink(path);
+}
+
+/* Long restart-only values: the old fixed 1024-byte buffer overflowed. */
+static void test_restart_diff_long(void **state)
+{
+	char *err, *d, *text_a, *text_b, *want, la[701], lb[701], aa[701], ab[701];
+	struct config *a, *b;
+
+	memset(la, 'a', 700);
+	memset(lb, 'b', 700);
+	memset(aa, 'c', 700);
+	memset(ab, 'd', 700);
+	la[700] = lb[700] = aa[700] = ab[700] = 0;
+	assert_true(asprintf(&text_a, "listen:\n  address: %s\nadmin:\n  address: %s\n"
+			     "models:\n  - name: a\nbackends:\n  - kind: cpu\n", la, aa) > 0);
+	assert_true(asprintf(&text_b, "listen:\n  address: %s\n  port: 9000\nadmin:\n"
+			     "  address: %s\nmodels:\n  - name: a\nbackends:\n  - kind: cpu\n",
+			     lb, ab) > 0);
+	a = load_text(text_a, &err);
+	unlink(path);
+	b = load_text(text_b, &err);
+	unlink(path);
+	assert_non_null(a);
+	assert_non_null(b);
+	d = cfg_restart_diff(a, b);
+	assert_true(asprintf(&want, "listen.address: %s -> %s; listen.port: 8000 -> 9000; "
+			     "admin.address: %s -> %s", la, lb, aa, ab) > 0);
+	assert_string_equal(d, want);
+	free(want);
+	free(d);
+	free(text_a);
+	free(text_b);
+	cfg_free(a);
+	cfg_free(b);
+}
+
+/* Size caps: refused before the document is built, with the limit named. */
+static void test_file_limits(void **state)
+{
+	size_t n = YT_MAX_NODES + 10, len = 0;
+	char *text = malloc(2 * n + 256), *err, want[128];
+	struct config *c;
+
+	/* 250010 scalars in one flow list on line 2: refused at the 250001st
+	 * node (8 before the x's: root, models, its list, the mapping, name,
+	 * a, labels, the list), the 249993rd x at column 24 + 2 * 249992. */
+	len = sprintf(text, "models:\n  - {name: a, labels: [");
+	for (size_t i = 0; i < n; i++)
+		text[len++] = 'x', text[len++] = ',';
+	strcpy(text + len, "x]}\nbackends:\n  - kind: cpu\n");
+	expect_error(text, "2:500008", "more than 250000 nodes (the limit for a YAML file");
+	/* 65 levels of nesting (the root mapping is the first): the 64th [ at column 67. */
+	len = sprintf(text, "x: ");
+	for (int i = 0; i < 70; i++)
+		text[len++] = '[';
+	for (int i = 0; i < 70; i++)
+		text[len++] = ']';
+	strcpy(text + len, "\n");
+	expect_error(text, "1:67", "nested more than 64 levels deep");
+	free(text);
+	/* Over 16 MiB: a comment is enough. */
+	text = malloc(YT_MAX_BYTES + 64);
+	memset(text, ' ', YT_MAX_BYTES + 8);
+	text[0] = '#';
+	strcpy(text + YT_MAX_BYTES + 8, "\n");
+	c = load_text(text, &err);
+	assert_null(c);
+	snprintf(want, sizeof(want), "%s: larger than 16 MiB (the limit for a YAML file", path);
+	if (!err || strncmp(err, want, strlen(want)))
+		fail_msg("got \"%s\", want \"%s\"", err, want);
+	free(err);
+	unlink(path);
+	free(text);
+}
+
 /* listen.tls: files resolve like models[].path and remember where they
  * were written (errors found when rt_build reads them name that place). */
 static void test_listen_tls(void **state)
@@ -238,6 +351,9 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_routing_admin_reload),
 		cmocka_unit_test(test_restart_diff_and_drop),
+		cmocka_unit_test(test_restart_diff_long),
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_file_limits),
 		cmocka_unit_test(test_listen_tls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
