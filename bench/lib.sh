@@ -77,7 +77,7 @@ bench_init() {
 	BENCH_TITLE=${2:-}
 	trap bench_cleanup EXIT
 	trap 'exit 130' INT TERM
-	INFERGW="$BENCH_ROOT/build/infergw"
+	INFERGW="${INFERGW_BIN:-$BENCH_ROOT/build/infergw}"	# INFERGW_BIN: an A/B build
 	bench_tmpdir
 	T=$BENCH_TMP
 }
