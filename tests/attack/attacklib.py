@@ -42,11 +42,14 @@ class Bystander:
     inference at a time (alternating HTTP/1.1 and HTTP/2) while an attack
     runs.  After stop(): .codes lists every status it got (None for a
     failure to connect or a timeout) and .values_ok tells whether every 200
-    carried the reference probabilities.  Bounded by max_requests."""
+    carried the reference probabilities.  Bounded by max_requests.
+    With tls=(h1 context, h2 context) it speaks TLS (ALPN http/1.1 and h2),
+    a full handshake per request."""
 
-    def __init__(self, g, model, max_requests=2000, pause=0.02, timeout=5.0):
+    def __init__(self, g, model, max_requests=2000, pause=0.02, timeout=5.0, tls=None):
         self.g, self.model = g, model
         self.max_requests, self.pause, self.timeout = max_requests, pause, timeout
+        self.h1_tls, self.h2_tls = tls or (None, None)
         self.codes, self.latencies, self.values_ok = [], [], True
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -68,9 +71,11 @@ class Bystander:
         t0 = time.monotonic()
         if i % 2 == 0:
             st, _, data = gwlib.h1_request(self.g.port, "POST", gwlib.INFER, body,
-                                           [gwlib.JSON_CT], timeout=self.timeout)
+                                           [gwlib.JSON_CT], timeout=self.timeout,
+                                           ssl_context=self.h1_tls)
         else:
-            with gwlib.H2Client(self.g.port, timeout=self.timeout) as c:
+            with gwlib.H2Client(self.g.port, timeout=self.timeout,
+                                ssl_context=self.h2_tls) as c:
                 r = c.post(gwlib.INFER, body)
                 st, data = r.status, bytes(r.body)
         self.latencies.append(time.monotonic() - t0)

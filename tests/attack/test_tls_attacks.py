@@ -6,7 +6,6 @@ meanwhile.  Bounded in connections and seconds; 127.0.0.1 only."""
 import os
 import socket
 import ssl
-import threading
 import time
 
 import numpy as np
@@ -26,61 +25,12 @@ class TlsGateway(tlslib.TlsReady, Gateway):
     pass
 
 
-class TlsBystander:
-    """attacklib.Bystander over TLS: one digits inference at a time, each on
-    a new connection (a full handshake), alternating HTTP/1.1 (ALPN
-    http/1.1) and HTTP/2 (ALPN h2).  .codes: every status (None for a
-    failure); .values_ok: every 200 carried the reference values."""
-
-    def __init__(self, g, model, max_requests=500, pause=0.02, timeout=5.0):
-        self.g, self.model = g, model
-        self.max_requests, self.pause, self.timeout = max_requests, pause, timeout
-        self.h1 = g.ssl_context(alpn=("http/1.1",))
-        self.h2 = g.ssl_context(alpn=("h2",))
-        self.codes, self.values_ok = [], True
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._t.join(timeout=30)
-
-    def _one(self, i):
-        body = gwlib.infer_body(ROW)
-        if i % 2 == 0:
-            st, _, data = gwlib.h1_request(self.g.port, "POST", gwlib.INFER, body,
-                                           [gwlib.JSON_CT], timeout=self.timeout,
-                                           ssl_context=self.h1)
-        else:
-            with gwlib.H2Client(self.g.port, timeout=self.timeout, ssl_context=self.h2) as c:
-                r = c.post(gwlib.INFER, body)
-                st, data = r.status, bytes(r.body)
-        if st == 200:
-            try:
-                gwlib.check_infer_response(data, self.model, ROW)
-            except AssertionError:
-                self.values_ok = False
-        return st
-
-    def _run(self):
-        for i in range(self.max_requests):
-            if self._stop.is_set():
-                break
-            try:
-                self.codes.append(self._one(i))
-            except (OSError, ConnectionError, AssertionError, TimeoutError):
-                self.codes.append(None)
-            time.sleep(self.pause)
-
-    def assert_served(self, min_requests=3):
-        assert len(self.codes) >= min_requests, f"bystander made only {len(self.codes)} requests"
-        bad = [c for c in self.codes if c != 200]
-        assert not bad, f"bystander got {bad[:20]} of {len(self.codes)}"
-        assert self.values_ok, "bystander got wrong probabilities"
+def tls_bystander(g, model, max_requests=500):
+    """attacklib.Bystander over TLS: a full handshake per request,
+    alternating HTTP/1.1 (ALPN http/1.1) and HTTP/2 (ALPN h2)."""
+    return attacklib.Bystander(g, model, max_requests=max_requests,
+                               tls=(g.ssl_context(alpn=("http/1.1",)),
+                                    g.ssl_context(alpn=("h2",))))
 
 
 def client_hello():
@@ -152,7 +102,7 @@ def test_stalled_handshakes(tls_gw, model):
     payloads = stall_payloads()
     socks = []
     try:
-        with TlsBystander(g, model) as by:
+        with tls_bystander(g, model) as by:
             for i in range(STALLS):
                 s = attacklib.raw_conn(g.port, timeout=10)
                 s.sendall(payloads[i % len(payloads)])
@@ -189,7 +139,7 @@ def test_not_tls_is_closed(tls_gw, model, kind):
     }[kind]
     socks = []
     try:
-        with TlsBystander(g, model, max_requests=20) as by:
+        with tls_bystander(g, model, max_requests=20) as by:
             for _ in range(50):
                 s = attacklib.raw_conn(g.port, timeout=10)
                 try:

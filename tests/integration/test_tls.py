@@ -197,6 +197,31 @@ def read_h2_events(sock, conn, until, timeout=5.0):
     raise AssertionError(f"no {until.__name__} within {timeout}s; saw {seen}")
 
 
+def read_to_close(s):
+    """Everything s delivers until the server closes it (5 s at most)."""
+    raw = b""
+    s.settimeout(5)
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+    except (ConnectionResetError, ssl.SSLError):
+        pass
+    return raw
+
+
+def assert_goaway_protocol_error(raw):
+    """raw is HTTP/2 frames ending in GOAWAY(PROTOCOL_ERROR), no HTTP/1.1 answer."""
+    assert b"HTTP/1.1" not in raw, raw[:100]
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    evs = conn.receive_data(raw)
+    goaway = [e for e in evs if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR, evs
+
+
 @pytest.mark.parametrize("first", [b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\n\r\n",
                                    b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n"],
                          ids=["http1-request", "near-preface"])
@@ -207,22 +232,8 @@ def test_alpn_h2_bad_preface_gets_goaway(tgw, pki, first):
     with tlslib.connect(tgw.port, ctx(pki, alpn=("h2",))) as s:
         assert s.selected_alpn_protocol() == "h2"
         s.sendall(first)
-        raw = b""
-        s.settimeout(5)
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                raw += chunk
-        except (ConnectionResetError, ssl.SSLError):
-            pass
-    assert b"HTTP/1.1" not in raw, raw[:100]
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
-    evs = conn.receive_data(raw)
-    goaway = [e for e in evs if isinstance(e, h2.events.ConnectionTerminated)]
-    assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR, evs
+        raw = read_to_close(s)
+    assert_goaway_protocol_error(raw)
 
 
 @pytest.mark.parametrize("transport", ["tls-no-alpn", "h2c"])
@@ -238,22 +249,8 @@ def test_wrong_preface_after_pri_gets_goaway(request, pki, transport):
         s = tlslib.connect(g.port, ctx(pki, alpn=None))
     with s:
         s.sendall(b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n")
-        raw = b""
-        s.settimeout(5)
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                raw += chunk
-        except (ConnectionResetError, ssl.SSLError):
-            pass
-    assert b"HTTP/1.1" not in raw, raw[:100]
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
-    conn.initiate_connection()
-    evs = conn.receive_data(raw)
-    goaway = [e for e in evs if isinstance(e, h2.events.ConnectionTerminated)]
-    assert goaway and goaway[0].error_code == h2.errors.ErrorCodes.PROTOCOL_ERROR, evs
+        raw = read_to_close(s)
+    assert_goaway_protocol_error(raw)
 
 
 def test_h2_conformance_over_tls(tgw, pki):
