@@ -46,14 +46,20 @@ enum dtype dtype_from_kserve(const char *s)
 	return DT_INVALID;
 }
 
+/* The table's entry for t, or NULL. */
+static const struct dtype_info *dtype_info(enum dtype t)
+{
+	for (size_t i = 0; i < N_DTYPES; i++)
+		if (dtype_table[i].t == t)
+			return &dtype_table[i];
+	return NULL;
+}
+
 const char *dtype_kserve_name(enum dtype t)
 {
-	size_t i;
+	const struct dtype_info *d = dtype_info(t);
 
-	for (i = 0; i < N_DTYPES; i++)
-		if (dtype_table[i].t == t)
-			return dtype_table[i].kserve;
-	return "INVALID";
+	return d ? d->kserve : "INVALID";
 }
 
 enum dtype dtype_from_safetensors(const char *s)
@@ -68,20 +74,14 @@ enum dtype dtype_from_safetensors(const char *s)
 
 size_t dtype_size(enum dtype t)
 {
-	size_t i;
+	const struct dtype_info *d = dtype_info(t);
 
-	for (i = 0; i < N_DTYPES; i++)
-		if (dtype_table[i].t == t)
-			return dtype_table[i].size;
-	return 0;
+	return d ? d->size : 0;
 }
 
 const char *dtype_triton_name(enum dtype t)
 {
-	size_t i;
+	const struct dtype_info *d = dtype_info(t);
 
-	for (i = 0; i < N_DTYPES; i++)
-		if (dtype_table[i].t == t)
-			return dtype_table[i].triton;
-	return "TYPE_INVALID";
+	return d ? d->triton : "TYPE_INVALID";
 }
