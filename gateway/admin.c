@@ -97,7 +97,7 @@ static void adm_queue_gauges(struct call *c)
 	for (int i = 0; i < rt->n_backends; i++)
 		evbuffer_add_printf(c->resp, "infergw_backend_up{backend=\"%s\"} %d\n",
 				    rt->backends[i]->be.conf.name,
-				    rt->backends[i]->be.up && !atomic_load(&rt->backends[i]->draining));
+				    be_state_get(&rt->backends[i]->be) == BE_UP && !atomic_load(&rt->backends[i]->draining));
 }
 
 static void adm_metrics(struct call *c)

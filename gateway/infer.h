@@ -39,8 +39,9 @@ struct infer_req;
 struct infer_slice {
 	struct infer_req *r;
 	int row0, rows;
-	int status;			/* set by the backend: 0, or an HTTP status
-					 * (then the batch's errmsg says why) */
+	int status;			/* set by the backend: 0, an HTTP status
+					 * (then the batch's errmsg says why), or
+					 * BE_RETRY (backend.h: run it elsewhere) */
 };
 
 struct infer_req {
@@ -75,7 +76,10 @@ struct infer_req {
 	void *ctx;			/* the creator's */
 	struct infer_req *next;		/* intrusive link: queue or loop mailbox */
 	struct infer_req *prev;		/* queue only */
-	void *queue;			/* the scheduler queue holding it, for cancellation */
+	void *queue;			/* the scheduler queue holding it, for cancellation;
+					 * NULL while failover moves it (atomic builtins) */
+	const void *avoid;		/* failover: the scheduler that gave it back */
+	int retries;			/* failover: times it was given back */
 };
 
 #endif

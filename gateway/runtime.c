@@ -131,7 +131,7 @@ void rt_stop_all(void)
 	pthread_mutex_lock(&rt_live_lock);
 	for (int i = 0; i < rt_n_live; i++)
 		if (rt_live[i]->started)
-			sched_be_stop(&rt_live[i]->sched);
+			sched_be_abort(&rt_live[i]->sched);	/* queued: 503, never run */
 	pthread_mutex_unlock(&rt_live_lock);
 }
 
@@ -279,7 +279,6 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 	if (rt_start_sched(c, rb))
 		goto down_close;
 	rb->started = true;
-	rb->be.up = true;
 	rt_live_add(rb);
 	log_info("backend=%s kind=%s workers=%d threads_per_worker=%d models=%d msg=\"up\"",
 		 bc->name, rb->be.ops->kind, bc->slots, bc->threads_per_slot, bc->n_models);
@@ -568,7 +567,7 @@ uint64_t rt_generation(void)
 
 static bool rt_backend_usable(const struct rt_backend *rb)
 {
-	return rb->started && rb->be.up && !atomic_load(&rb->draining);
+	return rb->started && be_state_get(&rb->be) == BE_UP && !atomic_load(&rb->draining);
 }
 
 bool rt_model_ready(const struct runtime *rt, const struct model *m)

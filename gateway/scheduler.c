@@ -4,9 +4,7 @@
 
 #include <errno.h>
 #include <sched.h>
-#include <semaphore.h>
-#include <sys/resource.h>
-#include <unistd.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,15 +18,15 @@
 #include "model/model.h"
 #include "util.h"
 
-struct sched_worker {
+/* One credit: the batch it carries while in flight. */
+struct sched_slot {
 	struct sched_be *s;
-	int slot;
-	pthread_t thread;
-	sem_t done;
+	int qi;				/* queue of the batch in flight */
+	bool busy;
 	struct batch b;
 	uint64_t oldest;		/* of the batch in flight: earliest arrival (a
 					 * later slice of a request: when it was cut) */
-	struct infer_slice *slices;	/* capacity: the widest model's max_batch_size */
+	struct infer_slice *slices;	/* capacity: s->widest */
 };
 
 /* Where a request lands in a queue (batch_place). */
@@ -49,7 +47,7 @@ static uint64_t sched_residual(const struct sched_be *s, uint64_t now)
 {
 	uint64_t best = UINT64_MAX;
 
-	for (int i = 0; i < s->n_threads; i++) {
+	for (int i = 0; i < s->n_slots; i++) {
 		uint64_t left = s->busy_until[i] > now ? s->busy_until[i] - now : 0;
 
 		if (s->busy_until[i] == 0)
@@ -81,7 +79,7 @@ static uint64_t sched_raw_wait(const struct sched_be *s, int qi, int rows, int p
 			work += svc_predict(&s->qs[i].svc, s->qs[i].pol.max_batch) *
 				(uint64_t)((s->qs[i].sq.n_rows + s->qs[i].pol.max_batch - 1) /
 					   s->qs[i].pol.max_batch);
-	return sched_residual(s, now) + work / (uint64_t)s->n_threads;
+	return sched_residual(s, now) + work / (uint64_t)s->n_slots;
 }
 
 /*
@@ -97,7 +95,7 @@ static uint64_t sched_exec(const struct sched_be *s, const struct sched_q *q,
 	if (pl->spans > 1)
 		rest = (uint64_t)(pl->spans - 2) * svc_predict(&q->svc, q->pol.max_batch) +
 		       svc_predict(&q->svc, pl->last);
-	return svc_predict(&q->svc, pl->first) + rest / (uint64_t)s->n_threads;
+	return svc_predict(&q->svc, pl->first) + rest / (uint64_t)s->n_slots;
 }
 
 void sched_view(struct sched_be *s, int qi, int rows, int prio, uint64_t now,
@@ -167,12 +165,30 @@ void sched_defer_begin(void)
 
 void sched_defer_end(void)
 {
-	/* Signalling without the mutex is safe: the requests were queued under
-	 * it, and a worker checks the queues under it before it waits. */
-	for (int i = 0; i < sched_n_pending; i++)
-		pthread_cond_signal(&sched_pending[i]->cv);
+	int n = sched_n_pending;
+
 	sched_n_pending = 0;
 	sched_deferring = false;
+	for (int i = 0; i < n; i++)
+		sched_kick(sched_pending[i]);
+}
+
+static void (*sched_failover_fn)(struct infer_req *r, struct sched_be *from, uint64_t now);
+
+void sched_failover(void (*fn)(struct infer_req *r, struct sched_be *from, uint64_t now))
+{
+	sched_failover_fn = fn;
+}
+
+/* r->queue is written by whichever thread moves r (failover). */
+static struct sched_q *sched_queue_of(struct infer_req *r)
+{
+	return __atomic_load_n((struct sched_q **)&r->queue, __ATOMIC_ACQUIRE);
+}
+
+static void sched_set_queue(struct infer_req *r, struct sched_q *q)
+{
+	__atomic_store_n((struct sched_q **)&r->queue, q, __ATOMIC_RELEASE);
 }
 
 /*
@@ -189,7 +205,7 @@ static void sched_answer(struct infer_req *r, int status, uint64_t now, const ch
 
 	if (atomic_load(&r->state) != REQ_CANCELLED)
 		atomic_store(&r->state, REQ_EXPIRED);
-	if (r->status)
+	if (r->status > 0)
 		return;
 	r->status = status;
 	if (!r->next_row)
@@ -204,6 +220,7 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 {
 	struct sched_q *q = &s->qs[qi];
 	struct infer_req *displaced = NULL;
+	bool kick = false;
 	int rc;
 
 	/* Larger than a batch is fine (it runs sliced); larger than the model
@@ -225,38 +242,51 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 		r->pred_wait_ns = sched_raw_wait(s, qi, r->rows, r->priority, now, &pl);
 	}
 	rc = sq_push(&q->sq, r);
-	if (rc == -EAGAIN && (displaced = sq_displace(&q->sq, r->priority)))
+	if (rc == -EAGAIN && (displaced = sq_displace(&q->sq, r->priority))) {
+		/* Answered while still under the lock: a concurrent sched_cancel
+		 * of the victim then sees it EXPIRED, not QUEUED, and leaves
+		 * the (already unlinked) request alone. */
+		sched_answer(displaced, 429, now, "queue for model %s is full: displaced by a "
+			     "priority %d request", q->model->name, r->priority);
+		sched_set_queue(displaced, NULL);
 		rc = sq_push(&q->sq, r);
+	}
 	if (rc) {
 		atomic_store_explicit(&r->state, REQ_NEW, memory_order_relaxed);
 		goto out_unlock;
 	}
-	r->queue = q;
+	sched_set_queue(r, q);
 	r->met = q->met;
 	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
-	if (s->idle && !sched_defer_add(s))
-		pthread_cond_signal(&s->cv);
+	kick = s->n_free > 0;
 out_unlock:
 	pthread_mutex_unlock(&s->mu);
-	if (displaced) {
-		sched_answer(displaced, 429, now, "queue for model %s is full: displaced by a "
-			     "priority %d request", q->model->name, r->priority);
+	if (displaced)
 		loop_post(displaced->owner, displaced);
-	}
+	if (kick && !sched_defer_add(s))
+		sched_kick(s);
 	return rc;
 }
 
 bool sched_cancel(struct infer_req *r)
 {
-	struct sched_q *q = r->queue;
-	int expect = REQ_QUEUED;
+	struct sched_q *q;
+	int expect;
 	bool removed = false;
 
-	if (!q)
-		return false;
-	pthread_mutex_lock(&q->s->mu);
+	for (;;) {
+		q = sched_queue_of(r);
+		if (!q)
+			return false;	/* answered, or moving: its answer comes */
+		pthread_mutex_lock(&q->s->mu);
+		if (sched_queue_of(r) == q)
+			break;
+		pthread_mutex_unlock(&q->s->mu);
+	}
+	expect = REQ_QUEUED;
 	if (atomic_compare_exchange_strong(&r->state, &expect, REQ_CANCELLED)) {
 		sq_remove(&q->sq, r);
+		sched_set_queue(r, NULL);
 		removed = true;
 	} else if (expect == REQ_RUNNING) {
 		/* Slices not yet started are skipped (backend.h); a queued
@@ -267,6 +297,8 @@ bool sched_cancel(struct infer_req *r)
 			sq_remove(&q->sq, r);
 			removed = sq_drop(r);
 		}
+		if (!removed && q->s->be->ops->cancel)
+			q->s->be->ops->cancel(q->s->be, r);
 	}
 	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
 	pthread_mutex_unlock(&q->s->mu);
@@ -306,6 +338,7 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 			/* A sliced request with a slice running is posted after it. */
 			if (!sq_drop(r))
 				continue;
+			sched_set_queue(r, NULL);
 			r->next = all;
 			all = r;
 		}
@@ -352,52 +385,22 @@ static int sched_pick(struct sched_be *s, uint64_t now, uint64_t *wake, int *row
 	return -1;
 }
 
-static void sched_wait(struct sched_be *s, uint64_t wake)
+/* Earliest deadline queued on s (every credit busy: expire on time). */
+static uint64_t sched_next_deadline(const struct sched_be *s)
 {
-	s->idle++;
-	if (wake == UINT64_MAX) {
-		pthread_cond_wait(&s->cv, &s->mu);
-	} else {
-		/* The condvar uses CLOCK_MONOTONIC (see sched_be_start). */
-		struct timespec ts = { .tv_sec = wake / 1000000000ull,
-				       .tv_nsec = wake % 1000000000ull };
+	uint64_t best = UINT64_MAX;
 
-		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	for (int i = 0; i < s->n_q; i++) {
+		uint64_t dl = s->qs[i].sq.n_reqs ? sq_earliest_deadline(&s->qs[i].sq) : UINT64_MAX;
+
+		if (dl < best)
+			best = dl;
 	}
-	s->idle--;
+	return best;
 }
 
-static void sched_batch_done(struct batch *b)
-{
-	sem_post(&((struct sched_worker *)b->owner)->done);
-}
-
-static void sched_run_batch(struct sched_worker *w, int qi, int n)
-{
-	struct sched_be *s = w->s;
-	struct batch *b = &w->b;
-
-	b->model = s->qs[qi].model;
-	b->be = s->be;
-	b->slot = w->slot;
-	b->n_slices = n;
-	b->slices = w->slices;
-	b->errmsg[0] = 0;
-	b->done = sched_batch_done;
-	b->owner = w;
-	if (s->be->ops->submit(s->be, b) == 0) {
-		sem_wait(&w->done);
-		return;
-	}
-	for (int i = 0; i < n; i++)
-		w->slices[i].status = 503;
-	snprintf(b->errmsg, sizeof(b->errmsg), "backend %s could not start the batch",
-		 s->be->conf.name);
-	b->exec_start_ns = b->exec_end_ns = now_ns();
-}
-
-/* Take a cut batch from queue qi into w (lock held).  Returns the slice count. */
-static int sched_take(struct sched_worker *w, struct sched_q *q, int rows, uint64_t now)
+/* Take a cut batch from queue qi into slot w (lock held).  Returns the slice count. */
+static int sched_take(struct sched_slot *w, struct sched_q *q, int rows, uint64_t now)
 {
 	int eff = q->pol.max_batch;
 	int n = sq_take(&q->sq, rows, eff, w->slices, w->s->widest);
@@ -425,12 +428,12 @@ static int sched_take(struct sched_worker *w, struct sched_q *q, int rows, uint6
 			w->oldest = ready;
 	}
 	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
-	w->s->busy_until[w->slot] = now + svc_predict(&q->svc, w->b.rows);
+	w->s->busy_until[w->b.slot] = now + svc_predict(&q->svc, w->b.rows);
 	return n;
 }
 
 /* Account slice sl of batch b to its request (lock held).  true when the
- * request is complete: its answer is due. */
+ * request is complete: its answer (or its failover) is due. */
 static bool sched_slice_done(struct sched_q *q, const struct batch *b,
 			     const struct infer_slice *sl)
 {
@@ -442,10 +445,14 @@ static bool sched_slice_done(struct sched_q *q, const struct batch *b,
 	if (b->exec_end_ns > r->exec_end_ns)
 		r->exec_end_ns = b->exec_end_ns;
 	r->batch_rows = b->rows;
-	if (sl->status && !r->status) {
-		r->status = sl->status;
-		snprintf(r->errmsg, sizeof(r->errmsg), "%s", b->errmsg);
-		/* A slice failing fails the request: the rest need not run. */
+	if (sl->status && r->status <= 0) {
+		/* An HTTP status wins over a retry; the first one is the answer. */
+		if (sl->status > 0 || !r->status) {
+			r->status = sl->status;
+			snprintf(r->errmsg, sizeof(r->errmsg), "%s", b->errmsg);
+		}
+		/* A slice failing fails the request: the rest need not run
+		 * here (a retried request runs again, whole, elsewhere). */
 		if (r->next_row < r->rows) {
 			sq_remove(&q->sq, r);
 			sq_drop(r);
@@ -454,27 +461,35 @@ static bool sched_slice_done(struct sched_q *q, const struct batch *b,
 	if (!sq_slice_done(r))
 		return false;
 	atomic_compare_exchange_strong(&r->state, &expect, REQ_DONE);
+	sched_set_queue(r, NULL);
 	return true;
 }
 
 /*
  * After a batch (lock held): learn its service time, adapt the batch size,
  * account its slices.  Returns the requests it completed, linked through
- * ->next, to post.
+ * ->next, to post (or to fail over: status BE_RETRY).
  */
-static struct infer_req *sched_learn(struct sched_worker *w, struct sched_q *q)
+static struct infer_req *sched_learn(struct sched_slot *w, struct sched_q *q)
 {
 	const struct batch *b = &w->b;
 	struct infer_req *done = NULL;
+	bool retried = false;
 
-	w->s->busy_until[w->slot] = 0;
-	svc_observe(&q->svc, b->rows, b->exec_end_ns - b->exec_start_ns);
-	if (q->adaptive) {
-		q->pol.max_batch = batch_adapt_observe(&q->adapt, b->exec_end_ns - w->oldest);
-		atomic_store_explicit(&q->eff_max_batch, q->pol.max_batch, memory_order_relaxed);
+	w->s->busy_until[b->slot] = 0;
+	for (int i = 0; i < b->n_slices; i++)
+		retried |= b->slices[i].status == BE_RETRY;
+	/* A batch given back did not run: nothing to learn from its time. */
+	if (!retried && b->exec_end_ns >= b->exec_start_ns) {
+		svc_observe(&q->svc, b->rows, b->exec_end_ns - b->exec_start_ns);
+		if (q->adaptive) {
+			q->pol.max_batch = batch_adapt_observe(&q->adapt, b->exec_end_ns - w->oldest);
+			atomic_store_explicit(&q->eff_max_batch, q->pol.max_batch,
+					      memory_order_relaxed);
+		}
+		if (q->met)
+			met_batch(q->met, b->rows, b->exec_end_ns - b->exec_start_ns);
 	}
-	if (q->met)
-		met_batch(q->met, b->rows, b->exec_end_ns - b->exec_start_ns);
 	for (int i = 0; i < b->n_slices; i++)
 		if (sched_slice_done(q, b, &b->slices[i])) {
 			b->slices[i].r->next = done;
@@ -484,87 +499,297 @@ static struct infer_req *sched_learn(struct sched_worker *w, struct sched_q *q)
 	return done;
 }
 
-static void sched_post_list(struct infer_req *r)
+#define SCHED_MAX_RETRIES 3
+
+/*
+ * Hand r (given back retryable, held by no scheduler now) to the failover
+ * hook; answered 503 when there is none, when r was cancelled meanwhile,
+ * or after SCHED_MAX_RETRIES tries.
+ */
+static void sched_retry(struct sched_be *s, struct infer_req *r, uint64_t now)
+{
+	int st = atomic_load(&r->state);
+
+	r->status = 0;
+	r->errmsg[0] = 0;
+	if (st == REQ_CANCELLED || !sched_failover_fn || ++r->retries > SCHED_MAX_RETRIES) {
+		r->status = 503;
+		r->retry_after_s = 1;
+		snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and no "
+			 "other backend took it", s->be->conf.name);
+		loop_post(r->owner, r);
+		return;
+	}
+	atomic_store(&r->state, REQ_NEW);
+	r->avoid = s;
+	sched_failover_fn(r, s, now);
+}
+
+static void sched_post_list(struct sched_be *s, struct infer_req *r, uint64_t now)
 {
 	struct infer_req *next;
 
 	for (; r; r = next) {
 		next = r->next;
-		loop_post(r->owner, r);
+		if (r->status == BE_RETRY)
+			sched_retry(s, r, now);
+		else
+			loop_post(r->owner, r);
 	}
 }
 
-/*
- * Compute yields to the event loops: a worker (and the OpenMP threads it
- * spawns, which inherit this) runs SCHED_BATCH at the backend's nice value,
- * so a loop woken by a request preempts a running batch at once instead of
- * waiting out its time slice - a 429 or a health check is not queued behind
- * milliseconds of matrix multiply.  Best effort: a refusal is logged.
- */
-static void sched_lower_priority(const struct sched_be *s)
+/* ---- the timer: dispatch again when a batch delay or deadline runs out ---- */
+
+static pthread_mutex_t tm_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tm_cv;
+static pthread_once_t tm_once = PTHREAD_ONCE_INIT;
+static struct sched_be *tm_list;	/* registered schedulers */
+static struct sched_be *tm_cur;		/* the one being kicked by the timer */
+
+static void *sched_timer_main(void *arg)
 {
-	struct sched_param sp = { 0 };
-	int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-
-	if (rc == 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), s->be->conf.nice) != 0)
-		rc = errno;
-	if (rc)
-		log_warn("backend=%s msg=\"cannot lower worker priority (SCHED_BATCH, nice %d): %s\"",
-			 s->be->conf.name, s->be->conf.nice, strerror(rc));
-}
-
-static void *sched_worker_main(void *arg)
-{
-	struct sched_worker *w = arg;
-	struct sched_be *s = w->s;
-	struct infer_req *done = NULL;	/* completed by the last batch, to post */
-	char name[16];
-
-	/* "igw-<backend>.<slot>", cut to the 15 characters Linux keeps */
-	snprintf(name, sizeof(name), "igw-%.6s.%d", s->be->conf.name, w->slot);
-	pthread_setname_np(pthread_self(), name);
-	sched_lower_priority(s);
-	pthread_mutex_lock(&s->mu);
+	(void)arg;
+	pthread_setname_np(pthread_self(), "igw-timer");
+	pthread_mutex_lock(&tm_mu);
 	for (;;) {
-		uint64_t now = now_ns(), wake;
-		struct infer_req *expired = sched_expire(s, now);
-		int rows = 0, qi, n = 0;
+		uint64_t now = now_ns(), best = UINT64_MAX;
+		struct sched_be *due = NULL;
 
-		qi = sched_pick(s, now, &wake, &rows);
-		if (qi >= 0)
-			n = sched_take(w, &s->qs[qi], rows, now);
-		if (expired || n || done) {
-			pthread_mutex_unlock(&s->mu);
-			sched_post_list(expired);
-			sched_post_list(done);
-			done = NULL;
-			if (n)
-				sched_run_batch(w, qi, n);
-			pthread_mutex_lock(&s->mu);
-			if (n)
-				done = sched_learn(w, &s->qs[qi]);
-			continue;
+		for (struct sched_be *s = tm_list; s && !due; s = s->tm_next) {
+			uint64_t w = atomic_load(&s->tm_wake);
+
+			if (w <= now)
+				due = s;
+			else if (w < best)
+				best = w;
 		}
-		if (s->stop)
-			break;
-		sched_wait(s, wake);
+		if (due) {
+			atomic_store(&due->tm_wake, UINT64_MAX);
+			tm_cur = due;
+			pthread_mutex_unlock(&tm_mu);
+			sched_kick(due);
+			pthread_mutex_lock(&tm_mu);
+			tm_cur = NULL;
+			pthread_cond_broadcast(&tm_cv);
+		} else if (best == UINT64_MAX) {
+			pthread_cond_wait(&tm_cv, &tm_mu);
+		} else {
+			struct timespec ts = { .tv_sec = best / 1000000000ull,
+					       .tv_nsec = best % 1000000000ull };
+
+			pthread_cond_timedwait(&tm_cv, &tm_mu, &ts);
+		}
 	}
-	pthread_mutex_unlock(&s->mu);
 	return NULL;
 }
 
-/* Set q's policy from qc (lock held, or q not yet shared). */
+static void sched_timer_init(void)
+{
+	pthread_condattr_t ca;
+	pthread_t t;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&tm_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&t, NULL, sched_timer_main, NULL) == 0)
+		pthread_detach(t);
+	else
+		log_error("msg=\"cannot start the scheduler timer thread\"");
+}
+
+static void sched_timer_add(struct sched_be *s)
+{
+	pthread_once(&tm_once, sched_timer_init);
+	atomic_store(&s->tm_wake, UINT64_MAX);
+	pthread_mutex_lock(&tm_mu);
+	s->tm_next = tm_list;
+	tm_list = s;
+	s->tm_on = true;
+	pthread_mutex_unlock(&tm_mu);
+}
+
+/* Unregister s; returns once the timer thread is not kicking it. */
+static void sched_timer_del(struct sched_be *s)
+{
+	pthread_mutex_lock(&tm_mu);
+	for (struct sched_be **p = &tm_list; *p; p = &(*p)->tm_next)
+		if (*p == s) {
+			*p = s->tm_next;
+			break;
+		}
+	s->tm_on = false;
+	while (tm_cur == s)
+		pthread_cond_wait(&tm_cv, &tm_mu);
+	pthread_mutex_unlock(&tm_mu);
+}
+
+/* Dispatch s again at wake (monotonic ns), unless already due sooner. */
+static void sched_timer_arm(struct sched_be *s, uint64_t wake)
+{
+	if (wake == UINT64_MAX || wake >= atomic_load(&s->tm_wake))
+		return;
+	pthread_mutex_lock(&tm_mu);
+	if (s->tm_on && wake < atomic_load(&s->tm_wake)) {
+		atomic_store(&s->tm_wake, wake);
+		pthread_cond_signal(&tm_cv);
+	}
+	pthread_mutex_unlock(&tm_mu);
+}
+
+/* ---- dispatch ---- */
+
+static void sched_batch_done(struct batch *b);
+
+/* Fill free credits with cut batches (lock held).  Returns how many; *wake
+ * says when to look again when something stays queued. */
+static int sched_fill(struct sched_be *s, uint64_t now, struct sched_slot **go, uint64_t *wake)
+{
+	int n_go = 0;
+
+	*wake = UINT64_MAX;
+	while (s->n_free > 0 && !s->abort) {
+		struct sched_slot *w = NULL;
+		int rows = 0, qi, n;
+
+		qi = sched_pick(s, now, wake, &rows);
+		if (qi < 0)
+			return n_go;
+		for (int i = 0; i < s->n_slots && !w; i++)
+			if (!s->slots[i].busy)
+				w = &s->slots[i];
+		n = sched_take(w, &s->qs[qi], rows, now);
+		if (!n)
+			break;
+		w->busy = true;
+		w->qi = qi;
+		w->b.model = s->qs[qi].model;
+		w->b.n_slices = n;
+		w->b.errmsg[0] = 0;
+		w->b.exec_start_ns = w->b.exec_end_ns = 0;
+		s->n_free--;
+		go[n_go++] = w;
+	}
+	*wake = sched_next_deadline(s);
+	return n_go;
+}
+
+/* Submit a cut batch; one the backend refuses fails like a batch that ran. */
+static void sched_submit(struct sched_be *s, struct sched_slot *w)
+{
+	struct batch *b = &w->b;
+	int rc;
+
+	atomic_fetch_add_explicit(&s->dispatched, 1, memory_order_relaxed);
+	rc = s->be->ops->submit(s->be, b);
+	if (rc == 0)
+		return;
+	for (int i = 0; i < b->n_slices; i++)
+		b->slices[i].status = rc == -EAGAIN || rc == -ENODEV ? BE_RETRY : 503;
+	snprintf(b->errmsg, sizeof(b->errmsg), "backend %s could not start the batch: %s",
+		 s->be->conf.name, strerror(-rc));
+	b->exec_start_ns = b->exec_end_ns = now_ns();
+	b->done(b);
+}
+
+/* The scheduler this thread is dispatching (a synchronous backend's done()
+ * runs inside submit: the dispatch loop picks its credit up). */
+static __thread struct sched_be *sched_in_dispatch;
+
+/* The dispatch loop; the caller counted itself in s->active. */
+static void sched_dispatch(struct sched_be *s)
+{
+	struct sched_slot *go[s->n_slots];
+	struct sched_be *outer = sched_in_dispatch;
+
+	sched_in_dispatch = s;
+	for (;;) {
+		uint64_t now = now_ns(), wake;
+		struct infer_req *expired;
+		int n_go, inflight;
+
+		pthread_mutex_lock(&s->mu);
+		expired = sched_expire(s, now);
+		n_go = sched_fill(s, now, go, &wake);
+		inflight = s->n_slots - s->n_free;
+		if (inflight > atomic_load_explicit(&s->max_inflight, memory_order_relaxed))
+			atomic_store_explicit(&s->max_inflight, inflight, memory_order_relaxed);
+		/* Armed under the lock (s->mu, then tm_mu): s stays alive. */
+		sched_timer_arm(s, wake);
+		if (!n_go)
+			s->active--;
+		if (!n_go && s->stop)
+			pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		/* Once active is released, s may be freed: touch nothing of it. */
+		sched_post_list(NULL, expired, now);
+		if (!n_go)
+			break;
+		for (int i = 0; i < n_go; i++)
+			sched_submit(s, go[i]);
+	}
+	sched_in_dispatch = outer;
+}
+
+void sched_kick(struct sched_be *s)
+{
+	if (sched_in_dispatch == s)
+		return;		/* the loop running below us dispatches again */
+	pthread_mutex_lock(&s->mu);
+	if (s->stopped) {
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	s->active++;
+	pthread_mutex_unlock(&s->mu);
+	sched_dispatch(s);
+}
+
+/* A batch is done (any thread): account it, return its credit, post its
+ * requests, dispatch again. */
+static void sched_batch_done(struct batch *b)
+{
+	struct sched_slot *w = b->owner;
+	struct sched_be *s = w->s;
+	struct infer_req *done;
+	uint64_t now = now_ns();
+
+	pthread_mutex_lock(&s->mu);
+	done = sched_learn(w, &s->qs[w->qi]);
+	w->busy = false;
+	s->n_free++;
+	s->active++;		/* this thread dispatches next */
+	pthread_mutex_unlock(&s->mu);
+	/* Posts before dispatch: an answer does not wait for the next submit. */
+	sched_post_list(s, done, now);
+	if (sched_in_dispatch == s) {
+		pthread_mutex_lock(&s->mu);
+		s->active--;
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	sched_dispatch(s);
+}
+
 int sched_batch_limit(const struct backend *be, const struct model *m, int conf_max)
 {
 	int mb = m->max_batch_size;
 
-	if (be->ops && be->ops->max_batch && be->ops->max_batch(be, m) < mb)
-		mb = be->ops->max_batch(be, m);
+	struct be_caps caps = { 0 };
+
+	/* The limit belongs to the (backend, model) pair: a backend may take
+	 * fewer rows (or, up to the model's bound, more) than another. */
+	if (be->ops && be->ops->caps) {
+		be->ops->caps(be, m, &caps);
+		if (caps.max_batch > 0 && caps.max_batch < mb)
+			mb = caps.max_batch;
+	}
 	if (conf_max > 0 && conf_max < mb)
 		mb = conf_max;
 	return mb < 1 ? 1 : mb;
 }
 
+/* Set q's policy from qc (lock held, or q not yet shared). */
 static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 {
 	q->max_batch = sched_batch_limit(q->s->be, qc->model, qc->max_batch);
@@ -584,17 +809,17 @@ static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc)
 {
 	pthread_mutex_lock(&s->mu);
-	/* Worker arrays hold the model's max_batch_size, the most a batch takes. */
+	/* Slot arrays hold the widest model's max_batch_size, the most a batch takes. */
 	sched_configure(&s->qs[qi], qc);
-	pthread_cond_broadcast(&s->cv);
 	pthread_mutex_unlock(&s->mu);
+	sched_kick(s);		/* a shorter delay may make a batch due now */
 }
 
 static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, int n)
 {
 	int widest = 1;
 
-	s->qs = calloc(n, sizeof(*s->qs));
+	s->qs = calloc(n > 0 ? n : 1, sizeof(*s->qs));
 	if (!s->qs)
 		return -ENOMEM;
 	s->n_q = n;
@@ -613,6 +838,21 @@ static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, 
 	return widest;
 }
 
+/* Free what sched_be_start allocated (no batch in flight, no dispatcher). */
+static void sched_free(struct sched_be *s)
+{
+	for (int i = 0; s->slots && i < s->n_slots; i++)
+		free(s->slots[i].slices);
+	free(s->slots);
+	s->slots = NULL;
+	free(s->busy_until);
+	s->busy_until = NULL;
+	free(s->qs);
+	s->qs = NULL;
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
+}
+
 int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_conf *qc, int n)
 {
 	pthread_condattr_t ca;
@@ -627,47 +867,100 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_
 	pthread_condattr_destroy(&ca);
 	widest = sched_init_queues(s, qc, n);
 	if (widest < 0)
-		return widest;
+		goto fail;
 	s->widest = widest;
-	s->n_threads = be->conf.slots > 0 ? be->conf.slots : 1;
-	s->busy_until = calloc(s->n_threads, sizeof(*s->busy_until));
-	s->workers = calloc(s->n_threads, sizeof(*s->workers));
-	for (int i = 0; i < s->n_threads; i++) {
-		struct sched_worker *w = &s->workers[i];
+	s->n_slots = be->credits > 0 ? be->credits : 1;
+	s->n_free = s->n_slots;
+	s->busy_until = calloc(s->n_slots, sizeof(*s->busy_until));
+	s->slots = calloc(s->n_slots, sizeof(*s->slots));
+	if (!s->busy_until || !s->slots)
+		goto fail;
+	for (int i = 0; i < s->n_slots; i++) {
+		struct sched_slot *w = &s->slots[i];
 
 		w->s = s;
-		w->slot = i;
-		w->slices = calloc(widest, sizeof(*w->slices));
-		sem_init(&w->done, 0, 0);
-		if (pthread_create(&w->thread, NULL, sched_worker_main, w)) {
-			log_error("backend=%s msg=\"cannot start scheduler thread\"", be->conf.name);
-			s->n_threads = i;
-			return -EAGAIN;
-		}
+		w->b.be = be;
+		w->b.slot = i;
+		w->b.done = sched_batch_done;
+		w->b.owner = w;
+		w->b.slices = w->slices = calloc(widest, sizeof(*w->slices));
+		if (!w->slices)
+			goto fail;
 	}
+	sched_timer_add(s);
 	return 0;
+fail:
+	log_error("backend=%s msg=\"cannot start the scheduler: out of memory\"", be->conf.name);
+	sched_free(s);
+	s->stopped = true;
+	return -ENOMEM;
+}
+
+/* Answer every queued request 503 without running it (lock held).  Returns
+ * them linked through ->next. */
+static struct infer_req *sched_flush(struct sched_be *s, uint64_t now)
+{
+	struct infer_req *all = NULL;
+
+	for (int i = 0; i < s->n_q; i++) {
+		struct sched_q *q = &s->qs[i];
+		struct infer_req *r;
+
+		/* Everything queued has a deadline below UINT64_MAX... or none
+		 * (0 sorts last): expire them all by hand. */
+		for (int lv = 0; lv <= SQ_MAX_LEVELS; lv++)
+			while ((r = q->sq.lv[lv].head)) {
+				sq_remove(&q->sq, r);
+				sched_answer(r, 503, now, "gateway is shutting down: backend %s did "
+					     "not start the request in time", s->be->conf.name);
+				if (!sq_drop(r))
+					continue;	/* a running slice posts it */
+				sched_set_queue(r, NULL);
+				r->next = all;
+				all = r;
+			}
+		atomic_store_explicit(&q->depth, 0, memory_order_relaxed);
+	}
+	return all;
+}
+
+static void sched_stop(struct sched_be *s, bool run_queued)
+{
+	struct infer_req *flushed = NULL;
+
+	if (s->stopped || !s->qs)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	if (!run_queued) {
+		s->abort = true;
+		flushed = sched_flush(s, now_ns());
+	}
+	pthread_mutex_unlock(&s->mu);
+	sched_post_list(NULL, flushed, 0);
+	sched_kick(s);		/* drain without waiting for fuller batches */
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		bool queued = false;
+
+		for (int i = 0; i < s->n_q; i++)
+			queued |= s->qs[i].sq.n_reqs > 0;
+		if (!s->active && s->n_free == s->n_slots && !queued)
+			break;
+		pthread_cond_wait(&s->cv, &s->mu);
+	}
+	s->stopped = true;
+	pthread_mutex_unlock(&s->mu);
+	sched_timer_del(s);
+	sched_free(s);
 }
 
 void sched_be_stop(struct sched_be *s)
 {
-	if (s->stopped || !s->qs)
-		return;
-	s->stopped = true;
-	pthread_mutex_lock(&s->mu);
-	s->stop = true;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	for (int i = 0; i < s->n_threads; i++) {
-		pthread_join(s->workers[i].thread, NULL);
-		sem_destroy(&s->workers[i].done);
-		free(s->workers[i].slices);
-	}
-	free(s->workers);
-	s->workers = NULL;
-	free(s->busy_until);
-	s->busy_until = NULL;
-	free(s->qs);
-	s->qs = NULL;
-	pthread_cond_destroy(&s->cv);
-	pthread_mutex_destroy(&s->mu);
+	sched_stop(s, true);
+}
+
+void sched_be_abort(struct sched_be *s)
+{
+	sched_stop(s, false);
 }
