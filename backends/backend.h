@@ -186,6 +186,7 @@ struct be_kind {
 	const char *name;
 	enum backend_kind kind;
 	const struct backend_ops *ops;	/* NULL: not built into this binary */
+	const char *const *keys;	/* its own keys, NULL-terminated */
 	int (*parse_conf)(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 };
 

@@ -92,16 +92,6 @@ static void rt_model_put(struct rt_model *rm)
 
 /* ---- shared backends ---- */
 
-static const struct backend_ops *rt_ops_for(enum backend_kind k)
-{
-	switch (k) {
-	case BE_CPU:
-		return &be_cpu_ops;
-	default:
-		return NULL;	/* gpu and remote arrive with their issues */
-	}
-}
-
 /* Every started backend, for shutdown. */
 static pthread_mutex_t rt_live_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct rt_backend *rt_live[256];
@@ -265,7 +255,7 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 		rb->models[i] = models[i];
 		atomic_fetch_add(&models[i]->refs, 1);
 	}
-	rb->be.ops = rt_ops_for(bc->kind);
+	rb->be.ops = be_kind_of(bc->kind)->ops;
 	if (!rb->be.ops) {
 		log_warn("backend=%s msg=\"backend kind not built into this binary; left down\"",
 			 bc->name);

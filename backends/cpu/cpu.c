@@ -863,6 +863,22 @@ static void be_cpu_close(struct backend *be)
 	be_state_set(be, BE_DOWN);
 }
 
+/*
+ * be_cpu_parse_conf - see backend.h: threads_per_worker (OpenMP threads in
+ * one batch, 1..256) and nice (the workers' nice value, 0..19).
+ */
+int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err)
+{
+	int64_t tpw = conf->threads_per_slot > 0 ? conf->threads_per_slot : 1, nice = conf->nice;
+
+	if (src->get_int(src->ctx, "threads_per_worker", 1, 256, &tpw, err) ||
+	    src->get_int(src->ctx, "nice", 0, 19, &nice, err))
+		return -EINVAL;
+	conf->threads_per_slot = (int)tpw;
+	conf->nice = (int)nice;
+	return 0;
+}
+
 const struct backend_ops be_cpu_ops = {
 	.kind = "cpu",
 	.open = be_cpu_open,
@@ -870,6 +886,7 @@ const struct backend_ops be_cpu_ops = {
 	.unload_model = be_cpu_unload_model,
 	.caps = be_cpu_caps,
 	.submit = be_cpu_submit,
+	.parse_conf = be_cpu_parse_conf,
 	.stats = be_cpu_stats,
 	.close = be_cpu_close,
 };
