@@ -1,6 +1,7 @@
 /* runtime.c - see runtime.h. */
 #define _GNU_SOURCE	/* pthread_setname_np */
 #include "runtime.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -342,11 +343,47 @@ static struct rt_model *rt_model_named(const struct runtime *rt, const char *nam
 	return NULL;
 }
 
+/* A carried-over backend's new settings for queue qi, kept until publish. */
+struct rt_pending {
+	struct rt_backend *rb;
+	int qi;
+	struct sched_q_conf qc;
+	struct rt_pending *next;
+};
+
+static void rt_defer_update(struct runtime *rt, struct rt_backend *rb, int qi,
+			    const struct model_conf *mc, const struct model *m)
+{
+	struct rt_pending *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return;		/* keeps its old settings */
+	p->rb = rb;
+	p->qi = qi;
+	rt_queue_conf(rt->cfg, mc, m, rb->be.conf.name, &p->qc);
+	p->next = rt->pending;
+	rt->pending = p;
+}
+
+/* Apply (or, with apply false, drop) rt's pending queue settings. */
+static void rt_apply_pending(struct runtime *rt, bool apply)
+{
+	struct rt_pending *p, *next;
+
+	for (p = rt->pending; p; p = next) {
+		next = p->next;
+		if (apply)
+			sched_update(&p->rb->sched, p->qi, &p->qc);
+		free(p);
+	}
+	rt->pending = NULL;
+}
+
 /*
  * Carry over prev's backend when its settings and hosted model objects are
- * the same (then apply the new queue settings in place), else open anew.
+ * the same (its new queue settings wait for rt_publish), else open anew.
  */
-static struct rt_backend *rt_take_backend(const struct runtime *rt, const struct runtime *prev,
+static struct rt_backend *rt_take_backend(struct runtime *rt, const struct runtime *prev,
 					  const struct backend_conf *bc)
 {
 	struct rt_model *models[64];
@@ -362,13 +399,9 @@ static struct rt_backend *rt_take_backend(const struct runtime *rt, const struct
 			same = old->models[i] == models[i];
 		if (!same)
 			continue;
-		for (int i = 0; i < bc->n_models; i++) {
-			struct sched_q_conf qc;
-
-			rt_queue_conf(rt->cfg, cfg_find_model(rt->cfg, bc->models[i]), models[i]->m,
-				      bc->name, &qc);
-			sched_update(&old->sched, i, &qc);
-		}
+		for (int i = 0; i < bc->n_models; i++)
+			rt_defer_update(rt, old, i, cfg_find_model(rt->cfg, bc->models[i]),
+					models[i]->m);
 		atomic_fetch_add(&old->refs, 1);
 		return old;
 	}
@@ -377,6 +410,7 @@ static struct rt_backend *rt_take_backend(const struct runtime *rt, const struct
 
 static void rt_destroy(struct runtime *rt)
 {
+	rt_apply_pending(rt, false);
 	for (int i = 0; i < rt->n_backends; i++)
 		rt_backend_put(rt->backends[i]);
 	for (int i = 0; i < rt->n_models; i++)
@@ -495,8 +529,11 @@ static void *rt_reaper_main(void *arg)
 	return NULL;
 }
 
+static void rt_failover(struct infer_req *r, struct sched_be *from, uint64_t now);
+
 void rt_reaper_start(void)
 {
+	sched_failover(rt_failover);
 	rt_reaping = true;
 	pthread_create(&rt_reaper, NULL, rt_reaper_main, NULL);
 }
@@ -528,6 +565,8 @@ void rt_publish(struct runtime *rt)
 {
 	struct runtime *old;
 
+	if (rt)
+		rt_apply_pending(rt, true);	/* the previous snapshot is still current */
 	pthread_mutex_lock(&rt_lock);
 	old = rt_cur;
 	rt_cur = rt;
@@ -579,8 +618,8 @@ static int rt_candidates(struct runtime *rt, const struct infer_req *r, uint64_t
 		struct sched_view v;
 		int qi;
 
-		if (!rt_backend_usable(rb))
-			continue;
+		if (!rt_backend_usable(rb) || (const void *)&rb->sched == r->avoid)
+			continue;	/* avoid: failover leaves the backend that failed */
 		qi = sched_find(&rb->sched, r->model);
 		if (qi < 0)
 			continue;
@@ -713,6 +752,41 @@ out:
 int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now)
 {
 	return rt_route(rt, r, now, true);
+}
+
+/*
+ * The scheduler's failover hook (sched_failover): r came back retryable
+ * from backend `from`; place it on another backend of the current
+ * snapshot that hosts its model, with what is left of its deadline, or
+ * answer it: 504 when the deadline is gone, else 503/429 as routing says.
+ */
+static void rt_failover(struct infer_req *r, struct sched_be *from, uint64_t now)
+{
+	struct runtime *rt = rt_current();
+	int st;
+
+	if (r->deadline_ns && now >= r->deadline_ns) {
+		st = 504;
+		snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and its "
+			 "deadline passed before another could take it", from->be->conf.name);
+	} else if (!rt || rt_index(rt, r->model) < 0) {
+		st = 503;
+		snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and no "
+			 "other backend hosts model %s", from->be->conf.name, r->model->name);
+	} else {
+		st = rt_route(rt, r, now, true);
+		if (st == 503)
+			snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and "
+				 "no other backend is available for model %s", from->be->conf.name,
+				 r->model->name);
+	}
+	if (st) {
+		r->status = st;
+		if (!r->retry_after_s)
+			r->retry_after_s = 1;
+		loop_post(r->owner, r);
+	}
+	rt_put(rt);
 }
 
 int rt_precheck(struct runtime *rt, struct infer_req *r, uint64_t now)

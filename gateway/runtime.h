@@ -55,6 +55,9 @@ struct runtime {
 	int n_backends;
 	struct rt_backend **backends;	/* parallel to cfg->backends */
 	_Atomic unsigned rr;		/* round-robin cursor */
+	/* queue settings for backends carried over from the previous
+	 * snapshot, applied when this one is published (rt_publish) */
+	struct rt_pending *pending;
 	/* listen.tls context (tls.h), NULL when the listener is plain.  Each
 	 * TLS connection's SSL holds its own reference, so a reload changes
 	 * the certificate for new connections only. */
@@ -77,7 +80,8 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 struct runtime *rt_get(struct runtime *rt);
 void rt_put(struct runtime *rt);
 
-/* rt_publish - make rt current (takes the caller's reference). */
+/* rt_publish - make rt current (takes the caller's reference); the queue
+ * settings of the backends it carried over change now, not before. */
 void rt_publish(struct runtime *rt);
 /* rt_on_publish - fn(arg) runs after every publish (the server uses it to
  * make idle loops let go of the old snapshot). */

@@ -216,6 +216,8 @@ static void sched_answer(struct infer_req *r, int status, uint64_t now, const ch
 	va_end(ap);
 }
 
+static void sched_timer_arm(struct sched_be *s, uint64_t wake);
+
 int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 {
 	struct sched_q *q = &s->qs[qi];
@@ -259,6 +261,8 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	r->met = q->met;
 	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
 	kick = s->n_free > 0;
+	if (!kick && r->deadline_ns)
+		sched_timer_arm(s, r->deadline_ns);	/* expire it on time while busy */
 out_unlock:
 	pthread_mutex_unlock(&s->mu);
 	if (displaced)
