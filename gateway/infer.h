@@ -71,8 +71,9 @@ struct infer_req {
 	int n_batches;			/* batches its rows ran in: > 1 when sliced */
 	uint32_t retry_after_s;		/* with a 429: when to try again */
 	struct met_series *met;		/* counters of the (backend, model) it went to */
-	struct loop *owner;
-	void (*on_done)(struct infer_req *r);	/* runs on the owner loop's thread */
+	struct loop *owner;		/* NULL: internal (calibration), see on_done */
+	void (*on_done)(struct infer_req *r);	/* runs on the owner loop's thread; with
+						 * no owner, on the completing thread */
 	void *ctx;			/* the creator's */
 	struct infer_req *next;		/* intrusive link: queue or loop mailbox */
 	struct infer_req *prev;		/* queue only */

@@ -143,68 +143,173 @@ static void rt_backend_put(struct rt_backend *rb)
 	free(rb);
 }
 
+/*
+ * Calibration: the service-time warm start of a model on a backend, when
+ * the config gives none.  It runs through the normal dispatch as internal
+ * requests (no owner loop: on_done runs on the completing thread), one
+ * after the other: batches of 1 and of max rows, three of each, best of
+ * each kept, a + b*n fitted.  The control thread waits for it a bounded
+ * time (RT_CALIB_WAIT_MS per backend); a backend slower than that (an
+ * unreachable agent) stalls neither a reload nor SIGTERM: the chain
+ * finishes, or is answered by the scheduler's stop, on its own, and frees
+ * itself.
+ */
+#define RT_CALIB_STEPS 6
+#define RT_CALIB_WAIT_MS 3000
+
 struct rt_calib {
-	sem_t done;
+	struct infer_req r;
+	struct sched_be *s;
+	int qi, max_rows, step;
+	uint64_t t1, tn;
+	float *in, *out;
+	struct rt_calib_wait *w;	/* the control thread's, while it waits */
 };
 
-static void rt_calib_done(struct batch *b)
+struct rt_calib_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int pending;			/* chains not finished */
+	int refs;			/* the waiter + every chain not finished */
+};
+
+static void rt_calib_wait_put(struct rt_calib_wait *w)
 {
-	sem_post(&((struct rt_calib *)b->owner)->done);
+	bool last;
+
+	pthread_mutex_lock(&w->mu);
+	last = --w->refs == 0;
+	pthread_mutex_unlock(&w->mu);
+	if (last) {
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+		free(w);
+	}
 }
 
-/* Time one batch of rows zero-filled rows on slot 0; 0 on failure. */
-static uint64_t rt_time_batch(struct backend *be, const struct model *m, int rows)
+/* Queue the chain's next batch; false when it cannot (stopping). */
+static bool rt_calib_next(struct rt_calib *c)
 {
-	struct infer_req r = { .model = m, .rows = rows };
-	struct infer_slice sl = { .r = &r, .rows = rows };
-	struct rt_calib cal;
-	struct batch b = { .model = m, .be = be, .n_slices = 1, .slices = &sl, .rows = rows,
-			   .done = rt_calib_done, .owner = &cal };
-	uint64_t t = 0;
+	struct infer_req *r = &c->r;
 
-	r.input = calloc((size_t)rows * m->in_dim, sizeof(float));
-	r.output = calloc((size_t)rows * m->out_dim, sizeof(float));
-	atomic_store(&r.state, REQ_RUNNING);
-	sem_init(&cal.done, 0, 0);
-	if (be->ops->submit(be, &b) == 0) {
-		sem_wait(&cal.done);
-		if (sl.status == 0)
-			t = b.exec_end_ns - b.exec_start_ns;
-	}
-	sem_destroy(&cal.done);
-	free((void *)r.input);
-	free(r.output);
-	return t;
+	r->rows = c->step % 2 ? c->max_rows : 1;
+	r->status = 0;
+	r->errmsg[0] = 0;
+	r->priority = 1;
+	r->arrival_ns = now_ns();
+	r->exec_start_ns = r->exec_end_ns = 0;
+	atomic_store(&r->state, REQ_NEW);
+	return sched_enqueue(c->s, c->qi, r, r->arrival_ns) == 0;
 }
 
-/*
- * Warm start of the service-time model: from the config, else a short
- * calibration (best of 3 batches of 1 and of max rows) fitting a + b*n.
- */
-static void rt_calibrate(struct backend *be, const struct model_conf *mc, const struct model *m,
-			 int max_rows, struct sched_q_conf *qc)
+static void rt_calib_done(struct infer_req *r)
 {
-	uint64_t t1 = UINT64_MAX, tn = UINT64_MAX;
+	struct rt_calib *c = (struct rt_calib *)r;
+	uint64_t t = r->exec_end_ns - r->exec_start_ns;
 
-	if (mc->svc_base_us > 0 || mc->svc_per_row_us > 0) {
-		qc->warm_a_ns = mc->svc_base_us * 1000;
-		qc->warm_b_ns = mc->svc_per_row_us * 1000;
-		return;
-	}
-	for (int i = 0; i < 3; i++) {
-		uint64_t a = rt_time_batch(be, m, 1), b = rt_time_batch(be, m, max_rows);
+	if (!r->status && r->exec_end_ns > r->exec_start_ns) {
+		uint64_t *best = c->step % 2 ? &c->tn : &c->t1;
 
-		if (a && a < t1)
-			t1 = a;
-		if (b && b < tn)
-			tn = b;
+		if (t < *best)
+			*best = t;
 	}
-	if (t1 == UINT64_MAX || tn == UINT64_MAX)
+	if (!r->status && ++c->step < RT_CALIB_STEPS && rt_calib_next(c))
 		return;
-	qc->warm_b_ns = max_rows > 1 && tn > t1 ? (double)(tn - t1) / (max_rows - 1) : 0;
-	qc->warm_a_ns = (double)t1 - qc->warm_b_ns;
-	log_info("backend=%s model=%s batch1_us=%.1f batch%d_us=%.1f msg=\"calibrated service time\"",
-		 be->conf.name, m->name, t1 / 1e3, max_rows, tn / 1e3);
+	if (c->t1 != UINT64_MAX && c->tn != UINT64_MAX) {
+		double b = c->max_rows > 1 && c->tn > c->t1 ?
+			   (double)(c->tn - c->t1) / (c->max_rows - 1) : 0;
+
+		sched_set_warm(c->s, c->qi, (double)c->t1 - b, b);
+		log_info("backend=%s model=%s batch1_us=%.1f batch%d_us=%.1f msg=\"calibrated "
+			 "service time\"", c->s->be->conf.name, r->model->name, c->t1 / 1e3,
+			 c->max_rows, c->tn / 1e3);
+	}
+	if (c->w) {
+		pthread_mutex_lock(&c->w->mu);
+		c->w->pending--;
+		pthread_cond_broadcast(&c->w->cv);
+		pthread_mutex_unlock(&c->w->mu);
+		rt_calib_wait_put(c->w);
+	}
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+/* Start the calibration chain of queue qi (max_rows: its batch limit). */
+static int rt_calib_start(struct sched_be *s, int qi, const struct model *m, int max_rows,
+			  struct rt_calib_wait *w)
+{
+	struct rt_calib *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->s = s;
+	c->qi = qi;
+	c->max_rows = max_rows;
+	c->t1 = c->tn = UINT64_MAX;
+	c->in = calloc((size_t)max_rows * m->in_dim, sizeof(float));
+	c->out = calloc((size_t)max_rows * m->out_dim, sizeof(float));
+	c->r.model = m;
+	c->r.input = c->in;
+	c->r.output = c->out;
+	c->r.on_done = rt_calib_done;
+	c->w = w;
+	if (!c->in || !c->out || !rt_calib_next(c)) {
+		free(c->in);
+		free(c->out);
+		free(c);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Calibrate the queues that have no configured warm start, waiting for
+ * them at most RT_CALIB_WAIT_MS. */
+static void rt_calibrate(const struct config *cfg, struct rt_backend *rb)
+{
+	struct rt_calib_wait *w = calloc(1, sizeof(*w));
+	struct timespec ts;
+
+	if (!w)
+		return;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->refs = 1;
+	for (int i = 0; i < rb->n_models; i++) {
+		const struct model_conf *mc = cfg_find_model(cfg, rb->models[i]->name);
+		const struct model *m = rb->models[i]->m;
+
+		if (mc->svc_base_us > 0 || mc->svc_per_row_us > 0)
+			continue;
+		pthread_mutex_lock(&w->mu);
+		w->pending++;
+		w->refs++;
+		pthread_mutex_unlock(&w->mu);
+		if (rt_calib_start(&rb->sched, i, m, sched_batch_limit(&rb->be, m, mc->max_batch),
+				   w)) {
+			pthread_mutex_lock(&w->mu);
+			w->pending--;
+			w->refs--;
+			pthread_mutex_unlock(&w->mu);
+		}
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += RT_CALIB_WAIT_MS / 1000;
+	ts.tv_nsec += (RT_CALIB_WAIT_MS % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (w->pending > 0)
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+			break;
+	if (w->pending > 0)
+		log_warn("backend=%s msg=\"service time calibration still running after %d ms; "
+			 "starting without it\"", rb->be.conf.name, RT_CALIB_WAIT_MS);
+	pthread_mutex_unlock(&w->mu);
+	rt_calib_wait_put(w);
 }
 
 /* The scheduler settings of model mc on backend name, from config c. */
@@ -223,21 +328,26 @@ static void rt_queue_conf(const struct config *c, const struct model_conf *mc,
 	memcpy(qc->preferred, mc->preferred, sizeof(qc->preferred));
 }
 
-/* Start the scheduler of an open backend over the models it hosts. */
+/* Start the scheduler of an open backend over the models it hosts, with
+ * the configured service-time warm starts (the others: rt_calibrate). */
 static int rt_start_sched(const struct config *c, struct rt_backend *rb)
 {
 	struct sched_q_conf *qc = calloc(rb->n_models, sizeof(*qc));
 	int rc;
 
+	if (!qc)
+		return -ENOMEM;
 	for (int i = 0; i < rb->n_models; i++) {
 		const struct model_conf *mc = cfg_find_model(c, rb->models[i]->name);
-		const struct model *m = rb->models[i]->m;
 
-		rt_queue_conf(c, mc, m, rb->be.conf.name, &qc[i]);
-		rt_calibrate(&rb->be, mc, m, sched_batch_limit(&rb->be, m, mc->max_batch), &qc[i]);
+		rt_queue_conf(c, mc, rb->models[i]->m, rb->be.conf.name, &qc[i]);
+		qc[i].warm_a_ns = mc->svc_base_us * 1000;
+		qc[i].warm_b_ns = mc->svc_per_row_us * 1000;
 	}
 	rc = sched_be_start(&rb->sched, &rb->be, qc, rb->n_models);
 	free(qc);
+	if (rc == 0)
+		rt_calibrate(c, rb);
 	return rc;
 }
 

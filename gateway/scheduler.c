@@ -180,6 +180,16 @@ void sched_failover(void (*fn)(struct infer_req *r, struct sched_be *from, uint6
 	sched_failover_fn = fn;
 }
 
+/* Hand r its answer: its owner loop runs on_done; a request without an
+ * owner (internal: calibration) runs on_done here, on this thread. */
+static void sched_post(struct infer_req *r)
+{
+	if (r->owner)
+		loop_post(r->owner, r);
+	else
+		r->on_done(r);
+}
+
 /* r->queue is written by whichever thread moves r (failover). */
 static struct sched_q *sched_queue_of(struct infer_req *r)
 {
@@ -259,6 +269,8 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	}
 	sched_set_queue(r, q);
 	r->met = q->met;
+	if (!r->owner)
+		q->n_internal++;
 	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
 	kick = s->n_free > 0;
 	if (!kick && r->deadline_ns)
@@ -266,7 +278,7 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 out_unlock:
 	pthread_mutex_unlock(&s->mu);
 	if (displaced)
-		loop_post(displaced->owner, displaced);
+		sched_post(displaced);
 	if (kick && !sched_defer_add(s))
 		sched_kick(s);
 	return rc;
@@ -371,8 +383,9 @@ static int sched_pick(struct sched_be *s, uint64_t now, uint64_t *wake, int *row
 		v.oldest_ns = sq_oldest_arrival(&q->sq);
 		v.earliest_deadline_ns = sq_earliest_deadline(&q->sq);
 		cut = batch_decide(&q->pol, &v, &q->svc, now, &w);
-		/* While stopping, drain without waiting for fuller batches. */
-		if (cut == 0 && s->stop)
+		/* While stopping, drain without waiting for fuller batches;
+		 * an internal request (calibration) does not wait either. */
+		if (cut == 0 && (s->stop || q->n_internal))
 			cut = v.queued_rows < q->pol.max_batch ? v.queued_rows : q->pol.max_batch;
 		if (cut > 0) {
 			s->rr = i;
@@ -424,9 +437,13 @@ static int sched_take(struct sched_slot *w, struct sched_q *q, int rows, uint64_
 		if (sl->row0 == 0) {
 			atomic_store(&r->state, REQ_RUNNING);
 			r->dequeue_ns = now;
-			svc_wait_observe(&q->svc, r->priority, r->pred_wait_ns, now - r->enqueue_ns);
+			if (r->owner)	/* internal requests are not traffic */
+				svc_wait_observe(&q->svc, r->priority, r->pred_wait_ns,
+						 now - r->enqueue_ns);
 			ready = r->arrival_ns;
 		}
+		if (!r->owner && sl->row0 + sl->rows == r->rows)
+			q->n_internal--;	/* its last rows left the queue */
 		w->b.rows += sl->rows;
 		if (ready < w->oldest)
 			w->oldest = ready;
@@ -478,13 +495,16 @@ static struct infer_req *sched_learn(struct sched_slot *w, struct sched_q *q)
 {
 	const struct batch *b = &w->b;
 	struct infer_req *done = NULL;
-	bool retried = false;
+	bool retried = false, traffic = false;
 
 	w->s->busy_until[b->slot] = 0;
-	for (int i = 0; i < b->n_slices; i++)
+	for (int i = 0; i < b->n_slices; i++) {
 		retried |= b->slices[i].status == BE_RETRY;
-	/* A batch given back did not run: nothing to learn from its time. */
-	if (!retried && b->exec_end_ns >= b->exec_start_ns) {
+		traffic |= b->slices[i].r->owner != NULL;
+	}
+	/* A batch given back did not run: nothing to learn from its time.
+	 * Calibration batches (internal only) feed the warm start instead. */
+	if (!retried && traffic && b->exec_end_ns >= b->exec_start_ns) {
 		svc_observe(&q->svc, b->rows, b->exec_end_ns - b->exec_start_ns);
 		if (q->adaptive) {
 			q->pol.max_batch = batch_adapt_observe(&q->adapt, b->exec_end_ns - w->oldest);
@@ -516,12 +536,14 @@ static void sched_retry(struct sched_be *s, struct infer_req *r, uint64_t now)
 
 	r->status = 0;
 	r->errmsg[0] = 0;
-	if (st == REQ_CANCELLED || !sched_failover_fn || ++r->retries > SCHED_MAX_RETRIES) {
+	/* An internal request measures this backend: it does not move. */
+	if (st == REQ_CANCELLED || !sched_failover_fn || !r->owner ||
+	    ++r->retries > SCHED_MAX_RETRIES) {
 		r->status = 503;
 		r->retry_after_s = 1;
 		snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and no "
 			 "other backend took it", s->be->conf.name);
-		loop_post(r->owner, r);
+		sched_post(r);
 		return;
 	}
 	atomic_store(&r->state, REQ_NEW);
@@ -538,7 +560,7 @@ static void sched_post_list(struct sched_be *s, struct infer_req *r, uint64_t no
 		if (r->status == BE_RETRY)
 			sched_retry(s, r, now);
 		else
-			loop_post(r->owner, r);
+			sched_post(r);
 	}
 }
 
@@ -819,6 +841,14 @@ void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc)
 	sched_kick(s);		/* a shorter delay may make a batch due now */
 }
 
+void sched_set_warm(struct sched_be *s, int qi, double a_ns, double b_ns)
+{
+	pthread_mutex_lock(&s->mu);
+	s->qs[qi].svc.a_ns = a_ns;
+	s->qs[qi].svc.b_ns = b_ns;
+	pthread_mutex_unlock(&s->mu);
+}
+
 static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, int n)
 {
 	int widest = 1;
@@ -915,6 +945,8 @@ static struct infer_req *sched_flush(struct sched_be *s, uint64_t now)
 		for (int lv = 0; lv <= SQ_MAX_LEVELS; lv++)
 			while ((r = q->sq.lv[lv].head)) {
 				sq_remove(&q->sq, r);
+				if (!r->owner)
+					q->n_internal--;
 				sched_answer(r, 503, now, "gateway is shutting down: backend %s did "
 					     "not start the request in time", s->be->conf.name);
 				if (!sq_drop(r))

@@ -66,6 +66,7 @@ struct sched_q {
 	struct met_series *met;
 	_Atomic int depth;		/* queued requests, readable without the lock */
 	_Atomic int eff_max_batch;	/* for metrics */
+	int n_internal;			/* internal requests queued: cut at once */
 };
 
 struct sched_be {
@@ -134,6 +135,9 @@ void sched_kick(struct sched_be *s);
  * snapshot keeps its settings until then.
  */
 void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc);
+/* sched_set_warm - the service-time warm start of queue qi, t(n) = a + b*n
+ * (what batch sizes not observed yet are predicted from). */
+void sched_set_warm(struct sched_be *s, int qi, double a_ns, double b_ns);
 /* sched_find - index of the queue for m, or -1. */
 int sched_find(const struct sched_be *s, const struct model *m);
 /* sched_wait_factor - the calibration applied to predicted waits at prio
