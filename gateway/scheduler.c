@@ -815,6 +815,24 @@ int sched_batch_limit(const struct backend *be, const struct model *m, int conf_
 	return mb < 1 ? 1 : mb;
 }
 
+/* The backend's preferred batch sizes for q's model (caps), within the
+ * batch limit, when the config names none. */
+static void sched_caps_preferred(struct sched_q *q)
+{
+	const struct backend *be = q->s->be;
+	struct be_caps caps = { 0 };
+	int n = 0;
+
+	if (!be->ops || !be->ops->caps)
+		return;
+	be->ops->caps(be, q->model, &caps);
+	for (int i = 0; i < caps.n_preferred && i < BE_MAX_PREFERRED && n < BATCH_MAX_PREFERRED; i++)
+		if (caps.preferred[i] >= 1 && caps.preferred[i] <= q->max_batch &&
+		    (!n || caps.preferred[i] > q->pol.preferred[n - 1]))
+			q->pol.preferred[n++] = caps.preferred[i];
+	q->pol.n_preferred = n;
+}
+
 /* Set q's policy from qc (lock held, or q not yet shared). */
 static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 {
@@ -824,6 +842,8 @@ static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 	q->pol.margin_ns = qc->margin_ns;
 	q->pol.n_preferred = qc->n_preferred;
 	memcpy(q->pol.preferred, qc->preferred, sizeof(q->pol.preferred));
+	if (!qc->n_preferred)
+		sched_caps_preferred(q);
 	q->adaptive = qc->adaptive;
 	q->drop_hopeless = qc->drop_hopeless;
 	batch_adapt_init(&q->adapt, 1, q->max_batch, qc->objective_ns, 8);

@@ -53,6 +53,8 @@ static bool be_fake_exec(struct be_fake *f, struct batch *b)
 	bool fail;
 
 	f->n.batches++;
+	if (b->rows > f->n.max_rows)
+		f->n.max_rows = b->rows;
 	fail = (f->ctl.fail_every && f->n.batches % (uint64_t)f->ctl.fail_every == 0) ||
 	       (f->ctl.down_after && f->n.batches > (uint64_t)f->ctl.down_after);
 	if (f->ctl.down_after && f->n.batches >= (uint64_t)f->ctl.down_after)
@@ -197,6 +199,18 @@ static int be_fake_submit(struct backend *be, struct batch *b)
 	return 0;
 }
 
+static void be_fake_caps(const struct backend *be, const struct model *m, struct be_caps *out)
+{
+	struct be_fake *f = be->priv;
+
+	pthread_mutex_lock(&f->mu);
+	out->max_batch = f->ctl.max_batch;
+	out->n_preferred = f->ctl.n_preferred;
+	for (int i = 0; i < f->ctl.n_preferred && i < 4; i++)
+		out->preferred[i] = f->ctl.preferred[i];
+	pthread_mutex_unlock(&f->mu);
+}
+
 static void be_fake_stats(const struct backend *be, struct backend_stats *out)
 {
 	struct be_fake *f = be->priv;
@@ -260,6 +274,7 @@ const struct backend_ops be_fake_ops = {
 	.kind = "fake",
 	.open = be_fake_open,
 	.load_model = be_fake_load_model,
+	.caps = be_fake_caps,
 	.submit = be_fake_submit,
 	.view = be_fake_view,
 	.parse_conf = be_fake_parse_conf,

@@ -21,12 +21,16 @@ struct be_fake_ctl {
 	int down_after;			/* after N batches: state DOWN, every batch BE_RETRY; 0 = never */
 	bool sync;			/* complete inside submit */
 	bool refuse;			/* submit returns -ENODEV */
+	int max_batch;			/* caps: rows per batch here; 0 = the model's */
+	int n_preferred;		/* caps: preferred batch sizes */
+	int preferred[4];
 };
 
 struct be_fake_counts {
 	uint64_t batches, rows, retried;
 	uint64_t cancelled_seen;		/* slices skipped: cancelled/expired at start */
 	int max_inflight, violations;	/* violations: in flight above credits */
+	int max_rows;			/* largest batch seen */
 };
 
 /* be_fake_set - change the behaviour of an open fake backend (any time). */

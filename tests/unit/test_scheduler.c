@@ -548,6 +548,31 @@ static void test_expiry_while_busy(void **state)
 	env_free(e);
 }
 
+/* The batch limit belongs to the (backend, model) pair: the backend's caps
+ * lower it below the model's (and the config's none). */
+static void test_caps_batch_limit(void **state)
+{
+	struct env *e = env_new(40, NULL);
+	struct be_fake_ctl ctl = { .latency_us = 100, .max_batch = 3 };
+	struct be_fake_counts c;
+
+	(void)state;
+	env_backend(e, 0, 1, &ctl, 0, 0, 1024);
+	assert_int_equal(e->s[0].qs[0].max_batch, 3);
+	assert_int_equal(sched_batch_limit(&e->be[0], &e->m, 0), 3);
+	assert_int_equal(sched_batch_limit(&e->be[0], &e->m, 2), 2);
+	sched_defer_begin();
+	for (int k = 0; k < e->n; k++)
+		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+	sched_defer_end();
+	env_wait(e, e->n);
+	check_once(e);
+	be_fake_counts(&e->be[0], &c);
+	assert_int_equal(c.max_rows, 3);
+	assert_int_equal(c.rows, 40);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -562,6 +587,7 @@ int main(void)
 		cmocka_unit_test(test_abort_answers_queued),
 		cmocka_unit_test(test_delay_timer),
 		cmocka_unit_test(test_expiry_while_busy),
+		cmocka_unit_test(test_caps_batch_limit),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
