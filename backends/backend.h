@@ -146,7 +146,8 @@ struct backend_ops {
 	 * batch could not be started (then done is NOT called). */
 	int (*submit)(struct backend *be, struct batch *b);
 	/* cancel - optional, best effort: r (in a batch this backend holds) was
-	 * cancelled; its slices may be skipped.  done still comes. */
+	 * cancelled; its slices may be skipped.  done still comes, but never
+	 * from inside cancel: it runs under the scheduler's lock. */
 	void (*cancel)(struct backend *be, struct infer_req *r);
 	/* view - optional: the load this backend reports. 0 or -errno. */
 	int (*view)(const struct backend *be, struct be_load *out);
