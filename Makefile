@@ -132,9 +132,10 @@ asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw
 
 # The same binary with ThreadSanitizer (gcc's libtsan2), for the
-# concurrency tests of `make test` (suppressions: tests/tsan.supp).
+# concurrency tests of `make test` (suppressions: tests/tsan.supp), and the
+# scheduler's contract test (tests/unit/test_scheduler.c) under it.
 tsan:
-	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/infergw
+	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/infergw build-tsan/tests/test_scheduler
 
 test: deps all unit asan tsan
 	@bash tests/run_all.sh

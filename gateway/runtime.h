@@ -94,8 +94,9 @@ uint64_t rt_generation(void);
  * snapshots; stop waits for every pending one. */
 void rt_reaper_start(void);
 void rt_reaper_stop(void);
-/* rt_stop_all - drain and stop every backend's scheduler (shutdown):
- * completions still arrive at the loops' mailboxes. */
+/* rt_stop_all - stop every backend's scheduler (shutdown, after the grace
+ * period): requests still queued are answered 503 and never executed,
+ * batches in flight finish; completions arrive at the loops' mailboxes. */
 void rt_stop_all(void);
 
 /* rt_find_model - loaded model called name, or NULL. */
