@@ -72,6 +72,7 @@ struct backend_conf {
 	/* fake (test-only, backends/fake/fake.c) */
 	int fake_latency_us;	/* per batch */
 	int fake_fail_every;	/* every Nth batch fails retryably; 0 = never */
+	int fake_down_after;	/* state DOWN after N batches; 0 = never */
 };
 
 struct batch {

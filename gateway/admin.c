@@ -125,7 +125,12 @@ static const char *adm_state(const struct rt_backend *rb)
 				return "draining";
 		return "drained";
 	}
-	return "up";
+	switch (be_state_get(&rb->be)) {	/* set by the backend or health checks */
+	case BE_DOWN: return "down";
+	case BE_EJECTED: return "ejected";
+	case BE_DRAINING: return "draining";
+	default: return "up";
+	}
 }
 
 static json_t *adm_backend_json(const struct runtime *rt, int i)

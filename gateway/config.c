@@ -781,7 +781,8 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 	if (!cfg_streq(a->name, b->name) || a->kind != b->kind || a->slots != b->slots ||
 	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
 	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models ||
-	    a->fake_latency_us != b->fake_latency_us || a->fake_fail_every != b->fake_fail_every)
+	    a->fake_latency_us != b->fake_latency_us || a->fake_fail_every != b->fake_fail_every ||
+	    a->fake_down_after != b->fake_down_after)
 		return false;
 	for (int i = 0; i < a->n_models; i++)
 		if (!cfg_streq(a->models[i], b->models[i]))

@@ -36,13 +36,15 @@ struct be_fake {
 
 int be_fake_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err)
 {
-	int64_t lat = 0, every = 0;
+	int64_t lat = 0, every = 0, down = 0;
 
 	if (src->get_int(src->ctx, "latency_us", 0, 10000000, &lat, err) ||
-	    src->get_int(src->ctx, "fail_every", 0, 1000000, &every, err))
+	    src->get_int(src->ctx, "fail_every", 0, 1000000, &every, err) ||
+	    src->get_int(src->ctx, "down_after", 0, 1000000, &down, err))
 		return -EINVAL;
 	conf->fake_latency_us = (int)lat;
 	conf->fake_fail_every = (int)every;
+	conf->fake_down_after = (int)down;
 	return 0;
 }
 
@@ -145,6 +147,7 @@ static int be_fake_open(struct backend *be, const struct backend_conf *conf, cha
 	f->be = be;
 	f->ctl.latency_us = conf->fake_latency_us;
 	f->ctl.fail_every = conf->fake_fail_every;
+	f->ctl.down_after = conf->fake_down_after;
 	pthread_mutex_init(&f->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

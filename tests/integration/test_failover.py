@@ -15,18 +15,21 @@ from gwlib import H2Client, MODEL_DIR
 N = 150
 
 
-def _fake(name, *, workers=2, latency_us=300, fail_every=0):
+def _fake(name, *, workers=2, latency_us=300, fail_every=0, down_after=0):
     return (f"  - name: {name}\n"
             f"    kind: fake\n"
             f"    workers: {workers}\n"
             f"    latency_us: {latency_us}\n"
             f"    fail_every: {fail_every}\n"
+            f"    down_after: {down_after}\n"
             f"    models: [digits]\n")
 
 
 def _config(backends):
-    return sm.config_text([sm.model_yaml("digits", MODEL_DIR, max_batch=8)], backends,
-                          routing={"policy": "round-robin"})
+    # A configured warm start: no calibration batches before the traffic.
+    return sm.config_text([sm.model_yaml("digits", MODEL_DIR, max_batch=8,
+                                         extra="    service_time_us: {base: 300, per_row: 1}\n")],
+                          backends, routing={"policy": "round-robin"})
 
 
 def _rows(k):
@@ -90,3 +93,28 @@ def test_nowhere_to_fail_over_503(start_gw):
         err = json.loads(bytes(resp.body))["error"]
         assert "failed the request" in err, err
     assert _h2_codes(g.admin_port) == {"503": N}
+
+
+def test_backend_down_mid_flight(start_gw):
+    """fake0 goes down (its own state) after 3 batches: what it held and
+    what was queued on it fail over to fake1, the router stops sending it
+    anything at once, and the admin API and /metrics show it down."""
+    g = start_gw("failover_down", _config([_fake("fake0", latency_us=2000, down_after=3),
+                                           _fake("fake1")]))
+    for rows, resp in _flood(g.port):
+        assert resp.status == 200, (resp.status, bytes(resp.body)[:200])
+        got = np.asarray(json.loads(bytes(resp.body))["outputs"][0]["data"])
+        np.testing.assert_allclose(got.reshape(rows.shape[0], 10), _expect(rows),
+                                   rtol=1e-5, atol=1e-4)
+    assert _h2_codes(g.admin_port) == {"200": N}
+    st, _, body = gwlib.h1_request(g.admin_port, "GET", "/admin/backends")
+    assert st == 200, body
+    states = {b["name"]: b["state"] for b in json.loads(body)["backends"]}
+    assert states == {"fake0": "down", "fake1": "up"}, states
+    assert "calibrated service time" not in g.log()   # it went down under traffic
+    ms = gwlib.read_metrics(g.admin_port)
+    assert gwlib.metric(ms, "infergw_backend_up", backend="fake0") == 0
+    assert gwlib.metric(ms, "infergw_backend_up", backend="fake1") == 1
+    # fake0 ran its 3 batches before going down (batches given back are
+    # not counted as executed)
+    assert gwlib.metric(ms, "infergw_batch_rows_count", backend="fake0", model="digits") == 3
