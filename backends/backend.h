@@ -85,6 +85,12 @@ struct batch {
 	uint64_t exec_start_ns, exec_end_ns;	/* set by the backend */
 	char errmsg[160];		/* set by the backend when a slice fails */
 	void (*done)(struct batch *b);
+	/* topup - optional to call (NULL-safe: may be NULL): just before it
+	 * starts b, a backend whose start lags its submit (a queue to its
+	 * own threads) may let the scheduler add rows queued since the cut,
+	 * up to the batch limit; returns b->rows.  slices/n_slices/rows
+	 * change; nothing else does. */
+	int (*topup)(struct batch *b);
 	void *owner;			/* the scheduler's */
 	struct batch *be_next;		/* the backend's link while it holds b */
 };

@@ -416,19 +416,10 @@ static uint64_t sched_next_deadline(const struct sched_be *s)
 	return best;
 }
 
-/* Take a cut batch from queue qi into slot w (lock held).  Returns the slice count. */
-static int sched_take(struct sched_slot *w, struct sched_q *q, int rows, uint64_t now)
+/* Account slices [from, to) of w just taken from q (lock held). */
+static void sched_took(struct sched_slot *w, struct sched_q *q, int from, int to, uint64_t now)
 {
-	int eff = q->pol.max_batch;
-	int n = sq_take(&q->sq, rows, eff, w->slices, w->s->widest);
-
-	/* The head is larger than the cut (a preferred size): run it alone
-	 * rather than stall the queue (sliced, when above the limit). */
-	if (n == 0)
-		n = sq_take(&q->sq, eff, eff, w->slices, 1);
-	w->b.rows = 0;
-	w->oldest = UINT64_MAX;
-	for (int i = 0; i < n; i++) {
+	for (int i = from; i < to; i++) {
 		struct infer_slice *sl = &w->slices[i];
 		struct infer_req *r = sl->r;
 		uint64_t ready = now;	/* a later slice: ready once cut */
@@ -450,7 +441,48 @@ static int sched_take(struct sched_slot *w, struct sched_q *q, int rows, uint64_
 	}
 	atomic_store_explicit(&q->depth, q->sq.n_reqs, memory_order_relaxed);
 	w->s->busy_until[w->b.slot] = now + svc_predict(&q->svc, w->b.rows);
+}
+
+/* Take a cut batch from queue qi into slot w (lock held).  Returns the slice count. */
+static int sched_take(struct sched_slot *w, struct sched_q *q, int rows, uint64_t now)
+{
+	int eff = q->pol.max_batch;
+	int n = sq_take(&q->sq, rows, eff, w->slices, w->s->widest);
+
+	/* The head is larger than the cut (a preferred size): run it alone
+	 * rather than stall the queue (sliced, when above the limit). */
+	if (n == 0)
+		n = sq_take(&q->sq, eff, eff, w->slices, 1);
+	w->b.rows = 0;
+	w->oldest = UINT64_MAX;
+	sched_took(w, q, 0, n, now);
 	return n;
+}
+
+/*
+ * batch->topup: the backend is about to start b (a worker picked it up):
+ * add what was queued for its model since it was cut, up to the batch
+ * limit, so a backend whose start lags its dispatch still runs full
+ * batches.  Not with preferred sizes (the cut chose the size) nor while
+ * aborting.  Returns b->rows.
+ */
+static int sched_batch_topup(struct batch *b)
+{
+	struct sched_slot *w = b->owner;
+	struct sched_be *s = w->s;
+	struct sched_q *q = &s->qs[w->qi];
+	int room, n;
+
+	pthread_mutex_lock(&s->mu);
+	room = q->pol.max_batch - b->rows;
+	if (room > 0 && q->sq.n_reqs && !q->pol.n_preferred && !s->abort) {
+		n = sq_take(&q->sq, room, q->pol.max_batch, w->slices + b->n_slices,
+			    s->widest - b->n_slices);
+		sched_took(w, q, b->n_slices, b->n_slices + n, now_ns());
+		b->n_slices += n;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return b->rows;
 }
 
 /* Account slice sl of batch b to its request (lock held).  true when the
@@ -936,6 +968,7 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_
 		w->b.be = be;
 		w->b.slot = i;
 		w->b.done = sched_batch_done;
+		w->b.topup = sched_batch_topup;
 		w->b.owner = w;
 		w->b.slices = w->slices = calloc(widest, sizeof(*w->slices));
 		if (!w->slices)

@@ -705,6 +705,8 @@ static void *be_cpu_worker_main(void *arg)
 		if (!c->q_head)
 			c->q_tail = NULL;
 		pthread_mutex_unlock(&c->q_mu);
+		if (b->topup)	/* what arrived while this batch waited for us */
+			b->topup(b);
 		be_cpu_run(c, b);
 		b->done(b);	/* b is not ours any more (backend.h) */
 		pthread_mutex_lock(&c->q_mu);

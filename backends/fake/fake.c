@@ -98,6 +98,15 @@ static bool be_fake_exec(struct be_fake *f, struct batch *b)
 /* Complete b: done() last, nothing of b touched after (backend.h). */
 static void be_fake_complete(struct be_fake *f, struct batch *b)
 {
+	bool topup;
+
+	pthread_mutex_lock(&f->mu);
+	topup = f->ctl.topup;
+	pthread_mutex_unlock(&f->mu);
+	/* Not under f->mu: topup takes the scheduler's lock, which is held
+	 * around caps (lock order: scheduler, then fake). */
+	if (topup && b->topup)
+		b->topup(b);
 	pthread_mutex_lock(&f->mu);
 	be_fake_exec(f, b);
 	f->inflight--;

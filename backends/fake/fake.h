@@ -21,6 +21,7 @@ struct be_fake_ctl {
 	int down_after;			/* after N batches: state DOWN, every batch BE_RETRY; 0 = never */
 	bool sync;			/* complete inside submit */
 	bool refuse;			/* submit returns -ENODEV */
+	bool topup;			/* call batch->topup when a batch starts */
 	int max_batch;			/* caps: rows per batch here; 0 = the model's */
 	int n_preferred;		/* caps: preferred batch sizes */
 	int preferred[4];

@@ -573,6 +573,29 @@ static void test_caps_batch_limit(void **state)
 	env_free(e);
 }
 
+/* A batch waiting for its backend to start takes what was queued since it
+ * was cut (batch->topup), up to the limit: one batch of 6, not 1 + 5. */
+static void test_topup_at_start(void **state)
+{
+	struct env *e = env_new(10, NULL);
+	struct be_fake_ctl ctl = { .latency_us = 200000, .topup = true };
+	struct be_fake_counts c;
+
+	(void)state;
+	env_backend(e, 0, 1, &ctl, 6, 0, 1024);
+	for (int k = 0; k < e->n; k++)
+		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+	env_wait(e, e->n);
+	check_once(e);
+	for (int k = 0; k < e->n; k++)
+		check_values(e, k);
+	be_fake_counts(&e->be[0], &c);
+	assert_int_equal(c.max_rows, 6);	/* the first batch, cut at 1 row, ran 6 */
+	assert_int_equal(c.batches, 2);		/* 6 + 4 */
+	assert_int_equal(c.rows, 10);
+	env_free(e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -588,6 +611,7 @@ int main(void)
 		cmocka_unit_test(test_delay_timer),
 		cmocka_unit_test(test_expiry_while_busy),
 		cmocka_unit_test(test_caps_batch_limit),
+		cmocka_unit_test(test_topup_at_start),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
