@@ -286,8 +286,11 @@ static void rt_calibrate(const struct config *cfg, struct rt_backend *rb)
 		w->pending++;
 		w->refs++;
 		pthread_mutex_unlock(&w->mu);
-		if (rt_calib_start(&rb->sched, i, m, sched_batch_limit(&rb->be, m, mc->max_batch),
-				   w)) {
+		int rows = sched_batch_limit(&rb->be, m, mc->max_batch);
+
+		if (rows > m->max_batch_size)	/* the most one request may have */
+			rows = m->max_batch_size;
+		if (rt_calib_start(&rb->sched, i, m, rows, w)) {
 			pthread_mutex_lock(&w->mu);
 			w->pending--;
 			w->refs--;

@@ -832,14 +832,14 @@ static void sched_batch_done(struct batch *b)
 int sched_batch_limit(const struct backend *be, const struct model *m, int conf_max)
 {
 	int mb = m->max_batch_size;
-
 	struct be_caps caps = { 0 };
 
-	/* The limit belongs to the (backend, model) pair: a backend may take
-	 * fewer rows (or, up to the model's bound, more) than another. */
+	/* The limit belongs to the (backend, model) pair: a backend may batch
+	 * fewer rows than the model's max_batch_size, or more (a GPU): the
+	 * model's bound stays the most rows one request may have. */
 	if (be->ops && be->ops->caps) {
 		be->ops->caps(be, m, &caps);
-		if (caps.max_batch > 0 && caps.max_batch < mb)
+		if (caps.max_batch > 0)
 			mb = caps.max_batch;
 	}
 	if (conf_max > 0 && conf_max < mb)
@@ -918,8 +918,9 @@ static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, 
 		sq_init(&q->sq, qc[i].priority_levels, qc[i].max_queue);
 		svc_init(&q->svc, qc[i].warm_a_ns, qc[i].warm_b_ns, 0.2);
 		sched_configure(q, &qc[i]);
-		if (qc[i].model->max_batch_size > widest)
-			widest = qc[i].model->max_batch_size;
+		/* a batch holds at most its limit's rows, one slice each */
+		if (sched_batch_limit(s->be, qc[i].model, 0) > widest)
+			widest = sched_batch_limit(s->be, qc[i].model, 0);
 	}
 	return widest;
 }

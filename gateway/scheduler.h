@@ -105,8 +105,9 @@ struct sched_view {
 
 /*
  * sched_batch_limit - the most rows one batch of m on be holds: the
- * model's max_batch_size, lowered by the backend's own limit and by
- * conf_max (models[].max_batch; 0 = none).  Requests above it run sliced.
+ * backend's own limit for m (ops->caps; none: the model's max_batch_size),
+ * lowered by conf_max (models[].max_batch; 0 = none).  Requests above it
+ * run sliced; no request may have more rows than the model's max_batch_size.
  */
 int sched_batch_limit(const struct backend *be, const struct model *m, int conf_max);
 /*

@@ -571,6 +571,31 @@ static void test_caps_batch_limit(void **state)
 	assert_int_equal(c.max_rows, 3);
 	assert_int_equal(c.rows, 40);
 	env_free(e);
+
+	/* Above the model's max_batch_size (64) too: a GPU batches more rows
+	 * than the CPU, while a request still has at most 64. */
+	{
+		int rows[3] = { 64, 64, 40 };
+
+		e = env_new(3, rows);
+		ctl.max_batch = 200;
+		ctl.latency_us = 50000;
+		env_backend(e, 0, 1, &ctl, 0, 0, 1024);
+		assert_int_equal(e->s[0].qs[0].max_batch, 200);
+		for (int k = 0; k < 3; k++)
+			assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+		env_wait(e, 3);
+		check_once(e);
+		for (int k = 0; k < 3; k++)
+			check_values(e, k);
+		be_fake_counts(&e->be[0], &c);
+		assert_int_equal(c.rows, 168);
+		assert_true(c.max_rows > 64);	/* 64 alone (dispatched at once), then 104 */
+		e->r[0].rows = 65;		/* the model's bound still holds per request */
+		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[0], now_ns()), -E2BIG);
+		e->r[0].rows = 64;
+		env_free(e);
+	}
 }
 
 /* A batch waiting for its backend to start takes what was queued since it
