@@ -67,7 +67,8 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 FEATURES := http2 http1.1 tls-alpn kserve-v2 binary-tensor msgpack cpu-onednn hot-reload
 
 LIB_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) \
-           $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c)
+           $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
+           $(wildcard backends/fake/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -131,9 +132,10 @@ asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw
 
 # The same binary with ThreadSanitizer (gcc's libtsan2), for the
-# concurrency tests of `make test` (suppressions: tests/tsan.supp).
+# concurrency tests of `make test` (suppressions: tests/tsan.supp), and the
+# scheduler's contract test (tests/unit/test_scheduler.c) under it.
 tsan:
-	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/infergw
+	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/infergw build-tsan/tests/test_scheduler
 
 test: deps all unit asan tsan
 	@bash tests/run_all.sh

@@ -1,38 +1,67 @@
 /*
- * backend.h - the table of operations every backend implements.
+ * backend.h - the contract between the scheduler and a backend (ops v2).
  *
  * A backend executes batches of inference requests for the models it hosts.
- * The scheduler (gateway/scheduler.c) owns the queues and `slots` threads per
- * backend; each thread cuts a batch and calls ops->submit(be, batch) with
- * batch->slot set to its own index, then waits for batch->done before it
- * cuts the next one.  submit may complete the batch before it returns (the
- * CPU backend computes in the calling thread) or later from another thread
- * (GPU stream callback, remote agent reply).  Either way it must call
- * batch->done(batch) exactly once, after it has written every slice's
- * output rows and status.
+ * The scheduler (gateway/scheduler.c) owns the queues; the backend owns its
+ * execution resources (CPU worker threads, GPU streams, an agent's socket).
+ *
+ * Credits.  open sets be->credits: how many batches the backend can have in
+ * flight at once (CPU: worker threads; GPU: streams; agent: its window).
+ * The scheduler never has more than that many batches submitted and not yet
+ * done; each carries batch->slot, a credit index 0..credits-1 no other batch
+ * in flight holds, which a backend may use to index per-slot state (the CPU
+ * backend's buffers and oneDNN stream).
+ *
+ * submit(be, b) must not block on execution: it starts b (or queues it to
+ * the backend's own threads) and returns.  It may also complete b before it
+ * returns (a trivial backend).  Either way it calls b->done(b) exactly once,
+ * after it has written every slice's output rows and status, from any
+ * thread.  done() returns the credit and lets the scheduler hand out the
+ * next batch at once, from that thread.  After calling done() the backend
+ * never touches b, its slices or their requests again: they may be freed
+ * or reused before done() returns.
  *
  * A batch is a list of slices: row ranges of requests.  A request larger
  * than the batch limit runs as several slices in several batches, possibly
  * at once on different slots, so a backend writes only its slices' rows of
  * r->output (and reads only their rows of r->input), and reports through
- * the slice and the batch, never the request's own fields.
+ * the slice and the batch, never the request's own fields.  A slice whose
+ * request is REQ_CANCELLED or REQ_EXPIRED when the backend starts it need
+ * not run (its status is then ignored).
+ *
+ * Slice status: 0 (rows written), an HTTP status (the batch's errmsg says
+ * why), or BE_RETRY: the backend could not run it here (connection lost,
+ * device error) and nothing was written: the scheduler gives the slice back
+ * to the router, which places it on another backend with what is left of
+ * its deadline, or answers 503/504 (failover).
+ *
+ * States.  be->state (enum be_state) is atomic: the backend or a health
+ * check changes it with be_state_set, the router reads it per request.
+ * Only BE_UP takes new requests; DRAINING finishes what it holds; EJECTED
+ * (health checks) and DOWN take nothing; batches in flight still complete.
  */
 #ifndef INFERGW_BACKEND_H
 #define INFERGW_BACKEND_H
 
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct model;
 struct infer_req;
 struct infer_slice;
 
-enum backend_kind { BE_CPU, BE_GPU, BE_REMOTE };
+enum backend_kind { BE_CPU, BE_GPU, BE_REMOTE, BE_FAKE };
+
+/* A slice status: retry this slice on another backend. */
+#define BE_RETRY (-EAGAIN)
 
 struct backend_conf {
 	char *name;
 	enum backend_kind kind;
-	int slots;		/* concurrent batches (CPU: worker threads); default 1 */
+	int slots;		/* credits (CPU: worker threads); default 1 */
 	int threads_per_slot;	/* CPU: OpenMP threads inside one batch; default 1 */
 	double cost;		/* relative cost per request, for routing */
 	char **models;		/* names of hosted models */
@@ -40,19 +69,46 @@ struct backend_conf {
 	char *address;		/* remote: host:port */
 	int device;		/* gpu: CUDA device ordinal */
 	int nice;		/* worker threads' nice value (SCHED_BATCH); default 10 */
+	/* fake (test-only, backends/fake/fake.c) */
+	int fake_latency_us;	/* per batch */
+	int fake_fail_every;	/* every Nth batch fails retryably; 0 = never */
+	int fake_down_after;	/* state DOWN after N batches; 0 = never */
 };
 
 struct batch {
 	const struct model *model;
 	struct backend *be;
-	int slot;			/* scheduler thread index, 0..slots-1 */
+	int slot;			/* credit index, 0..be->credits-1 */
 	int n_slices;
 	struct infer_slice *slices;	/* each with rows >= 1 */
-	int rows;			/* sum of slices[i].rows, <= the backend's max_batch */
+	int rows;			/* sum of slices[i].rows, <= the (backend, model) max_batch */
 	uint64_t exec_start_ns, exec_end_ns;	/* set by the backend */
 	char errmsg[160];		/* set by the backend when a slice fails */
 	void (*done)(struct batch *b);
+	/* topup - optional to call (NULL-safe: may be NULL): just before it
+	 * starts b, a backend whose start lags its submit (a queue to its
+	 * own threads) may let the scheduler add rows queued since the cut,
+	 * up to the batch limit; returns b->rows.  slices/n_slices/rows
+	 * change; nothing else does. */
+	int (*topup)(struct batch *b);
 	void *owner;			/* the scheduler's */
+	struct batch *be_next;		/* the backend's link while it holds b */
+};
+
+/* What a backend can do with one model it loaded (ops->caps). */
+#define BE_MAX_PREFERRED 8
+struct be_caps {
+	int max_batch;			/* rows per batch here; 0 = the model's */
+	int n_preferred;		/* batch sizes that run best here */
+	int preferred[BE_MAX_PREFERRED];
+	uint32_t dtypes;		/* bit set of input datatypes (1 << model dtype); 0 = FP32 only */
+	int n_variants;			/* compiled shapes/engines; informative */
+};
+
+/* Load a remote backend reports (ops->view). */
+struct be_load {
+	int queue_depth;		/* requests waiting inside the backend */
+	uint64_t service_ns;		/* its own estimate of one batch's service time; 0 = none */
 };
 
 struct backend_stats {
@@ -62,22 +118,55 @@ struct backend_stats {
 	bool up;
 };
 
+enum be_state { BE_DOWN = 0, BE_UP, BE_DRAINING, BE_EJECTED };
+
 struct backend;
+
+/*
+ * Reads kind-specific keys of one backends[] entry for parse_conf; errors
+ * come back with the config's FILE:LINE:COL.  Each returns 0, or -EINVAL
+ * with *err set.  A missing key leaves *out unchanged.
+ */
+struct be_conf_src {
+	void *ctx;
+	int (*get_int)(void *ctx, const char *key, int64_t min, int64_t max, int64_t *out,
+		       char **err);
+	int (*get_str)(void *ctx, const char *key, char **out, char **err);
+	/* an error about the entry itself (a missing key) */
+	int (*error)(void *ctx, char **err, const char *msg);
+};
 
 struct backend_ops {
 	const char *kind;
-	/* open - prepare per-slot state from conf. 0 or -errno with *err. */
+	/* open - prepare per-slot state from conf, set be->credits and state
+	 * BE_UP. 0 or -errno with *err. */
 	int (*open)(struct backend *be, const struct backend_conf *conf, char **err);
 	/* load_model - make m executable here (e.g. create oneDNN primitives
 	 * for each batch-size bucket, for every slot). 0 or -errno with *err. */
 	int (*load_model)(struct backend *be, const struct model *m, char **err);
-	/* submit - execute b (see the comment at the top). 0, or -errno when
-	 * the batch could not be started (then done is NOT called). */
+	/* unload_model - optional: forget m (no batch of m in flight). */
+	void (*unload_model)(struct backend *be, const struct model *m);
+	/* caps - optional: fill *out for m, loaded (zeroed first by the caller:
+	 * what is left 0 means "the model's"). */
+	void (*caps)(const struct backend *be, const struct model *m, struct be_caps *out);
+	/* submit - start b (see the comment at the top). 0, or -errno when the
+	 * batch could not be started (then done is NOT called). */
 	int (*submit)(struct backend *be, struct batch *b);
-	/* max_batch - optional: the most rows of m one batch here may hold
-	 * (the scheduler slices larger requests); NULL: m->max_batch_size. */
-	int (*max_batch)(const struct backend *be, const struct model *m);
+	/* cancel - optional, best effort: r (in a batch this backend holds) was
+	 * cancelled; its slices may be skipped.  done still comes, but never
+	 * from inside cancel: it runs under the scheduler's lock. */
+	void (*cancel)(struct backend *be, struct infer_req *r);
+	/* view - optional: the load this backend reports. 0 or -errno. */
+	int (*view)(const struct backend *be, struct be_load *out);
+	/* alloc_input / free_input - optional: per-slot input buffers (a GPU
+	 * backend decodes into pinned memory); NULL: malloc'd by the front. */
+	void *(*alloc_input)(struct backend *be, size_t bytes);
+	void (*free_input)(struct backend *be, void *p);
+	/* parse_conf - optional: read this kind's own keys of one backends[]
+	 * entry into conf.  0 or -EINVAL with *err. */
+	int (*parse_conf)(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 	void (*stats)(const struct backend *be, struct backend_stats *out);
+	/* close - no batch in flight; frees everything open made. */
 	void (*close)(struct backend *be);
 };
 
@@ -85,9 +174,38 @@ struct backend {
 	const struct backend_ops *ops;
 	struct backend_conf conf;	/* owned copy */
 	void *priv;			/* the backend's own state */
-	_Atomic bool up;		/* written by the control thread, read by loops */
+	int credits;			/* batches in flight at most; set by open */
+	_Atomic int state;		/* enum be_state */
 };
 
+static inline enum be_state be_state_get(const struct backend *be)
+{
+	return (enum be_state)atomic_load_explicit(&((struct backend *)be)->state,
+						   memory_order_acquire);
+}
+
+static inline void be_state_set(struct backend *be, enum be_state st)
+{
+	atomic_store_explicit(&be->state, st, memory_order_release);
+}
+
+/* The kind registry: every backend kind the binary knows (backends/registry.c). */
+struct be_kind {
+	const char *name;
+	enum backend_kind kind;
+	const struct backend_ops *ops;	/* NULL: not built into this binary */
+	const char *const *keys;	/* its own keys, NULL-terminated */
+	int (*parse_conf)(struct backend_conf *conf, const struct be_conf_src *src, char **err);
+};
+
+/* be_kind_find - the registry entry called name, or NULL. */
+const struct be_kind *be_kind_find(const char *name);
+/* be_kind_of - the registry entry of kind k (never NULL for a valid k). */
+const struct be_kind *be_kind_of(enum backend_kind k);
+/* be_kind_list - "cpu, gpu, remote or fake", for messages. */
+const char *be_kind_list(void);
+
 extern const struct backend_ops be_cpu_ops;
+extern const struct backend_ops be_fake_ops;
 
 #endif

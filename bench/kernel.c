@@ -260,7 +260,7 @@ static void igw_run(struct backend *be, const struct model *m, struct infer_req 
 		exit(1);
 	}
 	while (!atomic_load_explicit(&g_done, memory_order_acquire))
-		;	/* the CPU backend completes inside submit; others would call back */
+		;	/* done comes from the backend's worker thread */
 	if (sl.status != 0) {
 		fprintf(stderr, "kernel: be_cpu batch failed: status %d %s\n", sl.status, b.errmsg);
 		exit(1);

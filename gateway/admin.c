@@ -112,7 +112,7 @@ static void adm_queue_gauges(struct call *c)
 
 		if (b)
 			evbuffer_add_printf(c->resp, "infergw_backend_up{backend=\"%s\"} %d\n", b,
-					    rt->backends[i]->be.up &&
+					    be_state_get(&rt->backends[i]->be) == BE_UP &&
 						    !atomic_load(&rt->backends[i]->draining));
 		free(b);
 	}
@@ -148,7 +148,12 @@ static const char *adm_state(const struct rt_backend *rb)
 				return "draining";
 		return "drained";
 	}
-	return "up";
+	switch (be_state_get(&rb->be)) {	/* set by the backend or health checks */
+	case BE_DOWN: return "down";
+	case BE_EJECTED: return "ejected";
+	case BE_DRAINING: return "draining";
+	default: return "up";
+	}
 }
 
 static json_t *adm_backend_json(const struct runtime *rt, int i)

@@ -17,6 +17,7 @@
 
 #include "log.h"
 #include "router.h"
+#include "util.h"
 #include "ytree.h"
 
 /* Read an optional integer key into *out (unchanged when absent). */
@@ -460,29 +461,75 @@ fail:
 	return -EINVAL;
 }
 
-static int cfg_kind(struct ytree *t, yaml_node_t *m, const char *path, struct backend_conf *b,
-		    char **err)
+static const struct be_kind *cfg_kind(struct ytree *t, yaml_node_t *m, const char *path,
+				      struct backend_conf *b, char **err)
 {
 	yaml_node_t *n = yt_get(t, m, "kind");
+	const struct be_kind *k = NULL;
 	char p[96];
 
 	snprintf(p, sizeof(p), "%s.kind", path);
-	if (!n)
-		return yt_error(t, m, path, err, "missing key \"kind\" (cpu, gpu or remote)");
-	if (n->type == YAML_SCALAR_NODE) {
-		const char *s = (const char *)n->data.scalar.value;
-
-		if (!strcmp(s, "cpu"))
-			b->kind = BE_CPU;
-		else if (!strcmp(s, "gpu"))
-			b->kind = BE_GPU;
-		else if (!strcmp(s, "remote"))
-			b->kind = BE_REMOTE;
-		else
-			return yt_error(t, n, p, err, "expected cpu, gpu or remote, got \"%s\"", s);
-		return 0;
+	if (!n) {
+		yt_error(t, m, path, err, "missing key \"kind\" (%s)", be_kind_list());
+		return NULL;
 	}
-	return yt_error(t, n, p, err, "expected cpu, gpu or remote");
+	if (n->type != YAML_SCALAR_NODE) {
+		yt_error(t, n, p, err, "expected %s", be_kind_list());
+		return NULL;
+	}
+	k = be_kind_find((const char *)n->data.scalar.value);
+	if (!k) {
+		yt_error(t, n, p, err, "expected %s, got \"%s\"", be_kind_list(),
+			 (const char *)n->data.scalar.value);
+		return NULL;
+	}
+	b->kind = k->kind;
+	return k;
+}
+
+/* The be_conf_src a kind's parse_conf reads its keys through. */
+struct cfg_be_src {
+	struct ytree *t;
+	yaml_node_t *m;
+	const char *path;
+};
+
+static int cfg_src_int(void *ctx, const char *key, int64_t min, int64_t max, int64_t *out,
+		       char **err)
+{
+	struct cfg_be_src *x = ctx;
+
+	return cfg_opt_int(x->t, x->m, x->path, key, min, max, out, err);
+}
+
+static int cfg_src_str(void *ctx, const char *key, char **out, char **err)
+{
+	struct cfg_be_src *x = ctx;
+
+	return cfg_opt_str(x->t, x->m, x->path, key, out, err);
+}
+
+static int cfg_src_error(void *ctx, char **err, const char *msg)
+{
+	struct cfg_be_src *x = ctx;
+
+	return yt_error(x->t, x->m, x->path, err, "%s", msg);
+}
+
+/* Common keys plus kind k's own: the keys a backends[] entry may have. */
+static int cfg_backend_keys(struct ytree *t, yaml_node_t *m, const char *path,
+			    const struct be_kind *k, char **err)
+{
+	static const char *const common[] = { "name", "kind", "workers", "cost", "models", NULL };
+	const char *keys[32];
+	int n = 0;
+
+	for (int i = 0; common[i]; i++)
+		keys[n++] = common[i];
+	for (int i = 0; k->keys && k->keys[i] && n < (int)ARRAY_SIZE(keys) - 1; i++)
+		keys[n++] = k->keys[i];
+	keys[n] = NULL;
+	return yt_check_keys(t, m, path, keys, err);
 }
 
 static int cfg_backend_models(struct ytree *t, yaml_node_t *m, const char *path,
@@ -519,22 +566,24 @@ static int cfg_backend_models(struct ytree *t, yaml_node_t *m, const char *path,
 
 static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c, char **err)
 {
-	static const char *const keys[] = { "name", "kind", "workers", "threads_per_worker",
-		"cost", "models", "address", "device", "nice", NULL };
 	struct backend_conf *b = &c->backends[i];
-	int64_t workers = 1, tpw = 1, dev = 0, nice = 10;
+	int64_t workers = 1;
 	double cost = 1.0;
 	char path[64];
+	struct cfg_be_src x = { t, m, path };
+	struct be_conf_src src = { &x, cfg_src_int, cfg_src_str, cfg_src_error };
+	const struct be_kind *k;
 
 	snprintf(path, sizeof(path), "backends[%d]", i);
-	if (yt_check_keys(t, m, path, keys, err) ||
+	if (yt_expect_map(t, m, path, err) || !(k = cfg_kind(t, m, path, b, err)))
+		return -EINVAL;
+	/* Defaults a kind's parse_conf may change. */
+	b->threads_per_slot = 1;
+	b->nice = 10;
+	if (cfg_backend_keys(t, m, path, k, err) ||
 	    cfg_opt_str(t, m, path, "name", &b->name, err) ||
-	    cfg_kind(t, m, path, b, err) ||
 	    cfg_opt_int(t, m, path, "workers", 1, 256, &workers, err) ||
-	    cfg_opt_int(t, m, path, "threads_per_worker", 1, 256, &tpw, err) ||
-	    cfg_opt_int(t, m, path, "device", 0, 64, &dev, err) ||
-	    cfg_opt_int(t, m, path, "nice", 0, 19, &nice, err) ||
-	    cfg_opt_str(t, m, path, "address", &b->address, err) ||
+	    (k->parse_conf && k->parse_conf(b, &src, err)) ||
 	    cfg_backend_models(t, m, path, b, c, err))
 		return -EINVAL;
 	if (yt_get(t, m, "cost")) {
@@ -545,18 +594,12 @@ static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c,
 			return -EINVAL;
 	}
 	if (!b->name)
-		b->name = yt_strdupf("%s%d", b->kind == BE_CPU ? "cpu" :
-				     b->kind == BE_GPU ? "gpu" : "remote", i);
+		b->name = yt_strdupf("%s%d", k->name, i);
 	for (int j = 0; j < i; j++)
 		if (strcmp(c->backends[j].name, b->name) == 0)
 			return yt_error(t, yt_get(t, m, "name"), path, err,
 					"duplicate backend name \"%s\"", b->name);
-	if (b->kind == BE_REMOTE && !b->address)
-		return yt_error(t, m, path, err, "missing key \"address\" (host:port) for a remote backend");
 	b->slots = (int)workers;
-	b->threads_per_slot = (int)tpw;
-	b->device = (int)dev;
-	b->nice = (int)nice;
 	b->cost = cost;
 	return 0;
 }
@@ -682,13 +725,12 @@ static json_t *cfg_model_json(const struct model_conf *m)
 
 static json_t *cfg_backend_json(const struct backend_conf *b)
 {
-	static const char *const kinds[] = { "cpu", "gpu", "remote" };
 	json_t *models = json_array();
 
 	for (int i = 0; i < b->n_models; i++)
 		json_array_append_new(models, json_string(b->models[i]));
 	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i}", "name", b->name,
-			 "kind", kinds[b->kind], "workers", b->slots,
+			 "kind", be_kind_of(b->kind)->name, "workers", b->slots,
 			 "threads_per_worker", b->threads_per_slot, "cost", b->cost,
 			 "models", models, "address", b->address, "device", b->device,
 			 "nice", b->nice);
@@ -802,7 +844,9 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 {
 	if (!cfg_streq(a->name, b->name) || a->kind != b->kind || a->slots != b->slots ||
 	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
-	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models)
+	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models ||
+	    a->fake_latency_us != b->fake_latency_us || a->fake_fail_every != b->fake_fail_every ||
+	    a->fake_down_after != b->fake_down_after)
 		return false;
 	for (int i = 0; i < a->n_models; i++)
 		if (!cfg_streq(a->models[i], b->models[i]))

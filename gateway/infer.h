@@ -51,8 +51,9 @@ struct front_sink {
 struct infer_slice {
 	struct infer_req *r;
 	int row0, rows;
-	int status;			/* set by the backend: 0, or an HTTP status
-					 * (then the batch's errmsg says why) */
+	int status;			/* set by the backend: 0, an HTTP status
+					 * (then the batch's errmsg says why), or
+					 * BE_RETRY (backend.h: run it elsewhere) */
 };
 
 struct infer_req {
@@ -67,6 +68,8 @@ struct infer_req {
 	float *output;			/* rows x model->out_dim, allocated by the creator */
 	int priority;			/* 1 = highest; normalized by the router */
 	bool sheddable;			/* lowest level(s): may be shed under load */
+	bool internal;			/* not traffic (calibration): cut at once, teaches
+					 * neither wait calibration nor service time */
 	uint64_t arrival_ns;
 	uint64_t deadline_ns;		/* 0 = none */
 	_Atomic int state;		/* enum req_state */
@@ -82,22 +85,34 @@ struct infer_req {
 	uint32_t retry_after_s;		/* with a 429: when to try again */
 	struct met_series *met;		/* counters of the (backend, model) it went to */
 	/* The front's (front.h): completion, pool and the input's release. */
-	struct front_sink *sink;	/* where infer_complete hands it back */
+	struct front_sink *sink;	/* where infer_complete hands it back;
+					 * NULL: internal, see on_done */
 	struct front_pool *pool;	/* the owning thread's pool, NULL = none */
 	void (*input_release)(void *arg);	/* once, when done with input */
 	void *input_arg;
 	size_t output_cap;		/* floats allocated at output */
-	void (*on_done)(struct infer_req *r);	/* runs on the owning thread */
+	void (*on_done)(struct infer_req *r);	/* runs on the owning thread; with
+						 * no sink (internal: calibration),
+						 * on the completing thread */
 	void *ctx;			/* the creator's */
 	struct infer_req *next;		/* intrusive link: queue or loop mailbox */
 	struct infer_req *prev;		/* queue only */
-	void *queue;			/* the scheduler queue holding it, for cancellation */
+	void *queue;			/* the scheduler queue holding it, for cancellation;
+					 * NULL while failover moves it (atomic builtins) */
+	const void *avoid;		/* failover: the scheduler that gave it back */
+	int retries;			/* failover: times it was given back */
 };
 
 /* infer_complete - r is finished (answered, expired, failed, displaced):
- * hand it to its sink.  Any thread; r must not be touched after. */
+ * hand it to its sink; a request with no sink (internal: calibration) runs
+ * its on_done here, on the completing thread.  Any thread; r must not be
+ * touched after. */
 static inline void infer_complete(struct infer_req *r)
 {
+	if (!r->sink) {
+		r->on_done(r);
+		return;
+	}
 	r->sink->complete(r->sink, r);
 }
 

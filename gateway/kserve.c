@@ -953,7 +953,8 @@ static void ks_config_batching(struct evbuffer *out, const struct model_conf *mc
 static void ks_config_instance(struct evbuffer *out, const struct backend_conf *b)
 {
 	static const char *const kinds[] = { [BE_CPU] = "KIND_CPU", [BE_GPU] = "KIND_GPU",
-					     [BE_REMOTE] = "KIND_MODEL" };
+					     [BE_REMOTE] = "KIND_MODEL",
+					     [BE_FAKE] = "KIND_MODEL" };
 
 	KS_LIT(out, "{\"name\":");
 	ks_put_str(out, b->name);

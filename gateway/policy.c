@@ -129,6 +129,13 @@ void pol_view(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_n
 	c->exec_ns = pol_exec(b, q, &pl);
 }
 
+/* r's queued rows left q without being cut (displaced, expired, removed). */
+static void pol_forget(struct pol_queue *q, const struct infer_req *r)
+{
+	if (r->internal)
+		q->n_internal--;
+}
+
 int pol_admit(struct pol_be *b, int qi, struct infer_req *r, uint64_t now_ns,
 	      struct infer_req **displaced)
 {
@@ -145,9 +152,19 @@ int pol_admit(struct pol_be *b, int qi, struct infer_req *r, uint64_t now_ns,
 	r->enqueue_ns = now_ns;
 	r->pred_wait_ns = pol_raw_wait(b, qi, r->rows, r->priority, now_ns, &pl);
 	rc = sq_push(&q->sq, r);
-	if (rc == -EAGAIN && (*displaced = sq_displace(&q->sq, r->priority)))
+	if (rc == -EAGAIN && (*displaced = sq_displace(&q->sq, r->priority))) {
+		pol_forget(q, *displaced);
 		rc = sq_push(&q->sq, r);
+	}
+	if (!rc && r->internal)
+		q->n_internal++;
 	return rc;
+}
+
+void pol_remove(struct pol_queue *q, struct infer_req *r)
+{
+	sq_remove(&q->sq, r);
+	pol_forget(q, r);
 }
 
 struct infer_req *pol_expire(struct pol_queue *q, uint64_t now_ns, uint64_t *need_ns)
@@ -157,9 +174,11 @@ struct infer_req *pol_expire(struct pol_queue *q, uint64_t now_ns, uint64_t *nee
 
 	*need_ns = q->drop_hopeless && rows ? svc_predict(&q->svc, rows) : 0;
 	all = sq_expire(&q->sq, now_ns + *need_ns);
-	for (struct infer_req *r = all; r; r = r->next)
+	for (struct infer_req *r = all; r; r = r->next) {
+		pol_forget(q, r);
 		if (!r->next_row)
 			svc_wait_missed(&q->svc, r->priority);
+	}
 	return all;
 }
 
@@ -175,8 +194,9 @@ int pol_cut(const struct pol_queue *q, uint64_t now_ns, bool draining, uint64_t 
 	v.oldest_ns = sq_oldest_arrival(&q->sq);
 	v.earliest_deadline_ns = sq_earliest_deadline(&q->sq);
 	cut = batch_decide(&q->bp, &v, &q->svc, now_ns, wake_ns);
-	/* While stopping, drain without waiting for fuller batches. */
-	if (cut == 0 && draining)
+	/* While stopping, drain without waiting for fuller batches; an
+	 * internal request (calibration) does not wait either. */
+	if (cut == 0 && (draining || q->n_internal))
 		cut = v.queued_rows < q->bp.max_batch ? v.queued_rows : q->bp.max_batch;
 	if (cut > 0)
 		return cut;
@@ -184,6 +204,32 @@ int pol_cut(const struct pol_queue *q, uint64_t now_ns, bool draining, uint64_t 
 	if (v.earliest_deadline_ns < *wake_ns)
 		*wake_ns = v.earliest_deadline_ns;
 	return 0;
+}
+
+/* Account slices out[from, to) just taken from q for slot: stamps, wait
+ * calibration, the batch's rows and oldest, the slot's predicted end. */
+static void pol_took(struct pol_be *b, struct pol_queue *q, int slot, uint64_t now_ns,
+		     const struct infer_slice *out, int from, int to, int *batch_rows,
+		     uint64_t *oldest_ns)
+{
+	for (int i = from; i < to; i++) {
+		struct infer_req *r = out[i].r;
+		uint64_t ready = now_ns;	/* a later slice: ready once cut */
+
+		if (out[i].row0 == 0) {
+			r->dequeue_ns = now_ns;
+			if (!r->internal)	/* internal requests are not traffic */
+				svc_wait_observe(&q->svc, r->priority, r->pred_wait_ns,
+						 now_ns - r->enqueue_ns);
+			ready = r->arrival_ns;
+		}
+		if (r->internal && out[i].row0 + out[i].rows == r->rows)
+			q->n_internal--;	/* its last rows left the queue */
+		*batch_rows += out[i].rows;
+		if (ready < *oldest_ns)
+			*oldest_ns = ready;
+	}
+	b->busy_until[slot] = now_ns + svc_predict(&q->svc, *batch_rows);
 }
 
 int pol_take(struct pol_be *b, int qi, int slot, int rows, uint64_t now_ns,
@@ -199,22 +245,21 @@ int pol_take(struct pol_be *b, int qi, int slot, int rows, uint64_t now_ns,
 		n = sq_take(&q->sq, eff, eff, out, 1);
 	*batch_rows = 0;
 	*oldest_ns = UINT64_MAX;
-	for (int i = 0; i < n; i++) {
-		struct infer_req *r = out[i].r;
-		uint64_t ready = now_ns;	/* a later slice: ready once cut */
-
-		if (out[i].row0 == 0) {
-			r->dequeue_ns = now_ns;
-			svc_wait_observe(&q->svc, r->priority, r->pred_wait_ns,
-					 now_ns - r->enqueue_ns);
-			ready = r->arrival_ns;
-		}
-		*batch_rows += out[i].rows;
-		if (ready < *oldest_ns)
-			*oldest_ns = ready;
-	}
-	b->busy_until[slot] = now_ns + svc_predict(&q->svc, *batch_rows);
+	pol_took(b, q, slot, now_ns, out, 0, n, batch_rows, oldest_ns);
 	return n;
+}
+
+int pol_topup(struct pol_be *b, int qi, int slot, uint64_t now_ns, struct infer_slice *out,
+	      int n, int cap, int *batch_rows, uint64_t *oldest_ns)
+{
+	struct pol_queue *q = b->q[qi];
+	int room = q->bp.max_batch - *batch_rows, k;
+
+	if (room <= 0 || !q->sq.n_reqs || q->bp.n_preferred || cap <= n)
+		return 0;
+	k = sq_take(&q->sq, room, q->bp.max_batch, out + n, cap - n);
+	pol_took(b, q, slot, now_ns, out, n, n + k, batch_rows, oldest_ns);
+	return k;
 }
 
 int pol_learn(struct pol_be *b, int qi, int slot, int rows, uint64_t exec_ns, uint64_t end_ns,
@@ -227,4 +272,10 @@ int pol_learn(struct pol_be *b, int qi, int slot, int rows, uint64_t exec_ns, ui
 	if (q->adaptive)
 		q->bp.max_batch = batch_adapt_observe(&q->adapt, end_ns - oldest_ns);
 	return q->bp.max_batch;
+}
+
+int pol_release(struct pol_be *b, int qi, int slot)
+{
+	b->busy_until[slot] = 0;
+	return b->q[qi]->bp.max_batch;
 }

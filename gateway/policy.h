@@ -51,6 +51,7 @@ struct pol_queue {
 	int max_rows;
 	bool adaptive;
 	bool drop_hopeless;
+	int n_internal;			/* internal requests queued (r->internal): cut at once */
 };
 
 /* The policy state of one backend: its queues and its slots. */
@@ -116,6 +117,8 @@ void pol_view(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_n
  */
 int pol_admit(struct pol_be *b, int qi, struct infer_req *r, uint64_t now_ns,
 	      struct infer_req **displaced);
+/* pol_remove - unlink queued r from q (cancelled, flushed at shutdown). */
+void pol_remove(struct pol_queue *q, struct infer_req *r);
 /*
  * pol_expire - unlink from q what is past its deadline and, with
  * drop_hopeless, what a batch started now (of min(queued, limit) rows)
@@ -126,8 +129,8 @@ int pol_admit(struct pol_be *b, int qi, struct infer_req *r, uint64_t now_ns,
  */
 struct infer_req *pol_expire(struct pol_queue *q, uint64_t now_ns, uint64_t *need_ns);
 /*
- * pol_cut - rows to cut from q now (batch_decide; draining: whatever is
- * queued, up to the limit), or 0 with *wake_ns = when to look again (the
+ * pol_cut - rows to cut from q now (batch_decide; draining, or an internal
+ * request queued: whatever is queued, up to the limit), or 0 with *wake_ns = when to look again (the
  * batcher's moment or the earliest deadline, to answer it 504 on time;
  * UINT64_MAX: nothing to wait for).
  */
@@ -135,20 +138,33 @@ int pol_cut(const struct pol_queue *q, uint64_t now_ns, bool draining, uint64_t 
 /*
  * pol_take - take the cut batch of rows from queue qi for slot:
  * sq_take (a head larger than the cut runs alone), each request's first
- * slice stamps r->dequeue_ns and teaches the wait calibration; the slot's
- * busy_until is set to now + predicted time.  Writes out[0..cap); returns
+ * slice stamps r->dequeue_ns and teaches the wait calibration (not an
+ * internal request's); the slot's busy_until is set to now + predicted time.  Writes out[0..cap); returns
  * the slice count, *batch_rows and *oldest_ns (earliest arrival; a later
  * slice of a request counts as arriving now).
  */
 int pol_take(struct pol_be *b, int qi, int slot, int rows, uint64_t now_ns,
 	     struct infer_slice *out, int cap, int *batch_rows, uint64_t *oldest_ns);
 /*
+ * pol_topup - the backend is about to start the batch pol_take cut for
+ * slot (n slices in out, *batch_rows rows): add what queue qi holds now,
+ * up to the batch limit (not with preferred sizes: the cut chose the
+ * size), accounted as pol_take does; busy_until follows the new size.
+ * Writes out[n..cap); returns the slices added (0: nothing to add).
+ */
+int pol_topup(struct pol_be *b, int qi, int slot, uint64_t now_ns, struct infer_slice *out,
+	      int n, int cap, int *batch_rows, uint64_t *oldest_ns);
+/*
  * pol_learn - a batch of rows on slot of queue qi ran exec_ns and ended at
  * end_ns; oldest_ns as pol_take said.  Frees the slot's prediction, feeds
  * the service-time model and, adaptive, the AIMD batch size.  Returns the
- * effective batch limit.
+ * effective batch limit.  A batch that teaches nothing (given back
+ * unrun, or internal requests only) calls pol_release instead.
  */
 int pol_learn(struct pol_be *b, int qi, int slot, int rows, uint64_t exec_ns, uint64_t end_ns,
 	      uint64_t oldest_ns);
+/* pol_release - slot's batch ended without teaching anything: free its
+ * prediction only.  Returns the effective batch limit. */
+int pol_release(struct pol_be *b, int qi, int slot);
 
 #endif

@@ -1,6 +1,7 @@
 /* runtime.c - see runtime.h. */
 #define _GNU_SOURCE	/* pthread_setname_np */
 #include "runtime.h"
+#include "loop.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -93,16 +94,6 @@ static void rt_model_put(struct rt_model *rm)
 
 /* ---- shared backends ---- */
 
-static const struct backend_ops *rt_ops_for(enum backend_kind k)
-{
-	switch (k) {
-	case BE_CPU:
-		return &be_cpu_ops;
-	default:
-		return NULL;	/* gpu and remote arrive with their issues */
-	}
-}
-
 /* Every started backend, for shutdown: an intrusive list, so tracking
  * never fails whatever the number of backends. */
 static pthread_mutex_t rt_live_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -152,7 +143,7 @@ void rt_stop_all(void)
 	pthread_mutex_lock(&rt_live_lock);
 	for (struct rt_backend *rb = rt_live; rb; rb = rb->live_next)
 		if (rb->started)
-			sched_be_stop(&rb->sched);
+			sched_be_abort(&rb->sched);	/* queued: 503, never run */
 	pthread_mutex_unlock(&rt_live_lock);
 }
 
@@ -173,68 +164,177 @@ static void rt_backend_put(struct rt_backend *rb)
 	free(rb);
 }
 
+/*
+ * Calibration: the service-time warm start of a model on a backend, when
+ * the config gives none.  It runs through the normal dispatch as internal
+ * requests (r->internal, no sink: on_done runs on the completing thread), one
+ * after the other: batches of 1 and of max rows, three of each, best of
+ * each kept, a + b*n fitted.  The control thread waits for it a bounded
+ * time (RT_CALIB_WAIT_MS per backend); a backend slower than that (an
+ * unreachable agent) stalls neither a reload nor SIGTERM: the chain
+ * finishes, or is answered by the scheduler's stop, on its own, and frees
+ * itself.
+ */
+#define RT_CALIB_STEPS 6
+#define RT_CALIB_WAIT_MS 3000
+
 struct rt_calib {
-	sem_t done;
+	struct infer_req r;
+	struct sched_be *s;
+	int qi, max_rows, step;
+	uint64_t t1, tn;
+	float *in, *out;
+	struct rt_calib_wait *w;	/* the control thread's, while it waits */
 };
 
-static void rt_calib_done(struct batch *b)
+struct rt_calib_wait {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int pending;			/* chains not finished */
+	int refs;			/* the waiter + every chain not finished */
+};
+
+static void rt_calib_wait_put(struct rt_calib_wait *w)
 {
-	sem_post(&((struct rt_calib *)b->owner)->done);
+	bool last;
+
+	pthread_mutex_lock(&w->mu);
+	last = --w->refs == 0;
+	pthread_mutex_unlock(&w->mu);
+	if (last) {
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+		free(w);
+	}
 }
 
-/* Time one batch of rows zero-filled rows on slot 0; 0 on failure. */
-static uint64_t rt_time_batch(struct backend *be, const struct model *m, int rows)
+/* Queue the chain's next batch; false when it cannot (stopping). */
+static bool rt_calib_next(struct rt_calib *c)
 {
-	struct infer_req r = { .model = m, .rows = rows };
-	struct infer_slice sl = { .r = &r, .rows = rows };
-	struct rt_calib cal;
-	struct batch b = { .model = m, .be = be, .n_slices = 1, .slices = &sl, .rows = rows,
-			   .done = rt_calib_done, .owner = &cal };
-	uint64_t t = 0;
+	struct infer_req *r = &c->r;
 
-	r.input = calloc((size_t)rows * m->in_dim, sizeof(float));
-	r.output = calloc((size_t)rows * m->out_dim, sizeof(float));
-	atomic_store(&r.state, REQ_RUNNING);
-	sem_init(&cal.done, 0, 0);
-	if (be->ops->submit(be, &b) == 0) {
-		sem_wait(&cal.done);
-		if (sl.status == 0)
-			t = b.exec_end_ns - b.exec_start_ns;
-	}
-	sem_destroy(&cal.done);
-	free((void *)r.input);
-	free(r.output);
-	return t;
+	r->rows = c->step % 2 ? c->max_rows : 1;
+	r->status = 0;
+	r->errmsg[0] = 0;
+	r->priority = 1;
+	r->arrival_ns = now_ns();
+	r->exec_start_ns = r->exec_end_ns = 0;
+	atomic_store(&r->state, REQ_NEW);
+	return sched_enqueue(c->s, c->qi, r, r->arrival_ns) == 0;
 }
 
-/*
- * Warm start of the service-time model: from the config, else a short
- * calibration (best of 3 batches of 1 and of max rows) fitting a + b*n.
- */
-static void rt_calibrate(struct backend *be, const struct model_conf *mc, const struct model *m,
-			 int max_rows, struct sched_q_conf *qc)
+static void rt_calib_done(struct infer_req *r)
 {
-	uint64_t t1 = UINT64_MAX, tn = UINT64_MAX;
+	struct rt_calib *c = (struct rt_calib *)r;
+	uint64_t t = r->exec_end_ns - r->exec_start_ns;
 
-	if (mc->svc_base_us > 0 || mc->svc_per_row_us > 0) {
-		qc->warm_a_ns = mc->svc_base_us * 1000;
-		qc->warm_b_ns = mc->svc_per_row_us * 1000;
-		return;
-	}
-	for (int i = 0; i < 3; i++) {
-		uint64_t a = rt_time_batch(be, m, 1), b = rt_time_batch(be, m, max_rows);
+	if (!r->status && r->exec_end_ns > r->exec_start_ns) {
+		uint64_t *best = c->step % 2 ? &c->tn : &c->t1;
 
-		if (a && a < t1)
-			t1 = a;
-		if (b && b < tn)
-			tn = b;
+		if (t < *best)
+			*best = t;
 	}
-	if (t1 == UINT64_MAX || tn == UINT64_MAX)
+	if (!r->status && ++c->step < RT_CALIB_STEPS && rt_calib_next(c))
 		return;
-	qc->warm_b_ns = max_rows > 1 && tn > t1 ? (double)(tn - t1) / (max_rows - 1) : 0;
-	qc->warm_a_ns = (double)t1 - qc->warm_b_ns;
-	log_info("backend=%s model=%s batch1_us=%.1f batch%d_us=%.1f msg=\"calibrated service time\"",
-		 be->conf.name, m->name, t1 / 1e3, max_rows, tn / 1e3);
+	if (c->t1 != UINT64_MAX && c->tn != UINT64_MAX) {
+		double b = c->max_rows > 1 && c->tn > c->t1 ?
+			   (double)(c->tn - c->t1) / (c->max_rows - 1) : 0;
+
+		sched_set_warm(c->s, c->qi, (double)c->t1 - b, b);
+		log_info("backend=%s model=%s batch1_us=%.1f batch%d_us=%.1f msg=\"calibrated "
+			 "service time\"", c->s->be->conf.name, r->model->name, c->t1 / 1e3,
+			 c->max_rows, c->tn / 1e3);
+	}
+	if (c->w) {
+		pthread_mutex_lock(&c->w->mu);
+		c->w->pending--;
+		pthread_cond_broadcast(&c->w->cv);
+		pthread_mutex_unlock(&c->w->mu);
+		rt_calib_wait_put(c->w);
+	}
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+/* Start the calibration chain of queue qi (max_rows: its batch limit). */
+static int rt_calib_start(struct sched_be *s, int qi, const struct model *m, int max_rows,
+			  struct rt_calib_wait *w)
+{
+	struct rt_calib *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return -ENOMEM;
+	c->s = s;
+	c->qi = qi;
+	c->max_rows = max_rows;
+	c->t1 = c->tn = UINT64_MAX;
+	c->in = calloc((size_t)max_rows * m->in_dim, sizeof(float));
+	c->out = calloc((size_t)max_rows * m->out_dim, sizeof(float));
+	c->r.model = m;
+	c->r.input = c->in;
+	c->r.output = c->out;
+	c->r.on_done = rt_calib_done;
+	c->r.internal = true;
+	c->w = w;
+	if (!c->in || !c->out || !rt_calib_next(c)) {
+		free(c->in);
+		free(c->out);
+		free(c);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Calibrate the queues that have no configured warm start, waiting for
+ * them at most RT_CALIB_WAIT_MS. */
+static void rt_calibrate(const struct config *cfg, struct rt_backend *rb)
+{
+	struct rt_calib_wait *w = calloc(1, sizeof(*w));
+	struct timespec ts;
+
+	if (!w)
+		return;
+	pthread_mutex_init(&w->mu, NULL);
+	pthread_cond_init(&w->cv, NULL);
+	w->refs = 1;
+	for (int i = 0; i < rb->n_models; i++) {
+		const struct model_conf *mc = cfg_find_model(cfg, rb->models[i]->name);
+		const struct model *m = rb->models[i]->m;
+
+		if (mc->svc_base_us > 0 || mc->svc_per_row_us > 0)
+			continue;
+		pthread_mutex_lock(&w->mu);
+		w->pending++;
+		w->refs++;
+		pthread_mutex_unlock(&w->mu);
+		int rows = sched_batch_limit(&rb->be, m, mc->max_batch);
+
+		if (rows > m->max_batch_size)	/* the most one request may have */
+			rows = m->max_batch_size;
+		if (rt_calib_start(&rb->sched, i, m, rows, w)) {
+			pthread_mutex_lock(&w->mu);
+			w->pending--;
+			w->refs--;
+			pthread_mutex_unlock(&w->mu);
+		}
+	}
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += RT_CALIB_WAIT_MS / 1000;
+	ts.tv_nsec += (RT_CALIB_WAIT_MS % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&w->mu);
+	while (w->pending > 0)
+		if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) == ETIMEDOUT)
+			break;
+	if (w->pending > 0)
+		log_warn("backend=%s msg=\"service time calibration still running after %d ms; "
+			 "starting without it\"", rb->be.conf.name, RT_CALIB_WAIT_MS);
+	pthread_mutex_unlock(&w->mu);
+	rt_calib_wait_put(w);
 }
 
 /* The scheduler settings of model mc on backend name, from config c. */
@@ -253,21 +353,26 @@ static void rt_queue_conf(const struct config *c, const struct model_conf *mc,
 	memcpy(qc->preferred, mc->preferred, sizeof(qc->preferred));
 }
 
-/* Start the scheduler of an open backend over the models it hosts. */
+/* Start the scheduler of an open backend over the models it hosts, with
+ * the configured service-time warm starts (the others: rt_calibrate). */
 static int rt_start_sched(const struct config *c, struct rt_backend *rb)
 {
 	struct sched_q_conf *qc = calloc(rb->n_models, sizeof(*qc));
 	int rc;
 
+	if (!qc)
+		return -ENOMEM;
 	for (int i = 0; i < rb->n_models; i++) {
 		const struct model_conf *mc = cfg_find_model(c, rb->models[i]->name);
-		const struct model *m = rb->models[i]->m;
 
-		rt_queue_conf(c, mc, m, rb->be.conf.name, &qc[i]);
-		rt_calibrate(&rb->be, mc, m, sched_batch_limit(&rb->be, m, mc->max_batch), &qc[i]);
+		rt_queue_conf(c, mc, rb->models[i]->m, rb->be.conf.name, &qc[i]);
+		qc[i].warm_a_ns = mc->svc_base_us * 1000;
+		qc[i].warm_b_ns = mc->svc_per_row_us * 1000;
 	}
 	rc = sched_be_start(&rb->sched, &rb->be, qc, rb->n_models);
 	free(qc);
+	if (rc == 0)
+		rt_calibrate(c, rb);
 	return rc;
 }
 
@@ -286,7 +391,7 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 		rb->models[i] = models[i];
 		atomic_fetch_add(&models[i]->refs, 1);
 	}
-	rb->be.ops = rt_ops_for(bc->kind);
+	rb->be.ops = be_kind_of(bc->kind)->ops;
 	if (!rb->be.ops) {
 		log_warn("backend=%s msg=\"backend kind not built into this binary; left down\"",
 			 bc->name);
@@ -300,7 +405,6 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 	if (rt_start_sched(c, rb))
 		goto down_close;
 	rb->started = true;
-	rb->be.up = true;
 	rt_live_add(rb);
 	log_info("backend=%s kind=%s workers=%d threads_per_worker=%d models=%d msg=\"up\"",
 		 bc->name, rb->be.ops->kind, bc->slots, bc->threads_per_slot, bc->n_models);
@@ -374,11 +478,47 @@ static struct rt_model *rt_model_named(const struct runtime *rt, const char *nam
 	return NULL;
 }
 
+/* A carried-over backend's new settings for queue qi, kept until publish. */
+struct rt_pending {
+	struct rt_backend *rb;
+	int qi;
+	struct sched_q_conf qc;
+	struct rt_pending *next;
+};
+
+static void rt_defer_update(struct runtime *rt, struct rt_backend *rb, int qi,
+			    const struct model_conf *mc, const struct model *m)
+{
+	struct rt_pending *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return;		/* keeps its old settings */
+	p->rb = rb;
+	p->qi = qi;
+	rt_queue_conf(rt->cfg, mc, m, rb->be.conf.name, &p->qc);
+	p->next = rt->pending;
+	rt->pending = p;
+}
+
+/* Apply (or, with apply false, drop) rt's pending queue settings. */
+static void rt_apply_pending(struct runtime *rt, bool apply)
+{
+	struct rt_pending *p, *next;
+
+	for (p = rt->pending; p; p = next) {
+		next = p->next;
+		if (apply)
+			sched_update(&p->rb->sched, p->qi, &p->qc);
+		free(p);
+	}
+	rt->pending = NULL;
+}
+
 /*
  * Carry over prev's backend when its settings and hosted model objects are
- * the same (then apply the new queue settings in place), else open anew.
+ * the same (its new queue settings wait for rt_publish), else open anew.
  */
-static struct rt_backend *rt_take_backend(const struct runtime *rt, const struct runtime *prev,
+static struct rt_backend *rt_take_backend(struct runtime *rt, const struct runtime *prev,
 					  const struct backend_conf *bc)
 {
 	/* As many as the backend hosts: the default backend hosts every model. */
@@ -398,13 +538,9 @@ static struct rt_backend *rt_take_backend(const struct runtime *rt, const struct
 			same = old->models[i] == models[i];
 		if (!same)
 			continue;
-		for (int i = 0; i < bc->n_models; i++) {
-			struct sched_q_conf qc;
-
-			rt_queue_conf(rt->cfg, cfg_find_model(rt->cfg, bc->models[i]), models[i]->m,
-				      bc->name, &qc);
-			sched_update(&old->sched, i, &qc);
-		}
+		for (int i = 0; i < bc->n_models; i++)
+			rt_defer_update(rt, old, i, cfg_find_model(rt->cfg, bc->models[i]),
+					models[i]->m);
 		atomic_fetch_add(&old->refs, 1);
 		rb = old;
 	}
@@ -416,6 +552,7 @@ static struct rt_backend *rt_take_backend(const struct runtime *rt, const struct
 
 static void rt_destroy(struct runtime *rt)
 {
+	rt_apply_pending(rt, false);
 	for (int i = 0; i < rt->n_backends; i++)
 		rt_backend_put(rt->backends[i]);
 	for (int i = 0; i < rt->n_models; i++)
@@ -548,10 +685,13 @@ static void *rt_reaper_main(void *arg)
 	return NULL;
 }
 
+static void rt_failover(struct infer_req *r, struct sched_be *from, uint64_t now);
+
 int rt_reaper_start(void)
 {
 	int rc;
 
+	sched_failover(rt_failover);
 	pthread_mutex_lock(&rt_lock);
 	rt_reaper_quit = false;
 	rt_reaping = true;
@@ -606,6 +746,8 @@ void rt_publish(struct runtime *rt)
 {
 	struct runtime *old;
 
+	if (rt)
+		rt_apply_pending(rt, true);	/* the previous snapshot is still current */
 	pthread_mutex_lock(&rt_lock);
 	old = rt_cur;
 	rt_cur = rt;
@@ -635,7 +777,7 @@ uint64_t rt_generation(void)
 
 static bool rt_backend_usable(const struct rt_backend *rb)
 {
-	return rb->started && rb->be.up && !atomic_load(&rb->draining);
+	return rb->started && be_state_get(&rb->be) == BE_UP && !atomic_load(&rb->draining);
 }
 
 bool rt_model_ready(const struct runtime *rt, const struct model *m)
@@ -674,8 +816,8 @@ static int rt_eligible(struct runtime *rt, const struct infer_req *r, int *el, u
 		struct rt_backend *rb = rt->backends[i];
 		int qi;
 
-		if (!rt_backend_usable(rb))
-			continue;
+		if (!rt_backend_usable(rb) || (const void *)&rb->sched == r->avoid)
+			continue;	/* avoid: failover leaves the backend that failed */
 		qi = sched_find(&rb->sched, r->model);
 		if (qi < 0)
 			continue;
@@ -868,6 +1010,41 @@ static bool rt_admission_holds(struct runtime *rt, const struct infer_req *r,
 	if (el != el_stack)
 		free(el);
 	return n == adm->n_eligible && ver == adm->version;
+}
+
+/*
+ * The scheduler's failover hook (sched_failover): r came back retryable
+ * from backend `from`; place it on another backend of the current
+ * snapshot that hosts its model, with what is left of its deadline, or
+ * answer it: 504 when the deadline is gone, else 503/429 as routing says.
+ */
+static void rt_failover(struct infer_req *r, struct sched_be *from, uint64_t now)
+{
+	struct runtime *rt = rt_current();
+	int st;
+
+	if (r->deadline_ns && now >= r->deadline_ns) {
+		st = 504;
+		snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and its "
+			 "deadline passed before another could take it", from->be->conf.name);
+	} else if (!rt || rt_index(rt, r->model) < 0) {
+		st = 503;
+		snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and no "
+			 "other backend hosts model %s", from->be->conf.name, r->model->name);
+	} else {
+		st = rt_route(rt, r, now, true, NULL);
+		if (st == 503)
+			snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and "
+				 "no other backend is available for model %s", from->be->conf.name,
+				 r->model->name);
+	}
+	if (st) {
+		r->status = st;
+		if (!r->retry_after_s)
+			r->retry_after_s = 1;
+		infer_complete(r);
+	}
+	rt_put(rt);
 }
 
 int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now, struct rt_admission *adm)

@@ -57,6 +57,9 @@ struct runtime {
 	int n_backends;
 	struct rt_backend **backends;	/* parallel to cfg->backends */
 	_Atomic unsigned rr;		/* round-robin cursor */
+	/* queue settings for backends carried over from the previous
+	 * snapshot, applied when this one is published (rt_publish) */
+	struct rt_pending *pending;
 	/* listen.tls context (tls.h), NULL when the listener is plain.  Each
 	 * TLS connection's SSL holds its own reference, so a reload changes
 	 * the certificate for new connections only. */
@@ -80,7 +83,8 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 struct runtime *rt_get(struct runtime *rt);
 void rt_put(struct runtime *rt);
 
-/* rt_publish - make rt current (takes the caller's reference). */
+/* rt_publish - make rt current (takes the caller's reference); the queue
+ * settings of the backends it carried over change now, not before. */
 void rt_publish(struct runtime *rt);
 /* rt_on_publish - fn(arg) runs after every publish (the server uses it to
  * make idle loops let go of the old snapshot). */
@@ -100,8 +104,9 @@ void rt_reaper_stop(void);
 uint64_t rt_retired(void);
 /* rt_live_count - started backends not yet closed (tests, shutdown). */
 int rt_live_count(void);
-/* rt_stop_all - drain and stop every backend's scheduler (shutdown):
- * completions still arrive at the loops' mailboxes. */
+/* rt_stop_all - stop every backend's scheduler (shutdown, after the grace
+ * period): requests still queued are answered 503 and never executed,
+ * batches in flight finish; completions arrive at their sinks. */
 void rt_stop_all(void);
 
 /* rt_find_model - loaded model called name, or NULL. */

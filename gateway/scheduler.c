@@ -4,9 +4,7 @@
 
 #include <errno.h>
 #include <sched.h>
-#include <semaphore.h>
-#include <sys/resource.h>
-#include <unistd.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,15 +17,15 @@
 #include "model/model.h"
 #include "util.h"
 
-struct sched_worker {
+/* One credit: the batch it carries while in flight. */
+struct sched_slot {
 	struct sched_be *s;
-	int slot;
-	pthread_t thread;
-	sem_t done;
+	int qi;				/* queue of the batch in flight */
+	bool busy;
 	struct batch b;
 	uint64_t oldest;		/* of the batch in flight: earliest arrival (a
 					 * later slice of a request: when it was cut) */
-	struct infer_slice *slices;	/* capacity: the widest model's max_batch_size */
+	struct infer_slice *slices;	/* capacity: s->widest */
 };
 
 static void sched_publish(struct sched_q *q);
@@ -55,7 +53,7 @@ static uint64_t sched_min_busy(const struct sched_be *s)
 {
 	uint64_t best = UINT64_MAX;
 
-	for (int i = 0; i < s->n_threads; i++)
+	for (int i = 0; i < s->n_slots; i++)
 		if (s->busy_until[i] < best)
 			best = s->busy_until[i];
 	return best == UINT64_MAX ? 0 : best;
@@ -201,12 +199,30 @@ void sched_defer_begin(void)
 
 void sched_defer_end(void)
 {
-	/* Signalling without the mutex is safe: the requests were queued under
-	 * it, and a worker checks the queues under it before it waits. */
-	for (int i = 0; i < sched_n_pending; i++)
-		pthread_cond_signal(&sched_pending[i]->cv);
+	int n = sched_n_pending;
+
 	sched_n_pending = 0;
 	sched_deferring = false;
+	for (int i = 0; i < n; i++)
+		sched_kick(sched_pending[i]);
+}
+
+static void (*sched_failover_fn)(struct infer_req *r, struct sched_be *from, uint64_t now);
+
+void sched_failover(void (*fn)(struct infer_req *r, struct sched_be *from, uint64_t now))
+{
+	sched_failover_fn = fn;
+}
+
+/* r->queue is written by whichever thread moves r (failover). */
+static struct sched_q *sched_queue_of(struct infer_req *r)
+{
+	return __atomic_load_n((struct sched_q **)&r->queue, __ATOMIC_ACQUIRE);
+}
+
+static void sched_set_queue(struct infer_req *r, struct sched_q *q)
+{
+	__atomic_store_n((struct sched_q **)&r->queue, q, __ATOMIC_RELEASE);
 }
 
 /*
@@ -223,7 +239,7 @@ static void sched_answer(struct infer_req *r, int status, uint64_t now, const ch
 
 	if (atomic_load(&r->state) != REQ_CANCELLED)
 		atomic_store(&r->state, REQ_EXPIRED);
-	if (r->status)
+	if (r->status > 0)
 		return;
 	r->status = status;
 	if (!r->next_row)
@@ -234,10 +250,13 @@ static void sched_answer(struct infer_req *r, int status, uint64_t now, const ch
 	va_end(ap);
 }
 
+static void sched_timer_arm(struct sched_be *s, uint64_t wake);
+
 int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 {
 	struct sched_q *q = &s->qs[qi];
 	struct infer_req *displaced = NULL;
+	bool kick = false;
 	int rc;
 
 	pthread_mutex_lock(&s->mu);
@@ -248,36 +267,52 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 	atomic_store_explicit(&r->state, REQ_QUEUED, memory_order_relaxed);
 	r->next_row = r->slices_out = r->n_batches = 0;
 	rc = pol_admit(&s->pb, qi, r, now, &displaced);
+	if (displaced) {
+		/* Answered while still under the lock: a concurrent sched_cancel
+		 * of the victim then sees it EXPIRED, not QUEUED, and leaves
+		 * the (already unlinked) request alone. */
+		sched_answer(displaced, 429, now, "queue for model %s is full: displaced by a "
+			     "priority %d request", q->model->name, r->priority);
+		sched_set_queue(displaced, NULL);
+	}
 	if (rc) {
 		atomic_store_explicit(&r->state, REQ_NEW, memory_order_relaxed);
 		goto out_unlock;
 	}
-	r->queue = q;
+	sched_set_queue(r, q);
 	r->met = q->met;
 	sched_publish(q);
-	if (s->idle && !sched_defer_add(s))
-		pthread_cond_signal(&s->cv);
+	kick = s->n_free > 0;
+	if (!kick && r->deadline_ns)
+		sched_timer_arm(s, r->deadline_ns);	/* expire it on time while busy */
 out_unlock:
 	pthread_mutex_unlock(&s->mu);
-	if (displaced) {
-		sched_answer(displaced, 429, now, "queue for model %s is full: displaced by a "
-			     "priority %d request", q->model->name, r->priority);
+	if (displaced)
 		infer_complete(displaced);
-	}
+	if (kick && !sched_defer_add(s))
+		sched_kick(s);
 	return rc;
 }
 
 bool sched_cancel(struct infer_req *r)
 {
-	struct sched_q *q = r->queue;
-	int expect = REQ_QUEUED;
+	struct sched_q *q;
+	int expect;
 	bool removed = false;
 
-	if (!q)
-		return false;
-	pthread_mutex_lock(&q->s->mu);
+	for (;;) {
+		q = sched_queue_of(r);
+		if (!q)
+			return false;	/* answered, or moving: its answer comes */
+		pthread_mutex_lock(&q->s->mu);
+		if (sched_queue_of(r) == q)
+			break;
+		pthread_mutex_unlock(&q->s->mu);
+	}
+	expect = REQ_QUEUED;
 	if (atomic_compare_exchange_strong(&r->state, &expect, REQ_CANCELLED)) {
-		sq_remove(&q->pq.sq, r);
+		pol_remove(&q->pq, r);
+		sched_set_queue(r, NULL);
 		removed = true;
 	} else if (expect == REQ_RUNNING) {
 		/* Slices not yet started are skipped (backend.h); a queued
@@ -285,9 +320,11 @@ bool sched_cancel(struct infer_req *r)
 		 * completion will come: r is the caller's again. */
 		atomic_store(&r->state, REQ_CANCELLED);
 		if (r->next_row < r->rows) {
-			sq_remove(&q->pq.sq, r);
+			pol_remove(&q->pq, r);
 			removed = sq_drop(r);
 		}
+		if (!removed && q->s->be->ops->cancel)
+			q->s->be->ops->cancel(q->s->be, r);
 	}
 	sched_publish(q);
 	pthread_mutex_unlock(&q->s->mu);
@@ -306,8 +343,13 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 	for (int i = 0; i < s->n_q; i++) {
 		struct sched_q *q = &s->qs[i];
 		uint64_t need;
-		struct infer_req *r = pol_expire(&q->pq, now, &need), *next;
+		struct infer_req *r, *next;
 
+		if (!q->pq.sq.n_reqs)
+			continue;
+		r = pol_expire(&q->pq, now, &need);
+		if (!r)
+			continue;
 		for (; r; r = next) {
 			next = r->next;
 			if (r->deadline_ns <= now)
@@ -322,6 +364,7 @@ static struct infer_req *sched_expire(struct sched_be *s, uint64_t now)
 			/* A sliced request with a slice running is posted after it. */
 			if (!sq_drop(r))
 				continue;
+			sched_set_queue(r, NULL);
 			r->next = all;
 			all = r;
 		}
@@ -353,68 +396,70 @@ static int sched_pick(struct sched_be *s, uint64_t now, uint64_t *wake, int *row
 	return -1;
 }
 
-static void sched_wait(struct sched_be *s, uint64_t wake)
+/* Earliest deadline queued on s (every credit busy: expire on time). */
+static uint64_t sched_next_deadline(const struct sched_be *s)
 {
-	s->idle++;
-	if (wake == UINT64_MAX) {
-		pthread_cond_wait(&s->cv, &s->mu);
-	} else {
-		/* The condvar uses CLOCK_MONOTONIC (see sched_be_start). */
-		struct timespec ts = { .tv_sec = wake / 1000000000ull,
-				       .tv_nsec = wake % 1000000000ull };
+	uint64_t best = UINT64_MAX;
 
-		pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+	for (int i = 0; i < s->n_q; i++) {
+		const struct squeue *sq = &s->qs[i].pq.sq;
+		uint64_t dl = sq->n_reqs ? sq_earliest_deadline(sq) : UINT64_MAX;
+
+		if (dl < best)
+			best = dl;
 	}
-	s->idle--;
+	return best;
 }
 
-static void sched_batch_done(struct batch *b)
+/* Mark slices [from, to) of w just taken from q running (lock held). */
+static void sched_took(struct sched_slot *w, struct sched_q *q, int from, int to)
 {
-	sem_post(&((struct sched_worker *)b->owner)->done);
-}
-
-static void sched_run_batch(struct sched_worker *w, int qi, int n)
-{
-	struct sched_be *s = w->s;
-	struct batch *b = &w->b;
-
-	b->model = s->qs[qi].model;
-	b->be = s->be;
-	b->slot = w->slot;
-	b->n_slices = n;
-	b->slices = w->slices;
-	b->errmsg[0] = 0;
-	b->done = sched_batch_done;
-	b->owner = w;
-	if (s->be->ops->submit(s->be, b) == 0) {
-		sem_wait(&w->done);
-		return;
-	}
-	for (int i = 0; i < n; i++)
-		w->slices[i].status = 503;
-	snprintf(b->errmsg, sizeof(b->errmsg), "backend %s could not start the batch",
-		 s->be->conf.name);
-	b->exec_start_ns = b->exec_end_ns = now_ns();
-}
-
-/* Take a cut batch from queue qi into w (lock held).  Returns the slice count. */
-static int sched_take(struct sched_worker *w, int qi, int rows, uint64_t now)
-{
-	struct sched_q *q = &w->s->qs[qi];
-	int n = pol_take(&w->s->pb, qi, w->slot, rows, now, w->slices, w->s->widest, &w->b.rows,
-			 &w->oldest);
-
-	for (int i = 0; i < n; i++) {
+	for (int i = from; i < to; i++) {
 		w->slices[i].status = 0;
 		if (w->slices[i].row0 == 0)
 			atomic_store(&w->slices[i].r->state, REQ_RUNNING);
 	}
 	sched_publish(q);
+}
+
+/* Take a cut batch from queue qi into slot w (lock held).  Returns the slice count. */
+static int sched_take(struct sched_slot *w, int qi, int rows, uint64_t now)
+{
+	struct sched_be *s = w->s;
+	int n = pol_take(&s->pb, qi, w->b.slot, rows, now, w->slices, s->widest, &w->b.rows,
+			 &w->oldest);
+
+	sched_took(w, &s->qs[qi], 0, n);
 	return n;
 }
 
+/*
+ * batch->topup: the backend is about to start b (a worker picked it up):
+ * add what was queued for its model since it was cut (pol_topup), so a
+ * backend whose start lags its dispatch still runs full batches.  Not
+ * while aborting.  Returns b->rows.
+ */
+static int sched_batch_topup(struct batch *b)
+{
+	struct sched_slot *w = b->owner;
+	struct sched_be *s = w->s;
+	int n;
+
+	pthread_mutex_lock(&s->mu);
+	if (!s->abort) {
+		n = pol_topup(&s->pb, w->qi, b->slot, now_ns(), w->slices, b->n_slices, s->widest,
+			      &b->rows, &w->oldest);
+		if (n) {
+			sched_took(w, &s->qs[w->qi], b->n_slices, b->n_slices + n);
+			b->n_slices += n;
+		}
+	}
+	pthread_mutex_unlock(&s->mu);
+	return b->rows;
+}
+
 /* Account slice sl of batch b to its request (lock held).  true when the
- * request is complete: its answer is due. */
+ * request is complete: its answer (or its failover) is due. */
 static bool sched_slice_done(struct sched_q *q, const struct batch *b,
 			     const struct infer_slice *sl)
 {
@@ -426,37 +471,54 @@ static bool sched_slice_done(struct sched_q *q, const struct batch *b,
 	if (b->exec_end_ns > r->exec_end_ns)
 		r->exec_end_ns = b->exec_end_ns;
 	r->batch_rows = b->rows;
-	if (sl->status && !r->status) {
-		r->status = sl->status;
-		snprintf(r->errmsg, sizeof(r->errmsg), "%s", b->errmsg);
-		/* A slice failing fails the request: the rest need not run. */
+	if (sl->status && r->status <= 0) {
+		/* An HTTP status wins over a retry; the first one is the answer. */
+		if (sl->status > 0 || !r->status) {
+			r->status = sl->status;
+			snprintf(r->errmsg, sizeof(r->errmsg), "%s", b->errmsg);
+		}
+		/* A slice failing fails the request: the rest need not run
+		 * here (a retried request runs again, whole, elsewhere). */
 		if (r->next_row < r->rows) {
-			sq_remove(&q->pq.sq, r);
+			pol_remove(&q->pq, r);
 			sq_drop(r);
 		}
 	}
 	if (!sq_slice_done(r))
 		return false;
 	atomic_compare_exchange_strong(&r->state, &expect, REQ_DONE);
+	sched_set_queue(r, NULL);
 	return true;
 }
 
 /*
  * After a batch (lock held): learn its service time, adapt the batch size,
  * account its slices.  Returns the requests it completed, linked through
- * ->next, to post.
+ * ->next, to post (or to fail over: status BE_RETRY).
  */
-static struct infer_req *sched_learn(struct sched_worker *w, int qi)
+static struct infer_req *sched_learn(struct sched_slot *w, struct sched_q *q)
 {
-	struct sched_q *q = &w->s->qs[qi];
+	struct sched_be *s = w->s;
 	const struct batch *b = &w->b;
 	struct infer_req *done = NULL;
-	int eff = pol_learn(&w->s->pb, qi, w->slot, b->rows, b->exec_end_ns - b->exec_start_ns,
-			    b->exec_end_ns, w->oldest);
+	bool retried = false, traffic = false;
+	int qi = (int)(q - s->qs), eff;
 
+	for (int i = 0; i < b->n_slices; i++) {
+		retried |= b->slices[i].status == BE_RETRY;
+		traffic |= !b->slices[i].r->internal;
+	}
+	/* A batch given back did not run: nothing to learn from its time.
+	 * Calibration batches (internal only) feed the warm start instead. */
+	if (!retried && traffic && b->exec_end_ns >= b->exec_start_ns) {
+		eff = pol_learn(&s->pb, qi, b->slot, b->rows, b->exec_end_ns - b->exec_start_ns,
+				b->exec_end_ns, w->oldest);
+		if (q->met)
+			met_batch(q->met, b->rows, b->exec_end_ns - b->exec_start_ns);
+	} else {
+		eff = pol_release(&s->pb, qi, b->slot);
+	}
 	atomic_store_explicit(&q->eff_max_batch, eff, memory_order_relaxed);
-	if (q->met)
-		met_batch(q->met, b->rows, b->exec_end_ns - b->exec_start_ns);
 	for (int i = 0; i < b->n_slices; i++)
 		if (sched_slice_done(q, b, &b->slices[i])) {
 			b->slices[i].r->next = done;
@@ -466,85 +528,316 @@ static struct infer_req *sched_learn(struct sched_worker *w, int qi)
 	return done;
 }
 
-static void sched_post_list(struct infer_req *r)
+#define SCHED_MAX_RETRIES 3
+
+/*
+ * Hand r (given back retryable, held by no scheduler now) to the failover
+ * hook; answered 503 when there is none, when r was cancelled meanwhile,
+ * or after SCHED_MAX_RETRIES tries.
+ */
+static void sched_retry(struct sched_be *s, struct infer_req *r, uint64_t now)
+{
+	int st = atomic_load(&r->state);
+
+	r->status = 0;
+	r->errmsg[0] = 0;
+	/* An internal request measures this backend: it does not move. */
+	if (st == REQ_CANCELLED || !sched_failover_fn || r->internal ||
+	    ++r->retries > SCHED_MAX_RETRIES) {
+		r->status = 503;
+		r->retry_after_s = 1;
+		snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and no "
+			 "other backend took it", s->be->conf.name);
+		infer_complete(r);
+		return;
+	}
+	atomic_store(&r->state, REQ_NEW);
+	r->avoid = s;
+	sched_failover_fn(r, s, now);
+}
+
+static void sched_post_list(struct sched_be *s, struct infer_req *r, uint64_t now)
 {
 	struct infer_req *next;
 
 	for (; r; r = next) {
 		next = r->next;
-		infer_complete(r);
+		if (r->status == BE_RETRY)
+			sched_retry(s, r, now);
+		else
+			infer_complete(r);
 	}
 }
 
-/*
- * Compute yields to the event loops: a worker (and the OpenMP threads it
- * spawns, which inherit this) runs SCHED_BATCH at the backend's nice value,
- * so a loop woken by a request preempts a running batch at once instead of
- * waiting out its time slice - a 429 or a health check is not queued behind
- * milliseconds of matrix multiply.  Best effort: a refusal is logged.
- */
-static void sched_lower_priority(const struct sched_be *s)
+/* ---- the timer: dispatch again when a batch delay or deadline runs out ---- */
+
+static pthread_mutex_t tm_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tm_cv;
+static pthread_once_t tm_once = PTHREAD_ONCE_INIT;
+static struct sched_be *tm_list;	/* registered schedulers */
+static struct sched_be *tm_cur;		/* the one being kicked by the timer */
+
+static void *sched_timer_main(void *arg)
 {
-	struct sched_param sp = { 0 };
-	int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
-
-	if (rc == 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), s->be->conf.nice) != 0)
-		rc = errno;
-	if (rc)
-		log_warn("backend=%s msg=\"cannot lower worker priority (SCHED_BATCH, nice %d): %s\"",
-			 s->be->conf.name, s->be->conf.nice, strerror(rc));
-}
-
-static void *sched_worker_main(void *arg)
-{
-	struct sched_worker *w = arg;
-	struct sched_be *s = w->s;
-	struct infer_req *done = NULL;	/* completed by the last batch, to post */
-	char name[16];
-
-	/* "igw-<backend>.<slot>", cut to the 15 characters Linux keeps */
-	snprintf(name, sizeof(name), "igw-%.6s.%d", s->be->conf.name, w->slot);
-	pthread_setname_np(pthread_self(), name);
-	sched_lower_priority(s);
-	pthread_mutex_lock(&s->mu);
+	(void)arg;
+	pthread_setname_np(pthread_self(), "igw-timer");
+	pthread_mutex_lock(&tm_mu);
 	for (;;) {
-		uint64_t now = now_ns(), wake;
-		struct infer_req *expired = sched_expire(s, now);
-		int rows = 0, qi, n = 0;
+		uint64_t now = now_ns(), best = UINT64_MAX;
+		struct sched_be *due = NULL;
 
-		qi = sched_pick(s, now, &wake, &rows);
-		if (qi >= 0)
-			n = sched_take(w, qi, rows, now);
-		if (expired || n || done) {
-			pthread_mutex_unlock(&s->mu);
-			sched_post_list(expired);
-			sched_post_list(done);
-			done = NULL;
-			if (n)
-				sched_run_batch(w, qi, n);
-			pthread_mutex_lock(&s->mu);
-			if (n)
-				done = sched_learn(w, qi);
-			continue;
+		for (struct sched_be *s = tm_list; s && !due; s = s->tm_next) {
+			uint64_t w = atomic_load(&s->tm_wake);
+
+			if (w <= now)
+				due = s;
+			else if (w < best)
+				best = w;
 		}
-		if (s->stop)
-			break;
-		sched_wait(s, wake);
+		if (due) {
+			atomic_store(&due->tm_wake, UINT64_MAX);
+			tm_cur = due;
+			pthread_mutex_unlock(&tm_mu);
+			sched_kick(due);
+			pthread_mutex_lock(&tm_mu);
+			tm_cur = NULL;
+			pthread_cond_broadcast(&tm_cv);
+		} else if (best == UINT64_MAX) {
+			pthread_cond_wait(&tm_cv, &tm_mu);
+		} else {
+			struct timespec ts = { .tv_sec = best / 1000000000ull,
+					       .tv_nsec = best % 1000000000ull };
+
+			pthread_cond_timedwait(&tm_cv, &tm_mu, &ts);
+		}
 	}
-	pthread_mutex_unlock(&s->mu);
 	return NULL;
 }
 
-/* Set q's policy from qc (lock held, or q not yet shared). */
+static void sched_timer_init(void)
+{
+	pthread_condattr_t ca;
+	pthread_t t;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&tm_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	if (pthread_create(&t, NULL, sched_timer_main, NULL) == 0)
+		pthread_detach(t);
+	else
+		log_error("msg=\"cannot start the scheduler timer thread\"");
+}
+
+static void sched_timer_add(struct sched_be *s)
+{
+	pthread_once(&tm_once, sched_timer_init);
+	atomic_store(&s->tm_wake, UINT64_MAX);
+	pthread_mutex_lock(&tm_mu);
+	s->tm_next = tm_list;
+	tm_list = s;
+	s->tm_on = true;
+	pthread_mutex_unlock(&tm_mu);
+}
+
+/* Unregister s; returns once the timer thread is not kicking it. */
+static void sched_timer_del(struct sched_be *s)
+{
+	pthread_mutex_lock(&tm_mu);
+	for (struct sched_be **p = &tm_list; *p; p = &(*p)->tm_next)
+		if (*p == s) {
+			*p = s->tm_next;
+			break;
+		}
+	s->tm_on = false;
+	while (tm_cur == s)
+		pthread_cond_wait(&tm_cv, &tm_mu);
+	pthread_mutex_unlock(&tm_mu);
+}
+
+/* Dispatch s again at wake (monotonic ns), unless already due sooner. */
+static void sched_timer_arm(struct sched_be *s, uint64_t wake)
+{
+	if (wake == UINT64_MAX || wake >= atomic_load(&s->tm_wake))
+		return;
+	pthread_mutex_lock(&tm_mu);
+	if (s->tm_on && wake < atomic_load(&s->tm_wake)) {
+		atomic_store(&s->tm_wake, wake);
+		pthread_cond_signal(&tm_cv);
+	}
+	pthread_mutex_unlock(&tm_mu);
+}
+
+/* ---- dispatch ---- */
+
+static void sched_batch_done(struct batch *b);
+
+/* Fill free credits with cut batches (lock held).  Returns how many; *wake
+ * says when to look again when something stays queued. */
+static int sched_fill(struct sched_be *s, uint64_t now, struct sched_slot **go, uint64_t *wake)
+{
+	int n_go = 0;
+
+	*wake = UINT64_MAX;
+	while (s->n_free > 0 && !s->abort) {
+		struct sched_slot *w = NULL;
+		int rows = 0, qi, n;
+
+		qi = sched_pick(s, now, wake, &rows);
+		if (qi < 0)
+			return n_go;
+		for (int i = 0; i < s->n_slots && !w; i++)
+			if (!s->slots[i].busy)
+				w = &s->slots[i];
+		n = sched_take(w, qi, rows, now);
+		if (!n) {
+			pol_release(&s->pb, qi, w->b.slot);
+			break;
+		}
+		w->busy = true;
+		w->qi = qi;
+		w->b.model = s->qs[qi].model;
+		w->b.n_slices = n;
+		w->b.errmsg[0] = 0;
+		w->b.exec_start_ns = w->b.exec_end_ns = 0;
+		s->n_free--;
+		go[n_go++] = w;
+	}
+	*wake = sched_next_deadline(s);
+	return n_go;
+}
+
+/* Submit a cut batch; one the backend refuses fails like a batch that ran. */
+static void sched_submit(struct sched_be *s, struct sched_slot *w)
+{
+	struct batch *b = &w->b;
+	int rc;
+
+	atomic_fetch_add_explicit(&s->dispatched, 1, memory_order_relaxed);
+	rc = s->be->ops->submit(s->be, b);
+	if (rc == 0)
+		return;
+	for (int i = 0; i < b->n_slices; i++)
+		b->slices[i].status = rc == -EAGAIN || rc == -ENODEV ? BE_RETRY : 503;
+	snprintf(b->errmsg, sizeof(b->errmsg), "backend %s could not start the batch: %s",
+		 s->be->conf.name, strerror(-rc));
+	b->exec_start_ns = b->exec_end_ns = now_ns();
+	b->done(b);
+}
+
+/* The scheduler this thread is dispatching (a synchronous backend's done()
+ * runs inside submit: the dispatch loop picks its credit up). */
+static __thread struct sched_be *sched_in_dispatch;
+
+/* The dispatch loop; the caller counted itself in s->active. */
+static void sched_dispatch(struct sched_be *s)
+{
+	struct sched_slot *go[s->n_slots];
+	struct sched_be *outer = sched_in_dispatch;
+
+	sched_in_dispatch = s;
+	for (;;) {
+		uint64_t now = now_ns(), wake;
+		struct infer_req *expired;
+		int n_go, inflight;
+
+		pthread_mutex_lock(&s->mu);
+		expired = sched_expire(s, now);
+		n_go = sched_fill(s, now, go, &wake);
+		inflight = s->n_slots - s->n_free;
+		if (inflight > atomic_load_explicit(&s->max_inflight, memory_order_relaxed))
+			atomic_store_explicit(&s->max_inflight, inflight, memory_order_relaxed);
+		/* Armed under the lock (s->mu, then tm_mu): s stays alive. */
+		sched_timer_arm(s, wake);
+		if (!n_go)
+			s->active--;
+		if (!n_go && s->stop)
+			pthread_cond_broadcast(&s->cv);
+		pthread_mutex_unlock(&s->mu);
+		/* Once active is released, s may be freed: touch nothing of it. */
+		sched_post_list(NULL, expired, now);
+		if (!n_go)
+			break;
+		for (int i = 0; i < n_go; i++)
+			sched_submit(s, go[i]);
+	}
+	sched_in_dispatch = outer;
+}
+
+void sched_kick(struct sched_be *s)
+{
+	if (sched_in_dispatch == s)
+		return;		/* the loop running below us dispatches again */
+	pthread_mutex_lock(&s->mu);
+	if (s->stopped) {
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	s->active++;
+	pthread_mutex_unlock(&s->mu);
+	sched_dispatch(s);
+}
+
+/* A batch is done (any thread): account it, return its credit, post its
+ * requests, dispatch again. */
+static void sched_batch_done(struct batch *b)
+{
+	struct sched_slot *w = b->owner;
+	struct sched_be *s = w->s;
+	struct infer_req *done;
+	uint64_t now = now_ns();
+
+	pthread_mutex_lock(&s->mu);
+	done = sched_learn(w, &s->qs[w->qi]);
+	w->busy = false;
+	s->n_free++;
+	s->active++;		/* this thread dispatches next */
+	pthread_mutex_unlock(&s->mu);
+	/* Posts before dispatch: an answer does not wait for the next submit. */
+	sched_post_list(s, done, now);
+	if (sched_in_dispatch == s) {
+		pthread_mutex_lock(&s->mu);
+		s->active--;
+		pthread_mutex_unlock(&s->mu);
+		return;
+	}
+	sched_dispatch(s);
+}
+
 int sched_batch_limit(const struct backend *be, const struct model *m, int conf_max)
 {
 	int mb = m->max_batch_size;
+	struct be_caps caps = { 0 };
 
-	if (be->ops && be->ops->max_batch && be->ops->max_batch(be, m) < mb)
-		mb = be->ops->max_batch(be, m);
+	/* The limit belongs to the (backend, model) pair: a backend may batch
+	 * fewer rows than the model's max_batch_size, or more (a GPU): the
+	 * model's bound stays the most rows one request may have. */
+	if (be->ops && be->ops->caps) {
+		be->ops->caps(be, m, &caps);
+		if (caps.max_batch > 0)
+			mb = caps.max_batch;
+	}
 	if (conf_max > 0 && conf_max < mb)
 		mb = conf_max;
 	return mb < 1 ? 1 : mb;
+}
+
+/* The backend's preferred batch sizes for m (caps), within the batch
+ * limit, when the config names none. */
+static void sched_caps_preferred(const struct backend *be, const struct model *m,
+				 struct pol_conf *pc)
+{
+	struct be_caps caps = { 0 };
+	int n = 0;
+
+	if (!be->ops || !be->ops->caps)
+		return;
+	be->ops->caps(be, m, &caps);
+	for (int i = 0; i < caps.n_preferred && i < BE_MAX_PREFERRED && n < BATCH_MAX_PREFERRED; i++)
+		if (caps.preferred[i] >= 1 && caps.preferred[i] <= pc->max_batch &&
+		    (!n || caps.preferred[i] > pc->preferred[n - 1]))
+			pc->preferred[n++] = caps.preferred[i];
+	pc->n_preferred = n;
 }
 
 /* The policy settings of q from qc. */
@@ -560,8 +853,11 @@ static void sched_pol_conf(const struct sched_q *q, const struct sched_q_conf *q
 		.drop_hopeless = qc->drop_hopeless,
 	};
 	memcpy(pc->preferred, qc->preferred, sizeof(pc->preferred));
+	if (!qc->n_preferred)
+		sched_caps_preferred(q->s->be, qc->model, pc);
 }
 
+/* Set q's policy from qc (lock held). */
 static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 {
 	struct pol_conf pc;
@@ -575,10 +871,19 @@ static void sched_configure(struct sched_q *q, const struct sched_q_conf *qc)
 void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc)
 {
 	pthread_mutex_lock(&s->mu);
-	/* Worker arrays hold the model's max_batch_size, the most a batch takes. */
+	/* Slot arrays hold the widest batch limit, the most a batch takes. */
 	sched_configure(&s->qs[qi], qc);
 	sched_publish(&s->qs[qi]);
-	pthread_cond_broadcast(&s->cv);
+	pthread_mutex_unlock(&s->mu);
+	sched_kick(s);		/* a shorter delay may make a batch due now */
+}
+
+void sched_set_warm(struct sched_be *s, int qi, double a_ns, double b_ns)
+{
+	pthread_mutex_lock(&s->mu);
+	s->qs[qi].pq.svc.a_ns = a_ns;
+	s->qs[qi].pq.svc.b_ns = b_ns;
+	sched_publish(&s->qs[qi]);
 	pthread_mutex_unlock(&s->mu);
 }
 
@@ -586,14 +891,13 @@ static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, 
 {
 	int widest = 1;
 
-	s->qs = calloc(n, sizeof(*s->qs));
-	s->pq = calloc(n, sizeof(*s->pq));
+	s->qs = calloc(n > 0 ? n : 1, sizeof(*s->qs));
+	s->pq = calloc(n > 0 ? n : 1, sizeof(*s->pq));
 	if (!s->qs || !s->pq)
 		return -ENOMEM;
 	s->n_q = n;
 	for (int i = 0; i < n; i++) {
 		struct sched_q *q = &s->qs[i];
-
 		struct pol_conf pc;
 
 		q->s = s;
@@ -604,10 +908,28 @@ static int sched_init_queues(struct sched_be *s, const struct sched_q_conf *qc, 
 		q->max_batch = pc.max_batch;
 		atomic_store(&q->eff_max_batch, pc.max_batch);
 		s->pq[i] = &q->pq;
-		if (qc[i].model->max_batch_size > widest)
-			widest = qc[i].model->max_batch_size;
+		/* a batch holds at most its limit's rows, one slice each */
+		if (sched_batch_limit(s->be, qc[i].model, 0) > widest)
+			widest = sched_batch_limit(s->be, qc[i].model, 0);
 	}
 	return widest;
+}
+
+/* Free what sched_be_start allocated (no batch in flight, no dispatcher). */
+static void sched_free(struct sched_be *s)
+{
+	for (int i = 0; s->slots && i < s->n_slots; i++)
+		free(s->slots[i].slices);
+	free(s->slots);
+	s->slots = NULL;
+	free(s->busy_until);
+	s->busy_until = NULL;
+	free(s->qs);
+	s->qs = NULL;
+	free(s->pq);
+	s->pq = NULL;
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->mu);
 }
 
 int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_conf *qc, int n)
@@ -624,51 +946,103 @@ int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_
 	pthread_condattr_destroy(&ca);
 	widest = sched_init_queues(s, qc, n);
 	if (widest < 0)
-		return widest;
+		goto fail;
 	s->widest = widest;
-	s->n_threads = be->conf.slots > 0 ? be->conf.slots : 1;
-	s->busy_until = calloc(s->n_threads, sizeof(*s->busy_until));
-	s->pb = (struct pol_be){ .n_q = n, .q = s->pq, .n_slots = s->n_threads,
+	s->n_slots = be->credits > 0 ? be->credits : 1;
+	s->n_free = s->n_slots;
+	s->busy_until = calloc(s->n_slots, sizeof(*s->busy_until));
+	s->slots = calloc(s->n_slots, sizeof(*s->slots));
+	if (!s->busy_until || !s->slots)
+		goto fail;
+	s->pb = (struct pol_be){ .n_q = n, .q = s->pq, .n_slots = s->n_slots,
 				 .busy_until = s->busy_until };
-	s->workers = calloc(s->n_threads, sizeof(*s->workers));
-	for (int i = 0; i < s->n_threads; i++) {
-		struct sched_worker *w = &s->workers[i];
+	for (int i = 0; i < s->n_slots; i++) {
+		struct sched_slot *w = &s->slots[i];
 
 		w->s = s;
-		w->slot = i;
-		w->slices = calloc(widest, sizeof(*w->slices));
-		sem_init(&w->done, 0, 0);
-		if (pthread_create(&w->thread, NULL, sched_worker_main, w)) {
-			log_error("backend=%s msg=\"cannot start scheduler thread\"", be->conf.name);
-			s->n_threads = i;
-			return -EAGAIN;
-		}
+		w->b.be = be;
+		w->b.slot = i;
+		w->b.done = sched_batch_done;
+		w->b.topup = sched_batch_topup;
+		w->b.owner = w;
+		w->b.slices = w->slices = calloc(widest, sizeof(*w->slices));
+		if (!w->slices)
+			goto fail;
 	}
+	sched_timer_add(s);
 	return 0;
+fail:
+	log_error("backend=%s msg=\"cannot start the scheduler: out of memory\"", be->conf.name);
+	sched_free(s);
+	s->stopped = true;
+	return -ENOMEM;
+}
+
+/* Answer every queued request 503 without running it (lock held).  Returns
+ * them linked through ->next. */
+static struct infer_req *sched_flush(struct sched_be *s, uint64_t now)
+{
+	struct infer_req *all = NULL;
+
+	for (int i = 0; i < s->n_q; i++) {
+		struct sched_q *q = &s->qs[i];
+		struct infer_req *r;
+
+		/* Everything queued has a deadline below UINT64_MAX... or none
+		 * (0 sorts last): expire them all by hand. */
+		for (int lv = 0; lv <= SQ_MAX_LEVELS; lv++)
+			while ((r = q->pq.sq.lv[lv].head)) {
+				pol_remove(&q->pq, r);
+				sched_answer(r, 503, now, "gateway is shutting down: backend %s did "
+					     "not start the request in time", s->be->conf.name);
+				if (!sq_drop(r))
+					continue;	/* a running slice posts it */
+				sched_set_queue(r, NULL);
+				r->next = all;
+				all = r;
+			}
+		sched_publish(q);
+	}
+	return all;
+}
+
+static void sched_stop(struct sched_be *s, bool run_queued)
+{
+	struct infer_req *flushed = NULL;
+
+	if (s->stopped || !s->qs)
+		return;
+	pthread_mutex_lock(&s->mu);
+	s->stop = true;
+	if (!run_queued) {
+		s->abort = true;
+		flushed = sched_flush(s, now_ns());
+	}
+	pthread_mutex_unlock(&s->mu);
+	sched_post_list(NULL, flushed, 0);
+	sched_kick(s);		/* drain without waiting for fuller batches */
+	pthread_mutex_lock(&s->mu);
+	for (;;) {
+		bool queued = false;
+
+		for (int i = 0; i < s->n_q; i++)
+			queued |= s->qs[i].pq.sq.n_reqs > 0;
+		if (!s->active && s->n_free == s->n_slots && !queued)
+			break;
+		pthread_cond_wait(&s->cv, &s->mu);
+	}
+	s->stopped = true;
+	pthread_mutex_unlock(&s->mu);
+	sched_timer_del(s);
+	sched_free(s);
 }
 
 void sched_be_stop(struct sched_be *s)
 {
-	if (s->stopped || !s->qs)
-		return;
-	s->stopped = true;
-	pthread_mutex_lock(&s->mu);
-	s->stop = true;
-	pthread_cond_broadcast(&s->cv);
-	pthread_mutex_unlock(&s->mu);
-	for (int i = 0; i < s->n_threads; i++) {
-		pthread_join(s->workers[i].thread, NULL);
-		sem_destroy(&s->workers[i].done);
-		free(s->workers[i].slices);
-	}
-	free(s->workers);
-	s->workers = NULL;
-	free(s->busy_until);
-	s->busy_until = NULL;
-	free(s->qs);
-	s->qs = NULL;
-	free(s->pq);
-	s->pq = NULL;
-	pthread_cond_destroy(&s->cv);
-	pthread_mutex_destroy(&s->mu);
+	sched_stop(s, true);
+}
+
+void sched_be_abort(struct sched_be *s)
+{
+	sched_stop(s, false);
 }

@@ -1,17 +1,23 @@
 /*
- * scheduler.h - per (backend, model) queues and the threads that feed a backend.
+ * scheduler.h - per (backend, model) queues and credit-based dispatch.
  *
  * Glue between the pure policy (policy.h: every decision, also linked by
- * the simulator) and threads: each backend gets `slots` scheduler threads
- * and one mutex, held around every pol_* call.  A thread answers
+ * the simulator) and a backend: one mutex per backend, held around every
+ * pol_* call, and no thread of its own.  A backend has be->credits
+ * batches in flight at most.  Whoever makes work possible dispatches, on
+ * its own thread and without blocking: an enqueue (an event loop), a
+ * batch's done() (a backend thread: the credit comes back), the timer
+ * thread (max_queue_delay_us or a deadline ran out).  Dispatch answers
  * expired requests (504, never executed; with drop_hopeless also those
  * that can no longer finish in time), asks the batcher whether a queue
  * should be cut, takes requests (priority, then deadline order; one above
- * the batch limit as slices, sq_take), submits the batch, learns its
- * service time, and posts every request whose last slice it ran back to
- * its owner loop.  A client that goes away while its request is queued
- * removes it (sched_cancel): it is never executed; one partly run loses
- * its slices not yet started.
+ * the batch limit as slices, sq_take) into a free credit's batch and
+ * submits it.  done() learns the service time and posts every request
+ * whose last slice ran to its sink (infer_complete); a request a backend gave
+ * back as retryable (BE_RETRY) goes to the failover hook instead, which
+ * places it elsewhere or answers it.  A client that goes away while its
+ * request is queued removes it (sched_cancel): it is never executed; one
+ * partly run loses its slices not yet started.
  */
 #ifndef INFERGW_SCHEDULER_H
 #define INFERGW_SCHEDULER_H
@@ -91,36 +97,66 @@ struct sched_q {
 struct sched_be {
 	struct backend *be;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;
+	pthread_cond_t cv;		/* stop waits here for in-flight work */
 	int n_q;
 	struct sched_q *qs;
-	int n_threads;
-	struct sched_worker *workers;
-	int widest;			/* largest batch the workers can hold */
+	int n_slots;			/* credits: batches in flight at most */
+	struct sched_slot *slots;
+	int n_free;			/* credits not in flight */
+	int widest;			/* largest batch a slot can hold */
 	uint64_t *busy_until;		/* per slot: predicted end of its batch, 0 = idle */
 	struct pol_queue **pq;		/* &qs[i].pq */
 	struct pol_be pb;		/* the policy's view: pq and busy_until */
-	bool stop;
-	bool stopped;			/* threads joined */
+	int active;			/* threads inside dispatch (stop waits for 0) */
+	bool stop;			/* no more enqueues; drain */
+	bool abort;			/* stop without running what is queued (503) */
+	bool stopped;
 	int rr;
-	int idle;			/* threads waiting on cv */
 	_Atomic uint64_t version;	/* bumped by every sched_publish of its queues */
+	/* the timer (scheduler.c): when to dispatch again; UINT64_MAX = never */
+	_Atomic uint64_t tm_wake;
+	struct sched_be *tm_next;
+	bool tm_on;
+	_Atomic uint64_t dispatched;	/* batches submitted, for tests and metrics */
+	_Atomic int max_inflight;	/* most batches ever in flight at once */
 };
 
 /*
  * sched_batch_limit - the most rows one batch of m on be holds: the
- * model's max_batch_size, lowered by the backend's own limit and by
- * conf_max (models[].max_batch; 0 = none).  Requests above it run sliced.
+ * backend's own limit for m (ops->caps; none: the model's max_batch_size),
+ * lowered by conf_max (models[].max_batch; 0 = none).  Requests above it
+ * run sliced; no request may have more rows than the model's max_batch_size.
  */
 int sched_batch_limit(const struct backend *be, const struct model *m, int conf_max);
-/* sched_be_start - one queue per conf entry and be->conf.slots threads. 0 or -errno. */
+/*
+ * sched_be_start - one queue per conf entry and be->credits slots (at least
+ * 1).  No thread is started (the shared timer thread starts once).  0, or
+ * -errno with nothing left allocated.
+ */
 int sched_be_start(struct sched_be *s, struct backend *be, const struct sched_q_conf *qc, int n);
 /*
+ * sched_failover - set the hook that places a request a backend gave back
+ * as retryable (BE_RETRY) somewhere else: fn(r, from, now) runs on the
+ * backend's thread with r no longer held by any scheduler (state REQ_NEW,
+ * status 0, r->retries counted).  fn must answer r exactly once: queue it
+ * on another backend (its completion then comes from there) or set
+ * r->status/errmsg and infer_complete it.  NULL (the default): answered 503.
+ */
+void sched_failover(void (*fn)(struct infer_req *r, struct sched_be *from, uint64_t now));
+/* sched_kick - dispatch what can run on s now (any thread; never blocks
+ * on execution). */
+void sched_kick(struct sched_be *s);
+/*
  * sched_update - apply a reloaded queue configuration (batching, bounds,
- * priorities, objective) to queue qi in place; queued requests stay.  The
- * learned service time is kept.
+ * priorities, objective) to queue qi, under the lock; queued requests
+ * stay.  The learned service time is kept.  Call it when the snapshot
+ * that carries s over is published (runtime.c), never before: the old
+ * snapshot keeps its settings until then.
  */
 void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc);
+/* sched_set_warm - the service-time warm start of queue qi, t(n) = a + b*n
+ * (what batch sizes not observed yet are predicted from). */
+void sched_set_warm(struct sched_be *s, int qi, double a_ns, double b_ns);
 /* sched_find - index of the queue for m, or -1. */
 int sched_find(const struct sched_be *s, const struct model *m);
 /*
@@ -161,14 +197,17 @@ int sched_enqueue(struct sched_be *s, int qi, struct infer_req *r, uint64_t now)
 bool sched_cancel(struct infer_req *r);
 /*
  * sched_defer_begin / sched_defer_end - around one event-loop callback:
- * enqueues in between wake each backend's workers once, at the end, so the
- * requests of one read (an HTTP/2 client sends many per packet) go out as
- * one batch instead of a wake-up and a context switch each.
+ * enqueues in between dispatch each backend once, at the end (every free
+ * credit is used then), so the requests of one read (an HTTP/2 client
+ * sends many per packet) go out as full batches instead of one each.
  */
 void sched_defer_begin(void);
 void sched_defer_end(void);
-/* sched_be_stop - finish every queued request, join the threads, free
- * queues.  Idempotent. */
+/* sched_be_stop - no more enqueues; run every queued request, wait for
+ * every batch in flight, free the queues.  Idempotent. */
 void sched_be_stop(struct sched_be *s);
+/* sched_be_abort - like sched_be_stop, but what is still queued is
+ * answered 503 and never executed (shutdown after the grace period). */
+void sched_be_abort(struct sched_be *s);
 
 #endif

@@ -164,6 +164,17 @@ if ! want tsan; then
 	:
 elif [ -x build-tsan/infergw ]; then
 	unset ASAN_OPTIONS UBSAN_OPTIONS
+	# the scheduler's completion contract against the fake backend
+	if [ -x build-tsan/tests/test_scheduler ]; then
+		if TSAN_OPTIONS="halt_on_error=1:suppressions=$PWD/tests/tsan.supp" \
+		   timeout 300 build-tsan/tests/test_scheduler >build-tsan/test_scheduler.log 2>&1; then
+			echo "tsan: test_scheduler clean"
+			pass=$((pass + 1))
+		else
+			echo "tsan: test_scheduler FAILED (build-tsan/test_scheduler.log)"
+			fail=$((fail + 1))
+		fi
+	fi
 	TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
 	san_run tsan build-tsan 900 \
 		tests/integration/test_reload.py tests/integration/test_load.py \

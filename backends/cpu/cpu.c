@@ -1,10 +1,13 @@
 /*
  * cpu.c - the CPU backend: dense layers as oneDNN matmul primitives (be_cpu_).
  *
- * Execution is synchronous: the scheduler thread that owns slot s calls
- * submit, which gathers the batch's rows into that slot's buffer, runs the
- * layer chain on the slot's stream with OpenMP threads_per_slot wide, scatters
- * the results and calls batch->done before it returns.
+ * Execution is asynchronous: the backend owns `workers` threads (SCHED_BATCH
+ * at the configured nice value) and one queue of batches; credits =
+ * workers.  submit checks the batch and queues it; a worker takes it,
+ * gathers its rows into the buffer of the batch's slot (the scheduler's
+ * credit index: no two batches in flight share one), runs the layer chain
+ * on that slot's stream with OpenMP threads_per_worker wide, scatters the
+ * results and calls batch->done.
  *
  * Per hosted model and per slot we keep:
  *   - two activation buffers (max_batch_size x max_width floats) that the
@@ -32,7 +35,9 @@
  *
  * Hosted models live in a prepend-only list keyed by model pointer: load_model
  * publishes a fully built entry with a release store, so submit walks it
- * without a lock.  Entries go away only in close (backend_ops has no unload).
+ * without a lock.  unload_model unlinks an entry (a walker standing on it
+ * still finds its next) and keeps it on a retired list; entries are freed
+ * in close.
  */
 #define _GNU_SOURCE
 #include "backend.h"
@@ -40,6 +45,10 @@
 #include "model/model.h"
 #include "util.h"
 #include "ytree.h"
+
+#include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <dnnl.h>
 #include <dnnl_debug.h>
@@ -81,17 +90,29 @@ struct be_cpu_model {
 	int *src_buf;			/* per layer: which buffer it reads (softmax: in place) */
 	int out_buf;			/* the buffer holding the final activations */
 	struct be_cpu_slot_model *slots;
-	struct be_cpu_model *next;
+	struct be_cpu_model *_Atomic next;
 };
 
 struct be_cpu {
 	dnnl_engine_t engine;
 	int n_slots, threads;
 	dnnl_stream_t *streams;		/* one per slot */
-	pthread_mutex_t load_lock;	/* serialises load_model */
+	pthread_mutex_t load_lock;	/* serialises load_model / unload_model */
 	struct be_cpu_model *_Atomic models;
+	struct be_cpu_model *retired;	/* unloaded, freed in close */
 	atomic_uint_fast64_t batches, rows, busy_ns;
+	/* the workers and their queue of submitted batches */
+	pthread_mutex_t q_mu;
+	pthread_cond_t q_cv;
+	struct batch *q_head, *q_tail;
+	bool q_stop;
+	int n_workers;
+	pthread_t *workers;
+	struct backend *be;
 };
+
+static void be_cpu_workers_stop(struct be_cpu *c);
+static int be_cpu_workers_start(struct be_cpu *c, char **err);
 
 static int be_cpu_err(char **err, int rc, const char *what, dnnl_status_t st)
 {
@@ -169,6 +190,8 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 	c->n_slots = conf->slots > 0 ? conf->slots : 1;
 	c->threads = conf->threads_per_slot > 0 ? conf->threads_per_slot : 1;
 	pthread_mutex_init(&c->load_lock, NULL);
+	pthread_mutex_init(&c->q_mu, NULL);
+	pthread_cond_init(&c->q_cv, NULL);
 	atomic_init(&c->models, NULL);
 	atomic_init(&c->batches, 0);
 	atomic_init(&c->rows, 0);
@@ -191,8 +214,12 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 			goto out_free;
 		}
 	}
+	c->be = be;
 	be->priv = c;
-	be->up = true;
+	if (be_cpu_workers_start(c, err))
+		goto out_free;
+	be->credits = c->n_slots;
+	be_state_set(be, BE_UP);
 	return 0;
 
 out_free:
@@ -203,9 +230,11 @@ out_free:
 	if (c->engine)
 		dnnl_engine_destroy(c->engine);
 	pthread_mutex_destroy(&c->load_lock);
+	pthread_mutex_destroy(&c->q_mu);
+	pthread_cond_destroy(&c->q_cv);
 	free(c);
 	be->priv = NULL;
-	be->up = false;
+	be_state_set(be, BE_DOWN);
 	return -ENODEV;
 }
 
@@ -554,21 +583,27 @@ static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_mode
 	return NULL;
 }
 
-/*
- * be_cpu_submit - see backend.h.  Runs b to completion in the calling thread
- * and calls b->done before returning 0.  Slices of requests cancelled (or
- * expired) when submit starts are neither read nor written (their status
- * and output stay as they are); the others get status 0, or 500 with
- * b->errmsg when oneDNN fails.
- * -ENOENT (model not loaded here), -EINVAL (bad batch) or -ENODEV leave b
- * untouched and do not call done.
- */
-static int be_cpu_submit(struct backend *be, struct batch *b)
+static struct be_cpu_model *be_cpu_find(struct be_cpu *c, const struct model *m)
 {
-	struct be_cpu *c = be->priv;
-	const struct model *m = b->model;
 	struct be_cpu_model *cm;
-	struct be_cpu_slot_model *sm;
+
+	for (cm = atomic_load_explicit(&c->models, memory_order_acquire); cm; cm = cm->next)
+		if (cm->m == m)
+			return cm;
+	return NULL;
+}
+
+/*
+ * Run b on its slot (a worker thread).  Slices of requests cancelled (or
+ * expired) when it starts are neither read nor written (their status and
+ * output stay as they are); the others get status 0, or 500 with
+ * b->errmsg when oneDNN fails.
+ */
+static void be_cpu_run(struct be_cpu *c, struct batch *b)
+{
+	const struct model *m = b->model;
+	struct be_cpu_model *cm = be_cpu_find(c, m);
+	struct be_cpu_slot_model *sm = &cm->slots[b->slot];
 	bool live[b->n_slices > 0 ? b->n_slices : 1];
 	dnnl_status_t st = dnnl_success;
 	const char *failed = NULL;
@@ -576,35 +611,12 @@ static int be_cpu_submit(struct backend *be, struct batch *b)
 	uint64_t t0, t1;
 	const float *out;
 
-	if (!c)
-		return -ENODEV;
-	if (b->slot < 0 || b->slot >= c->n_slots || b->n_slices < 0)
-		return -EINVAL;
-	for (cm = atomic_load_explicit(&c->models, memory_order_acquire); cm; cm = cm->next)
-		if (cm->m == m)
-			break;
-	if (!cm)
-		return -ENOENT;
 	/* Which slices run is decided once, here: one whose request is
 	 * cancelled later still gets its output (it is ours until done). */
-	for (i = 0; i < b->n_slices; i++) {
-		const struct infer_slice *sl = &b->slices[i];
-
-		if (sl->rows < 1 || sl->row0 < 0 || sl->row0 + sl->rows > sl->r->rows)
-			return -EINVAL;
-		live[i] = be_cpu_live(sl->r);
-		if (live[i])
-			rows += sl->rows;
-	}
-	if (rows > m->max_batch_size)
-		return -EINVAL;
-
-	omp_set_num_threads(c->threads);
+	for (i = 0; i < b->n_slices; i++)
+		live[i] = be_cpu_live(b->slices[i].r);
 	t0 = now_ns();
 	b->exec_start_ns = t0;
-	sm = &cm->slots[b->slot];
-
-	rows = 0;
 	for (i = 0; i < b->n_slices; i++) {
 		const struct infer_slice *sl = &b->slices[i];
 
@@ -639,8 +651,174 @@ static int be_cpu_submit(struct backend *be, struct batch *b)
 	atomic_fetch_add_explicit(&c->batches, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->rows, (uint64_t)rows, memory_order_relaxed);
 	atomic_fetch_add_explicit(&c->busy_ns, t1 - t0, memory_order_relaxed);
-	b->done(b);
+}
+
+/*
+ * Compute yields to the event loops: a worker (and the OpenMP threads it
+ * spawns, which inherit this) runs SCHED_BATCH at the backend's nice value,
+ * so a loop woken by a request preempts a running batch at once instead of
+ * waiting out its time slice - a 429 or a health check is not queued behind
+ * milliseconds of matrix multiply.  Best effort: a refusal is logged.
+ */
+static void be_cpu_lower_priority(const struct backend *be)
+{
+	struct sched_param sp = { 0 };
+	int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+
+	if (rc == 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), be->conf.nice) != 0)
+		rc = errno;
+	if (rc)
+		fprintf(stderr, "backend=%s msg=\"cannot lower worker priority (SCHED_BATCH, "
+			"nice %d): %s\"\n", be->conf.name ? be->conf.name : "cpu", be->conf.nice,
+			strerror(rc));
+}
+
+struct be_cpu_worker_arg {
+	struct be_cpu *c;
+	int idx;
+};
+
+static void *be_cpu_worker_main(void *arg)
+{
+	struct be_cpu *c = ((struct be_cpu_worker_arg *)arg)->c;
+	int idx = ((struct be_cpu_worker_arg *)arg)->idx;
+	char name[16];
+
+	free(arg);
+	/* "igw-<backend>.<worker>", cut to the 15 characters Linux keeps */
+	snprintf(name, sizeof(name), "igw-%.6s.%d", c->be->conf.name ? c->be->conf.name : "cpu",
+		 idx);
+	pthread_setname_np(pthread_self(), name);
+	be_cpu_lower_priority(c->be);
+	omp_set_num_threads(c->threads);
+	pthread_mutex_lock(&c->q_mu);
+	for (;;) {
+		struct batch *b = c->q_head;
+
+		if (!b) {
+			if (c->q_stop)
+				break;
+			pthread_cond_wait(&c->q_cv, &c->q_mu);
+			continue;
+		}
+		c->q_head = b->be_next;
+		if (!c->q_head)
+			c->q_tail = NULL;
+		pthread_mutex_unlock(&c->q_mu);
+		if (b->topup)	/* what arrived while this batch waited for us */
+			b->topup(b);
+		be_cpu_run(c, b);
+		b->done(b);	/* b is not ours any more (backend.h) */
+		pthread_mutex_lock(&c->q_mu);
+	}
+	pthread_mutex_unlock(&c->q_mu);
+	return NULL;
+}
+
+static int be_cpu_workers_start(struct be_cpu *c, char **err)
+{
+	c->workers = calloc((size_t)c->n_slots, sizeof(*c->workers));
+	if (!c->workers) {
+		*err = yt_strdupf("cpu backend: out of memory");
+		return -ENOMEM;
+	}
+	for (int i = 0; i < c->n_slots; i++) {
+		struct be_cpu_worker_arg *a = malloc(sizeof(*a));
+		int rc = a ? 0 : ENOMEM;
+
+		if (a) {
+			*a = (struct be_cpu_worker_arg){ c, i };
+			rc = pthread_create(&c->workers[i], NULL, be_cpu_worker_main, a);
+		}
+		if (rc) {
+			free(a);
+			*err = yt_strdupf("cpu backend: cannot start worker %d: %s", i, strerror(rc));
+			be_cpu_workers_stop(c);	/* joins the ones started */
+			return -rc;
+		}
+		c->n_workers = i + 1;
+	}
 	return 0;
+}
+
+/* Stop and join the workers; batches still queued run first. */
+static void be_cpu_workers_stop(struct be_cpu *c)
+{
+	pthread_mutex_lock(&c->q_mu);
+	c->q_stop = true;
+	pthread_cond_broadcast(&c->q_cv);
+	pthread_mutex_unlock(&c->q_mu);
+	for (int i = 0; i < c->n_workers; i++)
+		pthread_join(c->workers[i], NULL);
+	c->n_workers = 0;
+	free(c->workers);
+	c->workers = NULL;
+}
+
+/*
+ * be_cpu_submit - see backend.h.  Checks b and queues it to the workers;
+ * b->done comes from a worker thread.  -ENOENT (model not loaded here),
+ * -EINVAL (bad batch, slot out of range) or -ENODEV leave b untouched and
+ * do not call done.
+ */
+static int be_cpu_submit(struct backend *be, struct batch *b)
+{
+	struct be_cpu *c = be->priv;
+	const struct model *m = b->model;
+	int i, rows = 0;
+
+	if (!c)
+		return -ENODEV;
+	if (b->slot < 0 || b->slot >= c->n_slots || b->n_slices < 0)
+		return -EINVAL;
+	if (!be_cpu_find(c, m))
+		return -ENOENT;
+	for (i = 0; i < b->n_slices; i++) {
+		const struct infer_slice *sl = &b->slices[i];
+
+		if (sl->rows < 1 || sl->row0 < 0 || sl->row0 + sl->rows > sl->r->rows)
+			return -EINVAL;
+		rows += sl->rows;
+	}
+	if (rows > m->max_batch_size)
+		return -EINVAL;
+	b->be_next = NULL;
+	pthread_mutex_lock(&c->q_mu);
+	if (c->q_tail)
+		c->q_tail->be_next = b;
+	else
+		c->q_head = b;
+	c->q_tail = b;
+	pthread_cond_signal(&c->q_cv);
+	pthread_mutex_unlock(&c->q_mu);
+	return 0;
+}
+
+/* be_cpu_caps - see backend.h: every bucket up to the model's max_batch_size. */
+static void be_cpu_caps(const struct backend *be, const struct model *m, struct be_caps *out)
+{
+	out->max_batch = m->max_batch_size;
+	out->n_variants = 0;
+}
+
+/* be_cpu_unload_model - see backend.h.  Freed in close (a worker may still
+ * be walking past it). */
+static void be_cpu_unload_model(struct backend *be, const struct model *m)
+{
+	struct be_cpu *c = be->priv;
+	struct be_cpu_model *_Atomic *pp, *cm;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->load_lock);
+	for (pp = &c->models; (cm = atomic_load(pp)); pp = &cm->next)
+		if (cm->m == m) {
+			atomic_store_explicit(pp, cm->next, memory_order_release);
+			cm->next = c->retired;
+			c->retired = cm;
+			break;
+		}
+	pthread_mutex_unlock(&c->load_lock);
 }
 
 static void be_cpu_stats(const struct backend *be, struct backend_stats *out)
@@ -653,10 +831,11 @@ static void be_cpu_stats(const struct backend *be, struct backend_stats *out)
 	out->batches = atomic_load_explicit(&c->batches, memory_order_relaxed);
 	out->rows = atomic_load_explicit(&c->rows, memory_order_relaxed);
 	out->busy_ns = atomic_load_explicit(&c->busy_ns, memory_order_relaxed);
-	out->up = be->up;
+	out->up = be_state_get(be) == BE_UP;
 }
 
-/* be_cpu_close - see backend.h.  No submit may be running or follow. */
+/* be_cpu_close - see backend.h.  No batch in flight and no submit may
+ * follow; joins the workers. */
 static void be_cpu_close(struct backend *be)
 {
 	struct be_cpu *c = be->priv;
@@ -665,7 +844,12 @@ static void be_cpu_close(struct backend *be)
 
 	if (!c)
 		return;
+	be_cpu_workers_stop(c);
 	for (cm = atomic_load(&c->models); cm; cm = next) {
+		next = cm->next;
+		be_cpu_model_free(cm, c->n_slots);
+	}
+	for (cm = c->retired; cm; cm = next) {
 		next = cm->next;
 		be_cpu_model_free(cm, c->n_slots);
 	}
@@ -674,16 +858,37 @@ static void be_cpu_close(struct backend *be)
 	free(c->streams);
 	dnnl_engine_destroy(c->engine);
 	pthread_mutex_destroy(&c->load_lock);
+	pthread_mutex_destroy(&c->q_mu);
+	pthread_cond_destroy(&c->q_cv);
 	free(c);
 	be->priv = NULL;
-	be->up = false;
+	be_state_set(be, BE_DOWN);
+}
+
+/*
+ * be_cpu_parse_conf - see backend.h: threads_per_worker (OpenMP threads in
+ * one batch, 1..256) and nice (the workers' nice value, 0..19).
+ */
+int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err)
+{
+	int64_t tpw = conf->threads_per_slot > 0 ? conf->threads_per_slot : 1, nice = conf->nice;
+
+	if (src->get_int(src->ctx, "threads_per_worker", 1, 256, &tpw, err) ||
+	    src->get_int(src->ctx, "nice", 0, 19, &nice, err))
+		return -EINVAL;
+	conf->threads_per_slot = (int)tpw;
+	conf->nice = (int)nice;
+	return 0;
 }
 
 const struct backend_ops be_cpu_ops = {
 	.kind = "cpu",
 	.open = be_cpu_open,
 	.load_model = be_cpu_load_model,
+	.unload_model = be_cpu_unload_model,
+	.caps = be_cpu_caps,
 	.submit = be_cpu_submit,
+	.parse_conf = be_cpu_parse_conf,
 	.stats = be_cpu_stats,
 	.close = be_cpu_close,
 };

@@ -10,11 +10,12 @@
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include "backend.h"
 #include "infer.h"
@@ -33,17 +34,25 @@ static float frand(void)	/* uniform [-1, 1), deterministic */
 	return (float)((rng_state >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
 }
 
+/* done() comes from a worker thread (the backend is asynchronous). */
 struct done_rec {
-	int calls;
-	struct batch *last;
+	_Atomic int calls;
+	struct batch *_Atomic last;
 };
 
 static void on_done(struct batch *b)
 {
 	struct done_rec *d = b->owner;
 
-	d->calls++;
-	d->last = b;
+	atomic_store(&d->last, b);
+	atomic_fetch_add(&d->calls, 1);
+}
+
+/* Wait (bounded: 10 s) until d has n calls. */
+static void wait_done(struct done_rec *d, int n)
+{
+	for (int i = 0; i < 100000 && atomic_load(&d->calls) < n; i++)
+		usleep(100);
 }
 
 static bool close_enough(float got, double ref)
@@ -92,7 +101,8 @@ static void open_cpu(struct backend *be, int slots, int threads)
 	be->ops = &be_cpu_ops;
 	if (be->ops->open(be, &conf, &err))
 		fail_msg("open: %s", err);
-	assert_true(be->up);
+	assert_int_equal(be_state_get(be), BE_UP);
+	assert_int_equal(be->credits, slots);
 }
 
 /* Write a safetensors file of F32 tensors. */
@@ -246,6 +256,8 @@ static void run_slices(struct backend *be, const struct model *m, int slot,
 	for (i = 0; i < n; i++)
 		b.rows += sl[i].rows;
 	assert_int_equal(be->ops->submit(be, &b), 0);
+	wait_done(&d, 1);
+	usleep(100);	/* a second call would show now */
 	assert_int_equal(d.calls, 1);
 	assert_ptr_equal(d.last, &b);
 	assert_true(b.exec_start_ns > 0);
@@ -357,7 +369,7 @@ static void test_digits_padding_and_cancel(void **state)
 	for (i = 0; i < 4; i++)
 		free(r[i].output);
 	be.ops->close(&be);
-	assert_false(be.up);
+	assert_int_equal(be_state_get(&be), BE_DOWN);
 	assert_null(be.priv);
 	st_close(h);
 	model_free(m);
@@ -647,7 +659,10 @@ static void *worker_main(void *arg)
 			sl[i] = (struct infer_slice){ .r = &r[i], .rows = rows[i] };
 			b.rows += rows[i];
 		}
-		if (w->be->ops->submit(w->be, &b) || d.calls != 1)
+		if (w->be->ops->submit(w->be, &b))
+			w->bad++;
+		wait_done(&d, 1);
+		if (d.calls != 1)
 			w->bad++;
 		for (i = 0; i < 3; i++) {
 			int j;

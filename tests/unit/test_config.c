@@ -66,6 +66,42 @@ static void test_defaults(void **state)
 	unlink(path);
 }
 
+/* Kind-specific keys are read by the kind's parse_conf (backends/registry.c):
+ * each kind accepts its own, rejects another kind's, errors keep FILE:L:C. */
+static void test_backend_kind_keys(void **state)
+{
+	char *err;
+	struct config *c = load_text("models:\n  - name: m\nbackends:\n  - kind: cpu\n"
+				     "    threads_per_worker: 3\n    nice: 5\n"
+				     "  - kind: gpu\n    device: 2\n"
+				     "  - kind: fake\n    workers: 4\n    latency_us: 250\n"
+				     "    fail_every: 3\n", &err);
+
+	assert_non_null(c);
+	assert_int_equal(c->backends[0].kind, BE_CPU);
+	assert_int_equal(c->backends[0].threads_per_slot, 3);
+	assert_int_equal(c->backends[0].nice, 5);
+	assert_int_equal(c->backends[1].kind, BE_GPU);
+	assert_int_equal(c->backends[1].device, 2);
+	assert_string_equal(c->backends[1].name, "gpu1");
+	assert_int_equal(c->backends[2].kind, BE_FAKE);
+	assert_string_equal(c->backends[2].name, "fake2");
+	assert_int_equal(c->backends[2].slots, 4);
+	assert_int_equal(c->backends[2].fake_latency_us, 250);
+	assert_int_equal(c->backends[2].fake_fail_every, 3);
+	cfg_free(c);
+	unlink(path);
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    device: 1\n", "5:5",
+		     "backends[0]: unknown key \"device\" (allowed: name, kind, workers, cost, "
+		     "models, threads_per_worker, nice)");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    threads_per_worker: 2\n",
+		     "5:5", "backends[0]: unknown key \"threads_per_worker\"");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    threads_per_worker: 0\n",
+		     "5:25", "backends[0].threads_per_worker: expected an integer in [1, 256], got 0");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: fake\n    latency_us: -1\n",
+		     "5:17", "backends[0].latency_us: expected an integer");
+}
+
 static void test_relative_model_path(void **state)
 {
 	char *err, want[128];
@@ -355,6 +391,7 @@ int main(void)
 		cmocka_unit_test(test_names),
 		cmocka_unit_test(test_file_limits),
 		cmocka_unit_test(test_listen_tls),
+		cmocka_unit_test(test_backend_kind_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

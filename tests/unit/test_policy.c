@@ -407,6 +407,101 @@ static void test_learn_service_time_and_aimd(void **state)
 	assert_true(f.q[0].svc.seen[3] == 6);
 }
 
+/* Internal requests (calibration): cut at once, counted until their last
+ * rows leave, teaching no wait calibration; pol_release learns nothing. */
+static void test_internal_requests(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	uint64_t wake, oldest;
+	int rows;
+
+	c.max_queue = 16;
+	c.delay_us = 10;		/* a traffic request waits 10000 ns */
+	fix_init(&f, &c, 1);
+	admit_ok(&f, 0, req(&f, 0, 1, 1, 1000, 0), 1000);
+	assert_int_equal(pol_cut(&f.q[0], 2000, false, &wake), 0);
+	assert_int_equal(wake, 11000);
+	/* an internal request queued: cut whatever is there now */
+	req(&f, 1, 1, 12, 1000, 0)->internal = true;
+	admit_ok(&f, 0, &f.r[1], 1000);
+	assert_int_equal(f.q[0].n_internal, 1);
+	assert_int_equal(pol_cut(&f.q[0], 2000, false, &wake), 8);
+	/* the traffic request's first slice calibrates; the internal one's
+	 * first 7 rows leave, its last 5 stay queued (still counted) */
+	f.r[0].pred_wait_ns = 2000;	/* predicted 2000, waited 4000 */
+	f.r[1].pred_wait_ns = 2000;
+	assert_int_equal(pol_take(&f.b, 0, 0, 8, 5000, f.out, 16, &rows, &oldest), 2);
+	assert_int_equal(rows, 8);
+	assert_int_equal(f.q[0].n_internal, 1);
+	assert_true(fabs(svc_wait_factor(&f.q[0].svc, 1) - (1 + 0.005 * 0.99)) < 1e-9);
+	assert_int_equal(pol_cut(&f.q[0], 5000, false, &wake), 5);
+	assert_int_equal(pol_take(&f.b, 0, 1, 5, 6000, f.out, 16, &rows, &oldest), 1);
+	assert_int_equal(rows, 5);
+	assert_int_equal(f.q[0].n_internal, 0);
+	/* only the traffic request taught the calibration */
+	assert_true(fabs(svc_wait_factor(&f.q[0].svc, 1) - (1 + 0.005 * 0.99)) < 1e-9);
+	/* nothing internal left: a 1-row traffic request waits again */
+	admit_ok(&f, 0, req(&f, 2, 1, 1, 7000, 0), 7000);
+	assert_int_equal(pol_cut(&f.q[0], 8000, false, &wake), 0);
+	assert_int_equal(wake, 17000);
+	/* a removed internal request stops counting */
+	req(&f, 3, 1, 1, 8000, 0)->internal = true;
+	admit_ok(&f, 0, &f.r[3], 8000);
+	assert_int_equal(f.q[0].n_internal, 1);
+	pol_remove(&f.q[0], &f.r[3]);
+	assert_int_equal(f.q[0].n_internal, 0);
+	/* pol_release frees the slot's prediction and learns nothing */
+	assert_true(f.busy[1] > 0);
+	assert_int_equal(pol_release(&f.b, 0, 1), 8);
+	assert_int_equal(f.busy[1], 0);
+	assert_int_equal(svc_predict(&f.q[0].svc, 8), T8);
+}
+
+/* pol_topup: rows queued since the cut join it, up to the batch limit,
+ * and the slot's predicted end follows; not with preferred sizes. */
+static void test_topup(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	uint64_t oldest;
+	int rows, n;
+
+	c.max_queue = 16;
+	fix_init(&f, &c, 1);
+	admit_ok(&f, 0, req(&f, 0, 1, 2, 1000, 0), 1000);
+	n = pol_take(&f.b, 0, 0, 2, 2000, f.out, 16, &rows, &oldest);
+	assert_int_equal(n, 1);
+	assert_int_equal(rows, 2);
+	assert_int_equal(f.busy[0], 2000 + T2);
+	/* nothing queued since: nothing added */
+	assert_int_equal(pol_topup(&f.b, 0, 0, 2500, f.out, n, 16, &rows, &oldest), 0);
+	/* 3 + 3 rows arrive, then 1 that does not fit */
+	admit_ok(&f, 0, req(&f, 1, 1, 3, 500, 0), 2100);
+	admit_ok(&f, 0, req(&f, 2, 1, 3, 2200, 0), 2200);
+	admit_ok(&f, 0, req(&f, 3, 1, 1, 2300, 0), 2300);
+	assert_int_equal(pol_topup(&f.b, 0, 0, 3000, f.out, n, 16, &rows, &oldest), 2);
+	assert_int_equal(rows, 8);
+	assert_int_equal(oldest, 500);
+	assert_ptr_equal(f.out[1].r, &f.r[1]);
+	assert_ptr_equal(f.out[2].r, &f.r[2]);
+	assert_int_equal(f.out[2].rows, 3);
+	assert_int_equal(f.r[1].dequeue_ns, 3000);
+	assert_int_equal(f.busy[0], 3000 + T8);
+	/* full: nothing more */
+	assert_int_equal(pol_topup(&f.b, 0, 0, 3000, f.out, 3, 16, &rows, &oldest), 0);
+	assert_int_equal(f.q[0].sq.n_rows, 1);
+	/* preferred sizes chose the cut: no topup */
+	c.n_preferred = 1;
+	c.preferred[0] = 2;
+	fix_init(&f, &c, 1);
+	admit_ok(&f, 0, req(&f, 0, 1, 2, 1000, 0), 1000);
+	n = pol_take(&f.b, 0, 0, 2, 2000, f.out, 16, &rows, &oldest);
+	admit_ok(&f, 0, req(&f, 1, 1, 1, 2100, 0), 2100);
+	assert_int_equal(pol_topup(&f.b, 0, 0, 3000, f.out, n, 16, &rows, &oldest), 0);
+	assert_int_equal(rows, 2);
+}
+
 static void test_prepare_priority(void **state)
 {
 	struct pol_prio_conf pc = { .levels = 3, .sheddable_levels = 1, .shed_wait_fraction = 0.5 };
@@ -446,6 +541,8 @@ int main(void)
 		cmocka_unit_test(test_wait_calibration),
 		cmocka_unit_test(test_learn_service_time_and_aimd),
 		cmocka_unit_test(test_prepare_priority),
+		cmocka_unit_test(test_internal_requests),
+		cmocka_unit_test(test_topup),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

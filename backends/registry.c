@@ -1,0 +1,70 @@
+/*
+ * registry.c - the backend kinds this binary knows (backend.h be_kind_*).
+ * config.c reads a backends[] entry's kind, then the kind's own keys
+ * through its parse_conf; runtime.c opens it through its ops.  Adding a
+ * kind is one line here and its own file: no if-chains elsewhere.
+ */
+#include "backend.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* gpu: not built yet; its keys still parse so a config stays valid. */
+static int be_gpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err)
+{
+	int64_t dev = conf->device;
+
+	if (src->get_int(src->ctx, "device", 0, 64, &dev, err))
+		return -EINVAL;
+	conf->device = (int)dev;
+	return 0;
+}
+
+/* remote: not built yet; an address is required. */
+static int be_remote_parse_conf(struct backend_conf *conf, const struct be_conf_src *src,
+				char **err)
+{
+	if (src->get_str(src->ctx, "address", &conf->address, err))
+		return -EINVAL;
+	if (!conf->address)
+		return src->error(src->ctx, err,
+				  "missing key \"address\" (host:port) for a remote backend");
+	return 0;
+}
+
+int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
+int be_fake_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
+
+static const char *const be_cpu_keys[] = { "threads_per_worker", "nice", NULL };
+static const char *const be_gpu_keys[] = { "device", NULL };
+static const char *const be_remote_keys[] = { "address", NULL };
+static const char *const be_fake_keys[] = { "latency_us", "fail_every", "down_after", NULL };
+
+static const struct be_kind be_kinds[] = {
+	{ "cpu", BE_CPU, &be_cpu_ops, be_cpu_keys, be_cpu_parse_conf },
+	{ "gpu", BE_GPU, NULL, be_gpu_keys, be_gpu_parse_conf },
+	{ "remote", BE_REMOTE, NULL, be_remote_keys, be_remote_parse_conf },
+	/* test-only (backends/fake/fake.c): not listed in messages */
+	{ "fake", BE_FAKE, &be_fake_ops, be_fake_keys, be_fake_parse_conf },
+};
+
+const struct be_kind *be_kind_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(be_kinds) / sizeof(be_kinds[0]); i++)
+		if (!strcmp(be_kinds[i].name, name))
+			return &be_kinds[i];
+	return NULL;
+}
+
+const struct be_kind *be_kind_of(enum backend_kind k)
+{
+	for (size_t i = 0; i < sizeof(be_kinds) / sizeof(be_kinds[0]); i++)
+		if (be_kinds[i].kind == k)
+			return &be_kinds[i];
+	return &be_kinds[0];
+}
+
+const char *be_kind_list(void)
+{
+	return "cpu, gpu or remote";
+}
