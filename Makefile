@@ -34,7 +34,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS_C) 2>/dev/null)
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread -fno-strict-aliasing \
-           -I. -Igateway -Ibackends $(PKG_CFLAGS)
+           -I. -Igateway -Igateway/net -Igateway/api -Igateway/sched -Igateway/core -Ibackends $(PKG_CFLAGS)
 LDLIBS  += $(PKG_LIBS) -ldnnl -lgomp -lz -lm -pthread
 
 ifeq ($(SANITIZE),1)
@@ -66,7 +66,7 @@ endif
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 FEATURES := http2 http1.1 tls-alpn kserve-v2 binary-tensor msgpack cpu-onednn hot-reload
 
-LIB_SRC := $(filter-out gateway/main.c,$(wildcard gateway/*.c)) \
+LIB_SRC := gateway/control.c $(wildcard gateway/*/*.c) \
            $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
            $(wildcard backends/fake/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o

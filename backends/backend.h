@@ -2,7 +2,7 @@
  * backend.h - the contract between the scheduler and a backend (ops v2).
  *
  * A backend executes batches of inference requests for the models it hosts.
- * The scheduler (gateway/scheduler.c) owns the queues; the backend owns its
+ * The scheduler (gateway/sched/scheduler.c) owns the queues; the backend owns its
  * execution resources (CPU worker threads, GPU streams, an agent's socket).
  *
  * Credits.  open sets be->credits: how many batches the backend can have in

@@ -24,11 +24,11 @@ if [ ! -f "$LIB" ]; then
 fi
 
 # Linked the way the Makefile links the unit tests.
-BUILD_CMD="gcc -std=gnu11 -O2 -I. -Igateway -Ibackends \$(pkg-config --cflags jansson yaml-0.1) bench/kernel.c build/libinfergw.a \$(pkg-config --libs libevent libevent_pthreads libnghttp2 jansson yaml-0.1 msgpack openssl) -ldnnl -lgomp -lm -pthread -o kernel"
+BUILD_CMD="gcc -std=gnu11 -O2 -I. -Igateway -Igateway/net -Igateway/api -Igateway/sched -Igateway/core -Ibackends \$(pkg-config --cflags jansson yaml-0.1) bench/kernel.c build/libinfergw.a \$(pkg-config --libs libevent libevent_pthreads libnghttp2 jansson yaml-0.1 msgpack openssl) -ldnnl -lgomp -lm -pthread -o kernel"
 # shellcheck disable=SC2046 # pkg-config output is meant to split
 (
 	cd "$BENCH_ROOT" &&
-	gcc -std=gnu11 -O2 -Wall -Wno-unused-parameter -I. -Igateway -Ibackends \
+	gcc -std=gnu11 -O2 -Wall -Wno-unused-parameter -I. -Igateway -Igateway/net -Igateway/api -Igateway/sched -Igateway/core -Ibackends \
 		$(pkg-config --cflags jansson yaml-0.1) bench/kernel.c build/libinfergw.a \
 		$(pkg-config --libs libevent libevent_pthreads libnghttp2 jansson yaml-0.1 msgpack openssl) \
 		-ldnnl -lgomp -lm -pthread -o "$T/kernel"

@@ -64,6 +64,11 @@ if want integration && ls tests/integration/test_*.py >/dev/null 2>&1; then
 	pytest_count "$out" integration || fail=$((fail + 1))
 fi
 
+# Layering: #include arrows point one way (tools/layering.sh).
+if want layering; then
+	if bash tools/layering.sh; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+fi
+
 # The attack suite: hostile clients (tests/attack), one pytest run.
 if want attack; then
 	out="$log_dir/attack.log"

@@ -14,7 +14,7 @@
 #
 # usage: bench/sim/report.sh          (about 2-3 minutes on 2 cores)
 #
-# "gateway" rows run the gateway's own policy (gateway/policy.c, router.c,
+# "gateway" rows run the gateway's own policy (gateway/sched/policy.c, router.c,
 # squeue.c, batcher.c, svctime.c, linked as they are).  The --legacy modes
 # (the gateway as of 2c48e69) are gone with the copies they patched; their
 # numbers stay in bench/RESULTS.md.

@@ -9,7 +9,7 @@
 #     router's pick and, when a sample admits nothing, the widened scan),
 #     divided by the number of decisions.
 # Candidate sets: "gateway" (what rt_route does: every backend, or the
-# router's power-of-d sample when gateway/router.h has ROUTER_SAMPLE_D) and
+# router's power-of-d sample when gateway/sched/router.h has ROUTER_SAMPLE_D) and
 # the simulator's own what-if "sample" with D = 2.
 #
 # usage: bench/sim/route_cost.sh            (about a minute on 2 cores)

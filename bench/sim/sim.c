@@ -2,7 +2,7 @@
  * sim.c - data-centre-scale simulator of infergw's routing, queueing and
  * batching, in virtual time.
  *
- * It links the gateway's policy files as they are (gateway/policy.c,
+ * It links the gateway's policy files as they are (gateway/sched/policy.c,
  * router.c, squeue.c, batcher.c, svctime.c) and calls them for every
  * decision, the very calls the scheduler makes under its lock; this file
  * keeps time (one binary heap of events: arrivals, batch completions,
@@ -339,7 +339,7 @@ static void load_scenario(struct scenario *sc, const char *path)
 	base = base ? base + 1 : path;
 	snprintf(sc->name, sizeof(sc->name), "%.*s", (int)strcspn(base, "."), base);
 	dir_of(path, dir, sizeof(dir));
-	/* defaults: the gateway's (gateway/config.c, docs/config.md) */
+	/* defaults: the gateway's (gateway/core/config.c, docs/config.md) */
 	sc->policy = ROUTE_SLO;
 	sc->margin_us = 1000;
 	sc->levels = 3;
@@ -524,7 +524,7 @@ struct slot {
 struct sim_be {
 	const struct profile *p;
 	int max_batch;			/* configured limit (sched_q.max_batch) */
-	struct pol_queue q;		/* the queue's policy state (gateway/policy.h) */
+	struct pol_queue q;		/* the queue's policy state (gateway/sched/policy.h) */
 	struct pol_queue *qp;		/* &q: pb's one queue */
 	struct pol_be pb;		/* the backend's policy state: q and busy_until */
 	uint64_t *busy_until;		/* per slot (pb.busy_until) */

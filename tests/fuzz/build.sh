@@ -12,8 +12,8 @@ cd "$(dirname "$0")/../.."
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
 TARGETS="kserve mpcodec safetensors config h1 zcodec"
-SRC="gateway/h1parse.c gateway/zcodec.c gateway/kserve.c gateway/jsonfast.c gateway/mpcodec.c gateway/config.c gateway/ytree.c gateway/router.c
-     gateway/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c"
+SRC="gateway/net/h1parse.c gateway/net/zcodec.c gateway/api/kserve.c gateway/api/jsonfast.c gateway/api/mpcodec.c
+     gateway/core/config.c gateway/core/ytree.c gateway/sched/router.c gateway/core/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c"
 PKGS="jansson yaml-0.1 msgpack libevent"
 
 if ! command -v "$CC" >/dev/null 2>&1; then
@@ -33,7 +33,7 @@ if ! pkg-config --exists $PKGS 2>/dev/null; then
 fi
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS="-g -O1 -std=gnu11 -pthread -fno-strict-aliasing $SAN -I. -Igateway -Ibackends -Itests/fuzz $(pkg-config --cflags $PKGS)"
+CFLAGS="-g -O1 -std=gnu11 -pthread -fno-strict-aliasing $SAN -I. -Igateway -Igateway/net -Igateway/api -Igateway/sched -Igateway/core -Ibackends -Itests/fuzz $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -lz -lm -pthread"
 
 objs=()

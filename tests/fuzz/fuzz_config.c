@@ -1,6 +1,6 @@
 /*
  * fuzz_config.c - libFuzzer target for cfg_load: the YAML reader
- * (gateway/ytree.c) and every key's validation (gateway/config.c).
+ * (gateway/core/ytree.c) and every key's validation (gateway/core/config.c).
  * Each input is written to one memfd, loaded through /proc/self/fd/N,
  * then freed (and, when valid, dumped with cfg_to_json).  FUZZ_VERBOSE=1
  * prints each rejection (handy when writing seeds).

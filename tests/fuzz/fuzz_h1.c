@@ -1,5 +1,5 @@
 /*
- * fuzz_h1.c - libFuzzer target for the HTTP/1.1 grammar (gateway/h1parse.c).
+ * fuzz_h1.c - libFuzzer target for the HTTP/1.1 grammar (gateway/net/h1parse.c).
  *
  * The input is a request: its head (up to the first CRLFCRLF) goes through
  * h1p_parse_head and the framing rules; what follows is decoded as a

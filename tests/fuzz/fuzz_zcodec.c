@@ -1,6 +1,6 @@
 /*
  * fuzz_zcodec.c - libFuzzer target for the request-body inflater
- * (gateway/zcodec.c).  Byte 0 picks the coding and the cap, byte 1 where
+ * (gateway/net/zcodec.c).  Byte 0 picks the coding and the cap, byte 1 where
  * the input is split into two evbuffer chains; the rest is the body.
  * Invariants: the only results are 0, -EFBIG and -EINVAL (with a reason);
  * the output never passes the cap (by more than the one byte that tells

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/batcher.c with virtual time. */
+/* Unit tests for gateway/sched/batcher.c with virtual time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

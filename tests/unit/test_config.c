@@ -1,5 +1,5 @@
 #define _GNU_SOURCE	/* asprintf */
-/* Unit tests for gateway/config.c: defaults, and messages with line:column. */
+/* Unit tests for gateway/core/config.c: defaults, and messages with line:column. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for gateway/front.c: objective resolution, request pools,
+ * Unit tests for gateway/api/front.c: objective resolution, request pools,
  * input release (exactly once on every path), the polled and event-loop
  * completion sinks, and submit / cancel / complete on a real runtime
  * (the digits model on one CPU backend).  Run from the repository root.

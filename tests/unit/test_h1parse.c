@@ -1,4 +1,4 @@
-/* Unit tests for gateway/h1parse.c: the HTTP/1.1 grammar, framing rules
+/* Unit tests for gateway/net/h1parse.c: the HTTP/1.1 grammar, framing rules
  * (RFC 9112 §6.3, the request-smuggling cases) and the chunked decoder. */
 #include <setjmp.h>
 #include <stdarg.h>

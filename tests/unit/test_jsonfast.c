@@ -1,4 +1,4 @@
-/* Unit tests for gateway/jsonfast.c: every value exactly as jansson would
+/* Unit tests for gateway/api/jsonfast.c: every value exactly as jansson would
  * read it ((float) of strtod / of a long long), every doubtful text
  * declined, and the list taken only from inputs[0].data. */
 #include <setjmp.h>

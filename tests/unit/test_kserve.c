@@ -1,4 +1,4 @@
-/* Unit tests for gateway/kserve.c: infer request parsing, validation, encoding. */
+/* Unit tests for gateway/api/kserve.c: infer request parsing, validation, encoding. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/metrics.c: the registry has no cap, label values are escaped. */
+/* Unit tests for gateway/core/metrics.c: the registry has no cap, label values are escaped. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

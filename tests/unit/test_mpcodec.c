@@ -1,4 +1,4 @@
-/* Unit tests for gateway/mpcodec.c: msgpack request decode (zero-copy bin) and response encode. */
+/* Unit tests for gateway/api/mpcodec.c: msgpack request decode (zero-copy bin) and response encode. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

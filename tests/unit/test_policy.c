@@ -1,5 +1,5 @@
 /*
- * Unit tests for gateway/policy.c: every decision in virtual time, numbers
+ * Unit tests for gateway/sched/policy.c: every decision in virtual time, numbers
  * checked.  Service time warm start t(n) = 1000 + 100 x bucket(n) ns, so
  * t(1) = 1100, t(2) = 1200, t(4) = 1400, t(8) = 1800 ns.
  */

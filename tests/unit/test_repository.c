@@ -1,4 +1,4 @@
-/* Unit tests for gateway/repository.c: the bodies tritonclient sends for
+/* Unit tests for gateway/api/repository.c: the bodies tritonclient sends for
  * index, load and unload, Triton's batching keys mapped onto models[]
  * keys, and everything else refused by name. */
 #include <setjmp.h>

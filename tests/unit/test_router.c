@@ -1,4 +1,4 @@
-/* Unit tests for gateway/router.c: which backend, or which rejection, and why. */
+/* Unit tests for gateway/sched/router.c: which backend, or which rejection, and why. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,5 +1,5 @@
 /*
- * Unit tests for gateway/runtime.c: snapshots over many models and
+ * Unit tests for gateway/sched/runtime.c: snapshots over many models and
  * backends (no fixed-size arrays), and the reaper's unbounded list.
  */
 #include <setjmp.h>

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/squeue.c: priority then deadline order, expiry, removal,
+/* Unit tests for gateway/sched/squeue.c: priority then deadline order, expiry, removal,
  * slicing requests larger than a batch. */
 #include <setjmp.h>
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/svctime.c: warm start, learning, interpolation. */
+/* Unit tests for gateway/sched/svctime.c: warm start, learning, interpolation. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -1,4 +1,4 @@
-/* Unit tests for gateway/zcodec.c: Content-Encoding / Accept-Encoding
+/* Unit tests for gateway/net/zcodec.c: Content-Encoding / Accept-Encoding
  * parsing, capped inflate of gzip / zlib / raw deflate (bombs, truncation,
  * bad CRC, trailing data, several members, bodies split over many evbuffer
  * chains) and the deflate side round-tripping through it. */

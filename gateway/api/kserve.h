@@ -1,7 +1,7 @@
 /*
  * kserve.h - KServe v2 / Open Inference Protocol request and response
  * bodies: JSON, JSON with Triton's binary tensor extension, and the checks
- * every body format shares (gateway/mpcodec.c decodes msgpack into the
+ * every body format shares (gateway/api/mpcodec.c decodes msgpack into the
  * same struct ks_infer).
  *
  * Every failure names the field: "inputs[0].shape: expected [-1, 64], got [2, 63]".
