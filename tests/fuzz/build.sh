@@ -13,7 +13,8 @@ CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
 TARGETS="kserve mpcodec safetensors config h1 zcodec"
 SRC="gateway/net/h1parse.c gateway/net/zcodec.c gateway/api/kserve.c gateway/api/jsonfast.c gateway/api/mpcodec.c
-     gateway/core/config.c gateway/core/ytree.c gateway/sched/router.c gateway/core/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c"
+     gateway/core/config.c gateway/core/ytree.c gateway/sched/router.c gateway/core/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c
+     backends/registry.c backends/cpu/cpu.c backends/fake/fake.c"
 PKGS="jansson yaml-0.1 msgpack libevent"
 
 if ! command -v "$CC" >/dev/null 2>&1; then
@@ -34,7 +35,7 @@ fi
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 CFLAGS="-g -O1 -std=gnu11 -pthread -fno-strict-aliasing $SAN -I. -Igateway -Igateway/net -Igateway/api -Igateway/sched -Igateway/core -Ibackends -Itests/fuzz $(pkg-config --cflags $PKGS)"
-LIBS="$(pkg-config --libs $PKGS) -lz -lm -pthread"
+LIBS="$(pkg-config --libs $PKGS) -lz -ldnnl -lgomp -lm -pthread"	# the config parser knows the backend kinds (registry)
 
 objs=()
 for s in $SRC; do
