@@ -28,8 +28,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: infergw [--config FILE] [--check-config FILE] [--port N] [--admin-port N]\n"
 		"\n"
-		"A heterogeneous inference gateway: KServe v2 / Open Inference Protocol over\n"
-		"HTTP/2 (h2c) and HTTP/1.1 on one port, batching onto CPU (oneDNN) backends.\n"
+		"A heterogeneous inference gateway: KServe v2 / Open Inference Protocol (with\n"
+		"Triton's extensions) over HTTP/2 (h2c, or TLS with ALPN) and HTTP/1.1 on one\n"
+		"port, batching onto CPU (oneDNN) backends.\n"
 		"\n"
 		"  -c, --config FILE        configuration file (default %s)\n"
 		"      --check-config FILE  validate FILE (and load its models), print a summary, exit\n"
@@ -40,7 +41,7 @@ static void usage(FILE *f)
 		"\n"
 		"Signals: SIGTERM/SIGINT stop accepting, finish in-flight requests, exit 0;\n"
 		"SIGHUP reloads the configuration (so does POST /admin/reload on the admin port).\n"
-		"Docs: README.md, docs/config.md.\n", DEFAULT_CONFIG);
+		"Docs: README.md, docs/api.md, docs/config.md, docs/security.md.\n", DEFAULT_CONFIG);
 }
 
 static void version(void)
