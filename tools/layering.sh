@@ -26,7 +26,6 @@ gateway/api/admin.c -> server.h (api -> net)
 gateway/api/api.c -> access.h (api -> net)
 gateway/api/api.c -> http.h (api -> net)
 gateway/api/api.c -> server.h (api -> net)
-gateway/core/config.c -> router.h (core -> sched)
 gateway/sched/runtime.c -> loop.h (sched -> net)
 gateway/sched/runtime.c -> tls.h (sched -> net)
 LIST

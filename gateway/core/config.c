@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "router.h"
+#include "route_policy.h"
 #include "util.h"
 #include "ytree.h"
 
