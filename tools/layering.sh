@@ -26,8 +26,6 @@ gateway/api/admin.c -> server.h (api -> net)
 gateway/api/api.c -> access.h (api -> net)
 gateway/api/api.c -> http.h (api -> net)
 gateway/api/api.c -> server.h (api -> net)
-gateway/sched/runtime.c -> loop.h (sched -> net)
-gateway/sched/runtime.c -> tls.h (sched -> net)
 LIST
 )
 rank() {	# a layer's rank: an include may only go to a higher or equal rank
