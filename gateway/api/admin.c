@@ -11,7 +11,6 @@
 #include "access.h"
 #include "api.h"
 #include "config.h"
-#include "control.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
@@ -206,10 +205,16 @@ static void adm_drain(struct call *c, const char *name)
 	adm_json(c, 200, json_pack("{s:s, s:s}", "backend", name, "state", adm_state(rb)));
 }
 
-/* On the loop again: answer the call that started the job. */
-static void adm_job_done(struct loop_task *t)
+static const struct adm_jobs *adm_jobs;
+
+void adm_set_jobs(const struct adm_jobs *jobs)
 {
-	struct ctl_job *j = (struct ctl_job *)t;
+	adm_jobs = jobs;
+}
+
+/* On the loop again: answer the call that started the job. */
+static void adm_job_done(struct adm_job *j)
+{
 	struct call *c = j->ctx;
 
 	c->async = false;
@@ -233,15 +238,15 @@ static void adm_job_done(struct loop_task *t)
  * even when the client goes away (api_abandon detaches c), and nothing on
  * the loop touches a complete body.
  */
-static void adm_job(struct call *c, enum ctl_op op, const char *arg)
+static void adm_job(struct call *c, enum adm_op op, const char *arg)
 {
-	struct ctl_job *j = calloc(1, sizeof(*j));
+	struct adm_job *j = calloc(1, sizeof(*j));
 
 	if (!j) {
 		call_respond_error(c, 503, "gateway out of memory");
 		return;
 	}
-	j->task.fn = adm_job_done;
+	j->done = adm_job_done;
 	j->loop = &c->conn->sl->loop;
 	j->op = op;
 	snprintf(j->arg, sizeof(j->arg), "%s", arg ? arg : "");
@@ -249,8 +254,12 @@ static void adm_job(struct call *c, enum ctl_op op, const char *arg)
 	j->req = (const char *)evbuffer_pullup(c->body, -1);
 	j->untrusted = !c->admin;
 	j->ctx = c;
+	if (!adm_jobs || adm_jobs->submit(j)) {
+		free(j);
+		call_respond_error(c, 503, "gateway out of memory");
+		return;
+	}
 	c->async = true;
-	ctl_submit(j);
 }
 
 /*
@@ -296,7 +305,7 @@ static void adm_repository_model(struct call *c, const char *rest)
 		return;
 	}
 	if (call_allow(c, "POST") && adm_repository_allowed(c))
-		adm_job(c, strcmp(slash, "/load") ? CTL_UNLOAD_MODEL : CTL_LOAD_MODEL, name);
+		adm_job(c, strcmp(slash, "/load") ? ADM_UNLOAD_MODEL : ADM_LOAD_MODEL, name);
 }
 
 void adm_repository(struct call *c)
@@ -305,7 +314,7 @@ void adm_repository(struct call *c)
 
 	if (!strcmp(p, "/v2/repository/index")) {
 		if (call_allow(c, "POST"))
-			adm_job(c, CTL_INDEX, NULL);
+			adm_job(c, ADM_INDEX, NULL);
 	} else if (!strncmp(p, "/v2/repository/models/", 22)) {
 		adm_repository_model(c, p + 22);
 	} else {
@@ -352,7 +361,7 @@ void adm_handle(struct call *c)
 		adm_backend_action(c, p + 16);
 	} else if (!strcmp(p, "/admin/reload")) {
 		if (call_allow(c, "POST"))
-			adm_job(c, CTL_RELOAD, NULL);
+			adm_job(c, ADM_RELOAD, NULL);
 	} else if (!strncmp(p, "/v2/repository/", 15)) {
 		adm_repository(c);
 	} else {
