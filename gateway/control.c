@@ -27,7 +27,7 @@
 #include "repository.h"
 #include "runtime.h"
 #include "util.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 #define CTL_MAX_UNTRUSTED 16	/* pending jobs from the inference port */
 

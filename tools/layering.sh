@@ -12,13 +12,6 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 KNOWN=$(cat <<'LIST'
-backends/cpu/cpu.c -> infer.h (backends -> sched)
-backends/cpu/cpu.c -> util.h (backends -> core)
-backends/cpu/cpu.c -> ytree.h (backends -> core)
-backends/fake/fake.c -> infer.h (backends -> sched)
-backends/fake/fake.c -> util.h (backends -> core)
-backends/model/model.c -> ytree.h (backends -> core)
-backends/model/safetensors.c -> ytree.h (backends -> core)
 gateway/api/admin.c -> access.h (api -> net)
 gateway/api/admin.c -> http.h (api -> net)
 gateway/api/admin.c -> server.h (api -> net)

@@ -25,7 +25,7 @@
 #include "runtime.h"
 #include "scheduler.h"
 #include "tls.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 static const char h2_preface[] = NGHTTP2_CLIENT_MAGIC;	/* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
 

@@ -17,7 +17,7 @@
 #include "policy.h"
 #include "router.h"
 #include "util.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 /* ---- shared models ---- */
 
