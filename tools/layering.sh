@@ -12,12 +12,6 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 KNOWN=$(cat <<'LIST'
-gateway/api/admin.c -> access.h (api -> net)
-gateway/api/admin.c -> http.h (api -> net)
-gateway/api/admin.c -> server.h (api -> net)
-gateway/api/api.c -> access.h (api -> net)
-gateway/api/api.c -> http.h (api -> net)
-gateway/api/api.c -> server.h (api -> net)
 LIST
 )
 rank() {	# a layer's rank: an include may only go to a higher or equal rank

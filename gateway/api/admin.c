@@ -4,6 +4,7 @@
 
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,7 +17,6 @@
 #include "metrics.h"
 #include "model/model.h"
 #include "runtime.h"
-#include "server.h"
 
 /* Take ownership of j and answer c with it (pretty JSON for people).  j
  * may be NULL (a json_pack that failed): 500, never a crash. */
@@ -127,7 +127,7 @@ static void adm_metrics(struct call *c)
 		return;
 	}
 	access_metrics(c->resp);
-	srv_metrics(c->resp);
+	met_render_hooks(c->resp);
 	met_render(c->resp, series, n);
 	free(series);
 	adm_queue_gauges(c);
@@ -206,6 +206,13 @@ static void adm_drain(struct call *c, const char *name)
 }
 
 static const struct adm_jobs *adm_jobs;
+/* The admin listener's port (-1: none), for the 403 that points there. */
+static _Atomic int adm_port = -1;
+
+void adm_set_port(int port)
+{
+	atomic_store_explicit(&adm_port, port, memory_order_relaxed);
+}
 
 void adm_set_jobs(const struct adm_jobs *jobs)
 {
@@ -247,7 +254,7 @@ static void adm_job(struct call *c, enum adm_op op, const char *arg)
 		return;
 	}
 	j->done = adm_job_done;
-	j->loop = &c->conn->sl->loop;
+	j->loop = c->loop;
 	j->op = op;
 	snprintf(j->arg, sizeof(j->arg), "%s", arg ? arg : "");
 	j->req_len = evbuffer_get_length(c->body);
@@ -270,7 +277,7 @@ static void adm_job(struct call *c, enum adm_op op, const char *arg)
 static bool adm_repository_allowed(struct call *c)
 {
 	const struct config *cfg = c->rt->cfg;
-	int port = c->conn->sl->srv->admin_port;
+	int port = atomic_load_explicit(&adm_port, memory_order_relaxed);
 
 	if (c->admin || cfg->admin.repository_on_main)
 		return true;

@@ -52,6 +52,10 @@ struct adm_jobs {
 };
 /* adm_set_jobs - install the runner (NULL: every job is answered 503). */
 void adm_set_jobs(const struct adm_jobs *jobs);
+/* adm_set_port - the admin listener's bound port, -1 when disabled (the
+ * default): the inference port's 403 for load/unload names it.  Set by
+ * whoever binds the listener, before serving. */
+void adm_set_port(int port);
 
 /* adm_handle - answer c (now, or when its control job finishes). */
 void adm_handle(struct call *c);
