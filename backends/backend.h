@@ -23,11 +23,11 @@
  *
  * A batch is a list of slices: row ranges of requests.  A request larger
  * than the batch limit runs as several slices in several batches, possibly
- * at once on different slots, so a backend writes only its slices' rows of
- * r->output (and reads only their rows of r->input), and reports through
- * the slice and the batch, never the request's own fields.  A slice whose
- * request is REQ_CANCELLED or REQ_EXPIRED when the backend starts it need
- * not run (its status is then ignored).
+ * at once on different slots, so a backend writes only its slices' output
+ * rows (and reads only their input rows), and reports through the slice and
+ * the batch: struct infer_req is the scheduler's, opaque to backends.  A
+ * slice whose request was cancelled or expired when the backend starts it
+ * (be_slice_live false) need not run (its status is then ignored).
  *
  * Slice status: 0 (rows written), an HTTP status (the batch's errmsg says
  * why), or BE_RETRY: the backend could not run it here (connection lost,
@@ -49,9 +49,44 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <time.h>
+
 struct model;
 struct infer_req;
-struct infer_slice;
+
+/*
+ * Rows [row0, row0 + rows) of a request, executed in one batch: all a
+ * backend sees of the request.  The scheduler points input and output at
+ * the slice's first row before it hands the batch over (submit, topup).
+ */
+struct infer_slice {
+	struct infer_req *r;		/* the scheduler's; opaque here (cancel's key) */
+	int row0, rows;
+	const float *input;		/* rows x model->in_dim; may be unaligned (a view
+					 * into the request body): backends memcpy it */
+	float *output;			/* rows x model->out_dim: the backend writes these */
+	int status;			/* set by the backend: 0, an HTTP status
+					 * (then the batch's errmsg says why), or
+					 * BE_RETRY (run it elsewhere) */
+};
+
+/* be_slice_live - false when sl's request was cancelled or expired: the
+ * backend need not run it (the scheduler implements this). */
+bool be_slice_live(const struct infer_slice *sl);
+
+/* be_now_ns - the clock of every timestamp in the contract (exec_start_ns,
+ * exec_end_ns, deadlines): CLOCK_MONOTONIC in nanoseconds. */
+static inline uint64_t be_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* be_strdupf - a malloc'd printf (NULL when out of memory): backends' error
+ * messages (*err of open/load_model). */
+char *be_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 enum backend_kind { BE_CPU, BE_GPU, BE_REMOTE, BE_FAKE };
 

@@ -4,8 +4,11 @@
  * through its parse_conf; runtime.c opens it through its ops.  Adding a
  * kind is one line here and its own file: no if-chains elsewhere.
  */
+#define _GNU_SOURCE	/* vasprintf */
 #include "backend.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -67,4 +70,16 @@ const struct be_kind *be_kind_of(enum backend_kind k)
 const char *be_kind_list(void)
 {
 	return "cpu, gpu or remote";
+}
+
+char *be_strdupf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s = NULL;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		s = NULL;
+	va_end(ap);
+	return s;
 }

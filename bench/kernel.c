@@ -245,7 +245,8 @@ static void on_batch_done(struct batch *b)
 
 static void igw_run(struct backend *be, const struct model *m, struct infer_req *r)
 {
-	struct infer_slice sl = { .r = r, .rows = r->rows, .status = -1 };
+	struct infer_slice sl = { .r = r, .rows = r->rows, .input = r->input, .output = r->output,
+				  .status = -1 };
 	struct batch b = {
 		.model = m, .be = be, .slot = 0, .n_slices = 1, .slices = &sl,
 		.rows = r->rows, .done = on_batch_done,

@@ -18,14 +18,16 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "admin.h"
 #include "config.h"
 #include "kserve.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "repository.h"
 #include "runtime.h"
 #include "util.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 #define CTL_MAX_UNTRUSTED 16	/* pending jobs from the inference port */
 
@@ -33,6 +35,12 @@
 struct ctl_override {
 	char *name;
 	struct repo_override ov;
+};
+
+/* An admin job (api/admin.h) on its way: posted back to its loop when done. */
+struct ctl_job {
+	struct loop_task task;
+	struct adm_job *job;
 };
 
 static struct {
@@ -289,7 +297,7 @@ static int ctl_index(bool ready_only, char **body)
 	return 200;
 }
 
-static void ctl_job_error(struct ctl_job *j, int status, const char *msg)
+static void ctl_job_error(struct adm_job *j, int status, const char *msg)
 {
 	j->status = status;
 	j->body = ctl_error_body("%s", msg);
@@ -299,9 +307,9 @@ static void ctl_job_error(struct ctl_job *j, int status, const char *msg)
  * Load or unload j->arg: unloaded models and load overrides are kept for
  * every later reload; a load or unload whose reload fails changes neither.
  */
-static void ctl_load_unload(struct ctl_job *j)
+static void ctl_load_unload(struct adm_job *j)
 {
-	bool load = j->op == CTL_LOAD_MODEL, has_config = false, was_unloaded;
+	bool load = j->op == ADM_LOAD_MODEL, has_config = false, was_unloaded;
 	struct ctl_override *o = ctl_override_find(j->arg);
 	struct repo_override ov, prev = o ? o->ov : (struct repo_override){ 0 };
 	bool had_override = o != NULL;
@@ -337,28 +345,46 @@ static void ctl_load_unload(struct ctl_job *j)
 	}
 }
 
-static void ctl_run_job(struct ctl_job *j)
+/* On the requester's loop: hand the answered job back. */
+static void ctl_job_posted(struct loop_task *t)
 {
+	struct ctl_job *cj = (struct ctl_job *)t;
+	struct adm_job *j = cj->job;
+
+	free(cj);
+	j->done(j);
+}
+
+static void ctl_run_job(struct ctl_job *cj)
+{
+	struct adm_job *j = cj->job;
 	char msg[768];
 	bool ready_only;
 
-	if (j->op == CTL_INDEX) {
+	if (j->op == ADM_INDEX) {
 		if (repo_parse_index(j->req, j->req_len, &ready_only, msg, sizeof(msg)))
 			ctl_job_error(j, 400, msg);
 		else
 			j->status = ctl_index(ready_only, &j->body);
-	} else if (j->op == CTL_RELOAD) {
+	} else if (j->op == ADM_RELOAD) {
 		j->status = ctl_reload("admin", NULL, &j->body);
 	} else {
 		ctl_load_unload(j);
 	}
-	loop_post_task(j->loop, &j->task);
+	loop_post_task(j->loop, &cj->task);
 }
 
-void ctl_submit(struct ctl_job *job)
+/* adm_jobs.submit: run job on the control thread, then post it back to
+ * job->loop (at once with 503 when too many are pending). */
+static int ctl_submit(struct adm_job *job)
 {
+	struct ctl_job *cj = calloc(1, sizeof(*cj));
 	uint64_t one = 1;
 
+	if (!cj)
+		return -ENOMEM;
+	cj->task.fn = ctl_job_posted;
+	cj->job = job;
 	pthread_mutex_lock(&ctl.lock);
 	if (ctl.n == (int)ARRAY_SIZE(ctl.jobs) ||
 	    (job->untrusted && ctl.n_untrusted >= CTL_MAX_UNTRUSTED)) {
@@ -370,14 +396,15 @@ void ctl_submit(struct ctl_job *job)
 						 (int)ARRAY_SIZE(ctl.jobs))
 				: ctl_error_body("too many repository jobs pending from the inference "
 						 "port (%d); retry later", CTL_MAX_UNTRUSTED);
-		loop_post_task(job->loop, &job->task);
-		return;
+		loop_post_task(job->loop, &cj->task);
+		return 0;
 	}
-	ctl.jobs[(ctl.head + ctl.n++) % ARRAY_SIZE(ctl.jobs)] = job;
+	ctl.jobs[(ctl.head + ctl.n++) % ARRAY_SIZE(ctl.jobs)] = cj;
 	ctl.n_untrusted += job->untrusted;
 	pthread_mutex_unlock(&ctl.lock);
 	if (write(ctl.efd, &one, sizeof(one)) < 0)
 		log_warn("msg=\"cannot wake the control thread\"");
+	return 0;
 }
 
 static void ctl_drain_jobs(void)
@@ -394,7 +421,7 @@ static void ctl_drain_jobs(void)
 			j = ctl.jobs[ctl.head];
 			ctl.head = (ctl.head + 1) % ARRAY_SIZE(ctl.jobs);
 			ctl.n--;
-			ctl.n_untrusted -= j->untrusted;
+			ctl.n_untrusted -= j->job->untrusted;
 		}
 		pthread_mutex_unlock(&ctl.lock);
 		if (!j)
@@ -460,7 +487,10 @@ int ctl_init(const struct ctl_opts *o, const struct config **cfg_out, char **err
 	struct config *cfg;
 	struct runtime *rt;
 
+	static const struct adm_jobs jobs = { ctl_submit };
+
 	ctl.o = *o;
+	adm_set_jobs(&jobs);
 	cfg = ctl_load_config(err);
 	if (!cfg)
 		return -EINVAL;

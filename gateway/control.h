@@ -10,10 +10,6 @@
 #ifndef INFERGW_CONTROL_H
 #define INFERGW_CONTROL_H
 
-#include <stdbool.h>
-
-#include "loop.h"
-
 struct config;
 
 struct ctl_opts {
@@ -22,32 +18,15 @@ struct ctl_opts {
 	int admin_override;		/* -2 = none */
 };
 
-enum ctl_op { CTL_RELOAD, CTL_LOAD_MODEL, CTL_UNLOAD_MODEL, CTL_INDEX };
-
-/* An admin request handed from a loop to the control thread and back. */
-struct ctl_job {
-	struct loop_task task;		/* posted back to `loop` when done */
-	struct loop *loop;
-	enum ctl_op op;
-	char arg[256];			/* model name for load/unload */
-	const char *req;		/* the request body: a view the requester keeps */
-	size_t req_len;			/* unchanged until the job is posted back */
-	bool untrusted;			/* from the inference port: a bounded share of the queue */
-	int status;			/* HTTP status of the answer */
-	char *body;			/* JSON answer, malloc'd (NULL: out of memory) */
-	void *ctx;			/* the requester's */
-};
-
 /*
- * ctl_init - load the config and build and publish the first runtime.
+ * ctl_init - load the config and build and publish the first runtime, and
+ * install the control thread as the admin handlers' job runner (api/admin.h,
+ * adm_set_jobs: with 64 jobs pending, or an untrusted job with 16 untrusted
+ * ones pending, a job is answered at once with 503; the inference port
+ * cannot lock the admin out).
  * Returns 0 or -errno with *err.  On success *cfg_out is that config.
  */
 int ctl_init(const struct ctl_opts *o, const struct config **cfg_out, char **err);
-/* ctl_submit - from any thread: run job on the control thread, then post
- * job->task to job->loop.  With 64 jobs pending, or an untrusted job with 16
- * untrusted ones pending, the job is answered at once with 503 (the poster
- * adds Retry-After): the inference port cannot lock the admin out. */
-void ctl_submit(struct ctl_job *job);
 /*
  * ctl_run - the control loop: returns when SIGTERM or SIGINT arrives (the
  * signal number).  SIGHUP reloads.  The caller must have blocked SIGTERM,

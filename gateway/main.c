@@ -19,6 +19,7 @@
 #include "log.h"
 #include "runtime.h"
 #include "server.h"
+#include "tls.h"
 #include "version.h"
 
 #define DEFAULT_CONFIG "config/gateway.yaml"
@@ -135,9 +136,11 @@ int main(int argc, char **argv)
 	};
 	struct ctl_opts o = { .config_path = DEFAULT_CONFIG, .port_override = -1,
 			      .admin_override = -2 };
+	static const struct rt_tls_ops tls_ops = { tls_ctx_new, tls_ctx_ref, tls_ctx_put };
 	int opt;
 	char *end;
 
+	rt_tls_ops(&tls_ops);	/* the listener's TLS context is net's */
 	while ((opt = getopt_long(argc, argv, "c:p:vh", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'c':

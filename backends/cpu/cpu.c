@@ -41,10 +41,7 @@
  */
 #define _GNU_SOURCE
 #include "backend.h"
-#include "infer.h"
 #include "model/model.h"
-#include "util.h"
-#include "ytree.h"
 
 #include <sched.h>
 #include <sys/resource.h>
@@ -117,7 +114,7 @@ static int be_cpu_workers_start(struct be_cpu *c, char **err);
 static int be_cpu_err(char **err, int rc, const char *what, dnnl_status_t st)
 {
 	if (err)
-		*err = yt_strdupf("cpu backend: %s: %s", what, dnnl_status2str(st));
+		*err = be_strdupf("cpu backend: %s: %s", what, dnnl_status2str(st));
 	return rc;
 }
 
@@ -184,7 +181,7 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		*err = yt_strdupf("cpu backend: out of memory");
+		*err = be_strdupf("cpu backend: out of memory");
 		return -ENOMEM;
 	}
 	c->n_slots = conf->slots > 0 ? conf->slots : 1;
@@ -204,7 +201,7 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 	}
 	c->streams = calloc((size_t)c->n_slots, sizeof(*c->streams));
 	if (!c->streams) {
-		*err = yt_strdupf("cpu backend: out of memory");
+		*err = be_strdupf("cpu backend: out of memory");
 		goto out_free;
 	}
 	for (s = 0; s < c->n_slots; s++) {
@@ -381,7 +378,7 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 	sm->buf[1] = be_cpu_alloc(buf_bytes);
 	sm->exec = calloc((size_t)cm->n_buckets * (size_t)m->n_layers, sizeof(*sm->exec));
 	if (!sm->buf[0] || !sm->buf[1] || !sm->exec) {
-		*err = yt_strdupf("cpu backend: model %s: out of memory", m->name);
+		*err = be_strdupf("cpu backend: model %s: out of memory", m->name);
 		return -ENOMEM;
 	}
 
@@ -407,7 +404,7 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 			if (!st)
 				st = dnnl_memory_create(&e->dst, &md[3], c->engine, sm->buf[1 - p]);
 			if (st) {
-				*err = yt_strdupf("cpu backend: model %s: layers[%d] (%d x %d, batch %d): %s",
+				*err = be_strdupf("cpu backend: model %s: layers[%d] (%d x %d, batch %d): %s",
 						  m->name, i, l->out, l->in, cm->buckets[b],
 						  dnnl_status2str(st));
 				return -EINVAL;
@@ -422,7 +419,7 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 	if (scratch_bytes) {
 		sm->scratchpad = be_cpu_alloc(scratch_bytes);
 		if (!sm->scratchpad) {
-			*err = yt_strdupf("cpu backend: model %s: out of memory (scratchpad %zu bytes)",
+			*err = be_strdupf("cpu backend: model %s: out of memory (scratchpad %zu bytes)",
 					  m->name, scratch_bytes);
 			return -ENOMEM;
 		}
@@ -455,11 +452,11 @@ static int be_cpu_load_model(struct backend *be, const struct model *m, char **e
 	int i, p, s, rows, rc = 0, saved_threads;
 
 	if (!c) {
-		*err = yt_strdupf("cpu backend: not open");
+		*err = be_strdupf("cpu backend: not open");
 		return -ENODEV;
 	}
 	if (!m) {
-		*err = yt_strdupf("cpu backend: no such model");
+		*err = be_strdupf("cpu backend: no such model");
 		return -EINVAL;
 	}
 	pthread_mutex_lock(&c->load_lock);
@@ -467,7 +464,7 @@ static int be_cpu_load_model(struct backend *be, const struct model *m, char **e
 		if (cm->m == m)
 			goto out_unlock;
 	if (m->max_batch_size < 1 || m->n_layers < 1) {
-		*err = yt_strdupf("cpu backend: model %s: nothing to execute", m->name);
+		*err = be_strdupf("cpu backend: model %s: nothing to execute", m->name);
 		rc = -EINVAL;
 		goto out_unlock;
 	}
@@ -513,7 +510,7 @@ out_unlock:
 out_nomem:
 	be_cpu_model_free(cm, c->n_slots);
 	pthread_mutex_unlock(&c->load_lock);
-	*err = yt_strdupf("cpu backend: model %s: out of memory", m->name);
+	*err = be_strdupf("cpu backend: model %s: out of memory", m->name);
 	return -ENOMEM;
 }
 
@@ -535,14 +532,6 @@ static void be_cpu_softmax(float *x, int rows, int w)
 		for (j = 0; j < w; j++)
 			x[j] = (float)(x[j] / sum);
 	}
-}
-
-/* Cancelled and expired requests are never executed (infer.h). */
-static bool be_cpu_live(struct infer_req *r)
-{
-	int st = atomic_load_explicit(&r->state, memory_order_acquire);
-
-	return st != REQ_CANCELLED && st != REQ_EXPIRED;
 }
 
 /* Run the layer chain over rows gathered rows of cm on slot sm.  NULL, or
@@ -614,8 +603,8 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b)
 	/* Which slices run is decided once, here: one whose request is
 	 * cancelled later still gets its output (it is ours until done). */
 	for (i = 0; i < b->n_slices; i++)
-		live[i] = be_cpu_live(b->slices[i].r);
-	t0 = now_ns();
+		live[i] = be_slice_live(&b->slices[i]);	/* cancelled, expired: never run */
+	t0 = be_now_ns();
 	b->exec_start_ns = t0;
 	for (i = 0; i < b->n_slices; i++) {
 		const struct infer_slice *sl = &b->slices[i];
@@ -623,7 +612,7 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b)
 		if (!live[i])
 			continue;
 		memcpy(sm->buf[0] + (size_t)rows * m->in_dim,
-		       sl->r->input + (size_t)sl->row0 * m->in_dim,
+		       sl->input,
 		       sizeof(float) * (size_t)sl->rows * m->in_dim);
 		rows += sl->rows;
 	}
@@ -631,7 +620,7 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b)
 		failed = be_cpu_forward(c, b->slot, cm, sm, rows, &st);
 
 	/* Scatter. */
-	t1 = now_ns();
+	t1 = be_now_ns();
 	out = sm->buf[cm->out_buf];
 	if (failed)
 		snprintf(b->errmsg, sizeof(b->errmsg), "cpu backend: oneDNN %s failed: %s", failed,
@@ -644,7 +633,7 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b)
 			continue;
 		sl->status = failed ? 500 : 0;
 		if (!failed)
-			memcpy(sl->r->output + (size_t)sl->row0 * m->out_dim, out, sizeof(float) * n);
+			memcpy(sl->output, out, sizeof(float) * n);
 		out += n;
 	}
 	b->exec_end_ns = t1;
@@ -719,7 +708,7 @@ static int be_cpu_workers_start(struct be_cpu *c, char **err)
 {
 	c->workers = calloc((size_t)c->n_slots, sizeof(*c->workers));
 	if (!c->workers) {
-		*err = yt_strdupf("cpu backend: out of memory");
+		*err = be_strdupf("cpu backend: out of memory");
 		return -ENOMEM;
 	}
 	for (int i = 0; i < c->n_slots; i++) {
@@ -732,7 +721,7 @@ static int be_cpu_workers_start(struct be_cpu *c, char **err)
 		}
 		if (rc) {
 			free(a);
-			*err = yt_strdupf("cpu backend: cannot start worker %d: %s", i, strerror(rc));
+			*err = be_strdupf("cpu backend: cannot start worker %d: %s", i, strerror(rc));
 			be_cpu_workers_stop(c);	/* joins the ones started */
 			return -rc;
 		}
@@ -776,7 +765,7 @@ static int be_cpu_submit(struct backend *be, struct batch *b)
 	for (i = 0; i < b->n_slices; i++) {
 		const struct infer_slice *sl = &b->slices[i];
 
-		if (sl->rows < 1 || sl->row0 < 0 || sl->row0 + sl->rows > sl->r->rows)
+		if (sl->rows < 1 || sl->row0 < 0 || !sl->input || !sl->output)
 			return -EINVAL;
 		rows += sl->rows;
 	}

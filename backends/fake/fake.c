@@ -11,9 +11,7 @@
 #include "fake.h"
 
 #include "backend.h"
-#include "infer.h"
 #include "model/model.h"
-#include "util.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -61,12 +59,11 @@ static bool be_fake_exec(struct be_fake *f, struct batch *b)
 	       (f->ctl.down_after && f->n.batches > (uint64_t)f->ctl.down_after);
 	if (f->ctl.down_after && f->n.batches >= (uint64_t)f->ctl.down_after)
 		be_state_set(f->be, BE_DOWN);
-	b->exec_start_ns = now_ns();
+	b->exec_start_ns = be_now_ns();
 	for (int i = 0; i < b->n_slices; i++) {
 		struct infer_slice *sl = &b->slices[i];
-		int st = atomic_load(&sl->r->state);
 
-		if (st == REQ_CANCELLED || st == REQ_EXPIRED) {
+		if (!be_slice_live(sl)) {
 			f->n.cancelled_seen++;	/* skipped, as the contract allows */
 			continue;
 		}
@@ -74,14 +71,14 @@ static bool be_fake_exec(struct be_fake *f, struct batch *b)
 			sl->status = BE_RETRY;
 			continue;
 		}
-		for (int row = sl->row0; row < sl->row0 + sl->rows; row++) {
-			const float *in = sl->r->input + (size_t)row * m->in_dim;
+		for (int row = 0; row < sl->rows; row++) {
+			const float *in = sl->input + (size_t)row * m->in_dim;
 			double sum = 0;
 
 			for (int k = 0; k < m->in_dim; k++)
 				sum += in[k];
 			for (int j = 0; j < m->out_dim; j++)
-				sl->r->output[(size_t)row * m->out_dim + j] = (float)((j + 1) * sum);
+				sl->output[(size_t)row * m->out_dim + j] = (float)((j + 1) * sum);
 		}
 		sl->status = 0;
 		f->n.rows += (uint64_t)sl->rows;
@@ -91,7 +88,7 @@ static bool be_fake_exec(struct be_fake *f, struct batch *b)
 		snprintf(b->errmsg, sizeof(b->errmsg), "fake backend %s: retryable failure",
 			 f->be->conf.name ? f->be->conf.name : "fake");
 	}
-	b->exec_end_ns = now_ns();
+	b->exec_end_ns = be_now_ns();
 	return fail;
 }
 
@@ -122,7 +119,7 @@ static void *be_fake_main(void *arg)
 	pthread_mutex_lock(&f->mu);
 	for (;;) {
 		struct batch *b = f->head;
-		uint64_t now = now_ns();
+		uint64_t now = be_now_ns();
 
 		if (!b) {
 			if (f->stop)
@@ -197,7 +194,7 @@ static int be_fake_submit(struct backend *be, struct batch *b)
 		f->n.violations++;
 	sync = f->ctl.sync;
 	if (!sync) {
-		b->exec_start_ns = now_ns() + (uint64_t)f->ctl.latency_us * 1000;
+		b->exec_start_ns = be_now_ns() + (uint64_t)f->ctl.latency_us * 1000;
 		for (pp = &f->head; *pp && (*pp)->exec_start_ns <= b->exec_start_ns;
 		     pp = &(*pp)->be_next)
 			;

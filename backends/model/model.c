@@ -29,7 +29,7 @@
  */
 #define _GNU_SOURCE
 #include "model/model.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -18,7 +18,7 @@
  */
 #define _GNU_SOURCE
 #include "model/model.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -67,6 +67,8 @@ static void *slot_main(void *arg)
 		r.input = c->in;
 		r.output = c->out;
 		sl.rows = c->rows;
+		sl.input = r.input;	/* the rows' views, as the scheduler sets them */
+		sl.output = r.output;
 		atomic_store(&r.state, REQ_RUNNING);
 		b.owner = &done;
 		if (c->be->ops->submit(c->be, &b)) {

@@ -4,6 +4,7 @@
 
 #include <event2/buffer.h>
 #include <jansson.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,13 +12,11 @@
 #include "access.h"
 #include "api.h"
 #include "config.h"
-#include "control.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "model/model.h"
 #include "runtime.h"
-#include "server.h"
 
 /* Take ownership of j and answer c with it (pretty JSON for people).  j
  * may be NULL (a json_pack that failed): 500, never a crash. */
@@ -128,7 +127,7 @@ static void adm_metrics(struct call *c)
 		return;
 	}
 	access_metrics(c->resp);
-	srv_metrics(c->resp);
+	met_render_hooks(c->resp);
 	met_render(c->resp, series, n);
 	free(series);
 	adm_queue_gauges(c);
@@ -206,10 +205,23 @@ static void adm_drain(struct call *c, const char *name)
 	adm_json(c, 200, json_pack("{s:s, s:s}", "backend", name, "state", adm_state(rb)));
 }
 
-/* On the loop again: answer the call that started the job. */
-static void adm_job_done(struct loop_task *t)
+static const struct adm_jobs *adm_jobs;
+/* The admin listener's port (-1: none), for the 403 that points there. */
+static _Atomic int adm_port = -1;
+
+void adm_set_port(int port)
 {
-	struct ctl_job *j = (struct ctl_job *)t;
+	atomic_store_explicit(&adm_port, port, memory_order_relaxed);
+}
+
+void adm_set_jobs(const struct adm_jobs *jobs)
+{
+	adm_jobs = jobs;
+}
+
+/* On the loop again: answer the call that started the job. */
+static void adm_job_done(struct adm_job *j)
+{
 	struct call *c = j->ctx;
 
 	c->async = false;
@@ -233,24 +245,28 @@ static void adm_job_done(struct loop_task *t)
  * even when the client goes away (api_abandon detaches c), and nothing on
  * the loop touches a complete body.
  */
-static void adm_job(struct call *c, enum ctl_op op, const char *arg)
+static void adm_job(struct call *c, enum adm_op op, const char *arg)
 {
-	struct ctl_job *j = calloc(1, sizeof(*j));
+	struct adm_job *j = calloc(1, sizeof(*j));
 
 	if (!j) {
 		call_respond_error(c, 503, "gateway out of memory");
 		return;
 	}
-	j->task.fn = adm_job_done;
-	j->loop = &c->conn->sl->loop;
+	j->done = adm_job_done;
+	j->loop = c->loop;
 	j->op = op;
 	snprintf(j->arg, sizeof(j->arg), "%s", arg ? arg : "");
 	j->req_len = evbuffer_get_length(c->body);
 	j->req = (const char *)evbuffer_pullup(c->body, -1);
 	j->untrusted = !c->admin;
 	j->ctx = c;
+	if (!adm_jobs || adm_jobs->submit(j)) {
+		free(j);
+		call_respond_error(c, 503, "gateway out of memory");
+		return;
+	}
 	c->async = true;
-	ctl_submit(j);
 }
 
 /*
@@ -261,7 +277,7 @@ static void adm_job(struct call *c, enum ctl_op op, const char *arg)
 static bool adm_repository_allowed(struct call *c)
 {
 	const struct config *cfg = c->rt->cfg;
-	int port = c->conn->sl->srv->admin_port;
+	int port = atomic_load_explicit(&adm_port, memory_order_relaxed);
 
 	if (c->admin || cfg->admin.repository_on_main)
 		return true;
@@ -296,7 +312,7 @@ static void adm_repository_model(struct call *c, const char *rest)
 		return;
 	}
 	if (call_allow(c, "POST") && adm_repository_allowed(c))
-		adm_job(c, strcmp(slash, "/load") ? CTL_UNLOAD_MODEL : CTL_LOAD_MODEL, name);
+		adm_job(c, strcmp(slash, "/load") ? ADM_UNLOAD_MODEL : ADM_LOAD_MODEL, name);
 }
 
 void adm_repository(struct call *c)
@@ -305,7 +321,7 @@ void adm_repository(struct call *c)
 
 	if (!strcmp(p, "/v2/repository/index")) {
 		if (call_allow(c, "POST"))
-			adm_job(c, CTL_INDEX, NULL);
+			adm_job(c, ADM_INDEX, NULL);
 	} else if (!strncmp(p, "/v2/repository/models/", 22)) {
 		adm_repository_model(c, p + 22);
 	} else {
@@ -352,7 +368,7 @@ void adm_handle(struct call *c)
 		adm_backend_action(c, p + 16);
 	} else if (!strcmp(p, "/admin/reload")) {
 		if (call_allow(c, "POST"))
-			adm_job(c, CTL_RELOAD, NULL);
+			adm_job(c, ADM_RELOAD, NULL);
 	} else if (!strncmp(p, "/v2/repository/", 15)) {
 		adm_repository(c);
 	} else {

@@ -14,7 +14,48 @@
 #ifndef INFERGW_ADMIN_H
 #define INFERGW_ADMIN_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 struct call;
+struct loop;
+
+/* What an admin job does on the control thread. */
+enum adm_op { ADM_RELOAD, ADM_LOAD_MODEL, ADM_UNLOAD_MODEL, ADM_INDEX };
+
+/*
+ * An admin request handed from a loop to the control thread (whatever runs
+ * the jobs: the top level's control.c) and back.  The runner fills status
+ * and body, then calls done on loop (the requester's, opaque here).
+ */
+struct adm_job {
+	struct loop *loop;		/* where done runs */
+	void (*done)(struct adm_job *j);
+	enum adm_op op;
+	char arg[256];			/* model name for load/unload */
+	const char *req;		/* the request body: a view the requester keeps */
+	size_t req_len;			/* unchanged until done runs */
+	bool untrusted;			/* from the inference port: a bounded share of the queue */
+	int status;			/* HTTP status of the answer */
+	char *body;			/* JSON answer, malloc'd (NULL: out of memory) */
+	void *ctx;			/* the requester's */
+};
+
+/*
+ * The job runner the admin handlers submit to, installed by the top level
+ * before the listeners start.  submit: from any loop thread; 0 when job was
+ * taken (done will run on job->loop, perhaps with a 503 when too many jobs
+ * are pending), or -errno when it was not (the caller answers).
+ */
+struct adm_jobs {
+	int (*submit)(struct adm_job *job);
+};
+/* adm_set_jobs - install the runner (NULL: every job is answered 503). */
+void adm_set_jobs(const struct adm_jobs *jobs);
+/* adm_set_port - the admin listener's bound port, -1 when disabled (the
+ * default): the inference port's 403 for load/unload names it.  Set by
+ * whoever binds the listener, before serving. */
+void adm_set_port(int port);
 
 /* adm_handle - answer c (now, or when its control job finishes). */
 void adm_handle(struct call *c);

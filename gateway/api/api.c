@@ -22,7 +22,6 @@
 #include "mpcodec.h"
 #include "model/model.h"
 #include "runtime.h"
-#include "server.h"
 #include "stats.h"
 #include "util.h"
 #include "version.h"
@@ -248,19 +247,18 @@ static void api_release_body(void *arg)
 static struct infer_req *api_new_req(struct call *c, const struct model *m, struct ks_infer *ki,
 				     int prio, uint64_t objective_ns)
 {
-	struct loop *l = &c->conn->sl->loop;
 	struct front_spec sp = {
 		.model = m,
 		.in = { .rows = ki->rows, .data = ki->data,
 			.release = ki->owned ? api_release_owned : api_release_body,
 			.arg = ki->owned ? (void *)ki->owned : (void *)c },
 		.priority = prio, .objective_ns = objective_ns, .arrival_ns = c->start_ns,
-		.sink = &l->sink, .on_done = api_infer_done, .ctx = c,
+		.sink = c->sink, .on_done = api_infer_done, .ctx = c,
 	};
 
 	ki->owned = NULL;
 	ki->data = NULL;
-	return front_req_new(&l->pool, &sp);
+	return front_req_new(c->pool, &sp);
 }
 
 

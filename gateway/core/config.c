@@ -16,9 +16,9 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "router.h"
+#include "route_policy.h"
 #include "util.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 /* Read an optional integer key into *out (unchanged when absent). */
 static int cfg_opt_int(struct ytree *t, yaml_node_t *m, const char *path, const char *key,

@@ -4,6 +4,7 @@
 
 #include <event2/buffer.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -296,4 +297,28 @@ void met_render(struct evbuffer *out, struct met_series *const *s, int n)
 				 "infergw_config_reload_total{result=\"failure\"} %llu\n",
 			    (unsigned long long)ld(&met_reloads[1]),
 			    (unsigned long long)ld(&met_reloads[0]));
+}
+
+static void (*met_hooks[MET_MAX_HOOKS])(struct evbuffer *out);
+static _Atomic int met_n_hooks;
+
+void met_on_render(void (*fn)(struct evbuffer *out))
+{
+	int n = atomic_load(&met_n_hooks);
+
+	for (int i = 0; i < n; i++)
+		if (met_hooks[i] == fn)
+			return;
+	if (n == MET_MAX_HOOKS)
+		return;
+	met_hooks[n] = fn;
+	atomic_store(&met_n_hooks, n + 1);
+}
+
+void met_render_hooks(struct evbuffer *out)
+{
+	int n = atomic_load(&met_n_hooks);
+
+	for (int i = 0; i < n; i++)
+		met_hooks[i](out);
 }

@@ -91,6 +91,16 @@ void met_finish(struct met_series *s, bool ok, int rows, uint64_t ns);
 const struct met_bsize *met_bsizes(const struct met_series *s);
 /* met_count - one more request with outcome o. */
 void met_count(struct met_series *s, enum outcome o);
+/*
+ * met_on_render - add fn to what /metrics renders after the per-(backend,
+ * model) families (met_render_hooks): a layer above core registers its own
+ * counters (the net layer its connection counters) at start, before any
+ * loop serves; at most MET_MAX_HOOKS, each once (repeats are ignored).
+ */
+#define MET_MAX_HOOKS 4
+void met_on_render(void (*fn)(struct evbuffer *out));
+/* met_render_hooks - append what every registered fn renders, in order. */
+void met_render_hooks(struct evbuffer *out);
 /* met_render - append every family for s[0..n) (HELP/TYPE once per family),
  * and the reload counters. */
 void met_render(struct evbuffer *out, struct met_series *const *s, int n);

@@ -50,6 +50,9 @@ struct call *call_new(struct conn *conn)
 	c->cap_hdrs = CALL_INLINE_HDRS;
 	c->conn = conn;
 	c->sl = sl;
+	c->loop = &sl->loop;
+	c->pool = &sl->loop.pool;
+	c->sink = &sl->loop.sink;
 	c->rt = rt_get(sl->rt);
 	c->admin = conn->admin;
 	c->start_ns = now_ns();

@@ -18,14 +18,16 @@
 
 #include "util.h"
 
+#include "admin.h"
 #include "api.h"
 #include "config.h"
 #include "infer.h"
 #include "log.h"
+#include "metrics.h"
 #include "runtime.h"
 #include "scheduler.h"
 #include "tls.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 static const char h2_preface[] = NGHTTP2_CLIENT_MAGIC;	/* "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" */
 
@@ -847,6 +849,8 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 		if (rc)
 			return rc;
 	}
+	adm_set_port(s->admin_port);	/* the API's 403 names the admin listener */
+	met_on_render(srv_metrics);	/* /metrics: the connection counters */
 	for (int i = 0; i < s->n_loops; i++)
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
 	rt_on_publish(srv_on_publish, s);

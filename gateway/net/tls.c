@@ -16,7 +16,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 /*
  * TLS 1.2 suites: ECDHE key exchange with AEAD only (forward secrecy, none

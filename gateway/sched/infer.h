@@ -23,6 +23,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "backend.h"	/* struct infer_slice */
+
 struct model;
 struct met_series;
 struct front_pool;
@@ -47,14 +49,8 @@ struct front_sink {
 	void (*complete)(struct front_sink *s, struct infer_req *r);
 };
 
-/* Rows [row0, row0 + rows) of request r, executed in one batch. */
-struct infer_slice {
-	struct infer_req *r;
-	int row0, rows;
-	int status;			/* set by the backend: 0, an HTTP status
-					 * (then the batch's errmsg says why), or
-					 * BE_RETRY (backend.h: run it elsewhere) */
-};
+/* struct infer_slice (rows of a request in one batch) is the backend
+ * contract's: backends/backend.h. */
 
 struct infer_req {
 	const struct model *model;

@@ -4,21 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const router_names[] = { "slo", "least-queue", "round-robin" };
-
-int router_policy_parse(const char *s)
-{
-	for (int i = 0; i < 3; i++)
-		if (strcmp(s, router_names[i]) == 0)
-			return i;
-	return -1;
-}
-
-const char *router_policy_name(enum route_policy p)
-{
-	return router_names[p];
-}
-
 const char *router_result_reason(enum route_result r)
 {
 	switch (r) {

@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-enum route_policy { ROUTE_SLO, ROUTE_LEAST_QUEUE, ROUTE_ROUND_ROBIN };
+#include "route_policy.h"	/* enum route_policy, router_policy_parse/name */
 
 enum route_result {
 	ROUTE_OK = 0,
@@ -90,9 +90,6 @@ enum route_result router_pick(const struct route_conf *rc, const struct route_re
  */
 int router_sample(enum route_policy p, int n, int d, unsigned rr, uint64_t *rng, int *idx);
 
-/* router_policy_parse - "slo" | "least-queue" | "round-robin"; -1 when unknown. */
-int router_policy_parse(const char *s);
-const char *router_policy_name(enum route_policy p);
 const char *router_result_reason(enum route_result r);
 
 #endif

@@ -1,7 +1,6 @@
 /* runtime.c - see runtime.h. */
 #define _GNU_SOURCE	/* pthread_setname_np */
 #include "runtime.h"
-#include "loop.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -17,9 +16,8 @@
 #include "model/model.h"
 #include "policy.h"
 #include "router.h"
-#include "tls.h"
 #include "util.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 /* ---- shared models ---- */
 
@@ -550,6 +548,9 @@ static struct rt_backend *rt_take_backend(struct runtime *rt, const struct runti
 	return rb;
 }
 
+/* The net layer's TLS context operations (rt_tls_ops); NULL: no TLS. */
+static const struct rt_tls_ops *rt_tls;
+
 static void rt_destroy(struct runtime *rt)
 {
 	rt_apply_pending(rt, false);
@@ -561,23 +562,32 @@ static void rt_destroy(struct runtime *rt)
 	free(rt->models);
 	free(rt->mconf);
 	free(rt->none_met);
-	tls_ctx_put(rt->tls);
+	if (rt->tls)
+		rt_tls->put(rt->tls);
 	cfg_free(rt->cfg);
 	free(rt);
 }
 
+void rt_tls_ops(const struct rt_tls_ops *ops)
+{
+	rt_tls = ops;
+}
+
 /* rt->tls from listen.tls; see rt_build for why prev decides on or off. */
-static int rt_tls(struct runtime *rt, const struct runtime *prev, char **err)
+static int rt_tls_take(struct runtime *rt, const struct runtime *prev, char **err)
 {
 	const struct tls_conf *tc = &rt->cfg->listen.tls;
 
-	if (tc->certificate && tls_ctx_new(tc, &rt->tls, err))
+	if (!rt_tls)
+		return 0;
+	if (tc->certificate && rt_tls->make(tc, &rt->tls, err))
 		return -EINVAL;
 	if (prev && !prev->tls) {
-		tls_ctx_put(rt->tls);	/* started plain: stays plain */
+		if (rt->tls)
+			rt_tls->put(rt->tls);	/* started plain: stays plain */
 		rt->tls = NULL;
 	} else if (prev && !rt->tls) {
-		rt->tls = tls_ctx_ref(prev->tls);	/* started TLS: keeps serving it */
+		rt->tls = rt_tls->ref(prev->tls);	/* started TLS: keeps serving it */
 	}
 	return 0;
 }
@@ -593,7 +603,7 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 	rt->models = calloc(cfg->n_models, sizeof(*rt->models));
 	rt->mconf = calloc(cfg->n_models, sizeof(*rt->mconf));
 	rt->none_met = calloc(cfg->n_models, sizeof(*rt->none_met));
-	if (rt_tls(rt, prev, err)) {
+	if (rt_tls_take(rt, prev, err)) {
 		rt->cfg = NULL;		/* still the caller's */
 		rt_destroy(rt);
 		return NULL;

@@ -60,12 +60,29 @@ struct runtime {
 	/* queue settings for backends carried over from the previous
 	 * snapshot, applied when this one is published (rt_publish) */
 	struct rt_pending *pending;
-	/* listen.tls context (tls.h), NULL when the listener is plain.  Each
-	 * TLS connection's SSL holds its own reference, so a reload changes
-	 * the certificate for new connections only. */
+	/* listen.tls context, NULL when the listener is plain: made, referenced
+	 * and released by the net layer's rt_tls_ops (opaque here).  Each TLS
+	 * connection's SSL holds its own reference, so a reload changes the
+	 * certificate for new connections only. */
 	struct ssl_ctx_st *tls;
 	struct runtime *dead_next;	/* released, on the reaper's list */
 };
+
+/*
+ * The listener's TLS context belongs to the net layer (net/tls.h); the
+ * snapshot only carries it.  rt_tls_ops - install how to make one from
+ * listen.tls (0, or -errno with *err set), take a reference and drop one
+ * (put accepts NULL).  The top level installs net's before the first
+ * rt_build, before any thread starts; without ops listen.tls is ignored
+ * (unit tests).  ops must outlive every snapshot.
+ */
+struct tls_conf;
+struct rt_tls_ops {
+	int (*make)(const struct tls_conf *tc, struct ssl_ctx_st **out, char **err);
+	struct ssl_ctx_st *(*ref)(struct ssl_ctx_st *ctx);
+	void (*put)(struct ssl_ctx_st *ctx);
+};
+void rt_tls_ops(const struct rt_tls_ops *ops);
 
 /*
  * rt_build - load every model and open every backend of cfg, reusing what

@@ -433,6 +433,26 @@ static int sched_take(struct sched_slot *w, int qi, int rows, uint64_t now)
 	return n;
 }
 
+bool be_slice_live(const struct infer_slice *sl)
+{
+	int st = atomic_load_explicit(&sl->r->state, memory_order_acquire);
+
+	return st != REQ_CANCELLED && st != REQ_EXPIRED;
+}
+
+/* Point b's slices [from, n_slices) at their rows of their requests, all a
+ * backend reads and writes of them (backend.h). */
+static void sched_views(struct batch *b, int from)
+{
+	for (int i = from; i < b->n_slices; i++) {
+		struct infer_slice *sl = &b->slices[i];
+		const struct infer_req *r = sl->r;
+
+		sl->input = r->input ? r->input + (size_t)sl->row0 * r->model->in_dim : NULL;
+		sl->output = r->output ? r->output + (size_t)sl->row0 * r->model->out_dim : NULL;
+	}
+}
+
 /*
  * batch->topup: the backend is about to start b (a worker picked it up):
  * add what was queued for its model since it was cut (pol_topup), so a
@@ -452,6 +472,7 @@ static int sched_batch_topup(struct batch *b)
 		if (n) {
 			sched_took(w, &s->qs[w->qi], b->n_slices, b->n_slices + n);
 			b->n_slices += n;
+			sched_views(b, b->n_slices - n);
 		}
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -714,6 +735,7 @@ static void sched_submit(struct sched_be *s, struct sched_slot *w)
 	int rc;
 
 	atomic_fetch_add_explicit(&s->dispatched, 1, memory_order_relaxed);
+	sched_views(b, 0);
 	rc = s->be->ops->submit(s->be, b);
 	if (rc == 0)
 		return;

@@ -242,6 +242,15 @@ static struct model *load(const char *dir)
 	return m;
 }
 
+/* What the scheduler does before submit: point each slice at its rows. */
+static void views(struct infer_slice *sl, int n)
+{
+	for (int i = 0; i < n; i++) {
+		sl[i].input = sl[i].r->input + (size_t)sl[i].row0 * sl[i].r->model->in_dim;
+		sl[i].output = sl[i].r->output + (size_t)sl[i].row0 * sl[i].r->model->out_dim;
+	}
+}
+
 /* Submit slices sl[0..n) as one batch on slot; expects done once. */
 static void run_slices(struct backend *be, const struct model *m, int slot,
 		       struct infer_slice *sl, int n)
@@ -255,6 +264,7 @@ static void run_slices(struct backend *be, const struct model *m, int slot,
 
 	for (i = 0; i < n; i++)
 		b.rows += sl[i].rows;
+	views(sl, n);
 	assert_int_equal(be->ops->submit(be, &b), 0);
 	wait_done(&d, 1);
 	usleep(100);	/* a second call would show now */
@@ -432,23 +442,30 @@ static void test_bad_submits(void **state)
 	in = rand_floats(65 * 64, 8.0f);
 
 	req_init(&r, other, 1, in);
+	views(&sl, 1);
 	b = (struct batch){ .model = other, .be = &be, .slot = 0, .n_slices = 1, .slices = &sl,
 			    .rows = 1, .done = on_done, .owner = &d };
 	assert_int_equal(be.ops->submit(&be, &b), -ENOENT);
 	free(r.output);
 
 	req_init(&r, m, 65, in);	/* more than max_batch_size */
+	views(&sl, 1);
 	b.model = m;
 	b.rows = sl.rows = 65;
 	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
 	assert_true(r.output[0] == SENTINEL);
 	free(r.output);
 
-	req_init(&r, m, 4, in);		/* a slice past the request's rows */
-	sl.row0 = 2;
+	req_init(&r, m, 4, in);		/* a slice without its rows (no views) */
 	b.rows = sl.rows = 3;
+	sl.input = NULL;
+	sl.output = r.output;
+	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
+	sl.input = r.input;
+	sl.output = NULL;
 	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
 	assert_true(r.output[0] == SENTINEL && r.output[3 * 10] == SENTINEL);
+	views(&sl, 1);
 	sl.row0 = -1;
 	b.rows = sl.rows = 1;
 	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
@@ -456,6 +473,7 @@ static void test_bad_submits(void **state)
 	free(r.output);
 
 	req_init(&r, m, 1, in);
+	views(&sl, 1);
 	b.rows = sl.rows = 1;
 	b.slot = 1;			/* only slot 0 exists */
 	assert_int_equal(be.ops->submit(&be, &b), -EINVAL);
@@ -659,6 +677,7 @@ static void *worker_main(void *arg)
 			sl[i] = (struct infer_slice){ .r = &r[i], .rows = rows[i] };
 			b.rows += rows[i];
 		}
+		views(sl, 3);
 		if (w->be->ops->submit(w->be, &b))
 			w->bad++;
 		wait_done(&d, 1);

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "ytree.h"
+#include "model/ytree.h"
 
 static char path[64];
 

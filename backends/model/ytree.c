@@ -11,18 +11,6 @@
 #include <string.h>
 #include <strings.h>
 
-char *yt_strdupf(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
-
 int yt_error(struct ytree *t, yaml_node_t *n, const char *path, char **err,
 	     const char *fmt, ...)
 {

@@ -20,6 +20,9 @@ struct srv_loop;
 struct runtime;
 struct evbuffer;
 struct infer_req;
+struct loop;
+struct front_sink;
+struct front_pool;
 
 #define CALL_INLINE_HDRS 32	/* more spill to a heap array; max_header_bytes bounds them */
 #define CALL_MAX_RESP_HDRS 6	/* content-type, vary, content-encoding, and the handler's */
@@ -35,7 +38,13 @@ enum http_proto { PROTO_UNKNOWN, PROTO_H1, PROTO_H2 };
 
 struct call {
 	struct conn *conn;		/* NULL once detached */
-	struct srv_loop *sl;		/* the loop that owns it (and recycles it) */
+	struct srv_loop *sl;		/* the loop that owns it (and recycles it): net's */
+	/* Set by the transport at call_new, for the API (opaque here): the loop
+	 * a control job posts its answer back to, and the request pool and
+	 * completion sink of its inference (front.h): the loop thread's. */
+	struct loop *loop;
+	struct front_pool *pool;
+	struct front_sink *sink;
 	struct call *next_free;
 	int pins;			/* call_pin holders: call_free waits for the last */
 	bool free_pending;		/* call_free came while pinned */

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <yaml.h>
 
+#include "backend.h"	/* be_strdupf */
+
 struct ytree {
 	char *file;
 	yaml_document_t doc;
@@ -64,7 +66,8 @@ int yt_check_keys(struct ytree *t, yaml_node_t *m, const char *path,
 int yt_error(struct ytree *t, yaml_node_t *n, const char *path, char **err,
 	     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/* xasprintf-style helper used across config code: malloc'd formatted string. */
-char *yt_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* yt_strdupf - malloc'd formatted string (NULL when out of memory), used
+ * across config code: the backend contract's be_strdupf. */
+#define yt_strdupf be_strdupf
 
 #endif

@@ -7,7 +7,6 @@
 
 #include "http.h"
 #include "log.h"
-#include "server.h"
 #include "util.h"
 
 /* Set by the control thread on reload, read by the loops: atomic. */
