@@ -433,13 +433,6 @@ static int sched_take(struct sched_slot *w, int qi, int rows, uint64_t now)
 	return n;
 }
 
-bool be_slice_live(const struct infer_slice *sl)
-{
-	int st = atomic_load_explicit(&sl->r->state, memory_order_acquire);
-
-	return st != REQ_CANCELLED && st != REQ_EXPIRED;
-}
-
 /* Point b's slices [from, n_slices) at their rows of their requests, all a
  * backend reads and writes of them (backend.h). */
 static void sched_views(struct batch *b, int from)
