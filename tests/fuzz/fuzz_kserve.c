@@ -6,6 +6,7 @@
  * without Inference-Header-Content-Length); k > 0 = the last min(k - 1,
  * rest) bytes are the binary section, the bytes before them the JSON header.
  * JSON and binary section each live in their own exact-size malloc'd buffer.
+ * A request asking for classification also gets ks_encode_classes.
  */
 #include <event2/buffer.h>
 #include <jansson.h>
@@ -61,6 +62,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		/* the JSON answer (the header, with binary output) is JSON */
 		FZ_CHECK(fz_is_json(evbuffer_pullup(out, -1), ki.binary_output ? hdr :
 				    evbuffer_get_length(out)));
+		if (ki.class_count) {	/* the classification extension's answer */
+			size_t chdr = 0;
+
+			evbuffer_drain(out, evbuffer_get_length(out));
+			FZ_CHECK(ks_encode_classes(out, m, ki.has_id ? ki.id : NULL, ki.rows, outv,
+						   ki.class_count, ki.binary_output, &chdr) == 0);
+			FZ_CHECK(fz_is_json(evbuffer_pullup(out, -1), ki.binary_output ? chdr :
+					    evbuffer_get_length(out)));
+		}
 		evbuffer_free(out);
 	} else {
 		FZ_CHECK(strnlen(err, sizeof(err)) < sizeof(err) && err[0]);
