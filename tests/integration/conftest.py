@@ -139,11 +139,15 @@ class Gateway(gwlib.GatewayProcess):
                 self.port = int(m.group(2))
                 if self.port != port:
                     return False, f"listen= says port {self.port}, asked for {port}"
-                last = gwlib.ready_error(port)
+                last = self._ready_error(port)
                 if not last:
                     return True, ""
             time.sleep(0.05)
         return False, "timeout: " + last
+
+    def _ready_error(self, port):
+        """What keeps this gateway from being ready ("" when it is)."""
+        return gwlib.ready_error(port)
 
     def terminate(self):
         if self.alive():

@@ -620,12 +620,13 @@ def free_port():
     return port
 
 
-def ready_error(port):
+def ready_error(port, ssl_context=None):
     """What keeps GET /v2/health/ready on port from answering 200 ("" when
-    it does)."""
+    it does); over TLS with ssl_context."""
     try:
-        st, _, body = h1_request(port, "GET", "/v2/health/ready", timeout=2)
-    except OSError as e:
+        st, _, body = h1_request(port, "GET", "/v2/health/ready", timeout=2,
+                                 ssl_context=ssl_context)
+    except (OSError, ConnectionError) as e:
         return f"ready: {e}"
     return "" if st == 200 else f"ready returned {st} {body!r}"
 

@@ -6,7 +6,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -143,30 +142,8 @@ class TlsReady:
         kw.setdefault("alpn", ("http/1.1",))
         return client_context(self.pki, **kw)
 
-    def _wait_ready(self, port, timeout, mark=0):
-        deadline = time.monotonic() + timeout
-        last = "no listen= line yet"
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False, f"exited with {self.proc.returncode}"
-            log = self.log()[mark:]
-            m = gwlib.LISTEN_RE.search(log)
-            a = gwlib.ADMIN_RE.search(log)
-            self.admin_port = int(a.group(2)) if a else None
-            if m:
-                self.port = int(m.group(2))
-                if self.port != port:
-                    return False, f"listen= says port {self.port}, asked for {port}"
-                try:
-                    st, _, body = gwlib.h1_request(port, "GET", "/v2/health/ready", timeout=2,
-                                                   ssl_context=self.ssl_context())
-                    if st == 200:
-                        return True, ""
-                    last = f"ready returned {st} {body!r}"
-                except (OSError, ConnectionError) as e:
-                    last = f"ready over TLS: {e}"
-            time.sleep(0.05)
-        return False, "timeout: " + last
+    def _ready_error(self, port):
+        return gwlib.ready_error(port, ssl_context=self.ssl_context())
 
     @property
     def base(self):

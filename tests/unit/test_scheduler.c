@@ -165,6 +165,13 @@ static void check_values(struct env *e, int k)
 }
 
 /* Every request answered exactly once, or cancelled and never answered. */
+/* Queue every request of e on backend 0; each must be accepted. */
+static void enqueue_all(struct env *e)
+{
+	for (int k = 0; k < e->n; k++)
+		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+}
+
 static void check_once(struct env *e)
 {
 	for (int k = 0; k < e->n; k++) {
@@ -293,8 +300,7 @@ static void test_synchronous_backend(void **state)
 	(void)state;
 	env_backend(e, 0, 2, &ctl, 4, 0, 1024);
 	sched_defer_begin();
-	for (int k = 0; k < e->n; k++)
-		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+	enqueue_all(e);
 	sched_defer_end();
 	env_wait(e, e->n);
 	check_once(e);
@@ -420,8 +426,7 @@ static void test_failover_retryable(void **state)
 	e = env_new(200, rows);
 	env_backend(e, 0, 2, &bad, 8, 0, 1024);
 	env_backend(e, 1, 2, &good, 8, 0, 1024);
-	for (int k = 0; k < e->n; k++)
-		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+	enqueue_all(e);
 	env_wait(e, e->n);
 	check_once(e);
 	for (int k = 0; k < e->n; k++) {
@@ -468,8 +473,7 @@ static void test_failover_nowhere(void **state)
 
 	(void)state;
 	env_backend(e, 0, 2, &refuse, 4, 0, 1024);
-	for (int k = 0; k < e->n; k++)
-		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+	enqueue_all(e);
 	env_wait(e, e->n);
 	check_once(e);
 	for (int k = 0; k < e->n; k++) {
@@ -490,8 +494,7 @@ static void test_abort_answers_queued(void **state)
 
 	(void)state;
 	env_backend(e, 0, 1, &ctl, 1, 0, 1024);
-	for (int k = 0; k < e->n; k++)
-		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+	enqueue_all(e);
 	sched_be_abort(&e->s[0]);
 	env_wait(e, e->n);
 	check_once(e);
@@ -562,8 +565,7 @@ static void test_caps_batch_limit(void **state)
 	assert_int_equal(sched_batch_limit(&e->be[0], &e->m, 0), 3);
 	assert_int_equal(sched_batch_limit(&e->be[0], &e->m, 2), 2);
 	sched_defer_begin();
-	for (int k = 0; k < e->n; k++)
-		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+	enqueue_all(e);
 	sched_defer_end();
 	env_wait(e, e->n);
 	check_once(e);
@@ -608,8 +610,7 @@ static void test_topup_at_start(void **state)
 
 	(void)state;
 	env_backend(e, 0, 1, &ctl, 6, 0, 1024);
-	for (int k = 0; k < e->n; k++)
-		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now_ns()), 0);
+	enqueue_all(e);
 	env_wait(e, e->n);
 	check_once(e);
 	for (int k = 0; k < e->n; k++)
