@@ -9,9 +9,11 @@
 #   4. bench/payloads.sh   JSON vs Triton binary vs msgpack bodies
 #   5. bench/overload.sh   goodput at 2x capacity, 429 latency (slow model)
 #   6. bench/reload.sh     reload request to swap, unchanged / model added
+#   7. bench/remote.sh     gateway -> infergw-agent vs in-process CPU; 1/2/4
+#                          agents; CPU only vs CPU + agents at one objective
 #   (the simulator has its own report: bench/sim/report.sh, `make sim-report`)
 #
-# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload]...   (default: all)
+# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload|remote]...   (default: all)
 # Per-round raw results: bench/results/raw/{h2_health,infer}.jsonl.
 # Each part is bounded in requests and seconds; all traffic is 127.0.0.1.
 # bench/RESULTS.md is curated by hand from a run's latest.md.
@@ -19,7 +21,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 
-PARTS=${*:-h2 infer kernel payloads overload reload}
+PARTS=${*:-h2 infer kernel payloads overload reload remote}
 mkdir -p bench/results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/results/latest.md
@@ -48,7 +50,8 @@ for p in $PARTS; do
 	payloads) script=bench/payloads.sh ;;
 	overload) script=bench/overload.sh; to_stdout=1 ;;
 	reload) script=bench/reload.sh; to_stdout=1 ;;
-	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload)" >&2; exit 2 ;;
+	remote) script=bench/remote.sh ;;
+	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload, remote)" >&2; exit 2 ;;
 	esac
 	echo "== $script" >&2
 	s0=$(date +%s)
