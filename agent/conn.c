@@ -233,7 +233,7 @@ void agt_srv_finish(struct agt_job *j)
 	load = agt_conn_load(c);
 	queue_us = j->start_ns > j->recv_ns ? (j->start_ns - j->recv_ns) / 1000 : 0;
 	exec_us = j->end_ns > j->start_ns ? (j->end_ns - j->start_ns) / 1000 : 0;
-	out_bytes = (size_t)j->rows * (size_t)j->model->out_dim * sizeof(float);
+	out_bytes = (size_t)j->model->out_dim * sizeof(float);	/* one row's, as proto wants */
 	if (agp_put_result(&s->out, j->id, j->status, j->msg[0] ? j->msg : NULL, j->ps,
 			   j->n_slices, j->status ? NULL : j->out, j->status ? 0 : out_bytes,
 			   queue_us, exec_us, &load))
