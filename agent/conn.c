@@ -103,13 +103,11 @@ static void agt_sanitize(char *s)
 			*s = '\'';
 }
 
-/* One warn line per rejection, at most AGT_WARN_PER_SEC a second; the
- * count of lines dropped rides on the next one. */
-static void agt_reject_log(struct agt_srv *s, const struct agt_conn *c, const char *fmt, ...)
+/* True when one more rejection line fits this second's budget
+ * (AGT_WARN_PER_SEC); false counts it as dropped. */
+static bool agt_warn_ok(struct agt_srv *s)
 {
 	uint64_t sec = be_now_ns() / 1000000000ull;
-	char why[256];
-	va_list ap;
 
 	if (sec != s->warn_sec) {
 		s->warn_sec = sec;
@@ -117,8 +115,20 @@ static void agt_reject_log(struct agt_srv *s, const struct agt_conn *c, const ch
 	}
 	if (++s->warn_n > AGT_WARN_PER_SEC) {
 		s->warn_dropped++;
-		return;
+		return false;
 	}
+	return true;
+}
+
+/* One warn line per rejection, rate-limited; the count of lines dropped
+ * rides on the next one. */
+static void agt_reject_log(struct agt_srv *s, const struct agt_conn *c, const char *fmt, ...)
+{
+	char why[256];
+	va_list ap;
+
+	if (!agt_warn_ok(s))
+		return;
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
@@ -574,7 +584,7 @@ static void agt_srv_turn_away(struct agt_srv *s, evutil_socket_t fd, const char 
 	}
 	agp_buf_free(&b);
 	evutil_closesocket(fd);
-	if (++s->warn_n <= AGT_WARN_PER_SEC)
+	if (agt_warn_ok(s))
 		log_warn("peer=%s msg=\"%s; refused\"", peer, msg);
 }
 
