@@ -37,7 +37,7 @@ def agent(tmp_path_factory):
         "--frame-timeout-ms", str(FRAME_TIMEOUT_MS), "--max-connections", str(MAX_CONNS),
         "--out-cap", "65536"]).start()
     yield a
-    a.kill()
+    a.stop_clean()
 
 
 def rows(n, seed=0):

@@ -233,6 +233,16 @@ class Agent:
             self.kill()
             return None
 
+    def stop_clean(self, timeout=20.0):
+        """SIGTERM; assert the agent exited 0 by itself with no sanitizer
+        report in its log (under ASan its leak check runs at that exit)."""
+        rc = self.stop(timeout)
+        log = self.log()
+        self.kill()
+        assert rc == 0, f"agent exit status {rc}\n{log[-3000:]}"
+        for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
+            assert bad not in log, log[-6000:]
+
     def kill(self):
         if self.alive():
             self.proc.kill()

@@ -23,7 +23,7 @@ def ref():
 def agent(tmp_path_factory):
     a = agentlib.Agent(tmp_path_factory.mktemp("agent"), args=["--threads", "2", "--max-inflight", "16"]).start()
     yield a
-    a.kill()
+    a.stop_clean()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +42,7 @@ def slow_agent(tmp_path_factory, slow_models):
     a = agentlib.Agent(tmp_path_factory.mktemp("slow-agent"), models=slow_models,
                        args=["--threads", "1", "--max-inflight", "8"]).start()
     yield a
-    a.kill()
+    a.stop_clean()
 
 
 def rows(n, seed=0):
@@ -85,7 +85,7 @@ def test_broken_model_is_skipped(tmp_path):
         with a.conn() as c:
             assert [m["name"] for m in c.hello_reply["models"]] == ["digits"]
     finally:
-        assert a.stop() == 0
+        a.stop_clean()
 
 
 def test_hello(agent):
