@@ -79,6 +79,7 @@ struct agt_srv {
 	struct agp_buf out;		/* encoding scratch, reused */
 	struct agp_space sp;		/* decoding room, reused (one loop thread) */
 	struct event *ev_drain;
+	struct event *ev_accept;	/* resumes accepts after an accept error */
 	bool draining;
 	void (*drained)(void *arg);
 	void *drained_arg;
@@ -653,12 +654,30 @@ out_close:
 	log_error("peer=%s msg=\"out of memory: connection refused\"", peer);
 }
 
+static void agt_srv_on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct agt_srv *s = arg;
+
+	if (!s->draining)
+		evconnlistener_enable(s->lis);
+}
+
+/*
+ * EMFILE and friends: the pending connection stays in the backlog, so the
+ * listener would wake again at once; pause it a moment and keep serving
+ * the connections we have.
+ */
 static void agt_srv_on_accept_error(struct evconnlistener *lis, void *arg)
 {
+	struct agt_srv *s = arg;
+	struct timeval pause = { 0, 100 * 1000 };
 	int err = EVUTIL_SOCKET_ERROR();
 
-	/* EMFILE and friends: keep serving the connections we have */
-	log_warn("msg=\"accept failed: %s\"", evutil_socket_error_to_string(err));
+	if (agt_warn_ok(s))
+		log_warn("msg=\"accept failed: %s; pausing accepts 100 ms\"",
+			 evutil_socket_error_to_string(err));
+	evconnlistener_disable(lis);
+	evtimer_add(s->ev_accept, &pause);
 }
 
 /* ---------------------------------------------------------- server ---- */
@@ -706,7 +725,8 @@ struct agt_srv *agt_srv_start(void *base, const struct agt_opts *o, struct agt_e
 	s->sp.max_slices = AGP_MAX_SLICES;
 	s->sp.slices = calloc(AGP_MAX_SLICES, sizeof(*s->sp.slices));
 	s->ev_drain = event_new(base, -1, 0, agt_srv_on_drain, s);
-	if (!s->sp.models || !s->sp.slices || !s->ev_drain)
+	s->ev_accept = evtimer_new(base, agt_srv_on_accept_resume, s);
+	if (!s->sp.models || !s->sp.slices || !s->ev_drain || !s->ev_accept)
 		goto out_oom_free;
 	snprintf(portstr, sizeof(portstr), "%d", o->port);
 	rc = getaddrinfo(o->host, portstr, &hints, &ai);
@@ -765,6 +785,8 @@ void agt_srv_free(struct agt_srv *s)
 		evconnlistener_free(s->lis);
 	if (s->ev_drain)
 		event_free(s->ev_drain);
+	if (s->ev_accept)
+		event_free(s->ev_accept);
 	agp_buf_free(&s->out);
 	free(s->sp.models);
 	free(s->sp.slices);
