@@ -314,8 +314,8 @@ static int mp_index(struct dec *d, struct rd *r, uint64_t count, const char *con
 			goto bad;
 	}
 	return 0;
-bad:
-	return dec_fail(d, -EINVAL, NULL, "truncated or malformed msgpack");
+bad:	/* the frame is no msgpack value: nothing in it can be trusted */
+	return dec_fail(d, -EBADMSG, NULL, "truncated or malformed msgpack");
 }
 
 /* The value at pos (already validated by mp_index's skip). */
@@ -690,11 +690,11 @@ int agp_decode(const uint8_t *payload, size_t len, const struct agp_space *sp,
 	if (err && errlen)
 		err[0] = '\0';
 	if (!payload || !rd_next(&r, &v) || v.kind != MK_MAP)
-		return dec_fail(&d, -EINVAL, NULL, "not a msgpack map");
+		return dec_fail(&d, -EBADMSG, NULL, "not a msgpack map");
 	if ((rc = mp_index(&d, &r, v.u, top_keys, K_TOP_N, pos, NULL)))
 		return rc;
 	if (r.p != r.end)
-		return dec_fail(&d, -EINVAL, NULL, "%zu bytes after the map", (size_t)(r.end - r.p));
+		return dec_fail(&d, -EBADMSG, NULL, "%zu bytes after the map", (size_t)(r.end - r.p));
 	/* id first, so that even an unknown type can be answered with it */
 	if (pos[K_ID]) {
 		val_at(pos[K_ID], end, &v);

@@ -128,8 +128,12 @@ uint32_t agp_frame_len(const uint8_t *hdr);
 /*
  * agp_decode - parse one payload (without its 4-byte header) into *m.
  * sp gives room for hello's models and infer/result's slices; more than
- * it holds is an error.  Returns 0, or -EINVAL / -E2BIG with err (errlen
- * bytes) saying what is wrong and naming the field ("infer: slices[3].rows:
+ * it holds is an error.  Returns 0; -EBADMSG when the payload is not one
+ * whole msgpack map (not msgpack, truncated, bytes after it: the stream
+ * cannot be trusted, close the connection after an error answer);
+ * -EINVAL / -E2BIG for a well-formed map with a bad or missing field or
+ * over a limit (answer it, the connection stays).  err (errlen bytes)
+ * says what is wrong and names the field ("infer: slices[3].rows:
  * expected a positive integer", "not a msgpack map", "unknown message type
  * \"foo\"", "input: 1200 bytes, expected 3136 (4 rows x 196 x 4)").  The
  * infer/result data length is checked against the rows only when the
