@@ -14,14 +14,16 @@
  *   - time: a frame begun must be complete within --frame-timeout-ms;
  *     an idle connection (between frames) may stay: the gateway pings.
  *
- * What closes a connection: a frame over the limit (413), a first frame
- * that is not a valid hello (400) or speaks another version (426), the
- * timeouts above, the connection cap.  A well-framed payload that does not
- * decode (not msgpack, wrong types, a message the agent does not take) is
- * answered with an error frame (400, the decoder's message) and the
- * connection stays: the length prefix framed it, so the next frame's
- * boundary is intact.  An infer that decodes but cannot run here (unknown
- * model, too many rows, wrong input size) gets a result with the status.
+ * What closes a connection (docs/agent-protocol.md section 7, "the stream
+ * cannot be trusted"): a frame over the limit (413), a payload that is not
+ * one whole msgpack map (400: agp_decode's -EBADMSG), a first frame that is
+ * not a valid hello (400) or speaks another version (426); and the
+ * timeouts above, the connection cap.  A well-formed map with bad fields
+ * (wrong types, missing keys, an unknown or unexpected type) is answered
+ * with an error frame (400, the decoder's message naming the field) and
+ * the connection stays.  An infer that decodes but cannot run here
+ * (unknown model, too many rows, wrong input size) gets a result with the
+ * status.
  *
  * A connection is freed only from its own events (EOF, error, timeout) or
  * from a deferred event: anything that decides to close it while one of
@@ -388,7 +390,13 @@ static void agt_conn_frame(struct agt_conn *c, uint8_t *payload, size_t len)
 			agt_conn_hello(c, &m);
 		goto out_free;
 	}
-	if (rc) {
+	if (rc == -EBADMSG) {
+		/* not one whole msgpack map: the peer's stream cannot be trusted
+		 * (docs/agent-protocol.md section 7) */
+		agt_conn_refuse(c, 0, 400, err);
+		goto out_free;
+	}
+	if (rc) {	/* a well-formed map with bad fields: answer, keep going */
 		agt_reject_log(c->s, c, "400 %s", err);
 		agt_conn_error(c, m.id, 400, err);
 		goto out_free;

@@ -84,6 +84,24 @@ def test_http_request_instead_of_frames(agent, ref):
     b"\xc1\xc1\xc1",                              # never-used msgpack byte
     b"\x00" * 32,                                 # not a map
     msgpack.packb([1, 2, 3]),                     # an array
+    msgpack.packb({"t": "ping", "id": 1}) + b"\x00",  # bytes after the map
+    b"\xdd\xff\xff\xff\xff",                      # array32 claiming 4G entries
+    b"\x81\xa1t\xdb\xff\xff\xff\xf0abc",          # str32 claiming 4 GB
+    b"\xdf\x00\x00\x00\x02" + b"\x91" * 2000,     # deep nesting, truncated
+])
+def test_not_a_msgpack_map_400_and_close(agent, ref, payload):
+    """The stream cannot be trusted (docs/agent-protocol.md section 7): one
+    error 400 naming the problem, then the connection closes."""
+    with agent.conn() as c:
+        c.send_raw(raw_frame(payload))
+        m = c.recv()
+        assert m["t"] == "error" and m["status"] == 400 and m["id"] == 0, m
+        assert m["msg"], m
+        assert c.closed_within(5)
+    assert_serves(agent, ref)
+
+
+@pytest.mark.parametrize("payload", [
     msgpack.packb({"t": 5, "id": 1}),             # t not a string
     msgpack.packb({"t": "bogus", "id": 1}),       # unknown type
     msgpack.packb({"t": "infer", "id": "x"}),     # id not an integer
@@ -91,11 +109,11 @@ def test_http_request_instead_of_frames(agent, ref):
                    "input": b""}),
     msgpack.packb({"t": "infer", "id": 4, "model": "digits",
                    "slices": [{"rows": 1, "timeout_us": 0}], "input": "text"}),
-    b"\xdd\xff\xff\xff\xff",                      # array32 claiming 4G entries
-    b"\x81\xa1t\xdb\xff\xff\xff\xf0abc",          # str32 claiming 4 GB
-    b"\xdf\x00\x00\x00\x02" + b"\x91" * 2000,     # deep nesting
+    msgpack.packb({"t": "result", "id": 5, "status": 0}),  # only an agent sends it
+    msgpack.packb({"t": "ping"}),                 # no id
+    msgpack.packb({"id": 1}),                     # no t
 ])
-def test_garbage_payload_400_connection_stays(agent, ref, payload):
+def test_bad_fields_400_connection_stays(agent, ref, payload):
     with agent.conn() as c:
         c.send_raw(raw_frame(payload))
         m = c.recv()
