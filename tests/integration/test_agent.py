@@ -255,3 +255,32 @@ def test_sigterm_drains_in_flight(tmp_path, slow_models):
             socket.create_connection(("127.0.0.1", a.port), timeout=2).close()
     finally:
         a.kill()
+
+
+def test_short_batch_overtakes_long_one(tmp_path, slow_models, ref):
+    """Two workers: a slow 64-row batch and a tiny one sent after it; the
+    tiny one's result comes first, both matched by id."""
+    a = agentlib.Agent(tmp_path, models=slow_models, args=["--threads", "2"]).start()
+    try:
+        x = rows(2, 11)
+        with a.conn() as c:
+            c.send(agentlib.infer_msg(1, "slow", [rows(64, 12)]),
+                   agentlib.infer_msg(2, "digits", [x]))
+            first, second = c.recv(30), c.recv(30)
+        assert (first["id"], second["id"]) == (2, 1)
+        assert first["status"] == 0 and second["status"] == 0
+        np.testing.assert_allclose(agentlib.output(first, 10), ref.forward(x), atol=ATOL)
+    finally:
+        a.stop_clean()
+
+
+def test_cancel_running_batch_one_result(slow_agent):
+    """A cancel racing the start of a batch: exactly one result, either run
+    (0) or skipped (499), never both and never none."""
+    with slow_agent.conn() as c:
+        c.send(agentlib.infer_msg(1, "slow", [rows(64)]), agentlib.cancel_msg(1))
+        r = c.recv_id(1, 30)
+        assert r["t"] == "result" and r["status"] in (0, 499), r
+        assert agentlib.slice_statuses(r)[0] in (0, 499)
+        p = c.ping(2)  # nothing else for id 1 came before the pong
+        assert p["t"] == "pong" and not c.pending.get(1)
