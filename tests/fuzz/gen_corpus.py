@@ -172,3 +172,41 @@ put("config", "alias", "x: &a [1, 2]\nmodels: *a\n")
 put("config", "bad_type", "listen:\n  port: [1]\nmodels: []\n")
 put("config", "policy_rr", "routing: {policy: round-robin}\nmodels: [{name: m, path: p}]\nbackends: [{kind: cpu, models: [m, m]}]\n")
 put("config", "tags", "!!map {models: !!seq [], backends: !!str x}\n")
+
+# --- agentframe: streams of 4-byte big-endian length + msgpack map -------
+def frame(o):
+    p = o if isinstance(o, bytes) else mp(o)
+    return struct.pack(">I", len(p)) + p
+
+
+LOAD = {"q": 2, "qc": 1, "svc_us": 850}
+MODEL = {"name": "digits", "version": 1, "in_dim": 4, "out_dim": 3, "max_batch": 8, "dtype": "FP32"}
+hello_req = {"t": "hello", "v": 1, "sw": "infergw 0.9"}
+hello = dict({"t": "hello", "v": 1, "sw": "infergw-agent 1.0", "window": 4, "threads": 2,
+              "models": [MODEL, dict(MODEL, name="mlp", in_dim=2, out_dim=2)]}, **LOAD)
+infer = {"t": "infer", "id": 7, "model": "digits",
+         "slices": [{"rows": 2, "timeout_us": 5000}, {"rows": 1, "timeout_us": 0}],
+         "input": struct.pack("<12f", *range(12))}
+result = dict({"t": "result", "id": 7, "status": 0, "queue_us": 120, "exec_us": 300,
+               "slices": [{"rows": 2, "status": 0}, {"rows": 1, "status": 504}],
+               "output": struct.pack("<9f", *[0.5] * 6, 0, 0, 0)}, **LOAD)
+failed = dict({"t": "result", "id": 8, "status": 503, "msg": "model not loaded", "queue_us": 0,
+               "exec_us": 0, "slices": [{"rows": 1, "status": 0}], "output": b""}, **LOAD)
+small = [{"t": "ping", "id": 9}, dict({"t": "pong", "id": 9}, **LOAD), {"t": "cancel", "id": 7},
+         {"t": "error", "id": 0, "status": 400, "msg": "not a msgpack map"}]
+put("agentframe", "hello_req", frame(hello_req))
+put("agentframe", "hello", frame(hello))
+put("agentframe", "hello_v2", frame({"t": "hello", "v": 2, "sw": "gw 2", "caps": ["x"]}))
+put("agentframe", "infer", frame(infer))
+put("agentframe", "result", frame(result))
+put("agentframe", "result_failed", frame(failed))
+for o in small:
+    put("agentframe", o["t"], frame(o))
+put("agentframe", "session_gw", frame(hello_req) + frame(infer) + frame(small[0]) + frame(small[2]))
+put("agentframe", "session_agent", frame(hello) + frame(result) + frame(small[1]) + frame(failed))
+put("agentframe", "extra_keys", frame(dict(infer, pad="  ", future={"a": [1, None, 1.5]})))
+put("agentframe", "bad_rows", frame(dict(infer, slices=[{"rows": "2"}, {"rows": -1}])))
+put("agentframe", "unknown_type", frame({"t": "foo", "id": 3}))
+put("agentframe", "not_map", frame([1, 2, 3]))
+put("agentframe", "truncated", frame(infer)[:-7])
+put("agentframe", "huge_len", struct.pack(">I", 0xFFFFFFFF) + mp(small[0]))
