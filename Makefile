@@ -64,11 +64,11 @@ endif
 endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
-FEATURES := http2 http1.1 tls-alpn kserve-v2 binary-tensor msgpack cpu-onednn hot-reload
+FEATURES := http2 http1.1 tls-alpn kserve-v2 binary-tensor msgpack cpu-onednn hot-reload remote-agent
 
 LIB_SRC := gateway/control.c $(wildcard gateway/*/*.c) \
            $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
-           $(wildcard backends/fake/*.c)
+           $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
