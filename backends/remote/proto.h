@@ -134,7 +134,10 @@ uint32_t agp_frame_len(const uint8_t *hdr);
  * \"foo\"", "input: 1200 bytes, expected 3136 (4 rows x 196 x 4)").  The
  * infer/result data length is checked against the rows only when the
  * caller knows the width (agp_check_data).  m->id is set as soon as it is
- * read, so an error answer can carry it.
+ * read, so an error answer can carry it.  Keys it does not know are
+ * skipped (forward compatibility).  A hello whose v is not AGP_VERSION
+ * returns 0 with only version (and sw, when readable) set: the receiver
+ * refuses it by m->version (426), whatever else it holds.
  */
 int agp_decode(const uint8_t *payload, size_t len, const struct agp_space *sp,
 	       struct agp_msg *m, char *err, size_t errlen);
@@ -149,7 +152,9 @@ const char *agp_type_name(enum agp_type t);
 /*
  * Encoding: every agp_put_* appends one whole frame (header and payload)
  * to a growable buffer.  Each returns 0, or -ENOMEM (the buffer is then
- * as it was before the call).
+ * as it was before the call), or -E2BIG when the payload would pass
+ * 2^32-1 bytes (nothing written).  input/output bins are padded (an
+ * ignored "pad" key) to start 4-aligned from the payload's start.
  */
 struct agp_buf {
 	uint8_t *p;
@@ -173,8 +178,10 @@ int agp_put_infer(struct agp_buf *b, uint64_t id, const char *model,
 		  const struct agp_slice *slices, int n, const void *const *rows, size_t row_bytes);
 /*
  * result: status and msg (msg may be NULL) for the batch, slices[0..n)
- * (rows, status), output of sum(rows) x row_bytes bytes (NULL: zeros are
- * not sent, the bin is empty; only with a nonzero status), times, load.
+ * (rows, status), output of sum(rows) x out_bytes bytes, out_bytes being
+ * ONE output row's bytes (out_dim x 4), like agp_put_infer's row_bytes
+ * (NULL: zeros are not sent, the bin is empty; only with a nonzero
+ * status), times, load.
  */
 int agp_put_result(struct agp_buf *b, uint64_t id, int32_t status, const char *msg,
 		   const struct agp_slice *slices, int n, const void *output, size_t out_bytes,
