@@ -201,7 +201,7 @@ static void rmt_ej_event(struct be_rmt *r, enum be_rmt_ej_event ev, const char *
 		atomic_store(&r->ejections, r->ej.ejections);
 		snprintf(msg, sizeof(msg), "%s after %s; ejected for %llu ms",
 			 ev == BE_RMT_EJ_EJECT ? "ejected" : "probe failed",
-			 why, (unsigned long long)((r->ej.until_ns - now) / 1000000));
+			 why, (unsigned long long)((r->ej.until_ns - now + 999999) / 1000000));
 		evtimer_del(r->eject_ev);
 		rmt_timer_in(r->eject_ev, r->ej.until_ns > now ? r->ej.until_ns - now : 0);
 		rmt_update_state(r, msg);
@@ -232,11 +232,15 @@ static void rmt_success(struct be_rmt *r)
 static void rmt_eject_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct be_rmt *r = arg;
+	uint64_t now = be_now_ns();
 
-	if (be_rmt_ej_tick(&r->ej, be_now_ns()) == BE_RMT_EJ_PROBE) {
+	if (be_rmt_ej_tick(&r->ej, now) == BE_RMT_EJ_PROBE) {
 		be_log(BE_LOG_INFO, "backend=%s agent=%s msg=\"ejection period over: probing\"",
 		       rmt_name(r), rmt_addr(r));
 		rmt_probe(r);
+	} else if (r->ej.ejected && !r->ej.probing && now < r->ej.until_ns) {
+		/* a timer may fire a little early (clock granularity): again */
+		rmt_timer_in(r->eject_ev, r->ej.until_ns - now + 1000000);
 	}
 }
 
@@ -1203,7 +1207,14 @@ static struct be_rmt *rmt_alloc(struct backend *be, const struct backend_conf *c
 /* The event base, its events and the wake-up; 0 or -errno. */
 static int rmt_events(struct be_rmt *r)
 {
-	r->base = event_base_new();
+	struct event_config *cfg = event_config_new();
+
+	/* timers to the millisecond: timeouts of a few ms are configurable */
+	if (cfg)
+		event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+	r->base = cfg ? event_base_new_with_config(cfg) : NULL;
+	if (cfg)
+		event_config_free(cfg);
 	r->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (!r->base || r->wake_fd < 0)
 		return -ENOMEM;
