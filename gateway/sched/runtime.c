@@ -393,6 +393,8 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 	if (!rb->be.ops) {
 		log_warn("backend=%s msg=\"backend kind not built into this binary; left down\"",
 			 bc->name);
+		snprintf(rb->down_reason, sizeof(rb->down_reason), "backend kind %s not built "
+			 "into this binary", be_kind_of(bc->kind)->name);
 		return rb;
 	}
 	if (rb->be.ops->open(&rb->be, &rb->be.conf, &err))
@@ -411,6 +413,7 @@ down_close:
 	rb->be.ops->close(&rb->be);
 down:
 	log_error("backend=%s msg=\"left down: %s\"", bc->name, err ? err : "open failed");
+	snprintf(rb->down_reason, sizeof(rb->down_reason), "%s", err ? err : "open failed");
 	free(err);
 	rb->be.ops = NULL;
 	return rb;
