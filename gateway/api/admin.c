@@ -136,34 +136,44 @@ static void adm_state_gauges(struct call *c)
 {
 	const struct runtime *rt = c->rt;
 	struct evbuffer *o = c->resp;
+	struct backend_stats *st = calloc((size_t)rt->n_backends + 1, sizeof(*st));
+	char **names = calloc((size_t)rt->n_backends + 1, sizeof(*names));
 
-	evbuffer_add_printf(o, "# HELP infergw_backend_state 1 for the backend's current state "
-			       "(up, down, draining, ejected).\n# TYPE infergw_backend_state gauge\n"
-			       "# HELP infergw_backend_rtt_seconds Smoothed network round trip "
-			       "to a remote agent.\n# TYPE infergw_backend_rtt_seconds gauge\n"
-			       "# HELP infergw_backend_ejections_total Outlier ejections.\n"
-			       "# TYPE infergw_backend_ejections_total counter\n");
+	if (!st || !names)
+		goto out;
 	for (int i = 0; i < rt->n_backends; i++) {
-		const struct rt_backend *rb = rt->backends[i];
-		const char *now = adm_state(rb);
-		char *b = met_label_escape(rb->be.conf.name);
-		struct backend_stats st;
+		names[i] = met_label_escape(rt->backends[i]->be.conf.name);
+		adm_stats(rt->backends[i], &st[i]);
+	}
+	/* each family's samples together, as the exposition format wants */
+	evbuffer_add_printf(o, "# HELP infergw_backend_state 1 for the backend's current state "
+			       "(up, down, draining, ejected).\n# TYPE infergw_backend_state gauge\n");
+	for (int i = 0; i < rt->n_backends; i++) {
+		const char *now = adm_state(rt->backends[i]);
 
-		if (!b)
-			continue;
 		if (!strcmp(now, "drained"))
 			now = "draining";
-		for (size_t k = 0; k < sizeof(adm_states) / sizeof(adm_states[0]); k++)
+		for (size_t k = 0; names[i] && k < sizeof(adm_states) / sizeof(adm_states[0]); k++)
 			evbuffer_add_printf(o, "infergw_backend_state{backend=\"%s\",state=\"%s\"} "
-					    "%d\n", b, adm_states[k], !strcmp(now, adm_states[k]));
-		adm_stats(rb, &st);
-		if (st.has_rtt)
-			evbuffer_add_printf(o, "infergw_backend_rtt_seconds{backend=\"%s\"} %.9f\n",
-					    b, st.rtt_ns / 1e9);
-		evbuffer_add_printf(o, "infergw_backend_ejections_total{backend=\"%s\"} %llu\n", b,
-				    (unsigned long long)st.ejections);
-		free(b);
+					    "%d\n", names[i], adm_states[k], !strcmp(now, adm_states[k]));
 	}
+	evbuffer_add_printf(o, "# HELP infergw_backend_rtt_seconds Smoothed network round trip "
+			       "to a remote agent.\n# TYPE infergw_backend_rtt_seconds gauge\n");
+	for (int i = 0; i < rt->n_backends; i++)
+		if (names[i] && st[i].has_rtt)
+			evbuffer_add_printf(o, "infergw_backend_rtt_seconds{backend=\"%s\"} %.9f\n",
+					    names[i], st[i].rtt_ns / 1e9);
+	evbuffer_add_printf(o, "# HELP infergw_backend_ejections_total Outlier ejections.\n"
+			       "# TYPE infergw_backend_ejections_total counter\n");
+	for (int i = 0; i < rt->n_backends; i++)
+		if (names[i])
+			evbuffer_add_printf(o, "infergw_backend_ejections_total{backend=\"%s\"} "
+					    "%llu\n", names[i], (unsigned long long)st[i].ejections);
+out:
+	for (int i = 0; names && i < rt->n_backends; i++)
+		free(names[i]);
+	free(names);
+	free(st);
 }
 
 static void adm_metrics(struct call *c)
