@@ -111,6 +111,7 @@ struct be_rmt {
 	bool ping_out;
 	struct be_rmt_ej ej;
 	struct be_rmt_pool *pool;
+	bool skip_logged;		/* the pool-cap skip was logged */
 	struct agp_space sp;		/* decode room */
 	char why[160];			/* scratch for messages */
 
@@ -195,6 +196,8 @@ static void rmt_ej_event(struct be_rmt *r, enum be_rmt_ej_event ev, const char *
 	uint64_t now = be_now_ns();
 	char msg[200];
 
+	if (ev != BE_RMT_EJ_SKIP && ev != BE_RMT_EJ_NONE)
+		r->skip_logged = false;
 	switch (ev) {
 	case BE_RMT_EJ_EJECT:
 	case BE_RMT_EJ_REEJECT:
@@ -207,6 +210,9 @@ static void rmt_ej_event(struct be_rmt *r, enum be_rmt_ej_event ev, const char *
 		rmt_update_state(r, msg);
 		break;
 	case BE_RMT_EJ_SKIP:
+		if (r->skip_logged)
+			break;	/* once per run of skips: reconnects retry often */
+		r->skip_logged = true;
 		be_log(BE_LOG_WARN, "backend=%s agent=%s pool=%s msg=\"not ejected: the pool is "
 		       "at max_ejection_percent (%d%%)\" reason=\"%s\"", rmt_name(r), rmt_addr(r),
 		       r->rc.pool ? r->rc.pool : rmt_name(r), r->rc.max_ejection_percent, why);

@@ -721,6 +721,23 @@ static void test_eject_and_probe(void **state)
 	fa_stop(a);
 }
 
+/* An agent that hangs (SIGSTOP: the connection stays, nothing answers):
+ * late pongs are failures, and enough of them eject it. */
+static void test_hung_agent_ejected(void **state)
+{
+	struct fagent *a = fa_start(4, 1);
+	struct backend be;
+
+	a->pong = false;
+	t_open(&be, a, 0, 0);
+	t_load(&be);
+	/* ping_ms 30, timeout_ms 150, consecutive_failures 3 */
+	assert_true(wait_state(&be, BE_EJECTED, 3000));
+	assert_true(a->pings >= 3);
+	be.ops->close(&be);
+	fa_stop(a);
+}
+
 static void test_small_window_queues(void **state)
 {
 	struct fagent *a = fa_start(1, 1);	/* the agent takes one at a time */
@@ -810,6 +827,7 @@ int main(void)
 		cmocka_unit_test(test_drop_retry_reconnect),
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_eject_and_probe),
+		cmocka_unit_test(test_hung_agent_ejected),
 		cmocka_unit_test(test_small_window_queues),
 		cmocka_unit_test(test_expand_addrs),
 	};
