@@ -752,6 +752,10 @@ static bool rmt_model_matches(const struct be_rmt *r, const struct model *m, cha
 			 am->in_dim, am->out_dim);
 		return false;
 	}
+	if ((int)am->version != m->version)	/* same shape: it can serve, but say so */
+		be_log(BE_LOG_WARN, "backend=%s agent=%s model=%s msg=\"the agent serves version "
+		       "%u, the gateway %d\"", rmt_name(r), rmt_addr(r), m->name, am->version,
+		       m->version);
 	return true;
 }
 

@@ -406,8 +406,10 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 		goto down_close;
 	rb->started = true;
 	rt_live_add(rb);
-	log_info("backend=%s kind=%s workers=%d threads_per_worker=%d models=%d msg=\"up\"",
-		 bc->name, rb->be.ops->kind, bc->slots, bc->threads_per_slot, bc->n_models);
+	log_info("backend=%s kind=%s workers=%d threads_per_worker=%d credits=%d models=%d "
+		 "msg=\"%s\"", bc->name, rb->be.ops->kind, bc->slots, bc->threads_per_slot,
+		 rb->be.credits, bc->n_models, be_state_get(&rb->be) == BE_UP ? "up" :
+		 "started, not up yet (its own log line says why)");
 	return rb;
 down_close:
 	rb->be.ops->close(&rb->be);
