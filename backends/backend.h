@@ -68,6 +68,9 @@ struct infer_slice {
 	int status;			/* set by the backend: 0, an HTTP status
 					 * (then the batch's errmsg says why), or
 					 * BE_RETRY (run it elsewhere) */
+	uint64_t deadline_ns;		/* the request's deadline (be_now_ns clock);
+					 * 0 = none.  A remote backend carries
+					 * what is left of it to the agent */
 };
 
 /* be_slice_live - false when sl's request was cancelled or expired: the
@@ -93,6 +96,19 @@ enum backend_kind { BE_CPU, BE_GPU, BE_REMOTE, BE_FAKE };
 /* A slice status: retry this slice on another backend. */
 #define BE_RETRY (-EAGAIN)
 
+/* Kind remote's own keys (backends/remote/remote.c, docs/config.md). */
+struct be_remote_conf {
+	int window;			/* batches in flight; 0 = the agent's (hello) */
+	int connect_timeout_ms;		/* resolve + connect + hello */
+	int timeout_ms;			/* a batch (or pong) unanswered this long fails */
+	int ping_ms;			/* health ping interval */
+	int reconnect_ms, reconnect_max_ms;	/* backoff base and cap (full jitter) */
+	char *pool;			/* ejection pool; NULL = the entry's name */
+	int consecutive_failures;	/* failures in a row that eject */
+	int ejection_ms, max_ejection_ms;	/* base period (x times ejected), cap */
+	int max_ejection_percent;	/* of the pool ejected at once (at least one) */
+};
+
 struct backend_conf {
 	char *name;
 	enum backend_kind kind;
@@ -108,6 +124,7 @@ struct backend_conf {
 	int fake_latency_us;	/* per batch */
 	int fake_fail_every;	/* every Nth batch fails retryably; 0 = never */
 	int fake_down_after;	/* state DOWN after N batches; 0 = never */
+	struct be_remote_conf remote;	/* remote: its keys (pool deep-copied) */
 };
 
 struct batch {
@@ -140,10 +157,20 @@ struct be_caps {
 	int n_variants;			/* compiled shapes/engines; informative */
 };
 
-/* Load a remote backend reports (ops->view). */
+/*
+ * Load a backend reports beyond what the scheduler sees (ops->view): a
+ * remote agent's queue holds other gateways' batches too.  The router
+ * (runtime.c rt_view) adds queue_depth x service_ns / parallel to the
+ * predicted wait of every request placed there.  The network round trip
+ * is not added: a remote backend's batch time runs from send to answer,
+ * so the learned service time already holds it (and rtt_ns is shown).
+ */
 struct be_load {
-	int queue_depth;		/* requests waiting inside the backend */
+	int queue_depth;		/* batches waiting inside the backend that the
+					 * scheduler cannot see (an agent's other clients) */
 	uint64_t service_ns;		/* its own estimate of one batch's service time; 0 = none */
+	int parallel;			/* batches it runs at once (an agent's threads); 0 = 1 */
+	uint64_t rtt_ns;		/* network round trip (smoothed); 0 = none */
 };
 
 struct backend_stats {
@@ -151,6 +178,12 @@ struct backend_stats {
 	uint64_t rows;
 	uint64_t busy_ns;
 	bool up;
+	/* health, for /admin/backends and /metrics (zero/empty: not applicable) */
+	char reason[160];		/* why down or ejected */
+	char address[128];		/* the peer (remote: the agent's host:port) */
+	bool has_rtt;			/* rtt_ns is measured (remote) */
+	uint64_t rtt_ns;		/* smoothed network round trip */
+	uint64_t ejections;		/* times ejected (outlier detection) */
 };
 
 enum be_state { BE_DOWN = 0, BE_UP, BE_DRAINING, BE_EJECTED };
@@ -231,6 +264,15 @@ struct be_kind {
 	const struct backend_ops *ops;	/* NULL: not built into this binary */
 	const char *const *keys;	/* its own keys, NULL-terminated */
 	int (*parse_conf)(struct backend_conf *conf, const struct be_conf_src *src, char **err);
+	/*
+	 * expand - optional: one config entry as the backends it stands for
+	 * (remote: a DNS name with several addresses is several agents).
+	 * 0 with *out = NULL when in stands for itself; else *out, *n (>= 1)
+	 * malloc'd confs the caller owns (free each with the config's
+	 * backend free, then the array).  -errno with *err on failure.
+	 */
+	int (*expand)(const struct backend_conf *in, struct backend_conf **out, int *n,
+		      char **err);
 };
 
 /* be_kind_find - the registry entry called name, or NULL. */
@@ -242,5 +284,17 @@ const char *be_kind_list(void);
 
 extern const struct backend_ops be_cpu_ops;
 extern const struct backend_ops be_fake_ops;
+extern const struct backend_ops be_remote_ops;
+
+/*
+ * Logging from backends in the gateway's format (log.h's levels: 0 debug,
+ * 1 info, 2 warn, 3 error), without including the gateway: the gateway
+ * installs its logger with be_log_set; before that (tests) lines go to
+ * stderr with the same timestamp and level prefix.
+ */
+enum { BE_LOG_DEBUG, BE_LOG_INFO, BE_LOG_WARN, BE_LOG_ERROR };
+void be_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* be_log_set - where be_log goes: fn(level, line without newline); NULL = stderr. */
+void be_log_set(void (*fn)(int level, const char *line));
 
 #endif

@@ -6,11 +6,14 @@
  */
 #define _GNU_SOURCE	/* vasprintf */
 #include "backend.h"
+#include "remote/remote.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
+#include <time.h>
 
 /* gpu: not built yet; its keys still parse so a config stays valid. */
 static int be_gpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err)
@@ -23,32 +26,20 @@ static int be_gpu_parse_conf(struct backend_conf *conf, const struct be_conf_src
 	return 0;
 }
 
-/* remote: not built yet; an address is required. */
-static int be_remote_parse_conf(struct backend_conf *conf, const struct be_conf_src *src,
-				char **err)
-{
-	if (src->get_str(src->ctx, "address", &conf->address, err))
-		return -EINVAL;
-	if (!conf->address)
-		return src->error(src->ctx, err,
-				  "missing key \"address\" (host:port) for a remote backend");
-	return 0;
-}
-
 int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 int be_fake_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 
 static const char *const be_cpu_keys[] = { "threads_per_worker", "nice", NULL };
 static const char *const be_gpu_keys[] = { "device", NULL };
-static const char *const be_remote_keys[] = { "address", NULL };
 static const char *const be_fake_keys[] = { "latency_us", "fail_every", "down_after", NULL };
 
 static const struct be_kind be_kinds[] = {
-	{ "cpu", BE_CPU, &be_cpu_ops, be_cpu_keys, be_cpu_parse_conf },
-	{ "gpu", BE_GPU, NULL, be_gpu_keys, be_gpu_parse_conf },
-	{ "remote", BE_REMOTE, NULL, be_remote_keys, be_remote_parse_conf },
+	{ "cpu", BE_CPU, &be_cpu_ops, be_cpu_keys, be_cpu_parse_conf, NULL },
+	{ "gpu", BE_GPU, NULL, be_gpu_keys, be_gpu_parse_conf, NULL },
+	{ "remote", BE_REMOTE, &be_remote_ops, be_remote_keys, be_remote_parse_conf,
+	  be_remote_expand },
 	/* test-only (backends/fake/fake.c): not listed in messages */
-	{ "fake", BE_FAKE, &be_fake_ops, be_fake_keys, be_fake_parse_conf },
+	{ "fake", BE_FAKE, &be_fake_ops, be_fake_keys, be_fake_parse_conf, NULL },
 };
 
 const struct be_kind *be_kind_find(const char *name)
@@ -82,4 +73,41 @@ char *be_strdupf(const char *fmt, ...)
 		s = NULL;
 	va_end(ap);
 	return s;
+}
+
+static void (*_Atomic be_log_fn)(int level, const char *line);
+
+void be_log_set(void (*fn)(int level, const char *line))
+{
+	be_log_fn = fn;
+}
+
+void be_log(int level, const char *fmt, ...)
+{
+	static const char *const names[] = { "debug", "info", "warn", "error" };
+	void (*fn)(int, const char *) = be_log_fn;
+	char line[1024];
+	struct timeval tv;
+	struct tm tm;
+	va_list ap;
+	int n = 0;
+
+	if (level < BE_LOG_DEBUG || level > BE_LOG_ERROR)
+		level = BE_LOG_ERROR;
+	if (!fn && level == BE_LOG_DEBUG)
+		return;		/* no gateway threshold to ask: debug is off */
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (fn) {
+		fn(level, line);
+		return;
+	}
+	/* As log.c writes it, one write per line. */
+	gettimeofday(&tv, NULL);
+	gmtime_r(&tv.tv_sec, &tm);
+	n = fprintf(stderr, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ level=%s %s\n",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+		    tm.tm_sec, (long)tv.tv_usec / 1000, names[level], line);
+	(void)n;
 }

@@ -236,9 +236,12 @@ static int be_fake_view(const struct backend *be, struct be_load *out)
 {
 	struct be_fake *f = be->priv;
 
+	/* Nothing queued that the scheduler cannot see: its batches in
+	 * flight are the scheduler's own (be_load counts only hidden work). */
 	pthread_mutex_lock(&f->mu);
-	out->queue_depth = f->inflight;
+	out->queue_depth = 0;
 	out->service_ns = (uint64_t)f->ctl.latency_us * 1000;
+	out->parallel = be->credits;
 	pthread_mutex_unlock(&f->mu);
 	return 0;
 }

@@ -117,6 +117,65 @@ static void adm_queue_gauges(struct call *c)
 	}
 }
 
+static const char *adm_state(const struct rt_backend *rb);
+
+/* The four states a backend exports (a drained one is still draining). */
+static const char *const adm_states[] = { "up", "down", "draining", "ejected" };
+
+/* A backend's stats, zeroed when it never opened. */
+static void adm_stats(const struct rt_backend *rb, struct backend_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	if (rb->be.ops && rb->be.ops->stats)
+		rb->be.ops->stats(&rb->be, st);
+}
+
+/* infergw_backend_state (one gauge per state, 1 for the current one),
+ * infergw_backend_rtt_seconds (remote), infergw_backend_ejections_total. */
+static void adm_state_gauges(struct call *c)
+{
+	const struct runtime *rt = c->rt;
+	struct evbuffer *o = c->resp;
+	struct backend_stats *st = calloc((size_t)rt->n_backends + 1, sizeof(*st));
+	char **names = calloc((size_t)rt->n_backends + 1, sizeof(*names));
+
+	if (!st || !names)
+		goto out;
+	for (int i = 0; i < rt->n_backends; i++) {
+		names[i] = met_label_escape(rt->backends[i]->be.conf.name);
+		adm_stats(rt->backends[i], &st[i]);
+	}
+	/* each family's samples together, as the exposition format wants */
+	evbuffer_add_printf(o, "# HELP infergw_backend_state 1 for the backend's current state "
+			       "(up, down, draining, ejected).\n# TYPE infergw_backend_state gauge\n");
+	for (int i = 0; i < rt->n_backends; i++) {
+		const char *now = adm_state(rt->backends[i]);
+
+		if (!strcmp(now, "drained"))
+			now = "draining";
+		for (size_t k = 0; names[i] && k < sizeof(adm_states) / sizeof(adm_states[0]); k++)
+			evbuffer_add_printf(o, "infergw_backend_state{backend=\"%s\",state=\"%s\"} "
+					    "%d\n", names[i], adm_states[k], !strcmp(now, adm_states[k]));
+	}
+	evbuffer_add_printf(o, "# HELP infergw_backend_rtt_seconds Smoothed network round trip "
+			       "to a remote agent.\n# TYPE infergw_backend_rtt_seconds gauge\n");
+	for (int i = 0; i < rt->n_backends; i++)
+		if (names[i] && st[i].has_rtt)
+			evbuffer_add_printf(o, "infergw_backend_rtt_seconds{backend=\"%s\"} %.9f\n",
+					    names[i], st[i].rtt_ns / 1e9);
+	evbuffer_add_printf(o, "# HELP infergw_backend_ejections_total Outlier ejections.\n"
+			       "# TYPE infergw_backend_ejections_total counter\n");
+	for (int i = 0; i < rt->n_backends; i++)
+		if (names[i])
+			evbuffer_add_printf(o, "infergw_backend_ejections_total{backend=\"%s\"} "
+					    "%llu\n", names[i], (unsigned long long)st[i].ejections);
+out:
+	for (int i = 0; names && i < rt->n_backends; i++)
+		free(names[i]);
+	free(names);
+	free(st);
+}
+
 static void adm_metrics(struct call *c)
 {
 	int n;
@@ -131,6 +190,7 @@ static void adm_metrics(struct call *c)
 	met_render(c->resp, series, n);
 	free(series);
 	adm_queue_gauges(c);
+	adm_state_gauges(c);
 	adm_backend_counter(c, STAT_BATCHES, "batches", "Batches executed.");
 	adm_backend_counter(c, STAT_ROWS, "rows", "Rows (samples) executed.");
 	adm_backend_counter(c, STAT_BUSY, "busy_seconds", "Seconds spent executing batches.");
@@ -176,10 +236,24 @@ static json_t *adm_backend_json(const struct runtime *rt, int i)
 			"batch_1", v1.exec_ns / 1e3, "batch_max", vn.exec_ns / 1e3,
 			"wait_calibration", cal));
 	}
-	return json_pack("{s:s, s:s, s:s, s:f, s:i, s:o}", "name", rb->be.conf.name,
+	struct backend_stats st;
+	const char *state = adm_state(rb);
+	const char *reason = NULL;
+
+	adm_stats(rb, &st);
+	if (rb->down_reason[0])
+		reason = rb->down_reason;
+	else if (st.reason[0] && (!strcmp(state, "down") || !strcmp(state, "ejected")))
+		reason = st.reason;
+	return json_pack("{s:s, s:s, s:s, s:s?, s:s?, s:o, s:I, s:f, s:i, s:i, s:o}",
+			 "name", rb->be.conf.name,
 			 "kind", rb->be.ops ? rb->be.ops->kind : "unavailable",
-			 "state", adm_state(rb), "cost", rt->cfg->backends[i].cost,
-			 "workers", rb->be.conf.slots, "models", models);
+			 "state", state, "reason", reason,
+			 "address", st.address[0] ? st.address : rb->be.conf.address,
+			 "rtt_us", st.has_rtt ? json_real(st.rtt_ns / 1e3) : json_null(),
+			 "ejections", (json_int_t)st.ejections,
+			 "cost", rt->cfg->backends[i].cost, "workers", rb->be.conf.slots,
+			 "credits", rb->be.credits, "models", models);
 }
 
 static void adm_backends(struct call *c)

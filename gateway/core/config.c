@@ -723,17 +723,33 @@ static json_t *cfg_model_json(const struct model_conf *m)
 			 "service_time_us", "base", m->svc_base_us, "per_row", m->svc_per_row_us);
 }
 
+static json_t *cfg_remote_json(const struct backend_conf *b)
+{
+	const struct be_remote_conf *r = &b->remote;
+
+	if (b->kind != BE_REMOTE)
+		return NULL;
+	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:i, s:i, s:i, s:i}",
+			 "window", r->window, "connect_timeout_ms", r->connect_timeout_ms,
+			 "timeout_ms", r->timeout_ms, "ping_ms", r->ping_ms,
+			 "reconnect_ms", r->reconnect_ms, "reconnect_max_ms", r->reconnect_max_ms,
+			 "pool", r->pool ? r->pool : b->name,
+			 "consecutive_failures", r->consecutive_failures,
+			 "ejection_ms", r->ejection_ms, "max_ejection_ms", r->max_ejection_ms,
+			 "max_ejection_percent", r->max_ejection_percent);
+}
+
 static json_t *cfg_backend_json(const struct backend_conf *b)
 {
 	json_t *models = json_array();
 
 	for (int i = 0; i < b->n_models; i++)
 		json_array_append_new(models, json_string(b->models[i]));
-	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i}", "name", b->name,
+	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i, s:o*}", "name", b->name,
 			 "kind", be_kind_of(b->kind)->name, "workers", b->slots,
 			 "threads_per_worker", b->threads_per_slot, "cost", b->cost,
 			 "models", models, "address", b->address, "device", b->device,
-			 "nice", b->nice);
+			 "nice", b->nice, "remote", cfg_remote_json(b));
 }
 
 /* listen.tls as JSON: null when TLS is off. */
@@ -820,6 +836,7 @@ void cfg_backend_dup(struct backend_conf *dst, const struct backend_conf *src)
 	*dst = *src;
 	dst->name = cfg_strdup0(src->name);
 	dst->address = cfg_strdup0(src->address);
+	dst->remote.pool = cfg_strdup0(src->remote.pool);
 	dst->models = calloc(src->n_models + 1, sizeof(char *));
 	for (int i = 0; i < src->n_models; i++)
 		dst->models[i] = cfg_strdup0(src->models[i]);
@@ -832,6 +849,7 @@ void cfg_backend_free(struct backend_conf *b)
 	free(b->models);
 	free(b->name);
 	free(b->address);
+	free(b->remote.pool);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -840,18 +858,82 @@ static bool cfg_streq(const char *a, const char *b)
 	return a == b || (a && b && !strcmp(a, b));
 }
 
+static bool cfg_remote_same(const struct be_remote_conf *a, const struct be_remote_conf *b)
+{
+	return a->window == b->window && a->connect_timeout_ms == b->connect_timeout_ms &&
+	       a->timeout_ms == b->timeout_ms && a->ping_ms == b->ping_ms &&
+	       a->reconnect_ms == b->reconnect_ms && a->reconnect_max_ms == b->reconnect_max_ms &&
+	       cfg_streq(a->pool, b->pool) &&
+	       a->consecutive_failures == b->consecutive_failures &&
+	       a->ejection_ms == b->ejection_ms && a->max_ejection_ms == b->max_ejection_ms &&
+	       a->max_ejection_percent == b->max_ejection_percent;
+}
+
 bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b)
 {
 	if (!cfg_streq(a->name, b->name) || a->kind != b->kind || a->slots != b->slots ||
 	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
 	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models ||
 	    a->fake_latency_us != b->fake_latency_us || a->fake_fail_every != b->fake_fail_every ||
-	    a->fake_down_after != b->fake_down_after)
+	    a->fake_down_after != b->fake_down_after || !cfg_remote_same(&a->remote, &b->remote))
 		return false;
 	for (int i = 0; i < a->n_models; i++)
 		if (!cfg_streq(a->models[i], b->models[i]))
 			return false;
 	return true;
+}
+
+int cfg_expand_backends(struct config *c, char **err)
+{
+	struct backend_conf *all = NULL, *out;
+	int n_all = 0, n, rc = 0;
+
+	for (int i = 0; i < c->n_backends && !rc; i++) {
+		const struct be_kind *k = be_kind_of(c->backends[i].kind);
+		struct backend_conf *grown;
+
+		out = NULL;
+		n = 0;
+		if (k->expand && (rc = k->expand(&c->backends[i], &out, &n, err)))
+			break;
+		grown = realloc(all, sizeof(*all) * (size_t)(n_all + (out ? n : 1)));
+		if (!grown) {
+			for (int j = 0; j < n; j++)
+				cfg_backend_free(&out[j]);
+			free(out);
+			rc = -ENOMEM;
+			*err = yt_strdupf("%s: backends: out of memory", c->file);
+			break;
+		}
+		all = grown;
+		if (!out) {
+			cfg_backend_dup(&all[n_all++], &c->backends[i]);
+			continue;
+		}
+		memcpy(&all[n_all], out, sizeof(*out) * (size_t)n);	/* taken over */
+		n_all += n;
+		free(out);
+	}
+	for (int i = 0; !rc && i < n_all; i++)
+		for (int j = 0; !rc && j < i; j++)
+			if (!strcmp(all[i].name, all[j].name)) {
+				*err = yt_strdupf("%s: backends: duplicate backend name \"%s\" (a "
+						  "remote address that resolves to several agents is "
+						  "named NAME-1..NAME-N)", c->file, all[i].name);
+				rc = -EINVAL;
+			}
+	if (rc) {
+		for (int i = 0; i < n_all; i++)
+			cfg_backend_free(&all[i]);
+		free(all);
+		return rc;
+	}
+	for (int i = 0; i < c->n_backends; i++)
+		cfg_backend_free(&c->backends[i]);
+	free(c->backends);
+	c->backends = all;
+	c->n_backends = n_all;
+	return 0;
 }
 
 /* Append "key: x -> y" to *out (malloc'd, "; "-separated); false when out of memory. */

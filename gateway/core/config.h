@@ -107,6 +107,14 @@ bool cfg_drop_model(struct config *c, const char *name);
  * the config that described it is gone. */
 void cfg_backend_dup(struct backend_conf *dst, const struct backend_conf *src);
 void cfg_backend_free(struct backend_conf *b);
+/*
+ * cfg_expand_backends - replace each backends[] entry whose kind expands
+ * (be_kind.expand: a remote DNS name with several addresses) by the
+ * entries it stands for, in place, so that c->backends is what is opened
+ * (rt_build).  0, or -EINVAL with *err (malloc'd) when an expanded name
+ * collides with another backend's; -ENOMEM.  c is unchanged on error.
+ */
+int cfg_expand_backends(struct config *c, char **err);
 /* cfg_backend_same - equal but for cost (which applies live). */
 bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b);
 /*

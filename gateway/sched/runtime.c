@@ -393,6 +393,8 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 	if (!rb->be.ops) {
 		log_warn("backend=%s msg=\"backend kind not built into this binary; left down\"",
 			 bc->name);
+		snprintf(rb->down_reason, sizeof(rb->down_reason), "backend kind %s not built "
+			 "into this binary", be_kind_of(bc->kind)->name);
 		return rb;
 	}
 	if (rb->be.ops->open(&rb->be, &rb->be.conf, &err))
@@ -404,13 +406,16 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 		goto down_close;
 	rb->started = true;
 	rt_live_add(rb);
-	log_info("backend=%s kind=%s workers=%d threads_per_worker=%d models=%d msg=\"up\"",
-		 bc->name, rb->be.ops->kind, bc->slots, bc->threads_per_slot, bc->n_models);
+	log_info("backend=%s kind=%s workers=%d threads_per_worker=%d credits=%d models=%d "
+		 "msg=\"%s\"", bc->name, rb->be.ops->kind, bc->slots, bc->threads_per_slot,
+		 rb->be.credits, bc->n_models, be_state_get(&rb->be) == BE_UP ? "up" :
+		 "started, not up yet (its own log line says why)");
 	return rb;
 down_close:
 	rb->be.ops->close(&rb->be);
 down:
 	log_error("backend=%s msg=\"left down: %s\"", bc->name, err ? err : "open failed");
+	snprintf(rb->down_reason, sizeof(rb->down_reason), "%s", err ? err : "open failed");
 	free(err);
 	rb->be.ops = NULL;
 	return rb;
@@ -592,11 +597,23 @@ static int rt_tls_take(struct runtime *rt, const struct runtime *prev, char **er
 	return 0;
 }
 
+/* Backends log through the gateway's logger (its format and level). */
+static void rt_be_log(int level, const char *line)
+{
+	log_msg((enum log_level)level, "%s", line);
+}
+
 struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **err)
 {
 	static _Atomic uint64_t generation;
-	struct runtime *rt = calloc(1, sizeof(*rt));
+	struct runtime *rt;
 
+	be_log_set(rt_be_log);
+	/* One entry may stand for several backends (a DNS name with several
+	 * agents): resolved again at every build, so a reload follows it. */
+	if (cfg_expand_backends(cfg, err))
+		return NULL;
+	rt = calloc(1, sizeof(*rt));
 	atomic_init(&rt->refs, 1);
 	rt->generation = atomic_fetch_add(&generation, 1) + 1;
 	rt->cfg = cfg;
@@ -806,9 +823,23 @@ static void rt_view(struct runtime *rt, int i, int qi, const struct infer_req *r
 {
 	struct sched_be *s = &rt->backends[i]->sched;
 
+	const struct backend *be = &rt->backends[i]->be;
+	struct be_load ld = { 0 };
+
 	*c = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost };
 	if (!sched_view_published(s, qi, r->rows, r->priority, now, c))
 		sched_view(s, qi, r->rows, r->priority, now, c);
+	/* Work queued inside the backend that our queues do not hold (an
+	 * agent's other clients) delays this request too (backend.h be_load). */
+	if (be->ops && be->ops->view && be->ops->view(be, &ld) == 0 && ld.queue_depth > 0 &&
+	    ld.service_ns) {
+		uint64_t extra = (uint64_t)ld.queue_depth * ld.service_ns /
+				 (uint64_t)(ld.parallel > 0 ? ld.parallel : 1);
+
+		c->wait_ns += extra;
+		if (c->work_ns)
+			c->work_ns += extra;
+	}
 }
 
 /*

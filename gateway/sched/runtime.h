@@ -42,6 +42,7 @@ struct rt_backend {
 	struct rt_model **models;	/* hosted, parallel to sched.qs */
 	bool started;
 	_Atomic bool draining;		/* POST /admin/backends/{name}/drain */
+	char down_reason[160];		/* why it never started (open/load_model failed) */
 	bool live;			/* on the started list (rt_stop_all) */
 	struct rt_backend *live_prev, *live_next;
 };

@@ -443,6 +443,7 @@ static void sched_views(struct batch *b, int from)
 
 		sl->input = r->input ? r->input + (size_t)sl->row0 * r->model->in_dim : NULL;
 		sl->output = r->output ? r->output + (size_t)sl->row0 * r->model->out_dim : NULL;
+		sl->deadline_ns = r->deadline_ns;
 	}
 }
 

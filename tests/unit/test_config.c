@@ -102,6 +102,131 @@ static void test_backend_kind_keys(void **state)
 		     "5:17", "backends[0].latency_us: expected an integer");
 }
 
+/* Kind remote: its keys, defaults, ranges, and the expansion of a name. */
+static void test_remote_keys(void **state)
+{
+	char *err;
+	struct config *c = load_text("models:\n  - name: m\nbackends:\n"
+				     "  - kind: remote\n    name: dpu\n    address: 10.1.2.3:9100\n"
+				     "    window: 8\n    connect_timeout_ms: 200\n    timeout_ms: 300\n"
+				     "    ping_ms: 400\n    reconnect_ms: 50\n    reconnect_max_ms: 800\n"
+				     "    pool: dpus\n    consecutive_failures: 2\n    ejection_ms: 1000\n"
+				     "    max_ejection_ms: 9000\n    max_ejection_percent: 50\n"
+				     "  - kind: remote\n    address: \"[::1]:9101\"\n", &err);
+	const struct be_remote_conf *r0, *r1;
+	struct backend_conf copy;
+
+	assert_non_null(c);
+	r0 = &c->backends[0].remote;
+	r1 = &c->backends[1].remote;
+	assert_string_equal(c->backends[0].address, "10.1.2.3:9100");
+	assert_int_equal(r0->window, 8);
+	assert_int_equal(r0->connect_timeout_ms, 200);
+	assert_int_equal(r0->timeout_ms, 300);
+	assert_int_equal(r0->ping_ms, 400);
+	assert_int_equal(r0->reconnect_ms, 50);
+	assert_int_equal(r0->reconnect_max_ms, 800);
+	assert_string_equal(r0->pool, "dpus");
+	assert_int_equal(r0->consecutive_failures, 2);
+	assert_int_equal(r0->ejection_ms, 1000);
+	assert_int_equal(r0->max_ejection_ms, 9000);
+	assert_int_equal(r0->max_ejection_percent, 50);
+	/* Defaults (docs/config.md). */
+	assert_string_equal(c->backends[1].name, "remote1");
+	assert_string_equal(c->backends[1].address, "[::1]:9101");
+	assert_int_equal(r1->window, 0);
+	assert_int_equal(r1->connect_timeout_ms, 1000);
+	assert_int_equal(r1->timeout_ms, 1000);
+	assert_int_equal(r1->ping_ms, 1000);
+	assert_int_equal(r1->reconnect_ms, 100);
+	assert_int_equal(r1->reconnect_max_ms, 5000);
+	assert_null(r1->pool);		/* the entry's name */
+	assert_int_equal(r1->consecutive_failures, 5);
+	assert_int_equal(r1->ejection_ms, 30000);
+	assert_int_equal(r1->max_ejection_ms, 300000);
+	assert_int_equal(r1->max_ejection_percent, 10);
+	/* A deep copy (the pool too) that compares equal; a key changed
+	 * makes a different backend (reopened on reload). */
+	cfg_backend_dup(&copy, &c->backends[0]);
+	assert_ptr_not_equal(copy.remote.pool, r0->pool);
+	assert_true(cfg_backend_same(&copy, &c->backends[0]));
+	copy.remote.timeout_ms++;
+	assert_false(cfg_backend_same(&copy, &c->backends[0]));
+	cfg_backend_free(&copy);
+	/* Numeric addresses expand to themselves, names kept. */
+	assert_int_equal(cfg_expand_backends(c, &err), 0);
+	assert_int_equal(c->n_backends, 2);
+	assert_string_equal(c->backends[0].name, "dpu");
+	assert_string_equal(c->backends[1].name, "remote1");
+	assert_string_equal(c->backends[0].remote.pool, "dpus");
+	cfg_free(c);
+	unlink(path);
+
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: remote\n    address: h:1\n"
+		     "    window: 65\n", "6:13", "backends[0].window: expected an integer in [0, 64], "
+		     "got 65");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: remote\n    address: h:1\n"
+		     "    timeout_ms: 0\n", "6:17", "backends[0].timeout_ms: expected an integer in "
+		     "[1, 3600000], got 0");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: remote\n    address: h:1\n"
+		     "    max_ejection_percent: 101\n", "6:27", "backends[0].max_ejection_percent: "
+		     "expected an integer in [0, 100], got 101");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: remote\n    address: h\n",
+		     "4:5", "address: expected host:port or [v6]:port");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: remote\n    address: h:99999\n",
+		     "4:5", "got \"h:99999\"");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: remote\n    address: h:1\n"
+		     "    reconnect_ms: 500\n    reconnect_max_ms: 100\n", "4:5",
+		     "reconnect_max_ms: must be at least reconnect_ms");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: remote\n    address: h:1\n"
+		     "    ejection_ms: 500\n    max_ejection_ms: 100\n", "4:5",
+		     "max_ejection_ms: must be at least ejection_ms");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    window: 2\n", "5:5",
+		     "backends[0]: unknown key \"window\"");
+}
+
+/* "localhost" resolves to one address or two (127.0.0.1 and ::1): one
+ * stays itself by name; two are two agents, NAME-1 and NAME-2, whose
+ * names must not collide with another entry's. */
+static void test_remote_expand(void **state)
+{
+	char *err = NULL;
+	struct config *c = load_text("models:\n  - name: m\nbackends:\n"
+				     "  - kind: remote\n    name: dpu\n    address: localhost:9100\n"
+				     "  - kind: cpu\n    name: dpu-2\n", &err);
+	int n;
+
+	assert_non_null(c);
+	n = c->n_backends;
+	if (cfg_expand_backends(c, &err) == 0) {
+		/* one address: unchanged, by name (re-resolved at reconnect) */
+		assert_int_equal(c->n_backends, n);
+		assert_string_equal(c->backends[0].name, "dpu");
+		assert_string_equal(c->backends[0].address, "localhost:9100");
+		assert_string_equal(c->backends[1].name, "dpu-2");
+	} else {
+		assert_non_null(strstr(err, "duplicate backend name \"dpu-2\""));
+		assert_int_equal(c->n_backends, n);	/* unchanged on error */
+		free(err);
+		err = NULL;
+		/* without the collision: two agents, one pool, sorted addresses */
+		free(c->backends[1].name);
+		c->backends[1].name = strdup("cpu1");
+		assert_int_equal(cfg_expand_backends(c, &err), 0);
+		assert_int_equal(c->n_backends, 3);
+		assert_string_equal(c->backends[0].name, "dpu-1");
+		assert_string_equal(c->backends[1].name, "dpu-2");
+		assert_string_equal(c->backends[0].address, "127.0.0.1:9100");
+		assert_string_equal(c->backends[1].address, "[::1]:9100");
+		assert_string_equal(c->backends[0].remote.pool, "dpu");
+		assert_string_equal(c->backends[1].remote.pool, "dpu");
+		assert_string_equal(c->backends[1].models[0], "m");
+		assert_string_equal(c->backends[2].name, "cpu1");
+	}
+	cfg_free(c);
+	unlink(path);
+}
+
 static void test_relative_model_path(void **state)
 {
 	char *err, want[128];
@@ -392,6 +517,8 @@ int main(void)
 		cmocka_unit_test(test_file_limits),
 		cmocka_unit_test(test_listen_tls),
 		cmocka_unit_test(test_backend_kind_keys),
+		cmocka_unit_test(test_remote_keys),
+		cmocka_unit_test(test_remote_expand),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
