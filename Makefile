@@ -157,7 +157,8 @@ asan:
 # concurrency tests of `make test` (suppressions: tests/tsan.supp), and the
 # scheduler's contract test (tests/unit/test_scheduler.c) under it.
 tsan:
-	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/infergw build-tsan/tests/test_scheduler
+	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/infergw build-tsan/infergw-agent \
+		build-tsan/tests/test_scheduler build-tsan/tests/test_be_remote
 
 test: deps all unit asan tsan
 	@bash tests/run_all.sh

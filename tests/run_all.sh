@@ -163,7 +163,8 @@ else
 fi
 
 # ThreadSanitizer (make tsan): the concurrency-heavy tests (reload storms,
-# h2load, SLO and queue policies, shutdown) against build-tsan/infergw.
+# h2load, SLO and queue policies, shutdown, remote agents and their
+# failover) against build-tsan/infergw and build-tsan/infergw-agent.
 # Each process writes its reports to build-tsan/run-tsan/reports/tsan.PID;
 # third-party frames TSan cannot follow (libgomp, libdnnl) are in
 # tests/tsan.supp.
@@ -171,21 +172,26 @@ if ! want tsan; then
 	:
 elif [ -x build-tsan/infergw ]; then
 	unset ASAN_OPTIONS UBSAN_OPTIONS
-	# the scheduler's completion contract against the fake backend
-	if [ -x build-tsan/tests/test_scheduler ]; then
-		if TSAN_OPTIONS="halt_on_error=1:suppressions=$PWD/tests/tsan.supp" \
-		   timeout 300 build-tsan/tests/test_scheduler >build-tsan/test_scheduler.log 2>&1; then
-			echo "tsan: test_scheduler clean"
+	# the scheduler's completion contract against the fake backend, and
+	# the remote backend (its I/O thread) against a fake agent
+	for t in test_scheduler test_be_remote; do
+		if [ ! -x "build-tsan/tests/$t" ]; then
+			echo "tsan: $t FAILED (build-tsan/tests/$t missing: make tsan)"
+			fail=$((fail + 1))
+		elif TSAN_OPTIONS="halt_on_error=1:suppressions=$PWD/tests/tsan.supp" \
+		   timeout 300 "build-tsan/tests/$t" >"build-tsan/$t.log" 2>&1; then
+			echo "tsan: $t clean"
 			pass=$((pass + 1))
 		else
-			echo "tsan: test_scheduler FAILED (build-tsan/test_scheduler.log)"
+			echo "tsan: $t FAILED (build-tsan/$t.log)"
 			fail=$((fail + 1))
 		fi
-	fi
+	done
 	TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
 	san_run tsan build-tsan 900 \
 		tests/integration/test_reload.py tests/integration/test_load.py \
-		tests/integration/test_slo.py tests/integration/test_shutdown.py
+		tests/integration/test_slo.py tests/integration/test_shutdown.py \
+		tests/integration/test_remote.py tests/integration/test_agent.py
 else
 	echo "tsan: build-tsan/infergw missing (make tsan): ThreadSanitizer suite skipped"
 	skip=$((skip + 1))

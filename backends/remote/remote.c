@@ -402,10 +402,13 @@ static void rmt_load(struct be_rmt *r, const struct agp_msg *m)
 	atomic_store(&r->svc_us, m->load.svc_us);
 }
 
+/* The slot whose batch id is on the wire.  `sent` first: it is the I/O
+ * thread's own, while a free slot's b and id are being written by a
+ * submitting thread. */
 static struct rmt_slot *rmt_find(struct be_rmt *r, uint64_t id)
 {
 	for (int i = 0; i < r->credits; i++)
-		if (r->slots[i].b && r->slots[i].sent && r->slots[i].id == id)
+		if (r->slots[i].sent && r->slots[i].id == id)
 			return &r->slots[i];
 	return NULL;
 }
@@ -1122,8 +1125,7 @@ static int rmt_submit(struct backend *be, struct batch *b)
 		pthread_mutex_unlock(&r->mu);
 		return -ENODEV;
 	}
-	s->b = b;
-	s->sent = false;
+	s->b = b;		/* s->sent is false: the slot is free (rmt_take) */
 	s->next = r->submitted;
 	r->submitted = s;
 	pthread_mutex_unlock(&r->mu);
