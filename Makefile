@@ -1,6 +1,6 @@
 # infergw - build, run, test, bench.
 #
-#   make            build/infergw
+#   make            build/infergw, build/infergw-agent (the DPU-offload worker)
 #   make run        install missing packages, build, serve config/gateway.yaml
 #   make test       install missing packages, build, run every suite
 #   make bench      benchmarks: HTTP/2 anchors, inference, kernels, payloads,
@@ -74,7 +74,7 @@ UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit asan tsan integration bench sim sim-report models clean help FORCE
-all: $(BUILD)/infergw
+all: $(BUILD)/infergw $(BUILD)/infergw-agent
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -98,6 +98,28 @@ $(BUILD)/libinfergw.a: $(LIB_OBJ)
 $(BUILD)/infergw: $(BUILD)/obj/gateway/main.o $(BUILD)/libinfergw.a
 	@$(if $(Q),echo "  LD    $@")
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+# infergw-agent (agent/): the DPU-offload worker.  It links the backends and
+# the logger, not the gateway (it implements be_slice_live itself), from
+# its own archive so the linker takes only what the agent uses;
+# tests/unit/test_agent.c links the same archive.
+AGENT_SRC := $(filter-out agent/main.c,$(wildcard agent/*.c)) gateway/core/log.c \
+             $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
+             $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c)
+AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
+
+$(BUILD)/libagent.a: $(AGENT_OBJ)
+	@$(if $(Q),echo "  AR    $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/infergw-agent: $(BUILD)/obj/agent/main.o $(BUILD)/libagent.a
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(BUILD)/tests/test_agent: tests/unit/test_agent.c $(BUILD)/libagent.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libagent.a $(LDLIBS) -lcmocka -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
 	@mkdir -p $(dir $@)
@@ -129,7 +151,7 @@ unit: $(UNIT_BIN)
 
 # The same binary with ASan+UBSan, for the sanitizer suite of `make test`.
 asan:
-	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw
+	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw build-asan/infergw-agent
 
 # The same binary with ThreadSanitizer (gcc's libtsan2), for the
 # concurrency tests of `make test` (suppressions: tests/tsan.supp), and the

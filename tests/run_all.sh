@@ -104,6 +104,8 @@ san_run() {
 	done
 	# timeout runs pytest in a process group of its own (pgid = its pid):
 	# whatever the run started and left behind is found through it.
+	# the agent's tests take the same build's infergw-agent when it has one
+	[ -x "$dir/infergw-agent" ] && opts+=("INFERGW_AGENT_BIN=$PWD/$dir/infergw-agent")
 	env "${opts[@]}" INFERGW_BIN="$PWD/$dir/infergw" INFERGW_SANITIZER="${name%%-*}" \
 		INFERGW_STOP_GRACE_S=60 \
 		timeout -k 30 "$secs" $PY -m pytest -q -rs -p no:cacheprovider \

@@ -1,0 +1,256 @@
+"""Hostile peers against infergw-agent: oversize and truncated frames,
+garbage, wrong types, unknown models, window overflow, a peer that never
+reads, the connection cap.  After each attack the agent is alive and a
+well-behaved connection still gets correct answers.  127.0.0.1 only;
+bounded in bytes and seconds."""
+import socket
+import struct
+import time
+
+import msgpack
+import numpy as np
+import pytest
+
+import agentlib
+import attacklib
+import gwlib
+import slowmodel
+
+MAX_FRAME = 65536
+FRAME_TIMEOUT_MS = 500
+WINDOW = 2
+MAX_CONNS = 6
+
+
+@pytest.fixture(scope="module")
+def ref():
+    return gwlib.RefModel.load()
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory):
+    d = tmp_path_factory.mktemp("atk-models")
+    (d / "digits").symlink_to(gwlib.MODEL_DIR)
+    slowmodel.write_slow_model(d / "slow")
+    a = agentlib.Agent(tmp_path_factory.mktemp("atk-agent"), models=d, args=[
+        "--threads", "1", "--max-inflight", str(WINDOW), "--max-frame", str(MAX_FRAME),
+        "--frame-timeout-ms", str(FRAME_TIMEOUT_MS), "--max-connections", str(MAX_CONNS),
+        "--out-cap", "65536"]).start()
+    yield a
+    a.stop_clean()
+
+
+def rows(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 16, (n, 64)).astype(np.float32)
+
+
+def assert_serves(agent, ref):
+    """The agent is alive and a fresh, well-behaved connection gets the
+    reference values."""
+    assert agent.alive(), agent.log()[-3000:]
+    x = rows(3, 99)
+    with agent.conn() as c:
+        r = c.infer(1, "digits", [x])
+    assert r["status"] == 0, r
+    np.testing.assert_allclose(agentlib.output(r, 10), ref.forward(x), atol=1e-5)
+
+
+def raw_frame(payload):
+    return struct.pack(">I", len(payload)) + payload
+
+
+def test_oversize_length_413_and_close(agent, ref):
+    with agent.conn() as c:
+        c.send_raw(struct.pack(">I", MAX_FRAME + 1) + b"\x80" * 16)
+        m = c.recv()
+        assert m["t"] == "error" and m["status"] == 413, m
+        assert str(MAX_FRAME) in m["msg"]
+        assert c.closed_within(5)
+    assert "413" in agent.log()
+    assert_serves(agent, ref)
+
+
+def test_http_request_instead_of_frames(agent, ref):
+    """'GET ' read as a length is ~1.2 GB: refused before anything is buffered."""
+    with agentlib.Conn(agent.port) as c:
+        c.send_raw(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        m = c.recv()
+        assert m["status"] == 413, m
+        assert c.closed_within(5)
+    assert_serves(agent, ref)
+
+
+@pytest.mark.parametrize("payload", [
+    b"\xc1\xc1\xc1",                              # never-used msgpack byte
+    b"\x00" * 32,                                 # not a map
+    msgpack.packb([1, 2, 3]),                     # an array
+    msgpack.packb({"t": "ping", "id": 1}) + b"\x00",  # bytes after the map
+    b"\xdd\xff\xff\xff\xff",                      # array32 claiming 4G entries
+    b"\x81\xa1t\xdb\xff\xff\xff\xf0abc",          # str32 claiming 4 GB
+    b"\xdf\x00\x00\x00\x02" + b"\x91" * 2000,     # deep nesting, truncated
+])
+def test_not_a_msgpack_map_400_and_close(agent, ref, payload):
+    """The stream cannot be trusted (docs/agent-protocol.md section 7): one
+    error 400 naming the problem, then the connection closes."""
+    with agent.conn() as c:
+        c.send_raw(raw_frame(payload))
+        m = c.recv()
+        assert m["t"] == "error" and m["status"] == 400 and m["id"] == 0, m
+        assert m["msg"], m
+        assert c.closed_within(5)
+    assert_serves(agent, ref)
+
+
+@pytest.mark.parametrize("payload", [
+    msgpack.packb({"t": 5, "id": 1}),             # t not a string
+    msgpack.packb({"t": "bogus", "id": 1}),       # unknown type
+    msgpack.packb({"t": "infer", "id": "x"}),     # id not an integer
+    msgpack.packb({"t": "infer", "id": 3, "model": "digits", "slices": [{"rows": -1}],
+                   "input": b""}),
+    msgpack.packb({"t": "infer", "id": 4, "model": "digits",
+                   "slices": [{"rows": 1, "timeout_us": 0}], "input": "text"}),
+    msgpack.packb({"t": "result", "id": 5, "status": 0}),  # only an agent sends it
+    msgpack.packb({"t": "ping"}),                 # no id
+    msgpack.packb({"id": 1}),                     # no t
+])
+def test_bad_fields_400_connection_stays(agent, ref, payload):
+    with agent.conn() as c:
+        c.send_raw(raw_frame(payload))
+        m = c.recv()
+        assert m["t"] == "error" and m["status"] == 400, m
+        assert m["msg"], m
+        # the frame boundary is intact: the connection keeps serving
+        p = c.ping(77)
+        assert p["t"] == "pong" and p["id"] == 77
+    assert_serves(agent, ref)
+
+
+def test_wrong_types_name_the_field(agent):
+    with agent.conn() as c:
+        c.send_raw(raw_frame(msgpack.packb({"t": "infer", "id": 9, "model": "digits",
+                                            "slices": [{"rows": "two"}], "input": b""})))
+        m = c.recv()
+    assert m["status"] == 400 and "rows" in m["msg"], m
+
+
+def test_truncated_frame_then_silence_closed(agent, ref):
+    t0 = time.monotonic()
+    with agent.conn() as c:
+        c.send_raw(struct.pack(">I", 100) + b"\x82" * 10)
+        assert c.closed_within(FRAME_TIMEOUT_MS / 1000 + 5)
+    assert time.monotonic() - t0 >= FRAME_TIMEOUT_MS / 1000 * 0.9
+    assert "frame incomplete" in agent.log()
+    assert_serves(agent, ref)
+
+
+def test_slow_drip_frame_closed(agent):
+    """A frame sent a byte at a time: its whole frame must arrive in time."""
+    with agent.conn() as c:
+        c.send_raw(struct.pack(">I", 64))
+        closed = False
+        for _ in range(40):
+            try:
+                c.send_raw(b"\x00")
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+        assert closed or c.closed_within(5)
+
+
+def test_unknown_model_404(agent, ref):
+    with agent.conn() as c:
+        r = c.infer(5, "no-such-model", [rows(1)])
+    assert r["t"] == "result" and r["status"] == 404 and "unknown model" in r["msg"], r
+    assert_serves(agent, ref)
+
+
+def test_window_overflow_429(agent, ref):
+    with agent.conn() as c:
+        c.send(*[agentlib.infer_msg(i, "slow", [rows(64, i)]) for i in (1, 2, 3)])
+        got = {m["id"]: m for m in (c.recv(30) for _ in range(3))}
+    assert got[3]["status"] == 429 and "window" in got[3]["msg"], got[3]
+    assert got[1]["status"] == 0 and got[2]["status"] == 0
+    assert_serves(agent, ref)
+
+
+def test_duplicate_id_in_flight(agent):
+    with agent.conn() as c:
+        c.send(agentlib.infer_msg(1, "slow", [rows(64)]), agentlib.infer_msg(1, "digits",
+                                                                             [rows(1)]))
+        first = c.recv(30)
+        second = c.recv(30)
+    msgs = sorted([first, second], key=lambda m: m["t"])
+    assert msgs[0]["t"] == "error" and "already in flight" in msgs[0]["msg"], msgs
+    assert msgs[1]["t"] == "result" and msgs[1]["status"] == 0
+
+
+def test_peer_that_never_reads_stays_bounded(agent, ref):
+    """Pings and infers as fast as the socket takes them, never reading:
+    the agent stops reading once its output is over the cap, the kernel
+    buffers fill, and the agent's memory stays flat; then the write
+    timeout closes the connection."""
+    rss = attacklib.RssPeak(agent.proc.pid)
+    s = socket.create_connection((agentlib.HOST, agent.port), timeout=5)
+    s.sendall(agentlib.frame(agentlib.hello_msg()))
+    chunk = b"".join(agentlib.frame(agentlib.ping_msg(i)) for i in range(2000))
+    infer = agentlib.frame(agentlib.infer_msg(1 << 40, "digits", [rows(64)]))
+    sent, t_end = 0, time.monotonic() + 3
+    s.setblocking(False)
+    while time.monotonic() < t_end and sent < (64 << 20):
+        try:
+            sent += s.send(chunk + infer)
+        except BlockingIOError:
+            rss.sample()
+            time.sleep(0.01)
+        except OSError:
+            break
+    rss.sample()
+    s.close()
+    assert rss.growth_mib < 32, f"agent RSS grew {rss.growth_mib:.1f} MiB"
+    assert_serves(agent, ref)
+
+
+def test_connection_cap(agent, ref):
+    conns = []
+    try:
+        for _ in range(MAX_CONNS):
+            conns.append(agent.conn())
+        with agentlib.Conn(agent.port) as extra:
+            m = extra.recv(5)
+            assert m["t"] == "error" and m["status"] == 503 and "connection limit" in m["msg"]
+            assert extra.closed_within(5)
+    finally:
+        for c in conns:
+            c.close()
+    # the slots come back
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            assert_serves(agent, ref)
+            break
+        except (AssertionError, EOFError, OSError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def test_many_connections_opened_and_dropped(agent, ref):
+    for i in range(50):
+        s = socket.create_connection((agentlib.HOST, agent.port), timeout=5)
+        if i % 2:
+            s.sendall(agentlib.frame(agentlib.hello_msg())
+                      + agentlib.frame(agentlib.infer_msg(i, "digits", [rows(2)]))[:30])
+        s.close()
+    time.sleep(0.2)
+    assert_serves(agent, ref)
+
+
+def test_close_with_batches_in_flight(agent, ref):
+    """The peer leaves while its batches run and wait: they are dropped or
+    orphaned, never answered to a freed connection."""
+    for _ in range(5):
+        c = agent.conn()
+        c.send(*[agentlib.infer_msg(i, "slow", [rows(64)]) for i in (1, 2)])
+        c.close()
+    assert_serves(agent, ref)
