@@ -6,7 +6,8 @@
 #   bash tools/arm64.sh          (make arm64 runs the same)
 #
 # One line per test binary: "arm64: NAME: passed" / "arm64: NAME: FAILED
-# (...)"; exit 1 when any failed.  When the toolchain or the arm64
+# (...)", and agent_help (build-arm64/infergw-agent --help runs); exit 1
+# when any failed.  When the toolchain or the arm64
 # libraries are missing and cannot be installed (not root, no mirror, a
 # package that will not install): "arm64: skipped: <reason>", exit 0.
 #
@@ -19,10 +20,11 @@
 # What it installs when missing (root, apt; arm64 added as a foreign
 # architecture first): gcc-aarch64-linux-gnu, qemu-user (qemu-aarch64 is
 # called directly: no binfmt_misc needed), and the :arm64 -dev packages the
-# gateway and the agent link.  libdnnl-dev:arm64 cannot be installed beside
-# libdnnl-dev:amd64 (their dnnl_config.h differ and dpkg refuses), so its
-# .deb is fetched with apt-get download and unpacked into
-# build-arm64/sysroot/ instead; the runtime libdnnl2:arm64 is installed.
+# gateway and the agent link, never when apt would remove anything.
+# libdnnl-dev:arm64 and libevent-dev:arm64 cannot be installed beside their
+# amd64 selves (apt removes those), so their .debs are fetched with
+# apt-get download and unpacked into build-arm64/sysroot/ instead; their
+# runtime libraries (libdnnl2:arm64, libevent-*:arm64) are installed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
 OUT=build-arm64
@@ -30,8 +32,16 @@ TRIPLE=aarch64-linux-gnu
 TESTS=${ARM64_TESTS:-"test_agp test_agent test_model test_safetensors test_be_cpu"}
 TMO=${ARM64_TIMEOUT:-300}
 PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6:arm64 libmsgpack-dev:arm64
-      libevent-dev:arm64 libnghttp2-dev:arm64 libjansson-dev:arm64 libyaml-dev:arm64
-      libssl-dev:arm64 zlib1g-dev:arm64 libcmocka-dev:arm64 libdnnl2:arm64"
+      libnghttp2-dev:arm64 libjansson-dev:arm64 libyaml-dev:arm64 libssl-dev:arm64
+      zlib1g-dev:arm64 libcmocka-dev:arm64 libdnnl2:arm64 libevent-2.1-7:arm64
+      libevent-core-2.1-7:arm64 libevent-extra-2.1-7:arm64 libevent-pthreads-2.1-7:arm64
+      libevent-openssl-2.1-7:arm64"
+# -dev packages that cannot sit beside their amd64 selves (an arch-specific
+# header at the same path: dnnl_config.h, event2/event-config.h): installing
+# the :arm64 one would REMOVE the amd64 one and break the host's build.
+# They are unpacked into $OUT/sysroot instead (their runtime libraries,
+# Multi-Arch: same, are in PKGS).
+SYSROOT_DEBS="libdnnl-dev libevent-dev"
 mkdir -p "$OUT/logs"
 
 skip() {
@@ -60,35 +70,52 @@ ensure_packages() {
 		dpkg --add-architecture arm64 >>"$log" 2>&1 || skip "dpkg --add-architecture arm64 failed"
 	fi
 	# shellcheck disable=SC2086
-	if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -q --no-install-recommends $missing; } >>"$log" 2>&1; then
+	apt-get update -q >>"$log" 2>&1 || skip "apt-get update failed (see $log)"
+	# Never at the host's expense: a plan that removes a package is refused.
+	# shellcheck disable=SC2086
+	if ! apt-get install -s -q --no-install-recommends $missing >"$log.plan" 2>&1; then
+		skip "apt-get cannot install:$missing: $(grep -E '^E:' "$log.plan" | tail -1)"
+	fi
+	if grep -q '^Remv ' "$log.plan"; then
+		skip "installing$missing would remove $(grep '^Remv ' "$log.plan" | awk '{print $2}' | tr '\n' ' ')(see $log.plan)"
+	fi
+	# shellcheck disable=SC2086
+	if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		$missing >>"$log" 2>&1; then
 		skip "apt-get install failed: $(grep -E '^E:' "$log" | tail -1) (see $log)"
 	fi
 }
 
-# libdnnl-dev:arm64's headers (and a libdnnl.so for the linker) in $OUT.
-ensure_dnnl_dev() {
-	local sys=$OUT/sysroot deb log=$OUT/logs/dnnl.log
+# The SYSROOT_DEBS (:arm64) unpacked into $OUT/sysroot; their .so links
+# for the linker in $OUT/lib, pointing at the installed runtime libraries.
+ensure_sysroot() {
+	local sys=$OUT/sysroot log=$OUT/logs/sysroot.log p deb so target
 
-	if [ ! -f "$sys/usr/include/oneapi/dnnl/dnnl_config.h" ]; then
-		rm -rf "$OUT/deb" "$sys"
+	for p in $SYSROOT_DEBS; do
+		[ -f "$sys/.$p" ] && continue
 		mkdir -p "$OUT/deb" "$sys"
-		if ! (cd "$OUT/deb" && apt-get download libdnnl-dev:arm64) >"$log" 2>&1; then
-			skip "cannot fetch libdnnl-dev:arm64: $(tail -1 "$log")"
+		rm -f "$OUT"/deb/${p}_*_arm64.deb
+		if ! (cd "$OUT/deb" && apt-get download "$p:arm64") >>"$log" 2>&1; then
+			skip "cannot fetch $p:arm64: $(tail -1 "$log")"
 		fi
-		deb=$(ls "$OUT"/deb/libdnnl-dev_*_arm64.deb 2>/dev/null | head -1)
+		deb=$(ls "$OUT"/deb/${p}_*_arm64.deb 2>/dev/null | head -1)
 		[ -n "$deb" ] && dpkg-deb -x "$deb" "$sys" >>"$log" 2>&1 ||
-			skip "cannot unpack libdnnl-dev:arm64 (see $log)"
-	fi
-	[ -e /usr/lib/$TRIPLE/libdnnl.so.2 ] || skip "libdnnl2:arm64 has no /usr/lib/$TRIPLE/libdnnl.so.2"
+			skip "cannot unpack $p:arm64 (see $log)"
+		: >"$sys/.$p"
+	done
 	mkdir -p "$OUT/lib"
-	ln -sfn /usr/lib/$TRIPLE/libdnnl.so.2 "$OUT/lib/libdnnl.so"
+	for so in "$sys"/usr/lib/$TRIPLE/*.so; do
+		[ -L "$so" ] || continue
+		target=/usr/lib/$TRIPLE/$(basename "$(readlink "$so")")
+		[ -e "$target" ] || skip "$(basename "$so"): $target missing (runtime :arm64 package not installed?)"
+		ln -sfn "$target" "$OUT/lib/$(basename "$so")"
+	done
 }
 
 ensure_packages
 command -v $TRIPLE-gcc >/dev/null 2>&1 || skip "$TRIPLE-gcc not found after install"
 command -v qemu-aarch64 >/dev/null 2>&1 || skip "qemu-aarch64 not found after install"
-ensure_dnnl_dev
+ensure_sysroot
 
 # The project's Makefile with the cross compiler: arm64 .pc files, the
 # unpacked dnnl headers, and an `ar` that knows arm64 objects (the
@@ -96,7 +123,7 @@ ensure_dnnl_dev
 mkdir -p "$OUT/bin"
 ln -sfn "$(command -v $TRIPLE-ar)" "$OUT/bin/ar"
 export PATH="$PWD/$OUT/bin:$PATH"
-export PKG_CONFIG_LIBDIR=/usr/lib/$TRIPLE/pkgconfig:/usr/share/pkgconfig
+export PKG_CONFIG_LIBDIR=$PWD/$OUT/sysroot/usr/lib/$TRIPLE/pkgconfig:/usr/lib/$TRIPLE/pkgconfig:/usr/share/pkgconfig
 export PKG_CONFIG_PATH=
 export CFLAGS="-O2 -g -isystem $PWD/$OUT/sysroot/usr/include"
 export LDFLAGS="-L$PWD/$OUT/lib"
@@ -144,9 +171,9 @@ done
 if [ -f "$OUT/infergw-agent" ]; then
 	# the agent binary starts and answers --help on the emulated CPU
 	if timeout 60 qemu-aarch64 -L "$QEMU_PREFIX" "$OUT/infergw-agent" --help >"$OUT/logs/agent-help.log" 2>&1; then
-		echo "arm64: infergw-agent --help: passed"
+		echo "arm64: agent_help: passed"
 	else
-		echo "arm64: infergw-agent --help: FAILED (exit $?, see $OUT/logs/agent-help.log)"
+		echo "arm64: agent_help: FAILED (exit $?, see $OUT/logs/agent-help.log)"
 		failed=1
 	fi
 fi
