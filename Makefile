@@ -73,7 +73,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit asan tsan integration bench sim sim-report models clean help FORCE
+.PHONY: all deps run test unit asan tsan arm64 integration bench sim sim-report models clean help FORCE
 all: $(BUILD)/infergw $(BUILD)/infergw-agent
 
 $(BUILD)/obj/%.o: %.c
@@ -159,6 +159,11 @@ asan:
 tsan:
 	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/infergw build-tsan/infergw-agent \
 		build-tsan/tests/test_scheduler build-tsan/tests/test_be_remote
+
+# arm64 (a DPU's cores): cross-build into build-arm64/ and run the agent's
+# unit tests under qemu-user (docs/dpu.md); installs the cross toolchain.
+arm64:
+	@bash tools/arm64.sh
 
 test: deps all unit asan tsan
 	@bash tests/run_all.sh

@@ -2,7 +2,7 @@
 # Run every suite and finish with one line "N passed, N failed, N skipped"
 # summed over all of them.  Exit status: 0 only when nothing failed.
 # SUITES="asan tsan" runs only those suites (of: unit integration attack asan
-# tsan fuzz); unset, all of them.
+# tsan fuzz arm64); unset, all of them.
 set -u
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -210,6 +210,24 @@ if want fuzz; then
 		skip=$((skip + 1))
 	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "fuzz: tests/fuzz/run.sh exited $rc without a FAILED line" >&2
+		fail=$((fail + 1))
+	fi
+fi
+
+# arm64: the agent and the backends cross-built for a DPU's Arm cores, their
+# unit tests under qemu-user (tools/arm64.sh); "arm64: NAME: passed" is one
+# pass, "arm64: NAME: FAILED (...)" one failure, and a toolchain or library
+# that cannot be installed one skip.
+if want arm64; then
+	out="$log_dir/arm64.log"
+	if timeout 900 bash tools/arm64.sh >"$out" 2>&1; then rc=0; else rc=$?; fi
+	cat "$out"
+	n=$(grep -cE '^arm64: [A-Za-z0-9_.-]+: passed$' "$out"); pass=$((pass + n))
+	f=$(grep -cE '^arm64: [A-Za-z0-9_.-]+: FAILED' "$out"); fail=$((fail + f))
+	if grep -q '^arm64: skipped:' "$out"; then
+		skip=$((skip + 1))
+	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		echo "arm64: tools/arm64.sh exited $rc without a FAILED line" >&2
 		fail=$((fail + 1))
 	fi
 fi
