@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every suite and finish with one line "N passed, N failed, N skipped"
 # summed over all of them.  Exit status: 0 only when nothing failed.
-# SUITES="asan tsan" runs only those suites (of: unit integration attack asan
+# SUITES="asan tsan" runs only those suites (of: unit layering integration attack asan
 # tsan fuzz arm64); unset, all of them.
 set -u
 cd "$(dirname "$0")/.."
