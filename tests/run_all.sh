@@ -204,8 +204,8 @@ if want fuzz; then
 	out="$log_dir/fuzz.log"
 	if timeout 300 bash tests/fuzz/run.sh >"$out" 2>&1; then rc=0; else rc=$?; fi
 	cat "$out"
-	n=$(grep -cE '^fuzz: [a-z_]+: passed$' "$out"); pass=$((pass + n))
-	f=$(grep -cE '^fuzz: [a-z_]+: FAILED' "$out"); fail=$((fail + f))
+	n=$(grep -cE '^fuzz: [a-z0-9_]+: passed$' "$out"); pass=$((pass + n))
+	f=$(grep -cE '^fuzz: [a-z0-9_]+: FAILED' "$out"); fail=$((fail + f))
 	if grep -q '^fuzz: skipped:' "$out"; then
 		skip=$((skip + 1))
 	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
