@@ -4,7 +4,7 @@
 #
 #   inproc      gateway with cpu0 (1 worker)               } throughput rounds:
 #   agents1/2/4 gateway with 1, 2 or 4 remote agents only  } h2load -c C -m M
-#   lat-inproc, lat-agent1: one request at a time (-c 1 -m 1): the RPC
+#   lat-inproc, lat-agents1: one request at a time (-c 1 -m 1): the RPC
 #               overhead per request = mean latency difference
 #   slo-cpu, slo-cpu+agents: cpu0 alone vs cpu0 + 2 agents, every request
 #               with x-slo-ms: SLO_MS: goodput (200s/s) and latency at the

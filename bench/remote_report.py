@@ -66,9 +66,9 @@ def main():
         for k in ("agents1", "agents2", "agents4"):
             if R.get(k, {}).get("rps"):
                 print(f"- {k} / inproc throughput (same run): {R[k]['rps'] / base:.2f}")
-    li, la = R.get("lat-inproc", {}), R.get("lat-agent1", {})
+    li, la = R.get("lat-inproc", {}), R.get("lat-agents1", {})
     if li.get("mean") is not None and la.get("mean") is not None:
-        print(f"- RPC overhead per request (one at a time, mean latency agent1 - inproc): "
+        print(f"- RPC overhead per request (one at a time, mean latency agents1 - inproc): "
               f"{(la['mean'] - li['mean']) * 1e3:.0f} µs "
               f"(p50: {fmt(la['p50'] and li['p50'] and (la['p50'] - li['p50']) * 1e3)} µs)")
     sc, sa = R.get("slo-cpu", {}), R.get("slo-cpu+agents", {})
