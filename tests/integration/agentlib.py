@@ -171,7 +171,10 @@ class Agent:
     """build/infergw-agent on 127.0.0.1, port picked by the kernel (read
     back from the startup line), stderr to workdir/NAME.log."""
 
-    def __init__(self, workdir, name="agent", models=MODELS_DIR, args=(), binary=None):
+    def __init__(self, workdir, name="agent", models=MODELS_DIR, args=(), binary=None,
+                 host=HOST, port=0, prefix=()):
+        """host, port: where it listens (port 0: the kernel's pick); prefix:
+        a command prefix to run it elsewhere (``ip netns exec NS``)."""
         self.workdir = Path(workdir)
         self.name = name
         self.models = Path(models)
@@ -179,19 +182,22 @@ class Agent:
         self.binary = Path(binary or AGENT_BIN)
         self.log_path = self.workdir / f"{name}.log"
         self.proc = None
-        self.port = None
+        self.host = host
+        self.port = port or None
+        self.prefix = list(prefix)
 
     def start(self, timeout=30.0):
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self._mark = self.log_path.stat().st_size
         self.proc = subprocess.Popen(
-            [str(self.binary), "--listen", f"{HOST}:0", "--models", str(self.models)]
-            + self.args,
+            [*self.prefix, str(self.binary), "--listen", f"{self.host}:{self.port or 0}",
+             "--models", str(self.models)] + self.args,
             stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO))
         deadline = time.monotonic() + timeout
+        ready = re.compile(r"listen=" + re.escape(self.host) + r":(\d+) .*infergw-agent ready")
         while time.monotonic() < deadline:
-            m = re.search(r"listen=127\.0\.0\.1:(\d+) .*infergw-agent ready", self.log())
+            m = ready.search(self.log())
             if m:
                 self.port = int(m.group(1))
                 return self
@@ -243,8 +249,21 @@ class Agent:
         for bad in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
             assert bad not in log, log[-6000:]
 
+    def sigkill(self):
+        """Kill it on purpose (a test's failure injection): no exit path runs."""
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def pause(self):
+        """SIGSTOP: the agent hangs with its connections open."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
     def kill(self):
         if self.alive():
+            self.resume()
             self.proc.kill()
             self.proc.wait(10)
         if getattr(self, "_log", None):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 import gwlib
-from agentproc import Agent, models_dir, wait_for
+from agentlib import Agent
+from agentproc import models_dir, wait_for
 from gwlib import INFER, JSON_CT, H2Client, check_infer_response, infer_body, metric
 from test_load import h2load
 
@@ -91,11 +92,14 @@ def agents(tmp_path):
     def make(n, **kw):
         d = models_dir(tmp_path)
         for i in range(n):
-            made.append(Agent(tmp_path, f"agent{len(made)}", d, **kw).start())
+            made.append(Agent(tmp_path, f"agent{len(made)}", d, args=["--threads", "1"],
+                              **kw).start())
         return made[-n:]
 
     yield make
     for a in made:
+        a.resume()
+        a.stop()  # SIGTERM: under ASan its leak check runs at exit
         a.kill()
 
 
@@ -240,7 +244,7 @@ def test_sigstop_agent_times_out_and_is_ejected(start_gw, agents, model, heldout
     g = _slo_gw(start_gw, (a0, a1), remote_entry("dpu0", a0.port, timeout_ms=300) +
                 remote_entry("dpu1", a1.port, timeout_ms=300), policy="round-robin")
     _check_values(g, model, heldout, 40)
-    a1.stop()
+    a1.pause()
     stop, errors, counts = threading.Event(), [], {}
     checker = threading.Thread(target=_traffic_checker,
                                args=(g, model, heldout, stop, errors, counts))
@@ -259,7 +263,7 @@ def test_sigstop_agent_times_out_and_is_ejected(start_gw, agents, model, heldout
     assert not errors, errors[:5]
     assert counts.get(200, 0) > 0, counts
     assert "ejected" in g.log()
-    a1.cont()
+    a1.resume()
     wait_for(lambda: backends(g)["dpu1"]["state"] == "up", 30, "dpu1 readmitted after SIGCONT")
     r1 = rows_on(g, "dpu1")
     _check_values(g, model, heldout, 300)
@@ -273,8 +277,8 @@ def test_pool_never_ejects_past_its_share(start_gw, agents, model, heldout):
     g = _slo_gw(start_gw, (a0, a1), CPU0.replace("cost: 1.0", "cost: 2.0") +
                 remote_entry("dpu0", a0.port, timeout_ms=250) +
                 remote_entry("dpu1", a1.port, timeout_ms=250))
-    a0.stop()
-    a1.stop()
+    a0.pause()
+    a1.pause()
     stop, errors, counts = threading.Event(), [], {}
     checker = threading.Thread(target=_traffic_checker,
                                args=(g, model, heldout, stop, errors, counts))
@@ -291,8 +295,8 @@ def test_pool_never_ejects_past_its_share(start_gw, agents, model, heldout):
     finally:
         stop.set()
         checker.join(timeout=60)
-        a0.cont()
-        a1.cont()
+        a0.resume()
+        a1.resume()
     assert not errors, errors[:5]
     assert "max_ejection_percent" in g.log() or "pool" in g.log()
 

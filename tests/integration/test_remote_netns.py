@@ -16,7 +16,8 @@ import time
 import pytest
 
 import gwlib
-from agentproc import Agent, models_dir, run, tcp_ready, wait_for
+from agentlib import Agent
+from agentproc import models_dir, run, tcp_ready, wait_for
 from gwlib import INFER, JSON_CT, H2Client, check_infer_response, infer_body, metric
 from test_remote import CPU0, backends, gw_config, rows_on
 
@@ -76,16 +77,12 @@ def test_router_counts_network_time(netns, start_gw, tmp_path, model, heldout):
     if _netem(ns, va, vb):
         how = "tc netem"
         agent = Agent(tmp_path, "agent-ns", models_dir(tmp_path), host=peer, port=port,
-                      prefix=prefix)
-        agent.start()
+                      prefix=prefix).start()
     else:
         how = "delay relay (no sch_netem in this kernel)"
-        agent = Agent(tmp_path, "agent-ns", models_dir(tmp_path), host="127.0.0.1",
-                      port=port, prefix=prefix)
-        # The agent listens on the namespace's loopback; probe it from inside.
-        agent.start(probe=lambda h, p: run([*prefix, sys.executable, "-c",
-                                            f"import socket; socket.create_connection(('{h}', {p}), 1)"],
-                                           check=False).returncode == 0)
+        # The agent listens on the namespace's loopback, the relay on its veth.
+        agent = Agent(tmp_path, "agent-ns", models_dir(tmp_path), port=port,
+                      prefix=prefix).start()
         relay = subprocess.Popen([*prefix, sys.executable,
                                   str(gwlib.REPO / "tests/integration/delay_relay.py"), peer,
                                   str(port), "127.0.0.1", str(port), str(DELAY_MS)],
@@ -151,4 +148,5 @@ def test_router_counts_network_time(netns, start_gw, tmp_path, model, heldout):
         if relay:
             relay.kill()
             relay.wait(timeout=10)
+        agent.stop()
         agent.kill()
