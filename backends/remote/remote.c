@@ -73,6 +73,7 @@ struct rmt_slot {
 	bool by_deadline;		/* expire_ns is a slice's deadline */
 	bool queued;			/* in the wait queue (the window is full) */
 	bool sent;			/* on the wire: counts in the agent's window */
+	_Atomic bool cancel;		/* ops->cancel: every slice dead, tell the agent */
 	struct event *timer;
 	struct rmt_slot *next;		/* submitted list / wait queue */
 };
@@ -278,8 +279,11 @@ static struct batch *rmt_take(struct rmt_slot *s, int st, const char *errmsg)
 		s->r->on_wire--;
 	if (s->queued)
 		rmt_wq_remove(s->r, s);
+	pthread_mutex_lock(&s->r->mu);	/* ops->cancel reads b under it */
 	s->b = NULL;
+	pthread_mutex_unlock(&s->r->mu);
 	s->sent = false;
+	atomic_store(&s->cancel, false);
 	if (st != 0) {
 		for (int i = 0; i < b->n_slices; i++)
 			b->slices[i].status = st;
@@ -989,6 +993,33 @@ static void rmt_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	b->done(b);
 }
 
+/*
+ * The batches ops->cancel flagged (every slice's request gone): one still
+ * waiting for the window is answered here without going out (onto list,
+ * returned); one on the wire gets a cancel frame, and the agent answers
+ * it 499 if it had not started it (its result still comes: one done()).
+ */
+static struct batch *rmt_cancels(struct be_rmt *r, struct batch *list)
+{
+	for (int i = 0; i < r->credits; i++) {
+		struct rmt_slot *s = &r->slots[i];
+		struct batch *b;
+
+		if (!atomic_exchange(&s->cancel, false) || !s->b)
+			continue;
+		if (s->sent && r->connected) {
+			if (rmt_send_small(r, agp_put_cancel, s->id))
+				be_log(BE_LOG_WARN, "backend=%s msg=\"cannot send cancel: out of "
+				       "memory\"", rmt_name(r));
+		} else if (s->queued) {
+			b = rmt_take(s, 503, "cancelled before it was sent");
+			b->be_next = list;
+			list = b;
+		}
+	}
+	return list;
+}
+
 static void rmt_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct be_rmt *r = arg;
@@ -1031,6 +1062,7 @@ static void rmt_wake_cb(evutil_socket_t fd, short what, void *arg)
 			r->wq_head = rev;
 		r->wq_tail = rev;
 	}
+	failed = rmt_cancels(r, failed);
 	rmt_pump(r);
 	if (stop)
 		event_base_loopbreak(r->base);
@@ -1131,6 +1163,38 @@ static int rmt_submit(struct backend *be, struct batch *b)
 	pthread_mutex_unlock(&r->mu);
 	rmt_wake(r);
 	return 0;
+}
+
+/*
+ * cancel (under the scheduler's lock, any thread): flag the slots whose
+ * batch holds req and no live slice any more; the I/O thread tells the
+ * agent (rmt_cancels).  A batch with a slice of another, live request
+ * runs on: a cancel is per batch in the protocol.
+ */
+static void rmt_cancel(struct backend *be, struct infer_req *req)
+{
+	struct be_rmt *r = be->priv;
+	bool any = false;
+
+	if (!r)
+		return;
+	pthread_mutex_lock(&r->mu);
+	for (int i = 0; i < r->credits; i++) {
+		const struct batch *b = r->slots[i].b;
+		bool holds = false, live = false;
+
+		for (int j = 0; b && j < b->n_slices && !live; j++) {
+			holds |= b->slices[j].r == req;
+			live = be_slice_live(&b->slices[j]);
+		}
+		if (holds && !live) {
+			atomic_store(&r->slots[i].cancel, true);
+			any = true;
+		}
+	}
+	pthread_mutex_unlock(&r->mu);
+	if (any)
+		rmt_wake(r);
 }
 
 /* ---- open, close and the rest of the ops ---- */
@@ -1442,6 +1506,7 @@ const struct backend_ops be_remote_ops = {
 	.unload_model = rmt_unload_model,
 	.caps = rmt_caps,
 	.submit = rmt_submit,
+	.cancel = rmt_cancel,
 	.view = rmt_view,
 	.parse_conf = be_remote_parse_conf,
 	.stats = rmt_stats,

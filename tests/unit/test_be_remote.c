@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "infer.h"
 #include "model/model.h"
 #include "remote/proto.h"
 #include "remote/remote.h"
@@ -608,6 +609,49 @@ static void test_timeout_once_late_ignored(void **state)
 	fa_stop(a);
 }
 
+/* ops->cancel: a batch whose every request is gone is cancelled at the
+ * agent; one that still carries a live request is not. */
+static void test_cancel_tells_agent(void **state)
+{
+	struct fagent *a = fa_start(4, 1);
+	struct backend be;
+	static struct tbatch t, t2;
+	static struct infer_req gone, live;
+	int rows[] = { 1 }, two[] = { 1, 1 }, st499[] = { 499 };
+
+	a->hold = true;
+	t_open(&be, a, 0, 0);
+	t_load(&be);
+	atomic_store(&gone.state, REQ_RUNNING);
+	atomic_store(&live.state, REQ_RUNNING);
+	t_batch(&t, &be, 0, rows, 1, 3);
+	t.sl[0].r = &gone;
+	t_batch(&t2, &be, 1, two, 2, 5);
+	t2.sl[0].r = &gone;
+	t2.sl[1].r = &live;
+	assert_int_equal(be.ops->submit(&be, &t.b), 0);
+	assert_int_equal(be.ops->submit(&be, &t2.b), 0);
+	assert_true(fa_wait(a, &a->n_rx, 2));
+	atomic_store(&gone.state, REQ_CANCELLED);
+	be.ops->cancel(&be, &gone);
+	assert_true(fa_wait(a, &a->n_cancel, 1));
+	usleep(20000);
+	assert_int_equal(a->n_cancel, 1);	/* t2 still has a live request */
+	assert_int_equal(a->cancels[0], a->rx[0].id);
+	/* The agent answers the cancelled batch 499 and the other normally:
+	 * one done() each, the live request's rows written. */
+	fa_answer(a, &a->rx[0], 0, st499);
+	fa_answer(a, &a->rx[1], 0, NULL);
+	assert_true(t_wait_done(&t, 1));
+	assert_true(t_wait_done(&t2, 1));
+	assert_int_equal(t2.sl[1].status, 0);
+	usleep(20000);
+	assert_int_equal(atomic_load(&t.done), 1);
+	assert_int_equal(atomic_load(&t2.done), 1);
+	be.ops->close(&be);
+	fa_stop(a);
+}
+
 static void test_drop_retry_reconnect(void **state)
 {
 	struct fagent *a = fa_start(4, 1);
@@ -824,6 +868,7 @@ int main(void)
 		cmocka_unit_test(test_out_of_order_and_504),
 		cmocka_unit_test(test_batch_status),
 		cmocka_unit_test(test_timeout_once_late_ignored),
+		cmocka_unit_test(test_cancel_tells_agent),
 		cmocka_unit_test(test_drop_retry_reconnect),
 		cmocka_unit_test(test_unreachable),
 		cmocka_unit_test(test_eject_and_probe),
