@@ -343,9 +343,9 @@ static void rt_calibrate(const struct config *cfg, struct rt_backend *rb)
  * (be_caps.batching_defaults: a GPU's max batch, preferred sizes in
  * multiples of 8, a short delay), then models[] (mc).
  */
-static void rt_queue_conf(const struct config *c, const struct model_conf *mc,
-			  const struct model *m, const struct backend_conf *bc,
-			  const struct backend *be, struct sched_q_conf *qc)
+void rt_queue_conf(const struct config *c, const struct model_conf *mc, const struct model *m,
+		   const struct backend_conf *bc, const struct backend *be,
+		   struct sched_q_conf *qc)
 {
 	struct be_caps caps = { 0 };
 
