@@ -135,6 +135,17 @@ const struct model_conf *rt_model_conf(const struct runtime *rt, const struct mo
 struct met_series *rt_none_series(const struct runtime *rt, const struct model *m);
 /* rt_model_ready - true when some up, not draining backend hosts m. */
 bool rt_model_ready(const struct runtime *rt, const struct model *m);
+/*
+ * rt_queue_conf - the scheduler settings of model m (its models[] entry mc)
+ * on backend be (open: its caps are asked; NULL: none), from config c and
+ * bc, the backends[] entry whose batching overrides apply.  Batching
+ * fields come from the first that sets them: bc->batching[m], the kind's
+ * defaults (be_caps.batching_defaults), models[].  Fills *qc.
+ */
+struct model_conf;
+void rt_queue_conf(const struct config *c, const struct model_conf *mc, const struct model *m,
+		   const struct backend_conf *bc, const struct backend *be,
+		   struct sched_q_conf *qc);
 /* rt_find_backend - backend called name, or NULL. */
 struct rt_backend *rt_find_backend(const struct runtime *rt, const char *name);
 /*

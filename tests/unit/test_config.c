@@ -93,13 +93,95 @@ static void test_backend_kind_keys(void **state)
 	unlink(path);
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    device: 1\n", "5:5",
 		     "backends[0]: unknown key \"device\" (allowed: name, kind, workers, cost, "
-		     "models, threads_per_worker, nice)");
+		     "models, batching, threads_per_worker, nice)");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    threads_per_worker: 2\n",
 		     "5:5", "backends[0]: unknown key \"threads_per_worker\"");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    threads_per_worker: 0\n",
 		     "5:25", "backends[0].threads_per_worker: expected an integer in [1, 256], got 0");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: fake\n    latency_us: -1\n",
 		     "5:17", "backends[0].latency_us: expected an integer");
+}
+
+/* Kind gpu: its keys, defaults and ranges (parsed in every build). */
+static void test_gpu_keys(void **state)
+{
+	char *err;
+	struct config *c = load_text("models:\n  - name: m\nbackends:\n  - kind: gpu\n"
+				     "  - kind: gpu\n    device: 1\n    streams: 8\n    math: tf32\n"
+				     "    graphs: false\n    max_batch: 512\n"
+				     "  - kind: gpu\n    workers: 2\n", &err);
+
+	if (!c)
+		fail_msg("%s", err);
+	assert_int_equal(c->backends[0].kind, BE_GPU);
+	assert_int_equal(c->backends[0].slots, 4);	/* streams default */
+	assert_int_equal(c->backends[0].device, 0);
+	assert_false(c->backends[0].gpu.tf32);
+	assert_true(c->backends[0].gpu.graphs);
+	assert_int_equal(c->backends[0].gpu.max_batch, 0);	/* 0 = 256 */
+	assert_int_equal(c->backends[1].slots, 8);
+	assert_int_equal(c->backends[1].device, 1);
+	assert_true(c->backends[1].gpu.tf32);
+	assert_false(c->backends[1].gpu.graphs);
+	assert_int_equal(c->backends[1].gpu.max_batch, 512);
+	assert_int_equal(c->backends[2].slots, 2);	/* workers means streams */
+	/* a changed gpu key reopens the backend */
+	assert_false(cfg_backend_same(&c->backends[0], &c->backends[1]));
+	cfg_free(c);
+	unlink(path);
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    streams: 17\n",
+		     "5:14", "backends[0].streams: expected an integer in [1, 16], got 17");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    math: fp16\n",
+		     "4:5", "backends[0]: math: expected fp32 or tf32");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    graphs: maybe\n",
+		     "5:13", "backends[0].graphs");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    max_batch: 0\n",
+		     "5:16", "backends[0].max_batch: expected an integer in [1, 4096], got 0");
+}
+
+/* backends[].batching: per hosted model, validated, deep-copied, live. */
+static void test_backend_batching(void **state)
+{
+	char *err;
+	struct config *c = load_text("models:\n  - name: a\n  - name: b\nbackends:\n"
+				     "  - kind: cpu\n    batching:\n"
+				     "      b: {max_batch: 32, preferred_batch_sizes: [8, 16],"
+				     " max_queue_delay_us: 0}\n"
+				     "      a: {max_batch: 4}\n", &err);
+	struct backend_conf dup;
+
+	if (!c)
+		fail_msg("%s", err);
+	assert_int_equal(c->backends[0].n_batching, 2);
+	/* in hosted-model order */
+	assert_string_equal(c->backends[0].batching[0].model, "a");
+	assert_int_equal(c->backends[0].batching[0].max_batch, 4);
+	assert_int_equal(c->backends[0].batching[0].n_preferred, 0);
+	assert_int_equal(c->backends[0].batching[0].delay_us, -1);	/* unset */
+	assert_string_equal(c->backends[0].batching[1].model, "b");
+	assert_int_equal(c->backends[0].batching[1].max_batch, 32);
+	assert_int_equal(c->backends[0].batching[1].n_preferred, 2);
+	assert_int_equal(c->backends[0].batching[1].preferred[1], 16);
+	assert_int_equal(c->backends[0].batching[1].delay_us, 0);	/* set to 0 */
+	cfg_backend_dup(&dup, &c->backends[0]);
+	assert_ptr_not_equal(dup.batching, c->backends[0].batching);
+	assert_string_equal(dup.batching[1].model, "b");
+	assert_true(cfg_backend_same(&dup, &c->backends[0]));	/* batching applies live */
+	cfg_backend_free(&dup);
+	cfg_free(c);
+	unlink(path);
+	expect_error("models:\n  - name: a\n  - name: b\nbackends:\n  - kind: cpu\n"
+		     "    models: [a]\n    batching:\n      b: {max_batch: 4}\n", "8:7",
+		     "backends[0].batching: unknown key \"b\" (allowed: a)");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n"
+		     "    batching:\n      a: {max_batch: 0}\n", "6:22",
+		     "backends[0].batching.a.max_batch: expected an integer in [1, 4096], got 0");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n"
+		     "    batching:\n      a: {delay: 1}\n", "6:11",
+		     "backends[0].batching.a: unknown key \"delay\"");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n"
+		     "    batching:\n      a: {preferred_batch_sizes: [8, 4]}\n", "6:38",
+		     "backends[0].batching.a.preferred_batch_sizes[1]: sizes must be ascending");
 }
 
 /* Kind remote: its keys, defaults, ranges, and the expansion of a name. */
@@ -517,6 +599,8 @@ int main(void)
 		cmocka_unit_test(test_file_limits),
 		cmocka_unit_test(test_listen_tls),
 		cmocka_unit_test(test_backend_kind_keys),
+		cmocka_unit_test(test_gpu_keys),
+		cmocka_unit_test(test_backend_batching),
 		cmocka_unit_test(test_remote_keys),
 		cmocka_unit_test(test_remote_expand),
 	};

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "log.h"
 #include "runtime.h"
+#include "model/model.h"
 
 static char path[64];
 
@@ -114,12 +115,89 @@ static void test_reaper_takes_every_release(void **state)
 	assert_int_equal(rt_live_count(), 0);
 }
 
+/* A kind with batching defaults, as the GPU's caps say (be_gpu_caps). */
+static void gpuish_caps(const struct backend *be, const struct model *m, struct be_caps *out)
+{
+	out->max_batch = 256;
+	out->n_preferred = 2;
+	out->preferred[0] = 8;
+	out->preferred[1] = 256;
+	out->batching_defaults = true;
+	out->delay_us = 200;
+}
+
+/* Batching precedence per (backend, model): backends[].batching, then the
+ * kind's defaults, then models[]. */
+static void test_queue_conf_precedence(void **state)
+{
+	char *err = NULL;
+	struct config *c;
+	struct model ma = { .name = "a", .max_batch_size = 64 }, mb = { .name = "b",
+									.max_batch_size = 64 };
+	static const struct backend_ops gpuish = { .kind = "gpuish", .caps = gpuish_caps };
+	static const struct backend_ops plain = { .kind = "plain" };
+	struct backend be = { 0 };
+	struct sched_q_conf qc;
+	FILE *f;
+	int fd;
+
+	strcpy(path, "/tmp/infergw-rt-XXXXXX");
+	fd = mkstemp(path);
+	f = fdopen(fd, "w");
+	fputs("models:\n"
+	      "  - {name: a, path: /x, max_batch: 16, max_queue_delay_us: 5000,"
+	      " preferred_batch_sizes: [4, 16], max_queue: 77}\n"
+	      "  - {name: b, path: /x, max_batch: 16, max_queue_delay_us: 5000}\n"
+	      "backends:\n"
+	      "  - name: g\n    kind: cpu\n"
+	      "    batching:\n      b: {max_batch: 128, max_queue_delay_us: 50}\n", f);
+	fclose(f);
+	c = cfg_load(path, &err);
+	unlink(path);
+	if (!c)
+		fail_msg("%s", err);
+
+	/* a kind without defaults: models[] as written */
+	be.ops = &plain;
+	rt_queue_conf(c, &c->models[0], &ma, &c->backends[0], &be, &qc);
+	assert_ptr_equal(qc.model, &ma);
+	assert_int_equal(qc.max_batch, 16);
+	assert_int_equal(qc.delay_us, 5000);
+	assert_int_equal(qc.n_preferred, 2);
+	assert_int_equal(qc.preferred[1], 16);
+	assert_int_equal(qc.max_queue, 77);
+	/* ... and the backend's overrides over them (b: max_batch, delay) */
+	rt_queue_conf(c, &c->models[1], &mb, &c->backends[0], &be, &qc);
+	assert_int_equal(qc.max_batch, 128);
+	assert_int_equal(qc.delay_us, 50);
+	assert_int_equal(qc.n_preferred, 0);
+
+	/* a kind with defaults (a GPU): they replace models[] batching... */
+	be.ops = &gpuish;
+	rt_queue_conf(c, &c->models[0], &ma, &c->backends[0], &be, &qc);
+	assert_int_equal(qc.max_batch, 0);	/* the backend's own limit (caps: 256) */
+	assert_int_equal(qc.delay_us, 200);
+	assert_int_equal(qc.n_preferred, 0);	/* the scheduler takes caps.preferred */
+	assert_int_equal(qc.max_queue, 77);	/* not a batching field: models[]'s */
+	/* ... and the backend's overrides still win over the kind's */
+	rt_queue_conf(c, &c->models[1], &mb, &c->backends[0], &be, &qc);
+	assert_int_equal(qc.max_batch, 128);
+	assert_int_equal(qc.delay_us, 50);
+	assert_int_equal(qc.n_preferred, 0);
+	/* the scheduler's limit for the pair: caps' 256 capped by the override */
+	assert_int_equal(sched_batch_limit(&be, &mb, qc.max_batch), 128);
+	rt_queue_conf(c, &c->models[0], &ma, &c->backends[0], &be, &qc);
+	assert_int_equal(sched_batch_limit(&be, &ma, qc.max_batch), 256);
+	cfg_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_backend_hosting_70_models),
 		cmocka_unit_test(test_300_backends_tracked),
 		cmocka_unit_test(test_reaper_takes_every_release),
+		cmocka_unit_test(test_queue_conf_precedence),
 	};
 
 	log_set_level(LOG_WARN);

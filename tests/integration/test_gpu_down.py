@@ -1,0 +1,84 @@
+"""A gateway with cpu0 + gpu0 (kind gpu) serving digits.
+
+Without a usable device (this machine: CUDA built in, no GPU) gpu0 stays
+down with the CUDA error's text as its reason (/admin/backends, log) and
+infergw_backend_state says so; the router uses cpu0, /v2/health/ready is
+200, and answers carry the reference values.  Without CUDA built in the
+reason says the kind is not built in.  Where a device exists (tests/gpu's
+machines) gpu0 is up and serves: the "down" assertions are skipped then."""
+import json
+import subprocess
+
+import gwlib
+import slowmodel as sm
+from gwlib import MODEL_DIR, metric
+
+GPU = ("  - name: gpu0\n"
+       "    kind: gpu\n"
+       "    streams: 2\n"
+       "    models: [digits]\n")
+
+
+def _cuda_built():
+    out = subprocess.run([str(gwlib.BINARY), "--version"], capture_output=True, text=True,
+                         timeout=10).stdout
+    return " cuda" in out
+
+
+def _backends(g):
+    st, _, body = gwlib.h1_request(g.admin_port, "GET", "/admin/backends")
+    assert st == 200, body
+    return {b["name"]: b for b in json.loads(body)["backends"]}
+
+
+def _rows(n, k):
+    return ((gwlib.np.arange(n * 64, dtype=gwlib.np.float64).reshape(n, 64) * (k + 3)) % 17
+            - 8.0) / 16.0
+
+
+def test_gpu_down_or_serving(start_gw, model):
+    text = sm.config_text([sm.model_yaml("digits", MODEL_DIR, max_batch=8,
+                                         extra="    service_time_us: {base: 300, per_row: 1}\n")],
+                          [sm.backend_yaml("cpu0", ["digits"]), GPU],
+                          routing={"policy": "round-robin"})
+    g = start_gw("gpudown", text)
+    bes = _backends(g)
+    assert set(bes) >= {"cpu0", "gpu0"}
+    assert bes["cpu0"]["state"] == "up"
+    gpu_up = bes["gpu0"]["state"] == "up"
+    ms = gwlib.read_metrics(g.admin_port)
+    if not gpu_up:
+        reason = bes["gpu0"]["reason"] or ""
+        assert bes["gpu0"]["state"] == "down", bes["gpu0"]
+        if _cuda_built():
+            assert reason.startswith("gpu: CUDA: "), reason
+            assert len(reason) > len("gpu: CUDA: ") + 3, reason
+            assert reason in g.log(), "the reason is in the log too"
+        else:
+            assert "not built into this binary" in reason, reason
+        assert metric(ms, "infergw_backend_state", backend="gpu0", state="down") == 1
+        assert metric(ms, "infergw_backend_state", backend="gpu0", state="up") == 0
+    else:
+        assert _cuda_built()
+        assert metric(ms, "infergw_backend_state", backend="gpu0", state="up") == 1
+    assert metric(ms, "infergw_backend_state", backend="cpu0", state="up") == 1
+
+    # ready: every model has an up backend
+    st, _, body = gwlib.h1_request(g.port, "GET", "/v2/health/ready")
+    assert st == 200, body
+
+    # answers with the reference values, whoever serves them
+    for k in range(12):
+        rows = _rows(1 + k % 4, k)
+        st, _, body = gwlib.h1_request(g.port, "POST", gwlib.INFER, gwlib.infer_body(rows),
+                                       [gwlib.JSON_CT])
+        assert st == 200, body
+        gwlib.check_infer_response(body, model, rows)
+    ms = gwlib.read_metrics(g.admin_port)
+    cpu_rows = metric(ms, "infergw_backend_rows_total", backend="cpu0") or 0
+    gpu_rows = metric(ms, "infergw_backend_rows_total", backend="gpu0") or 0
+    if gpu_up:
+        assert gpu_rows > 0, "round-robin gives the up GPU its share"
+    else:
+        assert gpu_rows == 0
+        assert cpu_rows >= sum(1 + k % 4 for k in range(12))

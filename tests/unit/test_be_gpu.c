@@ -1,0 +1,301 @@
+/*
+ * test_be_gpu.c - the GPU backend (backends/gpu/gpu.c) through backend.h.
+ *
+ * Without a device (or without CUDA built in) it checks what such a
+ * machine must do: open fails with the CUDA error's text, a down backend
+ * refuses submits (-ENODEV), and a sticky error on a batch fails its
+ * slices over and takes the backend down (gpuhost's completion on a fake
+ * batch).  With a device it also runs digits against model_forward_ref,
+ * graphs on and off, and drives the sticky path through be_gpu_inject.
+ * tests/gpu/ compares every batch size with the CPU backend.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+#include "infer.h"
+#include "model/model.h"
+#include "gpu/gpu.h"
+#include "gpu/gpuhost.h"
+
+#define DIGITS "config/models/digits"
+
+#ifdef USE_CUDA
+struct done_rec {
+	_Atomic int calls;
+};
+
+static void on_done(struct batch *b)
+{
+	struct done_rec *d = b->owner;
+
+	atomic_fetch_add(&d->calls, 1);
+}
+
+/* Wait (bounded: 10 s) until d has n calls. */
+static void wait_done(struct done_rec *d, int n)
+{
+	for (int i = 0; i < 100000 && atomic_load(&d->calls) < n; i++)
+		usleep(100);
+}
+#endif
+
+/* The registry knows kind gpu either way; its ops exist only with CUDA. */
+static void test_registry(void **state)
+{
+	const struct be_kind *k = be_kind_find("gpu");
+
+	assert_non_null(k);
+	assert_int_equal(k->kind, BE_GPU);
+	assert_ptr_equal(k->ops, BE_GPU_OPS);
+#ifdef USE_CUDA
+	assert_non_null(k->ops);
+	assert_string_equal(k->ops->kind, "gpu");
+#else
+	assert_null(k->ops);
+#endif
+}
+
+#ifdef USE_CUDA
+/* true when this machine has a usable device (open succeeds). */
+static bool have_device(void)
+{
+	static int known = -1;
+
+	if (known < 0) {
+		struct backend be = { .ops = &be_gpu_ops };
+		char *err = NULL;
+
+		be.conf.name = "probe";
+		be.conf.slots = 1;
+		known = be_gpu_ops.open(&be, &be.conf, &err) == 0;
+		if (known)
+			be_gpu_ops.close(&be);
+		free(err);
+	}
+	return known == 1;
+}
+#endif
+
+/* No device: open fails, naming CUDA and its error; the backend is down. */
+static void test_open_no_device(void **state)
+{
+#ifndef USE_CUDA
+	skip();	/* CUDA not built in: the kind stays down (registry ops NULL) */
+#else
+	struct backend be = { .ops = &be_gpu_ops };
+	char *err = NULL;
+	int rc;
+
+	if (have_device())
+		skip();
+	be.conf.name = "gpu0";
+	be.conf.slots = 2;
+	be_state_set(&be, BE_UP);
+	rc = be_gpu_ops.open(&be, &be.conf, &err);
+	assert_int_equal(rc, -ENODEV);
+	assert_non_null(err);
+	fprintf(stderr, "open: %s\n", err);
+	assert_non_null(strstr(err, "gpu: CUDA: "));
+	assert_true(strlen(err) > strlen("gpu: CUDA: ") + 3);
+	assert_non_null(strstr(err, "(cudaError"));	/* the error's name */
+	assert_null(be.priv);
+	assert_int_equal(be_state_get(&be), BE_DOWN);
+	free(err);
+
+	/* a bad ordinal fails the same way on any machine */
+	be.conf.device = 63;
+	rc = be_gpu_ops.open(&be, &be.conf, &err);
+	assert_int_equal(rc, -ENODEV);
+	assert_non_null(strstr(err, "gpu: CUDA: "));
+	free(err);
+#endif
+}
+
+/* A backend that is not open (or down) refuses work with -ENODEV and
+ * calls no done(): the scheduler then fails the batch over. */
+static void test_submit_down(void **state)
+{
+#ifndef USE_CUDA
+	skip();
+#else
+	struct backend be = { .ops = &be_gpu_ops };
+	struct infer_req r = { 0 };
+	float in[64] = { 0 }, out[10];
+	struct infer_slice sl = { .r = &r, .rows = 1, .input = in, .output = out };
+	struct done_rec d = { 0 };
+	struct batch b = { .be = &be, .n_slices = 1, .slices = &sl, .rows = 1,
+			   .done = on_done, .owner = &d };
+	struct model m = { .name = "x" };
+	char *err = NULL;
+
+	b.model = &m;
+	assert_int_equal(be_gpu_ops.submit(&be, &b), -ENODEV);
+	assert_int_equal(be_gpu_ops.load_model(&be, &m, &err), -ENODEV);
+	free(err);
+	assert_int_equal(be_gpu_inject(&be, GPU_ERR_ILLEGAL_ADDRESS), -ENODEV);
+	assert_int_equal(atomic_load(&d.calls), 0);
+	/* stats of a backend never opened: zeros, not up */
+	{
+		struct backend_stats st;
+
+		be_gpu_ops.stats(&be, &st);
+		assert_false(st.up);
+		assert_int_equal(st.batches, 0);
+	}
+	/* caps still answer from the config (the scheduler may ask) */
+	{
+		struct be_caps caps = { 0 };
+
+		be.conf.gpu.max_batch = 100;
+		be_gpu_ops.caps(&be, &m, &caps);
+		assert_int_equal(caps.max_batch, 100);
+		assert_true(caps.batching_defaults);
+		assert_int_equal(caps.delay_us, 200);
+		assert_int_equal(caps.preferred[0], 8);
+		assert_int_equal(caps.preferred[caps.n_preferred - 1], 100);
+	}
+#endif
+}
+
+/* The completion path with an injected sticky code on a fake batch: what
+ * gpu.c's completion thread does (gpu_settle) without a device. */
+static void test_sticky_on_fake_batch(void **state)
+{
+	struct backend be = { 0 };
+	struct gpu_health h;
+	struct infer_req r[3] = { 0 };
+	float in[3][4] = { { 0 } }, out[3][2] = { { 0 } };
+	struct infer_slice sl[3];
+	struct batch b = { .n_slices = 3, .slices = sl, .rows = 3 };
+	bool live[3];
+
+	for (int i = 0; i < 3; i++) {
+		atomic_init(&r[i].state, REQ_RUNNING);
+		sl[i] = (struct infer_slice){ .r = &r[i], .rows = 1, .input = in[i],
+					      .output = out[i], .status = 0 };
+	}
+	be.conf.name = "gpu0";
+	be_state_set(&be, BE_UP);
+	gpu_health_init(&h);
+	assert_int_equal(gpu_live(&b, live), 3);
+	assert_int_equal(gpu_settle(&be, &h, &b, live, GPU_ERR_ILLEGAL_ADDRESS, "injected",
+				    "an illegal memory access was encountered"), GPU_V_DOWN);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(sl[i].status, BE_RETRY);
+	assert_int_equal(be_state_get(&be), BE_DOWN);
+	assert_non_null(strstr(h.reason, "illegal memory access"));
+}
+
+#ifdef USE_CUDA
+/* Run rows rows of m on be (slot 0) in one slice; outputs into out. */
+static int run_rows(struct backend *be, const struct model *m, const float *in, float *out,
+		    int rows, int *status)
+{
+	struct infer_req r = { 0 };
+	struct infer_slice sl = { .r = &r, .rows = rows, .input = in, .output = out,
+				  .status = -777 };
+	struct done_rec d = { 0 };
+	struct batch b = { .model = m, .be = be, .n_slices = 1, .slices = &sl, .rows = rows,
+			   .done = on_done, .owner = &d };
+	int rc;
+
+	atomic_init(&r.state, REQ_RUNNING);
+	rc = be->ops->submit(be, &b);
+	if (rc)
+		return rc;
+	wait_done(&d, 1);
+	assert_int_equal(atomic_load(&d.calls), 1);
+	*status = sl.status;
+	return 0;
+}
+
+static void check_digits(bool graphs)
+{
+	struct backend be = { .ops = &be_gpu_ops };
+	char *err = NULL;
+	struct model *m;
+	int rows = 37, st;
+	float *in, *out;
+	double *ref;
+
+	m = model_load(DIGITS, &err);
+	assert_non_null(m);
+	be.conf.name = "gpu0";
+	be.conf.slots = 2;
+	be.conf.gpu.graphs = graphs;
+	assert_int_equal(be_gpu_ops.open(&be, &be.conf, &err), 0);
+	assert_int_equal(be_gpu_ops.load_model(&be, m, &err), 0);
+	in = calloc((size_t)rows * m->in_dim, sizeof(float));
+	out = calloc((size_t)rows * m->out_dim, sizeof(float));
+	ref = calloc((size_t)rows * m->out_dim, sizeof(double));
+	for (int i = 0; i < rows * m->in_dim; i++)
+		in[i] = (float)((i * 7919) % 17) / 16.0f;
+	model_forward_ref(m, in, rows, ref);
+	/* three runs: warm-up, capture, replay (graphs on) */
+	for (int k = 0; k < 3; k++) {
+		for (int i = 0; i < rows * m->out_dim; i++)
+			out[i] = NAN;	/* poison: an unwritten element fails */
+		assert_int_equal(run_rows(&be, m, in, out, rows, &st), 0);
+		assert_int_equal(st, 0);
+		for (int i = 0; i < rows * m->out_dim; i++)
+			assert_true(fabs(out[i] - ref[i]) <= 1e-5 * fabs(ref[i]) + 1e-6);
+	}
+	/* a sticky error: the batch fails over, the backend goes down */
+	assert_int_equal(be_gpu_inject(&be, GPU_ERR_ILLEGAL_ADDRESS), 0);
+	assert_int_equal(run_rows(&be, m, in, out, rows, &st), 0);
+	assert_int_equal(st, BE_RETRY);
+	assert_int_equal(be_state_get(&be), BE_DOWN);
+	assert_int_equal(run_rows(&be, m, in, out, 1, &st), -ENODEV);
+	{
+		struct backend_stats s;
+
+		be_gpu_ops.stats(&be, &s);
+		assert_non_null(strstr(s.reason, "illegal memory access"));
+	}
+	be_gpu_ops.unload_model(&be, m);
+	be_gpu_ops.close(&be);
+	free(in);
+	free(out);
+	free(ref);
+	model_free(m);
+}
+#endif
+
+/* With a device: digits against the float64 reference, graphs on/off,
+ * then the injected sticky error. */
+static void test_device_digits(void **state)
+{
+#ifndef USE_CUDA
+	skip();
+#else
+	if (!have_device())
+		skip();	/* no device here: tests/gpu and this run where one is lent */
+	check_digits(true);
+	check_digits(false);
+#endif
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_registry),
+		cmocka_unit_test(test_open_no_device),
+		cmocka_unit_test(test_submit_down),
+		cmocka_unit_test(test_sticky_on_fake_batch),
+		cmocka_unit_test(test_device_digits),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
