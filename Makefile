@@ -16,7 +16,8 @@
 #
 # Options: V=1 (show commands) SANITIZE=1 (ASan+UBSan) TSAN=1 (ThreadSanitizer)
 # USE_CUDA=1 USE_DPDK=1 (forced: the build stops when the toolkit is missing;
-# default: auto-detect).  Sanitizer builds define INFERGW_NO_RECYCLE: memory
+# default: auto-detect; USE_CUDA=0 builds without the GPU backend even where
+# nvcc exists).  Sanitizer builds define INFERGW_NO_RECYCLE: memory
 # is freed, never recycled through free lists or arenas, so a use after free
 # is the sanitizer's report instead of a quiet read of a recycled object.
 
@@ -52,12 +53,41 @@ CFLAGS  += -fsanitize=thread -fno-omit-frame-pointer -O1 -DINFERGW_NO_RECYCLE
 LDFLAGS += -fsanitize=thread
 endif
 
-# Optional features: auto-detected, or forced with USE_X=1 (then required).
-NVCC := $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+# Optional features: auto-detected, or forced with USE_X=1 (then required)
+# or off with USE_X=0.
+# CUDA (backends/gpu/): nvcc found (or USE_CUDA=1) builds the GPU backend's
+# host code with $(CC) -DUSE_CUDA and its kernels with nvcc, links cudart +
+# cuBLAS(Lt); without it everything else builds and kind gpu stays down.
+CUDA_HOME ?= /usr/local/cuda
+NVCC := $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 ifeq ($(USE_CUDA),1)
 ifeq ($(NVCC),)
 $(error USE_CUDA=1 but nvcc was not found (install the CUDA toolkit in /usr/local/cuda))
 endif
+endif
+HAVE_CUDA :=
+ifneq ($(USE_CUDA),0)
+ifneq ($(NVCC),)
+HAVE_CUDA := 1
+endif
+endif
+ifeq ($(HAVE_CUDA),1)
+# sm_80 (A100), sm_90 (H100/H200) code, compute_90 PTX for what comes later
+NVCC_GENCODE ?= -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+                -gencode arch=compute_90,code=compute_90
+NVCCFLAGS ?= -O2
+NVCCFLAGS += -std=c++17 $(NVCC_GENCODE) -Xcompiler -fPIC,-Wall -Ibackends
+CFLAGS  += -DUSE_CUDA -I$(CUDA_HOME)/include
+# -lstdc++: nvcc objects register their kernels through the C++ runtime
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -Wl,-rpath,$(CUDA_HOME)/lib64 -lstdc++
+LDLIBS  += $(CUDA_LIBS)
+GPU_SRC := $(wildcard backends/gpu/*.c)
+GPU_CU  := $(wildcard backends/gpu/*.cu)
+GPU_OBJ := $(GPU_CU:%.cu=$(BUILD)/obj/%.cu.o)
+else
+# the host logic and the kind's keys build everywhere (unit-tested)
+GPU_SRC := backends/gpu/gpuhost.c backends/gpu/gpuconf.c
+GPU_OBJ :=
 endif
 HAVE_DPDK := $(shell pkg-config --exists libdpdk 2>/dev/null && echo 1)
 ifeq ($(USE_DPDK),1)
@@ -68,11 +98,14 @@ endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 FEATURES := http2 http1.1 tls-alpn kserve-v2 binary-tensor msgpack cpu-onednn hot-reload remote-agent
+ifeq ($(HAVE_CUDA),1)
+FEATURES += cuda
+endif
 
 LIB_SRC := gateway/control.c $(wildcard gateway/*/*.c) \
            $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
-           $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
+           $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) $(GPU_SRC)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(GPU_OBJ) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
@@ -80,10 +113,21 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 	gpu-check bench-gpu
 all: $(BUILD)/infergw $(BUILD)/infergw-agent
 
-$(BUILD)/obj/%.o: %.c
+$(BUILD)/obj/%.o: %.c $(BUILD)/gen/cuda.stamp
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/obj/%.cu.o: %.cu
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  NVCC  $<")
+	$(Q)$(NVCC) $(NVCCFLAGS) -MMD -MP -MF $(@:.o=.d) -c $< -o $@
+
+# Objects compiled with and without -DUSE_CUDA differ (backend.h): this
+# file changes when that does, so toggling USE_CUDA rebuilds them.
+$(BUILD)/gen/cuda.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@if [ ! -f $@ ] || [ "$$(cat $@)" != "cuda=$(HAVE_CUDA)" ]; then echo "cuda=$(HAVE_CUDA)" > $@; fi
 
 # Rewritten only when the version or features change, so objects agree.
 $(BUILD)/gen/version.c: FORCE
@@ -109,8 +153,8 @@ $(BUILD)/infergw: $(BUILD)/obj/gateway/main.o $(BUILD)/libinfergw.a
 # tests/unit/test_agent.c links the same archive.
 AGENT_SRC := $(filter-out agent/main.c,$(wildcard agent/*.c)) gateway/core/log.c \
              $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
-             $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c)
-AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
+             $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) $(GPU_SRC)
+AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o) $(GPU_OBJ) $(BUILD)/obj/gen/version.o
 
 $(BUILD)/libagent.a: $(AGENT_OBJ)
 	@$(if $(Q),echo "  AR    $@")

@@ -93,6 +93,9 @@ char *be_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 enum backend_kind { BE_CPU, BE_GPU, BE_REMOTE, BE_FAKE };
 
+/* Batch sizes a backend prefers (be_caps), a config may name (be_batching). */
+#define BE_MAX_PREFERRED 8
+
 /* A slice status: retry this slice on another backend. */
 #define BE_RETRY (-EAGAIN)
 
@@ -107,6 +110,27 @@ struct be_remote_conf {
 	int consecutive_failures;	/* failures in a row that eject */
 	int ejection_ms, max_ejection_ms;	/* base period (x times ejected), cap */
 	int max_ejection_percent;	/* of the pool ejected at once (at least one) */
+};
+
+/* Kind gpu's own keys (backends/gpu/gpu.c, docs/config.md); streams are
+ * backend_conf.slots, the device ordinal backend_conf.device. */
+struct be_gpu_conf {
+	bool tf32;			/* math: tf32 (TF32 tensor cores); false = FP32 */
+	bool graphs;			/* CUDA Graphs per batch-size bucket; default true */
+	int max_batch;			/* rows per batch; 0 = 256 */
+};
+
+/*
+ * backends[].batching.MODEL: one (backend, model) pair's batching, over the
+ * kind's defaults (be_caps.batching_defaults) and models[]'s settings.
+ * Fields left unset: max_batch 0, n_preferred 0, delay_us -1.
+ */
+struct be_batching {
+	char *model;
+	int max_batch;
+	int n_preferred;
+	int preferred[BE_MAX_PREFERRED];
+	int64_t delay_us;
 };
 
 struct backend_conf {
@@ -125,6 +149,9 @@ struct backend_conf {
 	int fake_fail_every;	/* every Nth batch fails retryably; 0 = never */
 	int fake_down_after;	/* state DOWN after N batches; 0 = never */
 	struct be_remote_conf remote;	/* remote: its keys (pool deep-copied) */
+	struct be_gpu_conf gpu;		/* gpu: its keys */
+	struct be_batching *batching;	/* per hosted model overrides (deep-copied) */
+	int n_batching;
 };
 
 struct batch {
@@ -148,13 +175,19 @@ struct batch {
 };
 
 /* What a backend can do with one model it loaded (ops->caps). */
-#define BE_MAX_PREFERRED 8
 struct be_caps {
 	int max_batch;			/* rows per batch here; 0 = the model's */
 	int n_preferred;		/* batch sizes that run best here */
 	int preferred[BE_MAX_PREFERRED];
 	uint32_t dtypes;		/* bit set of input datatypes (1 << model dtype); 0 = FP32 only */
 	int n_variants;			/* compiled shapes/engines; informative */
+	/* batching_defaults: this kind's max_batch, preferred sizes and
+	 * delay_us replace models[]'s max_batch, preferred_batch_sizes and
+	 * max_queue_delay_us on this backend (a GPU batches far larger, and
+	 * waits far shorter, than a CPU-tuned model entry says); the
+	 * backend's batching overrides still apply over them. */
+	bool batching_defaults;
+	uint32_t delay_us;		/* with batching_defaults: max queue delay */
 };
 
 /*
@@ -200,6 +233,7 @@ struct be_conf_src {
 	int (*get_int)(void *ctx, const char *key, int64_t min, int64_t max, int64_t *out,
 		       char **err);
 	int (*get_str)(void *ctx, const char *key, char **out, char **err);
+	int (*get_bool)(void *ctx, const char *key, bool *out, char **err);
 	/* an error about the entry itself (a missing key) */
 	int (*error)(void *ctx, char **err, const char *msg);
 };
@@ -285,6 +319,20 @@ const char *be_kind_list(void);
 extern const struct backend_ops be_cpu_ops;
 extern const struct backend_ops be_fake_ops;
 extern const struct backend_ops be_remote_ops;
+/*
+ * The GPU backend (backends/gpu/gpu.c, kind "gpu"): defined only in a
+ * binary built with CUDA (make: USE_CUDA, HAVE_CUDA).  BE_GPU_OPS is what
+ * the registry lists: &be_gpu_ops, or NULL (kind known, not built in).
+ */
+#ifdef USE_CUDA
+extern const struct backend_ops be_gpu_ops;
+#define BE_GPU_OPS (&be_gpu_ops)
+#else
+#define BE_GPU_OPS NULL
+#endif
+/* be_gpu_parse_conf - kind gpu's keys (device, streams, math, graphs,
+ * max_batch): built in every binary so a config stays valid without CUDA. */
+int be_gpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 
 /*
  * Logging from backends in the gateway's format (log.h's levels: 0 debug,

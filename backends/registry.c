@@ -15,27 +15,17 @@
 #include <sys/time.h>
 #include <time.h>
 
-/* gpu: not built yet; its keys still parse so a config stays valid. */
-static int be_gpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err)
-{
-	int64_t dev = conf->device;
-
-	if (src->get_int(src->ctx, "device", 0, 64, &dev, err))
-		return -EINVAL;
-	conf->device = (int)dev;
-	return 0;
-}
-
 int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 int be_fake_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 
 static const char *const be_cpu_keys[] = { "threads_per_worker", "nice", NULL };
-static const char *const be_gpu_keys[] = { "device", NULL };
+static const char *const be_gpu_keys[] = { "device", "streams", "math", "graphs", "max_batch",
+						 NULL };
 static const char *const be_fake_keys[] = { "latency_us", "fail_every", "down_after", NULL };
 
 static const struct be_kind be_kinds[] = {
 	{ "cpu", BE_CPU, &be_cpu_ops, be_cpu_keys, be_cpu_parse_conf, NULL },
-	{ "gpu", BE_GPU, NULL, be_gpu_keys, be_gpu_parse_conf, NULL },
+	{ "gpu", BE_GPU, BE_GPU_OPS, be_gpu_keys, be_gpu_parse_conf, NULL },
 	{ "remote", BE_REMOTE, &be_remote_ops, be_remote_keys, be_remote_parse_conf,
 	  be_remote_expand },
 	/* test-only (backends/fake/fake.c): not listed in messages */

@@ -291,9 +291,10 @@ static int cfg_log(struct ytree *t, yaml_node_t *m, struct config *c, char **err
 	return 0;
 }
 
-/* models[i].preferred_batch_sizes: ascending positive integers. */
-static int cfg_preferred(struct ytree *t, yaml_node_t *m, const char *path,
-			 struct model_conf *mc, char **err)
+/* m's preferred_batch_sizes (models[i], backends[i].batching.MODEL):
+ * at most 8 ascending positive integers into sizes, *n of them. */
+static int cfg_sizes(struct ytree *t, yaml_node_t *m, const char *path, int *n_out, int *sizes,
+		     char **err)
 {
 	yaml_node_t *n = yt_get(t, m, "preferred_batch_sizes");
 	char p[160];
@@ -305,6 +306,7 @@ static int cfg_preferred(struct ytree *t, yaml_node_t *m, const char *path,
 		return -EINVAL;
 	if (yt_seq_len(n) > 8)
 		return yt_error(t, n, p, err, "at most 8 sizes");
+	*n_out = 0;
 	for (int i = 0; i < yt_seq_len(n); i++) {
 		int64_t v;
 		char ep[176];
@@ -312,13 +314,20 @@ static int cfg_preferred(struct ytree *t, yaml_node_t *m, const char *path,
 		snprintf(ep, sizeof(ep), "%s[%d]", p, i);
 		if (yt_int(t, yt_seq_at(t, n, i), ep, 1, 4096, &v, err))
 			return -EINVAL;
-		if (i && v <= mc->preferred[i - 1])
+		if (i && v <= sizes[i - 1])
 			return yt_error(t, yt_seq_at(t, n, i), ep, err,
 					"sizes must be ascending, got %lld after %d", (long long)v,
-					mc->preferred[i - 1]);
-		mc->preferred[mc->n_preferred++] = (int)v;
+					sizes[i - 1]);
+		sizes[(*n_out)++] = (int)v;
 	}
 	return 0;
+}
+
+/* models[i].preferred_batch_sizes. */
+static int cfg_preferred(struct ytree *t, yaml_node_t *m, const char *path,
+			 struct model_conf *mc, char **err)
+{
+	return cfg_sizes(t, m, path, &mc->n_preferred, mc->preferred, err);
 }
 
 /* models[i].service_time_us: {base: µs, per_row: µs}, the warm start. */
@@ -509,6 +518,13 @@ static int cfg_src_str(void *ctx, const char *key, char **out, char **err)
 	return cfg_opt_str(x->t, x->m, x->path, key, out, err);
 }
 
+static int cfg_src_bool(void *ctx, const char *key, bool *out, char **err)
+{
+	struct cfg_be_src *x = ctx;
+
+	return cfg_opt_bool(x->t, x->m, x->path, key, out, err);
+}
+
 static int cfg_src_error(void *ctx, char **err, const char *msg)
 {
 	struct cfg_be_src *x = ctx;
@@ -520,7 +536,8 @@ static int cfg_src_error(void *ctx, char **err, const char *msg)
 static int cfg_backend_keys(struct ytree *t, yaml_node_t *m, const char *path,
 			    const struct be_kind *k, char **err)
 {
-	static const char *const common[] = { "name", "kind", "workers", "cost", "models", NULL };
+	static const char *const common[] = { "name", "kind", "workers", "cost", "models",
+					      "batching", NULL };
 	const char *keys[32];
 	int n = 0;
 
@@ -564,14 +581,59 @@ static int cfg_backend_models(struct ytree *t, yaml_node_t *m, const char *path,
 	return 0;
 }
 
+/*
+ * backends[i].batching: {MODEL: {max_batch, preferred_batch_sizes,
+ * max_queue_delay_us}} for models the backend hosts: this (backend, model)
+ * pair's batching over the kind's defaults and models[]'s.
+ */
+static int cfg_batching(struct ytree *t, yaml_node_t *m, const char *path,
+			struct backend_conf *b, char **err)
+{
+	static const char *const keys[] = { "max_batch", "preferred_batch_sizes",
+		"max_queue_delay_us", NULL };
+	yaml_node_t *n = yt_get(t, m, "batching");
+	char p[96];
+
+	if (!n)
+		return 0;
+	snprintf(p, sizeof(p), "%s.batching", path);
+	/* its keys: the hosted models' names (b->models is NULL-terminated) */
+	if (yt_check_keys(t, n, p, (const char *const *)b->models, err))
+		return -EINVAL;
+	b->batching = calloc(b->n_models ? b->n_models : 1, sizeof(*b->batching));
+	if (!b->batching)
+		return yt_error(t, n, p, err, "out of memory");
+	for (int i = 0; i < b->n_models; i++) {
+		yaml_node_t *e = yt_get(t, n, b->models[i]);
+		struct be_batching *bb = &b->batching[b->n_batching];
+		int64_t mb = 0, delay = -1;
+		char ep[192];
+
+		if (!e)
+			continue;
+		snprintf(ep, sizeof(ep), "%s.%s", p, b->models[i]);
+		bb->delay_us = -1;
+		if (yt_check_keys(t, e, ep, keys, err) ||
+		    cfg_opt_int(t, e, ep, "max_batch", 1, 4096, &mb, err) ||
+		    cfg_opt_int(t, e, ep, "max_queue_delay_us", 0, 10000000, &delay, err) ||
+		    cfg_sizes(t, e, ep, &bb->n_preferred, bb->preferred, err))
+			return -EINVAL;
+		bb->model = strdup(b->models[i]);
+		bb->max_batch = (int)mb;
+		bb->delay_us = delay;
+		b->n_batching++;
+	}
+	return 0;
+}
+
 static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c, char **err)
 {
 	struct backend_conf *b = &c->backends[i];
-	int64_t workers = 1;
+	int64_t workers = 0;
 	double cost = 1.0;
 	char path[64];
 	struct cfg_be_src x = { t, m, path };
-	struct be_conf_src src = { &x, cfg_src_int, cfg_src_str, cfg_src_error };
+	struct be_conf_src src = { &x, cfg_src_int, cfg_src_str, cfg_src_bool, cfg_src_error };
 	const struct be_kind *k;
 
 	snprintf(path, sizeof(path), "backends[%d]", i);
@@ -582,9 +644,12 @@ static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c,
 	b->nice = 10;
 	if (cfg_backend_keys(t, m, path, k, err) ||
 	    cfg_opt_str(t, m, path, "name", &b->name, err) ||
-	    cfg_opt_int(t, m, path, "workers", 1, 256, &workers, err) ||
-	    (k->parse_conf && k->parse_conf(b, &src, err)) ||
-	    cfg_backend_models(t, m, path, b, c, err))
+	    cfg_opt_int(t, m, path, "workers", 1, 256, &workers, err))
+		return -EINVAL;
+	b->slots = (int)workers;	/* 0 = the kind's default (a gpu's streams) */
+	if ((k->parse_conf && k->parse_conf(b, &src, err)) ||
+	    cfg_backend_models(t, m, path, b, c, err) ||
+	    cfg_batching(t, m, path, b, err))
 		return -EINVAL;
 	if (yt_get(t, m, "cost")) {
 		char p[96];
@@ -599,7 +664,8 @@ static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c,
 		if (strcmp(c->backends[j].name, b->name) == 0)
 			return yt_error(t, yt_get(t, m, "name"), path, err,
 					"duplicate backend name \"%s\"", b->name);
-	b->slots = (int)workers;
+	if (b->slots < 1)
+		b->slots = 1;
 	b->cost = cost;
 	return 0;
 }
@@ -739,17 +805,56 @@ static json_t *cfg_remote_json(const struct backend_conf *b)
 			 "max_ejection_percent", r->max_ejection_percent);
 }
 
+static json_t *cfg_gpu_json(const struct backend_conf *b)
+{
+	if (b->kind != BE_GPU)
+		return NULL;
+	return json_pack("{s:i, s:i, s:s, s:b, s:i}", "device", b->device, "streams", b->slots,
+			 "math", b->gpu.tf32 ? "tf32" : "fp32", "graphs", b->gpu.graphs,
+			 "max_batch", b->gpu.max_batch ? b->gpu.max_batch : 256);
+}
+
+/* backends[].batching as JSON: what was set (unset fields left out). */
+static json_t *cfg_batching_json(const struct backend_conf *b)
+{
+	json_t *o;
+
+	if (!b->n_batching)
+		return NULL;
+	o = json_object();
+	for (int i = 0; i < b->n_batching; i++) {
+		const struct be_batching *bb = &b->batching[i];
+		json_t *e = json_object();
+
+		if (bb->max_batch)
+			json_object_set_new(e, "max_batch", json_integer(bb->max_batch));
+		if (bb->n_preferred) {
+			json_t *pref = json_array();
+
+			for (int j = 0; j < bb->n_preferred; j++)
+				json_array_append_new(pref, json_integer(bb->preferred[j]));
+			json_object_set_new(e, "preferred_batch_sizes", pref);
+		}
+		if (bb->delay_us >= 0)
+			json_object_set_new(e, "max_queue_delay_us", json_integer(bb->delay_us));
+		json_object_set_new(o, bb->model, e);
+	}
+	return o;
+}
+
 static json_t *cfg_backend_json(const struct backend_conf *b)
 {
 	json_t *models = json_array();
 
 	for (int i = 0; i < b->n_models; i++)
 		json_array_append_new(models, json_string(b->models[i]));
-	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i, s:o*}", "name", b->name,
+	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i, s:o*, s:o*, s:o*}",
+			 "name", b->name,
 			 "kind", be_kind_of(b->kind)->name, "workers", b->slots,
 			 "threads_per_worker", b->threads_per_slot, "cost", b->cost,
 			 "models", models, "address", b->address, "device", b->device,
-			 "nice", b->nice, "remote", cfg_remote_json(b));
+			 "nice", b->nice, "remote", cfg_remote_json(b), "gpu", cfg_gpu_json(b),
+			 "batching", cfg_batching_json(b));
 }
 
 /* listen.tls as JSON: null when TLS is off. */
@@ -831,6 +936,21 @@ static char *cfg_strdup0(const char *s)
 	return s ? strdup(s) : NULL;
 }
 
+/* dst's own copy of src's batching overrides (none when out of memory). */
+static void cfg_batching_dup(struct backend_conf *dst, const struct backend_conf *src)
+{
+	dst->batching = NULL;
+	dst->n_batching = 0;
+	if (!src->n_batching)
+		return;
+	dst->batching = calloc(src->n_batching, sizeof(*dst->batching));
+	for (int i = 0; dst->batching && i < src->n_batching; i++) {
+		dst->batching[i] = src->batching[i];
+		dst->batching[i].model = cfg_strdup0(src->batching[i].model);
+	}
+	dst->n_batching = dst->batching ? src->n_batching : 0;
+}
+
 void cfg_backend_dup(struct backend_conf *dst, const struct backend_conf *src)
 {
 	*dst = *src;
@@ -840,6 +960,7 @@ void cfg_backend_dup(struct backend_conf *dst, const struct backend_conf *src)
 	dst->models = calloc(src->n_models + 1, sizeof(char *));
 	for (int i = 0; i < src->n_models; i++)
 		dst->models[i] = cfg_strdup0(src->models[i]);
+	cfg_batching_dup(dst, src);
 }
 
 void cfg_backend_free(struct backend_conf *b)
@@ -850,6 +971,9 @@ void cfg_backend_free(struct backend_conf *b)
 	free(b->name);
 	free(b->address);
 	free(b->remote.pool);
+	for (int j = 0; b->batching && j < b->n_batching; j++)
+		free(b->batching[j].model);
+	free(b->batching);
 	memset(b, 0, sizeof(*b));
 }
 
@@ -875,7 +999,9 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
 	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models ||
 	    a->fake_latency_us != b->fake_latency_us || a->fake_fail_every != b->fake_fail_every ||
-	    a->fake_down_after != b->fake_down_after || !cfg_remote_same(&a->remote, &b->remote))
+	    a->fake_down_after != b->fake_down_after || !cfg_remote_same(&a->remote, &b->remote) ||
+	    a->gpu.tf32 != b->gpu.tf32 || a->gpu.graphs != b->gpu.graphs ||
+	    a->gpu.max_batch != b->gpu.max_batch)
 		return false;
 	for (int i = 0; i < a->n_models; i++)
 		if (!cfg_streq(a->models[i], b->models[i]))
@@ -896,6 +1022,10 @@ int cfg_expand_backends(struct config *c, char **err)
 		n = 0;
 		if (k->expand && (rc = k->expand(&c->backends[i], &out, &n, err)))
 			break;
+		/* a kind copies the entry shallowly: the overrides become each
+		 * expansion's own, so every conf frees only what it holds */
+		for (int j = 0; out && j < n; j++)
+			cfg_batching_dup(&out[j], &c->backends[i]);
 		grown = realloc(all, sizeof(*all) * (size_t)(n_all + (out ? n : 1)));
 		if (!grown) {
 			for (int j = 0; j < n; j++)

@@ -115,7 +115,7 @@ void cfg_backend_free(struct backend_conf *b);
  * collides with another backend's; -ENOMEM.  c is unchanged on error.
  */
 int cfg_expand_backends(struct config *c, char **err);
-/* cfg_backend_same - equal but for cost (which applies live). */
+/* cfg_backend_same - equal but for cost and batching (which apply live). */
 bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b);
 /*
  * cfg_restart_diff - settings that differ between a and b and only take

@@ -335,10 +335,20 @@ static void rt_calibrate(const struct config *cfg, struct rt_backend *rb)
 	rt_calib_wait_put(w);
 }
 
-/* The scheduler settings of model mc on backend name, from config c. */
+/*
+ * The scheduler settings of model mc (m) on backend be, from config c, its
+ * batching from three places, the first that sets a field wins:
+ * bc->batching[m] (the (backend, model) overrides: bc is the backends[]
+ * entry of the config being applied), the backend kind's defaults
+ * (be_caps.batching_defaults: a GPU's max batch, preferred sizes in
+ * multiples of 8, a short delay), then models[] (mc).
+ */
 static void rt_queue_conf(const struct config *c, const struct model_conf *mc,
-			  const struct model *m, const char *backend, struct sched_q_conf *qc)
+			  const struct model *m, const struct backend_conf *bc,
+			  const struct backend *be, struct sched_q_conf *qc)
 {
+	struct be_caps caps = { 0 };
+
 	*qc = (struct sched_q_conf){
 		.model = m, .max_batch = mc->max_batch, .delay_us = mc->max_queue_delay_us,
 		.max_queue = mc->max_queue, .priority_levels = c->routing.priority_levels,
@@ -346,9 +356,30 @@ static void rt_queue_conf(const struct config *c, const struct model_conf *mc,
 		.objective_ns = (uint64_t)mc->slo_ms * 1000000,
 		.margin_ns = (uint64_t)c->routing.margin_us * 1000,
 		.drop_hopeless = c->routing.drop_hopeless,
-		.met = met_lookup(backend, m->name),
+		.met = met_lookup(bc->name, m->name),
 	};
 	memcpy(qc->preferred, mc->preferred, sizeof(qc->preferred));
+	if (be && be->ops && be->ops->caps)
+		be->ops->caps(be, m, &caps);
+	if (caps.batching_defaults) {
+		qc->max_batch = 0;	/* sched_batch_limit: the backend's (caps) */
+		qc->n_preferred = 0;	/* the scheduler takes caps.preferred */
+		qc->delay_us = caps.delay_us;
+	}
+	for (int i = 0; i < bc->n_batching; i++) {
+		const struct be_batching *bb = &bc->batching[i];
+
+		if (strcmp(bb->model, m->name))
+			continue;
+		if (bb->max_batch > 0)
+			qc->max_batch = bb->max_batch;
+		if (bb->n_preferred > 0) {
+			qc->n_preferred = bb->n_preferred;
+			memcpy(qc->preferred, bb->preferred, sizeof(bb->preferred));
+		}
+		if (bb->delay_us >= 0)
+			qc->delay_us = (uint32_t)bb->delay_us;
+	}
 }
 
 /* Start the scheduler of an open backend over the models it hosts, with
@@ -363,7 +394,7 @@ static int rt_start_sched(const struct config *c, struct rt_backend *rb)
 	for (int i = 0; i < rb->n_models; i++) {
 		const struct model_conf *mc = cfg_find_model(c, rb->models[i]->name);
 
-		rt_queue_conf(c, mc, rb->models[i]->m, rb->be.conf.name, &qc[i]);
+		rt_queue_conf(c, mc, rb->models[i]->m, &rb->be.conf, &rb->be, &qc[i]);
 		qc[i].warm_a_ns = mc->svc_base_us * 1000;
 		qc[i].warm_b_ns = mc->svc_per_row_us * 1000;
 	}
@@ -490,7 +521,8 @@ struct rt_pending {
 };
 
 static void rt_defer_update(struct runtime *rt, struct rt_backend *rb, int qi,
-			    const struct model_conf *mc, const struct model *m)
+			    const struct backend_conf *bc, const struct model_conf *mc,
+			    const struct model *m)
 {
 	struct rt_pending *p = calloc(1, sizeof(*p));
 
@@ -498,7 +530,7 @@ static void rt_defer_update(struct runtime *rt, struct rt_backend *rb, int qi,
 		return;		/* keeps its old settings */
 	p->rb = rb;
 	p->qi = qi;
-	rt_queue_conf(rt->cfg, mc, m, rb->be.conf.name, &p->qc);
+	rt_queue_conf(rt->cfg, mc, m, bc, &rb->be, &p->qc);
 	p->next = rt->pending;
 	rt->pending = p;
 }
@@ -542,7 +574,7 @@ static struct rt_backend *rt_take_backend(struct runtime *rt, const struct runti
 		if (!same)
 			continue;
 		for (int i = 0; i < bc->n_models; i++)
-			rt_defer_update(rt, old, i, cfg_find_model(rt->cfg, bc->models[i]),
+			rt_defer_update(rt, old, i, bc, cfg_find_model(rt->cfg, bc->models[i]),
 					models[i]->m);
 		atomic_fetch_add(&old->refs, 1);
 		rb = old;

@@ -1,0 +1,375 @@
+/* test_gpuhost.c - the GPU backend's host logic (backends/gpu/gpuhost.c):
+ * buckets, preferred sizes, staging layout, graph cache, packing, the
+ * error-to-state mapping and completion.  No device needed. */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "infer.h"
+#include "gpu/gpuhost.h"
+
+static void test_buckets(void **state)
+{
+	int b[GPU_MAX_BUCKETS], n;
+
+	n = gpu_buckets(256, b);
+	assert_int_equal(n, 9);
+	for (int i = 0; i < 9; i++)
+		assert_int_equal(b[i], 1 << i);
+	n = gpu_buckets(100, b);	/* 1..64, then the max itself */
+	assert_int_equal(n, 8);
+	assert_int_equal(b[6], 64);
+	assert_int_equal(b[7], 100);
+	n = gpu_buckets(1, b);
+	assert_int_equal(n, 1);
+	assert_int_equal(b[0], 1);
+	n = gpu_buckets(0, b);
+	assert_int_equal(n, 1);
+	assert_int_equal(b[0], 1);
+	n = gpu_buckets(4096, b);
+	assert_int_equal(n, 13);
+	assert_int_equal(b[12], 4096);
+
+	n = gpu_buckets(100, b);
+	assert_int_equal(gpu_bucket_of(b, n, 1), 0);
+	assert_int_equal(gpu_bucket_of(b, n, 2), 1);
+	assert_int_equal(gpu_bucket_of(b, n, 3), 2);
+	assert_int_equal(gpu_bucket_of(b, n, 64), 6);
+	assert_int_equal(gpu_bucket_of(b, n, 65), 7);
+	assert_int_equal(gpu_bucket_of(b, n, 100), 7);
+	assert_int_equal(gpu_bucket_of(b, n, 101), -1);
+	assert_int_equal(gpu_bucket_of(b, n, 0), -1);
+	/* every row count lands in the smallest bucket holding it */
+	n = gpu_buckets(256, b);
+	for (int r = 1; r <= 256; r++) {
+		int i = gpu_bucket_of(b, n, r);
+
+		assert_true(i >= 0 && b[i] >= r);
+		assert_true(i == 0 || b[i - 1] < r);
+	}
+}
+
+static void test_preferred(void **state)
+{
+	int p[BE_MAX_PREFERRED], n;
+	static const int want256[] = { 8, 16, 32, 64, 128, 256 };
+
+	n = gpu_preferred(256, p);
+	assert_int_equal(n, 6);
+	assert_memory_equal(p, want256, sizeof(want256));
+	n = gpu_preferred(100, p);	/* 8..64, then the limit */
+	assert_int_equal(n, 5);
+	assert_int_equal(p[3], 64);
+	assert_int_equal(p[4], 100);
+	n = gpu_preferred(4096, p);	/* 8..1024 would be 8 sizes: the limit replaces the last */
+	assert_int_equal(n, BE_MAX_PREFERRED);
+	assert_int_equal(p[BE_MAX_PREFERRED - 1], 4096);
+	for (int i = 1; i < n; i++)
+		assert_true(p[i] > p[i - 1]);
+	n = gpu_preferred(5, p);
+	assert_int_equal(n, 1);
+	assert_int_equal(p[0], 5);
+	n = gpu_preferred(8, p);
+	assert_int_equal(n, 1);
+	assert_int_equal(p[0], 8);
+}
+
+static void test_layout(void **state)
+{
+	struct gpu_layout l;
+
+	assert_int_equal(gpu_layout_plan(&l, 256, 784, 10), 0);
+	assert_int_equal(l.in_off, 0);
+	assert_int_equal(l.in_bytes, 256 * 784 * 4);
+	assert_int_equal(l.out_off % GPU_ALIGN, 0);
+	assert_true(l.out_off >= l.in_bytes);
+	assert_true(l.out_off < l.in_bytes + GPU_ALIGN);
+	assert_int_equal(l.out_bytes, 256 * 10 * 4);
+	assert_int_equal(l.bytes % GPU_ALIGN, 0);
+	assert_true(l.bytes >= l.out_off + l.out_bytes);
+
+	assert_int_equal(gpu_layout_plan(&l, 1, 3, 1), 0);	/* 12 bytes in: out at 256 */
+	assert_int_equal(l.out_off, 256);
+	assert_int_equal(l.bytes, 512);
+
+	assert_int_equal(gpu_layout_plan(&l, 0, 3, 1), -EINVAL);
+	assert_int_equal(gpu_layout_plan(&l, 4, 0, 1), -EINVAL);
+	assert_int_equal(gpu_layout_plan(&l, 4, 3, -1), -EINVAL);
+	assert_int_equal(gpu_align_up(0, 256), 0);
+	assert_int_equal(gpu_align_up(1, 256), 256);
+	assert_int_equal(gpu_align_up(256, 256), 256);
+	assert_int_equal(gpu_align_up(257, 256), 512);
+}
+
+static int freed;
+static void count_free(void *exec)
+{
+	freed += exec != NULL;
+}
+
+static void test_graph_cache(void **state)
+{
+	struct gpu_graph_cache c;
+	int model_a, model_b, exec1, exec2;
+	struct gpu_graph_key ka = { &model_a, 0, 3, 0 }, kb = { &model_b, 0, 3, 0 };
+	struct gpu_graph_key ka_slot1 = { &model_a, 1, 3, 0 }, ka_tf32 = { &model_a, 0, 3, 1 };
+	struct gpu_graph_entry *e, *e2;
+
+	assert_int_equal(gpu_graph_cache_init(&c, 4), 0);
+	e = gpu_graph_find(&c, &ka);
+	assert_non_null(e);
+	assert_int_equal(e->state, GPU_G_COLD);
+	/* graphs off: always plain, never warms */
+	assert_int_equal(gpu_graph_step(e, false), GPU_G_RUN);
+	assert_int_equal(e->state, GPU_G_COLD);
+	/* first run warms up, second captures, then replays */
+	assert_int_equal(gpu_graph_step(e, true), GPU_G_RUN);
+	assert_int_equal(e->state, GPU_G_WARM);
+	assert_int_equal(gpu_graph_step(e, true), GPU_G_CAPTURE);
+	gpu_graph_captured(e, &exec1);
+	assert_int_equal(e->state, GPU_G_READY);
+	assert_ptr_equal(e->exec, &exec1);
+	assert_int_equal(gpu_graph_step(e, true), GPU_G_REPLAY);
+	assert_int_equal(gpu_graph_step(e, true), GPU_G_REPLAY);
+	assert_ptr_equal(gpu_graph_find(&c, &ka), e);	/* the same key finds it */
+
+	/* model, slot and math each make another key */
+	e2 = gpu_graph_find(&c, &kb);
+	assert_ptr_not_equal(e2, e);
+	assert_int_equal(e2->state, GPU_G_COLD);
+	assert_ptr_not_equal(gpu_graph_find(&c, &ka_slot1), e);
+	assert_ptr_not_equal(gpu_graph_find(&c, &ka_tf32), e);
+	/* a failed capture runs plainly from then on */
+	gpu_graph_step(e2, true);
+	assert_int_equal(gpu_graph_step(e2, true), GPU_G_CAPTURE);
+	gpu_graph_captured(e2, NULL);
+	assert_int_equal(e2->state, GPU_G_FAILED);
+	assert_int_equal(gpu_graph_step(e2, true), GPU_G_RUN);
+	assert_int_equal(gpu_graph_step(e2, true), GPU_G_RUN);
+	/* full: NULL, which runs plainly */
+	{
+		struct gpu_graph_key k5 = { &model_b, 5, 5, 0 };
+
+		assert_null(gpu_graph_find(&c, &k5));
+		assert_int_equal(gpu_graph_step(NULL, true), GPU_G_RUN);
+	}
+	/* a second captured graph; free releases READY entries only */
+	e2 = gpu_graph_find(&c, &ka_slot1);
+	gpu_graph_step(e2, true);
+	gpu_graph_step(e2, true);
+	gpu_graph_captured(e2, &exec2);
+	freed = 0;
+	gpu_graph_cache_free(&c, count_free);
+	assert_int_equal(freed, 2);
+	assert_null(c.e);
+}
+
+/* ---- batches ---- */
+
+struct fake {
+	struct infer_req req[4];
+	struct infer_slice sl[4];
+	float in[4][3 * 2];		/* up to 3 rows x in_dim 2 each */
+	float out[4][3 * 3];		/* up to 3 rows x out_dim 3 each */
+	struct batch b;
+};
+
+/* 4 slices of 1, 3, 2, 1 rows; in_dim 2, values 100*slice + 10*row + col. */
+static void fake_init(struct fake *f)
+{
+	static const int rows[4] = { 1, 3, 2, 1 };
+
+	memset(f, 0, sizeof(*f));
+	for (int i = 0; i < 4; i++) {
+		atomic_init(&f->req[i].state, REQ_RUNNING);
+		f->sl[i].r = &f->req[i];
+		f->sl[i].rows = rows[i];
+		f->sl[i].input = f->in[i];
+		f->sl[i].output = f->out[i];
+		f->sl[i].status = -777;
+		for (int r = 0; r < rows[i]; r++)
+			for (int c = 0; c < 2; c++)
+				f->in[i][r * 2 + c] = (float)(100 * i + 10 * r + c);
+		for (int k = 0; k < 9; k++)
+			f->out[i][k] = -1.0f;	/* poison: unwritten stays -1 */
+	}
+	f->b.n_slices = 4;
+	f->b.slices = f->sl;
+	f->b.rows = 7;
+}
+
+static void test_pack_unpack(void **state)
+{
+	struct fake f;
+	bool live[4];
+	float staged[8 * 2], outs[8 * 3];
+	int rows;
+
+	fake_init(&f);
+	atomic_store(&f.req[1].state, REQ_CANCELLED);	/* its 3 rows never run */
+	rows = gpu_live(&f.b, live);
+	assert_int_equal(rows, 4);
+	assert_true(live[0] && !live[1] && live[2] && live[3]);
+	for (int i = 0; i < 16; i++)
+		staged[i] = 12345.0f;
+	assert_int_equal(gpu_pack(&f.b, live, staged, 2), 4);
+	/* dense, in slice order: slice 0 row 0, slice 2 rows 0-1, slice 3 row 0 */
+	{
+		static const float want[8] = { 0, 1, 200, 201, 210, 211, 300, 301 };
+
+		assert_memory_equal(staged, want, sizeof(want));
+	}
+	assert_true(staged[8] == 12345.0f);	/* past the live rows: untouched */
+
+	/* outputs: packed row k, column c = 1000k + c; rows 4..7 are padding */
+	for (int k = 0; k < 8; k++)
+		for (int c = 0; c < 3; c++)
+			outs[k * 3 + c] = k < 4 ? (float)(1000 * k + c) : 9999.0f;
+	assert_int_equal(gpu_unpack(&f.b, live, outs, 3), 4);
+	assert_true(f.out[0][0] == 0 && f.out[0][2] == 2);
+	assert_true(f.out[0][3] == -1.0f);		/* slice 0 has one row */
+	for (int k = 0; k < 9; k++)
+		assert_true(f.out[1][k] == -1.0f);	/* cancelled: never written */
+	assert_true(f.out[2][0] == 1000 && f.out[2][3] == 2000 && f.out[2][5] == 2002);
+	assert_true(f.out[3][0] == 3000 && f.out[3][2] == 3002);
+	for (int i = 0; i < 4; i++)			/* no padding value reached an answer */
+		for (int k = 0; k < 9; k++)
+			assert_true(f.out[i][k] != 9999.0f);
+}
+
+static void test_sticky(void **state)
+{
+	static const int sticky[] = {
+		GPU_ERR_ILLEGAL_ADDRESS, GPU_ERR_ECC_UNCORRECTABLE, GPU_ERR_LAUNCH_FAILURE,
+		GPU_ERR_HARDWARE_STACK_ERROR, GPU_ERR_ILLEGAL_INSTRUCTION,
+		GPU_ERR_MISALIGNED_ADDRESS, GPU_ERR_INVALID_ADDRESS_SPACE, GPU_ERR_INVALID_PC,
+		GPU_ERR_DEVICES_UNAVAILABLE, GPU_ERR_NO_DEVICE, GPU_ERR_DEVICE_UNINITIALIZED,
+		GPU_ERR_INSUFFICIENT_DRIVER, GPU_ERR_LAUNCH_TIMEOUT, GPU_ERR_ASSERT,
+		GPU_ERR_CONTEXT_IS_DESTROYED, GPU_ERR_NVLINK_UNCORRECTABLE, GPU_ERR_UNKNOWN,
+	};
+	static const int not_sticky[] = {
+		GPU_ERR_SUCCESS, GPU_ERR_MEMORY_ALLOCATION, GPU_ERR_NOT_READY,
+		GPU_ERR_LAUNCH_OUT_OF_RESOURCES, GPU_ERR_CUBLAS, 1 /* invalid value */,
+		900 /* stream capture unsupported */, 98 /* invalid device function */,
+	};
+
+	/* the values are cudaError_t's (driver_types.h) */
+	assert_int_equal(GPU_ERR_ILLEGAL_ADDRESS, 700);
+	assert_int_equal(GPU_ERR_ECC_UNCORRECTABLE, 214);
+	assert_int_equal(GPU_ERR_NO_DEVICE, 100);
+	assert_int_equal(GPU_ERR_LAUNCH_FAILURE, 719);
+	for (size_t i = 0; i < sizeof(sticky) / sizeof(sticky[0]); i++)
+		assert_true(gpu_err_sticky(sticky[i]));
+	for (size_t i = 0; i < sizeof(not_sticky) / sizeof(not_sticky[0]); i++)
+		assert_false(gpu_err_sticky(not_sticky[i]));
+}
+
+static void test_complete(void **state)
+{
+	struct fake f;
+	bool live[4];
+
+	/* success: live slices 0, the cancelled one untouched */
+	fake_init(&f);
+	atomic_store(&f.req[2].state, REQ_EXPIRED);
+	gpu_live(&f.b, live);
+	assert_int_equal(gpu_complete(&f.b, live, 0, NULL, NULL), GPU_V_OK);
+	assert_int_equal(f.sl[0].status, 0);
+	assert_int_equal(f.sl[1].status, 0);
+	assert_int_equal(f.sl[2].status, -777);
+	assert_int_equal(f.sl[3].status, 0);
+	assert_string_equal(f.b.errmsg, "");
+
+	/* not sticky: 500 with the step and the text */
+	fake_init(&f);
+	gpu_live(&f.b, live);
+	assert_int_equal(gpu_complete(&f.b, live, GPU_ERR_LAUNCH_OUT_OF_RESOURCES, "cublasSgemm",
+				      "too many resources requested for launch"), GPU_V_FAILED);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(f.sl[i].status, 500);
+	assert_non_null(strstr(f.b.errmsg, "cublasSgemm"));
+	assert_non_null(strstr(f.b.errmsg, "too many resources"));
+	assert_non_null(strstr(f.b.errmsg, "(701)"));
+	assert_null(strstr(f.b.errmsg, "sticky"));
+
+	/* sticky: every live slice BE_RETRY (failover), nothing else */
+	fake_init(&f);
+	atomic_store(&f.req[0].state, REQ_CANCELLED);
+	gpu_live(&f.b, live);
+	assert_int_equal(gpu_complete(&f.b, live, GPU_ERR_ILLEGAL_ADDRESS, "stream",
+				      "an illegal memory access was encountered"), GPU_V_DOWN);
+	assert_int_equal(f.sl[0].status, -777);
+	for (int i = 1; i < 4; i++)
+		assert_int_equal(f.sl[i].status, BE_RETRY);
+	assert_non_null(strstr(f.b.errmsg, "illegal memory access"));
+	assert_non_null(strstr(f.b.errmsg, "sticky"));
+	for (int i = 0; i < 4; i++)	/* outputs never written on failure */
+		for (int k = 0; k < 9; k++)
+			assert_true(f.out[i][k] == -1.0f);
+}
+
+static void test_settle_down_once(void **state)
+{
+	struct backend be = { 0 };
+	struct gpu_health h;
+	struct fake f;
+	bool live[4];
+
+	be.conf.name = "gpu0";
+	be_state_set(&be, BE_UP);
+	gpu_health_init(&h);
+
+	/* a non-sticky failure: the backend stays up */
+	fake_init(&f);
+	gpu_live(&f.b, live);
+	assert_int_equal(gpu_settle(&be, &h, &f.b, live, GPU_ERR_MEMORY_ALLOCATION, "x", "oom"),
+			 GPU_V_FAILED);
+	assert_int_equal(be_state_get(&be), BE_UP);
+	assert_false(atomic_load(&h.down));
+
+	/* a sticky one: down, reason kept */
+	fake_init(&f);
+	gpu_live(&f.b, live);
+	assert_int_equal(gpu_settle(&be, &h, &f.b, live, GPU_ERR_ECC_UNCORRECTABLE, "stream",
+				    "uncorrectable ECC error encountered"), GPU_V_DOWN);
+	assert_int_equal(be_state_get(&be), BE_DOWN);
+	assert_true(atomic_load(&h.down));
+	assert_non_null(strstr(h.reason, "uncorrectable ECC"));
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(f.sl[i].status, BE_RETRY);
+
+	/* the next one (another stream's batch) fails over too; the first
+	 * reason stays and the trip happens once */
+	fake_init(&f);
+	gpu_live(&f.b, live);
+	assert_int_equal(gpu_settle(&be, &h, &f.b, live, GPU_ERR_ILLEGAL_ADDRESS, "stream",
+				    "illegal address"), GPU_V_DOWN);
+	assert_non_null(strstr(h.reason, "uncorrectable ECC"));
+	assert_false(gpu_health_trip(&h, "again"));
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(f.sl[i].status, BE_RETRY);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_buckets),
+		cmocka_unit_test(test_preferred),
+		cmocka_unit_test(test_layout),
+		cmocka_unit_test(test_graph_cache),
+		cmocka_unit_test(test_pack_unpack),
+		cmocka_unit_test(test_sticky),
+		cmocka_unit_test(test_complete),
+		cmocka_unit_test(test_settle_down_once),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
