@@ -102,7 +102,16 @@ skip() {
 
 # The GPU first: is there one?
 gw gpu "$(gpu_yaml true)"
-if ! bench_wait_http "http://127.0.0.1:${GW_PORT[gpu]}/v2/health/ready" "${GW_PID[gpu]}" 60; then
+# ready, or the gateway's "left down" (no device) - whichever comes first
+for _ in $(seq 600); do
+	grep -q 'left down' "$T/gpu.log" && break
+	curl -s -o /dev/null --max-time 1 --http2-prior-knowledge \
+		"http://127.0.0.1:${GW_PORT[gpu]}/v2/health/ready" -w '%{http_code}' 2>/dev/null |
+		grep -q 200 && break
+	sleep 0.1
+done
+if grep -q 'left down' "$T/gpu.log" ||
+	! bench_wait_http "http://127.0.0.1:${GW_PORT[gpu]}/v2/health/ready" "${GW_PID[gpu]}" 5; then
 	why=$(grep -m1 -E 'CUDA|cuda|gpu0' "$T/gpu.log" || tail -2 "$T/gpu.log")
 	why=$(printf '%s' "$why" | tr '\n`' '  ' | head -c 300)
 	"$INFERGW" --version 2>&1 | grep -qw cuda || why="infergw built without CUDA ($why)"
