@@ -7,6 +7,9 @@
 #                   overload, reloads (bench/RESULTS.md)
 #   make sim        the data-centre simulator (bench/sim); make sim-report runs it
 #   make models     generate the large synthetic MLP for benchmarks
+#   make gpu-check  the GPU backend against the CPU backend on a device
+#                   (tests/gpu/gpu_check.c; says so and passes without one)
+#   make bench-gpu  GPU vs CPU through the gateway (bench/gpu.sh; needs a device)
 #
 #   make asan       build-asan/infergw with ASan+UBSan (run by make test)
 #   make tsan       build-tsan/infergw with ThreadSanitizer (run by make test)
@@ -106,7 +109,8 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(GPU_OBJ) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit asan tsan arm64 integration bench sim sim-report models clean help FORCE
+.PHONY: all deps run test unit asan tsan arm64 integration bench sim sim-report models clean help FORCE \
+	gpu-check bench-gpu
 all: $(BUILD)/infergw $(BUILD)/infergw-agent
 
 $(BUILD)/obj/%.o: %.c $(BUILD)/gen/cuda.stamp
@@ -169,6 +173,28 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -lcmocka -o $@
+
+# tests/gpu/gpu_check: be_gpu_ops against be_cpu_ops, every batch size
+# (docs/gpu.md).  Built with or without CUDA (without it, or without a
+# device, it exits 77 "skipped: ..."); tests/run_all.sh's gpu suite runs it.
+$(BUILD)/tests/gpu_check: tests/gpu/gpu_check.c $(BUILD)/libinfergw.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -o $@
+
+# make gpu-check [GPU_CHECK_ARGS="--device 1 ..."]: mlp-large when generated
+# (make models), else digits.  Exit 77 (no CUDA, no device) is a skip: said,
+# not an error; any mismatch fails.
+gpu-check: $(BUILD)/tests/gpu_check
+	@rc=0; ./$(BUILD)/tests/gpu_check $(GPU_CHECK_ARGS) || rc=$$?; \
+	if [ $$rc -eq 77 ]; then echo "gpu-check: skipped (see the line above)"; \
+	elif [ $$rc -ne 0 ]; then echo "gpu-check: FAILED (exit $$rc)"; exit $$rc; fi
+
+# GPU vs CPU through the gateway on mlp-large (bench/gpu.sh); without a
+# device it writes why it skipped.  Also part `gpu` of bench/run.sh.
+bench-gpu: deps all models
+	@mkdir -p bench/results
+	bash bench/gpu.sh bench/results/gpu-latest.md; rc=$$?; cat bench/results/gpu-latest.md; exit $$rc
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
 

@@ -11,9 +11,12 @@
 #   6. bench/reload.sh     reload request to swap, unchanged / model added
 #   7. bench/remote.sh     gateway -> infergw-agent vs in-process CPU; 1/2/4
 #                          agents; CPU only vs CPU + agents at one objective
+#   8. bench/gpu.sh       mlp-large on gpu0 vs cpu0 through the gateway, per
+#                          request size; graphs on/off; CPU vs CPU + GPU
+#                          (skipped, with the reason, without a device)
 #   (the simulator has its own report: bench/sim/report.sh, `make sim-report`)
 #
-# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload|remote]...   (default: all)
+# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload|remote|gpu]...   (default: all)
 # Per-round raw results: bench/results/raw/{h2_health,infer}.jsonl.
 # Each part is bounded in requests and seconds; all traffic is 127.0.0.1.
 # bench/RESULTS.md is curated by hand from a run's latest.md.
@@ -21,7 +24,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 
-PARTS=${*:-h2 infer kernel payloads overload reload remote}
+PARTS=${*:-h2 infer kernel payloads overload reload remote gpu}
 mkdir -p bench/results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/results/latest.md
@@ -51,7 +54,8 @@ for p in $PARTS; do
 	overload) script=bench/overload.sh; to_stdout=1 ;;
 	reload) script=bench/reload.sh; to_stdout=1 ;;
 	remote) script=bench/remote.sh ;;
-	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload, remote)" >&2; exit 2 ;;
+	gpu) script=bench/gpu.sh ;;
+	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload, remote, gpu)" >&2; exit 2 ;;
 	esac
 	echo "== $script" >&2
 	s0=$(date +%s)

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run every suite and finish with one line "N passed, N failed, N skipped"
 # summed over all of them.  Exit status: 0 only when nothing failed.
-# SUITES="asan tsan" runs only those suites (of: unit layering integration attack asan
-# tsan fuzz arm64); unset, all of them.
+# SUITES="asan tsan" runs only those suites (of: unit layering gpu integration attack
+# asan tsan fuzz arm64); unset, all of them.
 set -u
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -67,6 +67,44 @@ fi
 # Layering: #include arrows point one way (tools/layering.sh).
 if want layering; then
 	if bash tools/layering.sh; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+fi
+
+# GPU (tests/gpu/gpu_check.c, docs/gpu.md): the comparison's self-test and
+# the whole harness with CPU stand-ins (digits, batch sizes 1..80) run
+# everywhere, one pass each; then the GPU backend against the CPU backend,
+# every batch size: exit 0 one pass, 77 one skip with its reason ("gpu:
+# skipped: no CUDA device: ..." or "built without CUDA"), else one failure.
+if want gpu; then
+	out="$log_dir/gpu.log"
+	if ! make -s build/tests/gpu_check >"$out" 2>&1; then
+		echo "gpu: FAILED: build/tests/gpu_check does not build (see $out)"
+		fail=$((fail + 1))
+	else
+		for args in "--self-test" "--dut cpu --model config/models/digits --max-rows 80 --iters 2"; do
+			# shellcheck disable=SC2086
+			if timeout 300 build/tests/gpu_check $args >>"$out" 2>&1; then
+				echo "gpu: gpu_check $args: passed"
+				pass=$((pass + 1))
+			else
+				echo "gpu: gpu_check $args: FAILED (see $out)"
+				fail=$((fail + 1))
+			fi
+		done
+		timeout 900 build/tests/gpu_check --csv build/test-logs/gpu_check.csv \
+			>"$log_dir/gpu_check.log" 2>&1
+		rc=$?
+		if [ "$rc" -eq 0 ]; then
+			echo "gpu: gpu_check: passed ($(grep -c '^gpu-' "$log_dir/gpu_check.log") result lines)"
+			pass=$((pass + 1))
+		elif [ "$rc" -eq 77 ]; then
+			echo "gpu: $(grep -m1 '^skipped' "$log_dir/gpu_check.log")"
+			skip=$((skip + 1))
+		else
+			echo "gpu: gpu_check FAILED (exit $rc):"
+			grep -E '^(MISMATCH|FAILED)' "$log_dir/gpu_check.log" | head -20 | sed 's/^/    /'
+			fail=$((fail + 1))
+		fi
+	fi
 fi
 
 # The attack suite: hostile clients (tests/attack), one pytest run.

@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""gpu_body.py - request bodies, answer checks and tables for bench/gpu.sh.
+
+usage: gpu_body.py gen MODEL_DIR OUTDIR ROWS...
+       gpu_body.py check HEADERS BODY EXPECT.npy
+       gpu_body.py table RUNS.jsonl LOGDIR ROWS...
+
+gen writes, per ROWS (a request of that many rows), OUTDIR/b{ROWS}.body
+(Triton binary tensor extension: compact JSON header, raw little-endian
+FP32, output binary_data true; header length in OUTDIR/b{ROWS}.hl) and
+OUTDIR/b{ROWS}.npy, the float64 reference answer (payloads.forward).
+Inputs are seeded uniform [-1, 1) numbers (seed ROWS).
+
+check decodes one answer (curl -D HEADERS -o BODY) and compares it with the
+reference: per row, ||got - want|| / ||want|| under 2e-3 (TF32 runs pass;
+a wrong or missing row does not).  Prints one line; exit 1 on a mismatch.
+
+table prints the markdown tables of bench/gpu.sh from parse_h2load.py lines
+named "{gw}.b{ROWS}" (rounds pooled: median req/s, p50/p99 over every logged
+request): throughput per batch size for each gateway, rows/s, GPU/CPU ratio,
+graphs on vs off, and the seed's comparison (cpu vs cpu+gpu at one load).
+"""
+import json
+import os
+import statistics
+import struct
+import sys
+
+import numpy as np
+
+from payloads import forward, model_yaml, safetensors
+from report import load, pooled_percentiles
+
+
+def gen(model_dir, outdir, rows_list):
+    meta = model_yaml(os.path.join(model_dir, "model.yaml"))
+    (in_name, width), (out_name, _) = meta["inputs"][0], meta["outputs"][0]
+    w = safetensors(os.path.join(model_dir, meta.get("weights", "model.safetensors")))
+    for rows in rows_list:
+        x = np.random.default_rng(rows).uniform(-1, 1, (rows, width)).astype("<f4")
+        want = np.stack([forward(meta, w, x[i]) for i in range(rows)])
+        np.save(os.path.join(outdir, f"b{rows}.npy"), want)
+        hdr = json.dumps({"inputs": [{"name": in_name, "shape": [rows, width], "datatype": "FP32",
+                                      "parameters": {"binary_data_size": x.nbytes}}],
+                          "outputs": [{"name": out_name, "parameters": {"binary_data": True}}]},
+                         separators=(",", ":")).encode()
+        with open(os.path.join(outdir, f"b{rows}.body"), "wb") as f:
+            f.write(hdr + x.tobytes())
+        with open(os.path.join(outdir, f"b{rows}.hl"), "w") as f:
+            f.write(str(len(hdr)))
+
+
+def check(hdr_path, body_path, expect_path):
+    want = np.load(expect_path)
+    heads = {}
+    for line in open(hdr_path, errors="replace"):
+        k, _, v = line.partition(":")
+        heads[k.strip().lower()] = v.strip()
+    raw = open(body_path, "rb").read()
+    hl = int(heads.get("inference-header-content-length", len(raw)))
+    got = np.frombuffer(raw[hl:], "<f4")
+    if got.size != want.size:
+        print(f"MISMATCH: {got.size} values, want {want.size} ({raw[:hl][:200]!r})")
+        return 1
+    got = got.reshape(want.shape).astype(np.float64)
+    err = (np.linalg.norm(got - want, axis=1) / np.linalg.norm(want, axis=1)).max()
+    print(f"{want.shape[0]} rows, worst row relative error {err:.3g}" +
+          (" MISMATCH" if not err < 2e-3 else ""))
+    return 0 if err < 2e-3 else 1
+
+
+def table(runs_path, logdir, rows_list):
+    order, runs = load(runs_path)
+
+    def row(name):
+        ok = [r for r in runs.get(name, []) if r.get("rps")]
+        pp = pooled_percentiles(logdir, name) or {}
+        bad = sum((r.get("failed") or 0) + (r.get("errored") or 0) + (r.get("s4xx") or 0) +
+                  (r.get("s5xx") or 0) for r in runs.get(name, []))
+        rps = statistics.median([r["rps"] for r in ok]) if ok else None
+        return rps, pp.get("p50"), pp.get("p99"), bad
+
+    def f(v, spec):
+        return "n/a" if v is None else format(v, spec)
+
+    gws = []
+    for n in order:
+        g = n.rsplit(".b", 1)[0]
+        if g not in gws:
+            gws.append(g)
+    print("| gateway | rows/request | req/s (median) | rows/s | p50 ms | p99 ms | failed/4xx/5xx |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    R = {}
+    for g in gws:
+        for b in rows_list:
+            name = f"{g}.b{b}"
+            if name not in runs:
+                continue
+            rps, p50, p99, bad = R[name] = row(name)
+            print(f"| {g} | {b} | {f(rps, '.0f')} | {f(rps and rps * b, '.0f')} | "
+                  f"{f(p50, '.3f')} | {f(p99, '.3f')} | {bad} |")
+    print()
+
+    def ratio(a, b, bs):
+        x, y = R.get(f"{a}.b{bs}"), R.get(f"{b}.b{bs}")
+        return f"{x[0] / y[0]:.2f}" if x and y and x[0] and y[0] else "n/a"
+
+    pairs = [("gpu", "cpu", "GPU / CPU throughput"), ("gpu", "gpu-nograph", "graphs on / off"),
+             ("cpu+gpu", "cpu", "CPU + GPU / CPU only (same -c/-m)")]
+    print("| ratio | " + " | ".join(f"{b} rows" for b in rows_list) + " |")
+    print("|---|" + "---:|" * len(rows_list))
+    for a, b, label in pairs:
+        print(f"| {label} | " + " | ".join(ratio(a, b, bs) for bs in rows_list) + " |")
+
+
+def main(argv):
+    if len(argv) >= 4 and argv[1] == "gen":
+        gen(argv[2], argv[3], [int(v) for v in argv[4:]])
+        return 0
+    if len(argv) == 5 and argv[1] == "check":
+        return check(argv[2], argv[3], argv[4])
+    if len(argv) >= 4 and argv[1] == "table":
+        table(argv[2], argv[3], [int(v) for v in argv[4:]])
+        return 0
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
