@@ -68,7 +68,7 @@ FEATURES := http2 http1.1 tls-alpn kserve-v2 binary-tensor msgpack cpu-onednn ho
 
 LIB_SRC := gateway/control.c $(wildcard gateway/*/*.c) \
            $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
-           $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c)
+           $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) dpdk/pkt.c
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -105,7 +105,7 @@ $(BUILD)/infergw: $(BUILD)/obj/gateway/main.o $(BUILD)/libinfergw.a
 # tests/unit/test_agent.c links the same archive.
 AGENT_SRC := $(filter-out agent/main.c,$(wildcard agent/*.c)) gateway/core/log.c \
              $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
-             $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c)
+             $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) dpdk/pkt.c
 AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 
 $(BUILD)/libagent.a: $(AGENT_OBJ)
