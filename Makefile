@@ -84,7 +84,7 @@ endif
 
 LIB_SRC := gateway/control.c $(wildcard gateway/*/*.c) \
            $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
-           $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c)
+           $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) dpdk/pkt.c
 ifeq ($(DPDK_ON),1)
 LIB_SRC += $(wildcard dpdk/dp*.c)
 endif
@@ -100,7 +100,7 @@ $(BUILD)/obj/%.o: %.c
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/dpdk/%.o: dpdk/%.c
+$(BUILD)/obj/dpdk/dp%.o: dpdk/dp%.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) $(DPDK_CFLAGS) -MMD -MP -c $< -o $@
@@ -129,7 +129,7 @@ $(BUILD)/infergw: $(BUILD)/obj/gateway/main.o $(BUILD)/libinfergw.a
 # tests/unit/test_agent.c links the same archive.
 AGENT_SRC := $(filter-out agent/main.c,$(wildcard agent/*.c)) gateway/core/log.c \
              $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
-             $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c)
+             $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) dpdk/pkt.c
 AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 
 $(BUILD)/libagent.a: $(AGENT_OBJ)
