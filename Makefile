@@ -100,7 +100,9 @@ $(BUILD)/obj/%.o: %.c
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
-$(BUILD)/obj/dpdk/dp%.o: dpdk/dp%.c
+# dpdk/dp*.c: the only objects that see the DPDK headers.
+DP_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard dpdk/dp*.c))
+$(DP_OBJ): $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) $(DPDK_CFLAGS) -MMD -MP -c $< -o $@

@@ -603,13 +603,24 @@ static int dp_eal_init(const struct dpdk_conf *d, char **err)
 	char *argv[CFG_DPDK_MAX_EAL + 8], map[4096], mainarg[32];
 	int argc = 0, rc, main_id = 0;
 	pthread_t self = pthread_self();
+	bool nohuge = dp_has_arg(d, "--no-huge", false);
 	cpu_set_t keep;
 
 	argv[argc++] = "infergw";
+	/*
+	 * Tests and side-by-side instances never share EAL files: --in-memory
+	 * unless a --file-prefix is given.  --no-huge implies legacy memory,
+	 * which EAL refuses together with --in-memory: there, --no-shconf
+	 * (no shared config, no IPC socket) is the same isolation, and a
+	 * given --in-memory is replaced by it.
+	 */
 	for (int i = 0; i < d->n_eal; i++)
-		argv[argc++] = d->eal[i];
-	/* Tests and side-by-side instances never share hugepage files. */
-	if (!dp_has_arg(d, "--file-prefix", false) && !dp_has_arg(d, "--in-memory", false))
+		if (!nohuge || strcmp(d->eal[i], "--in-memory"))
+			argv[argc++] = d->eal[i];
+	if (nohuge && !dp_has_arg(d, "--file-prefix", false) && !dp_has_arg(d, "--no-shconf", false))
+		argv[argc++] = "--no-shconf";
+	else if (!nohuge && !dp_has_arg(d, "--file-prefix", false) &&
+		 !dp_has_arg(d, "--in-memory", false))
 		argv[argc++] = "--in-memory";
 	if (!dp_has_arg(d, "--telemetry", false) && !dp_has_arg(d, "--no-telemetry", false))
 		argv[argc++] = "--no-telemetry";
