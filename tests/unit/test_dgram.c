@@ -164,15 +164,22 @@ static void build(msgpack_sbuffer *sb, enum defect d)
 	}
 }
 
+/* The last decoded datagram: r's views point into it, so it lives until
+ * the next decode (or the test's teardown). */
+static msgpack_sbuffer kept;
+
 static int decode(enum defect d, struct dg_req *r, char *err, size_t errlen)
 {
-	msgpack_sbuffer sb;
-	int rc;
+	msgpack_sbuffer_destroy(&kept);
+	build(&kept, d);
+	return dg_decode((const uint8_t *)kept.data, kept.size, r, err, errlen);
+}
 
-	build(&sb, d);
-	rc = dg_decode((const uint8_t *)sb.data, sb.size, r, err, errlen);
-	msgpack_sbuffer_destroy(&sb);
-	return rc;
+static int teardown(void **state)
+{
+	msgpack_sbuffer_destroy(&kept);
+	memset(&kept, 0, sizeof(kept));
+	return 0;
 }
 
 static void test_decode_valid(void **state)
@@ -506,13 +513,13 @@ static void test_encode_error(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_decode_valid, setup),
-		cmocka_unit_test_setup(test_decode_errors, setup),
-		cmocka_unit_test_setup(test_decode_malformed, setup),
-		cmocka_unit_test_setup(test_check, setup),
-		cmocka_unit_test_setup(test_encode_answer, setup),
-		cmocka_unit_test_setup(test_check_fits, setup),
-		cmocka_unit_test_setup(test_encode_error, setup),
+		cmocka_unit_test_setup_teardown(test_decode_valid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decode_errors, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decode_malformed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_encode_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_check_fits, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_encode_error, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
