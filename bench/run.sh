@@ -11,9 +11,11 @@
 #   6. bench/reload.sh     reload request to swap, unchanged / model added
 #   7. bench/remote.sh     gateway -> infergw-agent vs in-process CPU; 1/2/4
 #                          agents; CPU only vs CPU + agents at one objective
+#   9. bench/dpdk.sh      the DPDK fast path: software ceiling per lcore and
+#                          stage cycles; UDP over veth vs HTTP/2 (root, DPDK build)
 #   (the simulator has its own report: bench/sim/report.sh, `make sim-report`)
 #
-# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload|remote]...   (default: all)
+# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload|remote|dpdk]...   (default: all)
 # Per-round raw results: bench/results/raw/{h2_health,infer}.jsonl.
 # Each part is bounded in requests and seconds; all traffic is 127.0.0.1.
 # bench/RESULTS.md is curated by hand from a run's latest.md.
@@ -21,7 +23,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 
-PARTS=${*:-h2 infer kernel payloads overload reload remote}
+PARTS=${*:-h2 infer kernel payloads overload reload remote dpdk}
 mkdir -p bench/results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/results/latest.md
@@ -51,7 +53,8 @@ for p in $PARTS; do
 	overload) script=bench/overload.sh; to_stdout=1 ;;
 	reload) script=bench/reload.sh; to_stdout=1 ;;
 	remote) script=bench/remote.sh ;;
-	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload, remote)" >&2; exit 2 ;;
+	dpdk) script=bench/dpdk.sh ;;
+	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload, remote, dpdk)" >&2; exit 2 ;;
 	esac
 	echo "== $script" >&2
 	s0=$(date +%s)
