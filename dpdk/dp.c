@@ -76,6 +76,7 @@ struct dp_lcore {
 	struct runtime *rt;		/* the snapshot new requests use, or NULL */
 	uint64_t gen;
 	int in_flight;			/* submitted, not yet answered */
+	bool done;			/* the loop returned (release/acquire with dp_stop) */
 	int n_tx;
 	struct rte_mbuf *tx[DP_MAX_BURST];
 	struct dp_stats st __attribute__((aligned(64)));
@@ -91,7 +92,8 @@ struct dp_req {
 };
 
 static struct dp_state {
-	bool eal_up, port_up, running;
+	bool eal_up, port_up, running;	/* main thread only */
+	bool lcores_ready;		/* lcores and n_lcores set: /metrics may read */
 	_Atomic bool stop;
 	uint16_t port;
 	int burst;
@@ -130,7 +132,9 @@ static void dp_metrics(struct evbuffer *out)
 {
 	struct dp_stats sum = { 0 };
 
-	if (!dp.running && !dp.lcores)
+	/* Published once (release) after the lcores exist; never cleared: the
+	 * lcore array outlives the data path. */
+	if (!__atomic_load_n(&dp.lcores_ready, __ATOMIC_ACQUIRE))
 		return;
 	for (int i = 0; i < dp.n_lcores; i++) {
 		struct dp_stats *s = &dp.lcores[i].st;
@@ -510,6 +514,10 @@ static int dp_lcore_main(void *arg)
 	struct rte_mbuf *rx[DP_MAX_BURST];
 	uint64_t t0;
 
+	/* Pairs with dp_start's release: EAL's launch handshake is its own
+	 * (uninstrumented) sync, this one makes the order explicit. */
+	(void)__atomic_load_n(&dp.lcores_ready, __ATOMIC_ACQUIRE);
+
 	log_info("lcore=%u queues=%d txq=%u msg=\"dpdk lcore polling\"", lc->lcore_id, lc->n_rxq,
 		 lc->txq);
 	while (!atomic_load_explicit(&dp.stop, memory_order_relaxed)) {
@@ -544,6 +552,7 @@ static int dp_lcore_main(void *arg)
 			 "the grace period are abandoned\"", lc->lcore_id, lc->in_flight);
 	rt_put(lc->rt);
 	lc->rt = NULL;
+	__atomic_store_n(&lc->done, true, __ATOMIC_RELEASE);	/* dp_stop acquires */
 	return 0;
 }
 
@@ -822,6 +831,7 @@ int dp_start(const struct dpdk_conf *d, char **err)
 		return rc;
 	}
 	dp.tsc_hz = rte_get_tsc_hz();
+	__atomic_store_n(&dp.lcores_ready, true, __ATOMIC_RELEASE);
 	atomic_store(&dp.stop, false);
 	met_on_render(dp_metrics);
 	for (int i = 0; i < dp.n_lcores; i++) {
@@ -872,6 +882,8 @@ void dp_stop(uint32_t grace_ms)
 	dp.drain_deadline = now_ns() + (uint64_t)grace_ms * 1000000;
 	atomic_store(&dp.stop, true);	/* seq_cst: the deadline is seen with it */
 	rte_eal_mp_wait_lcore();
+	for (int i = 0; i < dp.n_lcores; i++)
+		(void)__atomic_load_n(&dp.lcores[i].done, __ATOMIC_ACQUIRE);
 	dp.running = false;
 	dp_log_stages();
 	dp_teardown();
