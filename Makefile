@@ -95,16 +95,35 @@ ifneq ($(HAVE_DPDK),1)
 $(error USE_DPDK=1 but pkg-config cannot find libdpdk (apt-get install libdpdk-dev))
 endif
 endif
+# DPDK (dpdk/dp*.c): on when found, unless USE_DPDK=0.  Linked shared (the
+# static archives are hundreds of MB); the PMDs (net_pcap, net_af_packet,
+# net_null, net_ring) are plugins EAL loads from its driver directory.
+# The DPDK headers go only to dpdk/ objects (-isystem: their warnings are
+# not ours), so the rest of the tree never sees rte_config.h.
+ifneq ($(USE_DPDK),0)
+ifeq ($(HAVE_DPDK),1)
+DPDK_ON     := 1
+DPDK_CFLAGS := $(patsubst -I%,-isystem %,$(shell pkg-config --cflags libdpdk))
+LDLIBS      += $(shell pkg-config --libs libdpdk)
+CFLAGS      += -DUSE_DPDK
+endif
+endif
 
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo 0.1.0)
 FEATURES := http2 http1.1 tls-alpn kserve-v2 binary-tensor msgpack cpu-onednn hot-reload remote-agent
 ifeq ($(HAVE_CUDA),1)
 FEATURES += cuda
 endif
+ifeq ($(DPDK_ON),1)
+FEATURES += dpdk
+endif
 
 LIB_SRC := gateway/control.c $(wildcard gateway/*/*.c) \
            $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
-           $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) $(GPU_SRC)
+           $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) $(GPU_SRC) dpdk/pkt.c
+ifeq ($(DPDK_ON),1)
+LIB_SRC += $(wildcard dpdk/dp*.c)
+endif
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(GPU_OBJ) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -128,6 +147,13 @@ $(BUILD)/obj/%.cu.o: %.cu
 $(BUILD)/gen/cuda.stamp: FORCE
 	@mkdir -p $(dir $@)
 	@if [ ! -f $@ ] || [ "$$(cat $@)" != "cuda=$(HAVE_CUDA)" ]; then echo "cuda=$(HAVE_CUDA)" > $@; fi
+
+# dpdk/dp*.c: the only objects that see the DPDK headers.
+DP_OBJ := $(patsubst %.c,$(BUILD)/obj/%.o,$(wildcard dpdk/dp*.c))
+$(DP_OBJ): $(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC    $<")
+	$(Q)$(CC) $(CFLAGS) $(DPDK_CFLAGS) -MMD -MP -c $< -o $@
 
 # Rewritten only when the version or features change, so objects agree.
 $(BUILD)/gen/version.c: FORCE
@@ -153,7 +179,7 @@ $(BUILD)/infergw: $(BUILD)/obj/gateway/main.o $(BUILD)/libinfergw.a
 # tests/unit/test_agent.c links the same archive.
 AGENT_SRC := $(filter-out agent/main.c,$(wildcard agent/*.c)) gateway/core/log.c \
              $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
-             $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) $(GPU_SRC)
+             $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) $(GPU_SRC) dpdk/pkt.c
 AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o) $(GPU_OBJ) $(BUILD)/obj/gen/version.o
 
 $(BUILD)/libagent.a: $(AGENT_OBJ)
@@ -203,7 +229,7 @@ DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-de
             libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev zlib1g-dev apache2-utils \
             python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
             python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl \
-            clang libclang-rt-14-dev libtsan2
+            clang libclang-rt-14-dev libtsan2 libdpdk-dev dpdk
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \

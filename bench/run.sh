@@ -14,9 +14,11 @@
 #   8. bench/gpu.sh       mlp-large on gpu0 vs cpu0 through the gateway, per
 #                          request size; graphs on/off; CPU vs CPU + GPU
 #                          (skipped, with the reason, without a device)
+#   9. bench/dpdk.sh      the DPDK fast path: software ceiling per lcore and
+#                          stage cycles; UDP over veth vs HTTP/2 (root, DPDK build)
 #   (the simulator has its own report: bench/sim/report.sh, `make sim-report`)
 #
-# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload|remote|gpu]...   (default: all)
+# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload|remote|gpu|dpdk]...   (default: all)
 # Per-round raw results: bench/results/raw/{h2_health,infer}.jsonl.
 # Each part is bounded in requests and seconds; all traffic is 127.0.0.1.
 # bench/RESULTS.md is curated by hand from a run's latest.md.
@@ -24,7 +26,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 
-PARTS=${*:-h2 infer kernel payloads overload reload remote gpu}
+PARTS=${*:-h2 infer kernel payloads overload reload remote gpu dpdk}
 mkdir -p bench/results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/results/latest.md
@@ -55,7 +57,8 @@ for p in $PARTS; do
 	reload) script=bench/reload.sh; to_stdout=1 ;;
 	remote) script=bench/remote.sh ;;
 	gpu) script=bench/gpu.sh ;;
-	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload, remote, gpu)" >&2; exit 2 ;;
+	dpdk) script=bench/dpdk.sh ;;
+	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload, remote, gpu, dpdk)" >&2; exit 2 ;;
 	esac
 	echo "== $script" >&2
 	s0=$(date +%s)

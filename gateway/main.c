@@ -15,6 +15,7 @@
 #include "access.h"
 #include "config.h"
 #include "control.h"
+#include "dpdk/dp.h"
 #include "metrics.h"
 #include "log.h"
 #include "runtime.h"
@@ -86,6 +87,7 @@ static int serve(const struct ctl_opts *o)
 	struct server srv;
 	char *err = NULL;
 	sigset_t set;
+	uint32_t grace_ms;
 	int sig;
 
 	sigemptyset(&set);
@@ -108,11 +110,25 @@ static int serve(const struct ctl_opts *o)
 		rt_reaper_stop();
 		return 1;
 	}
+	/* The fast path reads the published snapshot: after srv_start (its
+	 * section is restart-only, so the first config's is the one). */
+	if (dp_start(&cfg->dpdk, &err)) {
+		log_error("msg=\"cannot start: %s\"", err);
+		free(err);
+		srv_stop(&srv);
+		rt_stop_all();
+		srv_destroy(&srv);
+		rt_publish(NULL);
+		rt_reaper_stop();
+		return 1;
+	}
 	log_info("config=%s version=%s msg=\"ready\"", o->config_path, infergw_version);
+	grace_ms = cfg->limits.shutdown_grace_ms;	/* cfg may be gone after a reload */
 	sig = ctl_run();
 	log_info("signal=%s msg=\"shutting down: draining in-flight requests\"",
 		 sig == SIGTERM ? "SIGTERM" : "SIGINT");
 	srv_stop(&srv);
+	dp_stop(grace_ms);	/* before the backends stop */
 	rt_stop_all();		/* late completions land in the loops' mailboxes */
 	srv_destroy(&srv);	/* ... and run here */
 	rt_publish(NULL);

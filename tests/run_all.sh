@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every suite and finish with one line "N passed, N failed, N skipped"
 # summed over all of them.  Exit status: 0 only when nothing failed.
-# SUITES="asan tsan" runs only those suites (of: unit layering gpu integration attack
+# SUITES="asan tsan" runs only those suites (of: unit layering gpu integration attack dpdk
 # asan tsan fuzz arm64); unset, all of them.
 set -u
 cd "$(dirname "$0")/.."
@@ -62,6 +62,15 @@ if want integration && ls tests/integration/test_*.py >/dev/null 2>&1; then
 	out="$log_dir/pytest.log"
 	timeout 900 $PY -m pytest -q -rs -p no:cacheprovider tests/integration 2>&1 | tee "$out"
 	pytest_count "$out" integration || fail=$((fail + 1))
+fi
+
+# The DPDK fast path (tests/dpdk): net_pcap and a veth pair into a network
+# namespace, no hugepages.  Each test skips with its reason where the binary
+# lacks DPDK or the host lacks root / iproute2.
+if want dpdk && ls tests/dpdk/test_*.py >/dev/null 2>&1; then
+	out="$log_dir/dpdk.log"
+	timeout 300 $PY -m pytest -q -rs -p no:cacheprovider tests/dpdk 2>&1 | tee "$out" | tail -15
+	pytest_count "$out" dpdk || fail=$((fail + 1))
 fi
 
 # Layering: #include arrows point one way (tools/layering.sh).

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <libgen.h>
@@ -670,6 +671,109 @@ static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c,
 	return 0;
 }
 
+/* dpdk.eal: a list of strings (EAL's command line, argv[0] excluded). */
+static int cfg_dpdk_eal(struct ytree *t, yaml_node_t *n, struct dpdk_conf *d, char **err)
+{
+	if (!n)
+		return 0;
+	if (yt_expect_seq(t, n, "dpdk.eal", err))
+		return -EINVAL;
+	if (yt_seq_len(n) > CFG_DPDK_MAX_EAL)
+		return yt_error(t, n, "dpdk.eal", err, "at most %d arguments, got %d",
+				CFG_DPDK_MAX_EAL, yt_seq_len(n));
+	d->eal = calloc(yt_seq_len(n) + 1, sizeof(char *));
+	if (!d->eal)
+		return yt_error(t, n, "dpdk.eal", err, "out of memory");
+	for (int i = 0; i < yt_seq_len(n); i++) {
+		char p[32];
+
+		snprintf(p, sizeof(p), "dpdk.eal[%d]", i);
+		if (yt_str(t, yt_seq_at(t, n, i), p, &d->eal[i], err))
+			return -EINVAL;
+		d->n_eal = i + 1;
+	}
+	return 0;
+}
+
+/* dpdk.lcores: a count of packet lcores, or a list of EAL lcore ids. */
+static int cfg_dpdk_lcores(struct ytree *t, yaml_node_t *n, struct dpdk_conf *d, char **err)
+{
+	int64_t v;
+
+	if (!n)
+		return 0;
+	if (n->type != YAML_SEQUENCE_NODE) {
+		if (yt_int(t, n, "dpdk.lcores", 1, CFG_DPDK_MAX_LCORES, &v, err))
+			return -EINVAL;
+		d->n_lcores = (int)v;
+		return 0;
+	}
+	if (yt_seq_len(n) < 1 || yt_seq_len(n) > CFG_DPDK_MAX_LCORES)
+		return yt_error(t, n, "dpdk.lcores", err, "expected 1 to %d lcore ids, got %d",
+				CFG_DPDK_MAX_LCORES, yt_seq_len(n));
+	d->lcore_list = true;
+	d->n_lcores = yt_seq_len(n);
+	for (int i = 0; i < d->n_lcores; i++) {
+		char p[32];
+
+		snprintf(p, sizeof(p), "dpdk.lcores[%d]", i);
+		if (yt_int(t, yt_seq_at(t, n, i), p, 0, 1023, &v, err))
+			return -EINVAL;
+		for (int k = 0; k < i; k++)
+			if (d->lcore_ids[k] == v)
+				return yt_error(t, yt_seq_at(t, n, i), p, err,
+						"lcore %d is listed twice", (int)v);
+		d->lcore_ids[i] = (int)v;
+	}
+	return 0;
+}
+
+/* dpdk: the UDP fast path.  Absent: disabled. */
+static int cfg_dpdk(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
+{
+	static const char *const keys[] = { "eal", "port", "address", "udp_port", "lcores",
+		"queues", "mbufs", "burst", NULL };
+	struct dpdk_conf *d = &c->dpdk;
+	int64_t port = 0, udp = 9200, queues = 0, mbufs = 4095, burst = 32;
+	struct in_addr a;
+	yaml_node_t *an;
+
+	if (!m)
+		return 0;
+	if (yt_expect_map(t, m, "dpdk", err) || yt_check_keys(t, m, "dpdk", keys, err) ||
+	    cfg_dpdk_eal(t, yt_get(t, m, "eal"), d, err) ||
+	    cfg_opt_int(t, m, "dpdk", "port", 0, 1023, &port, err) ||
+	    cfg_opt_str(t, m, "dpdk", "address", &d->address, err) ||
+	    cfg_opt_int(t, m, "dpdk", "udp_port", 1, 65535, &udp, err) ||
+	    cfg_dpdk_lcores(t, yt_get(t, m, "lcores"), d, err) ||
+	    cfg_opt_int(t, m, "dpdk", "queues", 1, 64, &queues, err) ||
+	    cfg_opt_int(t, m, "dpdk", "mbufs", 255, 1 << 22, &mbufs, err) ||
+	    cfg_opt_int(t, m, "dpdk", "burst", 1, 512, &burst, err))
+		return -EINVAL;
+	an = yt_get(t, m, "address");
+	if (!an)
+		return yt_error(t, m, "dpdk", err,
+				"missing key \"address\" (the IPv4 address the port answers on)");
+	if (inet_pton(AF_INET, d->address, &a) != 1)
+		return yt_error(t, an, "dpdk.address", err,
+				"expected an IPv4 address (a.b.c.d), got \"%s\"", d->address);
+	d->ip = ntohl(a.s_addr);
+	if (!d->n_lcores)
+		d->n_lcores = 1;
+	if (queues && queues < d->n_lcores)
+		return yt_error(t, yt_get(t, m, "queues"), "dpdk.queues", err,
+				"%d queue pair(s) for %d lcore(s): each lcore needs its own queue",
+				(int)queues, d->n_lcores);
+	d->enabled = true;
+	d->port = (int)port;
+	d->udp_port = (int)udp;
+	d->queues = queues ? (int)queues : d->n_lcores;
+	d->mbufs = (int)mbufs;
+	d->burst = (int)burst;
+	d->where = cfg_where(c, m, "dpdk");
+	return 0;
+}
+
 /* Parse a list section with one callback per element. */
 static int cfg_list(struct ytree *t, yaml_node_t *n, const char *name, struct config *c,
 		    int (*each)(struct ytree *, yaml_node_t *, int, struct config *, char **),
@@ -715,7 +819,7 @@ static void cfg_defaults(struct config *c)
 static int cfg_root(struct ytree *t, struct config *c, char **err)
 {
 	static const char *const keys[] = { "listen", "admin", "limits", "routing", "reload",
-		"log", "models", "backends", NULL };
+		"log", "models", "backends", "dpdk", NULL };
 	yaml_node_t *root = yt_root(t), *models, *backends;
 
 	if (!root)
@@ -726,7 +830,8 @@ static int cfg_root(struct ytree *t, struct config *c, char **err)
 	    cfg_limits(t, yt_get(t, root, "limits"), c, err) ||
 	    cfg_routing(t, yt_get(t, root, "routing"), c, err) ||
 	    cfg_reload(t, yt_get(t, root, "reload"), c, err) ||
-	    cfg_log(t, yt_get(t, root, "log"), c, err))
+	    cfg_log(t, yt_get(t, root, "log"), c, err) ||
+	    cfg_dpdk(t, yt_get(t, root, "dpdk"), c, err))
 		return -EINVAL;
 	models = yt_get(t, root, "models");
 	if (!models || yt_seq_len(models) < 1)
@@ -857,6 +962,46 @@ static json_t *cfg_backend_json(const struct backend_conf *b)
 			 "batching", cfg_batching_json(b));
 }
 
+/* The dpdk section in one line, to tell that it changed (it is restart-only). */
+static const char *cfg_dpdk_sig(const struct dpdk_conf *d, char *buf, size_t len)
+{
+	size_t n;
+
+	if (!d->enabled)
+		return "off";
+	n = (size_t)snprintf(buf, len, "port=%d address=%s udp_port=%d lcores=%d queues=%d "
+			     "mbufs=%d burst=%d", d->port, d->address, d->udp_port, d->n_lcores,
+			     d->queues, d->mbufs, d->burst);
+	for (int i = 0; d->lcore_list && i < d->n_lcores && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%d", i ? "," : " ids=", d->lcore_ids[i]);
+	for (int i = 0; i < d->n_eal && n < len; i++)
+		n += (size_t)snprintf(buf + n, len - n, "%s%s", i ? " " : " eal=", d->eal[i]);
+	return buf;
+}
+
+/* dpdk as JSON: null when the section is absent. */
+static json_t *cfg_dpdk_json(const struct dpdk_conf *d)
+{
+	json_t *eal = json_array(), *lc;
+
+	if (!d->enabled) {
+		json_decref(eal);
+		return json_null();
+	}
+	for (int i = 0; i < d->n_eal; i++)
+		json_array_append_new(eal, json_string(d->eal[i]));
+	if (d->lcore_list) {
+		lc = json_array();
+		for (int i = 0; i < d->n_lcores; i++)
+			json_array_append_new(lc, json_integer(d->lcore_ids[i]));
+	} else {
+		lc = json_integer(d->n_lcores);
+	}
+	return json_pack("{s:o, s:i, s:s, s:i, s:o, s:i, s:i, s:i}", "eal", eal, "port", d->port,
+			 "address", d->address, "udp_port", d->udp_port, "lcores", lc,
+			 "queues", d->queues, "mbufs", d->mbufs, "burst", d->burst);
+}
+
 /* listen.tls as JSON: null when TLS is off. */
 static json_t *cfg_tls_json(const struct tls_conf *tc)
 {
@@ -877,7 +1022,7 @@ void *cfg_to_json(const struct config *c)
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
 	return json_pack("{s:s, s:{s:s, s:i, s:i, s:o}, s:{s:s, s:i, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
-			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o}",
+			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
 			 "threads", c->listen.threads, "tls", cfg_tls_json(&c->listen.tls),
@@ -900,7 +1045,7 @@ void *cfg_to_json(const struct config *c)
 			 "drop_hopeless", c->routing.drop_hopeless,
 			 "reload", "watch", c->reload.watch, "debounce_ms", (int)c->reload.debounce_ms,
 			 "log", "level", levels[c->log.level], "access", c->log.access,
-			 "models", models, "backends", backends);
+			 "models", models, "backends", backends, "dpdk", cfg_dpdk_json(&c->dpdk));
 }
 
 bool cfg_drop_model(struct config *c, const char *name)
@@ -1096,7 +1241,7 @@ static bool cfg_diff_str(char **out, const char *key, const char *x, const char 
 
 char *cfg_restart_diff(const struct config *a, const struct config *b)
 {
-	char *out = NULL;
+	char *out = NULL, sa[1024], sb[1024];
 	/* TLS on or off is the listener's mode; certificates reload live. */
 	bool ok = cfg_diff_str(&out, "listen.address", a->listen.address, b->listen.address) &&
 		  cfg_diff_int(&out, "listen.port", a->listen.port, b->listen.port) &&
@@ -1104,7 +1249,9 @@ char *cfg_restart_diff(const struct config *a, const struct config *b)
 		  cfg_diff_str(&out, "listen.tls", a->listen.tls.certificate ? "on" : "off",
 			       b->listen.tls.certificate ? "on" : "off") &&
 		  cfg_diff_str(&out, "admin.address", a->admin.address, b->admin.address) &&
-		  cfg_diff_int(&out, "admin.port", a->admin.port, b->admin.port);
+		  cfg_diff_int(&out, "admin.port", a->admin.port, b->admin.port) &&
+		  cfg_diff_str(&out, "dpdk", cfg_dpdk_sig(&a->dpdk, sa, sizeof(sa)),
+			       cfg_dpdk_sig(&b->dpdk, sb, sizeof(sb)));
 
 	if (!ok) {
 		free(out);
@@ -1134,6 +1281,11 @@ void cfg_free(struct config *c)
 	free(c->listen.tls.where_key);
 	free(c->listen.tls.where_client_ca);
 	free(c->admin.address);
+	for (int i = 0; i < c->dpdk.n_eal; i++)
+		free(c->dpdk.eal[i]);
+	free(c->dpdk.eal);
+	free(c->dpdk.address);
+	free(c->dpdk.where);
 	free(c->file);
 	free(c);
 }

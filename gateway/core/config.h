@@ -44,6 +44,29 @@ struct tls_conf {
 	char *where_certificate, *where_key, *where_client_ca;
 };
 
+/*
+ * dpdk: the UDP fast path (dpdk/dp.h, docs/config.md).  Absent: nothing of
+ * DPDK starts.  Restart-only: a reload that changes it says so.
+ */
+#define CFG_DPDK_MAX_LCORES 64
+#define CFG_DPDK_MAX_EAL 64
+struct dpdk_conf {
+	bool enabled;		/* the section is present */
+	int n_eal;
+	char **eal;		/* EAL arguments, in order (argv[0] not included) */
+	int port;		/* ethdev port id */
+	char *address;		/* IPv4, dotted quad, as written */
+	uint32_t ip;		/* address in host byte order */
+	int udp_port;
+	int n_lcores;		/* packet lcores */
+	bool lcore_list;	/* lcore_ids were given (else: a count) */
+	int lcore_ids[CFG_DPDK_MAX_LCORES];
+	int queues;		/* RX/TX queue pairs; 0 = one per lcore */
+	int mbufs;		/* mempool size */
+	int burst;		/* rx/tx burst */
+	char *where;		/* "FILE:LINE:COL: dpdk", for errors found at start */
+};
+
 struct config {
 	char *file;
 	struct {
@@ -88,6 +111,7 @@ struct config {
 	struct model_conf *models;
 	int n_backends;
 	struct backend_conf *backends;
+	struct dpdk_conf dpdk;
 };
 
 /*
