@@ -210,3 +210,82 @@ put("agentframe", "unknown_type", frame({"t": "foo", "id": 3}))
 put("agentframe", "not_map", frame([1, 2, 3]))
 put("agentframe", "truncated", frame(infer)[:-7])
 put("agentframe", "huge_len", struct.pack(">I", 0xFFFFFFFF) + mp(small[0]))
+
+# --- dgram: one UDP payload, the datagram request map ----------------------
+def dg(data, shape=(2, 4), **extra):
+    r = {"id": 42, "model": "digits",
+         "inputs": [{"name": "input", "datatype": "FP32", "shape": list(shape), "data": data}]}
+    r.update(extra)
+    return r
+
+
+f8 = struct.pack("<8f", *fl)
+put("dgram", "valid", mp(dg(f8, priority=3, timeout_us=2000)))
+put("dgram", "rows_minus1", mp(dg(f8, shape=(-1, 4))))
+put("dgram", "one_row", mp(dg(f8[:16], shape=(1, 4))))
+put("dgram", "extra_keys", mp(dg(f8, comment={"a": [1, None, 1.5]})))
+put("dgram", "two_inputs", mp(dict(dg(f8), inputs=dg(f8)["inputs"] * 2)))
+put("dgram", "bad_name", mp(dict(dg(f8), inputs=[dict(dg(f8)["inputs"][0], name="x")])))
+put("dgram", "bad_dtype", mp(dict(dg(f8), inputs=[dict(dg(f8)["inputs"][0], datatype="INT32")])))
+put("dgram", "short_bin", mp(dg(f8[:28])))
+put("dgram", "inf", mp(dg(struct.pack("<8f", *fl[:7], float("inf")))))
+put("dgram", "id_str", mp(dict(dg(f8), id="42")))
+put("dgram", "no_model", mp({"id": 1, "inputs": []}))
+put("dgram", "truncated", mp(dg(f8))[:-5])
+put("dgram", "trailing", mp(dg(f8)) + b"\xc0")
+put("dgram", "not_map", mp([1, 2, 3]))
+put("dgram", "huge_timeout", mp(dg(f8, timeout_us=1)).replace(b"\xaatimeout_us\x01", b"\xaatimeout_us\xcf" + b"\xff" * 8))
+put("dgram", "huge_array", b"\x81\xa6inputs\xdd\xff\xff\xff\xff")
+
+
+# --- pkt: one Ethernet frame ---------------------------------------------
+def csum(b):
+    if len(b) % 2:
+        b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+
+
+US_MAC, PEER_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
+US_IP, PEER_IP = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
+
+
+def ipv4(proto, payload, flags=0x4000, src=PEER_IP, dst=US_IP):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, flags, 64, proto, 0, src, dst)
+    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
+    return US_MAC + PEER_MAC + b"\x08\x00" + h + payload
+
+
+def udp(payload, sport=40000, dport=9200):
+    u = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    c = csum(PEER_IP + US_IP + struct.pack("!BBH", 0, 17, len(u)) + u) or 0xffff
+    return ipv4(17, u[:6] + struct.pack("!H", c) + u[8:])
+
+
+def icmp(data, typ=8):
+    m = struct.pack("!BBHHH", typ, 0, 0, 0x77, 3) + data
+    return ipv4(1, m[:2] + struct.pack("!H", csum(m)) + m[4:])
+
+
+def arp(target=US_IP, oper=1):
+    return (b"\xff" * 6 + PEER_MAC + b"\x08\x06" +
+            struct.pack("!HHBBH", 1, 0x0800, 6, 4, oper) + PEER_MAC + PEER_IP + b"\0" * 6 + target)
+
+
+put("pkt", "udp", udp(mp(dg(f8))))
+put("pkt", "udp_nocsum", udp(b"hello")[:40] + b"\0\0" + b"hello")
+put("pkt", "udp_padded", udp(b"x") + b"\0" * 17)
+put("pkt", "udp_port", udp(b"x", dport=53))
+put("pkt", "udp_bad_csum", udp(b"hello")[:-1] + b"H")
+put("pkt", "icmp", icmp(b"abcdefgh" * 4))
+put("pkt", "icmp_reply", icmp(b"abcd", typ=0))
+put("pkt", "arp", arp())
+put("pkt", "arp_other", arp(target=bytes([198, 18, 0, 9])))
+put("pkt", "arp_reply", arp(oper=2))
+put("pkt", "fragment", ipv4(17, b"\0" * 16, flags=0x2000))
+put("pkt", "tcp", ipv4(6, b"\0" * 20))
+put("pkt", "ipv6", US_MAC + PEER_MAC + b"\x86\xdd" + b"\x60" + b"\0" * 39)
+put("pkt", "vlan", US_MAC + PEER_MAC + b"\x81\x00\x00\x01" + udp(b"x")[12:])
+put("pkt", "short", udp(b"hello")[:30])
