@@ -3,7 +3,7 @@
 # docs/architecture.md "Layout and arrows"): net -> api -> sched -> core -> backends,
 # the top (gateway/main.c, gateway/control.c) may use anything, backends
 # include only backends/ headers, and the agent (agent/) only its own,
-# backends/ and core headers.  Every include of a header that lives in
+# backends/ and core headers, and the DPDK fast path (dpdk/) api and below.  Every include of a header that lives in
 # another layer is checked against that order.
 #
 # Any include against the arrows fails: an upward need is inverted (an
@@ -27,19 +27,26 @@ layer_of_header() {	# the layer holding header $1, or "" (system/third-party)
 	[ -f "backends/$b" ] || [ -n "$(find backends -name "$b" 2>/dev/null | head -1)" ] && echo backends
 }
 found=""
-for f in gateway/*.[ch] gateway/*/*.[ch] backends/*.[ch] backends/*/*.[ch] agent/*.[ch]; do
+for f in gateway/*.[ch] gateway/*/*.[ch] backends/*.[ch] backends/*/*.[ch] agent/*.[ch] dpdk/*.[ch]; do
 	[ -f "$f" ] || continue
 	case $f in
 	gateway/*/*) from=$(basename "$(dirname "$f")") ;;
 	gateway/*) from=top ;;
 	backends/*) from=backends ;;
 	agent/*) from=agent ;;
+	dpdk/*) from=dpdk ;;
 	esac
 	for h in $(grep -ho '^#include "[^"]*"' "$f" | sed 's/#include "\(.*\)"/\1/'); do
 		to=$(layer_of_header "$(basename "$h")")
 		[ -f "agent/$(basename "$h")" ] && [ "$from" = agent ] && continue
+		[ -f "dpdk/$(basename "$h")" ] && [ "$from" = dpdk ] && continue
 		[ -z "$to" ] || [ "$to" = "$from" ] && continue
 		# The agent (infergw-agent) sees the backends and core only.
+		# The DPDK fast path is a front end beside net/: api and below.
+		if [ "$from" = dpdk ]; then
+			[ "$to" = net ] || [ "$to" = top ] && found+="$f -> $h (dpdk -> $to)"$'\n'
+			continue
+		fi
 		if [ "$from" = agent ]; then
 			[ "$to" = backends ] || [ "$to" = core ] || found+="$f -> $h (agent -> $to)"$'\n'
 			continue
