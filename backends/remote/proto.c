@@ -1,209 +1,24 @@
 /*
  * proto.c - the agent protocol codec (see proto.h, docs/agent-protocol.md).
  *
- * Both directions are hand-written msgpack: the decoder is a bounded
- * reader over the caller's payload (no allocation, strings and bins are
- * views), the encoder writes straight into an agp_buf.  msgpack-c's
- * msgpack_unpack was not used because it allocates an array's objects
- * from the count in its header before reading them: a 6-byte frame can
- * ask it for 100 GB.  Here a count is checked against the bytes left
- * (every element takes at least one) before anything is walked, so the
- * work is linear in the frame and the memory is the caller's.
+ * Both directions are hand-written msgpack: the decoder walks the
+ * caller's payload with the bounded reader of backends/mpread.h (no
+ * allocation, strings and bins are views), the encoder writes straight
+ * into an agp_buf.  msgpack-c's msgpack_unpack was not used because it
+ * allocates an array's objects from the count in its header before
+ * reading them: a 6-byte frame can ask it for 100 GB.  mpr_next checks a
+ * count against the bytes left (every element takes at least one) before
+ * anything is walked, so the work is linear in the frame and the memory
+ * is the caller's.
  */
 #include "remote/proto.h"
+#include "mpread.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ---- reading ---------------------------------------------------------- */
-
-struct rd {
-	const uint8_t *p, *end;
-};
-
-enum mp_kind {
-	MK_UINT,	/* any integer >= 0, whatever its encoding */
-	MK_NEG,		/* an integer < 0 */
-	MK_STR,
-	MK_BIN,
-	MK_ARRAY,
-	MK_MAP,
-	MK_FLOAT,
-	MK_BOOL,
-	MK_NIL,
-	MK_EXT,
-};
-
-/* One value's head: scalars are whole, str/bin point at their bytes,
- * array/map give the count of what follows. */
-struct mp_val {
-	enum mp_kind kind;
-	uint64_t u;		/* MK_UINT value; MK_STR/MK_BIN length; MK_ARRAY/MK_MAP count */
-	const uint8_t *ptr;	/* MK_STR/MK_BIN bytes */
-};
-
-static const char *mp_kind_name(enum mp_kind k)
-{
-	switch (k) {
-	case MK_UINT: return "an integer";
-	case MK_NEG: return "a negative integer";
-	case MK_STR: return "a string";
-	case MK_BIN: return "bin";
-	case MK_ARRAY: return "an array";
-	case MK_MAP: return "a map";
-	case MK_FLOAT: return "a float";
-	case MK_BOOL: return "a boolean";
-	case MK_NIL: return "nil";
-	default: return "an extension";
-	}
-}
-
-static uint64_t be_get(const uint8_t *p, int n)
-{
-	uint64_t v = 0;
-
-	for (int i = 0; i < n; i++)
-		v = v << 8 | p[i];
-	return v;
-}
-
-/* Take n bytes from r into *p; false when fewer are left. */
-static bool rd_take(struct rd *r, uint64_t n, const uint8_t **p)
-{
-	if (n > (uint64_t)(r->end - r->p))
-		return false;
-	*p = r->p;
-	r->p += n;
-	return true;
-}
-
-static bool rd_int(struct rd *r, int n, bool sign, struct mp_val *v)
-{
-	const uint8_t *p;
-	uint64_t u;
-
-	if (!rd_take(r, (uint64_t)n, &p))
-		return false;
-	u = be_get(p, n);
-	if (sign) {
-		int64_t s;
-
-		/* sign-extend the n-byte two's complement value */
-		s = n == 8 ? (int64_t)u : (int64_t)(u << (64 - 8 * n)) >> (64 - 8 * n);
-		v->kind = s < 0 ? MK_NEG : MK_UINT;
-		v->u = (uint64_t)s;
-		return true;
-	}
-	v->kind = MK_UINT;
-	v->u = u;
-	return true;
-}
-
-/* A str/bin/ext body of len bytes (ext: plus its type byte). */
-static bool rd_body(struct rd *r, enum mp_kind kind, uint64_t len, struct mp_val *v)
-{
-	v->kind = kind;
-	v->u = len;
-	return rd_take(r, kind == MK_EXT ? len + 1 : len, &v->ptr);
-}
-
-static bool rd_len(struct rd *r, int n, uint64_t *len)
-{
-	const uint8_t *p;
-
-	if (!rd_take(r, (uint64_t)n, &p))
-		return false;
-	*len = be_get(p, n);
-	return true;
-}
-
-/*
- * rd_next - read one value's head.  An array's or map's count is checked
- * against the bytes left (each element is at least one byte), so callers
- * may loop over it.  false: truncated or not msgpack.
- */
-static bool rd_next(struct rd *r, struct mp_val *v)
-{
-	uint64_t len;
-	uint8_t b;
-
-	if (r->p >= r->end)
-		return false;
-	b = *r->p++;
-	v->ptr = NULL;
-	if (b <= 0x7f || b >= 0xe0) {
-		v->kind = b <= 0x7f ? MK_UINT : MK_NEG;
-		v->u = b <= 0x7f ? b : (uint64_t)(int64_t)(int8_t)b;
-		return true;
-	}
-	if (b >= 0xa0 && b <= 0xbf)
-		return rd_body(r, MK_STR, b & 0x1f, v);
-	if ((b >= 0x80 && b <= 0x9f) || b == 0xdc || b == 0xdd || b == 0xde || b == 0xdf) {
-		v->kind = (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd ? MK_ARRAY : MK_MAP;
-		if (b <= 0x9f)
-			len = b & 0x0f;
-		else if (!rd_len(r, b == 0xdc || b == 0xde ? 2 : 4, &len))
-			return false;
-		v->u = len;
-		/* a map's count is pairs: two values each */
-		return (v->kind == MK_MAP ? 2 * len : len) <= (uint64_t)(r->end - r->p);
-	}
-	switch (b) {
-	case 0xc0: v->kind = MK_NIL; return true;
-	case 0xc2:
-	case 0xc3: v->kind = MK_BOOL; v->u = b & 1; return true;
-	case 0xcc: return rd_int(r, 1, false, v);
-	case 0xcd: return rd_int(r, 2, false, v);
-	case 0xce: return rd_int(r, 4, false, v);
-	case 0xcf: return rd_int(r, 8, false, v);
-	case 0xd0: return rd_int(r, 1, true, v);
-	case 0xd1: return rd_int(r, 2, true, v);
-	case 0xd2: return rd_int(r, 4, true, v);
-	case 0xd3: return rd_int(r, 8, true, v);
-	case 0xca: v->kind = MK_FLOAT; return rd_take(r, 4, &v->ptr);
-	case 0xcb: v->kind = MK_FLOAT; return rd_take(r, 8, &v->ptr);
-	case 0xd9: return rd_len(r, 1, &len) && rd_body(r, MK_STR, len, v);
-	case 0xda: return rd_len(r, 2, &len) && rd_body(r, MK_STR, len, v);
-	case 0xdb: return rd_len(r, 4, &len) && rd_body(r, MK_STR, len, v);
-	case 0xc4: return rd_len(r, 1, &len) && rd_body(r, MK_BIN, len, v);
-	case 0xc5: return rd_len(r, 2, &len) && rd_body(r, MK_BIN, len, v);
-	case 0xc6: return rd_len(r, 4, &len) && rd_body(r, MK_BIN, len, v);
-	case 0xd4: return rd_body(r, MK_EXT, 1, v);
-	case 0xd5: return rd_body(r, MK_EXT, 2, v);
-	case 0xd6: return rd_body(r, MK_EXT, 4, v);
-	case 0xd7: return rd_body(r, MK_EXT, 8, v);
-	case 0xd8: return rd_body(r, MK_EXT, 16, v);
-	case 0xc7: return rd_len(r, 1, &len) && rd_body(r, MK_EXT, len, v);
-	case 0xc8: return rd_len(r, 2, &len) && rd_body(r, MK_EXT, len, v);
-	case 0xc9: return rd_len(r, 4, &len) && rd_body(r, MK_EXT, len, v);
-	default: return false;	/* 0xc1: never used */
-	}
-}
-
-/*
- * rd_skip - step over one whole value, nested ones included, without
- * recursion: left counts the values still to step over.  It is bounded
- * by the bytes left (rd_next checks every count), so this is linear.
- */
-static bool rd_skip(struct rd *r)
-{
-	uint64_t left = 1;
-	struct mp_val v;
-
-	while (left) {
-		left--;
-		if (!rd_next(r, &v))
-			return false;
-		if (v.kind == MK_ARRAY)
-			left += v.u;
-		else if (v.kind == MK_MAP)
-			left += 2 * v.u;
-	}
-	return true;
-}
 
 /* ---- decoding --------------------------------------------------------- */
 
@@ -279,27 +94,26 @@ static int dec_fail(struct dec *d, int rc, const struct fld *f, const char *fmt,
  * names, and keys that are not strings, are skipped: forward
  * compatibility.  A known key twice is an error (which one is meant?).
  */
-static int mp_index(struct dec *d, struct rd *r, uint64_t count, const char *const *names, int n,
+static int mp_index(struct dec *d, struct mpr *r, uint64_t count, const char *const *names, int n,
 		    const uint8_t **pos, const struct fld *where)
 {
-	struct mp_val k;
+	struct mpr_val k;
 
 	for (int i = 0; i < n; i++)
 		pos[i] = NULL;
 	for (uint64_t i = 0; i < count; i++) {
 		const uint8_t *kstart = r->p;
-		int j = n;
+		int j;
 
-		if (!rd_next(r, &k))
+		if (!mpr_next(r, &k))
 			goto bad;
-		if (k.kind == MK_STR)
-			for (j = 0; j < n; j++)
-				if (strlen(names[j]) == k.u && !memcmp(names[j], k.ptr, k.u))
-					break;
+		for (j = 0; j < n; j++)
+			if (mpr_key_is(&k, names[j]))
+				break;
 		/* an array or map as a key: legal msgpack, never ours; step over it whole */
-		if (k.kind == MK_ARRAY || k.kind == MK_MAP) {
+		if (k.kind == MPR_ARRAY || k.kind == MPR_MAP) {
 			r->p = kstart;
-			if (!rd_skip(r))
+			if (!mpr_skip(r))
 				goto bad;
 		}
 		if (j < n) {
@@ -310,7 +124,7 @@ static int mp_index(struct dec *d, struct rd *r, uint64_t count, const char *con
 			}
 			pos[j] = r->p;
 		}
-		if (!rd_skip(r))
+		if (!mpr_skip(r))
 			goto bad;
 	}
 	return 0;
@@ -319,12 +133,12 @@ bad:	/* the frame is no msgpack value: nothing in it can be trusted */
 }
 
 /* The value at pos (already validated by mp_index's skip). */
-static void val_at(const uint8_t *pos, const uint8_t *end, struct mp_val *v)
+static void val_at(const uint8_t *pos, const uint8_t *end, struct mpr_val *v)
 {
-	struct rd r = { pos, end };
+	struct mpr r = { pos, end };
 
-	if (!rd_next(&r, v))	/* cannot happen: mp_index stepped over it */
-		v->kind = MK_NIL;
+	if (!mpr_next(&r, v))	/* cannot happen: mp_index stepped over it */
+		v->kind = MPR_NIL;
 }
 
 /* An unsigned integer field in min..max; missing is an error. */
@@ -332,13 +146,13 @@ static int get_uint(struct dec *d, const uint8_t *pos, const uint8_t *end, const
 		    uint64_t min, uint64_t max, uint64_t *out)
 {
 	const char *want = min ? "a positive integer" : "a non-negative integer";
-	struct mp_val v;
+	struct mpr_val v;
 
 	if (!pos)
 		return dec_fail(d, -EINVAL, f, "missing");
 	val_at(pos, end, &v);
-	if (v.kind != MK_UINT)
-		return dec_fail(d, -EINVAL, f, "expected %s, got %s", want, mp_kind_name(v.kind));
+	if (v.kind != MPR_UINT)
+		return dec_fail(d, -EINVAL, f, "expected %s, got %s", want, mpr_kind_name(v.kind));
 	if (v.u < min || v.u > max)
 		return dec_fail(d, -EINVAL, f, "expected %s up to %llu, got %llu", want,
 				(unsigned long long)max, (unsigned long long)v.u);
@@ -381,14 +195,14 @@ static int get_status(struct dec *d, const uint8_t *pos, const uint8_t *end, con
 static int get_str(struct dec *d, const uint8_t *pos, const uint8_t *end, const struct fld *f,
 		   bool strict, char *out, size_t cap)
 {
-	struct mp_val v;
+	struct mpr_val v;
 	size_t n;
 
 	if (!pos)
 		return dec_fail(d, -EINVAL, f, "missing");
 	val_at(pos, end, &v);
-	if (v.kind != MK_STR)
-		return dec_fail(d, -EINVAL, f, "expected a string, got %s", mp_kind_name(v.kind));
+	if (v.kind != MPR_STR)
+		return dec_fail(d, -EINVAL, f, "expected a string, got %s", mpr_kind_name(v.kind));
 	if (strict && v.u > cap - 1)
 		return dec_fail(d, -EINVAL, f, "%llu bytes, at most %zu", (unsigned long long)v.u,
 				cap - 1);
@@ -420,34 +234,34 @@ static int get_load(struct dec *d, const uint8_t **pos, const uint8_t *end, stru
 
 /* An array field: its count and where its first element starts. */
 static int get_array(struct dec *d, const uint8_t *pos, const uint8_t *end, const struct fld *f,
-		     struct rd *elems, uint64_t *count)
+		     struct mpr *elems, uint64_t *count)
 {
-	struct mp_val v;
+	struct mpr_val v;
 
 	if (!pos)
 		return dec_fail(d, -EINVAL, f, "missing");
 	elems->p = pos;
 	elems->end = end;
-	if (!rd_next(elems, &v))
+	if (!mpr_next(elems, &v))
 		return dec_fail(d, -EINVAL, f, "truncated");
-	if (v.kind != MK_ARRAY)
-		return dec_fail(d, -EINVAL, f, "expected an array, got %s", mp_kind_name(v.kind));
+	if (v.kind != MPR_ARRAY)
+		return dec_fail(d, -EINVAL, f, "expected an array, got %s", mpr_kind_name(v.kind));
 	*count = v.u;
 	return 0;
 }
 
 /* Step to the next element of an array as a map; its keys indexed. */
-static int get_elem_map(struct dec *d, struct rd *elems, const struct fld *f,
+static int get_elem_map(struct dec *d, struct mpr *elems, const struct fld *f,
 			const char *const *names, int n, const uint8_t **pos)
 {
-	struct mp_val v;
+	struct mpr_val v;
 	const uint8_t *start = elems->p;
 
-	if (!rd_next(elems, &v))
+	if (!mpr_next(elems, &v))
 		return dec_fail(d, -EINVAL, f, "truncated");
-	if (v.kind != MK_MAP) {
+	if (v.kind != MPR_MAP) {
 		elems->p = start;
-		return dec_fail(d, -EINVAL, f, "expected a map, got %s", mp_kind_name(v.kind));
+		return dec_fail(d, -EINVAL, f, "expected a map, got %s", mpr_kind_name(v.kind));
 	}
 	return mp_index(d, elems, v.u, names, n, pos, f);
 }
@@ -459,7 +273,7 @@ static int dec_models(struct dec *d, const uint8_t *pos, const uint8_t *end,
 	const uint8_t *mp[MODEL_KEYS_N];
 	struct fld f = { NULL, 0, "models" };
 	uint64_t count;
-	struct rd r;
+	struct mpr r;
 	int rc;
 
 	if ((rc = get_array(d, pos, end, &f, &r, &count)))
@@ -506,7 +320,7 @@ static int dec_slices(struct dec *d, const uint8_t *pos, const uint8_t *end,
 	const uint8_t *sk[SLICE_KEYS_N];
 	struct fld f = { NULL, 0, "slices" };
 	uint64_t count, rows = 0, v = 0;
-	struct rd r;
+	struct mpr r;
 	int rc;
 
 	if ((rc = get_array(d, pos, end, &f, &r, &count)))
@@ -554,13 +368,13 @@ static int dec_data(struct dec *d, const uint8_t *pos, const uint8_t *end, const
 		    struct agp_msg *m)
 {
 	struct fld f = { NULL, 0, name };
-	struct mp_val v;
+	struct mpr_val v;
 
 	if (!pos)
 		return dec_fail(d, -EINVAL, &f, "missing");
 	val_at(pos, end, &v);
-	if (v.kind != MK_BIN)
-		return dec_fail(d, -EINVAL, &f, "expected bin, got %s", mp_kind_name(v.kind));
+	if (v.kind != MPR_BIN)
+		return dec_fail(d, -EINVAL, &f, "expected bin, got %s", mpr_kind_name(v.kind));
 	m->data = v.ptr;
 	m->data_len = v.u;
 	return 0;
@@ -653,17 +467,17 @@ const char *agp_type_name(enum agp_type t)
 static int dec_type(struct dec *d, const uint8_t *pos, const uint8_t *end, enum agp_type *t)
 {
 	char shown[AGP_NAME_MAX + 1];
-	struct mp_val v;
+	struct mpr_val v;
 	size_t n;
 
 	if (!pos)
 		return dec_fail(d, -EINVAL, FLD("t"), "missing");
 	val_at(pos, end, &v);
-	if (v.kind != MK_STR)
+	if (v.kind != MPR_STR)
 		return dec_fail(d, -EINVAL, FLD("t"), "expected a string, got %s",
-				mp_kind_name(v.kind));
+				mpr_kind_name(v.kind));
 	for (int i = AGP_HELLO; i <= AGP_ERROR; i++)
-		if (strlen(type_names[i]) == v.u && !memcmp(type_names[i], v.ptr, v.u)) {
+		if (mpr_key_is(&v, type_names[i])) {
 			*t = (enum agp_type)i;
 			return 0;
 		}
@@ -680,16 +494,16 @@ int agp_decode(const uint8_t *payload, size_t len, const struct agp_space *sp,
 	       struct agp_msg *m, char *err, size_t errlen)
 {
 	struct dec d = { NULL, err, errlen };
-	struct rd r = { payload, payload + len };
+	struct mpr r = { payload, payload + len };
 	const uint8_t *pos[K_TOP_N];
 	const uint8_t *end = payload + len;
-	struct mp_val v;
+	struct mpr_val v;
 	int rc;
 
 	memset(m, 0, sizeof(*m));
 	if (err && errlen)
 		err[0] = '\0';
-	if (!payload || !rd_next(&r, &v) || v.kind != MK_MAP)
+	if (!payload || !mpr_next(&r, &v) || v.kind != MPR_MAP)
 		return dec_fail(&d, -EBADMSG, NULL, "not a msgpack map");
 	if ((rc = mp_index(&d, &r, v.u, top_keys, K_TOP_N, pos, NULL)))
 		return rc;
@@ -698,7 +512,7 @@ int agp_decode(const uint8_t *payload, size_t len, const struct agp_space *sp,
 	/* id first, so that even an unknown type can be answered with it */
 	if (pos[K_ID]) {
 		val_at(pos[K_ID], end, &v);
-		if (v.kind == MK_UINT)
+		if (v.kind == MPR_UINT)
 			m->id = v.u;
 	}
 	if ((rc = dec_type(&d, pos[K_T], end, &m->type)))
@@ -719,7 +533,8 @@ int agp_decode(const uint8_t *payload, size_t len, const struct agp_space *sp,
 
 uint32_t agp_frame_len(const uint8_t *hdr)
 {
-	return (uint32_t)be_get(hdr, AGP_HDR_BYTES);
+	/* AGP_HDR_BYTES (4), big-endian */
+	return (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
 }
 
 int agp_check_data(const struct agp_msg *m, uint32_t width, char *err, size_t errlen)

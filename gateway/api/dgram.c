@@ -1,11 +1,11 @@
 /*
  * dgram.c - see dgram.h and docs/udp-protocol.md.
  *
- * The reader is a bounded msgpack walker over the datagram, in the manner
- * of backends/remote/proto.c (msgpack-c's unpacker was not used: it
- * allocates an array's objects from the count in its header before
- * reading them, and the lcore must not allocate).  Every array or map
- * count is checked against the bytes left (an element takes at least
+ * The datagram is walked with the bounded msgpack reader of
+ * backends/mpread.h, as the agent protocol is (msgpack-c's unpacker was
+ * not used: it allocates an array's objects from the count in its header
+ * before reading them, and the lcore must not allocate).  Every array or
+ * map count is checked against the bytes left (an element takes at least
  * one), so a whole-datagram skip first proves the encoding well formed
  * and bounded, and the field passes after it cannot run off the end.
  * The validation of the tensor against the model is the HTTP path's
@@ -17,191 +17,30 @@
 #include <string.h>
 
 #include "kserve.h"
+#include "mpread.h"
 
 #define DG_ERR(...) (snprintf(err, errlen, __VA_ARGS__), 400)
 
-/* ---- reading ---- */
-
-struct rd {
-	const uint8_t *p, *end;
-};
-
-enum dg_kind { K_UINT, K_NEG, K_STR, K_BIN, K_ARRAY, K_MAP, K_FLOAT, K_BOOL, K_NIL, K_EXT };
-
-/* One value's head: str/bin/ext point at their bytes, array/map give the
- * count that follows (map: pairs). */
-struct val {
-	enum dg_kind kind;
-	uint64_t u;		/* K_UINT value; K_NEG as int64; str/bin length; count */
-	const uint8_t *ptr;
-};
-
-static const char *kind_name(enum dg_kind k)
-{
-	static const char *const names[] = {
-		[K_UINT] = "an integer", [K_NEG] = "a negative integer", [K_STR] = "a string",
-		[K_BIN] = "bin", [K_ARRAY] = "an array", [K_MAP] = "a map", [K_FLOAT] = "a float",
-		[K_BOOL] = "a boolean", [K_NIL] = "nil", [K_EXT] = "an extension",
-	};
-	return names[k];
-}
-
-static bool rd_take(struct rd *r, uint64_t n, const uint8_t **p)
-{
-	if (n > (uint64_t)(r->end - r->p))
-		return false;
-	*p = r->p;
-	r->p += n;
-	return true;
-}
-
-static bool rd_be(struct rd *r, int n, uint64_t *v)
-{
-	const uint8_t *p;
-
-	if (!rd_take(r, (uint64_t)n, &p))
-		return false;
-	*v = 0;
-	for (int i = 0; i < n; i++)
-		*v = *v << 8 | p[i];
-	return true;
-}
-
-static bool rd_sint(struct rd *r, int n, struct val *v)
-{
-	uint64_t u;
-	int64_t s;
-
-	if (!rd_be(r, n, &u))
-		return false;
-	/* sign-extend the n-byte two's complement value */
-	s = n == 8 ? (int64_t)u : (int64_t)(u << (64 - 8 * n)) >> (64 - 8 * n);
-	v->kind = s < 0 ? K_NEG : K_UINT;
-	v->u = (uint64_t)s;
-	return true;
-}
-
-/* str/bin/ext of len bytes (ext: plus its type byte) */
-static bool rd_body(struct rd *r, enum dg_kind kind, uint64_t len, struct val *v)
-{
-	v->kind = kind;
-	v->u = len;
-	return rd_take(r, kind == K_EXT ? len + 1 : len, &v->ptr);
-}
-
-static bool rd_lenbody(struct rd *r, int n, enum dg_kind kind, struct val *v)
-{
-	uint64_t len;
-
-	return rd_be(r, n, &len) && rd_body(r, kind, len, v);
-}
-
-/* rd_next - one value's head; false when truncated, not msgpack, or an
- * array/map claims more elements than bytes remain. */
-static bool rd_next(struct rd *r, struct val *v)
-{
-	uint64_t n;
-	uint8_t b;
-
-	if (r->p >= r->end)
-		return false;
-	b = *r->p++;
-	v->ptr = NULL;
-	if (b <= 0x7f || b >= 0xe0) {
-		v->kind = b <= 0x7f ? K_UINT : K_NEG;
-		v->u = b <= 0x7f ? b : (uint64_t)(int64_t)(int8_t)b;
-		return true;
-	}
-	if (b >= 0xa0 && b <= 0xbf)
-		return rd_body(r, K_STR, b & 0x1f, v);
-	if (b <= 0x9f || (b >= 0xdc && b <= 0xdf)) {
-		v->kind = (b >= 0x90 && b <= 0x9f) || b == 0xdc || b == 0xdd ? K_ARRAY : K_MAP;
-		if (b <= 0x9f)
-			n = b & 0x0f;
-		else if (!rd_be(r, b == 0xdc || b == 0xde ? 2 : 4, &n))
-			return false;
-		v->u = n;
-		return (v->kind == K_MAP ? 2 * n : n) <= (uint64_t)(r->end - r->p);
-	}
-	switch (b) {
-	case 0xc0: v->kind = K_NIL; return true;
-	case 0xc2:
-	case 0xc3: v->kind = K_BOOL; v->u = b & 1; return true;
-	case 0xcc: v->kind = K_UINT; return rd_be(r, 1, &v->u);
-	case 0xcd: v->kind = K_UINT; return rd_be(r, 2, &v->u);
-	case 0xce: v->kind = K_UINT; return rd_be(r, 4, &v->u);
-	case 0xcf: v->kind = K_UINT; return rd_be(r, 8, &v->u);
-	case 0xd0: return rd_sint(r, 1, v);
-	case 0xd1: return rd_sint(r, 2, v);
-	case 0xd2: return rd_sint(r, 4, v);
-	case 0xd3: return rd_sint(r, 8, v);
-	case 0xca: v->kind = K_FLOAT; return rd_take(r, 4, &v->ptr);
-	case 0xcb: v->kind = K_FLOAT; return rd_take(r, 8, &v->ptr);
-	case 0xd9: return rd_lenbody(r, 1, K_STR, v);
-	case 0xda: return rd_lenbody(r, 2, K_STR, v);
-	case 0xdb: return rd_lenbody(r, 4, K_STR, v);
-	case 0xc4: return rd_lenbody(r, 1, K_BIN, v);
-	case 0xc5: return rd_lenbody(r, 2, K_BIN, v);
-	case 0xc6: return rd_lenbody(r, 4, K_BIN, v);
-	case 0xd4: return rd_body(r, K_EXT, 1, v);
-	case 0xd5: return rd_body(r, K_EXT, 2, v);
-	case 0xd6: return rd_body(r, K_EXT, 4, v);
-	case 0xd7: return rd_body(r, K_EXT, 8, v);
-	case 0xd8: return rd_body(r, K_EXT, 16, v);
-	case 0xc7: return rd_lenbody(r, 1, K_EXT, v);
-	case 0xc8: return rd_lenbody(r, 2, K_EXT, v);
-	case 0xc9: return rd_lenbody(r, 4, K_EXT, v);
-	default: return false;	/* 0xc1: never used */
-	}
-}
-
-/* rd_skip - step over one whole value without recursion: left counts the
- * values still to read, bounded by the bytes left (rd_next checks every
- * count), so the walk is linear in the datagram. */
-static bool rd_skip(struct rd *r)
-{
-	uint64_t left = 1;
-	struct val v;
-
-	while (left) {
-		left--;
-		if (!rd_next(r, &v))
-			return false;
-		if (v.kind == K_ARRAY)
-			left += v.u;
-		else if (v.kind == K_MAP)
-			left += 2 * v.u;
-	}
-	return true;
-}
-
-static bool key_is(const struct val *k, const char *s)
-{
-	size_t n = strlen(s);
-
-	return k->kind == K_STR && k->u == n && !memcmp(k->ptr, s, n);
-}
-
 /* ---- decoding (after the skip pass proved the encoding sound) ---- */
 
-static int dec_shape(struct rd *r, int idx, struct dg_tensor *t, char *err, size_t errlen)
+static int dec_shape(struct mpr *r, int idx, struct dg_tensor *t, char *err, size_t errlen)
 {
-	struct val v = { .kind = K_NIL };
+	struct mpr_val v = { .kind = MPR_NIL };
 
-	if (!rd_next(r, &v) || v.kind != K_ARRAY)
+	if (!mpr_next(r, &v) || v.kind != MPR_ARRAY)
 		return DG_ERR("inputs[%d].shape: expected an array of integers, got %s", idx,
-			      kind_name(v.kind));
+			      mpr_kind_name(v.kind));
 	if (v.u > MODEL_MAX_DIMS)
 		return DG_ERR("inputs[%d].shape: %llu dimensions, at most %d", idx,
 			      (unsigned long long)v.u, MODEL_MAX_DIMS);
 	t->ndim = (int)v.u;
 	for (int i = 0; i < t->ndim; i++) {
-		struct val e = { .kind = K_NIL };
+		struct mpr_val e = { .kind = MPR_NIL };
 
-		if (!rd_next(r, &e) || (e.kind != K_UINT && e.kind != K_NEG))
+		if (!mpr_next(r, &e) || (e.kind != MPR_UINT && e.kind != MPR_NEG))
 			return DG_ERR("inputs[%d].shape[%d]: expected an integer, got %s", idx, i,
-				      kind_name(e.kind));
-		if (e.kind == K_UINT && e.u > INT64_MAX)
+				      mpr_kind_name(e.kind));
+		if (e.kind == MPR_UINT && e.u > INT64_MAX)
 			return DG_ERR("inputs[%d].shape[%d]: %llu is out of range", idx, i,
 				      (unsigned long long)e.u);
 		t->dims[i] = (int64_t)e.u;
@@ -210,15 +49,15 @@ static int dec_shape(struct rd *r, int idx, struct dg_tensor *t, char *err, size
 }
 
 /* The string or bin value of inputs[idx].<field>. */
-static int dec_view(struct rd *r, int idx, const char *field, enum dg_kind want,
+static int dec_view(struct mpr *r, int idx, const char *field, enum mpr_kind want,
 		    const void **ptr, size_t *len, char *err, size_t errlen)
 {
-	struct val v = { .kind = K_NIL };
+	struct mpr_val v = { .kind = MPR_NIL };
 
-	if (!rd_next(r, &v) || v.kind != want)
+	if (!mpr_next(r, &v) || v.kind != want)
 		return DG_ERR("inputs[%d].%s: expected %s, got %s", idx, field,
-			      want == K_STR ? "a string" : "bin (little-endian values)",
-			      kind_name(v.kind));
+			      want == MPR_STR ? "a string" : "bin (little-endian values)",
+			      mpr_kind_name(v.kind));
 	*ptr = v.ptr;
 	*len = (size_t)v.u;
 	return 0;
@@ -226,45 +65,45 @@ static int dec_view(struct rd *r, int idx, const char *field, enum dg_kind want,
 
 enum { T_NAME = 1, T_DATATYPE = 2, T_SHAPE = 4, T_DATA = 8 };
 
-static int dec_tensor(struct rd *r, int idx, struct dg_tensor *t, char *err, size_t errlen)
+static int dec_tensor(struct mpr *r, int idx, struct dg_tensor *t, char *err, size_t errlen)
 {
 	static const char *const fields[] = { "name", "datatype", "shape", "data" };
 	unsigned seen = 0;
-	struct val m = { .kind = K_NIL };
+	struct mpr_val m = { .kind = MPR_NIL };
 	int rc = 0;
 
-	if (!rd_next(r, &m) || m.kind != K_MAP)
-		return DG_ERR("inputs[%d]: expected a map, got %s", idx, kind_name(m.kind));
+	if (!mpr_next(r, &m) || m.kind != MPR_MAP)
+		return DG_ERR("inputs[%d]: expected a map, got %s", idx, mpr_kind_name(m.kind));
 	for (uint64_t i = 0; i < m.u && !rc; i++) {
-		struct val k;
+		struct mpr_val k;
 		unsigned bit;
 
-		if (!rd_next(r, &k))
+		if (!mpr_next(r, &k))
 			return DG_ERR("inputs[%d]: malformed", idx);
-		bit = key_is(&k, "name") ? T_NAME : key_is(&k, "datatype") ? T_DATATYPE :
-		      key_is(&k, "shape") ? T_SHAPE : key_is(&k, "data") ? T_DATA : 0;
+		bit = mpr_key_is(&k, "name") ? T_NAME : mpr_key_is(&k, "datatype") ? T_DATATYPE :
+		      mpr_key_is(&k, "shape") ? T_SHAPE : mpr_key_is(&k, "data") ? T_DATA : 0;
 		if (bit & seen)
 			return DG_ERR("inputs[%d].%.*s: given twice", idx, (int)k.u,
 				      (const char *)k.ptr);
 		seen |= bit;
 		switch (bit) {
 		case T_NAME:
-			rc = dec_view(r, idx, "name", K_STR, (const void **)&t->name, &t->name_len,
-				      err, errlen);
+			rc = dec_view(r, idx, "name", MPR_STR, (const void **)&t->name,
+				      &t->name_len, err, errlen);
 			break;
 		case T_DATATYPE:
-			rc = dec_view(r, idx, "datatype", K_STR, (const void **)&t->datatype,
+			rc = dec_view(r, idx, "datatype", MPR_STR, (const void **)&t->datatype,
 				      &t->datatype_len, err, errlen);
 			break;
 		case T_SHAPE:
 			rc = dec_shape(r, idx, t, err, errlen);
 			break;
 		case T_DATA:
-			rc = dec_view(r, idx, "data", K_BIN, (const void **)&t->data, &t->data_len,
-				      err, errlen);
+			rc = dec_view(r, idx, "data", MPR_BIN, (const void **)&t->data,
+				      &t->data_len, err, errlen);
 			break;
 		default:
-			if (!rd_skip(r))	/* "parameters" and the like: not ours */
+			if (!mpr_skip(r))	/* "parameters" and the like: not ours */
 				return DG_ERR("inputs[%d]: malformed", idx);
 		}
 	}
@@ -274,13 +113,14 @@ static int dec_tensor(struct rd *r, int idx, struct dg_tensor *t, char *err, siz
 	return rc;
 }
 
-static int dec_inputs(struct rd *r, struct dg_req *out, char *err, size_t errlen)
+static int dec_inputs(struct mpr *r, struct dg_req *out, char *err, size_t errlen)
 {
-	struct val a = { .kind = K_NIL };
+	struct mpr_val a = { .kind = MPR_NIL };
 	int rc;
 
-	if (!rd_next(r, &a) || a.kind != K_ARRAY)
-		return DG_ERR("inputs: expected an array of input tensors, got %s", kind_name(a.kind));
+	if (!mpr_next(r, &a) || a.kind != MPR_ARRAY)
+		return DG_ERR("inputs: expected an array of input tensors, got %s",
+			      mpr_kind_name(a.kind));
 	if (a.u > DG_MAX_INPUTS)
 		return DG_ERR("inputs: %llu tensors, at most %d", (unsigned long long)a.u,
 			      DG_MAX_INPUTS);
@@ -293,12 +133,12 @@ static int dec_inputs(struct rd *r, struct dg_req *out, char *err, size_t errlen
 	return 0;
 }
 
-static int dec_model(struct rd *r, struct dg_req *out, char *err, size_t errlen)
+static int dec_model(struct mpr *r, struct dg_req *out, char *err, size_t errlen)
 {
-	struct val v = { .kind = K_NIL };
+	struct mpr_val v = { .kind = MPR_NIL };
 
-	if (!rd_next(r, &v) || v.kind != K_STR)
-		return DG_ERR("model: expected a string, got %s", kind_name(v.kind));
+	if (!mpr_next(r, &v) || v.kind != MPR_STR)
+		return DG_ERR("model: expected a string, got %s", mpr_kind_name(v.kind));
 	if (v.u == 0)
 		return DG_ERR("model: empty, expected a model name");
 	if (v.u > DG_MODEL_MAX)
@@ -311,69 +151,71 @@ static int dec_model(struct rd *r, struct dg_req *out, char *err, size_t errlen)
 	return 0;
 }
 
-static int dec_scalar(struct rd *r, int which, struct dg_req *out, char *err, size_t errlen)
+static int dec_scalar(struct mpr *r, int which, struct dg_req *out, char *err, size_t errlen)
 {
-	struct val v = { .kind = K_NIL };
+	struct mpr_val v = { .kind = MPR_NIL };
 
-	if (!rd_next(r, &v))
+	if (!mpr_next(r, &v))
 		return DG_ERR("request: malformed");
 	switch (which) {
 	case 0:		/* id: pass 1 already read it when it is an integer */
-		if (v.kind != K_UINT)
-			return DG_ERR("id: expected an unsigned integer, got %s", kind_name(v.kind));
+		if (v.kind != MPR_UINT)
+			return DG_ERR("id: expected an unsigned integer, got %s",
+				      mpr_kind_name(v.kind));
 		return 0;
 	case 1:
-		if (v.kind != K_UINT || v.u > DG_PRIORITY_MAX)
+		if (v.kind != MPR_UINT || v.u > DG_PRIORITY_MAX)
 			return DG_ERR("priority: expected an integer 0 to %d", DG_PRIORITY_MAX);
 		out->priority = (int)v.u;
 		return 0;
 	default:
-		if (v.kind != K_UINT)
+		if (v.kind != MPR_UINT)
 			return DG_ERR("timeout_us: expected a non-negative integer (microseconds), got %s",
-				      kind_name(v.kind));
+				      mpr_kind_name(v.kind));
 		out->timeout_us = ks_clamp_timeout(v.u);
 		return 0;
 	}
 }
 
 /* Pass 1: the id, wherever it is, so that a later failure can carry it. */
-static void find_id(struct rd r, uint64_t pairs, struct dg_req *out)
+static void find_id(struct mpr r, uint64_t pairs, struct dg_req *out)
 {
 	for (uint64_t i = 0; i < pairs; i++) {
-		struct val k, v;
-		struct rd at;
+		struct mpr_val k, v;
+		struct mpr at;
 
-		if (!rd_next(&r, &k))
+		if (!mpr_next(&r, &k))
 			return;
 		at = r;
-		if (key_is(&k, "id") && rd_next(&at, &v) && v.kind == K_UINT && !out->has_id) {
+		if (mpr_key_is(&k, "id") && mpr_next(&at, &v) && v.kind == MPR_UINT &&
+		    !out->has_id) {
 			out->id = v.u;
 			out->has_id = true;
 		}
-		if (!rd_skip(&r))
+		if (!mpr_skip(&r))
 			return;
 	}
 }
 
 enum { R_ID = 1, R_MODEL = 2, R_INPUTS = 4, R_PRIORITY = 8, R_TIMEOUT = 16 };
 
-static int dec_root(struct rd *r, uint64_t pairs, struct dg_req *out, char *err, size_t errlen)
+static int dec_root(struct mpr *r, uint64_t pairs, struct dg_req *out, char *err, size_t errlen)
 {
 	static const char *const keys[] = { "id", "model", "inputs", "priority", "timeout_us" };
 	unsigned seen = 0;
 	int rc = 0;
 
 	for (uint64_t i = 0; i < pairs && !rc; i++) {
-		struct val k;
+		struct mpr_val k;
 		int which = -1;
 
-		if (!rd_next(r, &k))
+		if (!mpr_next(r, &k))
 			return DG_ERR("request: malformed");
 		for (int j = 0; j < 5; j++)
-			if (key_is(&k, keys[j]))
+			if (mpr_key_is(&k, keys[j]))
 				which = j;
 		if (which < 0) {
-			if (!rd_skip(r))
+			if (!mpr_skip(r))
 				return DG_ERR("request: malformed");
 			continue;
 		}
@@ -397,13 +239,13 @@ static int dec_root(struct rd *r, uint64_t pairs, struct dg_req *out, char *err,
 
 int dg_decode(const uint8_t *p, size_t len, struct dg_req *out, char *err, size_t errlen)
 {
-	struct rd r = { p, p + len };
-	struct val root = { .kind = K_NIL };
+	struct mpr r = { p, p + len };
+	struct mpr_val root = { .kind = MPR_NIL };
 
 	memset(out, 0, sizeof(*out));
 	if (!p || len == 0)
 		return DG_ERR("request: empty datagram, expected a msgpack map");
-	if (!rd_skip(&r)) {
+	if (!mpr_skip(&r)) {
 		/* r.p stopped at (or inside) the value that does not fit */
 		return DG_ERR("request: malformed msgpack (bad or truncated value near byte %zu of %zu)",
 			      (size_t)(r.p - p), len);
@@ -411,9 +253,9 @@ int dg_decode(const uint8_t *p, size_t len, struct dg_req *out, char *err, size_
 	if (r.p != r.end)
 		return DG_ERR("request: %zu bytes after the msgpack map", (size_t)(r.end - r.p));
 	r.p = p;
-	rd_next(&r, &root);
-	if (root.kind != K_MAP)
-		return DG_ERR("request: expected a msgpack map, got %s", kind_name(root.kind));
+	mpr_next(&r, &root);
+	if (root.kind != MPR_MAP)
+		return DG_ERR("request: expected a msgpack map, got %s", mpr_kind_name(root.kind));
 	find_id(r, root.u, out);
 	return dec_root(&r, root.u, out, err, errlen);
 }

@@ -16,7 +16,7 @@ SRC="gateway/net/h1parse.c gateway/net/zcodec.c gateway/api/repository.c gateway
      gateway/core/config.c backends/model/ytree.c gateway/sched/router.c gateway/core/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c
      backends/registry.c backends/gpu/gpuconf.c backends/cpu/cpu.c backends/fake/fake.c gateway/sched/slice.c
      backends/remote/rconf.c backends/remote/remote.c backends/remote/eject.c backends/remote/proto.c
-     gateway/api/dgram.c dpdk/pkt.c"
+     backends/mpread.c gateway/api/dgram.c dpdk/pkt.c"
 PKGS="jansson yaml-0.1 msgpack libevent"
 
 if ! command -v "$CC" >/dev/null 2>&1; then
