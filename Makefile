@@ -229,7 +229,7 @@ DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-de
             libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev zlib1g-dev apache2-utils \
             python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
             python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl \
-            clang libclang-rt-14-dev libtsan2 libdpdk-dev dpdk
+            clang libclang-rt-14-dev libtsan2 libdpdk-dev dpdk dpdk-dev
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \

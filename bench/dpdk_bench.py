@@ -1,61 +1,36 @@
-"""bench/dpdk.sh's driver.  Parts:
-  ceiling  requests/s per lcore through parse, route and reply with the
-           `fake` backend (no model work) over net_pcap replaying a capture
-           of requests forever (infinite_rx, TX dropped by the PMD), and
-           the average cycles per stage from /metrics over the window.
-  udp      closed-loop client (WINDOW outstanding) inside the namespace:
-           req/s, p50, p99 (run in the namespace by dpdk.sh).
-Prints markdown lines."""
-import json
+"""bench/dpdk.sh's driver for the software ceiling (the UDP-vs-HTTP/2 part
+uses tools/infergw-udp-client).  `ceiling BIN TMP ADMIN_PORT SECS` prints
+markdown:
+  - requests/s through parse, route and reply with the `fake` backend (no
+    model work) over net_pcap replaying a capture of requests forever
+    (infinite_rx; with no tx_pcap the PMD counts and drops what is sent),
+    on 1 lcore / 1 queue and on 2 lcores / 2 queues (net_pcap has one RX
+    queue per rx_pcap file and no RSS: each queue replays its own copy),
+    and the average cycles per stage from /metrics over the window;
+  - dpdk-testpmd's forwarding rate on the same vdev and capture, one
+    forwarding core (io: rx_burst -> tx_burst untouched; macswap: each
+    frame's MACs swapped, a reply's minimum work), when it is installed
+    (Debian: dpdk-dev);
+  - the ratios to testpmd and to eRPC's published ~10 M RPC/s per core."""
 import os
-import socket
+import re
+import shutil
+import signal
+import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "dpdk"))
+import dplib  # noqa: E402
+import pcaplib as pl  # noqa: E402
 
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))] if xs else float("nan")
-
-
-def udp(host, port, n, window):
-    import msgpack
-    import numpy as np
-
-    x = np.arange(64, dtype="<f4") % 17
-    body = lambda i: msgpack.packb({"id": i, "model": "digits", "inputs": [
-        {"name": "input", "datatype": "FP32", "shape": [1, 64], "data": x.tobytes()}]},
-        use_bin_type=True)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, 11, 1)  # SO_NO_CHECK: see tests/dpdk/udp_loop.py
-    s.settimeout(1.0)
-    sent, lat, lost, nxt = {}, [], 0, 0
-    t0 = time.perf_counter()
-    while len(lat) + lost < n:
-        while nxt < n and len(sent) < window:
-            sent[nxt] = time.perf_counter()
-            s.sendto(body(nxt), (host, port))
-            nxt += 1
-        try:
-            d, _ = s.recvfrom(65536)
-        except socket.timeout:
-            lost += len(sent)
-            sent.clear()
-            continue
-        i = msgpack.unpackb(d, raw=False).get("id")
-        if i in sent:
-            lat.append(time.perf_counter() - sent.pop(i))
-    dt = time.perf_counter() - t0
-    print(json.dumps({"rps": len(lat) / dt, "p50_us": pct(lat, 50) * 1e6,
-                      "p99_us": pct(lat, 99) * 1e6, "n": len(lat), "lost": lost}))
+ERPC_PER_CORE = 10e6            # Kalia et al., NSDI 2019: ~10 M small RPCs/s/core
+STAGES = ("rx", "parse", "route", "encode", "tx")
 
 
 def metrics(port):
-    import urllib.request
-
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     out = {}
     for line in text.splitlines():
@@ -65,22 +40,34 @@ def metrics(port):
     return out
 
 
-def ceiling(binary, tmp, admin, secs):
-    import msgpack
+def write_captures(tmp, queues):
+    """One capture of 64 one-row requests per RX queue; their paths."""
+    paths = []
+    for q in range(queues):
+        frames = [pl.udp_frame(pl.NET_PCAP_MAC, pl.PEER_MAC, pl.PEER_IP, pl.GW_IP,
+                               40000 + 64 * q + i, 9200,
+                               pl.dg_request(64 * q + i + 1, "digits", pl.digits_rows(1, i)))
+                  for i in range(64)]
+        paths.append(f"{tmp}/req{q}.pcap")
+        pl.write_pcap(paths[-1], frames)
+    return paths
 
-    import dplib
 
-    feats, _ = dplib.heldout()
-    frames = [dplib.udp_frame(msgpack.packb(dplib.request_map(i, feats[i:i + 1]),
-                                            use_bin_type=True), sport=40000 + i)
-              for i in range(64)]
-    dplib.pcap_write(f"{tmp}/req.pcap", frames)
+def vdev(paths):
+    return "--vdev=net_pcap0," + ",".join(f"rx_pcap={p}" for p in paths) + ",infinite_rx=1"
+
+
+def gateway_ceiling(binary, tmp, admin, secs, lcores):
+    """{answered, ok, per-stage (cycles, events)} per second over secs."""
     cfg = dplib.config_text(["--no-huge", "--no-pci", "-m", "512",
-                             f"--vdev=net_pcap0,rx_pcap={tmp}/req.pcap,infinite_rx=1"],
-                            admin_port=admin, model_kind="fake", max_queue=4096)
-    open(f"{tmp}/ceiling.yaml", "w").write(cfg)
-    log = open(f"{tmp}/ceiling.log", "w")
-    p = subprocess.Popen([binary, "--config", f"{tmp}/ceiling.yaml"], stdout=log, stderr=log)
+                             vdev(write_captures(tmp, lcores))],
+                            admin_port=admin, model_kind="fake", max_queue=4096,
+                            lcores=lcores, queues=lcores)
+    path = f"{tmp}/ceiling{lcores}.yaml"
+    with open(path, "w") as f:
+        f.write(cfg)
+    with open(f"{tmp}/ceiling{lcores}.log", "w") as log:
+        p = subprocess.Popen([binary, "--config", path], stdout=log, stderr=log)
     try:
         time.sleep(3)
         a = metrics(admin)
@@ -92,18 +79,78 @@ def ceiling(binary, tmp, admin, secs):
     d = {k: b[k] - a.get(k, 0) for k in b}
     ok = d.get('infergw_dpdk_requests_total{code="200"}', 0)
     rej = d.get('infergw_dpdk_requests_total{code="429"}', 0)
-    print(f"| answered/s (200 + 429), 1 lcore | {(ok + rej) / secs:,.0f} |")
-    print(f"| of which 200/s | {ok / secs:,.0f} |")
-    hz = b.get("infergw_dpdk_tsc_hz", 1)
-    for st in ("rx", "parse", "route", "encode", "tx"):
-        c = d.get(f'infergw_dpdk_stage_cycles_total{{stage="{st}"}}', 0)
-        e = d.get(f'infergw_dpdk_stage_events_total{{stage="{st}"}}', 0)
-        print(f"| {st}: cycles per event (events/s) | {c / e if e else 0:,.0f} "
-              f"({e / secs:,.0f}/s, {c / e / hz * 1e9 if e else 0:.0f} ns) |")
+    r = {"answered": (ok + rej) / secs, "ok": ok / secs, "hz": b.get("infergw_dpdk_tsc_hz", 1)}
+    for st in STAGES:
+        r[st] = (d.get(f'infergw_dpdk_stage_cycles_total{{stage="{st}"}}', 0),
+                 d.get(f'infergw_dpdk_stage_events_total{{stage="{st}"}}', 0))
+    return r
+
+
+def testpmd(tmp, secs, mode):
+    """testpmd's RX rate (packets/s, the median of its per-second reports
+    after the first) forwarding the 1-queue capture on one core; None when
+    it is not installed or did not report."""
+    exe = shutil.which("dpdk-testpmd")
+    if not exe:
+        return None
+    cmd = [exe, "-l", "0,1", "--no-huge", "--no-pci", "-m", "512", "--no-shconf",
+           vdev([f"{tmp}/req0.pcap"]), "--", "--nb-cores=1", f"--forward-mode={mode}",
+           "--total-num-mbufs=8192", "--stats-period=1"]
+    with open(f"{tmp}/testpmd-{mode}.log", "w") as log:
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        try:
+            time.sleep(secs + 2)
+        finally:
+            p.send_signal(signal.SIGINT)    # testpmd stops forwarding and exits
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    with open(f"{tmp}/testpmd-{mode}.log") as f:
+        pps = [int(x) for x in re.findall(r"Rx-pps:\s+(\d+)", f.read())]
+    return statistics.median(pps[1:]) if len(pps) > 1 else None
+
+
+def ceiling(binary, tmp, admin, secs):
+    runs = {n: gateway_ceiling(binary, tmp, admin, secs, n) for n in (1, 2)}
+    pmd = {m: testpmd(tmp, secs, m) for m in ("io", "macswap")}
+    print(f"### Software ceiling: fake backend, net_pcap replay ({secs:g} s each)")
+    print()
+    print("| measure | 1 lcore, 1 queue | 2 lcores, 2 queues |")
+    print("|---|---|---|")
+    print("| answered/s (200 + 429) | " +
+          " | ".join(f"{runs[n]['answered']:,.0f}" for n in (1, 2)) + " |")
+    print("| of which 200/s | " + " | ".join(f"{runs[n]['ok']:,.0f}" for n in (1, 2)) + " |")
+    for st in STAGES:
+        cells = []
+        for n in (1, 2):
+            c, e = runs[n][st]
+            cells.append(f"{c / e if e else 0:,.0f} ({e / secs:,.0f}/s, "
+                         f"{c / e / runs[n]['hz'] * 1e9 if e else 0:.0f} ns)")
+        print(f"| {st}: cycles per event (events/s) | " + " | ".join(cells) + " |")
+    print()
+    print("net_pcap has no RSS (each RX queue replays its own rx_pcap file), so the "
+          "2-queue run spreads load by construction, not by hashing.")
+    print()
+    print("### Anchors: dpdk-testpmd on the same vdev and capture (1 forwarding core), eRPC")
+    print()
+    if not any(pmd.values()):
+        print("dpdk-testpmd: not installed (Debian package dpdk-dev) or no report; "
+              "no forwarding-rate anchor in this run.")
+        print()
+    print("| rate | packets or requests/s | gateway (1 lcore) as a fraction |")
+    print("|---|---|---|")
+    g = runs[1]["answered"]
+    for m, v in pmd.items():
+        if v:
+            print(f"| testpmd {m} forwarding | {v:,.0f} | {g / v:.2%} |")
+    print(f"| eRPC, published (Kalia et al., NSDI 2019) | ~{ERPC_PER_CORE:,.0f} per core | "
+          f"{g / ERPC_PER_CORE:.2%} |")
+    print()
 
 
 if __name__ == "__main__":
-    if sys.argv[1] == "udp":
-        udp(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
-    else:
-        ceiling(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    if sys.argv[1] != "ceiling" or len(sys.argv) != 6:
+        sys.exit("usage: dpdk_bench.py ceiling BIN TMP ADMIN_PORT SECS")
+    ceiling(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))

@@ -206,6 +206,7 @@ def dg_answer_size(ident, model, rows, out_dim, version="1", output="probabiliti
 
 GW_IP, PEER_IP = "198.18.0.1", "198.18.0.2"
 PEER_MAC = "02:00:00:00:00:02"
+NET_PCAP_MAC = "02:70:63:61:70:00"  # net_pcap's MAC for its first port (DPDK 22.11)
 
 
 def digits_rows(n, seed):
@@ -219,7 +220,8 @@ def write_crafted(path, gw_mac, *, gw_ip=GW_IP, gw_port=9200, peer_mac=PEER_MAC,
     """Write the issue's crafted input pcap; returns the expectations, one
     per input frame, in order: {"name", "kind", ...} where kind is
     "arp_reply", "echo_reply", "answer" (id, inputs), "error" (id, code)
-    or "none" (dropped: no frame may answer it).  gw_mac is the port's
+    or "none" (dropped: no frame may answer it; reason is the gateway's
+    infergw_dpdk_drops_total label for it).  gw_mac is the port's
     MAC (net_pcap's own).  frame_max (if set) skips the too-large case
     when its request frame would exceed it; answer_cap is the gateway's
     UDP payload room (pkt_udp_payload_max of its tx mbuf)."""
@@ -235,7 +237,7 @@ def write_crafted(path, gw_mac, *, gw_ip=GW_IP, gw_port=9200, peer_mac=PEER_MAC,
             kind, sport=sport, **kw)
 
     add("arp_request", arp_frame(peer_mac, peer_ip, gw_ip), "arp_reply")
-    add("arp_other", arp_frame(peer_mac, peer_ip, "198.18.0.77"), "none")
+    add("arp_other", arp_frame(peer_mac, peer_ip, "198.18.0.77"), "none", reason="arp")
     add("icmp_echo", icmp_echo_frame(gw_mac, peer_mac, peer_ip, gw_ip, 0x4242, 1,
                                      b"infergw-ping-0123456789"), "echo_reply",
         ident=0x4242, seq=1, data=b"infergw-ping-0123456789")
@@ -246,11 +248,13 @@ def write_crafted(path, gw_mac, *, gw_ip=GW_IP, gw_port=9200, peer_mac=PEER_MAC,
     req("valid_rows_minus1", dg_request(1010, model, x, shape=[-1, 64]), "answer", id=1010, inputs=x)
     x = digits_rows(1, seed=8)
     req("valid_no_udp_csum", dg_request(1011, model, x), "answer", id=1011, inputs=x, no_csum=True)
-    req("bad_ip_csum", dg_request(2000, model, digits_rows(1, 9)), "none", bad_ip_csum=True)
-    req("bad_udp_csum", dg_request(2001, model, digits_rows(1, 10)), "none", bad_udp_csum=True)
+    req("bad_ip_csum", dg_request(2000, model, digits_rows(1, 9)), "none",
+        reason="ip_csum", bad_ip_csum=True)
+    req("bad_udp_csum", dg_request(2001, model, digits_rows(1, 10)), "none",
+        reason="udp_csum", bad_udp_csum=True)
     good = udp_frame(gw_mac, peer_mac, peer_ip, gw_ip, 40000, gw_port,
                      dg_request(2002, model, digits_rows(1, 11)))
-    add("truncated_frame", good[:len(good) - 20], "none")
+    add("truncated_frame", good[:len(good) - 20], "none", reason="ip_hdr")
     req("truncated_msgpack", dg_request(2003, model, digits_rows(1, 12))[:-9], "error",
         id=None, code=400)
     req("not_msgpack", b'{"id": 2004, "model": "digits"}', "error", id=None, code=400)
@@ -260,7 +264,7 @@ def write_crafted(path, gw_mac, *, gw_ip=GW_IP, gw_port=9200, peer_mac=PEER_MAC,
         id=2006, code=400)
     req("bad_datatype", dg_request(2007, model, digits_rows(1, 15), datatype="FP16"), "error",
         id=2007, code=400)
-    req("other_port", dg_request(2008, model, digits_rows(1, 16)), "none")
+    req("other_port", dg_request(2008, model, digits_rows(1, 16)), "none", reason="port")
     frames[-1] = udp_frame(gw_mac, peer_mac, peer_ip, gw_ip, 40000, gw_port + 1,
                            dg_request(2008, model, digits_rows(1, 16)))
     # the smallest batch whose answer does not fit a datagram

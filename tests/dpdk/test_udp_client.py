@@ -2,7 +2,6 @@
 """tools/infergw-udp-client against a Python stand-in server on loopback
 (answers with the digits reference; id 5 gets a 429, id 6 no answer)."""
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -59,6 +58,9 @@ def test_client_counts_and_checks():
                              "--check", str(gwlib.MODEL_DIR))
         assert rc == 0 and rep["answered"] == 4 and rep["codes"] == {"200": 4}, rep
         assert rep["p50_us"] > 0
+        # checksum 0 (SO_NO_CHECK) is still a datagram loopback delivers
+        rc, rep = run_client(port, "-n", "2", "--no-udp-checksum", "--check", str(gwlib.MODEL_DIR))
+        assert rc == 0 and rep["codes"] == {"200": 2}, rep
         rc, rep = run_client(port, "-n", "8", "--concurrency", "4", "--wait", "0.3")
         assert rc == 1
         assert rep["codes"] == {"200": 6, "429": 1, "lost": 1}, rep

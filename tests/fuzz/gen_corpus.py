@@ -1,13 +1,17 @@
 #!/usr/bin/python3
 """Regenerate the seed corpora in tests/fuzz/corpus/ (committed; run by hand).
 
-Standard library only: msgpack and safetensors are written by hand.
+msgpack and safetensors are written by hand; Ethernet frames come from
+tests/dpdk/pcaplib.py (the pcap test's builders).
 """
 import json
 import os
 import struct
+import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "dpdk"))
+import pcaplib as pl  # noqa: E402
 
 
 def put(target, name, data):
@@ -238,40 +242,26 @@ put("dgram", "huge_timeout", mp(dg(f8, timeout_us=1)).replace(b"\xaatimeout_us\x
 put("dgram", "huge_array", b"\x81\xa6inputs\xdd\xff\xff\xff\xff")
 
 
-# --- pkt: one Ethernet frame ---------------------------------------------
-def csum(b):
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16:
-        s = (s & 0xffff) + (s >> 16)
-    return ~s & 0xffff
+# --- pkt: one Ethernet frame (built by tests/dpdk/pcaplib.py) ------------
+US_MAC, PEER_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
+US_IP, PEER_IP = "198.18.0.1", "198.18.0.2"
 
 
-US_MAC, PEER_MAC = bytes.fromhex("020000000001"), bytes.fromhex("020000000002")
-US_IP, PEER_IP = bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2])
-
-
-def ipv4(proto, payload, flags=0x4000, src=PEER_IP, dst=US_IP):
-    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), 1, flags, 64, proto, 0, src, dst)
-    h = h[:10] + struct.pack("!H", csum(h)) + h[12:]
-    return US_MAC + PEER_MAC + b"\x08\x00" + h + payload
+def ipv4(proto, payload, flags=0x4000):
+    return pl.eth(US_MAC, PEER_MAC, pl.ETH_IPV4,
+                  pl.ipv4(PEER_IP, US_IP, proto, payload, flags=flags))
 
 
 def udp(payload, sport=40000, dport=9200):
-    u = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
-    c = csum(PEER_IP + US_IP + struct.pack("!BBH", 0, 17, len(u)) + u) or 0xffff
-    return ipv4(17, u[:6] + struct.pack("!H", c) + u[8:])
+    return pl.udp_frame(US_MAC, PEER_MAC, PEER_IP, US_IP, sport, dport, payload)
 
 
 def icmp(data, typ=8):
-    m = struct.pack("!BBHHH", typ, 0, 0, 0x77, 3) + data
-    return ipv4(1, m[:2] + struct.pack("!H", csum(m)) + m[4:])
+    return pl.icmp_echo_frame(US_MAC, PEER_MAC, PEER_IP, US_IP, 0x77, 3, data, reply=typ == 0)
 
 
 def arp(target=US_IP, oper=1):
-    return (b"\xff" * 6 + PEER_MAC + b"\x08\x06" +
-            struct.pack("!HHBBH", 1, 0x0800, 6, 4, oper) + PEER_MAC + PEER_IP + b"\0" * 6 + target)
+    return pl.arp_frame(PEER_MAC, PEER_IP, target, oper=oper)
 
 
 put("pkt", "udp", udp(mp(dg(f8))))
@@ -282,10 +272,10 @@ put("pkt", "udp_bad_csum", udp(b"hello")[:-1] + b"H")
 put("pkt", "icmp", icmp(b"abcdefgh" * 4))
 put("pkt", "icmp_reply", icmp(b"abcd", typ=0))
 put("pkt", "arp", arp())
-put("pkt", "arp_other", arp(target=bytes([198, 18, 0, 9])))
+put("pkt", "arp_other", arp(target="198.18.0.9"))
 put("pkt", "arp_reply", arp(oper=2))
 put("pkt", "fragment", ipv4(17, b"\0" * 16, flags=0x2000))
 put("pkt", "tcp", ipv4(6, b"\0" * 20))
-put("pkt", "ipv6", US_MAC + PEER_MAC + b"\x86\xdd" + b"\x60" + b"\0" * 39)
-put("pkt", "vlan", US_MAC + PEER_MAC + b"\x81\x00\x00\x01" + udp(b"x")[12:])
+put("pkt", "ipv6", pl.eth(US_MAC, PEER_MAC, 0x86dd, b"\x60" + b"\0" * 39))
+put("pkt", "vlan", pl.eth(US_MAC, PEER_MAC, 0x8100, b"\x00\x01" + udp(b"x")[12:]))
 put("pkt", "short", udp(b"hello")[:30])
