@@ -380,6 +380,19 @@ static struct runtime *dp_runtime(struct dp_lcore *lc)
  * until the mbuf is freed after this returns): decode, check, copy the
  * input out, submit.  Every failure is answered with its code.
  */
+/* The first fragment of a request larger than one frame: 413 to its
+ * sender, with the id when this fragment holds it. */
+static void dp_oversize(struct dp_lcore *lc, const struct pkt_info *in)
+{
+	uint64_t id = 0;
+	char err[160];
+
+	dg_peek_id(in->payload, in->payload_len, &id);
+	snprintf(err, sizeof(err), "request of %zu bytes does not fit one datagram (at most %zu); "
+		 "use HTTP/2", in->udp_len - PKT_UDP_HLEN, pkt_udp_payload_max(dp.frame_cap));
+	dp_reply_error(lc, in, id, 413, err);
+}
+
 static void dp_request(struct dp_lcore *lc, const struct pkt_info *in)
 {
 	struct runtime *rt = dp_runtime(lc);
@@ -487,6 +500,9 @@ static void dp_frame(struct dp_lcore *lc, struct rte_mbuf *m)
 		t0 = rte_rdtsc();
 		dp_request(lc, &info);
 		dp_stage(lc, DP_ST_ROUTE, t0, 1);
+		break;
+	case PKT_UDP_OVERSIZE:
+		dp_oversize(lc, &info);
 		break;
 	default:
 		break;

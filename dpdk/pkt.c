@@ -70,6 +70,7 @@ static const char *const verdict_names[PKT_VERDICT_COUNT] = {
 	[PKT_UDP_REQ] = "udp_req",
 	[PKT_ARP_REQ] = "arp_req",
 	[PKT_ICMP_ECHO] = "icmp_echo",
+	[PKT_UDP_OVERSIZE] = "udp_oversize",
 	[PKT_DROP_SHORT] = "short",
 	[PKT_DROP_MAC] = "mac",
 	[PKT_DROP_ETHERTYPE] = "ethertype",
@@ -157,7 +158,28 @@ static enum pkt_verdict parse_udp(const uint8_t *u, size_t len, const struct pkt
 		return PKT_DROP_PORT;
 	out->payload = u + PKT_UDP_HLEN;
 	out->payload_len = len - PKT_UDP_HLEN;
+	out->udp_len = len;
 	return PKT_UDP_REQ;
+}
+
+/*
+ * The first fragment (len bytes of IPv4 payload) of a datagram: only its
+ * UDP header can be checked (length and checksum cover the whole
+ * datagram), but it says who to answer that the request does not fit.
+ */
+static enum pkt_verdict parse_udp_first(const uint8_t *u, size_t len,
+					const struct pkt_self *self, struct pkt_info *out)
+{
+	if (len < PKT_UDP_HLEN || get16(u + 4) <= len)
+		return PKT_DROP_FRAGMENT;
+	out->src_port = get16(u);
+	out->dst_port = get16(u + 2);
+	if (out->dst_port != self->udp_port || out->src_port == 0)
+		return PKT_DROP_PORT;
+	out->payload = u + PKT_UDP_HLEN;
+	out->payload_len = len - PKT_UDP_HLEN;
+	out->udp_len = get16(u + 4);
+	return PKT_UDP_OVERSIZE;
 }
 
 /* The IPv4 packet at ip, avail bytes of frame after the Ethernet header. */
@@ -176,7 +198,7 @@ static enum pkt_verdict parse_ipv4(const uint8_t *ip, size_t avail, const struct
 		return PKT_DROP_IP_HDR;
 	if (pkt_csum(ip, ihl) != 0)
 		return PKT_DROP_IP_CSUM;
-	if (get16(ip + 6) & 0x3fff)	/* MF (0x2000) or a fragment offset */
+	if (get16(ip + 6) & 0x1fff)	/* a later fragment: nothing to answer with */
 		return PKT_DROP_FRAGMENT;
 	out->ttl = ip[8];
 	memcpy(out->src_ip, ip + 12, 4);
@@ -185,6 +207,9 @@ static enum pkt_verdict parse_ipv4(const uint8_t *ip, size_t avail, const struct
 		return PKT_DROP_NOT_US;
 	if (ip_unanswerable(out->src_ip) || (out->src_mac[0] & 1))
 		return PKT_DROP_SRC;
+	if (get16(ip + 6) & 0x2000)	/* MF: the first of several; we do not reassemble */
+		return ip[9] == IPPROTO_UDP_ ? parse_udp_first(ip + ihl, total - ihl, self, out)
+					     : PKT_DROP_FRAGMENT;
 	switch (ip[9]) {
 	case IPPROTO_UDP_:
 		return parse_udp(ip + ihl, total - ihl, self, out);

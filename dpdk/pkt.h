@@ -16,8 +16,10 @@
  *     is our address -> PKT_ARP_REQ.
  *   - IPv4: version 4, 20 <= ihl*4 <= total length <= bytes present
  *     (Ethernet padding after the total length is ignored), header checksum
- *     valid, not a fragment (MF clear, offset 0; we do not reassemble),
- *     destination our address, source a unicast address.
+ *     valid, not a later fragment (offset 0; we do not reassemble),
+ *     destination our address, source a unicast address.  The first
+ *     fragment of a UDP datagram to our port (MF set) -> PKT_UDP_OVERSIZE,
+ *     so the sender hears that its request does not fit one frame.
  *   - ICMP echo request (type 8 code 0) with a valid checksum -> PKT_ICMP_ECHO.
  *   - UDP: length field == IPv4 payload length, checksum valid or 0 (none,
  *     legal in IPv4), destination our port, source port not 0 -> PKT_UDP_REQ.
@@ -51,6 +53,10 @@ enum pkt_verdict {
 	PKT_UDP_REQ,		/* a datagram for our address and port */
 	PKT_ARP_REQ,		/* who-has our address */
 	PKT_ICMP_ECHO,		/* echo request to us */
+	PKT_UDP_OVERSIZE,	/* the first fragment of a datagram for our address
+				 * and port: larger than one frame, never reassembled,
+				 * answered with an error (payload: what this fragment
+				 * holds; udp_len: the whole datagram's length) */
 	PKT_DROP_SHORT,		/* fewer bytes than the headers need */
 	PKT_DROP_MAC,		/* destination neither our MAC nor broadcast */
 	PKT_DROP_ETHERTYPE,	/* not IPv4 or ARP (VLAN, IPv6, ...) */
@@ -82,6 +88,7 @@ struct pkt_info {
 	const uint8_t *payload;		/* UDP: the datagram; ICMP: the echo data
 					 * after the 8-byte ICMP header; ARP: NULL */
 	size_t payload_len;
+	size_t udp_len;			/* UDP: the datagram's length as its header says */
 };
 
 /*

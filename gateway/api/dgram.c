@@ -509,3 +509,15 @@ size_t dg_encode_error(uint8_t *buf, size_t cap, uint64_t id, int code, const ch
 	encode_error(&w, id, code, msg, mlen);
 	return w.n <= cap ? w.n : 0;
 }
+
+bool dg_peek_id(const uint8_t *p, size_t len, uint64_t *id)
+{
+	struct mpr r = { p, p + len };
+	struct mpr_val m, k, v;
+
+	if (!p || !mpr_next(&r, &m) || m.kind != MPR_MAP || m.u == 0 || !mpr_next(&r, &k) ||
+	    !mpr_key_is(&k, "id") || !mpr_next(&r, &v) || v.kind != MPR_UINT)
+		return false;
+	*id = v.u;
+	return true;
+}

@@ -87,6 +87,14 @@ struct dg_req {
 int dg_decode(const uint8_t *p, size_t len, struct dg_req *out, char *err, size_t errlen);
 
 /*
+ * dg_peek_id - the request's id from the first bytes of a datagram that
+ * did not arrive whole (the first IPv4 fragment): true with *id when the
+ * map's first key is "id" with an unsigned value, as clients write it;
+ * false otherwise.  Reads nothing outside p.
+ */
+bool dg_peek_id(const uint8_t *p, size_t len, uint64_t *id);
+
+/*
  * dg_check - validate req's input against model m, the same checks as the
  * HTTP path (ks_check_input, ks_check_bytes, ks_check_finite): exactly one
  * input, its name, datatype FP32, shape [rows, in_dim] or [-1, in_dim]

@@ -267,6 +267,17 @@ def write_crafted(path, gw_mac, *, gw_ip=GW_IP, gw_port=9200, peer_mac=PEER_MAC,
     req("other_port", dg_request(2008, model, digits_rows(1, 16)), "none", reason="port")
     frames[-1] = udp_frame(gw_mac, peer_mac, peer_ip, gw_ip, 40000, gw_port + 1,
                            dg_request(2008, model, digits_rows(1, 16)))
+    # a request larger than one frame, sent as IPv4 fragments: the first
+    # says who to answer (413 "use HTTP/2"); the second is dropped
+    big = dg_request(2010, model, digits_rows(8, 18))
+    u = udp(peer_ip, gw_ip, 40000, gw_port, big)
+    cut = 1480 - (1480 % 8)		# fragment data: a multiple of 8 bytes
+    add("fragmented_request_first",
+        eth(gw_mac, peer_mac, ETH_IPV4, ipv4(peer_ip, gw_ip, PROTO_UDP, u[:cut], ident=77,
+                                             flags=0x2000)), "error", id=2010, code=413)
+    add("fragmented_request_rest",
+        eth(gw_mac, peer_mac, ETH_IPV4, ipv4(peer_ip, gw_ip, PROTO_UDP, u[cut:], ident=77,
+                                             flags=cut // 8)), "none", reason="fragment")
     # the smallest batch whose answer does not fit a datagram
     rows = next((r for r in range(1, max_batch + 1)
                  if dg_answer_size(2009, model, r, 10) > answer_cap), None)

@@ -54,7 +54,7 @@ def test_pcap_frames(tmp_path):
         assert gwlib.metric(m, "infergw_dpdk_drops_total", reason=reason) == n, (reason, m)
     codes = collections.Counter(200 if e["kind"] == "answer" else e["code"]
                                 for e in exp if e["kind"] in ("answer", "error"))
-    assert set(codes) == {200, 400, 404}, codes
+    assert set(codes) == {200, 400, 404, 413}, codes
     for code, n in codes.items():
         assert gwlib.metric(m, "infergw_dpdk_requests_total", code=str(code)) == n, (code, m)
 

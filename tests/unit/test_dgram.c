@@ -182,6 +182,24 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* dg_peek_id: the id at the head of a datagram cut short (a first fragment). */
+static void test_peek_id(void **state)
+{
+	static const uint8_t cut[] = { 0x83, 0xa2, 'i', 'd', 0xcd, 0x07, 0xda, 0xa5, 'm', 'o' };
+	static const uint8_t model_first[] = { 0x82, 0xa5, 'm', 'o', 'd', 'e', 'l', 0xa1, 'x' };
+	static const uint8_t neg[] = { 0x81, 0xa2, 'i', 'd', 0xff };
+	uint64_t id = 0;
+
+	(void)state;
+	assert_true(dg_peek_id(cut, sizeof(cut), &id));
+	assert_int_equal(id, 2010);
+	assert_false(dg_peek_id(cut, 4, &id));		/* the value cut off */
+	assert_false(dg_peek_id(model_first, sizeof(model_first), &id));
+	assert_false(dg_peek_id(neg, sizeof(neg), &id));
+	assert_false(dg_peek_id((const uint8_t *)"\x90", 1, &id));	/* an array */
+	assert_false(dg_peek_id(NULL, 0, &id));
+}
+
 static void test_decode_valid(void **state)
 {
 	msgpack_sbuffer sb;
@@ -513,6 +531,7 @@ static void test_encode_error(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_peek_id),
 		cmocka_unit_test_setup_teardown(test_decode_valid, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decode_errors, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_decode_malformed, setup, teardown),

@@ -280,6 +280,19 @@ static void test_drops_ip(void **state)
 	put16(f + 24, 0);
 	put16(f + 24, naive_csum(f + 14, 20, 0));
 	assert_int_equal(parse(f, n, &pi), PKT_DROP_FRAGMENT);
+	/* The first fragment of a larger datagram to our port: answerable
+	 * (the sender hears it does not fit), the rest of it never arrives
+	 * here whole. */
+	put16(f + 34 + 4, 4000);		/* UDP length: the whole datagram */
+	assert_int_equal(parse(f, n, &pi), PKT_UDP_OVERSIZE);
+	assert_int_equal(pi.udp_len, 4000);
+	assert_int_equal(pi.payload_len, 5);
+	assert_memory_equal(pi.payload, "hello", 5);
+	assert_false(pkt_verdict_is_drop(PKT_UDP_OVERSIZE));
+	assert_string_equal(pkt_verdict_name(PKT_UDP_OVERSIZE), "udp_oversize");
+	put16(f + 34 + 2, 9999);		/* ... to another port: dropped */
+	assert_int_equal(parse(f, n, &pi), PKT_DROP_PORT);
+	put16(f + 34 + 2, 9200);
 	put16(f + 20, 0x0001);			/* offset 8 */
 	put16(f + 24, 0);
 	put16(f + 24, naive_csum(f + 14, 20, 0));
