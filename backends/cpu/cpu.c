@@ -79,6 +79,7 @@ struct be_cpu_slot_model {
 struct be_cpu_weights {
 	dnnl_memory_desc_t md;
 	void *packed;			/* owned reordered copy; NULL: the model's array */
+	float *qbias;			/* static INT8: bias / output scale (owned), else NULL */
 };
 
 struct be_cpu_model {
@@ -168,8 +169,10 @@ static void be_cpu_model_free(struct be_cpu_model *cm, int n_slots)
 	}
 	free(cm->slots);
 	free(cm->src_buf);
-	for (i = 0; cm->wei && i < cm->m->n_layers; i++)
+	for (i = 0; cm->wei && i < cm->m->n_layers; i++) {
 		free(cm->wei[i].packed);
+		free(cm->wei[i].qbias);
+	}
 	free(cm->wei);
 	free(cm);
 }
@@ -366,6 +369,7 @@ static void be_cpu_pack(struct be_cpu *c, const struct layer *l, int rows,
 
 	dnnl_memory_desc_init_by_tag(&w->md, 2, wd, dt, dnnl_ba);
 	w->packed = NULL;
+	w->qbias = NULL;
 	if (dnnl_memory_desc_init_by_tag(&any, 2, wd, dt, dnnl_format_tag_any) ||
 	    be_cpu_matmul(c, l, rows, &any, NULL, md, &pd))
 		return;
@@ -388,6 +392,26 @@ static void be_cpu_pack(struct be_cpu *c, const struct layer *l, int rows,
 static bool be_cpu_fused(const struct layer *l)
 {
 	return !l->qweight || l->in_scale > 0;
+}
+
+/*
+ * oneDNN 2.x int8 matmul computes dst = output_scale * (acc + bias) (the
+ * bias joins the s32 accumulator's scale; measured: an f32 bias given as
+ * is came out scaled), so a static INT8 layer's bias is stored divided by
+ * its output scale, once per model.
+ */
+static int be_cpu_qbias(const struct layer *l, struct be_cpu_weights *w, char **err)
+{
+	if (!l->qweight || !(l->in_scale > 0) || !l->bias)
+		return 0;
+	w->qbias = be_cpu_alloc(sizeof(float) * (size_t)l->out);
+	if (!w->qbias) {
+		*err = be_strdupf("cpu backend: out of memory (bias)");
+		return -ENOMEM;
+	}
+	for (int k = 0; k < l->out; k++)
+		w->qbias[k] = (float)((double)l->bias[k] / ((double)l->in_scale * l->wscale[k]));
+	return 0;
 }
 
 /* Primitives and buffers of one slot. */
@@ -434,7 +458,9 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 							: l->qweight ? (void *)l->qweight
 							: (void *)l->weight);
 			if (!st && l->bias && be_cpu_fused(l))
-				st = dnnl_memory_create(&e->bias, &md[2], c->engine, (void *)l->bias);
+				st = dnnl_memory_create(&e->bias, &md[2], c->engine,
+							cm->wei[i].qbias ? cm->wei[i].qbias
+									 : (void *)l->bias);
 			if (!st)
 				st = dnnl_memory_create(&e->dst, &md[3], c->engine, sm->buf[1 - p]);
 			if (st) {
@@ -525,9 +551,11 @@ static int be_cpu_load_model(struct backend *be, const struct model *m, char **e
 	/* Primitives pick their blocking for the thread count they will run with. */
 	saved_threads = omp_get_max_threads();
 	omp_set_num_threads(c->threads);
-	for (i = 0; i < m->n_layers; i++)
-		if (m->layers[i].kind == LAYER_DENSE)
+	for (i = 0; i < m->n_layers && !rc; i++)
+		if (m->layers[i].kind == LAYER_DENSE) {
 			be_cpu_pack(c, &m->layers[i], m->max_batch_size, &cm->wei[i]);
+			rc = be_cpu_qbias(&m->layers[i], &cm->wei[i], err);
+		}
 	for (s = 0; s < c->n_slots && !rc; s++)
 		rc = be_cpu_load_slot(c, cm, &cm->slots[s], err);
 	omp_set_num_threads(saved_threads);
