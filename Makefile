@@ -130,7 +130,12 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit asan tsan arm64 integration bench sim sim-report models clean help FORCE \
 	gpu-check bench-gpu
-all: $(BUILD)/infergw $(BUILD)/infergw-agent
+all: $(BUILD)/infergw $(BUILD)/infergw-agent $(BUILD)/infergw-quantize
+
+# infergw-quantize: the INT8 variant of a model (backends/model/quant.c)
+$(BUILD)/infergw-quantize: $(BUILD)/obj/tools/quantize.o $(BUILD)/libinfergw.a
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/obj/%.o: %.c $(BUILD)/gen/cuda.stamp
 	@mkdir -p $(dir $@)

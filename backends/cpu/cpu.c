@@ -69,6 +69,8 @@ struct be_cpu_exec {
 
 struct be_cpu_slot_model {
 	float *buf[2];
+	int8_t *qbuf;			/* INT8 models: the quantized input of a layer */
+	float *rscale;			/* INT8 models: per row input scale (dynamic layers) */
 	void *scratchpad;
 	struct be_cpu_exec *exec;	/* [n_buckets][n_layers]; prim NULL for softmax */
 };
@@ -77,6 +79,7 @@ struct be_cpu_slot_model {
 struct be_cpu_weights {
 	dnnl_memory_desc_t md;
 	void *packed;			/* owned reordered copy; NULL: the model's array */
+	float *qbias;			/* static INT8: bias / output scale (owned), else NULL */
 };
 
 struct be_cpu_model {
@@ -109,6 +112,7 @@ struct be_cpu {
 };
 
 static void be_cpu_workers_stop(struct be_cpu *c);
+static bool be_cpu_fused(const struct layer *l);
 static int be_cpu_workers_start(struct be_cpu *c, char **err);
 
 static int be_cpu_err(char **err, int rc, const char *what, dnnl_status_t st)
@@ -159,12 +163,16 @@ static void be_cpu_model_free(struct be_cpu_model *cm, int n_slots)
 		free(sm->exec);
 		free(sm->buf[0]);
 		free(sm->buf[1]);
+		free(sm->qbuf);
+		free(sm->rscale);
 		free(sm->scratchpad);
 	}
 	free(cm->slots);
 	free(cm->src_buf);
-	for (i = 0; cm->wei && i < cm->m->n_layers; i++)
+	for (i = 0; cm->wei && i < cm->m->n_layers; i++) {
 		free(cm->wei[i].packed);
+		free(cm->wei[i].qbias);
+	}
 	free(cm->wei);
 	free(cm);
 }
@@ -246,26 +254,38 @@ static dnnl_status_t be_cpu_matmul(struct be_cpu *c, const struct layer *l, int 
 {
 	dnnl_dims_t sd = { rows, l->in }, wd = { l->in, l->out }, bd = { 1, l->out },
 		    dd = { rows, l->out };
+	dnnl_data_type_t dt = l->qweight ? dnnl_s8 : dnnl_f32;
+	bool fuse = be_cpu_fused(l);
 	dnnl_primitive_attr_t attr = NULL;
 	dnnl_post_ops_t po = NULL;
 	dnnl_primitive_desc_t pd = NULL;
 	dnnl_matmul_desc_t desc;
 	dnnl_status_t st;
+	float *oscale = NULL;
 
-	if ((st = dnnl_memory_desc_init_by_tag(&md[0], 2, sd, dnnl_f32, dnnl_ab)) ||
-	    (st = dnnl_memory_desc_init_by_tag(&md[1], 2, wd, dnnl_f32, dnnl_ba)) ||
+	if ((st = dnnl_memory_desc_init_by_tag(&md[0], 2, sd, dt, dnnl_ab)) ||
+	    (st = dnnl_memory_desc_init_by_tag(&md[1], 2, wd, dt, dnnl_ba)) ||
 	    (st = dnnl_memory_desc_init_by_tag(&md[2], 2, bd, dnnl_f32, dnnl_ab)) ||
 	    (st = dnnl_memory_desc_init_by_tag(&md[3], 2, dd, dnnl_f32, dnnl_ab)))
 		return st;
 	if (wmd)
 		md[1] = *wmd;
-	st = dnnl_matmul_desc_init(&desc, &md[0], &md[1], l->bias ? &md[2] : NULL, &md[3]);
+	st = dnnl_matmul_desc_init(&desc, &md[0], &md[1], l->bias && fuse ? &md[2] : NULL, &md[3]);
 	if (st)
 		return st;
 	if ((st = dnnl_primitive_attr_create(&attr)))
 		return st;
 	st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
-	if (!st && l->act == ACT_RELU) {
+	if (!st && l->qweight) {
+		/* s32 accumulator -> f32 dst: x per output channel (mask: dim 1,
+		 * N) by the weight scale, and the static input scale if any */
+		oscale = malloc(sizeof(*oscale) * (size_t)l->out);
+		for (int k = 0; oscale && k < l->out; k++)
+			oscale[k] = l->wscale[k] * (l->in_scale > 0 ? l->in_scale : 1.0f);
+		st = oscale ? dnnl_primitive_attr_set_output_scales(attr, l->out, 1 << 1, oscale)
+			    : dnnl_out_of_memory;
+	}
+	if (!st && l->act == ACT_RELU && fuse) {
 		st = dnnl_post_ops_create(&po);
 		if (!st)
 			st = dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f);
@@ -283,6 +303,7 @@ static dnnl_status_t be_cpu_matmul(struct be_cpu *c, const struct layer *l, int 
 	if (po)
 		dnnl_post_ops_destroy(po);
 	dnnl_primitive_attr_destroy(attr);
+	free(oscale);	/* the attr copied it */
 	return st;
 }
 
@@ -340,20 +361,23 @@ static void be_cpu_pack(struct be_cpu *c, const struct layer *l, int rows,
 			struct be_cpu_weights *w)
 {
 	dnnl_dims_t wd = { l->in, l->out };
+	dnnl_data_type_t dt = l->qweight ? dnnl_s8 : dnnl_f32;
+	const void *plain = l->qweight ? (const void *)l->qweight : (const void *)l->weight;
 	dnnl_memory_desc_t any, md[4];
 	dnnl_primitive_desc_t pd = NULL;
 	const dnnl_memory_desc_t *pref;
 
-	dnnl_memory_desc_init_by_tag(&w->md, 2, wd, dnnl_f32, dnnl_ba);
+	dnnl_memory_desc_init_by_tag(&w->md, 2, wd, dt, dnnl_ba);
 	w->packed = NULL;
-	if (dnnl_memory_desc_init_by_tag(&any, 2, wd, dnnl_f32, dnnl_format_tag_any) ||
+	w->qbias = NULL;
+	if (dnnl_memory_desc_init_by_tag(&any, 2, wd, dt, dnnl_format_tag_any) ||
 	    be_cpu_matmul(c, l, rows, &any, NULL, md, &pd))
 		return;
 	pref = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
 	if (pref && !dnnl_memory_desc_equal(pref, &w->md)) {
 		void *buf = be_cpu_alloc(dnnl_memory_desc_get_size(pref));
 
-		if (buf && be_cpu_reorder(c, &w->md, l->weight, pref, buf) == dnnl_success) {
+		if (buf && be_cpu_reorder(c, &w->md, plain, pref, buf) == dnnl_success) {
 			w->md = *pref;
 			w->packed = buf;
 		} else {
@@ -361,6 +385,33 @@ static void be_cpu_pack(struct be_cpu *c, const struct layer *l, int rows,
 		}
 	}
 	dnnl_primitive_desc_destroy(pd);
+}
+
+/* Whether bias and ReLU run inside the primitive: always but for dynamic
+ * INT8 layers, whose per-row input scale applies before the bias. */
+static bool be_cpu_fused(const struct layer *l)
+{
+	return !l->qweight || l->in_scale > 0;
+}
+
+/*
+ * oneDNN 2.x int8 matmul computes dst = output_scale * (acc + bias) (the
+ * bias joins the s32 accumulator's scale; measured: an f32 bias given as
+ * is came out scaled), so a static INT8 layer's bias is stored divided by
+ * its output scale, once per model.
+ */
+static int be_cpu_qbias(const struct layer *l, struct be_cpu_weights *w, char **err)
+{
+	if (!l->qweight || !(l->in_scale > 0) || !l->bias)
+		return 0;
+	w->qbias = be_cpu_alloc(sizeof(float) * (size_t)l->out);
+	if (!w->qbias) {
+		*err = be_strdupf("cpu backend: out of memory (bias)");
+		return -ENOMEM;
+	}
+	for (int k = 0; k < l->out; k++)
+		w->qbias[k] = (float)((double)l->bias[k] / ((double)l->in_scale * l->wscale[k]));
+	return 0;
 }
 
 /* Primitives and buffers of one slot. */
@@ -377,7 +428,12 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 	sm->buf[0] = be_cpu_alloc(buf_bytes);
 	sm->buf[1] = be_cpu_alloc(buf_bytes);
 	sm->exec = calloc((size_t)cm->n_buckets * (size_t)m->n_layers, sizeof(*sm->exec));
-	if (!sm->buf[0] || !sm->buf[1] || !sm->exec) {
+	if (m->variant == VARIANT_INT8) {
+		sm->qbuf = be_cpu_alloc((size_t)m->max_batch_size * (size_t)m->max_width);
+		sm->rscale = be_cpu_alloc(sizeof(float) * (size_t)m->max_batch_size);
+	}
+	if (!sm->buf[0] || !sm->buf[1] || !sm->exec ||
+	    (m->variant == VARIANT_INT8 && (!sm->qbuf || !sm->rscale))) {
 		*err = be_strdupf("cpu backend: model %s: out of memory", m->name);
 		return -ENOMEM;
 	}
@@ -393,14 +449,18 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 			if (l->kind != LAYER_DENSE)
 				continue;
 			st = be_cpu_matmul(c, l, cm->buckets[b], &cm->wei[i].md, e, md, NULL);
-			if (!st)
-				st = dnnl_memory_create(&e->src, &md[0], c->engine, sm->buf[p]);
+			if (!st)	/* INT8: the quantized copy of buf[p] */
+				st = dnnl_memory_create(&e->src, &md[0], c->engine,
+							l->qweight ? (void *)sm->qbuf : sm->buf[p]);
 			if (!st)	/* oneDNN only reads weights and bias */
 				st = dnnl_memory_create(&e->wei, &md[1], c->engine,
 							cm->wei[i].packed ? cm->wei[i].packed
-									  : (void *)l->weight);
-			if (!st && l->bias)
-				st = dnnl_memory_create(&e->bias, &md[2], c->engine, (void *)l->bias);
+							: l->qweight ? (void *)l->qweight
+							: (void *)l->weight);
+			if (!st && l->bias && be_cpu_fused(l))
+				st = dnnl_memory_create(&e->bias, &md[2], c->engine,
+							cm->wei[i].qbias ? cm->wei[i].qbias
+									 : (void *)l->bias);
 			if (!st)
 				st = dnnl_memory_create(&e->dst, &md[3], c->engine, sm->buf[1 - p]);
 			if (st) {
@@ -491,9 +551,11 @@ static int be_cpu_load_model(struct backend *be, const struct model *m, char **e
 	/* Primitives pick their blocking for the thread count they will run with. */
 	saved_threads = omp_get_max_threads();
 	omp_set_num_threads(c->threads);
-	for (i = 0; i < m->n_layers; i++)
-		if (m->layers[i].kind == LAYER_DENSE)
+	for (i = 0; i < m->n_layers && !rc; i++)
+		if (m->layers[i].kind == LAYER_DENSE) {
 			be_cpu_pack(c, &m->layers[i], m->max_batch_size, &cm->wei[i]);
+			rc = be_cpu_qbias(&m->layers[i], &cm->wei[i], err);
+		}
 	for (s = 0; s < c->n_slots && !rc; s++)
 		rc = be_cpu_load_slot(c, cm, &cm->slots[s], err);
 	omp_set_num_threads(saved_threads);
@@ -534,6 +596,51 @@ static void be_cpu_softmax(float *x, int rows, int w)
 	}
 }
 
+/*
+ * The s8 input of INT8 layer l: rows live rows of x into sm->qbuf with the
+ * layer's static scale, or each row with its own (max|x| / 127, kept in
+ * sm->rscale); the padding rows up to the bucket are zero.  Per row, not
+ * per batch: a request's answer must not depend on what it was batched
+ * with.  The rounding is model_q8's, the reference's.
+ */
+static void be_cpu_quantize(const struct layer *l, const float *x, int rows, int bucket,
+			    struct be_cpu_slot_model *sm)
+{
+	int8_t *q = sm->qbuf;
+	int r, j;
+
+	for (r = 0; r < rows; r++, x += l->in, q += l->in) {
+		double s = l->in_scale > 0 ? l->in_scale : (float)model_q8_scale(x, (size_t)l->in);
+		float inv = (float)(1.0 / s);
+
+		sm->rscale[r] = (float)s;
+		/* float multiply by the reciprocal is what makes this fast; the
+		 * reference divides in float64, so a value within an ulp of a .5
+		 * boundary may round one step apart (tests allow for it) */
+		for (j = 0; j < l->in; j++) {
+			float v = x[j] * inv;
+
+			v = v < 0 ? v - 0.5f : v + 0.5f;
+			v = v > MODEL_Q8_MAX ? MODEL_Q8_MAX : v < -MODEL_Q8_MAX ? -MODEL_Q8_MAX : v;
+			q[j] = v == v ? (int8_t)v : 0;
+		}
+	}
+	memset(q, 0, (size_t)(bucket - rows) * (size_t)l->in);
+}
+
+/* Dynamic INT8 layer l after its matmul (y holds acc x wscale): x the
+ * row's input scale, + bias, ReLU. */
+static void be_cpu_dequant_rows(const struct layer *l, float *y, int rows, const float *rscale)
+{
+	for (int r = 0; r < rows; r++, y += l->out) {
+		for (int k = 0; k < l->out; k++) {
+			float v = y[k] * rscale[r] + (l->bias ? l->bias[k] : 0.0f);
+
+			y[k] = l->act == ACT_RELU && v < 0 ? 0.0f : v;
+		}
+	}
+}
+
 /* Run the layer chain over rows gathered rows of cm on slot sm.  NULL, or
  * which primitive failed (with *st). */
 static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_model *cm,
@@ -552,10 +659,14 @@ static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_mode
 		dnnl_exec_arg_t args[5];
 		int n = 0;
 
-		if (m->layers[k].kind == LAYER_SOFTMAX) {
-			be_cpu_softmax(sm->buf[cm->src_buf[k]], rows, m->layers[k].in);
+		const struct layer *l = &m->layers[k];
+
+		if (l->kind == LAYER_SOFTMAX) {
+			be_cpu_softmax(sm->buf[cm->src_buf[k]], rows, l->in);
 			continue;
 		}
+		if (l->qweight)
+			be_cpu_quantize(l, sm->buf[cm->src_buf[k]], rows, cm->buckets[bi], sm);
 		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, e->src };
 		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, e->wei };
 		if (e->bias)
@@ -568,6 +679,8 @@ static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_mode
 			*st = dnnl_stream_wait(c->streams[slot]);
 		if (*st != dnnl_success)
 			return "matmul";
+		if (!be_cpu_fused(l))
+			be_cpu_dequant_rows(l, sm->buf[1 - cm->src_buf[k]], rows, sm->rscale);
 	}
 	return NULL;
 }

@@ -282,6 +282,11 @@ static int be_gpu_load_model(struct backend *be, const struct model *m, char **e
 		*err = be_strdupf("gpu: model %s: nothing to execute", m ? m->name : "(none)");
 		return -EINVAL;
 	}
+	if (m->variant != VARIANT_FP32) {	/* cuBLASLt INT8: not measured on a device yet */
+		*err = be_strdupf("gpu: model %s: variant %s not supported (fp32 only)", m->name,
+				  model_variant_name(m->variant));
+		return -EINVAL;
+	}
 	pthread_mutex_lock(&g->models_mu);
 	for (gm = g->models; gm && gm->m != m; gm = gm->next)
 		;

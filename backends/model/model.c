@@ -43,13 +43,16 @@
 
 static const char *const model_keys[] = {
 	"name", "platform", "version", "max_batch_size", "weights", "description",
-	"inputs", "outputs", "layers", NULL,
+	"inputs", "outputs", "layers", "variant", "variant_of", NULL,
 };
 static const char *const in_keys[] = { "name", "datatype", "shape", NULL };
 static const char *const out_keys[] = { "name", "datatype", "shape", "labels", NULL };
 
 #define MODEL_MAX_LABEL 256	/* bytes per class label */
 static const char *const dense_keys[] = { "type", "weight", "bias", "activation", NULL };
+static const char *const dense_q8_keys[] = {
+	"type", "weight", "bias", "activation", "weight_scale", "input_scale", NULL,
+};
 static const char *const softmax_keys[] = { "type", NULL };
 
 void model_free(struct model *m)
@@ -65,6 +68,8 @@ void model_free(struct model *m)
 		free(m->labels[i]);
 	free(m->labels);
 	free(m->layers);
+	free(m->variant_of);
+	free(m->description);
 	st_close(m->weights);
 	free(m);
 }
@@ -202,10 +207,11 @@ static int model_labels(struct ytree *t, struct model *m, yaml_node_t *outputs, 
 
 /*
  * model_tensor - look up the tensor named by node n (a string) and check
- * dtype F32 and shape; want[i] < 0 means "any size" for dimension i.
+ * dtype dt and shape; want[i] < 0 means "any size" for dimension i.
  */
 static int model_tensor(struct ytree *t, struct model *m, yaml_node_t *n, const char *path,
-			int ndim, const int64_t *want, const struct st_tensor **out, char **err)
+			enum dtype dt, int ndim, const int64_t *want, const struct st_tensor **out,
+			char **err)
 {
 	const struct st_tensor *st;
 	char *name = NULL, got[96], exp[96];
@@ -221,9 +227,9 @@ static int model_tensor(struct ytree *t, struct model *m, yaml_node_t *n, const 
 			      m->weights->path);
 		goto out;
 	}
-	if (st->dtype != DT_FP32) {
-		rc = yt_error(t, n, path, err, "tensor %s has dtype %s, expected F32", name,
-			      model_st_name(st->dtype));
+	if (st->dtype != dt) {
+		rc = yt_error(t, n, path, err, "tensor %s has dtype %s, expected %s", name,
+			      model_st_name(st->dtype), model_st_name(dt));
 		goto out;
 	}
 	ok = st->ndim == ndim;
@@ -250,6 +256,46 @@ static int model_tensor(struct ytree *t, struct model *m, yaml_node_t *n, const 
 out:
 	free(name);
 	return rc;
+}
+
+/*
+ * An INT8 dense layer's weight_scale (F32 [out], every value finite and
+ * > 0: a zero or NaN scale would silently zero or poison a channel) and
+ * optional input_scale (a number > 0: the calibrated static scale).
+ */
+static int model_q8_layer(struct ytree *t, struct model *m, yaml_node_t *e, int i,
+			  struct layer *l, char **err)
+{
+	const struct st_tensor *s;
+	yaml_node_t *n;
+	char path[64];
+	int64_t want[1] = { l->out };
+	double v;
+	int rc, k;
+
+	snprintf(path, sizeof(path), "layers[%d].weight_scale", i);
+	n = yt_get(t, e, "weight_scale");
+	if (!n)
+		return yt_error(t, e, path, err, "missing (an F32 tensor [%d] of per-channel "
+				"scales; required when variant is int8)", l->out);
+	if ((rc = model_tensor(t, m, n, path, DT_FP32, 1, want, &s, err)))
+		return rc;
+	l->wscale = s->data;
+	for (k = 0; k < l->out; k++)
+		if (!isfinite(l->wscale[k]) || l->wscale[k] <= 0)
+			return yt_error(t, n, path, err, "tensor %s: scale[%d] is %g, must be "
+					"finite and > 0", s->name, k, (double)l->wscale[k]);
+	snprintf(path, sizeof(path), "layers[%d].input_scale", i);
+	n = yt_get(t, e, "input_scale");
+	l->in_scale = 0;
+	if (n) {
+		if ((rc = yt_num(t, n, path, 0, 3.0e38, &v, err)))
+			return rc;
+		if (!(v > 0) || !isfinite((float)v) || (float)v <= 0)
+			return yt_error(t, n, path, err, "must be a finite number > 0, got %g", v);
+		l->in_scale = (float)v;
+	}
+	return 0;
 }
 
 static int model_layers(struct ytree *t, struct model *m, yaml_node_t *list, char **err)
@@ -314,7 +360,8 @@ static int model_layers(struct ytree *t, struct model *m, yaml_node_t *list, cha
 		}
 		free(ty);
 		snprintf(path, sizeof(path), "layers[%d]", i);
-		if ((rc = yt_check_keys(t, e, path, dense_keys, err)))
+		if ((rc = yt_check_keys(t, e, path, m->variant == VARIANT_INT8 ? dense_q8_keys
+								       : dense_keys, err)))
 			return rc;
 		l->kind = LAYER_DENSE;
 
@@ -340,17 +387,24 @@ static int model_layers(struct ytree *t, struct model *m, yaml_node_t *list, cha
 			return yt_error(t, e, path, err, "missing (a tensor name)");
 		want[0] = i == last_dense ? m->out_dim : -1;
 		want[1] = cur;
-		if ((rc = model_tensor(t, m, wn, path, 2, want, &w, err)))
+		if ((rc = model_tensor(t, m, wn, path, m->variant == VARIANT_INT8 ? DT_INT8 : DT_FP32,
+				       2, want, &w, err)))
 			return rc;
 		l->in = cur;
 		l->out = (int)w->dims[0];
-		l->weight = w->data;
+		if (m->variant == VARIANT_INT8) {
+			l->qweight = w->data;
+			if ((rc = model_q8_layer(t, m, e, i, l, err)))
+				return rc;
+		} else {
+			l->weight = w->data;
+		}
 
 		bn = yt_get(t, e, "bias");
 		if (bn) {
 			snprintf(path, sizeof(path), "layers[%d].bias", i);
 			want[0] = l->out;
-			if ((rc = model_tensor(t, m, bn, path, 1, want, &b, err)))
+			if ((rc = model_tensor(t, m, bn, path, DT_FP32, 1, want, &b, err)))
 				return rc;
 			l->bias = b->data;
 		}
@@ -399,7 +453,7 @@ struct model *model_load(const char *dir, char **err)
 	struct ytree t;
 	struct model *m;
 	yaml_node_t *root, *n;
-	char *yaml_path = NULL, *wname = NULL, *wpath = NULL, *serr = NULL, *desc = NULL;
+	char *yaml_path = NULL, *wname = NULL, *wpath = NULL, *serr = NULL, *variant = NULL;
 	const char *base;
 	int64_t v;
 	int rc;
@@ -441,9 +495,17 @@ struct model *model_load(const char *dir, char **err)
 	if (model_opt_str(&t, root, "name", &m->name, err) ||
 	    model_opt_str(&t, root, "platform", &m->platform, err) ||
 	    model_opt_str(&t, root, "weights", &wname, err) ||
-	    model_opt_str(&t, root, "description", &desc, err))
+	    model_opt_str(&t, root, "description", &m->description, err) ||
+	    model_opt_str(&t, root, "variant", &variant, err) ||
+	    model_opt_str(&t, root, "variant_of", &m->variant_of, err))
 		goto out_free_tree;
-	free(desc);
+	if (variant && strcmp(variant, "int8") == 0) {
+		m->variant = VARIANT_INT8;
+	} else if (variant && strcmp(variant, "fp32") != 0) {
+		yt_error(&t, yt_get(&t, root, "variant"), "variant", err,
+			 "unknown variant \"%s\" (fp32 or int8)", variant);
+		goto out_free_tree;
+	}
 	if (strcmp(m->platform, "infergw-mlp") != 0) {
 		yt_error(&t, yt_get(&t, root, "platform"), "platform", err,
 			 "unknown platform \"%s\" (infergw-mlp)", m->platform);
@@ -488,15 +550,72 @@ struct model *model_load(const char *dir, char **err)
 	free(yaml_path);
 	free(wname);
 	free(wpath);
+	free(variant);
 	return m;
 
 out_free_tree:
 	yt_free(&t);
+	free(variant);
 	free(yaml_path);
 	free(wname);
 	free(wpath);
 	model_free(m);
 	return NULL;
+}
+
+const char *model_variant_name(enum model_variant v)
+{
+	return v == VARIANT_INT8 ? "int8" : "fp32";
+}
+
+double model_q8_scale(const float *x, size_t n)
+{
+	double mx = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		double v = fabs((double)x[i]);
+
+		if (v > mx)	/* NaN never compares greater: ignored */
+			mx = v;
+	}
+	return mx > 0 && isfinite(mx) ? mx / MODEL_Q8_MAX : 1.0;
+}
+
+static void model_dense_ref(const struct layer *l, const double *a, double *b)
+{
+	for (int k = 0; k < l->out; k++) {
+		const float *w = l->weight + (size_t)k * l->in;
+		double s = l->bias ? l->bias[k] : 0.0;
+
+		for (int j = 0; j < l->in; j++)
+			s += (double)w[j] * a[j];
+		b[k] = l->act == ACT_RELU && s < 0 ? 0.0 : s;
+	}
+}
+
+/* INT8 dense (see struct layer): the input's scale is computed from the
+ * float32 values the backends see, so both round the same way. */
+static void model_dense_q8_ref(const struct layer *l, const double *a, double *b,
+			       float *xf, int *q)
+{
+	double sx;
+	int j, k;
+
+	for (j = 0; j < l->in; j++)
+		xf[j] = (float)a[j];
+	sx = l->in_scale > 0 ? l->in_scale : (float)model_q8_scale(xf, (size_t)l->in);
+	for (j = 0; j < l->in; j++)
+		q[j] = model_q8(xf[j], sx);
+	for (k = 0; k < l->out; k++) {
+		const int8_t *w = l->qweight + (size_t)k * l->in;
+		int64_t acc = 0;
+		double s;
+
+		for (j = 0; j < l->in; j++)
+			acc += (int64_t)w[j] * q[j];
+		s = (double)acc * sx * l->wscale[k] + (l->bias ? l->bias[k] : 0.0);
+		b[k] = l->act == ACT_RELU && s < 0 ? 0.0 : s;
+	}
 }
 
 /*
@@ -507,13 +626,12 @@ void model_forward_ref(const struct model *m, const float *in, int rows, double 
 {
 	double *a = malloc(sizeof(double) * (size_t)m->max_width);
 	double *b = malloc(sizeof(double) * (size_t)m->max_width);
-	int r, i, j, k;
+	float *xf = malloc(sizeof(float) * (size_t)m->max_width);	/* INT8 scratch */
+	int *q = malloc(sizeof(int) * (size_t)m->max_width);
+	int r, i, j;
 
-	if (!a || !b) {
-		free(a);
-		free(b);
-		return;
-	}
+	if (!a || !b || !xf || !q)
+		goto out;
 	for (r = 0; r < rows; r++) {
 		const float *x = in + (size_t)r * m->in_dim;
 		int width = m->in_dim;
@@ -536,14 +654,10 @@ void model_forward_ref(const struct model *m, const float *in, int rows, double 
 					a[j] /= sum;
 				continue;
 			}
-			for (k = 0; k < l->out; k++) {
-				const float *w = l->weight + (size_t)k * l->in;
-				double s = l->bias ? l->bias[k] : 0.0;
-
-				for (j = 0; j < l->in; j++)
-					s += (double)w[j] * a[j];
-				b[k] = l->act == ACT_RELU && s < 0 ? 0.0 : s;
-			}
+			if (l->qweight)
+				model_dense_q8_ref(l, a, b, xf, q);
+			else
+				model_dense_ref(l, a, b);
 			width = l->out;
 			double *tmp = a;
 			a = b;
@@ -552,6 +666,9 @@ void model_forward_ref(const struct model *m, const float *in, int rows, double 
 		for (j = 0; j < m->out_dim; j++)
 			out[(size_t)r * m->out_dim + j] = a[j];
 	}
+out:
 	free(a);
 	free(b);
+	free(xf);
+	free(q);
 }

@@ -81,12 +81,27 @@ void st_close(struct st_file *f);
 enum layer_kind { LAYER_DENSE, LAYER_SOFTMAX };
 enum activation { ACT_NONE, ACT_RELU };
 
+/*
+ * INT8 dense layers (model.yaml variant: int8): y = (q(x) . qweight^T) *
+ * sx * wscale[n] + bias, where q(x) = clamp(round(x / sx), -127, 127) is the
+ * symmetric s8 quantization of the layer's input with scale sx: in_scale
+ * when the model says so (calibrated, static), else max|x| / 127 of each
+ * row (dynamic).  Weights are symmetric per output channel: w ~= qweight *
+ * wscale.  docs/model-format.md says why s8 and why per row.
+ */
+#define MODEL_Q8_MAX 127
+
+enum model_variant { VARIANT_FP32, VARIANT_INT8 };
+
 struct layer {
 	enum layer_kind kind;
 	enum activation act;	/* dense only */
 	int in, out;		/* widths; softmax has in == out */
-	const float *weight;	/* dense: [out][in], row-major, points into weights file */
+	const float *weight;	/* FP32 dense: [out][in], row-major, points into weights file; INT8: NULL */
 	const float *bias;	/* dense: [out] or NULL */
+	const int8_t *qweight;	/* INT8 dense: [out][in], into the weights file; FP32: NULL */
+	const float *wscale;	/* INT8 dense: [out] scales, finite and > 0 */
+	float in_scale;		/* INT8 dense: static input scale (> 0), 0 = dynamic per row */
 };
 
 struct model {
@@ -104,6 +119,9 @@ struct model {
 	int max_width;		/* widest activation, for scratch buffers */
 	double flops_per_row;	/* 2 * sum(in*out) over dense layers */
 	struct st_file *weights;
+	enum model_variant variant;	/* model.yaml variant: fp32 (default) | int8 */
+	char *variant_of;	/* model.yaml variant_of: the model this one was made from, or NULL */
+	char *description;	/* model.yaml description, or NULL */
 };
 
 /*
@@ -119,7 +137,35 @@ void model_free(struct model *m);
 /*
  * model_forward_ref - float64 reference forward pass for rows x in_dim
  * inputs; writes rows x out_dim doubles to out.  For tests and calibration.
+ * INT8 models: the same quantization as the backends (see struct layer),
+ * integer products summed exactly, everything else in float64.
  */
 void model_forward_ref(const struct model *m, const float *in, int rows, double *out);
+
+/* "fp32" / "int8". */
+const char *model_variant_name(enum model_variant v);
+
+/*
+ * model_q8 - symmetric s8 quantization of one value with scale s (> 0):
+ * clamp(round-half-away(x / s), -127, 127).  The one rounding rule the
+ * quantizer, the backends and the reference share.
+ */
+static inline int model_q8(double x, double s)
+{
+	double q = x / s;
+
+	if (q != q)	/* NaN (a hostile input): 0, not undefined behaviour */
+		return 0;
+	q = q < 0 ? q - 0.5 : q + 0.5;
+	if (q >= MODEL_Q8_MAX)
+		return MODEL_Q8_MAX;
+	if (q <= -MODEL_Q8_MAX)
+		return -MODEL_Q8_MAX;
+	return (int)q;	/* truncation of +-0.5-shifted value: half away from zero */
+}
+
+/* The s8 scale of n values: max|x| / 127, or 1 when all are zero (any
+ * positive scale quantizes zeros exactly; 1 keeps it finite). */
+double model_q8_scale(const float *x, size_t n);
 
 #endif

@@ -20,6 +20,7 @@
 #include "backend.h"
 #include "infer.h"
 #include "model/model.h"
+#include "model/quant.h"
 
 #define DIGITS "config/models/digits"
 #define SENTINEL (-12345.0f)
@@ -650,6 +651,118 @@ static void test_random_models(void **state)
 	remove_random_models();
 }
 
+/* argmax of one row. */
+static int argmax(const float *p, int n)
+{
+	int k = 0;
+
+	for (int j = 1; j < n; j++)
+		k = p[j] > p[k] ? j : k;
+	return k;
+}
+
+/*
+ * Digits INT8 (made by quant_model, dynamic and calibrated) through the CPU
+ * backend: every held-out row against the INT8 reference, top-1 agreement
+ * with FP32 >= 98% and accuracy within 1 point of FP32's.
+ */
+static void check_int8_digits(const char *calibration)
+{
+	char dir[] = "/tmp/igw-int8-XXXXXX", *err = NULL;
+	struct quant_opts o = { .calibration = calibration, .force = true };
+	const struct st_tensor *x, *y;
+	struct model *m32, *m8;
+	struct backend be;
+	struct st_file *h;
+	int n, agree = 0, ok32 = 0, ok8 = 0;
+	double *ref;
+	float *o32, *o8;
+
+	assert_non_null(mkdtemp(dir));
+	if (quant_model(DIGITS, dir, &o, &err))
+		fail_msg("quant_model: %s", err);
+	m32 = load(DIGITS);
+	m8 = load(dir);
+	assert_int_equal(m8->variant, VARIANT_INT8);
+	assert_string_equal(m8->name, "digits-int8");
+	assert_string_equal(m8->variant_of, "digits");
+	assert_true((m8->layers[0].in_scale > 0) == (calibration != NULL));
+	h = st_open(DIGITS "/heldout.safetensors", &err);
+	assert_non_null(h);
+	x = st_find(h, "features");
+	y = st_find(h, "labels");
+	n = (int)x->dims[0];
+	o32 = malloc(sizeof(float) * (size_t)n * 10);
+	o8 = malloc(sizeof(float) * (size_t)n * 10);
+	ref = malloc(sizeof(double) * (size_t)n * 10);
+	open_cpu(&be, 1, 1);
+	assert_int_equal(be.ops->load_model(&be, m32, &err), 0);
+	assert_int_equal(be.ops->load_model(&be, m8, &err), 0);
+	for (int r0 = 0; r0 < n; r0 += 64) {	/* max_batch_size rows at a time */
+		int rows = n - r0 < 64 ? n - r0 : 64;
+		struct infer_req a, b, *pa = &a, *pb = &b;
+
+		req_init(&a, m32, rows, (const float *)x->data + (size_t)r0 * 64);
+		req_init(&b, m8, rows, (const float *)x->data + (size_t)r0 * 64);
+		run_batch(&be, m32, 0, &pa, 1);
+		run_batch(&be, m8, 0, &pb, 1);
+		assert_int_equal(a.status, 0);
+		assert_int_equal(b.status, 0);
+		memcpy(o32 + (size_t)r0 * 10, a.output, sizeof(float) * (size_t)rows * 10);
+		memcpy(o8 + (size_t)r0 * 10, b.output, sizeof(float) * (size_t)rows * 10);
+		free(a.output);
+		free(b.output);
+	}
+	model_forward_ref(m8, x->data, n, ref);
+	for (int i = 0; i < n; i++) {
+		int64_t label = ((const int64_t *)y->data)[i];
+		int k32 = argmax(o32 + i * 10, 10), k8 = argmax(o8 + i * 10, 10);
+
+		/* one-step rounding differences at .5 boundaries are allowed
+		 * (quantize in float vs the reference's float64): 1e-3 */
+		for (int j = 0; j < 10; j++)
+			if (fabs(o8[i * 10 + j] - ref[i * 10 + j]) > 1e-3)
+				fail_msg("row %d class %d: int8 backend %g, int8 reference %g", i, j,
+					 (double)o8[i * 10 + j], ref[i * 10 + j]);
+		agree += k32 == k8;
+		ok32 += k32 == label;
+		ok8 += k8 == label;
+	}
+	print_message("digits int8 (%s): agreement %.2f%%, accuracy fp32 %.2f%% int8 %.2f%%\n",
+		      calibration ? "calibrated" : "dynamic per row", 100.0 * agree / n,
+		      100.0 * ok32 / n, 100.0 * ok8 / n);
+	assert_true(agree * 100 >= 98 * n);
+	assert_true(abs(ok32 - ok8) * 100 <= n);
+	be.ops->close(&be);
+	model_free(m8);
+	model_free(m32);
+	st_close(h);
+	free(o32);
+	free(o8);
+	free(ref);
+	{
+		char p[256];
+
+		snprintf(p, sizeof(p), "%s/model.yaml", dir);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/model.safetensors", dir);
+		unlink(p);
+		rmdir(dir);
+	}
+}
+
+static void test_int8_digits_dynamic(void **state)
+{
+	(void)state;
+	check_int8_digits(NULL);
+}
+
+static void test_int8_digits_calibrated(void **state)
+{
+	(void)state;
+	check_int8_digits(DIGITS "/heldout.safetensors");
+}
+
 /* Two scheduler threads, one per slot, submitting at the same time. */
 struct worker {
 	struct backend *be;
@@ -735,6 +848,8 @@ int main(void)
 		cmocka_unit_test(test_digits_padding_and_cancel),
 		cmocka_unit_test(test_digits_full_batch_accuracy),
 		cmocka_unit_test(test_bad_submits),
+		cmocka_unit_test(test_int8_digits_dynamic),
+		cmocka_unit_test(test_int8_digits_calibrated),
 		cmocka_unit_test(test_slices_of_one_request),
 		cmocka_unit_test(test_slices_on_two_slots),
 		cmocka_unit_test(test_random_models),
