@@ -205,6 +205,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
 	@$(if $(Q),echo "  CC    $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -lcmocka -o $@
 
+# Bench programs that drive the library directly (bench/int8.sh builds
+# build/bench/int8): linked like the unit tests, so the CUDA objects in the
+# library find their runtime.
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libinfergw.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  CC    $@")
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -o $@
+
 # tests/gpu/gpu_check: be_gpu_ops against be_cpu_ops, every batch size
 # (docs/gpu.md).  Built with or without CUDA (without it, or without a
 # device, it exits 77 "skipped: ..."); tests/run_all.sh's gpu suite runs it.

@@ -432,6 +432,12 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 	}
 	if (c->proto == PROTO_H1)
 		h1_on_written(c);
+	else if (c->proto == PROTO_H2 && c->h2 && !c->closing)
+		/* h2_send stops at output_buffer_bytes with the rest still in
+		 * nghttp2; nothing else pulls it when the response was made off
+		 * the read path (a worker's answer) and the client's window
+		 * is wide: a response larger than the cap stalled for good */
+		h2_send(c);	/* may close c */
 	else
 		conn_maybe_close(c);
 }

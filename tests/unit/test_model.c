@@ -55,6 +55,8 @@ static int teardown(void **state)
 	(void)state;
 	snprintf(p, sizeof(p), "%s/model.yaml", tmpdir);
 	unlink(p);
+	snprintf(p, sizeof(p), "%s/q8.safetensors", tmpdir);
+	unlink(p);
 	rmdir(tmpdir);
 	return 0;
 }
@@ -455,6 +457,236 @@ static void test_other_errors(void **state)
 	free(b);
 }
 
+/*
+ * INT8 loader errors.  q8.safetensors (written here, in the temp dir) holds
+ * a well-formed INT8 digits-shaped model (w1/s1/b1, w2/s2/b2) and, beside
+ * it, one broken scale tensor per case, so each case swaps one name in
+ * q8_yaml and the rest of the model stays valid.
+ */
+static const char q8_yaml[] =
+	"name: q8-test\n"
+	"variant: int8\n"
+	"weights: q8.safetensors\n"
+	"inputs:\n"
+	"  - {name: input, datatype: FP32, shape: [-1, 64]}\n"
+	"outputs:\n"
+	"  - {name: probabilities, datatype: FP32, shape: [-1, 10]}\n"
+	"layers:\n"
+	"  - {type: dense, weight: w1, weight_scale: s1, bias: b1, activation: relu}\n"
+	"  - {type: dense, weight: w2, weight_scale: s2, bias: b2}\n"
+	"  - {type: softmax}\n";
+
+struct q8_tensor {
+	const char *name, *dtype;
+	int ndim;
+	long dims[2];
+	int esize;
+	const char *poison;	/* NULL, "nan", "zero" or "neg": one bad value */
+	int at;			/* its index */
+};
+
+static const struct q8_tensor q8_tensors[] = {
+	{ "w1", "I8", 2, { 64, 64 }, 1, NULL, 0 },
+	{ "s1", "F32", 1, { 64 }, 4, NULL, 0 },
+	{ "b1", "F32", 1, { 64 }, 4, NULL, 0 },
+	{ "w2", "I8", 2, { 10, 64 }, 1, NULL, 0 },
+	{ "s2", "F32", 1, { 10 }, 4, NULL, 0 },
+	{ "b2", "F32", 1, { 10 }, 4, NULL, 0 },
+	{ "wf", "F32", 2, { 64, 64 }, 4, NULL, 0 },	/* FP32 weight in an INT8 model */
+	{ "s_short", "F32", 1, { 63 }, 4, NULL, 0 },
+	{ "s_i8", "I8", 1, { 64 }, 1, NULL, 0 },
+	{ "s_2d", "F32", 2, { 64, 1 }, 4, NULL, 0 },
+	{ "s_nan", "F32", 1, { 64 }, 4, "nan", 5 },
+	{ "s_zero", "F32", 1, { 64 }, 4, "zero", 7 },
+	{ "s_neg", "F32", 1, { 64 }, 4, "neg", 3 },
+	{ "s_inf", "F32", 1, { 64 }, 4, "inf", 63 },
+};
+
+#define Q8_N (sizeof(q8_tensors) / sizeof(q8_tensors[0]))
+
+/* Write q8.safetensors: I8 tensors are (i % 7) - 3, F32 ones 0.01 except
+ * the poisoned value. */
+static void write_q8_weights(void)
+{
+	char p[PATH_MAX + 32], hdr[4096];
+	size_t off = 0, hl = 0, n, i, k;
+	uint64_t le;
+	FILE *f;
+
+	hl += (size_t)snprintf(hdr + hl, sizeof(hdr) - hl, "{");
+	for (i = 0; i < Q8_N; i++) {
+		const struct q8_tensor *q = &q8_tensors[i];
+
+		n = (size_t)q->dims[0] * (q->ndim == 2 ? (size_t)q->dims[1] : 1) * q->esize;
+		hl += (size_t)snprintf(hdr + hl, sizeof(hdr) - hl,
+				       "%s\"%s\":{\"dtype\":\"%s\",\"shape\":[%ld%s%.0ld],"
+				       "\"data_offsets\":[%zu,%zu]}", i ? "," : "", q->name,
+				       q->dtype, q->dims[0], q->ndim == 2 ? "," : "",
+				       q->ndim == 2 ? q->dims[1] : 0L, off, off + n);
+		off += n;
+	}
+	hl += (size_t)snprintf(hdr + hl, sizeof(hdr) - hl, "}");
+	assert_true(hl < sizeof(hdr));
+	snprintf(p, sizeof(p), "%s/q8.safetensors", tmpdir);
+	f = fopen(p, "wb");
+	assert_non_null(f);
+	le = hl;	/* little-endian host (x86-64, arm64) */
+	fwrite(&le, 8, 1, f);
+	fwrite(hdr, 1, hl, f);
+	for (i = 0; i < Q8_N; i++) {
+		const struct q8_tensor *q = &q8_tensors[i];
+
+		n = (size_t)q->dims[0] * (q->ndim == 2 ? (size_t)q->dims[1] : 1);
+		for (k = 0; k < n; k++) {
+			if (q->esize == 1) {
+				fputc((signed char)((int)(k % 7) - 3), f);
+			} else {
+				float v = 0.01f;
+
+				if (q->poison && (int)k == q->at)
+					v = !strcmp(q->poison, "nan") ? NAN :
+					    !strcmp(q->poison, "inf") ? INFINITY :
+					    !strcmp(q->poison, "neg") ? -0.5f : 0.0f;
+				fwrite(&v, 4, 1, f);
+			}
+		}
+	}
+	assert_int_equal(fclose(f), 0);
+}
+
+/* q8_yaml with from -> to; it must fail at needle with want. */
+static void expect_q8(const char *from, const char *to, const char *needle, const char *want)
+{
+	char *v = replace(q8_yaml, from, to);
+
+	expect_error(v, needle, want);
+	free(v);
+}
+
+static void test_q8_load_ok(void **state)
+{
+	struct model *m;
+	char *err = NULL;
+	float x[64];
+	double y[10], sum = 0;
+
+	(void)state;
+	write_q8_weights();
+	write_yaml(q8_yaml);
+	m = model_load(tmpdir, &err);
+	if (!m)
+		fail_msg("%s", err);
+	assert_int_equal(m->variant, VARIANT_INT8);
+	assert_int_equal(m->n_layers, 3);
+	assert_non_null(m->layers[0].qweight);
+	assert_null(m->layers[0].weight);
+	assert_float_equal(m->layers[1].wscale[9], 0.01f, 0);
+	assert_float_equal(m->layers[0].in_scale, 0, 0);	/* dynamic */
+	for (int j = 0; j < 64; j++)
+		x[j] = (float)(j % 17);
+	model_forward_ref(m, x, 1, y);
+	for (int k = 0; k < 10; k++)
+		sum += y[k];
+	assert_float_equal(sum, 1.0f, 1e-5);
+	model_free(m);
+	/* a calibrated static scale is read */
+	{
+		char *v = replace(q8_yaml, "weight_scale: s2,", "weight_scale: s2, input_scale: 0.25,");
+
+		write_yaml(v);
+		free(v);
+	}
+	m = model_load(tmpdir, &err);
+	if (!m)
+		fail_msg("%s", err);
+	assert_float_equal(m->layers[1].in_scale, 0.25f, 0);
+	model_free(m);
+}
+
+static void test_q8_scale_errors(void **state)
+{
+	(void)state;
+	write_q8_weights();
+	/* missing: points at the layer, names the key and why */
+	expect_q8("weight_scale: s1, ", "", "{type: dense, weight: w1",
+		  "layers[0].weight_scale: missing (an F32 tensor [64] of per-channel scales; "
+		  "required when variant is int8)");
+	expect_q8("weight_scale: s2, ", "", "{type: dense, weight: w2",
+		  "layers[1].weight_scale: missing (an F32 tensor [10]");
+	/* wrong count, dtype, rank, or another layer's scales */
+	expect_q8("s1,", "s_short,", "s_short",
+		  "layers[0].weight_scale: tensor s_short has shape [63], expected [64]");
+	expect_q8("s1,", "s2,", "s2, bias: b1",
+		  "layers[0].weight_scale: tensor s2 has shape [10], expected [64]");
+	expect_q8("s1,", "s_i8,", "s_i8",
+		  "layers[0].weight_scale: tensor s_i8 has dtype I8, expected F32");
+	expect_q8("s1,", "s_2d,", "s_2d",
+		  "layers[0].weight_scale: tensor s_2d has shape [64, 1], expected [64]");
+	expect_q8("s1,", "nope,", "nope",
+		  "layers[0].weight_scale: tensor nope not found in ");
+	/* bad values: which tensor, which channel, what it is */
+	expect_q8("s1,", "s_nan,", "s_nan",
+		  "layers[0].weight_scale: tensor s_nan: scale[5] is nan, must be finite and > 0");
+	expect_q8("s1,", "s_zero,", "s_zero",
+		  "layers[0].weight_scale: tensor s_zero: scale[7] is 0, must be finite and > 0");
+	expect_q8("s1,", "s_neg,", "s_neg",
+		  "layers[0].weight_scale: tensor s_neg: scale[3] is -0.5, must be finite and > 0");
+	expect_q8("s1,", "s_inf,", "s_inf",
+		  "layers[0].weight_scale: tensor s_inf: scale[63] is inf, must be finite and > 0");
+	/* INT8 weights must be I8 */
+	expect_q8("weight: w1", "weight: wf", "wf",
+		  "layers[0].weight: tensor wf has dtype F32, expected I8");
+}
+
+static void test_q8_input_scale_errors(void **state)
+{
+	const char *from = "weight_scale: s2,";
+
+	(void)state;
+	write_q8_weights();
+	expect_q8(from, "weight_scale: s2, input_scale: 0,", "0,",
+		  "layers[1].input_scale: must be a finite number > 0, got 0");
+	/* rounds to 0 as the float the backend uses */
+	expect_q8(from, "weight_scale: s2, input_scale: 1e-50,", "1e-50",
+		  "layers[1].input_scale: must be a finite number > 0, got 1e-50");
+	expect_q8(from, "weight_scale: s2, input_scale: -0.5,", "-0.5",
+		  "layers[1].input_scale: expected a number in [0, 3e+38], got -0.5");
+	expect_q8(from, "weight_scale: s2, input_scale: 1e39,", "1e39",
+		  "layers[1].input_scale: expected a number in [0, 3e+38], got 1e+39");
+	expect_q8(from, "weight_scale: s2, input_scale: nan,", "nan,",
+		  "layers[1].input_scale: expected a number, got \"nan\"");
+	expect_q8(from, "weight_scale: s2, input_scale: lots,", "lots",
+		  "layers[1].input_scale: expected a number, got \"lots\"");
+	expect_q8(from, "weight_scale: s2, input_scale: [1],", "[1]",
+		  "layers[1].input_scale: expected a number, got ");
+}
+
+static void test_q8_variant_errors(void **state)
+{
+	char *b, *v;
+
+	(void)state;
+	write_q8_weights();
+	expect_q8("variant: int8\n", "variant: int4\n", "int4",
+		  "variant: unknown variant \"int4\" (fp32 or int8)");
+	expect_q8("variant: int8\n", "variant: INT8\n", "INT8",
+		  "variant: unknown variant \"INT8\"");
+	expect_q8("variant: int8\n", "variant: [int8]\n", "[int8]", "variant: ");
+	/* an FP32 model has no scales to read: weight_scale is an unknown key */
+	b = base();
+	v = replace(b, "weight: fc1.weight,", "weight: fc1.weight, weight_scale: fc1.bias,");
+	expect_error(v, "weight_scale", "layers[0]: unknown key \"weight_scale\"");
+	free(v);
+	free(b);
+	/* variant int8 over FP32 weights: the weight's dtype is named */
+	b = base();
+	v = replace(b, "name: digits-test\n", "name: digits-test\nvariant: int8\n");
+	expect_error(v, "fc1.weight", "layers[0].weight: tensor fc1.weight has dtype F32, "
+		     "expected I8");
+	free(v);
+	free(b);
+}
+
 static void test_missing_dir(void **state)
 {
 	char *err = NULL;
@@ -478,6 +710,10 @@ int main(void)
 		cmocka_unit_test(test_shape_errors),
 		cmocka_unit_test(test_tensor_errors),
 		cmocka_unit_test(test_other_errors),
+		cmocka_unit_test(test_q8_load_ok),
+		cmocka_unit_test(test_q8_scale_errors),
+		cmocka_unit_test(test_q8_input_scale_errors),
+		cmocka_unit_test(test_q8_variant_errors),
 		cmocka_unit_test(test_missing_dir),
 	};
 

@@ -1,0 +1,475 @@
+/*
+ * int8.c - INT8 against FP32 on the CPU, in one run: raw oneDNN matmul
+ * chains (s8s8 vs f32) and infergw's CPU backend (the INT8 variant made by
+ * infergw-quantize vs the FP32 model), at each batch size.
+ *
+ * usage: int8 [-t THREADS] [-s SLICE_SECS] [-r SLICES] [-b 1,8,64] FP32_DIR INT8_DIR
+ *
+ * Variants, each timed on B rows per execution:
+ *   igw-f32   be_cpu_ops.submit of one request of B rows on the FP32 model
+ *             (gather + matmul chain + softmax + scatter);
+ *   igw-s8    the same on the INT8 variant (the backend quantizes each
+ *             layer's input to s8, s8s8 matmul with s32 accumulation, f32
+ *             out);
+ *   raw-f32   oneDNN f32 matmul primitives for exactly B rows, weights
+ *             reordered once into format_any, bias + ReLU fused;
+ *   raw-s8    oneDNN s8s8 matmul primitives with the INT8 file's weights
+ *             (format_any), per-channel output scales and ReLU fused, s8
+ *             out between layers (requantized in the primitive), f32 out of
+ *             the last: the best plain use of the library's INT8 path.
+ * The raw chains are matmuls only (no softmax, no input copy): the kernel
+ * rate the backend's figures are to be read against.  Slices interleave
+ * as in bench/kernel.c (shared machine: per-slice ratios from neighbouring
+ * slices, medians reported).  GFLOP/s counts the FP32 model's 2*in*out per
+ * row for every variant, so the columns compare as rows per second.
+ *
+ * Output: a markdown table on stdout, then "RESULT B igw_f32 igw_s8 raw_f32
+ * raw_s8 igw_ratio raw_ratio" lines (GFLOP/s medians, median paired ratios).
+ */
+#define _GNU_SOURCE
+#include "backend.h"
+#include "infer.h"
+#include "model/model.h"
+
+#include <dnnl.h>
+#include <dnnl_debug.h>
+#include <math.h>
+#include <omp.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "bench/bench_util.h"
+
+#define MAX_BS 16
+#define MAX_LAYERS 32
+#define MAX_SLICES 256
+
+#define DNNL_CHECK(x)                                                                  \
+	do {                                                                           \
+		dnnl_status_t st_ = (x);                                               \
+		if (st_ != dnnl_success) {                                             \
+			fprintf(stderr, "int8: %s:%d: %s: %s\n", __FILE__, __LINE__, #x,   \
+				dnnl_status2str(st_));                                 \
+			exit(1);                                                       \
+		}                                                                      \
+	} while (0)
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void *xalloc(size_t bytes)
+{
+	void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
+
+	if (!p) {
+		fprintf(stderr, "int8: out of memory (%zu bytes)\n", bytes);
+		exit(1);
+	}
+	memset(p, 0, (bytes + 63) / 64 * 64);
+	return p;
+}
+
+/* ---- raw oneDNN chains ---- */
+
+struct raw_step {
+	dnnl_primitive_t prim;
+	int n_args;
+	dnnl_exec_arg_t args[4];
+};
+
+struct raw_chain {
+	int n_steps, n_mems;
+	struct raw_step steps[MAX_LAYERS];
+	void *buf[2], *packed[MAX_LAYERS];
+	dnnl_memory_t mems[MAX_LAYERS * 4];
+};
+
+static dnnl_memory_t raw_mem(struct raw_chain *rc, dnnl_engine_t eng,
+			     const dnnl_memory_desc_t *md, void *p)
+{
+	DNNL_CHECK(dnnl_memory_create(&rc->mems[rc->n_mems], md, eng, p));
+	return rc->mems[rc->n_mems++];
+}
+
+/* Reorder the plain [out][in] weights (tag ba of {in, out}) into want. */
+static void *raw_pack(struct raw_chain *rc, dnnl_engine_t eng, dnnl_stream_t strm,
+		      const dnnl_memory_desc_t *user, const void *w, const dnnl_memory_desc_t *want)
+{
+	void *p = xalloc(dnnl_memory_desc_get_size(want));
+	dnnl_primitive_desc_t rpd;
+	dnnl_primitive_t r;
+	dnnl_memory_t from, to;
+
+	DNNL_CHECK(dnnl_memory_create(&from, user, eng, (void *)w));
+	DNNL_CHECK(dnnl_memory_create(&to, want, eng, p));
+	DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, user, eng, want, eng, NULL));
+	DNNL_CHECK(dnnl_primitive_create(&r, rpd));
+	dnnl_exec_arg_t a[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
+	DNNL_CHECK(dnnl_primitive_execute(r, strm, 2, a));
+	DNNL_CHECK(dnnl_stream_wait(strm));
+	dnnl_primitive_destroy(r);
+	dnnl_primitive_desc_destroy(rpd);
+	dnnl_memory_destroy(from);
+	dnnl_memory_destroy(to);
+	return p;
+}
+
+/*
+ * The dense layers of m (FP32) or q (INT8, when q is not NULL) as oneDNN
+ * matmuls for rows rows.  INT8: s8 in, s8 out between layers with the
+ * channel's weight scale as output scale (the values are not what a
+ * calibrated model would use; the kernel's speed does not depend on them).
+ */
+static void raw_build(struct raw_chain *rc, const struct model *m, const struct model *q,
+		      int rows, dnnl_engine_t eng, dnnl_stream_t strm)
+{
+	int i, p = 0, last = -1;
+
+	memset(rc, 0, sizeof(*rc));
+	rc->buf[0] = xalloc(sizeof(float) * (size_t)rows * m->max_width);
+	rc->buf[1] = xalloc(sizeof(float) * (size_t)rows * m->max_width);
+	for (i = 0; i < m->n_layers; i++)
+		if (m->layers[i].kind == LAYER_DENSE)
+			last = i;
+	for (i = 0; i <= last; i++) {
+		const struct layer *l = q ? &q->layers[i] : &m->layers[i];
+		struct raw_step *s = &rc->steps[rc->n_steps];
+		dnnl_data_type_t wt = q ? dnnl_s8 : dnnl_f32;
+		dnnl_data_type_t dt = q && i != last ? dnnl_s8 : dnnl_f32;
+		dnnl_dims_t sd = { rows, l->in }, wd = { l->in, l->out }, bd = { 1, l->out },
+			    dd = { rows, l->out };
+		dnnl_memory_desc_t smd, wmd, wany, bmd, dmd;
+		const dnnl_memory_desc_t *qmd;
+		dnnl_primitive_attr_t attr;
+		dnnl_post_ops_t po = NULL;
+		dnnl_primitive_desc_t pd;
+		dnnl_matmul_desc_t desc;
+
+		if (l->kind != LAYER_DENSE)
+			continue;
+		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, wt, dnnl_ab));
+		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, wt, dnnl_ba));
+		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wany, 2, wd, wt, dnnl_format_tag_any));
+		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab));
+		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dt, dnnl_ab));
+		DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wany, l->bias ? &bmd : NULL, &dmd));
+		DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+		if (q)	/* per output channel (mask: dim 1) */
+			DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, l->out, 1 << 1,
+									 l->wscale));
+		if (l->act == ACT_RELU) {
+			DNNL_CHECK(dnnl_post_ops_create(&po));
+			DNNL_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f));
+			DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+		}
+		DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
+		DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
+		qmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+		rc->packed[i] = raw_pack(rc, eng, strm, &wmd,
+					 q ? (const void *)l->qweight : (const void *)l->weight, qmd);
+		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS,
+							 raw_mem(rc, eng, qmd, rc->packed[i]) };
+		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC,
+							 raw_mem(rc, eng, &smd, rc->buf[p]) };
+		if (l->bias)
+			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS,
+								 raw_mem(rc, eng, &bmd, (void *)l->bias) };
+		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_DST,
+							 raw_mem(rc, eng, &dmd, rc->buf[1 - p]) };
+		dnnl_primitive_desc_destroy(pd);
+		dnnl_primitive_attr_destroy(attr);
+		if (po)
+			dnnl_post_ops_destroy(po);
+		rc->n_steps++;
+		p = 1 - p;
+	}
+}
+
+static void raw_run(struct raw_chain *rc, dnnl_stream_t strm)
+{
+	for (int i = 0; i < rc->n_steps; i++)
+		DNNL_CHECK(dnnl_primitive_execute(rc->steps[i].prim, strm, rc->steps[i].n_args,
+						  rc->steps[i].args));
+	DNNL_CHECK(dnnl_stream_wait(strm));
+}
+
+static void raw_free(struct raw_chain *rc)
+{
+	for (int i = 0; i < rc->n_steps; i++)
+		dnnl_primitive_destroy(rc->steps[i].prim);
+	for (int i = 0; i < rc->n_mems; i++)
+		dnnl_memory_destroy(rc->mems[i]);
+	for (int i = 0; i < MAX_LAYERS; i++)
+		free(rc->packed[i]);
+	free(rc->buf[0]);
+	free(rc->buf[1]);
+}
+
+/* ---- infergw backend ---- */
+
+static atomic_int g_done;
+
+static void on_batch_done(struct batch *b)
+{
+	(void)b;
+	atomic_store_explicit(&g_done, 1, memory_order_release);
+}
+
+static void igw_run(struct backend *be, const struct model *m, int rows, const float *in,
+		    float *out)
+{
+	struct infer_req r = { .model = m, .rows = rows, .input = in, .output = out };
+	struct infer_slice sl = { .r = &r, .rows = rows, .input = in, .output = out,
+				  .status = -1 };
+	struct batch b = {
+		.model = m, .be = be, .slot = 0, .n_slices = 1, .slices = &sl,
+		.rows = rows, .done = on_batch_done,
+	};
+	int rc;
+
+	atomic_store_explicit(&r.state, REQ_RUNNING, memory_order_relaxed);
+	atomic_store_explicit(&g_done, 0, memory_order_relaxed);
+	rc = be->ops->submit(be, &b);
+	if (rc) {
+		fprintf(stderr, "int8: be_cpu submit(%d rows): %s\n", rows, strerror(-rc));
+		exit(1);
+	}
+	while (!atomic_load_explicit(&g_done, memory_order_acquire))
+		;	/* done comes from the backend's worker thread */
+	if (sl.status != 0) {
+		fprintf(stderr, "int8: be_cpu batch failed: status %d %s\n", sl.status, b.errmsg);
+		exit(1);
+	}
+}
+
+/* ---- measurement ---- */
+
+enum variant { V_IGW_F32, V_IGW_S8, V_RAW_F32, V_RAW_S8, N_VARIANTS };
+
+struct ctx {
+	const struct model *m, *q;
+	struct backend *be;
+	struct raw_chain *raw[2];	/* f32, s8 for the current batch size */
+	int rows;
+	float *in, *out;
+	dnnl_stream_t strm;
+};
+
+static void run_once(struct ctx *c, enum variant v)
+{
+	switch (v) {
+	case V_IGW_F32: igw_run(c->be, c->m, c->rows, c->in, c->out); break;
+	case V_IGW_S8: igw_run(c->be, c->q, c->rows, c->in, c->out); break;
+	case V_RAW_F32: raw_run(c->raw[0], c->strm); break;
+	default: raw_run(c->raw[1], c->strm); break;
+	}
+}
+
+static double slice(struct ctx *c, enum variant v, double secs, double *ms_per)
+{
+	double t0 = now_s(), t;
+	long it = 0;
+
+	do {
+		run_once(c, v);
+		it++;
+		t = now_s() - t0;
+	} while (t < secs);
+	*ms_per = t * 1e3 / it;
+	return c->m->flops_per_row * c->rows * it / t / 1e9;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(const double *v, int n)
+{
+	double tmp[MAX_SLICES];
+
+	memcpy(tmp, v, sizeof(double) * n);
+	qsort(tmp, n, sizeof(double), cmp_double);
+	return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: int8 [-t THREADS] [-s SLICE_SECS] [-r SLICES] [-b 1,8,64] "
+		"FP32_DIR INT8_DIR\n");
+	exit(2);
+}
+
+static struct model *load(const char *dir)
+{
+	char *err = NULL;
+	struct model *m = model_load(dir, &err);
+
+	if (!m) {
+		fprintf(stderr, "int8: %s\n", err ? err : "model_load failed");
+		exit(1);
+	}
+	return m;
+}
+
+int main(int argc, char **argv)
+{
+	int threads = 2, rounds = 15, bs[MAX_BS], n_bs, opt, i, k, v, r, max_rows = 0;
+	double secs = 0.05;
+	const char *blist = "1,8,64";
+	char *err = NULL;
+	struct model *m, *q;
+	struct backend be = { 0 };
+	struct backend_conf conf = { 0 };
+	dnnl_engine_t eng;
+	static double g[MAX_BS][N_VARIANTS][MAX_SLICES], msp[MAX_BS][N_VARIANTS][MAX_SLICES];
+	static struct raw_chain chains[MAX_BS][2];
+	double *ref;
+
+	while ((opt = getopt(argc, argv, "t:s:r:b:")) != -1) {
+		switch (opt) {
+		case 't': threads = atoi(optarg); break;
+		case 's': secs = atof(optarg); break;
+		case 'r': rounds = atoi(optarg); break;
+		case 'b': blist = optarg; break;
+		default: usage();
+		}
+	}
+	if (optind != argc - 2 || threads < 1 || rounds < 1 || rounds > MAX_SLICES || secs <= 0)
+		usage();
+	n_bs = bench_parse_list(blist, bs, MAX_BS);
+	m = load(argv[optind]);
+	q = load(argv[optind + 1]);
+	if (m->variant != VARIANT_FP32 || q->variant != VARIANT_INT8 || m->in_dim != q->in_dim ||
+	    m->out_dim != q->out_dim || m->n_layers != q->n_layers) {
+		fprintf(stderr, "int8: %s must be FP32 and %s its INT8 variant\n", argv[optind],
+			argv[optind + 1]);
+		return 1;
+	}
+	for (k = 0; k < n_bs; k++) {
+		if (bs[k] < 1 || bs[k] > m->max_batch_size || bs[k] > q->max_batch_size) {
+			fprintf(stderr, "int8: batch %d outside 1..%d\n", bs[k], m->max_batch_size);
+			return 1;
+		}
+		max_rows = bs[k] > max_rows ? bs[k] : max_rows;
+	}
+
+	omp_set_num_threads(threads);
+	conf.name = "bench";
+	conf.kind = BE_CPU;
+	conf.slots = 1;
+	conf.threads_per_slot = threads;
+	conf.cost = 1.0;
+	be.ops = &be_cpu_ops;
+	be.conf = conf;
+	if (be_cpu_ops.open(&be, &conf, &err) || be_cpu_ops.load_model(&be, m, &err) ||
+	    be_cpu_ops.load_model(&be, q, &err)) {
+		fprintf(stderr, "int8: %s\n", err ? err : "cpu backend failed");
+		return 1;
+	}
+	omp_set_num_threads(threads);
+	DNNL_CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+
+	struct ctx c = { .m = m, .q = q, .be = &be };
+
+	DNNL_CHECK(dnnl_stream_create(&c.strm, eng, dnnl_stream_default_flags));
+	c.in = xalloc(sizeof(float) * (size_t)max_rows * m->in_dim);
+	c.out = xalloc(sizeof(float) * (size_t)max_rows * m->out_dim);
+	ref = xalloc(sizeof(double) * (size_t)max_rows * m->out_dim);
+	srand(1);
+	for (i = 0; i < max_rows * m->in_dim; i++)
+		c.in[i] = (float)rand() / (float)RAND_MAX * 2.0f - 1.0f;
+
+	printf("model %s: %d layers, %d -> %d, %.1f MFLOP/row; threads_per_slot %d (OpenMP); "
+	       "%d interleaved slices of %.3f s per variant and batch size\n\n",
+	       m->name, m->n_layers, m->in_dim, m->out_dim, m->flops_per_row / 1e6, threads, rounds,
+	       secs);
+
+	/* Correctness: the backend's INT8 answers against the INT8 reference
+	 * (the raw s8 chain is not checked: its scales are not a model's). */
+	model_forward_ref(q, c.in, max_rows, ref);
+	for (k = 0; k < n_bs; k++) {
+		double d = 0;
+
+		c.rows = bs[k];
+		run_once(&c, V_IGW_S8);
+		for (i = 0; i < bs[k] * m->out_dim; i++)
+			d = fmax(d, fabs(c.out[i] - ref[i]));
+		fprintf(stderr, "int8: batch %d: max |infergw int8 - int8 reference| %.3g\n", bs[k], d);
+		if (d > 1e-3)
+			printf("WARNING: batch %d: infergw INT8 differs from the INT8 reference by "
+			       "%.3g\n\n", bs[k], d);
+	}
+
+	for (k = 0; k < n_bs; k++) {
+		raw_build(&chains[k][0], m, NULL, bs[k], eng, c.strm);
+		raw_build(&chains[k][1], m, q, bs[k], eng, c.strm);
+	}
+	for (k = 0; k < n_bs; k++) {
+		c.rows = bs[k];
+		c.raw[0] = &chains[k][0];
+		c.raw[1] = &chains[k][1];
+		for (v = 0; v < N_VARIANTS; v++)
+			run_once(&c, v);	/* warm caches, OpenMP team */
+		for (r = 0; r < rounds; r++) {
+			for (v = 0; v < N_VARIANTS; v++) {
+				int vv = (v + r) % N_VARIANTS;	/* rotate: none always first */
+
+				g[k][vv][r] = slice(&c, vv, secs, &msp[k][vv][r]);
+			}
+			fprintf(stderr, "int8: batch %2d slice %2d: infergw f32 %7.2f s8 %7.2f, raw "
+				"f32 %7.2f s8 %7.2f GFLOP/s\n", bs[k], r + 1, g[k][V_IGW_F32][r],
+				g[k][V_IGW_S8][r], g[k][V_RAW_F32][r], g[k][V_RAW_S8][r]);
+		}
+	}
+
+	double qi[MAX_BS], qr[MAX_BS];
+
+	printf("| batch | infergw FP32 GFLOP/s | infergw INT8 GFLOP/s | **infergw INT8 / FP32** "
+	       "| raw oneDNN f32 GFLOP/s | raw oneDNN s8s8 GFLOP/s | **raw s8s8 / f32** "
+	       "| ms/batch infergw FP32 / INT8 |\n");
+	printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+	for (k = 0; k < n_bs; k++) {
+		double ri[MAX_SLICES], rr[MAX_SLICES];
+
+		for (r = 0; r < rounds; r++) {
+			ri[r] = g[k][V_IGW_S8][r] / g[k][V_IGW_F32][r];
+			rr[r] = g[k][V_RAW_S8][r] / g[k][V_RAW_F32][r];
+		}
+		qi[k] = median(ri, rounds);
+		qr[k] = median(rr, rounds);
+		printf("| %d | %.2f | %.2f | **%.2fx** | %.2f | %.2f | **%.2fx** | %.3f / %.3f |\n",
+		       bs[k], median(g[k][V_IGW_F32], rounds), median(g[k][V_IGW_S8], rounds), qi[k],
+		       median(g[k][V_RAW_F32], rounds), median(g[k][V_RAW_S8], rounds), qr[k],
+		       median(msp[k][V_IGW_F32], rounds), median(msp[k][V_IGW_S8], rounds));
+	}
+	printf("\n");
+	for (k = 0; k < n_bs; k++)
+		printf("RESULT %d %.3f %.3f %.3f %.3f %.3f %.3f\n", bs[k],
+		       median(g[k][V_IGW_F32], rounds), median(g[k][V_IGW_S8], rounds),
+		       median(g[k][V_RAW_F32], rounds), median(g[k][V_RAW_S8], rounds), qi[k], qr[k]);
+
+	for (k = 0; k < n_bs; k++) {
+		raw_free(&chains[k][0]);
+		raw_free(&chains[k][1]);
+	}
+	dnnl_stream_destroy(c.strm);
+	dnnl_engine_destroy(eng);
+	be_cpu_ops.close(&be);
+	free(c.in);
+	free(c.out);
+	free(ref);
+	model_free(q);
+	model_free(m);
+	return 0;
+}
