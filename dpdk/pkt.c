@@ -145,6 +145,21 @@ static enum pkt_verdict parse_icmp(const uint8_t *ic, size_t len, struct pkt_inf
 	return PKT_ICMP_ECHO;
 }
 
+/* The ports and payload of the UDP header at u (len bytes of it here):
+ * verdict for a datagram to our port from an answerable one, else PORT. */
+static enum pkt_verdict udp_take(const uint8_t *u, size_t len, const struct pkt_self *self,
+				 struct pkt_info *out, enum pkt_verdict verdict)
+{
+	out->src_port = get16(u);
+	out->dst_port = get16(u + 2);
+	if (out->dst_port != self->udp_port || out->src_port == 0)
+		return PKT_DROP_PORT;
+	out->payload = u + PKT_UDP_HLEN;
+	out->payload_len = len - PKT_UDP_HLEN;
+	out->udp_len = get16(u + 4);
+	return verdict;
+}
+
 static enum pkt_verdict parse_udp(const uint8_t *u, size_t len, const struct pkt_self *self,
 				  struct pkt_info *out)
 {
@@ -152,14 +167,7 @@ static enum pkt_verdict parse_udp(const uint8_t *u, size_t len, const struct pkt
 		return PKT_DROP_UDP_LEN;
 	if (get16(u + 6) != 0 && pkt_udp_csum(out->src_ip, out->dst_ip, u, len) != 0)
 		return PKT_DROP_UDP_CSUM;
-	out->src_port = get16(u);
-	out->dst_port = get16(u + 2);
-	if (out->dst_port != self->udp_port || out->src_port == 0)
-		return PKT_DROP_PORT;
-	out->payload = u + PKT_UDP_HLEN;
-	out->payload_len = len - PKT_UDP_HLEN;
-	out->udp_len = len;
-	return PKT_UDP_REQ;
+	return udp_take(u, len, self, out, PKT_UDP_REQ);
 }
 
 /*
@@ -172,14 +180,7 @@ static enum pkt_verdict parse_udp_first(const uint8_t *u, size_t len,
 {
 	if (len < PKT_UDP_HLEN || get16(u + 4) <= len)
 		return PKT_DROP_FRAGMENT;
-	out->src_port = get16(u);
-	out->dst_port = get16(u + 2);
-	if (out->dst_port != self->udp_port || out->src_port == 0)
-		return PKT_DROP_PORT;
-	out->payload = u + PKT_UDP_HLEN;
-	out->payload_len = len - PKT_UDP_HLEN;
-	out->udp_len = get16(u + 4);
-	return PKT_UDP_OVERSIZE;
+	return udp_take(u, len, self, out, PKT_UDP_OVERSIZE);
 }
 
 /* The IPv4 packet at ip, avail bytes of frame after the Ethernet header. */
