@@ -248,3 +248,23 @@ def test_metrics_by_method_and_code(gw, pb, stub):
     ms = gwlib.read_metrics(gw.metrics_port)
     assert gwlib.metric(ms, "infergw_grpc_requests_total", method="ModelInfer", code="0") >= 1
     assert gwlib.metric(ms, "infergw_grpc_requests_total", method="ModelReady", code="5") >= 1
+
+
+def test_grpc_timeout_is_the_objective(gw, pb):
+    """grpc-timeout becomes the request's objective: 1 µs cannot be met and
+    is refused at admission (never queued); a malformed one is named."""
+    body = frame(infer_req(pb[0], rows_of(1)).SerializeToString())
+    for value, code, word in [("1u", 8, "objective of 1 us"), ("5x", 3, "grpc-timeout"),
+                              ("123456789S", 3, "grpc-timeout")]:
+        with gwlib.H2Client(gw.port) as c:
+            sid = c.request("POST", SVC + "ModelInfer", body,
+                            [GRPC_CT, ("te", "trailers"), ("grpc-timeout", value)])
+            r = c.wait([sid])[0]
+        assert r.status == 200 and int(r.headers["grpc-status"]) == code, (value, r.headers)
+        assert word in r.headers.get("grpc-message", ""), (value, r.headers)
+    # a generous one is served
+    with gwlib.H2Client(gw.port) as c:
+        sid = c.request("POST", SVC + "ModelInfer", body,
+                        [GRPC_CT, ("te", "trailers"), ("grpc-timeout", "20S")])
+        r = c.wait([sid])[0]
+    assert r.trailers.get("grpc-status") == "0", r
