@@ -394,19 +394,49 @@ static int grpc_int_param(const Inference__InferParameter *p, const char *key, i
 }
 
 /*
+ * Keys of a parameters map (entries of any map type: key first) that
+ * infergw refuses, as HTTP does (ks_check_param).  0 or 400.
+ */
+static int grpc_check_keys(const char *where, size_t n, void *const *entries, char *err,
+			   size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		const Inference__ModelInferRequest__ParametersEntry *e = entries[i];
+
+		if (ks_check_param(where, e->key, strlen(e->key), err, errlen))
+			return 400;
+	}
+	return 0;
+}
+
+/*
  * Request parameters: priority in [0, 1000000], timeout in µs (saturated
- * at KS_TIMEOUT_MAX_US); others are accepted and ignored, as HTTP does
- * with unknown ones.  0 or 400.
+ * at KS_TIMEOUT_MAX_US); the ones infergw refuses (sequence, shared
+ * memory) on the request, the input or an output are a 400 naming them;
+ * others are ignored, as over HTTP.  0 or 400.
  */
 static int grpc_params(const Inference__ModelInferRequest *req, struct front_hints *h,
 		       char *err, size_t errlen)
 {
+	char where[48];
+
+	if (grpc_check_keys("parameters", req->n_parameters, (void *const *)req->parameters,
+			    err, errlen))
+		return 400;
+	for (size_t i = 0; i < req->n_inputs; i++)
+		if (grpc_check_keys("inputs[0].parameters", req->inputs[i]->n_parameters,
+				    (void *const *)req->inputs[i]->parameters, err, errlen))
+			return 400;
+	for (size_t i = 0; i < req->n_outputs; i++) {
+		snprintf(where, sizeof(where), "outputs[%zu].parameters", i);
+		if (grpc_check_keys(where, req->outputs[i]->n_parameters,
+				    (void *const *)req->outputs[i]->parameters, err, errlen))
+			return 400;
+	}
 	for (size_t i = 0; i < req->n_parameters; i++) {
 		const Inference__ModelInferRequest__ParametersEntry *e = req->parameters[i];
 		int64_t v;
 
-		if (!e->key)
-			continue;
 		if (!strcmp(e->key, "priority")) {
 			if (grpc_int_param(e->value, "priority", 1000000 + 1, &v, err, errlen))
 				return 400;

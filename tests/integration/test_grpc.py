@@ -181,10 +181,16 @@ def test_bad_input_invalid_argument(pb, stub):
     bad_output = infer_req(msgs, x)
     bad_output.outputs.add(name="logits")
     too_many = infer_req(msgs, rows_of(65))
+    sequence = infer_req(msgs, x)
+    sequence.parameters["sequence_id"].int64_param = 7
+    shm = infer_req(msgs, x)
+    shm.outputs.add(name="probabilities").parameters["shared_memory_region"].string_param = "r"
     for req, word in [(bad_shape, "shape"), (short, "raw_input_contents[0]"),
                       (typed_short, "fp32_contents"), (wrong_name, "pixels"),
                       (wrong_dtype, "datatype"), (bad_prio, "priority"),
-                      (bad_output, "logits"), (too_many, "rows")]:
+                      (bad_output, "logits"), (too_many, "rows"),
+                      (sequence, "parameters.sequence_id"),
+                      (shm, "outputs[0].parameters.shared_memory_region")]:
         code, msg = code_of(lambda: stub.ModelInfer(req))
         assert code == grpc.StatusCode.INVALID_ARGUMENT, (word, msg)
         assert word in msg, (word, msg)
