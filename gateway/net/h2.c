@@ -176,8 +176,9 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 		return 0;
 	if (f->hd.type == NGHTTP2_HEADERS) {
 		conn_disarm_header_timer(c);	/* a request came in time */
-		/* before any answer (413 included), so every one is gRPC-shaped */
-		call->grpc = grpc_is_request(call);
+		/* before any answer (413 included), so every one is gRPC-shaped;
+		 * the admin listener serves no gRPC */
+		call->grpc = !call->admin && grpc_is_request(call);
 	}
 	if (f->hd.type == NGHTTP2_HEADERS && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		const char *cl = call_header(call, "content-length");
