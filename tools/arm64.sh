@@ -35,7 +35,7 @@ PKGS="gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user libc6:arm64 libmsgpa
       libnghttp2-dev:arm64 libjansson-dev:arm64 libyaml-dev:arm64 libssl-dev:arm64
       zlib1g-dev:arm64 libcmocka-dev:arm64 libdnnl2:arm64 libevent-2.1-7:arm64
       libevent-core-2.1-7:arm64 libevent-extra-2.1-7:arm64 libevent-pthreads-2.1-7:arm64
-      libevent-openssl-2.1-7:arm64"
+      libevent-openssl-2.1-7:arm64 libprotobuf-c-dev:arm64"
 # -dev packages that cannot sit beside their amd64 selves (an arch-specific
 # header at the same path: dnnl_config.h, event2/event-config.h): installing
 # the :arm64 one would REMOVE the amd64 one and break the host's build.

@@ -14,6 +14,7 @@
 #include "admin.h"
 #include "config.h"
 #include "front.h"
+#include "grpc.h"
 #include "metrics.h"
 #include "backend.h"
 #include "http.h"
@@ -45,6 +46,12 @@ static const char *const api_extensions[] = {
 	"schedule_policy", "model_repository",
 };
 
+const char *const *api_extensions_list(size_t *n)
+{
+	*n = ARRAY_SIZE(api_extensions);
+	return api_extensions;
+}
+
 static void api_server_meta(struct call *c)
 {
 	evbuffer_add_printf(c->resp, "{\"name\":\"infergw\",\"version\":");
@@ -69,7 +76,7 @@ void api_ready(struct call *c)
 }
 
 /* Count a finished inference in its series: outcome, latencies, SLO. */
-static void api_account(const struct infer_req *r, int status, uint64_t now)
+void api_account(const struct infer_req *r, int status, uint64_t now)
 {
 	struct met_series *m = r->met;
 
@@ -93,7 +100,7 @@ static void api_account(const struct infer_req *r, int status, uint64_t now)
 }
 
 /* Count a request for m refused before it reached a backend (400, 503). */
-static void api_count_error(const struct call *c, const struct model *m)
+void api_count_error(const struct call *c, const struct model *m)
 {
 	struct met_series *s = rt_none_series(c->rt, m);
 
@@ -494,6 +501,10 @@ static void api_route(struct call *c)
 
 	if (c->admin) {
 		adm_handle(c);
+		return;
+	}
+	if (c->grpc) {		/* HTTP/2 with content-type application/grpc */
+		grpc_handle(c);
 		return;
 	}
 	if (!strcmp(p, "/v2/health/live")) {

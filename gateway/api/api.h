@@ -9,7 +9,12 @@
 #ifndef INFERGW_API_H
 #define INFERGW_API_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 struct call;
+struct infer_req;
+struct model;
 
 /*
  * api_handle - answer c, now or when its inference completes (on the same
@@ -25,5 +30,15 @@ void api_handle(struct call *c);
 void api_abandon(struct call *c);
 /* api_ready - GET /v2/health/ready: 200 when every model has a backend up. */
 void api_ready(struct call *c);
+/*
+ * api_account - count a finished inference r in its series: outcome by
+ * status (200, 429, 504, other errors; 0 = cancelled), latencies, SLO;
+ * now = 0 times it to now.  Every front end's completion calls it once.
+ */
+void api_account(const struct infer_req *r, int status, uint64_t now);
+/* api_count_error - count a request for m refused before a backend took it (400, 503). */
+void api_count_error(const struct call *c, const struct model *m);
+/* api_extensions_list - the extensions GET /v2 lists (static strings); *n gets how many. */
+const char *const *api_extensions_list(size_t *n);
 
 #endif

@@ -70,6 +70,15 @@ struct call {
 	struct evbuffer *resp;
 	int n_resp_hdrs;
 	struct hdr resp_hdrs[CALL_MAX_RESP_HDRS];
+	/* gRPC (grpc.h): set by HTTP/2 when the request's content-type is
+	 * application/grpc.  The answer is then HTTP 200 whatever status says
+	 * (status stays the HTTP-equivalent, for the access log), never
+	 * compressed, and ends with grpc-status / grpc-message: as trailers
+	 * after a non-empty resp, as headers of a trailers-only answer when
+	 * resp is empty. */
+	bool grpc;
+	int grpc_status;
+	const char *grpc_message;	/* percent-encoded; lives as long as the call */
 	/* inference (owned by the call) or admin job in flight */
 	bool async;			/* an answer will come later: api_abandon on loss */
 	struct infer_req *req;

@@ -14,6 +14,7 @@
 #include "access.h"
 #include "config.h"
 #include "front.h"
+#include "grpc.h"
 #include "infer.h"
 #include "kserve.h"
 #include "mpcodec.h"
@@ -226,7 +227,7 @@ static void call_compress(struct call *c)
 	enum zc_coding coding;
 	struct evbuffer *z;
 
-	if (len < CALL_GZIP_MIN || c->status < 200 || c->status == 204 ||
+	if (c->grpc || len < CALL_GZIP_MIN || c->status < 200 || c->status == 204 ||
 	    call_resp_header(c, "content-encoding"))
 		return;
 	call_set_resp_header(c, "vary", "Accept-Encoding");
@@ -275,6 +276,10 @@ void call_respond_error(struct call *c, int status, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	if (c->grpc) {		/* a trailers-only answer with the mapped code */
+		grpc_respond_status(c, status, grpc_code(status), msg);
+		return;
+	}
 	if (mp) {
 		mp_encode_error(c->resp, msg);
 	} else {

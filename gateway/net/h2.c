@@ -17,6 +17,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "grpc.h"
 #include "infer.h"
 #include "log.h"
 #include "server.h"
@@ -173,8 +174,12 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 	call = h2_call(c, f->hd.stream_id);
 	if (!call)
 		return 0;
-	if (f->hd.type == NGHTTP2_HEADERS)
+	if (f->hd.type == NGHTTP2_HEADERS) {
 		conn_disarm_header_timer(c);	/* a request came in time */
+		/* before any answer (413 included), so every one is gRPC-shaped;
+		 * the admin listener serves no gRPC */
+		call->grpc = !call->admin && grpc_is_request(call);
+	}
 	if (f->hd.type == NGHTTP2_HEADERS && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		const char *cl = call_header(call, "content-length");
 
@@ -214,6 +219,21 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t er
 	return 0;
 }
 
+/* grpc-status and grpc-message as name/value pairs for nva. */
+static int h2_grpc_nv(struct call *call, nghttp2_nv *nva, char *code, size_t codelen)
+{
+	int n = 0;
+
+	snprintf(code, codelen, "%d", call->grpc_status);
+	nva[n++] = (nghttp2_nv){ (uint8_t *)"grpc-status", (uint8_t *)code, 11, strlen(code),
+				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
+	if (call->grpc_message && call->grpc_message[0])
+		nva[n++] = (nghttp2_nv){ (uint8_t *)"grpc-message", (uint8_t *)call->grpc_message,
+					 12, strlen(call->grpc_message),
+					 NGHTTP2_NV_FLAG_NO_COPY_NAME };
+	return n;
+}
+
 static ssize_t h2_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len,
 			    uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
@@ -222,34 +242,50 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf,
 
 	if (n < 0)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	if (evbuffer_get_length(call->resp) == 0)
+	if (evbuffer_get_length(call->resp) == 0) {
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
+		/* gRPC: the stream ends with the trailers (nghttp2 copies them,
+		 * and sends them after this last DATA frame). */
+		if (call->grpc) {
+			nghttp2_nv nva[2];
+			char code[12];
+			int nt = h2_grpc_nv(call, nva, code, sizeof(code));
+
+			if (nghttp2_submit_trailer(s, stream_id, nva, nt) == 0)
+				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		}
+	}
 	return n;
 }
 
 void h2_respond(struct call *call)
 {
 	struct conn *c = call->conn;
-	nghttp2_nv nva[2 + CALL_MAX_RESP_HDRS];
-	char status[4], clen[24];
+	nghttp2_nv nva[4 + CALL_MAX_RESP_HDRS];
+	char status[4], clen[24], code[12];
 	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = h2_read_body };
 	size_t len = evbuffer_get_length(call->resp);
+	bool body = len && strcmp(call->method, "HEAD");
 	int n = 0;
 
-	snprintf(status, sizeof(status), "%d", call->status);
+	/* gRPC answers 200 whatever went wrong: the code is grpc-status. */
+	snprintf(status, sizeof(status), "%d", call->grpc ? 200 : call->status);
 	snprintf(clen, sizeof(clen), "%zu", len);
 	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
 				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
-	nva[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14, strlen(clen),
-				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
+	if (!call->grpc)
+		nva[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14,
+					 strlen(clen), NGHTTP2_NV_FLAG_NO_COPY_NAME };
 	for (int i = 0; i < call->n_resp_hdrs; i++)
 		nva[n++] = (nghttp2_nv){ (uint8_t *)call->resp_hdrs[i].name,
 					 (uint8_t *)call->resp_hdrs[i].value,
 					 strlen(call->resp_hdrs[i].name),
 					 strlen(call->resp_hdrs[i].value), NGHTTP2_NV_FLAG_NONE };
+	/* gRPC without a message: trailers-only, the status in the headers. */
+	if (call->grpc && !body)
+		n += h2_grpc_nv(call, nva + n, code, sizeof(code));
 	/* HEAD: the headers (content-length included) but never a body. */
-	if (nghttp2_submit_response(c->h2, call->stream_id, nva, n,
-				    len && strcmp(call->method, "HEAD") ? &prd : NULL) != 0) {
+	if (nghttp2_submit_response(c->h2, call->stream_id, nva, n, body ? &prd : NULL) != 0) {
 		log_warn("stream=%d msg=\"cannot submit response\"", call->stream_id);
 		return;
 	}

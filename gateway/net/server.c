@@ -21,6 +21,7 @@
 #include "admin.h"
 #include "api.h"
 #include "config.h"
+#include "grpc.h"
 #include "infer.h"
 #include "log.h"
 #include "metrics.h"
@@ -857,6 +858,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 	}
 	adm_set_port(s->admin_port);	/* the API's 403 names the admin listener */
 	met_on_render(srv_metrics);	/* /metrics: the connection counters */
+	met_on_render(grpc_metrics);	/* and the gRPC answers */
 	for (int i = 0; i < s->n_loops; i++)
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
 	rt_on_publish(srv_on_publish, s);

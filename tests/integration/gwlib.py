@@ -345,6 +345,7 @@ class H2Resp:
         self.body = bytearray()
         self.ended = False
         self.reset = None  # error code when the server reset the stream
+        self.trailers = {}  # trailing HEADERS (gRPC's grpc-status)
 
     @property
     def done(self):
@@ -478,6 +479,9 @@ class H2Client:
                 r.headers = hd
             elif isinstance(ev, h2.events.InformationalResponseReceived):
                 pass
+            elif isinstance(ev, h2.events.TrailersReceived):
+                if r is not None:
+                    r.trailers = dict(ev.headers)
             elif isinstance(ev, h2.events.DataReceived):
                 if r is not None:
                     r.body += ev.data

@@ -1,0 +1,302 @@
+"""KServe v2 gRPC (inference.GRPCInferenceService) on the gateway's HTTP/2
+port: every unary method with grpcio stubs generated at test time from
+proto/grpc_service.proto, values against the numpy reference, errors with
+their gRPC codes, and malformed frames and protobuf bytes over a raw h2
+connection (the gateway answers them and stays up)."""
+import importlib
+import struct
+import sys
+
+import numpy as np
+import pytest
+
+import gwlib
+
+grpc = pytest.importorskip("grpc", reason="python3-grpcio is not installed")
+protoc = pytest.importorskip("grpc_tools.protoc", reason="python3-grpc-tools is not installed")
+
+SVC = "/inference.GRPCInferenceService/"
+GRPC_CT = ("content-type", "application/grpc")
+
+
+@pytest.fixture(scope="module")
+def pb(tmp_path_factory):
+    """(messages module, stub class) compiled from the repo's .proto."""
+    out = tmp_path_factory.mktemp("grpc-stubs")
+    proto = gwlib.REPO / "proto"
+    rc = protoc.main(["protoc", f"-I{proto}", f"--python_out={out}", f"--grpc_python_out={out}",
+                      str(proto / "grpc_service.proto")])
+    assert rc == 0, "grpc_tools.protoc failed on proto/grpc_service.proto"
+    sys.path.insert(0, str(out))
+    try:
+        msgs = importlib.import_module("grpc_service_pb2")
+        svc = importlib.import_module("grpc_service_pb2_grpc")
+    finally:
+        sys.path.remove(str(out))
+    return msgs, svc.GRPCInferenceServiceStub
+
+
+@pytest.fixture(scope="module")
+def channel(gw):
+    ch = grpc.insecure_channel(f"{gwlib.HOST}:{gw.port}")
+    yield ch
+    ch.close()
+
+
+@pytest.fixture(scope="module")
+def stub(pb, channel):
+    return pb[1](channel)
+
+
+def rows_of(n, seed=0):
+    return np.random.default_rng(seed).uniform(0, 16, size=(n, 64)).astype(np.float32)
+
+
+def infer_req(msgs, x, *, raw=True, **kw):
+    req = msgs.ModelInferRequest(model_name=kw.pop("model", "digits"), **kw)
+    t = req.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+    if raw:
+        req.raw_input_contents.append(x.astype("<f4").tobytes())
+    else:
+        t.contents.fp32_contents.extend(x.reshape(-1).tolist())
+    return req
+
+
+def check_output(resp, model, x, id=""):
+    assert resp.model_name == "digits" and resp.model_version == "1" and resp.id == id
+    assert len(resp.outputs) == 1 and len(resp.raw_output_contents) == 1
+    out = resp.outputs[0]
+    assert (out.name, out.datatype, list(out.shape)) == ("probabilities", "FP32", [len(x), 10])
+    got = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").reshape(len(x), 10)
+    np.testing.assert_allclose(got, model.forward(x), rtol=1e-5, atol=1e-6)
+
+
+def code_of(call):
+    with pytest.raises(grpc.RpcError) as ei:
+        call()
+    return ei.value.code(), ei.value.details()
+
+
+def frame(payload, flag=0):
+    return struct.pack(">BI", flag, len(payload)) + payload
+
+
+def raw_call(port, method, body):
+    """One gRPC call over a raw h2 connection: (headers, trailers, body)."""
+    with gwlib.H2Client(port) as c:
+        sid = c.request("POST", SVC + method, body, [GRPC_CT, ("te", "trailers")])
+        r = c.wait([sid])[0]
+    assert r.status == 200 and r.ended, r
+    return r.headers, r.trailers, bytes(r.body)
+
+
+# ---- the methods ----------------------------------------------------------
+
+def test_server_live_ready(pb, stub):
+    msgs = pb[0]
+    assert stub.ServerLive(msgs.ServerLiveRequest()).live is True
+    assert stub.ServerReady(msgs.ServerReadyRequest()).ready is True
+
+
+def test_server_metadata(pb, stub, h2client):
+    meta = stub.ServerMetadata(pb[0].ServerMetadataRequest())
+    http = h2client.get("/v2").json()
+    assert meta.name == "infergw" == http["name"]
+    assert meta.version == http["version"]
+    assert list(meta.extensions) == http["extensions"]
+
+
+def test_model_ready_and_metadata(pb, stub):
+    msgs = pb[0]
+    assert stub.ModelReady(msgs.ModelReadyRequest(name="digits")).ready is True
+    assert stub.ModelReady(msgs.ModelReadyRequest(name="digits", version="1")).ready is True
+    m = stub.ModelMetadata(msgs.ModelMetadataRequest(name="digits"))
+    assert (m.name, list(m.versions), m.platform) == ("digits", ["1"], "infergw-mlp")
+    assert [(t.name, t.datatype, list(t.shape)) for t in m.inputs] == [("input", "FP32", [-1, 64])]
+    assert [(t.name, t.datatype, list(t.shape)) for t in m.outputs] == \
+        [("probabilities", "FP32", [-1, 10])]
+
+
+@pytest.mark.parametrize("n", [1, 3, 64])
+def test_infer_raw(pb, stub, model, n):
+    x = rows_of(n, seed=n)
+    resp = stub.ModelInfer(infer_req(pb[0], x, id=f"raw-{n}"))
+    check_output(resp, model, x, id=f"raw-{n}")
+
+
+@pytest.mark.parametrize("n", [1, 5])
+def test_infer_typed_contents(pb, stub, model, n):
+    x = rows_of(n, seed=100 + n)
+    resp = stub.ModelInfer(infer_req(pb[0], x, raw=False))
+    check_output(resp, model, x)
+
+
+def test_infer_parameters_and_deadline(pb, stub, model):
+    """priority and timeout parameters, a requested output, and a generous
+    grpc-timeout are accepted and change nothing in the values."""
+    msgs = pb[0]
+    x = rows_of(4, seed=9)
+    req = infer_req(msgs, x, id="p")
+    req.parameters["priority"].int64_param = 3
+    req.parameters["timeout"].int64_param = 5_000_000
+    req.outputs.add(name="probabilities")
+    check_output(stub.ModelInfer(req, timeout=30), model, x, id="p")
+
+
+def test_infer_concurrent(pb, stub, model):
+    futs = [(x, stub.ModelInfer.future(infer_req(pb[0], x)))
+            for x in (rows_of(2, seed=200 + i) for i in range(16))]
+    for x, f in futs:
+        check_output(f.result(timeout=30), model, x)
+
+
+# ---- errors ---------------------------------------------------------------
+
+def test_unknown_model_not_found(pb, stub):
+    msgs = pb[0]
+    code, msg = code_of(lambda: stub.ModelInfer(infer_req(msgs, rows_of(1), model="nope")))
+    assert code == grpc.StatusCode.NOT_FOUND and "nope" in msg
+    code, msg = code_of(lambda: stub.ModelReady(msgs.ModelReadyRequest(name="nope")))
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, msg = code_of(lambda: stub.ModelMetadata(msgs.ModelMetadataRequest(name="digits",
+                                                                             version="7")))
+    assert code == grpc.StatusCode.NOT_FOUND and "version" in msg
+
+
+def test_bad_input_invalid_argument(pb, stub):
+    msgs = pb[0]
+    x = rows_of(2)
+    bad_shape = infer_req(msgs, x)
+    bad_shape.inputs[0].shape[:] = [2, 63]
+    short = infer_req(msgs, x)
+    short.raw_input_contents[0] = short.raw_input_contents[0][:-4]
+    typed_short = infer_req(msgs, x, raw=False)
+    del typed_short.inputs[0].contents.fp32_contents[-1]
+    wrong_name = infer_req(msgs, x)
+    wrong_name.inputs[0].name = "pixels"
+    wrong_dtype = infer_req(msgs, x)
+    wrong_dtype.inputs[0].datatype = "INT32"
+    bad_prio = infer_req(msgs, x)
+    bad_prio.parameters["priority"].string_param = "high"
+    bad_output = infer_req(msgs, x)
+    bad_output.outputs.add(name="logits")
+    too_many = infer_req(msgs, rows_of(65))
+    sequence = infer_req(msgs, x)
+    sequence.parameters["sequence_id"].int64_param = 7
+    shm = infer_req(msgs, x)
+    shm.outputs.add(name="probabilities").parameters["shared_memory_region"].string_param = "r"
+    for req, word in [(bad_shape, "shape"), (short, "raw_input_contents[0]"),
+                      (typed_short, "fp32_contents"), (wrong_name, "pixels"),
+                      (wrong_dtype, "datatype"), (bad_prio, "priority"),
+                      (bad_output, "logits"), (too_many, "rows"),
+                      (sequence, "parameters.sequence_id"),
+                      (shm, "outputs[0].parameters.shared_memory_region")]:
+        code, msg = code_of(lambda: stub.ModelInfer(req))
+        assert code == grpc.StatusCode.INVALID_ARGUMENT, (word, msg)
+        assert word in msg, (word, msg)
+
+
+def test_unknown_method_unimplemented(channel):
+    call = channel.unary_unary(SVC + "ModelStreamInferNope")
+    code, msg = code_of(lambda: call(b"", timeout=10))
+    assert code == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_oversize_message_resource_exhausted(pb, stub):
+    """Past limits.max_body_bytes (64 KiB here) the upload is cut short."""
+    req = infer_req(pb[0], rows_of(1))
+    req.raw_input_contents[0] = bytes(100_000)
+    code, msg = code_of(lambda: stub.ModelInfer(req, timeout=30))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "max_body_bytes" in msg
+
+
+@pytest.mark.parametrize("body,code,word", [
+    (frame(b"\xff\xff\xff\xff\xff"), 3, "ModelInferRequest"),
+    (frame(b"\x0a\x50abc"), 3, "ModelInferRequest"),	# a string past the end
+    (frame(b"\x0a\x06digits") + frame(b""), 3, "one message"),
+    (b"\x00\x00\x00", 3, "5-byte prefix"),
+    (frame(b"\x0a\x06digits", flag=1), 12, "compressed"),
+    (frame(b"\x0a\x06digits", flag=7), 3, "compressed flag"),
+])
+def test_malformed_frames(gw, pb, stub, body, code, word):
+    hdrs, trailers, data = raw_call(gw.port, "ModelInfer", body)
+    # trailers-only: the status comes in the headers, nothing else
+    assert data == b"" and trailers == {}
+    assert hdrs["content-type"] == "application/grpc"
+    assert int(hdrs["grpc-status"]) == code, hdrs
+    assert word in hdrs.get("grpc-message", ""), hdrs
+    assert stub.ServerLive(pb[0].ServerLiveRequest()).live is True  # still serving
+
+
+def test_raw_answer_has_trailers(gw, pb):
+    """A success over a raw connection: one framed message, then trailers."""
+    hdrs, trailers, data = raw_call(gw.port, "ServerLive", frame(b""))
+    assert hdrs["content-type"] == "application/grpc" and "grpc-status" not in hdrs
+    assert "content-length" not in hdrs
+    assert trailers.get("grpc-status") == "0", trailers
+    flag, n = struct.unpack(">BI", data[:5])
+    assert flag == 0 and n == len(data) - 5
+    live = pb[0].ServerLiveResponse.FromString(data[5:])
+    assert live.live is True
+
+
+def test_http1_never_grpc(gw):
+    """gRPC needs HTTP/2: over HTTP/1.1 the method path is no route."""
+    st, hdrs, body = gwlib.h1_request(gw.port, "POST", SVC + "ServerLive", frame(b""),
+                                      headers=[GRPC_CT])
+    assert st == 404 and "grpc-status" not in hdrs
+
+
+def test_metrics_by_method_and_code(gw, pb, stub):
+    stub.ModelInfer(infer_req(pb[0], rows_of(1)))
+    with pytest.raises(grpc.RpcError):
+        stub.ModelReady(pb[0].ModelReadyRequest(name="nope"))
+    ms = gwlib.read_metrics(gw.metrics_port)
+    assert gwlib.metric(ms, "infergw_grpc_requests_total", method="ModelInfer", code="0") >= 1
+    assert gwlib.metric(ms, "infergw_grpc_requests_total", method="ModelReady", code="5") >= 1
+
+
+def test_grpc_timeout_is_the_objective(gw, pb):
+    """grpc-timeout becomes the request's objective: 1 µs cannot be met and
+    is refused at admission (never queued); a malformed one is named."""
+    body = frame(infer_req(pb[0], rows_of(1)).SerializeToString())
+    for value, code, word in [("1u", 8, "objective of 1 us"), ("5x", 3, "grpc-timeout"),
+                              ("123456789S", 3, "grpc-timeout")]:
+        with gwlib.H2Client(gw.port) as c:
+            sid = c.request("POST", SVC + "ModelInfer", body,
+                            [GRPC_CT, ("te", "trailers"), ("grpc-timeout", value)])
+            r = c.wait([sid])[0]
+        assert r.status == 200 and int(r.headers["grpc-status"]) == code, (value, r.headers)
+        assert word in r.headers.get("grpc-message", ""), (value, r.headers)
+    # a generous one is served
+    with gwlib.H2Client(gw.port) as c:
+        sid = c.request("POST", SVC + "ModelInfer", body,
+                        [GRPC_CT, ("te", "trailers"), ("grpc-timeout", "20S")])
+        r = c.wait([sid])[0]
+    assert r.trailers.get("grpc-status") == "0", r
+
+
+def test_random_messages_answered(gw, pb, stub):
+    """Seeded random bytes, and truncations and bit flips of a valid
+    ModelInferRequest, to every method on one connection: each stream gets
+    a well-formed gRPC answer (OK for what happens to parse, else a code
+    naming the problem) and the gateway keeps serving."""
+    rng = np.random.default_rng(16)
+    valid = infer_req(pb[0], rows_of(2)).SerializeToString()
+    bodies = [rng.bytes(int(rng.integers(0, 64))) for _ in range(60)]
+    bodies += [valid[:int(rng.integers(0, len(valid)))] for _ in range(30)]
+    for _ in range(30):
+        b = bytearray(valid)
+        b[int(rng.integers(0, len(b)))] ^= 1 << int(rng.integers(0, 8))
+        bodies.append(bytes(b))
+    methods = ["ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata",
+               "ModelInfer"]
+    with gwlib.H2Client(gw.port) as c:
+        sids = [c.request("POST", SVC + methods[i % len(methods)], frame(b),
+                          [GRPC_CT, ("te", "trailers")])
+                for i, b in enumerate(bodies)]
+        for r in c.wait(sids, timeout=60):
+            assert r.status == 200 and r.ended, r
+            st = r.trailers.get("grpc-status", r.headers.get("grpc-status"))
+            assert st in {"0", "3", "5"}, r
+    assert stub.ServerLive(pb[0].ServerLiveRequest()).live is True
