@@ -518,6 +518,8 @@ int agp_decode(const uint8_t *payload, size_t len, const struct agp_space *sp,
 	if ((rc = dec_type(&d, pos[K_T], end, &m->type)))
 		return rc;
 	d.tname = type_names[m->type];
+	if (m->type == AGP_HELLO)
+		m->id = 0;	/* hello carries no id: one sent is ignored, as any unknown key */
 	if (m->type != AGP_HELLO &&
 	    (rc = get_uint(&d, pos[K_ID], end, FLD("id"), 0, UINT64_MAX, &m->id)))
 		return rc;

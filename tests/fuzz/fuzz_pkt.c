@@ -95,13 +95,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	v = pkt_parse(f, size, &self, &pi);
 	FZ_CHECK((unsigned)v < PKT_VERDICT_COUNT);
 	FZ_CHECK(strcmp(pkt_verdict_name(v), "unknown") != 0);
-	FZ_CHECK(pkt_verdict_is_drop(v) == (v != PKT_UDP_REQ && v != PKT_ARP_REQ && v != PKT_ICMP_ECHO));
+	FZ_CHECK(pkt_verdict_is_drop(v) == (v != PKT_UDP_REQ && v != PKT_ARP_REQ &&
+					     v != PKT_ICMP_ECHO && v != PKT_UDP_OVERSIZE));
 	FZ_CHECK(inside(pi.payload, pi.payload_len, f, size));
 	switch (v) {
 	case PKT_UDP_REQ:
 		FZ_CHECK(pi.dst_port == self.udp_port && pi.src_port != 0);
 		FZ_CHECK(!memcmp(pi.dst_ip, self.ip, 4));
 		check_udp(&pi);
+		break;
+	case PKT_UDP_OVERSIZE:	/* a first fragment: answered, never parsed whole */
+		FZ_CHECK(pi.dst_port == self.udp_port && pi.src_port != 0);
+		FZ_CHECK(!memcmp(pi.dst_ip, self.ip, 4));
+		FZ_CHECK(pi.udp_len > pi.payload_len + 8);
 		break;
 	case PKT_ICMP_ECHO:
 		check_icmp(f, size, &pi);

@@ -525,6 +525,21 @@ static void test_type_field(void **state)
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "ping: id: expected a non-negative integer, got a negative integer");
 
+	/* hello carries no id: one sent is ignored (the fuzzer's round trip
+	 * found it kept, and re-encoding lost it) */
+	mp_begin(4);
+	mp_s("t");
+	mp_s("hello");
+	mp_s("v");
+	msgpack_pack_int(&pk, 1);
+	mp_s("sw");
+	mp_s("test");
+	mp_s("id");
+	msgpack_pack_int(&pk, 7);
+	assert_int_equal(sb_dec(&m), 0);
+	assert_int_equal(m.type, AGP_HELLO);
+	assert_int_equal(m.id, 0);
+
 	/* a known key twice: which one? */
 	mp_begin(3);
 	mp_s("t");
