@@ -34,6 +34,7 @@
 #include <rte_mbuf.h>
 #include <rte_mempool.h>
 
+#include "api.h"
 #include "dgram.h"
 #include "front.h"
 #include "log.h"
@@ -280,28 +281,6 @@ static void dp_reply_error(struct dp_lcore *lc, const struct pkt_info *to, uint6
 
 /* ---- requests ---- */
 
-/* Count a finished inference in its (backend, model) series, as HTTP does. */
-static void dp_account(const struct infer_req *r, int status, uint64_t now)
-{
-	struct met_series *m = r->met;
-
-	if (!m)
-		return;
-	met_count(m, status == 200 ? OUT_SUCCESS : status == 429 ? OUT_REJECTED :
-		     status == 504 ? OUT_EXPIRED : OUT_ERROR);
-	met_finish(m, status == 200, r->rows, now - r->arrival_ns);
-	if (status == 429)
-		met_observe_ns(&m->reject, now - r->arrival_ns);
-	if (status != 200)
-		return;
-	met_observe_ns(&m->queue, r->dequeue_ns - r->arrival_ns);
-	met_observe_ns(&m->exec, r->exec_end_ns - r->exec_start_ns);
-	met_observe_ns(&m->e2e, now - r->arrival_ns);
-	if (r->deadline_ns)
-		atomic_fetch_add_explicit(now <= r->deadline_ns ? &m->slo_met : &m->slo_missed, 1,
-					  memory_order_relaxed);
-}
-
 /* A request refused before it reached a backend (400, 413): its model's "none" series. */
 static void dp_count_refused(struct runtime *rt, const struct model *m, uint64_t t0)
 {
@@ -316,7 +295,7 @@ static void dp_req_end(struct infer_req *r, int status)
 {
 	struct dp_req *q = r->ctx;
 
-	dp_account(r, status, now_ns());
+	api_account(r, status, now_ns());	/* as HTTP and gRPC count it */
 	front_req_put(r);
 	rt_put(q->rt);
 	free(q);
