@@ -45,38 +45,6 @@
 
 #define MAX_BS 16
 #define MAX_LAYERS 32
-#define MAX_SLICES 256
-
-#define DNNL_CHECK(x)                                                                  \
-	do {                                                                           \
-		dnnl_status_t st_ = (x);                                               \
-		if (st_ != dnnl_success) {                                             \
-			fprintf(stderr, "int8: %s:%d: %s: %s\n", __FILE__, __LINE__, #x,   \
-				dnnl_status2str(st_));                                 \
-			exit(1);                                                       \
-		}                                                                      \
-	} while (0)
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void *xalloc(size_t bytes)
-{
-	void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-
-	if (!p) {
-		fprintf(stderr, "int8: out of memory (%zu bytes)\n", bytes);
-		exit(1);
-	}
-	memset(p, 0, (bytes + 63) / 64 * 64);
-	return p;
-}
-
 /* ---- raw oneDNN chains ---- */
 
 struct raw_step {
@@ -95,7 +63,7 @@ struct raw_chain {
 static dnnl_memory_t raw_mem(struct raw_chain *rc, dnnl_engine_t eng,
 			     const dnnl_memory_desc_t *md, void *p)
 {
-	DNNL_CHECK(dnnl_memory_create(&rc->mems[rc->n_mems], md, eng, p));
+	BENCH_DNNL_CHECK(dnnl_memory_create(&rc->mems[rc->n_mems], md, eng, p));
 	return rc->mems[rc->n_mems++];
 }
 
@@ -103,18 +71,18 @@ static dnnl_memory_t raw_mem(struct raw_chain *rc, dnnl_engine_t eng,
 static void *raw_pack(struct raw_chain *rc, dnnl_engine_t eng, dnnl_stream_t strm,
 		      const dnnl_memory_desc_t *user, const void *w, const dnnl_memory_desc_t *want)
 {
-	void *p = xalloc(dnnl_memory_desc_get_size(want));
+	void *p = bench_xalloc(dnnl_memory_desc_get_size(want));
 	dnnl_primitive_desc_t rpd;
 	dnnl_primitive_t r;
 	dnnl_memory_t from, to;
 
-	DNNL_CHECK(dnnl_memory_create(&from, user, eng, (void *)w));
-	DNNL_CHECK(dnnl_memory_create(&to, want, eng, p));
-	DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, user, eng, want, eng, NULL));
-	DNNL_CHECK(dnnl_primitive_create(&r, rpd));
+	BENCH_DNNL_CHECK(dnnl_memory_create(&from, user, eng, (void *)w));
+	BENCH_DNNL_CHECK(dnnl_memory_create(&to, want, eng, p));
+	BENCH_DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, user, eng, want, eng, NULL));
+	BENCH_DNNL_CHECK(dnnl_primitive_create(&r, rpd));
 	dnnl_exec_arg_t a[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
-	DNNL_CHECK(dnnl_primitive_execute(r, strm, 2, a));
-	DNNL_CHECK(dnnl_stream_wait(strm));
+	BENCH_DNNL_CHECK(dnnl_primitive_execute(r, strm, 2, a));
+	BENCH_DNNL_CHECK(dnnl_stream_wait(strm));
 	dnnl_primitive_destroy(r);
 	dnnl_primitive_desc_destroy(rpd);
 	dnnl_memory_destroy(from);
@@ -134,8 +102,8 @@ static void raw_build(struct raw_chain *rc, const struct model *m, const struct 
 	int i, p = 0, last = -1;
 
 	memset(rc, 0, sizeof(*rc));
-	rc->buf[0] = xalloc(sizeof(float) * (size_t)rows * m->max_width);
-	rc->buf[1] = xalloc(sizeof(float) * (size_t)rows * m->max_width);
+	rc->buf[0] = bench_xalloc(sizeof(float) * (size_t)rows * m->max_width);
+	rc->buf[1] = bench_xalloc(sizeof(float) * (size_t)rows * m->max_width);
 	for (i = 0; i < m->n_layers; i++)
 		if (m->layers[i].kind == LAYER_DENSE)
 			last = i;
@@ -155,23 +123,23 @@ static void raw_build(struct raw_chain *rc, const struct model *m, const struct 
 
 		if (l->kind != LAYER_DENSE)
 			continue;
-		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, wt, dnnl_ab));
-		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, wt, dnnl_ba));
-		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wany, 2, wd, wt, dnnl_format_tag_any));
-		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab));
-		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dt, dnnl_ab));
-		DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wany, l->bias ? &bmd : NULL, &dmd));
-		DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, wt, dnnl_ab));
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, wt, dnnl_ba));
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wany, 2, wd, wt, dnnl_format_tag_any));
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab));
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dt, dnnl_ab));
+		BENCH_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wany, l->bias ? &bmd : NULL, &dmd));
+		BENCH_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
 		if (q)	/* per output channel (mask: dim 1) */
-			DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, l->out, 1 << 1,
+			BENCH_DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, l->out, 1 << 1,
 									 l->wscale));
 		if (l->act == ACT_RELU) {
-			DNNL_CHECK(dnnl_post_ops_create(&po));
-			DNNL_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f));
-			DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+			BENCH_DNNL_CHECK(dnnl_post_ops_create(&po));
+			BENCH_DNNL_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f));
+			BENCH_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
 		}
-		DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
-		DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
+		BENCH_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
+		BENCH_DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
 		qmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
 		rc->packed[i] = raw_pack(rc, eng, strm, &wmd,
 					 q ? (const void *)l->qweight : (const void *)l->weight, qmd);
@@ -196,9 +164,9 @@ static void raw_build(struct raw_chain *rc, const struct model *m, const struct 
 static void raw_run(struct raw_chain *rc, dnnl_stream_t strm)
 {
 	for (int i = 0; i < rc->n_steps; i++)
-		DNNL_CHECK(dnnl_primitive_execute(rc->steps[i].prim, strm, rc->steps[i].n_args,
+		BENCH_DNNL_CHECK(dnnl_primitive_execute(rc->steps[i].prim, strm, rc->steps[i].n_args,
 						  rc->steps[i].args));
-	DNNL_CHECK(dnnl_stream_wait(strm));
+	BENCH_DNNL_CHECK(dnnl_stream_wait(strm));
 }
 
 static void raw_free(struct raw_chain *rc)
@@ -275,32 +243,16 @@ static void run_once(struct ctx *c, enum variant v)
 
 static double slice(struct ctx *c, enum variant v, double secs, double *ms_per)
 {
-	double t0 = now_s(), t;
+	double t0 = bench_now_s(), t;
 	long it = 0;
 
 	do {
 		run_once(c, v);
 		it++;
-		t = now_s() - t0;
+		t = bench_now_s() - t0;
 	} while (t < secs);
 	*ms_per = t * 1e3 / it;
 	return c->m->flops_per_row * c->rows * it / t / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n)
-{
-	double tmp[MAX_SLICES];
-
-	memcpy(tmp, v, sizeof(double) * n);
-	qsort(tmp, n, sizeof(double), cmp_double);
-	return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
 }
 
 static void usage(void)
@@ -332,7 +284,7 @@ int main(int argc, char **argv)
 	struct backend be = { 0 };
 	struct backend_conf conf = { 0 };
 	dnnl_engine_t eng;
-	static double g[MAX_BS][N_VARIANTS][MAX_SLICES], msp[MAX_BS][N_VARIANTS][MAX_SLICES];
+	static double g[MAX_BS][N_VARIANTS][BENCH_MAX_SLICES], msp[MAX_BS][N_VARIANTS][BENCH_MAX_SLICES];
 	static struct raw_chain chains[MAX_BS][2];
 	double *ref;
 
@@ -345,7 +297,7 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind != argc - 2 || threads < 1 || rounds < 1 || rounds > MAX_SLICES || secs <= 0)
+	if (optind != argc - 2 || threads < 1 || rounds < 1 || rounds > BENCH_MAX_SLICES || secs <= 0)
 		usage();
 	n_bs = bench_parse_list(blist, bs, MAX_BS);
 	m = load(argv[optind]);
@@ -378,14 +330,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	omp_set_num_threads(threads);
-	DNNL_CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+	BENCH_DNNL_CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
 
 	struct ctx c = { .m = m, .q = q, .be = &be };
 
-	DNNL_CHECK(dnnl_stream_create(&c.strm, eng, dnnl_stream_default_flags));
-	c.in = xalloc(sizeof(float) * (size_t)max_rows * m->in_dim);
-	c.out = xalloc(sizeof(float) * (size_t)max_rows * m->out_dim);
-	ref = xalloc(sizeof(double) * (size_t)max_rows * m->out_dim);
+	BENCH_DNNL_CHECK(dnnl_stream_create(&c.strm, eng, dnnl_stream_default_flags));
+	c.in = bench_xalloc(sizeof(float) * (size_t)max_rows * m->in_dim);
+	c.out = bench_xalloc(sizeof(float) * (size_t)max_rows * m->out_dim);
+	ref = bench_xalloc(sizeof(double) * (size_t)max_rows * m->out_dim);
 	srand(1);
 	for (i = 0; i < max_rows * m->in_dim; i++)
 		c.in[i] = (float)rand() / (float)RAND_MAX * 2.0f - 1.0f;
@@ -440,24 +392,24 @@ int main(int argc, char **argv)
 	       "| ms/batch infergw FP32 / INT8 |\n");
 	printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (k = 0; k < n_bs; k++) {
-		double ri[MAX_SLICES], rr[MAX_SLICES];
+		double ri[BENCH_MAX_SLICES], rr[BENCH_MAX_SLICES];
 
 		for (r = 0; r < rounds; r++) {
 			ri[r] = g[k][V_IGW_S8][r] / g[k][V_IGW_F32][r];
 			rr[r] = g[k][V_RAW_S8][r] / g[k][V_RAW_F32][r];
 		}
-		qi[k] = median(ri, rounds);
-		qr[k] = median(rr, rounds);
+		qi[k] = bench_median(ri, rounds);
+		qr[k] = bench_median(rr, rounds);
 		printf("| %d | %.2f | %.2f | **%.2fx** | %.2f | %.2f | **%.2fx** | %.3f / %.3f |\n",
-		       bs[k], median(g[k][V_IGW_F32], rounds), median(g[k][V_IGW_S8], rounds), qi[k],
-		       median(g[k][V_RAW_F32], rounds), median(g[k][V_RAW_S8], rounds), qr[k],
-		       median(msp[k][V_IGW_F32], rounds), median(msp[k][V_IGW_S8], rounds));
+		       bs[k], bench_median(g[k][V_IGW_F32], rounds), bench_median(g[k][V_IGW_S8], rounds), qi[k],
+		       bench_median(g[k][V_RAW_F32], rounds), bench_median(g[k][V_RAW_S8], rounds), qr[k],
+		       bench_median(msp[k][V_IGW_F32], rounds), bench_median(msp[k][V_IGW_S8], rounds));
 	}
 	printf("\n");
 	for (k = 0; k < n_bs; k++)
 		printf("RESULT %d %.3f %.3f %.3f %.3f %.3f %.3f\n", bs[k],
-		       median(g[k][V_IGW_F32], rounds), median(g[k][V_IGW_S8], rounds),
-		       median(g[k][V_RAW_F32], rounds), median(g[k][V_RAW_S8], rounds), qi[k], qr[k]);
+		       bench_median(g[k][V_IGW_F32], rounds), bench_median(g[k][V_IGW_S8], rounds),
+		       bench_median(g[k][V_RAW_F32], rounds), bench_median(g[k][V_RAW_S8], rounds), qi[k], qr[k]);
 
 	for (k = 0; k < n_bs; k++) {
 		raw_free(&chains[k][0]);

@@ -47,24 +47,6 @@
 #define MAX_BS 16
 #define MAX_LAYERS 32
 
-#define DNNL_CHECK(x)                                                                  \
-	do {                                                                           \
-		dnnl_status_t st_ = (x);                                               \
-		if (st_ != dnnl_success) {                                             \
-			fprintf(stderr, "kernel: %s:%d: %s: %s\n", __FILE__, __LINE__, #x, \
-				dnnl_status2str(st_));                                 \
-			exit(1);                                                       \
-		}                                                                      \
-	} while (0)
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 /* ---- raw oneDNN chain ---- */
 
 struct raw_step {
@@ -88,21 +70,9 @@ static dnnl_memory_t raw_mem(struct raw_chain *rc, dnnl_engine_t eng, const dnnl
 {
 	dnnl_memory_t m;
 
-	DNNL_CHECK(dnnl_memory_create(&m, md, eng, p));
+	BENCH_DNNL_CHECK(dnnl_memory_create(&m, md, eng, p));
 	rc->mems[rc->n_mems++] = m;
 	return m;
-}
-
-static void *xalloc(size_t bytes)
-{
-	void *p = aligned_alloc(64, (bytes + 63) / 64 * 64);
-
-	if (!p) {
-		fprintf(stderr, "kernel: out of memory (%zu bytes)\n", bytes);
-		exit(1);
-	}
-	memset(p, 0, bytes);
-	return p;
 }
 
 /* Build the chain for `rows` rows; pack = reorder weights to format_any. */
@@ -114,8 +84,8 @@ static void raw_build(struct raw_chain *rc, const struct model *m, int rows, int
 
 	memset(rc, 0, sizeof(*rc));
 	rc->rows = rows;
-	rc->buf[0] = xalloc(bytes);
-	rc->buf[1] = xalloc(bytes);
+	rc->buf[0] = bench_xalloc(bytes);
+	rc->buf[1] = bench_xalloc(bytes);
 	for (i = 0; i < m->n_layers; i++) {
 		const struct layer *l = &m->layers[i];
 		struct raw_step *s = &rc->steps[rc->n_steps++];
@@ -127,10 +97,10 @@ static void raw_build(struct raw_chain *rc, const struct model *m, int rows, int
 			dnnl_softmax_desc_t sd;
 			dnnl_memory_t mm;
 
-			DNNL_CHECK(dnnl_memory_desc_init_by_tag(&md, 2, dd, dnnl_f32, dnnl_ab));
-			DNNL_CHECK(dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, &md, 1));
-			DNNL_CHECK(dnnl_primitive_desc_create(&pd, &sd, NULL, eng, NULL));
-			DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
+			BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&md, 2, dd, dnnl_f32, dnnl_ab));
+			BENCH_DNNL_CHECK(dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, &md, 1));
+			BENCH_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &sd, NULL, eng, NULL));
+			BENCH_DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
 			dnnl_primitive_desc_destroy(pd);
 			mm = raw_mem(rc, eng, &md, rc->buf[p]);	/* in place */
 			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, mm };
@@ -147,24 +117,24 @@ static void raw_build(struct raw_chain *rc, const struct model *m, int rows, int
 		const dnnl_memory_desc_t *qmd;
 		void *wptr = (void *)l->weight;
 
-		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sdim, dnnl_f32, dnnl_ab));
-		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd_user, 2, wdim, dnnl_f32, dnnl_ba));
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sdim, dnnl_f32, dnnl_ab));
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd_user, 2, wdim, dnnl_f32, dnnl_ba));
 		if (pack)
-			DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wdim, dnnl_f32,
+			BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wdim, dnnl_f32,
 								dnnl_format_tag_any));
 		else
 			wmd = wmd_user;
-		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bdim, dnnl_f32, dnnl_ab));
-		DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, ddim, dnnl_f32, dnnl_ab));
-		DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, l->bias ? &bmd : NULL, &dmd));
-		DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bdim, dnnl_f32, dnnl_ab));
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, ddim, dnnl_f32, dnnl_ab));
+		BENCH_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, l->bias ? &bmd : NULL, &dmd));
+		BENCH_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
 		if (l->act == ACT_RELU) {
-			DNNL_CHECK(dnnl_post_ops_create(&po));
-			DNNL_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f));
-			DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+			BENCH_DNNL_CHECK(dnnl_post_ops_create(&po));
+			BENCH_DNNL_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f));
+			BENCH_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
 		}
-		DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
-		DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
+		BENCH_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
+		BENCH_DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
 
 		if (pack) {
 			/* Reorder nn.Linear's weights once into the primitive's layout. */
@@ -173,16 +143,16 @@ static void raw_build(struct raw_chain *rc, const struct model *m, int rows, int
 			dnnl_primitive_t reorder;
 
 			qmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-			rc->packed[i] = xalloc(dnnl_memory_desc_get_size(qmd));
+			rc->packed[i] = bench_xalloc(dnnl_memory_desc_get_size(qmd));
 			wptr = rc->packed[i];
-			DNNL_CHECK(dnnl_memory_create(&from, &wmd_user, eng, (void *)l->weight));
+			BENCH_DNNL_CHECK(dnnl_memory_create(&from, &wmd_user, eng, (void *)l->weight));
 			to = raw_mem(rc, eng, qmd, wptr);
-			DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, &wmd_user, eng, qmd, eng,
+			BENCH_DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, &wmd_user, eng, qmd, eng,
 								      NULL));
-			DNNL_CHECK(dnnl_primitive_create(&reorder, rpd));
+			BENCH_DNNL_CHECK(dnnl_primitive_create(&reorder, rpd));
 			dnnl_exec_arg_t ra[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
-			DNNL_CHECK(dnnl_primitive_execute(reorder, strm, 2, ra));
-			DNNL_CHECK(dnnl_stream_wait(strm));
+			BENCH_DNNL_CHECK(dnnl_primitive_execute(reorder, strm, 2, ra));
+			BENCH_DNNL_CHECK(dnnl_stream_wait(strm));
 			dnnl_primitive_destroy(reorder);
 			dnnl_primitive_desc_destroy(rpd);
 			dnnl_memory_destroy(from);
@@ -228,9 +198,9 @@ static void raw_run(struct raw_chain *rc, const struct model *m, const float *in
 
 	memcpy(rc->buf[0], in, sizeof(float) * (size_t)rc->rows * m->in_dim);
 	for (i = 0; i < rc->n_steps; i++)
-		DNNL_CHECK(dnnl_primitive_execute(rc->steps[i].prim, strm, rc->steps[i].n_args,
+		BENCH_DNNL_CHECK(dnnl_primitive_execute(rc->steps[i].prim, strm, rc->steps[i].n_args,
 						  rc->steps[i].args));
-	DNNL_CHECK(dnnl_stream_wait(strm));
+	BENCH_DNNL_CHECK(dnnl_stream_wait(strm));
 }
 
 /* ---- infergw backend ---- */
@@ -296,41 +266,14 @@ static double slice(struct ctx *c, enum variant v, int rows, double secs, double
 	double t0, t;
 	long it = 0;
 
-	t0 = now_s();
+	t0 = bench_now_s();
 	do {
 		run_once(c, v);
 		it++;
-		t = now_s() - t0;
+		t = bench_now_s() - t0;
 	} while (t < secs);
 	*ms_per = t * 1e3 / it;
 	return c->m->flops_per_row * rows * it / t / 1e9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-#define MAX_SLICES 256
-
-static double median(const double *v, int n)
-{
-	double tmp[MAX_SLICES];
-
-	memcpy(tmp, v, sizeof(double) * n);
-	qsort(tmp, n, sizeof(double), cmp_double);
-	return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
-}
-
-static double maxof(const double *v, int n)
-{
-	double m = 0;
-
-	while (n--)
-		m = fmax(m, v[n]);
-	return m;
 }
 
 static void usage(void)
@@ -349,7 +292,7 @@ int main(int argc, char **argv)
 	struct backend be = { 0 };
 	struct backend_conf conf = { 0 };
 	dnnl_engine_t eng;
-	static double g[MAX_BS][N_VARIANTS][MAX_SLICES], msp[MAX_BS][N_VARIANTS][MAX_SLICES];
+	static double g[MAX_BS][N_VARIANTS][BENCH_MAX_SLICES], msp[MAX_BS][N_VARIANTS][BENCH_MAX_SLICES];
 
 	while ((opt = getopt(argc, argv, "t:s:r:b:")) != -1) {
 		switch (opt) {
@@ -360,7 +303,7 @@ int main(int argc, char **argv)
 		default: usage();
 		}
 	}
-	if (optind != argc - 1 || threads < 1 || rounds < 1 || rounds > MAX_SLICES || secs <= 0)
+	if (optind != argc - 1 || threads < 1 || rounds < 1 || rounds > BENCH_MAX_SLICES || secs <= 0)
 		usage();
 	n_bs = bench_parse_list(blist, bs, MAX_BS);
 
@@ -392,21 +335,21 @@ int main(int argc, char **argv)
 	}
 	omp_set_num_threads(threads);
 
-	DNNL_CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
+	BENCH_DNNL_CHECK(dnnl_engine_create(&eng, dnnl_cpu, 0));
 
 	struct ctx c = { .m = m, .be = &be };
 	int max_rows = 0;
 
 	for (k = 0; k < n_bs; k++)
 		max_rows = bs[k] > max_rows ? bs[k] : max_rows;
-	DNNL_CHECK(dnnl_stream_create(&c.strm, eng, dnnl_stream_default_flags));
-	c.in = xalloc(sizeof(float) * (size_t)max_rows * m->in_dim);
+	BENCH_DNNL_CHECK(dnnl_stream_create(&c.strm, eng, dnnl_stream_default_flags));
+	c.in = bench_xalloc(sizeof(float) * (size_t)max_rows * m->in_dim);
 	srand(1);
 	for (i = 0; i < max_rows * m->in_dim; i++)
 		c.in[i] = (float)rand() / (float)RAND_MAX;
 	c.req.model = m;
 	c.req.input = c.in;
-	c.req.output = xalloc(sizeof(float) * (size_t)max_rows * m->out_dim);
+	c.req.output = bench_xalloc(sizeof(float) * (size_t)max_rows * m->out_dim);
 
 	printf("model %s: %d layers, %d -> %d, %.1f MFLOP/row; threads_per_slot %d (OpenMP); "
 	       "%d interleaved slices of %.3f s per variant and batch size\n\n",
@@ -467,24 +410,24 @@ int main(int argc, char **argv)
 	       "| best slice: infergw / raw / unpacked |\n");
 	printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (k = 0; k < n_bs; k++) {
-		double rb[MAX_SLICES], ra[MAX_SLICES];
+		double rb[BENCH_MAX_SLICES], ra[BENCH_MAX_SLICES];
 
 		for (r = 0; r < rounds; r++) {
 			rb[r] = g[k][V_IGW][r] / g[k][V_RAW_BA][r];
 			ra[r] = g[k][V_IGW][r] / g[k][V_RAW_ANY][r];
 		}
-		q_ba[k] = median(rb, rounds);
-		q_any[k] = median(ra, rounds);
+		q_ba[k] = bench_median(rb, rounds);
+		q_any[k] = bench_median(ra, rounds);
 		printf("| %d | %.2f | %.2f | **%.2fx** | %.2f | %.2fx | %.3f | %.1f / %.1f / %.1f |\n",
-		       bs[k], median(g[k][V_IGW], rounds), median(g[k][V_RAW_ANY], rounds), q_any[k],
-		       median(g[k][V_RAW_BA], rounds), q_ba[k], median(msp[k][V_IGW], rounds),
-		       maxof(g[k][V_IGW], rounds), maxof(g[k][V_RAW_ANY], rounds),
-		       maxof(g[k][V_RAW_BA], rounds));
+		       bs[k], bench_median(g[k][V_IGW], rounds), bench_median(g[k][V_RAW_ANY], rounds), q_any[k],
+		       bench_median(g[k][V_RAW_BA], rounds), q_ba[k], bench_median(msp[k][V_IGW], rounds),
+		       bench_maxof(g[k][V_IGW], rounds), bench_maxof(g[k][V_RAW_ANY], rounds),
+		       bench_maxof(g[k][V_RAW_BA], rounds));
 	}
 	printf("\n");
 	for (k = 0; k < n_bs; k++)
-		printf("RESULT %d %.3f %.3f %.3f %.3f %.3f\n", bs[k], median(g[k][V_IGW], rounds),
-		       median(g[k][V_RAW_ANY], rounds), median(g[k][V_RAW_BA], rounds), q_any[k],
+		printf("RESULT %d %.3f %.3f %.3f %.3f %.3f\n", bs[k], bench_median(g[k][V_IGW], rounds),
+		       bench_median(g[k][V_RAW_ANY], rounds), bench_median(g[k][V_RAW_BA], rounds), q_any[k],
 		       q_ba[k]);
 
 	for (k = 0; k < n_bs; k++) {
