@@ -1,0 +1,89 @@
+"""Hostile gRPC callers (issue 16's codec on the shared HTTP/2 stack): a
+length prefix that claims 4 GiB, a message split across many DATA frames
+and never finished, two messages on a unary call, a compressed flag,
+garbage protobuf, all while a well-behaved client is served with correct
+values.  Every hostile call gets a trailers-only gRPC error (never a
+crash, never memory sized by what the client claims).  Bounded: a few
+hundred calls."""
+import struct
+
+import attacklib
+import gwlib
+from gwlib import H2Client
+
+SVC = "/inference.GRPCInferenceService/"
+GRPC = [("content-type", "application/grpc"), ("te", "trailers")]
+INVALID_ARGUMENT, UNIMPLEMENTED, RESOURCE_EXHAUSTED = "3", "12", "8"
+
+
+def prefixed(payload, length=None, flag=0):
+    n = len(payload) if length is None else length
+    return struct.pack(">BI", flag, n) + payload
+
+
+def grpc_status(resp):
+    """grpc-status of a finished call: trailers-only answers carry it in
+    the headers, others in the trailers."""
+    return resp.trailers.get("grpc-status", resp.headers.get("grpc-status"))
+
+
+def test_hostile_grpc_calls_get_errors_not_memory(module_gw, model):
+    g = module_gw("grpc", max_body_bytes=1 << 20)
+    pid = g.proc.pid
+    rss0 = attacklib.rss_kb(pid)
+    bodies = [
+        # claims 4 GiB, or more than max_body_bytes, and carries 8 bytes
+        (prefixed(b"\x0a\x06digits", length=0xFFFFFFFF), INVALID_ARGUMENT),
+        (prefixed(b"\x0a\x06digits", length=(1 << 20) + 1), INVALID_ARGUMENT),
+        (prefixed(b"\x0a" * ((1 << 20) + 16)), RESOURCE_EXHAUSTED),  # really over the limit
+        (prefixed(b"\x0a\x06digits", length=1000), INVALID_ARGUMENT),  # truncated message
+        (prefixed(b"\x0a\x06digits") * 2, INVALID_ARGUMENT),  # two messages, unary call
+        (prefixed(b"\x0a\x06digits", flag=1), UNIMPLEMENTED),  # compressed
+        (prefixed(b"\xff" * 64), INVALID_ARGUMENT),  # not protobuf
+        (b"\x00\x00", INVALID_ARGUMENT),  # not even a prefix
+    ]
+    with attacklib.Bystander(g, model) as by:
+        for _ in range(30):
+            with H2Client(g.port, timeout=10) as c:
+                sids = [(c.request("POST", SVC + "ModelInfer", body, GRPC), want)
+                        for body, want in bodies]
+                got = c.wait([s for s, _ in sids])
+            for (_, want), resp in zip(sids, got):
+                assert resp.status == 200, (resp.status, resp.headers)
+                assert grpc_status(resp) == want, (want, resp.headers, resp.trailers)
+                assert resp.trailers.get("grpc-message", resp.headers.get("grpc-message"))
+        by.wait_for(5)
+    by.assert_served()
+    assert attacklib.rss_kb(pid) - rss0 < attacklib.RSS_SCALE * 64 * 1024, \
+        "gRPC errors grew the gateway's memory"
+    attacklib.assert_alive(g)
+
+
+def test_unfinished_grpc_messages_hold_bounded_memory(module_gw, model):
+    """Many streams, each a prefix claiming 512 KiB and 200 bytes of it,
+    never ended: what the gateway holds is what arrived, not what was
+    claimed; closing the connection frees it; others are served."""
+    g = module_gw("grpc", max_body_bytes=1 << 20)
+    pid = g.proc.pid
+    rss0 = attacklib.rss_kb(pid)
+    with attacklib.Bystander(g, model) as by:
+        conns = []
+        for _ in range(4):
+            c = H2Client(g.port, timeout=10)
+            for _ in range(64):
+                sid = c.conn.get_next_available_stream_id()
+                c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                          (":authority", "127.0.0.1"),
+                                          (":path", SVC + "ModelInfer"), *GRPC])
+                c.conn.send_data(sid, prefixed(b"\x0a" * 200, length=512 << 10))
+            c._flush()
+            conns.append(c)
+        by.wait_for(5)
+        grown = attacklib.rss_kb(pid) - rss0
+        for c in conns:
+            c.close()
+    by.assert_served()
+    # 256 x 200 bytes arrived; 256 x 512 KiB (128 MiB) was claimed
+    print(f"\nRSS growth with 256 unfinished gRPC messages: {grown} KiB")
+    assert grown < attacklib.RSS_SCALE * 32 * 1024, f"{grown} KiB for 50 KiB sent"
+    attacklib.assert_alive(g)
