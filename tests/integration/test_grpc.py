@@ -300,3 +300,135 @@ def test_random_messages_answered(gw, pb, stub):
             st = r.trailers.get("grpc-status", r.headers.get("grpc-status"))
             assert st in {"0", "3", "5"}, r
     assert stub.ServerLive(pb[0].ServerLiveRequest()).live is True
+
+
+# ---- deadlines in the queue, cancellation (slow model, own gateway) --------
+
+import re  # noqa: E402
+import time  # noqa: E402
+
+import slowmodel as sm  # noqa: E402
+
+SLOW = "slow"
+SLOW_ROW = np.arange(64, dtype=np.float32).reshape(1, 64) / 64.0
+
+
+@pytest.fixture(scope="module")
+def slow_dir(tmp_path_factory):
+    return sm.write_slow_model(tmp_path_factory.mktemp("grpc-slowmodel") / SLOW)
+
+
+def slow_conf(slow_dir, routing=None, **model_kw):
+    return sm.config_text([sm.model_yaml(SLOW, slow_dir, **model_kw)],
+                          [sm.backend_yaml("cpu0", [SLOW])], routing=routing)
+
+
+def grpc_body(msgs, x, **kw):
+    return frame(infer_req(msgs, x, model=SLOW, **kw).SerializeToString())
+
+
+def grpc_headers(*more):
+    return [GRPC_CT, ("te", "trailers"), *more]
+
+
+def grpc_status(r):
+    """(code, message) of a raw h2 gRPC answer: trailers, or trailers-only."""
+    src = r.trailers if "grpc-status" in r.trailers else r.headers
+    return int(src["grpc-status"]), src.get("grpc-message", "")
+
+
+def test_deadline_expires_in_queue_never_executed(pb, slow_dir, start_gw):
+    """B (gRPC, priority 2, grpc-timeout ~12 batch times) is admitted while
+    A runs; C (priority 1, no deadline) arrives right after and jumps ahead
+    for ~4 deadlines: B is answered DEADLINE_EXCEEDED ("deadline passed ...
+    in the queue") and never executed (rows executed = rows answered OK)."""
+    g = start_gw("grpc-expiry", slow_conf(slow_dir, max_batch=8, max_queue_delay_us=1000000,
+                                          routing={"priority_levels": 3, "sheddable_levels": 1,
+                                                   "drop_hopeless": "false"}))
+    (_, _, t8), = g.calibration().values()
+    timeout_us = int(max(60000, 12 * t8))
+    n_a, n_b = 2, 4
+    n_c = min(200, int(4 * timeout_us / t8))
+    before = g.metrics()
+    rows8 = np.tile(SLOW_ROW, (8, 1))
+    bbody = grpc_body(pb[0], rows8)
+    with sm.OrderedH2(g.port) as c:
+        a = [c.queue_infer(SLOW, rows8, [("x-priority", "1")]) for _ in range(n_a)]
+        bs = [c.request("POST", SVC + "ModelInfer", bbody,
+                        grpc_headers(("x-priority", "2"), ("grpc-timeout", f"{timeout_us}u")),
+                        flush=False) for _ in range(n_b)]
+        cs = [c.queue_infer(SLOW, rows8, [("x-priority", "1")]) for _ in range(n_c)]
+        c.flush()
+        res = dict(zip([*a, *bs, *cs], c.wait([*a, *bs, *cs], timeout=60)))
+    assert all(res[s].status == 200 for s in [*a, *cs])
+    codes = {s: grpc_status(res[s]) for s in bs}
+    print(f"B {codes}")
+    expired = [s for s in bs if codes[s][0] == 4]
+    assert expired, codes
+    for s in bs:
+        assert codes[s][0] in (0, 4), codes[s]
+    for s in expired:
+        m = re.fullmatch(r"deadline passed after (\d+) us in the queue of backend cpu0",
+                         codes[s][1])
+        assert m and int(m.group(1)) >= timeout_us, codes[s]
+        assert bytes(res[s].body) == b""  # trailers-only
+    n_ok = len(res) - len(expired)
+    after = sm.wait_outcomes(g, before, SLOW, len(res))
+    delta = sm.outcome_delta(before, after, SLOW)
+    assert delta == {("cpu0", "success"): n_ok, ("cpu0", "expired"): len(expired)}, delta
+    assert sm.rows_total(after) - sm.rows_total(before) == 8 * n_ok, \
+        f"{len(expired)} expired gRPC requests must not run"
+    ms = g.metrics()
+    assert gwlib.metric(ms, "infergw_grpc_requests_total", method="ModelInfer",
+                        code="4") == len(expired)
+
+
+def test_deadline_unreachable_at_admission(pb, slow_dir, start_gw):
+    """A deadline no backend can meet is refused at admission, never queued:
+    RESOURCE_EXHAUSTED (HTTP's 429, documented), not DEADLINE_EXCEEDED."""
+    g = start_gw("grpc-admit", slow_conf(slow_dir, max_batch=4))
+    before = g.metrics()
+    with gwlib.H2Client(g.port) as c:
+        sid = c.request("POST", SVC + "ModelInfer", grpc_body(pb[0], SLOW_ROW),
+                        grpc_headers(("grpc-timeout", "1u")))
+        r = c.wait([sid])[0]
+    code, msg = grpc_status(r)
+    assert code == 8 and "objective of 1 us" in msg, (code, msg)
+    after = sm.wait_outcomes(g, before, SLOW, 1)
+    assert sm.outcome_delta(before, after, SLOW) == {("none", "rejected"): 1}
+    assert sm.rows_total(after) == sm.rows_total(before)
+
+
+def test_cancel_queued_requests_not_executed(pb, slow_dir, start_gw):
+    """RST_STREAM(CANCEL) (what a grpcio cancel sends) on queued gRPC
+    calls removes them from the queue: counted cancelled, never executed;
+    the others are answered with the reference values."""
+    g = start_gw("grpc-cancel", slow_conf(slow_dir, max_batch=64, max_queue_delay_us=1500000))
+    before = g.metrics()
+    n = 10
+    body = grpc_body(pb[0], SLOW_ROW)
+    with sm.OrderedH2(g.port) as c:
+        sids = [c.request("POST", SVC + "ModelInfer", body, grpc_headers(), flush=False)
+                for _ in range(n)]
+        c.flush()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if gwlib.metric(g.metrics(), "infergw_queue_depth", backend="cpu0", model=SLOW) == n:
+                break
+            time.sleep(0.02)
+        assert gwlib.metric(g.metrics(), "infergw_queue_depth", backend="cpu0", model=SLOW) == n
+        reset, keep = sids[::2], sids[1::2]
+        for s in reset:
+            c.reset(s)
+        rs = c.wait(keep, timeout=20)
+    ref = sm.ref_forward(slow_dir, SLOW_ROW)
+    for r in rs:
+        assert grpc_status(r) == (0, ""), r
+        resp = pb[0].ModelInferResponse.FromString(bytes(r.body)[5:])
+        got = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").reshape(1, 10)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+    after = sm.wait_outcomes(g, before, SLOW, n)
+    delta = sm.outcome_delta(before, after, SLOW)
+    assert delta == {("cpu0", "success"): len(keep), ("cpu0", "cancelled"): len(reset)}, delta
+    assert sm.rows_total(after) - sm.rows_total(before) == len(keep)
+    assert gwlib.metric(after, "infergw_queue_depth", backend="cpu0", model=SLOW) == 0
