@@ -208,6 +208,11 @@ void api_abandon(struct call *c)
 {
 	struct infer_req *r = c->req;
 
+	if (c->grpc_stream) {	/* many requests in flight on one call */
+		grpc_stream_abandon(c);
+		return;
+	}
+
 	if (r && front_cancel(r)) {
 		api_account(r, 0, 0);
 		call_free(c);

@@ -27,14 +27,14 @@
 
 enum grpc_method {
 	GM_SERVER_LIVE, GM_SERVER_READY, GM_MODEL_READY, GM_SERVER_METADATA,
-	GM_MODEL_METADATA, GM_MODEL_INFER, GM_OTHER, GM_COUNT
+	GM_MODEL_METADATA, GM_MODEL_INFER, GM_STREAM_INFER, GM_OTHER, GM_COUNT
 };
 
 static const char *const grpc_method_names[GM_COUNT] = {
 	[GM_SERVER_LIVE] = "ServerLive", [GM_SERVER_READY] = "ServerReady",
 	[GM_MODEL_READY] = "ModelReady", [GM_SERVER_METADATA] = "ServerMetadata",
 	[GM_MODEL_METADATA] = "ModelMetadata", [GM_MODEL_INFER] = "ModelInfer",
-	[GM_OTHER] = "other",
+	[GM_STREAM_INFER] = "ModelStreamInfer", [GM_OTHER] = "other",
 };
 
 /* Answers by method and code, every loop thread adding. */
@@ -216,29 +216,42 @@ static ProtobufCMessage *grpc_unframe(struct call *c, const ProtobufCMessageDesc
 }
 
 /*
- * The model that name and version (may be empty) name, or NULL with c
- * answered NOT_FOUND / INVALID_ARGUMENT.
+ * The model that name and version (may be empty) name into *m: 0, or 400
+ * (no name) / 404 (unknown model or version) with err.
  */
+static int grpc_lookup(const struct runtime *rt, const char *field, const char *name,
+		       const char *version, const struct model **m, char *err, size_t errlen)
+{
+	*m = NULL;
+	if (!name || !name[0]) {
+		snprintf(err, errlen, "%s: expected a model name", field);
+		return 400;
+	}
+	*m = rt_find_model(rt, name);
+	if (!*m) {
+		snprintf(err, errlen, "unknown model \"%.200s\"", name);
+		return 404;
+	}
+	if (version && version[0] && (strspn(version, "0123456789") != strlen(version) ||
+				      atoi(version) != (*m)->version)) {
+		snprintf(err, errlen, "model \"%s\" has no version \"%.32s\" (serving %d)",
+			 (*m)->name, version, (*m)->version);
+		*m = NULL;
+		return 404;
+	}
+	return 0;
+}
+
+/* grpc_lookup, or NULL with c answered NOT_FOUND / INVALID_ARGUMENT. */
 static const struct model *grpc_model(struct call *c, const char *field, const char *name,
 				       const char *version)
 {
 	const struct model *m;
+	char err[GRPC_MSG_MAX];
+	int st = grpc_lookup(c->rt, field, name, version, &m, err, sizeof(err));
 
-	if (!name || !name[0]) {
-		grpc_fail(c, 400, GRPC_INVALID_ARGUMENT, "%s: expected a model name", field);
-		return NULL;
-	}
-	m = rt_find_model(c->rt, name);
-	if (!m) {
-		grpc_fail(c, 404, GRPC_NOT_FOUND, "unknown model \"%.200s\"", name);
-		return NULL;
-	}
-	if (version && version[0] && (strspn(version, "0123456789") != strlen(version) ||
-				      atoi(version) != m->version)) {
-		grpc_fail(c, 404, GRPC_NOT_FOUND, "model \"%s\" has no version \"%.32s\" (serving %d)",
-			  m->name, version, m->version);
-		return NULL;
-	}
+	if (st)
+		grpc_fail(c, st, grpc_code(st), "%s", err);
 	return m;
 }
 
@@ -332,16 +345,45 @@ static void grpc_release_msg(void *arg)
 	protobuf_c_message_free_unpacked(arg, NULL);
 }
 
+/* A ModelInferResponse for a finished request (its views live in g). */
+struct grpc_infer_msg {
+	Inference__ModelInferResponse out;
+	Inference__ModelInferResponse__InferOutputTensor t, *pt;
+	ProtobufCBinaryData raw;
+	int64_t shape[2];
+	char ver[16];
+};
+
+/* Fill g for r's output, id echoed (g must not move while packed). */
+static void grpc_infer_msg(struct grpc_infer_msg *g, const struct infer_req *r, const char *id)
+{
+	inference__model_infer_response__init(&g->out);
+	inference__model_infer_response__infer_output_tensor__init(&g->t);
+	snprintf(g->ver, sizeof(g->ver), "%d", r->model->version);
+	g->shape[0] = r->rows;
+	g->shape[1] = r->model->out_dim;
+	g->t.name = r->model->output.name;
+	g->t.datatype = (char *)dtype_kserve_name(r->model->output.dtype);
+	g->t.n_shape = 2;
+	g->t.shape = g->shape;
+	g->pt = &g->t;
+	g->raw.len = (size_t)r->rows * r->model->out_dim * sizeof(float);
+	g->raw.data = (uint8_t *)r->output;	/* little-endian FP32, as raw contents are */
+	g->out.model_name = r->model->name;
+	g->out.model_version = g->ver;
+	g->out.id = (char *)id;
+	g->out.n_outputs = 1;
+	g->out.outputs = &g->pt;
+	g->out.n_raw_output_contents = 1;
+	g->out.raw_output_contents = &g->raw;
+}
+
 /* Runs on the owner loop when the backend is done (or the request expired). */
 static void grpc_infer_done(struct infer_req *r)
 {
 	struct call *c = r->ctx;
 	struct grpc_infer *gi = c->api;
-	Inference__ModelInferResponse out = INFERENCE__MODEL_INFER_RESPONSE__INIT;
-	Inference__ModelInferResponse__InferOutputTensor t, *pt = &t;
-	ProtobufCBinaryData raw;
-	int64_t shape[2] = { r->rows, r->model->out_dim };
-	char ver[16];
+	struct grpc_infer_msg g;
 
 	c->async = false;
 	if (call_detached(c)) {
@@ -356,22 +398,8 @@ static void grpc_infer_done(struct infer_req *r)
 		goto out_unpin;
 	}
 	api_account(r, 200, now_ns());
-	snprintf(ver, sizeof(ver), "%d", r->model->version);
-	inference__model_infer_response__infer_output_tensor__init(&t);
-	t.name = r->model->output.name;
-	t.datatype = (char *)dtype_kserve_name(r->model->output.dtype);
-	t.n_shape = 2;
-	t.shape = shape;
-	raw.len = (size_t)r->rows * r->model->out_dim * sizeof(float);
-	raw.data = (uint8_t *)r->output;	/* little-endian FP32, as raw contents are */
-	out.model_name = r->model->name;
-	out.model_version = ver;
-	out.id = gi->id;
-	out.n_outputs = 1;
-	out.outputs = &pt;
-	out.n_raw_output_contents = 1;
-	out.raw_output_contents = &raw;
-	grpc_reply(c, &out.base);
+	grpc_infer_msg(&g, r, gi->id);
+	grpc_reply(c, &g.out.base);
 out_unpin:
 	call_unpin(c);
 }
@@ -541,14 +569,17 @@ static int grpc_input(const struct model *m, const Inference__ModelInferRequest 
 	return 0;
 }
 
-/* Priority and objective from parameters, then grpc-timeout, then x-* headers. */
+/*
+ * Priority and objective from parameters, then grpc-timeout (deadline
+ * true: a unary call's deadline is its request's), then x-* headers.
+ */
 static int grpc_objective(struct call *c, const struct model *m,
-			  const Inference__ModelInferRequest *req, int *prio,
+			  const Inference__ModelInferRequest *req, bool deadline, int *prio,
 			  uint64_t *objective_ns, char *err, size_t errlen)
 {
 	struct front_hints h = { .x_priority = call_header(c, "x-priority"),
 				 .x_slo_ms = call_header(c, "x-slo-ms") };
-	const char *gt = call_header(c, "grpc-timeout");
+	const char *gt = deadline ? call_header(c, "grpc-timeout") : NULL;
 	int64_t tmo = grpc_timeout_us(gt);
 
 	if (grpc_params(req, &h, err, errlen))
@@ -563,27 +594,48 @@ static int grpc_objective(struct call *c, const struct model *m,
 	return front_objective(rt_model_conf(c->rt, m), &h, prio, objective_ns, err, errlen);
 }
 
+/*
+ * Check req and fill sp (model, input viewing req, priority, objective;
+ * the caller adds release, sink, on_done and ctx).  0, or an HTTP status
+ * with err; *m is the model when it was found (for counting errors).
+ */
+static int grpc_infer_spec(struct call *c, const Inference__ModelInferRequest *req, bool deadline,
+			   const struct model **m, struct front_spec *sp, char *err, size_t errlen)
+{
+	int rows, prio, st;
+	uint64_t objective;
+	const float *data;
+
+	st = grpc_lookup(c->rt, "model_name", req->model_name, req->model_version, m, err, errlen);
+	if (st)
+		return st;
+	if (strlen(req->id) > KS_ID_MAX) {
+		snprintf(err, errlen, "id: %zu bytes, at most %d", strlen(req->id), KS_ID_MAX);
+		return 400;
+	}
+	st = grpc_input(*m, req, &rows, &data, err, errlen);
+	if (!st)
+		st = grpc_objective(c, *m, req, deadline, &prio, &objective, err, errlen);
+	if (st)
+		return st;
+	*sp = (struct front_spec){
+		.model = *m, .in = { .rows = rows, .data = data },
+		.priority = prio, .objective_ns = objective, .arrival_ns = c->start_ns,
+		.sink = c->sink,
+	};
+	return 0;
+}
+
 static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
 {
 	Inference__ModelInferRequest *req = (Inference__ModelInferRequest *)in;
-	const struct model *m = grpc_model(c, "model_name", req->model_name, req->model_version);
-	struct front_spec sp = { 0 };
+	const struct model *m;
+	struct front_spec sp;
 	struct grpc_infer *gi;
-	uint64_t objective;
-	const float *data;
 	char err[GRPC_MSG_MAX];
-	int rows, prio, st;
+	int st;
 
-	if (!m)
-		goto out_free;
-	if (strlen(req->id) > KS_ID_MAX) {
-		st = 400;
-		snprintf(err, sizeof(err), "id: %zu bytes, at most %d", strlen(req->id), KS_ID_MAX);
-		goto out_err;
-	}
-	st = grpc_input(m, req, &rows, &data, err, sizeof(err));
-	if (!st)
-		st = grpc_objective(c, m, req, &prio, &objective, err, sizeof(err));
+	st = grpc_infer_spec(c, req, true, &m, &sp, err, sizeof(err));
 	if (st)
 		goto out_err;
 	gi = calloc(1, sizeof(*gi));
@@ -594,12 +646,10 @@ static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
 	}
 	snprintf(gi->id, sizeof(gi->id), "%s", req->id);
 	c->api = gi;
-	sp = (struct front_spec){
-		.model = m,
-		.in = { .rows = rows, .data = data, .release = grpc_release_msg, .arg = req },
-		.priority = prio, .objective_ns = objective, .arrival_ns = c->start_ns,
-		.sink = c->sink, .on_done = grpc_infer_done, .ctx = c,
-	};
+	sp.in.release = grpc_release_msg;
+	sp.in.arg = req;
+	sp.on_done = grpc_infer_done;
+	sp.ctx = c;
 	c->req = front_req_new(c->pool, &sp);	/* owns req from here on */
 	if (!c->req) {
 		api_count_error(c, m);
@@ -615,10 +665,332 @@ static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
 	c->async = true;
 	return;
 out_err:
-	api_count_error(c, m);
+	if (m)
+		api_count_error(c, m);
 	grpc_fail(c, st, grpc_code(st), "%s", err);
-out_free:
 	protobuf_c_message_free_unpacked(in, NULL);
+}
+
+/* ---- ModelStreamInfer ---- */
+
+/*
+ * One bidirectional stream: ModelInferRequest messages arrive as DATA and
+ * each is submitted as soon as it is whole (h2.c calls grpc_stream_data);
+ * each answer (ModelStreamInferResponse) is written as it completes.
+ * Bounded: at most GRPC_STREAM_INFLIGHT requests in flight; while that many
+ * are (or GRPC_STREAM_OUT_MAX answer bytes wait for the client to read),
+ * no more messages are parsed and the received bytes are not given back to
+ * the client's flow-control windows, so the client stops sending at its
+ * window (1 MiB); a message is at most limits.max_body_bytes.
+ */
+#define GRPC_STREAM_INFLIGHT 64
+#define GRPC_STREAM_OUT_MAX (1 << 20)
+
+struct grpc_sreq;
+
+/* The call's stream state (c->api; plain free()d with the call, so it owns
+ * nothing when the call goes: the call is freed with no request in flight). */
+struct grpc_stream {
+	bool ended;			/* the client half-closed */
+	bool failed;			/* a framing error: finish once in_flight drains */
+	int fail_http, fail_code;
+	char fail_msg[GRPC_MSG_MAX];
+	int in_flight;
+	struct grpc_sreq *slot[GRPC_STREAM_INFLIGHT];	/* for cancellation */
+};
+
+/* One request of a stream in flight (ctx of its infer_req). */
+struct grpc_sreq {
+	struct call *c;
+	int slot;
+	struct infer_req *r;
+	char id[KS_ID_MAX + 1];
+};
+
+bool grpc_is_stream(const struct call *c)
+{
+	return c->grpc && c->path && grpc_method_of(c->path) == GM_STREAM_INFER;
+}
+
+/* Append msg to c->resp as one length-prefixed message. */
+static void grpc_put(struct call *c, const ProtobufCMessage *msg)
+{
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	struct grpc_evbuf eb = { .base = { .append = grpc_evbuf_append }, .out = c->resp };
+	uint8_t hdr[GRPC_FRAME_HDR] = { 0, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
+					(uint8_t)(len >> 8), (uint8_t)len };
+
+	evbuffer_add(c->resp, hdr, sizeof(hdr));
+	protobuf_c_message_pack_to_buffer(msg, &eb.base);
+}
+
+/* An answer on the stream that says what went wrong with one request. */
+static void grpc_stream_error(struct call *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void grpc_stream_error(struct call *c, const char *fmt, ...)
+{
+	Inference__ModelStreamInferResponse out = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
+	char msg[GRPC_MSG_MAX];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	out.error_message = msg;
+	grpc_put(c, &out.base);
+	call_stream_write(c);
+}
+
+/* Stop reading the stream: finish with this status once nothing is in flight. */
+static void grpc_stream_fail(struct call *c, int http_status, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+static void grpc_stream_fail(struct call *c, int http_status, int code, const char *fmt, ...)
+{
+	struct grpc_stream *st = c->api;
+	va_list ap;
+
+	if (st->failed)
+		return;
+	st->failed = true;
+	st->fail_http = http_status;
+	st->fail_code = code;
+	va_start(ap, fmt);
+	vsnprintf(st->fail_msg, sizeof(st->fail_msg), fmt, ap);
+	va_end(ap);
+}
+
+/* q leaves the stream's in-flight set (nothing cancels it after this). */
+static void grpc_sreq_unslot(struct grpc_stream *st, struct grpc_sreq *q)
+{
+	st->slot[q->slot] = NULL;
+	st->in_flight--;
+}
+
+static void grpc_sreq_free(struct grpc_sreq *q)
+{
+	front_req_put(q->r);
+	free(q);
+}
+
+/* A request of the stream is done: write its answer, take more. */
+static void grpc_stream_done(struct infer_req *r)
+{
+	struct grpc_sreq *q = r->ctx;
+	struct call *c = q->c;
+	struct grpc_stream *st = c->api;
+	Inference__ModelStreamInferResponse out = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
+	struct grpc_infer_msg g;
+
+	grpc_sreq_unslot(st, q);
+	if (call_detached(c)) {
+		api_account(r, 0, 0);
+		grpc_sreq_free(q);
+		if (!st->in_flight)
+			call_free(c);	/* the last one frees the abandoned call */
+		return;
+	}
+	call_pin(c);
+	if (r->status) {
+		api_account(r, r->status, now_ns());
+		grpc_stream_error(c, "%s", r->errmsg);
+	} else {
+		api_account(r, 200, now_ns());
+		grpc_infer_msg(&g, r, q->id);
+		out.infer_response = &g.out;
+		grpc_put(c, &out.base);
+		call_stream_write(c);
+	}
+	grpc_sreq_free(q);
+	grpc_stream_data(c);
+	call_unpin(c);
+}
+
+/* Submit one request of the stream (owns req), or answer why not. */
+static void grpc_stream_submit(struct call *c, struct grpc_stream *st,
+			       Inference__ModelInferRequest *req)
+{
+	const struct model *m;
+	struct front_spec sp;
+	struct grpc_sreq *q;
+	char err[GRPC_MSG_MAX];
+	int rc, slot = 0;
+
+	rc = grpc_infer_spec(c, req, false, &m, &sp, err, sizeof(err));
+	if (rc)
+		goto out_err;
+	q = calloc(1, sizeof(*q));
+	if (!q) {
+		snprintf(err, sizeof(err), "gateway out of memory");
+		goto out_err;
+	}
+	while (st->slot[slot])
+		slot++;		/* in_flight < GRPC_STREAM_INFLIGHT: one is free */
+	q->c = c;
+	q->slot = slot;
+	snprintf(q->id, sizeof(q->id), "%s", req->id);
+	sp.in.release = grpc_release_msg;
+	sp.in.arg = req;
+	sp.on_done = grpc_stream_done;
+	sp.ctx = q;
+	q->r = front_req_new(c->pool, &sp);	/* owns req from here on */
+	if (!q->r) {
+		free(q);
+		api_count_error(c, m);
+		grpc_stream_error(c, "gateway out of memory");
+		return;
+	}
+	rc = front_submit(c->rt, q->r, NULL, now_ns());
+	if (rc) {
+		api_account(q->r, rc, now_ns());
+		grpc_stream_error(c, "%s", q->r->errmsg);
+		front_req_put(q->r);
+		free(q);
+		return;
+	}
+	st->slot[slot] = q;
+	st->in_flight++;
+	return;
+out_err:
+	if (m)
+		api_count_error(c, m);
+	grpc_stream_error(c, "%s", err);
+	protobuf_c_message_free_unpacked(&req->base, NULL);
+}
+
+/*
+ * The next whole message of c->body, unpacked into *req (NULL when its
+ * bytes are not a ModelInferRequest: answered on the stream).  1 when one
+ * was taken, 0 when none is whole yet, -1 when the framing is broken (the
+ * stream failed).
+ */
+static int grpc_stream_next(struct call *c, Inference__ModelInferRequest **req)
+{
+	uint64_t max = call_max_body(c);
+	size_t len = evbuffer_get_length(c->body), mlen;
+	uint8_t hdr[GRPC_FRAME_HDR];
+	const uint8_t *p;
+
+	*req = NULL;
+	if (len < GRPC_FRAME_HDR)
+		return 0;
+	evbuffer_copyout(c->body, hdr, sizeof(hdr));
+	mlen = (size_t)hdr[1] << 24 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 8 | hdr[4];
+	if (hdr[0] == 1) {
+		grpc_stream_fail(c, 501, GRPC_UNIMPLEMENTED,
+				 "gRPC frame: compressed messages are not supported: send identity");
+		return -1;
+	}
+	if (hdr[0] != 0) {
+		grpc_stream_fail(c, 400, GRPC_INVALID_ARGUMENT,
+				 "gRPC frame: compressed flag %u, expected 0", hdr[0]);
+		return -1;
+	}
+	if (mlen > max) {
+		grpc_stream_fail(c, 413, GRPC_RESOURCE_EXHAUSTED,
+				 "gRPC message of %zu bytes exceeds limits.max_body_bytes (%llu)",
+				 mlen, (unsigned long long)max);
+		return -1;
+	}
+	if (len - GRPC_FRAME_HDR < mlen)
+		return 0;
+	p = evbuffer_pullup(c->body, GRPC_FRAME_HDR + mlen);
+	if (!p) {
+		grpc_stream_fail(c, 503, GRPC_UNAVAILABLE, "gateway out of memory");
+		return -1;
+	}
+	*req = (Inference__ModelInferRequest *)protobuf_c_message_unpack(
+		&inference__model_infer_request__descriptor, NULL, mlen, p + GRPC_FRAME_HDR);
+	evbuffer_drain(c->body, GRPC_FRAME_HDR + mlen);
+	if (!*req)
+		grpc_stream_error(c, "ModelInferRequest: %zu bytes that are not a valid "
+			       "inference.ModelInferRequest message", mlen);
+	return 1;
+}
+
+/* Answer the end of the stream: OK, or why it failed (c may be freed). */
+static void grpc_stream_finish(struct call *c, struct grpc_stream *st)
+{
+	size_t left = evbuffer_get_length(c->body);
+
+	c->async = false;
+	if (!st->failed && left)
+		grpc_stream_fail(c, 400, GRPC_INVALID_ARGUMENT,
+				 "the stream ended inside a message (%zu bytes of it)", left);
+	if (st->failed)
+		grpc_finish(c, st->fail_http, st->fail_code, st->fail_msg);
+	else
+		grpc_finish(c, 200, GRPC_OK, NULL);
+}
+
+void grpc_stream_data(struct call *c)
+{
+	struct grpc_stream *st = c->api;
+	Inference__ModelInferRequest *req;
+
+	if (!st || c->responded || call_detached(c) || !c->grpc_stream)
+		return;
+	call_pin(c);
+	while (!st->failed && st->in_flight < GRPC_STREAM_INFLIGHT &&
+	       evbuffer_get_length(c->resp) < GRPC_STREAM_OUT_MAX) {
+		int rc = grpc_stream_next(c, &req);
+
+		if (rc <= 0)
+			break;
+		if (req)
+			grpc_stream_submit(c, st, req);
+	}
+	if (st->failed)		/* what comes after a broken frame is dropped */
+		evbuffer_drain(c->body, evbuffer_get_length(c->body));
+	/* Room for more: give what arrived back to the client's windows. */
+	if (st->failed || (st->in_flight < GRPC_STREAM_INFLIGHT &&
+			   evbuffer_get_length(c->resp) < GRPC_STREAM_OUT_MAX))
+		call_stream_consume(c);
+	if ((st->ended || st->failed) && !st->in_flight &&
+	    evbuffer_get_length(c->resp) < GRPC_STREAM_OUT_MAX)
+		grpc_stream_finish(c, st);
+	call_unpin(c);
+}
+
+void grpc_stream_input_end(struct call *c)
+{
+	struct grpc_stream *st = c->api;
+
+	if (!st || c->responded || !c->grpc_stream)
+		return;
+	st->ended = true;
+	grpc_stream_data(c);
+}
+
+void grpc_stream_abandon(struct call *c)
+{
+	struct grpc_stream *st = c->api;
+
+	c->conn = NULL;		/* nothing more is sent; completions free c */
+	for (int i = 0; st && i < GRPC_STREAM_INFLIGHT; i++) {
+		struct grpc_sreq *q = st->slot[i];
+
+		if (q && front_cancel(q->r)) {
+			api_account(q->r, 0, 0);
+			grpc_sreq_unslot(st, q);
+			grpc_sreq_free(q);
+		}
+	}
+	if (!st || !st->in_flight)
+		call_free(c);
+}
+
+/* Open the stream (headers in): the messages come with grpc_stream_data. */
+static void grpc_stream_open(struct call *c)
+{
+	struct grpc_stream *st = calloc(1, sizeof(*st));
+
+	if (!st) {
+		grpc_fail(c, 503, GRPC_UNAVAILABLE, "gateway out of memory");
+		return;
+	}
+	c->api = st;
+	c->async = true;	/* answers come later; a reset abandons it */
+	grpc_stream_data(c);	/* a body that came with the headers */
 }
 
 /* ---- dispatch ---- */
@@ -652,6 +1024,10 @@ void grpc_handle(struct call *c)
 	}
 	if (gm == GM_OTHER) {
 		grpc_fail(c, 404, GRPC_UNIMPLEMENTED, "unknown method %.200s", c->path);
+		return;
+	}
+	if (gm == GM_STREAM_INFER) {
+		grpc_stream_open(c);
 		return;
 	}
 	rt = &grpc_routes[gm];

@@ -4,12 +4,18 @@
  * codec in front of the same request front, router and backends as HTTP.
  *
  * A call is gRPC when HTTP/2 sees content-type application/grpc (h2.c sets
- * call->grpc); api_handle then hands it to grpc_handle.  Unary methods
- * only: ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata,
+ * call->grpc); api_handle then hands it to grpc_handle.  Unary methods:
+ * ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata,
  * ModelInfer.  Each answer is HTTP 200 with one length-prefixed protobuf
  * message and the trailers grpc-status / grpc-message, or trailers-only
  * (no message, the status in the headers) for an error.  HTTP/1.1 never
  * carries gRPC.
+ *
+ * ModelStreamInfer (bidirectional streaming) is dispatched when its
+ * headers arrive (call->grpc_stream); h2.c then hands it every DATA chunk
+ * (grpc_stream_data) and the client's half-close (grpc_stream_input_end);
+ * answers are written as they complete (call_stream_write), the trailers
+ * once the client half-closed and everything was answered.
  */
 #ifndef INFERGW_GRPC_H
 #define INFERGW_GRPC_H
@@ -51,8 +57,28 @@ int grpc_code(int http_status);
  * call_respond; c may be freed before this returns.
  */
 void grpc_respond_status(struct call *c, int http_status, int code, const char *msg);
-/* grpc_handle - answer gRPC call c, now or when its inference completes. */
+/* grpc_handle - answer gRPC call c, now or when its inference completes;
+ * a ModelStreamInfer call is opened (its messages come later). */
 void grpc_handle(struct call *c);
+/* grpc_is_stream - c is a gRPC call of ModelStreamInfer (by its path). */
+bool grpc_is_stream(const struct call *c);
+/*
+ * grpc_stream_data - more of stream call c's body is in c->body: submit
+ * the whole messages (up to the in-flight cap), give the bytes back to the
+ * client's windows when there is room (call_stream_consume), finish the
+ * call when the client half-closed and all is answered.  No-op for a call
+ * not opened as a stream, answered, or detached.  c may be freed (h2 owns
+ * it; callers hold it pinned or do not touch it after).
+ */
+void grpc_stream_data(struct call *c);
+/* grpc_stream_input_end - the client half-closed stream call c. */
+void grpc_stream_input_end(struct call *c);
+/*
+ * grpc_stream_abandon - the client of stream call c is gone (api_abandon):
+ * c is detached, its queued requests cancelled; c is freed now when none
+ * is running, else by the last completion.
+ */
+void grpc_stream_abandon(struct call *c);
 /* grpc_metrics - /metrics: infergw_grpc_requests_total{method,code}. */
 void grpc_metrics(struct evbuffer *out);
 

@@ -77,6 +77,8 @@ struct call {
 	 * after a non-empty resp, as headers of a trailers-only answer when
 	 * resp is empty. */
 	bool grpc;
+	bool grpc_stream;		/* ModelStreamInfer: dispatched at its headers */
+	bool h2_streaming;		/* h2: response headers out, body written as it comes */
 	int grpc_status;
 	const char *grpc_message;	/* percent-encoded; lives as long as the call */
 	/* inference (owned by the call) or admin job in flight */
@@ -139,6 +141,21 @@ void call_respond(struct call *c, int status, const char *ctype);
  * more than one), 400 (corrupt, truncated or trailing data), 503.
  */
 int call_decode_body(struct call *c);
+/*
+ * Streaming answers (gRPC ModelStreamInfer over HTTP/2; no-ops when c is
+ * detached or not HTTP/2):
+ * call_stream_write - c->resp has more of the answer: the first call sends
+ *   the headers (200, content-type application/grpc), each sends what
+ *   c->resp holds as the client's window allows.  call_respond ends the
+ *   answer (trailers after the rest of c->resp).
+ * call_stream_consume - give the request bytes received so far back to the
+ *   client's flow-control windows (until then they are held: the client
+ *   stops sending at its window).
+ * call_max_body - limits.max_body_bytes of c's connection (0 when detached).
+ */
+void call_stream_write(struct call *c);
+void call_stream_consume(struct call *c);
+uint64_t call_max_body(const struct call *c);
 /* call_accepts_msgpack - the client's Accept names application/msgpack. */
 bool call_accepts_msgpack(const struct call *c);
 /* call_respond_error - {"error": msg} with status; a msgpack map when the

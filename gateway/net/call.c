@@ -395,3 +395,20 @@ const char *http_reason(int status)
 	default: return "Unknown";
 	}
 }
+
+void call_stream_write(struct call *c)
+{
+	if (!call_detached(c) && c->conn->proto == PROTO_H2)
+		h2_stream_write(c);
+}
+
+void call_stream_consume(struct call *c)
+{
+	if (!call_detached(c) && c->conn->proto == PROTO_H2)
+		h2_stream_consume(c);
+}
+
+uint64_t call_max_body(const struct call *c)
+{
+	return call_detached(c) ? 0 : conn_cfg(c->conn)->limits.max_body_bytes;
+}

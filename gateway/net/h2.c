@@ -131,6 +131,14 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id,
 		nghttp2_session_consume(s, stream_id, len);
 		return 0;
 	}
+	/* A gRPC stream: its bytes stay held against both windows until the
+	 * gRPC layer has room for more requests (grpc_stream_data). */
+	if (call->grpc_stream) {
+		call->h2_rx += len;
+		evbuffer_add(call->body, data, len);
+		grpc_stream_data(call);
+		return 0;
+	}
 	nghttp2_session_consume_stream(s, stream_id, len);
 	call->h2_rx += len;
 	if (evbuffer_get_length(call->body) + len > conn_cfg(c)->limits.max_body_bytes) {
@@ -179,6 +187,16 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 		/* before any answer (413 included), so every one is gRPC-shaped;
 		 * the admin listener serves no gRPC */
 		call->grpc = !call->admin && grpc_is_request(call);
+		/* a stream is served as it arrives: open it now */
+		if (f->headers.cat == NGHTTP2_HCAT_REQUEST && grpc_is_stream(call)) {
+			call->grpc_stream = true;
+			h2_dispatch(c, call);
+		}
+	}
+	if (call->grpc_stream) {
+		if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+			grpc_stream_input_end(call);
+		return 0;
 	}
 	if (f->hd.type == NGHTTP2_HEADERS && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
 		const char *cl = call_header(call, "content-length");
@@ -258,6 +276,87 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf,
 	return n;
 }
 
+/*
+ * A streaming answer's body: what call->resp holds, deferred while it is
+ * empty and the answer goes on (h2_stream_write resumes it); once answered
+ * (call->responded) the rest, then the gRPC trailers.  Emptying call->resp
+ * lets the gRPC stream take more requests (its output bound): answers that
+ * makes are sent by the send loop this runs in.
+ */
+static ssize_t h2_read_stream(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len,
+			      uint32_t *flags, nghttp2_data_source *src, void *arg)
+{
+	struct call *call = src->ptr;
+	struct conn *c = arg;
+	bool in_read = c->in_read;
+	int n = 0;
+
+	if (evbuffer_get_length(call->resp)) {
+		n = evbuffer_remove(call->resp, buf, len);
+		if (n < 0)
+			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+		if (!evbuffer_get_length(call->resp) && !call->responded) {
+			c->in_read = true;	/* no nested h2_send */
+			grpc_stream_data(call);
+			c->in_read = in_read;
+		}
+	}
+	if (evbuffer_get_length(call->resp))
+		return n;
+	if (!call->responded)
+		return n ? n : NGHTTP2_ERR_DEFERRED;
+	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (call->grpc) {
+		nghttp2_nv nva[2];
+		char code[12];
+		int nt = h2_grpc_nv(call, nva, code, sizeof(code));
+
+		if (nghttp2_submit_trailer(s, stream_id, nva, nt) == 0)
+			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	}
+	return n;
+}
+
+void h2_stream_write(struct call *call)
+{
+	struct conn *c = call->conn;
+	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = h2_read_stream };
+	nghttp2_nv nva[] = {
+		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3,
+		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
+		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16,
+		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
+	};
+
+	if (!c->h2)
+		return;
+	if (!call->h2_streaming) {
+		if (nghttp2_submit_response(c->h2, call->stream_id, nva, 2, &prd) != 0) {
+			log_warn("stream=%d msg=\"cannot submit a streaming response\"",
+				 call->stream_id);
+			return;
+		}
+		call->h2_streaming = true;
+	} else {
+		/* an error when it is not deferred: it reads call->resp anyway */
+		nghttp2_session_resume_data(c->h2, call->stream_id);
+	}
+	if (!c->in_read)
+		h2_send(c);
+}
+
+void h2_stream_consume(struct call *call)
+{
+	struct conn *c = call->conn;
+
+	if (!c->h2 || !call->h2_rx)
+		return;
+	nghttp2_session_consume(c->h2, call->stream_id, call->h2_rx);
+	call->h2_rx = 0;
+	if (!c->in_read)
+		h2_send(c);	/* the WINDOW_UPDATEs */
+}
+
 void h2_respond(struct call *call)
 {
 	struct conn *c = call->conn;
@@ -268,6 +367,15 @@ void h2_respond(struct call *call)
 	bool body = len && strcmp(call->method, "HEAD");
 	int n = 0;
 
+	/* A streaming answer: its headers went out; the rest, then trailers. */
+	if (call->h2_streaming) {
+		call->h2_queued = true;
+		c->h2_blocked++;
+		nghttp2_session_resume_data(c->h2, call->stream_id);
+		if (!c->in_read)
+			h2_send(c);
+		return;
+	}
 	/* gRPC answers 200 whatever went wrong: the code is grpc-status. */
 	snprintf(status, sizeof(status), "%d", call->grpc ? 200 : call->status);
 	snprintf(clen, sizeof(clen), "%zu", len);

@@ -176,6 +176,18 @@ void h2_free(struct conn *c);
  * value SETTINGS may not carry) or nghttp2 refuses: c is as it was.
  */
 int h2_upgrade(struct conn *c, struct call *call, const char *settings);
+/*
+ * h2_stream_write - a streaming answer (call->h2_streaming): the first
+ * call submits the response headers with a body that is read from
+ * call->resp as it fills (deferred while empty); later ones resume it.
+ * h2_respond then ends it (trailers for gRPC).  Sends unless in the read
+ * path (which sends once at its end).
+ */
+void h2_stream_write(struct call *call);
+/* h2_stream_consume - give call's held DATA bytes (call->h2_rx) back to
+ * the client's stream and connection windows (streamed requests hold them
+ * until the gRPC layer has room, h2_on_data). */
+void h2_stream_consume(struct call *call);
 /* h2_header_timeout - GOAWAY and close: no request came in time. */
 void h2_header_timeout(struct conn *c);
 

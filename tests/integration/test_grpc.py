@@ -432,3 +432,127 @@ def test_cancel_queued_requests_not_executed(pb, slow_dir, start_gw):
     assert delta == {("cpu0", "success"): len(keep), ("cpu0", "cancelled"): len(reset)}, delta
     assert sm.rows_total(after) - sm.rows_total(before) == len(keep)
     assert gwlib.metric(after, "infergw_queue_depth", backend="cpu0", model=SLOW) == 0
+
+
+# ---- ModelStreamInfer -----------------------------------------------------
+
+def test_stream_1000_requests(pb, stub, model):
+    """1000 requests on one stream (1-4 rows each, every 10th for an
+    unknown model): every answer's id matches one request, values against
+    the reference; the unknown-model ones come as error_message and the
+    stream goes on; OK at the end."""
+    msgs = pb[0]
+    sent = {}
+
+    def gen():
+        for i in range(1000):
+            x = rows_of(1 + i % 4, seed=5000 + i)
+            sent[f"s{i}"] = x
+            yield infer_req(msgs, x, id=f"s{i}", model="nope" if i % 10 == 9 else "digits")
+
+    call = stub.ModelStreamInfer(gen(), timeout=120)
+    ok = errors = 0
+    for resp in call:
+        if resp.error_message:
+            assert resp.error_message == 'unknown model "nope"', resp.error_message
+            errors += 1
+            continue
+        r = resp.infer_response
+        x = sent.pop(r.id)
+        check_output(r, model, x, id=r.id)
+        ok += 1
+    assert (ok, errors) == (900, 100)
+    assert all(int(k[1:]) % 10 == 9 for k in sent), "an answer is missing"
+    assert call.code() == grpc.StatusCode.OK
+
+
+def test_stream_bad_message_continues(gw, pb):
+    """Over raw h2: a message that is not a ModelInferRequest is answered
+    with error_message and the next one is served; the trailers come after
+    the client's END_STREAM."""
+    msgs = pb[0]
+    good = frame(infer_req(msgs, rows_of(1), id="g").SerializeToString())
+    body = good + frame(b"\xff\xff\xff") + good
+    with gwlib.H2Client(gw.port) as c:
+        sid = c.request("POST", SVC + "ModelStreamInfer", body, grpc_headers())
+        r = c.wait([sid])[0]
+    assert r.status == 200 and r.trailers.get("grpc-status") == "0", r
+    data, out = bytes(r.body), []
+    while data:
+        flag, n = struct.unpack(">BI", data[:5])
+        out.append(msgs.ModelStreamInferResponse.FromString(data[5:5 + n]))
+        data = data[5 + n:]
+    assert len(out) == 3
+    assert sum(1 for m in out if "not a valid" in m.error_message) == 1
+    assert sorted(m.infer_response.id for m in out if not m.error_message) == ["g", "g"]
+
+
+@pytest.mark.parametrize("body,code,word", [
+    (struct.pack(">BI", 0, 10_000_000), 8, "max_body_bytes"),
+    (frame(b"\x0a\x06digits")[:-2], 3, "ended inside a message"),
+    (frame(b"\x0a\x06digits", flag=1), 12, "compressed"),
+    (frame(b"\x0a\x06digits", flag=9), 3, "compressed flag"),
+])
+def test_stream_broken_framing(gw, pb, stub, body, code, word):
+    """Framing the stream cannot go on from ends it with a status."""
+    with gwlib.H2Client(gw.port) as c:
+        sid = c.request("POST", SVC + "ModelStreamInfer", body, grpc_headers())
+        r = c.wait([sid])[0]
+    assert r.status == 200 and r.ended, r
+    st, msg = grpc_status(r)
+    assert (st, word in msg) == (code, True), (st, msg)
+    assert stub.ServerLive(pb[0].ServerLiveRequest()).live is True
+
+
+def test_stream_empty(gw):
+    """A stream the client closes at once: OK, no message."""
+    with gwlib.H2Client(gw.port) as c:
+        sid = c.request("POST", SVC + "ModelStreamInfer", None, grpc_headers())
+        r = c.wait([sid])[0]
+    assert grpc_status(r) == (0, "") and bytes(r.body) == b""
+
+
+WIDE = "wide"
+
+
+def _queue_depth(g, model=SLOW):
+    return gwlib.metric(g.metrics(), "infergw_queue_depth", backend="cpu0", model=model)
+
+
+def test_stream_in_flight_cap_and_cancel(pb, tmp_path, start_gw):
+    """digits as "wide" (batches of up to 256 rows, held 1.5 s to fill): a
+    stream of 100 one-row requests (not half-closed) has at most 64 in
+    flight (the rest wait in the client's flow-control window); cancelling
+    the call (RST_STREAM) removes the queued ones: counted cancelled, none
+    executed."""
+    import threading
+    d = sm.copy_model(gwlib.MODEL_DIR, tmp_path / WIDE)
+    y = (d / "model.yaml").read_text()
+    (d / "model.yaml").write_text(y.replace("name: digits", f"name: {WIDE}")
+                                   .replace("max_batch_size: 64", "max_batch_size: 256"))
+    g = start_gw("grpc-stream-cancel", sm.config_text(
+        [sm.model_yaml(WIDE, d, max_batch=256, max_queue_delay_us=1500000)],
+        [sm.backend_yaml("cpu0", [WIDE])]))
+    stub = pb[1](grpc.insecure_channel(f"{gwlib.HOST}:{g.port}"))
+    before = g.metrics()
+    hold = threading.Event()
+
+    def gen():
+        for i in range(100):
+            yield infer_req(pb[0], rows_of(1), id=f"c{i}", model=WIDE)
+        hold.wait(30)
+
+    call = stub.ModelStreamInfer(gen(), timeout=60)
+    deadline, depth = time.monotonic() + 5, 0
+    while time.monotonic() < deadline and depth < 64:
+        depth = _queue_depth(g, WIDE)
+        time.sleep(0.02)
+    time.sleep(0.2)
+    depth = _queue_depth(g, WIDE)
+    assert depth == 64, depth
+    call.cancel()
+    hold.set()
+    after = sm.wait_outcomes(g, before, WIDE, 64)
+    assert sm.outcome_delta(before, after, WIDE) == {("cpu0", "cancelled"): 64}
+    assert sm.rows_total(after) == sm.rows_total(before)
+    assert _queue_depth(g, WIDE) == 0
