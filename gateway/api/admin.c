@@ -319,15 +319,16 @@ static void adm_job_done(struct adm_job *j)
  * even when the client goes away (api_abandon detaches c), and nothing on
  * the loop touches a complete body.
  */
-static void adm_job(struct call *c, enum adm_op op, const char *arg)
+static bool adm_job_to(struct call *c, enum adm_op op, const char *arg,
+		       void (*done)(struct adm_job *j))
 {
 	struct adm_job *j = calloc(1, sizeof(*j));
 
 	if (!j) {
 		call_respond_error(c, 503, "gateway out of memory");
-		return;
+		return false;
 	}
-	j->done = adm_job_done;
+	j->done = done;
 	j->loop = c->loop;
 	j->op = op;
 	snprintf(j->arg, sizeof(j->arg), "%s", arg ? arg : "");
@@ -338,9 +339,15 @@ static void adm_job(struct call *c, enum adm_op op, const char *arg)
 	if (!adm_jobs || adm_jobs->submit(j)) {
 		free(j);
 		call_respond_error(c, 503, "gateway out of memory");
-		return;
+		return false;
 	}
 	c->async = true;
+	return true;
+}
+
+static void adm_job(struct call *c, enum adm_op op, const char *arg)
+{
+	adm_job_to(c, op, arg, adm_job_done);
 }
 
 /*
@@ -387,6 +394,14 @@ static void adm_repository_model(struct call *c, const char *rest)
 	}
 	if (call_allow(c, "POST") && adm_repository_allowed(c))
 		adm_job(c, strcmp(slash, "/load") ? ADM_UNLOAD_MODEL : ADM_LOAD_MODEL, name);
+}
+
+bool adm_repository_job(struct call *c, enum adm_op op, const char *name,
+			void (*done)(struct adm_job *j))
+{
+	if (op != ADM_INDEX && !adm_repository_allowed(c))
+		return false;
+	return adm_job_to(c, op, name, done);
 }
 
 void adm_repository(struct call *c)

@@ -66,5 +66,17 @@ void adm_handle(struct call *c);
  * admin.repository_on_main is set.
  */
 void adm_repository(struct call *c);
+/*
+ * adm_repository_job - a repository op (ADM_INDEX, ADM_LOAD_MODEL,
+ * ADM_UNLOAD_MODEL of model name) for c from another codec (gRPC), under
+ * the rule the HTTP routes follow (load/unload on the inference port only
+ * with admin.repository_on_main, else c is answered 403 naming the admin
+ * listener): the same control-thread job, c->body its JSON request body as
+ * over HTTP.  true: submitted (c->async set); done then runs on c's loop
+ * with j->status and j->body (the HTTP answer's JSON, NULL when out of
+ * memory; j->ctx is c) and frees j->body and j.  false: c was answered.
+ */
+bool adm_repository_job(struct call *c, enum adm_op op, const char *name,
+			void (*done)(struct adm_job *j));
 
 #endif

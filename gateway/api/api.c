@@ -395,10 +395,8 @@ static void api_infer(struct call *c, const struct model *m)
 		c->async = true;
 }
 
-/* Triton's model configuration extension: GET /v2/models/{m}/config. */
-static void api_model_config(struct call *c, const struct model *m)
+void api_encode_config(struct evbuffer *out, const struct runtime *rt, const struct model *m)
 {
-	const struct runtime *rt = c->rt;
 	const struct backend_conf *hosts[64];
 	int n = 0;
 
@@ -411,8 +409,13 @@ static void api_model_config(struct call *c, const struct model *m)
 				break;
 			}
 	}
-	ks_encode_config(c->resp, m, rt_model_conf(rt, m), rt->cfg->routing.priority_levels,
-			 hosts, n);
+	ks_encode_config(out, m, rt_model_conf(rt, m), rt->cfg->routing.priority_levels, hosts, n);
+}
+
+/* Triton's model configuration extension: GET /v2/models/{m}/config. */
+static void api_model_config(struct call *c, const struct model *m)
+{
+	api_encode_config(c->resp, c->rt, m);
 	call_respond(c, 200, JSON);
 }
 

@@ -14,6 +14,8 @@
 
 struct call;
 struct infer_req;
+struct evbuffer;
+struct runtime;
 struct model;
 
 /*
@@ -38,6 +40,9 @@ void api_ready(struct call *c);
 void api_account(const struct infer_req *r, int status, uint64_t now);
 /* api_count_error - count a request for m refused before a backend took it (400, 503). */
 void api_count_error(const struct call *c, const struct model *m);
+/* api_encode_config - Triton's model configuration of m (the JSON GET
+ * /v2/models/{m}/config answers) into out: the one encoder for every codec. */
+void api_encode_config(struct evbuffer *out, const struct runtime *rt, const struct model *m);
 /* api_extensions_list - the extensions GET /v2 lists (static strings); *n gets how many. */
 const char *const *api_extensions_list(size_t *n);
 

@@ -3,12 +3,14 @@
 
 #include <ctype.h>
 #include <event2/buffer.h>
+#include <jansson.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "admin.h"
 #include "api.h"
 #include "front.h"
 #include "grpc_service.pb-c.h"
@@ -17,6 +19,7 @@
 #include "kserve.h"
 #include "model/model.h"
 #include "runtime.h"
+#include "stats.h"
 #include "util.h"
 #include "version.h"
 
@@ -27,14 +30,18 @@
 
 enum grpc_method {
 	GM_SERVER_LIVE, GM_SERVER_READY, GM_MODEL_READY, GM_SERVER_METADATA,
-	GM_MODEL_METADATA, GM_MODEL_INFER, GM_STREAM_INFER, GM_OTHER, GM_COUNT
+	GM_MODEL_METADATA, GM_MODEL_INFER, GM_STREAM_INFER, GM_MODEL_CONFIG, GM_MODEL_STATISTICS,
+	GM_REPOSITORY_INDEX, GM_REPOSITORY_LOAD, GM_REPOSITORY_UNLOAD, GM_OTHER, GM_COUNT
 };
 
 static const char *const grpc_method_names[GM_COUNT] = {
 	[GM_SERVER_LIVE] = "ServerLive", [GM_SERVER_READY] = "ServerReady",
 	[GM_MODEL_READY] = "ModelReady", [GM_SERVER_METADATA] = "ServerMetadata",
 	[GM_MODEL_METADATA] = "ModelMetadata", [GM_MODEL_INFER] = "ModelInfer",
-	[GM_STREAM_INFER] = "ModelStreamInfer", [GM_OTHER] = "other",
+	[GM_STREAM_INFER] = "ModelStreamInfer", [GM_MODEL_CONFIG] = "ModelConfig",
+	[GM_MODEL_STATISTICS] = "ModelStatistics", [GM_REPOSITORY_INDEX] = "RepositoryIndex",
+	[GM_REPOSITORY_LOAD] = "RepositoryModelLoad", [GM_REPOSITORY_UNLOAD] = "RepositoryModelUnload",
+	[GM_OTHER] = "other",
 };
 
 /* Answers by method and code, every loop thread adding. */
@@ -993,6 +1000,281 @@ static void grpc_stream_open(struct call *c)
 	grpc_stream_data(c);	/* a body that came with the headers */
 }
 
+/* ---- Triton's extensions: configuration, statistics, repository ---- */
+
+/*
+ * These answer what the HTTP endpoints answer, from the same encoders: the
+ * JSON they write is turned into the method's message by field name
+ * (protobuf-c's descriptors), so there is one source for each and the
+ * field names are Triton's in both.  JSON keys the message does not have
+ * are skipped, as are objects for map fields (always empty here).
+ */
+static ProtobufCMessage *grpc_from_json(const ProtobufCMessageDescriptor *d, json_t *obj);
+
+/* The size of one value of field f in its repeated array. */
+static size_t grpc_field_size(const ProtobufCFieldDescriptor *f)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32: case PROTOBUF_C_TYPE_ENUM:
+		return 4;
+	case PROTOBUF_C_TYPE_FLOAT:
+		return sizeof(float);
+	case PROTOBUF_C_TYPE_BOOL:
+		return sizeof(protobuf_c_boolean);
+	case PROTOBUF_C_TYPE_STRING: case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(void *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	default:
+		return 8;
+	}
+}
+
+/* Store JSON value v as field f's value at p.  0, or -1 (left unset). */
+static int grpc_json_value(const ProtobufCFieldDescriptor *f, json_t *v, void *p)
+{
+	json_int_t i = json_is_integer(v) ? json_integer_value(v) :
+		       json_is_string(v) ? strtoll(json_string_value(v), NULL, 10) : 0;
+
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
+		*(int32_t *)p = (int32_t)i;
+		return 0;
+	case PROTOBUF_C_TYPE_ENUM: {
+		const ProtobufCEnumValue *ev = json_is_string(v) ?
+			protobuf_c_enum_descriptor_get_value_by_name(f->descriptor,
+								     json_string_value(v)) : NULL;
+
+		*(int32_t *)p = ev ? ev->value : (int32_t)i;
+		return 0;
+	}
+	case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+		*(int64_t *)p = (int64_t)i;
+		return 0;
+	case PROTOBUF_C_TYPE_BOOL:
+		*(protobuf_c_boolean *)p = json_is_true(v);
+		return 0;
+	case PROTOBUF_C_TYPE_FLOAT:
+		*(float *)p = (float)json_number_value(v);
+		return 0;
+	case PROTOBUF_C_TYPE_DOUBLE:
+		*(double *)p = json_number_value(v);
+		return 0;
+	case PROTOBUF_C_TYPE_STRING:
+		if (!json_is_string(v) || !(*(char **)p = strdup(json_string_value(v))))
+			return -1;
+		return 0;
+	case PROTOBUF_C_TYPE_MESSAGE:
+		if (!json_is_object(v) || !(*(void **)p = grpc_from_json(f->descriptor, v)))
+			return -1;
+		return 0;
+	default:		/* bytes: none in these answers */
+		return -1;
+	}
+}
+
+/* A repeated field from a JSON array. */
+static void grpc_json_array(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, json_t *arr)
+{
+	size_t *n = (size_t *)((char *)m + f->quantifier_offset), sz = grpc_field_size(f);
+	char *vals = json_array_size(arr) ? calloc(json_array_size(arr), sz) : NULL;
+	size_t i;
+	json_t *v;
+
+	if (!vals)
+		return;
+	*(void **)((char *)m + f->offset) = vals;
+	json_array_foreach(arr, i, v)
+		if (!grpc_json_value(f, v, vals + *n * sz))
+			(*n)++;
+}
+
+/*
+ * A message of type d from JSON object obj, every part malloc'd (free it
+ * with protobuf_c_message_free_unpacked(m, NULL)); NULL when out of memory.
+ */
+static ProtobufCMessage *grpc_from_json(const ProtobufCMessageDescriptor *d, json_t *obj)
+{
+	ProtobufCMessage *m = calloc(1, d->sizeof_message);
+	const char *key;
+	json_t *v;
+
+	if (!m)
+		return NULL;
+	d->message_init(m);
+	json_object_foreach(obj, key, v) {
+		const ProtobufCFieldDescriptor *f =
+			protobuf_c_message_descriptor_get_field_by_name(d, key);
+
+		if (!f)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			if (json_is_array(v))
+				grpc_json_array(m, f, v);
+			continue;
+		}
+		if (grpc_json_value(f, v, (char *)m + f->offset))
+			continue;
+		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)
+			*(uint32_t *)((char *)m + f->quantifier_offset) = f->id;
+	}
+	return m;
+}
+
+/* Answer c with the message of type d the JSON in buf makes (buf drained). */
+static void grpc_reply_json(struct call *c, const ProtobufCMessageDescriptor *d,
+			    struct evbuffer *buf)
+{
+	size_t len = evbuffer_get_length(buf);
+	json_t *obj = json_loadb((const char *)evbuffer_pullup(buf, len), len, 0, NULL);
+	ProtobufCMessage *m = obj ? grpc_from_json(d, obj) : NULL;
+
+	evbuffer_drain(buf, len);
+	json_decref(obj);
+	if (!m) {
+		grpc_fail(c, 503, GRPC_UNAVAILABLE, "gateway out of memory");
+		return;
+	}
+	grpc_reply(c, m);
+	protobuf_c_message_free_unpacked(m, NULL);
+}
+
+static void grpc_model_config(struct call *c, ProtobufCMessage *in)
+{
+	Inference__ModelConfigRequest *req = (Inference__ModelConfigRequest *)in;
+	const struct model *m = grpc_model(c, "name", req->name, req->version);
+
+	if (!m)
+		return;
+	evbuffer_add_printf(c->body, "{\"config\":");
+	api_encode_config(c->body, c->rt, m);
+	evbuffer_add_printf(c->body, "}");
+	grpc_reply_json(c, &inference__model_config_response__descriptor, c->body);
+}
+
+static void grpc_model_statistics(struct call *c, ProtobufCMessage *in)
+{
+	Inference__ModelStatisticsRequest *req = (Inference__ModelStatisticsRequest *)in;
+	const struct model *m = NULL;
+
+	if (req->name[0] && !(m = grpc_model(c, "name", req->name, req->version)))
+		return;
+	if (!req->name[0] && req->version[0]) {
+		grpc_fail(c, 400, GRPC_INVALID_ARGUMENT, "version: needs a model name");
+		return;
+	}
+	stats_encode(c->body, c->rt, m);
+	grpc_reply_json(c, &inference__model_statistics_response__descriptor, c->body);
+}
+
+/* A repository job is done (on c's loop): its JSON answer as the method's. */
+static void grpc_repo_done(struct adm_job *j)
+{
+	struct call *c = j->ctx;
+	json_t *doc = j->body ? json_loads(j->body, 0, NULL) : NULL;
+	const char *err = json_string_value(json_object_get(doc, "error"));
+
+	c->async = false;
+	if (call_detached(c)) {
+		call_free(c);
+		goto out_free;
+	}
+	call_pin(c);
+	if (!j->body) {
+		grpc_fail(c, 503, GRPC_UNAVAILABLE, "gateway out of memory");
+	} else if (j->status != 200) {
+		grpc_fail(c, j->status, grpc_code(j->status), "%s", err ? err : j->body);
+	} else if (j->op == ADM_INDEX) {
+		evbuffer_add_printf(c->resp, "{\"models\":%s}", j->body);
+		grpc_reply_json(c, &inference__repository_index_response__descriptor, c->resp);
+	} else {
+		Inference__RepositoryModelLoadResponse load = INFERENCE__REPOSITORY_MODEL_LOAD_RESPONSE__INIT;
+		Inference__RepositoryModelUnloadResponse unload =
+			INFERENCE__REPOSITORY_MODEL_UNLOAD_RESPONSE__INIT;
+
+		grpc_reply(c, j->op == ADM_LOAD_MODEL ? &load.base : &unload.base);
+	}
+	call_unpin(c);
+out_free:
+	json_decref(doc);
+	free(j->body);
+	free(j);
+}
+
+static void grpc_repository_index(struct call *c, ProtobufCMessage *in)
+{
+	Inference__RepositoryIndexRequest *req = (Inference__RepositoryIndexRequest *)in;
+
+	evbuffer_add_printf(c->body, "{\"ready\":%s}", req->ready ? "true" : "false");
+	adm_repository_job(c, ADM_INDEX, NULL, grpc_repo_done);
+}
+
+/*
+ * Load / unload: parameters as the HTTP body's {"parameters": {...}}
+ * (string, bool, int64; bytes, tritonclient's model files, as a string
+ * so the HTTP path's check names the key), checked there.
+ */
+static void grpc_repository_model(struct call *c, enum adm_op op, const char *name, size_t n,
+				  Inference__RepositoryModelLoadRequest__ParametersEntry **params)
+{
+	json_t *body = json_object(), *ps = json_object();
+	char *text;
+
+	for (size_t i = 0; i < n; i++) {
+		const Inference__ModelRepositoryParameter *v = params[i]->value;
+		json_t *jv;
+
+		switch (v ? v->parameter_choice_case : 0) {
+		case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_BOOL_PARAM:
+			jv = json_boolean(v->bool_param);
+			break;
+		case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_INT64_PARAM:
+			jv = json_integer(v->int64_param);
+			break;
+		case INFERENCE__MODEL_REPOSITORY_PARAMETER__PARAMETER_CHOICE_STRING_PARAM:
+			jv = json_string(v->string_param);
+			break;
+		default:
+			jv = json_string("(bytes)");
+		}
+		json_object_set_new(ps, params[i]->key, jv);
+	}
+	json_object_set_new(body, "parameters", ps);
+	text = json_dumps(body, JSON_COMPACT);
+	json_decref(body);
+	if (!text) {
+		grpc_fail(c, 503, GRPC_UNAVAILABLE, "gateway out of memory");
+		return;
+	}
+	evbuffer_add(c->body, text, strlen(text));
+	free(text);
+	if (!name[0]) {
+		grpc_fail(c, 400, GRPC_INVALID_ARGUMENT, "model_name: expected a model name");
+		return;
+	}
+	adm_repository_job(c, op, name, grpc_repo_done);
+}
+
+static void grpc_repository_load(struct call *c, ProtobufCMessage *in)
+{
+	Inference__RepositoryModelLoadRequest *req = (Inference__RepositoryModelLoadRequest *)in;
+
+	grpc_repository_model(c, ADM_LOAD_MODEL, req->model_name, req->n_parameters,
+			      req->parameters);
+}
+
+static void grpc_repository_unload(struct call *c, ProtobufCMessage *in)
+{
+	Inference__RepositoryModelUnloadRequest *req = (Inference__RepositoryModelUnloadRequest *)in;
+
+	/* the entry types are the same message shape (key, value) */
+	grpc_repository_model(c, ADM_UNLOAD_MODEL, req->model_name, req->n_parameters,
+			      (Inference__RepositoryModelLoadRequest__ParametersEntry **)req->parameters);
+}
+
 /* ---- dispatch ---- */
 
 struct grpc_route {
@@ -1010,6 +1292,15 @@ static const struct grpc_route grpc_routes[GM_OTHER] = {
 	[GM_MODEL_METADATA] = { &inference__model_metadata_request__descriptor,
 				grpc_model_metadata },
 	[GM_MODEL_INFER] = { &inference__model_infer_request__descriptor, grpc_model_infer, true },
+	[GM_MODEL_CONFIG] = { &inference__model_config_request__descriptor, grpc_model_config },
+	[GM_MODEL_STATISTICS] = { &inference__model_statistics_request__descriptor,
+				  grpc_model_statistics },
+	[GM_REPOSITORY_INDEX] = { &inference__repository_index_request__descriptor,
+				  grpc_repository_index },
+	[GM_REPOSITORY_LOAD] = { &inference__repository_model_load_request__descriptor,
+				 grpc_repository_load },
+	[GM_REPOSITORY_UNLOAD] = { &inference__repository_model_unload_request__descriptor,
+				   grpc_repository_unload },
 };
 
 void grpc_handle(struct call *c)

@@ -4,6 +4,7 @@ proto/grpc_service.proto, values against the numpy reference, errors with
 their gRPC codes, and malformed frames and protobuf bytes over a raw h2
 connection (the gateway answers them and stays up)."""
 import importlib
+import json
 import struct
 import sys
 
@@ -556,3 +557,123 @@ def test_stream_in_flight_cap_and_cancel(pb, tmp_path, start_gw):
     assert sm.outcome_delta(before, after, WIDE) == {("cpu0", "cancelled"): 64}
     assert sm.rows_total(after) == sm.rows_total(before)
     assert _queue_depth(g, WIDE) == 0
+
+
+# ---- Triton's extensions: ModelConfig, ModelStatistics, repository --------
+
+def _num(v):
+    return int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v
+
+
+def test_model_config_matches_http(pb, stub, h2client):
+    """ModelConfig carries what GET /v2/models/digits/config says (the same
+    encoder), in model_config.proto's fields."""
+    cfg = stub.ModelConfig(pb[0].ModelConfigRequest(name="digits")).config
+    http = h2client.get("/v2/models/digits/config").json()
+    assert (cfg.name, cfg.platform, cfg.backend, cfg.max_batch_size) == \
+        (http["name"], http["platform"], http["backend"], http["max_batch_size"])
+    assert list(cfg.version_policy.specific.versions) == http["version_policy"]["specific"]["versions"]
+    for got, want in [(cfg.input, http["input"]), (cfg.output, http["output"])]:
+        assert [(t.name, pb[0].DataType.Name(t.data_type), list(t.dims)) for t in got] == \
+            [(t["name"], t["data_type"], t["dims"]) for t in want]
+    db, hdb = cfg.dynamic_batching, http["dynamic_batching"]
+    assert cfg.WhichOneof("scheduling_choice") == "dynamic_batching"
+    assert (list(db.preferred_batch_size), db.max_queue_delay_microseconds, db.priority_levels,
+            db.default_priority_level) == \
+        (hdb["preferred_batch_size"], hdb["max_queue_delay_microseconds"],
+         hdb["priority_levels"], hdb["default_priority_level"])
+    qp = db.default_queue_policy
+    assert (qp.default_timeout_microseconds, qp.allow_timeout_override, qp.max_queue_size) == \
+        (hdb["default_queue_policy"]["default_timeout_microseconds"], True,
+         hdb["default_queue_policy"]["max_queue_size"])
+    assert [(g.name, pb[0].ModelInstanceGroup.Kind.Name(g.kind), g.count) for g in
+            cfg.instance_group] == [(g["name"], g["kind"], g["count"])
+                                    for g in http["instance_group"]]
+    code, msg = code_of(lambda: stub.ModelConfig(pb[0].ModelConfigRequest(name="nope")))
+    assert code == grpc.StatusCode.NOT_FOUND and "nope" in msg
+
+
+def test_model_statistics_match_http(pb, stub, h2client, model):
+    """ModelStatistics counts what /v2/models/digits/stats counts: after a
+    3-row and a 2-row inference and a failed one, every field equal (no
+    inference in between)."""
+    from google.protobuf import json_format
+    msgs = pb[0]
+    before = stub.ModelStatistics(msgs.ModelStatisticsRequest(name="digits")).model_stats[0]
+    stub.ModelInfer(infer_req(msgs, rows_of(3)))
+    stub.ModelInfer(infer_req(msgs, rows_of(2)))
+    bad = infer_req(msgs, rows_of(1))
+    bad.inputs[0].shape[:] = [1, 63]
+    with pytest.raises(grpc.RpcError):
+        stub.ModelInfer(bad)
+    got = stub.ModelStatistics(msgs.ModelStatisticsRequest(name="digits", version="1"))
+    http = h2client.get("/v2/models/digits/stats").json()
+    assert len(got.model_stats) == 1
+    s = got.model_stats[0]
+    assert s.inference_count - before.inference_count == 5
+    assert s.inference_stats.success.count - before.inference_stats.success.count == 2
+    assert s.inference_stats.fail.count - before.inference_stats.fail.count == 1
+    d = json_format.MessageToDict(s, preserving_proto_field_name=True)
+    h = http["model_stats"][0]
+    for k in ["name", "version", "last_inference", "inference_count", "execution_count"]:
+        assert _num(d.get(k, 0)) == _num(h[k]), k
+    for k, v in h["inference_stats"].items():
+        assert {f: _num(d["inference_stats"].get(k, {}).get(f, 0)) for f in ("count", "ns")} == v, k
+    assert [{k: _num(v) if k == "batch_size" else {f: _num(v.get(f, 0)) for f in ("count", "ns")}
+             for k, v in b.items()} for b in d.get("batch_stats", [])] == \
+        [{k: v for k, v in b.items()} for b in h["batch_stats"]]
+    every = stub.ModelStatistics(msgs.ModelStatisticsRequest())
+    assert [m.name for m in every.model_stats] == ["digits"]
+    code, _ = code_of(lambda: stub.ModelStatistics(msgs.ModelStatisticsRequest(name="nope")))
+    assert code == grpc.StatusCode.NOT_FOUND
+
+
+def test_repository_index_matches_http(pb, stub, gw):
+    st, _, body = gwlib.h1_request(gw.port, "POST", "/v2/repository/index", b"")
+    assert st == 200
+    idx = stub.RepositoryIndex(pb[0].RepositoryIndexRequest())
+    assert [(m.name, m.version, m.state, m.reason) for m in idx.models] == \
+        [(m["name"], m["version"], m["state"], m["reason"]) for m in json.loads(body)]
+    ready = stub.RepositoryIndex(pb[0].RepositoryIndexRequest(ready=True))
+    assert [m.name for m in ready.models] == ["digits"]
+
+
+def test_repository_load_unload_need_permission(pb, stub):
+    """The HTTP rule: load/unload on the inference port only with
+    admin.repository_on_main; else PERMISSION_DENIED naming the admin
+    listener."""
+    msgs = pb[0]
+    for call in (lambda: stub.RepositoryModelLoad(msgs.RepositoryModelLoadRequest(model_name="digits")),
+                 lambda: stub.RepositoryModelUnload(
+                     msgs.RepositoryModelUnloadRequest(model_name="digits"))):
+        code, msg = code_of(call)
+        assert code == grpc.StatusCode.PERMISSION_DENIED and "admin listener" in msg, msg
+    assert stub.ModelReady(msgs.ModelReadyRequest(name="digits")).ready
+
+
+def test_repository_unload_load(pb, tmp_path, start_gw, model):
+    """With admin.repository_on_main: unload drops the model (index
+    UNAVAILABLE "unloaded", inference NOT_FOUND), load brings it back
+    (values checked); a parameter HTTP refuses is refused, named."""
+    msgs = pb[0]
+    text = sm.config_text([sm.model_yaml("digits", gwlib.MODEL_DIR)],
+                          [sm.backend_yaml("cpu0", ["digits"])])
+    text = text.replace("admin:\n  address: 127.0.0.1\n",
+                        "admin:\n  repository_on_main: true\n  address: 127.0.0.1\n")
+    g = start_gw("grpc-repo", text)
+    stub = pb[1](grpc.insecure_channel(f"{gwlib.HOST}:{g.port}"))
+    x = rows_of(2, seed=77)
+    stub.RepositoryModelUnload(msgs.RepositoryModelUnloadRequest(model_name="digits"))
+    idx = stub.RepositoryIndex(msgs.RepositoryIndexRequest())
+    assert [(m.name, m.state, m.reason) for m in idx.models] == [("digits", "UNAVAILABLE", "unloaded")]
+    code, _ = code_of(lambda: stub.ModelInfer(infer_req(msgs, x)))
+    assert code == grpc.StatusCode.NOT_FOUND
+    bad = msgs.RepositoryModelLoadRequest(model_name="digits")
+    bad.parameters["x"].string_param = "y"
+    code, msg = code_of(lambda: stub.RepositoryModelLoad(bad))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and '"x"' in msg, msg
+    code, msg = code_of(lambda: stub.RepositoryModelLoad(
+        msgs.RepositoryModelLoadRequest(model_name="nope")))
+    assert code == grpc.StatusCode.NOT_FOUND, msg
+    stub.RepositoryModelLoad(msgs.RepositoryModelLoadRequest(model_name="digits"))
+    check_output(stub.ModelInfer(infer_req(msgs, x)), model, x)
