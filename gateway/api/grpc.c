@@ -2,6 +2,7 @@
 #include "grpc.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -27,6 +28,7 @@
 #define GRPC_FRAME_HDR 5	/* compressed flag, 4-byte big-endian length */
 #define GRPC_CODES 17		/* 0 OK .. 16 UNAUTHENTICATED */
 #define GRPC_MSG_MAX 512	/* grpc-message before percent-encoding */
+#define GRPC_ACCEPT_ENCODING "identity,gzip"	/* request messages; answers are identity */
 
 enum grpc_method {
 	GM_SERVER_LIVE, GM_SERVER_READY, GM_MODEL_READY, GM_SERVER_METADATA,
@@ -134,6 +136,8 @@ static void grpc_finish(struct call *c, int http_status, int code, const char *m
 		grpc_percent(msg, enc, sizeof(enc));
 		c->grpc_message = call_strndup(c, enc, strlen(enc));
 	}
+	if (!c->h2_streaming)	/* a stream's went with its headers */
+		call_set_resp_header(c, "grpc-accept-encoding", GRPC_ACCEPT_ENCODING);
 	if (code >= 0 && code < GRPC_CODES)
 		atomic_fetch_add_explicit(&grpc_answers[grpc_method_of(c->path)][code], 1,
 					  memory_order_relaxed);
@@ -179,33 +183,116 @@ static void grpc_reply(struct call *c, const ProtobufCMessage *msg)
 }
 
 /*
+ * grpc-encoding of c's messages: identity (absent) or gzip.  true, or
+ * false with c answered UNIMPLEMENTED (gRPC's rule for an encoding the
+ * server does not support; the answer says what it does:
+ * grpc-accept-encoding, as every answer does).
+ */
+static bool grpc_encoding_ok(struct call *c)
+{
+	const char *enc = call_header(c, "grpc-encoding");
+
+	if (!enc || !strcmp(enc, "identity") || !strcmp(enc, "gzip"))
+		return true;
+	grpc_fail(c, 501, GRPC_UNIMPLEMENTED, "grpc-encoding \"%.64s\" is not supported "
+		  "(grpc-accept-encoding: %s)", enc, GRPC_ACCEPT_ENCODING);
+	return false;
+}
+
+/* c's messages may be gzip-compressed (grpc-encoding gzip). */
+static bool grpc_gzip(const struct call *c)
+{
+	const char *enc = call_header(c, "grpc-encoding");
+
+	return enc && !strcmp(enc, "gzip");
+}
+
+/*
+ * One message of type d from a frame's compressed flag and len payload
+ * bytes at p: 1 means gzip (with grpc-encoding gzip), inflated first, at
+ * most limits.max_body_bytes.  The message (free with
+ * protobuf_c_message_free_unpacked), or NULL with *st (the HTTP-equivalent
+ * status), *code and err saying why.
+ */
+static ProtobufCMessage *grpc_decode(struct call *c, const ProtobufCMessageDescriptor *d,
+				     uint8_t flag, const uint8_t *p, size_t len, int *st, int *code,
+				     char *err, size_t errlen)
+{
+	const char *enc = call_header(c, "grpc-encoding"), *why = "";
+	struct evbuffer *z = NULL, *in = NULL;
+	ProtobufCMessage *msg = NULL;
+	size_t plain = len;
+	int rc;
+
+	*st = 400;
+	*code = GRPC_INVALID_ARGUMENT;
+	if (flag > 1) {
+		snprintf(err, errlen, "gRPC frame: compressed flag %u, expected 0 or 1", flag);
+		return NULL;
+	}
+	if (flag == 1 && !grpc_gzip(c)) {
+		*st = 500;	/* gRPC: a compressed message without its encoding is INTERNAL */
+		*code = GRPC_INTERNAL;
+		snprintf(err, errlen, "gRPC frame: compressed flag set, but grpc-encoding is %s",
+			 enc ? enc : "absent (identity)");
+		return NULL;
+	}
+	if (flag == 1) {
+		in = evbuffer_new();
+		z = evbuffer_new();
+		if (!in || !z || evbuffer_add_reference(in, p, len, NULL, NULL)) {
+			*st = 503;
+			*code = GRPC_UNAVAILABLE;
+			snprintf(err, errlen, "gateway out of memory");
+			goto out_free;
+		}
+		rc = call_gunzip(in, z, call_max_body(c), &why);
+		if (rc == -EFBIG) {
+			*st = 413;
+			*code = GRPC_RESOURCE_EXHAUSTED;
+			snprintf(err, errlen, "gzip message inflates past limits.max_body_bytes (%llu)",
+				 (unsigned long long)call_max_body(c));
+			goto out_free;
+		}
+		if (rc) {
+			*st = rc == -ENOMEM ? 503 : 500;
+			*code = rc == -ENOMEM ? GRPC_UNAVAILABLE : GRPC_INTERNAL;
+			snprintf(err, errlen, "gzip message: %s", rc == -ENOMEM ? "out of memory" : why);
+			goto out_free;
+		}
+		plain = evbuffer_get_length(z);
+		p = evbuffer_pullup(z, -1);
+	}
+	msg = protobuf_c_message_unpack(d, NULL, plain, p);
+	if (!msg)
+		snprintf(err, errlen, "%s: %zu bytes that are not a valid %s message", d->short_name,
+			 plain, d->name);
+out_free:
+	if (z)
+		evbuffer_free(z);
+	if (in)
+		evbuffer_free(in);
+	return msg;
+}
+
+/*
  * The request's one message: c->body is exactly one gRPC frame (unary).
  * Returns it unpacked (free with protobuf_c_message_free_unpacked), or
  * NULL with c answered.  The body is bounded by limits.max_body_bytes
- * before this runs (h2.c), so is the message.
+ * before this runs (h2.c), so is the message (inflated, too).
  */
 static ProtobufCMessage *grpc_unframe(struct call *c, const ProtobufCMessageDescriptor *d)
 {
 	size_t len = evbuffer_get_length(c->body);
 	const uint8_t *p = evbuffer_pullup(c->body, len);
-	const char *enc = call_header(c, "grpc-encoding");
 	ProtobufCMessage *msg;
+	char err[GRPC_MSG_MAX];
+	int st, code;
 	size_t mlen;
 
 	if (len < GRPC_FRAME_HDR) {
 		grpc_fail(c, 400, GRPC_INVALID_ARGUMENT,
 			  "gRPC frame: %zu bytes, expected a 5-byte prefix and one %s", len, d->name);
-		return NULL;
-	}
-	if (p[0] == 1) {
-		grpc_fail(c, 501, GRPC_UNIMPLEMENTED,
-			  "gRPC frame: compressed messages are not supported (grpc-encoding %s): send identity",
-			  enc ? enc : "absent");
-		return NULL;
-	}
-	if (p[0] != 0) {
-		grpc_fail(c, 400, GRPC_INVALID_ARGUMENT,
-			  "gRPC frame: compressed flag %u, expected 0", p[0]);
 		return NULL;
 	}
 	mlen = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
@@ -215,10 +302,9 @@ static ProtobufCMessage *grpc_unframe(struct call *c, const ProtobufCMessageDesc
 			  mlen, len - GRPC_FRAME_HDR);
 		return NULL;
 	}
-	msg = protobuf_c_message_unpack(d, NULL, mlen, p + GRPC_FRAME_HDR);
+	msg = grpc_decode(c, d, p[0], p + GRPC_FRAME_HDR, mlen, &st, &code, err, sizeof(err));
 	if (!msg)
-		grpc_fail(c, 400, GRPC_INVALID_ARGUMENT, "%s: %zu bytes that are not a valid %s message",
-			  d->short_name, mlen, d->name);
+		grpc_fail(c, st, code, "%s", err);
 	return msg;
 }
 
@@ -875,21 +961,23 @@ static int grpc_stream_next(struct call *c, Inference__ModelInferRequest **req)
 	uint64_t max = call_max_body(c);
 	size_t len = evbuffer_get_length(c->body), mlen;
 	uint8_t hdr[GRPC_FRAME_HDR];
+	char err[GRPC_MSG_MAX];
 	const uint8_t *p;
+	int st, code;
 
 	*req = NULL;
 	if (len < GRPC_FRAME_HDR)
 		return 0;
 	evbuffer_copyout(c->body, hdr, sizeof(hdr));
 	mlen = (size_t)hdr[1] << 24 | (size_t)hdr[2] << 16 | (size_t)hdr[3] << 8 | hdr[4];
-	if (hdr[0] == 1) {
-		grpc_stream_fail(c, 501, GRPC_UNIMPLEMENTED,
-				 "gRPC frame: compressed messages are not supported: send identity");
+	if (hdr[0] > 1) {
+		grpc_stream_fail(c, 400, GRPC_INVALID_ARGUMENT,
+				 "gRPC frame: compressed flag %u, expected 0 or 1", hdr[0]);
 		return -1;
 	}
-	if (hdr[0] != 0) {
-		grpc_stream_fail(c, 400, GRPC_INVALID_ARGUMENT,
-				 "gRPC frame: compressed flag %u, expected 0", hdr[0]);
+	if (hdr[0] == 1 && !grpc_gzip(c)) {	/* so would every message be */
+		grpc_stream_fail(c, 500, GRPC_INTERNAL,
+				 "gRPC frame: compressed flag set, but grpc-encoding is not gzip");
 		return -1;
 	}
 	if (mlen > max) {
@@ -905,12 +993,13 @@ static int grpc_stream_next(struct call *c, Inference__ModelInferRequest **req)
 		grpc_stream_fail(c, 503, GRPC_UNAVAILABLE, "gateway out of memory");
 		return -1;
 	}
-	*req = (Inference__ModelInferRequest *)protobuf_c_message_unpack(
-		&inference__model_infer_request__descriptor, NULL, mlen, p + GRPC_FRAME_HDR);
+	*req = (Inference__ModelInferRequest *)grpc_decode(
+		c, &inference__model_infer_request__descriptor, hdr[0], p + GRPC_FRAME_HDR, mlen,
+		&st, &code, err, sizeof(err));
 	evbuffer_drain(c->body, GRPC_FRAME_HDR + mlen);
-	if (!*req)
-		grpc_stream_error(c, "ModelInferRequest: %zu bytes that are not a valid "
-			       "inference.ModelInferRequest message", mlen);
+	if (*req)
+		return 1;
+	grpc_stream_error(c, "%s", err);	/* the stream goes on */
 	return 1;
 }
 
@@ -1317,6 +1406,8 @@ void grpc_handle(struct call *c)
 		grpc_fail(c, 404, GRPC_UNIMPLEMENTED, "unknown method %.200s", c->path);
 		return;
 	}
+	if (!grpc_encoding_ok(c))
+		return;
 	if (gm == GM_STREAM_INFER) {
 		grpc_stream_open(c);
 		return;

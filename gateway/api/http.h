@@ -153,6 +153,12 @@ int call_decode_body(struct call *c);
  *   stops sending at its window).
  * call_max_body - limits.max_body_bytes of c's connection (0 when detached).
  */
+/*
+ * call_gunzip - inflate gzip in (left unchanged) into out, at most cap
+ * bytes (zlib, bounded as call_decode_body): 0; -EFBIG past cap; -EINVAL
+ * (not a complete gzip stream: *why says what); -ENOMEM.
+ */
+int call_gunzip(struct evbuffer *in, struct evbuffer *out, size_t cap, const char **why);
 void call_stream_write(struct call *c);
 void call_stream_consume(struct call *c);
 uint64_t call_max_body(const struct call *c);

@@ -412,3 +412,8 @@ uint64_t call_max_body(const struct call *c)
 {
 	return call_detached(c) ? 0 : conn_cfg(c->conn)->limits.max_body_bytes;
 }
+
+int call_gunzip(struct evbuffer *in, struct evbuffer *out, size_t cap, const char **why)
+{
+	return zc_inflate(in, out, ZC_GZIP, cap, why);
+}

@@ -326,12 +326,14 @@ void h2_stream_write(struct call *call)
 		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
 		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16,
 		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
+		{ (uint8_t *)"grpc-accept-encoding", (uint8_t *)"identity,gzip", 20, 13,
+		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
 	};
 
 	if (!c->h2)
 		return;
 	if (!call->h2_streaming) {
-		if (nghttp2_submit_response(c->h2, call->stream_id, nva, 2, &prd) != 0) {
+		if (nghttp2_submit_response(c->h2, call->stream_id, nva, 3, &prd) != 0) {
 			log_warn("stream=%d msg=\"cannot submit a streaming response\"",
 				 call->stream_id);
 			return;

@@ -1,7 +1,8 @@
 """Hostile gRPC callers (issue 16's codec on the shared HTTP/2 stack): a
 length prefix that claims 4 GiB, a message split across many DATA frames
 and never finished, two messages on a unary call, a compressed flag,
-garbage protobuf, all while a well-behaved client is served with correct
+gzip bombs (unary and streaming), garbage protobuf, unfinished messages on
+streaming calls, all while a well-behaved client is served with correct
 values.  Every hostile call gets a trailers-only gRPC error (never a
 crash, never memory sized by what the client claims).  Bounded: a few
 hundred calls."""
@@ -13,7 +14,8 @@ from gwlib import H2Client
 
 SVC = "/inference.GRPCInferenceService/"
 GRPC = [("content-type", "application/grpc"), ("te", "trailers")]
-INVALID_ARGUMENT, UNIMPLEMENTED, RESOURCE_EXHAUSTED = "3", "12", "8"
+INVALID_ARGUMENT, UNIMPLEMENTED, RESOURCE_EXHAUSTED, INTERNAL = "3", "12", "8", "13"
+GZIP = [("grpc-encoding", "gzip")]
 
 
 def prefixed(payload, length=None, flag=0):
@@ -31,6 +33,9 @@ def test_hostile_grpc_calls_get_errors_not_memory(module_gw, model):
     g = module_gw("grpc", max_body_bytes=1 << 20)
     pid = g.proc.pid
     rss0 = attacklib.rss_kb(pid)
+    import gzip
+    bomb = prefixed(gzip.compress(b"\x1a" + b"\xff" * 8 + b"\x00" * (16 << 20), 9), flag=1)
+    assert len(bomb) < 1 << 20
     bodies = [
         # claims 4 GiB, or more than max_body_bytes, and carries 8 bytes
         (prefixed(b"\x0a\x06digits", length=0xFFFFFFFF), INVALID_ARGUMENT),
@@ -38,7 +43,7 @@ def test_hostile_grpc_calls_get_errors_not_memory(module_gw, model):
         (prefixed(b"\x0a" * ((1 << 20) + 16)), RESOURCE_EXHAUSTED),  # really over the limit
         (prefixed(b"\x0a\x06digits", length=1000), INVALID_ARGUMENT),  # truncated message
         (prefixed(b"\x0a\x06digits") * 2, INVALID_ARGUMENT),  # two messages, unary call
-        (prefixed(b"\x0a\x06digits", flag=1), UNIMPLEMENTED),  # compressed
+        (prefixed(b"\x0a\x06digits", flag=1), INTERNAL),  # compressed, no grpc-encoding
         (prefixed(b"\xff" * 64), INVALID_ARGUMENT),  # not protobuf
         (b"\x00\x00", INVALID_ARGUMENT),  # not even a prefix
     ]
@@ -47,11 +52,20 @@ def test_hostile_grpc_calls_get_errors_not_memory(module_gw, model):
             with H2Client(g.port, timeout=10) as c:
                 sids = [(c.request("POST", SVC + "ModelInfer", body, GRPC), want)
                         for body, want in bodies]
+                # 16 MiB of zeros in ~16 KiB: inflating stops at max_body_bytes
+                sids.append((c.request("POST", SVC + "ModelInfer", bomb, GRPC + GZIP),
+                             RESOURCE_EXHAUSTED))
+                # on a stream: that message's error_message, then OK
+                sids.append((c.request("POST", SVC + "ModelStreamInfer", bomb * 2, GRPC + GZIP),
+                             "0"))
                 got = c.wait([s for s, _ in sids])
             for (_, want), resp in zip(sids, got):
                 assert resp.status == 200, (resp.status, resp.headers)
                 assert grpc_status(resp) == want, (want, resp.headers, resp.trailers)
-                assert resp.trailers.get("grpc-message", resp.headers.get("grpc-message"))
+                if want == "0":
+                    assert b"inflates past limits.max_body_bytes" in bytes(resp.body), resp
+                else:
+                    assert resp.trailers.get("grpc-message", resp.headers.get("grpc-message"))
         by.wait_for(5)
     by.assert_served()
     assert attacklib.rss_kb(pid) - rss0 < attacklib.RSS_SCALE * 64 * 1024, \
@@ -60,8 +74,8 @@ def test_hostile_grpc_calls_get_errors_not_memory(module_gw, model):
 
 
 def test_unfinished_grpc_messages_hold_bounded_memory(module_gw, model):
-    """Many streams, each a prefix claiming 512 KiB and 200 bytes of it,
-    never ended: what the gateway holds is what arrived, not what was
+    """Many streams (unary and ModelStreamInfer calls), each a prefix
+    claiming 512 KiB and 200 bytes of it, never ended: what the gateway holds is what arrived, not what was
     claimed; closing the connection frees it; others are served."""
     g = module_gw("grpc", max_body_bytes=1 << 20)
     pid = g.proc.pid
@@ -70,11 +84,12 @@ def test_unfinished_grpc_messages_hold_bounded_memory(module_gw, model):
         conns = []
         for _ in range(4):
             c = H2Client(g.port, timeout=10)
-            for _ in range(64):
+            for i in range(64):
                 sid = c.conn.get_next_available_stream_id()
+                method = "ModelStreamInfer" if i % 2 else "ModelInfer"
                 c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
                                           (":authority", "127.0.0.1"),
-                                          (":path", SVC + "ModelInfer"), *GRPC])
+                                          (":path", SVC + method), *GRPC])
                 c.conn.send_data(sid, prefixed(b"\x0a" * 200, length=512 << 10))
             c._flush()
             conns.append(c)
