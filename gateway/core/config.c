@@ -140,19 +140,21 @@ fail:
 
 static int cfg_listen(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
-	static const char *const keys[] = { "address", "port", "threads", "tls", NULL };
-	int64_t port = c->listen.port, threads = 0;
+	static const char *const keys[] = { "address", "port", "grpc_port", "threads", "tls", NULL };
+	int64_t port = c->listen.port, grpc_port = c->listen.grpc_port, threads = 0;
 
 	if (!m)
 		goto defaults;
 	if (yt_check_keys(t, m, "listen", keys, err) ||
 	    cfg_opt_str(t, m, "listen", "address", &c->listen.address, err) ||
 	    cfg_opt_int(t, m, "listen", "port", 0, 65535, &port, err) ||
+	    cfg_opt_int(t, m, "listen", "grpc_port", -1, 65535, &grpc_port, err) ||
 	    cfg_opt_int(t, m, "listen", "threads", 0, 256, &threads, err) ||
 	    cfg_tls(t, yt_get(t, m, "tls"), c, err))
 		return -EINVAL;
 defaults:
 	c->listen.port = (int)port;
+	c->listen.grpc_port = (int)grpc_port;
 	if (threads == 0) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -794,6 +796,7 @@ static void cfg_defaults(struct config *c)
 {
 	c->listen.address = strdup("0.0.0.0");
 	c->listen.port = 8000;
+	c->listen.grpc_port = -1;	/* Triton's 8001 only when asked for */
 	c->listen.tls.min_version = 12;
 	c->limits.max_body_bytes = 4 << 20;
 	c->limits.max_header_bytes = 16384;
@@ -1021,11 +1024,11 @@ void *cfg_to_json(const struct config *c)
 		json_array_append_new(models, cfg_model_json(&c->models[i]));
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
-	return json_pack("{s:s, s:{s:s, s:i, s:i, s:o}, s:{s:s, s:i, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
+	return json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:o}, s:{s:s, s:i, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
 			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
-			 "threads", c->listen.threads, "tls", cfg_tls_json(&c->listen.tls),
+			 "grpc_port", c->listen.grpc_port, "threads", c->listen.threads, "tls", cfg_tls_json(&c->listen.tls),
 			 "admin", "address", c->admin.address, "port", c->admin.port,
 			 "repository_on_main", c->admin.repository_on_main,
 			 "limits", "max_body_bytes", (json_int_t)c->limits.max_body_bytes,
@@ -1245,6 +1248,7 @@ char *cfg_restart_diff(const struct config *a, const struct config *b)
 	/* TLS on or off is the listener's mode; certificates reload live. */
 	bool ok = cfg_diff_str(&out, "listen.address", a->listen.address, b->listen.address) &&
 		  cfg_diff_int(&out, "listen.port", a->listen.port, b->listen.port) &&
+		  cfg_diff_int(&out, "listen.grpc_port", a->listen.grpc_port, b->listen.grpc_port) &&
 		  cfg_diff_int(&out, "listen.threads", a->listen.threads, b->listen.threads) &&
 		  cfg_diff_str(&out, "listen.tls", a->listen.tls.certificate ? "on" : "off",
 			       b->listen.tls.certificate ? "on" : "off") &&

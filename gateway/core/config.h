@@ -72,6 +72,7 @@ struct config {
 	struct {
 		char *address;
 		int port;
+		int grpc_port;		/* Triton's gRPC port (8001): the same stack; -1 = none */
 		int threads;		/* event loops; resolved: never 0 */
 		struct tls_conf tls;
 	} listen;

@@ -687,6 +687,10 @@ static void srv_loop_on_stop(struct loop *l)
 		evconnlistener_free(sl->admin_lst);
 		sl->admin_lst = NULL;
 	}
+	if (sl->grpc_lst) {
+		evconnlistener_free(sl->grpc_lst);
+		sl->grpc_lst = NULL;
+	}
 	for (c = sl->conns; c; c = next) {
 		next = c->next;
 		srv_drain_conn(c);	/* may close c */
@@ -739,6 +743,8 @@ static void srv_on_accept_resume(evutil_socket_t fd, short what, void *arg)
 		evconnlistener_enable(sl->lst);
 	if (sl->admin_lst)
 		evconnlistener_enable(sl->admin_lst);
+	if (sl->grpc_lst)
+		evconnlistener_enable(sl->grpc_lst);
 }
 
 /*
@@ -765,6 +771,8 @@ static void srv_on_accept_error(struct evconnlistener *lst, void *arg)
 		evconnlistener_disable(sl->lst);
 	if (sl->admin_lst)
 		evconnlistener_disable(sl->admin_lst);
+	if (sl->grpc_lst)
+		evconnlistener_disable(sl->grpc_lst);
 	evtimer_add(sl->accept_resume, &pause);
 	if (srv_ratelog_ok(&rl, &suppressed))
 		log_warn("loop=%d err=\"%s\" suppressed=%llu msg=\"cannot accept connections (raise the file descriptor limit, ulimit -n); pausing accept for 100 ms\"",
@@ -825,7 +833,16 @@ static int srv_bind(struct server *s, struct srv_loop *sl, char **err)
 		return sl->admin_lst ? 0 : -EADDRINUSE;
 	}
 	sl->lst = srv_listen(sl, cfg->listen.address, &s->port, srv_on_accept, err);
-	return sl->lst ? 0 : -EADDRINUSE;
+	if (!sl->lst)
+		return -EADDRINUSE;
+	/* Triton's gRPC port: one more listener into the same accept path
+	 * (h2c or TLS, gRPC and HTTP alike), on the same loops. */
+	if (s->grpc_port >= 0) {
+		sl->grpc_lst = srv_listen(sl, cfg->listen.address, &s->grpc_port, srv_on_accept, err);
+		if (!sl->grpc_lst)
+			return -EADDRINUSE;
+	}
+	return 0;
 }
 
 int srv_start(struct server *s, const struct config *cfg, char **err)
@@ -834,6 +851,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 	s->cfg = cfg;
 	s->port = cfg->listen.port;
 	s->admin_port = cfg->admin.port;
+	s->grpc_port = cfg->listen.grpc_port;
 	/* Admin work (repository, reloads, metrics) never shares a loop with
 	 * inference: the admin listener has a loop thread of its own, last. */
 	s->n_loops = cfg->listen.threads + (s->admin_port >= 0);
@@ -866,6 +884,9 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 		 s->port, cfg->listen.threads, s->loops[0].rt->tls ? "on" : "off",
 		 s->loops[0].rt->tls ? "HTTP/2 and HTTP/1.1 over TLS (ALPN)"
 				     : "HTTP/2 (h2c) and HTTP/1.1");
+	if (s->grpc_port >= 0)
+		log_info("grpc_listen=%s:%d msg=\"Triton's gRPC port: the same HTTP/2 stack (gRPC and HTTP)\"",
+			 cfg->listen.address, s->grpc_port);
 	if (s->admin_port >= 0)
 		log_info("admin=%s:%d msg=\"admin listener (own loop thread): /metrics, /v2/health\"",
 			 cfg->admin.address, s->admin_port);
@@ -899,6 +920,8 @@ void srv_destroy(struct server *s)
 			evconnlistener_free(sl->lst);
 		if (sl->admin_lst)
 			evconnlistener_free(sl->admin_lst);
+		if (sl->grpc_lst)
+			evconnlistener_free(sl->grpc_lst);
 		loop_destroy(&sl->loop);
 		rt_put(sl->rt);
 		sl->rt = NULL;

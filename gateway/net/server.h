@@ -33,6 +33,7 @@ struct srv_loop {
 	struct server *srv;
 	struct evconnlistener *lst;
 	struct evconnlistener *admin_lst;	/* the admin loop only */
+	struct evconnlistener *grpc_lst;	/* listen.grpc_port: the same stack as lst */
 	bool admin_only;		/* the admin listener's own loop: no inference */
 	struct conn *conns;		/* doubly linked */
 	int n_conns;
@@ -50,6 +51,7 @@ struct server {
 	const struct config *cfg;	/* the startup config: listeners, threads */
 	int port;			/* bound port (resolved when config says 0) */
 	int admin_port;			/* bound admin port; -1 when disabled */
+	int grpc_port;			/* bound listen.grpc_port; -1 when disabled */
 	int n_loops;
 	struct srv_loop *loops;
 	_Atomic uint64_t conns_total;

@@ -727,3 +727,36 @@ def test_gzip_raw_and_bounds(gw, pb):
         assert st == code and word in msg, (st, msg)
     resp = msgs.ModelInferResponse.FromString(bytes(rs[0].body)[5:])
     assert resp.id == "g"
+
+
+# ---- Triton's gRPC port (listen.grpc_port) --------------------------------
+
+def test_grpc_port_serves_the_same_stack(pb, start_gw, model):
+    """listen.grpc_port (0 here: a free one, logged as grpc_listen=) is one
+    more listener into the same stack: gRPC (unary and streaming) and
+    HTTP/2 and HTTP/1.1 on it; off unless configured (the main gateway
+    logs no grpc_listen=)."""
+    text = sm.config_text([sm.model_yaml("digits", gwlib.MODEL_DIR)],
+                          [sm.backend_yaml("cpu0", ["digits"])])
+    text = text.replace("  port: 8000\n", "  port: 8000\n  grpc_port: 0\n", 1)
+    g = start_gw("grpc-port", text)
+    m = re.search(r"grpc_listen=([0-9.]+):(\d+)", g.log())
+    assert m, g.log()[-2000:]
+    port = int(m.group(2))
+    assert port != g.port
+    stub = pb[1](grpc.insecure_channel(f"{gwlib.HOST}:{port}"))
+    x = rows_of(3, seed=8001)
+    check_output(stub.ModelInfer(infer_req(pb[0], x, id="p")), model, x, id="p")
+    got = list(stub.ModelStreamInfer(iter([infer_req(pb[0], x, id="s")])))
+    check_output(got[0].infer_response, model, x, id="s")
+    with gwlib.H2Client(port) as c:
+        r = c.wait([c.request("GET", "/v2/health/ready")])[0]
+    assert r.status == 200
+    st, _, _ = gwlib.h1_request(port, "GET", "/v2/health/live")
+    assert st == 200
+    cfg = g.effective_config()
+    assert cfg["listen"]["grpc_port"] == 0
+
+
+def test_grpc_port_off_by_default(gw):
+    assert "grpc_listen=" not in gw.log()
