@@ -774,7 +774,8 @@ out_err:
  * are (or GRPC_STREAM_OUT_MAX answer bytes wait for the client to read),
  * no more messages are parsed and the received bytes are not given back to
  * the client's flow-control windows, so the client stops sending at its
- * window (1 MiB); a message is at most limits.max_body_bytes.
+ * window (h2.c: room for one message of limits.max_body_bytes, at least
+ * 1 MiB); a message is at most limits.max_body_bytes.
  */
 #define GRPC_STREAM_INFLIGHT 64
 #define GRPC_STREAM_OUT_MAX (1 << 20)

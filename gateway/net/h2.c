@@ -22,8 +22,17 @@
 #include "log.h"
 #include "server.h"
 
-/* Bigger than the 64 KiB default so one-RTT uploads of tensors work. */
+/*
+ * Receive windows.  A stream's is bigger than the 64 KiB default so that
+ * one message of limits.max_body_bytes (gRPC's 4 MB tensors) fits in one
+ * window (one round trip, not one per MiB): h2_stream_window.  The
+ * connection's is at least H2_CONN_WINDOW and two streams' worth: it bounds
+ * what a connection holds (request bodies are given back to it only when
+ * their stream closes, gRPC streams as they are taken: h2_on_data).
+ */
 #define H2_WINDOW (1 << 20)
+#define H2_WINDOW_MAX (16 << 20)
+#define H2_CONN_WINDOW (16 << 20)
 /* Oversized header lists tolerated on one connection before GOAWAY. */
 #define H2_MAX_OFFENCES 4
 
@@ -509,14 +518,24 @@ void h2_free(struct conn *c)
 	nghttp2_session_del(s);
 }
 
+/* A stream's receive window: a whole message of max_body_bytes (plus
+ * framing), at least H2_WINDOW, at most H2_WINDOW_MAX. */
+static int32_t h2_stream_window(uint64_t max_body)
+{
+	uint64_t w = max_body + 16384;
+
+	return (int32_t)(w < H2_WINDOW ? H2_WINDOW : w > H2_WINDOW_MAX ? H2_WINDOW_MAX : w);
+}
+
 int h2_start(struct conn *c)
 {
 	const struct config *cfg = conn_cfg(c);
+	int32_t win = h2_stream_window(cfg->limits.max_body_bytes);
 	nghttp2_session_callbacks *cb;
 	nghttp2_option *opt;
 	nghttp2_settings_entry iv[] = {
 		{ NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg->limits.max_concurrent_streams },
-		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_WINDOW },
+		{ NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)win },
 		{ NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg->limits.max_header_bytes },
 	};
 	int rc;
@@ -537,7 +556,8 @@ int h2_start(struct conn *c)
 	if (rc)
 		return -1;
 	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
-	nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0, 16 * H2_WINDOW);
+	nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
+					      2 * win > H2_CONN_WINDOW ? 2 * win : H2_CONN_WINDOW);
 	return 0;
 }
 
