@@ -186,7 +186,7 @@ $(BUILD)/obj/gen/grpc_service.pb-c.o: $(BUILD)/gen/grpc_service.pb-c.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/obj/gateway/api/grpc.o $(BUILD)/obj/gateway/api/api.o: | $(BUILD)/gen/grpc_service.pb-c.h
+$(BUILD)/obj/gateway/api/grpc.o $(BUILD)/obj/gateway/api/api.o $(BUILD)/obj/gateway/api/grpccodec.o: | $(BUILD)/gen/grpc_service.pb-c.h
 
 $(BUILD)/libinfergw.a: $(LIB_OBJ)
 	@$(if $(Q),echo "  AR    $@")

@@ -11,13 +11,14 @@ set -eu
 cd "$(dirname "$0")/../.."
 CC=${FUZZ_CC:-clang}
 OUT=build/fuzz
-TARGETS="kserve mpcodec safetensors config h1 zcodec repository agentframe dgram pkt"
+TARGETS="kserve mpcodec safetensors config h1 zcodec repository agentframe dgram pkt grpc"
 SRC="gateway/net/h1parse.c gateway/net/zcodec.c gateway/api/repository.c gateway/api/kserve.c gateway/api/jsonfast.c gateway/api/mpcodec.c
      gateway/core/config.c backends/model/ytree.c gateway/sched/router.c gateway/core/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c
      backends/registry.c backends/gpu/gpuconf.c backends/cpu/cpu.c backends/fake/fake.c gateway/sched/slice.c
      backends/remote/rconf.c backends/remote/remote.c backends/remote/eject.c backends/remote/proto.c
-     backends/mpread.c gateway/api/dgram.c dpdk/pkt.c"
-PKGS="jansson yaml-0.1 msgpack libevent"
+     backends/mpread.c gateway/api/dgram.c dpdk/pkt.c
+     gateway/api/grpccodec.c $OUT/gen/grpc_service.pb-c.c"
+PKGS="jansson yaml-0.1 msgpack libevent libprotobuf-c"
 
 if ! command -v "$CC" >/dev/null 2>&1; then
 	echo "$CC not found" >&2
@@ -35,13 +36,23 @@ if ! pkg-config --exists $PKGS 2>/dev/null; then
 	exit 77
 fi
 
+# The gRPC messages' C (fuzz_grpc), generated from the repo's .proto as make does.
+mkdir -p "$OUT/gen"
+if [ ! -f "$OUT/gen/grpc_service.pb-c.c" ] || [ proto/grpc_service.proto -nt "$OUT/gen/grpc_service.pb-c.c" ]; then
+	if ! command -v protoc-c >/dev/null 2>&1; then
+		echo "protoc-c not found (protobuf-c-compiler)" >&2
+		exit 77
+	fi
+	protoc-c --c_out="$OUT/gen" --proto_path=proto proto/grpc_service.proto
+fi
+
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
-CFLAGS="-g -O1 -std=gnu11 -pthread -fno-strict-aliasing $SAN -I. -Igateway -Igateway/net -Igateway/api -Igateway/sched -Igateway/core -Ibackends -Itests/fuzz $(pkg-config --cflags $PKGS)"
+CFLAGS="-g -O1 -std=gnu11 -pthread -fno-strict-aliasing $SAN -I. -Igateway -Igateway/net -Igateway/api -Igateway/sched -Igateway/core -Ibackends -Itests/fuzz -I$OUT/gen $(pkg-config --cflags $PKGS)"
 LIBS="$(pkg-config --libs $PKGS) -lz -ldnnl -lgomp -lm -pthread"	# the config parser knows the backend kinds (registry)
 
 objs=()
 for s in $SRC; do
-	o=$OUT/obj/$(echo "${s%.c}" | tr / _).o
+	o=$OUT/obj/$(echo "${s%.c}" | tr / _ | tr . _).o
 	if [ ! -f "$o" ] || [ "$s" -nt "$o" ] || [ "$0" -nt "$o" ] || \
 	   [ -n "$(find gateway backends -name '*.h' -newer "$o" 2>/dev/null | head -1)" ]; then
 		$CC $CFLAGS -fsanitize=fuzzer-no-link -c "$s" -o "$o"

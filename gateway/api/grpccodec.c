@@ -1,0 +1,189 @@
+/* grpccodec.c - see grpccodec.h. */
+#include "grpccodec.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "front.h"
+#include "kserve.h"
+#include "model/model.h"
+#include "util.h"
+
+int gc_frame(const uint8_t *p, size_t len, uint64_t max, uint8_t *flag, size_t *mlen)
+{
+	if (len < GC_FRAME_HDR)
+		return 0;
+	*flag = p[0];
+	*mlen = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
+	if (*flag > 1)
+		return -EPROTO;
+	if (*mlen > max)
+		return -EFBIG;
+	return len - GC_FRAME_HDR >= *mlen ? 1 : 0;
+}
+
+/* An integer parameter (int64 or uint64) in [0, max] into *v.  0 or 400. */
+static int gc_int_param(const Inference__InferParameter *p, const char *key, int64_t max,
+			  int64_t *v, char *err, size_t errlen)
+{
+	if (p && p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM &&
+	    p->int64_param >= 0) {
+		*v = p->int64_param < max ? p->int64_param : max;
+		return 0;
+	}
+	if (p && p->parameter_choice_case == INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_UINT64_PARAM) {
+		*v = p->uint64_param < (uint64_t)max ? (int64_t)p->uint64_param : max;
+		return 0;
+	}
+	snprintf(err, errlen, "parameters.%s: expected a non-negative int64_param", key);
+	return 400;
+}
+
+/*
+ * Keys of a parameters map (entries of any map type: key first) that
+ * infergw refuses, as HTTP does (ks_check_param).  0 or 400.
+ */
+static int gc_check_keys(const char *where, size_t n, void *const *entries, char *err,
+			   size_t errlen)
+{
+	for (size_t i = 0; i < n; i++) {
+		const Inference__ModelInferRequest__ParametersEntry *e = entries[i];
+
+		if (ks_check_param(where, e->key, strlen(e->key), err, errlen))
+			return 400;
+	}
+	return 0;
+}
+
+/*
+ * Request parameters: priority in [0, 1000000], timeout in µs (saturated
+ * at KS_TIMEOUT_MAX_US); the ones infergw refuses (sequence, shared
+ * memory) on the request, the input or an output are a 400 naming them;
+ * others are ignored, as over HTTP.  0 or 400.
+ */
+int gc_infer_params(const Inference__ModelInferRequest *req, struct front_hints *h,
+		       char *err, size_t errlen)
+{
+	char where[48];
+
+	if (gc_check_keys("parameters", req->n_parameters, (void *const *)req->parameters,
+			    err, errlen))
+		return 400;
+	for (size_t i = 0; i < req->n_inputs; i++)
+		if (gc_check_keys("inputs[0].parameters", req->inputs[i]->n_parameters,
+				    (void *const *)req->inputs[i]->parameters, err, errlen))
+			return 400;
+	for (size_t i = 0; i < req->n_outputs; i++) {
+		snprintf(where, sizeof(where), "outputs[%zu].parameters", i);
+		if (gc_check_keys(where, req->outputs[i]->n_parameters,
+				    (void *const *)req->outputs[i]->parameters, err, errlen))
+			return 400;
+	}
+	for (size_t i = 0; i < req->n_parameters; i++) {
+		const Inference__ModelInferRequest__ParametersEntry *e = req->parameters[i];
+		int64_t v;
+
+		if (!strcmp(e->key, "priority")) {
+			if (gc_int_param(e->value, "priority", 1000000 + 1, &v, err, errlen))
+				return 400;
+			if (v > 1000000) {
+				snprintf(err, errlen, "parameters.priority: at most 1000000");
+				return 400;
+			}
+			h->priority = (int)v;
+		} else if (!strcmp(e->key, "timeout")) {
+			if (gc_int_param(e->value, "timeout", KS_TIMEOUT_MAX_US, &v, err, errlen))
+				return 400;
+			h->timeout_us = v;
+		}
+	}
+	return 0;
+}
+
+/*
+ * grpc-timeout (gRPC's deadline: 1 to 8 digits and a unit H M S m u n) in
+ * µs, at least 1; 0 when absent, -1 when malformed.
+ */
+int64_t gc_timeout_us(const char *v)
+{
+	static const struct { char unit; int64_t num, den; } units[] = {
+		{ 'H', 3600000000LL, 1 }, { 'M', 60000000LL, 1 }, { 'S', 1000000, 1 },
+		{ 'm', 1000, 1 }, { 'u', 1, 1 }, { 'n', 1, 1000 },
+	};
+	size_t nd;
+	int64_t n = 0, us;
+
+	if (!v)
+		return 0;
+	nd = strspn(v, "0123456789");
+	if (nd < 1 || nd > 8 || !v[nd] || v[nd + 1])
+		return -1;
+	for (size_t i = 0; i < nd; i++)
+		n = n * 10 + (v[i] - '0');
+	for (size_t i = 0; i < ARRAY_SIZE(units); i++)
+		if (units[i].unit == v[nd]) {
+			us = n * units[i].num / units[i].den;
+			return us > KS_TIMEOUT_MAX_US ? KS_TIMEOUT_MAX_US : us < 1 ? 1 : us;
+		}
+	return -1;
+}
+
+/*
+ * The input tensor's rows and FP32 data (raw_input_contents[0], or
+ * contents.fp32_contents), pointing into req.  0 or 400 with err.
+ */
+int gc_infer_input(const struct model *m, const Inference__ModelInferRequest *req, int *rows,
+		      const float **data, char *err, size_t errlen)
+{
+	const Inference__ModelInferRequest__InferInputTensor *in;
+	const Inference__InferTensorContents *tc;
+	size_t want;
+	int rc;
+
+	if (req->n_inputs != 1) {
+		snprintf(err, errlen, "inputs: model %s takes 1 input, got %zu", m->name, req->n_inputs);
+		return 400;
+	}
+	in = req->inputs[0];
+	if (in->n_shape > MODEL_MAX_DIMS) {
+		snprintf(err, errlen, "inputs[0].shape: %zu dimensions, at most %d", in->n_shape,
+			 MODEL_MAX_DIMS);
+		return 400;
+	}
+	rc = ks_check_input(m, 1, in->name, strlen(in->name), in->datatype, strlen(in->datatype),
+			    in->shape, (int)in->n_shape, rows, err, errlen);
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < req->n_outputs; i++)
+		if ((rc = ks_check_output_name(m, (int)i, req->outputs[i]->name,
+					       strlen(req->outputs[i]->name), err, errlen)))
+			return rc;
+	tc = in->contents;
+	want = (size_t)*rows * m->in_dim;
+	if (req->n_raw_input_contents) {
+		if (req->n_raw_input_contents != 1) {
+			snprintf(err, errlen, "raw_input_contents: %zu entries for 1 input",
+				 req->n_raw_input_contents);
+			return 400;
+		}
+		if (tc) {
+			snprintf(err, errlen, "inputs[0].contents: not allowed with raw_input_contents");
+			return 400;
+		}
+		rc = ks_check_bytes(m, "raw_input_contents[0]", *rows, req->raw_input_contents[0].len,
+				    err, errlen);
+		*data = (const float *)req->raw_input_contents[0].data;
+		return rc;
+	}
+	if (!tc || tc->n_fp32_contents != want || tc->n_bool_contents || tc->n_int_contents ||
+	    tc->n_int64_contents || tc->n_uint_contents || tc->n_uint64_contents ||
+	    tc->n_fp64_contents || tc->n_bytes_contents) {
+		snprintf(err, errlen, "inputs[0].contents.fp32_contents: %zu values, expected %zu for "
+			 "shape [%d, %d] FP32 (and no other contents), or use raw_input_contents",
+			 tc ? tc->n_fp32_contents : 0, want, *rows, m->in_dim);
+		return 400;
+	}
+	*data = tc->fp32_contents;
+	return 0;
+}
+

@@ -1,0 +1,52 @@
+/*
+ * grpccodec.h - the pure parts of the gRPC codec (grpc.h): the 5-byte
+ * message framing and the checks of a decoded ModelInferRequest against a
+ * model, with HTTP's rules and messages (kserve.h).  No call, no runtime:
+ * what grpc.c and the fuzz target (tests/fuzz/fuzz_grpc.c) share.
+ */
+#ifndef INFERGW_GRPCCODEC_H
+#define INFERGW_GRPCCODEC_H
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "grpc_service.pb-c.h"
+
+#define GC_FRAME_HDR 5		/* compressed flag, 4-byte big-endian length */
+
+struct model;
+struct front_hints;
+
+/*
+ * gc_frame - the frame that starts at p (len bytes there): its compressed
+ * flag and message length into *flag, *mlen.  1: the whole message is
+ * there (GC_FRAME_HDR + *mlen bytes); 0: not yet (fewer than 5 bytes: flag
+ * and mlen unset); -EPROTO: a flag other than 0 or 1; -EFBIG: a length
+ * over max.
+ */
+int gc_frame(const uint8_t *p, size_t len, uint64_t max, uint8_t *flag, size_t *mlen);
+/*
+ * gc_infer_params - req's parameters into h: priority in [0, 1000000],
+ * timeout in µs (saturated at KS_TIMEOUT_MAX_US); those infergw refuses
+ * (sequence, shared memory) on the request, the input or an output are
+ * a 400 naming them; others are ignored, as over HTTP.  0 or 400 with err.
+ */
+int gc_infer_params(const Inference__ModelInferRequest *req, struct front_hints *h,
+		    char *err, size_t errlen);
+/*
+ * gc_timeout_us - grpc-timeout (1 to 8 digits and a unit H M S m u n) in
+ * µs, at least 1, saturated at KS_TIMEOUT_MAX_US; 0 when v is NULL, -1
+ * when malformed.
+ */
+int64_t gc_timeout_us(const char *v);
+/*
+ * gc_infer_input - req's one input for m: *rows, and *data its FP32
+ * values (raw_input_contents[0] or contents.fp32_contents: a view into
+ * req, maybe unaligned).  Checks what HTTP checks (name, datatype, shape,
+ * rows, byte or value counts, requested outputs).  0 or 400 with err.
+ */
+int gc_infer_input(const struct model *m, const Inference__ModelInferRequest *req, int *rows,
+		   const float **data, char *err, size_t errlen);
+
+#endif

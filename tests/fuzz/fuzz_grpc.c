@@ -1,0 +1,133 @@
+/*
+ * fuzz_grpc.c - libFuzzer target for the gRPC codec's decode path
+ * (gateway/api/grpccodec.c with protobuf-c's generated unpacker): the
+ * 5-byte framing, protobuf decoding of every request message, and the
+ * ModelInferRequest checks (gc_infer_params, gc_infer_input) against the
+ * fuzz model, as a ModelStreamInfer stream would be read.
+ *
+ * Input layout: byte 0 picks the other request type each payload is also
+ * decoded as (and its low bit whether a grpc-timeout is parsed from the
+ * next bytes up to a NUL); the rest is a stream of frames, read until one
+ * is not whole or is refused (flag > 1, length over 64 KiB).  Each payload
+ * lives in its own exact-size malloc'd buffer.  Every message that
+ * decodes must re-encode to bytes that decode and re-encode the same.
+ */
+#include <stdint.h>
+
+#include "front.h"
+#include "fuzz_model.h"
+#include "grpccodec.h"
+
+#define FZ_MAX_MSG (64 << 10)
+
+static const ProtobufCMessageDescriptor *const fz_others[] = {
+	&inference__server_live_request__descriptor,
+	&inference__server_ready_request__descriptor,
+	&inference__model_ready_request__descriptor,
+	&inference__server_metadata_request__descriptor,
+	&inference__model_metadata_request__descriptor,
+	&inference__model_config_request__descriptor,
+	&inference__model_statistics_request__descriptor,
+	&inference__repository_index_request__descriptor,
+	&inference__repository_model_load_request__descriptor,
+	&inference__repository_model_unload_request__descriptor,
+};
+
+/* m packs to bytes that unpack and pack to the same bytes. */
+static void fz_round_trip(const ProtobufCMessage *m)
+{
+	size_t n = protobuf_c_message_get_packed_size(m), n2;
+	uint8_t *a = malloc(n ? n : 1), *b;
+	ProtobufCMessage *again;
+
+	FZ_CHECK(a && protobuf_c_message_pack(m, a) == n);
+	again = protobuf_c_message_unpack(m->descriptor, NULL, n, a);
+	FZ_CHECK(again);
+	n2 = protobuf_c_message_get_packed_size(again);
+	b = malloc(n2 ? n2 : 1);
+	FZ_CHECK(b && n2 == n && protobuf_c_message_pack(again, b) == n2 && !memcmp(a, b, n));
+	protobuf_c_message_free_unpacked(again, NULL);
+	free(a);
+	free(b);
+}
+
+/* The ModelInferRequest checks on what decoded. */
+static void fz_infer(const Inference__ModelInferRequest *req)
+{
+	struct front_hints h = { 0 };
+	const float *data = NULL;
+	char err[512] = "";
+	int rows = 0, rc;
+
+	rc = gc_infer_params(req, &h, err, sizeof(err));
+	FZ_CHECK(rc == 0 || (rc == 400 && err[0] && strnlen(err, sizeof(err)) < sizeof(err)));
+	if (!rc) {
+		FZ_CHECK(h.priority >= 0 && h.priority <= 1000000);
+		FZ_CHECK(h.timeout_us >= 0 && h.timeout_us <= KS_TIMEOUT_MAX_US);
+	}
+	err[0] = 0;
+	rc = gc_infer_input(fz_get_model(), req, &rows, &data, err, sizeof(err));
+	FZ_CHECK(rc == 0 || (rc == 400 && err[0] && strnlen(err, sizeof(err)) < sizeof(err)));
+	if (!rc) {
+		volatile float sum = 0;
+
+		FZ_CHECK(rows >= 1 && rows <= FZ_MAX_BATCH && data);
+		for (int i = 0; i < rows * FZ_IN_DIM; i++) {	/* every promised value readable */
+			float v;
+
+			memcpy(&v, data + i, sizeof(v));	/* raw contents may be unaligned */
+			sum += v;
+		}
+		(void)sum;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	const ProtobufCMessageDescriptor *other;
+	size_t off = 1;
+
+	if (size < 1)
+		return 0;
+	other = fz_others[data[0] % (sizeof(fz_others) / sizeof(fz_others[0]))];
+	if (data[0] & 0x80) {	/* a grpc-timeout value up to a NUL (at most 15 bytes) */
+		char v[16];
+		size_t n = 0;
+		int64_t us;
+
+		while (off < size && n < sizeof(v) - 1 && data[off])
+			v[n++] = (char)data[off++];
+		v[n] = 0;
+		off++;
+		us = gc_timeout_us(v);
+		FZ_CHECK(us == -1 || (us >= 1 && us <= KS_TIMEOUT_MAX_US));
+	}
+	while (off < size) {
+		uint8_t flag;
+		size_t mlen;
+		int rc = gc_frame(data + off, size - off, FZ_MAX_MSG, &flag, &mlen);
+		ProtobufCMessage *m;
+		uint8_t *payload;
+
+		FZ_CHECK(rc == 1 || rc == 0 || rc == -EPROTO || rc == -EFBIG);
+		if (rc != 1)
+			break;
+		FZ_CHECK(flag <= 1 && mlen <= FZ_MAX_MSG && GC_FRAME_HDR + mlen <= size - off);
+		payload = (uint8_t *)fz_dup(data + off + GC_FRAME_HDR, mlen);
+		off += GC_FRAME_HDR + mlen;
+		m = protobuf_c_message_unpack(&inference__model_infer_request__descriptor, NULL,
+					      mlen, payload);
+		if (m) {
+			fz_infer((const Inference__ModelInferRequest *)m);
+			fz_round_trip(m);
+			protobuf_c_message_free_unpacked(m, NULL);
+		}
+		m = protobuf_c_message_unpack(other, NULL, mlen, payload);
+		if (m) {
+			fz_round_trip(m);
+			protobuf_c_message_free_unpacked(m, NULL);
+		}
+		free(payload);
+	}
+	return 0;
+}
