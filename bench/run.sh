@@ -18,9 +18,11 @@
 #                          stage cycles; UDP over veth vs HTTP/2 (root, DPDK build)
 #  10. bench/int8.sh      mlp-large INT8 vs FP32 at batch 1/8/64: raw oneDNN
 #                          s8s8 vs f32, the CPU backend, through the gateway
+#  11. bench/grpc.sh      KServe v2 gRPC vs HTTP/2 JSON vs binary tensors:
+#                          digits 1 row, mlp-large 64 rows; req/s, server CPU/req
 #   (the simulator has its own report: bench/sim/report.sh, `make sim-report`)
 #
-# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload|remote|gpu|dpdk|int8]...   (default: all)
+# usage: bench/run.sh [h2|infer|kernel|payloads|overload|reload|remote|gpu|dpdk|int8|grpc]...   (default: all)
 # Per-round raw results: bench/results/raw/{h2_health,infer}.jsonl.
 # Each part is bounded in requests and seconds; all traffic is 127.0.0.1.
 # bench/RESULTS.md is curated by hand from a run's latest.md.
@@ -28,7 +30,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 
-PARTS=${*:-h2 infer kernel payloads overload reload remote gpu dpdk int8}
+PARTS=${*:-h2 infer kernel payloads overload reload remote gpu dpdk int8 grpc}
 mkdir -p bench/results
 STAMP=$(date -u +%Y%m%dT%H%M%SZ)
 OUT=bench/results/latest.md
@@ -61,7 +63,8 @@ for p in $PARTS; do
 	gpu) script=bench/gpu.sh ;;
 	dpdk) script=bench/dpdk.sh ;;
 	int8) script=bench/int8.sh ;;
-	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload, remote, gpu, dpdk, int8)" >&2; exit 2 ;;
+	grpc) script=bench/grpc.sh ;;
+	*) echo "run.sh: unknown part '$p' (h2, infer, kernel, payloads, overload, reload, remote, gpu, dpdk, int8, grpc)" >&2; exit 2 ;;
 	esac
 	echo "== $script" >&2
 	s0=$(date +%s)

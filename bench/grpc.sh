@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# bench/grpc.sh - the same inference as KServe v2 gRPC (ModelInfer, raw
+# contents), HTTP/2 JSON and HTTP/2 with Triton's binary tensor extension,
+# on one infergw in one run: req/s and server CPU per request (from
+# /proc/PID/stat around each h2load run), rounds interleaved.
+#
+#   digits     1 row (64 floats in, 10 out)
+#   mlp-large  64 rows (1024 floats each in and out; ~3 GFLOP a request,
+#              so that part is a few hundred requests)
+#
+# h2load drives gRPC unary calls as plain HTTP/2 POSTs of one framed
+# ModelInferRequest (-d, content-type application/grpc, te: trailers); a
+# gRPC error is still HTTP 200, so the gateway's own count of answers with
+# grpc-status 0 (infergw_grpc_requests_total) is checked against the
+# requests sent.  One request of each kind is checked against the reference
+# first (grpc_bench.py check).  No --log-file: h2load's per-request log
+# would cost the client more than the difference measured.
+#
+# usage: bench/grpc.sh [OUT.md]     (markdown; default stdout)
+# env:   N=20000 C=16 M=16 ROUNDS=3 WARM=2000   (digits)
+#        NL=48 CL=2 ML=2 ROUNDS_L=3 WARM_L=8    (mlp-large)
+set -u
+. "$(dirname "$0")/lib.sh"
+bench_init grpc "gRPC vs HTTP/2 JSON vs binary tensors"
+
+OUT_MD=${1:-/dev/stdout}
+bench_load_params 20000 16 16 3 2000  # N C M ROUNDS WARM
+NL=${NL:-48}
+CL=${CL:-2}
+ML=${ML:-2}
+ROUNDS_L=${ROUNDS_L:-3}
+WARM_L=${WARM_L:-8}
+DIGITS="$BENCH_ROOT/config/models/digits"
+LARGE="$BENCH_ROOT/config/models/mlp-large"
+HELPER="$BENCH_ROOT/bench/grpc_bench.py"
+
+bench_need_infergw
+command -v "$H2LOAD" >/dev/null || bench_fail "h2load not found"
+if [ ! -f "$LARGE/model.safetensors" ] || [ ! -f "$LARGE/model.yaml" ]; then
+	echo "grpc: generating $LARGE" >&2
+	$PY "$BENCH_ROOT/tools/gen_mlp.py" --out "$LARGE" >&2 || bench_fail "tools/gen_mlp.py failed"
+fi
+mkdir -p "$T/digits" "$T/large"
+SRC_D=$($PY "$HELPER" gen "$DIGITS" "$T/digits" 1 1) || bench_fail "cannot build the digits bodies"
+SRC_L=$($PY "$HELPER" gen "$LARGE" "$T/large" 64 1) || bench_fail "cannot build the mlp-large bodies"
+
+PORT=$(bench_free_port)
+APORT=$(bench_free_port)
+{
+	bench_gw_yaml_head "$PORT" 1 info "$APORT"
+	cat <<EOF2
+models:
+  - {name: digits, path: $DIGITS, max_batch: 32, max_queue_delay_us: 0, max_queue: 4096}
+  - {name: mlp-large, path: $LARGE, max_batch: 64, max_queue_delay_us: 0, max_queue: 4096}
+backends:
+  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits, mlp-large]}
+EOF2
+} >"$T/infergw.yaml"
+bench_start_gw "$T/infergw.log" "$T/infergw.yaml" "$PORT" 60
+PID=$BENCH_LAST_PID
+BASE="http://127.0.0.1:$PORT"
+
+CHECKS=""
+for part in digits large; do
+	model=digits
+	[ $part = large ] && model=mlp-large
+	line=$($PY "$HELPER" check "$T/$part" "$PORT" "$model") || bench_fail "$model: $line"
+	CHECKS="$CHECKS- $model: $line"$'\n'
+	echo "grpc: $model $line" >&2
+done
+
+fmt_args() { # DIR FORMAT
+	case $2 in
+	json) echo "-d $1/json.body -H content-type:application/json" ;;
+	bin) echo "-d $1/bin.body -H inference-header-content-length:$(cat "$1/bin.hl")" ;;
+	grpc) echo "-d $1/grpc.body -H content-type:application/grpc -H te:trailers" ;;
+	esac
+}
+fmt_url() { # FORMAT MODEL
+	if [ "$1" = grpc ]; then
+		echo "$BASE/inference.GRPCInferenceService/ModelInfer"
+	else
+		echo "$BASE/v2/models/$2/infer"
+	fi
+}
+grpc_ok() { # the gateway's count of ModelInfer answers with grpc-status 0
+	curl -s --max-time 5 "http://127.0.0.1:$APORT/metrics" |
+		awk '/^infergw_grpc_requests_total\{method="ModelInfer",code="0"\}/ { print $2 }' | tail -1
+}
+
+: >"$T/runs.jsonl"
+GRPC_SENT=0
+G0=$(grpc_ok)
+run_part() { # PART MODEL N C M ROUNDS WARM
+	local part=$1 model=$2 n=$3 c=$4 m=$5 rounds=$6 warm=$7 r f
+	for f in json bin grpc; do
+		# shellcheck disable=SC2046
+		bench_h2load "$T/warm.$part.$f.out" "" -n "$warm" -c "$c" -m "$m" -t 1 \
+			$(fmt_args "$T/$part" $f) "$(fmt_url $f "$model")"
+		[ $f = grpc ] && GRPC_SENT=$((GRPC_SENT + warm))
+	done
+	for r in $(seq "$rounds"); do
+		for f in json bin grpc; do
+			# shellcheck disable=SC2046
+			bench_measure "$part.$f" "$PID" "$T/$part.$f.$r.out" "" "$T/runs.jsonl" \
+				-n "$n" -c "$c" -m "$m" -t 1 $(fmt_args "$T/$part" $f) "$(fmt_url $f "$model")"
+			[ $f = grpc ] && GRPC_SENT=$((GRPC_SENT + n))
+			echo "grpc: round $r $part.$f: $(grep -o 'finished in .*req/s' "$T/$part.$f.$r.out"); $(grep -o 'status codes: .*' "$T/$part.$f.$r.out")" >&2
+		done
+	done
+}
+H2LOAD_TIMEOUT=60 run_part digits digits "$N" "$C" "$M" "$ROUNDS" "$WARM"
+H2LOAD_TIMEOUT=180 run_part large mlp-large "$NL" "$CL" "$ML" "$ROUNDS_L" "$WARM_L"
+bench_warn_if_dead "$PID"
+G1=$(grpc_ok)
+GRPC_OK=$(awk -v a="${G0:-0}" -v b="${G1:-0}" 'BEGIN { printf "%d", b - a }')
+
+{
+	echo "## $BENCH_TITLE"
+	echo
+	bench_env_md
+	echo "- server: infergw, listen.threads 1, CPU backend workers 1, threads_per_worker 1; digits max_batch 32, mlp-large max_batch 64, max_queue_delay_us 0"
+	echo "- digits input: $SRC_D; mlp-large input: $SRC_L"
+	echo "- answers: JSON in -> JSON out; binary in -> binary out; gRPC raw_input_contents -> raw_output_contents"
+	echo "- one request per format checked against the reference first:"
+	printf '%s' "$CHECKS" | sed 's/^- /  - /'
+	echo "- gRPC calls answered grpc-status 0 (the gateway's count): $GRPC_OK of $GRPC_SENT sent"
+	echo "- commands (digits: $ROUNDS rounds after $WARM-request warm-ups; mlp-large: $ROUNDS_L rounds after $WARM_L; formats interleaved within a round; req/s and CPU = median round):"
+	echo
+	echo '```'
+	for part in digits large; do
+		model=digits n=$N c=$C m=$M
+		[ $part = large ] && model=mlp-large n=$NL c=$CL m=$ML
+		for f in json bin grpc; do
+			echo "$PIN_CLI h2load -n $n -c $c -m $m -t 1 $(fmt_args "$T/$part" $f | sed "s#$T/##g") $(fmt_url $f $model | sed "s#$BASE#http://127.0.0.1:PORT#")"
+		done
+	done
+	echo '```'
+	echo
+	$PY "$HELPER" table "$T/runs.jsonl"
+	echo
+	bench_log_problems "$T/infergw.log"
+	echo
+} >>"$OUT_MD"
+[ "$GRPC_OK" = "$GRPC_SENT" ] || bench_fail "gRPC: $GRPC_OK calls answered OK of $GRPC_SENT sent"

@@ -1,0 +1,161 @@
+#!/usr/bin/python3
+"""grpc_bench.py - bodies, answer checks and the table for bench/grpc.sh.
+
+usage: grpc_bench.py gen MODEL_DIR OUTDIR ROWS SEED
+       grpc_bench.py check OUTDIR PORT MODEL
+       grpc_bench.py table RUNS.jsonl
+
+gen writes the same ROWS-row input (seeded uniform [0, 1) floats, or the
+first ROWS rows of heldout.safetensors when the model has one) three ways:
+OUTDIR/json.body (KServe v2 JSON), OUTDIR/bin.body + bin.hl (Triton's
+binary tensor extension, binary output), OUTDIR/grpc.body (one framed
+inference.ModelInferRequest with raw_input_contents, what h2load posts with
+content-type application/grpc); OUTDIR/expect.npy is the float64 reference
+(payloads.py's forward).  Python stubs for the gRPC check are compiled into
+OUTDIR from proto/grpc_service.proto.
+
+check sends one request of each kind (httpx over h2c for JSON and binary,
+grpcio for gRPC) and compares every answer with the reference; it prints
+one line and exits 1 on a mismatch.
+
+table prints the markdown table from parse_h2load.py JSON lines named
+PART.FORMAT (rounds interleaved): req/s and server CPU per request (median
+round), each format's ratio to JSON of the same part.
+"""
+import importlib
+import json
+import os
+import statistics
+import struct
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import payloads  # noqa: E402  (safetensors, forward)
+
+
+def stubs(outdir):
+    from grpc_tools import protoc
+    proto = os.path.join(HERE, "..", "proto")
+    if not os.path.exists(os.path.join(outdir, "grpc_service_pb2_grpc.py")):
+        assert protoc.main(["protoc", f"-I{proto}", f"--python_out={outdir}",
+                            f"--grpc_python_out={outdir}",
+                            os.path.join(proto, "grpc_service.proto")]) == 0
+    sys.path.insert(0, outdir)
+    return (importlib.import_module("grpc_service_pb2"),
+            importlib.import_module("grpc_service_pb2_grpc"))
+
+
+def model_yaml(path):
+    """model.yaml as payloads.forward wants it (PyYAML: flow mappings may
+    span lines, as digits' outputs do)."""
+    import yaml
+    meta = yaml.safe_load(open(path))
+    meta["inputs"] = [(t["name"], int(t["shape"][-1])) for t in meta["inputs"]]
+    meta["outputs"] = [(t["name"], int(t["shape"][-1])) for t in meta["outputs"]]
+    return meta
+
+
+def gen(model_dir, outdir, rows, seed):
+    pb, _ = stubs(outdir)
+    meta = model_yaml(os.path.join(model_dir, "model.yaml"))
+    (in_name, width), (out_name, _) = meta["inputs"][0], meta["outputs"][0]
+    held = os.path.join(model_dir, "heldout.safetensors")
+    if os.path.exists(held):
+        x = payloads.safetensors(held)["features"][:rows].astype("<f4")
+        src = f"rows 0..{rows - 1} of heldout.safetensors"
+    else:
+        x = np.random.default_rng(seed).random((rows, width), dtype=np.float32).astype("<f4")
+        src = f"{rows} x {width} seeded uniform [0, 1) floats (seed {seed})"
+    w = payloads.safetensors(os.path.join(model_dir, meta.get("weights", "model.safetensors")))
+    np.save(os.path.join(outdir, "expect.npy"),
+            np.stack([payloads.forward(meta, w, r) for r in x]))
+    inp = {"name": in_name, "shape": [rows, width], "datatype": "FP32"}
+    with open(os.path.join(outdir, "json.body"), "w") as f:
+        f.write(json.dumps({"inputs": [dict(inp, data=[float(v) for v in x.reshape(-1)])]},
+                           separators=(",", ":")))
+    hdr = json.dumps({"inputs": [dict(inp, parameters={"binary_data_size": x.nbytes})],
+                      "outputs": [{"name": out_name, "parameters": {"binary_data": True}}]},
+                     separators=(",", ":")).encode()
+    with open(os.path.join(outdir, "bin.body"), "wb") as f:
+        f.write(hdr + x.tobytes())
+    with open(os.path.join(outdir, "bin.hl"), "w") as f:
+        f.write(str(len(hdr)))
+    req = pb.ModelInferRequest(model_name=meta["name"])
+    req.inputs.add(name=in_name, datatype="FP32", shape=[rows, width])
+    req.raw_input_contents.append(x.tobytes())
+    msg = req.SerializeToString()
+    with open(os.path.join(outdir, "grpc.body"), "wb") as f:
+        f.write(struct.pack(">BI", 0, len(msg)) + msg)
+    print(src)
+
+
+def check(outdir, port, model):
+    import grpc
+    import httpx
+    pb, svc = stubs(outdir)
+    want = np.load(os.path.join(outdir, "expect.npy"))
+    got = {}
+    url = f"http://127.0.0.1:{port}/v2/models/{model}/infer"
+    with httpx.Client(http1=False, http2=True, timeout=60) as c:
+        r = c.post(url, content=open(os.path.join(outdir, "json.body"), "rb").read(),
+                   headers={"content-type": "application/json"})
+        r.raise_for_status()
+        got["json"] = np.asarray(r.json()["outputs"][0]["data"], dtype=np.float64)
+        hl = open(os.path.join(outdir, "bin.hl")).read().strip()
+        r = c.post(url, content=open(os.path.join(outdir, "bin.body"), "rb").read(),
+                   headers={"inference-header-content-length": hl})
+        r.raise_for_status()
+        n = int(r.headers["inference-header-content-length"])
+        got["bin"] = np.frombuffer(r.content[n:], dtype="<f4").astype(np.float64)
+    body = open(os.path.join(outdir, "grpc.body"), "rb").read()
+    req = pb.ModelInferRequest.FromString(body[5:])
+    ch = grpc.insecure_channel(f"127.0.0.1:{port}",
+                               options=[("grpc.max_receive_message_length", 64 << 20)])
+    resp = svc.GRPCInferenceServiceStub(ch).ModelInfer(req, timeout=60)
+    got["grpc"] = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").astype(np.float64)
+    ch.close()
+    line = []
+    for k, v in got.items():
+        err = float(np.max(np.abs(v - want.reshape(-1))))
+        ok = v.size == want.size and np.allclose(v, want.reshape(-1), rtol=1e-4, atol=1e-5)
+        line.append(f"{k}: {v.size} values, max |diff| {err:.2e}{'' if ok else ' MISMATCH'}")
+        if not ok:
+            print("; ".join(line))
+            sys.exit(1)
+    print("; ".join(line))
+
+
+def table(runs_path):
+    runs = {}
+    for line in open(runs_path):
+        r = json.loads(line)
+        runs.setdefault(r["name"], []).append(r)
+    med = {k: (statistics.median(x.get("rps") or 0 for x in v),
+               statistics.median(x.get("cpu_us_per_req") or 0 for x in v), len(v))
+           for k, v in runs.items()}
+    print("| part | format | rounds | req/s (median) | server CPU µs/req (median) | req/s vs JSON | CPU/req vs JSON |")
+    print("|---|---|---|---|---|---|---|")
+    for name, (rps, cpu, n) in med.items():
+        part, fmt = name.split(".", 1)
+        base = med.get(f"{part}.json")
+        rr = f"{rps / base[0]:.2f}x" if base and base[0] else "-"
+        cr = f"{cpu / base[1]:.2f}x" if base and base[1] else "-"
+        print(f"| {part} | {fmt} | {n} | {rps:.0f} | {cpu:.1f} | {rr} | {cr} |")
+
+
+def main(argv):
+    if argv[1:2] == ["gen"] and len(argv) == 6:
+        gen(argv[2], argv[3], int(argv[4]), int(argv[5]))
+    elif argv[1:2] == ["check"] and len(argv) == 5:
+        check(argv[2], int(argv[3]), argv[4])
+    elif argv[1:2] == ["table"] and len(argv) == 3:
+        table(argv[2])
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)
