@@ -6,10 +6,13 @@
  * A call is gRPC when HTTP/2 sees content-type application/grpc (h2.c sets
  * call->grpc); api_handle then hands it to grpc_handle.  Unary methods:
  * ServerLive, ServerReady, ModelReady, ServerMetadata, ModelMetadata,
- * ModelInfer.  Each answer is HTTP 200 with one length-prefixed protobuf
+ * ModelInfer, and Triton's ModelConfig, ModelStatistics, RepositoryIndex,
+ * RepositoryModelLoad/Unload (answers built from the HTTP endpoints' own
+ * JSON).  Each answer is HTTP 200 with one length-prefixed protobuf
  * message and the trailers grpc-status / grpc-message, or trailers-only
  * (no message, the status in the headers) for an error.  HTTP/1.1 never
- * carries gRPC.
+ * carries gRPC.  Request messages may be gzip (grpc-encoding), inflated
+ * within limits.max_body_bytes; answers are identity.
  *
  * ModelStreamInfer (bidirectional streaming) is dispatched when its
  * headers arrive (call->grpc_stream); h2.c then hands it every DATA chunk
