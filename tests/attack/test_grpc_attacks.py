@@ -102,3 +102,59 @@ def test_unfinished_grpc_messages_hold_bounded_memory(module_gw, model):
     print(f"\nRSS growth with 256 unfinished gRPC messages: {grown} KiB")
     assert grown < attacklib.RSS_SCALE * 32 * 1024, f"{grown} KiB for 50 KiB sent"
     attacklib.assert_alive(g)
+
+
+def test_stream_client_that_never_reads_answers_is_bounded(module_gw, model):
+    """One ModelStreamInfer stream whose client sends requests as fast as
+    its window allows and never acknowledges an answer (its receive window
+    stays shut at 64 KiB): the gateway stops taking requests once 1 MiB of
+    answers wait, stops reopening the client's window, and holds bounded
+    memory; others are served meanwhile."""
+    import socket
+    import time
+    g = module_gw("grpc", max_body_bytes=1 << 20)
+    pid = g.proc.pid
+    rss0 = attacklib.rss_kb(pid)
+    # a 1-row digits ModelInferRequest, field by field (model_name=1,
+    # inputs=5 {name=1, datatype=2, shape=3 packed}, raw_input_contents=7)
+    tensor = b"\x0a\x05input\x12\x04FP32\x1a\x02\x01\x40"
+    msg = prefixed(b"\x0a\x06digits" + b"\x2a" + bytes([len(tensor)]) + tensor +
+                   b"\x3a\x80\x02" + b"\x00" * 256)
+    sent, last_growth, t0 = 0, time.monotonic(), time.monotonic()
+    with attacklib.Bystander(g, model) as by:
+        c = H2Client(g.port, timeout=10)
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                  (":authority", "127.0.0.1"),
+                                  (":path", SVC + "ModelStreamInfer"), *GRPC])
+        c._flush()
+        c.sock.settimeout(0.05)
+        while time.monotonic() - t0 < 8 and time.monotonic() - last_growth < 2:
+            n = min(c.conn.local_flow_control_window(sid) // len(msg),
+                    c.conn.max_outbound_frame_size // len(msg))
+            if n:
+                c.conn.send_data(sid, msg * n)
+                c._flush()
+                sent += n
+                last_growth = time.monotonic()
+                continue
+            try:
+                data = c.sock.recv(1 << 16)
+            except socket.timeout:
+                continue
+            if not data:
+                break
+            c.conn.receive_data(data)  # WINDOW_UPDATEs; answers never acknowledged
+            c._flush()
+        grown = attacklib.rss_kb(pid) - rss0
+        by.wait_for(3)
+        c.close()
+    by.assert_served()
+    print(f"\nstream client that never reads: {sent} requests sent "
+          f"({sent * len(msg) >> 10} KiB) before the gateway stopped taking more; "
+          f"RSS +{grown} KiB")
+    # answers of ~100 bytes: the 1 MiB output bound is ~10k of them, plus
+    # the stream's window (1 MiB + 16 KiB here) of requests
+    assert sent * len(msg) < 16 << 20, sent
+    assert grown < attacklib.RSS_SCALE * 64 * 1024, f"{grown} KiB"
+    attacklib.assert_alive(g)
