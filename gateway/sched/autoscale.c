@@ -20,8 +20,8 @@ struct asc_pool {
 	char *name;
 	struct scale_track trk;
 	bool seen;
-	double last_s;			/* S and k when last measured: a pool whose */
-	int last_k;			/* backends are all down keeps its demand */
+	double last_b, last_s;		/* B*, S and k when last measured: a pool */
+	int last_k;			/* whose backends are all down keeps its demand */
 	/* this render */
 	struct scale_obs obs;
 	int up;				/* backends taking requests */
@@ -123,62 +123,105 @@ static void asc_count(struct asc_pool *p, const struct runtime *rt, struct rt_ba
 	}
 }
 
+#define ASC_CANDS 16		/* candidate batch sizes: 1, 2, 4, ... and the limit */
+
 /*
- * One replica's batch time S at rows and its slots k.  An agent that
- * reports its own execution time and threads (ops->view) is measured by
- * those: the gateway's time of a remote batch also holds the network and
- * the agent's queue, and its window is not its parallelism.  Otherwise the
- * learned service time of the slowest queue (conservative) and the
- * backend's credits.
+ * rb's service-time curve: t[i] seconds for a batch of rows[i] rows, the
+ * powers of two up to the smallest batch limit of its queues and that
+ * limit; for each size the slowest of its queues (conservative).  Returns
+ * the number of sizes.
  */
-static void asc_replica(struct rt_backend *rb, int rows, double *s, int *k)
+static int asc_curve(struct rt_backend *rb, int *rows, double *t)
 {
-	struct be_load v = { 0 };
-	uint64_t worst = 0;
+	int lim = 0, n = 0;
 
-	*s = 0;
-	*k = rb->be.credits > 0 ? rb->be.credits : 1;
-	if (rb->be.ops && rb->be.ops->view && rb->be.ops->view(&rb->be, &v) == 0 &&
-	    v.service_ns > 0 && v.parallel > 0) {
-		*s = v.service_ns / 1e9;
-		*k = v.parallel;
-		return;
-	}
 	for (int q = 0; q < rb->sched.n_q; q++) {
-		struct router_cand c;
-		int r = rows < rb->sched.qs[q].max_batch ? rows : rb->sched.qs[q].max_batch;
+		int m = atomic_load(&rb->sched.qs[q].max_batch);
 
-		sched_view(&rb->sched, q, r > 0 ? r : 1, 1, 0, &c);
-		if (c.exec_ns > worst)
-			worst = c.exec_ns;
+		if (m > 0 && (lim == 0 || m < lim))
+			lim = m;
 	}
-	*s = worst / 1e9;
+	for (int r = 1; lim > 0 && n < ASC_CANDS; r = r * 2 < lim ? r * 2 : lim) {
+		rows[n] = r;
+		t[n] = 0;
+		for (int q = 0; q < rb->sched.n_q; q++) {
+			struct router_cand c;
+
+			sched_view(&rb->sched, q, r, 1, 0, &c);
+			if (c.exec_ns / 1e9 > t[n])
+				t[n] = c.exec_ns / 1e9;
+		}
+		n++;
+		if (r == lim)
+			break;
+	}
+	return n;
 }
 
-/* S and k of p: the mean over its backends that are up (by pool name). */
+/*
+ * One replica's planned batch B*, its time S (scale_plan_batch on its
+ * curve) and its slots k; false when it has learned nothing to go on.  An
+ * agent that reports its own execution time and threads (ops->view) runs
+ * k = its threads, and its curve is the gateway's scaled to the agent's
+ * own time at the batch size seen: the gateway's time of a remote batch
+ * also holds the network and the agent's queue, and the window is not
+ * its parallelism.  Otherwise the gateway's curve and the credits.
+ */
+static bool asc_replica(struct rt_backend *rb, double objective_s, double seen_rows,
+			double *b, double *s, int *k)
+{
+	int rows[ASC_CANDS], n, i;
+	double t[ASC_CANDS], f = 1;
+	struct be_load v = { 0 };
+
+	n = asc_curve(rb, rows, t);
+	*k = rb->be.credits > 0 ? rb->be.credits : 1;
+	if (n < 1)
+		return false;
+	if (rb->be.ops && rb->be.ops->view && rb->be.ops->view(&rb->be, &v) == 0 &&
+	    v.service_ns > 0 && v.parallel > 0) {
+		int j = 0;
+
+		while (j < n - 1 && rows[j] < seen_rows)
+			j++;
+		if (t[j] > 0)
+			f = v.service_ns / 1e9 / t[j];
+		*k = v.parallel;
+	}
+	for (int j = 0; j < n; j++)
+		t[j] *= f;
+	i = scale_plan_batch(t, n, objective_s);
+	*b = rows[i];
+	*s = t[i];
+	return *s > 0;
+}
+
+/* B*, S and k of p: the means over its backends that are up (a pool is
+ * meant to be replicas of one kind). */
 static void asc_service(struct asc_pool *p, const struct runtime *rt)
 {
-	double sum_s = 0, sum_k = 0;
+	double sum_b = 0, sum_s = 0, sum_k = 0;
 	int n = 0;
 
 	for (int i = 0; i < rt->n_backends; i++) {
 		struct rt_backend *rb = rt->backends[i];
-		double s;
+		double b, s;
 		int k;
 
-		if (!asc_up(rb) || strcmp(asc_pool_of(rb), p->name))
+		if (!asc_up(rb) || strcmp(asc_pool_of(rb), p->name) ||
+		    !asc_replica(rb, p->objective_s, p->in.batch_rows_seen, &b, &s, &k))
 			continue;
-		asc_replica(rb, (int)(p->in.batch_rows + 0.5), &s, &k);
-		if (s <= 0)
-			continue;
+		sum_b += b;
 		sum_s += s;
 		sum_k += k;
 		n++;
 	}
 	if (n) {
+		p->last_b = sum_b / n;
 		p->last_s = sum_s / n;
 		p->last_k = (int)(sum_k / n + 0.5);
 	}
+	p->in.batch_rows = p->last_b > 1 ? p->last_b : 1;
 	p->in.batch_s = p->last_s;
 	p->in.slots = p->last_k > 0 ? p->last_k : 1;
 }
@@ -230,6 +273,7 @@ static double asc_v_up(const struct asc_pool *p) { return p->up; }
 static double asc_v_rate(const struct asc_pool *p) { return p->in.lambda; }
 static double asc_v_load(const struct asc_pool *p) { return p->out.load; }
 static double asc_v_rows(const struct asc_pool *p) { return p->in.batch_rows; }
+static double asc_v_seen(const struct asc_pool *p) { return p->in.batch_rows_seen; }
 static double asc_v_svc(const struct asc_pool *p) { return p->in.batch_s; }
 static double asc_v_obj(const struct asc_pool *p) { return p->in.objective_s; }
 static double asc_v_slots(const struct asc_pool *p) { return p->in.slots; }
@@ -258,8 +302,11 @@ void asc_render(struct evbuffer *out, const struct runtime *rt, uint64_t now_ns)
 		   "batch seconds.", asc_v_load);
 	asc_family(out, names, "infergw_pool_rows_per_request", "Rows per request (EWMA).",
 		   asc_v_rpr);
-	asc_family(out, names, "infergw_pool_batch_rows", "Rows per executed batch (EWMA).",
-		   asc_v_rows);
+	asc_family(out, names, "infergw_pool_batch_rows",
+		   "Rows per batch planned: the largest whose service time is at most half the "
+		   "objective.", asc_v_rows);
+	asc_family(out, names, "infergw_pool_batch_rows_seen", "Rows per executed batch (EWMA).",
+		   asc_v_seen);
 	asc_family(out, names, "infergw_pool_batch_seconds",
 		   "Service time of one batch of that size on one replica.", asc_v_svc);
 	asc_family(out, names, "infergw_pool_slots", "Batches one replica runs at once.",

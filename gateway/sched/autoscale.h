@@ -29,7 +29,8 @@ struct runtime;
  * asc_render - sample every pool of rt at now_ns and append the families
  * infergw_pool_desired_replicas, infergw_pool_replicas,
  * infergw_pool_arrival_rate, infergw_pool_load, infergw_pool_rows_per_request,
- * infergw_pool_batch_rows, infergw_pool_batch_seconds, infergw_pool_slots and
+ * infergw_pool_batch_rows, infergw_pool_batch_rows_seen,
+ * infergw_pool_batch_seconds, infergw_pool_slots and
  * infergw_pool_objective_seconds to out.
  * Thread-safe (one sampler at a time); pools no longer in rt are forgotten.
  */

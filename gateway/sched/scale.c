@@ -59,7 +59,21 @@ void scale_track_update(struct scale_track *t, const struct scale_obs *o, struct
 
 	in->lambda = scale_rate_update(&t->req, o->requests, o->now_ns);
 	in->rows_per_req = scale_ratio(rows, ok);
-	in->batch_rows = scale_ratio(br, b);
+	in->batch_rows_seen = scale_ratio(br, b);
+}
+
+int scale_plan_batch(const double *t_s, int n, double objective_s)
+{
+	int best = 0;
+
+	if (n < 1)
+		return -1;
+	if (objective_s <= 0)
+		return n - 1;
+	for (int i = 0; i < n; i++)
+		if (t_s[i] <= objective_s / 2)
+			best = i;
+	return best;
 }
 
 double scale_erlang_c(int c, double a)

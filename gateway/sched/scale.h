@@ -9,18 +9,23 @@
  * same `pool` key; a backend without one is a pool of its own
  * (docs/deploy.md, "Kubernetes: scaling").  One replica = one backend.
  *
- * The model (docs/deploy.md has the derivation).  Jobs are batches: the
- * pool's arrivals, lambda requests/s of r rows each, run as batches of B
- * rows (the batch size it forms now), each taking S seconds (the learned
- * service time of a B-row batch); a replica runs k batches at once (its
- * credits).  Offered load a = lambda * r / B * S busy slots (Erlangs).
- * With n replicas, c = n * k slots, and the wait of a batch in an M/M/c
- * queue exceeds t with probability
+ * The model (docs/deploy.md has the derivation).  Jobs are batches.  With
+ * greedy batching (a free slot takes what waits, up to the batch limit), a
+ * request waits for at most the batch running on its slot and then runs in
+ * the next one: about 2 t(B) end to end for batches of B rows.  So the
+ * objective allows batches of up to B* rows, the largest size with
+ * t(B*) <= objective / 2 (scale_plan_batch; max_batch without an
+ * objective), and B* rows per t(B*) seconds is the most one slot can carry
+ * while holding it: batch efficiency enters through the service-time curve
+ * at B*.  The pool's arrivals, lambda requests/s of r rows each, then need
+ * a = lambda * r / B* * S busy slots (Erlangs), S = t(B*); a replica runs
+ * k batches at once (its slots).  With n replicas, c = n * k slots, and the
+ * wait of a batch in an M/M/c queue exceeds t with probability
  *
  *     P(W > t) = C(c, a) * exp(-(c - a) * t / S)      (Erlang C)
  *
- * A request's wait budget is t = objective - S (it must still execute
- * after waiting).  desired = the smallest n in [min, max] with
+ * A request's wait budget is t = objective - S.  desired = the smallest n
+ * in [min, max] with
  *
  *     a / c <= rho_max                 (headroom: never plan a full pool)
  *     P(W > objective - S) <= p_miss   (when there is an objective and
@@ -66,8 +71,9 @@ struct scale_track {
 struct scale_in {
 	double lambda;			/* requests per second */
 	double rows_per_req;		/* >= 1 */
-	double batch_rows;		/* rows per batch formed (B), >= 1 */
-	double batch_s;			/* service time of a B-row batch (S); <= 0: unknown */
+	double batch_rows;		/* rows per batch planned (B*), >= 1 */
+	double batch_s;			/* service time of a B*-row batch (S); <= 0: unknown */
+	double batch_rows_seen;		/* rows per batch executed (informational) */
 	int slots;			/* batches one replica runs at once (k), >= 1 */
 	double objective_s;		/* a request's latency objective; 0 = none */
 	double rho_max;			/* utilization ceiling, (0, 1] */
@@ -96,8 +102,8 @@ double scale_rate_update(struct scale_rate *r, uint64_t count, uint64_t now_ns);
 void scale_track_init(struct scale_track *t, double tau_s);
 /*
  * scale_track_update - feed one observation; fills in's lambda,
- * rows_per_req and batch_rows (1 where nothing was seen) and leaves the
- * other fields alone.
+ * rows_per_req and batch_rows_seen (1 where nothing was seen) and leaves
+ * the other fields alone.
  */
 void scale_track_update(struct scale_track *t, const struct scale_obs *o, struct scale_in *in);
 /*
@@ -106,6 +112,14 @@ void scale_track_update(struct scale_track *t, const struct scale_obs *o, struct
  * a <= 0.  Stable for large c (Erlang B recursion).
  */
 double scale_erlang_c(int c, double a);
+/*
+ * scale_plan_batch - B*: of n candidate batch sizes (ascending) whose
+ * predicted times are t_s[], the index of the largest with t_s <=
+ * objective_s / 2; without an objective (0) the largest; when none fits,
+ * 0 (the smallest: the objective is below what batching can give).  -1
+ * when n < 1.
+ */
+int scale_plan_batch(const double *t_s, int n, double objective_s);
 /* scale_desired - the replicas in needs (the model above); out may be
  * NULL.  Returns the desired count. */
 int scale_desired(const struct scale_in *in, struct scale_out *out);

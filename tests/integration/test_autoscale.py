@@ -41,7 +41,7 @@ def _remote(name, port, pool):
 
 def pool(ms, name):
     keys = ("desired_replicas", "replicas", "arrival_rate", "load", "rows_per_request",
-            "batch_rows", "batch_seconds", "slots", "objective_seconds")
+            "batch_rows", "batch_rows_seen", "batch_seconds", "slots", "objective_seconds")
     return {k: ms.get((f"infergw_pool_{k}", frozenset({("pool", name)}))) for k in keys}
 
 
@@ -127,7 +127,10 @@ def test_fake_pool_signal_matches_formula(start_gw):
     p = pool(ms, "f0")
     assert_rate(p["arrival_rate"], N, (t1_start, t1_end), (t2_start, t2_end))
     assert p["rows_per_request"] == 2, p
-    assert 2 <= p["batch_rows"] <= 8, p
+    assert 1 <= p["batch_rows_seen"] <= 8, p
+    # t(B) = 2 ms at every size (fake: latency per batch): the largest
+    # batch, 8, fits half the objective
+    assert p["batch_rows"] == 8 and abs(p["batch_seconds"] - 0.002) < 0.0015, p
     assert p["slots"] == 2, p
     assert p["batch_seconds"] > 0, p
     # a = lambda x rows / B x S, exactly as exported

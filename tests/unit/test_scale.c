@@ -131,6 +131,21 @@ static void test_bounds_and_unknowns(void **state)
 	assert_int_equal(scale_desired(&in, NULL), 2);
 }
 
+/* B*: the largest batch whose time leaves half the objective. */
+static void test_plan_batch(void **state)
+{
+	/* t(B) = 2 ms + 0.25 ms x B at 1, 2, 4, ... 32 */
+	const double t[] = { 0.00225, 0.0025, 0.003, 0.004, 0.006, 0.010 };
+
+	(void)state;
+	assert_int_equal(scale_plan_batch(t, 6, 0.050), 5);	/* 10 ms <= 25 ms: 32 rows */
+	assert_int_equal(scale_plan_batch(t, 6, 0.012), 4);	/* 6 ms <= 6 ms: 16 rows */
+	assert_int_equal(scale_plan_batch(t, 6, 0.0119), 3);
+	assert_int_equal(scale_plan_batch(t, 6, 0.001), 0);	/* nothing fits: 1 row */
+	assert_int_equal(scale_plan_batch(t, 6, 0), 5);		/* no objective: the limit */
+	assert_int_equal(scale_plan_batch(t, 0, 0.05), -1);
+}
+
 static void test_rate_steady_and_irregular(void **state)
 {
 	struct scale_rate r;
@@ -181,6 +196,7 @@ static int sim_step(struct sim *s, double rate, int current)
 	s->o.batches += n / 4;
 	s->o.batch_rows += 8 * (n / 4);
 	scale_track_update(&s->trk, &s->o, &in);
+	in.batch_rows = 8;	/* planned: t(8) = 4 ms <= 50 ms / 2 */
 	return scale_desired(&in, NULL);
 }
 
@@ -199,7 +215,7 @@ static void test_track_steady_ramp_zero(void **state)
 	scale_track_update(&s.trk, &s.o, &in);	/* same time again: rates kept */
 	assert_float_equal(in.lambda, 2000, 1e-6);
 	assert_float_equal(in.rows_per_req, 2, 1e-9);
-	assert_float_equal(in.batch_rows, 8, 1e-9);
+	assert_float_equal(in.batch_rows_seen, 8, 1e-9);
 	/* a ramp 2000 -> 20000 req/s over 60 s: the signal never falls and
 	 * ends where the last rate needs, less the EWMA's lag (tau) */
 	for (int t = 1; t <= 60; t++) {
@@ -227,6 +243,7 @@ int main(void)
 		cmocka_unit_test(test_headroom_bound),
 		cmocka_unit_test(test_objective_bound),
 		cmocka_unit_test(test_bounds_and_unknowns),
+		cmocka_unit_test(test_plan_batch),
 		cmocka_unit_test(test_rate_steady_and_irregular),
 		cmocka_unit_test(test_track_steady_ramp_zero),
 	};
