@@ -27,6 +27,8 @@ for (const pool of ["cpu", "gpu"]) {
 const gpu = find("Deployment", "infergw-agent-gpu")?.spec.template.spec;
 const gpuc = gpu?.containers[0];
 expect(gpuc?.resources?.limits?.["nvidia.com/gpu"] == 1, "GPU agent without an nvidia.com/gpu limit of 1");
+const gargs = gpuc?.args ?? [];
+expect(gargs[gargs.indexOf("--backend") + 1] === "gpu", "GPU agent does not run --backend gpu");
 const na = gpu?.affinity?.nodeAffinity;
 expect(na?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms?.length, "GPU agent without a required GPU node term");
 expect(gpu?.tolerations?.some((t) => t.key === "nvidia.com/gpu"), "GPU agent does not tolerate nvidia.com/gpu");
