@@ -33,10 +33,14 @@ finish() { echo "k8s: $pass passed, $fail failed, $skip skipped"; [ "$fail" -eq 
 
 # kubectl from Debian's kubernetes-client, cached under build/k8s-tools.
 kubectl=$tools/root/usr/bin/kubectl
-if [ ! -x "$kubectl" ]; then
+fetch_kubectl() {
 	(cd "$tools" && rm -f kubernetes-client_*.deb &&
 	 timeout 300 apt-get download kubernetes-client >download.log 2>&1 &&
-	 dpkg-deb -x kubernetes-client_*.deb root) || true
+	 dpkg-deb -x kubernetes-client_*.deb root)
+}
+if [ ! -x "$kubectl" ] && ! fetch_kubectl && [ "$(id -u)" -eq 0 ]; then
+	# a fresh machine may have no package lists yet (as root: read them once)
+	timeout 300 apt-get update -q >"$tools/update.log" 2>&1 && fetch_kubectl
 fi
 if [ ! -x "$kubectl" ] || ! "$kubectl" version --client >/dev/null 2>&1; then
 	skipped all "no kubectl: apt-get download kubernetes-client failed ($(tail -1 "$tools/download.log" 2>/dev/null))"
