@@ -41,7 +41,9 @@ struct agt_opts {
 	char host[256];		/* --listen HOST:PORT (IPv6 as [addr]:port) */
 	int port;		/* 0: the kernel picks; logged at startup */
 	const char *models_dir;	/* --models DIR */
-	int threads;		/* --threads N: CPU workers = credits; default 1 */
+	int threads;		/* --threads N: workers (gpu: streams) = credits; default 1 */
+	enum backend_kind backend;	/* --backend cpu|gpu; default cpu */
+	int device;		/* --device N: the CUDA device (gpu); default 0 */
 	int max_inflight;	/* --max-inflight N: window per connection; default 2 x threads */
 	uint32_t max_frame;	/* --max-frame BYTES: payload limit */
 	int max_conns;		/* --max-connections N; default 64 */
@@ -162,14 +164,15 @@ typedef void (*agt_finish_fn)(struct agt_job *j);
 
 /*
  * agt_exec_open - load every model under dir (each subdirectory with a
- * model.yaml; one that fails is logged and skipped), open the CPU backend
- * with threads workers and load them there.  base: the loop completions
+ * model.yaml; one that fails is logged and skipped), open the backend of
+ * o->backend (cpu: o->threads workers; gpu: device o->device with
+ * o->threads streams) and load them there.  base: the loop completions
  * come back to; finish: see agt_finish_fn.  Returns the exec, or NULL
- * with *err (malloc'd, the caller frees) when nothing could be served.
- * Free with agt_exec_close.
+ * with *err (malloc'd, the caller frees) when nothing could be served
+ * (also: a GPU that cannot be opened).  Free with agt_exec_close.
  */
-struct agt_exec *agt_exec_open(void *base, const char *dir, int threads, agt_finish_fn finish,
-			       char **err);
+struct agt_exec *agt_exec_open(void *base, const char *dir, const struct agt_opts *o,
+			       agt_finish_fn finish, char **err);
 /* agt_exec_close - wait for batches in flight (their jobs are freed
  * unanswered), close the backend, free the models. */
 void agt_exec_close(struct agt_exec *x);

@@ -26,7 +26,11 @@ void agt_usage(void *fp)
 		"  -l, --listen HOST:PORT     address to listen on ([v6]:port; port 0: the\n"
 		"                             kernel picks, the startup log line says which)\n"
 		"  -m, --models DIR           every subdirectory with a model.yaml is served\n"
-		"  -t, --threads N            CPU workers = batches executing at once (default 1)\n"
+		"  -t, --threads N            CPU workers (gpu: CUDA streams, at most 16) =\n"
+		"                             batches executing at once (default 1)\n"
+		"      --backend cpu|gpu      what executes: the CPU backend (default) or the\n"
+		"                             GPU backend (builds with CUDA)\n"
+		"      --device N             the CUDA device of --backend gpu (default 0)\n"
 		"  -w, --max-inflight N       window: unanswered batches per connection\n"
 		"                             (default 2 x threads); more get status 429\n"
 		"      --max-frame BYTES      largest frame payload taken (default %u); a\n"
@@ -96,7 +100,10 @@ static int agt_arg_int(const char *flag, const char *s, long long min, long long
 	return 0;
 }
 
-enum { OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_FRAME_TMO, OPT_GRACE, OPT_OUT_CAP, OPT_LOG };
+enum { OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_FRAME_TMO, OPT_GRACE, OPT_OUT_CAP, OPT_LOG,
+       OPT_BACKEND, OPT_DEVICE };
+
+#define AGT_MAX_STREAMS 16	/* the GPU backend's limit (docs/config.md, streams) */
 
 int agt_opts_parse(struct agt_opts *o, int argc, char **argv, char *err, size_t errlen)
 {
@@ -111,6 +118,8 @@ int agt_opts_parse(struct agt_opts *o, int argc, char **argv, char *err, size_t 
 		{ "grace-ms", required_argument, NULL, OPT_GRACE },
 		{ "out-cap", required_argument, NULL, OPT_OUT_CAP },
 		{ "log-level", required_argument, NULL, OPT_LOG },
+		{ "backend", required_argument, NULL, OPT_BACKEND },
+		{ "device", required_argument, NULL, OPT_DEVICE },
 		{ "version", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -122,6 +131,7 @@ int agt_opts_parse(struct agt_opts *o, int argc, char **argv, char *err, size_t 
 	*o = (struct agt_opts){
 		.max_frame = AGT_MAX_FRAME_DEFAULT, .max_conns = 64, .frame_timeout_ms = 30000,
 		.grace_ms = 10000, .out_cap = 4u << 20, .log_level = LOG_INFO, .threads = 1,
+		.backend = BE_CPU,
 	};
 	optind = 0;	/* glibc: a full re-initialisation, so a second parse works */
 	opterr = 0;	/* our own messages */
@@ -179,6 +189,22 @@ int agt_opts_parse(struct agt_opts *o, int argc, char **argv, char *err, size_t 
 				return -EINVAL;
 			}
 			break;
+		case OPT_BACKEND:
+			if (!strcmp(optarg, "cpu")) {
+				o->backend = BE_CPU;
+			} else if (!strcmp(optarg, "gpu")) {
+				o->backend = BE_GPU;
+			} else {
+				snprintf(err, errlen, "--backend: expected cpu or gpu, got \"%s\"",
+					 optarg);
+				return -EINVAL;
+			}
+			break;
+		case OPT_DEVICE:
+			if (agt_arg_int("--device", optarg, 0, 64, &v, err, errlen))
+				return -EINVAL;
+			o->device = (int)v;
+			break;
 		case 'v':
 			return AGT_ARGS_VERSION;
 		case 'h':
@@ -206,6 +232,17 @@ int agt_opts_parse(struct agt_opts *o, int argc, char **argv, char *err, size_t 
 	}
 	if (!o->models_dir) {
 		snprintf(err, errlen, "--models DIR is required");
+		return -EINVAL;
+	}
+#ifndef USE_CUDA
+	if (o->backend == BE_GPU) {
+		snprintf(err, errlen, "--backend gpu: this infergw-agent was built without CUDA");
+		return -EINVAL;
+	}
+#endif
+	if (o->backend == BE_GPU && o->threads > AGT_MAX_STREAMS) {
+		snprintf(err, errlen, "--threads: the GPU backend runs at most %d streams, got %d",
+			 AGT_MAX_STREAMS, o->threads);
 		return -EINVAL;
 	}
 	if (!o->max_inflight)

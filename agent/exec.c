@@ -474,13 +474,16 @@ static int agt_exec_load_one(struct agt_exec *x, const char *dir, const char *na
 	return 0;
 }
 
-struct agt_exec *agt_exec_open(void *base, const char *dir, int threads, agt_finish_fn finish,
-			       char **err)
+struct agt_exec *agt_exec_open(void *base, const char *dir, const struct agt_opts *o,
+			       agt_finish_fn finish, char **err)
 {
+	int threads = o->threads;
 	struct backend_conf conf = {
-		.name = "agent", .kind = BE_CPU, .slots = threads, .threads_per_slot = 1,
-		.nice = 0,
+		.name = "agent", .kind = o->backend, .slots = threads, .threads_per_slot = 1,
+		.nice = 0, .device = o->device,
+		.gpu = { .graphs = true },	/* max_batch 0: the backend's default */
 	};
+	const struct backend_ops *ops = o->backend == BE_GPU ? BE_GPU_OPS : &be_cpu_ops;
 	struct dirent **ents = NULL;
 	struct agt_exec *x;
 	int n, i;
@@ -494,7 +497,11 @@ struct agt_exec *agt_exec_open(void *base, const char *dir, int threads, agt_fin
 	x->ev_done = event_new(base, -1, 0, agt_exec_on_done, x);
 	if (!x->ev_done || agt_credits_init(&x->credits, threads))
 		goto out_oom_close;
-	x->be.ops = &be_cpu_ops;
+	if (!ops) {	/* args.c refuses it first; kept for other callers */
+		*err = be_strdupf("--backend gpu: this infergw-agent was built without CUDA");
+		goto out_close;
+	}
+	x->be.ops = ops;
 	x->be.conf = conf;
 	if (x->be.ops->open(&x->be, &x->be.conf, err))
 		goto out_close;

@@ -75,7 +75,7 @@ int agt_run(const struct agt_opts *o)
 		log_error("msg=\"cannot start: no event base\"");
 		return 1;
 	}
-	x = agt_exec_open(l.base, o->models_dir, o->threads, agt_srv_finish, &err);
+	x = agt_exec_open(l.base, o->models_dir, o, agt_srv_finish, &err);
 	if (!x)
 		goto out_err;
 	l.srv = agt_srv_start(l.base, o, x, &port, &err);

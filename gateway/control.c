@@ -57,6 +57,7 @@ static struct {
 	struct ctl_override *overrides;
 	int n_overrides;
 	uint64_t watch_due_ns;		/* debounced file-change reload */
+	uint64_t resolve_due_ns;	/* next DNS check (reload.resolve_ms); 0 = off */
 } ctl = { .sfd = -1, .efd = -1, .ifd = -1, .wd = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* Read the config file and apply the command line and API overrides. */
@@ -471,6 +472,68 @@ static void ctl_watch_read(uint32_t debounce_ms)
 	}
 }
 
+static bool ctl_streq(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+/*
+ * Do the remote backends' DNS names stand for other agents than in the
+ * running snapshot (a Kubernetes headless Service whose pods came or
+ * went)?  Reads the file again with the API's changes and expands it as a
+ * reload would: true when the expanded backends' names or addresses
+ * differ.  false when the file does not load now: the file watcher or the
+ * next reload reports that, not a timer every few seconds.
+ */
+static bool ctl_agents_changed(const struct runtime *rt)
+{
+	char *err = NULL;
+	struct config *cfg = ctl_load_config(&err);
+	bool changed = false;
+
+	if (!cfg || cfg_expand_backends(cfg, &err)) {
+		log_debug("msg=\"DNS check skipped: the configuration does not load: %s\"", err);
+		goto out;
+	}
+	changed = cfg->n_backends != rt->cfg->n_backends;
+	for (int i = 0; !changed && i < cfg->n_backends; i++)
+		changed = !ctl_streq(cfg->backends[i].name, rt->cfg->backends[i].name) ||
+			  !ctl_streq(cfg->backends[i].address, rt->cfg->backends[i].address);
+out:
+	cfg_free(cfg);
+	free(err);
+	return changed;
+}
+
+/* reload.resolve_ms: when due, reload if the agents behind the DNS names
+ * changed; returns the poll timeout (ms) until the next check, or -1. */
+static int ctl_resolve_tick(void)
+{
+	struct runtime *rt = rt_current();
+	uint64_t every = rt ? (uint64_t)rt->cfg->reload.resolve_ms * 1000000 : 0, now = now_ns();
+	bool changed = false;
+
+	if (!every) {
+		ctl.resolve_due_ns = 0;
+		rt_put(rt);
+		return -1;
+	}
+	if (!ctl.resolve_due_ns || ctl.resolve_due_ns > now + every)
+		ctl.resolve_due_ns = now + every;
+	if (now >= ctl.resolve_due_ns) {
+		changed = ctl_agents_changed(rt);
+		ctl.resolve_due_ns = now + every;
+	}
+	rt_put(rt);
+	if (changed) {
+		char *body = NULL;
+
+		ctl_reload("dns", NULL, &body);
+		free(body);
+	}
+	return (int)((ctl.resolve_due_ns - now) / 1000000) + 1;
+}
+
 static int ctl_signalfd(void)
 {
 	sigset_t set;
@@ -529,12 +592,13 @@ int ctl_run(void)
 	for (;;) {
 		struct pollfd p[3] = { { ctl.sfd, POLLIN, 0 }, { ctl.efd, POLLIN, 0 },
 				       { ctl.ifd, POLLIN, 0 } };
-		int timeout = -1, sig;
+		int timeout = ctl_resolve_tick(), sig;
 
 		if (ctl.watch_due_ns) {
 			uint64_t now = now_ns();
+			int w = ctl.watch_due_ns > now ? (int)((ctl.watch_due_ns - now) / 1000000) + 1 : 0;
 
-			timeout = ctl.watch_due_ns > now ? (int)((ctl.watch_due_ns - now) / 1000000) + 1 : 0;
+			timeout = timeout < 0 || w < timeout ? w : timeout;
 		}
 		if (poll(p, ctl.ifd >= 0 ? 3 : 2, timeout) < 0 && errno != EINTR)
 			return SIGTERM;

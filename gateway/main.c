@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "autoscale.h"
 #include "config.h"
 #include "control.h"
 #include "dpdk/dp.h"
@@ -135,6 +136,7 @@ static int serve(const struct ctl_opts *o)
 	rt_reaper_stop();
 	ctl_shutdown();
 	met_free_all();
+	asc_free_all();
 	log_info("msg=\"stopped\"");
 	return 0;
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every suite and finish with one line "N passed, N failed, N skipped"
 # summed over all of them.  Exit status: 0 only when nothing failed.
-# SUITES="asan tsan" runs only those suites (of: unit layering gpu integration attack dpdk
+# SUITES="asan tsan" runs only those suites (of: unit layering k8s gpu integration attack dpdk
 # asan tsan fuzz arm64); unset, all of them.
 set -u
 cd "$(dirname "$0")/.."
@@ -76,6 +76,22 @@ fi
 # Layering: #include arrows point one way (tools/layering.sh).
 if want layering; then
 	if bash tools/layering.sh; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+fi
+
+# Kubernetes manifests (tests/deploy/test_k8s.sh): deploy/k8s rendered with
+# Debian's kubectl kustomize and schema-checked, client side only.
+if want k8s; then
+	out="$log_dir/k8s.log"
+	timeout 600 bash tests/deploy/test_k8s.sh >"$out" 2>&1
+	cat "$out"
+	line=$(grep -E '^k8s: [0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$out" | tail -1)
+	if [ -z "$line" ]; then
+		echo "k8s: no summary line (died or timed out): see $out" >&2
+		fail=$((fail + 1))
+	else
+		set -- $(echo "${line#k8s: }" | grep -oE '[0-9]+')
+		pass=$((pass + $1)) fail=$((fail + $2)) skip=$((skip + $3))
+	fi
 fi
 
 # GPU (tests/gpu/gpu_check.c, docs/gpu.md): the comparison's self-test and

@@ -11,12 +11,14 @@
 
 #include "access.h"
 #include "api.h"
+#include "autoscale.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "model/model.h"
 #include "runtime.h"
+#include "util.h"
 
 /* Take ownership of j and answer c with it (pretty JSON for people).  j
  * may be NULL (a json_pack that failed): 500, never a crash. */
@@ -191,6 +193,7 @@ static void adm_metrics(struct call *c)
 	free(series);
 	adm_queue_gauges(c);
 	adm_state_gauges(c);
+	asc_render(c->resp, c->rt, now_ns());	/* the autoscaling signal per pool */
 	adm_backend_counter(c, STAT_BATCHES, "batches", "Batches executed.");
 	adm_backend_counter(c, STAT_ROWS, "rows", "Rows (samples) executed.");
 	adm_backend_counter(c, STAT_BUSY, "busy_seconds", "Seconds spent executing batches.");

@@ -260,16 +260,18 @@ static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **e
 
 static int cfg_reload(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
-	static const char *const keys[] = { "watch", "debounce_ms", NULL };
-	int64_t deb = c->reload.debounce_ms;
+	static const char *const keys[] = { "watch", "debounce_ms", "resolve_ms", NULL };
+	int64_t deb = c->reload.debounce_ms, res = c->reload.resolve_ms;
 
 	if (!m)
 		return 0;
 	if (yt_check_keys(t, m, "reload", keys, err) ||
 	    cfg_opt_bool(t, m, "reload", "watch", &c->reload.watch, err) ||
-	    cfg_opt_int(t, m, "reload", "debounce_ms", 0, 60000, &deb, err))
+	    cfg_opt_int(t, m, "reload", "debounce_ms", 0, 60000, &deb, err) ||
+	    cfg_opt_int(t, m, "reload", "resolve_ms", 0, 3600000, &res, err))
 		return -EINVAL;
 	c->reload.debounce_ms = (uint32_t)deb;
+	c->reload.resolve_ms = (uint32_t)res;
 	return 0;
 }
 
@@ -1025,7 +1027,7 @@ void *cfg_to_json(const struct config *c)
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
 	return json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:o}, s:{s:s, s:i, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
-			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i}, s:{s:s, s:b}, s:o, s:o, s:o}",
+			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i, s:i}, s:{s:s, s:b}, s:o, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
 			 "grpc_port", c->listen.grpc_port, "threads", c->listen.threads, "tls", cfg_tls_json(&c->listen.tls),
@@ -1047,6 +1049,7 @@ void *cfg_to_json(const struct config *c)
 			 "shed_wait_fraction", c->routing.shed_wait_fraction,
 			 "drop_hopeless", c->routing.drop_hopeless,
 			 "reload", "watch", c->reload.watch, "debounce_ms", (int)c->reload.debounce_ms,
+			 "resolve_ms", (int)c->reload.resolve_ms,
 			 "log", "level", levels[c->log.level], "access", c->log.access,
 			 "models", models, "backends", backends, "dpdk", cfg_dpdk_json(&c->dpdk));
 }

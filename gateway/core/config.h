@@ -103,6 +103,7 @@ struct config {
 	struct {
 		bool watch;		/* reload when the file changes (inotify) */
 		uint32_t debounce_ms;
+		uint32_t resolve_ms;	/* re-resolve remote DNS names this often; 0 = never */
 	} reload;
 	struct {
 		int level;		/* enum log_level */

@@ -413,7 +413,7 @@ def test_admin_config_and_backends(start_gw):
     assert eff["routing"] == {"policy": "least-queue", "margin_us": 1000, "priority_levels": 3,
                               "sheddable_levels": 1, "shed_wait_fraction": 0.5,
                               "drop_hopeless": True}, eff
-    assert eff["reload"] == {"watch": False, "debounce_ms": 200}, eff
+    assert eff["reload"] == {"watch": False, "debounce_ms": 200, "resolve_ms": 0}, eff
     (m,) = eff["models"]
     assert m["name"] == "digits" and m["path"] == str(DIGITS) and m["max_batch"] == 16
     assert m["slo_ms"] == 50 and m["priority"] == 1 and m["max_queue"] == 1024, m

@@ -43,6 +43,42 @@ static void test_args_defaults(void **state)
 	assert_int_equal(o.max_frame, AGT_MAX_FRAME_DEFAULT);
 	assert_true(o.max_frame <= AGP_MAX_FRAME_DEFAULT);
 	assert_int_equal(o.max_conns, 64);
+	assert_int_equal(o.backend, BE_CPU);
+	assert_int_equal(o.device, 0);
+}
+
+/* --backend gpu --device N: the GPU backend with --threads streams. */
+static void test_args_backend(void **state)
+{
+	struct agt_opts o;
+	char err[256];
+	const char *gpu[] = { "-l", "h:1", "-m", "m", "--backend", "gpu", "--device", "3",
+			      "-t", "16", NULL };
+	const char *cpu[] = { "-l", "h:1", "-m", "m", "--backend", "cpu", NULL };
+	const char *bad[] = { "-l", "h:1", "-m", "m", "--backend", "tpu", NULL };
+	const char *dev[] = { "-l", "h:1", "-m", "m", "--backend", "gpu", "--device", "65", NULL };
+	const char *streams[] = { "-l", "h:1", "-m", "m", "--backend", "gpu", "-t", "17", NULL };
+
+	assert_int_equal(parse(&o, err, cpu), AGT_ARGS_RUN);
+	assert_int_equal(o.backend, BE_CPU);
+	assert_int_equal(parse(&o, err, bad), -EINVAL);
+	assert_string_equal(err, "--backend: expected cpu or gpu, got \"tpu\"");
+#ifdef USE_CUDA
+	assert_int_equal(parse(&o, err, gpu), AGT_ARGS_RUN);
+	assert_int_equal(o.backend, BE_GPU);
+	assert_int_equal(o.device, 3);
+	assert_int_equal(o.threads, 16);
+	assert_int_equal(o.max_inflight, 32);
+	assert_int_equal(parse(&o, err, dev), -EINVAL);
+	assert_non_null(strstr(err, "--device"));
+	assert_int_equal(parse(&o, err, streams), -EINVAL);
+	assert_string_equal(err, "--threads: the GPU backend runs at most 16 streams, got 17");
+#else
+	assert_int_equal(parse(&o, err, gpu), -EINVAL);
+	assert_string_equal(err, "--backend gpu: this infergw-agent was built without CUDA");
+	(void)dev;
+	(void)streams;
+#endif
 }
 
 static void test_args_all(void **state)
@@ -271,6 +307,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_args_defaults),
 		cmocka_unit_test(test_args_all),
+		cmocka_unit_test(test_args_backend),
 		cmocka_unit_test(test_args_errors),
 		cmocka_unit_test(test_split_hostport),
 		cmocka_unit_test(test_fifo),

@@ -361,7 +361,7 @@ static void test_routing_admin_reload(void **state)
 	struct config *c;
 
 	snprintf(text, sizeof(text), "%s", "routing:\n  policy: least-queue\n  priority_levels: 4\n"
-		 "admin:\n  port: 0\nreload:\n  watch: true\n"
+		 "admin:\n  port: 0\nreload:\n  watch: true\n  resolve_ms: 10000\n"
 		 "models:\n  - name: a\n    slo_ms: 20\n    priority: 3\n"
 		 "    preferred_batch_sizes: [4, 8]\n    adaptive_batching: true\n"
 		 "    service_time_us: {base: 50, per_row: 2.5}\n"
@@ -374,6 +374,8 @@ static void test_routing_admin_reload(void **state)
 	assert_int_equal(c->admin.port, 0);
 	assert_string_equal(c->admin.address, "127.0.0.1");
 	assert_true(c->reload.watch);
+	assert_int_equal(c->reload.resolve_ms, 10000);
+	assert_int_equal(c->reload.debounce_ms, 200);
 	assert_int_equal(c->models[0].slo_ms, 20);
 	assert_int_equal(c->models[0].priority, 3);
 	assert_int_equal(c->models[0].n_preferred, 2);
@@ -389,6 +391,8 @@ static void test_routing_admin_reload(void **state)
 			  "routing.sheddable_levels: must be below priority_levels (3)");
 	expect_error_tail("admin:\n  port: -5\n", "6:9", "admin.port: expected an integer in [-1, 65535]");
 	expect_error_tail("reload:\n  watch: sometimes\n", "6:10", "reload.watch: expected true or false");
+	expect_error_tail("reload:\n  resolve_ms: -1\n", "6:15",
+			  "reload.resolve_ms: expected an integer in [0, 3600000]");
 	expect_error("models:\n  - name: a\n    preferred_batch_sizes: [8, 4]\nbackends:\n  - kind: cpu\n",
 		     "3:32", "models[0].preferred_batch_sizes[1]: sizes must be ascending, got 4 after 8");
 	expect_error("models:\n  - name: a\n    adaptive_batching: true\nbackends:\n  - kind: cpu\n",
