@@ -260,7 +260,7 @@ static struct infer_req *api_new_req(struct call *c, const struct model *m, stru
 			.release = ki->owned ? api_release_owned : api_release_body,
 			.arg = ki->owned ? (void *)ki->owned : (void *)c },
 		.priority = prio, .objective_ns = objective_ns, .arrival_ns = c->start_ns,
-		.sink = c->sink, .on_done = api_infer_done, .ctx = c,
+		.sink = c->sink, .on_done = api_infer_done, .ctx = c, .variant = ki->variant,
 	};
 
 	ki->owned = NULL;
@@ -390,6 +390,20 @@ static void api_infer(struct call *c, const struct model *m)
 		c->async = true;
 }
 
+/* The variants m serves, for its metadata and config (issue 15). */
+static void api_variants(const struct runtime *rt, const struct model *m, struct ks_variants *v)
+{
+	static const char *const pols[] = { "accurate", "fp32", "int8" };
+	const struct model_conf *mc = rt_model_conf(rt, m);
+	int vs[KS_VARIANTS_MAX];
+
+	v->n = rt_variants(rt, m, vs, NULL, v->hosts);
+	for (int i = 0; i < v->n; i++)
+		v->name[i] = model_variant_name(vs[i]);
+	v->policy = mc && mc->variant_policy >= 0 && mc->variant_policy < 3 ?
+		    pols[mc->variant_policy] : "accurate";
+}
+
 /* Triton's model configuration extension: GET /v2/models/{m}/config. */
 static void api_model_config(struct call *c, const struct model *m)
 {
@@ -406,8 +420,11 @@ static void api_model_config(struct call *c, const struct model *m)
 				break;
 			}
 	}
-	ks_encode_config(c->resp, m, rt_model_conf(rt, m), rt->cfg->routing.priority_levels,
-			 hosts, n);
+	struct ks_variants v;
+
+	api_variants(rt, m, &v);
+	ks_encode_config_variants(c->resp, m, rt_model_conf(rt, m),
+				  rt->cfg->routing.priority_levels, hosts, n, &v);
 	call_respond(c, 200, JSON);
 }
 
@@ -472,7 +489,10 @@ static void api_models(struct call *c, const char *rest)
 	if (!strcmp(action, "")) {
 		if (!call_allow(c, "GET"))
 			return;
-		ks_encode_model(c->resp, m);
+		struct ks_variants v;
+
+		api_variants(c->rt, m, &v);
+		ks_encode_model_variants(c->resp, m, &v);
 		call_respond(c, 200, JSON);
 	} else if (!strcmp(action, "/ready")) {
 		bool ok;

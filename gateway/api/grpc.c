@@ -449,6 +449,13 @@ static int grpc_params(const Inference__ModelInferRequest *req, struct front_hin
 			if (grpc_int_param(e->value, "timeout", KS_TIMEOUT_MAX_US, &v, err, errlen))
 				return 400;
 			h->timeout_us = v;
+		} else if (!strcmp(e->key, "variant")) {
+			const char *s = e->value && e->value->parameter_choice_case ==
+				INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM ?
+				e->value->string_param : NULL;
+
+			if (ks_check_variant(s, s ? strlen(s) : 0, &h->variant, err, errlen))
+				return 400;
 		}
 	}
 	return 0;
@@ -544,7 +551,7 @@ static int grpc_input(const struct model *m, const Inference__ModelInferRequest 
 /* Priority and objective from parameters, then grpc-timeout, then x-* headers. */
 static int grpc_objective(struct call *c, const struct model *m,
 			  const Inference__ModelInferRequest *req, int *prio,
-			  uint64_t *objective_ns, char *err, size_t errlen)
+			  uint64_t *objective_ns, int *variant, char *err, size_t errlen)
 {
 	struct front_hints h = { .x_priority = call_header(c, "x-priority"),
 				 .x_slo_ms = call_header(c, "x-slo-ms") };
@@ -553,6 +560,7 @@ static int grpc_objective(struct call *c, const struct model *m,
 
 	if (grpc_params(req, &h, err, errlen))
 		return 400;
+	*variant = h.variant;
 	if (tmo < 0) {
 		snprintf(err, errlen, "grpc-timeout: expected 1 to 8 digits and a unit (H M S m u n), "
 			 "got \"%.32s\"", gt);
@@ -572,7 +580,7 @@ static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
 	uint64_t objective;
 	const float *data;
 	char err[GRPC_MSG_MAX];
-	int rows, prio, st;
+	int rows, prio, st, variant = 0;
 
 	if (!m)
 		goto out_free;
@@ -583,7 +591,7 @@ static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
 	}
 	st = grpc_input(m, req, &rows, &data, err, sizeof(err));
 	if (!st)
-		st = grpc_objective(c, m, req, &prio, &objective, err, sizeof(err));
+		st = grpc_objective(c, m, req, &prio, &objective, &variant, err, sizeof(err));
 	if (st)
 		goto out_err;
 	gi = calloc(1, sizeof(*gi));
@@ -598,7 +606,7 @@ static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
 		.model = m,
 		.in = { .rows = rows, .data = data, .release = grpc_release_msg, .arg = req },
 		.priority = prio, .objective_ns = objective, .arrival_ns = c->start_ns,
-		.sink = c->sink, .on_done = grpc_infer_done, .ctx = c,
+		.sink = c->sink, .on_done = grpc_infer_done, .ctx = c, .variant = variant,
 	};
 	c->req = front_req_new(c->pool, &sp);	/* owns req from here on */
 	if (!c->req) {

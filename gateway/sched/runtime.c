@@ -250,9 +250,12 @@ static void rt_calib_done(struct infer_req *r)
 			   (double)(c->tn - c->t1) / (c->max_rows - 1) : 0;
 
 		sched_set_warm(c->s, c->qi, (double)c->t1 - b, b);
-		log_info("backend=%s model=%s batch1_us=%.1f batch%d_us=%.1f msg=\"calibrated "
-			 "service time\"", c->s->be->conf.name, r->model->name, c->t1 / 1e3,
-			 c->max_rows, c->tn / 1e3);
+		/* A variant's (INT8) queue says so first: its own service time. */
+		log_info("%s%s%sbackend=%s model=%s batch1_us=%.1f batch%d_us=%.1f msg=\"calibrated "
+			 "service time\"", r->model->variant ? "variant=" : "",
+			 r->model->variant ? model_variant_name(r->model->variant) : "",
+			 r->model->variant ? " " : "", c->s->be->conf.name, r->model->name,
+			 c->t1 / 1e3, c->max_rows, c->tn / 1e3);
 	}
 	if (c->w) {
 		pthread_mutex_lock(&c->w->mu);
