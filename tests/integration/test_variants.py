@@ -199,6 +199,14 @@ def test_explicit_variant_and_loose_objective(start_gw, q8, heldout):
     # a model without variants keeps its series unlabelled
     assert gwlib.metric(after, "infergw_requests_total", backend="cpu0", model="plain",
                         outcome="success") == 1
+    # the queue gauges: one series per variant's queue, none doubled
+    for v in ("fp32", "int8"):
+        assert ("infergw_queue_depth", frozenset({"backend": "cpu0", "model": "digits",
+                                                  "variant": v}.items())) in after
+    st, _, doc = g.admin("GET", "/admin/backends")
+    assert st == 200, doc
+    qs = [q for b in doc["backends"] for q in b["models"] if q["model"] == "digits"]
+    assert sorted(q.get("variant") for q in qs) == ["fp32", "int8"], qs
 
 
 def test_fixed_int8_policy(start_gw, q8, heldout):
