@@ -350,27 +350,31 @@ static void test_variants(void **state)
 static void test_variant_errors(void **state)
 {
 	char cwd[512], text[4096], *err = NULL;
+	struct config *c;
 
 	make_int8();
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	snprintf(text, sizeof(text), "models:\n  - {name: d, path: %s/config/models/digits,"
 		 " variants: {int8: %s/config/models/digits}}\nbackends:\n  - {kind: cpu}\n",
 		 cwd, cwd);
-	assert_null(rt_build(load_text(text), NULL, &err));
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);	/* a failed build leaves it the caller's */
 	assert_non_null(strstr(err, "models[0].variants.int8"));
 	assert_non_null(strstr(err, "says variant fp32: expected an INT8 model"));
 	free(err);
 	err = NULL;
 	snprintf(text, sizeof(text), "models:\n  - {name: d, path: %s,"
 		 " variants: {int8: %s}}\nbackends:\n  - {kind: cpu}\n", q8dir, q8dir);
-	assert_null(rt_build(load_text(text), NULL, &err));
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);	/* a failed build leaves it the caller's */
 	assert_non_null(strstr(err, "models[0].path"));
 	assert_non_null(strstr(err, "says variant int8"));
 	free(err);
 	err = NULL;
 	snprintf(text, sizeof(text), "models:\n  - {name: d, path: %s/config/models/digits,"
 		 " variants: {int8: /nonexistent}}\nbackends:\n  - {kind: cpu}\n", cwd);
-	assert_null(rt_build(load_text(text), NULL, &err));
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);	/* a failed build leaves it the caller's */
 	assert_non_null(strstr(err, "models[0].variants.int8"));
 	free(err);
 }
