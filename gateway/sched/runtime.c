@@ -574,11 +574,10 @@ static int rt_variant_check(const struct model_conf *mc, const struct rt_model *
 				  base->yaml_name);
 	else if (m->in_dim != b->in_dim || m->out_dim != b->out_dim ||
 		 m->max_batch_size != b->max_batch_size)
-		*err = yt_strdupf("%s (model %s): the INT8 variant takes [%d, %d] -> [%d, %d] rows "
-				  "up to %d, the model [%d, %d] -> [%d, %d] up to %d: they must "
-				  "match", mc->int8_where, mc->name, -1, m->in_dim, -1, m->out_dim,
-				  m->max_batch_size, -1, b->in_dim, -1, b->out_dim,
-				  b->max_batch_size);
+		*err = yt_strdupf("%s (model %s): the INT8 variant has in %d, out %d, "
+				  "max_batch_size %d; the model in %d, out %d, max_batch_size %d: "
+				  "they must match", mc->int8_where, mc->name, m->in_dim, m->out_dim,
+				  m->max_batch_size, b->in_dim, b->out_dim, b->max_batch_size);
 	else
 		return 0;
 	return -EINVAL;

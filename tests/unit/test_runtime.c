@@ -346,6 +346,28 @@ static void test_variants(void **state)
 	assert_int_equal(rt_live_count(), 0);
 }
 
+/* Replace the first `from` in q8dir/model.yaml by `to` (a broken variant). */
+static void edit_int8_yaml(const char *from, const char *to)
+{
+	char f[128], buf[8192], out[8192], *at;
+	FILE *fp;
+	size_t n;
+
+	snprintf(f, sizeof(f), "%s/model.yaml", q8dir);
+	fp = fopen(f, "r");
+	assert_non_null(fp);
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = 0;
+	at = strstr(buf, from);
+	assert_non_null(at);
+	snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - buf), buf, to, at + strlen(from));
+	fp = fopen(f, "w");
+	assert_non_null(fp);
+	fputs(out, fp);
+	fclose(fp);
+}
+
 /* A variant that is not one: errors name models[i].variants.int8. */
 static void test_variant_errors(void **state)
 {
@@ -376,6 +398,24 @@ static void test_variant_errors(void **state)
 	assert_null(rt_build(c = load_text(text), NULL, &err));
 	cfg_free(c);	/* a failed build leaves it the caller's */
 	assert_non_null(strstr(err, "models[0].variants.int8"));
+	free(err);
+	err = NULL;
+	/* made from another model; then answering another batch size (the
+	 * last use of q8dir: it is edited in place) */
+	snprintf(text, sizeof(text), "models:\n  - {name: d, path: %s/config/models/digits,"
+		 " variants: {int8: %s}}\nbackends:\n  - {kind: cpu}\n", cwd, q8dir);
+	edit_int8_yaml("variant_of: \"digits\"", "variant_of: \"other\"");
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);
+	assert_non_null(strstr(err, "models[0].variants.int8"));
+	assert_non_null(strstr(err, "variant_of is other, expected digits"));
+	free(err);
+	err = NULL;
+	edit_int8_yaml("variant_of: \"other\"", "variant_of: \"d\"");	/* the config's name: fine */
+	edit_int8_yaml("max_batch_size: 64", "max_batch_size: 32");
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);
+	assert_non_null(strstr(err, "max_batch_size 32; the model in 64, out 10, max_batch_size 64"));
 	free(err);
 }
 
