@@ -1208,7 +1208,8 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
 	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models ||
 	    a->fake_latency_us != b->fake_latency_us || a->fake_fail_every != b->fake_fail_every ||
-	    a->fake_down_after != b->fake_down_after || !cfg_remote_same(&a->remote, &b->remote) ||
+	    a->fake_down_after != b->fake_down_after || a->fake_fp32_only != b->fake_fp32_only ||
+	    !cfg_remote_same(&a->remote, &b->remote) ||
 	    a->gpu.tf32 != b->gpu.tf32 || a->gpu.graphs != b->gpu.graphs ||
 	    a->gpu.max_batch != b->gpu.max_batch)
 		return false;

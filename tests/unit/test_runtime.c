@@ -346,6 +346,52 @@ static void test_variants(void **state)
 	assert_int_equal(rt_live_count(), 0);
 }
 
+/* A backend that refuses INT8 at load (the GPU backend; here fake with
+ * fp32_only) stays up as an FP32-only candidate; a reload carries it over. */
+static void test_variant_refused(void **state)
+{
+	char cwd[512], text[4096], why[160], *err = NULL;
+	struct runtime *rt, *rt2;
+	int vs[2], hosts[2], v;
+
+	make_int8();
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(text, sizeof(text),
+		 "models:\n"
+		 "  - {name: d, path: %s/config/models/digits, variants: {int8: %s},"
+		 " service_time_us: {base: 100, per_row: 1}}\n"
+		 "backends:\n  - {name: f0, kind: fake, fp32_only: 1}\n"
+		 "  - {name: b0, kind: cpu, workers: 1}\n", cwd, q8dir);
+	rt = rt_build(load_text(text), NULL, &err);
+	if (!rt)
+		fail_msg("%s", err);
+	assert_true(rt->backends[0]->started);
+	assert_int_equal(rt->backends[0]->n_models, 1);		/* FP32 only */
+	assert_int_equal(rt->backends[0]->n_refused, 1);
+	assert_int_equal(rt->backends[1]->n_models, 2);
+	assert_int_equal(rt_variants(rt, rt_find_model(rt, "d"), vs, NULL, hosts), 2);
+	assert_int_equal(hosts[0], 2);
+	assert_int_equal(hosts[1], 1);
+	/* INT8 asked: only b0 has it, whatever the load */
+	for (int i = 0; i < 4; i++) {
+		struct infer_req r = { .rows = 1, .priority = 1, .variant_ask = 1 + VARIANT_INT8 };
+		struct rt_admission adm;
+
+		r.model = rt_find_model(rt, "d");
+		assert_int_equal(rt_precheck(rt, &r, 1, &adm), 0);
+		assert_int_equal(adm.be, 1);
+	}
+	assert_int_equal(route_variant(rt, "d", 0, &v, why, sizeof(why)), 0);
+	assert_int_equal(v, VARIANT_FP32);
+	rt2 = rt_build(load_text(text), rt, &err);
+	assert_non_null(rt2);
+	assert_ptr_equal(rt2->backends[0], rt->backends[0]);
+	assert_ptr_equal(rt2->backends[1], rt->backends[1]);
+	rt_put(rt);
+	rt_put(rt2);
+	assert_int_equal(rt_live_count(), 0);
+}
+
 /* Replace the first `from` in q8dir/model.yaml by `to` (a broken variant). */
 static void edit_int8_yaml(const char *from, const char *to)
 {
@@ -427,6 +473,7 @@ int main(void)
 		cmocka_unit_test(test_reaper_takes_every_release),
 		cmocka_unit_test(test_queue_conf_precedence),
 		cmocka_unit_test(test_variants),
+		cmocka_unit_test(test_variant_refused),
 		cmocka_unit_test(test_variant_errors),
 	};
 
