@@ -343,3 +343,51 @@ def test_accurate_under_load(start_gw, tmp_path):
     loose = delta(before, served(wait_served(g, before, "slow", 200), "slow"))
     print(f"objective 10 s under load: served {loose}")
     assert loose.get("fp32", 0) == 200 and loose.get("int8", 0) == 0, loose
+
+
+def test_grpc_parameters_variant(start_gw, q8, heldout, tmp_path):
+    """gRPC ModelInfer: parameters["variant"] as a string_param, as over HTTP."""
+    grpc = pytest.importorskip("grpc", reason="python3-grpcio is not installed")
+    protoc = pytest.importorskip("grpc_tools.protoc", reason="python3-grpc-tools is not installed")
+    import importlib
+    import sys
+    proto = gwlib.REPO / "proto"
+    assert protoc.main(["protoc", f"-I{proto}", f"--python_out={tmp_path}",
+                        f"--grpc_python_out={tmp_path}", str(proto / "grpc_service.proto")]) == 0
+    sys.path.insert(0, str(tmp_path))
+    try:
+        msgs = importlib.import_module("grpc_service_pb2")
+        svc = importlib.import_module("grpc_service_pb2_grpc")
+    finally:
+        sys.path.remove(str(tmp_path))
+    x = np.asarray(heldout[0][:8], dtype=np.float32)
+    text = sm.config_text([variant_yaml("digits", DIGITS, q8)],
+                          [sm.backend_yaml("cpu0", ["digits"], threads=1)])
+    g = start_gw("variants-grpc", text)
+    before = served(g.metrics(), "digits")
+
+    def req(variant):
+        r = msgs.ModelInferRequest(model_name="digits")
+        r.inputs.add(name="input", datatype="FP32", shape=list(x.shape))
+        r.raw_input_contents.append(x.astype("<f4").tobytes())
+        if variant is not None:
+            r.parameters["variant"].string_param = variant
+        return r
+
+    with grpc.insecure_channel(f"{gwlib.HOST}:{g.port}") as ch:
+        stub = svc.GRPCInferenceServiceStub(ch)
+        for variant, want, check in (("int8", Ref(q8).forward(x), True),
+                                     ("fp32", Ref(DIGITS).forward(x), False),
+                                     (None, Ref(DIGITS).forward(x), False)):
+            resp = stub.ModelInfer(req(variant), timeout=30)
+            got = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").reshape(8, 10)
+            if check:
+                check_int8_answers(got.astype(np.float64), want, x, "grpc int8")
+            else:
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+        with pytest.raises(grpc.RpcError) as ei:
+            stub.ModelInfer(req("int4"), timeout=30)
+        assert ei.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "parameters.variant" in ei.value.details(), ei.value.details()
+    d = delta(before, served(wait_served(g, before, "digits", 3), "digits"))
+    assert d.get("int8", 0) == 1 and d.get("fp32", 0) == 2, d
