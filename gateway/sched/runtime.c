@@ -1201,6 +1201,8 @@ static int rt_view_backend(struct runtime *rt, const int *el, int n, int g,
 		if (b == g)
 			break;
 	}
+	if (j == n)
+		return k;	/* no such backend (g >= the count): nothing to add */
 	for (int first = el[3 * j]; j < n && el[3 * j] == first; j++)
 		rt_view(rt, &el[3 * j], r, now, &cand[k++]);
 	return k;

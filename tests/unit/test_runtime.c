@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "router.h"
 #include "runtime.h"
 #include "model/model.h"
 #include "model/quant.h"
@@ -392,6 +393,35 @@ static void test_variant_refused(void **state)
 	assert_int_equal(rt_live_count(), 0);
 }
 
+/* Past ROUTER_SCAN_ALL backends the router samples backends, each bringing
+ * both its variants' queues: the policy and an asked variant still hold. */
+static void test_variants_sampled(void **state)
+{
+	char cwd[512], text[8192], why[160], *err = NULL;
+	struct runtime *rt;
+	int len, v;
+
+	make_int8();
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	len = snprintf(text, sizeof(text),
+		       "models:\n"
+		       "  - {name: d, path: %s/config/models/digits, variants: {int8: %s},"
+		       " service_time_us: {base: 100, per_row: 1}}\nbackends:\n", cwd, q8dir);
+	for (int i = 0; i < ROUTER_SCAN_ALL + 4; i++)
+		len += snprintf(text + len, sizeof(text) - len, "  - {name: f%d, kind: fake}\n", i);
+	rt = rt_build(load_text(text), NULL, &err);
+	if (!rt)
+		fail_msg("%s", err);
+	for (int i = 0; i < 64; i++) {
+		assert_int_equal(route_variant(rt, "d", 0, &v, why, sizeof(why)), 0);
+		assert_int_equal(v, VARIANT_FP32);
+		assert_int_equal(route_variant(rt, "d", 1 + VARIANT_INT8, &v, why, sizeof(why)), 0);
+		assert_int_equal(v, VARIANT_INT8);
+	}
+	rt_put(rt);
+	assert_int_equal(rt_live_count(), 0);
+}
+
 /* Replace the first `from` in q8dir/model.yaml by `to` (a broken variant). */
 static void edit_int8_yaml(const char *from, const char *to)
 {
@@ -474,6 +504,7 @@ int main(void)
 		cmocka_unit_test(test_queue_conf_precedence),
 		cmocka_unit_test(test_variants),
 		cmocka_unit_test(test_variant_refused),
+		cmocka_unit_test(test_variants_sampled),
 		cmocka_unit_test(test_variant_errors),
 	};
 
