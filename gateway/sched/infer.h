@@ -69,9 +69,8 @@ struct infer_req {
 	uint64_t arrival_ns;
 	uint64_t deadline_ns;		/* 0 = none */
 	uint8_t variant_ask;		/* parameters.variant: 0 = the model's variant_policy,
-					 * else 1 + enum model_variant (model/model.h) */
-	uint8_t variant;		/* the enum model_variant of the queue it went to
-					 * (set by the runtime when queued) */
+					 * else 1 + enum model_variant (model/model.h); which
+					 * variant served it: its queue's (r->met's label) */
 	_Atomic int state;		/* enum req_state */
 	int status;			/* 0 = ok, else an HTTP status */
 	char errmsg[160];

@@ -1244,11 +1244,7 @@ static enum route_result rt_pick(struct runtime *rt, const struct infer_req *r, 
 static int rt_enqueue(struct runtime *rt, struct infer_req *r, int be, int qi, uint64_t now,
 		      const struct router_cand *cand, int n)
 {
-	int rc;
-
-	/* Before the enqueue: from then on r may complete on another thread. */
-	r->variant = (uint8_t)rt->backends[be]->sched.qs[qi].model->variant;
-	rc = sched_enqueue(&rt->backends[be]->sched, qi, r, now);
+	int rc = sched_enqueue(&rt->backends[be]->sched, qi, r, now);
 
 	if (rc == -E2BIG) {
 		snprintf(r->errmsg, sizeof(r->errmsg),
