@@ -393,15 +393,13 @@ static void api_infer(struct call *c, const struct model *m)
 /* The variants m serves, for its metadata and config (issue 15). */
 static void api_variants(const struct runtime *rt, const struct model *m, struct ks_variants *v)
 {
-	static const char *const pols[] = { "accurate", "fp32", "int8" };
 	const struct model_conf *mc = rt_model_conf(rt, m);
 	int vs[KS_VARIANTS_MAX];
 
 	v->n = rt_variants(rt, m, vs, NULL, v->hosts);
 	for (int i = 0; i < v->n; i++)
 		v->name[i] = model_variant_name(vs[i]);
-	v->policy = mc && mc->variant_policy >= 0 && mc->variant_policy < 3 ?
-		    pols[mc->variant_policy] : "accurate";
+	v->policy = cfg_variant_policy_name(mc ? mc->variant_policy : CFG_VARPOL_ACCURATE);
 }
 
 /* Triton's model configuration extension: GET /v2/models/{m}/config. */

@@ -354,6 +354,14 @@ static int cfg_svc(struct ytree *t, yaml_node_t *m, const char *path, struct mod
 	return 0;
 }
 
+static const char *const cfg_varpol_names[] = { "accurate", "fp32", "int8" };
+
+const char *cfg_variant_policy_name(int policy)
+{
+	return policy > 0 && policy <= CFG_VARPOL_INT8 ? cfg_varpol_names[policy]
+						       : cfg_varpol_names[0];
+}
+
 /*
  * models[i].variants: {int8: DIR} (the fp32 variant is models[i].path) and
  * models[i].variant_policy: accurate | fp32 | int8.  A fixed int8 policy
@@ -363,7 +371,6 @@ static int cfg_variants(struct ytree *t, yaml_node_t *m, const char *path, struc
 			struct model_conf *mc, char **err)
 {
 	static const char *const keys[] = { "int8", NULL };
-	static const char *const pols[] = { "accurate", "fp32", "int8" };
 	yaml_node_t *n = yt_get(t, m, "variants"), *pn = yt_get(t, m, "variant_policy");
 	char p[160], kp[176], *rel = NULL, *pol = NULL;
 	int k;
@@ -393,10 +400,10 @@ static int cfg_variants(struct ytree *t, yaml_node_t *m, const char *path, struc
 	snprintf(kp, sizeof(kp), "%s.variant_policy", path);
 	if (yt_str(t, pn, kp, &pol, err))
 		return -EINVAL;
-	for (k = 0; k < 3 && strcmp(pol, pols[k]); k++)
+	for (k = 0; k <= CFG_VARPOL_INT8 && strcmp(pol, cfg_varpol_names[k]); k++)
 		;
 	free(pol);
-	if (k == 3)
+	if (k > CFG_VARPOL_INT8)
 		return yt_error(t, pn, kp, err, "expected accurate, fp32 or int8");
 	if (k == CFG_VARPOL_INT8 && !mc->int8_path)
 		return yt_error(t, pn, kp, err, "int8 needs %s.variants.int8 (an INT8 variant "
@@ -939,7 +946,6 @@ static json_t *cfg_model_json(const struct model_conf *m)
 
 	for (int i = 0; i < m->n_preferred; i++)
 		json_array_append_new(pref, json_integer(m->preferred[i]));
-	static const char *const pols[] = { "accurate", "fp32", "int8" };
 	json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:o, s:b, s:{s:f, s:f}}",
 			      "name", m->name, "path", m->path, "max_batch", m->max_batch,
 			      "max_queue_delay_us", (int)m->max_queue_delay_us, "max_queue",
@@ -951,7 +957,8 @@ static json_t *cfg_model_json(const struct model_conf *m)
 	/* Only for a model with variants: other models' entries stay as they were. */
 	if (o && m->int8_path) {
 		json_object_set_new(o, "variants", json_pack("{s:s}", "int8", m->int8_path));
-		json_object_set_new(o, "variant_policy", json_string(pols[m->variant_policy]));
+		json_object_set_new(o, "variant_policy",
+				    json_string(cfg_variant_policy_name(m->variant_policy)));
 	}
 	return o;
 }

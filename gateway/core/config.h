@@ -43,6 +43,8 @@ struct model_conf {
  * (parameters.variant).  accurate: fp32 unless no backend can meet the
  * request's deadline with it (then int8); fp32 / int8: always that one. */
 enum cfg_variant_policy { CFG_VARPOL_ACCURATE, CFG_VARPOL_FP32, CFG_VARPOL_INT8 };
+/* cfg_variant_policy_name - "accurate", "fp32" or "int8" (an unknown value: "accurate"). */
+const char *cfg_variant_policy_name(int policy);
 
 /* listen.tls: TLS on the main listener (tls.h builds the SSL_CTX). */
 struct tls_conf {

@@ -223,6 +223,9 @@ def test_fixed_int8_policy(start_gw, q8, heldout):
         np.testing.assert_allclose(answers(c, s32)[0], Ref(DIGITS).forward(x[:8]),
                                    rtol=1e-4, atol=1e-5)
         assert c.get("/v2/models/digits").json()["variant_policy"] == "int8"
+    doc = g.effective_config()
+    m = [m for m in doc["models"] if m["name"] == "digits"][0]
+    assert m["variant_policy"] == "int8" and m["variants"] == {"int8": str(q8)}, m
     d = delta(before, served(wait_served(g, before, "digits", 9), "digits"))
     assert d.get("int8", 0) == 8 and d.get("fp32", 0) == 1, d
 
