@@ -298,6 +298,17 @@ static int rt_calib_start(struct sched_be *s, int qi, const struct model *m, int
 	return 0;
 }
 
+/*
+ * Whether queue model m of models[] entry mc starts from the configured
+ * service_time_us.  That is the FP32 model's: an INT8 variant is always
+ * calibrated, since predicting it as slow as FP32 would keep the router
+ * from ever choosing it for speed (and so from ever learning it).
+ */
+static bool rt_warm_configured(const struct model_conf *mc, const struct model *m)
+{
+	return m->variant == VARIANT_FP32 && (mc->svc_base_us > 0 || mc->svc_per_row_us > 0);
+}
+
 /* Calibrate the queues that have no configured warm start, waiting for
  * them at most RT_CALIB_WAIT_MS. */
 static void rt_calibrate(const struct config *cfg, struct rt_backend *rb)
@@ -314,7 +325,7 @@ static void rt_calibrate(const struct config *cfg, struct rt_backend *rb)
 		const struct model_conf *mc = cfg_find_model(cfg, rb->models[i]->name);
 		const struct model *m = rb->models[i]->m;
 
-		if (mc->svc_base_us > 0 || mc->svc_per_row_us > 0)
+		if (rt_warm_configured(mc, m))
 			continue;
 		pthread_mutex_lock(&w->mu);
 		w->pending++;
@@ -411,8 +422,10 @@ static int rt_start_sched(const struct config *c, struct rt_backend *rb)
 		const struct model_conf *mc = cfg_find_model(c, rb->models[i]->name);
 
 		rt_queue_conf(c, mc, rb->models[i]->m, &rb->be.conf, &rb->be, &qc[i]);
-		qc[i].warm_a_ns = mc->svc_base_us * 1000;
-		qc[i].warm_b_ns = mc->svc_per_row_us * 1000;
+		if (rt_warm_configured(mc, rb->models[i]->m)) {
+			qc[i].warm_a_ns = mc->svc_base_us * 1000;
+			qc[i].warm_b_ns = mc->svc_per_row_us * 1000;
+		}
 	}
 	rc = sched_be_start(&rb->sched, &rb->be, qc, rb->n_models);
 	free(qc);

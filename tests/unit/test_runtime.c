@@ -319,6 +319,17 @@ static void test_variants(void **state)
 			assert_non_null(strstr(lbl, rb->models[i]->m->variant == VARIANT_INT8 ?
 						    "variant=\"int8\"" : "variant=\"fp32\""));
 	}
+	/* the configured service_time_us is FP32's (t(1) = 101 us exactly); the
+	 * INT8 queues were calibrated (what they measured, not that) */
+	for (int i = 0; i < rb->n_models; i++) {
+		struct router_cand c;
+
+		sched_view(&rb->sched, i, 1, 1, 0, &c);
+		if (rb->models[i]->m->variant == VARIANT_INT8)
+			assert_int_not_equal(c.exec_ns, 101000);
+		else
+			assert_int_equal(c.exec_ns, 101000);
+	}
 	/* accurate, no deadline: FP32; asked: as asked */
 	assert_int_equal(route_variant(rt, "d", 0, &v, why, sizeof(why)), 0);
 	assert_int_equal(v, VARIANT_FP32);
