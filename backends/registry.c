@@ -21,7 +21,8 @@ int be_fake_parse_conf(struct backend_conf *conf, const struct be_conf_src *src,
 static const char *const be_cpu_keys[] = { "threads_per_worker", "nice", NULL };
 static const char *const be_gpu_keys[] = { "device", "streams", "math", "graphs", "max_batch",
 						 NULL };
-static const char *const be_fake_keys[] = { "latency_us", "fail_every", "down_after", NULL };
+static const char *const be_fake_keys[] = { "latency_us", "fail_every", "down_after",
+					    "fp32_only", NULL };
 
 static const struct be_kind be_kinds[] = {
 	{ "cpu", BE_CPU, &be_cpu_ops, be_cpu_keys, be_cpu_parse_conf, NULL },

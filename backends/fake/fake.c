@@ -34,12 +34,14 @@ struct be_fake {
 
 int be_fake_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err)
 {
-	int64_t lat = 0, every = 0, down = 0;
+	int64_t lat = 0, every = 0, down = 0, fp32 = 0;
 
 	if (src->get_int(src->ctx, "latency_us", 0, 10000000, &lat, err) ||
 	    src->get_int(src->ctx, "fail_every", 0, 1000000, &every, err) ||
-	    src->get_int(src->ctx, "down_after", 0, 1000000, &down, err))
+	    src->get_int(src->ctx, "down_after", 0, 1000000, &down, err) ||
+	    src->get_int(src->ctx, "fp32_only", 0, 1, &fp32, err))
 		return -EINVAL;
+	conf->fake_fp32_only = (int)fp32;
 	conf->fake_latency_us = (int)lat;
 	conf->fake_fail_every = (int)every;
 	conf->fake_down_after = (int)down;
@@ -174,6 +176,12 @@ static int be_fake_open(struct backend *be, const struct backend_conf *conf, cha
 
 static int be_fake_load_model(struct backend *be, const struct model *m, char **err)
 {
+	/* fp32_only: refuse INT8 as the GPU backend does (variants' tests) */
+	if (be->conf.fake_fp32_only && m->variant != VARIANT_FP32) {
+		*err = be_strdupf("fake: model %s: variant %s not supported (fp32 only)", m->name,
+				  model_variant_name(m->variant));
+		return -ENOTSUP;
+	}
 	return 0;
 }
 

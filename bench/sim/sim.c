@@ -115,6 +115,7 @@ struct profile {
 	int slots, max_batch, pad;
 	double cost, jitter_cv, a_us, b_us;
 	double table_us[SVC_BUCKETS];	/* measured per power-of-two bucket; 0 = none */
+	double int8_speedup;		/* INT8 variant: t8(n) = t(n) / this; 0 = none here */
 };
 
 struct group {			/* [backend] section: count backends of one profile */
@@ -168,6 +169,10 @@ struct scenario {
 	int strict_margin;		/* router: no fallback inside the margin (429 late instead) */
 	int displace_last;		/* router: displace only when no queue has room */
 	int reroute_displaced;		/* sched_enqueue: route a displaced request again */
+	/* --int8: the model's INT8 variant beside FP32 on every backend whose
+	 * profile has int8_speedup (issue 15; the accurate variant policy) */
+	int int8;
+	double int8_speedup;		/* --int8-speedup: overrides the profiles' (> 0) */
 };
 
 /* Candidate sets: every usable backend (rt_candidates since efa0c5d), the
@@ -287,6 +292,8 @@ static void load_profile(struct profile *p, const char *path)
 			p->a_us = num(path, line, k, v);
 		} else if (!strcmp(k, "b_us")) {
 			p->b_us = num(path, line, k, v);
+		} else if (!strcmp(k, "int8_speedup")) {
+			p->int8_speedup = num(path, line, k, v);
 		} else if (!strcmp(k, "table_us")) {
 			/* "1:5619 2:5702 ..." rows:microseconds, rows a power of two */
 			for (char *tok = strtok(v, " \t,"); tok; tok = strtok(NULL, " \t,")) {
@@ -516,6 +523,7 @@ static double prof_time_ns(const struct profile *p, int rows)
 
 struct slot {
 	bool running;
+	int qi;				/* the queue (variant) its batch came from */
 	uint64_t start, end, oldest;
 	int n, rows;
 	struct infer_slice *slices;
@@ -526,6 +534,11 @@ struct sim_be {
 	int max_batch;			/* configured limit (sched_q.max_batch) */
 	struct pol_queue q;		/* the queue's policy state (gateway/sched/policy.h) */
 	struct pol_queue *qp;		/* &q: pb's one queue */
+	/* --int8: the INT8 variant's queue (its own service time), pb's second */
+	struct pol_queue q8;
+	struct pol_queue *qps[2];	/* {&q, &q8}: pb.q when the backend has both */
+	double speedup;			/* q8's: t8(n) = t(n) / speedup; 0 = no q8 */
+	int rr_q;			/* sched_pick's round robin between its queues */
 	struct pol_be pb;		/* the backend's policy state: q and busy_until */
 	uint64_t *busy_until;		/* per slot (pb.busy_until) */
 	int n_slots, idle;
@@ -687,6 +700,7 @@ static double snap0[N_KINDS], snap1[N_KINDS], rsnap0[N_KINDS], rsnap1[N_KINDS];
 static double kind_slots[N_KINDS], kind_cap_rows[N_KINDS];	/* rows/s at full batches */
 static uint64_t kind_batches[N_KINDS], kind_rows[N_KINDS], kind_reqs[N_KINDS];
 static double capacity_rps, capacity_rows, mean_rows;
+static uint64_t int8_ok, all_ok;		/* answered in the window: by INT8, in all */
 static uint64_t n_wakes, n_batches;
 
 /* Busy slot-ns (out) and rows executed (rows) per kind, up to now. */
@@ -732,17 +746,18 @@ static void req_finish_stats(struct sim_req *q, uint64_t now)
  * runs full (later arrivals join it); pol_view predicts it from what is
  * queued now.  A sliced request keeps pol_view's prediction.
  */
-static void sim_exec_fill(const struct sim_be *b, int rows, int prio, uint64_t now,
+static void sim_exec_fill(const struct sim_be *b, int qi, int rows, int prio, uint64_t now,
 			  struct router_cand *c)
 {
-	int eff = b->q.bp.max_batch, ahead = sq_rows_ahead(&b->q.sq, prio), fill;
+	const struct pol_queue *q = b->pb.q[qi];
+	int eff = q->bp.max_batch, ahead = sq_rows_ahead(&q->sq, prio), fill;
 	struct pol_place pl;
 
-	pol_raw_wait(&b->pb, 0, rows, prio, now, &pl);
+	pol_raw_wait(&b->pb, qi, rows, prio, now, &pl);
 	if (pl.spans > 1)
 		return;
-	fill = c->wait_ns ? eff : pl.first + (b->q.sq.n_rows - ahead);
-	c->exec_ns = svc_predict(&b->q.svc, fill < eff ? fill : eff);
+	fill = c->wait_ns ? eff : pl.first + (q->sq.n_rows - ahead);
+	c->exec_ns = svc_predict(&q->svc, fill < eff ? fill : eff);
 }
 
 static void be_schedule_wake(struct sim_be *b, int bi, uint64_t t)
@@ -757,8 +772,8 @@ static void be_schedule_wake(struct sim_be *b, int bi, uint64_t t)
 	n_wakes++;
 }
 
-/* sched_take (pol_take) + the start of sched_run_batch, on idle slot s. */
-static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
+/* sched_take (pol_take) from queue qi + the start of sched_run_batch, on idle slot s. */
+static void be_start(struct sim_be *b, int bi, int qi, int rows, uint64_t now)
 {
 	struct slot *sl = NULL;
 	int s, n;
@@ -769,9 +784,10 @@ static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
 			sl = &b->slots[s];
 			break;
 		}
-	n = pol_take(&b->pb, 0, s, rows, now, sl->slices, b->max_batch, &sl->rows, &sl->oldest);
+	n = pol_take(&b->pb, qi, s, rows, now, sl->slices, b->max_batch, &sl->rows, &sl->oldest);
 	sl->n = n;
-	exec = prof_time_ns(b->p, sl->rows);
+	sl->qi = qi;
+	exec = prof_time_ns(b->p, sl->rows) / (qi ? b->speedup : 1);
 	if (cv > 0) {
 		double sg = sqrt(log(1 + cv * cv));
 
@@ -791,10 +807,10 @@ static void be_start(struct sim_be *b, int bi, int rows, uint64_t now)
  * sched_expire (pol_expire): 504 what is past its deadline and, with
  * drop_hopeless, what a batch started now would still finish too late.
  */
-static void be_expire(struct sim_be *b, uint64_t now)
+static void be_expire(struct sim_be *b, int qi, uint64_t now)
 {
 	uint64_t need;
-	struct infer_req *r = pol_expire(&b->q, now, &need), *next;
+	struct infer_req *r = pol_expire(b->pb.q[qi], now, &need), *next;
 
 	for (; r; r = next) {
 		struct sim_req *q = (struct sim_req *)r;
@@ -816,17 +832,24 @@ static void be_expire(struct sim_be *b, uint64_t now)
 static void be_poll(struct sim_be *b, int bi, uint64_t now)
 {
 	while (b->idle > 0) {
-		uint64_t w;
-		int cut;
+		uint64_t w, wake = UINT64_MAX;
+		int cut = 0, qi = 0;
 
-		be_expire(b, now);
-		cut = pol_cut(&b->q, now, false, &w);
+		/* sched_pick: the queues in turn from the one after the last cut */
+		for (int k = 0; k < b->pb.n_q && cut <= 0; k++) {
+			qi = (b->rr_q + k) % b->pb.n_q;
+			be_expire(b, qi, now);
+			cut = pol_cut(b->pb.q[qi], now, false, &w);
+			if (w < wake)
+				wake = w;
+		}
 		if (cut > 0) {
-			be_start(b, bi, cut, now);
+			b->rr_q = qi + 1;
+			be_start(b, bi, qi, cut, now);
 			continue;
 		}
 		/* the batcher's moment or the earliest deadline (504 on time) */
-		be_schedule_wake(b, bi, w);
+		be_schedule_wake(b, bi, wake);
 		break;
 	}
 }
@@ -849,6 +872,10 @@ static void be_done(struct sim_be *b, int bi, int s, uint64_t now)
 		if (q->r.status != SIM_DROPPED) {
 			req_finish_stats(q, now);
 			b->reqs_done++;
+			if (in_window) {
+				all_ok++;
+				int8_ok += sl->qi == 1;
+			}
 		}
 		req_put(q);
 	}
@@ -856,21 +883,26 @@ static void be_done(struct sim_be *b, int bi, int s, uint64_t now)
 	b->batches++;
 	b->rows_done += sl->rows;
 	sl->running = false;
-	pol_learn(&b->pb, 0, s, sl->rows, exec, now, sl->oldest);
+	pol_learn(&b->pb, sl->qi, s, sl->rows, exec, now, sl->oldest);
 	b->idle++;
 	be_poll(b, bi, now);
 }
 
-/* One candidate: rt_candidates' entry, sched_view (pol_view). */
-static void sim_cand(int id, const struct sim_req *q, uint64_t now, struct router_cand *c)
+/* One backend's candidates, from c: rt_eligible's entries (FP32, then with
+ * --int8 the INT8 variant at tier 1), sched_view (pol_view).  Returns how
+ * many. */
+static int sim_cand(int id, const struct sim_req *q, uint64_t now, struct router_cand *c)
 {
 	const struct sim_be *b = &bes[id];
 
-	*c = (struct router_cand){ .id = id, .qi = 0, .cost = b->p->cost };
-	pol_view(&b->pb, 0, q->r.rows, q->r.priority, now, c);
-	n_views++;
-	if (S.exec_fill)
-		sim_exec_fill(b, q->r.rows, q->r.priority, now, c);
+	for (int qi = 0; qi < b->pb.n_q; qi++) {
+		c[qi] = (struct router_cand){ .id = id, .qi = qi, .cost = b->p->cost, .tier = qi };
+		pol_view(&b->pb, qi, q->r.rows, q->r.priority, now, &c[qi]);
+		n_views++;
+		if (S.exec_fill)
+			sim_exec_fill(b, qi, q->r.rows, q->r.priority, now, &c[qi]);
+	}
+	return b->pb.n_q;
 }
 
 /*
@@ -883,18 +915,19 @@ static void sim_cand(int id, const struct sim_req *q, uint64_t now, struct route
 static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_cand *cand,
 			  bool all, unsigned *rr, bool *sampled)
 {
-	int n = 0, cap = n_bes;
+	int n = 0, cap = n_bes, k_drawn = 0;
 
 	*sampled = false;
 	if (S.cand_mode == CAND_SAMPLE && S.cand_d < n_bes) {
 		cand_stamp++;
-		while (n < S.cand_d) {
+		while (k_drawn < S.cand_d) {
 			int id = (int)(rng_next(&rng_cand) % (uint64_t)n_bes);
 
 			if (bes[id].stamp == cand_stamp)
 				continue;	/* drawn already for this request */
 			bes[id].stamp = cand_stamp;
-			sim_cand(id, q, now, &cand[n++]);
+			n += sim_cand(id, q, now, &cand[n]);
+			k_drawn++;
 		}
 		return n;
 	}
@@ -903,11 +936,12 @@ static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_c
 	if (S.cand_mode == CAND_ALL && !all && n_bes > ROUTER_SCAN_ALL) {
 		int idx[ROUTER_SAMPLE_D];
 
-		n = router_sample(S.policy, n_bes, ROUTER_SAMPLE_D, *rr, &rng_sample, idx);
-		for (int k = 0; k < n; k++)
-			sim_cand(idx[k], q, now, &cand[k]);
+		int d = router_sample(S.policy, n_bes, ROUTER_SAMPLE_D, *rr, &rng_sample, idx);
+
+		for (int k = 0; k < d; k++)
+			n += sim_cand(idx[k], q, now, &cand[n]);
 		*rr = 0;	/* the sample starts at the cursor's candidate */
-		*sampled = n < n_bes;
+		*sampled = d < n_bes;
 		return n;
 	}
 #else
@@ -917,7 +951,7 @@ static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_c
 	if (S.cand_mode == CAND_FIRST32 && cap > MAX_CAND_OLD)
 		cap = MAX_CAND_OLD;
 	for (int i = 0; i < cap; i++)
-		sim_cand(i, q, now, &cand[n++]);
+		n += sim_cand(i, q, now, &cand[n]);
 	return n;
 }
 
@@ -936,7 +970,7 @@ static enum route_result sim_pick(const struct route_req *rq, int n, unsigned rr
 		unsigned rr2 = rr;
 
 		for (int i = 0; i < n; i++) {
-			const struct squeue *sq = &bes[cand_buf[i].id].q.sq;
+			const struct squeue *sq = &bes[cand_buf[i].id].pb.q[cand_buf[i].qi]->sq;
 
 			cand_room[i] = cand_buf[i];
 			cand_room[i].full = sq->n_reqs >= sq->max_reqs;
@@ -1011,7 +1045,7 @@ static void sim_submit(struct sim_req *q, uint64_t now, bool again)
 	b = &bes[bi];
 	/* sched_enqueue: above a batch runs sliced; above the model is a 400;
 	 * a full queue displaces its lowest request below r */
-	rc2 = pol_admit(&b->pb, 0, r, now, &d);
+	rc2 = pol_admit(&b->pb, cand_buf[pick].qi, r, now, &d);
 	if (rc2 == -E2BIG) {
 		if (q->counted)
 			st[r->priority].bad400++;
@@ -1125,8 +1159,8 @@ static void build_fleet(int scale)
 	if (n_bes < 1)
 		die("empty fleet");
 	bes = calloc(n_bes, sizeof(*bes));
-	cand_buf = calloc(n_bes, sizeof(*cand_buf));
-	cand_room = calloc(n_bes, sizeof(*cand_room));
+	cand_buf = calloc(2 * (size_t)n_bes, sizeof(*cand_buf));	/* FP32 + INT8 each */
+	cand_room = calloc(2 * (size_t)n_bes, sizeof(*cand_room));
 	capacity_rps = 0;
 	/* rt_queue_conf + sched_configure: the model's settings */
 	pc = (struct pol_conf){ .max_rows = S.model_max_batch, .delay_us = S.delay_us,
@@ -1154,6 +1188,16 @@ static void build_fleet(int scale)
 			b->busy_until = calloc(p->slots, sizeof(*b->busy_until));
 			b->pb = (struct pol_be){ .n_q = 1, .q = &b->qp, .n_slots = p->slots,
 						 .busy_until = b->busy_until };
+			b->speedup = S.int8 ? (S.int8_speedup > 0 && p->int8_speedup > 0 ?
+					       S.int8_speedup : p->int8_speedup) : 0;
+			if (b->speedup > 0) {
+				/* its own queue, calibrated like the FP32 one (rt_calibrate) */
+				pol_init(&b->q8, &pc, wa / b->speedup, wb / b->speedup);
+				b->qps[0] = &b->q;
+				b->qps[1] = &b->q8;
+				b->pb.q = b->qps;
+				b->pb.n_q = 2;
+			}
 			b->n_slots = p->slots;
 			b->idle = p->slots;
 			b->slots = calloc(p->slots, sizeof(*b->slots));
@@ -1179,7 +1223,7 @@ static void usage(void)
 		"           [--exec-fill] [--strict-margin] [--displace-last]\n"
 		"           [--reroute-displaced]\n"
 		"           (what-ifs, see README.md)\n"
-		"           [--count N] [--route-cost]\n"
+		"           [--count N] [--route-cost] [--int8 on|off] [--int8-speedup X]\n"
 		"           [--header] [--verbose]\n"
 		"Prints one CSV line (--header: the column names first).\n");
 	exit(2);
@@ -1208,6 +1252,7 @@ int main(int argc, char **argv)
 		{ "displace-last", 0, 0, 'X' }, { "reroute-displaced", 0, 0, 'R' },
 		{ "strict-margin", 0, 0, 'M' }, { "shed-filter", 0, 0, 'F' },
 		{ "count", 1, 0, 'N' }, { "route-cost", 0, 0, 'T' },
+		{ "int8", 1, 0, 'I' }, { "int8-speedup", 1, 0, 'J' },
 		{ "header", 0, 0, 'H' }, { "verbose", 0, 0, 'v' }, { 0, 0, 0, 0 },
 	};
 	int opt;
@@ -1260,12 +1305,26 @@ int main(int argc, char **argv)
 		case 'v': verbose = 1; break;
 		case 'N': count_over = atoi(optarg); break;
 		case 'T': route_cost = 1; break;
+		case 'I':
+			if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+				die("--int8 on|off");
+			S.int8 = !strcmp(optarg, "on");
+			break;
+		case 'J': S.int8_speedup = atof(optarg); break;
 		default: usage();
 		}
 	}
 	if (!scen || n_total < 2 || load < 0 || scale < 1)
 		usage();
-	load_scenario(&S, scen);
+	{
+		/* --int8 is read before the scenario: keep it across load_scenario */
+		int int8 = S.int8;
+		double sp = S.int8_speedup;
+
+		load_scenario(&S, scen);
+		S.int8 = int8;
+		S.int8_speedup = sp;
+	}
 	if (policy_over) {
 		int p = router_policy_parse(policy_over);
 
@@ -1432,7 +1491,8 @@ int main(int argc, char **argv)
 		       "p50_p1_ms,p99_p1_ms,p99_p2_ms,p99_p3_ms,"
 		       "rej_late,rej_full,rej_shed,rej_nobackend,rej_displaced,bad_400,expired_504,hopeless_504,late_done,"
 		       "util_cpu,util_gpu,util_dpu,tput_cpu,tput_gpu,tput_dpu,batch_cpu,batch_gpu,batch_dpu,"
-		       "served_cpu,served_gpu,served_dpu,sim_s,wall_s,events,sim_req_per_s\n");
+		       "served_cpu,served_gpu,served_dpu,sim_s,wall_s,events,sim_req_per_s%s\n",
+		       S.int8 ? ",int8_share" : "");
 	{
 		const char *arr = "mixed";
 		int np = 0, no = 0;
@@ -1460,6 +1520,8 @@ int main(int argc, char **argv)
 			strcat(variant, "+displace-last");
 		if (S.reroute_displaced)
 			strcat(variant, "+reroute-displaced");
+		if (S.int8)
+			strcat(variant, "+int8");
 		printf("%s,%s,%s,%s,%.3f,%llu,%llu,%d,%s,%g,", S.name,
 		       variant[0] ? variant + 1 : "gateway", router_policy_name(S.policy), arr,
 		       load, (unsigned long long)seed, (unsigned long long)n_total, n_bes, cbuf,
@@ -1489,8 +1551,12 @@ int main(int argc, char **argv)
 			printf("%.2f,", kind_batches[k] ? (double)kind_rows[k] / kind_batches[k] : NAN);
 		for (int k = 0; k < N_KINDS; k++)
 			printf("%.4f,", served ? (double)kind_reqs[k] / served : NAN);
-		printf("%.4f,%.3f,%llu,%.0f\n", (double)t1_ns / 1e9, wall, (unsigned long long)ev_count,
+		printf("%.4f,%.3f,%llu,%.0f", (double)t1_ns / 1e9, wall, (unsigned long long)ev_count,
 		       n_total / wall);
+		/* --int8 only, so that other runs' columns stay as they were */
+		if (S.int8)
+			printf(",%.4f", all_ok ? (double)int8_ok / all_ok : 0.0);
+		printf("\n");
 	}
 	if (route_cost)
 		fprintf(stderr, "route_cost backends=%d decisions=%llu views=%llu "

@@ -84,23 +84,29 @@ static void adm_queue_gauges(struct call *c)
 			struct sched_q *sq = &rb->sched.qs[q];
 			char *b = met_label_escape(rb->be.conf.name);
 			char *m = met_label_escape(sq->model->name);
+			/* a model with variants has a queue per variant: its series says which */
+			const char *var = sq->met && sq->met->variant ? sq->met->variant : NULL;
+			char lv[48] = "";
 
 			if (!b || !m) {
 				free(b);
 				free(m);
 				continue;
 			}
+			if (var)
+				snprintf(lv, sizeof(lv), ",variant=\"%s\"", var);
 			evbuffer_add_printf(c->resp,
-				"infergw_queue_depth{backend=\"%s\",model=\"%s\"} %d\n"
-				"infergw_batch_limit{backend=\"%s\",model=\"%s\"} %d\n",
-				b, m, atomic_load(&sq->depth), b, m, atomic_load(&sq->eff_max_batch));
+				"infergw_queue_depth{backend=\"%s\",model=\"%s\"%s} %d\n"
+				"infergw_batch_limit{backend=\"%s\",model=\"%s\"%s} %d\n",
+				b, m, lv, atomic_load(&sq->depth), b, m, lv,
+				atomic_load(&sq->eff_max_batch));
 			for (int rows = 1; rows <= sq->max_batch; rows *= 4) {
 				struct router_cand v;
 
 				sched_view(&rb->sched, q, rows, 1, 0, &v);
 				evbuffer_add_printf(c->resp,
-					"infergw_service_time_seconds{backend=\"%s\",model=\"%s\",rows=\"%d\"} %.9f\n",
-					b, m, rows, v.exec_ns / 1e9);
+					"infergw_service_time_seconds{backend=\"%s\",model=\"%s\"%s,rows=\"%d\"} %.9f\n",
+					b, m, lv, rows, v.exec_ns / 1e9);
 			}
 			free(b);
 			free(m);
@@ -232,12 +238,17 @@ static json_t *adm_backend_json(const struct runtime *rt, int i)
 		sched_view(&rb->sched, q, sq->max_batch, 1, 0, &vn);
 		for (int p = 1; p <= rt->cfg->routing.priority_levels; p++)
 			json_array_append_new(cal, json_real(sched_wait_factor(&rb->sched, q, p)));
-		json_array_append_new(models, json_pack(
+		json_t *mq = json_pack(
 			"{s:s, s:i, s:i, s:i, s:{s:f, s:f}, s:o}", "model", sq->model->name,
 			"queue_depth", atomic_load(&sq->depth), "max_batch", sq->max_batch,
 			"batch_limit", atomic_load(&sq->eff_max_batch), "service_time_us",
 			"batch_1", v1.exec_ns / 1e3, "batch_max", vn.exec_ns / 1e3,
-			"wait_calibration", cal));
+			"wait_calibration", cal);
+
+		/* a model with variants: one queue each, with its own service time */
+		if (mq && sq->met && sq->met->variant)
+			json_object_set_new(mq, "variant", json_string(sq->met->variant));
+		json_array_append_new(models, mq);
 	}
 	struct backend_stats st;
 	const char *state = adm_state(rb);

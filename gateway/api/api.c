@@ -265,7 +265,7 @@ static struct infer_req *api_new_req(struct call *c, const struct model *m, stru
 			.release = ki->owned ? api_release_owned : api_release_body,
 			.arg = ki->owned ? (void *)ki->owned : (void *)c },
 		.priority = prio, .objective_ns = objective_ns, .arrival_ns = c->start_ns,
-		.sink = c->sink, .on_done = api_infer_done, .ctx = c,
+		.sink = c->sink, .on_done = api_infer_done, .ctx = c, .variant = ki->variant,
 	};
 
 	ki->owned = NULL;
@@ -395,6 +395,18 @@ static void api_infer(struct call *c, const struct model *m)
 		c->async = true;
 }
 
+/* The variants m serves, for its metadata and config (issue 15). */
+static void api_variants(const struct runtime *rt, const struct model *m, struct ks_variants *v)
+{
+	const struct model_conf *mc = rt_model_conf(rt, m);
+	int vs[KS_VARIANTS_MAX];
+
+	v->n = rt_variants(rt, m, vs, NULL, v->hosts);
+	for (int i = 0; i < v->n; i++)
+		v->name[i] = model_variant_name(vs[i]);
+	v->policy = cfg_variant_policy_name(mc ? mc->variant_policy : CFG_VARPOL_ACCURATE);
+}
+
 void api_encode_config(struct evbuffer *out, const struct runtime *rt, const struct model *m)
 {
 	const struct backend_conf *hosts[64];
@@ -409,7 +421,11 @@ void api_encode_config(struct evbuffer *out, const struct runtime *rt, const str
 				break;
 			}
 	}
-	ks_encode_config(out, m, rt_model_conf(rt, m), rt->cfg->routing.priority_levels, hosts, n);
+	struct ks_variants v;
+
+	api_variants(rt, m, &v);
+	ks_encode_config_variants(out, m, rt_model_conf(rt, m),
+				  rt->cfg->routing.priority_levels, hosts, n, &v);
 }
 
 /* Triton's model configuration extension: GET /v2/models/{m}/config. */
@@ -480,7 +496,10 @@ static void api_models(struct call *c, const char *rest)
 	if (!strcmp(action, "")) {
 		if (!call_allow(c, "GET"))
 			return;
-		ks_encode_model(c->resp, m);
+		struct ks_variants v;
+
+		api_variants(c->rt, m, &v);
+		ks_encode_model_variants(c->resp, m, &v);
 		call_respond(c, 200, JSON);
 	} else if (!strcmp(action, "/ready")) {
 		bool ok;

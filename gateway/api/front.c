@@ -144,6 +144,7 @@ struct infer_req *front_req_new(struct front_pool *p, const struct front_spec *s
 	r->sink = sp->sink;
 	r->on_done = sp->on_done;
 	r->ctx = sp->ctx;
+	r->variant_ask = (uint8_t)sp->variant;
 	return r;
 oom:
 	if (sp->in.release)

@@ -52,6 +52,7 @@ struct front_hints {
 	int64_t timeout_us;		/* explicit (parameters.timeout), 0 = not given */
 	const char *x_priority;		/* header-equivalent (x-priority), NULL = absent */
 	const char *x_slo_ms;		/* header-equivalent (x-slo-ms), NULL = absent */
+	int variant;			/* parameters.variant (gRPC's): 0 = not given */
 };
 
 /*
@@ -102,6 +103,7 @@ struct front_spec {
 	struct front_sink *sink;	/* where the completion goes */
 	void (*on_done)(struct infer_req *r);	/* run by front_deliver */
 	void *ctx;			/* the creator's */
+	int variant;			/* parameters.variant (infer_req.variant_ask) */
 };
 
 /*

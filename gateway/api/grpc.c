@@ -504,7 +504,7 @@ out_unpin:
  */
 static int grpc_objective(struct call *c, const struct model *m,
 			  const Inference__ModelInferRequest *req, bool deadline, int *prio,
-			  uint64_t *objective_ns, char *err, size_t errlen)
+			  uint64_t *objective_ns, int *variant, char *err, size_t errlen)
 {
 	struct front_hints h = { .x_priority = call_header(c, "x-priority"),
 				 .x_slo_ms = call_header(c, "x-slo-ms") };
@@ -513,6 +513,7 @@ static int grpc_objective(struct call *c, const struct model *m,
 
 	if (gc_infer_params(req, &h, err, errlen))
 		return 400;
+	*variant = h.variant;
 	if (tmo < 0) {
 		snprintf(err, errlen, "grpc-timeout: expected 1 to 8 digits and a unit (H M S m u n), "
 			 "got \"%.32s\"", gt);
@@ -531,7 +532,7 @@ static int grpc_objective(struct call *c, const struct model *m,
 static int grpc_infer_spec(struct call *c, const Inference__ModelInferRequest *req, bool deadline,
 			   const struct model **m, struct front_spec *sp, char *err, size_t errlen)
 {
-	int rows, prio, st;
+	int rows, prio, st, variant = 0;
 	uint64_t objective;
 	const float *data;
 
@@ -544,13 +545,13 @@ static int grpc_infer_spec(struct call *c, const Inference__ModelInferRequest *r
 	}
 	st = gc_infer_input(*m, req, &rows, &data, err, errlen);
 	if (!st)
-		st = grpc_objective(c, *m, req, deadline, &prio, &objective, err, errlen);
+		st = grpc_objective(c, *m, req, deadline, &prio, &objective, &variant, err, errlen);
 	if (st)
 		return st;
 	*sp = (struct front_spec){
 		.model = *m, .in = { .rows = rows, .data = data },
 		.priority = prio, .objective_ns = objective, .arrival_ns = c->start_ns,
-		.sink = c->sink,
+		.sink = c->sink, .variant = variant,
 	};
 	return 0;
 }

@@ -59,7 +59,8 @@ static int gc_check_keys(const char *where, size_t n, void *const *entries, char
  * Request parameters: priority in [0, 1000000], timeout in µs (saturated
  * at KS_TIMEOUT_MAX_US); the ones infergw refuses (sequence, shared
  * memory) on the request, the input or an output are a 400 naming them;
- * others are ignored, as over HTTP.  0 or 400.
+ * variant ("fp32" or "int8") into h->variant; others are ignored, as
+ * over HTTP.  0 or 400.
  */
 int gc_infer_params(const Inference__ModelInferRequest *req, struct front_hints *h,
 		       char *err, size_t errlen)
@@ -95,6 +96,13 @@ int gc_infer_params(const Inference__ModelInferRequest *req, struct front_hints 
 			if (gc_int_param(e->value, "timeout", KS_TIMEOUT_MAX_US, &v, err, errlen))
 				return 400;
 			h->timeout_us = v;
+		} else if (!strcmp(e->key, "variant")) {
+			const char *s = e->value && e->value->parameter_choice_case ==
+				INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_STRING_PARAM ?
+				e->value->string_param : NULL;
+
+			if (ks_check_variant(s, s ? strlen(s) : 0, &h->variant, err, errlen))
+				return 400;
 		}
 	}
 	return 0;

@@ -534,9 +534,27 @@ int64_t ks_clamp_timeout(uint64_t us)
 	return us > KS_TIMEOUT_MAX_US ? KS_TIMEOUT_MAX_US : (int64_t)us;
 }
 
+int ks_check_variant(const char *s, size_t len, int *out, char *err, size_t errlen)
+{
+	static const enum model_variant vs[] = { VARIANT_FP32, VARIANT_INT8 };
+
+	for (size_t i = 0; s && i < sizeof(vs) / sizeof(vs[0]); i++) {
+		const char *name = model_variant_name(vs[i]);
+
+		if (len == strlen(name) && !memcmp(s, name, len)) {
+			*out = 1 + (int)vs[i];
+			return 0;
+		}
+	}
+	if (!s)
+		return KS_ERR("parameters.variant: expected a string, \"fp32\" or \"int8\"");
+	return KS_ERR("parameters.variant: unknown variant \"%.*s\" (expected \"fp32\" or "
+		      "\"int8\")", len > 32 ? 32 : (int)len, s);
+}
+
 static int ks_parse_params(const json_t *p, struct ks_infer *out, char *err, size_t errlen)
 {
-	const json_t *prio, *tmo, *bo;
+	const json_t *prio, *tmo, *bo, *var;
 	int rc;
 
 	if (!p)
@@ -548,6 +566,11 @@ static int ks_parse_params(const json_t *p, struct ks_infer *out, char *err, siz
 	prio = json_object_get(p, "priority");
 	tmo = json_object_get(p, "timeout");
 	bo = json_object_get(p, "binary_data_output");
+	var = json_object_get(p, "variant");
+	if (var && ks_check_variant(json_is_string(var) ? json_string_value(var) : NULL,
+				    json_is_string(var) ? json_string_length(var) : 0,
+				    &out->variant, err, errlen))
+		return 400;
 	if (prio && (!json_is_integer(prio) || json_integer_value(prio) < 0 ||
 		     json_integer_value(prio) > 1000000))
 		return KS_ERR("parameters.priority: expected a non-negative integer");
@@ -803,6 +826,12 @@ static void ks_encode_spec(struct evbuffer *out, const struct tensor_spec *t)
 
 void ks_encode_model(struct evbuffer *out, const struct model *m)
 {
+	ks_encode_model_variants(out, m, NULL);
+}
+
+void ks_encode_model_variants(struct evbuffer *out, const struct model *m,
+			      const struct ks_variants *v)
+{
 	evbuffer_add(out, "{\"name\":", 8);
 	ks_put_str(out, m->name);
 	evbuffer_add_printf(out, ",\"versions\":[\"%d\"],\"platform\":", m->version);
@@ -811,7 +840,16 @@ void ks_encode_model(struct evbuffer *out, const struct model *m)
 	ks_encode_spec(out, &m->input);
 	evbuffer_add(out, "],\"outputs\":[", 13);
 	ks_encode_spec(out, &m->output);
-	evbuffer_add_printf(out, "],\"max_batch_size\":%d}", m->max_batch_size);
+	evbuffer_add_printf(out, "],\"max_batch_size\":%d", m->max_batch_size);
+	if (v && v->n > 1) {
+		evbuffer_add(out, ",\"variants\":[", 13);
+		for (int i = 0; i < v->n; i++)
+			evbuffer_add_printf(out, "%s{\"name\":\"%s\",\"backends\":%d}", i ? "," : "",
+					    v->name[i], v->hosts[i]);
+		evbuffer_add(out, "],\"variant_policy\":", 19);
+		ks_put_str(out, v->policy);
+	}
+	evbuffer_add(out, "}", 1);
 }
 
 /* ---- classification extension ---- */
@@ -968,6 +1006,14 @@ static void ks_config_instance(struct evbuffer *out, const struct backend_conf *
 void ks_encode_config(struct evbuffer *out, const struct model *m, const struct model_conf *mc,
 		      int priority_levels, const struct backend_conf *const *hosts, int n)
 {
+	ks_encode_config_variants(out, m, mc, priority_levels, hosts, n, NULL);
+}
+
+void ks_encode_config_variants(struct evbuffer *out, const struct model *m,
+			       const struct model_conf *mc, int priority_levels,
+			       const struct backend_conf *const *hosts, int n,
+			       const struct ks_variants *v)
+{
 	KS_LIT(out, "{\"name\":");
 	ks_put_str(out, m->name);
 	KS_LIT(out, ",\"platform\":");
@@ -986,5 +1032,18 @@ void ks_encode_config(struct evbuffer *out, const struct model *m, const struct 
 			KS_LIT(out, ",");
 		ks_config_instance(out, hosts[i]);
 	}
-	KS_LIT(out, "]}");
+	KS_LIT(out, "]");
+	if (v && v->n > 1) {
+		KS_LIT(out, ",\"parameters\":{\"variants\":{\"string_value\":\"");
+		for (int i = 0; i < v->n; i++)
+			evbuffer_add_printf(out, "%s%s", i ? "," : "", v->name[i]);
+		KS_LIT(out, "\"},\"variant_policy\":{\"string_value\":");
+		ks_put_str(out, v->policy);
+		KS_LIT(out, "}");
+		for (int i = 0; i < v->n; i++)
+			evbuffer_add_printf(out, ",\"variant_%s_backends\":{\"string_value\":\"%d\"}",
+					    v->name[i], v->hosts[i]);
+		KS_LIT(out, "}");
+	}
+	KS_LIT(out, "}");
 }

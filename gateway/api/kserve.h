@@ -35,6 +35,8 @@ struct ks_infer {
 	int priority;		/* parameters.priority, 0 = not given */
 	int64_t timeout_us;	/* parameters.timeout, 0 = not given; <= KS_TIMEOUT_MAX_US */
 	bool binary_output;	/* binary_data_output, or binary_data on the output */
+	int variant;		/* parameters.variant: 0 = not given, else 1 + enum
+				 * model_variant (ks_check_variant) */
 	int class_count;	/* outputs[].parameters.classification (or class_count):
 				 * answer the top k as BYTES "score:index[:label]";
 				 * 0 = the tensor itself.  May exceed out_dim (ks_class_k). */
@@ -42,6 +44,14 @@ struct ks_infer {
 
 /* Largest "score:index:label" element the classification extension writes. */
 #define KS_CLASS_STR_MAX 336
+
+/*
+ * ks_check_variant - parameters.variant's value s (len bytes, NULL: not a
+ * string): "fp32" or "int8" into *out as 1 + enum model_variant.  0, or 400
+ * with err naming parameters.variant.  Whether the model has that variant
+ * is the router's to say (a 400 too).
+ */
+int ks_check_variant(const char *s, size_t len, int *out, char *err, size_t errlen);
 
 /* ks_infer_free - free what the parse allocated (not the body it viewed). */
 void ks_infer_free(struct ks_infer *ki);
@@ -147,6 +157,31 @@ size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *
 		       const float *values, bool binary);
 /* ks_encode_model - model metadata: name, versions, platform, inputs, outputs. */
 void ks_encode_model(struct evbuffer *out, const struct model *m);
+
+/* The variants a model with models[].variants serves (issue 15). */
+#define KS_VARIANTS_MAX 2
+struct ks_variants {
+	int n;					/* variants; 0 or 1: none to list */
+	const char *name[KS_VARIANTS_MAX];	/* "fp32", "int8" */
+	int hosts[KS_VARIANTS_MAX];		/* backends hosting each */
+	const char *policy;			/* models[].variant_policy */
+};
+/*
+ * ks_encode_model_variants - ks_encode_model, plus for a model with
+ * variants (v->n > 1) "variants": [{"name", "backends"}...] and
+ * "variant_policy".  v NULL: ks_encode_model.
+ */
+void ks_encode_model_variants(struct evbuffer *out, const struct model *m,
+			      const struct ks_variants *v);
+/*
+ * ks_encode_config_variants - ks_encode_config, plus for a model with
+ * variants its "parameters" (Triton's string map): variants "fp32,int8",
+ * variant_policy, and per variant the backends hosting it.
+ */
+void ks_encode_config_variants(struct evbuffer *out, const struct model *m,
+			       const struct model_conf *mc, int priority_levels,
+			       const struct backend_conf *const *hosts, int n,
+			       const struct ks_variants *v);
 /*
  * ks_put_str - append s as a JSON string literal: '"', '\\' and control
  * characters escaped, bytes that are not well-formed UTF-8 replaced by

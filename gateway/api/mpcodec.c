@@ -183,6 +183,9 @@ static int mp_input(const struct model *m, const msgpack_object *inputs, struct 
 static int mp_params(const msgpack_object *p, struct ks_infer *out, char *err, size_t errlen)
 {
 	const msgpack_object *prio = mp_get(p, "priority"), *tmo = mp_get(p, "timeout");
+	const msgpack_object *var = mp_get(p, "variant");
+	const char *vs;
+	size_t vlen;
 	int rc;
 
 	if (!p)
@@ -193,6 +196,11 @@ static int mp_params(const msgpack_object *p, struct ks_infer *out, char *err, s
 		return MP_ERR("parameters.priority: expected a non-negative integer");
 	if (tmo && tmo->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
 		return MP_ERR("parameters.timeout: expected a non-negative integer (microseconds)");
+	if (var) {
+		mp_str(var, &vs, &vlen);	/* not a string: vs NULL, said so */
+		if (ks_check_variant(vs, vlen, &out->variant, err, errlen))
+			return 400;
+	}
 	out->priority = prio ? (int)prio->via.u64 : 0;
 	out->timeout_us = tmo ? ks_clamp_timeout(tmo->via.u64) : 0;
 	return 0;

@@ -358,6 +358,64 @@ static int cfg_svc(struct ytree *t, yaml_node_t *m, const char *path, struct mod
 	return 0;
 }
 
+static const char *const cfg_varpol_names[] = { "accurate", "fp32", "int8" };
+
+const char *cfg_variant_policy_name(int policy)
+{
+	return policy > 0 && policy <= CFG_VARPOL_INT8 ? cfg_varpol_names[policy]
+						       : cfg_varpol_names[0];
+}
+
+/*
+ * models[i].variants: {int8: DIR} (the fp32 variant is models[i].path) and
+ * models[i].variant_policy: accurate | fp32 | int8.  A fixed int8 policy
+ * needs an int8 variant.
+ */
+static int cfg_variants(struct ytree *t, yaml_node_t *m, const char *path, struct config *c,
+			struct model_conf *mc, char **err)
+{
+	static const char *const keys[] = { "int8", NULL };
+	yaml_node_t *n = yt_get(t, m, "variants"), *pn = yt_get(t, m, "variant_policy");
+	char p[160], kp[176], *rel = NULL, *pol = NULL;
+	int k;
+
+	snprintf(p, sizeof(p), "%s.variants", path);
+	snprintf(kp, sizeof(kp), "%s.fp32", p);
+	if (n && n->type == YAML_MAPPING_NODE && yt_get(t, n, "fp32"))
+		return yt_error(t, yt_get(t, n, "fp32"), kp, err, "the fp32 variant is %s.path, "
+				"not a key of variants (variants: {int8: DIR})", path);
+	if (n && (yt_expect_map(t, n, p, err) || yt_check_keys(t, n, p, keys, err)))
+		return -EINVAL;
+	snprintf(kp, sizeof(kp), "%s.int8", p);
+	if (n && yt_get(t, n, "int8")) {
+		if (yt_str(t, yt_get(t, n, "int8"), kp, &rel, err))
+			return -EINVAL;
+		if (!rel[0]) {
+			free(rel);
+			return yt_error(t, yt_get(t, n, "int8"), kp, err, "expected a model "
+					"directory (infergw-quantize's output), got an empty string");
+		}
+		mc->int8_path = cfg_resolve(c->file, rel);
+		mc->int8_where = cfg_where(c, yt_get(t, n, "int8"), kp);
+		free(rel);
+	}
+	if (!pn)
+		return 0;
+	snprintf(kp, sizeof(kp), "%s.variant_policy", path);
+	if (yt_str(t, pn, kp, &pol, err))
+		return -EINVAL;
+	for (k = 0; k <= CFG_VARPOL_INT8 && strcmp(pol, cfg_varpol_names[k]); k++)
+		;
+	free(pol);
+	if (k > CFG_VARPOL_INT8)
+		return yt_error(t, pn, kp, err, "expected accurate, fp32 or int8");
+	if (k == CFG_VARPOL_INT8 && !mc->int8_path)
+		return yt_error(t, pn, kp, err, "int8 needs %s.variants.int8 (an INT8 variant "
+				"made by infergw-quantize)", path);
+	mc->variant_policy = k;
+	return 0;
+}
+
 /* Names go into URLs, metric labels and logs unescaped: a small character set. */
 static bool cfg_name_char(char ch, bool first)
 {
@@ -417,7 +475,8 @@ static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, c
 {
 	static const char *const keys[] = { "name", "path", "max_batch",
 		"max_queue_delay_us", "max_queue", "slo_ms", "priority",
-		"preferred_batch_sizes", "adaptive_batching", "service_time_us", NULL };
+		"preferred_batch_sizes", "adaptive_batching", "service_time_us", "variants",
+		"variant_policy", NULL };
 	struct model_conf *mc = &c->models[i];
 	int64_t mb = 0, delay = 0, mq = 1024, slo = 0, prio = 1;
 	char path[64], *rel = NULL;
@@ -432,7 +491,8 @@ static int cfg_model(struct ytree *t, yaml_node_t *m, int i, struct config *c, c
 	    cfg_opt_int(t, m, path, "slo_ms", 0, 3600000, &slo, err) ||
 	    cfg_opt_int(t, m, path, "priority", 1, c->routing.priority_levels, &prio, err) ||
 	    cfg_opt_bool(t, m, path, "adaptive_batching", &mc->adaptive, err) ||
-	    cfg_preferred(t, m, path, mc, err) || cfg_svc(t, m, path, mc, err))
+	    cfg_preferred(t, m, path, mc, err) || cfg_svc(t, m, path, mc, err) ||
+	    cfg_variants(t, m, path, c, mc, err))
 		goto fail;
 	if (mc->adaptive && slo == 0) {
 		yt_error(t, yt_get(t, m, "adaptive_batching"), path, err,
@@ -891,12 +951,21 @@ static json_t *cfg_model_json(const struct model_conf *m)
 
 	for (int i = 0; i < m->n_preferred; i++)
 		json_array_append_new(pref, json_integer(m->preferred[i]));
-	return json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:o, s:b, s:{s:f, s:f}}",
-			 "name", m->name, "path", m->path, "max_batch", m->max_batch,
-			 "max_queue_delay_us", (int)m->max_queue_delay_us, "max_queue", m->max_queue,
-			 "slo_ms", (int)m->slo_ms, "priority", m->priority,
-			 "preferred_batch_sizes", pref, "adaptive_batching", m->adaptive,
-			 "service_time_us", "base", m->svc_base_us, "per_row", m->svc_per_row_us);
+	json_t *o = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:o, s:b, s:{s:f, s:f}}",
+			      "name", m->name, "path", m->path, "max_batch", m->max_batch,
+			      "max_queue_delay_us", (int)m->max_queue_delay_us, "max_queue",
+			      m->max_queue, "slo_ms", (int)m->slo_ms, "priority", m->priority,
+			      "preferred_batch_sizes", pref, "adaptive_batching", m->adaptive,
+			      "service_time_us", "base", m->svc_base_us, "per_row",
+			      m->svc_per_row_us);
+
+	/* Only for a model with variants: other models' entries stay as they were. */
+	if (o && m->int8_path) {
+		json_object_set_new(o, "variants", json_pack("{s:s}", "int8", m->int8_path));
+		json_object_set_new(o, "variant_policy",
+				    json_string(cfg_variant_policy_name(m->variant_policy)));
+	}
+	return o;
 }
 
 static json_t *cfg_remote_json(const struct backend_conf *b)
@@ -1065,6 +1134,8 @@ bool cfg_drop_model(struct config *c, const char *name)
 	free(c->models[i].name);
 	free(c->models[i].path);
 	free(c->models[i].where);
+	free(c->models[i].int8_path);
+	free(c->models[i].int8_where);
 	memmove(&c->models[i], &c->models[i + 1], (c->n_models - i - 1) * sizeof(c->models[0]));
 	c->n_models--;
 	for (int b = 0; b < c->n_backends; b++) {
@@ -1150,7 +1221,8 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
 	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models ||
 	    a->fake_latency_us != b->fake_latency_us || a->fake_fail_every != b->fake_fail_every ||
-	    a->fake_down_after != b->fake_down_after || !cfg_remote_same(&a->remote, &b->remote) ||
+	    a->fake_down_after != b->fake_down_after || a->fake_fp32_only != b->fake_fp32_only ||
+	    !cfg_remote_same(&a->remote, &b->remote) ||
 	    a->gpu.tf32 != b->gpu.tf32 || a->gpu.graphs != b->gpu.graphs ||
 	    a->gpu.max_batch != b->gpu.max_batch)
 		return false;
@@ -1275,6 +1347,8 @@ void cfg_free(struct config *c)
 		free(c->models[i].name);
 		free(c->models[i].path);
 		free(c->models[i].where);
+		free(c->models[i].int8_path);
+		free(c->models[i].int8_where);
 	}
 	free(c->models);
 	for (int i = 0; i < c->n_backends; i++)

@@ -31,7 +31,20 @@ struct model_conf {
 	int preferred[8];	/* preferred batch sizes, ascending */
 	bool adaptive;		/* AIMD max_batch to keep latency under slo_ms */
 	double svc_base_us, svc_per_row_us;	/* service-time warm start; 0 = calibrate */
+	/* variants.int8: an INT8 variant made by infergw-quantize (model.yaml
+	 * variant: int8, variant_of this model), served beside this one (the
+	 * fp32 variant, path); NULL = none.  Resolved like path. */
+	char *int8_path;
+	char *int8_where;	/* "FILE:LINE:COL: models[i].variants.int8" for load errors */
+	int variant_policy;	/* enum cfg_variant_policy */
 };
+
+/* models[].variant_policy: which variant serves a request that names none
+ * (parameters.variant).  accurate: fp32 unless no backend can meet the
+ * request's deadline with it (then int8); fp32 / int8: always that one. */
+enum cfg_variant_policy { CFG_VARPOL_ACCURATE, CFG_VARPOL_FP32, CFG_VARPOL_INT8 };
+/* cfg_variant_policy_name - "accurate", "fp32" or "int8" (an unknown value: "accurate"). */
+const char *cfg_variant_policy_name(int policy);
 
 /* listen.tls: TLS on the main listener (tls.h builds the SSL_CTX). */
 struct tls_conf {

@@ -56,14 +56,18 @@ char *met_label_escape(const char *v)
 }
 
 /* backend="B",model="M", escaped once for every render. */
-static char *met_series_labels(const char *backend, const char *model)
+static char *met_series_labels(const char *backend, const char *model, const char *variant)
 {
 	char *b = met_label_escape(backend), *m = met_label_escape(model), *out = NULL;
+	char *v = variant ? met_label_escape(variant) : NULL;
 
-	if (b && m && asprintf(&out, "backend=\"%s\",model=\"%s\"", b, m) < 0)
+	if (b && m && (!variant || v) &&
+	    asprintf(&out, "backend=\"%s\",model=\"%s\"%s%s%s", b, m, v ? ",variant=\"" : "",
+		     v ? v : "", v ? "\"" : "") < 0)
 		out = NULL;
 	free(b);
 	free(m);
+	free(v);
 	return out;
 }
 
@@ -74,6 +78,7 @@ static void met_series_free(struct met_series *s)
 	free(atomic_load(&s->bsize));
 	free((char *)s->backend);
 	free((char *)s->model);
+	free((char *)s->variant);
 	free((char *)s->lbl);
 	free(s);
 }
@@ -96,11 +101,23 @@ static bool met_register(struct met_series *s)
 
 struct met_series *met_lookup(const char *backend, const char *model)
 {
+	return met_lookup_variant(backend, model, NULL);
+}
+
+/* Same variant: both none, or both the same name. */
+static bool met_same_variant(const char *a, const char *b)
+{
+	return a == b || (a && b && !strcmp(a, b));
+}
+
+struct met_series *met_lookup_variant(const char *backend, const char *model, const char *variant)
+{
 	struct met_series *s = NULL;
 
 	pthread_mutex_lock(&met_lock);
 	for (int i = 0; i < met_n; i++)
-		if (!strcmp(met_reg[i]->backend, backend) && !strcmp(met_reg[i]->model, model)) {
+		if (!strcmp(met_reg[i]->backend, backend) && !strcmp(met_reg[i]->model, model) &&
+		    met_same_variant(met_reg[i]->variant, variant)) {
 			s = met_reg[i];
 			goto out_unlock;
 		}
@@ -109,8 +126,9 @@ struct met_series *met_lookup(const char *backend, const char *model)
 		goto out_unlock;
 	s->backend = strdup(backend);
 	s->model = strdup(model);
-	s->lbl = met_series_labels(backend, model);
-	if (!s->backend || !s->model || !s->lbl) {
+	s->variant = variant ? strdup(variant) : NULL;
+	s->lbl = met_series_labels(backend, model, variant);
+	if (!s->backend || !s->model || !s->lbl || (variant && !s->variant)) {
 		met_series_free(s);
 		s = NULL;
 	} else if (!met_register(s)) {

@@ -34,7 +34,8 @@ struct met_bsize {
 struct met_series {
 	const char *backend;		/* "none" for requests no backend took */
 	const char *model;
-	const char *lbl;		/* backend="..",model="..", escaped */
+	const char *variant;		/* "fp32", "int8" for a model with variants; else NULL */
+	const char *lbl;		/* backend="..",model=".."[,variant=".."], escaped */
 	_Atomic uint64_t outcome[OUT_N];
 	_Atomic uint64_t slo_met, slo_missed;
 	struct met_hist queue, exec, e2e;	/* ns, answered 200 */
@@ -55,6 +56,14 @@ struct met_series {
  * NULL only when out of memory.
  */
 struct met_series *met_lookup(const char *backend, const char *model);
+/*
+ * met_lookup_variant - met_lookup for one variant of a model that has
+ * several (models[].variants): its series carry a variant="..." label in
+ * every family.  variant NULL is met_lookup (no label: a model without
+ * variants keeps the series it always had).
+ */
+struct met_series *met_lookup_variant(const char *backend, const char *model,
+				      const char *variant);
 /*
  * met_all - every series so far, in creation order: a malloc'd array the
  * caller frees, *n its length; NULL (and *n = 0) when out of memory.

@@ -68,6 +68,9 @@ struct infer_req {
 					 * neither wait calibration nor service time */
 	uint64_t arrival_ns;
 	uint64_t deadline_ns;		/* 0 = none */
+	uint8_t variant_ask;		/* parameters.variant: 0 = the model's variant_policy,
+					 * else 1 + enum model_variant (model/model.h); which
+					 * variant served it: its queue's (r->met's label) */
 	_Atomic int state;		/* enum req_state */
 	int status;			/* 0 = ok, else an HTTP status */
 	char errmsg[160];

@@ -1,6 +1,7 @@
 /* router.c - see router.h. */
 #include "router.h"
 
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,8 +188,10 @@ static int router_choose_gently(const struct route_conf *rc, const struct route_
 	return router_choose(rc, rq, cand, n, rr, why);
 }
 
-enum route_result router_pick(const struct route_conf *rc, const struct route_req *rq,
-			      const struct router_cand *cand, int n, unsigned *rr, int *pick)
+/* One tier's pick (all candidates share a tier): the policy, gently. */
+static enum route_result router_pick_tier(const struct route_conf *rc, const struct route_req *rq,
+					  const struct router_cand *cand, int n, unsigned *rr,
+					  int *pick)
 {
 	enum route_result why = ROUTE_FULL;
 	struct router_cand stack[2][64], *kept, *scratch;
@@ -221,4 +224,89 @@ enum route_result router_pick(const struct route_conf *rc, const struct route_re
 		return why;
 	*pick = i;
 	return ROUTE_OK;
+}
+
+/* The pick stands in its tier: slo with a deadline needs the margin kept. */
+static bool router_meets(const struct route_conf *rc, const struct route_req *rq,
+			 const struct router_cand *c)
+{
+	return !rq->deadline_ns || rc->policy != ROUTE_SLO ||
+	       router_done_at(rq, c) + rc->margin_ns <= rq->deadline_ns;
+}
+
+/* Lowest tier above `above` among cand (INT_MIN: the lowest), or INT_MAX. */
+static int router_next_tier(const struct router_cand *cand, int n, int above)
+{
+	int t = INT_MAX;
+
+	for (int i = 0; i < n; i++)
+		if (cand[i].tier > above && cand[i].tier < t)
+			t = cand[i].tier;
+	return t;
+}
+
+/*
+ * Tiers, lowest first (router.h): each tier's pick over its candidates
+ * alone; the first that meets the deadline wins, else the lowest tier's
+ * admitted pick, else the first tier's reason.
+ */
+static enum route_result router_pick_tiers(const struct route_conf *rc,
+					   const struct route_req *rq,
+					   const struct router_cand *cand, int n, unsigned *rr,
+					   int *pick, struct router_cand *sub, int *map)
+{
+	enum route_result first_why = ROUTE_OK, why;
+	int fallback = -1, t = INT_MIN, k, i;
+
+	while ((t = router_next_tier(cand, n, t)) != INT_MAX) {
+		k = 0;
+		for (int j = 0; j < n; j++)
+			if (cand[j].tier == t) {
+				map[k] = j;
+				sub[k++] = cand[j];
+			}
+		why = router_pick_tier(rc, rq, sub, k, rr, &i);
+		if (why == ROUTE_OK && router_meets(rc, rq, &sub[i])) {
+			*pick = map[i];
+			return ROUTE_OK;
+		}
+		if (why == ROUTE_OK && fallback < 0)
+			fallback = map[i];
+		if (first_why == ROUTE_OK)
+			first_why = why;
+	}
+	if (fallback >= 0) {
+		*pick = fallback;
+		return ROUTE_OK;
+	}
+	return first_why == ROUTE_OK ? ROUTE_LATE : first_why;
+}
+
+enum route_result router_pick(const struct route_conf *rc, const struct route_req *rq,
+			      const struct router_cand *cand, int n, unsigned *rr, int *pick)
+{
+	struct router_cand stack[64], *sub;
+	int map_stack[64], *map;
+	enum route_result why;
+	bool tiered = false;
+
+	for (int i = 1; i < n && !tiered; i++)
+		tiered = cand[i].tier != cand[0].tier;
+	if (!tiered)
+		return router_pick_tier(rc, rq, cand, n, rr, pick);
+	sub = n <= 64 ? stack : malloc(sizeof(*sub) * (size_t)n);
+	map = n <= 64 ? map_stack : malloc(sizeof(*map) * (size_t)n);
+	if (!sub || !map) {
+		if (sub != stack)
+			free(sub);
+		if (map != map_stack)
+			free(map);
+		return ROUTE_FULL;	/* out of memory: say busy, never crash */
+	}
+	why = router_pick_tiers(rc, rq, cand, n, rr, pick, sub, map);
+	if (sub != stack) {
+		free(sub);
+		free(map);
+	}
+	return why;
 }

@@ -18,6 +18,17 @@
  * request also skips saturated backends (work queued ahead above the
  * request's saturation_ns), so it fills idle capacity wherever there is
  * some; when every candidate is saturated it is rejected (shed).
+ *
+ * Variants: a candidate is a (backend, queue) pair, and one backend may
+ * hold the same model's FP32 and INT8 variants as two queues (each with
+ * its own learned service time).  The candidate's tier says which variant
+ * is preferred (0 first).  With several tiers, the policy above runs over
+ * tier 0 alone; its pick stands when it meets the deadline with the margin
+ * (slo; no deadline, or another policy: when it is admitted at all).
+ * Otherwise the next tier is tried the same way, and when no tier meets
+ * the deadline the lowest tier's admitted pick, if any, stands (else the
+ * first tier's reason).  So the `accurate` variant policy (FP32 unless
+ * no backend can meet the deadline with it) is one pick over both.
  */
 #ifndef INFERGW_ROUTER_H
 #define INFERGW_ROUTER_H
@@ -46,6 +57,7 @@ struct router_cand {
 	uint64_t work_ns;	/* the work queued ahead of it, before wait calibration:
 				 * what saturation is measured on (0: use wait_ns) */
 	uint64_t exec_ns;	/* predicted execution time of that batch */
+	int tier;		/* variant preference: 0 first (see above) */
 };
 
 struct route_req {

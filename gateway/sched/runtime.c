@@ -19,6 +19,9 @@
 #include "util.h"
 #include "model/ytree.h"
 
+/* Variants a model may have: FP32 (the model itself) and INT8. */
+#define RT_VARIANTS 2
+
 /* ---- shared models ---- */
 
 static void rt_model_sig(const char *dir, const struct model *m, ino_t ino[2], off_t size[2],
@@ -40,42 +43,45 @@ static void rt_model_sig(const char *dir, const struct model *m, ino_t ino[2], o
 	}
 }
 
-static bool rt_model_unchanged(const struct rt_model *rm, const struct model_conf *mc)
+/* rm is what name at path would load now (a variant: its model's name, its path). */
+static bool rt_model_unchanged(const struct rt_model *rm, const char *name, const char *path)
 {
 	ino_t ino[2];
 	off_t size[2];
 	int64_t mtime[2];
 
-	if (strcmp(rm->name, mc->name) || strcmp(rm->path, mc->path))
+	if (strcmp(rm->name, name) || strcmp(rm->path, path))
 		return false;
 	rt_model_sig(rm->path, rm->m, ino, size, mtime);
 	return !memcmp(ino, rm->sig_ino, sizeof(ino)) && !memcmp(size, rm->sig_size, sizeof(size)) &&
 	       !memcmp(mtime, rm->sig_mtime, sizeof(mtime));
 }
 
-static struct rt_model *rt_model_load(const struct model_conf *mc, char **err)
+/* Load the model at path as name (where: the config key, for errors). */
+static struct rt_model *rt_model_load(const char *name, const char *path, const char *where,
+				      char **err)
 {
 	struct rt_model *rm;
 	char *merr = NULL;
-	struct model *m = model_load(mc->path, &merr);
+	struct model *m = model_load(path, &merr);
 
 	if (!m) {
-		*err = yt_strdupf("%s (model %s): %s", mc->where ? mc->where : "models", mc->name,
-				  merr);
+		*err = yt_strdupf("%s (model %s): %s", where ? where : "models", name, merr);
 		free(merr);
 		return NULL;
 	}
-	/* The config's name is the one clients use. */
-	free(m->name);
-	m->name = strdup(mc->name);
 	rm = calloc(1, sizeof(*rm));
 	atomic_init(&rm->refs, 1);
+	/* The config's name is the one clients use (a variant's too). */
+	rm->yaml_name = m->name;
+	m->name = strdup(name);
 	rm->m = m;
-	rm->path = strdup(mc->path);
-	rm->name = strdup(mc->name);
-	rt_model_sig(mc->path, m, rm->sig_ino, rm->sig_size, rm->sig_mtime);
-	log_info("model=%s path=%s in=%d out=%d layers=%d max_batch_size=%d msg=\"loaded\"",
-		 m->name, mc->path, m->in_dim, m->out_dim, m->n_layers, m->max_batch_size);
+	rm->path = strdup(path);
+	rm->name = strdup(name);
+	rt_model_sig(path, m, rm->sig_ino, rm->sig_size, rm->sig_mtime);
+	log_info("model=%s variant=%s path=%s in=%d out=%d layers=%d max_batch_size=%d "
+		 "msg=\"loaded\"", m->name, model_variant_name(m->variant), path, m->in_dim,
+		 m->out_dim, m->n_layers, m->max_batch_size);
 	return rm;
 }
 
@@ -83,10 +89,12 @@ static void rt_model_put(struct rt_model *rm)
 {
 	if (!rm || atomic_fetch_sub(&rm->refs, 1) != 1)
 		return;
-	log_info("model=%s msg=\"unloaded\"", rm->name);
+	log_info("model=%s variant=%s msg=\"unloaded\"", rm->name,
+		 model_variant_name(rm->m->variant));
 	model_free(rm->m);
 	free(rm->path);
 	free(rm->name);
+	free(rm->yaml_name);
 	free(rm);
 }
 
@@ -157,7 +165,10 @@ static void rt_backend_put(struct rt_backend *rb)
 	log_info("backend=%s msg=\"closed\"", rb->be.conf.name);
 	for (int i = 0; i < rb->n_models; i++)
 		rt_model_put(rb->models[i]);
+	for (int i = 0; i < rb->n_refused; i++)
+		rt_model_put(rb->refused[i]);
 	free(rb->models);
+	free(rb->refused);
 	cfg_backend_free(&rb->be.conf);
 	free(rb);
 }
@@ -239,9 +250,12 @@ static void rt_calib_done(struct infer_req *r)
 			   (double)(c->tn - c->t1) / (c->max_rows - 1) : 0;
 
 		sched_set_warm(c->s, c->qi, (double)c->t1 - b, b);
-		log_info("backend=%s model=%s batch1_us=%.1f batch%d_us=%.1f msg=\"calibrated "
-			 "service time\"", c->s->be->conf.name, r->model->name, c->t1 / 1e3,
-			 c->max_rows, c->tn / 1e3);
+		/* A variant's (INT8) queue says so first: its own service time. */
+		log_info("%s%s%sbackend=%s model=%s batch1_us=%.1f batch%d_us=%.1f msg=\"calibrated "
+			 "service time\"", r->model->variant ? "variant=" : "",
+			 r->model->variant ? model_variant_name(r->model->variant) : "",
+			 r->model->variant ? " " : "", c->s->be->conf.name, r->model->name,
+			 c->t1 / 1e3, c->max_rows, c->tn / 1e3);
 	}
 	if (c->w) {
 		pthread_mutex_lock(&c->w->mu);
@@ -284,6 +298,17 @@ static int rt_calib_start(struct sched_be *s, int qi, const struct model *m, int
 	return 0;
 }
 
+/*
+ * Whether queue model m of models[] entry mc starts from the configured
+ * service_time_us.  That is the FP32 model's: an INT8 variant is always
+ * calibrated, since predicting it as slow as FP32 would keep the router
+ * from ever choosing it for speed (and so from ever learning it).
+ */
+static bool rt_warm_configured(const struct model_conf *mc, const struct model *m)
+{
+	return m->variant == VARIANT_FP32 && (mc->svc_base_us > 0 || mc->svc_per_row_us > 0);
+}
+
 /* Calibrate the queues that have no configured warm start, waiting for
  * them at most RT_CALIB_WAIT_MS. */
 static void rt_calibrate(const struct config *cfg, struct rt_backend *rb)
@@ -300,7 +325,7 @@ static void rt_calibrate(const struct config *cfg, struct rt_backend *rb)
 		const struct model_conf *mc = cfg_find_model(cfg, rb->models[i]->name);
 		const struct model *m = rb->models[i]->m;
 
-		if (mc->svc_base_us > 0 || mc->svc_per_row_us > 0)
+		if (rt_warm_configured(mc, m))
 			continue;
 		pthread_mutex_lock(&w->mu);
 		w->pending++;
@@ -356,7 +381,9 @@ void rt_queue_conf(const struct config *c, const struct model_conf *mc, const st
 		.objective_ns = (uint64_t)mc->slo_ms * 1000000,
 		.margin_ns = (uint64_t)c->routing.margin_us * 1000,
 		.drop_hopeless = c->routing.drop_hopeless,
-		.met = met_lookup(bc->name, m->name),
+		/* A model with variants labels each variant's series. */
+		.met = met_lookup_variant(bc->name, m->name, mc->int8_path ?
+					  model_variant_name(m->variant) : NULL),
 	};
 	memcpy(qc->preferred, mc->preferred, sizeof(qc->preferred));
 	if (be && be->ops && be->ops->caps)
@@ -395,8 +422,10 @@ static int rt_start_sched(const struct config *c, struct rt_backend *rb)
 		const struct model_conf *mc = cfg_find_model(c, rb->models[i]->name);
 
 		rt_queue_conf(c, mc, rb->models[i]->m, &rb->be.conf, &rb->be, &qc[i]);
-		qc[i].warm_a_ns = mc->svc_base_us * 1000;
-		qc[i].warm_b_ns = mc->svc_per_row_us * 1000;
+		if (rt_warm_configured(mc, rb->models[i]->m)) {
+			qc[i].warm_a_ns = mc->svc_base_us * 1000;
+			qc[i].warm_b_ns = mc->svc_per_row_us * 1000;
+		}
 	}
 	rc = sched_be_start(&rb->sched, &rb->be, qc, rb->n_models);
 	free(qc);
@@ -405,9 +434,35 @@ static int rt_start_sched(const struct config *c, struct rt_backend *rb)
 	return rc;
 }
 
-/* Open one backend over models (refs taken); failures leave it down, never fatal. */
+/*
+ * Load the variants vars[0..n_var) on rb (open, its models loaded): the
+ * ones it takes are hosted after its models, the others (a GPU refuses
+ * INT8) are kept as refused, so a reload sees the same request; refs
+ * taken either way.  A variant never takes a backend down.
+ */
+static void rt_backend_variants(struct rt_backend *rb, struct rt_model **vars, int n_var)
+{
+	for (int i = 0; i < n_var; i++) {
+		char *err = NULL;
+
+		atomic_fetch_add(&vars[i]->refs, 1);
+		if (rb->be.ops->load_model(&rb->be, vars[i]->m, &err) == 0) {
+			rb->models[rb->n_models++] = vars[i];
+			continue;
+		}
+		log_info("backend=%s model=%s variant=%s msg=\"variant not hosted here: %s\"",
+			 rb->be.conf.name, vars[i]->name, model_variant_name(vars[i]->m->variant),
+			 err ? err : "load failed");
+		free(err);
+		rb->refused[rb->n_refused++] = vars[i];
+	}
+}
+
+/* Open one backend over models and the variants vars[0..n_var) (refs
+ * taken); failures leave it down, never fatal. */
 static struct rt_backend *rt_backend_open(const struct config *c, const struct backend_conf *bc,
-					  struct rt_model **models)
+					  struct rt_model **models, struct rt_model **vars,
+					  int n_var)
 {
 	struct rt_backend *rb = calloc(1, sizeof(*rb));
 	char *err = NULL;
@@ -415,7 +470,8 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 	atomic_init(&rb->refs, 1);
 	cfg_backend_dup(&rb->be.conf, bc);
 	rb->n_models = bc->n_models;
-	rb->models = calloc(bc->n_models, sizeof(*rb->models));
+	rb->models = calloc(bc->n_models + n_var + 1, sizeof(*rb->models));
+	rb->refused = calloc(n_var + 1, sizeof(*rb->refused));
 	for (int i = 0; i < bc->n_models; i++) {
 		rb->models[i] = models[i];
 		atomic_fetch_add(&models[i]->refs, 1);
@@ -433,13 +489,14 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 	for (int i = 0; i < bc->n_models; i++)
 		if (rb->be.ops->load_model(&rb->be, models[i]->m, &err))
 			goto down_close;
+	rt_backend_variants(rb, vars, n_var);
 	if (rt_start_sched(c, rb))
 		goto down_close;
 	rb->started = true;
 	rt_live_add(rb);
 	log_info("backend=%s kind=%s workers=%d threads_per_worker=%d credits=%d models=%d "
 		 "msg=\"%s\"", bc->name, rb->be.ops->kind, bc->slots, bc->threads_per_slot,
-		 rb->be.credits, bc->n_models, be_state_get(&rb->be) == BE_UP ? "up" :
+		 rb->be.credits, rb->n_models, be_state_get(&rb->be) == BE_UP ? "up" :
 		 "started, not up yet (its own log line says why)");
 	return rb;
 down_close:
@@ -497,19 +554,109 @@ static struct rt_model *rt_take_model(const struct runtime *prev, const struct m
 				      char **err)
 {
 	for (int k = 0; prev && k < prev->n_models; k++)
-		if (rt_model_unchanged(prev->models[k], mc)) {
+		if (rt_model_unchanged(prev->models[k], mc->name, mc->path)) {
 			atomic_fetch_add(&prev->models[k]->refs, 1);
 			return prev->models[k];
 		}
-	return rt_model_load(mc, err);
+	return rt_model_load(mc->name, mc->path, mc->where, err);
 }
 
-static struct rt_model *rt_model_named(const struct runtime *rt, const char *name)
+/*
+ * mc's INT8 variant v against its model base: an INT8 model made from it
+ * (variant_of names base's model.yaml name or the config's), answering the
+ * same shapes.  0, or -EINVAL with *err naming models[i].variants.int8.
+ */
+static int rt_variant_check(const struct model_conf *mc, const struct rt_model *base,
+			    const struct rt_model *v, char **err)
 {
-	for (int i = 0; i < rt->n_models; i++)
-		if (strcmp(rt->models[i]->name, name) == 0)
-			return rt->models[i];
-	return NULL;
+	const struct model *b = base->m, *m = v->m;
+
+	if (b->variant != VARIANT_FP32)
+		*err = yt_strdupf("%s (model %s): model.yaml says variant %s; a model with "
+				  "variants needs its fp32 variant at path", mc->where, mc->name,
+				  model_variant_name(b->variant));
+	else if (m->variant != VARIANT_INT8)
+		*err = yt_strdupf("%s (model %s): %s/model.yaml says variant %s: expected an INT8 "
+				  "model (infergw-quantize's output)", mc->int8_where, mc->name,
+				  mc->int8_path, model_variant_name(m->variant));
+	else if (!m->variant_of || (strcmp(m->variant_of, base->yaml_name) &&
+				    strcmp(m->variant_of, mc->name)))
+		*err = yt_strdupf("%s (model %s): %s/model.yaml variant_of is %s, expected %s (the "
+				  "model it was quantized from)", mc->int8_where, mc->name,
+				  mc->int8_path, m->variant_of ? m->variant_of : "absent",
+				  base->yaml_name);
+	else if (m->in_dim != b->in_dim || m->out_dim != b->out_dim ||
+		 m->max_batch_size != b->max_batch_size)
+		*err = yt_strdupf("%s (model %s): the INT8 variant has in %d, out %d, "
+				  "max_batch_size %d; the model in %d, out %d, max_batch_size %d: "
+				  "they must match", mc->int8_where, mc->name, m->in_dim, m->out_dim,
+				  m->max_batch_size, b->in_dim, b->out_dim, b->max_batch_size);
+	else
+		return 0;
+	return -EINVAL;
+}
+
+/* Carry over prev's INT8 variant of mc when unchanged, else load it; checked
+ * against its model base.  NULL with *err on failure. */
+static struct rt_model *rt_take_int8(const struct runtime *prev, const struct model_conf *mc,
+				     const struct rt_model *base, char **err)
+{
+	struct rt_model *v = NULL;
+
+	for (int k = 0; prev && k < prev->n_models && !v; k++)
+		if (prev->int8[k] && rt_model_unchanged(prev->int8[k], mc->name, mc->int8_path)) {
+			v = prev->int8[k];
+			atomic_fetch_add(&v->refs, 1);
+		}
+	if (!v && !(v = rt_model_load(mc->name, mc->int8_path, mc->int8_where, err)))
+		return NULL;
+	if (rt_variant_check(mc, base, v, err)) {
+		rt_model_put(v);
+		return NULL;
+	}
+	return v;
+}
+
+/*
+ * What backend bc should host: its models into models[] (as named), and
+ * the INT8 variants of those that have one into vars[]; returns their
+ * count.  A remote backend gets none: its agent's models are matched by
+ * name, and the agent serves what its own config loads.
+ */
+static int rt_backend_wants(const struct runtime *rt, const struct backend_conf *bc,
+			    struct rt_model **models, struct rt_model **vars)
+{
+	int n = 0;
+
+	for (int i = 0; i < bc->n_models; i++) {
+		int mi = -1;
+
+		for (int k = 0; k < rt->n_models && mi < 0; k++)
+			if (!strcmp(rt->models[k]->name, bc->models[i]))
+				mi = k;
+		models[i] = mi >= 0 ? rt->models[mi] : NULL;
+		if (mi >= 0 && rt->int8[mi] && bc->kind != BE_REMOTE)
+			vars[n++] = rt->int8[mi];
+	}
+	return n;
+}
+
+/* old (hosting n_base models first) was asked for exactly vars[0..n_var),
+ * in order: the ones it hosts after its models, the others refused. */
+static bool rt_same_variants(const struct rt_backend *old, int n_base, struct rt_model **vars,
+			     int n_var)
+{
+	int h = n_base, r = 0;
+
+	for (int i = 0; i < n_var; i++) {
+		if (h < old->n_models && old->models[h] == vars[i])
+			h++;
+		else if (r < old->n_refused && old->refused[r] == vars[i])
+			r++;
+		else
+			return false;
+	}
+	return h == old->n_models && r == old->n_refused;
 }
 
 /* A carried-over backend's new settings for queue qi, kept until publish. */
@@ -557,30 +704,31 @@ static struct rt_backend *rt_take_backend(struct runtime *rt, const struct runti
 					  const struct backend_conf *bc)
 {
 	/* As many as the backend hosts: the default backend hosts every model. */
-	struct rt_model **models = calloc(bc->n_models ? bc->n_models : 1, sizeof(*models));
+	struct rt_model **models = calloc(2 * bc->n_models + 1, sizeof(*models));
+	struct rt_model **vars = models + bc->n_models;
 	struct rt_backend *rb = NULL;
+	int n_var;
 
 	if (!models)
 		return NULL;
-	for (int i = 0; i < bc->n_models; i++)
-		models[i] = rt_model_named(rt, bc->models[i]);
+	n_var = rt_backend_wants(rt, bc, models, vars);
 	for (int k = 0; prev && k < prev->n_backends && !rb; k++) {
 		struct rt_backend *old = prev->backends[k];
 		bool same = old->started && cfg_backend_same(&old->be.conf, bc) &&
-			    !atomic_load(&old->draining) && old->n_models == bc->n_models;
+			    !atomic_load(&old->draining) && old->n_models >= bc->n_models;
 
 		for (int i = 0; same && i < bc->n_models; i++)
 			same = old->models[i] == models[i];
-		if (!same)
+		if (!same || !rt_same_variants(old, bc->n_models, vars, n_var))
 			continue;
-		for (int i = 0; i < bc->n_models; i++)
-			rt_defer_update(rt, old, i, bc, cfg_find_model(rt->cfg, bc->models[i]),
-					models[i]->m);
+		for (int i = 0; i < old->n_models; i++)
+			rt_defer_update(rt, old, i, bc, cfg_find_model(rt->cfg, old->models[i]->name),
+					old->models[i]->m);
 		atomic_fetch_add(&old->refs, 1);
 		rb = old;
 	}
 	if (!rb)
-		rb = rt_backend_open(rt->cfg, bc, models);
+		rb = rt_backend_open(rt->cfg, bc, models, vars, n_var);
 	free(models);
 	return rb;
 }
@@ -593,10 +741,14 @@ static void rt_destroy(struct runtime *rt)
 	rt_apply_pending(rt, false);
 	for (int i = 0; i < rt->n_backends; i++)
 		rt_backend_put(rt->backends[i]);
-	for (int i = 0; i < rt->n_models; i++)
+	for (int i = 0; i < rt->n_models; i++) {
 		rt_model_put(rt->models[i]);
+		if (rt->int8)
+			rt_model_put(rt->int8[i]);
+	}
 	free(rt->backends);
 	free(rt->models);
+	free(rt->int8);
 	free(rt->mconf);
 	free(rt->none_met);
 	if (rt->tls)
@@ -651,6 +803,7 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 	rt->cfg = cfg;
 	rt->models = calloc(cfg->n_models, sizeof(*rt->models));
 	rt->mconf = calloc(cfg->n_models, sizeof(*rt->mconf));
+	rt->int8 = calloc(cfg->n_models + 1, sizeof(*rt->int8));
 	rt->none_met = calloc(cfg->n_models, sizeof(*rt->none_met));
 	if (rt_tls_take(rt, prev, err)) {
 		rt->cfg = NULL;		/* still the caller's */
@@ -668,6 +821,12 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 		rt->mconf[i] = &cfg->models[i];
 		rt->none_met[i] = met_lookup("none", rm->name);
 		rt->models[rt->n_models++] = rm;
+		if (cfg->models[i].int8_path &&
+		    !(rt->int8[i] = rt_take_int8(prev, &cfg->models[i], rm, err))) {
+			rt->cfg = NULL;		/* still the caller's */
+			rt_destroy(rt);
+			return NULL;
+		}
 	}
 	rt->backends = calloc(cfg->n_backends, sizeof(*rt->backends));
 	for (int i = 0; i < cfg->n_backends; i++) {
@@ -839,26 +998,89 @@ static bool rt_backend_usable(const struct rt_backend *rb)
 	return rb->started && be_state_get(&rb->be) == BE_UP && !atomic_load(&rb->draining);
 }
 
+/*
+ * The variants r may run as, for model index mi: their models into vm[]
+ * and their tiers (router_cand.tier: 0 preferred) into tier[]; returns the
+ * count (0: the variant asked for does not exist).  parameters.variant
+ * names one; else variant_policy: accurate = FP32 (tier 0), then INT8
+ * (tier 1); fp32 or int8 = that one alone.
+ */
+static int rt_variant_set(const struct runtime *rt, int mi, int ask, const struct model **vm,
+			  int *tier)
+{
+	const struct model *fp = rt->models[mi]->m;
+	const struct model *q8 = rt->int8[mi] ? rt->int8[mi]->m : NULL;
+	int pol = rt->mconf[mi]->variant_policy;
+
+	if (ask == 1 + VARIANT_FP32 || (!ask && (!q8 || pol == CFG_VARPOL_FP32))) {
+		vm[0] = fp;
+		tier[0] = 0;
+		return 1;
+	}
+	if (ask == 1 + VARIANT_INT8 || (!ask && pol == CFG_VARPOL_INT8)) {
+		vm[0] = q8;
+		tier[0] = 0;
+		return q8 ? 1 : 0;
+	}
+	vm[0] = fp;
+	vm[1] = q8;
+	tier[0] = 0;
+	tier[1] = 1;
+	return 2;
+}
+
 bool rt_model_ready(const struct runtime *rt, const struct model *m)
 {
+	const struct model *vm[RT_VARIANTS];
+	int tier[RT_VARIANTS], mi = rt_index(rt, m), n;
+
+	if (mi < 0)
+		return false;
+	n = rt_variant_set(rt, mi, 0, vm, tier);
 	for (int i = 0; i < rt->n_backends; i++)
-		if (rt_backend_usable(rt->backends[i]) && sched_find(&rt->backends[i]->sched, m) >= 0)
-			return true;
+		for (int v = 0; v < n; v++)
+			if (rt_backend_usable(rt->backends[i]) &&
+			    sched_find(&rt->backends[i]->sched, vm[v]) >= 0)
+				return true;
 	return false;
+}
+
+int rt_variants(const struct runtime *rt, const struct model *m, int *out,
+		const struct model **int8, int *hosts)
+{
+	int mi = rt_index(rt, m), n = 1;
+	const struct model *vm[RT_VARIANTS] = { m };
+
+	out[0] = VARIANT_FP32;
+	if (mi >= 0 && rt->int8[mi]) {
+		vm[n] = rt->int8[mi]->m;
+		out[n++] = VARIANT_INT8;
+	}
+	if (int8)
+		*int8 = n > 1 ? vm[1] : NULL;
+	for (int v = 0; hosts && v < n; v++) {
+		hosts[v] = 0;
+		for (int i = 0; i < rt->n_backends; i++)
+			hosts[v] += rt->backends[i]->started &&
+				    sched_find(&rt->backends[i]->sched, vm[v]) >= 0;
+	}
+	return n;
 }
 
 /* The candidate of backend i, queue qi for r: its published view (no
  * lock), or when there is none to use (sched_view_published) its view
  * under the backend's lock. */
-static void rt_view(struct runtime *rt, int i, int qi, const struct infer_req *r, uint64_t now,
+static void rt_view(struct runtime *rt, const int *el, const struct infer_req *r, uint64_t now,
 		    struct router_cand *c)
 {
+	int i = el[0], qi = el[1];
 	struct sched_be *s = &rt->backends[i]->sched;
 
 	const struct backend *be = &rt->backends[i]->be;
 	struct be_load ld = { 0 };
 
-	*c = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost };
+	*c = (struct router_cand){ .id = i, .qi = qi, .cost = rt->cfg->backends[i].cost,
+				   .tier = el[2] };
 	if (!sched_view_published(s, qi, r->rows, r->priority, now, c))
 		sched_view(s, qi, r->rows, r->priority, now, c);
 	/* Work queued inside the backend that our queues do not hold (an
@@ -875,29 +1097,49 @@ static void rt_view(struct runtime *rt, int i, int qi, const struct infer_req *r
 }
 
 /*
- * The usable backends hosting r's model, into el[] as (backend, queue)
- * pairs, without any lock.  Returns the count; *ver is the sum of their
- * queues' published versions (each only grows: an unchanged sum means no
- * queue changed).
+ * The usable backends hosting a variant r may run as, into el[] as
+ * (backend, queue, tier) triples, a backend's consecutive, without any
+ * lock.  Returns the count of triples, *n_be that of backends; *ver is
+ * the sum of their queues' published versions (each only grows: an
+ * unchanged sum means no queue changed).  -1: the variant r asks for
+ * does not exist (r->errmsg set).
  */
-static int rt_eligible(struct runtime *rt, const struct infer_req *r, int *el, uint64_t *ver)
+static int rt_eligible(struct runtime *rt, struct infer_req *r, int *el, int *n_be,
+		       uint64_t *ver)
 {
-	int n = 0;
+	const struct model *vm[RT_VARIANTS];
+	int tier[RT_VARIANTS], mi = rt_index(rt, r->model), n = 0, nv;
 
 	*ver = 0;
+	*n_be = 0;
+	if (mi < 0)
+		return 0;
+	nv = rt_variant_set(rt, mi, r->variant_ask, vm, tier);
+	if (!nv) {
+		snprintf(r->errmsg, sizeof(r->errmsg), "parameters.variant: model %s has no %s "
+			 "variant (models[].variants)", r->model->name,
+			 model_variant_name(r->variant_ask - 1));
+		return -1;
+	}
 	for (int i = 0; i < rt->n_backends; i++) {
 		struct rt_backend *rb = rt->backends[i];
-		int qi;
+		int before = n;
 
 		if (!rt_backend_usable(rb) || (const void *)&rb->sched == r->avoid)
 			continue;	/* avoid: failover leaves the backend that failed */
-		qi = sched_find(&rb->sched, r->model);
-		if (qi < 0)
-			continue;
-		*ver += atomic_load_explicit(&rb->sched.qs[qi].version, memory_order_acquire);
-		el[2 * n] = i;
-		el[2 * n + 1] = qi;
-		n++;
+		for (int v = 0; v < nv; v++) {
+			int qi = sched_find(&rb->sched, vm[v]);
+
+			if (qi < 0)
+				continue;
+			*ver += atomic_load_explicit(&rb->sched.qs[qi].version,
+						     memory_order_acquire);
+			el[3 * n] = i;
+			el[3 * n + 1] = qi;
+			el[3 * n + 2] = tier[v];
+			n++;
+		}
+		*n_be += n > before;
 	}
 	return n;
 }
@@ -960,30 +1202,51 @@ static unsigned rt_cursor(struct runtime *rt, bool enqueue)
 		       : atomic_load_explicit(&rt->rr, memory_order_relaxed);
 }
 
+/* Views of the candidates of the g-th backend in el[0..n) (a backend's
+ * triples are consecutive) into cand from k; returns the new k. */
+static int rt_view_backend(struct runtime *rt, const int *el, int n, int g,
+			   const struct infer_req *r, uint64_t now, struct router_cand *cand, int k)
+{
+	int j = 0;
+
+	for (int b = -1; j < n; j++) {
+		b += j == 0 || el[3 * j] != el[3 * (j - 1)];
+		if (b == g)
+			break;
+	}
+	if (j == n)
+		return k;	/* no such backend (g >= the count): nothing to add */
+	for (int first = el[3 * j]; j < n && el[3 * j] == first; j++)
+		rt_view(rt, &el[3 * j], r, now, &cand[k++]);
+	return k;
+}
+
 /*
- * Views of the sample of the n eligible el[] (all of them when few, or
- * when all is set) into cand, then the router's pick.  Returns the result
- * with *n_cand the candidates looked at.
+ * Views of the sample of the n eligible el[] over n_be backends (all of
+ * them when few, or when all is set; a sampled backend brings every
+ * variant it hosts) into cand, then the router's pick.  Returns the
+ * result with *n_cand the candidates looked at.
  */
 static enum route_result rt_pick(struct runtime *rt, const struct infer_req *r, uint64_t now,
-				 const struct route_req *rq, const int *el, int n, bool all,
-				 unsigned rr, struct router_cand *cand, int *n_cand, int *pick)
+				 const struct route_req *rq, const int *el, int n, int n_be,
+				 bool all, unsigned rr, struct router_cand *cand, int *n_cand,
+				 int *pick)
 {
 	static __thread uint64_t rng;
 	const struct config *c = rt->cfg;
 	struct route_conf rc = { .policy = c->routing.policy,
 				 .margin_ns = (uint64_t)c->routing.margin_us * 1000 };
-	int idx[ROUTER_SAMPLE_D], k;
+	int idx[ROUTER_SAMPLE_D], k = 0, d;
 
-	if (all || n <= ROUTER_SCAN_ALL) {
+	if (all || n_be <= ROUTER_SCAN_ALL) {
 		for (k = 0; k < n; k++)
-			rt_view(rt, el[2 * k], el[2 * k + 1], r, now, &cand[k]);
+			rt_view(rt, &el[3 * k], r, now, &cand[k]);
 	} else {
 		if (!rng)
 			rng = (uint64_t)(uintptr_t)&rng ^ now;
-		k = router_sample(rc.policy, n, ROUTER_SAMPLE_D, rr, &rng, idx);
-		for (int j = 0; j < k; j++)
-			rt_view(rt, el[2 * idx[j]], el[2 * idx[j] + 1], r, now, &cand[j]);
+		d = router_sample(rc.policy, n_be, ROUTER_SAMPLE_D, rr, &rng, idx);
+		for (int j = 0; j < d; j++)
+			k = rt_view_backend(rt, el, n, idx[j], r, now, cand, k);
 		rr = 0;		/* the sample starts at the cursor's candidate */
 	}
 	*n_cand = k;
@@ -1020,18 +1283,18 @@ static int rt_enqueue(struct runtime *rt, struct infer_req *r, int be, int qi, u
 static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool enqueue,
 		    struct rt_admission *adm)
 {
-	struct router_cand stack[32], *cand = stack;
-	int el_stack[64], *el = el_stack;
+	struct router_cand stack[32 * RT_VARIANTS], *cand = stack;
+	int el_stack[3 * 32 * RT_VARIANTS], *el = el_stack;
 	unsigned rr = rt_cursor(rt, enqueue);
 	struct route_req rq;
 	enum route_result why;
-	int n, k, pick = -1, rc2 = 0;
+	int n, n_be, k, pick = -1, rc2 = 0;
 	uint64_t ver;
 
 	rt_prepare(rt, r, now, &rq);
-	if (rt->n_backends > (int)ARRAY_SIZE(stack)) {
-		cand = malloc(sizeof(*cand) * (size_t)rt->n_backends);
-		el = malloc(sizeof(*el) * 2 * (size_t)rt->n_backends);
+	if (rt->n_backends > 32) {
+		cand = malloc(sizeof(*cand) * RT_VARIANTS * (size_t)rt->n_backends);
+		el = malloc(sizeof(*el) * 3 * RT_VARIANTS * (size_t)rt->n_backends);
 	}
 	if (!cand || !el) {
 		snprintf(r->errmsg, sizeof(r->errmsg), "gateway out of memory");
@@ -1039,10 +1302,14 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 		rc2 = 429;
 		goto out;
 	}
-	n = rt_eligible(rt, r, el, &ver);
-	why = rt_pick(rt, r, now, &rq, el, n, false, rr, cand, &k, &pick);
+	n = rt_eligible(rt, r, el, &n_be, &ver);
+	if (n < 0) {
+		rc2 = 400;	/* r->errmsg: the variant asked for does not exist */
+		goto out;
+	}
+	why = rt_pick(rt, r, now, &rq, el, n, n_be, false, rr, cand, &k, &pick);
 	if (why != ROUTE_OK && k < n)
-		why = rt_pick(rt, r, now, &rq, el, n, true, rr, cand, &k, &pick);
+		why = rt_pick(rt, r, now, &rq, el, n, n_be, true, rr, cand, &k, &pick);
 	if (why != ROUTE_OK) {
 		rc2 = rt_reject(r, why, cand, k);
 		goto out;
@@ -1066,20 +1333,20 @@ out:
  * and deadline, still holds: r is one row, the same backends are eligible
  * and none of their queues changed since (their versions sum the same).
  */
-static bool rt_admission_holds(struct runtime *rt, const struct infer_req *r,
+static bool rt_admission_holds(struct runtime *rt, struct infer_req *r,
 			       const struct rt_admission *adm)
 {
-	int el_stack[64], *el = el_stack, n;
+	int el_stack[3 * 32 * RT_VARIANTS], *el = el_stack, n, n_be;
 	uint64_t ver;
 
 	if (!adm || !adm->valid || r->rows != 1 || r->priority != adm->priority ||
-	    r->deadline_ns != adm->deadline_ns || adm->be >= rt->n_backends ||
-	    !rt_backend_usable(rt->backends[adm->be]))
+	    r->deadline_ns != adm->deadline_ns || r->variant_ask != adm->variant_ask ||
+	    adm->be >= rt->n_backends || !rt_backend_usable(rt->backends[adm->be]))
 		return false;
-	if (rt->n_backends > (int)ARRAY_SIZE(el_stack) / 2 &&
-	    !(el = malloc(sizeof(*el) * 2 * (size_t)rt->n_backends)))
+	if (rt->n_backends > 32 &&
+	    !(el = malloc(sizeof(*el) * 3 * RT_VARIANTS * (size_t)rt->n_backends)))
 		return false;
-	n = rt_eligible(rt, r, el, &ver);
+	n = rt_eligible(rt, r, el, &n_be, &ver);
 	if (el != el_stack)
 		free(el);
 	return n == adm->n_eligible && ver == adm->version;
@@ -1148,6 +1415,7 @@ int rt_precheck(struct runtime *rt, struct infer_req *r, uint64_t now, struct rt
 	if (adm && !st) {
 		adm->priority = prio;	/* as the caller gave it, before normalizing */
 		adm->deadline_ns = r->deadline_ns;
+		adm->variant_ask = r->variant_ask;
 	}
 	r->priority = prio;
 	return st;

@@ -27,7 +27,8 @@ struct rt_model {
 	_Atomic int refs;
 	struct model *m;
 	char *path;
-	char *name;
+	char *name;		/* the config's (a variant: its model's) */
+	char *yaml_name;	/* model.yaml's name (a variant's variant_of names it) */
 	ino_t sig_ino[2];	/* model.yaml and weights: carried over while */
 	off_t sig_size[2];	/* inode, size and mtime are unchanged */
 	int64_t sig_mtime[2];
@@ -39,7 +40,10 @@ struct rt_backend {
 	struct backend be;		/* be.conf is a deep copy this owns */
 	struct sched_be sched;
 	int n_models;
-	struct rt_model **models;	/* hosted, parallel to sched.qs */
+	struct rt_model **models;	/* hosted, parallel to sched.qs: the backends[]
+					 * entry's models, then the variants it loaded */
+	int n_refused;
+	struct rt_model **refused;	/* variants it would not load (a GPU and INT8) */
 	bool started;
 	_Atomic bool draining;		/* POST /admin/backends/{name}/drain */
 	char down_reason[160];		/* why it never started (open/load_model failed) */
@@ -54,6 +58,7 @@ struct runtime {
 	int n_models;
 	struct rt_model **models;
 	const struct model_conf **mconf;	/* parallel to models */
+	struct rt_model **int8;		/* parallel to models: the INT8 variant, or NULL */
 	struct met_series **none_met;	/* per model: requests no backend took */
 	int n_backends;
 	struct rt_backend **backends;	/* parallel to cfg->backends */
@@ -133,8 +138,17 @@ struct model *rt_find_model(const struct runtime *rt, const char *name);
 const struct model_conf *rt_model_conf(const struct runtime *rt, const struct model *m);
 /* rt_none_series - the series counting requests for m that no backend took. */
 struct met_series *rt_none_series(const struct runtime *rt, const struct model *m);
-/* rt_model_ready - true when some up, not draining backend hosts m. */
+/* rt_model_ready - true when some up, not draining backend hosts m (a
+ * variant its variant_policy may serve counts). */
 bool rt_model_ready(const struct runtime *rt, const struct model *m);
+/*
+ * rt_variants - the variants model m serves (models[].variants), into
+ * out[0..n) as enum model_variant values (FP32 first); returns n (1 for a
+ * model without variants).  *int8 (may be NULL): m's INT8 variant model, or
+ * NULL.  *hosts (may be NULL): per out[] entry, how many backends hold it.
+ */
+int rt_variants(const struct runtime *rt, const struct model *m, int *out,
+		const struct model **int8, int *hosts);
 /*
  * rt_queue_conf - the scheduler settings of model m (its models[] entry mc)
  * on backend be (open: its caps are asked; NULL: none), from config c and
@@ -159,6 +173,7 @@ struct rt_admission {
 	bool reused;
 	int be, qi;			/* the pick */
 	int priority;			/* the request's, before normalizing */
+	int variant_ask;		/* the request's (infer_req.variant_ask) */
 	uint64_t deadline_ns;
 	int n_eligible;			/* backends that could take it then */
 	uint64_t version;		/* the sum of their queues' versions then */

@@ -590,9 +590,43 @@ static void test_listen_tls(void **state)
 		     "backends:\n  - kind: cpu\n", "3:5", "listen.tls: unknown key \"cert\"");
 }
 
+/* models[].variants and variant_policy: parsed, resolved, errors name the key. */
+#define B "backends:\n  - kind: cpu\n"
+static void test_variants(void **state)
+{
+	char *err;
+	struct config *c = load_text("models:\n  - name: a\n    variants: {int8: a-int8}\n"
+				     "    variant_policy: int8\n  - name: b\n" B, &err);
+
+	if (!c)
+		fail_msg("%s", err);
+	unlink(path);
+	assert_non_null(strstr(c->models[0].int8_path, "/a-int8"));
+	assert_int_equal(c->models[0].int8_path[0], '/');
+	assert_non_null(strstr(c->models[0].int8_where, "models[0].variants.int8"));
+	assert_int_equal(c->models[0].variant_policy, CFG_VARPOL_INT8);
+	assert_null(c->models[1].int8_path);
+	assert_int_equal(c->models[1].variant_policy, CFG_VARPOL_ACCURATE);
+	cfg_free(c);
+	expect_error("models:\n  - name: a\n    variant_policy: int8\n" B, "3:21",
+		     "models[0].variant_policy: int8 needs models[0].variants.int8");
+	expect_error("models:\n  - name: a\n    variants: {int8: x}\n    variant_policy: fast\n" B,
+		     "4:21", "models[0].variant_policy: expected accurate, fp32 or int8");
+	expect_error("models:\n  - name: a\n    variants: {fp32: x}\n" B, "3:22",
+		     "the fp32 variant is models[0].path");
+	expect_error("models:\n  - name: a\n    variants: {int4: x}\n" B, "3:16",
+		     "models[0].variants: unknown key \"int4\"");
+	expect_error("models:\n  - name: a\n    variants: {int8: \"\"}\n" B, "3:22",
+		     "models[0].variants.int8: expected a model directory");
+	expect_error("models:\n  - name: a\n    variants: [x]\n" B, "3:15", "models[0].variants");
+}
+
+#undef B
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_variants),
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_relative_model_path),
 		cmocka_unit_test(test_errors),

@@ -190,7 +190,41 @@ static void test_encode_response(void **state)
 			    "\"outputs\":[{\"name\":\"probabilities\",\"datatype\":\"FP32\",\"shape\":[-1,3]}],"
 			    "\"max_batch_size\":8}");
 	free(s);
+	/* a model with variants lists them; one without (n <= 1) is as above */
+	{
+		struct ks_variants v = { .n = 2, .name = { "fp32", "int8" }, .hosts = { 2, 1 },
+					 .policy = "accurate" };
+
+		ks_encode_model_variants(b, &tm, &v);
+		s = drain(b);
+		assert_non_null(strstr(s, "\"max_batch_size\":8,\"variants\":[{\"name\":\"fp32\","
+					  "\"backends\":2},{\"name\":\"int8\",\"backends\":1}],"
+					  "\"variant_policy\":\"accurate\"}"));
+		free(s);
+		v.n = 1;
+		ks_encode_model_variants(b, &tm, &v);
+		s = drain(b);
+		assert_null(strstr(s, "variants"));
+		free(s);
+	}
 	evbuffer_free(b);
+}
+
+/* parameters.variant: "fp32" | "int8", else a 400 naming it. */
+static void test_check_variant(void **state)
+{
+	char err[160];
+	int v = -1;
+
+	assert_int_equal(ks_check_variant("int8", 4, &v, err, sizeof(err)), 0);
+	assert_int_equal(v, 1 + VARIANT_INT8);
+	assert_int_equal(ks_check_variant("fp32", 4, &v, err, sizeof(err)), 0);
+	assert_int_equal(v, 1 + VARIANT_FP32);
+	assert_int_equal(ks_check_variant("int8x", 5, &v, err, sizeof(err)), 400);
+	assert_non_null(strstr(err, "parameters.variant: unknown variant \"int8x\""));
+	assert_int_equal(ks_check_variant("int", 3, &v, err, sizeof(err)), 400);
+	assert_int_equal(ks_check_variant(NULL, 0, &v, err, sizeof(err)), 400);
+	assert_non_null(strstr(err, "parameters.variant: expected a string"));
 }
 
 #define IN "\"name\":\"input\",\"datatype\":\"FP32\","
@@ -551,6 +585,7 @@ static void test_encode_config(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_check_variant),
 		cmocka_unit_test(test_valid_flat_and_nested),
 		cmocka_unit_test(test_errors_name_the_field),
 		cmocka_unit_test(test_binary_inputs),

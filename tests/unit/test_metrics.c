@@ -78,9 +78,48 @@ static void test_label_values_escaped(void **state)
 	met_free_all();
 }
 
+/* A model with variants: one series per variant, labelled in every family;
+ * the unlabelled series of the same (backend, model) stays another one. */
+static void test_variant_series(void **state)
+{
+	struct met_series *plain = met_lookup("cpu0", "d");
+	struct met_series *v32 = met_lookup_variant("cpu0", "d", "fp32");
+	struct met_series *v8 = met_lookup_variant("cpu0", "d", "int8");
+	struct met_series **all;
+	char *text;
+	int n;
+
+	assert_non_null(plain);
+	assert_non_null(v32);
+	assert_non_null(v8);
+	assert_true(plain != v32 && v32 != v8 && plain != v8);
+	assert_ptr_equal(met_lookup_variant("cpu0", "d", "int8"), v8);	/* found */
+	assert_ptr_equal(met_lookup_variant("cpu0", "d", NULL), plain);
+	assert_null(plain->variant);
+	assert_string_equal(v8->variant, "int8");
+	met_count(v8, OUT_SUCCESS);
+	met_count(v8, OUT_SUCCESS);
+	met_count(v32, OUT_REJECTED);
+	all = met_all(&n);
+	assert_int_equal(n, 3);
+	text = render(all, n);
+	assert_non_null(strstr(text, "infergw_requests_total{backend=\"cpu0\",model=\"d\","
+				     "variant=\"int8\",outcome=\"success\"} 2\n"));
+	assert_non_null(strstr(text, "infergw_requests_total{backend=\"cpu0\",model=\"d\","
+				     "variant=\"fp32\",outcome=\"rejected\"} 1\n"));
+	assert_non_null(strstr(text, "infergw_requests_total{backend=\"cpu0\",model=\"d\","
+				     "outcome=\"success\"} 0\n"));
+	assert_non_null(strstr(text, "infergw_batch_rows_count{backend=\"cpu0\",model=\"d\","
+				     "variant=\"int8\"} 0\n"));
+	free(text);
+	free(all);
+	met_free_all();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_variant_series),
 		cmocka_unit_test(test_every_series_exported),
 		cmocka_unit_test(test_label_values_escaped),
 	};

@@ -527,6 +527,142 @@ static void test_prepare_priority(void **state)
 	assert_int_equal(rq.saturation_ns, 0);
 }
 
+/*
+ * Variants in virtual time: two backends (A cost 1, B cost 2), each with
+ * a model's FP32 queue (t(n) = 1000 + 100 n: T1..T8) and its INT8 queue
+ * (t(n) = 250 + 25 n: faster, learned apart), both on the backend's 2
+ * slots.  The candidates are the four (backend, variant) pairs, FP32 tier
+ * 0 and INT8 tier 1 (the `accurate` policy); the router must pick INT8
+ * exactly when no FP32 candidate meets the deadline with the margin.
+ */
+#define Q1 275
+#define VAR_MARGIN 100
+
+static void var_fix(struct fix *f, const struct pol_conf *c)
+{
+	memset(f, 0, sizeof(*f));
+	pol_init(&f->q[0], c, 1000, 100);
+	pol_init(&f->q[1], c, 250, 25);
+	f->qp[0] = &f->q[0];
+	f->qp[1] = &f->q[1];
+	f->b = (struct pol_be){ .n_q = 2, .q = f->qp, .n_slots = 2, .busy_until = f->busy };
+}
+
+/* Route a 1-row request at now (deadline: absolute, 0 = none) over A and
+ * B; *c gets the pick.  Returns the router's result. */
+static enum route_result var_route(struct fix *a, struct fix *b, uint64_t now, uint64_t deadline,
+				   struct router_cand *c, uint64_t *best_fp32)
+{
+	struct route_conf rc = { .policy = ROUTE_SLO, .margin_ns = VAR_MARGIN };
+	struct route_req rq = { .now_ns = now, .deadline_ns = deadline };
+	struct router_cand cand[4];
+	struct fix *fx[2] = { a, b };
+	unsigned rr = 0;
+	int pick = -1;
+	enum route_result why;
+
+	*best_fp32 = UINT64_MAX;
+	for (int k = 0; k < 4; k++) {
+		cand[k] = (struct router_cand){ .id = k / 2, .qi = k % 2, .cost = 1.0 + k / 2,
+						.tier = k % 2 };
+		pol_view(&fx[k / 2]->b, k % 2, 1, 1, now, &cand[k]);
+		if (k % 2 == 0 && cand[k].wait_ns + cand[k].exec_ns < *best_fp32)
+			*best_fp32 = cand[k].wait_ns + cand[k].exec_ns;
+	}
+	why = router_pick(&rc, &rq, cand, 4, &rr, &pick);
+	if (why == ROUTE_OK)
+		*c = cand[pick];
+	return why;
+}
+
+static void test_variants_accurate(void **state)
+{
+	struct fix a, b;
+	struct pol_conf c = conf();
+	struct router_cand p;
+	uint64_t now = 1000000, best;
+	int n_int8 = 0, n_fp32 = 0;
+
+	c.max_queue = 64;
+	var_fix(&a, &c);
+	var_fix(&b, &c);
+	/* Idle: FP32 on the cheaper backend, whatever the deadline it meets. */
+	assert_int_equal(var_route(&a, &b, now, now + 5000, &p, &best), ROUTE_OK);
+	assert_int_equal(p.id, 0);
+	assert_int_equal(p.qi, 0);
+	/* A deadline FP32 cannot meet even idle (T1 + margin > 1000), INT8 can. */
+	assert_int_equal(var_route(&a, &b, now, now + 1000, &p, &best), ROUTE_OK);
+	assert_int_equal(p.id, 0);
+	assert_int_equal(p.qi, 1);
+	/* No deadline: FP32, always. */
+	assert_int_equal(var_route(&a, &b, now, 0, &p, &best), ROUTE_OK);
+	assert_int_equal(p.qi, 0);
+
+	/* A loaded: 4 FP32 batches of 8 queued (wait 4 T8 / 2 slots).  B's
+	 * FP32 still meets 3000: B FP32, not A's cheaper INT8. */
+	for (int i = 0; i < 4; i++)
+		admit_ok(&a, 0, req(&a, i, 1, 8, now, 0), now);
+	assert_int_equal(var_route(&a, &b, now, now + 3000, &p, &best), ROUTE_OK);
+	assert_int_equal(p.id, 1);
+	assert_int_equal(p.qi, 0);
+
+	/* B loaded too (2 batches: wait T8).  B FP32 ends at T8 + T1 = 2900:
+	 * a 2500 deadline is INT8 on B (T8 + Q1 = 2075, the INT8 queue waits
+	 * for the same slots); A's INT8 waits 3600, too long. */
+	for (int i = 0; i < 2; i++)
+		admit_ok(&b, 0, req(&b, i, 1, 8, now, 0), now);
+	assert_int_equal(var_route(&a, &b, now, now + 2500, &p, &best), ROUTE_OK);
+	assert_int_equal(p.id, 1);
+	assert_int_equal(p.qi, 1);
+	/* FP32 would scrape in without the margin (2900 <= 2950): the margin
+	 * is part of meeting the deadline, INT8 keeps it. */
+	assert_int_equal(var_route(&a, &b, now, now + 2950, &p, &best), ROUTE_OK);
+	assert_int_equal(p.qi, 1);
+	/* Nothing meets 1500: late. */
+	assert_int_equal(var_route(&a, &b, now, now + 1500, &p, &best), ROUTE_LATE);
+
+	/* Exactly when: over a sweep of deadlines, INT8 iff no FP32 candidate
+	 * meets it with the margin; FP32 otherwise. */
+	for (uint64_t d = 500; d <= 8000; d += 25) {
+		enum route_result why = var_route(&a, &b, now, now + d, &p, &best);
+		bool fp32_meets = best + VAR_MARGIN <= d;
+
+		if (why != ROUTE_OK) {
+			assert_false(fp32_meets);
+			continue;
+		}
+		assert_int_equal(p.qi, fp32_meets ? 0 : 1);
+		n_int8 += p.qi == 1;
+		n_fp32 += p.qi == 0;
+	}
+	assert_true(n_int8 > 0 && n_fp32 > 0);
+}
+
+/* A fixed variant (variant_policy fp32|int8, or parameters.variant) is a
+ * candidate set of that variant alone: one tier, the policy as ever. */
+static void test_variants_fixed(void **state)
+{
+	struct fix a;
+	struct pol_conf c = conf();
+	struct route_conf rc = { .policy = ROUTE_SLO, .margin_ns = VAR_MARGIN };
+	struct route_req rq = { .now_ns = 0, .deadline_ns = 1000 };
+	struct router_cand cand;
+	unsigned rr = 0;
+	int pick;
+
+	var_fix(&a, &c);
+	/* fp32 alone cannot meet 1000: late, never INT8 behind its back */
+	cand = (struct router_cand){ .id = 0, .qi = 0, .cost = 1 };
+	pol_view(&a.b, 0, 1, 1, 0, &cand);
+	assert_int_equal(router_pick(&rc, &rq, &cand, 1, &rr, &pick), ROUTE_LATE);
+	/* int8 alone, no deadline: INT8 */
+	rq.deadline_ns = 0;
+	cand = (struct router_cand){ .id = 0, .qi = 1, .cost = 1 };
+	pol_view(&a.b, 1, 1, 1, 0, &cand);
+	assert_int_equal(router_pick(&rc, &rq, &cand, 1, &rr, &pick), ROUTE_OK);
+	assert_int_equal(cand.exec_ns, Q1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -543,6 +679,8 @@ int main(void)
 		cmocka_unit_test(test_prepare_priority),
 		cmocka_unit_test(test_internal_requests),
 		cmocka_unit_test(test_topup),
+		cmocka_unit_test(test_variants_accurate),
+		cmocka_unit_test(test_variants_fixed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

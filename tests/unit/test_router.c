@@ -191,6 +191,54 @@ static void test_sample(void **state)
 	assert_int_equal(idx[1], 0);
 }
 
+/* Tiers (variants): tier 1 only when tier 0 misses the deadline or is
+ * full; a tier-0 pick without the margin stands when tier 1 misses too. */
+static void test_tiers(void **state)
+{
+	struct route_conf rc = { .policy = ROUTE_SLO, .margin_ns = 1 * MS };
+	struct route_req rq = { .now_ns = 100 * MS };
+	struct router_cand c[4];
+	unsigned rr = 0;
+	int i = -1;
+
+	/* 0, 1: FP32 (tier 0) on cpu (8 ms) and gpu (1 ms + 6 ms wait);
+	 * 2, 3: INT8 (tier 1) on the same, faster. */
+	c[0] = (struct router_cand){ .id = 0, .qi = 0, .cost = 1, .exec_ns = 8 * MS };
+	c[1] = (struct router_cand){ .id = 1, .qi = 0, .cost = 5, .wait_ns = 6 * MS, .exec_ns = 1 * MS };
+	c[2] = (struct router_cand){ .id = 0, .qi = 1, .cost = 1, .exec_ns = 2 * MS, .tier = 1 };
+	c[3] = (struct router_cand){ .id = 1, .qi = 1, .cost = 5, .wait_ns = 6 * MS, .exec_ns = 1 * MS / 2, .tier = 1 };
+	/* no deadline: tier 0's earliest (gpu FP32, 7 ms) */
+	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	/* 20 ms: tier 0's cheapest meets it */
+	rq.deadline_ns = 120 * MS;
+	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	/* 7.5 ms: FP32 only without the margin (gpu at 7): INT8 cpu (2 + 1 <= 7.5) */
+	rq.deadline_ns = 107 * MS + MS / 2;
+	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	/* INT8 cpu busy too (6 ms wait): no INT8 meets 7.5 with the margin,
+	 * the FP32 pick that meets it without stands */
+	c[2].wait_ns = c[3].wait_ns = 7 * MS;
+	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	/* 5 ms: nothing at all: late */
+	rq.deadline_ns = 105 * MS;
+	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_LATE);
+	/* least-queue: tier 0 unless it is full */
+	rc.policy = ROUTE_LEAST_QUEUE;
+	rq.deadline_ns = 0;
+	c[0].queued = 9;
+	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	c[0].full = c[1].full = true;
+	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
+	assert_true(i == 2 || i == 3);
+	c[2].full = c[3].full = true;
+	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_FULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -199,6 +247,7 @@ int main(void)
 		cmocka_unit_test_setup(test_displace_last_resort, setup),
 		cmocka_unit_test_setup(test_least_queue_and_round_robin, setup),
 		cmocka_unit_test(test_sample),
+		cmocka_unit_test(test_tiers),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

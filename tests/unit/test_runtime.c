@@ -9,12 +9,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <unistd.h>
 
 #include "config.h"
 #include "log.h"
+#include "router.h"
 #include "runtime.h"
 #include "model/model.h"
+#include "model/quant.h"
+#include "infer.h"
+#include "metrics.h"
 
 static char path[64];
 
@@ -191,6 +196,316 @@ static void test_queue_conf_precedence(void **state)
 	cfg_free(c);
 }
 
+static char q8dir[64];
+
+/* digits' INT8 variant, made once by the quantizer (quant.h) into q8dir. */
+static void make_int8(void)
+{
+	struct quant_opts o = { .force = true };
+	char *err = NULL;
+
+	if (q8dir[0])
+		return;
+	strcpy(q8dir, "/tmp/infergw-q8-XXXXXX");
+	assert_non_null(mkdtemp(q8dir));
+	if (quant_model("config/models/digits", q8dir, &o, &err))
+		fail_msg("%s", err);
+}
+
+/* Remove q8dir and the files the quantizer wrote into it. */
+static void drop_int8(void)
+{
+	DIR *d = q8dir[0] ? opendir(q8dir) : NULL;
+	struct dirent *e;
+	char f[384];
+
+	while (d && (e = readdir(d)))
+		if (e->d_name[0] != '.') {
+			snprintf(f, sizeof(f), "%s/%s", q8dir, e->d_name);
+			unlink(f);
+		}
+	if (d) {
+		closedir(d);
+		rmdir(q8dir);
+	}
+}
+
+static struct config *load_text(const char *text)
+{
+	char *err = NULL;
+	struct config *c;
+	FILE *f;
+	int fd;
+
+	strcpy(path, "/tmp/infergw-rt-XXXXXX");
+	fd = mkstemp(path);
+	f = fdopen(fd, "w");
+	fputs(text, f);
+	fclose(f);
+	c = cfg_load(path, &err);
+	if (!c)
+		fail_msg("%s", err);
+	unlink(path);
+	return c;
+}
+
+/* Where rt_precheck would put a 1-row request for model name asking
+ * variant ask (0: the policy); returns the status, *v the variant. */
+static int route_variant(struct runtime *rt, const char *name, int ask, int *v, char *why,
+			 size_t len)
+{
+	struct infer_req r = { .rows = 1, .priority = 1, .variant_ask = (uint8_t)ask };
+	struct rt_admission adm;
+	int st;
+
+	r.model = rt_find_model(rt, name);
+	assert_non_null(r.model);
+	st = rt_precheck(rt, &r, 1, &adm);
+	*v = -1;
+	if (!st)
+		*v = rt->backends[adm.be]->sched.qs[adm.qi].model->variant;
+	snprintf(why, len, "%s", r.errmsg);
+	return st;
+}
+
+/* models[].variants: both variants on a CPU backend, each its own queue
+ * (own service time, own series labelled variant=...); the policy or
+ * parameters.variant picks the candidates; a reload carries them over. */
+static void test_variants(void **state)
+{
+	char cwd[512], text[8192], why[160], *err = NULL;
+	struct runtime *rt, *rt2;
+	struct rt_backend *rb;
+	const struct model *q8;
+	int vs[2], hosts[2], v;
+
+	make_int8();
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(text, sizeof(text),
+		 "models:\n"
+		 "  - {name: d, path: %s/config/models/digits, variants: {int8: %s},"
+		 " service_time_us: {base: 100, per_row: 1}}\n"
+		 "  - {name: plain, path: %s/config/models/digits,"
+		 " service_time_us: {base: 100, per_row: 1}}\n"
+		 "  - {name: d8, path: %s/config/models/digits, variants: {int8: %s},"
+		 " variant_policy: int8, service_time_us: {base: 100, per_row: 1}}\n"
+		 "  - {name: d32, path: %s/config/models/digits, variants: {int8: %s},"
+		 " variant_policy: fp32, service_time_us: {base: 100, per_row: 1}}\n"
+		 "backends:\n  - {name: b0, kind: cpu, workers: 1}\n",
+		 cwd, q8dir, cwd, cwd, q8dir, cwd, q8dir);
+	rt = rt_build(load_text(text), NULL, &err);
+	if (!rt)
+		fail_msg("%s", err);
+	rb = rt->backends[0];
+	assert_true(rb->started);
+	assert_int_equal(rb->n_models, 4 + 3);	/* 4 models, 3 INT8 variants */
+	assert_int_equal(rb->n_refused, 0);
+	assert_int_equal(rt_variants(rt, rt_find_model(rt, "d"), vs, &q8, hosts), 2);
+	assert_int_equal(vs[0], VARIANT_FP32);
+	assert_int_equal(vs[1], VARIANT_INT8);
+	assert_int_equal(hosts[0], 1);
+	assert_int_equal(hosts[1], 1);
+	assert_int_equal(q8->variant, VARIANT_INT8);
+	assert_string_equal(q8->name, "d");
+	assert_int_equal(rt_variants(rt, rt_find_model(rt, "plain"), vs, &q8, NULL), 1);
+	assert_null(q8);
+	/* each variant's queue counts in its own series */
+	for (int i = 0; i < rb->n_models; i++) {
+		const char *lbl = rb->sched.qs[i].met->lbl;
+
+		if (!strcmp(rb->models[i]->name, "plain"))
+			assert_null(strstr(lbl, "variant"));
+		else
+			assert_non_null(strstr(lbl, rb->models[i]->m->variant == VARIANT_INT8 ?
+						    "variant=\"int8\"" : "variant=\"fp32\""));
+	}
+	/* the configured service_time_us is FP32's (t(1) = 101 us exactly); the
+	 * INT8 queues were calibrated (what they measured, not that) */
+	for (int i = 0; i < rb->n_models; i++) {
+		struct router_cand c;
+
+		sched_view(&rb->sched, i, 1, 1, 0, &c);
+		if (rb->models[i]->m->variant == VARIANT_INT8)
+			assert_int_not_equal(c.exec_ns, 101000);
+		else
+			assert_int_equal(c.exec_ns, 101000);
+	}
+	/* accurate, no deadline: FP32; asked: as asked */
+	assert_int_equal(route_variant(rt, "d", 0, &v, why, sizeof(why)), 0);
+	assert_int_equal(v, VARIANT_FP32);
+	assert_int_equal(route_variant(rt, "d", 1 + VARIANT_INT8, &v, why, sizeof(why)), 0);
+	assert_int_equal(v, VARIANT_INT8);
+	assert_int_equal(route_variant(rt, "d", 1 + VARIANT_FP32, &v, why, sizeof(why)), 0);
+	assert_int_equal(v, VARIANT_FP32);
+	/* fixed policies, and a request's own choice over them */
+	assert_int_equal(route_variant(rt, "d8", 0, &v, why, sizeof(why)), 0);
+	assert_int_equal(v, VARIANT_INT8);
+	assert_int_equal(route_variant(rt, "d8", 1 + VARIANT_FP32, &v, why, sizeof(why)), 0);
+	assert_int_equal(v, VARIANT_FP32);
+	assert_int_equal(route_variant(rt, "d32", 0, &v, why, sizeof(why)), 0);
+	assert_int_equal(v, VARIANT_FP32);
+	/* a model without variants: fp32 is itself, int8 is a 400 */
+	assert_int_equal(route_variant(rt, "plain", 1 + VARIANT_FP32, &v, why, sizeof(why)), 0);
+	assert_int_equal(route_variant(rt, "plain", 1 + VARIANT_INT8, &v, why, sizeof(why)), 400);
+	assert_non_null(strstr(why, "parameters.variant: model plain has no int8 variant"));
+	/* a reload with the same settings carries the backend and variants over */
+	rt2 = rt_build(load_text(text), rt, &err);
+	assert_non_null(rt2);
+	assert_ptr_equal(rt2->backends[0], rb);
+	assert_ptr_equal(rt2->int8[0], rt->int8[0]);
+	rt_put(rt);
+	rt_put(rt2);
+	assert_int_equal(rt_live_count(), 0);
+}
+
+/* A backend that refuses INT8 at load (the GPU backend; here fake with
+ * fp32_only) stays up as an FP32-only candidate; a reload carries it over. */
+static void test_variant_refused(void **state)
+{
+	char cwd[512], text[4096], why[160], *err = NULL;
+	struct runtime *rt, *rt2;
+	int vs[2], hosts[2], v;
+
+	make_int8();
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(text, sizeof(text),
+		 "models:\n"
+		 "  - {name: d, path: %s/config/models/digits, variants: {int8: %s},"
+		 " service_time_us: {base: 100, per_row: 1}}\n"
+		 "backends:\n  - {name: f0, kind: fake, fp32_only: 1}\n"
+		 "  - {name: b0, kind: cpu, workers: 1}\n", cwd, q8dir);
+	rt = rt_build(load_text(text), NULL, &err);
+	if (!rt)
+		fail_msg("%s", err);
+	assert_true(rt->backends[0]->started);
+	assert_int_equal(rt->backends[0]->n_models, 1);		/* FP32 only */
+	assert_int_equal(rt->backends[0]->n_refused, 1);
+	assert_int_equal(rt->backends[1]->n_models, 2);
+	assert_int_equal(rt_variants(rt, rt_find_model(rt, "d"), vs, NULL, hosts), 2);
+	assert_int_equal(hosts[0], 2);
+	assert_int_equal(hosts[1], 1);
+	/* INT8 asked: only b0 has it, whatever the load */
+	for (int i = 0; i < 4; i++) {
+		struct infer_req r = { .rows = 1, .priority = 1, .variant_ask = 1 + VARIANT_INT8 };
+		struct rt_admission adm;
+
+		r.model = rt_find_model(rt, "d");
+		assert_int_equal(rt_precheck(rt, &r, 1, &adm), 0);
+		assert_int_equal(adm.be, 1);
+	}
+	assert_int_equal(route_variant(rt, "d", 0, &v, why, sizeof(why)), 0);
+	assert_int_equal(v, VARIANT_FP32);
+	rt2 = rt_build(load_text(text), rt, &err);
+	assert_non_null(rt2);
+	assert_ptr_equal(rt2->backends[0], rt->backends[0]);
+	assert_ptr_equal(rt2->backends[1], rt->backends[1]);
+	rt_put(rt);
+	rt_put(rt2);
+	assert_int_equal(rt_live_count(), 0);
+}
+
+/* Past ROUTER_SCAN_ALL backends the router samples backends, each bringing
+ * both its variants' queues: the policy and an asked variant still hold. */
+static void test_variants_sampled(void **state)
+{
+	char cwd[512], text[8192], why[160], *err = NULL;
+	struct runtime *rt;
+	int len, v;
+
+	make_int8();
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	len = snprintf(text, sizeof(text),
+		       "models:\n"
+		       "  - {name: d, path: %s/config/models/digits, variants: {int8: %s},"
+		       " service_time_us: {base: 100, per_row: 1}}\nbackends:\n", cwd, q8dir);
+	for (int i = 0; i < ROUTER_SCAN_ALL + 4; i++)
+		len += snprintf(text + len, sizeof(text) - len, "  - {name: f%d, kind: fake}\n", i);
+	rt = rt_build(load_text(text), NULL, &err);
+	if (!rt)
+		fail_msg("%s", err);
+	for (int i = 0; i < 64; i++) {
+		assert_int_equal(route_variant(rt, "d", 0, &v, why, sizeof(why)), 0);
+		assert_int_equal(v, VARIANT_FP32);
+		assert_int_equal(route_variant(rt, "d", 1 + VARIANT_INT8, &v, why, sizeof(why)), 0);
+		assert_int_equal(v, VARIANT_INT8);
+	}
+	rt_put(rt);
+	assert_int_equal(rt_live_count(), 0);
+}
+
+/* Replace the first `from` in q8dir/model.yaml by `to` (a broken variant). */
+static void edit_int8_yaml(const char *from, const char *to)
+{
+	char f[128], buf[8192], out[8192], *at;
+	FILE *fp;
+	size_t n;
+
+	snprintf(f, sizeof(f), "%s/model.yaml", q8dir);
+	fp = fopen(f, "r");
+	assert_non_null(fp);
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	fclose(fp);
+	buf[n] = 0;
+	at = strstr(buf, from);
+	assert_non_null(at);
+	snprintf(out, sizeof(out), "%.*s%s%s", (int)(at - buf), buf, to, at + strlen(from));
+	fp = fopen(f, "w");
+	assert_non_null(fp);
+	fputs(out, fp);
+	fclose(fp);
+}
+
+/* A variant that is not one: errors name models[i].variants.int8. */
+static void test_variant_errors(void **state)
+{
+	char cwd[512], text[4096], *err = NULL;
+	struct config *c;
+
+	make_int8();
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	snprintf(text, sizeof(text), "models:\n  - {name: d, path: %s/config/models/digits,"
+		 " variants: {int8: %s/config/models/digits}}\nbackends:\n  - {kind: cpu}\n",
+		 cwd, cwd);
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);	/* a failed build leaves it the caller's */
+	assert_non_null(strstr(err, "models[0].variants.int8"));
+	assert_non_null(strstr(err, "says variant fp32: expected an INT8 model"));
+	free(err);
+	err = NULL;
+	snprintf(text, sizeof(text), "models:\n  - {name: d, path: %s,"
+		 " variants: {int8: %s}}\nbackends:\n  - {kind: cpu}\n", q8dir, q8dir);
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);	/* a failed build leaves it the caller's */
+	assert_non_null(strstr(err, "models[0].path"));
+	assert_non_null(strstr(err, "says variant int8"));
+	free(err);
+	err = NULL;
+	snprintf(text, sizeof(text), "models:\n  - {name: d, path: %s/config/models/digits,"
+		 " variants: {int8: /nonexistent}}\nbackends:\n  - {kind: cpu}\n", cwd);
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);	/* a failed build leaves it the caller's */
+	assert_non_null(strstr(err, "models[0].variants.int8"));
+	free(err);
+	err = NULL;
+	/* made from another model; then answering another batch size (the
+	 * last use of q8dir: it is edited in place) */
+	snprintf(text, sizeof(text), "models:\n  - {name: d, path: %s/config/models/digits,"
+		 " variants: {int8: %s}}\nbackends:\n  - {kind: cpu}\n", cwd, q8dir);
+	edit_int8_yaml("variant_of: \"digits\"", "variant_of: \"other\"");
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);
+	assert_non_null(strstr(err, "models[0].variants.int8"));
+	assert_non_null(strstr(err, "variant_of is other, expected digits"));
+	free(err);
+	err = NULL;
+	edit_int8_yaml("variant_of: \"other\"", "variant_of: \"d\"");	/* the config's name: fine */
+	edit_int8_yaml("max_batch_size: 64", "max_batch_size: 32");
+	assert_null(rt_build(c = load_text(text), NULL, &err));
+	cfg_free(c);
+	assert_non_null(strstr(err, "max_batch_size 32; the model in 64, out 10, max_batch_size 64"));
+	free(err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -198,8 +513,16 @@ int main(void)
 		cmocka_unit_test(test_300_backends_tracked),
 		cmocka_unit_test(test_reaper_takes_every_release),
 		cmocka_unit_test(test_queue_conf_precedence),
+		cmocka_unit_test(test_variants),
+		cmocka_unit_test(test_variant_refused),
+		cmocka_unit_test(test_variants_sampled),
+		cmocka_unit_test(test_variant_errors),
 	};
 
+	int rc;
+
 	log_set_level(LOG_WARN);
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	drop_int8();
+	return rc;
 }
