@@ -29,6 +29,8 @@ DEPLOY_DIR = Path(os.environ.get("INFERGW_DEPLOY_DIR", str(REPO / "build" / "dep
 BASE_IMAGE = "docker.io/library/debian:bookworm-slim"
 IMAGE = "localhost/infergw:deploy-test"
 PROJECT_PREFIX = "infergwtest"
+# on containers the test starts itself, outside compose: value = project
+TEST_LABEL = "infergw-deploy-test"
 
 # Debian packages the test needs.  runc, not crun (hybrid cgroups here);
 # netavark + aardvark-dns: service names resolve on compose networks;
@@ -316,12 +318,37 @@ def build_image(env, ms):
     (DEPLOY_DIR / "build.log").write_text("")
     with Timer("image build"):
         podman(env, *args, str(REPO), timeout=1200, log=DEPLOY_DIR / "build.log")
+    # Bound the storage: earlier builds' untagged stages go after a while
+    # (the newest build's layers stay: they are the cache of the next run).
+    podman(env, "image", "prune", "-f", "--filter", "until=6h", check=False, timeout=300)
     size = podman_json(env, "image", "inspect", IMAGE)[0]["Size"]
     TIMINGS["image size"] = f"{size / 1e6:.0f} MB"
     return size
 
 
 # ------------------------------------------------------ API service, compose ----
+
+LOCK = Path("/run/lock/infergw-deploy-test.lock")
+
+
+def machine_lock(timeout=1500):
+    """One deploy run per machine at a time: podman configurations in
+    different folders do not see each other's networks, and two would
+    take the same bridge name and subnet in the one kernel.  An open file
+    holding the flock (closed: released), or AssertionError after timeout."""
+    import fcntl
+    LOCK.parent.mkdir(parents=True, exist_ok=True)
+    f = open(LOCK, "a+")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return f
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                f.close()
+                raise AssertionError(f"{LOCK} held by another deploy run for {timeout}s")
+            time.sleep(1)
 
 class Service:
     """`podman system service` on DEPLOY_DIR/podman.sock: the Docker API
@@ -388,22 +415,29 @@ def stop_stale_service(pidfile):
             time.sleep(0.1)
 
 
+def project_containers(env, project):
+    """IDs of the containers of PROJECT: compose's and the test's own."""
+    ids = []
+    for label in ("com.docker.compose.project", TEST_LABEL):
+        ids += podman(env, "ps", "-aq", "--filter", f"label={label}={project}",
+                      check=False).stdout.decode().split()
+    return ids
+
+
 def remove_project(env, project):
     """Every container and network of compose project PROJECT, by label and
     name; what is left is returned (empty when clean)."""
-    ids = podman(env, "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
-                 check=False).stdout.split()
+    ids = project_containers(env, project)
     if ids:
-        podman(env, "rm", "-f", "-t", "0", *[i.decode() for i in ids], check=False)
+        podman(env, "rm", "-f", "-t", "0", *ids, check=False)
     nets = [n["name"] for n in podman_json(env, "network", "ls", "--format", "json")
             if n["name"].startswith(project + "_")]
     for n in nets:
         podman(env, "network", "rm", "-f", n, check=False)
-    left = podman(env, "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
-                  check=False).stdout.split()
+    left = project_containers(env, project)
     left_nets = [n["name"] for n in podman_json(env, "network", "ls", "--format", "json")
                  if n["name"].startswith(project + "_")]
-    return [i.decode() for i in left] + left_nets
+    return left + left_nets
 
 
 def remove_stale_projects(env):
@@ -414,7 +448,10 @@ def remove_stale_projects(env):
         ctrs = json.loads(out or b"[]")
     except ValueError:
         return
-    projects = {(c.get("Labels") or {}).get("com.docker.compose.project", "") for c in ctrs}
+    projects = set()
+    for c in ctrs:
+        labels = c.get("Labels") or {}
+        projects |= {labels.get("com.docker.compose.project", ""), labels.get(TEST_LABEL, "")}
     for p in projects:
         m = re.fullmatch(PROJECT_PREFIX + r"(\d+)", p or "")
         if m and not Path(f"/proc/{m.group(1)}").exists():

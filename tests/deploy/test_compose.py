@@ -51,6 +51,12 @@ class Stack:
                       env=self.env, timeout=timeout, check=check,
                       log=dl.DEPLOY_DIR / "compose.log")
 
+    def compose_out(self, *args):
+        """compose's stdout (config, ps) as text."""
+        p = dl.run(["docker-compose", "-f", str(COMPOSE_FILE), "-p", self.project, *args],
+                   env=self.env, timeout=60)
+        return p.stdout.decode()
+
     def container(self, service):
         return f"{self.project}_{service}_1"
 
@@ -68,33 +74,35 @@ class Stack:
         return json.loads(body)
 
     def infer_ok(self, conn, rows):
-        """One infer over H1Conn conn; its values against the reference."""
-        st, _, body = conn.request("POST", INFER, infer_body(rows), [JSON_CT])
-        assert st == 200, (st, body[:300])
-        check_infer_response(body, self.model, rows)
+        infer_ok(conn, self.model, rows)
+
+
+def infer_ok(conn, model, rows):
+    """One infer over H1Conn conn; its values against the reference."""
+    st, _, body = conn.request("POST", INFER, infer_body(rows), [JSON_CT])
+    assert st == 200, (st, body[:300])
+    check_infer_response(body, model, rows)
 
 
 def rows_of(rng, n):
     return rng.integers(0, 17, size=(n, 64)).astype(np.float64)
 
 
-def first_answer(stack, deadline_s=90):
-    """Wait for an infer through the published port that answers with the
+def first_answer(port, model, deadline_s=90):
+    """Wait for an infer through published PORT that answers with the
     reference's values (the gateway and agents start, the port forwards)."""
     t0 = time.monotonic()
     rows = rows_of(np.random.default_rng(1), 2)
     last = None
     while time.monotonic() - t0 < deadline_s:
         try:
-            with H1Conn(stack.http, timeout=5) as c:
-                stack.infer_ok(c, rows)
+            with H1Conn(port, timeout=5) as c:
+                infer_ok(c, model, rows)
             return
         except (OSError, AssertionError, ConnectionError) as e:
             last = e
             time.sleep(0.25)
-    logs = stack.compose("logs", "--no-color", "--tail", "30", check=False)
-    raise AssertionError(f"no correct answer through :{stack.http} within {deadline_s}s: {last!r}; "
-                         f"compose logs in {dl.DEPLOY_DIR / 'compose.log'}")
+    raise AssertionError(f"no correct answer through :{port} within {deadline_s}s: {last!r}")
 
 
 @pytest.fixture(scope="module")
@@ -103,10 +111,19 @@ def stack():
         dl.ensure_packages()
     except dl.Skip as e:
         pytest.skip(f"deploy: skipped: {e}")
+    lock = dl.machine_lock()
     env = dl.podman_env()
     info = dl.podman(env, "info", "--format", "json", check=False, timeout=60)
     if info.returncode:
+        lock.close()
         pytest.skip(f"deploy: skipped: podman cannot run here: {info.text[-400:]}")
+    try:
+        yield from run_stack(env)
+    finally:
+        lock.close()
+
+
+def run_stack(env):
     ms = dl.mirror_settings()
     dl.say(f"mirror {ms['mirror']} ({ms['resolved']}), proxy {ms['proxy'] or 'none'}, "
            f"apt options '{ms['apt_opts']}', build network: host")
@@ -122,7 +139,12 @@ def stack():
         t0 = time.monotonic()
         with dl.Timer("compose up -d"):
             st.compose("up", "-d", "--no-build")
-        first_answer(st)
+        try:
+            first_answer(st.http, st.model)
+        except AssertionError:
+            st.compose("logs", "--no-color", "--tail", "30", check=False)
+            dl.say(f"compose logs: {dl.DEPLOY_DIR / 'compose.log'}")
+            raise
         dl.TIMINGS["up to first answer"] = round(time.monotonic() - t0, 1)
         yield st
     finally:
@@ -153,6 +175,42 @@ def test_image(stack):
     for args in (["--version"], ["agent", "--version"]):
         out = dl.podman(stack.env, "run", "--rm", "--network", "none", dl.IMAGE, *args).stdout
         assert dl.version().encode() in out, (args, out)
+
+
+def test_image_default_config(stack):
+    """The image alone (no compose): `gateway` with the image's own
+    /etc/infergw/gateway.yaml serves correct values on 8000; its admin
+    listener stays on the container's loopback, so 8002 published is
+    unreachable."""
+    http, admin = free_port(), free_port()
+    name = f"{stack.project}_alone"
+    dl.podman(stack.env, "run", "-d", "--name", name, "--label", f"{dl.TEST_LABEL}={stack.project}",
+              "-p", f"127.0.0.1:{http}:8000", "-p", f"127.0.0.1:{admin}:8002", dl.IMAGE)
+    try:
+        first_answer(http, stack.model, deadline_s=60)
+        with pytest.raises((OSError, ConnectionError)):
+            h1_request(admin, "GET", "/metrics", timeout=3)
+        p = dl.podman(stack.env, "exec", name, "/usr/local/bin/infergw-entrypoint", "health",
+                      check=False)
+        assert p.returncode == 0, p.text
+    finally:
+        dl.podman(stack.env, "rm", "-f", "-t", "0", name, check=False)
+
+
+def test_compose_file(stack):
+    """The monitoring services are a profile: `up` without it started only
+    the gateway and the agents (nothing pulled from a registry); with it,
+    the file still validates, Prometheus and Grafana included."""
+    ctrs = dl.podman_json(stack.env, "ps", "-a", "--format", "json", "--filter",
+                          f"label=com.docker.compose.project={stack.project}")
+    services = sorted(c["Labels"]["com.docker.compose.service"] for c in ctrs)
+    assert services == ["agent1", "agent2", "gateway"], services
+    mon = stack.compose_out("--profile", "monitoring", "config")
+    for svc in ("prometheus:", "grafana:", "profiles:"):
+        assert svc in mon, (svc, mon)
+    _, exprs = dashboard_exprs()
+    for e in exprs:
+        assert e.count("(") == e.count(")") and e.count("{") == e.count("}"), e
 
 
 def test_infer_values(stack):
