@@ -287,7 +287,7 @@ fi
 if want deploy && ls tests/deploy/test_*.py >/dev/null 2>&1; then
 	out="$log_dir/deploy.log"
 	timeout -k 30 1800 $PY -m pytest -q -s -rs -p no:cacheprovider tests/deploy >"$out" 2>&1
-	grep -oE 'deploy: .*' "$out"	# phases, timings, the mirror used, a skip's reason
+	grep -oE 'deploy: .*' "$out" | awk '!seen[$0]++'	# phases, timings, mirror, a skip's reason
 	grep -vE 'deploy: ' "$out" | tail -3
 	pytest_count "$out" deploy || fail=$((fail + 1))
 fi
