@@ -1,8 +1,10 @@
 """docker-compose.yml and deploy/Dockerfile for real (issue 17): Debian's
 podman, a debian:bookworm-slim made with debootstrap from the mirror apt
 uses, the image built, the gateway and two agents brought `up` by
-docker-compose through podman's Docker API, then: values through the
-published port checked against the numpy reference, the image's
+docker-compose through podman's Docker API, then: the image's metadata,
+the image alone with its default configuration, the monitoring profile
+left out of a plain `up`, values through the published port checked
+against the numpy reference, the image's
 HEALTHCHECK driven by hand (no systemd here to schedule it), every metric
 the Grafana dashboard queries present in a live scrape, a SIGHUP reload
 through compose (and a broken file rejected), an agent container killed
