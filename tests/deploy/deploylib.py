@@ -176,6 +176,8 @@ def mirror_settings():
     network, so it resolves and routes as apt does here)."""
     mirror = debian_mirror()
     proxy = apt_config("Acquire::http::Proxy") or os.environ.get("http_proxy") or ""
+    if proxy.upper() in ("DIRECT", "FALSE"):     # apt's words for "no proxy"
+        proxy = ""
     opts = []
     if apt_config("Acquire::Check-Valid-Until") == "false":
         opts.append("-o Acquire::Check-Valid-Until=false")
