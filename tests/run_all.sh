@@ -2,7 +2,7 @@
 # Run every suite and finish with one line "N passed, N failed, N skipped"
 # summed over all of them.  Exit status: 0 only when nothing failed.
 # SUITES="asan tsan" runs only those suites (of: unit layering k8s gpu integration attack dpdk
-# asan tsan fuzz arm64); unset, all of them.
+# asan tsan fuzz arm64 deploy); unset, all of them.
 set -u
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -293,6 +293,19 @@ if want arm64; then
 		echo "arm64: tools/arm64.sh exited $rc without a FAILED line" >&2
 		fail=$((fail + 1))
 	fi
+fi
+
+# deploy: deploy/Dockerfile and docker-compose.yml for real (tests/deploy):
+# podman from Debian (installed when missing), a debootstrap'd base image,
+# the image built, `up`, values, a reload, an agent killed, `down`.  A few
+# minutes on a fresh machine (cached in build/deploy-test after); skipped
+# with its reason only where podman cannot be installed or run.
+if want deploy && ls tests/deploy/test_*.py >/dev/null 2>&1; then
+	out="$log_dir/deploy.log"
+	timeout -k 30 1800 $PY -m pytest -q -s -rs -p no:cacheprovider tests/deploy >"$out" 2>&1
+	grep -oE 'deploy: .*' "$out" | awk '!seen[$0]++'	# phases, timings, mirror, a skip's reason
+	grep -vE 'deploy: ' "$out" | tail -3
+	pytest_count "$out" deploy || fail=$((fail + 1))
 fi
 
 echo "$pass passed, $fail failed, $skip skipped"

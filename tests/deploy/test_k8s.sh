@@ -111,7 +111,7 @@ else
 				const o = d.toJS();
 				if (o?.kind === "ConfigMap" && o.data?.["gateway.yaml"])
 					process.stdout.write(o.data["gateway.yaml"]);
-			}' "$out/base.yaml") | sed "s|/usr/share/infergw/models|$root/config/models|" \
+			}' "$out/base.yaml") | sed "s|/opt/infergw/models|$root/config/models|" \
 			>"$out/gateway.yaml"
 	if msg=$(timeout 60 build/infergw --check-config "$out/gateway.yaml" 2>/dev/null) &&
 	   echo "$msg" | grep -q "ok: 1 model(s), 2 backend(s)"; then
