@@ -961,27 +961,28 @@ static unsigned rt_cursor(struct runtime *rt, bool enqueue)
 }
 
 /*
- * Views of the sample of the n eligible el[] (all of them when few, or
- * when all is set) into cand, then the router's pick.  Returns the result
- * with *n_cand the candidates looked at.
+ * Views of a sample of d of the n eligible el[] (all of them when few, or
+ * when d is 0 or >= n) into cand, then the router's pick.  Returns the
+ * result with *n_cand the candidates looked at.
  */
 static enum route_result rt_pick(struct runtime *rt, const struct infer_req *r, uint64_t now,
-				 const struct route_req *rq, const int *el, int n, bool all,
+				 const struct route_req *rq, const int *el, int n, int d,
 				 unsigned rr, struct router_cand *cand, int *n_cand, int *pick)
 {
 	static __thread uint64_t rng;
 	const struct config *c = rt->cfg;
 	struct route_conf rc = { .policy = c->routing.policy,
 				 .margin_ns = (uint64_t)c->routing.margin_us * 1000 };
-	int idx[ROUTER_SAMPLE_D], k;
+	int idx[ROUTER_WIDEN_D], k;
 
-	if (all || n <= ROUTER_SCAN_ALL) {
+	if (d <= 0 || d >= n || n <= ROUTER_SCAN_ALL) {
 		for (k = 0; k < n; k++)
 			rt_view(rt, el[2 * k], el[2 * k + 1], r, now, &cand[k]);
 	} else {
 		if (!rng)
 			rng = (uint64_t)(uintptr_t)&rng ^ now;
-		k = router_sample(rc.policy, n, ROUTER_SAMPLE_D, rr, &rng, idx);
+		k = router_sample(rc.policy, n, d < ROUTER_WIDEN_D ? d : ROUTER_WIDEN_D, rr, &rng,
+				  idx);
 		for (int j = 0; j < k; j++)
 			rt_view(rt, el[2 * idx[j]], el[2 * idx[j] + 1], r, now, &cand[j]);
 		rr = 0;		/* the sample starts at the cursor's candidate */
@@ -1015,7 +1016,8 @@ static int rt_enqueue(struct runtime *rt, struct infer_req *r, int be, int qi, u
  * Route r; with enqueue, also queue it.  0 when routed (and queued), else
  * an HTTP status with r->errmsg (see rt_submit).  adm (may be NULL)
  * records the decision.  Routing takes no lock but the sampled backends'
- * (sched_view); a sample that admits nothing is widened to every backend.
+ * (sched_view); a sample that admits nothing is widened to a larger one,
+ * then to every backend.
  */
 static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool enqueue,
 		    struct rt_admission *adm)
@@ -1040,9 +1042,12 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 		goto out;
 	}
 	n = rt_eligible(rt, r, el, &ver);
-	why = rt_pick(rt, r, now, &rq, el, n, false, rr, cand, &k, &pick);
+	why = rt_pick(rt, r, now, &rq, el, n, ROUTER_SAMPLE_D, rr, cand, &k, &pick);
+	/* widen: a larger sample, then every backend (router.h) */
 	if (why != ROUTE_OK && k < n)
-		why = rt_pick(rt, r, now, &rq, el, n, true, rr, cand, &k, &pick);
+		why = rt_pick(rt, r, now, &rq, el, n, ROUTER_WIDEN_D, rr, cand, &k, &pick);
+	if (why != ROUTE_OK && k < n)
+		why = rt_pick(rt, r, now, &rq, el, n, 0, rr, cand, &k, &pick);
 	if (why != ROUTE_OK) {
 		rc2 = rt_reject(r, why, cand, k);
 		goto out;

@@ -209,3 +209,26 @@ def test_routing_cost_per_request_with_64_remote_backends():
         rc, row = route_cost("--count", str(n), "--candidates", "sample", "--sample", "2")
         assert float(rc["views_per_decision"]) == 2.0, rc
         assert val(row, "slo_att") >= 0.99, (n, row["slo_att"])
+
+
+def test_widened_samples_stay_flat_at_2000_backends():
+    # At 2000 backends a 30 ms class sampled onto two slow CPUs admits
+    # nothing now and then: rt_route widens to ROUTER_WIDEN_D (32) random
+    # backends first, and only when those admit nothing to all of them
+    # (bench/sim/scale.sh: 10,000 backends x 10M requests).  Counts, not time.
+    cmd = [str(SIM), "--scenario", str(SC / "dc2000.ini"), "--requests", str(N), "--seed", "1",
+           "--load", "0.8", "--route-cost", "--header"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    line = next(ln for ln in p.stderr.splitlines() if ln.startswith("route_cost "))
+    rc = dict(kv.split("=") for kv in line.split()[1:])
+    row = next(csv.DictReader(io.StringIO(p.stdout)))
+    d, w, full = int(rc["decisions"]), int(rc["widened"]), int(rc["full_scans"])
+    assert int(rc["sample_d"]) == 2 and int(rc["widen_d"]) == 32
+    assert w > 0, rc                                  # the case happens at this load
+    assert int(rc["widened_ok"]) + full >= w          # a widened sample that fails goes on
+    assert full <= w - int(rc["widened_ok"])
+    # views: 2 per decision, 32 more per widened one, 2000 per full scan
+    assert float(rc["views_per_decision"]) <= 2 + (32 * w + 2000 * full) / d + 1e-9, rc
+    assert float(rc["views_per_decision"]) < 3, rc    # flat, not O(backends)
+    assert val(row, "slo_att") >= 0.98, row["slo_att"]
