@@ -51,7 +51,7 @@ $PY "$BENCH_ROOT/bench/gpu_body.py" gen "$MODEL" "$T" $BLIST ||
 	bench_fail "cannot build the request bodies (bench/gpu_body.py)"
 PORT=$(bench_free_port)
 {
-	bench_gw_yaml_head "$PORT" 1 info
+	bench_gw_yaml_head "$PORT" 1 info 0
 	echo "models:"
 	echo "  - {name: mlp-large, path: $MODEL, max_queue: 4096}"
 	echo "  - {name: mlp-large-int8, path: $Q8, max_queue: 4096}"

@@ -45,7 +45,7 @@ rc=$?
 [ $rc -eq 0 ] || bench_fail "kernel exited $rc: $(tail -5 "$T/kernel.err")"
 grep -E '^kernel: batch [0-9]+: max' "$T/kernel.err" >&2
 awk '$1 == "RESULT" && NF == 7' "$T/kernel.out" | while read -r _ b igw raw _ q _; do
-	bench_row kernel "igw_over_raw_b$b" "$q" "CPU backend / raw oneDNN GFLOP/s, batch $b ($igw vs $raw)"
+	bench_row kernel "igw_over_raw_b$b" "$q" "CPU backend / raw oneDNN GFLOP/s, batch $b ($igw vs $raw)" unit=x
 done
 
 # ---- through the gateway at batch 64 vs raw oneDNN, same threads ----
@@ -69,7 +69,7 @@ PYEOF
 )
 	GPORT=$(bench_free_port)
 	{
-		bench_gw_yaml_head "$GPORT" 1 warn
+		bench_gw_yaml_head "$GPORT" 1 warn 0
 		echo "models:"
 		echo "  - {name: mlp-large, path: $MODEL, max_batch: 64, max_queue_delay_us: 0, max_queue: 4096}"
 		echo "backends:"

@@ -56,10 +56,23 @@ def model_yaml(path):
     """The keys payloads.py needs: top-level scalars, inputs/outputs
     [(name, width)], layers [{type, weight, bias, activation}]."""
     meta, layers, io, section = {}, [], {"inputs": [], "outputs": []}, None
+    lines, pending = [], None
     for line in open(path):
         line = line.split("#", 1)[0].rstrip()
         if not line.strip():
             continue
+        # a flow mapping may go on over several lines ("labels: [...]" below)
+        if pending is not None:
+            pending += " " + line.strip()
+            if pending.count("{") <= pending.count("}"):
+                lines.append(pending)
+                pending = None
+            continue
+        if re.match(r"\s*-\s*\{", line) and line.count("{") > line.count("}"):
+            pending = line
+            continue
+        lines.append(line)
+    for line in lines:
         if not line.startswith(" ") and not line.startswith("-"):
             k, _, v = line.partition(":")
             section = k.strip()

@@ -78,7 +78,8 @@ rows.emit("sim", "scale", round(wall10m, 2),
           "wall seconds for 10M requests at {:,} backends{}".format(
               backends, " (scaled from {:,})".format(n) if scaled else ""),
           unit="s", backends=backends, requests=n, events_per_s=round(events / wall),
-          target="<= 60 s", cmd=cmd)
+          target="<= 60 s", cmd=cmd,
+          note="scaled from {:,} requests".format(n) if scaled else None)
 rows.emit("sim", "events_per_s", round(events / wall), "events per wall second", unit="")
 rows.emit("sim", "views_per_decision", float(rc.get("views_per_decision", "nan")),
           "candidate views (pol_view) per routing decision", unit="")

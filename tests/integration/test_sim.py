@@ -8,7 +8,7 @@ simulations (fixed seed, 200,000 requests each, about 0.1 s apiece) and
 check values that depend on that logic: SLO attainment below capacity,
 goodput and 429s in overload, the slo policy against the other two, and
 filling idle GPU time with sheddable work without costing high priority.
-Numbers and commands behind the thresholds: bench/RESULTS.md, "Simulator".
+Numbers and commands behind the thresholds: docs/bench-history.md, "Simulator".
 
 No gateway process is started; only the build tools (make, a C compiler)
 are needed.
@@ -104,7 +104,7 @@ def test_slo_policy_beats_least_queue_and_round_robin_at_0_9():
     assert a_slo > a_rr, (a_slo, a_rr, slo["cmd"])
     assert a_slo >= a_lq, (
         "slo attainment %.4f < least-queue %.4f at load 0.9 (priority 3: %s, %s displaced by "
-        "higher priorities; see bench/RESULTS.md, Simulator, remaining finding 1)"
+        "higher priorities; see docs/bench-history.md, Simulator, remaining finding 1)"
         % (a_slo, a_lq, slo["att_p3"], slo["rej_displaced"]))
 
 
@@ -131,7 +131,7 @@ def test_low_priority_flood_fills_gpus_without_hurting_high_priority():
 def test_gpu_fill_exercises_displacement():
     # Guards the scenario: the check above needs displacement (before
     # bcff583, when a full queue was full to every priority, priority 1
-    # kept 37.81% here: bench/RESULTS.md, Simulator).
+    # kept 37.81% here: docs/bench-history.md, Simulator).
     flood = run("gpu_fill")
     assert int(flood["rej_displaced"]) > 0, flood["cmd"]
     assert int(flood["rej_full"]) == 0, flood["cmd"]
@@ -146,7 +146,7 @@ def test_sheddable_work_spills_to_cpus_and_dpus():
     assert val(r, "tput_dpu") >= 0.8, (r["tput_dpu"], r["cmd"])
     # without the flood the GPUs take all of the hp traffic: the CPU and
     # DPU rows above are the flood's (router_pick before efa0c5d shed at
-    # the policy's GPU pick and left them idle: bench/RESULTS.md)
+    # the policy's GPU pick and left them idle: docs/bench-history.md)
     alone = run("hetero_fill", "--share", "lp=0")
     assert val(alone, "tput_cpu") < 0.1 and val(alone, "tput_dpu") < 0.1, alone["cmd"]
     assert val(r, "good_p3_rps") > 0.5 * val(r, "capacity_rps"), r["cmd"]
@@ -191,7 +191,7 @@ def test_routing_cost_per_request_with_64_remote_backends():
     # Candidate views per routing decision, counted inside the simulator:
     # the gateway's candidate set (a full scan, or the router's power-of-d
     # sample once router.c has one) and the simulator's sample of 2.
-    # Instructions per decision: bench/sim/route_cost.sh, bench/RESULTS.md.
+    # Instructions per decision: bench/sim/route_cost.sh, docs/bench-history.md.
     for n in (4, 16, 64):
         rc, row = route_cost("--count", str(n))
         assert int(rc["backends"]) == n == int(row["backends"])
