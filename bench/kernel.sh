@@ -76,6 +76,7 @@ PYEOF
 		echo "  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: $THREADS, cost: 1.0, models: [mlp-large]}"
 	} >"$T/gw.yaml"
 	# not pinned (PIN_SRV/PIN_CLI empty): the comparison is "same threads"
+	# shellcheck disable=SC2034 # read by bench_start and bench_h2load
 	PIN_SRV="" PIN_CLI=""
 	bench_start_gw "$T/gw.log" "$T/gw.yaml" "$GPORT" 60
 	GPID=$BENCH_LAST_PID

@@ -141,8 +141,10 @@ done
 echo "_Total wall time: $(($(date +%s) - t0)) s._" >>"$TMP"
 
 cp "$TMP" "$OUT"
+QFLAG=()
+[ "$QUICK" = 1 ] && QFLAG=(--quick)
 /usr/bin/python3 bench/summary.py write "$BENCH_ROWS" "$SUMMARY" --report "$OUT" \
-	--stamp "$STAMP UTC" $([ "$QUICK" = 1 ] && echo --quick) || rc=1
+	--stamp "$STAMP UTC" "${QFLAG[@]}" || rc=1
 echo >&2
 cat "$SUMMARY"
 echo >&2
