@@ -1146,15 +1146,27 @@ static void build_fleet(int scale)
 {
 	struct pol_conf pc;
 	int id = 0;
+	size_t n_slots = 0;
+	uint64_t *busy_pool;
+	struct slot *slot_pool;
 
 	n_bes = 0;
-	for (int g = 0; g < S.n_groups; g++)
+	for (int g = 0; g < S.n_groups; g++) {
 		n_bes += S.grp[g].count * scale;
+		n_slots += (size_t)S.grp[g].count * scale * S.prof[S.grp[g].prof].slots;
+	}
 	if (n_bes < 1)
 		die("empty fleet");
 	bes = calloc(n_bes, sizeof(*bes));
 	cand_buf = calloc(n_bes, sizeof(*cand_buf));
 	cand_room = calloc(n_bes, sizeof(*cand_room));
+	/* Every backend's busy_until and slots side by side: pol_view reads
+	 * busy_until of whichever backend is sampled, and at 10,000 backends
+	 * one small allocation each scattered them (a cache miss per view). */
+	busy_pool = calloc(n_slots, sizeof(*busy_pool));
+	slot_pool = calloc(n_slots, sizeof(*slot_pool));
+	if (!bes || !cand_buf || !cand_room || !busy_pool || !slot_pool)
+		die("out of memory");
 	capacity_rps = 0;
 	/* rt_queue_conf + sched_configure: the model's settings */
 	pc = (struct pol_conf){ .max_rows = S.model_max_batch, .delay_us = S.delay_us,
@@ -1179,12 +1191,14 @@ static void build_fleet(int scale)
 			pc.max_batch = mb;
 			pol_init(&b->q, &pc, wa, wb);
 			b->qp = &b->q;
-			b->busy_until = calloc(p->slots, sizeof(*b->busy_until));
+			b->busy_until = busy_pool;
+			busy_pool += p->slots;
 			b->pb = (struct pol_be){ .n_q = 1, .q = &b->qp, .n_slots = p->slots,
 						 .busy_until = b->busy_until };
 			b->n_slots = p->slots;
 			b->idle = p->slots;
-			b->slots = calloc(p->slots, sizeof(*b->slots));
+			b->slots = slot_pool;
+			slot_pool += p->slots;
 			for (int s = 0; s < p->slots; s++)
 				b->slots[s].slices = calloc(mb, sizeof(struct infer_slice));
 			b->wake_at = NONE;
