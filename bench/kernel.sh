@@ -5,12 +5,12 @@
 # (bench/kernel.c).
 #
 # Then the issue 18 target "mlp-large batch 64 through HTTP/2 (binary) vs
-# raw oneDNN, same threads": GW_ROUNDS rounds, each a short raw oneDNN run
-# at batch 64 (build/bench/kernel -b 64, GW_SLICES slices) followed by an
-# h2load round of 64-row Triton binary requests to one infergw (listen.threads
-# 1, cpu0: 1 worker x THREADS OpenMP threads); GFLOP/s through the gateway =
-# rows/s x the model's FLOPs per row; the ratio is the median of per-round
-# ratios.  Nothing is pinned: the event loop shares the cores with OpenMP,
+# raw oneDNN, same threads": GW_ROUNDS h2load rounds of 64-row Triton
+# binary requests to one infergw (listen.threads 1, cpu0: 1 worker x
+# THREADS OpenMP threads), each between two short raw oneDNN runs at batch
+# 64 (build/bench/kernel -b 64, GW_SLICES slices; the anchor is their
+# mean); GFLOP/s through the gateway = rows/s x the model's FLOPs per row;
+# the ratio is the median of per-round ratios.  Nothing is pinned: the event loop shares the cores with OpenMP,
 # as it would in production.
 #
 # usage: bench/kernel.sh [OUT.md]     (markdown section; default stdout)
@@ -89,15 +89,21 @@ PYEOF
 	bench_h2load "$T/gwarm.out" "" -n 40 -c 1 -m "$GW_M" -t 1 "${GHDR[@]}" -d "$T/b64.body" "$GURL"
 	: >"$T/gw.jsonl"
 	: >"$T/gwraw.txt"
-	for r in $(seq "$GW_ROUNDS"); do
+	# raw oneDNN before the first gateway round and after each: a round's
+	# anchor is the mean of the raw runs just before and just after it
+	raw_run() {
 		timeout -k 5 60 "$BENCH_ROOT/build/bench/kernel" -t "$THREADS" -r "$GW_SLICES" \
 			-s "$SLICE_SECS" -b 64 "$MODEL" >"$T/kraw.out" 2>/dev/null
 		awk '$1 == "RESULT" && $2 == 64 { print $4 }' "$T/kraw.out" >>"$T/gwraw.txt"
+	}
+	raw_run
+	for r in $(seq "$GW_ROUNDS"); do
 		bench_round "gw.b64" "$GPID" "$T/gw.$r.out" "$T/gw.jsonl" -n "$GW_N" -c 1 -m "$GW_M" -t 1 \
 			"${GHDR[@]}" -d "$T/b64.body" "$GURL"
+		raw_run
 	done
 	bench_warn_if_dead "$GPID"
-	GW_CMD="h2load -n $GW_N -c 1 -m $GW_M -t 1 -H content-type:application/octet-stream -H inference-header-content-length:HL -d b64.body URL   # after each: build/bench/kernel -t $THREADS -r $GW_SLICES -s $SLICE_SECS -b 64 config/models/mlp-large"
+	GW_CMD="h2load -n $GW_N -c 1 -m $GW_M -t 1 -H content-type:application/octet-stream -H inference-header-content-length:HL -d b64.body URL   # between two runs of build/bench/kernel -t $THREADS -r $GW_SLICES -s $SLICE_SECS -b 64 config/models/mlp-large"
 	GW_TABLE=$($PY - "$T/gw.jsonl" "$T/gwraw.txt" "$FLOPS" "$BENCH_ROOT/bench" "$GW_CMD" <<'PYEOF'
 import json, statistics, sys
 sys.path.insert(0, sys.argv[4])
@@ -105,17 +111,21 @@ import rows
 gw = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 raw = [float(l) for l in open(sys.argv[2]) if l.strip()]
 flops = float(sys.argv[3])
-print("| round | raw oneDNN GFLOP/s (b64) | through HTTP/2 GFLOP/s | ratio | h2load CPU |")
+print("| round | raw oneDNN GFLOP/s (b64), before / after | through HTTP/2 GFLOP/s | ratio | h2load CPU |")
 print("|---:|---:|---:|---:|---:|")
 per, dropped = [], 0
-for i, (g, r) in enumerate(zip(gw, raw), 1):
+for i, g in enumerate(gw, 1):
+    if i >= len(raw):
+        break
+    before, after = raw[i - 1], raw[i]
+    r = (before + after) / 2
     gf = (g.get("rps") or 0) * 64 * flops / 1e9
     q = gf / r if r else None
     if g.get("client_bound"):
         dropped += 1
     elif q:
         per.append(q)
-    print("| %d | %.1f | %.1f | %s | %s%s |" % (i, r, gf, "-" if q is None else "%.2fx" % q,
+    print("| %d | %.1f / %.1f | %.1f | %s | %s%s |" % (i, before, after, gf, "-" if q is None else "%.2fx" % q,
           "-" if g.get("client_util") is None else "%.0f%%" % (100 * g["client_util"]),
           " (client-bound)" if g.get("client_bound") else ""))
 if per:
@@ -148,7 +158,7 @@ gw_part || GW_TABLE="gateway part failed (see stderr)"
 	echo "### mlp-large batch 64 through HTTP/2 vs raw oneDNN (same $THREADS threads)"
 	echo
 	echo "- gateway: listen.threads 1, cpu0 1 worker x $THREADS threads, max_batch 64, Triton binary bodies of 64 x 1024 FP32, $(printf '%s' "${FLOPS:-?}" | awk '{ printf "%.1f", $1 / 1e6 }') MFLOP per row; not pinned"
-	echo "- rounds: raw \`build/bench/kernel -t $THREADS -r $GW_SLICES -s $SLICE_SECS -b 64\` (median slice), then \`h2load -n $GW_N -c 1 -m $GW_M -t 1 ... -d b64.body\`; ratio = median of per-round ratios"
+	echo "- rounds: \`h2load -n $GW_N -c 1 -m $GW_M -t 1 ... -d b64.body\` between two raw runs \`build/bench/kernel -t $THREADS -r $GW_SLICES -s $SLICE_SECS -b 64\` (median slice; anchor = mean of the two); ratio = median of per-round ratios"
 	echo
 	echo "$GW_TABLE"
 	echo
