@@ -16,6 +16,8 @@ are needed.
 import csv
 import functools
 import io
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -232,3 +234,24 @@ def test_widened_samples_stay_flat_at_2000_backends():
     assert float(rc["views_per_decision"]) <= 2 + (32 * w + 2000 * full) / d + 1e-9, rc
     assert float(rc["views_per_decision"]) < 3, rc    # flat, not O(backends)
     assert val(row, "slo_att") >= 0.98, row["slo_att"]
+
+
+def test_scale_script_reports_backends_requests_and_its_row(tmp_path):
+    # bench/sim/scale.sh (part `sim` of make bench) on a short run: its
+    # table and the row the summary's target line reads.
+    rows_file = tmp_path / "rows.jsonl"
+    out = tmp_path / "scale.md"
+    env = dict(os.environ, REQUESTS="30000", BENCH_ROWS=str(rows_file))
+    env.pop("SIM_QUICK", None)
+    p = subprocess.run(["bash", str(SIM_DIR / "scale.sh"), str(out)], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    assert "| 10,000 | 30,000 |" in text, text
+    assert "scaled from 30,000 requests" in text
+    rows = {r["key"]: r for r in map(json.loads, rows_file.read_text().splitlines())}
+    scale = rows["scale"]
+    assert scale["part"] == "sim" and scale["backends"] == 10000 and scale["requests"] == 30000
+    assert scale["value"] > 0 and scale["unit"] == "s"
+    assert rows["events_per_s"]["value"] > 0
+    assert 2.0 <= rows["views_per_decision"]["value"] < 3.0
