@@ -31,12 +31,14 @@
 #        (not committed)
 #        and leaves bench/RESULTS.md alone.
 #
-# How a part plugs in: a script bench/NAME.sh that takes the report file as
-# its first argument (appends its markdown section) or prints its section on
-# stdout, and hands its figures to the summary as rows (bench/rows.py: shell
-# `bench_row PART KEY VALUE LABEL [k=v...]`, Python `rows.emit(...)`), into
-# $BENCH_ROWS, which this script sets.  Add it to the case below; the
-# summary gives an unknown part a section of its own.
+# How a part plugs in: a script bench/NAME.sh that appends its markdown
+# section to the file named by its first argument or prints it on stdout
+# (both land in the full report; progress goes to stderr), exits non-zero
+# when it fails, and hands its figures to the summary as rows (bench/rows.py:
+# shell `bench_row PART KEY VALUE LABEL [k=v...]`, Python `rows.emit(...)`)
+# into $BENCH_ROWS, which this script sets; $BENCH_QUICK=1 asks it to be
+# brief.  Add it to ALL and the case below; the summary gives a part it does
+# not know a section of its own (bench/summary.py AREAS names the known ones).
 #
 # Raw per-round results (JSON lines) stay in bench/results/raw/ (ignored).
 # Each part is bounded in requests and seconds; all traffic is 127.0.0.1.
@@ -126,8 +128,9 @@ for p in $PARTS; do
 		prc=$?
 		echo '```' >>"$TMP"
 	else
+		# the section goes to "$TMP"; whatever the part prints on stdout too
 		# shellcheck disable=SC2046
-		env $(quick_env "$p") timeout -k 10 "$limit" bash "$script" "$TMP"
+		env $(quick_env "$p") timeout -k 10 "$limit" bash "$script" "$TMP" >>"$TMP"
 		prc=$?
 	fi
 	if [ $prc != 0 ]; then
@@ -135,6 +138,8 @@ for p in $PARTS; do
 		rc=1
 		/usr/bin/python3 bench/rows.py "$p" failed - "$script" \
 			note="$script exited $prc (see the full report)"
+	else
+		/usr/bin/python3 bench/rows.py "$p" _ran - "$script" 2>/dev/null
 	fi
 	echo "== $script: $(($(date +%s) - s0)) s" >&2
 done

@@ -227,12 +227,19 @@ def write(rows_path, out_path, report=None, stamp=None, quick=False):
     for part, title, what in AREAS:
         if [r for r in parts.get(part, []) if not r["key"].startswith("_")]:
             ran.append((title, parts[part]))
+        elif parts.get(part):
+            not_run.append("- %s: ran; it hands no figures to this summary (see the full "
+                           "report)." % title)
         else:
             not_run.append("- %s: not run in this run (%s)." % (title, what))
     known = {a[0] for a in AREAS} | {"machine"}
     for part in parts:
         if part not in known:
-            ran.append((part, parts[part]))
+            if [r for r in parts[part] if not r["key"].startswith("_")]:
+                ran.append((part, parts[part]))
+            else:
+                not_run.append("- %s: ran; it hands no figures to this summary (see the full "
+                               "report)." % part)
     # as much detail per area as fits in MAX_LINES
     for max_rows, max_cmds in ((8, 2), (7, 2), (6, 2), (5, 2), (5, 1), (4, 1), (3, 1), (2, 1),
                                (2, 0), (1, 0)):
@@ -240,7 +247,7 @@ def write(rows_path, out_path, report=None, stamp=None, quick=False):
         for title, prs in ran:
             body.extend(area_lines(title, prs, max_rows, max_cmds))
         if not_run:
-            body.extend(["### Not run", ""] + not_run + [""])
+            body.extend(["### Not run, or no figures", ""] + not_run + [""])
         out = head + body + tail
         if len(out) < MAX_LINES:
             break

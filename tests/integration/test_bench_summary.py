@@ -112,6 +112,9 @@ def test_summary_targets_and_length(canned, tmp_path):
         env={"BENCH_ROWS": str(rows_file)})
     run([os.path.join(BENCH, "rows.py"), "sim", "scale", "41.5", "10M requests at 10,000 backends",
          "unit=s", "backends=10000"], env={"BENCH_ROWS": str(rows_file)})
+    # a part that ran and handed no figures (run.sh's _ran row only)
+    run([os.path.join(BENCH, "rows.py"), "newpart", "_ran", "-", "bench/newpart.sh"],
+        env={"BENCH_ROWS": str(rows_file)})
     out = tmp / "RESULTS.md"
     run([os.path.join(BENCH, "summary.py"), "write", str(rows_file), str(out), "--stamp", "test"])
     text = out.read_text()
@@ -129,6 +132,8 @@ def test_summary_targets_and_length(canned, tmp_path):
     assert "2 dropped in this run" in text            # vs_nghttpd and vs_h2o each drop one
     assert "### gRPC (bench/grpc.sh)" in text and "**1.70x**" in text
     assert "not measured: no device" in text
+    assert "- newpart: ran; it hands no figures to this summary" in text
+    assert "- DPDK (bench/dpdk.sh): not run in this run" in text
     assert "## Machine" in text
 
 
