@@ -282,8 +282,13 @@ print("%s: %s%s: %s req/s, %s/%s ok, h2load CPU %s%s" % (
 # bottleneck); a round where h2load used more than BENCH_CLIENT_BOUND (0.9)
 # of its core is marked client_bound and left out of server ratios.
 bench_round() {
-	local name=$1 pid=$2 out=$3 jsonl=$4
+	local name=$1 pid=$2 out=$3 jsonl=$4 a
 	shift 4
+	for a in "$@"; do
+		case $a in
+		--log-file*) bench_fail "bench_round $name: no --log-file in a throughput round (bench_latency_round)" ;;
+		esac
+	done
 	bench_run_h2load "$name" "$pid" "$out" "" "$jsonl" -- "$@"
 }
 

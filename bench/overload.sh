@@ -179,7 +179,8 @@ for round in $(seq "$ROUNDS"); do
 		echo "### ${OVER}x overload, $tag"
 		echo
 		CMD="h2load -n $N -c $C -m 64 -t 1 --rps=$PER --log-file=over.log -H 'x-priority: $prio' -H 'content-type: application/json' -d body.json $URL"
-		[ "$round" = 1 ] && bench_row overload "_cmd_p$prio" - "commands" cmd="$CMD   # open loop at ${OVER}x the capacity measured by: $CAPCMD"
+		[ "$round$prio" = 11 ] && bench_row overload _cmd - "commands" \
+			cmd="$(printf '%s' "$CMD" | sed "s#x-priority: 1#x-priority: 1|3#; s#$URL#URL#")   # open loop at ${OVER}x the capacity of: $(printf '%s' "$CAPCMD" | sed "s#$URL#URL#")"
 		scrape "$T/$f.m0"
 		c0=$(be_counters)
 		probes_start "$f"
