@@ -153,7 +153,7 @@ for r in $(seq "$ROUNDS"); do
 	for b in $BATCHES; do
 		n=$((ROWS / b))
 		[ "$n" -lt $((C * M)) ] && n=$((C * M))
-		for name in cpu gpu gpu-nograph cpu+gpu; do
+		for name in $(bench_rotate "$r" cpu gpu gpu-nograph cpu+gpu); do
 			# shellcheck disable=SC2046
 			bench_round "$name.b$b" "${GW_PID[$name]}" "$T/$name.$b.$r.out" "$T/runs.jsonl" \
 				-n "$n" -c "$C" -m "$M" -t 1 $(hdrs "$b") -d "$T/b$b.body" "$(url "$name")"
@@ -184,7 +184,7 @@ for name in "${!GW_PID[@]}"; do bench_warn_if_dead "${GW_PID[$name]}"; done
 	echo "- device: ${dev:-unknown (no nvidia-smi)}"
 	echo "- servers: every gateway listen.threads $GW_THREADS; mlp-large (max_batch_size 64; a GPU batch may hold up to its own limit, 256); cpu0: $WORKERS workers x $TPW threads; gpu0: $STREAMS streams, math $MATH, graphs on (\`gpu\`, \`cpu+gpu\`) or off (\`gpu-nograph\`), cost 0.5"
 	echo "- bodies: Triton binary tensor extension, B rows x 1024 FP32 per request"
-	echo "- commands ($ROUNDS throughput rounds, configurations interleaved; req/s = median round; ratios = median of per-round ratios, client-bound rounds left out; percentiles from $LAT_ROUNDS latency round(s) with --log-file; n = max($ROWS / B, C x M)):"
+	echo "- commands ($ROUNDS throughput rounds, configurations interleaved, order rotating; req/s = median round; ratios = median of per-round ratios, client-bound rounds left out; percentiles from $LAT_ROUNDS latency round(s) with --log-file; n = max($ROWS / B, C x M)):"
 	echo
 	CMDS="$PIN_CLI h2load -n N -c $C -m $M -t 1 -H content-type:application/octet-stream -H inference-header-content-length:HL -d bB.body URL"
 	bench_cmd_block "$CMDS"

@@ -107,12 +107,10 @@ done
 : >"$T/runs.jsonl"
 : >"$T/lat.jsonl"
 mkdir -p "$T/logs"
-set -- $SERVERS
-NS=$#
 for r in $(seq "$ROUNDS"); do
 	# Rotate the order each round so that no server always goes first.
-	for i in $(seq 0 $((NS - 1))); do
-		eval "s=\${$(((i + r - 1) % NS + 1))}"
+	# shellcheck disable=SC2086
+	for s in $(bench_rotate "$r" $SERVERS); do
 		# shellcheck disable=SC2046
 		bench_round "$s" "$(pid_of "$s")" "$T/$s.$r.out" "$T/runs.jsonl" \
 			$(flags_of "$s") "$(url_of "$s")"

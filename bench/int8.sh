@@ -85,7 +85,7 @@ done
 : >"$T/gw.jsonl"
 for r in $(seq "$ROUNDS"); do
 	for b in $BLIST; do
-		for mdl in mlp-large mlp-large-int8; do
+		for mdl in $(bench_rotate "$r" mlp-large mlp-large-int8); do
 			# shellcheck disable=SC2046
 			bench_round "$mdl.b$b" "$GW" "$T/run.out" "$T/gw.jsonl" -n "$(nreq "$b")" \
 				-c "$C" -m "$M" -t 1 $(hdrs "$b") -d "$T/b$b.body" "$(url $mdl)"

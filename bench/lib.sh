@@ -305,6 +305,21 @@ bench_latency_round() {
 	rm -f "$out.log"
 }
 
+# bench_rotate R ITEM... - the items rotated left by R - 1 (round R of an
+# interleaved loop starts with a different item each round, so that none
+# always goes first): bench_rotate 2 a b c -> b c a.
+bench_rotate() {
+	local r=$1 n i
+	shift
+	n=$#
+	[ "$n" -gt 0 ] || return 0
+	local items=("$@")
+	for i in $(seq 0 $((n - 1))); do
+		printf '%s ' "${items[$(((i + r - 1) % n))]}"
+	done
+	echo
+}
+
 # bench_row PART KEY VALUE LABEL [key=value ...] - one row for the summary
 # (bench/rows.py documents the format; bench/summary.py reads them).
 bench_row() {

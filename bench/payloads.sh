@@ -102,7 +102,7 @@ run_part() { # PART MODEL N C M ROUNDS WARM
 			$(fmt_args "$T/$part" $f) "$url"
 	done
 	for r in $(seq "$rounds"); do
-		for f in json bin mp; do
+		for f in $(bench_rotate "$r" json bin mp); do
 			# shellcheck disable=SC2046
 			bench_round "$part.$f" "$PID" "$T/$part.$f.$r.out" "$T/runs.jsonl" \
 				-n "$n" -c "$c" -m "$m" -t 1 $(fmt_args "$T/$part" $f) "$url"
@@ -134,7 +134,7 @@ RESP=$(curl -s --max-time 2 "http://127.0.0.1:${ADMIN:-0}/metrics" 2>/dev/null |
 	echo "- answers: JSON in -> JSON out; binary in -> binary out (binary_data true); msgpack (bin) in -> msgpack out"
 	echo "- one request per format checked by hand (curl --http2-prior-knowledge):"
 	printf '%s' "$CHECKS" | sed 's/^- /  - /'
-	echo "- commands (digits: $ROUNDS throughput rounds after $WARM-request warm-ups; mlp-large: $ROUNDS_L rounds after $WARM_L; formats back to back within a round; req/s = median round; client-bound rounds left out of the ratios; percentiles from $LAT_ROUNDS latency round(s) per format with --log-file):"
+	echo "- commands (digits: $ROUNDS throughput rounds after $WARM-request warm-ups; mlp-large: $ROUNDS_L rounds after $WARM_L; formats back to back within a round, order rotating; req/s = median round; client-bound rounds left out of the ratios; percentiles from $LAT_ROUNDS latency round(s) per format with --log-file):"
 	echo
 	CMDS=$(for part in digits large; do
 		model=digits n=$N c=$C m=$M

@@ -108,7 +108,7 @@ done
 : >"$T/agents.jsonl"
 : >"$T/lat.jsonl"
 for r in $(seq "$ROUNDS"); do
-	for name in inproc agents1 agents2 agents4; do
+	for name in $(bench_rotate "$r" inproc agents1 agents2 agents4); do
 		a0=$(agent_ticks)
 		bench_round "$name" "${GW_PID[$name]}" "$T/$name.$r.out" "$T/runs.jsonl" \
 			$H2FLAGS "${CT[@]}" "$(url "$name")"
@@ -119,7 +119,7 @@ for r in $(seq "$ROUNDS"); do
 		bench_latency_round "lat-$name" "${GW_PID[$name]}" "$T/lat-$name.$r.out" "$T/logs" \
 			"$T/runs.jsonl" -n "$LAT_N" -c 1 -m 1 -t 1 "${CT[@]}" "$(url "$name")"
 	done
-	for name in slo-cpu slo-cpu+agents; do
+	for name in $(bench_rotate "$r" slo-cpu slo-cpu+agents); do
 		bench_round "$name" "${GW_PID[$name]}" "$T/$name.$r.out" "$T/runs.jsonl" \
 			$H2FLAGS -H "x-slo-ms: $SLO_MS" "${CT[@]}" "$(url "$name")"
 	done
@@ -143,7 +143,7 @@ for name in "${!GW_PID[@]}"; do bench_warn_if_dead "${GW_PID[$name]}"; done
 	echo
 	bench_env_md
 	echo "- servers: every gateway listen.threads 1, digits max_batch 32; agents \`infergw-agent --threads 1\` (window 2), all pinned with the gateway; \`inproc\`/\`slo-cpu\`: cpu0 (1 worker); \`agentsK\`: K remote backends only; \`slo-cpu+agents\`: cpu0 + 2 agents (cost 0.5)"
-	echo "- commands ($ROUNDS throughput rounds, configurations interleaved; req/s = median round; ratios = median of per-round ratios, client-bound rounds left out; percentiles from $LAT_ROUNDS latency round(s) with --log-file; lat-* are latency rounds):"
+	echo "- commands ($ROUNDS throughput rounds, configurations interleaved, order rotating; req/s = median round; ratios = median of per-round ratios, client-bound rounds left out; percentiles from $LAT_ROUNDS latency round(s) with --log-file; lat-* are latency rounds):"
 	echo
 	CMDS="$PIN_CLI h2load $H2FLAGS -d body.json -H 'content-type: application/json' URL   # inproc, agentsK"$'\n'"$PIN_CLI h2load --log-file=LOG -n $LAT_N -c 1 -m 1 -t 1 -d body.json ... URL   # lat-*"$'\n'"$PIN_CLI h2load $H2FLAGS -H 'x-slo-ms: $SLO_MS' -d body.json ... URL   # slo-*"
 	bench_cmd_block "$CMDS"
