@@ -4,7 +4,10 @@
 #   make run        install missing packages, build, serve config/gateway.yaml
 #   make test       install missing packages, build, run every suite
 #   make bench      benchmarks: HTTP/2 anchors, inference, kernels, payloads,
-#                   overload, reloads (bench/RESULTS.md)
+#                   overload, reloads, agents, INT8, DPDK, GPU, simulator scale;
+#                   regenerates bench/RESULTS.md, writes bench/results/DATE.md
+#   make bench-quick the same with few rounds (minutes; provisional numbers,
+#                   bench/results/quick/, RESULTS.md left alone)
 #   make sim        the data-centre simulator (bench/sim); make sim-report runs it
 #   make models     generate the large synthetic MLP for benchmarks
 #   make gpu-check  the GPU backend against the CPU backend on a device
@@ -131,7 +134,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(GPU_OBJ) $(BUILD)/obj/gen/version.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit asan tsan arm64 integration bench sim sim-report models clean help FORCE \
+.PHONY: all deps run test unit asan tsan arm64 integration bench bench-quick sim sim-report models clean help FORCE \
 	gpu-check bench-gpu
 all: $(BUILD)/infergw $(BUILD)/infergw-agent $(BUILD)/infergw-quantize
 
@@ -300,8 +303,11 @@ models: config/models/mlp-large/model.safetensors
 config/models/mlp-large/model.safetensors: tools/gen_mlp.py
 	$(PYTHON) tools/gen_mlp.py --out config/models/mlp-large
 
-bench: deps all models
+bench: deps all models sim
 	bash bench/run.sh
+
+bench-quick: deps all models sim
+	BENCH_QUICK=1 bash bench/run.sh
 
 sim:
 	$(MAKE) -C bench/sim

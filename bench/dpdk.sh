@@ -12,6 +12,7 @@
 # Needs root, a DPDK build of infergw, iproute2.  Bounded: N requests.
 # usage: bench/dpdk.sh [OUT.md]    env: N=20000 WINDOW=16 SECS=5
 set -u
+. "$(dirname "$0")/lib.sh"	# bench_h2load (the one h2load runner), bench_row
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 OUT=${1:-/dev/stdout}
@@ -64,8 +65,10 @@ kill -0 "$GW" || fail "gateway did not start: $(tail -5 "$T/gw.log")"
 U=$(ip netns exec "$NS" $PY tools/infergw-udp-client --server 198.18.0.1:9200 -n "$N" \
 	--concurrency "$WINDOW" --no-udp-checksum --json)
 $PY bench/digits_body.py config/models/digits "$T/body.json" "$T/expect.json" >/dev/null 2>&1
-h2load -n "$N" -c 1 -m "$WINDOW" -t 1 -H 'content-type: application/json' -d "$T/body.json" \
-	--log-file="$T/h2.log" "http://127.0.0.1:$HP/v2/models/digits/infer" >"$T/h2.out" 2>&1
+# a latency comparison (p50/p99 per request), so with --log-file, unpinned
+# like the UDP client
+PIN_CLI="" bench_h2load "$T/h2.out" "$T/h2.log" -n "$N" -c 1 -m "$WINDOW" -t 1 \
+	-H 'content-type: application/json' -d "$T/body.json" "http://127.0.0.1:$HP/v2/models/digits/infer"
 H=$($PY - "$T/h2.log" "$T/h2.out" <<'PYEOF'
 import json, re, sys
 lat = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if l.strip())
@@ -84,5 +87,9 @@ print(f\"| UDP over veth (DPDK af_packet), infergw-udp-client (Python) | {u['req
 print(f\"| HTTP/2 JSON (h2load, loopback) | {h['rps']:,.0f} | {h['p50_us']:.0f} | {h['p99_us']:.0f} |\")" "$U" "$H"
 echo
 echo "UDP outcomes: $($PY -c "import json,sys; print(json.loads(sys.argv[1])['codes'])" "$U")"
+$PY -c "import json,sys; u=json.loads(sys.argv[1]); h=json.loads(sys.argv[2]);
+sys.path.insert(0, sys.argv[3]); import rows
+rows.emit('dpdk', 'udp_over_h2', round(u['req_per_s'] / h['rps'], 4), 'digits req/s, UDP over veth (DPDK af_packet) / HTTP/2 JSON, window $WINDOW', unit='x',
+          note='UDP p50 %.0f us vs HTTP/2 %.0f us' % (u['p50_us'], h['p50_us']))" "$U" "$H" "$ROOT/bench"
 echo
 } >>"$OUT"

@@ -19,7 +19,7 @@
 # so, with the gateway's reason, and the script exits 0.
 #
 # usage: bench/gpu.sh [OUT.md]
-# env:   ROWS=40000 (rows per round and configuration) C=8 M=16 ROUNDS=3
+# env:   ROWS=40000 (rows per round and configuration) C=8 M=16 ROUNDS=3 LAT_ROUNDS=1
 #        BATCHES="1 8 32 64" STREAMS=4 WORKERS= TPW= (default: a quarter of
 #        the server CPUs each) MATH=fp32 GW_THREADS=4
 #        GPU_AS_CPU=1: gpu0 is a CPU backend (tests this script without a device)
@@ -38,6 +38,7 @@ ROWS=${ROWS:-40000}
 C=${C:-8}
 M=${M:-16}
 ROUNDS=${ROUNDS:-3}
+LAT_ROUNDS=${LAT_ROUNDS:-1}
 BATCHES=${BATCHES:-1 8 32 64}
 STREAMS=${STREAMS:-4}
 MATH=${MATH:-fp32}
@@ -97,6 +98,7 @@ skip() {
 		echo
 	} >>"$OUT_MD"
 	echo "gpu: skipped: $*" >&2
+	bench_row gpu skipped - "GPU through the gateway" note="not measured: $*"
 	exit 0
 }
 
@@ -145,18 +147,29 @@ for name in gpu gpu-nograph cpu cpu+gpu; do
 done
 
 : >"$T/runs.jsonl"
+: >"$T/lat.jsonl"
 mkdir -p "$T/logs"
 for r in $(seq "$ROUNDS"); do
 	for b in $BATCHES; do
 		n=$((ROWS / b))
 		[ "$n" -lt $((C * M)) ] && n=$((C * M))
+		for name in $(bench_rotate "$r" cpu gpu gpu-nograph cpu+gpu); do
+			# shellcheck disable=SC2046
+			bench_round "$name.b$b" "${GW_PID[$name]}" "$T/$name.$b.$r.out" "$T/runs.jsonl" \
+				-n "$n" -c "$C" -m "$M" -t 1 $(hdrs "$b") -d "$T/b$b.body" "$(url "$name")"
+		done
+	done
+done
+# percentiles: separate rounds with --log-file
+for r in $(seq "$LAT_ROUNDS"); do
+	for b in $BATCHES; do
+		n=$((ROWS / b))
+		[ "$n" -lt $((C * M)) ] && n=$((C * M))
 		for name in cpu gpu gpu-nograph cpu+gpu; do
 			# shellcheck disable=SC2046
-			bench_measure "$name.b$b" "${GW_PID[$name]}" "$T/$name.$b.$r.out" \
-				"$T/$name.$b.$r.log" "$T/runs.jsonl" -n "$n" -c "$C" -m "$M" -t 1 \
-				$(hdrs "$b") -d "$T/b$b.body" "$(url "$name")"
-			bench_round_done "$r $name b$b" "$T/$name.$b.$r.out" "$T/$name.$b.$r.log" \
-				"$T/logs/$name.b$b.log"
+			bench_latency_round "$name.b$b" "${GW_PID[$name]}" "$T/lat.$name.$b.$r.out" \
+				"$T/logs" "$T/lat.jsonl" -n "$n" -c "$C" -m "$M" -t 1 $(hdrs "$b") \
+				-d "$T/b$b.body" "$(url "$name")"
 		done
 	done
 done
@@ -171,11 +184,11 @@ for name in "${!GW_PID[@]}"; do bench_warn_if_dead "${GW_PID[$name]}"; done
 	echo "- device: ${dev:-unknown (no nvidia-smi)}"
 	echo "- servers: every gateway listen.threads $GW_THREADS; mlp-large (max_batch_size 64; a GPU batch may hold up to its own limit, 256); cpu0: $WORKERS workers x $TPW threads; gpu0: $STREAMS streams, math $MATH, graphs on (\`gpu\`, \`cpu+gpu\`) or off (\`gpu-nograph\`), cost 0.5"
 	echo "- bodies: Triton binary tensor extension, B rows x 1024 FP32 per request"
-	echo "- commands ($ROUNDS rounds, configurations interleaved; req/s = median round; percentiles over all requests; n = max($ROWS / B, C x M)):"
+	echo "- commands ($ROUNDS throughput rounds, configurations interleaved, order rotating; req/s = median round; ratios = median of per-round ratios, client-bound rounds left out; percentiles from $LAT_ROUNDS latency round(s) with --log-file; n = max($ROWS / B, C x M)):"
 	echo
-	echo '```'
-	echo "$PIN_CLI h2load --log-file=LOG -n N -c $C -m $M -t 1 -H content-type:application/octet-stream -H inference-header-content-length:HL -d bB.body URL"
-	echo '```'
+	CMDS="$PIN_CLI h2load -n N -c $C -m $M -t 1 -H content-type:application/octet-stream -H inference-header-content-length:HL -d bB.body URL"
+	bench_cmd_block "$CMDS"
+	bench_row gpu _cmd - "commands" cmd="$CMDS"
 	echo
 	$PY "$BENCH_ROOT/bench/gpu_body.py" table "$T/runs.jsonl" "$T/logs" $BATCHES
 	echo

@@ -29,7 +29,8 @@ import sys
 import numpy as np
 
 from payloads import forward, model_yaml, safetensors
-from report import load, pooled_percentiles
+from report import load, paired, pooled_percentiles
+import rows
 
 
 def gen(model_dir, outdir, rows_list):
@@ -101,16 +102,23 @@ def table(runs_path, logdir, rows_list):
                   f"{f(p50, '.3f')} | {f(p99, '.3f')} | {bad} |")
     print()
 
-    def ratio(a, b, bs):
-        x, y = R.get(f"{a}.b{bs}"), R.get(f"{b}.b{bs}")
-        return f"{x[0] / y[0]:.2f}" if x and y and x[0] and y[0] else "n/a"
+    def ratio(a, b, bs, key):
+        # median of per-round ratios, client-bound rounds left out
+        p = paired(runs, f"{a}.b{bs}", f"{b}.b{bs}")
+        if not p:
+            return "n/a"
+        rows.emit("gpu", f"{key}_b{bs}", round(p[0], 4), f"{label}, {bs} rows/request",
+                  unit="x", lo=round(p[1], 4), hi=round(p[2], 4), rounds=p[3], dropped=p[4])
+        return f"{p[0]:.2f} ({p[1]:.2f}-{p[2]:.2f})"
 
-    pairs = [("gpu", "cpu", "GPU / CPU throughput"), ("gpu", "gpu-nograph", "graphs on / off"),
-             ("cpu+gpu", "cpu", "CPU + GPU / CPU only (same -c/-m)")]
-    print("| ratio | " + " | ".join(f"{b} rows" for b in rows_list) + " |")
+    pairs = [("gpu", "cpu", "GPU / CPU throughput", "gpu_over_cpu"),
+             ("gpu", "gpu-nograph", "graphs on / off", "graphs_on_over_off"),
+             ("cpu+gpu", "cpu", "CPU + GPU / CPU only (same -c/-m)", "cpugpu_over_cpu")]
+    print("| ratio (median of per-round ratios, range) | "
+          + " | ".join(f"{b} rows" for b in rows_list) + " |")
     print("|---|" + "---:|" * len(rows_list))
-    for a, b, label in pairs:
-        print(f"| {label} | " + " | ".join(ratio(a, b, bs) for bs in rows_list) + " |")
+    for a, b, label, key in pairs:
+        print(f"| {label} | " + " | ".join(ratio(a, b, bs, key) for bs in rows_list) + " |")
 
 
 def main(argv):

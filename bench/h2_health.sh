@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # bench/h2_health.sh - HTTP/2 anchor comparison: GET /v2/health/live on
 # infergw vs nghttpd vs h2o, same h2load flags, one server thread each,
-# server pinned to one CPU and h2load to the other.
+# server pinned to one CPU and h2load to the other; and HTTP/1.1 keep-alive
+# without pipelining (h2load --h1 -m 1) on infergw vs h2o.
 #
 # usage: bench/h2_health.sh [OUT.md]     (markdown section; default stdout)
-# env:   N=100000 C=32 M=32 ROUNDS=9 WARM=20000
+# env:   N=100000 C=32 M=32 ROUNDS=9 WARM=20000 LAT_ROUNDS=2
+#
+# Throughput rounds run h2load without --log-file (logging every request
+# made h2load the bottleneck, ~250k req/s, so servers looked alike); its own
+# CPU is recorded and a round where it used > 90% of its core is
+# client-bound and left out of the ratios.  Percentiles come from
+# LAT_ROUNDS separate rounds with --log-file.
 #
 # The three servers run side by side (idle ones cost nothing); the h2load
 # runs are interleaved round by round (order rotating) so that a noisy
@@ -83,24 +90,38 @@ for u in "$URL_IGW" "$URL_NGH" "$URL_H2O"; do
 	[ "$got" = "$BODY" ] || echo "h2_health: warning: $u body is '$got', not '$BODY'" >&2
 done
 
-SERVERS="infergw nghttpd h2o"
-pid_of() { case $1 in infergw) echo "$PID_IGW" ;; nghttpd) echo "$PID_NGH" ;; h2o) echo "$PID_H2O" ;; esac; }
-url_of() { case $1 in infergw) echo "$URL_IGW" ;; nghttpd) echo "$URL_NGH" ;; h2o) echo "$URL_H2O" ;; esac; }
+# HTTP/1.1 runs (-h1): the same servers, keep-alive, one request at a time
+# per connection.  nghttpd speaks only HTTP/2.
+SERVERS="infergw nghttpd h2o infergw-h1 h2o-h1"
+H1FLAGS="--h1 -n $N -c $C -m 1 -t 1"
+pid_of() { case $1 in infergw*) echo "$PID_IGW" ;; nghttpd) echo "$PID_NGH" ;; h2o*) echo "$PID_H2O" ;; esac; }
+url_of() { case $1 in infergw*) echo "$URL_IGW" ;; nghttpd) echo "$URL_NGH" ;; h2o*) echo "$URL_H2O" ;; esac; }
+flags_of() { case $1 in *-h1) echo "$H1FLAGS" ;; *) echo "$H2FLAGS" ;; esac; }
 
 for s in $SERVERS; do
-	bench_h2load "$T/warm.$s.out" "" $WARMFLAGS "$(url_of "$s")"
+	case $s in
+	*-h1) bench_h2load "$T/warm.$s.out" "" --h1 -n "$WARM" -c "$C" -m 1 -t 1 "$(url_of "$s")" ;;
+	*) bench_h2load "$T/warm.$s.out" "" $WARMFLAGS "$(url_of "$s")" ;;
+	esac
 done
 : >"$T/runs.jsonl"
+: >"$T/lat.jsonl"
 mkdir -p "$T/logs"
-set -- $SERVERS
-NS=$#
 for r in $(seq "$ROUNDS"); do
 	# Rotate the order each round so that no server always goes first.
-	for i in $(seq 0 $((NS - 1))); do
-		eval "s=\${$(((i + r - 1) % NS + 1))}"
-		bench_measure "$s" "$(pid_of "$s")" "$T/$s.$r.out" "$T/$s.$r.log" "$T/runs.jsonl" \
-			$H2FLAGS "$(url_of "$s")"
-		bench_round_done "$r $s" "$T/$s.$r.out" "$T/$s.$r.log" "$T/logs/$s.log"
+	# shellcheck disable=SC2086
+	for s in $(bench_rotate "$r" $SERVERS); do
+		# shellcheck disable=SC2046
+		bench_round "$s" "$(pid_of "$s")" "$T/$s.$r.out" "$T/runs.jsonl" \
+			$(flags_of "$s") "$(url_of "$s")"
+	done
+done
+# Latency: separate rounds with --log-file (percentiles only).
+for r in $(seq "$LAT_ROUNDS"); do
+	for s in $SERVERS; do
+		# shellcheck disable=SC2046
+		bench_latency_round "$s" "$(pid_of "$s")" "$T/lat.$s.$r.out" "$T/logs" "$T/lat.jsonl" \
+			$(flags_of "$s") "$(url_of "$s")"
 	done
 done
 # Rounds in server order for the report (rounds stay paired by index).
@@ -112,7 +133,8 @@ for n in sys.argv[2:]:
         if r["name"] == n:
             print(json.dumps(r))
 ' "$T/runs.jsonl" $SERVERS >"$T/runs.sorted.jsonl"
-[ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.sorted.jsonl" "$BENCH_RAW_DIR/h2_health.jsonl"
+[ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.sorted.jsonl" "$BENCH_RAW_DIR/h2_health.jsonl" &&
+	cp "$T/lat.jsonl" "$BENCH_RAW_DIR/h2_health.lat.jsonl"
 
 # Server still alive after the load?  (A crash would show as errors above.)
 for p in $PID_IGW $PID_NGH $PID_H2O; do
@@ -124,12 +146,14 @@ done
 	echo
 	bench_env_md
 	echo "- servers: infergw (listen.threads 1, 1 CPU worker), nghttpd -n 1 --no-tls, h2o 2.2.5 num-threads 1 (file.dir); same 13-byte body \`$BODY\`"
-	echo "- command (each server, $ROUNDS interleaved rounds, order rotating, after a $WARM-request warm-up; req/s = median round; percentiles over all $ROUNDS x $N requests; server CPU from /proc/PID/stat):"
+	echo "- commands (each run, $ROUNDS interleaved throughput rounds, order rotating, after a $WARM-request warm-up; req/s = median round; server CPU from /proc/PID/stat, h2load's from GNU time; a round where h2load used > ${BENCH_CLIENT_BOUND} of its core is client-bound and left out of the ratios; percentiles from $LAT_ROUNDS separate latency rounds with --log-file):"
 	echo
-	echo '```'
-	echo "$PIN_CLI h2load --log-file=LOG $H2FLAGS http://127.0.0.1:PORT/v2/health/live"
-	echo '```'
+	bench_cmd_block "$PIN_CLI h2load $H2FLAGS http://127.0.0.1:PORT/v2/health/live        # infergw, nghttpd, h2o" \
+		"$PIN_CLI h2load $H1FLAGS http://127.0.0.1:PORT/v2/health/live   # infergw-h1, h2o-h1" \
+		"$PIN_CLI h2load --log-file=LOG <same flags> URL                          # latency rounds"
 	echo
+	bench_row h2 _cmd - "commands" \
+		cmd="$PIN_CLI h2load $H2FLAGS URL   # HTTP/2: infergw, nghttpd -n 1, h2o num-threads 1; $ROUNDS rounds"$'\n'"$PIN_CLI h2load $H1FLAGS URL   # HTTP/1.1: infergw, h2o"
 	$PY "$BENCH_ROOT/bench/report.py" health "$T/runs.sorted.jsonl" "$T/logs"
 	echo
 	bench_log_problems "$T/infergw.log"

@@ -4,7 +4,8 @@
 # same run: req/s, p50/p99 and the infer/health ratio.
 #
 # usage: bench/infer.sh [OUT.md]     (markdown section; default stdout)
-# env:   N=50000 C=32 M=32 ROUNDS=7 WARM=10000
+# env:   N=50000 C=32 M=32 ROUNDS=7 WARM=10000 LAT_ROUNDS=2
+# Throughput rounds without --log-file, latency rounds apart (bench/lib.sh).
 #
 # infergw runs with its default event-loop threads (listen.threads 0 = one
 # per core) and a CPU backend with one worker of one OpenMP thread; the
@@ -56,12 +57,23 @@ bench_h2load "$T/warm.i.out" "" $WARMFLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
 : >"$T/runs.jsonl"
 : >"$T/runs.i.jsonl"
 mkdir -p "$T/logs"
+: >"$T/lat.jsonl"
 for r in $(seq "$ROUNDS"); do
-	bench_measure health "$PID" "$T/h.$r.out" "$T/h.$r.log" "$T/runs.jsonl" $H2FLAGS "$URL_H"
-	bench_measure infer "$PID" "$T/i.$r.out" "$T/i.$r.log" "$T/runs.i.jsonl" \
+	# alternate which goes first
+	if [ $((r % 2)) = 1 ]; then
+		bench_round health "$PID" "$T/h.$r.out" "$T/runs.jsonl" $H2FLAGS "$URL_H"
+		bench_round infer "$PID" "$T/i.$r.out" "$T/runs.i.jsonl" \
+			$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
+	else
+		bench_round infer "$PID" "$T/i.$r.out" "$T/runs.i.jsonl" \
+			$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
+		bench_round health "$PID" "$T/h.$r.out" "$T/runs.jsonl" $H2FLAGS "$URL_H"
+	fi
+done
+for r in $(seq "$LAT_ROUNDS"); do
+	bench_latency_round health "$PID" "$T/lh.$r.out" "$T/logs" "$T/lat.jsonl" $H2FLAGS "$URL_H"
+	bench_latency_round infer "$PID" "$T/li.$r.out" "$T/logs" "$T/lat.jsonl" \
 		$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
-	bench_round_done "$r health" "$T/h.$r.out" "$T/h.$r.log" "$T/logs/health.log"
-	bench_round_done "$r infer" "$T/i.$r.out" "$T/i.$r.log" "$T/logs/infer.log"
 done
 cat "$T/runs.i.jsonl" >>"$T/runs.jsonl"
 [ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.jsonl" "$BENCH_RAW_DIR/infer.jsonl"
@@ -76,12 +88,11 @@ METRICS=$(curl -s --max-time 2 --http2-prior-knowledge "$BASE/metrics" 2>/dev/nu
 	bench_env_md
 	echo "- server: infergw, listen.threads 0 (= $(nproc) loop threads), CPU backend workers 1, threads_per_worker 1, digits max_batch 32, max_queue_delay_us 0, max_queue 4096"
 	echo "- body: row 0 of config/models/digits/heldout.safetensors, $(wc -c <"$T/body.json") bytes of KServe v2 JSON; response check: $CHECK"
-	echo "- commands ($ROUNDS rounds, health and infer alternating, after warm-ups of $WARM each; req/s = median round; percentiles over all requests):"
+	echo "- commands ($ROUNDS throughput rounds, health and infer alternating, after warm-ups of $WARM each; req/s = median round; client-bound rounds (h2load > ${BENCH_CLIENT_BOUND} of its core) left out of the ratio; percentiles from $LAT_ROUNDS latency rounds with --log-file):"
 	echo
-	echo '```'
-	echo "$PIN_CLI h2load --log-file=LOG $H2FLAGS http://127.0.0.1:PORT/v2/health/live"
-	echo "$PIN_CLI h2load --log-file=LOG $H2FLAGS -d body.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer"
-	echo '```'
+	CMDS="$PIN_CLI h2load $H2FLAGS http://127.0.0.1:PORT/v2/health/live"$'\n'"$PIN_CLI h2load $H2FLAGS -d body.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer"
+	bench_cmd_block "$CMDS"
+	bench_row infer _cmd - "commands" cmd="$CMDS"
 	echo
 	$PY "$BENCH_ROOT/bench/report.py" infer "$T/runs.jsonl" "$T/logs"
 	echo

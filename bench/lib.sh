@@ -12,6 +12,8 @@
 
 set -u
 
+# h2load using more than this share of its core marks a round client-bound.
+export BENCH_CLIENT_BOUND=${BENCH_CLIENT_BOUND:-0.9}
 BENCH_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 PY=/usr/bin/python3
 H2LOAD=${H2LOAD:-h2load}
@@ -98,9 +100,10 @@ bench_fail() {
 }
 
 # bench_load_params N C M ROUNDS WARM - the h2load knobs of a script: each of
-# N (requests per round), C (clients), M (streams per client), ROUNDS and
-# WARM (warm-up requests) from the environment, else the default given here;
-# then H2FLAGS (one measured run) and WARMFLAGS (the warm-up run).
+# N (requests per round), C (clients), M (streams per client), ROUNDS
+# (throughput rounds) and WARM (warm-up requests) from the environment,
+# else the default given here; LAT_ROUNDS (latency rounds, 2); then H2FLAGS
+# (one measured run) and WARMFLAGS (the warm-up run).
 # shellcheck disable=SC2034 # the flags are for the scripts
 bench_load_params() {
 	N=${N:-$1}
@@ -108,6 +111,7 @@ bench_load_params() {
 	M=${M:-$3}
 	ROUNDS=${ROUNDS:-$4}
 	WARM=${WARM:-$5}
+	LAT_ROUNDS=${LAT_ROUNDS:-2}
 	H2FLAGS="-n $N -c $C -m $M -t 1"
 	WARMFLAGS="-n $WARM -c $C -m $M -t 1"
 }
@@ -150,18 +154,6 @@ bench_log_problems() {
 
 bench_warn_if_dead() {
 	kill -0 "$1" 2>/dev/null || echo "$BENCH_NAME: warning: infergw died during the run" >&2
-}
-
-# bench_round_done LABEL OUT LOG POOL [MORE...] - after one bench_measure
-# run: append its per-request LOG to POOL (percentiles come from all rounds),
-# remove LOG, and say "NAME: round LABEL: <h2load's finished line> MORE" on
-# stderr.
-bench_round_done() {
-	local label=$1 out=$2 log=$3 pool=$4
-	shift 4
-	cat "$log" >>"$pool" 2>/dev/null
-	rm -f "$log"
-	echo "$BENCH_NAME: round $label: $(grep -o 'finished in .*req/s' "$out")" "$@" >&2
 }
 
 # bench_free_port - print a TCP port nobody listens on (127.0.0.1).
@@ -212,15 +204,17 @@ bench_wait_http() {
 }
 
 # bench_h2load OUT LOGFILE ARGS... - run h2load pinned to the client CPU,
-# bounded by timeout; its stdout+stderr go to OUT, the per-request log to
-# LOGFILE (pass "" for none), its user/system CPU seconds to OUT.time.
+# bounded by timeout (H2LOAD_TIMEOUT, 60 s); its stdout+stderr go to OUT,
+# the per-request log to LOGFILE (pass "" for none), its user, system and
+# wall seconds ("%U %S %e") to OUT.time.  The low-level runner: a measured
+# round goes through bench_round (throughput) or bench_latency_round.
 bench_h2load() {
 	local out=$1 log=$2
 	shift 2
 	local logarg=()
 	[ -n "$log" ] && logarg=(--log-file="$log")
 	# shellcheck disable=SC2086
-	timeout -k 5 "${H2LOAD_TIMEOUT:-60}" /usr/bin/time -f '%U %S' -o "$out.time" \
+	timeout -k 5 "${H2LOAD_TIMEOUT:-60}" /usr/bin/time -f '%U %S %e' -o "$out.time" \
 		$PIN_CLI "$H2LOAD" "${logarg[@]}" "$@" >"$out" 2>&1
 	local rc=$?
 	[ $rc -eq 124 ] && echo "bench: h2load timed out" >>"$out"
@@ -228,7 +222,7 @@ bench_h2load() {
 }
 
 # bench_parse NAME OUT [--log F] [--ticks N] [--syscalls N] [--client-time F]
-# - one JSON line for an h2load run (see bench/parse_h2load.py).
+# [--latency] - one JSON line for an h2load run (see bench/parse_h2load.py).
 bench_parse() {
 	$PY "$BENCH_ROOT/bench/parse_h2load.py" "$@"
 }
@@ -243,19 +237,101 @@ bench_syscalls() {
 	awk '/^sysc[rw]:/ { n += $2 } END { print n + 0 }' "/proc/$1/io" 2>/dev/null || echo 0
 }
 
-# bench_measure NAME PID OUT LOG JSONL ARGS... - one h2load run against PID's
-# server: server CPU and syscalls around it, parsed result appended to JSONL.
-bench_measure() {
-	local name=$1 pid=$2 out=$3 log=$4 jsonl=$5
+# bench_run_h2load NAME PID OUT LOG JSONL [--latency] -- ARGS... - the one
+# measured h2load run of every bench script (use bench_round or
+# bench_latency_round): h2load pinned to its CPU, the server's CPU ticks and
+# syscalls from /proc/PID around it, h2load's own CPU from GNU time; the
+# parsed JSON line (parse_h2load.py: client_util, client_bound) appended to
+# JSONL, and one progress line on stderr.  PID may be a list "P1 P2" (all
+# their CPU is the server's).
+bench_run_h2load() {
+	local name=$1 pids=$2 out=$3 log=$4 jsonl=$5 lat=() p t0=0 t1=0 s0=0 s1=0
 	shift 5
-	local t0 t1 s0 s1
-	t0=$(bench_cpu_ticks "$pid")
-	s0=$(bench_syscalls "$pid")
+	if [ "${1:-}" = --latency ]; then
+		lat=(--latency --log "$log")
+		shift
+	fi
+	[ "${1:-}" = -- ] && shift
+	for p in $pids; do
+		t0=$((t0 + $(bench_cpu_ticks "$p")))
+		s0=$((s0 + $(bench_syscalls "$p")))
+	done
 	bench_h2load "$out" "$log" "$@"
-	t1=$(bench_cpu_ticks "$pid")
-	s1=$(bench_syscalls "$pid")
-	bench_parse "$name" "$out" --ticks $((t1 - t0)) --syscalls $((s1 - s0)) \
-		--client-time "$out.time" >>"$jsonl"
+	for p in $pids; do
+		t1=$((t1 + $(bench_cpu_ticks "$p")))
+		s1=$((s1 + $(bench_syscalls "$p")))
+	done
+	local line
+	line=$(bench_parse "$name" "$out" --ticks $((t1 - t0)) --syscalls $((s1 - s0)) \
+		--client-time "$out.time" "${lat[@]}")
+	echo "$line" >>"$jsonl"
+	printf '%s' "$line" | $PY -c '
+import json, sys
+r = json.load(sys.stdin)
+u = r.get("client_util")
+print("%s: %s%s: %s req/s, %s/%s ok, h2load CPU %s%s" % (
+    sys.argv[1], "latency " if r.get("latency_round") else "", r["name"],
+    "-" if r.get("rps") is None else "%.0f" % r["rps"], r.get("s2xx", "?"), r.get("total", "?"),
+    "-" if u is None else "%.0f%%" % (100 * u),
+    " (client-bound: not used for ratios)" if r.get("client_bound") else ""))' \
+		"${BENCH_NAME:-bench}" >&2
+}
+
+# bench_round NAME PID OUT JSONL ARGS... - one throughput round: h2load
+# ARGS never with --log-file (logging every request makes h2load the
+# bottleneck); a round where h2load used more than BENCH_CLIENT_BOUND (0.9)
+# of its core is marked client_bound and left out of server ratios.
+bench_round() {
+	local name=$1 pid=$2 out=$3 jsonl=$4 a
+	shift 4
+	for a in "$@"; do
+		case $a in
+		--log-file*) bench_fail "bench_round $name: no --log-file in a throughput round (bench_latency_round)" ;;
+		esac
+	done
+	bench_run_h2load "$name" "$pid" "$out" "" "$jsonl" -- "$@"
+}
+
+# bench_latency_round NAME PID OUT LOGDIR JSONL ARGS... - one latency round:
+# h2load ARGS with --log-file, the per-request lines pooled into
+# LOGDIR/NAME.log (report.py's percentiles), the parsed line (marked
+# latency_round) appended to JSONL; never used for throughput.
+bench_latency_round() {
+	local name=$1 pid=$2 out=$3 logdir=$4 jsonl=$5
+	shift 5
+	mkdir -p "$logdir"
+	bench_run_h2load "$name" "$pid" "$out" "$out.log" "$jsonl" --latency -- "$@"
+	cat "$out.log" >>"$logdir/$name.log" 2>/dev/null
+	rm -f "$out.log"
+}
+
+# bench_rotate R ITEM... - the items rotated left by R - 1 (round R of an
+# interleaved loop starts with a different item each round, so that none
+# always goes first): bench_rotate 2 a b c -> b c a.
+bench_rotate() {
+	local r=$1 n i
+	shift
+	n=$#
+	[ "$n" -gt 0 ] || return 0
+	local items=("$@")
+	for i in $(seq 0 $((n - 1))); do
+		printf '%s ' "${items[$(((i + r - 1) % n))]}"
+	done
+	echo
+}
+
+# bench_row PART KEY VALUE LABEL [key=value ...] - one row for the summary
+# (bench/rows.py documents the format; bench/summary.py reads them).
+bench_row() {
+	$PY "$BENCH_ROOT/bench/rows.py" "$@"
+}
+
+# bench_cmd_block CMD... - the exact commands of a table, as a code block
+# (one argument per line).
+bench_cmd_block() {
+	echo '```'
+	printf '%s\n' "$@"
+	echo '```'
 }
 
 # bench_md_block CAPTION TEXT - unless TEXT is empty, print CAPTION and TEXT

@@ -179,6 +179,8 @@ for round in $(seq "$ROUNDS"); do
 		echo "### ${OVER}x overload, $tag"
 		echo
 		CMD="h2load -n $N -c $C -m 64 -t 1 --rps=$PER --log-file=over.log -H 'x-priority: $prio' -H 'content-type: application/json' -d body.json $URL"
+		[ "$round$prio" = 11 ] && bench_row overload _cmd - "commands" \
+			cmd="$(printf '%s' "$CMD" | sed "s#x-priority: 1#x-priority: 1|3#; s#$URL#URL#")   # open loop at ${OVER}x the capacity of: $(printf '%s' "$CAPCMD" | sed "s#$URL#URL#")"
 		scrape "$T/$f.m0"
 		c0=$(be_counters)
 		probes_start "$f"
@@ -232,8 +234,10 @@ with open(sys.argv[6], "a") as f:
 done
 echo "### summary: median of the $ROUNDS rounds"
 echo
-$PY - "$T/rounds.jsonl" <<'PYEOF'
+$PY - "$T/rounds.jsonl" "$BENCH_ROOT/bench" <<'PYEOF'
 import json, statistics, sys
+sys.path.insert(0, sys.argv[2])
+import rows as summary_rows
 rows = [json.loads(l) for l in open(sys.argv[1])]
 print("| traffic at %.2fx capacity (median) | goodput / capacity per round | median (target >= 0.95) | goodput / rows executed (median) | worker speed vs capacity runs (median) | 504 + late 200 per round | 429 p99 client side per round, ms | 429 p99 server side, ms (bucket bound) | probes, same window: 429 p99 / health p99, ms | probe 429 p99 / health p99 (median) |" % statistics.median(r["offered_rps"] / r["capacity"] for r in rows))
 print("|---|---|---:|---:|---:|---|---|---|---|---:|")
@@ -248,6 +252,16 @@ for prio, name in ((1, "priority 1 (deadline test)"), (3, "priority 3 (sheddable
         " ".join("<= %g" % (r["server_429"]["p99_le_ms"] or float("nan")) for r in rs),
         " ".join("%.2f/%.2f" % (r["probe_429_p99"], r["probe_health_p99"]) for r in rs),
         statistics.median(r["probe_429_p99"] / r["probe_health_p99"] for r in rs)))
+    summary_rows.emit("overload", "goodput_p%d" % prio, round(statistics.median(g), 4),
+                      "goodput / capacity at %.1fx, %s" % (
+                          statistics.median(r["offered_rps"] / r["capacity"] for r in rs), name),
+                      unit="x", lo=round(min(g), 4), hi=round(max(g), 4), rounds=len(g),
+                      target=">= 0.95x")
+    p99 = [r["server_429"]["p99_le_ms"] for r in rs if r["server_429"].get("p99_le_ms") is not None]
+    if p99:
+        summary_rows.emit("overload", "reject_p99_ms_p%d" % prio, max(p99),
+                          "429 p99 server side (bucket bound, worst round), %s" % name,
+                          unit="ms", rounds=len(p99), target="< 1 ms")
 PYEOF
 echo
 # 2. the rejection path alone: at the overload rate, at a light rate, and

@@ -2,7 +2,7 @@
 """parse_h2load.py - turn one h2load run into one JSON object.
 
 usage: parse_h2load.py NAME OUT [--log LOGFILE] [--ticks N] [--syscalls N]
-                        [--client-time FILE]
+                        [--client-time FILE] [--bound F] [--latency]
 
 OUT is h2load's stdout+stderr.  From it: "finished in Xs, N req/s",
 "requests: ... done, ... succeeded, ... failed, ... errored, ... timeout",
@@ -14,8 +14,13 @@ from /proc/PID/stat) gives cpu_us_per_req: the server's CPU cost per
 completed request, which still tells servers apart when h2load, not the
 server, is the bottleneck.  --syscalls (read+write syscalls of the server
 during the run, /proc/PID/io syscr+syscw) gives syscalls_per_req.
---client-time (GNU time -f "%U %S" output of h2load) gives
-client_us_per_req: what the server's framing costs the client.
+--client-time (GNU time -f "%U %S %e" output of h2load) gives
+client_us_per_req (what the server's framing costs the client),
+client_util (h2load's user+system CPU / its wall time: the share of its one
+core it used) and client_bound: client_util above --bound (default 0.9, or
+$BENCH_CLIENT_BOUND), a round where h2load, not the server, was the
+bottleneck; such a round is kept in the tables but never used for a server
+ratio (report.py).
 All other times are printed in milliseconds.
 """
 import json
@@ -39,7 +44,27 @@ def pct(sorted_vals, p):
     return sorted_vals[k]
 
 
-def parse(name, out_path, log_path=None, ticks=None, syscalls=None, client_time=None):
+def client_cpu(path):
+    """(user+system seconds, wall seconds or None) from GNU time's "%U %S [%e]"."""
+    try:
+        lines = [l for l in open(path).read().split("\n") if l.strip()]
+        last = lines[-1].split()
+        cpu = float(last[0]) + float(last[1])
+        wall = float(last[2]) if len(last) > 2 else None
+        return cpu, wall
+    except (OSError, IndexError, ValueError):
+        return None, None
+
+
+def default_bound():
+    try:
+        return float(os.environ.get("BENCH_CLIENT_BOUND", "0.9"))
+    except ValueError:
+        return 0.9
+
+
+def parse(name, out_path, log_path=None, ticks=None, syscalls=None, client_time=None,
+          bound=None):
     r = {"name": name, "rps": None, "secs": None}
     try:
         text = open(out_path, errors="replace").read()
@@ -83,12 +108,15 @@ def parse(name, out_path, log_path=None, ticks=None, syscalls=None, client_time=
         r["cpu_util"] = ticks / hz / r["secs"] if r.get("secs") else None
     if syscalls is not None and r.get("done"):
         r["syscalls_per_req"] = syscalls / r["done"]
-    if client_time and r.get("done"):
-        try:
-            last = [l for l in open(client_time).read().split("\n") if l.strip()][-1].split()
-            r["client_us_per_req"] = (float(last[0]) + float(last[1])) * 1e6 / r["done"]
-        except (OSError, IndexError, ValueError):
-            pass
+    if client_time:
+        cpu, wall = client_cpu(client_time)
+        if cpu is not None and r.get("done"):
+            r["client_us_per_req"] = cpu * 1e6 / r["done"]
+        # h2load's own wall time, else the run's: startup is short next to it
+        span = wall if wall else r.get("secs")
+        if cpu is not None and span:
+            r["client_util"] = cpu / span
+            r["client_bound"] = r["client_util"] > (default_bound() if bound is None else bound)
     if r["rps"] is None:
         tail = [l for l in text.splitlines() if l.strip()][-5:]
         r["error"] = " | ".join(tail) if tail else "no h2load output"
@@ -104,8 +132,14 @@ def main():
     ap.add_argument("--ticks", type=int)
     ap.add_argument("--syscalls", type=int)
     ap.add_argument("--client-time")
+    ap.add_argument("--bound", type=float)
+    ap.add_argument("--latency", action="store_true",
+                    help="a latency round (--log-file): never used for throughput ratios")
     a = ap.parse_args()
-    print(json.dumps(parse(a.name, a.out, a.log, a.ticks, a.syscalls, a.client_time)))
+    r = parse(a.name, a.out, a.log, a.ticks, a.syscalls, a.client_time, a.bound)
+    if a.latency:
+        r["latency_round"] = True
+    print(json.dumps(r))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rows  # noqa: E402
+
 ST = {"F32": "<f4", "I64": "<i8", "I32": "<i4", "F64": "<f8"}
 
 
@@ -53,10 +56,23 @@ def model_yaml(path):
     """The keys payloads.py needs: top-level scalars, inputs/outputs
     [(name, width)], layers [{type, weight, bias, activation}]."""
     meta, layers, io, section = {}, [], {"inputs": [], "outputs": []}, None
+    lines, pending = [], None
     for line in open(path):
         line = line.split("#", 1)[0].rstrip()
         if not line.strip():
             continue
+        # a flow mapping may go on over several lines ("labels: [...]" below)
+        if pending is not None:
+            pending += " " + line.strip()
+            if pending.count("{") <= pending.count("}"):
+                lines.append(pending)
+                pending = None
+            continue
+        if re.match(r"\s*-\s*\{", line) and line.count("{") > line.count("}"):
+            pending = line
+            continue
+        lines.append(line)
+    for line in lines:
         if not line.startswith(" ") and not line.startswith("-"):
             k, _, v = line.partition(":")
             section = k.strip()
@@ -200,8 +216,9 @@ def table(runs_path, logdir, specs):
         size = sizes.get(name)
         lo = min((r["rps"] for r in ok), default=None)
         hi = max((r["rps"] for r in ok), default=None)
-        summ[name] = {"rps": rps, "p99": p99, "rounds": {i: r.get("rps") for i, r in
-                                                          enumerate(rs)}}
+        summ[name] = {"rps": rps, "p99": p99,
+                      "rounds": {i: r.get("rps") for i, r in enumerate(rs)},
+                      "bound": {i: r.get("client_bound") for i, r in enumerate(rs)}}
         print(f"| {name} | {size if size is not None else '-'} | {f(rps, '.0f')} | "
               f"{f(lo, '.0f')}-{f(hi, '.0f')} | {f(p50, '.3f')} | {f(p99, '.3f')} | "
               f"{f(statistics.median(cpu) if cpu else None, '.1f')} | {bad} | {n} |")
@@ -214,12 +231,24 @@ def table(runs_path, logdir, specs):
             continue
         base = summ[m.group(1) + ".json"]
         cur = summ[name]
-        per = [cur["rounds"][i] / base["rounds"][i] for i in cur["rounds"]
-               if cur["rounds"].get(i) and base["rounds"].get(i)]
+        per, dropped = [], 0
+        for i in cur["rounds"]:
+            if not (cur["rounds"].get(i) and base["rounds"].get(i)):
+                continue
+            if cur["bound"].get(i) or base["bound"].get(i):
+                dropped += 1    # h2load was the bottleneck: not a server ratio
+                continue
+            per.append(cur["rounds"][i] / base["rounds"][i])
         rr = statistics.median(per) if per else None
         pr = cur["p99"] / base["p99"] if cur["p99"] and base["p99"] else None
         label = {"bin": "binary", "mp": "msgpack"}[m.group(2)]
-        print(f"| {m.group(1)}: {label} / JSON | {f(rr, '.2f')} | {f(pr, '.2f')} |")
+        spread = f" ({min(per):.2f}-{max(per):.2f})" if per else ""
+        drop = f", {dropped} client-bound dropped" if dropped else ""
+        print(f"| {m.group(1)}: {label} / JSON | {f(rr, '.2f')}{spread}{drop} | {f(pr, '.2f')} |")
+        rows.emit("payloads", f"{m.group(1)}_{m.group(2)}_over_json",
+                  None if rr is None else round(rr, 4), f"{m.group(1)}: {label} / JSON req/s",
+                  unit="x", lo=round(min(per), 4) if per else None,
+                  hi=round(max(per), 4) if per else None, rounds=len(per), dropped=dropped)
 
 
 def main(argv):

@@ -12,13 +12,14 @@
 # asks by default); msgpack (bin data) -> msgpack (accept).
 #
 # usage: bench/payloads.sh [OUT.md]     (markdown; default stdout)
-# env:   N=30000 C=16 M=16 ROUNDS=5 WARM=3000   (digits)
+# env:   N=30000 C=16 M=16 ROUNDS=5 WARM=3000 LAT_ROUNDS=1   (digits)
 #        NL=400 CL=4 ML=2 ROUNDS_L=3 WARM_L=40  (mlp-large)
 set -u
 . "$(dirname "$0")/lib.sh"
 bench_init payloads "Payload formats: JSON vs binary tensors vs msgpack"
 
 OUT_MD=${1:-/dev/stdout}
+LAT_ROUNDS=${LAT_ROUNDS:-1}
 bench_load_params 30000 16 16 5 3000  # N C M ROUNDS WARM
 NL=${NL:-400}
 CL=${CL:-4}
@@ -101,12 +102,18 @@ run_part() { # PART MODEL N C M ROUNDS WARM
 			$(fmt_args "$T/$part" $f) "$url"
 	done
 	for r in $(seq "$rounds"); do
+		for f in $(bench_rotate "$r" json bin mp); do
+			# shellcheck disable=SC2046
+			bench_round "$part.$f" "$PID" "$T/$part.$f.$r.out" "$T/runs.jsonl" \
+				-n "$n" -c "$c" -m "$m" -t 1 $(fmt_args "$T/$part" $f) "$url"
+		done
+	done
+	# latency: separate rounds with --log-file
+	for r in $(seq "$LAT_ROUNDS"); do
 		for f in json bin mp; do
 			# shellcheck disable=SC2046
-			bench_measure "$part.$f" "$PID" "$T/$part.$f.$r.out" "$T/$part.$f.$r.log" \
-				"$T/runs.jsonl" -n "$n" -c "$c" -m "$m" -t 1 $(fmt_args "$T/$part" $f) "$url"
-			bench_round_done "$r $part.$f" "$T/$part.$f.$r.out" "$T/$part.$f.$r.log" \
-				"$T/logs/$part.$f.log" "$(grep -o 'status codes: .*' "$T/$part.$f.$r.out")"
+			bench_latency_round "$part.$f" "$PID" "$T/lat.$part.$f.$r.out" "$T/logs" \
+				"$T/lat.jsonl" -n "$n" -c "$c" -m "$m" -t 1 $(fmt_args "$T/$part" $f) "$url"
 		done
 	done
 }
@@ -127,17 +134,17 @@ RESP=$(curl -s --max-time 2 "http://127.0.0.1:${ADMIN:-0}/metrics" 2>/dev/null |
 	echo "- answers: JSON in -> JSON out; binary in -> binary out (binary_data true); msgpack (bin) in -> msgpack out"
 	echo "- one request per format checked by hand (curl --http2-prior-knowledge):"
 	printf '%s' "$CHECKS" | sed 's/^- /  - /'
-	echo "- commands (digits: $ROUNDS rounds after $WARM-request warm-ups; mlp-large: $ROUNDS_L rounds after $WARM_L; formats back to back within a round; req/s = median round; percentiles over every request of every round):"
+	echo "- commands (digits: $ROUNDS throughput rounds after $WARM-request warm-ups; mlp-large: $ROUNDS_L rounds after $WARM_L; formats back to back within a round, order rotating; req/s = median round; client-bound rounds left out of the ratios; percentiles from $LAT_ROUNDS latency round(s) per format with --log-file):"
 	echo
-	echo '```'
-	for part in digits large; do
+	CMDS=$(for part in digits large; do
 		model=digits n=$N c=$C m=$M
 		[ $part = large ] && model=mlp-large n=$NL c=$CL m=$ML
 		for f in json bin mp; do
-			echo "$PIN_CLI h2load --log-file=LOG -n $n -c $c -m $m -t 1 $(fmt_args "$T/$part" $f | sed "s#$T/##g") http://127.0.0.1:PORT/v2/models/$model/infer"
+			echo "$PIN_CLI h2load -n $n -c $c -m $m -t 1 $(fmt_args "$T/$part" $f | sed "s#$T/##g") http://127.0.0.1:PORT/v2/models/$model/infer"
 		done
-	done
-	echo '```'
+	done)
+	bench_cmd_block "$CMDS"
+	bench_row payloads _cmd - "commands" cmd="$CMDS"
 	echo
 	$PY "$HELPER" table "$T/runs.jsonl" "$T/logs" \
 		digits.json="$T/digits/json.body" digits.bin="$T/digits/bin.body" digits.mp="$T/digits/mp.body" \

@@ -20,6 +20,8 @@ import shutil
 import sys
 import time
 
+import rows
+
 
 def pct(xs, p):
     xs = sorted(xs)
@@ -72,6 +74,9 @@ def main():
               f"models_loaded={last['models_loaded']} "
               f"backends_carried={last['backends_carried']} "
               f"backends_opened={last['backends_opened']}")
+        rows.emit("reload", kind.replace(" ", "_") + "_p50_ms", round(pct(d, 50), 3),
+                  f"reload, {kind}: server duration p50 (p99 {pct(d, 99):.2f} ms)", unit="ms",
+                  rounds=len(rs))
     return 0
 
 

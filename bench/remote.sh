@@ -10,7 +10,8 @@
 #               with x-slo-ms: SLO_MS: goodput (200s/s) and latency at the
 #               same objective (what misses it is answered 429)
 #
-# usage: bench/remote.sh [OUT.md]      env: N=20000 C=16 M=16 ROUNDS=3 SLO_MS=20
+# usage: bench/remote.sh [OUT.md]
+# env:   N=20000 C=16 M=16 ROUNDS=3 SLO_MS=20 LAT_N=3000 LAT_ROUNDS=1
 # Every server (gateway and agents) is pinned to the server CPU, h2load to
 # the other: the agents share the gateway's core, as they would share a
 # host's; on a DPU they would have cores of their own (docs/dpu.md).
@@ -19,6 +20,7 @@ set -u
 bench_init remote "7. DPU-offload: gateway -> infergw-agent vs in-process CPU"
 
 OUT_MD=${1:-/dev/stdout}
+LAT_ROUNDS=${LAT_ROUNDS:-1}
 bench_load_params 20000 16 16 3 4000  # N C M ROUNDS WARM
 SLO_MS=${SLO_MS:-20}
 LAT_N=${LAT_N:-3000}
@@ -104,25 +106,33 @@ done
 
 : >"$T/runs.jsonl"
 : >"$T/agents.jsonl"
+: >"$T/lat.jsonl"
 for r in $(seq "$ROUNDS"); do
-	for name in inproc agents1 agents2 agents4; do
+	for name in $(bench_rotate "$r" inproc agents1 agents2 agents4); do
 		a0=$(agent_ticks)
-		bench_measure "$name" "${GW_PID[$name]}" "$T/$name.$r.out" "$T/$name.$r.log" \
-			"$T/runs.jsonl" $H2FLAGS "${CT[@]}" "$(url "$name")"
+		bench_round "$name" "${GW_PID[$name]}" "$T/$name.$r.out" "$T/runs.jsonl" \
+			$H2FLAGS "${CT[@]}" "$(url "$name")"
 		echo "{\"name\": \"$name\", \"agent_ticks\": $(($(agent_ticks) - a0))}" >>"$T/agents.jsonl"
-		bench_round_done "$r $name" "$T/$name.$r.out" "$T/$name.$r.log" "$T/logs/$name.log"
 	done
+	# one request at a time: latency rounds (their mean is the RPC overhead)
 	for name in inproc agents1; do
-		bench_measure "lat-$name" "${GW_PID[$name]}" "$T/lat-$name.$r.out" \
-			"$T/lat-$name.$r.log" "$T/runs.jsonl" -n "$LAT_N" -c 1 -m 1 -t 1 "${CT[@]}" \
-			"$(url "$name")"
-		bench_round_done "$r lat-$name" "$T/lat-$name.$r.out" "$T/lat-$name.$r.log" \
-			"$T/logs/lat-$name.log"
+		bench_latency_round "lat-$name" "${GW_PID[$name]}" "$T/lat-$name.$r.out" "$T/logs" \
+			"$T/runs.jsonl" -n "$LAT_N" -c 1 -m 1 -t 1 "${CT[@]}" "$(url "$name")"
+	done
+	for name in $(bench_rotate "$r" slo-cpu slo-cpu+agents); do
+		bench_round "$name" "${GW_PID[$name]}" "$T/$name.$r.out" "$T/runs.jsonl" \
+			$H2FLAGS -H "x-slo-ms: $SLO_MS" "${CT[@]}" "$(url "$name")"
+	done
+done
+# percentiles under load: separate rounds with --log-file
+for r in $(seq "$LAT_ROUNDS"); do
+	for name in inproc agents1 agents2 agents4; do
+		bench_latency_round "$name" "${GW_PID[$name]}" "$T/lat.$name.$r.out" "$T/logs" \
+			"$T/lat.jsonl" $H2FLAGS "${CT[@]}" "$(url "$name")"
 	done
 	for name in slo-cpu slo-cpu+agents; do
-		bench_measure "$name" "${GW_PID[$name]}" "$T/$name.$r.out" "$T/$name.$r.log" \
-			"$T/runs.jsonl" $H2FLAGS -H "x-slo-ms: $SLO_MS" "${CT[@]}" "$(url "$name")"
-		bench_round_done "$r $name" "$T/$name.$r.out" "$T/$name.$r.log" "$T/logs/$name.log"
+		bench_latency_round "$name" "${GW_PID[$name]}" "$T/lat.$name.$r.out" "$T/logs" \
+			"$T/lat.jsonl" $H2FLAGS -H "x-slo-ms: $SLO_MS" "${CT[@]}" "$(url "$name")"
 	done
 done
 [ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.jsonl" "$BENCH_RAW_DIR/remote.jsonl"
@@ -133,13 +143,11 @@ for name in "${!GW_PID[@]}"; do bench_warn_if_dead "${GW_PID[$name]}"; done
 	echo
 	bench_env_md
 	echo "- servers: every gateway listen.threads 1, digits max_batch 32; agents \`infergw-agent --threads 1\` (window 2), all pinned with the gateway; \`inproc\`/\`slo-cpu\`: cpu0 (1 worker); \`agentsK\`: K remote backends only; \`slo-cpu+agents\`: cpu0 + 2 agents (cost 0.5)"
-	echo "- commands ($ROUNDS rounds, configurations interleaved; req/s = median round; percentiles over all requests):"
+	echo "- commands ($ROUNDS throughput rounds, configurations interleaved, order rotating; req/s = median round; ratios = median of per-round ratios, client-bound rounds left out; percentiles from $LAT_ROUNDS latency round(s) with --log-file; lat-* are latency rounds):"
 	echo
-	echo '```'
-	echo "$PIN_CLI h2load --log-file=LOG $H2FLAGS -d body.json -H 'content-type: application/json' URL   # inproc, agentsK"
-	echo "$PIN_CLI h2load --log-file=LOG -n $LAT_N -c 1 -m 1 -t 1 -d body.json ... URL                  # lat-*"
-	echo "$PIN_CLI h2load --log-file=LOG $H2FLAGS -H 'x-slo-ms: $SLO_MS' -d body.json ... URL          # slo-*"
-	echo '```'
+	CMDS="$PIN_CLI h2load $H2FLAGS -d body.json -H 'content-type: application/json' URL   # inproc, agentsK"$'\n'"$PIN_CLI h2load --log-file=LOG -n $LAT_N -c 1 -m 1 -t 1 -d body.json ... URL   # lat-*"$'\n'"$PIN_CLI h2load $H2FLAGS -H 'x-slo-ms: $SLO_MS' -d body.json ... URL   # slo-*"
+	bench_cmd_block "$CMDS"
+	bench_row remote _cmd - "commands" cmd="$CMDS"
 	echo
 	$PY "$BENCH_ROOT/bench/remote_report.py" "$T/runs.jsonl" "$T/logs" "$T/agents.jsonl" "$SLO_MS"
 	echo

@@ -13,7 +13,8 @@ import os
 import statistics
 import sys
 
-from report import load, pooled_percentiles
+from report import load, paired, pooled_percentiles
+import rows
 
 
 def med(v):
@@ -61,22 +62,33 @@ def main():
               f"{fmt(r['gw_cpu'], '.1f')} | {fmt(r['ag_cpu'], '.1f')} | "
               f"{fmt(r['ok'] and 100 * r['ok'], '.1f')}% | {r['bad']} |")
     print()
-    base = R.get("inproc", {}).get("rps")
-    if base:
-        for k in ("agents1", "agents2", "agents4"):
-            if R.get(k, {}).get("rps"):
-                print(f"- {k} / inproc throughput (same run): {R[k]['rps'] / base:.2f}")
+    for k in ("agents1", "agents2", "agents4"):
+        p = paired(runs, k, "inproc")
+        if p:
+            drop = f", {p[4]} client-bound dropped" if p[4] else ""
+            print(f"- {k} / inproc throughput (same run, median of per-round ratios): "
+                  f"{p[0]:.2f} ({p[1]:.2f}-{p[2]:.2f}, {p[3]} rounds{drop})")
+            rows.emit("remote", f"{k}_over_inproc", round(p[0], 4),
+                      f"digits req/s, {k[-1]} remote agent(s) / in-process CPU", unit="x",
+                      lo=round(p[1], 4), hi=round(p[2], 4), rounds=p[3], dropped=p[4])
     li, la = R.get("lat-inproc", {}), R.get("lat-agents1", {})
     if li.get("mean") is not None and la.get("mean") is not None:
         print(f"- RPC overhead per request (one at a time, mean latency agents1 - inproc): "
               f"{(la['mean'] - li['mean']) * 1e3:.0f} µs "
               f"(p50: {fmt(la['p50'] and li['p50'] and (la['p50'] - li['p50']) * 1e3)} µs)")
+        rows.emit("remote", "rpc_overhead_us", round((la["mean"] - li["mean"]) * 1e3, 1),
+                  "RPC overhead per request (mean latency, agents1 - inproc, one at a time)",
+                  unit="µs")
     sc, sa = R.get("slo-cpu", {}), R.get("slo-cpu+agents", {})
     if sc.get("rps") and sa.get("rps"):
         g1, g2 = sc["rps"] * (sc["ok"] or 0), sa["rps"] * (sa["ok"] or 0)
         print(f"- same objective ({slo_ms} ms): goodput (200s/s) CPU only {g1:.0f}, "
               f"CPU + 2 agents {g2:.0f} (ratio {g2 / g1 if g1 else float('nan'):.2f}); "
               f"p99 {fmt(sc['p99'], '.2f')} ms vs {fmt(sa['p99'], '.2f')} ms")
+        if g1:
+            rows.emit("remote", "slo_goodput_gain", round(g2 / g1, 4),
+                      f"goodput at one objective ({slo_ms} ms), CPU + 2 agents / CPU only",
+                      unit="x")
 
 
 if __name__ == "__main__":

@@ -2,19 +2,28 @@
 """report.py - markdown tables from parse_h2load.py JSON lines.
 
 usage: report.py health RUNS.jsonl [LOGDIR]   infergw vs nghttpd vs h2o
+                                              (and infergw-h1 vs h2o-h1)
        report.py infer  RUNS.jsonl [LOGDIR]   infer vs health on one infergw
 
-Rows with the same name are rounds of the same run.  A row shows the median
-req/s over its rounds, the range, and latency percentiles over every request
-of every round (LOGDIR/NAME.log, h2load --log-file lines pooled) or, without
-logs, those of the median round.  Ratios are the median of per-round ratios:
-each round runs the servers back to back, so a round's ratio compares runs
-that saw the same neighbours on a shared machine.
+RUNS.jsonl holds throughput rounds (bench_round: h2load without
+--log-file); lines with the same name are rounds of the same run.  A row
+shows the median req/s over its rounds, the range, h2load's own CPU share
+and how many rounds were client-bound (h2load above BENCH_CLIENT_BOUND of
+its core), and latency percentiles over every request of the separate
+latency rounds (LOGDIR/NAME.log, bench_latency_round's pooled --log-file
+lines).  Ratios are the median of per-round ratios: each round runs the
+servers back to back, so a round's ratio compares runs that saw the same
+neighbours on a shared machine; a round where either side was client-bound
+is dropped from the ratio (the table says how many).  Each ratio is also
+handed to the summary as a row (bench/rows.py).
 """
 import json
 import os
 import statistics
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rows  # noqa: E402
 
 
 def load(path):
@@ -71,6 +80,9 @@ def summary(rounds, logdir, name):
         v = [r[k] for r in ok if r.get(k) is not None]
         s[k] = statistics.median(v) if v else None
     s["util"] = statistics.median(util) if util else None
+    cu = [r["client_util"] for r in ok if r.get("client_util") is not None]
+    s["client_util"] = statistics.median(cu) if cu else None
+    s["client_bound"] = sum(1 for r in ok if r.get("client_bound"))
     pp = pooled_percentiles(logdir, name)
     if pp:
         s.update(pp)
@@ -92,71 +104,129 @@ def fmt_rps(v):
 
 def table(order, runs, logdir):
     rows = {n: summary(runs[n], logdir, n) for n in order}
-    print("| run | req/s (median) | req/s range | p50 ms | p90 ms | p99 ms | max ms "
-          "| server CPU µs/req | server CPU util | server syscalls/req | h2load CPU µs/req "
-          "| non-2xx/failed |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| run | req/s (median) | req/s range | rounds (client-bound) | p50 ms | p90 ms "
+          "| p99 ms | max ms | server CPU µs/req | server CPU util | server syscalls/req "
+          "| h2load CPU µs/req | h2load CPU util | non-2xx/failed |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for n in order:
         s = rows[n]
         if "rps" not in s:
-            print("| %s | FAILED: %s | | | | | | | | | | |" % (n, str(s.get("error")).replace("|", "/")))
+            print("| %s | FAILED: %s | | | | | | | | | | | | |" % (
+                n, str(s.get("error")).replace("|", "/")))
             continue
-        print("| %s | %s | %s-%s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
+        print("| %s | %s | %s-%s | %d (%d) | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d |" % (
             n, fmt_rps(s["rps"]), fmt_rps(s["rps_lo"]), fmt_rps(s["rps_hi"]),
+            s["ok_rounds"], s["client_bound"],
             ms(s.get("p50")), ms(s.get("p90")), ms(s.get("p99")), ms(s.get("max")),
             "-" if s.get("cpu") is None else "%.2f" % s["cpu"],
             "-" if s.get("util") is None else "%.0f%%" % (100 * s["util"]),
             "-" if s.get("syscalls_per_req") is None else "%.3f" % s["syscalls_per_req"],
             "-" if s.get("client_us_per_req") is None else "%.2f" % s["client_us_per_req"],
+            "-" if s.get("client_util") is None else "%.0f%%" % (100 * s["client_util"]),
             s["bad"]))
     return rows
 
 
 def paired(runs, a, b, key="rps", invert=False):
-    """Median over rounds of a/b (b/a when invert) for `key`."""
-    q = []
+    """Median over rounds of a/b (b/a when invert) for `key`, from the
+    rounds where neither side was client-bound: (median, min, max, rounds
+    used, rounds dropped), or None when no round is usable."""
+    q, dropped = [], 0
     for ra, rb in zip(runs.get(a, []), runs.get(b, [])):
         x, y = ra.get(key), rb.get(key)
-        if x and y:
-            q.append(y / x if invert else x / y)
-    return (statistics.median(q), min(q), max(q), len(q)) if q else None
+        if not (x and y):
+            continue
+        if ra.get("client_bound") or rb.get("client_bound"):
+            dropped += 1
+            continue
+        q.append(y / x if invert else x / y)
+    return (statistics.median(q), min(q), max(q), len(q), dropped) if q else None
+
+
+def dropped_of(runs, a, b):
+    """Rounds of a and b with a result where either side was client-bound."""
+    return sum(1 for ra, rb in zip(runs.get(a, []), runs.get(b, []))
+               if ra.get("rps") and rb.get("rps")
+               and (ra.get("client_bound") or rb.get("client_bound")))
+
+
+def ratio_cell(p, dropped):
+    if not p:
+        return "- (%d rounds client-bound)" % dropped if dropped else "-"
+    return "**%.2fx** (%.2f-%.2f, %d rounds%s)" % (
+        p[0], p[1], p[2], p[3], ", %d client-bound dropped" % p[4] if p[4] else "")
+
+
+def emit_ratio(part, key, label, p, dropped, target=None, cmd=None):
+    """The ratio as a summary row (value None when every round was dropped)."""
+    if p:
+        return rows.emit(part, key, round(p[0], 4), label, unit="x", lo=round(p[1], 4),
+                         hi=round(p[2], 4), rounds=p[3], dropped=p[4], target=target, cmd=cmd)
+    return rows.emit(part, key, None, label, unit="x", dropped=dropped, target=target, cmd=cmd,
+                     note="no usable round (client-bound or failed)")
+
+
+# (protocol, infergw's run, anchor's run, target of issue 18, row key)
+HEALTH_PAIRS = (
+    ("HTTP/2", "infergw", "nghttpd", 1.3, "vs_nghttpd"),
+    ("HTTP/2", "infergw", "h2o", 1.05, "vs_h2o"),
+    ("HTTP/1.1", "infergw-h1", "h2o-h1", 1.1, "h1_vs_h2o"),
+)
 
 
 def health(path, logdir):
     order, runs = load(path)
-    rows = table(order, runs, logdir)
+    summ = table(order, runs, logdir)
     print()
-    print("| anchor ratio | req/s: median of per-round ratios (range) | req/s: ratio of medians "
-          "| CPU efficiency (anchor µs/req ÷ infergw µs/req) | target (req/s) |")
+    print("| anchor ratio | req/s: median of per-round ratios (range; rounds) | req/s: ratio "
+          "of medians | CPU efficiency (anchor µs/req ÷ infergw µs/req) | target (req/s) |")
     print("|---|---:|---:|---:|---:|")
-    for anchor, target in (("nghttpd", 1.0), ("h2o", 0.9)):
-        p = paired(runs, "infergw", anchor)
-        e = paired(runs, "infergw", anchor, "cpu_us_per_req", invert=True)
-        rm = (rows["infergw"].get("rps") or 0) / rows[anchor]["rps"] \
-            if rows.get(anchor, {}).get("rps") else None
-        print("| infergw / %s | %s | %s | %s | >= %.1fx%s |" % (
-            anchor,
-            "-" if not p else "**%.2fx** (%.2f-%.2f, %d rounds)" % p,
+    cpu_rows = []
+    for proto, mine, anchor, target, key in HEALTH_PAIRS:
+        if mine not in runs or anchor not in runs:
+            continue
+        p = paired(runs, mine, anchor)
+        d = dropped_of(runs, mine, anchor)
+        e = paired(runs, mine, anchor, "cpu_us_per_req", invert=True)
+        rm = (summ[mine].get("rps") or 0) / summ[anchor]["rps"] \
+            if summ.get(anchor, {}).get("rps") else None
+        print("| %s %s / %s | %s | %s | %s | >= %.2fx%s |" % (
+            proto, mine, anchor, ratio_cell(p, d),
             "-" if rm is None else "%.2fx" % rm,
             "-" if not e else "%.2fx (%.2f-%.2f)" % e[:3],
             target,
             "" if not p else (" (met)" if p[0] >= target else " (**not met**)")))
+        emit_ratio("h2", key, "%s health req/s, %s / %s" % (proto, mine, anchor), p, d,
+                   target=">= %.2fx" % target)
+        if e:
+            cpu_rows.append(("h2", key + "_cpu", round(e[0], 4),
+                             "%s health CPU efficiency, %s µs/req / %s µs/req" % (
+                                 proto, anchor, mine), e))
+    # the req/s ratios first (the summary shows the first rows of a part)
+    for part, key, v, label, e in cpu_rows:
+        rows.emit(part, key, v, label, unit="x", lo=round(e[1], 4), hi=round(e[2], 4),
+                  rounds=e[3])
 
 
 def infer(path, logdir):
     order, runs = load(path)
     table(order, runs, logdir)
     p = paired(runs, "infer", "health")
+    d = dropped_of(runs, "infer", "health")
     c = paired(runs, "infer", "health", "cpu_us_per_req")
     print()
     line = []
-    if p:
-        line.append("infer / health req/s (same server, same run, median of per-round ratios): "
-                    "**%.2fx** (range %.2f-%.2f, %d rounds)" % p)
+    line.append("infer / health req/s (same server, same run, median of per-round ratios): "
+                + ratio_cell(p, d))
     if c:
         line.append("server CPU per infer request = %.1fx a health request" % c[0])
-    if line:
-        print("; ".join(line) + ".")
+    print("; ".join(line) + ".")
+    emit_ratio("infer", "over_health", "digits infer (1 row, JSON) / health req/s, same server",
+               p, d, target=">= 0.50x")
+    if c:
+        rows.emit("infer", "cpu_over_health", round(c[0], 3),
+                  "server CPU per infer request / per health request", unit="x",
+                  lo=round(c[1], 3), hi=round(c[2], 3), rounds=c[3])
 
 if __name__ == "__main__":
     if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("health", "infer"):

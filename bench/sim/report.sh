@@ -8,7 +8,7 @@
 #   bench/sim/results/fill.csv      filling idle GPU time with sheddable work
 #   bench/sim/results/scale.csv     14 to 2000 backends, up to 5M requests
 #   bench/sim/results/slo_goodput.png (and a copy at bench/sim_slo_goodput.png)
-#   bench/sim/results/summary.md    the tables bench/RESULTS.md quotes
+#   bench/sim/results/summary.md    the tables docs/bench-history.md quotes
 # Every CSV row ends with the exact command that produced it (run from the
 # repository root).  Pure computation: no network, no servers.
 #
@@ -17,7 +17,7 @@
 # "gateway" rows run the gateway's own policy (gateway/sched/policy.c, router.c,
 # squeue.c, batcher.c, svctime.c, linked as they are).  The --legacy modes
 # (the gateway as of 2c48e69) are gone with the copies they patched; their
-# numbers stay in bench/RESULTS.md.
+# numbers stay in docs/bench-history.md.
 # env:   N=1000000 (requests per sweep point)  JOBS=2 (simulations run at
 #        once, except the scale runs, which run alone so their wall times
 #        mean something)  MEASURE_CPU=1 (also re-time

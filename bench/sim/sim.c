@@ -694,6 +694,21 @@ static uint64_t g_rr;			/* rt->rr */
 static uint64_t cand_stamp;
 static uint64_t rng_sample;		/* router_sample's state (gateway power of d) */
 static uint64_t n_routes, n_views, n_picks, n_widened;	/* routing cost counters */
+static uint64_t n_widened_ok;		/* widened samples that found a backend */
+static uint64_t n_widened_all, n_widened_all_ok;	/* full scans after a sample, and found */
+
+/* rt_route's sample sizes: the gateway's power of d, and its wider second
+ * sample (ROUTER_WIDEN_D; without one, a sample widens to every backend). */
+#ifdef ROUTER_SAMPLE_D
+#define SIM_SAMPLE_D ROUTER_SAMPLE_D
+#else
+#define SIM_SAMPLE_D 0
+#endif
+#ifdef ROUTER_WIDEN_D
+#define SIM_WIDEN_D ROUTER_WIDEN_D
+#else
+#define SIM_WIDEN_D SIM_SAMPLE_D
+#endif
 static uint64_t n_total, n_made, warm_n;
 static uint64_t t0_ns, t1_ns;
 static double snap0[N_KINDS], snap1[N_KINDS], rsnap0[N_KINDS], rsnap1[N_KINDS];
@@ -907,13 +922,15 @@ static int sim_cand(int id, const struct sim_req *q, uint64_t now, struct router
 
 /*
  * Candidate backends for one request (rt_candidates): every backend (since
- * efa0c5d; with the gateway's power of d choices, router_sample's few),
- * the first 32 (before efa0c5d; --candidates first32), or D at random
- * (what-if --candidates sample).  *sampled: fewer than every backend were
- * looked at, and the gateway widens a sample that admits nothing.
+ * efa0c5d; with the gateway's power of d choices, router_sample's d: d is
+ * ROUTER_SAMPLE_D, then ROUTER_WIDEN_D when that admitted nothing, 0 for
+ * all), the first 32 (before efa0c5d; --candidates first32), or D at
+ * random (what-if --candidates sample).  *sampled: fewer than every
+ * backend were looked at, and the gateway widens a sample that admits
+ * nothing.
  */
 static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_cand *cand,
-			  bool all, unsigned *rr, bool *sampled)
+			  int d, unsigned *rr, bool *sampled)
 {
 	int n = 0, cap = n_bes, k_drawn = 0;
 
@@ -933,19 +950,19 @@ static int sim_candidates(const struct sim_req *q, uint64_t now, struct router_c
 	}
 #ifdef ROUTER_SAMPLE_D
 	/* rt_pick: the gateway looks at a sample of the eligible backends */
-	if (S.cand_mode == CAND_ALL && !all && n_bes > ROUTER_SCAN_ALL) {
-		int idx[ROUTER_SAMPLE_D];
+	if (S.cand_mode == CAND_ALL && d > 0 && d < n_bes && n_bes > ROUTER_SCAN_ALL) {
+		int idx[SIM_WIDEN_D];
+		int drawn = router_sample(S.policy, n_bes, d < SIM_WIDEN_D ? d : SIM_WIDEN_D, *rr,
+					  &rng_sample, idx);
 
-		int d = router_sample(S.policy, n_bes, ROUTER_SAMPLE_D, *rr, &rng_sample, idx);
-
-		for (int k = 0; k < d; k++)
+		for (int k = 0; k < drawn; k++)
 			n += sim_cand(idx[k], q, now, &cand[n]);
 		*rr = 0;	/* the sample starts at the cursor's candidate */
-		*sampled = d < n_bes;
+		*sampled = drawn < n_bes;
 		return n;
 	}
 #else
-	(void)all;
+	(void)d;
 	(void)rr;
 #endif
 	if (S.cand_mode == CAND_FIRST32 && cap > MAX_CAND_OLD)
@@ -996,14 +1013,24 @@ sim_route(const struct sim_req *q, uint64_t now, const struct route_req *rq, uns
 {
 	unsigned rs = rr;
 	bool sampled;
-	int n = sim_candidates(q, now, cand_buf, false, &rs, &sampled);
+	int n = sim_candidates(q, now, cand_buf, SIM_SAMPLE_D, &rs, &sampled);
 	enum route_result why = sim_pick(rq, n, rs, pick);
 
 	n_routes++;
-	if (why != ROUTE_OK && sampled) {
+	/* rt_route: widen to a larger sample (ROUTER_WIDEN_D, where the
+	 * gateway has it), then to every backend */
+	if (why != ROUTE_OK && sampled && SIM_WIDEN_D > SIM_SAMPLE_D) {
 		n_widened++;
-		n = sim_candidates(q, now, cand_buf, true, &rr, &sampled);
+		rs = rr;
+		n = sim_candidates(q, now, cand_buf, SIM_WIDEN_D, &rs, &sampled);
+		why = sim_pick(rq, n, rs, pick);
+		n_widened_ok += why == ROUTE_OK;
+	}
+	if (why != ROUTE_OK && sampled) {
+		n_widened_all++;
+		n = sim_candidates(q, now, cand_buf, 0, &rr, &sampled);
 		why = sim_pick(rq, n, rr, pick);
+		n_widened_all_ok += why == ROUTE_OK;
 	}
 	return why;
 }
@@ -1152,15 +1179,27 @@ static void build_fleet(int scale)
 {
 	struct pol_conf pc;
 	int id = 0;
+	size_t n_slots = 0;
+	uint64_t *busy_pool;
+	struct slot *slot_pool;
 
 	n_bes = 0;
-	for (int g = 0; g < S.n_groups; g++)
+	for (int g = 0; g < S.n_groups; g++) {
 		n_bes += S.grp[g].count * scale;
+		n_slots += (size_t)S.grp[g].count * scale * S.prof[S.grp[g].prof].slots;
+	}
 	if (n_bes < 1)
 		die("empty fleet");
 	bes = calloc(n_bes, sizeof(*bes));
 	cand_buf = calloc(2 * (size_t)n_bes, sizeof(*cand_buf));	/* FP32 + INT8 each */
 	cand_room = calloc(2 * (size_t)n_bes, sizeof(*cand_room));
+	/* Every backend's busy_until and slots side by side: pol_view reads
+	 * busy_until of whichever backend is sampled, and at 10,000 backends
+	 * one small allocation each scattered them (a cache miss per view). */
+	busy_pool = calloc(n_slots, sizeof(*busy_pool));
+	slot_pool = calloc(n_slots, sizeof(*slot_pool));
+	if (!bes || !cand_buf || !cand_room || !busy_pool || !slot_pool)
+		die("out of memory");
 	capacity_rps = 0;
 	/* rt_queue_conf + sched_configure: the model's settings */
 	pc = (struct pol_conf){ .max_rows = S.model_max_batch, .delay_us = S.delay_us,
@@ -1185,7 +1224,8 @@ static void build_fleet(int scale)
 			pc.max_batch = mb;
 			pol_init(&b->q, &pc, wa, wb);
 			b->qp = &b->q;
-			b->busy_until = calloc(p->slots, sizeof(*b->busy_until));
+			b->busy_until = busy_pool;
+			busy_pool += p->slots;
 			b->pb = (struct pol_be){ .n_q = 1, .q = &b->qp, .n_slots = p->slots,
 						 .busy_until = b->busy_until };
 			b->speedup = S.int8 ? (S.int8_speedup > 0 && p->int8_speedup > 0 ?
@@ -1200,7 +1240,8 @@ static void build_fleet(int scale)
 			}
 			b->n_slots = p->slots;
 			b->idle = p->slots;
-			b->slots = calloc(p->slots, sizeof(*b->slots));
+			b->slots = slot_pool;
+			slot_pool += p->slots;
 			for (int s = 0; s < p->slots; s++)
 				b->slots[s].slices = calloc(mb, sizeof(struct infer_slice));
 			b->wake_at = NONE;
@@ -1561,9 +1602,13 @@ int main(int argc, char **argv)
 	if (route_cost)
 		fprintf(stderr, "route_cost backends=%d decisions=%llu views=%llu "
 			"views_per_decision=%.3f picks_per_decision=%.3f widened=%llu "
-			"sampling=%s\n", n_bes, (unsigned long long)n_routes,
+			"widened_ok=%llu full_scans=%llu full_scans_ok=%llu sample_d=%d widen_d=%d "
+			"sampling=%s\n", n_bes,
+			(unsigned long long)n_routes,
 			(unsigned long long)n_views, n_routes ? (double)n_views / n_routes : 0,
 			n_routes ? (double)n_picks / n_routes : 0, (unsigned long long)n_widened,
+			(unsigned long long)n_widened_ok, (unsigned long long)n_widened_all,
+			(unsigned long long)n_widened_all_ok, SIM_SAMPLE_D, SIM_WIDEN_D,
 #ifdef ROUTER_SAMPLE_D
 			S.cand_mode == CAND_ALL ? "router_sample" :
 #endif

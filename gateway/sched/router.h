@@ -83,8 +83,13 @@ enum route_result router_pick(const struct route_conf *rc, const struct route_re
  * Power of d choices: with more than ROUTER_SCAN_ALL candidates, the router
  * looks at ROUTER_SAMPLE_D of them (the caller gathers predictions only for
  * those), so the cost of a decision stays flat as backends are added.  A
- * sample in which no candidate can take the request is widened to all of
- * them before rejecting: sampling never turns away what a full scan admits.
+ * sample in which no candidate can take the request is widened, first to
+ * ROUTER_WIDEN_D of them, then to all of them before rejecting: sampling
+ * never turns away what a full scan admits.  (The middle step keeps the
+ * cost flat when a few fast backends can meet a tight objective: at
+ * 10,000 backends, a 30 ms class sampled onto two slow CPUs widened ~1% of
+ * decisions, and each full scan cost 10,000 views; 32 more random draws
+ * find a backend that admits nearly always - bench/sim/scale.sh.)
  * Up to 16 candidates are all scanned: a mixed fleet (CPUs, GPUs, DPUs of
  * very different speed) sampled 2 at a time misses its fast backends often
  * enough to lose SLO attainment (bench/sim hetero: 100% -> 98.3% at load
@@ -92,6 +97,7 @@ enum route_result router_pick(const struct route_conf *rc, const struct route_re
  */
 #define ROUTER_SCAN_ALL 16
 #define ROUTER_SAMPLE_D 2
+#define ROUTER_WIDEN_D 32
 
 /*
  * router_sample - which of n eligible candidates to look at: all of [0, n)

@@ -1222,29 +1222,30 @@ static int rt_view_backend(struct runtime *rt, const int *el, int n, int g,
 }
 
 /*
- * Views of the sample of the n eligible el[] over n_be backends (all of
- * them when few, or when all is set; a sampled backend brings every
- * variant it hosts) into cand, then the router's pick.  Returns the
- * result with *n_cand the candidates looked at.
+ * Views of a sample of d of the n_be backends hosting the n eligible el[]
+ * (all of them when few, or when d is 0 or >= n_be; a sampled backend
+ * brings every variant it hosts) into cand, then the router's pick.
+ * Returns the result with *n_cand the candidates looked at.
  */
 static enum route_result rt_pick(struct runtime *rt, const struct infer_req *r, uint64_t now,
 				 const struct route_req *rq, const int *el, int n, int n_be,
-				 bool all, unsigned rr, struct router_cand *cand, int *n_cand,
+				 int d, unsigned rr, struct router_cand *cand, int *n_cand,
 				 int *pick)
 {
 	static __thread uint64_t rng;
 	const struct config *c = rt->cfg;
 	struct route_conf rc = { .policy = c->routing.policy,
 				 .margin_ns = (uint64_t)c->routing.margin_us * 1000 };
-	int idx[ROUTER_SAMPLE_D], k = 0, d;
+	int idx[ROUTER_WIDEN_D], k = 0;
 
-	if (all || n_be <= ROUTER_SCAN_ALL) {
+	if (d <= 0 || d >= n_be || n_be <= ROUTER_SCAN_ALL) {
 		for (k = 0; k < n; k++)
 			rt_view(rt, &el[3 * k], r, now, &cand[k]);
 	} else {
 		if (!rng)
 			rng = (uint64_t)(uintptr_t)&rng ^ now;
-		d = router_sample(rc.policy, n_be, ROUTER_SAMPLE_D, rr, &rng, idx);
+		d = router_sample(rc.policy, n_be, d < ROUTER_WIDEN_D ? d : ROUTER_WIDEN_D, rr,
+				  &rng, idx);
 		for (int j = 0; j < d; j++)
 			k = rt_view_backend(rt, el, n, idx[j], r, now, cand, k);
 		rr = 0;		/* the sample starts at the cursor's candidate */
@@ -1278,7 +1279,8 @@ static int rt_enqueue(struct runtime *rt, struct infer_req *r, int be, int qi, u
  * Route r; with enqueue, also queue it.  0 when routed (and queued), else
  * an HTTP status with r->errmsg (see rt_submit).  adm (may be NULL)
  * records the decision.  Routing takes no lock but the sampled backends'
- * (sched_view); a sample that admits nothing is widened to every backend.
+ * (sched_view); a sample that admits nothing is widened to a larger one,
+ * then to every backend.
  */
 static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool enqueue,
 		    struct rt_admission *adm)
@@ -1307,9 +1309,12 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 		rc2 = 400;	/* r->errmsg: the variant asked for does not exist */
 		goto out;
 	}
-	why = rt_pick(rt, r, now, &rq, el, n, n_be, false, rr, cand, &k, &pick);
+	why = rt_pick(rt, r, now, &rq, el, n, n_be, ROUTER_SAMPLE_D, rr, cand, &k, &pick);
+	/* widen: a larger sample, then every backend (router.h) */
 	if (why != ROUTE_OK && k < n)
-		why = rt_pick(rt, r, now, &rq, el, n, n_be, true, rr, cand, &k, &pick);
+		why = rt_pick(rt, r, now, &rq, el, n, n_be, ROUTER_WIDEN_D, rr, cand, &k, &pick);
+	if (why != ROUTE_OK && k < n)
+		why = rt_pick(rt, r, now, &rq, el, n, n_be, 0, rr, cand, &k, &pick);
 	if (why != ROUTE_OK) {
 		rc2 = rt_reject(r, why, cand, k);
 		goto out;

@@ -5,7 +5,7 @@
 # a device (an H200, 16 cores, no network); results go to $OUT:
 #
 #   $OUT/summary.md       what ran, exit codes, device, the gpu-check table
-#                         and the bench section (paste into bench/RESULTS.md §8)
+#                         and the bench section (paste into docs/bench-history.md §8; make bench-gpu / bench/gpu.sh feeds RESULTS.md)
 #   $OUT/gpu_check.txt, gpu_check.csv, bench_gpu.md, logs/*.log
 #
 # usage: OUT=/some/dir tests/gpu/device_run.sh     (default OUT: ./device-out)

@@ -8,7 +8,7 @@ simulations (fixed seed, 200,000 requests each, about 0.1 s apiece) and
 check values that depend on that logic: SLO attainment below capacity,
 goodput and 429s in overload, the slo policy against the other two, and
 filling idle GPU time with sheddable work without costing high priority.
-Numbers and commands behind the thresholds: bench/RESULTS.md, "Simulator".
+Numbers and commands behind the thresholds: docs/bench-history.md, "Simulator".
 
 No gateway process is started; only the build tools (make, a C compiler)
 are needed.
@@ -16,6 +16,8 @@ are needed.
 import csv
 import functools
 import io
+import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -104,7 +106,7 @@ def test_slo_policy_beats_least_queue_and_round_robin_at_0_9():
     assert a_slo > a_rr, (a_slo, a_rr, slo["cmd"])
     assert a_slo >= a_lq, (
         "slo attainment %.4f < least-queue %.4f at load 0.9 (priority 3: %s, %s displaced by "
-        "higher priorities; see bench/RESULTS.md, Simulator, remaining finding 1)"
+        "higher priorities; see docs/bench-history.md, Simulator, remaining finding 1)"
         % (a_slo, a_lq, slo["att_p3"], slo["rej_displaced"]))
 
 
@@ -131,7 +133,7 @@ def test_low_priority_flood_fills_gpus_without_hurting_high_priority():
 def test_gpu_fill_exercises_displacement():
     # Guards the scenario: the check above needs displacement (before
     # bcff583, when a full queue was full to every priority, priority 1
-    # kept 37.81% here: bench/RESULTS.md, Simulator).
+    # kept 37.81% here: docs/bench-history.md, Simulator).
     flood = run("gpu_fill")
     assert int(flood["rej_displaced"]) > 0, flood["cmd"]
     assert int(flood["rej_full"]) == 0, flood["cmd"]
@@ -146,7 +148,7 @@ def test_sheddable_work_spills_to_cpus_and_dpus():
     assert val(r, "tput_dpu") >= 0.8, (r["tput_dpu"], r["cmd"])
     # without the flood the GPUs take all of the hp traffic: the CPU and
     # DPU rows above are the flood's (router_pick before efa0c5d shed at
-    # the policy's GPU pick and left them idle: bench/RESULTS.md)
+    # the policy's GPU pick and left them idle: docs/bench-history.md)
     alone = run("hetero_fill", "--share", "lp=0")
     assert val(alone, "tput_cpu") < 0.1 and val(alone, "tput_dpu") < 0.1, alone["cmd"]
     assert val(r, "good_p3_rps") > 0.5 * val(r, "capacity_rps"), r["cmd"]
@@ -191,7 +193,7 @@ def test_routing_cost_per_request_with_64_remote_backends():
     # Candidate views per routing decision, counted inside the simulator:
     # the gateway's candidate set (a full scan, or the router's power-of-d
     # sample once router.c has one) and the simulator's sample of 2.
-    # Instructions per decision: bench/sim/route_cost.sh, bench/RESULTS.md.
+    # Instructions per decision: bench/sim/route_cost.sh, docs/bench-history.md.
     for n in (4, 16, 64):
         rc, row = route_cost("--count", str(n))
         assert int(rc["backends"]) == n == int(row["backends"])
@@ -209,3 +211,47 @@ def test_routing_cost_per_request_with_64_remote_backends():
         rc, row = route_cost("--count", str(n), "--candidates", "sample", "--sample", "2")
         assert float(rc["views_per_decision"]) == 2.0, rc
         assert val(row, "slo_att") >= 0.99, (n, row["slo_att"])
+
+
+def test_widened_samples_stay_flat_at_2000_backends():
+    # At 2000 backends a 30 ms class sampled onto two slow CPUs admits
+    # nothing now and then: rt_route widens to ROUTER_WIDEN_D (32) random
+    # backends first, and only when those admit nothing to all of them
+    # (bench/sim/scale.sh: 10,000 backends x 10M requests).  Counts, not time.
+    cmd = [str(SIM), "--scenario", str(SC / "dc2000.ini"), "--requests", str(N), "--seed", "1",
+           "--load", "0.8", "--route-cost", "--header"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    line = next(ln for ln in p.stderr.splitlines() if ln.startswith("route_cost "))
+    rc = dict(kv.split("=") for kv in line.split()[1:])
+    row = next(csv.DictReader(io.StringIO(p.stdout)))
+    d, w, full = int(rc["decisions"]), int(rc["widened"]), int(rc["full_scans"])
+    assert int(rc["sample_d"]) == 2 and int(rc["widen_d"]) == 32
+    assert w > 0, rc                                  # the case happens at this load
+    assert int(rc["widened_ok"]) + full >= w          # a widened sample that fails goes on
+    assert full <= w - int(rc["widened_ok"])
+    # views: 2 per decision, 32 more per widened one, 2000 per full scan
+    assert float(rc["views_per_decision"]) <= 2 + (32 * w + 2000 * full) / d + 1e-9, rc
+    assert float(rc["views_per_decision"]) < 3, rc    # flat, not O(backends)
+    assert val(row, "slo_att") >= 0.98, row["slo_att"]
+
+
+def test_scale_script_reports_backends_requests_and_its_row(tmp_path):
+    # bench/sim/scale.sh (part `sim` of make bench) on a short run: its
+    # table and the row the summary's target line reads.
+    rows_file = tmp_path / "rows.jsonl"
+    out = tmp_path / "scale.md"
+    env = dict(os.environ, REQUESTS="30000", BENCH_ROWS=str(rows_file))
+    env.pop("SIM_QUICK", None)
+    p = subprocess.run(["bash", str(SIM_DIR / "scale.sh"), str(out)], capture_output=True,
+                       text=True, timeout=120, env=env)
+    assert p.returncode == 0, p.stderr
+    text = out.read_text()
+    assert "| 10,000 | 30,000 |" in text, text
+    assert "scaled from 30,000 requests" in text
+    rows = {r["key"]: r for r in map(json.loads, rows_file.read_text().splitlines())}
+    scale = rows["scale"]
+    assert scale["part"] == "sim" and scale["backends"] == 10000 and scale["requests"] == 30000
+    assert scale["value"] > 0 and scale["unit"] == "s"
+    assert rows["events_per_s"]["value"] > 0
+    assert 2.0 <= rows["views_per_decision"]["value"] < 3.0

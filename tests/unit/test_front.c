@@ -518,41 +518,45 @@ static void test_admission_reuse(void **state)
 }
 
 /*
- * Six backends: the router samples two per request (power of d choices),
- * and widens to all when the sample cannot take it, so each of six
- * requests finds the one queue left with room; the seventh is refused.
+ * nb backends, one queued request each: the router samples two per request
+ * (power of d choices), widens to ROUTER_WIDEN_D, then to all of them when
+ * the sample cannot take it, so each of nb requests finds the one queue
+ * left with room; the next is refused.  Six backends are scanned whole;
+ * 64 go through every step (the last requests find their queue only in
+ * the full scan).
  */
-static void test_sampling_never_refuses_what_a_scan_admits(void **state)
+static void check_sampling_never_refuses(int nb)
 {
-	struct runtime *rt = build_n(2000000, 6, 1);	/* one queued request each */
+	struct runtime *rt = build_n(2000000, nb, 1);	/* one queued request each */
 	const struct model *m = rt->models[0]->m;
 	float *in = calloc((size_t)m->in_dim, sizeof(float));
 	struct front_pool pool;
-	struct infer_req *r[7];
-	struct rel rel[7] = { 0 };
-	bool used[6] = { false };
+	struct infer_req *r[65];
+	struct rel rel[65] = { 0 };
+	bool used[64] = { false };
 
+	assert_true(nb <= 64);
 	front_pool_init(&pool, 0);
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i <= nb; i++) {
 		struct front_spec s = digits_spec(rt, 1, in, &rel[i], NULL);
 
 		r[i] = front_req_new(&pool, &s);
-		assert_int_equal(front_submit(rt, r[i], NULL, now_ns()), i < 6 ? 0 : 429);
+		assert_int_equal(front_submit(rt, r[i], NULL, now_ns()), i < nb ? 0 : 429);
 	}
-	assert_string_equal(r[6]->errmsg, "queue for model digits is full");
-	assert_int_equal(rel[6].calls, 1);
-	for (int i = 0; i < 6; i++) {
+	assert_string_equal(r[nb]->errmsg, "queue for model digits is full");
+	assert_int_equal(rel[nb].calls, 1);
+	for (int i = 0; i < nb; i++) {
 		int be = -1;
 
-		for (int b = 0; b < 6; b++)
+		for (int b = 0; b < nb; b++)
 			if (r[i]->queue == &rt->backends[b]->sched.qs[0])
 				be = b;
 		assert_true(be >= 0);
 		assert_false(used[be]);
 		used[be] = true;
 	}
-	for (int i = 0; i < 7; i++) {
-		if (i < 6)
+	for (int i = 0; i <= nb; i++) {
+		if (i < nb)
 			assert_true(front_cancel(r[i]));
 		front_req_put(r[i]);
 		assert_int_equal(rel[i].calls, 1);
@@ -561,6 +565,16 @@ static void test_sampling_never_refuses_what_a_scan_admits(void **state)
 	rt_stop_all();
 	rt_put(rt);
 	free(in);
+}
+
+static void test_sampling_never_refuses_what_a_scan_admits(void **state)
+{
+	check_sampling_never_refuses(6);
+}
+
+static void test_widened_sampling_never_refuses_what_a_scan_admits(void **state)
+{
+	check_sampling_never_refuses(64);
 }
 
 /* Two views agree exactly at the same now: under the lock, and published. */
@@ -649,6 +663,7 @@ int main(void)
 		cmocka_unit_test(test_runtime_paths),
 		cmocka_unit_test(test_admission_reuse),
 		cmocka_unit_test(test_sampling_never_refuses_what_a_scan_admits),
+		cmocka_unit_test(test_widened_sampling_never_refuses_what_a_scan_admits),
 		cmocka_unit_test(test_published_view),
 	};
 

@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+"""rows.py - how a bench part hands its figures to the summary.
+
+Every part of `make bench` (bench/run.sh) reports what belongs in
+bench/RESULTS.md as rows: one JSON object per line, appended to the file
+named by $BENCH_ROWS (run.sh sets it; when it is unset the rows go to
+stderr, so a part run alone still shows them).  bench/summary.py reads the
+rows of a run and writes RESULTS.md from them; the part's own markdown
+section (its full tables) goes into the run's full report unchanged.
+
+A row:
+
+    {"part": "h2",              which section of RESULTS.md (summary.AREAS)
+     "key": "vs_h2o",           unique within the part; the targets table
+                                looks rows up by "part.key"
+     "label": "HTTP/2 health, infergw / h2o",
+     "value": 0.80,             the figure (a same-run ratio where possible),
+                                or null with a "note" (skipped, failed)
+     "unit": "x",               "x" (ratio), "req/s", "ms", "s", ... or ""
+     "lo": 0.76, "hi": 0.90,    spread: min and max over the rounds used
+     "rounds": 6,               rounds the value is the median of
+     "dropped": 1,              rounds left out (client-bound h2load)
+     "cmd": "h2load ...",       the exact command (shown under the section)
+     "note": "..."}             anything a reader needs next to the number
+
+Only part, key and value are required.
+
+From a shell script (bench/lib.sh):
+
+    bench_row PART KEY VALUE LABEL [key=value ...]
+    bench_row h2 vs_h2o 0.80 "HTTP/2 health, infergw / h2o" lo=0.76 hi=0.90 rounds=6
+
+From Python:
+
+    import rows
+    rows.emit("h2", "vs_h2o", 0.80, label="...", lo=0.76, hi=0.90, rounds=6)
+
+From the command line: rows.py PART KEY VALUE LABEL [key=value ...]
+(VALUE "-" or "null": no value; any field but label, unit, cmd, note and
+target that reads as a number is stored as one).
+"""
+import json
+import os
+import sys
+
+TEXT = ("label", "unit", "cmd", "note", "target")     # never read as numbers
+
+
+def emit(part, key, value, label="", **extra):
+    """Append one row to $BENCH_ROWS (stderr when unset); returns the row."""
+    row = {"part": part, "key": key, "label": label or key, "value": value}
+    row.update({k: v for k, v in extra.items() if v is not None})
+    line = json.dumps(row)
+    path = os.environ.get("BENCH_ROWS")
+    if path:
+        with open(path, "a") as f:
+            f.write(line + "\n")
+    else:
+        print("row: " + line, file=sys.stderr)
+    return row
+
+
+def load(path):
+    """Rows of a run, in the order written; a later row with the same
+    part.key replaces an earlier one (a part run again)."""
+    rows = {}
+    try:
+        with open(path) as f:
+            for line in f:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    r = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(r, dict) and "part" in r and "key" in r:
+                    rows[(r["part"], r["key"])] = r
+    except OSError:
+        pass
+    return list(rows.values())
+
+
+def _num(v):
+    if v in ("-", "null", "", "nan", "None"):
+        return None
+    try:
+        f = float(v)
+    except ValueError:
+        return v
+    return int(f) if f.is_integer() and "." not in v and "e" not in v.lower() else f
+
+
+def main(argv):
+    if len(argv) < 4:
+        sys.exit(__doc__)
+    part, key, value, label = argv[:4]
+    extra = {}
+    for kv in argv[4:]:
+        k, sep, v = kv.partition("=")
+        if not sep:
+            sys.exit("rows.py: '%s' is not key=value" % kv)
+        extra[k] = v if k in TEXT else _num(v)
+    emit(part, key, _num(value), label, **extra)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,288 @@
+#!/usr/bin/python3
+"""summary.py - bench/RESULTS.md from one run's rows (`make bench`).
+
+usage: summary.py write ROWS.jsonl OUT.md [--report PATH] [--stamp TEXT] [--quick]
+       summary.py machine            rows describing this machine (JSON lines)
+
+ROWS.jsonl is what the parts of a run handed over (bench/rows.py documents
+the format; bench/run.sh collects them in bench/results/raw/rows.jsonl).
+OUT.md gets a summary under 150 lines: the issue 18 targets with this run's
+ratios and their spread (min-max of the rounds used), how many rounds were
+dropped as client-bound, one short section per area (its rows as a table,
+its commands), and the machine.  --report names the run's full report
+(every part's own tables), linked from the summary.  A part with no rows
+says "not run"; a row with no value shows its note (skipped, failed).
+Parts this file does not know (a new bench/*.sh) get a section of their own
+under their part name, so a new part plugs in by emitting rows alone.
+"""
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import rows as rowlib  # noqa: E402
+
+MAX_LINES = 150
+MAX_ROWS_PER_AREA = 8
+
+# (part, section title, what the part is; shown when it did not run)
+AREAS = (
+    ("h2", "HTTP/2 and HTTP/1.1 wire (bench/h2_health.sh)",
+     "GET /v2/health/live, infergw vs nghttpd vs h2o, one server thread each"),
+    ("infer", "Inference (bench/infer.sh)", "digits, 1 row of KServe v2 JSON, vs health"),
+    ("kernel", "CPU kernels and the gateway at batch 64 (bench/kernel.sh)",
+     "mlp-large through the CPU backend and through HTTP/2, vs raw oneDNN"),
+    ("payloads", "Payload codecs (bench/payloads.sh)", "JSON vs Triton binary vs msgpack"),
+    ("grpc", "gRPC (bench/grpc.sh)", "gRPC vs JSON vs binary"),
+    ("overload", "Overload (bench/overload.sh)", "goodput at 2x capacity, 429 latency"),
+    ("reload", "Reloads (bench/reload.sh)", "POST /admin/reload duration"),
+    ("remote", "Remote agents (bench/remote.sh)", "gateway -> infergw-agent vs in-process CPU"),
+    ("int8", "INT8 (bench/int8.sh)", "mlp-large INT8 vs FP32"),
+    ("dpdk", "DPDK (bench/dpdk.sh)", "UDP fast path vs HTTP/2 (root and a DPDK build)"),
+    ("gpu", "GPU (bench/gpu.sh)", "gpu0 vs cpu0 through the gateway (needs a device)"),
+    ("sim", "Simulator (bench/sim/scale.sh)",
+     "backends x requests per wall second with the gateway's policy code"),
+)
+
+# Issue 18's targets: (row "part.key", measure, the issue's "now", target text,
+# met(value, row) -> bool)
+TARGETS = (
+    ("h2.vs_h2o", "HTTP/2 health, 1 loop thread, vs h2o (1 thread)", "0.80x", ">= 1.05x",
+     lambda v, r: v >= 1.05),
+    ("h2.vs_nghttpd", "HTTP/2 health vs nghttpd", "1.12x", ">= 1.3x", lambda v, r: v >= 1.3),
+    ("h2.h1_vs_h2o", "HTTP/1.1 health, keep-alive, no pipelining, vs h2o", "0.97x", ">= 1.1x",
+     lambda v, r: v >= 1.1),
+    ("infer.over_health", "digits infer (1 row, JSON) / health, same server", "0.32x",
+     ">= 0.5x", lambda v, r: v >= 0.5),
+    ("kernel.gw_b64_over_raw",
+     "mlp-large batch 64 through HTTP/2 (binary) vs raw oneDNN, same threads", "0.83x",
+     ">= 0.95x", lambda v, r: v >= 0.95),
+    ("sim.scale", "simulator: 10,000 backends x 10M requests, wall seconds", "not measured",
+     "<= 60 s", lambda v, r: v <= 60 and (r.get("backends") or 0) >= 10000),
+)
+
+
+def fnum(v, unit=""):
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    if unit == "x":
+        return "%.2fx" % v
+    a = abs(v)
+    s = ("{:,.0f}".format(v) if a >= 1000 else "%.1f" % v if a >= 10 else
+         "%.2f" % v if a >= 0.1 else "%.3g" % v)
+    return s + (" " + unit if unit else "")
+
+
+def spread(r):
+    lo, hi, u = r.get("lo"), r.get("hi"), r.get("unit", "")
+    if lo is None or hi is None:
+        return ""
+    return "%s-%s" % (fnum(lo, u).rstrip("x"), fnum(hi, u))
+
+
+def rounds_cell(r):
+    n, d = r.get("rounds"), r.get("dropped")
+    if n is None and not d:
+        return ""
+    s = "%s" % ("-" if n is None else n)
+    if d:
+        s += " (+%d client-bound dropped)" % d
+    return s
+
+
+def cell(text):
+    return str(text).replace("|", "/").replace("\n", " ")
+
+
+def targets_table(by_key):
+    out = ["| measure | issue 18 | this run | spread (min-max) | rounds | target | met? |",
+           "|---|---:|---:|---:|---:|---:|:---:|"]
+    for key, label, before, target, met in TARGETS:
+        r = by_key.get(key)
+        if r is None:
+            out.append("| %s | %s | not run | | | %s | |" % (label, before, target))
+            continue
+        v = r.get("value")
+        if v is None:
+            out.append("| %s | %s | %s | | %s | %s | no |" % (
+                label, before, cell(r.get("note", "no value")), rounds_cell(r), target))
+            continue
+        note = " (%s)" % cell(r["note"]) if r.get("note") else ""
+        out.append("| %s | %s | **%s**%s | %s | %s | %s | %s |" % (
+            label, before, fnum(v, r.get("unit", "")), note, spread(r), rounds_cell(r), target,
+            "yes" if met(v, r) else "no"))
+    return out
+
+
+def area_lines(title, rs, max_rows=MAX_ROWS_PER_AREA, max_cmds=2):
+    """One area: its rows as a table, then one line with its commands."""
+    out = ["### " + title, ""]
+    vals = [r for r in rs if not r["key"].startswith("_")]
+    cmds = []
+    for r in rs:
+        for line in (r.get("cmd") or "").splitlines():
+            if line.strip() and line not in cmds:
+                cmds.append(line)
+    out.append("| figure | value | spread | rounds | note |")
+    out.append("|---|---:|---:|---:|---|")
+    for r in vals[:max_rows]:
+        v = r.get("value")
+        out.append("| %s | %s | %s | %s | %s |" % (
+            cell(r.get("label", r["key"])),
+            "**" + fnum(v, r.get("unit", "")) + "**" if v is not None else "-",
+            spread(r), rounds_cell(r), cell(r.get("note", ""))))
+    tail = []
+    if cmds and max_cmds:
+        tail.append("Command%s: %s%s." % (
+            "s" if len(cmds) > 1 else "", "; ".join("`%s`" % c.replace("`", "'")
+                                                     for c in cmds[:max_cmds]),
+            " (+%d)" % (len(cmds) - max_cmds) if len(cmds) > max_cmds else ""))
+    if len(vals) > max_rows:
+        tail.append("%d more figure%s in the full report." % (
+            len(vals) - max_rows, "s" if len(vals) - max_rows > 1 else ""))
+    if tail:
+        out.extend(["", " ".join(tail)])
+    out.append("")
+    return out
+
+
+def run_cmd(argv):
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def machine():
+    """Rows (part "machine") describing this machine and the tools."""
+    model = re.search(r"^Model name:\s*(.*)$", run_cmd(["lscpu"]), re.M)
+    items = [
+        ("cpu", "CPU", "%s, %d CPUs" % (model.group(1).strip() if model else "unknown",
+                                        os.cpu_count() or 0)),
+        ("kernel", "kernel", platform.release()),
+    ]
+    for key, label, argv in (("h2load", "h2load", ["h2load", "--version"]),
+                             ("nghttpd", "nghttpd", ["nghttpd", "--version"]),
+                             ("h2o", "h2o", ["h2o", "--version"]),
+                             ("gcc", "gcc", ["gcc", "--version"])):
+        if shutil.which(argv[0]):
+            first = run_cmd(argv).strip().splitlines()
+            items.append((key, label, first[0] if first else "?"))
+    try:
+        v = open("/usr/include/oneapi/dnnl/dnnl_version.h").read()
+        items.append(("onednn", "oneDNN", ".".join(re.findall(
+            r"#define DNNL_VERSION_(?:MAJOR|MINOR|PATCH) (\d+)", v))))
+    except OSError:
+        pass
+    try:
+        items.append(("load", "load average at the start (1/5/15 min; shared machine)",
+                      " ".join(open("/proc/loadavg").read().split()[:3])))
+    except OSError:
+        pass
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    git = run_cmd(["git", "-C", root, "describe", "--always", "--dirty"]).strip()
+    items.append(("git", "git", git or "?"))
+    return [{"part": "machine", "key": k, "label": l, "value": v} for k, l, v in items]
+
+
+def write(rows_path, out_path, report=None, stamp=None, quick=False):
+    rs = rowlib.load(rows_path)
+    by_key = {"%s.%s" % (r["part"], r["key"]): r for r in rs}
+    parts = {}
+    for r in rs:
+        parts.setdefault(r["part"], []).append(r)
+    dropped = sum(r.get("dropped") or 0 for r in rs if r["part"] != "machine")
+    used = sum(r.get("rounds") or 0 for r in rs
+               if r["part"] != "machine" and r.get("unit") == "x")
+    out = ["# infergw benchmark results", ""]
+    out.append("Generated by %s from the run of %s; do not edit by hand (bench/summary.py)." % (
+        "`make bench-quick` (fewer rounds: provisional)" if quick else "`make bench`",
+        stamp or "?"))
+    if report:
+        out.append("Full report of this run (every part's tables): `%s`." % report)
+    out.append("History and findings that are not results: docs/bench-history.md.")
+    out.append("")
+    out.append("Every figure is a same-run ratio: the median of per-round ratios of interleaved "
+               "rounds (order rotating), server and h2load pinned to separate cores. Spread = "
+               "min-max of the rounds used. Throughput rounds run h2load without --log-file; a "
+               "round where h2load used > 90%% of its core is client-bound and dropped from the "
+               "ratios: %d dropped in this run (%d paired rounds used). Latency percentiles "
+               "come from separate rounds." % (dropped, used))
+    out.append("")
+    out.append("## Targets (issue 18)")
+    out.append("")
+    out.extend(targets_table(by_key))
+    out.append("")
+    head = out
+    mrows = parts.get("machine") or machine()
+    tail = ["## Machine", ""] + ["- %s: %s" % (r.get("label", r["key"]), cell(r.get("value")))
+                                 for r in mrows]
+    ran, not_run = [], []
+    for part, title, what in AREAS:
+        if [r for r in parts.get(part, []) if not r["key"].startswith("_")]:
+            ran.append((title, parts[part]))
+        elif parts.get(part):
+            not_run.append("- %s: ran; it hands no figures to this summary (see the full "
+                           "report)." % title)
+        else:
+            not_run.append("- %s: not run in this run (%s)." % (title, what))
+    known = {a[0] for a in AREAS} | {"machine"}
+    for part in parts:
+        if part not in known:
+            if [r for r in parts[part] if not r["key"].startswith("_")]:
+                ran.append((part, parts[part]))
+            else:
+                not_run.append("- %s: ran; it hands no figures to this summary (see the full "
+                               "report)." % part)
+    # as much detail per area as fits in MAX_LINES
+    for max_rows, max_cmds in ((8, 2), (7, 2), (6, 2), (5, 2), (5, 1), (4, 1), (3, 1), (2, 1),
+                               (2, 0), (1, 0)):
+        body = ["## Areas", ""]
+        for title, prs in ran:
+            body.extend(area_lines(title, prs, max_rows, max_cmds))
+        if not_run:
+            body.extend(["### Not run, or no figures", ""] + not_run + [""])
+        out = head + body + tail
+        if len(out) < MAX_LINES:
+            break
+    if len(out) >= MAX_LINES:
+        # still too long (very many parts): cut the areas, keep the machine
+        out = out[:MAX_LINES - len(tail) - 3] + ["", "(cut: see the full report)", ""] + tail
+    with open(out_path, "w") as f:
+        f.write("\n".join(out) + "\n")
+    return len(out)
+
+
+def main(argv):
+    if argv[:1] == ["machine"]:
+        for r in machine():
+            print(json.dumps(r))
+        return 0
+    if len(argv) >= 3 and argv[0] == "write":
+        report = stamp = None
+        quick = False
+        rest = argv[3:]
+        while rest:
+            a = rest.pop(0)
+            if a == "--report" and rest:
+                report = rest.pop(0)
+            elif a == "--stamp" and rest:
+                stamp = rest.pop(0)
+            elif a == "--quick":
+                quick = True
+            else:
+                sys.exit(__doc__)
+        n = write(argv[1], argv[2], report, stamp, quick)
+        print("summary.py: wrote %s (%d lines)" % (argv[2], n), file=sys.stderr)
+        return 0
+    sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,155 @@
+"""The bench harness's generator on canned h2load outputs (no servers run).
+
+parse_h2load.py -> report.py (rows) -> summary.py (bench/RESULTS.md): a
+round where h2load used more than 90% of its core is marked client-bound
+and left out of the server ratio (and counted as dropped); the ratio is the
+median of the remaining per-round ratios, the spread their min and max; the
+summary carries them into the issue 18 targets table and stays under 150
+lines however many parts report.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BENCH = os.path.join(ROOT, "bench")
+PY = sys.executable
+
+H2LOAD_OUT = """starting benchmark...
+spawning thread #0: 32 total client(s). 100000 total requests
+Application protocol: h2c
+progress: 10% done
+
+finished in {secs:.2f}s, {rps:.2f} req/s, 3.21MB/s
+requests: 100000 total, 100000 started, 100000 done, 100000 succeeded, 0 failed, 0 errored, 0 timeout
+status codes: 100000 2xx, 0 3xx, 0 4xx, 0 5xx
+traffic: 3.21MB (3366000) total, 1.14MB (1200000) headers (space savings 90.00%), 1.24MB (1300000) data
+                     min         max         mean         sd        +/- sd
+time for request:      123us      4.56ms       789us       123us    90.00%
+"""
+
+# (server, round) -> (req/s, h2load user s, system s, wall s)
+ROUNDS = {
+    ("infergw", 1): (120000.0, 0.50, 0.20, 0.84),   # h2load 83%: fine
+    ("nghttpd", 1): (100000.0, 0.60, 0.20, 1.00),   # 80%
+    ("h2o", 1): (100000.0, 0.60, 0.20, 1.00),
+    ("infergw", 2): (240000.0, 0.35, 0.05, 0.42),   # 95%: client-bound
+    ("nghttpd", 2): (100000.0, 0.60, 0.20, 1.00),
+    ("h2o", 2): (200000.0, 0.40, 0.05, 0.50),       # 90% exactly: not above the bound
+    ("infergw", 3): (90000.0, 0.60, 0.20, 1.11),    # 72%
+    ("nghttpd", 3): (100000.0, 0.60, 0.20, 1.00),
+    ("h2o", 3): (100000.0, 0.60, 0.20, 1.00),
+}
+
+
+def run(argv, env=None, **kw):
+    e = dict(os.environ)
+    e.pop("BENCH_ROWS", None)
+    e.update(env or {})
+    return subprocess.run([PY] + argv, capture_output=True, text=True, env=e, check=True,
+                          timeout=60, **kw)
+
+
+@pytest.fixture
+def canned(tmp_path):
+    runs = tmp_path / "runs.jsonl"
+    for server in ("infergw", "nghttpd", "h2o"):
+        for r in (1, 2, 3):
+            rps, u, s, wall = ROUNDS[(server, r)]
+            out = tmp_path / ("%s.%d.out" % (server, r))
+            out.write_text(H2LOAD_OUT.format(secs=100000 / rps, rps=rps))
+            (tmp_path / ("%s.%d.out.time" % (server, r))).write_text("%.2f %.2f %.2f\n" % (u, s, wall))
+            p = run([os.path.join(BENCH, "parse_h2load.py"), server, str(out), "--ticks", "50",
+                     "--client-time", str(out) + ".time"])
+            with open(runs, "a") as f:
+                f.write(p.stdout)
+    return tmp_path, runs
+
+
+def test_parse_marks_client_bound(canned):
+    _, runs = canned
+    rs = [json.loads(l) for l in runs.read_text().splitlines()]
+    bound = {(r["name"], i % 3 + 1): r["client_bound"] for i, r in enumerate(rs)}
+    assert bound[("infergw", 2)] is True
+    assert bound[("h2o", 2)] is False          # exactly 0.90 is not above the bound
+    assert sum(bound.values()) == 1
+    util = [r["client_util"] for r in rs if r["name"] == "infergw"]
+    assert util[0] == pytest.approx(0.70 / 0.84)
+    assert rs[0]["rps"] == 120000.0 and rs[0]["done"] == 100000
+    assert rs[0]["client_us_per_req"] == pytest.approx(0.70 * 1e6 / 100000)
+
+
+def test_report_ratio_spread_and_dropped(canned):
+    tmp, runs = canned
+    rows_file = tmp / "rows.jsonl"
+    p = run([os.path.join(BENCH, "report.py"), "health", str(runs)],
+            env={"BENCH_ROWS": str(rows_file)})
+    rows = {r["key"]: r for r in map(json.loads, rows_file.read_text().splitlines())}
+    # infergw / h2o: round 2 dropped (infergw client-bound); rounds 1 and 3: 1.2, 0.9
+    h2o = rows["vs_h2o"]
+    assert h2o["dropped"] == 1 and h2o["rounds"] == 2
+    assert h2o["value"] == pytest.approx(1.05)     # median of 1.2 and 0.9
+    assert (h2o["lo"], h2o["hi"]) == (pytest.approx(0.9), pytest.approx(1.2))
+    ngh = rows["vs_nghttpd"]
+    assert ngh["value"] == pytest.approx(1.05) and ngh["dropped"] == 1
+    assert "h1_vs_h2o" not in rows                   # no HTTP/1.1 rounds in the canned run
+    assert "1 client-bound dropped" in p.stdout
+    # the table says how many rounds were client-bound per run
+    assert "| infergw | 120,000 | 90,000-240,000 | 3 (1) |" in p.stdout
+
+
+def test_summary_targets_and_length(canned, tmp_path):
+    tmp, runs = canned
+    rows_file = tmp / "rows.jsonl"
+    run([os.path.join(BENCH, "report.py"), "health", str(runs)], env={"BENCH_ROWS": str(rows_file)})
+    # a part that plugs in with rows alone, and one that was skipped
+    run([os.path.join(BENCH, "rows.py"), "grpc", "grpc_over_json", "1.7", "gRPC / JSON req/s",
+         "unit=x", "lo=1.5", "hi=1.9", "rounds=3"], env={"BENCH_ROWS": str(rows_file)})
+    run([os.path.join(BENCH, "rows.py"), "gpu", "skipped", "-", "GPU", "note=not measured: no device"],
+        env={"BENCH_ROWS": str(rows_file)})
+    run([os.path.join(BENCH, "rows.py"), "sim", "scale", "41.5", "10M requests at 10,000 backends",
+         "unit=s", "backends=10000"], env={"BENCH_ROWS": str(rows_file)})
+    # a part that ran and handed no figures (run.sh's _ran row only)
+    run([os.path.join(BENCH, "rows.py"), "newpart", "_ran", "-", "bench/newpart.sh"],
+        env={"BENCH_ROWS": str(rows_file)})
+    out = tmp / "RESULTS.md"
+    run([os.path.join(BENCH, "summary.py"), "write", str(rows_file), str(out), "--stamp", "test"])
+    text = out.read_text()
+    lines = text.splitlines()
+    assert len(lines) < 150
+    target = [l for l in lines if l.startswith("| HTTP/2 health, 1 loop thread, vs h2o")][0]
+    assert "**1.05x**" in target and "0.90-1.20x" in target and "client-bound dropped" in target
+    assert target.rstrip().endswith("| yes |")        # 1.05 >= 1.05
+    ngh = [l for l in lines if l.startswith("| HTTP/2 health vs nghttpd")][0]
+    assert ngh.rstrip().endswith("| no |")            # 1.05 < 1.3
+    h1 = [l for l in lines if l.startswith("| HTTP/1.1 health")][0]
+    assert "not run" in h1
+    sim = [l for l in lines if l.startswith("| simulator")][0]
+    assert "**41.5 s**" in sim and sim.rstrip().endswith("| yes |")
+    assert "2 dropped in this run" in text            # vs_nghttpd and vs_h2o each drop one
+    assert "### gRPC (bench/grpc.sh)" in text and "**1.70x**" in text
+    assert "not measured: no device" in text
+    assert "- newpart: ran; it hands no figures to this summary" in text
+    assert "- DPDK (bench/dpdk.sh): not run in this run" in text
+    assert "## Machine" in text
+
+
+def test_summary_stays_short_with_many_rows(tmp_path):
+    rows_file = tmp_path / "rows.jsonl"
+    with open(rows_file, "w") as f:
+        for part in ("h2", "infer", "kernel", "payloads", "grpc", "overload", "reload", "remote",
+                     "int8", "dpdk", "gpu", "sim", "newpart1", "newpart2"):
+            for k in range(12):
+                f.write(json.dumps({"part": part, "key": "k%d" % k, "label": "figure %d" % k,
+                                    "value": 1.0 + k / 10, "unit": "x", "lo": 0.9, "hi": 2.0,
+                                    "rounds": 5, "cmd": "h2load -n 1 URL%d\nh2load -n 2 URL" % k})
+                        + "\n")
+    out = tmp_path / "RESULTS.md"
+    run([os.path.join(BENCH, "summary.py"), "write", str(rows_file), str(out)])
+    lines = out.read_text().splitlines()
+    assert len(lines) < 150
+    assert "## Targets (issue 18)" in lines and "## Machine" in lines
+    assert any(l.startswith("### newpart2") for l in lines)
