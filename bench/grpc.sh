@@ -100,9 +100,9 @@ run_part() { # PART MODEL N C M ROUNDS WARM
 		[ $f = grpc ] && GRPC_SENT=$((GRPC_SENT + warm))
 	done
 	for r in $(seq "$rounds"); do
-		for f in json bin grpc; do
+		for f in $(bench_rotate "$r" json bin grpc); do
 			# shellcheck disable=SC2046
-			bench_measure "$part.$f" "$PID" "$T/$part.$f.$r.out" "" "$T/runs.jsonl" \
+			bench_round "$part.$f" "$PID" "$T/$part.$f.$r.out" "$T/runs.jsonl" \
 				-n "$n" -c "$c" -m "$m" -t 1 $(fmt_args "$T/$part" $f) "$(fmt_url $f "$model")"
 			[ $f = grpc ] && GRPC_SENT=$((GRPC_SENT + n))
 			echo "grpc: round $r $part.$f: $(grep -o 'finished in .*req/s' "$T/$part.$f.$r.out"); $(grep -o 'status codes: .*' "$T/$part.$f.$r.out")" >&2
@@ -137,7 +137,7 @@ GRPC_OK=$(awk -v a="${G0:-0}" -v b="${G1:-0}" 'BEGIN { printf "%d", b - a }')
 	done
 	echo '```'
 	echo
-	$PY "$HELPER" table "$T/runs.jsonl"
+	$PY "$HELPER" table "$T/runs.jsonl" "$(echo "$PIN_CLI h2load -n $N -c $C -m $M -t 1 $(fmt_args "$T/digits" grpc | sed "s#$T/##g") http://127.0.0.1:PORT/inference.GRPCInferenceService/ModelInfer")"
 	echo
 	bench_log_problems "$T/infergw.log"
 	echo

@@ -3,7 +3,7 @@
 
 usage: grpc_bench.py gen MODEL_DIR OUTDIR ROWS SEED
        grpc_bench.py check OUTDIR PORT MODEL
-       grpc_bench.py table RUNS.jsonl
+       grpc_bench.py table RUNS.jsonl [CMD]
 
 gen writes the same ROWS-row input (seeded uniform [0, 1) floats, or the
 first ROWS rows of heldout.safetensors when the model has one) three ways:
@@ -34,6 +34,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import payloads  # noqa: E402  (safetensors, forward)
+import rows  # noqa: E402  (the summary's rows: bench/rows.py)
 
 
 def stubs(outdir):
@@ -128,10 +129,16 @@ def check(outdir, port, model):
     print("; ".join(line))
 
 
-def table(runs_path):
-    runs = {}
+def table(runs_path, cmd=""):
+    """The markdown table of runs_path's rounds (client-bound rounds left
+    out: h2load, not the server, set their pace), and the summary's rows:
+    gRPC and binary against JSON per part, req/s and server CPU/request."""
+    runs, dropped = {}, {}
     for line in open(runs_path):
         r = json.loads(line)
+        if r.get("client_bound"):
+            dropped[r["name"]] = dropped.get(r["name"], 0) + 1
+            continue
         runs.setdefault(r["name"], []).append(r)
     med = {k: (statistics.median(x.get("rps") or 0 for x in v),
                statistics.median(x.get("cpu_us_per_req") or 0 for x in v), len(v))
@@ -144,6 +151,17 @@ def table(runs_path):
         rr = f"{rps / base[0]:.2f}x" if base and base[0] else "-"
         cr = f"{cpu / base[1]:.2f}x" if base and base[1] else "-"
         print(f"| {part} | {fmt} | {n} | {rps:.0f} | {cpu:.1f} | {rr} | {cr} |")
+        if fmt == "json" or not base or not base[0] or not base[1]:
+            continue
+        what = "gRPC" if fmt == "grpc" else "binary"
+        rows.emit("grpc", f"{part}_{fmt}_rps", round(rps / base[0], 3),
+                  label=f"{part}: {what} / JSON, req/s", unit="x", rounds=n,
+                  dropped=dropped.get(name, 0), cmd=cmd if fmt == "grpc" else None)
+        rows.emit("grpc", f"{part}_{fmt}_cpu", round(cpu / base[1], 3),
+                  label=f"{part}: {what} / JSON, server CPU per request", unit="x",
+                  rounds=n, dropped=dropped.get(name, 0))
+    if dropped:
+        print(f"\nclient-bound rounds left out: {sum(dropped.values())}")
 
 
 def main(argv):
@@ -151,8 +169,8 @@ def main(argv):
         gen(argv[2], argv[3], int(argv[4]), int(argv[5]))
     elif argv[1:2] == ["check"] and len(argv) == 5:
         check(argv[2], int(argv[3]), argv[4])
-    elif argv[1:2] == ["table"] and len(argv) == 3:
-        table(argv[2])
+    elif argv[1:2] == ["table"] and len(argv) in (3, 4):
+        table(argv[2], argv[3] if len(argv) == 4 else "")
     else:
         sys.exit(__doc__)
 
