@@ -36,6 +36,7 @@
 #include <dnnl_debug.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -205,12 +206,20 @@ static void raw_run(struct raw_chain *rc, const struct model *m, const float *in
 
 /* ---- infergw backend ---- */
 
-static atomic_int g_done;
+/* The caller sleeps until done: a spinning main thread would take one of
+ * the two cores from the backend's OpenMP team (the raw chains run on the
+ * main thread itself), and the comparison would not be like for like. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+static int g_done;
 
 static void on_batch_done(struct batch *b)
 {
 	(void)b;
-	atomic_store_explicit(&g_done, 1, memory_order_release);
+	pthread_mutex_lock(&g_mu);
+	g_done = 1;
+	pthread_cond_signal(&g_cv);
+	pthread_mutex_unlock(&g_mu);
 }
 
 static void igw_run(struct backend *be, const struct model *m, struct infer_req *r)
@@ -224,14 +233,16 @@ static void igw_run(struct backend *be, const struct model *m, struct infer_req 
 	int rc;
 
 	atomic_store_explicit(&r->state, REQ_RUNNING, memory_order_relaxed);
-	atomic_store_explicit(&g_done, 0, memory_order_relaxed);
+	g_done = 0;
 	rc = be->ops->submit(be, &b);
 	if (rc) {
 		fprintf(stderr, "kernel: be_cpu submit(%d rows): %s\n", r->rows, strerror(-rc));
 		exit(1);
 	}
-	while (!atomic_load_explicit(&g_done, memory_order_acquire))
-		;	/* done comes from the backend's worker thread */
+	pthread_mutex_lock(&g_mu);	/* done comes from the backend's worker thread */
+	while (!g_done)
+		pthread_cond_wait(&g_cv, &g_mu);
+	pthread_mutex_unlock(&g_mu);
 	if (sl.status != 0) {
 		fprintf(stderr, "kernel: be_cpu batch failed: status %d %s\n", sl.status, b.errmsg);
 		exit(1);
