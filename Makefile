@@ -145,6 +145,10 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/gen/cuda.stamp
 	@$(if $(Q),echo "  CC    $<")
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
+# The CPU backend splits its INT8 row loops over the slot's OpenMP threads
+# and vectorizes them (#pragma omp parallel for / simd; libgomp is linked).
+$(BUILD)/obj/backends/cpu/cpu.o: CFLAGS += -fopenmp
+
 $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  NVCC  $<")
