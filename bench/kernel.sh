@@ -45,7 +45,7 @@ grep -E '^kernel: batch [0-9]+: max' "$T/kernel.err" >&2
 	echo "- build: \`$BUILD_CMD\`"
 	echo "- run: \`$CMD\`"
 	echo
-	grep -v '^RESULT' "$T/kernel.out"
+	grep -v '^RESULT\|^CPU ' "$T/kernel.out"
 	grep '^WARNING' "$T/kernel.err" || true
 	echo
 } >>"$OUT_MD"
