@@ -20,7 +20,9 @@
 # (both sides inherit it) for CPU figures that count no barrier spinning.
 #
 # usage: bench/cpuspeed.sh [OUT.md]      (markdown; default stdout)
-# env:   THREADS=2 B=64 ROUNDS=5 N=48 (requests per h2load run) C=1 M=2
+# env:   THREADS=2 B=64 ROUNDS=5 N=96 (requests per h2load run) C=1 M=2
+#        WORKERS=1 (cpu0's workers; WORKERS=2 THREADS=1 runs two batches at
+#        once, one thread each; the kernel still runs -t THREADS x WORKERS)
 #        NICE=10 (the backend's nice: the gateway's default; the kernel
 #        runs at the same nice so that neither gets a better share of a
 #        shared machine) CALIB=0
@@ -34,6 +36,7 @@ PIN_SRV=""
 PIN_CLI=""
 OUT_MD=${1:-/dev/stdout}
 THREADS=${THREADS:-2}
+WORKERS=${WORKERS:-1}
 B=${B:-64}
 ROUNDS=${ROUNDS:-5}
 N=${N:-96}
@@ -78,7 +81,7 @@ PORT=$(bench_free_port)
 	echo "  - {name: mlp-large-int8, path: $Q8, max_queue: 4096}"
 	[ "$CALIB" = 1 ] && echo "  - {name: mlp-large-int8s, path: $Q8S, max_queue: 4096}"
 	echo "backends:"
-	echo "  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: $THREADS, nice: $NICE, cost: 1.0, models: [${MODELS// /, }]}"
+	echo "  - {name: cpu0, kind: cpu, workers: $WORKERS, threads_per_worker: $THREADS, nice: $NICE, cost: 1.0, models: [${MODELS// /, }]}"
 } >"$T/gw.yaml"
 bench_start_gw "$T/gw.log" "$T/gw.yaml" "$PORT" 90
 GW=$BENCH_LAST_PID
@@ -95,10 +98,11 @@ for mdl in $MODELS; do	# warm-up (and every model answers)
 	grep -q "$((C * M * 2)) succeeded" "$T/warm.out" || bench_fail "$mdl: warm-up failed"
 done
 
-KCMD="nice -n $NICE build/bench/kernel -t $THREADS -r 5 -s 0.1 -b $B config/models/mlp-large"
+KT=$((THREADS * WORKERS))	# the raw kernel gets as many threads as the backend has
+KCMD="nice -n $NICE build/bench/kernel -t $KT -r 5 -s 0.1 -b $B config/models/mlp-large"
 : >"$T/runs.tsv"
 for r in $(seq "$ROUNDS"); do
-	nice -n "$NICE" "$BENCH_ROOT/build/bench/kernel" -t "$THREADS" -r 5 -s 0.1 -b "$B" "$MODEL" \
+	nice -n "$NICE" "$BENCH_ROOT/build/bench/kernel" -t "$KT" -r 5 -s 0.1 -b "$B" "$MODEL" \
 		>"$T/k.out" 2>"$T/k.err" || bench_fail "kernel failed: $(tail -3 "$T/k.err")"
 	raw=$(awk '$1 == "RESULT" { print $4 }' "$T/k.out")
 	rawcpu=$(awk '$1 == "CPU" { print $4 }' "$T/k.out")
@@ -124,7 +128,7 @@ bench_warn_if_dead "$GW"
 	echo "## $BENCH_TITLE"
 	echo
 	bench_env_md
-	echo "- gateway: listen.threads 1, cpu0 workers 1 x threads_per_worker $THREADS, nice $NICE; h2load -n $N -c $C -m $M -t 1, Triton binary bodies of $B x 1024 FP32 (bench/gpu_body.py); answer check: $(cat "$T/check")"
+	echo "- gateway: listen.threads 1, cpu0 workers $WORKERS x threads_per_worker $THREADS, nice $NICE; h2load -n $N -c $C -m $M -t 1, Triton binary bodies of $B x 1024 FP32 (bench/gpu_body.py); answer check: $(cat "$T/check")"
 	echo "- raw: \`$KCMD\` (raw oneDNN f32 matmul chain, format_any weights, fused bias+ReLU: the RESULT line's raw column)"
 	echo "- $ROUNDS rounds, each: kernel, then ${MODELS// /, } through the gateway; GFLOP/s = req/s x $B x 50.3 MFLOP (INT8: the FP32 model's FLOPs, so columns compare as rows/s); CPU GFLOP/s = FLOPs / CPU seconds of the process; ratios within a round, median [min - max]; OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}"
 	echo
