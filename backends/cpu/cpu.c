@@ -817,9 +817,13 @@ static bool be_cpu_requantize(struct be_cpu *c, const struct be_cpu_model *cm, i
  */
 static inline float be_cpu_expf(float x)
 {
-	float n, r, p;
-	int32_t bits;
+	union { int32_t i; float f; } s;	/* 2^n built in the exponent bits */
+	float x0 = x, n, r, p;
 
+	/* selects, no branches and no bools (the vectorizer takes neither):
+	 * clamp, then scale by 2^-127 -> 0 where the result would underflow
+	 * and for NaN (whose conversion to int would be undefined) */
+	x = x < -88.f ? -88.f : x;
 	x = x > 88.3f ? 88.3f : x;
 	n = floorf(x * 1.44269504f + 0.5f);
 	r = x - n * 0.693359375f + n * 2.12194440e-4f;
@@ -830,10 +834,10 @@ static inline float be_cpu_expf(float x)
 	p = p * r + 1.6666665459e-1f;
 	p = p * r + 5.0000001201e-1f;
 	p = p * r * r + r + 1.0f;
-	/* n < -126 (and NaN, whose conversion would be undefined): 2^-127 -> 0 */
-	bits = ((int32_t)(x < -87.3f || x != x ? -127.f : n) + 127) << 23;
-	memcpy(&n, &bits, sizeof(n));
-	return x < -87.3f ? 0.f : p * n;	/* NaN compares false: NaN */
+	n = x0 < -87.3f ? -127.f : n;
+	n = x != x ? -127.f : n;
+	s.i = ((int32_t)n + 127) << 23;
+	return p * s.f;	/* NaN: p is NaN */
 }
 
 /*
@@ -852,11 +856,12 @@ static void be_cpu_softmax_row(float *restrict x, int w)
 #pragma omp simd reduction(max : mx)
 	for (j = 1; j < w; j++)
 		mx = x[j] > mx ? x[j] : mx;
-#pragma omp simd reduction(+ : sum)
-	for (j = 0; j < w; j++) {
+#pragma omp simd
+	for (j = 0; j < w; j++)
 		x[j] = be_cpu_expf(x[j] - mx);
+#pragma omp simd reduction(+ : sum)
+	for (j = 0; j < w; j++)
 		sum += x[j];
-	}
 #pragma omp simd
 	for (j = 0; j < w; j++)
 		x[j] = (float)(x[j] / sum);
