@@ -32,7 +32,9 @@ bench_init cpuspeed "CPU backend: mlp-large through the gateway vs raw oneDNN, I
 
 # Not pinned: the backend's THREADS OpenMP threads need both cores, as the
 # raw kernel has them; h2load (a few requests a second) costs little.
+# shellcheck disable=SC2034  # read by lib.sh's bench_start / bench_h2load
 PIN_SRV=""
+# shellcheck disable=SC2034
 PIN_CLI=""
 OUT_MD=${1:-/dev/stdout}
 THREADS=${THREADS:-2}
@@ -86,8 +88,10 @@ PORT=$(bench_free_port)
 bench_start_gw "$T/gw.log" "$T/gw.yaml" "$PORT" 90
 GW=$BENCH_LAST_PID
 url() { echo "http://127.0.0.1:$PORT/v2/models/$1/infer"; }
+# split on purpose: two -H options
 HDRS="-H content-type:application/octet-stream -H inference-header-content-length:$(cat "$T/b$B.hl")"
 
+# shellcheck disable=SC2086
 curl -s --max-time 30 --http2-prior-knowledge -D "$T/h" -o "$T/r" $HDRS \
 	--data-binary @"$T/b$B.body" "$(url mlp-large)" || bench_fail "mlp-large: no answer"
 $PY "$BENCH_ROOT/bench/gpu_body.py" check "$T/h" "$T/r" "$T/b$B.npy" >"$T/check" 2>&1 ||
