@@ -6,8 +6,11 @@
  * usage: int8 [-t THREADS] [-s SLICE_SECS] [-r SLICES] [-b 1,8,64] [-p VARIANT] FP32_DIR INT8_DIR
  *
  * -p VARIANT (igw-f32, igw-s8, raw-f32, raw-s8): run only that variant for
- * SLICES x SLICE_SECS per batch size and print its median; for `perf
- * record`, whose profile would otherwise mix the four.
+ * SLICES x SLICE_SECS per batch size and print its median, and its GFLOP
+ * per second of process CPU time (all threads; with OMP_WAIT_POLICY=passive
+ * no barrier spinning counts, and the neighbours' load on a shared machine
+ * does not); for `perf record`, whose profile would otherwise mix the four,
+ * and for A/B builds.
  *
  * Variants, each timed on B rows per execution:
  *   igw-f32   be_cpu_ops.submit of one request of B rows on the FP32 model
@@ -242,12 +245,14 @@ struct ctx {
 	struct backend *be;
 	struct raw_chain *raw[2];	/* f32, s8 for the current batch size */
 	int rows;
+	long runs;		/* run_once calls */
 	float *in, *out;
 	dnnl_stream_t strm;
 };
 
 static void run_once(struct ctx *c, enum variant v)
 {
+	c->runs++;
 	switch (v) {
 	case V_IGW_F32: igw_run(c->be, c->m, c->rows, c->in, c->out); break;
 	case V_IGW_S8: igw_run(c->be, c->q, c->rows, c->in, c->out); break;
@@ -397,11 +402,20 @@ int main(int argc, char **argv)
 		c.raw[0] = &chains[k][0];
 		c.raw[1] = &chains[k][1];
 		if (only >= 0) {	/* profiling: one variant alone */
+			struct timespec c0, c1;
+			double fl;
+
 			run_once(&c, only);
+			c.runs = 0;
+			clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
 			for (r = 0; r < rounds; r++)
 				g[k][only][r] = slice(&c, only, secs, &msp[k][only][r]);
-			printf("%s batch %d: %.2f GFLOP/s (median of %d slices)\n", variant_names[only],
-			       bs[k], bench_median(g[k][only], rounds), rounds);
+			clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+			fl = m->flops_per_row * bs[k] * (double)c.runs / 1e9;
+			printf("%s batch %d: %.2f GFLOP/s (median of %d slices), %.2f GFLOP per CPU "
+			       "second\n", variant_names[only], bs[k], bench_median(g[k][only], rounds),
+			       rounds, fl / ((double)(c1.tv_sec - c0.tv_sec) +
+					     (c1.tv_nsec - c0.tv_nsec) * 1e-9));
 			continue;
 		}
 		for (v = 0; v < N_VARIANTS; v++)
