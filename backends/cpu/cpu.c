@@ -11,7 +11,8 @@
  *
  * Per hosted model and per slot we keep:
  *   - two activation buffers (max_batch_size x max_width floats) that the
- *     dense layers ping-pong between;
+ *     dense layers ping-pong between, and for INT8 models two more of s8/u8
+ *     (max_batch_size x max_width bytes) that ping-pong in step;
  *   - for every batch-size bucket (1, 2, 4, ... , max_batch_size) and every
  *     dense layer a matmul primitive whose memory objects are bound to those
  *     buffers once, at load time, so submit only picks a bucket and executes;
@@ -27,11 +28,20 @@
  * is the plain one ({in, out}, tag ba) the array is used in place.  Bias is
  * {1, out}; ReLU is a fused eltwise post-op.
  *
- * Softmax runs in plain C over the live rows only: it only ever ends a chain
- * whose width is the (small) output width, so it costs little next to the
- * matmuls, it skips the padding rows, it needs no extra primitive per bucket,
- * and computing it exactly like model_forward_ref (max-subtracted) keeps the
- * two comparable.
+ * INT8 models (docs/model-format.md): u8 x s8 or s8 x s8 matmuls, planned
+ * per layer at load (be_cpu_plan).  Between two static (calibrated) layers
+ * the activations stay 8-bit inside oneDNN; a dynamic layer's output goes
+ * through one C pass per row (scale, bias, ReLU, the next layer's 8-bit
+ * input).  Measured on mlp-large at batch 64 (perf, bench/int8 -p): the
+ * earlier scalar per-row quantization and f32 bias/ReLU between every layer
+ * took a third of the INT8 batch; vectorized and split over the threads
+ * they are ~5%.
+ *
+ * Softmax runs in C over the live rows only (vectorized, rows split over the
+ * slot's threads): it only ever ends a chain, it skips the padding rows, it
+ * needs no extra primitive per bucket, and computing it like
+ * model_forward_ref (max-subtracted, summed in float64) keeps the two
+ * comparable.
  *
  * Hosted models live in a prepend-only list keyed by model pointer: load_model
  * publishes a fully built entry with a release store, so submit walks it
