@@ -678,7 +678,28 @@ out_nomem:
  * versions (double max per row, reloads of the layer's fields through
  * -fno-strict-aliasing) took a third of the INT8 batch.
  */
+/*
+ * The team for this file's own parallel loops: the slot's threads, but one
+ * (the worker alone) under ThreadSanitizer.  libgomp's barriers are not
+ * instrumented, so a value an OpenMP thread wrote here and the worker (or
+ * whoever frees the buffer after joining it) reads later looks like a race
+ * with no stack TSan can restore to match tests/tsan.supp; oneDNN's
+ * threads touch only uninstrumented code and never show.
+ */
+#ifdef __SANITIZE_THREAD__
+#define BE_CPU_TEAM(c) 1
+#else
+#define BE_CPU_TEAM(c) ((c)->threads)
+#endif
+
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+/* The clones' ifunc resolvers run while the dynamic linker relocates, before
+ * a sanitizer's runtime is up; instrumented, they crash (TSan does at once).
+ * Sanitizer builds check correctness, not speed: baseline code only. */
+#define BE_CPU_CLONES
+#else
 #define BE_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
 
 /* Max |x| over n values; NaN ignored (model_q8_scale's rule). */
 BE_CPU_CLONES
@@ -781,7 +802,7 @@ static void be_cpu_quantize(struct be_cpu *c, const struct be_cpu_model *cm, int
 	bool u8 = cm->wei[k].sdt == dnnl_u8;
 	void *q = sm->qbuf[cm->qsrc[k]];
 
-#pragma omp parallel for num_threads(c->threads) if (rows > 1) schedule(static)
+#pragma omp parallel for num_threads(BE_CPU_TEAM(c)) if (rows > 1) schedule(static)
 	for (int r = 0; r < rows; r++)
 		be_cpu_quantize_row(l, x + (size_t)r * l->in, -1.f, u8, q, sm->rscale, r);
 	memset((char *)q + (size_t)rows * l->in, 0, (size_t)(bucket - rows) * (size_t)l->in);
@@ -803,7 +824,7 @@ static bool be_cpu_requantize(struct be_cpu *c, const struct be_cpu_model *cm, i
 	bool u8 = next && cm->wei[k + 1].sdt == dnnl_u8;
 	void *q = next ? sm->qbuf[cm->qsrc[k + 1]] : NULL;
 
-#pragma omp parallel for num_threads(c->threads) if (rows > 1) schedule(static)
+#pragma omp parallel for num_threads(BE_CPU_TEAM(c)) if (rows > 1) schedule(static)
 	for (int r = 0; r < rows; r++) {
 		float *yr = y + (size_t)r * l->out;
 		float mx = be_cpu_dequant_row(yr, l->bias, l->out, sm->rscale[r],
@@ -881,7 +902,7 @@ static void be_cpu_softmax_row(float *restrict x, int w)
  * slot's OpenMP threads; only the live rows (the padding is never read). */
 static void be_cpu_softmax(struct be_cpu *c, float *x, int rows, int w)
 {
-#pragma omp parallel for num_threads(c->threads) if (rows > 1) schedule(static)
+#pragma omp parallel for num_threads(BE_CPU_TEAM(c)) if (rows > 1) schedule(static)
 	for (int r = 0; r < rows; r++)
 		be_cpu_softmax_row(x + (size_t)r * w, w);
 }
