@@ -692,9 +692,10 @@ out_nomem:
 #define BE_CPU_TEAM(c) ((c)->threads)
 #endif
 
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-/* The clones' ifunc resolvers run while the dynamic linker relocates, before
- * a sanitizer's runtime is up; instrumented, they crash (TSan does at once).
+#if !defined(__x86_64__) || defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+/* x86-64 only (the arm64 build: one ISA).  And not under a sanitizer: the
+ * clones' ifunc resolvers run while the dynamic linker relocates, before the
+ * sanitizer's runtime is up; instrumented, they crash (TSan does at once).
  * Sanitizer builds check correctness, not speed: baseline code only. */
 #define BE_CPU_CLONES
 #else
