@@ -686,13 +686,27 @@ out_nomem:
  * with no stack TSan can restore to match tests/tsan.supp; oneDNN's
  * threads touch only uninstrumented code and never show.
  */
-#ifdef __SANITIZE_THREAD__
+#if defined(__has_feature)	/* clang (tests/fuzz/build.sh) */
+#if __has_feature(thread_sanitizer)
+#define BE_CPU_TSAN 1
+#endif
+#if __has_feature(address_sanitizer)
+#define BE_CPU_ASAN 1
+#endif
+#endif
+#ifdef __SANITIZE_THREAD__		/* gcc */
+#define BE_CPU_TSAN 1
+#endif
+#ifdef __SANITIZE_ADDRESS__
+#define BE_CPU_ASAN 1
+#endif
+#ifdef BE_CPU_TSAN
 #define BE_CPU_TEAM(c) 1
 #else
 #define BE_CPU_TEAM(c) ((c)->threads)
 #endif
 
-#if !defined(__x86_64__) || defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+#if !defined(__x86_64__) || defined(BE_CPU_TSAN) || defined(BE_CPU_ASAN)
 /* x86-64 only (the arm64 build: one ISA).  And not under a sanitizer: the
  * clones' ifunc resolvers run while the dynamic linker relocates, before the
  * sanitizer's runtime is up; instrumented, they crash (TSan does at once).
