@@ -670,15 +670,6 @@ out_nomem:
 
 
 /*
- * The INT8 element loops.  Written so that the compiler vectorizes them
- * (omp simd: no aliasing to prove, a max reduction allowed) and cloned per
- * ISA (AVX-512, AVX2, baseline) with a run-time choice: the build targets
- * plain x86-64, these loops are the only C code on the INT8 path that
- * touches every activation.  Measured on mlp-large at batch 64: the scalar
- * versions (double max per row, reloads of the layer's fields through
- * -fno-strict-aliasing) took a third of the INT8 batch.
- */
-/*
  * The team for this file's own parallel loops: the slot's threads, but one
  * (the worker alone) under ThreadSanitizer.  libgomp's barriers are not
  * instrumented, so a value an OpenMP thread wrote here and the worker (or
@@ -706,6 +697,15 @@ out_nomem:
 #define BE_CPU_TEAM(c) ((c)->threads)
 #endif
 
+/*
+ * The INT8 element loops.  Written so that the compiler vectorizes them
+ * (omp simd: no aliasing to prove, a max reduction allowed) and cloned per
+ * ISA (AVX-512, AVX2, baseline) with a run-time choice: the build targets
+ * plain x86-64, these loops are the only C code on the INT8 path that
+ * touches every activation.  Measured on mlp-large at batch 64: the scalar
+ * versions (double max per row, reloads of the layer's fields through
+ * -fno-strict-aliasing) took a third of the INT8 batch.
+ */
 #if !defined(__x86_64__) || defined(BE_CPU_TSAN) || defined(BE_CPU_ASAN)
 /* x86-64 only (the arm64 build: one ISA).  And not under a sanitizer: the
  * clones' ifunc resolvers run while the dynamic linker relocates, before the
@@ -716,7 +716,9 @@ out_nomem:
 #define BE_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
 
-/* Max |x| over n values; NaN ignored (model_q8_scale's rule). */
+/* Max |x| over n values.  A NaN may or may not be skipped, by lane: its
+ * row answers garbage either way (never undefined behaviour), and rows are
+ * independent. */
 BE_CPU_CLONES
 static float be_cpu_absmax(const float *restrict x, int n)
 {
