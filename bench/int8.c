@@ -3,7 +3,14 @@
  * chains (s8s8 vs f32) and infergw's CPU backend (the INT8 variant made by
  * infergw-quantize vs the FP32 model), at each batch size.
  *
- * usage: int8 [-t THREADS] [-s SLICE_SECS] [-r SLICES] [-b 1,8,64] FP32_DIR INT8_DIR
+ * usage: int8 [-t THREADS] [-s SLICE_SECS] [-r SLICES] [-b 1,8,64] [-p VARIANT] FP32_DIR INT8_DIR
+ *
+ * -p VARIANT (igw-f32, igw-s8, raw-f32, raw-s8): run only that variant for
+ * SLICES x SLICE_SECS per batch size and print its median, and its GFLOP
+ * per second of process CPU time (all threads; with OMP_WAIT_POLICY=passive
+ * no barrier spinning counts, and the neighbours' load on a shared machine
+ * does not); for `perf record`, whose profile would otherwise mix the four,
+ * and for A/B builds.
  *
  * Variants, each timed on B rows per execution:
  *   igw-f32   be_cpu_ops.submit of one request of B rows on the FP32 model
@@ -35,6 +42,7 @@
 #include <dnnl_debug.h>
 #include <math.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -183,12 +191,20 @@ static void raw_free(struct raw_chain *rc)
 
 /* ---- infergw backend ---- */
 
-static atomic_int g_done;
+/* The caller sleeps until done: a spinning main thread would take one of
+ * the two cores from the backend's OpenMP team (the raw chains run on the
+ * main thread itself), and the comparison would not be like for like. */
+static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
+static int g_done;
 
 static void on_batch_done(struct batch *b)
 {
 	(void)b;
-	atomic_store_explicit(&g_done, 1, memory_order_release);
+	pthread_mutex_lock(&g_mu);
+	g_done = 1;
+	pthread_cond_signal(&g_cv);
+	pthread_mutex_unlock(&g_mu);
 }
 
 static void igw_run(struct backend *be, const struct model *m, int rows, const float *in,
@@ -204,14 +220,16 @@ static void igw_run(struct backend *be, const struct model *m, int rows, const f
 	int rc;
 
 	atomic_store_explicit(&r.state, REQ_RUNNING, memory_order_relaxed);
-	atomic_store_explicit(&g_done, 0, memory_order_relaxed);
+	g_done = 0;
 	rc = be->ops->submit(be, &b);
 	if (rc) {
 		fprintf(stderr, "int8: be_cpu submit(%d rows): %s\n", rows, strerror(-rc));
 		exit(1);
 	}
-	while (!atomic_load_explicit(&g_done, memory_order_acquire))
-		;	/* done comes from the backend's worker thread */
+	pthread_mutex_lock(&g_mu);	/* done comes from the backend's worker thread */
+	while (!g_done)
+		pthread_cond_wait(&g_cv, &g_mu);
+	pthread_mutex_unlock(&g_mu);
 	if (sl.status != 0) {
 		fprintf(stderr, "int8: be_cpu batch failed: status %d %s\n", sl.status, b.errmsg);
 		exit(1);
@@ -227,12 +245,14 @@ struct ctx {
 	struct backend *be;
 	struct raw_chain *raw[2];	/* f32, s8 for the current batch size */
 	int rows;
+	long runs;		/* run_once calls */
 	float *in, *out;
 	dnnl_stream_t strm;
 };
 
 static void run_once(struct ctx *c, enum variant v)
 {
+	c->runs++;
 	switch (v) {
 	case V_IGW_F32: igw_run(c->be, c->m, c->rows, c->in, c->out); break;
 	case V_IGW_S8: igw_run(c->be, c->q, c->rows, c->in, c->out); break;
@@ -255,10 +275,13 @@ static double slice(struct ctx *c, enum variant v, double secs, double *ms_per)
 	return c->m->flops_per_row * c->rows * it / t / 1e9;
 }
 
+static const char *const variant_names[N_VARIANTS] = { "igw-f32", "igw-s8", "raw-f32",
+							   "raw-s8" };
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: int8 [-t THREADS] [-s SLICE_SECS] [-r SLICES] [-b 1,8,64] "
-		"FP32_DIR INT8_DIR\n");
+		"[-p igw-f32|igw-s8|raw-f32|raw-s8] FP32_DIR INT8_DIR\n");
 	exit(2);
 }
 
@@ -276,7 +299,7 @@ static struct model *load(const char *dir)
 
 int main(int argc, char **argv)
 {
-	int threads = 2, rounds = 15, bs[MAX_BS], n_bs, opt, i, k, v, r, max_rows = 0;
+	int threads = 2, rounds = 15, bs[MAX_BS], n_bs, opt, i, k, v, r, max_rows = 0, only = -1;
 	double secs = 0.05;
 	const char *blist = "1,8,64";
 	char *err = NULL;
@@ -288,8 +311,14 @@ int main(int argc, char **argv)
 	static struct raw_chain chains[MAX_BS][2];
 	double *ref;
 
-	while ((opt = getopt(argc, argv, "t:s:r:b:")) != -1) {
+	while ((opt = getopt(argc, argv, "t:s:r:b:p:")) != -1) {
 		switch (opt) {
+		case 'p':
+			for (only = 0; only < N_VARIANTS && strcmp(optarg, variant_names[only]); only++)
+				;
+			if (only == N_VARIANTS)
+				usage();
+			break;
 		case 't': threads = atoi(optarg); break;
 		case 's': secs = atof(optarg); break;
 		case 'r': rounds = atoi(optarg); break;
@@ -349,8 +378,9 @@ int main(int argc, char **argv)
 
 	/* Correctness: the backend's INT8 answers against the INT8 reference
 	 * (the raw s8 chain is not checked: its scales are not a model's). */
-	model_forward_ref(q, c.in, max_rows, ref);
-	for (k = 0; k < n_bs; k++) {
+	if (only < 0)	/* profiling: the float64 reference would dominate the profile */
+		model_forward_ref(q, c.in, max_rows, ref);
+	for (k = 0; k < n_bs && only < 0; k++) {
 		double d = 0;
 
 		c.rows = bs[k];
@@ -371,6 +401,23 @@ int main(int argc, char **argv)
 		c.rows = bs[k];
 		c.raw[0] = &chains[k][0];
 		c.raw[1] = &chains[k][1];
+		if (only >= 0) {	/* profiling: one variant alone */
+			struct timespec c0, c1;
+			double fl;
+
+			run_once(&c, only);
+			c.runs = 0;
+			clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+			for (r = 0; r < rounds; r++)
+				g[k][only][r] = slice(&c, only, secs, &msp[k][only][r]);
+			clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+			fl = m->flops_per_row * bs[k] * (double)c.runs / 1e9;
+			printf("%s batch %d: %.2f GFLOP/s (median of %d slices), %.2f GFLOP per CPU "
+			       "second\n", variant_names[only], bs[k], bench_median(g[k][only], rounds),
+			       rounds, fl / ((double)(c1.tv_sec - c0.tv_sec) +
+					     (c1.tv_nsec - c0.tv_nsec) * 1e-9));
+			continue;
+		}
 		for (v = 0; v < N_VARIANTS; v++)
 			run_once(&c, v);	/* warm caches, OpenMP team */
 		for (r = 0; r < rounds; r++) {
@@ -385,6 +432,8 @@ int main(int argc, char **argv)
 		}
 	}
 
+	if (only >= 0)
+		goto out;	/* nothing to compare */
 	double qi[MAX_BS], qr[MAX_BS];
 
 	printf("| batch | infergw FP32 GFLOP/s | infergw INT8 GFLOP/s | **infergw INT8 / FP32** "
@@ -411,6 +460,7 @@ int main(int argc, char **argv)
 		       bench_median(g[k][V_IGW_F32], rounds), bench_median(g[k][V_IGW_S8], rounds),
 		       bench_median(g[k][V_RAW_F32], rounds), bench_median(g[k][V_RAW_S8], rounds), qi[k], qr[k]);
 
+out:
 	for (k = 0; k < n_bs; k++) {
 		raw_free(&chains[k][0]);
 		raw_free(&chains[k][1]);

@@ -152,7 +152,7 @@ gw_part || GW_TABLE="gateway part failed (see stderr)"
 	echo "- build: \`$BUILD_CMD\`"
 	echo "- run: \`$CMD\`"
 	echo
-	grep -v '^RESULT' "$T/kernel.out"
+	grep -v '^RESULT\|^CPU ' "$T/kernel.out"
 	grep '^WARNING' "$T/kernel.err" || true
 	echo
 	echo "### mlp-large batch 64 through HTTP/2 vs raw oneDNN (same $THREADS threads)"

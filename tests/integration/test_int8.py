@@ -243,11 +243,29 @@ def test_cli_usage(tmp_path):
         assert r.returncode == 2 and "usage: infergw-quantize" in r.stderr, (args, r.stderr)
 
 
-def test_mlp_large(start_gw, tmp_path):
+def write_features(path, x):
+    """A calibration file: safetensors with one F32 tensor `features`."""
+    x = np.ascontiguousarray(x, dtype="<f4")
+    hdr = json.dumps({"features": {"dtype": "F32", "shape": list(x.shape),
+                                   "data_offsets": [0, x.nbytes]}}).encode()
+    path.write_bytes(len(hdr).to_bytes(8, "little") + hdr + x.tobytes())
+
+
+@pytest.mark.parametrize("kind", ["dynamic", "calibrated"])
+def test_mlp_large(start_gw, tmp_path, kind):
+    """mlp-large's INT8 variant through the gateway: dynamic (per-row scales,
+    requantized in C between layers) and calibrated (static scales: the
+    activations stay s8/u8 inside oneDNN from the first layer to the last),
+    each value against the numpy INT8 reference."""
     if not (MLP_LARGE / "model.safetensors").exists():
         pytest.skip(f"{MLP_LARGE}/model.safetensors not generated (`make models`)")
     out = tmp_path / "mlp-large-int8"
-    r = quantize(MLP_LARGE, out)
+    extra = ()
+    if kind == "calibrated":    # calibrated on other rows of the test's distribution
+        calib = tmp_path / "calib.safetensors"
+        write_features(calib, np.random.default_rng(16).standard_normal((256, 1024)))
+        extra = ("--calibration", str(calib))
+    r = quantize(MLP_LARGE, out, *extra)
     assert r.returncode == 0, r.stderr
     size32 = (MLP_LARGE / "model.safetensors").stat().st_size
     size8 = (out / "model.safetensors").stat().st_size
@@ -261,7 +279,7 @@ def test_mlp_large(start_gw, tmp_path):
     check_int8_answers(o8, ref8.forward(x), x, "mlp-large")
     agree = (o32.argmax(axis=1) == o8.argmax(axis=1)).mean()
     rel = np.linalg.norm(o8 - o32) / np.linalg.norm(o32)
-    print(f"\nmlp-large int8 (dynamic) via HTTP/2, {len(x)} random rows: agreement "
+    print(f"\nmlp-large int8 ({kind}) via HTTP/2, {len(x)} random rows: agreement "
           f"{100 * agree:.1f}%, relative L2 error of the probabilities {rel:.4f}; "
           f"size fp32 {size32} B int8 {size8} B ({100.0 * (1 - size8 / size32):.1f}% smaller)")
     # random weights, so no accuracy: bounds loose enough for any seed yet

@@ -763,6 +763,169 @@ static void test_int8_digits_calibrated(void **state)
 	check_int8_digits(DIGITS "/heldout.safetensors");
 }
 
+/*
+ * INT8 layer chains through the CPU backend, every path of be_cpu_forward:
+ * a 4-dense-layer model (16 -> 40 relu -> 24 -> 20 relu -> 9 -> softmax)
+ * quantized static (calibrated: s8 in, u8 and s8 activations written by
+ * oneDNN between layers, clamped to +-127, f32 out of the last), dynamic
+ * (per row, requantized in C) and mixed (layers 0 and 2 dynamic, 1 and 3
+ * static: C requantization into a static layer's input, a static layer
+ * with f32 out followed by a dynamic one).  Every answer against
+ * model_forward_ref (1e-3: a one-step rounding difference at a .5
+ * boundary); and a row's answer is bit for bit the same alone as in a
+ * batch of 19 (s32 accumulation, per-row scales: nothing depends on the
+ * batch neighbours).
+ */
+static void write_deep_model(const char *dir, const char *calib)
+{
+	static const int w[] = { 16, 40, 24, 20, 9 };
+	float *t[8], *x = rand_floats(30 * 16, 3.0f);
+	struct wt tw[8], tx[] = { { "features", 2, { 30, 16 }, x } };
+	char p[PATH_MAX + 32], name[8][16];
+	FILE *f;
+
+	for (int i = 0; i < 4; i++) {
+		t[2 * i] = rand_floats((size_t)w[i + 1] * w[i], 0.4f);
+		t[2 * i + 1] = rand_floats((size_t)w[i + 1], 0.2f);
+		snprintf(name[2 * i], sizeof(name[0]), "l%d.w", i);
+		snprintf(name[2 * i + 1], sizeof(name[0]), "l%d.b", i);
+		tw[2 * i] = (struct wt){ name[2 * i], 2, { w[i + 1], w[i] }, t[2 * i] };
+		tw[2 * i + 1] = (struct wt){ name[2 * i + 1], 1, { w[i + 1] }, t[2 * i + 1] };
+	}
+	snprintf(p, sizeof(p), "%s/model.safetensors", dir);
+	write_st(p, tw, 8);
+	write_st(calib, tx, 1);
+	snprintf(p, sizeof(p), "%s/model.yaml", dir);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("name: deep\nmax_batch_size: 19\n"
+	      "inputs: [{name: x, datatype: FP32, shape: [-1, 16]}]\n"
+	      "outputs: [{name: y, datatype: FP32, shape: [-1, 9]}]\n"
+	      "layers:\n"
+	      "  - {type: dense, weight: l0.w, bias: l0.b, activation: relu}\n"
+	      "  - {type: dense, weight: l1.w, bias: l1.b}\n"
+	      "  - {type: dense, weight: l2.w, bias: l2.b, activation: relu}\n"
+	      "  - {type: dense, weight: l3.w, bias: l3.b}\n"
+	      "  - {type: softmax}\n", f);
+	fclose(f);
+	for (int i = 0; i < 8; i++)
+		free(t[i]);
+	free(x);
+}
+
+static void check_int8_chain(struct backend *be, struct model *m, const float *in, int slot)
+{
+	struct infer_req r[19], *rp[19];
+	double *ref = malloc(sizeof(double) * 19 * 9);
+	char *err = NULL;
+	int n, k, j;
+
+	assert_int_equal(be->ops->load_model(be, m, &err), 0);
+	model_forward_ref(m, in, 19, ref);
+	for (n = 1; n <= 19; n++) {
+		req_init(&r[0], m, n, in);	/* one request of n rows */
+		rp[0] = &r[0];
+		run_batch(be, m, slot, rp, 1);
+		assert_int_equal(r[0].status, 0);
+		for (j = 0; j < n * 9; j++)
+			if (fabs(r[0].output[j] - ref[j]) > 1e-3)
+				fail_msg("%s: %d rows: row %d col %d: got %.9g, reference %.9g",
+					 m->name, n, j / 9, j % 9, (double)r[0].output[j], ref[j]);
+		if (n == 19) {	/* each row alone: the same bits */
+			for (k = 0; k < n; k++) {
+				req_init(&r[1], m, 1, in + k * 16);
+				rp[1] = &r[1];
+				run_batch(be, m, slot ^ 1, &rp[1], 1);
+				if (memcmp(r[1].output, r[0].output + k * 9, sizeof(float) * 9))
+					fail_msg("%s: row %d alone differs from row %d of 19", m->name,
+						 k, k);
+				free(r[1].output);
+			}
+		}
+		free(r[0].output);
+	}
+	/* A hostile row (NaN, +-Inf: the HTTP front ends refuse them, the
+	 * backend must not rely on it) answers something and leaves its
+	 * neighbours' answers alone, bit for bit. */
+	{
+		float *bad = malloc(sizeof(float) * 19 * 16);
+		struct infer_req a, b, *pa = &a, *pb = &b;
+
+		memcpy(bad, in, sizeof(float) * 19 * 16);
+		bad[3 * 16 + 2] = NAN;
+		bad[7 * 16 + 0] = INFINITY;
+		bad[7 * 16 + 1] = -INFINITY;
+		req_init(&a, m, 19, in);
+		req_init(&b, m, 19, bad);
+		run_batch(be, m, slot, &pa, 1);
+		run_batch(be, m, slot, &pb, 1);
+		assert_int_equal(b.status, 0);
+		for (k = 0; k < 19; k++)
+			if (k != 3 && k != 7 &&
+			    memcmp(a.output + k * 9, b.output + k * 9, sizeof(float) * 9))
+				fail_msg("%s: row %d changed by a non-finite neighbour", m->name, k);
+		free(a.output);
+		free(b.output);
+		free(bad);
+	}
+	free(ref);
+}
+
+static void test_int8_chains(void **state)
+{
+	char dir[] = "/tmp/igw-int8c-XXXXXX", fp[PATH_MAX], sd[PATH_MAX], dd[PATH_MAX];
+	char calib[PATH_MAX], *err = NULL;
+	struct quant_opts os = { .calibration = calib, .force = true }, od = { .force = true };
+	struct model *ms, *md, *mx;
+	struct backend be;
+	float *in;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(fp, sizeof(fp), "%s/fp32", dir);
+	snprintf(sd, sizeof(sd), "%s/static", dir);
+	snprintf(dd, sizeof(dd), "%s/dynamic", dir);
+	snprintf(calib, sizeof(calib), "%s/calib.safetensors", dir);
+	assert_int_equal(mkdir(fp, 0755), 0);
+	write_deep_model(fp, calib);
+	if (quant_model(fp, sd, &os, &err) || quant_model(fp, dd, &od, &err))
+		fail_msg("quant_model: %s", err);
+	ms = load(sd);
+	md = load(dd);
+	mx = load(sd);
+	for (int i = 0; i < 4; i++) {
+		assert_true(ms->layers[i].in_scale > 0);
+		assert_true(md->layers[i].in_scale == 0);
+	}
+	mx->layers[0].in_scale = 0;	/* mixed: dynamic, static, dynamic, static */
+	mx->layers[2].in_scale = 0;
+	in = rand_floats(19 * 16, 3.0f);
+	in[5] = 40.0f;	/* beyond the calibration: saturates at 127 steps */
+	open_cpu(&be, 2, 2);
+	check_int8_chain(&be, ms, in, 0);
+	check_int8_chain(&be, md, in, 1);
+	check_int8_chain(&be, mx, in, 0);
+	be.ops->close(&be);
+	model_free(ms);
+	model_free(md);
+	model_free(mx);
+	free(in);
+	{
+		static const char *const rm[] = {
+			"fp32/model.yaml", "fp32/model.safetensors", "static/model.yaml",
+			"static/model.safetensors", "dynamic/model.yaml", "dynamic/model.safetensors",
+			"calib.safetensors", "fp32", "static", "dynamic", "",
+		};
+		char p[PATH_MAX * 2];
+
+		for (size_t i = 0; i < sizeof(rm) / sizeof(rm[0]); i++) {
+			snprintf(p, sizeof(p), "%s/%s", dir, rm[i]);
+			if (unlink(p) < 0)
+				rmdir(p);
+		}
+	}
+}
+
 /* Two scheduler threads, one per slot, submitting at the same time. */
 struct worker {
 	struct backend *be;
@@ -850,6 +1013,7 @@ int main(void)
 		cmocka_unit_test(test_bad_submits),
 		cmocka_unit_test(test_int8_digits_dynamic),
 		cmocka_unit_test(test_int8_digits_calibrated),
+		cmocka_unit_test(test_int8_chains),
 		cmocka_unit_test(test_slices_of_one_request),
 		cmocka_unit_test(test_slices_on_two_slots),
 		cmocka_unit_test(test_random_models),
