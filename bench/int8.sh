@@ -138,10 +138,9 @@ for line in open(sys.argv[1]):
     r, b, mdl, rps, cb = line.split()
     runs.setdefault((int(b), mdl), {})[int(r)] = float(rps)
     bound.setdefault((int(b), mdl), {})[int(r)] = cb == "1"
-for b in sorted({b for b, _ in runs}):
 def ratio(b, mdl):
     """Median of per-round mdl / FP32 ratios; a client-bound round (h2load
-    > 90% of its core) is left out.  (median, rounds used, per-round list)"""
+    > 90% of its core) is left out.  Returns (median, per-round list)."""
     per = [runs[(b, mdl)][r] / runs[(b, "mlp-large")][r]
            for r in runs[(b, "mlp-large")] if r in runs[(b, mdl)]
            and runs[(b, "mlp-large")][r] and not bound[(b, "mlp-large")][r]
