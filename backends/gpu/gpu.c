@@ -535,10 +535,8 @@ static int be_gpu_load_model(struct backend *be, const struct model *m, char **e
 	if (e == cudaSuccess && m->variant == VARIANT_INT8) {
 		int rc = be_gpu_load_q8(g, gm, err);
 
-		if (rc) {
+		if (rc) {	/* *err names the layer; the caller logs it */
 			pthread_mutex_unlock(&g->models_mu);
-			be_log(BE_LOG_WARN, "backend=%s model=%s msg=\"%s\"", be_gpu_name(g),
-			       m->name, *err);
 			be_gpu_model_free(g, gm);
 			return rc;
 		}

@@ -30,7 +30,7 @@ int gpu_softmax(float *x, int rows, int width, void *stream);
  * rscale[row] either way.  The rounding is model_q8's.
  */
 int gpu_q8_quantize_rows(const float *x, int rows, int in, int k, float static_scale,
-		    signed char *q, float *rscale, void *stream);
+			 signed char *q, float *rscale, void *stream);
 /*
  * gpu_q8_dequant_rows - y[r][c] = acc[r][c] * rscale[r] * wscale[c] + bias[c]
  * (bias NULL: none), ReLU when relu, for c < out, into rows x out floats y
@@ -38,7 +38,7 @@ int gpu_q8_quantize_rows(const float *x, int rows, int in, int k, float static_s
  * padded output).  Arithmetic: gpuq8.h's gpu_q8_dequant.
  */
 int gpu_q8_dequant_rows(const int *acc, int rows, int m, int out, const float *rscale,
-		   const float *wscale, const float *bias, int relu, float *y, void *stream);
+			const float *wscale, const float *bias, int relu, float *y, void *stream);
 
 #ifdef __cplusplus
 }

@@ -125,8 +125,9 @@ __global__ static void gpu_q8_quantize_k(const float *x, int in, int k, float st
 		qrow[j] = j < in ? gpu_q8_quant(row[j], s) : 0;
 }
 
-extern "C" int gpu_q8_quantize_rows(const float *x, int rows, int in, int k, float static_scale,
-			       signed char *q, float *rscale, void *stream)
+extern "C" int gpu_q8_quantize_rows(const float *x, int rows, int in, int k,
+				    float static_scale, signed char *q, float *rscale,
+				    void *stream)
 {
 	if (rows <= 0 || in <= 0 || k < in)
 		return rows <= 0 ? (int)cudaSuccess : (int)cudaErrorInvalidValue;
@@ -150,9 +151,9 @@ __global__ static void gpu_q8_dequant_k(const int *acc, long long n, int m, int 
 	}
 }
 
-extern "C" int gpu_q8_dequant_rows(const int *acc, int rows, int m, int out, const float *rscale,
-			      const float *wscale, const float *bias, int relu, float *y,
-			      void *stream)
+extern "C" int gpu_q8_dequant_rows(const int *acc, int rows, int m, int out,
+				   const float *rscale, const float *wscale, const float *bias,
+				   int relu, float *y, void *stream)
 {
 	long long n = (long long)rows * out;
 	int threads = 256;
