@@ -25,6 +25,19 @@
  * the copies stay outside with the live row count) and every later one
  * replays it.  graphs: false runs plainly over the exact rows.
  *
+ * INT8 models (variant int8, model.h): weights stay s8 on the device
+ * (padded for cuBLASLt, gpuhost gpu_q8_plan) with their F32 per-channel
+ * scales; per dense layer a kernel quantizes the input rows (per-row
+ * dynamic scales or the layer's static one, the CPU backend's and the
+ * reference's semantics and rounding), cublasLtMatmul multiplies s8 x s8
+ * into s32 (TN, tensor cores), and a kernel dequantizes with bias and
+ * ReLU into the next layer's floats.  cuBLASLt's algorithm is chosen at
+ * load per (layer, bucket), so an INT8 batch always runs over its
+ * bucket's rows, and never in a CUDA Graph (not yet checked on a device:
+ * kept out until gpu_check compares the two).  A layer cuBLASLt cannot
+ * run is refused at load, naming it: the model then stays on other
+ * backends.  Nothing of this path has run on a device yet (docs/gpu.md).
+ *
  * Errors: every CUDA and cuBLAS call is checked.  A sticky error (gpuhost
  * gpu_err_sticky: illegal address, ECC, lost device...) takes the backend
  * down once, with the reason in stats (/admin/backends), fails the batch's
@@ -40,6 +53,7 @@
 #include "gpu/gpu_kernels.h"
 #include "gpu/gpuhost.h"
 
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
@@ -86,6 +100,16 @@ GPU_SAME(cudaErrorUnknown, GPU_ERR_UNKNOWN);
 /* One dense layer's weights and bias on the device. */
 struct be_gpu_layer {
 	float *w, *b;
+	/* INT8 layers: s8 weights (plan.m x plan.k), per-channel scales, and
+	 * cuBLASLt's descriptors: the op, A, and per bucket B, C/D and the
+	 * algorithm (NULLs for FP32 layers) */
+	signed char *qw;
+	float *ws;
+	struct gpu_q8_plan plan;
+	cublasLtMatmulDesc_t desc;
+	cublasLtMatrixLayout_t la;
+	cublasLtMatrixLayout_t *lb, *lc;
+	cublasLtMatmulAlgo_t *algo;
 };
 
 /* One model on one slot. */
@@ -93,6 +117,9 @@ struct be_gpu_smodel {
 	void *host;			/* pinned staging (gpu_layout) */
 	float *h_in, *h_out;
 	float *d_act[2];		/* max_batch x max width each */
+	signed char *d_q;		/* INT8: quantized input (gpu_q8_scratch) */
+	int *d_acc;			/* INT8: cuBLASLt's s32 output */
+	float *d_rs;			/* INT8: each row's input scale */
 	struct gpu_graph_cache graphs;
 };
 
@@ -104,6 +131,7 @@ struct be_gpu_model {
 	int *src_buf;			/* per layer: which activation buffer it reads */
 	int out_buf;
 	struct gpu_layout lay;
+	struct gpu_q8_scratch q8;	/* INT8: per-slot scratch sizes; zeros for FP32 */
 	struct be_gpu_smodel *slots;
 	struct be_gpu_model *next;
 };
@@ -116,6 +144,7 @@ struct be_gpu_slot {
 	int idx;
 	cudaStream_t stream;
 	cublasHandle_t blas;
+	cublasLtHandle_t lt;		/* INT8 matmuls; shares blas's workspace (same stream) */
 	void *workspace;
 	cudaEvent_t ev0, ev1;
 	bool *live;			/* max_batch entries: a batch has at most that many slices */
@@ -137,6 +166,7 @@ struct be_gpu {
 	char dev_name[256];
 	struct be_gpu_slot *slots;
 	pthread_mutex_t models_mu;	/* the model list, load and unload */
+	cublasLtHandle_t lt;		/* cuBLASLt's heuristics at load (under models_mu) */
 	struct be_gpu_model *models;
 	pthread_mutex_t cq_mu;		/* the completion queue */
 	pthread_cond_t cq_cv;
@@ -179,10 +209,30 @@ static void be_gpu_model_free(struct be_gpu *g, struct be_gpu_model *gm)
 			cudaFreeHost(sm->host);
 		cudaFree(sm->d_act[0]);
 		cudaFree(sm->d_act[1]);
+		cudaFree(sm->d_q);
+		cudaFree(sm->d_acc);
+		cudaFree(sm->d_rs);
 	}
 	for (int i = 0; gm->layers && i < gm->m->n_layers; i++) {
-		cudaFree(gm->layers[i].w);
-		cudaFree(gm->layers[i].b);
+		struct be_gpu_layer *gl = &gm->layers[i];
+
+		cudaFree(gl->w);
+		cudaFree(gl->b);
+		cudaFree(gl->qw);
+		cudaFree(gl->ws);
+		for (int k = 0; k < gm->n_buckets; k++) {
+			if (gl->lb && gl->lb[k])
+				cublasLtMatrixLayoutDestroy(gl->lb[k]);
+			if (gl->lc && gl->lc[k])
+				cublasLtMatrixLayoutDestroy(gl->lc[k]);
+		}
+		if (gl->la)
+			cublasLtMatrixLayoutDestroy(gl->la);
+		if (gl->desc)
+			cublasLtMatmulDescDestroy(gl->desc);
+		free(gl->lb);
+		free(gl->lc);
+		free(gl->algo);
 	}
 	free(gm->slots);
 	free(gm->layers);
@@ -223,11 +273,168 @@ static cudaError_t be_gpu_load_weights(struct be_gpu_model *gm, const char **wha
 		if (l->kind != LAYER_DENSE)
 			continue;
 		*what = "weights upload";
-		e = be_gpu_upload(&gm->layers[i].w, l->weight, (size_t)l->out * (size_t)l->in);
+		if (!l->qweight)	/* INT8: be_gpu_load_q8 */
+			e = be_gpu_upload(&gm->layers[i].w, l->weight,
+					  (size_t)l->out * (size_t)l->in);
 		if (e == cudaSuccess && l->bias)
 			e = be_gpu_upload(&gm->layers[i].b, l->bias, (size_t)l->out);
 	}
 	return e;
+}
+
+/* "gpu: model M: layers[I] (dense OUTxIN): INT8: <what><detail>; ..." for
+ * load's *err: the layer a refusal is about, and what that leaves. */
+static char *be_gpu_q8_msg(const struct model *m, int i, const char *what, const char *detail)
+{
+	return be_strdupf("gpu: model %s: layers[%d] (dense %dx%d): INT8: %s%s; not loaded here "
+			  "(this backend can serve the FP32 variant)", m->name, i,
+			  m->layers[i].out, m->layers[i].in, what, detail);
+}
+
+/* cuBLASLt status -> -errno for load. */
+static int be_gpu_lt_errno(cublasStatus_t st)
+{
+	return st == CUBLAS_STATUS_ALLOC_FAILED ? -ENOMEM : -EIO;
+}
+
+/*
+ * One INT8 layer's device side: padded s8 weights and scales uploaded, the
+ * TN matmul's descriptors, and per bucket an algorithm from cuBLASLt's
+ * heuristic (no algorithm: refused, naming the layer).  0 or -errno with
+ * *err.  Called under models_mu (g->lt).
+ */
+static int be_gpu_load_q8_layer(struct be_gpu *g, struct be_gpu_model *gm, int i,
+				cublasLtMatmulPreference_t pref, char **err)
+{
+	const struct model *m = gm->m;
+	const struct layer *l = &m->layers[i];
+	struct be_gpu_layer *gl = &gm->layers[i];
+	cublasOperation_t opa = CUBLAS_OP_T, opb = CUBLAS_OP_N;
+	cublasStatus_t st;
+	signed char *packed;
+	char why[160];
+	cudaError_t e;
+
+	if (gpu_q8_plan(&gl->plan, l->out, l->in, why, sizeof(why))) {
+		*err = be_gpu_q8_msg(m, i, "", why);
+		return -EINVAL;
+	}
+	packed = malloc(gl->plan.w_bytes);
+	if (!packed) {
+		*err = be_strdupf("gpu: model %s: out of memory", m->name);
+		return -ENOMEM;
+	}
+	gpu_q8_pack(&gl->plan, (const signed char *)l->qweight, packed);
+	e = cudaMalloc((void **)&gl->qw, gl->plan.w_bytes);
+	if (e == cudaSuccess)
+		e = cudaMemcpy(gl->qw, packed, gl->plan.w_bytes, cudaMemcpyHostToDevice);
+	free(packed);
+	if (e == cudaSuccess)
+		e = be_gpu_upload(&gl->ws, l->wscale, (size_t)l->out);
+	if (e != cudaSuccess) {
+		*err = be_strdupf("gpu: model %s: CUDA: INT8 weights upload: %s (%s)", m->name,
+				  cudaGetErrorString(e), cudaGetErrorName(e));
+		return e == cudaErrorMemoryAllocation ? -ENOMEM : -EIO;
+	}
+	gl->lb = calloc((size_t)gm->n_buckets, sizeof(*gl->lb));
+	gl->lc = calloc((size_t)gm->n_buckets, sizeof(*gl->lc));
+	gl->algo = calloc((size_t)gm->n_buckets, sizeof(*gl->algo));
+	if (!gl->lb || !gl->lc || !gl->algo) {
+		*err = be_strdupf("gpu: model %s: out of memory", m->name);
+		return -ENOMEM;
+	}
+	/* s8 x s8 -> s32, alpha/beta int32 (host pointer mode, the default);
+	 * TN: A = weights k x m (ld k) transposed, B = rows k x n (ld k) */
+	st = cublasLtMatmulDescCreate(&gl->desc, CUBLAS_COMPUTE_32I, CUDA_R_32I);
+	if (st == CUBLAS_STATUS_SUCCESS)
+		st = cublasLtMatmulDescSetAttribute(gl->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa,
+						    sizeof(opa));
+	if (st == CUBLAS_STATUS_SUCCESS)
+		st = cublasLtMatmulDescSetAttribute(gl->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb,
+						    sizeof(opb));
+	if (st == CUBLAS_STATUS_SUCCESS)
+		st = cublasLtMatrixLayoutCreate(&gl->la, CUDA_R_8I, (uint64_t)gl->plan.k,
+						(uint64_t)gl->plan.m, gl->plan.k);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		*err = be_gpu_q8_msg(m, i, "cuBLASLt descriptor: ", cublasGetStatusString(st));
+		return be_gpu_lt_errno(st);
+	}
+	for (int b = 0; b < gm->n_buckets; b++) {
+		cublasLtMatmulHeuristicResult_t res;
+		int found = 0;
+
+		memset(&res, 0, sizeof(res));
+		st = cublasLtMatrixLayoutCreate(&gl->lb[b], CUDA_R_8I, (uint64_t)gl->plan.k,
+						(uint64_t)gm->buckets[b], gl->plan.k);
+		if (st == CUBLAS_STATUS_SUCCESS)
+			st = cublasLtMatrixLayoutCreate(&gl->lc[b], CUDA_R_32I, (uint64_t)gl->plan.m,
+							(uint64_t)gm->buckets[b], gl->plan.m);
+		if (st != CUBLAS_STATUS_SUCCESS) {
+			*err = be_gpu_q8_msg(m, i, "cuBLASLt layout: ", cublasGetStatusString(st));
+			return be_gpu_lt_errno(st);
+		}
+		st = cublasLtMatmulAlgoGetHeuristic(g->lt, gl->desc, gl->la, gl->lb[b], gl->lc[b],
+						    gl->lc[b], pref, 1, &res, &found);
+		if (st != CUBLAS_STATUS_SUCCESS || found < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
+			/* with the status: NOT_SUPPORTED, ARCH_MISMATCH... */
+			snprintf(why, sizeof(why), "%dx%d (padded) at %d rows on this device (%s)",
+				 gl->plan.m, gl->plan.k, gm->buckets[b],
+				 cublasGetStatusString(st != CUBLAS_STATUS_SUCCESS ? st : res.state));
+			*err = be_gpu_q8_msg(m, i, "cuBLASLt has no s8 x s8 -> s32 algorithm for ",
+					     why);
+			return -EINVAL;
+		}
+		gl->algo[b] = res.algo;
+	}
+	return 0;
+}
+
+/* Every INT8 layer of gm (be_gpu_load_q8_layer), then the per-slot
+ * scratch sizes.  0 or -errno with *err. */
+static int be_gpu_load_q8(struct be_gpu *g, struct be_gpu_model *gm, char **err)
+{
+	const struct model *m = gm->m;
+	cublasLtMatmulPreference_t pref = NULL;
+	uint64_t ws = GPU_WORKSPACE_BYTES;
+	struct gpu_q8_plan *plans;
+	cublasStatus_t st;
+	int n = 0, rc = 0;
+
+	plans = calloc((size_t)m->n_layers, sizeof(*plans));
+	if (!plans) {
+		*err = be_strdupf("gpu: model %s: out of memory", m->name);
+		return -ENOMEM;
+	}
+	st = cublasLtMatmulPreferenceCreate(&pref);
+	if (st == CUBLAS_STATUS_SUCCESS)	/* the slot's workspace, shared with cuBLAS */
+		st = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+							  &ws, sizeof(ws));
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		*err = be_strdupf("gpu: model %s: cuBLASLt preference: %s", m->name,
+				  cublasGetStatusString(st));
+		rc = be_gpu_lt_errno(st);
+	}
+	for (int i = 0; i < m->n_layers && !rc; i++) {
+		if (m->layers[i].kind != LAYER_DENSE)
+			continue;
+		if (!m->layers[i].qweight) {	/* model.c makes every dense layer of int8 s8 */
+			*err = be_gpu_q8_msg(m, i, "an FP32 layer in an INT8 model", "");
+			rc = -EINVAL;
+			break;
+		}
+		rc = be_gpu_load_q8_layer(g, gm, i, pref, err);
+		if (!rc)
+			plans[n++] = gm->layers[i].plan;
+	}
+	if (!rc && gpu_q8_scratch(plans, n, g->max_batch, &gm->q8)) {
+		*err = be_strdupf("gpu: model %s: INT8 scratch for %d rows: too large", m->name,
+				  g->max_batch);
+		rc = -EINVAL;
+	}
+	if (pref)
+		cublasLtMatmulPreferenceDestroy(pref);
+	free(plans);
+	return rc;
 }
 
 /* Slot s's staging, activations and graph cache for gm. */
@@ -254,6 +461,16 @@ static cudaError_t be_gpu_load_slot(struct be_gpu *g, struct be_gpu_model *gm,
 		/* padding rows past the live ones start (and stay) finite */
 		if (e == cudaSuccess)
 			e = cudaMemset(sm->d_act[p], 0, act);
+	}
+	if (e == cudaSuccess && gm->q8.q_bytes) {
+		*what = "cudaMalloc (INT8 scratch)";
+		e = cudaMalloc((void **)&sm->d_q, gm->q8.q_bytes);
+		if (e == cudaSuccess)
+			e = cudaMalloc((void **)&sm->d_acc, gm->q8.acc_bytes);
+		if (e == cudaSuccess)
+			e = cudaMalloc((void **)&sm->d_rs, gm->q8.scale_bytes);
+		if (e == cudaSuccess)
+			e = cudaMemset(sm->d_q, 0, gm->q8.q_bytes);
 	}
 	if (e == cudaSuccess && gpu_graph_cache_init(&sm->graphs, gm->n_buckets * 2))
 		e = cudaErrorMemoryAllocation;
@@ -282,8 +499,8 @@ static int be_gpu_load_model(struct backend *be, const struct model *m, char **e
 		*err = be_strdupf("gpu: model %s: nothing to execute", m ? m->name : "(none)");
 		return -EINVAL;
 	}
-	if (m->variant != VARIANT_FP32) {	/* cuBLASLt INT8: not measured on a device yet */
-		*err = be_strdupf("gpu: model %s: variant %s not supported (fp32 only)", m->name,
+	if (m->variant != VARIANT_FP32 && m->variant != VARIANT_INT8) {
+		*err = be_strdupf("gpu: model %s: variant %s not supported", m->name,
 				  model_variant_name(m->variant));
 		return -EINVAL;
 	}
@@ -315,6 +532,15 @@ static int be_gpu_load_model(struct backend *be, const struct model *m, char **e
 	e = cudaSetDevice(g->device);
 	if (e == cudaSuccess)
 		e = be_gpu_load_weights(gm, &what);
+	if (e == cudaSuccess && m->variant == VARIANT_INT8) {
+		int rc = be_gpu_load_q8(g, gm, err);
+
+		if (rc) {	/* *err names the layer; the caller logs it */
+			pthread_mutex_unlock(&g->models_mu);
+			be_gpu_model_free(g, gm);
+			return rc;
+		}
+	}
 	for (int s = 0; s < g->n_slots && e == cudaSuccess; s++)
 		e = be_gpu_load_slot(g, gm, &gm->slots[s], &what);
 	if (e != cudaSuccess) {
@@ -327,9 +553,10 @@ static int be_gpu_load_model(struct backend *be, const struct model *m, char **e
 	gm->next = g->models;
 	g->models = gm;
 	pthread_mutex_unlock(&g->models_mu);
-	be_log(BE_LOG_INFO, "backend=%s model=%s buckets=%d max_batch=%d staging_bytes=%zu "
-	       "msg=\"weights on the device\"", be_gpu_name(g), m->name, gm->n_buckets,
-	       g->max_batch, gm->lay.bytes);
+	be_log(BE_LOG_INFO, "backend=%s model=%s variant=%s buckets=%d max_batch=%d "
+	       "staging_bytes=%zu msg=\"weights on the device%s\"", be_gpu_name(g), m->name,
+	       model_variant_name(m->variant), gm->n_buckets, g->max_batch, gm->lay.bytes,
+	       m->variant == VARIANT_INT8 ? " (INT8 through cuBLASLt, no CUDA Graphs)" : "");
 	return 0;
 }
 
@@ -358,10 +585,42 @@ static void be_gpu_unload_model(struct backend *be, const struct model *m)
 
 /* ---- execution ---- */
 
-/* The layer chain over n rows on slot s (captured or not).  cudaSuccess,
- * or the error with *what (GPU_ERR_CUBLAS for cuBLAS's). */
+/* INT8 layer k over bucket bi's rows (n): quantize, s8 matmul, dequantize
+ * + bias + ReLU, src -> dst.  As be_gpu_forward. */
+static int be_gpu_forward_q8(struct be_gpu_slot *s, struct be_gpu_model *gm,
+			     struct be_gpu_smodel *sm, int k, int n, int bi, const float *src,
+			     float *dst, const char **what)
+{
+	const struct layer *l = &gm->m->layers[k];
+	const struct be_gpu_layer *gl = &gm->layers[k];
+	const int32_t one = 1, zero = 0;
+	cublasStatus_t st;
+	int e;
+
+	*what = "INT8 quantize kernel";
+	e = gpu_q8_quantize_rows(src, n, l->in, gl->plan.k, l->in_scale, sm->d_q, sm->d_rs,
+				 s->stream);
+	if (e)
+		return e;
+	/* D (m x n, ld m) = W^T' . Q: row r of the output is d_acc + r * m */
+	*what = "cublasLtMatmul (INT8)";
+	st = cublasLtMatmul(s->lt, gl->desc, &one, gl->qw, gl->la, sm->d_q, gl->lb[bi], &zero,
+			    sm->d_acc, gl->lc[bi], sm->d_acc, gl->lc[bi], &gl->algo[bi],
+			    s->workspace, GPU_WORKSPACE_BYTES, s->stream);
+	if (st != CUBLAS_STATUS_SUCCESS) {
+		e = (int)cudaGetLastError();
+		return e ? e : GPU_ERR_CUBLAS;
+	}
+	*what = "INT8 dequantize kernel";
+	return gpu_q8_dequant_rows(sm->d_acc, n, gl->plan.m, l->out, sm->d_rs, gl->ws, gl->b,
+				   l->act == ACT_RELU, dst, s->stream);
+}
+
+/* The layer chain over n rows on slot s (captured or not); bi is n's
+ * bucket (INT8 layers: n is the bucket's rows).  cudaSuccess, or the
+ * error with *what (GPU_ERR_CUBLAS for cuBLAS's). */
 static int be_gpu_forward(struct be_gpu_slot *s, struct be_gpu_model *gm,
-			  struct be_gpu_smodel *sm, int n, const char **what)
+			  struct be_gpu_smodel *sm, int n, int bi, const char **what)
 {
 	const struct model *m = gm->m;
 	const float one = 1.0f, zero = 0.0f;
@@ -375,6 +634,12 @@ static int be_gpu_forward(struct be_gpu_slot *s, struct be_gpu_model *gm,
 		if (l->kind == LAYER_SOFTMAX) {
 			*what = "softmax kernel";
 			e = gpu_softmax(src, n, l->in, s->stream);
+			if (e)
+				return e;
+			continue;
+		}
+		if (gm->layers[k].qw) {
+			e = be_gpu_forward_q8(s, gm, sm, k, n, bi, src, dst, what);
 			if (e)
 				return e;
 			continue;
@@ -405,7 +670,7 @@ static int be_gpu_forward(struct be_gpu_slot *s, struct be_gpu_model *gm,
 /* Capture the chain over n rows into a graph; NULL when capture fails (the
  * bucket then runs plainly from now on). */
 static cudaGraphExec_t be_gpu_capture(struct be_gpu_slot *s, struct be_gpu_model *gm,
-				      struct be_gpu_smodel *sm, int n)
+				      struct be_gpu_smodel *sm, int n, int bi)
 {
 	const char *what = NULL;
 	cudaGraph_t graph = NULL;
@@ -418,7 +683,7 @@ static cudaGraphExec_t be_gpu_capture(struct be_gpu_slot *s, struct be_gpu_model
 	e = cudaStreamBeginCapture(s->stream, cudaStreamCaptureModeThreadLocal);
 	if (e != cudaSuccess)
 		return NULL;
-	rc = be_gpu_forward(s, gm, sm, n, &what);
+	rc = be_gpu_forward(s, gm, sm, n, bi, &what);
 	e = cudaStreamEndCapture(s->stream, &graph);
 	if (rc == 0 && e == cudaSuccess && graph)
 		e = cudaGraphInstantiate(&exec, graph, 0);
@@ -475,6 +740,7 @@ static int be_gpu_enqueue(struct be_gpu *g, struct be_gpu_slot *s)
 	int bi = gpu_bucket_of(gm->buckets, gm->n_buckets, s->rows), rc;
 	struct gpu_graph_key key = { m, s->idx, bi, g->tf32 };
 	struct gpu_graph_entry *ge;
+	bool q8 = m->variant == VARIANT_INT8;
 	const char *what = "cudaSetDevice";
 	cudaError_t e;
 
@@ -489,14 +755,16 @@ static int be_gpu_enqueue(struct be_gpu *g, struct be_gpu_slot *s)
 	GPU_TRY(cudaMemcpyAsync(sm->d_act[0], sm->h_in,
 				sizeof(float) * (size_t)s->rows * (size_t)m->in_dim,
 				cudaMemcpyHostToDevice, s->stream), "cudaMemcpyAsync (in)");
-	ge = gpu_graph_find(&sm->graphs, &key);
-	switch (gpu_graph_step(ge, g->graphs)) {
+	/* INT8: no graphs (not yet compared on a device), the bucket's rows
+	 * (its cuBLASLt algorithm was chosen for them at load) */
+	ge = q8 ? NULL : gpu_graph_find(&sm->graphs, &key);
+	switch (gpu_graph_step(ge, g->graphs && !q8)) {
 	case GPU_G_CAPTURE:
-		gpu_graph_captured(ge, be_gpu_capture(s, gm, sm, gm->buckets[bi]));
+		gpu_graph_captured(ge, be_gpu_capture(s, gm, sm, gm->buckets[bi], bi));
 		if (ge->state == GPU_G_READY)
 			GPU_TRY(cudaGraphLaunch((cudaGraphExec_t)ge->exec, s->stream),
 				"cudaGraphLaunch");
-		else if ((rc = be_gpu_forward(s, gm, sm, gm->buckets[bi], &what)))
+		else if ((rc = be_gpu_forward(s, gm, sm, gm->buckets[bi], bi, &what)))
 			goto fail_rc;
 		break;
 	case GPU_G_REPLAY:
@@ -504,7 +772,8 @@ static int be_gpu_enqueue(struct be_gpu *g, struct be_gpu_slot *s)
 		break;
 	default:
 		/* graphs on: the bucket's shape, the one captured next time */
-		rc = be_gpu_forward(s, gm, sm, g->graphs ? gm->buckets[bi] : s->rows, &what);
+		rc = be_gpu_forward(s, gm, sm, g->graphs || q8 ? gm->buckets[bi] : s->rows, bi,
+				    &what);
 		if (rc)
 			goto fail_rc;
 		break;
@@ -692,6 +961,8 @@ static void be_gpu_slot_free(struct be_gpu_slot *s)
 {
 	if (s->blas)
 		cublasDestroy(s->blas);
+	if (s->lt)
+		cublasLtDestroy(s->lt);
 	if (s->workspace)
 		cudaFree(s->workspace);
 	if (s->ev0)
@@ -752,6 +1023,10 @@ static int be_gpu_slot_init(struct be_gpu *g, struct be_gpu_slot *s, int idx, ch
 		bst = cublasSetMathMode(s->blas, g->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH
 							 : CUBLAS_DEFAULT_MATH);
 	}
+	if (bst == CUBLAS_STATUS_SUCCESS) {
+		what = "cublasLtCreate";
+		bst = cublasLtCreate(&s->lt);
+	}
 	if (bst != CUBLAS_STATUS_SUCCESS) {
 		*err = be_strdupf("gpu: cuBLAS: %s: %s", what, cublasGetStatusString(bst));
 		return -ENODEV;
@@ -777,6 +1052,8 @@ static void be_gpu_free(struct be_gpu *g)
 	for (int i = 0; g->slots && i < g->n_slots; i++)
 		be_gpu_slot_free(&g->slots[i]);
 	free(g->slots);
+	if (g->lt)
+		cublasLtDestroy(g->lt);
 	pthread_mutex_destroy(&g->models_mu);
 	pthread_mutex_destroy(&g->cq_mu);
 	pthread_cond_destroy(&g->cq_cv);
@@ -848,6 +1125,11 @@ static int be_gpu_open(struct backend *be, const struct backend_conf *conf, char
 	for (int i = 0; i < g->n_slots; i++)
 		if ((rc = be_gpu_slot_init(g, &g->slots[i], i, err)))
 			goto out_free;
+	if (cublasLtCreate(&g->lt) != CUBLAS_STATUS_SUCCESS) {
+		*err = be_strdupf("gpu: cuBLAS: cublasLtCreate failed");
+		rc = -ENODEV;
+		goto out_free;
+	}
 	rc = -pthread_create(&g->cq_thread, NULL, be_gpu_cq_main, g);
 	if (rc) {
 		*err = be_strdupf("gpu: cannot start the completion thread: %s", strerror(-rc));

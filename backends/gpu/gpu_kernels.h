@@ -22,6 +22,24 @@ int gpu_bias_act(float *x, const float *bias, int rows, int width, int relu, voi
  */
 int gpu_softmax(float *x, int rows, int width, void *stream);
 
+/*
+ * gpu_q8_quantize_rows - the s8 input of an INT8 layer: rows x in floats x
+ * (row stride in) into rows x k s8 q (row stride k >= in, columns in..k-1
+ * zero: the padding cuBLASLt's k needs), each row with scale
+ * static_scale when > 0, else its own (gpuq8.h: max|x| / 127), written to
+ * rscale[row] either way.  The rounding is model_q8's.
+ */
+int gpu_q8_quantize_rows(const float *x, int rows, int in, int k, float static_scale,
+			 signed char *q, float *rscale, void *stream);
+/*
+ * gpu_q8_dequant_rows - y[r][c] = acc[r][c] * rscale[r] * wscale[c] + bias[c]
+ * (bias NULL: none), ReLU when relu, for c < out, into rows x out floats y
+ * (row stride out) from rows x m s32 acc (row stride m >= out: cuBLASLt's
+ * padded output).  Arithmetic: gpuq8.h's gpu_q8_dequant.
+ */
+int gpu_q8_dequant_rows(const int *acc, int rows, int m, int out, const float *rscale,
+			const float *wscale, const float *bias, int relu, float *y, void *stream);
+
 #ifdef __cplusplus
 }
 #endif

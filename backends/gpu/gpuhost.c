@@ -111,6 +111,60 @@ int gpu_layout_plan(struct gpu_layout *l, int rows, int in_dim, int out_dim)
 	return 0;
 }
 
+/* ---- INT8 ---- */
+
+int gpu_q8_plan(struct gpu_q8_plan *p, int out, int in, char *why, size_t why_len)
+{
+	memset(p, 0, sizeof(*p));
+	if (out < 1 || in < 1) {
+		snprintf(why, why_len, "widths %d x %d: must be >= 1", out, in);
+		return -EINVAL;
+	}
+	p->out = out;
+	p->in = in;
+	p->m = (int)gpu_align_up((size_t)out, GPU_Q8_PAD_M);
+	p->k = (int)gpu_align_up((size_t)in, GPU_Q8_PAD_K);
+	if (in > GPU_Q8_MAX_K || p->k > GPU_Q8_MAX_K) {
+		snprintf(why, why_len, "input width %d (padded %d): past %d, the s32 "
+			 "accumulator of an s8 dot product could overflow", in, p->k, GPU_Q8_MAX_K);
+		return -EINVAL;
+	}
+	/* out <= INT_MAX - 3 keeps m an int; m x k within size_t */
+	if (out > INT32_MAX - GPU_Q8_PAD_M || (uint64_t)p->m * (uint64_t)p->k > SIZE_MAX / 8) {
+		snprintf(why, why_len, "output width %d: too large", out);
+		return -EINVAL;
+	}
+	p->w_bytes = (size_t)p->m * (size_t)p->k;
+	return 0;
+}
+
+void gpu_q8_pack(const struct gpu_q8_plan *p, const signed char *w, signed char *dst)
+{
+	memset(dst, 0, p->w_bytes);
+	for (int r = 0; r < p->out; r++)
+		memcpy(dst + (size_t)r * p->k, w + (size_t)r * p->in, (size_t)p->in);
+}
+
+int gpu_q8_scratch(const struct gpu_q8_plan *plans, int n, int rows, struct gpu_q8_scratch *s)
+{
+	int k = 0, m = 0;
+
+	memset(s, 0, sizeof(*s));
+	if (n < 1 || rows < 1)
+		return -EINVAL;
+	for (int i = 0; i < n; i++) {
+		k = plans[i].k > k ? plans[i].k : k;
+		m = plans[i].m > m ? plans[i].m : m;
+	}
+	if (k < 1 || m < 1 || (uint64_t)rows * (uint64_t)k > SIZE_MAX / 8 ||
+	    (uint64_t)rows * (uint64_t)m > SIZE_MAX / 8 / sizeof(int32_t))
+		return -EINVAL;
+	s->q_bytes = (size_t)rows * (size_t)k;
+	s->acc_bytes = sizeof(int32_t) * (size_t)rows * (size_t)m;
+	s->scale_bytes = sizeof(float) * (size_t)rows;
+	return 0;
+}
+
 /* ---- graphs ---- */
 
 int gpu_graph_cache_init(struct gpu_graph_cache *c, int cap)

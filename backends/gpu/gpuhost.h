@@ -100,6 +100,59 @@ size_t gpu_align_up(size_t n, size_t a);
  * sizes overflow. */
 int gpu_layout_plan(struct gpu_layout *l, int rows, int in_dim, int out_dim);
 
+/* ---- INT8 (cuBLASLt) ---- */
+
+/*
+ * cuBLASLt runs s8 x s8 -> s32 on the tensor cores (IMMA) in the regular
+ * column-major order only as "TN" (A transposed, B not) with m and k
+ * multiples of 4, leading dimensions multiples of 4 and 4-byte aligned
+ * pointers (16 preferred); Hopper has no IMMA-specific orders.  The layer
+ * y[n][out] = q(x)[n][in] . W[out][in]^T is exactly that with A = W (op
+ * T), B = q(x) (op N), m = out, k = in.  Rather than refuse a layer whose
+ * widths miss the multiples (digits' last layer is 10 wide), the backend
+ * pads: the weights to m x k with zero rows and columns, the quantized
+ * input rows to k with zeros, the s32 output rows to m; zeros add nothing
+ * to an integer dot product, so the answer is the unpadded one.
+ */
+#define GPU_Q8_PAD_K 16		/* s8 rows of 16 bytes: the preferred alignment */
+#define GPU_Q8_PAD_M 4		/* s32 rows of 16 bytes already */
+/* k * 127 * 127 must fit the s32 accumulator: INT32_MAX / 16129 */
+#define GPU_Q8_MAX_K 133144
+
+/* One INT8 dense layer as cuBLASLt runs it. */
+struct gpu_q8_plan {
+	int out, in;		/* the layer's widths */
+	int m, k;		/* padded to GPU_Q8_PAD_M / GPU_Q8_PAD_K */
+	size_t w_bytes;		/* m x k s8 weights, row r = output channel r */
+};
+
+/*
+ * gpu_q8_plan - plan an INT8 dense layer out x in (weights [out][in]).
+ * 0, or -EINVAL with why (at most why_len bytes, NUL-terminated) saying
+ * what cuBLASLt cannot run: a width < 1, k past GPU_Q8_MAX_K (the s32
+ * sum could overflow), or sizes past what an int and size_t hold.
+ */
+int gpu_q8_plan(struct gpu_q8_plan *p, int out, int in, char *why, size_t why_len);
+/*
+ * gpu_q8_pack - w ([p->out][p->in] s8) into dst (p->w_bytes): row r is
+ * channel r's weights then zeros up to p->k; rows out..m-1 all zeros.
+ * Column-major, dst is cuBLASLt's A: k x m, ld k.
+ */
+void gpu_q8_pack(const struct gpu_q8_plan *p, const signed char *w, signed char *dst);
+
+/* Per-slot device scratch of an INT8 model, for its widest layer. */
+struct gpu_q8_scratch {
+	size_t q_bytes;		/* rows x max k s8: the quantized input */
+	size_t acc_bytes;	/* rows x max m s32: cuBLASLt's output */
+	size_t scale_bytes;	/* rows floats: each row's input scale */
+};
+
+/*
+ * gpu_q8_scratch - the scratch for n planned layers at rows rows.  0, or
+ * -EINVAL when n < 1, rows < 1 or a size overflows.
+ */
+int gpu_q8_scratch(const struct gpu_q8_plan *plans, int n, int rows, struct gpu_q8_scratch *s);
+
 /* ---- graphs ---- */
 
 /* What a graph is captured for: one model on one slot at one bucket in

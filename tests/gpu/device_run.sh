@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/device_run.sh - everything a lent GPU machine should run, in one
-# go, bounded to about 8 minutes: build, generate mlp-large, gpu-check,
-# bench-gpu.  Written for a fresh copy of the working tree on a machine with
+# go, bounded to about 8 minutes: build, generate mlp-large, gpu-check
+# (FP32/TF32 against the CPU backend, then INT8 through cuBLASLt against
+# model_forward_ref and INT8 vs FP32 throughput at batch 64), bench-gpu.  Written for a fresh copy of the working tree on a machine with
 # a device (an H200, 16 cores, no network); results go to $OUT:
 #
 #   $OUT/summary.md       what ran, exit codes, device, the gpu-check table
@@ -55,8 +56,10 @@ step build 180 make -j"$J" all build/tests/gpu_check
 grep -qw cuda "$OUT/logs/version.log" && CUDA_IN=yes || CUDA_IN=no
 echo "- infergw --version: $(head -2 "$OUT/logs/version.log" | tr '\n' ' ') (cuda built in: $CUDA_IN)" >>"$S"
 step models 60 make models
-# 3. the device check: every batch size 1..256, FP32/TF32, graphs on/off
-step gpu_check 150 ./build/tests/gpu_check --csv "$OUT/gpu_check.csv"
+# 3. the device check: every batch size 1..256, FP32/TF32, graphs on/off;
+#    then mlp-large's INT8 variant (quantized inside the check) on gpu0
+#    against the float64 INT8 reference, and its speed against FP32
+step gpu_check 210 ./build/tests/gpu_check --csv "$OUT/gpu_check.csv"
 GC_RC=$?
 cp "$OUT/logs/gpu_check.log" "$OUT/gpu_check.txt"
 # 4. through the gateway: smaller rounds than the defaults, to fit the time
@@ -79,6 +82,13 @@ fi
 	echo
 	echo '```'
 	head -120 "$OUT/gpu_check.txt"
+	echo '```'
+	echo
+	echo "INT8 (cuBLASLt) part of gpu_check:"
+	echo
+	echo '```'
+	sed -n '/^int8: /,/^model .*INT8 through/p' "$OUT/gpu_check.txt" | head -40
+	grep -E '^MISMATCH .*int8' "$OUT/gpu_check.txt" | head -10
 	echo '```'
 	echo
 	[ -f "$OUT/bench_gpu.md" ] && cat "$OUT/bench_gpu.md"

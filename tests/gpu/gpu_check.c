@@ -27,6 +27,26 @@
  * 2 usage or setup error; 77 "skipped: ..." when the GPU backend cannot
  * open (no device) or the binary is built without CUDA.
  *
+ * INT8 (after the FP32 checks; --no-int8 leaves it out): the model's INT8
+ * variant (--int8-model DIR, or made here by quant_model, what
+ * build/infergw-quantize runs, into a temporary directory) is loaded on
+ * the first GPU backend beside the FP32 model and run for batch sizes 1,
+ * 7, 64, 129 and 256 (up to --max-rows), output poisoned as above, against
+ * model_forward_ref's INT8 reference (float64, the backends' quantization).
+ * Passes when the argmax is the reference's on at least --int8-agree
+ * (0.99) of the rows and no probability is further than --tol-int8 (1e-2)
+ * from it.  Why those limits: the device quantizes with the reference's
+ * own arithmetic (backends/gpu/gpuq8.h, checked bit for bit in
+ * test_gpuhost) and sums s8 products exactly, so a correct path differs
+ * only by its last layer in float32 and a float softmax (~1e-6); an
+ * activation one ulp apart (a contraction, a library's rounding) can
+ * still put a value near a .5 boundary one step apart, which moves a
+ * probability by far less than 1e-2 and flips only near-tied rows; a
+ * wrong layout, scale axis or padding moves rows by O(1) and most
+ * argmaxes.  Then INT8 against FP32 throughput at batch 64 on the same
+ * backend (p50 of --iters; FP32 with and without graphs, INT8 never uses
+ * graphs).
+ *
  * --dut cpu runs the whole harness with CPU backends in place of the GPU
  * ones (math and graph flags then mean nothing): how the harness itself is
  * tested on a machine without a device.
@@ -50,6 +70,7 @@
 #include "backend.h"
 #include "infer.h"
 #include "model/model.h"
+#include "model/quant.h"
 
 #define EXIT_SKIP 77
 #define POISON 0x7fc0deadu	/* a quiet NaN no computation produces */
@@ -64,6 +85,9 @@ struct opts {
 	uint64_t seed;
 	double tol_fp32, tol_tf32, tol_graph;
 	const char *csv;
+	bool no_int8;
+	const char *int8_dir;	/* NULL: made from model_dir */
+	double int8_agree, tol_int8;
 };
 
 /* One backend under test (or the CPU reference) and what it showed. */
@@ -617,6 +641,218 @@ free_bufs:
 	}
 }
 
+/* ---- INT8 ----------------------------------------------------------- */
+
+/* The temporary INT8 directory made by int8_make, removed at exit. */
+static char int8_tmp[64];
+
+static void int8_rm_tmp(void)
+{
+	char path[sizeof(int8_tmp) + 32];
+
+	if (!int8_tmp[0])
+		return;
+	snprintf(path, sizeof(path), "%s/model.yaml", int8_tmp);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/model.safetensors", int8_tmp);
+	unlink(path);
+	rmdir(int8_tmp);
+	int8_tmp[0] = '\0';
+}
+
+/* The INT8 model to check: --int8-model, or quant_model(model_dir) into a
+ * temporary directory.  NULL with the reason printed. */
+static struct model *int8_load(const struct opts *o)
+{
+	struct quant_opts qo = { .force = true };
+	const char *dir = o->int8_dir;
+	char *err = NULL;
+	struct model *m8;
+
+	if (!dir) {
+		snprintf(int8_tmp, sizeof(int8_tmp), "/tmp/gpu_check_int8_XXXXXX");
+		if (!mkdtemp(int8_tmp)) {
+			printf("FAILED: int8: mkdtemp: %s\n", strerror(errno));
+			int8_tmp[0] = '\0';
+			return NULL;
+		}
+		atexit(int8_rm_tmp);
+		if (quant_model(o->model_dir, int8_tmp, &qo, &err)) {
+			printf("FAILED: int8: quantizing %s: %s\n", o->model_dir, err);
+			free(err);
+			return NULL;
+		}
+		dir = int8_tmp;
+	}
+	m8 = model_load(dir, &err);
+	if (!m8) {
+		printf("FAILED: int8: %s: %s\n", dir, err);
+		free(err);
+		return NULL;
+	}
+	if (m8->variant != VARIANT_INT8) {
+		printf("FAILED: int8: %s is not an INT8 model (variant %s)\n", dir,
+		       model_variant_name(m8->variant));
+		model_free(m8);
+		return NULL;
+	}
+	return m8;
+}
+
+/* What the INT8 rows showed against the reference. */
+struct int8_stats {
+	long rows, agree;
+	double max_abs;
+};
+
+/*
+ * int8_compare - got (rows x out_dim + a guard row) against the float64
+ * reference: nothing left poisoned or written past the rows, every value
+ * finite (a mismatch each), argmax agreement and the largest |got - want|
+ * into st.
+ */
+static void int8_compare(const char *label, const struct model *m8, const float *got,
+			 const double *want, int rows, struct int8_stats *st)
+{
+	int od = m8->out_dim, bad = 0;
+
+	for (int c = 0; c < od; c++)
+		if (!poisoned(got[(size_t)rows * od + c])) {
+			mismatch("%s int8 rows=%d: wrote past its rows (guard col %d)", label, rows, c);
+			break;
+		}
+	for (int r = 0; r < rows; r++) {
+		const float *g = got + (size_t)r * od;
+		const double *w = want + (size_t)r * od;
+		int ag = 0, aw = 0;
+
+		for (int c = 0; c < od; c++) {
+			if (poisoned(g[c]) || !isfinite(g[c])) {
+				if (bad++ < 3)
+					mismatch("%s int8 rows=%d: row %d col %d %s", label, rows, r, c,
+						 poisoned(g[c]) ? "not written" : "not finite");
+				continue;
+			}
+			if (fabs(g[c] - w[c]) > st->max_abs)
+				st->max_abs = fabs(g[c] - w[c]);
+			ag = g[c] > g[ag] ? c : ag;
+			aw = w[c] > w[aw] ? c : aw;
+		}
+		st->rows++;
+		st->agree += ag == aw;
+	}
+}
+
+/* p50 of `iters` runs of rows rows of m on d (after two untimed ones), ms;
+ * 0 when a run failed (a mismatch was printed). */
+static double int8_time(const struct opts *o, struct dut *d, const struct model *m, int rows,
+			float *in, float *out)
+{
+	uint64_t t[1000];
+
+	for (int i = 0; i < 2 + o->iters; i++) {
+		uint64_t ns;
+
+		fill_random(in, (size_t)rows * m->in_dim);
+		ns = run_one(d, m, 0, in, out, rows, false);
+		if (!ns)
+			return 0;
+		if (i >= 2)
+			t[i - 2] = ns;
+	}
+	qsort(t, (size_t)o->iters, sizeof(t[0]), cmp_u64);
+	return t[o->iters / 2] / 1e6;
+}
+
+/*
+ * check_int8 - the INT8 variant of m on duts[0] (beside m) against
+ * model_forward_ref, then INT8 vs FP32 throughput at batch 64.  Mismatches
+ * are counted as everywhere else.
+ */
+static void check_int8(const struct opts *o, const struct model *m, struct dut *duts, int n_duts)
+{
+	static const int sizes[] = { 1, 7, 64, 129, 256 };
+	struct int8_stats st = { 0, 0, 0 };
+	struct dut *d = &duts[0];
+	struct model *m8;
+	float *in = NULL, *got = NULL;
+	double *want = NULL;
+	char *err = NULL;
+	int maxr = o->max_rows < d->max_batch ? o->max_rows : d->max_batch, bt;
+
+	if (!(m8 = int8_load(o))) {
+		mismatches++;
+		return;
+	}
+	if (d->be.ops->load_model(&d->be, m8, &err)) {
+		mismatch("%s: load_model %s: %s", d->label, m8->name, err);
+		free(err);
+		model_free(m8);
+		return;
+	}
+	in = malloc(sizeof(float) * (size_t)maxr * m8->in_dim);
+	got = malloc(sizeof(float) * (size_t)(maxr + 1) * m8->out_dim);
+	want = malloc(sizeof(double) * (size_t)maxr * m8->out_dim);
+	if (!in || !got || !want) {
+		mismatch("int8: out of memory");
+		goto out;
+	}
+	printf("\nint8: %s (%s) on %s, against model_forward_ref's INT8 reference\n", m8->name,
+	       o->int8_dir ? o->int8_dir : "made by quant_model", d->label);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		int n = sizes[k];
+
+		if (n > maxr)
+			continue;
+		fill_random(in, (size_t)n * m8->in_dim);
+		model_forward_ref(m8, in, n, want);
+		/* twice: the first run of a bucket may differ in what it sets up */
+		for (int run = 0; run < 2; run++) {
+			if (!run_one(d, m8, 0, in, got, n, true))
+				goto out;
+			int8_compare(d->label, m8, got, want, n, &st);
+		}
+	}
+	printf("int8: %ld rows, argmax agreement %.4f (limit %.2f), max |p - ref| %.3g (limit %.0e)\n",
+	       st.rows, st.rows ? (double)st.agree / st.rows : 0.0, o->int8_agree, st.max_abs,
+	       o->tol_int8);
+	if (st.rows == 0 || (double)st.agree < o->int8_agree * st.rows)
+		mismatch("%s int8: argmax agreement %ld of %ld rows, below %.2f", d->label, st.agree,
+			 st.rows, o->int8_agree);
+	if (st.max_abs > o->tol_int8)
+		mismatch("%s int8: max |p - ref| %.3g > %.0e", d->label, st.max_abs, o->tol_int8);
+
+	/* throughput, batch 64 (or what fits): FP32 with graphs (duts[0]),
+	 * without (duts[1]), INT8 (duts[0], never graphs) */
+	bt = maxr < 64 ? maxr : 64;
+	{
+		double f32 = int8_time(o, d, m, bt, in, got);
+		double f32ng = n_duts > 1 ? int8_time(o, &duts[1], m, bt, in, got) : 0;
+		double i8 = int8_time(o, d, m8, bt, in, got);
+
+		printf("\n| batch %d, p50 of %d | ms | rows/s | INT8 speed-up |\n|---|---:|---:|---:|\n",
+		       bt, o->iters);
+		if (f32 > 0)
+			printf("| FP32 %s | %.3f | %.0f | %.2fx |\n", d->label, f32, bt / (f32 / 1e3),
+			       i8 > 0 ? f32 / i8 : 0.0);
+		if (f32ng > 0)
+			printf("| FP32 %s | %.3f | %.0f | %.2fx |\n", duts[1].label, f32ng,
+			       bt / (f32ng / 1e3), i8 > 0 ? f32ng / i8 : 0.0);
+		if (i8 > 0)
+			printf("| INT8 %s (no graphs) | %.3f | %.0f | |\n", d->label, i8,
+			       bt / (i8 / 1e3));
+		printf("model %s: %.3g MFLOP/row; INT8 through %s\n", m->name,
+		       m->flops_per_row / 1e6,
+		       o->dut_cpu ? "the CPU backend (stand-in)" : "cuBLASLt");
+	}
+out:
+	d->be.ops->unload_model(&d->be, m8);
+	free(in);
+	free(got);
+	free(want);
+	model_free(m8);
+}
+
 /* ---- report ----------------------------------------------------------- */
 
 static bool shown(int n)
@@ -678,6 +914,7 @@ static void usage(void)
 		"usage: gpu_check [--model DIR] [--max-rows N] [--iters K] [--device D]\n"
 		"                 [--streams S] [--cpu-threads T] [--seed S] [--csv FILE]\n"
 		"                 [--tol-fp32 X] [--tol-tf32 X] [--tol-graph X] [--dut gpu|cpu]\n"
+		"                 [--no-int8] [--int8-model DIR] [--int8-agree F] [--tol-int8 X]\n"
 		"       gpu_check --self-test   (the comparison catches what it should)\n"
 		"  --model: default config/models/mlp-large when present (make models), else\n"
 		"  config/models/digits; --max-rows: batch sizes 1..N (default 256)\n");
@@ -691,7 +928,9 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		{ "device", 1, 0, 'd' }, { "streams", 1, 0, 's' }, { "cpu-threads", 1, 0, 't' },
 		{ "seed", 1, 0, 'S' }, { "csv", 1, 0, 'c' }, { "tol-fp32", 1, 0, 'F' },
 		{ "tol-tf32", 1, 0, 'T' }, { "tol-graph", 1, 0, 'G' }, { "dut", 1, 0, 'D' },
-		{ "self-test", 0, 0, 'X' }, { "help", 0, 0, 'h' }, { 0, 0, 0, 0 },
+		{ "self-test", 0, 0, 'X' }, { "help", 0, 0, 'h' }, { "no-int8", 0, 0, 'N' },
+		{ "int8-model", 1, 0, 'I' }, { "int8-agree", 1, 0, 'A' }, { "tol-int8", 1, 0, 'Q' },
+		{ 0, 0, 0, 0 },
 	};
 	struct stat sb;
 	long np = sysconf(_SC_NPROCESSORS_ONLN);
@@ -699,6 +938,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 
 	*o = (struct opts){ .max_rows = 256, .iters = 5, .streams = 4, .seed = 1,
 			    .tol_fp32 = 1e-5, .tol_tf32 = 1e-3, .tol_graph = 1e-6,
+			    .int8_agree = 0.99, .tol_int8 = 1e-2,
 			    .cpu_threads = np < 1 ? 1 : np > 16 ? 16 : (int)np };
 	while ((c = getopt_long(argc, argv, "h", lo, NULL)) != -1) {
 		switch (c) {
@@ -714,6 +954,10 @@ static void parse_opts(int argc, char **argv, struct opts *o)
 		case 'T': o->tol_tf32 = atof(optarg); break;
 		case 'G': o->tol_graph = atof(optarg); break;
 		case 'X': exit(self_test());
+		case 'N': o->no_int8 = true; break;
+		case 'I': o->int8_dir = optarg; break;
+		case 'A': o->int8_agree = atof(optarg); break;
+		case 'Q': o->tol_int8 = atof(optarg); break;
 		case 'D':
 			if (strcmp(optarg, "gpu") && strcmp(optarg, "cpu"))
 				usage();
@@ -846,6 +1090,8 @@ int main(int argc, char **argv)
 				if (sizes[k] <= o.max_rows && sizes[k] <= duts[i].max_batch)
 					check_streams(&ref, &duts[i], m, sizes[k]);
 		print_table(&o, m, &ref, duts, n_duts);
+		if (!o.no_int8 && n_duts > 0)
+			check_int8(&o, m, duts, n_duts);
 	}
 	rc = mismatches || n <= o.max_rows ? 1 : 0;
 	printf("%s: %d mismatches\n", rc ? "FAILED" : "passed", mismatches);

@@ -6,7 +6,10 @@
  * refuses submits (-ENODEV), and a sticky error on a batch fails its
  * slices over and takes the backend down (gpuhost's completion on a fake
  * batch).  With a device it also runs digits against model_forward_ref,
- * graphs on and off, and drives the sticky path through be_gpu_inject.
+ * graphs on and off, and drives the sticky path through be_gpu_inject;
+ * and digits-int8 (made here by quant_model) through cuBLASLt against
+ * model_forward_ref's INT8 reference, and a layer cuBLASLt cannot run
+ * refused at load naming it.
  * tests/gpu/ compares every batch size with the CPU backend.
  */
 #define _GNU_SOURCE
@@ -26,6 +29,7 @@
 #include "backend.h"
 #include "infer.h"
 #include "model/model.h"
+#include "model/quant.h"
 #include "gpu/gpu.h"
 #include "gpu/gpuhost.h"
 
@@ -273,6 +277,109 @@ static void check_digits(bool graphs)
 }
 #endif
 
+#ifdef USE_CUDA
+/*
+ * digits-int8 on the GPU against model_forward_ref: the device quantizes
+ * with the reference's arithmetic (gpuq8.h) and sums s8 products exactly,
+ * so only the last layer's float32 and the float softmax differ: 1e-5
+ * absolute and the same argmax on every row.  Then a model whose layer
+ * cuBLASLt cannot run in INT8 (input wider than the s32 bound) is refused
+ * with the layer's name, and the digits one still serves.
+ */
+static void check_digits_int8(void)
+{
+	char dir[] = "/tmp/test_be_gpu_q8_XXXXXX", *err = NULL, path[64];
+	struct quant_opts qo = { .force = true };
+	struct backend be = { .ops = &be_gpu_ops };
+	struct model *m, wide = { 0 };
+	struct layer wl = { 0 };
+	int rows = 37, st, in_w = GPU_Q8_MAX_K + 1;
+	float *in, *out, *ws;
+	signed char *qw;
+	double *ref;
+
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(quant_model(DIGITS, dir, &qo, &err), 0);
+	m = model_load(dir, &err);
+	assert_non_null(m);
+	be.conf.name = "gpu0";
+	be.conf.slots = 2;
+	be.conf.gpu.graphs = true;
+	assert_int_equal(be_gpu_ops.open(&be, &be.conf, &err), 0);
+	assert_int_equal(be_gpu_ops.load_model(&be, m, &err), 0);
+	in = calloc((size_t)rows * m->in_dim, sizeof(float));
+	out = calloc((size_t)rows * m->out_dim, sizeof(float));
+	ref = calloc((size_t)rows * m->out_dim, sizeof(double));
+	for (int i = 0; i < rows * m->in_dim; i++)
+		in[i] = (float)((i * 7919) % 17);
+	model_forward_ref(m, in, rows, ref);
+	for (int k = 0; k < 3; k++) {
+		for (int i = 0; i < rows * m->out_dim; i++)
+			out[i] = NAN;
+		assert_int_equal(run_rows(&be, m, in, out, rows, &st), 0);
+		assert_int_equal(st, 0);
+		for (int r = 0; r < rows; r++) {
+			int am = 0, wm = 0;
+
+			for (int c = 0; c < m->out_dim; c++) {
+				int i = r * m->out_dim + c;
+
+				assert_true(fabs(out[i] - ref[i]) <= 1e-5);
+				am = out[i] > out[r * m->out_dim + am] ? c : am;
+				wm = ref[i] > ref[r * m->out_dim + wm] ? c : wm;
+			}
+			assert_int_equal(am, wm);
+		}
+	}
+	/* refused at load, naming the layer; the backend stays up */
+	qw = calloc((size_t)in_w * 4, 1);
+	ws = calloc(4, sizeof(float));
+	assert_non_null(qw);
+	for (int i = 0; i < 4; i++)
+		ws[i] = 1.0f;
+	wl = (struct layer){ .kind = LAYER_DENSE, .in = in_w, .out = 4, .qweight = (int8_t *)qw,
+			     .wscale = ws };
+	wide = (struct model){ .name = "wide-int8", .in_dim = in_w, .out_dim = 4, .n_layers = 1,
+			       .layers = &wl, .max_width = in_w, .variant = VARIANT_INT8 };
+	assert_int_equal(be_gpu_ops.load_model(&be, &wide, &err), -EINVAL);
+	fprintf(stderr, "refused: %s\n", err);
+	assert_non_null(strstr(err, "model wide-int8: layers[0]"));
+	assert_non_null(strstr(err, "overflow"));
+	free(err);
+	assert_int_equal(be_state_get(&be), BE_UP);
+	assert_int_equal(run_rows(&be, m, in, out, 5, &st), 0);
+	assert_int_equal(st, 0);
+	be_gpu_ops.unload_model(&be, m);
+	be_gpu_ops.close(&be);
+	free(qw);
+	free(ws);
+	free(in);
+	free(out);
+	free(ref);
+	model_free(m);
+	snprintf(path, sizeof(path), "%s/model.yaml", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/labels.txt", dir);
+	unlink(path);
+	rmdir(dir);
+}
+#endif
+
+/* With a device: digits-int8 through cuBLASLt against the INT8 reference,
+ * and the refusal of a layer it cannot run. */
+static void test_device_digits_int8(void **state)
+{
+#ifndef USE_CUDA
+	skip();
+#else
+	if (!have_device())
+		skip();
+	check_digits_int8();
+#endif
+}
+
 /* With a device: digits against the float64 reference, graphs on/off,
  * then the injected sticky error. */
 static void test_device_digits(void **state)
@@ -295,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_submit_down),
 		cmocka_unit_test(test_sticky_on_fake_batch),
 		cmocka_unit_test(test_device_digits),
+		cmocka_unit_test(test_device_digits_int8),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,13 @@
 #include "backend.h"
 #include "infer.h"
 #include "gpu/gpuhost.h"
+#include "gpu/gpuq8.h"
+#include "model/model.h"
+#include "model/quant.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <unistd.h>
 
 static void test_buckets(void **state)
 {
@@ -358,6 +365,275 @@ static void test_settle_down_once(void **state)
 		assert_int_equal(f.sl[i].status, BE_RETRY);
 }
 
+/* ---- INT8 ---- */
+
+static void test_q8_plan(void **state)
+{
+	struct gpu_q8_plan p;
+	char why[160];
+
+	/* digits-int8: 64 -> 64 -> 10; the 10 pads to 12, not refused */
+	assert_int_equal(gpu_q8_plan(&p, 64, 64, why, sizeof(why)), 0);
+	assert_int_equal(p.m, 64);
+	assert_int_equal(p.k, 64);
+	assert_int_equal(p.w_bytes, 64 * 64);
+	assert_int_equal(gpu_q8_plan(&p, 10, 64, why, sizeof(why)), 0);
+	assert_int_equal(p.m, 12);
+	assert_int_equal(p.k, 64);
+	assert_int_equal(p.out, 10);
+	assert_int_equal(p.in, 64);
+	assert_int_equal(p.w_bytes, 12 * 64);
+	assert_int_equal(gpu_q8_plan(&p, 1, 1, why, sizeof(why)), 0);
+	assert_int_equal(p.m, 4);
+	assert_int_equal(p.k, 16);
+	/* mlp-large's widths are multiples already */
+	assert_int_equal(gpu_q8_plan(&p, 4096, 1024, why, sizeof(why)), 0);
+	assert_int_equal(p.m, 4096);
+	assert_int_equal(p.k, 1024);
+	/* cuBLASLt's constraints, whatever the widths */
+	for (int out = 1; out < 70; out += 3)
+		for (int in = 1; in < 70; in += 5) {
+			assert_int_equal(gpu_q8_plan(&p, out, in, why, sizeof(why)), 0);
+			assert_int_equal(p.m % 4, 0);
+			assert_int_equal(p.k % 4, 0);
+			assert_int_equal(p.k % GPU_Q8_PAD_K, 0);
+			assert_true(p.m >= out && p.m < out + GPU_Q8_PAD_M);
+			assert_true(p.k >= in && p.k < in + GPU_Q8_PAD_K);
+		}
+	/* the s32 accumulator bound: 133136 (a multiple of 16) is the widest */
+	assert_int_equal(gpu_q8_plan(&p, 8, 133136, why, sizeof(why)), 0);
+	assert_true((int64_t)p.k * 127 * 127 <= INT32_MAX);
+	assert_int_equal(gpu_q8_plan(&p, 8, 133137, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "overflow"));
+	assert_int_equal(gpu_q8_plan(&p, 0, 8, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, ">= 1"));
+	assert_int_equal(gpu_q8_plan(&p, 8, -1, why, sizeof(why)), -EINVAL);
+	assert_int_equal(gpu_q8_plan(&p, INT32_MAX, 16, why, sizeof(why)), -EINVAL);
+	assert_non_null(strstr(why, "too large"));
+}
+
+static void test_q8_pack(void **state)
+{
+	struct gpu_q8_plan p;
+	signed char w[3 * 5], dst[4 * 16];
+	char why[160];
+
+	for (int i = 0; i < 15; i++)
+		w[i] = (signed char)(i - 7);
+	assert_int_equal(gpu_q8_plan(&p, 3, 5, why, sizeof(why)), 0);
+	assert_int_equal(p.w_bytes, sizeof(dst));
+	memset(dst, 0x55, sizeof(dst));
+	gpu_q8_pack(&p, w, dst);
+	for (int r = 0; r < 4; r++)
+		for (int c = 0; c < 16; c++)
+			assert_int_equal(dst[r * 16 + c], r < 3 && c < 5 ? w[r * 5 + c] : 0);
+}
+
+static void test_q8_scratch(void **state)
+{
+	struct gpu_q8_plan p[3];
+	struct gpu_q8_scratch s;
+	char why[160];
+
+	assert_int_equal(gpu_q8_plan(&p[0], 4096, 1024, why, sizeof(why)), 0);
+	assert_int_equal(gpu_q8_plan(&p[1], 4096, 4096, why, sizeof(why)), 0);
+	assert_int_equal(gpu_q8_plan(&p[2], 10, 4096, why, sizeof(why)), 0);
+	assert_int_equal(gpu_q8_scratch(p, 3, 256, &s), 0);
+	assert_int_equal(s.q_bytes, 256 * 4096);
+	assert_int_equal(s.acc_bytes, 4 * 256 * 4096);
+	assert_int_equal(s.scale_bytes, 4 * 256);
+	assert_int_equal(gpu_q8_scratch(p, 0, 256, &s), -EINVAL);
+	assert_int_equal(gpu_q8_scratch(p, 3, 0, &s), -EINVAL);
+}
+
+static uint64_t q8_rng = 88172645463325252ull;
+
+static float q8_frand(float lo, float hi)
+{
+	q8_rng ^= q8_rng << 13;
+	q8_rng ^= q8_rng >> 7;
+	q8_rng ^= q8_rng << 17;
+	return lo + (float)((q8_rng >> 40) / (double)(1 << 24)) * (hi - lo);
+}
+
+/* The device's element arithmetic (gpuq8.h, as compiled for the host) is
+ * model.h's, bit for bit: scale, rounding at the .5 boundaries, clamping,
+ * NaN and infinity, the dequantize. */
+static void test_q8_math(void **state)
+{
+	float row[64];
+	float edge[] = { 0.0f, -0.0f, 0.5f, -0.5f, 1.5f, -1.5f, 126.5f, -126.5f, 127.0f, 127.49f,
+			 127.5f, 200.0f, -1e30f, 1e-40f, NAN, INFINITY, -INFINITY };
+
+	/* edges at scale 1 and at a scale that makes them land on .5s */
+	for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+		assert_int_equal(gpu_q8_quant(edge[i], 1.0f), model_q8(edge[i], 1.0));
+		assert_int_equal(gpu_q8_quant(edge[i], 0.25f), model_q8(edge[i], 0.25));
+		assert_int_equal(gpu_q8_quant(edge[i], 3.0f), model_q8(edge[i], (double)3.0f));
+	}
+	assert_int_equal(gpu_q8_quant(NAN, 1.0f), 0);
+	assert_int_equal(gpu_q8_quant(1e30f, 1.0f), 127);
+	assert_int_equal(gpu_q8_quant(-1e30f, 1.0f), -127);
+	/* rows: random, with a NaN, with an infinity, all zero */
+	for (int t = 0; t < 2000; t++) {
+		float mx = 0, s;
+		double want;
+		int n = 1 + t % 64;
+
+		for (int j = 0; j < n; j++)
+			row[j] = t % 7 == 0 ? 0.0f : q8_frand(-3.0f, 3.0f) * (float)(1 + t % 13);
+		if (t % 11 == 1)
+			row[t % n] = NAN;
+		if (t % 17 == 2)
+			row[t % n] = -INFINITY;
+		for (int j = 0; j < n; j++)
+			mx = gpu_q8_absmax(mx, row[j]);
+		s = gpu_q8_scale(mx);
+		want = (float)model_q8_scale(row, (size_t)n);	/* the reference's float scale */
+		assert_true(s == (float)want);
+		for (int j = 0; j < n; j++)
+			assert_int_equal(gpu_q8_quant(row[j], s), model_q8(row[j], s));
+	}
+	/* dequantize: the reference's expression, then float */
+	for (int t = 0; t < 2000; t++) {
+		int acc = (int)q8_frand(-2e6f, 2e6f);
+		float s = q8_frand(1e-4f, 1.0f), ws = q8_frand(1e-4f, 0.1f), b = q8_frand(-1, 1);
+		double v = (double)acc * s * ws + (double)b;
+
+		assert_true(gpu_q8_dequant(acc, s, ws, b, 0) == (float)v);
+		assert_true(gpu_q8_dequant(acc, s, ws, b, 1) == (float)(v < 0 ? 0.0 : v));
+		assert_true(gpu_q8_dequant(acc, s, ws, 0.0f, 0) == (float)((double)acc * s * ws + 0.0));
+	}
+}
+
+/*
+ * The whole INT8 pipeline as the device runs it, emulated on the host with
+ * the backend's own pieces: plans and packed (padded) weights, each row
+ * quantized into a k-wide buffer, the s32 product as cuBLASLt's TN
+ * reads its operands (A = packed weights, k x m col-major, op T; B = the
+ * quantized rows, k x n col-major; D m x n, ld m), dequantized into the
+ * next layer's float rows; then softmax.  Against model_forward_ref on
+ * digits-int8 (made here by quant_model): identical argmax, probabilities
+ * within float rounding.  Checks the padding, the packing and the operand
+ * order that the device build relies on.
+ */
+static void test_q8_pipeline(void **state)
+{
+	char dir[] = "/tmp/test_gpuhost_q8_XXXXXX", *err = NULL;
+	struct quant_opts qo = { .force = true };
+	struct model *m;
+	int rows = 40;
+
+	assert_non_null(mkdtemp(dir));
+	if (quant_model("config/models/digits", dir, &qo, &err)) {
+		fprintf(stderr, "quant_model: %s\n", err);
+		fail();
+	}
+	m = model_load(dir, &err);
+	assert_non_null(m);
+	assert_int_equal(m->variant, VARIANT_INT8);
+	{
+		float *in = malloc(sizeof(float) * (size_t)rows * m->in_dim);
+		double *ref = malloc(sizeof(double) * (size_t)rows * m->out_dim);
+		float *a = malloc(sizeof(float) * (size_t)rows * m->max_width);
+		float *b = malloc(sizeof(float) * (size_t)rows * m->max_width);
+		int width = m->in_dim;
+
+		for (int i = 0; i < rows * m->in_dim; i++)	/* pixels 0..16, some rows scaled */
+			in[i] = (float)(int)q8_frand(0, 17) * (i / m->in_dim % 3 == 0 ? 0.37f : 1.0f);
+		memcpy(a, in, sizeof(float) * (size_t)rows * m->in_dim);
+		model_forward_ref(m, in, rows, ref);
+		for (int li = 0; li < m->n_layers; li++) {
+			const struct layer *l = &m->layers[li];
+			struct gpu_q8_plan p;
+			signed char *w, *q;
+			int32_t *acc;
+			float *rs;
+			char why[160];
+
+			if (l->kind == LAYER_SOFTMAX)
+				continue;
+			assert_int_equal(gpu_q8_plan(&p, l->out, l->in, why, sizeof(why)), 0);
+			w = malloc(p.w_bytes);
+			q = malloc((size_t)rows * p.k);
+			acc = malloc(sizeof(int32_t) * (size_t)rows * p.m);
+			rs = malloc(sizeof(float) * (size_t)rows);
+			gpu_q8_pack(&p, (const signed char *)l->qweight, w);
+			for (int r = 0; r < rows; r++) {	/* the quantize kernel */
+				const float *x = a + (size_t)r * l->in;
+				float mx = 0;
+
+				for (int j = 0; j < l->in; j++)
+					mx = gpu_q8_absmax(mx, x[j]);
+				rs[r] = l->in_scale > 0 ? l->in_scale : gpu_q8_scale(mx);
+				for (int j = 0; j < p.k; j++)
+					q[(size_t)r * p.k + j] = j < l->in ? gpu_q8_quant(x[j], rs[r]) : 0;
+			}
+			for (int r = 0; r < rows; r++)	/* cublasLtMatmul, TN */
+				for (int i = 0; i < p.m; i++) {
+					int32_t s = 0;
+
+					for (int kk = 0; kk < p.k; kk++)
+						s += (int32_t)w[kk + (size_t)i * p.k] *
+						     q[kk + (size_t)r * p.k];
+					acc[i + (size_t)r * p.m] = s;
+				}
+			for (int r = 0; r < rows; r++)	/* the dequantize kernel */
+				for (int c = 0; c < l->out; c++)
+					b[(size_t)r * l->out + c] =
+						gpu_q8_dequant(acc[c + (size_t)r * p.m], rs[r], l->wscale[c],
+							       l->bias ? l->bias[c] : 0.0f,
+							       l->act == ACT_RELU);
+			free(w);
+			free(q);
+			free(acc);
+			free(rs);
+			{
+				float *t = a;
+
+				a = b;
+				b = t;
+			}
+			width = l->out;
+		}
+		assert_int_equal(width, m->out_dim);
+		for (int r = 0; r < rows; r++) {
+			const float *x = a + (size_t)r * width;
+			const double *want = ref + (size_t)r * width;
+			double mx = x[0], sum = 0, p[64];
+			int am = 0, wm = 0;
+
+			for (int j = 1; j < width; j++)
+				mx = x[j] > mx ? x[j] : mx;
+			for (int j = 0; j < width; j++)
+				sum += (p[j] = exp(x[j] - mx));
+			for (int j = 0; j < width; j++) {
+				p[j] /= sum;
+				assert_true(fabs(p[j] - want[j]) < 1e-6);
+				am = p[j] > p[am] ? j : am;
+				wm = want[j] > want[wm] ? j : wm;
+			}
+			assert_int_equal(am, wm);
+		}
+		free(in);
+		free(ref);
+		free(a);
+		free(b);
+	}
+	model_free(m);
+	{
+		char path[sizeof(dir) + 32];
+
+		snprintf(path, sizeof(path), "%s/model.yaml", dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/labels.txt", dir);
+		unlink(path);
+		rmdir(dir);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -369,6 +645,11 @@ int main(void)
 		cmocka_unit_test(test_sticky),
 		cmocka_unit_test(test_complete),
 		cmocka_unit_test(test_settle_down_once),
+		cmocka_unit_test(test_q8_plan),
+		cmocka_unit_test(test_q8_pack),
+		cmocka_unit_test(test_q8_scratch),
+		cmocka_unit_test(test_q8_math),
+		cmocka_unit_test(test_q8_pipeline),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
