@@ -148,7 +148,7 @@ struct backend_conf {
 	int fake_latency_us;	/* per batch */
 	int fake_fail_every;	/* every Nth batch fails retryably; 0 = never */
 	int fake_down_after;	/* state DOWN after N batches; 0 = never */
-	int fake_fp32_only;	/* refuse INT8 models at load, as the GPU backend does */
+	int fake_fp32_only;	/* refuse INT8 models at load, as a GPU backend does when cuBLASLt cannot run a layer */
 	struct be_remote_conf remote;	/* remote: its keys (pool deep-copied) */
 	struct be_gpu_conf gpu;		/* gpu: its keys */
 	struct be_batching *batching;	/* per hosted model overrides (deep-copied) */

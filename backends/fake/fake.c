@@ -176,7 +176,7 @@ static int be_fake_open(struct backend *be, const struct backend_conf *conf, cha
 
 static int be_fake_load_model(struct backend *be, const struct model *m, char **err)
 {
-	/* fp32_only: refuse INT8 as the GPU backend does (variants' tests) */
+	/* fp32_only: refuse INT8 as a GPU backend does when cuBLASLt cannot run a layer (variants' tests) */
 	if (be->conf.fake_fp32_only && m->variant != VARIANT_FP32) {
 		*err = be_strdupf("fake: model %s: variant %s not supported (fp32 only)", m->name,
 				  model_variant_name(m->variant));

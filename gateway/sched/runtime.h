@@ -43,7 +43,7 @@ struct rt_backend {
 	struct rt_model **models;	/* hosted, parallel to sched.qs: the backends[]
 					 * entry's models, then the variants it loaded */
 	int n_refused;
-	struct rt_model **refused;	/* variants it would not load (a GPU and INT8) */
+	struct rt_model **refused;	/* variants it would not load (a GPU whose cuBLASLt cannot run an INT8 layer) */
 	bool started;
 	_Atomic bool draining;		/* POST /admin/backends/{name}/drain */
 	char down_reason[160];		/* why it never started (open/load_model failed) */

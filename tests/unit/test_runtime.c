@@ -358,7 +358,7 @@ static void test_variants(void **state)
 	assert_int_equal(rt_live_count(), 0);
 }
 
-/* A backend that refuses INT8 at load (the GPU backend; here fake with
+/* A backend that refuses INT8 at load (a GPU backend whose cuBLASLt cannot run a layer; here fake with
  * fp32_only) stays up as an FP32-only candidate; a reload carries it over. */
 static void test_variant_refused(void **state)
 {
