@@ -437,8 +437,8 @@ static int rt_start_sched(const struct config *c, struct rt_backend *rb)
 /*
  * Load the variants vars[0..n_var) on rb (open, its models loaded): the
  * ones it takes are hosted after its models, the others (a GPU whose
- * cuBLASLt cannot run an INT8 layer) are kept as refused, so a reload sees the same request; refs
- * taken either way.  A variant never takes a backend down.
+ * cuBLASLt cannot run an INT8 layer) are kept as refused, so a reload
+ * sees the same request; refs taken either way.  A variant never takes a backend down.
  */
 static void rt_backend_variants(struct rt_backend *rb, struct rt_model **vars, int n_var)
 {
