@@ -31,7 +31,7 @@
 #        DN=4000 (digits requests per h2load run at any batch size: its rows
 #        cost little beside HTTP, so a run must be long enough in requests;
 #        1500 with BENCH_QUICK=1)
-#        C=1 M=4 ROUNDS=2 (h2load clients, streams per client, rounds)
+#        C=1 M=4 ROUNDS=3 (h2load clients, streams per client, rounds)
 set -u
 . "$(dirname "$0")/lib.sh"
 bench_init int8 "10. INT8 vs FP32: mlp-large and digits, raw oneDNN, CPU backend, gateway"
@@ -46,7 +46,7 @@ ROWS=${ROWS:-2048}
 if [ "${BENCH_QUICK:-0}" = 1 ]; then DN=${DN:-1500}; else DN=${DN:-4000}; fi
 C=${C:-1}
 M=${M:-4}
-ROUNDS=${ROUNDS:-2}
+ROUNDS=${ROUNDS:-3}
 MODEL="$BENCH_ROOT/config/models/mlp-large"
 DIGITS="$BENCH_ROOT/config/models/digits"
 Q8="$T/mlp-large-int8"
