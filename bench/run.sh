@@ -19,7 +19,9 @@
 #                          (skipped, with the reason, without a device)
 #   9. bench/dpdk.sh       the DPDK fast path: software ceiling per lcore and
 #                          stage cycles; UDP over veth vs HTTP/2 (root, DPDK build)
-#  10. bench/int8.sh       mlp-large INT8 vs FP32 at batch 1/8/64
+#  10. bench/int8.sh       INT8 vs FP32, digits and mlp-large: file sizes,
+#                          digits held-out accuracy, batch 1/8/64 through
+#                          the gateway and as raw oneDNN
 #  11. bench/sim/scale.sh  the simulator at 10,000 backends: requests per wall
 #                          second with the gateway's policy code
 #   (+ bench/grpc.sh when it exists: part `grpc`)

@@ -41,7 +41,7 @@ AREAS = (
     ("overload", "Overload (bench/overload.sh)", "goodput at 2x capacity, 429 latency"),
     ("reload", "Reloads (bench/reload.sh)", "POST /admin/reload duration"),
     ("remote", "Remote agents (bench/remote.sh)", "gateway -> infergw-agent vs in-process CPU"),
-    ("int8", "INT8 (bench/int8.sh)", "mlp-large INT8 vs FP32"),
+    ("int8", "INT8 (bench/int8.sh)", "digits and mlp-large INT8 vs FP32: size, accuracy, speed"),
     ("dpdk", "DPDK (bench/dpdk.sh)", "UDP fast path vs HTTP/2 (root and a DPDK build)"),
     ("gpu", "GPU (bench/gpu.sh)", "gpu0 vs cpu0 through the gateway (needs a device)"),
     ("sim", "Simulator (bench/sim/scale.sh)",
@@ -63,6 +63,8 @@ TARGETS = (
      ">= 0.95x", lambda v, r: v >= 0.95),
     ("sim.scale", "simulator: 10,000 backends x 10M requests, wall seconds", "not measured",
      "<= 60 s", lambda v, r: v <= 60 and (r.get("backends") or 0) >= 10000),
+    ("int8.gw_b64", "(issue 15) mlp-large INT8 / FP32 at batch 64 through the gateway",
+     "-", ">= 3.5x", lambda v, r: v >= 3.5),
 )
 
 
@@ -149,6 +151,75 @@ def area_lines(title, rs, max_rows=MAX_ROWS_PER_AREA, max_cmds=2):
     if tail:
         out.extend(["", " ".join(tail)])
     out.append("")
+    return out
+
+
+def fbytes(n):
+    for unit, k in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= k:
+            return "%.1f %s" % (n / k, unit)
+    return "%d B" % n
+
+
+def int8_lines(title, rs, max_cmds=2):
+    """The INT8 part (bench/int8.sh) as one table, model by row: file sizes,
+    digits accuracy, gateway and raw oneDNN INT8 / FP32 per batch size, and
+    the published claim beside them; then the backend ratios and the issue 15
+    target, met or not.  None when the rows are not int8.sh's (the generic
+    table then)."""
+    by = {r["key"]: r for r in rs}
+    batches = sorted(int(k[4:]) for k in by if re.fullmatch(r"gw_b\d+", k))
+    if not batches:
+        return None
+
+    def v(key, unit="x"):
+        r = by.get(key)
+        return fnum(r.get("value"), unit) if r and r.get("value") is not None else "-"
+
+    def per_batch(fmt):
+        return " / ".join(v(fmt % b) for b in batches)
+
+    def size(key):
+        r = by.get(key)
+        if not r or r.get("fp32") is None or r.get("int8") is None:
+            return "-"
+        return "%s -> %s (-%.0f%%)" % (fbytes(r["fp32"]), fbytes(r["int8"]),
+                                      100.0 * (1 - r["int8"] / r["fp32"]))
+
+    acc = "-"
+    if "digits_acc_fp32" in by and "digits_acc_int8" in by:
+        acc = " / ".join("%.2f%%" % (by[k].get("value") or 0)
+                         for k in ("digits_acc_fp32", "digits_acc_int8"))
+        if by.get("digits_agree"):
+            acc += " (%.2f%%)" % (by["digits_agree"].get("value") or 0)
+    bs = " / ".join(str(b) for b in batches)
+    claim = by.get("claim") or {}
+    out = ["### " + title, "",
+           "| model (INT8 variant) | size FP32 -> INT8 | digits held-out accuracy FP32 / INT8 "
+           "(agreement) | gateway INT8 / FP32, batch %s | raw oneDNN s8 / f32, batch %s |" % (bs, bs),
+           "|---|---:|---:|---:|---:|",
+           "| digits (dynamic) | %s | %s | %s | %s |" % (
+               size("size_digits"), acc, per_batch("digits_gw_b%d"), per_batch("digits_raw_b%d")),
+           "| mlp-large (dynamic) | %s | - (random weights) | %s | %s |" % (
+               size("size_mlp_large"), per_batch("gw_b%d"), per_batch("raw_b%d")),
+           "| mlp-large (calibrated) | same | - | %s | |" % per_batch("gw_static_b%d"),
+           "| published claim | -%s%% | < %s%% lost | %sx | about %sx at batch >= 8 |" % (
+               claim.get("size", 75), claim.get("acc_loss", 1.5), claim.get("speed", 3.2),
+               claim.get("raw", 3.9)),
+           ""]
+    text = ["CPU backend alone (be_cpu_ops, no HTTP) INT8 / FP32 at batch %s: digits %s, "
+            "mlp-large %s." % (bs, per_batch("digits_backend_b%d"), per_batch("backend_b%d"))]
+    t = [x for x in TARGETS if x[0] == "int8.gw_b64"]
+    r = by.get("gw_b64")
+    if t and r and r.get("value") is not None:
+        text.append("Target (issue 15, %s): %s, %s%s: **%s**." % (
+            t[0][3], fnum(r["value"], "x"),
+            ("spread %s, " % spread(r)) if spread(r) else "", "rounds %s" % rounds_cell(r),
+            "met" if t[0][4](r["value"], r) else "not met"))
+    cmds = [c for c in (by.get("gw_b64") or {}).get("cmd", "").splitlines() if c.strip()]
+    if cmds and max_cmds:
+        text.append("Command: `%s` (full report: every table)." % cmds[0].replace("`", "'"))
+    out.extend([" ".join(text), ""])
     return out
 
 
@@ -245,7 +316,8 @@ def write(rows_path, out_path, report=None, stamp=None, quick=False):
                                (2, 0), (1, 0)):
         body = ["## Areas", ""]
         for title, prs in ran:
-            body.extend(area_lines(title, prs, max_rows, max_cmds))
+            lines = int8_lines(title, prs, max_cmds) if prs[0]["part"] == "int8" else None
+            body.extend(lines or area_lines(title, prs, max_rows, max_cmds))
         if not_run:
             body.extend(["### Not run, or no figures", ""] + not_run + [""])
         out = head + body + tail

@@ -153,3 +153,66 @@ def test_summary_stays_short_with_many_rows(tmp_path):
     assert len(lines) < 150
     assert "## Targets (issue 18)" in lines and "## Machine" in lines
     assert any(l.startswith("### newpart2") for l in lines)
+
+
+def int8_rows(gw_b64):
+    """The rows bench/int8.sh hands over (issue 15's report), gw_b64 given."""
+    rs = [{"key": "size_digits", "value": 69.9, "unit": "%", "fp32": 19624, "int8": 5904},
+          {"key": "size_mlp_large", "value": 74.9, "unit": "%", "fp32": 100700736,
+           "int8": 25240384},
+          {"key": "digits_acc_fp32", "value": 97.21, "unit": "%"},
+          {"key": "digits_acc_int8", "value": 96.94, "unit": "%"},
+          {"key": "digits_agree", "value": 99.72, "unit": "%"},
+          {"key": "claim", "value": None, "note": "published claim", "size": 75, "speed": 3.2,
+           "acc_loss": 1.5, "raw": 3.9}]
+    for b, large, static, digits, raw in ((1, 4.7, 5.2, 0.96, 5.8), (8, 3.2, 4.3, 0.98, 5.7),
+                                          (64, gw_b64, 6.5, 1.1, 2.9)):
+        rs += [{"key": "gw_b%d" % b, "value": large, "unit": "x", "lo": large - 0.2,
+                "hi": large + 0.1, "rounds": 2, "fp32": 100, "int8": 100 * large,
+                "cmd": "build/bench/int8 -t 2 MLP" if b == 64 else None},
+               {"key": "gw_static_b%d" % b, "value": static, "unit": "x", "rounds": 2},
+               {"key": "digits_gw_b%d" % b, "value": digits, "unit": "x", "rounds": 2},
+               {"key": "backend_b%d" % b, "value": large + 1, "unit": "x"},
+               {"key": "raw_b%d" % b, "value": raw, "unit": "x"},
+               {"key": "digits_backend_b%d" % b, "value": 1.0, "unit": "x"},
+               {"key": "digits_raw_b%d" % b, "value": 1.2, "unit": "x"}]
+    return [dict({k: v for k, v in r.items() if v is not None}, part="int8") for r in rs]
+
+
+@pytest.mark.parametrize("gw_b64, met", [(3.79, "yes"), (1.63, "no")])
+def test_summary_int8_table_and_target(tmp_path, gw_b64, met):
+    """int8.sh's rows become one table (model by row: sizes, digits accuracy,
+    gateway and raw ratios per batch size, the published claim) and the
+    issue 15 target is marked in the targets table and the section; with
+    every other part reporting 12 figures the summary stays under 150 lines."""
+    rows_file = tmp_path / "rows.jsonl"
+    with open(rows_file, "w") as f:
+        for part in ("h2", "infer", "kernel", "payloads", "grpc", "overload", "reload", "remote",
+                     "dpdk", "gpu", "sim", "newpart1"):
+            for k in range(12):
+                f.write(json.dumps({"part": part, "key": "k%d" % k, "label": "figure %d" % k,
+                                    "value": 1.0 + k / 10, "unit": "x", "rounds": 5}) + "\n")
+        for r in int8_rows(gw_b64):
+            f.write(json.dumps(r) + "\n")
+    out = tmp_path / "RESULTS.md"
+    run([os.path.join(BENCH, "summary.py"), "write", str(rows_file), str(out)])
+    lines = out.read_text().splitlines()
+    assert len(lines) < 150
+    target = [l for l in lines if l.startswith("| (issue 15) mlp-large INT8 / FP32")][0]
+    assert "**%.2fx**" % gw_b64 in target and target.rstrip().endswith("| %s |" % met)
+    i = lines.index("### INT8 (bench/int8.sh)")
+    sec = lines[i:i + 12]
+    assert "batch 1 / 8 / 64" in sec[2]
+    digits = [l for l in sec if l.startswith("| digits (dynamic)")][0]
+    assert "19.6 kB -> 5.9 kB (-70%)" in digits
+    assert "97.21% / 96.94% (99.72%)" in digits
+    assert "0.96x / 0.98x / 1.10x" in digits and "1.20x / 1.20x / 1.20x" in digits
+    large = [l for l in sec if l.startswith("| mlp-large (dynamic)")][0]
+    assert "100.7 MB -> 25.2 MB (-75%)" in large
+    assert "4.70x / 3.20x / %.2fx" % gw_b64 in large and "5.80x / 5.70x / 2.90x" in large
+    assert [l for l in sec if l.startswith("| mlp-large (calibrated)")][0].count("6.50x") == 1
+    claim = [l for l in sec if l.startswith("| published claim")][0]
+    assert "-75%" in claim and "< 1.5% lost" in claim and "3.2x" in claim and "3.9x" in claim
+    text = [l for l in sec if l.startswith("CPU backend alone")][0]
+    assert "mlp-large 5.70x / 4.20x / %.2fx" % (gw_b64 + 1) in text
+    assert ("**%s**" % ("met" if met == "yes" else "not met")) in text
