@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -346,4 +347,122 @@ bool jfast_input_data(const char *json, size_t len, struct jfast_list *out)
 	free(out->vals);
 	memset(out, 0, sizeof(*out));
 	return false;
+}
+
+/*
+ * Output: a float as printf's "%.9g" writes it, without printf.  printf
+ * formats through a generic multi-precision path (~2,500 instructions a
+ * value); here the value is scaled into [1e8, 1e9) in double arithmetic
+ * and rounded to nine digits.  The scaling errs by at most ~2 double ulps
+ * (~3e-7 at 1e9), so the rounding is the exact one unless the scaled value
+ * lies within 1e-6 of a .5 boundary: those rare values (and ties) go to
+ * snprintf, so the text is always the same as "%.9g" and round-trips.
+ */
+/* 10^-30 .. 10^53: every power the scaling of a finite float32 needs. */
+static const double jf_p10[] = { 1e-30, 1e-29, 1e-28, 1e-27, 1e-26, 1e-25, 1e-24, 1e-23, 1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29, 1e30, 1e31, 1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39, 1e40, 1e41, 1e42, 1e43, 1e44, 1e45, 1e46, 1e47, 1e48, 1e49, 1e50, 1e51, 1e52, 1e53 };
+#define JF_P10(i) jf_p10[(i) + 30]
+
+/* d (a float32 widened, > 0) times 10^(8 - k), in as few roundings as the
+ * exact powers (<= 10^22) allow. */
+static double jf_scale(double d, int k)
+{
+	int j = 8 - k;
+
+	if (j >= 0 && j <= 22)
+		return d * JF_P10(j);
+	if (j < 0 && j >= -22)
+		return d / JF_P10(-j);
+	if (j > 22)
+		return d * 1e22 * JF_P10(j - 22);
+	return d / JF_P10(-j);
+}
+
+/* Nine significant digits of d (> 0): *n in [1e8, 1e9) and the decimal
+ * exponent of its first digit.  false: too close to a rounding boundary. */
+static bool jf_nine_digits(double d, uint32_t *n, int *k10)
+{
+	int e2, k;
+	double s, fl;
+
+	frexp(d, &e2);
+	k = (int)floor((e2 - 1) * 0.30102999566398119521);
+	for (int tries = 0; tries < 3; tries++) {
+		if (k < -45 || k > 38)
+			return false;
+		s = jf_scale(d, k);
+		if (s < 99999999.5) {
+			k--;
+			continue;
+		}
+		if (s >= 999999999.5) {
+			k++;
+			continue;
+		}
+		fl = floor(s);
+		if (fabs(s - fl - 0.5) < 1e-6)
+			return false;
+		*n = (uint32_t)fl + (s - fl > 0.5);
+		*k10 = k;
+		return true;
+	}
+	return false;
+}
+
+int jfast_put_float(char *buf, float v)
+{
+	char dig[10], *p = buf;
+	double d = (double)v;
+	uint32_t n;
+	int k, nd = 9;
+
+	if (signbit(d)) {
+		*p++ = '-';
+		d = -d;
+	}
+	if (d == 0) {
+		*p++ = '0';
+		*p = 0;
+		return (int)(p - buf);
+	}
+	if (!isfinite(d) || !jf_nine_digits(d, &n, &k))
+		return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
+	for (int i = 8; i >= 0; i--, n /= 10)
+		dig[i] = (char)('0' + n % 10);
+	while (nd > 1 && dig[nd - 1] == '0')
+		nd--;
+	if (k >= -4 && k < 9) {		/* %g's fixed style */
+		if (k < 0) {
+			*p++ = '0';
+			*p++ = '.';
+			for (int i = -1; i > k; i--)
+				*p++ = '0';
+			memcpy(p, dig, nd);
+			p += nd;
+		} else {
+			for (int i = 0; i <= k; i++)
+				*p++ = i < nd ? dig[i] : '0';
+			if (nd > k + 1) {
+				*p++ = '.';
+				memcpy(p, dig + k + 1, nd - k - 1);
+				p += nd - k - 1;
+			}
+		}
+	} else {			/* exponent style: d[.ddd]e±XX */
+		int ek = k < 0 ? -k : k;
+
+		*p++ = dig[0];
+		if (nd > 1) {
+			*p++ = '.';
+			memcpy(p, dig + 1, nd - 1);
+			p += nd - 1;
+		}
+		*p++ = 'e';
+		*p++ = k < 0 ? '-' : '+';
+		if (ek >= 100)
+			*p++ = (char)('0' + ek / 100);
+		*p++ = (char)('0' + ek / 10 % 10);
+		*p++ = (char)('0' + ek % 10);
+	}
+	*p = 0;
+	return (int)(p - buf);
 }

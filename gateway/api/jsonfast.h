@@ -20,6 +20,7 @@
  * a string, true/null, a malformed number, an integer too large for it, a
  * real that overflows) jfast_input_data declines, and the caller parses the
  * untouched body the general way, which also gives the precise error.
+ * jfast_put_float is the way out: a float as "%.9g" text, without printf.
  * Pure functions: no allocation but the returned values, no global state.
  */
 #ifndef INFERGW_JSONFAST_H
@@ -52,5 +53,17 @@ bool jfast_input_data(const char *json, size_t len, struct jfast_list *out);
  * unchanged).
  */
 bool jfast_float(const char **p, const char *end, float *val);
+
+/* Room jfast_put_float needs: "-1.17549435e-38" and the NUL. */
+#define JFAST_FLOAT_MAX 32
+
+/*
+ * jfast_put_float - v as snprintf(buf, JFAST_FLOAT_MAX, "%.9g", v) writes
+ * it (the same bytes; nine digits round-trip every float32), at a fraction
+ * of the cost.  buf holds JFAST_FLOAT_MAX bytes; returns the length written
+ * before the NUL.  Inf and NaN as printf spells them (not JSON: callers
+ * write null for those).
+ */
+int jfast_put_float(char *buf, float v);
 
 #endif

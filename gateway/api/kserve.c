@@ -764,8 +764,8 @@ static void ks_encode_head(struct evbuffer *out, const struct model *m, const ch
 size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		       const float *values, bool binary)
 {
-	size_t n = (size_t)rows * m->out_dim, start = evbuffer_get_length(out), hdr;
-	char num[32];
+	size_t n = (size_t)rows * m->out_dim, start = evbuffer_get_length(out), hdr, used = 0;
+	char buf[4096];
 
 	ks_encode_head(out, m, id);
 	evbuffer_add_printf(out, ",\"datatype\":\"%s\",\"shape\":[%d,%d],",
@@ -779,15 +779,25 @@ size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *
 		return hdr;
 	}
 	evbuffer_add(out, "\"data\":[", 8);
+	/* Gathered in buf: one evbuffer_add per 4 KiB, not per value. */
 	for (size_t i = 0; i < n; i++) {
-		/* %.9g round-trips every float32 exactly; Inf and NaN are no JSON
-		 * number (callers answer 500 first: ks_check_output), so null. */
-		int len = !isfinite(values[i]) ? snprintf(num, sizeof(num), i ? ",null" : "null") :
-			  snprintf(num, sizeof(num), i ? ",%.9g" : "%.9g", (double)values[i]);
-
-		evbuffer_add(out, num, len);
+		if (used > sizeof(buf) - JFAST_FLOAT_MAX - 1) {
+			evbuffer_add(out, buf, used);
+			used = 0;
+		}
+		if (i)
+			buf[used++] = ',';
+		/* %.9g text (round-trips every float32 exactly); Inf and NaN are
+		 * no JSON number (callers answer 500 first: ks_check_output), so null. */
+		if (isfinite(values[i])) {
+			used += (size_t)jfast_put_float(buf + used, values[i]);
+		} else {
+			memcpy(buf + used, "null", 4);
+			used += 4;
+		}
 	}
-	evbuffer_add(out, "]}]}", 4);
+	memcpy(buf + used, "]}]}", 4);
+	evbuffer_add(out, buf, used + 4);
 	return 0;
 }
 

@@ -312,6 +312,52 @@ static void test_walk_agrees_with_jansson(void **state)
 	assert_true(taken > 1000);
 }
 
+static void expect_printf_text(float v)
+{
+	char got[JFAST_FLOAT_MAX], want[JFAST_FLOAT_MAX];
+	int len = jfast_put_float(got, v);
+
+	snprintf(want, sizeof(want), "%.9g", (double)v);
+	if (strcmp(got, want) != 0 || len != (int)strlen(want))
+		fail_msg("%a: got \"%s\" (%d), printf gives \"%s\"", (double)v, got, len, want);
+	if (isfinite(v) && strtof(got, NULL) != v)
+		fail_msg("%a: \"%s\" does not read back", (double)v, got);
+}
+
+/* The same bytes as "%.9g": edges, powers of ten and their neighbours,
+ * and a stride through every float32 bit pattern. */
+static void test_put_float(void **state)
+{
+	static const float edges[] = { 0.0f, -0.0f, 1.0f, -1.0f, 0.1f, 0.5f, 1e-5f, 1e-4f,
+				       9.99999975e-5f, 123456792.0f, 1e9f, 999999999.0f,
+				       FLT_MIN, -FLT_MIN, FLT_MAX, -FLT_MAX, FLT_TRUE_MIN,
+				       16777216.0f, 0.333333343f, 1e38f, 1e-38f, 1e-45f };
+	uint64_t n = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+		expect_printf_text(edges[i]);
+	for (int e = -45; e <= 38; e++) {
+		char s[16];
+		float p;
+
+		snprintf(s, sizeof(s), "1e%d", e);
+		p = strtof(s, NULL);
+		expect_printf_text(p);
+		expect_printf_text(nextafterf(p, 0));
+		expect_printf_text(nextafterf(p, INFINITY));
+	}
+	/* ~4.3M bit patterns, finite or not (Inf and NaN as printf spells them). */
+	for (uint64_t bits = 0; bits <= UINT32_MAX; bits += 997, n++) {
+		uint32_t b = (uint32_t)bits;
+		float v;
+
+		memcpy(&v, &b, sizeof(v));
+		expect_printf_text(v);
+	}
+	assert_true(n > 4000000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +365,7 @@ int main(void)
 		cmocka_unit_test(test_declined),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_walk_agrees_with_jansson),
+		cmocka_unit_test(test_put_float),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
