@@ -32,7 +32,7 @@ start_server() {	# KIND PORT OUTFILE
 	case $kind in
 	igw)
 		{
-			bench_gw_yaml_head "$port" 1 warn
+			bench_gw_yaml_head "$port" 1 warn 0
 			cat <<EOF
 models:
   - {name: digits, path: $BENCH_ROOT/config/models/digits, max_batch: 32,
