@@ -470,7 +470,7 @@ int h2_start(struct conn *c)
 	rc = nghttp2_option_new(&opt);
 	if (!rc) {
 		nghttp2_option_set_no_auto_window_update(opt, 1);	/* see h2_on_data */
-		rc = nghttp2_session_server_new2(&c->h2, cb, c, opt);
+		rc = nghttp2_session_server_new3(&c->h2, cb, c, opt, h2mem_get(&c->sl->h2mem));
 		nghttp2_option_del(opt);
 	}
 	nghttp2_session_callbacks_del(cb);

@@ -847,6 +847,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 			return rc;
 		}
 		sl->srv = s;
+		h2mem_init(&sl->h2mem);
 		sl->admin_only = s->admin_port >= 0 && i == cfg->listen.threads;
 		sl->rt = rt_current();
 		sl->refresh.fn = srv_loop_on_refresh;
@@ -891,6 +892,7 @@ void srv_destroy(struct server *s)
 		while (sl->conns)
 			conn_close(sl->conns);
 		call_free_list(sl);
+		h2mem_drain(&sl->h2mem);
 		if (sl->grace)
 			event_free(sl->grace);
 		if (sl->accept_resume)

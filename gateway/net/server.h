@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "h1parse.h"
+#include "h2mem.h"
 #include "http.h"
 #include "loop.h"
 
@@ -42,6 +43,7 @@ struct srv_loop {
 	struct runtime *rt;		/* this loop's reference to the current runtime */
 	struct call *free_calls;	/* recycled calls (call.c) */
 	int n_free_calls;
+	struct h2mem h2mem;		/* its nghttp2 sessions' blocks (h2mem.h) */
 	struct loop_task refresh;	/* posted on publish */
 	_Atomic bool refresh_pending;
 };
