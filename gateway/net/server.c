@@ -173,13 +173,24 @@ void conn_flush(struct conn *c)
 	 * encrypts and writes its output itself (in the next loop round). */
 	if (c->tls || evbuffer_get_length(out) == 0)
 		return;
+	/* A socket bufferevent keeps its output's start frozen (only its own
+	 * write callback drains it): unfrozen around our write, or
+	 * evbuffer_write refuses and every answer waits an epoll round. */
+	evbuffer_unfreeze(out, 1);
 	evbuffer_write(out, bufferevent_getfd(c->bev));
+	evbuffer_freeze(out, 1);
 	/* The bufferevent only calls our write callback after writes of its
 	 * own; when we emptied the buffer, ask for it (deferred, so nothing
 	 * is freed under our callers). */
 	if (evbuffer_get_length(out) == 0)
 		bufferevent_trigger(c->bev, EV_WRITE,
 				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	/* Writing is enabled only while output waits for the socket (see
+	 * conn_on_write): adding to the output then arms no write event, and
+	 * a response the socket takes at once costs no epoll_ctl.  Enabled
+	 * once, so the write-stall clock is not restarted by more output. */
+	else if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
+		bufferevent_enable(c->bev, EV_WRITE);
 }
 
 #define CONN_LINGER_MS 1000
@@ -257,6 +268,7 @@ void conn_pause_reading(struct conn *c)
 {
 	c->read_paused = true;
 	bufferevent_disable(c->bev, EV_READ);
+	conn_flush(c);	/* writing enabled for what waits: conn_on_write resumes */
 }
 
 /* The output drained: read again, and parse what is already buffered. */
@@ -427,6 +439,10 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	srv_loop_refresh(c->sl);
+	/* Drained: stop watching for writability until conn_flush leaves
+	 * output again (every path that adds output ends in conn_flush). */
+	if (!c->tls && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
 	if (c->read_paused && !c->closing && !conn_output_full(c)) {
 		conn_resume_reading(c);	/* may close c */
 		return;
@@ -612,7 +628,14 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	bufferevent_set_timeouts(c->bev, &idle, &stall);
 	/* Input waiting to be parsed is bounded: a head, plus one read's worth. */
 	bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + 65536);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* TLS: its bufferevent writes the ciphertext; plain: conn_flush writes,
+	 * and enables writing only for what the socket did not take. */
+	if (c->tls) {
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	} else {	/* a new bufferevent starts with writing enabled */
+		bufferevent_disable(c->bev, EV_WRITE);
+		bufferevent_enable(c->bev, EV_READ);
+	}
 	conn_arm_header_timer(c);
 }
 
