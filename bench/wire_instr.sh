@@ -10,7 +10,9 @@
 #
 # Each server runs alone under valgrind --tool=callgrind with collection off;
 # collection is switched on for the measured run only (callgrind_control),
-# so startup and warm-up are not counted.  Syscalls come from /proc/PID/io.
+# so startup and warm-up are not counted; for infergw only what runs under
+# event_base_loop (its loop threads, not the CPU backend's workers).
+# Syscalls come from /proc/PID/io (inflated under valgrind: indicative only).
 set -u
 . "$(dirname "$0")/lib.sh"
 bench_init wire_instr
@@ -41,7 +43,9 @@ backends:
   - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits]}
 EOF
 		} >"$T/igw.yaml"
-		bench_start "$T/srv.log" "${VG[@]}" --callgrind-out-file="$cg" "$INFERGW" \
+		# One profile per thread: the CPU backend's are left out below.
+		bench_start "$T/srv.log" "${VG[@]}" --separate-threads=yes \
+			--callgrind-out-file="$cg" "$INFERGW" \
 			--config "$T/igw.yaml" ;;
 	h2o)
 		cat >"$T/h2o.yaml" <<EOF
@@ -90,7 +94,11 @@ for cs in $CASES; do
 	ok=$(sed -n 's/.* \([0-9]*\) succeeded.*/\1/p' "$T/run.out")
 	callgrind_control -d "$pid" >/dev/null 2>&1
 	bench_stop "$pid"
-	ir=$(cat "$cg"* 2>/dev/null | awk '/^totals:/ { n += $2 } END { print n + 0 }')
+	ir=0
+	for f in "$cg"*; do
+		grep -q be_cpu_worker_main "$f" && continue	# a backend thread
+		ir=$((ir + $(awk '/^totals:/ { n += $2 } END { print n + 0 }' "$f")))
+	done
 	[ "${ok:-0}" -gt 0 ] || ok=1
 	printf '%-10s %8s %12.0f %10.2f\n' "$cs" "$ok" "$(echo "$ir / $ok" | bc -l)" \
 		"$(echo "($s1 - $s0) / $ok" | bc -l)"
