@@ -200,9 +200,11 @@ static int h1_read_head(struct conn *c, struct evbuffer *in)
 
 	if (evbuffer_get_length(in) == 0)
 		return 0;
-	conn_arm_header_timer(c);
 	pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
 	if (pos.pos < 0 || (size_t)pos.pos + 4 > cfg->limits.max_header_bytes) {
+		/* The clock runs from a head's first byte; a head that came
+		 * whole in one read never needs it (no timer add and delete). */
+		conn_arm_header_timer(c);
 		if (pos.pos < 0 && evbuffer_get_length(in) <= cfg->limits.max_header_bytes)
 			return 0;
 		c->h1_call = call_new(c);
