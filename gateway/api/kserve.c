@@ -596,9 +596,10 @@ static int ks_parse_root(const struct model *m, const json_t *root, const char *
 }
 
 /*
- * With the inputs[0].data list read by jfast_input_data, jansson parses a copy of the body
- * with that list emptied ("[]"): a tree of a dozen nodes, not one per
- * number.  When the copy is malformed, the body itself is parsed again for
+ * With the inputs[0].data list read by jfast_input_data, the rest becomes a
+ * tree of a dozen nodes, not one per number: by jfast_tree when the text
+ * is in its subset, else by jansson from a copy of the body with that list
+ * emptied ("[]").  When the copy is malformed, the body itself is parsed again for
  * the message (its line and column are the body's).
  */
 static json_t *ks_load(const char *json, size_t json_len, struct jfast_list *fast,
@@ -608,8 +609,14 @@ static json_t *ks_load(const char *json, size_t json_len, struct jfast_list *fas
 	char *copy;
 	json_t *root;
 
-	if (!jfast_input_data(json, json_len, fast))
-		return json_loadb(json, json_len, JSON_REJECT_DUPLICATES, jerr);
+	if (!jfast_input_data(json, json_len, fast)) {
+		root = jfast_tree(json, json_len, 0, 0);
+		return root ? root : json_loadb(json, json_len, JSON_REJECT_DUPLICATES, jerr);
+	}
+	/* The common case: the rest read without jansson's lexer. */
+	root = jfast_tree(json, json_len, fast->begin, fast->end);
+	if (root)
+		return root;
 	cut = fast->end - fast->begin;
 	copy = ks_alloc(json_len - cut);
 	if (!copy) {

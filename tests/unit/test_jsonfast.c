@@ -358,6 +358,101 @@ static void test_put_float(void **state)
 	assert_true(n > 4000000);
 }
 
+/* jfast_tree of [s, s+len) minus [b, e) against jansson on that text: the
+ * same tree whenever jfast_tree answers.  true when it answered. */
+static bool tree_agrees(const char *s, size_t len, size_t b, size_t e)
+{
+	char *cut = malloc(len + 1);
+	json_t *t = jfast_tree(s, len, b, e), *j;
+	json_error_t je;
+	bool answered = t != NULL;
+
+	memcpy(cut, s, b);
+	memcpy(cut + b, s + e, len - e);
+	j = json_loadb(cut, len - (e - b), JSON_REJECT_DUPLICATES, &je);
+	if (t && !j)
+		fail_msg("jfast_tree took \"%.*s\", jansson: %s", (int)(len - (e - b)), cut, je.text);
+	if (t && !json_equal(t, j))
+		fail_msg("\"%.*s\": jfast_tree's tree differs from jansson's", (int)(len - (e - b)), cut);
+	json_decref(t);
+	json_decref(j);
+	free(cut);
+	return answered;
+}
+
+static bool tree_str(const char *s)
+{
+	return tree_agrees(s, strlen(s), 0, 0);
+}
+
+/* The subset it takes, and what it leaves to jansson. */
+static void test_tree(void **state)
+{
+	static const char *taken[] = {
+		"{}", " {\"a\" : 1 } ", "{\"a\":[],\"b\":{},\"c\":[1,-2,0,-0]}",
+		"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,64],\"datatype\":\"FP32\",\"data\":[]}]}",
+		"{\"x\":[true,false,null,\"\",\"s p\"],\"y\":1.5,\"z\":-0.0,\"w\":1e-400,\"v\":2E+3}",
+		"{\"i\":123456789012345678,\"k\":\"\"}", "{\"\":0}",
+		"{\"parameters\":{\"binary_data_output\":true},\"outputs\":[{\"name\":\"o\"}]}",
+	};
+	static const char *declined[] = {
+		"", "[]", "1", "{", "{\"a\":1,}", "{\"a\":1 \"b\":2}", "{\"a\":01}", "{\"a\":1.}",
+		"{\"a\":.5}", "{\"a\":-}", "{\"a\":1e}", "{\"a\":1e999}", "{\"a\":tru}", "{\"a\":truex}",
+		"{\"a\":\"\\n\"}", "{\"a\":\"\xc3\xa9\"}", "{\"a\":\"\t\"}", "{\"a\":1}x", "{\"a\":1,\"a\":2}",
+		"{\"a\":1234567890123456789}", "{a:1}", "{\"a\"1}", "{\"a\":[1,]}", "{\"a\":[1 2]}",
+		"{\"a\":\"x}", "{\"a\":+1}", "{\"a\":NaN}",
+		"{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+	};
+	static const char *seeds[] = {
+		"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2.5,-3e2,0]}],\"id\":\"x\"}",
+		"{\"a\":{\"b\":[true,{\"c\":null}],\"d\":-12.5e-3},\"e\":\"f\"}",
+	};
+	const char *body = "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,3],\"datatype\":\"FP32\","
+			   "\"data\":[1.0,2.0,3.0]}],\"outputs\":[{\"name\":\"p\"}]}";
+	const char *lb = strstr(body, "[1.0") + 1, *le = strchr(lb, ']');
+	char buf[256];
+	unsigned seed = 12345;
+	int answered = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+		if (!tree_str(taken[i]))
+			fail_msg("declined \"%s\"", taken[i]);
+	for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+		if (tree_str(declined[i]))
+			fail_msg("took \"%s\"", declined[i]);
+	/* With the data list cut out, as ks_load asks. */
+	assert_true(tree_agrees(body, strlen(body), (size_t)(lb - body), (size_t)(le - body)));
+	/* Mutations of the seeds (bytes replaced, dropped, doubled): never a
+	 * tree jansson would not give. */
+	for (int k = 0; k < 200000; k++) {
+		static const char alphabet[] = "{}[]\":,0123456789.eE+- tfnaulrs\\x\t\n";
+		const char *sd = seeds[k % 2];
+		size_t n = strlen(sd);
+		int edits = 1 + (int)((seed = seed * 1103515245 + 12345) >> 16) % 3;
+
+		memcpy(buf, sd, n);
+		for (int m = 0; m < edits; m++) {
+			size_t at = ((seed = seed * 1103515245 + 12345) >> 16) % n;
+			int op = (int)((seed = seed * 1103515245 + 12345) >> 16) % 3;
+			char ch = alphabet[((seed = seed * 1103515245 + 12345) >> 16) % (sizeof(alphabet) - 1)];
+
+			if (op == 0) {
+				buf[at] = ch;
+			} else if (op == 1 && n > 1) {
+				memmove(buf + at, buf + at + 1, n - at - 1);
+				n--;
+			} else if (n + 1 < sizeof(buf)) {
+				memmove(buf + at + 1, buf + at, n - at);
+				buf[at] = ch;
+				n++;
+			}
+		}
+		answered += tree_agrees(buf, n, 0, 0);
+	}
+	assert_true(answered > 1000);	/* the mutants it took were checked */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -366,6 +461,7 @@ int main(void)
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_walk_agrees_with_jansson),
 		cmocka_unit_test(test_put_float),
+		cmocka_unit_test(test_tree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
