@@ -144,12 +144,61 @@ static bool jf_quick_float(const struct jf_num *n, float *out)
 	return true;
 }
 
+/*
+ * The usual token, -?digits[.digits] with at most 15 digits and no
+ * exponent, in one pass: the digits make an exact double, and one
+ * division by an exact power of ten is strtod's correctly rounded result.
+ * false: anything else (jfast_float's general path decides).
+ */
+static bool jf_simple_float(const char **pp, const char *end, float *val)
+{
+	static const double p10[16] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+					1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
+	const char *p = *pp, *ds;
+	uint64_t m = 0;
+	bool neg = false;
+	int nd, frac = 0;
+	double d;
+
+	if (p < end && *p == '-') {
+		neg = true;
+		p++;
+	}
+	for (ds = p; p < end && jf_digit(*p); p++)
+		m = m * 10 + (uint64_t)(*p - '0');
+	nd = (int)(p - ds);
+	if (nd == 0 || nd > 15 || (nd > 1 && *ds == '0'))
+		return false;
+	if (p < end && *p == '.') {
+		const char *fs = ++p;
+
+		for (; p < end && jf_digit(*p) && p - fs < 16; p++)
+			m = m * 10 + (uint64_t)(*p - '0');
+		frac = (int)(p - fs);
+		if (frac == 0 || nd + frac > 15)
+			return false;
+	}
+	if (p < end && (*p == 'e' || *p == 'E' || jf_digit(*p)))
+		return false;
+	if (frac == 0) {	/* jansson: an integer, then (double) */
+		*val = (float)(double)(neg ? -(long long)m : (long long)m);
+	} else {
+		d = (double)m / p10[frac];
+		*val = (float)(neg ? -d : d);
+	}
+	*pp = p;
+	return true;
+}
+
 bool jfast_float(const char **pp, const char *end, float *val)
 {
 	struct jf_num n;
-	const char *q = jf_scan(*pp, end, &n);
+	const char *q;
 	double d;
 
+	if (jf_simple_float(pp, end, val))
+		return true;
+	q = jf_scan(*pp, end, &n);
 	if (!q)
 		return false;
 	if (!n.real) {
@@ -160,6 +209,18 @@ bool jfast_float(const char **pp, const char *end, float *val)
 			return false;
 		v = n.neg ? -(long long)n.mant : (long long)n.mant;
 		*val = (float)(double)v;
+	} else if (!n.lost && n.mant <= (1ULL << 53) && n.exp10 >= -22 && n.exp10 <= 22) {
+		/* Clinger's fast path: mant and 10^|exp10| are exact doubles, so
+		 * one multiplication or division is the correctly rounded
+		 * double, strtod's own; then (float), as jansson's caller does. */
+		static const double p10[23] = {
+			1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+			1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+		};
+
+		d = (double)n.mant;
+		d = n.exp10 < 0 ? d / p10[-n.exp10] : d * p10[n.exp10];
+		*val = (float)(n.neg ? -d : d);
 	} else if (!jf_quick_float(&n, val)) {
 		if (!jf_strtod(*pp, q, &d))
 			return false;

@@ -111,6 +111,21 @@ static void test_numbers_like_jansson(void **state)
 		snprintf(buf, sizeof(buf), "%.9g", (double)f);
 		expect_like_jansson(buf);
 	}
+	/* Short fixed-point tokens (the one-pass path): up to 15 digits and
+	 * past it, signs, leading zeros of the fraction. */
+	for (int i = 0; i < 200000; i++) {
+		int ni = 1 + (int)(next() % 10), nf = (int)(next() % 11);
+		char ip[16], fp[16];
+
+		ip[0] = (char)(ni == 1 ? '0' + next() % 10 : '1' + next() % 9);
+		for (int k = 1; k < ni; k++)
+			ip[k] = (char)('0' + next() % 10);
+		for (int k = 0; k < nf; k++)
+			fp[k] = (char)('0' + next() % 10);
+		snprintf(buf, sizeof(buf), "%s%.*s%s%.*s", next() % 2 ? "-" : "", ni, ip,
+			 nf ? "." : "", nf, fp);
+		expect_like_jansson(buf);
+	}
 }
 
 static void test_declined(void **state)
