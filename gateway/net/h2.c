@@ -310,10 +310,14 @@ void h2_respond(struct call *call)
 	}
 	call->h2_queued = true;	/* until its stream closes: all of it was sent */
 	c->h2_blocked++;
-	/* Sending later (after the next read) batches frames of many streams;
-	 * but a response produced off the read path must be flushed now. */
+	/* Sending later (after the next read) batches frames of many streams.
+	 * A response produced off the read path (a worker's answer, delivered
+	 * with others by the loop's mail) goes once the current callback
+	 * returns (conn_on_write -> h2_send): the answers of one mail batch
+	 * share a write instead of one writev each. */
 	if (!c->in_read)
-		h2_send(c);
+		bufferevent_trigger(c->bev, EV_WRITE,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
 /* Space reserved in the output at a time: many small frames per add. */
