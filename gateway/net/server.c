@@ -162,6 +162,22 @@ void conn_close(struct conn *c)
 	srv_loop_check_drained(sl);
 }
 
+/*
+ * Would conn_on_write do anything for c, its output drained?  It resumes
+ * reading, writes what nghttp2 still holds, writing is to be disabled, or
+ * the connection may close now.  Otherwise (a kept-alive HTTP/1.1
+ * answer, an HTTP/2 flush with nothing left) the deferred callback is
+ * skipped: it cost ~600 instructions a request.  h2_send, the caller of
+ * conn_flush there, itself watches the stall and closes a finished
+ * session right after.
+ */
+static bool conn_drained_has_work(const struct conn *c)
+{
+	return c->read_paused || c->close_after_write || c->sl->draining ||
+	       (bufferevent_get_enabled(c->bev) & EV_WRITE) || c->proto == PROTO_UNKNOWN ||
+	       (c->proto == PROTO_H2 && c->h2 && nghttp2_session_want_write(c->h2));
+}
+
 void conn_flush(struct conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -180,11 +196,13 @@ void conn_flush(struct conn *c)
 	evbuffer_write(out, bufferevent_getfd(c->bev));
 	evbuffer_freeze(out, 1);
 	/* The bufferevent only calls our write callback after writes of its
-	 * own; when we emptied the buffer, ask for it (deferred, so nothing
-	 * is freed under our callers). */
-	if (evbuffer_get_length(out) == 0)
-		bufferevent_trigger(c->bev, EV_WRITE,
-				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	 * own; when we emptied the buffer and the callback has work, ask for
+	 * it (deferred, so nothing is freed under our callers). */
+	if (evbuffer_get_length(out) == 0) {
+		if (conn_drained_has_work(c))
+			bufferevent_trigger(c->bev, EV_WRITE,
+					    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	}
 	/* Writing is enabled only while output waits for the socket (see
 	 * conn_on_write): adding to the output then arms no write event, and
 	 * a response the socket takes at once costs no epoll_ctl.  Enabled
