@@ -302,6 +302,7 @@ void h1_on_read(struct conn *c)
 		api_handle(c->h1_call);
 	}
 	c->in_read = false;
+	conn_input_check(c);	/* read again once parsed below the cap */
 	conn_flush(c);
 }
 

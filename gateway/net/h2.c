@@ -417,6 +417,7 @@ void h2_on_read(struct conn *c)
 		return;
 	}
 	evbuffer_drain(in, n);
+	conn_input_check(c);
 	h2_send(c);
 }
 

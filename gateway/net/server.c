@@ -289,11 +289,39 @@ void conn_pause_reading(struct conn *c)
 	conn_flush(c);	/* writing enabled for what waits: conn_on_write resumes */
 }
 
+/*
+ * Input waiting to be parsed is bounded: a head, plus one read's worth.
+ * Enforced here rather than with a bufferevent read watermark, whose
+ * callback re-adds the read event (a timer-heap update) on every add to
+ * and drain from the input: ~650 instructions a request.  A bufferevent
+ * reads at most 16 KiB a callback, and conn_on_read checks after each.
+ */
+static size_t conn_input_cap(const struct conn *c)
+{
+	return conn_cfg(c)->limits.max_header_bytes + 65536;
+}
+
+void conn_input_check(struct conn *c)
+{
+	size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
+
+	if (!c->input_full && len >= conn_input_cap(c)) {
+		c->input_full = true;
+		bufferevent_disable(c->bev, EV_READ);
+	} else if (c->input_full && len < conn_input_cap(c)) {
+		c->input_full = false;
+		/* not when reading stopped for another reason */
+		if (!c->read_paused && !c->close_after_write && !c->closing && !c->lingering)
+			bufferevent_enable(c->bev, EV_READ);
+	}
+}
+
 /* The output drained: read again, and parse what is already buffered. */
 static void conn_resume_reading(struct conn *c)
 {
 	c->read_paused = false;
-	bufferevent_enable(c->bev, EV_READ);
+	if (!c->input_full)
+		bufferevent_enable(c->bev, EV_READ);
 	sched_defer_begin();
 	if (c->proto == PROTO_H2)
 		h2_on_read(c);	/* may close c */
@@ -436,6 +464,7 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	srv_loop_refresh(c->sl);
+	conn_input_check(c);
 	if (c->proto == PROTO_UNKNOWN && conn_sniff(c) <= 0)
 		return;
 	sched_defer_begin();
@@ -644,8 +673,7 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	idle = srv_ms(cfg->limits.idle_timeout_ms);
 	stall = srv_ms(cfg->limits.write_stall_timeout_ms);
 	bufferevent_set_timeouts(c->bev, &idle, &stall);
-	/* Input waiting to be parsed is bounded: a head, plus one read's worth. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + 65536);
+	/* Input waiting to be parsed is bounded: conn_input_check. */
 	/* TLS: its bufferevent writes the ciphertext; plain: conn_flush writes,
 	 * and enables writing only for what the socket did not take. */
 	if (c->tls) {

@@ -88,6 +88,7 @@ struct conn {
 	bool close_after_write;
 	bool closing;
 	bool read_paused;		/* output above limits.output_buffer_bytes */
+	bool input_full;		/* unparsed input at its cap: not reading */
 	bool lingering;			/* answered and closing: discarding input */
 	bool hdr_timer_armed;
 	struct event *hdr_timer;	/* limits.header_timeout_ms */
@@ -139,6 +140,10 @@ void conn_disarm_header_timer(struct conn *c);
 /* conn_pause_reading - stop reading (output above the cap); the write
  * callback resumes reading and parsing once the output has drained. */
 void conn_pause_reading(struct conn *c);
+/* conn_input_check - stop reading while the unparsed input is at its cap
+ * (a head's limit plus 64 KiB); read again once the parser took it below.
+ * Called after each read and after each parse. */
+void conn_input_check(struct conn *c);
 /* conn_output_full - more than limits.output_buffer_bytes queued. */
 bool conn_output_full(const struct conn *c);
 /* conn_watch_stall - h2: start the write-stall clock while answers wait on
