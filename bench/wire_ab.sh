@@ -59,7 +59,7 @@ bench_wait_http "$URL_h2o" "$BENCH_LAST_PID" 10 || bench_fail "h2o did not start
 for mode in h2 h1; do
 	if [ $mode = h2 ]; then flags="-n $N -c 32 -m 32 -t 1"; else flags="--h1 -n $N1 -c 32 -m 1 -t 1"; fi
 	for s in base new h2o; do
-		eval "u=\$URL_$s"
+		u_var="URL_$s"; u=${!u_var}
 		# shellcheck disable=SC2086
 		bench_h2load "$T/warm" "" $flags "$u"
 	done
@@ -67,7 +67,7 @@ for mode in h2 h1; do
 	for r in $(seq "$ROUNDS"); do
 		for i in 0 1 2; do
 			eval "s=\${$(((i + r - 1) % 3 + 1))}"
-			eval "u=\$URL_$s"
+			u_var="URL_$s"; u=${!u_var}
 			# shellcheck disable=SC2086
 			bench_h2load "$T/out" "" $flags "$u"
 			rps=$(sed -n 's/.*finished in .*, \([0-9.]*\) req\/s.*/\1/p' "$T/out")
