@@ -27,8 +27,13 @@
 /* Oversized header lists tolerated on one connection before GOAWAY. */
 #define H2_MAX_OFFENCES 4
 
+/* The call of a stream; the last one attached is remembered, since a
+ * request's callbacks (each header, the frame, the close) come in a row
+ * and nghttp2's lookup is a hash-map search (~250 instructions a request). */
 static struct call *h2_call(struct conn *c, int32_t stream_id)
 {
+	if (c->h2_last_call && c->h2_last_call->stream_id == stream_id)
+		return c->h2_last_call;
 	return nghttp2_session_get_stream_user_data(c->h2, stream_id);
 }
 
@@ -42,6 +47,7 @@ static void h2_attach(struct conn *c, struct call *call, int32_t stream_id)
 	if (c->h2_calls)
 		c->h2_calls->h2_prev = call;
 	c->h2_calls = call;
+	c->h2_last_call = call;
 	nghttp2_session_set_stream_user_data(c->h2, stream_id, call);
 }
 
@@ -54,6 +60,8 @@ static void h2_detach(struct conn *c, struct call *call)
 	if (call->h2_next)
 		call->h2_next->h2_prev = call->h2_prev;
 	call->h2_prev = call->h2_next = NULL;
+	if (c->h2_last_call == call)
+		c->h2_last_call = NULL;
 	if (c->h2)
 		nghttp2_session_set_stream_user_data(c->h2, call->stream_id, NULL);
 }
