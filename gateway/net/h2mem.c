@@ -112,6 +112,21 @@ static void *h2mem_realloc(void *ptr, size_t size, void *arg)
 	return p;
 }
 
+void *h2mem_alloc(struct h2mem *m, size_t size)
+{
+	return h2mem_malloc(size, m);
+}
+
+void h2mem_release(struct h2mem *m, void *ptr)
+{
+	h2mem_free(ptr, m);
+}
+
+void *h2mem_resize(struct h2mem *m, void *ptr, size_t size)
+{
+	return h2mem_realloc(ptr, size, m);
+}
+
 void h2mem_init(struct h2mem *m)
 {
 	memset(m, 0, sizeof(*m));

@@ -32,6 +32,15 @@ struct h2mem {
  */
 void h2mem_init(struct h2mem *m);
 nghttp2_mem *h2mem_get(struct h2mem *m);
+/*
+ * h2mem_alloc, h2mem_release, h2mem_resize - malloc, free and realloc
+ * through m's lists, for other single-thread users (evmem.h).  A block
+ * goes back with h2mem_release or h2mem_resize of any h2mem (its class
+ * is in its header), never with free().
+ */
+void *h2mem_alloc(struct h2mem *m, size_t size);
+void h2mem_release(struct h2mem *m, void *ptr);
+void *h2mem_resize(struct h2mem *m, void *ptr, size_t size);
 /* h2mem_drain - free what the lists hold (after the loop's last session). */
 void h2mem_drain(struct h2mem *m);
 
