@@ -5,7 +5,7 @@
  * its input and output chains come and go with the traffic: ~400
  * instructions a request through glibc malloc/free.  With evmem_install,
  * libevent allocates through a thread-local struct h2mem (size classes up
- * to 4 KiB kept, at most 2 MiB a thread, freed at thread exit); a block
+ * to 32 KiB kept, at most 2 MiB a thread, freed at thread exit); a block
  * freed on another thread joins that thread's lists.  Nothing in the
  * gateway frees with free() what libevent allocated (no evbuffer_readln,
  * no evhttp), which replacing libevent's allocator requires.  Sanitizer

@@ -16,7 +16,7 @@
 #include <nghttp2/nghttp2.h>
 #include <stddef.h>
 
-#define H2MEM_CLASSES 7		/* 64, 128, ... 4096 bytes with the header */
+#define H2MEM_CLASSES 10		/* 64, 128, ... 32768 bytes with the header */
 #define H2MEM_CACHE (2u << 20)
 
 struct h2mem {

@@ -32,7 +32,7 @@ static void test_reuse_and_contents(void **state)
 		assert_ptr_equal(a, b);
 	assert_int_equal(m.cached, 0);
 	memset(b, 7, 90);
-	b = mem->realloc(b, 5000, mem->mem_user_data);	/* beyond the classes */
+	b = mem->realloc(b, 100000, mem->mem_user_data);	/* beyond the classes */
 	assert_non_null(b);
 	for (int i = 0; i < 90; i++)
 		assert_int_equal(b[i], 7);
