@@ -17,6 +17,7 @@
 #include "config.h"
 #include "control.h"
 #include "dpdk/dp.h"
+#include "evmem.h"
 #include "metrics.h"
 #include "log.h"
 #include "runtime.h"
@@ -158,6 +159,7 @@ int main(int argc, char **argv)
 	int opt;
 	char *end;
 
+	evmem_install();	/* before any libevent call */
 	rt_tls_ops(&tls_ops);	/* the listener's TLS context is net's */
 	while ((opt = getopt_long(argc, argv, "c:p:vh", opts, NULL)) != -1) {
 		switch (opt) {

@@ -4,7 +4,9 @@
 
 #include <errno.h>
 #include <float.h>
+#include <jansson.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,12 +144,61 @@ static bool jf_quick_float(const struct jf_num *n, float *out)
 	return true;
 }
 
+/*
+ * The usual token, -?digits[.digits] with at most 15 digits and no
+ * exponent, in one pass: the digits make an exact double, and one
+ * division by an exact power of ten is strtod's correctly rounded result.
+ * false: anything else (jfast_float's general path decides).
+ */
+static bool jf_simple_float(const char **pp, const char *end, float *val)
+{
+	static const double p10[16] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+					1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
+	const char *p = *pp, *ds;
+	uint64_t m = 0;
+	bool neg = false;
+	int nd, frac = 0;
+	double d;
+
+	if (p < end && *p == '-') {
+		neg = true;
+		p++;
+	}
+	for (ds = p; p < end && jf_digit(*p); p++)
+		m = m * 10 + (uint64_t)(*p - '0');
+	nd = (int)(p - ds);
+	if (nd == 0 || nd > 15 || (nd > 1 && *ds == '0'))
+		return false;
+	if (p < end && *p == '.') {
+		const char *fs = ++p;
+
+		for (; p < end && jf_digit(*p) && p - fs < 16; p++)
+			m = m * 10 + (uint64_t)(*p - '0');
+		frac = (int)(p - fs);
+		if (frac == 0 || nd + frac > 15)
+			return false;
+	}
+	if (p < end && (*p == 'e' || *p == 'E' || jf_digit(*p)))
+		return false;
+	if (frac == 0) {	/* jansson: an integer, then (double) */
+		*val = (float)(double)(neg ? -(long long)m : (long long)m);
+	} else {
+		d = (double)m / p10[frac];
+		*val = (float)(neg ? -d : d);
+	}
+	*pp = p;
+	return true;
+}
+
 bool jfast_float(const char **pp, const char *end, float *val)
 {
 	struct jf_num n;
-	const char *q = jf_scan(*pp, end, &n);
+	const char *q;
 	double d;
 
+	if (jf_simple_float(pp, end, val))
+		return true;
+	q = jf_scan(*pp, end, &n);
 	if (!q)
 		return false;
 	if (!n.real) {
@@ -158,6 +209,18 @@ bool jfast_float(const char **pp, const char *end, float *val)
 			return false;
 		v = n.neg ? -(long long)n.mant : (long long)n.mant;
 		*val = (float)(double)v;
+	} else if (!n.lost && n.mant <= (1ULL << 53) && n.exp10 >= -22 && n.exp10 <= 22) {
+		/* Clinger's fast path: mant and 10^|exp10| are exact doubles, so
+		 * one multiplication or division is the correctly rounded
+		 * double, strtod's own; then (float), as jansson's caller does. */
+		static const double p10[23] = {
+			1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+			1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+		};
+
+		d = (double)n.mant;
+		d = n.exp10 < 0 ? d / p10[-n.exp10] : d * p10[n.exp10];
+		*val = (float)(n.neg ? -d : d);
 	} else if (!jf_quick_float(&n, val)) {
 		if (!jf_strtod(*pp, q, &d))
 			return false;
@@ -346,4 +409,349 @@ bool jfast_input_data(const char *json, size_t len, struct jfast_list *out)
 	free(out->vals);
 	memset(out, 0, sizeof(*out));
 	return false;
+}
+
+/*
+ * Output: a float as printf's "%.9g" writes it, without printf.  printf
+ * formats through a generic multi-precision path (~2,500 instructions a
+ * value); here the value is scaled into [1e8, 1e9) in double arithmetic
+ * and rounded to nine digits.  The scaling errs by at most ~2 double ulps
+ * (~3e-7 at 1e9), so the rounding is the exact one unless the scaled value
+ * lies within 1e-6 of a .5 boundary: those rare values (and ties) go to
+ * snprintf, so the text is always the same as "%.9g" and round-trips.
+ */
+/* 10^-30 .. 10^53: every power the scaling of a finite float32 needs. */
+static const double jf_p10[] = { 1e-30, 1e-29, 1e-28, 1e-27, 1e-26, 1e-25, 1e-24, 1e-23, 1e-22, 1e-21, 1e-20, 1e-19, 1e-18, 1e-17, 1e-16, 1e-15, 1e-14, 1e-13, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8, 1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22, 1e23, 1e24, 1e25, 1e26, 1e27, 1e28, 1e29, 1e30, 1e31, 1e32, 1e33, 1e34, 1e35, 1e36, 1e37, 1e38, 1e39, 1e40, 1e41, 1e42, 1e43, 1e44, 1e45, 1e46, 1e47, 1e48, 1e49, 1e50, 1e51, 1e52, 1e53 };
+#define JF_P10(i) jf_p10[(i) + 30]
+
+/* d (a float32 widened, > 0) times 10^(8 - k), in as few roundings as the
+ * exact powers (<= 10^22) allow. */
+static double jf_scale(double d, int k)
+{
+	int j = 8 - k;
+
+	if (j >= 0 && j <= 22)
+		return d * JF_P10(j);
+	if (j < 0 && j >= -22)
+		return d / JF_P10(-j);
+	if (j > 22)
+		return d * 1e22 * JF_P10(j - 22);
+	return d / JF_P10(-j);
+}
+
+/* Nine significant digits of d (> 0): *n in [1e8, 1e9) and the decimal
+ * exponent of its first digit.  false: too close to a rounding boundary. */
+static bool jf_nine_digits(double d, uint32_t *n, int *k10)
+{
+	int e2, k;
+	double s, fl;
+
+	frexp(d, &e2);
+	k = (int)floor((e2 - 1) * 0.30102999566398119521);
+	for (int tries = 0; tries < 3; tries++) {
+		if (k < -45 || k > 38)
+			return false;
+		s = jf_scale(d, k);
+		if (s < 99999999.5) {
+			k--;
+			continue;
+		}
+		if (s >= 999999999.5) {
+			k++;
+			continue;
+		}
+		fl = floor(s);
+		if (fabs(s - fl - 0.5) < 1e-6)
+			return false;
+		*n = (uint32_t)fl + (s - fl > 0.5);
+		*k10 = k;
+		return true;
+	}
+	return false;
+}
+
+int jfast_put_float(char *buf, float v)
+{
+	char dig[10], *p = buf;
+	double d = (double)v;
+	uint32_t n;
+	int k, nd = 9;
+
+	if (signbit(d)) {
+		*p++ = '-';
+		d = -d;
+	}
+	if (d == 0) {
+		*p++ = '0';
+		*p = 0;
+		return (int)(p - buf);
+	}
+	if (!isfinite(d) || !jf_nine_digits(d, &n, &k))
+		return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
+	for (int i = 8; i >= 0; i--, n /= 10)
+		dig[i] = (char)('0' + n % 10);
+	while (nd > 1 && dig[nd - 1] == '0')
+		nd--;
+	if (k >= -4 && k < 9) {		/* %g's fixed style */
+		if (k < 0) {
+			*p++ = '0';
+			*p++ = '.';
+			for (int i = -1; i > k; i--)
+				*p++ = '0';
+			memcpy(p, dig, nd);
+			p += nd;
+		} else {
+			for (int i = 0; i <= k; i++)
+				*p++ = i < nd ? dig[i] : '0';
+			if (nd > k + 1) {
+				*p++ = '.';
+				memcpy(p, dig + k + 1, nd - k - 1);
+				p += nd - k - 1;
+			}
+		}
+	} else {			/* exponent style: d[.ddd]e±XX */
+		int ek = k < 0 ? -k : k;
+
+		*p++ = dig[0];
+		if (nd > 1) {
+			*p++ = '.';
+			memcpy(p, dig + 1, nd - 1);
+			p += nd - 1;
+		}
+		*p++ = 'e';
+		*p++ = k < 0 ? '-' : '+';
+		if (ek >= 100)
+			*p++ = (char)('0' + ek / 100);
+		*p++ = (char)('0' + ek / 10 % 10);
+		*p++ = (char)('0' + ek % 10);
+	}
+	*p = 0;
+	return (int)(p - buf);
+}
+
+/*
+ * The small rest of a request as a jansson tree, without jansson's lexer
+ * (which reads a byte at a time through a stream, ~150 instructions a
+ * byte).  Only a subset whose tree is certain to be jansson's is taken:
+ * printable ASCII strings without escapes, strict JSON numbers (integers
+ * of up to 18 digits, finite reals), literals, nesting up to JT_DEPTH, no
+ * duplicate key.  Anything else declines and jansson reads the text.
+ */
+#define JT_DEPTH 32
+
+struct jt {
+	const char *json, *end;
+	size_t skip_begin, skip_end;
+};
+
+static json_t *jt_value(struct jt *t, const char **pp, int depth);
+
+static const char *jt_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* A string's contents [*s, *s + *n) after its '"'; the byte past the
+ * closing quote, or NULL (outside the subset). */
+static const char *jt_string(const char *p, const char *end, const char **s, size_t *n)
+{
+	const char *q = ++p;
+
+	while (q < end && *q != '"') {
+		if (*q < 0x20 || *q > 0x7e || *q == '\\')
+			return NULL;
+		q++;
+	}
+	if (q >= end)
+		return NULL;
+	*s = p;
+	*n = (size_t)(q - p);
+	return q + 1;
+}
+
+static json_t *jt_number(const char **pp, const char *end)
+{
+	const char *p = *pp, *start = p;
+	bool real = false;
+	char buf[64];
+	json_t *v;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p >= end || !jf_digit(*p))
+		return NULL;
+	if (*p == '0')
+		p++;
+	else
+		while (p < end && jf_digit(*p))
+			p++;
+	if (p < end && *p == '.') {
+		real = true;
+		if (++p >= end || !jf_digit(*p))
+			return NULL;
+		while (p < end && jf_digit(*p))
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		real = true;
+		if (++p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= end || !jf_digit(*p))
+			return NULL;
+		while (p < end && jf_digit(*p))
+			p++;
+	}
+	if ((size_t)(p - start) >= sizeof(buf) || (!real && p - start > 18))
+		return NULL;
+	memcpy(buf, start, (size_t)(p - start));
+	buf[p - start] = 0;
+	if (real) {
+		double d = strtod(buf, NULL);
+
+		if (!isfinite(d))
+			return NULL;
+		v = json_real(d);
+	} else {
+		v = json_integer(strtoll(buf, NULL, 10));
+	}
+	if (v)
+		*pp = p;
+	return v;
+}
+
+static json_t *jt_object(struct jt *t, const char **pp, int depth)
+{
+	const char *p = jt_ws(*pp + 1, t->end);
+	json_t *obj = json_object();
+
+	if (!obj)
+		return NULL;
+	if (p < t->end && *p == '}') {
+		*pp = p + 1;
+		return obj;
+	}
+	for (;;) {
+		const char *key;
+		size_t klen;
+		json_t *v;
+
+		if (p >= t->end || *p != '"' || !(p = jt_string(p, t->end, &key, &klen)))
+			goto fail;
+		p = jt_ws(p, t->end);
+		if (p >= t->end || *p != ':')
+			goto fail;
+		p = jt_ws(p + 1, t->end);
+		if (json_object_getn(obj, key, klen))
+			goto fail;	/* jansson names the duplicate */
+		v = jt_value(t, &p, depth + 1);
+		if (!v || json_object_setn_new_nocheck(obj, key, klen, v))
+			goto fail;
+		p = jt_ws(p, t->end);
+		if (p < t->end && *p == ',') {
+			p = jt_ws(p + 1, t->end);
+			continue;
+		}
+		if (p < t->end && *p == '}') {
+			*pp = p + 1;
+			return obj;
+		}
+		goto fail;
+	}
+fail:
+	json_decref(obj);
+	return NULL;
+}
+
+static json_t *jt_array(struct jt *t, const char **pp, int depth)
+{
+	const char *p = *pp + 1;
+	json_t *arr = json_array();
+
+	if (!arr)
+		return NULL;
+	if ((size_t)(p - t->json) == t->skip_begin)
+		p = t->json + t->skip_end;	/* the list the caller took */
+	p = jt_ws(p, t->end);
+	if (p < t->end && *p == ']') {
+		*pp = p + 1;
+		return arr;
+	}
+	for (;;) {
+		json_t *v = jt_value(t, &p, depth + 1);
+
+		if (!v || json_array_append_new(arr, v))
+			goto fail;
+		p = jt_ws(p, t->end);
+		if (p < t->end && *p == ',') {
+			p = jt_ws(p + 1, t->end);
+			continue;
+		}
+		if (p < t->end && *p == ']') {
+			*pp = p + 1;
+			return arr;
+		}
+		goto fail;
+	}
+fail:
+	json_decref(arr);
+	return NULL;
+}
+
+static bool jt_literal(const char **pp, const char *end, const char *word)
+{
+	size_t n = strlen(word);
+
+	if ((size_t)(end - *pp) < n || memcmp(*pp, word, n) != 0)
+		return false;
+	*pp += n;
+	return true;
+}
+
+/* The value at *pp (no leading whitespace); *pp past it.  NULL: declined. */
+static json_t *jt_value(struct jt *t, const char **pp, int depth)
+{
+	const char *p = *pp, *s;
+	size_t n;
+	json_t *v;
+
+	if (p >= t->end || depth > JT_DEPTH)
+		return NULL;
+	switch (*p) {
+	case '{':
+		return jt_object(t, pp, depth);
+	case '[':
+		return jt_array(t, pp, depth);
+	case '"':
+		p = jt_string(p, t->end, &s, &n);
+		v = p ? json_stringn_nocheck(s, n) : NULL;
+		if (v)
+			*pp = p;
+		return v;
+	case 't':
+		return jt_literal(pp, t->end, "true") ? json_true() : NULL;
+	case 'f':
+		return jt_literal(pp, t->end, "false") ? json_false() : NULL;
+	case 'n':
+		return jt_literal(pp, t->end, "null") ? json_null() : NULL;
+	default:
+		return jt_number(pp, t->end);
+	}
+}
+
+json_t *jfast_tree(const char *json, size_t len, size_t skip_begin, size_t skip_end)
+{
+	struct jt t = { json, json + len, skip_begin, skip_end };
+	const char *p = jt_ws(json, t.end);
+	json_t *root;
+
+	if (p >= t.end || *p != '{')
+		return NULL;
+	root = jt_object(&t, &p, 1);
+	if (root && jt_ws(p, t.end) != t.end) {
+		json_decref(root);
+		return NULL;
+	}
+	return root;
 }

@@ -20,12 +20,15 @@
  * a string, true/null, a malformed number, an integer too large for it, a
  * real that overflows) jfast_input_data declines, and the caller parses the
  * untouched body the general way, which also gives the precise error.
+ * jfast_put_float is the way out: a float as "%.9g" text, without printf.
+ * jfast_tree reads the small rest (all but that list) into a jansson tree.
  * Pure functions: no allocation but the returned values, no global state.
  */
 #ifndef INFERGW_JSONFAST_H
 #define INFERGW_JSONFAST_H
 
 #include <stdbool.h>
+#include <jansson.h>
 #include <stddef.h>
 
 struct jfast_list {
@@ -52,5 +55,30 @@ bool jfast_input_data(const char *json, size_t len, struct jfast_list *out);
  * unchanged).
  */
 bool jfast_float(const char **p, const char *end, float *val);
+
+/* Room jfast_put_float needs: "-1.17549435e-38" and the NUL. */
+#define JFAST_FLOAT_MAX 32
+
+/*
+ * jfast_put_float - v as snprintf(buf, JFAST_FLOAT_MAX, "%.9g", v) writes
+ * it (the same bytes; nine digits round-trip every float32), at a fraction
+ * of the cost.  buf holds JFAST_FLOAT_MAX bytes; returns the length written
+ * before the NUL.  Inf and NaN as printf spells them (not JSON: callers
+ * write null for those).
+ */
+int jfast_put_float(char *buf, float v);
+
+/*
+ * jfast_tree - the JSON object in json[0..len) as jansson's tree, read as
+ * if the bytes [skip_begin, skip_end) (the contents of a list, as
+ * jfast_input_data delimits them; skip_begin == skip_end: none) were not
+ * there: what json_loadb(JSON_REJECT_DUPLICATES) of that text gives, at a
+ * fraction of the cost.  NULL when the text is outside the subset taken
+ * (printable ASCII strings without escapes, strict numbers, integers up to
+ * 18 digits, finite reals, nesting up to 32, no duplicate key) or not
+ * well-formed: the caller has jansson read it (and name the error).
+ * Allocates through jansson's allocator; the caller json_decrefs the tree.
+ */
+json_t *jfast_tree(const char *json, size_t len, size_t skip_begin, size_t skip_end);
 
 #endif

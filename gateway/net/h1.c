@@ -200,9 +200,11 @@ static int h1_read_head(struct conn *c, struct evbuffer *in)
 
 	if (evbuffer_get_length(in) == 0)
 		return 0;
-	conn_arm_header_timer(c);
 	pos = evbuffer_search(in, "\r\n\r\n", 4, NULL);
 	if (pos.pos < 0 || (size_t)pos.pos + 4 > cfg->limits.max_header_bytes) {
+		/* The clock runs from a head's first byte; a head that came
+		 * whole in one read never needs it (no timer add and delete). */
+		conn_arm_header_timer(c);
 		if (pos.pos < 0 && evbuffer_get_length(in) <= cfg->limits.max_header_bytes)
 			return 0;
 		c->h1_call = call_new(c);
@@ -300,34 +302,91 @@ void h1_on_read(struct conn *c)
 		api_handle(c->h1_call);
 	}
 	c->in_read = false;
+	conn_input_check(c);	/* read again once parsed below the cap */
 	conn_flush(c);
+}
+
+/*
+ * The response head (and a small body) is gathered here and handed to the
+ * bufferevent in one evbuffer_add: each add to its output runs its
+ * callbacks, and printf-style adds format through vsnprintf.
+ */
+struct h1_out {
+	struct evbuffer *out;
+	size_t n;
+	char buf[2048];
+};
+
+static void h1_put(struct h1_out *w, const char *s, size_t len)
+{
+	if (w->n + len > sizeof(w->buf)) {
+		evbuffer_add(w->out, w->buf, w->n);
+		w->n = 0;
+		if (len > sizeof(w->buf)) {
+			evbuffer_add(w->out, s, len);
+			return;
+		}
+	}
+	memcpy(w->buf + w->n, s, len);
+	w->n += len;
+}
+
+static void h1_put_str(struct h1_out *w, const char *s)
+{
+	h1_put(w, s, strlen(s));
+}
+
+static void h1_put_uint(struct h1_out *w, unsigned long long v)
+{
+	char d[24], *p = d + sizeof(d);
+
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	h1_put(w, p, (size_t)(d + sizeof(d) - p));
 }
 
 void h1_respond(struct call *call)
 {
 	struct conn *c = call->conn;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct h1_out w = { .out = bufferevent_get_output(c->bev) };
 	size_t len = evbuffer_get_length(call->resp);
+	bool body = strcmp(call->method, "HEAD") != 0;
 
 	/* Shutting down: every request already sent is answered; the last
 	 * answer says Connection: close. */
 	if (c->sl->draining && conn_read_pending(c) == 0)
 		c->h1_keepalive = false;
-	evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\nContent-Length: %zu\r\n", call->status,
-			    http_reason(call->status), len);
-	for (int i = 0; i < call->n_resp_hdrs; i++)
-		evbuffer_add_printf(out, "%s: %s\r\n", call->resp_hdrs[i].name,
-				    call->resp_hdrs[i].value);
+	h1_put(&w, "HTTP/1.1 ", 9);
+	h1_put_uint(&w, (unsigned)call->status);
+	h1_put(&w, " ", 1);
+	h1_put_str(&w, http_reason(call->status));
+	h1_put(&w, "\r\nContent-Length: ", 18);
+	h1_put_uint(&w, len);
+	h1_put(&w, "\r\n", 2);
+	for (int i = 0; i < call->n_resp_hdrs; i++) {
+		h1_put_str(&w, call->resp_hdrs[i].name);
+		h1_put(&w, ": ", 2);
+		h1_put_str(&w, call->resp_hdrs[i].value);
+		h1_put(&w, "\r\n", 2);
+	}
 	if (!c->h1_keepalive) {
-		evbuffer_add(out, "Connection: close\r\n", 19);
+		h1_put(&w, "Connection: close\r\n", 19);
 		c->close_after_write = true;
 	} else if (c->h1_10) {
 		/* HTTP/1.0 closes unless told otherwise (RFC 9112 §9.3). */
-		evbuffer_add(out, "Connection: keep-alive\r\n", 24);
+		h1_put(&w, "Connection: keep-alive\r\n", 24);
 	}
-	evbuffer_add(out, "\r\n", 2);
-	if (strcmp(call->method, "HEAD") != 0)
-		evbuffer_add_buffer(out, call->resp);
+	h1_put(&w, "\r\n", 2);
+	/* A small body is copied along; a large one moves by reference. */
+	if (body && len && w.n + len <= sizeof(w.buf)) {
+		evbuffer_remove(call->resp, w.buf + w.n, len);
+		w.n += len;
+		body = false;
+	}
+	evbuffer_add(w.out, w.buf, w.n);
+	if (body)
+		evbuffer_add_buffer(w.out, call->resp);
 	/* The call is finished: free it and read the next request. */
 	if (c->h1_call == call) {
 		c->h1_call = NULL;

@@ -104,13 +104,29 @@ static int h1p_header_line(const char *line, size_t len, struct h1p_span *name,
 	return 0;
 }
 
+/* The first "\r\n" in [p, end), or NULL: memchr for the '\r' is a
+ * fraction of what memmem costs on these short lines. */
+static const char *h1p_crlf(const char *p, const char *end)
+{
+	while (p < end) {
+		const char *r = memchr(p, '\r', (size_t)(end - p));
+
+		if (!r || r + 1 >= end)
+			return NULL;
+		if (r[1] == '\n')
+			return r;
+		p = r + 1;
+	}
+	return NULL;
+}
+
 int h1p_parse_head(const char *buf, size_t len, struct h1p_reqline *rl,
 		   h1p_header_cb on_header, void *arg, const char **why)
 {
 	const char *p = buf, *end = buf + len, *eol;
 	int rc;
 
-	eol = memmem(p, end - p, "\r\n", 2);
+	eol = h1p_crlf(p, end);
 	if (!eol) {
 		*why = "malformed request line";
 		return 400;
@@ -120,7 +136,7 @@ int h1p_parse_head(const char *buf, size_t len, struct h1p_reqline *rl,
 	for (p = eol + 2; p < end; p = eol + 2) {
 		struct h1p_span name, value;
 
-		eol = memmem(p, end - p, "\r\n", 2);
+		eol = h1p_crlf(p, end);
 		if (!eol) {
 			*why = "malformed request head (lines end in CRLF)";
 			return 400;

@@ -36,8 +36,13 @@
 /* Oversized header lists tolerated on one connection before GOAWAY. */
 #define H2_MAX_OFFENCES 4
 
+/* The call of a stream; the last one attached is remembered, since a
+ * request's callbacks (each header, the frame, the close) come in a row
+ * and nghttp2's lookup is a hash-map search (~250 instructions a request). */
 static struct call *h2_call(struct conn *c, int32_t stream_id)
 {
+	if (c->h2_last_call && c->h2_last_call->stream_id == stream_id)
+		return c->h2_last_call;
 	return nghttp2_session_get_stream_user_data(c->h2, stream_id);
 }
 
@@ -51,6 +56,7 @@ static void h2_attach(struct conn *c, struct call *call, int32_t stream_id)
 	if (c->h2_calls)
 		c->h2_calls->h2_prev = call;
 	c->h2_calls = call;
+	c->h2_last_call = call;
 	nghttp2_session_set_stream_user_data(c->h2, stream_id, call);
 }
 
@@ -63,6 +69,8 @@ static void h2_detach(struct conn *c, struct call *call)
 	if (call->h2_next)
 		call->h2_next->h2_prev = call->h2_prev;
 	call->h2_prev = call->h2_next = NULL;
+	if (c->h2_last_call == call)
+		c->h2_last_call = NULL;
 	if (c->h2)
 		nghttp2_session_set_stream_user_data(c->h2, call->stream_id, NULL);
 }
@@ -115,7 +123,12 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 	if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes)
 		return h2_header_offence(c, call);
 	if (nlen == 7 && !memcmp(name, ":method", 7)) {
-		snprintf(call->method, sizeof(call->method), "%.*s", (int)vlen, value);
+		/* what snprintf("%.*s") kept, without formatting */
+		size_t n = strnlen((const char *)value, vlen < sizeof(call->method) - 1 ?
+					   vlen : sizeof(call->method) - 1);
+
+		memcpy(call->method, value, n);
+		call->method[n] = 0;
 	} else if (nlen == 5 && !memcmp(name, ":path", 5)) {
 		const uint8_t *q = memchr(value, '?', vlen);
 
@@ -286,6 +299,19 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf,
 }
 
 /*
+ * Send what nghttp2 holds once the current callback returns (conn_on_write
+ * -> h2_send), unless in the read path (which sends after the read):
+ * answers produced off the read path (a worker's, delivered with others by
+ * the loop's mail) then share a write instead of one writev each.
+ */
+static void h2_kick(struct conn *c)
+{
+	if (!c->in_read)
+		bufferevent_trigger(c->bev, EV_WRITE,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
  * A streaming answer's body: what call->resp holds, deferred while it is
  * empty and the answer goes on (h2_stream_write resumes it); once answered
  * (call->responded) the rest, then the gRPC trailers.  Emptying call->resp
@@ -352,8 +378,7 @@ void h2_stream_write(struct call *call)
 		/* an error when it is not deferred: it reads call->resp anyway */
 		nghttp2_session_resume_data(c->h2, call->stream_id);
 	}
-	if (!c->in_read)
-		h2_send(c);
+	h2_kick(c);
 }
 
 void h2_stream_consume(struct call *call)
@@ -364,15 +389,29 @@ void h2_stream_consume(struct call *call)
 		return;
 	nghttp2_session_consume(c->h2, call->stream_id, call->h2_rx);
 	call->h2_rx = 0;
-	if (!c->in_read)
-		h2_send(c);	/* the WINDOW_UPDATEs */
+	h2_kick(c);	/* the WINDOW_UPDATEs */
+}
+
+/* v in decimal at buf (room for 21 bytes), NUL-terminated; its length. */
+static size_t h2_utoa(char *buf, unsigned long long v)
+{
+	char d[24], *p = d + sizeof(d);
+	size_t n;
+
+	do
+		*--p = (char)('0' + v % 10);
+	while (v /= 10);
+	n = (size_t)(d + sizeof(d) - p);
+	memcpy(buf, p, n);
+	buf[n] = 0;
+	return n;
 }
 
 void h2_respond(struct call *call)
 {
 	struct conn *c = call->conn;
 	nghttp2_nv nva[4 + CALL_MAX_RESP_HDRS];
-	char status[4], clen[24], code[12];
+	char status[24], clen[24], code[12];
 	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = h2_read_body };
 	size_t len = evbuffer_get_length(call->resp);
 	bool body = len && strcmp(call->method, "HEAD");
@@ -383,18 +422,16 @@ void h2_respond(struct call *call)
 		call->h2_queued = true;
 		c->h2_blocked++;
 		nghttp2_session_resume_data(c->h2, call->stream_id);
-		if (!c->in_read)
-			h2_send(c);
+		h2_kick(c);
 		return;
 	}
 	/* gRPC answers 200 whatever went wrong: the code is grpc-status. */
-	snprintf(status, sizeof(status), "%d", call->grpc ? 200 : call->status);
-	snprintf(clen, sizeof(clen), "%zu", len);
-	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, strlen(status),
+	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7,
+				 h2_utoa(status, call->grpc ? 200 : (unsigned)call->status),
 				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
 	if (!call->grpc)
 		nva[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14,
-					 strlen(clen), NGHTTP2_NV_FLAG_NO_COPY_NAME };
+					 h2_utoa(clen, len), NGHTTP2_NV_FLAG_NO_COPY_NAME };
 	for (int i = 0; i < call->n_resp_hdrs; i++)
 		nva[n++] = (nghttp2_nv){ (uint8_t *)call->resp_hdrs[i].name,
 					 (uint8_t *)call->resp_hdrs[i].value,
@@ -410,33 +447,61 @@ void h2_respond(struct call *call)
 	}
 	call->h2_queued = true;	/* until its stream closes: all of it was sent */
 	c->h2_blocked++;
-	/* Sending later (after the next read) batches frames of many streams;
-	 * but a response produced off the read path must be flushed now. */
-	if (!c->in_read)
-		h2_send(c);
+	h2_kick(c);	/* sending later batches frames of many streams */
 }
+
+/* Space reserved in the output at a time: many small frames per add. */
+#define H2_GATHER 16384
 
 int h2_send(struct conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	uint64_t cap = conn_cfg(c)->limits.output_buffer_bytes;
+	struct evbuffer_iovec v = { 0 };
+	size_t used = 0;
+	int rc = 0;
 
-	/* Above the output cap nghttp2 keeps what it has (its own flood
-	 * guards then see a client that does not read); the write callback
-	 * comes back here once the socket takes the rest. */
-	while (!conn_output_full(c)) {
+	/* nghttp2 hands out one frame at a time; they are copied into space
+	 * reserved in the output and committed together, so the output's
+	 * callbacks run once per flush rather than once per frame.  Above
+	 * the output cap nghttp2 keeps what it has (its own flood guards
+	 * then see a client that does not read); the write callback comes
+	 * back here once the socket takes the rest. */
+	while (evbuffer_get_length(out) + used <= cap) {
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
 
 		if (n < 0) {
 			log_debug("peer=%s err=\"%s\" msg=\"h2 send failed\"", c->peer,
 				  nghttp2_strerror((int)n));
-			return -1;
+			rc = -1;
+			break;
 		}
 		if (n == 0)
 			break;
-		evbuffer_add(out, data, n);
+		if ((size_t)n > v.iov_len - used) {
+			if (used) {
+				v.iov_len = used;
+				evbuffer_commit_space(out, &v, 1);
+			}
+			used = 0;
+			if (evbuffer_reserve_space(out, n > H2_GATHER ? n : H2_GATHER, &v, 1) < 1) {
+				v.iov_len = 0;
+				evbuffer_add(out, data, n);
+				c->out_progress += (uint64_t)n;
+				continue;
+			}
+		}
+		memcpy((char *)v.iov_base + used, data, n);
+		used += (size_t)n;
 		c->out_progress += (uint64_t)n;
 	}
+	if (used) {
+		v.iov_len = used;
+		evbuffer_commit_space(out, &v, 1);
+	}
+	if (rc)
+		return rc;
 	conn_flush(c);
 	conn_watch_stall(c);
 	conn_maybe_close(c);
@@ -482,6 +547,7 @@ void h2_on_read(struct conn *c)
 		return;
 	}
 	evbuffer_drain(in, n);
+	conn_input_check(c);
 	h2_send(c);
 }
 
@@ -549,7 +615,7 @@ int h2_start(struct conn *c)
 	rc = nghttp2_option_new(&opt);
 	if (!rc) {
 		nghttp2_option_set_no_auto_window_update(opt, 1);	/* see h2_on_data */
-		rc = nghttp2_session_server_new2(&c->h2, cb, c, opt);
+		rc = nghttp2_session_server_new3(&c->h2, cb, c, opt, h2mem_get(&c->sl->h2mem));
 		nghttp2_option_del(opt);
 	}
 	nghttp2_session_callbacks_del(cb);

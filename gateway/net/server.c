@@ -162,6 +162,22 @@ void conn_close(struct conn *c)
 	srv_loop_check_drained(sl);
 }
 
+/*
+ * Would conn_on_write do anything for c, its output drained?  It resumes
+ * reading, writes what nghttp2 still holds, writing is to be disabled, or
+ * the connection may close now.  Otherwise (a kept-alive HTTP/1.1
+ * answer, an HTTP/2 flush with nothing left) the deferred callback is
+ * skipped: it cost ~600 instructions a request.  h2_send, the caller of
+ * conn_flush there, itself watches the stall and closes a finished
+ * session right after.
+ */
+static bool conn_drained_has_work(const struct conn *c)
+{
+	return c->read_paused || c->close_after_write || c->sl->draining ||
+	       (bufferevent_get_enabled(c->bev) & EV_WRITE) || c->proto == PROTO_UNKNOWN ||
+	       (c->proto == PROTO_H2 && c->h2 && nghttp2_session_want_write(c->h2));
+}
+
 void conn_flush(struct conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -173,13 +189,26 @@ void conn_flush(struct conn *c)
 	 * encrypts and writes its output itself (in the next loop round). */
 	if (c->tls || evbuffer_get_length(out) == 0)
 		return;
+	/* A socket bufferevent keeps its output's start frozen (only its own
+	 * write callback drains it): unfrozen around our write, or
+	 * evbuffer_write refuses and every answer waits an epoll round. */
+	evbuffer_unfreeze(out, 1);
 	evbuffer_write(out, bufferevent_getfd(c->bev));
+	evbuffer_freeze(out, 1);
 	/* The bufferevent only calls our write callback after writes of its
-	 * own; when we emptied the buffer, ask for it (deferred, so nothing
-	 * is freed under our callers). */
-	if (evbuffer_get_length(out) == 0)
-		bufferevent_trigger(c->bev, EV_WRITE,
-				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	 * own; when we emptied the buffer and the callback has work, ask for
+	 * it (deferred, so nothing is freed under our callers). */
+	if (evbuffer_get_length(out) == 0) {
+		if (conn_drained_has_work(c))
+			bufferevent_trigger(c->bev, EV_WRITE,
+					    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	}
+	/* Writing is enabled only while output waits for the socket (see
+	 * conn_on_write): adding to the output then arms no write event, and
+	 * a response the socket takes at once costs no epoll_ctl.  Enabled
+	 * once, so the write-stall clock is not restarted by more output. */
+	else if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
+		bufferevent_enable(c->bev, EV_WRITE);
 }
 
 #define CONN_LINGER_MS 1000
@@ -257,13 +286,42 @@ void conn_pause_reading(struct conn *c)
 {
 	c->read_paused = true;
 	bufferevent_disable(c->bev, EV_READ);
+	conn_flush(c);	/* writing enabled for what waits: conn_on_write resumes */
+}
+
+/*
+ * Input waiting to be parsed is bounded: a head, plus one read's worth.
+ * Enforced here rather than with a bufferevent read watermark, whose
+ * callback re-adds the read event (a timer-heap update) on every add to
+ * and drain from the input: ~650 instructions a request.  A bufferevent
+ * reads at most 16 KiB a callback, and conn_on_read checks after each.
+ */
+static size_t conn_input_cap(const struct conn *c)
+{
+	return conn_cfg(c)->limits.max_header_bytes + 65536;
+}
+
+void conn_input_check(struct conn *c)
+{
+	size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
+
+	if (!c->input_full && len >= conn_input_cap(c)) {
+		c->input_full = true;
+		bufferevent_disable(c->bev, EV_READ);
+	} else if (c->input_full && len < conn_input_cap(c)) {
+		c->input_full = false;
+		/* not when reading stopped for another reason */
+		if (!c->read_paused && !c->close_after_write && !c->closing && !c->lingering)
+			bufferevent_enable(c->bev, EV_READ);
+	}
 }
 
 /* The output drained: read again, and parse what is already buffered. */
 static void conn_resume_reading(struct conn *c)
 {
 	c->read_paused = false;
-	bufferevent_enable(c->bev, EV_READ);
+	if (!c->input_full)
+		bufferevent_enable(c->bev, EV_READ);
 	sched_defer_begin();
 	if (c->proto == PROTO_H2)
 		h2_on_read(c);	/* may close c */
@@ -406,6 +464,7 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	srv_loop_refresh(c->sl);
+	conn_input_check(c);
 	if (c->proto == PROTO_UNKNOWN && conn_sniff(c) <= 0)
 		return;
 	sched_defer_begin();
@@ -427,6 +486,10 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	srv_loop_refresh(c->sl);
+	/* Drained: stop watching for writability until conn_flush leaves
+	 * output again (every path that adds output ends in conn_flush). */
+	if (!c->tls && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_disable(bev, EV_WRITE);
 	if (c->read_paused && !c->closing && !conn_output_full(c)) {
 		conn_resume_reading(c);	/* may close c */
 		return;
@@ -610,9 +673,15 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	idle = srv_ms(cfg->limits.idle_timeout_ms);
 	stall = srv_ms(cfg->limits.write_stall_timeout_ms);
 	bufferevent_set_timeouts(c->bev, &idle, &stall);
-	/* Input waiting to be parsed is bounded: a head, plus one read's worth. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0, cfg->limits.max_header_bytes + 65536);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* Input waiting to be parsed is bounded: conn_input_check. */
+	/* TLS: its bufferevent writes the ciphertext; plain: conn_flush writes,
+	 * and enables writing only for what the socket did not take. */
+	if (c->tls) {
+		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	} else {	/* a new bufferevent starts with writing enabled */
+		bufferevent_disable(c->bev, EV_WRITE);
+		bufferevent_enable(c->bev, EV_READ);
+	}
 	conn_arm_header_timer(c);
 }
 
@@ -865,6 +934,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 			return rc;
 		}
 		sl->srv = s;
+		h2mem_init(&sl->h2mem);
 		sl->admin_only = s->admin_port >= 0 && i == cfg->listen.threads;
 		sl->rt = rt_current();
 		sl->refresh.fn = srv_loop_on_refresh;
@@ -912,6 +982,7 @@ void srv_destroy(struct server *s)
 		while (sl->conns)
 			conn_close(sl->conns);
 		call_free_list(sl);
+		h2mem_drain(&sl->h2mem);
 		if (sl->grace)
 			event_free(sl->grace);
 		if (sl->accept_resume)

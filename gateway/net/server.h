@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "h1parse.h"
+#include "h2mem.h"
 #include "http.h"
 #include "loop.h"
 
@@ -43,6 +44,7 @@ struct srv_loop {
 	struct runtime *rt;		/* this loop's reference to the current runtime */
 	struct call *free_calls;	/* recycled calls (call.c) */
 	int n_free_calls;
+	struct h2mem h2mem;		/* its nghttp2 sessions' blocks (h2mem.h) */
 	struct loop_task refresh;	/* posted on publish */
 	_Atomic bool refresh_pending;
 };
@@ -76,6 +78,7 @@ struct conn {
 	bool tls;			/* bev is a TLS bufferevent (tls.h) */
 	nghttp2_session *h2;
 	struct call *h2_calls;		/* h2: calls attached to open streams (h2.c) */
+	struct call *h2_last_call;	/* h2: the last attached, still attached (h2_call) */
 	struct call *h1_call;		/* request being read or served */
 	size_t h1_body_left;
 	bool h1_chunked;		/* Transfer-Encoding: chunked body */
@@ -88,6 +91,7 @@ struct conn {
 	bool close_after_write;
 	bool closing;
 	bool read_paused;		/* output above limits.output_buffer_bytes */
+	bool input_full;		/* unparsed input at its cap: not reading */
 	bool lingering;			/* answered and closing: discarding input */
 	bool hdr_timer_armed;
 	struct event *hdr_timer;	/* limits.header_timeout_ms */
@@ -139,6 +143,10 @@ void conn_disarm_header_timer(struct conn *c);
 /* conn_pause_reading - stop reading (output above the cap); the write
  * callback resumes reading and parsing once the output has drained. */
 void conn_pause_reading(struct conn *c);
+/* conn_input_check - stop reading while the unparsed input is at its cap
+ * (a head's limit plus 64 KiB); read again once the parser took it below.
+ * Called after each read and after each parse. */
+void conn_input_check(struct conn *c);
 /* conn_output_full - more than limits.output_buffer_bytes queued. */
 bool conn_output_full(const struct conn *c);
 /* conn_watch_stall - h2: start the write-stall clock while answers wait on

@@ -111,6 +111,21 @@ static void test_numbers_like_jansson(void **state)
 		snprintf(buf, sizeof(buf), "%.9g", (double)f);
 		expect_like_jansson(buf);
 	}
+	/* Short fixed-point tokens (the one-pass path): up to 15 digits and
+	 * past it, signs, leading zeros of the fraction. */
+	for (int i = 0; i < 200000; i++) {
+		int ni = 1 + (int)(next() % 10), nf = (int)(next() % 11);
+		char ip[16], fp[16];
+
+		ip[0] = (char)(ni == 1 ? '0' + next() % 10 : '1' + next() % 9);
+		for (int k = 1; k < ni; k++)
+			ip[k] = (char)('0' + next() % 10);
+		for (int k = 0; k < nf; k++)
+			fp[k] = (char)('0' + next() % 10);
+		snprintf(buf, sizeof(buf), "%s%.*s%s%.*s", next() % 2 ? "-" : "", ni, ip,
+			 nf ? "." : "", nf, fp);
+		expect_like_jansson(buf);
+	}
 }
 
 static void test_declined(void **state)
@@ -312,6 +327,147 @@ static void test_walk_agrees_with_jansson(void **state)
 	assert_true(taken > 1000);
 }
 
+static void expect_printf_text(float v)
+{
+	char got[JFAST_FLOAT_MAX], want[JFAST_FLOAT_MAX];
+	int len = jfast_put_float(got, v);
+
+	snprintf(want, sizeof(want), "%.9g", (double)v);
+	if (strcmp(got, want) != 0 || len != (int)strlen(want))
+		fail_msg("%a: got \"%s\" (%d), printf gives \"%s\"", (double)v, got, len, want);
+	if (isfinite(v) && strtof(got, NULL) != v)
+		fail_msg("%a: \"%s\" does not read back", (double)v, got);
+}
+
+/* The same bytes as "%.9g": edges, powers of ten and their neighbours,
+ * and a stride through every float32 bit pattern. */
+static void test_put_float(void **state)
+{
+	static const float edges[] = { 0.0f, -0.0f, 1.0f, -1.0f, 0.1f, 0.5f, 1e-5f, 1e-4f,
+				       9.99999975e-5f, 123456792.0f, 1e9f, 999999999.0f,
+				       FLT_MIN, -FLT_MIN, FLT_MAX, -FLT_MAX, FLT_TRUE_MIN,
+				       16777216.0f, 0.333333343f, 1e38f, 1e-38f, 1e-45f };
+	uint64_t n = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++)
+		expect_printf_text(edges[i]);
+	for (int e = -45; e <= 38; e++) {
+		char s[16];
+		float p;
+
+		snprintf(s, sizeof(s), "1e%d", e);
+		p = strtof(s, NULL);
+		expect_printf_text(p);
+		expect_printf_text(nextafterf(p, 0));
+		expect_printf_text(nextafterf(p, INFINITY));
+	}
+	/* ~4.3M bit patterns, finite or not (Inf and NaN as printf spells them). */
+	for (uint64_t bits = 0; bits <= UINT32_MAX; bits += 997, n++) {
+		uint32_t b = (uint32_t)bits;
+		float v;
+
+		memcpy(&v, &b, sizeof(v));
+		expect_printf_text(v);
+	}
+	assert_true(n > 4000000);
+}
+
+/* jfast_tree of [s, s+len) minus [b, e) against jansson on that text: the
+ * same tree whenever jfast_tree answers.  true when it answered. */
+static bool tree_agrees(const char *s, size_t len, size_t b, size_t e)
+{
+	char *cut = malloc(len + 1);
+	json_t *t = jfast_tree(s, len, b, e), *j;
+	json_error_t je;
+	bool answered = t != NULL;
+
+	memcpy(cut, s, b);
+	memcpy(cut + b, s + e, len - e);
+	j = json_loadb(cut, len - (e - b), JSON_REJECT_DUPLICATES, &je);
+	if (t && !j)
+		fail_msg("jfast_tree took \"%.*s\", jansson: %s", (int)(len - (e - b)), cut, je.text);
+	if (t && !json_equal(t, j))
+		fail_msg("\"%.*s\": jfast_tree's tree differs from jansson's", (int)(len - (e - b)), cut);
+	json_decref(t);
+	json_decref(j);
+	free(cut);
+	return answered;
+}
+
+static bool tree_str(const char *s)
+{
+	return tree_agrees(s, strlen(s), 0, 0);
+}
+
+/* The subset it takes, and what it leaves to jansson. */
+static void test_tree(void **state)
+{
+	static const char *taken[] = {
+		"{}", " {\"a\" : 1 } ", "{\"a\":[],\"b\":{},\"c\":[1,-2,0,-0]}",
+		"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,64],\"datatype\":\"FP32\",\"data\":[]}]}",
+		"{\"x\":[true,false,null,\"\",\"s p\"],\"y\":1.5,\"z\":-0.0,\"w\":1e-400,\"v\":2E+3}",
+		"{\"i\":123456789012345678,\"k\":\"\"}", "{\"\":0}",
+		"{\"parameters\":{\"binary_data_output\":true},\"outputs\":[{\"name\":\"o\"}]}",
+	};
+	static const char *declined[] = {
+		"", "[]", "1", "{", "{\"a\":1,}", "{\"a\":1 \"b\":2}", "{\"a\":01}", "{\"a\":1.}",
+		"{\"a\":.5}", "{\"a\":-}", "{\"a\":1e}", "{\"a\":1e999}", "{\"a\":tru}", "{\"a\":truex}",
+		"{\"a\":\"\\n\"}", "{\"a\":\"\xc3\xa9\"}", "{\"a\":\"\t\"}", "{\"a\":1}x", "{\"a\":1,\"a\":2}",
+		"{\"a\":1234567890123456789}", "{a:1}", "{\"a\"1}", "{\"a\":[1,]}", "{\"a\":[1 2]}",
+		"{\"a\":\"x}", "{\"a\":+1}", "{\"a\":NaN}",
+		"{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]}",
+	};
+	static const char *seeds[] = {
+		"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,4],\"datatype\":\"FP32\",\"data\":[1,2.5,-3e2,0]}],\"id\":\"x\"}",
+		"{\"a\":{\"b\":[true,{\"c\":null}],\"d\":-12.5e-3},\"e\":\"f\"}",
+	};
+	const char *body = "{\"inputs\":[{\"name\":\"input\",\"shape\":[1,3],\"datatype\":\"FP32\","
+			   "\"data\":[1.0,2.0,3.0]}],\"outputs\":[{\"name\":\"p\"}]}";
+	const char *lb = strstr(body, "[1.0") + 1, *le = strchr(lb, ']');
+	char buf[256];
+	unsigned seed = 12345;
+	int answered = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+		if (!tree_str(taken[i]))
+			fail_msg("declined \"%s\"", taken[i]);
+	for (size_t i = 0; i < sizeof(declined) / sizeof(declined[0]); i++)
+		if (tree_str(declined[i]))
+			fail_msg("took \"%s\"", declined[i]);
+	/* With the data list cut out, as ks_load asks. */
+	assert_true(tree_agrees(body, strlen(body), (size_t)(lb - body), (size_t)(le - body)));
+	/* Mutations of the seeds (bytes replaced, dropped, doubled): never a
+	 * tree jansson would not give. */
+	for (int k = 0; k < 200000; k++) {
+		static const char alphabet[] = "{}[]\":,0123456789.eE+- tfnaulrs\\x\t\n";
+		const char *sd = seeds[k % 2];
+		size_t n = strlen(sd);
+		int edits = 1 + (int)((seed = seed * 1103515245 + 12345) >> 16) % 3;
+
+		memcpy(buf, sd, n);
+		for (int m = 0; m < edits; m++) {
+			size_t at = ((seed = seed * 1103515245 + 12345) >> 16) % n;
+			int op = (int)((seed = seed * 1103515245 + 12345) >> 16) % 3;
+			char ch = alphabet[((seed = seed * 1103515245 + 12345) >> 16) % (sizeof(alphabet) - 1)];
+
+			if (op == 0) {
+				buf[at] = ch;
+			} else if (op == 1 && n > 1) {
+				memmove(buf + at, buf + at + 1, n - at - 1);
+				n--;
+			} else if (n + 1 < sizeof(buf)) {
+				memmove(buf + at + 1, buf + at, n - at);
+				buf[at] = ch;
+				n++;
+			}
+		}
+		answered += tree_agrees(buf, n, 0, 0);
+	}
+	assert_true(answered > 1000);	/* the mutants it took were checked */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -319,6 +475,8 @@ int main(void)
 		cmocka_unit_test(test_declined),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_walk_agrees_with_jansson),
+		cmocka_unit_test(test_put_float),
+		cmocka_unit_test(test_tree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
