@@ -73,17 +73,7 @@ def gen(model_dir, outdir, rows, seed):
     w = payloads.safetensors(os.path.join(model_dir, meta.get("weights", "model.safetensors")))
     np.save(os.path.join(outdir, "expect.npy"),
             np.stack([payloads.forward(meta, w, r) for r in x]))
-    inp = {"name": in_name, "shape": [rows, width], "datatype": "FP32"}
-    with open(os.path.join(outdir, "json.body"), "w") as f:
-        f.write(json.dumps({"inputs": [dict(inp, data=[float(v) for v in x.reshape(-1)])]},
-                           separators=(",", ":")))
-    hdr = json.dumps({"inputs": [dict(inp, parameters={"binary_data_size": x.nbytes})],
-                      "outputs": [{"name": out_name, "parameters": {"binary_data": True}}]},
-                     separators=(",", ":")).encode()
-    with open(os.path.join(outdir, "bin.body"), "wb") as f:
-        f.write(hdr + x.tobytes())
-    with open(os.path.join(outdir, "bin.hl"), "w") as f:
-        f.write(str(len(hdr)))
+    payloads.write_http_bodies(outdir, in_name, out_name, x)
     req = pb.ModelInferRequest(model_name=meta["name"])
     req.inputs.add(name=in_name, datatype="FP32", shape=[rows, width])
     req.raw_input_contents.append(x.tobytes())

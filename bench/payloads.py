@@ -110,6 +110,26 @@ def forward(meta, w, x):
     return h[0]
 
 
+def write_http_bodies(outdir, in_name, out_name, x):
+    """The KServe v2 bodies of one request with input x (rows x width FP32)
+    in outdir: json.body (JSON data), bin.body (Triton's binary tensor
+    extension, answer asked binary too) and bin.hl (its JSON header's
+    length, for inference-header-content-length).  Returns the input's
+    {name, shape, datatype} for other codecs."""
+    inp = {"name": in_name, "shape": list(x.shape), "datatype": "FP32"}
+    with open(os.path.join(outdir, "json.body"), "w") as f:
+        f.write(json.dumps({"inputs": [dict(inp, data=[float(v) for v in x.reshape(-1)])]},
+                           separators=(",", ":")))
+    hdr = json.dumps({"inputs": [dict(inp, parameters={"binary_data_size": x.nbytes})],
+                      "outputs": [{"name": out_name, "parameters": {"binary_data": True}}]},
+                     separators=(",", ":")).encode()
+    with open(os.path.join(outdir, "bin.body"), "wb") as f:
+        f.write(hdr + x.tobytes())
+    with open(os.path.join(outdir, "bin.hl"), "w") as f:
+        f.write(str(len(hdr)))
+    return inp
+
+
 def gen(model_dir, outdir, seed):
     import msgpack
     meta = model_yaml(os.path.join(model_dir, "model.yaml"))
@@ -123,17 +143,7 @@ def gen(model_dir, outdir, seed):
         src = f"{width} seeded uniform [0, 1) floats (seed {seed or 0})"
     w = safetensors(os.path.join(model_dir, meta.get("weights", "model.safetensors")))
     np.save(os.path.join(outdir, "expect.npy"), forward(meta, w, x))
-    inp = {"name": in_name, "shape": [1, width], "datatype": "FP32"}
-    doc = {"inputs": [dict(inp, data=[float(v) for v in x])]}
-    with open(os.path.join(outdir, "json.body"), "w") as f:
-        f.write(json.dumps(doc, separators=(",", ":")))
-    hdr = json.dumps({"inputs": [dict(inp, parameters={"binary_data_size": x.nbytes})],
-                      "outputs": [{"name": out_name, "parameters": {"binary_data": True}}]},
-                     separators=(",", ":")).encode()
-    with open(os.path.join(outdir, "bin.body"), "wb") as f:
-        f.write(hdr + x.tobytes())
-    with open(os.path.join(outdir, "bin.hl"), "w") as f:
-        f.write(str(len(hdr)))
+    inp = write_http_bodies(outdir, in_name, out_name, x.reshape(1, width))
     mp = {"inputs": [dict(inp, data=x.tobytes())], "outputs": [{"name": out_name}]}
     with open(os.path.join(outdir, "mp.body"), "wb") as f:
         f.write(msgpack.packb(mp, use_bin_type=True))

@@ -274,6 +274,24 @@ static int h2_grpc_nv(struct call *call, nghttp2_nv *nva, char *code, size_t cod
 	return n;
 }
 
+/*
+ * The last DATA frame of call's answer: EOF, and for gRPC the trailers
+ * after it (nghttp2 copies them and sends them after this frame).
+ */
+static void h2_body_end(nghttp2_session *s, int32_t stream_id, struct call *call,
+			uint32_t *flags)
+{
+	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (call->grpc) {
+		nghttp2_nv nva[2];
+		char code[12];
+		int nt = h2_grpc_nv(call, nva, code, sizeof(code));
+
+		if (nghttp2_submit_trailer(s, stream_id, nva, nt) == 0)
+			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+	}
+}
+
 static ssize_t h2_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len,
 			    uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
@@ -282,19 +300,8 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf,
 
 	if (n < 0)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	if (evbuffer_get_length(call->resp) == 0) {
-		*flags |= NGHTTP2_DATA_FLAG_EOF;
-		/* gRPC: the stream ends with the trailers (nghttp2 copies them,
-		 * and sends them after this last DATA frame). */
-		if (call->grpc) {
-			nghttp2_nv nva[2];
-			char code[12];
-			int nt = h2_grpc_nv(call, nva, code, sizeof(code));
-
-			if (nghttp2_submit_trailer(s, stream_id, nva, nt) == 0)
-				*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-		}
-	}
+	if (evbuffer_get_length(call->resp) == 0)
+		h2_body_end(s, stream_id, call, flags);
 	return n;
 }
 
@@ -340,15 +347,7 @@ static ssize_t h2_read_stream(nghttp2_session *s, int32_t stream_id, uint8_t *bu
 		return n;
 	if (!call->responded)
 		return n ? n : NGHTTP2_ERR_DEFERRED;
-	*flags |= NGHTTP2_DATA_FLAG_EOF;
-	if (call->grpc) {
-		nghttp2_nv nva[2];
-		char code[12];
-		int nt = h2_grpc_nv(call, nva, code, sizeof(code));
-
-		if (nghttp2_submit_trailer(s, stream_id, nva, nt) == 0)
-			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-	}
+	h2_body_end(s, stream_id, call, flags);
 	return n;
 }
 
