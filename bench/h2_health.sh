@@ -28,40 +28,16 @@ bench_load_params 100000 32 32 9 20000  # N C M ROUNDS WARM
 BODY='{"live":true}'
 
 # The same 13-byte body for the file servers, at the same path.
-mkdir -p "$T/htdocs/v2/health"
-printf '%s' "$BODY" >"$T/htdocs/v2/health/live"
-chmod -R a+rX "$T"
+bench_health_docroot "$T"
 
 # infergw: one event-loop thread, one CPU worker (the digits model only so
 # that the config is complete; /v2/health/live does not touch it).
 P_IGW=$(bench_free_port)
-{
-	bench_gw_yaml_head "$P_IGW" 1 warn 0
-	cat <<EOF
-models:
-  - {name: digits, path: $BENCH_ROOT/config/models/digits, max_batch: 32,
-     max_queue_delay_us: 0, max_queue: 1024}
-backends:
-  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits]}
-EOF
-} >"$T/infergw.yaml"
+bench_digits_gw_yaml "$P_IGW" 1024 >"$T/infergw.yaml"
 
 P_NGH=$(bench_free_port)
 P_H2O=$(bench_free_port)
-cat >"$T/h2o.yaml" <<EOF
-listen:
-  host: 127.0.0.1
-  port: $P_H2O
-num-threads: 1
-user: $(id -un)
-pid-file: $T/h2o.pid
-error-log: $T/h2o.err
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: $T/htdocs
-EOF
+bench_h2o_yaml "$T" "$P_H2O" >"$T/h2o.yaml"
 
 bench_need_infergw
 for b in /usr/sbin/nghttpd /usr/bin/h2o "$H2LOAD"; do

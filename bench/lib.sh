@@ -134,6 +134,46 @@ log: {level: $3, access: false}
 EOF
 }
 
+# bench_health_docroot DIR - the file servers' side of the health anchor:
+# DIR/htdocs/v2/health/live holding infergw's 13-byte answer (readable by
+# every server user): every h2o/nghttpd comparison serves the same bytes.
+bench_health_docroot() {
+	mkdir -p "$1/htdocs/v2/health"
+	printf '%s' '{"live":true}' >"$1/htdocs/v2/health/live"
+	chmod -R a+rX "$1"
+}
+
+# bench_h2o_yaml DIR PORT - h2o's config for the health anchor (one thread,
+# 127.0.0.1:PORT, DIR/htdocs, pid and error log in DIR) on stdout.
+bench_h2o_yaml() {
+	cat <<EOF
+listen: {host: 127.0.0.1, port: $2}
+num-threads: 1
+user: $(id -un)
+pid-file: $1/h2o.pid
+error-log: $1/h2o.err
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: $1/htdocs
+EOF
+}
+
+# bench_digits_gw_yaml PORT QUEUE - a gateway.yaml with one loop thread and
+# one CPU worker serving digits (max_queue QUEUE), no admin listener, on
+# stdout: the infergw side of the wire benchmarks.
+bench_digits_gw_yaml() {
+	bench_gw_yaml_head "$1" 1 warn 0
+	cat <<EOF
+models:
+  - {name: digits, path: $BENCH_ROOT/config/models/digits, max_batch: 32,
+     max_queue_delay_us: 0, max_queue: $2}
+backends:
+  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits]}
+EOF
+}
+
 # bench_start_gw LOG CONFIG PORT SECS - start $INFERGW on CONFIG (output to
 # LOG) and wait up to SECS for GET /v2/health/ready on PORT; its PID in
 # BENCH_LAST_PID.  bench_fail when it does not become ready.

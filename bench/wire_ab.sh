@@ -16,22 +16,12 @@ NEW=${2:-$INFERGW}
 N=${N:-100000}
 N1=${N1:-50000}
 ROUNDS=${ROUNDS:-5}
-mkdir -p "$T/htdocs/v2/health"
-printf '%s' '{"live":true}' >"$T/htdocs/v2/health/live"
+bench_health_docroot "$T"
 
 gw_start() {	# NAME BINARY
 	local port
 	port=$(bench_free_port)
-	{
-		bench_gw_yaml_head "$port" 1 warn 0
-		cat <<YAML
-models:
-  - {name: digits, path: $BENCH_ROOT/config/models/digits, max_batch: 32,
-     max_queue_delay_us: 0, max_queue: 4096}
-backends:
-  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits]}
-YAML
-	} >"$T/$1.yaml"
+	bench_digits_gw_yaml "$port" 4096 >"$T/$1.yaml"
 	bench_start "$T/$1.log" "$2" --config "$T/$1.yaml"
 	eval "URL_$1=http://127.0.0.1:$port/v2/health/live"
 	bench_wait_http "http://127.0.0.1:$port/v2/health/live" "$BENCH_LAST_PID" 30 ||
@@ -40,18 +30,7 @@ YAML
 gw_start base "$BASE"
 gw_start new "$NEW"
 P_H2O=$(bench_free_port)
-cat >"$T/h2o.yaml" <<YAML
-listen: {host: 127.0.0.1, port: $P_H2O}
-num-threads: 1
-user: $(id -un)
-pid-file: $T/h2o.pid
-error-log: $T/h2o.err
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: $T/htdocs
-YAML
+bench_h2o_yaml "$T" "$P_H2O" >"$T/h2o.yaml"
 bench_start "$T/h2o.log" /usr/bin/h2o -c "$T/h2o.yaml"
 URL_h2o="http://127.0.0.1:$P_H2O/v2/health/live"
 bench_wait_http "$URL_h2o" "$BENCH_LAST_PID" 10 || bench_fail "h2o did not start"

@@ -21,9 +21,7 @@ C=${C:-32}
 M=${M:-32}
 WARM=${WARM:-2000}
 CASES=${*:-igw-h2 igw-h1 igw-infer h2o-h2 h2o-h1 ngh-h2}
-BODY='{"live":true}'
-mkdir -p "$T/htdocs/v2/health"
-printf '%s' "$BODY" >"$T/htdocs/v2/health/live"
+bench_health_docroot "$T"
 $PY "$BENCH_ROOT/bench/digits_body.py" "$BENCH_ROOT/config/models/digits" "$T/body.json" \
 	"$T/expect.json" || bench_fail "digits_body.py"
 
@@ -33,33 +31,13 @@ start_server() {	# KIND PORT OUTFILE
 	local kind=$1 port=$2 cg=$3
 	case $kind in
 	igw)
-		{
-			bench_gw_yaml_head "$port" 1 warn 0
-			cat <<EOF
-models:
-  - {name: digits, path: $BENCH_ROOT/config/models/digits, max_batch: 32,
-     max_queue_delay_us: 0, max_queue: 4096}
-backends:
-  - {name: cpu0, kind: cpu, workers: 1, threads_per_worker: 1, cost: 1.0, models: [digits]}
-EOF
-		} >"$T/igw.yaml"
+		bench_digits_gw_yaml "$port" 4096 >"$T/igw.yaml"
 		# One profile per thread: the CPU backend's are left out below.
 		bench_start "$T/srv.log" "${VG[@]}" --separate-threads=yes \
 			--callgrind-out-file="$cg" "$INFERGW" \
 			--config "$T/igw.yaml" ;;
 	h2o)
-		cat >"$T/h2o.yaml" <<EOF
-listen: {host: 127.0.0.1, port: $port}
-num-threads: 1
-user: $(id -un)
-pid-file: $T/h2o.pid
-error-log: $T/h2o.err
-hosts:
-  default:
-    paths:
-      /:
-        file.dir: $T/htdocs
-EOF
+		bench_h2o_yaml "$T" "$port" >"$T/h2o.yaml"
 		bench_start "$T/srv.log" "${VG[@]}" --callgrind-out-file="$cg" /usr/bin/h2o \
 			-c "$T/h2o.yaml" ;;
 	ngh)
