@@ -58,18 +58,7 @@ make -C "$BENCH_ROOT" build/infergw-quantize build/bench/kernel >"$T/build.log" 
 	bench_fail "infergw-quantize failed: $(cat "$T/q.log")"
 MODELS="mlp-large mlp-large-int8"
 if [ "$CALIB" = 1 ]; then
-	# calibration: 256 rows like the bench's inputs (uniform [-1, 1))
-	$PY - "$T/calib.safetensors" <<'PYEOF' || bench_fail "cannot write the calibration file"
-import json, struct, sys
-import numpy as np
-x = np.random.default_rng(7).uniform(-1, 1, (256, 1024)).astype("<f4")
-h = json.dumps({"features": {"dtype": "F32", "shape": list(x.shape),
-                             "data_offsets": [0, x.nbytes]}}).encode()
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + x.tobytes())
-PYEOF
-	"$BENCH_ROOT/build/infergw-quantize" "$MODEL" "$Q8S" --calibration "$T/calib.safetensors" \
-		>"$T/qs.log" 2>&1 || bench_fail "infergw-quantize --calibration failed: $(cat "$T/qs.log")"
-	sed -i 's/^name: .*/name: mlp-large-int8s/' "$Q8S/model.yaml"
+	bench_quantize_calibrated "$MODEL" "$Q8S" mlp-large-int8s "$T/qs.log"
 	MODELS="$MODELS mlp-large-int8s"
 fi
 

@@ -62,18 +62,7 @@ make -C "$BENCH_ROOT" build/infergw-quantize build/bench/int8 >"$T/build.log" 2>
 	bench_fail "infergw-quantize failed: $(cat "$T/quantize.log")"
 "$BENCH_ROOT/build/infergw-quantize" "$DIGITS" "$D8" >"$T/quantize.log" 2>&1 ||
 	bench_fail "infergw-quantize digits failed: $(cat "$T/quantize.log")"
-# calibration rows: uniform [-1, 1), the distribution of gpu_body.py's inputs
-$PY - "$T/calib.safetensors" <<'PYEOF' || bench_fail "cannot write the calibration file"
-import json, struct, sys
-import numpy as np
-x = np.random.default_rng(7).uniform(-1, 1, (256, 1024)).astype("<f4")
-h = json.dumps({"features": {"dtype": "F32", "shape": list(x.shape),
-                             "data_offsets": [0, x.nbytes]}}).encode()
-open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + x.tobytes())
-PYEOF
-"$BENCH_ROOT/build/infergw-quantize" "$MODEL" "$Q8S" --calibration "$T/calib.safetensors" \
-	>"$T/quantize.log" 2>&1 || bench_fail "infergw-quantize --calibration failed: $(cat "$T/quantize.log")"
-sed -i 's/^name: .*/name: mlp-large-int8s/' "$Q8S/model.yaml"
+bench_quantize_calibrated "$MODEL" "$Q8S" mlp-large-int8s "$T/quantize.log"
 
 # ---- 0. file sizes ----
 size() { stat -c %s "$1/model.safetensors"; }

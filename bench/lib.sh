@@ -174,6 +174,25 @@ backends:
 EOF
 }
 
+# bench_quantize_calibrated MODEL OUT NAME LOG - OUT: MODEL's INT8 variant
+# with static activation scales, calibrated on 256 rows uniform in [-1, 1)
+# (the distribution of gpu_body.py's inputs; the model's input is 1024
+# wide), named NAME in its model.yaml.  bench_fail on any error.
+bench_quantize_calibrated() {
+	local model=$1 out=$2 name=$3 log=$4
+	$PY - "$out.calib.safetensors" <<'PYEOF' || bench_fail "cannot write the calibration file"
+import json, struct, sys
+import numpy as np
+x = np.random.default_rng(7).uniform(-1, 1, (256, 1024)).astype("<f4")
+h = json.dumps({"features": {"dtype": "F32", "shape": list(x.shape),
+                             "data_offsets": [0, x.nbytes]}}).encode()
+open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h + x.tobytes())
+PYEOF
+	"$BENCH_ROOT/build/infergw-quantize" "$model" "$out" --calibration "$out.calib.safetensors" \
+		>"$log" 2>&1 || bench_fail "infergw-quantize --calibration failed: $(cat "$log")"
+	sed -i "s/^name: .*/name: $name/" "$out/model.yaml"
+}
+
 # bench_start_gw LOG CONFIG PORT SECS - start $INFERGW on CONFIG (output to
 # LOG) and wait up to SECS for GET /v2/health/ready on PORT; its PID in
 # BENCH_LAST_PID.  bench_fail when it does not become ready.
