@@ -302,7 +302,9 @@ tsan:
 arm64:
 	@bash tools/arm64.sh
 
-test: deps all unit asan tsan
+# models: the 100 MB synthetic mlp-large (1 s, deterministic) so that the
+# INT8 tests on a large model run rather than skip.
+test: deps all unit asan tsan models
 	@bash tests/run_all.sh
 
 models: config/models/mlp-large/model.safetensors
