@@ -10,10 +10,14 @@
 # infergw runs with its default event-loop threads (listen.threads 0 = one
 # per core) and a CPU backend with one worker of one OpenMP thread; the
 # process is pinned to the server CPU like in h2_health.sh so that h2load
-# keeps its own core.
+# keeps its own core.  The process (all its threads) is capped at
+# BENCH_SERVER_CPU of a core (0.5 by default, bench/lib.sh) for health and
+# infer rounds alike, so that h2load is not the bottleneck of the health
+# rounds; BENCH_SERVER_CPU=0 (or no cgroup cpu controller) runs unthrottled.
 set -u
 . "$(dirname "$0")/lib.sh"
 bench_init infer "2. Inference: POST /v2/models/digits/infer"
+bench_cpu_budget_init || true	# unthrottled when unavailable (BENCH_CPU_NOTE says)
 
 OUT_MD=${1:-/dev/stdout}
 bench_load_params 50000 32 32 7 10000  # N C M ROUNDS WARM
@@ -39,6 +43,7 @@ EOF
 
 bench_start_gw "$T/infergw.log" "$T/infergw.yaml" "$PORT" 30
 PID=$BENCH_LAST_PID
+bench_cap "$PID" infergw
 BASE="http://127.0.0.1:$PORT"
 URL_H="$BASE/v2/health/live"
 URL_I="$BASE/v2/models/digits/infer"
@@ -87,12 +92,13 @@ METRICS=$(curl -s --max-time 2 --http2-prior-knowledge "$BASE/metrics" 2>/dev/nu
 	echo
 	bench_env_md
 	echo "- server: infergw, listen.threads 0 (= $(nproc) loop threads), CPU backend workers 1, threads_per_worker 1, digits max_batch 32, max_queue_delay_us 0, max_queue 4096"
+	echo "- CPU budget: ${BENCH_CPU_NOTE:-server unthrottled (BENCH_SERVER_CPU=$BENCH_SERVER_CPU)}"
 	echo "- body: row 0 of config/models/digits/heldout.safetensors, $(wc -c <"$T/body.json") bytes of KServe v2 JSON; response check: $CHECK"
 	echo "- commands ($ROUNDS throughput rounds, health and infer alternating, after warm-ups of $WARM each; req/s = median round; client-bound rounds (h2load > ${BENCH_CLIENT_BOUND} of its core) left out of the ratio; percentiles from $LAT_ROUNDS latency rounds with --log-file):"
 	echo
 	CMDS="$PIN_CLI h2load $H2FLAGS http://127.0.0.1:PORT/v2/health/live"$'\n'"$PIN_CLI h2load $H2FLAGS -d body.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer"
 	bench_cmd_block "$CMDS"
-	bench_row infer _cmd - "commands" cmd="$CMDS"
+	bench_row infer _cmd - "commands" cmd="$CMDS"$'\n'"# ${BENCH_CPU_NOTE:-server unthrottled}"
 	echo
 	$PY "$BENCH_ROOT/bench/report.py" infer "$T/runs.jsonl" "$T/logs"
 	echo

@@ -33,6 +33,17 @@ fi
 BENCH_PIDS=()
 BENCH_TMP=""
 
+# Equal CPU budget for the servers of a comparison (bench_cpu_budget_init,
+# bench_cpu_limit): each server gets BENCH_SERVER_CPU of a core (0.5; 0 or
+# "off" = unthrottled) through a CFS quota over a short period (10 ms, so
+# that throttling is smooth rather than 50 ms bursts), in a cgroup of this
+# bench's own, removed by bench_cleanup.
+export BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-0.5}
+BENCH_CPU_PERIOD_US=${BENCH_CPU_PERIOD_US:-10000}
+BENCH_CG=""		# our cgroup directory (parent of one per server), or ""
+BENCH_CG_KIND=""	# v1 or v2
+export BENCH_CPU_NOTE=""	# "servers capped at ..." or "" (report.py, summary rows)
+
 # bench_tmpdir - create (once) and print a private temp dir, removed on exit.
 bench_tmpdir() {
 	if [ -z "$BENCH_TMP" ]; then
@@ -63,6 +74,7 @@ bench_cleanup() {
 		[ -n "$pid" ] && bench_reap "$pid"
 	done
 	BENCH_PIDS=()
+	bench_cpu_budget_remove
 	if [ -n "$BENCH_TMP" ] && [ -d "$BENCH_TMP" ]; then
 		rm -rf "$BENCH_TMP"
 	fi
@@ -229,6 +241,130 @@ bench_start() {
 	$PIN_SRV "$@" >"$log" 2>&1 &
 	BENCH_LAST_PID=$!
 	BENCH_PIDS+=("$BENCH_LAST_PID")
+}
+
+# bench_cpu_budget_init - make our cgroup for capped servers: cgroup v1's
+# cpu controller (/sys/fs/cgroup/cpu) or, failing that, cgroup v2 with the
+# cpu controller (/sys/fs/cgroup/cpu.max files).  Sets BENCH_CG and
+# BENCH_CPU_NOTE; returns 0 when servers can be capped, 1 (with a message on
+# stderr, BENCH_CPU_NOTE saying so) when the budget is off or unavailable
+# (not root, no cpu controller): the servers then run unthrottled as before.
+bench_cpu_budget_init() {
+	local v1=/sys/fs/cgroup/cpu v2=/sys/fs/cgroup name
+	BENCH_CPU_NOTE=""
+	case $BENCH_SERVER_CPU in
+	"" | 0 | 0.0 | off) return 1 ;;
+	esac
+	awk -v c="$BENCH_SERVER_CPU" 'BEGIN { exit !(c > 0 && c <= 64) }' || {
+		echo "bench: BENCH_SERVER_CPU=$BENCH_SERVER_CPU is not a share of a core in (0, 64]" >&2
+		return 1
+	}
+	[ -n "$BENCH_CG" ] && return 0
+	bench_cpu_budget_sweep
+	name="infergw-bench.$$.$(date +%s%N)"
+	if [ "$(id -u)" != 0 ]; then
+		:
+	elif [ -w "$v1/cgroup.procs" ] && [ -f "$v1/cpu.cfs_quota_us" ] && mkdir "$v1/$name" 2>/dev/null; then
+		BENCH_CG="$v1/$name"
+		BENCH_CG_KIND=v1
+	elif grep -qw cpu "$v2/cgroup.controllers" 2>/dev/null && mkdir "$v2/$name" 2>/dev/null; then
+		BENCH_CG="$v2/$name"
+		BENCH_CG_KIND=v2
+		# the per-server children need the cpu controller enabled below us
+		echo +cpu >"$BENCH_CG/cgroup.subtree_control" 2>/dev/null || {
+			bench_cpu_budget_remove
+		}
+	fi
+	if [ -z "$BENCH_CG" ]; then
+		BENCH_CPU_NOTE="servers unthrottled: no writable cgroup cpu controller (v1 $v1 or v2 cpu.max) as uid $(id -u)"
+		echo "bench: $BENCH_CPU_NOTE" >&2
+		return 1
+	fi
+	BENCH_CPU_NOTE="each server capped at $BENCH_SERVER_CPU CPU (cgroup $BENCH_CG_KIND CFS quota $(bench_cpu_quota_us) us per $BENCH_CPU_PERIOD_US us)"
+	return 0
+}
+
+# bench_cpu_quota_us - BENCH_SERVER_CPU of a core as microseconds per period.
+bench_cpu_quota_us() {
+	awk -v c="$BENCH_SERVER_CPU" -v p="$BENCH_CPU_PERIOD_US" 'BEGIN { printf "%d\n", c * p + 0.5 }'
+}
+
+# bench_cpu_budget_sweep - remove the cgroups of earlier benches whose shell
+# is gone (killed with SIGKILL, so its EXIT trap never ran), with the
+# servers left in them: a throttled server must not linger.  The bench
+# shell's PID is in the name (infergw-bench.PID.NS); a live one's cgroups
+# are left alone (another bench may be running).
+bench_cpu_budget_sweep() {
+	local d owner
+	for d in /sys/fs/cgroup/cpu/infergw-bench.*/ /sys/fs/cgroup/infergw-bench.*/; do
+		[ -d "$d" ] || continue
+		owner=${d%/}
+		owner=${owner##*/infergw-bench.}
+		owner=${owner%%.*}
+		kill -0 "$owner" 2>/dev/null && continue
+		echo "bench: removing the stale cgroup $d (bench pid $owner is gone)" >&2
+		BENCH_CG=${d%/} bench_cpu_budget_remove
+	done
+}
+
+# bench_cpu_limit PID NAME - move the process PID (all its threads, and the
+# children it forks from now on) into a cgroup NAME of its own under ours,
+# capped at BENCH_SERVER_CPU of a core: every server of a comparison gets
+# the same budget.  0 on success; 1 when there is no budget
+# (bench_cpu_budget_init failed or was not called) or the move failed
+# (message on stderr; the server then runs unthrottled).
+bench_cpu_limit() {
+	local pid=$1 dir quota
+	[ -n "$BENCH_CG" ] || return 1
+	dir="$BENCH_CG/$2"
+	quota=$(bench_cpu_quota_us)
+	mkdir -p "$dir" || return 1
+	if [ "$BENCH_CG_KIND" = v1 ]; then
+		echo "$BENCH_CPU_PERIOD_US" >"$dir/cpu.cfs_period_us" &&
+			echo "$quota" >"$dir/cpu.cfs_quota_us"
+	else
+		echo "$quota $BENCH_CPU_PERIOD_US" >"$dir/cpu.max"
+	fi || { echo "bench: cannot set the CPU quota of $dir" >&2; return 1; }
+	echo "$pid" >"$dir/cgroup.procs" 2>/dev/null || {
+		echo "bench: cannot move pid $pid into $dir" >&2
+		return 1
+	}
+	return 0
+}
+
+# bench_cap PID NAME - with a budget (bench_cpu_budget_init returned 0),
+# bench_cpu_limit PID NAME or bench_fail: a comparison where one server is
+# capped and another is not would be meaningless.  Without one, nothing.
+bench_cap() {
+	[ -n "$BENCH_CG" ] || return 0
+	bench_cpu_limit "$1" "$2" || bench_fail "could not cap $2 (pid $1) at $BENCH_SERVER_CPU CPU"
+}
+
+# bench_cpu_budget_remove - SIGKILL whatever is still in our cgroups (only
+# processes we started and moved there, by PID from cgroup.procs), then
+# remove them.  Safe to call twice.
+bench_cpu_budget_remove() {
+	if [ -z "$BENCH_CG" ] || [ ! -d "$BENCH_CG" ]; then
+		BENCH_CG=""
+		return 0
+	fi
+	local d pid _
+	for d in "$BENCH_CG"/*/ "$BENCH_CG/"; do
+		[ -f "$d/cgroup.procs" ] || continue
+		while read -r pid; do
+			[ -n "$pid" ] && kill -KILL "$pid" 2>/dev/null
+		done <"$d/cgroup.procs"
+	done
+	for _ in $(seq 50); do
+		for d in "$BENCH_CG"/*/; do
+			[ -d "$d" ] && rmdir "$d" 2>/dev/null
+		done
+		rmdir "$BENCH_CG" 2>/dev/null && break
+		sleep 0.1
+	done
+	[ -d "$BENCH_CG" ] && echo "bench: warning: could not remove cgroup $BENCH_CG" >&2
+	BENCH_CG=""
+	return 0
 }
 
 # bench_stop PID - SIGTERM one server and wait for it (SIGKILL after 5 s).

@@ -157,13 +157,23 @@ def ratio_cell(p, dropped):
         p[0], p[1], p[2], p[3], ", %d client-bound dropped" % p[4] if p[4] else "")
 
 
+def budget_note():
+    """The servers' CPU budget (bench/lib.sh sets $BENCH_CPU_NOTE), or None."""
+    return os.environ.get("BENCH_CPU_NOTE") or None
+
+
 def emit_ratio(part, key, label, p, dropped, target=None, cmd=None):
-    """The ratio as a summary row (value None when every round was dropped)."""
+    """The ratio as a summary row (value None when every round was dropped);
+    the servers' CPU budget, if any, as its note."""
     if p:
         return rows.emit(part, key, round(p[0], 4), label, unit="x", lo=round(p[1], 4),
-                         hi=round(p[2], 4), rounds=p[3], dropped=p[4], target=target, cmd=cmd)
+                         hi=round(p[2], 4), rounds=p[3], dropped=p[4], target=target, cmd=cmd,
+                         note=budget_note())
+    why = "no usable round (client-bound or failed)"
+    if budget_note():
+        why += "; " + budget_note()
     return rows.emit(part, key, None, label, unit="x", dropped=dropped, target=target, cmd=cmd,
-                     note="no usable round (client-bound or failed)")
+                     note=why)
 
 
 # (protocol, infergw's run, anchor's run, target of issue 18, row key)
@@ -205,7 +215,7 @@ def health(path, logdir):
     # the req/s ratios first (the summary shows the first rows of a part)
     for part, key, v, label, e in cpu_rows:
         rows.emit(part, key, v, label, unit="x", lo=round(e[1], 4), hi=round(e[2], 4),
-                  rounds=e[3])
+                  rounds=e[3], note=budget_note())
 
 
 def infer(path, logdir):
@@ -226,7 +236,7 @@ def infer(path, logdir):
     if c:
         rows.emit("infer", "cpu_over_health", round(c[0], 3),
                   "server CPU per infer request / per health request", unit="x",
-                  lo=round(c[1], 3), hi=round(c[2], 3), rounds=c[3])
+                  lo=round(c[1], 3), hi=round(c[2], 3), rounds=c[3], note=budget_note())
 
 if __name__ == "__main__":
     if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("health", "infer"):
