@@ -32,6 +32,10 @@
 #        part (quick_env below), a few minutes in all; writes bench/results/quick/
 #        (not committed)
 #        and leaves bench/RESULTS.md alone.
+#        BENCH_SERVER_CPU=0.5 (default): h2 and infer cap each server at this
+#        share of a core (cgroup CFS quota, bench/lib.sh) so that h2load is not
+#        the bottleneck; 0 = unthrottled (also without root or a cgroup cpu
+#        controller; the report says which).
 #
 # How a part plugs in: a script bench/NAME.sh that appends its markdown
 # section to the file named by its first argument or prints it on stdout
