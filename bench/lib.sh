@@ -253,10 +253,14 @@ bench_cpu_budget_init() {
 	local v1=/sys/fs/cgroup/cpu v2=/sys/fs/cgroup name
 	BENCH_CPU_NOTE=""
 	case $BENCH_SERVER_CPU in
-	"" | 0 | 0.0 | off) return 1 ;;
+	"" | 0 | 0.0 | off)
+		BENCH_CPU_NOTE="servers unthrottled (BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-})"
+		return 1
+		;;
 	esac
 	awk -v c="$BENCH_SERVER_CPU" 'BEGIN { exit !(c > 0 && c <= 64) }' || {
-		echo "bench: BENCH_SERVER_CPU=$BENCH_SERVER_CPU is not a share of a core in (0, 64]" >&2
+		BENCH_CPU_NOTE="servers unthrottled (BENCH_SERVER_CPU=$BENCH_SERVER_CPU is not a share of a core in (0, 64])"
+		echo "bench: $BENCH_CPU_NOTE" >&2
 		return 1
 	}
 	[ -n "$BENCH_CG" ] && return 0
