@@ -12,6 +12,7 @@
  * lives in its own exact-size malloc'd buffer.  Every message that
  * decodes must re-encode to bytes that decode and re-encode the same.
  */
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "front.h"
@@ -33,7 +34,47 @@ static const ProtobufCMessageDescriptor *const fz_others[] = {
 	&inference__repository_model_unload_request__descriptor,
 };
 
-/* m packs to bytes that unpack and pack to the same bytes. */
+/* m or a message inside it kept unknown fields. */
+static bool fz_has_unknown(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+
+	if (m->n_unknown_fields)
+		return true;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const char *base = (const char *)m;
+
+		if (f->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			ProtobufCMessage *const *v = *(ProtobufCMessage *const *const *)(base + f->offset);
+
+			for (size_t k = 0; k < n; k++)
+				if (v[k] && fz_has_unknown(v[k]))
+					return true;
+		} else {
+			const ProtobufCMessage *v = *(const ProtobufCMessage *const *)(base + f->offset);
+
+			if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+			    *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+				continue;	/* another member of the oneof is set */
+			if (v && fz_has_unknown(v))
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * m packs to bytes that unpack and pack to the same bytes.  One exception,
+ * protobuf-c's and not the gateway's (which never re-packs a request): an
+ * unknown field is kept as it came and packed back with a canonical tag,
+ * and protobuf-c accepts field number 0 written over-long ("80 00") but
+ * refuses it written short ("00") - so a message that kept unknown fields
+ * may not unpack again.
+ */
 static void fz_round_trip(const ProtobufCMessage *m)
 {
 	size_t n = protobuf_c_message_get_packed_size(m), n2;
@@ -42,6 +83,10 @@ static void fz_round_trip(const ProtobufCMessage *m)
 
 	FZ_CHECK(a && protobuf_c_message_pack(m, a) == n);
 	again = protobuf_c_message_unpack(m->descriptor, NULL, n, a);
+	if (!again && fz_has_unknown(m)) {
+		free(a);
+		return;
+	}
 	FZ_CHECK(again);
 	n2 = protobuf_c_message_get_packed_size(again);
 	b = malloc(n2 ? n2 : 1);
