@@ -52,6 +52,10 @@ struct front_sink {
 /* struct infer_slice (rows of a request in one batch) is the backend
  * contract's: backends/backend.h. */
 
+/* Failover: how many times a request may be given back by a backend and
+ * placed again (never on one that gave it back) before it is answered 503. */
+#define INFER_MAX_RETRIES 3
+
 struct infer_req {
 	const struct model *model;
 	int rows;			/* leading dimension of the input */
@@ -98,7 +102,8 @@ struct infer_req {
 	struct infer_req *prev;		/* queue only */
 	void *queue;			/* the scheduler queue holding it, for cancellation;
 					 * NULL while failover moves it (atomic builtins) */
-	const void *avoid;		/* failover: the scheduler that gave it back */
+	const void *avoid[INFER_MAX_RETRIES];	/* failover: the schedulers that gave
+						 * it back, avoid[0..retries) */
 	int retries;			/* failover: times it was given back */
 };
 

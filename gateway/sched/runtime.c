@@ -1096,6 +1096,14 @@ static void rt_view(struct runtime *rt, const int *el, const struct infer_req *r
 	}
 }
 
+/* s gave r back before (failover): r is not placed on it again. */
+static bool rt_avoided(const struct infer_req *r, const void *s)
+{
+	for (int i = 0; i < r->retries && i < INFER_MAX_RETRIES; i++)
+		if (r->avoid[i] == s)
+			return true;
+	return false;
+}
 /*
  * The usable backends hosting a variant r may run as, into el[] as
  * (backend, queue, tier) triples, a backend's consecutive, without any
@@ -1125,8 +1133,8 @@ static int rt_eligible(struct runtime *rt, struct infer_req *r, int *el, int *n_
 		struct rt_backend *rb = rt->backends[i];
 		int before = n;
 
-		if (!rt_backend_usable(rb) || (const void *)&rb->sched == r->avoid)
-			continue;	/* avoid: failover leaves the backend that failed */
+		if (!rt_backend_usable(rb) || rt_avoided(r, &rb->sched))
+			continue;	/* failover never goes back to a backend that failed r */
 		for (int v = 0; v < nv; v++) {
 			int qi = sched_find(&rb->sched, vm[v]);
 

@@ -543,12 +543,11 @@ static struct infer_req *sched_learn(struct sched_slot *w, struct sched_q *q)
 	return done;
 }
 
-#define SCHED_MAX_RETRIES 3
 
 /*
  * Hand r (given back retryable, held by no scheduler now) to the failover
  * hook; answered 503 when there is none, when r was cancelled meanwhile,
- * or after SCHED_MAX_RETRIES tries.
+ * or after INFER_MAX_RETRIES tries.
  */
 static void sched_retry(struct sched_be *s, struct infer_req *r, uint64_t now)
 {
@@ -558,7 +557,7 @@ static void sched_retry(struct sched_be *s, struct infer_req *r, uint64_t now)
 	r->errmsg[0] = 0;
 	/* An internal request measures this backend: it does not move. */
 	if (st == REQ_CANCELLED || !sched_failover_fn || r->internal ||
-	    ++r->retries > SCHED_MAX_RETRIES) {
+	    ++r->retries > INFER_MAX_RETRIES) {
 		r->status = 503;
 		r->retry_after_s = 1;
 		snprintf(r->errmsg, sizeof(r->errmsg), "backend %s failed the request and no "
@@ -567,7 +566,7 @@ static void sched_retry(struct sched_be *s, struct infer_req *r, uint64_t now)
 		return;
 	}
 	atomic_store(&r->state, REQ_NEW);
-	r->avoid = s;
+	r->avoid[r->retries - 1] = s;	/* retries <= INFER_MAX_RETRIES here */
 	sched_failover_fn(r, s, now);
 }
 

@@ -83,6 +83,28 @@ def test_some_failures_fail_over(start_gw):
     assert _h2_codes(g.admin_port) == {"200": N}
 
 
+def test_failover_never_returns_to_a_backend_that_failed(start_gw):
+    """fake0 and fake1 give every batch back, fake2 serves: a request the
+    first two failed must reach fake2 (a request only avoiding the last
+    backend that failed it could bounce fake0 -> fake1 -> fake0 -> fake1
+    and be answered 503 after its 3 retries).  All 200 with fake2's
+    values; fake2 ran every row."""
+    g = start_gw("failover_avoid", _config([_fake("fake0", fail_every=1),
+                                            _fake("fake1", fail_every=1),
+                                            _fake("fake2")]))
+    rows_sent = 0
+    for rows, resp in _flood(g.port):
+        assert resp.status == 200, (resp.status, bytes(resp.body)[:200])
+        got = np.asarray(json.loads(bytes(resp.body))["outputs"][0]["data"])
+        np.testing.assert_allclose(got.reshape(rows.shape[0], 10), _expect(rows),
+                                   rtol=1e-5, atol=1e-4)
+        rows_sent += rows.shape[0]
+    assert _h2_codes(g.admin_port) == {"200": N}
+    m = gwlib.read_metrics(g.admin_port)
+    served = gwlib.metric(m, "infergw_backend_rows_total", backend="fake2")
+    assert served == rows_sent, (served, rows_sent)
+
+
 def test_nowhere_to_fail_over_503(start_gw):
     """Both backends give everything back: every request is answered 503,
     exactly once, with a message naming the failure."""

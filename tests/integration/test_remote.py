@@ -308,8 +308,11 @@ def test_agent_down_at_start_is_down_and_others_serve(start_gw, agents, model, h
     port = gwlib.free_port()
     g = _slo_gw(start_gw, (a0,), remote_entry("dpu0", a0.port) + remote_entry("dpu1", port))
     bk = backends(g)
-    assert bk["dpu1"]["state"] == "down", bk["dpu1"]
-    assert "refused" in bk["dpu1"].get("reason", "").lower(), bk["dpu1"]
+    # down, or already ejected when the gateway's start was slow (a loaded
+    # machine, a sanitizer build): failed reconnects count toward ejection
+    # (docs/config.md); either way the reason names the refused connect
+    assert bk["dpu1"]["state"] in ("down", "ejected"), bk["dpu1"]
+    assert "refused" in (bk["dpu1"].get("reason") or "").lower(), bk["dpu1"]
     st, _, _ = gwlib.h1_request(g.port, "GET", "/v2/health/ready")
     assert st == 200
     _check_values(g, model, heldout, 50)
