@@ -49,6 +49,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench/bench_be.h"
 #include "bench/bench_util.h"
 
 #define MAX_BS 16
@@ -191,49 +192,12 @@ static void raw_free(struct raw_chain *rc)
 
 /* ---- infergw backend ---- */
 
-/* The caller sleeps until done: a spinning main thread would take one of
- * the two cores from the backend's OpenMP team (the raw chains run on the
- * main thread itself), and the comparison would not be like for like. */
-static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t g_cv = PTHREAD_COND_INITIALIZER;
-static int g_done;
-
-static void on_batch_done(struct batch *b)
-{
-	(void)b;
-	pthread_mutex_lock(&g_mu);
-	g_done = 1;
-	pthread_cond_signal(&g_cv);
-	pthread_mutex_unlock(&g_mu);
-}
-
 static void igw_run(struct backend *be, const struct model *m, int rows, const float *in,
 		    float *out)
 {
 	struct infer_req r = { .model = m, .rows = rows, .input = in, .output = out };
-	struct infer_slice sl = { .r = &r, .rows = rows, .input = in, .output = out,
-				  .status = -1 };
-	struct batch b = {
-		.model = m, .be = be, .slot = 0, .n_slices = 1, .slices = &sl,
-		.rows = rows, .done = on_batch_done,
-	};
-	int rc;
 
-	atomic_store_explicit(&r.state, REQ_RUNNING, memory_order_relaxed);
-	g_done = 0;
-	rc = be->ops->submit(be, &b);
-	if (rc) {
-		fprintf(stderr, "int8: be_cpu submit(%d rows): %s\n", rows, strerror(-rc));
-		exit(1);
-	}
-	pthread_mutex_lock(&g_mu);	/* done comes from the backend's worker thread */
-	while (!g_done)
-		pthread_cond_wait(&g_cv, &g_mu);
-	pthread_mutex_unlock(&g_mu);
-	if (sl.status != 0) {
-		fprintf(stderr, "int8: be_cpu batch failed: status %d %s\n", sl.status, b.errmsg);
-		exit(1);
-	}
+	bench_be_run("int8", be, m, &r);
 }
 
 /* ---- measurement ---- */
