@@ -15,26 +15,14 @@
 #include "dgram.h"
 #include "kserve.h"
 #include "model/model.h"
+#include "tiny_model.h"
 
 static struct model tm;
 
 static int setup(void **state)
 {
-	memset(&tm, 0, sizeof(tm));
-	tm.name = "digits";
-	tm.version = 3;
-	tm.input = (struct tensor_spec){ .name = "input", .dtype = DT_FP32, .ndim = 2, .dims = { -1, 4 } };
-	tm.output = (struct tensor_spec){ .name = "probabilities", .dtype = DT_FP32, .ndim = 2, .dims = { -1, 3 } };
-	tm.in_dim = 4;
-	tm.out_dim = 3;
-	tm.max_batch_size = 8;
+	tiny_model(&tm, 3);
 	return 0;
-}
-
-static void str(msgpack_packer *pk, const char *s)
-{
-	msgpack_pack_str(pk, strlen(s));
-	msgpack_pack_str_body(pk, s, strlen(s));
 }
 
 /*
@@ -63,64 +51,64 @@ static void build(msgpack_sbuffer *sb, enum defect d)
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, n);
 	if (d == DEF_EXTRA_KEYS) {
-		str(&pk, "comment");
+		tiny_mp_str(&pk, "comment");
 		msgpack_pack_map(&pk, 1);
-		str(&pk, "nested");
+		tiny_mp_str(&pk, "nested");
 		msgpack_pack_array(&pk, 2);
 		msgpack_pack_nil(&pk);
 		msgpack_pack_true(&pk);
 	}
 	if (d != DEF_ID_LAST && d != DEF_NO_ID) {
-		str(&pk, "id");
+		tiny_mp_str(&pk, "id");
 		if (d == DEF_ID_STR)
-			str(&pk, "42");
+			tiny_mp_str(&pk, "42");
 		else
 			msgpack_pack_uint64(&pk, 42);
 	}
 	if (d != DEF_NO_MODEL) {
-		str(&pk, "model");
+		tiny_mp_str(&pk, "model");
 		if (d == DEF_MODEL_INT)
 			msgpack_pack_int(&pk, 5);
 		else if (d == DEF_MODEL_LONG)
-			str(&pk, "a-model-name-that-is-longer-than-sixty-four-bytes-which-is-the-limit");
+			tiny_mp_str(&pk, "a-model-name-that-is-longer-than-sixty-four-bytes-which-is-the-limit");
 		else
-			str(&pk, "digits");
+			tiny_mp_str(&pk, "digits");
 	}
 	if (d == DEF_DUP_MODEL) {
-		str(&pk, "model");
-		str(&pk, "other");
+		tiny_mp_str(&pk, "model");
+		tiny_mp_str(&pk, "other");
 	}
-	str(&pk, "priority");
+	tiny_mp_str(&pk, "priority");
 	if (d == DEF_PRIO_NEG)
 		msgpack_pack_int(&pk, -1);
 	else if (d == DEF_PRIO_BIG)
 		msgpack_pack_int(&pk, 1000001);
 	else
 		msgpack_pack_int(&pk, 7);
-	str(&pk, "inputs");
+	tiny_mp_str(&pk, "inputs");
 	if (d == DEF_INPUTS_MAP) {
 		msgpack_pack_map(&pk, 0);
 	} else if (d == DEF_INPUTS_EMPTY) {
 		msgpack_pack_array(&pk, 0);
 	} else if (d == DEF_INPUT_STR) {
 		msgpack_pack_array(&pk, 1);
-		str(&pk, "input");
+		tiny_mp_str(&pk, "input");
 	} else {
 		msgpack_pack_array(&pk, 1);
 		msgpack_pack_map(&pk, d == DEF_NO_DATA ? 3 : d == DEF_DUP_SHAPE ? 5 : 4);
-		str(&pk, "name");
+		tiny_mp_str(&pk, "name");
 		if (d == DEF_NAME_INT)
 			msgpack_pack_int(&pk, 1);
 		else
-			str(&pk, "input");
-		str(&pk, "datatype");
+			tiny_mp_str(&pk, "input");
+		tiny_mp_str(&pk, "datatype");
 		if (d == DEF_DTYPE_NIL)
 			msgpack_pack_nil(&pk);
 		else
-			str(&pk, "FP32");
-		str(&pk, "shape");
+			tiny_mp_str(&pk, "FP32");
+		tiny_mp_str(&pk, "shape");
 		if (d == DEF_SHAPE_STR) {
-			str(&pk, "[2,4]");
+			tiny_mp_str(&pk, "[2,4]");
 		} else if (d == DEF_SHAPE_9) {
 			msgpack_pack_array(&pk, 9);
 			for (int i = 0; i < 9; i++)
@@ -136,11 +124,11 @@ static void build(msgpack_sbuffer *sb, enum defect d)
 			msgpack_pack_int(&pk, 4);
 		}
 		if (d == DEF_DUP_SHAPE) {
-			str(&pk, "shape");
+			tiny_mp_str(&pk, "shape");
 			msgpack_pack_array(&pk, 0);
 		}
 		if (d != DEF_NO_DATA) {
-			str(&pk, "data");
+			tiny_mp_str(&pk, "data");
 			if (d == DEF_DATA_ARRAY) {
 				msgpack_pack_array(&pk, 8);
 				for (int i = 0; i < 8; i++)
@@ -151,15 +139,15 @@ static void build(msgpack_sbuffer *sb, enum defect d)
 			}
 		}
 	}
-	str(&pk, "timeout_us");
+	tiny_mp_str(&pk, "timeout_us");
 	if (d == DEF_TIMEOUT_STR)
-		str(&pk, "1ms");
+		tiny_mp_str(&pk, "1ms");
 	else if (d == DEF_TIMEOUT_HUGE)
 		msgpack_pack_uint64(&pk, UINT64_MAX);
 	else
 		msgpack_pack_uint64(&pk, 1500);
 	if (d == DEF_ID_LAST) {
-		str(&pk, "id");
+		tiny_mp_str(&pk, "id");
 		msgpack_pack_uint64(&pk, 42);
 	}
 }

@@ -14,22 +14,14 @@
 #include "config.h"
 #include "kserve.h"
 #include "model/model.h"
+#include "tiny_model.h"
 
 static struct model tm;
 
 static int setup(void **state)
 {
-	memset(&tm, 0, sizeof(tm));
-	tm.name = "digits";
-	tm.version = 1;
+	tiny_model(&tm, 1);
 	tm.platform = "infergw-mlp";
-	tm.input = (struct tensor_spec){ .name = "input", .dtype = DT_FP32, .ndim = 2,
-					 .dims = { -1, 4 } };
-	tm.output = (struct tensor_spec){ .name = "probabilities", .dtype = DT_FP32, .ndim = 2,
-					  .dims = { -1, 3 } };
-	tm.in_dim = 4;
-	tm.out_dim = 3;
-	tm.max_batch_size = 8;
 	return 0;
 }
 

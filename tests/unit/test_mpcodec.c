@@ -14,27 +14,15 @@
 
 #include "kserve.h"
 #include "model/model.h"
+#include "tiny_model.h"
 #include "mpcodec.h"
 
 static struct model tm;
 
 static int setup(void **state)
 {
-	memset(&tm, 0, sizeof(tm));
-	tm.name = "digits";
-	tm.version = 1;
-	tm.input = (struct tensor_spec){ .name = "input", .dtype = DT_FP32, .ndim = 2, .dims = { -1, 4 } };
-	tm.output = (struct tensor_spec){ .name = "probabilities", .dtype = DT_FP32, .ndim = 2, .dims = { -1, 3 } };
-	tm.in_dim = 4;
-	tm.out_dim = 3;
-	tm.max_batch_size = 8;
+	tiny_model(&tm, 1);
 	return 0;
-}
-
-static void str(msgpack_packer *pk, const char *s)
-{
-	msgpack_pack_str(pk, strlen(s));
-	msgpack_pack_str_body(pk, s, strlen(s));
 }
 
 /*
@@ -54,30 +42,30 @@ static void build(msgpack_sbuffer *sb, int rows, int cols, bool bin, const char 
 	msgpack_sbuffer_init(sb);
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 4);
-	str(&pk, "model_name");
-	str(&pk, "digits");
-	str(&pk, "id");
-	str(&pk, "m1");
-	str(&pk, "parameters");
+	tiny_mp_str(&pk, "model_name");
+	tiny_mp_str(&pk, "digits");
+	tiny_mp_str(&pk, "id");
+	tiny_mp_str(&pk, "m1");
+	tiny_mp_str(&pk, "parameters");
 	msgpack_pack_map(&pk, bad == 7 ? 2 : 1);
-	str(&pk, "priority");
+	tiny_mp_str(&pk, "priority");
 	msgpack_pack_int(&pk, 2);
 	if (bad == 7) {
-		str(&pk, "timeout");
+		tiny_mp_str(&pk, "timeout");
 		msgpack_pack_uint64(&pk, UINT64_MAX);
 	}
-	str(&pk, "inputs");
+	tiny_mp_str(&pk, "inputs");
 	msgpack_pack_array(&pk, 1);
 	msgpack_pack_map(&pk, 4);
-	str(&pk, "name");
-	str(&pk, bad == 1 ? "x" : "input");
-	str(&pk, "datatype");
-	str(&pk, dtype);
-	str(&pk, "shape");
+	tiny_mp_str(&pk, "name");
+	tiny_mp_str(&pk, bad == 1 ? "x" : "input");
+	tiny_mp_str(&pk, "datatype");
+	tiny_mp_str(&pk, dtype);
+	tiny_mp_str(&pk, "shape");
 	msgpack_pack_array(&pk, 2);
 	msgpack_pack_int(&pk, rows);
 	msgpack_pack_int(&pk, cols);
-	str(&pk, "data");
+	tiny_mp_str(&pk, "data");
 	if (bin) {
 		size_t n = rows * cols * sizeof(float) - (bad == 2 ? 4 : 0);
 
@@ -87,7 +75,7 @@ static void build(msgpack_sbuffer *sb, int rows, int cols, bool bin, const char 
 		msgpack_pack_array(&pk, rows * cols);
 		for (int i = 0; i < rows * cols; i++)
 			if (bad == 3 && i == 2)
-				str(&pk, "oops");
+				tiny_mp_str(&pk, "oops");
 			else if (bad == 5 && i == 1)
 				msgpack_pack_double(&pk, 1e39);
 			else if (bad == 6 && i == 0)
@@ -227,40 +215,40 @@ static void build_param(msgpack_sbuffer *sb, int where, const char *key, int64_t
 	msgpack_packer_init(&pk, sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, key && where == 0 ? 3 : 2);
 	if (key && where == 0) {
-		str(&pk, "parameters");
+		tiny_mp_str(&pk, "parameters");
 		msgpack_pack_map(&pk, 1);
-		str(&pk, key);
+		tiny_mp_str(&pk, key);
 		msgpack_pack_int64(&pk, val);
 	}
-	str(&pk, "inputs");
+	tiny_mp_str(&pk, "inputs");
 	msgpack_pack_array(&pk, 1);
 	msgpack_pack_map(&pk, key && where == 1 ? 5 : 4);
-	str(&pk, "name");
-	str(&pk, "input");
-	str(&pk, "datatype");
-	str(&pk, "FP32");
-	str(&pk, "shape");
+	tiny_mp_str(&pk, "name");
+	tiny_mp_str(&pk, "input");
+	tiny_mp_str(&pk, "datatype");
+	tiny_mp_str(&pk, "FP32");
+	tiny_mp_str(&pk, "shape");
 	msgpack_pack_array(&pk, 2);
 	msgpack_pack_int(&pk, 1);
 	msgpack_pack_int(&pk, 4);
-	str(&pk, "data");
+	tiny_mp_str(&pk, "data");
 	msgpack_pack_bin(&pk, sizeof(v));
 	msgpack_pack_bin_body(&pk, v, sizeof(v));
 	if (key && where == 1) {
-		str(&pk, "parameters");
+		tiny_mp_str(&pk, "parameters");
 		msgpack_pack_map(&pk, 1);
-		str(&pk, key);
+		tiny_mp_str(&pk, key);
 		msgpack_pack_int64(&pk, val);
 	}
-	str(&pk, "outputs");
+	tiny_mp_str(&pk, "outputs");
 	msgpack_pack_array(&pk, 1);
 	msgpack_pack_map(&pk, key && where == 2 ? 2 : 1);
-	str(&pk, "name");
-	str(&pk, "probabilities");
+	tiny_mp_str(&pk, "name");
+	tiny_mp_str(&pk, "probabilities");
 	if (key && where == 2) {
-		str(&pk, "parameters");
+		tiny_mp_str(&pk, "parameters");
 		msgpack_pack_map(&pk, 1);
-		str(&pk, key);
+		tiny_mp_str(&pk, key);
 		msgpack_pack_int64(&pk, val);
 	}
 }
