@@ -34,7 +34,7 @@ static void usage(FILE *f)
 		"\n"
 		"A heterogeneous inference gateway: KServe v2 / Open Inference Protocol (with\n"
 		"Triton's extensions) over HTTP/2 (h2c, or TLS with ALPN) and HTTP/1.1 on one\n"
-		"port, batching onto CPU (oneDNN) backends.\n"
+		"port, batching onto CPU (oneDNN), GPU (CUDA) and remote agent backends.\n"
 		"\n"
 		"  -c, --config FILE        configuration file (default %s)\n"
 		"      --check-config FILE  validate FILE (and load its models), print a summary, exit\n"
@@ -68,9 +68,9 @@ static int check_config(const char *path)
 	}
 	log_set_level(LOG_WARN);
 	snprintf(summary, sizeof(summary),
-		 "%s: ok: %d model(s), %d backend(s), listen %s:%d, admin %s:%d, %d thread(s)\n",
+		 "%s: ok: %d model(s), %d backend(s), listen %s:%d, admin %s:%d, %d thread(s) (%s)\n",
 		 path, cfg->n_models, cfg->n_backends, cfg->listen.address, cfg->listen.port,
-		 cfg->admin.address, cfg->admin.port, cfg->listen.threads);
+		 cfg->admin.address, cfg->admin.port, cfg->listen.threads, cfg->listen.threads_from);
 	rt = rt_build(cfg, NULL, &err);
 	if (!rt) {
 		fprintf(stderr, "%s\n", err);

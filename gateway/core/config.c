@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "config.h"
+#include "cpus.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -155,11 +156,9 @@ static int cfg_listen(struct ytree *t, yaml_node_t *m, struct config *c, char **
 defaults:
 	c->listen.port = (int)port;
 	c->listen.grpc_port = (int)grpc_port;
-	if (threads == 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-		threads = n > 0 ? n : 1;
-	}
+	c->listen.threads_from = "config";
+	if (threads == 0)	/* the CPUs we may use, not the machine's: cpus.h */
+		threads = cpus_usable(&c->listen.threads_from);
 	c->listen.threads = (int)threads;
 	return 0;
 }

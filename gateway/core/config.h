@@ -87,6 +87,7 @@ struct config {
 		int port;
 		int grpc_port;		/* Triton's gRPC port (8001): the same stack; -1 = none */
 		int threads;		/* event loops; resolved: never 0 */
+		const char *threads_from; /* "config", or for 0 what cpus_usable() went by */
 		struct tls_conf tls;
 	} listen;
 	struct {
