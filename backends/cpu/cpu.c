@@ -698,6 +698,20 @@ out_nomem:
 #endif
 
 /*
+ * Whether a row loop runs on the calling thread, without an OpenMP region:
+ * one row, or a team of one.  libgomp ends every parallel region, a team
+ * of one's too (an if clause that is false still makes one), at its team
+ * barrier with a futex wake-all: one syscall per region.  Measured on
+ * digits (1 worker x 1 thread, softmax the only C loop): that wake was 0.75
+ * of the gateway's futex calls, one per batch.
+ */
+static inline bool be_cpu_serial(const struct be_cpu *c, int rows)
+{
+	(void)c;	/* unused where BE_CPU_TEAM is 1 (TSan) */
+	return rows < 2 || BE_CPU_TEAM(c) < 2;
+}
+
+/*
  * The INT8 element loops.  Written so that the compiler vectorizes them
  * (omp simd: no aliasing to prove, a max reduction allowed) and cloned per
  * ISA (AVX-512, AVX2, baseline) with a run-time choice: the build targets
@@ -819,10 +833,27 @@ static void be_cpu_quantize(struct be_cpu *c, const struct be_cpu_model *cm, int
 	bool u8 = cm->wei[k].sdt == dnnl_u8;
 	void *q = sm->qbuf[cm->qsrc[k]];
 
-#pragma omp parallel for num_threads(BE_CPU_TEAM(c)) if (rows > 1) schedule(static)
-	for (int r = 0; r < rows; r++)
-		be_cpu_quantize_row(l, x + (size_t)r * l->in, -1.f, u8, q, sm->rscale, r);
+if (be_cpu_serial(c, rows)) {
+		for (int r = 0; r < rows; r++)
+			be_cpu_quantize_row(l, x + (size_t)r * l->in, -1.f, u8, q, sm->rscale, r);
+	} else {
+#pragma omp parallel for num_threads(BE_CPU_TEAM(c)) schedule(static)
+		for (int r = 0; r < rows; r++)
+			be_cpu_quantize_row(l, x + (size_t)r * l->in, -1.f, u8, q, sm->rscale, r);
+	}
 	memset((char *)q + (size_t)rows * l->in, 0, (size_t)(bucket - rows) * (size_t)l->in);
+}
+
+/* Row r of be_cpu_requantize: scale, bias, ReLU; nl's input when q (nl
+ * INT8 dense). */
+static inline void be_cpu_requantize_row(const struct layer *l, const struct layer *nl,
+					 float *y, int r, bool u8, void *q, float *rscale)
+{
+	float *yr = y + (size_t)r * l->out;
+	float mx = be_cpu_dequant_row(yr, l->bias, l->out, rscale[r], l->act == ACT_RELU);
+
+	if (q)
+		be_cpu_quantize_row(nl, yr, mx, u8, q, rscale, r);
 }
 
 /*
@@ -841,14 +872,13 @@ static bool be_cpu_requantize(struct be_cpu *c, const struct be_cpu_model *cm, i
 	bool u8 = next && cm->wei[k + 1].sdt == dnnl_u8;
 	void *q = next ? sm->qbuf[cm->qsrc[k + 1]] : NULL;
 
-#pragma omp parallel for num_threads(BE_CPU_TEAM(c)) if (rows > 1) schedule(static)
-	for (int r = 0; r < rows; r++) {
-		float *yr = y + (size_t)r * l->out;
-		float mx = be_cpu_dequant_row(yr, l->bias, l->out, sm->rscale[r],
-					      l->act == ACT_RELU);
-
-		if (next)
-			be_cpu_quantize_row(nl, yr, mx, u8, q, sm->rscale, r);
+if (be_cpu_serial(c, rows)) {
+		for (int r = 0; r < rows; r++)
+			be_cpu_requantize_row(l, nl, y, r, u8, q, sm->rscale);
+	} else {
+#pragma omp parallel for num_threads(BE_CPU_TEAM(c)) schedule(static)
+		for (int r = 0; r < rows; r++)
+			be_cpu_requantize_row(l, nl, y, r, u8, q, sm->rscale);
 	}
 	if (next)
 		memset((char *)q + (size_t)rows * nl->in, 0, (size_t)(bucket - rows) * (size_t)nl->in);
@@ -919,7 +949,12 @@ static void be_cpu_softmax_row(float *restrict x, int w)
  * slot's OpenMP threads; only the live rows (the padding is never read). */
 static void be_cpu_softmax(struct be_cpu *c, float *x, int rows, int w)
 {
-#pragma omp parallel for num_threads(BE_CPU_TEAM(c)) if (rows > 1) schedule(static)
+if (be_cpu_serial(c, rows)) {
+		for (int r = 0; r < rows; r++)
+			be_cpu_softmax_row(x + (size_t)r * w, w);
+		return;
+	}
+#pragma omp parallel for num_threads(BE_CPU_TEAM(c)) schedule(static)
 	for (int r = 0; r < rows; r++)
 		be_cpu_softmax_row(x + (size_t)r * w, w);
 }
