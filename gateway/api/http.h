@@ -36,6 +36,15 @@ struct hdr {
 
 enum http_proto { PROTO_UNKNOWN, PROTO_H1, PROTO_H2 };
 
+/* An HTTP/2 request's messaging state (RFC 9113 §8), kept by net's
+ * h2check.c: zero for a new stream. */
+#define H2_MSG_MALFORMED 1u	/* a check failed: the stream is reset, never served */
+struct h2_msg {
+	uint32_t flags;		/* H2_MSG_MALFORMED, and h2check.c's own */
+	uint64_t clen;		/* content-length, when flags say one came */
+	uint64_t rx;		/* DATA bytes received */
+};
+
 struct call {
 	struct conn *conn;		/* NULL once detached */
 	struct srv_loop *sl;		/* the loop that owns it (and recycles it): net's */
@@ -50,6 +59,7 @@ struct call {
 	bool free_pending;		/* call_free came while pinned */
 	struct runtime *rt;		/* the snapshot this call runs on (a reference) */
 	int32_t stream_id;		/* HTTP/2 only */
+	struct h2_msg h2msg;		/* HTTP/2 only */
 	struct call *h2_prev, *h2_next;	/* HTTP/2: the connection's open streams */
 	bool admin;			/* arrived on the admin listener */
 	char method[16];

@@ -18,6 +18,7 @@
 #include "api.h"
 #include "config.h"
 #include "grpc.h"
+#include "h2check.h"
 #include "infer.h"
 #include "log.h"
 #include "server.h"
@@ -108,34 +109,60 @@ static int h2_header_offence(struct conn *c, struct call *call)
 	return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
+/*
+ * A malformed request (h2check.h): its stream is reset with PROTOCOL_ERROR
+ * (RFC 9113 §8.1.1), as nghttp2's own checks did, and never served.  Called
+ * once, where a check first failed: every callback skips a malformed
+ * stream's frames from there on (h2c_malformed).
+ */
+static void h2_malformed(struct conn *c, struct call *call)
+{
+	log_debug("peer=%s stream=%d msg=\"malformed request: stream reset\"", c->peer,
+		  call->stream_id);
+	nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
+				  NGHTTP2_PROTOCOL_ERROR);
+}
+
 static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
 			size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
 	struct conn *c = arg;
+	bool trailer = f->headers.cat != NGHTTP2_HCAT_REQUEST;
 	struct call *call;
+	size_t n;
 
-	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (f->hd.type != NGHTTP2_HEADERS)
 		return 0;
 	call = h2_call(c, f->hd.stream_id);
-	if (!call)
+	if (!call || h2c_malformed(&call->h2msg))
 		return 0;
-	call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
-	if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes)
-		return h2_header_offence(c, call);
-	if (nlen == 7 && !memcmp(name, ":method", 7)) {
-		/* what snprintf("%.*s") kept, without formatting */
-		size_t n = strnlen((const char *)value, vlen < sizeof(call->method) - 1 ?
-					   vlen : sizeof(call->method) - 1);
-
+	if (!trailer) {
+		call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
+		if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes)
+			return h2_header_offence(c, call);
+	}
+	switch (h2c_field(&call->h2msg, name, nlen, value, vlen, trailer)) {
+	case H2C_MALFORMED:
+		h2_malformed(c, call);
+		break;
+	case H2C_METHOD:	/* a token: no NUL in it */
+		n = vlen < sizeof(call->method) - 1 ? vlen : sizeof(call->method) - 1;
 		memcpy(call->method, value, n);
 		call->method[n] = 0;
-	} else if (nlen == 5 && !memcmp(name, ":path", 5)) {
+		break;
+	case H2C_PATH: {
 		const uint8_t *q = memchr(value, '?', vlen);
 
 		call->path = call_strndup(call, (const char *)value, q ? (size_t)(q - value) : vlen);
-	} else if (name[0] != ':' && !call_add_header(call, (const char *)name, nlen,
-						       (const char *)value, vlen)) {
-		call->hdr_too_large = true;
+		break;
+	}
+	case H2C_REGULAR:	/* the trailers' are checked, not kept */
+		if (!trailer && !call_add_header(call, (const char *)name, nlen,
+						 (const char *)value, vlen))
+			call->hdr_too_large = true;
+		break;
+	case H2C_PSEUDO:
+		break;
 	}
 	return 0;
 }
@@ -146,10 +173,12 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id,
 	struct conn *c = arg;
 	struct call *call = h2_call(c, stream_id);
 
+	if (call && !h2c_malformed(&call->h2msg) && !h2c_data(&call->h2msg, len))
+		h2_malformed(c, call);	/* past its content-length */
 	/* The stream's window reopens at once; the connection's only when the
 	 * stream closes and its body is gone: no connection buffers more
 	 * request bodies than its 16 MiB connection window. */
-	if (!call || call->responded) {
+	if (!call || call->responded || h2c_malformed(&call->h2msg)) {
 		nghttp2_session_consume(s, stream_id, len);
 		return 0;
 	}
@@ -202,8 +231,15 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
 	call = h2_call(c, f->hd.stream_id);
-	if (!call)
+	if (!call || h2c_malformed(&call->h2msg))
 		return 0;
+	if (!(f->hd.type == NGHTTP2_HEADERS ?
+	      h2c_headers_end(&call->h2msg, f->headers.cat != NGHTTP2_HCAT_REQUEST,
+			      f->hd.flags & NGHTTP2_FLAG_END_STREAM) :
+	      !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) || h2c_end_stream(&call->h2msg))) {
+		h2_malformed(c, call);
+		return 0;
+	}
 	if (f->hd.type == NGHTTP2_HEADERS) {
 		conn_disarm_header_timer(c);	/* a request came in time */
 		/* before any answer (413 included), so every one is gRPC-shaped;
@@ -614,6 +650,7 @@ int h2_start(struct conn *c)
 	rc = nghttp2_option_new(&opt);
 	if (!rc) {
 		nghttp2_option_set_no_auto_window_update(opt, 1);	/* see h2_on_data */
+		nghttp2_option_set_no_http_messaging(opt, 1);	/* h2check.h's instead */
 		rc = nghttp2_session_server_new3(&c->h2, cb, c, opt, h2mem_get(&c->sl->h2mem));
 		nghttp2_option_del(opt);
 	}
