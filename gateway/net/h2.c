@@ -36,6 +36,7 @@
 #define H2_CONN_WINDOW (16 << 20)
 /* Oversized header lists tolerated on one connection before GOAWAY. */
 #define H2_MAX_OFFENCES 4
+#define H2_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
 
 /* The call of a stream; the last one attached is remembered, since a
  * request's callbacks (each header, the frame, the close) come in a row
@@ -156,9 +157,9 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 		call->path = call_strndup(call, (const char *)value, q ? (size_t)(q - value) : vlen);
 		break;
 	}
-	case H2C_REGULAR:	/* the trailers' are checked, not kept */
-		if (!trailer && !call_add_header(call, (const char *)name, nlen,
-						 (const char *)value, vlen))
+	case H2C_REGULAR:	/* lower-case; the trailers' are checked, not kept */
+		if (!trailer && !call_add_lc_header(call, (const char *)name, nlen,
+						    (const char *)value, vlen))
 			call->hdr_too_large = true;
 		break;
 	case H2C_PSEUDO:
@@ -442,11 +443,18 @@ static size_t h2_utoa(char *buf, unsigned long long v)
 	return n;
 }
 
+/*
+ * call's answer: its HEADERS (the body, if any, follows from h2_read_body).
+ * Every name and value but grpc-status's lives until the HEADERS frame is
+ * sent (string constants, call's own strings and call->h2_vals: the call
+ * is freed at the stream's close, after that), so nghttp2 copies none.
+ */
 void h2_respond(struct call *call)
 {
 	struct conn *c = call->conn;
 	nghttp2_nv nva[4 + CALL_MAX_RESP_HDRS];
-	char status[24], clen[24], code[12];
+	char *status = call->h2_vals, *clen, code[12];
+	size_t slen;
 	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = h2_read_body };
 	size_t len = evbuffer_get_length(call->resp);
 	bool body = len && strcmp(call->method, "HEAD");
@@ -460,18 +468,19 @@ void h2_respond(struct call *call)
 		h2_kick(c);
 		return;
 	}
-	/* gRPC answers 200 whatever went wrong: the code is grpc-status. */
-	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7,
-				 h2_utoa(status, call->grpc ? 200 : (unsigned)call->status),
-				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
+	/* gRPC answers 200 whatever went wrong: the code is grpc-status.
+	 * A status has three digits (h2_vals: 4 bytes, then 21 for the length). */
+	slen = h2_utoa(status, call->grpc ? 200 : (unsigned)call->status % 1000);
+	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, slen, H2_NO_COPY };
+	clen = status + slen + 1;
 	if (!call->grpc)
 		nva[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14,
-					 h2_utoa(clen, len), NGHTTP2_NV_FLAG_NO_COPY_NAME };
+					 h2_utoa(clen, len), H2_NO_COPY };
 	for (int i = 0; i < call->n_resp_hdrs; i++)
 		nva[n++] = (nghttp2_nv){ (uint8_t *)call->resp_hdrs[i].name,
 					 (uint8_t *)call->resp_hdrs[i].value,
 					 strlen(call->resp_hdrs[i].name),
-					 strlen(call->resp_hdrs[i].value), NGHTTP2_NV_FLAG_NONE };
+					 strlen(call->resp_hdrs[i].value), H2_NO_COPY };
 	/* gRPC without a message: trailers-only, the status in the headers. */
 	if (call->grpc && !body)
 		n += h2_grpc_nv(call, nva + n, code, sizeof(code));

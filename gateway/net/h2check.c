@@ -22,7 +22,6 @@
 #define C_NAME	0x01	/* tchar, lower-case letters only (RFC 9110 §5.6.2, RFC 9113 §8.2.1) */
 #define C_TOKEN	0x02	/* tchar (a method) */
 #define C_VALUE	0x04	/* field-vchar, SP or HTAB */
-#define C_PATH	0x08	/* visible ASCII or obs-text */
 #define C_AUTH	0x10	/* unreserved, sub-delims, ':', '@', '[', ']', '%' */
 
 static uint8_t h2c_class[256];
@@ -44,8 +43,6 @@ __attribute__((constructor)) static void h2c_init_classes(void)
 			k |= C_NAME;
 		if (ch == '\t' || (ch >= 0x20 && ch != 0x7f))
 			k |= C_VALUE;
-		if (ch > 0x20 && ch != 0x7f)
-			k |= C_PATH;
 		if (alnum || (ch && strchr(auth, ch)))
 			k |= C_AUTH;
 		h2c_class[ch] = k;
@@ -60,6 +57,33 @@ static bool h2c_all(const uint8_t *s, size_t n, uint8_t cls)
 	return true;
 }
 
+#define ONES 0x0101010101010101ull
+#define HIGHS (ONES << 7)
+
+/*
+ * Whether no byte of s[0..n) is below lo (at most 128) or DEL, eight
+ * bytes at a time (values are most of a request's bytes): the word has a
+ * byte below lo when (x - lo) borrows into a byte whose top bit was clear,
+ * a DEL when x ^ DEL has a zero byte.  Exact as a yes/no answer.
+ */
+static bool h2c_above(const uint8_t *s, size_t n, uint8_t lo)
+{
+	size_t i = 0;
+
+	for (; i + 8 <= n; i += 8) {
+		uint64_t x, d;
+
+		memcpy(&x, s + i, 8);
+		d = x ^ (ONES * 0x7f);
+		if (((x - ONES * lo) & ~x & HIGHS) | ((d - ONES) & ~d & HIGHS))
+			return false;
+	}
+	for (; i < n; i++)
+		if (s[i] < lo || s[i] == 0x7f)
+			return false;
+	return true;
+}
+
 /* A field value: field-vchars with SP/HTAB inside, none at either end. */
 static bool h2c_value_ok(const uint8_t *v, size_t n)
 {
@@ -67,7 +91,7 @@ static bool h2c_value_ok(const uint8_t *v, size_t n)
 		return true;
 	if (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
 		return false;
-	return h2c_all(v, n, C_VALUE);
+	return h2c_above(v, n, 0x20) || h2c_all(v, n, C_VALUE);	/* HTAB: the slow way */
 }
 
 /* Only SP and HTAB (nothing counts as such): not a pseudo-header value. */
@@ -136,7 +160,7 @@ static enum h2c_kind h2c_method(struct h2_msg *m, const uint8_t *v, size_t n)
 
 static enum h2c_kind h2c_path(struct h2_msg *m, const uint8_t *v, size_t n)
 {
-	if (!h2c_all(v, n, C_PATH) || !h2c_once(m, F_PATH, v, n))
+	if (!h2c_above(v, n, 0x21) || !h2c_once(m, F_PATH, v, n))
 		return H2C_MALFORMED;
 	if (v[0] == '/')
 		m->flags |= F_PATH_SLASH;
@@ -146,7 +170,8 @@ static enum h2c_kind h2c_path(struct h2_msg *m, const uint8_t *v, size_t n)
 }
 
 /* A pseudo-header field: only in the request's header block, before any
- * regular field, once each, and only the four a request may carry. */
+ * regular field, once each, and only the four a request may carry (any
+ * other name, a malformed one included, is malformed). */
 static enum h2c_kind h2c_pseudo(struct h2_msg *m, const uint8_t *name, size_t nlen,
 				const uint8_t *v, size_t n, bool trailer)
 {
@@ -202,8 +227,6 @@ enum h2c_kind h2c_field(struct h2_msg *m, const uint8_t *name, size_t nlen,
 	if (nlen == 0)
 		goto malformed;
 	if (name[0] == ':') {
-		if (nlen == 1 || !h2c_all(name + 1, nlen - 1, C_NAME))
-			goto malformed;
 		k = h2c_pseudo(m, name, nlen, value, vlen, trailer);
 		if (k == H2C_MALFORMED)
 			goto malformed;
