@@ -57,31 +57,73 @@ static bool h2c_all(const uint8_t *s, size_t n, uint8_t cls)
 	return true;
 }
 
+/*
+ * Most of a request's bytes are field names and values: checked eight at a
+ * time (SWAR), the last word overlapping the one before it so that no byte
+ * is left for a loop; shorter strings byte by byte.
+ */
 #define ONES 0x0101010101010101ull
 #define HIGHS (ONES << 7)
+#define LOW7 (ONES * 0x7f)
 
-/*
- * Whether no byte of s[0..n) is below lo (at most 128) or DEL, eight
- * bytes at a time (values are most of a request's bytes): the word has a
- * byte below lo when (x - lo) borrows into a byte whose top bit was clear,
- * a DEL when x ^ DEL has a zero byte.  Exact as a yes/no answer.
- */
+/* No byte of x below lo (at most 128) or DEL: (x - lo) borrows into a
+ * byte whose top bit was clear, x ^ DEL has a zero byte.  Exact as a
+ * yes/no answer (not as to which byte). */
+static inline bool h2c_word_above(uint64_t x, uint8_t lo)
+{
+	uint64_t d = x ^ LOW7;
+
+	return !(((x - ONES * lo) & ~x & HIGHS) | ((d - ONES) & ~d & HIGHS));
+}
+
+/* Every byte of x is 'a'..'z' or '-' (most names are): per byte, top bit
+ * clear (so the sums below carry into no other byte), >= 'a' and not
+ * > 'z', or equal to '-'. */
+static inline bool h2c_word_lc(uint64_t x)
+{
+	uint64_t ge_a = (x + ONES * (0x80 - 'a')) & HIGHS;
+	uint64_t gt_z = (x + ONES * (0x80 - 'z' - 1)) & HIGHS;
+	uint64_t d = x ^ (ONES * '-');
+	uint64_t dash = ~(((d & LOW7) + LOW7) | d) & HIGHS;
+
+	return !(x & HIGHS) && ((ge_a & ~gt_z) | dash) == HIGHS;
+}
+
+static uint64_t h2c_word(const uint8_t *s)
+{
+	uint64_t x;
+
+	memcpy(&x, s, 8);
+	return x;
+}
+
+/* No byte of s[0..n) is below lo (at most 128) or DEL. */
 static bool h2c_above(const uint8_t *s, size_t n, uint8_t lo)
 {
-	size_t i = 0;
-
-	for (; i + 8 <= n; i += 8) {
-		uint64_t x, d;
-
-		memcpy(&x, s + i, 8);
-		d = x ^ (ONES * 0x7f);
-		if (((x - ONES * lo) & ~x & HIGHS) | ((d - ONES) & ~d & HIGHS))
-			return false;
+	if (n < 8) {
+		for (size_t i = 0; i < n; i++)
+			if (s[i] < lo || s[i] == 0x7f)
+				return false;
+		return true;
 	}
-	for (; i < n; i++)
-		if (s[i] < lo || s[i] == 0x7f)
+	for (size_t i = 0; i + 8 < n; i += 8)
+		if (!h2c_word_above(h2c_word(s + i), lo))
 			return false;
-	return true;
+	return h2c_word_above(h2c_word(s + n - 8), lo);
+}
+
+/* A field name: a lower-case token. */
+static bool h2c_name_ok(const uint8_t *s, size_t n)
+{
+	if (n >= 8) {
+		size_t i;
+
+		for (i = 0; i + 8 < n && h2c_word_lc(h2c_word(s + i)); i += 8)
+			;
+		if (i + 8 >= n && h2c_word_lc(h2c_word(s + n - 8)))
+			return true;
+	}
+	return h2c_all(s, n, C_NAME);	/* digits, other tchars, or bad */
 }
 
 /* A field value: field-vchars with SP/HTAB inside, none at either end. */
@@ -233,7 +275,7 @@ enum h2c_kind h2c_field(struct h2_msg *m, const uint8_t *name, size_t nlen,
 		return k;
 	}
 	m->flags |= F_REGULAR;
-	if (!h2c_all(name, nlen, C_NAME) || !h2c_value_ok(value, vlen) ||
+	if (!h2c_name_ok(name, nlen) || !h2c_value_ok(value, vlen) ||
 	    !h2c_regular(m, name, nlen, value, vlen))
 		goto malformed;
 	return H2C_REGULAR;

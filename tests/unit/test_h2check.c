@@ -229,6 +229,57 @@ static void test_trailers(void **state)
 	assert_false(h2c_headers_end(&m, true, true));
 }
 
+/* The byte classes by the book, one byte at a time. */
+static bool ref_name_byte(int b)
+{
+	return (b >= 'a' && b <= 'z') || (b >= '0' && b <= '9') ||
+	       (b && strchr("!#$%&'*+-.^_`|~", b));
+}
+
+static bool ref_value_byte(int b)
+{
+	return b == '\t' || (b >= 0x20 && b != 0x7f);
+}
+
+/* Every byte value at every place of names, values and paths of lengths
+ * around the eight-byte words the checks read (and the overlapping last
+ * one): the same answer as byte by byte. */
+static void test_every_byte_everywhere(void **state)
+{
+	static const size_t lens[] = { 1, 2, 7, 8, 9, 15, 16, 17, 24, 31 };
+	uint8_t buf[40];
+	struct h2_msg m;
+
+	(void)state;
+	for (size_t li = 0; li < sizeof(lens) / sizeof(lens[0]); li++) {
+		size_t n = lens[li];
+
+		for (size_t pos = 0; pos < n; pos++) {
+			for (int b = 0; b < 256; b++) {
+				bool inner = pos > 0 && pos + 1 < n;
+				bool want;
+
+				memset(buf, 'x', n);
+				buf[0] = 'x';
+				buf[pos] = (uint8_t)b;
+				memset(&m, 0, sizeof(m));
+				m.flags = 1u << 7;	/* past the pseudo-headers */
+				want = ref_name_byte(b);
+				assert_int_equal(h2c_field(&m, buf, n, (const uint8_t *)"v", 1, false) ==
+						 H2C_REGULAR, (buf[0] == ':' && n > 0) ? false : want);
+				memset(&m, 0, sizeof(m));
+				want = ref_value_byte(b) && (inner || (b != ' ' && b != '\t'));
+				assert_int_equal(h2c_field(&m, (const uint8_t *)"x-v", 3, buf, n, false) ==
+						 H2C_REGULAR, want);
+				memset(&m, 0, sizeof(m));
+				want = b > 0x20 && b != 0x7f;
+				assert_int_equal(h2c_field(&m, (const uint8_t *)":path", 5, buf, n, false) ==
+						 H2C_PATH, want);
+			}
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -239,6 +290,7 @@ int main(void)
 		cmocka_unit_test(test_field_names_and_values),
 		cmocka_unit_test(test_content_length),
 		cmocka_unit_test(test_trailers),
+		cmocka_unit_test(test_every_byte_everywhere),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
