@@ -62,6 +62,8 @@ static void h2_attach(struct conn *c, struct call *call, int32_t stream_id)
 	nghttp2_session_set_stream_user_data(c->h2, stream_id, call);
 }
 
+/* Only as its stream closes (or the session goes): nghttp2 hands a
+ * closed stream's user data to no one, so it is left as it is. */
 static void h2_detach(struct conn *c, struct call *call)
 {
 	if (call->h2_prev)
@@ -73,8 +75,6 @@ static void h2_detach(struct conn *c, struct call *call)
 	call->h2_prev = call->h2_next = NULL;
 	if (c->h2_last_call == call)
 		c->h2_last_call = NULL;
-	if (c->h2)
-		nghttp2_session_set_stream_user_data(c->h2, call->stream_id, NULL);
 }
 
 static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
@@ -279,7 +279,8 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t er
 	if (!call)
 		return 0;
 	h2_detach(c, call);
-	nghttp2_session_consume_connection(s, call->h2_rx);
+	if (call->h2_rx)
+		nghttp2_session_consume_connection(s, call->h2_rx);
 	if (c->active > 0)
 		c->active--;
 	if (call->h2_queued) {
@@ -449,6 +450,18 @@ static size_t h2_utoa(char *buf, unsigned long long v)
  * sent (string constants, call's own strings and call->h2_vals: the call
  * is freed at the stream's close, after that), so nghttp2 copies none.
  */
+/* A status code (100-999) in three digits and a NUL at buf; 3. */
+static size_t h2_status(char *buf, int status)
+{
+	unsigned v = status < 100 || status > 999 ? 500 : (unsigned)status;
+
+	buf[0] = (char)('0' + v / 100);
+	buf[1] = (char)('0' + v / 10 % 10);
+	buf[2] = (char)('0' + v % 10);
+	buf[3] = 0;
+	return 3;
+}
+
 void h2_respond(struct call *call)
 {
 	struct conn *c = call->conn;
@@ -470,7 +483,7 @@ void h2_respond(struct call *call)
 	}
 	/* gRPC answers 200 whatever went wrong: the code is grpc-status.
 	 * A status has three digits (h2_vals: 4 bytes, then 21 for the length). */
-	slen = h2_utoa(status, call->grpc ? 200 : (unsigned)call->status % 1000);
+	slen = h2_status(status, call->grpc ? 200 : call->status);
 	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, slen, H2_NO_COPY };
 	clen = status + slen + 1;
 	if (!call->grpc)
