@@ -673,6 +673,11 @@ int h2_start(struct conn *c)
 	if (!rc) {
 		nghttp2_option_set_no_auto_window_update(opt, 1);	/* see h2_on_data */
 		nghttp2_option_set_no_http_messaging(opt, 1);	/* h2check.h's instead */
+		/* A closed stream is freed at once, not kept (up to
+		 * max_concurrent_streams of them) for RFC 7540 priorities
+		 * that name it as a parent: such a PRIORITY then makes the
+		 * stream depend on the root, as for an unknown parent. */
+		nghttp2_option_set_no_closed_streams(opt, 1);
 		rc = nghttp2_session_server_new3(&c->h2, cb, c, opt, h2mem_get(&c->sl->h2mem));
 		nghttp2_option_del(opt);
 	}
