@@ -30,6 +30,20 @@ static void base(struct h2_msg *m, const char *method, const char *path)
 	assert_int_equal(field(m, ":authority", "127.0.0.1:8000"), H2C_PSEUDO);
 }
 
+/* A fresh request of the fields in kv (name, value, ..., NULL), through
+ * the end of its header block: whether it is well-formed. */
+static bool block_ok(const char *const *kv, bool end_stream)
+{
+	struct h2_msg m;
+
+	memset(&m, 0, sizeof(m));
+	for (; kv[0]; kv += 2)
+		field(&m, kv[0], kv[1]);
+	return h2c_headers_end(&m, false, end_stream);
+}
+
+#define BLOCK(...) ((const char *const[]){ __VA_ARGS__, NULL })
+
 static void test_well_formed(void **state)
 {
 	struct h2_msg m;
@@ -65,22 +79,10 @@ static void test_pseudo_rules(void **state)
 		assert_int_equal(field(&m, bad[i][0], bad[i][1]), H2C_MALFORMED);
 	}
 	/* missing ones: the block's end says so */
-	memset(&m, 0, sizeof(m));
-	field(&m, ":method", "GET");
-	field(&m, ":path", "/");
-	field(&m, ":authority", "a");
-	assert_false(h2c_headers_end(&m, false, true));	/* no :scheme */
-	memset(&m, 0, sizeof(m));
-	field(&m, ":method", "GET");
-	field(&m, ":scheme", "http");
-	field(&m, ":path", "/");
-	assert_false(h2c_headers_end(&m, false, true));	/* no :authority nor host */
-	memset(&m, 0, sizeof(m));
-	field(&m, ":method", "GET");
-	field(&m, ":scheme", "http");
-	field(&m, ":path", "/");
-	assert_int_equal(field(&m, "host", "a"), H2C_REGULAR);
-	assert_true(h2c_headers_end(&m, false, true));
+	assert_false(block_ok(BLOCK(":method", "GET", ":path", "/", ":authority", "a"), true));
+	assert_false(block_ok(BLOCK(":method", "GET", ":scheme", "http", ":path", "/"), true));
+	assert_true(block_ok(BLOCK(":method", "GET", ":scheme", "http", ":path", "/",
+				   "host", "a"), true));
 }
 
 static void test_pseudo_values(void **state)
@@ -111,32 +113,17 @@ static void test_pseudo_values(void **state)
 	assert_false(h2c_headers_end(&m, false, true));
 	base(&m, "OPTIONS", "*");
 	assert_true(h2c_headers_end(&m, false, true));
-	memset(&m, 0, sizeof(m));
-	field(&m, ":method", "GET");
-	field(&m, ":scheme", "foo");
-	field(&m, ":path", "v2");
-	field(&m, ":authority", "a");
-	assert_true(h2c_headers_end(&m, false, true));
+	assert_true(block_ok(BLOCK(":method", "GET", ":scheme", "foo", ":path", "v2",
+				   ":authority", "a"), true));
 }
 
 static void test_connect(void **state)
 {
-	struct h2_msg m;
-
 	(void)state;
-	memset(&m, 0, sizeof(m));
-	field(&m, ":method", "CONNECT");
-	field(&m, ":authority", "a:443");
-	assert_true(h2c_headers_end(&m, false, false));
-	memset(&m, 0, sizeof(m));
-	field(&m, ":method", "CONNECT");
-	field(&m, ":authority", "a:443");
-	field(&m, ":path", "/");
-	assert_false(h2c_headers_end(&m, false, false));
-	memset(&m, 0, sizeof(m));
-	field(&m, ":method", "CONNECT");
-	field(&m, "host", "a:443");
-	assert_false(h2c_headers_end(&m, false, false));
+	assert_true(block_ok(BLOCK(":method", "CONNECT", ":authority", "a:443"), false));
+	assert_false(block_ok(BLOCK(":method", "CONNECT", ":authority", "a:443", ":path", "/"),
+			      false));
+	assert_false(block_ok(BLOCK(":method", "CONNECT", "host", "a:443"), false));
 }
 
 static void test_field_names_and_values(void **state)
