@@ -187,7 +187,8 @@ bool call_accepts_msgpack(const struct call *c);
  * client accepts msgpack (call_accepts_msgpack), else JSON. */
 void call_respond_error(struct call *c, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* call_respond_json - a constant JSON body. */
+/* call_respond_json - a constant JSON body: a string constant (referred
+ * to, not copied, until the answer is sent). */
 void call_respond_json(struct call *c, int status, const char *json);
 /*
  * call_allow - true when c's method is `allowed` (HEAD counts as GET);
