@@ -128,12 +128,13 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 			size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
 	struct conn *c = arg;
-	bool trailer = f->headers.cat != NGHTTP2_HCAT_REQUEST;
 	struct call *call;
+	bool trailer;
 	size_t n;
 
 	if (f->hd.type != NGHTTP2_HEADERS)
 		return 0;
+	trailer = f->headers.cat != NGHTTP2_HCAT_REQUEST;
 	call = h2_call(c, f->hd.stream_id);
 	if (!call || h2c_malformed(&call->h2msg))
 		return 0;
