@@ -36,6 +36,15 @@ struct hdr {
 
 enum http_proto { PROTO_UNKNOWN, PROTO_H1, PROTO_H2 };
 
+/* An HTTP/2 request's messaging state (RFC 9113 §8), kept by net's
+ * h2check.c: zero for a new stream. */
+#define H2_MSG_MALFORMED 1u	/* a check failed: the stream is reset, never served */
+struct h2_msg {
+	uint32_t flags;		/* H2_MSG_MALFORMED, and h2check.c's own */
+	uint64_t clen;		/* content-length, when flags say one came */
+	uint64_t rx;		/* DATA bytes received */
+};
+
 struct call {
 	struct conn *conn;		/* NULL once detached */
 	struct srv_loop *sl;		/* the loop that owns it (and recycles it): net's */
@@ -50,13 +59,13 @@ struct call {
 	bool free_pending;		/* call_free came while pinned */
 	struct runtime *rt;		/* the snapshot this call runs on (a reference) */
 	int32_t stream_id;		/* HTTP/2 only */
+	struct h2_msg h2msg;		/* HTTP/2 only */
 	struct call *h2_prev, *h2_next;	/* HTTP/2: the connection's open streams */
 	bool admin;			/* arrived on the admin listener */
 	char method[16];
 	char *path;			/* without the query string */
 	int n_hdrs, cap_hdrs;
 	struct hdr *hdrs;		/* hdrs_inline, or a malloc'd array past it */
-	struct hdr hdrs_inline[CALL_INLINE_HDRS];
 	size_t hdr_bytes;
 	bool hdr_too_large;
 	struct evbuffer *body;
@@ -68,8 +77,8 @@ struct call {
 	size_t h2_rx;			/* DATA bytes held against the connection window */
 	int status;
 	struct evbuffer *resp;
-	int n_resp_hdrs;
-	struct hdr resp_hdrs[CALL_MAX_RESP_HDRS];
+	int n_resp_hdrs;		/* in resp_hdrs */
+	char h2_vals[28];		/* h2: :status and content-length, until sent */
 	/* gRPC (grpc.h): set by HTTP/2 when the request's content-type is
 	 * application/grpc.  The answer is then HTTP 200 whatever status says
 	 * (status stays the HTTP-equivalent, for the access log), never
@@ -85,10 +94,14 @@ struct call {
 	bool async;			/* an answer will come later: api_abandon on loss */
 	struct infer_req *req;
 	void *api;			/* api module's per-call state */
-	/* strings (path, header names and values) live here, then in spill
-	 * blocks; str must stay last: call_new clears everything before it */
-	size_t str_used;
+	size_t str_used;		/* of str */
 	char *spill;
+	/* call_new clears everything before hdrs_inline: what follows is
+	 * valid only as far as n_hdrs, n_resp_hdrs and str_used say */
+	struct hdr hdrs_inline[CALL_INLINE_HDRS];
+	struct hdr resp_hdrs[CALL_MAX_RESP_HDRS];	/* names: constants */
+	/* strings (path, header names and values) live here, then in spill
+	 * blocks */
 	char str[CALL_STR_BYTES];
 };
 
@@ -111,16 +124,22 @@ void call_unpin(struct call *c);
 /* call_strndup - a NUL-terminated copy of s[0..n) that lives as long as c. */
 char *call_strndup(struct call *c, const char *s, size_t n);
 /* call_add_header - store a request header (name lower-cased); false when out of memory
- * (the transports bound the number by limits.max_header_bytes). */
+ * (the transports bound the number by limits.max_header_bytes).
+ * call_add_lc_header - the same for a name already in lower case (HTTP/2's). */
 bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen);
+bool call_add_lc_header(struct call *c, const char *name, size_t nlen, const char *value,
+			size_t vlen);
 /* call_header - value of request header lname (lower-case), or NULL. */
 const char *call_header(const struct call *c, const char *lname);
-/* call_set_resp_header - add a response header (copied). */
+/* call_set_resp_header - add a response header: name is a lower-case
+ * string constant (kept as it is: the transports send it as it is), value
+ * is copied.  Past CALL_MAX_RESP_HDRS, dropped. */
 void call_set_resp_header(struct call *c, const char *name, const char *value);
 
 /*
  * call_respond - send status with c->resp as the body (created on demand)
- * and ctype as Content-Type (NULL for none).  Once per call.  A body of
+ * and ctype as Content-Type (NULL for none): a string constant (it is
+ * kept, not copied, until the answer is sent).  Once per call.  A body of
  * CALL_GZIP_MIN bytes or more gets Vary: Accept-Encoding, and is sent
  * compressed (Content-Encoding: gzip or deflate) when the client's
  * Accept-Encoding allows and it comes out smaller; headers such as
@@ -168,7 +187,8 @@ bool call_accepts_msgpack(const struct call *c);
  * client accepts msgpack (call_accepts_msgpack), else JSON. */
 void call_respond_error(struct call *c, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* call_respond_json - a constant JSON body. */
+/* call_respond_json - a constant JSON body: a string constant (referred
+ * to, not copied, until the answer is sent). */
 void call_respond_json(struct call *c, int status, const char *json);
 /*
  * call_allow - true when c's method is `allowed` (HEAD counts as GET);

@@ -43,8 +43,8 @@ struct call *call_new(struct conn *conn)
 		body = evbuffer_new();
 		resp = evbuffer_new();
 	}
-	/* Everything up to the string arena; its bytes need no clearing. */
-	memset(c, 0, offsetof(struct call, str));
+	/* Not the header arrays and the string arena: counts say what holds. */
+	memset(c, 0, offsetof(struct call, hdrs_inline));
 	c->body = body;
 	c->resp = resp;
 	c->hdrs = c->hdrs_inline;
@@ -174,21 +174,38 @@ static int call_grow_headers(struct call *c)
 	return 0;
 }
 
-bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen)
+/* The header is stored at the end; its name's copy, or NULL. */
+static char *call_store_header(struct call *c, const char *name, size_t nlen, const char *value,
+			       size_t vlen)
 {
 	char *n;
 
 	if (c->n_hdrs == c->cap_hdrs && call_grow_headers(c))
-		return false;
+		return NULL;
 	n = call_strndup(c, name, nlen);
 	c->hdrs[c->n_hdrs].value = call_strndup(c, value, vlen);
 	if (!n || !c->hdrs[c->n_hdrs].value)
+		return NULL;
+	c->hdrs[c->n_hdrs].name = n;
+	c->n_hdrs++;
+	return n;
+}
+
+bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen)
+{
+	char *n = call_store_header(c, name, nlen, value, vlen);
+
+	if (!n)
 		return false;
 	for (char *p = n; *p; p++)
 		*p = tolower((unsigned char)*p);
-	c->hdrs[c->n_hdrs].name = n;
-	c->n_hdrs++;
 	return true;
+}
+
+bool call_add_lc_header(struct call *c, const char *name, size_t nlen, const char *value,
+			size_t vlen)
+{
+	return call_store_header(c, name, nlen, value, vlen) != NULL;
 }
 
 const char *call_header(const struct call *c, const char *lname)
@@ -199,13 +216,21 @@ const char *call_header(const struct call *c, const char *lname)
 	return NULL;
 }
 
+/* A response header whose name and value both live as long as c (string
+ * constants, or c's own copies); past CALL_MAX_RESP_HDRS, dropped. */
+static void call_put_resp_header(struct call *c, const char *name, const char *value)
+{
+	if (c->n_resp_hdrs >= CALL_MAX_RESP_HDRS || !value)
+		return;
+	c->resp_hdrs[c->n_resp_hdrs].name = (char *)name;
+	c->resp_hdrs[c->n_resp_hdrs].value = (char *)value;
+	c->n_resp_hdrs++;
+}
+
 void call_set_resp_header(struct call *c, const char *name, const char *value)
 {
-	if (c->n_resp_hdrs >= CALL_MAX_RESP_HDRS)
-		return;
-	c->resp_hdrs[c->n_resp_hdrs].name = call_strndup(c, name, strlen(name));
-	c->resp_hdrs[c->n_resp_hdrs].value = call_strndup(c, value, strlen(value));
-	c->n_resp_hdrs++;
+	if (c->n_resp_hdrs < CALL_MAX_RESP_HDRS)
+		call_put_resp_header(c, name, call_strndup(c, value, strlen(value)));
 }
 
 static const char *call_resp_header(const struct call *c, const char *lname)
@@ -230,7 +255,7 @@ static void call_compress(struct call *c)
 	if (c->grpc || len < CALL_GZIP_MIN || c->status < 200 || c->status == 204 ||
 	    call_resp_header(c, "content-encoding"))
 		return;
-	call_set_resp_header(c, "vary", "Accept-Encoding");
+	call_put_resp_header(c, "vary", "Accept-Encoding");
 	coding = zc_accept(call_header(c, "accept-encoding"));
 	if (coding == ZC_IDENTITY)
 		return;
@@ -238,7 +263,7 @@ static void call_compress(struct call *c)
 	if (z && !zc_deflate(c->resp, z, coding, 1) && evbuffer_get_length(z) < len) {
 		evbuffer_drain(c->resp, len);
 		evbuffer_add_buffer(c->resp, z);
-		call_set_resp_header(c, "content-encoding", zc_name(coding));
+		call_put_resp_header(c, "content-encoding", zc_name(coding));
 	}
 	if (z)
 		evbuffer_free(z);
@@ -251,7 +276,7 @@ void call_respond(struct call *c, int status, const char *ctype)
 	c->responded = true;
 	c->status = status;
 	if (ctype)
-		call_set_resp_header(c, "content-type", ctype);
+		call_put_resp_header(c, "content-type", ctype);
 	if (!call_detached(c))
 		call_compress(c);
 	access_record(c);
@@ -288,7 +313,7 @@ void call_respond_error(struct call *c, int status, const char *fmt, ...)
 		evbuffer_add(c->resp, "}", 1);
 	}
 	if (status == 503)
-		call_set_resp_header(c, "retry-after", "1");
+		call_put_resp_header(c, "retry-after", "1");
 	call_respond(c, status, mp ? "application/msgpack" : "application/json");
 }
 
@@ -358,7 +383,7 @@ int call_decode_body(struct call *c)
 
 void call_respond_json(struct call *c, int status, const char *json)
 {
-	evbuffer_add(c->resp, json, strlen(json));
+	evbuffer_add_reference(c->resp, json, strlen(json), NULL, NULL);	/* a constant */
 	call_respond(c, status, "application/json");
 }
 

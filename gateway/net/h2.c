@@ -18,6 +18,7 @@
 #include "api.h"
 #include "config.h"
 #include "grpc.h"
+#include "h2check.h"
 #include "infer.h"
 #include "log.h"
 #include "server.h"
@@ -35,6 +36,7 @@
 #define H2_CONN_WINDOW (16 << 20)
 /* Oversized header lists tolerated on one connection before GOAWAY. */
 #define H2_MAX_OFFENCES 4
+#define H2_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
 
 /* The call of a stream; the last one attached is remembered, since a
  * request's callbacks (each header, the frame, the close) come in a row
@@ -60,6 +62,8 @@ static void h2_attach(struct conn *c, struct call *call, int32_t stream_id)
 	nghttp2_session_set_stream_user_data(c->h2, stream_id, call);
 }
 
+/* Only as its stream closes (or the session goes): nghttp2 hands a
+ * closed stream's user data to no one, so it is left as it is. */
 static void h2_detach(struct conn *c, struct call *call)
 {
 	if (call->h2_prev)
@@ -71,8 +75,6 @@ static void h2_detach(struct conn *c, struct call *call)
 	call->h2_prev = call->h2_next = NULL;
 	if (c->h2_last_call == call)
 		c->h2_last_call = NULL;
-	if (c->h2)
-		nghttp2_session_set_stream_user_data(c->h2, call->stream_id, NULL);
 }
 
 static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
@@ -108,34 +110,61 @@ static int h2_header_offence(struct conn *c, struct call *call)
 	return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
+/*
+ * A malformed request (h2check.h): its stream is reset with PROTOCOL_ERROR
+ * (RFC 9113 §8.1.1), as nghttp2's own checks did, and never served.  Called
+ * once, where a check first failed: every callback skips a malformed
+ * stream's frames from there on (h2c_malformed).
+ */
+static void h2_malformed(struct conn *c, struct call *call)
+{
+	log_debug("peer=%s stream=%d msg=\"malformed request: stream reset\"", c->peer,
+		  call->stream_id);
+	nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
+				  NGHTTP2_PROTOCOL_ERROR);
+}
+
 static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
 			size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
 {
 	struct conn *c = arg;
 	struct call *call;
+	bool trailer;
+	size_t n;
 
-	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+	if (f->hd.type != NGHTTP2_HEADERS)
 		return 0;
+	trailer = f->headers.cat != NGHTTP2_HCAT_REQUEST;
 	call = h2_call(c, f->hd.stream_id);
-	if (!call)
+	if (!call || h2c_malformed(&call->h2msg))
 		return 0;
-	call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
-	if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes)
-		return h2_header_offence(c, call);
-	if (nlen == 7 && !memcmp(name, ":method", 7)) {
-		/* what snprintf("%.*s") kept, without formatting */
-		size_t n = strnlen((const char *)value, vlen < sizeof(call->method) - 1 ?
-					   vlen : sizeof(call->method) - 1);
-
+	if (!trailer) {
+		call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
+		if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes)
+			return h2_header_offence(c, call);
+	}
+	switch (h2c_field(&call->h2msg, name, nlen, value, vlen, trailer)) {
+	case H2C_MALFORMED:
+		h2_malformed(c, call);
+		break;
+	case H2C_METHOD:	/* a token: no NUL in it */
+		n = vlen < sizeof(call->method) - 1 ? vlen : sizeof(call->method) - 1;
 		memcpy(call->method, value, n);
 		call->method[n] = 0;
-	} else if (nlen == 5 && !memcmp(name, ":path", 5)) {
+		break;
+	case H2C_PATH: {
 		const uint8_t *q = memchr(value, '?', vlen);
 
 		call->path = call_strndup(call, (const char *)value, q ? (size_t)(q - value) : vlen);
-	} else if (name[0] != ':' && !call_add_header(call, (const char *)name, nlen,
-						       (const char *)value, vlen)) {
-		call->hdr_too_large = true;
+		break;
+	}
+	case H2C_REGULAR:	/* lower-case; the trailers' are checked, not kept */
+		if (!trailer && !call_add_lc_header(call, (const char *)name, nlen,
+						    (const char *)value, vlen))
+			call->hdr_too_large = true;
+		break;
+	case H2C_PSEUDO:
+		break;
 	}
 	return 0;
 }
@@ -146,10 +175,12 @@ static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id,
 	struct conn *c = arg;
 	struct call *call = h2_call(c, stream_id);
 
+	if (call && !h2c_malformed(&call->h2msg) && !h2c_data(&call->h2msg, len))
+		h2_malformed(c, call);	/* past its content-length */
 	/* The stream's window reopens at once; the connection's only when the
 	 * stream closes and its body is gone: no connection buffers more
 	 * request bodies than its 16 MiB connection window. */
-	if (!call || call->responded) {
+	if (!call || call->responded || h2c_malformed(&call->h2msg)) {
 		nghttp2_session_consume(s, stream_id, len);
 		return 0;
 	}
@@ -202,8 +233,15 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
 	call = h2_call(c, f->hd.stream_id);
-	if (!call)
+	if (!call || h2c_malformed(&call->h2msg))
 		return 0;
+	if (!(f->hd.type == NGHTTP2_HEADERS ?
+	      h2c_headers_end(&call->h2msg, f->headers.cat != NGHTTP2_HCAT_REQUEST,
+			      f->hd.flags & NGHTTP2_FLAG_END_STREAM) :
+	      !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) || h2c_end_stream(&call->h2msg))) {
+		h2_malformed(c, call);
+		return 0;
+	}
 	if (f->hd.type == NGHTTP2_HEADERS) {
 		conn_disarm_header_timer(c);	/* a request came in time */
 		/* before any answer (413 included), so every one is gRPC-shaped;
@@ -242,7 +280,8 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t er
 	if (!call)
 		return 0;
 	h2_detach(c, call);
-	nghttp2_session_consume_connection(s, call->h2_rx);
+	if (call->h2_rx)
+		nghttp2_session_consume_connection(s, call->h2_rx);
 	if (c->active > 0)
 		c->active--;
 	if (call->h2_queued) {
@@ -406,11 +445,30 @@ static size_t h2_utoa(char *buf, unsigned long long v)
 	return n;
 }
 
+/*
+ * call's answer: its HEADERS (the body, if any, follows from h2_read_body).
+ * Every name and value but grpc-status's lives until the HEADERS frame is
+ * sent (string constants, call's own strings and call->h2_vals: the call
+ * is freed at the stream's close, after that), so nghttp2 copies none.
+ */
+/* A status code (100-999) in three digits and a NUL at buf; 3. */
+static size_t h2_status(char *buf, int status)
+{
+	unsigned v = status < 100 || status > 999 ? 500 : (unsigned)status;
+
+	buf[0] = (char)('0' + v / 100);
+	buf[1] = (char)('0' + v / 10 % 10);
+	buf[2] = (char)('0' + v % 10);
+	buf[3] = 0;
+	return 3;
+}
+
 void h2_respond(struct call *call)
 {
 	struct conn *c = call->conn;
 	nghttp2_nv nva[4 + CALL_MAX_RESP_HDRS];
-	char status[24], clen[24], code[12];
+	char *status = call->h2_vals, *clen, code[12];
+	size_t slen;
 	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = h2_read_body };
 	size_t len = evbuffer_get_length(call->resp);
 	bool body = len && strcmp(call->method, "HEAD");
@@ -424,18 +482,19 @@ void h2_respond(struct call *call)
 		h2_kick(c);
 		return;
 	}
-	/* gRPC answers 200 whatever went wrong: the code is grpc-status. */
-	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7,
-				 h2_utoa(status, call->grpc ? 200 : (unsigned)call->status),
-				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
+	/* gRPC answers 200 whatever went wrong: the code is grpc-status.
+	 * A status has three digits (h2_vals: 4 bytes, then 21 for the length). */
+	slen = h2_status(status, call->grpc ? 200 : call->status);
+	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, slen, H2_NO_COPY };
+	clen = status + slen + 1;
 	if (!call->grpc)
 		nva[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14,
-					 h2_utoa(clen, len), NGHTTP2_NV_FLAG_NO_COPY_NAME };
+					 h2_utoa(clen, len), H2_NO_COPY };
 	for (int i = 0; i < call->n_resp_hdrs; i++)
 		nva[n++] = (nghttp2_nv){ (uint8_t *)call->resp_hdrs[i].name,
 					 (uint8_t *)call->resp_hdrs[i].value,
 					 strlen(call->resp_hdrs[i].name),
-					 strlen(call->resp_hdrs[i].value), NGHTTP2_NV_FLAG_NONE };
+					 strlen(call->resp_hdrs[i].value), H2_NO_COPY };
 	/* gRPC without a message: trailers-only, the status in the headers. */
 	if (call->grpc && !body)
 		n += h2_grpc_nv(call, nva + n, code, sizeof(code));
@@ -614,6 +673,12 @@ int h2_start(struct conn *c)
 	rc = nghttp2_option_new(&opt);
 	if (!rc) {
 		nghttp2_option_set_no_auto_window_update(opt, 1);	/* see h2_on_data */
+		nghttp2_option_set_no_http_messaging(opt, 1);	/* h2check.h's instead */
+		/* A closed stream is freed at once, not kept (up to
+		 * max_concurrent_streams of them) for RFC 7540 priorities
+		 * that name it as a parent: such a PRIORITY then makes the
+		 * stream depend on the root, as for an unknown parent. */
+		nghttp2_option_set_no_closed_streams(opt, 1);
 		rc = nghttp2_session_server_new3(&c->h2, cb, c, opt, h2mem_get(&c->sl->h2mem));
 		nghttp2_option_del(opt);
 	}

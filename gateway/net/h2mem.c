@@ -15,15 +15,16 @@
 #define H2MEM_MIN_SHIFT 6
 #define H2MEM_MAX ((size_t)1 << (H2MEM_MIN_SHIFT + H2MEM_CLASSES - 1))
 
+/* The smallest class k with 2^(H2MEM_MIN_SHIFT + k) >= total, from the
+ * highest bit of total - 1 (was a loop over the classes: a dozen
+ * instructions more on each of a request's ~6 allocations). */
 static int h2mem_class(size_t total)
 {
-	int k = 0;
-
 	if (total > H2MEM_MAX)
 		return H2MEM_BIG;
-	while (((size_t)1 << (H2MEM_MIN_SHIFT + k)) < total)
-		k++;
-	return k;
+	if (total <= ((size_t)1 << H2MEM_MIN_SHIFT))
+		return 0;
+	return 64 - __builtin_clzll((unsigned long long)total - 1) - H2MEM_MIN_SHIFT;
 }
 
 static size_t h2mem_class_size(int k)

@@ -50,3 +50,36 @@ def test_close_after_max_stream_id_is_cheap(gw):
         f"closing three connections that used stream id {MAX_SID} cost {cpu:.2f} s of "
         f"gateway CPU (bound {CLOSE_CPU_BOUND_S} s)")
     assert_alive(gw)
+
+
+def test_priority_naming_a_closed_stream(gw):
+    """Closed streams are not kept for RFC 7540 priorities (issue 18:
+    nghttp2's no_closed_streams): a HEADERS or PRIORITY frame that names
+    one as its parent is taken as naming the root, never an error.  Each
+    stream is answered, the connection stays up, and so does the gateway."""
+    import struct
+    from attacklib import PING, PRIORITY, RST_STREAM, GOAWAY
+    PRIO_FLAG = 0x20
+    with RawH2(gw.port, timeout=10) as h:
+        h.send(_health(1))
+        assert h.read_until(lambda f: f[0] == HEADERS and f[2] == 1, 10), \
+            f"stream 1 not answered{crash_note(gw)}"
+        # stream 3: HEADERS with a priority block, exclusive, parent 1 (closed)
+        dep = struct.pack(">IB", 0x80000000 | 1, 200)
+        h.send(frame(HEADERS, END_HEADERS | END_STREAM | PRIO_FLAG, 3,
+                     dep + hpack_request("GET", "/v2/health/live")))
+        # a PRIORITY for an idle stream 7 on closed 1, then stream 5 on 7
+        h.send(frame(PRIORITY, 0, 7, struct.pack(">IB", 1, 16)))
+        h.send(frame(HEADERS, END_HEADERS | END_STREAM | PRIO_FLAG, 5,
+                     struct.pack(">IB", 7, 16) + hpack_request("GET", "/v2/health/live")))
+        answered, bad = set(), []
+        deadline = time.monotonic() + 10
+        while answered != {3, 5} and not h.eof and time.monotonic() < deadline:
+            for f in h.pump(deadline - time.monotonic()):
+                if f[0] == HEADERS:
+                    answered.add(f[2])
+                elif f[0] in (RST_STREAM, GOAWAY):
+                    bad.append(f)
+        assert answered == {3, 5} and not bad, (answered, bad, crash_note(gw))
+        assert h.ping_ack(timeout=10)
+    assert_alive(gw)

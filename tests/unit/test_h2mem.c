@@ -70,11 +70,47 @@ static void test_cache_bounded(void **state)
 	h2mem_drain(&m);
 }
 
+/* Each size is cached in the smallest class that holds it and h2mem.c's
+ * 16-byte header (64, 128, ... 32768 bytes); beyond, nothing is cached. */
+static void test_size_classes(void **state)
+{
+	struct h2mem m;
+
+	(void)state;
+	if (!UTIL_RECYCLE)
+		skip();
+	h2mem_init(&m);
+	for (size_t size = 0; size <= 33000; size += size < 300 ? 1 : 61) {
+		size_t want = 64;
+		void *p = m.mem.malloc(size, &m);
+
+		while (want < size + 16)
+			want *= 2;
+		assert_non_null(p);
+		m.mem.free(p, &m);
+		assert_int_equal(m.cached, want > 32768 ? 0 : want);
+		h2mem_drain(&m);
+	}
+	for (int sh = 5; sh <= 15; sh++) {	/* both sides of every class edge */
+		for (int d = -1; d <= 1; d++) {
+			size_t total = ((size_t)1 << sh) + d, want = 64;
+			void *p = m.mem.malloc(total - 16, &m);
+
+			while (want < total)
+				want *= 2;
+			m.mem.free(p, &m);
+			assert_int_equal(m.cached, want > 32768 ? 0 : want);
+			h2mem_drain(&m);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_reuse_and_contents),
 		cmocka_unit_test(test_cache_bounded),
+		cmocka_unit_test(test_size_classes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
