@@ -34,7 +34,7 @@ static void h1_fail(struct conn *c, struct call *call, int status, const char *m
 	c->h1_keepalive = false;
 	c->close_after_write = true;
 	c->h1_busy = true;
-	bufferevent_disable(c->bev, EV_READ);
+	conn_set_reading(c, false);
 	if (!call->method[0])
 		strcpy(call->method, "?");
 	call_respond_error(call, status, "%s", msg);
@@ -174,7 +174,7 @@ void h1_header_timeout(struct conn *c)
 {
 	struct call *call;
 
-	if (c->h1_call || c->h1_busy || evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+	if (c->h1_call || c->h1_busy || evbuffer_get_length(c->in) == 0) {
 		conn_close(c);	/* nothing of a head arrived: nobody to answer */
 		return;
 	}
@@ -270,7 +270,7 @@ static bool h1_output_full(struct conn *c)
 
 void h1_on_read(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 
 	if (c->in_read)
 		return;		/* h1_respond inside api_handle: the loop below goes on */
