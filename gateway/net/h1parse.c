@@ -120,6 +120,20 @@ static const char *h1p_crlf(const char *p, const char *end)
 	return NULL;
 }
 
+const char *h1p_head_end(const char *p, size_t len)
+{
+	const char *end = p + len, *r;
+
+	/* From one CRLF to the next: the first one followed by another is
+	 * the first "\r\n\r\n" (none can start inside a CRLF skipped). */
+	while ((r = h1p_crlf(p, end)) != NULL) {
+		if (end - r >= 4 && r[2] == '\r' && r[3] == '\n')
+			return r + 4;
+		p = r + 2;
+	}
+	return NULL;
+}
+
 int h1p_parse_head(const char *buf, size_t len, struct h1p_reqline *rl,
 		   h1p_header_cb on_header, void *arg, const char **why)
 {

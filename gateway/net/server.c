@@ -470,13 +470,21 @@ static int conn_sniff(struct conn *c)
 	return 1;
 }
 
-/* New input in c->in (or a reason to look at it again): parse.  May close c. */
-static void conn_on_input(struct conn *c)
+static void conn_parse(struct conn *c, const char *fresh, size_t n)
 {
+	if (n && c->proto == PROTO_H1 && evbuffer_get_length(c->in) == 0) {
+		size_t used = h1_take(c, fresh, n);
+
+		fresh += used;
+		n -= used;
+	}
+	if (n && evbuffer_add(c->in, fresh, n)) {
+		conn_close(c);	/* out of memory */
+		return;
+	}
 	conn_input_check(c);
 	if (c->proto == PROTO_UNKNOWN && conn_sniff(c) <= 0)
 		return;
-	sched_defer_begin();
 	if (c->proto == PROTO_H2) {
 		h2_on_read(c);	/* may close c */
 	} else {
@@ -487,6 +495,18 @@ static void conn_on_input(struct conn *c)
 			conn_maybe_close(c);
 		}
 	}
+}
+
+/*
+ * New input: fresh[0..n), just read into the loop's buffer (plain), and
+ * what c->in holds; or a reason to look at c->in again (n 0).  HTTP/1.1
+ * requests are served from fresh while c->in is empty (h1_take); the rest
+ * is kept in c->in and parsed there.  May close c.
+ */
+static void conn_on_input(struct conn *c, const char *fresh, size_t n)
+{
+	sched_defer_begin();
+	conn_parse(c, fresh, n);	/* may close c */
 	sched_defer_end();
 }
 
@@ -496,25 +516,20 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 	struct conn *c = arg;
 
 	srv_loop_refresh(c->sl);
-	conn_on_input(c);
+	conn_on_input(c, NULL, 0);
 }
 
 /*
- * Plain: one read() into the loop's buffer, what came appended to c->in.
- * >0 bytes read, 0 at EOF, -1 with errno (EAGAIN: nothing there).
+ * Plain: one read() into the loop's buffer (c->sl->rbuf), valid until the
+ * next read on this loop.  >0 bytes read, 0 at EOF, -1 with errno (EAGAIN:
+ * nothing there).
  */
 static ssize_t conn_read_sock(struct conn *c)
 {
-	char *buf = c->sl->rbuf;
-	ssize_t n = read(c->fd, buf, SRV_READ_BYTES);
+	ssize_t n = read(c->fd, c->sl->rbuf, SRV_READ_BYTES);
 
-	if (n > 0 && !c->lingering) {	/* lingering: discarded */
-		if (evbuffer_add(c->in, buf, (size_t)n)) {
-			errno = ENOMEM;
-			return -1;
-		}
+	if (n > 0)
 		c->last_read_ns = now_ns();
-	}
 	return n;
 }
 
@@ -551,7 +566,7 @@ static void conn_on_sock_read(evutil_socket_t fd, short what, void *arg)
 
 	srv_loop_refresh(c->sl);
 	if (what & EV_TIMEOUT) {
-		conn_on_input(c);
+		conn_on_input(c, NULL, 0);
 		return;
 	}
 	if (!c->reading) {	/* turned off lazily: now for real */
@@ -565,8 +580,8 @@ static void conn_on_sock_read(evutil_socket_t fd, short what, void *arg)
 	} else if (n < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			conn_close(c);
-	} else if (!c->lingering) {
-		conn_on_input(c);
+	} else if (!c->lingering) {	/* lingering: discarded */
+		conn_on_input(c, c->sl->rbuf, (size_t)n);
 	}
 }
 
@@ -850,8 +865,12 @@ static void srv_on_grace(evutil_socket_t fd, short what, void *arg)
 size_t conn_read_pending(struct conn *c)
 {
 	/* (TLS: what was decrypted is in already; lingering: discarded) */
-	if (!c->tls && !c->lingering && evbuffer_get_length(c->in) < conn_input_cap(c))
-		(void)conn_read_sock(c);	/* EOF and errors: the read event sees them */
+	if (!c->tls && !c->lingering && evbuffer_get_length(c->in) < conn_input_cap(c)) {
+		ssize_t n = conn_read_sock(c);	/* EOF and errors: the read event sees them */
+
+		if (n > 0)
+			evbuffer_add(c->in, c->sl->rbuf, (size_t)n);
+	}
 	return evbuffer_get_length(c->in);
 }
 

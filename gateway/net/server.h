@@ -183,6 +183,17 @@ void conn_transport_respond(struct call *call);
 
 /* HTTP/1.1 (h1.c). */
 void h1_on_read(struct conn *c);
+/*
+ * h1_take - for a plain connection whose c->in is empty: serve the
+ * complete requests without a body at the start of p[0..n) (just read)
+ * straight from there, sparing their copy into c->in and its search and
+ * drain.  Stops at anything else (a partial or oversized head, a body, an
+ * upgrade, output at its cap, a request not answered at once); a head
+ * taken has its call set up, and h1_on_read goes on with it.  The bytes
+ * used: the caller appends the rest to c->in, then calls h1_on_read
+ * (which flushes).  Never closes c.
+ */
+size_t h1_take(struct conn *c, const char *p, size_t n);
 void h1_respond(struct call *call);
 void h1_on_written(struct conn *c);
 /* h1_header_timeout - 408 when part of a head came, else close. */

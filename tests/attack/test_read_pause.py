@@ -123,6 +123,44 @@ def test_half_closed_client_gets_its_answers(module_gw):
     assert_alive(g)
 
 
+def test_requests_served_from_the_read_buffer_keep_their_order(module_gw, model):
+    """Bodiless requests are served straight from the read buffer while
+    nothing is buffered; anything else (a body, a chunked body, a head cut
+    by the read) goes through the connection's input buffer.  One write
+    mixing them, then a head split over three writes: every answer, in
+    order, with the right bodies."""
+    g = module_gw("pause")
+    body = gwlib.infer_body(attacklib.ROW)
+    post = gwlib.H1Conn.build("POST", gwlib.INFER, body, [gwlib.JSON_CT])
+    chunked = (b"POST " + gwlib.INFER.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+               b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+               b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
+    ready = gwlib.H1Conn.build("GET", "/v2/health/ready")
+    with raw_conn(g.port, timeout=5) as s:
+        s.sendall(LIVE + LIVE + post + ready + chunked + LIVE + LIVE[:10])
+        time.sleep(0.2)
+        s.sendall(LIVE[10:-3])
+        time.sleep(0.2)
+        s.sendall(LIVE[-3:] + ready)
+        data = b""
+        want = 8
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10:
+            data += s.recv(65536)
+            resps, _ = parse_h1_responses(data)
+            if len(resps) >= want:
+                break
+    resps, rest = parse_h1_responses(data)
+    assert [st for st, _, _ in resps] == [200] * want, (resps, rest)
+    bodies = [b for _, _, b in resps]
+    assert bodies[0] == bodies[1] == bodies[5] == bodies[6] == LIVE_BODY
+    assert bodies[3] == bodies[7] == b'{"ready":true}'
+    gwlib.check_infer_response(bodies[2], model, attacklib.ROW)
+    gwlib.check_infer_response(bodies[4], model, attacklib.ROW)
+    assert rest == b""
+    assert_alive(g)
+
+
 IDLE_MS = 800
 
 

@@ -125,6 +125,35 @@ static void test_head_rejected(void **state)
 	}
 }
 
+static void test_head_end(void **state)
+{
+	static const struct {
+		const char *in;
+		int end;	/* length of the head, -1: none */
+	} cases[] = {
+		{ "GET / HTTP/1.1\r\n\r\n", 18 },
+		{ "GET / HTTP/1.1\r\nA: b\r\n\r\nGET", 24 },
+		{ "\r\n\r\n", 4 },
+		{ "\r\r\n\r\n", 5 },
+		{ "a\r\n\r\r\n\r\n", 8 },
+		{ "a\n\r\n\r\n", 6 },
+		{ "GET / HTTP/1.1\r\n\r", -1 },
+		{ "GET / HTTP/1.1\r\n", -1 },
+		{ "a\n\na\r\n\n\r", -1 },
+		{ "", -1 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in, *e = h1p_head_end(in, strlen(in));
+
+		if (cases[i].end < 0)
+			assert_null(e);
+		else
+			assert_int_equal(e - in, cases[i].end);
+	}
+}
+
 static void test_chunk_size(void **state)
 {
 	uint64_t n;
@@ -209,6 +238,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_head_ok),
 		cmocka_unit_test(test_head_rejected),
+		cmocka_unit_test(test_head_end),
 		cmocka_unit_test(test_chunk_size),
 		cmocka_unit_test(test_chunked_decoder),
 	};
