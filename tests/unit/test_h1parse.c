@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -125,6 +126,29 @@ static void test_head_rejected(void **state)
 	}
 }
 
+/* Header names are tokens (RFC 9110 §5.6.2): every byte but NUL, CR and LF
+ * (they would cut the test's string or line) tried in the middle of one. */
+static void test_header_name_tchars(void **state)
+{
+	static const char punct[] = "!#$%&'*+-.^_`|~";
+
+	(void)state;
+	for (int ch = 1; ch < 256; ch++) {
+		char buf[64];
+		struct heads h;
+		struct h1p_reqline rl;
+		bool tchar = (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') ||
+			     (ch >= 'a' && ch <= 'z') || strchr(punct, ch);
+
+		if (ch == '\r' || ch == '\n')
+			continue;
+		snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nX%cy: v\r\n\r\n", ch);
+		if (ch == ':')	/* "X:y: v": name X, value "y: v" */
+			continue;
+		assert_int_equal(head(buf, &h, &rl), tchar ? 0 : 400);
+	}
+}
+
 static void test_head_end(void **state)
 {
 	static const struct {
@@ -238,6 +262,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_head_ok),
 		cmocka_unit_test(test_head_rejected),
+		cmocka_unit_test(test_header_name_tchars),
 		cmocka_unit_test(test_head_end),
 		cmocka_unit_test(test_chunk_size),
 		cmocka_unit_test(test_chunked_decoder),
