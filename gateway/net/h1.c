@@ -34,7 +34,7 @@ static void h1_fail(struct conn *c, struct call *call, int status, const char *m
 	c->h1_keepalive = false;
 	c->close_after_write = true;
 	c->h1_busy = true;
-	bufferevent_disable(c->bev, EV_READ);
+	conn_set_reading(c, false);
 	if (!call->method[0])
 		strcpy(call->method, "?");
 	call_respond_error(call, status, "%s", msg);
@@ -174,7 +174,7 @@ void h1_header_timeout(struct conn *c)
 {
 	struct call *call;
 
-	if (c->h1_call || c->h1_busy || evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+	if (c->h1_call || c->h1_busy || evbuffer_get_length(c->in) == 0) {
 		conn_close(c);	/* nothing of a head arrived: nobody to answer */
 		return;
 	}
@@ -187,14 +187,41 @@ void h1_header_timeout(struct conn *c)
 	conn_flush(c);
 }
 
+/*
+ * The call for the complete head at head[0..len) (its blank line
+ * included): parsed and applied.  1 = ready for its body; 0 = answered
+ * with an error, or out of memory (closing).
+ */
+static int h1_start_call(struct conn *c, const char *head, size_t len)
+{
+	struct h1p_reqline rl;
+	struct h1_head h = { 0 };
+	const char *why = NULL;
+	int st;
+
+	conn_disarm_header_timer(c);
+	c->h1_call = h.call = call_new(c);
+	if (!h.call) {
+		conn_close_soon(c);
+		return 0;
+	}
+	st = h1p_parse_head(head, len, &rl, h1_on_header, &h, &why);
+	if (st == 503)
+		why = "gateway out of memory";
+	if (!st)
+		st = h1_apply_head(c, h.call, &rl, &h, &why);	/* rl points into head */
+	if (st) {
+		h1_fail(c, h.call, st, why);
+		return 0;
+	}
+	return 1;
+}
+
 /* Read a head if one is complete.  1 = call ready for its body, 0 = wait. */
 static int h1_read_head(struct conn *c, struct evbuffer *in)
 {
 	const struct config *cfg = conn_cfg(c);
 	struct evbuffer_ptr pos;
-	struct h1p_reqline rl;
-	struct h1_head h = { 0 };
-	const char *why = NULL;
 	size_t head_len;
 	int st;
 
@@ -215,24 +242,9 @@ static int h1_read_head(struct conn *c, struct evbuffer *in)
 		return 0;
 	}
 	head_len = pos.pos + 4;
-	conn_disarm_header_timer(c);
-	c->h1_call = h.call = call_new(c);
-	if (!h.call) {
-		conn_close_soon(c);
-		return 0;
-	}
-	st = h1p_parse_head((const char *)evbuffer_pullup(in, head_len), head_len, &rl,
-			    h1_on_header, &h, &why);
-	if (st == 503)
-		why = "gateway out of memory";
-	if (!st)
-		st = h1_apply_head(c, h.call, &rl, &h, &why);	/* rl points into in */
+	st = h1_start_call(c, (const char *)evbuffer_pullup(in, head_len), head_len);
 	evbuffer_drain(in, head_len);
-	if (st) {
-		h1_fail(c, h.call, st, why);
-		return 0;
-	}
-	return 1;
+	return st;
 }
 
 /*
@@ -268,9 +280,21 @@ static bool h1_output_full(struct conn *c)
 	return true;
 }
 
+/* The request is in: hand it to the API, or switch to HTTP/2 when it asked
+ * to (true: c speaks h2 now). */
+static bool h1_serve(struct conn *c)
+{
+	c->h1_busy = true;
+	c->active++;
+	if (c->h1_upgrade && h1_switch_to_h2(c))
+		return true;
+	api_handle(c->h1_call);
+	return false;
+}
+
 void h1_on_read(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 
 	if (c->in_read)
 		return;		/* h1_respond inside api_handle: the loop below goes on */
@@ -292,18 +316,40 @@ void h1_on_read(struct conn *c)
 			if (c->h1_body_left)
 				break;
 		}
-		c->h1_busy = true;
-		c->active++;
-		if (c->h1_upgrade && h1_switch_to_h2(c)) {
+		if (h1_serve(c)) {
 			c->in_read = false;
 			h2_on_read(c);	/* the preface, if it came; sends; may close c */
 			return;
 		}
-		api_handle(c->h1_call);
 	}
 	c->in_read = false;
 	conn_input_check(c);	/* read again once parsed below the cap */
 	conn_flush(c);
+}
+
+size_t h1_take(struct conn *c, const char *p, size_t n)
+{
+	size_t max = conn_cfg(c)->limits.max_header_bytes, used = 0;
+
+	/* Draining: h1_respond reads the socket (conn_read_pending) into the
+	 * loop's buffer, which p may be. */
+	if (c->in_read || c->sl->draining)
+		return 0;
+	c->in_read = true;
+	while (used < n && !c->h1_call && !c->h1_busy && !c->closing && !conn_output_full(c)) {
+		const char *e = h1p_head_end(p + used, n - used);
+		size_t len = e ? (size_t)(e - (p + used)) : 0;
+
+		if (!e || len > max)
+			break;		/* h1_on_read: the header clock, or 431 */
+		used += len;
+		if (!h1_start_call(c, p + used - len, len) || c->h1_chunked || c->h1_body_left ||
+		    c->h1_upgrade)
+			break;		/* answered, or h1_on_read goes on with the call */
+		h1_serve(c);		/* (no upgrade: never switches) */
+	}
+	c->in_read = false;
+	return used;
 }
 
 /*

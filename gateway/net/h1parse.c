@@ -5,12 +5,18 @@
 #include <string.h>
 #include <strings.h>
 
-/* RFC 9110 §5.6.2 tchar. */
+/* RFC 9110 §5.6.2 tchar; a table, as names are checked byte by byte (the
+ * strchr for punctuation cost ~300 instructions a request). */
+static const bool h1p_tchars[256] = {
+	['0' ... '9'] = true, ['A' ... 'Z'] = true, ['a' ... 'z'] = true,
+	['!'] = true, ['#'] = true, ['$'] = true, ['%'] = true, ['&'] = true, ['\''] = true,
+	['*'] = true, ['+'] = true, ['-'] = true, ['.'] = true, ['^'] = true, ['_'] = true,
+	['`'] = true, ['|'] = true, ['~'] = true,
+};
+
 static bool h1p_tchar(unsigned char ch)
 {
-	if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9'))
-		return true;
-	return ch && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+	return h1p_tchars[ch];
 }
 
 /* field-value bytes: HTAB, SP, VCHAR, obs-text; never NUL, CR, LF or DEL. */
@@ -116,6 +122,20 @@ static const char *h1p_crlf(const char *p, const char *end)
 		if (r[1] == '\n')
 			return r;
 		p = r + 1;
+	}
+	return NULL;
+}
+
+const char *h1p_head_end(const char *p, size_t len)
+{
+	const char *end = p + len, *r;
+
+	/* From one CRLF to the next: the first one followed by another is
+	 * the first "\r\n\r\n" (none can start inside a CRLF skipped). */
+	while ((r = h1p_crlf(p, end)) != NULL) {
+		if (end - r >= 4 && r[2] == '\r' && r[3] == '\n')
+			return r + 4;
+		p = r + 2;
 	}
 	return NULL;
 }

@@ -39,6 +39,12 @@ typedef int (*h1p_header_cb)(void *arg, struct h1p_span name, struct h1p_span va
 int h1p_parse_head(const char *buf, size_t len, struct h1p_reqline *rl,
 		   h1p_header_cb on_header, void *arg, const char **why);
 
+/*
+ * h1p_head_end - the end of the first "\r\n\r\n" in p[0..len) (the
+ * byte after it: a head's length is the result minus p), or NULL.
+ */
+const char *h1p_head_end(const char *p, size_t len);
+
 /* h1p_content_length - a Content-Length value: 1-19 digits, nothing else. */
 bool h1p_content_length(struct h1p_span v, uint64_t *n);
 

@@ -578,8 +578,8 @@ static void h2_fatal(struct conn *c, int rv)
 
 	log_debug("peer=%s err=\"%s\" msg=\"h2 protocol error\"", c->peer, nghttp2_strerror(rv));
 	srv_count_close(CLOSE_PROTOCOL_ERROR);
-	evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
-	bufferevent_disable(c->bev, EV_READ);
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	conn_set_reading(c, false);
 	c->close_after_write = true;
 	if (nghttp2_session_terminate_session(c->h2, code) != 0 || h2_send(c) != 0)
 		conn_close(c);
@@ -587,7 +587,7 @@ static void h2_fatal(struct conn *c, int rv)
 
 void h2_on_read(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 	size_t len = evbuffer_get_length(in);
 	ssize_t n;
 

@@ -139,6 +139,10 @@ void conn_close(struct conn *c)
 		event_free(c->hdr_timer);
 	if (c->stall_timer)
 		event_free(c->stall_timer);
+	if (c->idle_timer)
+		event_free(c->idle_timer);
+	if (c->rd_ev)
+		event_free(c->rd_ev);	/* before the bufferevent closes the fd */
 	if (c->h2)
 		h2_free(c);
 	if (c->h1_call) {
@@ -155,6 +159,8 @@ void conn_close(struct conn *c)
 			tls_close_notify(c->bev);
 		bufferevent_free(c->bev);
 	}
+	if (c->in && !c->tls)
+		evbuffer_free(c->in);
 	conn_unlink(c);
 	atomic_fetch_sub(&sl->srv->conns_open, 1);
 	log_debug("peer=%s msg=\"connection closed\"", c->peer);
@@ -213,27 +219,17 @@ void conn_flush(struct conn *c)
 
 #define CONN_LINGER_MS 1000
 
-static void conn_on_linger_read(struct bufferevent *bev, void *arg)
-{
-	struct evbuffer *in = bufferevent_get_input(bev);
-
-	evbuffer_drain(in, evbuffer_get_length(in));
-}
-
-static void conn_on_linger_event(struct bufferevent *bev, short what, void *arg)
-{
-	conn_close(arg);	/* EOF, error or the linger timeout */
-}
-
 /*
  * Lingering close (RFC 9112 §9.6): everything queued is in the socket; send
- * FIN, then read and discard what the client still sends, for at most
- * CONN_LINGER_MS, before closing.  Closing with unread input would send a
- * RST, and the client could lose the answer (a 400, 408, GOAWAY) just sent.
+ * FIN, then read and discard what the client still sends (conn_on_sock_read),
+ * for CONN_LINGER_MS from now, before closing.  Closing with unread input
+ * would send a RST, and the client could lose the answer (a 400, 408,
+ * GOAWAY) just sent.  The deadline is one timer armed once: input that
+ * keeps trickling in does not extend it.
  */
 static void conn_linger(struct conn *c)
 {
-	struct timeval tv = { 0, CONN_LINGER_MS * 1000 };
+	struct timeval tv = { CONN_LINGER_MS / 1000, (CONN_LINGER_MS % 1000) * 1000 };
 
 	if (c->tls) {
 		conn_close(c);	/* close_notify is sent by conn_close */
@@ -244,13 +240,11 @@ static void conn_linger(struct conn *c)
 	c->lingering = true;
 	conn_disarm_header_timer(c);
 	evtimer_del(c->stall_timer);
-	shutdown(bufferevent_getfd(c->bev), SHUT_WR);
-	conn_on_linger_read(c->bev, c);
-	bufferevent_setcb(c->bev, conn_on_linger_read, NULL, conn_on_linger_event, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
-	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	shutdown(c->fd, SHUT_WR);
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
 	bufferevent_disable(c->bev, EV_WRITE);
-	bufferevent_enable(c->bev, EV_READ);
+	evtimer_add(c->idle_timer, &tv);	/* conn_on_idle_timer closes */
+	conn_set_reading(c, true);
 }
 
 void conn_maybe_close(struct conn *c)
@@ -272,7 +266,7 @@ void conn_close_soon(struct conn *c)
 {
 	c->close_after_write = true;
 	c->h1_busy = true;
-	bufferevent_disable(c->bev, EV_READ);
+	conn_set_reading(c, false);
 	bufferevent_trigger(c->bev, EV_WRITE, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
@@ -282,10 +276,29 @@ bool conn_output_full(const struct conn *c)
 	       conn_cfg(c)->limits.output_buffer_bytes;
 }
 
+void conn_set_reading(struct conn *c, bool on)
+{
+	if (c->tls) {	/* no cache: the bufferevent stops reading on its timeout */
+		c->reading = on;
+		if (on)
+			bufferevent_enable(c->bev, EV_READ);
+		else
+			bufferevent_disable(c->bev, EV_READ);
+		return;
+	}
+	if (on)
+		c->last_read_ns = now_ns();
+	if (on == c->reading)
+		return;
+	c->reading = on;
+	if (on && !c->rd_added && event_add(c->rd_ev, NULL) == 0)
+		c->rd_added = true;
+}
+
 void conn_pause_reading(struct conn *c)
 {
 	c->read_paused = true;
-	bufferevent_disable(c->bev, EV_READ);
+	conn_set_reading(c, false);
 	conn_flush(c);	/* writing enabled for what waits: conn_on_write resumes */
 }
 
@@ -303,16 +316,16 @@ static size_t conn_input_cap(const struct conn *c)
 
 void conn_input_check(struct conn *c)
 {
-	size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
+	size_t len = evbuffer_get_length(c->in);
 
 	if (!c->input_full && len >= conn_input_cap(c)) {
 		c->input_full = true;
-		bufferevent_disable(c->bev, EV_READ);
+		conn_set_reading(c, false);
 	} else if (c->input_full && len < conn_input_cap(c)) {
 		c->input_full = false;
 		/* not when reading stopped for another reason */
 		if (!c->read_paused && !c->close_after_write && !c->closing && !c->lingering)
-			bufferevent_enable(c->bev, EV_READ);
+			conn_set_reading(c, true);
 	}
 }
 
@@ -321,7 +334,7 @@ static void conn_resume_reading(struct conn *c)
 {
 	c->read_paused = false;
 	if (!c->input_full)
-		bufferevent_enable(c->bev, EV_READ);
+		conn_set_reading(c, true);
 	sched_defer_begin();
 	if (c->proto == PROTO_H2)
 		h2_on_read(c);	/* may close c */
@@ -414,12 +427,10 @@ void conn_transport_respond(struct call *call)
  * gone on return. */
 static void conn_bad_preface(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-
 	log_debug("peer=%s msg=\"bad HTTP/2 client preface\"", c->peer);
 	srv_count_close(CLOSE_PROTOCOL_ERROR);
-	evbuffer_drain(in, evbuffer_get_length(in));
-	bufferevent_disable(c->bev, EV_READ);
+	evbuffer_drain(c->in, evbuffer_get_length(c->in));
+	conn_set_reading(c, false);
 	nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
 	h2_send(c);		/* closes c once the GOAWAY is out */
 }
@@ -432,7 +443,7 @@ static void conn_bad_preface(struct conn *c)
  */
 static int conn_sniff(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 	size_t have = evbuffer_get_length(in), n = have < 24 ? have : 24;
 	enum tls_alpn alpn = c->tls ? tls_alpn(c->bev) : TLS_ALPN_NONE;
 	unsigned char buf[24];
@@ -459,26 +470,119 @@ static int conn_sniff(struct conn *c)
 	return 1;
 }
 
-static void conn_on_read(struct bufferevent *bev, void *arg)
+static void conn_parse(struct conn *c, const char *fresh, size_t n)
 {
-	struct conn *c = arg;
+	if (n && c->proto == PROTO_H1 && evbuffer_get_length(c->in) == 0) {
+		size_t used = h1_take(c, fresh, n);
 
-	srv_loop_refresh(c->sl);
+		fresh += used;
+		n -= used;
+	}
+	if (n && evbuffer_add(c->in, fresh, n)) {
+		conn_close(c);	/* out of memory */
+		return;
+	}
 	conn_input_check(c);
 	if (c->proto == PROTO_UNKNOWN && conn_sniff(c) <= 0)
 		return;
-	sched_defer_begin();
 	if (c->proto == PROTO_H2) {
 		h2_on_read(c);	/* may close c */
 	} else {
 		h1_on_read(c);
 		if (c->sl->draining && !c->h1_busy && !c->h1_call &&
-		    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0) {
+		    evbuffer_get_length(c->in) == 0) {
 			c->close_after_write = true;	/* shutting down, nothing more asked */
 			conn_maybe_close(c);
 		}
 	}
+}
+
+/*
+ * New input: fresh[0..n), just read into the loop's buffer (plain), and
+ * what c->in holds; or a reason to look at c->in again (n 0).  HTTP/1.1
+ * requests are served from fresh while c->in is empty (h1_take); the rest
+ * is kept in c->in and parsed there.  May close c.
+ */
+static void conn_on_input(struct conn *c, const char *fresh, size_t n)
+{
+	sched_defer_begin();
+	conn_parse(c, fresh, n);	/* may close c */
 	sched_defer_end();
+}
+
+/* TLS: its bufferevent decrypted more input. */
+static void conn_on_read(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	srv_loop_refresh(c->sl);
+	conn_on_input(c, NULL, 0);
+}
+
+/*
+ * Plain: one read() into the loop's buffer (c->sl->rbuf), valid until the
+ * next read on this loop.  >0 bytes read, 0 at EOF, -1 with errno (EAGAIN:
+ * nothing there).
+ */
+static ssize_t conn_read_sock(struct conn *c)
+{
+	ssize_t n = read(c->fd, c->sl->rbuf, SRV_READ_BYTES);
+
+	if (n > 0)
+		c->last_read_ns = now_ns();
+	return n;
+}
+
+/*
+ * The client closed its side.  Requests in flight are abandoned (a client
+ * that went away cancels them: they must not run), as is an idle
+ * connection; answers already made but still queued for the socket go
+ * out first (a client may send its requests, then shut down writing),
+ * bounded by the write-stall clock.  May close c.
+ */
+static void conn_on_eof(struct conn *c)
+{
+	if (c->lingering || c->closing || c->active > 0 ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+		conn_close(c);
+		return;
+	}
+	c->close_after_write = true;
+	c->h1_busy = true;
+	conn_set_reading(c, false);
+	conn_maybe_close(c);
+}
+
+/*
+ * Plain connections read here rather than through the bufferevent: no
+ * FIONREAD ioctl and evbuffer expansion per read, and no read timeout
+ * re-armed on every read (the idle clock is a timestamp, conn_on_idle_timer).
+ * EV_TIMEOUT is never a timeout: srv_drain_conn's "parse what is buffered".
+ */
+static void conn_on_sock_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	ssize_t n;
+
+	srv_loop_refresh(c->sl);
+	if (what & EV_TIMEOUT) {
+		conn_on_input(c, NULL, 0);
+		return;
+	}
+	if (!c->reading) {	/* turned off lazily: now for real */
+		event_del(c->rd_ev);
+		c->rd_added = false;
+		return;
+	}
+	n = conn_read_sock(c);
+	if (n == 0) {
+		conn_on_eof(c);
+	} else if (n < 0) {
+		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			conn_close(c);
+	} else if (!c->lingering) {	/* lingering: discarded */
+		conn_on_input(c, c->sl->rbuf, (size_t)n);
+	}
 }
 
 static void conn_on_write(struct bufferevent *bev, void *arg)
@@ -506,6 +610,56 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 		conn_maybe_close(c);
 }
 
+/* limits.idle_timeout_ms passed without a request: h2 GOAWAY, else close. */
+static void conn_idle_close(struct conn *c)
+{
+	log_debug("peer=%s msg=\"idle timeout\"", c->peer);
+	srv_count_close(CLOSE_IDLE);
+	if (c->proto == PROTO_H2 && c->h2) {
+		c->close_after_write = true;
+		conn_set_reading(c, true);
+		h2_goaway(c);	/* may close c: nothing after it */
+		return;
+	}
+	conn_close(c);
+}
+
+static void conn_arm_idle_timer(struct conn *c, uint64_t ns)
+{
+	struct timeval tv = { (time_t)(ns / 1000000000u), (suseconds_t)(ns % 1000000000u / 1000) };
+
+	evtimer_add(c->idle_timer, &tv);
+}
+
+/*
+ * Plain: the idle clock.  Armed for idle_timeout_ms at accept and, when it
+ * fires early (something was read since), for what is left from the last
+ * read: one timer add per idle period, not one per read.  Not idle while a
+ * request is in flight or reading is off (output waits for the client: the
+ * write-stall clock runs).  Lingering: the linger is over.
+ */
+static void conn_on_idle_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	uint64_t idle, now, since;
+
+	srv_loop_refresh(c->sl);
+	if (c->lingering) {
+		conn_close(c);
+		return;
+	}
+	idle = (uint64_t)conn_cfg(c)->limits.idle_timeout_ms * 1000000u;
+	now = now_ns();
+	if (c->active > 0 || !c->reading)
+		c->last_read_ns = now;
+	since = now - c->last_read_ns;
+	if (since + 1000000u < idle) {	/* (a millisecond early is on time) */
+		conn_arm_idle_timer(c, idle - since);
+		return;
+	}
+	conn_idle_close(c);	/* may close c */
+}
+
 static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -522,17 +676,11 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 	if (what & BEV_EVENT_TIMEOUT) {
 		/* Idle timeout: a connection waiting on inference is not idle. */
 		if (c->active > 0) {
-			bufferevent_enable(bev, EV_READ);
+			conn_set_reading(c, true);
 			return;
 		}
-		log_debug("peer=%s msg=\"idle timeout\"", c->peer);
-		srv_count_close(CLOSE_IDLE);
-		if (c->proto == PROTO_H2 && c->h2) {
-			c->close_after_write = true;
-			bufferevent_enable(bev, EV_READ);
-			h2_goaway(c);	/* may close c: nothing after it */
-			return;
-		}
+		conn_idle_close(c);	/* may close c */
+		return;
 	}
 	conn_close(c);
 }
@@ -619,6 +767,20 @@ static void srv_refuse(evutil_socket_t fd, uint32_t max)
 			 max, (unsigned long long)suppressed);
 }
 
+/* Plain: the input buffer, read event and idle timer of our own read path.
+ * 0 or -ENOMEM (conn_close frees what was made). */
+static int conn_plain_init(struct conn *c)
+{
+	struct event_base *base = c->sl->loop.base;
+
+	if (c->tls)
+		return 0;
+	c->in = evbuffer_new();
+	c->rd_ev = event_new(base, c->fd, EV_READ | EV_PERSIST, conn_on_sock_read, c);
+	c->idle_timer = evtimer_new(base, conn_on_idle_timer, c);
+	return c->in && c->rd_ev && c->idle_timer ? 0 : -ENOMEM;
+}
+
 static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr *sa, bool admin)
 {
 	const struct config *cfg;
@@ -645,6 +807,7 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 		return;
 	}
 	c->sl = sl;
+	c->fd = fd;
 	c->admin = admin;
 	c->tls = !admin && sl->rt->tls;		/* the admin listener stays plain */
 	c->bev = c->tls ? tls_bufferevent_new(sl->loop.base, sl->rt->tls, fd)
@@ -665,23 +828,28 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	sl->conns = c;
 	sl->n_conns++;
 	atomic_fetch_add(&sl->srv->conns_total, 1);
-	if (!c->hdr_timer || !c->stall_timer) {
+	if (!c->hdr_timer || !c->stall_timer || conn_plain_init(c)) {
 		conn_close(c);
 		return;
 	}
-	bufferevent_setcb(c->bev, conn_on_read, conn_on_write, conn_on_event, c);
 	idle = srv_ms(cfg->limits.idle_timeout_ms);
 	stall = srv_ms(cfg->limits.write_stall_timeout_ms);
-	bufferevent_set_timeouts(c->bev, &idle, &stall);
 	/* Input waiting to be parsed is bounded: conn_input_check. */
-	/* TLS: its bufferevent writes the ciphertext; plain: conn_flush writes,
-	 * and enables writing only for what the socket did not take. */
+	/* TLS: its bufferevent reads, and writes the ciphertext; plain: we
+	 * read (conn_on_sock_read), conn_flush writes and enables writing
+	 * only for what the socket did not take. */
 	if (c->tls) {
-		bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+		c->in = bufferevent_get_input(c->bev);
+		bufferevent_setcb(c->bev, conn_on_read, conn_on_write, conn_on_event, c);
+		bufferevent_set_timeouts(c->bev, &idle, &stall);
+		bufferevent_enable(c->bev, EV_WRITE);
 	} else {	/* a new bufferevent starts with writing enabled */
+		bufferevent_setcb(c->bev, NULL, conn_on_write, conn_on_event, c);
+		bufferevent_set_timeouts(c->bev, NULL, &stall);
 		bufferevent_disable(c->bev, EV_WRITE);
-		bufferevent_enable(c->bev, EV_READ);
+		conn_arm_idle_timer(c, (uint64_t)cfg->limits.idle_timeout_ms * 1000000u);
 	}
+	conn_set_reading(c, true);
 	conn_arm_header_timer(c);
 }
 
@@ -696,14 +864,14 @@ static void srv_on_grace(evutil_socket_t fd, short what, void *arg)
 
 size_t conn_read_pending(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	/* (TLS: what was decrypted is in already; lingering: discarded) */
+	if (!c->tls && !c->lingering && evbuffer_get_length(c->in) < conn_input_cap(c)) {
+		ssize_t n = conn_read_sock(c);	/* EOF and errors: the read event sees them */
 
-	if (!c->tls) {	/* (TLS: what was decrypted is in already) */
-		evbuffer_unfreeze(in, 0);	/* the bufferevent freezes it between reads */
-		evbuffer_read(in, bufferevent_getfd(c->bev), -1);
-		evbuffer_freeze(in, 0);
+		if (n > 0)
+			evbuffer_add(c->in, c->sl->rbuf, (size_t)n);
 	}
-	return evbuffer_get_length(in);
+	return evbuffer_get_length(c->in);
 }
 
 /*
@@ -713,7 +881,7 @@ size_t conn_read_pending(struct conn *c)
  */
 static void srv_drain_conn(struct conn *c)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct evbuffer *in = c->in;
 
 	if (c->lingering)
 		return;		/* answered, closing on its own */
@@ -730,7 +898,11 @@ static void srv_drain_conn(struct conn *c)
 		return;
 	}
 	/* h1_respond sees the loop draining and answers with Connection: close. */
-	bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	if (c->tls)
+		bufferevent_trigger(c->bev, EV_READ,
+				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	else
+		event_active(c->rd_ev, EV_TIMEOUT, 0);	/* conn_on_sock_read: parse */
 }
 
 /* On the loop thread: stop accepting, tell clients, close idle connections. */

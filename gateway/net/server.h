@@ -29,6 +29,9 @@ struct bufferevent;
 struct evconnlistener;
 struct event;
 
+/* One read's worth: what a plain connection's read() takes at most. */
+#define SRV_READ_BYTES 16384
+
 struct srv_loop {
 	struct loop loop;
 	struct server *srv;
@@ -47,6 +50,9 @@ struct srv_loop {
 	struct h2mem h2mem;		/* its nghttp2 sessions' blocks (h2mem.h) */
 	struct loop_task refresh;	/* posted on publish */
 	_Atomic bool refresh_pending;
+	/* Plain connections read here, then keep what the parser left
+	 * (conn_on_sock_read): no per-connection read buffer, no FIONREAD. */
+	char rbuf[SRV_READ_BYTES];
 };
 
 struct server {
@@ -72,7 +78,12 @@ enum srv_close_reason {
 
 struct conn {
 	struct srv_loop *sl;
-	struct bufferevent *bev;
+	struct bufferevent *bev;	/* output (and TLS input) */
+	int fd;
+	struct evbuffer *in;		/* unparsed input; TLS: its bufferevent's */
+	struct event *rd_ev;		/* plain: EV_READ on fd (conn_set_reading) */
+	struct event *idle_timer;	/* plain: idle clock, then the linger's end */
+	uint64_t last_read_ns;		/* plain: the idle clock runs from here */
 	enum http_proto proto;
 	bool admin;			/* accepted on the admin listener */
 	bool tls;			/* bev is a TLS bufferevent (tls.h) */
@@ -90,6 +101,8 @@ struct conn {
 	bool in_read;			/* inside h1_on_read / h2_on_read */
 	bool close_after_write;
 	bool closing;
+	bool reading;			/* conn_set_reading's last word */
+	bool rd_added;			/* plain: rd_ev pending (may lag reading) */
 	bool read_paused;		/* output above limits.output_buffer_bytes */
 	bool input_full;		/* unparsed input at its cap: not reading */
 	bool lingering;			/* answered and closing: discarding input */
@@ -140,6 +153,14 @@ void srv_count_close(enum srv_close_reason reason);
 /* conn_arm_header_timer - start limits.header_timeout_ms unless running. */
 void conn_arm_header_timer(struct conn *c);
 void conn_disarm_header_timer(struct conn *c);
+/*
+ * conn_set_reading - the one switch for reading c's socket, whatever the
+ * reason (backpressure, a request in flight, closing).  Plain: turning
+ * off is lazy (the event stays until it next fires), so an off/on pair
+ * between two reads costs no epoll_ctl; turning on restarts the idle
+ * clock.  TLS: its bufferevent's reading.
+ */
+void conn_set_reading(struct conn *c, bool on);
 /* conn_pause_reading - stop reading (output above the cap); the write
  * callback resumes reading and parsing once the output has drained. */
 void conn_pause_reading(struct conn *c);
@@ -162,6 +183,17 @@ void conn_transport_respond(struct call *call);
 
 /* HTTP/1.1 (h1.c). */
 void h1_on_read(struct conn *c);
+/*
+ * h1_take - for a plain connection whose c->in is empty: serve the
+ * complete requests without a body at the start of p[0..n) (just read)
+ * straight from there, sparing their copy into c->in and its search and
+ * drain.  Stops at anything else (a partial or oversized head, a body, an
+ * upgrade, output at its cap, a request not answered at once); a head
+ * taken has its call set up, and h1_on_read goes on with it.  The bytes
+ * used: the caller appends the rest to c->in, then calls h1_on_read
+ * (which flushes).  Never closes c.
+ */
+size_t h1_take(struct conn *c, const char *p, size_t n);
 void h1_respond(struct call *call);
 void h1_on_written(struct conn *c);
 /* h1_header_timeout - 408 when part of a head came, else close. */

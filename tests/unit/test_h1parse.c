@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -125,6 +126,58 @@ static void test_head_rejected(void **state)
 	}
 }
 
+/* Header names are tokens (RFC 9110 §5.6.2): every byte but NUL, CR and LF
+ * (they would cut the test's string or line) tried in the middle of one. */
+static void test_header_name_tchars(void **state)
+{
+	static const char punct[] = "!#$%&'*+-.^_`|~";
+
+	(void)state;
+	for (int ch = 1; ch < 256; ch++) {
+		char buf[64];
+		struct heads h;
+		struct h1p_reqline rl;
+		bool tchar = (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') ||
+			     (ch >= 'a' && ch <= 'z') || strchr(punct, ch);
+
+		if (ch == '\r' || ch == '\n')
+			continue;
+		snprintf(buf, sizeof(buf), "GET / HTTP/1.1\r\nX%cy: v\r\n\r\n", ch);
+		if (ch == ':')	/* "X:y: v": name X, value "y: v" */
+			continue;
+		assert_int_equal(head(buf, &h, &rl), tchar ? 0 : 400);
+	}
+}
+
+static void test_head_end(void **state)
+{
+	static const struct {
+		const char *in;
+		int end;	/* length of the head, -1: none */
+	} cases[] = {
+		{ "GET / HTTP/1.1\r\n\r\n", 18 },
+		{ "GET / HTTP/1.1\r\nA: b\r\n\r\nGET", 24 },
+		{ "\r\n\r\n", 4 },
+		{ "\r\r\n\r\n", 5 },
+		{ "a\r\n\r\r\n\r\n", 8 },
+		{ "a\n\r\n\r\n", 6 },
+		{ "GET / HTTP/1.1\r\n\r", -1 },
+		{ "GET / HTTP/1.1\r\n", -1 },
+		{ "a\n\na\r\n\n\r", -1 },
+		{ "", -1 },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *in = cases[i].in, *e = h1p_head_end(in, strlen(in));
+
+		if (cases[i].end < 0)
+			assert_null(e);
+		else
+			assert_int_equal(e - in, cases[i].end);
+	}
+}
+
 static void test_chunk_size(void **state)
 {
 	uint64_t n;
@@ -209,6 +262,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_head_ok),
 		cmocka_unit_test(test_head_rejected),
+		cmocka_unit_test(test_header_name_tchars),
+		cmocka_unit_test(test_head_end),
 		cmocka_unit_test(test_chunk_size),
 		cmocka_unit_test(test_chunked_decoder),
 	};
