@@ -148,37 +148,37 @@ static bool jf_quick_float(const struct jf_num *n, float *out)
  * The usual token, -?digits[.digits] with at most 15 digits and no
  * exponent, in one pass: the digits make an exact double, and one
  * division by an exact power of ten is strtod's correctly rounded result.
- * false: anything else (jfast_float's general path decides).
+ * false: anything else (jfast_float's general path decides).  Inlined into
+ * the list loops: a value costs a few dozen instructions.
  */
-static bool jf_simple_float(const char **pp, const char *end, float *val)
+static inline __attribute__((always_inline)) bool jf_simple_float(const char **pp,
+								   const char *end, float *val)
 {
 	static const double p10[16] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
 					1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
 	const char *p = *pp, *ds;
+	bool neg = p < end && *p == '-';
 	uint64_t m = 0;
-	bool neg = false;
+	unsigned dig;
 	int nd, frac = 0;
 	double d;
 
-	if (p < end && *p == '-') {
-		neg = true;
-		p++;
-	}
-	for (ds = p; p < end && jf_digit(*p); p++)
-		m = m * 10 + (uint64_t)(*p - '0');
+	p += neg;
+	for (ds = p; p < end && (dig = (unsigned)(unsigned char)*p - '0') <= 9; p++)
+		m = m * 10 + dig;
 	nd = (int)(p - ds);
 	if (nd == 0 || nd > 15 || (nd > 1 && *ds == '0'))
 		return false;
 	if (p < end && *p == '.') {
 		const char *fs = ++p;
 
-		for (; p < end && jf_digit(*p) && p - fs < 16; p++)
-			m = m * 10 + (uint64_t)(*p - '0');
+		for (; p < end && (dig = (unsigned)(unsigned char)*p - '0') <= 9; p++)
+			m = m * 10 + dig;
 		frac = (int)(p - fs);
 		if (frac == 0 || nd + frac > 15)
-			return false;
+			return false;	/* m may have wrapped: not used */
 	}
-	if (p < end && (*p == 'e' || *p == 'E' || jf_digit(*p)))
+	if (p < end && (*p | 0x20) == 'e')
 		return false;
 	if (frac == 0) {	/* jansson: an integer, then (double) */
 		*val = (float)(double)(neg ? -(long long)m : (long long)m);
@@ -754,4 +754,260 @@ json_t *jfast_tree(const char *json, size_t len, size_t skip_begin, size_t skip_
 		return NULL;
 	}
 	return root;
+}
+
+/*
+ * jfast_read: the whole of a plain request in one walk, no tree.  A cursor
+ * over the text; every helper returns false to decline (the caller then
+ * reads the body the general way, which also names any error).
+ */
+struct jr {
+	const char *p, *end;
+	struct jfast_req *r;
+};
+
+/* The byte at the cursor after whitespace, 0 at the end. */
+static char jr_peek(struct jr *t)
+{
+	t->p = jf_ws(t->p, t->end);
+	return t->p < t->end ? *t->p : 0;
+}
+
+static bool jr_eat(struct jr *t, char c)
+{
+	if (jr_peek(t) != c)
+		return false;
+	t->p++;
+	return true;
+}
+
+/* A string in jfast_tree's subset (printable ASCII, no escapes). */
+static bool jr_str(struct jr *t, struct jfast_str *s)
+{
+	const char *q;
+
+	if (jr_peek(t) != '"' || !(q = jt_string(t->p, t->end, &s->s, &s->len)))
+		return false;
+	t->p = q;
+	return true;
+}
+
+/* A non-negative JSON integer of at most 18 digits (what jansson reads
+ * as a long long whatever the platform). */
+static bool jr_uint(struct jr *t, long long *v)
+{
+	const char *p, *s;
+	uint64_t x = 0;	/* wraps harmlessly past 19 digits: then declined */
+
+	if (!jf_digit(jr_peek(t)))
+		return false;
+	for (s = p = t->p; p < t->end && jf_digit(*p); p++)
+		x = x * 10 + (uint64_t)(*p - '0');
+	if (p - s > 18 || (p - s > 1 && *s == '0') ||
+	    (p < t->end && (*p == '.' || *p == 'e' || *p == 'E')))
+		return false;
+	*v = (long long)x;
+	t->p = p;
+	return true;
+}
+
+static bool jr_bool(struct jr *t, bool *v)
+{
+	jr_peek(t);
+	if (jt_literal(&t->p, t->end, "true"))
+		*v = true;
+	else if (jt_literal(&t->p, t->end, "false"))
+		*v = false;
+	else
+		return false;
+	return true;
+}
+
+/*
+ * The object at the cursor whose keys are all among keys[0..nkeys), none
+ * twice (jansson rejects a duplicate): on(t, i) reads the value of
+ * keys[i].  Any other key declines (its value is not validated here).
+ */
+typedef bool (*jr_member_fn)(struct jr *t, int key);
+
+static bool jr_object(struct jr *t, const char *const *keys, int nkeys, jr_member_fn on)
+{
+	unsigned seen = 0;
+
+	if (!jr_eat(t, '{'))
+		return false;
+	if (jr_eat(t, '}'))
+		return true;
+	do {
+		struct jfast_str k;
+		int i;
+
+		if (!jr_str(t, &k) || !jr_eat(t, ':'))
+			return false;
+		for (i = 0; i < nkeys && !jf_key_is(k.s, k.len, keys[i]); i++)
+			;
+		if (i == nkeys || (seen & 1u << i) || !on(t, i))
+			return false;
+		seen |= 1u << i;
+	} while (jr_eat(t, ','));
+	return jr_eat(t, '}');
+}
+
+/* inputs[0].shape: a list of small non-negative integers. */
+static bool jr_shape(struct jr *t)
+{
+	struct jfast_req *r = t->r;
+
+	r->has_shape = true;
+	if (!jr_eat(t, '['))
+		return false;
+	if (jr_eat(t, ']'))
+		return true;
+	do {
+		long long v;
+
+		if (r->ndim == JFAST_MAX_DIMS || !jr_uint(t, &v))
+			return false;
+		r->dims[r->ndim++] = v;
+	} while (jr_eat(t, ','));
+	return jr_eat(t, ']');
+}
+
+/* inputs[0].data: a flat list of numbers, as jf_read_list reads one. */
+static bool jr_data(struct jr *t)
+{
+	struct jfast_req *r = t->r;
+	size_t cap;
+
+	if (!jr_eat(t, '['))
+		return false;
+	cap = (size_t)(t->end - t->p) / 2 + 1;
+	r->vals = malloc(cap * sizeof(float));
+	if (!r->vals)
+		return false;
+	if (jr_eat(t, ']'))
+		return true;
+	for (const char *p = t->p, *end = t->end;; p++) {
+		p = jf_ws(p, end);
+		if (r->n == cap || (!jf_simple_float(&p, end, &r->vals[r->n]) &&
+				    !jfast_float(&p, end, &r->vals[r->n])))
+			return false;
+		r->n++;
+		if (p < end && *p != ',')
+			p = jf_ws(p, end);
+		if (p < end && *p == ',')
+			continue;
+		t->p = p;
+		return jr_eat(t, ']');
+	}
+}
+
+static const char *const jr_input_keys[] = { "name", "shape", "datatype", "data" };
+
+static bool jr_on_input(struct jr *t, int key)
+{
+	switch (key) {
+	case 0:
+		return jr_str(t, &t->r->name);
+	case 1:
+		return jr_shape(t);
+	case 2:
+		return jr_str(t, &t->r->datatype);
+	default:
+		return jr_data(t);
+	}
+}
+
+static const char *const jr_param_keys[] = { "priority", "timeout", "binary_data_output",
+					     "variant" };
+
+static bool jr_on_param(struct jr *t, int key)
+{
+	struct jfast_req *r = t->r;
+
+	switch (key) {
+	case 0:
+		return (r->has_priority = jr_uint(t, &r->priority));
+	case 1:
+		return (r->has_timeout = jr_uint(t, &r->timeout));
+	case 2:
+		return jr_bool(t, &r->binary_data_output);
+	default:
+		return jr_str(t, &r->variant);
+	}
+}
+
+static const char *const jr_out_param_keys[] = { "binary_data" };
+
+static bool jr_on_out_param(struct jr *t, int key)
+{
+	struct jfast_req *r = t->r;
+
+	bool b;
+
+	(void)key;
+	if (!jr_bool(t, &b))
+		return false;
+	r->out_binary[r->n_outputs] = b ? 2 : 1;
+	return true;
+}
+
+static const char *const jr_output_keys[] = { "name", "parameters" };
+
+static bool jr_on_output(struct jr *t, int key)
+{
+	struct jfast_req *r = t->r;
+
+	if (key == 0)
+		return jr_str(t, &r->out_name[r->n_outputs]);
+	return jr_object(t, jr_out_param_keys, 1, jr_on_out_param);
+}
+
+/* outputs: a list of {"name", "parameters": {"binary_data"}}. */
+static bool jr_outputs(struct jr *t)
+{
+	struct jfast_req *r = t->r;
+
+	r->has_outputs = true;
+	if (!jr_eat(t, '['))
+		return false;
+	if (jr_eat(t, ']'))
+		return true;
+	do {
+		if (r->n_outputs == JFAST_MAX_OUTPUTS ||
+		    !jr_object(t, jr_output_keys, 2, jr_on_output))
+			return false;
+		r->n_outputs++;
+	} while (jr_eat(t, ','));
+	return jr_eat(t, ']');
+}
+
+static const char *const jr_root_keys[] = { "id", "inputs", "parameters", "outputs" };
+
+static bool jr_on_root(struct jr *t, int key)
+{
+	switch (key) {
+	case 0:
+		return jr_str(t, &t->r->id);
+	case 1:		/* exactly one input */
+		t->r->has_input = true;
+		return jr_eat(t, '[') && jr_object(t, jr_input_keys, 4, jr_on_input) &&
+		       jr_eat(t, ']');
+	case 2:
+		return jr_object(t, jr_param_keys, 4, jr_on_param);
+	default:
+		return jr_outputs(t);
+	}
+}
+
+bool jfast_read(const char *json, size_t len, struct jfast_req *r)
+{
+	struct jr t = { json, json + len, r };
+
+	memset(r, 0, sizeof(*r));
+	if (jr_object(&t, jr_root_keys, 4, jr_on_root) && jr_peek(&t) == 0 && t.p == t.end)
+		return true;
+	free(r->vals);
+	memset(r, 0, sizeof(*r));
+	return false;
 }

@@ -233,6 +233,15 @@ void ks_infer_free(struct ks_infer *ki)
 	ki->data = NULL;
 }
 
+/* Whether s (len bytes) is exactly t's KServe name: one compare, where
+ * dtype_from_kserve walks the table with strcmp. */
+static bool ks_is_dtype(enum dtype t, const char *s, size_t len)
+{
+	const char *name = dtype_kserve_name(t);
+
+	return name && len == strlen(name) && !memcmp(s, name, len);
+}
+
 int ks_check_input(const struct model *m, int n_inputs, const char *name, size_t name_len,
 		   const char *datatype, size_t dt_len, const int64_t *dims, int ndim,
 		   int *rows, char *err, size_t errlen)
@@ -250,8 +259,9 @@ int ks_check_input(const struct model *m, int n_inputs, const char *name, size_t
 			      m->name, (int)(name_len > 64 ? 64 : name_len), name, ts->name);
 	if (!datatype)
 		return KS_ERR("inputs[0].datatype: expected a string such as \"FP32\"");
-	snprintf(dt, sizeof(dt), "%.*s", (int)(dt_len > 31 ? 31 : dt_len), datatype);
-	if (dtype_from_kserve(dt) != ts->dtype)
+	if (!ks_is_dtype(ts->dtype, datatype, dt_len) &&
+	    (snprintf(dt, sizeof(dt), "%.*s", (int)(dt_len > 31 ? 31 : dt_len), datatype),
+	     dtype_from_kserve(dt) != ts->dtype))
 		return KS_ERR("inputs[0].datatype: expected %s, got %s (input \"%s\" of model %s)",
 			      dtype_kserve_name(ts->dtype), dt, ts->name, m->name);
 	if (ndim > MODEL_MAX_DIMS)
@@ -656,10 +666,48 @@ static json_t *ks_load(const char *json, size_t json_len, struct jfast_list *fas
 	return root;
 }
 
+/*
+ * A request jfast_read took, checked as ks_parse_root checks one: true with
+ * out filled (r->vals moved to out->owned) when every check passes.  false
+ * otherwise, and the caller parses the body the general way, which names
+ * the first failing field in ks_parse_root's order.
+ */
+static bool ks_fast_checked(const struct model *m, struct jfast_req *r, struct ks_infer *out)
+{
+	char e[1];	/* the message comes from the general path */
+
+	if (!r->has_input || !r->has_shape || r->id.len > KS_ID_MAX ||
+	    (r->has_priority && r->priority > 1000000) ||
+	    (r->variant.s && ks_check_variant(r->variant.s, r->variant.len, &out->variant, e, 1)) ||
+	    ks_check_input(m, 1, r->name.s, r->name.len, r->datatype.s, r->datatype.len, r->dims,
+			   r->ndim, &out->rows, e, 1) ||
+	    r->n != (size_t)out->rows * m->in_dim || ks_first_nonfinite(r->vals, r->n) != r->n)
+		return false;
+	out->binary_output = r->binary_data_output;
+	for (int i = 0; i < r->n_outputs; i++) {
+		if (ks_check_output_name(m, i, r->out_name[i].s, r->out_name[i].len, e, 1))
+			return false;
+		if (r->out_binary[i])
+			out->binary_output = r->out_binary[i] == 2;
+	}
+	if (r->id.s) {
+		memcpy(out->id, r->id.s, r->id.len);
+		out->id[r->id.len] = 0;
+		out->has_id = true;
+	}
+	out->priority = (int)r->priority;
+	out->timeout_us = r->has_timeout ? ks_clamp_timeout((uint64_t)r->timeout) : 0;
+	out->owned = r->vals;
+	out->data = out->owned;
+	r->vals = NULL;
+	return true;
+}
+
 int ks_parse_infer(const struct model *m, const char *json, size_t json_len, const char *bin,
 		   size_t bin_len, struct ks_infer *out, char *err, size_t errlen)
 {
 	struct jfast_list fast;
+	struct jfast_req r;
 	json_error_t jerr;
 	json_t *root;
 	int rc;
@@ -667,6 +715,14 @@ int ks_parse_infer(const struct model *m, const char *json, size_t json_len, con
 	memset(out, 0, sizeof(*out));
 	if (json_len == 0)
 		return KS_ERR("request body: empty, expected a JSON object with \"inputs\"");
+	if (!bin && jfast_read(json, json_len, &r)) {
+		bool ok = ks_fast_checked(m, &r, out);
+
+		free(r.vals);
+		if (ok)
+			return 0;
+		memset(out, 0, sizeof(*out));
+	}
 	ks_arena_begin();
 	root = ks_load(json, json_len, &fast, &jerr);
 	if (!root) {

@@ -468,6 +468,56 @@ static void test_tree(void **state)
 	assert_true(answered > 1000);	/* the mutants it took were checked */
 }
 
+static bool read_str(const char *s, struct jfast_req *r)
+{
+	return jfast_read(s, strlen(s), r);
+}
+
+/* jfast_read takes the plain request whole, and declines the rest. */
+static void test_read(void **state)
+{
+	struct jfast_req r;
+
+	(void)state;
+	assert_true(read_str("{\"id\":\"q\",\"inputs\":[{\"name\":\"input\",\"shape\":[1,3],"
+			     "\"datatype\":\"FP32\",\"data\":[0.5,-2,1e1]}],\"parameters\":"
+			     "{\"priority\":2,\"timeout\":7,\"binary_data_output\":false,"
+			     "\"variant\":\"int8\"},\"outputs\":[{\"name\":\"p\",\"parameters\":"
+			     "{\"binary_data\":true}}]} ", &r));
+	assert_int_equal(r.id.len, 1);
+	assert_memory_equal(r.name.s, "input", 5);
+	assert_memory_equal(r.datatype.s, "FP32", 4);
+	assert_int_equal(r.ndim, 2);
+	assert_true(r.dims[0] == 1 && r.dims[1] == 3);
+	assert_int_equal(r.n, 3);
+	assert_true(r.vals[0] == 0.5f && r.vals[1] == -2.0f && r.vals[2] == 10.0f);
+	assert_true(r.has_priority && r.priority == 2 && r.has_timeout && r.timeout == 7);
+	assert_false(r.binary_data_output);
+	assert_memory_equal(r.variant.s, "int8", 4);
+	assert_int_equal(r.n_outputs, 1);
+	assert_int_equal(r.out_binary[0], 2);
+	free(r.vals);
+	assert_true(read_str("{\"inputs\":[{\"data\":[]}]}", &r));
+	assert_int_equal(r.n, 0);
+	free(r.vals);
+	/* what the general path reads (or rejects) */
+	assert_false(read_str("{\"inputs\":[{\"data\":[1],\"data\":[2]}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"n\\u0061me\":\"input\"}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"data\":[[1]]}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"data\":[1,]}]}", &r));
+	assert_false(read_str("{\"inputs\":[{},{}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"shape\":[1234567890123456789]}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"shape\":[-1]}]}", &r));
+	assert_false(read_str("{\"other\":1}", &r));
+	assert_false(read_str("{\"id\":\"\\u00e9\"}", &r));
+	assert_false(read_str("{\"id\":\"x\"} x", &r));
+	assert_false(read_str("{\"id\":\"x\"", &r));
+	assert_false(read_str("{\"parameters\":{\"priority\":01}}", &r));
+	assert_false(read_str("{\"parameters\":{\"timeout\":1e3}}", &r));
+	assert_false(read_str("{\"outputs\":[{\"parameters\":{\"class_count\":1}}]}", &r));
+	assert_true(r.vals == NULL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -477,6 +527,7 @@ int main(void)
 		cmocka_unit_test(test_walk_agrees_with_jansson),
 		cmocka_unit_test(test_put_float),
 		cmocka_unit_test(test_tree),
+		cmocka_unit_test(test_read),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
