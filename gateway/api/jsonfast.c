@@ -439,15 +439,25 @@ static double jf_scale(double d, int k)
 	return d / JF_P10(-j);
 }
 
-/* Nine significant digits of d (> 0): *n in [1e8, 1e9) and the decimal
- * exponent of its first digit.  false: too close to a rounding boundary. */
+/* floor(log10(2^x)) for |x| < 1000 (1233 / 4096 ~ log10(2) within 5e-6;
+ * the caller corrects an estimate off by one anyway). */
+static int jf_log10_pow2(int x)
+{
+	return (x * 1233) >> 12;	/* arithmetic shift: floors negatives too */
+}
+
+/* Nine significant digits of d (> 0, a float32 widened): *n in [1e8, 1e9)
+ * and the decimal exponent of its first digit.  false: too close to a
+ * rounding boundary. */
 static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 {
+	uint64_t bits;
 	int e2, k;
 	double s, fl;
 
-	frexp(d, &e2);
-	k = (int)floor((e2 - 1) * 0.30102999566398119521);
+	memcpy(&bits, &d, sizeof(bits));
+	e2 = (int)(bits >> 52 & 0x7ff) - 1022;	/* frexp's exponent: d is a normal double */
+	k = jf_log10_pow2(e2 - 1);
 	for (int tries = 0; tries < 3; tries++) {
 		if (k < -45 || k > 38)
 			return false;
@@ -460,7 +470,7 @@ static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 			k++;
 			continue;
 		}
-		fl = floor(s);
+		fl = (double)(uint32_t)s;	/* floor: s > 0 */
 		if (fabs(s - fl - 0.5) < 1e-6)
 			return false;
 		*n = (uint32_t)fl + (s - fl > 0.5);
@@ -470,11 +480,22 @@ static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 	return false;
 }
 
+/* n (< 100) as two digits at p. */
+static void jf_two(char *p, uint32_t n)
+{
+	static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+				    "25262728293031323334353637383940414243444546474849"
+				    "50515253545556575859606162636465666768697071727374"
+				    "75767778798081828384858687888990919293949596979899";
+
+	memcpy(p, pairs + 2 * n, 2);
+}
+
 int jfast_put_float(char *buf, float v)
 {
 	char dig[10], *p = buf;
 	double d = (double)v;
-	uint32_t n;
+	uint32_t n, lo;
 	int k, nd = 9;
 
 	if (signbit(d)) {
@@ -488,8 +509,13 @@ int jfast_put_float(char *buf, float v)
 	}
 	if (!isfinite(d) || !jf_nine_digits(d, &n, &k))
 		return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
-	for (int i = 8; i >= 0; i--, n /= 10)
-		dig[i] = (char)('0' + n % 10);
+	/* n = d0 d1..d8: the first digit, then four pairs */
+	dig[0] = (char)('0' + n / 100000000);
+	lo = n % 100000000;
+	jf_two(dig + 1, lo / 1000000);
+	jf_two(dig + 3, lo / 10000 % 100);
+	jf_two(dig + 5, lo / 100 % 100);
+	jf_two(dig + 7, lo % 100);
 	while (nd > 1 && dig[nd - 1] == '0')
 		nd--;
 	if (k >= -4 && k < 9) {		/* %g's fixed style */

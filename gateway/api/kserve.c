@@ -21,6 +21,8 @@
 #define KS_ERR(...) (snprintf(err, errlen, __VA_ARGS__), 400)
 /* Append a string literal. */
 #define KS_LIT(out, s) evbuffer_add(out, s, sizeof(s) - 1)
+/* Write a string literal at p, and move p past it. */
+#define KS_PUT(p, s) (memcpy(p, s, sizeof(s) - 1), (p) += sizeof(s) - 1)
 
 /*
  * Parsing a request builds a jansson tree of ~70 small objects for 64
@@ -781,35 +783,73 @@ static size_t ks_utf8_len(const unsigned char *s)
  * control characters escaped, each byte that is not part of well-formed
  * UTF-8 replaced by U+FFFD, so the result is always valid JSON in UTF-8.
  */
-static void ks_put_escaped(struct evbuffer *out, const char *s)
+/* Bytes ks_escape may write for a string of len bytes: "\ufffd" or
+ * "\u001f" (6) for one byte at worst. */
+#define KS_ESC_MAX(len) (6 * (len))
+
+/* s escaped for a JSON string (ks_put_str's rules) at dst, which has room
+ * for KS_ESC_MAX(strlen(s)); returns the end. */
+static char *ks_escape(char *dst, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s, *run = p;
 
 	while (*p) {
 		size_t n = ks_utf8_len(p);
-		char esc[8];
 
 		if (n && *p != '"' && *p != '\\' && *p >= 0x20) {
 			p += n;
 			continue;
 		}
-		evbuffer_add(out, run, (size_t)(p - run));
-		if (!n)
-			evbuffer_add(out, "\\ufffd", 6);
-		else if (*p == '"' || *p == '\\')
-			evbuffer_add(out, (const char[]){ '\\', (char)*p }, 2);
-		else
-			evbuffer_add(out, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", *p));
+		memcpy(dst, run, (size_t)(p - run));
+		dst += p - run;
+		if (!n) {
+			memcpy(dst, "\\ufffd", 6);
+			dst += 6;
+		} else if (*p == '"' || *p == '\\') {
+			*dst++ = '\\';
+			*dst++ = (char)*p;
+		} else {
+			dst += snprintf(dst, 7, "\\u%04x", *p);
+		}
 		run = ++p;
 	}
-	evbuffer_add(out, run, (size_t)(p - run));
+	memcpy(dst, run, (size_t)(p - run));
+	return dst + (p - run);
+}
+
+/* s as a JSON string literal, quotes included, at dst (room:
+ * KS_ESC_MAX(strlen(s)) + 2); returns the end. */
+static char *ks_quote(char *dst, const char *s)
+{
+	*dst++ = '"';
+	dst = ks_escape(dst, s);
+	*dst++ = '"';
+	return dst;
+}
+
+/*
+ * Writing straight into out's last chunk: ks_reserve gives room for max
+ * bytes (NULL without memory: nothing is written), ks_commit adds the
+ * bytes [v->iov_base, end) to out.
+ */
+static char *ks_reserve(struct evbuffer *out, size_t max, struct evbuffer_iovec *v)
+{
+	return evbuffer_reserve_space(out, (ev_ssize_t)max, v, 1) < 1 ? NULL : v->iov_base;
+}
+
+static void ks_commit(struct evbuffer *out, struct evbuffer_iovec *v, const char *end)
+{
+	v->iov_len = (size_t)(end - (const char *)v->iov_base);
+	evbuffer_commit_space(out, v, 1);
 }
 
 void ks_put_str(struct evbuffer *out, const char *s)
 {
-	evbuffer_add(out, "\"", 1);
-	ks_put_escaped(out, s);
-	evbuffer_add(out, "\"", 1);
+	struct evbuffer_iovec v;
+	char *p = ks_reserve(out, KS_ESC_MAX(strlen(s)) + 2, &v);
+
+	if (p)
+		ks_commit(out, &v, ks_quote(p, s));
 }
 
 json_t *ks_json_string(const char *s)
@@ -824,9 +864,7 @@ json_t *ks_json_string(const char *s)
 	if (!b)
 		return NULL;
 	/* Escaped for JSON, then read back by jansson: invalid bytes are U+FFFD. */
-	evbuffer_add(b, "\"", 1);
-	ks_put_escaped(b, s);
-	evbuffer_add(b, "\"", 1);
+	ks_put_str(b, s);
 	len = evbuffer_get_length(b);
 	j = json_loadb((const char *)evbuffer_pullup(b, -1), len, JSON_DECODE_ANY, NULL);
 	evbuffer_free(b);
@@ -849,70 +887,93 @@ static char *ks_itoa(char *p, long long v)
 	return p + (d + sizeof(d) - q);
 }
 
-/* The response up to the output's first key: {"model_name", "model_version", "id", "outputs":[{"name". */
-static void ks_encode_head(struct evbuffer *out, const struct model *m, const char *id)
+/* Room ks_head needs: fixed text, an integer, three escaped strings. */
+static size_t ks_head_max(const struct model *m, const char *id)
 {
-	char buf[48], *p;
-
-	evbuffer_add(out, "{\"model_name\":", 14);
-	ks_put_str(out, m->name);
-	memcpy(buf, ",\"model_version\":\"", 18);
-	p = buf + 18;
-	p = ks_itoa(p, m->version);
-	*p++ = '"';
-	evbuffer_add(out, buf, (size_t)(p - buf));
-	if (id) {
-		evbuffer_add(out, ",\"id\":", 6);
-		ks_put_str(out, id);
-	}
-	evbuffer_add(out, ",\"outputs\":[{\"name\":", 20);
-	ks_put_str(out, m->output.name);
+	return 128 + KS_ESC_MAX(strlen(m->name)) + KS_ESC_MAX(strlen(m->output.name)) +
+	       (id ? KS_ESC_MAX(strlen(id)) : 0);
 }
 
-size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
-		       const float *values, bool binary)
+/* The response up to the output's first key: {"model_name", "model_version",
+ * "id", "outputs":[{"name", at p (room: ks_head_max); returns the end. */
+static char *ks_head(char *p, const struct model *m, const char *id)
 {
-	size_t n = (size_t)rows * m->out_dim, start = evbuffer_get_length(out), hdr, used = 0;
-	char buf[4096], shape[64], *p;
-
-	ks_encode_head(out, m, id);
-	evbuffer_add(out, ",\"datatype\":\"", 13);
-	evbuffer_add(out, dtype_kserve_name(m->output.dtype), strlen(dtype_kserve_name(m->output.dtype)));
-	memcpy(shape, "\",\"shape\":[", 11);
-	p = ks_itoa(shape + 11, rows);
-	*p++ = ',';
-	p = ks_itoa(p, m->out_dim);
-	*p++ = ']';
-	*p++ = ',';
-	evbuffer_add(out, shape, (size_t)(p - shape));
-	if (binary) {
-		/* Little-endian FP32, as the host stores it (x86-64, aarch64). */
-		evbuffer_add_printf(out, "\"parameters\":{\"binary_data_size\":%zu}}]}",
-				    n * sizeof(float));
-		hdr = evbuffer_get_length(out) - start;
-		evbuffer_add(out, values, n * sizeof(float));
-		return hdr;
+	KS_PUT(p, "{\"model_name\":");
+	p = ks_quote(p, m->name);
+	KS_PUT(p, ",\"model_version\":\"");
+	p = ks_itoa(p, m->version);
+	*p++ = '"';
+	if (id) {
+		KS_PUT(p, ",\"id\":");
+		p = ks_quote(p, id);
 	}
-	evbuffer_add(out, "\"data\":[", 8);
-	/* Gathered in buf: one evbuffer_add per 4 KiB, not per value. */
+	KS_PUT(p, ",\"outputs\":[{\"name\":");
+	return ks_quote(p, m->output.name);
+}
+
+static void ks_encode_head(struct evbuffer *out, const struct model *m, const char *id)
+{
+	struct evbuffer_iovec v;
+	char *p = ks_reserve(out, ks_head_max(m, id), &v);
+
+	if (p)
+		ks_commit(out, &v, ks_head(p, m, id));
+}
+
+/* The n values as a JSON list's contents at p (room: n x (JFAST_FLOAT_MAX
+ * + 1)); returns the end. */
+static char *ks_put_values(char *p, const float *values, size_t n)
+{
 	for (size_t i = 0; i < n; i++) {
-		if (used > sizeof(buf) - JFAST_FLOAT_MAX - 1) {
-			evbuffer_add(out, buf, used);
-			used = 0;
-		}
 		if (i)
-			buf[used++] = ',';
+			*p++ = ',';
 		/* %.9g text (round-trips every float32 exactly); Inf and NaN are
 		 * no JSON number (callers answer 500 first: ks_check_output), so null. */
 		if (isfinite(values[i])) {
-			used += (size_t)jfast_put_float(buf + used, values[i]);
+			p += jfast_put_float(p, values[i]);
 		} else {
-			memcpy(buf + used, "null", 4);
-			used += 4;
+			KS_PUT(p, "null");
 		}
 	}
-	memcpy(buf + used, "]}]}", 4);
-	evbuffer_add(out, buf, used + 4);
+	return p;
+}
+
+/* The whole answer goes into one reserved space: no copy, no regrowth. */
+size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		       const float *values, bool binary)
+{
+	size_t n = (size_t)rows * m->out_dim, hdr;
+	const char *dt = dtype_kserve_name(m->output.dtype);
+	struct evbuffer_iovec v;
+	char *base, *p;
+
+	base = ks_reserve(out, ks_head_max(m, id) + strlen(dt) + 128 +
+			  (binary ? 0 : n * (JFAST_FLOAT_MAX + 1)), &v);
+	if (!base)
+		return 0;
+	p = ks_head(base, m, id);
+	KS_PUT(p, ",\"datatype\":\"");
+	memcpy(p, dt, strlen(dt));
+	p += strlen(dt);
+	KS_PUT(p, "\",\"shape\":[");
+	p = ks_itoa(p, rows);
+	*p++ = ',';
+	p = ks_itoa(p, m->out_dim);
+	KS_PUT(p, "],");
+	if (binary) {
+		/* Little-endian FP32, as the host stores it (x86-64, aarch64). */
+		KS_PUT(p, "\"parameters\":{\"binary_data_size\":");
+		p = ks_itoa(p, (long long)(n * sizeof(float)));
+		KS_PUT(p, "}}]}");
+		hdr = (size_t)(p - base);
+		ks_commit(out, &v, p);
+		evbuffer_add(out, values, n * sizeof(float));
+		return hdr;
+	}
+	KS_PUT(p, "\"data\":[");
+	p = ks_put_values(p, values, n);
+	KS_PUT(p, "]}]}");
+	ks_commit(out, &v, p);
 	return 0;
 }
 

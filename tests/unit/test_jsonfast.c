@@ -371,6 +371,30 @@ static void test_put_float(void **state)
 		expect_printf_text(v);
 	}
 	assert_true(n > 4000000);
+	/* 2M random bit patterns (a fixed xorshift seed), the subnormals by a
+	 * finer stride, and the largest floats below each power of two */
+	for (uint64_t i = 0, x = 0x9e3779b97f4a7c15ULL; i < 2000000; i++) {
+		uint32_t b;
+		float v;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		b = (uint32_t)(x >> 32);
+		memcpy(&v, &b, sizeof(v));
+		expect_printf_text(v);
+	}
+	for (uint32_t b = 1; b < 0x00800000u; b += 61) {
+		float v;
+
+		memcpy(&v, &b, sizeof(v));
+		expect_printf_text(v);
+		expect_printf_text(-v);
+	}
+	for (int e = -149; e <= 127; e++) {
+		expect_printf_text(ldexpf(1.0f, e));
+		expect_printf_text(nextafterf(ldexpf(1.0f, e), 0));
+	}
 }
 
 /* jfast_tree of [s, s+len) minus [b, e) against jansson on that text: the
