@@ -148,15 +148,16 @@ static bool jf_quick_float(const struct jf_num *n, float *out)
  * The usual token, -?digits[.digits] with at most 15 digits and no
  * exponent, in one pass: the digits make an exact double, and one
  * division by an exact power of ten is strtod's correctly rounded result.
- * false: anything else (jfast_float's general path decides).  Inlined into
+ * Past it, or NULL: anything else (jfast_float's general path decides).  Inlined into
  * the list loops: a value costs a few dozen instructions.
  */
-static inline __attribute__((always_inline)) bool jf_simple_float(const char **pp,
-								   const char *end, float *val)
+static inline __attribute__((always_inline)) const char *jf_simple_float(const char *p,
+									  const char *end,
+									  float *val)
 {
 	static const double p10[16] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
 					1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
-	const char *p = *pp, *ds;
+	const char *ds;
 	bool neg = p < end && *p == '-';
 	uint64_t m = 0;
 	unsigned dig;
@@ -168,7 +169,7 @@ static inline __attribute__((always_inline)) bool jf_simple_float(const char **p
 		m = m * 10 + dig;
 	nd = (int)(p - ds);
 	if (nd == 0 || nd > 15 || (nd > 1 && *ds == '0'))
-		return false;
+		return NULL;
 	if (p < end && *p == '.') {
 		const char *fs = ++p;
 
@@ -176,18 +177,17 @@ static inline __attribute__((always_inline)) bool jf_simple_float(const char **p
 			m = m * 10 + dig;
 		frac = (int)(p - fs);
 		if (frac == 0 || nd + frac > 15)
-			return false;	/* m may have wrapped: not used */
+			return NULL;	/* m may have wrapped: not used */
 	}
 	if (p < end && (*p | 0x20) == 'e')
-		return false;
+		return NULL;
 	if (frac == 0) {	/* jansson: an integer, then (double) */
 		*val = (float)(double)(neg ? -(long long)m : (long long)m);
 	} else {
 		d = (double)m / p10[frac];
 		*val = (float)(neg ? -d : d);
 	}
-	*pp = p;
-	return true;
+	return p;
 }
 
 bool jfast_float(const char **pp, const char *end, float *val)
@@ -196,8 +196,10 @@ bool jfast_float(const char **pp, const char *end, float *val)
 	const char *q;
 	double d;
 
-	if (jf_simple_float(pp, end, val))
+	if ((q = jf_simple_float(*pp, end, val))) {
+		*pp = q;
 		return true;
+	}
 	q = jf_scan(*pp, end, &n);
 	if (!q)
 		return false;
@@ -903,29 +905,39 @@ static bool jr_shape(struct jr *t)
 static bool jr_data(struct jr *t)
 {
 	struct jfast_req *r = t->r;
-	size_t cap;
+	const char *p, *q, *end = t->end;
+	size_t cap, n = 0;
+	float *vals;
 
 	if (!jr_eat(t, '['))
 		return false;
-	cap = (size_t)(t->end - t->p) / 2 + 1;
-	r->vals = malloc(cap * sizeof(float));
-	if (!r->vals)
+	cap = (size_t)(end - t->p) / 2 + 1;
+	r->vals = vals = malloc(cap * sizeof(float));
+	if (!vals)
 		return false;
 	if (jr_eat(t, ']'))
 		return true;
-	for (const char *p = t->p, *end = t->end;; p++) {
+	/* Locals only in the loop (p's address is never taken there). */
+	for (p = t->p;; p++) {
 		p = jf_ws(p, end);
-		if (r->n == cap || (!jf_simple_float(&p, end, &r->vals[r->n]) &&
-				    !jfast_float(&p, end, &r->vals[r->n])))
+		if (n == cap)
 			return false;
-		r->n++;
+		q = jf_simple_float(p, end, &vals[n]);
+		if (!q) {	/* the rare token */
+			q = p;
+			if (!jfast_float(&q, end, &vals[n]))
+				return false;
+		}
+		p = q;
+		n++;
 		if (p < end && *p != ',')
 			p = jf_ws(p, end);
-		if (p < end && *p == ',')
-			continue;
-		t->p = p;
-		return jr_eat(t, ']');
+		if (p >= end || *p != ',')
+			break;
 	}
+	r->n = n;
+	t->p = p;
+	return jr_eat(t, ']');
 }
 
 static const char *const jr_input_keys[] = { "name", "shape", "datatype", "data" };
