@@ -542,6 +542,92 @@ static void test_read(void **state)
 	assert_true(r.vals == NULL);
 }
 
+/* A random number token, mostly of the usual shapes, some not JSON. */
+static size_t gen_token(char *p, uint64_t *x)
+{
+	static const char *const odd[] = { "01", "1.", ".5", "-", "1e", "1e5", "2E-3", "-0",
+					   "0.0", "00.1", "1.5e+2", "-x", "1.2.3" };
+	size_t n = 0;
+	int a, b;
+
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	if (*x % 16 == 0) {
+		const char *o = odd[*x / 16 % (sizeof(odd) / sizeof(odd[0]))];
+
+		memcpy(p, o, strlen(o));
+		return strlen(o);
+	}
+	if (*x & 32)
+		p[n++] = '-';
+	a = 1 + (int)((*x >> 8) % 10);	/* integer digits: 1..10 */
+	b = (int)((*x >> 16) % 11);	/* fraction digits: 0..10 */
+	for (int i = 0; i < a; i++)
+		p[n++] = (char)('0' + (*x >> (20 + i * 3)) % 10);
+	if (a > 1 && p[n - a] == '0')
+		p[n - a] = '7';
+	if (b) {
+		p[n++] = '.';
+		for (int i = 0; i < b; i++)
+			p[n++] = (char)('0' + (*x >> (30 + i * 3)) % 10);
+	}
+	return n;
+}
+
+/* The data list as jfast_read reads it (8 bytes a step where it can)
+ * against jansson's numbers, (float) of each: the same values, and never
+ * a list jansson rejects. */
+static void test_read_numbers_like_jansson(void **state)
+{
+	static char body[4096];
+	uint64_t x = 0x2545f4914f6cdd1dULL;
+	int taken = 0;
+
+	(void)state;
+	for (int round = 0; round < 3000; round++) {
+		size_t n = 0;
+		int k = 1 + (int)(x % 40);
+		struct jfast_req r;
+		json_error_t je;
+		json_t *j;
+		bool ok;
+
+		n += (size_t)sprintf(body, "{\"inputs\":[{\"data\":[");
+		for (int i = 0; i < k; i++) {
+			if (i) {
+				const char *sep = x & 1 ? "," : x & 2 ? ", " : " ,";
+
+				memcpy(body + n, sep, strlen(sep));
+				n += strlen(sep);
+			}
+			n += gen_token(body + n, &x);
+		}
+		n += (size_t)sprintf(body + n, "]}]}");
+		ok = jfast_read(body, n, &r);
+		j = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
+		if (ok && !j)
+			fail_msg("jfast_read took what jansson rejects: %.*s", (int)n, body);
+		if (ok) {
+			json_t *d = json_object_get(json_array_get(json_object_get(j, "inputs"), 0),
+						    "data");
+
+			assert_int_equal(r.n, json_array_size(d));
+			for (size_t i = 0; i < r.n; i++) {
+				float want = (float)json_number_value(json_array_get(d, i));
+
+				if (memcmp(&want, &r.vals[i], sizeof(want)))
+					fail_msg("value %zu of %.*s: %a, jansson %a", i, (int)n, body,
+						 (double)r.vals[i], (double)want);
+			}
+			free(r.vals);
+			taken++;
+		}
+		json_decref(j);
+	}
+	assert_true(taken > 100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -552,6 +638,7 @@ int main(void)
 		cmocka_unit_test(test_put_float),
 		cmocka_unit_test(test_tree),
 		cmocka_unit_test(test_read),
+		cmocka_unit_test(test_read_numbers_like_jansson),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
