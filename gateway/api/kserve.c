@@ -812,8 +812,13 @@ static char *ks_escape(char *dst, const char *s)
 	const unsigned char *p = (const unsigned char *)s, *run = p;
 
 	while (*p) {
-		size_t n = ks_utf8_len(p);
+		size_t n;
 
+		if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+			p++;	/* plain ASCII, the usual name: no UTF-8 decoding */
+			continue;
+		}
+		n = ks_utf8_len(p);
 		if (n && *p != '"' && *p != '\\' && *p >= 0x20) {
 			p += n;
 			continue;
