@@ -881,24 +881,38 @@ static bool jr_object(struct jr *t, const char *const *keys, int nkeys, jr_membe
 	return jr_eat(t, '}');
 }
 
-/* inputs[0].shape: a list of small non-negative integers. */
-static bool jr_shape(struct jr *t)
-{
-	struct jfast_req *r = t->r;
+/* The list at the cursor, each element read by elem. */
+typedef bool (*jr_elem_fn)(struct jr *t);
 
-	r->has_shape = true;
+static bool jr_list(struct jr *t, jr_elem_fn elem)
+{
 	if (!jr_eat(t, '['))
 		return false;
 	if (jr_eat(t, ']'))
 		return true;
 	do {
-		long long v;
-
-		if (r->ndim == JFAST_MAX_DIMS || !jr_uint(t, &v))
+		if (!elem(t))
 			return false;
-		r->dims[r->ndim++] = v;
 	} while (jr_eat(t, ','));
 	return jr_eat(t, ']');
+}
+
+/* One of inputs[0].shape: a small non-negative integer. */
+static bool jr_dim(struct jr *t)
+{
+	struct jfast_req *r = t->r;
+	long long v;
+
+	if (r->ndim == JFAST_MAX_DIMS || !jr_uint(t, &v))
+		return false;
+	r->dims[r->ndim++] = v;
+	return true;
+}
+
+static bool jr_shape(struct jr *t)
+{
+	t->r->has_shape = true;
+	return jr_list(t, jr_dim);
 }
 
 /* inputs[0].data: a flat list of numbers, as jf_read_list reads one. */
@@ -1001,23 +1015,21 @@ static bool jr_on_output(struct jr *t, int key)
 	return jr_object(t, jr_out_param_keys, 1, jr_on_out_param);
 }
 
-/* outputs: a list of {"name", "parameters": {"binary_data"}}. */
-static bool jr_outputs(struct jr *t)
+/* One of outputs: {"name", "parameters": {"binary_data"}}. */
+static bool jr_output(struct jr *t)
 {
 	struct jfast_req *r = t->r;
 
-	r->has_outputs = true;
-	if (!jr_eat(t, '['))
+	if (r->n_outputs == JFAST_MAX_OUTPUTS || !jr_object(t, jr_output_keys, 2, jr_on_output))
 		return false;
-	if (jr_eat(t, ']'))
-		return true;
-	do {
-		if (r->n_outputs == JFAST_MAX_OUTPUTS ||
-		    !jr_object(t, jr_output_keys, 2, jr_on_output))
-			return false;
-		r->n_outputs++;
-	} while (jr_eat(t, ','));
-	return jr_eat(t, ']');
+	r->n_outputs++;
+	return true;
+}
+
+static bool jr_outputs(struct jr *t)
+{
+	t->r->has_outputs = true;
+	return jr_list(t, jr_output);
 }
 
 static const char *const jr_root_keys[] = { "id", "inputs", "parameters", "outputs" };
