@@ -120,19 +120,23 @@ static const char *ks_nonfinite_name(float f)
 	return isnan(f) ? "NaN" : f > 0 ? "+Inf" : "-Inf";
 }
 
-/* Whether any of 16 FP32 values at p is non-finite: no branch inside, so
- * the compiler does it in a few vector instructions. */
+/*
+ * Whether any of 16 FP32 values at p is non-finite, two a 64-bit word:
+ * adding 1 to an exponent field carries into the bit above it (the sign
+ * bit's place) exactly when the field is all ones, and never further.
+ */
 static bool ks_any_nonfinite16(const unsigned char *p)
 {
-	uint32_t any = 0;
+	const uint64_t exp = 0x7f8000007f800000ULL, one = 0x0080000000800000ULL;
+	uint64_t any = 0;
 
-	for (int k = 0; k < 16; k++) {
-		uint32_t bits;
+	for (int k = 0; k < 8; k++) {
+		uint64_t w;
 
-		memcpy(&bits, p + k * sizeof(bits), sizeof(bits));
-		any |= (uint32_t)ks_bits_nonfinite(bits);
+		memcpy(&w, p + k * sizeof(w), sizeof(w));
+		any |= (w & exp) + one;
 	}
-	return any != 0;
+	return (any & 0x8000000080000000ULL) != 0;
 }
 
 /* Index of the first non-finite of n FP32 values at data (may be unaligned), or n. */

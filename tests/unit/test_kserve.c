@@ -699,6 +699,39 @@ static void test_fast_path_same_as_general(void **state)
 		same_both_ways(whole[i]);
 }
 
+/* ks_check_finite names the first non-finite value wherever it lies (16
+ * values are checked a step), and passes the largest finite ones. */
+static void test_check_finite_positions(void **state)
+{
+	static const uint32_t bad[] = { 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffffffffu,
+					0x7f800001u };
+	static const uint32_t fine[] = { 0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x80000000u,
+					 0x3f800000u, 0x00800000u };
+	unsigned char buf[70 * 4 + 1];
+	char err[512], want[128];
+
+	(void)state;
+	for (size_t n = 1; n <= 70; n++) {
+		for (size_t i = 0; i < n; i++)
+			memcpy(buf + 1 + 4 * i, &fine[i % 6], 4);	/* +1: unaligned */
+		assert_int_equal(ks_check_finite(buf + 1, n, err, sizeof(err)), 0);
+		for (size_t at = 0; at < n; at++) {
+			uint32_t b = bad[(n + at) % 5], keep;
+
+			memcpy(&keep, buf + 1 + 4 * at, 4);
+			memcpy(buf + 1 + 4 * at, &b, 4);
+			if (at + 1 < n)
+				memcpy(buf + 1 + 4 * (n - 1), &bad[0], 4);	/* a later one too */
+			assert_int_equal(ks_check_finite(buf + 1, n, err, sizeof(err)), 400);
+			snprintf(want, sizeof(want), "inputs[0].data[%zu]: not a finite FP32 value",
+				 at);
+			assert_memory_equal(err, want, strlen(want));
+			memcpy(buf + 1 + 4 * at, &keep, 4);
+			memcpy(buf + 1 + 4 * (n - 1), &fine[(n - 1) % 6], 4);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -712,6 +745,7 @@ int main(void)
 		cmocka_unit_test(test_binary_nonfinite_refused),
 		cmocka_unit_test(test_timeout_saturates),
 		cmocka_unit_test(test_nonfinite_output),
+		cmocka_unit_test(test_check_finite_positions),
 		cmocka_unit_test(test_put_str_always_json),
 		cmocka_unit_test(test_unsupported_params),
 		cmocka_unit_test(test_class_count_parse),
