@@ -581,17 +581,21 @@ static const char *jt_ws(const char *p, const char *end)
 	return p;
 }
 
+/* The bytes a string in the subset holds: printable ASCII but '"' and '\\'. */
+static const bool jt_plain[256] = {
+	[0x20] = true, [0x21] = true, [0x23 ... 0x5b] = true, [0x5d ... 0x7e] = true,
+};
+
 /* A string's contents [*s, *s + *n) after its '"'; the byte past the
  * closing quote, or NULL (outside the subset). */
 static const char *jt_string(const char *p, const char *end, const char **s, size_t *n)
 {
 	const char *q = ++p;
 
-	while (q < end && *q != '"') {
-		if (*q < 0x20 || *q > 0x7e || *q == '\\')
-			return NULL;
+	while (q < end && jt_plain[(unsigned char)*q])
 		q++;
-	}
+	if (q < end && *q != '"')
+		return NULL;	/* an escape, a control or non-ASCII byte */
 	if (q >= end)
 		return NULL;
 	*s = p;
@@ -858,7 +862,14 @@ static bool jr_bool(struct jr *t, bool *v)
  */
 typedef bool (*jr_member_fn)(struct jr *t, int key);
 
-static bool jr_object(struct jr *t, const char *const *keys, int nkeys, jr_member_fn on)
+/* A key a reader knows, with its length (no strlen per comparison). */
+struct jr_key {
+	const char *s;
+	size_t len;
+};
+#define JR_KEY(lit) { lit, sizeof(lit) - 1 }
+
+static bool jr_object(struct jr *t, const struct jr_key *keys, int nkeys, jr_member_fn on)
 {
 	unsigned seen = 0;
 
@@ -872,7 +883,7 @@ static bool jr_object(struct jr *t, const char *const *keys, int nkeys, jr_membe
 
 		if (!jr_str(t, &k) || !jr_eat(t, ':'))
 			return false;
-		for (i = 0; i < nkeys && !jf_key_is(k.s, k.len, keys[i]); i++)
+		for (i = 0; i < nkeys && (k.len != keys[i].len || memcmp(k.s, keys[i].s, k.len)); i++)
 			;
 		if (i == nkeys || (seen & 1u << i) || !on(t, i))
 			return false;
@@ -916,6 +927,28 @@ static bool jr_shape(struct jr *t)
 }
 
 /* inputs[0].data: a flat list of numbers, as jf_read_list reads one. */
+/*
+ * Room for the data list: at most room values fit in the text (each takes
+ * two bytes with its comma); a shape read before the list says how many
+ * the request may hold, and a list longer than that is declined anyway
+ * (the general path names the mismatch), so that is enough.
+ */
+static size_t jr_data_cap(const struct jfast_req *r, size_t room)
+{
+	uint64_t want = 1;
+
+	if (!r->has_shape || r->ndim == 0)
+		return room;
+	for (int i = 0; i < r->ndim; i++) {
+		if (r->dims[i] <= 0 || (uint64_t)r->dims[i] > room)
+			return room;
+		want *= (uint64_t)r->dims[i];
+		if (want > room)
+			return room;
+	}
+	return (size_t)want;
+}
+
 static bool jr_data(struct jr *t)
 {
 	struct jfast_req *r = t->r;
@@ -925,7 +958,7 @@ static bool jr_data(struct jr *t)
 
 	if (!jr_eat(t, '['))
 		return false;
-	cap = (size_t)(end - t->p) / 2 + 1;
+	cap = jr_data_cap(r, (size_t)(end - t->p) / 2 + 1);
 	r->vals = vals = malloc(cap * sizeof(float));
 	if (!vals)
 		return false;
@@ -954,7 +987,9 @@ static bool jr_data(struct jr *t)
 	return jr_eat(t, ']');
 }
 
-static const char *const jr_input_keys[] = { "name", "shape", "datatype", "data" };
+static const struct jr_key jr_input_keys[] = {
+	JR_KEY("name"), JR_KEY("shape"), JR_KEY("datatype"), JR_KEY("data"),
+};
 
 static bool jr_on_input(struct jr *t, int key)
 {
@@ -970,8 +1005,9 @@ static bool jr_on_input(struct jr *t, int key)
 	}
 }
 
-static const char *const jr_param_keys[] = { "priority", "timeout", "binary_data_output",
-					     "variant" };
+static const struct jr_key jr_param_keys[] = {
+	JR_KEY("priority"), JR_KEY("timeout"), JR_KEY("binary_data_output"), JR_KEY("variant"),
+};
 
 static bool jr_on_param(struct jr *t, int key)
 {
@@ -989,7 +1025,7 @@ static bool jr_on_param(struct jr *t, int key)
 	}
 }
 
-static const char *const jr_out_param_keys[] = { "binary_data" };
+static const struct jr_key jr_out_param_keys[] = { JR_KEY("binary_data") };
 
 static bool jr_on_out_param(struct jr *t, int key)
 {
@@ -1004,7 +1040,7 @@ static bool jr_on_out_param(struct jr *t, int key)
 	return true;
 }
 
-static const char *const jr_output_keys[] = { "name", "parameters" };
+static const struct jr_key jr_output_keys[] = { JR_KEY("name"), JR_KEY("parameters") };
 
 static bool jr_on_output(struct jr *t, int key)
 {
@@ -1032,7 +1068,9 @@ static bool jr_outputs(struct jr *t)
 	return jr_list(t, jr_output);
 }
 
-static const char *const jr_root_keys[] = { "id", "inputs", "parameters", "outputs" };
+static const struct jr_key jr_root_keys[] = {
+	JR_KEY("id"), JR_KEY("inputs"), JR_KEY("parameters"), JR_KEY("outputs"),
+};
 
 static bool jr_on_root(struct jr *t, int key)
 {
