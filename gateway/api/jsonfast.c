@@ -495,7 +495,7 @@ static void jf_two(char *p, uint32_t n)
 
 int jfast_put_float(char *buf, float v)
 {
-	char dig[10], *p = buf;
+	char dig[18] = "000000000000000000", *p = buf;
 	double d = (double)v;
 	uint32_t n, lo;
 	int k, nd = 9;
@@ -520,20 +520,20 @@ int jfast_put_float(char *buf, float v)
 	jf_two(dig + 7, lo % 100);
 	while (nd > 1 && dig[nd - 1] == '0')
 		nd--;
+	/* Copies of fixed sizes (no libc call): dig has room past its nine
+	 * digits, buf past the text; only the counted bytes are kept. */
 	if (k >= -4 && k < 9) {		/* %g's fixed style */
 		if (k < 0) {
-			*p++ = '0';
-			*p++ = '.';
-			for (int i = -1; i > k; i--)
-				*p++ = '0';
-			memcpy(p, dig, nd);
+			memcpy(p, "0.000", 5);	/* "0." and -k - 1 zeros */
+			p += 1 - k;
+			memcpy(p, dig, 9);
 			p += nd;
 		} else {
-			for (int i = 0; i <= k; i++)
-				*p++ = i < nd ? dig[i] : '0';
+			memcpy(p, dig, 9);	/* the integer part: dig[0..k] */
+			p += k + 1;
 			if (nd > k + 1) {
 				*p++ = '.';
-				memcpy(p, dig + k + 1, nd - k - 1);
+				memcpy(p, dig + k + 1, 8);
 				p += nd - k - 1;
 			}
 		}
@@ -543,7 +543,7 @@ int jfast_put_float(char *buf, float v)
 		*p++ = dig[0];
 		if (nd > 1) {
 			*p++ = '.';
-			memcpy(p, dig + 1, nd - 1);
+			memcpy(p, dig + 1, 8);
 			p += nd - 1;
 		}
 		*p++ = 'e';
