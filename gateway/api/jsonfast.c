@@ -574,13 +574,6 @@ struct jt {
 
 static json_t *jt_value(struct jt *t, const char **pp, int depth);
 
-static const char *jt_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
-
 /* The bytes a string in the subset holds: printable ASCII but '"' and '\\'. */
 static const bool jt_plain[256] = {
 	[0x20] = true, [0x21] = true, [0x23 ... 0x5b] = true, [0x5d ... 0x7e] = true,
@@ -655,7 +648,7 @@ static json_t *jt_number(const char **pp, const char *end)
 
 static json_t *jt_object(struct jt *t, const char **pp, int depth)
 {
-	const char *p = jt_ws(*pp + 1, t->end);
+	const char *p = jf_ws(*pp + 1, t->end);
 	json_t *obj = json_object();
 
 	if (!obj)
@@ -671,18 +664,18 @@ static json_t *jt_object(struct jt *t, const char **pp, int depth)
 
 		if (p >= t->end || *p != '"' || !(p = jt_string(p, t->end, &key, &klen)))
 			goto fail;
-		p = jt_ws(p, t->end);
+		p = jf_ws(p, t->end);
 		if (p >= t->end || *p != ':')
 			goto fail;
-		p = jt_ws(p + 1, t->end);
+		p = jf_ws(p + 1, t->end);
 		if (json_object_getn(obj, key, klen))
 			goto fail;	/* jansson names the duplicate */
 		v = jt_value(t, &p, depth + 1);
 		if (!v || json_object_setn_new_nocheck(obj, key, klen, v))
 			goto fail;
-		p = jt_ws(p, t->end);
+		p = jf_ws(p, t->end);
 		if (p < t->end && *p == ',') {
-			p = jt_ws(p + 1, t->end);
+			p = jf_ws(p + 1, t->end);
 			continue;
 		}
 		if (p < t->end && *p == '}') {
@@ -705,7 +698,7 @@ static json_t *jt_array(struct jt *t, const char **pp, int depth)
 		return NULL;
 	if ((size_t)(p - t->json) == t->skip_begin)
 		p = t->json + t->skip_end;	/* the list the caller took */
-	p = jt_ws(p, t->end);
+	p = jf_ws(p, t->end);
 	if (p < t->end && *p == ']') {
 		*pp = p + 1;
 		return arr;
@@ -715,9 +708,9 @@ static json_t *jt_array(struct jt *t, const char **pp, int depth)
 
 		if (!v || json_array_append_new(arr, v))
 			goto fail;
-		p = jt_ws(p, t->end);
+		p = jf_ws(p, t->end);
 		if (p < t->end && *p == ',') {
-			p = jt_ws(p + 1, t->end);
+			p = jf_ws(p + 1, t->end);
 			continue;
 		}
 		if (p < t->end && *p == ']') {
@@ -775,13 +768,13 @@ static json_t *jt_value(struct jt *t, const char **pp, int depth)
 json_t *jfast_tree(const char *json, size_t len, size_t skip_begin, size_t skip_end)
 {
 	struct jt t = { json, json + len, skip_begin, skip_end };
-	const char *p = jt_ws(json, t.end);
+	const char *p = jf_ws(json, t.end);
 	json_t *root;
 
 	if (p >= t.end || *p != '{')
 		return NULL;
 	root = jt_object(&t, &p, 1);
-	if (root && jt_ws(p, t.end) != t.end) {
+	if (root && jf_ws(p, t.end) != t.end) {
 		json_decref(root);
 		return NULL;
 	}
