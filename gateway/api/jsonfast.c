@@ -959,12 +959,11 @@ static bool jr_data(struct jr *t)
 		return true;
 	/* Locals only in the loop (p's address is never taken there). */
 	for (p = t->p;; p++) {
-		p = jf_ws(p, end);
 		if (n == cap)
 			return false;
 		q = jf_simple_float(p, end, &vals[n]);
-		if (!q) {	/* the rare token */
-			q = p;
+		if (!q) {	/* whitespace first, or the rare token */
+			q = p = jf_ws(p, end);
 			if (!jfast_float(&q, end, &vals[n]))
 				return false;
 		}
