@@ -22,6 +22,11 @@
  * untouched body the general way, which also gives the precise error.
  * jfast_put_float is the way out: a float as "%.9g" text, without printf.
  * jfast_tree reads the small rest (all but that list) into a jansson tree.
+ *
+ * jfast_read goes further for the plain request most clients send (one
+ * input with name/shape/datatype/data, a few parameters and outputs): one
+ * walk over the text fills a struct jfast_req, no tree at all; anything
+ * outside that shape declines, and the caller uses the pair above.
  * Pure functions: no allocation but the returned values, no global state.
  */
 #ifndef INFERGW_JSONFAST_H

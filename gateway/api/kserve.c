@@ -800,17 +800,16 @@ static size_t ks_utf8_len(const unsigned char *s)
 	return n;
 }
 
-/*
- * s as the contents of a JSON string (no quotes) into out: '"', '\\' and
- * control characters escaped, each byte that is not part of well-formed
- * UTF-8 replaced by U+FFFD, so the result is always valid JSON in UTF-8.
- */
 /* Bytes ks_escape may write for a string of len bytes: "\ufffd" or
  * "\u001f" (6) for one byte at worst. */
 #define KS_ESC_MAX(len) (6 * (len))
 
-/* s escaped for a JSON string (ks_put_str's rules) at dst, which has room
- * for KS_ESC_MAX(strlen(s)); returns the end. */
+/*
+ * s as the contents of a JSON string (no quotes) at dst, which has room
+ * for KS_ESC_MAX(strlen(s)): '"', '\\' and control characters escaped,
+ * each byte that is not part of well-formed UTF-8 replaced by U+FFFD, so
+ * the result is always valid JSON in UTF-8.  Returns the end.
+ */
 static char *ks_escape(char *dst, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s, *run = p;
