@@ -323,24 +323,33 @@ static int api_parse_body(struct call *c, const struct model *m, struct ks_infer
  * as one row could not be admitted is answered 429 without spending a JSON
  * parse on it -- under overload most of the loop's CPU would otherwise go to
  * requests that are turned away.  true when c was answered; else adm holds
- * the decision for front_submit (one admission pass if nothing changed).
+ * the decision for front_submit (one admission pass if nothing changed),
+ * and e the priority and objective of a body without parameters
+ * (e->known), which api_infer reuses rather than work them out again.
  */
-static bool api_reject_early(struct call *c, const struct model *m, struct rt_admission *adm)
+struct api_early {
+	bool known;
+	int prio;
+	uint64_t objective;
+};
+
+static bool api_reject_early(struct call *c, const struct model *m, struct rt_admission *adm,
+			     struct api_early *e)
 {
 	size_t len = evbuffer_get_length(c->body);
 	struct evbuffer_ptr at = evbuffer_search(c->body, "parameters", 10, NULL);
 	struct ks_infer none = { 0 };
 	struct infer_req r;
-	uint64_t objective;
-	int st, prio;
+	int st;
 
 	if (at.pos >= 0 || len == 0)
 		return false;	/* the body may change priority or deadline */
-	if (api_objective(c, m, &none, &prio, &objective)) {
+	if (api_objective(c, m, &none, &e->prio, &e->objective)) {
 		api_count_error(c, m);
 		return true;	/* a bad x-priority / x-slo-ms: answered 400 */
 	}
-	st = front_precheck(c->rt, &r, m, prio, c->start_ns, objective, now_ns(), adm);
+	e->known = true;
+	st = front_precheck(c->rt, &r, m, e->prio, c->start_ns, e->objective, now_ns(), adm);
 	if (st != 429)
 		return false;	/* 503 and friends: let the full path say it */
 	api_infer_error(c, &r, st);
@@ -350,13 +359,14 @@ static bool api_reject_early(struct call *c, const struct model *m, struct rt_ad
 static void api_infer(struct call *c, const struct model *m)
 {
 	struct rt_admission adm = { 0 };	/* the precheck's decision, if it ran */
+	struct api_early early = { 0 };
 	struct api_infer *ai;
 	struct ks_infer ki;
 	uint64_t objective;
 	char err[512];
 	int st, prio;
 
-	if (api_reject_early(c, m, &adm))
+	if (api_reject_early(c, m, &adm, &early))
 		return;
 	st = api_parse_body(c, m, &ki, err, sizeof(err));
 	if (st) {
@@ -364,7 +374,12 @@ static void api_infer(struct call *c, const struct model *m)
 		call_respond_error(c, st, "%s", err);
 		return;
 	}
-	if (api_objective(c, m, &ki, &prio, &objective)) {
+	/* The body set neither (a "parameters" spelled with escapes may have):
+	 * the same hints as the early pass, the same answer. */
+	if (early.known && !ki.priority && !ki.timeout_us) {
+		prio = early.prio;
+		objective = early.objective;
+	} else if (api_objective(c, m, &ki, &prio, &objective)) {
 		api_count_error(c, m);
 		ks_infer_free(&ki);
 		return;

@@ -148,46 +148,46 @@ static bool jf_quick_float(const struct jf_num *n, float *out)
  * The usual token, -?digits[.digits] with at most 15 digits and no
  * exponent, in one pass: the digits make an exact double, and one
  * division by an exact power of ten is strtod's correctly rounded result.
- * false: anything else (jfast_float's general path decides).
+ * Past it, or NULL: anything else (jfast_float's general path decides).  Inlined into
+ * the list loops: a value costs a few dozen instructions.
  */
-static bool jf_simple_float(const char **pp, const char *end, float *val)
+static inline __attribute__((always_inline)) const char *jf_simple_float(const char *p,
+									  const char *end,
+									  float *val)
 {
 	static const double p10[16] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
 					1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
-	const char *p = *pp, *ds;
+	const char *ds;
+	bool neg = p < end && *p == '-';
 	uint64_t m = 0;
-	bool neg = false;
+	unsigned dig;
 	int nd, frac = 0;
 	double d;
 
-	if (p < end && *p == '-') {
-		neg = true;
-		p++;
-	}
-	for (ds = p; p < end && jf_digit(*p); p++)
-		m = m * 10 + (uint64_t)(*p - '0');
+	p += neg;
+	for (ds = p; p < end && (dig = (unsigned)(unsigned char)*p - '0') <= 9; p++)
+		m = m * 10 + dig;
 	nd = (int)(p - ds);
 	if (nd == 0 || nd > 15 || (nd > 1 && *ds == '0'))
-		return false;
+		return NULL;
 	if (p < end && *p == '.') {
 		const char *fs = ++p;
 
-		for (; p < end && jf_digit(*p) && p - fs < 16; p++)
-			m = m * 10 + (uint64_t)(*p - '0');
+		for (; p < end && (dig = (unsigned)(unsigned char)*p - '0') <= 9; p++)
+			m = m * 10 + dig;
 		frac = (int)(p - fs);
 		if (frac == 0 || nd + frac > 15)
-			return false;
+			return NULL;	/* m may have wrapped: not used */
 	}
-	if (p < end && (*p == 'e' || *p == 'E' || jf_digit(*p)))
-		return false;
+	if (p < end && (*p | 0x20) == 'e')
+		return NULL;
 	if (frac == 0) {	/* jansson: an integer, then (double) */
 		*val = (float)(double)(neg ? -(long long)m : (long long)m);
 	} else {
 		d = (double)m / p10[frac];
 		*val = (float)(neg ? -d : d);
 	}
-	*pp = p;
-	return true;
+	return p;
 }
 
 bool jfast_float(const char **pp, const char *end, float *val)
@@ -196,8 +196,10 @@ bool jfast_float(const char **pp, const char *end, float *val)
 	const char *q;
 	double d;
 
-	if (jf_simple_float(pp, end, val))
+	if ((q = jf_simple_float(*pp, end, val))) {
+		*pp = q;
 		return true;
+	}
 	q = jf_scan(*pp, end, &n);
 	if (!q)
 		return false;
@@ -439,15 +441,25 @@ static double jf_scale(double d, int k)
 	return d / JF_P10(-j);
 }
 
-/* Nine significant digits of d (> 0): *n in [1e8, 1e9) and the decimal
- * exponent of its first digit.  false: too close to a rounding boundary. */
+/* floor(log10(2^x)) for |x| < 1000 (1233 / 4096 ~ log10(2) within 5e-6;
+ * the caller corrects an estimate off by one anyway). */
+static int jf_log10_pow2(int x)
+{
+	return (x * 1233) >> 12;	/* arithmetic shift: floors negatives too */
+}
+
+/* Nine significant digits of d (> 0, a float32 widened): *n in [1e8, 1e9)
+ * and the decimal exponent of its first digit.  false: too close to a
+ * rounding boundary. */
 static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 {
+	uint64_t bits;
 	int e2, k;
 	double s, fl;
 
-	frexp(d, &e2);
-	k = (int)floor((e2 - 1) * 0.30102999566398119521);
+	memcpy(&bits, &d, sizeof(bits));
+	e2 = (int)(bits >> 52 & 0x7ff) - 1022;	/* frexp's exponent: d is a normal double */
+	k = jf_log10_pow2(e2 - 1);
 	for (int tries = 0; tries < 3; tries++) {
 		if (k < -45 || k > 38)
 			return false;
@@ -460,7 +472,7 @@ static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 			k++;
 			continue;
 		}
-		fl = floor(s);
+		fl = (double)(uint32_t)s;	/* floor: s > 0 */
 		if (fabs(s - fl - 0.5) < 1e-6)
 			return false;
 		*n = (uint32_t)fl + (s - fl > 0.5);
@@ -470,11 +482,22 @@ static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 	return false;
 }
 
+/* n (< 100) as two digits at p. */
+static void jf_two(char *p, uint32_t n)
+{
+	static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+				    "25262728293031323334353637383940414243444546474849"
+				    "50515253545556575859606162636465666768697071727374"
+				    "75767778798081828384858687888990919293949596979899";
+
+	memcpy(p, pairs + 2 * n, 2);
+}
+
 int jfast_put_float(char *buf, float v)
 {
-	char dig[10], *p = buf;
+	char dig[18] = "000000000000000000", *p = buf;
 	double d = (double)v;
-	uint32_t n;
+	uint32_t n, lo;
 	int k, nd = 9;
 
 	if (signbit(d)) {
@@ -488,24 +511,29 @@ int jfast_put_float(char *buf, float v)
 	}
 	if (!isfinite(d) || !jf_nine_digits(d, &n, &k))
 		return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
-	for (int i = 8; i >= 0; i--, n /= 10)
-		dig[i] = (char)('0' + n % 10);
+	/* n = d0 d1..d8: the first digit, then four pairs */
+	dig[0] = (char)('0' + n / 100000000);
+	lo = n % 100000000;
+	jf_two(dig + 1, lo / 1000000);
+	jf_two(dig + 3, lo / 10000 % 100);
+	jf_two(dig + 5, lo / 100 % 100);
+	jf_two(dig + 7, lo % 100);
 	while (nd > 1 && dig[nd - 1] == '0')
 		nd--;
+	/* Copies of fixed sizes (no libc call): dig has room past its nine
+	 * digits, buf past the text; only the counted bytes are kept. */
 	if (k >= -4 && k < 9) {		/* %g's fixed style */
 		if (k < 0) {
-			*p++ = '0';
-			*p++ = '.';
-			for (int i = -1; i > k; i--)
-				*p++ = '0';
-			memcpy(p, dig, nd);
+			memcpy(p, "0.000", 5);	/* "0." and -k - 1 zeros */
+			p += 1 - k;
+			memcpy(p, dig, 9);
 			p += nd;
 		} else {
-			for (int i = 0; i <= k; i++)
-				*p++ = i < nd ? dig[i] : '0';
+			memcpy(p, dig, 9);	/* the integer part: dig[0..k] */
+			p += k + 1;
 			if (nd > k + 1) {
 				*p++ = '.';
-				memcpy(p, dig + k + 1, nd - k - 1);
+				memcpy(p, dig + k + 1, 8);
 				p += nd - k - 1;
 			}
 		}
@@ -515,7 +543,7 @@ int jfast_put_float(char *buf, float v)
 		*p++ = dig[0];
 		if (nd > 1) {
 			*p++ = '.';
-			memcpy(p, dig + 1, nd - 1);
+			memcpy(p, dig + 1, 8);
 			p += nd - 1;
 		}
 		*p++ = 'e';
@@ -546,12 +574,10 @@ struct jt {
 
 static json_t *jt_value(struct jt *t, const char **pp, int depth);
 
-static const char *jt_ws(const char *p, const char *end)
-{
-	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-		p++;
-	return p;
-}
+/* The bytes a string in the subset holds: printable ASCII but '"' and '\\'. */
+static const bool jt_plain[256] = {
+	[0x20] = true, [0x21] = true, [0x23 ... 0x5b] = true, [0x5d ... 0x7e] = true,
+};
 
 /* A string's contents [*s, *s + *n) after its '"'; the byte past the
  * closing quote, or NULL (outside the subset). */
@@ -559,11 +585,10 @@ static const char *jt_string(const char *p, const char *end, const char **s, siz
 {
 	const char *q = ++p;
 
-	while (q < end && *q != '"') {
-		if (*q < 0x20 || *q > 0x7e || *q == '\\')
-			return NULL;
+	while (q < end && jt_plain[(unsigned char)*q])
 		q++;
-	}
+	if (q < end && *q != '"')
+		return NULL;	/* an escape, a control or non-ASCII byte */
 	if (q >= end)
 		return NULL;
 	*s = p;
@@ -623,7 +648,7 @@ static json_t *jt_number(const char **pp, const char *end)
 
 static json_t *jt_object(struct jt *t, const char **pp, int depth)
 {
-	const char *p = jt_ws(*pp + 1, t->end);
+	const char *p = jf_ws(*pp + 1, t->end);
 	json_t *obj = json_object();
 
 	if (!obj)
@@ -639,18 +664,18 @@ static json_t *jt_object(struct jt *t, const char **pp, int depth)
 
 		if (p >= t->end || *p != '"' || !(p = jt_string(p, t->end, &key, &klen)))
 			goto fail;
-		p = jt_ws(p, t->end);
+		p = jf_ws(p, t->end);
 		if (p >= t->end || *p != ':')
 			goto fail;
-		p = jt_ws(p + 1, t->end);
+		p = jf_ws(p + 1, t->end);
 		if (json_object_getn(obj, key, klen))
 			goto fail;	/* jansson names the duplicate */
 		v = jt_value(t, &p, depth + 1);
 		if (!v || json_object_setn_new_nocheck(obj, key, klen, v))
 			goto fail;
-		p = jt_ws(p, t->end);
+		p = jf_ws(p, t->end);
 		if (p < t->end && *p == ',') {
-			p = jt_ws(p + 1, t->end);
+			p = jf_ws(p + 1, t->end);
 			continue;
 		}
 		if (p < t->end && *p == '}') {
@@ -673,7 +698,7 @@ static json_t *jt_array(struct jt *t, const char **pp, int depth)
 		return NULL;
 	if ((size_t)(p - t->json) == t->skip_begin)
 		p = t->json + t->skip_end;	/* the list the caller took */
-	p = jt_ws(p, t->end);
+	p = jf_ws(p, t->end);
 	if (p < t->end && *p == ']') {
 		*pp = p + 1;
 		return arr;
@@ -683,9 +708,9 @@ static json_t *jt_array(struct jt *t, const char **pp, int depth)
 
 		if (!v || json_array_append_new(arr, v))
 			goto fail;
-		p = jt_ws(p, t->end);
+		p = jf_ws(p, t->end);
 		if (p < t->end && *p == ',') {
-			p = jt_ws(p + 1, t->end);
+			p = jf_ws(p + 1, t->end);
 			continue;
 		}
 		if (p < t->end && *p == ']') {
@@ -743,15 +768,326 @@ static json_t *jt_value(struct jt *t, const char **pp, int depth)
 json_t *jfast_tree(const char *json, size_t len, size_t skip_begin, size_t skip_end)
 {
 	struct jt t = { json, json + len, skip_begin, skip_end };
-	const char *p = jt_ws(json, t.end);
+	const char *p = jf_ws(json, t.end);
 	json_t *root;
 
 	if (p >= t.end || *p != '{')
 		return NULL;
 	root = jt_object(&t, &p, 1);
-	if (root && jt_ws(p, t.end) != t.end) {
+	if (root && jf_ws(p, t.end) != t.end) {
 		json_decref(root);
 		return NULL;
 	}
 	return root;
+}
+
+/*
+ * jfast_read: the whole of a plain request in one walk, no tree.  A cursor
+ * over the text; every helper returns false to decline (the caller then
+ * reads the body the general way, which also names any error).
+ */
+struct jr {
+	const char *p, *end;
+	struct jfast_req *r;
+};
+
+/* The byte at the cursor after whitespace, 0 at the end. */
+static char jr_peek(struct jr *t)
+{
+	t->p = jf_ws(t->p, t->end);
+	return t->p < t->end ? *t->p : 0;
+}
+
+static bool jr_eat(struct jr *t, char c)
+{
+	if (jr_peek(t) != c)
+		return false;
+	t->p++;
+	return true;
+}
+
+/* A string in jfast_tree's subset (printable ASCII, no escapes). */
+static bool jr_str(struct jr *t, struct jfast_str *s)
+{
+	const char *q;
+
+	if (jr_peek(t) != '"' || !(q = jt_string(t->p, t->end, &s->s, &s->len)))
+		return false;
+	t->p = q;
+	return true;
+}
+
+/* A non-negative JSON integer of at most 18 digits (what jansson reads
+ * as a long long whatever the platform). */
+static bool jr_uint(struct jr *t, long long *v)
+{
+	const char *p, *s;
+	uint64_t x = 0;	/* wraps harmlessly past 19 digits: then declined */
+
+	if (!jf_digit(jr_peek(t)))
+		return false;
+	for (s = p = t->p; p < t->end && jf_digit(*p); p++)
+		x = x * 10 + (uint64_t)(*p - '0');
+	if (p - s > 18 || (p - s > 1 && *s == '0') ||
+	    (p < t->end && (*p == '.' || *p == 'e' || *p == 'E')))
+		return false;
+	*v = (long long)x;
+	t->p = p;
+	return true;
+}
+
+static bool jr_bool(struct jr *t, bool *v)
+{
+	jr_peek(t);
+	if (jt_literal(&t->p, t->end, "true"))
+		*v = true;
+	else if (jt_literal(&t->p, t->end, "false"))
+		*v = false;
+	else
+		return false;
+	return true;
+}
+
+/*
+ * The object at the cursor whose keys are all among keys[0..nkeys), none
+ * twice (jansson rejects a duplicate): on(t, i) reads the value of
+ * keys[i].  Any other key declines (its value is not validated here).
+ */
+typedef bool (*jr_member_fn)(struct jr *t, int key);
+
+/* A key a reader knows, with its length (no strlen per comparison). */
+struct jr_key {
+	const char *s;
+	size_t len;
+};
+#define JR_KEY(lit) { lit, sizeof(lit) - 1 }
+
+static bool jr_object(struct jr *t, const struct jr_key *keys, int nkeys, jr_member_fn on)
+{
+	unsigned seen = 0;
+
+	if (!jr_eat(t, '{'))
+		return false;
+	if (jr_eat(t, '}'))
+		return true;
+	do {
+		struct jfast_str k;
+		int i;
+
+		if (!jr_str(t, &k) || !jr_eat(t, ':'))
+			return false;
+		for (i = 0; i < nkeys && (k.len != keys[i].len || memcmp(k.s, keys[i].s, k.len)); i++)
+			;
+		if (i == nkeys || (seen & 1u << i) || !on(t, i))
+			return false;
+		seen |= 1u << i;
+	} while (jr_eat(t, ','));
+	return jr_eat(t, '}');
+}
+
+/* The list at the cursor, each element read by elem. */
+typedef bool (*jr_elem_fn)(struct jr *t);
+
+static bool jr_list(struct jr *t, jr_elem_fn elem)
+{
+	if (!jr_eat(t, '['))
+		return false;
+	if (jr_eat(t, ']'))
+		return true;
+	do {
+		if (!elem(t))
+			return false;
+	} while (jr_eat(t, ','));
+	return jr_eat(t, ']');
+}
+
+/* One of inputs[0].shape: a small non-negative integer. */
+static bool jr_dim(struct jr *t)
+{
+	struct jfast_req *r = t->r;
+	long long v;
+
+	if (r->ndim == JFAST_MAX_DIMS || !jr_uint(t, &v))
+		return false;
+	r->dims[r->ndim++] = v;
+	return true;
+}
+
+static bool jr_shape(struct jr *t)
+{
+	t->r->has_shape = true;
+	return jr_list(t, jr_dim);
+}
+
+/* inputs[0].data: a flat list of numbers, as jf_read_list reads one. */
+/*
+ * Room for the data list: at most room values fit in the text (each takes
+ * two bytes with its comma); a shape read before the list says how many
+ * the request may hold, and a list longer than that is declined anyway
+ * (the general path names the mismatch), so that is enough.
+ */
+static size_t jr_data_cap(const struct jfast_req *r, size_t room)
+{
+	uint64_t want = 1;
+
+	if (!r->has_shape || r->ndim == 0)
+		return room;
+	for (int i = 0; i < r->ndim; i++) {
+		if (r->dims[i] <= 0 || (uint64_t)r->dims[i] > room)
+			return room;
+		want *= (uint64_t)r->dims[i];
+		if (want > room)
+			return room;
+	}
+	return (size_t)want;
+}
+
+static bool jr_data(struct jr *t)
+{
+	struct jfast_req *r = t->r;
+	const char *p, *q, *end = t->end;
+	size_t cap, n = 0;
+	float *vals;
+
+	if (!jr_eat(t, '['))
+		return false;
+	cap = jr_data_cap(r, (size_t)(end - t->p) / 2 + 1);
+	r->vals = vals = malloc(cap * sizeof(float));
+	if (!vals)
+		return false;
+	if (jr_eat(t, ']'))
+		return true;
+	/* Locals only in the loop (p's address is never taken there). */
+	for (p = t->p;; p++) {
+		if (n == cap)
+			return false;
+		q = jf_simple_float(p, end, &vals[n]);
+		if (!q) {	/* whitespace first, or the rare token */
+			q = p = jf_ws(p, end);
+			if (!jfast_float(&q, end, &vals[n]))
+				return false;
+		}
+		p = q;
+		n++;
+		if (p < end && *p != ',')
+			p = jf_ws(p, end);
+		if (p >= end || *p != ',')
+			break;
+	}
+	r->n = n;
+	t->p = p;
+	return jr_eat(t, ']');
+}
+
+static const struct jr_key jr_input_keys[] = {
+	JR_KEY("name"), JR_KEY("shape"), JR_KEY("datatype"), JR_KEY("data"),
+};
+
+static bool jr_on_input(struct jr *t, int key)
+{
+	switch (key) {
+	case 0:
+		return jr_str(t, &t->r->name);
+	case 1:
+		return jr_shape(t);
+	case 2:
+		return jr_str(t, &t->r->datatype);
+	default:
+		return jr_data(t);
+	}
+}
+
+static const struct jr_key jr_param_keys[] = {
+	JR_KEY("priority"), JR_KEY("timeout"), JR_KEY("binary_data_output"), JR_KEY("variant"),
+};
+
+static bool jr_on_param(struct jr *t, int key)
+{
+	struct jfast_req *r = t->r;
+
+	switch (key) {
+	case 0:
+		return (r->has_priority = jr_uint(t, &r->priority));
+	case 1:
+		return (r->has_timeout = jr_uint(t, &r->timeout));
+	case 2:
+		return jr_bool(t, &r->binary_data_output);
+	default:
+		return jr_str(t, &r->variant);
+	}
+}
+
+static const struct jr_key jr_out_param_keys[] = { JR_KEY("binary_data") };
+
+static bool jr_on_out_param(struct jr *t, int key)
+{
+	struct jfast_req *r = t->r;
+
+	bool b;
+
+	(void)key;
+	if (!jr_bool(t, &b))
+		return false;
+	r->out_binary[r->n_outputs] = b ? 2 : 1;
+	return true;
+}
+
+static const struct jr_key jr_output_keys[] = { JR_KEY("name"), JR_KEY("parameters") };
+
+static bool jr_on_output(struct jr *t, int key)
+{
+	struct jfast_req *r = t->r;
+
+	if (key == 0)
+		return jr_str(t, &r->out_name[r->n_outputs]);
+	return jr_object(t, jr_out_param_keys, 1, jr_on_out_param);
+}
+
+/* One of outputs: {"name", "parameters": {"binary_data"}}. */
+static bool jr_output(struct jr *t)
+{
+	struct jfast_req *r = t->r;
+
+	if (r->n_outputs == JFAST_MAX_OUTPUTS || !jr_object(t, jr_output_keys, 2, jr_on_output))
+		return false;
+	r->n_outputs++;
+	return true;
+}
+
+static bool jr_outputs(struct jr *t)
+{
+	t->r->has_outputs = true;
+	return jr_list(t, jr_output);
+}
+
+static const struct jr_key jr_root_keys[] = {
+	JR_KEY("id"), JR_KEY("inputs"), JR_KEY("parameters"), JR_KEY("outputs"),
+};
+
+static bool jr_on_root(struct jr *t, int key)
+{
+	switch (key) {
+	case 0:
+		return jr_str(t, &t->r->id);
+	case 1:		/* exactly one input */
+		t->r->has_input = true;
+		return jr_eat(t, '[') && jr_object(t, jr_input_keys, 4, jr_on_input) &&
+		       jr_eat(t, ']');
+	case 2:
+		return jr_object(t, jr_param_keys, 4, jr_on_param);
+	default:
+		return jr_outputs(t);
+	}
+}
+
+bool jfast_read(const char *json, size_t len, struct jfast_req *r)
+{
+	struct jr t = { json, json + len, r };
+
+	memset(r, 0, sizeof(*r));
+	if (jr_object(&t, jr_root_keys, 4, jr_on_root) && jr_peek(&t) == 0 && t.p == t.end)
+		return true;
+	free(r->vals);
+	memset(r, 0, sizeof(*r));
+	return false;
 }

@@ -22,6 +22,11 @@
  * untouched body the general way, which also gives the precise error.
  * jfast_put_float is the way out: a float as "%.9g" text, without printf.
  * jfast_tree reads the small rest (all but that list) into a jansson tree.
+ *
+ * jfast_read goes further for the plain request most clients send (one
+ * input with name/shape/datatype/data, a few parameters and outputs): one
+ * walk over the text fills a struct jfast_req, no tree at all; anything
+ * outside that shape declines, and the caller uses the pair above.
  * Pure functions: no allocation but the returned values, no global state.
  */
 #ifndef INFERGW_JSONFAST_H
@@ -30,6 +35,7 @@
 #include <stdbool.h>
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct jfast_list {
 	float *vals;		/* malloc'd, n values; the caller frees it */
@@ -80,5 +86,48 @@ int jfast_put_float(char *buf, float v);
  * Allocates through jansson's allocator; the caller json_decrefs the tree.
  */
 json_t *jfast_tree(const char *json, size_t len, size_t skip_begin, size_t skip_end);
+
+/* A string's bytes in the body (no escapes to decode); s NULL: absent. */
+struct jfast_str {
+	const char *s;
+	size_t len;
+};
+
+#define JFAST_MAX_DIMS 8
+#define JFAST_MAX_OUTPUTS 4
+
+/* A plain KServe v2 JSON request, as jfast_read finds it (unchecked). */
+struct jfast_req {
+	struct jfast_str id;			/* "id" */
+	bool has_input, has_shape, has_outputs;
+	struct jfast_str name, datatype;	/* inputs[0] */
+	int64_t dims[JFAST_MAX_DIMS];		/* inputs[0].shape */
+	int ndim;
+	float *vals;				/* inputs[0].data: malloc'd, n values */
+	size_t n;
+	bool has_priority, has_timeout;		/* parameters */
+	long long priority, timeout;
+	bool binary_data_output;
+	struct jfast_str variant;
+	int n_outputs;				/* outputs[] */
+	struct jfast_str out_name[JFAST_MAX_OUTPUTS];
+	signed char out_binary[JFAST_MAX_OUTPUTS];	/* parameters.binary_data:
+							 * 0 absent, 1 false, 2 true */
+};
+
+/*
+ * jfast_read - a plain KServe v2 JSON request in one walk, no tree: the
+ * root object's keys among id, inputs (a list of exactly one object with
+ * name, shape, datatype, data), parameters (priority, timeout,
+ * binary_data_output, variant) and outputs (up to JFAST_MAX_OUTPUTS
+ * objects with name and parameters.binary_data), each at most once;
+ * strings, integers and numbers in jfast_tree's subset, data a flat list
+ * read as jfast_input_data reads it.  true with *r filled (the values
+ * checked for nothing beyond their JSON kind; r->vals malloc'd, the
+ * caller frees it); false with nothing allocated when the text is
+ * anything else: the caller reads it the general way, which gives the
+ * same request, or the error.
+ */
+bool jfast_read(const char *json, size_t len, struct jfast_req *r);
 
 #endif

@@ -21,6 +21,8 @@
 #define KS_ERR(...) (snprintf(err, errlen, __VA_ARGS__), 400)
 /* Append a string literal. */
 #define KS_LIT(out, s) evbuffer_add(out, s, sizeof(s) - 1)
+/* Write a string literal at p, and move p past it. */
+#define KS_PUT(p, s) (memcpy(p, s, sizeof(s) - 1), (p) += sizeof(s) - 1)
 
 /*
  * Parsing a request builds a jansson tree of ~70 small objects for 64
@@ -118,12 +120,34 @@ static const char *ks_nonfinite_name(float f)
 	return isnan(f) ? "NaN" : f > 0 ? "+Inf" : "-Inf";
 }
 
+/*
+ * Whether any of 16 FP32 values at p is non-finite, two a 64-bit word:
+ * adding 1 to an exponent field carries into the bit above it (the sign
+ * bit's place) exactly when the field is all ones, and never further.
+ */
+static bool ks_any_nonfinite16(const unsigned char *p)
+{
+	const uint64_t exp = 0x7f8000007f800000ULL, one = 0x0080000000800000ULL;
+	uint64_t any = 0;
+
+	for (int k = 0; k < 8; k++) {
+		uint64_t w;
+
+		memcpy(&w, p + k * sizeof(w), sizeof(w));
+		any |= (w & exp) + one;
+	}
+	return (any & 0x8000000080000000ULL) != 0;
+}
+
 /* Index of the first non-finite of n FP32 values at data (may be unaligned), or n. */
 static size_t ks_first_nonfinite(const void *data, size_t n)
 {
 	const unsigned char *p = data;
+	size_t i = 0;
 
-	for (size_t i = 0; i < n; i++) {
+	while (i + 16 <= n && !ks_any_nonfinite16(p + i * sizeof(uint32_t)))
+		i += 16;
+	for (; i < n; i++) {
 		uint32_t bits;
 
 		memcpy(&bits, p + i * sizeof(bits), sizeof(bits));
@@ -233,6 +257,15 @@ void ks_infer_free(struct ks_infer *ki)
 	ki->data = NULL;
 }
 
+/* Whether s (len bytes) is exactly t's KServe name: one compare, where
+ * dtype_from_kserve walks the table with strcmp. */
+static bool ks_is_dtype(enum dtype t, const char *s, size_t len)
+{
+	const char *name = dtype_kserve_name(t);
+
+	return name && len == strlen(name) && !memcmp(s, name, len);
+}
+
 int ks_check_input(const struct model *m, int n_inputs, const char *name, size_t name_len,
 		   const char *datatype, size_t dt_len, const int64_t *dims, int ndim,
 		   int *rows, char *err, size_t errlen)
@@ -250,8 +283,9 @@ int ks_check_input(const struct model *m, int n_inputs, const char *name, size_t
 			      m->name, (int)(name_len > 64 ? 64 : name_len), name, ts->name);
 	if (!datatype)
 		return KS_ERR("inputs[0].datatype: expected a string such as \"FP32\"");
-	snprintf(dt, sizeof(dt), "%.*s", (int)(dt_len > 31 ? 31 : dt_len), datatype);
-	if (dtype_from_kserve(dt) != ts->dtype)
+	if (!ks_is_dtype(ts->dtype, datatype, dt_len) &&
+	    (snprintf(dt, sizeof(dt), "%.*s", (int)(dt_len > 31 ? 31 : dt_len), datatype),
+	     dtype_from_kserve(dt) != ts->dtype))
 		return KS_ERR("inputs[0].datatype: expected %s, got %s (input \"%s\" of model %s)",
 			      dtype_kserve_name(ts->dtype), dt, ts->name, m->name);
 	if (ndim > MODEL_MAX_DIMS)
@@ -656,10 +690,48 @@ static json_t *ks_load(const char *json, size_t json_len, struct jfast_list *fas
 	return root;
 }
 
+/*
+ * A request jfast_read took, checked as ks_parse_root checks one: true with
+ * out filled (r->vals moved to out->owned) when every check passes.  false
+ * otherwise, and the caller parses the body the general way, which names
+ * the first failing field in ks_parse_root's order.
+ */
+static bool ks_fast_checked(const struct model *m, struct jfast_req *r, struct ks_infer *out)
+{
+	char e[1];	/* the message comes from the general path */
+
+	if (!r->has_input || !r->has_shape || r->id.len > KS_ID_MAX ||
+	    (r->has_priority && r->priority > 1000000) ||
+	    (r->variant.s && ks_check_variant(r->variant.s, r->variant.len, &out->variant, e, 1)) ||
+	    ks_check_input(m, 1, r->name.s, r->name.len, r->datatype.s, r->datatype.len, r->dims,
+			   r->ndim, &out->rows, e, 1) ||
+	    r->n != (size_t)out->rows * m->in_dim || ks_first_nonfinite(r->vals, r->n) != r->n)
+		return false;
+	out->binary_output = r->binary_data_output;
+	for (int i = 0; i < r->n_outputs; i++) {
+		if (ks_check_output_name(m, i, r->out_name[i].s, r->out_name[i].len, e, 1))
+			return false;
+		if (r->out_binary[i])
+			out->binary_output = r->out_binary[i] == 2;
+	}
+	if (r->id.s) {
+		memcpy(out->id, r->id.s, r->id.len);
+		out->id[r->id.len] = 0;
+		out->has_id = true;
+	}
+	out->priority = (int)r->priority;
+	out->timeout_us = r->has_timeout ? ks_clamp_timeout((uint64_t)r->timeout) : 0;
+	out->owned = r->vals;
+	out->data = out->owned;
+	r->vals = NULL;
+	return true;
+}
+
 int ks_parse_infer(const struct model *m, const char *json, size_t json_len, const char *bin,
 		   size_t bin_len, struct ks_infer *out, char *err, size_t errlen)
 {
 	struct jfast_list fast;
+	struct jfast_req r;
 	json_error_t jerr;
 	json_t *root;
 	int rc;
@@ -667,6 +739,14 @@ int ks_parse_infer(const struct model *m, const char *json, size_t json_len, con
 	memset(out, 0, sizeof(*out));
 	if (json_len == 0)
 		return KS_ERR("request body: empty, expected a JSON object with \"inputs\"");
+	if (!bin && jfast_read(json, json_len, &r)) {
+		bool ok = ks_fast_checked(m, &r, out);
+
+		free(r.vals);
+		if (ok)
+			return 0;
+		memset(out, 0, sizeof(*out));
+	}
 	ks_arena_begin();
 	root = ks_load(json, json_len, &fast, &jerr);
 	if (!root) {
@@ -720,40 +800,82 @@ static size_t ks_utf8_len(const unsigned char *s)
 	return n;
 }
 
+/* Bytes ks_escape may write for a string of len bytes: "\ufffd" or
+ * "\u001f" (6) for one byte at worst. */
+#define KS_ESC_MAX(len) (6 * (len))
+
 /*
- * s as the contents of a JSON string (no quotes) into out: '"', '\\' and
- * control characters escaped, each byte that is not part of well-formed
- * UTF-8 replaced by U+FFFD, so the result is always valid JSON in UTF-8.
+ * s as the contents of a JSON string (no quotes) at dst, which has room
+ * for KS_ESC_MAX(strlen(s)): '"', '\\' and control characters escaped,
+ * each byte that is not part of well-formed UTF-8 replaced by U+FFFD, so
+ * the result is always valid JSON in UTF-8.  Returns the end.
  */
-static void ks_put_escaped(struct evbuffer *out, const char *s)
+static char *ks_escape(char *dst, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s, *run = p;
 
 	while (*p) {
-		size_t n = ks_utf8_len(p);
-		char esc[8];
+		size_t n;
 
+		if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+			p++;	/* plain ASCII, the usual name: no UTF-8 decoding */
+			continue;
+		}
+		n = ks_utf8_len(p);
 		if (n && *p != '"' && *p != '\\' && *p >= 0x20) {
 			p += n;
 			continue;
 		}
-		evbuffer_add(out, run, (size_t)(p - run));
-		if (!n)
-			evbuffer_add(out, "\\ufffd", 6);
-		else if (*p == '"' || *p == '\\')
-			evbuffer_add(out, (const char[]){ '\\', (char)*p }, 2);
-		else
-			evbuffer_add(out, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", *p));
+		memcpy(dst, run, (size_t)(p - run));
+		dst += p - run;
+		if (!n) {
+			memcpy(dst, "\\ufffd", 6);
+			dst += 6;
+		} else if (*p == '"' || *p == '\\') {
+			*dst++ = '\\';
+			*dst++ = (char)*p;
+		} else {
+			dst += snprintf(dst, 7, "\\u%04x", *p);
+		}
 		run = ++p;
 	}
-	evbuffer_add(out, run, (size_t)(p - run));
+	memcpy(dst, run, (size_t)(p - run));
+	return dst + (p - run);
+}
+
+/* s as a JSON string literal, quotes included, at dst (room:
+ * KS_ESC_MAX(strlen(s)) + 2); returns the end. */
+static char *ks_quote(char *dst, const char *s)
+{
+	*dst++ = '"';
+	dst = ks_escape(dst, s);
+	*dst++ = '"';
+	return dst;
+}
+
+/*
+ * Writing straight into out's last chunk: ks_reserve gives room for max
+ * bytes (NULL without memory: nothing is written), ks_commit adds the
+ * bytes [v->iov_base, end) to out.
+ */
+static char *ks_reserve(struct evbuffer *out, size_t max, struct evbuffer_iovec *v)
+{
+	return evbuffer_reserve_space(out, (ev_ssize_t)max, v, 1) < 1 ? NULL : v->iov_base;
+}
+
+static void ks_commit(struct evbuffer *out, struct evbuffer_iovec *v, const char *end)
+{
+	v->iov_len = (size_t)(end - (const char *)v->iov_base);
+	evbuffer_commit_space(out, v, 1);
 }
 
 void ks_put_str(struct evbuffer *out, const char *s)
 {
-	evbuffer_add(out, "\"", 1);
-	ks_put_escaped(out, s);
-	evbuffer_add(out, "\"", 1);
+	struct evbuffer_iovec v;
+	char *p = ks_reserve(out, KS_ESC_MAX(strlen(s)) + 2, &v);
+
+	if (p)
+		ks_commit(out, &v, ks_quote(p, s));
 }
 
 json_t *ks_json_string(const char *s)
@@ -768,9 +890,7 @@ json_t *ks_json_string(const char *s)
 	if (!b)
 		return NULL;
 	/* Escaped for JSON, then read back by jansson: invalid bytes are U+FFFD. */
-	evbuffer_add(b, "\"", 1);
-	ks_put_escaped(b, s);
-	evbuffer_add(b, "\"", 1);
+	ks_put_str(b, s);
 	len = evbuffer_get_length(b);
 	j = json_loadb((const char *)evbuffer_pullup(b, -1), len, JSON_DECODE_ANY, NULL);
 	evbuffer_free(b);
@@ -793,70 +913,93 @@ static char *ks_itoa(char *p, long long v)
 	return p + (d + sizeof(d) - q);
 }
 
-/* The response up to the output's first key: {"model_name", "model_version", "id", "outputs":[{"name". */
-static void ks_encode_head(struct evbuffer *out, const struct model *m, const char *id)
+/* Room ks_head needs: fixed text, an integer, three escaped strings. */
+static size_t ks_head_max(const struct model *m, const char *id)
 {
-	char buf[48], *p;
-
-	evbuffer_add(out, "{\"model_name\":", 14);
-	ks_put_str(out, m->name);
-	memcpy(buf, ",\"model_version\":\"", 18);
-	p = buf + 18;
-	p = ks_itoa(p, m->version);
-	*p++ = '"';
-	evbuffer_add(out, buf, (size_t)(p - buf));
-	if (id) {
-		evbuffer_add(out, ",\"id\":", 6);
-		ks_put_str(out, id);
-	}
-	evbuffer_add(out, ",\"outputs\":[{\"name\":", 20);
-	ks_put_str(out, m->output.name);
+	return 128 + KS_ESC_MAX(strlen(m->name)) + KS_ESC_MAX(strlen(m->output.name)) +
+	       (id ? KS_ESC_MAX(strlen(id)) : 0);
 }
 
-size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
-		       const float *values, bool binary)
+/* The response up to the output's first key: {"model_name", "model_version",
+ * "id", "outputs":[{"name", at p (room: ks_head_max); returns the end. */
+static char *ks_head(char *p, const struct model *m, const char *id)
 {
-	size_t n = (size_t)rows * m->out_dim, start = evbuffer_get_length(out), hdr, used = 0;
-	char buf[4096], shape[64], *p;
-
-	ks_encode_head(out, m, id);
-	evbuffer_add(out, ",\"datatype\":\"", 13);
-	evbuffer_add(out, dtype_kserve_name(m->output.dtype), strlen(dtype_kserve_name(m->output.dtype)));
-	memcpy(shape, "\",\"shape\":[", 11);
-	p = ks_itoa(shape + 11, rows);
-	*p++ = ',';
-	p = ks_itoa(p, m->out_dim);
-	*p++ = ']';
-	*p++ = ',';
-	evbuffer_add(out, shape, (size_t)(p - shape));
-	if (binary) {
-		/* Little-endian FP32, as the host stores it (x86-64, aarch64). */
-		evbuffer_add_printf(out, "\"parameters\":{\"binary_data_size\":%zu}}]}",
-				    n * sizeof(float));
-		hdr = evbuffer_get_length(out) - start;
-		evbuffer_add(out, values, n * sizeof(float));
-		return hdr;
+	KS_PUT(p, "{\"model_name\":");
+	p = ks_quote(p, m->name);
+	KS_PUT(p, ",\"model_version\":\"");
+	p = ks_itoa(p, m->version);
+	*p++ = '"';
+	if (id) {
+		KS_PUT(p, ",\"id\":");
+		p = ks_quote(p, id);
 	}
-	evbuffer_add(out, "\"data\":[", 8);
-	/* Gathered in buf: one evbuffer_add per 4 KiB, not per value. */
+	KS_PUT(p, ",\"outputs\":[{\"name\":");
+	return ks_quote(p, m->output.name);
+}
+
+static void ks_encode_head(struct evbuffer *out, const struct model *m, const char *id)
+{
+	struct evbuffer_iovec v;
+	char *p = ks_reserve(out, ks_head_max(m, id), &v);
+
+	if (p)
+		ks_commit(out, &v, ks_head(p, m, id));
+}
+
+/* The n values as a JSON list's contents at p (room: n x (JFAST_FLOAT_MAX
+ * + 1)); returns the end. */
+static char *ks_put_values(char *p, const float *values, size_t n)
+{
 	for (size_t i = 0; i < n; i++) {
-		if (used > sizeof(buf) - JFAST_FLOAT_MAX - 1) {
-			evbuffer_add(out, buf, used);
-			used = 0;
-		}
 		if (i)
-			buf[used++] = ',';
+			*p++ = ',';
 		/* %.9g text (round-trips every float32 exactly); Inf and NaN are
 		 * no JSON number (callers answer 500 first: ks_check_output), so null. */
 		if (isfinite(values[i])) {
-			used += (size_t)jfast_put_float(buf + used, values[i]);
+			p += jfast_put_float(p, values[i]);
 		} else {
-			memcpy(buf + used, "null", 4);
-			used += 4;
+			KS_PUT(p, "null");
 		}
 	}
-	memcpy(buf + used, "]}]}", 4);
-	evbuffer_add(out, buf, used + 4);
+	return p;
+}
+
+/* The whole answer goes into one reserved space: no copy, no regrowth. */
+size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
+		       const float *values, bool binary)
+{
+	size_t n = (size_t)rows * m->out_dim, hdr;
+	const char *dt = dtype_kserve_name(m->output.dtype);
+	struct evbuffer_iovec v;
+	char *base, *p;
+
+	base = ks_reserve(out, ks_head_max(m, id) + strlen(dt) + 128 +
+			  (binary ? 0 : n * (JFAST_FLOAT_MAX + 1)), &v);
+	if (!base)
+		return 0;
+	p = ks_head(base, m, id);
+	KS_PUT(p, ",\"datatype\":\"");
+	memcpy(p, dt, strlen(dt));
+	p += strlen(dt);
+	KS_PUT(p, "\",\"shape\":[");
+	p = ks_itoa(p, rows);
+	*p++ = ',';
+	p = ks_itoa(p, m->out_dim);
+	KS_PUT(p, "],");
+	if (binary) {
+		/* Little-endian FP32, as the host stores it (x86-64, aarch64). */
+		KS_PUT(p, "\"parameters\":{\"binary_data_size\":");
+		p = ks_itoa(p, (long long)(n * sizeof(float)));
+		KS_PUT(p, "}}]}");
+		hdr = (size_t)(p - base);
+		ks_commit(out, &v, p);
+		evbuffer_add(out, values, n * sizeof(float));
+		return hdr;
+	}
+	KS_PUT(p, "\"data\":[");
+	p = ks_put_values(p, values, n);
+	KS_PUT(p, "]}]}");
+	ks_commit(out, &v, p);
 	return 0;
 }
 

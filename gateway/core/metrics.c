@@ -181,11 +181,18 @@ static void met_add(struct met_hist *h, int b, uint64_t v)
 void met_observe_ns(struct met_hist *h, uint64_t ns)
 {
 	double s = ns / 1e9;
-	int b = 0;
+	int lo = 0, hi = MET_LAT_BUCKETS;
 
-	while (b < MET_LAT_BUCKETS && s > met_lat_le[b])
-		b++;
-	met_add(h, b, ns);
+	/* the first bucket whose bound is >= s (MET_LAT_BUCKETS: +Inf), by halves */
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+
+		if (s > met_lat_le[mid])
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	met_add(h, lo, ns);
 }
 
 void met_observe_rows(struct met_hist *h, uint64_t rows)

@@ -67,17 +67,26 @@ static void sched_pub_write(struct sched_q *q, uint64_t be_version)
 	struct sched_pub *p = &q->pub;
 	uint32_t seq = atomic_load_explicit(&p->seq, memory_order_relaxed);
 	int levels = q->pq.sq.hi < SCHED_PUB_LEVELS ? q->pq.sq.hi : SCHED_PUB_LEVELS;
+	struct router_cand v = { 0 };
+	int ahead_done = -1;
 
 	atomic_store_explicit(&p->seq, seq + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 	for (int l = 1; l <= levels; l++) {
 		struct sched_pub_level *pl = &p->lv[l - 1];
-		struct router_cand v = { 0 };
+		int ahead = sq_rows_ahead(&q->pq.sq, l);
 		double f = svc_wait_factor(&q->pq.svc, l);
 		uint64_t fb;
 
-		/* now = UINT64_MAX: no slot residual; readers add their own */
-		pol_view(&s->pb, (int)(q - s->qs), 1, l, UINT64_MAX, &v);
+		/* A level sees the level above's view when no rows are queued
+		 * at it: what is published (work, exec, flags) depends on the
+		 * level only through the rows ahead, the factor apart. */
+		if (ahead != ahead_done) {
+			v = (struct router_cand){ 0 };
+			/* now = UINT64_MAX: no slot residual; readers add their own */
+			pol_view(&s->pb, (int)(q - s->qs), 1, l, UINT64_MAX, &v);
+			ahead_done = ahead;
+		}
 		memcpy(&fb, &f, sizeof(fb));
 		atomic_store_explicit(&pl->work_ns, v.work_ns, memory_order_relaxed);
 		atomic_store_explicit(&pl->exec_ns, v.exec_ns, memory_order_relaxed);

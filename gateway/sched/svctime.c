@@ -11,11 +11,10 @@
 
 int svc_bucket(int rows)
 {
-	int b = 0;
+	/* the least b with 2^b >= rows: ceil(log2(rows)) */
+	int b = rows <= 1 ? 0 : 32 - __builtin_clz((unsigned)rows - 1);
 
-	while (b < SVC_BUCKETS - 1 && (1 << b) < rows)
-		b++;
-	return b;
+	return b < SVC_BUCKETS - 1 ? b : SVC_BUCKETS - 1;
 }
 
 void svc_init(struct svc_model *s, double a_ns, double b_ns, double alpha)
@@ -38,18 +37,16 @@ void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns)
 		s->ewma[b] += s->alpha * ((double)exec_ns - s->ewma[b]);
 	if (s->seen[b] < UINT32_MAX)
 		s->seen[b]++;
+	s->seen_mask |= 1u << b;
 }
 
 /* Nearest seen buckets at or below b (*lo) and at or above b (*hi); -1 when none. */
 static void svc_neighbours(const struct svc_model *s, int b, int *lo, int *hi)
 {
-	*lo = *hi = -1;
-	for (int i = b; i >= 0 && *lo < 0; i--)
-		if (s->seen[i])
-			*lo = i;
-	for (int i = b; i < SVC_BUCKETS && *hi < 0; i++)
-		if (s->seen[i])
-			*hi = i;
+	uint32_t below = s->seen_mask & ((2u << b) - 1), above = s->seen_mask >> b;
+
+	*lo = below ? 31 - __builtin_clz(below) : -1;
+	*hi = above ? b + __builtin_ctz(above) : -1;
 }
 
 static double svc_warm(const struct svc_model *s, double n)

@@ -37,6 +37,7 @@ struct svc_model {
 	double alpha;			/* EWMA weight of a new sample */
 	double ewma[SVC_BUCKETS];
 	uint32_t seen[SVC_BUCKETS];
+	uint32_t seen_mask;		/* bit b: seen[b] != 0 (svc_predict's search) */
 	struct svc_wait wait[SVC_LEVELS];	/* by priority level - 1 */
 };
 

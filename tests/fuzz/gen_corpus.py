@@ -46,6 +46,13 @@ json_bodies = {
     "overflow": '{"inputs":[' + INP + ',"shape":[1,4],"data":[1,2,1e39,4]}]}',
     "huge_timeout": '{"parameters":{"timeout":9223372036854775807},"inputs":[' + INP +
                     ',"shape":[1,4],"data":[1,2,3,4]}]}',
+    # issue 18: bodies the one-walk reader (jfast_read) takes, and a shape
+    # value of 19 digits it leaves to jansson
+    "plain": '{"id":"p","inputs":[' + INP + ',"shape":[1,4],"data":[0.0,12.5,-3,1e-2]}],'
+             '"parameters":{"priority":1,"variant":"fp32"},'
+             '"outputs":[{"name":"probabilities","parameters":{"binary_data":false}}]}',
+    "plain-shape-19-digits": '{"inputs":[' + INP + ',"shape":[1000000000000000001,4],'
+                             '"data":[1,2,3,4]}]}',
 }
 for name, body in json_bodies.items():
     put("kserve", name, b"\x00" + body.encode())

@@ -371,6 +371,30 @@ static void test_put_float(void **state)
 		expect_printf_text(v);
 	}
 	assert_true(n > 4000000);
+	/* 2M random bit patterns (a fixed xorshift seed), the subnormals by a
+	 * finer stride, and the largest floats below each power of two */
+	for (uint64_t i = 0, x = 0x9e3779b97f4a7c15ULL; i < 2000000; i++) {
+		uint32_t b;
+		float v;
+
+		x ^= x << 13;
+		x ^= x >> 7;
+		x ^= x << 17;
+		b = (uint32_t)(x >> 32);
+		memcpy(&v, &b, sizeof(v));
+		expect_printf_text(v);
+	}
+	for (uint32_t b = 1; b < 0x00800000u; b += 61) {
+		float v;
+
+		memcpy(&v, &b, sizeof(v));
+		expect_printf_text(v);
+		expect_printf_text(-v);
+	}
+	for (int e = -149; e <= 127; e++) {
+		expect_printf_text(ldexpf(1.0f, e));
+		expect_printf_text(nextafterf(ldexpf(1.0f, e), 0));
+	}
 }
 
 /* jfast_tree of [s, s+len) minus [b, e) against jansson on that text: the
@@ -468,6 +492,142 @@ static void test_tree(void **state)
 	assert_true(answered > 1000);	/* the mutants it took were checked */
 }
 
+static bool read_str(const char *s, struct jfast_req *r)
+{
+	return jfast_read(s, strlen(s), r);
+}
+
+/* jfast_read takes the plain request whole, and declines the rest. */
+static void test_read(void **state)
+{
+	struct jfast_req r;
+
+	(void)state;
+	assert_true(read_str("{\"id\":\"q\",\"inputs\":[{\"name\":\"input\",\"shape\":[1,3],"
+			     "\"datatype\":\"FP32\",\"data\":[0.5,-2,1e1]}],\"parameters\":"
+			     "{\"priority\":2,\"timeout\":7,\"binary_data_output\":false,"
+			     "\"variant\":\"int8\"},\"outputs\":[{\"name\":\"p\",\"parameters\":"
+			     "{\"binary_data\":true}}]} ", &r));
+	assert_int_equal(r.id.len, 1);
+	assert_memory_equal(r.name.s, "input", 5);
+	assert_memory_equal(r.datatype.s, "FP32", 4);
+	assert_int_equal(r.ndim, 2);
+	assert_true(r.dims[0] == 1 && r.dims[1] == 3);
+	assert_int_equal(r.n, 3);
+	assert_true(r.vals[0] == 0.5f && r.vals[1] == -2.0f && r.vals[2] == 10.0f);
+	assert_true(r.has_priority && r.priority == 2 && r.has_timeout && r.timeout == 7);
+	assert_false(r.binary_data_output);
+	assert_memory_equal(r.variant.s, "int8", 4);
+	assert_int_equal(r.n_outputs, 1);
+	assert_int_equal(r.out_binary[0], 2);
+	free(r.vals);
+	assert_true(read_str("{\"inputs\":[{\"data\":[]}]}", &r));
+	assert_int_equal(r.n, 0);
+	free(r.vals);
+	/* what the general path reads (or rejects) */
+	assert_false(read_str("{\"inputs\":[{\"data\":[1],\"data\":[2]}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"n\\u0061me\":\"input\"}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"data\":[[1]]}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"data\":[1,]}]}", &r));
+	assert_false(read_str("{\"inputs\":[{},{}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"shape\":[1234567890123456789]}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"shape\":[-1]}]}", &r));
+	assert_false(read_str("{\"other\":1}", &r));
+	assert_false(read_str("{\"id\":\"\\u00e9\"}", &r));
+	assert_false(read_str("{\"id\":\"x\"} x", &r));
+	assert_false(read_str("{\"id\":\"x\"", &r));
+	assert_false(read_str("{\"parameters\":{\"priority\":01}}", &r));
+	assert_false(read_str("{\"parameters\":{\"timeout\":1e3}}", &r));
+	assert_false(read_str("{\"outputs\":[{\"parameters\":{\"class_count\":1}}]}", &r));
+	assert_true(r.vals == NULL);
+}
+
+/* A random number token, mostly of the usual shapes, some not JSON. */
+static size_t gen_token(char *p, uint64_t *x)
+{
+	static const char *const odd[] = { "01", "1.", ".5", "-", "1e", "1e5", "2E-3", "-0",
+					   "0.0", "00.1", "1.5e+2", "-x", "1.2.3" };
+	size_t n = 0;
+	int a, b;
+
+	*x ^= *x << 13;
+	*x ^= *x >> 7;
+	*x ^= *x << 17;
+	if (*x % 16 == 0) {
+		const char *o = odd[*x / 16 % (sizeof(odd) / sizeof(odd[0]))];
+
+		memcpy(p, o, strlen(o));
+		return strlen(o);
+	}
+	if (*x & 32)
+		p[n++] = '-';
+	a = 1 + (int)((*x >> 8) % 10);	/* integer digits: 1..10 */
+	b = (int)((*x >> 16) % 11);	/* fraction digits: 0..10 */
+	for (int i = 0; i < a; i++)
+		p[n++] = (char)('0' + (*x >> (20 + i * 3)) % 10);
+	if (a > 1 && p[n - a] == '0')
+		p[n - a] = '7';
+	if (b) {
+		p[n++] = '.';
+		for (int i = 0; i < b; i++)
+			p[n++] = (char)('0' + (*x >> (30 + i * 3)) % 10);
+	}
+	return n;
+}
+
+/* The data list as jfast_read reads it (8 bytes a step where it can)
+ * against jansson's numbers, (float) of each: the same values, and never
+ * a list jansson rejects. */
+static void test_read_numbers_like_jansson(void **state)
+{
+	static char body[4096];
+	uint64_t x = 0x2545f4914f6cdd1dULL;
+	int taken = 0;
+
+	(void)state;
+	for (int round = 0; round < 3000; round++) {
+		size_t n = 0;
+		int k = 1 + (int)(x % 40);
+		struct jfast_req r;
+		json_error_t je;
+		json_t *j;
+		bool ok;
+
+		n += (size_t)sprintf(body, "{\"inputs\":[{\"data\":[");
+		for (int i = 0; i < k; i++) {
+			if (i) {
+				const char *sep = x & 1 ? "," : x & 2 ? ", " : " ,";
+
+				memcpy(body + n, sep, strlen(sep));
+				n += strlen(sep);
+			}
+			n += gen_token(body + n, &x);
+		}
+		n += (size_t)sprintf(body + n, "]}]}");
+		ok = jfast_read(body, n, &r);
+		j = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
+		if (ok && !j)
+			fail_msg("jfast_read took what jansson rejects: %.*s", (int)n, body);
+		if (ok) {
+			json_t *d = json_object_get(json_array_get(json_object_get(j, "inputs"), 0),
+						    "data");
+
+			assert_int_equal(r.n, json_array_size(d));
+			for (size_t i = 0; i < r.n; i++) {
+				float want = (float)json_number_value(json_array_get(d, i));
+
+				if (memcmp(&want, &r.vals[i], sizeof(want)))
+					fail_msg("value %zu of %.*s: %a, jansson %a", i, (int)n, body,
+						 (double)r.vals[i], (double)want);
+			}
+			free(r.vals);
+			taken++;
+		}
+		json_decref(j);
+	}
+	assert_true(taken > 100);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -477,6 +637,8 @@ int main(void)
 		cmocka_unit_test(test_walk_agrees_with_jansson),
 		cmocka_unit_test(test_put_float),
 		cmocka_unit_test(test_tree),
+		cmocka_unit_test(test_read),
+		cmocka_unit_test(test_read_numbers_like_jansson),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -574,6 +574,164 @@ static void test_encode_config(void **state)
 	evbuffer_free(b);
 }
 
+/*
+ * ks_parse_infer reads a plain body in one walk (jfast_read) and falls
+ * back to the general path (jansson's tree) for anything else or any
+ * failing check.  A binary section of 0 bytes forces the general path
+ * for a body without binary inputs: both must give the same request, or
+ * the same status and message.
+ */
+static void same_both_ways(const char *body)
+{
+	struct ks_infer a, b;
+	char ea[512] = "", eb[512] = "";
+	int ra = ks_parse_infer(&tm, body, strlen(body), NULL, 0, &a, ea, sizeof(ea));
+	int rb = ks_parse_infer(&tm, body, strlen(body), "", 0, &b, eb, sizeof(eb));
+
+	if (ra != rb || (ra && strcmp(ea, eb)))
+		fail_msg("%s: fast %d \"%s\", general %d \"%s\"", body, ra, ea, rb, eb);
+	if (ra)
+		return;
+	assert_int_equal(a.rows, b.rows);
+	assert_int_equal(a.has_id, b.has_id);
+	assert_string_equal(a.id, b.id);
+	assert_int_equal(a.priority, b.priority);
+	assert_int_equal(a.timeout_us, b.timeout_us);
+	assert_int_equal(a.binary_output, b.binary_output);
+	assert_int_equal(a.variant, b.variant);
+	assert_int_equal(a.class_count, b.class_count);
+	assert_memory_equal(a.data, b.data, (size_t)a.rows * tm.in_dim * sizeof(float));
+	ks_infer_free(&a);
+	ks_infer_free(&b);
+}
+
+static void test_fast_path_same_as_general(void **state)
+{
+	static const char *const in = "{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],";
+	static const char *const tails[] = {
+		"\"data\":[1,2,3,4]}]}",
+		"\"data\":[0.0,-0.0,12.5,-7]}]}",
+		"\"data\":[1e3,2.5E-2,-0,123456789012345]}]}",
+		"\"data\":[0.1,0.2,0.30000000000000004,3.4028235e38]}]}",
+		"\"data\":[1e-46,1.17549435e-38,1.4e-45,99999999999999999999]}]}",
+		"\"data\":[ 1 , 2 ,3\n,\t4 ]}]}",
+		"\"data\":[1,2,3,4,]}]}",
+		"\"data\":[1,2,3]}]}",
+		"\"data\":[1,2,3,4,5]}]}",
+		"\"data\":[1,2,3,1e39]}]}",
+		"\"data\":[1,2,3,01]}]}",
+		"\"data\":[1,2,3,1.]}]}",
+		"\"data\":[1,2,3,\"4\"]}]}",
+		"\"data\":[[1,2,3,4]]}]}",
+		"\"data\":[1,2,3,4],\"data\":[1,2,3,4]}]}",
+		"\"data\":[1,2,3,4]}],\"id\":\"abc\"}",
+		"\"data\":[1,2,3,4]}],\"id\":\"a\\u0062c\"}",
+		"\"data\":[1,2,3,4]}],\"id\":7}",
+		"\"data\":[1,2,3,4]}],\"id\":\"x\",\"id\":\"y\"}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"priority\":3,\"timeout\":100}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"priority\":1000001}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"priority\":-1}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"priority\":1.0}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"timeout\":9999999999999999999}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"timeout\":999999999999999999}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"binary_data_output\":true}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"binary_data_output\":1}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"variant\":\"int8\"}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"variant\":\"fp16\"}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":{\"sequence_id\":1}}",
+		"\"data\":[1,2,3,4]}],\"parameters\":null}",
+		"\"data\":[1,2,3,4]}],\"outputs\":[{\"name\":\"probabilities\"}]}",
+		"\"data\":[1,2,3,4]}],\"outputs\":[]}",
+		"\"data\":[1,2,3,4]}],\"outputs\":[{\"name\":\"probabilities\",\"parameters\":"
+		"{\"binary_data\":false}}],\"parameters\":{\"binary_data_output\":true}}",
+		"\"data\":[1,2,3,4]}],\"outputs\":[{\"name\":\"probabilities\",\"parameters\":"
+		"{\"binary_data\":true}},{\"name\":\"probabilities\"}]}",
+		"\"data\":[1,2,3,4]}],\"outputs\":[{\"name\":\"logits\"}]}",
+		"\"data\":[1,2,3,4]}],\"outputs\":[{\"name\":\"probabilities\",\"parameters\":"
+		"{\"classification\":2}}]}",
+		"\"data\":[1,2,3,4]}],\"outputs\":{}}",
+		"\"data\":[1,2,3,4]}],\"other\":[1,{\"a\":null}]}",
+		"\"data\":[1,2,3,4]}]} ",
+		"\"data\":[1,2,3,4]}]}x",
+		"\"data\":[1,2,3,4]}]",
+		"\"data\":[1,2,3,4]},{}]}",
+		"\"data\":[1,2,3,4],\"extra\":true}]}",
+	};
+	static const char *const whole[] = {
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[2,4],"
+		"\"data\":[1,2,3,4,5,6,7,8]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[0,4],\"data\":[]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[9,4],\"data\":[]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4,1],"
+		"\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+		"\"shape\":[1000000000000000000,4],\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\","
+		"\"shape\":[1234567890123456789,4],\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,-4],"
+		"\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1.0,4],"
+		"\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP16\",\"shape\":[1,4],"
+		"\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\\u0000\",\"shape\":[1,4],"
+		"\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"img\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"datatype\":\"FP32\",\"shape\":[1,4],\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4]}]}",
+		"{\"inputs\":[]}",
+		"{\"inputs\":{}}",
+		"{}",
+		"[]",
+		" {\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"data\":[1,2,3,4]}]}\n",
+	};
+	char body[1024];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		snprintf(body, sizeof(body), "{\"inputs\":[%s%s", in, tails[i]);
+		same_both_ways(body);
+	}
+	for (size_t i = 0; i < sizeof(whole) / sizeof(whole[0]); i++)
+		same_both_ways(whole[i]);
+}
+
+/* ks_check_finite names the first non-finite value wherever it lies (16
+ * values are checked a step), and passes the largest finite ones. */
+static void test_check_finite_positions(void **state)
+{
+	static const uint32_t bad[] = { 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffffffffu,
+					0x7f800001u };
+	static const uint32_t fine[] = { 0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x80000000u,
+					 0x3f800000u, 0x00800000u };
+	unsigned char buf[70 * 4 + 1];
+	char err[512], want[128];
+
+	(void)state;
+	for (size_t n = 1; n <= 70; n++) {
+		for (size_t i = 0; i < n; i++)
+			memcpy(buf + 1 + 4 * i, &fine[i % 6], 4);	/* +1: unaligned */
+		assert_int_equal(ks_check_finite(buf + 1, n, err, sizeof(err)), 0);
+		for (size_t at = 0; at < n; at++) {
+			uint32_t b = bad[(n + at) % 5], keep;
+
+			memcpy(&keep, buf + 1 + 4 * at, 4);
+			memcpy(buf + 1 + 4 * at, &b, 4);
+			if (at + 1 < n)
+				memcpy(buf + 1 + 4 * (n - 1), &bad[0], 4);	/* a later one too */
+			assert_int_equal(ks_check_finite(buf + 1, n, err, sizeof(err)), 400);
+			snprintf(want, sizeof(want), "inputs[0].data[%zu]: not a finite FP32 value",
+				 at);
+			assert_memory_equal(err, want, strlen(want));
+			memcpy(buf + 1 + 4 * at, &keep, 4);
+			memcpy(buf + 1 + 4 * (n - 1), &fine[(n - 1) % 6], 4);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -587,11 +745,13 @@ int main(void)
 		cmocka_unit_test(test_binary_nonfinite_refused),
 		cmocka_unit_test(test_timeout_saturates),
 		cmocka_unit_test(test_nonfinite_output),
+		cmocka_unit_test(test_check_finite_positions),
 		cmocka_unit_test(test_put_str_always_json),
 		cmocka_unit_test(test_unsupported_params),
 		cmocka_unit_test(test_class_count_parse),
 		cmocka_unit_test(test_classes),
 		cmocka_unit_test(test_encode_config),
+		cmocka_unit_test(test_fast_path_same_as_general),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -16,6 +16,12 @@ static void test_warm_start_and_buckets(void **state)
 	assert_int_equal(svc_bucket(1), 0);
 	assert_int_equal(svc_bucket(3), 2);
 	assert_int_equal(svc_bucket(64), 6);
+	/* the least b with 2^b >= rows, capped at the last bucket */
+	for (int rows = -1, b = 0; rows <= 70000; rows++) {
+		while (b < SVC_BUCKETS - 1 && (1 << b) < rows)
+			b++;
+		assert_int_equal(svc_bucket(rows), b);
+	}
 	/* Predictions are per padded bucket: 3 rows cost like 4. */
 	assert_int_equal(svc_predict(&s, 1), 1100);
 	assert_int_equal(svc_predict(&s, 3), 1400);
@@ -64,6 +70,32 @@ static void test_extrapolate_with_warm_start(void **state)
 	/* in between two seen buckets: interpolated */
 	svc_observe(&s, 64, 20000000);
 	assert_int_equal(svc_predict(&s, 7), (uint64_t)(3300000 + (20000000.0 - 3300000) * (8 - 2) / 62));
+}
+
+/* The nearest seen buckets each side, whatever the pattern of seen ones:
+ * against t(n) = n (every bucket's sample on one line, no warm start),
+ * a prediction between two seen buckets is that line, and outside them
+ * the line through the two nearest. */
+static void test_neighbours_any_pattern(void **state)
+{
+	for (unsigned mask = 1; mask < 1u << 10; mask++) {
+		struct svc_model s;
+
+		svc_init(&s, 0, 0, 1.0);
+		for (int b = 0; b < 10; b++)
+			if (mask & 1u << b)
+				svc_observe(&s, 1 << b, (uint64_t)1000 << b);
+		for (int b = 0; b < SVC_BUCKETS; b++) {
+			uint64_t want = (uint64_t)1000 << b;
+
+			if (__builtin_popcount(mask) == 1 && !(mask & 1u << b))
+				want = (uint64_t)1000 << __builtin_ctz(mask);	/* flat */
+			if (svc_predict(&s, 1 << b) != want)
+				fail_msg("mask %#x bucket %d: %llu, want %llu", mask, b,
+					 (unsigned long long)svc_predict(&s, 1 << b),
+					 (unsigned long long)want);
+		}
+	}
 }
 
 /* n samples at priority level: a fraction `tail` (spread evenly) with
@@ -130,6 +162,7 @@ int main(void)
 		cmocka_unit_test(test_learn_ewma),
 		cmocka_unit_test(test_fit_line),
 		cmocka_unit_test(test_extrapolate_with_warm_start),
+		cmocka_unit_test(test_neighbours_any_pattern),
 		cmocka_unit_test(test_wait_calibration),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
