@@ -11,7 +11,7 @@
 #include "scheduler.h"
 #include "util.h"
 
-#define FRONT_POOL_DEFAULT 256
+#define FRONT_POOL_DEFAULT 1024	/* as call.c's CALL_FREE_MAX: one per call in flight */
 
 /* ---- priority and objective ---- */
 
