@@ -230,8 +230,8 @@ static int api_objective(struct call *c, const struct model *m, const struct ks_
 			 int *prio, uint64_t *objective_ns)
 {
 	struct front_hints h = { .priority = ki->priority, .timeout_us = ki->timeout_us,
-				 .x_priority = call_header(c, "x-priority"),
-				 .x_slo_ms = call_header(c, "x-slo-ms") };
+				 .x_priority = call_hdr(c, CALL_H_X_PRIORITY),
+				 .x_slo_ms = call_hdr(c, CALL_H_X_SLO_MS) };
 	char err[512];
 
 	if (!front_objective(rt_model_conf(c->rt, m), &h, prio, objective_ns, err, sizeof(err)))
@@ -292,11 +292,11 @@ static int api_parse_body(struct call *c, const struct model *m, struct ks_infer
 {
 	size_t len = evbuffer_get_length(c->body);
 	const char *body = (const char *)evbuffer_pullup(c->body, len);
-	const char *ihcl = call_header(c, "inference-header-content-length");
+	const char *ihcl = call_hdr(c, CALL_H_IHCL);
 	char *end;
 	unsigned long long hl;
 
-	if (api_is_msgpack(call_header(c, "content-type")))
+	if (api_is_msgpack(call_hdr(c, CALL_H_CONTENT_TYPE)))
 		return mp_parse_infer(m, body, len, ki, NULL, err, errlen);
 	if (!ihcl)
 		return ks_parse_infer(m, body, len, NULL, 0, ki, err, errlen);

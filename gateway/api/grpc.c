@@ -70,7 +70,7 @@ static void grpc_evbuf_append(ProtobufCBuffer *b, size_t len, const uint8_t *dat
 
 bool grpc_is_request(const struct call *c)
 {
-	const char *ct = call_header(c, "content-type");
+	const char *ct = call_hdr(c, CALL_H_CONTENT_TYPE);
 
 	return ct && !strncmp(ct, "application/grpc", 16) &&
 	       (ct[16] == 0 || ct[16] == '+' || ct[16] == ';');
@@ -191,7 +191,7 @@ static void grpc_reply(struct call *c, const ProtobufCMessage *msg)
  */
 static bool grpc_encoding_ok(struct call *c)
 {
-	const char *enc = call_header(c, "grpc-encoding");
+	const char *enc = call_hdr(c, CALL_H_GRPC_ENCODING);
 
 	if (!enc || !strcmp(enc, "identity") || !strcmp(enc, "gzip"))
 		return true;
@@ -203,7 +203,7 @@ static bool grpc_encoding_ok(struct call *c)
 /* c's messages may be gzip-compressed (grpc-encoding gzip). */
 static bool grpc_gzip(const struct call *c)
 {
-	const char *enc = call_header(c, "grpc-encoding");
+	const char *enc = call_hdr(c, CALL_H_GRPC_ENCODING);
 
 	return enc && !strcmp(enc, "gzip");
 }
@@ -219,7 +219,7 @@ static ProtobufCMessage *grpc_decode(struct call *c, const ProtobufCMessageDescr
 				     uint8_t flag, const uint8_t *p, size_t len, int *st, int *code,
 				     char *err, size_t errlen)
 {
-	const char *enc = call_header(c, "grpc-encoding"), *why = "";
+	const char *enc = call_hdr(c, CALL_H_GRPC_ENCODING), *why = "";
 	struct evbuffer *z = NULL, *in = NULL;
 	ProtobufCMessage *msg = NULL;
 	size_t plain = len;
@@ -506,9 +506,9 @@ static int grpc_objective(struct call *c, const struct model *m,
 			  const Inference__ModelInferRequest *req, bool deadline, int *prio,
 			  uint64_t *objective_ns, int *variant, char *err, size_t errlen)
 {
-	struct front_hints h = { .x_priority = call_header(c, "x-priority"),
-				 .x_slo_ms = call_header(c, "x-slo-ms") };
-	const char *gt = deadline ? call_header(c, "grpc-timeout") : NULL;
+	struct front_hints h = { .x_priority = call_hdr(c, CALL_H_X_PRIORITY),
+				 .x_slo_ms = call_hdr(c, CALL_H_X_SLO_MS) };
+	const char *gt = deadline ? call_hdr(c, CALL_H_GRPC_TIMEOUT) : NULL;
 	int64_t tmo = gc_timeout_us(gt);
 
 	if (gc_infer_params(req, &h, err, errlen))

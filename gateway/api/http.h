@@ -36,6 +36,26 @@ struct hdr {
 
 enum http_proto { PROTO_UNKNOWN, PROTO_H1, PROTO_H2 };
 
+/* The request headers the gateway reads: call_add_header notes where the
+ * first of each is, so reading one (call_hdr) is not a walk over them all. */
+enum call_hk {
+	CALL_H_ACCEPT,			/* accept */
+	CALL_H_ACCEPT_ENCODING,		/* accept-encoding */
+	CALL_H_CONNECTION,		/* connection */
+	CALL_H_CONTENT_ENCODING,	/* content-encoding */
+	CALL_H_CONTENT_LENGTH,		/* content-length */
+	CALL_H_CONTENT_TYPE,		/* content-type */
+	CALL_H_EXPECT,			/* expect */
+	CALL_H_GRPC_ENCODING,		/* grpc-encoding */
+	CALL_H_GRPC_TIMEOUT,		/* grpc-timeout */
+	CALL_H_HTTP2_SETTINGS,		/* http2-settings */
+	CALL_H_IHCL,			/* inference-header-content-length */
+	CALL_H_UPGRADE,			/* upgrade */
+	CALL_H_X_PRIORITY,		/* x-priority */
+	CALL_H_X_SLO_MS,		/* x-slo-ms */
+	CALL_H_N
+};
+
 /* An HTTP/2 request's messaging state (RFC 9113 §8), kept by net's
  * h2check.c: zero for a new stream. */
 #define H2_MSG_MALFORMED 1u	/* a check failed: the stream is reset, never served */
@@ -66,6 +86,7 @@ struct call {
 	char *path;			/* without the query string */
 	int n_hdrs, cap_hdrs;
 	struct hdr *hdrs;		/* hdrs_inline, or a malloc'd array past it */
+	int hk[CALL_H_N];		/* 1 + the index in hdrs of the first such header; 0: none */
 	size_t hdr_bytes;
 	bool hdr_too_large;
 	struct evbuffer *body;
@@ -129,8 +150,13 @@ char *call_strndup(struct call *c, const char *s, size_t n);
 bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen);
 bool call_add_lc_header(struct call *c, const char *name, size_t nlen, const char *value,
 			size_t vlen);
-/* call_header - value of request header lname (lower-case), or NULL. */
+/* call_header - value of the first request header lname (lower-case), or NULL. */
 const char *call_header(const struct call *c, const char *lname);
+/* call_hdr - call_header for one of the headers enum call_hk names, at once. */
+static inline const char *call_hdr(const struct call *c, enum call_hk k)
+{
+	return c->hk[k] ? c->hdrs[c->hk[k] - 1].value : NULL;
+}
 /* call_set_resp_header - add a response header: name is a lower-case
  * string constant (kept as it is: the transports send it as it is), value
  * is copied.  Past CALL_MAX_RESP_HDRS, dropped. */

@@ -2,7 +2,6 @@
 #define _GNU_SOURCE
 #include "http.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <event2/buffer.h>
 #include <stdarg.h>
@@ -64,22 +63,31 @@ struct call *call_new(struct conn *conn)
 	return c;
 }
 
+/* n bytes that live as long as c: from c->str, then from a spill block
+ * ([next pointer][bytes]); NULL when out of memory. */
+static char *call_alloc(struct call *c, size_t n)
+{
+	char *p, *blk;
+
+	if (c->str_used + n <= sizeof(c->str)) {
+		p = c->str + c->str_used;
+		c->str_used += n;
+		return p;
+	}
+	blk = malloc(sizeof(char *) + n);
+	if (!blk)
+		return NULL;
+	memcpy(blk, &c->spill, sizeof(char *));
+	c->spill = blk;
+	return blk + sizeof(char *);
+}
+
 char *call_strndup(struct call *c, const char *s, size_t n)
 {
-	char *p;
+	char *p = call_alloc(c, n + 1);
 
-	if (c->str_used + n + 1 <= sizeof(c->str)) {
-		p = c->str + c->str_used;
-		c->str_used += n + 1;
-	} else {	/* spill block: [next pointer][string] */
-		char *blk = malloc(sizeof(char *) + n + 1);
-
-		if (!blk)
-			return NULL;
-		memcpy(blk, &c->spill, sizeof(char *));
-		c->spill = blk;
-		p = blk + sizeof(char *);
-	}
+	if (!p)
+		return NULL;
 	memcpy(p, s, n);
 	p[n] = 0;
 	return p;
@@ -178,42 +186,91 @@ static int call_grow_headers(struct call *c)
 	return 0;
 }
 
-/* The header is stored at the end; its name's copy, or NULL. */
-static char *call_store_header(struct call *c, const char *name, size_t nlen, const char *value,
-			       size_t vlen)
+/* k when name[0..sizeof(lit) - 1) is lit, else -1: a constant length, so
+ * the compiler compares words in place of calling memcmp. */
+#define CALL_HK_IS(name, lit, k) (memcmp((name), (lit), sizeof(lit) - 1) == 0 ? (k) : -1)
+
+/* The enum call_hk of lower-case name[0..len), or -1: by length, then
+ * (where two share one) by the first byte, then one comparison. */
+static int call_hk_of(const char *name, size_t len)
+{
+	switch (len) {
+	case 6:
+		return name[0] == 'a' ? CALL_HK_IS(name, "accept", CALL_H_ACCEPT)
+				      : CALL_HK_IS(name, "expect", CALL_H_EXPECT);
+	case 7:
+		return CALL_HK_IS(name, "upgrade", CALL_H_UPGRADE);
+	case 8:
+		return CALL_HK_IS(name, "x-slo-ms", CALL_H_X_SLO_MS);
+	case 10:
+		return name[0] == 'c' ? CALL_HK_IS(name, "connection", CALL_H_CONNECTION)
+				      : CALL_HK_IS(name, "x-priority", CALL_H_X_PRIORITY);
+	case 12:
+		return name[0] == 'c' ? CALL_HK_IS(name, "content-type", CALL_H_CONTENT_TYPE)
+				      : CALL_HK_IS(name, "grpc-timeout", CALL_H_GRPC_TIMEOUT);
+	case 13:
+		return CALL_HK_IS(name, "grpc-encoding", CALL_H_GRPC_ENCODING);
+	case 14:
+		return name[0] == 'c' ? CALL_HK_IS(name, "content-length", CALL_H_CONTENT_LENGTH)
+				      : CALL_HK_IS(name, "http2-settings", CALL_H_HTTP2_SETTINGS);
+	case 15:
+		return CALL_HK_IS(name, "accept-encoding", CALL_H_ACCEPT_ENCODING);
+	case 16:
+		return CALL_HK_IS(name, "content-encoding", CALL_H_CONTENT_ENCODING);
+	case 31:
+		return CALL_HK_IS(name, "inference-header-content-length", CALL_H_IHCL);
+	default:
+		return -1;
+	}
+}
+
+/* Store the header at the end (name and value in one stretch of c's
+ * strings), the name lower-cased when lower says; false when out of memory. */
+static bool call_store_header(struct call *c, const char *name, size_t nlen, const char *value,
+			      size_t vlen, bool lower)
 {
 	char *n;
+	int k;
 
 	if (c->n_hdrs == c->cap_hdrs && call_grow_headers(c))
-		return NULL;
-	n = call_strndup(c, name, nlen);
-	c->hdrs[c->n_hdrs].value = call_strndup(c, value, vlen);
-	if (!n || !c->hdrs[c->n_hdrs].value)
-		return NULL;
+		return false;
+	n = call_alloc(c, nlen + vlen + 2);
+	if (!n)
+		return false;
+	if (lower)
+		for (size_t i = 0; i < nlen; i++)	/* ASCII: tolower in the C locale */
+			n[i] = (unsigned char)(name[i] - 'A') < 26 ? name[i] + ('a' - 'A') : name[i];
+	else
+		memcpy(n, name, nlen);
+	n[nlen] = 0;
+	memcpy(n + nlen + 1, value, vlen);
+	n[nlen + 1 + vlen] = 0;
 	c->hdrs[c->n_hdrs].name = n;
+	c->hdrs[c->n_hdrs].value = n + nlen + 1;
 	c->n_hdrs++;
-	return n;
+	k = call_hk_of(n, nlen);
+	if (k >= 0 && !c->hk[k])
+		c->hk[k] = c->n_hdrs;
+	return true;
 }
 
 bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen)
 {
-	char *n = call_store_header(c, name, nlen, value, vlen);
-
-	if (!n)
-		return false;
-	for (char *p = n; *p; p++)
-		*p = tolower((unsigned char)*p);
-	return true;
+	return call_store_header(c, name, nlen, value, vlen, true);
 }
 
 bool call_add_lc_header(struct call *c, const char *name, size_t nlen, const char *value,
 			size_t vlen)
 {
-	return call_store_header(c, name, nlen, value, vlen) != NULL;
+	return call_store_header(c, name, nlen, value, vlen, false);
 }
 
 const char *call_header(const struct call *c, const char *lname)
 {
+	int k = call_hk_of(lname, strlen(lname));
+
+	if (k >= 0)
+		return call_hdr(c, k);
 	for (int i = 0; i < c->n_hdrs; i++)
 		if (strcmp(c->hdrs[i].name, lname) == 0)
 			return c->hdrs[i].value;
@@ -260,7 +317,7 @@ static void call_compress(struct call *c)
 	    call_resp_header(c, "content-encoding"))
 		return;
 	call_put_resp_header(c, "vary", "Accept-Encoding");
-	coding = zc_accept(call_header(c, "accept-encoding"));
+	coding = zc_accept(call_hdr(c, CALL_H_ACCEPT_ENCODING));
 	if (coding == ZC_IDENTITY)
 		return;
 	z = evbuffer_new();
@@ -290,7 +347,7 @@ void call_respond(struct call *c, int status, const char *ctype)
 
 bool call_accepts_msgpack(const struct call *c)
 {
-	const char *a = call_header(c, "accept");
+	const char *a = call_hdr(c, CALL_H_ACCEPT);
 
 	return a && (strcasestr(a, "application/msgpack") || strcasestr(a, "application/x-msgpack"));
 }
@@ -325,7 +382,8 @@ void call_respond_error(struct call *c, int status, const char *fmt, ...)
 static int call_content_coding(struct call *c, enum zc_coding *coding)
 {
 	*coding = ZC_IDENTITY;
-	for (int i = 0; i < c->n_hdrs; i++) {
+	/* from the first (none: nothing to walk) */
+	for (int i = c->hk[CALL_H_CONTENT_ENCODING] - 1; i >= 0 && i < c->n_hdrs; i++) {
 		const char *v = c->hdrs[i].value, *bad = NULL;
 		size_t badlen = 0;
 		int rc;

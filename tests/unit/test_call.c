@@ -1,0 +1,148 @@
+/*
+ * Unit tests for gateway/net/call.c's request headers: names stored lower
+ * case, call_header and call_hdr give the first of a name's fields, known
+ * and other names alike, past the inline array and the inline strings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http.h"
+
+/* A call as call_new leaves it, without a connection (headers only). */
+static struct call *t_call(void)
+{
+	struct call *c = calloc(1, sizeof(*c));
+
+	assert_non_null(c);
+	c->hdrs = c->hdrs_inline;
+	c->cap_hdrs = CALL_INLINE_HDRS;
+	return c;
+}
+
+static void t_call_free(struct call *c)
+{
+	while (c->spill) {
+		char *next;
+
+		memcpy(&next, c->spill, sizeof(char *));
+		free(c->spill);
+		c->spill = next;
+	}
+	if (c->hdrs != c->hdrs_inline)
+		free(c->hdrs);
+	free(c);
+}
+
+static bool t_add(struct call *c, const char *name, const char *value)
+{
+	return call_add_header(c, name, strlen(name), value, strlen(value));
+}
+
+/* Every name enum call_hk knows is found by both lookups, whatever its case
+ * on the wire; names that only look like one (same length, same first
+ * byte, a prefix) are not. */
+static void test_known_names(void **state)
+{
+	static const struct { const char *wire; enum call_hk k; const char *lc; } known[] = {
+		{ "Accept", CALL_H_ACCEPT, "accept" },
+		{ "ACCEPT-ENCODING", CALL_H_ACCEPT_ENCODING, "accept-encoding" },
+		{ "Connection", CALL_H_CONNECTION, "connection" },
+		{ "Content-Encoding", CALL_H_CONTENT_ENCODING, "content-encoding" },
+		{ "Content-Length", CALL_H_CONTENT_LENGTH, "content-length" },
+		{ "content-type", CALL_H_CONTENT_TYPE, "content-type" },
+		{ "Expect", CALL_H_EXPECT, "expect" },
+		{ "Grpc-Encoding", CALL_H_GRPC_ENCODING, "grpc-encoding" },
+		{ "grpc-timeout", CALL_H_GRPC_TIMEOUT, "grpc-timeout" },
+		{ "HTTP2-Settings", CALL_H_HTTP2_SETTINGS, "http2-settings" },
+		{ "Inference-Header-Content-Length", CALL_H_IHCL, "inference-header-content-length" },
+		{ "Upgrade", CALL_H_UPGRADE, "upgrade" },
+		{ "X-Priority", CALL_H_X_PRIORITY, "x-priority" },
+		{ "X-SLO-MS", CALL_H_X_SLO_MS, "x-slo-ms" },
+	};
+	static const char *const lookalike[] = { "acceptx", "accepT", "expecd", "content-typo",
+		"c", "", "x-slo-m", "grpc-timeouts", "http2-setting", "upgrades", "bccept" };
+	struct call *c = t_call();
+	char v[32];
+
+	(void)state;
+	assert_int_equal(sizeof(known) / sizeof(known[0]), CALL_H_N);
+	for (size_t i = 0; i < CALL_H_N; i++) {
+		assert_null(call_hdr(c, known[i].k));
+		snprintf(v, sizeof(v), "v%zu", i);
+		assert_true(t_add(c, known[i].wire, v));
+	}
+	for (size_t i = 0; i < CALL_H_N; i++) {
+		snprintf(v, sizeof(v), "v%zu", i);
+		assert_string_equal(call_hdr(c, known[i].k), v);
+		assert_string_equal(call_header(c, known[i].lc), v);
+		assert_string_equal(c->hdrs[i].name, known[i].lc);
+	}
+	for (size_t i = 0; i < sizeof(lookalike) / sizeof(lookalike[0]); i++)
+		assert_null(call_header(c, lookalike[i]));
+	t_call_free(c);
+}
+
+/* The first field of a name wins; other names are found by a walk; the
+ * index survives the array's growth and strings spilling out of c->str. */
+static void test_first_and_growth(void **state)
+{
+	struct call *c = t_call();
+	char name[32], big[300];
+
+	(void)state;
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	assert_true(t_add(c, "User-Agent", "ua"));
+	assert_true(t_add(c, "Content-Type", "application/json"));
+	assert_true(t_add(c, "content-type", "application/msgpack"));
+	for (int i = 0; i < 3 * CALL_INLINE_HDRS; i++) {
+		snprintf(name, sizeof(name), "X-Filler-%d", i);
+		assert_true(t_add(c, name, big));	/* spills past c->str */
+	}
+	assert_true(t_add(c, "X-SLO-Ms", "250"));
+	assert_true(call_add_lc_header(c, "accept", 6, "application/msgpack", 19));
+	assert_true(c->hdrs != c->hdrs_inline);
+	assert_non_null(c->spill);
+	assert_string_equal(call_hdr(c, CALL_H_CONTENT_TYPE), "application/json");
+	assert_string_equal(call_header(c, "content-type"), "application/json");
+	assert_string_equal(call_header(c, "user-agent"), "ua");
+	assert_string_equal(call_header(c, "x-filler-95"), big);
+	assert_string_equal(call_hdr(c, CALL_H_X_SLO_MS), "250");
+	assert_string_equal(call_hdr(c, CALL_H_ACCEPT), "application/msgpack");
+	assert_true(call_accepts_msgpack(c));
+	assert_null(call_hdr(c, CALL_H_X_PRIORITY));
+	assert_null(call_header(c, "x-filler-96"));
+	t_call_free(c);
+}
+
+/* A value may be empty or hold bytes a name may not. */
+static void test_values(void **state)
+{
+	struct call *c = t_call();
+
+	(void)state;
+	assert_true(call_add_header(c, "X-Priority", 10, "", 0));
+	assert_true(call_add_header(c, "X-Other", 7, "A B:C", 5));
+	assert_string_equal(call_hdr(c, CALL_H_X_PRIORITY), "");
+	assert_string_equal(call_header(c, "x-other"), "A B:C");
+	assert_false(call_accepts_msgpack(c));
+	t_call_free(c);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_known_names),
+		cmocka_unit_test(test_first_and_growth),
+		cmocka_unit_test(test_values),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
