@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -136,12 +137,38 @@ static void test_values(void **state)
 	t_call_free(c);
 }
 
+/* Names are lower-cased as tolower does in the C locale, every byte value
+ * at every place of names 1 to 40 bytes long (short ones bytewise, longer
+ * ones a word at a time); the value is copied as it is. */
+static void test_lower_every_byte(void **state)
+{
+	char name[40], want[40];
+
+	(void)state;
+	for (size_t len = 1; len <= sizeof(name); len++)
+		for (int b = 0; b < 256; b++) {
+			struct call *c = t_call();
+
+			for (size_t i = 0; i < len; i++) {
+				name[i] = (char)((b + 37 * i) & 0xff);
+				want[i] = (char)tolower((unsigned char)name[i]);
+			}
+			assert_true(call_add_header(c, name, len, name, len));
+			assert_memory_equal(c->hdrs[0].name, want, len);
+			assert_int_equal(c->hdrs[0].name[len], 0);
+			assert_memory_equal(c->hdrs[0].value, name, len);
+			assert_int_equal(c->hdrs[0].value[len], 0);
+			t_call_free(c);
+		}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_known_names),
 		cmocka_unit_test(test_first_and_growth),
 		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_lower_every_byte),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
