@@ -333,16 +333,38 @@ struct api_early {
 	uint64_t objective;
 };
 
+
+/*
+ * Whether the body holds "parameters" anywhere.  A body in one piece (the
+ * usual) is scanned with memchr for its 'm', the rarest of its bytes in
+ * KServe JSON ("name"), each hit checked in place; else evbuffer_search.
+ */
+static bool api_body_has_parameters(struct evbuffer *body, size_t len)
+{
+	static const char key[] = "parameters";
+	enum { KLEN = sizeof(key) - 1, AT = 4 };	/* key[AT] == 'm' */
+	struct evbuffer_iovec v;
+	const char *p, *end, *q;
+
+	if (evbuffer_peek(body, -1, NULL, &v, 1) != 1 || v.iov_len != len)
+		return evbuffer_search(body, key, KLEN, NULL).pos >= 0;
+	p = v.iov_base;
+	end = p + len;
+	for (q = p + AT; q < end && (q = memchr(q, 'm', (size_t)(end - q))); q++)
+		if ((size_t)(end - q) >= KLEN - AT && !memcmp(q - AT, key, KLEN))
+			return true;
+	return false;
+}
+
 static bool api_reject_early(struct call *c, const struct model *m, struct rt_admission *adm,
 			     struct api_early *e)
 {
 	size_t len = evbuffer_get_length(c->body);
-	struct evbuffer_ptr at = evbuffer_search(c->body, "parameters", 10, NULL);
 	struct ks_infer none = { 0 };
 	struct infer_req r;
 	int st;
 
-	if (at.pos >= 0 || len == 0)
+	if (len == 0 || api_body_has_parameters(c->body, len))
 		return false;	/* the body may change priority or deadline */
 	if (api_objective(c, m, &none, &e->prio, &e->objective)) {
 		api_count_error(c, m);
