@@ -406,7 +406,7 @@ static void api_infer(struct call *c, const struct model *m)
 		ks_infer_free(&ki);
 		return;
 	}
-	ai = calloc(1, sizeof(*ai));
+	ai = call_api_new(c, sizeof(*ai));
 	if (!ai) {
 		api_count_error(c, m);
 		ks_infer_free(&ki);
@@ -418,7 +418,6 @@ static void api_infer(struct call *c, const struct model *m)
 	ai->binary_output = ki.binary_output;
 	ai->msgpack_output = call_accepts_msgpack(c);
 	ai->class_count = ki.class_count;
-	c->api = ai;
 	c->req = api_new_req(c, m, &ki, prio, objective);
 	if (!c->req) {
 		api_count_error(c, m);

@@ -568,14 +568,13 @@ static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
 	st = grpc_infer_spec(c, req, true, &m, &sp, err, sizeof(err));
 	if (st)
 		goto out_err;
-	gi = calloc(1, sizeof(*gi));
+	gi = call_api_new(c, sizeof(*gi));
 	if (!gi) {
 		st = 503;
 		snprintf(err, sizeof(err), "gateway out of memory");
 		goto out_err;
 	}
 	snprintf(gi->id, sizeof(gi->id), "%s", req->id);
-	c->api = gi;
 	sp.in.release = grpc_release_msg;
 	sp.in.arg = req;
 	sp.on_done = grpc_infer_done;

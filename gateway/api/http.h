@@ -115,6 +115,7 @@ struct call {
 	bool async;			/* an answer will come later: api_abandon on loss */
 	struct infer_req *req;
 	void *api;			/* api module's per-call state */
+	bool api_in_call;		/* api came from call_api_new: not free()d apart */
 	size_t str_used;		/* of str */
 	char *spill;
 	/* call_new clears everything before hdrs_inline: what follows is
@@ -142,6 +143,12 @@ void call_free(struct call *c);
  */
 void call_pin(struct call *c);
 void call_unpin(struct call *c);
+/* call_api_new - n zeroed bytes (aligned for any object of alignment 8 or
+ * less) that live as long as c, set as c->api: the API's per-call state
+ * without a malloc of its own (call_free does not free() it apart).
+ * NULL when out of memory.  Else c->api is malloc'd by its owner and
+ * free()d by call_free. */
+void *call_api_new(struct call *c, size_t n);
 /* call_strndup - a NUL-terminated copy of s[0..n) that lives as long as c. */
 char *call_strndup(struct call *c, const char *s, size_t n);
 /* call_add_header - store a request header (name lower-cased); false when out of memory

@@ -82,6 +82,22 @@ static char *call_alloc(struct call *c, size_t n)
 	return blk + sizeof(char *);
 }
 
+_Static_assert(offsetof(struct call, str) % 8 == 0, "call_api_new aligns within c->str");
+
+void *call_api_new(struct call *c, size_t n)
+{
+	char *p;
+
+	c->str_used = (c->str_used + 7) & ~(size_t)7;	/* c->str and spill blocks: 8-aligned */
+	p = call_alloc(c, n);
+	if (!p)
+		return NULL;
+	memset(p, 0, n);
+	c->api = p;
+	c->api_in_call = true;
+	return p;
+}
+
 char *call_strndup(struct call *c, const char *s, size_t n)
 {
 	char *p = call_alloc(c, n + 1);
@@ -104,7 +120,8 @@ static void call_release(struct call *c)
 	}
 	front_req_put(c->req);	/* back to the loop's pool */
 	c->req = NULL;
-	free(c->api);
+	if (!c->api_in_call)
+		free(c->api);
 	c->api = NULL;
 	if (c->hdrs != c->hdrs_inline)
 		free(c->hdrs);

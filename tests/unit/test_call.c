@@ -162,6 +162,33 @@ static void test_lower_every_byte(void **state)
 		}
 }
 
+/* call_api_new: zeroed, 8-aligned, set as c->api, from c->str while it
+ * has room (after odd-length strings), then from a spill block. */
+static void test_api_new(void **state)
+{
+	struct call *c = t_call();
+	char *a, *b;
+
+	(void)state;
+	assert_non_null(call_strndup(c, "/v2/x", 5));	/* leaves str_used odd */
+	memset(c->str + c->str_used, 0xa5, sizeof(c->str) - c->str_used);
+	a = call_api_new(c, 100);
+	assert_ptr_equal(c->api, a);
+	assert_true(c->api_in_call);
+	assert_int_equal((uintptr_t)a % 8, 0);
+	assert_true(a >= c->str && a + 100 <= c->str + sizeof(c->str));
+	for (int i = 0; i < 100; i++)
+		assert_int_equal(a[i], 0);
+	b = call_api_new(c, sizeof(c->str));	/* no room left: spills */
+	assert_non_null(b);
+	assert_ptr_equal(c->api, b);
+	assert_int_equal((uintptr_t)b % 8, 0);
+	assert_true(b < c->str || b >= c->str + sizeof(c->str));
+	for (size_t i = 0; i < sizeof(c->str); i++)
+		assert_int_equal(b[i], 0);
+	t_call_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -169,6 +196,7 @@ int main(void)
 		cmocka_unit_test(test_first_and_growth),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_lower_every_byte),
+		cmocka_unit_test(test_api_new),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
