@@ -157,8 +157,14 @@ char *call_strndup(struct call *c, const char *s, size_t n);
 bool call_add_header(struct call *c, const char *name, size_t nlen, const char *value, size_t vlen);
 bool call_add_lc_header(struct call *c, const char *name, size_t nlen, const char *value,
 			size_t vlen);
-/* call_header - value of the first request header lname (lower-case), or NULL. */
-const char *call_header(const struct call *c, const char *lname);
+/* call_header_n - value of the first request header lname[0..len)
+ * (lower-case), or NULL.  call_header - the same for a C string (a
+ * constant's length is then worked out by the compiler). */
+const char *call_header_n(const struct call *c, const char *lname, size_t len);
+static inline const char *call_header(const struct call *c, const char *lname)
+{
+	return call_header_n(c, lname, __builtin_strlen(lname));
+}
 /* call_hdr - call_header for one of the headers enum call_hk names, at once. */
 static inline const char *call_hdr(const struct call *c, enum call_hk k)
 {

@@ -318,14 +318,14 @@ bool call_add_lc_header(struct call *c, const char *name, size_t nlen, const cha
 	return call_store_header(c, name, nlen, value, vlen, false);
 }
 
-const char *call_header(const struct call *c, const char *lname)
+const char *call_header_n(const struct call *c, const char *lname, size_t len)
 {
-	int k = call_hk_of(lname, strlen(lname));
+	int k = call_hk_of(lname, len);
 
 	if (k >= 0)
 		return call_hdr(c, k);
 	for (int i = 0; i < c->n_hdrs; i++)
-		if (strcmp(c->hdrs[i].name, lname) == 0)
+		if (strncmp(c->hdrs[i].name, lname, len) == 0 && c->hdrs[i].name[len] == 0)
 			return c->hdrs[i].value;
 	return NULL;
 }

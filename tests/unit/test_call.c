@@ -114,6 +114,9 @@ static void test_first_and_growth(void **state)
 	assert_string_equal(call_hdr(c, CALL_H_CONTENT_TYPE), "application/json");
 	assert_string_equal(call_header(c, "content-type"), "application/json");
 	assert_string_equal(call_header(c, "user-agent"), "ua");
+	assert_string_equal(call_header_n(c, "user-agent-not", 10), "ua");	/* a slice */
+	assert_string_equal(call_header_n(c, "x-slo-ms-and-more", 8), "250");
+	assert_null(call_header_n(c, "user-agent", 4));	/* "user": a prefix only */
 	assert_string_equal(call_header(c, "x-filler-95"), big);
 	assert_string_equal(call_hdr(c, CALL_H_X_SLO_MS), "250");
 	assert_string_equal(call_hdr(c, CALL_H_ACCEPT), "application/msgpack");
