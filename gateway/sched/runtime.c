@@ -751,6 +751,8 @@ static void rt_destroy(struct runtime *rt)
 	free(rt->int8);
 	free(rt->mconf);
 	free(rt->none_met);
+	free(rt->n_hosts);
+	free(rt->hosts);
 	if (rt->tls)
 		rt_tls->put(rt->tls);
 	cfg_free(rt->cfg);
@@ -785,6 +787,33 @@ static int rt_tls_take(struct runtime *rt, const struct runtime *prev, char **er
 static void rt_be_log(int level, const char *line)
 {
 	log_msg((enum log_level)level, "%s", line);
+}
+
+/* rt->hosts: for each model, the started backends with a queue for it or
+ * its INT8 variant.  0 or -ENOMEM. */
+static int rt_index_hosts(struct runtime *rt)
+{
+	rt->n_hosts = calloc((size_t)rt->n_models + 1, sizeof(*rt->n_hosts));
+	rt->hosts = calloc((size_t)rt->n_models * rt->n_backends + 1, sizeof(*rt->hosts));
+	if (!rt->n_hosts || !rt->hosts)
+		return -ENOMEM;
+	for (int mi = 0; mi < rt->n_models; mi++) {
+		struct rt_host *h = rt->hosts + (size_t)mi * rt->n_backends;
+
+		for (int i = 0; i < rt->n_backends; i++) {
+			struct sched_be *s = &rt->backends[i]->sched;
+			int qf, q8;
+
+			if (!rt->backends[i]->started)
+				continue;	/* never usable */
+			qf = sched_find(s, rt->models[mi]->m);
+			q8 = rt->int8[mi] ? sched_find(s, rt->int8[mi]->m) : -1;
+			if (qf >= 0 || q8 >= 0)
+				h[rt->n_hosts[mi]++] = (struct rt_host){ .be = i,
+					.qi = { [VARIANT_FP32] = qf, [VARIANT_INT8] = q8 } };
+		}
+	}
+	return 0;
 }
 
 struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **err)
@@ -839,6 +868,12 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 			return NULL;
 		}
 		rt->backends[rt->n_backends++] = rb;
+	}
+	if (rt_index_hosts(rt)) {
+		*err = yt_strdupf("out of memory");
+		rt->cfg = NULL;		/* still the caller's */
+		rt_destroy(rt);
+		return NULL;
 	}
 	return rt;
 }
@@ -1116,7 +1151,8 @@ static int rt_eligible(struct runtime *rt, struct infer_req *r, int *el, int *n_
 		       uint64_t *ver)
 {
 	const struct model *vm[RT_VARIANTS];
-	int tier[RT_VARIANTS], mi = rt_index(rt, r->model), n = 0, nv;
+	int tier[RT_VARIANTS], kind[RT_VARIANTS], mi = rt_index(rt, r->model), n = 0, nv;
+	const struct rt_host *h;
 
 	*ver = 0;
 	*n_be = 0;
@@ -1129,20 +1165,23 @@ static int rt_eligible(struct runtime *rt, struct infer_req *r, int *el, int *n_
 			 model_variant_name(r->variant_ask - 1));
 		return -1;
 	}
-	for (int i = 0; i < rt->n_backends; i++) {
-		struct rt_backend *rb = rt->backends[i];
+	for (int v = 0; v < nv; v++)
+		kind[v] = vm[v] == rt->models[mi]->m ? VARIANT_FP32 : VARIANT_INT8;
+	h = rt->hosts + (size_t)mi * rt->n_backends;
+	for (int j = 0; j < rt->n_hosts[mi]; j++) {
+		struct rt_backend *rb = rt->backends[h[j].be];
 		int before = n;
 
 		if (!rt_backend_usable(rb) || rt_avoided(r, &rb->sched))
 			continue;	/* failover never goes back to a backend that failed r */
 		for (int v = 0; v < nv; v++) {
-			int qi = sched_find(&rb->sched, vm[v]);
+			int qi = h[j].qi[kind[v]];
 
 			if (qi < 0)
 				continue;
 			*ver += atomic_load_explicit(&rb->sched.qs[qi].version,
 						     memory_order_acquire);
-			el[3 * n] = i;
+			el[3 * n] = h[j].be;
 			el[3 * n + 1] = qi;
 			el[3 * n + 2] = tier[v];
 			n++;
@@ -1150,6 +1189,15 @@ static int rt_eligible(struct runtime *rt, struct infer_req *r, int *el, int *n_
 		*n_be += n > before;
 	}
 	return n;
+}
+
+/* How many backends host r's model (rt_eligible's bound: el[] and the
+ * candidates need room for RT_VARIANTS per backend). */
+static int rt_host_count(const struct runtime *rt, const struct infer_req *r)
+{
+	int mi = rt_index(rt, r->model);
+
+	return mi < 0 ? 0 : rt->n_hosts[mi];
 }
 
 /* Seconds until a retry may succeed: the shortest predicted wait, at least 1. */
@@ -1298,13 +1346,13 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 	unsigned rr = rt_cursor(rt, enqueue);
 	struct route_req rq;
 	enum route_result why;
-	int n, n_be, k, pick = -1, rc2 = 0;
+	int n, n_be, k, pick = -1, rc2 = 0, hosts = rt_host_count(rt, r);
 	uint64_t ver;
 
 	rt_prepare(rt, r, now, &rq);
-	if (rt->n_backends > 32) {
-		cand = malloc(sizeof(*cand) * RT_VARIANTS * (size_t)rt->n_backends);
-		el = malloc(sizeof(*el) * 3 * RT_VARIANTS * (size_t)rt->n_backends);
+	if (hosts > 32) {
+		cand = malloc(sizeof(*cand) * RT_VARIANTS * (size_t)hosts);
+		el = malloc(sizeof(*el) * 3 * RT_VARIANTS * (size_t)hosts);
 	}
 	if (!cand || !el) {
 		snprintf(r->errmsg, sizeof(r->errmsg), "gateway out of memory");
@@ -1349,15 +1397,15 @@ out:
 static bool rt_admission_holds(struct runtime *rt, struct infer_req *r,
 			       const struct rt_admission *adm)
 {
-	int el_stack[3 * 32 * RT_VARIANTS], *el = el_stack, n, n_be;
+	int el_stack[3 * 32 * RT_VARIANTS], *el = el_stack, n, n_be, hosts;
 	uint64_t ver;
 
 	if (!adm || !adm->valid || r->rows != 1 || r->priority != adm->priority ||
 	    r->deadline_ns != adm->deadline_ns || r->variant_ask != adm->variant_ask ||
 	    adm->be >= rt->n_backends || !rt_backend_usable(rt->backends[adm->be]))
 		return false;
-	if (rt->n_backends > 32 &&
-	    !(el = malloc(sizeof(*el) * 3 * RT_VARIANTS * (size_t)rt->n_backends)))
+	hosts = rt_host_count(rt, r);
+	if (hosts > 32 && !(el = malloc(sizeof(*el) * 3 * RT_VARIANTS * (size_t)hosts)))
 		return false;
 	n = rt_eligible(rt, r, el, &n_be, &ver);
 	if (el != el_stack)

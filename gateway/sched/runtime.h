@@ -51,6 +51,13 @@ struct rt_backend {
 	struct rt_backend *live_prev, *live_next;
 };
 
+/* A started backend hosting a model: its queue for each variant
+ * (enum model_variant), -1 where it hosts none. */
+struct rt_host {
+	int be;				/* in runtime.backends */
+	int qi[2];
+};
+
 struct runtime {
 	_Atomic int refs;
 	uint64_t generation;
@@ -60,6 +67,11 @@ struct runtime {
 	const struct model_conf **mconf;	/* parallel to models */
 	struct rt_model **int8;		/* parallel to models: the INT8 variant, or NULL */
 	struct met_series **none_met;	/* per model: requests no backend took */
+	/* per model: the started backends hosting it, in backends[] order (a
+	 * snapshot's backends and their queues never change), so routing
+	 * walks those, not every backend */
+	int *n_hosts;
+	struct rt_host *hosts;		/* model i's: hosts + i * n_backends */
 	int n_backends;
 	struct rt_backend **backends;	/* parallel to cfg->backends */
 	_Atomic unsigned rr;		/* round-robin cursor */

@@ -94,6 +94,57 @@ static void test_300_backends_tracked(void **state)
 	assert_int_equal(rt_live_count(), 0);
 }
 
+/* The per-model host index routing walks is every started backend with
+ * a queue for the model, in backends[] order; past 32 hosts the
+ * precheck still routes (its buffers come from the heap), and a model's
+ * request only lands on a backend hosting it. */
+static void test_host_index(void **state)
+{
+	char *err = NULL;
+	struct runtime *rt = rt_build(load_conf(3, 99, false), NULL, &err);
+	struct runtime *all = rt_build(load_conf(1, 40, true), NULL, &err);
+
+	(void)state;
+	assert_non_null(rt);
+	assert_non_null(all);
+	for (int mi = 0; mi < rt->n_models; mi++) {
+		const struct rt_host *h = rt->hosts + (size_t)mi * rt->n_backends;
+		int k = 0;
+
+		for (int i = 0; i < rt->n_backends; i++) {
+			int qi = sched_find(&rt->backends[i]->sched, rt->models[mi]->m);
+
+			if (qi < 0)
+				continue;
+			assert_true(k < rt->n_hosts[mi]);
+			assert_int_equal(h[k].be, i);
+			assert_int_equal(h[k].qi[VARIANT_FP32], qi);
+			assert_int_equal(h[k].qi[VARIANT_INT8], -1);
+			k++;
+		}
+		assert_int_equal(k, rt->n_hosts[mi]);
+		assert_int_equal(k, 33);
+	}
+	assert_int_equal(all->n_hosts[0], 40);
+	for (int round = 0; round < 2; round++) {
+		struct runtime *x = round ? all : rt;
+
+		for (int mi = 0; mi < x->n_models; mi++) {
+			struct infer_req r = { .rows = 1, .priority = 1, .model = x->models[mi]->m };
+			struct rt_admission adm;
+
+			assert_int_equal(rt_precheck(x, &r, 1, &adm), 0);
+			assert_true(adm.valid);
+			assert_int_equal(adm.n_eligible, x->n_hosts[mi]);
+			assert_ptr_equal(x->backends[adm.be]->sched.qs[adm.qi].model, r.model);
+		}
+	}
+	rt_stop_all();
+	rt_put(rt);
+	rt_put(all);
+	assert_int_equal(rt_live_count(), 0);
+}
+
 /* More released snapshots than the old rt_dead[64], released back to back:
  * every one is destroyed by the reaper, none on the releasing thread. */
 static void test_reaper_takes_every_release(void **state)
@@ -511,6 +562,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_backend_hosting_70_models),
 		cmocka_unit_test(test_300_backends_tracked),
+		cmocka_unit_test(test_host_index),
 		cmocka_unit_test(test_reaper_takes_every_release),
 		cmocka_unit_test(test_queue_conf_precedence),
 		cmocka_unit_test(test_variants),
