@@ -274,10 +274,20 @@ static struct infer_req *api_new_req(struct call *c, const struct model *m, stru
 }
 
 
+/* Content-Type application/msgpack or application/x-msgpack (any case,
+ * parameters after): the byte after "application/" tells which to compare. */
 static bool api_is_msgpack(const char *ctype)
 {
-	return ctype && (!strncasecmp(ctype, "application/msgpack", 19) ||
-			 !strncasecmp(ctype, "application/x-msgpack", 21));
+	if (!ctype || strncasecmp(ctype, "application/", 12))
+		return false;
+	switch (ctype[12] | 0x20) {
+	case 'm':
+		return !strncasecmp(ctype + 12, "msgpack", 7);
+	case 'x':
+		return !strncasecmp(ctype + 12, "x-msgpack", 9);
+	default:
+		return false;
+	}
 }
 
 /*

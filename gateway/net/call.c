@@ -139,6 +139,16 @@ static void call_destroy(struct call *c)
 	free(c);
 }
 
+/* Empty b; an empty one (the usual by now: the answer went to the
+ * connection, a GET had no body) is left alone, not locked and drained. */
+static void call_drain(struct evbuffer *b)
+{
+	size_t n = evbuffer_get_length(b);
+
+	if (n)
+		evbuffer_drain(b, n);
+}
+
 void call_free(struct call *c)
 {
 	struct srv_loop *sl;
@@ -156,8 +166,8 @@ void call_free(struct call *c)
 		call_destroy(c);
 		return;
 	}
-	evbuffer_drain(c->body, evbuffer_get_length(c->body));
-	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	call_drain(c->body);
+	call_drain(c->resp);
 	c->next_free = sl->free_calls;
 	sl->free_calls = c;
 	sl->n_free_calls++;
