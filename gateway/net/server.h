@@ -89,7 +89,7 @@ struct conn {
 	bool tls;			/* bev is a TLS bufferevent (tls.h) */
 	nghttp2_session *h2;
 	struct call *h2_calls;		/* h2: calls attached to open streams (h2.c) */
-	struct call *h2_last_call;	/* h2: the last attached, still attached (h2_call) */
+	struct call *h2_last_call;	/* h2: attached, looked at first (h2_call) */
 	struct call *h1_call;		/* request being read or served */
 	size_t h1_body_left;
 	bool h1_chunked;		/* Transfer-Encoding: chunked body */
