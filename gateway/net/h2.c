@@ -600,6 +600,33 @@ static void h2_fatal(struct conn *c, int rv)
 		conn_close(c);
 }
 
+/*
+ * p[0..n) to nghttp2: the bytes it took, or -1 when the session failed
+ * (h2_fatal: c may be gone).  in_read doubles as "inside the read path"
+ * so responses made while parsing are sent once, by h2_on_read, instead
+ * of once per stream.
+ */
+static ssize_t h2_recv(struct conn *c, const uint8_t *p, size_t n)
+{
+	ssize_t used;
+
+	c->in_read = true;
+	used = nghttp2_session_mem_recv(c->h2, p, n);
+	c->in_read = false;
+	if (used < 0) {
+		h2_fatal(c, (int)used);
+		return -1;
+	}
+	return used;
+}
+
+ssize_t h2_take(struct conn *c, const char *p, size_t n)
+{
+	if (conn_output_full(c))
+		return 0;	/* kept: h2_on_read pauses reading */
+	return h2_recv(c, (const uint8_t *)p, n);
+}
+
 void h2_on_read(struct conn *c)
 {
 	struct evbuffer *in = c->in;
@@ -610,17 +637,13 @@ void h2_on_read(struct conn *c)
 		conn_pause_reading(c);	/* the write callback resumes here */
 		return;
 	}
-	/* in_read doubles as "inside the read path" so responses made while
-	 * parsing are flushed once, below, instead of once per stream. */
-	c->in_read = true;
-	n = nghttp2_session_mem_recv(c->h2, evbuffer_pullup(in, len), len);
-	c->in_read = false;
-	if (n < 0) {
-		h2_fatal(c, (int)n);
-		return;
+	if (len) {
+		n = h2_recv(c, evbuffer_pullup(in, len), len);
+		if (n < 0)
+			return;
+		evbuffer_drain(in, n);
+		conn_input_check(c);
 	}
-	evbuffer_drain(in, n);
-	conn_input_check(c);
 	h2_send(c);
 }
 
