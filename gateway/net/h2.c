@@ -796,9 +796,11 @@ int h2_upgrade(struct conn *c, struct call *call, const char *settings)
 		c->h2 = NULL;
 		goto out_free_raw;
 	}
-	/* nghttp2 keeps no user data for a server's stream 1: set it here. */
-	call->stream_id = 1;
-	nghttp2_session_set_stream_user_data(c->h2, 1, call);
+	/* nghttp2 keeps no user data for a server's stream 1: set it here.
+	 * Listed like any stream's call, so a connection that closes before
+	 * its answer abandons it (h2_free), and its close unlinks nothing
+	 * else (h2_detach). */
+	h2_attach(c, call, 1);
 	c->proto = PROTO_H2;
 	rc = 0;
 out_free_raw:
