@@ -43,14 +43,46 @@ static void h1_fail(struct conn *c, struct call *call, int status, const char *m
 struct h1_head {
 	struct call *call;
 	struct h1p_framing fr;
+	/* The first value of each (as call_header would find it) and how
+	 * many HTTP2-Settings fields, noted as the head is parsed: three
+	 * call_header searches less a request (~220 instructions). */
+	const char *connection, *upgrade, *expect;
+	int h2_settings;
 };
+
+static bool h1_name_is(struct h1p_span name, const char *lname, size_t n)
+{
+	return name.n == n && !strncasecmp(name.p, lname, n);
+}
+
+/* The fields h1_apply_head and h1_wants_h2c look at; value is the copy
+ * the call keeps. */
+static void h1_note(struct h1_head *h, struct h1p_span name, const char *value)
+{
+	if (h1_name_is(name, "connection", 10)) {
+		if (!h->connection)
+			h->connection = value;
+	} else if (h1_name_is(name, "upgrade", 7)) {
+		if (!h->upgrade)
+			h->upgrade = value;
+	} else if (h1_name_is(name, "expect", 6)) {
+		if (!h->expect)
+			h->expect = value;
+	} else if (h1_name_is(name, "http2-settings", 14)) {
+		h->h2_settings++;
+	}
+}
 
 static int h1_on_header(void *arg, struct h1p_span name, struct h1p_span value)
 {
 	struct h1_head *h = arg;
+	struct call *call = h->call;
 
 	h1p_framing_add(&h->fr, name, value);
-	return call_add_header(h->call, name.p, name.n, value.p, value.n) ? 0 : 503;
+	if (!call_add_header(call, name.p, name.n, value.p, value.n))
+		return 503;
+	h1_note(h, name, call->hdrs[call->n_hdrs - 1].value);
+	return 0;
 }
 
 /* Is tok one of the comma-separated elements of list (case-insensitive)? */
@@ -78,17 +110,11 @@ static bool h1_has_token(const char *list, const char *tok)
  * ALPN decides) with "Upgrade: h2c" listed as a connection option and
  * exactly one HTTP2-Settings field (§3.2.1).
  */
-static bool h1_wants_h2c(const struct conn *c, const struct call *call, int minor)
+static bool h1_wants_h2c(const struct conn *c, const struct h1_head *h, int minor)
 {
-	const char *up = call_header(call, "upgrade"), *conn = call_header(call, "connection");
-	int settings = 0;
-
-	if (c->tls || minor != 1 || !up || !conn || !h1_has_token(up, "h2c") ||
-	    !h1_has_token(conn, "upgrade"))
-		return false;
-	for (int i = 0; i < call->n_hdrs; i++)
-		settings += strcmp(call->hdrs[i].name, "http2-settings") == 0;
-	return settings == 1;
+	return !c->tls && minor == 1 && h->upgrade && h->connection &&
+	       h1_has_token(h->upgrade, "h2c") && h1_has_token(h->connection, "upgrade") &&
+	       h->h2_settings == 1;
 }
 
 /* Method, path, keep-alive and body framing from a parsed head.  0 or a status. */
@@ -96,8 +122,7 @@ static int h1_apply_head(struct conn *c, struct call *call, const struct h1p_req
 			 struct h1_head *h, const char **why)
 {
 	const struct config *cfg = conn_cfg(c);
-	const char *conn = call_header(call, "connection");
-	const char *expect = call_header(call, "expect");
+	const char *conn = h->connection, *expect = h->expect;
 	int st;
 
 	c->h1_upgrade = false;
@@ -133,7 +158,7 @@ static int h1_apply_head(struct conn *c, struct call *call, const struct h1p_req
 		h1p_chunked_init(&c->h1_ck, cfg->limits.max_body_bytes, cfg->limits.max_header_bytes);
 	if (expect && !strcasecmp(expect, "100-continue") && (c->h1_chunked || c->h1_body_left))
 		bufferevent_write(c->bev, "HTTP/1.1 100 Continue\r\n\r\n", 25);
-	c->h1_upgrade = h1_wants_h2c(c, call, rl->minor);
+	c->h1_upgrade = h1_wants_h2c(c, h, rl->minor);
 	return 0;
 }
 
@@ -395,9 +420,12 @@ static void h1_put_uint(struct h1_out *w, unsigned long long v)
 void h1_respond(struct call *call)
 {
 	struct conn *c = call->conn;
-	struct h1_out w = { .out = bufferevent_get_output(c->bev) };
+	struct h1_out w;	/* not zeroed: buf is 2 KiB (~270 instructions) */
 	size_t len = evbuffer_get_length(call->resp);
-	bool body = strcmp(call->method, "HEAD") != 0;
+	bool body = memcmp(call->method, "HEAD", 5) != 0;	/* method[16] */
+
+	w.out = bufferevent_get_output(c->bev);
+	w.n = 0;
 
 	/* Shutting down: every request already sent is answered; the last
 	 * answer says Connection: close. */
@@ -424,9 +452,10 @@ void h1_respond(struct call *call)
 		h1_put(&w, "Connection: keep-alive\r\n", 24);
 	}
 	h1_put(&w, "\r\n", 2);
-	/* A small body is copied along; a large one moves by reference. */
+	/* A small body is copied along (copied, not removed: call_free
+	 * empties call->resp); a large one moves by reference. */
 	if (body && len && w.n + len <= sizeof(w.buf)) {
-		evbuffer_remove(call->resp, w.buf + w.n, len);
+		evbuffer_copyout(call->resp, w.buf + w.n, len);
 		w.n += len;
 		body = false;
 	}

@@ -39,8 +39,10 @@
 #define H2_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
 
 /* The call of a stream; the last one attached is remembered, since a
- * request's callbacks (each header, the frame, the close) come in a row
- * and nghttp2's lookup is a hash-map search (~250 instructions a request). */
+ * request's callbacks (each header, the frame) come in a row and
+ * nghttp2's lookup is a hash-map search (~250 instructions a request);
+ * so is the one whose last DATA frame went out, closing next
+ * (h2_read_body). */
 static struct call *h2_call(struct conn *c, int32_t stream_id)
 {
 	if (c->h2_last_call && c->h2_last_call->stream_id == stream_id)
@@ -331,17 +333,28 @@ static void h2_body_end(nghttp2_session *s, int32_t stream_id, struct call *call
 	}
 }
 
+/*
+ * A whole answer's body, DATA frame by frame.  The last frame's bytes are
+ * copied, not removed: call_free empties call->resp anyway (a removal
+ * here cost ~150 instructions a request).  Its stream closes right after
+ * that frame is sent: call is made the one h2_call finds first.
+ */
 static ssize_t h2_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len,
 			    uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
 	struct call *call = src->ptr;
-	int n = evbuffer_remove(call->resp, buf, len);
+	size_t have = evbuffer_get_length(call->resp);
+	int n;
 
-	if (n < 0)
+	if (have > len) {
+		n = evbuffer_remove(call->resp, buf, len);
+		return n < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : n;
+	}
+	if (evbuffer_copyout(call->resp, buf, have) != (ev_ssize_t)have)
 		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-	if (evbuffer_get_length(call->resp) == 0)
-		h2_body_end(s, stream_id, call, flags);
-	return n;
+	((struct conn *)arg)->h2_last_call = call;
+	h2_body_end(s, stream_id, call, flags);
+	return (ssize_t)have;
 }
 
 /*
@@ -430,19 +443,16 @@ void h2_stream_consume(struct call *call)
 	h2_kick(c);	/* the WINDOW_UPDATEs */
 }
 
-/* v in decimal at buf (room for 21 bytes), NUL-terminated; its length. */
-static size_t h2_utoa(char *buf, unsigned long long v)
+/* v in decimal, written backwards from end (room for 20 digits before
+ * it, not NUL-terminated); where it starts. */
+static char *h2_utoa(char *end, unsigned long long v)
 {
-	char d[24], *p = d + sizeof(d);
-	size_t n;
+	char *p = end;
 
 	do
 		*--p = (char)('0' + v % 10);
 	while (v /= 10);
-	n = (size_t)(d + sizeof(d) - p);
-	memcpy(buf, p, n);
-	buf[n] = 0;
-	return n;
+	return p;
 }
 
 /*
@@ -467,11 +477,11 @@ void h2_respond(struct call *call)
 {
 	struct conn *c = call->conn;
 	nghttp2_nv nva[4 + CALL_MAX_RESP_HDRS];
-	char *status = call->h2_vals, *clen, code[12];
+	char *status = call->h2_vals, code[12];
 	size_t slen;
 	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = h2_read_body };
 	size_t len = evbuffer_get_length(call->resp);
-	bool body = len && strcmp(call->method, "HEAD");
+	bool body = len && memcmp(call->method, "HEAD", 5) != 0;	/* method[16] */
 	int n = 0;
 
 	/* A streaming answer: its headers went out; the rest, then trailers. */
@@ -483,13 +493,16 @@ void h2_respond(struct call *call)
 		return;
 	}
 	/* gRPC answers 200 whatever went wrong: the code is grpc-status.
-	 * A status has three digits (h2_vals: 4 bytes, then 21 for the length). */
+	 * A status has three digits (h2_vals: its first 4 bytes; the length is
+	 * written backwards from its end, 20 digits at most). */
 	slen = h2_status(status, call->grpc ? 200 : call->status);
 	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, slen, H2_NO_COPY };
-	clen = status + slen + 1;
-	if (!call->grpc)
+	if (!call->grpc) {
+		char *end = call->h2_vals + sizeof(call->h2_vals), *clen = h2_utoa(end, len);
+
 		nva[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14,
-					 h2_utoa(clen, len), H2_NO_COPY };
+					 (size_t)(end - clen), H2_NO_COPY };
+	}
 	for (int i = 0; i < call->n_resp_hdrs; i++)
 		nva[n++] = (nghttp2_nv){ (uint8_t *)call->resp_hdrs[i].name,
 					 (uint8_t *)call->resp_hdrs[i].value,
@@ -516,7 +529,7 @@ int h2_send(struct conn *c)
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 	uint64_t cap = conn_cfg(c)->limits.output_buffer_bytes;
 	struct evbuffer_iovec v = { 0 };
-	size_t used = 0;
+	size_t used = 0, queued = evbuffer_get_length(out);	/* only this adds to out */
 	int rc = 0;
 
 	/* nghttp2 hands out one frame at a time; they are copied into space
@@ -525,7 +538,7 @@ int h2_send(struct conn *c)
 	 * the output cap nghttp2 keeps what it has (its own flood guards
 	 * then see a client that does not read); the write callback comes
 	 * back here once the socket takes the rest. */
-	while (evbuffer_get_length(out) + used <= cap) {
+	while (queued + used <= cap) {
 		const uint8_t *data;
 		ssize_t n = nghttp2_session_mem_send(c->h2, &data);
 
@@ -541,11 +554,13 @@ int h2_send(struct conn *c)
 			if (used) {
 				v.iov_len = used;
 				evbuffer_commit_space(out, &v, 1);
+				queued += used;
 			}
 			used = 0;
 			if (evbuffer_reserve_space(out, n > H2_GATHER ? n : H2_GATHER, &v, 1) < 1) {
 				v.iov_len = 0;
 				evbuffer_add(out, data, n);
+				queued += (size_t)n;
 				c->out_progress += (uint64_t)n;
 				continue;
 			}
@@ -585,6 +600,33 @@ static void h2_fatal(struct conn *c, int rv)
 		conn_close(c);
 }
 
+/*
+ * p[0..n) to nghttp2: the bytes it took, or -1 when the session failed
+ * (h2_fatal: c may be gone).  in_read doubles as "inside the read path"
+ * so responses made while parsing are sent once, by h2_on_read, instead
+ * of once per stream.
+ */
+static ssize_t h2_recv(struct conn *c, const uint8_t *p, size_t n)
+{
+	ssize_t used;
+
+	c->in_read = true;
+	used = nghttp2_session_mem_recv(c->h2, p, n);
+	c->in_read = false;
+	if (used < 0) {
+		h2_fatal(c, (int)used);
+		return -1;
+	}
+	return used;
+}
+
+ssize_t h2_take(struct conn *c, const char *p, size_t n)
+{
+	if (conn_output_full(c))
+		return 0;	/* kept: h2_on_read pauses reading */
+	return h2_recv(c, (const uint8_t *)p, n);
+}
+
 void h2_on_read(struct conn *c)
 {
 	struct evbuffer *in = c->in;
@@ -595,17 +637,13 @@ void h2_on_read(struct conn *c)
 		conn_pause_reading(c);	/* the write callback resumes here */
 		return;
 	}
-	/* in_read doubles as "inside the read path" so responses made while
-	 * parsing are flushed once, below, instead of once per stream. */
-	c->in_read = true;
-	n = nghttp2_session_mem_recv(c->h2, evbuffer_pullup(in, len), len);
-	c->in_read = false;
-	if (n < 0) {
-		h2_fatal(c, (int)n);
-		return;
+	if (len) {
+		n = h2_recv(c, evbuffer_pullup(in, len), len);
+		if (n < 0)
+			return;
+		evbuffer_drain(in, n);
+		conn_input_check(c);
 	}
-	evbuffer_drain(in, n);
-	conn_input_check(c);
 	h2_send(c);
 }
 
@@ -758,9 +796,11 @@ int h2_upgrade(struct conn *c, struct call *call, const char *settings)
 		c->h2 = NULL;
 		goto out_free_raw;
 	}
-	/* nghttp2 keeps no user data for a server's stream 1: set it here. */
-	call->stream_id = 1;
-	nghttp2_session_set_stream_user_data(c->h2, 1, call);
+	/* nghttp2 keeps no user data for a server's stream 1: set it here.
+	 * Listed like any stream's call, so a connection that closes before
+	 * its answer abandons it (h2_free), and its close unlinks nothing
+	 * else (h2_detach). */
+	h2_attach(c, call, 1);
 	c->proto = PROTO_H2;
 	rc = 0;
 out_free_raw:

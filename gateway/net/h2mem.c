@@ -9,27 +9,41 @@
 
 /* Each block starts with a 16-byte header holding its class (BIG: from
  * malloc, freed to it), so free needs no size and the user part keeps
- * malloc's 16-byte alignment. */
+ * malloc's 16-byte alignment.  On a free list the link is the header's
+ * second word: the class byte stays as it was written at the block's
+ * malloc, once. */
 #define H2MEM_HDR 16
+#define H2MEM_LINK 8
 #define H2MEM_BIG 0xff
 #define H2MEM_MIN_SHIFT 6
 #define H2MEM_MAX ((size_t)1 << (H2MEM_MIN_SHIFT + H2MEM_CLASSES - 1))
 
-/* The smallest class k with 2^(H2MEM_MIN_SHIFT + k) >= total, from the
- * highest bit of total - 1 (was a loop over the classes: a dozen
- * instructions more on each of a request's ~6 allocations). */
-static int h2mem_class(size_t total)
-{
-	if (total > H2MEM_MAX)
-		return H2MEM_BIG;
-	if (total <= ((size_t)1 << H2MEM_MIN_SHIFT))
-		return 0;
-	return 64 - __builtin_clzll((unsigned long long)total - 1) - H2MEM_MIN_SHIFT;
-}
-
 static size_t h2mem_class_size(int k)
 {
 	return (size_t)1 << (H2MEM_MIN_SHIFT + k);
+}
+
+/* A block of class k (or BIG: size bytes for the user) from malloc, its
+ * header written.  NULL when malloc has none. */
+static uint8_t *h2mem_new(int k, size_t size)
+{
+	uint8_t *b = malloc(k == H2MEM_BIG ? size + H2MEM_HDR : h2mem_class_size(k));
+
+	if (!b)
+		return NULL;
+	b[0] = (uint8_t)k;
+	return b + H2MEM_HDR;
+}
+
+/* The smallest class k with 2^(H2MEM_MIN_SHIFT + k) >= size + H2MEM_HDR,
+ * from the highest bit of size + H2MEM_HDR - 1 (was a loop over the
+ * classes: a dozen instructions more on each of a request's ~6
+ * allocations); size is at most H2MEM_MAX - H2MEM_HDR. */
+static int h2mem_class(size_t size)
+{
+	if (size <= ((size_t)1 << H2MEM_MIN_SHIFT) - H2MEM_HDR)
+		return 0;
+	return 64 - __builtin_clzll((unsigned long long)(size + H2MEM_HDR - 1)) - H2MEM_MIN_SHIFT;
 }
 
 static void *h2mem_malloc(size_t size, void *arg)
@@ -38,19 +52,14 @@ static void *h2mem_malloc(size_t size, void *arg)
 	uint8_t *b;
 	int k;
 
-	if (size > SIZE_MAX - H2MEM_HDR)
-		return NULL;
-	k = h2mem_class(size + H2MEM_HDR);
-	if (k != H2MEM_BIG && m->free[k]) {
-		b = m->free[k];
-		memcpy(&m->free[k], b, sizeof(void *));
-		m->cached -= h2mem_class_size(k);
-	} else {
-		b = malloc(k == H2MEM_BIG ? size + H2MEM_HDR : h2mem_class_size(k));
-		if (!b)
-			return NULL;
-	}
-	b[0] = (uint8_t)k;
+	if (size > H2MEM_MAX - H2MEM_HDR)	/* (SIZE_MAX - H2MEM_HDR < size too) */
+		return size > SIZE_MAX - H2MEM_HDR ? NULL : h2mem_new(H2MEM_BIG, size);
+	k = h2mem_class(size);
+	b = m->free[k];
+	if (!b)
+		return h2mem_new(k, size);
+	memcpy(&m->free[k], b + H2MEM_LINK, sizeof(void *));
+	m->cached -= h2mem_class_size(k);
 	return b + H2MEM_HDR;
 }
 
@@ -68,7 +77,7 @@ static void h2mem_free(void *ptr, void *arg)
 		free(b);
 		return;
 	}
-	memcpy(b, &m->free[k], sizeof(void *));
+	memcpy(b + H2MEM_LINK, &m->free[k], sizeof(void *));
 	m->free[k] = b;
 	m->cached += h2mem_class_size(k);
 }
@@ -144,9 +153,9 @@ void h2mem_drain(struct h2mem *m)
 {
 	for (int k = 0; k < H2MEM_CLASSES; k++) {
 		while (m->free[k]) {
-			void *b = m->free[k];
+			uint8_t *b = m->free[k];
 
-			memcpy(&m->free[k], b, sizeof(void *));
+			memcpy(&m->free[k], b + H2MEM_LINK, sizeof(void *));
 			free(b);
 		}
 	}

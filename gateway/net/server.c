@@ -63,6 +63,7 @@ void srv_loop_refresh(struct srv_loop *sl)
 		return;
 	rt_put(sl->rt);
 	sl->rt = rt;
+	sl->cfg = rt->cfg;
 }
 
 static void srv_loop_on_refresh(struct loop_task *t)
@@ -85,11 +86,6 @@ static void srv_on_publish(void *arg)
 		if (!atomic_exchange(&sl->refresh_pending, true))
 			loop_post_task(&sl->loop, &sl->refresh);
 	}
-}
-
-const struct config *conn_cfg(const struct conn *c)
-{
-	return c->sl->rt->cfg;
 }
 
 static _Atomic uint64_t srv_closed[CLOSE_REASONS];
@@ -199,7 +195,7 @@ void conn_flush(struct conn *c)
 	 * write callback drains it): unfrozen around our write, or
 	 * evbuffer_write refuses and every answer waits an epoll round. */
 	evbuffer_unfreeze(out, 1);
-	evbuffer_write(out, bufferevent_getfd(c->bev));
+	evbuffer_write(out, c->fd);	/* the bufferevent's (bufferevent_getfd: ~65 instructions) */
 	evbuffer_freeze(out, 1);
 	/* The bufferevent only calls our write callback after writes of its
 	 * own; when we emptied the buffer and the callback has work, ask for
@@ -472,11 +468,14 @@ static int conn_sniff(struct conn *c)
 
 static void conn_parse(struct conn *c, const char *fresh, size_t n)
 {
-	if (n && c->proto == PROTO_H1 && evbuffer_get_length(c->in) == 0) {
-		size_t used = h1_take(c, fresh, n);
+	if (n && c->proto != PROTO_UNKNOWN && evbuffer_get_length(c->in) == 0) {
+		ssize_t used = c->proto == PROTO_H1 ? (ssize_t)h1_take(c, fresh, n)
+						    : h2_take(c, fresh, n);
 
+		if (used < 0)
+			return;		/* h2 session failed: c closing or gone */
 		fresh += used;
-		n -= used;
+		n -= (size_t)used;
 	}
 	if (n && evbuffer_add(c->in, fresh, n)) {
 		conn_close(c);	/* out of memory */
@@ -1109,6 +1108,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 		h2mem_init(&sl->h2mem);
 		sl->admin_only = s->admin_port >= 0 && i == cfg->listen.threads;
 		sl->rt = rt_current();
+		sl->cfg = sl->rt ? sl->rt->cfg : NULL;
 		sl->refresh.fn = srv_loop_on_refresh;
 		sl->loop.owner = sl;
 		sl->loop.on_stop = srv_loop_on_stop;
@@ -1169,6 +1169,7 @@ void srv_destroy(struct server *s)
 		loop_destroy(&sl->loop);
 		rt_put(sl->rt);
 		sl->rt = NULL;
+		sl->cfg = NULL;
 	}
 	free(s->loops);
 	s->loops = NULL;

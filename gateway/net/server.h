@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "h1parse.h"
 #include "h2mem.h"
@@ -45,6 +46,7 @@ struct srv_loop {
 	struct event *grace;
 	struct event *accept_resume;	/* accept paused on EMFILE until this fires */
 	struct runtime *rt;		/* this loop's reference to the current runtime */
+	const struct config *cfg;	/* rt's, for conn_cfg (set with rt) */
 	struct call *free_calls;	/* recycled calls (call.c) */
 	int n_free_calls;
 	struct h2mem h2mem;		/* its nghttp2 sessions' blocks (h2mem.h) */
@@ -89,7 +91,7 @@ struct conn {
 	bool tls;			/* bev is a TLS bufferevent (tls.h) */
 	nghttp2_session *h2;
 	struct call *h2_calls;		/* h2: calls attached to open streams (h2.c) */
-	struct call *h2_last_call;	/* h2: the last attached, still attached (h2_call) */
+	struct call *h2_last_call;	/* h2: attached, looked at first (h2_call) */
 	struct call *h1_call;		/* request being read or served */
 	size_t h1_body_left;
 	bool h1_chunked;		/* Transfer-Encoding: chunked body */
@@ -129,8 +131,9 @@ int srv_start(struct server *s, const struct config *cfg, char **err);
  * stays valid until it returns.
  */
 void srv_loop_refresh(struct srv_loop *sl);
-/* conn_cfg - the configuration in force for c's loop right now. */
-const struct config *conn_cfg(const struct conn *c);
+/* conn_cfg - the configuration in force for c's loop right now (inline:
+ * read for every header of every request). */
+static inline const struct config *conn_cfg(const struct conn *c);
 /* srv_stop - stop accepting, GOAWAY, finish in-flight calls, join threads. */
 void srv_stop(struct server *s);
 /* srv_destroy - after srv_stop and rt_stop_all: run late completions, free. */
@@ -181,6 +184,11 @@ void conn_flush(struct conn *c);
 void conn_maybe_close(struct conn *c);
 void conn_transport_respond(struct call *call);
 
+static inline const struct config *conn_cfg(const struct conn *c)
+{
+	return c->sl->cfg;
+}
+
 /* HTTP/1.1 (h1.c). */
 void h1_on_read(struct conn *c);
 /*
@@ -200,7 +208,21 @@ void h1_on_written(struct conn *c);
 void h1_header_timeout(struct conn *c);
 /* HTTP/2 (h2.c). */
 int h2_start(struct conn *c);
+/*
+ * h2_on_read - parse what c->in holds (nothing: send only), then send
+ * what nghttp2 has; with the output above its cap, pause reading instead
+ * (the write callback comes back here).  May close c.
+ */
 void h2_on_read(struct conn *c);
+/*
+ * h2_take - for a plain connection whose c->in is empty: feed p[0..n)
+ * (just read) to nghttp2 straight from there, sparing its copy into
+ * c->in, pullup and drain.  Sends nothing; takes nothing while the
+ * output is above its cap.  The bytes used (the caller appends the rest
+ * to c->in, then calls h2_on_read, which sends), or -1 when the session
+ * failed: c is closing, or gone.
+ */
+ssize_t h2_take(struct conn *c, const char *p, size_t n);
 void h2_respond(struct call *call);
 /* h2_send - flush what nghttp2 wants to write, then close c when the
  * session is done: callers must not touch c afterwards.  0 or -1. */

@@ -10,11 +10,13 @@ import base64
 import json
 import time
 
+import numpy as np
 import pytest
 
 import attacklib
 import gwlib
-from attacklib import PING, PREFACE, RawH2, assert_alive, crash_note, frame, settings_frame
+from attacklib import (END_HEADERS, END_STREAM, HEADERS, PING, PREFACE, RawH2, assert_alive,
+                       crash_note, frame, settings_frame)
 from gwlib import H1Conn
 
 FLOOD_RSS_BOUND_MIB = 64
@@ -133,3 +135,29 @@ def test_bad_settings_do_not_upgrade(g, payload, why):
         st, _, _ = c.request("GET", "/v2/health/live")
         assert st == 200, why
     assert_alive(g)
+
+
+def test_upgraded_inference_abandoned_when_client_leaves(g):
+    """An inference sent as the upgrading request is answered on stream 1;
+    a client that leaves before the answer cancels it like any h2 stream's
+    (the call on stream 1 is one of the connection's: h2_free abandons it,
+    and the answer never reaches the freed connection).  Many times, with
+    other streams opened beside stream 1, then the gateway still serves."""
+    rows = np.zeros((8, 64), dtype=np.float32)
+    body = gwlib.infer_body(rows)
+    for i in range(40):
+        h = RawH2(g.port, preface=False)
+        h.send(H1Conn.build("POST", "/v2/models/digits/infer", body,
+                            [("Content-Type", "application/json"),
+                             ("Connection", "Upgrade, HTTP2-Settings"), ("Upgrade", "h2c"),
+                             ("HTTP2-Settings", "AAMAAABkAAQAAAAA")], g.port))
+        if i % 2:	# stream 3 opened beside stream 1 (windows at 0: nothing closes)
+            h.send(PREFACE + settings_frame() +
+                   frame(HEADERS, END_STREAM | END_HEADERS, 3,
+                         attacklib.hpack_request("GET", "/v2/health/live")))
+        h.close()
+    time.sleep(0.5)
+    assert_alive(g)
+    st, _, _ = gwlib.h1_request(g.port, "POST", "/v2/models/digits/infer", body,
+                                headers=[("Content-Type", "application/json")], timeout=5)
+    assert st == 200
