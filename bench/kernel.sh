@@ -15,7 +15,7 @@
 #
 # usage: bench/kernel.sh [OUT.md]     (markdown section; default stdout)
 # env:   THREADS=2 SLICES=25 SLICE_SECS=0.05 BATCHES=1,8,64
-#        GW_ROUNDS=3 GW_SLICES=6 GW_N=120 (requests of 64 rows per round) GW_M=2
+#        GW_ROUNDS=7 GW_SLICES=6 GW_N=120 (requests of 64 rows per round) GW_M=2
 set -u
 . "$(dirname "$0")/lib.sh"
 bench_init kernel "3. Kernel throughput: mlp-large, infergw CPU backend vs raw oneDNN"
@@ -49,7 +49,7 @@ awk '$1 == "RESULT" && NF == 7' "$T/kernel.out" | while read -r _ b igw raw _ q 
 done
 
 # ---- through the gateway at batch 64 vs raw oneDNN, same threads ----
-GW_ROUNDS=${GW_ROUNDS:-3}
+GW_ROUNDS=${GW_ROUNDS:-7}
 GW_SLICES=${GW_SLICES:-6}
 GW_N=${GW_N:-120}
 GW_M=${GW_M:-2}
