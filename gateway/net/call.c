@@ -19,6 +19,7 @@
 #include "mpcodec.h"
 #include "runtime.h"
 #include "server.h"
+#include "swar.h"
 #include "util.h"
 #include "zcodec.h"
 
@@ -251,41 +252,25 @@ static int call_hk_of(const char *name, size_t len)
 	}
 }
 
-#define CALL_ONES 0x0101010101010101ull
-#define CALL_HIGHS (CALL_ONES << 7)
-#define CALL_LOW7 (CALL_ONES * 0x7f)
-
-/* x with its bytes 'A'..'Z' made lower case, eight at a time: per byte,
- * the sums of its low seven bits carry into no other byte; a byte with
- * its top bit set is not ASCII and stays as it is (as tolower in C). */
+/* x with its bytes 'A'..'Z' made lower case, eight at a time: a byte
+ * with its top bit set is not ASCII and stays as it is (as tolower in C). */
 static inline uint64_t call_word_lower(uint64_t x)
 {
-	uint64_t h = x & CALL_LOW7;
-	uint64_t ge_a = h + CALL_ONES * (0x80 - 'A');
-	uint64_t gt_z = h + CALL_ONES * (0x80 - 'Z' - 1);
-
-	return x | ((ge_a & ~gt_z & ~x & CALL_HIGHS) >> 2);
+	return x | ((swar_in_range(x & SWAR_LOW7, 'A', 'Z') & ~x) >> 2);
 }
 
 /* dst[0..n) = src[0..n) lower-cased (ASCII); a last word overlaps the one
  * before it, so no byte is left for a loop. */
 static void call_lower_copy(char *dst, const char *src, size_t n)
 {
-	uint64_t x;
-
 	if (n < 8) {
 		for (size_t i = 0; i < n; i++)
 			dst[i] = (unsigned char)(src[i] - 'A') < 26 ? src[i] + ('a' - 'A') : src[i];
 		return;
 	}
-	for (size_t i = 0; i + 8 < n; i += 8) {
-		memcpy(&x, src + i, 8);
-		x = call_word_lower(x);
-		memcpy(dst + i, &x, 8);
-	}
-	memcpy(&x, src + n - 8, 8);
-	x = call_word_lower(x);
-	memcpy(dst + n - 8, &x, 8);
+	for (size_t i = 0; i + 8 < n; i += 8)
+		swar_store(dst + i, call_word_lower(swar_load(src + i)));
+	swar_store(dst + n - 8, call_word_lower(swar_load(src + n - 8)));
 }
 
 /* Store the header at the end (name and value in one stretch of c's

@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "swar.h"
+
 /* h2_msg.flags beyond H2_MSG_MALFORMED: fields seen, and what they said. */
 #define F_METHOD	(1u << 1)
 #define F_PATH		(1u << 2)
@@ -62,9 +64,9 @@ static bool h2c_all(const uint8_t *s, size_t n, uint8_t cls)
  * time (SWAR), the last word overlapping the one before it so that no byte
  * is left for a loop; shorter strings byte by byte.
  */
-#define ONES 0x0101010101010101ull
-#define HIGHS (ONES << 7)
-#define LOW7 (ONES * 0x7f)
+#define ONES SWAR_ONES
+#define HIGHS SWAR_HIGHS
+#define LOW7 SWAR_LOW7
 
 /* No byte of x below lo (at most 128) or DEL: (x - lo) borrows into a
  * byte whose top bit was clear, x ^ DEL has a zero byte.  Exact as a
@@ -81,20 +83,10 @@ static inline bool h2c_word_above(uint64_t x, uint8_t lo)
  * > 'z', or equal to '-'. */
 static inline bool h2c_word_lc(uint64_t x)
 {
-	uint64_t ge_a = (x + ONES * (0x80 - 'a')) & HIGHS;
-	uint64_t gt_z = (x + ONES * (0x80 - 'z' - 1)) & HIGHS;
 	uint64_t d = x ^ (ONES * '-');
 	uint64_t dash = ~(((d & LOW7) + LOW7) | d) & HIGHS;
 
-	return !(x & HIGHS) && ((ge_a & ~gt_z) | dash) == HIGHS;
-}
-
-static uint64_t h2c_word(const uint8_t *s)
-{
-	uint64_t x;
-
-	memcpy(&x, s, 8);
-	return x;
+	return !(x & HIGHS) && (swar_in_range(x, 'a', 'z') | dash) == HIGHS;
 }
 
 /* No byte of s[0..n) is below lo (at most 128) or DEL. */
@@ -107,9 +99,9 @@ static bool h2c_above(const uint8_t *s, size_t n, uint8_t lo)
 		return true;
 	}
 	for (size_t i = 0; i + 8 < n; i += 8)
-		if (!h2c_word_above(h2c_word(s + i), lo))
+		if (!h2c_word_above(swar_load(s + i), lo))
 			return false;
-	return h2c_word_above(h2c_word(s + n - 8), lo);
+	return h2c_word_above(swar_load(s + n - 8), lo);
 }
 
 /* A field name: a lower-case token. */
@@ -118,9 +110,9 @@ static bool h2c_name_ok(const uint8_t *s, size_t n)
 	if (n >= 8) {
 		size_t i;
 
-		for (i = 0; i + 8 < n && h2c_word_lc(h2c_word(s + i)); i += 8)
+		for (i = 0; i + 8 < n && h2c_word_lc(swar_load(s + i)); i += 8)
 			;
-		if (i + 8 >= n && h2c_word_lc(h2c_word(s + n - 8)))
+		if (i + 8 >= n && h2c_word_lc(swar_load(s + n - 8)))
 			return true;
 	}
 	return h2c_all(s, n, C_NAME);	/* digits, other tchars, or bad */
