@@ -905,8 +905,7 @@ void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc)
 void sched_set_warm(struct sched_be *s, int qi, double a_ns, double b_ns)
 {
 	pthread_mutex_lock(&s->mu);
-	s->qs[qi].pq.svc.a_ns = a_ns;
-	s->qs[qi].pq.svc.b_ns = b_ns;
+	svc_set_warm(&s->qs[qi].pq.svc, a_ns, b_ns);
 	sched_publish(&s->qs[qi]);
 	pthread_mutex_unlock(&s->mu);
 }
