@@ -68,14 +68,15 @@ static void sched_pub_write(struct sched_q *q, uint64_t be_version)
 	uint32_t seq = atomic_load_explicit(&p->seq, memory_order_relaxed);
 	int levels = q->pq.sq.hi < SCHED_PUB_LEVELS ? q->pq.sq.hi : SCHED_PUB_LEVELS;
 	struct router_cand v = { 0 };
-	int ahead_done = -1;
+	int ahead_done = -1, ahead = 0;
 
 	atomic_store_explicit(&p->seq, seq + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 	for (int l = 1; l <= levels; l++) {
 		struct sched_pub_level *pl = &p->lv[l - 1];
-		int ahead = sq_rows_ahead(&q->pq.sq, l);
 		double f = svc_wait_factor(&q->pq.svc, l);
+
+		ahead += sq_rows_at(&q->pq.sq, l);	/* sq_rows_ahead(l), levels <= hi */
 		uint64_t fb;
 
 		/* A level sees the level above's view when no rows are queued

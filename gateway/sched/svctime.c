@@ -129,7 +129,7 @@ uint64_t svc_predict(const struct svc_model *s, int rows)
 
 static struct svc_wait *svc_wait_of(struct svc_model *s, int level)
 {
-	return &s->wait[level < 1 ? 0 : level > SVC_LEVELS ? SVC_LEVELS - 1 : level - 1];
+	return &s->wait[svc_level(level)];
 }
 
 /* One sample above (up) or at or below the tracked quantile: the estimate
@@ -160,12 +160,3 @@ void svc_wait_missed(struct svc_model *s, int level)
 	svc_wait_step(svc_wait_of(s, level), true);
 }
 
-double svc_wait_factor(const struct svc_model *s, int level)
-{
-	return svc_wait_of((struct svc_model *)s, level)->q99;
-}
-
-uint64_t svc_wait_adjust(const struct svc_model *s, int level, uint64_t predicted_ns)
-{
-	return (uint64_t)((double)predicted_ns * svc_wait_factor(s, level));
-}

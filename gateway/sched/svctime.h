@@ -63,10 +63,24 @@ void svc_wait_observe(struct svc_model *s, int level, uint64_t predicted_ns, uin
 /* svc_wait_missed - a request of priority level, admitted on a predicted
  * wait, was dropped in the queue because it could no longer finish. */
 void svc_wait_missed(struct svc_model *s, int level);
+/* svc_level - the wait[] entry of priority level (levels past SVC_LEVELS
+ * share the last). */
+static inline int svc_level(int level)
+{
+	return level < 1 ? 0 : level > SVC_LEVELS ? SVC_LEVELS - 1 : level - 1;
+}
+/* svc_wait_factor - the factor svc_wait_adjust applies now (1 at start).
+ * Inline: asked for per level at every publish of a queue. */
+static inline double svc_wait_factor(const struct svc_model *s, int level)
+{
+	return s->wait[svc_level(level)].q99;
+}
 /* svc_wait_adjust - predicted_ns as calibrated for priority level. */
-uint64_t svc_wait_adjust(const struct svc_model *s, int level, uint64_t predicted_ns);
-/* svc_wait_factor - the factor svc_wait_adjust applies now (1 at start). */
-double svc_wait_factor(const struct svc_model *s, int level);
+static inline uint64_t svc_wait_adjust(const struct svc_model *s, int level,
+				       uint64_t predicted_ns)
+{
+	return (uint64_t)((double)predicted_ns * svc_wait_factor(s, level));
+}
 /* svc_bucket - bucket index of rows (ceil log2). */
 int svc_bucket(int rows);
 
