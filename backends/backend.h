@@ -287,9 +287,26 @@ static inline enum be_state be_state_get(const struct backend *be)
 						   memory_order_acquire);
 }
 
+/*
+ * be_state_epoch - changes after every change of any backend's state
+ * (be_state_set) and of anything else that decides which backends take new
+ * requests (be_state_bump: the gateway's drain).  Read (acquire) before
+ * looking at states and again later, the same value says none of them
+ * changed in between: routing then reuses what it found (one admission
+ * pass, runtime.h rt_admission).  Defined in registry.c.
+ */
+extern _Atomic uint64_t be_state_epoch;
+
+/* be_state_bump - after changing what decides eligibility outside be->state. */
+static inline void be_state_bump(void)
+{
+	atomic_fetch_add_explicit(&be_state_epoch, 1, memory_order_release);
+}
+
 static inline void be_state_set(struct backend *be, enum be_state st)
 {
 	atomic_store_explicit(&be->state, st, memory_order_release);
+	be_state_bump();	/* after the store: whoever sees the new epoch sees st */
 }
 
 /* The kind registry: every backend kind the binary knows (backends/registry.c). */

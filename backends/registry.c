@@ -66,6 +66,8 @@ char *be_strdupf(const char *fmt, ...)
 	return s;
 }
 
+_Atomic uint64_t be_state_epoch;
+
 static void (*_Atomic be_log_fn)(int level, const char *line);
 
 void be_log_set(void (*fn)(int level, const char *line))

@@ -288,7 +288,7 @@ static void adm_drain(struct call *c, const char *name)
 		call_respond_error(c, 404, "unknown backend \"%s\"", name);
 		return;
 	}
-	atomic_store(&rb->draining, true);
+	rt_drain(rb);
 	log_info("backend=%s msg=\"draining: no new requests; queued ones finish\"", name);
 	adm_json(c, 200, json_pack("{s:s, s:s}", "backend", name, "state", adm_state(rb)));
 }

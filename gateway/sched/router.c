@@ -158,12 +158,19 @@ static int router_choose(const struct route_conf *rc, const struct route_req *rq
 	}
 }
 
-/* Candidates that would not displace anything, into out; returns the count. */
+/* Candidates that would not displace anything, into out; returns the
+ * count.  None displacing (the usual) returns n and copies nothing: the
+ * caller then chooses among cand itself. */
 static int router_no_displace(const struct router_cand *cand, int n, struct router_cand *out)
 {
 	int k = 0;
 
-	for (int i = 0; i < n; i++)
+	while (k < n && !cand[k].displaces)
+		k++;
+	if (k == n)
+		return n;
+	memcpy(out, cand, sizeof(*out) * (size_t)k);
+	for (int i = k + 1; i < n; i++)
 		if (!cand[i].displaces)
 			out[k++] = cand[i];
 	return k;

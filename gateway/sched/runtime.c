@@ -541,6 +541,12 @@ struct met_series *rt_none_series(const struct runtime *rt, const struct model *
 	return rt->none_met[i < 0 ? 0 : i];
 }
 
+void rt_drain(struct rt_backend *rb)
+{
+	atomic_store(&rb->draining, true);
+	be_state_bump();
+}
+
 struct rt_backend *rt_find_backend(const struct runtime *rt, const char *name)
 {
 	for (int i = 0; i < rt->n_backends; i++)
@@ -1140,18 +1146,18 @@ static bool rt_avoided(const struct infer_req *r, const void *s)
 	return false;
 }
 /*
- * The usable backends hosting a variant r may run as, into el[] as
- * (backend, queue, tier) triples, a backend's consecutive, without any
- * lock.  Returns the count of triples, *n_be that of backends; *ver is
+ * The usable backends hosting a variant r (of model index mi) may run as,
+ * into el[] as (backend, queue, tier) triples, a backend's consecutive,
+ * without any lock.  Returns the count of triples, *n_be that of backends; *ver is
  * the sum of their queues' published versions (each only grows: an
  * unchanged sum means no queue changed).  -1: the variant r asks for
  * does not exist (r->errmsg set).
  */
-static int rt_eligible(struct runtime *rt, struct infer_req *r, int *el, int *n_be,
+static int rt_eligible(struct runtime *rt, int mi, struct infer_req *r, int *el, int *n_be,
 		       uint64_t *ver)
 {
 	const struct model *vm[RT_VARIANTS];
-	int tier[RT_VARIANTS], kind[RT_VARIANTS], mi = rt_index(rt, r->model), n = 0, nv;
+	int tier[RT_VARIANTS], kind[RT_VARIANTS], n = 0, nv;
 	const struct rt_host *h;
 
 	*ver = 0;
@@ -1191,12 +1197,10 @@ static int rt_eligible(struct runtime *rt, struct infer_req *r, int *el, int *n_
 	return n;
 }
 
-/* How many backends host r's model (rt_eligible's bound: el[] and the
- * candidates need room for RT_VARIANTS per backend). */
-static int rt_host_count(const struct runtime *rt, const struct infer_req *r)
+/* How many backends host model index mi (rt_eligible's bound: el[] and
+ * the candidates need room for RT_VARIANTS per backend). */
+static int rt_host_count(const struct runtime *rt, int mi)
 {
-	int mi = rt_index(rt, r->model);
-
 	return mi < 0 ? 0 : rt->n_hosts[mi];
 }
 
@@ -1236,12 +1240,12 @@ static int rt_reject(struct infer_req *r, enum route_result why, const struct ro
 	return 429;
 }
 
-/* Normalize r's priority, set its series, and build the router's request. */
-static void rt_prepare(struct runtime *rt, struct infer_req *r, uint64_t now,
+/* Normalize r's priority, set its series, and build the router's request
+ * (mi: r's model index). */
+static void rt_prepare(struct runtime *rt, int mi, struct infer_req *r, uint64_t now,
 		       struct route_req *rq)
 {
 	const struct config *c = rt->cfg;
-	int mi = rt_index(rt, r->model);
 	const struct model_conf *mc = rt->mconf[mi];
 	struct pol_prio_conf pc = { .levels = c->routing.priority_levels,
 				    .sheddable_levels = c->routing.sheddable_levels,
@@ -1331,6 +1335,22 @@ static int rt_enqueue(struct runtime *rt, struct infer_req *r, int be, int qi, u
 	return 0;
 }
 
+/* Record in adm what rt_route decided for r (prepared) and on what: the
+ * pick, the n eligible el[] and their version sum ver, read at epoch. */
+static void rt_admission_note(struct rt_admission *adm, const struct runtime *rt,
+			      const struct infer_req *r, int be, int qi, const int *el, int n,
+			      uint64_t ver, uint64_t epoch)
+{
+	*adm = (struct rt_admission){ .valid = true, .be = be, .qi = qi, .n_eligible = n,
+				      .version = ver, .rt = rt, .epoch = epoch,
+				      .prio_norm = r->priority, .sheddable = r->sheddable,
+				      .met = r->met };
+	for (int i = 0; i < n && n <= RT_ADM_QUEUES; i++) {
+		adm->q[i].be = el[3 * i];
+		adm->q[i].qi = el[3 * i + 1];
+	}
+}
+
 /*
  * Route r; with enqueue, also queue it.  0 when routed (and queued), else
  * an HTTP status with r->errmsg (see rt_submit).  adm (may be NULL)
@@ -1346,10 +1366,11 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 	unsigned rr = rt_cursor(rt, enqueue);
 	struct route_req rq;
 	enum route_result why;
-	int n, n_be, k, pick = -1, rc2 = 0, hosts = rt_host_count(rt, r);
-	uint64_t ver;
+	int mi = rt_index(rt, r->model), n, n_be, k, pick = -1, rc2 = 0;
+	int hosts = rt_host_count(rt, mi);
+	uint64_t ver, epoch = 0;
 
-	rt_prepare(rt, r, now, &rq);
+	rt_prepare(rt, mi, r, now, &rq);
 	if (hosts > 32) {
 		cand = malloc(sizeof(*cand) * RT_VARIANTS * (size_t)hosts);
 		el = malloc(sizeof(*el) * 3 * RT_VARIANTS * (size_t)hosts);
@@ -1360,7 +1381,9 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 		rc2 = 429;
 		goto out;
 	}
-	n = rt_eligible(rt, r, el, &n_be, &ver);
+	if (adm)	/* before any state is looked at (backend.h) */
+		epoch = atomic_load_explicit(&be_state_epoch, memory_order_acquire);
+	n = rt_eligible(rt, mi, r, el, &n_be, &ver);
 	if (n < 0) {
 		rc2 = 400;	/* r->errmsg: the variant asked for does not exist */
 		goto out;
@@ -1376,9 +1399,7 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 		goto out;
 	}
 	if (adm)
-		*adm = (struct rt_admission){ .valid = true, .be = cand[pick].id,
-					      .qi = cand[pick].qi, .n_eligible = n,
-					      .version = ver };
+		rt_admission_note(adm, rt, r, cand[pick].id, cand[pick].qi, el, n, ver, epoch);
 	if (enqueue)
 		rc2 = rt_enqueue(rt, r, cand[pick].id, cand[pick].qi, now, cand, k);
 out:
@@ -1389,25 +1410,44 @@ out:
 	return rc2;
 }
 
+/* The sum of the versions of adm's eligible queues now (rt_eligible's *ver). */
+static uint64_t rt_admission_version(const struct runtime *rt, const struct rt_admission *adm)
+{
+	uint64_t ver = 0;
+
+	for (int i = 0; i < adm->n_eligible; i++)
+		ver += atomic_load_explicit(&rt->backends[adm->q[i].be]->sched.qs[adm->q[i].qi].version,
+					    memory_order_acquire);
+	return ver;
+}
+
 /*
  * Whether adm, decided by rt_precheck for a 1-row request at r's priority
  * and deadline, still holds: r is one row, the same backends are eligible
  * and none of their queues changed since (their versions sum the same).
+ * No backend's state changed since (be_state_epoch): the same queues are
+ * eligible, and those adm kept are read again without walking the hosts.
  */
 static bool rt_admission_holds(struct runtime *rt, struct infer_req *r,
 			       const struct rt_admission *adm)
 {
-	int el_stack[3 * 32 * RT_VARIANTS], *el = el_stack, n, n_be, hosts;
+	int el_stack[3 * 32 * RT_VARIANTS], *el = el_stack, n, n_be, hosts, mi;
 	uint64_t ver;
 
-	if (!adm || !adm->valid || r->rows != 1 || r->priority != adm->priority ||
-	    r->deadline_ns != adm->deadline_ns || r->variant_ask != adm->variant_ask ||
-	    adm->be >= rt->n_backends || !rt_backend_usable(rt->backends[adm->be]))
+	if (!adm || !adm->valid || adm->rt != rt || r->rows != 1 || r->retries ||
+	    r->priority != adm->priority || r->deadline_ns != adm->deadline_ns ||
+	    r->variant_ask != adm->variant_ask)
 		return false;
-	hosts = rt_host_count(rt, r);
+	if (adm->n_eligible <= RT_ADM_QUEUES &&
+	    atomic_load_explicit(&be_state_epoch, memory_order_acquire) == adm->epoch)
+		return rt_admission_version(rt, adm) == adm->version;
+	if (adm->be >= rt->n_backends || !rt_backend_usable(rt->backends[adm->be]))
+		return false;
+	mi = rt_index(rt, r->model);
+	hosts = rt_host_count(rt, mi);
 	if (hosts > 32 && !(el = malloc(sizeof(*el) * 3 * RT_VARIANTS * (size_t)hosts)))
 		return false;
-	n = rt_eligible(rt, r, el, &n_be, &ver);
+	n = rt_eligible(rt, mi, r, el, &n_be, &ver);
 	if (el != el_stack)
 		free(el);
 	return n == adm->n_eligible && ver == adm->version;
@@ -1450,17 +1490,18 @@ static void rt_failover(struct infer_req *r, struct sched_be *from, uint64_t now
 
 int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now, struct rt_admission *adm)
 {
-	struct route_req rq;
-
 	if (!rt_admission_holds(rt, r, adm)) {
 		if (adm)
 			adm->reused = false;
 		return rt_route(rt, r, now, true, NULL);
 	}
-	/* One admission pass: the precheck's pick, queued under its one lock. */
+	/* One admission pass: the precheck's pick, queued under its one lock,
+	 * r prepared as the precheck's probe was (same priority and deadline). */
 	adm->reused = true;
 	rt_cursor(rt, true);
-	rt_prepare(rt, r, now, &rq);
+	r->priority = adm->prio_norm;
+	r->sheddable = adm->sheddable;
+	r->met = adm->met;
 	return rt_enqueue(rt, r, adm->be, adm->qi, now, NULL, 0);
 }
 

@@ -174,12 +174,18 @@ void rt_queue_conf(const struct config *c, const struct model_conf *mc, const st
 		   struct sched_q_conf *qc);
 /* rt_find_backend - backend called name, or NULL. */
 struct rt_backend *rt_find_backend(const struct runtime *rt, const char *name);
+/* rt_drain - rb takes no new requests from now on (POST
+ * /admin/backends/{name}/drain); what it holds finishes.  Routing sees it
+ * at once, an admission decided before included (be_state_bump). */
+void rt_drain(struct rt_backend *rb);
 /*
  * What one admission pass decided (rt_precheck), for rt_submit to reuse:
  * the pick, and what the decision depended on.  Opaque to callers but for
  * reused, which rt_submit sets (true: it queued on the precheck's pick
  * without routing again).
  */
+#define RT_ADM_QUEUES 4
+
 struct rt_admission {
 	bool valid;
 	bool reused;
@@ -189,6 +195,18 @@ struct rt_admission {
 	uint64_t deadline_ns;
 	int n_eligible;			/* backends that could take it then */
 	uint64_t version;		/* the sum of their queues' versions then */
+	const struct runtime *rt;	/* the snapshot it was decided in */
+	/* be_state_epoch before eligibility was looked at: while it stays,
+	 * the same queues are eligible, and these (all of them, when
+	 * n_eligible <= RT_ADM_QUEUES) are all a reuse must look at again */
+	uint64_t epoch;
+	struct { int be, qi; } q[RT_ADM_QUEUES];
+	/* the request as routing prepared it (normalized priority, sheddable,
+	 * the series counting a refusal): the same for the same priority and
+	 * deadline */
+	int prio_norm;
+	bool sheddable;
+	struct met_series *met;
 };
 
 /*

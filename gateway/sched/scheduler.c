@@ -68,14 +68,15 @@ static void sched_pub_write(struct sched_q *q, uint64_t be_version)
 	uint32_t seq = atomic_load_explicit(&p->seq, memory_order_relaxed);
 	int levels = q->pq.sq.hi < SCHED_PUB_LEVELS ? q->pq.sq.hi : SCHED_PUB_LEVELS;
 	struct router_cand v = { 0 };
-	int ahead_done = -1;
+	int ahead_done = -1, ahead = 0;
 
 	atomic_store_explicit(&p->seq, seq + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
 	for (int l = 1; l <= levels; l++) {
 		struct sched_pub_level *pl = &p->lv[l - 1];
-		int ahead = sq_rows_ahead(&q->pq.sq, l);
 		double f = svc_wait_factor(&q->pq.svc, l);
+
+		ahead += sq_rows_at(&q->pq.sq, l);	/* sq_rows_ahead(l), levels <= hi */
 		uint64_t fb;
 
 		/* A level sees the level above's view when no rows are queued
@@ -905,8 +906,7 @@ void sched_update(struct sched_be *s, int qi, const struct sched_q_conf *qc)
 void sched_set_warm(struct sched_be *s, int qi, double a_ns, double b_ns)
 {
 	pthread_mutex_lock(&s->mu);
-	s->qs[qi].pq.svc.a_ns = a_ns;
-	s->qs[qi].pq.svc.b_ns = b_ns;
+	svc_set_warm(&s->qs[qi].pq.svc, a_ns, b_ns);
 	sched_publish(&s->qs[qi]);
 	pthread_mutex_unlock(&s->mu);
 }

@@ -88,5 +88,11 @@ uint64_t sq_earliest_deadline(const struct squeue *q);
 uint64_t sq_oldest_arrival(const struct squeue *q);
 /* sq_rows_ahead - rows that would run before a new request of priority prio. */
 int sq_rows_ahead(const struct squeue *q, int prio);
+/* sq_rows_at - rows queued at level prio (1..hi) exactly: sq_rows_ahead(q,
+ * prio) is their sum over levels 1..prio. */
+static inline int sq_rows_at(const struct squeue *q, int prio)
+{
+	return q->rows_at[prio];
+}
 
 #endif

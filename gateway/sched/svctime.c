@@ -27,6 +27,13 @@ void svc_init(struct svc_model *s, double a_ns, double b_ns, double alpha)
 		s->wait[i].q99 = SVC_WAIT_MIN;
 }
 
+void svc_set_warm(struct svc_model *s, double a_ns, double b_ns)
+{
+	s->a_ns = a_ns;
+	s->b_ns = b_ns;
+	s->pred_ok = 0;
+}
+
 void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns)
 {
 	int b = svc_bucket(rows);
@@ -38,6 +45,7 @@ void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns)
 	if (s->seen[b] < UINT32_MAX)
 		s->seen[b]++;
 	s->seen_mask |= 1u << b;
+	s->pred_ok = 0;
 }
 
 /* Nearest seen buckets at or below b (*lo) and at or above b (*hi); -1 when none. */
@@ -82,10 +90,11 @@ static int svc_next_seen(const struct svc_model *s, int i, int step)
 	return -1;
 }
 
-uint64_t svc_predict(const struct svc_model *s, int rows)
+/* The prediction for bucket b, worked out from the model. */
+static uint64_t svc_compute(const struct svc_model *s, int b)
 {
-	int b = svc_bucket(rows), lo, hi;
 	double n = (double)(1 << b), t;
+	int lo, hi;
 
 	svc_neighbours(s, b, &lo, &hi);
 	if (lo == b)
@@ -104,10 +113,23 @@ uint64_t svc_predict(const struct svc_model *s, int rows)
 	return t < 1 ? 1 : (uint64_t)t;
 }
 
+uint64_t svc_predict(const struct svc_model *s, int rows)
+{
+	/* The cache is not part of the model's value: s stays const to callers. */
+	struct svc_model *m = (struct svc_model *)s;
+	int b = svc_bucket(rows);
+
+	if (!(m->pred_ok & (1u << b))) {
+		m->pred[b] = svc_compute(s, b);
+		m->pred_ok |= 1u << b;
+	}
+	return m->pred[b];
+}
+
 
 static struct svc_wait *svc_wait_of(struct svc_model *s, int level)
 {
-	return &s->wait[level < 1 ? 0 : level > SVC_LEVELS ? SVC_LEVELS - 1 : level - 1];
+	return &s->wait[svc_level(level)];
 }
 
 /* One sample above (up) or at or below the tracked quantile: the estimate
@@ -138,12 +160,3 @@ void svc_wait_missed(struct svc_model *s, int level)
 	svc_wait_step(svc_wait_of(s, level), true);
 }
 
-double svc_wait_factor(const struct svc_model *s, int level)
-{
-	return svc_wait_of((struct svc_model *)s, level)->q99;
-}
-
-uint64_t svc_wait_adjust(const struct svc_model *s, int level, uint64_t predicted_ns)
-{
-	return (uint64_t)((double)predicted_ns * svc_wait_factor(s, level));
-}

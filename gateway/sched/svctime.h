@@ -38,14 +38,24 @@ struct svc_model {
 	double ewma[SVC_BUCKETS];
 	uint32_t seen[SVC_BUCKETS];
 	uint32_t seen_mask;		/* bit b: seen[b] != 0 (svc_predict's search) */
+	/* svc_predict's answers, per bucket: bit b of pred_ok says pred[b] is
+	 * current.  A prediction depends on the bucket alone and is asked for
+	 * several times per request (admission, publish, dispatch) while the
+	 * model changes once per batch; every change clears pred_ok. */
+	uint32_t pred_ok;
+	uint64_t pred[SVC_BUCKETS];
 	struct svc_wait wait[SVC_LEVELS];	/* by priority level - 1 */
 };
 
 /* svc_init - warm start t(n) = a_ns + b_ns * n; alpha in (0, 1]. */
 void svc_init(struct svc_model *s, double a_ns, double b_ns, double alpha);
+/* svc_set_warm - replace the warm start (what buckets not seen follow). */
+void svc_set_warm(struct svc_model *s, double a_ns, double b_ns);
 /* svc_observe - a batch of rows took exec_ns. */
 void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns);
-/* svc_predict - predicted execution time of a batch of rows (>= 1 ns). */
+/* svc_predict - predicted execution time of a batch of rows (>= 1 ns).
+ * Remembers its answer in s (pred): callers serialize calls on one model
+ * as they do changes (the scheduler's lock; the simulator's one thread). */
 uint64_t svc_predict(const struct svc_model *s, int rows);
 /* svc_wait_observe - a request of priority level predicted to wait
  * predicted_ns waited actual_ns (ignored below one batch of 1 row). */
@@ -53,10 +63,24 @@ void svc_wait_observe(struct svc_model *s, int level, uint64_t predicted_ns, uin
 /* svc_wait_missed - a request of priority level, admitted on a predicted
  * wait, was dropped in the queue because it could no longer finish. */
 void svc_wait_missed(struct svc_model *s, int level);
+/* svc_level - the wait[] entry of priority level (levels past SVC_LEVELS
+ * share the last). */
+static inline int svc_level(int level)
+{
+	return level < 1 ? 0 : level > SVC_LEVELS ? SVC_LEVELS - 1 : level - 1;
+}
+/* svc_wait_factor - the factor svc_wait_adjust applies now (1 at start).
+ * Inline: asked for per level at every publish of a queue. */
+static inline double svc_wait_factor(const struct svc_model *s, int level)
+{
+	return s->wait[svc_level(level)].q99;
+}
 /* svc_wait_adjust - predicted_ns as calibrated for priority level. */
-uint64_t svc_wait_adjust(const struct svc_model *s, int level, uint64_t predicted_ns);
-/* svc_wait_factor - the factor svc_wait_adjust applies now (1 at start). */
-double svc_wait_factor(const struct svc_model *s, int level);
+static inline uint64_t svc_wait_adjust(const struct svc_model *s, int level,
+				       uint64_t predicted_ns)
+{
+	return (uint64_t)((double)predicted_ns * svc_wait_factor(s, level));
+}
 /* svc_bucket - bucket index of rows (ceil log2). */
 int svc_bucket(int rows);
 

@@ -511,6 +511,41 @@ static void test_admission_reuse(void **state)
 	}
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(rel[i].calls, 1);
+
+	/* some backend's state changed, not what r could run on: still reused
+	 * (the eligible queues are walked again and found unchanged) */
+	assert_int_equal(front_precheck(rt, &probe, m, 0, t0, 50 * MS, now_ns(), &adm), 0);
+	be_state_bump();
+	s = digits_spec(rt, 1, in, &rel[0], NULL);
+	s.arrival_ns = t0;
+	s.objective_ns = 50 * MS;
+	r[0] = front_req_new(&pool, &s);
+	assert_int_equal(front_submit(rt, r[0], &adm, now_ns()), 0);
+	assert_true(adm.reused);
+	assert_true(front_cancel(r[0]));
+	front_req_put(r[0]);
+
+	/* the precheck's backend drained, or ejected, before the submit: the
+	 * submit sees it (503), whatever the precheck decided */
+	for (int how = 0; how < 2; how++) {
+		struct rel gone = { 0 };
+
+		assert_int_equal(front_precheck(rt, &probe, m, 0, t0, 50 * MS, now_ns(), &adm), 0);
+		if (how)
+			be_state_set(&rt->backends[0]->be, BE_EJECTED);
+		else
+			rt_drain(rt->backends[0]);
+		s = digits_spec(rt, 1, in, &gone, NULL);
+		s.arrival_ns = t0;
+		s.objective_ns = 50 * MS;
+		r[0] = front_req_new(&pool, &s);
+		assert_int_equal(front_submit(rt, r[0], &adm, now_ns()), 503);
+		assert_false(adm.reused);
+		front_req_put(r[0]);
+		assert_int_equal(gone.calls, 1);
+		atomic_store(&rt->backends[0]->draining, false);
+		be_state_set(&rt->backends[0]->be, BE_UP);
+	}
 	front_pool_destroy(&pool);
 	rt_stop_all();
 	rt_put(rt);

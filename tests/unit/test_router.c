@@ -130,6 +130,15 @@ static void test_displace_last_resort(void **state)
 	/* least-queue also prefers not to displace */
 	assert_int_equal(pick(ROUTE_LEAST_QUEUE, 0, false, 0, &i), ROUTE_OK);
 	assert_int_equal(i, 2);
+	/* only the last displaces: the ones before it, in their order, are
+	 * chosen from (6 ms: the dpu would be picked; the gpu keeps the margin) */
+	cands[0].displaces = cands[1].displaces = false;
+	cands[2].displaces = true;
+	assert_int_equal(pick(ROUTE_SLO, 106 * MS, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	assert_int_equal(pick(ROUTE_SLO, 120 * MS, false, 0, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	cands[2].displaces = false;
 }
 
 static void test_least_queue_and_round_robin(void **state)

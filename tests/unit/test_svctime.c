@@ -98,6 +98,35 @@ static void test_neighbours_any_pattern(void **state)
 	}
 }
 
+/* A prediction asked for before a change is never answered after it: at
+ * every step of a mixed run of samples and warm starts, each bucket's
+ * answer equals a copy's that remembers nothing. */
+static void test_predict_cache(void **state)
+{
+	struct svc_model s;
+	uint64_t x = 12345;
+
+	svc_init(&s, 1000, 100, 0.3);
+	for (int step = 0; step < 2000; step++) {
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		if ((x >> 60) == 0)
+			svc_set_warm(&s, (double)(x >> 40 & 0xfff), (double)(x >> 30 & 0xff));
+		else
+			svc_observe(&s, 1 + (int)(x >> 33) % 300, 1000 + (x >> 20) % 100000);
+		for (int rows = 1; rows <= 40000; rows = rows * 3 / 2 + 1) {
+			struct svc_model fresh = s;
+
+			fresh.pred_ok = 0;
+			assert_int_equal(svc_predict(&s, rows), svc_predict(&fresh, rows));
+		}
+	}
+	/* The warm start alone, cached, then replaced: the new line answers. */
+	svc_init(&s, 1000, 100, 0.5);
+	assert_int_equal(svc_predict(&s, 4), 1400);
+	svc_set_warm(&s, 2000, 10);
+	assert_int_equal(svc_predict(&s, 4), 2040);
+}
+
 /* n samples at priority level: a fraction `tail` (spread evenly) with
  * ratio hi, the rest with ratio lo, over a predicted wait of 100 ms. */
 static void feed(struct svc_model *s, int level, int n, double tail, double lo, double hi)
@@ -163,6 +192,7 @@ int main(void)
 		cmocka_unit_test(test_fit_line),
 		cmocka_unit_test(test_extrapolate_with_warm_start),
 		cmocka_unit_test(test_neighbours_any_pattern),
+		cmocka_unit_test(test_predict_cache),
 		cmocka_unit_test(test_wait_calibration),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
