@@ -88,6 +88,7 @@ struct call {
 	struct hdr *hdrs;		/* hdrs_inline, or a malloc'd array past it */
 	int hk[CALL_H_N];		/* 1 + the index in hdrs of the first such header; 0: none */
 	size_t hdr_bytes;
+	unsigned h2_nfield;		/* h2: fields of its header block so far */
 	bool hdr_too_large;
 	struct evbuffer *body;
 	bool body_too_large;

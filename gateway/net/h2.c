@@ -126,13 +126,93 @@ static void h2_malformed(struct conn *c, struct call *call)
 				  NGHTTP2_PROTOCOL_ERROR);
 }
 
-static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-			size_t nlen, const uint8_t *value, size_t vlen, uint8_t flags, void *arg)
+/*
+ * Clients send the same fields in the same order request after request,
+ * and HPACK hands an indexed field over as the same nghttp2_rcbuf each
+ * time: h2check's verdict on the field at each position of a header block
+ * is kept with a reference to its name's and value's buffers (so that no
+ * other field can take their address), and a field found again at its
+ * position is not read again (~60 instructions a field).  Fields up to
+ * H2_MEMO_FIELD bytes at the first H2_MEMO positions: at most ~20 KiB
+ * held per connection.
+ */
+#define H2_MEMO 16
+#define H2_MEMO_FIELD 1024
+
+struct h2_memo {
+	nghttp2_rcbuf *name, *value;	/* NULL: empty */
+	nghttp2_vec n, v;		/* their bytes */
+	struct h2c_verdict d;
+};
+
+static void h2_memo_free(struct conn *c)
+{
+	if (!c->h2_memo)
+		return;
+	for (int i = 0; i < H2_MEMO; i++) {
+		if (c->h2_memo[i].name) {
+			nghttp2_rcbuf_decref(c->h2_memo[i].name);
+			nghttp2_rcbuf_decref(c->h2_memo[i].value);
+		}
+	}
+	free(c->h2_memo);
+	c->h2_memo = NULL;
+}
+
+/* The slot of the field at position pos of a header block when it holds
+ * these very buffers; NULL otherwise. */
+static struct h2_memo *h2_memo_find(struct conn *c, unsigned pos, const nghttp2_rcbuf *name,
+				    const nghttp2_rcbuf *value)
+{
+	struct h2_memo *e;
+
+	if (pos >= H2_MEMO || !c->h2_memo)
+		return NULL;
+	e = &c->h2_memo[pos];
+	return e->name == name && e->value == value ? e : NULL;
+}
+
+/* The verdict d on a field (not malformed, not too large) kept at pos in
+ * place of the one there, unless that one has the same name: a new value
+ * under the same name at the same place is one HPACK did not index (an
+ * encoder never indexes :path or content-length, say), new each time.
+ * Returns d's copy in the memo, or d. */
+static const struct h2c_verdict *h2_memo_keep(struct conn *c, unsigned pos, nghttp2_rcbuf *name,
+					      nghttp2_rcbuf *value, const nghttp2_vec *n,
+					      const nghttp2_vec *v, const struct h2c_verdict *d)
+{
+	struct h2_memo *e;
+
+	if (pos >= H2_MEMO || d->kind == H2C_MALFORMED || n->len + v->len > H2_MEMO_FIELD)
+		return d;
+	if (!c->h2_memo && !(c->h2_memo = calloc(H2_MEMO, sizeof(*c->h2_memo))))
+		return d;
+	e = &c->h2_memo[pos];
+	if (e->name == name)
+		return d;	/* a value that is never indexed (:path, content-length) */
+	if (e->name) {
+		nghttp2_rcbuf_decref(e->name);
+		nghttp2_rcbuf_decref(e->value);
+	}
+	nghttp2_rcbuf_incref(name);
+	nghttp2_rcbuf_incref(value);
+	*e = (struct h2_memo){ .name = name, .value = value, .n = *n, .v = *v, .d = *d };
+	return &e->d;
+}
+
+static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, nghttp2_rcbuf *nbuf,
+			nghttp2_rcbuf *vbuf, uint8_t flags, void *arg)
 {
 	struct conn *c = arg;
 	struct call *call;
+	struct h2_memo *e;
+	struct h2c_verdict dv;
+	const struct h2c_verdict *d;
+	nghttp2_vec nv, vv;
+	const uint8_t *name, *value;
+	size_t nlen, vlen, n;
+	unsigned pos;
 	bool trailer;
-	size_t n;
 
 	if (f->hd.type != NGHTTP2_HEADERS)
 		return 0;
@@ -140,12 +220,28 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_
 	call = h2_call(c, f->hd.stream_id);
 	if (!call || h2c_malformed(&call->h2msg))
 		return 0;
+	pos = trailer ? H2_MEMO : call->h2_nfield++;	/* trailers: not kept */
+	e = h2_memo_find(c, pos, nbuf, vbuf);
+	if (e) {
+		nv = e->n;
+		vv = e->v;
+	} else {
+		nv = nghttp2_rcbuf_get_buf(nbuf);
+		vv = nghttp2_rcbuf_get_buf(vbuf);
+	}
+	name = nv.base, nlen = nv.len, value = vv.base, vlen = vv.len;
 	if (!trailer) {
 		call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
 		if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes)
 			return h2_header_offence(c, call);
 	}
-	switch (h2c_field(&call->h2msg, name, nlen, value, vlen, trailer)) {
+	if (e) {
+		d = &e->d;
+	} else {
+		h2c_classify(&dv, name, nlen, value, vlen);
+		d = h2_memo_keep(c, pos, nbuf, vbuf, &nv, &vv, &dv);
+	}
+	switch (h2c_apply(&call->h2msg, d, trailer)) {
 	case H2C_MALFORMED:
 		h2_malformed(c, call);
 		break;
@@ -677,6 +773,7 @@ void h2_free(struct conn *c)
 		else
 			call_free(call);
 	}
+	h2_memo_free(c);
 	nghttp2_session_del(s);
 }
 
@@ -704,7 +801,7 @@ int h2_start(struct conn *c)
 
 	nghttp2_session_callbacks_new(&cb);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_on_begin_headers);
-	nghttp2_session_callbacks_set_on_header_callback(cb, h2_on_header);
+	nghttp2_session_callbacks_set_on_header_callback2(cb, h2_on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, h2_on_data);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cb, h2_on_frame);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cb, h2_on_stream_close);

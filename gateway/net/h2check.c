@@ -137,29 +137,30 @@ static bool h2c_blank(const uint8_t *v, size_t n)
 	return true;
 }
 
-/* A field that may come once, with a non-blank value: mark it seen. */
-static bool h2c_once(struct h2_msg *m, uint32_t flag, const uint8_t *v, size_t n)
+/* A field that may come once, with a non-blank value: its flag for
+ * h2c_apply to check and set; false when the value is blank. */
+static bool h2c_once(struct h2c_verdict *d, uint32_t flag, const uint8_t *v, size_t n)
 {
-	if ((m->flags & flag) || h2c_blank(v, n))
+	if (h2c_blank(v, n))
 		return false;
-	m->flags |= flag;
+	d->once = flag;
 	return true;
 }
 
 /* A content-length: decimal digits only, fits in int64_t. */
-static bool h2c_clen(struct h2_msg *m, const uint8_t *v, size_t n)
+static bool h2c_clen(struct h2c_verdict *d, const uint8_t *v, size_t n)
 {
 	uint64_t x = 0;
 
-	if ((m->flags & F_CLEN) || n == 0)
+	if (n == 0)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		if (v[i] < '0' || v[i] > '9' || x > (uint64_t)(INT64_MAX - (v[i] - '0')) / 10)
 			return false;
 		x = x * 10 + (v[i] - '0');
 	}
-	m->clen = x;
-	m->flags |= F_CLEN;
+	d->clen = x;
+	d->once = F_CLEN;
 	return true;
 }
 
@@ -181,56 +182,57 @@ static bool h2c_is_ci(const uint8_t *s, size_t n, const char *lit, size_t litlen
 #define IS(s, n, lit) h2c_is(s, n, lit, sizeof(lit) - 1)
 #define IS_CI(s, n, lit) h2c_is_ci(s, n, lit, sizeof(lit) - 1)
 
-static enum h2c_kind h2c_method(struct h2_msg *m, const uint8_t *v, size_t n)
+static bool h2c_method(struct h2c_verdict *d, const uint8_t *v, size_t n)
 {
-	if (!h2c_all(v, n, C_TOKEN) || !h2c_once(m, F_METHOD, v, n))
-		return H2C_MALFORMED;
+	if (!h2c_all(v, n, C_TOKEN) || !h2c_once(d, F_METHOD, v, n))
+		return false;
 	if (IS(v, n, "CONNECT"))
-		m->flags |= F_CONNECT;
+		d->set = F_CONNECT;
 	else if (IS(v, n, "OPTIONS"))
-		m->flags |= F_OPTIONS;
-	return H2C_METHOD;
+		d->set = F_OPTIONS;
+	d->kind = H2C_METHOD;
+	return true;
 }
 
-static enum h2c_kind h2c_path(struct h2_msg *m, const uint8_t *v, size_t n)
+static bool h2c_path(struct h2c_verdict *d, const uint8_t *v, size_t n)
 {
-	if (!h2c_above(v, n, 0x21) || !h2c_once(m, F_PATH, v, n))
-		return H2C_MALFORMED;
+	if (!h2c_above(v, n, 0x21) || !h2c_once(d, F_PATH, v, n))
+		return false;
 	if (v[0] == '/')
-		m->flags |= F_PATH_SLASH;
+		d->set = F_PATH_SLASH;
 	else if (n == 1 && v[0] == '*')
-		m->flags |= F_PATH_STAR;
-	return H2C_PATH;
+		d->set = F_PATH_STAR;
+	d->kind = H2C_PATH;
+	return true;
 }
 
-/* A pseudo-header field: only in the request's header block, before any
- * regular field, once each, and only the four a request may carry (any
- * other name, a malformed one included, is malformed). */
-static enum h2c_kind h2c_pseudo(struct h2_msg *m, const uint8_t *name, size_t nlen,
-				const uint8_t *v, size_t n, bool trailer)
+/* A pseudo-header field: only the four a request may carry (any other
+ * name, a malformed one included, is malformed); where it may come is
+ * h2c_apply's. */
+static bool h2c_pseudo(struct h2c_verdict *d, const uint8_t *name, size_t nlen,
+		       const uint8_t *v, size_t n)
 {
-	if (trailer || (m->flags & F_REGULAR))
-		return H2C_MALFORMED;
+	d->pseudo = true;
+	d->kind = H2C_PSEUDO;
 	if (IS(name, nlen, ":method"))
-		return h2c_method(m, v, n);
+		return h2c_method(d, v, n);
 	if (IS(name, nlen, ":path"))
-		return h2c_path(m, v, n);
+		return h2c_path(d, v, n);
 	if (IS(name, nlen, ":scheme")) {
-		if (!h2c_value_ok(v, n) || !h2c_once(m, F_SCHEME, v, n))
-			return H2C_MALFORMED;
+		if (!h2c_value_ok(v, n) || !h2c_once(d, F_SCHEME, v, n))
+			return false;
 		if (IS_CI(v, n, "http") || IS_CI(v, n, "https"))
-			m->flags |= F_SCHEME_HTTP;
-		return H2C_PSEUDO;
+			d->set = F_SCHEME_HTTP;
+		return true;
 	}
 	if (IS(name, nlen, ":authority"))
-		return h2c_all(v, n, C_AUTH) && h2c_once(m, F_AUTHORITY, v, n) ? H2C_PSEUDO :
-										  H2C_MALFORMED;
-	return H2C_MALFORMED;	/* :status, :protocol (not enabled), unknown */
+		return h2c_all(v, n, C_AUTH) && h2c_once(d, F_AUTHORITY, v, n);
+	return false;	/* :status, :protocol (not enabled), unknown */
 }
 
 /* A regular field with rules of its own (RFC 9113 §8.2.2, §8.3.1 for host):
  * false when it breaks them. */
-static bool h2c_regular(struct h2_msg *m, const uint8_t *name, size_t nlen,
+static bool h2c_regular(struct h2c_verdict *d, const uint8_t *name, size_t nlen,
 			const uint8_t *v, size_t n)
 {
 	switch (nlen) {
@@ -238,13 +240,13 @@ static bool h2c_regular(struct h2_msg *m, const uint8_t *name, size_t nlen,
 		return !IS(name, nlen, "te") || IS_CI(v, n, "trailers");
 	case 4:
 		return !IS(name, nlen, "host") || (h2c_all(v, n, C_AUTH) &&
-						   h2c_once(m, F_HOST, v, n));
+						   h2c_once(d, F_HOST, v, n));
 	case 7:
 		return !IS(name, nlen, "upgrade");
 	case 10:
 		return !IS(name, nlen, "connection") && !IS(name, nlen, "keep-alive");
 	case 14:
-		return !IS(name, nlen, "content-length") || h2c_clen(m, v, n);
+		return !IS(name, nlen, "content-length") || h2c_clen(d, v, n);
 	case 16:
 		return !IS(name, nlen, "proxy-connection");
 	case 17:
@@ -253,27 +255,52 @@ static bool h2c_regular(struct h2_msg *m, const uint8_t *name, size_t nlen,
 	return true;
 }
 
-enum h2c_kind h2c_field(struct h2_msg *m, const uint8_t *name, size_t nlen,
-			const uint8_t *value, size_t vlen, bool trailer)
+void h2c_classify(struct h2c_verdict *d, const uint8_t *name, size_t nlen,
+		  const uint8_t *value, size_t vlen)
 {
-	enum h2c_kind k;
+	bool ok;
 
+	*d = (struct h2c_verdict){ .kind = H2C_REGULAR };
 	if (nlen == 0)
+		ok = false;
+	else if (name[0] == ':')
+		ok = h2c_pseudo(d, name, nlen, value, vlen);
+	else
+		ok = h2c_name_ok(name, nlen) && h2c_value_ok(value, vlen) &&
+		     h2c_regular(d, name, nlen, value, vlen);
+	if (!ok)
+		d->kind = H2C_MALFORMED;
+}
+
+enum h2c_kind h2c_apply(struct h2_msg *m, const struct h2c_verdict *d, bool trailer)
+{
+	if (d->kind == H2C_MALFORMED)
 		goto malformed;
-	if (name[0] == ':') {
-		k = h2c_pseudo(m, name, nlen, value, vlen, trailer);
-		if (k == H2C_MALFORMED)
+	if (!d->pseudo)
+		m->flags |= F_REGULAR;
+	else if (trailer || (m->flags & F_REGULAR))
+		goto malformed;	/* only in the request's block, before any regular one */
+	if (d->once) {
+		if (m->flags & d->once)
 			goto malformed;
-		return k;
+		m->flags |= d->once;
+		if (d->once == F_CLEN)
+			m->clen = d->clen;
 	}
-	m->flags |= F_REGULAR;
-	if (!h2c_name_ok(name, nlen) || !h2c_value_ok(value, vlen) ||
-	    !h2c_regular(m, name, nlen, value, vlen))
-		goto malformed;
-	return H2C_REGULAR;
+	m->flags |= d->set;
+	return (enum h2c_kind)d->kind;
 malformed:
 	m->flags |= H2_MSG_MALFORMED;
 	return H2C_MALFORMED;
+}
+
+enum h2c_kind h2c_field(struct h2_msg *m, const uint8_t *name, size_t nlen,
+			const uint8_t *value, size_t vlen, bool trailer)
+{
+	struct h2c_verdict d;
+
+	h2c_classify(&d, name, nlen, value, vlen);
+	return h2c_apply(m, &d, trailer);
 }
 
 /* The request's header block: what it needs (RFC 9113 §8.3.1, §8.5). */

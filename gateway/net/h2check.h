@@ -41,6 +41,31 @@ enum h2c_kind {
 enum h2c_kind h2c_field(struct h2_msg *m, const uint8_t *name, size_t nlen,
 			const uint8_t *value, size_t vlen, bool trailer);
 /*
+ * What a field's bytes alone say about it (h2c_classify): its kind, the
+ * once-only field it is (its flag), the flags it sets, its content-length.
+ * The same bytes give the same verdict, so a caller may keep one for a
+ * field that comes again (an HPACK-indexed one) and only h2c_apply it.
+ */
+struct h2c_verdict {
+	int8_t kind;		/* enum h2c_kind; H2C_MALFORMED whatever the message */
+	bool pseudo;		/* a pseudo-header field */
+	uint32_t once;		/* its flag when it may come once per message; 0 */
+	uint32_t set;		/* flags it sets in the message */
+	uint64_t clen;		/* a content-length's value */
+};
+
+/* h2c_classify - d: the verdict on field (name[0..nlen), value[0..vlen)),
+ * of any message. */
+void h2c_classify(struct h2c_verdict *d, const uint8_t *name, size_t nlen,
+		  const uint8_t *value, size_t vlen);
+/*
+ * h2c_apply - a field with verdict d comes in m's header block (trailer
+ * false) or trailers: h2c_field's answer for that field (its kind, or
+ * H2C_MALFORMED, which m remembers).  h2c_field(m, ...) is
+ * h2c_classify(&d, ...) then h2c_apply(m, &d, trailer).
+ */
+enum h2c_kind h2c_apply(struct h2_msg *m, const struct h2c_verdict *d, bool trailer);
+/*
  * h2c_headers_end - a header block was received whole: the request's
  * (trailer false: the pseudo-header fields it needs are there) or its
  * trailers (which must end the stream).  end_stream: the block carried

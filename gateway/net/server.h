@@ -92,6 +92,7 @@ struct conn {
 	nghttp2_session *h2;
 	struct call *h2_calls;		/* h2: calls attached to open streams (h2.c) */
 	struct call *h2_last_call;	/* h2: attached, looked at first (h2_call) */
+	struct h2_memo *h2_memo;	/* h2: verdicts on the last header block's fields (h2.c) */
 	struct call *h1_call;		/* request being read or served */
 	size_t h1_body_left;
 	bool h1_chunked;		/* Transfer-Encoding: chunked body */

@@ -267,6 +267,61 @@ static void test_every_byte_everywhere(void **state)
 	}
 }
 
+static struct h2c_verdict verdict(const char *n, const char *v)
+{
+	struct h2c_verdict d;
+
+	h2c_classify(&d, (const uint8_t *)n, strlen(n), (const uint8_t *)v, strlen(v));
+	return d;
+}
+
+/* A verdict kept from one message and applied to others (h2.c's memo of
+ * HPACK-indexed fields) gives what a fresh reading gives there. */
+static void test_kept_verdicts(void **state)
+{
+	struct h2c_verdict get = verdict(":method", "GET"), cl = verdict("content-length", "12");
+	struct h2c_verdict ua = verdict("user-agent", "x/1"), auth = verdict(":authority", "a");
+	struct h2c_verdict bad = verdict("x-bad", "a\x01");
+	struct h2_msg m, m2;
+
+	(void)state;
+	assert_int_equal(bad.kind, H2C_MALFORMED);
+	memset(&m, 0, sizeof(m));
+	memset(&m2, 0, sizeof(m2));
+	assert_int_equal(h2c_apply(&m, &get, false), H2C_METHOD);
+	assert_int_equal(h2c_apply(&m2, &get, false), H2C_METHOD);
+	assert_int_equal(h2c_apply(&m2, &get, false), H2C_MALFORMED);	/* twice in one */
+	assert_true(h2c_malformed(&m2));
+	assert_false(h2c_malformed(&m));
+	/* content-length: its value goes with the verdict, once per message */
+	assert_int_equal(h2c_apply(&m, &cl, false), H2C_REGULAR);
+	assert_int_equal(m.clen, 12);
+	assert_false(h2c_data(&m, 13));
+	base(&m2, "POST", "/p");
+	assert_int_equal(h2c_apply(&m2, &cl, false), H2C_REGULAR);
+	assert_true(h2c_data(&m2, 12) && h2c_end_stream(&m2));
+	base(&m2, "POST", "/p");
+	assert_int_equal(h2c_apply(&m2, &cl, false), H2C_REGULAR);
+	assert_int_equal(h2c_apply(&m2, &cl, false), H2C_MALFORMED);
+	/* a pseudo-header after a regular field, or in trailers */
+	memset(&m2, 0, sizeof(m2));
+	assert_int_equal(h2c_apply(&m2, &ua, false), H2C_REGULAR);
+	assert_int_equal(h2c_apply(&m2, &auth, false), H2C_MALFORMED);
+	base(&m2, "GET", "/p");
+	assert_true(h2c_headers_end(&m2, false, false));
+	assert_int_equal(h2c_apply(&m2, &auth, true), H2C_MALFORMED);
+	/* malformed whatever the message */
+	base(&m2, "GET", "/p");
+	assert_int_equal(h2c_apply(&m2, &bad, false), H2C_MALFORMED);
+	/* the same as h2c_field on a fresh message, field by field */
+	memset(&m, 0, sizeof(m));
+	memset(&m2, 0, sizeof(m2));
+	assert_int_equal(field(&m, ":method", "CONNECT"), H2C_METHOD);
+	get = verdict(":method", "CONNECT");
+	assert_int_equal(h2c_apply(&m2, &get, false), H2C_METHOD);
+	assert_int_equal(m.flags, m2.flags);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -278,6 +333,7 @@ int main(void)
 		cmocka_unit_test(test_content_length),
 		cmocka_unit_test(test_trailers),
 		cmocka_unit_test(test_every_byte_everywhere),
+		cmocka_unit_test(test_kept_verdicts),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
