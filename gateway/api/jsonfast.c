@@ -1002,9 +1002,9 @@ static bool jr_data(struct jr *t)
 	for (p = t->p;; p = q + 1) {
 		if (n == cap)
 			return false;
-		q = p < stop ? jf_usual_float(p, stop, &vals[n]) : NULL;
-		if (!q && !(q = jf_ws_float(p, end, &vals[n])))
-			return false;
+		q = p < stop ? jf_usual_float(p, stop, &vals[n]) : NULL;	/* finite */
+		if (!q && (!(q = jf_ws_float(p, end, &vals[n])) || !isfinite(vals[n])))
+			return false;	/* 1e39: Inf as a float, the general path names it */
 		n++;
 		if (q < end && *q != ',')
 			q = jf_ws(q, end);
