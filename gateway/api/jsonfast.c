@@ -2,6 +2,8 @@
 #define _GNU_SOURCE	/* memmem */
 #include "jsonfast.h"
 
+#include "../core/swar.h"
+
 #include <errno.h>
 #include <float.h>
 #include <jansson.h>
@@ -513,23 +515,30 @@ static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 	return false;
 }
 
-/* n (< 100) as two digits at p. */
-static void jf_two(char *p, uint32_t n)
+/*
+ * n (< 10^8) as eight decimal digits, the first in the lowest byte (the
+ * first in memory), each byte 0..9: both halves of four digits, then each
+ * pair of digits, split in parallel lanes by multiplying with reciprocals
+ * (exact in these ranges: x * 10486 >> 20 is x / 100 for x < 43,699,
+ * x * 103 >> 10 is x / 10 for x < 179), no lane spilling into the next.
+ */
+static uint64_t jf_eight_digits(uint32_t n)
 {
-	static const char pairs[] = "00010203040506070809101112131415161718192021222324"
-				    "25262728293031323334353637383940414243444546474849"
-				    "50515253545556575859606162636465666768697071727374"
-				    "75767778798081828384858687888990919293949596979899";
+	uint64_t x = n / 10000 | (uint64_t)(n % 10000) << 32;	/* two 4-digit lanes */
+	uint64_t h = (x * 10486 >> 20) & 0x0000007f0000007full;	/* their first pairs */
 
-	memcpy(p, pairs + 2 * n, 2);
+	x = h | (x - h * 100) << 16;				/* four 2-digit lanes */
+	h = (x * 103 >> 10) & 0x000f000f000f000full;		/* their first digits */
+	return h | (x - h * 10) << 8;
 }
 
 int jfast_put_float(char *buf, float v)
 {
-	char dig[18] = "000000000000000000", *p = buf;
+	char dig[17], *p = buf;
 	double d = (double)v;
-	uint32_t n, lo;
-	int k, nd = 9;
+	uint64_t digits;
+	uint32_t n;
+	int k, nd;
 
 	if (signbit(d)) {
 		*p++ = '-';
@@ -542,15 +551,13 @@ int jfast_put_float(char *buf, float v)
 	}
 	if (!isfinite(d) || !jf_nine_digits(d, &n, &k))
 		return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
-	/* n = d0 d1..d8: the first digit, then four pairs */
+	/* n = d0 d1..d8: the first digit, then eight in one word, whose top
+	 * zero bytes are the trailing zeros %g drops */
 	dig[0] = (char)('0' + n / 100000000);
-	lo = n % 100000000;
-	jf_two(dig + 1, lo / 1000000);
-	jf_two(dig + 3, lo / 10000 % 100);
-	jf_two(dig + 5, lo / 100 % 100);
-	jf_two(dig + 7, lo % 100);
-	while (nd > 1 && dig[nd - 1] == '0')
-		nd--;
+	digits = jf_eight_digits(n % 100000000);
+	nd = digits ? 9 - (int)((unsigned)__builtin_clzll(digits) / 8) : 1;
+	swar_store(dig + 1, digits + SWAR_ONES * '0');
+	swar_store(dig + 9, 0);
 	/* Copies of fixed sizes (no libc call): dig has room past its nine
 	 * digits, buf past the text; only the counted bytes are kept. */
 	if (k >= -4 && k < 9) {		/* %g's fixed style */
@@ -1006,10 +1013,11 @@ static bool jr_data(struct jr *t)
 		if (!q && (!(q = jf_ws_float(p, end, &vals[n])) || !isfinite(vals[n])))
 			return false;	/* 1e39: Inf as a float, the general path names it */
 		n++;
-		if (q < end && *q != ',')
+		if (q == end || *q != ',') {	/* whitespace, or the list's end */
 			q = jf_ws(q, end);
-		if (q >= end || *q != ',')
-			break;
+			if (q == end || *q != ',')
+				break;
+		}
 	}
 	r->n = n;
 	t->p = q;
