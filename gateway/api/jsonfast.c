@@ -183,23 +183,20 @@ static const char *jf_stop(const char *p, const char *end)
 }
 
 /*
- * The usual token at p, -?digits[.digits] with at most 15 digits and no
- * exponent, in one pass without an end check per byte: p < stop, stop
- * as jf_stop finds it.  The digits make an exact double (jf_decimal).
- * Past it, or NULL: anything else (jfast_float's general path decides).
- * Inlined into the list loop: a value costs a few dozen instructions.
+ * The usual token's digits at p, digits[.digits] with at most 15 digits
+ * and no exponent, negated when neg, in one pass without an end check per
+ * byte: p <= stop, stop as jf_stop finds it.  The digits make an exact
+ * double (jf_decimal).  Past it, or NULL: anything else.
  */
-static inline __attribute__((always_inline)) const char *jf_usual_float(const char *p,
-									 const char *stop,
-									 float *val)
+static inline __attribute__((always_inline)) const char *jf_usual_digits(const char *p,
+									  const char *stop,
+									  bool neg, float *val)
 {
-	const char *ds, *fs;
-	bool neg = *p == '-';
+	const char *ds = p, *fs;
 	uint64_t m;
 	unsigned dig;
 	int frac = 0;
 
-	ds = p += neg;	/* <= stop: a '-' is no digit */
 	if ((m = (unsigned)(unsigned char)*p++ - '0') > 9)
 		return NULL;
 	if (m)	/* a leading '0' is the whole integer part ("01": the list declines) */
@@ -221,6 +218,21 @@ static inline __attribute__((always_inline)) const char *jf_usual_float(const ch
 		return NULL;	/* m may have wrapped: not used */
 	*val = jf_decimal(m, neg, frac);
 	return p;
+}
+
+/*
+ * The usual token at p, -?digits[.digits] (jf_usual_digits): p < stop.
+ * Past it, or NULL: anything else (jfast_float's general path decides).
+ * Inlined into the list loop, one copy for each sign (no sign to carry
+ * through): a value costs a few dozen instructions.
+ */
+static inline __attribute__((always_inline)) const char *jf_usual_float(const char *p,
+									 const char *stop,
+									 float *val)
+{
+	if (*p == '-')	/* p + 1 <= stop: a '-' is no digit */
+		return jf_usual_digits(p + 1, stop, true, val);
+	return jf_usual_digits(p, stop, false, val);
 }
 
 bool jfast_float(const char **pp, const char *end, float *val)
