@@ -2,6 +2,8 @@
 #define _GNU_SOURCE	/* memmem */
 #include "jsonfast.h"
 
+#include "../core/swar.h"
+
 #include <errno.h>
 #include <float.h>
 #include <jansson.h>
@@ -145,58 +147,101 @@ static bool jf_quick_float(const struct jf_num *n, float *out)
 }
 
 /*
- * The usual token, -?digits[.digits] with at most 15 digits and no
- * exponent, in one pass: the digits make an exact double, and one
- * division by an exact power of ten is strtod's correctly rounded result.
- * Past it, or NULL: anything else (jfast_float's general path decides).  Inlined into
- * the list loops: a value costs a few dozen instructions.
+ * m with frac of its digits after the point, as jansson reads the token:
+ * an integer (frac 0) as (double)(long long), so "-0" is +0; a real as
+ * strtod's correctly rounded double, which one division of the exact
+ * double m (< 2^53) by the exact 10^frac (frac <= 15) is.  Then (float).
  */
-static inline __attribute__((always_inline)) const char *jf_simple_float(const char *p,
-									  const char *end,
-									  float *val)
+static inline __attribute__((always_inline)) float jf_decimal(uint64_t m, bool neg, int frac)
 {
 	static const double p10[16] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
 					1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
-	const char *ds;
-	bool neg = p < end && *p == '-';
-	uint64_t m = 0;
-	unsigned dig;
-	int nd, frac = 0;
 	double d;
 
-	p += neg;
-	for (ds = p; p < end && (dig = (unsigned)(unsigned char)*p - '0') <= 9; p++)
-		m = m * 10 + dig;
-	nd = (int)(p - ds);
-	if (nd == 0 || nd > 15 || (nd > 1 && *ds == '0'))
-		return NULL;
-	if (p < end && *p == '.') {
-		const char *fs = ++p;
+	if (frac == 0)
+		return (float)(double)(neg ? -(long long)m : (long long)m);
+	d = (double)(long long)m / p10[frac];	/* m < 2^53: no unsigned conversion */
+	return (float)(neg ? -d : d);
+}
 
-		for (; p < end && (dig = (unsigned)(unsigned char)*p - '0') <= 9; p++)
-			m = m * 10 + dig;
-		frac = (int)(p - fs);
-		if (frac == 0 || nd + frac > 15)
-			return NULL;	/* m may have wrapped: not used */
-	}
-	if (p < end && (*p | 0x20) == 'e')
+/* How far back jf_stop looks for a non-digit (a body ends in '}'). */
+#define JF_STOP_LOOK 32
+
+/*
+ * The last byte in [p, end) that is not a digit, when it lies in the
+ * last JF_STOP_LOOK bytes; else p (no number starts before it).  Every
+ * run of digits that starts before it ends at it at the latest: the
+ * number loops below need no end check per byte.
+ */
+static const char *jf_stop(const char *p, const char *end)
+{
+	const char *q = end - p > JF_STOP_LOOK ? end - JF_STOP_LOOK : p;
+
+	while (end > q && jf_digit(end[-1]))
+		end--;
+	return end > q ? end - 1 : p;
+}
+
+/*
+ * The usual token's digits at p, digits[.digits] with at most 15 digits
+ * and no exponent, negated when neg, in one pass without an end check per
+ * byte: p <= stop, stop as jf_stop finds it.  The digits make an exact
+ * double (jf_decimal).  Past it, or NULL: anything else.
+ */
+static inline __attribute__((always_inline)) const char *jf_usual_digits(const char *p,
+									  const char *stop,
+									  bool neg, float *val)
+{
+	const char *ds = p, *fs;
+	uint64_t m;
+	unsigned dig;
+	int frac = 0;
+
+	if ((m = (unsigned)(unsigned char)*p++ - '0') > 9)
 		return NULL;
-	if (frac == 0) {	/* jansson: an integer, then (double) */
-		*val = (float)(double)(neg ? -(long long)m : (long long)m);
-	} else {
-		d = (double)m / p10[frac];
-		*val = (float)(neg ? -d : d);
+	if (m)	/* a leading '0' is the whole integer part ("01": the list declines) */
+		for (; (dig = (unsigned)(unsigned char)*p - '0') <= 9; p++)
+			m = m * 10 + dig;
+	if (*p == '.') {
+		if (p == stop)
+			return NULL;	/* digits may run to the end */
+		fs = ++p;
+		if ((dig = (unsigned)(unsigned char)*p - '0') > 9)
+			return NULL;	/* "1.", "1.e3" */
+		do
+			m = m * 10 + dig;
+		while ((dig = (unsigned)(unsigned char)*++p - '0') <= 9);
+		frac = (int)(p - fs);
+		ds++;	/* the point is no digit */
 	}
+	if (p - ds > 15 || (*p | 0x20) == 'e')
+		return NULL;	/* m may have wrapped: not used */
+	*val = jf_decimal(m, neg, frac);
 	return p;
+}
+
+/*
+ * The usual token at p, -?digits[.digits] (jf_usual_digits): p < stop.
+ * Past it, or NULL: anything else (jfast_float's general path decides).
+ * Inlined into the list loop, one copy for each sign (no sign to carry
+ * through): a value costs a few dozen instructions.
+ */
+static inline __attribute__((always_inline)) const char *jf_usual_float(const char *p,
+									 const char *stop,
+									 float *val)
+{
+	if (*p == '-')	/* p + 1 <= stop: a '-' is no digit */
+		return jf_usual_digits(p + 1, stop, true, val);
+	return jf_usual_digits(p, stop, false, val);
 }
 
 bool jfast_float(const char **pp, const char *end, float *val)
 {
 	struct jf_num n;
-	const char *q;
+	const char *q, *stop = jf_stop(*pp, end);
 	double d;
 
-	if ((q = jf_simple_float(*pp, end, val))) {
+	if (*pp < stop && (q = jf_usual_float(*pp, stop, val))) {
 		*pp = q;
 		return true;
 	}
@@ -482,23 +527,30 @@ static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 	return false;
 }
 
-/* n (< 100) as two digits at p. */
-static void jf_two(char *p, uint32_t n)
+/*
+ * n (< 10^8) as eight decimal digits, the first in the lowest byte (the
+ * first in memory), each byte 0..9: both halves of four digits, then each
+ * pair of digits, split in parallel lanes by multiplying with reciprocals
+ * (exact in these ranges: x * 10486 >> 20 is x / 100 for x < 43,699,
+ * x * 103 >> 10 is x / 10 for x < 179), no lane spilling into the next.
+ */
+static uint64_t jf_eight_digits(uint32_t n)
 {
-	static const char pairs[] = "00010203040506070809101112131415161718192021222324"
-				    "25262728293031323334353637383940414243444546474849"
-				    "50515253545556575859606162636465666768697071727374"
-				    "75767778798081828384858687888990919293949596979899";
+	uint64_t x = n / 10000 | (uint64_t)(n % 10000) << 32;	/* two 4-digit lanes */
+	uint64_t h = (x * 10486 >> 20) & 0x0000007f0000007full;	/* their first pairs */
 
-	memcpy(p, pairs + 2 * n, 2);
+	x = h | (x - h * 100) << 16;				/* four 2-digit lanes */
+	h = (x * 103 >> 10) & 0x000f000f000f000full;		/* their first digits */
+	return h | (x - h * 10) << 8;
 }
 
 int jfast_put_float(char *buf, float v)
 {
-	char dig[18] = "000000000000000000", *p = buf;
+	char dig[17], *p = buf;
 	double d = (double)v;
-	uint32_t n, lo;
-	int k, nd = 9;
+	uint64_t digits;
+	uint32_t n;
+	int k, nd;
 
 	if (signbit(d)) {
 		*p++ = '-';
@@ -511,15 +563,13 @@ int jfast_put_float(char *buf, float v)
 	}
 	if (!isfinite(d) || !jf_nine_digits(d, &n, &k))
 		return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
-	/* n = d0 d1..d8: the first digit, then four pairs */
+	/* n = d0 d1..d8: the first digit, then eight in one word, whose top
+	 * zero bytes are the trailing zeros %g drops */
 	dig[0] = (char)('0' + n / 100000000);
-	lo = n % 100000000;
-	jf_two(dig + 1, lo / 1000000);
-	jf_two(dig + 3, lo / 10000 % 100);
-	jf_two(dig + 5, lo / 100 % 100);
-	jf_two(dig + 7, lo % 100);
-	while (nd > 1 && dig[nd - 1] == '0')
-		nd--;
+	digits = jf_eight_digits(n % 100000000);
+	nd = digits ? 9 - (int)((unsigned)__builtin_clzll(digits) / 8) : 1;
+	swar_store(dig + 1, digits + SWAR_ONES * '0');
+	swar_store(dig + 9, 0);
 	/* Copies of fixed sizes (no libc call): dig has room past its nine
 	 * digits, buf past the text; only the counted bytes are kept. */
 	if (k >= -4 && k < 9) {		/* %g's fixed style */
@@ -942,10 +992,19 @@ static size_t jr_data_cap(const struct jfast_req *r, size_t room)
 	return (size_t)want;
 }
 
+/* Whitespace, then the value at p by jfast_float (the rare token, kept
+ * out of the list loop): past it, or NULL. */
+static __attribute__((noinline)) const char *jf_ws_float(const char *p, const char *end,
+							  float *val)
+{
+	p = jf_ws(p, end);
+	return jfast_float(&p, end, val) ? p : NULL;
+}
+
 static bool jr_data(struct jr *t)
 {
 	struct jfast_req *r = t->r;
-	const char *p, *q, *end = t->end;
+	const char *p, *q, *stop, *end = t->end;
 	size_t cap, n = 0;
 	float *vals;
 
@@ -957,25 +1016,23 @@ static bool jr_data(struct jr *t)
 		return false;
 	if (jr_eat(t, ']'))
 		return true;
-	/* Locals only in the loop (p's address is never taken there). */
-	for (p = t->p;; p++) {
+	/* Locals only in the loop (no address taken: they stay in registers). */
+	stop = jf_stop(t->p, end);
+	for (p = t->p;; p = q + 1) {
 		if (n == cap)
 			return false;
-		q = jf_simple_float(p, end, &vals[n]);
-		if (!q) {	/* whitespace first, or the rare token */
-			q = p = jf_ws(p, end);
-			if (!jfast_float(&q, end, &vals[n]))
-				return false;
-		}
-		p = q;
+		q = p < stop ? jf_usual_float(p, stop, &vals[n]) : NULL;	/* finite */
+		if (!q && (!(q = jf_ws_float(p, end, &vals[n])) || !isfinite(vals[n])))
+			return false;	/* 1e39: Inf as a float, the general path names it */
 		n++;
-		if (p < end && *p != ',')
-			p = jf_ws(p, end);
-		if (p >= end || *p != ',')
-			break;
+		if (q == end || *q != ',') {	/* whitespace, or the list's end */
+			q = jf_ws(q, end);
+			if (q == end || *q != ',')
+				break;
+		}
 	}
 	r->n = n;
-	t->p = p;
+	t->p = q;
 	return jr_eat(t, ']');
 }
 

@@ -103,7 +103,7 @@ struct jfast_req {
 	struct jfast_str name, datatype;	/* inputs[0] */
 	int64_t dims[JFAST_MAX_DIMS];		/* inputs[0].shape */
 	int ndim;
-	float *vals;				/* inputs[0].data: malloc'd, n values */
+	float *vals;				/* inputs[0].data: malloc'd, n finite values */
 	size_t n;
 	bool has_priority, has_timeout;		/* parameters */
 	long long priority, timeout;
@@ -122,11 +122,11 @@ struct jfast_req {
  * binary_data_output, variant) and outputs (up to JFAST_MAX_OUTPUTS
  * objects with name and parameters.binary_data), each at most once;
  * strings, integers and numbers in jfast_tree's subset, data a flat list
- * read as jfast_input_data reads it.  true with *r filled (the values
- * checked for nothing beyond their JSON kind; r->vals malloc'd, the
- * caller frees it); false with nothing allocated when the text is
- * anything else: the caller reads it the general way, which gives the
- * same request, or the error.
+ * read as jfast_input_data reads it, every value finite as a float (no
+ * 1e39).  true with *r filled (the values checked for nothing more;
+ * r->vals malloc'd, the caller frees it); false with nothing allocated
+ * when the text is anything else: the caller reads it the general way,
+ * which gives the same request, or the error.
  */
 bool jfast_read(const char *json, size_t len, struct jfast_req *r);
 

@@ -705,7 +705,7 @@ static bool ks_fast_checked(const struct model *m, struct jfast_req *r, struct k
 	    (r->variant.s && ks_check_variant(r->variant.s, r->variant.len, &out->variant, e, 1)) ||
 	    ks_check_input(m, 1, r->name.s, r->name.len, r->datatype.s, r->datatype.len, r->dims,
 			   r->ndim, &out->rows, e, 1) ||
-	    r->n != (size_t)out->rows * m->in_dim || ks_first_nonfinite(r->vals, r->n) != r->n)
+	    r->n != (size_t)out->rows * m->in_dim)	/* jfast_read's values are finite */
 		return false;
 	out->binary_output = r->binary_data_output;
 	for (int i = 0; i < r->n_outputs; i++) {
@@ -810,17 +810,23 @@ static size_t ks_utf8_len(const unsigned char *s)
  * each byte that is not part of well-formed UTF-8 replaced by U+FFFD, so
  * the result is always valid JSON in UTF-8.  Returns the end.
  */
+/* The bytes written as they are without decoding: printable ASCII and
+ * DEL but '"' and '\\' (not NUL: the walk stops there). */
+static const bool ks_plain[256] = {
+	[0x20 ... 0x21] = true, [0x23 ... 0x5b] = true, [0x5d ... 0x7f] = true,
+};
+
 static char *ks_escape(char *dst, const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s, *run = p;
 
-	while (*p) {
+	for (;;) {
 		size_t n;
 
-		if (*p >= 0x20 && *p < 0x80 && *p != '"' && *p != '\\') {
+		while (ks_plain[*p])
 			p++;	/* plain ASCII, the usual name: no UTF-8 decoding */
-			continue;
-		}
+		if (!*p)
+			break;
 		n = ks_utf8_len(p);
 		if (n && *p != '"' && *p != '\\' && *p >= 0x20) {
 			p += n;

@@ -25,27 +25,44 @@ static float reference(const char *s)
 	return (float)(double)strtoll(s, NULL, 10);
 }
 
+/* What may follow a number: nothing (the end of the text, where the
+ * general path reads it), and the bytes a list or object puts after one
+ * (the usual token's path, which relies on a non-digit ahead). */
+static const char *const after[] = { "", ",", " ", "]}]}" };
+
 static void expect_same(const char *s)
 {
-	const char *p = s;
-	float got, want = reference(s);
+	float want = reference(s);
+	char buf[160];
 
-	if (!jfast_float(&p, s + strlen(s), &got))
-		fail_msg("declined \"%s\"", s);
-	if (p != s + strlen(s))
-		fail_msg("\"%s\": stopped after %td bytes", s, p - s);
-	if (memcmp(&got, &want, sizeof(got)) != 0)
-		fail_msg("\"%s\": got %a, jansson gives %a", s, (double)got, (double)want);
+	for (size_t i = 0; i < sizeof(after) / sizeof(*after); i++) {
+		size_t n = (size_t)snprintf(buf, sizeof(buf), "%s%s", s, after[i]);
+		const char *p = buf;
+		float got;
+
+		if (!jfast_float(&p, buf + n, &got))
+			fail_msg("declined \"%s\"", buf);
+		if (p != buf + strlen(s))
+			fail_msg("\"%s\": stopped after %td bytes", buf, p - buf);
+		if (memcmp(&got, &want, sizeof(got)) != 0)
+			fail_msg("\"%s\": got %a, jansson gives %a", buf, (double)got,
+				 (double)want);
+	}
 }
 
 static void expect_declined(const char *s)
 {
-	const char *p = s;
-	float v;
+	char buf[160];
 
-	if (jfast_float(&p, s + strlen(s), &v))
-		fail_msg("accepted \"%s\" as %a", s, (double)v);
-	assert_ptr_equal(p, s);
+	for (size_t i = 0; i < sizeof(after) / sizeof(*after); i++) {
+		size_t n = (size_t)snprintf(buf, sizeof(buf), "%s%s", s, after[i]);
+		const char *p = buf;
+		float v;
+
+		if (jfast_float(&p, buf + n, &v))
+			fail_msg("accepted \"%s\" as %a", buf, (double)v);
+		assert_ptr_equal(p, buf);
+	}
 }
 
 /* Printed integers beyond 18 digits are declined (jansson: "too big
@@ -235,7 +252,14 @@ static void gen_value(char *buf, size_t *len, int depth)
 	uint64_t r = next();
 	int n = (int)(r >> 8) % 4;
 
-#define PUT(s) (memcpy(buf + *len, s, strlen(s)), *len += strlen(s))
+/* s once: PUT(keys[next() % ...]) evaluated it twice, copying strlen of
+ * one key from another (an overread ASan finds). */
+#define PUT(s)                                        \
+	do {                                          \
+		const char *put_ = (s);               \
+		memcpy(buf + *len, put_, strlen(put_)); \
+		*len += strlen(put_);                 \
+	} while (0)
 	if (depth >= 4 || r % 3 == 0) {
 		PUT(leaves[(r >> 16) % (sizeof(leaves) / sizeof(*leaves))]);
 		return;
@@ -575,6 +599,36 @@ static size_t gen_token(char *p, uint64_t *x)
 	return n;
 }
 
+/*
+ * jfast_read of body[0..n) against jansson's reading: never a body jansson
+ * rejects, and the same data values, (float) of each.  Whether it took it.
+ */
+static bool read_like_jansson(const char *body, size_t n)
+{
+	struct jfast_req r;
+	json_error_t je;
+	bool ok = jfast_read(body, n, &r);
+	json_t *j = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
+
+	if (ok && !j)
+		fail_msg("jfast_read took what jansson rejects: %.*s", (int)n, body);
+	if (ok) {
+		json_t *d = json_object_get(json_array_get(json_object_get(j, "inputs"), 0), "data");
+
+		assert_int_equal(r.n, json_array_size(d));
+		for (size_t i = 0; i < r.n; i++) {
+			float want = (float)json_number_value(json_array_get(d, i));
+
+			if (memcmp(&want, &r.vals[i], sizeof(want)))
+				fail_msg("value %zu of %.*s: %a, jansson %a", i, (int)n, body,
+					 (double)r.vals[i], (double)want);
+		}
+		free(r.vals);
+	}
+	json_decref(j);
+	return ok;
+}
+
 /* The data list as jfast_read reads it (8 bytes a step where it can)
  * against jansson's numbers, (float) of each: the same values, and never
  * a list jansson rejects. */
@@ -588,10 +642,6 @@ static void test_read_numbers_like_jansson(void **state)
 	for (int round = 0; round < 3000; round++) {
 		size_t n = 0;
 		int k = 1 + (int)(x % 40);
-		struct jfast_req r;
-		json_error_t je;
-		json_t *j;
-		bool ok;
 
 		n += (size_t)sprintf(body, "{\"inputs\":[{\"data\":[");
 		for (int i = 0; i < k; i++) {
@@ -604,28 +654,62 @@ static void test_read_numbers_like_jansson(void **state)
 			n += gen_token(body + n, &x);
 		}
 		n += (size_t)sprintf(body + n, "]}]}");
-		ok = jfast_read(body, n, &r);
-		j = json_loadb(body, n, JSON_REJECT_DUPLICATES, &je);
-		if (ok && !j)
-			fail_msg("jfast_read took what jansson rejects: %.*s", (int)n, body);
-		if (ok) {
-			json_t *d = json_object_get(json_array_get(json_object_get(j, "inputs"), 0),
-						    "data");
-
-			assert_int_equal(r.n, json_array_size(d));
-			for (size_t i = 0; i < r.n; i++) {
-				float want = (float)json_number_value(json_array_get(d, i));
-
-				if (memcmp(&want, &r.vals[i], sizeof(want)))
-					fail_msg("value %zu of %.*s: %a, jansson %a", i, (int)n, body,
-						 (double)r.vals[i], (double)want);
-			}
-			free(r.vals);
-			taken++;
-		}
-		json_decref(j);
+		taken += read_like_jansson(body, n);
 	}
 	assert_true(taken > 100);
+}
+
+/* read_like_jansson on a copy of exactly n bytes (a sanitizer build sees
+ * any read past them). */
+static bool read_exact_like_jansson(const char *body, size_t n)
+{
+	char *copy = malloc(n ? n : 1);
+	bool ok;
+
+	assert_non_null(copy);
+	memcpy(copy, body, n);
+	ok = read_like_jansson(copy, n);
+	free(copy);
+	return ok;
+}
+
+/* Numbers at the edges of the usual token's path (15 and 16 digits, signs,
+ * zeros, exponents, whitespace) in a data list, jfast_read against
+ * jansson; and every cut of such a body (a token or the list running into
+ * the end) declined. */
+static void test_read_number_edges(void **state)
+{
+	static const char *const toks[] = {
+		"0", "-0", "0.0", "-0.0", "0.5", "-0.5", "12.0", "16", "9.75", "1234567",
+		"123456789012345", "-123456789012345", "12345678901234.5", "1.23456789012345",
+		"0.00000000000001", "0.000000000000001", "1234567890123456", "123456789012345.6",
+		"1.234567890123456", "0.0000000000000001", "9007199254740993", "16777217",
+		"16777217.0", "0.1", "0.30000001192092896", "1e5", "1E-5", "2.5e+3", "-0e0",
+		"100000000000000000", "00", "01", "0.", "-", "1.5.5", "0x1", "3.4028234e38",
+		"1e39", "-3.5e38",
+	};
+	static const char *const seps[] = { ",", " , ", ",\n\t", " ,", ", " };
+	static char body[1024];
+	int taken = 0;
+
+	(void)state;
+	for (size_t a = 0; a < sizeof(toks) / sizeof(*toks); a++)
+		for (size_t b = 0; b < sizeof(toks) / sizeof(*toks); b++) {
+			const char *sep = seps[(a + b) % (sizeof(seps) / sizeof(*seps))];
+			size_t n = (size_t)snprintf(body, sizeof(body),
+						    "{\"inputs\":[{\"data\":[%s%s%s%s]}]}",
+						    b % 2 ? " " : "", toks[a], sep, toks[b]);
+
+			taken += read_exact_like_jansson(body, n);
+			for (size_t cut = 0; cut < n; cut++)
+				read_exact_like_jansson(body, cut);
+		}
+	assert_true(taken > 300);
+	/* Inf as a float (finite as a double): declined, the general path
+	 * names it (jfast_read's values are finite). */
+	assert_false(read_like_jansson("{\"inputs\":[{\"data\":[1,1e39]}]}", 30));
+	assert_false(read_like_jansson("{\"inputs\":[{\"data\":[-3.5e38,1]}]}", 33));
+	assert_true(read_like_jansson("{\"inputs\":[{\"data\":[3.4028234e38,1]}]}", 38));
 }
 
 int main(void)
@@ -639,6 +723,7 @@ int main(void)
 		cmocka_unit_test(test_tree),
 		cmocka_unit_test(test_read),
 		cmocka_unit_test(test_read_numbers_like_jansson),
+		cmocka_unit_test(test_read_number_edges),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
