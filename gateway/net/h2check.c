@@ -261,24 +261,29 @@ void h2c_classify(struct h2c_verdict *d, const uint8_t *name, size_t nlen,
 	bool ok;
 
 	*d = (struct h2c_verdict){ .kind = H2C_REGULAR };
-	if (nlen == 0)
+	if (nlen == 0) {
 		ok = false;
-	else if (name[0] == ':')
+	} else if (name[0] == ':') {
 		ok = h2c_pseudo(d, name, nlen, value, vlen);
-	else
+	} else {
+		d->set = F_REGULAR;	/* a malformed one too: no pseudo-header after it */
 		ok = h2c_name_ok(name, nlen) && h2c_value_ok(value, vlen) &&
 		     h2c_regular(d, name, nlen, value, vlen);
-	if (!ok)
+	}
+	if (!ok) {
 		d->kind = H2C_MALFORMED;
+		d->set &= F_REGULAR;
+		d->once = 0;
+	}
 }
 
 enum h2c_kind h2c_apply(struct h2_msg *m, const struct h2c_verdict *d, bool trailer)
 {
-	if (d->kind == H2C_MALFORMED)
+	if (d->kind == H2C_MALFORMED) {
+		m->flags |= d->set;
 		goto malformed;
-	if (!d->pseudo)
-		m->flags |= F_REGULAR;
-	else if (trailer || (m->flags & F_REGULAR))
+	}
+	if (d->pseudo && (trailer || (m->flags & F_REGULAR)))
 		goto malformed;	/* only in the request's block, before any regular one */
 	if (d->once) {
 		if (m->flags & d->once)
