@@ -268,7 +268,7 @@ bench-gpu: deps all models
 DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-dev \
             libjansson-dev libyaml-dev libdnnl-dev libssl-dev libcmocka-dev zlib1g-dev apache2-utils \
             python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
-            python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl \
+            python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl valgrind \
             clang libclang-rt-14-dev libtsan2 libdpdk-dev dpdk dpdk-dev \
             libprotobuf-c-dev protobuf-c-compiler python3-grpcio python3-protobuf python3-grpc-tools
 deps:

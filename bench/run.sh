@@ -24,10 +24,13 @@
 #                          the gateway and as raw oneDNN
 #  11. bench/sim/scale.sh  the simulator at 10,000 backends: requests per wall
 #                          second with the gateway's policy code
+#  12. bench/instr.sh      instructions per request under callgrind: infergw
+#                          vs h2o vs nghttpd (health), infergw's infer; the
+#                          figures a shared machine's neighbours do not move
 #   (+ bench/grpc.sh when it exists: part `grpc`)
 #
 # usage: bench/run.sh [PART]...   PART: h2 infer kernel payloads overload reload
-#                                       remote gpu dpdk int8 sim grpc (default: all)
+#                                       remote gpu dpdk int8 sim instr grpc (default: all)
 # env:   BENCH_QUICK=1 (`make bench-quick`): fewer requests and rounds in every
 #        part (quick_env below), a few minutes in all; writes bench/results/quick/
 #        (not committed)
@@ -52,7 +55,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 
-ALL="h2 infer kernel payloads overload reload remote gpu dpdk int8 sim"
+ALL="h2 infer kernel payloads overload reload remote gpu dpdk int8 sim instr"
 [ -f bench/grpc.sh ] && ALL="$ALL grpc"
 QUICK=${BENCH_QUICK:-0}
 # The quick run leaves out dpdk (it sets up a veth pair and a network
@@ -84,6 +87,7 @@ quick_env() {
 	int8) echo SLICES=4 ROWS=512 ROUNDS=1 ;;
 	dpdk) echo N=2000 SECS=2 ;;
 	sim) echo SIM_QUICK=1 ;;
+	instr) echo N=5000 ;;
 	esac
 }
 mkdir -p "$RES"
@@ -121,6 +125,7 @@ for p in $PARTS; do
 	dpdk) script=bench/dpdk.sh ;;
 	int8) script=bench/int8.sh ;;
 	sim) script=bench/sim/scale.sh; limit=300 ;;
+	instr) script=bench/instr.sh; limit=900 ;;
 	grpc) script=bench/grpc.sh ;;
 	*) echo "run.sh: unknown part '$p' ($ALL)" >&2; exit 2 ;;
 	esac

@@ -46,6 +46,8 @@ AREAS = (
     ("gpu", "GPU (bench/gpu.sh)", "gpu0 vs cpu0 through the gateway (needs a device)"),
     ("sim", "Simulator (bench/sim/scale.sh)",
      "backends x requests per wall second with the gateway's policy code"),
+    ("instr", "Instructions per request, callgrind (bench/instr.sh)",
+     "infergw vs h2o vs nghttpd on health, infergw's infer: counts neighbours do not move"),
 )
 
 # Issue 18's targets: (row "part.key", measure, the issue's "now", target text,

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# bench/instr.sh - instructions per request under callgrind (bench/wire_instr.sh):
+# infergw vs h2o vs nghttpd on GET /v2/health/live over HTTP/2 and
+# HTTP/1.1, and infergw's digits JSON infer, in one run.  Neighbours on a
+# shared machine move req/s by tens of percent from round to round (the
+# spreads of bench/h2_health.sh); they do not move these counts, so the
+# ratios here are the stable companion of the req/s ratios.  They count
+# user-space work only: a server's system calls (h2o makes one more per
+# request than infergw) are in the req/s and CPU figures, not here.
+#
+# usage: bench/instr.sh [OUT.md]     (markdown section; default stdout)
+# env:   N=20000 (requests per case; BENCH_QUICK=1: 5000), C=32 M=32
+set -u
+. "$(dirname "$0")/lib.sh"
+bench_init instr "12. Instructions per request (callgrind)"
+OUT_MD=${1:-/dev/stdout}
+if [ "${BENCH_QUICK:-0}" = 1 ]; then N=${N:-5000}; else N=${N:-20000}; fi
+C=${C:-32}
+M=${M:-32}
+command -v valgrind >/dev/null 2>&1 || bench_fail "valgrind not installed (apt-get install valgrind)"
+bench_need_infergw
+
+N=$N C=$C M=$M bash "$BENCH_ROOT/bench/wire_instr.sh" >"$T/table.txt" 2>"$T/err.txt" ||
+	bench_fail "bench/wire_instr.sh failed: $(tail -3 "$T/err.txt")"
+
+# ir CASE - instructions per request of CASE in the table (empty if absent)
+ir() {
+	awk -v c="$1" '$1 == c { print $3 }' "$T/table.txt"
+}
+for cs in igw-h2 igw-h1 igw-infer h2o-h2 h2o-h1 ngh-h2; do
+	[ -n "$(ir "$cs")" ] || bench_fail "no count for $cs: $(cat "$T/table.txt" "$T/err.txt")"
+done
+
+# ratio A B - A / B to two decimals
+ratio() {
+	echo "scale=4; $1 / $2" | bc -l | awk '{ printf "%.2f", $1 }'
+}
+
+CMD="N=$N C=$C M=$M bash bench/wire_instr.sh   # h2load -n N -c C -m M -t 1 (HTTP/1.1: --h1 -m 1) under valgrind --tool=callgrind"
+NOTE="callgrind, user-space instructions of the serving threads (infergw: its loop thread, not the CPU backend's worker)"
+bench_row instr h2o_over_igw "$(ratio "$(ir h2o-h2)" "$(ir igw-h2)")" \
+	"HTTP/2 health: h2o instructions/request / infergw's" unit=x note="$NOTE" cmd="$CMD"
+bench_row instr ngh_over_igw "$(ratio "$(ir ngh-h2)" "$(ir igw-h2)")" \
+	"HTTP/2 health: nghttpd instructions/request / infergw's" unit=x
+bench_row instr h1_h2o_over_igw "$(ratio "$(ir h2o-h1)" "$(ir igw-h1)")" \
+	"HTTP/1.1 health: h2o instructions/request / infergw's" unit=x
+bench_row instr health_over_infer "$(ratio "$(ir igw-h2)" "$(ir igw-infer)")" \
+	"infergw: health instructions/request / digits JSON infer's (loop thread)" unit=x
+bench_row instr igw_h2 "$(ir igw-h2)" "infergw HTTP/2 health, instructions/request" unit=instr
+bench_row instr igw_infer "$(ir igw-infer)" "infergw digits JSON infer, instructions/request (loop thread)" unit=instr
+
+{
+	echo "## $BENCH_TITLE"
+	echo
+	bench_env_md
+	echo "- what: each server alone under valgrind --tool=callgrind, counting switched on for the measured requests only (after a warm-up); infergw's loop thread only (its CPU backend's worker is left out); system calls per request read from /proc/PID/io, inflated under valgrind (indicative only)"
+	echo "- command:"
+	echo
+	bench_cmd_block "$CMD"
+	echo
+	echo '```'
+	cat "$T/table.txt"
+	echo '```'
+	echo
+	echo "| ratio (same run) | value |"
+	echo "|---|---:|"
+	echo "| HTTP/2 health: h2o instructions/request / infergw's | **$(ratio "$(ir h2o-h2)" "$(ir igw-h2)")x** |"
+	echo "| HTTP/2 health: nghttpd instructions/request / infergw's | **$(ratio "$(ir ngh-h2)" "$(ir igw-h2)")x** |"
+	echo "| HTTP/1.1 health: h2o instructions/request / infergw's | **$(ratio "$(ir h2o-h1)" "$(ir igw-h1)")x** |"
+	echo "| infergw: health / digits JSON infer instructions per request (loop thread) | **$(ratio "$(ir igw-h2)" "$(ir igw-infer)")x** |"
+	echo
+} >>"$OUT_MD"
