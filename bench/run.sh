@@ -78,7 +78,7 @@ quick_env() {
 	case $1 in
 	h2) echo N=20000 ROUNDS=3 WARM=2000 LAT_ROUNDS=1 ;;
 	infer) echo N=10000 ROUNDS=3 WARM=2000 LAT_ROUNDS=1 ;;
-	kernel) echo SLICES=5 GW_ROUNDS=2 GW_SLICES=3 GW_N=40 ;;
+	kernel) echo SLICES=5 GW_ROUNDS=4 GW_SLICES=5 GW_N=20 ;;
 	payloads) echo N=5000 ROUNDS=2 WARM=500 LAT_ROUNDS=1 NL=64 ROUNDS_L=2 WARM_L=8 ;;
 	overload) echo ROUNDS=1 DUR=3 NCAP=1000 ;;
 	reload) echo N=10 ;;
