@@ -101,7 +101,7 @@ void srv_metrics(struct evbuffer *out)
 	static const char *const names[CLOSE_REASONS] = {
 		[CLOSE_HEADER_TIMEOUT] = "header_timeout", [CLOSE_WRITE_STALL] = "write_stall",
 		[CLOSE_IDLE] = "idle", [CLOSE_PROTOCOL_ERROR] = "protocol_error",
-		[CLOSE_H2_OFFENCES] = "h2_offences",
+		[CLOSE_H2_OFFENCES] = "h2_offences", [CLOSE_TLS_HANDSHAKE] = "tls_handshake",
 	};
 
 	evbuffer_add_printf(out, "# HELP infergw_connections_closed_total Connections the gateway closed, by reason.\n"
@@ -663,8 +663,16 @@ static void conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
-	if (c->tls && tls_on_event(bev, what, c->peer))
-		return;		/* handshake done: logged */
+	if (c->tls && tls_on_event(bev, what, c->peer)) {
+		c->tls_done = true;	/* logged */
+		return;
+	}
+	/* Not TLS, a bad or refused hello, or gone half way: counted apart
+	 * from other closes (a stalled handshake is the idle timeout's). */
+	if (c->tls && !c->tls_done && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+		conn_close_why(c, CLOSE_TLS_HANDSHAKE);
+		return;
+	}
 
 	if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_WRITING)) {
 		log_info("peer=%s msg=\"closing: the client has not read for limits.write_stall_timeout_ms\"",

@@ -75,6 +75,7 @@ enum srv_close_reason {
 	CLOSE_IDLE,
 	CLOSE_PROTOCOL_ERROR,
 	CLOSE_H2_OFFENCES,
+	CLOSE_TLS_HANDSHAKE,	/* error or EOF before the TLS handshake was done */
 	CLOSE_REASONS
 };
 
@@ -89,6 +90,7 @@ struct conn {
 	enum http_proto proto;
 	bool admin;			/* accepted on the admin listener */
 	bool tls;			/* bev is a TLS bufferevent (tls.h) */
+	bool tls_done;			/* its handshake completed */
 	nghttp2_session *h2;
 	struct call *h2_calls;		/* h2: calls attached to open streams (h2.c) */
 	struct call *h2_last_call;	/* h2: attached, looked at first (h2_call) */

@@ -138,6 +138,8 @@ def test_not_tls_is_closed(tls_gw, model, kind):
         "bad-record": lambda: b"\x16\x03\x01\x00\x08" + os.urandom(8),
     }[kind]
     socks = []
+    failed0 = attacklib.metric_value(g, "infergw_connections_closed_total",
+                                     reason="tls_handshake")
     try:
         with tls_bystander(g, model, max_requests=20) as by:
             for _ in range(50):
@@ -154,6 +156,10 @@ def test_not_tls_is_closed(tls_gw, model, kind):
         for data in got:
             assert not data or (data[0] == 0x15 and len(data) < 64), data[:64]
         by.assert_served(min_requests=3)
+        # each counted as a failed handshake; the bystander's handshakes not
+        failed = attacklib.metric_value(g, "infergw_connections_closed_total",
+                                        reason="tls_handshake") - failed0
+        assert failed == 50, f"{kind}: {failed} closes counted as reason=tls_handshake, not 50"
     finally:
         for s in socks:
             s.close()
