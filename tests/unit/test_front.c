@@ -459,6 +459,18 @@ static void test_runtime_paths(void **state)
 	free(in);
 }
 
+/* A request of rows of in, arrived at t0 with a 50 ms objective: what
+ * test_admission_reuse's prechecks were asked about. */
+static struct infer_req *adm_req(struct runtime *rt, struct front_pool *pool, int rows,
+				 const float *in, struct rel *rel, uint64_t t0)
+{
+	struct front_spec s = digits_spec(rt, rows, in, rel, NULL);
+
+	s.arrival_ns = t0;
+	s.objective_ns = 50 * MS;
+	return front_req_new(pool, &s);
+}
+
 /* One admission pass: a precheck's pick is reused while nothing changed. */
 static void test_admission_reuse(void **state)
 {
@@ -469,17 +481,13 @@ static void test_admission_reuse(void **state)
 	struct infer_req probe, *r[3];
 	struct rt_admission adm;
 	struct rel rel[3] = { 0 };
-	struct front_spec s;
 	uint64_t t0 = now_ns();
 
 	front_pool_init(&pool, 0);
 	/* precheck, then submit the same 1-row request: the pick is reused */
 	assert_int_equal(front_precheck(rt, &probe, m, 0, t0, 50 * MS, now_ns(), &adm), 0);
 	assert_true(adm.valid);
-	s = digits_spec(rt, 1, in, &rel[0], NULL);
-	s.arrival_ns = t0;
-	s.objective_ns = 50 * MS;
-	r[0] = front_req_new(&pool, &s);
+	r[0] = adm_req(rt, &pool, 1, in, &rel[0], t0);
 	assert_int_equal(front_submit(rt, r[0], &adm, now_ns()), 0);
 	assert_true(adm.reused);
 	assert_ptr_equal(r[0]->queue, &rt->backends[0]->sched.qs[0]);
@@ -490,19 +498,13 @@ static void test_admission_reuse(void **state)
 	assert_int_equal(front_precheck(rt, &probe, m, 0, t0, 50 * MS, now_ns(), &adm), 0);
 	assert_true(front_cancel(r[0]));
 	front_req_put(r[0]);
-	s = digits_spec(rt, 1, in, &rel[1], NULL);
-	s.arrival_ns = t0;
-	s.objective_ns = 50 * MS;
-	r[1] = front_req_new(&pool, &s);
+	r[1] = adm_req(rt, &pool, 1, in, &rel[1], t0);
 	assert_int_equal(front_submit(rt, r[1], &adm, now_ns()), 0);
 	assert_false(adm.reused);
 
 	/* the body changed what was prechecked (2 rows, another priority): afresh */
 	assert_int_equal(front_precheck(rt, &probe, m, 0, t0, 50 * MS, now_ns(), &adm), 0);
-	s = digits_spec(rt, 2, in, &rel[2], NULL);
-	s.arrival_ns = t0;
-	s.objective_ns = 50 * MS;
-	r[2] = front_req_new(&pool, &s);
+	r[2] = adm_req(rt, &pool, 2, in, &rel[2], t0);
 	assert_int_equal(front_submit(rt, r[2], &adm, now_ns()), 0);
 	assert_false(adm.reused);
 	for (int i = 1; i < 3; i++) {
@@ -516,10 +518,7 @@ static void test_admission_reuse(void **state)
 	 * (the eligible queues are walked again and found unchanged) */
 	assert_int_equal(front_precheck(rt, &probe, m, 0, t0, 50 * MS, now_ns(), &adm), 0);
 	be_state_bump();
-	s = digits_spec(rt, 1, in, &rel[0], NULL);
-	s.arrival_ns = t0;
-	s.objective_ns = 50 * MS;
-	r[0] = front_req_new(&pool, &s);
+	r[0] = adm_req(rt, &pool, 1, in, &rel[0], t0);
 	assert_int_equal(front_submit(rt, r[0], &adm, now_ns()), 0);
 	assert_true(adm.reused);
 	assert_true(front_cancel(r[0]));
@@ -535,10 +534,7 @@ static void test_admission_reuse(void **state)
 			be_state_set(&rt->backends[0]->be, BE_EJECTED);
 		else
 			rt_drain(rt->backends[0]);
-		s = digits_spec(rt, 1, in, &gone, NULL);
-		s.arrival_ns = t0;
-		s.objective_ns = 50 * MS;
-		r[0] = front_req_new(&pool, &s);
+		r[0] = adm_req(rt, &pool, 1, in, &gone, t0);
 		assert_int_equal(front_submit(rt, r[0], &adm, now_ns()), 503);
 		assert_false(adm.reused);
 		front_req_put(r[0]);
