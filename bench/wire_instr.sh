@@ -5,7 +5,9 @@
 # counts, so they guide wire-speed work where req/s cannot.
 #
 # usage: bench/wire_instr.sh [CASE...]
-#   cases: igw-h2 igw-h1 igw-infer h2o-h2 h2o-h1 ngh-h2   (default: all)
+#   cases: igw-h2 igw-h1 igw-infer h2o-h2 h2o-h1 ngh-h2   (default: these)
+#          igw-bin igw-mp: the digits infer as a Triton binary tensor body
+#          and as msgpack (bench/payloads.py's bodies), on request
 # env:   N=20000 C=32 M=32 WARM=2000
 #
 # Each server runs alone under valgrind --tool=callgrind with collection off;
@@ -24,6 +26,11 @@ CASES=${*:-igw-h2 igw-h1 igw-infer h2o-h2 h2o-h1 ngh-h2}
 bench_health_docroot "$T"
 $PY "$BENCH_ROOT/bench/digits_body.py" "$BENCH_ROOT/config/models/digits" "$T/body.json" \
 	"$T/expect.json" || bench_fail "digits_body.py"
+case " $CASES " in
+*" igw-bin "* | *" igw-mp "*)
+	mkdir -p "$T/pl" && $PY "$BENCH_ROOT/bench/payloads.py" gen "$BENCH_ROOT/config/models/digits" "$T/pl" \
+		>/dev/null || bench_fail "payloads.py gen" ;;
+esac
 
 VG=(valgrind --tool=callgrind --instr-atstart=no)
 
@@ -62,6 +69,13 @@ for cs in $CASES; do
 	infer)
 		url="http://127.0.0.1:$port/v2/models/digits/infer"
 		args+=(-d "$T/body.json" -H 'content-type: application/json') ;;
+	bin)
+		url="http://127.0.0.1:$port/v2/models/digits/infer"
+		args+=(-d "$T/pl/bin.body" -H "inference-header-content-length: $(cat "$T/pl/bin.hl")") ;;
+	mp)
+		url="http://127.0.0.1:$port/v2/models/digits/infer"
+		args+=(-d "$T/pl/mp.body" -H 'content-type: application/msgpack'
+			-H 'accept: application/msgpack') ;;
 	esac
 	H2LOAD_TIMEOUT=300 bench_h2load "$T/warm.out" "" -n "$WARM" "${args[@]}" "$url"
 	s0=$(bench_syscalls "$pid")
