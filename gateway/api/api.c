@@ -130,8 +130,9 @@ static void api_respond_json(struct call *c, bool binary, size_t hdr)
 		call_respond(c, 200, JSON);
 		return;
 	}
-	snprintf(hl, sizeof(hl), "%zu", hdr);
-	call_set_resp_header(c, "inference-header-content-length", hl);
+	hl[sizeof(hl) - 1] = 0;
+	call_set_resp_header(c, "inference-header-content-length",
+			     util_utoa(hl + sizeof(hl) - 1, hdr));
 	call_respond(c, 200, "application/octet-stream");
 }
 

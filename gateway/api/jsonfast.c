@@ -1037,8 +1037,17 @@ static bool jr_data(struct jr *t)
 }
 
 static const struct jr_key jr_input_keys[] = {
-	JR_KEY("name"), JR_KEY("shape"), JR_KEY("datatype"), JR_KEY("data"),
+	JR_KEY("name"), JR_KEY("shape"), JR_KEY("datatype"), JR_KEY("data"), JR_KEY("parameters"),
 };
+
+/* inputs[0].parameters of the binary tensor extension: binary_data_size. */
+static const struct jr_key jr_input_param_keys[] = { JR_KEY("binary_data_size") };
+
+static bool jr_on_input_param(struct jr *t, int key)
+{
+	(void)key;
+	return (t->r->has_binary_size = jr_uint(t, &t->r->binary_size));
+}
 
 static bool jr_on_input(struct jr *t, int key)
 {
@@ -1049,8 +1058,11 @@ static bool jr_on_input(struct jr *t, int key)
 		return jr_shape(t);
 	case 2:
 		return jr_str(t, &t->r->datatype);
-	default:
+	case 3:
+		t->r->has_data = true;
 		return jr_data(t);
+	default:
+		return jr_object(t, jr_input_param_keys, 1, jr_on_input_param);
 	}
 }
 
@@ -1128,7 +1140,7 @@ static bool jr_on_root(struct jr *t, int key)
 		return jr_str(t, &t->r->id);
 	case 1:		/* exactly one input */
 		t->r->has_input = true;
-		return jr_eat(t, '[') && jr_object(t, jr_input_keys, 4, jr_on_input) &&
+		return jr_eat(t, '[') && jr_object(t, jr_input_keys, 5, jr_on_input) &&
 		       jr_eat(t, ']');
 	case 2:
 		return jr_object(t, jr_param_keys, 4, jr_on_param);

@@ -105,6 +105,9 @@ struct jfast_req {
 	int ndim;
 	float *vals;				/* inputs[0].data: malloc'd, n finite values */
 	size_t n;
+	bool has_data;				/* inputs[0].data came */
+	bool has_binary_size;			/* inputs[0].parameters.binary_data_size */
+	long long binary_size;			/* (a non-negative integer) */
 	bool has_priority, has_timeout;		/* parameters */
 	long long priority, timeout;
 	bool binary_data_output;

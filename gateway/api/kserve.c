@@ -691,12 +691,33 @@ static json_t *ks_load(const char *json, size_t json_len, struct jfast_list *fas
 }
 
 /*
- * A request jfast_read took, checked as ks_parse_root checks one: true with
- * out filled (r->vals moved to out->owned) when every check passes.  false
- * otherwise, and the caller parses the body the general way, which names
- * the first failing field in ks_parse_root's order.
+ * Whether the input's values of a request jfast_read took (of rows rows)
+ * are what ks_parse_root takes: its inputs[0].data list, or with the binary
+ * tensor extension the binary section bin[0..bin_len), which they must
+ * fill exactly.
  */
-static bool ks_fast_checked(const struct model *m, struct jfast_req *r, struct ks_infer *out)
+static bool ks_fast_data_ok(const struct model *m, const struct jfast_req *r, int rows,
+			    const char *bin, size_t bin_len)
+{
+	char e[192];	/* not used: the message comes from the general path */
+
+	if (!r->has_binary_size)	/* jfast_read's values are finite */
+		return !bin && r->n == (size_t)rows * m->in_dim;
+	/* "data" too is declined: the general path reads it (and ignores it) */
+	return bin && !r->has_data && (unsigned long long)r->binary_size == bin_len &&
+	       !ks_check_bytes(m, "", rows, bin_len, e, sizeof(e)) &&
+	       !ks_check_finite(bin, bin_len / sizeof(float), e, sizeof(e));
+}
+
+/*
+ * A request jfast_read took, checked as ks_parse_root checks one: true with
+ * out filled when every check passes (the values: r->vals moved to
+ * out->owned, or a view of bin).  false otherwise, nothing moved, and the
+ * caller parses the body the general way, which names the first failing
+ * field in ks_parse_root's order.
+ */
+static bool ks_fast_checked(const struct model *m, struct jfast_req *r, const char *bin,
+			    size_t bin_len, struct ks_infer *out)
 {
 	char e[1];	/* the message comes from the general path */
 
@@ -705,7 +726,7 @@ static bool ks_fast_checked(const struct model *m, struct jfast_req *r, struct k
 	    (r->variant.s && ks_check_variant(r->variant.s, r->variant.len, &out->variant, e, 1)) ||
 	    ks_check_input(m, 1, r->name.s, r->name.len, r->datatype.s, r->datatype.len, r->dims,
 			   r->ndim, &out->rows, e, 1) ||
-	    r->n != (size_t)out->rows * m->in_dim)	/* jfast_read's values are finite */
+	    !ks_fast_data_ok(m, r, out->rows, bin, bin_len))
 		return false;
 	out->binary_output = r->binary_data_output;
 	for (int i = 0; i < r->n_outputs; i++) {
@@ -721,17 +742,37 @@ static bool ks_fast_checked(const struct model *m, struct jfast_req *r, struct k
 	}
 	out->priority = (int)r->priority;
 	out->timeout_us = r->has_timeout ? ks_clamp_timeout((uint64_t)r->timeout) : 0;
-	out->owned = r->vals;
-	out->data = out->owned;
-	r->vals = NULL;
+	if (r->has_binary_size) {
+		out->data = (const float *)bin;
+	} else {
+		out->owned = r->vals;
+		out->data = out->owned;
+		r->vals = NULL;
+	}
 	return true;
 }
 
 int ks_parse_infer(const struct model *m, const char *json, size_t json_len, const char *bin,
 		   size_t bin_len, struct ks_infer *out, char *err, size_t errlen)
 {
-	struct jfast_list fast;
 	struct jfast_req r;
+
+	memset(out, 0, sizeof(*out));
+	if (json_len && jfast_read(json, json_len, &r)) {
+		bool ok = ks_fast_checked(m, &r, bin, bin_len, out);
+
+		free(r.vals);
+		if (ok)
+			return 0;
+	}
+	return ks_parse_infer_general(m, json, json_len, bin, bin_len, out, err, errlen);
+}
+
+int ks_parse_infer_general(const struct model *m, const char *json, size_t json_len,
+			   const char *bin, size_t bin_len, struct ks_infer *out, char *err,
+			   size_t errlen)
+{
+	struct jfast_list fast;
 	json_error_t jerr;
 	json_t *root;
 	int rc;
@@ -739,14 +780,6 @@ int ks_parse_infer(const struct model *m, const char *json, size_t json_len, con
 	memset(out, 0, sizeof(*out));
 	if (json_len == 0)
 		return KS_ERR("request body: empty, expected a JSON object with \"inputs\"");
-	if (!bin && jfast_read(json, json_len, &r)) {
-		bool ok = ks_fast_checked(m, &r, out);
-
-		free(r.vals);
-		if (ok)
-			return 0;
-		memset(out, 0, sizeof(*out));
-	}
 	ks_arena_begin();
 	root = ks_load(json, json_len, &fast, &jerr);
 	if (!root) {

@@ -67,6 +67,14 @@ void ks_infer_free(struct ks_infer *ki);
  */
 int ks_parse_infer(const struct model *m, const char *json, size_t json_len, const char *bin,
 		   size_t bin_len, struct ks_infer *out, char *err, size_t errlen);
+/*
+ * ks_parse_infer_general - ks_parse_infer without its one-walk reading of
+ * the usual body (jfast_read): the same answer, always through jansson's
+ * tree.  For tests and fuzzers that hold the two to giving the same.
+ */
+int ks_parse_infer_general(const struct model *m, const char *json, size_t json_len,
+			   const char *bin, size_t bin_len, struct ks_infer *out, char *err,
+			   size_t errlen);
 
 /*
  * ks_check_input - the checks shared by every format for input `idx` (of

@@ -22,6 +22,7 @@
 #include "infer.h"
 #include "log.h"
 #include "server.h"
+#include "util.h"
 
 /*
  * Receive windows.  A stream's is bigger than the 64 KiB default so that
@@ -539,24 +540,6 @@ void h2_stream_consume(struct call *call)
 	h2_kick(c);	/* the WINDOW_UPDATEs */
 }
 
-/* v in decimal, written backwards from end (room for 20 digits before
- * it, not NUL-terminated); where it starts. */
-static char *h2_utoa(char *end, unsigned long long v)
-{
-	char *p = end;
-
-	do
-		*--p = (char)('0' + v % 10);
-	while (v /= 10);
-	return p;
-}
-
-/*
- * call's answer: its HEADERS (the body, if any, follows from h2_read_body).
- * Every name and value but grpc-status's lives until the HEADERS frame is
- * sent (string constants, call's own strings and call->h2_vals: the call
- * is freed at the stream's close, after that), so nghttp2 copies none.
- */
 /* A status code (100-999) in three digits and a NUL at buf; 3. */
 static size_t h2_status(char *buf, int status)
 {
@@ -569,6 +552,12 @@ static size_t h2_status(char *buf, int status)
 	return 3;
 }
 
+/*
+ * call's answer: its HEADERS (the body, if any, follows from h2_read_body).
+ * Every name and value but grpc-status's lives until the HEADERS frame is
+ * sent (string constants, call's own strings and call->h2_vals: the call
+ * is freed at the stream's close, after that), so nghttp2 copies none.
+ */
 void h2_respond(struct call *call)
 {
 	struct conn *c = call->conn;
@@ -594,7 +583,7 @@ void h2_respond(struct call *call)
 	slen = h2_status(status, call->grpc ? 200 : call->status);
 	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, slen, H2_NO_COPY };
 	if (!call->grpc) {
-		char *end = call->h2_vals + sizeof(call->h2_vals), *clen = h2_utoa(end, len);
+		char *end = call->h2_vals + sizeof(call->h2_vals), *clen = util_utoa(end, len);
 
 		nva[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14,
 					 (size_t)(end - clen), H2_NO_COPY };

@@ -25,12 +25,12 @@ static bool fz_is_json(const unsigned char *p, size_t len)
 }
 
 /*
- * A body jfast_read takes (ks_parse_infer's one-walk path) must give what
- * the general path gives: a binary section of 0 bytes forces that path,
- * and changes nothing else for a body jfast_read takes (no binary inputs).
+ * A body jfast_read takes (ks_parse_infer's one-walk path, JSON data or
+ * the binary section) must give what the general path gives.
  */
 static void fz_same_as_general(const struct model *m, const char *json, size_t json_len,
-			       int rc, const struct ks_infer *ki, const char *err)
+			       const char *bin, size_t bin_len, int rc,
+			       const struct ks_infer *ki, const char *err)
 {
 	struct jfast_req r;
 	struct ks_infer g;
@@ -41,7 +41,7 @@ static void fz_same_as_general(const struct model *m, const char *json, size_t j
 		return;
 	free(r.vals);
 	memset(&g, 0, sizeof(g));
-	grc = ks_parse_infer(m, json, json_len, "", 0, &g, gerr, sizeof(gerr));
+	grc = ks_parse_infer_general(m, json, json_len, bin, bin_len, &g, gerr, sizeof(gerr));
 	FZ_CHECK(grc == rc);
 	if (rc) {
 		FZ_CHECK(strcmp(gerr, err) == 0);
@@ -110,8 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	err[0] = 0;
 	rc = ks_parse_infer(m, json, json_len, bin, bin_len, &ki, err, sizeof(err));
 	FZ_CHECK(rc == 0 || rc == 400);
-	if (!bin)
-		fz_same_as_general(m, json, json_len, rc, &ki, err);
+	fz_same_as_general(m, json, json_len, bin, bin_len, rc, &ki, err);
 	fz_floats_like_jansson(json, json_len);
 	if (rc == 0) {
 		struct evbuffer *out = evbuffer_new();

@@ -576,20 +576,20 @@ static void test_encode_config(void **state)
 
 /*
  * ks_parse_infer reads a plain body in one walk (jfast_read) and falls
- * back to the general path (jansson's tree) for anything else or any
- * failing check.  A binary section of 0 bytes forces the general path
- * for a body without binary inputs: both must give the same request, or
- * the same status and message.
+ * back to the general path (jansson's tree, ks_parse_infer_general) for
+ * anything else or any failing check: both must give the same request, or
+ * the same status and message; with a binary section bin[0..bin_len) too.
  */
-static void same_both_ways(const char *body)
+static void same_both_ways_bin(const char *body, const char *bin, size_t bin_len)
 {
 	struct ks_infer a, b;
 	char ea[512] = "", eb[512] = "";
-	int ra = ks_parse_infer(&tm, body, strlen(body), NULL, 0, &a, ea, sizeof(ea));
-	int rb = ks_parse_infer(&tm, body, strlen(body), "", 0, &b, eb, sizeof(eb));
+	int ra = ks_parse_infer(&tm, body, strlen(body), bin, bin_len, &a, ea, sizeof(ea));
+	int rb = ks_parse_infer_general(&tm, body, strlen(body), bin, bin_len, &b, eb, sizeof(eb));
 
 	if (ra != rb || (ra && strcmp(ea, eb)))
-		fail_msg("%s: fast %d \"%s\", general %d \"%s\"", body, ra, ea, rb, eb);
+		fail_msg("%s (+%zu binary bytes): fast %d \"%s\", general %d \"%s\"", body, bin_len,
+			 ra, ea, rb, eb);
 	if (ra)
 		return;
 	assert_int_equal(a.rows, b.rows);
@@ -603,6 +603,11 @@ static void same_both_ways(const char *body)
 	assert_memory_equal(a.data, b.data, (size_t)a.rows * tm.in_dim * sizeof(float));
 	ks_infer_free(&a);
 	ks_infer_free(&b);
+}
+
+static void same_both_ways(const char *body)
+{
+	same_both_ways_bin(body, NULL, 0);
 }
 
 static void test_fast_path_same_as_general(void **state)
@@ -699,6 +704,65 @@ static void test_fast_path_same_as_general(void **state)
 		same_both_ways(whole[i]);
 }
 
+/* Triton's binary tensor extension read fast: every shape of header below
+ * gives what the general path gives, with binary sections that fit, fall
+ * short, run over, hold a NaN, or are missing. */
+static void test_fast_binary_same_as_general(void **state)
+{
+	static const char *const heads[] = {
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":16}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"shape\":[1,4],\"datatype\":\"FP32\","
+		"\"parameters\":{\"binary_data_size\":16}}],\"outputs\":[{\"name\":\"probabilities\","
+		"\"parameters\":{\"binary_data\":true}}],\"id\":\"t1\"}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[2,4],"
+		"\"parameters\":{\"binary_data_size\":32}}],\"parameters\":{\"binary_data_output\":true,"
+		"\"priority\":2}}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":12}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":20}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":16.0}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":-16}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":16,\"binary_data_size\":16}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":16},\"data\":[1,2,3,4]}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"data\":[1,2,3,4],\"parameters\":{\"binary_data_size\":16}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":16,\"shared_memory_region\":\"x\"}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":null}]}",
+		"{\"inputs\":[{\"name\":\"img\",\"datatype\":\"FP32\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":16}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"INT8\",\"shape\":[1,4],"
+		"\"parameters\":{\"binary_data_size\":4}}]}",
+		"{\"inputs\":[{\"name\":\"input\",\"datatype\":\"FP32\",\"shape\":[0,4],"
+		"\"parameters\":{\"binary_data_size\":0}}]}",
+	};
+	float vals[8] = { 1, 2.5f, -3, 4e-3f, 5, 6, 7, 8 }, nan[8];
+	char sect[40];
+
+	(void)state;
+	memcpy(nan, vals, sizeof(vals));
+	nan[2] = NAN;
+	for (size_t i = 0; i < sizeof(heads) / sizeof(heads[0]); i++) {
+		for (size_t len = 0; len <= 36; len += 4) {
+			memcpy(sect, vals, sizeof(vals));
+			memset(sect + sizeof(vals), 0, sizeof(sect) - sizeof(vals));
+			same_both_ways_bin(heads[i], sect, len);
+		}
+		same_both_ways_bin(heads[i], (const char *)nan, 16);
+		same_both_ways_bin(heads[i], (const char *)nan, 32);
+		same_both_ways_bin(heads[i], NULL, 0);
+	}
+}
+
 /* ks_check_finite names the first non-finite value wherever it lies (16
  * values are checked a step), and passes the largest finite ones. */
 static void test_check_finite_positions(void **state)
@@ -752,6 +816,7 @@ int main(void)
 		cmocka_unit_test(test_classes),
 		cmocka_unit_test(test_encode_config),
 		cmocka_unit_test(test_fast_path_same_as_general),
+		cmocka_unit_test(test_fast_binary_same_as_general),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }
