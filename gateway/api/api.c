@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "backend.h"
 #include "http.h"
+#include "inbuf.h"
 #include "infer.h"
 #include "kserve.h"
 #include "mpcodec.h"
@@ -241,10 +242,10 @@ static int api_objective(struct call *c, const struct model *m, const struct ks_
 	return 400;
 }
 
-/* The input's release for a decoded (owned) buffer. */
+/* The input's release for a decoded (owned) buffer (inbuf.h). */
 static void api_release_owned(void *buf)
 {
-	free(buf);
+	inbuf_free(buf);
 }
 
 /* The input's release for a view into the call's body: the body's bytes

@@ -3,6 +3,7 @@
 #include "jsonfast.h"
 
 #include "../core/swar.h"
+#include "inbuf.h"
 
 #include <errno.h>
 #include <float.h>
@@ -339,7 +340,7 @@ static const char *jf_read_list(const char *json, const char *p, const char *end
 	p = jf_ws(p + 1, end);
 	/* Every number takes at least 2 bytes with its comma. */
 	cap = (size_t)(end - p) / 2 + 1;
-	out->vals = malloc(cap * sizeof(float));
+	out->vals = inbuf_alloc(cap);
 	if (!out->vals)
 		return NULL;
 	while (p < end && *p != ']') {
@@ -453,7 +454,7 @@ bool jfast_input_data(const char *json, size_t len, struct jfast_list *out)
 		p = NULL;
 	if (p && w.found && jf_ws(p, end) == end)
 		return true;
-	free(out->vals);
+	inbuf_free(out->vals);
 	memset(out, 0, sizeof(*out));
 	return false;
 }
@@ -1011,7 +1012,7 @@ static bool jr_data(struct jr *t)
 	if (!jr_eat(t, '['))
 		return false;
 	cap = jr_data_cap(r, (size_t)(end - t->p) / 2 + 1);
-	r->vals = vals = malloc(cap * sizeof(float));
+	r->vals = vals = inbuf_alloc(cap);
 	if (!vals)
 		return false;
 	if (jr_eat(t, ']'))
@@ -1156,7 +1157,7 @@ bool jfast_read(const char *json, size_t len, struct jfast_req *r)
 	memset(r, 0, sizeof(*r));
 	if (jr_object(&t, jr_root_keys, 4, jr_on_root) && jr_peek(&t) == 0 && t.p == t.end)
 		return true;
-	free(r->vals);
+	inbuf_free(r->vals);
 	memset(r, 0, sizeof(*r));
 	return false;
 }

@@ -27,7 +27,8 @@
  * input with name/shape/datatype/data, a few parameters and outputs): one
  * walk over the text fills a struct jfast_req, no tree at all; anything
  * outside that shape declines, and the caller uses the pair above.
- * Pure functions: no allocation but the returned values, no global state.
+ * Pure functions: no allocation but the returned values (inbuf.h), no
+ * global state.
  */
 #ifndef INFERGW_JSONFAST_H
 #define INFERGW_JSONFAST_H
@@ -38,7 +39,7 @@
 #include <stdint.h>
 
 struct jfast_list {
-	float *vals;		/* malloc'd, n values; the caller frees it */
+	float *vals;		/* inbuf_alloc'd, n values; the caller inbuf_frees it */
 	size_t n;
 	size_t begin, end;	/* the bytes strictly between '[' and ']' */
 };
@@ -103,7 +104,7 @@ struct jfast_req {
 	struct jfast_str name, datatype;	/* inputs[0] */
 	int64_t dims[JFAST_MAX_DIMS];		/* inputs[0].shape */
 	int ndim;
-	float *vals;				/* inputs[0].data: malloc'd, n finite values */
+	float *vals;				/* inputs[0].data: inbuf_alloc'd, n finite */
 	size_t n;
 	bool has_data;				/* inputs[0].data came */
 	bool has_binary_size;			/* inputs[0].parameters.binary_data_size */
@@ -127,9 +128,9 @@ struct jfast_req {
  * strings, integers and numbers in jfast_tree's subset, data a flat list
  * read as jfast_input_data reads it, every value finite as a float (no
  * 1e39).  true with *r filled (the values checked for nothing more;
- * r->vals malloc'd, the caller frees it); false with nothing allocated
- * when the text is anything else: the caller reads it the general way,
- * which gives the same request, or the error.
+ * r->vals from inbuf_alloc, the caller inbuf_frees it); false with
+ * nothing allocated when the text is anything else: the caller reads it
+ * the general way, which gives the same request, or the error.
  */
 bool jfast_read(const char *json, size_t len, struct jfast_req *r);
 

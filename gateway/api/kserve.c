@@ -14,6 +14,7 @@
 
 #include "backend.h"
 #include "config.h"
+#include "inbuf.h"
 #include "jsonfast.h"
 #include "util.h"
 #include "model/model.h"
@@ -252,7 +253,7 @@ static int ks_flatten(const json_t *v, const int64_t *dims, int ndim, int depth,
 
 void ks_infer_free(struct ks_infer *ki)
 {
-	free(ki->owned);
+	inbuf_free(ki->owned);
 	ki->owned = NULL;
 	ki->data = NULL;
 }
@@ -450,7 +451,7 @@ static int ks_json_data(const struct model *m, const json_t *data, struct jfast_
 				      want, out->rows, m->in_dim, fast->n);
 		return ks_check_finite(out->data, want, err, errlen);
 	}
-	out->owned = malloc(want * sizeof(float));
+	out->owned = inbuf_alloc(want);
 	out->data = out->owned;
 	if (!out->owned)
 		return snprintf(err, errlen, "gateway out of memory"), 503;
@@ -677,7 +678,7 @@ static json_t *ks_load(const char *json, size_t json_len, struct jfast_list *fas
 	cut = fast->end - fast->begin;
 	copy = ks_alloc(json_len - cut);
 	if (!copy) {
-		free(fast->vals);
+		inbuf_free(fast->vals);
 		memset(fast, 0, sizeof(*fast));
 		return json_loadb(json, json_len, JSON_REJECT_DUPLICATES, jerr);
 	}
@@ -761,7 +762,7 @@ int ks_parse_infer(const struct model *m, const char *json, size_t json_len, con
 	if (json_len && jfast_read(json, json_len, &r)) {
 		bool ok = ks_fast_checked(m, &r, bin, bin_len, out);
 
-		free(r.vals);
+		inbuf_free(r.vals);
 		if (ok)
 			return 0;
 	}
@@ -784,14 +785,14 @@ int ks_parse_infer_general(const struct model *m, const char *json, size_t json_
 	root = ks_load(json, json_len, &fast, &jerr);
 	if (!root) {
 		ks_arena_end();
-		free(fast.vals);
+		inbuf_free(fast.vals);
 		return KS_ERR("malformed JSON at line %d column %d: %s", jerr.line, jerr.column,
 			      jerr.text);
 	}
 	rc = ks_parse_root(m, root, bin, bin_len, &fast, out, err, errlen);
 	json_decref(root);
 	ks_arena_end();
-	free(fast.vals);	/* unless ks_json_data took it */
+	inbuf_free(fast.vals);	/* unless ks_json_data took it */
 	if (rc)
 		ks_infer_free(out);
 	return rc;

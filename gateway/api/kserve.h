@@ -31,7 +31,8 @@ struct ks_infer {
 	bool has_id;
 	int rows;
 	const float *data;	/* rows x in_dim little-endian FP32; may be unaligned */
-	float *owned;		/* data's buffer when decoded (free it), NULL for a view */
+	float *owned;		/* data's buffer when decoded (inbuf.h; ks_infer_free),
+				 * NULL for a view */
 	int priority;		/* parameters.priority, 0 = not given */
 	int64_t timeout_us;	/* parameters.timeout, 0 = not given; <= KS_TIMEOUT_MAX_US */
 	bool binary_output;	/* binary_data_output, or binary_data on the output */

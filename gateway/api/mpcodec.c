@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "inbuf.h"
 #include "kserve.h"
 #include "model/model.h"
 
@@ -119,7 +120,7 @@ static int mp_data(const struct model *m, const msgpack_object *d, struct ks_inf
 	if (d->via.array.size != want)
 		return MP_ERR("inputs[0].data: expected %zu values for shape [%d, %d], got %u", want,
 			      out->rows, m->in_dim, d->via.array.size);
-	out->owned = malloc(want * sizeof(float));
+	out->owned = inbuf_alloc(want);
 	out->data = out->owned;
 	if (!out->owned)
 		return snprintf(err, errlen, "gateway out of memory"), 503;

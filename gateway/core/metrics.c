@@ -11,10 +11,21 @@
 #include <string.h>
 #include <time.h>
 
-/* Upper bounds of the latency buckets, in seconds. */
-static const double met_lat_le[MET_LAT_BUCKETS] = {
-	25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
-	50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0,
+/*
+ * Upper bounds of the latency buckets, in ns (25 µs .. 10 s).  A sample
+ * goes to the first bound >= it: the bucket the seconds compare (ns / 1e9
+ * <= bound / 1e9, as doubles) gave, as each bound / 1e9 is the double
+ * nearest the decimal le and a nanosecond more is far above it
+ * (test_metrics checks each bound, 1 ns either side, 0 and the huge).
+ * The exposition prints bound / 1e9 (%g: 2.5e-05 .. 10).  Padded to a
+ * power of two with bounds no sample exceeds, for met_observe_ns's search.
+ */
+#define MET_LAT_SEARCH 32
+static const uint64_t met_lat_le_ns[MET_LAT_SEARCH] = {
+	25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000,
+	25000000, 50000000, 100000000, 250000000, 500000000, 1000000000, 2500000000,
+	5000000000, 10000000000,
+	[MET_LAT_BUCKETS ... MET_LAT_SEARCH - 1] = UINT64_MAX,
 };
 static const char *const met_outcomes[OUT_N] = {
 	"success", "rejected", "expired", "cancelled", "error",
@@ -180,19 +191,15 @@ static void met_add(struct met_hist *h, int b, uint64_t v)
 
 void met_observe_ns(struct met_hist *h, uint64_t ns)
 {
-	double s = ns / 1e9;
-	int lo = 0, hi = MET_LAT_BUCKETS;
+	unsigned b = 0;
 
-	/* the first bucket whose bound is >= s (MET_LAT_BUCKETS: +Inf), by halves */
-	while (lo < hi) {
-		int mid = (lo + hi) / 2;
-
-		if (s > met_lat_le[mid])
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	met_add(h, lo, ns);
+	/* The first bucket whose bound is >= ns (MET_LAT_BUCKETS: +Inf, the
+	 * first padding bound), by halves of a fixed count, unrolled: a
+	 * compare and a conditional add each, no loop test. */
+#pragma GCC unroll 8
+	for (unsigned step = MET_LAT_SEARCH / 2; step; step /= 2)
+		b += ns > met_lat_le_ns[b + step - 1] ? step : 0;
+	met_add(h, (int)b, ns);
 }
 
 void met_observe_rows(struct met_hist *h, uint64_t rows)
@@ -269,7 +276,7 @@ static void met_render_hist(struct evbuffer *out, struct met_series *const *s, i
 			cum += ld(&h->bucket[b]);
 			if (lat)
 				evbuffer_add_printf(out, "%s_bucket{" LBL ",le=\"%g\"} %llu\n", name,
-						    s[i]->lbl, met_lat_le[b],
+						    s[i]->lbl, met_lat_le_ns[b] / 1e9,
 						    (unsigned long long)cum);
 			else
 				evbuffer_add_printf(out, "%s_bucket{" LBL ",le=\"%d\"} %llu\n", name,

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 #include "h2mem.h"
+#include "inbuf.h"
 #include "util.h"
 
 static __thread struct h2mem evmem_lists;
@@ -52,6 +53,8 @@ static void evmem_free(void *ptr)
 
 void evmem_install(void)
 {
-	if (UTIL_RECYCLE)
-		event_set_mem_functions(evmem_malloc, evmem_realloc, evmem_free);
+	if (!UTIL_RECYCLE)
+		return;
+	event_set_mem_functions(evmem_malloc, evmem_realloc, evmem_free);
+	inbuf_install(evmem_malloc, evmem_free);
 }

@@ -10,14 +10,19 @@
  * gateway frees with free() what libevent allocated (no evbuffer_readln,
  * no evhttp), which replacing libevent's allocator requires.  Sanitizer
  * builds (UTIL_RECYCLE 0) keep libevent on malloc.
+ *
+ * The decoded input tensors (inbuf.h) come from the same lists: taken and
+ * given back on the loop thread, a few KiB each, one malloc/free pair a
+ * request otherwise.
  */
 #ifndef INFERGW_EVMEM_H
 #define INFERGW_EVMEM_H
 
 /*
- * evmem_install - route libevent's allocations through evmem.  Call first
- * in main, before any libevent function (event_set_mem_functions requires
- * it).  Nothing in sanitizer builds.
+ * evmem_install - route libevent's allocations, and inbuf's, through
+ * evmem.  Call first in main, before any libevent function
+ * (event_set_mem_functions requires it) and any thread.  Nothing in
+ * sanitizer builds.
  */
 void evmem_install(void);
 

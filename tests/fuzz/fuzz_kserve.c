@@ -12,6 +12,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "inbuf.h"
 #include "jsonfast.h"
 #include "kserve.h"
 #include "fuzz_model.h"
@@ -39,7 +40,7 @@ static void fz_same_as_general(const struct model *m, const char *json, size_t j
 
 	if (!jfast_read(json, json_len, &r))
 		return;
-	free(r.vals);
+	inbuf_free(r.vals);
 	memset(&g, 0, sizeof(g));
 	grc = ks_parse_infer_general(m, json, json_len, bin, bin_len, &g, gerr, sizeof(gerr));
 	FZ_CHECK(grc == rc);

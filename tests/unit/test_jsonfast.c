@@ -15,6 +15,7 @@
 
 #include <jansson.h>
 
+#include "inbuf.h"
 #include "jsonfast.h"
 
 /* What jansson gives for the number text s, as a float. */
@@ -178,7 +179,7 @@ static void expect_list(const char *json, size_t n, const float *want)
 	assert_int_equal(json[l.end], ']');
 	/* the list is the one after inputs[0]'s "data": key */
 	assert_non_null(strstr(json, "\"inputs\""));
-	free(l.vals);
+	inbuf_free(l.vals);
 }
 
 static void expect_no_list(const char *json)
@@ -336,7 +337,7 @@ static void test_walk_agrees_with_jansson(void **state)
 			continue;
 		root = json_loadb(buf, len, JSON_REJECT_DUPLICATES, NULL);
 		if (!root) {
-			free(l.vals);
+			inbuf_free(l.vals);
 			continue;	/* the caller gets jansson's error */
 		}
 		d = json_object_get(json_array_get(json_object_get(root, "inputs"), 0), "data");
@@ -344,7 +345,7 @@ static void test_walk_agrees_with_jansson(void **state)
 			fail_msg("took %zu values from %.*s", l.n, (int)len, buf);
 		for (size_t i = 0; i < l.n; i++)
 			assert_true((float)json_number_value(json_array_get(d, i)) == l.vals[i]);
-		free(l.vals);
+		inbuf_free(l.vals);
 		json_decref(root);
 		taken++;
 	}
@@ -544,10 +545,10 @@ static void test_read(void **state)
 	assert_memory_equal(r.variant.s, "int8", 4);
 	assert_int_equal(r.n_outputs, 1);
 	assert_int_equal(r.out_binary[0], 2);
-	free(r.vals);
+	inbuf_free(r.vals);
 	assert_true(read_str("{\"inputs\":[{\"data\":[]}]}", &r));
 	assert_int_equal(r.n, 0);
-	free(r.vals);
+	inbuf_free(r.vals);
 	/* what the general path reads (or rejects) */
 	assert_false(read_str("{\"inputs\":[{\"data\":[1],\"data\":[2]}]}", &r));
 	assert_false(read_str("{\"inputs\":[{\"n\\u0061me\":\"input\"}]}", &r));
@@ -623,7 +624,7 @@ static bool read_like_jansson(const char *body, size_t n)
 				fail_msg("value %zu of %.*s: %a, jansson %a", i, (int)n, body,
 					 (double)r.vals[i], (double)want);
 		}
-		free(r.vals);
+		inbuf_free(r.vals);
 	}
 	json_decref(j);
 	return ok;

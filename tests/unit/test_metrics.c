@@ -1,9 +1,12 @@
-/* Unit tests for gateway/core/metrics.c: the registry has no cap, label values are escaped. */
+/* Unit tests for gateway/core/metrics.c: the registry has no cap, label values
+ * are escaped, latency buckets are the seconds bounds' (as doubles). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <event2/buffer.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,12 +119,94 @@ static void test_variant_series(void **state)
 	met_free_all();
 }
 
+/* The latency buckets' upper bounds in seconds: the exposition's le values. */
+static const double lat_le[MET_LAT_BUCKETS] = {
+	25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3,
+	50e-3, 100e-3, 250e-3, 500e-3, 1.0, 2.5, 5.0, 10.0,
+};
+
+/* The bucket a sample of ns belongs to, by the seconds as a double: the
+ * first bound >= ns / 1e9 (MET_LAT_BUCKETS: +Inf). */
+static int lat_bucket_ref(uint64_t ns)
+{
+	double s = ns / 1e9;
+	int b = 0;
+
+	while (b < MET_LAT_BUCKETS && s > lat_le[b])
+		b++;
+	return b;
+}
+
+/* The one bucket met_observe_ns counted ns in (sum and count checked). */
+static int lat_bucket_got(uint64_t ns)
+{
+	struct met_hist h;
+	int got = -1;
+
+	memset(&h, 0, sizeof(h));
+	met_observe_ns(&h, ns);
+	assert_int_equal(atomic_load(&h.count), 1);
+	assert_true(atomic_load(&h.sum) == ns);
+	for (int b = 0; b <= MET_LAT_BUCKETS; b++) {
+		if (!atomic_load(&h.bucket[b]))
+			continue;
+		assert_int_equal(got, -1);
+		got = b;
+	}
+	return got;
+}
+
+/* Each bound and 1 ns either side, 0, and the huge: the bucket is the one
+ * the seconds (double) compare gives. */
+static void test_lat_buckets_exact(void **state)
+{
+	uint64_t odd[] = { 0, 1, 2, 999, (1ull << 53) - 1, 1ull << 53, (1ull << 53) + 1,
+			   UINT64_MAX / 2, UINT64_MAX - 1, UINT64_MAX };
+
+	for (int b = 0; b < MET_LAT_BUCKETS; b++) {
+		uint64_t t = (uint64_t)llround(lat_le[b] * 1e9);
+
+		for (uint64_t ns = t - 1; ns <= t + 1; ns++) {
+			assert_int_equal(lat_bucket_got(ns), lat_bucket_ref(ns));
+			assert_int_equal(lat_bucket_got(ns), ns <= t ? b : b + 1);
+		}
+	}
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+		assert_int_equal(lat_bucket_got(odd[i]), lat_bucket_ref(odd[i]));
+	assert_int_equal(lat_bucket_got(0), 0);
+	assert_int_equal(lat_bucket_got(UINT64_MAX), MET_LAT_BUCKETS);
+}
+
+/* The latency families' le labels are the bounds in seconds, as %g. */
+static void test_lat_le_rendered(void **state)
+{
+	struct met_series *s = met_lookup("b", "m");
+	struct met_series **all;
+	char *text, want[160];
+	int n;
+
+	assert_non_null(s);
+	all = met_all(&n);
+	text = render(all, n);
+	for (int b = 0; b < MET_LAT_BUCKETS; b++) {
+		snprintf(want, sizeof(want),
+			 "infergw_request_seconds_bucket{backend=\"b\",model=\"m\",le=\"%g\"} 0\n",
+			 lat_le[b]);
+		assert_non_null(strstr(text, want));
+	}
+	free(text);
+	free(all);
+	met_free_all();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_variant_series),
 		cmocka_unit_test(test_every_series_exported),
 		cmocka_unit_test(test_label_values_escaped),
+		cmocka_unit_test(test_lat_buckets_exact),
+		cmocka_unit_test(test_lat_le_rendered),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
