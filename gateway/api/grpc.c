@@ -3,6 +3,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <pthread.h>
+#include <stddef.h>
 #include <event2/buffer.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -208,12 +210,200 @@ static bool grpc_gzip(const struct call *c)
 	return enc && !strcmp(enc, "gzip");
 }
 
+/* v in decimal into buf (room for 12), NUL-terminated: snprintf's "%d"
+ * without its ~500 instructions, on every answer. */
+static void grpc_int_str(char buf[12], int v)
+{
+	char tmp[12], *p = util_utoa(tmp + sizeof(tmp), v < 0 ? -(unsigned long long)v : (unsigned)v);
+	size_t n = (size_t)(tmp + sizeof(tmp) - p);
+
+	if (v < 0)
+		*buf++ = '-';
+	memcpy(buf, p, n);
+	buf[n] = 0;
+}
+
+/* A request's id (checked: at most KS_ID_MAX bytes) into dst. */
+static void grpc_copy_id(char dst[KS_ID_MAX + 1], const char *id)
+{
+	size_t n = strnlen(id, KS_ID_MAX);
+
+	memcpy(dst, id, n);
+	dst[n] = 0;
+}
+
+/*
+ * An unpacked message's memory: protobuf-c allocates each field of a
+ * message apart (~9 mallocs for a ModelInferRequest, and a walk of the
+ * message to free them); from an arena, one block (more only when it runs
+ * out) freed at once by grpc_msg_free.  The message is the arena's first
+ * allocation (protobuf_c_message_unpack's own order, checked once at the
+ * first use: grpc_arena_usable), so the arena's header sits right before
+ * it.  Sanitizer builds keep protobuf-c's own allocator (UTIL_RECYCLE 0),
+ * so that each field stays an object of its own to the sanitizer.
+ */
+struct grpc_arena_blk {
+	struct grpc_arena_blk *next;
+	_Alignas(16) char data[];
+};
+
+struct grpc_arena {
+	ProtobufCAllocator pa;		/* allocator_data: this arena */
+	struct grpc_arena_blk *more;	/* blocks after the first */
+	char *cur;			/* free space of the current block */
+	size_t left;
+	size_t grow;			/* the next block's size, at least */
+	_Alignas(16) char data[];	/* the first block: the message first */
+};
+
+#define GRPC_ARENA_ALIGN 16
+
+static void *grpc_arena_alloc(void *ad, size_t size)
+{
+	struct grpc_arena *a = ad;
+	struct grpc_arena_blk *b;
+	size_t n = (size + GRPC_ARENA_ALIGN - 1) & ~(size_t)(GRPC_ARENA_ALIGN - 1);
+	char *p;
+
+	if (n < size)
+		return NULL;
+	if (n > a->left) {
+		size_t cap = n > a->grow ? n : a->grow;
+
+		if (cap > SIZE_MAX - sizeof(*b) || !(b = malloc(sizeof(*b) + cap)))
+			return NULL;
+		b->next = a->more;
+		a->more = b;
+		a->cur = b->data;
+		a->left = cap;
+		a->grow = cap * 2;
+	}
+	p = a->cur;
+	a->cur += n;
+	a->left -= n;
+	return p;
+}
+
+/* What protobuf-c frees goes with the arena. */
+static void grpc_arena_nofree(void *ad, void *p)
+{
+	(void)ad;
+	(void)p;
+}
+
+/* An arena for a message of len bytes on the wire (NULL: out of memory). */
+static struct grpc_arena *grpc_arena_new(size_t len)
+{
+	size_t cap = len > (SIZE_MAX - 1024) / 2 ? 0 : 1024 + 2 * len;
+	struct grpc_arena *a = cap ? malloc(sizeof(*a) + cap) : NULL;
+
+	if (!a)
+		return NULL;
+	a->pa = (ProtobufCAllocator){ grpc_arena_alloc, grpc_arena_nofree, a };
+	a->more = NULL;
+	a->cur = a->data;
+	a->left = cap;
+	a->grow = cap;
+	return a;
+}
+
+static void grpc_arena_free(struct grpc_arena *a)
+{
+	while (a->more) {
+		struct grpc_arena_blk *b = a->more;
+
+		a->more = b->next;
+		free(b);
+	}
+	free(a);
+}
+
+/* d's message unpacked from len bytes at p, from an arena (NULL: not a
+ * valid message, or out of memory); with *first_ok false when the message
+ * was not the arena's first allocation (it is then freed, and NULL). */
+static ProtobufCMessage *grpc_arena_unpack(const ProtobufCMessageDescriptor *d, size_t len,
+					   const uint8_t *p, bool *first_ok)
+{
+	struct grpc_arena *a = grpc_arena_new(len);
+	ProtobufCMessage *m;
+
+	*first_ok = true;
+	if (!a)
+		return NULL;
+	m = protobuf_c_message_unpack(d, &a->pa, len, p);
+	if (m && (void *)m != (void *)a->data)
+		*first_ok = false;
+	if (!m || !*first_ok) {
+		grpc_arena_free(a);
+		return NULL;
+	}
+	return m;
+}
+
+static bool grpc_arena_ok;
+static pthread_once_t grpc_arena_once = PTHREAD_ONCE_INIT;
+
+/* Once: unpack a small ModelInferRequest into an arena and see that the
+ * message is the arena's first allocation (else arenas stay unused). */
+static void grpc_arena_check(void)
+{
+	Inference__ModelInferRequest r = INFERENCE__MODEL_INFER_REQUEST__INIT;
+	uint8_t buf[64];
+	size_t n;
+	ProtobufCMessage *m;
+	bool first_ok;
+
+	r.model_name = "m";
+	r.id = "i";
+	n = protobuf_c_message_get_packed_size(&r.base);
+	if (n > sizeof(buf))
+		return;
+	protobuf_c_message_pack(&r.base, buf);
+	m = grpc_arena_unpack(&inference__model_infer_request__descriptor, n, buf, &first_ok);
+	grpc_arena_ok = m && first_ok;
+	if (m)
+		grpc_arena_free((struct grpc_arena *)((char *)m - offsetof(struct grpc_arena, data)));
+}
+
+/* Whether grpc_decode's messages come from arenas. */
+static bool grpc_arena_usable(void)
+{
+	if (!UTIL_RECYCLE)
+		return false;
+	pthread_once(&grpc_arena_once, grpc_arena_check);
+	return grpc_arena_ok;
+}
+
+/* d's message unpacked from len bytes at p: from an arena when arenas are
+ * usable (grpc_msg_free frees either kind); NULL when it is not valid (or
+ * out of memory; or, were protobuf-c to change the order it allocates in
+ * after grpc_arena_check saw it, not the arena's first allocation). */
+static ProtobufCMessage *grpc_unpack(const ProtobufCMessageDescriptor *d, size_t len,
+				     const uint8_t *p)
+{
+	bool first_ok;
+
+	if (!grpc_arena_usable())
+		return protobuf_c_message_unpack(d, NULL, len, p);
+	return grpc_arena_unpack(d, len, p, &first_ok);
+}
+
+/* Free a message grpc_decode (grpc_unpack) made. */
+static void grpc_msg_free(ProtobufCMessage *m)
+{
+	if (!m)
+		return;
+	if (grpc_arena_usable())
+		grpc_arena_free((struct grpc_arena *)((char *)m - offsetof(struct grpc_arena, data)));
+	else
+		protobuf_c_message_free_unpacked(m, NULL);
+}
+
 /*
  * One message of type d from a frame's compressed flag and len payload
  * bytes at p: 1 means gzip (with grpc-encoding gzip), inflated first, at
- * most limits.max_body_bytes.  The message (free with
- * protobuf_c_message_free_unpacked), or NULL with *st (the HTTP-equivalent
- * status), *code and err saying why.
+ * most limits.max_body_bytes.  The message (free with grpc_msg_free), or
+ * NULL with *st (the HTTP-equivalent status), *code and err saying why.
  */
 static ProtobufCMessage *grpc_decode(struct call *c, const ProtobufCMessageDescriptor *d,
 				     uint8_t flag, const uint8_t *p, size_t len, int *st, int *code,
@@ -264,7 +454,7 @@ static ProtobufCMessage *grpc_decode(struct call *c, const ProtobufCMessageDescr
 		plain = evbuffer_get_length(z);
 		p = evbuffer_pullup(z, -1);
 	}
-	msg = protobuf_c_message_unpack(d, NULL, plain, p);
+	msg = grpc_unpack(d, plain, p);
 	if (!msg)
 		snprintf(err, errlen, "%s: %zu bytes that are not a valid %s message", d->short_name,
 			 plain, d->name);
@@ -278,7 +468,7 @@ out_free:
 
 /*
  * The request's one message: c->body is exactly one gRPC frame (unary).
- * Returns it unpacked (free with protobuf_c_message_free_unpacked), or
+ * Returns it unpacked (free with grpc_msg_free), or
  * NULL with c answered.  The body is bounded by limits.max_body_bytes
  * before this runs (h2.c), so is the message (inflated, too).
  */
@@ -417,7 +607,7 @@ static void grpc_model_metadata(struct call *c, ProtobufCMessage *in)
 
 	if (!m)
 		return;
-	snprintf(ver, sizeof(ver), "%d", m->version);
+	grpc_int_str(ver, m->version);
 	grpc_tensor_meta(&ti, &m->input);
 	grpc_tensor_meta(&to, &m->output);
 	out.name = m->name;
@@ -433,10 +623,11 @@ static void grpc_model_metadata(struct call *c, ProtobufCMessage *in)
 
 /* ---- ModelInfer ---- */
 
+
 /* The input's release: the unpacked request the input views. */
 static void grpc_release_msg(void *arg)
 {
-	protobuf_c_message_free_unpacked(arg, NULL);
+	grpc_msg_free(arg);
 }
 
 /* A ModelInferResponse for a finished request (its views live in g). */
@@ -453,7 +644,7 @@ static void grpc_infer_msg(struct grpc_infer_msg *g, const struct infer_req *r, 
 {
 	inference__model_infer_response__init(&g->out);
 	inference__model_infer_response__infer_output_tensor__init(&g->t);
-	snprintf(g->ver, sizeof(g->ver), "%d", r->model->version);
+	grpc_int_str(g->ver, r->model->version);
 	g->shape[0] = r->rows;
 	g->shape[1] = r->model->out_dim;
 	g->t.name = r->model->output.name;
@@ -574,7 +765,7 @@ static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
 		snprintf(err, sizeof(err), "gateway out of memory");
 		goto out_err;
 	}
-	snprintf(gi->id, sizeof(gi->id), "%s", req->id);
+	grpc_copy_id(gi->id, req->id);
 	sp.in.release = grpc_release_msg;
 	sp.in.arg = req;
 	sp.on_done = grpc_infer_done;
@@ -597,7 +788,7 @@ out_err:
 	if (m)
 		api_count_error(c, m);
 	grpc_fail(c, st, grpc_code(st), "%s", err);
-	protobuf_c_message_free_unpacked(in, NULL);
+	grpc_msg_free(in);
 }
 
 /* ---- ModelStreamInfer ---- */
@@ -757,7 +948,7 @@ static void grpc_stream_submit(struct call *c, struct grpc_stream *st,
 		slot++;		/* in_flight < GRPC_STREAM_INFLIGHT: one is free */
 	q->c = c;
 	q->slot = slot;
-	snprintf(q->id, sizeof(q->id), "%s", req->id);
+	grpc_copy_id(q->id, req->id);
 	sp.in.release = grpc_release_msg;
 	sp.in.arg = req;
 	sp.on_done = grpc_stream_done;
@@ -784,7 +975,7 @@ out_err:
 	if (m)
 		api_count_error(c, m);
 	grpc_stream_error(c, "%s", err);
-	protobuf_c_message_free_unpacked(&req->base, NULL);
+	grpc_msg_free(&req->base);
 }
 
 /*
@@ -1254,7 +1445,7 @@ void grpc_handle(struct call *c)
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	rt->fn(c, in);
 	if (!rt->owns)
-		protobuf_c_message_free_unpacked(in, NULL);
+		grpc_msg_free(in);
 }
 
 void grpc_metrics(struct evbuffer *out)

@@ -400,9 +400,11 @@ static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t er
 /* grpc-status and grpc-message as name/value pairs for nva. */
 static int h2_grpc_nv(struct call *call, nghttp2_nv *nva, char *code, size_t codelen)
 {
+	char *p = util_utoa(code + codelen - 1, call->grpc_status < 0 ? 0 : (unsigned)call->grpc_status);
 	int n = 0;
 
-	snprintf(code, codelen, "%d", call->grpc_status);
+	code[codelen - 1] = 0;
+	memmove(code, p, (size_t)(code + codelen - p));	/* with the NUL */
 	nva[n++] = (nghttp2_nv){ (uint8_t *)"grpc-status", (uint8_t *)code, 11, strlen(code),
 				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
 	if (call->grpc_message && call->grpc_message[0])

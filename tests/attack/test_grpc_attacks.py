@@ -45,6 +45,10 @@ def test_hostile_grpc_calls_get_errors_not_memory(module_gw, model):
         (prefixed(b"\x0a\x06digits") * 2, INVALID_ARGUMENT),  # two messages, unary call
         (prefixed(b"\x0a\x06digits", flag=1), INTERNAL),  # compressed, no grpc-encoding
         (prefixed(b"\xff" * 64), INVALID_ARGUMENT),  # not protobuf
+        # small on the wire, large unpacked (each empty tensor a struct):
+        # the message's arena grows past its first block (gateway/api/grpc.c)
+        (prefixed(b"\x0a\x06digits" + b"\x2a\x00" * 20000), INVALID_ARGUMENT),
+        (prefixed(b"\x0a\x06digits" + b"\x32\x00" * 20000), INVALID_ARGUMENT),
         (b"\x00\x00", INVALID_ARGUMENT),  # not even a prefix
     ]
     with attacklib.Bystander(g, model) as by:
