@@ -175,10 +175,24 @@ static void grpc_reply(struct call *c, const ProtobufCMessage *msg)
 	uint8_t hdr[GRPC_FRAME_HDR] = { 0, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
 					(uint8_t)(len >> 8), (uint8_t)len };
 
+	struct evbuffer_iovec v;
+
 	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
 	if (len > UINT32_MAX) {
 		grpc_respond_status(c, 500, GRPC_INTERNAL, "response too large for one gRPC message");
 		return;
+	}
+	/* Packed in place, in one piece: pack_to_buffer's append callback
+	 * ran once per field (an evbuffer_add each). */
+	if (evbuffer_reserve_space(c->resp, (ev_ssize_t)(sizeof(hdr) + len), &v, 1) == 1 &&
+	    v.iov_len >= sizeof(hdr) + len) {
+		memcpy(v.iov_base, hdr, sizeof(hdr));
+		if (protobuf_c_message_pack(msg, (uint8_t *)v.iov_base + sizeof(hdr)) == len) {
+			v.iov_len = sizeof(hdr) + len;
+			evbuffer_commit_space(c->resp, &v, 1);
+			grpc_finish(c, 200, GRPC_OK, NULL);
+			return;
+		}
 	}
 	evbuffer_add(c->resp, hdr, sizeof(hdr));
 	protobuf_c_message_pack_to_buffer(msg, &eb.base);
