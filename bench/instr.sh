@@ -8,6 +8,9 @@
 # user-space work only: a server's system calls (h2o makes one more per
 # request than infergw) are in the req/s and CPU figures, not here.
 #
+# Also infergw's digits infer as a Triton binary body, msgpack and gRPC,
+# against the same infer in JSON.
+#
 # usage: bench/instr.sh [OUT.md]     (markdown section; default stdout)
 # env:   N=20000 (requests per case; BENCH_QUICK=1: 5000), C=32 M=32
 set -u
@@ -20,14 +23,16 @@ M=${M:-32}
 command -v valgrind >/dev/null 2>&1 || bench_fail "valgrind not installed (apt-get install valgrind)"
 bench_need_infergw
 
-N=$N C=$C M=$M bash "$BENCH_ROOT/bench/wire_instr.sh" >"$T/table.txt" 2>"$T/err.txt" ||
+CASES="igw-h2 igw-h1 igw-infer igw-bin igw-mp igw-grpc h2o-h2 h2o-h1 ngh-h2"
+# shellcheck disable=SC2086
+N=$N C=$C M=$M bash "$BENCH_ROOT/bench/wire_instr.sh" $CASES >"$T/table.txt" 2>"$T/err.txt" ||
 	bench_fail "bench/wire_instr.sh failed: $(tail -3 "$T/err.txt")"
 
 # ir CASE - instructions per request of CASE in the table (empty if absent)
 ir() {
 	awk -v c="$1" '$1 == c { print $3 }' "$T/table.txt"
 }
-for cs in igw-h2 igw-h1 igw-infer h2o-h2 h2o-h1 ngh-h2; do
+for cs in $CASES; do
 	[ -n "$(ir "$cs")" ] || bench_fail "no count for $cs: $(cat "$T/table.txt" "$T/err.txt")"
 done
 
@@ -46,8 +51,13 @@ bench_row instr h1_h2o_over_igw "$(ratio "$(ir h2o-h1)" "$(ir igw-h1)")" \
 	"HTTP/1.1 health: h2o instructions/request / infergw's" unit=x
 bench_row instr health_over_infer "$(ratio "$(ir igw-h2)" "$(ir igw-infer)")" \
 	"infergw: health instructions/request / digits JSON infer's (loop thread)" unit=x
+bench_row instr bin_over_json "$(ratio "$(ir igw-bin)" "$(ir igw-infer)")" \
+	"infergw digits infer: Triton binary body / JSON, instructions per request" unit=x
+bench_row instr grpc_over_json "$(ratio "$(ir igw-grpc)" "$(ir igw-infer)")" \
+	"infergw digits infer: gRPC ModelInfer / JSON, instructions per request" unit=x
+bench_row instr mp_over_json "$(ratio "$(ir igw-mp)" "$(ir igw-infer)")" \
+	"infergw digits infer: msgpack / JSON, instructions per request" unit=x
 bench_row instr igw_h2 "$(ir igw-h2)" "infergw HTTP/2 health, instructions/request" unit=instr
-bench_row instr igw_infer "$(ir igw-infer)" "infergw digits JSON infer, instructions/request (loop thread)" unit=instr
 
 {
 	echo "## $BENCH_TITLE"
@@ -68,5 +78,8 @@ bench_row instr igw_infer "$(ir igw-infer)" "infergw digits JSON infer, instruct
 	echo "| HTTP/2 health: nghttpd instructions/request / infergw's | **$(ratio "$(ir ngh-h2)" "$(ir igw-h2)")x** |"
 	echo "| HTTP/1.1 health: h2o instructions/request / infergw's | **$(ratio "$(ir h2o-h1)" "$(ir igw-h1)")x** |"
 	echo "| infergw: health / digits JSON infer instructions per request (loop thread) | **$(ratio "$(ir igw-h2)" "$(ir igw-infer)")x** |"
+	echo "| infergw digits infer, instructions per request: Triton binary / JSON | **$(ratio "$(ir igw-bin)" "$(ir igw-infer)")x** |"
+	echo "| infergw digits infer, instructions per request: gRPC / JSON | **$(ratio "$(ir igw-grpc)" "$(ir igw-infer)")x** |"
+	echo "| infergw digits infer, instructions per request: msgpack / JSON | **$(ratio "$(ir igw-mp)" "$(ir igw-infer)")x** |"
 	echo
 } >>"$OUT_MD"
