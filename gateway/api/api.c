@@ -582,7 +582,10 @@ static void api_route(struct call *c)
 		grpc_handle(c);
 		return;
 	}
-	if (!strcmp(p, "/v2/health/live")) {
+	/* inference first: most requests are */
+	if (!strncmp(p, "/v2/models/", 11) && strcmp(p + 11, "stats")) {
+		api_models(c, p + 11);
+	} else if (!strcmp(p, "/v2/health/live")) {
 		if (call_allow(c, "GET"))
 			call_respond_json(c, 200, "{\"live\":true}");
 	} else if (!strcmp(p, "/v2/health/ready")) {
@@ -592,13 +595,11 @@ static void api_route(struct call *c)
 		if (call_allow(c, "GET"))
 			api_server_meta(c);
 	} else if (!strcmp(p, "/v2/models/stats")) {
-		/* Triton's statistics extension, every model (before the name lookup) */
+		/* Triton's statistics extension, every model (not a model's name) */
 		if (call_allow(c, "GET")) {
 			stats_encode(c->resp, c->rt, NULL);
 			call_respond(c, 200, JSON);
 		}
-	} else if (!strncmp(p, "/v2/models/", 11)) {
-		api_models(c, p + 11);
 	} else if (!strncmp(p, "/v2/repository/", 15)) {
 		adm_repository(c);	/* a control-thread job, answered on this loop */
 	} else {

@@ -358,9 +358,9 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 		return 0;
 	}
 	if (f->hd.type == NGHTTP2_HEADERS && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-		const char *cl = call_header(call, "content-length");
+		uint64_t cl;	/* h2check read it */
 
-		if (cl && strtoull(cl, NULL, 10) > conn_cfg(c)->limits.max_body_bytes)
+		if (h2c_content_length(&call->h2msg, &cl) && cl > conn_cfg(c)->limits.max_body_bytes)
 			call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
 					   (unsigned long long)conn_cfg(c)->limits.max_body_bytes);
 		return 0;

@@ -347,6 +347,14 @@ bool h2c_data(struct h2_msg *m, size_t len)
 	return !(m->flags & H2_MSG_MALFORMED);
 }
 
+bool h2c_content_length(const struct h2_msg *m, uint64_t *clen)
+{
+	if (!(m->flags & F_CLEN))
+		return false;
+	*clen = m->clen;
+	return true;
+}
+
 bool h2c_end_stream(struct h2_msg *m)
 {
 	if ((m->flags & F_CLEN) && m->rx != m->clen)

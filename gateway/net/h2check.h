@@ -77,6 +77,9 @@ bool h2c_data(struct h2_msg *m, size_t len);
 /* h2c_end_stream - DATA with END_STREAM came: false when the bytes
  * received are not the content-length. */
 bool h2c_end_stream(struct h2_msg *m);
+/* h2c_content_length - the request's content-length in *clen when it
+ * carried one (checked: digits only, fits in int64_t, once). */
+bool h2c_content_length(const struct h2_msg *m, uint64_t *clen);
 /* h2c_malformed - a check on m failed (it stays failed). */
 static inline bool h2c_malformed(const struct h2_msg *m) { return m->flags & H2_MSG_MALFORMED; }
 

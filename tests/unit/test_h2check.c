@@ -294,8 +294,13 @@ static void test_kept_verdicts(void **state)
 	assert_true(h2c_malformed(&m2));
 	assert_false(h2c_malformed(&m));
 	/* content-length: its value goes with the verdict, once per message */
+	uint64_t v = 0;
+
+	assert_false(h2c_content_length(&m, &v));
 	assert_int_equal(h2c_apply(&m, &cl, false), H2C_REGULAR);
 	assert_int_equal(m.clen, 12);
+	assert_true(h2c_content_length(&m, &v));
+	assert_int_equal(v, 12);
 	assert_false(h2c_data(&m, 13));
 	base(&m2, "POST", "/p");
 	assert_int_equal(h2c_apply(&m2, &cl, false), H2C_REGULAR);
