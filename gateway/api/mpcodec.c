@@ -12,6 +12,7 @@
 #include "inbuf.h"
 #include "kserve.h"
 #include "model/model.h"
+#include "mpread.h"
 
 #define MP_ERR(...) (snprintf(err, errlen, __VA_ARGS__), 400)
 
@@ -351,8 +352,240 @@ static long mp_check(const unsigned char *p, size_t len)
 	return -1;
 }
 
+/* ---- the one-walk reader of the usual request ----
+ *
+ * mp_fast_root reads a body in one pass with the bounded reader of
+ * backends/mpread.h: no msgpack_object tree, no zone.  It takes only the
+ * usual shape: known keys, each once, string keys, bin data; anything
+ * else, and any failing check, makes it decline (false), and the general
+ * reader below (msgpack-c's tree) answers, naming the field.  So what it
+ * accepts it must fill exactly as the general reader would.
+ */
+
+/* A key the one-walk reader knows; tables of them end with { NULL }. */
+struct mp_key {
+	const char *s;
+	size_t len;
+};
+
+#define MP_KEY(s) { s, sizeof(s) - 1 }
+
+/*
+ * The next value of r as a key of a map: the index in keys of the string
+ * it is, marked in *seen.  -1 for a key not in keys, not a string, or
+ * seen before (the general reader takes the first of two).
+ */
+static int mp_fast_key(struct mpr *r, const struct mp_key *keys, unsigned *seen)
+{
+	struct mpr_val k;
+
+	if (!mpr_next(r, &k) || k.kind != MPR_STR || !k.u)
+		return -1;
+	for (int i = 0; keys[i].s; i++) {
+		if (k.u == keys[i].len && k.ptr[0] == (uint8_t)keys[i].s[0] &&
+		    !memcmp(k.ptr, keys[i].s, k.u)) {
+			if (*seen & 1u << i)
+				return -1;
+			*seen |= 1u << i;
+			return i;
+		}
+	}
+	return -1;
+}
+
+/* The next value of r into *v, which must be of kind want. */
+static bool mp_fast_next(struct mpr *r, enum mpr_kind want, struct mpr_val *v)
+{
+	return mpr_next(r, v) && v->kind == want;
+}
+
+/* parameters at the root: priority, timeout, variant, as mp_params takes them. */
+static bool mp_fast_params(struct mpr *r, struct ks_infer *out)
+{
+	static const struct mp_key keys[] = { MP_KEY("priority"), MP_KEY("timeout"),
+					       MP_KEY("variant"), { NULL, 0 } };
+	struct mpr_val map, v;
+	unsigned seen = 0;
+	char e[1];	/* the message comes from the general reader */
+
+	if (!mp_fast_next(r, MPR_MAP, &map))
+		return false;
+	for (uint64_t i = 0; i < map.u; i++) {
+		int key = mp_fast_key(r, keys, &seen);
+
+		if (key < 0 || !mpr_next(r, &v))
+			return false;
+		if (key == 0 && (v.kind != MPR_UINT || v.u > 1000000))
+			return false;
+		if (key == 1 && v.kind != MPR_UINT)
+			return false;
+		if (key == 2 && (v.kind != MPR_STR ||
+				 ks_check_variant((const char *)v.ptr, v.u, &out->variant, e, 1)))
+			return false;
+		if (key == 0)
+			out->priority = (int)v.u;
+		else if (key == 1)
+			out->timeout_us = ks_clamp_timeout(v.u);
+	}
+	return true;
+}
+
+/* inputs[0].shape: at most MODEL_MAX_DIMS non-negative integers. */
+static bool mp_fast_shape(struct mpr *r, int64_t *dims, int *ndim)
+{
+	struct mpr_val a, v;
+
+	if (!mp_fast_next(r, MPR_ARRAY, &a) || a.u > MODEL_MAX_DIMS)
+		return false;
+	for (uint64_t i = 0; i < a.u; i++) {
+		if (!mp_fast_next(r, MPR_UINT, &v))
+			return false;
+		dims[i] = (int64_t)v.u;
+	}
+	*ndim = (int)a.u;
+	return true;
+}
+
+/*
+ * inputs: one map of name, datatype, shape and bin data, checked as
+ * mp_input checks it; out->rows and out->data (a view) set.
+ */
+static bool mp_fast_input(const struct model *m, struct mpr *r, struct ks_infer *out)
+{
+	static const struct mp_key keys[] = { MP_KEY("name"), MP_KEY("datatype"), MP_KEY("shape"),
+					       MP_KEY("data"), { NULL, 0 } };
+	struct mpr_val v, str[2] = { { .kind = MPR_NIL }, { .kind = MPR_NIL } }, data;
+	int64_t dims[MODEL_MAX_DIMS];
+	unsigned seen = 0;
+	int ndim = 0;
+	char e[1];
+
+	if (!mp_fast_next(r, MPR_ARRAY, &v) || v.u != 1 || !mp_fast_next(r, MPR_MAP, &v))
+		return false;
+	for (uint64_t i = 0; i < v.u; i++) {
+		int key = mp_fast_key(r, keys, &seen);
+
+		if (key < 0 || (key < 2 && !mp_fast_next(r, MPR_STR, &str[key])) ||
+		    (key == 2 && !mp_fast_shape(r, dims, &ndim)) ||
+		    (key == 3 && !mp_fast_next(r, MPR_BIN, &data)))
+			return false;
+	}
+	if (seen != 0xf ||
+	    ks_check_input(m, 1, (const char *)str[0].ptr, str[0].u, (const char *)str[1].ptr,
+			   str[1].u, dims, ndim, &out->rows, e, 1) ||
+	    ks_check_bytes(m, "", out->rows, data.u, e, 1) ||
+	    ks_check_finite(data.ptr, data.u / sizeof(float), e, 1))
+		return false;
+	out->data = (const float *)data.ptr;
+	return true;
+}
+
+/* outputs[idx].parameters: classification or class_count, as mp_output_classes. */
+static bool mp_fast_classes(struct mpr *r, int idx, int *k)
+{
+	static const struct mp_key keys[] = { MP_KEY("classification"), MP_KEY("class_count"),
+					       { NULL, 0 } };
+	struct mpr_val map, v;
+	unsigned seen = 0;
+	char e[1];
+	int key;
+
+	if (!mp_fast_next(r, MPR_MAP, &map) || map.u > 1)
+		return false;	/* both given: the general reader says so */
+	if (map.u == 0)
+		return true;
+	key = mp_fast_key(r, keys, &seen);
+	return key >= 0 && mp_fast_next(r, MPR_UINT, &v) &&
+	       !ks_check_class_count(idx, keys[key].s, true,
+				     v.u > LLONG_MAX ? LLONG_MAX : (long long)v.u, k, e, 1);
+}
+
+/* outputs: maps of the model's output name and optional classification. */
+static bool mp_fast_outputs(const struct model *m, struct mpr *r, struct ks_infer *out)
+{
+	static const struct mp_key keys[] = { MP_KEY("name"), MP_KEY("parameters"), { NULL, 0 } };
+	struct mpr_val a, map, name;
+	char e[1];
+
+	if (!mp_fast_next(r, MPR_ARRAY, &a))
+		return false;
+	for (uint64_t i = 0; i < a.u; i++) {
+		unsigned seen = 0;
+
+		if (!mp_fast_next(r, MPR_MAP, &map))
+			return false;
+		for (uint64_t j = 0; j < map.u; j++) {
+			int key = mp_fast_key(r, keys, &seen);
+
+			if (key < 0 || (key == 0 && !mp_fast_next(r, MPR_STR, &name)) ||
+			    (key == 1 && !mp_fast_classes(r, (int)i, &out->class_count)))
+				return false;
+		}
+		if (!(seen & 1) ||
+		    ks_check_output_name(m, (int)i, (const char *)name.ptr, name.u, e, 1))
+			return false;
+	}
+	return true;
+}
+
+/* s (len bytes) into dst (KS_ID_MAX + 1 bytes) when it fits, else "". */
+static void mp_fast_copy(char *dst, const struct mpr_val *s)
+{
+	size_t n = s->u <= KS_ID_MAX ? s->u : 0;
+
+	memcpy(dst, s->ptr, n);
+	dst[n] = 0;
+}
+
+/*
+ * The whole body buf[0..len) as the usual request for m: true with out
+ * (zeroed by the caller) and model_name filled as mp_root fills them,
+ * false to leave it to the general reader (out then holds no allocation).
+ */
+static bool mp_fast_root(const struct model *m, const char *buf, size_t len,
+			 struct ks_infer *out, char *model_name)
+{
+	static const struct mp_key keys[] = { MP_KEY("id"), MP_KEY("model_name"),
+					       MP_KEY("parameters"), MP_KEY("inputs"),
+					       MP_KEY("outputs"), { NULL, 0 } };
+	struct mpr r = { (const uint8_t *)buf, (const uint8_t *)buf + len };
+	struct mpr_val map, s;
+	unsigned seen = 0;
+
+	if (model_name)
+		model_name[0] = 0;
+	if (!mp_fast_next(&r, MPR_MAP, &map))
+		return false;
+	for (uint64_t i = 0; i < map.u; i++) {
+		int key = mp_fast_key(&r, keys, &seen);
+
+		if (key < 0 || (key < 2 && !mp_fast_next(&r, MPR_STR, &s)) ||
+		    (key == 0 && s.u > KS_ID_MAX) ||
+		    (key == 2 && !mp_fast_params(&r, out)) ||
+		    (key == 3 && !mp_fast_input(m, &r, out)) ||
+		    (key == 4 && !mp_fast_outputs(m, &r, out)))
+			return false;
+		if (key == 0) {
+			mp_fast_copy(out->id, &s);
+			out->has_id = true;
+		} else if (key == 1 && model_name) {
+			mp_fast_copy(model_name, &s);
+		}
+	}
+	return (seen & 1u << 3) && r.p == r.end;
+}
+
 int mp_parse_infer(const struct model *m, const char *buf, size_t len, struct ks_infer *out,
 		   char *model_name, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	if (mp_fast_root(m, buf, len, out, model_name))
+		return 0;
+	return mp_parse_infer_general(m, buf, len, out, model_name, err, errlen);
+}
+
+int mp_parse_infer_general(const struct model *m, const char *buf, size_t len,
+			   struct ks_infer *out, char *model_name, char *err, size_t errlen)
 {
 	msgpack_unpacked u;
 	size_t off = 0;
@@ -407,85 +640,160 @@ int mp_peek_model(const char *buf, size_t len, char *name, size_t name_len)
 	return rc;
 }
 
-static int mp_write(void *data, const char *buf, size_t len)
+/* ---- encoding: straight into reserved space of out ----
+ *
+ * Each head in its smallest form, as msgpack-c's packer writes it, so the
+ * bytes are the packer's (tests/unit/test_mpcodec.c holds them to it),
+ * without a call into out per value.
+ */
+
+/*
+ * A msgpack head for the count or length n at p: fix | n when n < fix_lim;
+ * else code8 and a byte when code8 (not 0) and n < 256; else code16 and
+ * two bytes when n < 65536; else code16 + 1 and four, big-endian.
+ * Returns the end (at most 5 bytes on).
+ */
+static char *mp_put_head(char *p, unsigned fix, uint32_t fix_lim, unsigned code8,
+			 unsigned code16, uint32_t n)
 {
-	return evbuffer_add(data, buf, len);
+	int bytes = n < fix_lim ? 0 : code8 && n < 256 ? 1 : n < 65536 ? 2 : 4;
+
+	*p++ = (char)(bytes == 0 ? fix | n : bytes == 1 ? code8 : bytes == 2 ? code16 : code16 + 1);
+	for (int i = bytes - 1; i >= 0; i--)
+		*p++ = (char)(n >> 8 * i);
+	return p;
 }
 
-static void mp_pack_str(msgpack_packer *pk, const char *s)
-{
-	size_t n = strlen(s);
+#define MP_PUT_UINT(p, n) mp_put_head(p, 0x00, 128, 0xcc, 0xcd, n)	/* n <= INT_MAX */
+#define MP_PUT_ARRAY(p, n) mp_put_head(p, 0x90, 16, 0, 0xdc, n)
+#define MP_PUT_MAP(p, n) mp_put_head(p, 0x80, 16, 0, 0xde, n)
+#define MP_PUT_BIN(p, n) mp_put_head(p, 0, 0, 0xc4, 0xc5, n)
+#define MP_STR_MAX(n) ((n) + 5)	/* room mp_put_str takes for n bytes */
 
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
+/* The str s (n bytes) at p; the end. */
+static char *mp_put_str(char *p, const char *s, size_t n)
+{
+	p = mp_put_head(p, 0xa0, 32, 0xd9, 0xda, (uint32_t)n);
+	memcpy(p, s, n);
+	return p + n;
 }
 
-/* The response map up to the output's data: the caller packs "data" next. */
-static void mp_encode_head(msgpack_packer *pk, const struct model *m, const char *id, int rows,
-			   const char *datatype, int cols)
+static char *mp_put_cstr(char *p, const char *s)
 {
-	char ver[16];
+	return mp_put_str(p, s, strlen(s));
+}
 
-	msgpack_pack_map(pk, id ? 4 : 3);
-	mp_pack_str(pk, "model_name");
-	mp_pack_str(pk, m->name);
-	mp_pack_str(pk, "model_version");
-	snprintf(ver, sizeof(ver), "%d", m->version);
-	mp_pack_str(pk, ver);
+/* v in decimal as a str at p (snprintf costs ~600 instructions); the end. */
+static char *mp_put_decimal(char *p, int v)
+{
+	char d[12], *q = d + sizeof(d);
+	unsigned u = v < 0 ? 0u - (unsigned)v : (unsigned)v;
+
+	do
+		*--q = (char)('0' + u % 10);
+	while (u /= 10);
+	if (v < 0)
+		*--q = '-';
+	return mp_put_str(p, q, (size_t)(d + sizeof(d) - q));
+}
+
+/* Room mp_encode_head needs: keys, heads, an integer, four strings. */
+static size_t mp_head_max(const struct model *m, const char *id, const char *datatype)
+{
+	return 160 + strlen(m->name) + strlen(m->output.name) + strlen(datatype) +
+	       (id ? strlen(id) : 0);
+}
+
+/* The response map up to the output's data, at p (room: mp_head_max): the
+ * caller puts "data"'s value next.  Returns the end. */
+static char *mp_encode_head(char *p, const struct model *m, const char *id, int rows,
+			    const char *datatype, int cols)
+{
+	p = MP_PUT_MAP(p, id ? 4 : 3);
+	p = mp_put_cstr(p, "model_name");
+	p = mp_put_cstr(p, m->name);
+	p = mp_put_cstr(p, "model_version");
+	p = mp_put_decimal(p, m->version);
 	if (id) {
-		mp_pack_str(pk, "id");
-		mp_pack_str(pk, id);
+		p = mp_put_cstr(p, "id");
+		p = mp_put_cstr(p, id);
 	}
-	mp_pack_str(pk, "outputs");
-	msgpack_pack_array(pk, 1);
-	msgpack_pack_map(pk, 4);
-	mp_pack_str(pk, "name");
-	mp_pack_str(pk, m->output.name);
-	mp_pack_str(pk, "datatype");
-	mp_pack_str(pk, datatype);
-	mp_pack_str(pk, "shape");
-	msgpack_pack_array(pk, 2);
-	msgpack_pack_int(pk, rows);
-	msgpack_pack_int(pk, cols);
-	mp_pack_str(pk, "data");
+	p = mp_put_cstr(p, "outputs");
+	p = MP_PUT_ARRAY(p, 1);
+	p = MP_PUT_MAP(p, 4);
+	p = mp_put_cstr(p, "name");
+	p = mp_put_cstr(p, m->output.name);
+	p = mp_put_cstr(p, "datatype");
+	p = mp_put_cstr(p, datatype);
+	p = mp_put_cstr(p, "shape");
+	p = MP_PUT_ARRAY(p, 2);
+	p = MP_PUT_UINT(p, (uint32_t)rows);
+	p = MP_PUT_UINT(p, (uint32_t)cols);
+	return mp_put_cstr(p, "data");
 }
 
+/* Room for max bytes at the end of out, described in *v: NULL without memory. */
+static char *mp_room(struct evbuffer *out, size_t max, struct evbuffer_iovec *v)
+{
+	return evbuffer_reserve_space(out, (ev_ssize_t)max, v, 1) < 1 ? NULL : v->iov_base;
+}
+
+/* Add what was written in mp_room's space, up to end, to out. */
+static void mp_done(struct evbuffer *out, struct evbuffer_iovec *v, char *end)
+{
+	v->iov_len = (size_t)(end - (char *)v->iov_base);
+	evbuffer_commit_space(out, v, 1);
+}
+
+/* The whole answer goes into one reserved space: one call into out. */
 void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		     const float *values)
 {
 	size_t bytes = (size_t)rows * m->out_dim * sizeof(float);
-	msgpack_packer pk;
+	const char *dt = dtype_kserve_name(m->output.dtype);
+	struct evbuffer_iovec v;
+	char *p = mp_room(out, mp_head_max(m, id, dt) + 5 + bytes, &v);
 
-	msgpack_packer_init(&pk, out, mp_write);
-	mp_encode_head(&pk, m, id, rows, dtype_kserve_name(m->output.dtype), m->out_dim);
-	msgpack_pack_bin(&pk, bytes);
-	msgpack_pack_bin_body(&pk, values, bytes);
+	if (!p)
+		return;
+	p = mp_encode_head(p, m, id, rows, dt, m->out_dim);
+	p = MP_PUT_BIN(p, (uint32_t)bytes);
+	memcpy(p, values, bytes);
+	mp_done(out, &v, p + bytes);
 }
 
+/* ks_classes' callback: one string s (len bytes) onto the evbuffer arg. */
 static void mp_pack_class(void *arg, const char *s, int len)
 {
-	msgpack_pack_str(arg, (size_t)len);
-	msgpack_pack_str_body(arg, s, (size_t)len);
+	struct evbuffer_iovec v;
+	char *p = mp_room(arg, MP_STR_MAX((size_t)len), &v);
+
+	if (p)
+		mp_done(arg, &v, mp_put_str(p, s, (size_t)len));
 }
 
 int mp_encode_classes(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		      const float *values, int class_count)
 {
 	int k = ks_class_k(m, class_count);
-	msgpack_packer pk;
+	struct evbuffer_iovec v;
+	char *p = mp_room(out, mp_head_max(m, id, "BYTES") + 5, &v);
 
-	msgpack_packer_init(&pk, out, mp_write);
-	mp_encode_head(&pk, m, id, rows, "BYTES", k);
-	msgpack_pack_array(&pk, (size_t)rows * k);
-	return ks_classes(m, rows, values, class_count, mp_pack_class, &pk);
+	if (!p)
+		return -ENOMEM;
+	p = mp_encode_head(p, m, id, rows, "BYTES", k);
+	mp_done(out, &v, MP_PUT_ARRAY(p, (uint32_t)((size_t)rows * k)));
+	return ks_classes(m, rows, values, class_count, mp_pack_class, out);
 }
 
 void mp_encode_error(struct evbuffer *out, const char *msg)
 {
-	msgpack_packer pk;
+	struct evbuffer_iovec v;
+	char *p = mp_room(out, 16 + MP_STR_MAX(strlen(msg)), &v);
 
-	msgpack_packer_init(&pk, out, mp_write);
-	msgpack_pack_map(&pk, 1);
-	mp_pack_str(&pk, "error");
-	mp_pack_str(&pk, msg);
+	if (!p)
+		return;
+	p = MP_PUT_MAP(p, 1);
+	p = mp_put_cstr(p, "error");
+	mp_done(out, &v, mp_put_cstr(p, msg));
 }

@@ -31,10 +31,19 @@ struct ks_infer;
  * not NULL, receives the map's model_name (or "" when absent; size
  * KS_ID_MAX+1) for transports without a URL.  Values must be finite FP32;
  * parameters.timeout saturates at KS_TIMEOUT_MAX_US.  0 or 400 with err
- * (503 when out of memory).
+ * (503 when out of memory).  The usual body (bin data, known keys once
+ * each) is read in one walk over its bytes; anything else, or any failing
+ * check, goes to mp_parse_infer_general, which names the field.
  */
 int mp_parse_infer(const struct model *m, const char *buf, size_t len, struct ks_infer *out,
 		   char *model_name, char *err, size_t errlen);
+/*
+ * mp_parse_infer_general - mp_parse_infer without its one-walk reading of
+ * the usual body: the same answer, always through msgpack-c's tree.  For
+ * tests and fuzzers that hold the two to giving the same.
+ */
+int mp_parse_infer_general(const struct model *m, const char *buf, size_t len,
+			   struct ks_infer *out, char *model_name, char *err, size_t errlen);
 /* mp_peek_model - the model_name of a msgpack request (for DPDK / agent
  * routing before the model is known).  0 or -EINVAL. */
 int mp_peek_model(const char *buf, size_t len, char *name, size_t name_len);
