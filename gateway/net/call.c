@@ -393,11 +393,26 @@ void call_respond(struct call *c, int status, const char *ctype)
 		conn_transport_respond(c);
 }
 
+/* Whether a has "application/msgpack" or "application/x-msgpack" in it,
+ * in any case: every "msgpack" found, then what comes before it (as two
+ * strcasestr's would say, at a few instructions a byte, not hundreds). */
+static bool call_names_msgpack(const char *a)
+{
+	for (size_t i = 0; a[i]; i++) {
+		if ((a[i] | 0x20) != 'm' || strncasecmp(a + i, "msgpack", 7))
+			continue;
+		if ((i >= 12 && !strncasecmp(a + i - 12, "application/", 12)) ||
+		    (i >= 14 && !strncasecmp(a + i - 14, "application/x-", 14)))
+			return true;
+	}
+	return false;
+}
+
 bool call_accepts_msgpack(const struct call *c)
 {
 	const char *a = call_hdr(c, CALL_H_ACCEPT);
 
-	return a && (strcasestr(a, "application/msgpack") || strcasestr(a, "application/x-msgpack"));
+	return a && call_names_msgpack(a);
 }
 
 void call_respond_error(struct call *c, int status, const char *fmt, ...)

@@ -3,6 +3,7 @@
  * case, call_header and call_hdr give the first of a name's fields, known
  * and other names alike, past the inline array and the inline strings.
  */
+#define _GNU_SOURCE	/* strcasestr, the reference of test_accepts_msgpack */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -194,6 +195,32 @@ static void test_api_new(void **state)
 	t_call_free(c);
 }
 
+/* call_accepts_msgpack: as strcasestr for either media type would say. */
+static void test_accepts_msgpack(void **state)
+{
+	static const char *const accept[] = {
+		"application/msgpack", "APPLICATION/MSGPACK", "application/x-msgpack",
+		"Application/X-MsgPack;q=0.9", "text/html, application/msgpack;q=0.5",
+		"*/*", "application/json", "msgpack", "application/", "application/x-",
+		"applicationmsgpack", "application/x_msgpack", "xapplication/msgpack",
+		"application/msgpac", "application/msgpackx", "m", "", "application/json, msgpack",
+		"application/jsonapplication/msgpack", "application/x-application/msgpack",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(accept) / sizeof(accept[0]); i++) {
+		struct call *c = t_call();
+		bool want = strcasestr(accept[i], "application/msgpack") ||
+			    strcasestr(accept[i], "application/x-msgpack");
+
+		assert_false(call_accepts_msgpack(c));	/* no accept header */
+		assert_true(t_add(c, "Accept", accept[i]));
+		if (call_accepts_msgpack(c) != want)
+			fail_msg("accept \"%s\": %d, expected %d", accept[i], !want, want);
+		t_call_free(c);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -202,6 +229,7 @@ int main(void)
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_lower_every_byte),
 		cmocka_unit_test(test_api_new),
+		cmocka_unit_test(test_accepts_msgpack),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
