@@ -43,20 +43,26 @@ ratio() {
 
 CMD="N=$N C=$C M=$M bash bench/wire_instr.sh   # h2load -n N -c C -m M -t 1 (HTTP/1.1: --h1 -m 1) under valgrind --tool=callgrind"
 NOTE="callgrind, user-space instructions of the serving threads (infergw: its loop thread, not the CPU backend's worker)"
-bench_row instr h2o_over_igw "$(ratio "$(ir h2o-h2)" "$(ir igw-h2)")" \
-	"HTTP/2 health: h2o instructions/request / infergw's" unit=x note="$NOTE" cmd="$CMD"
-bench_row instr ngh_over_igw "$(ratio "$(ir ngh-h2)" "$(ir igw-h2)")" \
-	"HTTP/2 health: nghttpd instructions/request / infergw's" unit=x
-bench_row instr h1_h2o_over_igw "$(ratio "$(ir h2o-h1)" "$(ir igw-h1)")" \
-	"HTTP/1.1 health: h2o instructions/request / infergw's" unit=x
-bench_row instr health_over_infer "$(ratio "$(ir igw-h2)" "$(ir igw-infer)")" \
-	"infergw: health instructions/request / digits JSON infer's (loop thread)" unit=x
-bench_row instr bin_over_json "$(ratio "$(ir igw-bin)" "$(ir igw-infer)")" \
-	"infergw digits infer: Triton binary body / JSON, instructions per request" unit=x
-bench_row instr grpc_over_json "$(ratio "$(ir igw-grpc)" "$(ir igw-infer)")" \
-	"infergw digits infer: gRPC ModelInfer / JSON, instructions per request" unit=x
-bench_row instr mp_over_json "$(ratio "$(ir igw-mp)" "$(ir igw-infer)")" \
-	"infergw digits infer: msgpack / JSON, instructions per request" unit=x
+# pair KEY A B LABEL [k=v...] - the ratio of case A's count to case B's: a
+# summary row, and a line of this section's table ($T/ratios.md)
+pair() {
+	local key=$1 r
+	r=$(ratio "$(ir "$2")" "$(ir "$3")")
+	bench_row instr "$key" "$r" "$4" unit=x "${@:5}"
+	echo "| $4 | **${r}x** |" >>"$T/ratios.md"
+}
+: >"$T/ratios.md"
+pair h2o_over_igw h2o-h2 igw-h2 "HTTP/2 health: h2o instructions/request / infergw's" \
+	note="$NOTE" cmd="$CMD"
+pair ngh_over_igw ngh-h2 igw-h2 "HTTP/2 health: nghttpd instructions/request / infergw's"
+pair h1_h2o_over_igw h2o-h1 igw-h1 "HTTP/1.1 health: h2o instructions/request / infergw's"
+pair health_over_infer igw-h2 igw-infer \
+	"infergw: health instructions/request / digits JSON infer's (loop thread)"
+pair bin_over_json igw-bin igw-infer \
+	"infergw digits infer: Triton binary body / JSON, instructions per request"
+pair grpc_over_json igw-grpc igw-infer \
+	"infergw digits infer: gRPC ModelInfer / JSON, instructions per request"
+pair mp_over_json igw-mp igw-infer "infergw digits infer: msgpack / JSON, instructions per request"
 bench_row instr igw_h2 "$(ir igw-h2)" "infergw HTTP/2 health, instructions/request" unit=instr
 
 {
@@ -74,12 +80,6 @@ bench_row instr igw_h2 "$(ir igw-h2)" "infergw HTTP/2 health, instructions/reque
 	echo
 	echo "| ratio (same run) | value |"
 	echo "|---|---:|"
-	echo "| HTTP/2 health: h2o instructions/request / infergw's | **$(ratio "$(ir h2o-h2)" "$(ir igw-h2)")x** |"
-	echo "| HTTP/2 health: nghttpd instructions/request / infergw's | **$(ratio "$(ir ngh-h2)" "$(ir igw-h2)")x** |"
-	echo "| HTTP/1.1 health: h2o instructions/request / infergw's | **$(ratio "$(ir h2o-h1)" "$(ir igw-h1)")x** |"
-	echo "| infergw: health / digits JSON infer instructions per request (loop thread) | **$(ratio "$(ir igw-h2)" "$(ir igw-infer)")x** |"
-	echo "| infergw digits infer, instructions per request: Triton binary / JSON | **$(ratio "$(ir igw-bin)" "$(ir igw-infer)")x** |"
-	echo "| infergw digits infer, instructions per request: gRPC / JSON | **$(ratio "$(ir igw-grpc)" "$(ir igw-infer)")x** |"
-	echo "| infergw digits infer, instructions per request: msgpack / JSON | **$(ratio "$(ir igw-mp)" "$(ir igw-infer)")x** |"
+	cat "$T/ratios.md"
 	echo
 } >>"$OUT_MD"
