@@ -1060,8 +1060,7 @@ static bool jr_on_input(struct jr *t, int key)
 	case 2:
 		return jr_str(t, &t->r->datatype);
 	case 3:
-		t->r->has_data = true;
-		return jr_data(t);
+		return jr_data(t);	/* r->vals set even for [] */
 	default:
 		return jr_object(t, jr_input_param_keys, 1, jr_on_input_param);
 	}

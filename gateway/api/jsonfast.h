@@ -104,9 +104,8 @@ struct jfast_req {
 	struct jfast_str name, datatype;	/* inputs[0] */
 	int64_t dims[JFAST_MAX_DIMS];		/* inputs[0].shape */
 	int ndim;
-	float *vals;				/* inputs[0].data: inbuf_alloc'd, n finite */
+	float *vals;				/* inputs[0].data: inbuf_alloc'd, n finite; NULL: no data */
 	size_t n;
-	bool has_data;				/* inputs[0].data came */
 	bool has_binary_size;			/* inputs[0].parameters.binary_data_size */
 	long long binary_size;			/* (a non-negative integer) */
 	bool has_priority, has_timeout;		/* parameters */

@@ -705,7 +705,7 @@ static bool ks_fast_data_ok(const struct model *m, const struct jfast_req *r, in
 	if (!r->has_binary_size)	/* jfast_read's values are finite */
 		return !bin && r->n == (size_t)rows * m->in_dim;
 	/* "data" too is declined: the general path reads it (and ignores it) */
-	return bin && !r->has_data && (unsigned long long)r->binary_size == bin_len &&
+	return bin && !r->vals && (unsigned long long)r->binary_size == bin_len &&
 	       !ks_check_bytes(m, "", rows, bin_len, e, sizeof(e)) &&
 	       !ks_check_finite(bin, bin_len / sizeof(float), e, sizeof(e));
 }
