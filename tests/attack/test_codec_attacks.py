@@ -76,6 +76,35 @@ def test_nonfinite_binary_tensor_is_400(g, bad, name):
     attacklib.assert_alive(g)
 
 
+@pytest.mark.parametrize("size,section,want", [
+    (256, 252, "inputs[0]: binary data of 256 bytes runs past the end of the body"),
+    (252, 252, "inputs[0].parameters.binary_data_size: 252 bytes, expected 256"),
+    (256, 260, "request body: 4 bytes after the last binary input"),
+    (0, 256, "inputs[0].parameters.binary_data_size: 0 bytes, expected 256"),
+    (2**62, 256, "inputs[0].parameters.binary_data_size"),
+])
+def test_binary_section_that_does_not_fit_is_400(g, model, size, section, want):
+    """Triton binary bodies are read in one walk (jfast_read): a binary
+    section shorter or longer than binary_data_size says, or a size that
+    does not fit the shape, gets the general path's 400 naming the field;
+    the same header with a section that fits is answered with the model's
+    values."""
+    raw = struct.pack("<64f", *ROW)
+    raw = (raw + b"\0" * 8)[:section]
+    hdr = ("{\"inputs\":[{" + INP + ",\"parameters\":{\"binary_data_size\":%d}}]}" % size).encode()
+    for st, h, body in post_both(g, hdr + raw, [("inference-header-content-length",
+                                                  str(len(hdr)))]):
+        assert st == 400, (size, section, st, body[:200])
+        assert want in strict_json(body)["error"], (want, body[:300])
+    ok = ("{\"inputs\":[{" + INP + ",\"parameters\":{\"binary_data_size\":256}}],"
+          "\"outputs\":[{\"name\":\"probabilities\",\"parameters\":{\"binary_data\":false}}]}").encode()
+    for st, h, body in post_both(g, ok + struct.pack("<64f", *ROW),
+                                 [("inference-header-content-length", str(len(ok)))]):
+        assert st == 200, body[:300]
+        gwlib.check_infer_response(body, model, np.asarray(ROW).reshape(1, 64))
+    attacklib.assert_alive(g)
+
+
 @pytest.mark.parametrize("data,idx,name", [
     ("bin_inf", 7, "+Inf"), ("bin_nan", 7, "NaN"), ("array_1e39", 2, "+Inf")])
 def test_nonfinite_msgpack_tensor_is_400(g, data, idx, name):
