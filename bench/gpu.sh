@@ -68,13 +68,14 @@ gpu_yaml() {	# gpu_yaml GRAPHS
 # gw NAME BACKENDS... : write NAME.yaml, start a gateway on it (not waiting
 # for ready: a gateway whose only backend is down never is); port and pid
 # in GW_PORT[NAME], GW_PID[NAME].
-declare -A GW_PORT GW_PID
+declare -A GW_PORT GW_PID GW_APORT
 gw() {
-	local name=$1 port
+	local name=$1 port aport
 	shift
 	port=$(bench_free_port)
+	aport=$(bench_free_port)	# /metrics: admin port only
 	{
-		bench_gw_yaml_head "$port" "$GW_THREADS" info 0
+		bench_gw_yaml_head "$port" "$GW_THREADS" info "$aport"
 		echo "models:"
 		echo "  - {name: mlp-large, path: $MODEL_DIR, max_queue: 4096}"
 		echo "backends:"
@@ -82,6 +83,7 @@ gw() {
 	} >"$T/$name.yaml"
 	bench_start "$T/$name.log" "$INFERGW" --config "$T/$name.yaml"
 	GW_PORT[$name]=$port
+	GW_APORT[$name]=$aport
 	GW_PID[$name]=$BENCH_LAST_PID
 }
 
@@ -193,7 +195,7 @@ for name in "${!GW_PID[@]}"; do bench_warn_if_dead "${GW_PID[$name]}"; done
 	$PY "$BENCH_ROOT/bench/gpu_body.py" table "$T/runs.jsonl" "$T/logs" $BATCHES
 	echo
 	bench_md_block "Backend rows after the run (cpu+gpu: who served the mixed load):" \
-		"$(curl -s --max-time 2 --http2-prior-knowledge "http://127.0.0.1:${GW_PORT[cpu+gpu]}/metrics" |
+		"$(curl -s --max-time 2 "http://127.0.0.1:${GW_APORT[cpu+gpu]}/metrics" |
 			grep -E '^infergw_backend_(rows_total|batches_total|state)')"
 	for name in cpu gpu gpu-nograph cpu+gpu; do
 		echo "- $name: $(bench_log_problems "$T/$name.log")"

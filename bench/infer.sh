@@ -30,8 +30,9 @@ $PY "$BENCH_ROOT/bench/digits_body.py" "$MODEL_DIR" "$T/body.json" "$T/expect.js
 	bench_fail "cannot build the request body (bench/digits_body.py)"
 
 PORT=$(bench_free_port)
+APORT=$(bench_free_port)	# /metrics is served on the admin port only
 {
-	bench_gw_yaml_head "$PORT" 0 warn 0
+	bench_gw_yaml_head "$PORT" 0 warn "$APORT"
 	cat <<EOF
 models:
   # max_queue above h2load's -c x -m so that a full pipeline is never shed.
@@ -44,6 +45,7 @@ EOF
 bench_start_gw "$T/infergw.log" "$T/infergw.yaml" "$PORT" 30
 PID=$BENCH_LAST_PID
 bench_cap "$PID" infergw
+LOOPS=$(bench_loop_threads "$PID")
 BASE="http://127.0.0.1:$PORT"
 URL_H="$BASE/v2/health/live"
 URL_I="$BASE/v2/models/digits/infer"
@@ -84,14 +86,19 @@ cat "$T/runs.i.jsonl" >>"$T/runs.jsonl"
 [ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.jsonl" "$BENCH_RAW_DIR/infer.jsonl"
 bench_warn_if_dead "$PID"
 # Batch sizes the scheduler actually cut, if /metrics says.
-METRICS=$(curl -s --max-time 2 --http2-prior-knowledge "$BASE/metrics" 2>/dev/null |
-	grep -iE '^[a-z_]*(batch|rows|requests_total|queue)[a-z_]*(\{[^}]*\})? ' | head -12)
+METRICS=$(curl -s --max-time 2 "http://127.0.0.1:$APORT/metrics" 2>/dev/null |
+	grep -E '^infergw_(batch_rows_(sum|count)|requests_total|queue_seconds_(sum|count)|execute_seconds_(sum|count))\{' |
+	grep -v 'backend="none"' | head -12)
+ROWS_PER_BATCH=$(printf '%s\n' "$METRICS" | awk '/^infergw_batch_rows_sum/ {s += $2}
+	/^infergw_batch_rows_count/ {c += $2} END {if (c > 0) printf "%.1f", s / c}')
+[ -n "$ROWS_PER_BATCH" ] && METRICS="$METRICS"$'\n'"# mean rows per batch over the whole run: $ROWS_PER_BATCH"
+[ -n "$METRICS" ] || METRICS="(none: GET http://127.0.0.1:$APORT/metrics answered no batching series)"
 
 {
 	echo "## $BENCH_TITLE"
 	echo
 	bench_env_md
-	echo "- server: infergw, listen.threads 0 (= $(nproc) loop threads), CPU backend workers 1, threads_per_worker 1, digits max_batch 32, max_queue_delay_us 0, max_queue 4096"
+	echo "- server: infergw, listen.threads 0 (= $LOOPS loop thread(s) under the pinning), CPU backend workers 1, threads_per_worker 1, digits max_batch 32, max_queue_delay_us 0, max_queue 4096"
 	echo "- CPU budget: ${BENCH_CPU_NOTE:-server unthrottled (BENCH_SERVER_CPU=$BENCH_SERVER_CPU)}"
 	echo "- body: row 0 of config/models/digits/heldout.safetensors, $(wc -c <"$T/body.json") bytes of KServe v2 JSON; response check: $CHECK"
 	echo "- commands ($ROUNDS throughput rounds, health and infer alternating, after warm-ups of $WARM each; req/s = median round; client-bound rounds (h2load > ${BENCH_CLIENT_BOUND} of its core) left out of the ratio; percentiles from $LAT_ROUNDS latency rounds with --log-file):"

@@ -227,6 +227,17 @@ bench_warn_if_dead() {
 	kill -0 "$1" 2>/dev/null || echo "$BENCH_NAME: warning: infergw died during the run" >&2
 }
 
+# bench_loop_threads PID - how many event-loop threads (igw-loop*) the
+# gateway PID runs: listen.threads 0 counts the CPUs it may use, which the
+# pinning makes fewer than nproc.
+bench_loop_threads() {
+	local n=0 t
+	for t in /proc/"$1"/task/*/comm; do
+		case $(cat "$t" 2>/dev/null) in igw-loop*) n=$((n + 1)) ;; esac
+	done
+	echo "$n"
+}
+
 # bench_free_port - print a TCP port nobody listens on (127.0.0.1).
 bench_free_port() {
 	$PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'

@@ -129,7 +129,7 @@ RESP=$(curl -s --max-time 2 "http://127.0.0.1:${ADMIN:-0}/metrics" 2>/dev/null |
 	echo
 	bench_env_md
 	echo "- lscpu model name: $(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1); nproc: $(nproc)"
-	echo "- server: infergw, listen.threads 0 (= $(nproc) loop threads), CPU backend workers 1, threads_per_worker 1; digits max_batch 32, mlp-large max_batch 8, max_queue_delay_us 0; admin port 0 (= ${ADMIN:-?})"
+	echo "- server: infergw, listen.threads 0 (= $(bench_loop_threads "$PID") loop thread(s) under the pinning), CPU backend workers 1, threads_per_worker 1; digits max_batch 32, mlp-large max_batch 8, max_queue_delay_us 0; admin port 0 (= ${ADMIN:-?})"
 	echo "- digits input: $SRC_D; mlp-large input: $SRC_L"
 	echo "- answers: JSON in -> JSON out; binary in -> binary out (binary_data true); msgpack (bin) in -> msgpack out"
 	echo "- one request per format checked by hand (curl --http2-prior-knowledge):"

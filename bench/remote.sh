@@ -66,13 +66,14 @@ cpu_yaml() {
 
 # gw NAME BACKENDS... : write NAME.yaml and start a gateway on it; its port
 # in GW_PORT[NAME], pid in GW_PID[NAME].
-declare -A GW_PORT GW_PID
+declare -A GW_PORT GW_PID GW_APORT
 gw() {
-	local name=$1 port
+	local name=$1 port aport
 	shift
 	port=$(bench_free_port)
+	aport=$(bench_free_port)	# /metrics: admin port only
 	{
-		bench_gw_yaml_head "$port" 1 warn 0
+		bench_gw_yaml_head "$port" 1 warn "$aport"
 		echo "models:"
 		echo "  - {name: digits, path: $MODEL_DIR, max_batch: 32, max_queue_delay_us: 0, max_queue: 4096}"
 		echo "backends:"
@@ -80,6 +81,7 @@ gw() {
 	} >"$T/$name.yaml"
 	bench_start_gw "$T/$name.log" "$T/$name.yaml" "$port" 30
 	GW_PORT[$name]=$port
+	GW_APORT[$name]=$aport
 	GW_PID[$name]=$BENCH_LAST_PID
 }
 
@@ -152,8 +154,8 @@ for name in "${!GW_PID[@]}"; do bench_warn_if_dead "${GW_PID[$name]}"; done
 	$PY "$BENCH_ROOT/bench/remote_report.py" "$T/runs.jsonl" "$T/logs" "$T/agents.jsonl" "$SLO_MS"
 	echo
 	for name in agents1 slo-cpu+agents; do
-		bench_md_block "/admin-less view: backend rows after the run ($name):" \
-			"$(curl -s --max-time 2 --http2-prior-knowledge "http://127.0.0.1:${GW_PORT[$name]}/metrics" |
+		bench_md_block "/metrics (admin port): backend rows after the run ($name):" \
+			"$(curl -s --max-time 2 "http://127.0.0.1:${GW_APORT[$name]}/metrics" |
 				grep -E '^infergw_backend_(rows_total|rtt_seconds)')"
 	done
 	for name in inproc agents1 agents4; do
