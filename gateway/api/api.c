@@ -105,6 +105,8 @@ void api_count_error(const struct call *c, const struct model *m)
 {
 	struct met_series *s = rt_none_series(c->rt, m);
 
+	if (!s)
+		return;		/* m is not in c->rt: no series to count it in */
 	met_count(s, OUT_ERROR);
 	met_finish(s, false, 0, now_ns() - c->start_ns);
 }

@@ -538,7 +538,7 @@ struct met_series *rt_none_series(const struct runtime *rt, const struct model *
 {
 	int i = rt_index(rt, m);
 
-	return rt->none_met[i < 0 ? 0 : i];
+	return i < 0 ? NULL : rt->none_met[i];
 }
 
 void rt_drain(struct rt_backend *rb)
@@ -1370,6 +1370,12 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 	int hosts = rt_host_count(rt, mi);
 	uint64_t ver, epoch = 0;
 
+	if (mi < 0) {	/* not rt's model: no series, no queue (rt_submit's contract) */
+		r->met = NULL;
+		snprintf(r->errmsg, sizeof(r->errmsg), "model '%s' is not in this configuration",
+			 r->model->name);
+		return 404;
+	}
 	rt_prepare(rt, mi, r, now, &rq);
 	if (hosts > 32) {
 		cand = malloc(sizeof(*cand) * RT_VARIANTS * (size_t)hosts);

@@ -148,7 +148,8 @@ void rt_stop_all(void);
 struct model *rt_find_model(const struct runtime *rt, const char *name);
 /* rt_model_conf - the config entry of a loaded model. */
 const struct model_conf *rt_model_conf(const struct runtime *rt, const struct model *m);
-/* rt_none_series - the series counting requests for m that no backend took. */
+/* rt_none_series - the series counting requests for m that no backend took;
+ * NULL when m is not one of rt's models. */
 struct met_series *rt_none_series(const struct runtime *rt, const struct model *m);
 /* rt_model_ready - true when some up, not draining backend hosts m (a
  * variant its variant_policy may serve counts). */
@@ -212,7 +213,8 @@ struct rt_admission {
 /*
  * rt_submit - normalize r's priority, route it and queue it.  r->model,
  * rows, arrival_ns and deadline_ns must be set.  0 when queued (r comes
- * back through r->sink), else an HTTP status (429, 503, 400) with
+ * back through r->sink), else an HTTP status (429, 503, 400; 404 with
+ * r->met NULL when r->model is not one of rt's models) with
  * r->errmsg (and for 429 r->retry_after_s) filled and r->met set to the
  * series that counts it; r is then still the caller's.  adm (may be NULL):
  * a precheck of r; when r is one row at the priority and deadline it was

@@ -319,6 +319,39 @@ static int route_variant(struct runtime *rt, const char *name, int ask, int *v, 
 	return st;
 }
 
+/* A request whose model is not one of the runtime's (the caller looked it
+ * up in another snapshot): 404 naming it, no series, nothing queued, for
+ * the precheck and the submit alike (was a read of mconf[-1]). */
+static void test_model_of_another_runtime(void **state)
+{
+	char *err = NULL;
+	struct runtime *rt = rt_build(load_conf(1, 1, true), NULL, &err);
+	struct runtime *other = rt_build(load_conf(2, 1, true), NULL, &err);
+	struct infer_req r = { .rows = 1, .priority = 1 };
+	struct rt_admission adm;
+
+	(void)state;
+	assert_non_null(rt);
+	assert_non_null(other);
+	r.model = rt_find_model(other, "m1");
+	assert_non_null(r.model);
+	assert_null(rt_find_model(rt, "m1"));
+	assert_null(rt_none_series(rt, r.model));
+	assert_non_null(rt_none_series(other, r.model));
+	r.met = (struct met_series *)&r;	/* overwritten: NULL */
+	assert_int_equal(rt_precheck(rt, &r, 1, &adm), 404);
+	assert_null(r.met);
+	assert_non_null(strstr(r.errmsg, "model 'm1' is not in this configuration"));
+	r.met = (struct met_series *)&r;
+	assert_int_equal(rt_submit(rt, &r, 1, NULL), 404);
+	assert_null(r.met);
+	assert_int_equal(rt_precheck(other, &r, 1, &adm), 0);	/* its own: admitted */
+	rt_stop_all();
+	rt_put(rt);
+	rt_put(other);
+	assert_int_equal(rt_live_count(), 0);
+}
+
 /* models[].variants: both variants on a CPU backend, each its own queue
  * (own service time, own series labelled variant=...); the policy or
  * parameters.variant picks the candidates; a reload carries them over. */
@@ -569,6 +602,7 @@ int main(void)
 		cmocka_unit_test(test_variant_refused),
 		cmocka_unit_test(test_variants_sampled),
 		cmocka_unit_test(test_variant_errors),
+		cmocka_unit_test(test_model_of_another_runtime),
 	};
 
 	int rc;
