@@ -714,8 +714,9 @@ static int sched_fill(struct sched_be *s, uint64_t now, struct sched_slot **go, 
 			if (!s->slots[i].busy)
 				w = &s->slots[i];
 		n = sched_take(w, qi, rows, now);
-		if (!n) {
+		if (!n) {	/* sched_take published the slot busy: publish it free */
 			pol_release(&s->pb, qi, w->b.slot);
+			sched_publish(&s->qs[qi]);
 			break;
 		}
 		w->busy = true;
