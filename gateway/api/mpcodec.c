@@ -620,26 +620,6 @@ int mp_parse_infer_general(const struct model *m, const char *buf, size_t len,
 	return rc;
 }
 
-int mp_peek_model(const char *buf, size_t len, char *name, size_t name_len)
-{
-	msgpack_unpacked u;
-	size_t off = 0, n;
-	const char *s;
-	int rc = -EINVAL;
-
-	if (mp_check((const unsigned char *)buf, len) >= 0)
-		return -EINVAL;
-	msgpack_unpacked_init(&u);
-	if (msgpack_unpack_next(&u, buf, len, &off) == MSGPACK_UNPACK_SUCCESS &&
-	    !mp_str(mp_get(&u.data, "model_name"), &s, &n) && n < name_len) {
-		memcpy(name, s, n);
-		name[n] = 0;
-		rc = 0;
-	}
-	msgpack_unpacked_destroy(&u);
-	return rc;
-}
-
 /* ---- encoding: straight into reserved space of out ----
  *
  * Each head in its smallest form, as msgpack-c's packer writes it, so the

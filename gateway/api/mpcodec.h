@@ -44,9 +44,6 @@ int mp_parse_infer(const struct model *m, const char *buf, size_t len, struct ks
  */
 int mp_parse_infer_general(const struct model *m, const char *buf, size_t len,
 			   struct ks_infer *out, char *model_name, char *err, size_t errlen);
-/* mp_peek_model - the model_name of a msgpack request (for DPDK / agent
- * routing before the model is known).  0 or -EINVAL. */
-int mp_peek_model(const char *buf, size_t len, char *name, size_t name_len);
 /* mp_encode_infer - the response map for rows x out_dim values of m. */
 void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		     const float *values);
