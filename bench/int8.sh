@@ -213,6 +213,7 @@ def emit(key, r, per, dropped, label, f, q, **kw):
     rows.emit("int8", key, round(r, 4), label, unit="x",
               lo=round(min(per), 4) if per else None, hi=round(max(per), 4) if per else None,
               rounds=len(per), dropped=dropped or None, fp32=round(f), int8=round(q),
+              per=[round(x, 4) for x in per] or None,
               note=None if per else "every round client-bound: ratio of medians", **kw)
 
 for base, variants in (("mlp-large", (("mlp-large-int8", "gw_b", "INT8"),

@@ -156,6 +156,7 @@ rows.emit("kernel", "gw_b64_over_raw", round(statistics.median(per), 4) if per e
           "mlp-large batch 64 through HTTP/2 (binary) / raw oneDNN GFLOP/s, same threads",
           unit="x", lo=round(min(per), 4) if per else None, hi=round(max(per), 4) if per else None,
           rounds=len(per), dropped=dropped, target=">= 0.95x", cmd=sys.argv[5],
+          per=[round(x, 4) for x in per] or None,
           note=("%d of %d rounds left out: the raw anchor moved > %.0f%% across them"
                 % (moved, len(gw), 100 * moved_max)) if moved else None)
 PYEOF

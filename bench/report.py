@@ -130,7 +130,8 @@ def table(order, runs, logdir):
 def paired(runs, a, b, key="rps", invert=False):
     """Median over rounds of a/b (b/a when invert) for `key`, from the
     rounds where neither side was client-bound: (median, min, max, rounds
-    used, rounds dropped), or None when no round is usable."""
+    used, rounds dropped, the per-round ratios), or None when no round is
+    usable."""
     q, dropped = [], 0
     for ra, rb in zip(runs.get(a, []), runs.get(b, [])):
         x, y = ra.get(key), rb.get(key)
@@ -140,7 +141,7 @@ def paired(runs, a, b, key="rps", invert=False):
             dropped += 1
             continue
         q.append(y / x if invert else x / y)
-    return (statistics.median(q), min(q), max(q), len(q), dropped) if q else None
+    return (statistics.median(q), min(q), max(q), len(q), dropped, q) if q else None
 
 
 def dropped_of(runs, a, b):
@@ -168,7 +169,7 @@ def emit_ratio(part, key, label, p, dropped, target=None, cmd=None):
     if p:
         return rows.emit(part, key, round(p[0], 4), label, unit="x", lo=round(p[1], 4),
                          hi=round(p[2], 4), rounds=p[3], dropped=p[4], target=target, cmd=cmd,
-                         note=budget_note())
+                         per=[round(x, 4) for x in p[5]], note=budget_note())
     why = "no usable round (client-bound or failed)"
     if budget_note():
         why += "; " + budget_note()

@@ -19,6 +19,9 @@ A row:
      "unit": "x",               "x" (ratio), "req/s", "ms", "s", ... or ""
      "lo": 0.76, "hi": 0.90,    spread: min and max over the rounds used
      "rounds": 6,               rounds the value is the median of
+     "per": [0.78, 0.80, ...],  the per-round values (optional): the summary
+                                computes the median's confidence interval
+                                from them and judges a target on it
      "dropped": 1,              rounds left out (client-bound h2load)
      "cmd": "h2load ...",       the exact command (shown under the section)
      "note": "..."}             anything a reader needs next to the number

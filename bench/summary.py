@@ -16,6 +16,7 @@ Parts this file does not know (a new bench/*.sh) get a section of their own
 under their part name, so a new part plugs in by emitting rows alone.
 """
 import json
+import math
 import os
 import platform
 import re
@@ -100,27 +101,68 @@ def rounds_cell(r):
     return s
 
 
+def median_ci(xs, level=0.95):
+    """Distribution-free confidence interval of the median of xs (the
+    per-round values): (x_(j), x_(n+1-j)) of the sorted values, with the
+    largest j whose coverage 1 - 2 P(Bin(n, 1/2) <= j - 1) is >= level
+    (j = 1, the whole range, when even it is below).  Returns (lo, hi,
+    coverage), or None for fewer than 2 values."""
+    xs = sorted(xs)
+    n = len(xs)
+    if n < 2:
+        return None
+
+    def cover(j):
+        return 1 - 2 * sum(math.comb(n, i) for i in range(j)) / 2 ** n
+
+    j = 1
+    while j + 1 <= (n + 1) // 2 and cover(j + 1) >= level:
+        j += 1
+    return xs[j - 1], xs[n - j], cover(j)
+
+
+def verdict(met, v, r):
+    """'yes' / 'no' when the target is met / missed over the whole 95%
+    confidence interval of the median (row field "per": the per-round
+    values), 'not settled' when the interval straddles it; without per-round
+    values, by the value alone."""
+    ci = median_ci(r.get("per") or [])
+    if not ci:
+        return "yes" if met(v, r) else "no"
+    a, b = met(ci[0], r), met(ci[1], r)
+    return "yes" if a and b else "no" if not (a or b) else "not settled"
+
+
+def ci_cell(r):
+    ci = median_ci(r.get("per") or [])
+    if not ci:
+        return ""
+    u = r.get("unit", "")
+    return "%s-%s (%.0f%%)" % (fnum(ci[0], u).rstrip("x"), fnum(ci[1], u), 100 * ci[2])
+
+
 def cell(text):
     return str(text).replace("|", "/").replace("\n", " ")
 
 
 def targets_table(by_key):
-    out = ["| measure | issue 18 | this run | spread (min-max) | rounds | target | met? |",
-           "|---|---:|---:|---:|---:|---:|:---:|"]
+    out = ["| measure | issue 18 | this run | spread (min-max) | median's 95% CI (coverage) "
+           "| rounds | target | met? |",
+           "|---|---:|---:|---:|---:|---:|---:|:---:|"]
     for key, label, before, target, met in TARGETS:
         r = by_key.get(key)
         if r is None:
-            out.append("| %s | %s | not run | | | %s | |" % (label, before, target))
+            out.append("| %s | %s | not run | | | | %s | |" % (label, before, target))
             continue
         v = r.get("value")
         if v is None:
-            out.append("| %s | %s | %s | | %s | %s | no |" % (
+            out.append("| %s | %s | %s | | | %s | %s | no |" % (
                 label, before, cell(r.get("note", "no value")), rounds_cell(r), target))
             continue
         note = " (%s)" % cell(r["note"]) if r.get("note") else ""
-        out.append("| %s | %s | **%s**%s | %s | %s | %s | %s |" % (
-            label, before, fnum(v, r.get("unit", "")), note, spread(r), rounds_cell(r), target,
-            "yes" if met(v, r) else "no"))
+        out.append("| %s | %s | **%s**%s | %s | %s | %s | %s | %s |" % (
+            label, before, fnum(v, r.get("unit", "")), note, spread(r), ci_cell(r),
+            rounds_cell(r), target, verdict(met, v, r)))
     return out
 
 
@@ -217,7 +259,8 @@ def int8_lines(title, rs, max_cmds=2):
         text.append("Target (issue 15, %s): %s, %s%s: **%s**." % (
             t[0][3], fnum(r["value"], "x"),
             ("spread %s, " % spread(r)) if spread(r) else "", "rounds %s" % rounds_cell(r),
-            "met" if t[0][4](r["value"], r) else "not met"))
+            {"yes": "met", "no": "not met"}.get(verdict(t[0][4], r["value"], r),
+                                                 "not settled (the median's 95% CI straddles it)")))
     cmds = [c for c in (by.get("gw_b64") or {}).get("cmd", "").splitlines() if c.strip()]
     if cmds and max_cmds:
         text.append("Command: `%s` (full report: every table)." % cmds[0].replace("`", "'"))
@@ -286,7 +329,10 @@ def write(rows_path, out_path, report=None, stamp=None, quick=False):
                "min-max of the rounds used. Throughput rounds run h2load without --log-file; a "
                "round where h2load used > 90%% of its core is client-bound and dropped from the "
                "ratios: %d dropped in this run (%d paired rounds used). Latency percentiles "
-               "come from separate rounds." % (dropped, used))
+               "come from separate rounds. A target is met (\"yes\") only when it holds over the whole "
+               "distribution-free 95%% confidence interval of the median (order statistics of the "
+               "per-round ratios; with few rounds its coverage is shown), missed (\"no\") when it "
+               "fails over all of it, else \"not settled\": this machine's noise cannot tell." % (dropped, used))
     out.append("")
     out.append("## Targets (issue 18)")
     out.append("")

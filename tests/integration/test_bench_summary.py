@@ -122,9 +122,11 @@ def test_summary_targets_and_length(canned, tmp_path):
     assert len(lines) < 150
     target = [l for l in lines if l.startswith("| HTTP/2 health, 1 loop thread, vs h2o")][0]
     assert "**1.05x**" in target and "0.90-1.20x" in target and "client-bound dropped" in target
-    assert target.rstrip().endswith("| yes |")        # 1.05 >= 1.05
+    # 1.05 >= 1.05, but the two rounds (0.9, 1.2) cannot tell: their
+    # interval straddles the target
+    assert "0.90-1.20x (50%)" in target and target.rstrip().endswith("| not settled |")
     ngh = [l for l in lines if l.startswith("| HTTP/2 health vs nghttpd")][0]
-    assert ngh.rstrip().endswith("| no |")            # 1.05 < 1.3
+    assert ngh.rstrip().endswith("| no |")            # 0.9 and 1.2, both < 1.3
     h1 = [l for l in lines if l.startswith("| HTTP/1.1 health")][0]
     assert "not run" in h1
     sim = [l for l in lines if l.startswith("| simulator")][0]
@@ -216,3 +218,50 @@ def test_summary_int8_table_and_target(tmp_path, gw_b64, met):
     text = [l for l in sec if l.startswith("CPU backend alone")][0]
     assert "mlp-large 5.70x / 4.20x / %.2fx" % (gw_b64 + 1) in text
     assert ("**%s**" % ("met" if met == "yes" else "not met")) in text
+
+
+def summary_module():
+    sys.path.insert(0, BENCH)
+    try:
+        import summary
+    finally:
+        sys.path.remove(BENCH)
+    return summary
+
+
+@pytest.mark.parametrize("n, j, cover", [(2, 1, 0.5), (5, 1, 0.9375), (6, 1, 0.96875),
+                                         (9, 2, 0.9609375), (15, 4, 0.96484375)])
+def test_median_ci_order_statistics(n, j, cover):
+    """The median's interval is (x_(j), x_(n+1-j)) of the sorted per-round
+    values with the largest j whose binomial coverage is >= 95%."""
+    s = summary_module()
+    xs = [float(10 * i) for i in range(n, 0, -1)]     # unsorted on purpose
+    lo, hi, c = s.median_ci(xs)
+    assert (lo, hi) == (10.0 * j, 10.0 * (n + 1 - j))
+    assert c == pytest.approx(cover)
+    assert s.median_ci([1.0]) is None
+
+
+def test_targets_judged_on_the_interval(tmp_path):
+    """met? says yes only when the whole interval meets the target, no when
+    none of it does, not settled otherwise; the interval is shown."""
+    rows_file = tmp_path / "rows.jsonl"
+    per = {"vs_h2o": [1.1, 1.2, 1.3, 1.1, 1.2, 1.15, 1.25, 1.3, 1.06],        # all >= 1.05
+           "vs_nghttpd": [1.0, 1.1, 1.2, 1.25, 1.0, 1.1, 1.2, 1.29, 1.28],     # all < 1.3
+           "h1_vs_h2o": [0.65, 1.4, 1.0, 1.2, 0.9, 1.1, 1.3, 1.15, 1.05]}     # median 1.1
+    with open(rows_file, "w") as f:
+        for key, xs in per.items():
+            f.write(json.dumps({"part": "h2", "key": key, "value": sorted(xs)[4], "unit": "x",
+                                "lo": min(xs), "hi": max(xs), "rounds": 9, "per": xs}) + "\n")
+    out = tmp_path / "RESULTS.md"
+    run([os.path.join(BENCH, "summary.py"), "write", str(rows_file), str(out)])
+    lines = out.read_text().splitlines()
+
+    def line(prefix):
+        return [l for l in lines if l.startswith(prefix)][0].rstrip()
+
+    assert line("| HTTP/2 health, 1 loop thread, vs h2o").endswith("| yes |")
+    assert "1.10-1.30x (96%)" in line("| HTTP/2 health, 1 loop thread, vs h2o")
+    assert line("| HTTP/2 health vs nghttpd").endswith("| no |")
+    h1 = line("| HTTP/1.1 health")
+    assert "**1.10x**" in h1 and "0.90-1.30x (96%)" in h1 and h1.endswith("| not settled |")
