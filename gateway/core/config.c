@@ -203,9 +203,9 @@ static int cfg_limits(struct ytree *t, yaml_node_t *m, struct config *c, char **
 static int cfg_routing(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
 	static const char *const keys[] = { "policy", "margin_us", "priority_levels",
-		"sheddable_levels", "shed_wait_fraction", "drop_hopeless", NULL };
+		"sheddable_levels", "shed_wait_fraction", "drop_hopeless", "probe_ms", NULL };
 	int64_t margin = c->routing.margin_us, levels = c->routing.priority_levels;
-	int64_t shed = c->routing.sheddable_levels;
+	int64_t shed = c->routing.sheddable_levels, probe = c->routing.probe_ms;
 	char *policy = NULL;
 
 	if (!m)
@@ -215,6 +215,7 @@ static int cfg_routing(struct ytree *t, yaml_node_t *m, struct config *c, char *
 	    cfg_opt_int(t, m, "routing", "margin_us", 0, 60000000, &margin, err) ||
 	    cfg_opt_int(t, m, "routing", "priority_levels", 1, 16, &levels, err) ||
 	    cfg_opt_int(t, m, "routing", "sheddable_levels", 0, 15, &shed, err) ||
+	    cfg_opt_int(t, m, "routing", "probe_ms", 0, 3600000, &probe, err) ||
 	    cfg_opt_bool(t, m, "routing", "drop_hopeless", &c->routing.drop_hopeless, err))
 		goto fail;
 	if (yt_get(t, m, "shed_wait_fraction") &&
@@ -235,6 +236,7 @@ static int cfg_routing(struct ytree *t, yaml_node_t *m, struct config *c, char *
 	c->routing.margin_us = (uint32_t)margin;
 	c->routing.priority_levels = (int)levels;
 	c->routing.sheddable_levels = (int)shed;
+	c->routing.probe_ms = (uint32_t)probe;
 	return 0;
 fail:
 	free(policy);
@@ -875,6 +877,7 @@ static void cfg_defaults(struct config *c)
 	c->routing.sheddable_levels = 1;
 	c->routing.shed_wait_fraction = 0.5;
 	c->routing.drop_hopeless = true;
+	c->routing.probe_ms = 1000;
 	c->admin.address = strdup("127.0.0.1");
 	c->admin.port = 8002;		/* Triton's metrics port; 8001 stays free for gRPC */
 	c->reload.debounce_ms = 200;
@@ -1095,7 +1098,7 @@ void *cfg_to_json(const struct config *c)
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
 	return json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:o}, s:{s:s, s:i, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
-			 " s:{s:s, s:i, s:i, s:i, s:f, s:b}, s:{s:b, s:i, s:i}, s:{s:s, s:b}, s:o, s:o, s:o}",
+			 " s:{s:s, s:i, s:i, s:i, s:f, s:b, s:i}, s:{s:b, s:i, s:i}, s:{s:s, s:b}, s:o, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
 			 "grpc_port", c->listen.grpc_port, "threads", c->listen.threads, "tls", cfg_tls_json(&c->listen.tls),
@@ -1116,6 +1119,7 @@ void *cfg_to_json(const struct config *c)
 			 "sheddable_levels", c->routing.sheddable_levels,
 			 "shed_wait_fraction", c->routing.shed_wait_fraction,
 			 "drop_hopeless", c->routing.drop_hopeless,
+			 "probe_ms", (int)c->routing.probe_ms,
 			 "reload", "watch", c->reload.watch, "debounce_ms", (int)c->reload.debounce_ms,
 			 "resolve_ms", (int)c->reload.resolve_ms,
 			 "log", "level", levels[c->log.level], "access", c->log.access,

@@ -108,6 +108,7 @@ struct config {
 		int sheddable_levels;	/* the lowest this many levels may be shed */
 		double shed_wait_fraction;	/* shed when predicted wait > this x objective */
 		bool drop_hopeless;	/* 504 queued requests that can no longer finish in time */
+		uint32_t probe_ms;	/* probe a service time unsampled this long; 0 = never */
 	} routing;
 	struct {
 		char *address;

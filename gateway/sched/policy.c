@@ -16,6 +16,7 @@ void pol_configure(struct pol_queue *q, const struct pol_conf *c)
 	q->max_rows = c->max_rows;
 	q->adaptive = c->adaptive;
 	q->drop_hopeless = c->drop_hopeless;
+	q->probe_ns = c->probe_ns;
 	batch_adapt_init(&q->adapt, 1, c->max_batch, c->objective_ns, 8);
 	q->sq.max_reqs = c->max_queue;
 	sq_set_levels(&q->sq, c->priority_levels);
@@ -90,17 +91,41 @@ uint64_t pol_raw_wait(const struct pol_be *b, int qi, int rows, int prio, uint64
 	return pol_residual(b, now_ns) + work / (uint64_t)b->n_slots;
 }
 
+/* A batch of rows on q: learned, or (prior) at the warm start alone. */
+static uint64_t pol_svc(const struct pol_queue *q, int rows, bool prior)
+{
+	return prior ? svc_prior(&q->svc, rows) : svc_predict(&q->svc, rows);
+}
+
 /* Predicted execution of a request placed at pl: its first batch, then (a
  * request above the batch limit) the rest, spread over the slots. */
 static uint64_t pol_exec(const struct pol_be *b, const struct pol_queue *q,
-			 const struct pol_place *pl)
+			 const struct pol_place *pl, bool prior)
 {
 	uint64_t rest = 0;
 
 	if (pl->spans > 1)
-		rest = (uint64_t)(pl->spans - 2) * svc_predict(&q->svc, q->bp.max_batch) +
-		       svc_predict(&q->svc, pl->last);
-	return svc_predict(&q->svc, pl->first) + rest / (uint64_t)b->n_slots;
+		rest = (uint64_t)(pl->spans - 2) * pol_svc(q, q->bp.max_batch, prior) +
+		       pol_svc(q, pl->last, prior);
+	return pol_svc(q, pl->first, prior) + rest / (uint64_t)b->n_slots;
+}
+
+/* The service-time bucket a request of rows first runs in on q. */
+static int pol_bucket(const struct pol_queue *q, int rows)
+{
+	return svc_bucket(rows < q->bp.max_batch ? rows : q->bp.max_batch);
+}
+
+uint64_t pol_probe_at(const struct pol_queue *q, int rows)
+{
+	int b = pol_bucket(q, rows);
+	uint64_t last = q->learned_ns[b] > q->admitted_ns[b] ? q->learned_ns[b]
+							      : q->admitted_ns[b];
+
+	/* Something queued gives the queue a sample soon enough. */
+	if (!q->probe_ns || q->sq.n_reqs)
+		return UINT64_MAX;
+	return last < UINT64_MAX - q->probe_ns ? last + q->probe_ns : UINT64_MAX;
 }
 
 void pol_view(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_ns,
@@ -109,7 +134,7 @@ void pol_view(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_n
 	const struct pol_queue *q = b->q[qi];
 	int eff = q->bp.max_batch;
 	struct pol_place pl;
-	uint64_t raw = pol_raw_wait(b, qi, rows, prio, now_ns, &pl);
+	uint64_t raw = pol_raw_wait(b, qi, rows, prio, now_ns, &pl), at;
 
 	c->queued = q->sq.n_reqs;
 	/* Full means full for this priority: lower levels can be displaced. */
@@ -126,7 +151,16 @@ void pol_view(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_n
 		if (rem > pl.first)
 			pl.first = pl.last = rem < eff ? (int)rem : eff;
 	}
-	c->exec_ns = pol_exec(b, q, &pl);
+	c->exec_ns = pol_exec(b, q, &pl, false);
+	c->probe_exec_ns = c->exec_ns;
+	at = pol_probe_at(q, rows);
+	c->probe = at != UINT64_MAX && now_ns >= at;
+	if (c->probe) {
+		uint64_t prior = pol_exec(b, q, &pl, true);
+
+		if (prior < c->probe_exec_ns)
+			c->probe_exec_ns = prior;
+	}
 }
 
 /* r's queued rows left q without being cut (displaced, expired, removed). */
@@ -158,6 +192,8 @@ int pol_admit(struct pol_be *b, int qi, struct infer_req *r, uint64_t now_ns,
 	}
 	if (!rc && r->internal)
 		q->n_internal++;
+	else if (!rc)		/* a sample of its bucket is on its way (probes) */
+		q->admitted_ns[pol_bucket(q, r->rows)] = now_ns;
 	return rc;
 }
 
@@ -266,8 +302,14 @@ int pol_learn(struct pol_be *b, int qi, int slot, int rows, uint64_t exec_ns, ui
 	      uint64_t oldest_ns)
 {
 	struct pol_queue *q = b->q[qi];
+	uint64_t *last = &q->learned_ns[svc_bucket(rows)];
 
 	b->busy_until[slot] = 0;
+	/* Stale (policy.h, Probes): this sample replaces the old estimate. */
+	if (q->probe_ns && end_ns > *last && end_ns - *last >= q->probe_ns)
+		svc_forget(&q->svc, rows);
+	if (end_ns > *last)
+		*last = end_ns;
 	svc_observe(&q->svc, rows, exec_ns);
 	if (q->adaptive)
 		q->bp.max_batch = batch_adapt_observe(&q->adapt, end_ns - oldest_ns);

@@ -12,6 +12,17 @@
  *
  * State: one pol_queue per (backend, model) queue, one pol_be per backend
  * (its queues, and per slot the predicted end of the batch it runs).
+ *
+ * Probes (router.h): a queue's service time is learned only from what it
+ * runs, so one predicted slow (a cold start's first batch) would get no
+ * request again.  Per service-time bucket the queue keeps when a batch of
+ * it last taught the model and when a request of it was last admitted;
+ * once both are probe_ns old and nothing is queued, pol_view marks the
+ * queue a probe for a request of that bucket (at most one per bucket per
+ * probe_ns: admitting it restarts the clock), predicted at the lower of
+ * the learned and the warm start's time.  A sample into a bucket that had
+ * none for probe_ns replaces the old estimate (svc_forget) instead of
+ * being averaged with it.
  */
 #ifndef INFERGW_POLICY_H
 #define INFERGW_POLICY_H
@@ -40,6 +51,7 @@ struct pol_conf {
 	uint64_t objective_ns;		/* adaptive batching's target */
 	uint64_t margin_ns;
 	bool drop_hopeless;
+	uint64_t probe_ns;		/* probe a bucket unsampled this long; 0 = never */
 };
 
 /* The policy state of one (backend, model) queue. */
@@ -52,6 +64,9 @@ struct pol_queue {
 	bool adaptive;
 	bool drop_hopeless;
 	int n_internal;			/* internal requests queued (r->internal): cut at once */
+	uint64_t probe_ns;		/* pol_conf.probe_ns */
+	uint64_t learned_ns[SVC_BUCKETS];	/* per bucket: end of the last batch learned */
+	uint64_t admitted_ns[SVC_BUCKETS];	/* per bucket: last request admitted */
 };
 
 /* The policy state of one backend: its queues and its slots. */
@@ -99,18 +114,27 @@ void pol_prepare(const struct pol_prio_conf *c, int model_prio, uint64_t model_o
 uint64_t pol_raw_wait(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_ns,
 		      struct pol_place *pl);
 /*
+ * pol_probe_at - from when queue q is due a probe for a request of rows
+ * (see Probes above); UINT64_MAX while probes are off or requests are
+ * queued.
+ */
+uint64_t pol_probe_at(const struct pol_queue *q, int rows);
+/*
  * pol_view - what the router sees of queue qi for a request of rows at
  * priority prio: fills c's queued, full (full for this priority: nothing
  * below it to displace), displaces (full, but room by displacing a lower
- * priority), wait_ns (calibrated), work_ns (uncalibrated) and exec_ns (its
+ * priority), wait_ns (calibrated), work_ns (uncalibrated), exec_ns (its
  * first batch as filled with what is queued now, plus its further batches
- * when sliced).  c's id, qi and cost are left alone.
+ * when sliced), probe (now >= pol_probe_at) and probe_exec_ns (exec_ns
+ * at the lower of the learned and the warm start's time; exec_ns when not
+ * a probe).  c's id, qi and cost are left alone.
  */
 void pol_view(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_ns,
 	      struct router_cand *c);
 /*
  * pol_admit - queue r on queue qi: records what the router saw
- * (r->enqueue_ns, r->pred_wait_ns uncalibrated), pushes it, and when the
+ * (r->enqueue_ns, r->pred_wait_ns uncalibrated) and the admission of its
+ * bucket (probes: one is on its way), pushes it, and when the
  * queue is full displaces its lowest request below r's priority
  * (*displaced, to answer 429; else NULL).  0, -E2BIG (rows above
  * max_rows: nothing done) or -EAGAIN (full, nothing to displace).
@@ -157,7 +181,8 @@ int pol_topup(struct pol_be *b, int qi, int slot, uint64_t now_ns, struct infer_
 /*
  * pol_learn - a batch of rows on slot of queue qi ran exec_ns and ended at
  * end_ns; oldest_ns as pol_take said.  Frees the slot's prediction, feeds
- * the service-time model and, adaptive, the AIMD batch size.  Returns the
+ * the service-time model (a bucket without a sample for probe_ns starts
+ * afresh) and, adaptive, the AIMD batch size.  Returns the
  * effective batch limit.  A batch that teaches nothing (given back
  * unrun, or internal requests only) calls pol_release instead.
  */

@@ -289,8 +289,61 @@ static enum route_result router_pick_tiers(const struct route_conf *rc,
 	return first_why == ROUTE_OK ? ROUTE_LATE : first_why;
 }
 
-enum route_result router_pick(const struct route_conf *rc, const struct route_req *rq,
-			      const struct router_cand *cand, int n, unsigned *rr, int *pick)
+/* c may take a probe (router.h): room, nothing displaced, unsaturated
+ * when sheddable, the deadline met with the margin at the probe's
+ * prediction. */
+static bool router_probe_ok(const struct route_conf *rc, const struct route_req *rq,
+			    const struct router_cand *c)
+{
+	if (!c->probe || c->full || c->displaces)
+		return false;
+	if (rq->sheddable && (c->work_ns ? c->work_ns : c->wait_ns) > rq->saturation_ns)
+		return false;
+	return !rq->deadline_ns ||
+	       rq->now_ns + c->wait_ns + c->probe_exec_ns + rc->margin_ns <= rq->deadline_ns;
+}
+
+/* a before b by the policy's preference: tier, cost, then completion (probes). */
+static bool router_probe_before(const struct router_cand *a, const struct router_cand *b)
+{
+	if (a->tier != b->tier)
+		return a->tier < b->tier;
+	if (a->cost != b->cost)
+		return a->cost < b->cost;
+	return a->wait_ns + a->probe_exec_ns < b->wait_ns + b->probe_exec_ns;
+}
+
+/*
+ * The probe that takes the request instead of the policy's pick p (-1:
+ * none), or -1 (router.h, "Probes").  One pass over the candidates, and
+ * only the slo policy probes: the others do not go by service time.
+ */
+static int router_probe(const struct route_conf *rc, const struct route_req *rq,
+			const struct router_cand *cand, int n, int p)
+{
+	int best = -1;
+
+	if (rc->policy != ROUTE_SLO || (p >= 0 && cand[p].probe))
+		return -1;
+	for (int i = 0; i < n; i++) {
+		const struct router_cand *c = &cand[i];
+
+		if (!router_probe_ok(rc, rq, c))
+			continue;
+		if (p >= 0 && (c->tier > cand[p].tier ||
+			       (c->tier == cand[p].tier && c->cost > cand[p].cost)))
+			continue;
+		if (best < 0 || router_probe_before(c, &cand[best]))
+			best = i;
+	}
+	return best;
+}
+
+/* The policy's pick over tiers (router.h), before probes. */
+static enum route_result router_pick_policy(const struct route_conf *rc,
+					    const struct route_req *rq,
+					    const struct router_cand *cand, int n, unsigned *rr,
+					    int *pick)
 {
 	struct router_cand stack[64], *sub;
 	int map_stack[64], *map;
@@ -316,4 +369,16 @@ enum route_result router_pick(const struct route_conf *rc, const struct route_re
 		free(map);
 	}
 	return why;
+}
+
+enum route_result router_pick(const struct route_conf *rc, const struct route_req *rq,
+			      const struct router_cand *cand, int n, unsigned *rr, int *pick)
+{
+	enum route_result why = router_pick_policy(rc, rq, cand, n, rr, pick);
+	int probe = router_probe(rc, rq, cand, n, why == ROUTE_OK ? *pick : -1);
+
+	if (probe < 0)
+		return why;
+	*pick = probe;
+	return ROUTE_OK;
 }

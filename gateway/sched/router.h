@@ -29,6 +29,22 @@
  * the deadline the lowest tier's admitted pick, if any, stands (else the
  * first tier's reason).  So the `accurate` variant policy (FP32 unless
  * no backend can meet the deadline with it) is one pick over both.
+ *
+ * Probes (slo): the slo policy trusts learned service times, and a
+ * backend predicted slow gets no request, so no sample that could show it
+ * is fast again (a cold start's first batch would keep it idle for good).
+ * The caller marks a candidate `probe` when its service time for this
+ * request's batch has gone unsampled for a while (policy.c
+ * pol_probe_at), with probe_exec_ns its execution predicted at the lower
+ * of the learned and the warm start's time.  The request then goes to such a candidate
+ * instead of the pick when the pick is not itself one, and the candidate
+ * is no worse by the policy's order of preference (a lower tier, or the
+ * pick's tier at no higher cost; with no pick at all, any), not full,
+ * displaces nothing, is unsaturated for a sheddable request, and meets
+ * the deadline with the margin by now + wait + probe_exec_ns.  Among
+ * several: the lowest tier, then the cheapest, then the earliest by that
+ * prediction.  How often a probe may go (once per interval per stale
+ * estimate) is the caller's, who marks candidates.
  */
 #ifndef INFERGW_ROUTER_H
 #define INFERGW_ROUTER_H
@@ -58,6 +74,8 @@ struct router_cand {
 				 * what saturation is measured on (0: use wait_ns) */
 	uint64_t exec_ns;	/* predicted execution time of that batch */
 	int tier;		/* variant preference: 0 first (see above) */
+	bool probe;		/* its service time is due a new sample (probes, above) */
+	uint64_t probe_exec_ns;	/* exec_ns as predicted for a probe (<= exec_ns) */
 };
 
 struct route_req {
@@ -75,7 +93,7 @@ struct route_conf {
 /*
  * router_pick - choose among cand[0..n).  Returns ROUTE_OK with *pick set
  * to an index into cand, or why not.  *rr is the round-robin cursor (the
- * caller keeps it; any value is valid).
+ * caller keeps it; any value is valid).  A pick may be a probe (above).
  */
 enum route_result router_pick(const struct route_conf *rc, const struct route_req *rq,
 			      const struct router_cand *cand, int n, unsigned *rr, int *pick);

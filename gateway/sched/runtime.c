@@ -381,6 +381,7 @@ void rt_queue_conf(const struct config *c, const struct model_conf *mc, const st
 		.objective_ns = (uint64_t)mc->slo_ms * 1000000,
 		.margin_ns = (uint64_t)c->routing.margin_us * 1000,
 		.drop_hopeless = c->routing.drop_hopeless,
+		.probe_ns = (uint64_t)c->routing.probe_ms * 1000000,
 		/* A model with variants labels each variant's series. */
 		.met = met_lookup_variant(bc->name, m->name, mc->int8_path ?
 					  model_variant_name(m->variant) : NULL),

@@ -69,6 +69,7 @@ static void sched_pub_write(struct sched_q *q, uint64_t be_version)
 	int levels = q->pq.sq.hi < SCHED_PUB_LEVELS ? q->pq.sq.hi : SCHED_PUB_LEVELS;
 	struct router_cand v = { 0 };
 	int ahead_done = -1, ahead = 0;
+	uint64_t probe_exec = 0;
 
 	atomic_store_explicit(&p->seq, seq + 1, memory_order_relaxed);
 	atomic_thread_fence(memory_order_release);
@@ -87,6 +88,8 @@ static void sched_pub_write(struct sched_q *q, uint64_t be_version)
 			/* now = UINT64_MAX: no slot residual; readers add their own */
 			pol_view(&s->pb, (int)(q - s->qs), 1, l, UINT64_MAX, &v);
 			ahead_done = ahead;
+			if (l == 1)
+				probe_exec = v.probe_exec_ns;
 		}
 		memcpy(&fb, &f, sizeof(fb));
 		atomic_store_explicit(&pl->work_ns, v.work_ns, memory_order_relaxed);
@@ -99,6 +102,8 @@ static void sched_pub_write(struct sched_q *q, uint64_t be_version)
 	atomic_store_explicit(&p->queued, q->pq.sq.n_reqs, memory_order_relaxed);
 	atomic_store_explicit(&p->min_busy, sched_min_busy(s), memory_order_relaxed);
 	atomic_store_explicit(&p->be_version, be_version, memory_order_relaxed);
+	atomic_store_explicit(&p->probe_at, pol_probe_at(&q->pq, 1), memory_order_relaxed);
+	atomic_store_explicit(&p->probe_exec_ns, probe_exec, memory_order_relaxed);
 	atomic_store_explicit(&p->seq, seq + 2, memory_order_release);
 }
 
@@ -136,7 +141,7 @@ bool sched_view_published(struct sched_be *s, int qi, int rows, int prio, uint64
 	for (int tries = 0; tries < 4; tries++) {
 		uint32_t s1 = atomic_load_explicit(&p->seq, memory_order_acquire);
 		const struct sched_pub_level *pl = &p->lv[prio - 1];
-		uint64_t work, exec, fb, busy, bv, raw;
+		uint64_t work, exec, fb, busy, bv, raw, probe_at, probe_exec;
 		uint32_t flags;
 		int levels, queued;
 		double f;
@@ -153,6 +158,8 @@ bool sched_view_published(struct sched_be *s, int qi, int rows, int prio, uint64
 		queued = atomic_load_explicit(&p->queued, memory_order_relaxed);
 		busy = atomic_load_explicit(&p->min_busy, memory_order_relaxed);
 		bv = atomic_load_explicit(&p->be_version, memory_order_relaxed);
+		probe_at = atomic_load_explicit(&p->probe_at, memory_order_relaxed);
+		probe_exec = atomic_load_explicit(&p->probe_exec_ns, memory_order_relaxed);
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&p->seq, memory_order_relaxed) != s1)
 			continue;
@@ -167,6 +174,9 @@ bool sched_view_published(struct sched_be *s, int qi, int rows, int prio, uint64
 		out->wait_ns = (uint64_t)((double)raw * f);
 		out->work_ns = raw;
 		out->exec_ns = exec;
+		/* as pol_view */
+		out->probe = probe_at != UINT64_MAX && now >= probe_at;
+		out->probe_exec_ns = out->probe ? probe_exec : exec;
 		return true;
 	}
 	return false;
@@ -876,7 +886,7 @@ static void sched_pol_conf(const struct sched_q *q, const struct sched_q_conf *q
 		.max_queue = qc->max_queue, .priority_levels = qc->priority_levels,
 		.n_preferred = qc->n_preferred, .adaptive = qc->adaptive,
 		.objective_ns = qc->objective_ns, .margin_ns = qc->margin_ns,
-		.drop_hopeless = qc->drop_hopeless,
+		.drop_hopeless = qc->drop_hopeless, .probe_ns = qc->probe_ns,
 	};
 	memcpy(pc->preferred, qc->preferred, sizeof(pc->preferred));
 	if (!qc->n_preferred)

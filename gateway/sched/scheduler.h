@@ -51,6 +51,7 @@ struct sched_q_conf {
 	uint64_t objective_ns;		/* the model's objective: adaptive target */
 	uint64_t margin_ns;
 	bool drop_hopeless;		/* 504 what cannot finish by its deadline */
+	uint64_t probe_ns;		/* probe a service time unsampled this long (policy.h) */
 	double warm_a_ns, warm_b_ns;	/* service time warm start */
 	struct met_series *met;
 };
@@ -77,6 +78,10 @@ struct sched_pub {
 	_Atomic int queued;
 	_Atomic uint64_t min_busy;	/* earliest end of a busy slot; 0 = a slot is idle */
 	_Atomic uint64_t be_version;	/* the backend's version it was computed at */
+	/* probes, the same at every level (a probe needs an empty queue):
+	 * pol_probe_at for 1 row and the 1-row view's probe_exec_ns */
+	_Atomic uint64_t probe_at;
+	_Atomic uint64_t probe_exec_ns;
 	struct sched_pub_level lv[SCHED_PUB_LEVELS];
 };
 

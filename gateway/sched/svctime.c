@@ -48,6 +48,16 @@ void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns)
 	s->pred_ok = 0;
 }
 
+void svc_forget(struct svc_model *s, int rows)
+{
+	int b = svc_bucket(rows);
+
+	s->seen[b] = 0;
+	s->ewma[b] = 0;
+	s->seen_mask &= ~(1u << b);
+	s->pred_ok = 0;
+}
+
 /* Nearest seen buckets at or below b (*lo) and at or above b (*hi); -1 when none. */
 static void svc_neighbours(const struct svc_model *s, int b, int *lo, int *hi)
 {
@@ -60,6 +70,13 @@ static void svc_neighbours(const struct svc_model *s, int b, int *lo, int *hi)
 static double svc_warm(const struct svc_model *s, double n)
 {
 	return s->a_ns + s->b_ns * n;
+}
+
+uint64_t svc_prior(const struct svc_model *s, int rows)
+{
+	double t = svc_warm(s, (double)(1 << svc_bucket(rows)));
+
+	return t < 1 ? 1 : (uint64_t)t;
 }
 
 /*

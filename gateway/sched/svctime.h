@@ -53,6 +53,13 @@ void svc_init(struct svc_model *s, double a_ns, double b_ns, double alpha);
 void svc_set_warm(struct svc_model *s, double a_ns, double b_ns);
 /* svc_observe - a batch of rows took exec_ns. */
 void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns);
+/* svc_forget - drop what rows' bucket learned: it is predicted as if never
+ * seen (from its neighbours or the warm start) until its next sample,
+ * which then replaces the estimate instead of being averaged into it. */
+void svc_forget(struct svc_model *s, int rows);
+/* svc_prior - what a batch of rows is predicted at from the warm start
+ * alone, nothing learned (>= 1 ns: 1 without a warm start). */
+uint64_t svc_prior(const struct svc_model *s, int rows);
 /* svc_predict - predicted execution time of a batch of rows (>= 1 ns).
  * Remembers its answer in s (pred): callers serialize calls on one model
  * as they do changes (the scheduler's lock; the simulator's one thread). */

@@ -412,7 +412,7 @@ def test_admin_config_and_backends(start_gw):
     assert eff["listen"]["address"] == "127.0.0.1" and eff["listen"]["threads"] == 2
     assert eff["routing"] == {"policy": "least-queue", "margin_us": 1000, "priority_levels": 3,
                               "sheddable_levels": 1, "shed_wait_fraction": 0.5,
-                              "drop_hopeless": True}, eff
+                              "drop_hopeless": True, "probe_ms": 1000}, eff
     assert eff["reload"] == {"watch": False, "debounce_ms": 200, "resolve_ms": 0}, eff
     (m,) = eff["models"]
     assert m["name"] == "digits" and m["path"] == str(DIGITS) and m["max_batch"] == 16

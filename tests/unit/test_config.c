@@ -57,6 +57,7 @@ static void test_defaults(void **state)
 	assert_false(c->log.access);
 	assert_string_equal(c->models[0].path, "/x/m");
 	assert_int_equal(c->models[0].max_queue, 1024);
+	assert_int_equal(c->routing.probe_ms, 1000);
 	assert_string_equal(c->backends[0].name, "cpu0");
 	assert_int_equal(c->backends[0].slots, 1);
 	assert_int_equal(c->backends[0].nice, 10);	/* compute yields to the loops */
@@ -361,6 +362,7 @@ static void test_routing_admin_reload(void **state)
 	struct config *c;
 
 	snprintf(text, sizeof(text), "%s", "routing:\n  policy: least-queue\n  priority_levels: 4\n"
+		 "  probe_ms: 2500\n"
 		 "admin:\n  port: 0\nreload:\n  watch: true\n  resolve_ms: 10000\n"
 		 "models:\n  - name: a\n    slo_ms: 20\n    priority: 3\n"
 		 "    preferred_batch_sizes: [4, 8]\n    adaptive_batching: true\n"
@@ -371,6 +373,7 @@ static void test_routing_admin_reload(void **state)
 	assert_int_equal(c->routing.policy, 1);
 	assert_int_equal(c->routing.priority_levels, 4);
 	assert_int_equal(c->routing.sheddable_levels, 1);
+	assert_int_equal(c->routing.probe_ms, 2500);
 	assert_int_equal(c->admin.port, 0);
 	assert_string_equal(c->admin.address, "127.0.0.1");
 	assert_true(c->reload.watch);
@@ -389,6 +392,8 @@ static void test_routing_admin_reload(void **state)
 			  "routing.policy: expected slo, least-queue or round-robin, got \"fastest\"");
 	expect_error_tail("routing:\n  sheddable_levels: 3\n", "6:21",
 			  "routing.sheddable_levels: must be below priority_levels (3)");
+	expect_error_tail("routing:\n  probe_ms: -1\n", "6:13",
+			  "routing.probe_ms: expected an integer in [0, 3600000]");
 	expect_error_tail("admin:\n  port: -5\n", "6:9", "admin.port: expected an integer in [-1, 65535]");
 	expect_error_tail("reload:\n  watch: sometimes\n", "6:10", "reload.watch: expected true or false");
 	expect_error_tail("reload:\n  resolve_ms: -1\n", "6:15",

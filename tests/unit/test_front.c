@@ -622,6 +622,8 @@ static void expect_same_views(struct sched_be *s, uint64_t now)
 		assert_int_equal(a.wait_ns, b.wait_ns);
 		assert_int_equal(a.work_ns, b.work_ns);
 		assert_int_equal(a.exec_ns, b.exec_ns);
+		assert_int_equal(a.probe, b.probe);
+		assert_int_equal(a.probe_exec_ns, b.probe_exec_ns);
 	}
 }
 
@@ -641,6 +643,7 @@ static void test_published_view(void **state)
 	struct infer_req *r[4], *got;
 	struct rel rel[4] = { 0 };
 	struct router_cand v;
+	uint64_t t0 = now_ns();
 	static const int prio[4] = { 3, 1, 2, 1 }, rows[4] = { 1, 5, 2, 1 };
 
 	front_poll_sink_init(&ps);
@@ -678,6 +681,15 @@ static void test_published_view(void **state)
 		front_req_put(r[i]);
 		expect_same_views(s, now_ns());
 	}
+	/* empty again: a probe is due routing.probe_ms (1 s) after the last
+	 * admission (all after t0), the same either way */
+	expect_same_views(s, t0);
+	assert_true(sched_view_published(s, 0, 1, 1, t0, &v));
+	assert_false(v.probe);
+	expect_same_views(s, now_ns() + 2000000000ull);
+	assert_true(sched_view_published(s, 0, 1, 1, now_ns() + 2000000000ull, &v));
+	assert_true(v.probe);
+	assert_true(v.probe_exec_ns <= v.exec_ns);
 	rt_stop_all();
 	front_pool_destroy(&pool);
 	rt_put(rt);

@@ -663,6 +663,251 @@ static void test_variants_fixed(void **state)
 	assert_int_equal(cand.exec_ns, Q1);
 }
 
+/* ---- probes: a service time that went unsampled is measured again ---- */
+
+#define MS 1000000ull
+
+/* The probe clock of one queue: per bucket, from the last sample or
+ * admission, only while nothing is queued; the probe predicted at the
+ * lower of the learned and the warm start's time. */
+static void test_probe_clock(void **state)
+{
+	struct fix f;
+	struct pol_conf c = conf();
+	struct infer_req *d;
+	struct router_cand v = { 0 };
+	int rows;
+	uint64_t oldest;
+
+	c.probe_ns = 1000 * MS;
+	fix_init(&f, &c, 1);
+	/* never sampled: due one interval from 0 */
+	assert_int_equal(pol_probe_at(&f.q[0], 1), 1000 * MS);
+	pol_view(&f.b, 0, 1, 1, 999 * MS, &v);
+	assert_false(v.probe);
+	assert_int_equal(v.probe_exec_ns, v.exec_ns);
+	pol_view(&f.b, 0, 1, 1, 1000 * MS, &v);
+	assert_true(v.probe);
+	assert_int_equal(v.probe_exec_ns, T1);
+	/* admitted: not due while queued, then one interval from the admission */
+	assert_int_equal(pol_admit(&f.b, 0, req(&f, 0, 1, 1, 1000 * MS, 0), 1000 * MS, &d), 0);
+	assert_int_equal(pol_probe_at(&f.q[0], 1), UINT64_MAX);
+	pol_view(&f.b, 0, 1, 1, 5000 * MS, &v);
+	assert_false(v.probe);
+	assert_int_equal(pol_take(&f.b, 0, 0, 1, 1000 * MS, f.out, 16, &rows, &oldest), 1);
+	assert_int_equal(pol_probe_at(&f.q[0], 1), 2000 * MS);
+	/* other buckets keep their own clocks; rows past the batch limit
+	 * count in the limit's bucket */
+	assert_int_equal(pol_probe_at(&f.q[0], 2), 1000 * MS);
+	assert_int_equal(pol_probe_at(&f.q[0], 32), pol_probe_at(&f.q[0], 8));
+	/* a slow sample: learned, averaged with the next one */
+	pol_learn(&f.b, 0, 0, 1, 40 * MS, 1040 * MS, 1000 * MS);
+	assert_int_equal(pol_probe_at(&f.q[0], 1), 2040 * MS);
+	pol_learn(&f.b, 0, 0, 1, 1 * MS, 1100 * MS, 1000 * MS);
+	assert_true(svc_predict(&f.q[0].svc, 1) > 30 * MS);
+	/* due again: predicted at the warm start for the probe, learned for the rest */
+	pol_view(&f.b, 0, 1, 1, 2100 * MS, &v);
+	assert_true(v.probe);
+	assert_true(v.exec_ns > 30 * MS);
+	assert_int_equal(v.probe_exec_ns, T1);
+	/* a sample after an interval without one replaces the estimate */
+	pol_learn(&f.b, 0, 0, 1, 2 * MS, 2100 * MS, 2100 * MS);
+	assert_int_equal(svc_predict(&f.q[0].svc, 1), 2 * MS);
+	/* the warm start above the learned time: the learned one */
+	pol_view(&f.b, 0, 1, 1, 3200 * MS, &v);
+	assert_true(v.probe);
+	assert_int_equal(v.probe_exec_ns, T1);
+	pol_learn(&f.b, 0, 0, 1, 500, 3200 * MS, 3200 * MS);
+	pol_view(&f.b, 0, 1, 1, 4300 * MS, &v);
+	assert_int_equal(v.probe_exec_ns, 500);
+	/* a sample out of order (another slot ended earlier) does not restart it */
+	pol_learn(&f.b, 0, 0, 1, 700, 1200 * MS, 1200 * MS);
+	assert_int_equal(svc_predict(&f.q[0].svc, 1), 500 + (700 - 500) / 5);
+	/* probes off: never due, and samples always averaged */
+	c.probe_ns = 0;
+	pol_configure(&f.q[0], &c);
+	assert_int_equal(pol_probe_at(&f.q[0], 1), UINT64_MAX);
+	pol_view(&f.b, 0, 1, 1, UINT64_MAX - 1, &v);
+	assert_false(v.probe);
+}
+
+/*
+ * Two backends of equal cost, one queue and one slot each, warm start
+ * 1 ms, two clients sending one 1-row request each every 10 ms with a
+ * 100 ms objective: light load, nothing waits long.  Backend a's (0)
+ * first batch is a cold start (40 ms): the clients' first requests at
+ * 100 ms, their next ones from 150 ms, once it ended.
+ */
+#define DUO_REQS 64
+
+struct duo {
+	struct pol_queue q[2];
+	struct pol_queue *qp[2];
+	uint64_t busy[2];
+	struct pol_be b[2];
+	struct infer_slice out[4];
+	bool running[2];
+	int rows[2];
+	uint64_t start[2];
+	int batches[2];
+	uint64_t exec_ns[2];		/* a's after its cold start, b's */
+	int picks[2];
+};
+
+static struct infer_req duo_req[DUO_REQS];
+
+static void duo_init(struct duo *d, uint64_t probe_ns, uint64_t a_exec_ns)
+{
+	struct pol_conf c = { .max_batch = 8, .max_rows = 8, .max_queue = 8,
+			      .priority_levels = 1, .margin_ns = 1 * MS, .probe_ns = probe_ns };
+
+	memset(d, 0, sizeof(*d));
+	for (int i = 0; i < 2; i++) {
+		pol_init(&d->q[i], &c, 1 * MS, 0);
+		d->qp[i] = &d->q[i];
+		d->b[i] = (struct pol_be){ .n_q = 1, .q = &d->qp[i], .n_slots = 1,
+					   .busy_until = &d->busy[i] };
+	}
+	d->exec_ns[0] = a_exec_ns;
+	d->exec_ns[1] = 1 * MS;
+}
+
+/* Backend i's batch time: a's first is a cold start (40 ms). */
+static uint64_t duo_exec(const struct duo *d, int i)
+{
+	return i == 0 && d->batches[0] == 0 ? 40 * MS : d->exec_ns[i];
+}
+
+/* Start what backend i holds when its slot is free. */
+static void duo_start(struct duo *d, int i, uint64_t now)
+{
+	uint64_t wake, oldest;
+	int n;
+
+	if (d->running[i] || (n = pol_cut(&d->q[i], now, false, &wake)) <= 0)
+		return;
+	assert_true(pol_take(&d->b[i], 0, 0, n, now, d->out, 4, &d->rows[i], &oldest) > 0);
+	d->running[i] = true;
+	d->start[i] = now;
+}
+
+/* Backend i's batches that ended by now teach their time; the next starts. */
+static void duo_finish(struct duo *d, int i, uint64_t now)
+{
+	while (d->running[i] && d->start[i] + duo_exec(d, i) <= now) {
+		uint64_t exec = duo_exec(d, i), end = d->start[i] + exec;
+
+		pol_learn(&d->b[i], 0, 0, d->rows[i], exec, end, d->start[i]);
+		d->batches[i]++;
+		d->running[i] = false;
+		duo_start(d, i, end);
+	}
+}
+
+/* Route request k at now (slo, equal costs), admit and start it; the pick. */
+static int duo_route(struct duo *d, int k, uint64_t now)
+{
+	struct route_conf rc = { .policy = ROUTE_SLO, .margin_ns = 1 * MS };
+	struct route_req rq = { .now_ns = now, .deadline_ns = now + 100 * MS };
+	struct infer_req *r = &duo_req[k % DUO_REQS], *disp;
+	struct router_cand c[2];
+	unsigned rr = 0;
+	int pick = -1;
+
+	for (int i = 0; i < 2; i++) {
+		c[i] = (struct router_cand){ .id = i, .cost = 0.5 };
+		pol_view(&d->b[i], 0, 1, 1, now, &c[i]);
+	}
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &pick), ROUTE_OK);
+	/* whatever it is, the pick meets the deadline by its prediction */
+	assert_true(now + c[pick].wait_ns + (c[pick].probe ? c[pick].probe_exec_ns
+							 : c[pick].exec_ns) <= rq.deadline_ns);
+	memset(r, 0, sizeof(*r));
+	r->priority = 1;
+	r->rows = 1;
+	r->arrival_ns = now;
+	r->deadline_ns = rq.deadline_ns;
+	assert_int_equal(pol_admit(&d->b[pick], 0, r, now, &disp), 0);
+	duo_start(d, pick, now);
+	d->picks[pick]++;
+	return pick;
+}
+
+/* The two clients' requests of one tick, after what ended by then; the
+ * tick's picks of a (backend 0). */
+static int duo_tick(struct duo *d, int *k, uint64_t now)
+{
+	int a = 0;
+
+	duo_finish(d, 0, now);
+	duo_finish(d, 1, now);
+	for (int c = 0; c < 2; c++)
+		a += duo_route(d, (*k)++, now) == 0;
+	return a;
+}
+
+/*
+ * The starvation of tests/deploy test_agent_killed: a's cold start (40 ms)
+ * made it predicted 40 times slower than b, so it got no request and no
+ * sample again.  With probes (1 s) it is measured again within an
+ * interval of that sample, the fast sample replaces the cold one, and a
+ * takes its share; without (probe_ns 0, as before) it never gets another.
+ */
+static void test_probe_cold_start(void **state)
+{
+	struct duo d;
+	uint64_t now = 100 * MS, first = 0;
+	int k = 0, share = 0, total = 0;
+
+	duo_init(&d, 1000 * MS, 1 * MS);
+	/* both predicted 1 ms: the first goes to a, the second to b */
+	assert_int_equal(duo_tick(&d, &k, now), 1);
+	for (now = 150 * MS; now < 3000 * MS; now += 10 * MS) {
+		int a = duo_tick(&d, &k, now);
+
+		if (a && !first)
+			first = now;
+		else if (first) {
+			share += a;
+			total += 2;
+		}
+	}
+	/* measured again within one interval of its cold sample (ended at 140 ms) */
+	assert_true(first > 0);
+	assert_true(first <= 1140 * MS);
+	/* then, as fast as b, it takes about half */
+	assert_true(share * 10 >= total * 4);
+	assert_true(svc_predict(&d.q[0].svc, 1) <= 1 * MS);
+
+	/* probes off: a never gets a request again */
+	duo_init(&d, 0, 1 * MS);
+	k = 0;
+	now = 100 * MS;
+	assert_int_equal(duo_tick(&d, &k, now), 1);
+	for (now = 150 * MS; now < 3000 * MS; now += 10 * MS)
+		assert_int_equal(duo_tick(&d, &k, now), 0);
+	assert_int_equal(d.picks[0], 1);
+	assert_true(svc_predict(&d.q[0].svc, 1) >= 40 * MS);
+}
+
+/* A backend that really is slow (40 ms, a 100 ms objective it still
+ * meets): a probe per interval, no more; b takes the rest. */
+static void test_probe_bounded(void **state)
+{
+	struct duo d;
+	uint64_t now = 100 * MS;
+	int k = 0, a = 0;
+
+	duo_init(&d, 1000 * MS, 40 * MS);
+	assert_int_equal(duo_tick(&d, &k, now), 1);
+	for (now = 150 * MS; now <= 3200 * MS; now += 10 * MS)
+		a += duo_tick(&d, &k, now);
+	/* due at 1.14 s, then 1 s after each probe's sample: 1.14, 2.18, 3.22 */
+	assert_int_equal(a, 2);
+	assert_int_equal(d.picks[0], 3);
+	assert_true(svc_predict(&d.q[0].svc, 1) >= 40 * MS);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -681,6 +926,9 @@ int main(void)
 		cmocka_unit_test(test_topup),
 		cmocka_unit_test(test_variants_accurate),
 		cmocka_unit_test(test_variants_fixed),
+		cmocka_unit_test(test_probe_clock),
+		cmocka_unit_test(test_probe_cold_start),
+		cmocka_unit_test(test_probe_bounded),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

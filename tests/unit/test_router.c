@@ -248,6 +248,127 @@ static void test_tiers(void **state)
 	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_FULL);
 }
 
+/*
+ * Probes: a candidate whose service time is due a new sample takes the
+ * request instead of the pick when it is no worse by the policy's order
+ * (tier, then cost), has room, displaces nothing, is unsaturated when
+ * sheddable and meets the deadline with the margin at probe_exec_ns.
+ */
+static void test_probe(void **state)
+{
+	struct route_conf rc = { .policy = ROUTE_SLO, .margin_ns = 1 * MS };
+	struct route_req rq = { .now_ns = 100 * MS, .deadline_ns = 200 * MS };
+	struct router_cand c[3];
+	unsigned rr = 0;
+	int i = -1;
+
+	/* a: learned 40 ms (a cold start), 1 ms by the warm start; b: 1 ms */
+	c[0] = (struct router_cand){ .id = 0, .cost = 0.5, .exec_ns = 40 * MS,
+				     .probe_exec_ns = 40 * MS };
+	c[1] = (struct router_cand){ .id = 1, .cost = 0.5, .exec_ns = 1 * MS,
+				     .probe_exec_ns = 1 * MS };
+	/* not due: the same cost, b finishes first */
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	c[0].probe = true;
+	c[0].probe_exec_ns = 1 * MS;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	/* no deadline: a probe all the same */
+	rq.deadline_ns = 0;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	/* the deadline at the probe's prediction: 20 ms of wait + 1 + 1 margin */
+	c[0].wait_ns = 20 * MS;
+	rq.deadline_ns = 121 * MS;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	rq.deadline_ns = 122 * MS;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	c[0].wait_ns = 0;
+	rq.deadline_ns = 200 * MS;
+	/* never dearer than the pick; cheaper is fine */
+	c[0].cost = 0.6;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	c[0].cost = 0.4;	/* cheaper, 40 ms learned, meets 100 ms anyway: the pick */
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	c[0].cost = 0.5;
+	/* room, nothing displaced, unsaturated */
+	c[0].full = true;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	c[0].full = false;
+	c[0].displaces = true;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	c[0].displaces = false;
+	rq.sheddable = true;
+	rq.saturation_ns = 2 * MS;
+	c[0].work_ns = 3 * MS;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	c[0].work_ns = 1 * MS;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	rq.sheddable = false;
+	c[0].work_ns = 0;
+	/* the pick due itself: it stays (it gets the sample) */
+	c[1].probe = true;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	c[1].probe = false;
+	/* only slo probes */
+	rc.policy = ROUTE_LEAST_QUEUE;
+	c[0].queued = 1;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	rc.policy = ROUTE_SLO;
+	c[0].queued = 0;
+	/* nothing meets 30 ms by what was learned (b busy 35 ms): late without
+	 * probes, the probe instead */
+	rq.deadline_ns = 130 * MS;
+	c[1].wait_ns = 35 * MS;
+	c[0].probe = false;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_LATE);
+	c[0].probe = true;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	c[1].wait_ns = 0;
+	rq.deadline_ns = 200 * MS;
+	/* tiers: a probe of a preferred tier at any cost, never of a later
+	 * one; among probes the lowest tier, then the cheapest */
+	c[0].tier = 1;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	c[0].tier = 0;
+	c[0].cost = 9;
+	c[0].exec_ns = 150 * MS;	/* tier 0 misses by what it learned */
+	c[1].tier = 1;
+	c[0].probe = false;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+	c[0].probe = true;
+	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 0);
+	c[1].tier = 0;
+	c[0].cost = 0.5;
+	c[0].exec_ns = 40 * MS;
+	c[2] = (struct router_cand){ .id = 2, .cost = 0.4, .exec_ns = 50 * MS,
+				     .probe_exec_ns = 2 * MS, .probe = true };
+	c[1].cost = 0.45;	/* the pick: c[2] meets the deadline too, but is due */
+	assert_int_equal(router_pick(&rc, &rq, c, 3, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 2);
+	c[2].probe = false;
+	assert_int_equal(router_pick(&rc, &rq, c, 3, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 2);	/* cheapest and meets it: the policy's own pick */
+	c[2].exec_ns = 150 * MS;	/* misses: b is the pick, a (dearer) is not probed */
+	assert_int_equal(router_pick(&rc, &rq, c, 3, &rr, &i), ROUTE_OK);
+	assert_int_equal(i, 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -257,6 +378,7 @@ int main(void)
 		cmocka_unit_test_setup(test_least_queue_and_round_robin, setup),
 		cmocka_unit_test(test_sample),
 		cmocka_unit_test(test_tiers),
+		cmocka_unit_test(test_probe),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -184,6 +184,36 @@ static void test_wait_calibration(void **state)
 	assert_true(svc_wait_factor(&s, 99) > 1);
 }
 
+/* A stale bucket (policy.c probes): forgotten, it is predicted from the
+ * rest of the model, and its next sample starts it afresh; the prior is
+ * the warm start alone. */
+static void test_forget_and_prior(void **state)
+{
+	struct svc_model s;
+
+	svc_init(&s, 1000, 100, 0.2);
+	assert_int_equal(svc_prior(&s, 3), 1400);
+	svc_observe(&s, 1, 40000000);		/* a cold start: 40 ms */
+	assert_int_equal(svc_predict(&s, 1), 40000000);
+	svc_observe(&s, 1, 1100);		/* averaged: still ~32 ms */
+	assert_true(svc_predict(&s, 1) > 30000000);
+	assert_int_equal(svc_prior(&s, 1), 1100);	/* learning leaves the prior */
+	svc_observe(&s, 4, 1400);
+	svc_forget(&s, 1);
+	/* forgotten: bucket 4's estimate scaled by the warm start's shape */
+	assert_int_equal(svc_predict(&s, 1), 1100);
+	svc_observe(&s, 1, 2000);		/* replaces, as a first sample */
+	assert_int_equal(svc_predict(&s, 1), 2000);
+	/* forgetting the only bucket leaves the warm start */
+	svc_init(&s, 1000, 100, 0.2);
+	svc_observe(&s, 2, 9000);
+	svc_forget(&s, 2);
+	assert_int_equal(svc_predict(&s, 2), 1200);
+	/* no warm start: the prior is the least prediction, 1 ns */
+	svc_init(&s, 0, 0, 0.2);
+	assert_int_equal(svc_prior(&s, 8), 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -194,6 +224,7 @@ int main(void)
 		cmocka_unit_test(test_neighbours_any_pattern),
 		cmocka_unit_test(test_predict_cache),
 		cmocka_unit_test(test_wait_calibration),
+		cmocka_unit_test(test_forget_and_prior),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
