@@ -789,6 +789,35 @@ static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 }
 
 /*
+ * jf_nine_digits for the usual normal float f = d (> 0) of 1e-14 .. 1e30,
+ * in one rounding: its decimal exponent k from the binary one (the
+ * estimate floor(e log10 2) is k or k - 1: one compare with 10^(k+1)
+ * tells which), then d x 10^(8 - k) by an exact power (|8 - k| <= 22),
+ * which errs by at most half an ulp of 2^30 (6e-8), rounded to the nearest
+ * integer by adding and taking away 2^52.  false: outside that range, the
+ * compare misled by an inexact 10^(k+1) (n outside [1e8, 1e9)), or within
+ * 1e-6 of a .5 boundary: jf_nine_digits decides.
+ */
+static inline bool jf_nine_fast(double d, uint32_t fbits, uint32_t *n, int *k10)
+{
+	int k = (((int)(fbits >> 23 & 0xff) - 127) * 1233) >> 12;	/* f in [2^e, 2^(e+1)) */
+	double s, r;
+	uint64_t i;
+
+	if (k < -15 || k > 29)
+		return false;
+	k += d >= JF_P10(k + 1);
+	s = k <= 8 ? d * JF_P10(8 - k) : d / JF_P10(k - 8);
+	r = s + 0x1p52 - 0x1p52;	/* s < 2^34: to the nearest integer */
+	i = (uint64_t)(int64_t)r;
+	if (fabs(s - r) > 0.5 - 1e-6 || i - 100000000 >= 900000000)
+		return false;
+	*n = (uint32_t)i;
+	*k10 = k;
+	return true;
+}
+
+/*
  * n (< 10^8) as eight decimal digits, the first in the lowest byte (the
  * first in memory), each byte 0..9: both halves of four digits, then each
  * pair of digits, split in parallel lanes by multiplying with reciprocals
@@ -807,62 +836,70 @@ static uint64_t jf_eight_digits(uint32_t n)
 
 int jfast_put_float(char *buf, float v)
 {
-	char dig[17], *p = buf;
+	char dig[17], *p = buf, first;
 	double d = (double)v;
 	uint64_t digits;
-	uint32_t n;
+	uint32_t n, bits;
 	int k, nd;
 
-	if (signbit(d)) {
+	memcpy(&bits, &v, sizeof(bits));
+	if (bits >> 31) {
 		*p++ = '-';
 		d = -d;
 	}
-	if (d == 0) {
-		*p++ = '0';
-		*p = 0;
-		return (int)(p - buf);
+	if ((bits >> 23 & 0xff) - 1 >= 0xfe) {	/* not normal */
+		if (d == 0) {
+			*p++ = '0';
+			*p = 0;
+			return (int)(p - buf);
+		}
+		if (!isfinite(d))
+			return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
 	}
-	if (!isfinite(d) || !jf_nine_digits(d, &n, &k))
+	if (!jf_nine_fast(d, bits, &n, &k) && !jf_nine_digits(d, &n, &k))
 		return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
 	/* n = d0 d1..d8: the first digit, then eight in one word, whose top
 	 * zero bytes are the trailing zeros %g drops */
-	dig[0] = (char)('0' + n / 100000000);
+	first = (char)('0' + n / 100000000);
 	digits = jf_eight_digits(n % 100000000);
 	nd = digits ? 9 - (int)((unsigned)__builtin_clzll(digits) / 8) : 1;
-	swar_store(dig + 1, digits + SWAR_ONES * '0');
-	swar_store(dig + 9, 0);
-	/* Copies of fixed sizes (no libc call): dig has room past its nine
-	 * digits, buf past the text; only the counted bytes are kept. */
-	if (k >= -4 && k < 9) {		/* %g's fixed style */
-		if (k < 0) {
-			memcpy(p, "0.000", 5);	/* "0." and -k - 1 zeros */
-			p += 1 - k;
-			memcpy(p, dig, 9);
-			p += nd;
-		} else {
-			memcpy(p, dig, 9);	/* the integer part: dig[0..k] */
-			p += k + 1;
-			if (nd > k + 1) {
-				*p++ = '.';
-				memcpy(p, dig + k + 1, 8);
-				p += nd - k - 1;
-			}
+	digits += SWAR_ONES * '0';
+	/* Stores of fixed sizes (no libc call): buf has room past the text;
+	 * only the counted bytes are kept. */
+	if (k < 0 && k >= -4) {		/* %g's fixed style below 1 */
+		memcpy(p, "0.000", 5);	/* "0." and -k - 1 zeros */
+		p += 1 - k;
+		*p = first;
+		swar_store(p + 1, digits);
+		p += nd;
+	} else if (k > 0 && k < 9) {	/* fixed, the integer part dig[0..k] */
+		dig[0] = first;
+		swar_store(dig + 1, digits);
+		swar_store(dig + 9, 0);
+		memcpy(p, dig, 9);
+		p += k + 1;
+		if (nd > k + 1) {
+			*p++ = '.';
+			memcpy(p, dig + k + 1, 8);
+			p += nd - k - 1;
 		}
-	} else {			/* exponent style: d[.ddd]e±XX */
+	} else {			/* d[.ddd], then e±XX unless k is 0 */
 		int ek = k < 0 ? -k : k;
 
-		*p++ = dig[0];
+		*p++ = first;
 		if (nd > 1) {
 			*p++ = '.';
-			memcpy(p, dig + 1, 8);
+			swar_store(p, digits);
 			p += nd - 1;
 		}
-		*p++ = 'e';
-		*p++ = k < 0 ? '-' : '+';
-		if (ek >= 100)
-			*p++ = (char)('0' + ek / 100);
-		*p++ = (char)('0' + ek / 10 % 10);
-		*p++ = (char)('0' + ek % 10);
+		if (k) {
+			*p++ = 'e';
+			*p++ = k < 0 ? '-' : '+';
+			if (ek >= 100)
+				*p++ = (char)('0' + ek / 100);
+			*p++ = (char)('0' + ek / 10 % 10);
+			*p++ = (char)('0' + ek % 10);
+		}
 	}
 	*p = 0;
 	return (int)(p - buf);
