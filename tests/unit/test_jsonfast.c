@@ -388,6 +388,20 @@ static void test_put_float(void **state)
 		expect_printf_text(p);
 		expect_printf_text(nextafterf(p, 0));
 		expect_printf_text(nextafterf(p, INFINITY));
+		/* 64 floats either side: the decimal exponent's compare with
+		 * an inexact power, and nine digits rounding up to 10^9 */
+		for (int d = -64; d <= 64; d++) {
+			uint32_t b;
+			float q;
+
+			memcpy(&b, &p, sizeof(b));
+			b += (uint32_t)d;
+			memcpy(&q, &b, sizeof(q));
+			if (b && b < 0x7f800000u) {
+				expect_printf_text(q);
+				expect_printf_text(-q);
+			}
+		}
 	}
 	/* ~4.3M bit patterns, finite or not (Inf and NaN as printf spells them). */
 	for (uint64_t bits = 0; bits <= UINT32_MAX; bits += 997, n++) {
