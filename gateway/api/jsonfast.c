@@ -1140,8 +1140,10 @@ struct jr {
 };
 
 /* The byte at the cursor after whitespace, 0 at the end. */
-static char jr_peek(struct jr *t)
+static inline char jr_peek(struct jr *t)
 {
+	if (t->p < t->end && (unsigned char)*t->p > ' ')
+		return *t->p;	/* no whitespace: compact JSON */
 	t->p = jf_ws(t->p, t->end);
 	return t->p < t->end ? *t->p : 0;
 }
@@ -1224,7 +1226,11 @@ static bool jr_object(struct jr *t, const struct jr_key *keys, int nkeys, jr_mem
 
 		if (!jr_str(t, &k) || !jr_eat(t, ':'))
 			return false;
-		for (i = 0; i < nkeys && (k.len != keys[i].len || memcmp(k.s, keys[i].s, k.len)); i++)
+		/* k.s[0] is a byte of the body ('"' ends an empty key; no key
+		 * starts with it): memcmp only for the key that matches */
+		for (i = 0; i < nkeys && (k.len != keys[i].len || k.s[0] != keys[i].s[0] ||
+					  memcmp(k.s, keys[i].s, k.len));
+		     i++)
 			;
 		if (i == nkeys || (seen & 1u << i) || !on(t, i))
 			return false;
