@@ -279,52 +279,65 @@ static inline uint64_t jf_eight(uint64_t d)
 		((d >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32))) >> 32;
 }
 
-static const uint64_t jf_pow10u[16] = {
+static const uint64_t jf_pow10u[20] = {
 	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
 	100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
-	10000000000000ull, 100000000000000ull, 1000000000000000ull,
+	10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+	100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
 };
 
-/* (float) of m / 10^frac, negated when neg, for 1 <= frac <= 15 and m <=
- * 2^53: jf_decimal's real token, without its integer case. */
+/* (float) of m / 10^frac, negated when neg, for 1 <= frac <= 19 and m <=
+ * 2^53 (both exact doubles: one division is strtod's correctly rounded
+ * double, Clinger's fast path): jf_decimal's real token. */
 static inline __attribute__((always_inline)) float jf_fraction(uint64_t m, bool neg, unsigned frac)
 {
-	static const double p10[16] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
-					1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
+	static const double p10[20] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+					1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+					1e19 };
 	double d = (double)(long long)m / p10[frac];
 
 	return (float)(neg ? -d : d);
 }
 
+/* m / 10^frac (m > 2^53, frac <= 19) by jf_quick_float, as jfast_float's
+ * general path takes those digits: false when it cannot decide. */
+static __attribute__((noinline)) bool jf_wide_fraction(uint64_t m, unsigned frac, bool neg,
+							float *val)
+{
+	struct jf_num num = { .neg = neg, .real = true, .mant = m, .exp10 = -(int)frac };
+
+	return jf_quick_float(&num, val);
+}
+
 /*
  * A fraction of more than seven digits at f, after the integer part ip
- * (< 10^7): y its first eight (jf_swar_fraction), the next word at f + 8
- * (f + 16 <= end, else NULL).  At most 15 digits, and m = ip x 10^frac +
- * fraction <= 2^53.  Past the digits, or NULL.
+ * (< 10^7): y its first eight (jf_swar_fraction), the rest byte by byte,
+ * each checked against the end, up to 19 in all (as a client prints a
+ * double: 17 significant digits).  m = ip x 10^frac + fraction, exact in
+ * 64 bits (else NULL), is what jf_scan reads from the same text: at most
+ * 2^53, one division (Clinger); larger, jf_quick_float, as the general
+ * path takes it (NULL when that cannot decide: strtod will).  Past the
+ * digits, or NULL.
  */
 static __attribute__((noinline)) const char *jf_long_fraction(const char *f, const char *end,
 							       uint64_t y, uint64_t ip, bool neg,
 							       float *val)
 {
-	uint64_t z, nz, m, x;
-	unsigned t;
+	const char *q = f + 8, *lim = end - f > 19 ? f + 19 : end;
+	uint64_t m = jf_eight(y), x;
+	unsigned d;
 
-	if (end - f < 16)
+	for (; q < lim && (d = (unsigned)(unsigned char)*q - '0') <= 9; q++)
+		m = m * 10 + d;	/* < 10^19 */
+	if (q == end || (unsigned)(unsigned char)*q - '0' <= 9)
+		return NULL;	/* 20 fraction digits or more; at the end: the byte-wise reader's */
+	if (ip && (__builtin_mul_overflow(ip, jf_pow10u[q - f], &x) ||
+		   __builtin_add_overflow(m, x, &m)))
 		return NULL;
-	z = swar_load(f + 8) ^ JF_ZEROS;
-	nz = jf_nondigits(z);
-	if (!nz)
-		return NULL;	/* 16 fraction digits or more */
-	t = (unsigned)__builtin_ctzll(nz);	/* 8 x (the digits in z) + 7 */
-	m = jf_eight(y);
-	if (t > 7)	/* z's digits to the top */
-		m = m * jf_pow10u[t >> 3] + jf_eight(z << (71 - t));
-	t = (t >> 3) + 8;	/* the fraction's digits */
-	if (ip && (__builtin_mul_overflow(ip, jf_pow10u[t], &x) || x > 1ull << 53 ||
-		   (m += x) > 1ull << 53))
-		return NULL;
-	*val = jf_fraction(m, neg, t);
-	return f + t;
+	if (m > 1ull << 53)
+		return jf_wide_fraction(m, (unsigned)(q - f), neg, val) ? q : NULL;
+	*val = jf_fraction(m, neg, (unsigned)(q - f));
+	return q;
 }
 
 /*

@@ -850,7 +850,7 @@ static size_t gen_shape(char *buf, bool neg, int ni, int nf, int kind)
 /*
  * Every shape the word readers split on, each digit count of the integer
  * part (1..9: the short path's three, then eight to a word) and of the
- * fraction (0..17: one, a word, two words, past 15 and 16), signs, what may
+ * fraction (0..21: one, a word, two words, past 15, 16 and 19), signs, what may
  * follow (an exponent, which makes it another token, a second point, a
  * byte next to the digits), and 0..12 bytes more after it: so the token
  * ends at the buffer's end, and at each distance from it that the eight-
@@ -866,7 +866,7 @@ static void test_word_numbers(void **state)
 	(void)state;
 	for (int neg = 0; neg < 2; neg++)
 		for (int ni = 1; ni <= 9; ni++)
-			for (int nf = 0; nf <= 17; nf++)
+			for (int nf = 0; nf <= 21; nf++)
 				for (int kind = 0; kind < 3; kind++)
 					for (size_t a = 0; a < sizeof(after) / sizeof(*after); a++)
 						for (size_t m = 0; m <= 12; m++) {
@@ -939,7 +939,7 @@ static void test_read_word_shapes(void **state)
 	(void)state;
 	for (int neg = 0; neg < 2; neg++)
 		for (int ni = 1; ni <= 9; ni++)
-			for (int nf = 0; nf <= 17; nf++)
+			for (int nf = 0; nf <= 21; nf++)
 				for (int kind = 0; kind < 3; kind++) {
 					size_t t = gen_shape(tok, neg, ni, nf, kind), n;
 
