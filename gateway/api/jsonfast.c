@@ -1234,18 +1234,26 @@ static bool jr_object(struct jr *t, const struct jr_key *keys, int nkeys, jr_mem
 	if (jr_eat(t, '}'))
 		return true;
 	do {
-		struct jfast_str k;
+		const char *k;
 		int i;
 
-		if (!jr_str(t, &k) || !jr_eat(t, ':'))
+		if (jr_peek(t) != '"')
 			return false;
-		/* k.s[0] is a byte of the body ('"' ends an empty key; no key
-		 * starts with it): memcmp only for the key that matches */
-		for (i = 0; i < nkeys && (k.len != keys[i].len || k.s[0] != keys[i].s[0] ||
-					  memcmp(k.s, keys[i].s, k.len));
-		     i++)
-			;
-		if (i == nkeys || (seen & 1u << i) || !on(t, i))
+		/* The key's bytes against each known key and its closing quote
+		 * (a string that matches one is in jr_str's subset; any other
+		 * declines): no scan of the key first.  memcmp only for the key
+		 * whose first byte matches. */
+		for (k = t->p + 1, i = 0; i < nkeys; i++) {
+			size_t len = keys[i].len;
+
+			if ((size_t)(t->end - k) > len && k[0] == keys[i].s[0] && k[len] == '"' &&
+			    !memcmp(k, keys[i].s, len))
+				break;
+		}
+		if (i == nkeys)
+			return false;
+		t->p = k + keys[i].len + 1;
+		if (!jr_eat(t, ':') || (seen & 1u << i) || !on(t, i))
 			return false;
 		seen |= 1u << i;
 	} while (jr_eat(t, ','));

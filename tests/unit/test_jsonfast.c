@@ -580,7 +580,18 @@ static void test_read(void **state)
 	assert_false(read_str("{\"parameters\":{\"priority\":01}}", &r));
 	assert_false(read_str("{\"parameters\":{\"timeout\":1e3}}", &r));
 	assert_false(read_str("{\"outputs\":[{\"parameters\":{\"class_count\":1}}]}", &r));
+	/* keys matched in place: a prefix, a longer key, one cut by the end */
+	assert_false(read_str("{\"inputs\":[{\"nam\":\"x\"}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"names\":\"x\"}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"name", &r));
+	assert_false(read_str("{\"inputs\":[{\"name\"", &r));
+	assert_false(read_str("{\"inputs\":[{\"\":1}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"data\":[1],\"name\":\"a\",\"data\":[2]}]}", &r));
 	assert_true(r.vals == NULL);
+	assert_true(read_str("{ \"inputs\" :[ { \"name\"\t: \"a\" ,\n\"data\" : [ 1 ] } ] }", &r));
+	assert_int_equal(r.n, 1);
+	assert_memory_equal(r.name.s, "a", 1);
+	inbuf_free(r.vals);
 }
 
 /* A random number token, mostly of the usual shapes, some not JSON. */
