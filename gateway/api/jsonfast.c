@@ -236,25 +236,271 @@ static inline __attribute__((always_inline)) const char *jf_usual_float(const ch
 	return jf_usual_digits(p, stop, false, val);
 }
 
-bool jfast_float(const char **pp, const char *end, float *val)
+/*
+ * The usual token where at least nine bytes lie ahead (p + 9 <= end, the
+ * sign included), so that every byte up to p[8] is read without an end
+ * check.  The short shapes most lists hold ("0.0", "12.0", "255.5", "7")
+ * are read byte by byte with nothing counted; a longer fraction or
+ * integer part goes eight bytes at a time (jf_swar_fraction,
+ * jf_swar_integer), each load of eight checked against the end.  Nothing
+ * is read past the end: the text is not padded (a body pulled up from its
+ * evbuffer, the JSON header before a binary section, an exact-size copy),
+ * so the last number or two of a body go to the byte-wise reader.
+ */
+
+/* A word v here is eight bytes of the text XOR '0' (swar_load; the first
+ * byte in the lowest): a digit's byte is then its value 0..9. */
+#define JF_ZEROS (SWAR_ONES * '0')
+_Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+	       "the word readers take the text's first byte as a word's lowest");
+
+/*
+ * The top bit of each byte of v that is no digit (above 9).  Exact for
+ * every byte up to the first one of 0x8a or more: that one is no digit
+ * and is flagged, but its sum carries into the byte after it, so later
+ * flags may be wrong.  Callers use the lowest flag only.
+ */
+static inline uint64_t jf_nondigits(uint64_t v)
+{
+	return ((v + SWAR_ONES * 0x76) | v) & SWAR_HIGHS;
+}
+
+/*
+ * The number the eight digits of d make (each byte 0..9, the first and
+ * most significant in the lowest byte): pairs, then pairs of pairs and the
+ * four together, one multiplication each; every partial sum stays below
+ * 2^32 in its half of the word, so no lane carries into another.  Zero
+ * bytes are leading zeros: k digits shifted to the top of d read as those k.
+ */
+static inline uint64_t jf_eight(uint64_t d)
+{
+	d = d * 10 + (d >> 8);	/* each even byte: its digit and the next (0..99) */
+	return ((d & 0x000000ff000000ffull) * (100 + (1000000ull << 32)) +
+		((d >> 16) & 0x000000ff000000ffull) * (1 + (10000ull << 32))) >> 32;
+}
+
+static const uint64_t jf_pow10u[20] = {
+	1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+	100000000ull, 1000000000ull, 10000000000ull, 100000000000ull, 1000000000000ull,
+	10000000000000ull, 100000000000000ull, 1000000000000000ull, 10000000000000000ull,
+	100000000000000000ull, 1000000000000000000ull, 10000000000000000000ull,
+};
+
+/* (float) of m / 10^frac, negated when neg, for 1 <= frac <= 19 and m <=
+ * 2^53 (both exact doubles: one division is strtod's correctly rounded
+ * double, Clinger's fast path): jf_decimal's real token. */
+static inline __attribute__((always_inline)) float jf_fraction(uint64_t m, bool neg, unsigned frac)
+{
+	static const double p10[20] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9,
+					1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
+					1e19 };
+	double d = (double)(long long)m / p10[frac];
+
+	return (float)(neg ? -d : d);
+}
+
+/* m / 10^frac (m > 2^53, frac <= 19) by jf_quick_float, as jfast_float's
+ * general path takes those digits: false when it cannot decide. */
+static __attribute__((noinline)) bool jf_wide_fraction(uint64_t m, unsigned frac, bool neg,
+							float *val)
+{
+	struct jf_num num = { .neg = neg, .real = true, .mant = m, .exp10 = -(int)frac };
+
+	return jf_quick_float(&num, val);
+}
+
+/*
+ * A fraction of more than seven digits at f, after the integer part ip
+ * (< 10^7): y its first eight (jf_swar_fraction), the rest byte by byte,
+ * each checked against the end, up to 19 in all (as a client prints a
+ * double: 17 significant digits).  m = ip x 10^frac + fraction, exact in
+ * 64 bits (else NULL), is what jf_scan reads from the same text: at most
+ * 2^53, one division (Clinger); larger, jf_quick_float, as the general
+ * path takes it (NULL when that cannot decide: strtod will).  Past the
+ * digits, or NULL.
+ */
+static __attribute__((noinline)) const char *jf_long_fraction(const char *f, const char *end,
+							       uint64_t y, uint64_t ip, bool neg,
+							       float *val)
+{
+	const char *q = f + 8, *lim = end - f > 19 ? f + 19 : end;
+	uint64_t m = jf_eight(y), x;
+	unsigned d;
+
+	for (; q < lim && (d = (unsigned)(unsigned char)*q - '0') <= 9; q++)
+		m = m * 10 + d;	/* < 10^19 */
+	if (q == end || (unsigned)(unsigned char)*q - '0' <= 9)
+		return NULL;	/* 20 fraction digits or more; at the end: the byte-wise reader's */
+	if (ip && (__builtin_mul_overflow(ip, jf_pow10u[q - f], &x) ||
+		   __builtin_add_overflow(m, x, &m)))
+		return NULL;
+	if (m > 1ull << 53)
+		return jf_wide_fraction(m, (unsigned)(q - f), neg, val) ? q : NULL;
+	*val = jf_fraction(m, neg, (unsigned)(q - f));
+	return q;
+}
+
+/*
+ * The fraction's digits at f after the integer part ip (< 10^7), eight
+ * bytes at a time (f + 8 <= end, else NULL).  At least one digit, at most
+ * 15, and m = ip x 10^frac + fraction <= 2^53 (m < 10^14 when frac <= 7,
+ * here; more digits: jf_long_fraction): m and 10^frac are then exact
+ * doubles, and their one division is strtod's correctly rounded double
+ * (Clinger's fast path, as jfast_float's general path takes it).  Past the
+ * digits, or NULL.
+ */
+static inline __attribute__((always_inline)) const char *jf_swar_fraction(const char *f,
+									   const char *end,
+									   uint64_t ip, bool neg,
+									   float *val)
+{
+	uint64_t y, ny;
+	unsigned t;
+
+	if (end - f < 8)
+		return NULL;
+	y = swar_load(f) ^ JF_ZEROS;
+	ny = jf_nondigits(y);
+	if (!ny)
+		return jf_long_fraction(f, end, y, ip, neg, val);
+	t = (unsigned)__builtin_ctzll(ny);	/* 8 x (its digits) + 7 */
+	if (t == 7)
+		return NULL;	/* "1.", "1.e3" */
+	*val = jf_fraction(ip * jf_pow10u[t >> 3] + jf_eight(y << (71 - t)), neg, t >> 3);
+	return f + (t >> 3);
+}
+
+/*
+ * The token's digits at p (p + 8 <= end; p[0..3] digits, not a leading
+ * zero), an integer part of four digits or more, eight bytes at a time:
+ * up to seven, then a fraction (jf_swar_fraction) or none.  Past the
+ * token, or NULL.
+ */
+static __attribute__((noinline)) const char *jf_swar_integer(const char *p, const char *end,
+							      bool neg, float *val)
+{
+	uint64_t v = swar_load(p) ^ JF_ZEROS, nd = jf_nondigits(v), ip;
+	unsigned t;
+
+	if (!nd)
+		return NULL;	/* eight integer digits or more */
+	t = (unsigned)__builtin_ctzll(nd);	/* 8 x (its digits) + 7 */
+	ip = jf_eight(v << (71 - t));	/* those digits to the top */
+	p += t >> 3;
+	if (*p == '.')
+		return jf_swar_fraction(p + 1, end, ip, neg, val);
+	*val = jf_decimal(ip, neg, 0);
+	return p;
+}
+
+/*
+ * The usual token's digits at p (p + 8 <= end), as jf_usual_digits reads
+ * them: up to three integer digits and one fraction digit here, longer
+ * parts by the word.  Past the digits, or NULL: anything else (the
+ * byte-wise readers then decide).  An exponent is not looked for: the
+ * caller tests the byte it returns (a token that runs on into 'e' or 'E'
+ * is not this one).
+ */
+static inline __attribute__((always_inline)) const char *jf_word_digits(const char *p,
+									 const char *end,
+									 bool neg, float *val)
+{
+	unsigned a = (unsigned)(unsigned char)p[0] - '0', d;
+
+	if (a > 9)
+		return NULL;
+	if (p[1] == '.') {
+		p += 1;
+	} else if ((d = (unsigned)(unsigned char)p[1] - '0') > 9) {
+		*val = jf_decimal(a, neg, 0);	/* one digit */
+		return p + 1;
+	} else if (!a) {
+		return NULL;	/* "01": a leading zero */
+	} else {
+		a = a * 10 + d;
+		if (p[2] == '.') {
+			p += 2;
+		} else if ((d = (unsigned)(unsigned char)p[2] - '0') > 9) {
+			*val = jf_decimal(a, neg, 0);
+			return p + 2;
+		} else {
+			a = a * 10 + d;
+			if (p[3] != '.') {
+				if ((unsigned)(unsigned char)p[3] - '0' <= 9)
+					return jf_swar_integer(p, end, neg, val);
+				*val = jf_decimal(a, neg, 0);
+				return p + 3;
+			}
+			p += 3;
+		}
+	}
+	/* p at the point */
+	if ((d = (unsigned)(unsigned char)p[1] - '0') > 9)
+		return NULL;	/* "1.", "1.e3" */
+	if (p[2] != ',' && (unsigned)(unsigned char)p[2] - '0' <= 9)
+		return jf_swar_fraction(p + 1, end, a, neg, val);
+	*val = jf_decimal(a * 10 + d, neg, 1);
+	return p + 2;
+}
+
+/* The usual token at p, -?digits[.digits], p + 9 <= end (jf_word_digits,
+ * one copy for each sign).  Past its digits, or NULL; the caller tests the
+ * byte there for an exponent. */
+static inline __attribute__((always_inline)) const char *jf_word_float(const char *p,
+									 const char *end,
+									 float *val)
+{
+	if (*p == '-')
+		return jf_word_digits(p + 1, end, true, val);
+	return jf_word_digits(p, end, false, val);
+}
+
+/*
+ * The two shortest reals with the comma after them, "d.d," and "dd.d,"
+ * (integral values as most clients print a float: "0.0", "12.0"), tested
+ * by masks on the word at p (p + 8 <= end): past the comma, or NULL.
+ */
+static inline __attribute__((always_inline)) const char *jf_short_comma(const char *p,
+									 float *val)
+{
+	uint64_t x = swar_load(p);
+	uint32_t w = (uint32_t)x, m;
+
+	if ((w & 0xfff0fff0u) == 0x2c302e30u && ((w + 0x00060006u) & 0x00f000f0u) == 0x00300030u) {
+		m = ((w & 0x000f000fu) * 0x000a0001u) >> 16;	/* d0 x 10 + d2 */
+		*val = jf_decimal(m, false, 1);
+		return p + 4;
+	}
+	if ((x & 0xfff0fff0f0ull) == 0x2c302e3030ull &&
+	    ((x + 0x06000606ull) & 0xf000f0f0ull) == 0x30003030ull && (x & 0xff) != '0') {
+		m = (((uint32_t)x & 0x0f0fu) * 0x0a01u) >> 8 & 0xff;	/* d0 x 10 + d1 */
+		*val = jf_decimal(m * 10 + (uint32_t)(x >> 24 & 0x0f), false, 1);
+		return p + 5;
+	}
+	return NULL;
+}
+
+/*
+ * Any JSON number at p, as jansson reads it: the grammar (jf_scan), then
+ * an integer as a long long, a real by Clinger's fast path, by
+ * jf_quick_float, or by strtod.  Past it, or NULL when it is no number or
+ * jansson would reject it.
+ */
+static __attribute__((noinline)) const char *jf_general_float(const char *p, const char *end,
+							       float *val)
 {
 	struct jf_num n;
-	const char *q, *stop = jf_stop(*pp, end);
+	const char *q = jf_scan(p, end, &n);
 	double d;
 
-	if (*pp < stop && (q = jf_usual_float(*pp, stop, val))) {
-		*pp = q;
-		return true;
-	}
-	q = jf_scan(*pp, end, &n);
 	if (!q)
-		return false;
+		return NULL;
 	if (!n.real) {
 		/* jansson: an integer (long long; larger ones are an error) */
 		long long v;
 
 		if (n.digits > 18)
-			return false;
+			return NULL;
 		v = n.neg ? -(long long)n.mant : (long long)n.mant;
 		*val = (float)(double)v;
 	} else if (!n.lost && n.mant <= (1ULL << 53) && n.exp10 >= -22 && n.exp10 <= 22) {
@@ -270,10 +516,37 @@ bool jfast_float(const char **pp, const char *end, float *val)
 		d = n.exp10 < 0 ? d / p10[-n.exp10] : d * p10[n.exp10];
 		*val = (float)(n.neg ? -d : d);
 	} else if (!jf_quick_float(&n, val)) {
-		if (!jf_strtod(*pp, q, &d))
-			return false;
+		if (!jf_strtod(p, q, &d))
+			return NULL;
 		*val = (float)d;
 	}
+	return q;
+}
+
+/*
+ * The number at p, by the cheapest reader that takes it: the word's
+ * (p < lim, lim = end - 8 or less: nine bytes ahead), the byte-wise one
+ * (p < stop, stop as jf_stop finds it), else the general one.  Past it,
+ * or NULL (jfast_float).
+ */
+static __attribute__((noinline)) const char *jf_token(const char *p, const char *stop,
+						       const char *lim, const char *end, float *val)
+{
+	const char *q;
+
+	if (p < lim && (q = jf_word_float(p, end, val)) && (*q | 0x20) != 'e')
+		return q;	/* an exponent after the digits: not the word's token */
+	if (p < stop && (q = jf_usual_float(p, stop, val)))
+		return q;
+	return jf_general_float(p, end, val);
+}
+
+bool jfast_float(const char **pp, const char *end, float *val)
+{
+	const char *q = jf_token(*pp, jf_stop(*pp, end), end - *pp > 8 ? end - 8 : *pp, end, val);
+
+	if (!q)
+		return false;
 	*pp = q;
 	return true;
 }
@@ -529,6 +802,35 @@ static bool jf_nine_digits(double d, uint32_t *n, int *k10)
 }
 
 /*
+ * jf_nine_digits for the usual normal float f = d (> 0) of 1e-14 .. 1e30,
+ * in one rounding: its decimal exponent k from the binary one (the
+ * estimate floor(e log10 2) is k or k - 1: one compare with 10^(k+1)
+ * tells which), then d x 10^(8 - k) by an exact power (|8 - k| <= 22),
+ * which errs by at most half an ulp of 2^30 (6e-8), rounded to the nearest
+ * integer by adding and taking away 2^52.  false: outside that range, the
+ * compare misled by an inexact 10^(k+1) (n outside [1e8, 1e9)), or within
+ * 1e-6 of a .5 boundary: jf_nine_digits decides.
+ */
+static inline bool jf_nine_fast(double d, uint32_t fbits, uint32_t *n, int *k10)
+{
+	int k = (((int)(fbits >> 23 & 0xff) - 127) * 1233) >> 12;	/* f in [2^e, 2^(e+1)) */
+	double s, r;
+	uint64_t i;
+
+	if (k < -15 || k > 29)
+		return false;
+	k += d >= JF_P10(k + 1);
+	s = k <= 8 ? d * JF_P10(8 - k) : d / JF_P10(k - 8);
+	r = s + 0x1p52 - 0x1p52;	/* s < 2^34: to the nearest integer */
+	i = (uint64_t)(int64_t)r;
+	if (fabs(s - r) > 0.5 - 1e-6 || i - 100000000 >= 900000000)
+		return false;
+	*n = (uint32_t)i;
+	*k10 = k;
+	return true;
+}
+
+/*
  * n (< 10^8) as eight decimal digits, the first in the lowest byte (the
  * first in memory), each byte 0..9: both halves of four digits, then each
  * pair of digits, split in parallel lanes by multiplying with reciprocals
@@ -547,62 +849,70 @@ static uint64_t jf_eight_digits(uint32_t n)
 
 int jfast_put_float(char *buf, float v)
 {
-	char dig[17], *p = buf;
+	char dig[17], *p = buf, first;
 	double d = (double)v;
 	uint64_t digits;
-	uint32_t n;
+	uint32_t n, bits;
 	int k, nd;
 
-	if (signbit(d)) {
+	memcpy(&bits, &v, sizeof(bits));
+	if (bits >> 31) {
 		*p++ = '-';
 		d = -d;
 	}
-	if (d == 0) {
-		*p++ = '0';
-		*p = 0;
-		return (int)(p - buf);
+	if ((bits >> 23 & 0xff) - 1 >= 0xfe) {	/* not normal */
+		if (d == 0) {
+			*p++ = '0';
+			*p = 0;
+			return (int)(p - buf);
+		}
+		if (!isfinite(d))
+			return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
 	}
-	if (!isfinite(d) || !jf_nine_digits(d, &n, &k))
+	if (!jf_nine_fast(d, bits, &n, &k) && !jf_nine_digits(d, &n, &k))
 		return snprintf(buf, JFAST_FLOAT_MAX, "%.9g", (double)v);
 	/* n = d0 d1..d8: the first digit, then eight in one word, whose top
 	 * zero bytes are the trailing zeros %g drops */
-	dig[0] = (char)('0' + n / 100000000);
+	first = (char)('0' + n / 100000000);
 	digits = jf_eight_digits(n % 100000000);
 	nd = digits ? 9 - (int)((unsigned)__builtin_clzll(digits) / 8) : 1;
-	swar_store(dig + 1, digits + SWAR_ONES * '0');
-	swar_store(dig + 9, 0);
-	/* Copies of fixed sizes (no libc call): dig has room past its nine
-	 * digits, buf past the text; only the counted bytes are kept. */
-	if (k >= -4 && k < 9) {		/* %g's fixed style */
-		if (k < 0) {
-			memcpy(p, "0.000", 5);	/* "0." and -k - 1 zeros */
-			p += 1 - k;
-			memcpy(p, dig, 9);
-			p += nd;
-		} else {
-			memcpy(p, dig, 9);	/* the integer part: dig[0..k] */
-			p += k + 1;
-			if (nd > k + 1) {
-				*p++ = '.';
-				memcpy(p, dig + k + 1, 8);
-				p += nd - k - 1;
-			}
+	digits += SWAR_ONES * '0';
+	/* Stores of fixed sizes (no libc call): buf has room past the text;
+	 * only the counted bytes are kept. */
+	if (k < 0 && k >= -4) {		/* %g's fixed style below 1 */
+		memcpy(p, "0.000", 5);	/* "0." and -k - 1 zeros */
+		p += 1 - k;
+		*p = first;
+		swar_store(p + 1, digits);
+		p += nd;
+	} else if (k > 0 && k < 9) {	/* fixed, the integer part dig[0..k] */
+		dig[0] = first;
+		swar_store(dig + 1, digits);
+		swar_store(dig + 9, 0);
+		memcpy(p, dig, 9);
+		p += k + 1;
+		if (nd > k + 1) {
+			*p++ = '.';
+			memcpy(p, dig + k + 1, 8);
+			p += nd - k - 1;
 		}
-	} else {			/* exponent style: d[.ddd]e±XX */
+	} else {			/* d[.ddd], then e±XX unless k is 0 */
 		int ek = k < 0 ? -k : k;
 
-		*p++ = dig[0];
+		*p++ = first;
 		if (nd > 1) {
 			*p++ = '.';
-			memcpy(p, dig + 1, 8);
+			swar_store(p, digits);
 			p += nd - 1;
 		}
-		*p++ = 'e';
-		*p++ = k < 0 ? '-' : '+';
-		if (ek >= 100)
-			*p++ = (char)('0' + ek / 100);
-		*p++ = (char)('0' + ek / 10 % 10);
-		*p++ = (char)('0' + ek % 10);
+		if (k) {
+			*p++ = 'e';
+			*p++ = k < 0 ? '-' : '+';
+			if (ek >= 100)
+				*p++ = (char)('0' + ek / 100);
+			*p++ = (char)('0' + ek / 10 % 10);
+			*p++ = (char)('0' + ek % 10);
+		}
 	}
 	*p = 0;
 	return (int)(p - buf);
@@ -843,8 +1153,10 @@ struct jr {
 };
 
 /* The byte at the cursor after whitespace, 0 at the end. */
-static char jr_peek(struct jr *t)
+static inline char jr_peek(struct jr *t)
 {
+	if (t->p < t->end && (unsigned char)*t->p > ' ')
+		return *t->p;	/* no whitespace: compact JSON */
 	t->p = jf_ws(t->p, t->end);
 	return t->p < t->end ? *t->p : 0;
 }
@@ -922,14 +1234,26 @@ static bool jr_object(struct jr *t, const struct jr_key *keys, int nkeys, jr_mem
 	if (jr_eat(t, '}'))
 		return true;
 	do {
-		struct jfast_str k;
+		const char *k;
 		int i;
 
-		if (!jr_str(t, &k) || !jr_eat(t, ':'))
+		if (jr_peek(t) != '"')
 			return false;
-		for (i = 0; i < nkeys && (k.len != keys[i].len || memcmp(k.s, keys[i].s, k.len)); i++)
-			;
-		if (i == nkeys || (seen & 1u << i) || !on(t, i))
+		/* The key's bytes against each known key and its closing quote
+		 * (a string that matches one is in jr_str's subset; any other
+		 * declines): no scan of the key first.  memcmp only for the key
+		 * whose first byte matches. */
+		for (k = t->p + 1, i = 0; i < nkeys; i++) {
+			size_t len = keys[i].len;
+
+			if ((size_t)(t->end - k) > len && k[0] == keys[i].s[0] && k[len] == '"' &&
+			    !memcmp(k, keys[i].s, len))
+				break;
+		}
+		if (i == nkeys)
+			return false;
+		t->p = k + keys[i].len + 1;
+		if (!jr_eat(t, ':') || (seen & 1u << i) || !on(t, i))
 			return false;
 		seen |= 1u << i;
 	} while (jr_eat(t, ','));
@@ -993,46 +1317,65 @@ static size_t jr_data_cap(const struct jfast_req *r, size_t room)
 	return (size_t)want;
 }
 
-/* Whitespace, then the value at p by jfast_float (the rare token, kept
- * out of the list loop): past it, or NULL. */
-static __attribute__((noinline)) const char *jf_ws_float(const char *p, const char *end,
-							  float *val)
+/* Whitespace, then the value at p by the byte-wise or the general reader
+ * (the rare token, kept out of the list loop): past it, or NULL. */
+static __attribute__((noinline)) const char *jf_rare_float(const char *p, const char *stop,
+							    const char *end, float *val)
 {
+	const char *q;
+
 	p = jf_ws(p, end);
-	return jfast_float(&p, end, val) ? p : NULL;
+	if (p < stop && (q = jf_usual_float(p, stop, val)))
+		return q;
+	return jf_general_float(p, end, val);
 }
 
 static bool jr_data(struct jr *t)
 {
 	struct jfast_req *r = t->r;
-	const char *p, *q, *stop, *end = t->end;
-	size_t cap, n = 0;
-	float *vals;
+	const char *p, *q, *stop, *lim, *end = t->end;
+	float *v, *vend;
+	size_t cap;
 
 	if (!jr_eat(t, '['))
 		return false;
 	cap = jr_data_cap(r, (size_t)(end - t->p) / 2 + 1);
-	r->vals = vals = inbuf_alloc(cap);
-	if (!vals)
+	r->vals = v = inbuf_alloc(cap);
+	if (!v)
 		return false;
+	vend = v + cap;
 	if (jr_eat(t, ']'))
 		return true;
 	/* Locals only in the loop (no address taken: they stay in registers). */
 	stop = jf_stop(t->p, end);
+	lim = end - t->p > 8 ? end - 8 : t->p;	/* p < lim: p + 9 <= end */
 	for (p = t->p;; p = q + 1) {
-		if (n == cap)
+		/* the shortest reals with their commas, back to back */
+		while (p < lim && v != vend && (q = jf_short_comma(p, v))) {
+			v++;
+			p = q;
+		}
+		if (v == vend)
 			return false;
-		q = p < stop ? jf_usual_float(p, stop, &vals[n]) : NULL;	/* finite */
-		if (!q && (!(q = jf_ws_float(p, end, &vals[n])) || !isfinite(vals[n])))
+		if (p < lim && (q = jf_word_float(p, end, v))) {
+			if (*q == ',') {	/* the usual separator */
+				v++;
+				continue;
+			}
+			if ((*q | 0x20) != 'e')
+				goto next;
+		}
+		if (!(q = jf_rare_float(p, stop, end, v)) || !isfinite(*v))
 			return false;	/* 1e39: Inf as a float, the general path names it */
-		n++;
+next:
+		v++;
 		if (q == end || *q != ',') {	/* whitespace, or the list's end */
 			q = jf_ws(q, end);
 			if (q == end || *q != ',')
 				break;
 		}
 	}
-	r->n = n;
+	r->n = (size_t)(v - r->vals);
 	t->p = q;
 	return jr_eat(t, ']');
 }

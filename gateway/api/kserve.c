@@ -941,16 +941,18 @@ json_t *ks_json_string(const char *s)
  * instructions a number on the infer path.) */
 static char *ks_itoa(char *p, long long v)
 {
-	char d[24], *q = d + sizeof(d);
-	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v, t;
+	char *end;
 
-	do
-		*--q = (char)('0' + u % 10);
-	while (u /= 10);
 	if (v < 0)
 		*p++ = '-';
-	memcpy(p, q, (size_t)(d + sizeof(d) - q));
-	return p + (d + sizeof(d) - q);
+	for (end = p + 1, t = u; t >= 10; t /= 10)
+		end++;	/* its digits counted: written in place, no copy */
+	p = end;
+	do
+		*--p = (char)('0' + u % 10);
+	while (u /= 10);
+	return end;
 }
 
 /* Room ks_head needs: fixed text, an integer, three escaped strings. */
@@ -1010,17 +1012,18 @@ size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *
 {
 	size_t n = (size_t)rows * m->out_dim, hdr;
 	const char *dt = dtype_kserve_name(m->output.dtype);
+	size_t dt_len = strlen(dt);
 	struct evbuffer_iovec v;
 	char *base, *p;
 
-	base = ks_reserve(out, ks_head_max(m, id) + strlen(dt) + 128 +
+	base = ks_reserve(out, ks_head_max(m, id) + dt_len + 128 +
 			  (binary ? 0 : n * (JFAST_FLOAT_MAX + 1)), &v);
 	if (!base)
 		return 0;
 	p = ks_head(base, m, id);
 	KS_PUT(p, ",\"datatype\":\"");
-	memcpy(p, dt, strlen(dt));
-	p += strlen(dt);
+	memcpy(p, dt, dt_len);
+	p += dt_len;
 	KS_PUT(p, "\",\"shape\":[");
 	p = ks_itoa(p, rows);
 	*p++ = ',';

@@ -53,6 +53,14 @@ json_bodies = {
              '"outputs":[{"name":"probabilities","parameters":{"binary_data":false}}]}',
     "plain-shape-19-digits": '{"inputs":[' + INP + ',"shape":[1000000000000000001,4],'
                              '"data":[1,2,3,4]}]}',
+    # the data list's word readers: "d.d," and "dd.d," by masks, short
+    # shapes, fractions of one word, two words and past 15/16/19 digits
+    "numbers-short": '{"inputs":[' + INP + ',"shape":[2,4],"data":[0.0,12.5,-3.0,7,'
+                     '255.0,9.9,-0.0,10]}]}',
+    "numbers-long": '{"inputs":[' + INP + ',"shape":[2,4],"data":[0.10000000149011612,'
+                    '-2.2420195516347885,0.123456789012345,1234567.5,9.007199254740993,'
+                    '0.0470588244497776,103347.59765625001,0.30000001192092896]}]}',
+    "numbers-odd": '{"inputs":[' + INP + ',"shape":[1,4],"data":[1.:,01.5,1.5e3,4:.5]}]}',
 }
 for name, body in json_bodies.items():
     put("kserve", name, b"\x00" + body.encode())

@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -386,6 +388,20 @@ static void test_put_float(void **state)
 		expect_printf_text(p);
 		expect_printf_text(nextafterf(p, 0));
 		expect_printf_text(nextafterf(p, INFINITY));
+		/* 64 floats either side: the decimal exponent's compare with
+		 * an inexact power, and nine digits rounding up to 10^9 */
+		for (int d = -64; d <= 64; d++) {
+			uint32_t b;
+			float q;
+
+			memcpy(&b, &p, sizeof(b));
+			b += (uint32_t)d;
+			memcpy(&q, &b, sizeof(q));
+			if (b && b < 0x7f800000u) {
+				expect_printf_text(q);
+				expect_printf_text(-q);
+			}
+		}
 	}
 	/* ~4.3M bit patterns, finite or not (Inf and NaN as printf spells them). */
 	for (uint64_t bits = 0; bits <= UINT32_MAX; bits += 997, n++) {
@@ -564,7 +580,18 @@ static void test_read(void **state)
 	assert_false(read_str("{\"parameters\":{\"priority\":01}}", &r));
 	assert_false(read_str("{\"parameters\":{\"timeout\":1e3}}", &r));
 	assert_false(read_str("{\"outputs\":[{\"parameters\":{\"class_count\":1}}]}", &r));
+	/* keys matched in place: a prefix, a longer key, one cut by the end */
+	assert_false(read_str("{\"inputs\":[{\"nam\":\"x\"}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"names\":\"x\"}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"name", &r));
+	assert_false(read_str("{\"inputs\":[{\"name\"", &r));
+	assert_false(read_str("{\"inputs\":[{\"\":1}]}", &r));
+	assert_false(read_str("{\"inputs\":[{\"data\":[1],\"name\":\"a\",\"data\":[2]}]}", &r));
 	assert_true(r.vals == NULL);
+	assert_true(read_str("{ \"inputs\" :[ { \"name\"\t: \"a\" ,\n\"data\" : [ 1 ] } ] }", &r));
+	assert_int_equal(r.n, 1);
+	assert_memory_equal(r.name.s, "a", 1);
+	inbuf_free(r.vals);
 }
 
 /* A random number token, mostly of the usual shapes, some not JSON. */
@@ -660,8 +687,34 @@ static void test_read_numbers_like_jansson(void **state)
 	assert_true(taken > 100);
 }
 
+#define GUARD_ROOM (1 << 16)
+
+/*
+ * s[0..n) copied to end exactly where an unreadable page begins: a read
+ * past its end faults in every build, not only under a sanitizer (the
+ * readers load eight bytes at a time and must stop short of the end).
+ */
+static const char *guarded(const char *s, size_t n)
+{
+	static char *base;
+
+	if (!base) {
+		long pg = sysconf(_SC_PAGESIZE);
+
+		assert_true(pg > 0 && GUARD_ROOM % pg == 0);
+		base = mmap(NULL, GUARD_ROOM + (size_t)pg, PROT_READ | PROT_WRITE,
+			    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		assert_true(base != MAP_FAILED);
+		assert_int_equal(mprotect(base + GUARD_ROOM, (size_t)pg, PROT_NONE), 0);
+	}
+	assert_true(n <= GUARD_ROOM);
+	memcpy(base + GUARD_ROOM - n, s, n);
+	return base + GUARD_ROOM - n;
+}
+
 /* read_like_jansson on a copy of exactly n bytes (a sanitizer build sees
- * any read past them). */
+ * any read past them), and on one that ends at an unreadable page (any
+ * build does). */
 static bool read_exact_like_jansson(const char *body, size_t n)
 {
 	char *copy = malloc(n ? n : 1);
@@ -671,6 +724,7 @@ static bool read_exact_like_jansson(const char *body, size_t n)
 	memcpy(copy, body, n);
 	ok = read_like_jansson(copy, n);
 	free(copy);
+	assert_true(read_like_jansson(guarded(body, n), n) == ok);
 	return ok;
 }
 
@@ -713,6 +767,239 @@ static void test_read_number_edges(void **state)
 	assert_true(read_like_jansson("{\"inputs\":[{\"data\":[3.4028234e38,1]}]}", 38));
 }
 
+/* The length of the JSON number at s[0..n) by the grammar, written out
+ * here apart from jsonfast's; 0: none. */
+static size_t grammar_token(const char *s, size_t n)
+{
+#define D(i) ((i) < n && s[i] >= '0' && s[i] <= '9')
+	size_t i = 0, j;
+
+	if (i < n && s[i] == '-')
+		i++;
+	if (!D(i))
+		return 0;
+	if (s[i++] != '0')
+		while (D(i))
+			i++;
+	if (i < n && s[i] == '.') {
+		if (!D(i + 1))
+			return 0;
+		for (i += 2; D(i); i++)
+			;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		j = i + 1;
+		if (j < n && (s[j] == '+' || s[j] == '-'))
+			j++;
+		if (!D(j))
+			return 0;
+		for (i = j; D(i); i++)
+			;
+	}
+	return i;
+#undef D
+}
+
+/*
+ * jfast_float on text[0..n), which ends at an unreadable page: the token
+ * the grammar finds, with jansson's value (a token it cannot be: declined,
+ * nothing moved).
+ */
+static void expect_token_at_end(const char *text, size_t n)
+{
+	const char *s = guarded(text, n), *p = s;
+	size_t len = grammar_token(text, n);
+	char tok[96];
+	float got, want;
+	bool ok = jfast_float(&p, s + n, &got);
+
+	if (!len) {
+		if (ok)
+			fail_msg("\"%.*s\": took a token the grammar has not", (int)n, text);
+		assert_ptr_equal(p, s);
+		return;
+	}
+	assert_true(len < sizeof(tok));
+	memcpy(tok, text, len);
+	tok[len] = 0;
+	want = reference(tok);
+	if (!ok)
+		fail_msg("\"%.*s\": declined", (int)n, text);
+	if (p != s + len)
+		fail_msg("\"%.*s\": stopped after %td bytes, the token has %zu", (int)n, text,
+			 p - s, len);
+	if (memcmp(&got, &want, sizeof(got)))
+		fail_msg("\"%.*s\": got %a, jansson gives %a", (int)n, text, (double)got,
+			 (double)want);
+}
+
+/* sign, ni integer digits, nf fraction digits (none: no point) into buf;
+ * kind 0: random digits, 1: all nines, 2: zeros with a last 1; the first
+ * integer digit is 0 only when it is the only one.  Returns the length. */
+static size_t gen_shape(char *buf, bool neg, int ni, int nf, int kind)
+{
+	size_t n = 0;
+
+	if (neg)
+		buf[n++] = '-';
+	for (int i = 0; i < ni; i++) {
+		char c = kind == 1 ? '9' : kind == 2 ? (i == ni - 1 ? '1' : '0') : (char)('0' + next() % 10);
+
+		if (i == 0 && ni > 1 && c == '0')
+			c = (char)('1' + next() % 9);
+		buf[n++] = c;
+	}
+	if (nf) {
+		buf[n++] = '.';
+		for (int i = 0; i < nf; i++)
+			buf[n++] = kind == 1 ? '9' : kind == 2 ? (i == nf - 1 ? '1' : '0') :
+					       (char)('0' + next() % 10);
+	}
+	return n;
+}
+
+/*
+ * Every shape the word readers split on, each digit count of the integer
+ * part (1..9: the short path's three, then eight to a word) and of the
+ * fraction (0..21: one, a word, two words, past 15, 16 and 19), signs, what may
+ * follow (an exponent, which makes it another token, a second point, a
+ * byte next to the digits), and 0..12 bytes more after it: so the token
+ * ends at the buffer's end, and at each distance from it that the eight-
+ * byte loads must respect (the buffer ends at an unreadable page).
+ */
+static void test_word_numbers(void **state)
+{
+	static const char *const after[] = { "", ",", "]", " ", "}", "e3", "E-2", "e+1",
+					     "x", ".5", "e", "/", ":" };
+	static const char more[] = "7,8.25,]}]} 123456";
+	char buf[96];
+
+	(void)state;
+	for (int neg = 0; neg < 2; neg++)
+		for (int ni = 1; ni <= 9; ni++)
+			for (int nf = 0; nf <= 21; nf++)
+				for (int kind = 0; kind < 3; kind++)
+					for (size_t a = 0; a < sizeof(after) / sizeof(*after); a++)
+						for (size_t m = 0; m <= 12; m++) {
+							size_t n = gen_shape(buf, neg, ni, nf, kind);
+
+							if (!*after[a] && m)
+								break;	/* the token at the end */
+							memcpy(buf + n, after[a], strlen(after[a]));
+							n += strlen(after[a]);
+							memcpy(buf + n, more, m);
+							expect_token_at_end(buf, n + m);
+						}
+	/* a leading zero ends the token ("01": the list declines) */
+	expect_token_at_end("01.5,1.0,2.0", 12);
+	expect_token_at_end("-00.0,1.0,2.0", 13);
+	expect_token_at_end("0123456789,", 11);
+}
+
+/*
+ * Reals at the float rounding edges, short enough for the word readers:
+ * the midpoint between two neighbouring floats written exactly (ties go to
+ * even), and one unit of its last digit either side.
+ */
+static void test_word_rounding_edges(void **state)
+{
+	char buf[64], body[160];
+
+	(void)state;
+	for (int k = 0; k < 24; k++)
+		for (int i = 0; i < 400; i++) {
+			float f = ldexpf((float)((1u << 23) + next() % (1u << 23)), k - 23);
+			double mid = ((double)f + (double)nextafterf(f, INFINITY)) / 2;
+			int frac = 24 - k;	/* the midpoint's fraction digits: 2^-(24-k) */
+			double unit = pow(10, -frac);
+
+			if (frac + k / 3.3 + 1 > 16)
+				continue;	/* too many digits for the word readers */
+			for (int d = -1; d <= 1; d++) {
+				size_t n = (size_t)snprintf(buf, sizeof(buf), "%.*f", frac,
+							    mid + d * unit);
+
+				expect_token_at_end(buf, n);
+				buf[n] = ',';
+				expect_token_at_end(buf, n + 1);
+				buf[n] = 0;
+				n = (size_t)snprintf(body, sizeof(body),
+						     "{\"inputs\":[{\"data\":[%s,-%s,0.0]}]}", buf, buf);
+				if (!read_exact_like_jansson(body, n))
+					fail_msg("declined %s", body);
+			}
+		}
+}
+
+/*
+ * The data list's readers (the masks for "d.d," and "dd.d,", the word
+ * readers, the byte-wise one near the end) against jansson, list by list:
+ * each shape as above before a comma, a bracket, whitespace, and near
+ * bytes that are almost digits ('/', ':', "0x"); every cut of some.
+ */
+static void test_read_word_shapes(void **state)
+{
+	static const char *const odd[] = {
+		"1.:", ":.0", "1:.5", "/.5", "1./", "01.5", "00.0", "0.0e1", "12.0E+1", "1.0.0",
+		"10./", "1/.0", "9.9:", "-1.:", "-:.0", "12:5", "1.5e", "0.0x",
+	};
+	static const char *const seps[] = { ",", ", ", " ,", "]" };
+	char tok[64], body[256];
+	int taken = 0;
+
+	(void)state;
+	for (int neg = 0; neg < 2; neg++)
+		for (int ni = 1; ni <= 9; ni++)
+			for (int nf = 0; nf <= 21; nf++)
+				for (int kind = 0; kind < 3; kind++) {
+					size_t t = gen_shape(tok, neg, ni, nf, kind), n;
+
+					tok[t] = 0;
+					for (size_t s = 0; s < sizeof(seps) / sizeof(*seps); s++) {
+						n = (size_t)snprintf(body, sizeof(body),
+								     "{\"inputs\":[{\"data\":[%s%s%s%s]}]}",
+								     tok, seps[s], s == 3 ? "" : tok,
+								     s == 3 ? "" : ",0.0,12.5");
+						json_t *j = json_loadb(body, n, 0, NULL);
+						bool took = read_exact_like_jansson(body, n);
+
+						if (j && !took)	/* finite, plain: the walk takes it */
+							fail_msg("declined %s", body);
+						json_decref(j);
+						taken += took;
+					}
+					if (kind == 0 && (nf % 4 == 1 || nf >= 14))
+						for (size_t cut = 0; cut < n; cut++)
+							read_exact_like_jansson(body, cut);
+				}
+	/* "d.d," and "dd.d," with a byte next to the digits ('/', ':', '?'),
+	 * or a leading '0', in each digit's place: jansson rejects them all */
+	for (size_t sh = 0; sh < 2; sh++)
+		for (size_t at = 0; at < 4; at++)
+			for (size_t b = 0; b < 4; b++) {
+				char t[8];
+				size_t n;
+
+				strcpy(t, sh ? "47.5" : "4.5");
+				if (t[at] == '.' || !t[at] || (b == 3 && (at || !sh)))
+					continue;
+				t[at] = "/:?0"[b];
+				n = (size_t)snprintf(body, sizeof(body),
+						     "{\"inputs\":[{\"data\":[%s,1.0,2.0]}]}", t);
+				assert_false(read_exact_like_jansson(body, n));
+			}
+	for (size_t i = 0; i < sizeof(odd) / sizeof(*odd); i++)
+		for (size_t j = 0; j < 2; j++) {
+			size_t n = (size_t)snprintf(body, sizeof(body),
+						    j ? "{\"inputs\":[{\"data\":[1.5,%s,2.5,3.5]}]}" :
+							"{\"inputs\":[{\"data\":[%s,1.0,2.0]}]}",
+						    odd[i]);
+
+			read_exact_like_jansson(body, n);
+		}
+	assert_true(taken > 2000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -725,6 +1012,9 @@ int main(void)
 		cmocka_unit_test(test_read),
 		cmocka_unit_test(test_read_numbers_like_jansson),
 		cmocka_unit_test(test_read_number_edges),
+		cmocka_unit_test(test_word_numbers),
+		cmocka_unit_test(test_word_rounding_edges),
+		cmocka_unit_test(test_read_word_shapes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
