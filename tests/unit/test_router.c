@@ -200,6 +200,16 @@ static void test_sample(void **state)
 	assert_int_equal(idx[1], 0);
 }
 
+/* router_pick's pick, asserting it routed. */
+static int pick_ok(const struct route_conf *rc, const struct route_req *rq,
+		   const struct router_cand *c, int n, unsigned *rr)
+{
+	int i = -1;
+
+	assert_int_equal(router_pick(rc, rq, c, n, rr, &i), ROUTE_OK);
+	return i;
+}
+
 /* Tiers (variants): tier 1 only when tier 0 misses the deadline or is
  * full; a tier-0 pick without the margin stands when tier 1 misses too. */
 static void test_tiers(void **state)
@@ -217,21 +227,17 @@ static void test_tiers(void **state)
 	c[2] = (struct router_cand){ .id = 0, .qi = 1, .cost = 1, .exec_ns = 2 * MS, .tier = 1 };
 	c[3] = (struct router_cand){ .id = 1, .qi = 1, .cost = 5, .wait_ns = 6 * MS, .exec_ns = 1 * MS / 2, .tier = 1 };
 	/* no deadline: tier 0's earliest (gpu FP32, 7 ms) */
-	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 4, &rr), 1);
 	/* 20 ms: tier 0's cheapest meets it */
 	rq.deadline_ns = 120 * MS;
-	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 0);
+	assert_int_equal(pick_ok(&rc, &rq, c, 4, &rr), 0);
 	/* 7.5 ms: FP32 only without the margin (gpu at 7): INT8 cpu (2 + 1 <= 7.5) */
 	rq.deadline_ns = 107 * MS + MS / 2;
-	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 2);
+	assert_int_equal(pick_ok(&rc, &rq, c, 4, &rr), 2);
 	/* INT8 cpu busy too (6 ms wait): no INT8 meets 7.5 with the margin,
 	 * the FP32 pick that meets it without stands */
 	c[2].wait_ns = c[3].wait_ns = 7 * MS;
-	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 4, &rr), 1);
 	/* 5 ms: nothing at all: late */
 	rq.deadline_ns = 105 * MS;
 	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_LATE);
@@ -239,8 +245,7 @@ static void test_tiers(void **state)
 	rc.policy = ROUTE_LEAST_QUEUE;
 	rq.deadline_ns = 0;
 	c[0].queued = 9;
-	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 4, &rr), 1);
 	c[0].full = c[1].full = true;
 	assert_int_equal(router_pick(&rc, &rq, c, 4, &rr, &i), ROUTE_OK);
 	assert_true(i == 2 || i == 3);
@@ -268,63 +273,50 @@ static void test_probe(void **state)
 	c[1] = (struct router_cand){ .id = 1, .cost = 0.5, .exec_ns = 1 * MS,
 				     .probe_exec_ns = 1 * MS };
 	/* not due: the same cost, b finishes first */
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	c[0].probe = true;
 	c[0].probe_exec_ns = 1 * MS;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 0);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 0);
 	/* no deadline: a probe all the same */
 	rq.deadline_ns = 0;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 0);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 0);
 	/* the deadline at the probe's prediction: 20 ms of wait + 1 + 1 margin */
 	c[0].wait_ns = 20 * MS;
 	rq.deadline_ns = 121 * MS;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	rq.deadline_ns = 122 * MS;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 0);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 0);
 	c[0].wait_ns = 0;
 	rq.deadline_ns = 200 * MS;
 	/* never dearer than the pick; cheaper is fine */
 	c[0].cost = 0.6;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	c[0].cost = 0.4;	/* cheaper, 40 ms learned, meets 100 ms anyway: the pick */
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 0);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 0);
 	c[0].cost = 0.5;
 	/* room, nothing displaced, unsaturated */
 	c[0].full = true;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	c[0].full = false;
 	c[0].displaces = true;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	c[0].displaces = false;
 	rq.sheddable = true;
 	rq.saturation_ns = 2 * MS;
 	c[0].work_ns = 3 * MS;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	c[0].work_ns = 1 * MS;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 0);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 0);
 	rq.sheddable = false;
 	c[0].work_ns = 0;
 	/* the pick due itself: it stays (it gets the sample) */
 	c[1].probe = true;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	c[1].probe = false;
 	/* only slo probes */
 	rc.policy = ROUTE_LEAST_QUEUE;
 	c[0].queued = 1;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	rc.policy = ROUTE_SLO;
 	c[0].queued = 0;
 	/* nothing meets 30 ms by what was learned (b busy 35 ms): late without
@@ -334,39 +326,32 @@ static void test_probe(void **state)
 	c[0].probe = false;
 	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_LATE);
 	c[0].probe = true;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 0);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 0);
 	c[1].wait_ns = 0;
 	rq.deadline_ns = 200 * MS;
 	/* tiers: a probe of a preferred tier at any cost, never of a later
 	 * one; among probes the lowest tier, then the cheapest */
 	c[0].tier = 1;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	c[0].tier = 0;
 	c[0].cost = 9;
 	c[0].exec_ns = 150 * MS;	/* tier 0 misses by what it learned */
 	c[1].tier = 1;
 	c[0].probe = false;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 1);
 	c[0].probe = true;
-	assert_int_equal(router_pick(&rc, &rq, c, 2, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 0);
+	assert_int_equal(pick_ok(&rc, &rq, c, 2, &rr), 0);
 	c[1].tier = 0;
 	c[0].cost = 0.5;
 	c[0].exec_ns = 40 * MS;
 	c[2] = (struct router_cand){ .id = 2, .cost = 0.4, .exec_ns = 50 * MS,
 				     .probe_exec_ns = 2 * MS, .probe = true };
 	c[1].cost = 0.45;	/* the pick: c[2] meets the deadline too, but is due */
-	assert_int_equal(router_pick(&rc, &rq, c, 3, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 2);
+	assert_int_equal(pick_ok(&rc, &rq, c, 3, &rr), 2);
 	c[2].probe = false;
-	assert_int_equal(router_pick(&rc, &rq, c, 3, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 2);	/* cheapest and meets it: the policy's own pick */
+	assert_int_equal(pick_ok(&rc, &rq, c, 3, &rr), 2);	/* cheapest and meets it: the policy's own pick */
 	c[2].exec_ns = 150 * MS;	/* misses: b is the pick, a (dearer) is not probed */
-	assert_int_equal(router_pick(&rc, &rq, c, 3, &rr, &i), ROUTE_OK);
-	assert_int_equal(i, 1);
+	assert_int_equal(pick_ok(&rc, &rq, c, 3, &rr), 1);
 }
 
 int main(void)
