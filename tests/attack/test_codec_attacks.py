@@ -1,8 +1,9 @@
 """Attacks on the request codecs (issue 9 #10, #11, #12), as a hostile
 client sends them: non-finite numbers in JSON, binary and msgpack tensors;
-a decoy "data" list beside the input; timeouts that overflow the deadline.
+a decoy "data" list beside the input; timeouts that overflow the deadline;
+numbers spelt every way and malformed ones shaped for the word readers.
 Every answer must be JSON (or msgpack when asked), carry the documented
-status and message, and the process must survive.  Bounded: a few dozen
+status and message, and the process must survive.  Bounded: a few hundred
 requests against one gateway."""
 import json
 import struct
@@ -227,4 +228,68 @@ def test_error_messages_are_json_whatever_the_bytes(g):
         assert st == 400, raw
         doc = strict_json(raw.decode("utf-8"))
         assert doc["error"].startswith("inputs[0].name: model digits has no input"), doc
+    attacklib.assert_alive(g)
+
+
+# The float32 row of test_number_spellings (exact in float32, so every
+# spelling below names the same value).
+ROW32 = [float(x) for x in np.float32(np.linspace(0.0, 16.0, 64) + 1 / 3)]
+
+
+def spell(v, how):
+    """v (a float32 value) written the ways clients write numbers."""
+    return {"repr": repr(v), "g9": "%.9g" % v, "pad": "%.20f" % v,
+            "exp": "%.8e" % v, "int": "%d" % v if v == int(v) else repr(v)}[how]
+
+
+def test_number_spellings_read_alike(g, model):
+    """The data list's number readers (a word at a time for the short
+    shapes, byte-wise, jansson's) give the same float whatever the
+    spelling: 17-digit doubles, %.9g, 20 fraction digits, exponents; and
+    the answers are byte-identical.  The last values sit at the body's end
+    (the word readers stop 9 bytes short of it)."""
+    answers = {}
+    for how in ("repr", "g9", "pad", "exp", "int"):
+        body = json_data([spell(v, how) for v in ROW32])
+        for st, h, raw in post_both(g, body):
+            assert st == 200, (how, raw[:300])
+            gwlib.check_infer_response(raw, model, np.asarray(ROW32).reshape(1, 64))
+            answers.setdefault(json.loads(raw)["outputs"][0]["data"].__repr__(), []).append(how)
+    assert len(answers) == 1, answers
+    # short integers and "d.d"/"dd.d" with every digit: the masked shapes
+    ints = [float(i % 17) for i in range(64)]
+    for fmt in ("%d", "%.1f", "%.2f", "%.0f.0"):
+        vals = [fmt % v for v in ints]
+        for st, h, raw in post_both(g, json_data(vals)):
+            assert st == 200, (fmt, raw[:300])
+            gwlib.check_infer_response(raw, model, np.asarray(ints).reshape(1, 64))
+    attacklib.assert_alive(g)
+
+
+@pytest.mark.parametrize("token", ["1.2.3", "12.", ".5", "01.5", "1.5e", "1/5", "1:5",
+                                    "-.5", "--1", "1.5.", "0x10", "1_0", "12.3a", "1,,2",
+                                    "9" * 400, "1." + "0" * 400 + "x"])
+def test_malformed_numbers_are_400(g, token):
+    """Tokens shaped to trip the word readers (a point, a digit, a byte next
+    to '0'..'9' in ASCII, cut exponents, 400 digits): 400 with a JSON error,
+    at every place in the list (the masked 8-byte loads see the token at
+    every offset and near the body's end), and the gateway survives."""
+    for i in (0, 3, 62, 63):
+        vals = ["%.1f" % v for v in ROW]
+        vals[i] = token
+        for st, h, raw in post_both(g, json_data(vals)):
+            assert st == 400, (token, i, st, raw[:300])
+            err = strict_json(raw)["error"]
+            assert "malformed JSON" in err or "inputs[0].data" in err, (token, i, err)
+    attacklib.assert_alive(g)
+
+
+def test_body_cut_anywhere_in_the_numbers_is_400(g):
+    """A body cut short inside its last numbers (content-length honest):
+    400, never a read past what came."""
+    body = json_data(["%.1f" % v for v in ROW])
+    for cut in range(len(body) - 40, len(body)):
+        st, h, raw = gwlib.h1_request(g.port, "POST", INFER, body[:cut], [gwlib.JSON_CT])
+        assert st == 400, (cut, st, raw[:200])
+        strict_json(raw)
     attacklib.assert_alive(g)
