@@ -154,7 +154,7 @@ void pol_view(const struct pol_be *b, int qi, int rows, int prio, uint64_t now_n
 	c->exec_ns = pol_exec(b, q, &pl, false);
 	c->probe_exec_ns = c->exec_ns;
 	at = pol_probe_at(q, rows);
-	c->probe = at != UINT64_MAX && now_ns >= at;
+	c->probe = pol_probe_due(at, now_ns);
 	if (c->probe) {
 		uint64_t prior = pol_exec(b, q, &pl, true);
 

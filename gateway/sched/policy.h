@@ -119,6 +119,12 @@ uint64_t pol_raw_wait(const struct pol_be *b, int qi, int rows, int prio, uint64
  * queued.
  */
 uint64_t pol_probe_at(const struct pol_queue *q, int rows);
+/* pol_probe_due - a probe is due at now by at (pol_probe_at's answer);
+ * never for UINT64_MAX, which the publisher also passes as now. */
+static inline bool pol_probe_due(uint64_t at, uint64_t now_ns)
+{
+	return at != UINT64_MAX && now_ns >= at;
+}
 /*
  * pol_view - what the router sees of queue qi for a request of rows at
  * priority prio: fills c's queued, full (full for this priority: nothing

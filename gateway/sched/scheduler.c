@@ -175,7 +175,7 @@ bool sched_view_published(struct sched_be *s, int qi, int rows, int prio, uint64
 		out->work_ns = raw;
 		out->exec_ns = exec;
 		/* as pol_view */
-		out->probe = probe_at != UINT64_MAX && now >= probe_at;
+		out->probe = pol_probe_due(probe_at, now);
 		out->probe_exec_ns = out->probe ? probe_exec : exec;
 		return true;
 	}
