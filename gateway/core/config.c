@@ -139,6 +139,23 @@ fail:
 	return -EINVAL;
 }
 
+/* Without listen.http2_engine, INFERGW_HTTP2_ENGINE (native or nghttp2)
+ * when set chooses the engine (the test suites run both). */
+static int cfg_http2_engine_env(struct config *c, char **err)
+{
+	const char *e = getenv("INFERGW_HTTP2_ENGINE");
+
+	if (!e || !*e)
+		return 0;
+	if (strcmp(e, "native") && strcmp(e, "nghttp2")) {
+		*err = yt_strdupf("%s: INFERGW_HTTP2_ENGINE: expected native or nghttp2, got \"%s\"",
+				  c->file, e);
+		return -1;
+	}
+	c->listen.http2_nghttp2 = !strcmp(e, "nghttp2");
+	return 0;
+}
+
 static int cfg_listen(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
 	static const char *const keys[] = { "address", "port", "grpc_port", "threads", "tls",
@@ -165,6 +182,8 @@ static int cfg_listen(struct ytree *t, yaml_node_t *m, struct config *c, char **
 		c->listen.http2_nghttp2 = !strcmp(engine, "nghttp2");
 	free(engine);
 defaults:
+	if (!engine && cfg_http2_engine_env(c, err))
+		return -EINVAL;
 	c->listen.port = (int)port;
 	c->listen.grpc_port = (int)grpc_port;
 	c->listen.threads_from = "config";

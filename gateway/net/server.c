@@ -1129,9 +1129,9 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 	for (int i = 0; i < s->n_loops; i++)
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
 	rt_on_publish(srv_on_publish, s);
-	log_info("listen=%s:%d threads=%d threads_from=%s tls=%s msg=\"serving %s\"",
+	log_info("listen=%s:%d threads=%d threads_from=%s tls=%s http2_engine=%s msg=\"serving %s\"",
 		 cfg->listen.address, s->port, cfg->listen.threads, cfg->listen.threads_from,
-		 s->loops[0].rt->tls ? "on" : "off",
+		 s->loops[0].rt->tls ? "on" : "off", cfg->listen.http2_nghttp2 ? "nghttp2" : "native",
 		 s->loops[0].rt->tls ? "HTTP/2 and HTTP/1.1 over TLS (ALPN)"
 				     : "HTTP/2 (h2c) and HTTP/1.1");
 	if (s->grpc_port >= 0)
