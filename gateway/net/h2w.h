@@ -25,7 +25,8 @@
  * session): at most H2W_MAX_QUEUED_CONTROL control frames
  * (SETTINGS/PING ACKs, RST_STREAM) waiting to be written (the peer does
  * not read: ENHANCE_YOUR_CALM); a header block (HEADERS + CONTINUATION)
- * of at most max_header_block bytes (then ENHANCE_YOUR_CALM; CVE-2024-28182);
+ * of at most max_header_block bytes and 8 CONTINUATIONs (then
+ * ENHANCE_YOUR_CALM; CVE-2024-28182);
  * streams the peer resets, SETTINGS and PINGs, empty DATA frames
  * without END_STREAM limited by a token bucket (CVE-2023-44487,
  * CVE-2019-9512/9515/9518: ENHANCE_YOUR_CALM).

@@ -14,7 +14,9 @@
  * (1-61); one from the dynamic table the serial number its entry got when
  * it was inserted (HPACK_ID_DYN + n, n counting insertions from 0 on this
  * connection, never reused), and a literal with incremental indexing the
- * serial of the entry it creates.  Literals that are not indexed have id 0.
+ * serial of the entry it creates (0 when it is larger than the whole table,
+ * which it then empties: nothing is kept).  Literals that are not indexed
+ * have id 0.
  * Same id on a connection, same name and value bytes: a caller may keep
  * what it concluded about a field under its id (h2.c's memo).
  *
