@@ -81,7 +81,7 @@ struct dpdk_conf {
 };
 
 /* listen.http2_engine's default: the native engine (false) or nghttp2. */
-#define CFG_HTTP2_NGHTTP2_DEFAULT true
+#define CFG_HTTP2_NGHTTP2_DEFAULT false
 
 struct config {
 	char *file;
