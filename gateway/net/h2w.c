@@ -3,7 +3,7 @@
  *
  * Input: frames are parsed straight from the caller's bytes; only a frame
  * cut by the end of an h2w_recv call is copied (into ibuf, one frame at
- * most), and only a header block split over CONTINUATIONs is gathered
+ * most, allocated when a connection first needs it), and only a header block split over CONTINUATIONs is gathered
  * (hbuf, at most max_header_block bytes).
  *
  * Output: three queues, written in this order by h2w_send: control frames
@@ -145,7 +145,7 @@ struct h2w {
 
 	struct h2w_bucket b_reset, b_ctl, b_empty;
 	const char *why;
-	uint8_t ibuf[9 + H2W_FRAME_MAX];
+	uint8_t *ibuf;			/* 9 + H2W_FRAME_MAX, at the first cut frame */
 };
 
 /* ------------------------------------------------------------ helpers -- */
@@ -942,6 +942,9 @@ static ssize_t h2w_fill(struct h2w *s, const uint8_t *p, size_t n)
 	size_t k, want;
 	int rc;
 
+	/* most connections never see a frame cut: ~16 KiB spared each */
+	if (!s->ibuf && !(s->ibuf = malloc(9 + H2W_FRAME_MAX)))
+		return h2w_conn_error(s, H2W_INTERNAL_ERROR, h2w_oom);
 	if (s->ilen < 9) {
 		k = 9 - s->ilen < n ? 9 - s->ilen : n;
 		memcpy(s->ibuf + s->ilen, p, k);
@@ -1396,6 +1399,7 @@ void h2w_free(struct h2w *s)
 	free(s->ctl.p);
 	free(s->hout.p);
 	free(s->hbuf.p);
+	free(s->ibuf);
 	free(s);
 }
 
