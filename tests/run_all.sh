@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run every suite and finish with one line "N passed, N failed, N skipped"
 # summed over all of them.  Exit status: 0 only when nothing failed.
-# SUITES="asan tsan" runs only those suites (of: unit layering k8s gpu integration attack dpdk
-# asan tsan fuzz arm64 deploy); unset, all of them.
+# SUITES="asan tsan" runs only those suites (of: unit layering k8s gpu integration attack h2alt
+# dpdk asan tsan fuzz arm64 deploy); unset, all of them.
 set -u
 cd "$(dirname "$0")/.."
 PY=/usr/bin/python3
@@ -137,6 +137,23 @@ if want attack; then
 	out="$log_dir/attack.log"
 	timeout 900 $PY -m pytest -q -rs -p no:cacheprovider tests/attack 2>&1 | tee "$out" | tail -15
 	pytest_count "$out" attack || fail=$((fail + 1))
+fi
+
+# The HTTP/2 engine that is not the default (listen.http2_engine): the
+# HTTP/2 attack, protocol, gRPC and TLS tests again, with
+# INFERGW_HTTP2_ENGINE choosing it for every gateway they start.
+H2_ALT_ENGINE=nghttp2
+if want h2alt; then
+	out="$log_dir/h2alt.log"
+	INFERGW_HTTP2_ENGINE=$H2_ALT_ENGINE timeout 600 $PY -m pytest -q -rs -p no:cacheprovider \
+		tests/attack/test_h2_attacks.py tests/attack/test_h2_messaging.py \
+		tests/attack/test_h2_stream_ids.py tests/attack/test_h2_indexed_fields.py \
+		tests/attack/test_upgrade_attacks.py tests/attack/test_grpc_attacks.py \
+		tests/attack/test_read_pause.py tests/integration/test_h2_output.py \
+		tests/integration/test_grpc.py tests/integration/test_http_compat.py \
+		tests/integration/test_tls.py 2>&1 | tee "$out" | tail -5
+	echo "h2alt: the tests above with listen.http2_engine $H2_ALT_ENGINE"
+	pytest_count "$out" h2alt || fail=$((fail + 1))
 fi
 
 # san_run NAME DIR SECONDS TESTS...: pytest on TESTS against DIR/infergw (a

@@ -139,10 +139,29 @@ fail:
 	return -EINVAL;
 }
 
+/* Without listen.http2_engine, INFERGW_HTTP2_ENGINE (native or nghttp2)
+ * when set chooses the engine (the test suites run both). */
+static int cfg_http2_engine_env(struct config *c, char **err)
+{
+	const char *e = getenv("INFERGW_HTTP2_ENGINE");
+
+	if (!e || !*e)
+		return 0;
+	if (strcmp(e, "native") && strcmp(e, "nghttp2")) {
+		*err = yt_strdupf("%s: INFERGW_HTTP2_ENGINE: expected native or nghttp2, got \"%s\"",
+				  c->file, e);
+		return -1;
+	}
+	c->listen.http2_nghttp2 = !strcmp(e, "nghttp2");
+	return 0;
+}
+
 static int cfg_listen(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
-	static const char *const keys[] = { "address", "port", "grpc_port", "threads", "tls", NULL };
+	static const char *const keys[] = { "address", "port", "grpc_port", "threads", "tls",
+		"http2_engine", NULL };
 	int64_t port = c->listen.port, grpc_port = c->listen.grpc_port, threads = 0;
+	char *engine = NULL;
 
 	if (!m)
 		goto defaults;
@@ -151,9 +170,20 @@ static int cfg_listen(struct ytree *t, yaml_node_t *m, struct config *c, char **
 	    cfg_opt_int(t, m, "listen", "port", 0, 65535, &port, err) ||
 	    cfg_opt_int(t, m, "listen", "grpc_port", -1, 65535, &grpc_port, err) ||
 	    cfg_opt_int(t, m, "listen", "threads", 0, 256, &threads, err) ||
+	    cfg_opt_str(t, m, "listen", "http2_engine", &engine, err) ||
 	    cfg_tls(t, yt_get(t, m, "tls"), c, err))
-		return -EINVAL;
+		goto fail;
+	if (engine && strcmp(engine, "native") && strcmp(engine, "nghttp2")) {
+		yt_error(t, yt_get(t, m, "http2_engine"), "listen.http2_engine", err,
+			 "expected native or nghttp2, got \"%s\"", engine);
+		goto fail;
+	}
+	if (engine)
+		c->listen.http2_nghttp2 = !strcmp(engine, "nghttp2");
+	free(engine);
 defaults:
+	if (!engine && cfg_http2_engine_env(c, err))
+		return -EINVAL;
 	c->listen.port = (int)port;
 	c->listen.grpc_port = (int)grpc_port;
 	c->listen.threads_from = "config";
@@ -161,6 +191,9 @@ defaults:
 		threads = cpus_usable(&c->listen.threads_from);
 	c->listen.threads = (int)threads;
 	return 0;
+fail:
+	free(engine);
+	return -EINVAL;
 }
 
 static int cfg_limits(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
@@ -861,6 +894,7 @@ static void cfg_defaults(struct config *c)
 	c->listen.port = 8000;
 	c->listen.grpc_port = -1;	/* Triton's 8001 only when asked for */
 	c->listen.tls.min_version = 12;
+	c->listen.http2_nghttp2 = CFG_HTTP2_NGHTTP2_DEFAULT;
 	c->limits.max_body_bytes = 4 << 20;
 	c->limits.max_header_bytes = 16384;
 	c->limits.max_concurrent_streams = 128;
@@ -1097,11 +1131,13 @@ void *cfg_to_json(const struct config *c)
 		json_array_append_new(models, cfg_model_json(&c->models[i]));
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
-	return json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:o}, s:{s:s, s:i, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
+	return json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:s, s:o}, s:{s:s, s:i, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
 			 " s:{s:s, s:i, s:i, s:i, s:f, s:b, s:i}, s:{s:b, s:i, s:i}, s:{s:s, s:b}, s:o, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
-			 "grpc_port", c->listen.grpc_port, "threads", c->listen.threads, "tls", cfg_tls_json(&c->listen.tls),
+			 "grpc_port", c->listen.grpc_port, "threads", c->listen.threads,
+			 "http2_engine", c->listen.http2_nghttp2 ? "nghttp2" : "native",
+			 "tls", cfg_tls_json(&c->listen.tls),
 			 "admin", "address", c->admin.address, "port", c->admin.port,
 			 "repository_on_main", c->admin.repository_on_main,
 			 "limits", "max_body_bytes", (json_int_t)c->limits.max_body_bytes,

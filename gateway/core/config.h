@@ -80,6 +80,9 @@ struct dpdk_conf {
 	char *where;		/* "FILE:LINE:COL: dpdk", for errors found at start */
 };
 
+/* listen.http2_engine's default: the native engine (false) or nghttp2. */
+#define CFG_HTTP2_NGHTTP2_DEFAULT false
+
 struct config {
 	char *file;
 	struct {
@@ -87,6 +90,7 @@ struct config {
 		int port;
 		int grpc_port;		/* Triton's gRPC port (8001): the same stack; -1 = none */
 		int threads;		/* event loops; resolved: never 0 */
+		bool http2_nghttp2;	/* http2_engine: nghttp2 (else native: h2w.h) */
 		const char *threads_from; /* "config", or for 0 what cpus_usable() went by */
 		struct tls_conf tls;
 	} listen;

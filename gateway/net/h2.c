@@ -1,12 +1,18 @@
 /*
- * h2.c - HTTP/2 over cleartext with prior knowledge (nghttp2 server session).
+ * h2.c - HTTP/2: h2c with prior knowledge or upgraded, and TLS h2.
  *
- * Input is fed to nghttp2_session_mem_recv straight from the bufferevent;
- * output is pulled with nghttp2_session_mem_send into the bufferevent's
- * output buffer.  nghttp2 sends WINDOW_UPDATE as we consume DATA (automatic
- * flow control), and enforces SETTINGS_MAX_CONCURRENT_STREAMS.  A call per
- * stream hangs off the stream's user data; when the stream closes before
- * its inference finished, the call is detached and the request cancelled.
+ * Two engines frame the bytes (listen.http2_engine, chosen as a
+ * connection becomes HTTP/2): the gateway's own (h2w.h, "native", the
+ * default) or an nghttp2 server session.  Either hands the request side
+ * here in the same steps (a stream opens, each header field, DATA, the
+ * end of a HEADERS block or DATA frame, the stream's close: h2_open,
+ * h2_field_*, h2_data_in, h2_frame_in, h2_closed), and takes answers from
+ * here (h2_respond, h2_stream_write).  A call per stream hangs off the
+ * stream's user data; when the stream closes before its inference
+ * finished, the call is detached and the request cancelled.
+ *
+ * Input is fed to the engine straight from the read buffer; output is
+ * written into the bufferevent's output buffer (h2_send).
  */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -19,6 +25,7 @@
 #include "config.h"
 #include "grpc.h"
 #include "h2check.h"
+#include "h2w.h"
 #include "infer.h"
 #include "log.h"
 #include "server.h"
@@ -30,7 +37,7 @@
  * window (one round trip, not one per MiB): h2_stream_window.  The
  * connection's is at least H2_CONN_WINDOW and two streams' worth: it bounds
  * what a connection holds (request bodies are given back to it only when
- * their stream closes, gRPC streams as they are taken: h2_on_data).
+ * their stream closes, gRPC streams as they are taken: h2_data_in).
  */
 #define H2_WINDOW (1 << 20)
 #define H2_WINDOW_MAX (16 << 20)
@@ -38,12 +45,64 @@
 /* Oversized header lists tolerated on one connection before GOAWAY. */
 #define H2_MAX_OFFENCES 4
 #define H2_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+/* Answer fields at most: :status, content-length, the call's own,
+ * grpc-status and grpc-message. */
+#define H2_MAX_FIELDS (4 + CALL_MAX_RESP_HDRS)
 
-/* The call of a stream; the last one attached is remembered, since a
- * request's callbacks (each header, the frame) come in a row and
- * nghttp2's lookup is a hash-map search (~250 instructions a request);
- * so is the one whose last DATA frame went out, closing next
- * (h2_read_body). */
+/* ---- the engine seam: what the request side asks of either session ---- */
+
+/* RST_STREAM(code) on sid. */
+static void h2e_reset(struct conn *c, int32_t sid, uint32_t code)
+{
+	if (c->h2w)
+		h2w_reset(c->h2w, sid, code);
+	else
+		nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, sid, code);
+}
+
+/* n DATA bytes received on sid given back to its stream's receive window
+ * (stream) and to the connection's (conn). */
+static void h2e_consume(struct conn *c, int32_t sid, size_t n, bool stream, bool conn)
+{
+	if (c->h2w) {
+		if (stream)
+			h2w_consume_stream(c->h2w, sid, n);
+		if (conn)
+			h2w_consume_conn(c->h2w, n);
+	} else if (stream && conn) {
+		nghttp2_session_consume(c->h2, sid, n);
+	} else if (stream) {
+		nghttp2_session_consume_stream(c->h2, sid, n);
+	} else if (conn) {
+		nghttp2_session_consume_connection(c->h2, n);
+	}
+}
+
+void h2_terminate(struct conn *c, uint32_t code)
+{
+	if (c->h2w)
+		h2w_goaway(c->h2w, code, true);
+	else
+		nghttp2_session_terminate_session(c->h2, code);
+}
+
+bool h2_want_read(const struct conn *c)
+{
+	return c->h2w ? h2w_want_read(c->h2w) : nghttp2_session_want_read(c->h2);
+}
+
+bool h2_want_write(const struct conn *c)
+{
+	return c->h2w ? h2w_want_write(c->h2w) : nghttp2_session_want_write(c->h2);
+}
+
+/* ---- calls on streams ---- */
+
+/* The call of a stream (nghttp2: the native engine hands it over); the
+ * last one attached is remembered, since a request's callbacks (each
+ * header, the frame) come in a row and nghttp2's lookup is a hash-map
+ * search (~250 instructions a request); so is the one whose last DATA
+ * frame went out, closing next (h2_read_body). */
 static struct call *h2_call(struct conn *c, int32_t stream_id)
 {
 	if (c->h2_last_call && c->h2_last_call->stream_id == stream_id)
@@ -62,10 +121,13 @@ static void h2_attach(struct conn *c, struct call *call, int32_t stream_id)
 		c->h2_calls->h2_prev = call;
 	c->h2_calls = call;
 	c->h2_last_call = call;
-	nghttp2_session_set_stream_user_data(c->h2, stream_id, call);
+	if (c->h2w)
+		h2w_set_user(c->h2w, stream_id, call);
+	else
+		nghttp2_session_set_stream_user_data(c->h2, stream_id, call);
 }
 
-/* Only as its stream closes (or the session goes): nghttp2 hands a
+/* Only as its stream closes (or the session goes): the engines hand a
  * closed stream's user data to no one, so it is left as it is. */
 static void h2_detach(struct conn *c, struct call *call)
 {
@@ -80,37 +142,36 @@ static void h2_detach(struct conn *c, struct call *call)
 		c->h2_last_call = NULL;
 }
 
-static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
-{
-	struct conn *c = arg;
-	struct call *call;
+/* ---- the request side, either engine ---- */
 
-	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-		return 0;
-	call = call_new(c);
+/* A client opened stream_id with a request: its call, or NULL (out of
+ * memory: the session ends). */
+static struct call *h2_open(struct conn *c, int32_t stream_id)
+{
+	struct call *call = call_new(c);
+
 	if (!call)
-		return NGHTTP2_ERR_CALLBACK_FAILURE;
-	h2_attach(c, call, f->hd.stream_id);
+		return NULL;
+	h2_attach(c, call, stream_id);
 	c->active++;
-	return 0;
+	return call;
 }
 
 /*
  * A header list over limits.max_header_bytes: stop processing the stream
- * now (nghttp2 resets it and decodes the rest of the block without calling
- * us or validating it: references to a large table entry cost nothing
- * more), and end the session after H2_MAX_OFFENCES such streams.
+ * now (the engine resets it and decodes the rest of the block without
+ * calling us or validating it: references to a large table entry cost
+ * nothing more), and end the session after H2_MAX_OFFENCES such streams.
  */
-static int h2_header_offence(struct conn *c, struct call *call)
+static void h2_header_offence(struct conn *c, struct call *call)
 {
 	call->hdr_too_large = true;
 	if (++c->h2_offences >= H2_MAX_OFFENCES) {
 		log_info("peer=%s msg=\"closing: %d header lists over limits.max_header_bytes\"",
 			 c->peer, c->h2_offences);
 		srv_count_close(CLOSE_H2_OFFENCES);
-		nghttp2_session_terminate_session(c->h2, NGHTTP2_ENHANCE_YOUR_CALM);
+		h2_terminate(c, NGHTTP2_ENHANCE_YOUR_CALM);
 	}
-	return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
 /*
@@ -123,15 +184,171 @@ static void h2_malformed(struct conn *c, struct call *call)
 {
 	log_debug("peer=%s stream=%d msg=\"malformed request: stream reset\"", c->peer,
 		  call->stream_id);
-	nghttp2_submit_rst_stream(c->h2, NGHTTP2_FLAG_NONE, call->stream_id,
-				  NGHTTP2_PROTOCOL_ERROR);
+	h2e_reset(c, call->stream_id, NGHTTP2_PROTOCOL_ERROR);
+}
+
+/* A field of nlen + vlen bytes comes in call's header block (not its
+ * trailers): false when the list is now over limits.max_header_bytes
+ * (h2_header_offence: the caller has the stream reset). */
+static bool h2_field_fits(struct conn *c, struct call *call, size_t nlen, size_t vlen)
+{
+	call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
+	if (call->hdr_bytes <= conn_cfg(c)->limits.max_header_bytes)
+		return true;
+	h2_header_offence(c, call);
+	return false;
+}
+
+/* A field with verdict d (h2check.h) in call's header block or trailers:
+ * keep what the call needs of it. */
+static void h2_field_apply(struct conn *c, struct call *call, const struct h2c_verdict *d,
+			   const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen,
+			   bool trailer)
+{
+	size_t n;
+
+	switch (h2c_apply(&call->h2msg, d, trailer)) {
+	case H2C_MALFORMED:
+		h2_malformed(c, call);
+		break;
+	case H2C_METHOD:	/* a token: no NUL in it */
+		n = vlen < sizeof(call->method) - 1 ? vlen : sizeof(call->method) - 1;
+		memcpy(call->method, value, n);
+		call->method[n] = 0;
+		break;
+	case H2C_PATH: {
+		const uint8_t *q = memchr(value, '?', vlen);
+
+		call->path = call_strndup(call, (const char *)value, q ? (size_t)(q - value) : vlen);
+		break;
+	}
+	case H2C_REGULAR:	/* lower-case; the trailers' are checked, not kept */
+		if (!trailer && !call_add_lc_header(call, (const char *)name, nlen,
+						    (const char *)value, vlen))
+			call->hdr_too_large = true;
+		break;
+	case H2C_PSEUDO:
+		break;
+	}
+}
+
+/* len bytes of DATA for call (NULL: a stream without one) on stream_id. */
+static void h2_data_in(struct conn *c, struct call *call, int32_t stream_id,
+		       const uint8_t *data, size_t len)
+{
+	if (call && !h2c_malformed(&call->h2msg) && !h2c_data(&call->h2msg, len))
+		h2_malformed(c, call);	/* past its content-length */
+	/* The stream's window reopens at once; the connection's only when the
+	 * stream closes and its body is gone: no connection buffers more
+	 * request bodies than its 16 MiB connection window. */
+	if (!call || call->responded || h2c_malformed(&call->h2msg)) {
+		h2e_consume(c, stream_id, len, true, true);
+		return;
+	}
+	/* A gRPC stream: its bytes stay held against both windows until the
+	 * gRPC layer has room for more requests (grpc_stream_data). */
+	if (call->grpc_stream) {
+		call->h2_rx += len;
+		evbuffer_add(call->body, data, len);
+		grpc_stream_data(call);
+		return;
+	}
+	h2e_consume(c, stream_id, len, true, false);
+	call->h2_rx += len;
+	if (evbuffer_get_length(call->body) + len > conn_cfg(c)->limits.max_body_bytes) {
+		call->body_too_large = true;
+		/* Answer now; the engine resets the rest of the upload (NO_ERROR). */
+		call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
+				   (unsigned long long)conn_cfg(c)->limits.max_body_bytes);
+		return;
+	}
+	evbuffer_add(call->body, data, len);
+}
+
+/* The request is complete: route it, or answer what was wrong with it. */
+static void h2_dispatch(struct conn *c, struct call *call)
+{
+	if (call->responded)
+		return;
+	if (call->hdr_too_large) {
+		call_respond_error(call, 431, "request header exceeds limits.max_header_bytes");
+		return;
+	}
+	if (!call->path || !call->method[0]) {
+		call_respond_error(call, 400, "missing :method or :path");
+		return;
+	}
+	api_handle(call);
+}
+
+/* A HEADERS block (headers; trailer: not the request's first) or a DATA
+ * frame of call's stream was received whole; end_stream: it ended the
+ * request. */
+static void h2_frame_in(struct conn *c, struct call *call, bool headers, bool trailer,
+			bool end_stream)
+{
+	if (!call || h2c_malformed(&call->h2msg))
+		return;
+	if (!(headers ? h2c_headers_end(&call->h2msg, trailer, end_stream) :
+	      !end_stream || h2c_end_stream(&call->h2msg))) {
+		h2_malformed(c, call);
+		return;
+	}
+	if (headers) {
+		conn_disarm_header_timer(c);	/* a request came in time */
+		/* before any answer (413 included), so every one is gRPC-shaped;
+		 * the admin listener serves no gRPC */
+		call->grpc = !call->admin && grpc_is_request(call);
+		/* a stream is served as it arrives: open it now */
+		if (!trailer && grpc_is_stream(call)) {
+			call->grpc_stream = true;
+			h2_dispatch(c, call);
+		}
+	}
+	if (call->grpc_stream) {
+		if (end_stream)
+			grpc_stream_input_end(call);
+		return;
+	}
+	if (headers && !end_stream) {
+		uint64_t cl;	/* h2check read it */
+
+		if (h2c_content_length(&call->h2msg, &cl) && cl > conn_cfg(c)->limits.max_body_bytes)
+			call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
+					   (unsigned long long)conn_cfg(c)->limits.max_body_bytes);
+		return;
+	}
+	if (end_stream)
+		h2_dispatch(c, call);
+}
+
+/* call's stream closed (error_code: its RST_STREAM's). */
+static void h2_closed(struct conn *c, struct call *call, uint32_t error_code)
+{
+	h2_detach(c, call);
+	if (call->h2_rx)
+		h2e_consume(c, call->stream_id, call->h2_rx, false, true);
+	if (c->active > 0)
+		c->active--;
+	if (call->h2_queued) {
+		call->h2_queued = false;
+		c->h2_blocked--;
+	}
+	if (call->async && !call->responded) {
+		log_debug("stream=%d error=%u msg=\"client reset a stream in flight\"",
+			  call->stream_id, error_code);
+		api_abandon(call);
+		return;
+	}
+	call_free(call);
 }
 
 /*
  * Clients send the same fields in the same order request after request,
- * and HPACK hands an indexed field over as the same nghttp2_rcbuf each
- * time: h2check's verdict on the field at each position of a header block
- * is kept with a reference to its name's and value's buffers (so that no
+ * and HPACK hands an indexed field over as the same bytes each time:
+ * h2check's verdict on the field at each position of a header block is
+ * kept with what names those bytes (the native engine's field id; for
+ * nghttp2 a reference to its name's and value's buffers, so that no
  * other field can take their address), and a field found again at its
  * position is not read again (~60 instructions a field).  Fields up to
  * H2_MEMO_FIELD bytes at the first H2_MEMO positions: at most ~20 KiB
@@ -141,8 +358,9 @@ static void h2_malformed(struct conn *c, struct call *call)
 #define H2_MEMO_FIELD 1024
 
 struct h2_memo {
-	nghttp2_rcbuf *name, *value;	/* NULL: empty */
+	nghttp2_rcbuf *name, *value;	/* nghttp2; NULL: empty */
 	nghttp2_vec n, v;		/* their bytes */
+	uint32_t id;			/* native: the field's id (hpack.h); 0: empty */
 	struct h2c_verdict d;
 };
 
@@ -158,6 +376,26 @@ static void h2_memo_free(struct conn *c)
 	}
 	free(c->h2_memo);
 	c->h2_memo = NULL;
+}
+
+/* The memo's slot for position pos of a header block, made on first use;
+ * NULL past H2_MEMO or when out of memory. */
+static struct h2_memo *h2_memo_slot(struct conn *c, unsigned pos)
+{
+	if (pos >= H2_MEMO)
+		return NULL;
+	if (!c->h2_memo && !(c->h2_memo = calloc(H2_MEMO, sizeof(*c->h2_memo))))
+		return NULL;
+	return &c->h2_memo[pos];
+}
+
+/* ---- nghttp2's callbacks ---- */
+
+static int h2_on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	return h2_open(arg, f->hd.stream_id) ? 0 : NGHTTP2_ERR_CALLBACK_FAILURE;
 }
 
 /* The slot of the field at position pos of a header block when it holds
@@ -184,11 +422,9 @@ static const struct h2c_verdict *h2_memo_keep(struct conn *c, unsigned pos, nght
 {
 	struct h2_memo *e;
 
-	if (pos >= H2_MEMO || d->kind == H2C_MALFORMED || n->len + v->len > H2_MEMO_FIELD)
+	if (d->kind == H2C_MALFORMED || n->len + v->len > H2_MEMO_FIELD ||
+	    !(e = h2_memo_slot(c, pos)))
 		return d;
-	if (!c->h2_memo && !(c->h2_memo = calloc(H2_MEMO, sizeof(*c->h2_memo))))
-		return d;
-	e = &c->h2_memo[pos];
 	if (e->name == name)
 		return d;	/* a value that is never indexed (:path, content-length) */
 	if (e->name) {
@@ -210,8 +446,6 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, nghttp2_rcbu
 	struct h2c_verdict dv;
 	const struct h2c_verdict *d;
 	nghttp2_vec nv, vv;
-	const uint8_t *name, *value;
-	size_t nlen, vlen, n;
 	unsigned pos;
 	bool trailer;
 
@@ -230,100 +464,30 @@ static int h2_on_header(nghttp2_session *s, const nghttp2_frame *f, nghttp2_rcbu
 		nv = nghttp2_rcbuf_get_buf(nbuf);
 		vv = nghttp2_rcbuf_get_buf(vbuf);
 	}
-	name = nv.base, nlen = nv.len, value = vv.base, vlen = vv.len;
-	if (!trailer) {
-		call->hdr_bytes += nlen + vlen + 32;	/* RFC 7541 entry size */
-		if (call->hdr_bytes > conn_cfg(c)->limits.max_header_bytes)
-			return h2_header_offence(c, call);
-	}
+	/* nghttp2 resets the stream (and decodes the rest of the block
+	 * without us) on a temporal failure */
+	if (!trailer && !h2_field_fits(c, call, nv.len, vv.len))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 	if (e) {
 		d = &e->d;
 	} else {
-		h2c_classify(&dv, name, nlen, value, vlen);
+		h2c_classify(&dv, nv.base, nv.len, vv.base, vv.len);
 		d = h2_memo_keep(c, pos, nbuf, vbuf, &nv, &vv, &dv);
 	}
-	switch (h2c_apply(&call->h2msg, d, trailer)) {
-	case H2C_MALFORMED:
-		h2_malformed(c, call);
-		break;
-	case H2C_METHOD:	/* a token: no NUL in it */
-		n = vlen < sizeof(call->method) - 1 ? vlen : sizeof(call->method) - 1;
-		memcpy(call->method, value, n);
-		call->method[n] = 0;
-		break;
-	case H2C_PATH: {
-		const uint8_t *q = memchr(value, '?', vlen);
-
-		call->path = call_strndup(call, (const char *)value, q ? (size_t)(q - value) : vlen);
-		break;
-	}
-	case H2C_REGULAR:	/* lower-case; the trailers' are checked, not kept */
-		if (!trailer && !call_add_lc_header(call, (const char *)name, nlen,
-						    (const char *)value, vlen))
-			call->hdr_too_large = true;
-		break;
-	case H2C_PSEUDO:
-		break;
-	}
+	h2_field_apply(c, call, d, nv.base, nv.len, vv.base, vv.len, trailer);
 	return 0;
 }
 
 static int h2_on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id,
 		      const uint8_t *data, size_t len, void *arg)
 {
-	struct conn *c = arg;
-	struct call *call = h2_call(c, stream_id);
-
-	if (call && !h2c_malformed(&call->h2msg) && !h2c_data(&call->h2msg, len))
-		h2_malformed(c, call);	/* past its content-length */
-	/* The stream's window reopens at once; the connection's only when the
-	 * stream closes and its body is gone: no connection buffers more
-	 * request bodies than its 16 MiB connection window. */
-	if (!call || call->responded || h2c_malformed(&call->h2msg)) {
-		nghttp2_session_consume(s, stream_id, len);
-		return 0;
-	}
-	/* A gRPC stream: its bytes stay held against both windows until the
-	 * gRPC layer has room for more requests (grpc_stream_data). */
-	if (call->grpc_stream) {
-		call->h2_rx += len;
-		evbuffer_add(call->body, data, len);
-		grpc_stream_data(call);
-		return 0;
-	}
-	nghttp2_session_consume_stream(s, stream_id, len);
-	call->h2_rx += len;
-	if (evbuffer_get_length(call->body) + len > conn_cfg(c)->limits.max_body_bytes) {
-		call->body_too_large = true;
-		/* Answer now; nghttp2 resets the rest of the upload (NO_ERROR). */
-		call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
-				   (unsigned long long)conn_cfg(c)->limits.max_body_bytes);
-		return 0;
-	}
-	evbuffer_add(call->body, data, len);
+	h2_data_in(arg, h2_call(arg, stream_id), stream_id, data, len);
 	return 0;
-}
-
-/* The request is complete: route it, or answer what was wrong with it. */
-static void h2_dispatch(struct conn *c, struct call *call)
-{
-	if (call->responded)
-		return;
-	if (call->hdr_too_large) {
-		call_respond_error(call, 431, "request header exceeds limits.max_header_bytes");
-		return;
-	}
-	if (!call->path || !call->method[0]) {
-		call_respond_error(call, 400, "missing :method or :path");
-		return;
-	}
-	api_handle(call);
 }
 
 static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 {
 	struct conn *c = arg;
-	struct call *call;
 
 	/* Upgraded from HTTP/1.1 (stream 1 is the request): the client's
 	 * preface and SETTINGS are what header_timeout_ms waits for. */
@@ -331,87 +495,151 @@ static int h2_on_frame(nghttp2_session *s, const nghttp2_frame *f, void *arg)
 		conn_disarm_header_timer(c);
 	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
 		return 0;
-	call = h2_call(c, f->hd.stream_id);
-	if (!call || h2c_malformed(&call->h2msg))
-		return 0;
-	if (!(f->hd.type == NGHTTP2_HEADERS ?
-	      h2c_headers_end(&call->h2msg, f->headers.cat != NGHTTP2_HCAT_REQUEST,
-			      f->hd.flags & NGHTTP2_FLAG_END_STREAM) :
-	      !(f->hd.flags & NGHTTP2_FLAG_END_STREAM) || h2c_end_stream(&call->h2msg))) {
-		h2_malformed(c, call);
-		return 0;
-	}
-	if (f->hd.type == NGHTTP2_HEADERS) {
-		conn_disarm_header_timer(c);	/* a request came in time */
-		/* before any answer (413 included), so every one is gRPC-shaped;
-		 * the admin listener serves no gRPC */
-		call->grpc = !call->admin && grpc_is_request(call);
-		/* a stream is served as it arrives: open it now */
-		if (f->headers.cat == NGHTTP2_HCAT_REQUEST && grpc_is_stream(call)) {
-			call->grpc_stream = true;
-			h2_dispatch(c, call);
-		}
-	}
-	if (call->grpc_stream) {
-		if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
-			grpc_stream_input_end(call);
-		return 0;
-	}
-	if (f->hd.type == NGHTTP2_HEADERS && !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-		uint64_t cl;	/* h2check read it */
-
-		if (h2c_content_length(&call->h2msg, &cl) && cl > conn_cfg(c)->limits.max_body_bytes)
-			call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
-					   (unsigned long long)conn_cfg(c)->limits.max_body_bytes);
-		return 0;
-	}
-	if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
-		h2_dispatch(c, call);
+	h2_frame_in(c, h2_call(c, f->hd.stream_id), f->hd.type == NGHTTP2_HEADERS,
+		    f->hd.type == NGHTTP2_HEADERS && f->headers.cat != NGHTTP2_HCAT_REQUEST,
+		    f->hd.flags & NGHTTP2_FLAG_END_STREAM);
 	return 0;
 }
 
 static int h2_on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error_code,
 			      void *arg)
 {
-	struct conn *c = arg;
-	struct call *call = h2_call(c, stream_id);
+	struct call *call = h2_call(arg, stream_id);
 
-	if (!call)
-		return 0;
-	h2_detach(c, call);
-	if (call->h2_rx)
-		nghttp2_session_consume_connection(s, call->h2_rx);
-	if (c->active > 0)
-		c->active--;
-	if (call->h2_queued) {
-		call->h2_queued = false;
-		c->h2_blocked--;
-	}
-	if (call->async && !call->responded) {
-		log_debug("stream=%d error=%u msg=\"client reset a stream in flight\"",
-			  stream_id, error_code);
-		api_abandon(call);
-		return 0;
-	}
-	call_free(call);
+	if (call)
+		h2_closed(arg, call, error_code);
 	return 0;
 }
 
-/* grpc-status and grpc-message as name/value pairs for nva. */
-static int h2_grpc_nv(struct call *call, nghttp2_nv *nva, char *code, size_t codelen)
+/* ---- the native engine's callbacks ---- */
+
+static int h2n_on_begin(void *arg, int32_t sid)
 {
-	char *p = util_utoa(code + codelen - 1, call->grpc_status < 0 ? 0 : (unsigned)call->grpc_status);
+	return h2_open(arg, sid) ? 0 : -1;
+}
+
+/* The memo's verdict on the field with this id at position pos; NULL. */
+static const struct h2c_verdict *h2n_memo_find(struct conn *c, unsigned pos, uint32_t id)
+{
+	if (pos >= H2_MEMO || !c->h2_memo || !id || c->h2_memo[pos].id != id)
+		return NULL;
+	return &c->h2_memo[pos].d;
+}
+
+/* The verdict d on field f kept at pos (an indexed field, not malformed,
+ * not too large); d's copy in the memo, or d. */
+static const struct h2c_verdict *h2n_memo_keep(struct conn *c, unsigned pos,
+					       const struct hpack_field *f,
+					       const struct h2c_verdict *d)
+{
+	struct h2_memo *e;
+
+	if (!f->id || d->kind == H2C_MALFORMED || f->nlen + f->vlen > H2_MEMO_FIELD ||
+	    !(e = h2_memo_slot(c, pos)))
+		return d;
+	e->id = f->id;
+	e->d = *d;
+	return &e->d;
+}
+
+static int h2n_on_field(void *arg, int32_t sid, void *user, const struct hpack_field *f,
+			bool trailer)
+{
+	struct conn *c = arg;
+	struct call *call = user;
+	struct h2c_verdict dv;
+	const struct h2c_verdict *d;
+	unsigned pos;
+
+	if (!call || h2c_malformed(&call->h2msg))
+		return 0;
+	if (!trailer && !h2_field_fits(c, call, f->nlen, f->vlen)) {
+		h2w_reset(c->h2w, sid, H2W_INTERNAL_ERROR);	/* as nghttp2 did */
+		return 0;
+	}
+	pos = trailer ? H2_MEMO : call->h2_nfield++;	/* trailers: not kept */
+	d = h2n_memo_find(c, pos, f->id);
+	if (!d) {
+		h2c_classify(&dv, f->name, f->nlen, f->value, f->vlen);
+		d = h2n_memo_keep(c, pos, f, &dv);
+	}
+	h2_field_apply(c, call, d, f->name, f->nlen, f->value, f->vlen, trailer);
+	return 0;
+}
+
+static int h2n_on_data(void *arg, int32_t sid, void *user, const uint8_t *p, size_t n)
+{
+	h2_data_in(arg, user, sid, p, n);
+	return 0;
+}
+
+static int h2n_on_end(void *arg, int32_t sid, void *user, bool headers, bool trailer,
+		      bool end_stream)
+{
+	h2_frame_in(arg, user, headers, trailer, end_stream);
+	return 0;
+}
+
+static int h2n_on_close(void *arg, int32_t sid, void *user, uint32_t code)
+{
+	if (user)
+		h2_closed(arg, user, code);
+	return 0;
+}
+
+/* Upgraded from HTTP/1.1 (stream 1 is the request): the client's preface
+ * and SETTINGS are what header_timeout_ms waits for. */
+static void h2n_on_settings(void *arg)
+{
+	struct conn *c = arg;
+
+	if (h2w_last_stream(c->h2w) > 0)
+		conn_disarm_header_timer(c);
+}
+
+static void h2n_on_drained(void *arg, int32_t sid, void *user);
+
+static const struct h2w_callbacks h2n_callbacks = {
+	.begin = h2n_on_begin,
+	.field = h2n_on_field,
+	.data = h2n_on_data,
+	.end = h2n_on_end,
+	.close = h2n_on_close,
+	.drained = h2n_on_drained,
+	.settings = h2n_on_settings,
+};
+
+/* ---- answers ---- */
+
+/* Field f[n] = name: value (both living until the frame is encoded). */
+static void h2_put(struct hpack_field *f, int n, const char *name, size_t nlen,
+		   const char *value, size_t vlen)
+{
+	f[n] = (struct hpack_field){ .name = (const uint8_t *)name, .value = (const uint8_t *)value,
+				     .nlen = (uint32_t)nlen, .vlen = (uint32_t)vlen };
+}
+
+/* grpc-status and grpc-message at f; how many.  The status's digits are
+ * written at the end of call->h2_vals (a gRPC answer has no
+ * content-length there), so they live as long as the call. */
+static int h2_grpc_fields(struct call *call, struct hpack_field *f)
+{
+	char *end = call->h2_vals + sizeof(call->h2_vals);
+	char *p = util_utoa(end, call->grpc_status < 0 ? 0 : (unsigned)call->grpc_status);
 	int n = 0;
 
-	code[codelen - 1] = 0;
-	memmove(code, p, (size_t)(code + codelen - p));	/* with the NUL */
-	nva[n++] = (nghttp2_nv){ (uint8_t *)"grpc-status", (uint8_t *)code, 11, strlen(code),
-				 NGHTTP2_NV_FLAG_NO_COPY_NAME };
+	h2_put(f, n++, "grpc-status", 11, p, (size_t)(end - p));
 	if (call->grpc_message && call->grpc_message[0])
-		nva[n++] = (nghttp2_nv){ (uint8_t *)"grpc-message", (uint8_t *)call->grpc_message,
-					 12, strlen(call->grpc_message),
-					 NGHTTP2_NV_FLAG_NO_COPY_NAME };
+		h2_put(f, n++, "grpc-message", 12, call->grpc_message, strlen(call->grpc_message));
 	return n;
+}
+
+/* f[0..n) as nghttp2's name/value pairs (flags: what it need not copy). */
+static void h2_to_nv(nghttp2_nv *nva, const struct hpack_field *f, int n, uint8_t flags)
+{
+	for (int i = 0; i < n; i++)
+		nva[i] = (nghttp2_nv){ (uint8_t *)f[i].name, (uint8_t *)f[i].value, f[i].nlen,
+				       f[i].vlen, flags };
 }
 
 /*
@@ -423,13 +651,24 @@ static void h2_body_end(nghttp2_session *s, int32_t stream_id, struct call *call
 {
 	*flags |= NGHTTP2_DATA_FLAG_EOF;
 	if (call->grpc) {
+		struct hpack_field f[2];
 		nghttp2_nv nva[2];
-		char code[12];
-		int nt = h2_grpc_nv(call, nva, code, sizeof(code));
+		int nt = h2_grpc_fields(call, f);
 
+		h2_to_nv(nva, f, nt, H2_NO_COPY);
 		if (nghttp2_submit_trailer(s, stream_id, nva, nt) == 0)
 			*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
 	}
+}
+
+/* The native engine: once call->resp is sent, the stream ends, with the
+ * gRPC trailers for gRPC. */
+static void h2n_body_end(struct conn *c, struct call *call)
+{
+	struct hpack_field f[2];
+	int nt = call->grpc ? h2_grpc_fields(call, f) : 0;
+
+	h2w_data_end(c->h2w, call->stream_id, f, (size_t)nt);
 }
 
 /*
@@ -457,10 +696,11 @@ static ssize_t h2_read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf,
 }
 
 /*
- * Send what nghttp2 holds once the current callback returns (conn_on_write
- * -> h2_send), unless in the read path (which sends after the read):
- * answers produced off the read path (a worker's, delivered with others by
- * the loop's mail) then share a write instead of one writev each.
+ * Send what the engine holds once the current callback returns
+ * (conn_on_write -> h2_send), unless in the read path (which sends after
+ * the read): answers produced off the read path (a worker's, delivered
+ * with others by the loop's mail) then share a write instead of one
+ * writev each.
  */
 static void h2_kick(struct conn *c)
 {
@@ -469,30 +709,35 @@ static void h2_kick(struct conn *c)
 				    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
+/* A streaming answer's call->resp was emptied while the answer goes on:
+ * the gRPC stream may take more requests (its output bound), answers
+ * that adds are sent by the send loop this runs in. */
+static void h2_stream_drained(struct conn *c, struct call *call)
+{
+	bool in_read = c->in_read;
+
+	c->in_read = true;	/* no nested h2_send */
+	grpc_stream_data(call);
+	c->in_read = in_read;
+}
+
 /*
  * A streaming answer's body: what call->resp holds, deferred while it is
  * empty and the answer goes on (h2_stream_write resumes it); once answered
- * (call->responded) the rest, then the gRPC trailers.  Emptying call->resp
- * lets the gRPC stream take more requests (its output bound): answers that
- * makes are sent by the send loop this runs in.
+ * (call->responded) the rest, then the gRPC trailers.
  */
 static ssize_t h2_read_stream(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len,
 			      uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
 	struct call *call = src->ptr;
-	struct conn *c = arg;
-	bool in_read = c->in_read;
 	int n = 0;
 
 	if (evbuffer_get_length(call->resp)) {
 		n = evbuffer_remove(call->resp, buf, len);
 		if (n < 0)
 			return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-		if (!evbuffer_get_length(call->resp) && !call->responded) {
-			c->in_read = true;	/* no nested h2_send */
-			grpc_stream_data(call);
-			c->in_read = in_read;
-		}
+		if (!evbuffer_get_length(call->resp) && !call->responded)
+			h2_stream_drained(arg, call);
 	}
 	if (evbuffer_get_length(call->resp))
 		return n;
@@ -502,31 +747,74 @@ static ssize_t h2_read_stream(nghttp2_session *s, int32_t stream_id, uint8_t *bu
 	return n;
 }
 
+/* The native engine drained a streaming answer's call->resp (its end not
+ * set yet: h2_respond sets it). */
+static void h2n_on_drained(void *arg, int32_t sid, void *user)
+{
+	struct call *call = user;
+
+	if (!call || call->responded)
+		return;
+	h2_stream_drained(arg, call);
+	if (evbuffer_get_length(call->resp))
+		h2w_resume(((struct conn *)arg)->h2w, sid);
+}
+
+/* Submit answer headers f[0..n) on call's stream, a body from call->resp
+ * when body (read by nghttp2 with read, or sent by the native engine);
+ * ends: the native engine ends the stream after the body (h2n_body_end).
+ * 0 or -1. */
+static int h2_submit(struct conn *c, struct call *call, const struct hpack_field *f, int n,
+		     bool body, nghttp2_data_source_read_callback read, bool ends)
+{
+	if (c->h2w) {
+		if (h2w_submit_headers(c->h2w, call->stream_id, f, (size_t)n, !body))
+			return -1;
+		if (!body)
+			return 0;
+		if (h2w_submit_data(c->h2w, call->stream_id, call->resp))
+			return -1;
+		if (ends)
+			h2n_body_end(c, call);
+		return 0;
+	} else {
+		nghttp2_data_provider prd = { .source.ptr = call, .read_callback = read };
+		nghttp2_nv nva[H2_MAX_FIELDS];
+
+		h2_to_nv(nva, f, n, H2_NO_COPY);
+		return nghttp2_submit_response(c->h2, call->stream_id, nva, (size_t)n,
+					       body ? &prd : NULL) ? -1 : 0;
+	}
+}
+
+/* The rest of a streaming answer may go (more in call->resp, or its end). */
+static void h2_resume(struct conn *c, struct call *call)
+{
+	if (c->h2w)
+		h2w_resume(c->h2w, call->stream_id);
+	else	/* an error when it is not deferred: it reads call->resp anyway */
+		nghttp2_session_resume_data(c->h2, call->stream_id);
+}
+
 void h2_stream_write(struct call *call)
 {
 	struct conn *c = call->conn;
-	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = h2_read_stream };
-	nghttp2_nv nva[] = {
-		{ (uint8_t *)":status", (uint8_t *)"200", 7, 3,
-		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
-		{ (uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16,
-		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
-		{ (uint8_t *)"grpc-accept-encoding", (uint8_t *)"identity,gzip", 20, 13,
-		  NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE },
-	};
+	struct hpack_field f[3];
 
-	if (!c->h2)
+	if (!h2_on(c))
 		return;
 	if (!call->h2_streaming) {
-		if (nghttp2_submit_response(c->h2, call->stream_id, nva, 3, &prd) != 0) {
+		h2_put(f, 0, ":status", 7, "200", 3);
+		h2_put(f, 1, "content-type", 12, "application/grpc", 16);
+		h2_put(f, 2, "grpc-accept-encoding", 20, "identity,gzip", 13);
+		if (h2_submit(c, call, f, 3, true, h2_read_stream, false)) {
 			log_warn("stream=%d msg=\"cannot submit a streaming response\"",
 				 call->stream_id);
 			return;
 		}
 		call->h2_streaming = true;
 	} else {
-		/* an error when it is not deferred: it reads call->resp anyway */
-		nghttp2_session_resume_data(c->h2, call->stream_id);
+		h2_resume(c, call);
 	}
 	h2_kick(c);
 }
@@ -535,9 +823,9 @@ void h2_stream_consume(struct call *call)
 {
 	struct conn *c = call->conn;
 
-	if (!c->h2 || !call->h2_rx)
+	if (!h2_on(c) || !call->h2_rx)
 		return;
-	nghttp2_session_consume(c->h2, call->stream_id, call->h2_rx);
+	h2e_consume(c, call->stream_id, call->h2_rx, true, true);
 	call->h2_rx = 0;
 	h2_kick(c);	/* the WINDOW_UPDATEs */
 }
@@ -555,18 +843,17 @@ static size_t h2_status(char *buf, int status)
 }
 
 /*
- * call's answer: its HEADERS (the body, if any, follows from h2_read_body).
- * Every name and value but grpc-status's lives until the HEADERS frame is
- * sent (string constants, call's own strings and call->h2_vals: the call
- * is freed at the stream's close, after that), so nghttp2 copies none.
+ * call's answer: its HEADERS, then its body.  Every name and value but
+ * grpc-status's lives until the HEADERS frame is sent (string constants,
+ * call's own strings and call->h2_vals: the call is freed at the stream's
+ * close, after that), so nghttp2 copies none; the native engine encodes
+ * them at once.
  */
 void h2_respond(struct call *call)
 {
 	struct conn *c = call->conn;
-	nghttp2_nv nva[4 + CALL_MAX_RESP_HDRS];
-	char *status = call->h2_vals, code[12];
-	size_t slen;
-	nghttp2_data_provider prd = { .source.ptr = call, .read_callback = h2_read_body };
+	struct hpack_field f[H2_MAX_FIELDS];
+	char *status = call->h2_vals;
 	size_t len = evbuffer_get_length(call->resp);
 	bool body = len && memcmp(call->method, "HEAD", 5) != 0;	/* method[16] */
 	int n = 0;
@@ -575,31 +862,29 @@ void h2_respond(struct call *call)
 	if (call->h2_streaming) {
 		call->h2_queued = true;
 		c->h2_blocked++;
-		nghttp2_session_resume_data(c->h2, call->stream_id);
+		if (c->h2w)
+			h2n_body_end(c, call);
+		h2_resume(c, call);
 		h2_kick(c);
 		return;
 	}
 	/* gRPC answers 200 whatever went wrong: the code is grpc-status.
 	 * A status has three digits (h2_vals: its first 4 bytes; the length is
 	 * written backwards from its end, 20 digits at most). */
-	slen = h2_status(status, call->grpc ? 200 : call->status);
-	nva[n++] = (nghttp2_nv){ (uint8_t *)":status", (uint8_t *)status, 7, slen, H2_NO_COPY };
+	h2_put(f, n++, ":status", 7, status, h2_status(status, call->grpc ? 200 : call->status));
 	if (!call->grpc) {
 		char *end = call->h2_vals + sizeof(call->h2_vals), *clen = util_utoa(end, len);
 
-		nva[n++] = (nghttp2_nv){ (uint8_t *)"content-length", (uint8_t *)clen, 14,
-					 (size_t)(end - clen), H2_NO_COPY };
+		h2_put(f, n++, "content-length", 14, clen, (size_t)(end - clen));
 	}
 	for (int i = 0; i < call->n_resp_hdrs; i++)
-		nva[n++] = (nghttp2_nv){ (uint8_t *)call->resp_hdrs[i].name,
-					 (uint8_t *)call->resp_hdrs[i].value,
-					 strlen(call->resp_hdrs[i].name),
-					 strlen(call->resp_hdrs[i].value), H2_NO_COPY };
+		h2_put(f, n++, call->resp_hdrs[i].name, strlen(call->resp_hdrs[i].name),
+		       call->resp_hdrs[i].value, strlen(call->resp_hdrs[i].value));
 	/* gRPC without a message: trailers-only, the status in the headers. */
 	if (call->grpc && !body)
-		n += h2_grpc_nv(call, nva + n, code, sizeof(code));
+		n += h2_grpc_fields(call, f + n);
 	/* HEAD: the headers (content-length included) but never a body. */
-	if (nghttp2_submit_response(c->h2, call->stream_id, nva, n, body ? &prd : NULL) != 0) {
+	if (h2_submit(c, call, f, n, body, h2_read_body, true)) {
 		log_warn("stream=%d msg=\"cannot submit response\"", call->stream_id);
 		return;
 	}
@@ -611,10 +896,9 @@ void h2_respond(struct call *call)
 /* Space reserved in the output at a time: many small frames per add. */
 #define H2_GATHER 16384
 
-int h2_send(struct conn *c)
+/* nghttp2's frames into out, up to cap bytes queued there: 0, -1. */
+static int h2_send_nghttp2(struct conn *c, struct evbuffer *out, uint64_t cap)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
-	uint64_t cap = conn_cfg(c)->limits.output_buffer_bytes;
 	struct evbuffer_iovec v = { 0 };
 	size_t used = 0, queued = evbuffer_get_length(out);	/* only this adds to out */
 	int rc = 0;
@@ -660,6 +944,30 @@ int h2_send(struct conn *c)
 		v.iov_len = used;
 		evbuffer_commit_space(out, &v, 1);
 	}
+	return rc;
+}
+
+int h2_send(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	uint64_t cap = conn_cfg(c)->limits.output_buffer_bytes;
+	int rc = 0;
+
+	/* Above the output cap the engine keeps what it has (its flood
+	 * guards then see a client that does not read); the write callback
+	 * comes back here once the socket takes the rest. */
+	if (c->h2w) {
+		ssize_t n = h2w_send(c->h2w, out, cap);
+
+		if (n < 0) {
+			log_debug("peer=%s msg=\"h2 send failed: out of memory\"", c->peer);
+			rc = -1;
+		} else {
+			c->out_progress += (uint64_t)n;
+		}
+	} else {
+		rc = h2_send_nghttp2(c, out, cap);
+	}
 	if (rc)
 		return rc;
 	conn_flush(c);
@@ -669,26 +977,33 @@ int h2_send(struct conn *c)
 }
 
 /*
- * nghttp2 gave up on the session (bad preface, flood, callback failure):
- * tell the client why with GOAWAY before closing, as RFC 9113 §5.4.1 asks.
+ * The engine gave up on the session (bad preface, flood, protocol error):
+ * tell the client why with GOAWAY before closing, as RFC 9113 §5.4.1 asks
+ * (the native engine queued it already; nghttp2's code is from rv).
  */
-static void h2_fatal(struct conn *c, int rv)
+static void h2_fatal(struct conn *c, int rv, const char *why)
 {
-	uint32_t code = rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM :
-			rv == NGHTTP2_ERR_NOMEM || rv == NGHTTP2_ERR_CALLBACK_FAILURE ?
-			NGHTTP2_INTERNAL_ERROR : NGHTTP2_PROTOCOL_ERROR;
-
-	log_debug("peer=%s err=\"%s\" msg=\"h2 protocol error\"", c->peer, nghttp2_strerror(rv));
+	log_debug("peer=%s err=\"%s\" msg=\"h2 protocol error\"", c->peer, why);
 	srv_count_close(CLOSE_PROTOCOL_ERROR);
 	evbuffer_drain(c->in, evbuffer_get_length(c->in));
 	conn_set_reading(c, false);
 	c->close_after_write = true;
-	if (nghttp2_session_terminate_session(c->h2, code) != 0 || h2_send(c) != 0)
+	if (!c->h2w) {
+		uint32_t code = rv == NGHTTP2_ERR_FLOODED ? NGHTTP2_ENHANCE_YOUR_CALM :
+				rv == NGHTTP2_ERR_NOMEM || rv == NGHTTP2_ERR_CALLBACK_FAILURE ?
+				NGHTTP2_INTERNAL_ERROR : NGHTTP2_PROTOCOL_ERROR;
+
+		if (nghttp2_session_terminate_session(c->h2, code) != 0) {
+			conn_close(c);
+			return;
+		}
+	}
+	if (h2_send(c) != 0)
 		conn_close(c);
 }
 
 /*
- * p[0..n) to nghttp2: the bytes it took, or -1 when the session failed
+ * p[0..n) to the engine: the bytes it took, or -1 when the session failed
  * (h2_fatal: c may be gone).  in_read doubles as "inside the read path"
  * so responses made while parsing are sent once, by h2_on_read, instead
  * of once per stream.
@@ -698,10 +1013,10 @@ static ssize_t h2_recv(struct conn *c, const uint8_t *p, size_t n)
 	ssize_t used;
 
 	c->in_read = true;
-	used = nghttp2_session_mem_recv(c->h2, p, n);
+	used = c->h2w ? h2w_recv(c->h2w, p, n) : nghttp2_session_mem_recv(c->h2, p, n);
 	c->in_read = false;
 	if (used < 0) {
-		h2_fatal(c, (int)used);
+		h2_fatal(c, (int)used, c->h2w ? h2w_strerror(c->h2w) : nghttp2_strerror((int)used));
 		return -1;
 	}
 	return used;
@@ -737,15 +1052,18 @@ void h2_on_read(struct conn *c)
 void h2_header_timeout(struct conn *c)
 {
 	c->close_after_write = true;
-	nghttp2_session_terminate_session(c->h2, NGHTTP2_NO_ERROR);
+	h2_terminate(c, NGHTTP2_NO_ERROR);
 	h2_send(c);	/* may close c */
 }
 
 void h2_goaway(struct conn *c)
 {
-	nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
-			      nghttp2_session_get_last_proc_stream_id(c->h2), NGHTTP2_NO_ERROR,
-			      NULL, 0);
+	if (c->h2w)
+		h2w_goaway(c->h2w, H2W_NO_ERROR, false);
+	else
+		nghttp2_submit_goaway(c->h2, NGHTTP2_FLAG_NONE,
+				      nghttp2_session_get_last_proc_stream_id(c->h2),
+				      NGHTTP2_NO_ERROR, NULL, 0);
 	h2_send(c);
 }
 
@@ -753,8 +1071,10 @@ void h2_goaway(struct conn *c)
 void h2_free(struct conn *c)
 {
 	nghttp2_session *s = c->h2;
+	struct h2w *w = c->h2w;
 
 	c->h2 = NULL;		/* what the calls' owners see from here on */
+	c->h2w = NULL;
 	while (c->h2_calls) {
 		struct call *call = c->h2_calls;
 
@@ -765,7 +1085,10 @@ void h2_free(struct conn *c)
 			call_free(call);
 	}
 	h2_memo_free(c);
-	nghttp2_session_del(s);
+	if (w)
+		h2w_free(w);
+	else
+		nghttp2_session_del(s);
 }
 
 /* A stream's receive window: a whole message of max_body_bytes (plus
@@ -775,6 +1098,25 @@ static int32_t h2_stream_window(uint64_t max_body)
 	uint64_t w = max_body + 16384;
 
 	return (int32_t)(w < H2_WINDOW ? H2_WINDOW : w > H2_WINDOW_MAX ? H2_WINDOW_MAX : w);
+}
+
+/* The native engine's session for c, as limits say: 0 or -1. */
+static int h2n_start(struct conn *c)
+{
+	const struct config *cfg = conn_cfg(c);
+	int32_t win = h2_stream_window(cfg->limits.max_body_bytes);
+	struct h2w_config wc = {
+		.max_concurrent_streams = cfg->limits.max_concurrent_streams,
+		.stream_window = (uint32_t)win,
+		.conn_window = 2 * win > H2_CONN_WINDOW ? 2 * (uint32_t)win : H2_CONN_WINDOW,
+		.max_header_list = cfg->limits.max_header_bytes,
+		/* what nghttp2 allowed: its 64 KiB of HPACK buffer, or more */
+		.max_header_block = cfg->limits.max_header_bytes > 65536 ?
+				    cfg->limits.max_header_bytes : 65536,
+	};
+
+	c->h2w = h2w_new(&h2n_callbacks, c, &wc);
+	return c->h2w ? 0 : -1;
 }
 
 int h2_start(struct conn *c)
@@ -790,6 +1132,8 @@ int h2_start(struct conn *c)
 	};
 	int rc;
 
+	if (!cfg->listen.http2_nghttp2)
+		return h2n_start(c);
 	nghttp2_session_callbacks_new(&cb);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cb, h2_on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback2(cb, h2_on_header);
@@ -874,17 +1218,23 @@ int h2_upgrade(struct conn *c, struct call *call, const char *settings)
 	size_t len = settings ? strlen(settings) : 0;
 	uint8_t *raw = settings ? malloc(len * 3 / 4 + 3) : NULL;
 	ssize_t n = raw ? h2_base64url(settings, len, raw) : -1;
+	bool head;
 	int rc = -1;
 
 	if (n < 0 || !h2_settings_ok(raw, (size_t)n) || h2_start(c))
 		goto out_free_raw;
-	if (nghttp2_session_upgrade2(c->h2, raw, (size_t)n, strcmp(call->method, "HEAD") == 0,
-				     NULL) != 0) {
-		nghttp2_session_del(c->h2);
+	head = strcmp(call->method, "HEAD") == 0;
+	if (c->h2w ? h2w_upgrade(c->h2w, raw, (size_t)n, head) != 0 :
+	    nghttp2_session_upgrade2(c->h2, raw, (size_t)n, head, NULL) != 0) {
+		if (c->h2w)
+			h2w_free(c->h2w);
+		else
+			nghttp2_session_del(c->h2);
 		c->h2 = NULL;
+		c->h2w = NULL;
 		goto out_free_raw;
 	}
-	/* nghttp2 keeps no user data for a server's stream 1: set it here.
+	/* The engines keep no user data for a server's stream 1: set it here.
 	 * Listed like any stream's call, so a connection that closes before
 	 * its answer abandons it (h2_free), and its close unlinks nothing
 	 * else (h2_detach). */

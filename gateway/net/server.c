@@ -139,7 +139,7 @@ void conn_close(struct conn *c)
 		event_free(c->idle_timer);
 	if (c->rd_ev)
 		event_free(c->rd_ev);	/* before the bufferevent closes the fd */
-	if (c->h2)
+	if (h2_on(c))
 		h2_free(c);
 	if (c->h1_call) {
 		struct call *call = c->h1_call;
@@ -177,7 +177,7 @@ static bool conn_drained_has_work(const struct conn *c)
 {
 	return c->read_paused || c->close_after_write || c->sl->draining ||
 	       (bufferevent_get_enabled(c->bev) & EV_WRITE) || c->proto == PROTO_UNKNOWN ||
-	       (c->proto == PROTO_H2 && c->h2 && nghttp2_session_want_write(c->h2));
+	       (c->proto == PROTO_H2 && h2_on(c) && h2_want_write(c));
 }
 
 void conn_flush(struct conn *c)
@@ -249,8 +249,7 @@ void conn_maybe_close(struct conn *c)
 
 	if (evbuffer_get_length(out) > 0)
 		return;		/* the write callback comes back here */
-	if (c->proto == PROTO_H2 && c->h2 && !nghttp2_session_want_read(c->h2) &&
-	    !nghttp2_session_want_write(c->h2)) {
+	if (c->proto == PROTO_H2 && h2_on(c) && !h2_want_read(c) && !h2_want_write(c)) {
 		conn_linger(c);
 		return;
 	}
@@ -347,7 +346,7 @@ static void conn_on_header_timer(evutil_socket_t fd, short what, void *arg)
 	c->hdr_timer_armed = false;
 	srv_count_close(CLOSE_HEADER_TIMEOUT);
 	log_debug("peer=%s msg=\"header timeout\"", c->peer);
-	if (c->proto == PROTO_H2 && c->h2)
+	if (c->proto == PROTO_H2 && h2_on(c))
 		h2_header_timeout(c);	/* may close c */
 	else if (c->proto == PROTO_H1)
 		h1_header_timeout(c);
@@ -427,7 +426,7 @@ static void conn_bad_preface(struct conn *c)
 	srv_count_close(CLOSE_PROTOCOL_ERROR);
 	evbuffer_drain(c->in, evbuffer_get_length(c->in));
 	conn_set_reading(c, false);
-	nghttp2_session_terminate_session(c->h2, NGHTTP2_PROTOCOL_ERROR);
+	h2_terminate(c, NGHTTP2_PROTOCOL_ERROR);
 	h2_send(c);		/* closes c once the GOAWAY is out */
 }
 
@@ -599,7 +598,7 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 	}
 	if (c->proto == PROTO_H1)
 		h1_on_written(c);
-	else if (c->proto == PROTO_H2 && c->h2 && !c->closing)
+	else if (c->proto == PROTO_H2 && h2_on(c) && !c->closing)
 		/* h2_send stops at output_buffer_bytes with the rest still in
 		 * nghttp2; nothing else pulls it when the response was made off
 		 * the read path (a worker's answer) and the client's window
@@ -614,7 +613,7 @@ static void conn_idle_close(struct conn *c)
 {
 	log_debug("peer=%s msg=\"idle timeout\"", c->peer);
 	srv_count_close(CLOSE_IDLE);
-	if (c->proto == PROTO_H2 && c->h2) {
+	if (c->proto == PROTO_H2 && h2_on(c)) {
 		c->close_after_write = true;
 		conn_set_reading(c, true);
 		h2_goaway(c);	/* may close c: nothing after it */
@@ -892,7 +891,7 @@ static void srv_drain_conn(struct conn *c)
 
 	if (c->lingering)
 		return;		/* answered, closing on its own */
-	if (c->proto == PROTO_H2 && c->h2) {
+	if (c->proto == PROTO_H2 && h2_on(c)) {
 		h2_goaway(c);
 		return;
 	}
@@ -1130,9 +1129,9 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 	for (int i = 0; i < s->n_loops; i++)
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
 	rt_on_publish(srv_on_publish, s);
-	log_info("listen=%s:%d threads=%d threads_from=%s tls=%s msg=\"serving %s\"",
+	log_info("listen=%s:%d threads=%d threads_from=%s tls=%s http2_engine=%s msg=\"serving %s\"",
 		 cfg->listen.address, s->port, cfg->listen.threads, cfg->listen.threads_from,
-		 s->loops[0].rt->tls ? "on" : "off",
+		 s->loops[0].rt->tls ? "on" : "off", cfg->listen.http2_nghttp2 ? "nghttp2" : "native",
 		 s->loops[0].rt->tls ? "HTTP/2 and HTTP/1.1 over TLS (ALPN)"
 				     : "HTTP/2 (h2c) and HTTP/1.1");
 	if (s->grpc_port >= 0)

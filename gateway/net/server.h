@@ -91,7 +91,8 @@ struct conn {
 	bool admin;			/* accepted on the admin listener */
 	bool tls;			/* bev is a TLS bufferevent (tls.h) */
 	bool tls_done;			/* its handshake completed */
-	nghttp2_session *h2;
+	nghttp2_session *h2;		/* h2, listen.http2_engine nghttp2 */
+	struct h2w *h2w;		/* h2, the native engine (h2w.h) */
 	struct call *h2_calls;		/* h2: calls attached to open streams (h2.c) */
 	struct call *h2_last_call;	/* h2: attached, looked at first (h2_call) */
 	struct h2_memo *h2_memo;	/* h2: verdicts on the last header block's fields (h2.c) */
@@ -209,8 +210,18 @@ void h1_respond(struct call *call);
 void h1_on_written(struct conn *c);
 /* h1_header_timeout - 408 when part of a head came, else close. */
 void h1_header_timeout(struct conn *c);
-/* HTTP/2 (h2.c). */
+/* HTTP/2 (h2.c): either engine, as listen.http2_engine chose when the
+ * connection became HTTP/2. */
 int h2_start(struct conn *c);
+/* h2_on - c speaks HTTP/2 and its session is there. */
+static inline bool h2_on(const struct conn *c) { return c->h2 || c->h2w; }
+/* h2_want_read, h2_want_write - the session reads on / has frames to
+ * write (h2_on(c) only). */
+bool h2_want_read(const struct conn *c);
+bool h2_want_write(const struct conn *c);
+/* h2_terminate - GOAWAY(code) and end the session once it is written
+ * (h2_send then closes c). */
+void h2_terminate(struct conn *c, uint32_t code);
 /*
  * h2_on_read - parse what c->in holds (nothing: send only), then send
  * what nghttp2 has; with the output above its cap, pause reading instead

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "model/ytree.h"
+#include "util.h"
 
 static char path[64];
 
@@ -394,6 +395,8 @@ static void test_routing_admin_reload(void **state)
 			  "routing.sheddable_levels: must be below priority_levels (3)");
 	expect_error_tail("routing:\n  probe_ms: -1\n", "6:13",
 			  "routing.probe_ms: expected an integer in [0, 3600000]");
+	expect_error_tail("listen:\n  http2_engine: fast\n", "6:17",
+			  "listen.http2_engine: expected native or nghttp2, got \"fast\"");
 	expect_error_tail("admin:\n  port: -5\n", "6:9", "admin.port: expected an integer in [-1, 65535]");
 	expect_error_tail("reload:\n  watch: sometimes\n", "6:10", "reload.watch: expected true or false");
 	expect_error_tail("reload:\n  resolve_ms: -1\n", "6:15",
@@ -409,6 +412,31 @@ static void test_routing_admin_reload(void **state)
 }
 
 /* Restart-only settings are reported; the rest apply live. */
+/* listen.http2_engine: native unless nghttp2 is asked for; a listen
+ * section without the key leaves the default. */
+static void test_http2_engine(void **state)
+{
+	static const struct { const char *text; bool nghttp2; } cases[] = {
+		{ "listen:\n  http2_engine: nghttp2\n", true },
+		{ "listen:\n  http2_engine: native\n", false },
+		{ "listen:\n  port: 0\n", CFG_HTTP2_NGHTTP2_DEFAULT },
+		{ "", CFG_HTTP2_NGHTTP2_DEFAULT },
+	};
+	char *err, text[512];
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		struct config *c;
+
+		snprintf(text, sizeof(text), "%smodels:\n  - name: a\nbackends:\n  - kind: cpu\n",
+			 cases[i].text);
+		c = load_text(text, &err);
+		assert_non_null(c);
+		assert_int_equal(c->listen.http2_nghttp2, cases[i].nghttp2);
+		cfg_free(c);
+		unlink(path);
+	}
+}
+
 static void test_restart_diff_and_drop(void **state)
 {
 	char *err, *d;
@@ -636,6 +664,7 @@ int main(void)
 		cmocka_unit_test(test_relative_model_path),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_routing_admin_reload),
+		cmocka_unit_test(test_http2_engine),
 		cmocka_unit_test(test_restart_diff_and_drop),
 		cmocka_unit_test(test_restart_diff_long),
 		cmocka_unit_test(test_names),
