@@ -10,8 +10,8 @@
  * pointer to the static table or to the ring: no copy, no allocation.
  * Huffman strings are decoded four bits at a time through a 256-state
  * table built once from Appendix B's code (at load time, a constructor),
- * into a scratch buffer sized once per block for its worst case
- * (8 symbols per 5 bits).
+ * into a scratch buffer sized at most once per block for its worst case
+ * (8 symbols per 5 bytes) and kept for the next blocks.
  *
  * Encoder.  Static name lookup through a small perfect hash of the name's
  * length, second and last bytes, also built at load time.
@@ -297,11 +297,11 @@ __attribute__((constructor)) static void hp_tables_init(void)
 /* The block being decoded. */
 struct hp_blk {
 	const uint8_t *p, *end;
-	size_t n;			/* the block's length: sizes the scratch */
+	const uint8_t *field;		/* where the field being decoded starts */
 	hpack_emit emit;
 	void *arg;
 	size_t sc_used;			/* scratch bytes this field's strings use */
-	bool sc_sized;			/* the scratch holds this block's worst case */
+	bool sc_sized;			/* the scratch holds the rest of the block's worst case */
 	bool stopped;			/* emit said HPACK_STOP */
 	bool fields;			/* a field came: no more size updates */
 };
@@ -336,9 +336,10 @@ static inline bool hp_int(const uint8_t **pp, const uint8_t *end, uint8_t mask, 
 	return true;
 }
 
-/* hp_scratch - room for the Huffman strings of any one field of an n-byte
- * block: at most 8 symbols per 5 input bytes, plus the byte the decoder
- * writes past its last symbol.  Nothing in the scratch is kept. */
+/* hp_scratch - room for the Huffman strings of any one field in the n
+ * bytes left of a block (fields further on have fewer): at most 8 symbols
+ * per 5 input bytes, plus the byte the decoder writes past its last
+ * symbol.  Nothing in the scratch is kept. */
 static int hp_scratch(struct hpack_dec *d, size_t n)
 {
 	size_t need = (n / 5 + 1) * 8 + 8;
@@ -366,7 +367,7 @@ static int hp_huff(struct hpack_dec *d, struct hp_blk *b, const uint8_t *in, uin
 	int r;
 
 	if (!b->sc_sized) {
-		if ((r = hp_scratch(d, b->n)))
+		if ((r = hp_scratch(d, (size_t)(b->end - b->field))))
 			return r;
 		b->sc_sized = true;
 	}
@@ -515,12 +516,12 @@ static inline int hp_emit(struct hp_blk *b, const struct hpack_field *f)
 {
 	int r;
 
-	if (b->stopped)
+	if (b->stopped || !(r = b->emit(b->arg, f)))
 		return 0;
-	r = b->emit(b->arg, f);
-	if (r > 0)
-		b->stopped = true;
-	return r < 0 ? r : 0;
+	if (r < 0)
+		return r;
+	b->stopped = true;
+	return 0;
 }
 
 /* hp_indexed - an indexed field (§6.1): a pointer into a table, no copy. */
@@ -600,7 +601,7 @@ void hpack_dec_free(struct hpack_dec *d)
 
 int hpack_decode(struct hpack_dec *d, const uint8_t *p, size_t n, hpack_emit emit, void *arg)
 {
-	struct hp_blk b = { .p = p, .end = p + n, .n = n, .emit = emit, .arg = arg };
+	struct hp_blk b = { .p = p, .end = p + n, .emit = emit, .arg = arg };
 	int r;
 
 	if (n == 0)
@@ -608,6 +609,18 @@ int hpack_decode(struct hpack_dec *d, const uint8_t *p, size_t n, hpack_emit emi
 	while (b.p < b.end) {
 		uint8_t c = *b.p;
 
+		if (c > 0x80 && c < 0xff) {	/* indexed, one byte: most fields */
+			const struct hpack_field *f = hp_lookup(d, c & 0x7f);
+
+			if (!f)
+				return HPACK_ERR_COMPRESSION;
+			b.p++;
+			b.fields = true;
+			if ((r = hp_emit(&b, f)))
+				return r;
+			continue;
+		}
+		b.field = b.p;
 		b.sc_used = 0;
 		if ((c & 0xe0) == 0x20) {
 			r = hp_size_update(d, &b);

@@ -294,3 +294,44 @@ put("pkt", "tcp", ipv4(6, b"\0" * 20))
 put("pkt", "ipv6", pl.eth(US_MAC, PEER_MAC, 0x86dd, b"\x60" + b"\0" * 39))
 put("pkt", "vlan", pl.eth(US_MAC, PEER_MAC, 0x8100, b"\x00\x01" + udp(b"x")[12:]))
 put("pkt", "short", udp(b"hello")[:30])
+
+
+# --- hpack: byte 0 = table limit (low 4 bits x 32, 15 = 4096) | stop field
+# (high 4 bits); then blocks, each a length byte and its bytes.  The blocks
+# are RFC 7541 Appendix C's, in order through one decoder.
+def hp(first, *blocks):
+    out = bytes([first])
+    for b in blocks:
+        b = bytes.fromhex(b)
+        out += bytes([len(b)]) + b
+    return out
+
+
+HP_C2 = ["400a637573746f6d2d6b65790d637573746f6d2d686561646572", "040c2f73616d706c652f70617468",
+         "100870617373776f726406736563726574", "82"]
+HP_C3 = ["828684410f7777772e6578616d706c652e636f6d", "828684be58086e6f2d6361636865",
+         "828785bf400a637573746f6d2d6b65790c637573746f6d2d76616c7565"]
+HP_C4 = ["828684418cf1e3c2e5f23a6ba0ab90f4ff", "828684be5886a8eb10649cbf",
+         "828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"]
+HP_C5 = ["4803333032580770726976617465611d4d6f6e2c203231204f637420323031332032303a31333a323120474d"
+         "546e1768747470733a2f2f7777772e6578616d706c652e636f6d",
+         "4803333037c1c0bf",
+         "88c1611d4d6f6e2c203231204f637420323031332032303a31333a323220474d54c05a04677a69707738666f"
+         "6f3d4153444a4b48514b425a584f5157454f50495541585157454f49553b206d61782d6167653d333630303b"
+         "2076657273696f6e3d31"]
+HP_C6 = ["488264025885aec3771a4b6196d07abe941054d444a8200595040b8166e082a62d1bff6e919d29ad171863c7"
+         "8f0b97c8e9ae82ae43d3",
+         "4883640effc1c0bf",
+         "88c16196d07abe941054d444a8200595040b8166e084a62d1bffc05a839bd9ab77ad94e7821dd7f2e6c7b335"
+         "dfdfcd5b3960d5af27087f3672c1ab270fb5291f9587316065c003ed4ee5b1063d5007"]
+put("hpack", "c2", hp(0x0f, *HP_C2))
+put("hpack", "c3", hp(0x0f, *HP_C3))
+put("hpack", "c4_stop2", hp(0x2f, *HP_C4))
+put("hpack", "c5", hp(0x08, *HP_C5))
+put("hpack", "c6_stop3", hp(0x38, *HP_C6))
+put("hpack", "c3_limit64", hp(0x02, *HP_C3))
+put("hpack", "size_updates", hp(0x0f, "3fe11f20" + HP_C3[0], HP_C3[1], "3fe11f" + HP_C3[2]))
+put("hpack", "index0", hp(0x0f, HP_C3[0], "80"))
+put("hpack", "huffman_eos", hp(0x0f, "000178" + "84ffffffff"))
+# integers at their longest: five continuation bytes (one more is an error)
+put("hpack", "long_integers", hp(0x0f, "3f8180808000" + "82" + "0f8080808000" + "0161", "ff8080808000"))

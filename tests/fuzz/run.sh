@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the fuzz targets, then fuzz each (FUZZ_TARGETS, default all twelve)
+# Build the fuzz targets, then fuzz each (FUZZ_TARGETS, default all thirteen)
 # for FUZZ_SECONDS (default 15), all at once, each from
 # a scratch copy of its seed corpus in build/fuzz/corpus/ (new inputs never
 # dirty the tree).  One line per target:
@@ -15,7 +15,7 @@ set -u
 cd "$(dirname "$0")/../.."
 OUT=build/fuzz
 SECS=${FUZZ_SECONDS:-15}
-TARGETS=${FUZZ_TARGETS:-"kserve mpcodec safetensors config h1 zcodec repository agentframe dgram pkt grpc h2check"}
+TARGETS=${FUZZ_TARGETS:-"kserve mpcodec safetensors config h1 zcodec repository agentframe dgram pkt grpc h2check hpack"}
 mkdir -p "$OUT/logs"
 
 bash tests/fuzz/build.sh >"$OUT/logs/build.log" 2>&1

@@ -478,6 +478,41 @@ static void test_huffman_all_bytes(void **state)
 	assert_int_equal(index_field(&d, 62, g), 0);
 	assert_int_equal(g->f[0].vlen, 300);
 	assert_memory_equal(g->f[0].value, s, 300);
+	/* the scratch's worst case: only 5-bit symbols (8 per 5 bytes), in a
+	 * name and a value, alone in a block and after a shorter such field
+	 * (the scratch is sized at a block's first Huffman string) */
+	for (int pass = 0; pass < 2; pass++) {
+		size_t hn2;
+
+		hpack_dec_free(&d);	/* a fresh scratch */
+		hpack_dec_init(&d, HPACK_TABLE_DEFAULT);
+		memset(s, '0', 400);
+		n = 0;
+		if (pass) {
+			blk[n++] = 0x00;
+			n += put_int(blk + n, 0x80, 0x7f, huff_encode(h, s, 8));
+			n += huff_encode(blk + n, s, 8);
+			blk[n++] = 0x80;
+		}
+		blk[n++] = 0x40;
+		hn = huff_encode(h, s, 160);
+		assert_int_equal(hn, 100);
+		n += put_int(blk + n, 0x80, 0x7f, hn);
+		memcpy(blk + n, h, hn);
+		n += hn;
+		hn2 = huff_encode(h, s, 400);
+		assert_int_equal(hn2, 250);
+		n += put_int(blk + n, 0x80, 0x7f, hn2);
+		memcpy(blk + n, h, hn2);
+		n += hn2;
+		g->n = 0;
+		assert_int_equal(hpack_decode(&d, blk, n, collect, g), 0);
+		assert_int_equal(g->n, 1 + pass);
+		assert_int_equal(g->f[pass].nlen, 160);
+		assert_int_equal(g->f[pass].vlen, 400);
+		assert_memory_equal(g->f[pass].value, s, 400);
+		assert_true(d.scratch_cap <= n / 5 * 8 + 16);
+	}
 	/* the empty Huffman string */
 	g->n = 0;
 	assert_int_equal(hpack_decode(&d, (const uint8_t *)"\x00\x01x\x80", 4, collect, g), 0);
