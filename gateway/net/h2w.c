@@ -185,7 +185,7 @@ static uint8_t *h2w_bytes_room(struct h2w_bytes *b, size_t n)
 {
 	if (b->off && b->off == b->len)
 		b->off = b->len = 0;
-	if (b->cap - b->len >= n)
+	if (b->p && b->cap - b->len >= n)	/* n may be 0: never NULL + 0 */
 		return b->p + b->len;
 	if (b->off) {
 		memmove(b->p, b->p + b->off, b->len - b->off);

@@ -145,11 +145,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		.max_header_list = 8192, .max_header_block = 32768,
 	};
 	struct fz_conn c = { 0 };
-	struct evbuffer *out = evbuffer_new();
+	struct evbuffer *out;
 	unsigned seed;
 	ssize_t n;
 
-	if (size < 1 || !out)
+	if (size < 1 || !(out = evbuffer_new()))
 		return 0;
 	seed = data[0];
 	data++, size--;

@@ -15,7 +15,7 @@ set -u
 cd "$(dirname "$0")/../.."
 OUT=build/fuzz
 SECS=${FUZZ_SECONDS:-15}
-TARGETS=${FUZZ_TARGETS:-"kserve mpcodec safetensors config h1 zcodec repository agentframe dgram pkt grpc h2check hpack"}
+TARGETS=${FUZZ_TARGETS:-"kserve mpcodec safetensors config h1 zcodec repository agentframe dgram pkt grpc h2check hpack h2w"}
 mkdir -p "$OUT/logs"
 
 bash tests/fuzz/build.sh >"$OUT/logs/build.log" 2>&1

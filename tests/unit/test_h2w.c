@@ -884,6 +884,17 @@ static void test_continuation(void **state)
 				       "end 1 h1 t0 e1;"));
 	done(s);
 
+	/* an empty HEADERS fragment, the whole block in the CONTINUATION
+	 * (fuzz_h2w: the first gather began with no buffer) */
+	s = ready();
+	fr(HEADERS, ES, 1, b, 0);
+	fr(CONT, EH, 1, b, n);
+	feed(s);
+	assert_non_null(strstr(G->log, "begin 1;field 1 :method=GET;field 1 :scheme=http;"
+				       "field 1 :path=/c;field 1 :authority=x;field 1 x-a=b;"
+				       "end 1 h1 t0 e1;"));
+	done(s);
+
 	/* over max_header_block */
 	c.max_header_block = 20000;
 	s = ready_cfg(c);
