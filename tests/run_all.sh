@@ -148,6 +148,7 @@ if want h2alt; then
 	INFERGW_HTTP2_ENGINE=$H2_ALT_ENGINE timeout 600 $PY -m pytest -q -rs -p no:cacheprovider \
 		tests/attack/test_h2_attacks.py tests/attack/test_h2_messaging.py \
 		tests/attack/test_h2_stream_ids.py tests/attack/test_h2_indexed_fields.py \
+		tests/attack/test_h2_conformance.py \
 		tests/attack/test_upgrade_attacks.py tests/attack/test_grpc_attacks.py \
 		tests/attack/test_read_pause.py tests/integration/test_h2_output.py \
 		tests/integration/test_grpc.py tests/integration/test_http_compat.py \
