@@ -297,6 +297,7 @@ __attribute__((constructor)) static void hp_tables_init(void)
 /* The block being decoded. */
 struct hp_blk {
 	const uint8_t *p, *end;
+	uint32_t nfield;		/* fields before this one */
 	const uint8_t *field;		/* where the field being decoded starts */
 	hpack_emit emit;
 	void *arg;
@@ -472,7 +473,7 @@ static int hp_ring_grow(struct hpack_dec *d)
  * get none (0). */
 static uint32_t hp_next_id(struct hpack_dec *d)
 {
-	if (d->serial > UINT32_MAX - HPACK_ID_DYN)
+	if (d->serial >= HPACK_ID_LIT - HPACK_ID_DYN)
 		return 0;
 	return HPACK_ID_DYN + d->serial++;
 }
@@ -541,6 +542,83 @@ static inline int hp_indexed(struct hpack_dec *d, struct hp_blk *b)
  * decoded even once emit said stop; otherwise they are then only stepped
  * over.
  */
+/*
+ * Remembered literals (hpack.h): per block position, the last plain
+ * literal's representation bytes and what they decoded to.  Never one
+ * whose name is a dynamic-table entry (the same bytes may name another
+ * entry later), nor a never-indexed one (§7.1.3: a sensitive value, kept
+ * no longer than its block).
+ */
+#define HP_LIT_RAW 48			/* representation bytes at most */
+#define HP_LIT_DEC 96			/* decoded name and value bytes at most */
+
+struct hpack_lit {
+	uint8_t rawlen;			/* 0: empty */
+	uint8_t raw[HP_LIT_RAW];
+	uint8_t dec[HP_LIT_DEC];
+	struct hpack_field f;		/* into dec */
+};
+
+/* hp_skip_string - past the string literal at *pp (< end): false when it
+ * is cut short. */
+static bool hp_skip_string(const uint8_t **pp, const uint8_t *end)
+{
+	uint32_t n;
+
+	if (*pp == end || !hp_int(pp, end, 0x7f, &n) || n > (size_t)(end - *pp))
+		return false;
+	*pp += n;
+	return true;
+}
+
+/* hp_lit_find - the remembered field when the plain literal at b->field,
+ * whose name index i was read (b->p is past it), repeats the one kept for
+ * its position; b->p is then moved past it.  NULL otherwise (b->p kept). */
+static const struct hpack_field *hp_lit_find(const struct hpack_dec *d, struct hp_blk *b,
+					     uint32_t i)
+{
+	const struct hpack_lit *l;
+	const uint8_t *q = b->p;
+
+	if (!d->lit || b->nfield >= HPACK_LIT_SLOTS || i > HP_STATIC_N || (*b->field & 0x10))
+		return NULL;
+	l = &d->lit[b->nfield];
+	if (!l->rawlen || (size_t)(b->end - b->field) < l->rawlen ||
+	    memcmp(b->field, l->raw, l->rawlen) != 0)
+		return NULL;
+	/* the same bytes: the same strings, provided they end where they did */
+	if ((i == 0 && !hp_skip_string(&q, b->end)) || !hp_skip_string(&q, b->end) ||
+	    q != b->field + l->rawlen)
+		return NULL;
+	b->p = q;
+	return &l->f;
+}
+
+/* hp_lit_keep - f, the plain literal b->field..b->p with static or literal
+ * name index i, remembered for its position when it is small enough; the
+ * kept copy (with its new id), or f. */
+static const struct hpack_field *hp_lit_keep(struct hpack_dec *d, const struct hp_blk *b,
+					     uint32_t i, const struct hpack_field *f)
+{
+	size_t raw = (size_t)(b->p - b->field);
+	struct hpack_lit *l;
+
+	if (b->nfield >= HPACK_LIT_SLOTS || i > HP_STATIC_N || (*b->field & 0x10) ||
+	    raw > HP_LIT_RAW || f->nlen + f->vlen > HP_LIT_DEC ||
+	    d->lit_serial >= HPACK_ID_LIT - 1)
+		return f;
+	if (!d->lit && !(d->lit = calloc(HPACK_LIT_SLOTS, sizeof(*d->lit))))
+		return f;
+	l = &d->lit[b->nfield];
+	memcpy(l->raw, b->field, raw);
+	l->rawlen = (uint8_t)raw;
+	memcpy(l->dec, f->name, f->nlen);
+	memcpy(l->dec + f->nlen, f->value, f->vlen);
+	l->f = (struct hpack_field){ l->dec, l->dec + f->nlen, f->nlen, f->vlen,
+				     HPACK_ID_LIT + d->lit_serial++ };
+	return &l->f;
+}
+
 static int hp_literal(struct hpack_dec *d, struct hp_blk *b, uint8_t mask, bool index)
 {
 	struct hpack_field f = { 0 };
@@ -551,6 +629,8 @@ static int hp_literal(struct hpack_dec *d, struct hp_blk *b, uint8_t mask, bool 
 
 	if (!hp_int(&b->p, b->end, mask, &i))
 		return HPACK_ERR_COMPRESSION;
+	if (!index && !skip && (e = hp_lit_find(d, b, i)))
+		return hp_emit(b, e);	/* a repeat: not decoded again */
 	if (i) {
 		if (!(e = hp_lookup(d, i)))
 			return HPACK_ERR_COMPRESSION;
@@ -562,7 +642,7 @@ static int hp_literal(struct hpack_dec *d, struct hp_blk *b, uint8_t mask, bool 
 	if ((r = hp_string(d, b, skip, &f.value, &f.vlen)) || skip)
 		return r;
 	if (!index)
-		return hp_emit(b, &f);
+		return hp_emit(b, hp_lit_keep(d, b, i, &f));
 	if ((r = hp_insert(d, &f, &e)))
 		return r;
 	if (e)
@@ -596,6 +676,7 @@ void hpack_dec_free(struct hpack_dec *d)
 	hp_evict(d, 0);
 	free(d->ring);
 	free(d->scratch);
+	free(d->lit);
 	hpack_dec_init(d, d->limit);
 }
 
@@ -616,6 +697,7 @@ int hpack_decode(struct hpack_dec *d, const uint8_t *p, size_t n, hpack_emit emi
 				return HPACK_ERR_COMPRESSION;
 			b.p++;
 			b.fields = true;
+			b.nfield++;
 			if ((r = hp_emit(&b, f)))
 				return r;
 			continue;
@@ -632,6 +714,7 @@ int hpack_decode(struct hpack_dec *d, const uint8_t *p, size_t n, hpack_emit emi
 				r = hp_literal(d, &b, 0x3f, true);
 			else
 				r = hp_literal(d, &b, 0x0f, false);	/* 0000, or 0001: never indexed */
+			b.nfield++;
 		}
 		if (r)
 			return r;

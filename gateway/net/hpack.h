@@ -15,8 +15,14 @@
  * it was inserted (HPACK_ID_DYN + n, n counting insertions from 0 on this
  * connection, never reused), and a literal with incremental indexing the
  * serial of the entry it creates (0 when it is larger than the whole table,
- * which it then empties: nothing is kept).  Literals that are not indexed
- * have id 0.
+ * which it then empties: nothing is kept).  A literal that is not indexed
+ * has id 0, unless its name is the static table's or a literal, it is not
+ * never-indexed, and it is one of the block's first HPACK_LIT_SLOTS
+ * fields (at most 48 bytes as sent, 96 decoded): then the same
+ * representation bytes at the same position of a later block are the
+ * same field, and get the id the first got (HPACK_ID_LIT + n); such a
+ * repeat is not decoded again (clients send :path, content-length and
+ * the like as literals, Huffman-coded, request after request).
  * Same id on a connection, same name and value bytes: a caller may keep
  * what it concluded about a field under its id (h2.c's memo).
  *
@@ -37,6 +43,8 @@
 #include <stdint.h>
 
 #define HPACK_ID_DYN 64u		/* ids of dynamic-table fields start here */
+#define HPACK_ID_LIT 0x80000000u	/* ids of remembered literals start here */
+#define HPACK_LIT_SLOTS 8		/* block positions whose literal is remembered */
 #define HPACK_TABLE_DEFAULT 4096u	/* SETTINGS_HEADER_TABLE_SIZE's default */
 
 struct hpack_field {
@@ -56,6 +64,8 @@ struct hpack_dec {
 	uint32_t serial;		/* insertions so far */
 	uint8_t *scratch;		/* Huffman-decoded strings of one block */
 	size_t scratch_cap;
+	struct hpack_lit *lit;		/* HPACK_LIT_SLOTS, at the first literal */
+	uint32_t lit_serial;		/* literals remembered so far */
 };
 
 /*

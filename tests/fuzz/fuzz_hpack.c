@@ -195,9 +195,19 @@ static long fz_ref_huff(const uint8_t *in, size_t n, uint8_t *out)
 
 #define FZ_REF_MAX (4096 / 32)
 
+/* The reference's remembered literals (hpack.h): per block position, the
+ * last plain literal's bytes as sent and the id they got. */
+struct fz_ref_lit {
+	uint8_t raw[48];
+	size_t rawlen;
+	uint32_t id;
+};
+
 struct fz_ref {
 	struct hpack_field e[FZ_REF_MAX];	/* newest first; bytes malloc'd */
 	uint32_t n, size, max, limit, serial;
+	struct fz_ref_lit lit[HPACK_LIT_SLOTS];
+	uint32_t lit_serial;
 };
 
 /* fz_ref_int - §5.1, at most five continuation bytes, at most 2^32 - 1. */
@@ -280,14 +290,37 @@ static void fz_ref_evict(struct fz_ref *t, uint64_t size)
 }
 
 /* fz_ref_decode - the block p[0..n) into l, the table updated: 0 or -1. */
+/* fz_ref_lit_id - the id of the plain literal p[start..end) with name
+ * index idx, decoded to f, at block position pos: remembered when its name
+ * is static or literal, it is not never-indexed, at most 48 bytes as sent
+ * and 96 decoded, at one of the first HPACK_LIT_SLOTS positions. */
+static uint32_t fz_ref_lit_id(struct fz_ref *t, const uint8_t *p, size_t start, size_t end,
+			      uint32_t idx, const struct hpack_field *f, uint32_t pos)
+{
+	struct fz_ref_lit *k;
+
+	if (pos >= HPACK_LIT_SLOTS || idx > 61 || (p[start] & 0x10) || end - start > 48 ||
+	    f->nlen + f->vlen > 96)
+		return 0;
+	k = &t->lit[pos];
+	if (k->rawlen == end - start && !memcmp(k->raw, p + start, k->rawlen))
+		return k->id;
+	memcpy(k->raw, p + start, end - start);
+	k->rawlen = end - start;
+	k->id = HPACK_ID_LIT + t->lit_serial++;
+	return k->id;
+}
+
 static int fz_ref_decode(struct fz_ref *t, const uint8_t *p, size_t n, struct fz_list *l)
 {
 	bool fields = false;
+	uint32_t pos = 0;
 	size_t i = 0;
 
 	while (i < n) {
 		struct hpack_field tmp, f = { 0 };
 		const struct hpack_field *e;
+		size_t start = i;
 		uint8_t c = p[i], *name = NULL, *value = NULL;
 		uint32_t idx;
 		bool inc = (c & 0xc0) == 0x40;
@@ -300,6 +333,7 @@ static int fz_ref_decode(struct fz_ref *t, const uint8_t *p, size_t n, struct fz
 			continue;
 		}
 		fields = true;
+		pos++;
 		if (c & 0x80) {
 			if (!fz_ref_int(p, n, &i, 7, &idx) || !(e = fz_ref_get(t, idx, &tmp)))
 				return -1;
@@ -339,7 +373,9 @@ static int fz_ref_decode(struct fz_ref *t, const uint8_t *p, size_t n, struct fz
 			t->size += f.nlen + f.vlen + 32;
 			fz_collect(l, &t->e[0]);
 		} else {
-			fz_collect(l, &f);		/* id 0 */
+			if (!inc)
+				f.id = fz_ref_lit_id(t, p, start, i, idx, &f, pos - 1);
+			fz_collect(l, &f);		/* id 0 unless remembered */
 			if (inc)
 				fz_ref_evict(t, 0);	/* larger than the table */
 		}
@@ -425,7 +461,7 @@ static void fz_roundtrip(const struct fz_list *l)
 	fz_fix(&back);
 	for (size_t i = 0; i < l->n; i++) {
 		FZ_CHECK(fz_same(&back.f[i], &l->f[i]));
-		FZ_CHECK(back.f[i].id < HPACK_ID_DYN);
+		FZ_CHECK(back.f[i].id < HPACK_ID_DYN || back.f[i].id >= HPACK_ID_LIT);
 	}
 	hpack_dec_free(&d);
 	free(out);
@@ -506,7 +542,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		FZ_CHECK(rs == 0);
 		FZ_CHECK(part.n == (part.stop_at && part.stop_at < all.n ? part.stop_at : all.n));
 		for (size_t i = 0; i < part.n; i++)
-			FZ_CHECK(fz_same(&part.f[i], &all.f[i]) && part.f[i].id == all.f[i].id);
+			/* a remembered literal's id is the decoder's own: the
+			 * stopping one skipped literals the other kept */
+			FZ_CHECK(fz_same(&part.f[i], &all.f[i]) &&
+				 (part.f[i].id == all.f[i].id ||
+				  (part.f[i].id >= HPACK_ID_LIT && all.f[i].id >= HPACK_ID_LIT)));
 		fz_same_as_ref(&ds, ref);
 		if (all.used <= FZ_ROUNDTRIP_MAX)
 			fz_roundtrip(&all);

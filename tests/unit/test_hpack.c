@@ -175,7 +175,7 @@ static void test_rfc_c2(void **state)
 	hpack_dec_init(&d, HPACK_TABLE_DEFAULT);
 	assert_int_equal(decode_hex(&d, "040c 2f73 616d 706c 652f 7061 7468", g), 0);
 	fields_are(g, BLOCK(":path", "/sample/path"));
-	assert_int_equal(g->f[0].id, 0);
+	assert_int_equal(g->f[0].id, HPACK_ID_LIT);	/* remembered, not indexed */
 	table_is(&d, 0, NONE);
 	hpack_dec_free(&d);
 	/* C.2.3 literal never indexed */
@@ -655,6 +655,95 @@ static void test_integer_limits(void **state)
 	free(g);
 }
 
+/* --- Remembered literals ---------------------------------------------------- */
+
+/*
+ * A plain literal repeated byte for byte at the same position of a later
+ * block is the same field: same bytes, same id, not decoded again.  Not
+ * for a never-indexed literal, a name from the dynamic table, a literal
+ * past HPACK_LIT_SLOTS or over 48 bytes as sent, nor at another position;
+ * different bytes at a position get a new id.
+ */
+static void test_literal_memo(void **state)
+{
+	/* :method GET, :path /sample/path (Huffman, C.4.1's encoding of
+	 * www.example.com stands in as the value), content-length 42 */
+	static const char block[] = "82 048c f1e3 c2e5 f23a 6ba0 ab90 f4ff 0f0d 023432";
+	struct got *g = got_new();
+	struct hpack_dec d;
+	uint32_t path_id, len_id;
+	char big[200];
+
+	(void)state;
+	hpack_dec_init(&d, HPACK_TABLE_DEFAULT);
+	assert_int_equal(decode_hex(&d, block, g), 0);
+	fields_are(g, BLOCK(":method", "GET", ":path", "www.example.com", "content-length", "42"));
+	path_id = g->f[1].id;
+	len_id = g->f[2].id;
+	assert_true(path_id >= HPACK_ID_LIT && len_id >= HPACK_ID_LIT && path_id != len_id);
+	/* again: the same fields and ids, the bytes kept by the decoder */
+	got_reset(g);
+	assert_int_equal(decode_hex(&d, block, g), 0);
+	fields_are(g, BLOCK(":method", "GET", ":path", "www.example.com", "content-length", "42"));
+	assert_int_equal(g->f[1].id, path_id);
+	assert_int_equal(g->f[2].id, len_id);
+	/* another content-length at that position: a new id; then the old
+	 * one again: newer still (one kept per position) */
+	got_reset(g);
+	assert_int_equal(decode_hex(&d, "82 048c f1e3 c2e5 f23a 6ba0 ab90 f4ff 0f0d 023433", g), 0);
+	field_is(g, 2, "content-length", "43");
+	assert_true(g->f[2].id != len_id && g->f[2].id >= HPACK_ID_LIT);
+	assert_int_equal(g->f[1].id, path_id);
+	got_reset(g);
+	assert_int_equal(decode_hex(&d, block, g), 0);
+	field_is(g, 2, "content-length", "42");
+	assert_true(g->f[2].id != len_id);
+	/* the same literal at another position: decoded, its own id */
+	got_reset(g);
+	assert_int_equal(decode_hex(&d, "82 82 048c f1e3 c2e5 f23a 6ba0 ab90 f4ff", g), 0);
+	field_is(g, 2, ":path", "www.example.com");
+	assert_true(g->f[2].id != path_id && g->f[2].id >= HPACK_ID_LIT);
+	/* never indexed: not remembered, id 0 each time */
+	for (int k = 0; k < 2; k++) {
+		got_reset(g);
+		assert_int_equal(decode_hex(&d, "1008 7061 7373 776f 7264 0673 6563 7265 74", g), 0);
+		fields_are(g, BLOCK("password", "secret"));
+		assert_int_equal(g->f[0].id, 0);
+	}
+	/* a name from the dynamic table: the same bytes name another entry
+	 * once the table changed, so never remembered */
+	got_reset(g);
+	assert_int_equal(decode_hex(&d, "4001 6101 62 0f2f 0178", g), 0);	/* a: b, then [62]: x */
+	field_is(g, 1, "a", "x");
+	assert_int_equal(g->f[1].id, 0);
+	got_reset(g);
+	assert_int_equal(decode_hex(&d, "4001 6301 64 0f2f 0178", g), 0);	/* c: d, then [62]: x */
+	field_is(g, 1, "c", "x");
+	assert_int_equal(g->f[1].id, 0);
+	/* past HPACK_LIT_SLOTS positions: id 0 */
+	got_reset(g);
+	assert_int_equal(decode_hex(&d, "82 82 82 82 82 82 82 82 0f0d 023432", g), 0);
+	assert_int_equal(g->n, 9);
+	assert_int_equal(g->f[8].id, 0);
+	/* over 48 bytes as sent: decoded each time, id 0 */
+	memset(big, 'v', 60);
+	big[60] = 0;
+	{
+		char hex[400];
+		int o = snprintf(hex, sizeof(hex), "0f0d 3c");
+
+		for (int k = 0; k < 60; k++)
+			o += snprintf(hex + o, sizeof(hex) - (size_t)o, "76");
+		got_reset(g);
+		assert_int_equal(decode_hex(&d, hex, g), 0);
+		assert_int_equal(g->f[0].vlen, 60);
+		assert_memory_equal(g->f[0].value, big, 60);
+		assert_int_equal(g->f[0].id, 0);
+	}
+	hpack_dec_free(&d);
+	free(g);
+}
+
 /* --- Ids, eviction, STOP, abort -------------------------------------------- */
 
 static void test_ids(void **state)
@@ -675,8 +764,8 @@ static void test_ids(void **state)
 	assert_int_equal(first, HPACK_ID_DYN);
 	assert_int_equal(g->f[3].id, first);	/* the same entry twice */
 	assert_int_equal(g->f[4].id, first);
-	assert_int_equal(g->f[5].id, 0);	/* a literal: not indexed */
-	assert_int_equal(g->f[6].id, 0);
+	assert_int_equal(g->f[5].id, HPACK_ID_LIT);	/* a literal: remembered */
+	assert_int_equal(g->f[6].id, HPACK_ID_LIT + 1);
 	/* c: d, then e: f evicts a: b */
 	assert_int_equal(decode_hex(&d, "4001 6301 64 be bf 4001 6501 66 bf", g), 0);
 	assert_int_equal(g->f[0].id, HPACK_ID_DYN + 1);
@@ -984,7 +1073,7 @@ static void test_encode_static(void **state)
 		g->n = 0;
 		assert_int_equal(hpack_decode(&d, out, len, collect, g), 0);
 		field_is(g, 0, name, "zz");
-		assert_int_equal(g->f[0].id, 0);
+		assert_true(g->f[0].id >= HPACK_ID_LIT);	/* a remembered literal */
 		{		/* the first index with the name */
 			uint32_t idx = out[0] < 15 ? out[0] : 15u + out[1];
 
@@ -1060,7 +1149,7 @@ static void test_encode_roundtrip(void **state)
 			assert_int_equal(g->f[i].vlen, f[i].vlen);
 			if (f[i].vlen)
 				assert_memory_equal(g->f[i].value, f[i].value, f[i].vlen);
-			assert_true(g->f[i].id < HPACK_ID_DYN);
+			assert_true(g->f[i].id < HPACK_ID_DYN || g->f[i].id >= HPACK_ID_LIT);
 		}
 		assert_int_equal(d.count, 0);	/* never inserts */
 		hpack_dec_free(&d);
@@ -1120,6 +1209,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_integer_limits),
 		cmocka_unit_test(test_ids),
+		cmocka_unit_test(test_literal_memo),
 		cmocka_unit_test(test_stop),
 		cmocka_unit_test(test_abort),
 		cmocka_unit_test(test_table_model),
