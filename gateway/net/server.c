@@ -166,7 +166,7 @@ void conn_close(struct conn *c)
 
 /*
  * Would conn_on_write do anything for c, its output drained?  It resumes
- * reading, writes what nghttp2 still holds, writing is to be disabled, or
+ * reading, writes what the HTTP/2 engine still holds, writing is to be disabled, or
  * the connection may close now.  Otherwise (a kept-alive HTTP/1.1
  * answer, an HTTP/2 flush with nothing left) the deferred callback is
  * skipped: it cost ~600 instructions a request.  h2_send, the caller of
@@ -600,7 +600,7 @@ static void conn_on_write(struct bufferevent *bev, void *arg)
 		h1_on_written(c);
 	else if (c->proto == PROTO_H2 && h2_on(c) && !c->closing)
 		/* h2_send stops at output_buffer_bytes with the rest still in
-		 * nghttp2; nothing else pulls it when the response was made off
+		 * the engine; nothing else pulls it when the response was made off
 		 * the read path (a worker's answer) and the client's window
 		 * is wide: a response larger than the cap stalled for good */
 		h2_send(c);	/* may close c */

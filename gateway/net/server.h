@@ -224,13 +224,13 @@ bool h2_want_write(const struct conn *c);
 void h2_terminate(struct conn *c, uint32_t code);
 /*
  * h2_on_read - parse what c->in holds (nothing: send only), then send
- * what nghttp2 has; with the output above its cap, pause reading instead
+ * what the HTTP/2 engine has; with the output above its cap, pause reading instead
  * (the write callback comes back here).  May close c.
  */
 void h2_on_read(struct conn *c);
 /*
  * h2_take - for a plain connection whose c->in is empty: feed p[0..n)
- * (just read) to nghttp2 straight from there, sparing its copy into
+ * (just read) to the HTTP/2 engine straight from there, sparing its copy into
  * c->in, pullup and drain.  Sends nothing; takes nothing while the
  * output is above its cap.  The bytes used (the caller appends the rest
  * to c->in, then calls h2_on_read, which sends), or -1 when the session
@@ -238,7 +238,7 @@ void h2_on_read(struct conn *c);
  */
 ssize_t h2_take(struct conn *c, const char *p, size_t n);
 void h2_respond(struct call *call);
-/* h2_send - flush what nghttp2 wants to write, then close c when the
+/* h2_send - flush what the engine wants to write, then close c when the
  * session is done: callers must not touch c afterwards.  0 or -1. */
 int h2_send(struct conn *c);
 /* h2_goaway - GOAWAY(NO_ERROR) and send; may close c like h2_send. */
@@ -251,7 +251,7 @@ void h2_free(struct conn *c);
  * SETTINGS and call as stream 1, half-closed.  Queues our SETTINGS, sends
  * nothing: the caller writes the 101 first.  0; -1 when settings is
  * missing or malformed (not base64url, not 6-byte entries, too many, a
- * value SETTINGS may not carry) or nghttp2 refuses: c is as it was.
+ * value SETTINGS may not carry) or the engine refuses: c is as it was.
  */
 int h2_upgrade(struct conn *c, struct call *call, const char *settings);
 /*
