@@ -1116,7 +1116,10 @@ static int h2n_start(struct conn *c)
 	};
 
 	c->h2w = h2w_new(&h2n_callbacks, c, &wc);
-	return c->h2w ? 0 : -1;
+	if (!c->h2w)
+		return -1;
+	srv_count_h2_session(false);
+	return 0;
 }
 
 int h2_start(struct conn *c)
@@ -1155,6 +1158,7 @@ int h2_start(struct conn *c)
 	nghttp2_session_callbacks_del(cb);
 	if (rc)
 		return -1;
+	srv_count_h2_session(true);
 	nghttp2_submit_settings(c->h2, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0]));
 	nghttp2_session_set_local_window_size(c->h2, NGHTTP2_FLAG_NONE, 0,
 					      2 * win > H2_CONN_WINDOW ? 2 * win : H2_CONN_WINDOW);

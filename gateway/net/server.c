@@ -90,10 +90,16 @@ static void srv_on_publish(void *arg)
 
 static _Atomic uint64_t srv_closed[CLOSE_REASONS];
 static _Atomic uint64_t srv_refused;
+static _Atomic uint64_t srv_h2_sessions[2];	/* native, nghttp2 */
 
 void srv_count_close(enum srv_close_reason reason)
 {
 	atomic_fetch_add_explicit(&srv_closed[reason], 1, memory_order_relaxed);
+}
+
+void srv_count_h2_session(bool nghttp2)
+{
+	atomic_fetch_add_explicit(&srv_h2_sessions[nghttp2], 1, memory_order_relaxed);
 }
 
 void srv_metrics(struct evbuffer *out)
@@ -114,6 +120,12 @@ void srv_metrics(struct evbuffer *out)
 				 "# TYPE infergw_connections_refused_total counter\n"
 				 "infergw_connections_refused_total{reason=\"max_connections\"} %llu\n",
 			    (unsigned long long)atomic_load_explicit(&srv_refused, memory_order_relaxed));
+	evbuffer_add_printf(out, "# HELP infergw_http2_sessions_total HTTP/2 connections, by the engine that framed them (listen.http2_engine).\n"
+				 "# TYPE infergw_http2_sessions_total counter\n"
+				 "infergw_http2_sessions_total{engine=\"native\"} %llu\n"
+				 "infergw_http2_sessions_total{engine=\"nghttp2\"} %llu\n",
+			    (unsigned long long)atomic_load_explicit(&srv_h2_sessions[0], memory_order_relaxed),
+			    (unsigned long long)atomic_load_explicit(&srv_h2_sessions[1], memory_order_relaxed));
 }
 
 void conn_close_why(struct conn *c, enum srv_close_reason reason)

@@ -157,6 +157,9 @@ void conn_close_soon(struct conn *c);
 void conn_close_why(struct conn *c, enum srv_close_reason reason);
 /* srv_count_close - count a close the transport does itself (h2 GOAWAY). */
 void srv_count_close(enum srv_close_reason reason);
+/* srv_count_h2_session - an HTTP/2 session began, framed by nghttp2 or
+ * the native engine (infergw_http2_sessions_total). */
+void srv_count_h2_session(bool nghttp2);
 /* conn_arm_header_timer - start limits.header_timeout_ms unless running. */
 void conn_arm_header_timer(struct conn *c);
 void conn_disarm_header_timer(struct conn *c);

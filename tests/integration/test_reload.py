@@ -548,3 +548,42 @@ def test_admin_error_names_a_long_config_path_whole(tmp_path):
                                 f'(the models of {g.config})'}, doc
     finally:
         g.kill()
+
+
+def _with_engine(text, engine):
+    """text with listen.http2_engine set (under the listen section)."""
+    assert "\n  threads: 2\n" in text
+    return text.replace("\n  threads: 2\n", f"\n  threads: 2\n  http2_engine: {engine}\n", 1)
+
+
+def test_http2_engine_reload(start_gw, model, heldout):
+    """listen.http2_engine is reloaded, not restart-only: connections that
+    become HTTP/2 after the reload get the new engine, open ones keep
+    theirs, and infergw_http2_sessions_total counts each by engine.  Both
+    answer inference with the model's values."""
+    x, _ = heldout
+
+    def sessions(g, engine):
+        return metric(g.metrics(), "infergw_http2_sessions_total", engine=engine)
+
+    g = start_gw("h2engine", _with_engine(digits_config(), "native"))
+    assert "http2_engine=native" in g.log()
+    n0, g0 = sessions(g, "native"), sessions(g, "nghttp2")
+    with H2Client(g.port, timeout=15) as old:
+        assert old.get("/v2/health/live").status == 200
+        assert (sessions(g, "native"), sessions(g, "nghttp2")) == (n0 + 1, g0)
+        sm.atomic_write(g.config, _with_engine(digits_config(), "nghttp2"))
+        st, _, doc = g.reload()
+        assert st == 200 and doc["result"] == "success", doc
+        assert not doc.get("restart_required"), doc
+        assert g.effective_config()["listen"]["http2_engine"] == "nghttp2"
+        with H2Client(g.port, timeout=15) as new:
+            resp = new.wait([new.infer(x[:2])])[0]
+            assert resp.status == 200, resp
+            check_infer_response(resp.json(), model, x[:2])
+        assert (sessions(g, "native"), sessions(g, "nghttp2")) == (n0 + 1, g0 + 1)
+        # the connection opened before the reload still frames with its own
+        resp = old.wait([old.infer(x[2:3])])[0]
+        assert resp.status == 200, resp
+        check_infer_response(resp.json(), model, x[2:3])
+    assert (sessions(g, "native"), sessions(g, "nghttp2")) == (n0 + 1, g0 + 1)
