@@ -139,8 +139,9 @@ if want attack; then
 	pytest_count "$out" attack || fail=$((fail + 1))
 fi
 
-# The HTTP/2 engine that is not the default (listen.http2_engine): the
-# HTTP/2 attack, protocol, gRPC and TLS tests again, with
+# nghttp2, the HTTP/2 engine that is not the default (listen.http2_engine;
+# the default is config.h's CFG_HTTP2_NGHTTP2_DEFAULT: flip both together):
+# the HTTP/2 attack, protocol, gRPC and TLS tests again, with
 # INFERGW_HTTP2_ENGINE choosing it for every gateway they start.
 H2_ALT_ENGINE=nghttp2
 if want h2alt; then

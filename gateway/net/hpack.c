@@ -559,38 +559,23 @@ struct hpack_lit {
 	struct hpack_field f;		/* into dec */
 };
 
-/* hp_skip_string - past the string literal at *pp (< end): false when it
- * is cut short. */
-static bool hp_skip_string(const uint8_t **pp, const uint8_t *end)
-{
-	uint32_t n;
-
-	if (*pp == end || !hp_int(pp, end, 0x7f, &n) || n > (size_t)(end - *pp))
-		return false;
-	*pp += n;
-	return true;
-}
-
-/* hp_lit_find - the remembered field when the plain literal at b->field,
- * whose name index i was read (b->p is past it), repeats the one kept for
- * its position; b->p is then moved past it.  NULL otherwise (b->p kept). */
-static const struct hpack_field *hp_lit_find(const struct hpack_dec *d, struct hp_blk *b,
-					     uint32_t i)
+/* hp_lit_find - the remembered field when the plain literal starting at
+ * b->field repeats, byte for byte, the one kept for its position; b->p is
+ * then moved past it.  NULL otherwise (b->p kept).  Only eligible literals
+ * are kept (hp_lit_keep), and their bytes hold the representation's type
+ * and name index, so equal bytes are an eligible literal ending where the
+ * kept one did: nothing more to check. */
+static const struct hpack_field *hp_lit_find(const struct hpack_dec *d, struct hp_blk *b)
 {
 	const struct hpack_lit *l;
-	const uint8_t *q = b->p;
 
-	if (!d->lit || b->nfield >= HPACK_LIT_SLOTS || i > HP_STATIC_N || (*b->field & 0x10))
+	if (!d->lit || b->nfield >= HPACK_LIT_SLOTS)
 		return NULL;
 	l = &d->lit[b->nfield];
 	if (!l->rawlen || (size_t)(b->end - b->field) < l->rawlen ||
 	    memcmp(b->field, l->raw, l->rawlen) != 0)
 		return NULL;
-	/* the same bytes: the same strings, provided they end where they did */
-	if ((i == 0 && !hp_skip_string(&q, b->end)) || !hp_skip_string(&q, b->end) ||
-	    q != b->field + l->rawlen)
-		return NULL;
-	b->p = q;
+	b->p = b->field + l->rawlen;
 	return &l->f;
 }
 
@@ -629,7 +614,7 @@ static int hp_literal(struct hpack_dec *d, struct hp_blk *b, uint8_t mask, bool 
 
 	if (!hp_int(&b->p, b->end, mask, &i))
 		return HPACK_ERR_COMPRESSION;
-	if (!index && !skip && (e = hp_lit_find(d, b, i)))
+	if (!index && !skip && (e = hp_lit_find(d, b)))
 		return hp_emit(b, e);	/* a repeat: not decoded again */
 	if (i) {
 		if (!(e = hp_lookup(d, i)))
