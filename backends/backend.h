@@ -93,6 +93,19 @@ char *be_strdupf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 enum backend_kind { BE_CPU, BE_GPU, BE_REMOTE, BE_FAKE };
 
+/*
+ * Kind cpu's weights_layout: how a dense layer's weights are laid out for
+ * its oneDNN matmul.  PACKED: reordered once into the layout the library
+ * prefers; PLAIN: nn.Linear's [out][in] array read in place; AUTO (the
+ * default): both timed at load on this machine, at batch 1 and at the
+ * largest bucket, and the faster kept, per layer.
+ */
+enum be_wlayout { BE_WLAYOUT_AUTO, BE_WLAYOUT_PACKED, BE_WLAYOUT_PLAIN };
+/* be_wlayout_name - "auto", "packed" or "plain"; be_wlayout_parse - the
+ * reverse: 0, or -EINVAL for any other string (*out untouched). */
+const char *be_wlayout_name(enum be_wlayout l);
+int be_wlayout_parse(const char *s, enum be_wlayout *out);
+
 /* Batch sizes a backend prefers (be_caps), a config may name (be_batching). */
 #define BE_MAX_PREFERRED 8
 
@@ -144,6 +157,7 @@ struct backend_conf {
 	char *address;		/* remote: host:port */
 	int device;		/* gpu: CUDA device ordinal */
 	int nice;		/* worker threads' nice value (SCHED_BATCH); default 10 */
+	enum be_wlayout weights_layout;	/* cpu: dense layers' weights; default AUTO */
 	/* fake (test-only, backends/fake/fake.c) */
 	int fake_latency_us;	/* per batch */
 	int fake_fail_every;	/* every Nth batch fails retryably; 0 = never */

@@ -18,7 +18,8 @@
 int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 int be_fake_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 
-static const char *const be_cpu_keys[] = { "threads_per_worker", "nice", NULL };
+static const char *const be_cpu_keys[] = { "threads_per_worker", "nice", "weights_layout",
+					    NULL };
 static const char *const be_gpu_keys[] = { "device", "streams", "math", "graphs", "max_batch",
 						 NULL };
 static const char *const be_fake_keys[] = { "latency_us", "fail_every", "down_after",
@@ -67,6 +68,23 @@ char *be_strdupf(const char *fmt, ...)
 }
 
 _Atomic uint64_t be_state_epoch;
+
+static const char *const be_wlayout_names[] = { "auto", "packed", "plain" };
+
+const char *be_wlayout_name(enum be_wlayout l)
+{
+	return (unsigned)l < 3 ? be_wlayout_names[l] : "?";
+}
+
+int be_wlayout_parse(const char *s, enum be_wlayout *out)
+{
+	for (int i = 0; i < 3; i++)
+		if (!strcmp(s, be_wlayout_names[i])) {
+			*out = (enum be_wlayout)i;
+			return 0;
+		}
+	return -EINVAL;
+}
 
 static void (*_Atomic be_log_fn)(int level, const char *line);
 

@@ -23,10 +23,14 @@
  * matmul prefers (format_tag_any at the largest bucket; the brgemm kernels
  * want a blocked layout such as BA16a64b, the same for every batch size) and
  * reorders nn.Linear's [out][in] array into it once, per model and backend,
- * shared by every slot and bucket.  Measured on mlp-large: 2.1x at batch 1,
- * 1.1x at batch 64 over reading the plain array.  When the preferred layout
- * is the plain one ({in, out}, tag ba) the array is used in place.  Bias is
- * {1, out}; ReLU is a fused eltwise post-op.
+ * shared by every slot and bucket.  The preference is not always the
+ * faster: measured on mlp-large (2 threads), packed was 2.1x at batch 1 and
+ * 1.1x at batch 64 over the plain array on an AVX-512 Xeon, but plain was
+ * 1.75x faster at batch 64 on an AVX2 EPYC.  So by default
+ * (weights_layout auto) both are timed per layer at load and the faster
+ * kept (be_cpu_pack_choose); packed or plain force one.  When the
+ * preferred layout is the plain one ({in, out}, tag ba) the array is used
+ * in place.  Bias is {1, out}; ReLU is a fused eltwise post-op.
  *
  * INT8 models (docs/model-format.md): u8 x s8 or s8 x s8 matmuls, planned
  * per layer at load (be_cpu_plan).  Between two static (calibrated) layers
@@ -92,13 +96,27 @@ struct be_cpu_slot_model {
  * +128 shift and a compensation term), dst f32, or s8/u8 when the next
  * layer is a static INT8 dense layer too (the requantization then happens
  * inside this primitive: see be_cpu_chained).
+ *
+ * Split layers (be_cpu_split): on a CPU without VNNI an s8 input is fed as
+ * two u8 halves, x+ = max(x, 0) and x- = max(-x, 0), against [W | -W]:
+ * W x = W x+ - W x-, with K = 2 x in.  Without VNNI oneDNN multiplies u8 x
+ * s8 pairs into a saturating int16 (vpmaddubsw) and runs s8 x s8 as
+ * (x + 128) x w: up to 2 x 255 x 127 > 32767, so wrong answers (measured
+ * on an AVX2 EPYC, oneDNN 2.6 gemm:jit: digits-int8 probabilities off by
+ * 3x).  u8 halves of at most 127 stay below: exact, at twice the work of
+ * that layer.
  */
 struct be_cpu_weights {
 	dnnl_memory_desc_t md;
+	int k;				/* the matmul's K: the layer's in, 2 x in when split */
+	int8_t *splitw;			/* split: [W | -W], [out][2 in] (owned), else NULL */
 	void *packed;			/* owned reordered copy; NULL: the model's array */
+	uint32_t plain_mask;		/* with packed: buckets (bit i: buckets[i]) that
+					 * read the model's array instead (auto) */
 	float *qbias;			/* static INT8: bias / (in_scale x w_scale) (owned), else NULL */
 	float *oscale;			/* INT8: per output channel output scales (owned) */
 	dnnl_data_type_t sdt, ddt;	/* src and dst data types */
+	bool split;			/* s8 input fed as u8 halves (see above) */
 };
 
 struct be_cpu_model {
@@ -116,6 +134,8 @@ struct be_cpu_model {
 struct be_cpu {
 	dnnl_engine_t engine;
 	int n_slots, threads;
+	enum be_wlayout wlayout;	/* backends[].weights_layout */
+	bool vnni;			/* the CPU multiplies u8 x s8 without saturating */
 	dnnl_stream_t *streams;		/* one per slot */
 	pthread_mutex_t load_lock;	/* serialises load_model / unload_model */
 	struct be_cpu_model *_Atomic models;
@@ -193,11 +213,29 @@ static void be_cpu_model_free(struct be_cpu_model *cm, int n_slots)
 	free(cm->qsrc);
 	for (i = 0; cm->wei && i < cm->m->n_layers; i++) {
 		free(cm->wei[i].packed);
+		free(cm->wei[i].splitw);
 		free(cm->wei[i].qbias);
 		free(cm->wei[i].oscale);
 	}
 	free(cm->wei);
 	free(cm);
+}
+
+/*
+ * Whether oneDNN runs INT8 on VNNI here (AVX512-VNNI or AVX-VNNI): exact
+ * u8 x s8 dot products.  INFERGW_CPU_NO_VNNI=1 says no whatever the CPU
+ * (tests: the split path on every machine).
+ */
+static bool be_cpu_has_vnni(void)
+{
+	const char *e = getenv("INFERGW_CPU_NO_VNNI");
+	unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
+
+	if (e && *e && strcmp(e, "0"))
+		return false;
+	return (isa & (unsigned)dnnl_cpu_isa_avx512_core_vnni) ==
+		       (unsigned)dnnl_cpu_isa_avx512_core_vnni ||
+	       (isa & (unsigned)dnnl_cpu_isa_avx2_vnni) == (unsigned)dnnl_cpu_isa_avx2_vnni;
 }
 
 /*
@@ -217,6 +255,8 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 	}
 	c->n_slots = conf->slots > 0 ? conf->slots : 1;
 	c->threads = conf->threads_per_slot > 0 ? conf->threads_per_slot : 1;
+	c->wlayout = conf->weights_layout;
+	c->vnni = be_cpu_has_vnni();
 	pthread_mutex_init(&c->load_lock, NULL);
 	pthread_mutex_init(&c->q_mu, NULL);
 	pthread_cond_init(&c->q_cv, NULL);
@@ -276,7 +316,7 @@ static dnnl_status_t be_cpu_matmul(struct be_cpu *c, const struct layer *l,
 				   const dnnl_memory_desc_t *wmd, struct be_cpu_exec *e,
 				   dnnl_memory_desc_t md[4], dnnl_primitive_desc_t *pd_out)
 {
-	dnnl_dims_t sd = { rows, l->in }, wd = { l->in, l->out }, bd = { 1, l->out },
+	dnnl_dims_t sd = { rows, w->k }, wd = { w->k, l->out }, bd = { 1, l->out },
 		    dd = { rows, l->out };
 	dnnl_data_type_t dt = l->qweight ? dnnl_s8 : dnnl_f32;
 	bool fuse = be_cpu_fused(l), qdst = w->ddt != dnnl_f32;
@@ -329,6 +369,32 @@ static dnnl_status_t be_cpu_matmul(struct be_cpu *c, const struct layer *l,
 	return st;
 }
 
+/* The plain {in, out} (tag ba) weights of layer l: the model's array, or
+ * the split copy. */
+static const void *be_cpu_plain(const struct layer *l, const struct be_cpu_weights *w)
+{
+	return w->splitw ? (const void *)w->splitw
+	       : l->qweight ? (const void *)l->qweight : (const void *)l->weight;
+}
+
+/* Run one layer's primitive (its memory bound) on stream and wait for it. */
+static dnnl_status_t be_cpu_exec_run(dnnl_stream_t stream, const struct be_cpu_exec *e)
+{
+	dnnl_exec_arg_t args[5];
+	dnnl_status_t st;
+	int n = 0;
+
+	args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, e->src };
+	args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, e->wei };
+	if (e->bias)
+		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias };
+	args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, e->dst };
+	if (e->scratch)
+		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch };
+	st = dnnl_primitive_execute(e->prim, stream, n, args);
+	return st != dnnl_success ? st : dnnl_stream_wait(stream);
+}
+
 /* The scratchpad descriptor of a primitive (NULL when it needs none). */
 static const dnnl_memory_desc_t *be_cpu_scratch_md(dnnl_primitive_t prim)
 {
@@ -375,23 +441,188 @@ static dnnl_status_t be_cpu_reorder(struct be_cpu *c, const dnnl_memory_desc_t *
 }
 
 /*
- * Choose layer l's weights layout: what its matmul prefers at the largest
- * bucket, reordered once when that is not the plain array.  On any failure
- * the plain layout is kept (slower, never wrong).
+ * backends[].weights_layout auto: the preferred (packed) layout and the
+ * plain array of one layer are timed against each other at load, on this
+ * machine with this team size.  Which is faster depends on the CPU: on
+ * mlp-large the packed layout was 2.1x faster at batch 1 on an AVX-512
+ * Xeon, the plain one 1.75x faster at batch 64 on an AVX2 EPYC (oneDNN
+ * 2.6, 2 threads; bench/kernel.c's raw-any vs raw-ba).
  */
-static void be_cpu_pack(struct be_cpu *c, const struct layer *l, int rows,
+#define BE_CPU_TIME_REPS 5			/* timed runs per candidate, at most */
+#define BE_CPU_TIME_BUDGET_NS 30000000ull	/* per layer and bucket, past 2 timed runs */
+#define BE_CPU_PLAIN_MARGIN 1.03		/* plain must win by 3% (noise) */
+
+static const char *be_cpu_name(const struct be_cpu *c)
+{
+	return c->be && c->be->conf.name ? c->be->conf.name : "cpu";
+}
+
+/* One candidate weights layout of a layer at one batch size, to time. */
+struct be_cpu_probe {
+	struct be_cpu_exec e;
+	void *src, *dst, *scratch;	/* owned, zeroed */
+	uint64_t best_ns;		/* fastest timed run */
+};
+
+static void be_cpu_probe_free(struct be_cpu_probe *p)
+{
+	be_cpu_exec_free(&p->e);
+	free(p->src);
+	free(p->dst);
+	free(p->scratch);
+	memset(p, 0, sizeof(*p));
+}
+
+/* Whether prim runs oneDNN's reference (scalar) code: never worth timing. */
+static bool be_cpu_is_ref(dnnl_primitive_t prim)
+{
+	const_dnnl_primitive_desc_t pd;
+	const char *impl = NULL;
+
+	return dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success ||
+	       dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+	       !impl || !strncmp(impl, "ref", 3);
+}
+
+/* Layer l's primitive at rows with weights wdata in layout wmd, on zeroed
+ * scratch data (matmul time does not depend on the values).  -1 when it
+ * cannot be made or is the reference implementation. */
+static int be_cpu_probe_init(struct be_cpu *c, const struct layer *l,
+			     const struct be_cpu_weights *w, const dnnl_memory_desc_t *wmd,
+			     const void *wdata, int rows, struct be_cpu_probe *p)
+{
+	dnnl_memory_desc_t md[4];
+	const dnnl_memory_desc_t *smd;
+
+	memset(p, 0, sizeof(*p));
+	p->best_ns = UINT64_MAX;
+	p->src = be_cpu_alloc(sizeof(float) * (size_t)rows * (size_t)w->k);
+	p->dst = be_cpu_alloc(sizeof(float) * (size_t)rows * (size_t)l->out);
+	if (!p->src || !p->dst || be_cpu_matmul(c, l, w, rows, wmd, &p->e, md, NULL) ||
+	    be_cpu_is_ref(p->e.prim) ||
+	    dnnl_memory_create(&p->e.src, &md[0], c->engine, p->src) ||
+	    dnnl_memory_create(&p->e.wei, &md[1], c->engine, (void *)wdata) ||
+	    (l->bias && be_cpu_fused(l) &&	/* the values do not matter here */
+	     dnnl_memory_create(&p->e.bias, &md[2], c->engine, (void *)l->bias)) ||
+	    dnnl_memory_create(&p->e.dst, &md[3], c->engine, p->dst))
+		return -1;
+	smd = be_cpu_scratch_md(p->e.prim);
+	if (smd && dnnl_memory_desc_get_size(smd) > 0 &&
+	    (!(p->scratch = be_cpu_alloc(dnnl_memory_desc_get_size(smd))) ||
+	     dnnl_memory_create(&p->e.scratch, smd, c->engine, p->scratch)))
+		return -1;
+	return 0;
+}
+
+/* Time p[0] and p[1] interleaved (order alternating): a warm-up run each,
+ * then up to BE_CPU_TIME_REPS timed runs each (at least 2 when the budget
+ * runs out); each keeps its fastest.  -1 when a run fails. */
+static int be_cpu_probe_race(struct be_cpu *c, struct be_cpu_probe p[2])
+{
+	uint64_t t0 = be_now_ns();
+
+	for (int r = 0; r <= BE_CPU_TIME_REPS; r++) {
+		for (int k = 0; k < 2; k++) {
+			struct be_cpu_probe *q = &p[(r + k) & 1];
+			uint64_t a = be_now_ns(), d;
+
+			if (be_cpu_exec_run(c->streams[0], &q->e) != dnnl_success)
+				return -1;
+			d = be_now_ns() - a;
+			if (r > 0 && d < q->best_ns)
+				q->best_ns = d;
+		}
+		if (r >= 2 && be_now_ns() - t0 > BE_CPU_TIME_BUDGET_NS)
+			break;
+	}
+	return 0;
+}
+
+/* n times in ns as microseconds, comma separated, into buf. */
+static void be_cpu_us_list(char *buf, size_t len, const uint64_t *ns, int n)
+{
+	size_t o = 0;
+
+	buf[0] = 0;
+	for (int i = 0; i < n && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%.1f", i ? "," : "", ns[i] / 1e3);
+}
+
+/* Time layer li with w's packed weights against the plain array (plain_md,
+ * plain) at every bucket of cm; a bucket where plain is faster by
+ * BE_CPU_PLAIN_MARGIN reads the plain array (w->plain_mask; it costs no
+ * memory: the model's own array); the packed copy is dropped when no
+ * bucket keeps it.  A layout that cannot be timed loses (both: packed
+ * stays).  Logs the times. */
+static void be_cpu_pack_choose(struct be_cpu *c, const struct be_cpu_model *cm, int li,
+			       const dnnl_memory_desc_t *plain_md, const void *plain,
+			       struct be_cpu_weights *w)
+{
+	const struct layer *l = &cm->m->layers[li];
+	uint64_t tk[BE_CPU_MAX_BUCKETS], tl[BE_CPU_MAX_BUCKETS];
+	char ks[BE_CPU_MAX_BUCKETS * 12], ls[BE_CPU_MAX_BUCKETS * 12];
+	int nb = cm->n_buckets, b, bad = -1;
+
+	w->plain_mask = 0;
+	for (b = 0; b < nb && bad < 0; b++) {
+		struct be_cpu_probe p[2];
+
+		if (be_cpu_probe_init(c, l, w, &w->md, w->packed, cm->buckets[b], &p[0]))
+			bad = 0;
+		else if (be_cpu_probe_init(c, l, w, plain_md, plain, cm->buckets[b], &p[1]) ||
+			 be_cpu_probe_race(c, p))
+			bad = 1;
+		tk[b] = p[0].best_ns;
+		tl[b] = p[1].best_ns;
+		if (bad < 0 && (double)tl[b] * BE_CPU_PLAIN_MARGIN < (double)tk[b])
+			w->plain_mask |= 1u << b;
+		be_cpu_probe_free(&p[0]);
+		be_cpu_probe_free(&p[1]);
+	}
+	if (bad >= 0)	/* the packed one cannot run: plain everywhere */
+		w->plain_mask = bad == 0 ? (1u << nb) - 1 : 0;
+	if (w->plain_mask == (1u << nb) - 1) {
+		free(w->packed);
+		w->packed = NULL;
+		w->md = *plain_md;
+	}
+	if (bad >= 0) {
+		be_log(BE_LOG_INFO, "backend=%s model=%s layer=%d weights=%s msg=\"weights "
+		       "layout: the %s layout cannot be timed here\"", be_cpu_name(c),
+		       cm->m->name, li, w->packed ? "packed" : "plain", bad ? "plain" : "packed");
+		return;
+	}
+	be_cpu_us_list(ks, sizeof(ks), tk, nb);
+	be_cpu_us_list(ls, sizeof(ls), tl, nb);
+	be_log(BE_LOG_INFO, "backend=%s model=%s layer=%d weights=%s plain_buckets=0x%x "
+	       "packed_us=%s plain_us=%s msg=\"weights layout timed at load per batch bucket "
+	       "(1, 2, 4, ... %d rows): the faster kept\"", be_cpu_name(c), cm->m->name, li,
+	       !w->packed ? "plain" : w->plain_mask ? "mixed" : "packed", w->plain_mask, ks, ls,
+	       cm->m->max_batch_size);
+}
+
+/*
+ * Choose layer li's weights layout (backends[].weights_layout): plain, or
+ * what its matmul prefers at the largest bucket (rows), reordered once,
+ * or (auto) the faster of the two per bucket.  INT8 layers are always
+ * packed.  On any failure the plain layout is kept (slower, never wrong).
+ */
+static void be_cpu_pack(struct be_cpu *c, const struct be_cpu_model *cm, int li, int rows,
 			struct be_cpu_weights *w)
 {	/* w: sdt, ddt and oscale already set (be_cpu_plan) */
-	dnnl_dims_t wd = { l->in, l->out };
+	const struct layer *l = &cm->m->layers[li];
+	dnnl_dims_t wd = { w->k, l->out };
 	dnnl_data_type_t dt = l->qweight ? dnnl_s8 : dnnl_f32;
-	const void *plain = l->qweight ? (const void *)l->qweight : (const void *)l->weight;
-	dnnl_memory_desc_t any, md[4];
+	const void *plain = be_cpu_plain(l, w);
+	dnnl_memory_desc_t any, md[4], plain_md;
 	dnnl_primitive_desc_t pd = NULL;
 	const dnnl_memory_desc_t *pref;
 
 	dnnl_memory_desc_init_by_tag(&w->md, 2, wd, dt, dnnl_ba);
+	plain_md = w->md;
 	w->packed = NULL;
-	if (dnnl_memory_desc_init_by_tag(&any, 2, wd, dt, dnnl_format_tag_any) ||
+	if ((c->wlayout == BE_WLAYOUT_PLAIN && !l->qweight) ||
+	    dnnl_memory_desc_init_by_tag(&any, 2, wd, dt, dnnl_format_tag_any) ||
 	    be_cpu_matmul(c, l, w, rows, &any, NULL, md, &pd))
 		return;
 	pref = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
@@ -406,6 +637,11 @@ static void be_cpu_pack(struct be_cpu *c, const struct layer *l, int rows,
 		}
 	}
 	dnnl_primitive_desc_destroy(pd);
+	/* INT8 layers keep the layout oneDNN asks for (which may carry the
+	 * s8 x s8 compensation): reading the plain s8 array was never checked
+	 * against the reference. */
+	if (w->packed && c->wlayout == BE_WLAYOUT_AUTO && !l->qweight)
+		be_cpu_pack_choose(c, cm, li, &plain_md, plain, w);
 }
 
 /* Whether bias and ReLU run inside the primitive: always but for dynamic
@@ -429,16 +665,41 @@ static bool be_cpu_static_q8(const struct layer *l)
  * half to even in float32, model_q8 half away from zero in float64: a value
  * within rounding error of a .5 boundary may land one step apart.
  */
-static bool be_cpu_chained(const struct model *m, int i)
-{
-	return be_cpu_static_q8(&m->layers[i]) && i + 1 < m->n_layers &&
-	       be_cpu_static_q8(&m->layers[i + 1]);
-}
-
 /* Whether layer i's input is a ReLU's output (never negative). */
 static bool be_cpu_after_relu(const struct model *m, int i)
 {
 	return i > 0 && m->layers[i - 1].kind == LAYER_DENSE && m->layers[i - 1].act == ACT_RELU;
+}
+
+/* Whether INT8 dense layer i takes its s8 input as u8 halves (struct
+ * be_cpu_weights): no VNNI, and the input may be negative. */
+static bool be_cpu_split(const struct be_cpu *c, const struct model *m, int i)
+{
+	return !c->vnni && m->layers[i].qweight && !be_cpu_after_relu(m, i);
+}
+
+/* ... and a split next layer is fed from C (be_cpu_q8_row), not by oneDNN. */
+static bool be_cpu_chained(const struct be_cpu *c, const struct model *m, int i)
+{
+	return be_cpu_static_q8(&m->layers[i]) && i + 1 < m->n_layers &&
+	       be_cpu_static_q8(&m->layers[i + 1]) && !be_cpu_split(c, m, i + 1);
+}
+
+/* [W | -W] of layer l, [out][2 in], for a split layer.  NULL: no memory. */
+static int8_t *be_cpu_split_weights(const struct layer *l)
+{
+	int8_t *w = be_cpu_alloc((size_t)l->out * 2 * (size_t)l->in);
+
+	for (int o = 0; w && o < l->out; o++) {
+		const int8_t *src = l->qweight + (size_t)o * l->in;
+		int8_t *dst = w + (size_t)o * 2 * l->in;
+
+		for (int k = 0; k < l->in; k++) {
+			dst[k] = src[k];
+			dst[l->in + k] = (int8_t)(src[k] == INT8_MIN ? INT8_MAX : -src[k]);
+		}
+	}
+	return w;
 }
 
 /*
@@ -446,7 +707,7 @@ static bool be_cpu_after_relu(const struct model *m, int i)
  * be_cpu_weights), before the weights are packed (the packed layout
  * depends on the types: s8 x s8 weights carry oneDNN's compensation).
  */
-static int be_cpu_plan(struct be_cpu_model *cm, char **err)
+static int be_cpu_plan(const struct be_cpu *c, struct be_cpu_model *cm, char **err)
 {
 	const struct model *m = cm->m;
 
@@ -455,13 +716,19 @@ static int be_cpu_plan(struct be_cpu_model *cm, char **err)
 		struct be_cpu_weights *w = &cm->wei[i];
 
 		w->sdt = w->ddt = dnnl_f32;
+		w->k = l->in;
 		if (l->kind != LAYER_DENSE || !l->qweight)
 			continue;
-		w->sdt = be_cpu_after_relu(m, i) ? dnnl_u8 : dnnl_s8;
-		if (be_cpu_chained(m, i))
+		w->split = be_cpu_split(c, m, i);
+		w->sdt = be_cpu_after_relu(m, i) || w->split ? dnnl_u8 : dnnl_s8;
+		if (be_cpu_chained(c, m, i))
 			w->ddt = be_cpu_after_relu(m, i + 1) ? dnnl_u8 : dnnl_s8;
+		if (w->split) {
+			w->k = 2 * l->in;
+			w->splitw = be_cpu_split_weights(l);
+		}
 		w->oscale = malloc(sizeof(float) * (size_t)l->out);
-		if (!w->oscale) {
+		if (!w->oscale || (w->split && !w->splitw)) {
 			*err = be_strdupf("cpu backend: model %s: out of memory (scales)", m->name);
 			return -ENOMEM;
 		}
@@ -495,6 +762,12 @@ static int be_cpu_qbias(const struct layer *l, struct be_cpu_weights *w, char **
 	return 0;
 }
 
+/* Whether bucket index b reads w's packed copy (else the model's array). */
+static bool be_cpu_packed_at(const struct be_cpu_weights *w, int b)
+{
+	return w->packed && !(w->plain_mask >> b & 1);
+}
+
 /* Primitives and buffers of one slot. */
 static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 			    struct be_cpu_slot_model *sm, char **err)
@@ -510,8 +783,9 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 	sm->buf[1] = be_cpu_alloc(buf_bytes);
 	sm->exec = calloc((size_t)cm->n_buckets * (size_t)m->n_layers, sizeof(*sm->exec));
 	if (m->variant == VARIANT_INT8) {
-		sm->qbuf[0] = be_cpu_alloc((size_t)m->max_batch_size * (size_t)m->max_width);
-		sm->qbuf[1] = be_cpu_alloc((size_t)m->max_batch_size * (size_t)m->max_width);
+		/* x 2: a split layer's input is twice its width */
+		sm->qbuf[0] = be_cpu_alloc((size_t)m->max_batch_size * 2 * (size_t)m->max_width);
+		sm->qbuf[1] = be_cpu_alloc((size_t)m->max_batch_size * 2 * (size_t)m->max_width);
 		sm->rscale = be_cpu_alloc(sizeof(float) * (size_t)m->max_batch_size);
 	}
 	if (!sm->buf[0] || !sm->buf[1] || !sm->exec ||
@@ -530,16 +804,17 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 
 			if (l->kind != LAYER_DENSE)
 				continue;
-			st = be_cpu_matmul(c, l, &cm->wei[i], cm->buckets[b], &cm->wei[i].md, e,
-					   md, NULL);
+			st = be_cpu_matmul(c, l, &cm->wei[i], cm->buckets[b],
+					   be_cpu_packed_at(&cm->wei[i], b) ? &cm->wei[i].md : NULL,
+					   e, md, NULL);
 			if (!st)	/* INT8: the quantized copy of buf[p] */
 				st = dnnl_memory_create(&e->src, &md[0], c->engine,
 							l->qweight ? sm->qbuf[cm->qsrc[i]] : sm->buf[p]);
 			if (!st)	/* oneDNN only reads weights and bias */
 				st = dnnl_memory_create(&e->wei, &md[1], c->engine,
-							cm->wei[i].packed ? cm->wei[i].packed
-							: l->qweight ? (void *)l->qweight
-							: (void *)l->weight);
+							be_cpu_packed_at(&cm->wei[i], b)
+							? cm->wei[i].packed
+							: (void *)be_cpu_plain(l, &cm->wei[i]));
 			if (!st && l->bias && be_cpu_fused(l))
 				st = dnnl_memory_create(&e->bias, &md[2], c->engine,
 							cm->wei[i].qbias ? cm->wei[i].qbias
@@ -634,7 +909,7 @@ static int be_cpu_load_model(struct backend *be, const struct model *m, char **e
 			p = 1 - p;
 	}
 	cm->out_buf = p;
-	rc = be_cpu_plan(cm, err);
+	rc = be_cpu_plan(c, cm, err);
 	if (rc) {
 		be_cpu_model_free(cm, c->n_slots);
 		goto out_unlock;
@@ -645,7 +920,7 @@ static int be_cpu_load_model(struct backend *be, const struct model *m, char **e
 	omp_set_num_threads(c->threads);
 	for (i = 0; i < m->n_layers && !rc; i++)
 		if (m->layers[i].kind == LAYER_DENSE) {
-			be_cpu_pack(c, &m->layers[i], m->max_batch_size, &cm->wei[i]);
+			be_cpu_pack(c, cm, i, m->max_batch_size, &cm->wei[i]);
 			rc = be_cpu_qbias(&m->layers[i], &cm->wei[i], err);
 		}
 	for (s = 0; s < c->n_slots && !rc; s++)
@@ -747,19 +1022,23 @@ static float be_cpu_absmax(const float *restrict x, int n)
 	return mx;
 }
 
+/* How be_cpu_q8_row stores: s8; u8 (a ReLU's output, >= 0); split: u8
+ * halves max(q, 0) in q[0..n) and max(-q, 0) in q[n..2n). */
+enum { BE_CPU_Q8_S8, BE_CPU_Q8_U8, BE_CPU_Q8_SPLIT };
+
 /*
  * x[0..n) x inv rounded half away from zero, clamped to +-127, NaN -> 0:
  * model_q8 in float32 (the reference divides in float64, so a value within
- * an ulp of a .5 boundary may round one step apart; tests allow for it).
- * u8: the values are a ReLU's output (>= 0), stored as u8.
+ * an ulp of a .5 boundary may round one step apart; tests allow for it),
+ * stored as mode says.
  */
 BE_CPU_CLONES
-static void be_cpu_q8_row(const float *restrict x, int n, float inv, void *restrict q, bool u8)
+static void be_cpu_q8_row(const float *restrict x, int n, float inv, void *restrict q, int mode)
 {
-	int8_t *restrict qs = q;
-	uint8_t *restrict qu = q;
+	int8_t *qs = q;		/* both based on q: not restrict (split uses both) */
+	uint8_t *qu = q;
 
-	if (u8) {
+	if (mode == BE_CPU_Q8_U8) {
 #pragma omp simd
 		for (int j = 0; j < n; j++) {
 			float v = x[j] * inv + 0.5f;
@@ -777,6 +1056,14 @@ static void be_cpu_q8_row(const float *restrict x, int n, float inv, void *restr
 		v = v > MODEL_Q8_MAX ? MODEL_Q8_MAX : v;
 		v = v < -MODEL_Q8_MAX ? -MODEL_Q8_MAX : v;
 		qs[j] = (int8_t)(v == v ? (int)v : 0);
+	}
+	if (mode != BE_CPU_Q8_SPLIT)
+		return;
+	for (int j = n - 1; j >= 0; j--) {	/* qs[j] is read before qu[j] is written */
+		int v = qs[j];
+
+		qu[n + j] = (uint8_t)(v < 0 ? -v : 0);
+		qu[j] = (uint8_t)(v > 0 ? v : 0);
 	}
 }
 
@@ -806,8 +1093,8 @@ static float be_cpu_dequant_row(float *restrict y, const float *restrict bias, i
  * per row, not per batch, so that an answer never depends on what it was
  * batched with).  mx: max |x| when the caller has it, < 0 to compute it.
  */
-static void be_cpu_quantize_row(const struct layer *l, const float *x, float mx, bool u8,
-				void *q, float *rscale, int r)
+static void be_cpu_quantize_row(const struct layer *l, const struct be_cpu_weights *w,
+				const float *x, float mx, void *q, float *rscale, int r)
 {
 	double s = l->in_scale;
 
@@ -818,7 +1105,8 @@ static void be_cpu_quantize_row(const struct layer *l, const float *x, float mx,
 		s = (float)(mx > 0 && isfinite(mx) ? (double)mx / MODEL_Q8_MAX : 1.0);
 	}
 	rscale[r] = (float)s;
-	be_cpu_q8_row(x, l->in, (float)(1.0 / s), (char *)q + (size_t)r * l->in, u8);
+	be_cpu_q8_row(x, l->in, (float)(1.0 / s), (char *)q + (size_t)r * w->k,
+		      w->split ? BE_CPU_Q8_SPLIT : w->sdt == dnnl_u8 ? BE_CPU_Q8_U8 : BE_CPU_Q8_S8);
 }
 
 /*
@@ -830,30 +1118,31 @@ static void be_cpu_quantize(struct be_cpu *c, const struct be_cpu_model *cm, int
 			    const float *x, int rows, int bucket, struct be_cpu_slot_model *sm)
 {
 	const struct layer *l = &cm->m->layers[k];
-	bool u8 = cm->wei[k].sdt == dnnl_u8;
+	const struct be_cpu_weights *w = &cm->wei[k];
 	void *q = sm->qbuf[cm->qsrc[k]];
 
 if (be_cpu_serial(c, rows)) {
 		for (int r = 0; r < rows; r++)
-			be_cpu_quantize_row(l, x + (size_t)r * l->in, -1.f, u8, q, sm->rscale, r);
+			be_cpu_quantize_row(l, w, x + (size_t)r * l->in, -1.f, q, sm->rscale, r);
 	} else {
 #pragma omp parallel for num_threads(BE_CPU_TEAM(c)) schedule(static)
 		for (int r = 0; r < rows; r++)
-			be_cpu_quantize_row(l, x + (size_t)r * l->in, -1.f, u8, q, sm->rscale, r);
+			be_cpu_quantize_row(l, w, x + (size_t)r * l->in, -1.f, q, sm->rscale, r);
 	}
-	memset((char *)q + (size_t)rows * l->in, 0, (size_t)(bucket - rows) * (size_t)l->in);
+	memset((char *)q + (size_t)rows * w->k, 0, (size_t)(bucket - rows) * (size_t)w->k);
 }
 
 /* Row r of be_cpu_requantize: scale, bias, ReLU; nl's input when q (nl
  * INT8 dense). */
 static inline void be_cpu_requantize_row(const struct layer *l, const struct layer *nl,
-					 float *y, int r, bool u8, void *q, float *rscale)
+					 const struct be_cpu_weights *nw, float *y, int r,
+					 void *q, float *rscale)
 {
 	float *yr = y + (size_t)r * l->out;
 	float mx = be_cpu_dequant_row(yr, l->bias, l->out, rscale[r], l->act == ACT_RELU);
 
 	if (q)
-		be_cpu_quantize_row(nl, yr, mx, u8, q, rscale, r);
+		be_cpu_quantize_row(nl, nw, yr, mx, q, rscale, r);
 }
 
 /*
@@ -869,19 +1158,19 @@ static bool be_cpu_requantize(struct be_cpu *c, const struct be_cpu_model *cm, i
 	const struct layer *l = &m->layers[k];
 	const struct layer *nl = k + 1 < m->n_layers ? &m->layers[k + 1] : NULL;
 	bool next = nl && nl->kind == LAYER_DENSE && nl->qweight;
-	bool u8 = next && cm->wei[k + 1].sdt == dnnl_u8;
+	const struct be_cpu_weights *nw = next ? &cm->wei[k + 1] : NULL;
 	void *q = next ? sm->qbuf[cm->qsrc[k + 1]] : NULL;
 
 if (be_cpu_serial(c, rows)) {
 		for (int r = 0; r < rows; r++)
-			be_cpu_requantize_row(l, nl, y, r, u8, q, sm->rscale);
+			be_cpu_requantize_row(l, nl, nw, y, r, q, sm->rscale);
 	} else {
 #pragma omp parallel for num_threads(BE_CPU_TEAM(c)) schedule(static)
 		for (int r = 0; r < rows; r++)
-			be_cpu_requantize_row(l, nl, y, r, u8, q, sm->rscale);
+			be_cpu_requantize_row(l, nl, nw, y, r, q, sm->rscale);
 	}
 	if (next)
-		memset((char *)q + (size_t)rows * nl->in, 0, (size_t)(bucket - rows) * (size_t)nl->in);
+		memset((char *)q + (size_t)rows * nw->k, 0, (size_t)(bucket - rows) * (size_t)nw->k);
 	return next;
 }
 
@@ -975,9 +1264,6 @@ static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_mode
 	       sizeof(float) * (size_t)(cm->buckets[bi] - rows) * m->in_dim);
 	for (k = 0; k < m->n_layers; k++) {
 		struct be_cpu_exec *e = &sm->exec[bi * m->n_layers + k];
-		dnnl_exec_arg_t args[5];
-		int n = 0;
-
 		const struct layer *l = &m->layers[k];
 
 		if (l->kind == LAYER_SOFTMAX) {
@@ -986,16 +1272,7 @@ static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_mode
 		}
 		if (l->qweight && !qready)
 			be_cpu_quantize(c, cm, k, sm->buf[cm->src_buf[k]], rows, cm->buckets[bi], sm);
-		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, e->src };
-		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, e->wei };
-		if (e->bias)
-			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS, e->bias };
-		args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, e->dst };
-		if (e->scratch)
-			args[n++] = (dnnl_exec_arg_t){ DNNL_ARG_SCRATCHPAD, e->scratch };
-		*st = dnnl_primitive_execute(e->prim, c->streams[slot], n, args);
-		if (*st == dnnl_success)
-			*st = dnnl_stream_wait(c->streams[slot]);
+		*st = be_cpu_exec_run(c->streams[slot], e);
 		if (*st != dnnl_success)
 			return "matmul";
 		qready = cm->wei[k].ddt != dnnl_f32;	/* chained: written by oneDNN */
@@ -1290,15 +1567,24 @@ static void be_cpu_close(struct backend *be)
 
 /*
  * be_cpu_parse_conf - see backend.h: threads_per_worker (OpenMP threads in
- * one batch, 1..256) and nice (the workers' nice value, 0..19).
+ * one batch, 1..256), nice (the workers' nice value, 0..19) and
+ * weights_layout (auto | packed | plain, enum be_wlayout).
  */
 int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err)
 {
 	int64_t tpw = conf->threads_per_slot > 0 ? conf->threads_per_slot : 1, nice = conf->nice;
 
+	char *layout = NULL;
+	int rc;
+
 	if (src->get_int(src->ctx, "threads_per_worker", 1, 256, &tpw, err) ||
-	    src->get_int(src->ctx, "nice", 0, 19, &nice, err))
+	    src->get_int(src->ctx, "nice", 0, 19, &nice, err) ||
+	    src->get_str(src->ctx, "weights_layout", &layout, err))
 		return -EINVAL;
+	rc = layout ? be_wlayout_parse(layout, &conf->weights_layout) : 0;
+	free(layout);
+	if (rc)
+		return src->error(src->ctx, err, "weights_layout: expected auto, packed or plain");
 	conf->threads_per_slot = (int)tpw;
 	conf->nice = (int)nice;
 	return 0;

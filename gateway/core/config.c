@@ -1063,12 +1063,14 @@ static json_t *cfg_backend_json(const struct backend_conf *b)
 
 	for (int i = 0; i < b->n_models; i++)
 		json_array_append_new(models, json_string(b->models[i]));
-	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i, s:o*, s:o*, s:o*}",
+	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i, s:s?, s:o*, s:o*, s:o*}",
 			 "name", b->name,
 			 "kind", be_kind_of(b->kind)->name, "workers", b->slots,
 			 "threads_per_worker", b->threads_per_slot, "cost", b->cost,
 			 "models", models, "address", b->address, "device", b->device,
-			 "nice", b->nice, "remote", cfg_remote_json(b), "gpu", cfg_gpu_json(b),
+			 "nice", b->nice, "weights_layout",
+			 b->kind == BE_CPU ? be_wlayout_name(b->weights_layout) : NULL,
+			 "remote", cfg_remote_json(b), "gpu", cfg_gpu_json(b),
 			 "batching", cfg_batching_json(b));
 }
 
@@ -1259,6 +1261,7 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 	if (!cfg_streq(a->name, b->name) || a->kind != b->kind || a->slots != b->slots ||
 	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
 	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models ||
+	    a->weights_layout != b->weights_layout ||
 	    a->fake_latency_us != b->fake_latency_us || a->fake_fail_every != b->fake_fail_every ||
 	    a->fake_down_after != b->fake_down_after || a->fake_fp32_only != b->fake_fp32_only ||
 	    !cfg_remote_same(&a->remote, &b->remote) ||

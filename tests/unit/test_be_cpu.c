@@ -91,10 +91,11 @@ static void req_init(struct infer_req *r, const struct model *m, int rows,
 	atomic_init(&r->state, REQ_RUNNING);
 }
 
-static void open_cpu(struct backend *be, int slots, int threads)
+static void open_cpu_layout(struct backend *be, int slots, int threads, enum be_wlayout wl)
 {
 	struct backend_conf conf = {
 		.name = "cpu-test", .kind = BE_CPU, .slots = slots, .threads_per_slot = threads,
+		.weights_layout = wl,
 	};
 	char *err = NULL;
 
@@ -104,6 +105,11 @@ static void open_cpu(struct backend *be, int slots, int threads)
 		fail_msg("open: %s", err);
 	assert_int_equal(be_state_get(be), BE_UP);
 	assert_int_equal(be->credits, slots);
+}
+
+static void open_cpu(struct backend *be, int slots, int threads)
+{
+	open_cpu_layout(be, slots, threads, BE_WLAYOUT_AUTO);
 }
 
 /* Write a safetensors file of F32 tensors. */
@@ -757,6 +763,18 @@ static void test_int8_digits_dynamic(void **state)
 	check_int8_digits(NULL);
 }
 
+/* The same on the split path (INT8 inputs that may be negative fed as two
+ * u8 halves, cpu.c be_cpu_split), which CPUs without VNNI take: forced
+ * here, so that a VNNI machine tests it too. */
+static void test_int8_digits_split(void **state)
+{
+	(void)state;
+	assert_int_equal(setenv("INFERGW_CPU_NO_VNNI", "1", 1), 0);
+	check_int8_digits(NULL);
+	check_int8_digits(DIGITS "/heldout.safetensors");
+	unsetenv("INFERGW_CPU_NO_VNNI");
+}
+
 static void test_int8_digits_calibrated(void **state)
 {
 	(void)state;
@@ -871,7 +889,7 @@ static void check_int8_chain(struct backend *be, struct model *m, const float *i
 	free(ref);
 }
 
-static void test_int8_chains(void **state)
+static void int8_chains(void)
 {
 	char dir[] = "/tmp/igw-int8c-XXXXXX", fp[PATH_MAX], sd[PATH_MAX], dd[PATH_MAX];
 	char calib[PATH_MAX], *err = NULL;
@@ -880,7 +898,6 @@ static void test_int8_chains(void **state)
 	struct backend be;
 	float *in;
 
-	(void)state;
 	assert_non_null(mkdtemp(dir));
 	snprintf(fp, sizeof(fp), "%s/fp32", dir);
 	snprintf(sd, sizeof(sd), "%s/static", dir);
@@ -924,6 +941,21 @@ static void test_int8_chains(void **state)
 				rmdir(p);
 		}
 	}
+}
+
+static void test_int8_chains(void **state)
+{
+	(void)state;
+	int8_chains();
+}
+
+/* ... on the split path (no VNNI, forced: see test_int8_digits_split). */
+static void test_int8_chains_split(void **state)
+{
+	(void)state;
+	assert_int_equal(setenv("INFERGW_CPU_NO_VNNI", "1", 1), 0);
+	int8_chains();
+	unsetenv("INFERGW_CPU_NO_VNNI");
 }
 
 /* Two scheduler threads, one per slot, submitting at the same time. */
@@ -1005,6 +1037,131 @@ static void test_concurrent_slots(void **state)
 	model_free(m);
 }
 
+/* be_log lines, kept for the test to read. */
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static char log_text[65536];
+static size_t log_len;
+
+static void log_keep(int level, const char *line)
+{
+	(void)level;
+	pthread_mutex_lock(&log_mu);
+	log_len += (size_t)snprintf(log_text + log_len, sizeof(log_text) - log_len, "%s\n", line);
+	if (log_len >= sizeof(log_text))
+		log_len = sizeof(log_text) - 1;
+	pthread_mutex_unlock(&log_mu);
+}
+
+/* n comma separated numbers from s into v; how many were read. */
+static int read_list(const char *s, double *v, int n)
+{
+	int k = 0;
+	char *end;
+
+	while (k < n) {
+		v[k++] = strtod(s, &end);
+		if (end == s || *end != ',')
+			break;
+		s = end + 1;
+	}
+	return k;
+}
+
+/*
+ * Every "weights layout timed" line: one plain bucket bit per bucket,
+ * set exactly where the logged plain time beats packed by the 3% margin
+ * (the times are printed to 0.1 us: a tie within that goes either way).
+ * Returns how many lines there were.
+ */
+static int check_layout_lines(int n_buckets)
+{
+	int lines = 0;
+
+	for (char *l = strstr(log_text, "plain_buckets=0x"); l; l = strstr(l + 1, "plain_buckets=0x")) {
+		double pk[16], pl[16];
+		unsigned mask = (unsigned)strtoul(l + 16, NULL, 16);
+		char *a = strstr(l, "packed_us="), *b = strstr(l, " plain_us=");
+
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_int_equal(read_list(a + 10, pk, 16), n_buckets);
+		assert_int_equal(read_list(b + 10, pl, 16), n_buckets);
+		for (int i = 0; i < n_buckets; i++) {
+			bool plain = mask >> i & 1;
+
+			if (plain ? pl[i] * 1.03 > pk[i] + 0.1 : pl[i] * 1.03 < pk[i] - 0.1)
+				fail_msg("bucket %d: plain %s with packed %.1f us, plain %.1f us", i,
+					 plain ? "chosen" : "not chosen", pk[i], pl[i]);
+		}
+		lines++;
+	}
+	return lines;
+}
+
+/*
+ * backends[].weights_layout: packed, plain and auto all answer like the
+ * reference at every bucket; auto times both layouts per dense layer and
+ * bucket and logs the times with its choice, which follows them; the
+ * others time nothing.
+ */
+static void test_weights_layouts(void **state)
+{
+	static const enum be_wlayout modes[] = { BE_WLAYOUT_PACKED, BE_WLAYOUT_PLAIN,
+						 BE_WLAYOUT_AUTO };
+	char dir[PATH_MAX + 8], *err = NULL;
+	struct infer_req r, *rp = &r;
+	struct model *ma, *md;
+	float *in;
+
+	(void)state;
+	write_random_models();
+	snprintf(dir, sizeof(dir), "%s/a", tmpdir);
+	ma = load(dir);
+	md = load(DIGITS);
+	in = rand_floats(64 * 64, 8.0f);
+	be_log_set(log_keep);
+	for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++) {
+		struct backend be;
+
+		log_len = 0;
+		log_text[0] = 0;
+		open_cpu_layout(&be, 1, 2, modes[k]);
+		assert_int_equal(be.ops->load_model(&be, ma, &err), 0);
+		if (modes[k] == BE_WLAYOUT_AUTO) {	/* odd: buckets 1 2 4 8 16 17 */
+			int n = check_layout_lines(6);
+
+			log_len = 0;
+			assert_int_equal(be.ops->load_model(&be, md, &err), 0);
+			n += check_layout_lines(7);	/* digits: 1 ... 64 */
+			print_message("weights_layout auto: %d layers timed\n%s", n, log_text);
+			assert_true(n >= 1);
+		} else {
+			assert_int_equal(be.ops->load_model(&be, md, &err), 0);
+			assert_null(strstr(log_text, "plain_buckets="));
+		}
+		for (int rows = 1; rows <= 64; rows = rows * 3 + 1) {
+			if (rows <= ma->max_batch_size) {
+				req_init(&r, ma, rows, in);
+				run_batch(&be, ma, 0, &rp, 1);
+				assert_int_equal(r.status, 0);
+				check_req(ma, &r);
+				free(r.output);
+			}
+			req_init(&r, md, rows, in);
+			run_batch(&be, md, 0, &rp, 1);
+			assert_int_equal(r.status, 0);
+			check_req(md, &r);
+			free(r.output);
+		}
+		be.ops->close(&be);
+	}
+	be_log_set(NULL);
+	free(in);
+	model_free(ma);
+	model_free(md);
+	remove_random_models();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1013,7 +1170,10 @@ int main(void)
 		cmocka_unit_test(test_bad_submits),
 		cmocka_unit_test(test_int8_digits_dynamic),
 		cmocka_unit_test(test_int8_digits_calibrated),
+		cmocka_unit_test(test_int8_digits_split),
 		cmocka_unit_test(test_int8_chains),
+		cmocka_unit_test(test_int8_chains_split),
+		cmocka_unit_test(test_weights_layouts),
 		cmocka_unit_test(test_slices_of_one_request),
 		cmocka_unit_test(test_slices_on_two_slots),
 		cmocka_unit_test(test_random_models),

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <jansson.h>
 
 #include "config.h"
 #include "model/ytree.h"
@@ -95,13 +96,54 @@ static void test_backend_kind_keys(void **state)
 	unlink(path);
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    device: 1\n", "5:5",
 		     "backends[0]: unknown key \"device\" (allowed: name, kind, workers, cost, "
-		     "models, batching, threads_per_worker, nice)");
+		     "models, batching, threads_per_worker, nice, weights_layout)");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    threads_per_worker: 2\n",
 		     "5:5", "backends[0]: unknown key \"threads_per_worker\"");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    threads_per_worker: 0\n",
 		     "5:25", "backends[0].threads_per_worker: expected an integer in [1, 256], got 0");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: fake\n    latency_us: -1\n",
 		     "5:17", "backends[0].latency_us: expected an integer");
+}
+
+/* Kind cpu's weights_layout: auto by default, packed and plain, anything
+ * else an error naming the key and the choices; shown in the effective
+ * config; a change makes the backend a new one (restarted on reload). */
+static void test_cpu_weights_layout(void **state)
+{
+	char *err;
+	struct config *c = load_text("models:\n  - name: m\nbackends:\n  - kind: cpu\n"
+				     "  - kind: cpu\n    weights_layout: packed\n"
+				     "  - kind: cpu\n    weights_layout: plain\n"
+				     "  - kind: cpu\n    weights_layout: auto\n", &err);
+	struct backend_conf b;
+
+	(void)state;
+	if (!c)
+		fail_msg("%s", err);
+	assert_int_equal(c->backends[0].weights_layout, BE_WLAYOUT_AUTO);
+	assert_int_equal(c->backends[1].weights_layout, BE_WLAYOUT_PACKED);
+	assert_int_equal(c->backends[2].weights_layout, BE_WLAYOUT_PLAIN);
+	assert_int_equal(c->backends[3].weights_layout, BE_WLAYOUT_AUTO);
+	assert_string_equal(be_wlayout_name(c->backends[1].weights_layout), "packed");
+	b = c->backends[0];
+	assert_true(cfg_backend_same(&c->backends[0], &b));
+	b.weights_layout = BE_WLAYOUT_PLAIN;
+	assert_false(cfg_backend_same(&c->backends[0], &b));
+	{
+		json_t *j = cfg_to_json(c), *bs = json_object_get(j, "backends");
+
+		assert_string_equal(json_string_value(json_object_get(json_array_get(bs, 2),
+								      "weights_layout")), "plain");
+		assert_string_equal(json_string_value(json_object_get(json_array_get(bs, 0),
+								      "weights_layout")), "auto");
+		json_decref(j);
+	}
+	cfg_free(c);
+	unlink(path);
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    weights_layout: fast\n",
+		     "4:5", "weights_layout: expected auto, packed or plain");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    weights_layout: plain\n",
+		     "5:5", "backends[0]: unknown key \"weights_layout\"");
 }
 
 /* Kind gpu: its keys, defaults and ranges (parsed in every build). */
@@ -671,6 +713,7 @@ int main(void)
 		cmocka_unit_test(test_file_limits),
 		cmocka_unit_test(test_listen_tls),
 		cmocka_unit_test(test_backend_kind_keys),
+		cmocka_unit_test(test_cpu_weights_layout),
 		cmocka_unit_test(test_gpu_keys),
 		cmocka_unit_test(test_backend_batching),
 		cmocka_unit_test(test_remote_keys),
