@@ -14,7 +14,8 @@
  *
  * submit(be, b) must not block on execution: it starts b (or queues it to
  * the backend's own threads) and returns.  It may also complete b before it
- * returns (a trivial backend).  Either way it calls b->done(b) exactly once,
+ * returns (a trivial backend, or a CPU batch measured to take no longer than
+ * its inline_us: a few microseconds, less than the hand-off would cost).  Either way it calls b->done(b) exactly once,
  * after it has written every slice's output rows and status, from any
  * thread.  done() returns the credit and lets the scheduler hand out the
  * next batch at once, from that thread.  After calling done() the backend
@@ -158,6 +159,8 @@ struct backend_conf {
 	int device;		/* gpu: CUDA device ordinal */
 	int nice;		/* worker threads' nice value (SCHED_BATCH); default 10 */
 	enum be_wlayout weights_layout;	/* cpu: dense layers' weights; default AUTO */
+	int inline_us;		/* cpu: run a batch on the submitting thread when its
+				 * bucket's measured time is at most this; 0 = never */
 	/* fake (test-only, backends/fake/fake.c) */
 	int fake_latency_us;	/* per batch */
 	int fake_fail_every;	/* every Nth batch fails retryably; 0 = never */
@@ -225,6 +228,7 @@ struct backend_stats {
 	uint64_t batches;
 	uint64_t rows;
 	uint64_t busy_ns;
+	uint64_t inline_batches;	/* run on the submitting thread (cpu inline_us) */
 	bool up;
 	/* health, for /admin/backends and /metrics (zero/empty: not applicable) */
 	char reason[160];		/* why down or ejected */

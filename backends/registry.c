@@ -19,7 +19,7 @@ int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, 
 int be_fake_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 
 static const char *const be_cpu_keys[] = { "threads_per_worker", "nice", "weights_layout",
-					    NULL };
+					    "inline_us", NULL };
 static const char *const be_gpu_keys[] = { "device", "streams", "math", "graphs", "max_batch",
 						 NULL };
 static const char *const be_fake_keys[] = { "latency_us", "fail_every", "down_after",

@@ -557,11 +557,30 @@ bench_md_block() {
 }
 
 # bench_env_md - machine and date, as markdown bullet lines.
+# bench_simd - the CPU's vector extensions that decide oneDNN's kernels, one
+# line: the widest of AVX-512/AVX2, and whether INT8 has VNNI (without it
+# the CPU backend runs INT8 inputs that may be negative as two u8 halves:
+# docs/int8.md, and INT8 gains little or loses).
+bench_simd() {
+	local f
+	f=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
+	case " $f " in
+	*" avx512f "*) printf 'AVX-512' ;;
+	*" avx2 "*) printf 'AVX2' ;;
+	*) printf 'below AVX2' ;;
+	esac
+	case " $f " in
+	*" avx512_vnni "* | *" avx_vnni "*) printf ', VNNI (INT8 dot products)\n' ;;
+	*) printf ', no VNNI (INT8 runs without it: see docs/int8.md)\n' ;;
+	esac
+}
+
 bench_env_md() {
 	local model
 	model=$(lscpu 2>/dev/null | sed -n 's/^Model name:[[:space:]]*//p' | head -1)
 	echo "- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 	echo "- machine: nproc=$(nproc), CPU: ${model:-unknown}, kernel $(uname -r)"
+	echo "- SIMD: $(bench_simd)"
 	echo "- git: $(cd "$BENCH_ROOT" && git describe --always --dirty 2>/dev/null || echo 'no commits')"
 	echo "- load average when the section ended (1/5/15 min; the machine is shared): $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- pinning: ${PIN_SRV:-none} (server), ${PIN_CLI:-none} (h2load)"

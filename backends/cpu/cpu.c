@@ -7,7 +7,10 @@
  * gathers its rows into the buffer of the batch's slot (the scheduler's
  * credit index: no two batches in flight share one), runs the layer chain
  * on that slot's stream with OpenMP threads_per_worker wide, scatters the
- * results and calls batch->done.
+ * results and calls batch->done.  A batch whose bucket is measured to take
+ * at most inline_us (threads_per_worker 1 only) runs inside submit on the
+ * calling thread instead: for a model like digits (a few microseconds) the
+ * hand-off to a worker and back costs more than the batch (be_cpu_inline).
  *
  * Per hosted model and per slot we keep:
  *   - two activation buffers (max_batch_size x max_width floats) that the
@@ -124,6 +127,9 @@ struct be_cpu_model {
 	struct be_cpu_weights *wei;	/* per layer */
 	int n_buckets;
 	int buckets[BE_CPU_MAX_BUCKETS];	/* ascending; last = max_batch_size */
+	/* per bucket: smoothed time of a batch (gather + layers), 0 = never
+	 * run; relaxed, a lost update is harmless (be_cpu_inline) */
+	_Atomic uint64_t run_ns[BE_CPU_MAX_BUCKETS];
 	int *src_buf;			/* per layer: which buffer it reads (softmax: in place) */
 	int *qsrc;			/* INT8, per layer: which qbuf holds its s8/u8 input */
 	int out_buf;			/* the buffer holding the final activations */
@@ -135,12 +141,13 @@ struct be_cpu {
 	dnnl_engine_t engine;
 	int n_slots, threads;
 	enum be_wlayout wlayout;	/* backends[].weights_layout */
+	uint64_t inline_ns;		/* backends[].inline_us; 0: never inline (be_cpu_inline) */
 	bool vnni;			/* the CPU multiplies u8 x s8 without saturating */
 	dnnl_stream_t *streams;		/* one per slot */
 	pthread_mutex_t load_lock;	/* serialises load_model / unload_model */
 	struct be_cpu_model *_Atomic models;
 	struct be_cpu_model *retired;	/* unloaded, freed in close */
-	atomic_uint_fast64_t batches, rows, busy_ns;
+	atomic_uint_fast64_t batches, rows, busy_ns, inlined;
 	/* the workers and their queue of submitted batches */
 	pthread_mutex_t q_mu;
 	pthread_cond_t q_cv;
@@ -256,6 +263,8 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 	c->n_slots = conf->slots > 0 ? conf->slots : 1;
 	c->threads = conf->threads_per_slot > 0 ? conf->threads_per_slot : 1;
 	c->wlayout = conf->weights_layout;
+	/* a team of one only: an OpenMP team would be the caller's own */
+	c->inline_ns = c->threads == 1 && conf->inline_us > 0 ? (uint64_t)conf->inline_us * 1000 : 0;
 	c->vnni = be_cpu_has_vnni();
 	pthread_mutex_init(&c->load_lock, NULL);
 	pthread_mutex_init(&c->q_mu, NULL);
@@ -264,6 +273,7 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 	atomic_init(&c->batches, 0);
 	atomic_init(&c->rows, 0);
 	atomic_init(&c->busy_ns, 0);
+	atomic_init(&c->inlined, 0);
 
 	st = dnnl_engine_create(&c->engine, dnnl_cpu, 0);
 	if (st != dnnl_success) {
@@ -1248,6 +1258,16 @@ if (be_cpu_serial(c, rows)) {
 		be_cpu_softmax_row(x + (size_t)r * w, w);
 }
 
+/* Index of the bucket that runs rows (1 <= rows <= max_batch_size). */
+static int be_cpu_bucket(const struct be_cpu_model *cm, int rows)
+{
+	int bi = 0;
+
+	while (bi < cm->n_buckets - 1 && cm->buckets[bi] < rows)
+		bi++;
+	return bi;
+}
+
 /* Run the layer chain over rows gathered rows of cm on slot sm.  NULL, or
  * which primitive failed (with *st). */
 static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_model *cm,
@@ -1257,8 +1277,7 @@ static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_mode
 	bool qready = false;	/* the next INT8 layer's s8/u8 input is written */
 	int bi, k;
 
-	for (bi = 0; cm->buckets[bi] < rows; bi++)
-		;
+	bi = be_cpu_bucket(cm, rows);
 	/* Zero padding keeps the unused rows finite (no NaN/denormal garbage). */
 	memset(sm->buf[0] + (size_t)rows * m->in_dim, 0,
 	       sizeof(float) * (size_t)(cm->buckets[bi] - rows) * m->in_dim);
@@ -1332,6 +1351,13 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b)
 
 	/* Scatter. */
 	t1 = be_now_ns();
+	if (rows > 0 && !failed) {
+		_Atomic uint64_t *rn = &cm->run_ns[be_cpu_bucket(cm, rows)];
+		uint64_t old = atomic_load_explicit(rn, memory_order_relaxed);
+
+		atomic_store_explicit(rn, old ? (3 * old + (t1 - t0)) / 4 : t1 - t0,
+				      memory_order_relaxed);
+	}
 	out = sm->buf[cm->out_buf];
 	if (failed)
 		snprintf(b->errmsg, sizeof(b->errmsg), "cpu backend: oneDNN %s failed: %s", failed,
@@ -1456,8 +1482,42 @@ static void be_cpu_workers_stop(struct be_cpu *c)
 }
 
 /*
- * be_cpu_submit - see backend.h.  Checks b and queues it to the workers;
- * b->done comes from a worker thread.  -ENOENT (model not loaded here),
+ * Whether a batch of rows of cm runs on the thread that submits it
+ * (backends[].inline_us): its bucket has run before and took at most
+ * inline_ns, smoothed.  Below that the hand-off costs more than the batch:
+ * the worker's futex wake, two context switches when loop and worker share
+ * a core, and the loop's eventfd wake (perf on digits, 1 loop + 1 worker on
+ * one core: a third of the server's cycles in the scheduler's switch code).
+ */
+static bool be_cpu_inline(const struct be_cpu *c, struct be_cpu_model *cm, int rows)
+{
+	uint64_t t;
+
+	if (!c->inline_ns || !cm)
+		return false;
+	t = atomic_load_explicit(&cm->run_ns[be_cpu_bucket(cm, rows)], memory_order_relaxed);
+	return t && t <= c->inline_ns;
+}
+
+/* Run b on the calling thread (an event loop, the timer, a worker that just
+ * finished one) as a team of one, then done (be_cpu_inline). */
+static void be_cpu_run_here(struct be_cpu *c, struct batch *b)
+{
+	int saved = omp_get_max_threads();
+
+	if (saved != 1)
+		omp_set_num_threads(1);
+	atomic_fetch_add_explicit(&c->inlined, 1, memory_order_relaxed);
+	be_cpu_run(c, b);
+	if (saved != 1)
+		omp_set_num_threads(saved);
+	b->done(b);	/* b is not ours any more (backend.h) */
+}
+
+/*
+ * be_cpu_submit - see backend.h.  Checks b and queues it to the workers
+ * (b->done comes from a worker thread), or runs it here when it is that
+ * small (be_cpu_inline: done before submit returns).  -ENOENT (model not loaded here),
  * -EINVAL (bad batch, slot out of range) or -ENODEV leave b untouched and
  * do not call done.
  */
@@ -1482,6 +1542,10 @@ static int be_cpu_submit(struct backend *be, struct batch *b)
 	}
 	if (rows > m->max_batch_size)
 		return -EINVAL;
+	if (be_cpu_inline(c, be_cpu_find(c, m), rows)) {
+		be_cpu_run_here(c, b);
+		return 0;
+	}
 	b->be_next = NULL;
 	pthread_mutex_lock(&c->q_mu);
 	if (c->q_tail)
@@ -1531,6 +1595,7 @@ static void be_cpu_stats(const struct backend *be, struct backend_stats *out)
 	out->batches = atomic_load_explicit(&c->batches, memory_order_relaxed);
 	out->rows = atomic_load_explicit(&c->rows, memory_order_relaxed);
 	out->busy_ns = atomic_load_explicit(&c->busy_ns, memory_order_relaxed);
+	out->inline_batches = atomic_load_explicit(&c->inlined, memory_order_relaxed);
 	out->up = be_state_get(be) == BE_UP;
 }
 
@@ -1567,18 +1632,21 @@ static void be_cpu_close(struct backend *be)
 
 /*
  * be_cpu_parse_conf - see backend.h: threads_per_worker (OpenMP threads in
- * one batch, 1..256), nice (the workers' nice value, 0..19) and
- * weights_layout (auto | packed | plain, enum be_wlayout).
+ * one batch, 1..256), nice (the workers' nice value, 0..19),
+ * weights_layout (auto | packed | plain, enum be_wlayout) and inline_us
+ * (0..1000; the default is the caller's conf->inline_us).
  */
 int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, char **err)
 {
 	int64_t tpw = conf->threads_per_slot > 0 ? conf->threads_per_slot : 1, nice = conf->nice;
+	int64_t inl = conf->inline_us;
 
 	char *layout = NULL;
 	int rc;
 
 	if (src->get_int(src->ctx, "threads_per_worker", 1, 256, &tpw, err) ||
 	    src->get_int(src->ctx, "nice", 0, 19, &nice, err) ||
+	    src->get_int(src->ctx, "inline_us", 0, 1000, &inl, err) ||
 	    src->get_str(src->ctx, "weights_layout", &layout, err))
 		return -EINVAL;
 	rc = layout ? be_wlayout_parse(layout, &conf->weights_layout) : 0;
@@ -1587,6 +1655,7 @@ int be_cpu_parse_conf(struct backend_conf *conf, const struct be_conf_src *src, 
 		return src->error(src->ctx, err, "weights_layout: expected auto, packed or plain");
 	conf->threads_per_slot = (int)tpw;
 	conf->nice = (int)nice;
+	conf->inline_us = (int)inl;
 	return 0;
 }
 

@@ -37,7 +37,7 @@ static void adm_json(struct call *c, int status, json_t *j)
 	call_respond(c, status, "application/json");
 }
 
-enum adm_stat { STAT_BATCHES, STAT_ROWS, STAT_BUSY };
+enum adm_stat { STAT_BATCHES, STAT_ROWS, STAT_BUSY, STAT_INLINE };
 
 /* One counter family over every backend's stats. */
 static void adm_backend_counter(struct call *c, enum adm_stat which, const char *what,
@@ -56,7 +56,8 @@ static void adm_backend_counter(struct call *c, enum adm_stat which, const char 
 		if (be->ops)
 			be->ops->stats(be, &st);
 		v = which == STAT_BATCHES ? (double)st.batches :
-		    which == STAT_ROWS ? (double)st.rows : st.busy_ns / 1e9;
+		    which == STAT_ROWS ? (double)st.rows :
+		    which == STAT_INLINE ? (double)st.inline_batches : st.busy_ns / 1e9;
 		b = met_label_escape(be->conf.name);
 		if (b)
 			evbuffer_add_printf(c->resp,
@@ -203,6 +204,8 @@ static void adm_metrics(struct call *c)
 	adm_backend_counter(c, STAT_BATCHES, "batches", "Batches executed.");
 	adm_backend_counter(c, STAT_ROWS, "rows", "Rows (samples) executed.");
 	adm_backend_counter(c, STAT_BUSY, "busy_seconds", "Seconds spent executing batches.");
+	adm_backend_counter(c, STAT_INLINE, "inline_batches",
+			    "Batches run on the thread that submitted them (cpu inline_us).");
 	call_respond(c, 200, "text/plain; version=0.0.4");
 }
 

@@ -741,6 +741,7 @@ static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c,
 	/* Defaults a kind's parse_conf may change. */
 	b->threads_per_slot = 1;
 	b->nice = 10;
+	b->inline_us = CFG_CPU_INLINE_US_DEFAULT;
 	if (cfg_backend_keys(t, m, path, k, err) ||
 	    cfg_opt_str(t, m, path, "name", &b->name, err) ||
 	    cfg_opt_int(t, m, path, "workers", 1, 256, &workers, err))
@@ -1063,13 +1064,15 @@ static json_t *cfg_backend_json(const struct backend_conf *b)
 
 	for (int i = 0; i < b->n_models; i++)
 		json_array_append_new(models, json_string(b->models[i]));
-	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i, s:s?, s:o*, s:o*, s:o*}",
+	return json_pack("{s:s, s:s, s:i, s:i, s:f, s:o, s:s?, s:i, s:i, s:s?, s:o*, s:o*, s:o*, "
+			 "s:o*}",
 			 "name", b->name,
 			 "kind", be_kind_of(b->kind)->name, "workers", b->slots,
 			 "threads_per_worker", b->threads_per_slot, "cost", b->cost,
 			 "models", models, "address", b->address, "device", b->device,
 			 "nice", b->nice, "weights_layout",
 			 b->kind == BE_CPU ? be_wlayout_name(b->weights_layout) : NULL,
+			 "inline_us", b->kind == BE_CPU ? json_integer(b->inline_us) : NULL,
 			 "remote", cfg_remote_json(b), "gpu", cfg_gpu_json(b),
 			 "batching", cfg_batching_json(b));
 }
@@ -1261,7 +1264,7 @@ bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b
 	if (!cfg_streq(a->name, b->name) || a->kind != b->kind || a->slots != b->slots ||
 	    a->threads_per_slot != b->threads_per_slot || !cfg_streq(a->address, b->address) ||
 	    a->device != b->device || a->nice != b->nice || a->n_models != b->n_models ||
-	    a->weights_layout != b->weights_layout ||
+	    a->weights_layout != b->weights_layout || a->inline_us != b->inline_us ||
 	    a->fake_latency_us != b->fake_latency_us || a->fake_fail_every != b->fake_fail_every ||
 	    a->fake_down_after != b->fake_down_after || a->fake_fp32_only != b->fake_fp32_only ||
 	    !cfg_remote_same(&a->remote, &b->remote) ||

@@ -83,6 +83,10 @@ struct dpdk_conf {
 /* listen.http2_engine's default: the native engine (false) or nghttp2. */
 #define CFG_HTTP2_NGHTTP2_DEFAULT false
 
+/* backends[].inline_us's default (kind cpu): batches measured at up to 20
+ * us run on the thread that submits them (docs/config.md). */
+#define CFG_CPU_INLINE_US_DEFAULT 20
+
 struct config {
 	char *file;
 	struct {

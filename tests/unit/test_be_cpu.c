@@ -35,10 +35,12 @@ static float frand(void)	/* uniform [-1, 1), deterministic */
 	return (float)((rng_state >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
 }
 
-/* done() comes from a worker thread (the backend is asynchronous). */
+/* done() comes from a worker thread (the backend is asynchronous), or
+ * from inside submit (a batch run inline). */
 struct done_rec {
 	_Atomic int calls;
 	struct batch *_Atomic last;
+	_Atomic pthread_t thread;	/* of the last call */
 };
 
 static void on_done(struct batch *b)
@@ -46,6 +48,7 @@ static void on_done(struct batch *b)
 	struct done_rec *d = b->owner;
 
 	atomic_store(&d->last, b);
+	atomic_store(&d->thread, pthread_self());
 	atomic_fetch_add(&d->calls, 1);
 }
 
@@ -1037,6 +1040,66 @@ static void test_concurrent_slots(void **state)
 	model_free(m);
 }
 
+/*
+ * inline_us: once a bucket has run (on a worker) and took at most inline_us,
+ * its batches run inside submit on the caller's thread - done before
+ * submit returns, counted in inline_batches - with the same answers; a
+ * bucket not yet run, a backend with inline_us 0 or with an OpenMP team of
+ * two never do.
+ */
+static void test_inline_small_batches(void **state)
+{
+	static const int inl[3] = { 1000, 0, 1000 }, team[3] = { 1, 1, 2 };
+	struct model *m = load(DIGITS);
+	float *in = rand_floats(8 * 64, 8.0f);
+
+	(void)state;
+	for (int k = 0; k < 3; k++) {
+		struct backend_conf conf = {
+			.name = "cpu-inline", .kind = BE_CPU, .slots = 1,
+			.threads_per_slot = team[k], .inline_us = inl[k],
+		};
+		struct backend_stats st;
+		struct backend be = { .ops = &be_cpu_ops };
+		char *err = NULL;
+		bool expect_inline = inl[k] > 0 && team[k] == 1;
+
+		if (be.ops->open(&be, &conf, &err) || be.ops->load_model(&be, m, &err))
+			fail_msg("open/load: %s", err);
+		for (int i = 0; i < 4; i++) {
+			struct infer_req r;
+			struct infer_slice sl = { .r = &r, .rows = 3, .status = -1 };
+			struct done_rec d = { 0 };
+			struct batch b = {
+				.model = m, .be = &be, .slot = 0, .n_slices = 1, .slices = &sl,
+				.rows = 3, .done = on_done, .owner = &d,
+			};
+
+			req_init(&r, m, 3, in + i * 64);
+			views(&sl, 1);
+			assert_int_equal(be.ops->submit(&be, &b), 0);
+			/* the first batch of the bucket runs on the worker: measured */
+			if (expect_inline && i > 0) {
+				assert_int_equal(atomic_load(&d.calls), 1);
+				assert_true(pthread_equal(atomic_load(&d.thread), pthread_self()));
+			}
+			wait_done(&d, 1);
+			assert_int_equal(d.calls, 1);
+			if (!expect_inline || i == 0)
+				assert_false(pthread_equal(atomic_load(&d.thread), pthread_self()));
+			assert_int_equal(sl.status, 0);
+			check_req(m, &r);
+			free(r.output);
+		}
+		be.ops->stats(&be, &st);
+		assert_int_equal(st.batches, 4);
+		assert_int_equal(st.inline_batches, expect_inline ? 3 : 0);
+		be.ops->close(&be);
+	}
+	free(in);
+	model_free(m);
+}
+
 /* be_log lines, kept for the test to read. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static char log_text[65536];
@@ -1174,6 +1237,7 @@ int main(void)
 		cmocka_unit_test(test_int8_chains),
 		cmocka_unit_test(test_int8_chains_split),
 		cmocka_unit_test(test_weights_layouts),
+		cmocka_unit_test(test_inline_small_batches),
 		cmocka_unit_test(test_slices_of_one_request),
 		cmocka_unit_test(test_slices_on_two_slots),
 		cmocka_unit_test(test_random_models),

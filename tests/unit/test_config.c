@@ -96,7 +96,7 @@ static void test_backend_kind_keys(void **state)
 	unlink(path);
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    device: 1\n", "5:5",
 		     "backends[0]: unknown key \"device\" (allowed: name, kind, workers, cost, "
-		     "models, batching, threads_per_worker, nice, weights_layout)");
+		     "models, batching, threads_per_worker, nice, weights_layout, inline_us)");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    threads_per_worker: 2\n",
 		     "5:5", "backends[0]: unknown key \"threads_per_worker\"");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    threads_per_worker: 0\n",
@@ -105,15 +105,16 @@ static void test_backend_kind_keys(void **state)
 		     "5:17", "backends[0].latency_us: expected an integer");
 }
 
-/* Kind cpu's weights_layout: auto by default, packed and plain, anything
- * else an error naming the key and the choices; shown in the effective
- * config; a change makes the backend a new one (restarted on reload). */
-static void test_cpu_weights_layout(void **state)
+/* Kind cpu's weights_layout (auto by default, packed and plain, anything
+ * else an error naming the key and the choices) and inline_us (20 by
+ * default, 0..1000); both shown in the effective config; a change makes
+ * the backend a new one (restarted on reload). */
+static void test_cpu_keys(void **state)
 {
 	char *err;
 	struct config *c = load_text("models:\n  - name: m\nbackends:\n  - kind: cpu\n"
-				     "  - kind: cpu\n    weights_layout: packed\n"
-				     "  - kind: cpu\n    weights_layout: plain\n"
+				     "  - kind: cpu\n    weights_layout: packed\n    inline_us: 0\n"
+				     "  - kind: cpu\n    weights_layout: plain\n    inline_us: 1000\n"
 				     "  - kind: cpu\n    weights_layout: auto\n", &err);
 	struct backend_conf b;
 
@@ -125,9 +126,15 @@ static void test_cpu_weights_layout(void **state)
 	assert_int_equal(c->backends[2].weights_layout, BE_WLAYOUT_PLAIN);
 	assert_int_equal(c->backends[3].weights_layout, BE_WLAYOUT_AUTO);
 	assert_string_equal(be_wlayout_name(c->backends[1].weights_layout), "packed");
+	assert_int_equal(c->backends[0].inline_us, 20);
+	assert_int_equal(c->backends[1].inline_us, 0);
+	assert_int_equal(c->backends[2].inline_us, 1000);
 	b = c->backends[0];
 	assert_true(cfg_backend_same(&c->backends[0], &b));
 	b.weights_layout = BE_WLAYOUT_PLAIN;
+	assert_false(cfg_backend_same(&c->backends[0], &b));
+	b = c->backends[0];
+	b.inline_us = 0;
 	assert_false(cfg_backend_same(&c->backends[0], &b));
 	{
 		json_t *j = cfg_to_json(c), *bs = json_object_get(j, "backends");
@@ -136,6 +143,8 @@ static void test_cpu_weights_layout(void **state)
 								      "weights_layout")), "plain");
 		assert_string_equal(json_string_value(json_object_get(json_array_get(bs, 0),
 								      "weights_layout")), "auto");
+		assert_int_equal(json_integer_value(json_object_get(json_array_get(bs, 2),
+								    "inline_us")), 1000);
 		json_decref(j);
 	}
 	cfg_free(c);
@@ -144,6 +153,8 @@ static void test_cpu_weights_layout(void **state)
 		     "4:5", "weights_layout: expected auto, packed or plain");
 	expect_error("models:\n  - name: a\nbackends:\n  - kind: gpu\n    weights_layout: plain\n",
 		     "5:5", "backends[0]: unknown key \"weights_layout\"");
+	expect_error("models:\n  - name: a\nbackends:\n  - kind: cpu\n    inline_us: 1001\n",
+		     "5:16", "backends[0].inline_us: expected an integer in [0, 1000], got 1001");
 }
 
 /* Kind gpu: its keys, defaults and ranges (parsed in every build). */
@@ -713,7 +724,7 @@ int main(void)
 		cmocka_unit_test(test_file_limits),
 		cmocka_unit_test(test_listen_tls),
 		cmocka_unit_test(test_backend_kind_keys),
-		cmocka_unit_test(test_cpu_weights_layout),
+		cmocka_unit_test(test_cpu_keys),
 		cmocka_unit_test(test_gpu_keys),
 		cmocka_unit_test(test_backend_batching),
 		cmocka_unit_test(test_remote_keys),
