@@ -275,6 +275,18 @@ def run_cmd(argv):
         return ""
 
 
+def simd():
+    """The widest vector extension and whether INT8 has VNNI (bench/lib.sh
+    bench_simd says the same in each section)."""
+    try:
+        flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "").split()
+    except OSError:
+        return "unknown"
+    wide = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "below AVX2"
+    vnni = "avx512_vnni" in flags or "avx_vnni" in flags
+    return wide + (", VNNI" if vnni else ", no VNNI (INT8 without it: docs/int8.md)")
+
+
 def machine():
     """Rows (part "machine") describing this machine and the tools."""
     model = re.search(r"^Model name:\s*(.*)$", run_cmd(["lscpu"]), re.M)
@@ -282,6 +294,7 @@ def machine():
         ("cpu", "CPU", "%s, %d CPUs" % (model.group(1).strip() if model else "unknown",
                                         os.cpu_count() or 0)),
         ("kernel", "kernel", platform.release()),
+        ("simd", "SIMD (oneDNN's kernels; INT8 gains need VNNI)", simd()),
     ]
     for key, label, argv in (("h2load", "h2load", ["h2load", "--version"]),
                              ("nghttpd", "nghttpd", ["nghttpd", "--version"]),

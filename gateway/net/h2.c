@@ -166,7 +166,7 @@ static struct call *h2_open(struct conn *c, int32_t stream_id)
 static void h2_header_offence(struct conn *c, struct call *call)
 {
 	call->hdr_too_large = true;
-	if (++c->h2_offences >= H2_MAX_OFFENCES) {
+	if (++c->h2_offences == H2_MAX_OFFENCES) {	/* once: later ones are moot */
 		log_info("peer=%s msg=\"closing: %d header lists over limits.max_header_bytes\"",
 			 c->peer, c->h2_offences);
 		srv_count_close(CLOSE_H2_OFFENCES);

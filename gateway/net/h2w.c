@@ -571,15 +571,21 @@ struct h2w_dctx {
 	bool trailer;
 };
 
+/* A field for the gateway, unless its stream was reset or the session
+ * ended (both possibly by the callback itself, mid-block): then the rest of
+ * the block is decoded without it.  A session the gateway terminated from
+ * here (h2w_goaway) must not hear of the block's other fields: a block of
+ * 12,000 references to a 4 KB entry was 12,000 calls of a callback that
+ * had given up on the connection at the first. */
 static int h2w_emit(void *arg, const struct hpack_field *f)
 {
 	struct h2w_dctx *d = arg;
 
-	if (!d->st || d->st->f & S_RESET)
+	if (!d->st || d->st->f & S_RESET || d->s->dead)
 		return HPACK_STOP;
 	if (d->s->cb->field(d->s->arg, d->st->id, d->st->user, f, d->trailer) < 0)
 		return H2W_CB_FAIL;
-	return d->st->f & S_RESET ? HPACK_STOP : 0;
+	return d->st->f & S_RESET || d->s->dead ? HPACK_STOP : 0;
 }
 
 /* The whole header block p[0..n) of stream hb_sid: decoded, and handed to
@@ -607,7 +613,7 @@ static int h2w_block_end(struct h2w *s, const uint8_t *p, size_t n)
 		return h2w_conn_error(s, H2W_INTERNAL_ERROR, h2w_oom);
 	if (rc < 0)
 		return h2w_conn_error(s, H2W_COMPRESSION_ERROR, "HPACK decoding failed");
-	if (!d.st || d.st->f & S_RESET)
+	if (!d.st || d.st->f & S_RESET || s->dead)
 		return 0;
 	if (s->hb_end_stream)
 		d.st->f |= S_REMOTE_END;

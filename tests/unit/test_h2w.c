@@ -40,6 +40,7 @@ struct gw {
 	size_t bodylen;
 	struct h2w *s;
 	int32_t reset_at_field;		/* h2w_reset from this stream's 2nd field */
+	int32_t goaway_at_field;	/* h2w_goaway (terminate) from its 2nd field */
 	int nfield;
 	struct evbuffer *stream_src;	/* drained: what to add */
 	int drained_adds;		/* drained adds "more" this many times */
@@ -70,6 +71,8 @@ static int cb_field(void *arg, int32_t sid, void *user, const struct hpack_field
 	     (int)f->vlen, f->value);
 	if (sid == g->reset_at_field && ++g->nfield == 2)
 		h2w_reset(g->s, sid, H2W_CANCEL);
+	if (sid == g->goaway_at_field && ++g->nfield == 2)
+		h2w_goaway(g->s, H2W_ENHANCE_YOUR_CALM, true);
 	return 0;
 }
 
@@ -1138,6 +1141,25 @@ static void test_resets(void **state)
 	done(s);
 }
 
+/* The gateway ends the session from a field callback (h2.c: too many header
+ * lists over the limit): the block's other fields are not handed over
+ * (they were, one callback each: an amplification), nor is its end; the
+ * connection's GOAWAY goes out. */
+static void test_goaway_from_field(void **state)
+{
+	struct h2w *s = ready();
+
+	G->loglen = 0, G->log[0] = 0;
+	G->goaway_at_field = 1;
+	fr_req(1, ES, "GET", "/");
+	feed(s);
+	assert_string_equal(G->log, "begin 1;field 1 :method=GET;field 1 :scheme=http;");
+	drain(s);
+	expect_goaway(H2W_ENHANCE_YOUR_CALM);
+	assert_false(h2w_want_read(s));
+	done(s);
+}
+
 /* The conversation of test_split, in a fresh wire. */
 static void conversation(void)
 {
@@ -1259,6 +1281,7 @@ int main(void)
 		cmocka_unit_test(test_upgrade),
 		cmocka_unit_test(test_streaming),
 		cmocka_unit_test(test_resets),
+		cmocka_unit_test(test_goaway_from_field),
 		cmocka_unit_test(test_split),
 		cmocka_unit_test(test_large_ids_and_many_streams),
 	};
