@@ -228,6 +228,12 @@ static void be_cpu_model_free(struct be_cpu_model *cm, int n_slots)
 	free(cm);
 }
 
+/* The backend's name for log lines. */
+static const char *be_cpu_name(const struct be_cpu *c)
+{
+	return c->be && c->be->conf.name ? c->be->conf.name : "cpu";
+}
+
 /*
  * Whether oneDNN runs INT8 on VNNI here (AVX512-VNNI or AVX-VNNI): exact
  * u8 x s8 dot products.  INFERGW_CPU_NO_VNNI=1 says no whatever the CPU
@@ -298,6 +304,11 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 		goto out_free;
 	be->credits = c->n_slots;
 	be_state_set(be, BE_UP);
+	be_log(BE_LOG_INFO, "backend=%s weights_layout=%s inline_us=%llu int8=%s msg=\"cpu "
+	       "backend open%s\"", be_cpu_name(c), be_wlayout_name(c->wlayout),
+	       (unsigned long long)(c->inline_ns / 1000), c->vnni ? "vnni" : "split",
+	       c->vnni ? "" : ": no VNNI here, an INT8 layer whose input may be negative "
+	       "runs as two u8 halves (exact, twice its work: docs/int8.md)");
 	return 0;
 
 out_free:
@@ -461,11 +472,6 @@ static dnnl_status_t be_cpu_reorder(struct be_cpu *c, const dnnl_memory_desc_t *
 #define BE_CPU_TIME_REPS 5			/* timed runs per candidate, at most */
 #define BE_CPU_TIME_BUDGET_NS 30000000ull	/* per layer and bucket, past 2 timed runs */
 #define BE_CPU_PLAIN_MARGIN 1.03		/* plain must win by 3% (noise) */
-
-static const char *be_cpu_name(const struct be_cpu *c)
-{
-	return c->be && c->be->conf.name ? c->be->conf.name : "cpu";
-}
 
 /* One candidate weights layout of a layer at one batch size, to time. */
 struct be_cpu_probe {
