@@ -1274,16 +1274,16 @@ static int be_cpu_bucket(const struct be_cpu_model *cm, int rows)
 	return bi;
 }
 
-/* Run the layer chain over rows gathered rows of cm on slot sm.  NULL, or
- * which primitive failed (with *st). */
+/* Run the layer chain over rows gathered rows of cm on slot sm, at bucket
+ * index bi (be_cpu_bucket).  NULL, or which primitive failed (with *st). */
 static const char *be_cpu_forward(struct be_cpu *c, int slot, struct be_cpu_model *cm,
-				  struct be_cpu_slot_model *sm, int rows, dnnl_status_t *st)
+				  struct be_cpu_slot_model *sm, int rows, int bi,
+				  dnnl_status_t *st)
 {
 	const struct model *m = cm->m;
 	bool qready = false;	/* the next INT8 layer's s8/u8 input is written */
-	int bi, k;
+	int k;
 
-	bi = be_cpu_bucket(cm, rows);
 	/* Zero padding keeps the unused rows finite (no NaN/denormal garbage). */
 	memset(sm->buf[0] + (size_t)rows * m->in_dim, 0,
 	       sizeof(float) * (size_t)(cm->buckets[bi] - rows) * m->in_dim);
@@ -1332,7 +1332,7 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b)
 	bool live[b->n_slices > 0 ? b->n_slices : 1];
 	dnnl_status_t st = dnnl_success;
 	const char *failed = NULL;
-	int i, rows = 0;
+	int i, bi = 0, rows = 0;
 	uint64_t t0, t1;
 	const float *out;
 
@@ -1353,12 +1353,13 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b)
 		rows += sl->rows;
 	}
 	if (rows > 0)
-		failed = be_cpu_forward(c, b->slot, cm, sm, rows, &st);
+		failed = be_cpu_forward(c, b->slot, cm, sm, rows, bi = be_cpu_bucket(cm, rows),
+					&st);
 
 	/* Scatter. */
 	t1 = be_now_ns();
 	if (rows > 0 && !failed) {
-		_Atomic uint64_t *rn = &cm->run_ns[be_cpu_bucket(cm, rows)];
+		_Atomic uint64_t *rn = &cm->run_ns[bi];
 		uint64_t old = atomic_load_explicit(rn, memory_order_relaxed);
 
 		atomic_store_explicit(rn, old ? (3 * old + (t1 - t0)) / 4 : t1 - t0,
@@ -1531,13 +1532,14 @@ static int be_cpu_submit(struct backend *be, struct batch *b)
 {
 	struct be_cpu *c = be->priv;
 	const struct model *m = b->model;
+	struct be_cpu_model *cm;
 	int i, rows = 0;
 
 	if (!c)
 		return -ENODEV;
 	if (b->slot < 0 || b->slot >= c->n_slots || b->n_slices < 0)
 		return -EINVAL;
-	if (!be_cpu_find(c, m))
+	if (!(cm = be_cpu_find(c, m)))
 		return -ENOENT;
 	for (i = 0; i < b->n_slices; i++) {
 		const struct infer_slice *sl = &b->slices[i];
@@ -1548,7 +1550,7 @@ static int be_cpu_submit(struct backend *be, struct batch *b)
 	}
 	if (rows > m->max_batch_size)
 		return -EINVAL;
-	if (be_cpu_inline(c, be_cpu_find(c, m), rows)) {
+	if (be_cpu_inline(c, cm, rows)) {
 		be_cpu_run_here(c, b);
 		return 0;
 	}
