@@ -583,6 +583,7 @@ static void be_cpu_pack_choose(struct be_cpu *c, const struct be_cpu_model *cm, 
 	for (b = 0; b < nb && bad < 0; b++) {
 		struct be_cpu_probe p[2];
 
+		memset(p, 0, sizeof(p));	/* freeable when one is never made */
 		if (be_cpu_probe_init(c, l, w, &w->md, w->packed, cm->buckets[b], &p[0]))
 			bad = 0;
 		else if (be_cpu_probe_init(c, l, w, plain_md, plain, cm->buckets[b], &p[1]) ||
