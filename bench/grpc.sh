@@ -16,12 +16,18 @@
 # first (grpc_bench.py check).  No --log-file: h2load's per-request log
 # would cost the client more than the difference measured.
 #
+# The digits part runs with the server capped at BENCH_SERVER_CPU of a core
+# (bench/lib.sh; 0.35 by default) so that the server, not h2load, sets the
+# pace; the mlp-large part uncapped (compute-bound).
+#
 # usage: bench/grpc.sh [OUT.md]     (markdown; default stdout)
 # env:   N=20000 C=16 M=16 ROUNDS=3 WARM=2000   (digits)
 #        NL=48 CL=2 ML=2 ROUNDS_L=3 WARM_L=8    (mlp-large)
 set -u
 . "$(dirname "$0")/lib.sh"
 bench_init grpc "gRPC vs HTTP/2 JSON vs binary tensors"
+
+bench_cpu_budget_init || true	# unthrottled when unavailable (BENCH_CPU_NOTE says)
 
 OUT_MD=${1:-/dev/stdout}
 bench_load_params 20000 16 16 3 2000  # N C M ROUNDS WARM
@@ -58,6 +64,7 @@ EOF2
 } >"$T/infergw.yaml"
 bench_start_gw "$T/infergw.log" "$T/infergw.yaml" "$PORT" 60
 PID=$BENCH_LAST_PID
+bench_cap "$PID" infergw
 BASE="http://127.0.0.1:$PORT"
 
 CHECKS=""
@@ -110,6 +117,7 @@ run_part() { # PART MODEL N C M ROUNDS WARM
 	done
 }
 H2LOAD_TIMEOUT=60 run_part digits digits "$N" "$C" "$M" "$ROUNDS" "$WARM"
+bench_uncap infergw	# mlp-large: compute-bound, never client-bound
 H2LOAD_TIMEOUT=180 run_part large mlp-large "$NL" "$CL" "$ML" "$ROUNDS_L" "$WARM_L"
 bench_warn_if_dead "$PID"
 G1=$(grpc_ok)
@@ -120,6 +128,7 @@ GRPC_OK=$(awk -v a="${G0:-0}" -v b="${G1:-0}" 'BEGIN { printf "%d", b - a }')
 	echo
 	bench_env_md
 	echo "- server: infergw, listen.threads 1, CPU backend workers 1, threads_per_worker 1; digits max_batch 32, mlp-large max_batch 64, max_queue_delay_us 0"
+	echo "- CPU budget: ${BENCH_CPU_NOTE:-server unthrottled (BENCH_SERVER_CPU=$BENCH_SERVER_CPU)} for the digits part; the mlp-large part unthrottled (compute-bound)"
 	echo "- digits input: $SRC_D; mlp-large input: $SRC_L"
 	echo "- answers: JSON in -> JSON out; binary in -> binary out; gRPC raw_input_contents -> raw_output_contents"
 	echo "- one request per format checked against the reference first:"

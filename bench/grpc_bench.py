@@ -120,38 +120,40 @@ def check(outdir, port, model):
 
 
 def table(runs_path, cmd=""):
-    """The markdown table of runs_path's rounds (client-bound rounds left
-    out: h2load, not the server, set their pace), and the summary's rows:
-    gRPC and binary against JSON per part, req/s and server CPU/request."""
-    runs, dropped = {}, {}
+    """The markdown table of runs_path's rounds, and the summary's rows:
+    gRPC and binary against JSON per part, req/s and server CPU/request,
+    each the median of per-round ratios (rows.paired: round i of a format
+    beside round i of JSON; client-bound rounds left out: h2load, not the
+    server, set their pace)."""
+    runs = {}
     for line in open(runs_path):
-        r = json.loads(line)
-        if r.get("client_bound"):
-            dropped[r["name"]] = dropped.get(r["name"], 0) + 1
-            continue
-        runs.setdefault(r["name"], []).append(r)
-    med = {k: (statistics.median(x.get("rps") or 0 for x in v),
-               statistics.median(x.get("cpu_us_per_req") or 0 for x in v), len(v))
-           for k, v in runs.items()}
-    print("| part | format | rounds | req/s (median) | server CPU µs/req (median) | req/s vs JSON | CPU/req vs JSON |")
+        if line.strip():
+            r = json.loads(line)
+            runs.setdefault(r["name"], []).append(r)
+    note = os.environ.get("BENCH_CPU_NOTE") or None
+    print("| part | format | rounds (client-bound) | req/s (median) | server CPU µs/req (median) "
+          "| req/s vs JSON | CPU/req vs JSON |")
     print("|---|---|---|---|---|---|---|")
-    for name, (rps, cpu, n) in med.items():
+    for name, rs in runs.items():
         part, fmt = name.split(".", 1)
-        base = med.get(f"{part}.json")
-        rr = f"{rps / base[0]:.2f}x" if base and base[0] else "-"
-        cr = f"{cpu / base[1]:.2f}x" if base and base[1] else "-"
-        print(f"| {part} | {fmt} | {n} | {rps:.0f} | {cpu:.1f} | {rr} | {cr} |")
-        if fmt == "json" or not base or not base[0] or not base[1]:
+        ok = [r for r in rs if r.get("rps") and not r.get("client_bound")]
+        rps = statistics.median(r["rps"] for r in ok) if ok else 0
+        cpu = statistics.median(r.get("cpu_us_per_req") or 0 for r in ok) if ok else 0
+        bound = sum(1 for r in rs if r.get("client_bound"))
+        base = runs.get(f"{part}.json")
+        per, cpus, dropped = rows.paired(base, rs) if base and fmt != "json" else ([], [], 0)
+        print(f"| {part} | {fmt} | {len(rs)} ({bound}) | {rps:.0f} | {cpu:.1f} | "
+              f"{rows.ratio_cell(per) if fmt != 'json' else '-'} | "
+              f"{rows.ratio_cell(cpus) if fmt != 'json' else '-'} |")
+        if fmt == "json" or not base:
             continue
         what = "gRPC" if fmt == "grpc" else "binary"
-        rows.emit("grpc", f"{part}_{fmt}_rps", round(rps / base[0], 3),
-                  label=f"{part}: {what} / JSON, req/s", unit="x", rounds=n,
-                  dropped=dropped.get(name, 0), cmd=cmd if fmt == "grpc" else None)
-        rows.emit("grpc", f"{part}_{fmt}_cpu", round(cpu / base[1], 3),
-                  label=f"{part}: {what} / JSON, server CPU per request", unit="x",
-                  rounds=n, dropped=dropped.get(name, 0))
-    if dropped:
-        print(f"\nclient-bound rounds left out: {sum(dropped.values())}")
+        part_note = note if part == "digits" else "unthrottled (compute-bound)"
+        rows.emit_ratios("grpc", f"{part}_{fmt}_rps", per, f"{part}: {what} / JSON, req/s",
+                         dropped=dropped, note=part_note, cmd=cmd if fmt == "grpc" else None)
+        rows.emit_ratios("grpc", f"{part}_{fmt}_cpu", cpus,
+                         f"{part}: {what} / JSON, server CPU per request", dropped=dropped,
+                         note=part_note)
 
 
 def main(argv):

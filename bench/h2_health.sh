@@ -23,11 +23,12 @@
 # the median of per-round ratios (bench/report.py).
 #
 # Equal CPU budget: each server is capped at BENCH_SERVER_CPU of a core
-# (default 0.5; cgroup CFS quota, bench/lib.sh bench_cpu_budget_init).  With
+# (default 0.35; cgroup CFS quota, bench/lib.sh bench_cpu_budget_init).  With
 # a whole core each, h2load (one core too) was the bottleneck against h2o
 # and on HTTP/1.1 (8 of 9 and 9 of 9 rounds client-bound on the quiet
-# machine); at half a core h2load stays well under 90%, and the req/s ratio
-# compares the servers' work per request at equal CPU.  The unthrottled
+# machine); at half a core, on an AMD EPYC, still 10 of 21 infergw rounds
+# (h2load's core slows with the neighbours too); at 0.35, 1 of 5.  Capped,
+# the req/s ratio compares the servers' work per request at equal CPU.  The unthrottled
 # rounds are replaced rather than kept beside them: they were mostly
 # client-bound and would double the section's time for little.
 # BENCH_SERVER_CPU=0 runs the old unthrottled rounds; so does a machine

@@ -11,7 +11,7 @@
 # per core) and a CPU backend with one worker of one OpenMP thread; the
 # process is pinned to the server CPU like in h2_health.sh so that h2load
 # keeps its own core.  The process (all its threads) is capped at
-# BENCH_SERVER_CPU of a core (0.5 by default, bench/lib.sh) for health and
+# BENCH_SERVER_CPU of a core (0.35 by default, bench/lib.sh) for health and
 # infer rounds alike, so that h2load is not the bottleneck of the health
 # rounds; BENCH_SERVER_CPU=0 (or no cgroup cpu controller) runs unthrottled.
 set -u

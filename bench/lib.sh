@@ -34,11 +34,11 @@ BENCH_PIDS=()
 BENCH_TMP=""
 
 # Equal CPU budget for the servers of a comparison (bench_cpu_budget_init,
-# bench_cpu_limit): each server gets BENCH_SERVER_CPU of a core (0.5; 0 or
+# bench_cpu_limit): each server gets BENCH_SERVER_CPU of a core (0.35; 0 or
 # "off" = unthrottled) through a CFS quota over a short period (10 ms, so
 # that throttling is smooth rather than 50 ms bursts), in a cgroup of this
 # bench's own, removed by bench_cleanup.
-export BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-0.5}
+export BENCH_SERVER_CPU=${BENCH_SERVER_CPU:-0.35}
 BENCH_CPU_PERIOD_US=${BENCH_CPU_PERIOD_US:-10000}
 BENCH_CG=""		# our cgroup directory (parent of one per server), or ""
 BENCH_CG_KIND=""	# v1 or v2
@@ -355,6 +355,19 @@ bench_cap() {
 	bench_cpu_limit "$1" "$2" || bench_fail "could not cap $2 (pid $1) at $BENCH_SERVER_CPU CPU"
 }
 
+# bench_uncap NAME - lift the quota of our cgroup NAME (bench_cap's): its
+# server runs unthrottled from now on, for a part that is compute-bound
+# anyway (h2load never its bottleneck) and would only take longer capped.
+bench_uncap() {
+	local dir="$BENCH_CG/$1"
+	[ -n "$BENCH_CG" ] && [ -d "$dir" ] || return 0
+	if [ "$BENCH_CG_KIND" = v1 ]; then
+		echo -1 >"$dir/cpu.cfs_quota_us"
+	else
+		echo "max $BENCH_CPU_PERIOD_US" >"$dir/cpu.max"
+	fi || bench_fail "cannot lift the CPU quota of $dir"
+}
+
 # bench_cpu_budget_remove - SIGKILL whatever is still in our cgroups (only
 # processes we started and moved there, by PID from cgroup.procs), then
 # remove them.  Safe to call twice.
@@ -442,6 +455,20 @@ bench_cpu_ticks() {
 	awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
 }
 
+# bench_cpu_ns PID - nanoseconds of CPU PID's threads have run (the sum of
+# their sum_exec_runtime, /proc/PID/task/*/schedstat; a thread that exits
+# takes its share with it: servers keep theirs); where schedstat is missing,
+# bench_cpu_ticks in nanoseconds (10 ms steps).
+bench_cpu_ns() {
+	local ns
+	ns=$(cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ n += $1 } END { if (NR) printf "%.0f\n", n }')
+	if [ -n "$ns" ]; then
+		echo "$ns"
+	else
+		echo $(($(bench_cpu_ticks "$1") * 1000000000 / $(getconf CLK_TCK)))
+	fi
+}
+
 # bench_syscalls PID - read+write syscalls PID (all its threads) has made.
 bench_syscalls() {
 	awk '/^sysc[rw]:/ { n += $2 } END { print n + 0 }' "/proc/$1/io" 2>/dev/null || echo 0
@@ -449,7 +476,7 @@ bench_syscalls() {
 
 # bench_run_h2load NAME PID OUT LOG JSONL [--latency] -- ARGS... - the one
 # measured h2load run of every bench script (use bench_round or
-# bench_latency_round): h2load pinned to its CPU, the server's CPU ticks and
+# bench_latency_round): h2load pinned to its CPU, the server's CPU time (ns) and
 # syscalls from /proc/PID around it, h2load's own CPU from GNU time; the
 # parsed JSON line (parse_h2load.py: client_util, client_bound) appended to
 # JSONL, and one progress line on stderr.  PID may be a list "P1 P2" (all
@@ -463,16 +490,16 @@ bench_run_h2load() {
 	fi
 	[ "${1:-}" = -- ] && shift
 	for p in $pids; do
-		t0=$((t0 + $(bench_cpu_ticks "$p")))
+		t0=$((t0 + $(bench_cpu_ns "$p")))
 		s0=$((s0 + $(bench_syscalls "$p")))
 	done
 	bench_h2load "$out" "$log" "$@"
 	for p in $pids; do
-		t1=$((t1 + $(bench_cpu_ticks "$p")))
+		t1=$((t1 + $(bench_cpu_ns "$p")))
 		s1=$((s1 + $(bench_syscalls "$p")))
 	done
 	local line
-	line=$(bench_parse "$name" "$out" --ticks $((t1 - t0)) --syscalls $((s1 - s0)) \
+	line=$(bench_parse "$name" "$out" --cpu-ns $((t1 - t0)) --syscalls $((s1 - s0)) \
 		--client-time "$out.time" "${lat[@]}")
 	echo "$line" >>"$jsonl"
 	printf '%s' "$line" | $PY -c '

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """parse_h2load.py - turn one h2load run into one JSON object.
 
-usage: parse_h2load.py NAME OUT [--log LOGFILE] [--ticks N] [--syscalls N]
+usage: parse_h2load.py NAME OUT [--log LOGFILE] [--ticks N | --cpu-ns N] [--syscalls N]
                         [--client-time FILE] [--bound F] [--latency]
 
 OUT is h2load's stdout+stderr.  From it: "finished in Xs, N req/s",
@@ -12,7 +12,10 @@ start_us <TAB> status <TAB> duration_us; from it p50/p90/p99 (nearest rank).
 --ticks (user+system clock ticks the server process used during the run,
 from /proc/PID/stat) gives cpu_us_per_req: the server's CPU cost per
 completed request, which still tells servers apart when h2load, not the
-server, is the bottleneck.  --syscalls (read+write syscalls of the server
+server, is the bottleneck.  --cpu-ns is the same in nanoseconds (the
+threads' sum_exec_runtime from /proc/PID/task/*/schedstat): a clock tick
+is 10 ms, a round of a few hundred ms of server CPU was +-5% from the
+ticks' rounding alone.  --syscalls (read+write syscalls of the server
 during the run, /proc/PID/io syscr+syscw) gives syscalls_per_req.
 --client-time (GNU time -f "%U %S %e" output of h2load) gives
 client_us_per_req (what the server's framing costs the client),
@@ -64,7 +67,7 @@ def default_bound():
 
 
 def parse(name, out_path, log_path=None, ticks=None, syscalls=None, client_time=None,
-          bound=None):
+          bound=None, cpu_ns=None):
     r = {"name": name, "rps": None, "secs": None}
     try:
         text = open(out_path, errors="replace").read()
@@ -102,10 +105,11 @@ def parse(name, out_path, log_path=None, ticks=None, syscalls=None, client_time=
         r["logged"] = len(durs)
         for p in (50, 90, 99):
             r["p%d" % p] = pct(durs, p)
-    if ticks is not None and r.get("done"):
-        hz = os.sysconf("SC_CLK_TCK")
-        r["cpu_us_per_req"] = ticks / hz * 1e6 / r["done"]
-        r["cpu_util"] = ticks / hz / r["secs"] if r.get("secs") else None
+    if cpu_ns is None and ticks is not None:
+        cpu_ns = ticks * 1e9 / os.sysconf("SC_CLK_TCK")
+    if cpu_ns is not None and r.get("done"):
+        r["cpu_us_per_req"] = cpu_ns / 1e3 / r["done"]
+        r["cpu_util"] = cpu_ns / 1e9 / r["secs"] if r.get("secs") else None
     if syscalls is not None and r.get("done"):
         r["syscalls_per_req"] = syscalls / r["done"]
     if client_time:
@@ -130,13 +134,14 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--log")
     ap.add_argument("--ticks", type=int)
+    ap.add_argument("--cpu-ns", type=int)
     ap.add_argument("--syscalls", type=int)
     ap.add_argument("--client-time")
     ap.add_argument("--bound", type=float)
     ap.add_argument("--latency", action="store_true",
                     help="a latency round (--log-file): never used for throughput ratios")
     a = ap.parse_args()
-    r = parse(a.name, a.out, a.log, a.ticks, a.syscalls, a.client_time, a.bound)
+    r = parse(a.name, a.out, a.log, a.ticks, a.syscalls, a.client_time, a.bound, a.cpu_ns)
     if a.latency:
         r["latency_round"] = True
     print(json.dumps(r))

@@ -226,39 +226,32 @@ def table(runs_path, logdir, specs):
         size = sizes.get(name)
         lo = min((r["rps"] for r in ok), default=None)
         hi = max((r["rps"] for r in ok), default=None)
-        summ[name] = {"rps": rps, "p99": p99,
-                      "rounds": {i: r.get("rps") for i, r in enumerate(rs)},
-                      "bound": {i: r.get("client_bound") for i, r in enumerate(rs)}}
+        summ[name] = {"p99": p99, "runs": rs}
         print(f"| {name} | {size if size is not None else '-'} | {f(rps, '.0f')} | "
               f"{f(lo, '.0f')}-{f(hi, '.0f')} | {f(p50, '.3f')} | {f(p99, '.3f')} | "
               f"{f(statistics.median(cpu) if cpu else None, '.1f')} | {bad} | {n} |")
     print()
-    print("| ratio | req/s (median of per-round ratios) | p99 |")
-    print("|---|---:|---:|")
+    print("| ratio | req/s (median of per-round ratios) | server CPU per request "
+          "(median of per-round ratios) | p99 |")
+    print("|---|---:|---:|---:|")
+    note = os.environ.get("BENCH_CPU_NOTE") or None
     for name in names:
         m = re.match(r"(.*)\.(bin|mp)$", name)
         if not m or m.group(1) + ".json" not in summ:
             continue
-        base = summ[m.group(1) + ".json"]
-        cur = summ[name]
-        per, dropped = [], 0
-        for i in cur["rounds"]:
-            if not (cur["rounds"].get(i) and base["rounds"].get(i)):
-                continue
-            if cur["bound"].get(i) or base["bound"].get(i):
-                dropped += 1    # h2load was the bottleneck: not a server ratio
-                continue
-            per.append(cur["rounds"][i] / base["rounds"][i])
-        rr = statistics.median(per) if per else None
+        base, cur = summ[m.group(1) + ".json"], summ[name]
+        per, cpu, dropped = rows.paired(base["runs"], cur["runs"])
         pr = cur["p99"] / base["p99"] if cur["p99"] and base["p99"] else None
         label = {"bin": "binary", "mp": "msgpack"}[m.group(2)]
-        spread = f" ({min(per):.2f}-{max(per):.2f})" if per else ""
         drop = f", {dropped} client-bound dropped" if dropped else ""
-        print(f"| {m.group(1)}: {label} / JSON | {f(rr, '.2f')}{spread}{drop} | {f(pr, '.2f')} |")
-        rows.emit("payloads", f"{m.group(1)}_{m.group(2)}_over_json",
-                  None if rr is None else round(rr, 4), f"{m.group(1)}: {label} / JSON req/s",
-                  unit="x", lo=round(min(per), 4) if per else None,
-                  hi=round(max(per), 4) if per else None, rounds=len(per), dropped=dropped)
+        print(f"| {m.group(1)}: {label} / JSON | {rows.ratio_cell(per)}{drop} | "
+              f"{rows.ratio_cell(cpu)} | {f(pr, '.2f')} |")
+        part_note = note if m.group(1) == "digits" else "unthrottled (compute-bound)"
+        rows.emit_ratios("payloads", f"{m.group(1)}_{m.group(2)}_over_json", per,
+                         f"{m.group(1)}: {label} / JSON req/s", dropped=dropped, note=part_note)
+        rows.emit_ratios("payloads", f"{m.group(1)}_{m.group(2)}_cpu_over_json", cpu,
+                         f"{m.group(1)}: {label} / JSON server CPU per request",
+                         dropped=dropped, note=part_note)
 
 
 def main(argv):

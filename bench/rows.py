@@ -44,6 +44,7 @@ target that reads as a number is stored as one).
 """
 import json
 import os
+import statistics
 import sys
 
 TEXT = ("label", "unit", "cmd", "note", "target")     # never read as numbers
@@ -61,6 +62,42 @@ def emit(part, key, value, label="", **extra):
     else:
         print("row: " + line, file=sys.stderr)
     return row
+
+
+def paired(base, cur):
+    """Per-round ratios cur / base of req/s and of server CPU per request
+    (bench_round's "rps" and "cpu_us_per_req"), base and cur being the
+    run records of two variants in round order (round i of one beside
+    round i of the other), over the rounds where both ran and h2load was
+    the bottleneck of neither (a client-bound round says nothing of the
+    server).  Returns (rps ratios, cpu ratios, rounds left out as
+    client-bound)."""
+    rps, cpu, dropped = [], [], 0
+    for b, c in zip(base, cur):
+        if not (b.get("rps") and c.get("rps")):
+            continue
+        if b.get("client_bound") or c.get("client_bound"):
+            dropped += 1
+            continue
+        rps.append(c["rps"] / b["rps"])
+        if b.get("cpu_us_per_req") and c.get("cpu_us_per_req"):
+            cpu.append(c["cpu_us_per_req"] / b["cpu_us_per_req"])
+    return rps, cpu, dropped
+
+
+def emit_ratios(part, key, xs, label, **extra):
+    """emit() a ratio row from per-round ratios xs: their median (None when
+    there are none), spread and the rounds themselves ("per")."""
+    return emit(part, key, round(statistics.median(xs), 4) if xs else None, label, unit="x",
+                lo=round(min(xs), 4) if xs else None, hi=round(max(xs), 4) if xs else None,
+                rounds=len(xs), per=[round(x, 4) for x in xs] or None, **extra)
+
+
+def ratio_cell(xs):
+    """Per-round ratios as a table cell: median (min-max), or "-"."""
+    if not xs:
+        return "-"
+    return "%.2f (%.2f-%.2f)" % (statistics.median(xs), min(xs), max(xs))
 
 
 def load(path):

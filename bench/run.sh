@@ -35,7 +35,8 @@
 #        part (quick_env below), a few minutes in all; writes bench/results/quick/
 #        (not committed)
 #        and leaves bench/RESULTS.md alone.
-#        BENCH_SERVER_CPU=0.5 (default): h2 and infer cap each server at this
+#        BENCH_SERVER_CPU=0.35 (default): h2, infer and the digits parts of
+#        payloads and grpc cap each server at this
 #        share of a core (cgroup CFS quota, bench/lib.sh) so that h2load is not
 #        the bottleneck; 0 = unthrottled (also without root or a cgroup cpu
 #        controller; the report says which).

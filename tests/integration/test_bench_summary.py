@@ -265,3 +265,66 @@ def test_targets_judged_on_the_interval(tmp_path):
     assert line("| HTTP/2 health vs nghttpd").endswith("| no |")
     h1 = line("| HTTP/1.1 health")
     assert "**1.10x**" in h1 and "0.90-1.30x (96%)" in h1 and h1.endswith("| not settled |")
+
+
+def test_parse_cpu_ns_is_exact(tmp_path):
+    """--cpu-ns (schedstat nanoseconds) gives the server's CPU per request
+    to the nanosecond; --ticks only in 10 ms steps."""
+    out = tmp_path / "r.out"
+    out.write_text(H2LOAD_OUT.format(secs=1.0, rps=100000.0))
+    ns = run([os.path.join(BENCH, "parse_h2load.py"), "x", str(out), "--cpu-ns", "345678901"])
+    r = json.loads(ns.stdout)
+    assert r["cpu_us_per_req"] == pytest.approx(345678901 / 1e3 / 100000)   # 3.45678901 us
+    assert r["cpu_util"] == pytest.approx(0.345678901)
+    hz = os.sysconf("SC_CLK_TCK")
+    t = json.loads(run([os.path.join(BENCH, "parse_h2load.py"), "x", str(out), "--ticks",
+                        "35"]).stdout)
+    assert t["cpu_us_per_req"] == pytest.approx(35 / hz * 1e6 / 100000)
+
+
+def test_lib_cpu_ns_reads_every_thread():
+    """bench_cpu_ns PID sums the threads' schedstat run times: a process
+    whose two threads have each burnt 0.15 s of CPU (and stay alive) has
+    used at least 0.3 s, said in ns, close to what its ticks say."""
+    burn = subprocess.Popen([PY, "-c", """
+import threading, time, sys
+hold = threading.Event()
+def spin():
+    t = time.thread_time()
+    while time.thread_time() - t < 0.15:
+        pass
+    hold.wait()
+ts = [threading.Thread(target=spin, daemon=True) for _ in range(2)]
+[t.start() for t in ts]
+while sum(1 for t in ts if t.is_alive()) and time.process_time() < 0.3:
+    time.sleep(0.01)
+print("done", flush=True)
+sys.stdin.read()
+"""], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert burn.stdout.readline().strip() == "done"
+        sh = subprocess.run(["bash", "-c", '. "$1/lib.sh" && bench_cpu_ns "$2" && '
+                             'bench_cpu_ticks "$2"', "_", BENCH, str(burn.pid)],
+                            capture_output=True, text=True, timeout=30)
+        ns, ticks = (int(x) for x in sh.stdout.split()[-2:])
+        assert ns >= 0.3e9, sh.stdout + sh.stderr
+        assert abs(ns / 1e9 - ticks / os.sysconf("SC_CLK_TCK")) < 0.1
+    finally:
+        burn.kill()
+        burn.wait()
+
+
+def test_paired_ratios_skip_client_bound():
+    """rows.paired: round i beside round i; a round client-bound on either
+    side is left out of both ratios and counted; CPU ratios from
+    cpu_us_per_req."""
+    sys.path.insert(0, BENCH)
+    import rows
+    base = [{"rps": 100.0, "cpu_us_per_req": 4.0}, {"rps": 100.0, "cpu_us_per_req": 4.0,
+                                                      "client_bound": True},
+            {"rps": 200.0, "cpu_us_per_req": 2.0}]
+    cur = [{"rps": 50.0, "cpu_us_per_req": 8.0}, {"rps": 80.0, "cpu_us_per_req": 5.0},
+           {"rps": 300.0, "cpu_us_per_req": 1.0}]
+    rps, cpu, dropped = rows.paired(base, cur)
+    assert rps == [0.5, 1.5] and cpu == [2.0, 0.5] and dropped == 1
+    assert rows.ratio_cell(rps) == "1.00 (0.50-1.50)" and rows.ratio_cell([]) == "-"
