@@ -8,10 +8,14 @@
  *
  * Output: three queues, written in this order by h2w_send: control frames
  * (ctl: SETTINGS, ACKs, RST_STREAM, WINDOW_UPDATE, GOAWAY, as queued),
- * answers' HEADERS (hout: encoded at submit time, in submit order), then
- * DATA and trailers of the streams that have a body to send (the active
- * list, round-robin, a frame per stream per turn).  A stream's DATA never
- * overtakes its HEADERS: hout is empty before any DATA goes.
+ * answers' HEADERS (hout: their fields, in submit order, HPACK-encoded
+ * when written: the encoder's dynamic table must see the blocks the peer
+ * decodes, in its order, and the block of a stream reset meanwhile is
+ * never encoded), then DATA and trailers of the streams
+ * that have a body to send (the active list, round-robin, a frame per
+ * stream per turn; trailers are encoded at submit time, so statelessly).
+ * A stream's DATA never overtakes its HEADERS: hout is empty before any
+ * DATA goes.
  *
  * Streams: structs recycled through a free list, found by id in an
  * open-addressing table (linear probing, backward-shift deletion) behind a
@@ -107,6 +111,7 @@ struct h2w {
 	void *arg;
 	struct h2w_config cfg;
 	struct hpack_dec dec;
+	struct hpack_enc enc;		/* answers' HEADERS, in wire order */
 
 	/* input */
 	uint32_t pre;			/* preface bytes matched */
@@ -546,6 +551,8 @@ static int h2w_settings_apply(struct h2w *s, const uint8_t *p, size_t n)
 
 		if (id == SET_MAX_FRAME_SIZE) {
 			s->peer_max_frame = v;
+		} else if (id == SET_HEADER_TABLE_SIZE) {
+			hpack_enc_peer_limit(&s->enc, v);
 		} else if (id == SET_INITIAL_WINDOW) {
 			delta = (int64_t)v - s->peer_init_win;
 			s->peer_init_win = v;
@@ -1099,22 +1106,80 @@ static void h2w_out_ctl(struct h2w *s, struct h2w_wr *w)
 	}
 }
 
+/* An encoded header block at p + 9 (blen bytes) framed in place: HEADERS
+ * then CONTINUATIONs of at most 16384 bytes; p has room for
+ * h2w_block_room.  The frames' length. */
+static size_t h2w_frame_block(uint8_t *p, size_t blen, int32_t sid, uint8_t flags)
+{
+	size_t k = blen ? (blen + H2W_FRAME_MAX - 1) / H2W_FRAME_MAX : 1;
+
+	for (size_t i = k; i-- > 1;) {
+		size_t len = i == k - 1 ? blen - i * H2W_FRAME_MAX : H2W_FRAME_MAX;
+		uint8_t *dst = p + 9 * (i + 1) + i * H2W_FRAME_MAX;
+
+		memmove(dst, p + 9 + i * H2W_FRAME_MAX, len);
+		h2w_hdr(dst - 9, (uint32_t)len, T_CONT, i == k - 1 ? F_END_HEADERS : 0, sid);
+	}
+	h2w_hdr(p, (uint32_t)(k == 1 ? blen : H2W_FRAME_MAX), T_HEADERS,
+		(uint8_t)(flags | (k == 1 ? F_END_HEADERS : 0)), sid);
+	return blen + 9 * k;
+}
+
+static size_t h2w_block_room(size_t bound)
+{
+	return bound + 9 * (bound / H2W_FRAME_MAX + 1);
+}
+
+/*
+ * hout's records: an answer's HEADERS, encoded when written.  struct
+ * h2w_hrec, then its n fields (struct hpack_field, unaligned: copied out
+ * before use); their bytes are the caller's (h2w_submit_headers).
+ */
+struct h2w_hrec {
+	int32_t sid;
+	uint16_t n;
+	bool end_stream;
+};
+
+#define H2W_HREC_FIELDS 64	/* fields in one answer's HEADERS */
+
+/* One record's block encoded and framed into w; false when w has no room
+ * (out of memory: the connection ends). */
+static bool h2w_out_block(struct h2w *s, struct h2w_wr *w, const struct h2w_hrec *rec,
+			  const uint8_t *q)
+{
+	struct hpack_field f[H2W_HREC_FIELDS];
+	size_t blen;
+	uint8_t *p;
+
+	memcpy(f, q, rec->n * sizeof(f[0]));
+	if (!(p = h2w_wr_room(w, h2w_block_room(hpack_enc_bound(f, rec->n)))))
+		return false;
+	blen = hpack_enc_block(&s->enc, p + 9, f, rec->n);
+	h2w_wr_put(w, h2w_frame_block(p, blen, rec->sid, rec->end_stream ? F_END_STREAM : 0));
+	return true;
+}
+
 /* Answers' HEADERS, whole blocks at a time (nothing may come between a
- * HEADERS and its CONTINUATIONs); those of streams gone are dropped. */
+ * HEADERS and its CONTINUATIONs); those of streams gone are dropped
+ * unencoded. */
 static void h2w_out_headers(struct h2w *s, struct h2w_wr *w)
 {
 	struct h2w_bytes *b = &s->hout;
 
 	while (b->off < b->len && !h2w_wr_full(w)) {
-		const uint8_t *f = b->p + b->off;
-		size_t n = 9 + h2w_get24(f);
-		struct h2w_stream *st = h2w_find(s, (int32_t)h2w_get32(f + 5));
+		struct h2w_hrec rec;
+		struct h2w_stream *st;
 
-		if (st && !(st->f & S_RESET) && !h2w_wr_bytes(w, f, n))
-			return;
-		b->off += n;
-		if (st && !(st->f & S_RESET) && f[4] & F_END_HEADERS && st->f & S_HDR_END)
-			h2w_local_end(s, w, st);
+		memcpy(&rec, b->p + b->off, sizeof(rec));
+		st = h2w_find(s, rec.sid);
+		if (st && !(st->f & S_RESET)) {
+			if (!h2w_out_block(s, w, &rec, b->p + b->off + sizeof(rec)))
+				return;
+			if (rec.end_stream)
+				h2w_local_end(s, w, st);
+		}
+		b->off += sizeof(rec) + rec.n * sizeof(struct hpack_field);
 	}
 }
 
@@ -1235,30 +1300,6 @@ ssize_t h2w_send(struct h2w *s, struct evbuffer *out, size_t cap)
 
 /* ------------------------------------------------------------ answers -- */
 
-/* An encoded header block at p + 9 (blen bytes) framed in place: HEADERS
- * then CONTINUATIONs of at most 16384 bytes; p has room for
- * h2w_block_room.  The frames' length. */
-static size_t h2w_frame_block(uint8_t *p, size_t blen, int32_t sid, uint8_t flags)
-{
-	size_t k = blen ? (blen + H2W_FRAME_MAX - 1) / H2W_FRAME_MAX : 1;
-
-	for (size_t i = k; i-- > 1;) {
-		size_t len = i == k - 1 ? blen - i * H2W_FRAME_MAX : H2W_FRAME_MAX;
-		uint8_t *dst = p + 9 * (i + 1) + i * H2W_FRAME_MAX;
-
-		memmove(dst, p + 9 + i * H2W_FRAME_MAX, len);
-		h2w_hdr(dst - 9, (uint32_t)len, T_CONT, i == k - 1 ? F_END_HEADERS : 0, sid);
-	}
-	h2w_hdr(p, (uint32_t)(k == 1 ? blen : H2W_FRAME_MAX), T_HEADERS,
-		(uint8_t)(flags | (k == 1 ? F_END_HEADERS : 0)), sid);
-	return blen + 9 * k;
-}
-
-static size_t h2w_block_room(size_t bound)
-{
-	return bound + 9 * (bound / H2W_FRAME_MAX + 1);
-}
-
 /* A stream an answer may go on: held, not reset. */
 static struct h2w_stream *h2w_answerable(struct h2w *s, int32_t sid)
 {
@@ -1271,15 +1312,17 @@ int h2w_submit_headers(struct h2w *s, int32_t sid, const struct hpack_field *f, 
 		       bool end_stream)
 {
 	struct h2w_stream *st = h2w_answerable(s, sid);
+	struct h2w_hrec rec = { .sid = sid, .n = (uint16_t)n, .end_stream = end_stream };
+	size_t len = sizeof(rec) + n * sizeof(*f);
 	uint8_t *p;
-	size_t blen;
 
-	if (!st || st->f & S_ANSWERED)
+	if (!st || st->f & S_ANSWERED || n > H2W_HREC_FIELDS)
 		return -1;
-	if (!(p = h2w_bytes_room(&s->hout, h2w_block_room(hpack_encode_bound(f, n)))))
+	if (!(p = h2w_bytes_room(&s->hout, len)))
 		return -1;
-	blen = hpack_encode(p + 9, f, n);
-	s->hout.len += h2w_frame_block(p, blen, sid, end_stream ? F_END_STREAM : 0);
+	memcpy(p, &rec, sizeof(rec));
+	memcpy(p + sizeof(rec), f, n * sizeof(*f));
+	s->hout.len += len;
 	st->f |= S_ANSWERED | (end_stream ? S_HDR_END : 0);
 	return 0;
 }
@@ -1375,6 +1418,7 @@ struct h2w *h2w_new(const struct h2w_callbacks *cb, void *arg, const struct h2w_
 	h2w_bucket_init(&s->b_ctl, now);
 	h2w_bucket_init(&s->b_empty, now);
 	hpack_dec_init(&s->dec, HPACK_TABLE_DEFAULT);
+	hpack_enc_init(&s->enc);
 	s->tab_mask = 15;
 	if (!(s->tab = calloc(16, sizeof(*s->tab))) || h2w_preamble(s)) {
 		h2w_free(s);

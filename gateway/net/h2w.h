@@ -149,9 +149,12 @@ ssize_t h2w_send(struct h2w *s, struct evbuffer *out, size_t cap);
 
 /*
  * h2w_submit_headers - an answer's HEADERS on sid (f[0..n), ":status"
- * first), END_STREAM when end_stream (no body).  The fields are encoded
- * now: their memory may go once this returns.  0, or -1 (sid not open for
- * an answer, or out of memory).
+ * first), END_STREAM when end_stream (no body).  The array f is copied
+ * now; the names' and values' bytes are read when h2w_send writes the
+ * block (HPACK-encoded then, with the connection's dynamic table): they
+ * must stay as they are until then or until the stream closes, whichever
+ * comes first (what nghttp2's NO_COPY fields ask too).  0, or -1 (sid not
+ * open for an answer, more than 64 fields, or out of memory).
  */
 int h2w_submit_headers(struct h2w *s, int32_t sid, const struct hpack_field *f, size_t n,
 		       bool end_stream);

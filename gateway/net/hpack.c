@@ -787,6 +787,21 @@ size_t hpack_encode_bound(const struct hpack_field *f, size_t n)
 	return room;
 }
 
+/* hp_put_literal - f as a literal (§6.2) of the kind first says (its
+ * prefix mask: 0x3f with indexing, 0x0f without), its name by the static
+ * index name_idx or, when 0, as a string; past it. */
+static uint8_t *hp_put_literal(uint8_t *o, uint8_t first, uint8_t mask, unsigned name_idx,
+			       const struct hpack_field *f)
+{
+	if (name_idx) {
+		o = hp_put_int(o, first, mask, name_idx);
+	} else {
+		*o++ = first;
+		o = hp_put_str(o, f->name, f->nlen);
+	}
+	return hp_put_str(o, f->value, f->vlen);
+}
+
 size_t hpack_encode(uint8_t *out, const struct hpack_field *f, size_t n)
 {
 	uint8_t *o = out;
@@ -794,17 +809,139 @@ size_t hpack_encode(uint8_t *out, const struct hpack_field *f, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		unsigned name_idx, idx = hp_static_find(&f[i], &name_idx);
 
-		if (idx) {
+		if (idx)
 			*o++ = 0x80 | (uint8_t)idx;
-			continue;
-		}
-		if (name_idx) {
-			o = hp_put_int(o, 0x00, 0x0f, name_idx);
-		} else {
-			*o++ = 0x00;
-			o = hp_put_str(o, f[i].name, f[i].nlen);
-		}
-		o = hp_put_str(o, f[i].value, f[i].vlen);
+		else
+			o = hp_put_literal(o, 0x00, 0x0f, name_idx, &f[i]);
 	}
+	return (size_t)(o - out);
+}
+
+/* --- Encoder with a dynamic table ------------------------------------------ */
+
+_Static_assert(HPACK_ENC_SLOTS * 32 >= HPACK_ENC_SIZE, "every entry HPACK_ENC_SIZE holds has a slot");
+
+void hpack_enc_init(struct hpack_enc *e)
+{
+	memset(e, 0, offsetof(struct hpack_enc, e));
+	e->peer = HPACK_TABLE_DEFAULT;
+	e->max = HPACK_ENC_SIZE < e->peer ? HPACK_ENC_SIZE : e->peer;
+	e->low = UINT32_MAX;
+}
+
+void hpack_enc_peer_limit(struct hpack_enc *e, uint32_t v)
+{
+	e->peer = v;
+	if (v < e->low)
+		e->low = v;
+}
+
+/* Oldest entries out until the table holds at most lim bytes. */
+static void hp_enc_evict(struct hpack_enc *e, uint32_t lim)
+{
+	while (e->size > lim && e->count) {
+		const struct hpack_enc_entry *x = &e->e[e->head];
+
+		e->size -= 32u + x->nlen + x->vlen;
+		e->head = (e->head + 1) % HPACK_ENC_SLOTS;
+		e->count--;
+	}
+}
+
+/* The size update(s) owed since the last block (§4.2: the smallest value
+ * the peer set, then the one in use now); past them. */
+static uint8_t *hp_enc_resize(struct hpack_enc *e, uint8_t *o)
+{
+	uint32_t want = e->peer < HPACK_ENC_SIZE ? e->peer : HPACK_ENC_SIZE;
+
+	if (e->low == UINT32_MAX)
+		return o;
+	if (e->low < want) {
+		o = hp_put_int(o, 0x20, 0x1f, e->low);
+		hp_enc_evict(e, e->low);
+	}
+	o = hp_put_int(o, 0x20, 0x1f, want);
+	hp_enc_evict(e, want);
+	e->max = want;
+	e->low = UINT32_MAX;
+	return o;
+}
+
+/* The index of the entry holding f, or 0. */
+static unsigned hp_enc_find(const struct hpack_enc *e, const struct hpack_field *f)
+{
+	for (uint32_t k = 0; k < e->count; k++) {
+		const struct hpack_enc_entry *x = &e->e[(e->head + e->count - 1 - k) % HPACK_ENC_SLOTS];
+
+		if (x->nlen == f->nlen && x->vlen == f->vlen &&
+		    !memcmp(x->b, f->name, f->nlen) && !memcmp(x->b + f->nlen, f->value, f->vlen))
+			return 62 + k;	/* the newest is 62 (§2.3.3) */
+	}
+	return 0;
+}
+
+/* Whether f is named the n-byte lower-case lit (a constant: the compare
+ * is inlined). */
+#define HP_NAMED(f, lit) ((f)->nlen == sizeof(lit) - 1 && !memcmp((f)->name, lit, sizeof(lit) - 1))
+
+/* Whether f is worth an entry: short, and not a field whose value changes
+ * with every answer. */
+static bool hp_enc_worth(const struct hpack_enc *e, const struct hpack_field *f)
+{
+	if (f->nlen + f->vlen > HPACK_ENC_FIELD_MAX || 32u + f->nlen + f->vlen > e->max)
+		return false;
+	return !HP_NAMED(f, "content-length") && !HP_NAMED(f, "grpc-message");
+}
+
+/* f into the table, as the peer's decoder will put it (§4.4). */
+static void hp_enc_insert(struct hpack_enc *e, const struct hpack_field *f)
+{
+	struct hpack_enc_entry *x;
+
+	hp_enc_evict(e, e->max - (32u + f->nlen + f->vlen));
+	x = &e->e[(e->head + e->count) % HPACK_ENC_SLOTS];
+	x->serial = e->serial++;
+	x->nlen = (uint8_t)f->nlen;
+	x->vlen = (uint8_t)f->vlen;
+	memcpy(x->b, f->name, f->nlen);
+	if (f->vlen)
+		memcpy(x->b + f->nlen, f->value, f->vlen);
+	e->size += 32u + f->nlen + f->vlen;
+	e->count++;
+}
+
+size_t hpack_enc_bound(const struct hpack_field *f, size_t n)
+{
+	return hpack_encode_bound(f, n) + 12;	/* two size updates of 6 bytes */
+}
+
+/* One field of hpack_enc_block at o; past it.  Every answer starts with
+ * :status and content-length: those skip the table searches. */
+static uint8_t *hp_enc_field(struct hpack_enc *e, uint8_t *o, const struct hpack_field *f)
+{
+	unsigned idx, name_idx = 0;
+	bool worth;
+
+	if (HP_NAMED(f, ":status") && (idx = hp_status_index(f->value, f->vlen)))
+		return hp_put_int(o, 0x80, 0x7f, idx);
+	if (HP_NAMED(f, "content-length"))	/* static name 28, never indexed */
+		return hp_put_literal(o, 0x00, 0x0f, 28, f);
+	worth = hp_enc_worth(e, f);
+	if ((worth && (idx = hp_enc_find(e, f))) || (idx = hp_static_find(f, &name_idx)))
+		return hp_put_int(o, 0x80, 0x7f, idx);
+	if (worth) {			/* 01: with incremental indexing */
+		o = hp_put_literal(o, 0x40, 0x3f, name_idx, f);
+		hp_enc_insert(e, f);
+		return o;
+	}
+	return hp_put_literal(o, 0x00, 0x0f, name_idx, f);	/* 0000: without */
+}
+
+size_t hpack_enc_block(struct hpack_enc *e, uint8_t *out, const struct hpack_field *f, size_t n)
+{
+	uint8_t *o = hp_enc_resize(e, out);
+
+	for (size_t i = 0; i < n; i++)
+		o = hp_enc_field(e, o, &f[i]);
 	return (size_t)(o - out);
 }

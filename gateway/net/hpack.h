@@ -99,10 +99,60 @@ void hpack_dec_free(struct hpack_dec *d);
 int hpack_decode(struct hpack_dec *d, const uint8_t *p, size_t n, hpack_emit emit, void *arg);
 
 /*
+ * The encoder's dynamic table (RFC 7541 §2.3.2, §4): our copy of what the
+ * peer's decoder holds of what we inserted.  We use at most HPACK_ENC_SIZE
+ * bytes of it (less when the peer's SETTINGS_HEADER_TABLE_SIZE is lower),
+ * so HPACK_ENC_SLOTS entries (each at least 32 bytes) always suffice and
+ * size, not slots, decides every eviction, as in the peer's decoder.  An
+ * entry's index is 62 + (insertions so far - 1 - its insertion number):
+ * an entry the peer still holds but we evicted is merely never referenced.
+ * Fields indexed: name + value at most HPACK_ENC_FIELD_MAX bytes, not
+ * content-length or grpc-message (their values change per answer).
+ */
+#define HPACK_ENC_SIZE 512
+#define HPACK_ENC_SLOTS (HPACK_ENC_SIZE / 32)
+#define HPACK_ENC_FIELD_MAX 64
+
+struct hpack_enc_entry {
+	uint32_t serial;		/* insertion number */
+	uint8_t nlen, vlen;
+	uint8_t b[HPACK_ENC_FIELD_MAX];	/* name then value */
+};
+
+struct hpack_enc {
+	uint32_t max;			/* size in use: min(HPACK_ENC_SIZE, peer's) */
+	uint32_t peer;			/* the peer's SETTINGS_HEADER_TABLE_SIZE */
+	uint32_t low;			/* smallest peer value since the last block;
+					 * UINT32_MAX: no change to signal */
+	uint32_t size;			/* §4.1 size of the entries held */
+	uint32_t serial;		/* insertions so far */
+	uint32_t head, count;		/* ring: e[head] is the oldest */
+	struct hpack_enc_entry e[HPACK_ENC_SLOTS];
+};
+
+/* hpack_enc_init - an empty table; the peer's limit the default 4096. */
+void hpack_enc_init(struct hpack_enc *e);
+
+/* hpack_enc_peer_limit - the peer's SETTINGS_HEADER_TABLE_SIZE is now v:
+ * the next block starts with the size update(s) §4.2 asks for. */
+void hpack_enc_peer_limit(struct hpack_enc *e, uint32_t v);
+
+/*
+ * hpack_enc_bound - room hpack_enc_block may need for these fields.
+ * hpack_enc_block - the header block for f[0..n) at out, using and
+ * updating e: the peer must decode the blocks in the order they were
+ * encoded, every one of them (encode a block only when it is sure to be
+ * sent).  Its length.  Names must be lower case.
+ */
+size_t hpack_enc_bound(const struct hpack_field *f, size_t n);
+size_t hpack_enc_block(struct hpack_enc *e, uint8_t *out, const struct hpack_field *f, size_t n);
+
+/*
  * hpack_encode_bound - room hpack_encode may need for these fields.
  * hpack_encode - the header block for fields f[0..n) written at out (room
  * for hpack_encode_bound(f, n) bytes); its length.  Names must be lower
- * case (the caller's to ensure).
+ * case (the caller's to ensure).  Stateless (static table and literals
+ * only): for a block encoded ahead of its turn on the wire (trailers).
  */
 size_t hpack_encode_bound(const struct hpack_field *f, size_t n);
 size_t hpack_encode(uint8_t *out, const struct hpack_field *f, size_t n);

@@ -20,7 +20,11 @@
  *    exactly the first fields, and its table stays the same;
  *  - the fields of a valid block, encoded by hpack_encode (within
  *    hpack_encode_bound), decode with a fresh decoder to the same name and
- *    value bytes, none of them from a dynamic table.
+ *    value bytes, none of them from a dynamic table;
+ *  - and encoded by hpack_enc_block (within hpack_enc_bound) with one
+ *    encoder for the whole input, told the decoders' limit as a peer's
+ *    SETTINGS, they decode with one decoder of that limit, block after
+ *    block, to the same bytes; the encoder's table stays within its size.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -469,6 +473,30 @@ static void fz_roundtrip(const struct fz_list *l)
 	free(back.bytes);
 }
 
+/* fz_roundtrip_dyn - l's fields encoded with the connection's encoder e,
+ * then decoded by the peer's decoder pd (its state carried across blocks). */
+static void fz_roundtrip_dyn(struct hpack_enc *e, struct hpack_dec *pd, const struct fz_list *l)
+{
+	struct fz_list back = { 0 };
+	size_t bound = hpack_enc_bound(l->f, l->n), len;
+	uint8_t *out = malloc(bound);
+	int r;
+
+	FZ_CHECK(out);
+	len = hpack_enc_block(e, out, l->f, l->n);
+	FZ_CHECK(len <= bound);
+	FZ_CHECK(e->size <= e->max && e->max <= HPACK_ENC_SIZE && e->count <= HPACK_ENC_SLOTS);
+	r = hpack_decode(pd, out, len, fz_collect, &back);
+	FZ_CHECK(r == 0);
+	FZ_CHECK(back.n == l->n);
+	fz_fix(&back);
+	for (size_t i = 0; i < l->n; i++)
+		FZ_CHECK(fz_same(&back.f[i], &l->f[i]));
+	free(out);
+	free(back.f);
+	free(back.bytes);
+}
+
 static void fz_ref_free(struct fz_ref *t)
 {
 	fz_ref_evict(t, 0);
@@ -487,7 +515,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static bool init;
 	struct fz_list all = { 0 }, part = { 0 }, want = { 0 };
-	struct hpack_dec d, ds;
+	struct hpack_dec d, ds, pd;
+	struct hpack_enc enc;
 	struct fz_ref *ref;
 	uint32_t limit;
 	size_t off = 1;
@@ -502,6 +531,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	part.stop_at = data[0] >> 4;
 	hpack_dec_init(&d, limit);
 	hpack_dec_init(&ds, limit);
+	hpack_dec_init(&pd, limit);
+	hpack_enc_init(&enc);
+	hpack_enc_peer_limit(&enc, limit);
 	ref = calloc(1, sizeof(*ref));
 	FZ_CHECK(ref);
 	ref->max = ref->limit = limit;
@@ -548,11 +580,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				 (part.f[i].id == all.f[i].id ||
 				  (part.f[i].id >= HPACK_ID_LIT && all.f[i].id >= HPACK_ID_LIT)));
 		fz_same_as_ref(&ds, ref);
-		if (all.used <= FZ_ROUNDTRIP_MAX)
+		if (all.used <= FZ_ROUNDTRIP_MAX) {
 			fz_roundtrip(&all);
+			fz_roundtrip_dyn(&enc, &pd, &all);
+		}
 	}
 	hpack_dec_free(&d);
 	hpack_dec_free(&ds);
+	hpack_dec_free(&pd);
 	fz_ref_free(ref);
 	free(all.f);
 	free(all.bytes);

@@ -494,6 +494,60 @@ static void test_post_body(void **state)
 	done(s);
 }
 
+/* The answers' HEADERS share the connection's HPACK table: blocks are
+ * encoded as they are written, so the block of a stream the client reset
+ * before it went is never encoded (its insertion would be missing at the
+ * peer), and the blocks after it read back, in wire order, by one decoder;
+ * a field sent before is one byte; a peer that shrinks its table to 0 gets
+ * the size update first and no more insertions. */
+static void test_hpack_table_order(void **state)
+{
+	struct h2w *s = ready();
+	struct hpack_field f[] = { hf(":status", "200"), hf("content-type", "application/json") };
+	struct hpack_dec hd;
+	struct dec d = { .n = 0 };
+	struct frame *h3, *h5;
+
+	(void)state;
+	hpack_dec_init(&hd, 4096);
+	for (int32_t sid = 1; sid <= 5; sid += 2) {
+		fr_req(sid, ES, "GET", "/v2/health/live");
+		feed(s);
+		assert_int_equal(h2w_submit_headers(s, sid, f, 2, true), 0);
+	}
+	fr_u32(RST, 1, 8);	/* CANCEL, before anything was written */
+	feed(s);
+	drain(s);
+	assert_null(find(HEADERS, 1));
+	assert_non_null(h3 = find(HEADERS, 3));
+	assert_non_null(h5 = find(HEADERS, 5));
+	assert_true(h3 < h5);
+	assert_int_equal(hpack_decode(&hd, h3->p, h3->len, dec_emit, &d), 0);
+	assert_string_equal(d.s, ":status=200;content-type=application/json;");
+	assert_int_equal(h3->len, 1 + 1 + 1 + 16);	/* 88, 5f, 10, the value: inserted */
+	d.n = 0;
+	assert_int_equal(hpack_decode(&hd, h5->p, h5->len, dec_emit, &d), 0);
+	assert_string_equal(d.s, ":status=200;content-type=application/json;");
+	assert_int_equal(h5->len, 2);			/* 88 be */
+	assert_int_equal(hd.count, 1);
+
+	/* the client's table goes to 0: a size update opens the next block */
+	fr_setting(0x1, 0);
+	fr_req(7, ES, "GET", "/v2/health/live");
+	feed(s);
+	assert_int_equal(h2w_submit_headers(s, 7, f, 2, true), 0);
+	drain(s);
+	assert_non_null(h3 = find(HEADERS, 7));
+	hd.limit = 0;
+	d.n = 0;
+	assert_int_equal(hpack_decode(&hd, h3->p, h3->len, dec_emit, &d), 0);
+	assert_string_equal(d.s, ":status=200;content-type=application/json;");
+	assert_int_equal(h3->p[0], 0x20);		/* size update to 0 */
+	assert_int_equal(hd.count, 0);
+	hpack_dec_free(&hd);
+	done(s);
+}
+
 static void test_trailers(void **state)
 {
 	struct h2w *s = ready();
@@ -1267,6 +1321,7 @@ int main(void)
 		cmocka_unit_test(test_handshake),
 		cmocka_unit_test(test_bad_preface_and_first_frame),
 		cmocka_unit_test(test_get),
+		cmocka_unit_test(test_hpack_table_order),
 		cmocka_unit_test(test_post_body),
 		cmocka_unit_test(test_trailers),
 		cmocka_unit_test(test_send_flow_control),

@@ -14,6 +14,8 @@
 
 #include "hpack.h"
 
+#include <nghttp2/nghttp2.h>
+
 #define BLOCK(...) ((const char *const[]){ __VA_ARGS__, NULL })
 #define NONE ((const char *const[]){ NULL })
 
@@ -1197,6 +1199,232 @@ static void test_encode_bound(void **state)
 	free(g);
 }
 
+
+/* --- The encoder's dynamic table ------------------------------------------- */
+
+/* enc_to - the block e makes of f[0..n) is the bytes spelt in s. */
+static void enc_to(struct hpack_enc *e, const struct hpack_field *f, size_t n, const char *s)
+{
+	uint8_t want[4096], out[4096];
+	size_t wn = hex(s, want), len;
+
+	assert_true(hpack_enc_bound(f, n) <= sizeof(out));
+	len = hpack_enc_block(e, out, f, n);
+	assert_true(len <= hpack_enc_bound(f, n));
+	assert_int_equal(len, wn);
+	assert_memory_equal(out, want, wn);
+}
+
+/* The bytes: a field worth an entry goes in with incremental indexing
+ * (01, the static name's index), then is one byte (62 = the newest);
+ * content-length and grpc-message never; a long field never; the limit
+ * the peer lowers is signalled (smallest, then the size in use) at the
+ * next block, and what no longer fits is evicted. */
+static void test_enc_dynamic_bytes(void **state)
+{
+	struct hpack_enc e;
+	struct hpack_field f[3];
+	char big[80];
+
+	(void)state;
+	hpack_enc_init(&e);
+	f[0] = fld(":status", "200");
+	f[1] = fld("content-length", "13");
+	f[2] = fld("content-type", "application/json");
+	enc_to(&e, f, 3, "88 0f0d 02 3133 5f 10 6170706c69636174696f6e2f6a736f6e");
+	enc_to(&e, f, 3, "88 0f0d 02 3133 be");
+	f[2] = fld("content-type", "application/grpc");
+	enc_to(&e, f + 2, 1, "5f 10 6170706c69636174696f6e2f67727063");
+	f[0] = fld("content-type", "application/json");	/* one older now */
+	f[1] = fld("content-type", "application/grpc");
+	enc_to(&e, f, 2, "bf be");
+	f[0] = fld("grpc-message", "x");
+	enc_to(&e, f, 1, "00 0c 677270632d6d657373616765 01 78");
+	enc_to(&e, f, 1, "00 0c 677270632d6d657373616765 01 78");
+	f[0] = fld("x-a", "1");			/* no static name: the name literal */
+	enc_to(&e, f, 1, "40 03 782d61 01 31");
+	enc_to(&e, f, 1, "be");
+	memset(big, 'b', 70);
+	big[70] = 0;
+	f[0] = fld("x-b", big);			/* 73 bytes: never an entry */
+	assert_int_equal(hpack_enc_block(&e, (uint8_t[160]){ 0 }, f, 1), 2 + 3 + 1 + 70);
+	assert_int_equal(e.count, 3);
+	assert_int_equal(e.size, 3 * 32 + 28 + 28 + 4);
+	/* the peer lowers its table to 100 then 60, raises it to 4096: 60
+	 * first (two of the three entries go), then 512 */
+	hpack_enc_peer_limit(&e, 100);
+	hpack_enc_peer_limit(&e, 60);
+	hpack_enc_peer_limit(&e, 4096);
+	f[0] = fld("x-a", "1");
+	enc_to(&e, f, 1, "3f1d 3fe103 be");
+	assert_int_equal(e.count, 1);
+	assert_int_equal(e.max, HPACK_ENC_SIZE);
+	/* to 0: the table empties, nothing goes in while it stays 0 */
+	hpack_enc_peer_limit(&e, 0);
+	enc_to(&e, f, 1, "20 00 03 782d61 01 31");
+	enc_to(&e, f, 1, "00 03 782d61 01 31");
+	assert_int_equal(e.count, 0);
+	assert_int_equal(e.size, 0);
+}
+
+/* A persistent decoder of ours and nghttp2's inflater, fed every block. */
+struct peer {
+	struct hpack_dec d;
+	nghttp2_hd_inflater *ng;
+	struct got *g;
+};
+
+static void peer_limit(struct peer *p, uint32_t v)
+{
+	p->d.limit = v;
+	assert_int_equal(nghttp2_hd_inflate_change_table_size(p->ng, v), 0);
+}
+
+/* The block decodes, by both, to f[0..n). */
+static void peer_reads(struct peer *p, const uint8_t *b, size_t len, const struct hpack_field *f,
+		       size_t n)
+{
+	size_t k = 0;
+
+	got_reset(p->g);
+	assert_int_equal(hpack_decode(&p->d, b, len, collect, p->g), 0);
+	assert_int_equal(p->g->n, n);
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(p->g->f[i].nlen, f[i].nlen);
+		assert_memory_equal(p->g->f[i].name, f[i].name, f[i].nlen);
+		assert_int_equal(p->g->f[i].vlen, f[i].vlen);
+		if (f[i].vlen)
+			assert_memory_equal(p->g->f[i].value, f[i].value, f[i].vlen);
+	}
+	for (;;) {
+		nghttp2_nv nv;
+		int flags = 0;
+		ssize_t r = nghttp2_hd_inflate_hd2(p->ng, &nv, &flags, b, len, 1);
+
+		assert_true(r >= 0);
+		b += r;
+		len -= (size_t)r;
+		if (flags & NGHTTP2_HD_INFLATE_EMIT) {
+			assert_true(k < n);
+			assert_int_equal(nv.namelen, f[k].nlen);
+			assert_memory_equal(nv.name, f[k].name, f[k].nlen);
+			assert_int_equal(nv.valuelen, f[k].vlen);
+			if (f[k].vlen)
+				assert_memory_equal(nv.value, f[k].value, f[k].vlen);
+			k++;
+		}
+		if (flags & NGHTTP2_HD_INFLATE_FINAL) {
+			nghttp2_hd_inflate_end_headers(p->ng);
+			break;
+		}
+		if (!r && !len)
+			break;
+	}
+	assert_int_equal(k, n);
+}
+
+/* Answers' header sets, many blocks on one connection, the peer's table
+ * limit changing now and then: every block decodes to its fields by our
+ * decoder and by nghttp2's (which also insists on the size updates §4.2
+ * asks for); repeated fields cost one byte; the encoder's table never
+ * exceeds what it uses. */
+static void test_enc_dynamic_roundtrip(void **state)
+{
+	static const char *const names[] = { "content-type", "content-length", "grpc-message",
+					     "inference-header-content-length", "retry-after",
+					     "grpc-accept-encoding", "allow", "x-a", "server" };
+	static const char *const values[] = { "application/json", "application/grpc",
+					      "application/octet-stream", "171", "1", "0",
+					      "identity,deflate,gzip", "GET", "",
+					      "a value longer than the sixty-four bytes an entry may hold, so never" };
+	static const uint32_t limits[] = { 0, 33, 50, 100, 200, 512, 4096, 65536 };
+	static uint8_t out[4096];
+	static char vals[16][16];
+	struct hpack_enc e;
+	struct peer p = { .g = got_new() };
+	size_t stateless = 0, dynamic = 0;
+
+	(void)state;
+	srand(7);
+	hpack_enc_init(&e);
+	hpack_dec_init(&p.d, HPACK_TABLE_DEFAULT);
+	assert_int_equal(nghttp2_hd_inflate_new(&p.ng), 0);
+	for (int round = 0; round < 20000; round++) {
+		struct hpack_field f[16];
+		size_t n = 1 + (size_t)rand() % 6, len;
+
+		if (rand() % 500 == 0) {	/* the peer's SETTINGS, once or twice */
+			for (int k = 1 + rand() % 2; k--;) {
+				uint32_t v = limits[rand() % 8];
+
+				hpack_enc_peer_limit(&e, v);
+				peer_limit(&p, v);
+			}
+		}
+		f[0] = fld(":status", rand() % 4 ? "200" : "429");
+		for (size_t i = 1; i < n; i++) {
+			f[i] = fld(names[rand() % 9], values[rand() % 10]);
+			if (rand() % 3 == 0) {	/* a number of a few likely values */
+				snprintf(vals[i], sizeof(vals[i]), "%d", 200 + rand() % 8);
+				f[i].value = (const uint8_t *)vals[i];
+				f[i].vlen = (uint32_t)strlen(vals[i]);
+			}
+		}
+		len = hpack_enc_block(&e, out, f, n);
+		assert_true(len <= hpack_enc_bound(f, n));
+		assert_true(e.size <= e.max && e.max <= HPACK_ENC_SIZE && e.count <= HPACK_ENC_SLOTS);
+		peer_reads(&p, out, len, f, n);
+		dynamic += len;
+		stateless += hpack_encode((uint8_t[4096]){ 0 }, f, n);
+	}
+	/* repeated fields went by index: well under half the stateless bytes */
+	/* many distinct fields churn the table: indexing buys little then,
+	 * but never costs (a literal with indexing is no longer than one
+	 * without) */
+	assert_true(dynamic < stateless);
+	nghttp2_hd_inflate_del(p.ng);
+	hpack_dec_free(&p.d);
+	free(p.g);
+}
+
+/* The gateway's usual answers in random order: after the first of each,
+ * only content-length is spelt out: under a third of the stateless bytes,
+ * every block read back by nghttp2. */
+static void test_enc_dynamic_answers(void **state)
+{
+	static const char *const sets[][4] = {
+		{ "200", "13", "content-type", "application/json" },		/* health */
+		{ "200", "262", "content-type", "application/json" },		/* infer */
+		{ "200", "231", "inference-header-content-length", "171" },	/* binary */
+		{ "429", "71", "retry-after", "1" },
+		{ "200", "139", "content-type", "application/msgpack" },
+	};
+	static uint8_t out[512];
+	struct hpack_enc e;
+	struct peer p = { .g = got_new() };
+	size_t stateless = 0, dynamic = 0;
+
+	(void)state;
+	srand(11);
+	hpack_enc_init(&e);
+	hpack_dec_init(&p.d, HPACK_TABLE_DEFAULT);
+	assert_int_equal(nghttp2_hd_inflate_new(&p.ng), 0);
+	for (int i = 0; i < 1000; i++) {
+		const char *const *a = sets[rand() % 5];
+		struct hpack_field f[4] = { fld(":status", a[0]), fld("content-length", a[1]),
+					    fld(a[2], a[3]), fld("content-type", "application/json") };
+		size_t n = a[2][0] == 'i' ? 4 : 3, len = hpack_enc_block(&e, out, f, n);
+
+		peer_reads(&p, out, len, f, n);
+		dynamic += len;
+		stateless += hpack_encode((uint8_t[512]){ 0 }, f, n);
+	}
+	assert_true(dynamic * 3 < stateless);
+	nghttp2_hd_inflate_del(p.ng);
+	hpack_dec_free(&p.d);
+	free(p.g);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1217,6 +1445,9 @@ int main(void)
 		cmocka_unit_test(test_encode_static),
 		cmocka_unit_test(test_encode_roundtrip),
 		cmocka_unit_test(test_encode_bound),
+		cmocka_unit_test(test_enc_dynamic_bytes),
+		cmocka_unit_test(test_enc_dynamic_roundtrip),
+		cmocka_unit_test(test_enc_dynamic_answers),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
