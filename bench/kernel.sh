@@ -15,7 +15,9 @@
 #
 # usage: bench/kernel.sh [OUT.md]     (markdown section; default stdout)
 # env:   THREADS=2 SLICES=25 SLICE_SECS=0.05 BATCHES=1,8,64
-#        GW_ROUNDS=15 GW_SLICES=10 GW_N=30 (requests of 64 rows per round) GW_M=2
+#        GW_ROUNDS=30 GW_SLICES=10 GW_N=30 (requests of 64 rows per round) GW_M=2
+#        (30 rounds, not 15: with a third dropped for a moving anchor, 10
+#        rounds left a median's interval of 0.91-1.00x around a 0.95x target)
 #        GW_MOVED=0.10: a round whose raw runs before and after differ by more
 #        (the shared machine's speed changed under it) is left out
 #
@@ -57,7 +59,7 @@ awk '$1 == "RESULT" && NF == 7' "$T/kernel.out" | while read -r _ b igw raw _ q 
 done
 
 # ---- through the gateway at batch 64 vs raw oneDNN, same threads ----
-GW_ROUNDS=${GW_ROUNDS:-15}
+GW_ROUNDS=${GW_ROUNDS:-30}
 GW_SLICES=${GW_SLICES:-10}
 GW_N=${GW_N:-30}
 GW_MOVED=${GW_MOVED:-0.10}
