@@ -885,12 +885,12 @@ static unsigned hp_enc_find(const struct hpack_enc *e, const struct hpack_field 
 #define HP_NAMED(f, lit) ((f)->nlen == sizeof(lit) - 1 && !memcmp((f)->name, lit, sizeof(lit) - 1))
 
 /* Whether f is worth an entry: short, and not a field whose value changes
- * with every answer. */
+ * with every answer (content-length never gets here). */
 static bool hp_enc_worth(const struct hpack_enc *e, const struct hpack_field *f)
 {
 	if (f->nlen + f->vlen > HPACK_ENC_FIELD_MAX || 32u + f->nlen + f->vlen > e->max)
 		return false;
-	return !HP_NAMED(f, "content-length") && !HP_NAMED(f, "grpc-message");
+	return !HP_NAMED(f, "grpc-message");	/* content-length: hp_enc_field */
 }
 
 /* f into the table, as the peer's decoder will put it (§4.4). */
@@ -900,7 +900,6 @@ static void hp_enc_insert(struct hpack_enc *e, const struct hpack_field *f)
 
 	hp_enc_evict(e, e->max - (32u + f->nlen + f->vlen));
 	x = &e->e[(e->head + e->count) % HPACK_ENC_SLOTS];
-	x->serial = e->serial++;
 	x->nlen = (uint8_t)f->nlen;
 	x->vlen = (uint8_t)f->vlen;
 	memcpy(x->b, f->name, f->nlen);

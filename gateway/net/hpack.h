@@ -104,8 +104,9 @@ int hpack_decode(struct hpack_dec *d, const uint8_t *p, size_t n, hpack_emit emi
  * bytes of it (less when the peer's SETTINGS_HEADER_TABLE_SIZE is lower),
  * so HPACK_ENC_SLOTS entries (each at least 32 bytes) always suffice and
  * size, not slots, decides every eviction, as in the peer's decoder.  An
- * entry's index is 62 + (insertions so far - 1 - its insertion number):
- * an entry the peer still holds but we evicted is merely never referenced.
+ * entry's index is 62 + the number of entries newer than it: an entry the
+ * peer still holds but we evicted is older than all ours, so it never
+ * shifts an index, and is merely never referenced.
  * Fields indexed: name + value at most HPACK_ENC_FIELD_MAX bytes, not
  * content-length or grpc-message (their values change per answer).
  */
@@ -114,7 +115,6 @@ int hpack_decode(struct hpack_dec *d, const uint8_t *p, size_t n, hpack_emit emi
 #define HPACK_ENC_FIELD_MAX 64
 
 struct hpack_enc_entry {
-	uint32_t serial;		/* insertion number */
 	uint8_t nlen, vlen;
 	uint8_t b[HPACK_ENC_FIELD_MAX];	/* name then value */
 };
@@ -125,7 +125,6 @@ struct hpack_enc {
 	uint32_t low;			/* smallest peer value since the last block;
 					 * UINT32_MAX: no change to signal */
 	uint32_t size;			/* §4.1 size of the entries held */
-	uint32_t serial;		/* insertions so far */
 	uint32_t head, count;		/* ring: e[head] is the oldest */
 	struct hpack_enc_entry e[HPACK_ENC_SLOTS];
 };

@@ -1274,6 +1274,20 @@ struct peer {
 	struct got *g;
 };
 
+static void peer_open(struct peer *p)
+{
+	p->g = got_new();
+	hpack_dec_init(&p->d, HPACK_TABLE_DEFAULT);
+	assert_int_equal(nghttp2_hd_inflate_new(&p->ng), 0);
+}
+
+static void peer_close(struct peer *p)
+{
+	nghttp2_hd_inflate_del(p->ng);
+	hpack_dec_free(&p->d);
+	free(p->g);
+}
+
 static void peer_limit(struct peer *p, uint32_t v)
 {
 	p->d.limit = v;
@@ -1341,14 +1355,13 @@ static void test_enc_dynamic_roundtrip(void **state)
 	static uint8_t out[4096];
 	static char vals[16][16];
 	struct hpack_enc e;
-	struct peer p = { .g = got_new() };
+	struct peer p;
 	size_t stateless = 0, dynamic = 0;
 
 	(void)state;
 	srand(7);
 	hpack_enc_init(&e);
-	hpack_dec_init(&p.d, HPACK_TABLE_DEFAULT);
-	assert_int_equal(nghttp2_hd_inflate_new(&p.ng), 0);
+	peer_open(&p);
 	for (int round = 0; round < 20000; round++) {
 		struct hpack_field f[16];
 		size_t n = 1 + (size_t)rand() % 6, len;
@@ -1382,9 +1395,7 @@ static void test_enc_dynamic_roundtrip(void **state)
 	 * but never costs (a literal with indexing is no longer than one
 	 * without) */
 	assert_true(dynamic < stateless);
-	nghttp2_hd_inflate_del(p.ng);
-	hpack_dec_free(&p.d);
-	free(p.g);
+	peer_close(&p);
 }
 
 /* The gateway's usual answers in random order: after the first of each,
@@ -1401,14 +1412,13 @@ static void test_enc_dynamic_answers(void **state)
 	};
 	static uint8_t out[512];
 	struct hpack_enc e;
-	struct peer p = { .g = got_new() };
+	struct peer p;
 	size_t stateless = 0, dynamic = 0;
 
 	(void)state;
 	srand(11);
 	hpack_enc_init(&e);
-	hpack_dec_init(&p.d, HPACK_TABLE_DEFAULT);
-	assert_int_equal(nghttp2_hd_inflate_new(&p.ng), 0);
+	peer_open(&p);
 	for (int i = 0; i < 1000; i++) {
 		const char *const *a = sets[rand() % 5];
 		struct hpack_field f[4] = { fld(":status", a[0]), fld("content-length", a[1]),
@@ -1420,9 +1430,7 @@ static void test_enc_dynamic_answers(void **state)
 		stateless += hpack_encode((uint8_t[512]){ 0 }, f, n);
 	}
 	assert_true(dynamic * 3 < stateless);
-	nghttp2_hd_inflate_del(p.ng);
-	hpack_dec_free(&p.d);
-	free(p.g);
+	peer_close(&p);
 }
 
 int main(void)
