@@ -1,7 +1,8 @@
 /*
  * int8.c - INT8 against FP32 on the CPU, in one run: raw oneDNN matmul
- * chains (s8s8 vs f32) and infergw's CPU backend (the INT8 variant made by
- * infergw-quantize vs the FP32 model), at each batch size.
+ * chains (INT8 typed as the CPU backend types them, vs f32) and infergw's
+ * CPU backend (the INT8 variant made by infergw-quantize vs the FP32
+ * model), at each batch size.
  *
  * usage: int8 [-t THREADS] [-s SLICE_SECS] [-r SLICES] [-b 1,8,64] [-p VARIANT] FP32_DIR INT8_DIR
  *
@@ -16,14 +17,20 @@
  *   igw-f32   be_cpu_ops.submit of one request of B rows on the FP32 model
  *             (gather + matmul chain + softmax + scatter);
  *   igw-s8    the same on the INT8 variant (the backend quantizes each
- *             layer's input to s8, s8s8 matmul with s32 accumulation, f32
- *             out);
- *   raw-f32   oneDNN f32 matmul primitives for exactly B rows, weights
- *             reordered once into format_any, bias + ReLU fused;
- *   raw-s8    oneDNN s8s8 matmul primitives with the INT8 file's weights
- *             (format_any), per-channel output scales and ReLU fused, s8
- *             out between layers (requantized in the primitive), f32 out of
- *             the last: the best plain use of the library's INT8 path.
+ *             layer's input to 8 bits, 8-bit matmul with s32 accumulation,
+ *             f32 out);
+ *   raw-f32   oneDNN f32 matmul primitives for exactly B rows, bias + ReLU
+ *             fused;
+ *   raw-s8    oneDNN INT8 matmul primitives with the INT8 file's weights,
+ *             typed as the backend types them (raw_q8_types: u8 inputs
+ *             after a ReLU; without VNNI the first layer's input as u8
+ *             halves against [W | -W]), per-channel output scales and ReLU
+ *             fused, 8-bit out between layers (requantized in the
+ *             primitive), f32 out of the last: the best plain use of the
+ *             library's INT8 path on this CPU.
+ * Each raw chain reads its weights in the faster layout for its batch size,
+ * reordered into format_any or in place (raw_build_best: what the backend's
+ * weights_layout auto picks per bucket).
  * The raw chains are matmuls only (no softmax, no input copy): the kernel
  * rate the backend's figures are to be read against.  Slices interleave
  * as in bench/kernel.c (shared machine: per-slice ratios from neighbouring
@@ -64,8 +71,10 @@ struct raw_step {
 
 struct raw_chain {
 	int n_steps, n_mems;
+	bool packed_w;			/* weights in format_any (else read in place, tag ba) */
 	struct raw_step steps[MAX_LAYERS];
 	void *buf[2], *packed[MAX_LAYERS];
+	int8_t *split_w[MAX_LAYERS];	/* INT8 split layers' [W | -W] (raw_q8_types) */
 	dnnl_memory_t mems[MAX_LAYERS * 4];
 };
 
@@ -99,18 +108,75 @@ static void *raw_pack(struct raw_chain *rc, dnnl_engine_t eng, dnnl_stream_t str
 	return p;
 }
 
+/* Whether layer i's input is a ReLU's output (>= 0): be_cpu_after_relu. */
+static bool raw_after_relu(const struct model *m, int i)
+{
+	return i > 0 && m->layers[i - 1].kind == LAYER_DENSE && m->layers[i - 1].act == ACT_RELU;
+}
+
+/*
+ * Whether oneDNN multiplies u8 x s8 exactly here (AVX512-VNNI or AVX-VNNI),
+ * as the CPU backend decides it (INFERGW_CPU_NO_VNNI=1: no, as there).
+ */
+static bool raw_vnni(void)
+{
+	const char *e = getenv("INFERGW_CPU_NO_VNNI");
+	unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), v512, v2;
+
+	if (e && *e && strcmp(e, "0"))
+		return false;
+	v512 = (unsigned)dnnl_cpu_isa_avx512_core_vnni;
+	v2 = (unsigned)dnnl_cpu_isa_avx2_vnni;
+	return (isa & v512) == v512 || (isa & v2) == v2;
+}
+
+/*
+ * The types of INT8 layer i as the CPU backend runs it (backends/cpu/cpu.c,
+ * struct be_cpu_weights): src u8 after a ReLU; else s8 on VNNI, or, without
+ * VNNI, u8 halves against [W | -W] (K = 2 x in: s8 x s8 would saturate
+ * there).  dst u8 between layers (the backend's chained static layers),
+ * f32 out of the last.
+ */
+static void raw_q8_types(const struct model *q, int i, int last, bool vnni, dnnl_data_type_t *sdt,
+			 dnnl_data_type_t *ddt, bool *split)
+{
+	*split = !vnni && !raw_after_relu(q, i);
+	*sdt = raw_after_relu(q, i) || *split ? dnnl_u8 : dnnl_s8;
+	*ddt = i == last ? dnnl_f32 : raw_after_relu(q, i + 1) || !vnni ? dnnl_u8 : dnnl_s8;
+}
+
+/* [W | -W] of l as [out][2 in] (be_cpu_split_weights). */
+static int8_t *raw_split_weights(const struct layer *l)
+{
+	int8_t *w = bench_xalloc((size_t)l->out * 2 * (size_t)l->in);
+
+	for (int o = 0; o < l->out; o++)
+		for (int k = 0; k < l->in; k++) {
+			int8_t v = l->qweight[(size_t)o * l->in + k];
+
+			w[(size_t)o * 2 * l->in + k] = v;
+			w[(size_t)o * 2 * l->in + l->in + k] = (int8_t)(v == INT8_MIN ? INT8_MAX : -v);
+		}
+	return w;
+}
+
 /*
  * The dense layers of m (FP32) or q (INT8, when q is not NULL) as oneDNN
- * matmuls for rows rows.  INT8: s8 in, s8 out between layers with the
- * channel's weight scale as output scale (the values are not what a
- * calibrated model would use; the kernel's speed does not depend on them).
+ * matmuls for rows rows, weights reordered into format_any (pack) or read
+ * in place (tag ba of {K, out}).  INT8: the backend's types (raw_q8_types),
+ * kept 8-bit between layers with the channel's weight scale as output
+ * scale (the values are not what a calibrated model would use; the
+ * kernel's speed does not depend on them).
  */
 static void raw_build(struct raw_chain *rc, const struct model *m, const struct model *q,
-		      int rows, dnnl_engine_t eng, dnnl_stream_t strm)
+		      int rows, bool pack, dnnl_engine_t eng, dnnl_stream_t strm)
 {
 	int i, p = 0, last = -1;
+	bool vnni = raw_vnni();
 
 	memset(rc, 0, sizeof(*rc));
+	rc->packed_w = pack;
+	/* a split layer reads 2 x in u8 a row: within in floats' bytes */
 	rc->buf[0] = bench_xalloc(sizeof(float) * (size_t)rows * m->max_width);
 	rc->buf[1] = bench_xalloc(sizeof(float) * (size_t)rows * m->max_width);
 	for (i = 0; i < m->n_layers; i++)
@@ -119,25 +185,33 @@ static void raw_build(struct raw_chain *rc, const struct model *m, const struct 
 	for (i = 0; i <= last; i++) {
 		const struct layer *l = q ? &q->layers[i] : &m->layers[i];
 		struct raw_step *s = &rc->steps[rc->n_steps];
-		dnnl_data_type_t wt = q ? dnnl_s8 : dnnl_f32;
-		dnnl_data_type_t dt = q && i != last ? dnnl_s8 : dnnl_f32;
-		dnnl_dims_t sd = { rows, l->in }, wd = { l->in, l->out }, bd = { 1, l->out },
-			    dd = { rows, l->out };
+		dnnl_data_type_t wt = q ? dnnl_s8 : dnnl_f32, sdt = dnnl_f32, dt = dnnl_f32;
+		bool split = false;
 		dnnl_memory_desc_t smd, wmd, wany, bmd, dmd;
 		const dnnl_memory_desc_t *qmd;
 		dnnl_primitive_attr_t attr;
 		dnnl_post_ops_t po = NULL;
 		dnnl_primitive_desc_t pd;
 		dnnl_matmul_desc_t desc;
+		const void *w;
 
 		if (l->kind != LAYER_DENSE)
 			continue;
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, wt, dnnl_ab));
+		if (q)
+			raw_q8_types(q, i, last, vnni, &sdt, &dt, &split);
+		dnnl_dims_t sd = { rows, split ? 2 * l->in : l->in },
+			    wd = { split ? 2 * l->in : l->in, l->out }, bd = { 1, l->out },
+			    dd = { rows, l->out };
+
+		w = split ? (rc->split_w[i] = raw_split_weights(l)) : q ? (const void *)l->qweight :
+									  (const void *)l->weight;
+		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, sdt, dnnl_ab));
 		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, wt, dnnl_ba));
 		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wany, 2, wd, wt, dnnl_format_tag_any));
 		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab));
 		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dt, dnnl_ab));
-		BENCH_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wany, l->bias ? &bmd : NULL, &dmd));
+		BENCH_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, pack ? &wany : &wmd,
+						       l->bias ? &bmd : NULL, &dmd));
 		BENCH_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
 		if (q)	/* per output channel (mask: dim 1) */
 			BENCH_DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, l->out, 1 << 1,
@@ -150,10 +224,10 @@ static void raw_build(struct raw_chain *rc, const struct model *m, const struct 
 		BENCH_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
 		BENCH_DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
 		qmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-		rc->packed[i] = raw_pack(rc, eng, strm, &wmd,
-					 q ? (const void *)l->qweight : (const void *)l->weight, qmd);
-		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS,
-							 raw_mem(rc, eng, qmd, rc->packed[i]) };
+		if (pack)
+			rc->packed[i] = raw_pack(rc, eng, strm, &wmd, w, qmd);
+		s->args[s->n_args++] = (dnnl_exec_arg_t){
+			DNNL_ARG_WEIGHTS, raw_mem(rc, eng, qmd, pack ? rc->packed[i] : (void *)w) };
 		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC,
 							 raw_mem(rc, eng, &smd, rc->buf[p]) };
 		if (l->bias)
@@ -184,10 +258,59 @@ static void raw_free(struct raw_chain *rc)
 		dnnl_primitive_destroy(rc->steps[i].prim);
 	for (int i = 0; i < rc->n_mems; i++)
 		dnnl_memory_destroy(rc->mems[i]);
-	for (int i = 0; i < MAX_LAYERS; i++)
+	for (int i = 0; i < MAX_LAYERS; i++) {
 		free(rc->packed[i]);
+		free(rc->split_w[i]);
+	}
 	free(rc->buf[0]);
 	free(rc->buf[1]);
+}
+
+/* Seconds per run of rc: the best of a few after one to warm up. */
+static double raw_time(struct raw_chain *rc, dnnl_stream_t strm)
+{
+	double best = 1e30;
+
+	raw_run(rc, strm);
+	for (int i = 0; i < 5; i++) {
+		double t0 = bench_now_s();
+
+		raw_run(rc, strm);
+		best = fmin(best, bench_now_s() - t0);
+	}
+	return best;
+}
+
+/*
+ * raw_build with the faster weight layout for this batch size, packed
+ * (format_any) or plain (tag ba), as the CPU backend's weights_layout auto
+ * times it per bucket: on an AVX2 machine oneDNN 2.6's packed f32 matmul is
+ * the slower at batch 64 (bench/kernel.sh), so a packed-only anchor would
+ * flatter the backend.
+ */
+static void raw_build_best(struct raw_chain *rc, const struct model *m, const struct model *q,
+			   int rows, dnnl_engine_t eng, dnnl_stream_t strm)
+{
+	struct raw_chain plain;
+	double tp, tq;
+
+	raw_build(rc, m, q, rows, true, eng, strm);
+	raw_build(&plain, m, q, rows, false, eng, strm);
+	tq = raw_time(rc, strm);
+	tp = raw_time(&plain, strm);
+	fprintf(stderr, "int8: raw %s batch %d: packed %.3f ms, plain %.3f ms a run\n",
+		q ? "INT8" : "f32", rows, tq * 1e3, tp * 1e3);
+	if (tp < tq) {
+		raw_free(rc);
+		*rc = plain;
+	} else {
+		raw_free(&plain);
+	}
+}
+
+static const char *raw_layout(const struct raw_chain *rc)
+{
+	return rc->packed_w ? "packed" : "plain";
 }
 
 /* ---- infergw backend ---- */
@@ -358,8 +481,8 @@ int main(int argc, char **argv)
 	}
 
 	for (k = 0; k < n_bs; k++) {
-		raw_build(&chains[k][0], m, NULL, bs[k], eng, c.strm);
-		raw_build(&chains[k][1], m, q, bs[k], eng, c.strm);
+		raw_build_best(&chains[k][0], m, NULL, bs[k], eng, c.strm);
+		raw_build_best(&chains[k][1], m, q, bs[k], eng, c.strm);
 	}
 	for (k = 0; k < n_bs; k++) {
 		c.rows = bs[k];
@@ -401,8 +524,8 @@ int main(int argc, char **argv)
 	double qi[MAX_BS], qr[MAX_BS];
 
 	printf("| batch | infergw FP32 GFLOP/s | infergw INT8 GFLOP/s | **infergw INT8 / FP32** "
-	       "| raw oneDNN f32 GFLOP/s | raw oneDNN s8s8 GFLOP/s | **raw s8s8 / f32** "
-	       "| ms/batch infergw FP32 / INT8 |\n");
+	       "| raw oneDNN f32 GFLOP/s (weights) | raw oneDNN INT8 GFLOP/s (weights) "
+	       "| **raw INT8 / f32** | ms/batch infergw FP32 / INT8 |\n");
 	printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (k = 0; k < n_bs; k++) {
 		double ri[BENCH_MAX_SLICES], rr[BENCH_MAX_SLICES];
@@ -413,11 +536,16 @@ int main(int argc, char **argv)
 		}
 		qi[k] = bench_median(ri, rounds);
 		qr[k] = bench_median(rr, rounds);
-		printf("| %d | %.2f | %.2f | **%.2fx** | %.2f | %.2f | **%.2fx** | %.3f / %.3f |\n",
+		printf("| %d | %.2f | %.2f | **%.2fx** | %.2f (%s) | %.2f (%s) | **%.2fx** | %.3f / %.3f |\n",
 		       bs[k], bench_median(g[k][V_IGW_F32], rounds), bench_median(g[k][V_IGW_S8], rounds), qi[k],
-		       bench_median(g[k][V_RAW_F32], rounds), bench_median(g[k][V_RAW_S8], rounds), qr[k],
+		       bench_median(g[k][V_RAW_F32], rounds), raw_layout(&chains[k][0]),
+		       bench_median(g[k][V_RAW_S8], rounds), raw_layout(&chains[k][1]), qr[k],
 		       bench_median(msp[k][V_IGW_F32], rounds), bench_median(msp[k][V_IGW_S8], rounds));
 	}
+	printf("\nraw INT8 types (as the CPU backend's, backends/cpu/cpu.c): %s\n",
+	       raw_vnni() ? "VNNI: s8 input to the first layer, u8 after each ReLU, u8 between layers"
+			  : "no VNNI: the first layer's input as two u8 halves against [W | -W] (K = 2 x in), "
+			    "u8 after each ReLU and between layers (s8 x s8 saturates without VNNI: docs/int8.md)");
 	printf("\n");
 	for (k = 0; k < n_bs; k++)
 		printf("RESULT %d %.3f %.3f %.3f %.3f %.3f %.3f\n", bs[k],

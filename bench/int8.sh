@@ -3,7 +3,8 @@
 # (config/models/mlp-large, 1024-4096-4096-1024, random weights) and digits
 # (config/models/digits, 64-64-10, trained), in one run:
 #   0. file sizes: model.safetensors of each FP32 model and its INT8 variant;
-#   1. bench/int8.c: raw oneDNN s8s8 vs f32 matmul chains, and infergw's CPU
+#   1. bench/int8.c: raw oneDNN INT8 vs f32 matmul chains (INT8 typed as the
+#      CPU backend types it, each chain in its faster weight layout), and infergw's CPU
 #      backend (be_cpu_ops directly) on the FP32 model vs its INT8 variant,
 #      at batch 1, 8, 64, interleaved slices (one program per model);
 #   2. digits held-out accuracy FP32 vs INT8 and top-1 agreement, through
@@ -179,7 +180,7 @@ bench_warn_if_dead "$GW"
 	echo "- files (model.safetensors): digits $(size "$DIGITS") B FP32, $(size "$D8") B INT8; mlp-large $(size "$MODEL") B FP32, $(size "$Q8") B INT8 (infergw-quantize, dynamic per-row activation scales; $(size "$Q8S") B calibrated)"
 	echo "- $CLAIM"
 	echo "$acc_md"
-	echo "- kernels (\`$CMD\`; \`$DCMD\`; not pinned, OpenMP threads as given): infergw = be_cpu_ops.submit of one B-row request (gather, matmuls, softmax, scatter; INT8 also quantizes each layer's input); raw = oneDNN matmul chains only, weights reordered into format_any, bias+ReLU fused; raw s8s8 keeps s8 between layers (requantized in the primitive). GFLOP/s counts the FP32 model's FLOPs for both, so they compare as rows/s; ratios = median of per-slice ratios"
+	echo "- kernels (\`$CMD\`; \`$DCMD\`; not pinned, OpenMP threads as given): infergw = be_cpu_ops.submit of one B-row request (gather, matmuls, softmax, scatter; INT8 also quantizes each layer's input); raw = oneDNN matmul chains only, bias+ReLU fused; raw INT8 typed as the backend types it (u8 inputs after a ReLU; without VNNI the first layer's input as two u8 halves against [W | -W]) and kept 8-bit between layers (requantized in the primitive); each raw chain reads its weights in the faster layout for its batch size (packed into format_any or in place), as the backend's weights_layout auto picks. GFLOP/s counts the FP32 model's FLOPs for both, so they compare as rows/s; ratios = median of per-slice ratios"
 	echo
 	echo "mlp-large:"
 	echo
@@ -241,7 +242,7 @@ for path, prefix in ((sys.argv[2], ""), (sys.argv[3], "digits_")):
                       f"{model} CPU backend INT8 / FP32 GFLOP/s, batch {p[1]}", unit="x",
                       fp32=float(p[2]), int8=float(p[3]))
             rows.emit("int8", f"{prefix}raw_b{p[1]}", float(p[7]),
-                      f"{model} raw oneDNN s8s8 / f32 GFLOP/s, batch {p[1]}", unit="x",
+                      f"{model} raw oneDNN INT8 / f32 GFLOP/s, batch {p[1]}", unit="x",
                       fp32=float(p[4]), int8=float(p[5]))
 rows.emit("int8", "claim", None, "published claim for INT8", note=sys.argv[6],
           size=75, speed=3.2, acc_loss=1.5, raw=3.9)

@@ -240,7 +240,8 @@ def int8_lines(title, rs, max_cmds=2):
     claim = by.get("claim") or {}
     out = ["### " + title, "",
            "| model (INT8 variant) | size FP32 -> INT8 | digits held-out accuracy FP32 / INT8 "
-           "(agreement) | gateway INT8 / FP32, batch %s | raw oneDNN s8 / f32, batch %s |" % (bs, bs),
+           "(agreement) | gateway INT8 / FP32, batch %s | raw oneDNN INT8 / f32 (the backend's "
+           "types and faster weight layout), batch %s |" % (bs, bs),
            "|---|---:|---:|---:|---:|",
            "| digits (dynamic) | %s | %s | %s | %s |" % (
                size("size_digits"), acc, per_batch("digits_gw_b%d"), per_batch("digits_raw_b%d")),

@@ -619,10 +619,27 @@ static void be_cpu_pack_choose(struct be_cpu *c, const struct be_cpu_model *cm, 
 }
 
 /*
+ * Whether layer l may read its plain weights array: FP32, or INT8 with a
+ * u8 input (u8 x s8, the classic integer GEMM: checked against the
+ * reference in both layouts by test_be_cpu).  An s8-input INT8 layer (the
+ * first layer on a VNNI CPU) keeps the layout oneDNN asks for, which may
+ * carry the s8 x s8 compensation: reading the plain s8 array there was
+ * never checked against the reference.
+ */
+static bool be_cpu_plain_ok(const struct layer *l, const struct be_cpu_weights *w)
+{
+	return !l->qweight || w->sdt == dnnl_u8;
+}
+
+/*
  * Choose layer li's weights layout (backends[].weights_layout): plain, or
  * what its matmul prefers at the largest bucket (rows), reordered once,
- * or (auto) the faster of the two per bucket.  INT8 layers are always
- * packed.  On any failure the plain layout is kept (slower, never wrong).
+ * or (auto) the faster of the two per bucket.  Layers that may not read
+ * the plain array (be_cpu_plain_ok) are always packed.  On any failure the
+ * plain layout is kept (slower, never wrong).  Measured on mlp-large's
+ * INT8 variant on an AVX2 EPYC without VNNI (bench/int8.c, oneDNN 2.6, 2
+ * threads): the plain u8 x s8 chain ran 1.4-1.6x faster than the packed
+ * one at batch 1, 8 and 64.
  */
 static void be_cpu_pack(struct be_cpu *c, const struct be_cpu_model *cm, int li, int rows,
 			struct be_cpu_weights *w)
@@ -638,7 +655,7 @@ static void be_cpu_pack(struct be_cpu *c, const struct be_cpu_model *cm, int li,
 	dnnl_memory_desc_init_by_tag(&w->md, 2, wd, dt, dnnl_ba);
 	plain_md = w->md;
 	w->packed = NULL;
-	if ((c->wlayout == BE_WLAYOUT_PLAIN && !l->qweight) ||
+	if ((c->wlayout == BE_WLAYOUT_PLAIN && be_cpu_plain_ok(l, w)) ||
 	    dnnl_memory_desc_init_by_tag(&any, 2, wd, dt, dnnl_format_tag_any) ||
 	    be_cpu_matmul(c, l, w, rows, &any, NULL, md, &pd))
 		return;
@@ -654,10 +671,7 @@ static void be_cpu_pack(struct be_cpu *c, const struct be_cpu_model *cm, int li,
 		}
 	}
 	dnnl_primitive_desc_destroy(pd);
-	/* INT8 layers keep the layout oneDNN asks for (which may carry the
-	 * s8 x s8 compensation): reading the plain s8 array was never checked
-	 * against the reference. */
-	if (w->packed && c->wlayout == BE_WLAYOUT_AUTO && !l->qweight)
+	if (w->packed && c->wlayout == BE_WLAYOUT_AUTO && be_cpu_plain_ok(l, w))
 		be_cpu_pack_choose(c, cm, li, &plain_md, plain, w);
 }
 

@@ -670,12 +670,32 @@ static int argmax(const float *p, int n)
 	return k;
 }
 
+/* Remove a model directory quant_model wrote (model.yaml, model.safetensors). */
+static void remove_quant_dir(const char *dir)
+{
+	char p[PATH_MAX + 32];
+
+	snprintf(p, sizeof(p), "%s/model.yaml", dir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/model.safetensors", dir);
+	unlink(p);
+	rmdir(dir);
+}
+
+/* The weights layouts every INT8 check runs under: u8-input INT8 layers
+ * read their s8 weights packed or in place (cpu.c be_cpu_plain_ok), and
+ * auto may mix the two per bucket. */
+static const enum be_wlayout int8_layouts[] = { BE_WLAYOUT_PACKED, BE_WLAYOUT_PLAIN,
+						BE_WLAYOUT_AUTO };
+#define N_INT8_LAYOUTS (sizeof(int8_layouts) / sizeof(int8_layouts[0]))
+
 /*
  * Digits INT8 (made by quant_model, dynamic and calibrated) through the CPU
- * backend: every held-out row against the INT8 reference, top-1 agreement
- * with FP32 >= 98% and accuracy within 1 point of FP32's.
+ * backend with weights layout wl: every held-out row against the INT8
+ * reference, top-1 agreement with FP32 >= 98% and accuracy within 1 point
+ * of FP32's.
  */
-static void check_int8_digits(const char *calibration)
+static void check_int8_digits(const char *calibration, enum be_wlayout wl)
 {
 	char dir[] = "/tmp/igw-int8-XXXXXX", *err = NULL;
 	struct quant_opts o = { .calibration = calibration, .force = true };
@@ -704,7 +724,7 @@ static void check_int8_digits(const char *calibration)
 	o32 = malloc(sizeof(float) * (size_t)n * 10);
 	o8 = malloc(sizeof(float) * (size_t)n * 10);
 	ref = malloc(sizeof(double) * (size_t)n * 10);
-	open_cpu(&be, 1, 1);
+	open_cpu_layout(&be, 1, 1, wl);
 	assert_int_equal(be.ops->load_model(&be, m32, &err), 0);
 	assert_int_equal(be.ops->load_model(&be, m8, &err), 0);
 	for (int r0 = 0; r0 < n; r0 += 64) {	/* max_batch_size rows at a time */
@@ -737,8 +757,9 @@ static void check_int8_digits(const char *calibration)
 		ok32 += k32 == label;
 		ok8 += k8 == label;
 	}
-	print_message("digits int8 (%s): agreement %.2f%%, accuracy fp32 %.2f%% int8 %.2f%%\n",
-		      calibration ? "calibrated" : "dynamic per row", 100.0 * agree / n,
+	print_message("digits int8 (%s, weights_layout %d): agreement %.2f%%, accuracy fp32 "
+		      "%.2f%% int8 %.2f%%\n", calibration ? "calibrated" : "dynamic per row", (int)wl,
+		      100.0 * agree / n,
 		      100.0 * ok32 / n, 100.0 * ok8 / n);
 	assert_true(agree * 100 >= 98 * n);
 	assert_true(abs(ok32 - ok8) * 100 <= n);
@@ -749,21 +770,14 @@ static void check_int8_digits(const char *calibration)
 	free(o32);
 	free(o8);
 	free(ref);
-	{
-		char p[256];
-
-		snprintf(p, sizeof(p), "%s/model.yaml", dir);
-		unlink(p);
-		snprintf(p, sizeof(p), "%s/model.safetensors", dir);
-		unlink(p);
-		rmdir(dir);
-	}
+	remove_quant_dir(dir);
 }
 
 static void test_int8_digits_dynamic(void **state)
 {
 	(void)state;
-	check_int8_digits(NULL);
+	for (size_t k = 0; k < N_INT8_LAYOUTS; k++)
+		check_int8_digits(NULL, int8_layouts[k]);
 }
 
 /* The same on the split path (INT8 inputs that may be negative fed as two
@@ -773,15 +787,18 @@ static void test_int8_digits_split(void **state)
 {
 	(void)state;
 	assert_int_equal(setenv("INFERGW_CPU_NO_VNNI", "1", 1), 0);
-	check_int8_digits(NULL);
-	check_int8_digits(DIGITS "/heldout.safetensors");
+	for (size_t k = 0; k < N_INT8_LAYOUTS; k++) {
+		check_int8_digits(NULL, int8_layouts[k]);
+		check_int8_digits(DIGITS "/heldout.safetensors", int8_layouts[k]);
+	}
 	unsetenv("INFERGW_CPU_NO_VNNI");
 }
 
 static void test_int8_digits_calibrated(void **state)
 {
 	(void)state;
-	check_int8_digits(DIGITS "/heldout.safetensors");
+	for (size_t k = 0; k < N_INT8_LAYOUTS; k++)
+		check_int8_digits(DIGITS "/heldout.safetensors", int8_layouts[k]);
 }
 
 /*
@@ -892,7 +909,7 @@ static void check_int8_chain(struct backend *be, struct model *m, const float *i
 	free(ref);
 }
 
-static void int8_chains(void)
+static void int8_chains(enum be_wlayout wl)
 {
 	char dir[] = "/tmp/igw-int8c-XXXXXX", fp[PATH_MAX], sd[PATH_MAX], dd[PATH_MAX];
 	char calib[PATH_MAX], *err = NULL;
@@ -921,7 +938,7 @@ static void int8_chains(void)
 	mx->layers[2].in_scale = 0;
 	in = rand_floats(19 * 16, 3.0f);
 	in[5] = 40.0f;	/* beyond the calibration: saturates at 127 steps */
-	open_cpu(&be, 2, 2);
+	open_cpu_layout(&be, 2, 2, wl);
 	check_int8_chain(&be, ms, in, 0);
 	check_int8_chain(&be, md, in, 1);
 	check_int8_chain(&be, mx, in, 0);
@@ -949,7 +966,8 @@ static void int8_chains(void)
 static void test_int8_chains(void **state)
 {
 	(void)state;
-	int8_chains();
+	for (size_t k = 0; k < N_INT8_LAYOUTS; k++)
+		int8_chains(int8_layouts[k]);
 }
 
 /* ... on the split path (no VNNI, forced: see test_int8_digits_split). */
@@ -957,7 +975,8 @@ static void test_int8_chains_split(void **state)
 {
 	(void)state;
 	assert_int_equal(setenv("INFERGW_CPU_NO_VNNI", "1", 1), 0);
-	int8_chains();
+	for (size_t k = 0; k < N_INT8_LAYOUTS; k++)
+		int8_chains(int8_layouts[k]);
 	unsetenv("INFERGW_CPU_NO_VNNI");
 }
 
@@ -1225,6 +1244,42 @@ static void test_weights_layouts(void **state)
 	remove_random_models();
 }
 
+/*
+ * weights_layout auto times an INT8 layer with a u8 input like an FP32 one
+ * (cpu.c be_cpu_plain_ok): on the split path (no VNNI, forced) every dense
+ * layer of digits-int8 takes u8, so both get a "weights layout timed" line
+ * whose choice follows the times; the answers of every layout are checked
+ * by the int8 tests above.
+ */
+static void test_int8_layouts_timed(void **state)
+{
+	char dir[] = "/tmp/igw-int8l-XXXXXX", *err = NULL;
+	struct quant_opts o = { .force = true };
+	struct model *m8;
+	struct backend be;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	if (quant_model(DIGITS, dir, &o, &err))
+		fail_msg("quant_model: %s", err);
+	m8 = load(dir);
+	assert_int_equal(setenv("INFERGW_CPU_NO_VNNI", "1", 1), 0);
+	be_log_set(log_keep);
+	log_len = 0;
+	log_text[0] = 0;
+	open_cpu_layout(&be, 1, 1, BE_WLAYOUT_AUTO);
+	assert_int_equal(be.ops->load_model(&be, m8, &err), 0);
+	print_message("%s", log_text);
+	assert_int_equal(check_layout_lines(7), 2);	/* buckets 1 ... 64 */
+	assert_non_null(strstr(log_text, "model=digits-int8 layer=0 weights="));
+	assert_non_null(strstr(log_text, "model=digits-int8 layer=1 weights="));
+	be.ops->close(&be);
+	be_log_set(NULL);
+	unsetenv("INFERGW_CPU_NO_VNNI");
+	model_free(m8);
+	remove_quant_dir(dir);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1237,6 +1292,7 @@ int main(void)
 		cmocka_unit_test(test_int8_chains),
 		cmocka_unit_test(test_int8_chains_split),
 		cmocka_unit_test(test_weights_layouts),
+		cmocka_unit_test(test_int8_layouts_timed),
 		cmocka_unit_test(test_inline_small_batches),
 		cmocka_unit_test(test_slices_of_one_request),
 		cmocka_unit_test(test_slices_on_two_slots),
