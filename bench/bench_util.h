@@ -64,6 +64,17 @@ static inline double bench_median(const double *v, int n)
 	return n % 2 ? tmp[n / 2] : 0.5 * (tmp[n / 2 - 1] + tmp[n / 2]);
 }
 
+/* bench_ratio_median - the median over r < n of a[r] / b[r]: paired ratios
+ * of slices that ran next to each other (n <= BENCH_MAX_SLICES). */
+static inline double bench_ratio_median(const double *a, const double *b, int n)
+{
+	double q[BENCH_MAX_SLICES];
+
+	for (int r = 0; r < n; r++)
+		q[r] = a[r] / b[r];
+	return bench_median(q, n);
+}
+
 /* bench_maxof - the largest of v[0..n) (0 when n is 0). */
 static inline double bench_maxof(const double *v, int n)
 {

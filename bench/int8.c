@@ -57,56 +57,11 @@
 #include <time.h>
 #include <unistd.h>
 #include "bench/bench_be.h"
+#include "bench/bench_raw.h"
 #include "bench/bench_util.h"
 
 #define MAX_BS 16
-#define MAX_LAYERS 32
-/* ---- raw oneDNN chains ---- */
-
-struct raw_step {
-	dnnl_primitive_t prim;
-	int n_args;
-	dnnl_exec_arg_t args[4];
-};
-
-struct raw_chain {
-	int n_steps, n_mems;
-	bool packed_w;			/* weights in format_any (else read in place, tag ba) */
-	struct raw_step steps[MAX_LAYERS];
-	void *buf[2], *packed[MAX_LAYERS];
-	int8_t *split_w[MAX_LAYERS];	/* INT8 split layers' [W | -W] (raw_q8_types) */
-	dnnl_memory_t mems[MAX_LAYERS * 4];
-};
-
-static dnnl_memory_t raw_mem(struct raw_chain *rc, dnnl_engine_t eng,
-			     const dnnl_memory_desc_t *md, void *p)
-{
-	BENCH_DNNL_CHECK(dnnl_memory_create(&rc->mems[rc->n_mems], md, eng, p));
-	return rc->mems[rc->n_mems++];
-}
-
-/* Reorder the plain [out][in] weights (tag ba of {in, out}) into want. */
-static void *raw_pack(struct raw_chain *rc, dnnl_engine_t eng, dnnl_stream_t strm,
-		      const dnnl_memory_desc_t *user, const void *w, const dnnl_memory_desc_t *want)
-{
-	void *p = bench_xalloc(dnnl_memory_desc_get_size(want));
-	dnnl_primitive_desc_t rpd;
-	dnnl_primitive_t r;
-	dnnl_memory_t from, to;
-
-	BENCH_DNNL_CHECK(dnnl_memory_create(&from, user, eng, (void *)w));
-	BENCH_DNNL_CHECK(dnnl_memory_create(&to, want, eng, p));
-	BENCH_DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, user, eng, want, eng, NULL));
-	BENCH_DNNL_CHECK(dnnl_primitive_create(&r, rpd));
-	dnnl_exec_arg_t a[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
-	BENCH_DNNL_CHECK(dnnl_primitive_execute(r, strm, 2, a));
-	BENCH_DNNL_CHECK(dnnl_stream_wait(strm));
-	dnnl_primitive_destroy(r);
-	dnnl_primitive_desc_destroy(rpd);
-	dnnl_memory_destroy(from);
-	dnnl_memory_destroy(to);
-	return p;
-}
+/* ---- raw oneDNN chains (bench/bench_raw.h) ---- */
 
 /* Whether layer i's input is a ReLU's output (>= 0): be_cpu_after_relu. */
 static bool raw_after_relu(const struct model *m, int i)
@@ -137,133 +92,40 @@ static bool raw_vnni(void)
  * there).  dst u8 between layers (the backend's chained static layers),
  * f32 out of the last.
  */
-static void raw_q8_types(const struct model *q, int i, int last, bool vnni, dnnl_data_type_t *sdt,
-			 dnnl_data_type_t *ddt, bool *split)
+static struct raw_types raw_q8_types(const struct model *q, int i, int last, bool vnni)
 {
-	*split = !vnni && !raw_after_relu(q, i);
-	*sdt = raw_after_relu(q, i) || *split ? dnnl_u8 : dnnl_s8;
-	*ddt = i == last ? dnnl_f32 : raw_after_relu(q, i + 1) || !vnni ? dnnl_u8 : dnnl_s8;
-}
+	struct raw_types t = { .wei = dnnl_s8 };
 
-/* [W | -W] of l as [out][2 in] (be_cpu_split_weights). */
-static int8_t *raw_split_weights(const struct layer *l)
-{
-	int8_t *w = bench_xalloc((size_t)l->out * 2 * (size_t)l->in);
-
-	for (int o = 0; o < l->out; o++)
-		for (int k = 0; k < l->in; k++) {
-			int8_t v = l->qweight[(size_t)o * l->in + k];
-
-			w[(size_t)o * 2 * l->in + k] = v;
-			w[(size_t)o * 2 * l->in + l->in + k] = (int8_t)(v == INT8_MIN ? INT8_MAX : -v);
-		}
-	return w;
+	t.split = !vnni && !raw_after_relu(q, i);
+	t.src = raw_after_relu(q, i) || t.split ? dnnl_u8 : dnnl_s8;
+	t.dst = i == last ? dnnl_f32 : raw_after_relu(q, i + 1) || !vnni ? dnnl_u8 : dnnl_s8;
+	return t;
 }
 
 /*
  * The dense layers of m (FP32) or q (INT8, when q is not NULL) as oneDNN
- * matmuls for rows rows, weights reordered into format_any (pack) or read
- * in place (tag ba of {K, out}).  INT8: the backend's types (raw_q8_types),
- * kept 8-bit between layers with the channel's weight scale as output
- * scale (the values are not what a calibrated model would use; the
- * kernel's speed does not depend on them).
+ * matmuls for rows rows (no softmax, no input copy), weights reordered
+ * into format_any (pack) or read in place.  INT8: the backend's types
+ * (raw_q8_types), kept 8-bit between layers with the channel's weight
+ * scale as output scale (the values are not what a calibrated model would
+ * use; the kernel's speed does not depend on them).
  */
 static void raw_build(struct raw_chain *rc, const struct model *m, const struct model *q,
 		      int rows, bool pack, dnnl_engine_t eng, dnnl_stream_t strm)
 {
-	int i, p = 0, last = -1;
+	int i, last = -1;
 	bool vnni = raw_vnni();
 
-	memset(rc, 0, sizeof(*rc));
-	rc->packed_w = pack;
-	/* a split layer reads 2 x in u8 a row: within in floats' bytes */
-	rc->buf[0] = bench_xalloc(sizeof(float) * (size_t)rows * m->max_width);
-	rc->buf[1] = bench_xalloc(sizeof(float) * (size_t)rows * m->max_width);
+	raw_init(rc, m, rows, pack);
 	for (i = 0; i < m->n_layers; i++)
 		if (m->layers[i].kind == LAYER_DENSE)
 			last = i;
 	for (i = 0; i <= last; i++) {
-		const struct layer *l = q ? &q->layers[i] : &m->layers[i];
-		struct raw_step *s = &rc->steps[rc->n_steps];
-		dnnl_data_type_t wt = q ? dnnl_s8 : dnnl_f32, sdt = dnnl_f32, dt = dnnl_f32;
-		bool split = false;
-		dnnl_memory_desc_t smd, wmd, wany, bmd, dmd;
-		const dnnl_memory_desc_t *qmd;
-		dnnl_primitive_attr_t attr;
-		dnnl_post_ops_t po = NULL;
-		dnnl_primitive_desc_t pd;
-		dnnl_matmul_desc_t desc;
-		const void *w;
+		struct raw_types t = q ? raw_q8_types(q, i, last, vnni) : RAW_F32;
 
-		if (l->kind != LAYER_DENSE)
-			continue;
-		if (q)
-			raw_q8_types(q, i, last, vnni, &sdt, &dt, &split);
-		dnnl_dims_t sd = { rows, split ? 2 * l->in : l->in },
-			    wd = { split ? 2 * l->in : l->in, l->out }, bd = { 1, l->out },
-			    dd = { rows, l->out };
-
-		w = split ? (rc->split_w[i] = raw_split_weights(l)) : q ? (const void *)l->qweight :
-									  (const void *)l->weight;
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sd, sdt, dnnl_ab));
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wd, wt, dnnl_ba));
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wany, 2, wd, wt, dnnl_format_tag_any));
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bd, dnnl_f32, dnnl_ab));
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, dd, dt, dnnl_ab));
-		BENCH_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, pack ? &wany : &wmd,
-						       l->bias ? &bmd : NULL, &dmd));
-		BENCH_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
-		if (q)	/* per output channel (mask: dim 1) */
-			BENCH_DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, l->out, 1 << 1,
-									 l->wscale));
-		if (l->act == ACT_RELU) {
-			BENCH_DNNL_CHECK(dnnl_post_ops_create(&po));
-			BENCH_DNNL_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f));
-			BENCH_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
-		}
-		BENCH_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
-		BENCH_DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
-		qmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-		if (pack)
-			rc->packed[i] = raw_pack(rc, eng, strm, &wmd, w, qmd);
-		s->args[s->n_args++] = (dnnl_exec_arg_t){
-			DNNL_ARG_WEIGHTS, raw_mem(rc, eng, qmd, pack ? rc->packed[i] : (void *)w) };
-		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC,
-							 raw_mem(rc, eng, &smd, rc->buf[p]) };
-		if (l->bias)
-			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS,
-								 raw_mem(rc, eng, &bmd, (void *)l->bias) };
-		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_DST,
-							 raw_mem(rc, eng, &dmd, rc->buf[1 - p]) };
-		dnnl_primitive_desc_destroy(pd);
-		dnnl_primitive_attr_destroy(attr);
-		if (po)
-			dnnl_post_ops_destroy(po);
-		rc->n_steps++;
-		p = 1 - p;
+		if (m->layers[i].kind == LAYER_DENSE)
+			raw_dense(rc, i, q ? &q->layers[i] : &m->layers[i], &t, eng, strm);
 	}
-}
-
-static void raw_run(struct raw_chain *rc, dnnl_stream_t strm)
-{
-	for (int i = 0; i < rc->n_steps; i++)
-		BENCH_DNNL_CHECK(dnnl_primitive_execute(rc->steps[i].prim, strm, rc->steps[i].n_args,
-						  rc->steps[i].args));
-	BENCH_DNNL_CHECK(dnnl_stream_wait(strm));
-}
-
-static void raw_free(struct raw_chain *rc)
-{
-	for (int i = 0; i < rc->n_steps; i++)
-		dnnl_primitive_destroy(rc->steps[i].prim);
-	for (int i = 0; i < rc->n_mems; i++)
-		dnnl_memory_destroy(rc->mems[i]);
-	for (int i = 0; i < MAX_LAYERS; i++) {
-		free(rc->packed[i]);
-		free(rc->split_w[i]);
-	}
-	free(rc->buf[0]);
-	free(rc->buf[1]);
 }
 
 /* Seconds per run of rc: the best of a few after one to warm up. */
@@ -271,11 +133,11 @@ static double raw_time(struct raw_chain *rc, dnnl_stream_t strm)
 {
 	double best = 1e30;
 
-	raw_run(rc, strm);
+	raw_exec(rc, strm);
 	for (int i = 0; i < 5; i++) {
 		double t0 = bench_now_s();
 
-		raw_run(rc, strm);
+		raw_exec(rc, strm);
 		best = fmin(best, bench_now_s() - t0);
 	}
 	return best;
@@ -343,8 +205,8 @@ static void run_once(struct ctx *c, enum variant v)
 	switch (v) {
 	case V_IGW_F32: igw_run(c->be, c->m, c->rows, c->in, c->out); break;
 	case V_IGW_S8: igw_run(c->be, c->q, c->rows, c->in, c->out); break;
-	case V_RAW_F32: raw_run(c->raw[0], c->strm); break;
-	default: raw_run(c->raw[1], c->strm); break;
+	case V_RAW_F32: raw_exec(c->raw[0], c->strm); break;
+	default: raw_exec(c->raw[1], c->strm); break;
 	}
 }
 
@@ -528,14 +390,8 @@ int main(int argc, char **argv)
 	       "| **raw INT8 / f32** | ms/batch infergw FP32 / INT8 |\n");
 	printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (k = 0; k < n_bs; k++) {
-		double ri[BENCH_MAX_SLICES], rr[BENCH_MAX_SLICES];
-
-		for (r = 0; r < rounds; r++) {
-			ri[r] = g[k][V_IGW_S8][r] / g[k][V_IGW_F32][r];
-			rr[r] = g[k][V_RAW_S8][r] / g[k][V_RAW_F32][r];
-		}
-		qi[k] = bench_median(ri, rounds);
-		qr[k] = bench_median(rr, rounds);
+		qi[k] = bench_ratio_median(g[k][V_IGW_S8], g[k][V_IGW_F32], rounds);
+		qr[k] = bench_ratio_median(g[k][V_RAW_S8], g[k][V_RAW_F32], rounds);
 		printf("| %d | %.2f | %.2f | **%.2fx** | %.2f (%s) | %.2f (%s) | **%.2fx** | %.3f / %.3f |\n",
 		       bs[k], bench_median(g[k][V_IGW_F32], rounds), bench_median(g[k][V_IGW_S8], rounds), qi[k],
 		       bench_median(g[k][V_RAW_F32], rounds), raw_layout(&chains[k][0]),

@@ -49,165 +49,58 @@
 #include <time.h>
 #include <unistd.h>
 #include "bench/bench_be.h"
+#include "bench/bench_raw.h"
 #include "bench/bench_util.h"
 
 #define MAX_BS 16
-#define MAX_LAYERS 32
+/* ---- raw oneDNN chain (bench/bench_raw.h) ---- */
 
-/* ---- raw oneDNN chain ---- */
-
-struct raw_step {
-	dnnl_primitive_t prim;
-	int n_args;
-	dnnl_exec_arg_t args[5];
-};
-
-struct raw_chain {
-	int rows, n_steps;
-	struct raw_step steps[MAX_LAYERS];
-	float *buf[2];
-	void *packed[MAX_LAYERS];	/* raw-any: reordered weights */
-	dnnl_memory_t mems[MAX_LAYERS * 5];
-	int n_mems;
-	float *out;			/* where the result ends up */
-};
-
-static dnnl_memory_t raw_mem(struct raw_chain *rc, dnnl_engine_t eng, const dnnl_memory_desc_t *md,
-			     void *p)
+/* Append m's softmax layer l, in place on the activations. */
+static void raw_softmax(struct raw_chain *rc, const struct layer *l, dnnl_engine_t eng)
 {
-	dnnl_memory_t m;
+	struct raw_step *s = &rc->steps[rc->n_steps++];
+	dnnl_dims_t dd = { rc->rows, l->in };
+	dnnl_primitive_desc_t pd;
+	dnnl_memory_desc_t md;
+	dnnl_softmax_desc_t sd;
+	dnnl_memory_t mm;
 
-	BENCH_DNNL_CHECK(dnnl_memory_create(&m, md, eng, p));
-	rc->mems[rc->n_mems++] = m;
-	return m;
+	BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&md, 2, dd, dnnl_f32, dnnl_ab));
+	BENCH_DNNL_CHECK(dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, &md, 1));
+	BENCH_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &sd, NULL, eng, NULL));
+	BENCH_DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
+	dnnl_primitive_desc_destroy(pd);
+	mm = raw_mem(rc, eng, &md, rc->buf[rc->cur]);
+	s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, mm };
+	s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, mm };
 }
 
-/* Build the chain for `rows` rows; pack = reorder weights to format_any. */
-static void raw_build(struct raw_chain *rc, const struct model *m, int rows, int pack,
+/* Build the whole model (dense layers, softmax) for `rows` rows; pack =
+ * reorder the weights to format_any (raw-any), else read them in place
+ * (raw-ba). */
+static void raw_build(struct raw_chain *rc, const struct model *m, int rows, bool pack,
 		      dnnl_engine_t eng, dnnl_stream_t strm)
 {
-	size_t bytes = sizeof(float) * (size_t)rows * (size_t)m->max_width;
-	int i, p = 0;
-
-	memset(rc, 0, sizeof(*rc));
-	rc->rows = rows;
-	rc->buf[0] = bench_xalloc(bytes);
-	rc->buf[1] = bench_xalloc(bytes);
-	for (i = 0; i < m->n_layers; i++) {
-		const struct layer *l = &m->layers[i];
-		struct raw_step *s = &rc->steps[rc->n_steps++];
-		dnnl_primitive_desc_t pd;
-
-		if (l->kind == LAYER_SOFTMAX) {
-			dnnl_dims_t dd = { rows, l->in };
-			dnnl_memory_desc_t md;
-			dnnl_softmax_desc_t sd;
-			dnnl_memory_t mm;
-
-			BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&md, 2, dd, dnnl_f32, dnnl_ab));
-			BENCH_DNNL_CHECK(dnnl_softmax_forward_desc_init(&sd, dnnl_forward_inference, &md, 1));
-			BENCH_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &sd, NULL, eng, NULL));
-			BENCH_DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
-			dnnl_primitive_desc_destroy(pd);
-			mm = raw_mem(rc, eng, &md, rc->buf[p]);	/* in place */
-			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC, mm };
-			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_DST, mm };
-			continue;
-		}
-
-		dnnl_dims_t sdim = { rows, l->in }, wdim = { l->in, l->out }, bdim = { 1, l->out },
-			    ddim = { rows, l->out };
-		dnnl_memory_desc_t smd, wmd, wmd_user, bmd, dmd;
-		dnnl_matmul_desc_t desc;
-		dnnl_primitive_attr_t attr;
-		dnnl_post_ops_t po = NULL;
-		const dnnl_memory_desc_t *qmd;
-		void *wptr = (void *)l->weight;
-
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&smd, 2, sdim, dnnl_f32, dnnl_ab));
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd_user, 2, wdim, dnnl_f32, dnnl_ba));
-		if (pack)
-			BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&wmd, 2, wdim, dnnl_f32,
-								dnnl_format_tag_any));
+	raw_init(rc, m, rows, pack);
+	for (int i = 0; i < m->n_layers; i++) {
+		if (m->layers[i].kind == LAYER_SOFTMAX)
+			raw_softmax(rc, &m->layers[i], eng);
 		else
-			wmd = wmd_user;
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&bmd, 2, bdim, dnnl_f32, dnnl_ab));
-		BENCH_DNNL_CHECK(dnnl_memory_desc_init_by_tag(&dmd, 2, ddim, dnnl_f32, dnnl_ab));
-		BENCH_DNNL_CHECK(dnnl_matmul_desc_init(&desc, &smd, &wmd, l->bias ? &bmd : NULL, &dmd));
-		BENCH_DNNL_CHECK(dnnl_primitive_attr_create(&attr));
-		if (l->act == ACT_RELU) {
-			BENCH_DNNL_CHECK(dnnl_post_ops_create(&po));
-			BENCH_DNNL_CHECK(dnnl_post_ops_append_eltwise(po, 1.0f, dnnl_eltwise_relu, 0.f, 0.f));
-			BENCH_DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
-		}
-		BENCH_DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, eng, NULL));
-		BENCH_DNNL_CHECK(dnnl_primitive_create(&s->prim, pd));
-
-		if (pack) {
-			/* Reorder nn.Linear's weights once into the primitive's layout. */
-			dnnl_memory_t from, to;
-			dnnl_primitive_desc_t rpd;
-			dnnl_primitive_t reorder;
-
-			qmd = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
-			rc->packed[i] = bench_xalloc(dnnl_memory_desc_get_size(qmd));
-			wptr = rc->packed[i];
-			BENCH_DNNL_CHECK(dnnl_memory_create(&from, &wmd_user, eng, (void *)l->weight));
-			to = raw_mem(rc, eng, qmd, wptr);
-			BENCH_DNNL_CHECK(dnnl_reorder_primitive_desc_create(&rpd, &wmd_user, eng, qmd, eng,
-								      NULL));
-			BENCH_DNNL_CHECK(dnnl_primitive_create(&reorder, rpd));
-			dnnl_exec_arg_t ra[2] = { { DNNL_ARG_FROM, from }, { DNNL_ARG_TO, to } };
-			BENCH_DNNL_CHECK(dnnl_primitive_execute(reorder, strm, 2, ra));
-			BENCH_DNNL_CHECK(dnnl_stream_wait(strm));
-			dnnl_primitive_destroy(reorder);
-			dnnl_primitive_desc_destroy(rpd);
-			dnnl_memory_destroy(from);
-			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS, to };
-		} else {
-			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_WEIGHTS,
-								 raw_mem(rc, eng, &wmd, wptr) };
-		}
-		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_SRC,
-							 raw_mem(rc, eng, &smd, rc->buf[p]) };
-		if (l->bias)
-			s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_BIAS,
-								 raw_mem(rc, eng, &bmd, (void *)l->bias) };
-		s->args[s->n_args++] = (dnnl_exec_arg_t){ DNNL_ARG_DST,
-							 raw_mem(rc, eng, &dmd, rc->buf[1 - p]) };
-		dnnl_primitive_desc_destroy(pd);
-		dnnl_primitive_attr_destroy(attr);
-		if (po)
-			dnnl_post_ops_destroy(po);
-		p = 1 - p;
+			raw_dense(rc, i, &m->layers[i], &RAW_F32, eng, strm);
 	}
-	rc->out = rc->buf[p];
 }
 
-static void raw_free(struct raw_chain *rc)
+/* Where the answer of the last run is. */
+static const float *raw_out(const struct raw_chain *rc)
 {
-	int i;
-
-	for (i = 0; i < rc->n_steps; i++)
-		dnnl_primitive_destroy(rc->steps[i].prim);
-	for (i = 0; i < rc->n_mems; i++)
-		dnnl_memory_destroy(rc->mems[i]);
-	for (i = 0; i < MAX_LAYERS; i++)
-		free(rc->packed[i]);
-	free(rc->buf[0]);
-	free(rc->buf[1]);
+	return rc->buf[rc->cur];
 }
 
 /* One forward pass: copy the input in (like the backend's gather), run. */
 static void raw_run(struct raw_chain *rc, const struct model *m, const float *in, dnnl_stream_t strm)
 {
-	int i;
-
 	memcpy(rc->buf[0], in, sizeof(float) * (size_t)rc->rows * m->in_dim);
-	for (i = 0; i < rc->n_steps; i++)
-		BENCH_DNNL_CHECK(dnnl_primitive_execute(rc->steps[i].prim, strm, rc->steps[i].n_args,
-						  rc->steps[i].args));
-	BENCH_DNNL_CHECK(dnnl_stream_wait(strm));
+	raw_exec(rc, strm);
 }
 
 /* ---- infergw backend ---- */
@@ -365,8 +258,8 @@ int main(int argc, char **argv)
 		run_once(&c, V_RAW_BA);
 		run_once(&c, V_RAW_ANY);
 		for (i = 0; i < bs[k] * m->out_dim; i++) {
-			d_ba = fmax(d_ba, fabs(c.req.output[i] - chains[k][0].out[i]));
-			d_any = fmax(d_any, fabs(c.req.output[i] - chains[k][1].out[i]));
+			d_ba = fmax(d_ba, fabs(c.req.output[i] - raw_out(&chains[k][0])[i]));
+			d_any = fmax(d_any, fabs(c.req.output[i] - raw_out(&chains[k][1])[i]));
 		}
 		fprintf(stderr, "kernel: batch %d: max |infergw - raw-ba| %.3g, |infergw - raw-any| %.3g\n",
 			bs[k], d_ba, d_any);
@@ -402,14 +295,8 @@ int main(int argc, char **argv)
 	       "| best slice: infergw / raw / unpacked |\n");
 	printf("|---:|---:|---:|---:|---:|---:|---:|---:|\n");
 	for (k = 0; k < n_bs; k++) {
-		double rb[BENCH_MAX_SLICES], ra[BENCH_MAX_SLICES];
-
-		for (r = 0; r < rounds; r++) {
-			rb[r] = g[k][V_IGW][r] / g[k][V_RAW_BA][r];
-			ra[r] = g[k][V_IGW][r] / g[k][V_RAW_ANY][r];
-		}
-		q_ba[k] = bench_median(rb, rounds);
-		q_any[k] = bench_median(ra, rounds);
+		q_ba[k] = bench_ratio_median(g[k][V_IGW], g[k][V_RAW_BA], rounds);
+		q_any[k] = bench_ratio_median(g[k][V_IGW], g[k][V_RAW_ANY], rounds);
 		printf("| %d | %.2f | %.2f | **%.2fx** | %.2f | %.2fx | %.3f | %.1f / %.1f / %.1f |\n",
 		       bs[k], bench_median(g[k][V_IGW], rounds), bench_median(g[k][V_RAW_ANY], rounds), q_any[k],
 		       bench_median(g[k][V_RAW_BA], rounds), q_ba[k], bench_median(msp[k][V_IGW], rounds),
