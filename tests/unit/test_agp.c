@@ -439,6 +439,19 @@ static void mp_s(const char *s)
 	msgpack_pack_str_body(&pk, s, strlen(s));
 }
 
+/* The pair (key, string value), and (key, integer value). */
+static void mp_kv(const char *key, const char *val)
+{
+	mp_s(key);
+	mp_s(val);
+}
+
+static void mp_ki(const char *key, int64_t val)
+{
+	mp_s(key);
+	msgpack_pack_int64(&pk, val);
+}
+
 static int sb_dec(struct agp_msg *m)
 {
 	return dec(sb.data, sb.size, &sp, m);
@@ -470,8 +483,7 @@ static void test_not_a_map(void **state)
 	}
 	/* a map followed by anything: one frame is one map */
 	mp_begin(2);
-	mp_s("t");
-	mp_s("ping");
+	mp_kv("t", "ping");
 	mp_s("id");
 	msgpack_pack_uint64(&pk, 1);
 	msgpack_pack_nil(&pk);
@@ -491,8 +503,7 @@ static void test_type_field(void **state)
 	struct agp_msg m;
 
 	mp_begin(2);
-	mp_s("t");
-	mp_s("foo");
+	mp_kv("t", "foo");
 	mp_s("id");
 	msgpack_pack_uint64(&pk, 9);
 	assert_int_equal(sb_dec(&m), -EINVAL);
@@ -500,54 +511,43 @@ static void test_type_field(void **state)
 	assert_int_equal(m.id, 9);	/* set before the error: the answer carries it */
 
 	mp_begin(1);
-	mp_s("t");
-	msgpack_pack_int(&pk, 3);
+	mp_ki("t", 3);
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "t: expected a string, got an integer");
 
 	mp_begin(1);
-	mp_s("id");
-	msgpack_pack_int(&pk, 3);
+	mp_ki("id", 3);
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "t: missing");
 
 	mp_begin(1);
-	mp_s("t");
-	mp_s("ping");
+	mp_kv("t", "ping");
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "ping: id: missing");
 
 	mp_begin(2);
-	mp_s("t");
-	mp_s("ping");
-	mp_s("id");
-	msgpack_pack_int(&pk, -1);
+	mp_kv("t", "ping");
+	mp_ki("id", -1);
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "ping: id: expected a non-negative integer, got a negative integer");
 
 	/* hello carries no id: one sent is ignored (the fuzzer's round trip
 	 * found it kept, and re-encoding lost it) */
 	mp_begin(4);
-	mp_s("t");
-	mp_s("hello");
-	mp_s("v");
-	msgpack_pack_int(&pk, 1);
+	mp_kv("t", "hello");
+	mp_ki("v", 1);
 	mp_s("sw");
 	mp_s("test");
-	mp_s("id");
-	msgpack_pack_int(&pk, 7);
+	mp_ki("id", 7);
 	assert_int_equal(sb_dec(&m), 0);
 	assert_int_equal(m.type, AGP_HELLO);
 	assert_int_equal(m.id, 0);
 
 	/* a known key twice: which one? */
 	mp_begin(3);
-	mp_s("t");
-	mp_s("ping");
-	mp_s("id");
-	msgpack_pack_int(&pk, 1);
-	mp_s("id");
-	msgpack_pack_int(&pk, 2);
+	mp_kv("t", "ping");
+	mp_ki("id", 1);
+	mp_ki("id", 2);
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "id: duplicate key");
 
@@ -582,8 +582,7 @@ static void build_infer(enum infer_defect d)
 	}
 	mp_s("id");
 	msgpack_pack_uint64(&pk, 77);
-	mp_s("t");
-	mp_s("infer");
+	mp_kv("t", "infer");
 	mp_s("model");
 	if (d == D_MODEL_BIN) {
 		msgpack_pack_bin(&pk, 6);
@@ -614,8 +613,7 @@ static void build_infer(enum infer_defect d)
 			}
 			msgpack_pack_map(&pk, d == D_EXTRA_KEYS ? 3 : 2);
 			if (d == D_EXTRA_KEYS) {
-				mp_s("priority");
-				msgpack_pack_int(&pk, 3);
+				mp_ki("priority", 3);
 			}
 			mp_s("timeout_us");
 			if (d == D_TIMEOUT_FLOAT && i == 1)
@@ -707,56 +705,41 @@ static void test_result_fields(void **state)
 
 	/* status 42 is no HTTP status */
 	mp_begin(3);
-	mp_s("t");
-	mp_s("result");
-	mp_s("id");
-	msgpack_pack_int(&pk, 5);
-	mp_s("status");
-	msgpack_pack_int(&pk, 42);
+	mp_kv("t", "result");
+	mp_ki("id", 5);
+	mp_ki("status", 42);
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "result: status: expected 0 or an HTTP status (100..999), got 42");
 	assert_int_equal(m.id, 5);
 
 	/* a slice's status as a string; msg as a number */
 	mp_begin(4);
-	mp_s("t");
-	mp_s("result");
-	mp_s("id");
-	msgpack_pack_int(&pk, 5);
-	mp_s("status");
-	msgpack_pack_int(&pk, 0);
+	mp_kv("t", "result");
+	mp_ki("id", 5);
+	mp_ki("status", 0);
 	mp_s("slices");
 	msgpack_pack_array(&pk, 1);
 	msgpack_pack_map(&pk, 2);
-	mp_s("rows");
-	msgpack_pack_int(&pk, 1);
+	mp_ki("rows", 1);
 	mp_s("status");
 	mp_s("504");
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "result: slices[0].status: expected a non-negative integer, got a string");
 
 	mp_begin(4);
-	mp_s("t");
-	mp_s("result");
-	mp_s("id");
-	msgpack_pack_int(&pk, 5);
-	mp_s("status");
-	msgpack_pack_int(&pk, 500);
-	mp_s("msg");
-	msgpack_pack_int(&pk, 1);
+	mp_kv("t", "result");
+	mp_ki("id", 5);
+	mp_ki("status", 500);
+	mp_ki("msg", 1);
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "result: msg: expected a string, got an integer");
 
 	/* pong without svc_us */
 	mp_begin(4);
-	mp_s("t");
-	mp_s("pong");
-	mp_s("id");
-	msgpack_pack_int(&pk, 5);
-	mp_s("q");
-	msgpack_pack_int(&pk, 1);
-	mp_s("qc");
-	msgpack_pack_int(&pk, 1);
+	mp_kv("t", "pong");
+	mp_ki("id", 5);
+	mp_ki("q", 1);
+	mp_ki("qc", 1);
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "pong: svc_us: missing");
 
@@ -769,12 +752,9 @@ static void test_result_fields(void **state)
 		text[1] = '\n';
 		text[2] = 0x1b;
 		mp_begin(4);
-		mp_s("t");
-		mp_s("error");
-		mp_s("id");
-		msgpack_pack_int(&pk, 0);
-		mp_s("status");
-		msgpack_pack_int(&pk, 400);
+		mp_kv("t", "error");
+		mp_ki("id", 0);
+		mp_ki("status", 400);
 		mp_s("msg");
 		mp_s(text);
 		assert_int_equal(sb_dec(&m), 0);
@@ -791,10 +771,8 @@ static void test_hello_fields(void **state)
 
 	/* another version: decoded only so far as to be refused (426) by the caller */
 	mp_begin(4);
-	mp_s("t");
-	mp_s("hello");
-	mp_s("v");
-	msgpack_pack_int(&pk, 2);
+	mp_kv("t", "hello");
+	mp_ki("v", 2);
 	mp_s("sw");
 	mp_s("gw 2.0");
 	mp_s("window");
@@ -806,31 +784,22 @@ static void test_hello_fields(void **state)
 
 	/* the agent's hello with a model lacking in_dim */
 	mp_begin(9);
-	mp_s("t");
-	mp_s("hello");
-	mp_s("v");
-	msgpack_pack_int(&pk, 1);
+	mp_kv("t", "hello");
+	mp_ki("v", 1);
 	mp_s("sw");
 	mp_s("agent");
-	mp_s("window");
-	msgpack_pack_int(&pk, 4);
-	mp_s("threads");
-	msgpack_pack_int(&pk, 4);
-	mp_s("q");
-	msgpack_pack_int(&pk, 0);
-	mp_s("qc");
-	msgpack_pack_int(&pk, 0);
-	mp_s("svc_us");
-	msgpack_pack_int(&pk, 0);
+	mp_ki("window", 4);
+	mp_ki("threads", 4);
+	mp_ki("q", 0);
+	mp_ki("qc", 0);
+	mp_ki("svc_us", 0);
 	mp_s("models");
 	msgpack_pack_array(&pk, 1);
 	msgpack_pack_map(&pk, 4);
 	mp_s("name");
 	mp_s("digits");
-	mp_s("out_dim");
-	msgpack_pack_int(&pk, 10);
-	mp_s("max_batch");
-	msgpack_pack_int(&pk, 8);
+	mp_ki("out_dim", 10);
+	mp_ki("max_batch", 8);
 	mp_s("dtype");
 	mp_s("FP32");
 	assert_int_equal(sb_dec(&m), -EINVAL);
@@ -838,14 +807,11 @@ static void test_hello_fields(void **state)
 
 	/* window 0: no credit at all */
 	mp_begin(4);
-	mp_s("t");
-	mp_s("hello");
-	mp_s("v");
-	msgpack_pack_int(&pk, 1);
+	mp_kv("t", "hello");
+	mp_ki("v", 1);
 	mp_s("sw");
 	mp_s("agent");
-	mp_s("window");
-	msgpack_pack_int(&pk, 0);
+	mp_ki("window", 0);
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "hello: window: expected a positive integer up to 4294967295, got 0");
 }
