@@ -235,10 +235,12 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
 # Bench programs that drive the library directly (bench/int8.sh builds
 # build/bench/int8): linked like the unit tests, so the CUDA objects in the
 # library find their runtime.
+# -MMD: a change to bench/bench_*.h rebuilds them too.
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libinfergw.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -MF $@.d $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -o $@
+-include $(wildcard $(BUILD)/bench/*.d)
 
 # tests/gpu/gpu_check: be_gpu_ops against be_cpu_ops, every batch size
 # (docs/gpu.md).  Built with or without CUDA (without it, or without a

@@ -15,6 +15,36 @@
 #include <stdlib.h>
 #include <string.h>
 
+/*
+ * bench_be_open - be as a CPU backend of one slot of threads OpenMP threads
+ * (weights_layout auto, the gateway's default), whose batches run on the
+ * submitting thread once their bucket has run (inline_us at its maximum;
+ * the backend inlines with one thread only): the figures are then a
+ * batch's own cost, not a hand-off to a worker thread and back (two
+ * wake-ups, ~70 us on the 2-core EPYC VM: 3x a 64-row digits batch, and
+ * whether a batch is handed off followed the default's 20 us line, so an
+ * INT8 / FP32 ratio of digits measured which side of it each fell).
+ * Exits naming who when it cannot open.
+ */
+#define BENCH_BE_INLINE_US 1000	/* the most backends[].inline_us takes */
+
+static inline void bench_be_open(const char *who, struct backend *be, int threads)
+{
+	struct backend_conf conf = {
+		.name = "bench", .kind = BE_CPU, .slots = 1, .threads_per_slot = threads,
+		.cost = 1.0, .inline_us = BENCH_BE_INLINE_US,
+	};
+	char *err = NULL;
+
+	memset(be, 0, sizeof(*be));
+	be->ops = &be_cpu_ops;
+	be->conf = conf;
+	if (be_cpu_ops.open(be, &conf, &err)) {
+		fprintf(stderr, "%s: %s\n", who, err ? err : "cpu backend failed");
+		exit(1);
+	}
+}
+
 /* The caller sleeps until done: a spinning main thread would take one of
  * the two cores from the backend's OpenMP team (the raw chains run on the
  * main thread itself), and the comparison would not be like for like. */

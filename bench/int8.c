@@ -253,8 +253,7 @@ int main(int argc, char **argv)
 	const char *blist = "1,8,64";
 	char *err = NULL;
 	struct model *m, *q;
-	struct backend be = { 0 };
-	struct backend_conf conf = { 0 };
+	struct backend be;
 	dnnl_engine_t eng;
 	static double g[MAX_BS][N_VARIANTS][BENCH_MAX_SLICES], msp[MAX_BS][N_VARIANTS][BENCH_MAX_SLICES];
 	static struct raw_chain chains[MAX_BS][2];
@@ -295,14 +294,8 @@ int main(int argc, char **argv)
 	}
 
 	omp_set_num_threads(threads);
-	conf.name = "bench";
-	conf.kind = BE_CPU;
-	conf.slots = 1;
-	conf.threads_per_slot = threads;
-	conf.cost = 1.0;
-	be.ops = &be_cpu_ops;
-	be.conf = conf;
-	if (be_cpu_ops.open(&be, &conf, &err) || be_cpu_ops.load_model(&be, m, &err) ||
+	bench_be_open("int8", &be, threads);
+	if (be_cpu_ops.load_model(&be, m, &err) ||
 	    be_cpu_ops.load_model(&be, q, &err)) {
 		fprintf(stderr, "int8: %s\n", err ? err : "cpu backend failed");
 		return 1;

@@ -7,7 +7,8 @@
  * For every batch size B the program times repeated executions of the whole
  * model (dense layers + softmax) on B rows:
  *   infergw  be_cpu_ops.submit of one request of B rows (slots 1,
- *            threads_per_slot THREADS), gather + chain + softmax + scatter;
+ *            threads_per_slot THREADS), gather + chain + softmax + scatter
+ *            (THREADS 1: on the calling thread, no hand-off: bench_be.h);
  *   raw-any  the anchor: oneDNN matmul primitives (bias, fused ReLU) created
  *            for exactly B rows with weights in format_any, nn.Linear's
  *            weights reordered once, ahead of time, into the layout each
@@ -172,8 +173,7 @@ int main(int argc, char **argv)
 	const char *blist = "1,8,64";
 	char *err = NULL;
 	struct model *m;
-	struct backend be = { 0 };
-	struct backend_conf conf = { 0 };
+	struct backend be;
 	dnnl_engine_t eng;
 	static double g[MAX_BS][N_VARIANTS][BENCH_MAX_SLICES], msp[MAX_BS][N_VARIANTS][BENCH_MAX_SLICES];
 	static double cg[MAX_BS][N_VARIANTS][BENCH_MAX_SLICES];	/* per CPU second */
@@ -206,14 +206,8 @@ int main(int argc, char **argv)
 	 * raw chain inherits it from here. */
 	omp_set_num_threads(threads);
 
-	conf.name = "bench";
-	conf.kind = BE_CPU;
-	conf.slots = 1;
-	conf.threads_per_slot = threads;
-	conf.cost = 1.0;
-	be.ops = &be_cpu_ops;
-	be.conf = conf;
-	if (be_cpu_ops.open(&be, &conf, &err) || be_cpu_ops.load_model(&be, m, &err)) {
+	bench_be_open("kernel", &be, threads);
+	if (be_cpu_ops.load_model(&be, m, &err)) {
 		fprintf(stderr, "kernel: %s\n", err ? err : "cpu backend failed");
 		return 1;
 	}
