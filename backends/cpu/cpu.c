@@ -251,6 +251,24 @@ static bool be_cpu_has_vnni(void)
 	       (isa & (unsigned)dnnl_cpu_isa_avx2_vnni) == (unsigned)dnnl_cpu_isa_avx2_vnni;
 }
 
+/* Free c (its streams and engine, as far as they were made; no worker
+ * running, no model left) and mark be down. */
+static void be_cpu_free(struct backend *be, struct be_cpu *c)
+{
+	for (int s = 0; c->streams && s < c->n_slots; s++)
+		if (c->streams[s])
+			dnnl_stream_destroy(c->streams[s]);
+	free(c->streams);
+	if (c->engine)
+		dnnl_engine_destroy(c->engine);
+	pthread_mutex_destroy(&c->load_lock);
+	pthread_mutex_destroy(&c->q_mu);
+	pthread_cond_destroy(&c->q_cv);
+	free(c);
+	be->priv = NULL;
+	be_state_set(be, BE_DOWN);
+}
+
 /*
  * be_cpu_open - see backend.h.  conf->slots and conf->threads_per_slot
  * default to 1 when not positive.
@@ -312,18 +330,7 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 	return 0;
 
 out_free:
-	for (s = 0; c->streams && s < c->n_slots; s++)
-		if (c->streams[s])
-			dnnl_stream_destroy(c->streams[s]);
-	free(c->streams);
-	if (c->engine)
-		dnnl_engine_destroy(c->engine);
-	pthread_mutex_destroy(&c->load_lock);
-	pthread_mutex_destroy(&c->q_mu);
-	pthread_cond_destroy(&c->q_cv);
-	free(c);
-	be->priv = NULL;
-	be_state_set(be, BE_DOWN);
+	be_cpu_free(be, c);
 	return -ENODEV;
 }
 
@@ -1628,7 +1635,6 @@ static void be_cpu_close(struct backend *be)
 {
 	struct be_cpu *c = be->priv;
 	struct be_cpu_model *cm, *next;
-	int s;
 
 	if (!c)
 		return;
@@ -1641,16 +1647,7 @@ static void be_cpu_close(struct backend *be)
 		next = cm->next;
 		be_cpu_model_free(cm, c->n_slots);
 	}
-	for (s = 0; s < c->n_slots; s++)
-		dnnl_stream_destroy(c->streams[s]);
-	free(c->streams);
-	dnnl_engine_destroy(c->engine);
-	pthread_mutex_destroy(&c->load_lock);
-	pthread_mutex_destroy(&c->q_mu);
-	pthread_cond_destroy(&c->q_cv);
-	free(c);
-	be->priv = NULL;
-	be_state_set(be, BE_DOWN);
+	be_cpu_free(be, c);
 }
 
 /*

@@ -14,6 +14,7 @@
  * [out]), layers.<i>.bias (F32 [out], copied).
  */
 #define _GNU_SOURCE
+#include "backend.h"
 #include "model/quant.h"
 
 #include <dirent.h>
@@ -21,23 +22,10 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static char *quant_msg(const char *fmt, ...)
-{
-	va_list ap;
-	char *s = NULL;
-
-	va_start(ap, fmt);
-	if (vasprintf(&s, fmt, ap) < 0)
-		s = NULL;
-	va_end(ap);
-	return s;
-}
 
 int quant_weights(const float *w, int out, int in, int8_t *q, float *scale, long *bad)
 {
@@ -107,7 +95,7 @@ static int quant_write_st(const char *path, const struct quant_out *t, int n, ch
 	f = fopen(path, "wb");
 	if (!f) {
 		rc = -errno;
-		*err = quant_msg("%s: cannot create: %s", path, strerror(errno));
+		*err = be_strdupf("%s: cannot create: %s", path, strerror(errno));
 		goto out;
 	}
 	le = htole64((uint64_t)(hlen + pad));
@@ -120,14 +108,14 @@ static int quant_write_st(const char *path, const struct quant_out *t, int n, ch
 	if (ferror(f) | (fclose(f) != 0)) {
 		f = NULL;
 		rc = -EIO;
-		*err = quant_msg("%s: write failed: %s", path, strerror(errno));
+		*err = be_strdupf("%s: write failed: %s", path, strerror(errno));
 		goto out;
 	}
 	f = NULL;
 	rc = 0;
 out:
 	if (rc == -ENOMEM && !*err)
-		*err = quant_msg("%s: out of memory", path);
+		*err = be_strdupf("%s: out of memory", path);
 	if (f)
 		fclose(f);
 	free(js);
@@ -160,10 +148,10 @@ static int quant_write_yaml(const char *path, const struct model *m, const float
 	int i, dense = 0;
 
 	if (!f) {
-		*err = quant_msg("%s: cannot create: %s", path, strerror(errno));
+		*err = be_strdupf("%s: cannot create: %s", path, strerror(errno));
 		return -errno;
 	}
-	name = quant_msg("%s-int8", m->name);
+	name = be_strdupf("%s-int8", m->name);
 	fprintf(f, "# made by infergw-quantize from %s (docs/model-format.md)\nname: ", m->dir);
 	quant_yaml_str(f, name ? name : m->name);
 	free(name);
@@ -206,7 +194,7 @@ static int quant_write_yaml(const char *path, const struct model *m, const float
 		dense++;
 	}
 	if (ferror(f) | (fclose(f) != 0)) {
-		*err = quant_msg("%s: write failed", path);
+		*err = be_strdupf("%s: write failed", path);
 		return -EIO;
 	}
 	return 0;
@@ -228,14 +216,14 @@ static int quant_calibrate(const struct model *m, const char *file, float *in_sc
 
 	f = st_open(file, &serr);
 	if (!f) {
-		*err = quant_msg("--calibration: %s", serr);
+		*err = be_strdupf("--calibration: %s", serr);
 		free(serr);
 		return -EINVAL;
 	}
 	t = st_find(f, "features");
 	if (!t || t->dtype != DT_FP32 || t->ndim != 2 || t->dims[1] != m->in_dim ||
 	    t->dims[0] < 1) {
-		*err = quant_msg("--calibration: %s: need tensor features F32 [N >= 1, %d]%s", file,
+		*err = be_strdupf("--calibration: %s: need tensor features F32 [N >= 1, %d]%s", file,
 				 m->in_dim, t ? "" : " (not found)");
 		rc = -EINVAL;
 		goto out;
@@ -247,7 +235,7 @@ static int quant_calibrate(const struct model *m, const char *file, float *in_sc
 	b = malloc(sizeof(double) * (size_t)m->max_width);
 	mx = calloc((size_t)n_dense, sizeof(double));
 	if (!a || !b || !mx) {
-		*err = quant_msg("--calibration: %s: out of memory", file);
+		*err = be_strdupf("--calibration: %s: out of memory", file);
 		goto out;
 	}
 	for (r = 0; r < rows; r++) {
@@ -257,7 +245,7 @@ static int quant_calibrate(const struct model *m, const char *file, float *in_sc
 		for (int j = 0; j < width; j++) {
 			a[j] = x[j];
 			if (!isfinite(a[j])) {
-				*err = quant_msg("--calibration: %s: features[%lld][%d] is not finite",
+				*err = be_strdupf("--calibration: %s: features[%lld][%d] is not finite",
 						 file, (long long)r, j);
 				rc = -EINVAL;
 				goto out;
@@ -306,19 +294,19 @@ static int quant_prepare_dir(const char *dir, bool force, char **err)
 	if (mkdir(dir, 0755) == 0)
 		return 0;
 	if (errno != EEXIST) {
-		*err = quant_msg("%s: cannot create directory: %s", dir, strerror(errno));
+		*err = be_strdupf("%s: cannot create directory: %s", dir, strerror(errno));
 		return -errno;
 	}
 	d = opendir(dir);
 	if (!d) {
-		*err = quant_msg("%s: exists and cannot be opened as a directory: %s", dir,
+		*err = be_strdupf("%s: exists and cannot be opened as a directory: %s", dir,
 				 strerror(errno));
 		return -ENOTDIR;
 	}
 	while (!force && (de = readdir(d))) {
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
 			closedir(d);
-			*err = quant_msg("%s: exists and is not empty (--force to write into it)",
+			*err = be_strdupf("%s: exists and is not empty (--force to write into it)",
 					 dir);
 			return -EEXIST;
 		}
@@ -343,7 +331,7 @@ int quant_model(const char *in_dir, const char *out_dir, const struct quant_opts
 	if (!m)
 		return -EINVAL;
 	if (m->variant != VARIANT_FP32) {
-		*err = quant_msg("%s: model %s is already variant %s (quantize an FP32 model)",
+		*err = be_strdupf("%s: model %s is already variant %s (quantize an FP32 model)",
 				 in_dir, m->name, model_variant_name(m->variant));
 		rc = -EINVAL;
 		goto out;
@@ -364,7 +352,7 @@ int quant_model(const char *in_dir, const char *out_dir, const struct quant_opts
 		if (!qw[i] || !sc[i])
 			goto out;
 		if (quant_weights(l->weight, l->out, l->in, qw[i], sc[i], &bad)) {
-			*err = quant_msg("%s: layers[%d].weight: value [%ld][%ld] is %g: weights "
+			*err = be_strdupf("%s: layers[%d].weight: value [%ld][%ld] is %g: weights "
 					 "must be finite", m->weights->path, i, bad / l->in,
 					 bad % l->in, (double)l->weight[bad]);
 			rc = -EINVAL;
@@ -372,7 +360,7 @@ int quant_model(const char *in_dir, const char *out_dir, const struct quant_opts
 		}
 		for (int k = 0; l->bias && k < l->out; k++) {
 			if (!isfinite(l->bias[k])) {
-				*err = quant_msg("%s: layers[%d].bias: value [%d] is %g: biases "
+				*err = be_strdupf("%s: layers[%d].bias: value [%d] is %g: biases "
 						 "must be finite", m->weights->path, i, k,
 						 (double)l->bias[k]);
 				rc = -EINVAL;
@@ -397,15 +385,15 @@ int quant_model(const char *in_dir, const char *out_dir, const struct quant_opts
 	if ((rc = quant_prepare_dir(out_dir, o->force, err)))
 		goto out;
 	rc = -ENOMEM;
-	path = quant_msg("%s/model.safetensors", out_dir);
+	path = be_strdupf("%s/model.safetensors", out_dir);
 	if (!path || (rc = quant_write_st(path, t, n, err)))
 		goto out;
 	free(path);
-	path = quant_msg("%s/model.yaml", out_dir);
+	path = be_strdupf("%s/model.yaml", out_dir);
 	rc = path ? quant_write_yaml(path, m, in_scale, o->calibration != NULL, err) : -ENOMEM;
 out:
 	if (rc == -ENOMEM && !*err)
-		*err = quant_msg("%s: out of memory", in_dir);
+		*err = be_strdupf("%s: out of memory", in_dir);
 	for (i = 0; m && i < m->n_layers; i++) {
 		if (qw)
 			free(qw[i]);
