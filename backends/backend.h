@@ -353,6 +353,14 @@ const struct be_kind *be_kind_of(enum backend_kind k);
 const char *be_kind_list(void);
 
 extern const struct backend_ops be_cpu_ops;
+/*
+ * be_cpu_vnni - whether oneDNN runs INT8 on VNNI here (AVX512-VNNI or
+ * AVX-VNNI): exact u8 x s8 dot products.  Without it the CPU backend feeds
+ * an INT8 layer whose input may be negative as two u8 halves (docs/int8.md).
+ * INFERGW_CPU_NO_VNNI=1 says no whatever the CPU (tests: the split path on
+ * every machine).
+ */
+bool be_cpu_vnni(void);
 extern const struct backend_ops be_fake_ops;
 extern const struct backend_ops be_remote_ops;
 /*

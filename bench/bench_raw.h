@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "bench/bench_util.h"
+#include "model/quant.h"
 
 #define RAW_MAX_LAYERS 32
 
@@ -83,18 +84,12 @@ static inline void *raw_pack(dnnl_engine_t eng, dnnl_stream_t strm,
 	return p;
 }
 
-/* [W | -W] of l's s8 weights as [out][2 in] (be_cpu_split_weights). */
+/* [W | -W] of l's s8 weights as [out][2 in] (quant_split_weights). */
 static inline int8_t *raw_split_weights(const struct layer *l)
 {
 	int8_t *w = bench_xalloc((size_t)l->out * 2 * (size_t)l->in);
 
-	for (int o = 0; o < l->out; o++)
-		for (int k = 0; k < l->in; k++) {
-			int8_t v = l->qweight[(size_t)o * l->in + k];
-
-			w[(size_t)o * 2 * l->in + k] = v;
-			w[(size_t)o * 2 * l->in + l->in + k] = (int8_t)(v == INT8_MIN ? INT8_MAX : -v);
-		}
+	quant_split_weights(l, w);
 	return w;
 }
 

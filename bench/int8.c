@@ -63,28 +63,6 @@
 #define MAX_BS 16
 /* ---- raw oneDNN chains (bench/bench_raw.h) ---- */
 
-/* Whether layer i's input is a ReLU's output (>= 0): be_cpu_after_relu. */
-static bool raw_after_relu(const struct model *m, int i)
-{
-	return i > 0 && m->layers[i - 1].kind == LAYER_DENSE && m->layers[i - 1].act == ACT_RELU;
-}
-
-/*
- * Whether oneDNN multiplies u8 x s8 exactly here (AVX512-VNNI or AVX-VNNI),
- * as the CPU backend decides it (INFERGW_CPU_NO_VNNI=1: no, as there).
- */
-static bool raw_vnni(void)
-{
-	const char *e = getenv("INFERGW_CPU_NO_VNNI");
-	unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), v512, v2;
-
-	if (e && *e && strcmp(e, "0"))
-		return false;
-	v512 = (unsigned)dnnl_cpu_isa_avx512_core_vnni;
-	v2 = (unsigned)dnnl_cpu_isa_avx2_vnni;
-	return (isa & v512) == v512 || (isa & v2) == v2;
-}
-
 /*
  * The types of INT8 layer i as the CPU backend runs it (backends/cpu/cpu.c,
  * struct be_cpu_weights): src u8 after a ReLU; else s8 on VNNI, or, without
@@ -96,9 +74,9 @@ static struct raw_types raw_q8_types(const struct model *q, int i, int last, boo
 {
 	struct raw_types t = { .wei = dnnl_s8 };
 
-	t.split = !vnni && !raw_after_relu(q, i);
-	t.src = raw_after_relu(q, i) || t.split ? dnnl_u8 : dnnl_s8;
-	t.dst = i == last ? dnnl_f32 : raw_after_relu(q, i + 1) || !vnni ? dnnl_u8 : dnnl_s8;
+	t.split = !vnni && !model_after_relu(q, i);
+	t.src = model_after_relu(q, i) || t.split ? dnnl_u8 : dnnl_s8;
+	t.dst = i == last ? dnnl_f32 : model_after_relu(q, i + 1) || !vnni ? dnnl_u8 : dnnl_s8;
 	return t;
 }
 
@@ -114,7 +92,7 @@ static void raw_build(struct raw_chain *rc, const struct model *m, const struct 
 		      int rows, bool pack, dnnl_engine_t eng, dnnl_stream_t strm)
 {
 	int i, last = -1;
-	bool vnni = raw_vnni();
+	bool vnni = be_cpu_vnni();
 
 	raw_init(rc, m, rows, pack);
 	for (i = 0; i < m->n_layers; i++)
@@ -392,7 +370,7 @@ int main(int argc, char **argv)
 		       bench_median(msp[k][V_IGW_F32], rounds), bench_median(msp[k][V_IGW_S8], rounds));
 	}
 	printf("\nraw INT8 types (as the CPU backend's, backends/cpu/cpu.c): %s\n",
-	       raw_vnni() ? "VNNI: s8 input to the first layer, u8 after each ReLU, u8 between layers"
+	       be_cpu_vnni() ? "VNNI: s8 input to the first layer, u8 after each ReLU, u8 between layers"
 			  : "no VNNI: the first layer's input as two u8 halves against [W | -W] (K = 2 x in), "
 			    "u8 after each ReLU and between layers (s8 x s8 saturates without VNNI: docs/int8.md)");
 	printf("\n");

@@ -59,6 +59,7 @@
 #define _GNU_SOURCE
 #include "backend.h"
 #include "model/model.h"
+#include "model/quant.h"
 
 #include <sched.h>
 #include <sys/resource.h>
@@ -234,12 +235,8 @@ static const char *be_cpu_name(const struct be_cpu *c)
 	return c->be && c->be->conf.name ? c->be->conf.name : "cpu";
 }
 
-/*
- * Whether oneDNN runs INT8 on VNNI here (AVX512-VNNI or AVX-VNNI): exact
- * u8 x s8 dot products.  INFERGW_CPU_NO_VNNI=1 says no whatever the CPU
- * (tests: the split path on every machine).
- */
-static bool be_cpu_has_vnni(void)
+/* be_cpu_vnni - see backend.h. */
+bool be_cpu_vnni(void)
 {
 	const char *e = getenv("INFERGW_CPU_NO_VNNI");
 	unsigned isa = (unsigned)dnnl_get_effective_cpu_isa();
@@ -289,7 +286,7 @@ static int be_cpu_open(struct backend *be, const struct backend_conf *conf, char
 	c->wlayout = conf->weights_layout;
 	/* a team of one only: an OpenMP team would be the caller's own */
 	c->inline_ns = c->threads == 1 && conf->inline_us > 0 ? (uint64_t)conf->inline_us * 1000 : 0;
-	c->vnni = be_cpu_has_vnni();
+	c->vnni = be_cpu_vnni();
 	pthread_mutex_init(&c->load_lock, NULL);
 	pthread_mutex_init(&c->q_mu, NULL);
 	pthread_cond_init(&c->q_cv, NULL);
@@ -703,17 +700,12 @@ static bool be_cpu_static_q8(const struct layer *l)
  * half to even in float32, model_q8 half away from zero in float64: a value
  * within rounding error of a .5 boundary may land one step apart.
  */
-/* Whether layer i's input is a ReLU's output (never negative). */
-static bool be_cpu_after_relu(const struct model *m, int i)
-{
-	return i > 0 && m->layers[i - 1].kind == LAYER_DENSE && m->layers[i - 1].act == ACT_RELU;
-}
 
 /* Whether INT8 dense layer i takes its s8 input as u8 halves (struct
  * be_cpu_weights): no VNNI, and the input may be negative. */
 static bool be_cpu_split(const struct be_cpu *c, const struct model *m, int i)
 {
-	return !c->vnni && m->layers[i].qweight && !be_cpu_after_relu(m, i);
+	return !c->vnni && m->layers[i].qweight && !model_after_relu(m, i);
 }
 
 /* ... and a split next layer is fed from C (be_cpu_q8_row), not by oneDNN. */
@@ -728,15 +720,8 @@ static int8_t *be_cpu_split_weights(const struct layer *l)
 {
 	int8_t *w = be_cpu_alloc((size_t)l->out * 2 * (size_t)l->in);
 
-	for (int o = 0; w && o < l->out; o++) {
-		const int8_t *src = l->qweight + (size_t)o * l->in;
-		int8_t *dst = w + (size_t)o * 2 * l->in;
-
-		for (int k = 0; k < l->in; k++) {
-			dst[k] = src[k];
-			dst[l->in + k] = (int8_t)(src[k] == INT8_MIN ? INT8_MAX : -src[k]);
-		}
-	}
+	if (w)
+		quant_split_weights(l, w);
 	return w;
 }
 
@@ -758,9 +743,9 @@ static int be_cpu_plan(const struct be_cpu *c, struct be_cpu_model *cm, char **e
 		if (l->kind != LAYER_DENSE || !l->qweight)
 			continue;
 		w->split = be_cpu_split(c, m, i);
-		w->sdt = be_cpu_after_relu(m, i) || w->split ? dnnl_u8 : dnnl_s8;
+		w->sdt = model_after_relu(m, i) || w->split ? dnnl_u8 : dnnl_s8;
 		if (be_cpu_chained(c, m, i))
-			w->ddt = be_cpu_after_relu(m, i + 1) ? dnnl_u8 : dnnl_s8;
+			w->ddt = model_after_relu(m, i + 1) ? dnnl_u8 : dnnl_s8;
 		if (w->split) {
 			w->k = 2 * l->in;
 			w->splitw = be_cpu_split_weights(l);

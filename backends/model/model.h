@@ -11,6 +11,7 @@
 #ifndef INFERGW_MODEL_H
 #define INFERGW_MODEL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -162,6 +163,13 @@ static inline int model_q8(double x, double s)
 	if (q <= -MODEL_Q8_MAX)
 		return -MODEL_Q8_MAX;
 	return (int)q;	/* truncation of +-0.5-shifted value: half away from zero */
+}
+
+/* model_after_relu - whether layer i's input is a ReLU's output (never
+ * negative): the layer before it is dense with a ReLU. */
+static inline bool model_after_relu(const struct model *m, int i)
+{
+	return i > 0 && m->layers[i - 1].kind == LAYER_DENSE && m->layers[i - 1].act == ACT_RELU;
 }
 
 /* The s8 scale of n values: max|x| / 127, or 1 when all are zero (any

@@ -27,6 +27,19 @@
 #include <string.h>
 #include <sys/stat.h>
 
+void quant_split_weights(const struct layer *l, int8_t *dst)
+{
+	for (int o = 0; o < l->out; o++) {
+		const int8_t *src = l->qweight + (size_t)o * l->in;
+		int8_t *row = dst + (size_t)o * 2 * l->in;
+
+		for (int k = 0; k < l->in; k++) {
+			row[k] = src[k];
+			row[l->in + k] = (int8_t)(src[k] == INT8_MIN ? INT8_MAX : -src[k]);
+		}
+	}
+}
+
 int quant_weights(const float *w, int out, int in, int8_t *q, float *scale, long *bad)
 {
 	for (int k = 0; k < out; k++) {

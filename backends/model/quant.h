@@ -21,6 +21,14 @@
  */
 int quant_weights(const float *w, int out, int in, int8_t *q, float *scale, long *bad);
 
+/*
+ * quant_split_weights - [W | -W] of INT8 layer l into dst ([out][2 in],
+ * out x 2 x in bytes): the weights against an input fed as two u8 halves,
+ * x+ = max(x, 0) and x- = max(-x, 0), so that W x = W x+ - W x- (the CPU
+ * backend's split layers without VNNI, docs/int8.md); -(-128) is 127.
+ */
+void quant_split_weights(const struct layer *l, int8_t *dst);
+
 struct quant_opts {
 	const char *calibration;	/* safetensors with `features` [N, in_dim] F32, or NULL */
 	bool force;			/* OUT_DIR may exist and hold files */

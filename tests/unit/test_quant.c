@@ -88,6 +88,21 @@ static void expect_fail(const char *in, const char *out, const struct quant_opts
 	free(err);
 }
 
+/* [W | -W] of a 2 x 3 layer: each row its weights, then their negations;
+ * -128 (which a hand-made file may hold) negates to 127, not to -128. */
+static void test_split_weights(void **state)
+{
+	static const int8_t q[] = { 1, -2, 127, -128, 0, 5 };
+	static const int8_t want[] = { 1, -2, 127, -1, 2, -127, -128, 0, 5, 127, 0, -5 };
+	struct layer l = { .kind = LAYER_DENSE, .in = 3, .out = 2, .qweight = q };
+	int8_t got[12];
+
+	(void)state;
+	memset(got, 0x55, sizeof(got));
+	quant_split_weights(&l, got);
+	assert_memory_equal(got, want, sizeof(want));
+}
+
 static void test_tool_errors(void **state)
 {
 	char dir[] = "/tmp/igw-quant-XXXXXX", p[256], p2[320];
@@ -135,6 +150,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_weights_bounds),
 		cmocka_unit_test(test_q8_rounding),
+		cmocka_unit_test(test_split_weights),
 		cmocka_unit_test(test_tool_errors),
 	};
 
