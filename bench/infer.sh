@@ -85,10 +85,11 @@ done
 cat "$T/runs.i.jsonl" >>"$T/runs.jsonl"
 [ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.jsonl" "$BENCH_RAW_DIR/infer.jsonl"
 bench_warn_if_dead "$PID"
-# Batch sizes the scheduler actually cut, if /metrics says.
+# Batch sizes the scheduler actually cut, and how many batches ran on the
+# loop rather than on the worker (inline_us), if /metrics says.
 METRICS=$(curl -s --max-time 2 "http://127.0.0.1:$APORT/metrics" 2>/dev/null |
-	grep -E '^infergw_(batch_rows_(sum|count)|requests_total|queue_seconds_(sum|count)|execute_seconds_(sum|count))\{' |
-	grep -v 'backend="none"' | head -12)
+	grep -E '^infergw_(batch_rows_(sum|count)|requests_total|queue_seconds_(sum|count)|execute_seconds_(sum|count)|backend_(inline_)?batches_total)\{' |
+	grep -v 'backend="none"' | head -14)
 ROWS_PER_BATCH=$(printf '%s\n' "$METRICS" | awk '/^infergw_batch_rows_sum/ {s += $2}
 	/^infergw_batch_rows_count/ {c += $2} END {if (c > 0) printf "%.1f", s / c}')
 [ -n "$ROWS_PER_BATCH" ] && METRICS="$METRICS"$'\n'"# mean rows per batch over the whole run: $ROWS_PER_BATCH"

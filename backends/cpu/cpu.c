@@ -1326,12 +1326,51 @@ static struct be_cpu_model *be_cpu_find(struct be_cpu *c, const struct model *m)
 }
 
 /*
- * Run b on its slot (a worker thread).  Slices of requests cancelled (or
- * expired) when it starts are neither read nor written (their status and
- * output stay as they are); the others get status 0, or 500 with
- * b->errmsg when oneDNN fails.
+ * This thread's CPU time in ns (0 if the clock fails): a worker's sample for
+ * be_cpu_note_run.  A syscall (~0.7 us here), unlike be_now_ns's vDSO read.
  */
-static void be_cpu_run(struct be_cpu *c, struct batch *b)
+static uint64_t be_cpu_thread_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts))
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Fold one run of a bucket (t ns) into its estimate *rn, the input of
+ * be_cpu_inline: 3/4 old + 1/4 new.  What the estimate is for is the
+ * batch's own cost, not the pauses around it: a worker yields to the loops
+ * (SCHED_BATCH) and, on a core it shares with one, is preempted by every
+ * request that arrives; a CPU quota (a container's cpu limit) stops any
+ * thread for milliseconds.  So a worker's t is its thread's CPU time
+ * (here false), and a batch run here (on the loop: two CPU-clock syscalls
+ * would cost as much as the batch) is timed by the wall clock with t
+ * counted at most twice the estimate: one paused batch does not move its
+ * bucket to the worker, a lasting slowdown does within a few batches, and
+ * there the CPU clock decides whether it comes back.  Timed in wall time
+ * alone, a bucket measured once during a pause stayed on the worker.
+ */
+static void be_cpu_note_run(_Atomic uint64_t *rn, uint64_t t, bool here)
+{
+	uint64_t old = atomic_load_explicit(rn, memory_order_relaxed);
+
+	if (t < 1)
+		t = 1;	/* 0 means "not run yet" */
+	if (here && old && t > 2 * old)
+		t = 2 * old;
+	atomic_store_explicit(rn, old ? (3 * old + t) / 4 : t, memory_order_relaxed);
+}
+
+/*
+ * Run b on its slot: on a worker thread, or here (true: inline on the
+ * thread that submitted it, be_cpu_run_here).  Slices of requests
+ * cancelled (or expired) when it starts are neither read nor written (their
+ * status and output stay as they are); the others get status 0, or 500
+ * with b->errmsg when oneDNN fails.
+ */
+static void be_cpu_run(struct be_cpu *c, struct batch *b, bool here)
 {
 	const struct model *m = b->model;
 	struct be_cpu_model *cm = be_cpu_find(c, m);
@@ -1340,13 +1379,16 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b)
 	dnnl_status_t st = dnnl_success;
 	const char *failed = NULL;
 	int i, bi = 0, rows = 0;
-	uint64_t t0, t1;
+	uint64_t t0, t1, cpu0 = 0;
+	bool cpu_clock = !here && c->inline_ns;	/* be_cpu_note_run */
 	const float *out;
 
 	/* Which slices run is decided once, here: one whose request is
 	 * cancelled later still gets its output (it is ours until done). */
 	for (i = 0; i < b->n_slices; i++)
 		live[i] = be_slice_live(&b->slices[i]);	/* cancelled, expired: never run */
+	if (cpu_clock)
+		cpu0 = be_cpu_thread_ns();
 	t0 = be_now_ns();
 	b->exec_start_ns = t0;
 	for (i = 0; i < b->n_slices; i++) {
@@ -1365,13 +1407,9 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b)
 
 	/* Scatter. */
 	t1 = be_now_ns();
-	if (rows > 0 && !failed) {
-		_Atomic uint64_t *rn = &cm->run_ns[bi];
-		uint64_t old = atomic_load_explicit(rn, memory_order_relaxed);
-
-		atomic_store_explicit(rn, old ? (3 * old + (t1 - t0)) / 4 : t1 - t0,
-				      memory_order_relaxed);
-	}
+	if (rows > 0 && !failed)
+		be_cpu_note_run(&cm->run_ns[bi], cpu_clock ? be_cpu_thread_ns() - cpu0 : t1 - t0,
+				here);
 	out = sm->buf[cm->out_buf];
 	if (failed)
 		snprintf(b->errmsg, sizeof(b->errmsg), "cpu backend: oneDNN %s failed: %s", failed,
@@ -1447,7 +1485,7 @@ static void *be_cpu_worker_main(void *arg)
 		pthread_mutex_unlock(&c->q_mu);
 		if (b->topup)	/* what arrived while this batch waited for us */
 			b->topup(b);
-		be_cpu_run(c, b);
+		be_cpu_run(c, b, false);
 		b->done(b);	/* b is not ours any more (backend.h) */
 		pthread_mutex_lock(&c->q_mu);
 	}
@@ -1498,7 +1536,7 @@ static void be_cpu_workers_stop(struct be_cpu *c)
 /*
  * Whether a batch of rows of cm runs on the thread that submits it
  * (backends[].inline_us): its bucket has run before and took at most
- * inline_ns, smoothed.  Below that the hand-off costs more than the batch:
+ * inline_ns, smoothed (be_cpu_note_run: CPU time, not pauses).  Below that the hand-off costs more than the batch:
  * the worker's futex wake, two context switches when loop and worker share
  * a core, and the loop's eventfd wake (perf on digits, 1 loop + 1 worker on
  * one core: a third of the server's cycles in the scheduler's switch code).
@@ -1522,7 +1560,7 @@ static void be_cpu_run_here(struct be_cpu *c, struct batch *b)
 	if (saved != 1)
 		omp_set_num_threads(1);
 	atomic_fetch_add_explicit(&c->inlined, 1, memory_order_relaxed);
-	be_cpu_run(c, b);
+	be_cpu_run(c, b, true);
 	if (saved != 1)
 		omp_set_num_threads(saved);
 	b->done(b);	/* b is not ours any more (backend.h) */

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <dlfcn.h>
+#include <dnnl.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -16,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "backend.h"
 #include "infer.h"
@@ -1119,6 +1122,104 @@ static void test_inline_small_batches(void **state)
 	model_free(m);
 }
 
+/*
+ * dnnl_primitive_execute, interposed for this program (the backend in
+ * libinfergw.a resolves to it): the library's own, then exec_pause_ns of
+ * sleep - wall time passes on the calling thread, its CPU time does not:
+ * a batch preempted by the loop it yields to, or stopped by a CPU quota.
+ */
+static _Atomic uint64_t exec_pause_ns;
+
+dnnl_status_t dnnl_primitive_execute(const_dnnl_primitive_t p, dnnl_stream_t s, int nargs,
+				     const dnnl_exec_arg_t *args)
+{
+	typedef dnnl_status_t (*exec_fn)(const_dnnl_primitive_t, dnnl_stream_t, int,
+					 const dnnl_exec_arg_t *);
+	static _Atomic(exec_fn) real;
+	exec_fn fn = atomic_load(&real);
+	uint64_t ns = atomic_load(&exec_pause_ns);
+	dnnl_status_t st;
+
+	if (!fn) {
+		*(void **)&fn = dlsym(RTLD_NEXT, "dnnl_primitive_execute");
+		assert_non_null(fn);
+		atomic_store(&real, fn);
+	}
+	st = fn(p, s, nargs, args);
+	if (ns) {
+		struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+
+		nanosleep(&ts, NULL);
+	}
+	return st;
+}
+
+/* Submit one 3-row digits batch to be, wait for it, check its answer;
+ * whether it ran inline (done inside submit, on this thread). */
+static bool submit_three_rows(struct backend *be, struct model *m, const float *in)
+{
+	struct infer_req r;
+	struct infer_slice sl = { .r = &r, .rows = 3, .status = -1 };
+	struct done_rec d = { 0 };
+	struct batch b = {
+		.model = m, .be = be, .slot = 0, .n_slices = 1, .slices = &sl,
+		.rows = 3, .done = on_done, .owner = &d,
+	};
+	bool here;
+
+	req_init(&r, m, 3, in);
+	views(&sl, 1);
+	assert_int_equal(be->ops->submit(be, &b), 0);
+	here = atomic_load(&d.calls) == 1 && pthread_equal(atomic_load(&d.thread), pthread_self());
+	wait_done(&d, 1);
+	assert_int_equal(d.calls, 1);
+	assert_int_equal(sl.status, 0);
+	check_req(m, &r);
+	free(r.output);
+	return here;
+}
+
+/*
+ * inline_us decides on what a batch costs, not on the pauses around it
+ * (be_cpu_note_run): a first batch on the worker that sleeps 3 ms inside
+ * oneDNN (wall 3 ms, CPU microseconds) still lets the next ones run inline
+ * under inline_us 1000; one inline batch paused 20 ms does not send the
+ * bucket back to the worker; and with inline_us 1 (less than any batch's
+ * CPU time) nothing runs inline.
+ */
+static void test_inline_despite_pauses(void **state)
+{
+	struct model *m = load(DIGITS);
+	float *in = rand_floats(3 * 64, 8.0f);
+
+	(void)state;
+	for (int k = 0; k < 2; k++) {
+		struct backend_conf conf = {
+			.name = "cpu-pause", .kind = BE_CPU, .slots = 1, .threads_per_slot = 1,
+			.inline_us = k == 0 ? 1000 : 1,
+		};
+		struct backend_stats st;
+		struct backend be = { .ops = &be_cpu_ops };
+		char *err = NULL;
+
+		if (be.ops->open(&be, &conf, &err) || be.ops->load_model(&be, m, &err))
+			fail_msg("open/load: %s", err);
+		atomic_store(&exec_pause_ns, 3000000);
+		assert_false(submit_three_rows(&be, m, in));	/* the bucket's first: a worker */
+		atomic_store(&exec_pause_ns, 20000000);
+		assert_true(submit_three_rows(&be, m, in) == (k == 0));
+		atomic_store(&exec_pause_ns, 0);
+		for (int i = 0; i < 3; i++)
+			assert_true(submit_three_rows(&be, m, in) == (k == 0));
+		be.ops->stats(&be, &st);
+		assert_int_equal(st.batches, 5);
+		assert_int_equal(st.inline_batches, k == 0 ? 4 : 0);
+		be.ops->close(&be);
+	}
+	free(in);
+	model_free(m);
+}
+
 /* be_log lines, kept for the test to read. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static char log_text[65536];
@@ -1294,6 +1395,7 @@ int main(void)
 		cmocka_unit_test(test_weights_layouts),
 		cmocka_unit_test(test_int8_layouts_timed),
 		cmocka_unit_test(test_inline_small_batches),
+		cmocka_unit_test(test_inline_despite_pauses),
 		cmocka_unit_test(test_slices_of_one_request),
 		cmocka_unit_test(test_slices_on_two_slots),
 		cmocka_unit_test(test_random_models),
