@@ -1338,27 +1338,42 @@ static uint64_t be_cpu_thread_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* A worker run's sample for be_cpu_note_run: the CPU time since cpu0 when
+ * cpu_clock, unless either clock read failed (0); else wall_ns. */
+static uint64_t be_cpu_run_ns(bool cpu_clock, uint64_t cpu0, uint64_t wall_ns)
+{
+	uint64_t cpu1 = cpu_clock && cpu0 ? be_cpu_thread_ns() : 0;
+
+	return cpu1 >= cpu0 && cpu1 ? cpu1 - cpu0 : wall_ns;
+}
+
 /*
  * Fold one run of a bucket (t ns) into its estimate *rn, the input of
  * be_cpu_inline: 3/4 old + 1/4 new.  What the estimate is for is the
  * batch's own cost, not the pauses around it: a worker yields to the loops
  * (SCHED_BATCH) and, on a core it shares with one, is preempted by every
  * request that arrives; a CPU quota (a container's cpu limit) stops any
- * thread for milliseconds.  So a worker's t is its thread's CPU time
- * (here false), and a batch run here (on the loop: two CPU-clock syscalls
- * would cost as much as the batch) is timed by the wall clock with t
- * counted at most twice the estimate: one paused batch does not move its
- * bucket to the worker, a lasting slowdown does within a few batches, and
- * there the CPU clock decides whether it comes back.  Timed in wall time
- * alone, a bucket measured once during a pause stayed on the worker.
+ * thread for milliseconds.  So with inline_us on, a worker's t is its
+ * thread's CPU time (here false; be_cpu_run), and a batch run here (on the
+ * loop: two CPU-clock syscalls would cost as much as the batch) is timed
+ * by the wall clock with t counted at most twice the estimate: one paused
+ * batch does not move its bucket to the worker; a lasting slowdown raises
+ * the estimate by at most 1.25x a batch (5 to 20 us in 7 batches), and on
+ * the worker the CPU clock decides whether it comes back.  A bucket's
+ * first estimate comes from a worker: a run here does not seed it (an
+ * inline batch whose cancelled slices left fewer rows lands in a bucket
+ * that may not have run).  Timed in wall time alone, a bucket measured
+ * once during a pause stayed on the worker.
  */
 static void be_cpu_note_run(_Atomic uint64_t *rn, uint64_t t, bool here)
 {
 	uint64_t old = atomic_load_explicit(rn, memory_order_relaxed);
 
+	if (here && !old)
+		return;
 	if (t < 1)
 		t = 1;	/* 0 means "not run yet" */
-	if (here && old && t > 2 * old)
+	if (here && t > 2 * old)
 		t = 2 * old;
 	atomic_store_explicit(rn, old ? (3 * old + t) / 4 : t, memory_order_relaxed);
 }
@@ -1408,8 +1423,7 @@ static void be_cpu_run(struct be_cpu *c, struct batch *b, bool here)
 	/* Scatter. */
 	t1 = be_now_ns();
 	if (rows > 0 && !failed)
-		be_cpu_note_run(&cm->run_ns[bi], cpu_clock ? be_cpu_thread_ns() - cpu0 : t1 - t0,
-				here);
+		be_cpu_note_run(&cm->run_ns[bi], be_cpu_run_ns(cpu_clock, cpu0, t1 - t0), here);
 	out = sm->buf[cm->out_buf];
 	if (failed)
 		snprintf(b->errmsg, sizeof(b->errmsg), "cpu backend: oneDNN %s failed: %s", failed,
@@ -1536,10 +1550,11 @@ static void be_cpu_workers_stop(struct be_cpu *c)
 /*
  * Whether a batch of rows of cm runs on the thread that submits it
  * (backends[].inline_us): its bucket has run before and took at most
- * inline_ns, smoothed (be_cpu_note_run: CPU time, not pauses).  Below that the hand-off costs more than the batch:
- * the worker's futex wake, two context switches when loop and worker share
- * a core, and the loop's eventfd wake (perf on digits, 1 loop + 1 worker on
- * one core: a third of the server's cycles in the scheduler's switch code).
+ * inline_ns, smoothed (be_cpu_note_run: CPU time, not pauses).  Below
+ * that the hand-off costs more than the batch: the worker's futex wake, two
+ * context switches when loop and worker share a core, and the loop's
+ * eventfd wake (perf on digits, 1 loop + 1 worker on one core: a third of
+ * the server's cycles in the scheduler's switch code).
  */
 static bool be_cpu_inline(const struct be_cpu *c, struct be_cpu_model *cm, int rows)
 {
