@@ -285,9 +285,10 @@ static void dp_reply_error(struct dp_lcore *lc, const struct pkt_info *to, uint6
 static void dp_count_refused(struct runtime *rt, const struct model *m, uint64_t t0)
 {
 	struct met_series *s = rt_none_series(rt, m);
+	uint64_t now = now_ns();
 
 	met_count(s, OUT_ERROR);
-	met_finish(s, false, 0, now_ns() - t0);
+	met_finish(s, false, 0, now - t0, now);
 }
 
 /* Finish r: account, release, give everything back. */

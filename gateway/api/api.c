@@ -87,7 +87,7 @@ void api_account(const struct infer_req *r, int status, uint64_t now)
 		     status == 504 ? OUT_EXPIRED : status == 0 ? OUT_CANCELLED : OUT_ERROR);
 	if (!now)
 		now = now_ns();		/* cancelled: timed to now, for the statistics */
-	met_finish(m, status == 200, r->rows, now - r->arrival_ns);
+	met_finish(m, status == 200, r->rows, now - r->arrival_ns, now);
 	if (status == 429)
 		met_observe_ns(&m->reject, now - r->arrival_ns);
 	if (status != 200)
@@ -107,8 +107,10 @@ void api_count_error(const struct call *c, const struct model *m)
 
 	if (!s)
 		return;		/* m is not in c->rt: no series to count it in */
+	uint64_t now = now_ns();
+
 	met_count(s, OUT_ERROR);
-	met_finish(s, false, 0, now_ns() - c->start_ns);
+	met_finish(s, false, 0, now - c->start_ns, now);
 }
 
 /* Answer an inference that did not produce output (rejected, expired, failed). */

@@ -5,17 +5,19 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kserve.h"
 #include "metrics.h"
 #include "model/model.h"
 #include "runtime.h"
+#include "util.h"
 
 
 /* One model's counters, summed over its series. */
 struct stats_sum {
 	uint64_t ok, ok_ns, fail, fail_ns, queue, queue_ns, infer, infer_ns;
-	uint64_t rows, batches, last_ms;
+	uint64_t rows, batches, last_ns;
 	uint64_t *bcount, *bns;		/* [rows - 1], MET_BSIZE_MAX each */
 };
 
@@ -40,8 +42,8 @@ static void stats_add(struct stats_sum *t, const struct met_series *s)
 	t->infer_ns += ld(&s->exec.sum);
 	t->rows += ld(&s->rows_ok);
 	t->batches += ld(&s->batch.count);
-	if (ld(&s->last_ms) > t->last_ms)
-		t->last_ms = ld(&s->last_ms);
+	if (ld(&s->last_ns) > t->last_ns)
+		t->last_ns = ld(&s->last_ns);
 	for (int i = 0; b && t->bcount && i < MET_BSIZE_MAX; i++) {
 		t->bcount[i] += ld(&b[i].count);
 		t->bns[i] += ld(&b[i].ns);
@@ -77,6 +79,18 @@ static void stats_batches(struct evbuffer *out, const struct stats_sum *t)
 	evbuffer_add_printf(out, "]");
 }
 
+/* Triton's last_inference: ms since the epoch of a now_ns() time (0: none). */
+static uint64_t stats_epoch_ms(uint64_t mono_ns)
+{
+	struct timespec ts;
+	uint64_t now = now_ns(), wall;
+
+	if (!mono_ns || clock_gettime(CLOCK_REALTIME, &ts))
+		return 0;
+	wall = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+	return (wall - (now > mono_ns ? now - mono_ns : 0)) / 1000000;
+}
+
 static void stats_model(struct evbuffer *out, const struct model *m,
 			struct met_series *const *all, int n)
 {
@@ -96,7 +110,7 @@ static void stats_model(struct evbuffer *out, const struct model *m,
 	ks_put_str(out, m->name);
 	evbuffer_add_printf(out, ",\"version\":\"%d\",\"last_inference\":%llu,"
 			    "\"inference_count\":%llu,\"execution_count\":%llu,\"inference_stats\":{",
-			    m->version, (unsigned long long)t.last_ms, (unsigned long long)t.rows,
+			    m->version, (unsigned long long)stats_epoch_ms(t.last_ns), (unsigned long long)t.rows,
 			    (unsigned long long)t.batches);
 	stats_pair(out, "success", t.ok, t.ok_ns, ",");
 	stats_pair(out, "fail", t.fail, t.fail_ns, ",");

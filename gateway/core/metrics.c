@@ -237,17 +237,16 @@ const struct met_bsize *met_bsizes(const struct met_series *s)
 	return atomic_load_explicit(&((struct met_series *)s)->bsize, memory_order_acquire);
 }
 
-void met_finish(struct met_series *s, bool ok, int rows, uint64_t ns)
+/* The answer's time stays on the monotonic clock the caller read anyway
+ * (stats.c makes it wall-clock ms when asked): no second clock read per
+ * request (CLOCK_REALTIME here was ~1% of a digits request's loop time). */
+void met_finish(struct met_series *s, bool ok, int rows, uint64_t ns, uint64_t now)
 {
-	struct timespec ts;
-
 	if (ok)
 		atomic_fetch_add_explicit(&s->rows_ok, (uint64_t)rows, memory_order_relaxed);
 	else
 		atomic_fetch_add_explicit(&s->fail_ns, ns, memory_order_relaxed);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	atomic_store_explicit(&s->last_ms, (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000,
-			      memory_order_relaxed);
+	atomic_store_explicit(&s->last_ns, now, memory_order_relaxed);
 }
 
 void met_count(struct met_series *s, enum outcome o)

@@ -44,7 +44,7 @@ struct met_series {
 	/* For Triton's statistics extension (stats.c): */
 	_Atomic uint64_t rows_ok;		/* rows of requests answered 200 */
 	_Atomic uint64_t fail_ns;		/* arrival to answer, summed, of the others */
-	_Atomic uint64_t last_ms;		/* last answer, ms since the epoch */
+	_Atomic uint64_t last_ns;		/* last answer, now_ns's clock; 0: none */
 	/* [rows - 1] for 1..MET_BSIZE_MAX; allocated at the first batch */
 	_Atomic(struct met_bsize *) bsize;
 };
@@ -91,11 +91,11 @@ void met_observe_rows(struct met_hist *h, uint64_t rows);
  */
 void met_batch(struct met_series *s, int rows, uint64_t exec_ns);
 /*
- * met_finish - a request answered (ok: 200, with rows rows) or not (its
- * arrival-to-answer ns): inference rows, failure time, last inference.
- * Counting the outcome itself stays met_count's.
+ * met_finish - a request answered at now (now_ns's clock) (ok: 200, with
+ * rows rows) or not (its arrival-to-answer ns): inference rows, failure
+ * time, last inference.  Counting the outcome itself stays met_count's.
  */
-void met_finish(struct met_series *s, bool ok, int rows, uint64_t ns);
+void met_finish(struct met_series *s, bool ok, int rows, uint64_t ns, uint64_t now);
 /* met_bsizes - s's per-size batch counters ([rows - 1]), or NULL before any batch. */
 const struct met_bsize *met_bsizes(const struct met_series *s);
 /* met_count - one more request with outcome o. */
