@@ -1062,6 +1062,33 @@ static void test_concurrent_slots(void **state)
 	model_free(m);
 }
 
+/* Submit one 3-row digits batch (rows at in) to be, wait for it, check its
+ * answer; whether it ran inline (done inside submit, on this thread). */
+static bool submit_three_rows(struct backend *be, struct model *m, const float *in)
+{
+	struct infer_req r;
+	struct infer_slice sl = { .r = &r, .rows = 3, .status = -1 };
+	struct done_rec d = { 0 };
+	struct batch b = {
+		.model = m, .be = be, .slot = 0, .n_slices = 1, .slices = &sl,
+		.rows = 3, .done = on_done, .owner = &d,
+	};
+	bool in_submit, here;
+
+	req_init(&r, m, 3, in);
+	views(&sl, 1);
+	assert_int_equal(be->ops->submit(be, &b), 0);
+	in_submit = atomic_load(&d.calls) == 1;
+	wait_done(&d, 1);
+	assert_int_equal(d.calls, 1);
+	here = pthread_equal(atomic_load(&d.thread), pthread_self());
+	assert_true(!here || in_submit);	/* on this thread only inside submit */
+	assert_int_equal(sl.status, 0);
+	check_req(m, &r);
+	free(r.output);
+	return here;
+}
+
 /*
  * inline_us: once a bucket has run (on a worker) and took at most inline_us,
  * its batches run inside submit on the caller's thread - done before
@@ -1088,31 +1115,9 @@ static void test_inline_small_batches(void **state)
 
 		if (be.ops->open(&be, &conf, &err) || be.ops->load_model(&be, m, &err))
 			fail_msg("open/load: %s", err);
-		for (int i = 0; i < 4; i++) {
-			struct infer_req r;
-			struct infer_slice sl = { .r = &r, .rows = 3, .status = -1 };
-			struct done_rec d = { 0 };
-			struct batch b = {
-				.model = m, .be = &be, .slot = 0, .n_slices = 1, .slices = &sl,
-				.rows = 3, .done = on_done, .owner = &d,
-			};
-
-			req_init(&r, m, 3, in + i * 64);
-			views(&sl, 1);
-			assert_int_equal(be.ops->submit(&be, &b), 0);
-			/* the first batch of the bucket runs on the worker: measured */
-			if (expect_inline && i > 0) {
-				assert_int_equal(atomic_load(&d.calls), 1);
-				assert_true(pthread_equal(atomic_load(&d.thread), pthread_self()));
-			}
-			wait_done(&d, 1);
-			assert_int_equal(d.calls, 1);
-			if (!expect_inline || i == 0)
-				assert_false(pthread_equal(atomic_load(&d.thread), pthread_self()));
-			assert_int_equal(sl.status, 0);
-			check_req(m, &r);
-			free(r.output);
-		}
+		/* the first batch of the bucket runs on the worker: measured */
+		for (int i = 0; i < 4; i++)
+			assert_true(submit_three_rows(&be, m, in + i * 64) == (expect_inline && i > 0));
 		be.ops->stats(&be, &st);
 		assert_int_equal(st.batches, 4);
 		assert_int_equal(st.inline_batches, expect_inline ? 3 : 0);
@@ -1165,31 +1170,6 @@ static int no_pauses(void **state)
 	(void)state;
 	atomic_store(&exec_pause_ns, 0);
 	return 0;
-}
-
-/* Submit one 3-row digits batch to be, wait for it, check its answer;
- * whether it ran inline (done inside submit, on this thread). */
-static bool submit_three_rows(struct backend *be, struct model *m, const float *in)
-{
-	struct infer_req r;
-	struct infer_slice sl = { .r = &r, .rows = 3, .status = -1 };
-	struct done_rec d = { 0 };
-	struct batch b = {
-		.model = m, .be = be, .slot = 0, .n_slices = 1, .slices = &sl,
-		.rows = 3, .done = on_done, .owner = &d,
-	};
-	bool here;
-
-	req_init(&r, m, 3, in);
-	views(&sl, 1);
-	assert_int_equal(be->ops->submit(be, &b), 0);
-	here = atomic_load(&d.calls) == 1 && pthread_equal(atomic_load(&d.thread), pthread_self());
-	wait_done(&d, 1);
-	assert_int_equal(d.calls, 1);
-	assert_int_equal(sl.status, 0);
-	check_req(m, &r);
-	free(r.output);
-	return here;
 }
 
 /*
