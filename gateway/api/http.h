@@ -92,7 +92,7 @@ struct call {
 	bool hdr_too_large;
 	struct evbuffer *body;
 	bool body_too_large;
-	uint64_t start_ns;
+	uint64_t start_ns;		/* arrival (conn_arrival_ns): deadlines and latency run from it */
 	/* response */
 	bool responded;
 	bool h2_queued;			/* answer submitted, stream not closed yet */

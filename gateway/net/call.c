@@ -60,7 +60,7 @@ struct call *call_new(struct conn *conn)
 	c->sink = &sl->loop.sink;
 	c->rt = rt_get(sl->rt);
 	c->admin = conn->admin;
-	c->start_ns = now_ns();
+	c->start_ns = conn_arrival_ns(conn);	/* the deadline's clock runs from here */
 	return c;
 }
 

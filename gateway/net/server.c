@@ -591,8 +591,17 @@ static void conn_on_sock_read(evutil_socket_t fd, short what, void *arg)
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			conn_close(c);
 	} else if (!c->lingering) {	/* lingering: discarded */
-		conn_on_input(c, c->sl->rbuf, (size_t)n);
+		struct srv_loop *sl = c->sl;	/* c may be gone after */
+
+		sl->fresh = c;
+		conn_on_input(c, sl->rbuf, (size_t)n);
+		sl->fresh = NULL;
 	}
+}
+
+uint64_t conn_arrival_ns(const struct conn *c)
+{
+	return c->sl->fresh == c ? c->last_read_ns : now_ns();
 }
 
 static void conn_on_write(struct bufferevent *bev, void *arg)

@@ -52,6 +52,9 @@ struct srv_loop {
 	struct h2mem h2mem;		/* its nghttp2 sessions' blocks (h2mem.h) */
 	struct loop_task refresh;	/* posted on publish */
 	_Atomic bool refresh_pending;
+	/* The connection whose just-read bytes are being parsed (inside
+	 * conn_on_sock_read), else NULL: conn_arrival_ns. */
+	const struct conn *fresh;
 	/* Plain connections read here, then keep what the parser left
 	 * (conn_on_sock_read): no per-connection read buffer, no FIONREAD. */
 	char rbuf[SRV_READ_BYTES];
@@ -147,6 +150,10 @@ void srv_destroy(struct server *s);
 
 /* Connection internals shared by server.c, h1.c and h2.c. */
 void conn_close(struct conn *c);
+/* conn_arrival_ns - when what is being parsed for c arrived: the time of
+ * the read being parsed (a plain connection's read callback; no clock
+ * read), else now (TLS, input parsed later). */
+uint64_t conn_arrival_ns(const struct conn *c);
 /* conn_read_pending - take what the client already sent from the socket
  * into c's input now; the bytes of input.  For decisions at shutdown. */
 size_t conn_read_pending(struct conn *c);
