@@ -36,12 +36,12 @@ static void stats_add(struct stats_sum *t, const struct met_series *s)
 			t->fail += ld(&s->outcome[o]);
 	t->ok_ns += ld(&s->e2e.sum);
 	t->fail_ns += ld(&s->fail_ns);
-	t->queue += ld(&s->queue.count);
+	t->queue += met_hist_count(&s->queue);
 	t->queue_ns += ld(&s->queue.sum);
-	t->infer += ld(&s->exec.count);
+	t->infer += met_hist_count(&s->exec);
 	t->infer_ns += ld(&s->exec.sum);
 	t->rows += ld(&s->rows_ok);
-	t->batches += ld(&s->batch.count);
+	t->batches += met_hist_count(&s->batch);
 	if (ld(&s->last_ns) > t->last_ns)
 		t->last_ns = ld(&s->last_ns);
 	for (int i = 0; b && t->bcount && i < MET_BSIZE_MAX; i++) {

@@ -185,8 +185,16 @@ void met_reload(bool ok)
 static void met_add(struct met_hist *h, int b, uint64_t v)
 {
 	atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
+}
+
+uint64_t met_hist_count(const struct met_hist *h)
+{
+	uint64_t n = 0;
+
+	for (int b = 0; b <= MET_LAT_BUCKETS; b++)
+		n += atomic_load_explicit(&h->bucket[b], memory_order_relaxed);
+	return n;
 }
 
 void met_observe_ns(struct met_hist *h, uint64_t ns)
@@ -282,8 +290,11 @@ static void met_render_hist(struct evbuffer *out, struct met_series *const *s, i
 						    s[i]->lbl, 1 << b,
 						    (unsigned long long)cum);
 		}
+		/* the rest (the +Inf bucket; a batch histogram's unused ones) */
+		for (int b = nb; b <= MET_LAT_BUCKETS; b++)
+			cum += ld(&h->bucket[b]);
 		evbuffer_add_printf(out, "%s_bucket{" LBL ",le=\"+Inf\"} %llu\n", name,
-				    s[i]->lbl, (unsigned long long)ld(&h->count));
+				    s[i]->lbl, (unsigned long long)cum);
 		if (lat)
 			evbuffer_add_printf(out, "%s_sum{" LBL "} %.9f\n", name, s[i]->lbl,
 					    ld(&h->sum) / 1e9);
@@ -291,7 +302,7 @@ static void met_render_hist(struct evbuffer *out, struct met_series *const *s, i
 			evbuffer_add_printf(out, "%s_sum{" LBL "} %llu\n", name, s[i]->lbl,
 					    (unsigned long long)ld(&h->sum));
 		evbuffer_add_printf(out, "%s_count{" LBL "} %llu\n", name, s[i]->lbl,
-				    (unsigned long long)ld(&h->count));
+				    (unsigned long long)cum);
 	}
 }
 

@@ -17,9 +17,10 @@ enum outcome { OUT_SUCCESS, OUT_REJECTED, OUT_EXPIRED, OUT_CANCELLED, OUT_ERROR,
 #define MET_LAT_BUCKETS 18	/* 25 µs .. 10 s, then +Inf */
 #define MET_BATCH_BUCKETS 12	/* 1 .. 2048 rows, then +Inf */
 
+/* The count is the buckets' sum (met_hist_count): two atomic adds a
+ * sample, and a scrape's +Inf bucket never falls below a finite one. */
 struct met_hist {
 	_Atomic uint64_t bucket[MET_LAT_BUCKETS + 1];	/* non-cumulative; last = +Inf */
-	_Atomic uint64_t count;
 	_Atomic uint64_t sum;				/* ns, or rows */
 };
 
@@ -83,6 +84,8 @@ void met_reload(bool ok);
 void met_observe_ns(struct met_hist *h, uint64_t ns);
 /* met_observe_rows - add a batch-size sample to h. */
 void met_observe_rows(struct met_hist *h, uint64_t rows);
+/* met_hist_count - the samples h holds. */
+uint64_t met_hist_count(const struct met_hist *h);
 /*
  * met_batch - one batch of rows executed in exec_ns: the rows histogram and
  * the per-size count (a size above MET_BSIZE_MAX counts as that).  Lock

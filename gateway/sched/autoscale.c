@@ -118,7 +118,7 @@ static void asc_count(struct asc_pool *p, const struct runtime *rt, struct rt_ba
 			p->obs.requests += atomic_load(&m->outcome[o]);
 		p->obs.ok_requests += atomic_load(&m->outcome[OUT_SUCCESS]);
 		p->obs.ok_rows += atomic_load(&m->rows_ok);
-		p->obs.batches += atomic_load(&m->batch.count);
+		p->obs.batches += met_hist_count(&m->batch);
 		p->obs.batch_rows += atomic_load(&m->batch.sum);
 	}
 }

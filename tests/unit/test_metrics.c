@@ -145,7 +145,7 @@ static int lat_bucket_got(uint64_t ns)
 
 	memset(&h, 0, sizeof(h));
 	met_observe_ns(&h, ns);
-	assert_int_equal(atomic_load(&h.count), 1);
+	assert_int_equal(met_hist_count(&h), 1);
 	assert_true(atomic_load(&h.sum) == ns);
 	for (int b = 0; b <= MET_LAT_BUCKETS; b++) {
 		if (!atomic_load(&h.bucket[b]))
@@ -199,6 +199,42 @@ static void test_lat_le_rendered(void **state)
 	met_free_all();
 }
 
+/* A histogram's count is its buckets' sum: +Inf and _count agree with the
+ * samples, the out-of-range ones (+Inf) included, in both kinds. */
+static void test_hist_count_rendered(void **state)
+{
+	struct met_series *s = met_lookup("b", "m");
+	struct met_series **all;
+	char *text;
+	int n;
+
+	assert_non_null(s);
+	met_observe_ns(&s->e2e, 1000);
+	met_observe_ns(&s->e2e, 2000000);
+	met_observe_ns(&s->e2e, UINT64_MAX / 2);	/* past 10 s: +Inf */
+	met_observe_rows(&s->batch, 1);
+	met_observe_rows(&s->batch, 5000);		/* past 2048 rows: +Inf */
+	assert_int_equal(met_hist_count(&s->e2e), 3);
+	assert_int_equal(met_hist_count(&s->batch), 2);
+	assert_int_equal(met_hist_count(&s->queue), 0);
+	all = met_all(&n);
+	text = render(all, n);
+	assert_non_null(strstr(text, "infergw_request_seconds_bucket{backend=\"b\",model=\"m\","
+				     "le=\"10\"} 2\n"));
+	assert_non_null(strstr(text, "infergw_request_seconds_bucket{backend=\"b\",model=\"m\","
+				     "le=\"+Inf\"} 3\n"));
+	assert_non_null(strstr(text, "infergw_request_seconds_count{backend=\"b\",model=\"m\"} 3\n"));
+	assert_non_null(strstr(text, "infergw_batch_rows_bucket{backend=\"b\",model=\"m\","
+				     "le=\"2048\"} 1\n"));
+	assert_non_null(strstr(text, "infergw_batch_rows_bucket{backend=\"b\",model=\"m\","
+				     "le=\"+Inf\"} 2\n"));
+	assert_non_null(strstr(text, "infergw_batch_rows_count{backend=\"b\",model=\"m\"} 2\n"));
+	assert_non_null(strstr(text, "infergw_batch_rows_sum{backend=\"b\",model=\"m\"} 5001\n"));
+	free(text);
+	free(all);
+	met_free_all();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -207,6 +243,7 @@ int main(void)
 		cmocka_unit_test(test_label_values_escaped),
 		cmocka_unit_test(test_lat_buckets_exact),
 		cmocka_unit_test(test_lat_le_rendered),
+		cmocka_unit_test(test_hist_count_rendered),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
