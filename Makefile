@@ -39,6 +39,15 @@ PKGS_C  := libevent libevent_pthreads libevent_openssl libnghttp2 jansson yaml-0
            libprotobuf-c
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS_C) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS_C) 2>/dev/null)
+# Without them a build would link without its libraries: say so, and how to
+# fix it, unless every goal of this make is one that installs them first or
+# builds nothing (run, test, bench... re-run make after deps).
+NO_PKG_GOALS := deps run test bench bench-quick bench-gpu help clean arm64 sim
+ifeq ($(PKG_LIBS),)
+ifneq ($(or $(filter-out $(NO_PKG_GOALS),$(MAKECMDGOALS)),$(if $(MAKECMDGOALS),,all)),)
+$(error pkg-config does not find $(PKGS_C): run `make deps` first (make run, make test and make bench install them themselves))
+endif
+endif
 
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=gnu11 -Wall -Wextra -Wno-unused-parameter -pthread -fno-strict-aliasing \
@@ -260,7 +269,8 @@ gpu-check: $(BUILD)/tests/gpu_check
 
 # GPU vs CPU through the gateway on mlp-large (bench/gpu.sh); without a
 # device it writes why it skipped.  Also part `gpu` of bench/run.sh.
-bench-gpu: deps all models
+bench-gpu: deps
+	@$(MAKE) --no-print-directory all models
 	@mkdir -p bench/results
 	bash bench/gpu.sh bench/results/gpu-latest.md; rc=$$?; cat bench/results/gpu-latest.md; exit $$rc
 
@@ -283,7 +293,14 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 
-run: deps all
+# run, test, bench, bench-quick and bench-gpu install what is missing, then
+# build in a second make: the pkg-config queries at the top of this file are
+# read when make parses it, which on a fresh machine is before deps has
+# installed pkg-config and the -dev packages (the first make would link
+# without them).
+
+run: deps
+	@$(MAKE) --no-print-directory all
 	./$(BUILD)/infergw --config $(CONFIG)
 
 unit: $(UNIT_BIN)
@@ -306,17 +323,20 @@ arm64:
 
 # models: the 100 MB synthetic mlp-large (1 s, deterministic) so that the
 # INT8 tests on a large model run rather than skip.
-test: deps all unit asan tsan models
+test: deps
+	@$(MAKE) --no-print-directory all unit asan tsan models
 	@bash tests/run_all.sh
 
 models: config/models/mlp-large/model.safetensors
 config/models/mlp-large/model.safetensors: tools/gen_mlp.py
 	$(PYTHON) tools/gen_mlp.py --out config/models/mlp-large
 
-bench: deps all models sim
+bench: deps
+	@$(MAKE) --no-print-directory all models sim
 	bash bench/run.sh
 
-bench-quick: deps all models sim
+bench-quick: deps
+	@$(MAKE) --no-print-directory all models sim
 	BENCH_QUICK=1 bash bench/run.sh
 
 sim:
