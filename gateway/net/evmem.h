@@ -5,11 +5,11 @@
  * its input and output chains come and go with the traffic: ~400
  * instructions a request through glibc malloc/free.  With evmem_install,
  * libevent allocates through a thread-local struct h2mem (size classes up
- * to 32 KiB kept, at most 2 MiB a thread, freed at thread exit); a block
- * freed on another thread joins that thread's lists.  Nothing in the
- * gateway frees with free() what libevent allocated (no evbuffer_readln,
- * no evhttp), which replacing libevent's allocator requires.  Sanitizer
- * builds (UTIL_RECYCLE 0) keep libevent on malloc.
+ * to 32 KiB kept, at most H2MEM_CACHE (8 MiB) a thread, freed at thread
+ * exit); a block freed on another thread joins that thread's lists.
+ * Nothing in the gateway frees with free() what libevent allocated (no
+ * evbuffer_readln, no evhttp), which replacing libevent's allocator
+ * requires.  Sanitizer builds (UTIL_RECYCLE 0) keep libevent on malloc.
  *
  * The decoded input tensors (inbuf.h) come from the same lists: taken and
  * given back on the loop thread, a few KiB each, one malloc/free pair a
