@@ -117,6 +117,11 @@ struct be_cpu_weights {
 	void *packed;			/* owned reordered copy; NULL: the model's array */
 	uint32_t plain_mask;		/* with packed: buckets (bit i: buckets[i]) that
 					 * read the model's array instead (auto) */
+	void *small;			/* owned second copy, in small_md, for the buckets
+					 * (small_mask) whose matmul on packed would run
+					 * oneDNN's reference code; else NULL */
+	dnnl_memory_desc_t small_md;
+	uint32_t small_mask;
 	float *qbias;			/* static INT8: bias / (in_scale x w_scale) (owned), else NULL */
 	float *oscale;			/* INT8: per output channel output scales (owned) */
 	dnnl_data_type_t sdt, ddt;	/* src and dst data types */
@@ -221,6 +226,7 @@ static void be_cpu_model_free(struct be_cpu_model *cm, int n_slots)
 	free(cm->qsrc);
 	for (i = 0; cm->wei && i < cm->m->n_layers; i++) {
 		free(cm->wei[i].packed);
+		free(cm->wei[i].small);
 		free(cm->wei[i].splitw);
 		free(cm->wei[i].qbias);
 		free(cm->wei[i].oscale);
@@ -493,15 +499,38 @@ static void be_cpu_probe_free(struct be_cpu_probe *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/* Whether pd is oneDNN's reference (scalar) implementation. */
+static bool be_cpu_pd_is_ref(const_dnnl_primitive_desc_t pd)
+{
+	const char *impl = NULL;
+
+	return dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
+	       !impl || !strncmp(impl, "ref", 3);
+}
+
 /* Whether prim runs oneDNN's reference (scalar) code: never worth timing. */
 static bool be_cpu_is_ref(dnnl_primitive_t prim)
 {
 	const_dnnl_primitive_desc_t pd;
-	const char *impl = NULL;
 
 	return dnnl_primitive_get_primitive_desc(prim, &pd) != dnnl_success ||
-	       dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl) != dnnl_success ||
-	       !impl || !strncmp(impl, "ref", 3);
+	       be_cpu_pd_is_ref(pd);
+}
+
+/* Whether layer l's matmul at rows, weights in wmd, would run the
+ * reference code (or cannot be made). */
+static bool be_cpu_ref_with(struct be_cpu *c, const struct layer *l,
+			    const struct be_cpu_weights *w, const dnnl_memory_desc_t *wmd, int rows)
+{
+	dnnl_memory_desc_t md[4];
+	dnnl_primitive_desc_t pd = NULL;
+	bool ref;
+
+	if (be_cpu_matmul(c, l, w, rows, wmd, NULL, md, &pd) || !pd)
+		return true;
+	ref = be_cpu_pd_is_ref(pd);
+	dnnl_primitive_desc_destroy(pd);
+	return ref;
 }
 
 /* Layer l's primitive at rows with weights wdata in layout wmd, on zeroed
@@ -636,6 +665,60 @@ static bool be_cpu_plain_ok(const struct layer *l, const struct be_cpu_weights *
 }
 
 /*
+ * The packed layout is what the matmul at the largest bucket prefers; at
+ * small buckets oneDNN may have no optimized kernel for it and run its
+ * reference code (seen: digits' INT8 first layer, s8 input, on a VNNI
+ * Xeon with oneDNN 2.6: AB16a64b4a weights at 1, 2 and 4 rows, ~100x
+ * slower than FP32).  For those buckets, a second copy of w in the layout
+ * the matmul prefers at the smallest of them, kept for the buckets where
+ * it is not the reference code (w->small, small_mask).  Nothing changes
+ * when it cannot be made.  Logged.
+ */
+static void be_cpu_small_layout(struct be_cpu *c, const struct be_cpu_model *cm, int li,
+				const dnnl_memory_desc_t *plain_md, const void *plain,
+				struct be_cpu_weights *w)
+{
+	const struct layer *l = &cm->m->layers[li];
+	dnnl_memory_desc_t any, md[4];
+	dnnl_primitive_desc_t pd = NULL;
+	const dnnl_memory_desc_t *pref;
+	uint32_t ref = 0;
+	int b, first;
+
+	for (b = 0; b < cm->n_buckets; b++)
+		if (!(w->plain_mask >> b & 1) && be_cpu_ref_with(c, l, w, &w->md, cm->buckets[b]))
+			ref |= 1u << b;
+	if (!ref)
+		return;
+	first = __builtin_ctz(ref);
+	if (dnnl_memory_desc_init_by_tag(&any, 2, plain_md->dims, plain_md->data_type,
+					 dnnl_format_tag_any) ||
+	    be_cpu_matmul(c, l, w, cm->buckets[first], &any, NULL, md, &pd) || !pd)
+		return;
+	pref = dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0);
+	if (pref && (w->small = be_cpu_alloc(dnnl_memory_desc_get_size(pref)))) {
+		w->small_md = *pref;
+		if (be_cpu_reorder(c, plain_md, plain, pref, w->small) != dnnl_success) {
+			free(w->small);
+			w->small = NULL;
+		}
+	}
+	dnnl_primitive_desc_destroy(pd);
+	for (b = 0; w->small && b < cm->n_buckets; b++)
+		if ((ref >> b & 1) && !be_cpu_ref_with(c, l, w, &w->small_md, cm->buckets[b]))
+			w->small_mask |= 1u << b;
+	if (!w->small_mask) {
+		free(w->small);
+		w->small = NULL;
+	}
+	be_log(BE_LOG_INFO, "backend=%s model=%s layer=%d ref_buckets=0x%x small_buckets=0x%x "
+	       "msg=\"the packed weights layout runs oneDNN's reference code at some batch "
+	       "buckets: %s\"", be_cpu_name(c), cm->m->name, li, ref, w->small_mask,
+	       w->small_mask ? "a second copy in the layout their matmul prefers serves them"
+			     : "no layout found without it");
+}
+
+/*
  * Choose layer li's weights layout (backends[].weights_layout): plain, or
  * what its matmul prefers at the largest bucket (rows), reordered once,
  * or (auto) the faster of the two per bucket.  Layers that may not read
@@ -677,6 +760,8 @@ static void be_cpu_pack(struct be_cpu *c, const struct be_cpu_model *cm, int li,
 	dnnl_primitive_desc_destroy(pd);
 	if (w->packed && c->wlayout == BE_WLAYOUT_AUTO && be_cpu_plain_ok(l, w))
 		be_cpu_pack_choose(c, cm, li, &plain_md, plain, w);
+	if (w->packed)
+		be_cpu_small_layout(c, cm, li, &plain_md, plain, w);
 }
 
 /* Whether bias and ReLU run inside the primitive: always but for dynamic
@@ -786,9 +871,20 @@ static int be_cpu_qbias(const struct layer *l, struct be_cpu_weights *w, char **
 }
 
 /* Whether bucket index b reads w's packed copy (else the model's array). */
-static bool be_cpu_packed_at(const struct be_cpu_weights *w, int b)
+/* Layer l's weights at bucket b: their layout (NULL: the plain array's)
+ * and data. */
+static const dnnl_memory_desc_t *be_cpu_wmd_at(const struct be_cpu_weights *w, int b)
 {
-	return w->packed && !(w->plain_mask >> b & 1);
+	if (w->small && (w->small_mask >> b & 1))
+		return &w->small_md;
+	return w->packed && !(w->plain_mask >> b & 1) ? &w->md : NULL;
+}
+
+static const void *be_cpu_wdata_at(const struct layer *l, const struct be_cpu_weights *w, int b)
+{
+	if (w->small && (w->small_mask >> b & 1))
+		return w->small;
+	return w->packed && !(w->plain_mask >> b & 1) ? w->packed : be_cpu_plain(l, w);
 }
 
 /* Primitives and buffers of one slot. */
@@ -828,16 +924,13 @@ static int be_cpu_load_slot(struct be_cpu *c, struct be_cpu_model *cm,
 			if (l->kind != LAYER_DENSE)
 				continue;
 			st = be_cpu_matmul(c, l, &cm->wei[i], cm->buckets[b],
-					   be_cpu_packed_at(&cm->wei[i], b) ? &cm->wei[i].md : NULL,
-					   e, md, NULL);
+					   be_cpu_wmd_at(&cm->wei[i], b), e, md, NULL);
 			if (!st)	/* INT8: the quantized copy of buf[p] */
 				st = dnnl_memory_create(&e->src, &md[0], c->engine,
 							l->qweight ? sm->qbuf[cm->qsrc[i]] : sm->buf[p]);
 			if (!st)	/* oneDNN only reads weights and bias */
 				st = dnnl_memory_create(&e->wei, &md[1], c->engine,
-							be_cpu_packed_at(&cm->wei[i], b)
-							? cm->wei[i].packed
-							: (void *)be_cpu_plain(l, &cm->wei[i]));
+							(void *)be_cpu_wdata_at(l, &cm->wei[i], b));
 			if (!st && l->bias && be_cpu_fused(l))
 				st = dnnl_memory_create(&e->bias, &md[2], c->engine,
 							cm->wei[i].qbias ? cm->wei[i].qbias
