@@ -56,7 +56,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 
-ALL="h2 infer kernel payloads overload reload remote gpu dpdk int8 sim instr"
+ALL="h2 infer kernel payloads overload reload remote gpu dpdk int8 sim instr counters"
 [ -f bench/grpc.sh ] && ALL="$ALL grpc"
 QUICK=${BENCH_QUICK:-0}
 # The quick run leaves out dpdk (it sets up a veth pair and a network
@@ -89,6 +89,7 @@ quick_env() {
 	dpdk) echo N=2000 SECS=2 ;;
 	sim) echo SIM_QUICK=1 ;;
 	instr) echo N=5000 ;;
+	counters) echo N=500000 ROUNDS=3 ;;
 	esac
 }
 mkdir -p "$RES"
@@ -128,6 +129,7 @@ for p in $PARTS; do
 	sim) script=bench/sim/scale.sh; limit=300 ;;
 	instr) script=bench/instr.sh; limit=900 ;;
 	grpc) script=bench/grpc.sh ;;
+	counters) script=bench/counters.sh; limit=120 ;;
 	*) echo "run.sh: unknown part '$p' ($ALL)" >&2; exit 2 ;;
 	esac
 	echo "== $script" >&2

@@ -49,6 +49,8 @@ AREAS = (
      "backends x requests per wall second with the gateway's policy code"),
     ("instr", "Instructions per request, callgrind (bench/instr.sh)",
      "infergw vs h2o vs nghttpd on health, infergw's infer: counts neighbours do not move"),
+    ("counters", "Request accounting on several cores (bench/counters.sh)",
+     "a request's metrics and response counters, every CPU at once vs one"),
 )
 
 # Issue 18's targets: (row "part.key", measure, the issue's "now", target text,
@@ -387,7 +389,7 @@ def write(rows_path, out_path, report=None, stamp=None, quick=False):
             break
     if len(out) >= MAX_LINES:
         # still too long (very many parts): cut the areas, keep the machine
-        out = out[:MAX_LINES - len(tail) - 3] + ["", "(cut: see the full report)", ""] + tail
+        out = out[:MAX_LINES - 1 - len(tail) - 3] + ["", "(cut: see the full report)", ""] + tail
     with open(out_path, "w") as f:
         f.write("\n".join(out) + "\n")
     return len(out)

@@ -286,9 +286,13 @@ static void dp_count_refused(struct runtime *rt, const struct model *m, uint64_t
 {
 	struct met_series *s = rt_none_series(rt, m);
 	uint64_t now = now_ns();
+	struct met_cnt *k;
 
-	met_count(s, OUT_ERROR);
-	met_finish(s, false, 0, now - t0, now);
+	if (!s)
+		return;		/* m is not in rt: no series to count it in */
+	k = met_cnt_of(s);
+	met_count(k, OUT_ERROR);
+	met_finish(k, false, 0, now - t0, now);
 }
 
 /* Finish r: account, release, give everything back. */

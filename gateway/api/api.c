@@ -79,24 +79,25 @@ void api_ready(struct call *c)
 /* Count a finished inference in its series: outcome, latencies, SLO. */
 void api_account(const struct infer_req *r, int status, uint64_t now)
 {
-	struct met_series *m = r->met;
+	struct met_cnt *k;
 
-	if (!m)
+	if (!r->met)
 		return;
-	met_count(m, status == 200 ? OUT_SUCCESS : status == 429 ? OUT_REJECTED :
+	k = met_cnt_of(r->met);
+	met_count(k, status == 200 ? OUT_SUCCESS : status == 429 ? OUT_REJECTED :
 		     status == 504 ? OUT_EXPIRED : status == 0 ? OUT_CANCELLED : OUT_ERROR);
 	if (!now)
 		now = now_ns();		/* cancelled: timed to now, for the statistics */
-	met_finish(m, status == 200, r->rows, now - r->arrival_ns, now);
+	met_finish(k, status == 200, r->rows, now - r->arrival_ns, now);
 	if (status == 429)
-		met_observe_ns(&m->reject, now - r->arrival_ns);
+		met_observe_ns(&k->reject, now - r->arrival_ns);
 	if (status != 200)
 		return;
-	met_observe_ns(&m->queue, r->dequeue_ns - r->arrival_ns);
-	met_observe_ns(&m->exec, r->exec_end_ns - r->exec_start_ns);
-	met_observe_ns(&m->e2e, now - r->arrival_ns);
+	met_observe_ns(&k->queue, r->dequeue_ns - r->arrival_ns);
+	met_observe_ns(&k->exec, r->exec_end_ns - r->exec_start_ns);
+	met_observe_ns(&k->e2e, now - r->arrival_ns);
 	if (r->deadline_ns)
-		atomic_fetch_add_explicit(now <= r->deadline_ns ? &m->slo_met : &m->slo_missed, 1,
+		atomic_fetch_add_explicit(now <= r->deadline_ns ? &k->slo_met : &k->slo_missed, 1,
 					  memory_order_relaxed);
 }
 
@@ -108,9 +109,10 @@ void api_count_error(const struct call *c, const struct model *m)
 	if (!s)
 		return;		/* m is not in c->rt: no series to count it in */
 	uint64_t now = now_ns();
+	struct met_cnt *k = met_cnt_of(s);
 
-	met_count(s, OUT_ERROR);
-	met_finish(s, false, 0, now - c->start_ns, now);
+	met_count(k, OUT_ERROR);
+	met_finish(k, false, 0, now - c->start_ns, now);
 }
 
 /* Answer an inference that did not produce output (rejected, expired, failed). */

@@ -26,10 +26,12 @@ static uint64_t ld(const _Atomic uint64_t *v)
 	return atomic_load_explicit((_Atomic uint64_t *)v, memory_order_relaxed);
 }
 
-static void stats_add(struct stats_sum *t, const struct met_series *s)
+static void stats_add(struct stats_sum *t, const struct met_series *series)
 {
-	const struct met_bsize *b = met_bsizes(s);
+	const struct met_bsize *b = met_bsizes(series);
+	struct met_cnt sum, *s = &sum;
 
+	met_read(series, &sum);
 	t->ok += ld(&s->outcome[OUT_SUCCESS]);
 	for (int o = 0; o < OUT_N; o++)
 		if (o != OUT_SUCCESS)

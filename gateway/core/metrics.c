@@ -41,6 +41,11 @@ static struct met_series **met_reg;	/* grows: every series is exported */
 static int met_n, met_cap;
 static _Atomic uint64_t met_reloads[2];	/* failure, success */
 
+static uint64_t ld(const _Atomic uint64_t *v)
+{
+	return atomic_load_explicit((_Atomic uint64_t *)v, memory_order_relaxed);
+}
+
 char *met_label_escape(const char *v)
 {
 	size_t n = 0;
@@ -86,6 +91,8 @@ static void met_series_free(struct met_series *s)
 {
 	if (!s)
 		return;
+	for (int i = 1; i < MET_SHARDS; i++)
+		free(atomic_load(&s->shard[i]));
 	free(atomic_load(&s->bsize));
 	free((char *)s->backend);
 	free((char *)s->model);
@@ -132,9 +139,10 @@ struct met_series *met_lookup_variant(const char *backend, const char *model, co
 			s = met_reg[i];
 			goto out_unlock;
 		}
-	s = calloc(1, sizeof(*s));
+	s = aligned_alloc(_Alignof(struct met_series), sizeof(*s));	/* its met_cnt's lines */
 	if (!s)
 		goto out_unlock;
+	memset(s, 0, sizeof(*s));
 	s->backend = strdup(backend);
 	s->model = strdup(model);
 	s->variant = variant ? strdup(variant) : NULL;
@@ -223,7 +231,7 @@ void met_batch(struct met_series *s, int rows, uint64_t exec_ns)
 {
 	struct met_bsize *b = atomic_load_explicit(&s->bsize, memory_order_acquire);
 
-	met_observe_rows(&s->batch, rows > 0 ? (uint64_t)rows : 0);
+	met_observe_rows(&met_cnt_of(s)->batch, rows > 0 ? (uint64_t)rows : 0);
 	if (!b) {
 		struct met_bsize *expect = NULL;
 
@@ -248,34 +256,162 @@ const struct met_bsize *met_bsizes(const struct met_series *s)
 /* The answer's time stays on the monotonic clock the caller read anyway
  * (stats.c makes it wall-clock ms when asked): no second clock read per
  * request (CLOCK_REALTIME here was ~1% of a digits request's loop time). */
-void met_finish(struct met_series *s, bool ok, int rows, uint64_t ns, uint64_t now)
+void met_finish(struct met_cnt *k, bool ok, int rows, uint64_t ns, uint64_t now)
 {
 	if (ok)
-		atomic_fetch_add_explicit(&s->rows_ok, (uint64_t)rows, memory_order_relaxed);
+		atomic_fetch_add_explicit(&k->rows_ok, (uint64_t)rows, memory_order_relaxed);
 	else
-		atomic_fetch_add_explicit(&s->fail_ns, ns, memory_order_relaxed);
-	atomic_store_explicit(&s->last_ns, now, memory_order_relaxed);
+		atomic_fetch_add_explicit(&k->fail_ns, ns, memory_order_relaxed);
+	atomic_store_explicit(&k->last_ns, now, memory_order_relaxed);
 }
 
-void met_count(struct met_series *s, enum outcome o)
+void met_count(struct met_cnt *k, enum outcome o)
 {
-	atomic_fetch_add_explicit(&s->outcome[o], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&k->outcome[o], 1, memory_order_relaxed);
+}
+
+/* ------------------------------------------------ per-thread counts -- */
+
+/* Shard numbers: bit i of met_free_ids set while no live thread holds
+ * number i.  A thread takes the lowest free number at its first count and
+ * gives it back when it exits (met_key's destructor), so backends'
+ * threads restarted by reloads do not use the numbers up; past
+ * MET_SHARDS live threads, numbers are shared, round robin. */
+static _Atomic uint64_t met_free_ids = UINT64_MAX;
+static _Atomic unsigned met_overflow;
+static _Thread_local int met_shard_id = -1;
+static pthread_key_t met_key;
+static pthread_once_t met_key_once = PTHREAD_ONCE_INIT;
+static bool met_key_ok;
+
+_Static_assert(MET_SHARDS == 64, "met_free_ids has a bit per shard");
+
+static void met_id_release(void *v)
+{
+	int id = (int)(intptr_t)v - 1;
+
+	atomic_fetch_or(&met_free_ids, 1ull << id);
+}
+
+static void met_key_init(void)
+{
+	met_key_ok = pthread_key_create(&met_key, met_id_release) == 0;
+}
+
+/* The lowest free number, taken; -1 when every one is held. */
+static int met_id_take(void)
+{
+	uint64_t f = atomic_load(&met_free_ids);
+	int id;
+
+	do {
+		if (!f)
+			return -1;
+		id = __builtin_ctzll(f);
+	} while (!atomic_compare_exchange_weak(&met_free_ids, &f, f & ~(1ull << id)));
+	return id;
+}
+
+int met_thread_shard(void)
+{
+	int id;
+
+	if (met_shard_id >= 0)
+		return met_shard_id;
+	pthread_once(&met_key_once, met_key_init);
+	id = met_key_ok ? met_id_take() : -1;
+	if (id >= 0 && pthread_setspecific(met_key, (void *)(intptr_t)(id + 1))) {
+		met_id_release((void *)(intptr_t)(id + 1));	/* cannot give it back at exit */
+		id = -1;
+	}
+	if (id < 0)
+		id = (int)(atomic_fetch_add(&met_overflow, 1) % MET_SHARDS);
+	met_shard_id = id;
+	return id;
+}
+
+/* Shard i's counts of s, allocated at its first use (a thread that loses
+ * the race to install them frees its own); the series' first without
+ * memory. */
+static struct met_cnt *met_shard_new(struct met_series *s, int i)
+{
+	struct met_cnt *k = aligned_alloc(_Alignof(struct met_cnt), sizeof(*k)), *expect = NULL;
+
+	if (!k)
+		return &s->first;
+	memset(k, 0, sizeof(*k));
+	if (!atomic_compare_exchange_strong(&s->shard[i], &expect, k)) {
+		free(k);
+		return expect;
+	}
+	return k;
+}
+
+struct met_cnt *met_cnt_of(struct met_series *s)
+{
+	int i = met_thread_shard();
+	struct met_cnt *k;
+
+	if (i == 0)
+		return &s->first;
+	k = atomic_load_explicit(&s->shard[i], memory_order_acquire);
+	return k ? k : met_shard_new(s, i);
+}
+
+
+static void met_add_to(_Atomic uint64_t *sum, const _Atomic uint64_t *v)
+{
+	atomic_store_explicit(sum, ld(sum) + ld(v), memory_order_relaxed);
+}
+
+static void met_hist_add_to(struct met_hist *sum, const struct met_hist *h)
+{
+	for (int b = 0; b <= MET_LAT_BUCKETS; b++)
+		met_add_to(&sum->bucket[b], &h->bucket[b]);
+	met_add_to(&sum->sum, &h->sum);
+}
+
+/* Add k's counts to sum's (last_ns: the later). */
+static void met_cnt_add_to(struct met_cnt *sum, const struct met_cnt *k)
+{
+	for (int o = 0; o < OUT_N; o++)
+		met_add_to(&sum->outcome[o], &k->outcome[o]);
+	met_add_to(&sum->slo_met, &k->slo_met);
+	met_add_to(&sum->slo_missed, &k->slo_missed);
+	met_hist_add_to(&sum->queue, &k->queue);
+	met_hist_add_to(&sum->exec, &k->exec);
+	met_hist_add_to(&sum->e2e, &k->e2e);
+	met_hist_add_to(&sum->reject, &k->reject);
+	met_hist_add_to(&sum->batch, &k->batch);
+	met_add_to(&sum->rows_ok, &k->rows_ok);
+	met_add_to(&sum->fail_ns, &k->fail_ns);
+	if (ld(&k->last_ns) > ld(&sum->last_ns))
+		atomic_store_explicit(&sum->last_ns, ld(&k->last_ns), memory_order_relaxed);
+}
+
+void met_read(const struct met_series *s, struct met_cnt *sum)
+{
+	memset(sum, 0, sizeof(*sum));
+	met_cnt_add_to(sum, &s->first);
+	for (int i = 1; i < MET_SHARDS; i++) {
+		const struct met_cnt *k = atomic_load_explicit(
+			&((struct met_series *)s)->shard[i], memory_order_acquire);
+
+		if (k)
+			met_cnt_add_to(sum, k);
+	}
 }
 
 #define LBL "%s"	/* met_series.lbl */
 
-static uint64_t ld(_Atomic uint64_t *v)
-{
-	return atomic_load_explicit(v, memory_order_relaxed);
-}
-
-/* One histogram family; off = which member of met_series. */
-static void met_render_hist(struct evbuffer *out, struct met_series *const *s, int n,
-			    const char *name, const char *help, size_t off, int lat)
+/* One histogram family; off = which member of met_cnt, t[i] s[i]'s sums. */
+static void met_render_hist(struct evbuffer *out, struct met_series *const *s,
+			    struct met_cnt *t, int n, const char *name, const char *help,
+			    size_t off, int lat)
 {
 	evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
 	for (int i = 0; i < n; i++) {
-		struct met_hist *h = (struct met_hist *)((char *)s[i] + off);
+		struct met_hist *h = (struct met_hist *)((char *)&t[i] + off);
 		int nb = lat ? MET_LAT_BUCKETS : MET_BATCH_BUCKETS;
 		uint64_t cum = 0;
 
@@ -308,37 +444,47 @@ static void met_render_hist(struct evbuffer *out, struct met_series *const *s, i
 
 void met_render(struct evbuffer *out, struct met_series *const *s, int n)
 {
+	/* Every series summed once: each family renders from these. */
+	struct met_cnt *t = n ? aligned_alloc(_Alignof(struct met_cnt), (size_t)n * sizeof(*t)) : NULL;
+
+	if (n && !t) {
+		evbuffer_add_printf(out, "# infergw: out of memory summing %d series\n", n);
+		n = 0;
+	}
+	for (int i = 0; i < n; i++)
+		met_read(s[i], &t[i]);
 	evbuffer_add_printf(out, "# HELP infergw_requests_total Inference requests by outcome.\n"
 				 "# TYPE infergw_requests_total counter\n");
 	for (int i = 0; i < n; i++)
 		for (int o = 0; o < OUT_N; o++)
 			evbuffer_add_printf(out, "infergw_requests_total{" LBL ",outcome=\"%s\"} %llu\n",
 					    s[i]->lbl, met_outcomes[o],
-					    (unsigned long long)ld(&s[i]->outcome[o]));
+					    (unsigned long long)ld(&t[i].outcome[o]));
 	evbuffer_add_printf(out, "# HELP infergw_slo_total Answered requests with a deadline, by whether it was met.\n"
 				 "# TYPE infergw_slo_total counter\n");
 	for (int i = 0; i < n; i++)
 		evbuffer_add_printf(out, "infergw_slo_total{" LBL ",result=\"met\"} %llu\n"
 					 "infergw_slo_total{" LBL ",result=\"missed\"} %llu\n",
-				    s[i]->lbl, (unsigned long long)ld(&s[i]->slo_met),
-				    s[i]->lbl, (unsigned long long)ld(&s[i]->slo_missed));
-	met_render_hist(out, s, n, "infergw_queue_seconds", "Time from arrival to batch start.",
-			offsetof(struct met_series, queue), 1);
-	met_render_hist(out, s, n, "infergw_execute_seconds", "Batch execution time per request.",
-			offsetof(struct met_series, exec), 1);
-	met_render_hist(out, s, n, "infergw_request_seconds", "End-to-end time, arrival to response.",
-			offsetof(struct met_series, e2e), 1);
-	met_render_hist(out, s, n, "infergw_reject_seconds",
+				    s[i]->lbl, (unsigned long long)ld(&t[i].slo_met),
+				    s[i]->lbl, (unsigned long long)ld(&t[i].slo_missed));
+	met_render_hist(out, s, t, n, "infergw_queue_seconds", "Time from arrival to batch start.",
+			offsetof(struct met_cnt, queue), 1);
+	met_render_hist(out, s, t, n, "infergw_execute_seconds", "Batch execution time per request.",
+			offsetof(struct met_cnt, exec), 1);
+	met_render_hist(out, s, t, n, "infergw_request_seconds", "End-to-end time, arrival to response.",
+			offsetof(struct met_cnt, e2e), 1);
+	met_render_hist(out, s, t, n, "infergw_reject_seconds",
 			"Time from arrival to a 429 answer (admission or displacement).",
-			offsetof(struct met_series, reject), 1);
-	met_render_hist(out, s, n, "infergw_batch_rows", "Rows per executed batch.",
-			offsetof(struct met_series, batch), 0);
+			offsetof(struct met_cnt, reject), 1);
+	met_render_hist(out, s, t, n, "infergw_batch_rows", "Rows per executed batch.",
+			offsetof(struct met_cnt, batch), 0);
 	evbuffer_add_printf(out, "# HELP infergw_config_reload_total Configuration reloads by result.\n"
 				 "# TYPE infergw_config_reload_total counter\n"
 				 "infergw_config_reload_total{result=\"success\"} %llu\n"
 				 "infergw_config_reload_total{result=\"failure\"} %llu\n",
 			    (unsigned long long)ld(&met_reloads[1]),
 			    (unsigned long long)ld(&met_reloads[0]));
+	free(t);
 }
 
 static void (*met_hooks[MET_MAX_HOOKS])(struct evbuffer *out);

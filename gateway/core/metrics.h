@@ -1,7 +1,8 @@
 /*
  * metrics.h - counters and histograms per (backend, model), rendered in
- * Prometheus text format.  Updated with relaxed atomics from any thread;
- * read while serving GET /metrics.
+ * Prometheus text format.  Updated with relaxed atomics from any thread,
+ * each thread in counters of its own (struct met_cnt); summed while
+ * serving GET /metrics.
  */
 #ifndef INFERGW_METRICS_H
 #define INFERGW_METRICS_H
@@ -32,11 +33,15 @@ struct met_bsize {
 	_Atomic uint64_t ns;
 };
 
-struct met_series {
-	const char *backend;		/* "none" for requests no backend took */
-	const char *model;
-	const char *variant;		/* "fp32", "int8" for a model with variants; else NULL */
-	const char *lbl;		/* backend="..",model=".."[,variant=".."], escaped */
+/*
+ * A series' counts as one thread adds them.  Every thread adds to its own
+ * struct met_cnt (met_cnt_of): loops on many cores serving one model never
+ * write the same cache line, where one shared set of counters made each of
+ * a request's dozen atomic adds a cache-line transfer between cores (~60 ns
+ * each against ~12 ns on a line of one's own, two threads on this 2-core
+ * machine).  Readers sum them (met_read).
+ */
+struct met_cnt {
 	_Atomic uint64_t outcome[OUT_N];
 	_Atomic uint64_t slo_met, slo_missed;
 	struct met_hist queue, exec, e2e;	/* ns, answered 200 */
@@ -45,10 +50,44 @@ struct met_series {
 	/* For Triton's statistics extension (stats.c): */
 	_Atomic uint64_t rows_ok;		/* rows of requests answered 200 */
 	_Atomic uint64_t fail_ns;		/* arrival to answer, summed, of the others */
-	_Atomic uint64_t last_ns;		/* last answer, now_ns's clock; 0: none */
+	_Atomic uint64_t last_ns;		/* last answer, now_ns's clock; 0: none (met_read: the latest) */
+} __attribute__((aligned(64)));
+
+/* Live threads with a met_cnt of their own per series; more share them
+ * (the adds stay atomic: correct, only slower). */
+#define MET_SHARDS 64
+
+struct met_series {
+	const char *backend;		/* "none" for requests no backend took */
+	const char *model;
+	const char *variant;		/* "fp32", "int8" for a model with variants; else NULL */
+	const char *lbl;		/* backend="..",model=".."[,variant=".."], escaped */
+	struct met_cnt first;		/* shard 0's, and any thread's when out of memory */
+	/* [i]: threads of shard i, allocated at their first count; [0] unused */
+	_Atomic(struct met_cnt *) shard[MET_SHARDS];
 	/* [rows - 1] for 1..MET_BSIZE_MAX; allocated at the first batch */
 	_Atomic(struct met_bsize *) bsize;
 };
+
+/*
+ * met_cnt_of - the calling thread's counts of s, to add to (met_count,
+ * met_finish, met_observe_*).  Never NULL: without memory for a thread's
+ * own, the series' first.
+ */
+struct met_cnt *met_cnt_of(struct met_series *s);
+/*
+ * met_read - s's counts summed over every thread's, into *sum (last_ns:
+ * the latest).  Each word is read once: a histogram's count and +Inf come
+ * from the same bucket reads.
+ */
+void met_read(const struct met_series *s, struct met_cnt *sum);
+/*
+ * met_thread_shard - the calling thread's shard, 0..MET_SHARDS-1, for
+ * other modules' per-thread counters (access.c): the lowest number no
+ * live thread holds, taken at the thread's first call and given back when
+ * it exits; past MET_SHARDS live threads, shared.
+ */
+int met_thread_shard(void);
 
 /*
  * met_lookup - the series for (backend, model), created on first use, so
@@ -98,11 +137,11 @@ void met_batch(struct met_series *s, int rows, uint64_t exec_ns);
  * rows rows) or not (its arrival-to-answer ns): inference rows, failure
  * time, last inference.  Counting the outcome itself stays met_count's.
  */
-void met_finish(struct met_series *s, bool ok, int rows, uint64_t ns, uint64_t now);
+void met_finish(struct met_cnt *k, bool ok, int rows, uint64_t ns, uint64_t now);
 /* met_bsizes - s's per-size batch counters ([rows - 1]), or NULL before any batch. */
 const struct met_bsize *met_bsizes(const struct met_series *s);
-/* met_count - one more request with outcome o. */
-void met_count(struct met_series *s, enum outcome o);
+/* met_count - one more request with outcome o (k: met_cnt_of's). */
+void met_count(struct met_cnt *k, enum outcome o);
 /*
  * met_on_render - add fn to what /metrics renders after the per-(backend,
  * model) families (met_render_hooks): a layer above core registers its own

@@ -105,15 +105,16 @@ static void asc_count(struct asc_pool *p, const struct runtime *rt, struct rt_ba
 {
 	for (int q = 0; rb->started && q < rb->sched.n_q; q++) {
 		struct sched_q *sq = &rb->sched.qs[q];
-		const struct met_series *m = sq->met;
+		struct met_cnt sum, *m = &sum;
 		const struct model_conf *mc = rt_model_conf(rt, sq->model);
 		double obj = mc && mc->slo_ms ? mc->slo_ms / 1e3 : 0;
 
 		if (obj > 0 && (p->objective_s == 0 || obj < p->objective_s))
 			p->objective_s = obj;
 		p->obs.requests += (uint64_t)atomic_load(&sq->depth);
-		if (!m)
+		if (!sq->met)
 			continue;
+		met_read(sq->met, &sum);
 		for (int o = 0; o < OUT_N; o++)
 			p->obs.requests += atomic_load(&m->outcome[o]);
 		p->obs.ok_requests += atomic_load(&m->outcome[OUT_SUCCESS]);

@@ -6,6 +6,7 @@
 #include <cmocka.h>
 #include <event2/buffer.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,7 +44,7 @@ static void test_every_series_exported(void **state)
 		assert_non_null(last);
 	}
 	assert_ptr_equal(met_lookup("b29", "m1499"), last);	/* found, not created */
-	met_count(last, OUT_SUCCESS);
+	met_count(met_cnt_of(last), OUT_SUCCESS);
 	all = met_all(&n);
 	assert_int_equal(n, 1500);
 	assert_ptr_equal(all[1499], last);
@@ -100,9 +101,9 @@ static void test_variant_series(void **state)
 	assert_ptr_equal(met_lookup_variant("cpu0", "d", NULL), plain);
 	assert_null(plain->variant);
 	assert_string_equal(v8->variant, "int8");
-	met_count(v8, OUT_SUCCESS);
-	met_count(v8, OUT_SUCCESS);
-	met_count(v32, OUT_REJECTED);
+	met_count(met_cnt_of(v8), OUT_SUCCESS);
+	met_count(met_cnt_of(v8), OUT_SUCCESS);
+	met_count(met_cnt_of(v32), OUT_REJECTED);
 	all = met_all(&n);
 	assert_int_equal(n, 3);
 	text = render(all, n);
@@ -203,12 +204,14 @@ static void test_lat_le_rendered(void **state)
  * samples, the out-of-range ones (+Inf) included, in both kinds. */
 static void test_hist_count_rendered(void **state)
 {
-	struct met_series *s = met_lookup("b", "m");
+	struct met_series *series = met_lookup("b", "m");
 	struct met_series **all;
+	struct met_cnt *s;
 	char *text;
 	int n;
 
-	assert_non_null(s);
+	assert_non_null(series);
+	s = met_cnt_of(series);
 	met_observe_ns(&s->e2e, 1000);
 	met_observe_ns(&s->e2e, 2000000);
 	met_observe_ns(&s->e2e, UINT64_MAX / 2);	/* past 10 s: +Inf */
@@ -235,6 +238,105 @@ static void test_hist_count_rendered(void **state)
 	met_free_all();
 }
 
+/* Counts from more threads than MET_SHARDS at once (so some share a
+ * shard), each adding to its own: met_read and the exposition sum them
+ * exactly, and the latest answer's time wins. */
+#define SHARD_THREADS (MET_SHARDS + 6)
+#define SHARD_ADDS 2000
+struct shard_arg {
+	struct met_series *s;
+	int id;
+	struct met_cnt *mine;
+};
+
+static void *shard_thread(void *p)
+{
+	struct shard_arg *a = p;
+	struct met_cnt *k = met_cnt_of(a->s);
+
+	a->mine = k;
+	for (int i = 0; i < SHARD_ADDS; i++) {
+		met_count(k, i % 2 ? OUT_SUCCESS : OUT_REJECTED);
+		met_observe_ns(&k->e2e, 1000);
+		met_finish(k, true, 2, 1000, 1000 + (uint64_t)a->id);
+	}
+	met_batch(a->s, 3, 500);
+	return NULL;
+}
+
+static void test_threads_summed(void **state)
+{
+	struct met_series *s = met_lookup("shards", "m");
+	struct shard_arg args[SHARD_THREADS];
+	pthread_t t[SHARD_THREADS];
+	struct met_series **all;
+	struct met_cnt sum;
+	char line[256], *text;
+	int n;
+
+	assert_non_null(s);
+	for (int i = 0; i < SHARD_THREADS; i++) {
+		args[i] = (struct shard_arg){ .s = s, .id = i };
+		assert_int_equal(pthread_create(&t[i], NULL, shard_thread, &args[i]), 0);
+	}
+	for (int i = 0; i < SHARD_THREADS; i++)
+		pthread_join(t[i], NULL);
+	met_read(s, &sum);
+	assert_int_equal(sum.outcome[OUT_SUCCESS], SHARD_THREADS * SHARD_ADDS / 2);
+	assert_int_equal(sum.outcome[OUT_REJECTED], SHARD_THREADS * SHARD_ADDS / 2);
+	assert_int_equal(met_hist_count(&sum.e2e), SHARD_THREADS * SHARD_ADDS);
+	assert_int_equal(sum.e2e.sum, 1000ull * SHARD_THREADS * SHARD_ADDS);
+	assert_int_equal(sum.rows_ok, 2ull * SHARD_THREADS * SHARD_ADDS);
+	assert_int_equal(sum.last_ns, 1000 + SHARD_THREADS - 1);
+	assert_int_equal(met_hist_count(&sum.batch), SHARD_THREADS);
+	assert_int_equal(met_bsizes(s)[2].count, SHARD_THREADS);
+	all = met_all(&n);
+	text = render(all, n);
+	snprintf(line, sizeof(line), "infergw_requests_total{backend=\"shards\",model=\"m\","
+		 "outcome=\"success\"} %d\n", SHARD_THREADS * SHARD_ADDS / 2);
+	assert_non_null(strstr(text, line));
+	snprintf(line, sizeof(line), "infergw_request_seconds_count{backend=\"shards\","
+		 "model=\"m\"} %d\n", SHARD_THREADS * SHARD_ADDS);
+	assert_non_null(strstr(text, line));
+	free(text);
+	free(all);
+	met_free_all();
+}
+
+static void *shard_once(void *p)
+{
+	struct shard_arg *a = p;
+
+	a->mine = met_cnt_of(a->s);
+	met_count(a->mine, OUT_SUCCESS);
+	a->id = met_thread_shard();
+	return NULL;
+}
+
+/* A thread's number goes back when it exits: threads started one after
+ * another (a backend's workers restarted by reloads) all take the same
+ * one, and count in the same place, rather than using the numbers up. */
+static void test_shard_numbers_reused(void **state)
+{
+	struct met_series *s = met_lookup("reuse", "m");
+	struct shard_arg a[3 * MET_SHARDS];
+	struct met_cnt sum;
+	pthread_t t;
+
+	assert_non_null(s);
+	for (int i = 0; i < 3 * MET_SHARDS; i++) {
+		a[i] = (struct shard_arg){ .s = s };
+		assert_int_equal(pthread_create(&t, NULL, shard_once, &a[i]), 0);
+		pthread_join(t, NULL);
+		assert_int_equal(a[i].id, a[0].id);
+		assert_ptr_equal(a[i].mine, a[0].mine);
+	}
+	assert_int_not_equal(a[0].id, met_thread_shard());	/* this thread holds its own */
+	met_read(s, &sum);
+	assert_int_equal(sum.outcome[OUT_SUCCESS], 3 * MET_SHARDS);
+	met_free_all();
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -244,6 +346,8 @@ int main(void)
 		cmocka_unit_test(test_lat_buckets_exact),
 		cmocka_unit_test(test_lat_le_rendered),
 		cmocka_unit_test(test_hist_count_rendered),
+		cmocka_unit_test(test_threads_summed),
+		cmocka_unit_test(test_shard_numbers_reused),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

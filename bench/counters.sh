@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# bench/counters.sh - a request's accounting (metrics series and HTTP
+# response counters) on 1 thread and on every CPU at once, same model
+# (build/bench/counters, bench/counters.c): whether loops on several cores
+# slow each other down by writing the same counters.  The figure is the
+# median per-round ratio of ns per request on N threads to 1 thread:
+# ~1.0x when each thread counts in its own cache lines (metrics.c), ~14x
+# with one set of counters for all (measured before, 2 threads).
+#
+# usage: bench/counters.sh [OUT.md]     (markdown section; default stdout)
+# env:   N=2000000 (requests per thread per round; BENCH_QUICK=1: 500000),
+#        ROUNDS=7 (quick: 3)
+set -u
+. "$(dirname "$0")/lib.sh"
+bench_init counters "13. Request accounting on several cores (bench/counters.c)"
+OUT_MD=${1:-/dev/stdout}
+if [ "${BENCH_QUICK:-0}" = 1 ]; then
+	N=${N:-500000}
+	ROUNDS=${ROUNDS:-3}
+else
+	N=${N:-2000000}
+	ROUNDS=${ROUNDS:-7}
+fi
+make -C "$BENCH_ROOT" build/bench/counters >"$T/build.log" 2>&1 ||
+	bench_fail "make build/bench/counters failed: $(tail -3 "$T/build.log")"
+THREADS=$(nproc)
+[ "$THREADS" -ge 2 ] || THREADS=2
+CMD="build/bench/counters -n $N -r $ROUNDS -t $THREADS"
+(cd "$BENCH_ROOT" && $CMD) >"$T/out.txt" 2>"$T/err.txt" ||
+	bench_fail "$CMD failed: $(tail -3 "$T/err.txt")"
+grep -q '^ROUND ' "$T/out.txt" || bench_fail "$CMD printed no rounds: $(cat "$T/out.txt")"
+
+$PY - "$T/out.txt" "$THREADS" "$CMD" "$T/table.md" "$BENCH_ROOT/bench" <<'PYEOF' ||
+import statistics
+import sys
+
+sys.path.insert(0, sys.argv[5])
+import rows
+
+path, threads, cmd, table = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+one, many = [], []
+for line in open(path):
+    f = line.split()
+    if len(f) == 4 and f[0] == "ROUND":
+        one.append(float(f[2]))
+        many.append(float(f[3]))
+ratios = [m / o for o, m in zip(one, many) if o > 0]
+rows.emit_ratios("counters", "many_over_one", ratios,
+                 "request accounting, ns per request on %d threads at once / on 1" % threads,
+                 cmd=cmd, note="same series, same calls as a loop's per answered inference")
+with open(table, "w") as t:
+    t.write("| threads | ns per request per thread (median round) | range |\n|---:|---:|---:|\n")
+    t.write("| 1 | %.1f | %.1f-%.1f |\n" % (statistics.median(one), min(one), max(one)))
+    t.write("| %d | %.1f | %.1f-%.1f |\n" % (threads, statistics.median(many), min(many),
+                                              max(many)))
+    t.write("\n%d threads / 1: **%s**\n" % (threads, rows.ratio_cell(ratios)))
+PYEOF
+	bench_fail "summarising the rounds failed"
+
+{
+	echo "## $BENCH_TITLE"
+	echo
+	bench_env_md
+	echo "- what: api_account and access_record of an answered 200 (what a loop thread counts per inference), on one (backend, model) series, $N times per thread per round; each round 1 thread, then $THREADS threads at once"
+	echo "- command:"
+	echo
+	bench_cmd_block "$CMD"
+	echo
+	cat "$T/table.md"
+	echo
+} >>"$OUT_MD"
