@@ -57,6 +57,9 @@ with open(table, "w") as t:
 PYEOF
 	bench_fail "summarising the rounds failed"
 
+# not pinned: the threads take every CPU (read by bench_env_md)
+# shellcheck disable=SC2034
+PIN_SRV='' PIN_CLI=''
 {
 	echo "## $BENCH_TITLE"
 	echo
