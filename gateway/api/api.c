@@ -425,6 +425,11 @@ static void api_infer(struct call *c, const struct model *m)
 		call_respond_error(c, st, "%s", err);
 		return;
 	}
+	/* Decoded input (JSON, msgpack): the body's bytes are spent.  Its
+	 * chain goes back to the loop's lists now, warm for the next body,
+	 * rather than held (a 2 KiB block) while the request waits. */
+	if (ki.owned)
+		evbuffer_drain(c->body, body_len);
 	/* The body set neither (a "parameters" spelled with escapes may have):
 	 * the same hints as the early pass, the same answer. */
 	if (early.known && !ki.priority && !ki.timeout_us) {
