@@ -1113,6 +1113,17 @@ static int srv_bind(struct server *s, struct srv_loop *sl, char **err)
 	return 0;
 }
 
+/* srv_start failed with rc after initializing loops [0, n) (no thread
+ * started yet): free them and what they hold (listeners bound so far, the
+ * snapshot reference), as srv_destroy does.  rc. */
+static int srv_start_undo(struct server *s, int n, int rc)
+{
+	s->n_loops = n;
+	srv_destroy(s);
+	s->n_loops = 0;
+	return rc;
+}
+
 int srv_start(struct server *s, const struct config *cfg, char **err)
 {
 	memset(s, 0, sizeof(*s));
@@ -1124,13 +1135,18 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 	 * inference: the admin listener has a loop thread of its own, last. */
 	s->n_loops = cfg->listen.threads + (s->admin_port >= 0);
 	s->loops = calloc(s->n_loops, sizeof(*s->loops));
+	if (!s->loops) {
+		s->n_loops = 0;
+		*err = yt_strdupf("cannot create event loops: out of memory");
+		return -ENOMEM;
+	}
 	for (int i = 0; i < s->n_loops; i++) {
 		struct srv_loop *sl = &s->loops[i];
 		int rc = loop_init(&sl->loop, i);
 
 		if (rc) {
 			*err = yt_strdupf("cannot create event loop: %s", strerror(-rc));
-			return rc;
+			return srv_start_undo(s, i, rc);
 		}
 		sl->srv = s;
 		h2mem_init(&sl->h2mem);
@@ -1142,7 +1158,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 		sl->loop.on_stop = srv_loop_on_stop;
 		rc = srv_bind(s, sl, err);
 		if (rc)
-			return rc;
+			return srv_start_undo(s, i + 1, rc);
 	}
 	adm_set_port(s->admin_port);	/* the API's 403 names the admin listener */
 	met_on_render(srv_metrics);	/* /metrics: the connection counters */

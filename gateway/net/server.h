@@ -129,7 +129,8 @@ struct conn {
 
 /*
  * srv_start - bind listeners and start cfg->listen.threads loop threads,
- * serving the current runtime (rt_publish before).  0 or -errno with *err.
+ * serving the current runtime (rt_publish before).  0 or -errno with *err;
+ * on failure (a port in use, say) whatever it made is freed already.
  */
 int srv_start(struct server *s, const struct config *cfg, char **err);
 /*
