@@ -1189,11 +1189,14 @@ static int no_pauses(void **state)
 
 /*
  * inline_us decides on what a batch costs, not on the pauses around it
- * (be_cpu_note_run): a first batch on the worker that sleeps 3 ms inside
- * oneDNN (wall 3 ms, CPU microseconds) still lets the next ones run inline
- * under inline_us 1000; one inline batch paused 20 ms does not send the
- * bucket back to the worker; and with inline_us 1 (less than any batch's
- * CPU time) nothing runs inline.
+ * (be_cpu_note_run): a first batch on the worker that sleeps 30 ms inside
+ * each matmul (wall 60 ms, CPU microseconds natively, a few ms under
+ * qemu's emulation, its first run translating the code) still lets the
+ * next ones run inline under inline_us 10000; one inline batch paused
+ * 2 x 200 ms does not send the bucket back to the worker (unclamped, that
+ * sample alone would lift the estimate to ~100 ms); and with inline_us 1
+ * (less than any batch's CPU time) nothing runs inline.  (With 3 ms, 20 ms
+ * and 1000 us the first emulated batch's CPU time could pass the limit.)
  */
 static void test_inline_despite_pauses(void **state)
 {
@@ -1204,7 +1207,7 @@ static void test_inline_despite_pauses(void **state)
 	for (int k = 0; k < 2; k++) {
 		struct backend_conf conf = {
 			.name = "cpu-pause", .kind = BE_CPU, .slots = 1, .threads_per_slot = 1,
-			.inline_us = k == 0 ? 1000 : 1,
+			.inline_us = k == 0 ? 10000 : 1,
 		};
 		struct backend_stats st;
 		struct backend be = { .ops = &be_cpu_ops };
@@ -1213,9 +1216,9 @@ static void test_inline_despite_pauses(void **state)
 		if (be.ops->open(&be, &conf, &err) || be.ops->load_model(&be, m, &err))
 			fail_msg("open/load: %s", err);
 		atomic_store(&exec_paused, 0);
-		atomic_store(&exec_pause_ns, 3000000);
+		atomic_store(&exec_pause_ns, 30000000);
 		assert_false(submit_three_rows(&be, m, in));	/* the bucket's first: a worker */
-		atomic_store(&exec_pause_ns, 20000000);
+		atomic_store(&exec_pause_ns, 200000000);
 		assert_true(submit_three_rows(&be, m, in) == (k == 0));
 		atomic_store(&exec_pause_ns, 0);
 		/* the pauses happened: two batches, a matmul for each of digits'
