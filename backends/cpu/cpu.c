@@ -870,9 +870,9 @@ static int be_cpu_qbias(const struct layer *l, struct be_cpu_weights *w, char **
 	return 0;
 }
 
-/* Whether bucket index b reads w's packed copy (else the model's array). */
-/* Layer l's weights at bucket b: their layout (NULL: the plain array's)
- * and data. */
+/* Layer l's weights at bucket index b: their layout (NULL: the plain
+ * array's) and data: the small-bucket copy, the packed one, or the model's
+ * array. */
 static const dnnl_memory_desc_t *be_cpu_wmd_at(const struct be_cpu_weights *w, int b)
 {
 	if (w->small && (w->small_mask >> b & 1))

@@ -358,7 +358,7 @@ struct met_cnt *met_cnt_of(struct met_series *s)
 	return k ? k : met_shard_new(s, i);
 }
 
-
+/* sum += v, on a reader's private sum (no other thread writes it). */
 static void met_add_to(_Atomic uint64_t *sum, const _Atomic uint64_t *v)
 {
 	atomic_store_explicit(sum, ld(sum) + ld(v), memory_order_relaxed);
