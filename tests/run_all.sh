@@ -9,6 +9,24 @@ PY=/usr/bin/python3
 pass=0 fail=0 skip=0
 log_dir=build/test-logs
 mkdir -p "$log_dir"
+failures=()	# one line per failure: "SUITE: what failed"
+
+# failed SUITE WHAT...: remember a failure for the list printed just above
+# the closing summary line (CI shows a log's tail: the names must be there).
+failed() {
+	local suite=$1
+	shift
+	failures+=("$suite: $*")
+}
+
+# failed_pytest SUITE LOG: remember each FAILED/ERROR line of pytest's short
+# summary in LOG (pytest runs with -rfEs).
+failed_pytest() {
+	local line
+	while IFS= read -r line; do
+		failed "$1" "$line"
+	done < <(grep -E '^(FAILED|ERROR) ' "$2" | cut -c1-200)
+}
 
 # want SUITE: true when SUITE is to run.
 want() {
@@ -29,6 +47,7 @@ want unit && for t in build/tests/test_*; do
 		f=1	# crashed or timed out before cmocka could report
 		echo "unit: $name exited $rc without a cmocka summary" >&2
 	fi
+	[ "$f" -gt 0 ] && failed unit "$name: $f failed (see $out)"
 	echo "unit: $name: $p passed, $f failed, $s skipped"
 	[ "$f" -gt 0 ] && sed 's/^/    /' "$out" | grep -E 'FAIL|ERROR|error|Assert|fail' | head -20
 	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
@@ -42,8 +61,10 @@ pytest_count() {
 	local out=$1 label=$2 summary kind n
 	summary=$(grep -E '^(=+ )?(no tests ran|[0-9]+ (passed|failed|errors?|skipped|deselected|xfailed|xpassed|warnings?))[^=]* in [0-9.]+s' \
 		"$out" | tail -1)
+	failed_pytest "$label" "$out"
 	if [ -z "$summary" ] || ! echo "$summary" | grep -qE '[0-9]+ (passed|failed|errors?)'; then
 		echo "$label: pytest printed no summary of tests run (died, timed out or ran none): see $out" >&2
+		failed "$label" "pytest printed no summary (see $out)"
 		return 1
 	fi
 	for kind in passed failed error skipped; do
@@ -60,7 +81,7 @@ pytest_count() {
 
 if want integration && ls tests/integration/test_*.py >/dev/null 2>&1; then
 	out="$log_dir/pytest.log"
-	timeout 900 $PY -m pytest -q -rs -p no:cacheprovider tests/integration 2>&1 | tee "$out"
+	timeout 900 $PY -m pytest -q -rfEs -p no:cacheprovider tests/integration 2>&1 | tee "$out"
 	pytest_count "$out" integration || fail=$((fail + 1))
 fi
 
@@ -69,13 +90,18 @@ fi
 # lacks DPDK or the host lacks root / iproute2.
 if want dpdk && ls tests/dpdk/test_*.py >/dev/null 2>&1; then
 	out="$log_dir/dpdk.log"
-	timeout 300 $PY -m pytest -q -rs -p no:cacheprovider tests/dpdk 2>&1 | tee "$out" | tail -15
+	timeout 300 $PY -m pytest -q -rfEs -p no:cacheprovider tests/dpdk 2>&1 | tee "$out" | tail -15
 	pytest_count "$out" dpdk || fail=$((fail + 1))
 fi
 
 # Layering: #include arrows point one way (tools/layering.sh).
 if want layering; then
-	if bash tools/layering.sh; then pass=$((pass + 1)); else fail=$((fail + 1)); fi
+	if bash tools/layering.sh; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		failed layering "tools/layering.sh"
+	fi
 fi
 
 # Kubernetes manifests (tests/deploy/test_k8s.sh): deploy/k8s rendered with
@@ -88,9 +114,11 @@ if want k8s; then
 	if [ -z "$line" ]; then
 		echo "k8s: no summary line (died or timed out): see $out" >&2
 		fail=$((fail + 1))
+		failed k8s "no summary line (see $out)"
 	else
 		set -- $(echo "${line#k8s: }" | grep -oE '[0-9]+')
 		pass=$((pass + $1)) fail=$((fail + $2)) skip=$((skip + $3))
+		[ "$2" -gt 0 ] && failed k8s "$2 failed (see $out)"
 	fi
 fi
 
@@ -104,6 +132,7 @@ if want gpu; then
 	if ! make -s build/tests/gpu_check >"$out" 2>&1; then
 		echo "gpu: FAILED: build/tests/gpu_check does not build (see $out)"
 		fail=$((fail + 1))
+		failed gpu "build/tests/gpu_check does not build (see $out)"
 	else
 		for args in "--self-test" "--dut cpu --model config/models/digits --max-rows 80 --iters 2"; do
 			# shellcheck disable=SC2086
@@ -113,6 +142,7 @@ if want gpu; then
 			else
 				echo "gpu: gpu_check $args: FAILED (see $out)"
 				fail=$((fail + 1))
+				failed gpu "gpu_check $args (see $out)"
 			fi
 		done
 		timeout 900 build/tests/gpu_check --csv build/test-logs/gpu_check.csv \
@@ -128,6 +158,7 @@ if want gpu; then
 			echo "gpu: gpu_check FAILED (exit $rc):"
 			grep -E '^(MISMATCH|FAILED)' "$log_dir/gpu_check.log" | head -20 | sed 's/^/    /'
 			fail=$((fail + 1))
+			failed gpu "gpu_check exited $rc (see $log_dir/gpu_check.log)"
 		fi
 	fi
 fi
@@ -135,7 +166,7 @@ fi
 # The attack suite: hostile clients (tests/attack), one pytest run.
 if want attack; then
 	out="$log_dir/attack.log"
-	timeout 900 $PY -m pytest -q -rs -p no:cacheprovider tests/attack 2>&1 | tee "$out" | tail -15
+	timeout 900 $PY -m pytest -q -rfEs -p no:cacheprovider tests/attack 2>&1 | tee "$out" | tail -15
 	pytest_count "$out" attack || fail=$((fail + 1))
 fi
 
@@ -146,7 +177,7 @@ fi
 H2_ALT_ENGINE=nghttp2
 if want h2alt; then
 	out="$log_dir/h2alt.log"
-	INFERGW_HTTP2_ENGINE=$H2_ALT_ENGINE timeout 600 $PY -m pytest -q -rs -p no:cacheprovider \
+	INFERGW_HTTP2_ENGINE=$H2_ALT_ENGINE timeout 600 $PY -m pytest -q -rfEs -p no:cacheprovider \
 		tests/attack/test_h2_attacks.py tests/attack/test_h2_messaging.py \
 		tests/attack/test_h2_stream_ids.py tests/attack/test_h2_indexed_fields.py \
 		tests/attack/test_h2_conformance.py \
@@ -190,7 +221,7 @@ san_run() {
 	[ -x "$dir/infergw-agent" ] && opts+=("INFERGW_AGENT_BIN=$PWD/$dir/infergw-agent")
 	env "${opts[@]}" INFERGW_BIN="$PWD/$dir/infergw" INFERGW_SANITIZER="${name%%-*}" \
 		INFERGW_STOP_GRACE_S=60 \
-		timeout -k 30 "$secs" $PY -m pytest -q -rs -p no:cacheprovider \
+		timeout -k 30 "$secs" $PY -m pytest -q -rfEs -p no:cacheprovider \
 		--basetemp="$run/tmp" "$@" >"$out" 2>&1 &
 	pid=$!
 	wait "$pid"
@@ -221,6 +252,7 @@ san_run() {
 	else
 		echo "$name: FAILED: ${why#; }" >&2
 		fail=$((fail + 1))
+		failed "$name" "${why#; }"
 	fi
 }
 
@@ -260,6 +292,7 @@ elif [ -x build-tsan/infergw ]; then
 		if [ ! -x "build-tsan/tests/$t" ]; then
 			echo "tsan: $t FAILED (build-tsan/tests/$t missing: make tsan)"
 			fail=$((fail + 1))
+			failed tsan "$t: build-tsan/tests/$t missing"
 		elif TSAN_OPTIONS="halt_on_error=1:suppressions=$PWD/tests/tsan.supp" \
 		   timeout 300 "build-tsan/tests/$t" >"build-tsan/$t.log" 2>&1; then
 			echo "tsan: $t clean"
@@ -267,6 +300,7 @@ elif [ -x build-tsan/infergw ]; then
 		else
 			echo "tsan: $t FAILED (build-tsan/$t.log)"
 			fail=$((fail + 1))
+			failed tsan "$t (see build-tsan/$t.log)"
 		fi
 	done
 	TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
@@ -288,11 +322,13 @@ if want fuzz; then
 	cat "$out"
 	n=$(grep -cE '^fuzz: [a-z0-9_]+: passed$' "$out"); pass=$((pass + n))
 	f=$(grep -cE '^fuzz: [a-z0-9_]+: FAILED' "$out"); fail=$((fail + f))
+	while IFS= read -r line; do failed fuzz "${line#fuzz: }"; done < <(grep -E '^fuzz: [a-z0-9_]+: FAILED' "$out")
 	if grep -q '^fuzz: skipped:' "$out"; then
 		skip=$((skip + 1))
 	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "fuzz: tests/fuzz/run.sh exited $rc without a FAILED line" >&2
 		fail=$((fail + 1))
+		failed fuzz "tests/fuzz/run.sh exited $rc (see $out)"
 	fi
 fi
 
@@ -306,11 +342,13 @@ if want arm64; then
 	cat "$out"
 	n=$(grep -cE '^arm64: [A-Za-z0-9_.-]+: passed$' "$out"); pass=$((pass + n))
 	f=$(grep -cE '^arm64: [A-Za-z0-9_.-]+: FAILED' "$out"); fail=$((fail + f))
+	while IFS= read -r line; do failed arm64 "${line#arm64: }"; done < <(grep -E '^arm64: [A-Za-z0-9_.-]+: FAILED' "$out")
 	if grep -q '^arm64: skipped:' "$out"; then
 		skip=$((skip + 1))
 	elif [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
 		echo "arm64: tools/arm64.sh exited $rc without a FAILED line" >&2
 		fail=$((fail + 1))
+		failed arm64 "tools/arm64.sh exited $rc (see $out)"
 	fi
 fi
 
@@ -321,11 +359,17 @@ fi
 # with its reason only where podman cannot be installed or run.
 if want deploy && ls tests/deploy/test_*.py >/dev/null 2>&1; then
 	out="$log_dir/deploy.log"
-	timeout -k 30 1800 $PY -m pytest -q -s -rs -p no:cacheprovider tests/deploy >"$out" 2>&1
+	timeout -k 30 1800 $PY -m pytest -q -s -rfEs -p no:cacheprovider tests/deploy >"$out" 2>&1
 	grep -oE 'deploy: .*' "$out" | awk '!seen[$0]++'	# phases, timings, mirror, a skip's reason
 	grep -vE 'deploy: ' "$out" | tail -3
 	pytest_count "$out" deploy || fail=$((fail + 1))
 fi
 
+# What failed, last but one: a log's tail names it.  At most 20 lines.
+if [ "${#failures[@]}" -gt 0 ]; then
+	echo "failures (${#failures[@]}; logs in $log_dir):"
+	printf '  %s\n' "${failures[@]:0:20}"
+	[ "${#failures[@]}" -gt 20 ] && echo "  ... and $((${#failures[@]} - 20)) more"
+fi
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
