@@ -253,6 +253,18 @@ const struct met_bsize *met_bsizes(const struct met_series *s)
 	return atomic_load_explicit(&((struct met_series *)s)->bsize, memory_order_acquire);
 }
 
+/* met_later - *t becomes now unless it holds a later time already: threads
+ * sharing a shard (past MET_SHARDS live ones) answer in any order, and a
+ * plain store let an earlier answer's time overwrite a later one's. */
+static void met_later(_Atomic uint64_t *t, uint64_t now)
+{
+	uint64_t old = atomic_load_explicit(t, memory_order_relaxed);
+
+	while (old < now && !atomic_compare_exchange_weak_explicit(t, &old, now, memory_order_relaxed,
+								    memory_order_relaxed))
+		;
+}
+
 /* The answer's time stays on the monotonic clock the caller read anyway
  * (stats.c makes it wall-clock ms when asked): no second clock read per
  * request (CLOCK_REALTIME here was ~1% of a digits request's loop time). */
@@ -262,7 +274,7 @@ void met_finish(struct met_cnt *k, bool ok, int rows, uint64_t ns, uint64_t now)
 		atomic_fetch_add_explicit(&k->rows_ok, (uint64_t)rows, memory_order_relaxed);
 	else
 		atomic_fetch_add_explicit(&k->fail_ns, ns, memory_order_relaxed);
-	atomic_store_explicit(&k->last_ns, now, memory_order_relaxed);
+	met_later(&k->last_ns, now);
 }
 
 void met_count(struct met_cnt *k, enum outcome o)
