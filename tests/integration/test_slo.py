@@ -195,8 +195,13 @@ def test_expired_in_queue_never_executed(slow_dir, start_gw, drop_hopeless):
                                 routing={"priority_levels": 3, "sheddable_levels": 1,
                                          "drop_hopeless": str(drop_hopeless).lower()}))
     (_, _, t8), = g.calibration().values()
-    timeout_us = int(max(60000, 12 * t8))
-    n_a, n_b = 2, 4
+    timeout_us = int(max(300000, 12 * t8))
+    # A keeps the backend busy for a third of B's objective (B is still
+    # admitted: its predicted wait fits) while the gateway reads B and every
+    # C off the connection.  With 2 A batches (~10 ms on an idle machine) a
+    # loop thread descheduled that long let B run before the Cs were queued
+    # (seen under a loaded make test).
+    n_a, n_b = max(2, int(timeout_us / 3 / t8)), 4
     n_c = min(200, int(4 * timeout_us / t8))
     print(f"B objective {timeout_us} us; {n_c} C requests of 8 rows")
     before = g.metrics()
