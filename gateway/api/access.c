@@ -15,19 +15,20 @@
 static _Atomic bool access_on;
 /* Responses by status code (100..599) and protocol, and their body bytes,
  * counted by each thread in its own shard (met_thread_shard: no cache line
- * written by two loops), summed by access_metrics.  Untouched shards'
- * pages are never faulted in. */
+ * written by two loops; one writer, so a plain add, but for the last,
+ * shared shard), summed by access_metrics.  Untouched shards' pages are
+ * never faulted in. */
 struct access_shard {
 	_Atomic uint64_t by_status[2][600];
 	_Atomic uint64_t bytes_out;
 } __attribute__((aligned(64)));
-static struct access_shard access_shards[MET_SHARDS];
+static struct access_shard access_shards[MET_SHARDS + 1];
 
 static uint64_t access_sum(size_t off)
 {
 	uint64_t n = 0;
 
-	for (int i = 0; i < MET_SHARDS; i++)
+	for (int i = 0; i <= MET_SHARDS; i++)
 		n += atomic_load_explicit((_Atomic uint64_t *)((char *)&access_shards[i] + off),
 					  memory_order_relaxed);
 	return n;
@@ -41,12 +42,12 @@ void access_enable(bool on)
 void access_record(const struct call *c)
 {
 	size_t bytes = c->resp ? evbuffer_get_length(c->resp) : 0;
-	int h2 = c->stream_id != 0;
-	struct access_shard *a = &access_shards[met_thread_shard()];
+	int h2 = c->stream_id != 0, i = met_thread_shard();
+	struct access_shard *a = &access_shards[i];
 
 	if (c->status >= 100 && c->status < 600)
-		atomic_fetch_add_explicit(&a->by_status[h2][c->status], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&a->bytes_out, bytes, memory_order_relaxed);
+		met_inc(&a->by_status[h2][c->status], 1, i < MET_SHARDS);
+	met_inc(&a->bytes_out, bytes, i < MET_SHARDS);
 	if (!atomic_load_explicit(&access_on, memory_order_relaxed))
 		return;
 	log_msg(LOG_INFO, "access method=%s path=\"%s\" proto=%s status=%d bytes=%zu us=%llu%s",

@@ -97,8 +97,7 @@ void api_account(const struct infer_req *r, int status, uint64_t now)
 	met_observe_ns(&k->exec, r->exec_end_ns - r->exec_start_ns);
 	met_observe_ns(&k->e2e, now - r->arrival_ns);
 	if (r->deadline_ns)
-		atomic_fetch_add_explicit(now <= r->deadline_ns ? &k->slo_met : &k->slo_missed, 1,
-					  memory_order_relaxed);
+		met_slo(k, now <= r->deadline_ns);
 }
 
 /* Count a request for m refused before it reached a backend (400, 503). */

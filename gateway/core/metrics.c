@@ -91,7 +91,7 @@ static void met_series_free(struct met_series *s)
 {
 	if (!s)
 		return;
-	for (int i = 1; i < MET_SHARDS; i++)
+	for (int i = 0; i < MET_SHARDS; i++)
 		free(atomic_load(&s->shard[i]));
 	free(atomic_load(&s->bsize));
 	free((char *)s->backend);
@@ -192,8 +192,8 @@ void met_reload(bool ok)
 
 static void met_add(struct met_hist *h, int b, uint64_t v)
 {
-	atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
-	atomic_fetch_add_explicit(&h->sum, v, memory_order_relaxed);
+	met_inc(&h->bucket[b], 1, h->own);
+	met_inc(&h->sum, v, h->own);
 }
 
 uint64_t met_hist_count(const struct met_hist *h)
@@ -256,10 +256,15 @@ const struct met_bsize *met_bsizes(const struct met_series *s)
 /* met_later - *t becomes now unless it holds a later time already: threads
  * sharing a shard (past MET_SHARDS live ones) answer in any order, and a
  * plain store let an earlier answer's time overwrite a later one's. */
-static void met_later(_Atomic uint64_t *t, uint64_t now)
+static void met_later(_Atomic uint64_t *t, uint64_t now, bool own)
 {
 	uint64_t old = atomic_load_explicit(t, memory_order_relaxed);
 
+	if (own) {
+		if (old < now)
+			atomic_store_explicit(t, now, memory_order_relaxed);
+		return;
+	}
 	while (old < now && !atomic_compare_exchange_weak_explicit(t, &old, now, memory_order_relaxed,
 								    memory_order_relaxed))
 		;
@@ -271,15 +276,20 @@ static void met_later(_Atomic uint64_t *t, uint64_t now)
 void met_finish(struct met_cnt *k, bool ok, int rows, uint64_t ns, uint64_t now)
 {
 	if (ok)
-		atomic_fetch_add_explicit(&k->rows_ok, (uint64_t)rows, memory_order_relaxed);
+		met_inc(&k->rows_ok, (uint64_t)rows, k->own);
 	else
-		atomic_fetch_add_explicit(&k->fail_ns, ns, memory_order_relaxed);
-	met_later(&k->last_ns, now);
+		met_inc(&k->fail_ns, ns, k->own);
+	met_later(&k->last_ns, now, k->own);
 }
 
 void met_count(struct met_cnt *k, enum outcome o)
 {
-	atomic_fetch_add_explicit(&k->outcome[o], 1, memory_order_relaxed);
+	met_inc(&k->outcome[o], 1, k->own);
+}
+
+void met_slo(struct met_cnt *k, bool met)
+{
+	met_inc(met ? &k->slo_met : &k->slo_missed, 1, k->own);
 }
 
 /* ------------------------------------------------ per-thread counts -- */
@@ -288,9 +298,10 @@ void met_count(struct met_cnt *k, enum outcome o)
  * number i.  A thread takes the lowest free number at its first count and
  * gives it back when it exits (met_key's destructor), so backends'
  * threads restarted by reloads do not use the numbers up; past
- * MET_SHARDS live threads, numbers are shared, round robin. */
+ * MET_SHARDS live threads, MET_SHARDS, shared.  The number's next holder
+ * takes it by a compare-and-swap on met_free_ids after the last one's
+ * release there: its plain adds follow the previous holder's. */
 static _Atomic uint64_t met_free_ids = UINT64_MAX;
-static _Atomic unsigned met_overflow;
 static _Thread_local int met_shard_id = -1;
 static pthread_key_t met_key;
 static pthread_once_t met_key_once = PTHREAD_ONCE_INIT;
@@ -302,6 +313,7 @@ static void met_id_release(void *v)
 {
 	int id = (int)(intptr_t)v - 1;
 
+	met_shard_id = MET_SHARDS;	/* a later destructor's counts: shared */
 	atomic_fetch_or(&met_free_ids, 1ull << id);
 }
 
@@ -336,26 +348,22 @@ int met_thread_shard(void)
 		met_id_release((void *)(intptr_t)(id + 1));	/* cannot give it back at exit */
 		id = -1;
 	}
-	if (id < 0)
-		id = (int)(atomic_fetch_add(&met_overflow, 1) % MET_SHARDS);
-	met_shard_id = id;
-	return id;
+	met_shard_id = id < 0 ? MET_SHARDS : id;
+	return met_shard_id;
 }
 
-/* Shard i's counts of s, allocated at its first use (a thread that loses
- * the race to install them frees its own); the series' first without
- * memory. */
+/* Shard i's counts of s, allocated at its holder's first count (one
+ * writer: own); the series' first (shared) without memory.  Only shard
+ * i's holder installs it, and a later holder finds it. */
 static struct met_cnt *met_shard_new(struct met_series *s, int i)
 {
-	struct met_cnt *k = aligned_alloc(_Alignof(struct met_cnt), sizeof(*k)), *expect = NULL;
+	struct met_cnt *k = aligned_alloc(_Alignof(struct met_cnt), sizeof(*k));
 
 	if (!k)
 		return &s->first;
 	memset(k, 0, sizeof(*k));
-	if (!atomic_compare_exchange_strong(&s->shard[i], &expect, k)) {
-		free(k);
-		return expect;
-	}
+	k->own = k->queue.own = k->exec.own = k->e2e.own = k->reject.own = k->batch.own = true;
+	atomic_store_explicit(&s->shard[i], k, memory_order_release);
 	return k;
 }
 
@@ -364,7 +372,7 @@ struct met_cnt *met_cnt_of(struct met_series *s)
 	int i = met_thread_shard();
 	struct met_cnt *k;
 
-	if (i == 0)
+	if (i == MET_SHARDS)
 		return &s->first;
 	k = atomic_load_explicit(&s->shard[i], memory_order_acquire);
 	return k ? k : met_shard_new(s, i);
@@ -405,7 +413,7 @@ void met_read(const struct met_series *s, struct met_cnt *sum)
 {
 	memset(sum, 0, sizeof(*sum));
 	met_cnt_add_to(sum, &s->first);
-	for (int i = 1; i < MET_SHARDS; i++) {
+	for (int i = 0; i < MET_SHARDS; i++) {
 		const struct met_cnt *k = atomic_load_explicit(
 			&((struct met_series *)s)->shard[i], memory_order_acquire);
 

@@ -18,11 +18,12 @@ enum outcome { OUT_SUCCESS, OUT_REJECTED, OUT_EXPIRED, OUT_CANCELLED, OUT_ERROR,
 #define MET_LAT_BUCKETS 18	/* 25 µs .. 10 s, then +Inf */
 #define MET_BATCH_BUCKETS 12	/* 1 .. 2048 rows, then +Inf */
 
-/* The count is the buckets' sum (met_hist_count): two atomic adds a
- * sample, and a scrape's +Inf bucket never falls below a finite one. */
+/* The count is the buckets' sum (met_hist_count): two adds a sample, and
+ * a scrape's +Inf bucket never falls below a finite one. */
 struct met_hist {
 	_Atomic uint64_t bucket[MET_LAT_BUCKETS + 1];	/* non-cumulative; last = +Inf */
 	_Atomic uint64_t sum;				/* ns, or rows */
+	bool own;	/* one writer (met_cnt.own): plain adds; else atomic ones */
 };
 
 #define MET_BSIZE_MAX 4096	/* batch sizes counted one by one (the model limit) */
@@ -40,6 +41,12 @@ struct met_bsize {
  * a request's dozen atomic adds a cache-line transfer between cores (~60 ns
  * each against ~12 ns on a line of one's own, two threads on this 2-core
  * machine).  Readers sum them (met_read).
+ *
+ * A thread's own counts (own: only the thread holding that shard number
+ * writes them) are added with a relaxed load and store, no locked
+ * instruction; the shared ones (the series' first: threads past
+ * MET_SHARDS live ones, or without memory) with atomic adds.  Either way
+ * every access is atomic, so a reader never sees a torn word.
  */
 struct met_cnt {
 	_Atomic uint64_t outcome[OUT_N];
@@ -51,10 +58,11 @@ struct met_cnt {
 	_Atomic uint64_t rows_ok;		/* rows of requests answered 200 */
 	_Atomic uint64_t fail_ns;		/* arrival to answer, summed, of the others */
 	_Atomic uint64_t last_ns;		/* last answer, now_ns's clock; 0: none (met_read: the latest) */
+	bool own;				/* one writer: plain adds (the hists' own too) */
 } __attribute__((aligned(64)));
 
-/* Live threads with a met_cnt of their own per series; more share them
- * (the adds stay atomic: correct, only slower). */
+/* Live threads with a met_cnt of their own per series; more share one
+ * (met_thread_shard's MET_SHARDS: atomic adds, correct, only slower). */
 #define MET_SHARDS 64
 
 struct met_series {
@@ -62,12 +70,27 @@ struct met_series {
 	const char *model;
 	const char *variant;		/* "fp32", "int8" for a model with variants; else NULL */
 	const char *lbl;		/* backend="..",model=".."[,variant=".."], escaped */
-	struct met_cnt first;		/* shard 0's, and any thread's when out of memory */
-	/* [i]: threads of shard i, allocated at their first count; [0] unused */
+	struct met_cnt first;		/* shared: past MET_SHARDS threads, or out of memory */
+	/* [i]: the thread holding shard number i, allocated at its first count */
 	_Atomic(struct met_cnt *) shard[MET_SHARDS];
 	/* [rows - 1] for 1..MET_BSIZE_MAX; allocated at the first batch */
 	_Atomic(struct met_bsize *) bsize;
 };
+
+/*
+ * met_inc - *c += v: a relaxed load and store where the calling thread is
+ * the counter's only writer (own: a shard of its own), an atomic add where
+ * threads share it.  A reader's relaxed load sees either value, never a
+ * torn one.
+ */
+static inline void met_inc(_Atomic uint64_t *c, uint64_t v, bool own)
+{
+	if (own)
+		atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + v,
+				      memory_order_relaxed);
+	else
+		atomic_fetch_add_explicit(c, v, memory_order_relaxed);
+}
 
 /*
  * met_cnt_of - the calling thread's counts of s, to add to (met_count,
@@ -82,10 +105,11 @@ struct met_cnt *met_cnt_of(struct met_series *s);
  */
 void met_read(const struct met_series *s, struct met_cnt *sum);
 /*
- * met_thread_shard - the calling thread's shard, 0..MET_SHARDS-1, for
- * other modules' per-thread counters (access.c): the lowest number no
+ * met_thread_shard - the calling thread's shard, for other modules'
+ * per-thread counters (access.c): 0..MET_SHARDS-1, the lowest number no
  * live thread holds, taken at the thread's first call and given back when
- * it exits; past MET_SHARDS live threads, shared.
+ * it exits (only its holder writes that shard: plain adds are safe); past
+ * MET_SHARDS live threads, MET_SHARDS, shared by all of those (atomic adds).
  */
 int met_thread_shard(void);
 
@@ -138,6 +162,8 @@ void met_batch(struct met_series *s, int rows, uint64_t exec_ns);
  * time, last inference.  Counting the outcome itself stays met_count's.
  */
 void met_finish(struct met_cnt *k, bool ok, int rows, uint64_t ns, uint64_t now);
+/* met_slo - one more answer with an objective, met or not (k: met_cnt_of's). */
+void met_slo(struct met_cnt *k, bool met);
 /* met_bsizes - s's per-size batch counters ([rows - 1]), or NULL before any batch. */
 const struct met_bsize *met_bsizes(const struct met_series *s);
 /* met_count - one more request with outcome o (k: met_cnt_of's). */

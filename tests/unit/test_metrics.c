@@ -238,15 +238,17 @@ static void test_hist_count_rendered(void **state)
 	met_free_all();
 }
 
-/* Counts from more threads than MET_SHARDS at once (so some share a
- * shard), each adding to its own: met_read and the exposition sum them
- * exactly, and the latest answer's time wins. */
+/* Counts from more threads than MET_SHARDS at once (all live together: the
+ * last 6 share the series' first), each adding to its own: met_read and the
+ * exposition sum them exactly, and the latest answer's time wins. */
 #define SHARD_THREADS (MET_SHARDS + 6)
 #define SHARD_ADDS 2000
 struct shard_arg {
 	struct met_series *s;
 	int id;
 	struct met_cnt *mine;
+	int shard;			/* met_thread_shard's */
+	pthread_barrier_t *all;		/* every thread has its shard before any counts */
 };
 
 static void *shard_thread(void *p)
@@ -255,6 +257,9 @@ static void *shard_thread(void *p)
 	struct met_cnt *k = met_cnt_of(a->s);
 
 	a->mine = k;
+	a->shard = met_thread_shard();
+	if (a->all)
+		pthread_barrier_wait(a->all);
 	for (int i = 0; i < SHARD_ADDS; i++) {
 		met_count(k, i % 2 ? OUT_SUCCESS : OUT_REJECTED);
 		met_observe_ns(&k->e2e, 1000);
@@ -269,18 +274,34 @@ static void test_threads_summed(void **state)
 	struct met_series *s = met_lookup("shards", "m");
 	struct shard_arg args[SHARD_THREADS];
 	pthread_t t[SHARD_THREADS];
-	struct met_series **all;
+	pthread_barrier_t all;
+	struct met_series **all_series;
 	struct met_cnt sum;
 	char line[256], *text;
-	int n;
+	int n, shared = 0;
 
 	assert_non_null(s);
+	met_thread_shard();	/* this thread holds a number too: one less free */
+	assert_int_equal(pthread_barrier_init(&all, NULL, SHARD_THREADS), 0);
 	for (int i = 0; i < SHARD_THREADS; i++) {
-		args[i] = (struct shard_arg){ .s = s, .id = i };
+		args[i] = (struct shard_arg){ .s = s, .id = i, .all = &all };
 		assert_int_equal(pthread_create(&t[i], NULL, shard_thread, &args[i]), 0);
 	}
 	for (int i = 0; i < SHARD_THREADS; i++)
 		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&all);
+	/* a numbered thread writes its own counts alone (plain adds); the
+	 * threads past the numbers share the series' first (atomic adds) */
+	for (int i = 0; i < SHARD_THREADS; i++) {
+		bool over = args[i].shard == MET_SHARDS;
+
+		shared += over;
+		assert_true(over == (args[i].mine == &s->first));
+		assert_true(args[i].mine->own == !over && args[i].mine->e2e.own == !over);
+		for (int j = 0; j < i; j++)
+			assert_true(over || args[j].shard != args[i].shard);
+	}
+	assert_int_equal(shared, SHARD_THREADS - MET_SHARDS + 1);
 	met_read(s, &sum);
 	assert_int_equal(sum.outcome[OUT_SUCCESS], SHARD_THREADS * SHARD_ADDS / 2);
 	assert_int_equal(sum.outcome[OUT_REJECTED], SHARD_THREADS * SHARD_ADDS / 2);
@@ -290,8 +311,8 @@ static void test_threads_summed(void **state)
 	assert_int_equal(sum.last_ns, 1000 + SHARD_THREADS - 1);
 	assert_int_equal(met_hist_count(&sum.batch), SHARD_THREADS);
 	assert_int_equal(met_bsizes(s)[2].count, SHARD_THREADS);
-	all = met_all(&n);
-	text = render(all, n);
+	all_series = met_all(&n);
+	text = render(all_series, n);
 	snprintf(line, sizeof(line), "infergw_requests_total{backend=\"shards\",model=\"m\","
 		 "outcome=\"success\"} %d\n", SHARD_THREADS * SHARD_ADDS / 2);
 	assert_non_null(strstr(text, line));
@@ -299,7 +320,7 @@ static void test_threads_summed(void **state)
 		 "model=\"m\"} %d\n", SHARD_THREADS * SHARD_ADDS);
 	assert_non_null(strstr(text, line));
 	free(text);
-	free(all);
+	free(all_series);
 	met_free_all();
 }
 
