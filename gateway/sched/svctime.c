@@ -37,11 +37,18 @@ void svc_set_warm(struct svc_model *s, double a_ns, double b_ns)
 void svc_observe(struct svc_model *s, int rows, uint64_t exec_ns)
 {
 	int b = svc_bucket(rows);
+	double x = (double)exec_ns, cap = SVC_SPIKE * s->ewma[b];
 
-	if (s->seen[b] == 0)
-		s->ewma[b] = (double)exec_ns;
-	else
-		s->ewma[b] += s->alpha * ((double)exec_ns - s->ewma[b]);
+	if (s->seen[b] == 0 || (x > cap && ++s->over[b] >= SVC_SPIKE_RUN)) {
+		s->ewma[b] = x;		/* first sample, or a change that lasts */
+		s->over[b] = 0;
+	} else {
+		if (x > cap)
+			x = cap;	/* a spike, so far */
+		else
+			s->over[b] = 0;
+		s->ewma[b] += s->alpha * (x - s->ewma[b]);
+	}
 	if (s->seen[b] < UINT32_MAX)
 		s->seen[b]++;
 	s->seen_mask |= 1u << b;
@@ -53,6 +60,7 @@ void svc_forget(struct svc_model *s, int rows)
 	int b = svc_bucket(rows);
 
 	s->seen[b] = 0;
+	s->over[b] = 0;
 	s->ewma[b] = 0;
 	s->seen_mask &= ~(1u << b);
 	s->pred_ok = 0;

@@ -4,7 +4,12 @@
  *
  * Backends pad batches to power-of-two buckets (the CPU backend has one
  * primitive per bucket), so time is learned per bucket as an exponentially
- * weighted moving average.  A bucket never seen is interpolated between the
+ * weighted moving average.  One batch far slower than its bucket's estimate
+ * (a CPU quota's pause, a preemption, a network hiccup) counts as at most
+ * SVC_SPIKE times the estimate, so a single pause does not inflate every
+ * prediction for the next dozens of batches (and turn requests away);
+ * SVC_SPIKE_RUN such batches in a row are a real change, and the last one
+ * replaces the estimate.  A bucket never seen is interpolated between the
  * nearest seen buckets on either side; beyond the seen range it follows the
  * warm start's shape (config or calibration) scaled to the nearest seen
  * bucket; with nothing seen it is the warm start.
@@ -26,6 +31,8 @@
 #include <stdint.h>
 
 #define SVC_BUCKETS 16		/* 1, 2, 4, ... 32768 rows */
+#define SVC_SPIKE 4.0		/* a sample counts at most this x its bucket's estimate... */
+#define SVC_SPIKE_RUN 3		/* ...unless it is the 3rd in a row above that: it replaces it */
 #define SVC_LEVELS 16		/* priority levels with their own wait calibration */
 
 struct svc_wait {
@@ -37,6 +44,7 @@ struct svc_model {
 	double alpha;			/* EWMA weight of a new sample */
 	double ewma[SVC_BUCKETS];
 	uint32_t seen[SVC_BUCKETS];
+	uint8_t over[SVC_BUCKETS];	/* samples in a row above SVC_SPIKE x the estimate */
 	uint32_t seen_mask;		/* bit b: seen[b] != 0 (svc_predict's search) */
 	/* svc_predict's answers, per bucket: bit b of pred_ok says pred[b] is
 	 * current.  A prediction depends on the bucket alone and is asked for

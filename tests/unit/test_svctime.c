@@ -214,6 +214,49 @@ static void test_forget_and_prior(void **state)
 	assert_int_equal(svc_prior(&s, 8), 1);
 }
 
+/* A batch far slower than its bucket's estimate counts as SVC_SPIKE x the
+ * estimate; SVC_SPIKE_RUN of them in a row are a change, learned at once;
+ * slower-but-not-spike samples and faster ones average in as before. */
+static void test_spike_and_change(void **state)
+{
+	struct svc_model s;
+
+	svc_init(&s, 1000, 100, 0.2);
+	svc_observe(&s, 1, 1000);
+	svc_observe(&s, 1, 100000000);		/* a 100 ms pause: 1000 + 0.2 * 3000 */
+	assert_int_equal(svc_predict(&s, 1), 1600);
+	svc_observe(&s, 1, 1000);		/* normal again: the run is broken */
+	assert_int_equal(svc_predict(&s, 1), 1480);
+	svc_observe(&s, 1, 100000000);		/* a spike again, clamped again */
+	assert_int_equal(svc_predict(&s, 1), 1480 + (uint64_t)(0.2 * 3 * 1480));
+	svc_observe(&s, 1, 1000);
+	/* below SVC_SPIKE x: plain averaging, and no run */
+	svc_init(&s, 1000, 100, 0.5);
+	svc_observe(&s, 2, 1000);
+	svc_observe(&s, 2, 3000);
+	assert_int_equal(svc_predict(&s, 2), 2000);
+	/* a lasting change: the third slow batch in a row replaces the estimate */
+	svc_init(&s, 1000, 100, 0.2);
+	svc_observe(&s, 1, 1000);
+	svc_observe(&s, 1, 50000);
+	assert_int_equal(svc_predict(&s, 1), 1600);
+	svc_observe(&s, 1, 50000);		/* 1600 + 0.2 * (6400 - 1600) */
+	assert_int_equal(svc_predict(&s, 1), 2560);
+	svc_observe(&s, 1, 50000);
+	assert_int_equal(svc_predict(&s, 1), 50000);
+	svc_observe(&s, 1, 50000);
+	assert_int_equal(svc_predict(&s, 1), 50000);
+	/* faster is never clamped */
+	svc_observe(&s, 1, 1000);
+	assert_int_equal(svc_predict(&s, 1), 50000 - (uint64_t)(0.2 * 49000));
+	/* forgetting ends a run: the next sample replaces, the one after averages */
+	svc_observe(&s, 1, 10000000);
+	svc_forget(&s, 1);
+	svc_observe(&s, 1, 1000);
+	svc_observe(&s, 1, 10000000);
+	assert_int_equal(svc_predict(&s, 1), 1600);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -225,6 +268,7 @@ int main(void)
 		cmocka_unit_test(test_predict_cache),
 		cmocka_unit_test(test_wait_calibration),
 		cmocka_unit_test(test_forget_and_prior),
+		cmocka_unit_test(test_spike_and_change),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
