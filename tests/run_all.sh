@@ -47,7 +47,9 @@ want unit && for t in build/tests/test_*; do
 		f=1	# crashed or timed out before cmocka could report
 		echo "unit: $name exited $rc without a cmocka summary" >&2
 	fi
-	[ "$f" -gt 0 ] && failed unit "$name: $f failed (see $out)"
+	# cmocka lists each failed test as "[  FAILED  ] name" after its summary
+	[ "$f" -gt 0 ] && failed unit "$name: $(grep -oP '^\[  FAILED  \] \K[a-z_0-9]+$' "$out" |
+		sort -u | tr '\n' ' ')(see $out)"
 	echo "unit: $name: $p passed, $f failed, $s skipped"
 	[ "$f" -gt 0 ] && sed 's/^/    /' "$out" | grep -E 'FAIL|ERROR|error|Assert|fail' | head -20
 	pass=$((pass + p)) fail=$((fail + f)) skip=$((skip + s))
