@@ -1077,27 +1077,40 @@ static void test_concurrent_slots(void **state)
 	model_free(m);
 }
 
-/* Submit one 3-row digits batch (rows at in) to be, wait for it, check its
- * answer; whether it ran inline (done inside submit, on this thread). */
-static bool submit_three_rows(struct backend *be, struct model *m, const float *in)
+/* Submit slices sl[0..n) as one batch on slot 0 and wait for it; whether
+ * it ran inline (done inside submit, on this thread). */
+static bool submit_slices_here(struct backend *be, struct model *m, struct infer_slice *sl,
+			       int n)
 {
-	struct infer_req r;
-	struct infer_slice sl = { .r = &r, .rows = 3, .status = -1 };
 	struct done_rec d = { 0 };
 	struct batch b = {
-		.model = m, .be = be, .slot = 0, .n_slices = 1, .slices = &sl,
-		.rows = 3, .done = on_done, .owner = &d,
+		.model = m, .be = be, .slot = 0, .n_slices = n, .slices = sl,
+		.done = on_done, .owner = &d,
 	};
 	bool in_submit, here;
 
-	req_init(&r, m, 3, in);
-	views(&sl, 1);
+	for (int i = 0; i < n; i++)
+		b.rows += sl[i].rows;
+	views(sl, n);
 	assert_int_equal(be->ops->submit(be, &b), 0);
 	in_submit = atomic_load(&d.calls) == 1;
 	wait_done(&d, 1);
 	assert_int_equal(d.calls, 1);
 	here = pthread_equal(atomic_load(&d.thread), pthread_self());
 	assert_true(!here || in_submit);	/* on this thread only inside submit */
+	return here;
+}
+
+/* Submit one 3-row digits batch (rows at in) to be, wait for it, check its
+ * answer; whether it ran inline. */
+static bool submit_three_rows(struct backend *be, struct model *m, const float *in)
+{
+	struct infer_req r;
+	struct infer_slice sl = { .r = &r, .rows = 3, .status = -1 };
+	bool here;
+
+	req_init(&r, m, 3, in);
+	here = submit_slices_here(be, m, &sl, 1);
 	assert_int_equal(sl.status, 0);
 	check_req(m, &r);
 	free(r.output);
@@ -1138,6 +1151,64 @@ static void test_inline_small_batches(void **state)
 		assert_int_equal(st.inline_batches, expect_inline ? 3 : 0);
 		be.ops->close(&be);
 	}
+	free(in);
+	model_free(m);
+}
+
+/*
+ * A batch run inline never seeds an estimate (be_cpu_note_run): one whose
+ * requests were cancelled before it ran has fewer rows than it was decided
+ * on, and lands in a bucket that may never have run.  Here a 3-row batch
+ * (bucket 4, run and measured before: inline) with two of its three 1-row
+ * requests cancelled runs 1 row inline - right answer, the cancelled ones
+ * untouched; the next 1-row batch still goes to the worker, since only a
+ * worker's run measures bucket 1 first.  (Two lines keep it so: the "not
+ * seeded here" return, and the clamp to twice an estimate of 0; a mutant
+ * without both fails this test.)
+ */
+static void test_inline_does_not_seed(void **state)
+{
+	struct backend_conf conf = {
+		.name = "cpu-seed", .kind = BE_CPU, .slots = 1, .threads_per_slot = 1,
+		.inline_us = 1000000,	/* even qemu's first, translating run fits */
+	};
+	struct model *m = load(DIGITS);
+	float *in = rand_floats(3 * 64, 8.0f);
+	struct backend be = { .ops = &be_cpu_ops };
+	struct infer_req r[3];
+	struct infer_slice sl[3];
+	struct backend_stats st;
+	char *err = NULL;
+
+	(void)state;
+	if (be.ops->open(&be, &conf, &err) || be.ops->load_model(&be, m, &err))
+		fail_msg("open/load: %s", err);
+	assert_false(submit_three_rows(&be, m, in));	/* the bucket's first: a worker */
+	assert_true(submit_three_rows(&be, m, in));	/* measured: inline */
+	for (int i = 0; i < 3; i++) {
+		req_init(&r[i], m, 1, in + i * 64);
+		sl[i] = (struct infer_slice){ .r = &r[i], .rows = 1, .status = -1 };
+	}
+	atomic_store(&r[1].state, REQ_CANCELLED);
+	atomic_store(&r[2].state, REQ_CANCELLED);
+	assert_true(submit_slices_here(&be, m, sl, 3));	/* decided on 3 rows: inline */
+	assert_int_equal(sl[0].status, 0);
+	check_req(m, &r[0]);
+	for (int i = 1; i < 3; i++) {
+		assert_int_equal(sl[i].status, -1);
+		assert_true(r[i].output[0] == SENTINEL);
+	}
+	/* bucket 1 ran once, inline: not measured, so a worker runs it */
+	atomic_store(&r[1].state, REQ_RUNNING);
+	assert_false(submit_slices_here(&be, m, &sl[1], 1));
+	assert_int_equal(sl[1].status, 0);
+	check_req(m, &r[1]);
+	be.ops->stats(&be, &st);
+	assert_int_equal(st.batches, 4);
+	assert_int_equal(st.inline_batches, 2);
+	for (int i = 0; i < 3; i++)
+		free(r[i].output);
+	be.ops->close(&be);
 	free(in);
 	model_free(m);
 }
@@ -1410,6 +1481,7 @@ int main(void)
 		cmocka_unit_test(test_weights_layouts),
 		cmocka_unit_test(test_int8_layouts_timed),
 		cmocka_unit_test(test_inline_small_batches),
+		cmocka_unit_test(test_inline_does_not_seed),
 		cmocka_unit_test_teardown(test_inline_despite_pauses, no_pauses),
 		cmocka_unit_test(test_slices_of_one_request),
 		cmocka_unit_test(test_slices_on_two_slots),
