@@ -284,15 +284,9 @@ static void dp_reply_error(struct dp_lcore *lc, const struct pkt_info *to, uint6
 /* A request refused before it reached a backend (400, 413): its model's "none" series. */
 static void dp_count_refused(struct runtime *rt, const struct model *m, uint64_t t0)
 {
-	struct met_series *s = rt_none_series(rt, m);
 	uint64_t now = now_ns();
-	struct met_cnt *k;
 
-	if (!s)
-		return;		/* m is not in rt: no series to count it in */
-	k = met_cnt_of(s);
-	met_count(k, OUT_ERROR);
-	met_finish(k, false, 0, now - t0, now);
+	met_error(rt_none_series(rt, m), now - t0, now);
 }
 
 /* Finish r: account, release, give everything back. */

@@ -103,15 +103,9 @@ void api_account(const struct infer_req *r, int status, uint64_t now)
 /* Count a request for m refused before it reached a backend (400, 503). */
 void api_count_error(const struct call *c, const struct model *m)
 {
-	struct met_series *s = rt_none_series(c->rt, m);
-
-	if (!s)
-		return;		/* m is not in c->rt: no series to count it in */
 	uint64_t now = now_ns();
-	struct met_cnt *k = met_cnt_of(s);
 
-	met_count(k, OUT_ERROR);
-	met_finish(k, false, 0, now - c->start_ns, now);
+	met_error(rt_none_series(c->rt, m), now - c->start_ns, now);
 }
 
 /* Answer an inference that did not produce output (rejected, expired, failed). */

@@ -287,6 +287,17 @@ void met_count(struct met_cnt *k, enum outcome o)
 	met_inc(&k->outcome[o], 1, k->own);
 }
 
+void met_error(struct met_series *s, uint64_t ns, uint64_t now)
+{
+	struct met_cnt *k;
+
+	if (!s)
+		return;
+	k = met_cnt_of(s);
+	met_count(k, OUT_ERROR);
+	met_finish(k, false, 0, ns, now);
+}
+
 void met_slo(struct met_cnt *k, bool met)
 {
 	met_inc(met ? &k->slo_met : &k->slo_missed, 1, k->own);

@@ -162,6 +162,12 @@ void met_batch(struct met_series *s, int rows, uint64_t exec_ns);
  * time, last inference.  Counting the outcome itself stays met_count's.
  */
 void met_finish(struct met_cnt *k, bool ok, int rows, uint64_t ns, uint64_t now);
+/*
+ * met_error - a request refused before any backend took it (400, 413, 503),
+ * answered at now after ns: one error outcome and its time, in the calling
+ * thread's counts of s.  s NULL (no series for its model): nothing.
+ */
+void met_error(struct met_series *s, uint64_t ns, uint64_t now);
 /* met_slo - one more answer with an objective, met or not (k: met_cnt_of's). */
 void met_slo(struct met_cnt *k, bool met);
 /* met_bsizes - s's per-size batch counters ([rows - 1]), or NULL before any batch. */
