@@ -58,11 +58,22 @@ code=${resp##*$'\n'}
 CHECK=$(printf '%s' "${resp%$'\n'*}" | $PY "$BENCH_ROOT/bench/digits_body.py" --check "$T/expect.json" 2>&1)
 echo "infer: one request: $CHECK" >&2
 
+# The attack case of tests/attack/test_subnormal_attacks.py: the same request
+# with its 64 values subnormal (1e-39 .. 2.2e-39), parsed on the general path
+# and computed flushed to zero (backends/cpu/cpu.c be_cpu_flush_enter).
+$PY -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+d["inputs"][0]["data"] = [float("%.3g" % (1e-39 + i * 2e-41)) for i in range(64)]
+json.dump(d, open(sys.argv[2], "w"), separators=(",", ":"))' "$T/body.json" "$T/sub.json" ||
+	bench_fail "cannot write the subnormal body"
+
 CT=(-H 'content-type: application/json')
 bench_h2load "$T/warm.h.out" "" $WARMFLAGS "$URL_H"
 bench_h2load "$T/warm.i.out" "" $WARMFLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
 : >"$T/runs.jsonl"
 : >"$T/runs.i.jsonl"
+: >"$T/runs.s.jsonl"
 mkdir -p "$T/logs"
 : >"$T/lat.jsonl"
 for r in $(seq "$ROUNDS"); do
@@ -71,7 +82,11 @@ for r in $(seq "$ROUNDS"); do
 		bench_round health "$PID" "$T/h.$r.out" "$T/runs.jsonl" $H2FLAGS "$URL_H"
 		bench_round infer "$PID" "$T/i.$r.out" "$T/runs.i.jsonl" \
 			$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
+		bench_round subnormal "$PID" "$T/s.$r.out" "$T/runs.s.jsonl" \
+			$H2FLAGS -d "$T/sub.json" "${CT[@]}" "$URL_I"
 	else
+		bench_round subnormal "$PID" "$T/s.$r.out" "$T/runs.s.jsonl" \
+			$H2FLAGS -d "$T/sub.json" "${CT[@]}" "$URL_I"
 		bench_round infer "$PID" "$T/i.$r.out" "$T/runs.i.jsonl" \
 			$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
 		bench_round health "$PID" "$T/h.$r.out" "$T/runs.jsonl" $H2FLAGS "$URL_H"
@@ -82,7 +97,7 @@ for r in $(seq "$LAT_ROUNDS"); do
 	bench_latency_round infer "$PID" "$T/li.$r.out" "$T/logs" "$T/lat.jsonl" \
 		$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
 done
-cat "$T/runs.i.jsonl" >>"$T/runs.jsonl"
+cat "$T/runs.i.jsonl" "$T/runs.s.jsonl" >>"$T/runs.jsonl"
 [ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.jsonl" "$BENCH_RAW_DIR/infer.jsonl"
 bench_warn_if_dead "$PID"
 # Batch sizes the scheduler actually cut, and how many batches ran on the
@@ -102,9 +117,9 @@ ROWS_PER_BATCH=$(printf '%s\n' "$METRICS" | awk '/^infergw_batch_rows_sum/ {s +=
 	echo "- server: infergw, listen.threads 0 (= $LOOPS loop thread(s) under the pinning), CPU backend workers 1, threads_per_worker 1, digits max_batch 32, max_queue_delay_us 0, max_queue 4096"
 	echo "- CPU budget: ${BENCH_CPU_NOTE:-server unthrottled (BENCH_SERVER_CPU=$BENCH_SERVER_CPU)}"
 	echo "- body: row 0 of config/models/digits/heldout.safetensors, $(wc -c <"$T/body.json") bytes of KServe v2 JSON; response check: $CHECK"
-	echo "- commands ($ROUNDS throughput rounds, health and infer alternating, after warm-ups of $WARM each; req/s = median round; client-bound rounds (h2load > ${BENCH_CLIENT_BOUND} of its core) left out of the ratio; percentiles from $LAT_ROUNDS latency rounds with --log-file):"
+	echo "- commands ($ROUNDS throughput rounds of health, infer and subnormal, the order reversed every other round, after warm-ups of $WARM each; req/s = median round; client-bound rounds (h2load > ${BENCH_CLIENT_BOUND} of its core) left out of the ratio; percentiles from $LAT_ROUNDS latency rounds with --log-file):"
 	echo
-	CMDS="$PIN_CLI h2load $H2FLAGS http://127.0.0.1:PORT/v2/health/live"$'\n'"$PIN_CLI h2load $H2FLAGS -d body.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer"
+	CMDS="$PIN_CLI h2load $H2FLAGS http://127.0.0.1:PORT/v2/health/live"$'\n'"$PIN_CLI h2load $H2FLAGS -d body.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer"$'\n'"$PIN_CLI h2load $H2FLAGS -d sub.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer   # sub.json: the 64 values subnormal"
 	bench_cmd_block "$CMDS"
 	bench_row infer _cmd - "commands" cmd="$CMDS"$'\n'"# ${BENCH_CPU_NOTE:-server unthrottled}"
 	echo

@@ -238,6 +238,17 @@ def infer(path, logdir):
         rows.emit("infer", "cpu_over_health", round(c[0], 3),
                   "server CPU per infer request / per health request", unit="x",
                   lo=round(c[1], 3), hi=round(c[2], 3), rounds=c[3], note=budget_note())
+    if "subnormal" in runs:
+        s = paired(runs, "subnormal", "infer")
+        print()
+        print("subnormal / infer req/s (the same request with its 64 values subnormal, "
+              "1e-39 .. 2.3e-39; median of per-round ratios): " +
+              ratio_cell(s, dropped_of(runs, "subnormal", "infer")) +
+              ". Computed flushed to zero (cpu.c be_cpu_flush_enter); "
+              "the rest of the gap is parsing (1e-39 takes the general float path).")
+        emit_ratio("infer", "subnormal_over_infer",
+                   "digits infer, 64 subnormal values / the normal row, req/s", s,
+                   dropped_of(runs, "subnormal", "infer"))
 
 if __name__ == "__main__":
     if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("health", "infer"):

@@ -1367,6 +1367,105 @@ static int check_layout_lines(int n_buckets)
 	return lines;
 }
 
+/* A 16 -> 1024 dense layer without bias, every weight in [0.5e30, 1.5e30)
+ * (an amplifier for subnormal inputs), written to a fresh tmpdir. */
+static struct model *write_amplifier(void)
+{
+	float *w = rand_floats(1024 * 16, 0.5e30f);
+	struct wt t[] = { { "w", 2, { 1024, 16 }, w } };
+	char p[PATH_MAX + 32];
+	struct model *m;
+	FILE *f;
+
+	for (int i = 0; i < 1024 * 16; i++)
+		w[i] += 1e30f;
+	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_be_cpu_XXXXXX");
+	assert_non_null(mkdtemp(tmpdir));
+	snprintf(p, sizeof(p), "%s/model.safetensors", tmpdir);
+	write_st(p, t, 1);
+	snprintf(p, sizeof(p), "%s/model.yaml", tmpdir);
+	f = fopen(p, "w");
+	assert_non_null(f);
+	fputs("name: amp\nmax_batch_size: 8\n"
+	      "inputs: [{name: x, datatype: FP32, shape: [-1, 16]}]\n"
+	      "outputs: [{name: y, datatype: FP32, shape: [-1, 1024]}]\n"
+	      "layers: [{type: dense, weight: w, activation: none}]\n", f);
+	fclose(f);
+	m = load(tmpdir);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s/model.safetensors", tmpdir);
+	unlink(p);
+	rmdir(tmpdir);
+	free(w);
+	return m;
+}
+
+/*
+ * Subnormal inputs count as zero in compute (cpu.c be_cpu_flush_enter) on
+ * every thread that computes: a worker with a team of one, a worker with a
+ * team of two (oneDNN splits the 1024 outputs over both), and inline on
+ * the submitting thread.  Through write_amplifier's layer, rows of
+ * subnormal values (1e-39 .. 1e-38) come out as exact zeros (unflushed,
+ * each output would be ~1e-8 > 0), while rows of normal values in the same
+ * batch match the float64 reference.  The submitting thread's own mode is
+ * left as it was: a subnormal still multiplies to a nonzero there.
+ */
+static void test_subnormal_inputs_flushed(void **state)
+{
+	static const int team[3] = { 1, 2, 1 }, inl[3] = { 0, 0, 1000000 };
+	struct model *m = write_amplifier();
+	float *in = rand_floats(8 * 16, 1.0f);
+	volatile float tiny = 1e-39f, one = 1.0f;
+
+	(void)state;
+	for (int i = 0; i < 8 * 16; i++)	/* > 0: no cancellation in the sums */
+		in[i] = fabsf(in[i]) + 0.01f;
+	for (int i = 0; i < 8 * 16; i += 32)	/* rows 0, 2, 4, 6 */
+		for (int j = 0; j < 16; j++)
+			in[i + j] = 1e-39f + (float)j * 6e-40f;
+	assert_true(fpclassify(in[0]) == FP_SUBNORMAL && fpclassify(in[15]) == FP_SUBNORMAL);
+	for (int k = 0; k < 3; k++) {
+		struct backend_conf conf = {
+			.name = "cpu-flush", .kind = BE_CPU, .slots = 1,
+			.threads_per_slot = team[k], .inline_us = inl[k],
+		};
+		struct backend be = { .ops = &be_cpu_ops };
+		char *err = NULL;
+
+		if (be.ops->open(&be, &conf, &err) || be.ops->load_model(&be, m, &err))
+			fail_msg("open/load: %s", err);
+		for (int round = 0; round < 2; round++) {	/* inline: the second */
+			struct infer_req r;
+			struct infer_slice sl = { .r = &r, .rows = 8, .status = -1 };
+			bool here;
+
+			req_init(&r, m, 8, in);
+			here = submit_slices_here(&be, m, &sl, 1);
+			assert_int_equal(sl.status, 0);
+			assert_true(here == (inl[k] && round == 1));
+			for (int row = 0; row < 8; row += 2)
+				for (int j = 0; j < 1024; j++)
+					if (r.output[row * 1024 + j] != 0.0f)
+						fail_msg("team %d%s: row %d col %d: %g, want 0", team[k],
+							 here ? " inline" : "", row, j,
+							 r.output[row * 1024 + j]);
+			for (int row = 1; row < 8; row += 2) {
+				struct infer_req one_row = r;
+
+				one_row.rows = 1;
+				one_row.input = in + row * 16;
+				one_row.output = r.output + row * 1024;
+				check_req(m, &one_row);
+			}
+			free(r.output);
+		}
+		be.ops->close(&be);
+		assert_true(tiny * one != 0.0f);
+	}
+	free(in);
+	model_free(m);
+}
+
 /*
  * backends[].weights_layout: packed, plain and auto all answer like the
  * reference at every bucket; auto times both layouts per dense layer and
@@ -1482,6 +1581,7 @@ int main(void)
 		cmocka_unit_test(test_int8_layouts_timed),
 		cmocka_unit_test(test_inline_small_batches),
 		cmocka_unit_test(test_inline_does_not_seed),
+		cmocka_unit_test(test_subnormal_inputs_flushed),
 		cmocka_unit_test_teardown(test_inline_despite_pauses, no_pauses),
 		cmocka_unit_test(test_slices_of_one_request),
 		cmocka_unit_test(test_slices_on_two_slots),
