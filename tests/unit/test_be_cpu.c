@@ -1467,6 +1467,72 @@ static void test_subnormal_inputs_flushed(void **state)
 }
 
 /*
+ * Softmax at the widths around cpu.c's narrow path (BE_CPU_NARROW 16: a
+ * row padded to 16 lanes) and past it: 4 -> w dense + softmax for w = 1,
+ * 2, 10, 15, 16, 17, 31, rows of 1..8, against the float64 reference;
+ * each row sums to 1.  The weights (x 300) spread logits by hundreds: most
+ * probabilities underflow to 0, and a max taken over part of a row would
+ * overflow exp's range (the clamp at 88) and fail.
+ */
+static void test_softmax_widths(void **state)
+{
+	static const int widths[] = { 1, 2, 10, 15, 16, 17, 31 };
+	float *in = rand_floats(8 * 4, 1.0f);
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(widths) / sizeof(widths[0]); k++) {
+		int w = widths[k];
+		float *wt = rand_floats((size_t)w * 4, 300.0f);
+		struct wt t[] = { { "w", 2, { w, 4 }, wt } };
+		char p[PATH_MAX + 32], *err = NULL;
+		struct backend be;
+		struct model *m;
+		FILE *f;
+
+		snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_be_cpu_XXXXXX");
+		assert_non_null(mkdtemp(tmpdir));
+		snprintf(p, sizeof(p), "%s/model.safetensors", tmpdir);
+		write_st(p, t, 1);
+		snprintf(p, sizeof(p), "%s/model.yaml", tmpdir);
+		f = fopen(p, "w");
+		assert_non_null(f);
+		fprintf(f, "name: sm%d\nmax_batch_size: 8\n"
+			"inputs: [{name: x, datatype: FP32, shape: [-1, 4]}]\n"
+			"outputs: [{name: y, datatype: FP32, shape: [-1, %d]}]\n"
+			"layers: [{type: dense, weight: w}, {type: softmax}]\n", w, w);
+		fclose(f);
+		m = load(tmpdir);
+		unlink(p);
+		snprintf(p, sizeof(p), "%s/model.safetensors", tmpdir);
+		unlink(p);
+		rmdir(tmpdir);
+		open_cpu(&be, 1, 1);
+		assert_int_equal(be.ops->load_model(&be, m, &err), 0);
+		for (int rows = 1; rows <= 8; rows++) {
+			struct infer_req r, *rp = &r;
+
+			req_init(&r, m, rows, in);
+			run_batch(&be, m, 0, &rp, 1);
+			assert_int_equal(r.status, 0);
+			check_req(m, &r);
+			for (int i = 0; i < rows; i++) {
+				double sum = 0;
+
+				for (int j = 0; j < w; j++)
+					sum += r.output[i * w + j];
+				if (fabs(sum - 1.0) > 1e-5)
+					fail_msg("width %d row %d sums to %.9g", w, i, sum);
+			}
+			free(r.output);
+		}
+		be.ops->close(&be);
+		model_free(m);
+		free(wt);
+	}
+	free(in);
+}
+
+/*
  * backends[].weights_layout: packed, plain and auto all answer like the
  * reference at every bucket; auto times both layouts per dense layer and
  * bucket and logs the times with its choice, which follows them; the
@@ -1582,6 +1648,7 @@ int main(void)
 		cmocka_unit_test(test_inline_small_batches),
 		cmocka_unit_test(test_inline_does_not_seed),
 		cmocka_unit_test(test_subnormal_inputs_flushed),
+		cmocka_unit_test(test_softmax_widths),
 		cmocka_unit_test_teardown(test_inline_despite_pauses, no_pauses),
 		cmocka_unit_test(test_slices_of_one_request),
 		cmocka_unit_test(test_slices_on_two_slots),
