@@ -1261,8 +1261,6 @@ static void be_cpu_q8_row(const float *restrict x, int n, float inv, void *restr
 	}
 }
 
-/* Dynamic INT8 layer output, one row in place: y x rs (the row's input
- * scale; y holds acc x w_scale) + bias, ReLU.  Returns max |y|. */
 /* be_cpu_dequant_row's element k; max(m, |its value|). */
 static inline float be_cpu_dequant_one(float *restrict y, const float *restrict bias, int k,
 				       float rs, bool relu, float m)
@@ -1274,6 +1272,8 @@ static inline float be_cpu_dequant_one(float *restrict y, const float *restrict 
 	return be_cpu_max_abs(m, v);
 }
 
+/* Dynamic INT8 layer output, one row in place: y x rs (the row's input
+ * scale; y holds acc x w_scale) + bias, ReLU.  Returns max |y|. */
 BE_CPU_CLONES
 static float be_cpu_dequant_row(float *restrict y, const float *restrict bias, int n, float rs,
 				bool relu)
@@ -1445,10 +1445,9 @@ static void be_cpu_softmax_row(float *restrict x, int w)
  * backend's time on a digits batch of 32 (perf, bench/int8 -p igw-f32).
  * Here the row is padded to BE_CPU_NARROW lanes of -Inf, whose be_cpu_expf
  * is exactly 0 (and a row of -Inf still answers NaN, as model_forward_ref
- * does), so each loop has a fixed trip count, and the
- * max and the float64 sum are halving trees (an omp simd reduction ends in
- * a scalar loop over the lanes: as slow again); the sum's reciprocal is
- * taken once.
+ * does), so each loop has a fixed trip count; the max (be_cpu_lanes_max)
+ * and the float64 sum fold by halving, and the sum's reciprocal is taken
+ * once.
  */
 #define BE_CPU_NARROW BE_CPU_LANES
 BE_CPU_CLONES
