@@ -1367,18 +1367,14 @@ static int check_layout_lines(int n_buckets)
 	return lines;
 }
 
-/* A 16 -> 1024 dense layer without bias, every weight in [0.5e30, 1.5e30)
- * (an amplifier for subnormal inputs), written to a fresh tmpdir. */
-static struct model *write_amplifier(void)
+/* The model of one weight tensor t and model.yaml text yaml, written to a
+ * fresh tmpdir, loaded, and the files removed. */
+static struct model *load_one_tensor(const struct wt *t, const char *yaml)
 {
-	float *w = rand_floats(1024 * 16, 0.5e30f);
-	struct wt t[] = { { "w", 2, { 1024, 16 }, w } };
 	char p[PATH_MAX + 32];
 	struct model *m;
 	FILE *f;
 
-	for (int i = 0; i < 1024 * 16; i++)
-		w[i] += 1e30f;
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_be_cpu_XXXXXX");
 	assert_non_null(mkdtemp(tmpdir));
 	snprintf(p, sizeof(p), "%s/model.safetensors", tmpdir);
@@ -1386,16 +1382,30 @@ static struct model *write_amplifier(void)
 	snprintf(p, sizeof(p), "%s/model.yaml", tmpdir);
 	f = fopen(p, "w");
 	assert_non_null(f);
-	fputs("name: amp\nmax_batch_size: 8\n"
-	      "inputs: [{name: x, datatype: FP32, shape: [-1, 16]}]\n"
-	      "outputs: [{name: y, datatype: FP32, shape: [-1, 1024]}]\n"
-	      "layers: [{type: dense, weight: w, activation: none}]\n", f);
+	fputs(yaml, f);
 	fclose(f);
 	m = load(tmpdir);
 	unlink(p);
 	snprintf(p, sizeof(p), "%s/model.safetensors", tmpdir);
 	unlink(p);
 	rmdir(tmpdir);
+	return m;
+}
+
+/* A 16 -> 1024 dense layer without bias, every weight in [0.5e30, 1.5e30)
+ * (an amplifier for subnormal inputs). */
+static struct model *write_amplifier(void)
+{
+	float *w = rand_floats(1024 * 16, 0.5e30f);
+	struct wt t[] = { { "w", 2, { 1024, 16 }, w } };
+	struct model *m;
+
+	for (int i = 0; i < 1024 * 16; i++)
+		w[i] += 1e30f;
+	m = load_one_tensor(t, "name: amp\nmax_batch_size: 8\n"
+			    "inputs: [{name: x, datatype: FP32, shape: [-1, 16]}]\n"
+			    "outputs: [{name: y, datatype: FP32, shape: [-1, 1024]}]\n"
+			    "layers: [{type: dense, weight: w, activation: none}]\n");
 	free(w);
 	return m;
 }
@@ -1484,28 +1494,15 @@ static void test_softmax_widths(void **state)
 		int w = widths[k];
 		float *wt = rand_floats((size_t)w * 4, 300.0f);
 		struct wt t[] = { { "w", 2, { w, 4 }, wt } };
-		char p[PATH_MAX + 32], *err = NULL;
+		char yaml[512], *err = NULL;
 		struct backend be;
 		struct model *m;
-		FILE *f;
 
-		snprintf(tmpdir, sizeof(tmpdir), "/tmp/test_be_cpu_XXXXXX");
-		assert_non_null(mkdtemp(tmpdir));
-		snprintf(p, sizeof(p), "%s/model.safetensors", tmpdir);
-		write_st(p, t, 1);
-		snprintf(p, sizeof(p), "%s/model.yaml", tmpdir);
-		f = fopen(p, "w");
-		assert_non_null(f);
-		fprintf(f, "name: sm%d\nmax_batch_size: 8\n"
-			"inputs: [{name: x, datatype: FP32, shape: [-1, 4]}]\n"
-			"outputs: [{name: y, datatype: FP32, shape: [-1, %d]}]\n"
-			"layers: [{type: dense, weight: w}, {type: softmax}]\n", w, w);
-		fclose(f);
-		m = load(tmpdir);
-		unlink(p);
-		snprintf(p, sizeof(p), "%s/model.safetensors", tmpdir);
-		unlink(p);
-		rmdir(tmpdir);
+		snprintf(yaml, sizeof(yaml), "name: sm%d\nmax_batch_size: 8\n"
+			 "inputs: [{name: x, datatype: FP32, shape: [-1, 4]}]\n"
+			 "outputs: [{name: y, datatype: FP32, shape: [-1, %d]}]\n"
+			 "layers: [{type: dense, weight: w}, {type: softmax}]\n", w, w);
+		m = load_one_tensor(t, yaml);
 		open_cpu(&be, 1, 1);
 		assert_int_equal(be.ops->load_model(&be, m, &err), 0);
 		for (int rows = 1; rows <= 8; rows++) {
