@@ -474,9 +474,10 @@ static dnnl_status_t be_cpu_reorder(struct be_cpu *c, const dnnl_memory_desc_t *
 /*
  * Subnormal floats (|x| < 2^-126) as zero while this thread computes: on
  * x86-64 MXCSR's FTZ and DAZ bits, on aarch64 FPCR.FZ (inputs and results).
- * An arithmetic instruction that meets a subnormal takes a microcode assist
- * of ~100+ cycles on Intel cores; one such value in a weight or an input
- * slows every vector instruction that touches it.  Measured (h2load A/B,
+ * An arithmetic instruction that reads or makes a subnormal (a product of
+ * one and an activation, say) can take a microcode assist of ~100+ cycles
+ * on Intel cores: one such value in a weight or an input slows every
+ * vector instruction that touches it.  Measured (h2load A/B,
  * digits, whose weights hold 9 subnormals; 1 loop, batches of 32 inline):
  * the held-out row +10% req/s flushed, rows of 0.5 +15%, rows of 1e-40
  * 3.4x, so one client's subnormal inputs no longer slow every batch they

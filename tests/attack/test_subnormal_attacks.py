@@ -1,8 +1,8 @@
 """Subnormal inputs (|x| < 2^-126) from a hostile client.
 
-On an x86 core an arithmetic instruction that meets a subnormal float takes
-a microcode assist (~100+ cycles); one client sending rows of values like
-1e-39 made every batch it shared with honest clients several times slower
+On an x86 core an arithmetic instruction that reads or makes a subnormal
+float can take a microcode assist (~100+ cycles); one client sending rows of
+values like 1e-39 made every batch it shared with honest clients several times slower
 (digits, one loop capped at 0.35 CPU: 25 us of server CPU a request for
 such rows, 10 us flushed, 2.3 us for a normal row).  The CPU
 backend computes with subnormals flushed to zero (backends/cpu/cpu.c
