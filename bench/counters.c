@@ -3,9 +3,12 @@
  * cores serve the same model: api_account (outcome, answer time, queue /
  * execute / end-to-end histograms, SLO) and access_record (status code and
  * body bytes) of one answered 200, the same calls a loop thread makes per
- * inference, on one (backend, model) series.
+ * inference, on one (backend, model) series; and the request's hold on the
+ * configuration snapshot (a call borrows it from its loop's rt_lease and
+ * gives it back).  -s ref holds it as loops did before rt_lease: rt_get and
+ * rt_put on the one shared snapshot, an atomic add on its cache line each.
  *
- * usage: counters [-n REQUESTS] [-r ROUNDS] [-t THREADS]
+ * usage: counters [-n REQUESTS] [-r ROUNDS] [-t THREADS] [-s lease|ref]
  *
  * Each round times REQUESTS accountings on 1 thread, then on THREADS
  * threads at once (each REQUESTS), and prints one line
@@ -31,11 +34,14 @@
 #include "http.h"
 #include "infer.h"
 #include "metrics.h"
+#include "runtime.h"
 
 #define COUNTERS_MAX_THREADS 64
 
 static struct met_series *counters_series;
 static long counters_n = 2000000;
+static struct runtime counters_rt = { .refs = 1 };	/* the shared snapshot: never freed */
+static bool counters_ref;				/* -s ref */
 
 static double counters_now(void)
 {
@@ -48,6 +54,7 @@ static double counters_now(void)
 /* counters_n answered requests accounted as a loop accounts them. */
 static void *counters_thread(void *arg)
 {
+	struct rt_lease lease = { .rt = &counters_rt };	/* the thread's: no reference taken */
 	struct infer_req r;
 	struct call c;
 
@@ -65,8 +72,13 @@ static void *counters_thread(void *arg)
 		r.exec_start_ns = r.dequeue_ns;
 		r.exec_end_ns = r.dequeue_ns + 3000;
 		r.deadline_ns = t + 10000000;
+		c.rt = counters_ref ? rt_get(&counters_rt) : rt_lease_borrow(&lease);
 		api_account(&r, 200, r.exec_end_ns + 1000);
 		access_record(&c);
+		if (counters_ref)
+			rt_put(c.rt);
+		else
+			rt_lease_return(&lease, c.rt);
 	}
 	return arg;
 }
@@ -94,8 +106,15 @@ int main(int argc, char **argv)
 									 : (int)cpus;
 	int opt;
 
-	while ((opt = getopt(argc, argv, "n:r:t:h")) != -1) {
+	while ((opt = getopt(argc, argv, "n:r:t:s:h")) != -1) {
 		switch (opt) {
+		case 's':
+			if (strcmp(optarg, "ref") && strcmp(optarg, "lease")) {
+				fprintf(stderr, "counters: -s takes lease or ref, not %s\n", optarg);
+				return 2;
+			}
+			counters_ref = !strcmp(optarg, "ref");
+			break;
 		case 'n':
 			counters_n = atol(optarg);
 			break;
@@ -106,7 +125,8 @@ int main(int argc, char **argv)
 			nt = atoi(optarg);
 			break;
 		default:
-			fprintf(stderr, "usage: %s [-n REQUESTS] [-r ROUNDS] [-t THREADS (2..%d)]\n",
+			fprintf(stderr, "usage: %s [-n REQUESTS] [-r ROUNDS] [-t THREADS (2..%d)] "
+				"[-s lease|ref]\n",
 				argv[0], COUNTERS_MAX_THREADS);
 			return opt == 'h' ? 0 : 2;
 		}
@@ -122,7 +142,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	printf("# %ld requests per thread per round, 1 thread then %d threads, ns per request "
-	       "per thread\n", counters_n, nt);
+	       "per thread; snapshot held by %s\n", counters_n, nt,
+	       counters_ref ? "rt_get/rt_put" : "rt_lease");
 	for (int r = 0; r < rounds; r++) {
 		double one = counters_round(1), many = counters_round(nt);
 

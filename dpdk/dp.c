@@ -74,8 +74,7 @@ struct dp_lcore {
 	uint16_t rxq[64];
 	struct front_pool pool;
 	struct front_poll_sink sink;
-	struct runtime *rt;		/* the snapshot new requests use, or NULL */
-	uint64_t gen;
+	struct rt_lease lease;		/* the snapshot new requests borrow (rt: NULL, none) */
 	int in_flight;			/* submitted, not yet answered */
 	bool done;			/* the loop returned (release/acquire with dp_stop) */
 	int n_tx;
@@ -86,7 +85,7 @@ struct dp_lcore {
 /* What a request needs for its answer, followed by its input floats. */
 struct dp_req {
 	struct dp_lcore *lc;
-	struct runtime *rt;		/* a reference: r->model lives in it */
+	struct runtime *rt;		/* borrowed from lc->lease: r->model lives in it */
 	struct pkt_info to;		/* the request's addresses (payload unused) */
 	uint64_t id;
 	float input[];
@@ -296,7 +295,7 @@ static void dp_req_end(struct infer_req *r, int status)
 
 	api_account(r, status, now_ns());	/* as HTTP and gRPC count it */
 	front_req_put(r);
-	rt_put(q->rt);
+	rt_lease_return(&q->lc->lease, q->rt);
 	free(q);
 }
 
@@ -340,19 +339,6 @@ static void dp_on_done(struct infer_req *r)
 	dp_req_end(r, 200);
 }
 
-/* The current snapshot for this lcore, re-read only when a reload published one. */
-static struct runtime *dp_runtime(struct dp_lcore *lc)
-{
-	uint64_t g = rt_generation();
-
-	if (g != lc->gen || !lc->rt) {
-		rt_put(lc->rt);
-		lc->rt = rt_current();
-		lc->gen = g;
-	}
-	return lc->rt;
-}
-
 /*
  * One datagram request (in->payload, a view into the received frame, valid
  * until the mbuf is freed after this returns): decode, check, copy the
@@ -373,7 +359,7 @@ static void dp_oversize(struct dp_lcore *lc, const struct pkt_info *in)
 
 static void dp_request(struct dp_lcore *lc, const struct pkt_info *in)
 {
-	struct runtime *rt = dp_runtime(lc);
+	struct runtime *rt = rt_lease_refresh(&lc->lease);
 	struct front_hints h = { 0 };
 	struct front_spec sp = { 0 };
 	const struct model *m;
@@ -419,7 +405,7 @@ static void dp_request(struct dp_lcore *lc, const struct pkt_info *in)
 		return;
 	}
 	q->lc = lc;
-	q->rt = rt_get(rt);
+	q->rt = rt_lease_borrow(&lc->lease);
 	q->to = *in;
 	q->to.payload = NULL;
 	q->id = req.id;
@@ -435,7 +421,7 @@ static void dp_request(struct dp_lcore *lc, const struct pkt_info *in)
 	sp.ctx = q;
 	r = front_req_new(&lc->pool, &sp);
 	if (!r) {
-		rt_put(q->rt);
+		rt_lease_return(&lc->lease, q->rt);
 		free(q);
 		dp_reply_error(lc, in, req.id, 503, "gateway out of memory");
 		return;
@@ -544,8 +530,7 @@ static int dp_lcore_main(void *arg)
 	if (lc->in_flight)
 		log_warn("lcore=%u in_flight=%d msg=\"dpdk: requests still in flight at the end of "
 			 "the grace period are abandoned\"", lc->lcore_id, lc->in_flight);
-	rt_put(lc->rt);
-	lc->rt = NULL;
+	rt_lease_drop(&lc->lease);
 	__atomic_store_n(&lc->done, true, __ATOMIC_RELEASE);	/* dp_stop acquires */
 	return 0;
 }

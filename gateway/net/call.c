@@ -58,7 +58,7 @@ struct call *call_new(struct conn *conn)
 	c->loop = &sl->loop;
 	c->pool = &sl->loop.pool;
 	c->sink = &sl->loop.sink;
-	c->rt = rt_get(sl->rt);
+	c->rt = rt_lease_borrow(&sl->lease);
 	c->admin = conn->admin;
 	c->start_ns = conn_arrival_ns(conn);	/* the deadline's clock runs from here */
 	return c;
@@ -127,7 +127,7 @@ static void call_release(struct call *c)
 	if (c->hdrs != c->hdrs_inline)
 		free(c->hdrs);
 	c->hdrs = NULL;
-	rt_put(c->rt);
+	rt_lease_return(&c->sl->lease, c->rt);
 	c->rt = NULL;
 }
 

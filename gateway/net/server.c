@@ -54,16 +54,9 @@ static void srv_loop_check_drained(struct srv_loop *sl)
 
 void srv_loop_refresh(struct srv_loop *sl)
 {
-	struct runtime *rt;
+	struct runtime *rt = rt_lease_refresh(&sl->lease);
 
-	if (sl->rt && sl->rt->generation == rt_generation())
-		return;
-	rt = rt_current();
-	if (!rt)
-		return;
-	rt_put(sl->rt);
-	sl->rt = rt;
-	sl->cfg = rt->cfg;
+	sl->cfg = rt ? rt->cfg : NULL;
 }
 
 static void srv_loop_on_refresh(struct loop_task *t)
@@ -816,7 +809,7 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	int one = 1;
 
 	srv_loop_refresh(sl);
-	cfg = sl->rt->cfg;
+	cfg = sl->lease.rt->cfg;
 	if (sl->draining) {
 		evutil_closesocket(fd);
 		return;
@@ -836,8 +829,8 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	c->sl = sl;
 	c->fd = fd;
 	c->admin = admin;
-	c->tls = !admin && sl->rt->tls;		/* the admin listener stays plain */
-	c->bev = c->tls ? tls_bufferevent_new(sl->loop.base, sl->rt->tls, fd)
+	c->tls = !admin && sl->lease.rt->tls;		/* the admin listener stays plain */
+	c->bev = c->tls ? tls_bufferevent_new(sl->loop.base, sl->lease.rt->tls, fd)
 			: bufferevent_socket_new(sl->loop.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!c->bev) {
 		log_warn("msg=\"cannot set up a connection: out of memory\"");
@@ -938,7 +931,7 @@ static void srv_loop_on_stop(struct loop *l)
 	struct srv_loop *sl = l->owner;
 	struct conn *c, *next;
 
-	uint32_t grace = sl->rt->cfg->limits.shutdown_grace_ms;
+	uint32_t grace = sl->lease.rt->cfg->limits.shutdown_grace_ms;
 	struct timeval tv = { grace / 1000, (grace % 1000) * 1000 };
 
 	if (sl->draining)
@@ -1126,6 +1119,8 @@ static int srv_start_undo(struct server *s, int n, int rc)
 
 int srv_start(struct server *s, const struct config *cfg, char **err)
 {
+	bool tls;
+
 	memset(s, 0, sizeof(*s));
 	s->cfg = cfg;
 	s->port = cfg->listen.port;
@@ -1151,8 +1146,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 		sl->srv = s;
 		h2mem_init(&sl->h2mem);
 		sl->admin_only = s->admin_port >= 0 && i == cfg->listen.threads;
-		sl->rt = rt_current();
-		sl->cfg = sl->rt ? sl->rt->cfg : NULL;
+		srv_loop_refresh(sl);
 		sl->refresh.fn = srv_loop_on_refresh;
 		sl->loop.owner = sl;
 		sl->loop.on_stop = srv_loop_on_stop;
@@ -1163,14 +1157,15 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 	adm_set_port(s->admin_port);	/* the API's 403 names the admin listener */
 	met_on_render(srv_metrics);	/* /metrics: the connection counters */
 	met_on_render(grpc_metrics);	/* and the gRPC answers */
+	/* read before the loops run: each refreshes its own lease */
+	tls = s->loops[0].lease.rt->tls != NULL;
 	for (int i = 0; i < s->n_loops; i++)
 		pthread_create(&s->loops[i].loop.thread, NULL, srv_loop_main, &s->loops[i]);
 	rt_on_publish(srv_on_publish, s);
 	log_info("listen=%s:%d threads=%d threads_from=%s tls=%s http2_engine=%s msg=\"serving %s\"",
 		 cfg->listen.address, s->port, cfg->listen.threads, cfg->listen.threads_from,
-		 s->loops[0].rt->tls ? "on" : "off", cfg->listen.http2_nghttp2 ? "nghttp2" : "native",
-		 s->loops[0].rt->tls ? "HTTP/2 and HTTP/1.1 over TLS (ALPN)"
-				     : "HTTP/2 (h2c) and HTTP/1.1");
+		 tls ? "on" : "off", cfg->listen.http2_nghttp2 ? "nghttp2" : "native",
+		 tls ? "HTTP/2 and HTTP/1.1 over TLS (ALPN)" : "HTTP/2 (h2c) and HTTP/1.1");
 	if (s->grpc_port >= 0)
 		log_info("grpc_listen=%s:%d msg=\"Triton's gRPC port: the same HTTP/2 stack (gRPC and HTTP)\"",
 			 cfg->listen.address, s->grpc_port);
@@ -1211,8 +1206,7 @@ void srv_destroy(struct server *s)
 		if (sl->grpc_lst)
 			evconnlistener_free(sl->grpc_lst);
 		loop_destroy(&sl->loop);
-		rt_put(sl->rt);
-		sl->rt = NULL;
+		rt_lease_drop(&sl->lease);
 		sl->cfg = NULL;
 	}
 	free(s->loops);

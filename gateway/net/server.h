@@ -23,6 +23,7 @@
 #include "h2mem.h"
 #include "http.h"
 #include "loop.h"
+#include "runtime.h"
 
 struct config;
 struct runtime;
@@ -45,7 +46,7 @@ struct srv_loop {
 	bool draining;
 	struct event *grace;
 	struct event *accept_resume;	/* accept paused on EMFILE until this fires */
-	struct runtime *rt;		/* this loop's reference to the current runtime */
+	struct rt_lease lease;		/* the current runtime: rt, lent to each call */
 	const struct config *cfg;	/* rt's, for conn_cfg (set with rt) */
 	struct call *free_calls;	/* recycled calls (call.c) */
 	int n_free_calls;

@@ -1033,6 +1033,48 @@ uint64_t rt_generation(void)
 	return atomic_load_explicit(&rt_gen, memory_order_acquire);
 }
 
+void rt_lease_drop(struct rt_lease *l)
+{
+	if (l->rt && l->lent)	/* each borrow out becomes a reference */
+		atomic_fetch_add_explicit(&l->rt->refs, (int)l->lent, memory_order_relaxed);
+	l->lent = 0;
+	rt_put(l->rt);
+	l->rt = NULL;
+}
+
+struct runtime *rt_lease_refresh(struct rt_lease *l)
+{
+	struct runtime *rt;
+
+	if (l->rt && l->rt->generation == rt_generation())
+		return l->rt;
+	rt = rt_current();
+	if (!rt)
+		return l->rt;
+	if (rt == l->rt) {	/* the same snapshot: its borrows stay borrows */
+		rt_put(rt);
+		return rt;
+	}
+	rt_lease_drop(l);
+	l->rt = rt;
+	return rt;
+}
+
+struct runtime *rt_lease_borrow(struct rt_lease *l)
+{
+	if (l->rt)
+		l->lent++;
+	return l->rt;
+}
+
+void rt_lease_return(struct rt_lease *l, struct runtime *rt)
+{
+	if (rt && rt == l->rt)
+		l->lent--;
+	else
+		rt_put(rt);	/* lent before a refresh or a drop: a reference since */
+}
+
 /* ---- routing ---- */
 
 static bool rt_backend_usable(const struct rt_backend *rb)
@@ -1256,11 +1298,14 @@ static void rt_prepare(struct runtime *rt, int mi, struct infer_req *r, uint64_t
 	pol_prepare(&pc, mc->priority, (uint64_t)mc->slo_ms * 1000000, r, now, rq);
 }
 
-/* The round-robin cursor: a precheck reads it, a submit moves it. */
-static unsigned rt_cursor(struct runtime *rt, bool enqueue)
+/* The round-robin cursor: a precheck reads it, a submit moves it.  One per
+ * thread (a loop, an lcore, the reaper): no cache line written by every
+ * loop for every request; each thread's own requests still take turns. */
+static unsigned rt_cursor(bool enqueue)
 {
-	return enqueue ? atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed)
-		       : atomic_load_explicit(&rt->rr, memory_order_relaxed);
+	static __thread unsigned rr;
+
+	return enqueue ? rr++ : rr;
 }
 
 /* Views of the candidates of the g-th backend in el[0..n) (a backend's
@@ -1364,7 +1409,7 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 {
 	struct router_cand stack[32 * RT_VARIANTS], *cand = stack;
 	int el_stack[3 * 32 * RT_VARIANTS], *el = el_stack;
-	unsigned rr = rt_cursor(rt, enqueue);
+	unsigned rr = rt_cursor(enqueue);
 	struct route_req rq;
 	enum route_result why;
 	int mi = rt_index(rt, r->model), n, n_be, k, pick = -1, rc2 = 0;
@@ -1505,7 +1550,7 @@ int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now, struct rt_a
 	/* One admission pass: the precheck's pick, queued under its one lock,
 	 * r prepared as the precheck's probe was (same priority and deadline). */
 	adm->reused = true;
-	rt_cursor(rt, true);
+	rt_cursor(true);
 	r->priority = adm->prio_norm;
 	r->sheddable = adm->sheddable;
 	r->met = adm->met;

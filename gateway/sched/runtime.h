@@ -74,7 +74,6 @@ struct runtime {
 	struct rt_host *hosts;		/* model i's: hosts + i * n_backends */
 	int n_backends;
 	struct rt_backend **backends;	/* parallel to cfg->backends */
-	_Atomic unsigned rr;		/* round-robin cursor */
 	/* queue settings for backends carried over from the previous
 	 * snapshot, applied when this one is published (rt_publish) */
 	struct rt_pending *pending;
@@ -128,6 +127,28 @@ void rt_on_publish(void (*fn)(void *arg), void *arg);
 struct runtime *rt_current(void);
 /* rt_generation - changes on every publish; cheap to poll. */
 uint64_t rt_generation(void);
+
+/*
+ * A thread's lease on the current snapshot (an event loop's, a DPDK
+ * lcore's): one reference, lent to the thread's own requests by a plain
+ * count rather than an atomic reference each (every thread would write the
+ * snapshot's one cache line for every request).  Every call on the owning
+ * thread.  A zeroed lease holds nothing.
+ */
+struct rt_lease {
+	struct runtime *rt;		/* the lease's reference, or NULL */
+	unsigned lent;			/* borrows of rt not yet returned */
+};
+/* rt_lease_refresh - take the current snapshot if a newer one was
+ * published (rt_generation), turning the borrows still out on the old one
+ * into references of their own; l->rt (NULL: none published). */
+struct runtime *rt_lease_refresh(struct rt_lease *l);
+/* rt_lease_borrow - l->rt for one request (NULL when none); give it back
+ * with rt_lease_return, even after a refresh or a drop. */
+struct runtime *rt_lease_borrow(struct rt_lease *l);
+void rt_lease_return(struct rt_lease *l, struct runtime *rt);
+/* rt_lease_drop - let go of l->rt (the borrows out keep it alive). */
+void rt_lease_drop(struct rt_lease *l);
 /* rt_reaper_start / rt_reaper_stop - the thread that destroys released
  * snapshots; stop waits for every pending one.  While it runs, every last
  * rt_put only queues the snapshot (the list is unbounded): nothing is ever

@@ -171,6 +171,61 @@ static void test_reaper_takes_every_release(void **state)
 	assert_int_equal(rt_live_count(), 0);
 }
 
+/* A thread's requests borrow its lease's snapshot without touching the
+ * reference count (rt_lease_borrow); a refresh to a newer one turns the
+ * borrows still out into references, so the old snapshot is retired exactly
+ * when its last request returns, not with the lease's reference and not
+ * never; a drop does the same for the current one. */
+static void test_lease(void **state)
+{
+	struct rt_lease l = { 0 };
+	char *err = NULL;
+	struct runtime *a = rt_build(load_conf(1, 1, true), NULL, &err), *b, *out[3], *nb;
+	uint64_t before;
+
+	(void)state;
+	assert_non_null(a);
+	assert_int_equal(rt_reaper_start(), 0);
+	before = rt_retired();
+	assert_null(rt_lease_refresh(&l));	/* nothing published yet */
+	assert_null(rt_lease_borrow(&l));
+	rt_lease_return(&l, NULL);
+	rt_publish(a);				/* a's build reference is now the publication's */
+	assert_ptr_equal(rt_lease_refresh(&l), a);
+	assert_int_equal(atomic_load(&a->refs), 2);	/* published + the lease's */
+	for (int i = 0; i < 3; i++)
+		assert_ptr_equal(out[i] = rt_lease_borrow(&l), a);
+	assert_int_equal(atomic_load(&a->refs), 2);	/* borrows are the lease's count */
+	assert_int_equal(l.lent, 3);
+	rt_lease_return(&l, out[0]);
+	assert_int_equal(l.lent, 2);
+	assert_ptr_equal(rt_lease_refresh(&l), a);	/* same generation: nothing changes */
+	assert_int_equal(atomic_load(&a->refs), 2);
+
+	b = rt_build(load_conf(1, 1, true), a, &err);
+	assert_non_null(b);
+	rt_publish(b);
+	assert_int_equal(atomic_load(&a->refs), 1);	/* the lease's only */
+	assert_ptr_equal(rt_lease_refresh(&l), b);
+	assert_int_equal(l.lent, 0);
+	assert_int_equal(atomic_load(&a->refs), 2);	/* the two borrows still out */
+	assert_ptr_equal(nb = rt_lease_borrow(&l), b);
+	rt_lease_return(&l, out[1]);
+	assert_int_equal(atomic_load(&a->refs), 1);
+	rt_lease_return(&l, out[2]);		/* a's last holder: retired */
+	assert_int_equal(atomic_load(&b->refs), 2);
+
+	rt_lease_drop(&l);			/* nb still out: b lives on */
+	assert_null(l.rt);
+	assert_int_equal(atomic_load(&b->refs), 2);
+	rt_publish(NULL);
+	assert_int_equal(atomic_load(&b->refs), 1);
+	rt_lease_return(&l, nb);		/* b's last holder */
+	rt_reaper_stop();			/* waits for every pending snapshot */
+	assert_int_equal(rt_retired() - before, 2);
+	assert_int_equal(rt_live_count(), 0);
+}
+
 /* A kind with batching defaults, as the GPU's caps say (be_gpu_caps). */
 static void gpuish_caps(const struct backend *be, const struct model *m, struct be_caps *out)
 {
@@ -597,6 +652,7 @@ int main(void)
 		cmocka_unit_test(test_300_backends_tracked),
 		cmocka_unit_test(test_host_index),
 		cmocka_unit_test(test_reaper_takes_every_release),
+		cmocka_unit_test(test_lease),
 		cmocka_unit_test(test_queue_conf_precedence),
 		cmocka_unit_test(test_variants),
 		cmocka_unit_test(test_variant_refused),
