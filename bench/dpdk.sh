@@ -7,8 +7,12 @@
 #      same vdev and capture (Debian: dpdk-dev) next to eRPC's published
 #      per-core rate (bench/dpdk_bench.py);
 #   2. digits over UDP on a veth pair into a namespace (net_af_packet,
-#      tools/infergw-udp-client) against HTTP/2 (h2load, JSON body) on the
-#      same gateway, same run: req/s, p50, p99.
+#      bench/udpload: every answer checked against the float64 reference)
+#      against HTTP/2 (h2load, JSON body) on the same gateway, same run,
+#      one socket or connection with WINDOW requests in flight each: req/s,
+#      p50, p99, each client's own CPU (a client above BENCH_CLIENT_BOUND
+#      of a core makes the ratio the client's: it is then not given), and
+#      the fast path's time per request by stage.
 # Needs root, a DPDK build of infergw, iproute2.  Bounded: N requests.
 # usage: bench/dpdk.sh [OUT.md]    env: N=20000 WINDOW=16 SECS=5
 set -u
@@ -33,6 +37,8 @@ fail() { echo "dpdk.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || fail "needs root (af_packet, namespaces)"
 freeport() { $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+make -C "$ROOT" build/bench/udpload >"$T/build.log" 2>&1 ||
+	fail "make build/bench/udpload failed: $(tail -3 "$T/build.log")"
 {
 echo "## 9. DPDK fast path (bench/dpdk.sh)"
 echo
@@ -61,9 +67,15 @@ YAML
 GW=$!
 sleep 3
 kill -0 "$GW" || fail "gateway did not start: $(tail -5 "$T/gw.log")"
-# --no-udp-checksum: veth leaves a partial UDP checksum (see the client's --help)
-U=$(ip netns exec "$NS" $PY tools/infergw-udp-client --server 198.18.0.1:9200 -n "$N" \
-	--concurrency "$WINDOW" --no-udp-checksum --json)
+$PY bench/digits_body.py --udp config/models/digits "$T/req.mp" "$T/expect.f32" ||
+	fail "cannot write the datagram request (bench/digits_body.py --udp)"
+$PY bench/dpdk_bench.py stages "$AP" "$T/m0.json" || fail "cannot read /metrics on port $AP"
+# -k: veth leaves a partial UDP checksum (see tools/infergw-udp-client --help)
+UCMD="build/bench/udpload -s 198.18.0.1:9200 -d req.mp -e expect.f32 -n $N -w $WINDOW -k -j"
+U=$(ip netns exec "$NS" build/bench/udpload -s 198.18.0.1:9200 -d "$T/req.mp" \
+	-e "$T/expect.f32" -n "$N" -w "$WINDOW" -k -j)
+[ -n "$U" ] || fail "udpload printed nothing"
+S=$($PY bench/dpdk_bench.py stages "$AP" "$T/m0.json")
 $PY bench/digits_body.py config/models/digits "$T/body.json" "$T/expect.json" >/dev/null 2>&1
 # a latency comparison (p50/p99 per request), so with --log-file, unpinned
 # like the UDP client
@@ -74,22 +86,54 @@ import json, re, sys
 lat = sorted(int(l.split()[2]) for l in open(sys.argv[1]) if l.strip())
 ok = sum(1 for l in open(sys.argv[1]) if l.split()[1] == "200")
 rps = float(re.search(r"finished in [^,]+, ([0-9.]+) req/s", open(sys.argv[2]).read()).group(1))
-print(json.dumps({"rps": rps, "p50_us": lat[len(lat) // 2], "p99_us": lat[int(len(lat) * .99)], "ok": ok}))
+u, s, e = (float(x) for x in open(sys.argv[2] + ".time").read().split()[:3])
+print(json.dumps({"rps": rps, "p50_us": lat[len(lat) // 2], "p99_us": lat[int(len(lat) * .99)],
+                  "ok": ok, "cpu_fraction": (u + s) / e if e > 0 else 0}))
 PYEOF
 )
 {
 echo "### digits, one request of one row at a time per slot, window $WINDOW, $N requests"
 echo
-echo "| path | req/s | p50 µs | p99 µs |"
-echo "|---|---|---|---|"
-$PY -c "import json,sys; u=json.loads(sys.argv[1]); h=json.loads(sys.argv[2]);
-print(f\"| UDP over veth (DPDK af_packet), infergw-udp-client (Python) | {u['req_per_s']:,.0f} | {u['p50_us']:.0f} | {u['p99_us']:.0f} |\");
-print(f\"| HTTP/2 JSON (h2load, loopback) | {h['rps']:,.0f} | {h['p50_us']:.0f} | {h['p99_us']:.0f} |\")" "$U" "$H"
+echo "Each client on one socket or connection keeps $WINDOW requests in flight (closed loop: req/s = $WINDOW / mean latency). Commands:"
 echo
-echo "UDP outcomes: $($PY -c "import json,sys; print(json.loads(sys.argv[1])['codes'])" "$U")"
-$PY -c "import json,sys; u=json.loads(sys.argv[1]); h=json.loads(sys.argv[2]);
-sys.path.insert(0, sys.argv[3]); import rows
-rows.emit('dpdk', 'udp_over_h2', round(u['req_per_s'] / h['rps'], 4), 'digits req/s, UDP over veth (DPDK af_packet) / HTTP/2 JSON, window $WINDOW', unit='x',
-          note='UDP p50 %.0f us vs HTTP/2 %.0f us' % (u['p50_us'], h['p50_us']))" "$U" "$H" "$ROOT/bench"
+echo '```'
+echo "ip netns exec NS $UCMD   # body: row 0 of the held-out set (bench/digits_body.py --udp)"
+echo "h2load -n $N -c 1 -m $WINDOW -t 1 --log-file=LOG -H 'content-type: application/json' -d body.json http://127.0.0.1:PORT/v2/models/digits/infer"
+echo '```'
+echo
+$PY - "$U" "$H" "$S" "$ROOT/bench" "$WINDOW" "$BENCH_CLIENT_BOUND" "$UCMD" <<'PYEOF'
+import json, sys
+u, h, s = (json.loads(a) for a in sys.argv[1:4])
+sys.path.insert(0, sys.argv[4]); import rows
+window, bound, ucmd = sys.argv[5], float(sys.argv[6]), sys.argv[7]
+print("| path | client | req/s | p50 µs | p99 µs | client CPU (of a core) | outcomes |")
+print("|---|---|---:|---:|---:|---:|---|")
+print(f"| UDP over veth (DPDK af_packet) | bench/udpload | {u['req_per_s']:,.0f} | {u['p50_us']:.0f} "
+      f"| {u['p99_us']:.0f} | {u['cpu_fraction']:.0%} | {u['codes']}, lost {u['lost']}, "
+      f"wrong values {u['wrong']} |")
+print(f"| HTTP/2 JSON (loopback) | h2load | {h['rps']:,.0f} | {h['p50_us']:.0f} | {h['p99_us']:.0f} "
+      f"| {h['cpu_fraction']:.0%} | {h['ok']} x 200 |")
+print()
+st = ", ".join(f"{k} {s[k]:.0f} ns" for k in ("rx", "parse", "route", "encode", "tx")
+               if s.get(k) is not None)
+print(f"Fast path time per answered request (lcore TSC, /metrics over the UDP run, "
+      f"{s['requests']:.0f} requests; rx and tx per burst, shared out): {st}.")
+print()
+bound_by = [n for n, c in (("udpload", u["cpu_fraction"]), ("h2load", h["cpu_fraction"]))
+            if c > bound]
+ok = u["answered"] == u["requests"] and not u["lost"] and not u["wrong"]
+if bound_by or not ok:
+    why = ("client-bound: %s above %.0f%% of a core" % (" and ".join(bound_by), bound * 100)
+           if bound_by else "not every UDP request answered right")
+    print(f"UDP / HTTP/2 req/s: not given ({why}).")
+    ratio = None
+else:
+    ratio = round(u["req_per_s"] / h["rps"], 4)
+    why = "UDP p50 %.0f us vs HTTP/2 %.0f us" % (u["p50_us"], h["p50_us"])
+    print(f"UDP / HTTP/2 req/s: **{ratio:.2f}x** ({why}).")
+rows.emit("dpdk", "udp_over_h2", ratio,
+          "digits req/s, UDP over veth (DPDK af_packet, bench/udpload) / HTTP/2 JSON, window "
+          + window, unit="x", note=why, cmd=ucmd)
+PYEOF
 echo
 } >>"$OUT"

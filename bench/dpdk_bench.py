@@ -1,5 +1,6 @@
 """bench/dpdk.sh's driver for the software ceiling (the UDP-vs-HTTP/2 part
-uses tools/infergw-udp-client).  `ceiling BIN TMP ADMIN_PORT SECS` prints
+loads with bench/udpload; `stages ADMIN_PORT BEFORE.json` gives its
+per-request stage times).  `ceiling BIN TMP ADMIN_PORT SECS` prints
 markdown:
   - requests/s through parse, route and reply with the `fake` backend (no
     model work) over net_pcap replaying a capture of requests forever
@@ -12,6 +13,7 @@ markdown:
     frame's MACs swapped, a reply's minimum work), when it is installed
     (Debian: dpdk-dev);
   - the ratios to testpmd and to eRPC's published ~10 M RPC/s per core."""
+import json
 import os
 import re
 import shutil
@@ -150,7 +152,35 @@ def ceiling(binary, tmp, admin, secs):
     print()
 
 
+def stages(port, before_path):
+    """Per answered request since the snapshot in before_path (written
+    there, and nothing printed, when it does not exist yet): the fast
+    path's TSC time in each stage, as JSON {stage: ns per request, ...,
+    "requests": n} (rx and tx run per burst: their time is shared out)."""
+    now = metrics(port)
+    if not os.path.exists(before_path):
+        with open(before_path, "w") as f:
+            json.dump(now, f)
+        return
+    with open(before_path) as f:
+        before = json.load(f)
+    d = {k: v - before.get(k, 0) for k, v in now.items()}
+    n = sum(v for k, v in d.items() if k.startswith("infergw_dpdk_requests_total{"))
+    hz = now.get("infergw_dpdk_tsc_hz", 0)
+    out = {"requests": n}
+    for st in STAGES:
+        c = d.get(f'infergw_dpdk_stage_cycles_total{{stage="{st}"}}', 0)
+        out[st] = round(c / n / hz * 1e9, 1) if n and hz else None
+    print(json.dumps(out))
+
+
+USAGE = """usage: dpdk_bench.py ceiling BIN TMP ADMIN_PORT SECS
+       dpdk_bench.py stages ADMIN_PORT BEFORE.json"""
+
 if __name__ == "__main__":
-    if sys.argv[1] != "ceiling" or len(sys.argv) != 6:
-        sys.exit("usage: dpdk_bench.py ceiling BIN TMP ADMIN_PORT SECS")
-    ceiling(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    if len(sys.argv) == 6 and sys.argv[1] == "ceiling":
+        ceiling(sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5]))
+    elif len(sys.argv) == 4 and sys.argv[1] == "stages":
+        stages(int(sys.argv[2]), sys.argv[3])
+    else:
+        sys.exit(USAGE)

@@ -21,6 +21,11 @@ MODEL_DIR = gwlib.MODEL_DIR
 READY_RE = re.compile(r'msg="dpdk fast path serving"')
 
 
+def run(cmd, check=True):
+    """A command with a 30 s bound: its CompletedProcess (text)."""
+    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=30)
+
+
 def skip_reason():
     """Why the DPDK tests cannot run here ("" when they can)."""
     if not BINARY.exists():

@@ -19,45 +19,9 @@ import gwlib
 pytestmark = pytest.mark.skipif(bool(dplib.netns_skip_reason()),
                                 reason=dplib.netns_skip_reason() or "ok")
 
-IFACE, PEER = "infergw-dp0", "infergw-dp1"
 PY = "/usr/bin/python3"
 CLIENT = dplib.REPO / "tools" / "infergw-udp-client"
-
-
-def run(cmd, check=True):
-    return subprocess.run(cmd, capture_output=True, text=True, check=check, timeout=30)
-
-
-@pytest.fixture
-def netns():
-    ns = f"igwdp{os.getpid() % 100000}"
-    run(["ip", "link", "del", IFACE], check=False)  # a previous run's, by name
-    run(["ip", "netns", "add", ns])
-    try:
-        run(["ip", "link", "add", IFACE, "type", "veth", "peer", "name", PEER])
-        run(["ip", "link", "set", PEER, "netns", ns])
-        run(["sysctl", "-qw", f"net.ipv6.conf.{IFACE}.disable_ipv6=1"], check=False)
-        run(["ip", "link", "set", IFACE, "up"])
-        pre = ["ip", "netns", "exec", ns]
-        run(pre + ["ip", "addr", "add", "198.18.0.2/24", "dev", PEER])
-        run(pre + ["ip", "link", "set", PEER, "up"])
-        run(pre + ["ip", "link", "set", "lo", "up"])
-        yield ns
-    finally:
-        run(["ip", "link", "del", IFACE], check=False)
-        run(["ip", "netns", "del", ns], check=False)
-
-
-@pytest.fixture
-def gateway(netns, tmp_path):
-    text = dplib.config_text(["--no-huge", "--no-pci", "-m", "512",
-                              f"--vdev=net_af_packet0,iface={IFACE}"],
-                             admin_port=gwlib.free_port())
-    g = dplib.DpGateway(tmp_path, "gw", text).start()
-    yield g
-    rc = g.stop()
-    assert rc == 0, f"gateway exited {rc}\n{g.log()[-3000:]}"
-
+run = dplib.run
 
 PING = r"""
 import socket, struct, sys
