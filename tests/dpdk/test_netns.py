@@ -82,4 +82,10 @@ def test_netns_ping_and_errors(netns, gateway):
     m = gateway.metrics()
     assert gwlib.metric(m, "infergw_dpdk_requests_total", code="404") == 2
     assert gwlib.metric(m, "infergw_dpdk_requests_total", code="400") == 1
+    # refused before any backend (dp_count_refused): the model's "none"
+    # series counts the bad shape as an error, as HTTP's refusals are; an
+    # unknown model has no series to count in
+    assert gwlib.metric(m, "infergw_requests_total", backend="none", model="digits",
+                        outcome="error") == 1
+    assert not [k for k in m if k[0] == "infergw_requests_total" and ("model", "nope") in k[1]]
     assert gwlib.metric(m, "infergw_dpdk_frames_total", kind="icmp_echo") == 3
