@@ -132,6 +132,11 @@ def ceiling(binary, tmp, admin, secs):
                          f"{c / e / runs[n]['hz'] * 1e9 if e else 0:.0f} ns)")
         print(f"| {st}: cycles per event (events/s) | " + " | ".join(cells) + " |")
     print()
+    print("route is the request's decode, admission and submit; with the fake backend the "
+          "submit hands each batch to the fake's own completion thread (a mutex and a "
+          "condition-variable signal per batch, backends/fake/fake.c), which route includes: "
+          "not the cost of routing alone.")
+    print()
     print("net_pcap has no RSS (each RX queue replays its own rx_pcap file), so the "
           "2-queue run spreads load by construction, not by hashing.")
     print()
