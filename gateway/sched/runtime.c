@@ -833,7 +833,13 @@ struct runtime *rt_build(struct config *cfg, const struct runtime *prev, char **
 	 * agents): resolved again at every build, so a reload follows it. */
 	if (cfg_expand_backends(cfg, err))
 		return NULL;
-	rt = calloc(1, sizeof(*rt));
+	/* aligned: rr's line is its own (runtime.h) */
+	rt = aligned_alloc(_Alignof(struct runtime), sizeof(*rt));
+	if (!rt) {
+		*err = yt_strdupf("out of memory");
+		return NULL;
+	}
+	memset(rt, 0, sizeof(*rt));
 	atomic_init(&rt->refs, 1);
 	rt->generation = atomic_fetch_add(&generation, 1) + 1;
 	rt->cfg = cfg;
@@ -1298,14 +1304,19 @@ static void rt_prepare(struct runtime *rt, int mi, struct infer_req *r, uint64_t
 	pol_prepare(&pc, mc->priority, (uint64_t)mc->slo_ms * 1000000, r, now, rq);
 }
 
-/* The round-robin cursor: a precheck reads it, a submit moves it.  One per
- * thread (a loop, an lcore, the reaper): no cache line written by every
- * loop for every request; each thread's own requests still take turns. */
-static unsigned rt_cursor(bool enqueue)
+/*
+ * The round-robin cursor: a precheck reads it, a submit moves it.  Only
+ * routing.policy round-robin reads it (router.c), and its turns are the
+ * whole gateway's, across loops: one atomic add per request on a line of
+ * its own.  The other policies never look at it, so their requests touch
+ * no line every loop writes.
+ */
+static unsigned rt_cursor(struct runtime *rt, bool enqueue)
 {
-	static __thread unsigned rr;
-
-	return enqueue ? rr++ : rr;
+	if (rt->cfg->routing.policy != ROUTE_ROUND_ROBIN)
+		return 0;
+	return enqueue ? atomic_fetch_add_explicit(&rt->rr, 1, memory_order_relaxed)
+		       : atomic_load_explicit(&rt->rr, memory_order_relaxed);
 }
 
 /* Views of the candidates of the g-th backend in el[0..n) (a backend's
@@ -1409,7 +1420,7 @@ static int rt_route(struct runtime *rt, struct infer_req *r, uint64_t now, bool 
 {
 	struct router_cand stack[32 * RT_VARIANTS], *cand = stack;
 	int el_stack[3 * 32 * RT_VARIANTS], *el = el_stack;
-	unsigned rr = rt_cursor(enqueue);
+	unsigned rr = rt_cursor(rt, enqueue);
 	struct route_req rq;
 	enum route_result why;
 	int mi = rt_index(rt, r->model), n, n_be, k, pick = -1, rc2 = 0;
@@ -1550,7 +1561,7 @@ int rt_submit(struct runtime *rt, struct infer_req *r, uint64_t now, struct rt_a
 	/* One admission pass: the precheck's pick, queued under its one lock,
 	 * r prepared as the precheck's probe was (same priority and deadline). */
 	adm->reused = true;
-	rt_cursor(true);
+	rt_cursor(rt, true);
 	r->priority = adm->prio_norm;
 	r->sheddable = adm->sheddable;
 	r->met = adm->met;

@@ -83,6 +83,9 @@ struct runtime {
 	 * certificate for new connections only. */
 	struct ssl_ctx_st *tls;
 	struct runtime *dead_next;	/* released, on the reaper's list */
+	/* round-robin's cursor (rt_cursor), written by every loop: on a
+	 * cache line of its own, away from what routing reads */
+	_Alignas(64) _Atomic unsigned rr;
 };
 
 /*
