@@ -41,6 +41,7 @@
 #include "metrics.h"
 #include "pkt.h"
 #include "runtime.h"
+#include "scheduler.h"
 #include "util.h"
 
 #define DP_RING_DESC	512	/* RX/TX descriptors asked per queue (adjusted to the port) */
@@ -492,7 +493,7 @@ static int dp_lcore_main(void *arg)
 {
 	struct dp_lcore *lc = arg;
 	struct rte_mbuf *rx[DP_MAX_BURST];
-	uint64_t t0;
+	uint64_t t0, routed = 0;
 
 	/* Pairs with dp_start's release: EAL's launch handshake is its own
 	 * (uninstrumented) sync, this one makes the order explicit. */
@@ -501,6 +502,10 @@ static int dp_lcore_main(void *arg)
 	log_info("lcore=%u queues=%d txq=%u msg=\"dpdk lcore polling\"", lc->lcore_id, lc->n_rxq,
 		 lc->txq);
 	while (!atomic_load_explicit(&dp.stop, memory_order_relaxed)) {
+		/* The requests of one pass over the queues go to the backends
+		 * as batches, each backend dispatched once at the end (as an
+		 * event loop does per read), not one batch per request. */
+		sched_defer_begin();
 		for (int k = 0; k < lc->n_rxq; k++) {
 			uint16_t n;
 
@@ -515,6 +520,14 @@ static int dp_lcore_main(void *arg)
 					rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void *));
 				dp_frame(lc, rx[i]);
 			}
+		}
+		if (DP_GET(lc->st.events[DP_ST_ROUTE]) != routed) {
+			t0 = rte_rdtsc();
+			sched_defer_end();	/* may run the batch here (inline_us) */
+			dp_stage(lc, DP_ST_ROUTE, t0, 0);	/* route's, per request routed */
+			routed = DP_GET(lc->st.events[DP_ST_ROUTE]);
+		} else {
+			sched_defer_end();	/* nothing was queued: nothing to time */
 		}
 		dp_poll_done(lc);
 		dp_tx_flush(lc);
