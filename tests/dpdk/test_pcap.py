@@ -26,24 +26,33 @@ pytestmark = pytest.mark.skipif(bool(dplib.skip_reason()), reason=dplib.skip_rea
 FRAME_MAX = 1514
 
 
-def test_pcap_frames(tmp_path):
-    rx, tx = tmp_path / "in.pcap", tmp_path / "out.pcap"
-    exp = pcaplib.write_crafted(rx, pcaplib.NET_PCAP_MAC, frame_max=FRAME_MAX)
+def replay(tmp_path, rx, tx, done):
+    """A gateway whose port reads the capture rx and writes tx, until
+    done(metrics) or 20 s, then stopped (it must exit 0): (gateway, the
+    last /metrics)."""
     text = dplib.config_text(["--no-huge", "--no-pci", "-m", "512", "--in-memory",
                               f"--vdev=net_pcap0,rx_pcap={rx},tx_pcap={tx}"],
                              admin_port=gwlib.free_port())
-    want_out = sum(e["kind"] != "none" for e in exp)
     g = dplib.DpGateway(tmp_path, "gw", text).start()
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             m = g.metrics()
-            if gwlib.metric(m, "infergw_dpdk_packets_total", dir="out") >= want_out:
+            if done(m):
                 break
             time.sleep(0.1)
     finally:
         rc = g.stop()
     assert rc == 0, g.log()[-3000:]
+    return g, m
+
+
+def test_pcap_frames(tmp_path):
+    rx, tx = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    exp = pcaplib.write_crafted(rx, pcaplib.NET_PCAP_MAC, frame_max=FRAME_MAX)
+    want_out = sum(e["kind"] != "none" for e in exp)
+    g, m = replay(tmp_path, rx, tx,
+                  lambda m: gwlib.metric(m, "infergw_dpdk_packets_total", dir="out") >= want_out)
     mac = re.search(r"mac=([0-9a-f:]{17})", g.log())
     assert mac and mac.group(1) == pcaplib.NET_PCAP_MAC, "net_pcap's MAC changed: see pcaplib"
 
@@ -78,20 +87,8 @@ def test_pcap_burst_is_batched(tmp_path):
                                         pcaplib.dg_request(3000 + i, "digits", x)))
         exp.append(dict(name=f"burst_{i}", kind="answer", id=3000 + i, inputs=x, sport=41000 + i))
     pcaplib.write_pcap(rx, frames)
-    text = dplib.config_text(["--no-huge", "--no-pci", "-m", "512", "--in-memory",
-                              f"--vdev=net_pcap0,rx_pcap={rx},tx_pcap={tx}"],
-                             admin_port=gwlib.free_port())
-    g = dplib.DpGateway(tmp_path, "gw", text).start()
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            m = g.metrics()
-            if gwlib.metric(m, "infergw_dpdk_requests_total", code="200") >= n:
-                break
-            time.sleep(0.1)
-    finally:
-        rc = g.stop()
-    assert rc == 0, g.log()[-3000:]
+    g, m = replay(tmp_path, rx, tx,
+                  lambda m: gwlib.metric(m, "infergw_dpdk_requests_total", code="200") >= n)
     assert gwlib.metric(m, "infergw_dpdk_requests_total", code="200") == n, g.log()[-2000:]
     rows = gwlib.metric(m, "infergw_batch_rows_sum", backend="be0", model="digits")
     batches = gwlib.metric(m, "infergw_batch_rows_count", backend="be0", model="digits")
