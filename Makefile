@@ -158,10 +158,10 @@ $(BUILD)/obj/%.o: %.c $(BUILD)/gen/cuda.stamp
 	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
 # The CPU backend splits its INT8 and softmax row loops over the slot's
-# OpenMP threads and vectorizes them (#pragma omp parallel for / simd;
-# libgomp is linked); no-trapping-math lets floorf vectorize (nothing there
+# OpenMP threads and vectorizes them (#pragma omp parallel for / simd in
+# cpu.c and rowk.c; libgomp is linked); no-trapping-math lets floorf vectorize (nothing there
 # reads the floating-point exception flags).
-$(BUILD)/obj/backends/cpu/cpu.o: CFLAGS += -fopenmp -fno-trapping-math
+$(BUILD)/obj/backends/cpu/cpu.o $(BUILD)/obj/backends/cpu/rowk.o: CFLAGS += -fopenmp -fno-trapping-math
 
 $(BUILD)/obj/%.cu.o: %.cu
 	@mkdir -p $(dir $@)

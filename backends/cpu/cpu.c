@@ -60,6 +60,7 @@
 #include "backend.h"
 #include "model/model.h"
 #include "model/quant.h"
+#include "rowk.h"
 
 #include <sched.h>
 #include <sys/resource.h>
@@ -842,7 +843,7 @@ static bool be_cpu_split(const struct be_cpu *c, const struct model *m, int i)
 	return !c->vnni && m->layers[i].qweight && !model_after_relu(m, i);
 }
 
-/* ... and a split next layer is fed from C (be_cpu_q8_row), not by oneDNN. */
+/* ... and a split next layer is fed from C (rowk_q8), not by oneDNN. */
 static bool be_cpu_chained(const struct be_cpu *c, const struct model *m, int i)
 {
 	return be_cpu_static_q8(&m->layers[i]) && i + 1 < m->n_layers &&
@@ -1124,15 +1125,9 @@ out_nomem:
 #if __has_feature(thread_sanitizer)
 #define BE_CPU_TSAN 1
 #endif
-#if __has_feature(address_sanitizer)
-#define BE_CPU_ASAN 1
-#endif
 #endif
 #ifdef __SANITIZE_THREAD__		/* gcc */
 #define BE_CPU_TSAN 1
-#endif
-#ifdef __SANITIZE_ADDRESS__
-#define BE_CPU_ASAN 1
 #endif
 #ifdef BE_CPU_TSAN
 #define BE_CPU_TEAM(c) 1
@@ -1155,144 +1150,6 @@ static inline bool be_cpu_serial(const struct be_cpu *c, int rows)
 }
 
 /*
- * The INT8 element loops.  Written so that the compiler vectorizes them
- * (omp simd: no aliasing to prove, a max reduction allowed) and cloned per
- * ISA (AVX-512, AVX2, baseline) with a run-time choice: the build targets
- * plain x86-64, these loops are the only C code on the INT8 path that
- * touches every activation.  Measured on mlp-large at batch 64: the scalar
- * versions (double max per row, reloads of the layer's fields through
- * -fno-strict-aliasing) took a third of the INT8 batch.
- */
-#if !defined(__x86_64__) || defined(BE_CPU_TSAN) || defined(BE_CPU_ASAN)
-/* x86-64 only (the arm64 build: one ISA).  And not under a sanitizer: the
- * clones' ifunc resolvers run while the dynamic linker relocates, before the
- * sanitizer's runtime is up; instrumented, they crash (TSan does at once).
- * Sanitizer builds check correctness, not speed: baseline code only. */
-#define BE_CPU_CLONES
-#else
-#define BE_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#endif
-
-/*
- * Max reductions over BE_CPU_LANES accumulators, folded by halving.  An
- * omp simd max reduction ends in a scalar loop over the vector's lanes (a
- * dependent compare each, ~4 cycles): on rows of tens of values, as long
- * as the row itself (perf on digits: absmax and dequant_row were a third
- * of an INT8 batch, the softmax 40% of an FP32 one).  Loops of
- * BE_CPU_LANES fixed iterations compile to whole vectors.
- */
-#define BE_CPU_LANES 16
-
-/* The largest of acc[0..BE_CPU_LANES); acc is overwritten. */
-static inline float be_cpu_lanes_max(float *acc)
-{
-	for (int n = BE_CPU_LANES / 2; n > 0; n /= 2)
-		for (int j = 0; j < n; j++)
-			acc[j] = acc[j] > acc[j + n] ? acc[j] : acc[j + n];
-	return acc[0];
-}
-
-/* max(m, |v|); a NaN v leaves m. */
-static inline float be_cpu_max_abs(float m, float v)
-{
-	v = fabsf(v);
-	return v > m ? v : m;
-}
-
-/* Max |x| over n values.  A NaN may or may not be skipped, by lane: its
- * row answers garbage either way (never undefined behaviour), and rows are
- * independent. */
-BE_CPU_CLONES
-static float be_cpu_absmax(const float *restrict x, int n)
-{
-	float acc[BE_CPU_LANES] = { 0 };
-	int j, k;
-
-	for (j = 0; j + BE_CPU_LANES <= n; j += BE_CPU_LANES)
-#pragma omp simd
-		for (k = 0; k < BE_CPU_LANES; k++)
-			acc[k] = be_cpu_max_abs(acc[k], x[j + k]);
-	for (k = 0; j + k < n; k++)
-		acc[k] = be_cpu_max_abs(acc[k], x[j + k]);
-	return be_cpu_lanes_max(acc);
-}
-
-/* How be_cpu_q8_row stores: s8; u8 (a ReLU's output, >= 0); split: u8
- * halves max(q, 0) in q[0..n) and max(-q, 0) in q[n..2n). */
-enum { BE_CPU_Q8_S8, BE_CPU_Q8_U8, BE_CPU_Q8_SPLIT };
-
-/*
- * x[0..n) x inv rounded half away from zero, clamped to +-127, NaN -> 0:
- * model_q8 in float32 (the reference divides in float64, so a value within
- * an ulp of a .5 boundary may round one step apart; tests allow for it),
- * stored as mode says.
- */
-BE_CPU_CLONES
-static void be_cpu_q8_row(const float *restrict x, int n, float inv, void *restrict q, int mode)
-{
-	int8_t *qs = q;		/* both based on q: not restrict (split uses both) */
-	uint8_t *qu = q;
-
-	if (mode == BE_CPU_Q8_U8) {
-#pragma omp simd
-		for (int j = 0; j < n; j++) {
-			float v = x[j] * inv + 0.5f;
-
-			v = v > MODEL_Q8_MAX ? MODEL_Q8_MAX : v;
-			qu[j] = (uint8_t)(v > 0.f ? (int)v : 0);	/* NaN, < 0: 0 */
-		}
-		return;
-	}
-#pragma omp simd
-	for (int j = 0; j < n; j++) {
-		float v = x[j] * inv;
-
-		v += copysignf(0.5f, v);
-		v = v > MODEL_Q8_MAX ? MODEL_Q8_MAX : v;
-		v = v < -MODEL_Q8_MAX ? -MODEL_Q8_MAX : v;
-		qs[j] = (int8_t)(v == v ? (int)v : 0);
-	}
-	if (mode != BE_CPU_Q8_SPLIT)
-		return;
-	for (int j = n - 1; j >= 0; j--) {	/* qs[j] is read before qu[j] is written */
-		int v = qs[j];
-
-		qu[n + j] = (uint8_t)(v < 0 ? -v : 0);
-		qu[j] = (uint8_t)(v > 0 ? v : 0);
-	}
-}
-
-/* be_cpu_dequant_row's element k; max(m, |its value|). */
-static inline float be_cpu_dequant_one(float *restrict y, const float *restrict bias, int k,
-				       float rs, bool relu, float m)
-{
-	float v = y[k] * rs + (bias ? bias[k] : 0.f);
-
-	v = relu && v < 0.f ? 0.f : v;
-	y[k] = v;
-	return be_cpu_max_abs(m, v);
-}
-
-/* Dynamic INT8 layer output, one row in place: y x rs (the row's input
- * scale; y holds acc x w_scale) + bias, ReLU.  Returns max |y|. */
-BE_CPU_CLONES
-static float be_cpu_dequant_row(float *restrict y, const float *restrict bias, int n, float rs,
-				bool relu)
-{
-	float acc[BE_CPU_LANES] = { 0 };
-	int j, k;
-
-	for (j = 0; j + BE_CPU_LANES <= n; j += BE_CPU_LANES)
-#pragma omp simd
-		for (k = 0; k < BE_CPU_LANES; k++)
-			acc[k] = be_cpu_dequant_one(y + j, bias ? bias + j : NULL, k, rs, relu,
-						    acc[k]);
-	for (k = 0; j + k < n; k++)
-		acc[k] = be_cpu_dequant_one(y + j, bias ? bias + j : NULL, k, rs, relu, acc[k]);
-	return be_cpu_lanes_max(acc);
-}
-
-/*
  * Row r of the s8/u8 input of INT8 layer l from its float32 values x: the
  * layer's static scale, or the row's own (max|x| / 127, into rscale[r]:
  * per row, not per batch, so that an answer never depends on what it was
@@ -1305,13 +1162,13 @@ static void be_cpu_quantize_row(const struct layer *l, const struct be_cpu_weigh
 
 	if (!(s > 0)) {
 		if (mx < 0)
-			mx = be_cpu_absmax(x, l->in);
+			mx = rowk_absmax(x, l->in);
 		/* model_q8_scale's arithmetic, on the float max */
 		s = (float)(mx > 0 && isfinite(mx) ? (double)mx / MODEL_Q8_MAX : 1.0);
 	}
 	rscale[r] = (float)s;
-	be_cpu_q8_row(x, l->in, (float)(1.0 / s), (char *)q + (size_t)r * w->k,
-		      w->split ? BE_CPU_Q8_SPLIT : w->sdt == dnnl_u8 ? BE_CPU_Q8_U8 : BE_CPU_Q8_S8);
+	rowk_q8(x, l->in, (float)(1.0 / s), (char *)q + (size_t)r * w->k,
+		      w->split ? ROWK_Q8_SPLIT : w->sdt == dnnl_u8 ? ROWK_Q8_U8 : ROWK_Q8_S8);
 }
 
 /*
@@ -1344,7 +1201,7 @@ static inline void be_cpu_requantize_row(const struct layer *l, const struct lay
 					 void *q, float *rscale)
 {
 	float *yr = y + (size_t)r * l->out;
-	float mx = be_cpu_dequant_row(yr, l->bias, l->out, rscale[r], l->act == ACT_RELU);
+	float mx = rowk_dequant(yr, l->bias, l->out, rscale[r], l->act == ACT_RELU);
 
 	if (q)
 		be_cpu_quantize_row(nl, nw, yr, mx, q, rscale, r);
@@ -1379,122 +1236,18 @@ if (be_cpu_serial(c, rows)) {
 	return next;
 }
 
-/*
- * e^x in float32 for the softmax, in a form the vectorizer takes (libm's
- * expf is a call per value): x = n ln2 + r with |r| <= ln2 / 2 (ln2 split
- * in two so that n ln2 is exact), e^r by Cephes' expf polynomial, 2^n put
- * into the exponent bits.  Within 2 ulp of e^x; below -87.3 (the result
- * would be a denormal) it returns 0, NaN stays NaN.  The softmax's
- * arguments are x - max <= 0.
- */
-static inline float be_cpu_expf(float x)
-{
-	union { int32_t i; float f; } s;	/* 2^n built in the exponent bits */
-	float x0 = x, n, r, p;
-
-	/* selects, no branches and no bools (the vectorizer takes neither):
-	 * clamp, then scale by 2^-127 -> 0 where the result would underflow
-	 * and for NaN (whose conversion to int would be undefined) */
-	x = x < -88.f ? -88.f : x;
-	x = x > 88.3f ? 88.3f : x;
-	n = floorf(x * 1.44269504f + 0.5f);
-	r = x - n * 0.693359375f + n * 2.12194440e-4f;
-	p = 1.9875691500e-4f;
-	p = p * r + 1.3981999507e-3f;
-	p = p * r + 8.3334519073e-3f;
-	p = p * r + 4.1665795894e-2f;
-	p = p * r + 1.6666665459e-1f;
-	p = p * r + 5.0000001201e-1f;
-	p = p * r * r + r + 1.0f;
-	n = x0 < -87.3f ? -127.f : n;
-	n = x != x ? -127.f : n;
-	s.i = ((int32_t)n + 127) << 23;
-	return p * s.f;	/* NaN: p is NaN */
-}
-
-/*
- * Softmax of one row of width w, in place; max-subtracted, summed in
- * float64 like model_forward_ref.  Every loop vectorizes (be_cpu_expf);
- * measured on mlp-large INT8 at batch 64, the scalar loops with libm's
- * expf, on one thread while the team idled, were about 7% of the batch.
- */
-BE_CPU_CLONES
-static void be_cpu_softmax_row(float *restrict x, int w)
-{
-	float mx = x[0];
-	double sum = 0;
-	int j;
-
-#pragma omp simd reduction(max : mx)
-	for (j = 1; j < w; j++)
-		mx = x[j] > mx ? x[j] : mx;
-#pragma omp simd
-	for (j = 0; j < w; j++)
-		x[j] = be_cpu_expf(x[j] - mx);
-#pragma omp simd reduction(+ : sum)
-	for (j = 0; j < w; j++)
-		sum += x[j];
-#pragma omp simd
-	for (j = 0; j < w; j++)
-		x[j] = (float)(x[j] / sum);
-}
-
-/*
- * be_cpu_softmax_row for a narrow row (w <= BE_CPU_NARROW: digits' 10
- * classes), the same arithmetic on whole vectors.  There every loop above
- * ran as a scalar remainder (w under one AVX-512 vector): 40% of the
- * backend's time on a digits batch of 32 (perf, bench/int8 -p igw-f32).
- * Here the row is padded to BE_CPU_NARROW lanes of -Inf, whose be_cpu_expf
- * is exactly 0 (and a row of -Inf still answers NaN, as model_forward_ref
- * does), so each loop has a fixed trip count; the max (be_cpu_lanes_max)
- * and the float64 sum fold by halving, and the sum's reciprocal is taken
- * once.
- */
-#define BE_CPU_NARROW BE_CPU_LANES
-BE_CPU_CLONES
-static void be_cpu_softmax_narrow(float *restrict x, int w)
-{
-	float t[BE_CPU_NARROW], m[BE_CPU_NARROW], mx;
-	double d[BE_CPU_NARROW / 2], inv;
-	int j, n;
-
-	for (j = 0; j < BE_CPU_NARROW; j++)
-		m[j] = t[j] = j < w ? x[j] : -INFINITY;
-	mx = be_cpu_lanes_max(m);
-#pragma omp simd
-	for (j = 0; j < BE_CPU_NARROW; j++)
-		t[j] = be_cpu_expf(t[j] - mx);
-	for (j = 0; j < BE_CPU_NARROW / 2; j++)
-		d[j] = (double)t[j] + (double)t[j + BE_CPU_NARROW / 2];
-	for (n = BE_CPU_NARROW / 4; n > 0; n /= 2)
-		for (j = 0; j < n; j++)
-			d[j] += d[j + n];
-	inv = 1.0 / d[0];
-	for (j = 0; j < w; j++)
-		x[j] = (float)(t[j] * inv);
-}
-
-/* One row: be_cpu_softmax_narrow or be_cpu_softmax_row by its width. */
-static inline void be_cpu_softmax_one(float *x, int w)
-{
-	if (w <= BE_CPU_NARROW)
-		be_cpu_softmax_narrow(x, w);
-	else
-		be_cpu_softmax_row(x, w);
-}
-
 /* Softmax over each of rows rows of width w, in place, rows split over the
  * slot's OpenMP threads; only the live rows (the padding is never read). */
 static void be_cpu_softmax(struct be_cpu *c, float *x, int rows, int w)
 {
 if (be_cpu_serial(c, rows)) {
 		for (int r = 0; r < rows; r++)
-			be_cpu_softmax_one(x + (size_t)r * w, w);
+			rowk_softmax(x + (size_t)r * w, w);
 		return;
 	}
 #pragma omp parallel for num_threads(BE_CPU_TEAM(c)) schedule(static)
 	for (int r = 0; r < rows; r++)
-		be_cpu_softmax_one(x + (size_t)r * w, w);
+		rowk_softmax(x + (size_t)r * w, w);
 }
 
 /* Index of the bucket that runs rows (1 <= rows <= max_batch_size). */

@@ -15,7 +15,7 @@ OUT=build/fuzz
 TARGETS="kserve mpcodec safetensors config h1 zcodec repository agentframe dgram pkt grpc h2check hpack h2w"
 SRC="gateway/net/h1parse.c gateway/net/h2check.c gateway/net/hpack.c gateway/net/h2w.c gateway/net/zcodec.c gateway/api/repository.c gateway/api/kserve.c gateway/api/jsonfast.c gateway/api/mpcodec.c
      gateway/core/config.c gateway/core/cpus.c backends/model/ytree.c gateway/sched/router.c gateway/core/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c
-     backends/registry.c backends/gpu/gpuconf.c backends/cpu/cpu.c backends/fake/fake.c gateway/sched/slice.c
+     backends/registry.c backends/gpu/gpuconf.c backends/cpu/cpu.c backends/cpu/rowk.c backends/fake/fake.c gateway/sched/slice.c
      backends/remote/rconf.c backends/remote/remote.c backends/remote/eject.c backends/remote/proto.c
      backends/mpread.c gateway/api/dgram.c dpdk/pkt.c
      gateway/api/grpccodec.c $OUT/gen/grpc_service.pb-c.c"
