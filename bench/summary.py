@@ -148,9 +148,18 @@ def cell(text):
 
 
 def targets_table(by_key):
+    """The targets table; each distinct note once, as a numbered footnote
+    under it (the CPU cap note is the same for most rows)."""
     out = ["| measure | issue 18 | this run | spread (min-max) | median's 95% CI (coverage) "
            "| rounds | target | met? |",
            "|---|---:|---:|---:|---:|---:|---:|:---:|"]
+    notes = []
+
+    def mark(note):
+        if note not in notes:
+            notes.append(note)
+        return " [%d]" % (notes.index(note) + 1)
+
     for key, label, before, target, met in TARGETS:
         r = by_key.get(key)
         if r is None:
@@ -161,10 +170,13 @@ def targets_table(by_key):
             out.append("| %s | %s | %s | | | %s | %s | no |" % (
                 label, before, cell(r.get("note", "no value")), rounds_cell(r), target))
             continue
-        note = " (%s)" % cell(r["note"]) if r.get("note") else ""
+        note = mark(cell(r["note"])) if r.get("note") else ""
         out.append("| %s | %s | **%s**%s | %s | %s | %s | %s | %s |" % (
             label, before, fnum(v, r.get("unit", "")), note, spread(r), ci_cell(r),
             rounds_cell(r), target, verdict(met, v, r)))
+    if notes:
+        out.append("")
+        out.extend("- [%d] %s" % (i + 1, n) for i, n in enumerate(notes))
     return out
 
 

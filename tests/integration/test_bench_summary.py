@@ -328,3 +328,29 @@ def test_paired_ratios_skip_client_bound():
     rps, cpu, dropped = rows.paired(base, cur)
     assert rps == [0.5, 1.5] and cpu == [2.0, 0.5] and dropped == 1
     assert rows.ratio_cell(rps) == "1.00 (0.50-1.50)" and rows.ratio_cell([]) == "-"
+
+
+def test_target_notes_are_footnotes(tmp_path):
+    """A note on a target row is a numbered footnote under the table, each
+    distinct note once (the CPU cap is the same for most rows), not text
+    repeated in every row's value cell."""
+    rows_file = tmp_path / "rows.jsonl"
+    cap = "each server capped at 0.35 CPU"
+    with open(rows_file, "w") as f:
+        for key, v, note in (("vs_h2o", 1.9, cap), ("vs_nghttpd", 3.8, cap),
+                             ("h1_vs_h2o", 1.12, "h2o at 1 thread")):
+            f.write(json.dumps({"part": "h2", "key": key, "value": v, "unit": "x",
+                                "note": note}) + "\n")
+    out = tmp_path / "RESULTS.md"
+    run([os.path.join(BENCH, "summary.py"), "write", str(rows_file), str(out)])
+    text = out.read_text()
+    lines = text.splitlines()
+
+    def line(prefix):
+        return [l for l in lines if l.startswith(prefix)][0]
+
+    assert "**1.90x** [1] |" in line("| HTTP/2 health, 1 loop thread, vs h2o")
+    assert "**3.80x** [1] |" in line("| HTTP/2 health vs nghttpd")
+    assert "**1.12x** [2] |" in line("| HTTP/1.1 health")
+    assert "- [1] %s" % cap in lines and "- [2] h2o at 1 thread" in lines
+    assert text.split("## Areas")[0].count(cap) == 1   # the targets part
