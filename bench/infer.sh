@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/infer.sh - POST /v2/models/digits/infer (one 64-float sample, KServe
 # v2 JSON) on infergw, against GET /v2/health/live on the same server in the
-# same run: req/s, p50/p99 and the infer/health ratio.
+# same run: req/s, p50/p99 and the infer/health ratio; and the same request
+# with its 64 values subnormal, and as a Python client prints float32 data
+# (17 significant digits), each against the plain one.
 #
 # usage: bench/infer.sh [OUT.md]     (markdown section; default stdout)
 # env:   N=50000 C=32 M=32 ROUNDS=7 WARM=10000 LAT_ROUNDS=2
@@ -68,12 +70,24 @@ d["inputs"][0]["data"] = [float("%.3g" % (1e-39 + i * 2e-41)) for i in range(64)
 json.dump(d, open(sys.argv[2], "w"), separators=(",", ":"))' "$T/body.json" "$T/sub.json" ||
 	bench_fail "cannot write the subnormal body"
 
+# The row as a Python client prints FP32 data (numpy's float32 values as
+# doubles, json.dumps: 17 significant digits): each value made non-integral
+# (x (1 + 1e-4) + 1e-3, rounded to float32) so that its shortest text is long.
+$PY -c '
+import json, struct, sys
+d = json.load(open(sys.argv[1]))
+f32 = lambda x: struct.unpack("f", struct.pack("f", x))[0]
+d["inputs"][0]["data"] = [f32(v * 1.0001 + 0.001) for v in d["inputs"][0]["data"]]
+json.dump(d, open(sys.argv[2], "w"), separators=(",", ":"))' "$T/body.json" "$T/d17.json" ||
+	bench_fail "cannot write the 17-digit body"
+
 CT=(-H 'content-type: application/json')
 bench_h2load "$T/warm.h.out" "" $WARMFLAGS "$URL_H"
 bench_h2load "$T/warm.i.out" "" $WARMFLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
 : >"$T/runs.jsonl"
 : >"$T/runs.i.jsonl"
 : >"$T/runs.s.jsonl"
+: >"$T/runs.d.jsonl"
 mkdir -p "$T/logs"
 : >"$T/lat.jsonl"
 for r in $(seq "$ROUNDS"); do
@@ -84,7 +98,11 @@ for r in $(seq "$ROUNDS"); do
 			$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
 		bench_round subnormal "$PID" "$T/s.$r.out" "$T/runs.s.jsonl" \
 			$H2FLAGS -d "$T/sub.json" "${CT[@]}" "$URL_I"
+		bench_round digits17 "$PID" "$T/d.$r.out" "$T/runs.d.jsonl" \
+			$H2FLAGS -d "$T/d17.json" "${CT[@]}" "$URL_I"
 	else
+		bench_round digits17 "$PID" "$T/d.$r.out" "$T/runs.d.jsonl" \
+			$H2FLAGS -d "$T/d17.json" "${CT[@]}" "$URL_I"
 		bench_round subnormal "$PID" "$T/s.$r.out" "$T/runs.s.jsonl" \
 			$H2FLAGS -d "$T/sub.json" "${CT[@]}" "$URL_I"
 		bench_round infer "$PID" "$T/i.$r.out" "$T/runs.i.jsonl" \
@@ -97,7 +115,7 @@ for r in $(seq "$LAT_ROUNDS"); do
 	bench_latency_round infer "$PID" "$T/li.$r.out" "$T/logs" "$T/lat.jsonl" \
 		$H2FLAGS -d "$T/body.json" "${CT[@]}" "$URL_I"
 done
-cat "$T/runs.i.jsonl" "$T/runs.s.jsonl" >>"$T/runs.jsonl"
+cat "$T/runs.i.jsonl" "$T/runs.s.jsonl" "$T/runs.d.jsonl" >>"$T/runs.jsonl"
 [ -n "${BENCH_RAW_DIR:-}" ] && cp "$T/runs.jsonl" "$BENCH_RAW_DIR/infer.jsonl"
 bench_warn_if_dead "$PID"
 # Batch sizes the scheduler actually cut, and how many batches ran on the
@@ -117,9 +135,9 @@ ROWS_PER_BATCH=$(printf '%s\n' "$METRICS" | awk '/^infergw_batch_rows_sum/ {s +=
 	echo "- server: infergw, listen.threads 0 (= $LOOPS loop thread(s) under the pinning), CPU backend workers 1, threads_per_worker 1, digits max_batch 32, max_queue_delay_us 0, max_queue 4096"
 	echo "- CPU budget: ${BENCH_CPU_NOTE:-server unthrottled (BENCH_SERVER_CPU=$BENCH_SERVER_CPU)}"
 	echo "- body: row 0 of config/models/digits/heldout.safetensors, $(wc -c <"$T/body.json") bytes of KServe v2 JSON; response check: $CHECK"
-	echo "- commands ($ROUNDS throughput rounds of health, infer and subnormal, the order reversed every other round, after warm-ups of $WARM each; req/s = median round; client-bound rounds (h2load > ${BENCH_CLIENT_BOUND} of its core) left out of the ratio; percentiles from $LAT_ROUNDS latency rounds with --log-file):"
+	echo "- commands ($ROUNDS throughput rounds of health, infer, subnormal and 17-digit, the order reversed every other round, after warm-ups of $WARM each; req/s = median round; client-bound rounds (h2load > ${BENCH_CLIENT_BOUND} of its core) left out of the ratio; percentiles from $LAT_ROUNDS latency rounds with --log-file):"
 	echo
-	CMDS="$PIN_CLI h2load $H2FLAGS http://127.0.0.1:PORT/v2/health/live"$'\n'"$PIN_CLI h2load $H2FLAGS -d body.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer"$'\n'"$PIN_CLI h2load $H2FLAGS -d sub.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer   # sub.json: the 64 values subnormal"
+	CMDS="$PIN_CLI h2load $H2FLAGS http://127.0.0.1:PORT/v2/health/live"$'\n'"$PIN_CLI h2load $H2FLAGS -d body.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer"$'\n'"$PIN_CLI h2load $H2FLAGS -d sub.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer   # sub.json: the 64 values subnormal"$'\n'"$PIN_CLI h2load $H2FLAGS -d d17.json -H 'content-type: application/json' http://127.0.0.1:PORT/v2/models/digits/infer   # d17.json: the 64 values as a Python client prints float32 data (17 digits)"
 	bench_cmd_block "$CMDS"
 	bench_row infer _cmd - "commands" cmd="$CMDS"$'\n'"# ${BENCH_CPU_NOTE:-server unthrottled}"
 	echo

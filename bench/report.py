@@ -249,6 +249,15 @@ def infer(path, logdir):
         emit_ratio("infer", "subnormal_over_infer",
                    "digits infer, 64 subnormal values / the normal row, req/s", s,
                    dropped_of(runs, "subnormal", "infer"))
+    if "digits17" in runs:
+        s = paired(runs, "digits17", "infer")
+        print()
+        print("17-digit / infer req/s (the row's 64 values as a Python client prints float32 "
+              "data, json.dumps of the doubles: 17 significant digits; median of per-round "
+              "ratios): " + ratio_cell(s, dropped_of(runs, "digits17", "infer")) + ".")
+        emit_ratio("infer", "digits17_over_infer",
+                   "digits infer, 64 values of 17 digits (a Python client's float32) / "
+                   "the short row, req/s", s, dropped_of(runs, "digits17", "infer"))
 
 if __name__ == "__main__":
     if len(sys.argv) not in (3, 4) or sys.argv[1] not in ("health", "infer"):
