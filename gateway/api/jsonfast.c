@@ -299,13 +299,75 @@ static inline __attribute__((always_inline)) float jf_fraction(uint64_t m, bool 
 	return (float)(neg ? -d : d);
 }
 
-/* m / 10^frac (m > 2^53, frac <= 19) by jf_quick_float, as jfast_float's
- * general path takes those digits: false when it cannot decide. */
+/*
+ * 2^(64 + jf_rcp_shift[k]) / 10^k rounded up, in [2^63, 2^64), k = 1..19:
+ * m / 10^k as one 64 x 64 -> 128-bit product (jf_wide_quick).  Filled at
+ * load from exact 128-bit integer division.
+ */
+static uint64_t jf_rcp[20];
+static int jf_rcp_shift[20];
+
+__attribute__((constructor)) static void jf_rcp_init(void)
+{
+	for (int k = 1; k < 20; k++) {
+		uint64_t p = jf_pow10u[k];
+		int s = 63 - __builtin_clzll(p);	/* 2^s <= 10^k < 2^(s + 1) */
+		unsigned __int128 num = (unsigned __int128)1 << (64 + s);
+
+		jf_rcp[k] = (uint64_t)((num + p - 1) / p);
+		jf_rcp_shift[k] = s;
+	}
+}
+
+/*
+ * m / 10^k (2^53 < m < 2^64, 1 <= k <= 19) as (float) of strtod's double,
+ * without long double: q = m x jf_rcp[k] (exact, 128 bits) is the quotient
+ * scaled by 2^(64 + s) times (1 + e), 0 <= e < 2^-63; its top 64 bits n
+ * (n >= 2^63) err from the true scaled quotient by under 4 units.  The
+ * float is n's top 24 bits rounded by the 40 below; strtod's double errs
+ * by at most 2^-53 relative, 2^11 units of n.  So when those 40 bits lie
+ * farther than 2^12 units from their midpoint 2^39, the true value,
+ * strtod's double and n all round to this float (also at a binade's
+ * bottom, n near 2^63: a value just below it, in the binade under, is
+ * within 2^38 units of it, half that binade's spacing, so it rounds up to
+ * the same power of two).  false when they do not, or outside
+ * [2 FLT_MIN, FLT_MAX / 2]: jf_quick_float decides.
+ */
+static bool jf_wide_quick(uint64_t m, unsigned k, bool neg, float *val)
+{
+	unsigned __int128 q = (unsigned __int128)m * jf_rcp[k];
+	uint64_t hi = (uint64_t)(q >> 64), n, mant;
+	int lz = __builtin_clzll(hi);	/* hi >= 2^52: m > 2^53, jf_rcp >= 2^63 */
+	int e = 63 - jf_rcp_shift[k] - lz;	/* x = n 2^(e - 63) */
+	int64_t d;
+	uint32_t bits;
+
+	n = (uint64_t)((q << lz) >> 64);
+	/* the 40 bits below the float's 24 against their midpoint, without a
+	 * branch on the side (random: half mispredicted) */
+	d = (int64_t)(n & ((1ull << 40) - 1)) - (1ll << 39);
+	if ((uint64_t)llabs(d) <= 1ull << 12 || e < -125 || e > 126)
+		return false;
+	mant = (n >> 40) + (uint64_t)(d > 0);	/* 2^23 .. 2^24 */
+	if (mant == 1ull << 24) {
+		mant >>= 1;
+		e++;
+	}
+	bits = (neg ? 0x80000000u : 0) | (uint32_t)(e + 127) << 23 | ((uint32_t)mant & 0x7fffffu);
+	memcpy(val, &bits, sizeof(*val));
+	return true;
+}
+
+/* m / 10^frac (m > 2^53, frac <= 19), as jfast_float's general path takes
+ * those digits: jf_wide_quick, else jf_quick_float; false when neither
+ * can decide. */
 static __attribute__((noinline)) bool jf_wide_fraction(uint64_t m, unsigned frac, bool neg,
 							float *val)
 {
 	struct jf_num num = { .neg = neg, .real = true, .mant = m, .exp10 = -(int)frac };
 
+	if (frac >= 1 && frac <= 19 && jf_wide_quick(m, frac, neg, val))
+		return true;
 	return jf_quick_float(&num, val);
 }
 

@@ -148,6 +148,46 @@ static void test_numbers_like_jansson(void **state)
 	}
 }
 
+/* Long fractions (16 to 19 digits, as a client prints a double: the word
+ * reader's second eight digits, then the 128-bit reciprocal product),
+ * around every power of two a float can be near (where the float spacing
+ * halves), and around the midpoints just under them. */
+static void test_wide_fractions(void **state)
+{
+	char buf[64];
+
+	(void)state;
+	for (int j = -30; j <= 22; j++) {
+		double p = ldexp(1.0, j);
+		float f = (float)p, below = nextafterf(f, 0);
+		double mids[] = { p, nextafter(p, 0), nextafter(p, INFINITY),
+				  ((double)f + (double)below) / 2 };
+
+		for (size_t i = 0; i < sizeof(mids) / sizeof(*mids); i++) {
+			for (int prec = 16; prec <= 19; prec++) {
+				snprintf(buf, sizeof(buf), "%.*g", prec, mids[i]);
+				expect_like_jansson(buf);
+				snprintf(buf, sizeof(buf), "%.*f", prec, mids[i]);
+				expect_like_jansson(buf);
+				snprintf(buf, sizeof(buf), "%.*g", prec, nextafter(mids[i], 0));
+				expect_like_jansson(buf);
+			}
+		}
+	}
+	for (int i = 0; i < 200000; i++) {	/* "0." or "d." and 16..19 random digits */
+		int nf = 16 + (int)(next() % 4), k = 0;
+
+		if (next() % 2)
+			buf[k++] = '-';
+		buf[k++] = (char)('0' + next() % (i % 3 ? 1 : 10));
+		buf[k++] = '.';
+		for (int d = 0; d < nf; d++)
+			buf[k++] = (char)('0' + next() % 10);
+		buf[k] = 0;
+		expect_like_jansson(buf);
+	}
+}
+
 static void test_declined(void **state)
 {
 	static const char *const bad[] = {
@@ -1004,6 +1044,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_numbers_like_jansson),
+		cmocka_unit_test(test_wide_fractions),
 		cmocka_unit_test(test_declined),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_walk_agrees_with_jansson),
