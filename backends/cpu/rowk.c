@@ -252,7 +252,6 @@ static void rowk_c_softmax_narrow(float *restrict x, int w)
 		x[j] = (float)(t[j] * inv);
 }
 
-
 /*
  * The AVX-512 kernels.  The compiler's clones above stay at 256-bit
  * vectors with compare-and-blend chains for the clamps and the NaN test
