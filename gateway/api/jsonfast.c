@@ -364,11 +364,10 @@ static bool jf_wide_quick(uint64_t m, unsigned k, bool neg, float *val)
 static __attribute__((noinline)) bool jf_wide_fraction(uint64_t m, unsigned frac, bool neg,
 							float *val)
 {
-	struct jf_num num = { .neg = neg, .real = true, .mant = m, .exp10 = -(int)frac };
-
 	if (frac >= 1 && frac <= 19 && jf_wide_quick(m, frac, neg, val))
 		return true;
-	return jf_quick_float(&num, val);
+	return jf_quick_float(&(struct jf_num){ .neg = neg, .real = true, .mant = m,
+						.exp10 = -(int)frac }, val);
 }
 
 /*
