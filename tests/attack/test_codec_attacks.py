@@ -286,10 +286,13 @@ def test_malformed_numbers_are_400(g, token):
 
 def test_body_cut_anywhere_in_the_numbers_is_400(g):
     """A body cut short inside its last numbers (content-length honest):
-    400, never a read past what came."""
-    body = json_data(["%.1f" % v for v in ROW])
-    for cut in range(len(body) - 40, len(body)):
-        st, h, raw = gwlib.h1_request(g.port, "POST", INFER, body[:cut], [gwlib.JSON_CT])
-        assert st == 400, (cut, st, raw[:200])
-        strict_json(raw)
+    400, never a read past what came.  Short numbers, and 17-digit doubles
+    as Python clients print float32 data (the long-fraction reader loads a
+    second word of digits when eight bytes remain)."""
+    for vals in (["%.1f" % v for v in ROW], [repr(v) for v in ROW32]):
+        body = json_data(vals)
+        for cut in range(len(body) - 60, len(body)):
+            st, h, raw = gwlib.h1_request(g.port, "POST", INFER, body[:cut], [gwlib.JSON_CT])
+            assert st == 400, (cut, st, raw[:200])
+            strict_json(raw)
     attacklib.assert_alive(g)
