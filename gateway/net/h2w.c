@@ -1,10 +1,12 @@
 /*
  * h2w.c - the gateway's own HTTP/2 server framing (RFC 9113); see h2w.h.
  *
- * Input: frames are parsed straight from the caller's bytes; only a frame
- * cut by the end of an h2w_recv call is copied (into ibuf, one frame at
- * most, allocated when a connection first needs it), and only a header block split over CONTINUATIONs is gathered
- * (hbuf, at most max_header_block bytes).
+ * Input: frames are parsed straight from the caller's bytes; a DATA frame
+ * cut by the end of an h2w_recv call hands its payload on as it comes
+ * (h2w_data_start); any other cut frame is copied (into ibuf, one frame at
+ * most, allocated when a connection first needs it), and only a header
+ * block split over CONTINUATIONs is gathered (hbuf, at most
+ * max_header_block bytes).
  *
  * Output: three queues, written in this order by h2w_send: control frames
  * (ctl: SETTINGS, ACKs, RST_STREAM, WINDOW_UPDATE, GOAWAY, as queued),
@@ -124,6 +126,9 @@ struct h2w {
 	int32_t max_seen;		/* highest client stream id seen */
 	int32_t last_open;		/* highest one opened */
 	uint32_t ilen;
+	uint32_t dleft;			/* payload bytes the DATA being streamed lacks */
+	int32_t dsid;			/* its stream; 0: its bytes are dropped */
+	bool des;			/* it carries END_STREAM */
 	int32_t hb_sid;			/* header block being gathered; 0: none */
 	uint8_t hb_mode;
 	bool hb_end_stream;
@@ -751,6 +756,55 @@ static struct h2w_stream *h2w_data_stream(struct h2w *s, int32_t sid, int *rc)
 	return st;
 }
 
+/*
+ * A DATA frame of len payload bytes (padding included) on sid: the checks
+ * and window accounting made before any of its payload is handed on.  The
+ * stream that takes the payload, or NULL: its bytes are dropped (*rc 0,
+ * the connection window given back) or a connection error (*rc < 0).
+ */
+static struct h2w_stream *h2w_data_begin(struct h2w *s, uint32_t len, int32_t sid, int *rc)
+{
+	struct h2w_stream *st;
+
+	if (len > s->conn_recv_win) {
+		*rc = h2w_conn_error(s, H2W_FLOW_CONTROL_ERROR, "connection window exceeded");
+		return NULL;
+	}
+	s->conn_recv_win -= len;
+	if (!(st = h2w_data_stream(s, sid, rc))) {
+		if (*rc >= 0)
+			*rc = h2w_give_conn(s, len);	/* nobody takes them */
+		return NULL;
+	}
+	if (len > st->recv_win) {
+		if ((*rc = h2w_give_conn(s, len)) >= 0)
+			*rc = h2w_stream_error(s, sid, H2W_FLOW_CONTROL_ERROR);
+		return NULL;
+	}
+	st->recv_win -= len;
+	return st;
+}
+
+/* d[0..n) of st's DATA payload to the gateway (none once st was reset). */
+static int h2w_data_give(struct h2w *s, struct h2w_stream *st, const uint8_t *d, size_t n)
+{
+	if (n && !(st->f & S_RESET) && s->cb->data(s->arg, st->id, st->user, d, n) < 0)
+		return h2w_conn_error(s, H2W_INTERNAL_ERROR, "callback failed");
+	return 0;
+}
+
+/* st's DATA frame is in (es: with END_STREAM). */
+static int h2w_data_done(struct h2w *s, struct h2w_stream *st, bool es)
+{
+	if (st->f & S_RESET)
+		return 0;
+	if (es)
+		st->f |= S_REMOTE_END;
+	if (s->cb->end(s->arg, st->id, st->user, false, false, es) < 0)
+		return h2w_conn_error(s, H2W_INTERNAL_ERROR, "callback failed");
+	return 0;
+}
+
 static int h2w_on_data(struct h2w *s, const uint8_t *p, uint32_t n, uint8_t flags, int32_t sid)
 {
 	struct h2w_stream *st;
@@ -763,31 +817,63 @@ static int h2w_on_data(struct h2w *s, const uint8_t *p, uint32_t n, uint8_t flag
 		return h2w_conn_error(s, H2W_PROTOCOL_ERROR, "DATA on stream 0");
 	if (!(d = h2w_unpad(s, p, &n, flags, 0, &rc)))
 		return rc;
-	if (len > s->conn_recv_win)
-		return h2w_conn_error(s, H2W_FLOW_CONTROL_ERROR, "connection window exceeded");
-	s->conn_recv_win -= len;
-	if (!(st = h2w_data_stream(s, sid, &rc)))
-		return rc < 0 ? rc : h2w_give_conn(s, len);	/* nobody takes them */
-	if (len > st->recv_win) {
-		if ((rc = h2w_give_conn(s, len)) < 0)
-			return rc;
-		return h2w_stream_error(s, sid, H2W_FLOW_CONTROL_ERROR);
-	}
-	st->recv_win -= len;
+	if (!(st = h2w_data_begin(s, len, sid, &rc)))
+		return rc;
 	if (!n && !es && !h2w_bucket_take(&s->b_empty))
 		return h2w_conn_error(s, H2W_ENHANCE_YOUR_CALM, "empty DATA frames flood");
 	if (len > n && ((rc = h2w_give_conn(s, len - n)) < 0 ||
 			(rc = h2w_give_stream(s, st, len - n)) < 0))
 		return rc;	/* padding: given back at once */
-	if (n && s->cb->data(s->arg, sid, st->user, d, n) < 0)
-		return h2w_conn_error(s, H2W_INTERNAL_ERROR, "callback failed");
-	if (st->f & S_RESET)
-		return 0;
-	if (es)
-		st->f |= S_REMOTE_END;
-	if (s->cb->end(s->arg, sid, st->user, false, false, es) < 0)
-		return h2w_conn_error(s, H2W_INTERNAL_ERROR, "callback failed");
-	return 0;
+	if ((rc = h2w_data_give(s, st, d, n)) < 0)
+		return rc;
+	return h2w_data_done(s, st, es);
+}
+
+/*
+ * A DATA frame cut by the end of the input is not copied whole into ibuf:
+ * its payload is handed on as it comes (a large upload is ~16 KiB frames
+ * straddling ~16 KiB reads).  Only unpadded DATA, outside a header block,
+ * after the client's SETTINGS; anything else goes through ibuf.
+ */
+static bool h2w_can_stream(const struct h2w *s, const uint8_t *h)
+{
+	return h[3] == T_DATA && !(h[4] & F_PADDED) && !s->hb_sid && s->got_settings &&
+	       (h2w_get32(h + 5) & 0x7fffffff) && h2w_get24(h);
+}
+
+/* Payload bytes p[0..n) of the DATA frame being streamed: how many were
+ * taken (at most what it still lacks), or < 0. */
+static ssize_t h2w_data_more(struct h2w *s, const uint8_t *p, size_t n)
+{
+	struct h2w_stream *st = s->dsid ? h2w_find(s, s->dsid) : NULL;
+	int rc;
+
+	if (n > s->dleft)
+		n = s->dleft;
+	s->dleft -= (uint32_t)n;
+	/* st may be gone since the frame began: reset and closed by an
+	 * h2w_send between two h2w_recv calls (its bytes are then dropped) */
+	if (st && (rc = h2w_data_give(s, st, p, n)) < 0)
+		return rc;
+	if (!s->dleft && st && (rc = h2w_data_done(s, st, s->des)) < 0)
+		return rc;
+	return (ssize_t)n;
+}
+
+/* A DATA frame with header h (h2w_can_stream) begins; p[0..n): the part
+ * of its payload there is.  How many of p were taken, or < 0. */
+static ssize_t h2w_data_start(struct h2w *s, const uint8_t *h, const uint8_t *p, size_t n)
+{
+	int32_t sid = (int32_t)(h2w_get32(h + 5) & 0x7fffffff);
+	struct h2w_stream *st;
+	int rc = 0;
+
+	if (!(st = h2w_data_begin(s, h2w_get24(h), sid, &rc)) && rc < 0)
+		return rc;
+	s->dsid = st ? sid : 0;
+	s->dleft = h2w_get24(h);
+	s->des = h[4] & F_END_STREAM;
+	return h2w_data_more(s, p, n);
 }
 
 static int h2w_on_priority(struct h2w *s, const uint8_t *p, uint32_t n, int32_t sid)
@@ -948,6 +1034,22 @@ static int h2w_check_len(struct h2w *s, const uint8_t *h)
 	return 0;
 }
 
+/* The header in ibuf was completed by the last k bytes taken; its payload
+ * is all in p[0..n) (processed from there), or it is DATA to stream.  How
+ * many bytes were taken (k included), or < 0. */
+static ssize_t h2w_after_header(struct h2w *s, const uint8_t *p, size_t n, size_t k)
+{
+	uint32_t len = h2w_get24(s->ibuf);
+	ssize_t rc;
+
+	s->ilen = 0;
+	if (len > n)
+		rc = h2w_data_start(s, s->ibuf, p, n);
+	else if ((rc = h2w_frame(s, s->ibuf, p)) >= 0)
+		rc = len;
+	return rc < 0 ? rc : (ssize_t)k + rc;
+}
+
 /* Bytes towards the frame in ibuf; a frame it completes is processed.
  * How many bytes were taken, or < 0. */
 static ssize_t h2w_fill(struct h2w *s, const uint8_t *p, size_t n)
@@ -966,6 +1068,8 @@ static ssize_t h2w_fill(struct h2w *s, const uint8_t *p, size_t n)
 			return (ssize_t)k;
 		if ((rc = h2w_check_len(s, s->ibuf)) < 0)
 			return rc;
+		if (h2w_get24(s->ibuf) <= n - k || h2w_can_stream(s, s->ibuf))
+			return h2w_after_header(s, p + k, n - k, k);
 		p += k;
 		n -= k;
 	} else {
@@ -992,11 +1096,16 @@ ssize_t h2w_recv(struct h2w *s, const uint8_t *p, size_t n)
 	while (n && !s->dead) {
 		if (s->pre < sizeof(h2w_preface))
 			k = h2w_on_preface(s, p, n);
+		else if (s->dleft)
+			k = h2w_data_more(s, p, n);
 		else if (s->ilen || n < 9)
 			k = h2w_fill(s, p, n);
 		else if ((rc = h2w_check_len(s, p)) < 0)
 			k = rc;
-		else if (9 + h2w_get24(p) > n)
+		else if (9 + h2w_get24(p) > n && h2w_can_stream(s, p)) {
+			if ((k = h2w_data_start(s, p, p + 9, n - 9)) >= 0)
+				k += 9;
+		} else if (9 + h2w_get24(p) > n)
 			k = h2w_fill(s, p, n);	/* the rest comes later */
 		else if ((rc = h2w_frame(s, p, p + 9)) < 0)
 			k = rc;	/* the common case: straight from p */
@@ -1183,6 +1292,23 @@ static void h2w_out_headers(struct h2w *s, struct h2w_wr *w)
 	}
 }
 
+/* n, or fewer so that the frame ends where one of src's first chains
+ * does: a chain wholly inside a frame moves to the output, a chain the
+ * frame's end cuts is copied, so an answer made of frame-sized blocks
+ * (call_add_owned) goes out uncopied.  n when one chain covers it all. */
+static size_t h2w_chain_cut(struct evbuffer *src, size_t n)
+{
+	struct evbuffer_iovec v[8];
+	int k = evbuffer_peek(src, (ev_ssize_t)n, NULL, v, 8);
+	size_t sum = 0;
+
+	if (k < 2 || k > 8)
+		return n;
+	for (int i = 0; i < k; i++)
+		sum += v[i].iov_len;
+	return sum > n ? sum - v[k - 1].iov_len : n;
+}
+
 /* n bytes of st's source in a DATA frame. */
 static bool h2w_out_chunk(struct h2w_wr *w, struct h2w_stream *st, size_t n, uint8_t flags)
 {
@@ -1252,6 +1378,8 @@ static bool h2w_out_stream(struct h2w *s, struct h2w_wr *w, struct h2w_stream *s
 		n = (int64_t)have;
 	if (n <= 0)
 		return false;
+	if (n > H2W_MOVE_MIN)
+		n = (int64_t)h2w_chain_cut(st->src, (size_t)n);
 	last = n == (int64_t)have && (st->f & (S_DATA_END | S_TRAILERS)) == S_DATA_END;
 	if (!h2w_out_chunk(w, st, (size_t)n, last ? F_END_STREAM : 0))
 		return false;

@@ -87,7 +87,9 @@ struct h2w_callbacks {
 		     bool trailer);
 	/* n bytes of DATA payload (padding removed) for sid.  They count
 	 * against the stream's and the connection's receive windows until
-	 * given back (h2w_consume_*). */
+	 * given back (h2w_consume_*).  A frame cut by the end of an h2w_recv
+	 * call comes in several calls, as its bytes arrive; end follows its
+	 * last. */
 	int (*data)(void *arg, int32_t sid, void *user, const uint8_t *p, size_t n);
 	/* A HEADERS block (with its CONTINUATIONs) was received whole
 	 * (headers true; trailer: not the request's first block), or a DATA

@@ -596,6 +596,70 @@ static size_t data_of(int32_t sid, bool *es, uint32_t *maxlen)
 	return n;
 }
 
+static void release_none(const void *data, size_t len, void *arg)
+{
+	(void)data, (void)len;
+	(*(int *)arg)++;
+}
+
+/* An answer made of blocks by reference goes out a block a frame (the
+ * first block, smaller than a frame, alone), the bytes as given; one big
+ * block is cut in 16384-byte frames as before. */
+static void test_data_on_chain_ends(void **state)
+{
+	static uint8_t big[40000];
+	struct h2w *s = ready();
+	struct evbuffer *body = evbuffer_new();
+	uint8_t *all;
+	size_t off = 0;
+	bool es;
+	uint32_t mx;
+	int released = 0;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 13 + i / 509);
+	fr_req(1, ES, "GET", "/");
+	feed(s);
+	evbuffer_add(body, "json-head", 9);
+	evbuffer_add_reference(body, big, 16384, release_none, &released);
+	evbuffer_add_reference(body, big + 16384, 16384, release_none, &released);
+	evbuffer_add_reference(body, big + 32768, 5000, release_none, &released);
+	answer(s, 1, body, true);
+	drain(s);
+	assert_int_equal(data_of(1, &es, &mx), 9 + 16384 + 16384 + 5000);
+	assert_true(es);
+	all = malloc(40000);
+	for (int i = 0, k = 0; i < O.n; i++) {
+		static const uint32_t want[] = { 9, 16384, 16384, 5000 };
+
+		if (O.f[i].type != DATA || O.f[i].sid != 1 || !O.f[i].len)
+			continue;
+		assert_true(k < 4);
+		assert_int_equal(O.f[i].len, want[k++]);
+		memcpy(all + off, O.f[i].p, O.f[i].len);
+		off += O.f[i].len;
+	}
+	assert_memory_equal(all, "json-head", 9);
+	assert_memory_equal(all + 9, big, 16384 * 2 + 5000);
+	assert_int_equal(released, 3);	/* written: the references are let go */
+	evbuffer_free(body);
+	done(s);
+
+	s = ready();	/* a fresh 65535-byte window */
+	fr_req(3, ES, "GET", "/");
+	feed(s);
+	body = evbuffer_new();
+	evbuffer_add(body, big, sizeof(big));
+	answer(s, 3, body, true);
+	drain(s);
+	assert_int_equal(data_of(3, &es, &mx), sizeof(big));
+	assert_int_equal(mx, 16384);
+	assert_int_equal(find(DATA, 3)->len, 16384);
+	free(all);
+	evbuffer_free(body);
+	done(s);
+}
+
 static void test_send_flow_control(void **state)
 {
 	struct h2w *s = open_cfg(conf());
@@ -1214,6 +1278,41 @@ static void test_goaway_from_field(void **state)
 	done(s);
 }
 
+/* log with each run of "data SID N;" entries of one stream merged into one
+ * (a DATA frame cut by the end of an h2w_recv call comes in pieces). */
+static const char *merged(const char *log)
+{
+	static char out[1 << 16];
+	size_t o = 0;
+	int32_t sid = 0;
+	size_t sum = 0;
+	bool open = false;
+
+	out[0] = 0;
+	while (*log) {
+		const char *e = strchr(log, ';');
+		int32_t s2;
+		size_t n;
+
+		assert_non_null(e);
+		if (sscanf(log, "data %d %zu;", &s2, &n) == 2 && open && s2 == sid) {
+			sum += n;
+		} else {
+			if (open)
+				o += (size_t)snprintf(out + o, sizeof(out) - o, "data %d %zu;", sid, sum);
+			open = sscanf(log, "data %d %zu;", &sid, &sum) == 2;
+			if (!open)
+				o += (size_t)snprintf(out + o, sizeof(out) - o, "%.*s;", (int)(e - log),
+						      log);
+		}
+		assert_true(o < sizeof(out));
+		log = e + 1;
+	}
+	if (open)
+		snprintf(out + o, sizeof(out) - o, "data %d %zu;", sid, sum);
+	return out;
+}
+
 /* The conversation of test_split, in a fresh wire. */
 static void conversation(void)
 {
@@ -1260,7 +1359,9 @@ static void test_split(void **state)
 		open_cfg(conf());
 		assert_int_equal(h2w_recv(G->s, whole, cut), (ssize_t)cut);
 		assert_int_equal(h2w_recv(G->s, whole + cut, len - cut), (ssize_t)(len - cut));
-		assert_string_equal(G->log, ref);
+		assert_string_equal(merged(G->log), ref);
+		assert_int_equal(G->bodylen, 10);
+		assert_memory_equal(G->body, "abcqrstxyz", 10);
 		drain(G->s);
 		assert_memory_equal(O.bytes, refout, reflen);
 		done(G->s);
@@ -1268,8 +1369,107 @@ static void test_split(void **state)
 	open_cfg(conf());
 	for (size_t i = 0; i < len; i++)
 		assert_int_equal(h2w_recv(G->s, whole + i, 1), 1);
-	assert_string_equal(G->log, ref);
+	assert_string_equal(merged(G->log), ref);
+	assert_memory_equal(G->body, "abcqrstxyz", 10);
 	done(G->s);
+}
+
+/* A DATA frame cut by the ends of h2w_recv calls: its payload is handed on
+ * as it comes (no copy of the whole frame first), its end once, after the
+ * last byte; the windows are charged for the whole frame when its header
+ * comes; a stream that is reset, or reset and closed, before the rest
+ * arrives takes none of it, and the connection goes on. */
+static void test_data_streams(void **state)
+{
+	static uint8_t big[12000];
+	uint8_t padded[1 + 3 + 10] = { 10, 'h', 'i', 'j' };
+	struct h2w_config c = conf();
+	struct h2w *s = ready();
+	size_t at;
+
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (uint8_t)(i * 7 + i / 251);
+	fr_req(1, 0, "POST", "/p");
+	fr(DATA, ES, 1, big, sizeof(big));
+	at = W.n - sizeof(big);		/* the payload's first byte */
+	assert_int_equal(h2w_recv(s, W.b, at + 100), (ssize_t)(at + 100));
+	assert_non_null(strstr(G->log, "end 1 h1 t0 e0;data 1 100;"));
+	assert_null(strstr(G->log, "end 1 h0"));
+	assert_int_equal(h2w_recv(s, W.b + at + 100, 5000), 5000);
+	assert_non_null(strstr(G->log, "data 1 100;data 1 5000;"));
+	assert_null(strstr(G->log, "end 1 h0"));
+	assert_int_equal(h2w_recv(s, W.b + at + 5100, sizeof(big) - 5100),
+			 (ssize_t)(sizeof(big) - 5100));
+	assert_non_null(strstr(G->log, "data 1 100;data 1 5000;data 1 6900;end 1 h0 t0 e1;"));
+	assert_int_equal(G->bodylen, sizeof(big));
+	assert_memory_equal(G->body, big, sizeof(big));
+	W.n = 0;
+
+	/* the header alone, then its payload: the same */
+	fr_req(3, 0, "POST", "/p");
+	fr(DATA, 0, 3, big, 3000);
+	at = W.n - 3000 - 9;
+	G->bodylen = 0;
+	assert_int_equal(h2w_recv(s, W.b, at + 4), (ssize_t)(at + 4));
+	assert_int_equal(h2w_recv(s, W.b + at + 4, 5), 5);
+	assert_int_equal(h2w_recv(s, W.b + at + 9, 1000), 1000);
+	assert_non_null(strstr(G->log, "end 3 h1 t0 e0;data 3 1000;"));
+	assert_int_equal(h2w_recv(s, W.b + at + 1009, 2000), 2000);
+	assert_non_null(strstr(G->log, "data 3 1000;data 3 2000;end 3 h0 t0 e0;"));
+	assert_memory_equal(G->body, big, 3000);
+	W.n = 0;
+
+	/* padded DATA is gathered whole: one call */
+	fr(DATA, PAD, 3, padded, sizeof(padded));
+	assert_int_equal(h2w_recv(s, W.b, 11), 11);
+	assert_null(strstr(G->log, "data 3 3;"));
+	assert_int_equal(h2w_recv(s, W.b + 11, W.n - 11), (ssize_t)(W.n - 11));
+	assert_non_null(strstr(G->log, "end 3 h0 t0 e0;data 3 3;end 3 h0 t0 e0;"));
+	W.n = 0;
+
+	/* reset by the gateway mid-frame: the rest is dropped; reset and
+	 * closed (h2w_send wrote the RST_STREAM): the same */
+	for (int closed = 0; closed < 2; closed++) {
+		int32_t sid = 5 + 4 * closed;
+		char want[64];
+
+		fr_req(sid, 0, "POST", "/p");
+		fr(DATA, ES, sid, big, 4000);
+		fr_req(sid + 2, ES, "GET", "/next");
+		at = W.n;
+		G->loglen = 0;
+		G->log[0] = 0;
+		assert_int_equal(h2w_recv(s, W.b, 200), 200);
+		h2w_reset(s, sid, H2W_CANCEL);
+		if (closed) {
+			drain(s);
+			expect_rst(sid, H2W_CANCEL);
+		}
+		assert_int_equal(h2w_recv(s, W.b + 200, at - 200), (ssize_t)(at - 200));
+		snprintf(want, sizeof(want), "end %d h0", sid);
+		assert_null(strstr(G->log, want));
+		snprintf(want, sizeof(want), "begin %d;", sid + 2);
+		assert_non_null(strstr(G->log, want));
+		W.n = 0;
+	}
+	done(s);
+
+	/* the stream's window is charged at the header: more than it allows
+	 * resets the stream before any byte is handed on */
+	c.stream_window = 1000;
+	s = ready_cfg(c);
+	fr_req(1, 0, "POST", "/");
+	fr(DATA, 0, 1, big, 2000);
+	fr_req(3, ES, "GET", "/after");
+	at = W.n;
+	assert_int_equal(h2w_recv(s, W.b, at - 1500), (ssize_t)(at - 1500));
+	assert_null(strstr(G->log, "data 1"));
+	drain(s);
+	expect_rst(1, H2W_FLOW_CONTROL_ERROR);
+	assert_int_equal(h2w_recv(s, W.b + at - 1500, 1500), 1500);
+	assert_null(strstr(G->log, "data 1"));
+	assert_non_null(strstr(G->log, "begin 3;"));
+	done(s);
 }
 
 static void test_large_ids_and_many_streams(void **state)
@@ -1338,6 +1538,8 @@ int main(void)
 		cmocka_unit_test(test_resets),
 		cmocka_unit_test(test_goaway_from_field),
 		cmocka_unit_test(test_split),
+		cmocka_unit_test(test_data_on_chain_ends),
+		cmocka_unit_test(test_data_streams),
 		cmocka_unit_test(test_large_ids_and_many_streams),
 	};
 
