@@ -186,7 +186,8 @@ if want h2alt; then
 		tests/attack/test_upgrade_attacks.py tests/attack/test_grpc_attacks.py \
 		tests/attack/test_read_pause.py tests/integration/test_h2_output.py \
 		tests/integration/test_grpc.py tests/integration/test_http_compat.py \
-		tests/integration/test_tls.py 2>&1 | tee "$out" | tail -5
+		tests/integration/test_tls.py tests/integration/test_large_tensors.py 2>&1 |
+		tee "$out" | tail -5
 	echo "h2alt: the tests above with listen.http2_engine $H2_ALT_ENGINE"
 	pytest_count "$out" h2alt || fail=$((fail + 1))
 fi

@@ -159,9 +159,34 @@ static void api_classes_respond(struct call *c, const struct api_infer *ai,
 	}
 }
 
+static size_t api_output_bytes(const struct infer_req *r)
+{
+	return (size_t)r->rows * r->model->out_dim * sizeof(float);
+}
+
+/* A large binary answer: r's output buffer goes into it as it is (the
+ * answer frees it once written; r gets a new one when next used). */
+static void api_binary_respond(struct call *c, struct infer_req *r, const char *id)
+{
+	size_t hdr = ks_encode_infer_head(c->resp, r->model, id, r->rows);
+	float *out = r->output;
+
+	if (!hdr) {
+		call_respond_error(c, 500, "out of memory");
+		return;
+	}
+	r->output = NULL;
+	r->output_cap = 0;
+	if (call_add_owned(c, out, api_output_bytes(r))) {
+		call_respond_error(c, 500, "out of memory");
+		return;
+	}
+	api_respond_json(c, true, hdr);
+}
+
 /* The 200 answer in the format the client asked for. */
 static void api_infer_respond(struct call *c, const struct api_infer *ai,
-			      const struct infer_req *r)
+			      struct infer_req *r)
 {
 	const char *id = ai->has_id ? ai->id : NULL;
 	size_t hdr;
@@ -173,6 +198,10 @@ static void api_infer_respond(struct call *c, const struct api_infer *ai,
 	if (ai->msgpack_output) {
 		mp_encode_infer(c->resp, r->model, id, r->rows, r->output);
 		call_respond(c, 200, "application/msgpack");
+		return;
+	}
+	if (ai->binary_output && api_output_bytes(r) >= CALL_OWNED_SLICE) {
+		api_binary_respond(c, r, id);
 		return;
 	}
 	hdr = ks_encode_infer(c->resp, r->model, id, r->rows, r->output, ai->binary_output);

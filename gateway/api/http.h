@@ -171,6 +171,15 @@ static inline const char *call_hdr(const struct call *c, enum call_hk k)
 {
 	return c->hk[k] ? c->hdrs[c->hk[k] - 1].value : NULL;
 }
+/*
+ * call_add_owned - append p[0..n) (malloc'd) to c->resp without copying
+ * it: p is the answer's from now on, freed once the last of it is written
+ * or dropped.  In CALL_OWNED_SLICE pieces, the payload of an HTTP/2 DATA
+ * frame each, so that the native engine moves them into frames uncopied
+ * too.  0; -1 when out of memory: c->resp is then emptied (p freed).
+ */
+#define CALL_OWNED_SLICE 16384
+int call_add_owned(struct call *c, void *p, size_t n);
 /* call_set_resp_header - add a response header: name is a lower-case
  * string constant (kept as it is: the transports send it as it is), value
  * is copied.  Past CALL_MAX_RESP_HDRS, dropped. */

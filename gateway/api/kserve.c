@@ -1006,6 +1006,42 @@ static char *ks_put_values(char *p, const float *values, size_t n)
 	return p;
 }
 
+/* The answer's JSON up to its output's datatype and shape, at p; the end. */
+static char *ks_infer_start(char *p, const struct model *m, const char *id, int rows,
+			    const char *dt, size_t dt_len)
+{
+	p = ks_head(p, m, id);
+	KS_PUT(p, ",\"datatype\":\"");
+	memcpy(p, dt, dt_len);
+	p += dt_len;
+	KS_PUT(p, "\",\"shape\":[");
+	p = ks_itoa(p, rows);
+	*p++ = ',';
+	p = ks_itoa(p, m->out_dim);
+	KS_PUT(p, "],");
+	return p;
+}
+
+size_t ks_encode_infer_head(struct evbuffer *out, const struct model *m, const char *id, int rows)
+{
+	size_t n = (size_t)rows * m->out_dim;
+	const char *dt = dtype_kserve_name(m->output.dtype);
+	size_t dt_len = strlen(dt);
+	struct evbuffer_iovec v;
+	char *base, *p;
+
+	base = ks_reserve(out, ks_head_max(m, id) + dt_len + 128, &v);
+	if (!base)
+		return 0;
+	p = ks_infer_start(base, m, id, rows, dt, dt_len);
+	/* Little-endian FP32, as the host stores it (x86-64, aarch64). */
+	KS_PUT(p, "\"parameters\":{\"binary_data_size\":");
+	p = ks_itoa(p, (long long)(n * sizeof(float)));
+	KS_PUT(p, "}}]}");
+	ks_commit(out, &v, p);
+	return (size_t)(p - base);
+}
+
 /* The whole answer goes into one reserved space: no copy, no regrowth. */
 size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		       const float *values, bool binary)
@@ -1016,29 +1052,15 @@ size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *
 	struct evbuffer_iovec v;
 	char *base, *p;
 
-	base = ks_reserve(out, ks_head_max(m, id) + dt_len + 128 +
-			  (binary ? 0 : n * (JFAST_FLOAT_MAX + 1)), &v);
-	if (!base)
-		return 0;
-	p = ks_head(base, m, id);
-	KS_PUT(p, ",\"datatype\":\"");
-	memcpy(p, dt, dt_len);
-	p += dt_len;
-	KS_PUT(p, "\",\"shape\":[");
-	p = ks_itoa(p, rows);
-	*p++ = ',';
-	p = ks_itoa(p, m->out_dim);
-	KS_PUT(p, "],");
 	if (binary) {
-		/* Little-endian FP32, as the host stores it (x86-64, aarch64). */
-		KS_PUT(p, "\"parameters\":{\"binary_data_size\":");
-		p = ks_itoa(p, (long long)(n * sizeof(float)));
-		KS_PUT(p, "}}]}");
-		hdr = (size_t)(p - base);
-		ks_commit(out, &v, p);
-		evbuffer_add(out, values, n * sizeof(float));
+		if ((hdr = ks_encode_infer_head(out, m, id, rows)))
+			evbuffer_add(out, values, n * sizeof(float));
 		return hdr;
 	}
+	base = ks_reserve(out, ks_head_max(m, id) + dt_len + 128 + n * (JFAST_FLOAT_MAX + 1), &v);
+	if (!base)
+		return 0;
+	p = ks_infer_start(base, m, id, rows, dt, dt_len);
 	KS_PUT(p, "\"data\":[");
 	p = ks_put_values(p, values, n);
 	KS_PUT(p, "]}]}");

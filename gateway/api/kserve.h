@@ -164,6 +164,10 @@ int64_t ks_clamp_timeout(uint64_t us);
  */
 size_t ks_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		       const float *values, bool binary);
+/* ks_encode_infer_head - ks_encode_infer's binary answer without its data:
+ * the caller adds the rows x out_dim values after it.  Its length; 0 when
+ * out of memory. */
+size_t ks_encode_infer_head(struct evbuffer *out, const struct model *m, const char *id, int rows);
 /* ks_encode_model - model metadata: name, versions, platform, inputs, outputs. */
 void ks_encode_model(struct evbuffer *out, const struct model *m);
 

@@ -546,6 +546,54 @@ const char *http_reason(int status)
 	}
 }
 
+/* A block an answer holds by reference: freed with its last slice. */
+struct call_owned {
+	void *p;
+	int refs;
+};
+
+static void call_owned_unref(struct call_owned *o)
+{
+	if (__atomic_sub_fetch(&o->refs, 1, __ATOMIC_ACQ_REL) == 0) {
+		free(o->p);
+		free(o);
+	}
+}
+
+static void call_owned_release(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	call_owned_unref(arg);
+}
+
+int call_add_owned(struct call *c, void *p, size_t n)
+{
+	struct call_owned *o = malloc(sizeof(*o));
+	size_t off;
+	int rc = 0;
+
+	if (!o) {
+		free(p);
+		evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+		return -1;
+	}
+	o->p = p;
+	o->refs = 1;	/* ours until every slice is in */
+	for (off = 0; off < n && !rc; off += CALL_OWNED_SLICE) {
+		size_t k = n - off < CALL_OWNED_SLICE ? n - off : CALL_OWNED_SLICE;
+
+		__atomic_add_fetch(&o->refs, 1, __ATOMIC_RELAXED);
+		rc = evbuffer_add_reference(c->resp, (const char *)p + off, k, call_owned_release, o);
+		if (rc)
+			call_owned_unref(o);	/* that slice's, never added */
+	}
+	if (rc)
+		evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	call_owned_unref(o);
+	return rc ? -1 : 0;
+}
+
 void call_stream_write(struct call *c)
 {
 	if (!call_detached(c) && c->conn->proto == PROTO_H2)

@@ -221,6 +221,46 @@ static void test_accepts_msgpack(void **state)
 	}
 }
 
+/* call_add_owned: the bytes read back as given, in CALL_OWNED_SLICE
+ * pieces after what resp held; the block is freed (ASan/valgrind would
+ * see a leak or a use after free) only once every slice is gone, whatever
+ * order they go in, and not before. */
+static void test_add_owned(void **state)
+{
+	size_t n = 3 * CALL_OWNED_SLICE + 1000;
+	struct call *c = t_call();
+	uint8_t *p = malloc(n), *back = malloc(n + 5);
+	struct evbuffer_iovec v[8];
+	struct evbuffer *keep = evbuffer_new();
+
+	for (size_t i = 0; i < n; i++)
+		p[i] = (uint8_t)(i * 31 + i / 977);
+	evbuffer_add(c->resp, "head:", 5);
+	assert_int_equal(call_add_owned(c, p, n), 0);
+	assert_int_equal(evbuffer_get_length(c->resp), n + 5);
+	/* the slices are p itself: head's chain, then 4 references */
+	assert_int_equal(evbuffer_peek(c->resp, -1, NULL, v, 8), 5);
+	assert_ptr_equal(v[1].iov_base, p);
+	assert_int_equal(v[1].iov_len, CALL_OWNED_SLICE);
+	assert_ptr_equal(v[4].iov_base, p + 3 * CALL_OWNED_SLICE);
+	assert_int_equal(v[4].iov_len, 1000);
+	/* the second slice outlives the others: p stays readable */
+	assert_int_equal(evbuffer_copyout(c->resp, back, n + 5), (ev_ssize_t)(n + 5));
+	assert_memory_equal(back, "head:", 5);
+	assert_memory_equal(back + 5, p, n);
+	evbuffer_drain(c->resp, 5 + CALL_OWNED_SLICE);
+	assert_int_equal(evbuffer_remove_buffer(c->resp, keep, CALL_OWNED_SLICE),
+			 CALL_OWNED_SLICE);
+	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	assert_int_equal(evbuffer_remove(keep, back, CALL_OWNED_SLICE), CALL_OWNED_SLICE);
+	for (size_t i = 0; i < CALL_OWNED_SLICE; i++)
+		assert_int_equal(back[i], (uint8_t)((i + CALL_OWNED_SLICE) * 31 +
+						    (i + CALL_OWNED_SLICE) / 977));
+	evbuffer_free(keep);
+	free(back);
+	t_call_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -230,6 +270,7 @@ int main(void)
 		cmocka_unit_test(test_lower_every_byte),
 		cmocka_unit_test(test_api_new),
 		cmocka_unit_test(test_accepts_msgpack),
+		cmocka_unit_test(test_add_owned),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
