@@ -97,6 +97,8 @@ struct call {
 	bool responded;
 	bool h2_queued;			/* answer submitted, stream not closed yet */
 	size_t h2_rx;			/* DATA bytes held against the connection window */
+	bool h2_rx_body;		/* h2: a DATA byte of its body came */
+	uint64_t body_reserved;		/* room reserved for its body (h2_body_reserve, h1) */
 	int status;
 	struct evbuffer *resp;
 	int n_resp_hdrs;		/* in resp_hdrs */

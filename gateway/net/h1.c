@@ -28,6 +28,11 @@
 #include "h1parse.h"
 #include "server.h"
 
+/* A content-length body larger than this gets room for all of it at once. */
+#define H1_RESERVE_MIN (32 << 10)
+/* Body bytes read straight into that room while at least this many lack. */
+#define H1_DIRECT_MIN (16 << 10)
+
 /* Reply before a request was fully read, then close (framing is lost). */
 static void h1_fail(struct conn *c, struct call *call, int status, const char *msg)
 {
@@ -154,6 +159,11 @@ static int h1_apply_head(struct conn *c, struct call *call, const struct h1p_req
 	}
 	c->h1_chunked = h->fr.chunked;
 	c->h1_body_left = h->fr.chunked ? 0 : h->fr.length;
+	/* a large body gets one block: the parser reads it where it landed
+	 * (h1_body_in), no copy to gather it.  At most max_body_bytes, what
+	 * the connection would hold once it came anyway. */
+	if (c->h1_body_left > H1_RESERVE_MIN && !evbuffer_expand(call->body, c->h1_body_left))
+		call->body_reserved = c->h1_body_left;
 	if (c->h1_chunked)
 		h1p_chunked_init(&c->h1_ck, cfg->limits.max_body_bytes, cfg->limits.max_header_bytes);
 	if (expect && !strcasecmp(expect, "100-continue") && (c->h1_chunked || c->h1_body_left))
@@ -317,6 +327,48 @@ static bool h1_serve(struct conn *c)
 	return false;
 }
 
+/* n bytes of the call's body from in: copied into the room reserved for
+ * it (h1_start_call), else its chains moved over. */
+static void h1_body_in(struct call *call, struct evbuffer *in, size_t n)
+{
+	struct evbuffer_iovec v;
+
+	if (call->body_reserved && evbuffer_reserve_space(call->body, n, &v, 1) == 1 &&
+	    evbuffer_remove(in, v.iov_base, n) == (int)n) {
+		v.iov_len = n;
+		evbuffer_commit_space(call->body, &v, 1);
+		return;
+	}
+	evbuffer_remove_buffer(in, call->body, n);
+}
+
+bool h1_body_room(struct conn *c, struct evbuffer_iovec *v)
+{
+	struct call *call = c->h1_call;
+
+	if (!call || !call->body_reserved || c->h1_busy || c->h1_chunked || c->h1_upgrade ||
+	    c->h1_body_left < H1_DIRECT_MIN || c->in_read || c->closing || c->sl->draining ||
+	    evbuffer_get_length(c->in) ||
+	    evbuffer_reserve_space(call->body, c->h1_body_left, v, 1) != 1)
+		return false;
+	if (v->iov_len > c->h1_body_left)
+		v->iov_len = c->h1_body_left;
+	return true;
+}
+
+void h1_body_landed(struct conn *c, struct evbuffer_iovec *v, size_t n)
+{
+	v->iov_len = n;
+	evbuffer_commit_space(c->h1_call->body, v, 1);
+	c->h1_body_left -= n;
+	if (c->h1_body_left)
+		return;
+	c->in_read = true;
+	h1_serve(c);	/* (no upgrade: never switches) */
+	c->in_read = false;
+	h1_on_read(c);	/* flushes; parses what may follow */
+}
+
 void h1_on_read(struct conn *c)
 {
 	struct evbuffer *in = c->in;
@@ -336,7 +388,7 @@ void h1_on_read(struct conn *c)
 
 			if (n > c->h1_body_left)
 				n = c->h1_body_left;
-			evbuffer_remove_buffer(in, c->h1_call->body, n);
+			h1_body_in(c->h1_call, in, n);
 			c->h1_body_left -= n;
 			if (c->h1_body_left)
 				break;
@@ -361,17 +413,32 @@ size_t h1_take(struct conn *c, const char *p, size_t n)
 	if (c->in_read || c->sl->draining)
 		return 0;
 	c->in_read = true;
-	while (used < n && !c->h1_call && !c->h1_busy && !c->closing && !conn_output_full(c)) {
-		const char *e = h1p_head_end(p + used, n - used);
-		size_t len = e ? (size_t)(e - (p + used)) : 0;
+	while (used < n && !c->h1_busy && !c->closing && !conn_output_full(c)) {
+		const char *e;
+		size_t len;
 
+		if (c->h1_call) {	/* its content-length body, straight in */
+			if (c->h1_chunked || c->h1_upgrade || !c->h1_body_left)
+				break;
+			len = n - used < c->h1_body_left ? n - used : c->h1_body_left;
+			if (evbuffer_add(c->h1_call->body, p + used, len))
+				break;
+			used += len;
+			c->h1_body_left -= len;
+			if (c->h1_body_left)
+				break;
+			h1_serve(c);	/* (no upgrade: never switches) */
+			continue;
+		}
+		e = h1p_head_end(p + used, n - used);
+		len = e ? (size_t)(e - (p + used)) : 0;
 		if (!e || len > max)
 			break;		/* h1_on_read: the header clock, or 431 */
 		used += len;
-		if (!h1_start_call(c, p + used - len, len) || c->h1_chunked || c->h1_body_left ||
-		    c->h1_upgrade)
+		if (!h1_start_call(c, p + used - len, len) || c->h1_chunked || c->h1_upgrade)
 			break;		/* answered, or h1_on_read goes on with the call */
-		h1_serve(c);		/* (no upgrade: never switches) */
+		if (!c->h1_body_left)
+			h1_serve(c);	/* (no upgrade: never switches) */
 	}
 	c->in_read = false;
 	return used;

@@ -42,6 +42,15 @@
 #define H2_WINDOW (1 << 20)
 #define H2_WINDOW_MAX (16 << 20)
 #define H2_CONN_WINDOW (16 << 20)
+/*
+ * A request body whose content-length says it is larger than
+ * H2_RESERVE_MIN gets room for all of it at its first DATA (one block: the
+ * parser reads it where it landed, no copy to gather its pieces).  Room is
+ * reserved for declared lengths the client may never send, so a
+ * connection's open streams hold at most h2_reserve_budget of it (half its
+ * window, at least one whole body); past that, bodies grow piece by piece.
+ */
+#define H2_RESERVE_MIN (32 << 10)
 /* Oversized header lists tolerated on one connection before GOAWAY. */
 #define H2_MAX_OFFENCES 4
 #define H2_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
@@ -232,6 +241,31 @@ static void h2_field_apply(struct conn *c, struct call *call, const struct h2c_v
 	}
 }
 
+static int32_t h2_stream_window(uint64_t max_body);
+
+/* Room reserved for declared bodies a connection's open streams may hold. */
+static uint64_t h2_reserve_budget(const struct config *cfg)
+{
+	uint64_t w = (uint64_t)h2_stream_window(cfg->limits.max_body_bytes);
+
+	return w > H2_CONN_WINDOW / 2 ? w : H2_CONN_WINDOW / 2;
+}
+
+/* call's first DATA (len bytes) is in: room for its whole body in one
+ * block when its content-length is large and c's budget allows. */
+static void h2_body_reserve(struct conn *c, struct call *call, size_t len)
+{
+	uint64_t cl;
+
+	if (!h2c_content_length(&call->h2msg, &cl) || cl <= H2_RESERVE_MIN || cl <= len ||
+	    cl > conn_cfg(c)->limits.max_body_bytes ||
+	    c->h2_reserved + cl > h2_reserve_budget(conn_cfg(c)) ||
+	    evbuffer_expand(call->body, (size_t)cl))
+		return;
+	c->h2_reserved += cl;
+	call->body_reserved = cl;
+}
+
 /* len bytes of DATA for call (NULL: a stream without one) on stream_id. */
 static void h2_data_in(struct conn *c, struct call *call, int32_t stream_id,
 		       const uint8_t *data, size_t len)
@@ -261,6 +295,10 @@ static void h2_data_in(struct conn *c, struct call *call, int32_t stream_id,
 		call_respond_error(call, 413, "request body exceeds limits.max_body_bytes (%llu)",
 				   (unsigned long long)conn_cfg(c)->limits.max_body_bytes);
 		return;
+	}
+	if (!call->h2_rx_body) {
+		call->h2_rx_body = true;
+		h2_body_reserve(c, call, len);
 	}
 	evbuffer_add(call->body, data, len);
 }
@@ -328,6 +366,8 @@ static void h2_closed(struct conn *c, struct call *call, uint32_t error_code)
 	h2_detach(c, call);
 	if (call->h2_rx)
 		h2e_consume(c, call->stream_id, call->h2_rx, false, true);
+	c->h2_reserved -= call->body_reserved;
+	call->body_reserved = 0;
 	if (c->active > 0)
 		c->active--;
 	if (call->h2_queued) {

@@ -522,18 +522,22 @@ static void conn_on_read(struct bufferevent *bev, void *arg)
 	conn_on_input(c, NULL, 0);
 }
 
-/*
- * Plain: one read() into the loop's buffer (c->sl->rbuf), valid until the
- * next read on this loop.  >0 bytes read, 0 at EOF, -1 with errno (EAGAIN:
- * nothing there).
- */
-static ssize_t conn_read_sock(struct conn *c)
+/* Plain: one read() of at most len bytes into buf.  >0 bytes read, 0 at
+ * EOF, -1 with errno (EAGAIN: nothing there). */
+static ssize_t conn_read_into(struct conn *c, void *buf, size_t len)
 {
-	ssize_t n = read(c->fd, c->sl->rbuf, SRV_READ_BYTES);
+	ssize_t n = read(c->fd, buf, len);
 
 	if (n > 0)
 		c->last_read_ns = now_ns();
 	return n;
+}
+
+/* conn_read_into the loop's buffer (c->sl->rbuf), valid until the next
+ * read on this loop. */
+static ssize_t conn_read_sock(struct conn *c)
+{
+	return conn_read_into(c, c->sl->rbuf, SRV_READ_BYTES);
 }
 
 /*
@@ -565,6 +569,8 @@ static void conn_on_eof(struct conn *c)
 static void conn_on_sock_read(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
+	struct evbuffer_iovec v;
+	bool direct;
 	ssize_t n;
 
 	srv_loop_refresh(c->sl);
@@ -577,12 +583,18 @@ static void conn_on_sock_read(evutil_socket_t fd, short what, void *arg)
 		c->rd_added = false;
 		return;
 	}
-	n = conn_read_sock(c);
+	/* a large request body's bytes: straight into its room (h1.c) */
+	direct = c->proto == PROTO_H1 && !c->lingering && h1_body_room(c, &v);
+	n = direct ? conn_read_into(c, v.iov_base, v.iov_len) : conn_read_sock(c);
 	if (n == 0) {
 		conn_on_eof(c);
 	} else if (n < 0) {
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			conn_close(c);
+	} else if (direct) {
+		sched_defer_begin();
+		h1_body_landed(c, &v, (size_t)n);	/* may serve the call */
+		sched_defer_end();
 	} else if (!c->lingering) {	/* lingering: discarded */
 		struct srv_loop *sl = c->sl;	/* c may be gone after */
 

@@ -13,6 +13,7 @@
 #ifndef INFERGW_SERVER_H
 #define INFERGW_SERVER_H
 
+#include <event2/buffer.h>	/* struct evbuffer_iovec (a macro for struct iovec) */
 #include <nghttp2/nghttp2.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -122,6 +123,7 @@ struct conn {
 	uint64_t out_progress;		/* h2: bytes handed to the socket buffer so far */
 	uint64_t stall_mark;		/* out_progress when stall_timer was armed */
 	int h2_blocked;			/* h2: answered streams not yet fully sent */
+	uint64_t h2_reserved;		/* h2: room reserved for its streams' bodies */
 	int h2_offences;		/* h2: streams reset for oversized headers */
 	int active;			/* calls waiting for a response */
 	struct conn *prev, *next;
@@ -209,15 +211,27 @@ static inline const struct config *conn_cfg(const struct conn *c)
 void h1_on_read(struct conn *c);
 /*
  * h1_take - for a plain connection whose c->in is empty: serve the
- * complete requests without a body at the start of p[0..n) (just read)
- * straight from there, sparing their copy into c->in and its search and
- * drain.  Stops at anything else (a partial or oversized head, a body, an
- * upgrade, output at its cap, a request not answered at once); a head
- * taken has its call set up, and h1_on_read goes on with it.  The bytes
- * used: the caller appends the rest to c->in, then calls h1_on_read
- * (which flushes).  Never closes c.
+ * complete requests at the start of p[0..n) (just read) straight from
+ * there, their content-length bodies copied once into the call's body,
+ * sparing their copy into c->in and its search and drain.  Stops at
+ * anything else (a partial or oversized head, a chunked body, an upgrade,
+ * output at its cap, a request not answered at once); a head taken has
+ * its call set up, and h1_on_read goes on with it.  The bytes used: the
+ * caller appends the rest to c->in, then calls h1_on_read (which
+ * flushes).  Never closes c.
  */
 size_t h1_take(struct conn *c, const char *p, size_t n);
+/*
+ * h1_body_room - where the next bytes of a plain connection's request body
+ * may be read to directly: a content-length body with room reserved for
+ * all of it, at least H1_DIRECT_MIN bytes still to come, nothing else
+ * unparsed.  *v: that room, at most what the body lacks (so that a read
+ * never takes the next request's bytes).  false: read the usual way.
+ */
+bool h1_body_room(struct conn *c, struct evbuffer_iovec *v);
+/* h1_body_landed - n (> 0) bytes were read into h1_body_room's v: the
+ * body grows; once whole the call is served.  Never closes c. */
+void h1_body_landed(struct conn *c, struct evbuffer_iovec *v, size_t n);
 void h1_respond(struct call *call);
 void h1_on_written(struct conn *c);
 /* h1_header_timeout - 408 when part of a head came, else close. */

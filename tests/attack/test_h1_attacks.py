@@ -399,3 +399,72 @@ def test_sigterm_answers_pipelined_requests(gw_factory, model):
     lost = _sigterm_round(g, model, _infer() + _infer(), 2, settle=0.3)
     assert not lost, f"{len(lost)} of 8 connections lost answers to requests pipelined " \
                      f"before SIGTERM (conn, answers, eof): {lost}"
+
+
+# ------------------------------------- large bodies read in place ------------
+
+def _padded_infer(size):
+    """A digits inference of exactly size bytes (JSON padded with spaces)."""
+    body = gwlib.infer_body(ROW)
+    return body[:-1] + b" " * (size - len(body)) + body[-1:]
+
+
+@pytest.mark.parametrize("cut", ["whole", "pieces", "bytes-then-rest"])
+def test_large_body_read_in_place(gw_factory, model, cut):
+    """A body over 32 KiB gets room for all of it and is read straight into
+    it, each read at most what the body still lacks: whatever pieces it
+    comes in, the answer is right, and the pipelined request right behind
+    it (in the same segment as the body's end) is answered next, in order,
+    not swallowed into the body."""
+    g = attacklib.start_gateway(gw_factory, "h1big", max_body_bytes=1 << 20)
+    try:
+        body = _padded_infer(300_000)
+        wire = _req("POST", INFER, body, [("Content-Type", "application/json")]) + \
+            _req("GET", "/v2/health/ready") + _infer()
+        head_len = wire.index(b"\r\n\r\n") + 4
+        with raw_conn(g.port, 10) as s:
+            if cut == "whole":
+                s.sendall(wire)
+            elif cut == "pieces":
+                pos = 0
+                for k in [head_len + 10, 70_000, 16_383, 100_001, 5, 50_000]:
+                    s.sendall(wire[pos:pos + k])
+                    pos += k
+                    time.sleep(0.02)
+                s.sendall(wire[pos:])
+            else:
+                s.sendall(wire[:head_len + 1])
+                time.sleep(0.05)
+                s.sendall(wire[head_len + 1:])
+            resps, _ = _read_responses(s, 3)
+        assert [r[0] for r in resps] == [200, 200, 200], resps
+        gwlib.check_infer_response(resps[0][2], model, ROW)
+        assert b"model_name" not in resps[1][2], resps[1]  # the health answer, second
+        gwlib.check_infer_response(resps[2][2], model, ROW)
+    finally:
+        g.kill()
+
+
+def test_large_body_cut_short(gw_factory, model):
+    """A client that declares 300 kB, sends half and closes, 50 times: no
+    answer is owed, the gateway stays up, serves others, and holds no
+    memory for the bodies it never got (RSS bounded)."""
+    g = attacklib.start_gateway(gw_factory, "h1cut", max_body_bytes=1 << 20)
+    try:
+        body = _padded_infer(300_000)
+        wire = _req("POST", INFER, body, [("Content-Type", "application/json")])
+        rss = attacklib.RssPeak(g.proc.pid)
+        for _ in range(50):
+            with raw_conn(g.port, 5) as s:
+                s.sendall(wire[:len(wire) // 2])
+            rss.sample()
+        time.sleep(0.3)
+        rss.sample()
+        assert rss.growth_mib < 32, f"RSS grew {rss.growth_mib:.0f} MiB"
+        with raw_conn(g.port, 5) as s:
+            s.sendall(_infer())
+            resps, _ = _read_responses(s, 1)
+        assert resps and resps[0][0] == 200, resps
+        gwlib.check_infer_response(resps[0][2], model, ROW)
+    finally:
+        g.kill()

@@ -15,7 +15,7 @@ import attacklib
 import gwlib
 from attacklib import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, H2_ERRORS,
                        HEADERS, PADDED, PING, RST_STREAM, SETTINGS, ROW, RawH2, assert_alive,
-                       crash_note, frame, goaway_of, hpack_request)
+                       crash_note, describe_missing, frame, goaway_of, hpack_request)
 from gwlib import INFER
 
 
@@ -318,3 +318,61 @@ def test_continuation_flood_closed_memory_bounded(gw, model):
     assert rss.growth_mib < 32, f"RSS grew {rss.growth_mib:.0f} MiB{crash_note(gw)}"
     assert_alive(gw)
     by.assert_served()
+
+
+def _vm_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmSize:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmSize for pid {pid}")
+
+
+def test_declared_bodies_reserve_bounded(gw_factory, model):
+    """Room for a declared body is reserved at its first DATA (one block
+    the parser reads in place): 120 streams on one connection each
+    declaring an 8 MiB body and sending one byte must not make the gateway
+    reserve 1 GiB.  The connection's open streams reserve at most half its
+    window (16 MiB here, max_body_bytes 32 MiB): its address space (VmSize:
+    reserved room is not resident until written, so RSS would not tell)
+    grows by far less than the declared total; then a real upload of the
+    same size on the same connection, cut into odd-sized frames, gets the
+    right answer."""
+    g = attacklib.start_gateway(gw_factory, "resv", max_body_bytes=32 << 20)
+    note = describe_missing(g)
+    declared = 8 << 20
+    enc = hpack_request("POST", INFER, extra=[("content-type", "application/json"),
+                                              ("content-length", str(declared))])
+    try:
+        base = _vm_kb(g.proc.pid)
+        with RawH2(g.port, settings={"s4": 1 << 30}, timeout=10) as h:
+            # the connection window: 32 MiB opened by a WINDOW_UPDATE is ours
+            # to use; one byte a stream stays far inside it
+            wire = b"".join(frame(HEADERS, END_HEADERS, sid, enc) + frame(DATA, 0, sid, b"{")
+                            for sid in range(1, 240, 2))
+            h.send(wire)
+            assert h.ping_ack(timeout=10), f"no PING ACK after 120 uploads began{note}"
+            grew = (_vm_kb(g.proc.pid) - base) / 1024
+            assert grew < 128, (f"address space grew {grew:.0f} MiB for 120 declared 8 MiB "
+                                f"bodies of one byte each{crash_note(g)}")
+            # a whole body of the declared kind on a fresh stream: padded
+            # JSON of exactly `declared` bytes, sent in 7777-byte frames
+            body = gwlib.infer_body(ROW)
+            body = body[:-1] + b" " * (declared - len(body)) + body[-1:]
+            sid = 241
+            wire = frame(HEADERS, END_HEADERS, sid, enc)
+            for off in range(0, declared, 7777):
+                piece = body[off:off + 7777]
+                last = off + 7777 >= declared
+                wire += frame(DATA, END_STREAM if last else 0, sid, piece)
+            h.send(wire[:1 << 20])
+            h.send(wire[1 << 20:])
+            f = h.read_until(lambda f: f[0] == DATA and f[2] == sid and f[1] & END_STREAM or
+                             (f[0] == HEADERS and f[2] == sid and f[1] & END_STREAM) or
+                             f[0] == RST_STREAM and f[2] == sid, timeout=20)
+            assert f is not None and f[0] == DATA, f"no answer to the 8 MiB upload{note}"
+            got = b"".join(fr[3] for fr in h.frames if fr[0] == DATA and fr[2] == sid)
+            gwlib.check_infer_response(got, model, ROW)
+            assert h.ping_ack(timeout=5), f"the connection did not go on{note}"
+    finally:
+        g.kill()
