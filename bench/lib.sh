@@ -469,6 +469,21 @@ bench_cpu_ns() {
 	fi
 }
 
+# bench_loop_cpu_ns PID - nanoseconds of CPU PID's event-loop threads
+# (igw-loop*) have run (schedstat's sum_exec_runtime); empty without schedstat.
+bench_loop_cpu_ns() {
+	local t n=0 any=""
+	for t in /proc/"$1"/task/*; do
+		case $(cat "$t/comm" 2>/dev/null) in
+		igw-loop*)
+			[ -r "$t/schedstat" ] || continue
+			n=$((n + $(cut -d' ' -f1 "$t/schedstat"))) any=1
+			;;
+		esac
+	done
+	[ -n "$any" ] && echo "$n"
+}
+
 # bench_syscalls PID - read+write syscalls PID (all its threads) has made.
 bench_syscalls() {
 	awk '/^sysc[rw]:/ { n += $2 } END { print n + 0 }' "/proc/$1/io" 2>/dev/null || echo 0
