@@ -677,6 +677,60 @@ static void grpc_infer_msg(struct grpc_infer_msg *g, const struct infer_req *r, 
 	g->out.raw_output_contents = &g->raw;
 }
 
+/*
+ * grpc_reply with one more field after msg's packed fields: bytes field
+ * number field (above every field of msg's type: protobuf-c packs in
+ * field order, so the bytes are the ones it would pack), whose value is
+ * p[0..n) (malloc'd), handed to the answer by reference (call_add_owned)
+ * rather than copied in.
+ */
+static void grpc_reply_owned(struct call *c, const ProtobufCMessage *msg, uint32_t field, void *p,
+			     size_t n)
+{
+	uint8_t head[GC_BYTES_HEAD_MAX];
+	size_t hl = gc_bytes_head(head, field, n);
+	size_t m = protobuf_c_message_get_packed_size(msg), len = m + hl + n;
+	uint8_t hdr[GRPC_FRAME_HDR] = { 0, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
+					(uint8_t)(len >> 8), (uint8_t)len };
+	struct evbuffer_iovec v;
+
+	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	if (len > UINT32_MAX ||
+	    evbuffer_reserve_space(c->resp, (ev_ssize_t)(sizeof(hdr) + m + hl), &v, 1) != 1 ||
+	    v.iov_len < sizeof(hdr) + m + hl) {
+		free(p);
+		grpc_respond_status(c, 500, GRPC_INTERNAL, len > UINT32_MAX ?
+				    "response too large for one gRPC message" : "gateway out of memory");
+		return;
+	}
+	memcpy(v.iov_base, hdr, sizeof(hdr));
+	protobuf_c_message_pack(msg, (uint8_t *)v.iov_base + sizeof(hdr));
+	memcpy((uint8_t *)v.iov_base + sizeof(hdr) + m, head, hl);
+	v.iov_len = sizeof(hdr) + m + hl;
+	evbuffer_commit_space(c->resp, &v, 1);
+	if (call_add_owned(c, p, n)) {
+		grpc_respond_status(c, 500, GRPC_INTERNAL, "gateway out of memory");
+		return;
+	}
+	grpc_finish(c, 200, GRPC_OK, NULL);
+}
+
+/* r's answer: its output packed in, or a large one handed over (the
+ * request's pool makes a new buffer when next used). */
+static void grpc_infer_reply(struct call *c, struct infer_req *r, struct grpc_infer_msg *g)
+{
+	float *out = r->output;
+
+	if (g->raw.len < CALL_OWNED_SLICE) {
+		grpc_reply(c, &g->out.base);
+		return;
+	}
+	g->out.n_raw_output_contents = 0;	/* appended, by reference */
+	r->output = NULL;
+	r->output_cap = 0;
+	grpc_reply_owned(c, &g->out.base, GC_RAW_OUTPUT_FIELD, out, g->raw.len);
+}
+
 /* Runs on the owner loop when the backend is done (or the request expired). */
 static void grpc_infer_done(struct infer_req *r)
 {
@@ -698,7 +752,7 @@ static void grpc_infer_done(struct infer_req *r)
 	}
 	api_account(r, 200, now_ns());
 	grpc_infer_msg(&g, r, gi->id);
-	grpc_reply(c, &g.out.base);
+	grpc_infer_reply(c, r, &g);
 out_unpin:
 	call_unpin(c);
 }
@@ -1040,6 +1094,16 @@ static int grpc_stream_next(struct call *c, Inference__ModelInferRequest **req)
 	if (!*req)
 		grpc_stream_error(c, "%s", err);	/* the stream goes on */
 	return 1;
+}
+
+uint64_t grpc_body_size(const uint8_t *p, size_t n)
+{
+	uint8_t flag;
+	size_t mlen;
+
+	if (n < GRPC_FRAME_HDR || gc_frame(p, n, UINT64_MAX, &flag, &mlen) < 0)
+		return 0;
+	return GRPC_FRAME_HDR + (uint64_t)mlen;
 }
 
 /* Answer the end of the stream: OK, or why it failed (c may be freed). */

@@ -24,6 +24,8 @@
 #define INFERGW_GRPC_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 struct call;
 struct evbuffer;
@@ -84,5 +86,9 @@ void grpc_stream_input_end(struct call *c);
 void grpc_stream_abandon(struct call *c);
 /* grpc_metrics - /metrics: infergw_grpc_requests_total{method,code}. */
 void grpc_metrics(struct evbuffer *out);
+/* grpc_body_size - a unary request's whole body (its one message's 5-byte
+ * prefix and the length that prefix says) from the first n bytes at p;
+ * 0 when n < 5 or the prefix is not one. */
+uint64_t grpc_body_size(const uint8_t *p, size_t n);
 
 #endif

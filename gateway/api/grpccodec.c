@@ -22,6 +22,25 @@ int gc_frame(const uint8_t *p, size_t len, uint64_t max, uint8_t *flag, size_t *
 	return len - GC_FRAME_HDR >= *mlen ? 1 : 0;
 }
 
+static size_t gc_varint(uint8_t *out, uint64_t v)
+{
+	size_t n = 0;
+
+	while (v >= 0x80) {
+		out[n++] = (uint8_t)(v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t)v;
+	return n;
+}
+
+size_t gc_bytes_head(uint8_t *out, uint32_t field, uint64_t n)
+{
+	size_t k = gc_varint(out, (uint64_t)field << 3 | 2);	/* wire type 2 */
+
+	return k + gc_varint(out + k, n);
+}
+
 /* An integer parameter (int64 or uint64) in [0, max] into *v.  0 or 400. */
 static int gc_int_param(const Inference__InferParameter *p, const char *key, int64_t max,
 			  int64_t *v, char *err, size_t errlen)

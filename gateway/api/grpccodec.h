@@ -27,6 +27,19 @@ struct front_hints;
  */
 int gc_frame(const uint8_t *p, size_t len, uint64_t max, uint8_t *flag, size_t *mlen);
 /*
+ * gc_bytes_head - what protobuf writes before the value of a
+ * length-delimited field number field (bytes, string, message) of n
+ * bytes: its tag and length as varints, at out (room: GC_BYTES_HEAD_MAX).
+ * How many bytes.  A message's last field can so be appended to its
+ * packed rest without packing (copying) the value.
+ */
+#define GC_BYTES_HEAD_MAX 15
+size_t gc_bytes_head(uint8_t *out, uint32_t field, uint64_t n);
+/* ModelInferResponse.raw_output_contents (proto/grpc_service.proto), the
+ * message's last field (test_grpccodec checks both against the
+ * descriptor). */
+#define GC_RAW_OUTPUT_FIELD 6
+/*
  * gc_infer_params - req's parameters into h: priority in [0, 1000000],
  * timeout in µs (saturated at KS_TIMEOUT_MAX_US); those infergw refuses
  * (sequence, shared memory) on the request, the input or an output are

@@ -251,13 +251,18 @@ static uint64_t h2_reserve_budget(const struct config *cfg)
 	return w > H2_CONN_WINDOW / 2 ? w : H2_CONN_WINDOW / 2;
 }
 
-/* call's first DATA (len bytes) is in: room for its whole body in one
- * block when its content-length is large and c's budget allows. */
-static void h2_body_reserve(struct conn *c, struct call *call, size_t len)
+/* call's first DATA (data[0..len)) is in: room for its whole body in one
+ * block when its length (content-length, or a unary gRPC message's
+ * prefix: gRPC clients send no content-length) is large and c's budget
+ * allows. */
+static void h2_body_reserve(struct conn *c, struct call *call, const uint8_t *data, size_t len)
 {
 	uint64_t cl;
 
-	if (!h2c_content_length(&call->h2msg, &cl) || cl <= H2_RESERVE_MIN || cl <= len ||
+	if (!h2c_content_length(&call->h2msg, &cl) &&
+	    !(call->grpc && (cl = grpc_body_size(data, len))))
+		return;
+	if (cl <= H2_RESERVE_MIN || cl <= len ||
 	    cl > conn_cfg(c)->limits.max_body_bytes ||
 	    c->h2_reserved + cl > h2_reserve_budget(conn_cfg(c)) ||
 	    evbuffer_expand(call->body, (size_t)cl))
@@ -298,7 +303,7 @@ static void h2_data_in(struct conn *c, struct call *call, int32_t stream_id,
 	}
 	if (!call->h2_rx_body) {
 		call->h2_rx_body = true;
-		h2_body_reserve(c, call, len);
+		h2_body_reserve(c, call, data, len);
 	}
 	evbuffer_add(call->body, data, len);
 }

@@ -125,6 +125,36 @@ def test_infer_raw(pb, stub, model, n):
     check_output(resp, model, x, id=f"raw-{n}")
 
 
+def test_large_raw_tensors(pb, start_gw):
+    """mlp-large, 64 rows: 256 KiB of raw input in one message (gathered in
+    one block by its 5-byte prefix: gRPC clients send no content-length)
+    and 256 KiB of raw output (appended to the packed answer by reference,
+    not packed in), every value against a float64 forward pass, twice on
+    one channel."""
+    from test_int8 import MLP_LARGE, Ref, serve
+    if not (MLP_LARGE / "model.safetensors").exists():
+        pytest.skip(f"{MLP_LARGE}/model.safetensors not generated (`make models`)")
+    ref = Ref(MLP_LARGE)
+    g = serve(start_gw, [(ref.name, MLP_LARGE)], max_body=8 << 20)
+    opts = [("grpc.max_receive_message_length", 8 << 20),
+            ("grpc.max_send_message_length", 8 << 20)]
+    with grpc.insecure_channel(f"{gwlib.HOST}:{g.port}", options=opts) as ch:
+        stub = pb[1](ch)
+        for seed in (1, 2):
+            x = np.random.default_rng(seed).uniform(-1, 1, (64, 1024)).astype("<f4")
+            req = pb[0].ModelInferRequest(model_name=ref.name, id=f"big-{seed}")
+            req.inputs.add(name="input", datatype="FP32", shape=[64, 1024])
+            req.raw_input_contents.append(x.tobytes())
+            resp = stub.ModelInfer(req, timeout=60)
+            assert resp.model_name == ref.name and resp.id == f"big-{seed}", resp.id
+            out = resp.outputs[0]
+            assert (out.name, out.datatype, list(out.shape)) == ("probabilities", "FP32",
+                                                                 [64, 1024])
+            assert len(resp.raw_output_contents) == 1
+            got = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").reshape(64, 1024)
+            np.testing.assert_allclose(got, ref.forward(x), rtol=1e-3, atol=1e-6)
+
+
 @pytest.mark.parametrize("n", [1, 5])
 def test_infer_typed_contents(pb, stub, model, n):
     x = rows_of(n, seed=100 + n)
