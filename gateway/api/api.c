@@ -164,14 +164,17 @@ static size_t api_output_bytes(const struct infer_req *r)
 	return (size_t)r->rows * r->model->out_dim * sizeof(float);
 }
 
-/* A large binary answer: r's output buffer goes into it as it is (the
- * answer frees it once written; r gets a new one when next used). */
-static void api_binary_respond(struct call *c, struct infer_req *r, const char *id)
+/* A large answer in binary (Triton's extension) or msgpack: what comes
+ * before the tensor, then r's output buffer as it is (the answer frees it
+ * once written; r gets a new one when next used). */
+static void api_owned_respond(struct call *c, const struct api_infer *ai, struct infer_req *r,
+			      const char *id)
 {
-	size_t hdr = ks_encode_infer_head(c->resp, r->model, id, r->rows);
+	size_t hdr = 0;
 	float *out = r->output;
 
-	if (!hdr) {
+	if (ai->msgpack_output ? mp_encode_infer_head(c->resp, r->model, id, r->rows) != 0 :
+	    !(hdr = ks_encode_infer_head(c->resp, r->model, id, r->rows))) {
 		call_respond_error(c, 500, "out of memory");
 		return;
 	}
@@ -181,7 +184,10 @@ static void api_binary_respond(struct call *c, struct infer_req *r, const char *
 		call_respond_error(c, 500, "out of memory");
 		return;
 	}
-	api_respond_json(c, true, hdr);
+	if (ai->msgpack_output)
+		call_respond(c, 200, "application/msgpack");
+	else
+		api_respond_json(c, true, hdr);
 }
 
 /* The 200 answer in the format the client asked for. */
@@ -195,13 +201,13 @@ static void api_infer_respond(struct call *c, const struct api_infer *ai,
 		api_classes_respond(c, ai, r);
 		return;
 	}
+	if ((ai->msgpack_output || ai->binary_output) && api_output_bytes(r) >= CALL_OWNED_SLICE) {
+		api_owned_respond(c, ai, r, id);
+		return;
+	}
 	if (ai->msgpack_output) {
 		mp_encode_infer(c->resp, r->model, id, r->rows, r->output);
 		call_respond(c, 200, "application/msgpack");
-		return;
-	}
-	if (ai->binary_output && api_output_bytes(r) >= CALL_OWNED_SLICE) {
-		api_binary_respond(c, r, id);
 		return;
 	}
 	hdr = ks_encode_infer(c->resp, r->model, id, r->rows, r->output, ai->binary_output);

@@ -726,6 +726,20 @@ static void mp_done(struct evbuffer *out, struct evbuffer_iovec *v, char *end)
 }
 
 /* The whole answer goes into one reserved space: one call into out. */
+int mp_encode_infer_head(struct evbuffer *out, const struct model *m, const char *id, int rows)
+{
+	size_t bytes = (size_t)rows * m->out_dim * sizeof(float);
+	const char *dt = dtype_kserve_name(m->output.dtype);
+	struct evbuffer_iovec v;
+	char *p = mp_room(out, mp_head_max(m, id, dt) + 5, &v);
+
+	if (!p)
+		return -ENOMEM;
+	p = mp_encode_head(p, m, id, rows, dt, m->out_dim);
+	mp_done(out, &v, MP_PUT_BIN(p, (uint32_t)bytes));
+	return 0;
+}
+
 void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		     const float *values)
 {

@@ -44,6 +44,10 @@ int mp_parse_infer(const struct model *m, const char *buf, size_t len, struct ks
  */
 int mp_parse_infer_general(const struct model *m, const char *buf, size_t len,
 			   struct ks_infer *out, char *model_name, char *err, size_t errlen);
+/* mp_encode_infer_head - mp_encode_infer up to its last bytes: the caller
+ * appends the rows x out_dim FP32 values (the data bin's contents).
+ * -ENOMEM or 0. */
+int mp_encode_infer_head(struct evbuffer *out, const struct model *m, const char *id, int rows);
 /* mp_encode_infer - the response map for rows x out_dim values of m. */
 void mp_encode_infer(struct evbuffer *out, const struct model *m, const char *id, int rows,
 		     const float *values);

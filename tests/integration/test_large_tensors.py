@@ -6,11 +6,13 @@ native HTTP/2 engine moves into DATA frames whole.  Each answer is checked
 value by value against a float64 forward pass, over HTTP/1.1 (the request
 sent whole and in uneven pieces, a health request pipelined right behind
 it), and over HTTP/2 with a wide window and with the default 64 KiB one
-(flow control then cuts frames inside the answer's blocks)."""
+(flow control then cuts frames inside the answer's blocks); the same as
+msgpack (the answer's data bin appended by reference too)."""
 import json
 import time
 
 import h2.settings
+import msgpack
 import numpy as np
 import pytest
 
@@ -97,3 +99,28 @@ def test_large_tensors_http2(start_gw, ref, window):
     for i, (r, (_, _, x)) in enumerate(zip(rs, reqs)):
         assert r.status == 200, (i, r)
         _check(ref, r.headers, r.body, x, 10 + i)
+
+
+@pytest.mark.parametrize("proto", ["h1", "h2"])
+def test_large_tensors_msgpack(start_gw, ref, proto):
+    g = serve(start_gw, [(ref.name, MLP_LARGE)], max_body=8 << 20)
+    x = np.random.default_rng(30).uniform(-1, 1, (ROWS, 1024)).astype("<f4")
+    body = msgpack.packb({"id": "mp", "inputs": [{"name": "input", "datatype": "FP32",
+                                                  "shape": [ROWS, 1024], "data": x.tobytes()}]},
+                         use_bin_type=True)
+    hdrs = [("content-type", "application/msgpack"), ("accept", "application/msgpack")]
+    path = f"/v2/models/{ref.name}/infer"
+    if proto == "h1":
+        st, rh, rb = gwlib.h1_request(g.port, "POST", path, body, hdrs, timeout=30)
+    else:
+        with gwlib.H2Client(g.port, timeout=60) as c:
+            r = c.wait([c.request("POST", path, body, hdrs)], timeout=60)[0]
+        st, rh, rb = r.status, r.headers, r.body
+    assert st == 200, (st, bytes(rb)[:300])
+    assert rh["content-type"].startswith("application/msgpack"), rh
+    doc = msgpack.unpackb(bytes(rb), raw=False)
+    assert doc["id"] == "mp", doc.keys()
+    out = doc["outputs"][0]
+    assert out["shape"] == [ROWS, 1024] and out["datatype"] == "FP32", out.keys()
+    got = np.frombuffer(out["data"], dtype="<f4").reshape(ROWS, 1024)
+    np.testing.assert_allclose(got, ref.forward(x), rtol=1e-3, atol=1e-6)
