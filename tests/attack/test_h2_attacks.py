@@ -376,3 +376,74 @@ def test_declared_bodies_reserve_bounded(gw_factory, model):
             assert h.ping_ack(timeout=5), f"the connection did not go on{note}"
     finally:
         g.kill()
+
+
+def _upload_frames(sid, body, size=16384, pad_every=0):
+    """body as a list of DATA frames of size bytes (every pad_every-th one
+    PADDED with 7 bytes of padding), END_STREAM on the last."""
+    out = []
+    for k, off in enumerate(range(0, len(body), size), 1):
+        piece, flags = body[off:off + size], END_STREAM if off + size >= len(body) else 0
+        if pad_every and k % pad_every == 0:
+            out.append(frame(DATA, flags | PADDED, sid, bytes([7]) + piece + b"\0" * 7))
+        else:
+            out.append(frame(DATA, flags, sid, piece))
+    return out
+
+
+def _answer_of(h, sid, timeout=20):
+    """(the frame that ended stream sid's answer, or None; its DATA bytes),
+    from the frames already read (answers may come in any order) or new."""
+    def last(f):
+        return f[2] == sid and (f[0] == RST_STREAM or
+                                (f[0] in (DATA, HEADERS) and f[1] & END_STREAM))
+    f = next((f for f in h.frames if last(f)), None) or h.read_until(last, timeout=timeout)
+    return f, b"".join(fr[3] for fr in h.frames if fr[0] == DATA and fr[2] == sid)
+
+
+def test_large_uploads_interleaved(gw_factory, model):
+    """Large bodies land in one block each (reserved at their first DATA),
+    their frames' payloads handed on as reads bring them: two uploads whose
+    frames alternate on one connection, one with padded frames (gathered
+    whole) among its own, are each answered right, in whatever order; a
+    body running past its content-length is refused (RST_STREAM or 400)
+    without touching the others; an upload the client resets halfway
+    leaves the connection working for the next one."""
+    g = attacklib.start_gateway(gw_factory, "direct", max_body_bytes=1 << 20)
+    note = describe_missing(g)
+    size = 100_000
+    body = gwlib.infer_body(ROW)
+    body = body[:-1] + b" " * (size - len(body)) + body[-1:]
+
+    def head(sid, cl):
+        return frame(HEADERS, END_HEADERS, sid, hpack_request(
+            "POST", INFER, extra=[("content-type", "application/json"),
+                                  ("content-length", str(cl))]))
+    try:
+        with RawH2(g.port, settings={"s4": 1 << 30}, timeout=20) as h:
+            a, b = _upload_frames(1, body), _upload_frames(3, body, 9000, pad_every=3)
+            wire = head(1, size) + head(3, size)
+            for i in range(max(len(a), len(b))):   # interleaved, frame by frame
+                wire += (a[i] if i < len(a) else b"") + (b[i] if i < len(b) else b"")
+            h.send(wire)
+            for sid in (1, 3):
+                f, got = _answer_of(h, sid)
+                assert f is not None and f[0] != RST_STREAM, f"stream {sid}: {f}{note}"
+                gwlib.check_infer_response(got, model, ROW)
+            # past its content-length: refused, the connection goes on
+            h.send(head(5, 40_000) + b"".join(_upload_frames(5, body[:50_000])))
+            f, got = _answer_of(h, 5)
+            assert f is not None, f"no answer for a body past its content-length{note}"
+            assert f[0] == RST_STREAM or b"content-length" in got.lower() or \
+                b"error" in got, (f, got[:200])
+            # reset halfway, then a whole upload on the same connection
+            h.send(head(7, size) + b"".join(_upload_frames(7, body)[:3]) +
+                   frame(RST_STREAM, 0, 7, (8).to_bytes(4, "big")))
+            h.send(head(9, size) + b"".join(_upload_frames(9, body)))
+            f, got = _answer_of(h, 9)
+            assert f is not None and f[0] != RST_STREAM, f"stream 9: {f}{note}"
+            gwlib.check_infer_response(got, model, ROW)
+            assert h.ping_ack(timeout=5), f"the connection did not go on{note}"
+        assert_alive(g)
+    finally:
+        g.kill()
