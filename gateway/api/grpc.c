@@ -172,9 +172,7 @@ static void grpc_reply(struct call *c, const ProtobufCMessage *msg)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	struct grpc_evbuf eb = { .base = { .append = grpc_evbuf_append }, .out = c->resp };
-	uint8_t hdr[GRPC_FRAME_HDR] = { 0, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
-					(uint8_t)(len >> 8), (uint8_t)len };
-
+	uint8_t hdr[GRPC_FRAME_HDR];
 	struct evbuffer_iovec v;
 
 	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
@@ -182,6 +180,7 @@ static void grpc_reply(struct call *c, const ProtobufCMessage *msg)
 		grpc_respond_status(c, 500, GRPC_INTERNAL, "response too large for one gRPC message");
 		return;
 	}
+	gc_frame_head(hdr, len);
 	/* Packed in place, in one piece: pack_to_buffer's append callback
 	 * ran once per field (an evbuffer_add each). */
 	if (evbuffer_reserve_space(c->resp, (ev_ssize_t)(sizeof(hdr) + len), &v, 1) == 1 &&
@@ -690,11 +689,11 @@ static void grpc_reply_owned(struct call *c, const ProtobufCMessage *msg, uint32
 	uint8_t head[GC_BYTES_HEAD_MAX];
 	size_t hl = gc_bytes_head(head, field, n);
 	size_t m = protobuf_c_message_get_packed_size(msg), len = m + hl + n;
-	uint8_t hdr[GRPC_FRAME_HDR] = { 0, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
-					(uint8_t)(len >> 8), (uint8_t)len };
+	uint8_t hdr[GRPC_FRAME_HDR];
 	struct evbuffer_iovec v;
 
 	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	gc_frame_head(hdr, len);
 	if (len > UINT32_MAX ||
 	    evbuffer_reserve_space(c->resp, (ev_ssize_t)(sizeof(hdr) + m + hl), &v, 1) != 1 ||
 	    v.iov_len < sizeof(hdr) + m + hl) {
@@ -906,9 +905,9 @@ static void grpc_put(struct call *c, const ProtobufCMessage *msg)
 {
 	size_t len = protobuf_c_message_get_packed_size(msg);
 	struct grpc_evbuf eb = { .base = { .append = grpc_evbuf_append }, .out = c->resp };
-	uint8_t hdr[GRPC_FRAME_HDR] = { 0, (uint8_t)(len >> 24), (uint8_t)(len >> 16),
-					(uint8_t)(len >> 8), (uint8_t)len };
+	uint8_t hdr[GRPC_FRAME_HDR];
 
+	gc_frame_head(hdr, len);
 	evbuffer_add(c->resp, hdr, sizeof(hdr));
 	protobuf_c_message_pack_to_buffer(msg, &eb.base);
 }

@@ -22,6 +22,15 @@ int gc_frame(const uint8_t *p, size_t len, uint64_t max, uint8_t *flag, size_t *
 	return len - GC_FRAME_HDR >= *mlen ? 1 : 0;
 }
 
+void gc_frame_head(uint8_t *out, size_t len)
+{
+	out[0] = 0;
+	out[1] = (uint8_t)(len >> 24);
+	out[2] = (uint8_t)(len >> 16);
+	out[3] = (uint8_t)(len >> 8);
+	out[4] = (uint8_t)len;
+}
+
 static size_t gc_varint(uint8_t *out, uint64_t v)
 {
 	size_t n = 0;

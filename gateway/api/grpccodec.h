@@ -26,6 +26,9 @@ struct front_hints;
  * over max.
  */
 int gc_frame(const uint8_t *p, size_t len, uint64_t max, uint8_t *flag, size_t *mlen);
+/* gc_frame_head - the 5-byte prefix of an uncompressed message of len
+ * (<= UINT32_MAX) bytes at out. */
+void gc_frame_head(uint8_t *out, size_t len);
 /*
  * gc_bytes_head - what protobuf writes before the value of a
  * length-delimited field number field (bytes, string, message) of n

@@ -32,6 +32,13 @@ static void test_frame(void **state)
 	assert_int_equal(gc_frame(p, 305, 299, &flag, &mlen), -EFBIG);
 	p[0] = 2;
 	assert_int_equal(gc_frame(p, 305, 1000, &flag, &mlen), -EPROTO);
+	/* gc_frame_head writes what gc_frame reads */
+	for (size_t len = 0; len < 0xffffffffu; len = len * 3 + 7) {
+		gc_frame_head(p, len);
+		assert_int_equal(gc_frame(p, 5, UINT32_MAX, &flag, &mlen), len == 0);
+		assert_int_equal(flag, 0);
+		assert_int_equal(mlen, len);
+	}
 }
 
 /* Every length class of the varint: the head is what protobuf-c writes. */
