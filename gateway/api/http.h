@@ -97,7 +97,6 @@ struct call {
 	bool responded;
 	bool h2_queued;			/* answer submitted, stream not closed yet */
 	size_t h2_rx;			/* DATA bytes held against the connection window */
-	bool h2_rx_body;		/* h2: a DATA byte of its body came */
 	uint64_t body_reserved;		/* room reserved for its body (h2_body_reserve, h1) */
 	int status;
 	struct evbuffer *resp;
@@ -173,6 +172,10 @@ static inline const char *call_hdr(const struct call *c, enum call_hk k)
 {
 	return c->hk[k] ? c->hdrs[c->hk[k] - 1].value : NULL;
 }
+/* A request body declared larger than this gets room for all of it in
+ * one block as it begins (h1.c, h2.c): the parser reads it where it
+ * landed, no copy to gather its pieces. */
+#define CALL_RESERVE_MIN (32 << 10)
 /*
  * call_add_owned - append p[0..n) (malloc'd) to c->resp without copying
  * it: p is the answer's from now on, freed once the last of it is written

@@ -28,8 +28,6 @@
 #include "h1parse.h"
 #include "server.h"
 
-/* A content-length body larger than this gets room for all of it at once. */
-#define H1_RESERVE_MIN (32 << 10)
 /* Body bytes read straight into that room while at least this many lack. */
 #define H1_DIRECT_MIN (16 << 10)
 
@@ -162,7 +160,7 @@ static int h1_apply_head(struct conn *c, struct call *call, const struct h1p_req
 	/* a large body gets one block: the parser reads it where it landed
 	 * (h1_body_in), no copy to gather it.  At most max_body_bytes, what
 	 * the connection would hold once it came anyway. */
-	if (c->h1_body_left > H1_RESERVE_MIN && !evbuffer_expand(call->body, c->h1_body_left))
+	if (c->h1_body_left > CALL_RESERVE_MIN && !evbuffer_expand(call->body, c->h1_body_left))
 		call->body_reserved = c->h1_body_left;
 	if (c->h1_chunked)
 		h1p_chunked_init(&c->h1_ck, cfg->limits.max_body_bytes, cfg->limits.max_header_bytes);

@@ -44,13 +44,11 @@
 #define H2_CONN_WINDOW (16 << 20)
 /*
  * A request body whose content-length says it is larger than
- * H2_RESERVE_MIN gets room for all of it at its first DATA (one block: the
- * parser reads it where it landed, no copy to gather its pieces).  Room is
+ * CALL_RESERVE_MIN gets room for all of it at its first DATA.  Room is
  * reserved for declared lengths the client may never send, so a
  * connection's open streams hold at most h2_reserve_budget of it (half its
  * window, at least one whole body); past that, bodies grow piece by piece.
  */
-#define H2_RESERVE_MIN (32 << 10)
 /* Oversized header lists tolerated on one connection before GOAWAY. */
 #define H2_MAX_OFFENCES 4
 #define H2_NO_COPY (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
@@ -262,7 +260,7 @@ static void h2_body_reserve(struct conn *c, struct call *call, const uint8_t *da
 	if (!h2c_content_length(&call->h2msg, &cl) &&
 	    !(call->grpc && (cl = grpc_body_size(data, len))))
 		return;
-	if (cl <= H2_RESERVE_MIN || cl <= len ||
+	if (cl <= CALL_RESERVE_MIN || cl <= len ||
 	    cl > conn_cfg(c)->limits.max_body_bytes ||
 	    c->h2_reserved + cl > h2_reserve_budget(conn_cfg(c)) ||
 	    evbuffer_expand(call->body, (size_t)cl))
@@ -301,10 +299,8 @@ static void h2_data_in(struct conn *c, struct call *call, int32_t stream_id,
 				   (unsigned long long)conn_cfg(c)->limits.max_body_bytes);
 		return;
 	}
-	if (!call->h2_rx_body) {
-		call->h2_rx_body = true;
+	if (!call->body_reserved && !evbuffer_get_length(call->body))	/* its first DATA */
 		h2_body_reserve(c, call, data, len);
-	}
 	evbuffer_add(call->body, data, len);
 }
 
