@@ -480,12 +480,80 @@ out_free:
 }
 
 /*
+ * A unary ModelInferRequest whose raw input views the call's body instead
+ * of protobuf-c's copy of it (a memcpy and a block the size of the tensor
+ * per request): the body's chains - not its bytes - move here and are
+ * freed with the message (grpc_held_free).
+ */
+struct grpc_held {
+	Inference__ModelInferRequest *req;
+	struct evbuffer *body;		/* what req->raw_input_contents views */
+	ProtobufCBinaryData raw;
+};
+
+/* A raw input under this many bytes is copied (as protobuf-c does): the
+ * copy costs less than the holder. */
+#define GRPC_HELD_MIN CALL_OWNED_SLICE
+
+static void grpc_held_free(struct grpc_held *h)
+{
+	h->req->n_raw_input_contents = 0;	/* views: not protobuf-c's to free */
+	h->req->raw_input_contents = NULL;
+	grpc_msg_free(&h->req->base);
+	evbuffer_free(h->body);
+	free(h);
+}
+
+/*
+ * The ModelInferRequest of len bytes at p (in c->body, pulled up) with its
+ * raw input viewing the body, which moves into the holder returned.  NULL
+ * (c->body untouched) unless it has one raw input (the only valid count:
+ * a model has one input) of at least GRPC_HELD_MIN bytes, when
+ * gc_split_raw does not read the bytes or they do not unpack (the caller
+ * unpacks them whole, and says why), or when out of memory.
+ */
+static struct grpc_held *grpc_held_unpack(struct call *c, const uint8_t *p, size_t len)
+{
+	size_t n, rest_len;
+	struct grpc_held *h;
+	uint8_t *rest;
+
+	if (gc_split_raw(p, len, NULL, &n, NULL, &rest_len) || n != 1 ||
+	    len - rest_len < GRPC_HELD_MIN)
+		return NULL;
+	h = malloc(sizeof(*h));
+	rest = malloc(rest_len ? rest_len : 1);
+	if (!h || !rest || !(h->body = evbuffer_new()))
+		goto fail;
+	gc_split_raw(p, len, &h->raw, &n, rest, &rest_len);
+	h->req = (Inference__ModelInferRequest *)grpc_unpack(
+		&inference__model_infer_request__descriptor, rest_len, rest);
+	if (!h->req || evbuffer_add_buffer(h->body, c->body)) {
+		grpc_msg_free(h->req ? &h->req->base : NULL);
+		evbuffer_free(h->body);
+		goto fail;
+	}
+	free(rest);
+	h->req->n_raw_input_contents = 1;
+	h->req->raw_input_contents = &h->raw;
+	return h;
+fail:
+	free(rest);
+	free(h);
+	return NULL;
+}
+
+/*
  * The request's one message: c->body is exactly one gRPC frame (unary).
  * Returns it unpacked (free with grpc_msg_free), or
  * NULL with c answered.  The body is bounded by limits.max_body_bytes
- * before this runs (h2.c), so is the message (inflated, too).
+ * before this runs (h2.c), so is the message (inflated, too).  With held
+ * (a ModelInferRequest), an uncompressed one whose raw input is large
+ * views the body (grpc_held_unpack): *held is then its holder (free that,
+ * with grpc_held_free, not the message), else NULL.
  */
-static ProtobufCMessage *grpc_unframe(struct call *c, const ProtobufCMessageDescriptor *d)
+static ProtobufCMessage *grpc_unframe(struct call *c, const ProtobufCMessageDescriptor *d,
+				      struct grpc_held **held)
 {
 	size_t len = evbuffer_get_length(c->body);
 	const uint8_t *p = evbuffer_pullup(c->body, len);
@@ -506,6 +574,8 @@ static ProtobufCMessage *grpc_unframe(struct call *c, const ProtobufCMessageDesc
 			  mlen, len - GRPC_FRAME_HDR);
 		return NULL;
 	}
+	if (held && !p[0] && (*held = grpc_held_unpack(c, p + GRPC_FRAME_HDR, mlen)))
+		return &(*held)->req->base;
 	msg = grpc_decode(c, d, p[0], p + GRPC_FRAME_HDR, mlen, &st, &code, err, sizeof(err));
 	if (!msg)
 		grpc_fail(c, st, code, "%s", err);
@@ -814,9 +884,17 @@ static int grpc_infer_spec(struct call *c, const Inference__ModelInferRequest *r
 	return 0;
 }
 
-static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
+/* The input's release for a request whose raw inputs view its body. */
+static void grpc_release_held(void *arg)
 {
-	Inference__ModelInferRequest *req = (Inference__ModelInferRequest *)in;
+	grpc_held_free(arg);
+}
+
+/* Submit req (viewing held's body when held is not NULL; either is
+ * freed, at once or with the request) or answer why not. */
+static void grpc_model_infer(struct call *c, Inference__ModelInferRequest *req,
+			     struct grpc_held *held)
+{
 	const struct model *m;
 	struct front_spec sp;
 	struct grpc_infer *gi;
@@ -833,8 +911,8 @@ static void grpc_model_infer(struct call *c, ProtobufCMessage *in)
 		goto out_err;
 	}
 	grpc_copy_id(gi->id, req->id);
-	sp.in.release = grpc_release_msg;
-	sp.in.arg = req;
+	sp.in.release = held ? grpc_release_held : grpc_release_msg;
+	sp.in.arg = held ? (void *)held : req;
 	sp.on_done = grpc_infer_done;
 	sp.ctx = c;
 	c->req = front_req_new(c->pool, &sp);	/* owns req from here on */
@@ -855,7 +933,23 @@ out_err:
 	if (m)
 		api_count_error(c, m);
 	grpc_fail(c, st, grpc_code(st), "%s", err);
-	grpc_msg_free(in);
+	if (held)
+		grpc_held_free(held);
+	else
+		grpc_msg_free(&req->base);
+}
+
+/* ModelInfer: the body's one message, submitted. */
+static void grpc_model_infer_unary(struct call *c)
+{
+	struct grpc_held *held = NULL;
+	ProtobufCMessage *in = grpc_unframe(c, &inference__model_infer_request__descriptor, &held);
+
+	if (!in)
+		return;
+	if (!held)	/* the message holds copies: the body's bytes are no longer needed */
+		evbuffer_drain(c->body, evbuffer_get_length(c->body));
+	grpc_model_infer(c, (Inference__ModelInferRequest *)in, held);
 }
 
 /* ---- ModelStreamInfer ---- */
@@ -1468,10 +1562,12 @@ static void grpc_repository_unload(struct call *c, ProtobufCMessage *in)
 
 /* ---- dispatch ---- */
 
+/* The methods whose request is one small message, which fn reads and
+ * which is freed when fn returns (ModelInfer and ModelStreamInfer are
+ * grpc_handle's own). */
 struct grpc_route {
 	const ProtobufCMessageDescriptor *req;
 	void (*fn)(struct call *c, ProtobufCMessage *in);
-	bool owns;	/* fn frees the request (ModelInfer: the request front does) */
 };
 
 static const struct grpc_route grpc_routes[GM_OTHER] = {
@@ -1482,7 +1578,6 @@ static const struct grpc_route grpc_routes[GM_OTHER] = {
 				 grpc_server_metadata },
 	[GM_MODEL_METADATA] = { &inference__model_metadata_request__descriptor,
 				grpc_model_metadata },
-	[GM_MODEL_INFER] = { &inference__model_infer_request__descriptor, grpc_model_infer, true },
 	[GM_MODEL_CONFIG] = { &inference__model_config_request__descriptor, grpc_model_config },
 	[GM_MODEL_STATISTICS] = { &inference__model_statistics_request__descriptor,
 				  grpc_model_statistics },
@@ -1514,15 +1609,18 @@ void grpc_handle(struct call *c)
 		grpc_stream_open(c);
 		return;
 	}
+	if (gm == GM_MODEL_INFER) {
+		grpc_model_infer_unary(c);
+		return;
+	}
 	rt = &grpc_routes[gm];
-	in = grpc_unframe(c, rt->req);
+	in = grpc_unframe(c, rt->req, NULL);
 	if (!in)
 		return;
 	/* the message holds copies: the body's bytes are no longer needed */
 	evbuffer_drain(c->body, evbuffer_get_length(c->body));
 	rt->fn(c, in);
-	if (!rt->owns)
-		grpc_msg_free(in);
+	grpc_msg_free(in);
 }
 
 void grpc_metrics(struct evbuffer *out)

@@ -1,6 +1,8 @@
 /* grpccodec.c - see grpccodec.h. */
 #include "grpccodec.h"
 
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -48,6 +50,86 @@ size_t gc_bytes_head(uint8_t *out, uint32_t field, uint64_t n)
 	size_t k = gc_varint(out, (uint64_t)field << 3 | 2);	/* wire type 2 */
 
 	return k + gc_varint(out + k, n);
+}
+
+/*
+ * A varint of at most max bytes at p[*off..len) into *v and *off past it;
+ * false when it does not end within max bytes and len, or (minimal) when
+ * it is written longer than it needs (a last byte 0 after the first).
+ */
+static bool gc_get_varint(const uint8_t *p, size_t len, size_t *off, unsigned max, bool minimal,
+			  uint64_t *v)
+{
+	uint64_t x = 0;
+
+	for (unsigned i = 0; i < max && *off + i < len; i++) {
+		uint8_t b = p[*off + i];
+
+		x |= (uint64_t)(b & 0x7f) << (7 * i);
+		if (b & 0x80)
+			continue;
+		if (minimal && i && !b)
+			return false;
+		*off += i + 1;
+		*v = x;
+		return true;
+	}
+	return false;
+}
+
+/* Past the value of a field of wire type wt at p[*off..len) (*len_v: the
+ * length of a length-delimited one).  false when truncated or not read. */
+static bool gc_skip_value(const uint8_t *p, size_t len, size_t *off, unsigned wt, uint64_t *len_v)
+{
+	uint64_t v;
+
+	switch (wt) {
+	case 0:
+		return gc_get_varint(p, len, off, 10, false, &v);
+	case 1:
+	case 5:
+		v = wt == 1 ? 8 : 4;
+		break;
+	case 2:
+		if (!gc_get_varint(p, len, off, 5, true, &v) || v > INT_MAX)
+			return false;
+		*len_v = v;
+		break;
+	default:
+		return false;	/* groups (3, 4) and 6, 7: protobuf-c's to judge */
+	}
+	if (v > len - *off)
+		return false;
+	*off += v;
+	return true;
+}
+
+int gc_split_raw(const uint8_t *p, size_t len, ProtobufCBinaryData *raw, size_t *n_raw,
+		 uint8_t *rest, size_t *rest_len)
+{
+	size_t off = 0, n = 0, r = 0;
+
+	while (off < len) {
+		size_t start = off;
+		uint64_t tag, vlen = 0;
+
+		if (!gc_get_varint(p, len, &off, 5, true, &tag) || !(tag >> 3) ||
+		    !gc_skip_value(p, len, &off, tag & 7, &vlen))
+			return -1;
+		if (tag == (GC_RAW_INPUT_FIELD << 3 | 2)) {
+			if (raw)
+				raw[n] = (ProtobufCBinaryData){ .len = vlen,
+								.data = (uint8_t *)p + off - vlen };
+			n++;
+			continue;
+		}
+		if (rest)
+			memcpy(rest + r, p + start, off - start);
+		r += off - start;
+	}
+	*n_raw = n;
+	*rest_len = r;
+	return 0;
 }
 
 /* An integer parameter (int64 or uint64) in [0, max] into *v.  0 or 400. */

@@ -42,6 +42,23 @@ size_t gc_bytes_head(uint8_t *out, uint32_t field, uint64_t n);
  * message's last field (test_grpccodec checks both against the
  * descriptor). */
 #define GC_RAW_OUTPUT_FIELD 6
+/* ModelInferRequest.raw_input_contents (repeated bytes; test_grpccodec
+ * checks it against the descriptor). */
+#define GC_RAW_INPUT_FIELD 7
+/*
+ * gc_split_raw - a ModelInferRequest's len bytes at p taken apart so that
+ * its raw inputs need no copy: each raw_input_contents entry (field 7,
+ * in order) as a view into p at raw[i] (raw NULL: only counted), every
+ * other field copied, in order and as it came, to rest (room for len
+ * bytes; NULL: only measured).  *n_raw and *rest_len: how many entries,
+ * how many rest bytes.  Unpacking rest and adding the views gives the
+ * message unpacking p gives.  0, or -1 when p is not what this reads
+ * strictly (truncated, a group, a tag or a length written longer than
+ * it needs, a length over INT_MAX): unpack p whole then, for
+ * protobuf-c's own answer.
+ */
+int gc_split_raw(const uint8_t *p, size_t len, ProtobufCBinaryData *raw, size_t *n_raw,
+		 uint8_t *rest, size_t *rest_len);
 /*
  * gc_infer_params - req's parameters into h: priority in [0, 1000000],
  * timeout in µs (saturated at KS_TIMEOUT_MAX_US); those infergw refuses

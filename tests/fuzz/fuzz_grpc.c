@@ -10,7 +10,9 @@
  * next bytes up to a NUL); the rest is a stream of frames, read until one
  * is not whole or is refused (flag > 1, length over 64 KiB).  Each payload
  * lives in its own exact-size malloc'd buffer.  Every message that
- * decodes must re-encode to bytes that decode and re-encode the same.
+ * decodes must re-encode to bytes that decode and re-encode the same; a
+ * ModelInferRequest split for the zero-copy unpack (gc_split_raw) must
+ * decode as the whole does.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -127,6 +129,59 @@ static void fz_infer(const Inference__ModelInferRequest *req)
 	}
 }
 
+/*
+ * The gateway's zero-copy unpack of a ModelInferRequest (gc_split_raw, then
+ * the rest unpacked and the raw views added) agrees with protobuf-c's
+ * unpack of the whole (whole: that unpack, NULL when it refused p): both
+ * refuse, or both give the same raw inputs (views inside p) and the same
+ * other fields.
+ */
+static void fz_split(const uint8_t *p, size_t len, const Inference__ModelInferRequest *whole)
+{
+	size_t n, n2, rest_len, rest_len2;
+	ProtobufCBinaryData *raw;
+	Inference__ModelInferRequest *r, w;
+	uint8_t *rest, *a, *b;
+	size_t pa, pb;
+
+	if (gc_split_raw(p, len, NULL, &n, NULL, &rest_len))
+		return;		/* the gateway unpacks it whole */
+	FZ_CHECK(rest_len <= len && n <= len / 2);
+	raw = malloc((n ? n : 1) * sizeof(*raw));
+	rest = malloc(rest_len ? rest_len : 1);
+	FZ_CHECK(raw && rest);
+	FZ_CHECK(!gc_split_raw(p, len, raw, &n2, rest, &rest_len2));
+	FZ_CHECK(n2 == n && rest_len2 == rest_len);
+	r = (Inference__ModelInferRequest *)protobuf_c_message_unpack(
+		&inference__model_infer_request__descriptor, NULL, rest_len, rest);
+	FZ_CHECK(!r == !whole);
+	if (r) {
+		FZ_CHECK(!r->n_raw_input_contents && whole->n_raw_input_contents == n);
+		for (size_t i = 0; i < n; i++) {
+			FZ_CHECK(raw[i].data >= p && raw[i].len <= len &&
+				 raw[i].data + raw[i].len <= p + len);
+			FZ_CHECK(raw[i].len == whole->raw_input_contents[i].len);
+			FZ_CHECK(!raw[i].len ||	/* protobuf-c: data NULL when empty */
+				 !memcmp(raw[i].data, whole->raw_input_contents[i].data, raw[i].len));
+		}
+		w = *whole;
+		w.n_raw_input_contents = 0;
+		pa = protobuf_c_message_get_packed_size(&r->base);
+		pb = protobuf_c_message_get_packed_size(&w.base);
+		a = malloc(pa ? pa : 1);
+		b = malloc(pb ? pb : 1);
+		FZ_CHECK(a && b && pa == pb);
+		protobuf_c_message_pack(&r->base, a);
+		protobuf_c_message_pack(&w.base, b);
+		FZ_CHECK(!memcmp(a, b, pa));
+		free(a);
+		free(b);
+		protobuf_c_message_free_unpacked(&r->base, NULL);
+	}
+	free(raw);
+	free(rest);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const ProtobufCMessageDescriptor *other;
@@ -162,6 +217,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		off += GC_FRAME_HDR + mlen;
 		m = protobuf_c_message_unpack(&inference__model_infer_request__descriptor, NULL,
 					      mlen, payload);
+		fz_split(payload, mlen, (const Inference__ModelInferRequest *)m);
 		if (m) {
 			fz_infer((const Inference__ModelInferRequest *)m);
 			fz_round_trip(m);

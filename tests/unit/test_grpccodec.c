@@ -2,7 +2,9 @@
  * Unit tests for gateway/api/grpccodec.c's framing helpers: gc_frame on
  * every cut of a prefix, and gc_bytes_head against protobuf-c itself (a
  * ModelInferResponse packed with its raw output, and the same packed
- * without it with the head and the bytes appended, are the same bytes).
+ * without it with the head and the bytes appended, are the same bytes);
+ * gc_split_raw against protobuf-c's unpack (views, rest, every cut, what
+ * it leaves to protobuf-c).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -96,11 +98,207 @@ static void test_bytes_head_is_protobufs(void **state)
 	free(raw);
 }
 
+/* The len bytes of m packed, into a new block. */
+static uint8_t *packed(const ProtobufCMessage *m, size_t *len)
+{
+	uint8_t *p;
+
+	*len = protobuf_c_message_get_packed_size(m);
+	p = malloc(*len ? *len : 1);
+	assert_non_null(p);
+	assert_int_equal(protobuf_c_message_pack(m, p), *len);
+	return p;
+}
+
+/* n bytes of src appended at *end (advanced past them). */
+static void put(uint8_t **end, const void *src, size_t n)
+{
+	memcpy(*end, src, n);
+	*end += n;
+}
+
+/*
+ * A request as a client may order it: header fields, a raw input, the
+ * input tensor, another raw input, an output request (protobuf concatenates
+ * fields; the two raw entries are 300 and 70,000 bytes).
+ */
+struct split_case {
+	uint8_t buf[80000], *end;
+	uint8_t *raw1, *raw2;		/* where each raw entry's bytes start */
+	size_t n1, n2;
+	uint8_t rest[4096], *rest_end;	/* the non-raw fields as they came */
+};
+
+static void split_case_make(struct split_case *k)
+{
+	Inference__ModelInferRequest a = INFERENCE__MODEL_INFER_REQUEST__INIT;
+	Inference__ModelInferRequest b = INFERENCE__MODEL_INFER_REQUEST__INIT;
+	Inference__ModelInferRequest o = INFERENCE__MODEL_INFER_REQUEST__INIT;
+	Inference__ModelInferRequest__InferInputTensor in =
+		INFERENCE__MODEL_INFER_REQUEST__INFER_INPUT_TENSOR__INIT, *pin = &in;
+	Inference__ModelInferRequest__InferRequestedOutputTensor out =
+		INFERENCE__MODEL_INFER_REQUEST__INFER_REQUESTED_OUTPUT_TENSOR__INIT, *pout = &out;
+	int64_t shape[2] = { 1, 64 };
+	uint8_t head[GC_BYTES_HEAD_MAX], *pa, *pb, *po;
+	size_t la, lb, lo, hl;
+
+	a.model_name = "digits";
+	a.id = "split-1";
+	in.name = "input";
+	in.datatype = "FP32";
+	in.n_shape = 2;
+	in.shape = shape;
+	b.n_inputs = 1;
+	b.inputs = &pin;
+	out.name = "probabilities";
+	o.n_outputs = 1;
+	o.outputs = &pout;
+	pa = packed(&a.base, &la);
+	pb = packed(&b.base, &lb);
+	po = packed(&o.base, &lo);
+	k->n1 = 300;
+	k->n2 = 70000;
+	k->end = k->buf;
+	k->rest_end = k->rest;
+	put(&k->end, pa, la);
+	put(&k->rest_end, pa, la);
+	hl = gc_bytes_head(head, GC_RAW_INPUT_FIELD, k->n1);
+	put(&k->end, head, hl);
+	k->raw1 = k->end;
+	for (size_t i = 0; i < k->n1; i++)
+		*k->end++ = (uint8_t)(i * 13 + 1);
+	put(&k->end, pb, lb);
+	put(&k->rest_end, pb, lb);
+	hl = gc_bytes_head(head, GC_RAW_INPUT_FIELD, k->n2);
+	put(&k->end, head, hl);
+	k->raw2 = k->end;
+	for (size_t i = 0; i < k->n2; i++)
+		*k->end++ = (uint8_t)(i * 5 + 2);
+	put(&k->end, po, lo);
+	put(&k->rest_end, po, lo);
+	free(pa);
+	free(pb);
+	free(po);
+}
+
+/* The views, the rest's bytes, and the rest unpacked plus the views equal
+ * to protobuf-c's unpack of the whole. */
+static void test_split_raw(void **state)
+{
+	static struct split_case k;
+	size_t len, n = 9, rest_len = 9, pw, pr;
+	ProtobufCBinaryData raw[2];
+	uint8_t rest[4096], *a, *b;
+	Inference__ModelInferRequest *whole, *r;
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+		&inference__model_infer_request__descriptor, "raw_input_contents");
+
+	assert_non_null(f);
+	assert_int_equal(f->id, GC_RAW_INPUT_FIELD);
+	assert_int_equal(f->type, PROTOBUF_C_TYPE_BYTES);
+	split_case_make(&k);
+	len = (size_t)(k.end - k.buf);
+	assert_int_equal(gc_split_raw(k.buf, len, NULL, &n, NULL, &rest_len), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(rest_len, (size_t)(k.rest_end - k.rest));
+	memset(rest, 0xee, sizeof(rest));
+	assert_int_equal(gc_split_raw(k.buf, len, raw, &n, rest, &rest_len), 0);
+	assert_ptr_equal(raw[0].data, k.raw1);
+	assert_int_equal(raw[0].len, k.n1);
+	assert_ptr_equal(raw[1].data, k.raw2);
+	assert_int_equal(raw[1].len, k.n2);
+	assert_memory_equal(rest, k.rest, rest_len);
+	assert_int_equal(rest[rest_len], 0xee);		/* nothing written past it */
+
+	whole = (Inference__ModelInferRequest *)protobuf_c_message_unpack(
+		&inference__model_infer_request__descriptor, NULL, len, k.buf);
+	r = (Inference__ModelInferRequest *)protobuf_c_message_unpack(
+		&inference__model_infer_request__descriptor, NULL, rest_len, rest);
+	assert_non_null(whole);
+	assert_non_null(r);
+	assert_int_equal(whole->n_raw_input_contents, 2);
+	assert_int_equal(r->n_raw_input_contents, 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(whole->raw_input_contents[i].len, raw[i].len);
+		assert_memory_equal(whole->raw_input_contents[i].data, raw[i].data, raw[i].len);
+	}
+	whole->n_raw_input_contents = 0;
+	a = packed(&whole->base, &pw);
+	b = packed(&r->base, &pr);
+	assert_int_equal(pw, pr);
+	assert_memory_equal(a, b, pw);
+	assert_string_equal(r->model_name, "digits");
+	assert_int_equal(r->n_inputs, 1);
+	assert_int_equal(r->inputs[0]->shape[1], 64);
+	whole->n_raw_input_contents = 2;
+	protobuf_c_message_free_unpacked(&whole->base, NULL);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+	free(a);
+	free(b);
+}
+
+/* Every cut of the message: the split reads it exactly when protobuf-c
+ * does (it ends on a field's end), and never reads past the cut. */
+static void test_split_raw_cuts(void **state)
+{
+	static struct split_case k;
+	size_t len, n, rest_len;
+
+	split_case_make(&k);
+	len = (size_t)(k.end - k.buf);
+	for (size_t cut = 0; cut <= len; cut++) {
+		uint8_t *p = malloc(cut ? cut : 1);	/* exact size: a read past it is caught */
+		ProtobufCMessage *m;
+		int rc;
+
+		memcpy(p, k.buf, cut);
+		m = protobuf_c_message_unpack(&inference__model_infer_request__descriptor, NULL, cut, p);
+		rc = gc_split_raw(p, cut, NULL, &n, NULL, &rest_len);
+		assert_int_equal(rc, m ? 0 : -1);
+		if (m)
+			protobuf_c_message_free_unpacked(m, NULL);
+		free(p);
+	}
+}
+
+/* What the split leaves to protobuf-c (-1: unpack it whole): lengths and
+ * tags written longer than they need, groups, a raw entry of another wire
+ * type (kept in the rest, where protobuf-c refuses it). */
+static void test_split_raw_strict(void **state)
+{
+	static const uint8_t long_len[] = { 0x3a, 0x81, 0x00, 'x' };	/* raw, length 1 in 2 bytes */
+	static const uint8_t long_tag[] = { 0xba, 0x00, 0x01, 'x' };	/* field 7 tag in 2 bytes */
+	static const uint8_t group[] = { 0x0b, 0x0c };			/* field 1 start/end group */
+	static const uint8_t field0[] = { 0x02, 0x00 };			/* field number 0 */
+	static const uint8_t past[] = { 0x3a, 0x05, 'x' };		/* 5 bytes promised, 1 there */
+	static const uint8_t varint7[] = { 0x0a, 0x01, 'm', 0x38, 0x01 };	/* raw as a varint */
+	size_t n = 9, rest_len = 9;
+	uint8_t rest[8];
+
+	assert_int_equal(gc_split_raw(long_len, sizeof(long_len), NULL, &n, NULL, &rest_len), -1);
+	assert_int_equal(gc_split_raw(long_tag, sizeof(long_tag), NULL, &n, NULL, &rest_len), -1);
+	assert_int_equal(gc_split_raw(group, sizeof(group), NULL, &n, NULL, &rest_len), -1);
+	assert_int_equal(gc_split_raw(field0, sizeof(field0), NULL, &n, NULL, &rest_len), -1);
+	assert_int_equal(gc_split_raw(past, sizeof(past), NULL, &n, NULL, &rest_len), -1);
+	assert_int_equal(gc_split_raw(varint7, sizeof(varint7), NULL, &n, rest, &rest_len), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(rest_len, sizeof(varint7));
+	assert_memory_equal(rest, varint7, sizeof(varint7));
+	assert_null(protobuf_c_message_unpack(&inference__model_infer_request__descriptor, NULL,
+					      rest_len, rest));
+	assert_int_equal(gc_split_raw(varint7, 0, NULL, &n, NULL, &rest_len), 0);	/* empty */
+	assert_int_equal(n, 0);
+	assert_int_equal(rest_len, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_frame),
 		cmocka_unit_test(test_bytes_head_is_protobufs),
+		cmocka_unit_test(test_split_raw),
+		cmocka_unit_test(test_split_raw_cuts),
+		cmocka_unit_test(test_split_raw_strict),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
