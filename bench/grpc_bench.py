@@ -121,7 +121,9 @@ def check(outdir, port, model):
 
 def table(runs_path, cmd=""):
     """The markdown table of runs_path's rounds, and the summary's rows:
-    gRPC and binary against JSON per part, req/s and server CPU/request,
+    gRPC and binary against JSON per part (a part without JSON rounds:
+    gRPC against binary), req/s and server CPU/request (cmd, the digits
+    gRPC command, goes with the digits gRPC row only),
     each the median of per-round ratios (rows.paired: round i of a format
     beside round i of JSON; client-bound rounds left out: h2load, not the
     server, set their pace)."""
@@ -143,17 +145,26 @@ def table(runs_path, cmd=""):
         base = runs.get(f"{part}.json")
         per, cpus, dropped = rows.paired(base, rs) if base and fmt != "json" else ([], [], 0)
         print(f"| {part} | {fmt} | {len(rs)} ({bound}) | {rps:.0f} | {cpu:.1f} | "
-              f"{rows.ratio_cell(per) if fmt != 'json' else '-'} | "
-              f"{rows.ratio_cell(cpus) if fmt != 'json' else '-'} |")
-        if fmt == "json" or not base:
-            continue
+              f"{rows.ratio_cell(per) if base and fmt != 'json' else '-'} | "
+              f"{rows.ratio_cell(cpus) if base and fmt != 'json' else '-'} |")
         what = "gRPC" if fmt == "grpc" else "binary"
-        part_note = note if part == "digits" else "unthrottled (compute-bound)"
-        rows.emit_ratios("grpc", f"{part}_{fmt}_rps", per, f"{part}: {what} / JSON, req/s",
-                         dropped=dropped, note=part_note, cmd=cmd if fmt == "grpc" else None)
-        rows.emit_ratios("grpc", f"{part}_{fmt}_cpu", cpus,
-                         f"{part}: {what} / JSON, server CPU per request", dropped=dropped,
-                         note=part_note)
+        part_note = {"digits": note, "large": "unthrottled (compute-bound)",
+                     "wide": "unthrottled (payload-bound)"}.get(part)
+        if fmt != "json" and base:
+            rows.emit_ratios("grpc", f"{part}_{fmt}_rps", per, f"{part}: {what} / JSON, req/s",
+                             dropped=dropped, note=part_note,
+                             cmd=cmd if fmt == "grpc" and part == "digits" else None)
+            rows.emit_ratios("grpc", f"{part}_{fmt}_cpu", cpus,
+                             f"{part}: {what} / JSON, server CPU per request", dropped=dropped,
+                             note=part_note)
+        binary = runs.get(f"{part}.bin")
+        if fmt == "grpc" and binary and not base:	# wide: no JSON rounds
+            per, cpus, dropped = rows.paired(binary, rs)
+            rows.emit_ratios("grpc", f"{part}_grpc_over_bin_rps", per,
+                             f"{part}: gRPC / binary, req/s", dropped=dropped, note=part_note)
+            rows.emit_ratios("grpc", f"{part}_grpc_over_bin_cpu", cpus,
+                             f"{part}: gRPC / binary, server CPU per request", dropped=dropped,
+                             note=part_note)
 
 
 def main(argv):

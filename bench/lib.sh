@@ -186,6 +186,28 @@ backends:
 EOF
 }
 
+# bench_wide_model DIR - a model named wide in DIR: a softmax over rows of
+# 1024 FP32 and no weights, so that large tensors (64 rows: 256 KiB in,
+# 256 KiB out) cost next to no compute and the wire path sets the pace.
+bench_wide_model() {
+	mkdir -p "$1"
+	cat >"$1/model.yaml" <<'EOF'
+name: wide
+platform: infergw-mlp
+version: 1
+max_batch_size: 64
+weights: model.safetensors
+inputs:
+  - {name: input, datatype: FP32, shape: [-1, 1024]}
+outputs:
+  - {name: probabilities, datatype: FP32, shape: [-1, 1024]}
+layers:
+  - {type: softmax}
+EOF
+	$PY -c 'import struct, sys; h = b"{}"; open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h)' \
+		"$1/model.safetensors"
+}
+
 # bench_quantize_calibrated MODEL OUT NAME LOG - OUT: MODEL's INT8 variant
 # with static activation scales, calibrated on 256 rows uniform in [-1, 1)
 # (the distribution of gpu_body.py's inputs; the model's input is 1024

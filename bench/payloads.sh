@@ -59,21 +59,7 @@ SRC_L=$($PY "$HELPER" gen "$LARGE" "$T/large" --random 1) || bench_fail "cannot 
 # "wide": large tensors with next to no compute (a softmax over 64 rows of
 # 1024: 256 KiB in, 256 KiB out), so that the wire path, not the model,
 # sets the pace: HTTP/2 against HTTP/1.1 on the same server.
-cat >"$T/widemodel/model.yaml" <<'EOF2'
-name: wide
-platform: infergw-mlp
-version: 1
-max_batch_size: 64
-weights: model.safetensors
-inputs:
-  - {name: input, datatype: FP32, shape: [-1, 1024]}
-outputs:
-  - {name: probabilities, datatype: FP32, shape: [-1, 1024]}
-layers:
-  - {type: softmax}
-EOF2
-$PY -c 'import struct, sys; h = b"{}"; open(sys.argv[1], "wb").write(struct.pack("<Q", len(h)) + h)' \
-	"$T/widemodel/model.safetensors"
+bench_wide_model "$T/widemodel"
 $PY "$BENCH_ROOT/bench/gpu_body.py" gen "$T/widemodel" "$T/wide" 64 ||
 	bench_fail "cannot build the wide bodies"
 
