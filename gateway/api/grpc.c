@@ -747,57 +747,95 @@ static void grpc_infer_msg(struct grpc_infer_msg *g, const struct infer_req *r, 
 }
 
 /*
- * grpc_reply with one more field after msg's packed fields: bytes field
- * number field (above every field of msg's type: protobuf-c packs in
- * field order, so the bytes are the ones it would pack), whose value is
- * p[0..n) (malloc'd), handed to the answer by reference (call_add_owned)
- * rather than copied in.
+ * One gRPC message in a new evbuffer: msg's packed fields, then bytes
+ * field number field (above every field of msg's type: protobuf-c packs
+ * in field order, so these are the bytes it would pack) whose value is
+ * p[0..n) (malloc'd), appended by reference (call_buf_add_owned) rather
+ * than copied in; with outer (a field number, else 0) all of that the
+ * value of that length-delimited field of an enclosing message, its only
+ * field set (ModelStreamInferResponse.infer_response).  NULL (p freed,
+ * *why saying why) when out of memory or over one gRPC message's size.
  */
-static void grpc_reply_owned(struct call *c, const ProtobufCMessage *msg, uint32_t field, void *p,
-			     size_t n)
+static struct evbuffer *grpc_owned_msg(const ProtobufCMessage *msg, uint32_t field, void *p,
+				       size_t n, uint32_t outer, const char **why)
 {
-	uint8_t head[GC_BYTES_HEAD_MAX];
+	uint8_t head[GC_BYTES_HEAD_MAX], ohead[GC_BYTES_HEAD_MAX];
 	size_t hl = gc_bytes_head(head, field, n);
-	size_t m = protobuf_c_message_get_packed_size(msg), len = m + hl + n;
-	uint8_t hdr[GRPC_FRAME_HDR];
+	size_t m = protobuf_c_message_get_packed_size(msg), inner = m + hl + n;
+	size_t ol = outer ? gc_bytes_head(ohead, outer, inner) : 0, len = ol + inner;
+	size_t fixed = GRPC_FRAME_HDR + ol + m + hl;
+	struct evbuffer *e = len <= UINT32_MAX ? evbuffer_new() : NULL;
 	struct evbuffer_iovec v;
+	uint8_t *w;
 
-	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
-	gc_frame_head(hdr, len);
-	if (len > UINT32_MAX ||
-	    evbuffer_reserve_space(c->resp, (ev_ssize_t)(sizeof(hdr) + m + hl), &v, 1) != 1 ||
-	    v.iov_len < sizeof(hdr) + m + hl) {
+	*why = len > UINT32_MAX ? "response too large for one gRPC message" : "gateway out of memory";
+	if (!e || evbuffer_reserve_space(e, (ev_ssize_t)fixed, &v, 1) != 1 || v.iov_len < fixed) {
 		free(p);
-		grpc_respond_status(c, 500, GRPC_INTERNAL, len > UINT32_MAX ?
-				    "response too large for one gRPC message" : "gateway out of memory");
-		return;
+		if (e)
+			evbuffer_free(e);
+		return NULL;
 	}
-	memcpy(v.iov_base, hdr, sizeof(hdr));
-	protobuf_c_message_pack(msg, (uint8_t *)v.iov_base + sizeof(hdr));
-	memcpy((uint8_t *)v.iov_base + sizeof(hdr) + m, head, hl);
-	v.iov_len = sizeof(hdr) + m + hl;
-	evbuffer_commit_space(c->resp, &v, 1);
-	if (call_add_owned(c, p, n)) {
-		grpc_respond_status(c, 500, GRPC_INTERNAL, "gateway out of memory");
-		return;
+	w = v.iov_base;
+	gc_frame_head(w, len);
+	memcpy(w + GRPC_FRAME_HDR, ohead, ol);
+	protobuf_c_message_pack(msg, w + GRPC_FRAME_HDR + ol);
+	memcpy(w + GRPC_FRAME_HDR + ol + m, head, hl);
+	v.iov_len = fixed;
+	evbuffer_commit_space(e, &v, 1);
+	if (call_buf_add_owned(e, p, n)) {
+		evbuffer_free(e);	/* frees p with the slices added */
+		return NULL;
 	}
-	grpc_finish(c, 200, GRPC_OK, NULL);
+	return e;
 }
 
-/* r's answer: its output packed in, or a large one handed over (the
- * request's pool makes a new buffer when next used). */
-static void grpc_infer_reply(struct call *c, struct infer_req *r, struct grpc_infer_msg *g)
+/* grpc_owned_msg's message appended to c->resp: NULL, or why not (p
+ * freed, nothing appended). */
+static const char *grpc_append_owned(struct call *c, const ProtobufCMessage *msg, uint32_t field,
+				     void *p, size_t n, uint32_t outer)
+{
+	const char *why;
+	struct evbuffer *e = grpc_owned_msg(msg, field, p, n, outer, &why);
+	int rc;
+
+	if (!e)
+		return why;
+	rc = evbuffer_add_buffer(c->resp, e);
+	evbuffer_free(e);
+	return rc ? "gateway out of memory" : NULL;
+}
+
+/* r's output, handed over (the request's pool makes a new buffer when next
+ * used) and left out of g (n_raw_output_contents 0) when it is large
+ * enough to go by reference; else NULL (g packs it in). */
+static float *grpc_take_output(struct infer_req *r, struct grpc_infer_msg *g)
 {
 	float *out = r->output;
 
-	if (g->raw.len < CALL_OWNED_SLICE) {
+	if (g->raw.len < CALL_OWNED_SLICE)
+		return NULL;
+	g->out.n_raw_output_contents = 0;
+	r->output = NULL;
+	r->output_cap = 0;
+	return out;
+}
+
+/* r's answer (g): its output packed in, or a large one by reference. */
+static void grpc_infer_reply(struct call *c, struct infer_req *r, struct grpc_infer_msg *g)
+{
+	float *out = grpc_take_output(r, g);
+	const char *why;
+
+	if (!out) {
 		grpc_reply(c, &g->out.base);
 		return;
 	}
-	g->out.n_raw_output_contents = 0;	/* appended, by reference */
-	r->output = NULL;
-	r->output_cap = 0;
-	grpc_reply_owned(c, &g->out.base, GC_RAW_OUTPUT_FIELD, out, g->raw.len);
+	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	why = grpc_append_owned(c, &g->out.base, GC_RAW_OUTPUT_FIELD, out, g->raw.len, 0);
+	if (why)
+		grpc_respond_status(c, 500, GRPC_INTERNAL, why);
+	else
+		grpc_finish(c, 200, GRPC_OK, NULL);
 }
 
 /* Runs on the owner loop when the backend is done (or the request expired). */
@@ -1054,13 +1092,34 @@ static void grpc_sreq_free(struct grpc_sreq *q)
 	free(q);
 }
 
+/* r's answer (g) on the stream: as grpc_infer_reply's, wrapped in a
+ * ModelStreamInferResponse. */
+static void grpc_stream_answer(struct call *c, struct infer_req *r, struct grpc_infer_msg *g)
+{
+	Inference__ModelStreamInferResponse out = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
+	float *o = grpc_take_output(r, g);
+	const char *why;
+
+	if (!o) {
+		out.infer_response = &g->out;
+		grpc_put(c, &out.base);
+	} else {
+		why = grpc_append_owned(c, &g->out.base, GC_RAW_OUTPUT_FIELD, o, g->raw.len,
+					GC_STREAM_INFER_RESPONSE_FIELD);
+		if (why) {
+			grpc_stream_error(c, "%s", why);	/* writes it */
+			return;
+		}
+	}
+	call_stream_write(c);
+}
+
 /* A request of the stream is done: write its answer, take more. */
 static void grpc_stream_done(struct infer_req *r)
 {
 	struct grpc_sreq *q = r->ctx;
 	struct call *c = q->c;
 	struct grpc_stream *st = c->api;
-	Inference__ModelStreamInferResponse out = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
 	struct grpc_infer_msg g;
 
 	grpc_sreq_unslot(st, q);
@@ -1078,9 +1137,7 @@ static void grpc_stream_done(struct infer_req *r)
 	} else {
 		api_account(r, 200, now_ns());
 		grpc_infer_msg(&g, r, q->id);
-		out.infer_response = &g.out;
-		grpc_put(c, &out.base);
-		call_stream_write(c);
+		grpc_stream_answer(c, r, &g);
 	}
 	grpc_sreq_free(q);
 	grpc_stream_data(c);

@@ -42,6 +42,8 @@ size_t gc_bytes_head(uint8_t *out, uint32_t field, uint64_t n);
  * message's last field (test_grpccodec checks both against the
  * descriptor). */
 #define GC_RAW_OUTPUT_FIELD 6
+/* ModelStreamInferResponse.infer_response (test_grpccodec checks it). */
+#define GC_STREAM_INFER_RESPONSE_FIELD 2
 /* ModelInferRequest.raw_input_contents (repeated bytes; test_grpccodec
  * checks it against the descriptor). */
 #define GC_RAW_INPUT_FIELD 7

@@ -185,6 +185,10 @@ static inline const char *call_hdr(const struct call *c, enum call_hk k)
  */
 #define CALL_OWNED_SLICE 16384
 int call_add_owned(struct call *c, void *p, size_t n);
+/* call_buf_add_owned - call_add_owned into any evbuffer b; when out of
+ * memory (-1) b may hold some of p's slices: the caller drops b's
+ * contents, which frees p. */
+int call_buf_add_owned(struct evbuffer *b, void *p, size_t n);
 /* call_set_resp_header - add a response header: name is a lower-case
  * string constant (kept as it is: the transports send it as it is), value
  * is copied.  Past CALL_MAX_RESP_HDRS, dropped. */

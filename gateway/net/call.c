@@ -567,7 +567,7 @@ static void call_owned_release(const void *data, size_t len, void *arg)
 	call_owned_unref(arg);
 }
 
-int call_add_owned(struct call *c, void *p, size_t n)
+int call_buf_add_owned(struct evbuffer *b, void *p, size_t n)
 {
 	struct call_owned *o = malloc(sizeof(*o));
 	size_t off;
@@ -575,7 +575,6 @@ int call_add_owned(struct call *c, void *p, size_t n)
 
 	if (!o) {
 		free(p);
-		evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
 		return -1;
 	}
 	o->p = p;
@@ -584,14 +583,20 @@ int call_add_owned(struct call *c, void *p, size_t n)
 		size_t k = n - off < CALL_OWNED_SLICE ? n - off : CALL_OWNED_SLICE;
 
 		__atomic_add_fetch(&o->refs, 1, __ATOMIC_RELAXED);
-		rc = evbuffer_add_reference(c->resp, (const char *)p + off, k, call_owned_release, o);
+		rc = evbuffer_add_reference(b, (const char *)p + off, k, call_owned_release, o);
 		if (rc)
 			call_owned_unref(o);	/* that slice's, never added */
 	}
-	if (rc)
-		evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
 	call_owned_unref(o);
 	return rc ? -1 : 0;
+}
+
+int call_add_owned(struct call *c, void *p, size_t n)
+{
+	if (!call_buf_add_owned(c->resp, p, n))
+		return 0;
+	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	return -1;
 }
 
 void call_stream_write(struct call *c)

@@ -127,10 +127,12 @@ def test_infer_raw(pb, stub, model, n):
 
 def test_large_raw_tensors(pb, start_gw):
     """mlp-large, 64 rows: 256 KiB of raw input in one message (gathered in
-    one block by its 5-byte prefix: gRPC clients send no content-length)
-    and 256 KiB of raw output (appended to the packed answer by reference,
-    not packed in), every value against a float64 forward pass, twice on
-    one channel."""
+    one block by its 5-byte prefix: gRPC clients send no content-length;
+    read where it lies) and 256 KiB of raw output (appended to the packed
+    answer by reference, not packed in), every value against a float64
+    forward pass, twice on one channel; then the same four requests on one
+    ModelStreamInfer stream (each answer's raw output by reference inside
+    its ModelStreamInferResponse), with a 10-row one (40 KiB) between."""
     from test_int8 import MLP_LARGE, Ref, serve
     if not (MLP_LARGE / "model.safetensors").exists():
         pytest.skip(f"{MLP_LARGE}/model.safetensors not generated (`make models`)")
@@ -153,6 +155,26 @@ def test_large_raw_tensors(pb, start_gw):
             assert len(resp.raw_output_contents) == 1
             got = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").reshape(64, 1024)
             np.testing.assert_allclose(got, ref.forward(x), rtol=1e-3, atol=1e-6)
+        sent = {}
+
+        def gen():
+            for i, rows in enumerate((64, 10, 64, 64)):
+                x = np.random.default_rng(20 + i).uniform(-1, 1, (rows, 1024)).astype("<f4")
+                sent[f"st-{i}"] = x
+                req = pb[0].ModelInferRequest(model_name=ref.name, id=f"st-{i}")
+                req.inputs.add(name="input", datatype="FP32", shape=[rows, 1024])
+                req.raw_input_contents.append(x.tobytes())
+                yield req
+
+        call = stub.ModelStreamInfer(gen(), timeout=60)
+        for resp in call:
+            assert not resp.error_message, resp.error_message
+            r = resp.infer_response
+            x = sent.pop(r.id)
+            assert (r.model_name, list(r.outputs[0].shape)) == (ref.name, [len(x), 1024])
+            got = np.frombuffer(r.raw_output_contents[0], dtype="<f4").reshape(len(x), 1024)
+            np.testing.assert_allclose(got, ref.forward(x), rtol=1e-3, atol=1e-6)
+        assert not sent and call.code() == grpc.StatusCode.OK, (sorted(sent), call.code())
 
 
 def _raw_field(data):

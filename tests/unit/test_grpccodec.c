@@ -98,6 +98,54 @@ static void test_bytes_head_is_protobufs(void **state)
 	free(raw);
 }
 
+/* A stream's answer (gateway/api/grpc.c grpc_owned_msg with an outer
+ * field): the infer_response field's head, the answer packed without its
+ * raw output, the raw field's head, the bytes - what protobuf-c packs for
+ * the ModelStreamInferResponse holding the whole answer. */
+static void test_stream_wrap_is_protobufs(void **state)
+{
+	static const size_t sizes[] = { 16384, 262144, 2097152 };
+	const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+		&inference__model_stream_infer_response__descriptor, "infer_response");
+	uint8_t *raw = malloc(2097152);
+
+	assert_non_null(f);
+	assert_int_equal(f->id, GC_STREAM_INFER_RESPONSE_FIELD);
+	for (size_t i = 0; i < 2097152; i++)
+		raw[i] = (uint8_t)(i * 11 + 5);
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		Inference__ModelStreamInferResponse s = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
+		Inference__ModelInferResponse m = INFERENCE__MODEL_INFER_RESPONSE__INIT;
+		ProtobufCBinaryData bd = { sizes[k], raw };
+		uint8_t head[GC_BYTES_HEAD_MAX], ohead[GC_BYTES_HEAD_MAX];
+		size_t full, rest, hl, ol;
+		uint8_t *a, *b;
+
+		m.model_name = "wide";
+		m.id = "stream-3";
+		m.n_raw_output_contents = 1;
+		m.raw_output_contents = &bd;
+		s.infer_response = &m;
+		full = protobuf_c_message_get_packed_size(&s.base);
+		a = malloc(full);
+		assert_int_equal(protobuf_c_message_pack(&s.base, a), full);
+		m.n_raw_output_contents = 0;
+		rest = protobuf_c_message_get_packed_size(&m.base);
+		hl = gc_bytes_head(head, GC_RAW_OUTPUT_FIELD, sizes[k]);
+		ol = gc_bytes_head(ohead, GC_STREAM_INFER_RESPONSE_FIELD, rest + hl + sizes[k]);
+		assert_int_equal(ol + rest + hl + sizes[k], full);
+		b = malloc(full);
+		memcpy(b, ohead, ol);
+		protobuf_c_message_pack(&m.base, b + ol);
+		memcpy(b + ol + rest, head, hl);
+		memcpy(b + ol + rest + hl, raw, sizes[k]);
+		assert_memory_equal(a, b, full);
+		free(a);
+		free(b);
+	}
+	free(raw);
+}
+
 /* The len bytes of m packed, into a new block. */
 static uint8_t *packed(const ProtobufCMessage *m, size_t *len)
 {
@@ -296,6 +344,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_frame),
 		cmocka_unit_test(test_bytes_head_is_protobufs),
+		cmocka_unit_test(test_stream_wrap_is_protobufs),
 		cmocka_unit_test(test_split_raw),
 		cmocka_unit_test(test_split_raw_cuts),
 		cmocka_unit_test(test_split_raw_strict),
