@@ -1660,6 +1660,10 @@ bool h2w_want_read(const struct h2w *s)
 }
 
 /* A stream on the active list that could send a frame now. */
+/* Whether h2w_out_stream has work for st: a frame, the answer's end, or -
+ * its source drained and the answer going on - the drained callback
+ * (which may add more or end it; a send that stopped at its cap right
+ * after the last bytes left that to the next one). */
 static bool h2w_can_send(const struct h2w *s, const struct h2w_stream *st)
 {
 	size_t have = st->src ? evbuffer_get_length(st->src) : 0;
@@ -1667,7 +1671,7 @@ static bool h2w_can_send(const struct h2w *s, const struct h2w_stream *st)
 	if (st->f & S_DEFERRED)
 		return false;
 	if (!have)
-		return st->f & S_DATA_END;
+		return true;
 	return st->send_win > 0 && s->conn_send_win > 0;
 }
 
