@@ -480,14 +480,14 @@ out_free:
 }
 
 /*
- * A unary ModelInferRequest whose raw input views the call's body instead
- * of protobuf-c's copy of it (a memcpy and a block the size of the tensor
- * per request): the body's chains - not its bytes - move here and are
- * freed with the message (grpc_held_free).
+ * A ModelInferRequest (unary, or one of a stream's) whose raw input views
+ * the call's body instead of protobuf-c's copy of it (a memcpy and a block
+ * the size of the tensor per request): the message's chain - not its
+ * bytes - moves here and is freed with the message (grpc_held_free).
  */
 struct grpc_held {
 	Inference__ModelInferRequest *req;
-	struct evbuffer *body;		/* what req->raw_input_contents views */
+	struct evbuffer *body;		/* the message, which req->raw_input_contents views */
 	ProtobufCBinaryData raw;
 };
 
@@ -504,13 +504,25 @@ static void grpc_held_free(struct grpc_held *h)
 	free(h);
 }
 
+/* c->body's first chain holds its first n bytes and no more (so that
+ * evbuffer_remove_buffer moves that chain rather than copying from it). */
+static bool grpc_first_chain_is(struct call *c, size_t n)
+{
+	struct evbuffer_iovec v;
+
+	return evbuffer_peek(c->body, -1, NULL, &v, 1) >= 1 && v.iov_len == n;
+}
+
 /*
- * The ModelInferRequest of len bytes at p (in c->body, pulled up) with its
- * raw input viewing the body, which moves into the holder returned.  NULL
- * (c->body untouched) unless it has one raw input (the only valid count:
- * a model has one input) of at least GRPC_HELD_MIN bytes, when
- * gc_split_raw does not read the bytes or they do not unpack (the caller
- * unpacks them whole, and says why), or when out of memory.
+ * The ModelInferRequest of len bytes at p, the message c->body starts with
+ * (its 5-byte prefix, then p: pulled up), with its raw input viewing the
+ * body, whose first chain - that message, and nothing else - moves into
+ * the holder returned.  NULL (c->body untouched) unless it has one raw
+ * input (the only valid count: a model has one input) of at least
+ * GRPC_HELD_MIN bytes, when the chain holds more than the message (it
+ * would be copied), when gc_split_raw does not read the bytes or they do
+ * not unpack (the caller unpacks them whole, and says why), or when out of
+ * memory.
  */
 static struct grpc_held *grpc_held_unpack(struct call *c, const uint8_t *p, size_t len)
 {
@@ -518,7 +530,8 @@ static struct grpc_held *grpc_held_unpack(struct call *c, const uint8_t *p, size
 	struct grpc_held *h;
 	uint8_t *rest;
 
-	if (gc_split_raw(p, len, NULL, &n, NULL, &rest_len) || n != 1 ||
+	if (!grpc_first_chain_is(c, GRPC_FRAME_HDR + len) ||
+	    gc_split_raw(p, len, NULL, &n, NULL, &rest_len) || n != 1 ||
 	    len - rest_len < GRPC_HELD_MIN)
 		return NULL;
 	h = malloc(sizeof(*h));
@@ -528,7 +541,8 @@ static struct grpc_held *grpc_held_unpack(struct call *c, const uint8_t *p, size
 	gc_split_raw(p, len, &h->raw, &n, rest, &rest_len);
 	h->req = (Inference__ModelInferRequest *)grpc_unpack(
 		&inference__model_infer_request__descriptor, rest_len, rest);
-	if (!h->req || evbuffer_add_buffer(h->body, c->body)) {
+	if (!h->req ||
+	    evbuffer_remove_buffer(c->body, h->body, GRPC_FRAME_HDR + len) != (int)(GRPC_FRAME_HDR + len)) {
 		grpc_msg_free(h->req ? &h->req->base : NULL);
 		evbuffer_free(h->body);
 		goto fail;
@@ -928,6 +942,24 @@ static void grpc_release_held(void *arg)
 	grpc_held_free(arg);
 }
 
+/* The front request's input release: held when req views its message
+ * (held->req is req), else req. */
+static void grpc_set_release(struct front_spec *sp, Inference__ModelInferRequest *req,
+			     struct grpc_held *held)
+{
+	sp->in.release = held ? grpc_release_held : grpc_release_msg;
+	sp->in.arg = held ? (void *)held : req;
+}
+
+/* req freed, or held with it (req not submitted). */
+static void grpc_req_free(Inference__ModelInferRequest *req, struct grpc_held *held)
+{
+	if (held)
+		grpc_held_free(held);
+	else
+		grpc_msg_free(&req->base);
+}
+
 /* Submit req (viewing held's body when held is not NULL; either is
  * freed, at once or with the request) or answer why not. */
 static void grpc_model_infer(struct call *c, Inference__ModelInferRequest *req,
@@ -949,8 +981,7 @@ static void grpc_model_infer(struct call *c, Inference__ModelInferRequest *req,
 		goto out_err;
 	}
 	grpc_copy_id(gi->id, req->id);
-	sp.in.release = held ? grpc_release_held : grpc_release_msg;
-	sp.in.arg = held ? (void *)held : req;
+	grpc_set_release(&sp, req, held);
 	sp.on_done = grpc_infer_done;
 	sp.ctx = c;
 	c->req = front_req_new(c->pool, &sp);	/* owns req from here on */
@@ -971,10 +1002,7 @@ out_err:
 	if (m)
 		api_count_error(c, m);
 	grpc_fail(c, st, grpc_code(st), "%s", err);
-	if (held)
-		grpc_held_free(held);
-	else
-		grpc_msg_free(&req->base);
+	grpc_req_free(req, held);
 }
 
 /* ModelInfer: the body's one message, submitted. */
@@ -1146,7 +1174,7 @@ static void grpc_stream_done(struct infer_req *r)
 
 /* Submit one request of the stream (owns req), or answer why not. */
 static void grpc_stream_submit(struct call *c, struct grpc_stream *st,
-			       Inference__ModelInferRequest *req)
+			       Inference__ModelInferRequest *req, struct grpc_held *held)
 {
 	const struct model *m;
 	struct front_spec sp;
@@ -1167,8 +1195,7 @@ static void grpc_stream_submit(struct call *c, struct grpc_stream *st,
 	q->c = c;
 	q->slot = slot;
 	grpc_copy_id(q->id, req->id);
-	sp.in.release = grpc_release_msg;
-	sp.in.arg = req;
+	grpc_set_release(&sp, req, held);
 	sp.on_done = grpc_stream_done;
 	sp.ctx = q;
 	q->r = front_req_new(c->pool, &sp);	/* owns req from here on */
@@ -1193,16 +1220,18 @@ out_err:
 	if (m)
 		api_count_error(c, m);
 	grpc_stream_error(c, "%s", err);
-	grpc_msg_free(&req->base);
+	grpc_req_free(req, held);
 }
 
 /*
  * The next whole message of c->body, unpacked into *req (NULL when its
- * bytes are not a ModelInferRequest: answered on the stream).  1 when one
- * was taken, 0 when none is whole yet, -1 when the framing is broken (the
- * stream failed).
+ * bytes are not a ModelInferRequest: answered on the stream), *held its
+ * holder when it views its bytes (grpc_held_unpack), else NULL.  1 when
+ * one was taken, 0 when none is whole yet, -1 when the framing is broken
+ * (the stream failed).
  */
-static int grpc_stream_next(struct call *c, Inference__ModelInferRequest **req)
+static int grpc_stream_next(struct call *c, Inference__ModelInferRequest **req,
+			    struct grpc_held **held)
 {
 	uint64_t max = call_max_body(c);
 	size_t len = evbuffer_get_length(c->body), mlen = 0;
@@ -1212,6 +1241,7 @@ static int grpc_stream_next(struct call *c, Inference__ModelInferRequest **req)
 	int rc, st, code;
 
 	*req = NULL;
+	*held = NULL;
 	evbuffer_copyout(c->body, hdr, sizeof(hdr));
 	rc = gc_frame(hdr, len, max, &flag, &mlen);
 	if (rc == -EPROTO) {
@@ -1236,6 +1266,10 @@ static int grpc_stream_next(struct call *c, Inference__ModelInferRequest **req)
 	if (!p) {
 		grpc_stream_fail(c, 503, GRPC_UNAVAILABLE, "gateway out of memory");
 		return -1;
+	}
+	if (!flag && (*held = grpc_held_unpack(c, p + GRPC_FRAME_HDR, mlen))) {
+		*req = (*held)->req;	/* its bytes left c->body with it */
+		return 1;
 	}
 	*req = (Inference__ModelInferRequest *)grpc_decode(
 		c, &inference__model_infer_request__descriptor, flag, p + GRPC_FRAME_HDR, mlen,
@@ -1275,18 +1309,19 @@ void grpc_stream_data(struct call *c)
 {
 	struct grpc_stream *st = c->api;
 	Inference__ModelInferRequest *req;
+	struct grpc_held *held;
 
 	if (!st || c->responded || call_detached(c) || !c->grpc_stream)
 		return;
 	call_pin(c);
 	while (!st->failed && st->in_flight < GRPC_STREAM_INFLIGHT &&
 	       evbuffer_get_length(c->resp) < GRPC_STREAM_OUT_MAX) {
-		int rc = grpc_stream_next(c, &req);
+		int rc = grpc_stream_next(c, &req, &held);
 
 		if (rc <= 0)
 			break;
 		if (req)
-			grpc_stream_submit(c, st, req);
+			grpc_stream_submit(c, st, req, held);
 	}
 	if (st->failed)		/* what comes after a broken frame is dropped */
 		evbuffer_drain(c->body, evbuffer_get_length(c->body));
