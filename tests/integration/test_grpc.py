@@ -435,6 +435,15 @@ def grpc_headers(*more):
     return [GRPC_CT, ("te", "trailers"), *more]
 
 
+def check_slow_answers(pb, rs, ref):
+    """Each raw h2 answer in rs is OK and carries ref (rows x 10)."""
+    for r in rs:
+        assert grpc_status(r) == (0, ""), r
+        resp = pb[0].ModelInferResponse.FromString(bytes(r.body)[5:])
+        got = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").reshape(ref.shape)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+
+
 def grpc_status(r):
     """(code, message) of a raw h2 gRPC answer: trailers, or trailers-only."""
     src = r.trailers if "grpc-status" in r.trailers else r.headers
@@ -525,12 +534,7 @@ def test_cancel_queued_requests_not_executed(pb, slow_dir, start_gw):
         for s in reset:
             c.reset(s)
         rs = c.wait(keep, timeout=20)
-    ref = sm.ref_forward(slow_dir, SLOW_ROW)
-    for r in rs:
-        assert grpc_status(r) == (0, ""), r
-        resp = pb[0].ModelInferResponse.FromString(bytes(r.body)[5:])
-        got = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").reshape(1, 10)
-        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+    check_slow_answers(pb, rs, sm.ref_forward(slow_dir, SLOW_ROW))
     after = sm.wait_outcomes(g, before, SLOW, n)
     delta = sm.outcome_delta(before, after, SLOW)
     assert delta == {("cpu0", "success"): len(keep), ("cpu0", "cancelled"): len(reset)}, delta
@@ -557,12 +561,7 @@ def test_cancel_requests_that_view_their_body(pb, slow_dir, start_gw):
         for s in reset:
             c.reset(s)
         rs = c.wait(keep, timeout=30)
-    ref = sm.ref_forward(slow_dir, x)
-    for r in rs:
-        assert grpc_status(r) == (0, ""), r
-        resp = pb[0].ModelInferResponse.FromString(bytes(r.body)[5:])
-        got = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").reshape(64, 10)
-        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-6)
+    check_slow_answers(pb, rs, sm.ref_forward(slow_dir, x))
     after = sm.wait_outcomes(g, before, SLOW, n)
     delta = sm.outcome_delta(before, after, SLOW)
     # a reset that came after its batch started is answered into the void

@@ -177,6 +177,26 @@ struct split_case {
 	uint8_t rest[4096], *rest_end;	/* the non-raw fields as they came */
 };
 
+/* A packed field (n bytes at p) into the message and into its rest. */
+static void put_field(struct split_case *k, const uint8_t *p, size_t n)
+{
+	put(&k->end, p, n);
+	put(&k->rest_end, p, n);
+}
+
+/* A raw_input_contents entry of n bytes (i * mul + 1) into the message;
+ * where its bytes start. */
+static uint8_t *put_raw(struct split_case *k, size_t n, unsigned mul)
+{
+	uint8_t head[GC_BYTES_HEAD_MAX], *at;
+
+	put(&k->end, head, gc_bytes_head(head, GC_RAW_INPUT_FIELD, n));
+	at = k->end;
+	for (size_t i = 0; i < n; i++)
+		*k->end++ = (uint8_t)(i * mul + 1);
+	return at;
+}
+
 static void split_case_make(struct split_case *k)
 {
 	Inference__ModelInferRequest a = INFERENCE__MODEL_INFER_REQUEST__INIT;
@@ -187,8 +207,8 @@ static void split_case_make(struct split_case *k)
 	Inference__ModelInferRequest__InferRequestedOutputTensor out =
 		INFERENCE__MODEL_INFER_REQUEST__INFER_REQUESTED_OUTPUT_TENSOR__INIT, *pout = &out;
 	int64_t shape[2] = { 1, 64 };
-	uint8_t head[GC_BYTES_HEAD_MAX], *pa, *pb, *po;
-	size_t la, lb, lo, hl;
+	uint8_t *pa, *pb, *po;
+	size_t la, lb, lo;
 
 	a.model_name = "digits";
 	a.id = "split-1";
@@ -208,22 +228,11 @@ static void split_case_make(struct split_case *k)
 	k->n2 = 70000;
 	k->end = k->buf;
 	k->rest_end = k->rest;
-	put(&k->end, pa, la);
-	put(&k->rest_end, pa, la);
-	hl = gc_bytes_head(head, GC_RAW_INPUT_FIELD, k->n1);
-	put(&k->end, head, hl);
-	k->raw1 = k->end;
-	for (size_t i = 0; i < k->n1; i++)
-		*k->end++ = (uint8_t)(i * 13 + 1);
-	put(&k->end, pb, lb);
-	put(&k->rest_end, pb, lb);
-	hl = gc_bytes_head(head, GC_RAW_INPUT_FIELD, k->n2);
-	put(&k->end, head, hl);
-	k->raw2 = k->end;
-	for (size_t i = 0; i < k->n2; i++)
-		*k->end++ = (uint8_t)(i * 5 + 2);
-	put(&k->end, po, lo);
-	put(&k->rest_end, po, lo);
+	put_field(k, pa, la);
+	k->raw1 = put_raw(k, k->n1, 13);
+	put_field(k, pb, lb);
+	k->raw2 = put_raw(k, k->n2, 5);
+	put_field(k, po, lo);
 	free(pa);
 	free(pb);
 	free(po);
