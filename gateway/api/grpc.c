@@ -1041,6 +1041,13 @@ struct grpc_sreq;
 struct grpc_stream {
 	bool ended;			/* the client half-closed */
 	bool failed;			/* a framing error: finish once in_flight drains */
+	/* where messages start in what arrives (grpc_stream_add) */
+	bool own_chain;			/* the next message starts a chain of its own */
+	bool unframed;			/* a refused prefix: the rest goes in as it comes */
+	uint8_t npfx;			/* the next message's prefix, as far as it came */
+	uint8_t pfx[GRPC_FRAME_HDR];
+	size_t msg_left;		/* bytes of the current message still to come */
+	uint64_t msg_room;		/* its block's room, counted (call_reserve) */
 	int fail_http, fail_code;
 	char fail_msg[GRPC_MSG_MAX];
 	int in_flight;
@@ -1087,6 +1094,81 @@ static void grpc_stream_error(struct call *c, const char *fmt, ...)
 	out.error_message = msg;
 	grpc_put(c, &out.base);
 	call_stream_write(c);
+}
+
+/*
+ * A message's 5-byte prefix (st->pfx) is in: it goes into c->body, and
+ * the message after it - if large (>= GRPC_HELD_MIN, uncompressed, within
+ * limits.max_body_bytes, and the connection's budget for declared bodies
+ * allows: call_reserve) - into a chain of its own with room for all of
+ * it, so that it leaves the body without a copy (grpc_held_unpack).  A
+ * message after such a block starts a chain of its own too (the block's
+ * spare room would take it).  A prefix gc_frame refuses goes in as it is:
+ * grpc_stream_next fails the stream on it.
+ */
+static void grpc_stream_begin(struct call *c, struct grpc_stream *st)
+{
+	uint8_t flag;
+	size_t mlen = 0, room = 0;
+	int rc = gc_frame(st->pfx, GRPC_FRAME_HDR, call_max_body(c), &flag, &mlen);
+	struct evbuffer *t;
+
+	st->npfx = 0;
+	st->unframed = rc < 0;
+	st->msg_left = st->unframed ? 0 : mlen;
+	if (rc >= 0 && !flag && mlen >= GRPC_HELD_MIN && !call_reserve(c, GRPC_FRAME_HDR + mlen))
+		room = GRPC_FRAME_HDR + mlen;
+	st->msg_room = room;
+	if ((room || st->own_chain) && (t = evbuffer_new())) {
+		if (!evbuffer_expand(t, room ? room : GRPC_FRAME_HDR) &&
+		    !evbuffer_add(t, st->pfx, GRPC_FRAME_HDR) && !evbuffer_add_buffer(c->body, t)) {
+			evbuffer_free(t);
+			st->own_chain = room != 0;
+			return;
+		}
+		evbuffer_free(t);
+	}
+	evbuffer_add(c->body, st->pfx, GRPC_FRAME_HDR);
+	if (room)
+		call_unreserve(c, room);	/* no block after all */
+	st->msg_room = 0;
+	st->own_chain = false;
+}
+
+void grpc_stream_add(struct call *c, const uint8_t *p, size_t n)
+{
+	struct grpc_stream *st = c->api;
+	size_t k;
+
+	if (!st || !c->grpc_stream || st->unframed || st->failed) {	/* as it comes */
+		evbuffer_add(c->body, p, n);
+		return;
+	}
+	while (n) {
+		if (st->unframed) {	/* a prefix refused in this piece */
+			evbuffer_add(c->body, p, n);
+			return;
+		}
+		if (st->msg_left) {
+			k = n < st->msg_left ? n : st->msg_left;
+			evbuffer_add(c->body, p, k);	/* into the block, when it has one */
+			st->msg_left -= k;
+			if (!st->msg_left && st->msg_room) {
+				call_unreserve(c, st->msg_room);	/* filled */
+				st->msg_room = 0;
+			}
+		} else {
+			k = GRPC_FRAME_HDR - st->npfx;
+			if (k > n)
+				k = n;
+			memcpy(st->pfx + st->npfx, p, k);
+			st->npfx += k;
+			if (st->npfx == GRPC_FRAME_HDR)
+				grpc_stream_begin(c, st);
+		}
+		p += k;
+		n -= k;
+	}
 }
 
 /* Stop reading the stream: finish with this status once nothing is in flight. */
@@ -1342,6 +1424,8 @@ void grpc_stream_input_end(struct call *c)
 	if (!st || c->responded || !c->grpc_stream)
 		return;
 	st->ended = true;
+	evbuffer_add(c->body, st->pfx, st->npfx);	/* a cut prefix: grpc_stream_next says so */
+	st->npfx = 0;
 	grpc_stream_data(c);
 }
 
@@ -1374,6 +1458,8 @@ static void grpc_stream_open(struct call *c)
 	}
 	c->api = st;
 	c->async = true;	/* answers come later; a reset abandons it */
+	/* bytes that came before: where their messages start is not tracked */
+	st->unframed = evbuffer_get_length(c->body) > 0;
 	grpc_stream_data(c);	/* a body that came with the headers */
 }
 

@@ -76,6 +76,13 @@ bool grpc_is_stream(const struct call *c);
  * it; callers hold it pinned or do not touch it after).
  */
 void grpc_stream_data(struct call *c);
+/*
+ * grpc_stream_add - n bytes of stream call c's DATA into c->body, a large
+ * message into a block of its own (room for it counted against the
+ * connection's budget for declared bodies until it is filled), so that
+ * grpc_stream_data reads it in place.  Then call grpc_stream_data.
+ */
+void grpc_stream_add(struct call *c, const uint8_t *p, size_t n);
 /* grpc_stream_input_end - the client half-closed stream call c. */
 void grpc_stream_input_end(struct call *c);
 /*

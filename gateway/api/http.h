@@ -238,6 +238,14 @@ int call_decode_body(struct call *c);
 int call_gunzip(struct evbuffer *in, struct evbuffer *out, size_t cap, const char **why);
 void call_stream_write(struct call *c);
 void call_stream_consume(struct call *c);
+/*
+ * call_reserve - may c's body get a block of n more bytes of room (an
+ * HTTP/2 stream's, within its connection's budget for declared bodies:
+ * h2_reserve)?  0 (counted from now on), or -1: append as usual.
+ * call_unreserve - that block is filled: n bytes of the count back.
+ */
+int call_reserve(struct call *c, uint64_t n);
+void call_unreserve(struct call *c, uint64_t n);
 uint64_t call_max_body(const struct call *c);
 /* call_accepts_msgpack - the client's Accept names application/msgpack. */
 bool call_accepts_msgpack(const struct call *c);

@@ -605,6 +605,17 @@ void call_stream_write(struct call *c)
 		h2_stream_write(c);
 }
 
+int call_reserve(struct call *c, uint64_t n)
+{
+	return !call_detached(c) && c->conn->proto == PROTO_H2 ? h2_reserve(c, n) : -1;
+}
+
+void call_unreserve(struct call *c, uint64_t n)
+{
+	if (!call_detached(c) && c->conn->proto == PROTO_H2)
+		h2_unreserve(c, n);
+}
+
 void call_stream_consume(struct call *c)
 {
 	if (!call_detached(c) && c->conn->proto == PROTO_H2)

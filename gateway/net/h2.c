@@ -249,24 +249,41 @@ static uint64_t h2_reserve_budget(const struct config *cfg)
 	return w > H2_CONN_WINDOW / 2 ? w : H2_CONN_WINDOW / 2;
 }
 
+int h2_reserve(struct call *call, uint64_t n)
+{
+	struct conn *c = call->conn;
+
+	if (n > conn_cfg(c)->limits.max_body_bytes ||
+	    c->h2_reserved + n > h2_reserve_budget(conn_cfg(c)))
+		return -1;
+	c->h2_reserved += n;
+	call->body_reserved += n;
+	return 0;
+}
+
+void h2_unreserve(struct call *call, uint64_t n)
+{
+	if (n > call->body_reserved)	/* released already: the stream closed */
+		n = call->body_reserved;
+	call->conn->h2_reserved -= n;
+	call->body_reserved -= n;
+}
+
 /* call's first DATA (data[0..len)) is in: room for its whole body in one
  * block when its length (content-length, or a unary gRPC message's
- * prefix: gRPC clients send no content-length) is large and c's budget
- * allows. */
-static void h2_body_reserve(struct conn *c, struct call *call, const uint8_t *data, size_t len)
+ * prefix: gRPC clients send no content-length) is large and its
+ * connection's budget allows (h2_reserve). */
+static void h2_body_reserve(struct call *call, const uint8_t *data, size_t len)
 {
 	uint64_t cl;
 
 	if (!h2c_content_length(&call->h2msg, &cl) &&
 	    !(call->grpc && (cl = grpc_body_size(data, len))))
 		return;
-	if (cl <= CALL_RESERVE_MIN || cl <= len ||
-	    cl > conn_cfg(c)->limits.max_body_bytes ||
-	    c->h2_reserved + cl > h2_reserve_budget(conn_cfg(c)) ||
-	    evbuffer_expand(call->body, (size_t)cl))
+	if (cl <= CALL_RESERVE_MIN || cl <= len || h2_reserve(call, cl))
 		return;
-	c->h2_reserved += cl;
-	call->body_reserved = cl;
+	if (evbuffer_expand(call->body, (size_t)cl))
+		h2_unreserve(call, cl);
 }
 
 /* len bytes of DATA for call (NULL: a stream without one) on stream_id. */
@@ -286,7 +303,7 @@ static void h2_data_in(struct conn *c, struct call *call, int32_t stream_id,
 	 * gRPC layer has room for more requests (grpc_stream_data). */
 	if (call->grpc_stream) {
 		call->h2_rx += len;
-		evbuffer_add(call->body, data, len);
+		grpc_stream_add(call, data, len);
 		grpc_stream_data(call);
 		return;
 	}
@@ -300,7 +317,7 @@ static void h2_data_in(struct conn *c, struct call *call, int32_t stream_id,
 		return;
 	}
 	if (!call->body_reserved && !evbuffer_get_length(call->body))	/* its first DATA */
-		h2_body_reserve(c, call, data, len);
+		h2_body_reserve(call, data, len);
 	evbuffer_add(call->body, data, len);
 }
 

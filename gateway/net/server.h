@@ -288,6 +288,16 @@ int h2_upgrade(struct conn *c, struct call *call, const char *settings);
  * path (which sends once at its end).
  */
 void h2_stream_write(struct call *call);
+/*
+ * h2_reserve - n bytes of room for call's body, held against its
+ * connection's budget for declared bodies (the one h2_body_reserve keeps:
+ * what a connection's open streams may have reserved and not filled):
+ * 0, or -1 when n is over limits.max_body_bytes or the budget.  Released
+ * by h2_unreserve, or when the stream closes.
+ */
+int h2_reserve(struct call *call, uint64_t n);
+/* h2_unreserve - n bytes of h2_reserve's back (at most what call holds). */
+void h2_unreserve(struct call *call, uint64_t n);
 /* h2_stream_consume - give call's held DATA bytes (call->h2_rx) back to
  * the client's stream and connection windows (streamed requests hold them
  * until the gRPC layer has room, h2_on_data). */

@@ -20,14 +20,24 @@ ROW = np.linspace(0.0, 16.0, 64).reshape(1, 64)
 RSS_SCALE = 4 if os.environ.get("INFERGW_SANITIZER") else 1
 
 
+def _status_kb(pid, key):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {key} for pid {pid}")
+
+
 def rss_kb(pid):
     """Resident set size of pid in KiB, from /proc/PID/status (VmRSS),
     divided by RSS_SCALE (see above): compare it with plain-build bounds."""
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) // RSS_SCALE
-    raise AssertionError(f"no VmRSS for pid {pid}")
+    return _status_kb(pid, "VmRSS") // RSS_SCALE
+
+
+def vm_kb(pid):
+    """Address space of pid in KiB (VmSize): room reserved and not yet
+    written shows here, not in the RSS."""
+    return _status_kb(pid, "VmSize")
 
 
 def assert_alive(g):

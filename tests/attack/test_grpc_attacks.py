@@ -162,3 +162,119 @@ def test_stream_client_that_never_reads_answers_is_bounded(module_gw, model):
     assert sent * len(msg) < 16 << 20, sent
     assert grown < attacklib.RSS_SCALE * 64 * 1024, f"{grown} KiB"
     attacklib.assert_alive(g)
+
+
+def _varint(v):
+    out = bytearray()
+    while v >= 0x80:
+        out.append(v & 0x7F | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+def _field(num, value):
+    """A length-delimited protobuf field (bytes, string, message)."""
+    return _varint(num << 3 | 2) + _varint(len(value)) + value
+
+
+def _fields(b):
+    """The top-level fields of protobuf bytes b: {number: [values]}
+    (length-delimited values as bytes, varints as ints)."""
+    out, i = {}, 0
+
+    def varint():
+        nonlocal i
+        v = s = 0
+        while True:
+            c = b[i]
+            i += 1
+            v |= (c & 0x7F) << s
+            s += 7
+            if c < 0x80:
+                return v
+    while i < len(b):
+        tag = varint()
+        if tag & 7 == 2:
+            n = varint()
+            val, i = b[i:i + n], i + n
+        elif tag & 7 == 0:
+            val = varint()
+        else:
+            raise AssertionError(f"wire type {tag & 7} in an answer")
+        out.setdefault(tag >> 3, []).append(val)
+    return out
+
+
+def _infer_message(rid, x):
+    """One framed ModelInferRequest for digits, x's rows as raw contents,
+    the raw field between the header fields and the input (any order is
+    protobuf's)."""
+    shape = _varint(len(x)) + _varint(x.shape[1])
+    tensor = _field(1, b"input") + _field(2, b"FP32") + _field(3, shape)
+    msg = (_field(1, b"digits") + _field(3, rid.encode()) +
+           _field(7, x.astype("<f4").tobytes()) + _field(5, tensor))
+    return prefixed(msg)
+
+
+def _stream_call(h, sid, model, rows, seed):
+    """A ModelStreamInfer call on RawH2 h: messages of rows[i] rows (ids
+    r0, r1, ...) in DATA frames cut so that prefixes and message ends fall
+    inside frames and across them; every answer checked against model."""
+    from attacklib import DATA, END_HEADERS, END_STREAM, HEADERS, frame, hpack_request
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    xs = {f"r{i}": rng.uniform(0, 16, (n, 64)).astype(np.float32) for i, n in enumerate(rows)}
+    body = b"".join(_infer_message(rid, x) for rid, x in xs.items())
+    wire = frame(HEADERS, END_HEADERS, sid, hpack_request("POST", SVC + "ModelStreamInfer",
+                                                          extra=GRPC))
+    off, k, cuts = 0, 0, (3, 4099, 2, 7777, 1, 16384)
+    while off < len(body):
+        piece = body[off:off + cuts[k % len(cuts)]]
+        off, k = off + len(piece), k + 1
+        wire += frame(DATA, END_STREAM if off >= len(body) else 0, sid, piece)
+    h.send(wire)
+    end = h.read_until(lambda f: f[2] == sid and f[0] == HEADERS and f[1] & END_STREAM,
+                       timeout=20)
+    assert end is not None, f"stream {sid} did not end"
+    got = b"".join(f[3] for f in h.frames if f[0] == DATA and f[2] == sid)
+    seen = 0
+    while got:
+        n = struct.unpack(">I", got[1:5])[0]
+        resp = _fields(_fields(got[5:5 + n])[2][0])
+        got = got[5 + n:]
+        rid = resp[3][0].decode()
+        out = np.frombuffer(resp[6][0], dtype="<f4").reshape(len(xs[rid]), 10)
+        np.testing.assert_allclose(out, model.forward(xs[rid]), rtol=1e-5, atol=1e-6)
+        seen += 1
+    assert seen == len(rows), (seen, rows)
+
+
+def test_stream_declared_messages_reserve_bounded(gw_factory, model):
+    """A large ModelStreamInfer message gets a block of its own when its
+    5-byte prefix arrives (read in place, no copy), counted against the
+    connection's budget for declared bodies until it is filled: 100 streams
+    each declaring an 8 MiB message and sending one byte of it must not
+    make the gateway reserve 800 MiB (its address space, VmSize: room not
+    written is not resident).  Real streams on the same connection - their
+    prefixes and message ends cut across DATA frames, 16 KiB messages
+    (a block each) among small ones - are answered right before the
+    budget is taken and after (then without blocks)."""
+    from attacklib import DATA, END_HEADERS, HEADERS, RawH2, crash_note, frame, hpack_request
+    g = attacklib.start_gateway(gw_factory, "grpc-resv", max_body_bytes=32 << 20)
+    try:
+        with RawH2(g.port, settings={"s4": 1 << 30}, timeout=10) as h:
+            _stream_call(h, 1, model, [64, 1, 64, 2, 64], seed=1)
+            base = attacklib.vm_kb(g.proc.pid)
+            enc = hpack_request("POST", SVC + "ModelStreamInfer", extra=GRPC)
+            h.send(b"".join(frame(HEADERS, END_HEADERS, sid, enc) +
+                            frame(DATA, 0, sid, prefixed(b"\x0a", length=8 << 20))
+                            for sid in range(3, 203, 2)))
+            assert h.ping_ack(timeout=10), f"no PING ACK after 100 declared messages{crash_note(g)}"
+            grew = (attacklib.vm_kb(g.proc.pid) - base) / 1024
+            assert grew < 128, (f"address space grew {grew:.0f} MiB for 100 declared 8 MiB "
+                                f"messages of one byte each{crash_note(g)}")
+            _stream_call(h, 203, model, [64, 1, 64], seed=2)
+            assert h.ping_ack(timeout=5), f"the connection did not go on{crash_note(g)}"
+    finally:
+        g.kill()

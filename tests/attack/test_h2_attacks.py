@@ -320,14 +320,6 @@ def test_continuation_flood_closed_memory_bounded(gw, model):
     by.assert_served()
 
 
-def _vm_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1])
-    raise AssertionError(f"no VmSize for pid {pid}")
-
-
 def test_declared_bodies_reserve_bounded(gw_factory, model):
     """Room for a declared body is reserved at its first DATA (one block
     the parser reads in place): 120 streams on one connection each
@@ -344,7 +336,7 @@ def test_declared_bodies_reserve_bounded(gw_factory, model):
     enc = hpack_request("POST", INFER, extra=[("content-type", "application/json"),
                                               ("content-length", str(declared))])
     try:
-        base = _vm_kb(g.proc.pid)
+        base = attacklib.vm_kb(g.proc.pid)
         with RawH2(g.port, settings={"s4": 1 << 30}, timeout=10) as h:
             # the connection window: 32 MiB opened by a WINDOW_UPDATE is ours
             # to use; one byte a stream stays far inside it
@@ -352,7 +344,7 @@ def test_declared_bodies_reserve_bounded(gw_factory, model):
                             for sid in range(1, 240, 2))
             h.send(wire)
             assert h.ping_ack(timeout=10), f"no PING ACK after 120 uploads began{note}"
-            grew = (_vm_kb(g.proc.pid) - base) / 1024
+            grew = (attacklib.vm_kb(g.proc.pid) - base) / 1024
             assert grew < 128, (f"address space grew {grew:.0f} MiB for 120 declared 8 MiB "
                                 f"bodies of one byte each{crash_note(g)}")
             # a whole body of the declared kind on a fresh stream: padded
