@@ -134,7 +134,7 @@ def table(runs_path, cmd=""):
             runs.setdefault(r["name"], []).append(r)
     note = os.environ.get("BENCH_CPU_NOTE") or None
     print("| part | format | rounds (client-bound) | req/s (median) | server CPU µs/req (median) "
-          "| req/s vs JSON | CPU/req vs JSON |")
+          "| req/s vs JSON (wide: vs binary) | CPU/req vs JSON (wide: vs binary) |")
     print("|---|---|---|---|---|---|---|")
     for name, rs in runs.items():
         part, fmt = name.split(".", 1)
@@ -143,10 +143,12 @@ def table(runs_path, cmd=""):
         cpu = statistics.median(r.get("cpu_us_per_req") or 0 for r in ok) if ok else 0
         bound = sum(1 for r in rs if r.get("client_bound"))
         base = runs.get(f"{part}.json")
-        per, cpus, dropped = rows.paired(base, rs) if base and fmt != "json" else ([], [], 0)
+        binary = runs.get(f"{part}.bin")
+        ref = base or (binary if fmt == "grpc" else None)  # wide: no JSON rounds
+        per, cpus, dropped = rows.paired(ref, rs) if ref and fmt != "json" else ([], [], 0)
         print(f"| {part} | {fmt} | {len(rs)} ({bound}) | {rps:.0f} | {cpu:.1f} | "
-              f"{rows.ratio_cell(per) if base and fmt != 'json' else '-'} | "
-              f"{rows.ratio_cell(cpus) if base and fmt != 'json' else '-'} |")
+              f"{rows.ratio_cell(per) if ref and fmt != 'json' else '-'} | "
+              f"{rows.ratio_cell(cpus) if ref and fmt != 'json' else '-'} |")
         what = "gRPC" if fmt == "grpc" else "binary"
         part_note = {"digits": note, "large": "unthrottled (compute-bound)",
                      "wide": "unthrottled (payload-bound)"}.get(part)
@@ -157,9 +159,7 @@ def table(runs_path, cmd=""):
             rows.emit_ratios("grpc", f"{part}_{fmt}_cpu", cpus,
                              f"{part}: {what} / JSON, server CPU per request", dropped=dropped,
                              note=part_note)
-        binary = runs.get(f"{part}.bin")
-        if fmt == "grpc" and binary and not base:	# wide: no JSON rounds
-            per, cpus, dropped = rows.paired(binary, rs)
+        if fmt == "grpc" and binary and not base:
             rows.emit_ratios("grpc", f"{part}_grpc_over_bin_rps", per,
                              f"{part}: gRPC / binary, req/s", dropped=dropped, note=part_note)
             rows.emit_ratios("grpc", f"{part}_grpc_over_bin_cpu", cpus,
