@@ -248,7 +248,8 @@ int64_t gc_timeout_us(const char *v)
 
 /*
  * The input tensor's rows and FP32 data (raw_input_contents[0], or
- * contents.fp32_contents), pointing into req.  0 or 400 with err.
+ * contents.fp32_contents; every value finite, as over HTTP), pointing
+ * into req.  0 or 400 with err.
  */
 int gc_infer_input(const struct model *m, const Inference__ModelInferRequest *req, int *rows,
 		      const float **data, char *err, size_t errlen)
@@ -291,7 +292,7 @@ int gc_infer_input(const struct model *m, const Inference__ModelInferRequest *re
 		rc = ks_check_bytes(m, "raw_input_contents[0]", *rows, req->raw_input_contents[0].len,
 				    err, errlen);
 		*data = (const float *)req->raw_input_contents[0].data;
-		return rc;
+		return rc ? rc : ks_check_finite_in("raw_input_contents[0]", *data, want, err, errlen);
 	}
 	if (!tc || tc->n_fp32_contents != want || tc->n_bool_contents || tc->n_int_contents ||
 	    tc->n_int64_contents || tc->n_uint_contents || tc->n_uint64_contents ||
@@ -302,6 +303,6 @@ int gc_infer_input(const struct model *m, const Inference__ModelInferRequest *re
 		return 400;
 	}
 	*data = tc->fp32_contents;
-	return 0;
+	return ks_check_finite_in("inputs[0].contents.fp32_contents", *data, want, err, errlen);
 }
 

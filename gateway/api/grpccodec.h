@@ -79,7 +79,8 @@ int64_t gc_timeout_us(const char *v);
  * gc_infer_input - req's one input for m: *rows, and *data its FP32
  * values (raw_input_contents[0] or contents.fp32_contents: a view into
  * req, maybe unaligned).  Checks what HTTP checks (name, datatype, shape,
- * rows, byte or value counts, requested outputs).  0 or 400 with err.
+ * rows, byte or value counts, finite values, requested outputs).  0 or
+ * 400 with err.
  */
 int gc_infer_input(const struct model *m, const Inference__ModelInferRequest *req, int *rows,
 		   const float **data, char *err, size_t errlen);

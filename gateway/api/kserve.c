@@ -166,14 +166,19 @@ static float ks_float_at(const void *data, size_t i)
 	return f;
 }
 
-int ks_check_finite(const void *data, size_t n, char *err, size_t errlen)
+int ks_check_finite_in(const char *field, const void *data, size_t n, char *err, size_t errlen)
 {
 	size_t i = ks_first_nonfinite(data, n);
 
 	if (i == n)
 		return 0;
-	return KS_ERR("inputs[0].data[%zu]: not a finite FP32 value (%s)", i,
+	return KS_ERR("%s[%zu]: not a finite FP32 value (%s)", field, i,
 		      ks_nonfinite_name(ks_float_at(data, i)));
+}
+
+int ks_check_finite(const void *data, size_t n, char *err, size_t errlen)
+{
+	return ks_check_finite_in("inputs[0].data", data, n, err, errlen);
 }
 
 int ks_check_output(const struct model *m, int rows, const float *values, char *err,

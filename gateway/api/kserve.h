@@ -99,6 +99,10 @@ int ks_check_bytes(const struct model *m, const char *field, int rows, size_t go
  * FP32 such as 1e39, which converts to Inf).
  */
 int ks_check_finite(const void *data, size_t n, char *err, size_t errlen);
+/* ks_check_finite_in - ks_check_finite for values another codec names
+ * field: "FIELD[i]: not a finite FP32 value (NaN)" (gRPC's
+ * raw_input_contents[0], inputs[0].contents.fp32_contents). */
+int ks_check_finite_in(const char *field, const void *data, size_t n, char *err, size_t errlen);
 /*
  * ks_check_output - the rows x out_dim output values of m can be written
  * as JSON numbers.  0, or 500 with a message naming the first Inf/NaN

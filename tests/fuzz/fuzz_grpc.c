@@ -14,6 +14,7 @@
  * ModelInferRequest split for the zero-copy unpack (gc_split_raw) must
  * decode as the whole does.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -123,6 +124,7 @@ static void fz_infer(const Inference__ModelInferRequest *req)
 			float v;
 
 			memcpy(&v, data + i, sizeof(v));	/* raw contents may be unaligned */
+			FZ_CHECK(isfinite(v));			/* as over HTTP */
 			sum += v;
 		}
 		(void)sum;

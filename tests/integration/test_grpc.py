@@ -289,7 +289,16 @@ def test_bad_input_invalid_argument(pb, stub):
     sequence.parameters["sequence_id"].int64_param = 7
     shm = infer_req(msgs, x)
     shm.outputs.add(name="probabilities").parameters["shared_memory_region"].string_param = "r"
-    for req, word in [(bad_shape, "shape"), (short, "raw_input_contents[0]"),
+    x_nan = x.copy()
+    x_nan[1, 3] = np.nan
+    nan_raw = infer_req(msgs, x_nan)
+    x_inf = x.copy()
+    x_inf[0, 5] = -np.inf
+    inf_typed = infer_req(msgs, x_inf, raw=False)
+    for req, word in [(nan_raw, "raw_input_contents[0][67]: not a finite FP32 value (NaN)"),
+                      (inf_typed, "inputs[0].contents.fp32_contents[5]: not a finite FP32 value "
+                                  "(-Inf)"),
+                      (bad_shape, "shape"), (short, "raw_input_contents[0]"),
                       (typed_short, "fp32_contents"), (wrong_name, "pixels"),
                       (wrong_dtype, "datatype"), (bad_prio, "priority"),
                       (bad_output, "logits"), (too_many, "rows"),
