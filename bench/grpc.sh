@@ -8,9 +8,10 @@
 #   mlp-large  64 rows (1024 floats each in and out; ~3 GFLOP a request,
 #              so that part is a few hundred requests)
 #   wide       64 rows of 1024 floats each way through a softmax (next to
-#              no compute: the wire path sets the pace), binary and gRPC
-#              only (JSON of 64k floats would take the part's time); the
-#              row: gRPC / binary
+#              no compute: the wire path sets the pace), binary, gRPC and
+#              gRPC streams of STREAM_MSGS messages a ModelStreamInfer call
+#              (grpcs) only (JSON of 64k floats would take the part's
+#              time); rows: gRPC / binary, stream / unary per message
 #
 # h2load drives gRPC unary calls as plain HTTP/2 POSTs of one framed
 # ModelInferRequest (-d, content-type application/grpc, te: trailers); a
@@ -46,6 +47,7 @@ CW=${CW:-4}
 MW=${MW:-4}
 ROUNDS_W=${ROUNDS_W:-5}
 WARM_W=${WARM_W:-200}
+export STREAM_MSGS=${STREAM_MSGS:-4}	# messages a ModelStreamInfer call (grpc_bench.py table)
 DIGITS="$BENCH_ROOT/config/models/digits"
 LARGE="$BENCH_ROOT/config/models/mlp-large"
 HELPER="$BENCH_ROOT/bench/grpc_bench.py"
@@ -61,6 +63,7 @@ SRC_D=$($PY "$HELPER" gen "$DIGITS" "$T/digits" 1 1) || bench_fail "cannot build
 SRC_L=$($PY "$HELPER" gen "$LARGE" "$T/large" 64 1) || bench_fail "cannot build the mlp-large bodies"
 bench_wide_model "$T/widemodel"
 SRC_W=$($PY "$HELPER" gen "$T/widemodel" "$T/wide" 64 1) || bench_fail "cannot build the wide bodies"
+for _ in $(seq "$STREAM_MSGS"); do cat "$T/wide/grpc.body"; done >"$T/wide/grpcs.body"
 
 PORT=$(bench_free_port)
 APORT=$(bench_free_port)
@@ -82,7 +85,7 @@ BASE="http://127.0.0.1:$PORT"
 
 CHECKS=""
 model_of() { case $1 in large) echo mlp-large ;; *) echo "$1" ;; esac; }
-formats_of() { case $1 in wide) echo bin grpc ;; *) echo json bin grpc ;; esac; }
+formats_of() { case $1 in wide) echo bin grpc grpcs ;; *) echo json bin grpc ;; esac; }
 for part in digits large wide; do
 	model=$(model_of $part)
 	line=$($PY "$HELPER" check "$T/$part" "$PORT" "$model") || bench_fail "$model: $line"
@@ -95,23 +98,29 @@ fmt_args() { # DIR FORMAT
 	json) echo "-d $1/json.body -H content-type:application/json" ;;
 	bin) echo "-d $1/bin.body -H inference-header-content-length:$(cat "$1/bin.hl")" ;;
 	grpc) echo "-d $1/grpc.body -H content-type:application/grpc -H te:trailers" ;;
+	grpcs) echo "-d $1/grpcs.body -H content-type:application/grpc -H te:trailers" ;;
 	esac
 }
 fmt_url() { # FORMAT MODEL
 	if [ "$1" = grpc ]; then
 		echo "$BASE/inference.GRPCInferenceService/ModelInfer"
+	elif [ "$1" = grpcs ]; then
+		echo "$BASE/inference.GRPCInferenceService/ModelStreamInfer"
 	else
 		echo "$BASE/v2/models/$2/infer"
 	fi
 }
-grpc_ok() { # the gateway's count of ModelInfer answers with grpc-status 0
+grpc_ok() { # METHOD - the gateway's count of METHOD calls answered with grpc-status 0
 	curl -s --max-time 5 "http://127.0.0.1:$APORT/metrics" |
-		awk '/^infergw_grpc_requests_total\{method="ModelInfer",code="0"\}/ { print $2 }' | tail -1
+		awk -v m="$1" '$0 ~ "^infergw_grpc_requests_total\\{method=\"" m "\",code=\"0\"\\}" { print $2 }' |
+		tail -1
 }
 
 : >"$T/runs.jsonl"
 GRPC_SENT=0
-G0=$(grpc_ok)
+GRPCS_SENT=0
+G0=$(grpc_ok ModelInfer)
+S0=$(grpc_ok ModelStreamInfer)
 run_part() { # PART MODEL N C M ROUNDS WARM
 	local part=$1 model=$2 n=$3 c=$4 m=$5 rounds=$6 warm=$7 r f
 	for f in $(formats_of "$part"); do
@@ -119,6 +128,7 @@ run_part() { # PART MODEL N C M ROUNDS WARM
 		bench_h2load "$T/warm.$part.$f.out" "" -n "$warm" -c "$c" -m "$m" -t 1 \
 			$(fmt_args "$T/$part" $f) "$(fmt_url $f "$model")"
 		[ $f = grpc ] && GRPC_SENT=$((GRPC_SENT + warm))
+		[ $f = grpcs ] && GRPCS_SENT=$((GRPCS_SENT + warm))
 	done
 	for r in $(seq "$rounds"); do
 		# shellcheck disable=SC2046
@@ -127,6 +137,7 @@ run_part() { # PART MODEL N C M ROUNDS WARM
 			bench_round "$part.$f" "$PID" "$T/$part.$f.$r.out" "$T/runs.jsonl" \
 				-n "$n" -c "$c" -m "$m" -t 1 $(fmt_args "$T/$part" $f) "$(fmt_url $f "$model")"
 			[ $f = grpc ] && GRPC_SENT=$((GRPC_SENT + n))
+			[ $f = grpcs ] && GRPCS_SENT=$((GRPCS_SENT + n))
 			echo "grpc: round $r $part.$f: $(grep -o 'finished in .*req/s' "$T/$part.$f.$r.out"); $(grep -o 'status codes: .*' "$T/$part.$f.$r.out")" >&2
 		done
 	done
@@ -136,8 +147,10 @@ bench_uncap infergw	# mlp-large: compute-bound, never client-bound
 H2LOAD_TIMEOUT=180 run_part large mlp-large "$NL" "$CL" "$ML" "$ROUNDS_L" "$WARM_L"
 H2LOAD_TIMEOUT=120 run_part wide wide "$NW" "$CW" "$MW" "$ROUNDS_W" "$WARM_W"
 bench_warn_if_dead "$PID"
-G1=$(grpc_ok)
+G1=$(grpc_ok ModelInfer)
+S1=$(grpc_ok ModelStreamInfer)
 GRPC_OK=$(awk -v a="${G0:-0}" -v b="${G1:-0}" 'BEGIN { printf "%d", b - a }')
+GRPCS_OK=$(awk -v a="${S0:-0}" -v b="${S1:-0}" 'BEGIN { printf "%d", b - a }')
 
 {
 	echo "## $BENCH_TITLE"
@@ -149,7 +162,7 @@ GRPC_OK=$(awk -v a="${G0:-0}" -v b="${G1:-0}" 'BEGIN { printf "%d", b - a }')
 	echo "- answers: JSON in -> JSON out; binary in -> binary out; gRPC raw_input_contents -> raw_output_contents"
 	echo "- one request per format checked against the reference first:"
 	printf '%s' "$CHECKS" | sed 's/^- /  - /'
-	echo "- gRPC calls answered grpc-status 0 (the gateway's count): $GRPC_OK of $GRPC_SENT sent"
+	echo "- gRPC calls answered grpc-status 0 (the gateway's count): ModelInfer $GRPC_OK of $GRPC_SENT sent; ModelStreamInfer ($STREAM_MSGS messages each, every answer checked once beforehand) $GRPCS_OK of $GRPCS_SENT"
 	echo "- commands (digits: $ROUNDS rounds after $WARM-request warm-ups; mlp-large: $ROUNDS_L rounds after $WARM_L; wide: $ROUNDS_W rounds after $WARM_W; formats interleaved within a round; req/s and CPU = median round):"
 	echo
 	echo '```'
@@ -169,3 +182,5 @@ GRPC_OK=$(awk -v a="${G0:-0}" -v b="${G1:-0}" 'BEGIN { printf "%d", b - a }')
 	echo
 } >>"$OUT_MD"
 [ "$GRPC_OK" = "$GRPC_SENT" ] || bench_fail "gRPC: $GRPC_OK calls answered OK of $GRPC_SENT sent"
+[ "$GRPCS_OK" = "$GRPCS_SENT" ] ||
+	bench_fail "gRPC streams: $GRPCS_OK calls answered OK of $GRPCS_SENT sent"

@@ -105,13 +105,21 @@ def check(outdir, port, model):
     req = pb.ModelInferRequest.FromString(body[5:])
     ch = grpc.insecure_channel(f"127.0.0.1:{port}",
                                options=[("grpc.max_receive_message_length", 64 << 20)])
-    resp = svc.GRPCInferenceServiceStub(ch).ModelInfer(req, timeout=60)
+    stub = svc.GRPCInferenceServiceStub(ch)
+    resp = stub.ModelInfer(req, timeout=60)
     got["grpc"] = np.frombuffer(resp.raw_output_contents[0], dtype="<f4").astype(np.float64)
+    k = int(os.environ.get("STREAM_MSGS", "4"))
+    answers = [r.infer_response for r in stub.ModelStreamInfer(iter([req] * k), timeout=60)]
+    assert len(answers) == k, f"{len(answers)} stream answers for {k} messages"
+    got[f"grpc stream x{k}"] = np.concatenate(
+        [np.frombuffer(a.raw_output_contents[0], dtype="<f4") for a in answers]).astype(np.float64)
+    want_of = {f"grpc stream x{k}": np.tile(want.reshape(-1), k)}
     ch.close()
     line = []
     for k, v in got.items():
-        err = float(np.max(np.abs(v - want.reshape(-1))))
-        ok = v.size == want.size and np.allclose(v, want.reshape(-1), rtol=1e-4, atol=1e-5)
+        w = want_of.get(k, want.reshape(-1))
+        ok = v.size == w.size and np.allclose(v, w, rtol=1e-4, atol=1e-5)
+        err = float(np.max(np.abs(v - w))) if v.size == w.size else float("inf")
         line.append(f"{k}: {v.size} values, max |diff| {err:.2e}{'' if ok else ' MISMATCH'}")
         if not ok:
             print("; ".join(line))
@@ -136,6 +144,7 @@ def table(runs_path, cmd=""):
     print("| part | format | rounds (client-bound) | req/s (median) | server CPU µs/req (median) "
           "| req/s vs JSON (wide: vs binary) | CPU/req vs JSON (wide: vs binary) |")
     print("|---|---|---|---|---|---|---|")
+    k = int(os.environ.get("STREAM_MSGS", "4"))
     for name, rs in runs.items():
         part, fmt = name.split(".", 1)
         ok = [r for r in rs if r.get("rps") and not r.get("client_bound")]
@@ -144,6 +153,9 @@ def table(runs_path, cmd=""):
         bound = sum(1 for r in rs if r.get("client_bound"))
         base = runs.get(f"{part}.json")
         binary = runs.get(f"{part}.bin")
+        if fmt == "grpcs":  # per message, against unary gRPC
+            stream_rows(part, runs.get(f"{part}.grpc"), rs, k, rps, cpu, bound)
+            continue
         ref = base or (binary if fmt == "grpc" else None)  # wide: no JSON rounds
         per, cpus, dropped = rows.paired(ref, rs) if ref and fmt != "json" else ([], [], 0)
         print(f"| {part} | {fmt} | {len(rs)} ({bound}) | {rps:.0f} | {cpu:.1f} | "
@@ -165,6 +177,26 @@ def table(runs_path, cmd=""):
             rows.emit_ratios("grpc", f"{part}_grpc_over_bin_cpu", cpus,
                              f"{part}: gRPC / binary, server CPU per request", dropped=dropped,
                              note=part_note)
+
+
+def stream_rows(part, unary, rs, k, rps, cpu, bound):
+    """The table line and rows of a part's ModelStreamInfer rounds (k
+    messages a call): per message, against unary gRPC's rounds."""
+    per, cpus, dropped = rows.paired(unary, rs) if unary else ([], [], 0)
+    per = [x * k for x in per]
+    cpus = [x / k for x in cpus]
+    print(f"| {part} | gRPC stream, per message ({k} a call) | {len(rs)} ({bound}) | {rps * k:.0f} "
+          f"| {cpu / k:.1f} | {rows.ratio_cell(per) if unary else '-'} (vs unary gRPC) | "
+          f"{rows.ratio_cell(cpus) if unary else '-'} (vs unary gRPC) |")
+    if not unary:
+        return
+    note = "unthrottled (payload-bound)"
+    rows.emit_ratios("grpc", f"{part}_stream_over_unary_rps", per,
+                     f"{part}: gRPC stream ({k} messages a call) / unary, messages/s",
+                     dropped=dropped, note=note)
+    rows.emit_ratios("grpc", f"{part}_stream_over_unary_cpu", cpus,
+                     f"{part}: gRPC stream / unary, server CPU per message", dropped=dropped,
+                     note=note)
 
 
 def main(argv):
