@@ -530,7 +530,7 @@ static struct grpc_held *grpc_held_unpack(struct call *c, const uint8_t *p, size
 	struct grpc_held *h;
 	uint8_t *rest;
 
-	if (!grpc_first_chain_is(c, GRPC_FRAME_HDR + len) ||
+	if (len < GRPC_HELD_MIN || !grpc_first_chain_is(c, GRPC_FRAME_HDR + len) ||
 	    gc_split_raw(p, len, NULL, &n, NULL, &rest_len) || n != 1 ||
 	    len - rest_len < GRPC_HELD_MIN)
 		return NULL;
@@ -1140,12 +1140,12 @@ void grpc_stream_add(struct call *c, const uint8_t *p, size_t n)
 	struct grpc_stream *st = c->api;
 	size_t k;
 
-	if (!st || !c->grpc_stream || st->unframed || st->failed) {	/* as it comes */
+	if (!st || !c->grpc_stream || st->failed) {	/* as it comes */
 		evbuffer_add(c->body, p, n);
 		return;
 	}
 	while (n) {
-		if (st->unframed) {	/* a prefix refused in this piece */
+		if (st->unframed) {	/* a prefix refused: the rest as it comes */
 			evbuffer_add(c->body, p, n);
 			return;
 		}
