@@ -282,7 +282,8 @@ DEB_PKGS := build-essential pkg-config libevent-dev libnghttp2-dev libmsgpack-de
             python3-pytest python3-h2 python3-httpx python3-msgpack python3-numpy \
             python3-sklearn python3-matplotlib nghttp2-client nghttp2-server h2o curl valgrind \
             clang libclang-rt-14-dev libtsan2 libdpdk-dev dpdk dpdk-dev \
-            libprotobuf-c-dev protobuf-c-compiler python3-grpcio python3-protobuf python3-grpc-tools
+            libprotobuf-c-dev protobuf-c-compiler python3-grpcio python3-protobuf python3-grpc-tools \
+            python3-pyflakes
 deps:
 	@missing=$$(for p in $(DEB_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | \
 		grep -q '^install ok installed' || echo $$p; done); \

@@ -23,7 +23,6 @@ graphs on vs off, and the seed's comparison (cpu vs cpu+gpu at one load).
 import json
 import os
 import statistics
-import struct
 import sys
 
 import numpy as np
@@ -37,17 +36,17 @@ def gen(model_dir, outdir, rows_list):
     meta = model_yaml(os.path.join(model_dir, "model.yaml"))
     (in_name, width), (out_name, _) = meta["inputs"][0], meta["outputs"][0]
     w = safetensors(os.path.join(model_dir, meta.get("weights", "model.safetensors")))
-    for rows in rows_list:
-        x = np.random.default_rng(rows).uniform(-1, 1, (rows, width)).astype("<f4")
-        want = np.stack([forward(meta, w, x[i]) for i in range(rows)])
-        np.save(os.path.join(outdir, f"b{rows}.npy"), want)
-        hdr = json.dumps({"inputs": [{"name": in_name, "shape": [rows, width], "datatype": "FP32",
+    for n in rows_list:
+        x = np.random.default_rng(n).uniform(-1, 1, (n, width)).astype("<f4")
+        want = np.stack([forward(meta, w, x[i]) for i in range(n)])
+        np.save(os.path.join(outdir, f"b{n}.npy"), want)
+        hdr = json.dumps({"inputs": [{"name": in_name, "shape": [n, width], "datatype": "FP32",
                                       "parameters": {"binary_data_size": x.nbytes}}],
                           "outputs": [{"name": out_name, "parameters": {"binary_data": True}}]},
                          separators=(",", ":")).encode()
-        with open(os.path.join(outdir, f"b{rows}.body"), "wb") as f:
+        with open(os.path.join(outdir, f"b{n}.body"), "wb") as f:
             f.write(hdr + x.tobytes())
-        with open(os.path.join(outdir, f"b{rows}.hl"), "w") as f:
+        with open(os.path.join(outdir, f"b{n}.hl"), "w") as f:
             f.write(str(len(hdr)))
 
 

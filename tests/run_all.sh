@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every suite and finish with one line "N passed, N failed, N skipped"
 # summed over all of them.  Exit status: 0 only when nothing failed.
-# SUITES="asan tsan" runs only those suites (of: unit layering k8s gpu integration attack h2alt
+# SUITES="asan tsan" runs only those suites (of: unit layering lint k8s gpu integration attack h2alt
 # dpdk asan tsan fuzz arm64 deploy); unset, all of them.
 set -u
 cd "$(dirname "$0")/.."
@@ -103,6 +103,21 @@ if want layering; then
 	else
 		fail=$((fail + 1))
 		failed layering "tools/layering.sh"
+	fi
+fi
+
+# Lint: pyflakes over the Python of the tests, benchmarks and tools (unused
+# imports and variables, undefined names): one pass or one failure.
+if want lint; then
+	out="$log_dir/lint.log"
+	if $PY -m pyflakes tests bench tools >"$out" 2>&1; then
+		echo "lint: pyflakes: passed"
+		pass=$((pass + 1))
+	else
+		echo "lint: pyflakes: FAILED"
+		sed 's/^/    /' "$out" | head -20
+		fail=$((fail + 1))
+		failed lint "pyflakes (see $out)"
 	fi
 fi
 

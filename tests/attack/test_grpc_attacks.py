@@ -9,7 +9,6 @@ hundred calls."""
 import struct
 
 import attacklib
-import gwlib
 from gwlib import H2Client
 
 SVC = "/inference.GRPCInferenceService/"

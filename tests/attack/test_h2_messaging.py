@@ -22,7 +22,7 @@ import pytest
 
 import gwlib
 from attacklib import (DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PING, ACK, RST_STREAM,
-                       RawH2, assert_alive, crash_note, frame, hpack_int, hpack_str)
+                       RawH2, assert_alive, crash_note, frame, hpack_str)
 
 HEALTH = "/v2/health/live"
 INFER = "/v2/models/digits/infer"

@@ -58,7 +58,7 @@ def test_priority_naming_a_closed_stream(gw):
     one as its parent is taken as naming the root, never an error.  Each
     stream is answered, the connection stays up, and so does the gateway."""
     import struct
-    from attacklib import PING, PRIORITY, RST_STREAM, GOAWAY
+    from attacklib import PRIORITY, RST_STREAM, GOAWAY
     PRIO_FLAG = 0x20
     with RawH2(gw.port, timeout=10) as h:
         h.send(_health(1))

@@ -116,11 +116,11 @@ def test_refusal_cannot_be_spelled_around(g):
 def test_stats_and_config_for_what_is_not_a_model(g, path, status):
     for proto in ("h1", "h2"):
         if proto == "h1":
-            st, h, body = gwlib.h1_request(g.port, "GET", path)
+            st, _, body = gwlib.h1_request(g.port, "GET", path)
         else:
             with H2Client(g.port) as c:
                 r = c.get(path)
-            st, h, body = r.status, r.headers, bytes(r.body)
+            st, body = r.status, bytes(r.body)
         assert st == status, (proto, path, body[:200])
         doc = strict_json(body)
         if status != 200:

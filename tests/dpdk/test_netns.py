@@ -7,8 +7,6 @@ the reference model's values, pings must be answered, and an unknown
 model or a bad shape gets its error.
 The namespace and links are removed by name, processes by PID."""
 import json
-import os
-import subprocess
 
 import numpy as np
 import pytest

@@ -17,7 +17,7 @@ import gwlib
 import slowmodel as sm
 from agentlib import Agent
 from agentproc import models_dir, wait_for
-from gwlib import H2Client, metric
+from gwlib import H2Client
 
 RHO_MAX, P_MISS, TAU_S = 0.8, 0.01, 30.0
 N = 240

@@ -4,11 +4,9 @@ h2load (every request answered exactly once), readmission after a restart,
 and ejection of an agent that hangs (SIGSTOP).  No timed assertions: the
 waits below are upper bounds on state changes, never speed claims."""
 import json
-import subprocess
 import threading
 import time
 
-import numpy as np
 import pytest
 
 import gwlib

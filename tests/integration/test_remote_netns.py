@@ -6,19 +6,17 @@ test prints which).  The router's predicted completion for the remote
 backend includes the network time, and requests whose objective it cannot
 meet go to the local CPU while loose ones take the cheaper agent.
 Namespace, links and processes are removed by name and PID at teardown."""
-import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
 import gwlib
 from agentlib import Agent
 from agentproc import models_dir, run, tcp_ready, wait_for
-from gwlib import INFER, JSON_CT, H2Client, check_infer_response, infer_body, metric
+from gwlib import INFER, JSON_CT, H2Client, check_infer_response, infer_body
 from test_remote import CPU0, backends, gw_config, rows_on
 
 DELAY_MS = 1  # each way
