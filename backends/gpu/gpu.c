@@ -190,6 +190,20 @@ static char *be_gpu_cuda_msg(const char *what, cudaError_t e)
 			  cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
+/* be_gpu_cuda_msg for cudaGetDeviceCount's failure at open, with what to
+ * do about it (gpu_open_hint): "gpu: CUDA: <text> (<name>): <hint>". */
+static char *be_gpu_no_device_msg(cudaError_t e)
+{
+	int driver = 0, runtime = 0;
+	char hint[256];
+
+	(void)cudaDriverGetVersion(&driver);	/* 0 when no driver is installed */
+	(void)cudaRuntimeGetVersion(&runtime);
+	gpu_open_hint((int)e, driver, runtime, getenv("CUDA_VISIBLE_DEVICES"), hint, sizeof(hint));
+	return be_strdupf("gpu: CUDA: %s (%s)%s%s", cudaGetErrorString(e), cudaGetErrorName(e),
+			  hint[0] ? ": " : "", hint);
+}
+
 /* ---- models ---- */
 
 static void be_gpu_exec_free(void *exec)
@@ -1078,12 +1092,16 @@ static int be_gpu_open(struct backend *be, const struct backend_conf *conf, char
 	be_state_set(be, BE_DOWN);
 	e = cudaGetDeviceCount(&count);
 	if (e != cudaSuccess) {
-		*err = be_gpu_cuda_msg(NULL, e);
+		*err = be_gpu_no_device_msg(e);
 		return -ENODEV;
 	}
 	if (conf->device < 0 || conf->device >= count) {
-		*err = be_strdupf("gpu: CUDA: device %d not present (%d device%s)", conf->device,
-				  count, count == 1 ? "" : "s");
+		const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+
+		*err = be_strdupf("gpu: CUDA: device %d not present (%d device%s%s%s%s)",
+				  conf->device, count, count == 1 ? "" : "s",
+				  visible ? " under CUDA_VISIBLE_DEVICES=\"" : "",
+				  visible ? visible : "", visible ? "\"" : "");
 		return -ENODEV;
 	}
 	e = cudaSetDevice(conf->device);

@@ -41,6 +41,26 @@ bool gpu_err_sticky(int code)
 	}
 }
 
+const char *gpu_open_hint(int code, int driver, int runtime, const char *visible, char *buf,
+			  size_t n)
+{
+	buf[0] = 0;
+	if (code == GPU_ERR_INSUFFICIENT_DRIVER && driver == 0)
+		snprintf(buf, n, "no NVIDIA driver on this host (libcuda not found): install one, "
+			 "or give the container the GPU (NVIDIA container toolkit, "
+			 "nvidia.com/gpu on Kubernetes)");
+	else if (code == GPU_ERR_INSUFFICIENT_DRIVER)
+		snprintf(buf, n, "the driver supports CUDA %d.%d, this build's runtime needs %d.%d: "
+			 "upgrade the driver", driver / 1000, driver % 1000 / 10, runtime / 1000,
+			 runtime % 1000 / 10);
+	else if ((code == GPU_ERR_NO_DEVICE || code == GPU_ERR_INVALID_DEVICE) && visible)
+		snprintf(buf, n, "CUDA_VISIBLE_DEVICES=\"%.64s\" hides the others", visible);
+	else if (code == GPU_ERR_NO_DEVICE)
+		snprintf(buf, n, "the driver (CUDA %d.%d) sees no device: is the GPU passed to "
+			 "this container or VM?", driver / 1000, driver % 1000 / 10);
+	return buf;
+}
+
 /* ---- buckets ---- */
 
 int gpu_buckets(int max, int *out)

@@ -58,6 +58,17 @@ enum {
  */
 bool gpu_err_sticky(int code);
 
+/*
+ * gpu_open_hint - what to do about CUDA error code when the backend finds
+ * no usable device at open, for the log line that leaves it down: driver
+ * and runtime are cudaDriverGetVersion's and cudaRuntimeGetVersion's
+ * (1000 x major + 10 x minor; driver 0: no NVIDIA driver is installed),
+ * visible is CUDA_VISIBLE_DEVICES (NULL when unset).  Writes one sentence
+ * into buf (n > 0 bytes; "" when there is nothing to add) and returns buf.
+ */
+const char *gpu_open_hint(int code, int driver, int runtime, const char *visible, char *buf,
+			  size_t n);
+
 /* ---- buckets ---- */
 
 #define GPU_MAX_BUCKETS 16

@@ -279,6 +279,31 @@ static void test_sticky(void **state)
 		assert_false(gpu_err_sticky(not_sticky[i]));
 }
 
+/* The sentence after the CUDA error when open finds no usable device. */
+static void test_open_hint(void **state)
+{
+	char b[256];
+
+	(void)state;
+	/* no driver at all: cudaDriverGetVersion says 0 */
+	assert_non_null(strstr(gpu_open_hint(GPU_ERR_INSUFFICIENT_DRIVER, 0, 12040, NULL, b,
+					     sizeof(b)), "no NVIDIA driver on this host"));
+	/* an old driver: both versions, major.minor */
+	assert_string_equal(gpu_open_hint(GPU_ERR_INSUFFICIENT_DRIVER, 11080, 12040, NULL, b,
+					  sizeof(b)),
+			    "the driver supports CUDA 11.8, this build's runtime needs 12.4: "
+			    "upgrade the driver");
+	/* no device: CUDA_VISIBLE_DEVICES named when set */
+	assert_string_equal(gpu_open_hint(GPU_ERR_NO_DEVICE, 12040, 12040, "", b, sizeof(b)),
+			    "CUDA_VISIBLE_DEVICES=\"\" hides the others");
+	assert_non_null(strstr(gpu_open_hint(GPU_ERR_NO_DEVICE, 12040, 12040, NULL, b, sizeof(b)),
+			       "the driver (CUDA 12.4) sees no device"));
+	/* nothing to add for other errors; a small buffer stays terminated */
+	assert_string_equal(gpu_open_hint(GPU_ERR_MEMORY_ALLOCATION, 12040, 12040, NULL, b,
+					  sizeof(b)), "");
+	assert_int_equal(strlen(gpu_open_hint(GPU_ERR_INSUFFICIENT_DRIVER, 0, 0, NULL, b, 8)), 7);
+}
+
 static void test_complete(void **state)
 {
 	struct fake f;
@@ -643,6 +668,7 @@ int main(void)
 		cmocka_unit_test(test_graph_cache),
 		cmocka_unit_test(test_pack_unpack),
 		cmocka_unit_test(test_sticky),
+		cmocka_unit_test(test_open_hint),
 		cmocka_unit_test(test_complete),
 		cmocka_unit_test(test_settle_down_once),
 		cmocka_unit_test(test_q8_plan),
