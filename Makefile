@@ -70,8 +70,12 @@ endif
 # Optional features: auto-detected, or forced with USE_X=1 (then required)
 # or off with USE_X=0.
 # CUDA (backends/gpu/): nvcc found (or USE_CUDA=1) builds the GPU backend's
-# host code with $(CC) -DUSE_CUDA and its kernels with nvcc, links cudart +
-# cuBLAS(Lt); without it everything else builds and kind gpu stays down.
+# host code with $(CC) -DUSE_CUDA and its kernels with nvcc into the plugin
+# $(BUILD)/infergw-gpu.so, the only thing linked with cudart + cuBLAS(Lt):
+# the programs load it when a gpu backend opens (gpuload.c; linked in,
+# cuBLASLt cost every process ~150 MB resident and ~80 ms at exec) and
+# export their symbols for it (-rdynamic).  Without nvcc everything else
+# builds and kind gpu stays down.
 CUDA_HOME ?= /usr/local/cuda
 NVCC := $(firstword $(wildcard $(CUDA_HOME)/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 ifeq ($(USE_CUDA),1)
@@ -94,14 +98,24 @@ NVCCFLAGS += -std=c++17 $(NVCC_GENCODE) -Xcompiler -fPIC,-Wall -Ibackends
 CFLAGS  += -DUSE_CUDA -I$(CUDA_HOME)/include
 # -lstdc++: nvcc objects register their kernels through the C++ runtime
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart -lcublas -lcublasLt -Wl,-rpath,$(CUDA_HOME)/lib64 -lstdc++
-LDLIBS  += $(CUDA_LIBS)
-GPU_SRC := $(wildcard backends/gpu/*.c)
+# the programs: the plugin's loader, and their symbols exported for it
+GPU_SRC := backends/gpu/gpuhost.c backends/gpu/gpuconf.c backends/gpu/gpuload.c
+PROG_LDFLAGS := -rdynamic
+# the backend itself: the plugin, and an archive for the tests and bench
+# programs that drive it directly (they link CUDA only when they use it)
 GPU_CU  := $(wildcard backends/gpu/*.cu)
-GPU_OBJ := $(GPU_CU:%.cu=$(BUILD)/obj/%.cu.o)
+GPU_OBJ := $(BUILD)/obj/backends/gpu/gpu.o $(GPU_CU:%.cu=$(BUILD)/obj/%.cu.o)
+GPU_PLUGIN := $(BUILD)/infergw-gpu.so
+GPU_TEST_DEP := $(BUILD)/libinfergw-gpu.a
+GPU_TEST_LIBS := $(GPU_TEST_DEP) -Wl,--as-needed $(CUDA_LIBS) -Wl,--no-as-needed
 else
 # the host logic and the kind's keys build everywhere (unit-tested)
 GPU_SRC := backends/gpu/gpuhost.c backends/gpu/gpuconf.c
 GPU_OBJ :=
+GPU_PLUGIN :=
+GPU_TEST_DEP :=
+GPU_TEST_LIBS :=
+PROG_LDFLAGS :=
 endif
 HAVE_DPDK := $(shell pkg-config --exists libdpdk 2>/dev/null && echo 1)
 ifeq ($(USE_DPDK),1)
@@ -138,14 +152,14 @@ LIB_SRC := gateway/control.c $(wildcard gateway/*/*.c) \
 ifeq ($(DPDK_ON),1)
 LIB_SRC += $(wildcard dpdk/dp*.c)
 endif
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(GPU_OBJ) $(BUILD)/obj/gen/version.o \
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o \
            $(BUILD)/obj/gen/grpc_service.pb-c.o
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps run test unit asan tsan arm64 integration bench bench-quick sim sim-report models clean help FORCE \
 	gpu-check bench-gpu
-all: $(BUILD)/infergw $(BUILD)/infergw-agent $(BUILD)/infergw-quantize
+all: $(BUILD)/infergw $(BUILD)/infergw-agent $(BUILD)/infergw-quantize $(GPU_PLUGIN)
 
 # infergw-quantize: the INT8 variant of a model (backends/model/quant.c)
 $(BUILD)/infergw-quantize: $(BUILD)/obj/tools/quantize.o $(BUILD)/libinfergw.a
@@ -212,7 +226,19 @@ $(BUILD)/libinfergw.a: $(LIB_OBJ)
 
 $(BUILD)/infergw: $(BUILD)/obj/gateway/main.o $(BUILD)/libinfergw.a
 	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(LDFLAGS) $(PROG_LDFLAGS) $^ $(LDLIBS) -o $@
+
+# The GPU plugin (HAVE_CUDA): gpu.o, the kernels and the host logic, with
+# cudart and cuBLAS(Lt); the rest (be_log, be_strdupf, be_state_epoch, ...)
+# comes from the program that loads it.  Position-independent objects.
+$(BUILD)/obj/backends/gpu/gpu.o $(BUILD)/obj/backends/gpu/gpuhost.o: CFLAGS += -fPIC
+$(BUILD)/infergw-gpu.so: $(GPU_OBJ) $(BUILD)/obj/backends/gpu/gpuhost.o
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) -shared $(LDFLAGS) $^ $(CUDA_LIBS) -o $@
+
+$(BUILD)/libinfergw-gpu.a: $(GPU_OBJ)
+	@$(if $(Q),echo "  AR    $@")
+	$(Q)rm -f $@ && ar rcs $@ $^
 
 # infergw-agent (agent/): the DPU-offload worker.  It links the backends and
 # the logger, not the gateway (it implements be_slice_live itself), from
@@ -221,7 +247,7 @@ $(BUILD)/infergw: $(BUILD)/obj/gateway/main.o $(BUILD)/libinfergw.a
 AGENT_SRC := $(filter-out agent/main.c,$(wildcard agent/*.c)) gateway/core/log.c \
              $(wildcard backends/*.c) $(wildcard backends/model/*.c) $(wildcard backends/cpu/*.c) \
              $(wildcard backends/fake/*.c) $(wildcard backends/remote/*.c) $(GPU_SRC) dpdk/pkt.c
-AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o) $(GPU_OBJ) $(BUILD)/obj/gen/version.o
+AGENT_OBJ := $(AGENT_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o
 
 $(BUILD)/libagent.a: $(AGENT_OBJ)
 	@$(if $(Q),echo "  AR    $@")
@@ -229,35 +255,37 @@ $(BUILD)/libagent.a: $(AGENT_OBJ)
 
 $(BUILD)/infergw-agent: $(BUILD)/obj/agent/main.o $(BUILD)/libagent.a
 	@$(if $(Q),echo "  LD    $@")
-	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(LDFLAGS) $(PROG_LDFLAGS) $^ $(LDLIBS) -o $@
 
 $(BUILD)/tests/test_agent: tests/unit/test_agent.c $(BUILD)/libagent.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $@")
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libagent.a $(LDLIBS) -lcmocka -o $@
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a
+# Unit tests link the GPU backend's archive too: only those that drive it
+# (test_be_gpu) take it, and CUDA with it (--as-needed).
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libinfergw.a $(GPU_TEST_DEP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -lcmocka -o $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(GPU_TEST_LIBS) $(BUILD)/libinfergw.a $(LDLIBS) -lcmocka -o $@
 
 # Bench programs that drive the library directly (bench/int8.sh builds
-# build/bench/int8): linked like the unit tests, so the CUDA objects in the
-# library find their runtime.
+# build/bench/int8): linked like the unit tests (the GPU backend's archive
+# and CUDA only for those that drive it).
 # -MMD: a change to bench/bench_*.h rebuilds them too.
-$(BUILD)/bench/%: bench/%.c $(BUILD)/libinfergw.a
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libinfergw.a $(GPU_TEST_DEP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $@")
-	$(Q)$(CC) $(CFLAGS) -MMD -MP -MF $@.d $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -MF $@.d $(LDFLAGS) $< $(GPU_TEST_LIBS) $(BUILD)/libinfergw.a $(LDLIBS) -o $@
 -include $(wildcard $(BUILD)/bench/*.d)
 
 # tests/gpu/gpu_check: be_gpu_ops against be_cpu_ops, every batch size
 # (docs/gpu.md).  Built with or without CUDA (without it, or without a
 # device, it exits 77 "skipped: ..."); tests/run_all.sh's gpu suite runs it.
-$(BUILD)/tests/gpu_check: tests/gpu/gpu_check.c $(BUILD)/libinfergw.a
+$(BUILD)/tests/gpu_check: tests/gpu/gpu_check.c $(BUILD)/libinfergw.a $(GPU_TEST_DEP)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  CC    $@")
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(BUILD)/libinfergw.a $(LDLIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(GPU_TEST_LIBS) $(BUILD)/libinfergw.a $(LDLIBS) -o $@
 
 # make gpu-check [GPU_CHECK_ARGS="--device 1 ..."]: mlp-large when generated
 # (make models), else digits.  Exit 77 (no CUDA, no device) is a skip: said,
@@ -308,14 +336,16 @@ unit: $(UNIT_BIN)
 
 # The same binary with ASan+UBSan, for the sanitizer suite of `make test`.
 asan:
-	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw build-asan/infergw-agent
+	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw build-asan/infergw-agent \
+		$(if $(HAVE_CUDA),build-asan/infergw-gpu.so)
 
 # The same binary with ThreadSanitizer (gcc's libtsan2), for the
 # concurrency tests of `make test` (suppressions: tests/tsan.supp), and the
 # scheduler's contract test (tests/unit/test_scheduler.c) under it.
 tsan:
 	$(MAKE) BUILD=build-tsan TSAN=1 build-tsan/infergw build-tsan/infergw-agent \
-		build-tsan/tests/test_scheduler build-tsan/tests/test_be_remote
+		build-tsan/tests/test_scheduler build-tsan/tests/test_be_remote \
+		$(if $(HAVE_CUDA),build-tsan/infergw-gpu.so)
 
 # arm64 (a DPU's cores): cross-build into build-arm64/ and run the agent's
 # unit tests under qemu-user (docs/dpu.md); installs the cross toolchain.

@@ -483,7 +483,7 @@ struct agt_exec *agt_exec_open(void *base, const char *dir, const struct agt_opt
 		.nice = 0, .device = o->device,
 		.gpu = { .graphs = true },	/* max_batch 0: the backend's default */
 	};
-	const struct backend_ops *ops = o->backend == BE_GPU ? BE_GPU_OPS : &be_cpu_ops;
+	const struct backend_ops *ops;
 	struct dirent **ents = NULL;
 	struct agt_exec *x;
 	int n, i;
@@ -497,10 +497,10 @@ struct agt_exec *agt_exec_open(void *base, const char *dir, const struct agt_opt
 	x->ev_done = event_new(base, -1, 0, agt_exec_on_done, x);
 	if (!x->ev_done || agt_credits_init(&x->credits, threads))
 		goto out_oom_close;
-	if (!ops) {	/* args.c refuses it first; kept for other callers */
-		*err = be_strdupf("--backend gpu: this infergw-agent was built without CUDA");
+	/* gpu: the plugin's (args.c refuses gpu in a build without CUDA) */
+	ops = be_kind_ops(be_kind_of(o->backend), err);
+	if (!ops)
 		goto out_close;
-	}
 	x->be.ops = ops;
 	x->be.conf = conf;
 	if (x->be.ops->open(&x->be, &x->be.conf, err))

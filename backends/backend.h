@@ -331,7 +331,10 @@ static inline void be_state_set(struct backend *be, enum be_state st)
 struct be_kind {
 	const char *name;
 	enum backend_kind kind;
-	const struct backend_ops *ops;	/* NULL: not built into this binary */
+	const struct backend_ops *ops;	/* NULL: loaded (load), or not built in */
+	/* load - optional: the ops from a plugin, loaded on first use (gpu),
+	 * or NULL with *err; see be_kind_ops */
+	const struct backend_ops *(*load)(char **err);
 	const char *const *keys;	/* its own keys, NULL-terminated */
 	int (*parse_conf)(struct backend_conf *conf, const struct be_conf_src *src, char **err);
 	/*
@@ -351,6 +354,13 @@ const struct be_kind *be_kind_find(const char *name);
 const struct be_kind *be_kind_of(enum backend_kind k);
 /* be_kind_list - "cpu, gpu, remote or fake", for messages. */
 const char *be_kind_list(void);
+/*
+ * be_kind_ops - kind k's ops: built in, or loaded from its plugin the
+ * first time (gpu: gpuload.c).  NULL with *err (malloc'd, what is missing
+ * and where it was looked for) when the kind is not built into this binary
+ * or its plugin does not load.
+ */
+const struct backend_ops *be_kind_ops(const struct be_kind *k, char **err);
 
 extern const struct backend_ops be_cpu_ops;
 /*
@@ -364,15 +374,18 @@ bool be_cpu_vnni(void);
 extern const struct backend_ops be_fake_ops;
 extern const struct backend_ops be_remote_ops;
 /*
- * The GPU backend (backends/gpu/gpu.c, kind "gpu"): defined only in a
- * binary built with CUDA (make: USE_CUDA, HAVE_CUDA).  BE_GPU_OPS is what
- * the registry lists: &be_gpu_ops, or NULL (kind known, not built in).
+ * The GPU backend (backends/gpu/gpu.c, kind "gpu"): built only with CUDA
+ * (make: USE_CUDA, HAVE_CUDA), into the plugin infergw-gpu.so (and the
+ * tests that drive it directly), never into the programs: be_gpu_load
+ * (gpuload.c) loads it and returns its be_gpu_ops.  BE_GPU_LOAD is what the
+ * registry lists: be_gpu_load, or NULL (kind known, not built in).
  */
 #ifdef USE_CUDA
 extern const struct backend_ops be_gpu_ops;
-#define BE_GPU_OPS (&be_gpu_ops)
+const struct backend_ops *be_gpu_load(char **err);
+#define BE_GPU_LOAD be_gpu_load
 #else
-#define BE_GPU_OPS NULL
+#define BE_GPU_LOAD NULL
 #endif
 /* be_gpu_parse_conf - kind gpu's keys (device, streams, math, graphs,
  * max_batch): built in every binary so a config stays valid without CUDA. */

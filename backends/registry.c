@@ -26,12 +26,12 @@ static const char *const be_fake_keys[] = { "latency_us", "fail_every", "down_af
 					    "fp32_only", NULL };
 
 static const struct be_kind be_kinds[] = {
-	{ "cpu", BE_CPU, &be_cpu_ops, be_cpu_keys, be_cpu_parse_conf, NULL },
-	{ "gpu", BE_GPU, BE_GPU_OPS, be_gpu_keys, be_gpu_parse_conf, NULL },
-	{ "remote", BE_REMOTE, &be_remote_ops, be_remote_keys, be_remote_parse_conf,
+	{ "cpu", BE_CPU, &be_cpu_ops, NULL, be_cpu_keys, be_cpu_parse_conf, NULL },
+	{ "gpu", BE_GPU, NULL, BE_GPU_LOAD, be_gpu_keys, be_gpu_parse_conf, NULL },
+	{ "remote", BE_REMOTE, &be_remote_ops, NULL, be_remote_keys, be_remote_parse_conf,
 	  be_remote_expand },
 	/* test-only (backends/fake/fake.c): not listed in messages */
-	{ "fake", BE_FAKE, &be_fake_ops, be_fake_keys, be_fake_parse_conf, NULL },
+	{ "fake", BE_FAKE, &be_fake_ops, NULL, be_fake_keys, be_fake_parse_conf, NULL },
 };
 
 const struct be_kind *be_kind_find(const char *name)
@@ -48,6 +48,16 @@ const struct be_kind *be_kind_of(enum backend_kind k)
 		if (be_kinds[i].kind == k)
 			return &be_kinds[i];
 	return &be_kinds[0];
+}
+
+const struct backend_ops *be_kind_ops(const struct be_kind *k, char **err)
+{
+	if (k->ops)
+		return k->ops;
+	if (k->load)
+		return k->load(err);
+	*err = be_strdupf("backend kind %s not built into this binary", k->name);
+	return NULL;
 }
 
 const char *be_kind_list(void)

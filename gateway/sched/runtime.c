@@ -477,14 +477,9 @@ static struct rt_backend *rt_backend_open(const struct config *c, const struct b
 		rb->models[i] = models[i];
 		atomic_fetch_add(&models[i]->refs, 1);
 	}
-	rb->be.ops = be_kind_of(bc->kind)->ops;
-	if (!rb->be.ops) {
-		log_warn("backend=%s msg=\"backend kind not built into this binary; left down\"",
-			 bc->name);
-		snprintf(rb->down_reason, sizeof(rb->down_reason), "backend kind %s not built "
-			 "into this binary", be_kind_of(bc->kind)->name);
-		return rb;
-	}
+	rb->be.ops = be_kind_ops(be_kind_of(bc->kind), &err);
+	if (!rb->be.ops)
+		goto down;
 	if (rb->be.ops->open(&rb->be, &rb->be.conf, &err))
 		goto down;
 	for (int i = 0; i < bc->n_models; i++)

@@ -46,7 +46,7 @@ struct rt_backend {
 	struct rt_model **refused;	/* variants it would not load (a GPU whose cuBLASLt cannot run an INT8 layer) */
 	bool started;
 	_Atomic bool draining;		/* POST /admin/backends/{name}/drain */
-	char down_reason[160];		/* why it never started (open/load_model failed) */
+	char down_reason[512];		/* why it never started (open/load_model failed) */
 	bool live;			/* on the started list (rt_stop_all) */
 	struct rt_backend *live_prev, *live_next;
 };

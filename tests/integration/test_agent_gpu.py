@@ -27,9 +27,10 @@ def test_backend_gpu_starts_or_says_why(start_gw, tmp_path, model, heldout):
         has_cuda = "built without CUDA" not in out
         assert p.returncode in (1, 2), out
         if has_cuda:
-            # the backend's open failed: CUDA's text and error name, nothing served
+            # the backend's open failed: CUDA's text and error name (then
+            # what to do, gpu_open_hint), loaded from the GPU plugin; nothing served
             assert p.returncode == 1, out
-            assert re.search(r'msg="cannot start: gpu: CUDA: .+\(cuda\w+\)"', out), out
+            assert re.search(r'msg="cannot start: gpu: CUDA: .+\(cuda\w+\)(: [^"]+)?"', out), out
         else:
             assert "--backend gpu: this infergw-agent was built without CUDA" in out, out
         assert "infergw-agent ready" not in out, out

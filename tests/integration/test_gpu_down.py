@@ -82,3 +82,60 @@ def test_gpu_down_or_serving(start_gw, model):
     else:
         assert gpu_rows == 0
         assert cpu_rows >= sum(1 + k % 4 for k in range(12))
+
+
+def _maps(g):
+    return open(f"/proc/{g.proc.pid}/maps").read()
+
+
+def _gpu_config(backends):
+    return sm.config_text([sm.model_yaml("digits", MODEL_DIR, max_batch=8)], backends)
+
+
+def test_cuda_only_with_a_gpu_backend(start_gw, model):
+    """The CUDA libraries live in the GPU plugin (infergw-gpu.so), loaded
+    when a gpu backend opens: a gateway without one maps none of them (they
+    cost ~150 MB resident and ~80 ms at exec); with one, the plugin and
+    cuBLASLt are mapped (built with CUDA), and the backend's reason is
+    CUDA's own (the plugin ran) or it is up."""
+    g = start_gw("cpuonly", _gpu_config([sm.backend_yaml("cpu0", ["digits"])]))
+    maps = _maps(g)
+    for lib in ("libcudart", "libcublas", "infergw-gpu.so"):
+        assert lib not in maps, f"{lib} mapped by a gateway without a gpu backend"
+    st, _, body = gwlib.h1_request(g.port, "POST", gwlib.INFER, gwlib.infer_body(_rows(2, 1)),
+                                   [gwlib.JSON_CT])
+    assert st == 200, body
+    gwlib.check_infer_response(body, model, _rows(2, 1))
+    if not _cuda_built():
+        return
+    g2 = start_gw("withgpu", _gpu_config([sm.backend_yaml("cpu0", ["digits"]), GPU]))
+    maps = _maps(g2)
+    assert "infergw-gpu.so" in maps and "libcublasLt" in maps, "the plugin was not loaded"
+    gpu = _backends(g2)["gpu0"]
+    assert gpu["state"] == "up" or (gpu["reason"] or "").startswith("gpu: CUDA: "), gpu
+
+
+def test_gpu_plugin_missing_or_broken(start_gw, model, tmp_path, monkeypatch):
+    """INFERGW_GPU_PLUGIN names the plugin: a path with nothing there, or a
+    file that is no shared object, leaves gpu0 down with a reason naming the
+    path or the loader's error; cpu0 serves the reference values."""
+    if not _cuda_built():
+        import pytest
+        pytest.skip("built without CUDA: there is no GPU plugin to look for")
+    bad = tmp_path / "not-a-plugin.so"
+    bad.write_text("not an ELF file\n")
+    cases = [(tmp_path / "nope" / "infergw-gpu.so", "gpu: the GPU plugin {} is missing "
+              "(install it next to the program, or set INFERGW_GPU_PLUGIN)"),
+             (bad, "gpu: cannot load the GPU plugin: {}: ")]
+    for i, (path, want) in enumerate(cases):
+        monkeypatch.setenv("INFERGW_GPU_PLUGIN", str(path))
+        g = start_gw(f"plugin{i}", _gpu_config([sm.backend_yaml("cpu0", ["digits"]), GPU]))
+        gpu = _backends(g)["gpu0"]
+        assert gpu["state"] == "down", gpu
+        assert gpu["reason"].startswith(want.format(path)), gpu["reason"]
+        assert gpu["reason"] in g.log()
+        assert "libcublas" not in _maps(g)
+        st, _, body = gwlib.h1_request(g.port, "POST", gwlib.INFER,
+                                       gwlib.infer_body(_rows(3, i)), [gwlib.JSON_CT])
+        assert st == 200, body
+        gwlib.check_infer_response(body, model, _rows(3, i))

@@ -55,20 +55,33 @@ static void wait_done(struct done_rec *d, int n)
 }
 #endif
 
-/* The registry knows kind gpu either way; its ops exist only with CUDA. */
+/* The registry knows kind gpu either way; its ops come from the plugin
+ * (gpuload.c), which exists only with CUDA.  Here the plugin is looked for
+ * where INFERGW_GPU_PLUGIN says, a path with nothing there: the kind's ops
+ * are NULL and the error names the path (the plugin loading and serving is
+ * tests/integration/test_gpu_down.py's). */
 static void test_registry(void **state)
 {
 	const struct be_kind *k = be_kind_find("gpu");
+	char *err = NULL;
 
 	assert_non_null(k);
 	assert_int_equal(k->kind, BE_GPU);
-	assert_ptr_equal(k->ops, BE_GPU_OPS);
+	assert_null(k->ops);		/* never linked into the programs */
+	setenv("INFERGW_GPU_PLUGIN", "/nonexistent/infergw-gpu.so", 1);
+	assert_null(be_kind_ops(k, &err));
+	assert_non_null(err);
 #ifdef USE_CUDA
-	assert_non_null(k->ops);
-	assert_string_equal(k->ops->kind, "gpu");
+	assert_ptr_equal(k->load, be_gpu_load);
+	assert_string_equal(err, "gpu: the GPU plugin /nonexistent/infergw-gpu.so is missing "
+			    "(install it next to the program, or set INFERGW_GPU_PLUGIN)");
+	assert_string_equal(be_gpu_ops.kind, "gpu");	/* what the plugin exports */
 #else
-	assert_null(k->ops);
+	assert_null(k->load);
+	assert_string_equal(err, "backend kind gpu not built into this binary");
 #endif
+	free(err);
+	unsetenv("INFERGW_GPU_PLUGIN");
 }
 
 #ifdef USE_CUDA

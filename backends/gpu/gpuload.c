@@ -1,0 +1,95 @@
+/*
+ * gpuload.c - kind gpu's ops from the GPU plugin (be_gpu_load, backend.h).
+ *
+ * The GPU backend (gpu.c, its kernels, cudart, cuBLAS and cuBLASLt) is a
+ * shared object of its own, infergw-gpu.so, loaded the first time a gpu
+ * backend opens.  Linked into the programs, cuBLASLt alone cost every
+ * process about 150 MB resident and 80 ms at exec (its initializers),
+ * also on machines and configs with no GPU backend at all.
+ *
+ * The plugin is looked for at $INFERGW_GPU_PLUGIN, else next to the
+ * running program (/proc/self/exe's directory).  It takes the few host
+ * functions it calls (be_log, be_strdupf, be_state_epoch, ...) from the
+ * program, which exports its symbols for it (make: -rdynamic).  Loaded
+ * once per process (RTLD_NOW: an unresolved symbol is a load error, not a
+ * crash later); a failure is kept and reported by every open.  Built only
+ * with CUDA (make: HAVE_CUDA), as the plugin is.
+ */
+#define _GNU_SOURCE
+#include "backend.h"
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define GPU_PLUGIN_NAME "infergw-gpu.so"
+
+static pthread_once_t gpu_load_once = PTHREAD_ONCE_INIT;
+static const struct backend_ops *gpu_loaded;
+static char gpu_load_err[PATH_MAX + 256];
+
+/* The plugin's path into buf: $INFERGW_GPU_PLUGIN, else next to the
+ * program.  false when neither can be told. */
+static bool gpu_plugin_path(char *buf, size_t n)
+{
+	const char *env = getenv("INFERGW_GPU_PLUGIN");
+	char exe[PATH_MAX];
+	ssize_t len;
+	char *slash;
+
+	if (env && *env)
+		return (size_t)snprintf(buf, n, "%s", env) < n;
+	len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (len <= 0)
+		return false;
+	exe[len] = 0;
+	slash = strrchr(exe, '/');
+	if (!slash)
+		return false;
+	slash[1] = 0;
+	return (size_t)snprintf(buf, n, "%s%s", exe, GPU_PLUGIN_NAME) < n;
+}
+
+static void gpu_load(void)
+{
+	char path[PATH_MAX];
+	const struct backend_ops *ops;
+	void *h;
+
+	if (!gpu_plugin_path(path, sizeof(path))) {
+		snprintf(gpu_load_err, sizeof(gpu_load_err), "gpu: cannot tell where the GPU "
+			 "plugin is (set INFERGW_GPU_PLUGIN to the path of %s)", GPU_PLUGIN_NAME);
+		return;
+	}
+	if (access(path, F_OK)) {
+		snprintf(gpu_load_err, sizeof(gpu_load_err), "gpu: the GPU plugin %s is missing "
+			 "(install it next to the program, or set INFERGW_GPU_PLUGIN)", path);
+		return;
+	}
+	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (!h) {
+		snprintf(gpu_load_err, sizeof(gpu_load_err), "gpu: cannot load the GPU plugin: %s",
+			 dlerror());
+		return;
+	}
+	ops = dlsym(h, "be_gpu_ops");
+	if (!ops || !ops->kind || strcmp(ops->kind, "gpu")) {
+		snprintf(gpu_load_err, sizeof(gpu_load_err), "gpu: %s has no be_gpu_ops of kind "
+			 "gpu (not an infergw GPU plugin?)", path);
+		dlclose(h);
+		return;
+	}
+	gpu_loaded = ops;	/* the handle stays open for the process's life */
+}
+
+const struct backend_ops *be_gpu_load(char **err)
+{
+	pthread_once(&gpu_load_once, gpu_load);
+	if (!gpu_loaded && err)
+		*err = be_strdupf("%s", gpu_load_err);
+	return gpu_loaded;
+}
