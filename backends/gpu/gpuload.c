@@ -12,7 +12,8 @@
  * functions it calls (be_log, be_strdupf, be_state_epoch, ...) from the
  * program, which exports its symbols for it (make: -rdynamic).  Loaded
  * once per process (RTLD_NOW: an unresolved symbol is a load error, not a
- * crash later); a failure is kept and reported by every open.  Built only
+ * crash later) and never unloaded; after a failure each open tries again,
+ * so a plugin installed later is taken at the next reload.  Built only
  * with CUDA (make: HAVE_CUDA), as the plugin is.
  */
 #define _GNU_SOURCE
@@ -28,9 +29,8 @@
 
 #define GPU_PLUGIN_NAME "infergw-gpu.so"
 
-static pthread_once_t gpu_load_once = PTHREAD_ONCE_INIT;
-static const struct backend_ops *gpu_loaded;
-static char gpu_load_err[PATH_MAX + 256];
+static pthread_mutex_t gpu_load_mu = PTHREAD_MUTEX_INITIALIZER;
+static const struct backend_ops *gpu_loaded;	/* under gpu_load_mu */
 
 /* The plugin's path into buf: $INFERGW_GPU_PLUGIN, else next to the
  * program.  false when neither can be told. */
@@ -54,42 +54,46 @@ static bool gpu_plugin_path(char *buf, size_t n)
 	return (size_t)snprintf(buf, n, "%s%s", exe, GPU_PLUGIN_NAME) < n;
 }
 
-static void gpu_load(void)
+/* The plugin's ops, or NULL with *err (see be_gpu_load). */
+static const struct backend_ops *gpu_load(char **err)
 {
 	char path[PATH_MAX];
 	const struct backend_ops *ops;
 	void *h;
 
 	if (!gpu_plugin_path(path, sizeof(path))) {
-		snprintf(gpu_load_err, sizeof(gpu_load_err), "gpu: cannot tell where the GPU "
-			 "plugin is (set INFERGW_GPU_PLUGIN to the path of %s)", GPU_PLUGIN_NAME);
-		return;
+		*err = be_strdupf("gpu: cannot tell where the GPU plugin is (set "
+				  "INFERGW_GPU_PLUGIN to the path of %s)", GPU_PLUGIN_NAME);
+		return NULL;
 	}
 	if (access(path, F_OK)) {
-		snprintf(gpu_load_err, sizeof(gpu_load_err), "gpu: the GPU plugin %s is missing "
-			 "(install it next to the program, or set INFERGW_GPU_PLUGIN)", path);
-		return;
+		*err = be_strdupf("gpu: the GPU plugin %s is missing (install it next to the "
+				  "program, or set INFERGW_GPU_PLUGIN)", path);
+		return NULL;
 	}
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
-		snprintf(gpu_load_err, sizeof(gpu_load_err), "gpu: cannot load the GPU plugin: %s",
-			 dlerror());
-		return;
+		*err = be_strdupf("gpu: cannot load the GPU plugin: %s", dlerror());
+		return NULL;
 	}
 	ops = dlsym(h, "be_gpu_ops");
 	if (!ops || !ops->kind || strcmp(ops->kind, "gpu")) {
-		snprintf(gpu_load_err, sizeof(gpu_load_err), "gpu: %s has no be_gpu_ops of kind "
-			 "gpu (not an infergw GPU plugin?)", path);
+		*err = be_strdupf("gpu: %s has no be_gpu_ops of kind gpu (not an infergw GPU "
+				  "plugin?)", path);
 		dlclose(h);
-		return;
+		return NULL;
 	}
-	gpu_loaded = ops;	/* the handle stays open for the process's life */
+	return ops;	/* the handle stays open for the process's life */
 }
 
 const struct backend_ops *be_gpu_load(char **err)
 {
-	pthread_once(&gpu_load_once, gpu_load);
-	if (!gpu_loaded && err)
-		*err = be_strdupf("%s", gpu_load_err);
-	return gpu_loaded;
+	const struct backend_ops *ops;
+
+	pthread_mutex_lock(&gpu_load_mu);
+	if (!gpu_loaded)
+		gpu_loaded = gpu_load(err);
+	ops = gpu_loaded;
+	pthread_mutex_unlock(&gpu_load_mu);
+	return ops;
 }

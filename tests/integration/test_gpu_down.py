@@ -7,6 +7,7 @@ infergw_backend_state says so; the router uses cpu0, /v2/health/ready is
 reason says the kind is not built in.  Where a device exists (tests/gpu's
 machines) gpu0 is up and serves: the "down" assertions are skipped then."""
 import json
+import shutil
 import subprocess
 
 import gwlib
@@ -118,7 +119,9 @@ def test_cuda_only_with_a_gpu_backend(start_gw, model):
 def test_gpu_plugin_missing_or_broken(start_gw, model, tmp_path, monkeypatch):
     """INFERGW_GPU_PLUGIN names the plugin: a path with nothing there, or a
     file that is no shared object, leaves gpu0 down with a reason naming the
-    path or the loader's error; cpu0 serves the reference values."""
+    path or the loader's error; cpu0 serves the reference values.  The
+    plugin installed there afterwards is taken at the next reload that
+    opens gpu0 again."""
     if not _cuda_built():
         import pytest
         pytest.skip("built without CUDA: there is no GPU plugin to look for")
@@ -139,3 +142,15 @@ def test_gpu_plugin_missing_or_broken(start_gw, model, tmp_path, monkeypatch):
                                        gwlib.infer_body(_rows(3, i)), [gwlib.JSON_CT])
         assert st == 200, body
         gwlib.check_infer_response(body, model, _rows(3, i))
+        if i == 0:
+            missing, first = path, g
+    # installed afterwards: a reload that changes gpu0 opens it from there
+    missing.parent.mkdir()
+    shutil.copy(gwlib.BINARY.parent / "infergw-gpu.so", missing)
+    first.config.write_text(_gpu_config([sm.backend_yaml("cpu0", ["digits"]),
+                                         GPU.replace("streams: 2", "streams: 3")]))
+    st, _, doc = first.reload()
+    assert st == 200, doc
+    gpu = _backends(first)["gpu0"]
+    assert gpu["state"] == "up" or gpu["reason"].startswith("gpu: CUDA: "), gpu
+    assert "infergw-gpu.so" in _maps(first)
