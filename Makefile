@@ -1,6 +1,7 @@
 # infergw - build, run, test, bench.
 #
-#   make            build/infergw, build/infergw-agent (the DPU-offload worker)
+#   make            build/infergw, build/infergw-agent (the DPU-offload worker),
+#                   build/infergw-gpu.so (the GPU plugin, with nvcc)
 #   make run        install missing packages, build, serve config/gateway.yaml
 #   make test       install missing packages, build, run every suite
 #   make bench      benchmarks: HTTP/2 anchors, inference, kernels, payloads,
@@ -16,6 +17,9 @@
 #
 #   make asan       build-asan/infergw with ASan+UBSan (run by make test)
 #   make tsan       build-tsan/infergw with ThreadSanitizer (run by make test)
+#   make soak       SOAK_SECONDS (120) of mixed loads, hostile clients and
+#                   reloads against one gateway (tools/soak.sh; INFERGW_BIN=
+#                   build-asan/infergw for the ASan build)
 #
 # Options: V=1 (show commands) SANITIZE=1 (ASan+UBSan) TSAN=1 (ThreadSanitizer)
 # USE_CUDA=1 USE_DPDK=1 (forced: the build stops when the toolkit is missing;
@@ -157,7 +161,7 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o \
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit asan tsan arm64 integration bench bench-quick sim sim-report models clean help FORCE \
+.PHONY: all deps run test unit asan tsan arm64 soak integration bench bench-quick sim sim-report models clean help FORCE \
 	gpu-check bench-gpu
 all: $(BUILD)/infergw $(BUILD)/infergw-agent $(BUILD)/infergw-quantize $(GPU_PLUGIN)
 
@@ -351,6 +355,13 @@ tsan:
 # unit tests under qemu-user (docs/dpu.md); installs the cross toolchain.
 arm64:
 	@bash tools/arm64.sh
+
+# soak [SOAK_SECONDS=120] [INFERGW_BIN=build-asan/infergw]: mixed loads,
+# hostile clients and reloads against one gateway (tools/soak.sh); not part
+# of make test (minutes, by design).
+soak: deps
+	@$(MAKE) --no-print-directory all
+	@bash tools/soak.sh $(or $(SOAK_SECONDS),120)
 
 # models: the 100 MB synthetic mlp-large (1 s, deterministic) so that the
 # INT8 tests on a large model run rather than skip.
