@@ -1096,12 +1096,13 @@ static int be_gpu_open(struct backend *be, const struct backend_conf *conf, char
 		return -ENODEV;
 	}
 	if (conf->device < 0 || conf->device >= count) {
-		const char *visible = getenv("CUDA_VISIBLE_DEVICES");
+		char hint[256];
 
-		*err = be_strdupf("gpu: CUDA: device %d not present (%d device%s%s%s%s)",
-				  conf->device, count, count == 1 ? "" : "s",
-				  visible ? " under CUDA_VISIBLE_DEVICES=\"" : "",
-				  visible ? visible : "", visible ? "\"" : "");
+		gpu_open_hint(GPU_ERR_INVALID_DEVICE, 0, 0, getenv("CUDA_VISIBLE_DEVICES"), hint,
+			      sizeof(hint));
+		*err = be_strdupf("gpu: CUDA: device %d not present (%d device%s)%s%s",
+				  conf->device, count, count == 1 ? "" : "s", hint[0] ? ": " : "",
+				  hint);
 		return -ENODEV;
 	}
 	e = cudaSetDevice(conf->device);
