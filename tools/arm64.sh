@@ -165,6 +165,11 @@ for t in $tests; do
 	else
 		rc=$?
 		[ "$rc" -eq 124 ] && why="timed out after ${TMO}s" || why="exit $rc"
+		# which cmocka tests, and the first failing line: CI shows only
+		# the summary's tail, where this line is repeated
+		which=$(sed -n 's/^\[  FAILED  \] \([A-Za-z0-9_]*\)$/\1/p' "$log" | sort -u | tr '\n' ' ')
+		where=$(grep -m1 -oE '[A-Za-z0-9_/.-]+\.c:[0-9]+' "$log")
+		[ -n "$which" ] && why="$why: ${which% }${where:+ at $where}"
 		echo "arm64: $t: FAILED ($why, see $log)"
 		grep -E 'FAIL|ERROR|error' "$log" | head -5 | sed 's/^/    /'
 		failed=1
