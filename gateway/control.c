@@ -30,6 +30,7 @@
 #include "model/ytree.h"
 
 #define CTL_MAX_UNTRUSTED 16	/* pending jobs from the inference port */
+#define CTL_STOPPING_MSG "the gateway is shutting down: not run; retry against another replica"
 
 /* A load's Triton config, applied to every config read until the next load. */
 struct ctl_override {
@@ -51,6 +52,7 @@ static struct {
 	struct ctl_job *jobs[64];	/* FIFO ring, guarded by lock */
 	int head, n;
 	int n_untrusted;		/* of n: from the inference port */
+	bool stopping;			/* ctl_run returned: jobs answered 503 (lock) */
 	/* What the repository API changed, kept across reloads (control thread only). */
 	char **unloaded;		/* models unloaded through the API */
 	int n_unloaded;
@@ -387,16 +389,21 @@ static int ctl_submit(struct adm_job *job)
 	cj->task.fn = ctl_job_posted;
 	cj->job = job;
 	pthread_mutex_lock(&ctl.lock);
-	if (ctl.n == (int)ARRAY_SIZE(ctl.jobs) ||
+	if (ctl.stopping || ctl.n == (int)ARRAY_SIZE(ctl.jobs) ||
 	    (job->untrusted && ctl.n_untrusted >= CTL_MAX_UNTRUSTED)) {
-		bool all = ctl.n == (int)ARRAY_SIZE(ctl.jobs);
+		bool stopping = ctl.stopping, all = ctl.n == (int)ARRAY_SIZE(ctl.jobs);
 
 		pthread_mutex_unlock(&ctl.lock);
 		job->status = 503;
-		job->body = all ? ctl_error_body("too many admin jobs pending (%d); retry later",
-						 (int)ARRAY_SIZE(ctl.jobs))
-				: ctl_error_body("too many repository jobs pending from the inference "
-						 "port (%d); retry later", CTL_MAX_UNTRUSTED);
+		if (stopping)
+			job->body = ctl_error_body(CTL_STOPPING_MSG);
+		else if (all)
+			job->body = ctl_error_body("too many admin jobs pending (%d); retry later",
+						   (int)ARRAY_SIZE(ctl.jobs));
+		else
+			job->body = ctl_error_body("too many repository jobs pending from the "
+						   "inference port (%d); retry later",
+						   CTL_MAX_UNTRUSTED);
 		loop_post_task(job->loop, &cj->task);
 		return 0;
 	}
@@ -408,27 +415,33 @@ static int ctl_submit(struct adm_job *job)
 	return 0;
 }
 
+/* The oldest queued job, taken off the queue, or NULL; with stop, no more
+ * are queued from now on (ctl_submit answers them). */
+static struct ctl_job *ctl_take_job(bool stop)
+{
+	struct ctl_job *cj = NULL;
+
+	pthread_mutex_lock(&ctl.lock);
+	ctl.stopping |= stop;
+	if (ctl.n) {
+		cj = ctl.jobs[ctl.head];
+		ctl.head = (ctl.head + 1) % ARRAY_SIZE(ctl.jobs);
+		ctl.n--;
+		ctl.n_untrusted -= cj->job->untrusted;
+	}
+	pthread_mutex_unlock(&ctl.lock);
+	return cj;
+}
+
 static void ctl_drain_jobs(void)
 {
+	struct ctl_job *cj;
 	uint64_t v;
 
 	if (read(ctl.efd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		return;
-	for (;;) {
-		struct ctl_job *j = NULL;
-
-		pthread_mutex_lock(&ctl.lock);
-		if (ctl.n) {
-			j = ctl.jobs[ctl.head];
-			ctl.head = (ctl.head + 1) % ARRAY_SIZE(ctl.jobs);
-			ctl.n--;
-			ctl.n_untrusted -= j->job->untrusted;
-		}
-		pthread_mutex_unlock(&ctl.lock);
-		if (!j)
-			return;
-		ctl_run_job(j);
-	}
+	while ((cj = ctl_take_job(false)))
+		ctl_run_job(cj);
 }
 
 /*
@@ -587,7 +600,24 @@ static int ctl_on_signal(void)
 	return 0;
 }
 
-int ctl_run(void)
+/*
+ * The control thread stops taking jobs: those queued (a signal and a job can
+ * wake the same poll, and the signal goes first) and any submitted later,
+ * while the loops drain, are answered 503 on their loops at once, rather
+ * than holding their streams open until shutdown_grace_ms and leaking.
+ */
+static void ctl_refuse_jobs(void)
+{
+	struct ctl_job *cj;
+
+	while ((cj = ctl_take_job(true))) {
+		ctl_job_error(cj->job, 503, CTL_STOPPING_MSG);
+		loop_post_task(cj->job->loop, &cj->task);
+	}
+}
+
+/* ctl_run's loop: the signal that ends it. */
+static int ctl_run_until_signal(void)
 {
 	for (;;) {
 		struct pollfd p[3] = { { ctl.sfd, POLLIN, 0 }, { ctl.efd, POLLIN, 0 },
@@ -620,6 +650,14 @@ int ctl_run(void)
 			free(body);
 		}
 	}
+}
+
+int ctl_run(void)
+{
+	int sig = ctl_run_until_signal();
+
+	ctl_refuse_jobs();
+	return sig;
 }
 
 void ctl_shutdown(void)

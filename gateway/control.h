@@ -30,7 +30,8 @@ int ctl_init(const struct ctl_opts *o, const struct config **cfg_out, char **err
 /*
  * ctl_run - the control loop: returns when SIGTERM or SIGINT arrives (the
  * signal number).  SIGHUP reloads.  The caller must have blocked SIGTERM,
- * SIGINT and SIGHUP in every thread.
+ * SIGINT and SIGHUP in every thread.  From its return on, admin jobs (queued
+ * or submitted while the loops drain) are answered 503 without running.
  */
 int ctl_run(void);
 /* ctl_shutdown - free what ctl_init made (after the runtime was released). */

@@ -262,3 +262,45 @@ def test_h2_settings_advertise_limits(gw_factory):
         assert c.get("/v2/health/live").status == 200
         assert c.settings_seen
         assert c.conn.remote_settings.max_concurrent_streams == 7
+
+
+def test_admin_job_during_drain_answered(gw_factory):
+    """An admin job (here the repository index) that reaches the control
+    thread after SIGTERM, while the loops drain, is answered 503 at once and
+    the gateway exits well inside its grace period; it used to wait in a
+    queue nobody read, holding its stream (and the drain) until the grace
+    ran out, then leak."""
+    grace_s = 20
+    g = gw_factory("adm", shutdown_grace_ms=grace_s * 1000)
+    port = g.admin_port or g.port
+    with H2Client(port, timeout=30) as c:
+        # the request's head now, its body only once the drain has begun:
+        # the GOAWAY keeps this stream (it is below the last stream id)
+        sid = c.conn.get_next_available_stream_id()
+        c.conn.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                                  (":authority", f"127.0.0.1:{port}"),
+                                  (":path", "/v2/repository/index"),
+                                  ("content-type", "application/json"),
+                                  ("content-length", "2")])
+        c.streams[sid] = gwlib.H2Resp()
+        c._flush()
+        before = c.get("/v2/health/live")  # the head was read before this
+        assert before.status == 200
+        t_term = time.monotonic()
+        g.terminate()
+        deadline = time.monotonic() + 10
+        while c.goaway is None:
+            assert not c.eof, "closed before a GOAWAY"
+            c._pump(deadline)
+        c.conn.send_data(sid, b"{}", end_stream=True)
+        c._flush()
+        r = c.wait([sid], timeout=10)[0]
+        answered = time.monotonic() - t_term
+        rc = g.wait(timeout=grace_s)
+        took = time.monotonic() - t_term
+    print(f"\nanswered {answered:.2f}s, exit {rc} {took:.2f}s after SIGTERM")
+    assert r.status == 503, (r.status, bytes(r.body))
+    assert "shutting down" in r.json()["error"], bytes(r.body)
+    assert rc == 0, g.log()[-2000:]
+    assert "grace period over" not in g.log(), g.log()[-2000:]
+    assert took < grace_s / 2, took
