@@ -236,6 +236,10 @@ $(BUILD)/infergw: $(BUILD)/obj/gateway/main.o $(BUILD)/libinfergw.a
 # cudart and cuBLAS(Lt); the rest (be_log, be_strdupf, be_state_epoch, ...)
 # comes from the program that loads it.  Position-independent objects.
 $(BUILD)/obj/backends/gpu/gpu.o $(BUILD)/obj/backends/gpu/gpuhost.o: CFLAGS += -fPIC
+# The plugin's stamp and the loader's check (backend.h be_plugin_stamp): the
+# build's version, recompiled when it changes (gen/version.c is rewritten then).
+$(BUILD)/obj/backends/gpu/gpu.o $(BUILD)/obj/backends/gpu/gpuload.o: CFLAGS += -DIGW_BUILD_VERSION='"$(VERSION)"'
+$(BUILD)/obj/backends/gpu/gpu.o $(BUILD)/obj/backends/gpu/gpuload.o: $(BUILD)/gen/version.c
 $(BUILD)/infergw-gpu.so: $(GPU_OBJ) $(BUILD)/obj/backends/gpu/gpuhost.o
 	@$(if $(Q),echo "  LD    $@")
 	$(Q)$(CC) -shared $(LDFLAGS) $^ $(CUDA_LIBS) -o $@

@@ -382,6 +382,26 @@ extern const struct backend_ops be_remote_ops;
  */
 #ifdef USE_CUDA
 extern const struct backend_ops be_gpu_ops;
+/*
+ * What a plugin was built with: the program refuses one whose stamp is not
+ * its own, naming both, instead of calling into a stale one (an upgrade
+ * that left the old infergw-gpu.so beside the new program, a copy from
+ * another build).  version: the build's (infergw --version, make's
+ * IGW_BUILD_VERSION); layout: BE_PLUGIN_LAYOUT, the sizes of what they
+ * share.  The plugin exports its stamp as be_gpu_stamp.
+ */
+struct be_plugin_stamp {
+	unsigned long long layout;
+	const char *version;
+};
+#define BE_PLUGIN_LAYOUT                                                                     \
+	((unsigned long long)sizeof(struct backend_ops) << 48 ^                               \
+	 (unsigned long long)sizeof(struct backend) << 36 ^                                   \
+	 (unsigned long long)sizeof(struct batch) << 26 ^                                     \
+	 (unsigned long long)sizeof(struct infer_slice) << 18 ^                               \
+	 (unsigned long long)sizeof(struct backend_conf) << 8 ^                               \
+	 (unsigned long long)sizeof(struct be_caps) ^ (unsigned long long)sizeof(struct backend_stats) << 4)
+extern const struct be_plugin_stamp be_gpu_stamp;
 const struct backend_ops *be_gpu_load(char **err);
 #define BE_GPU_LOAD be_gpu_load
 #else

@@ -1228,6 +1228,11 @@ int be_gpu_inject(struct backend *be, int code)
 	return 0;
 }
 
+#ifndef IGW_BUILD_VERSION
+#error "IGW_BUILD_VERSION: the Makefile defines it (the build's version, gpuload.c's check)"
+#endif
+const struct be_plugin_stamp be_gpu_stamp = { BE_PLUGIN_LAYOUT, IGW_BUILD_VERSION };
+
 const struct backend_ops be_gpu_ops = {
 	.kind = "gpu",
 	.open = be_gpu_open,

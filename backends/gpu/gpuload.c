@@ -12,7 +12,9 @@
  * functions it calls (be_log, be_strdupf, be_state_epoch, ...) from the
  * program, which exports its symbols for it (make: -rdynamic).  Loaded
  * once per process (RTLD_NOW: an unresolved symbol is a load error, not a
- * crash later) and never unloaded; after a failure each open tries again,
+ * crash later) and never unloaded; one built with another version of
+ * the program (its be_gpu_stamp) is refused, naming both.  After a
+ * failure each open tries again,
  * so a plugin installed later is taken at the next reload.  Built only
  * with CUDA (make: HAVE_CUDA), as the plugin is.
  */
@@ -54,6 +56,33 @@ static bool gpu_plugin_path(char *buf, size_t n)
 	return (size_t)snprintf(buf, n, "%s%s", exe, GPU_PLUGIN_NAME) < n;
 }
 
+#ifndef IGW_BUILD_VERSION
+#error "IGW_BUILD_VERSION: the Makefile defines it (the build's version)"
+#endif
+
+/* Whether the plugin h at path was built with this program (its
+ * be_gpu_stamp, backend.h); false with *err naming both builds. */
+static bool gpu_stamp_ok(void *h, const char *path, char **err)
+{
+	const struct be_plugin_stamp *st = dlsym(h, "be_gpu_stamp");
+
+	if (!st) {
+		*err = be_strdupf("gpu: %s carries no build stamp (be_gpu_stamp): a plugin older "
+				  "than this program's check, or not an infergw GPU plugin; install "
+				  "the infergw-gpu.so built with infergw %s", path, IGW_BUILD_VERSION);
+		return false;
+	}
+	if (st->layout != BE_PLUGIN_LAYOUT || !st->version ||
+	    strcmp(st->version, IGW_BUILD_VERSION)) {
+		*err = be_strdupf("gpu: %s is from another build (infergw %.64s, layout %llx); this "
+				  "program is infergw %s (layout %llx): install the infergw-gpu.so "
+				  "built with it", path, st->version ? st->version : "?",
+				  st->layout, IGW_BUILD_VERSION, BE_PLUGIN_LAYOUT);
+		return false;
+	}
+	return true;
+}
+
 /* The plugin's ops, or NULL with *err (see be_gpu_load). */
 static const struct backend_ops *gpu_load(char **err)
 {
@@ -74,6 +103,10 @@ static const struct backend_ops *gpu_load(char **err)
 	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
 	if (!h) {
 		*err = be_strdupf("gpu: cannot load the GPU plugin: %s", dlerror());
+		return NULL;
+	}
+	if (!gpu_stamp_ok(h, path, err)) {
+		dlclose(h);
 		return NULL;
 	}
 	ops = dlsym(h, "be_gpu_ops");

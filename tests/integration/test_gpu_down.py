@@ -116,10 +116,27 @@ def test_cuda_only_with_a_gpu_backend(start_gw, model):
     assert gpu["state"] == "up" or (gpu["reason"] or "").startswith("gpu: CUDA: "), gpu
 
 
+def _fake_plugin(tmp_path, name, stamp):
+    """A shared object exporting be_gpu_ops {"gpu", NULL...} and, unless stamp
+    is None, be_gpu_stamp = stamp (C initializer of {layout, version})."""
+    src = tmp_path / f"{name}.c"
+    src.write_text("struct ops { const char *kind; void *fn[64]; };\n"
+                   "const struct ops be_gpu_ops = { \"gpu\" };\n" +
+                   ("" if stamp is None else
+                    "struct stamp { unsigned long long layout; const char *version; };\n"
+                    f"const struct stamp be_gpu_stamp = {stamp};\n"))
+    so = tmp_path / f"{name}.so"
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-o", str(so), str(src)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return so
+
+
 def test_gpu_plugin_missing_or_broken(start_gw, model, tmp_path, monkeypatch):
-    """INFERGW_GPU_PLUGIN names the plugin: a path with nothing there, or a
-    file that is no shared object, leaves gpu0 down with a reason naming the
-    path or the loader's error; cpu0 serves the reference values.  The
+    """INFERGW_GPU_PLUGIN names the plugin: a path with nothing there, a
+    file that is no shared object, a plugin of another build or one without
+    a build stamp leaves gpu0 down with a reason naming the path and the
+    loader's error or both builds; cpu0 serves the reference values.  The
     plugin installed there afterwards is taken at the next reload that
     opens gpu0 again."""
     if not _cuda_built():
@@ -127,9 +144,20 @@ def test_gpu_plugin_missing_or_broken(start_gw, model, tmp_path, monkeypatch):
         pytest.skip("built without CUDA: there is no GPU plugin to look for")
     bad = tmp_path / "not-a-plugin.so"
     bad.write_text("not an ELF file\n")
+    version = subprocess.run([str(gwlib.BINARY), "--version"], capture_output=True, text=True,
+                             timeout=10).stdout.split()[1]
     cases = [(tmp_path / "nope" / "infergw-gpu.so", "gpu: the GPU plugin {} is missing "
               "(install it next to the program, or set INFERGW_GPU_PLUGIN)"),
-             (bad, "gpu: cannot load the GPU plugin: {}: ")]
+             (bad, "gpu: cannot load the GPU plugin: {}: "),
+             # shared objects that dlopen takes, with be_gpu_ops of kind gpu
+             # whose functions are all NULL: called, they would crash
+             (_fake_plugin(tmp_path, "stale", '{ 0x1234, "0.0.0-stale" }'),
+              "gpu: {} is from another build (infergw 0.0.0-stale, layout 1234); this "
+              f"program is infergw {version} (layout "),
+             (_fake_plugin(tmp_path, "stampless", None),
+              "gpu: {} carries no build stamp (be_gpu_stamp): a plugin older than this "
+              f"program's check, or not an infergw GPU plugin; install the infergw-gpu.so "
+              f"built with infergw {version}")]
     for i, (path, want) in enumerate(cases):
         monkeypatch.setenv("INFERGW_GPU_PLUGIN", str(path))
         g = start_gw(f"plugin{i}", _gpu_config([sm.backend_yaml("cpu0", ["digits"]), GPU]))
