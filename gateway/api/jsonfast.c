@@ -15,7 +15,6 @@
 #include <string.h>
 
 #define JF_MAX_TOKEN 64		/* longer numbers go to jansson */
-#define JF_MAX_EXP10 27		/* 10^27 = 2^27 * 5^27 is exact in a 64-bit mantissa */
 
 struct jf_num {
 	bool neg, real, lost;	/* lost: more digits than 64 bits hold */
@@ -98,7 +97,8 @@ static bool jf_strtod(const char *p, const char *q, double *d)
 	return !((*d == HUGE_VAL || *d == -HUGE_VAL) && errno == ERANGE);
 }
 
-/* The float next to f > 0 (normal, finite) towards zero (-1) or away (+1). */
+/* The float next to f >= 0 (finite, below FLT_MAX) towards zero (-1, f > 0)
+ * or away (+1); subnormal floats included (their bit patterns count up too). */
 static float jf_float_step(float f, int dir)
 {
 	uint32_t bits;
@@ -109,40 +109,61 @@ static float jf_float_step(float f, int dir)
 	return f;
 }
 
+/* Powers of ten for jf_quick_float: exact up to 10^27 (2^k 5^k, 5^27 <
+ * 2^64), above that the nearest long double (relative error <= 2^-64). */
+#define JF_QUICK_MAX 66
+#define JF_P10L(k) 1e##k##L
+static const long double jf_p10l[JF_QUICK_MAX + 1] = {
+	JF_P10L(0), JF_P10L(1), JF_P10L(2), JF_P10L(3), JF_P10L(4), JF_P10L(5), JF_P10L(6),
+	JF_P10L(7), JF_P10L(8), JF_P10L(9), JF_P10L(10), JF_P10L(11), JF_P10L(12), JF_P10L(13),
+	JF_P10L(14), JF_P10L(15), JF_P10L(16), JF_P10L(17), JF_P10L(18), JF_P10L(19), JF_P10L(20),
+	JF_P10L(21), JF_P10L(22), JF_P10L(23), JF_P10L(24), JF_P10L(25), JF_P10L(26), JF_P10L(27),
+	JF_P10L(28), JF_P10L(29), JF_P10L(30), JF_P10L(31), JF_P10L(32), JF_P10L(33), JF_P10L(34),
+	JF_P10L(35), JF_P10L(36), JF_P10L(37), JF_P10L(38), JF_P10L(39), JF_P10L(40), JF_P10L(41),
+	JF_P10L(42), JF_P10L(43), JF_P10L(44), JF_P10L(45), JF_P10L(46), JF_P10L(47), JF_P10L(48),
+	JF_P10L(49), JF_P10L(50), JF_P10L(51), JF_P10L(52), JF_P10L(53), JF_P10L(54), JF_P10L(55),
+	JF_P10L(56), JF_P10L(57), JF_P10L(58), JF_P10L(59), JF_P10L(60), JF_P10L(61), JF_P10L(62),
+	JF_P10L(63), JF_P10L(64), JF_P10L(65), JF_P10L(66),
+};
+
 /*
  * mant x 10^exp10 rounded to float without strtod, when that is provably
- * the float of strtod's double: x is computed with one rounding in a 64-bit
- * mantissa (relative error <= 2^-64, strtod's <= 2^-53), so when x lies
- * farther than |x| 2^-50 from every float rounding midpoint, the true
- * value, strtod's double and x all round to the same float.  false when
- * that cannot be shown (the caller uses strtod).
+ * the float of strtod's double: x is computed in a 64-bit mantissa with at
+ * most three roundings (10^k past 10^27, the product or quotient: relative
+ * error < 2^-62; strtod's <= 2^-53), so when x lies farther than |x| 2^-50
+ * from every float rounding midpoint, the true value, strtod's double and
+ * x all round to the same float.  That holds for subnormal floats too
+ * (their midpoints are evenly spaced; the one under the smallest is
+ * 2^-150, under which everything is zero): a hostile client's list of
+ * 1e-39s no longer takes strtod's slow path (about 200 ns a number, 25x a
+ * usual one).  Below 10^-66 even 19 digits are < 2^-150 / 30: zero.  false
+ * when that cannot be shown or near overflow (the caller uses strtod).
  */
 static bool jf_quick_float(const struct jf_num *n, float *out)
 {
-	static const long double p10[JF_MAX_EXP10 + 1] = {
-		1e0L, 1e1L, 1e2L, 1e3L, 1e4L, 1e5L, 1e6L, 1e7L, 1e8L, 1e9L, 1e10L, 1e11L, 1e12L,
-		1e13L, 1e14L, 1e15L, 1e16L, 1e17L, 1e18L, 1e19L, 1e20L, 1e21L, 1e22L, 1e23L,
-		1e24L, 1e25L, 1e26L, 1e27L,
-	};
 	long double x, lo, hi, eps;
 	float f;
 
-	if (LDBL_MANT_DIG < 64 || n->lost || n->exp10 > JF_MAX_EXP10 || n->exp10 < -JF_MAX_EXP10)
+	if (LDBL_MANT_DIG < 64 || n->lost || n->exp10 > JF_QUICK_MAX)
 		return false;
-	if (n->mant == 0) {
+	if (n->mant == 0 || n->exp10 < -JF_QUICK_MAX) {
 		*out = n->neg ? -0.0f : 0.0f;
 		return true;
 	}
 	x = (long double)n->mant;
-	x = n->exp10 < 0 ? x / p10[-n->exp10] : x * p10[n->exp10];
-	if (x < 2.0L * FLT_MIN || x > FLT_MAX / 2)
-		return false;	/* subnormal or near overflow: leave it to strtod */
+	x = n->exp10 < 0 ? x / jf_p10l[-n->exp10] : x * jf_p10l[n->exp10];
+	if (x > FLT_MAX / 2)
+		return false;	/* near overflow: leave it to strtod */
 	f = (float)x;
-	lo = ((long double)f + (long double)jf_float_step(f, -1)) / 2;
-	hi = ((long double)f + (long double)jf_float_step(f, 1)) / 2;
 	eps = x * 0x1p-50L;
-	if (x - lo <= eps || hi - x <= eps)
+	hi = ((long double)f + (long double)jf_float_step(f, 1)) / 2;
+	if (hi - x <= eps)
 		return false;
+	if (f > 0) {	/* else x is under 2^-150, the midpoint above zero */
+		lo = ((long double)f + (long double)jf_float_step(f, -1)) / 2;
+		if (x - lo <= eps)
+			return false;
+	}
 	*out = n->neg ? -f : f;
 	return true;
 }

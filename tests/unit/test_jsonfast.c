@@ -148,6 +148,52 @@ static void test_numbers_like_jansson(void **state)
 	}
 }
 
+/*
+ * Subnormal floats and what rounds to zero (jf_quick_float past Clinger's
+ * range, no strtod): random values from 2^-160 to 2^-120 printed as clients
+ * print them, the midpoints between neighbouring subnormals (and between
+ * zero and the smallest) with a hair either side, short exponent tokens of
+ * a hostile list ("1.02e-39"), and tokens whose exponent puts them far
+ * below every float, each exactly as jansson reads it.
+ */
+static void test_tiny_numbers(void **state)
+{
+	static const char *const fixed[] = {
+		"1e-39", "-1e-39", "1.02e-39", "2.2e-39", "1e-45", "7e-46", "7.006492321624086e-46",
+		"7.006492321624087e-46", "1.401298464324817e-45", "2.1019476964872256e-45",
+		"1.1754942e-38", "1.17549435e-38", "1e-60", "123e-70", "-4e-67", "1e-66", "9e-67",
+		"18446744073709551615e-66", "1844674407370955161e-66", "5e-324", "1e-100000",
+		"0.00000000000000000000000000000000000000000000000000000000000000000001",
+	};
+	char buf[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(fixed) / sizeof(*fixed); i++)
+		expect_same(fixed[i]);
+	for (int i = 0; i < 100000; i++) {
+		double d = ldexp((double)(next() >> 11) * 0x1p-53 + 0.5, -120 - (int)(next() % 41));
+
+		snprintf(buf, sizeof(buf), i % 3 == 0 ? "%.17g" : i % 3 == 1 ? "%.9g" : "%.3g",
+			 next() % 2 ? d : -d);
+		expect_like_jansson(buf);
+	}
+	for (uint32_t k = 0; k < 100000; k++) {
+		uint32_t m = k < 50000 ? k : (uint32_t)(next() % (1u << 23));
+		double mid = ldexp((double)m + 0.5, -149);
+
+		snprintf(buf, sizeof(buf), "%.17g", mid);
+		expect_like_jansson(buf);
+		snprintf(buf, sizeof(buf), "%.25g", mid);
+		expect_like_jansson(buf);
+		snprintf(buf, sizeof(buf), "%.17g", nextafter(mid, INFINITY));
+		expect_like_jansson(buf);
+		snprintf(buf, sizeof(buf), "%.17g", nextafter(mid, 0));
+		expect_like_jansson(buf);
+		snprintf(buf, sizeof(buf), "%.9g", ldexp((double)m, -149));
+		expect_like_jansson(buf);
+	}
+}
+
 /* Long fractions (16 to 19 digits, as a client prints a double: the word
  * reader's second eight digits, then the 128-bit reciprocal product),
  * around every power of two a float can be near (where the float spacing
@@ -193,7 +239,9 @@ static void test_declined(void **state)
 	static const char *const bad[] = {
 		"", "-", "+1", ".5", "1.", "1.e3", "1e", "1e+", "x", "Infinity", "NaN", "-inf",
 		"1e400", "-1e400", "12345678901234567890", "1234567890123456789",
-		"0.00000000000000000000000000000000000000000000000000000000000000000001",
+		/* longer than JF_MAX_TOKEN with more digits than 64 bits hold:
+		 * strtod's, which jansson is left to call */
+		"1.0000000000000000000000000000000000000000000000000000000000000000001",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
@@ -1045,6 +1093,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_numbers_like_jansson),
 		cmocka_unit_test(test_wide_fractions),
+		cmocka_unit_test(test_tiny_numbers),
 		cmocka_unit_test(test_declined),
 		cmocka_unit_test(test_list),
 		cmocka_unit_test(test_walk_agrees_with_jansson),
