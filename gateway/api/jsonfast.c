@@ -354,7 +354,8 @@ __attribute__((constructor)) static void jf_rcp_init(void)
  * the same power of two).  false when they do not, or outside
  * [2 FLT_MIN, FLT_MAX / 2]: jf_quick_float decides.
  */
-static bool jf_wide_quick(uint64_t m, unsigned k, bool neg, float *val)
+static inline __attribute__((always_inline)) bool jf_wide_quick(uint64_t m, unsigned k, bool neg,
+								 float *val)
 {
 	unsigned __int128 q = (unsigned __int128)m * jf_rcp[k];
 	uint64_t hi = (uint64_t)(q >> 64), n, mant;
@@ -379,42 +380,49 @@ static bool jf_wide_quick(uint64_t m, unsigned k, bool neg, float *val)
 	return true;
 }
 
-/* m / 10^frac (m > 2^53, frac <= 19), as jfast_float's general path takes
- * those digits: jf_wide_quick, else jf_quick_float; false when neither
- * can decide. */
-static __attribute__((noinline)) bool jf_wide_fraction(uint64_t m, unsigned frac, bool neg,
-							float *val)
+/* m / 10^frac (m > 2^53, 1 <= frac <= 19) when jf_wide_quick cannot
+ * decide, as jfast_float's general path takes those digits:
+ * jf_quick_float; false when it cannot either (strtod will). */
+static __attribute__((noinline)) bool jf_wide_slow(uint64_t m, unsigned frac, bool neg,
+						   float *val)
 {
-	if (frac >= 1 && frac <= 19 && jf_wide_quick(m, frac, neg, val))
-		return true;
 	return jf_quick_float(&(struct jf_num){ .neg = neg, .real = true, .mant = m,
 						.exp10 = -(int)frac }, val);
 }
 
 /*
  * A fraction of more than seven digits at f, after the integer part ip
- * (< 10^7): y its first eight (jf_swar_fraction), the next eight by the
- * word when they are all digits, the rest byte by byte, each checked
- * against the end, up to 19 in all (as a client prints a
- * double: 17 significant digits).  m = ip x 10^frac + fraction, exact in
- * 64 bits (else NULL), is what jf_scan reads from the same text: at most
- * 2^53, one division (Clinger); larger, jf_quick_float, as the general
- * path takes it (NULL when that cannot decide: strtod will).  Past the
- * digits, or NULL.
+ * (< 10^7): y its first eight (jf_swar_fraction), the next up to eight by
+ * the word (all of them, or those before its first non-digit), the rest
+ * byte by byte, each checked against the end, up to 19 in all (as a
+ * client prints a double: 17 significant digits).  m = ip x 10^frac +
+ * fraction, exact in 64 bits (else NULL), is what jf_scan reads from the
+ * same text: at most 2^53, one division (Clinger); larger, the 128-bit
+ * product (jf_wide_quick), else jf_quick_float, as the general path takes
+ * it (NULL when neither can decide: strtod will).  Past the digits, or
+ * NULL.
  */
 static __attribute__((noinline)) const char *jf_long_fraction(const char *f, const char *end,
 							       uint64_t y, uint64_t ip, bool neg,
 							       float *val)
 {
 	const char *q = f + 8, *lim = end - f > 19 ? f + 19 : end;
-	uint64_t m = jf_eight(y), x;
-	unsigned d;
+	uint64_t m = jf_eight(y), x, nd;
+	unsigned d, t, frac;
 
-	/* the next eight by the word too when all are digits (a double's 17
-	 * significant digits: half the byte loop; the same m and q) */
-	if (end - q >= 8 && !jf_nondigits(y = swar_load(q) ^ JF_ZEROS)) {
-		m = m * 100000000u + jf_eight(y);
-		q += 8;
+	/* the next digits by the word: all eight, or the 1..7 before a
+	 * non-digit (digits to the word's top, as jf_swar_fraction); a
+	 * double's 17 significant digits need no byte loop then */
+	if (end - q >= 8) {
+		y = swar_load(q) ^ JF_ZEROS;
+		nd = jf_nondigits(y);
+		if (!nd) {
+			m = m * 100000000u + jf_eight(y);
+			q += 8;
+		} else if ((t = (unsigned)__builtin_ctzll(nd)) > 7) {	/* 8 x (digits) + 7 */
+			m = m * jf_pow10u[t >> 3] + jf_eight(y << (71 - t));
+			q += t >> 3;
+		}
 	}
 	for (; q < lim && (d = (unsigned)(unsigned char)*q - '0') <= 9; q++)
 		m = m * 10 + d;	/* < 10^19 */
@@ -423,9 +431,11 @@ static __attribute__((noinline)) const char *jf_long_fraction(const char *f, con
 	if (ip && (__builtin_mul_overflow(ip, jf_pow10u[q - f], &x) ||
 		   __builtin_add_overflow(m, x, &m)))
 		return NULL;
-	if (m > 1ull << 53)
-		return jf_wide_fraction(m, (unsigned)(q - f), neg, val) ? q : NULL;
-	*val = jf_fraction(m, neg, (unsigned)(q - f));
+	frac = (unsigned)(q - f);	/* 8..19 */
+	if (m <= 1ull << 53)
+		*val = jf_fraction(m, neg, frac);
+	else if (!jf_wide_quick(m, frac, neg, val) && !jf_wide_slow(m, frac, neg, val))
+		return NULL;
 	return q;
 }
 
