@@ -118,3 +118,54 @@ def test_subnormal_rows_flushed_beside_honest_ones(start_gw, tmp_path):
     for model, be in (("amp", "cpu0"), ("amp2", "cpu1")):
         assert gwlib.metric(ms, "infergw_requests_total", backend=be, model=model,
                             outcome="success") == 200, model
+
+
+# JSON text a hostile client writes by hand (not Python's repr): exponents far
+# outside a double's fast range, tokens under every float, and the one just
+# above 2^-150 that rounds to zero only through a double (jansson's reading).
+TINY_TEXT = ["1e-100000", "-9e-67", "0." + "0" * 68 + "1", "7.006492321624086e-46",
+             "1.02e-39", "-2.2e-39", "18446744073709551615e-66", "1e-45",
+             "1.401298464324817e-45", "5e-324", "-0.0", "1e-60", "123e-70", "4e-67",
+             "1.1754942e-38", "-1.17549e-38"]
+# normal floats by far exponents (10^-30 .. 10^-40 apart from the mantissa):
+# through the amplifier (weights ~1e30) they answer values of order 1
+NORMAL_TEXT = ["1.5e-30", "123e-32", "4.2e-31", "-7e-30", "0.000000001e-21", "98765e-35",
+               "3.3333333333333333e-30", "1e-30", "2e-30", "-5.5e-31", "6.02214076e-30",
+               "9.999999e-31", "1.2e-29", "8e-31", "7.1e-30", "1.17549436e-30"]
+
+
+def _text_body(tokens):
+    return ('{"inputs":[{"name":"input","shape":[1,%d],"datatype":"FP32","data":[%s]}]}'
+            % (len(tokens), ",".join(tokens))).encode()
+
+
+def test_tiny_and_far_exponent_text(start_gw, tmp_path):
+    """The JSON reader's own rounding of such tokens (jsonfast.c
+    jf_quick_float, no strtod) over HTTP: tokens under FLT_MIN answer exact
+    zeros (read as zero or as a subnormal, then flushed), far-exponent
+    normal ones the float64 reference of jansson's reading ((float) of the
+    double), and 1e39 (Inf as a float) a 400 naming the field; the gateway
+    serves on."""
+    w = write_amplifier(tmp_path / "amp")
+    g = start_gw("tinytext", sm.config_text([sm.model_yaml("amp", tmp_path / "amp",
+                                                           max_batch=8)],
+                                            [sm.backend_yaml("cpu0", ["amp"])]))
+    assert len(TINY_TEXT) == WIDTH and len(NORMAL_TEXT) == WIDTH
+    url = "/v2/models/amp/infer"
+    for _ in range(3):
+        st, _, raw = gwlib.h1_request(g.port, "POST", url, _text_body(TINY_TEXT),
+                                      [gwlib.JSON_CT], timeout=30)
+        assert st == 200, raw[:300]
+        y = np.asarray(json.loads(raw)["outputs"][0]["data"], dtype=np.float32)
+        assert y.shape == (OUT,) and not np.any(y), y[np.flatnonzero(y)[:4]]
+        st, _, raw = gwlib.h1_request(g.port, "POST", url, _text_body(NORMAL_TEXT),
+                                      [gwlib.JSON_CT], timeout=30)
+        assert st == 200, raw[:300]
+        row = np.asarray([np.float32(float(t)) for t in NORMAL_TEXT], dtype=np.float64)
+        y = np.asarray(json.loads(raw)["outputs"][0]["data"], dtype=np.float32)
+        np.testing.assert_allclose(y, w @ row, rtol=1e-5)
+    st, _, raw = gwlib.h1_request(g.port, "POST", url,
+                                  _text_body(NORMAL_TEXT[:-1] + ["1e39"]), [gwlib.JSON_CT])
+    assert st == 400 and b"inputs[0].data" in raw, (st, raw[:300])
+    print(f"\n1e39: {st} {raw[:200]!r}")
+    attacklib.assert_alive(g)

@@ -116,7 +116,7 @@ def test_cuda_only_with_a_gpu_backend(start_gw, model):
     assert gpu["state"] == "up" or (gpu["reason"] or "").startswith("gpu: CUDA: "), gpu
 
 
-def _fake_plugin(tmp_path, name, stamp):
+def _foreign_plugin(tmp_path, name, stamp):
     """A shared object exporting be_gpu_ops {"gpu", NULL...} and, unless stamp
     is None, be_gpu_stamp = stamp (C initializer of {layout, version})."""
     src = tmp_path / f"{name}.c"
@@ -151,10 +151,10 @@ def test_gpu_plugin_missing_or_broken(start_gw, model, tmp_path, monkeypatch):
              (bad, "gpu: cannot load the GPU plugin: {}: "),
              # shared objects that dlopen takes, with be_gpu_ops of kind gpu
              # whose functions are all NULL: called, they would crash
-             (_fake_plugin(tmp_path, "stale", '{ 0x1234, "0.0.0-stale" }'),
+             (_foreign_plugin(tmp_path, "stale", '{ 0x1234, "0.0.0-stale" }'),
               "gpu: {} is from another build (infergw 0.0.0-stale, layout 1234); this "
               f"program is infergw {version} (layout "),
-             (_fake_plugin(tmp_path, "stampless", None),
+             (_foreign_plugin(tmp_path, "stampless", None),
               "gpu: {} carries no build stamp (be_gpu_stamp): a plugin older than this "
               f"program's check, or not an infergw GPU plugin; install the infergw-gpu.so "
               f"built with infergw {version}")]
