@@ -68,10 +68,11 @@ static int check_config(const char *path)
 	}
 	log_set_level(LOG_WARN);
 	snprintf(summary, sizeof(summary),
-		 "%s: ok: %d model(s), %d backend(s), listen %s:%d, admin %s:%d, %d thread(s) (%s), "
+		 "%s: ok: %d model(s), %d backend(s), listen %s:%d, admin %s:%d%s, %d thread(s) (%s), "
 		 "http2 %s\n",
 		 path, cfg->n_models, cfg->n_backends, cfg->listen.address, cfg->listen.port,
-		 cfg->admin.address, cfg->admin.port, cfg->listen.threads, cfg->listen.threads_from,
+		 cfg->admin.address, cfg->admin.port, cfg->admin.token ? " (bearer token)" : "",
+		 cfg->listen.threads, cfg->listen.threads_from,
 		 cfg->listen.http2_nghttp2 ? "nghttp2" : "native");
 	rt = rt_build(cfg, NULL, &err);
 	if (!rt) {

@@ -367,6 +367,72 @@ static void adm_job(struct call *c, enum adm_op op, const char *arg)
 	adm_job_to(c, op, arg, adm_job_done);
 }
 
+/* a and b equal, in time that depends on their lengths only (no early
+ * exit at the first differing byte: a guesser learns nothing from it). */
+static bool adm_token_equal(const char *a, size_t alen, const char *b, size_t blen)
+{
+	volatile unsigned char d = alen != blen;
+
+	for (size_t i = 0; i < blen; i++)
+		d |= (unsigned char)(b[i] ^ (i < alen ? a[i] : 0));
+	return !d;
+}
+
+/* When the last refusal was logged (ns; 0: never): one line per 10 s at
+ * most, whoever keeps guessing; every refusal counts in
+ * infergw_http_responses_total{code="401"}. */
+static _Atomic uint64_t adm_refused_ns;
+
+/* Answer c 401 with answer (naming what is wrong), and log reason (a few
+ * words, no quotes) unless a refusal was logged within 10 s. */
+static void adm_refuse(struct call *c, const char *reason, const char *answer)
+{
+	uint64_t now = now_ns(), last = atomic_load_explicit(&adm_refused_ns, memory_order_relaxed);
+
+	if ((!last || now - last >= 10000000000ull) &&
+	    atomic_compare_exchange_strong(&adm_refused_ns, &last, now))
+		log_warn("method=%s path=\"%s\" listener=%s msg=\"refused (401): %s; more refusals "
+			 "within 10 s are only counted (infergw_http_responses_total, code 401)\"",
+			 c->method, c->path, c->admin ? "admin" : "main", reason);
+	call_set_resp_header(c, "www-authenticate", "Bearer realm=\"infergw-admin\"");
+	call_respond_error(c, 401, "%s", answer);
+}
+
+/*
+ * With admin.token_file set, what changes or shows the configuration (the
+ * /admin/ endpoints and the repository API on the admin listener,
+ * load/unload on the inference port) asks for "Authorization: Bearer
+ * <its token>" (the scheme in any case, RFC 9110 §11.1).  true when c may
+ * go on (no token set, or c carries it); else c was answered 401 with
+ * WWW-Authenticate.
+ */
+static bool adm_authorized(struct call *c)
+{
+	const char *want = c->rt->cfg->admin.token, *h = call_header(c, "authorization");
+
+	if (!want)
+		return true;
+	if (!h) {
+		adm_refuse(c, "no authorization header",
+			   "this endpoint needs \"Authorization: Bearer <token>\", the token in "
+			   "the file admin.token_file names");
+		return false;
+	}
+	if (strncasecmp(h, "bearer ", 7)) {
+		adm_refuse(c, "authorization not of the Bearer scheme",
+			   "authorization: expected the Bearer scheme (\"Bearer <token>\")");
+		return false;
+	}
+	for (h += 7; *h == ' '; h++)
+		;
+	if (!adm_token_equal(h, strlen(h), want, strlen(want))) {
+		adm_refuse(c, "wrong bearer token",
+			   "authorization: wrong bearer token (not the one in admin.token_file)");
+		return false;
+	}
+	return true;
+}
+
 /*
  * Load and unload on the inference port only where the operator allowed
  * it: anyone who reaches that port could otherwise change what is served.
@@ -377,8 +443,10 @@ static bool adm_repository_allowed(struct call *c)
 	const struct config *cfg = c->rt->cfg;
 	int port = atomic_load_explicit(&adm_port, memory_order_relaxed);
 
-	if (c->admin || cfg->admin.repository_on_main)
-		return true;
+	if (c->admin)
+		return true;	/* adm_handle asked for the token */
+	if (cfg->admin.repository_on_main)
+		return adm_authorized(c);
 	if (port < 0)
 		call_respond_error(c, 403, "model load/unload is served on the admin listener, "
 				   "which is disabled (admin.port: -1); set "
@@ -451,10 +519,21 @@ static void adm_backend_action(struct call *c, const char *rest)
 		adm_drain(c, name);
 }
 
+/* What the admin listener serves to anyone who reaches it, token or not:
+ * Prometheus's scrape and the kubelet's probes (nothing changes, no
+ * configuration shows). */
+static bool adm_open_path(const char *p)
+{
+	return !strcmp(p, "/metrics") || !strcmp(p, "/v2/health/live") ||
+	       !strcmp(p, "/v2/health/ready");
+}
+
 void adm_handle(struct call *c)
 {
 	const char *p = c->path;
 
+	if (!adm_open_path(p) && !adm_authorized(c))
+		return;
 	if (!strcmp(p, "/metrics")) {
 		if (call_allow(c, "GET"))
 			adm_metrics(c);

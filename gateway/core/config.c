@@ -10,11 +10,13 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -276,9 +278,96 @@ fail:
 	return -EINVAL;
 }
 
+/* The bearer token admin.token_file holds: one line of visible ASCII. */
+#define CFG_TOKEN_MIN 16
+#define CFG_TOKEN_MAX 4096
+
+/*
+ * The token in the file at path into buf (CFG_TOKEN_MAX + 3 bytes): a
+ * regular file (a FIFO or /dev/zero would block or never end) of at most
+ * CFG_TOKEN_MAX bytes and a line end (CRLF too), trailing whitespace
+ * dropped.  Its
+ * length, or -1 with *why set.
+ */
+static ssize_t cfg_token_read(const char *path, char *buf, const char **why)
+{
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	struct stat st;
+	ssize_t n = 0, r = 1;
+
+	if (fd < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+		close(fd);
+		*why = "not a regular file";
+		return -1;
+	}
+	while (n < CFG_TOKEN_MAX + 3 && (r = read(fd, buf + n, CFG_TOKEN_MAX + 3 - n)) > 0)
+		n += r;
+	close(fd);
+	if (r < 0) {
+		*why = strerror(errno);
+		return -1;
+	}
+	/* n = CFG_TOKEN_MAX + 3: more than a token and its line end */
+	while (n > 0 && n <= CFG_TOKEN_MAX + 2 && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\r' ||
+			 buf[n - 1] == '\n'))
+		n--;
+	if (n > CFG_TOKEN_MAX) {
+		*why = "longer than 4096 bytes: not a token";
+		return -1;
+	}
+	buf[n] = 0;
+	return n;
+}
+
+/*
+ * admin.token_file: the file resolved against the config's directory, its
+ * token read now, so that a reload (SIGHUP, POST /admin/reload) takes a
+ * rotated one and a file that does not hold one fails the load, naming the
+ * key.  16..4096 visible ASCII characters (what Authorization: Bearer can
+ * carry), trailing whitespace (a newline) dropped.
+ */
+static int cfg_admin_token(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
+{
+	yaml_node_t *n = yt_get(t, m, "token_file");
+	const char *key = "admin.token_file", *why = NULL;
+	char *rel = NULL, buf[CFG_TOKEN_MAX + 3];
+	ssize_t len;
+	int rc = 0;
+
+	if (!n)
+		return 0;
+	if (yt_str(t, n, key, &rel, err))
+		return -EINVAL;
+	if (!rel[0]) {
+		free(rel);
+		return yt_error(t, n, key, err, "expected a file name, got an empty string");
+	}
+	c->admin.token_file = cfg_resolve(c->file, rel);
+	free(rel);
+	len = cfg_token_read(c->admin.token_file, buf, &why);
+	for (ssize_t i = 0; i < len && !why; i++)
+		if (buf[i] < 0x21 || buf[i] > 0x7e)
+			why = "holds a byte that is not visible ASCII (one line of 16..4096 "
+			      "characters, no spaces)";
+	if (!why && len < CFG_TOKEN_MIN)
+		why = "holds fewer than 16 characters: too easy to guess (make one with "
+		      "`openssl rand -hex 32`)";
+	if (why)
+		rc = yt_error(t, n, key, err, "%s: %s", c->admin.token_file, why);
+	else if (!(c->admin.token = strdup(buf)))
+		rc = yt_error(t, n, key, err, "out of memory");
+	explicit_bzero(buf, sizeof(buf));
+	return rc;
+}
+
 static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
-	static const char *const keys[] = { "address", "port", "repository_on_main", NULL };
+	static const char *const keys[] = { "address", "port", "repository_on_main", "token_file",
+		NULL };
 	int64_t port = c->admin.port;
 
 	if (!m)
@@ -286,7 +375,8 @@ static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **e
 	if (yt_check_keys(t, m, "admin", keys, err) ||
 	    cfg_opt_str(t, m, "admin", "address", &c->admin.address, err) ||
 	    cfg_opt_int(t, m, "admin", "port", -1, 65535, &port, err) ||
-	    cfg_opt_bool(t, m, "admin", "repository_on_main", &c->admin.repository_on_main, err))
+	    cfg_opt_bool(t, m, "admin", "repository_on_main", &c->admin.repository_on_main, err) ||
+	    cfg_admin_token(t, m, c, err))
 		return -EINVAL;
 	c->admin.port = (int)port;
 	return 0;
@@ -1136,7 +1226,7 @@ void *cfg_to_json(const struct config *c)
 		json_array_append_new(models, cfg_model_json(&c->models[i]));
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
-	return json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:s, s:o}, s:{s:s, s:i, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
+	return json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:s, s:o}, s:{s:s, s:i, s:b, s:s?}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
 			 " s:{s:s, s:i, s:i, s:i, s:f, s:b, s:i}, s:{s:b, s:i, s:i}, s:{s:s, s:b}, s:o, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
@@ -1145,6 +1235,7 @@ void *cfg_to_json(const struct config *c)
 			 "tls", cfg_tls_json(&c->listen.tls),
 			 "admin", "address", c->admin.address, "port", c->admin.port,
 			 "repository_on_main", c->admin.repository_on_main,
+			 "token_file", c->admin.token_file,
 			 "limits", "max_body_bytes", (json_int_t)c->limits.max_body_bytes,
 			 "max_header_bytes", (int)c->limits.max_header_bytes,
 			 "max_concurrent_streams", (int)c->limits.max_concurrent_streams,
@@ -1407,6 +1498,10 @@ void cfg_free(struct config *c)
 	free(c->listen.tls.where_key);
 	free(c->listen.tls.where_client_ca);
 	free(c->admin.address);
+	free(c->admin.token_file);
+	if (c->admin.token)
+		explicit_bzero(c->admin.token, strlen(c->admin.token));
+	free(c->admin.token);
 	for (int i = 0; i < c->dpdk.n_eal; i++)
 		free(c->dpdk.eal[i]);
 	free(c->dpdk.eal);

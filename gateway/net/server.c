@@ -1129,6 +1129,32 @@ static int srv_start_undo(struct server *s, int n, int rc)
 	return rc;
 }
 
+/* address is a loopback one (127.0.0.0/8, ::1, localhost). */
+static bool srv_loopback(const char *address)
+{
+	struct in_addr a4;
+	struct in6_addr a6;
+
+	if (!strcmp(address, "localhost"))
+		return true;
+	if (inet_pton(AF_INET, address, &a4) == 1)
+		return (ntohl(a4.s_addr) >> 24) == 127;
+	return inet_pton(AF_INET6, address, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+}
+
+/* The admin listener's line at start, and a warning when anyone off the
+ * host may reach it without a token. */
+static void srv_log_admin(const struct config *cfg, int port)
+{
+	log_info("admin=%s:%d auth=%s msg=\"admin listener (own loop thread): /metrics, /v2/health, "
+		 "/admin%s\"", cfg->admin.address, port, cfg->admin.token ? "bearer" : "none",
+		 cfg->admin.token ? " (a bearer token: admin.token_file)" : "");
+	if (!cfg->admin.token && !srv_loopback(cfg->admin.address))
+		log_warn("admin=%s:%d msg=\"the admin listener is off loopback and admin.token_file "
+			 "is not set: anyone who reaches it can reload the configuration, drain "
+			 "backends and unload models (docs/security.md)\"", cfg->admin.address, port);
+}
+
 int srv_start(struct server *s, const struct config *cfg, char **err)
 {
 	bool tls;
@@ -1182,8 +1208,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 		log_info("grpc_listen=%s:%d msg=\"Triton's gRPC port: the same HTTP/2 stack (gRPC and HTTP)\"",
 			 cfg->listen.address, s->grpc_port);
 	if (s->admin_port >= 0)
-		log_info("admin=%s:%d msg=\"admin listener (own loop thread): /metrics, /v2/health\"",
-			 cfg->admin.address, s->admin_port);
+		srv_log_admin(cfg, s->admin_port);
 	return 0;
 }
 

@@ -172,3 +172,59 @@ def test_full_admin_queue_is_503_with_retry_after(gw_factory):
         assert h.get("retry-after") == "1", h
         assert "too many admin jobs pending" in strict_json(body)["error"]
     attacklib.assert_alive(g)
+
+
+def test_token_guessing_is_refused_and_quiet(gw_factory, model, tmp_path):
+    """admin.token_file set by a reload, then 2,400 guesses (wrong tokens of
+    every length 1..300, a prefix and an extension of the right one, other
+    schemes) on the admin listener over HTTP/2 (pipelined, 100 streams at a
+    time) and HTTP/1.1 keep-alive, while a bystander infers on the main
+    port: every guess is a 401, the bystander is served, the log holds one
+    refusal line per 10 s (not one per guess), none of the guessed tokens
+    and not the token, and the token still works after.  An Authorization
+    header past limits.max_header_bytes is a 431, not a comparison."""
+    import random
+    token = "".join(random.Random(7).choice("0123456789abcdef") for _ in range(64))
+    (tmp_path / "admin.token").write_text(token + "\n")
+    g = gw_factory("guess")
+    g.config.write_text(g.config.read_text().replace(
+        "\nadmin:\n", f"\nadmin:\n  token_file: {tmp_path / 'admin.token'}\n", 1))
+    st, _, raw = gwlib.h1_request(g.admin_port, "POST", "/admin/reload", b"", timeout=20)
+    assert st == 200, raw[:300]
+    rng = random.Random(11)
+    guesses = [f"Bearer {rng.randbytes(rng.randint(1, 150)).hex()}" for _ in range(2000)]
+    guesses += [f"Bearer {token[:-1]}", f"Bearer {token}0", f"Basic {token}", token] * 100
+    t0 = time.monotonic()
+    with attacklib.Bystander(g, model, max_requests=400, pause=0.01, timeout=30) as b:
+        codes = []
+        for c0 in range(0, 2000, 500):
+            with gwlib.H2Client(g.admin_port, timeout=60) as c:
+                for i in range(c0, c0 + 500, 100):
+                    sids = [c.request("GET", "/admin/config",
+                                      headers=[("authorization", a)], flush=False)
+                            for a in guesses[i:i + 100]]
+                    c._flush()
+                    codes += [r.status for r in c.wait(sids)]
+        conn = gwlib.H1Conn(g.admin_port, 30.0, None)
+        try:
+            for a in guesses[2000:]:
+                st, _, raw = conn.request("POST", "/admin/reload", b"",
+                                          [("authorization", a)])
+                codes.append(st)
+        finally:
+            conn.close()
+    took = time.monotonic() - t0
+    assert codes == [401] * len(guesses), sorted(set(codes))
+    b.assert_served()
+    log = g.log()
+    lines = [ln for ln in log.splitlines() if "refused (401)" in ln]
+    assert 1 <= len(lines) <= 1 + took / 10, (len(lines), took)
+    assert token not in log and token[:-1] not in log
+    assert not any(a.split()[-1] in log for a in guesses[:2000:97])
+    st, _, raw = gwlib.h1_request(g.admin_port, "GET", "/admin/config",
+                                  headers=[("authorization", "Bearer " + "x" * 20000)])
+    assert st == 431, (st, raw[:200])
+    st, _, raw = gwlib.h1_request(g.admin_port, "GET", "/admin/config",
+                                  headers=[("authorization", f"Bearer {token}")])
+    assert st == 200 and json.loads(raw)["admin"]["token_file"].endswith("admin.token"), raw[:300]
+    attacklib.assert_alive(g)

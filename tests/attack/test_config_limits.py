@@ -49,3 +49,37 @@ def test_reload_of_oversized_yaml_refused_cheaply(gw_factory, kind):
     st, _, raw = gwlib.h1_request(g.admin_port, "POST", "/admin/reload", b"", timeout=60)
     assert st == 200, raw[:300]
     attacklib.assert_alive(g)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "sparse-1g"])
+def test_token_file_that_never_ends_refused(gw_factory, tmp_path, kind):
+    """admin.token_file pointed at a FIFO nobody writes (a blocking read
+    would hang the control thread, and with it every reload), at /dev/zero
+    (an endless read) or at a 1 GiB sparse file: the reload is refused at
+    once, naming the key and why, the gateway serves on, and the admin
+    listener still answers without a token (the old configuration had
+    none)."""
+    import os
+    g = gw_factory("tokfile")
+    base = g.config.read_text()
+    if kind == "fifo":
+        path = tmp_path / "token.fifo"
+        os.mkfifo(path)
+        want = "not a regular file"
+    elif kind == "dev-zero":
+        path = "/dev/zero"
+        want = "not a regular file"
+    else:
+        path = tmp_path / "token.sparse"
+        with open(path, "wb") as f:
+            f.truncate(1 << 30)
+        want = "longer than 4096 bytes"
+    assert "\nadmin:\n" in base, base
+    g.config.write_text(base.replace("\nadmin:\n", f"\nadmin:\n  token_file: {path}\n", 1))
+    st, _, raw = gwlib.h1_request(g.admin_port, "POST", "/admin/reload", b"", timeout=20)
+    doc = json.loads(raw)
+    assert st == 400 and doc["result"] == "failure", (st, raw[:300])
+    assert f"admin.token_file: {path}: {want}" in doc["error"], doc["error"]
+    st, _, raw = gwlib.h1_request(g.admin_port, "GET", "/admin/config")
+    assert st == 200 and json.loads(raw)["admin"]["token_file"] is None, raw[:300]
+    attacklib.assert_alive(g)

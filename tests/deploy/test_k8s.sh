@@ -99,7 +99,8 @@ overlays-aks-spot kubernetes.azure.com/scalesetpriority=spot tainted
 LIST
 
 # The gateway's config in the ConfigMap is one the gateway loads (the
-# image's model path swapped for the checkout's).
+# image's model path swapped for the checkout's, the Secret's token file for
+# one made here).
 if [ ! -x build/infergw ]; then
 	skipped "gateway config" "build/infergw not built (make)"
 else
@@ -111,8 +112,10 @@ else
 				const o = d.toJS();
 				if (o?.kind === "ConfigMap" && o.data?.["gateway.yaml"])
 					process.stdout.write(o.data["gateway.yaml"]);
-			}' "$out/base.yaml") | sed "s|/opt/infergw/models|$root/config/models|" \
-			>"$out/gateway.yaml"
+			}' "$out/base.yaml") | sed -e "s|/opt/infergw/models|$root/config/models|" \
+			-e "s|/etc/infergw-admin/token|$out/admin.token|" >"$out/gateway.yaml"
+	# the Secret's token, as `openssl rand -hex 32` makes it (docs/deploy.md)
+	od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$out/admin.token"
 	if msg=$(timeout 60 build/infergw --check-config "$out/gateway.yaml" 2>/dev/null) &&
 	   echo "$msg" | grep -q "ok: 1 model(s), 2 backend(s)"; then
 		ok "gateway config in the ConfigMap loads"

@@ -151,6 +151,7 @@ class SlowGateway(gwlib.GatewayProcess):
 
     def __init__(self, workdir, name, text=None):
         super().__init__(workdir, name)
+        self.admin_token = None  # admin.token_file's token: sent by admin()
         if text is not None:
             self.config.write_text(text)
 
@@ -222,6 +223,8 @@ class SlowGateway(gwlib.GatewayProcess):
     def admin(self, method, path, body=None, timeout=30.0):
         """(status, headers, parsed JSON or raw bytes) from the admin port."""
         hdrs = [("content-type", "application/json")] if body is not None else []
+        if self.admin_token:
+            hdrs.append(("authorization", f"Bearer {self.admin_token}"))
         st, h, raw = h1_request(self.admin_port, method, path, body, hdrs, timeout=timeout)
         try:
             return st, h, json.loads(raw)

@@ -823,6 +823,35 @@ def test_repository_unload_load(pb, tmp_path, start_gw, model):
     check_output(stub.ModelInfer(infer_req(msgs, x)), model, x)
 
 
+def test_repository_unload_needs_admin_token(pb, tmp_path, start_gw):
+    """With admin.repository_on_main and admin.token_file: load/unload
+    without the token's "authorization: Bearer" metadata (or with another)
+    are UNAUTHENTICATED, naming what is missing, and change nothing; with
+    it, the unload is done.  The index stays open."""
+    msgs = pb[0]
+    token = "0123456789abcdef0123456789abcdef"
+    (tmp_path / "admin.token").write_text(token + "\n")
+    text = sm.config_text([sm.model_yaml("digits", gwlib.MODEL_DIR)],
+                          [sm.backend_yaml("cpu0", ["digits"])])
+    text = text.replace("admin:\n  address: 127.0.0.1\n",
+                        "admin:\n  repository_on_main: true\n  token_file: "
+                        f"{tmp_path / 'admin.token'}\n  address: 127.0.0.1\n")
+    g = start_gw("grpc-token", text)
+    stub = pb[1](grpc.insecure_channel(f"{gwlib.HOST}:{g.port}"))
+    unload = msgs.RepositoryModelUnloadRequest(model_name="digits")
+    code, msg = code_of(lambda: stub.RepositoryModelUnload(unload))
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "admin.token_file" in msg, msg
+    code, msg = code_of(lambda: stub.RepositoryModelLoad(
+        msgs.RepositoryModelLoadRequest(model_name="digits"),
+        metadata=(("authorization", "Bearer " + token[::-1]),)))
+    assert code == grpc.StatusCode.UNAUTHENTICATED and "wrong bearer token" in msg, msg
+    assert stub.ModelReady(msgs.ModelReadyRequest(name="digits")).ready
+    stub.RepositoryModelUnload(unload, metadata=(("authorization", "Bearer " + token),))
+    idx = stub.RepositoryIndex(msgs.RepositoryIndexRequest())
+    assert [(m.name, m.state, m.reason) for m in idx.models] == \
+        [("digits", "UNAVAILABLE", "unloaded")]
+
+
 # ---- message compression (grpc-encoding) ----------------------------------
 
 def test_gzip_messages_grpcio(pb, gw, model):

@@ -409,6 +409,49 @@ static void expect_error_tail(const char *tail, const char *where, const char *w
 	expect_error(text, where, what);
 }
 
+/* admin.token_file: resolved against the config's directory (/tmp here),
+ * the token without its line end, the path (never the token) in the JSON;
+ * a token file that cannot serve is an error at the key, naming the file. */
+static void test_admin_token_file(void **state)
+{
+	static const char tok[] = "0123456789abcdef0123456789ABCDEF";
+	char tf[] = "/tmp/infergw-token-XXXXXX", text[512], *err, *js;
+	struct config *c;
+	json_t *j;
+	FILE *f;
+
+	f = fdopen(mkstemp(tf), "w");
+	fprintf(f, "%s\r\n", tok);
+	fclose(f);
+	snprintf(text, sizeof(text), "admin:\n  token_file: %s\nmodels:\n  - name: a\n"
+		 "backends:\n  - kind: cpu\n", tf + 5);	/* relative: "infergw-token-..." */
+	c = load_text(text, &err);
+	assert_non_null(c);
+	assert_string_equal(c->admin.token_file, tf);
+	assert_string_equal(c->admin.token, tok);
+	j = cfg_to_json(c);
+	js = json_dumps(j, 0);
+	assert_non_null(strstr(js, tf));
+	assert_null(strstr(js, tok));
+	free(js);
+	json_decref(j);
+	cfg_free(c);
+	unlink(path);
+	f = fopen(tf, "w");
+	fprintf(f, "%s", "0123456789abcde");	/* 15 */
+	fclose(f);
+	snprintf(text, sizeof(text), "admin:\n  token_file: %s\n", tf);
+	expect_error_tail(text, "6:15", "holds fewer than 16 characters");
+	f = fopen(tf, "w");
+	fprintf(f, "%s\t%s", tok, tok);	/* a tab inside */
+	fclose(f);
+	expect_error_tail(text, "6:15", "not visible ASCII");
+	unlink(tf);
+	expect_error_tail(text, "6:15", "No such file or directory");
+	expect_error_tail("admin:\n  token_file: /tmp\n", "6:15",
+			  "admin.token_file: /tmp: not a regular file");
+}
+
 /* The sections added for routing, the admin listener and reloads. */
 static void test_routing_admin_reload(void **state)
 {
@@ -717,6 +760,7 @@ int main(void)
 		cmocka_unit_test(test_relative_model_path),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_routing_admin_reload),
+		cmocka_unit_test(test_admin_token_file),
 		cmocka_unit_test(test_http2_engine),
 		cmocka_unit_test(test_restart_diff_and_drop),
 		cmocka_unit_test(test_restart_diff_long),

@@ -18,6 +18,14 @@ expect(gw?.spec.template.spec.securityContext?.runAsNonRoot === true, "gateway p
 expect(gwc?.resources?.requests && gwc?.resources?.limits, "gateway without resource requests and limits");
 expect(!gwc?.volumeMounts?.some((m) => m.subPath), "gateway config mounted with subPath (never updated)");
 expect(find("PodDisruptionBudget", "infergw-gateway"), "no PodDisruptionBudget for the gateway");
+// The admin listener is on the pod network: its token comes from a Secret
+// mounted (not optional) where gateway.yaml's admin.token_file points.
+const gwyaml = find("ConfigMap", "infergw-gateway")?.data?.["gateway.yaml"] ?? "";
+const tokenFile = /^\s+token_file:\s*(\S+)/m.exec(gwyaml)?.[1];
+const tokenVol = gw?.spec.template.spec.volumes?.find((v) => v.secret &&
+	gwc?.volumeMounts?.some((m) => m.name === v.name && tokenFile?.startsWith(m.mountPath + "/")));
+expect(tokenFile, "gateway.yaml has no admin.token_file (the admin API open to the pod network)");
+expect(tokenVol && tokenVol.secret.optional !== true, `admin.token_file ${tokenFile} is not in a mounted, required Secret`);
 expect(find("ConfigMap", "infergw-gateway")?.data?.["gateway.yaml"], "no ConfigMap infergw-gateway with gateway.yaml");
 for (const pool of ["cpu", "gpu"]) {
 	const svc = find("Service", `infergw-agent-${pool}`);
