@@ -51,6 +51,7 @@ struct agt_opts {
 	int grace_ms;		/* --grace-ms: SIGTERM drain bound */
 	size_t out_cap;		/* --out-cap BYTES: reads pause above it */
 	int log_level;		/* enum log_level */
+	const char *token_file;	/* --token-file FILE: the token hellos must carry */
 };
 
 enum agt_args_result { AGT_ARGS_RUN = 0, AGT_ARGS_HELP, AGT_ARGS_VERSION };

@@ -40,6 +40,11 @@ void agt_usage(void *fp)
 		"                             peer must take our output within MS (default 30000)\n"
 		"      --grace-ms MS          SIGTERM: longest wait for in-flight batches (10000)\n"
 		"      --out-cap BYTES        reads pause while this much output waits (4 MiB)\n"
+		"      --token-file FILE      a gateway's hello must carry the token in FILE\n"
+		"                             (its backends[].token_file); else error 401 and\n"
+		"                             the connection closes.  Read at start and at\n"
+		"                             every hello (a rotated token applies to new\n"
+		"                             connections); docs/agent.md\n"
 		"      --log-level LEVEL      debug, info, warn or error (default info)\n"
 		"  -v, --version              print the version and the protocol version\n"
 		"  -h, --help                 this text\n"
@@ -101,7 +106,7 @@ static int agt_arg_int(const char *flag, const char *s, long long min, long long
 }
 
 enum { OPT_MAX_FRAME = 256, OPT_MAX_CONNS, OPT_FRAME_TMO, OPT_GRACE, OPT_OUT_CAP, OPT_LOG,
-       OPT_BACKEND, OPT_DEVICE };
+       OPT_BACKEND, OPT_DEVICE, OPT_TOKEN_FILE };
 
 #define AGT_MAX_STREAMS 16	/* the GPU backend's limit (docs/config.md, streams) */
 
@@ -120,6 +125,7 @@ int agt_opts_parse(struct agt_opts *o, int argc, char **argv, char *err, size_t 
 		{ "log-level", required_argument, NULL, OPT_LOG },
 		{ "backend", required_argument, NULL, OPT_BACKEND },
 		{ "device", required_argument, NULL, OPT_DEVICE },
+		{ "token-file", required_argument, NULL, OPT_TOKEN_FILE },
 		{ "version", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 }
@@ -199,6 +205,9 @@ int agt_opts_parse(struct agt_opts *o, int argc, char **argv, char *err, size_t 
 					 optarg);
 				return -EINVAL;
 			}
+			break;
+		case OPT_TOKEN_FILE:
+			o->token_file = optarg;
 			break;
 		case OPT_DEVICE:
 			if (agt_arg_int("--device", optarg, 0, 64, &v, err, errlen))

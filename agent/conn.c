@@ -34,6 +34,7 @@
 #include "agent.h"
 #include "gateway/core/log.h"
 #include "model/model.h"
+#include "secret.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -88,6 +89,7 @@ struct agt_srv {
 	uint64_t warn_sec;		/* rate limit of rejection lines */
 	int warn_n;
 	unsigned long warn_dropped;
+	char *token;			/* --token-file's, as last read; NULL: none asked */
 };
 
 /* The exec's finish callback has no context argument: one server per process. */
@@ -262,6 +264,49 @@ out_free:
 
 /* ------------------------------------------------------- messages ---- */
 
+/*
+ * With --token-file, the token a gateway's hello must carry: the file read
+ * again now, so that a rotated Secret applies to new connections; when it
+ * no longer holds one, the last good token stays (and the log says why).
+ */
+static const char *agt_srv_token(struct agt_srv *s)
+{
+	const char *why;
+	char *fresh;
+
+	if (!s->token)
+		return NULL;
+	if (!be_secret_read(s->o->token_file, &fresh, &why)) {
+		be_secret_free(s->token);
+		s->token = fresh;
+	} else if (agt_warn_ok(s)) {
+		log_error("token_file=%s msg=\"cannot read the token again (%s): the last one "
+			  "read stays in force\"", s->o->token_file, why);
+	}
+	return s->token;
+}
+
+/* The hello m carries the token (when one is asked); else c was refused
+ * 401 and closes: before the agent's hello, so its models stay unsaid. */
+static bool agt_conn_authorized(struct agt_conn *c, const struct agp_msg *m)
+{
+	const char *want = agt_srv_token(c->s);
+
+	if (!want)
+		return true;
+	if (!m->has_token) {
+		agt_conn_refuse(c, 0, 401, "hello without a token: this agent asks for one "
+				"(backends[].token_file)");
+		return false;
+	}
+	if (!be_secret_equal(m->token, m->token_len, want, strlen(want))) {
+		agt_conn_refuse(c, 0, 401, "wrong token in the hello (backends[].token_file vs "
+				"the agent's --token-file)");
+		return false;
+	}
+	return true;
+}
+
 static void agt_conn_hello(struct agt_conn *c, const struct agp_msg *m)
 {
 	const struct agp_model *models;
@@ -275,6 +320,8 @@ static void agt_conn_hello(struct agt_conn *c, const struct agp_msg *m)
 		agt_conn_refuse(c, 0, 426, msg);
 		return;
 	}
+	if (!agt_conn_authorized(c, m))
+		return;
 	c->hello = true;
 	snprintf(sw, sizeof(sw), "%s %s", AGT_SW_NAME, infergw_version);
 	if (agp_put_hello(&c->s->out, AGP_VERSION, sw, (uint32_t)c->s->o->max_inflight,
@@ -719,6 +766,7 @@ struct agt_srv *agt_srv_start(void *base, const struct agt_opts *o, struct agt_e
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct agt_srv *s;
+	const char *why;
 	char portstr[16];
 	int rc;
 
@@ -736,6 +784,10 @@ struct agt_srv *agt_srv_start(void *base, const struct agt_opts *o, struct agt_e
 	s->ev_accept = evtimer_new(base, agt_srv_on_accept_resume, s);
 	if (!s->sp.models || !s->sp.slices || !s->ev_drain || !s->ev_accept)
 		goto out_oom_free;
+	if (o->token_file && be_secret_read(o->token_file, &s->token, &why)) {
+		*err = be_strdupf("--token-file %s: %s", o->token_file, why);
+		goto out_free;
+	}
 	snprintf(portstr, sizeof(portstr), "%d", o->port);
 	rc = getaddrinfo(o->host, portstr, &hints, &ai);
 	if (rc) {
@@ -798,6 +850,7 @@ void agt_srv_free(struct agt_srv *s)
 	agp_buf_free(&s->out);
 	free(s->sp.models);
 	free(s->sp.slices);
+	be_secret_free(s->token);
 	if (agt_srv_self == s)
 		agt_srv_self = NULL;
 	free(s);

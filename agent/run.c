@@ -99,9 +99,10 @@ int agt_run(const struct agt_opts *o)
 			off += (size_t)snprintf(names + off, sizeof(names) - off, "%s%s",
 						i ? "," : "", models[i].name);
 		log_info("listen=%s:%d models=%s threads=%d window=%d max_frame=%u "
-			 "max_connections=%d version=%s protocol=%d msg=\"infergw-agent ready\"",
-			 o->host, port, names, o->threads, o->max_inflight, o->max_frame,
-			 o->max_conns, infergw_version, AGP_VERSION);
+			 "max_connections=%d auth=%s version=%s protocol=%d msg=\"infergw-agent "
+			 "ready\"", o->host, port, names, o->threads, o->max_inflight, o->max_frame,
+			 o->max_conns, o->token_file ? "token" : "none", infergw_version,
+			 AGP_VERSION);
 	}
 	event_base_dispatch(l.base);
 	if (l.signals == 0)

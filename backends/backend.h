@@ -124,6 +124,8 @@ struct be_remote_conf {
 	int consecutive_failures;	/* failures in a row that eject */
 	int ejection_ms, max_ejection_ms;	/* base period (x times ejected), cap */
 	int max_ejection_percent;	/* of the pool ejected at once (at least one) */
+	char *token_file;		/* the agents' token (secret.h): its file, resolved */
+	char *token;			/* sent in the hello; NULL: none */
 };
 
 /* Kind gpu's own keys (backends/gpu/gpu.c, docs/config.md); streams are
@@ -255,6 +257,9 @@ struct be_conf_src {
 	int (*get_bool)(void *ctx, const char *key, bool *out, char **err);
 	/* an error about the entry itself (a missing key) */
 	int (*error)(void *ctx, char **err, const char *msg);
+	/* a file name key: resolved against the config's directory into *path,
+	 * the token it holds (secret.h) into *token, read now; both malloc'd */
+	int (*get_secret)(void *ctx, const char *key, char **path, char **token, char **err);
 };
 
 struct backend_ops {

@@ -26,11 +26,12 @@
 enum key {
 	K_T, K_ID, K_V, K_SW, K_WINDOW, K_THREADS, K_MODELS, K_Q, K_QC, K_SVC_US,
 	K_MODEL, K_SLICES, K_INPUT, K_OUTPUT, K_STATUS, K_MSG, K_QUEUE_US, K_EXEC_US,
-	K_TOP_N
+	K_TOKEN, K_TOP_N
 };
 static const char *const top_keys[K_TOP_N] = {
 	"t", "id", "v", "sw", "window", "threads", "models", "q", "qc", "svc_us",
 	"model", "slices", "input", "output", "status", "msg", "queue_us", "exec_us",
+	"token",
 };
 
 enum { MK_NAME, MK_VERSION, MK_IN_DIM, MK_OUT_DIM, MK_MAX_BATCH, MK_DTYPE, MODEL_KEYS_N };
@@ -382,6 +383,27 @@ static int dec_data(struct dec *d, const uint8_t *pos, const uint8_t *end, const
 
 #define FLD(n) (&(struct fld){ NULL, 0, (n) })
 
+/* The gateway's hello's token: a view of a str of at most AGP_TOKEN_MAX
+ * bytes (its bytes are the agent's to judge); absent: none. */
+static int dec_token(struct dec *d, const uint8_t *pos, const uint8_t *end, struct agp_msg *m)
+{
+	struct mpr_val v;
+
+	if (!pos)
+		return 0;
+	val_at(pos, end, &v);
+	if (v.kind != MPR_STR)
+		return dec_fail(d, -EINVAL, FLD("token"), "expected a string, got %s",
+				mpr_kind_name(v.kind));
+	if (v.u > AGP_TOKEN_MAX)
+		return dec_fail(d, -EINVAL, FLD("token"), "%llu bytes, at most %d",
+				(unsigned long long)v.u, AGP_TOKEN_MAX);
+	m->token = (const char *)v.ptr;
+	m->token_len = (size_t)v.u;
+	m->has_token = true;
+	return 0;
+}
+
 static int dec_hello(struct dec *d, const uint8_t **pos, const uint8_t *end,
 		     const struct agp_space *sp, struct agp_msg *m)
 {
@@ -400,8 +422,8 @@ static int dec_hello(struct dec *d, const uint8_t **pos, const uint8_t *end,
 	}
 	if ((rc = get_str(d, pos[K_SW], end, FLD("sw"), false, m->sw, sizeof(m->sw))))
 		return rc;
-	if (!pos[K_WINDOW])	/* the gateway's hello: {v, sw} */
-		return 0;
+	if (!pos[K_WINDOW])	/* the gateway's hello: {v, sw[, token]} */
+		return dec_token(d, pos[K_TOKEN], end, m);
 	if ((rc = get_u32(d, pos[K_WINDOW], end, FLD("window"), 1, &m->window)) ||
 	    (rc = get_u32(d, pos[K_THREADS], end, FLD("threads"), 0, &m->threads)) ||
 	    (rc = dec_models(d, pos[K_MODELS], end, sp, m)))
@@ -759,15 +781,17 @@ void agp_buf_free(struct agp_buf *b)
 	b->len = b->cap = 0;
 }
 
-int agp_put_hello_req(struct agp_buf *b, uint32_t version, const char *sw)
+int agp_put_hello_req(struct agp_buf *b, uint32_t version, const char *sw, const char *token)
 {
 	struct wr w;
 
 	wr_begin(&w, b);
-	wr_map(&w, 3);
+	wr_map(&w, token ? 4 : 3);
 	wr_kv_str(&w, "t", "hello");
 	wr_kv_uint(&w, "v", version);
 	wr_kv_str(&w, "sw", sw);
+	if (token)
+		wr_kv_str(&w, "token", token);
 	return wr_end(&w);
 }
 

@@ -46,6 +46,7 @@
 #define AGP_MAX_SLICES 4096			/* slices in one infer/result */
 #define AGP_NAME_MAX 64				/* model name bytes (as config names) */
 #define AGP_MSG_MAX 160				/* error text bytes kept */
+#define AGP_TOKEN_MAX 4096			/* a hello's token bytes (secret.h) */
 
 enum agp_type {
 	AGP_HELLO = 1,
@@ -92,6 +93,9 @@ struct agp_msg {
 	/* hello */
 	uint32_t version;
 	char sw[64];				/* software "infergw-agent 1.2" */
+	const char *token;			/* the gateway's hello: a view, not a C string */
+	size_t token_len;
+	bool has_token;
 	uint32_t window, threads;		/* the agent's (hello from the agent) */
 	int n_models;
 	struct agp_model *models;
@@ -167,8 +171,9 @@ struct agp_buf {
 
 void agp_buf_free(struct agp_buf *b);	/* frees p; the buffer is empty again */
 
-/* hello from the gateway: the version it speaks and its software name. */
-int agp_put_hello_req(struct agp_buf *b, uint32_t version, const char *sw);
+/* hello from the gateway: the version it speaks, its software name and
+ * the agents' token (backends[].token_file; NULL: none). */
+int agp_put_hello_req(struct agp_buf *b, uint32_t version, const char *sw, const char *token);
 /* hello from the agent: models[0..n), its window and threads, its load. */
 int agp_put_hello(struct agp_buf *b, uint32_t version, const char *sw, uint32_t window,
 		  uint32_t threads, const struct agp_model *models, int n,

@@ -5,6 +5,7 @@
  */
 #define _GNU_SOURCE
 #include "remote/remote.h"
+#include "secret.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>
@@ -16,7 +17,7 @@
 const char *const be_remote_keys[] = {
 	"address", "window", "connect_timeout_ms", "timeout_ms", "ping_ms", "reconnect_ms",
 	"reconnect_max_ms", "pool", "consecutive_failures", "ejection_ms", "max_ejection_ms",
-	"max_ejection_percent", NULL,
+	"max_ejection_percent", "token_file", NULL,
 };
 
 void be_remote_conf_defaults(struct be_remote_conf *rc)
@@ -90,7 +91,8 @@ int be_remote_parse_conf(struct backend_conf *conf, const struct be_conf_src *sr
 	    be_rmt_key(src, "consecutive_failures", 1, 1000000, &rc->consecutive_failures, err) ||
 	    be_rmt_key(src, "ejection_ms", 1, 86400000, &rc->ejection_ms, err) ||
 	    be_rmt_key(src, "max_ejection_ms", 1, 86400000, &rc->max_ejection_ms, err) ||
-	    be_rmt_key(src, "max_ejection_percent", 0, 100, &rc->max_ejection_percent, err))
+	    be_rmt_key(src, "max_ejection_percent", 0, 100, &rc->max_ejection_percent, err) ||
+	    src->get_secret(src->ctx, "token_file", &rc->token_file, &rc->token, err))
 		return -EINVAL;
 	if (!conf->address)
 		return src->error(src->ctx, err,
@@ -125,8 +127,12 @@ static int be_rmt_conf_copy(struct backend_conf *dst, const struct backend_conf 
 	dst->name = strdup(name);
 	dst->address = strdup(addr);
 	dst->remote.pool = strdup(in->remote.pool ? in->remote.pool : in->name);
+	dst->remote.token_file = be_rmt_strdup0(in->remote.token_file);
+	dst->remote.token = be_rmt_strdup0(in->remote.token);
 	dst->models = calloc((size_t)in->n_models + 1, sizeof(char *));
-	if (!dst->name || !dst->address || !dst->remote.pool || !dst->models)
+	if (!dst->name || !dst->address || !dst->remote.pool || !dst->models ||
+	    !dst->remote.token_file != !in->remote.token_file ||
+	    !dst->remote.token != !in->remote.token)
 		return -ENOMEM;
 	for (int i = 0; i < in->n_models; i++)
 		if (!(dst->models[i] = be_rmt_strdup0(in->models[i])))
@@ -142,6 +148,8 @@ static void be_rmt_conf_free(struct backend_conf *b)
 	free(b->name);
 	free(b->address);
 	free(b->remote.pool);
+	free(b->remote.token_file);
+	be_secret_free(b->remote.token);
 }
 
 int be_rmt_expand_addrs(const struct backend_conf *in, const char *const *addrs, int n_addrs,

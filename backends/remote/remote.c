@@ -30,6 +30,7 @@
  */
 #define _GNU_SOURCE
 #include "remote/remote.h"
+#include "secret.h"
 
 #include "model/model.h"
 #include "remote/eject.h"
@@ -767,6 +768,23 @@ static bool rmt_model_matches(const struct be_rmt *r, const struct model *m, cha
 }
 
 /*
+ * The token for a hello: token_file read again now (a rotated Secret
+ * applies at the next connection, as the agent reads its own at every
+ * hello), into *fresh (the caller frees it with be_secret_free); when the
+ * file no longer holds one, the token the configuration loaded.  NULL:
+ * none configured.
+ */
+static const char *rmt_token(const struct be_rmt *r, char **fresh)
+{
+	const char *why;
+
+	*fresh = NULL;
+	if (!r->rc.token_file)
+		return NULL;
+	return be_secret_read(r->rc.token_file, fresh, &why) ? r->rc.token : *fresh;
+}
+
+/*
  * Connect, say hello and read the agent's, within connect_timeout_ms.
  * The connected fd with the agent's models and load taken in, or -errno
  * with r->why.  Runs on the opener's thread at open, then on the I/O
@@ -778,14 +796,16 @@ static int rmt_connect(struct be_rmt *r, uint32_t *window)
 	struct agp_buf hello = { 0 };
 	uint8_t hdr[AGP_HDR_BYTES], *payload = NULL;
 	struct agp_msg m;
-	char err[160];
+	char err[160], *token = NULL;
 	uint32_t len;
 	int fd, rc;
 
 	fd = rmt_dial(r, deadline);
 	if (fd < 0)
 		return fd;
-	if ((rc = agp_put_hello_req(&hello, AGP_VERSION, "infergw")) ||
+	rc = agp_put_hello_req(&hello, AGP_VERSION, "infergw", rmt_token(r, &token));
+	be_secret_free(token);
+	if (rc ||
 	    (rc = rmt_write_all(fd, hello.p, hello.len, deadline)) ||
 	    (rc = rmt_read_all(fd, hdr, sizeof(hdr), deadline))) {
 		snprintf(r->why, sizeof(r->why), "hello with %s: %s", rmt_addr(r),

@@ -18,6 +18,7 @@
 #include "metrics.h"
 #include "model/model.h"
 #include "runtime.h"
+#include "secret.h"
 #include "util.h"
 
 /* Take ownership of j and answer c with it (pretty JSON for people).  j
@@ -367,17 +368,6 @@ static void adm_job(struct call *c, enum adm_op op, const char *arg)
 	adm_job_to(c, op, arg, adm_job_done);
 }
 
-/* a and b equal, in time that depends on their lengths only (no early
- * exit at the first differing byte: a guesser learns nothing from it). */
-static bool adm_token_equal(const char *a, size_t alen, const char *b, size_t blen)
-{
-	volatile unsigned char d = alen != blen;
-
-	for (size_t i = 0; i < blen; i++)
-		d |= (unsigned char)(b[i] ^ (i < alen ? a[i] : 0));
-	return !d;
-}
-
 /* When the last refusal was logged (ns; 0: never): one line per 10 s at
  * most, whoever keeps guessing; every refusal counts in
  * infergw_http_responses_total{code="401"}. */
@@ -425,7 +415,7 @@ static bool adm_authorized(struct call *c)
 	}
 	for (h += 7; *h == ' '; h++)
 		;
-	if (!adm_token_equal(h, strlen(h), want, strlen(want))) {
+	if (!be_secret_equal(h, strlen(h), want, strlen(want))) {
 		adm_refuse(c, "wrong bearer token",
 			   "authorization: wrong bearer token (not the one in admin.token_file)");
 		return false;

@@ -10,17 +10,16 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <jansson.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "route_policy.h"
+#include "secret.h"
 #include "util.h"
 #include "model/ytree.h"
 
@@ -278,90 +277,34 @@ fail:
 	return -EINVAL;
 }
 
-/* The bearer token admin.token_file holds: one line of visible ASCII. */
-#define CFG_TOKEN_MIN 16
-#define CFG_TOKEN_MAX 4096
-
 /*
- * The token in the file at path into buf (CFG_TOKEN_MAX + 3 bytes): a
- * regular file (a FIFO or /dev/zero would block or never end) of at most
- * CFG_TOKEN_MAX bytes and a line end (CRLF too), trailing whitespace
- * dropped.  Its
- * length, or -1 with *why set.
+ * The secret file key names in map m (admin.token_file,
+ * backends[i].token_file), resolved against the config's directory, into
+ * *path, its token (be_secret_read) into *token; read now, so that a
+ * reload takes a rotated one and a file that holds none fails the load,
+ * naming the key, the file and why.  Absent: both left NULL.
  */
-static ssize_t cfg_token_read(const char *path, char *buf, const char **why)
+static int cfg_secret(struct ytree *t, yaml_node_t *m, const struct config *c, const char *at,
+		      const char *key, char **path, char **token, char **err)
 {
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-	struct stat st;
-	ssize_t n = 0, r = 1;
-
-	if (fd < 0) {
-		*why = strerror(errno);
-		return -1;
-	}
-	if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-		close(fd);
-		*why = "not a regular file";
-		return -1;
-	}
-	while (n < CFG_TOKEN_MAX + 3 && (r = read(fd, buf + n, CFG_TOKEN_MAX + 3 - n)) > 0)
-		n += r;
-	close(fd);
-	if (r < 0) {
-		*why = strerror(errno);
-		return -1;
-	}
-	/* n = CFG_TOKEN_MAX + 3: more than a token and its line end */
-	while (n > 0 && n <= CFG_TOKEN_MAX + 2 && (buf[n - 1] == ' ' || buf[n - 1] == '\t' || buf[n - 1] == '\r' ||
-			 buf[n - 1] == '\n'))
-		n--;
-	if (n > CFG_TOKEN_MAX) {
-		*why = "longer than 4096 bytes: not a token";
-		return -1;
-	}
-	buf[n] = 0;
-	return n;
-}
-
-/*
- * admin.token_file: the file resolved against the config's directory, its
- * token read now, so that a reload (SIGHUP, POST /admin/reload) takes a
- * rotated one and a file that does not hold one fails the load, naming the
- * key.  16..4096 visible ASCII characters (what Authorization: Bearer can
- * carry), trailing whitespace (a newline) dropped.
- */
-static int cfg_admin_token(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
-{
-	yaml_node_t *n = yt_get(t, m, "token_file");
-	const char *key = "admin.token_file", *why = NULL;
-	char *rel = NULL, buf[CFG_TOKEN_MAX + 3];
-	ssize_t len;
-	int rc = 0;
+	yaml_node_t *n = yt_get(t, m, key);
+	const char *why = NULL;
+	char *rel = NULL, p[256];
 
 	if (!n)
 		return 0;
-	if (yt_str(t, n, key, &rel, err))
+	snprintf(p, sizeof(p), "%s.%s", at, key);
+	if (yt_str(t, n, p, &rel, err))
 		return -EINVAL;
 	if (!rel[0]) {
 		free(rel);
-		return yt_error(t, n, key, err, "expected a file name, got an empty string");
+		return yt_error(t, n, p, err, "expected a file name, got an empty string");
 	}
-	c->admin.token_file = cfg_resolve(c->file, rel);
+	*path = cfg_resolve(c->file, rel);
 	free(rel);
-	len = cfg_token_read(c->admin.token_file, buf, &why);
-	for (ssize_t i = 0; i < len && !why; i++)
-		if (buf[i] < 0x21 || buf[i] > 0x7e)
-			why = "holds a byte that is not visible ASCII (one line of 16..4096 "
-			      "characters, no spaces)";
-	if (!why && len < CFG_TOKEN_MIN)
-		why = "holds fewer than 16 characters: too easy to guess (make one with "
-		      "`openssl rand -hex 32`)";
-	if (why)
-		rc = yt_error(t, n, key, err, "%s: %s", c->admin.token_file, why);
-	else if (!(c->admin.token = strdup(buf)))
-		rc = yt_error(t, n, key, err, "out of memory");
-	explicit_bzero(buf, sizeof(buf));
-	return rc;
+	if (be_secret_read(*path, token, &why))
+		return yt_error(t, n, p, err, "%s: %s", *path, why);
+	return 0;
 }
 
 static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
@@ -376,7 +319,7 @@ static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **e
 	    cfg_opt_str(t, m, "admin", "address", &c->admin.address, err) ||
 	    cfg_opt_int(t, m, "admin", "port", -1, 65535, &port, err) ||
 	    cfg_opt_bool(t, m, "admin", "repository_on_main", &c->admin.repository_on_main, err) ||
-	    cfg_admin_token(t, m, c, err))
+	    cfg_secret(t, m, c, "admin", "token_file", &c->admin.token_file, &c->admin.token, err))
 		return -EINVAL;
 	c->admin.port = (int)port;
 	return 0;
@@ -690,6 +633,7 @@ struct cfg_be_src {
 	struct ytree *t;
 	yaml_node_t *m;
 	const char *path;
+	const struct config *c;
 };
 
 static int cfg_src_int(void *ctx, const char *key, int64_t min, int64_t max, int64_t *out,
@@ -719,6 +663,13 @@ static int cfg_src_error(void *ctx, char **err, const char *msg)
 	struct cfg_be_src *x = ctx;
 
 	return yt_error(x->t, x->m, x->path, err, "%s", msg);
+}
+
+static int cfg_src_secret(void *ctx, const char *key, char **path, char **token, char **err)
+{
+	struct cfg_be_src *x = ctx;
+
+	return cfg_secret(x->t, x->m, x->c, x->path, key, path, token, err);
 }
 
 /* Common keys plus kind k's own: the keys a backends[] entry may have. */
@@ -821,8 +772,9 @@ static int cfg_backend(struct ytree *t, yaml_node_t *m, int i, struct config *c,
 	int64_t workers = 0;
 	double cost = 1.0;
 	char path[64];
-	struct cfg_be_src x = { t, m, path };
-	struct be_conf_src src = { &x, cfg_src_int, cfg_src_str, cfg_src_bool, cfg_src_error };
+	struct cfg_be_src x = { t, m, path, c };
+	struct be_conf_src src = { &x, cfg_src_int, cfg_src_str, cfg_src_bool, cfg_src_error,
+				   cfg_src_secret };
 	const struct be_kind *k;
 
 	snprintf(path, sizeof(path), "backends[%d]", i);
@@ -1101,14 +1053,14 @@ static json_t *cfg_remote_json(const struct backend_conf *b)
 
 	if (b->kind != BE_REMOTE)
 		return NULL;
-	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:i, s:i, s:i, s:i}",
+	return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:i, s:i, s:i, s:i, s:s?}",
 			 "window", r->window, "connect_timeout_ms", r->connect_timeout_ms,
 			 "timeout_ms", r->timeout_ms, "ping_ms", r->ping_ms,
 			 "reconnect_ms", r->reconnect_ms, "reconnect_max_ms", r->reconnect_max_ms,
 			 "pool", r->pool ? r->pool : b->name,
 			 "consecutive_failures", r->consecutive_failures,
 			 "ejection_ms", r->ejection_ms, "max_ejection_ms", r->max_ejection_ms,
-			 "max_ejection_percent", r->max_ejection_percent);
+			 "max_ejection_percent", r->max_ejection_percent, "token_file", r->token_file);
 }
 
 static json_t *cfg_gpu_json(const struct backend_conf *b)
@@ -1314,6 +1266,8 @@ void cfg_backend_dup(struct backend_conf *dst, const struct backend_conf *src)
 	dst->name = cfg_strdup0(src->name);
 	dst->address = cfg_strdup0(src->address);
 	dst->remote.pool = cfg_strdup0(src->remote.pool);
+	dst->remote.token_file = cfg_strdup0(src->remote.token_file);
+	dst->remote.token = cfg_strdup0(src->remote.token);
 	dst->models = calloc(src->n_models + 1, sizeof(char *));
 	for (int i = 0; i < src->n_models; i++)
 		dst->models[i] = cfg_strdup0(src->models[i]);
@@ -1328,6 +1282,8 @@ void cfg_backend_free(struct backend_conf *b)
 	free(b->name);
 	free(b->address);
 	free(b->remote.pool);
+	free(b->remote.token_file);
+	be_secret_free(b->remote.token);
 	for (int j = 0; b->batching && j < b->n_batching; j++)
 		free(b->batching[j].model);
 	free(b->batching);
@@ -1347,7 +1303,8 @@ static bool cfg_remote_same(const struct be_remote_conf *a, const struct be_remo
 	       cfg_streq(a->pool, b->pool) &&
 	       a->consecutive_failures == b->consecutive_failures &&
 	       a->ejection_ms == b->ejection_ms && a->max_ejection_ms == b->max_ejection_ms &&
-	       a->max_ejection_percent == b->max_ejection_percent;
+	       a->max_ejection_percent == b->max_ejection_percent &&
+	       cfg_streq(a->token_file, b->token_file) && cfg_streq(a->token, b->token);
 }
 
 bool cfg_backend_same(const struct backend_conf *a, const struct backend_conf *b)
@@ -1499,9 +1456,7 @@ void cfg_free(struct config *c)
 	free(c->listen.tls.where_client_ca);
 	free(c->admin.address);
 	free(c->admin.token_file);
-	if (c->admin.token)
-		explicit_bzero(c->admin.token, strlen(c->admin.token));
-	free(c->admin.token);
+	be_secret_free(c->admin.token);
 	for (int i = 0; i < c->dpdk.n_eal; i++)
 		free(c->dpdk.eal[i]);
 	free(c->dpdk.eal);

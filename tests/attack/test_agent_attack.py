@@ -254,3 +254,57 @@ def test_close_with_batches_in_flight(agent, ref):
         c.send(*[agentlib.infer_msg(i, "slow", [rows(64)]) for i in (1, 2)])
         c.close()
     assert_serves(agent, ref)
+
+
+def test_token_guessing_refused_bounded(tmp_path, ref):
+    """An agent with --token-file, against a guesser: 600 connections, each
+    a hello with a wrong token (every length 1..4096, random bytes, a
+    prefix and an extension of the right one), or one of more than 4096
+    bytes, or none: each is answered error 401 (400 for the oversized) and
+    closed before the agent says its models; a token-holding connection
+    opened first keeps being served the reference values throughout; the
+    log's refusal lines stay rate-limited; no token (right or guessed) is
+    logged; the agent is alive and exits clean."""
+    import random
+    token = "".join(random.Random(3).choice("0123456789abcdef") for _ in range(64))
+    tf = tmp_path / "agent.token"
+    tf.write_text(token + "\n")
+    d = tmp_path / "models"
+    d.mkdir()
+    (d / "digits").symlink_to(gwlib.MODEL_DIR)
+    a = agentlib.Agent(tmp_path, "tokatk", models=d,
+                       args=["--threads", "1", "--token-file", str(tf)]).start()
+    try:
+        good = agentlib.Conn(a.port)
+        good.send({**agentlib.hello_msg(), "token": token})
+        assert good.recv()["t"] == "hello"
+        rng = random.Random(5)
+        guesses = [rng.randbytes(rng.randint(1, 2048)).hex()[:4096] for _ in range(500)]
+        guesses += [token[:-1], token + "0", None, "x" * 4097] * 25
+        t0 = time.monotonic()
+        for i, g in enumerate(guesses):
+            with agentlib.Conn(a.port) as c:
+                hello = agentlib.hello_msg()
+                if g is not None:
+                    hello["token"] = g
+                c.send(hello)
+                m = c.recv()
+                want = 400 if g is not None and len(g) > 4096 else 401
+                assert m["t"] == "error" and m["status"] == want and "models" not in m, (i, m)
+                assert c.closed_within(5), i
+            if i % 100 == 0:
+                x = rows(2, i)
+                r = good.infer(1000 + i, "digits", [x])
+                assert r["status"] == 0, r
+                np.testing.assert_allclose(agentlib.output(r, 10), ref.forward(x), atol=1e-5)
+        took = time.monotonic() - t0
+        good.close()
+        log = a.log()
+        refusals = log.count('msg="401 ') + log.count('msg="400 ')
+        # AGT_WARN_PER_SEC (20) in each second the flood touched
+        assert 1 <= refusals <= 20 * (2 + int(took)), (refusals, took)
+        assert token not in log and token[:-1] not in log
+        assert not any(g and len(g) > 40 and g[:40] in log for g in guesses[:500:37])
+        assert a.alive()
+    finally:
+        a.stop_clean()

@@ -113,9 +113,12 @@ else
 				if (o?.kind === "ConfigMap" && o.data?.["gateway.yaml"])
 					process.stdout.write(o.data["gateway.yaml"]);
 			}' "$out/base.yaml") | sed -e "s|/opt/infergw/models|$root/config/models|" \
-			-e "s|/etc/infergw-admin/token|$out/admin.token|" >"$out/gateway.yaml"
-	# the Secret's token, as `openssl rand -hex 32` makes it (docs/deploy.md)
-	od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$out/admin.token"
+			-e "s|/etc/infergw-admin/token|$out/admin.token|" \
+			-e "s|/etc/infergw-agent/token|$out/agent.token|" >"$out/gateway.yaml"
+	# the Secrets' tokens, as `openssl rand -hex 32` makes them (docs/deploy.md)
+	for t in admin agent; do
+		od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$out/$t.token"
+	done
 	if msg=$(timeout 60 build/infergw --check-config "$out/gateway.yaml" 2>/dev/null) &&
 	   echo "$msg" | grep -q "ok: 1 model(s), 2 backend(s)"; then
 		ok "gateway config in the ConfigMap loads"

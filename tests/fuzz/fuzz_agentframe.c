@@ -97,6 +97,7 @@ static void check_msg(const struct agp_msg *m, const uint8_t *p, size_t len,
 static bool reencode(const struct agp_msg *m, struct agp_buf *b)
 {
 	const void *rows[FZ_MAX_SLICES];
+	char token[AGP_TOKEN_MAX + 1];
 	size_t row_bytes = 0, off = 0;
 	int rc = 0;
 
@@ -107,11 +108,18 @@ static bool reencode(const struct agp_msg *m, struct agp_buf *b)
 	}
 	switch (m->type) {
 	case AGP_HELLO:
-		if (m->window)
+		if (m->window) {
 			rc = agp_put_hello(b, m->version, m->sw, m->window, m->threads, m->models,
 					   m->n_models, &m->load);
-		else
-			rc = agp_put_hello_req(b, m->version, m->sw);
+		} else {
+			/* a token with a NUL byte cannot be said as a C string */
+			if (m->has_token && memchr(m->token, '\0', m->token_len))
+				return false;
+			if (m->has_token)
+				memcpy(token, m->token, m->token_len);
+			token[m->has_token ? m->token_len : 0] = '\0';
+			rc = agp_put_hello_req(b, m->version, m->sw, m->has_token ? token : NULL);
+		}
 		break;
 	case AGP_INFER:
 		for (int i = 0; i < m->n_slices; i++) {
@@ -139,6 +147,8 @@ static void check_same(const struct agp_msg *a, const struct agp_msg *b)
 	FZ_CHECK(a->type == b->type && a->id == b->id && a->version == b->version);
 	FZ_CHECK(!strcmp(a->sw, b->sw) && !strcmp(a->model, b->model) && !strcmp(a->msg, b->msg));
 	FZ_CHECK(a->window == b->window && a->threads == b->threads);
+	FZ_CHECK(a->has_token == b->has_token && a->token_len == b->token_len &&
+		 (!a->token_len || !memcmp(a->token, b->token, a->token_len)));
 	FZ_CHECK(a->n_models == b->n_models && a->n_slices == b->n_slices && a->rows == b->rows);
 	for (int i = 0; i < a->n_models; i++) {
 		const struct agp_model *x = &a->models[i], *y = &b->models[i];

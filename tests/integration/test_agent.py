@@ -10,6 +10,7 @@ import pytest
 import agentlib
 import gwlib
 import slowmodel
+from agentproc import models_dir
 
 ATOL = 1e-5
 
@@ -235,6 +236,83 @@ def test_infer_before_hello_400_and_close(agent):
         m = c.recv()
         assert m["t"] == "error" and m["status"] == 400 and "expected hello first" in m["msg"]
         assert c.closed_within(5)
+
+
+AGENT_TOKEN = "9c1d2e3f4a5b6c7d8e9f0a1b2c3d4e5f"
+
+
+def test_token_file_guards_the_hello(tmp_path, ref):
+    """--token-file: a hello without the token, with another, or with a
+    prefix or an extension of it is answered error 401 and the connection
+    closed, before the agent's hello (its models unsaid) and before any
+    infer runs; with the token the agent serves the reference values.  The
+    file is read at every hello: a rotated token applies to new
+    connections, and a file that stops holding one leaves the last good
+    token in force (and says so in the log)."""
+    tf = tmp_path / "agent.token"
+    tf.write_text(AGENT_TOKEN + "\n")
+    a = agentlib.Agent(tmp_path, "tok", models=models_dir(tmp_path),
+                       args=["--token-file", str(tf)]).start()
+    try:
+        assert "auth=token" in a.log()
+        for token, why in ((None, "hello without a token: this agent asks for one"),
+                           ("nope", "wrong token in the hello"),
+                           (AGENT_TOKEN[:-1], "wrong token in the hello"),
+                           (AGENT_TOKEN + "0", "wrong token in the hello"),
+                           (AGENT_TOKEN.upper(), "wrong token in the hello")):
+            with agentlib.Conn(a.port) as c:
+                hello = agentlib.hello_msg()
+                if token is not None:
+                    hello["token"] = token
+                c.send(hello, agentlib.infer_msg(1, "digits", [rows(1)]))
+                m = c.recv()
+                assert m["t"] == "error" and m["status"] == 401 and why in m["msg"], m
+                assert "models" not in m
+                assert c.closed_within(5), token
+        with agentlib.Conn(a.port) as c:
+            c.send({**agentlib.hello_msg(), "token": 7})
+            m = c.recv()
+            assert m["t"] == "error" and m["status"] == 400 and "token" in m["msg"], m
+            assert c.closed_within(5)
+
+        def served(token):
+            with agentlib.Conn(a.port) as c:
+                c.send({**agentlib.hello_msg(), "token": token})
+                h = c.recv()
+                assert h["t"] == "hello" and [m["name"] for m in h["models"]] == ["digits"], h
+                x = rows(3, seed=5)
+                r = c.infer(2, "digits", [x])
+                assert agentlib.slice_statuses(r) == [0], r
+                np.testing.assert_allclose(agentlib.output(r, 10), ref.forward(x),
+                                           rtol=1e-5, atol=ATOL)
+        served(AGENT_TOKEN)
+        new = "rotated-" + AGENT_TOKEN
+        tf.write_text(new + "\n")
+        with agentlib.Conn(a.port) as c:
+            c.send({**agentlib.hello_msg(), "token": AGENT_TOKEN})
+            assert c.recv()["status"] == 401
+        served(new)
+        tf.write_text("short\n")   # no token any more: the last good one stays
+        served(new)
+        assert "cannot read the token again" in a.log()
+        assert AGENT_TOKEN not in a.log() and new not in a.log()
+    finally:
+        a.stop_clean()
+
+
+def test_token_file_that_cannot_serve_stops_the_start(tmp_path):
+    """An agent whose --token-file holds no token does not start: exit 1
+    naming the flag, the file and why."""
+    for name, content, want in (("short", "abc\n", "holds fewer than 16 characters"),
+                                ("missing", None, "No such file or directory")):
+        tf = tmp_path / f"{name}.token"
+        if content is not None:
+            tf.write_text(content)
+        r = subprocess.run([str(agentlib.AGENT_BIN), "--listen", "127.0.0.1:0", "--models",
+                            str(models_dir(tmp_path)), "--token-file", str(tf)],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1, (name, r.stdout, r.stderr)
+        assert f"--token-file {tf}: {want}" in r.stdout + r.stderr, (name, r.stderr)
 
 
 def test_sigterm_drains_in_flight(tmp_path, slow_models):

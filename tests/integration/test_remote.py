@@ -87,11 +87,10 @@ def rows_on(g, name):
 def agents(tmp_path):
     made = []
 
-    def make(n, **kw):
+    def make(n, args=("--threads", "1"), **kw):
         d = models_dir(tmp_path)
         for i in range(n):
-            made.append(Agent(tmp_path, f"agent{len(made)}", d, args=["--threads", "1"],
-                              **kw).start())
+            made.append(Agent(tmp_path, f"agent{len(made)}", d, args=list(args), **kw).start())
         return made[-n:]
 
     yield make
@@ -319,3 +318,52 @@ def test_agent_down_at_start_is_down_and_others_serve(start_gw, agents, model, h
         wait_for(lambda: backends(g)["dpu1"]["state"] == "up", 20, "dpu1 up once its agent is")
     finally:
         late.kill()
+
+
+def test_agent_token_file(start_gw, agents, model, heldout, tmp_path):
+    """Agents with --token-file and the gateway's backends[].token_file (the
+    same file, as the Kubernetes manifests mount one Secret in both): the
+    agent is up and serves the reference values; a backend without the
+    token (or with another) stays down, its reason the agent's 401; a
+    token rotated in the file applies at the gateway's next reload (the
+    backend reopens with it; the agent reads the file at every hello).
+    /admin/config shows the file, never the token."""
+    tok = tmp_path / "agents.token"
+    tok.write_text("0f1e2d3c4b5a69788796a5b4c3d2e1f0\n")
+    other = tmp_path / "other.token"
+    other.write_text("another-token-of-sixteen-chars\n")
+    (a0,) = agents(1, args=["--threads", "1", "--token-file", str(tok)])
+    text = (remote_entry("dpu0", a0.port, extra=f"    token_file: {tok}\n") +
+            remote_entry("bare", a0.port) +
+            remote_entry("other", a0.port, extra=f"    token_file: {other}\n"))
+    g = _slo_gw(start_gw, (a0,), text)
+    bk = wait_for(lambda: backends(g)["dpu0"]["state"] == "up" and backends(g), 10, "dpu0 up")
+    for name, why in (("bare", "hello without a token"), ("other", "wrong token in the hello")):
+        assert bk[name]["state"] in ("down", "ejected"), bk[name]
+        assert f"refused the hello: {why}" in (bk[name].get("reason") or ""), bk[name]
+    _check_values(g, model, heldout, 40)
+    assert rows_on(g, "bare") == 0 and rows_on(g, "other") == 0
+    st, _, raw = gwlib.h1_request(g.admin_port, "GET", "/admin/config")
+    doc = json.loads(raw)
+    remote = {b["name"]: b["remote"] for b in doc["backends"]}
+    assert remote["dpu0"]["token_file"] == str(tok) and remote["bare"]["token_file"] is None
+    assert b"0f1e2d3c4b5a6978" not in raw
+    # rotation: the file changes; the gateway's reload reopens dpu0 with it
+    tok.write_text("rotated-0f1e2d3c4b5a69788796a5\n")
+    st, _, raw = gwlib.h1_request(g.admin_port, "POST", "/admin/reload", b"")
+    doc = json.loads(raw)
+    assert st == 200 and "dpu0" in doc["backends_opened"], doc
+    wait_for(lambda: backends(g)["dpu0"]["state"] == "up", 10, "dpu0 up with the new token")
+    _check_values(g, model, heldout, 20)
+    # rotated again, no reload: the agent restarts (a new pod) and reads
+    # the file; the gateway's reconnect reads it again too
+    tok.write_text("third-token-0f1e2d3c4b5a6978\n")
+    assert a0.stop() == 0
+    wait_for(lambda: backends(g)["dpu0"]["state"] != "up", 10, "dpu0 down with its agent")
+    a1 = Agent(a0.workdir, "restarted", a0.models, port=a0.port,
+               args=["--threads", "1", "--token-file", str(tok)]).start()
+    try:
+        wait_for(lambda: backends(g)["dpu0"]["state"] == "up", 20, "dpu0 up, no reload")
+        _check_values(g, model, heldout, 20)
+    finally:
+        a1.stop_clean()

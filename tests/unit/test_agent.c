@@ -45,6 +45,13 @@ static void test_args_defaults(void **state)
 	assert_int_equal(o.max_conns, 64);
 	assert_int_equal(o.backend, BE_CPU);
 	assert_int_equal(o.device, 0);
+	assert_null(o.token_file);
+	{
+		const char *t[] = { "-l", "h:1", "-m", "m", "--token-file", "/run/tok", NULL };
+
+		assert_int_equal(parse(&o, err, t), AGT_ARGS_RUN);
+		assert_string_equal(o.token_file, "/run/tok");
+	}
 }
 
 /* --backend gpu --device N: the GPU backend with --threads streams. */

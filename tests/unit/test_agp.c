@@ -61,7 +61,7 @@ static void test_hello_req(void **state)
 	struct agp_buf b = { 0 };
 	struct agp_msg m;
 
-	assert_int_equal(agp_put_hello_req(&b, AGP_VERSION, "infergw 0.9"), 0);
+	assert_int_equal(agp_put_hello_req(&b, AGP_VERSION, "infergw 0.9", NULL), 0);
 	assert_int_equal(dec_frame(&b, &m), 0);
 	assert_int_equal(m.type, AGP_HELLO);
 	assert_int_equal(m.version, AGP_VERSION);
@@ -73,6 +73,36 @@ static void test_hello_req(void **state)
 	assert_null(b.p);
 	assert_int_equal(b.len, 0);
 	assert_int_equal(b.cap, 0);
+}
+
+/* The gateway's hello with the agents' token: read back as a view of its
+ * bytes; none without it; a token past AGP_TOKEN_MAX or not a str refused. */
+static void test_hello_req_token(void **state)
+{
+	static char big[AGP_TOKEN_MAX + 2];
+	struct agp_buf b = { 0 };
+	struct agp_msg m;
+
+	assert_int_equal(agp_put_hello_req(&b, AGP_VERSION, "gw", "0123456789abcdef-tok"), 0);
+	assert_int_equal(dec_frame(&b, &m), 0);
+	assert_true(m.has_token);
+	assert_int_equal(m.token_len, 20);
+	assert_memory_equal(m.token, "0123456789abcdef-tok", 20);
+	agp_buf_free(&b);
+	assert_int_equal(agp_put_hello_req(&b, AGP_VERSION, "gw", NULL), 0);
+	assert_int_equal(dec_frame(&b, &m), 0);
+	assert_false(m.has_token);
+	assert_null(m.token);
+	agp_buf_free(&b);
+	memset(big, 'x', AGP_TOKEN_MAX);
+	assert_int_equal(agp_put_hello_req(&b, AGP_VERSION, "gw", big), 0);
+	assert_int_equal(dec_frame(&b, &m), 0);
+	assert_int_equal(m.token_len, AGP_TOKEN_MAX);
+	agp_buf_free(&b);
+	big[AGP_TOKEN_MAX] = 'x';
+	assert_int_equal(agp_put_hello_req(&b, AGP_VERSION, "gw", big), 0);
+	assert_int_equal(dec_frame(&b, &m), -EINVAL);
+	agp_buf_free(&b);
 }
 
 static void test_hello(void **state)
@@ -269,7 +299,7 @@ static void test_stream(void **state)
 	size_t off = 0, n;
 	float in[32];
 
-	assert_int_equal(agp_put_hello_req(&b, 1, "gw"), 0);
+	assert_int_equal(agp_put_hello_req(&b, 1, "gw", NULL), 0);
 	assert_int_equal(agp_put_ping(&b, 2), 0);
 	put_infer3(&b, 3, in, &n);
 	assert_int_equal(agp_put_cancel(&b, 3), 0);
@@ -300,7 +330,7 @@ static void test_msgpack_c_reads_ours(void **state)
 	size_t off = 0;
 	int frames = 0;
 
-	assert_int_equal(agp_put_hello_req(&b, 1, "gw"), 0);
+	assert_int_equal(agp_put_hello_req(&b, 1, "gw", NULL), 0);
 	assert_int_equal(agp_put_hello(&b, 1, "agent", 4, 2, &mo, 1, &load1), 0);
 	assert_int_equal(agp_put_infer(&b, 9, "m", &sl, 1, rows, 4), 0);
 	assert_int_equal(agp_put_result(&b, 9, 0, "ok", &sl, 1, &one, 4, 1, 2, &load1), 0);
@@ -347,7 +377,7 @@ static void test_truncated(void **state)
 	size_t off = 0, n;
 	int frames = 0;
 
-	assert_int_equal(agp_put_hello_req(&b, 1, "gw"), 0);
+	assert_int_equal(agp_put_hello_req(&b, 1, "gw", NULL), 0);
 	assert_int_equal(agp_put_hello(&b, 1, "agent", 4, 2, &mo, 1, &load1), 0);
 	put_infer3(&b, 1000, in, &n);
 	assert_int_equal(agp_put_result(&b, 1000, 0, "fine", rs, 3, out, 8, 5, 6, &load1), 0);
@@ -514,6 +544,14 @@ static void test_type_field(void **state)
 	mp_ki("t", 3);
 	assert_int_equal(sb_dec(&m), -EINVAL);
 	assert_string_equal(err, "t: expected a string, got an integer");
+
+	mp_begin(4);	/* a hello's token that is no string */
+	mp_kv("t", "hello");
+	mp_ki("v", AGP_VERSION);
+	mp_kv("sw", "gw");
+	mp_ki("token", 7);
+	assert_int_equal(sb_dec(&m), -EINVAL);
+	assert_string_equal(err, "hello: token: expected a string, got an integer");
 
 	mp_begin(1);
 	mp_ki("id", 3);
@@ -920,6 +958,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hello_req),
+		cmocka_unit_test(test_hello_req_token),
 		cmocka_unit_test(test_hello),
 		cmocka_unit_test(test_infer),
 		cmocka_unit_test(test_result),

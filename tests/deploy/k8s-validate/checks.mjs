@@ -20,17 +20,32 @@ expect(!gwc?.volumeMounts?.some((m) => m.subPath), "gateway config mounted with 
 expect(find("PodDisruptionBudget", "infergw-gateway"), "no PodDisruptionBudget for the gateway");
 // The admin listener is on the pod network: its token comes from a Secret
 // mounted (not optional) where gateway.yaml's admin.token_file points.
+// The file at path is in a Secret mounted (not optional) into container c of pod spec ps.
+const inSecret = (ps, c, path) => ps?.volumes?.some((v) => v.secret && v.secret.optional !== true &&
+	c?.volumeMounts?.some((m) => m.name === v.name && path?.startsWith(m.mountPath + "/")));
 const gwyaml = find("ConfigMap", "infergw-gateway")?.data?.["gateway.yaml"] ?? "";
-const tokenFile = /^\s+token_file:\s*(\S+)/m.exec(gwyaml)?.[1];
-const tokenVol = gw?.spec.template.spec.volumes?.find((v) => v.secret &&
-	gwc?.volumeMounts?.some((m) => m.name === v.name && tokenFile?.startsWith(m.mountPath + "/")));
+const tokenFile = /^admin:(?:\n .*)*?\n\s+token_file:\s*(\S+)/m.exec(gwyaml)?.[1];
 expect(tokenFile, "gateway.yaml has no admin.token_file (the admin API open to the pod network)");
-expect(tokenVol && tokenVol.secret.optional !== true, `admin.token_file ${tokenFile} is not in a mounted, required Secret`);
+expect(inSecret(gw?.spec.template.spec, gwc, tokenFile), `admin.token_file ${tokenFile} is not in a mounted, required Secret`);
+// Agents listen on the pod network too: each asks for a token (--token-file
+// from a Secret), and every remote backend of the gateway shows one.
+const remotes = gwyaml.split(/\n\s+- name: /).filter((b) => /\n\s+kind: remote/.test(b));
+expect(remotes.length, "gateway.yaml has no remote backends");
+for (const b of remotes) {
+	const f = /\n\s+token_file:\s*(\S+)/.exec(b)?.[1];
+	expect(f && inSecret(gw?.spec.template.spec, gwc, f), `remote backend ${b.split("\n")[0]}: no token_file in a mounted, required Secret`);
+}
 expect(find("ConfigMap", "infergw-gateway")?.data?.["gateway.yaml"], "no ConfigMap infergw-gateway with gateway.yaml");
 for (const pool of ["cpu", "gpu"]) {
 	const svc = find("Service", `infergw-agent-${pool}`);
 	expect(svc?.spec.clusterIP === "None", `agent Service ${pool} is not headless`);
 	expect(find("Deployment", `infergw-agent-${pool}`), `no agent Deployment ${pool}`);
+}
+for (const pool of ["cpu", "gpu"]) {
+	const ps = find("Deployment", `infergw-agent-${pool}`)?.spec.template.spec;
+	const args = ps?.containers[0].args ?? [];
+	const f = args.includes("--token-file") ? args[args.indexOf("--token-file") + 1] : undefined;
+	expect(f && inSecret(ps, ps?.containers[0], f), `agent ${pool}: no --token-file in a mounted, required Secret`);
 }
 const gpu = find("Deployment", "infergw-agent-gpu")?.spec.template.spec;
 const gpuc = gpu?.containers[0];
