@@ -17,7 +17,7 @@ SRC="gateway/net/h1parse.c gateway/net/h2check.c gateway/net/hpack.c gateway/net
      gateway/core/config.c gateway/core/cpus.c backends/model/ytree.c gateway/sched/router.c gateway/core/log.c backends/model/dtype.c backends/model/safetensors.c backends/model/model.c
      backends/registry.c backends/gpu/gpuconf.c backends/cpu/cpu.c backends/cpu/rowk.c backends/fake/fake.c gateway/sched/slice.c
      backends/remote/rconf.c backends/remote/remote.c backends/remote/eject.c backends/remote/proto.c
-     backends/mpread.c gateway/api/dgram.c dpdk/pkt.c
+     backends/mpread.c backends/secret.c gateway/api/dgram.c dpdk/pkt.c
      gateway/api/grpccodec.c $OUT/gen/grpc_service.pb-c.c"
 PKGS="jansson yaml-0.1 msgpack libevent libprotobuf-c"
 
