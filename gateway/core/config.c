@@ -87,17 +87,13 @@ static char *cfg_where(const struct config *c, const yaml_node_t *n, const char 
 			  n->start_mark.column + 1, path);
 }
 
-/* listen.tls.<key>: a file name, resolved against the config's directory. */
-static int cfg_tls_file(struct ytree *t, yaml_node_t *m, struct config *c, const char *key,
-			bool required, char **path, char **where, char **err)
+/* The file name node n (key path p) holds, resolved against the config's
+ * directory, into *path; an empty one is an error at n. */
+static int cfg_file_name(struct ytree *t, yaml_node_t *n, const char *p, const struct config *c,
+			 char **path, char **err)
 {
-	yaml_node_t *n = yt_get(t, m, key);
-	char p[64], *rel = NULL;
+	char *rel = NULL;
 
-	snprintf(p, sizeof(p), "listen.tls.%s", key);
-	if (!n)
-		return required ? yt_error(t, m, "listen.tls", err,
-					   "missing key \"%s\" (a PEM file)", key) : 0;
 	if (yt_str(t, n, p, &rel, err))
 		return -EINVAL;
 	if (!rel[0]) {
@@ -105,8 +101,24 @@ static int cfg_tls_file(struct ytree *t, yaml_node_t *m, struct config *c, const
 		return yt_error(t, n, p, err, "expected a file name, got an empty string");
 	}
 	*path = cfg_resolve(c->file, rel);
-	*where = cfg_where(c, n, p);
 	free(rel);
+	return 0;
+}
+
+/* listen.tls.<key>: a file name, resolved against the config's directory. */
+static int cfg_tls_file(struct ytree *t, yaml_node_t *m, struct config *c, const char *key,
+			bool required, char **path, char **where, char **err)
+{
+	yaml_node_t *n = yt_get(t, m, key);
+	char p[64];
+
+	snprintf(p, sizeof(p), "listen.tls.%s", key);
+	if (!n)
+		return required ? yt_error(t, m, "listen.tls", err,
+					   "missing key \"%s\" (a PEM file)", key) : 0;
+	if (cfg_file_name(t, n, p, c, path, err))
+		return -EINVAL;
+	*where = cfg_where(c, n, p);
 	return 0;
 }
 
@@ -289,19 +301,13 @@ static int cfg_secret(struct ytree *t, yaml_node_t *m, const struct config *c, c
 {
 	yaml_node_t *n = yt_get(t, m, key);
 	const char *why = NULL;
-	char *rel = NULL, p[256];
+	char p[256];
 
 	if (!n)
 		return 0;
 	snprintf(p, sizeof(p), "%s.%s", at, key);
-	if (yt_str(t, n, p, &rel, err))
+	if (cfg_file_name(t, n, p, c, path, err))
 		return -EINVAL;
-	if (!rel[0]) {
-		free(rel);
-		return yt_error(t, n, p, err, "expected a file name, got an empty string");
-	}
-	*path = cfg_resolve(c->file, rel);
-	free(rel);
 	if (be_secret_read(*path, token, &why))
 		return yt_error(t, n, p, err, "%s: %s", *path, why);
 	return 0;
