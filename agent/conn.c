@@ -71,6 +71,13 @@ struct agt_conn {
 	struct agt_job *jobs;		/* unanswered, newest first */
 };
 
+/* A per-second budget of log lines (agt_rate_ok). */
+struct agt_rate {
+	uint64_t sec;
+	int n;				/* lines in second sec */
+	unsigned long dropped;		/* left out since the last one printed */
+};
+
 struct agt_srv {
 	struct event_base *base;
 	const struct agt_opts *o;
@@ -86,9 +93,8 @@ struct agt_srv {
 	bool draining;
 	void (*drained)(void *arg);
 	void *drained_arg;
-	uint64_t warn_sec;		/* rate limit of rejection lines */
-	int warn_n;
-	unsigned long warn_dropped;
+	struct agt_rate warn;		/* rejection lines */
+	struct agt_rate connlog;	/* connection open / closed lines */
 	char *token;			/* --token-file's, as last read; NULL: none asked */
 };
 
@@ -108,20 +114,40 @@ static void agt_sanitize(char *s)
 			*s = '\'';
 }
 
-/* True when one more rejection line fits this second's budget
- * (AGT_WARN_PER_SEC); false counts it as dropped. */
-static bool agt_warn_ok(struct agt_srv *s)
+/* True when one more line fits r's budget for this second (per_sec);
+ * false counts it as dropped (the next line that fits says how many). */
+static bool agt_rate_ok(struct agt_rate *r, int per_sec)
 {
 	uint64_t sec = be_now_ns() / 1000000000ull;
 
-	if (sec != s->warn_sec) {
-		s->warn_sec = sec;
-		s->warn_n = 0;
+	if (sec != r->sec) {
+		r->sec = sec;
+		r->n = 0;
 	}
-	if (++s->warn_n > AGT_WARN_PER_SEC) {
-		s->warn_dropped++;
+	if (++r->n > per_sec) {
+		r->dropped++;
 		return false;
 	}
+	return true;
+}
+
+/* One more rejection line (AGT_WARN_PER_SEC a second). */
+static bool agt_warn_ok(struct agt_srv *s)
+{
+	return agt_rate_ok(&s->warn, AGT_WARN_PER_SEC);
+}
+
+/* One more connection open / closed line (AGT_WARN_PER_SEC a second: a
+ * peer connecting in a loop does not fill the log), with in more (40
+ * bytes) " dropped_lines=N" when lines were left out since the last one. */
+static bool agt_connlog_ok(struct agt_srv *s, char *more)
+{
+	if (!agt_rate_ok(&s->connlog, AGT_WARN_PER_SEC))
+		return false;
+	more[0] = '\0';
+	if (s->connlog.dropped)
+		snprintf(more, 40, " dropped_lines=%lu", s->connlog.dropped);
+	s->connlog.dropped = 0;
 	return true;
 }
 
@@ -138,10 +164,10 @@ static void agt_reject_log(struct agt_srv *s, const struct agt_conn *c, const ch
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
 	agt_sanitize(why);
-	if (s->warn_dropped) {
+	if (s->warn.dropped) {
 		log_warn("peer=%s conn=%llu msg=\"%s\" dropped_lines=%lu", c->peer,
-			 (unsigned long long)c->serial, why, s->warn_dropped);
-		s->warn_dropped = 0;
+			 (unsigned long long)c->serial, why, s->warn.dropped);
+		s->warn.dropped = 0;
 	} else {
 		log_warn("peer=%s conn=%llu msg=\"%s\"", c->peer, (unsigned long long)c->serial,
 			 why);
@@ -582,6 +608,7 @@ static void agt_conn_free(struct agt_conn *c, const char *why)
 {
 	struct agt_srv *s = c->s;
 	struct agt_job *j, *next;
+	char more[40];
 
 	for (j = c->jobs; j; j = next) {
 		next = j->cnext;
@@ -597,8 +624,10 @@ static void agt_conn_free(struct agt_conn *c, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->n_conns--;
-	log_info("peer=%s conn=%llu frames=%llu reason=\"%s\" msg=\"connection closed\"", c->peer,
-		 (unsigned long long)c->serial, (unsigned long long)c->frames, why);
+	if (agt_connlog_ok(s, more))
+		log_info("peer=%s conn=%llu frames=%llu reason=\"%s\"%s msg=\"connection closed\"",
+			 c->peer, (unsigned long long)c->serial, (unsigned long long)c->frames, why,
+			 more);
 	bufferevent_free(c->bev);
 	event_free(c->tmo);
 	free(c);
@@ -649,7 +678,7 @@ static void agt_srv_on_accept(struct evconnlistener *lis, evutil_socket_t fd,
 {
 	struct agt_srv *s = arg;
 	struct agt_conn *c;
-	char peer[64];
+	char peer[64], more[40];
 	int one = 1;
 
 	agt_peer_name(sa, peer, sizeof(peer));
@@ -692,8 +721,9 @@ static void agt_srv_on_accept(struct evconnlistener *lis, evutil_socket_t fd,
 		s->conns->prev = c;
 	s->conns = c;
 	s->n_conns++;
-	log_info("peer=%s conn=%llu conns=%d msg=\"connection open\"", c->peer,
-		 (unsigned long long)c->serial, s->n_conns);
+	if (agt_connlog_ok(s, more))
+		log_info("peer=%s conn=%llu conns=%d%s msg=\"connection open\"", c->peer,
+			 (unsigned long long)c->serial, s->n_conns, more);
 	return;
 
 out_free_tmo:

@@ -301,8 +301,11 @@ def test_token_guessing_refused_bounded(tmp_path, ref):
         good.close()
         log = a.log()
         refusals = log.count('msg="401 ') + log.count('msg="400 ')
-        # AGT_WARN_PER_SEC (20) in each second the flood touched
+        # AGT_WARN_PER_SEC (20) in each second the flood touched, for the
+        # refusals and for the connection lines alike (600 connections)
         assert 1 <= refusals <= 20 * (2 + int(took)), (refusals, took)
+        lines = log.count('msg="connection open"') + log.count('msg="connection closed"')
+        assert lines <= 20 * (3 + int(took)), (lines, took)
         assert token not in log and token[:-1] not in log
         assert not any(g and len(g) > 40 and g[:40] in log for g in guesses[:500:37])
         assert a.alive()
