@@ -316,7 +316,7 @@ static int cfg_secret(struct ytree *t, yaml_node_t *m, const struct config *c, c
 static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **err)
 {
 	static const char *const keys[] = { "address", "port", "repository_on_main", "token_file",
-		NULL };
+		"tls", NULL };
 	int64_t port = c->admin.port;
 
 	if (!m)
@@ -325,8 +325,12 @@ static int cfg_admin(struct ytree *t, yaml_node_t *m, struct config *c, char **e
 	    cfg_opt_str(t, m, "admin", "address", &c->admin.address, err) ||
 	    cfg_opt_int(t, m, "admin", "port", -1, 65535, &port, err) ||
 	    cfg_opt_bool(t, m, "admin", "repository_on_main", &c->admin.repository_on_main, err) ||
-	    cfg_secret(t, m, c, "admin", "token_file", &c->admin.token_file, &c->admin.token, err))
+	    cfg_secret(t, m, c, "admin", "token_file", &c->admin.token_file, &c->admin.token, err) ||
+	    cfg_opt_bool(t, m, "admin", "tls", &c->admin.tls, err))
 		return -EINVAL;
+	if (c->admin.tls && !c->listen.tls.certificate)	/* listen is read first */
+		return yt_error(t, yt_get(t, m, "tls"), "admin.tls", err,
+				"needs listen.tls: the admin listener serves its certificate");
 	c->admin.port = (int)port;
 	return 0;
 }
@@ -1184,7 +1188,7 @@ void *cfg_to_json(const struct config *c)
 		json_array_append_new(models, cfg_model_json(&c->models[i]));
 	for (int i = 0; i < c->n_backends; i++)
 		json_array_append_new(backends, cfg_backend_json(&c->backends[i]));
-	return json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:s, s:o}, s:{s:s, s:i, s:b, s:s?}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
+	return json_pack("{s:s, s:{s:s, s:i, s:i, s:i, s:s, s:o}, s:{s:s, s:i, s:b, s:s?, s:b}, s:{s:I, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i},"
 			 " s:{s:s, s:i, s:i, s:i, s:f, s:b, s:i}, s:{s:b, s:i, s:i}, s:{s:s, s:b}, s:o, s:o, s:o}",
 			 "file", c->file,
 			 "listen", "address", c->listen.address, "port", c->listen.port,
@@ -1193,7 +1197,7 @@ void *cfg_to_json(const struct config *c)
 			 "tls", cfg_tls_json(&c->listen.tls),
 			 "admin", "address", c->admin.address, "port", c->admin.port,
 			 "repository_on_main", c->admin.repository_on_main,
-			 "token_file", c->admin.token_file,
+			 "token_file", c->admin.token_file, "tls", c->admin.tls,
 			 "limits", "max_body_bytes", (json_int_t)c->limits.max_body_bytes,
 			 "max_header_bytes", (int)c->limits.max_header_bytes,
 			 "max_concurrent_streams", (int)c->limits.max_concurrent_streams,
@@ -1428,6 +1432,8 @@ char *cfg_restart_diff(const struct config *a, const struct config *b)
 			       b->listen.tls.certificate ? "on" : "off") &&
 		  cfg_diff_str(&out, "admin.address", a->admin.address, b->admin.address) &&
 		  cfg_diff_int(&out, "admin.port", a->admin.port, b->admin.port) &&
+		  cfg_diff_str(&out, "admin.tls", a->admin.tls ? "on" : "off",
+			       b->admin.tls ? "on" : "off") &&
 		  cfg_diff_str(&out, "dpdk", cfg_dpdk_sig(&a->dpdk, sa, sizeof(sa)),
 			       cfg_dpdk_sig(&b->dpdk, sb, sizeof(sb)));
 

@@ -122,6 +122,7 @@ struct config {
 		char *address;
 		int port;		/* 0 = pick one; -1 = no admin listener */
 		bool repository_on_main;	/* repository load/unload on the inference port too */
+		bool tls;		/* TLS with listen.tls's certificate (restart-only) */
 		char *token_file;	/* admin.token_file, resolved; NULL: no token asked */
 		char *token;		/* its bearer token, read at load (never printed) */
 	} admin;

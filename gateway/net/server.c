@@ -841,7 +841,8 @@ static void srv_accept(struct srv_loop *sl, evutil_socket_t fd, struct sockaddr 
 	c->sl = sl;
 	c->fd = fd;
 	c->admin = admin;
-	c->tls = !admin && sl->lease.rt->tls;		/* the admin listener stays plain */
+	/* the admin listener: TLS only with admin.tls (as it was at start) */
+	c->tls = sl->lease.rt->tls && (!admin || sl->srv->admin_tls);
 	c->bev = c->tls ? tls_bufferevent_new(sl->loop.base, sl->lease.rt->tls, fd)
 			: bufferevent_socket_new(sl->loop.base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (!c->bev) {
@@ -1146,8 +1147,9 @@ static bool srv_loopback(const char *address)
  * host may reach it without a token. */
 static void srv_log_admin(const struct config *cfg, int port)
 {
-	log_info("admin=%s:%d auth=%s msg=\"admin listener (own loop thread): /metrics, /v2/health, "
-		 "/admin%s\"", cfg->admin.address, port, cfg->admin.token ? "bearer" : "none",
+	log_info("admin=%s:%d auth=%s tls=%s msg=\"admin listener (own loop thread): /metrics, "
+		 "/v2/health, /admin%s\"", cfg->admin.address, port,
+		 cfg->admin.token ? "bearer" : "none", cfg->admin.tls ? "on" : "off",
 		 cfg->admin.token ? " (a bearer token: admin.token_file)" : "");
 	if (!cfg->admin.token && !srv_loopback(cfg->admin.address))
 		log_warn("admin=%s:%d msg=\"the admin listener is off loopback and admin.token_file "
@@ -1161,6 +1163,7 @@ int srv_start(struct server *s, const struct config *cfg, char **err)
 
 	memset(s, 0, sizeof(*s));
 	s->cfg = cfg;
+	s->admin_tls = cfg->admin.tls;
 	s->port = cfg->listen.port;
 	s->admin_port = cfg->admin.port;
 	s->grpc_port = cfg->listen.grpc_port;

@@ -67,6 +67,8 @@ struct server {
 	int port;			/* bound port (resolved when config says 0) */
 	int admin_port;			/* bound admin port; -1 when disabled */
 	int grpc_port;			/* bound listen.grpc_port; -1 when disabled */
+	bool admin_tls;			/* admin.tls as it was at start (restart-only; cfg
+					 * may be retired by a reload, this stays) */
 	int n_loops;
 	struct srv_loop *loops;
 	_Atomic uint64_t conns_total;

@@ -30,16 +30,18 @@ MAIN_MAX_BODY = 65536
 def write_config(path, *, max_body_bytes=MAIN_MAX_BODY, max_batch=64,
                  max_queue_delay_us=0, max_queue=1024, shutdown_grace_ms=10000,
                  idle_timeout_ms=60000, max_concurrent_streams=128, threads=2,
-                 workers=1, access=False, admin_port=None, limits=None, listen_extra="", extra=""):
+                 workers=1, access=False, admin_port=None, limits=None, listen_extra="", extra="",
+                 admin_extra=""):
     """limits: more `limits:` keys ({name: value}); listen_extra: YAML lines
-    indented two spaces, added under `listen:` (a tls section); extra: YAML
-    text appended at the top level."""
+    indented two spaces, added under `listen:` (a tls section); admin_extra:
+    the same under `admin:` (with admin_port); extra: YAML text appended at
+    the top level."""
     more_limits = "".join(f"  {k}: {v}\n" for k, v in (limits or {}).items())
     admin = "" if admin_port is None else f"""
 admin:
   address: 127.0.0.1
   port: {admin_port}
-"""
+{admin_extra}"""
     text = f"""\
 # written by tests/integration/conftest.py
 listen:

@@ -598,3 +598,73 @@ def test_encrypted_key_is_refused_not_prompted(tmp_path, pki):
     line, col = line_col(cfg, "key: |tls/server.key")
     assert err.startswith(f"{cfg}:{line}:{col}: listen.tls.key: no usable PEM private key "
                           f"(unencrypted) in {t / 'server.key'}"), err
+
+
+# ------------------------------------------------------------ admin.tls ----
+
+class AdminTlsGateway(TlsGateway):
+    """admin.tls: the admin listener speaks TLS too; metrics come over it."""
+
+    def metrics(self, via="h1"):
+        st, _, body = gwlib.h1_request(self.admin_port, "GET", "/metrics",
+                                       ssl_context=self.ssl_context())
+        assert st == 200, body
+        return gwlib.parse_metrics(body.decode())
+
+
+def test_admin_tls_with_token(tmp_path, pki):
+    """admin.tls: the admin listener serves the main listener's certificate
+    (ALPN h2 and http/1.1), so the bearer token of admin.token_file is not
+    sent in the clear; plain HTTP there gets a closed connection, no
+    answer.  /metrics stays open (over TLS); turning it off is a restart
+    (restart_required names admin.tls); admin.tls without listen.tls is
+    refused at load, naming the key."""
+    token = "5f4e3d2c1b0a99887766554433221100"
+    tlslib.install(pki, tmp_path)
+    (tmp_path / "admin.token").write_text(token + "\n")
+    g = AdminTlsGateway(tmp_path, "admintls", listen_extra=tlslib.tls_listen(),
+                        admin_extra="  tls: true\n  token_file: admin.token\n")
+    g.pki = pki
+    g.start()
+    try:
+        assert "auth=bearer tls=on" in g.log(), g.log()[-2000:]
+        auth = [("authorization", f"Bearer {token}")]
+        st, _, body = gwlib.h1_request(g.admin_port, "GET", "/admin/config", headers=auth,
+                                       ssl_context=g.ssl_context())
+        assert st == 200, body
+        doc = json.loads(body)
+        assert doc["admin"]["tls"] is True and doc["admin"]["token_file"].endswith("admin.token")
+        with H2Client(g.admin_port, ssl_context=ctx(pki, alpn=("h2",))) as c:
+            r = c.request("GET", "/admin/backends", headers=auth)
+            (r,) = c.wait([r])
+            assert r.status == 200 and r.json()["backends"][0]["name"] == "cpu0", r
+            r = c.get("/admin/backends")
+            assert r.status == 401, r
+        assert ("infergw_http_responses_total",
+                frozenset({("proto", "h2"), ("code", "401")})) in g.metrics()
+        with socket.create_connection((gwlib.HOST, g.admin_port), timeout=5) as s:
+            s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            data = b""
+            try:
+                while chunk := s.recv(4096):
+                    data += chunk
+            except ConnectionResetError:
+                pass
+        assert b"HTTP/" not in data and len(data) < 64, data
+        # off by a reload: a restart's business
+        g.config.write_text(g.config.read_text().replace("  tls: true\n", "  tls: false\n"))
+        st, _, body = gwlib.h1_request(g.admin_port, "POST", "/admin/reload", b"",
+                                       headers=auth, ssl_context=g.ssl_context(), timeout=30)
+        out = json.loads(body)
+        assert st == 200 and "admin.tls: on -> off" in (out["restart_required"] or ""), out
+        st, _, _ = gwlib.h1_request(g.admin_port, "GET", "/v2/health/live",
+                                    ssl_context=g.ssl_context())
+        assert st == 200
+    finally:
+        g.kill()
+    assert g.proc.returncode == 0, g.log()[-3000:]
+    plain = tmp_path / "plain.yaml"
+    write_config(plain, admin_port=gwlib.free_port(), admin_extra="  tls: true\n")
+    r = subprocess.run([str(BINARY), "--check-config", str(plain)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode != 0 and "admin.tls: needs listen.tls" in r.stderr, r.stderr
