@@ -138,15 +138,15 @@ static bool agt_warn_ok(struct agt_srv *s)
 }
 
 /* One more connection open / closed line (AGT_WARN_PER_SEC a second: a
- * peer connecting in a loop does not fill the log), with in more (40
+ * peer connecting in a loop does not fill the log), with in more (len
  * bytes) " dropped_lines=N" when lines were left out since the last one. */
-static bool agt_connlog_ok(struct agt_srv *s, char *more)
+static bool agt_connlog_ok(struct agt_srv *s, char *more, size_t len)
 {
 	if (!agt_rate_ok(&s->connlog, AGT_WARN_PER_SEC))
 		return false;
 	more[0] = '\0';
 	if (s->connlog.dropped)
-		snprintf(more, 40, " dropped_lines=%lu", s->connlog.dropped);
+		snprintf(more, len, " dropped_lines=%lu", s->connlog.dropped);
 	s->connlog.dropped = 0;
 	return true;
 }
@@ -624,7 +624,7 @@ static void agt_conn_free(struct agt_conn *c, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	s->n_conns--;
-	if (agt_connlog_ok(s, more))
+	if (agt_connlog_ok(s, more, sizeof(more)))
 		log_info("peer=%s conn=%llu frames=%llu reason=\"%s\"%s msg=\"connection closed\"",
 			 c->peer, (unsigned long long)c->serial, (unsigned long long)c->frames, why,
 			 more);
@@ -721,7 +721,7 @@ static void agt_srv_on_accept(struct evconnlistener *lis, evutil_socket_t fd,
 		s->conns->prev = c;
 	s->conns = c;
 	s->n_conns++;
-	if (agt_connlog_ok(s, more))
+	if (agt_connlog_ok(s, more, sizeof(more)))
 		log_info("peer=%s conn=%llu conns=%d%s msg=\"connection open\"", c->peer,
 			 (unsigned long long)c->serial, s->n_conns, more);
 	return;
