@@ -368,19 +368,17 @@ static void adm_job(struct call *c, enum adm_op op, const char *arg)
 	adm_job_to(c, op, arg, adm_job_done);
 }
 
-/* When the last refusal was logged (ns; 0: never): one line per 10 s at
- * most, whoever keeps guessing; every refusal counts in
- * infergw_http_responses_total{code="401"}. */
-static _Atomic uint64_t adm_refused_ns;
+/* Refusal lines: one per 10 s at most, whoever keeps guessing; every
+ * refusal counts in infergw_http_responses_total{code="401"}. */
+static struct log_limit adm_refused;
 
 /* Answer c 401 with answer (naming what is wrong), and log reason (a few
  * words, no quotes) unless a refusal was logged within 10 s. */
 static void adm_refuse(struct call *c, const char *reason, const char *answer)
 {
-	uint64_t now = now_ns(), last = atomic_load_explicit(&adm_refused_ns, memory_order_relaxed);
+	uint64_t held;
 
-	if ((!last || now - last >= 10000000000ull) &&
-	    atomic_compare_exchange_strong(&adm_refused_ns, &last, now))
+	if (log_limit_ok(&adm_refused, now_ns(), 10000000000ull, &held))
 		log_warn("method=%s path=\"%s\" listener=%s msg=\"refused (401): %s; more refusals "
 			 "within 10 s are only counted (infergw_http_responses_total, code 401)\"",
 			 c->method, c->path, c->admin ? "admin" : "main", reason);

@@ -54,3 +54,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
 	/* One write per line so lines from different threads never interleave. */
 	fwrite(line, 1, n, stderr);
 }
+
+bool log_limit_ok(struct log_limit *l, uint64_t now, uint64_t period_ns, uint64_t *suppressed)
+{
+	uint64_t last = atomic_load(&l->last_ns);
+
+	if ((last && now - last < period_ns) ||
+	    !atomic_compare_exchange_strong(&l->last_ns, &last, now)) {
+		atomic_fetch_add(&l->suppressed, 1);
+		return false;
+	}
+	*suppressed = atomic_exchange(&l->suppressed, 0);
+	return true;
+}

@@ -756,28 +756,16 @@ static struct timeval srv_ms(uint32_t ms)
 }
 
 /* Rate-limited warnings: at most one a second per kind, with a count. */
-struct srv_ratelog {
-	_Atomic uint64_t last_ns;
-	_Atomic uint64_t suppressed;
-};
-
-static bool srv_ratelog_ok(struct srv_ratelog *r, uint64_t *suppressed)
+static bool srv_ratelog_ok(struct log_limit *r, uint64_t *suppressed)
 {
-	uint64_t now = now_ns(), last = atomic_load(&r->last_ns);
-
-	if (now - last < 1000000000ull || !atomic_compare_exchange_strong(&r->last_ns, &last, now)) {
-		atomic_fetch_add(&r->suppressed, 1);
-		return false;
-	}
-	*suppressed = atomic_exchange(&r->suppressed, 0);
-	return true;
+	return log_limit_ok(r, now_ns(), 1000000000ull, suppressed);
 }
 
 /* Over limits.max_connections: a best-effort 503 (the socket buffer of a
  * new connection always takes it) and close, without a struct conn. */
 static void srv_refuse(evutil_socket_t fd, uint32_t max)
 {
-	static struct srv_ratelog rl;
+	static struct log_limit rl;
 	static const char resp[] =
 		"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
 		"retry-after: 1\r\nconnection: close\r\ncontent-length: 63\r\n\r\n"
@@ -1029,7 +1017,7 @@ static void srv_on_accept_resume(evutil_socket_t fd, short what, void *arg)
  */
 static void srv_on_accept_error(struct evconnlistener *lst, void *arg)
 {
-	static struct srv_ratelog rl;
+	static struct log_limit rl;
 	struct srv_loop *sl = arg;
 	int err = EVUTIL_SOCKET_ERROR();
 	struct timeval pause = { 0, 100000 };
