@@ -1104,6 +1104,7 @@ void h2_on_read(struct conn *c)
 		evbuffer_drain(in, n);
 		conn_input_check(c);
 	}
+	conn_answers_now(c);	/* inline batches' answers in this send */
 	h2_send(c);
 }
 

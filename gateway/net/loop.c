@@ -20,13 +20,38 @@ static void loop_wake(struct loop *l)
 		return;
 }
 
-/* The event-loop sink's complete(): push, and wake the loop if it was empty. */
+/* The loop this thread holds (loop_hold), or NULL. */
+static __thread struct loop *loop_holding;
+
+/* The event-loop sink's complete(): push, and wake the loop if it was
+ * empty, unless the loop's own thread holds it (loop_release delivers). */
 static void loop_sink_complete(struct front_sink *s, struct infer_req *r)
 {
 	struct loop *l = (struct loop *)((char *)s - offsetof(struct loop, sink));
 
-	if (front_mpsc_push(&l->mailbox, r))
+	if (front_mpsc_push(&l->mailbox, r) && loop_holding != l)
 		loop_wake(l);
+}
+
+bool loop_hold(struct loop *l)
+{
+	if (loop_holding == l)
+		return false;
+	loop_holding = l;
+	return true;
+}
+
+void loop_release(struct loop *l, bool outer)
+{
+	if (!outer)
+		return;
+	loop_holding = NULL;
+	loop_drain_mail(l);
+}
+
+bool loop_held(const struct loop *l)
+{
+	return loop_holding == l;
 }
 
 void loop_drain_mail(struct loop *l)

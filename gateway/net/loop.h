@@ -46,6 +46,20 @@ int loop_init(struct loop *l, int idx);
 /* loop_drain_mail - deliver what the mailbox holds (front_deliver, in
  * completion order), on the loop's thread or after it ended. */
 void loop_drain_mail(struct loop *l);
+/*
+ * loop_hold / loop_release - around one callback of l's own thread that
+ * may complete requests there (a batch run inline): completions posted
+ * from this thread in between do not wake l through the eventfd (two
+ * syscalls and a loop round each), loop_release delivers them, and what
+ * other threads posted meanwhile, before it returns.  loop_hold returns
+ * whether this call is the outermost; pass it to loop_release (an inner
+ * pair delivers nothing).  Loop thread only.
+ */
+bool loop_hold(struct loop *l);
+void loop_release(struct loop *l, bool outer);
+/* loop_held - whether l's thread is between loop_hold and loop_release:
+ * a loop_drain_mail now is as good as at loop_release. */
+bool loop_held(const struct loop *l);
 /* loop_post_task - run t->fn on l's thread; any thread; never blocks. */
 void loop_post_task(struct loop *l, struct loop_task *t);
 /* loop_request_stop - ask the loop (from any thread) to run on_stop. */

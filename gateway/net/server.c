@@ -329,18 +329,54 @@ void conn_input_check(struct conn *c)
 	}
 }
 
+/*
+ * Around serving what c's client sent: the scheduler dispatches once, at
+ * the end (sched_defer_begin), and the answers this thread completes
+ * meanwhile (batches run inline) are delivered at the end, or sooner by
+ * conn_answers_now, without the mailbox's eventfd (loop_hold).
+ * conn_serve_begin returns what conn_serve_end takes.
+ */
+static bool conn_serve_begin(struct srv_loop *sl)
+{
+	bool outer = loop_hold(&sl->loop);
+
+	sched_defer_begin();
+	return outer;
+}
+
+static void conn_serve_end(struct srv_loop *sl, bool outer)
+{
+	sched_defer_end();
+	loop_release(&sl->loop, outer);	/* may close connections */
+}
+
+void conn_answers_now(struct conn *c)
+{
+	bool in_read = c->in_read;
+
+	if (!loop_held(&c->sl->loop))
+		return;
+	c->in_read = true;	/* c's answers go out with the caller's send */
+	sched_defer_flush();
+	loop_drain_mail(&c->sl->loop);
+	c->in_read = in_read;
+}
+
 /* The output drained: read again, and parse what is already buffered. */
 static void conn_resume_reading(struct conn *c)
 {
+	struct srv_loop *sl = c->sl;	/* c may be gone after */
+	bool outer;
+
 	c->read_paused = false;
 	if (!c->input_full)
 		conn_set_reading(c, true);
-	sched_defer_begin();
+	outer = conn_serve_begin(sl);
 	if (c->proto == PROTO_H2)
 		h2_on_read(c);	/* may close c */
 	else
 		h1_on_read(c);
-	sched_defer_end();
+	conn_serve_end(sl, outer);
 }
 
 static void conn_on_header_timer(evutil_socket_t fd, short what, void *arg)
@@ -508,9 +544,11 @@ static void conn_parse(struct conn *c, const char *fresh, size_t n)
  */
 static void conn_on_input(struct conn *c, const char *fresh, size_t n)
 {
-	sched_defer_begin();
+	struct srv_loop *sl = c->sl;
+	bool outer = conn_serve_begin(sl);
+
 	conn_parse(c, fresh, n);	/* may close c */
-	sched_defer_end();
+	conn_serve_end(sl, outer);
 }
 
 /* TLS: its bufferevent decrypted more input. */
@@ -592,9 +630,11 @@ static void conn_on_sock_read(evutil_socket_t fd, short what, void *arg)
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			conn_close(c);
 	} else if (direct) {
-		sched_defer_begin();
+		struct srv_loop *sl = c->sl;	/* c may be gone after */
+		bool outer = conn_serve_begin(sl);
+
 		h1_body_landed(c, &v, (size_t)n);	/* may serve the call */
-		sched_defer_end();
+		conn_serve_end(sl, outer);
 	} else if (!c->lingering) {	/* lingering: discarded */
 		struct srv_loop *sl = c->sl;	/* c may be gone after */
 

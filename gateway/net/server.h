@@ -198,6 +198,14 @@ bool conn_output_full(const struct conn *c);
 void conn_watch_stall(struct conn *c);
 /* srv_metrics - the connection counters in Prometheus text format. */
 void srv_metrics(struct evbuffer *out);
+/*
+ * conn_answers_now - inside a read of c (conn_on_input): dispatch the
+ * requests parsed so far and deliver the answers this thread completed,
+ * so that c's go out with the send that ends the read.  Answers for other
+ * connections are delivered too (their writes come a loop round later, as
+ * from the mailbox).  May close connections other than c; c stays.
+ */
+void conn_answers_now(struct conn *c);
 /* conn_flush - write what is queued now, without waiting a loop round. */
 void conn_flush(struct conn *c);
 /* conn_maybe_close - close when nothing is left to read or write. */

@@ -217,14 +217,29 @@ void sched_defer_begin(void)
 	sched_deferring = true;
 }
 
-void sched_defer_end(void)
+/* Kick what was deferred (sched_n_pending cleared first: a kick may
+ * defer again while deferring). */
+static void sched_defer_kick(void)
 {
+	struct sched_be *pending[SCHED_DEFER_MAX];
 	int n = sched_n_pending;
 
+	memcpy(pending, sched_pending, sizeof(pending[0]) * (size_t)n);
 	sched_n_pending = 0;
-	sched_deferring = false;
 	for (int i = 0; i < n; i++)
-		sched_kick(sched_pending[i]);
+		sched_kick(pending[i]);
+}
+
+void sched_defer_end(void)
+{
+	sched_deferring = false;
+	sched_defer_kick();
+}
+
+void sched_defer_flush(void)
+{
+	if (sched_deferring)
+		sched_defer_kick();
 }
 
 static void (*sched_failover_fn)(struct infer_req *r, struct sched_be *from, uint64_t now);

@@ -208,6 +208,10 @@ bool sched_cancel(struct infer_req *r);
  */
 void sched_defer_begin(void);
 void sched_defer_end(void);
+/* sched_defer_flush - inside sched_defer_begin/end: dispatch what is
+ * deferred now, and go on deferring (a read that answers before it
+ * writes).  Outside: nothing. */
+void sched_defer_flush(void);
 /* sched_be_stop - no more enqueues; run every queued request, wait for
  * every batch in flight, free the queues.  Idempotent. */
 void sched_be_stop(struct sched_be *s);

@@ -238,6 +238,43 @@ static void test_burst_uses_all_credits(void **state)
 	env_free(e);
 }
 
+/*
+ * sched_defer_flush dispatches what the callback queued so far and goes
+ * on deferring: later enqueues wait for sched_defer_end.  Outside a
+ * deferral it does nothing.
+ */
+static void test_defer_flush(void **state)
+{
+	struct env *e = env_new(8, NULL);
+	struct be_fake_ctl ctl = { .sync = true };
+	struct be_fake_counts c;
+	uint64_t now = now_ns();
+
+	(void)state;
+	env_backend(e, 0, 1, &ctl, 4, 0, 1024);
+	sched_defer_flush();		/* not deferring: nothing to do */
+	sched_defer_begin();
+	for (int k = 0; k < 4; k++)
+		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now), 0);
+	be_fake_counts(&e->be[0], &c);
+	assert_int_equal(c.batches, 0);
+	sched_defer_flush();
+	be_fake_counts(&e->be[0], &c);
+	assert_int_equal(c.batches, 1);		/* the 4 rows, run in the flush */
+	for (int k = 4; k < 8; k++)
+		assert_int_equal(sched_enqueue(&e->s[0], 0, &e->r[k], now), 0);
+	be_fake_counts(&e->be[0], &c);
+	assert_int_equal(c.batches, 1);		/* still deferring */
+	sched_defer_end();
+	env_wait(e, e->n);
+	check_once(e);
+	for (int k = 0; k < e->n; k++)
+		check_values(e, k);
+	be_fake_counts(&e->be[0], &c);
+	assert_int_equal(c.batches, 2);
+	env_free(e);
+}
+
 /* Many requests of mixed sizes (some sliced), from two threads, three credits. */
 struct feeder {
 	struct env *e;
@@ -626,6 +663,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_burst_uses_all_credits),
+		cmocka_unit_test(test_defer_flush),
 		cmocka_unit_test(test_credits_conserved),
 		cmocka_unit_test(test_synchronous_backend),
 		cmocka_unit_test(test_cancel_before_start),
