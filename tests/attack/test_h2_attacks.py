@@ -6,6 +6,8 @@ CONTINUATION flood, unknown and oversized frames.  Frames are written by
 hand (attacklib.RawH2) where a conforming library would refuse to send
 them.  Bounded in frames, bytes and seconds; the process must survive."""
 import json
+import socket
+import struct
 import time
 
 import hpack
@@ -290,6 +292,65 @@ def test_rapid_reset(gw, model):
     assert rss.growth_mib < 32, f"RSS grew {rss.growth_mib:.0f} MiB{crash_note(gw)}"
     assert_alive(gw)
     by.assert_served()
+
+
+def _answers(h, model):
+    """(status by stream, the streams whose 200 carried the reference
+    probabilities) of what h read: headers decoded in order with one HPACK
+    decoder, bodies gathered per stream."""
+    dec, status, body = hpack.Decoder(), {}, {}
+    for ftype, _, sid, p in h.frames:
+        if ftype == HEADERS:
+            status[sid] = dict(dec.decode(p)).get(":status")
+        elif ftype == DATA and sid:
+            body[sid] = body.get(sid, b"") + p
+    good = set()
+    for sid, st in status.items():
+        if st == "200" and sid in body:
+            gwlib.check_infer_response(body[sid], model, ROW)
+            good.add(sid)
+    return status, good
+
+
+@pytest.mark.parametrize("end", ["protocol_error", "tcp_reset"])
+def test_inference_then_gone_in_one_read(gw, model, end):
+    """16 inferences and, in the same packet, the connection's end: a
+    connection error (DATA on stream 0) or a TCP reset right after the
+    send, 200 connections.  Their batches run inline and are answered
+    within the read that carried them (server.c conn_answers_now,
+    loop_release) while the connection is closing or gone: every answer
+    that arrives is a 200 with the reference probabilities, memory stays
+    bounded, the bystander is served, the gateway stays up."""
+    body = gwlib.infer_body(ROW)
+    enc = hpack_request("POST", INFER, extra=[("content-type", "application/json"),
+                                              ("content-length", str(len(body)))])
+    reqs = b"".join(frame(HEADERS, END_HEADERS, sid, enc) + frame(DATA, END_STREAM, sid, body)
+                    for sid in range(1, 33, 2))
+    rss = attacklib.RssPeak(gw.proc.pid)
+    goaways = 0
+    with attacklib.Bystander(gw, model, max_requests=300, pause=0.05) as by:
+        for _ in range(200):
+            with RawH2(gw.port, timeout=10) as h:
+                if end == "protocol_error":
+                    h.send(reqs + frame(DATA, 0, 0, b"x"))
+                    assert h.read_to_eof(timeout=10), "connection not closed"
+                    ga = goaway_of(h.frames)
+                    assert ga is not None and ga[1] == 1, f"GOAWAY {ga}, not PROTOCOL_ERROR"
+                    goaways += 1
+                    status, good = _answers(h, model)  # often none: the session ended
+                    bad = {s: st for s, st in status.items() if s not in good}
+                    assert not bad, f"answers other than a right 200: {bad}"
+                else:
+                    h.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                      struct.pack("ii", 1, 0))
+                    h.send(reqs)
+            rss.sample()
+    by.stop()
+    assert rss.growth_mib < 32, f"RSS grew {rss.growth_mib:.0f} MiB{crash_note(gw)}"
+    assert_alive(gw)
+    by.assert_served()
+    if end == "protocol_error":
+        assert goaways == 200
 
 
 def test_continuation_flood_closed_memory_bounded(gw, model):
