@@ -223,8 +223,14 @@ bool front_mpsc_push(_Atomic(struct infer_req *) *top, struct infer_req *r)
 
 struct infer_req *front_mpsc_take(_Atomic(struct infer_req *) *top)
 {
-	struct infer_req *r = atomic_exchange_explicit(top, NULL, memory_order_acquire);
-	struct infer_req *rev = NULL, *next;
+	struct infer_req *r, *rev = NULL, *next;
+
+	/* Empty most times a loop looks (every read drains): a plain load
+	 * then, not a locked exchange.  A push racing past it is taken next
+	 * time, and its pusher, having seen the stack empty, wakes us. */
+	if (!atomic_load_explicit(top, memory_order_relaxed))
+		return NULL;
+	r = atomic_exchange_explicit(top, NULL, memory_order_acquire);
 
 	for (; r; r = next) {	/* the stack is newest first: reverse it */
 		next = r->next;
