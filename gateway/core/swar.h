@@ -1,6 +1,7 @@
 /*
  * swar.h - eight bytes at a time in a uint64_t (SIMD within a register),
- * for the byte-class checks of the header paths (h2check.c, call.c).
+ * for the byte-class checks of the header paths (h2check.c, call.c,
+ * h1parse.c) and the JSON codec.
  * Header only; loads and stores through memcpy (any alignment).
  */
 #ifndef INFERGW_SWAR_H
@@ -37,6 +38,46 @@ static inline uint64_t swar_in_range(uint64_t x, uint8_t lo, uint8_t hi)
 	uint64_t gt = x + SWAR_ONES * (uint8_t)(0x80 - hi - 1);
 
 	return ge & ~gt & SWAR_HIGHS;
+}
+
+/*
+ * The first-byte finders: x's bytes flagged in their top bit, exactly up
+ * to and including the first (lowest) flagged byte; bits above it may be
+ * set wrongly (a borrow from the flagged byte), so callers read only the
+ * first's position (swar_first).
+ */
+
+/* swar_first - the index (0..7) of the first byte flagged in m (non-zero):
+ * the lowest in memory, the low byte on a little-endian host. */
+static inline unsigned swar_first(uint64_t m)
+{
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "swar_first: little-endian hosts only (x86-64, aarch64)"
+#endif
+	return (unsigned)__builtin_ctzll(m) >> 3;
+}
+
+/* swar_eq_first - bytes equal to ch. */
+static inline uint64_t swar_eq_first(uint64_t x, uint8_t ch)
+{
+	uint64_t y = x ^ SWAR_ONES * ch;
+
+	return (y - SWAR_ONES) & ~y & SWAR_HIGHS;
+}
+
+/* swar_ctl_first - control bytes: below 0x20, or DEL (0x7f). */
+static inline uint64_t swar_ctl_first(uint64_t x)
+{
+	uint64_t d = x ^ SWAR_ONES * 0x7f;	/* DEL -> 0; its top bit is x's */
+
+	return ((x - SWAR_ONES * 0x20) | (d - SWAR_ONES)) & ~x & SWAR_HIGHS;
+}
+
+/* swar_nonvis_first - bytes that are not visible ASCII (0x21..0x7e): SP,
+ * controls, DEL and everything from 0x80. */
+static inline uint64_t swar_nonvis_first(uint64_t x)
+{
+	return (((x - SWAR_ONES * 0x21) & ~x) | x | (x + SWAR_ONES)) & SWAR_HIGHS;
 }
 
 #endif

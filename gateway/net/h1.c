@@ -402,6 +402,16 @@ void h1_on_read(struct conn *c)
 	conn_flush(c);
 }
 
+/* h1_serve for a request taken from a read (never an upgrade: those stop
+ * the take); last: it took the read's last byte, so its answer, when made
+ * now, goes out at once (h1_respond) with nothing behind it to wait for. */
+static void h1_serve_taken(struct conn *c, bool last)
+{
+	c->h1_last = last;
+	h1_serve(c);
+	c->h1_last = false;
+}
+
 size_t h1_take(struct conn *c, const char *p, size_t n)
 {
 	size_t max = conn_cfg(c)->limits.max_header_bytes, used = 0;
@@ -425,7 +435,7 @@ size_t h1_take(struct conn *c, const char *p, size_t n)
 			c->h1_body_left -= len;
 			if (c->h1_body_left)
 				break;
-			h1_serve(c);	/* (no upgrade: never switches) */
+			h1_serve_taken(c, used == n);
 			continue;
 		}
 		e = h1p_head_end(p + used, n - used);
@@ -436,7 +446,7 @@ size_t h1_take(struct conn *c, const char *p, size_t n)
 		if (!h1_start_call(c, p + used - len, len) || c->h1_chunked || c->h1_upgrade)
 			break;		/* answered, or h1_on_read goes on with the call */
 		if (!c->h1_body_left)
-			h1_serve(c);	/* (no upgrade: never switches) */
+			h1_serve_taken(c, used == n);
 	}
 	c->in_read = false;
 	return used;
@@ -453,7 +463,7 @@ struct h1_out {
 	char buf[2048];
 };
 
-static void h1_put(struct h1_out *w, const char *s, size_t len)
+static inline void h1_put(struct h1_out *w, const char *s, size_t len)
 {
 	if (w->n + len > sizeof(w->buf)) {
 		evbuffer_add(w->out, w->buf, w->n);
@@ -524,7 +534,10 @@ void h1_respond(struct call *call)
 		w.n += len;
 		body = false;
 	}
-	evbuffer_add(w.out, w.buf, w.n);
+	if (!body && (!c->in_read || c->h1_last))
+		conn_write_now(c, w.buf, w.n);	/* nothing else is coming to wait for */
+	else
+		evbuffer_add(w.out, w.buf, w.n);
 	if (body)
 		evbuffer_add_buffer(w.out, call->resp);
 	/* The call is finished: free it and read the next request. */

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "swar.h"
+
 /* RFC 9110 §5.6.2 tchar; a table, as names are checked byte by byte (the
  * strchr for punctuation cost ~300 instructions a request). */
 static const bool h1p_tchars[256] = {
@@ -41,73 +43,123 @@ static bool h1p_span_eq(struct h1p_span s, const char *lit)
 	return s.n == strlen(lit) && !strncasecmp(s.p, lit, s.n);
 }
 
-/* "METHOD SP target SP HTTP/1.x" in line[0..len) (no CRLF).  0 or -1. */
-static int h1p_request_line(const char *line, size_t len, struct h1p_reqline *rl,
-			    const char **why)
+/*
+ * The scans below read eight bytes at a time (swar.h) while eight are
+ * left before end, then byte by byte: a head ends in "\r\n\r\n", so a
+ * target or a value rarely reaches the byte loop.
+ */
+
+/* The first byte of [p, end) that may not be in a field value (a control
+ * other than HTAB: the CR of a line's end, say); end if none. */
+static const char *h1p_value_stop(const char *p, const char *end)
 {
-	const char *p = line, *end = line + len, *t;
+	for (;;) {
+		for (; end - p >= 8; p += 8) {
+			uint64_t m = swar_ctl_first(swar_load(p));
+
+			if (m) {
+				p += swar_first(m);
+				break;
+			}
+		}
+		while (p < end && h1p_vchar(*p))
+			p++;
+		if (p == end || *p != '\t')
+			return p;
+		p++;		/* HTAB: a value byte, the scan goes on */
+	}
+}
+
+/* The end of the request target starting at p: its first byte that is not
+ * visible ASCII, or end; *q is its first '?', or NULL. */
+static const char *h1p_target_stop(const char *p, const char *end, const char **q)
+{
+	*q = NULL;
+	for (; end - p >= 8; p += 8) {
+		uint64_t x = swar_load(p), stop = swar_nonvis_first(x);
+		uint64_t qm = *q ? 0 : swar_eq_first(x, '?');
+
+		if (qm && (!stop || swar_first(qm) < swar_first(stop)))
+			*q = p + swar_first(qm);
+		if (stop)
+			return p + swar_first(stop);
+	}
+	for (; p < end && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f; p++)
+		if (*p == '?' && !*q)
+			*q = p;
+	return p;
+}
+
+/* "\r\n" at p (before end)? */
+static bool h1p_is_crlf(const char *p, const char *end)
+{
+	return end - p >= 2 && p[0] == '\r' && p[1] == '\n';
+}
+
+/* "METHOD SP target SP HTTP/1.x CRLF" from buf: the byte after its CRLF,
+ * or NULL with *why. */
+static const char *h1p_request_line(const char *buf, const char *end, struct h1p_reqline *rl,
+				    const char **why)
+{
+	const char *p = buf, *t, *q;
 
 	while (p < end && h1p_tchar(*p))
 		p++;
-	rl->method = (struct h1p_span){ line, p - line };
+	rl->method = (struct h1p_span){ buf, p - buf };
 	if (rl->method.n == 0 || p == end || *p != ' ') {
 		*why = "malformed request line (method)";
-		return -1;
+		return NULL;
 	}
 	t = ++p;
 	/* The target: visible ASCII only (a NUL would truncate the path). */
-	while (p < end && (unsigned char)*p > 0x20 && (unsigned char)*p < 0x7f)
-		p++;
+	p = h1p_target_stop(t, end, &q);
 	/* origin-form, or the asterisk-form of OPTIONS * (RFC 9112 §3.2.4:
 	 * nghttp -u sends it to upgrade to h2c before a request with a body) */
 	if (p == t || p == end || *p != ' ' ||
 	    (*t != '/' && !(p - t == 1 && *t == '*' && h1p_span_eq(rl->method, "OPTIONS")))) {
 		*why = "malformed request line (target)";
-		return -1;
+		return NULL;
 	}
-	rl->path.p = t;
-	rl->path.n = p - t;
-	{
-		const char *q = memchr(t, '?', p - t);
-
-		if (q)
-			rl->path.n = q - t;
-	}
+	rl->path = (struct h1p_span){ t, (q ? q : p) - t };
 	p++;
-	if (end - p != 8 || memcmp(p, "HTTP/1.", 7) || (p[7] != '0' && p[7] != '1')) {
+	if (end - p < 8 || memcmp(p, "HTTP/1.", 7) || (p[7] != '0' && p[7] != '1') ||
+	    !h1p_is_crlf(p + 8, end)) {
 		*why = "malformed request line (version: HTTP/1.0 or HTTP/1.1)";
-		return -1;
+		return NULL;
 	}
 	rl->minor = p[7] - '0';
-	return 0;
+	return p + 10;
 }
 
-/* "name: OWS value OWS" in line[0..len).  0 or -1. */
-static int h1p_header_line(const char *line, size_t len, struct h1p_span *name,
-			   struct h1p_span *value, const char **why)
+/* "name: OWS value OWS CRLF" from line: the byte after its CRLF, or NULL
+ * with *why. */
+static const char *h1p_header_line(const char *line, const char *end, struct h1p_span *name,
+				   struct h1p_span *value, const char **why)
 {
-	const char *p = line, *end = line + len, *v;
+	const char *p = line, *v, *e;
 
 	while (p < end && h1p_tchar(*p))
 		p++;
 	if (p == line || p == end || *p != ':') {
 		/* covers obs-fold (a leading SP/HT), "Name : v" and "Na me: v" */
 		*why = "malformed header field (the name must be a token followed by ':')";
-		return -1;
+		return NULL;
 	}
 	*name = (struct h1p_span){ line, p - line };
 	for (p++; p < end && (*p == ' ' || *p == '\t'); p++)
 		;
 	v = p;
-	for (; p < end; p++)
-		if (!h1p_vchar(*p)) {
-			*why = "malformed header field (control character in the value)";
-			return -1;
-		}
-	while (p > v && (p[-1] == ' ' || p[-1] == '\t'))
-		p--;
+	e = h1p_value_stop(p, end);
+	if (!h1p_is_crlf(e, end)) {
+		*why = e == end || (e + 1 == end && *e == '\r')
+			       ? "malformed request head (lines end in CRLF)"
+			       : "malformed header field (control character in the value)";
+		return NULL;
+	}
+	for (p = e; p > v && (p[-1] == ' ' || p[-1] == '\t'); p--)
+		;
 	*value = (struct h1p_span){ v, p - v };
-	return 0;
+	return e + 2;
 }
 
 /* The first "\r\n" in [p, end), or NULL: memchr for the '\r' is a
@@ -140,36 +192,34 @@ const char *h1p_head_end(const char *p, size_t len)
 	return NULL;
 }
 
+/* Each line is checked as it is read, in one pass: a line ends at the
+ * first CR of a CRLF, and any other control byte before it is an error. */
 int h1p_parse_head(const char *buf, size_t len, struct h1p_reqline *rl,
 		   h1p_header_cb on_header, void *arg, const char **why)
 {
-	const char *p = buf, *end = buf + len, *eol;
+	const char *p, *end = buf + len;
 	int rc;
 
-	eol = h1p_crlf(p, end);
-	if (!eol) {
-		*why = "malformed request line";
+	p = h1p_request_line(buf, end, rl, why);
+	if (!p)
 		return 400;
-	}
-	if (h1p_request_line(p, eol - p, rl, why))
-		return 400;
-	for (p = eol + 2; p < end; p = eol + 2) {
+	while (p < end) {
 		struct h1p_span name, value;
 
-		eol = h1p_crlf(p, end);
-		if (!eol) {
-			*why = "malformed request head (lines end in CRLF)";
-			return 400;
-		}
-		if (eol == p)
+		if (*p == '\r') {	/* the empty line, or a control where a name starts */
+			if (!h1p_is_crlf(p, end))
+				break;
 			return p + 2 == end ? 0 : (*why = "data after the request head", 400);
-		if (h1p_header_line(p, eol - p, &name, &value, why))
+		}
+		p = h1p_header_line(p, end, &name, &value, why);
+		if (!p)
 			return 400;
 		rc = on_header(arg, name, value);
 		if (rc)
 			return rc;
 	}
-	*why = "request head without its empty line";
+	*why = p < end ? "malformed request head (lines end in CRLF)"
+		       : "request head without its empty line";
 	return 400;
 }
 

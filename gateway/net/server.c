@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -185,6 +186,26 @@ static bool conn_drained_has_work(const struct conn *c)
 	       (c->proto == PROTO_H2 && h2_on(c) && h2_want_write(c));
 }
 
+/* After a write of c's output (out): what conn_on_write would do, asked
+ * for, or writing enabled for what the socket did not take. */
+static void conn_written(struct conn *c, struct evbuffer *out)
+{
+	/* The bufferevent only calls our write callback after writes of its
+	 * own; when we emptied the buffer and the callback has work, ask for
+	 * it (deferred, so nothing is freed under our callers). */
+	if (evbuffer_get_length(out) == 0) {
+		if (conn_drained_has_work(c))
+			bufferevent_trigger(c->bev, EV_WRITE,
+					    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	}
+	/* Writing is enabled only while output waits for the socket (see
+	 * conn_on_write): adding to the output then arms no write event, and
+	 * a response the socket takes at once costs no epoll_ctl.  Enabled
+	 * once, so the write-stall clock is not restarted by more output. */
+	else if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
+		bufferevent_enable(c->bev, EV_WRITE);
+}
+
 void conn_flush(struct conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
@@ -202,20 +223,27 @@ void conn_flush(struct conn *c)
 	evbuffer_unfreeze(out, 1);
 	evbuffer_write(out, c->fd);	/* the bufferevent's (bufferevent_getfd: ~65 instructions) */
 	evbuffer_freeze(out, 1);
-	/* The bufferevent only calls our write callback after writes of its
-	 * own; when we emptied the buffer and the callback has work, ask for
-	 * it (deferred, so nothing is freed under our callers). */
-	if (evbuffer_get_length(out) == 0) {
-		if (conn_drained_has_work(c))
-			bufferevent_trigger(c->bev, EV_WRITE,
-					    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+	conn_written(c, out);
+}
+
+void conn_write_now(struct conn *c, const void *buf, size_t n)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+	ssize_t k;
+
+	if (c->tls || evbuffer_get_length(out) != 0) {
+		evbuffer_add(out, buf, n);
+		conn_flush(c);
+		return;
 	}
-	/* Writing is enabled only while output waits for the socket (see
-	 * conn_on_write): adding to the output then arms no write event, and
-	 * a response the socket takes at once costs no epoll_ctl.  Enabled
-	 * once, so the write-stall clock is not restarted by more output. */
-	else if (!(bufferevent_get_enabled(c->bev) & EV_WRITE))
-		bufferevent_enable(c->bev, EV_WRITE);
+	k = send(c->fd, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	/* EAGAIN, or an error: the bufferevent's own write meets it again
+	 * and reports it (conn_on_event), as after conn_flush */
+	if (k < 0)
+		k = 0;
+	if ((size_t)k < n)
+		evbuffer_add(out, (const char *)buf + k, n - (size_t)k);
+	conn_written(c, out);
 }
 
 #define CONN_LINGER_MS 1000

@@ -111,6 +111,7 @@ struct conn {
 	bool h1_keepalive;
 	bool h1_10;			/* the request is HTTP/1.0 */
 	bool h1_upgrade;		/* Upgrade: h2c once its body is in (h1.c) */
+	bool h1_last;			/* the request served took the read's last byte */
 	bool in_read;			/* inside h1_on_read / h2_on_read */
 	bool close_after_write;
 	bool closing;
@@ -208,6 +209,15 @@ void srv_metrics(struct evbuffer *out);
 void conn_answers_now(struct conn *c);
 /* conn_flush - write what is queued now, without waiting a loop round. */
 void conn_flush(struct conn *c);
+/*
+ * conn_write_now - buf[0..n) out to c now: one send straight from buf
+ * when c is plain TCP and nothing is queued before it (an HTTP/1.1
+ * answer's evbuffer add, write and drain cost ~650 instructions more),
+ * what the socket does not take queued for the bufferevent; otherwise
+ * queued, then conn_flush.  For a connection's last answer of a read
+ * (answers before it would each cost a send).  Never closes c.
+ */
+void conn_write_now(struct conn *c, const void *buf, size_t n);
 /* conn_maybe_close - close when nothing is left to read or write. */
 void conn_maybe_close(struct conn *c);
 void conn_transport_respond(struct call *call);

@@ -95,7 +95,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		st = h1p_parse_head(in, hlen, &rl, fz_on_header, &fr, &why);
 		FZ_CHECK(st == 0 || (st == 400 && why));
 		if (st == 0) {
-			FZ_CHECK(rl.method.n > 0 && rl.path.n > 0 && rl.path.p[0] == '/');
+			FZ_CHECK(rl.method.n > 0 && rl.path.n > 0 &&
+				 (rl.path.p[0] == '/' || (rl.path.n == 1 && rl.path.p[0] == '*')));
 			for (size_t i = 0; i < rl.path.n; i++)
 				FZ_CHECK((unsigned char)rl.path.p[i] > 0x20 && rl.path.p[i] != '?');
 			FZ_CHECK(rl.minor == 0 || rl.minor == 1);
