@@ -123,6 +123,68 @@ def _sendall_quiet(s, data):
         pass
 
 
+def test_answers_sent_straight_then_queued_keep_their_order(module_gw):
+    """8,000 GET /v2/models/digits/config (~900-byte answers) sent one at
+    a time, 0.3 ms apart, and nothing read for a while: each request comes
+    in a read of its own, so its answer is the read's last and goes
+    straight from its buffer to the socket while nothing is queued.  The
+    socket fills (7 MB of answers, more than the kernel holds): one such
+    send is cut short or refused and its rest queued, every later answer
+    queued behind it, then reading pauses.  Read at last, every answer
+    arrives whole and in order, each byte-for-byte the model's config;
+    memory stays bounded."""
+    g = module_gw("pause")
+    req = gwlib.H1Conn.build("GET", "/v2/models/digits/config")
+    with raw_conn(g.port, timeout=5) as s:
+        s.sendall(req)
+        first, _ = read_until_eof(s, timeout=5, quiet=0.3)
+    resps, rest = parse_h1_responses(first)
+    assert len(resps) == 1 and resps[0][0] == 200 and rest == b"", (resps, rest)
+    want = resps[0][2]
+    assert b'"max_batch_size"' in want and len(want) > 500, want
+    n_req = 8000
+    rss = attacklib.RssPeak(g.proc.pid)
+    s = _small_conn(g.port)  # the kernel holds little of the answers
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    s.settimeout(60)
+
+    def one_by_one():
+        try:
+            for _ in range(n_req):
+                s.sendall(req)
+                time.sleep(0.0003)
+        except OSError:
+            pass
+
+    sender = threading.Thread(target=one_by_one, daemon=True)
+    try:
+        sender.start()
+        t_end = time.monotonic() + 8
+        while sender.is_alive() and time.monotonic() < t_end:
+            rss.sample()
+            time.sleep(0.05)
+        assert rss.growth_mib < RSS_BOUND_MIB, \
+            f"RSS grew {rss.growth_mib:.0f} MiB while the client did not read{crash_note(g)}"
+        got, data, t0 = 0, bytearray(), time.monotonic()
+        while got < n_req and time.monotonic() - t0 < 60:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+            resps, rest = parse_h1_responses(bytes(data))
+            for i, (st, _, body) in enumerate(resps):
+                assert st == 200 and body == want, \
+                    f"answer {got + i}: {st} {body[:80]!r}{crash_note(g)}"
+            got += len(resps)
+            data = bytearray(rest)
+        sender.join(timeout=10)
+        assert got == n_req and data == b"", \
+            f"{got} whole answers of {n_req}, {len(data)} bytes left over{crash_note(g)}"
+    finally:
+        s.close()
+    assert_alive(g)
+
+
 def test_half_closed_client_gets_its_answers(module_gw):
     """A client pipelines 3 requests, then shuts down writing: it gets
     its 3 answers, then EOF (not a reset, not silence)."""
