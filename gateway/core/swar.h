@@ -65,12 +65,13 @@ static inline uint64_t swar_eq_first(uint64_t x, uint8_t ch)
 	return (y - SWAR_ONES) & ~y & SWAR_HIGHS;
 }
 
-/* swar_ctl_first - control bytes: below 0x20, or DEL (0x7f). */
-static inline uint64_t swar_ctl_first(uint64_t x)
+/* swar_below_first - bytes below lo (at most 128), or DEL (0x7f): with
+ * lo 0x20, the control bytes. */
+static inline uint64_t swar_below_first(uint64_t x, uint8_t lo)
 {
-	uint64_t d = x ^ SWAR_ONES * 0x7f;	/* DEL -> 0; its top bit is x's */
+	uint64_t d = x ^ SWAR_LOW7;	/* DEL -> 0; its top bit is x's */
 
-	return ((x - SWAR_ONES * 0x20) | (d - SWAR_ONES)) & ~x & SWAR_HIGHS;
+	return ((x - SWAR_ONES * lo) | (d - SWAR_ONES)) & ~x & SWAR_HIGHS;
 }
 
 /* swar_nonvis_first - bytes that are not visible ASCII (0x21..0x7e): SP,

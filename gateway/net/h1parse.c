@@ -55,7 +55,7 @@ static const char *h1p_value_stop(const char *p, const char *end)
 {
 	for (;;) {
 		for (; end - p >= 8; p += 8) {
-			uint64_t m = swar_ctl_first(swar_load(p));
+			uint64_t m = swar_below_first(swar_load(p), 0x20);
 
 			if (m) {
 				p += swar_first(m);

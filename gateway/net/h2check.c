@@ -68,14 +68,11 @@ static bool h2c_all(const uint8_t *s, size_t n, uint8_t cls)
 #define HIGHS SWAR_HIGHS
 #define LOW7 SWAR_LOW7
 
-/* No byte of x below lo (at most 128) or DEL: (x - lo) borrows into a
- * byte whose top bit was clear, x ^ DEL has a zero byte.  Exact as a
- * yes/no answer (not as to which byte). */
+/* No byte of x below lo (at most 128) or DEL (swar.h: exact as a yes/no
+ * answer, whichever byte it is). */
 static inline bool h2c_word_above(uint64_t x, uint8_t lo)
 {
-	uint64_t d = x ^ LOW7;
-
-	return !(((x - ONES * lo) & ~x & HIGHS) | ((d - ONES) & ~d & HIGHS));
+	return !swar_below_first(x, lo);
 }
 
 /* Every byte of x is 'a'..'z' or '-' (most names are): per byte, top bit
