@@ -402,32 +402,44 @@ static __attribute__((noinline)) bool jf_wide_slow(uint64_t m, unsigned frac, bo
  * it (NULL when neither can decide: strtod will).  Past the digits, or
  * NULL.
  */
-static __attribute__((noinline)) const char *jf_long_fraction(const char *f, const char *end,
+static inline __attribute__((always_inline)) const char *jf_long_fraction(const char *f, const char *end,
 							       uint64_t y, uint64_t ip, bool neg,
 							       float *val)
 {
-	const char *q = f + 8, *lim = end - f > 19 ? f + 19 : end;
+	const char *q = f + 8, *lim;
 	uint64_t m = jf_eight(y), x, nd;
 	unsigned d, t, frac;
 
-	/* the next digits by the word: all eight, or the 1..7 before a
-	 * non-digit (digits to the word's top, as jf_swar_fraction); a
-	 * double's 17 significant digits need no byte loop then */
+	/* the next digits by the word: eight, or the 0..7 before a non-digit
+	 * (digits to the word's top, as jf_swar_fraction); after a full word
+	 * the next, whose first four bytes hold a non-digit (19 at most) */
 	if (end - q >= 8) {
 		y = swar_load(q) ^ JF_ZEROS;
 		nd = jf_nondigits(y);
 		if (!nd) {
 			m = m * 100000000u + jf_eight(y);
 			q += 8;
-		} else if ((t = (unsigned)__builtin_ctzll(nd)) > 7) {	/* 8 x (digits) + 7 */
+			if (end - q < 8)
+				goto bytes;
+			y = swar_load(q) ^ JF_ZEROS;
+			nd = jf_nondigits(y);
+			if (!nd || (t = (unsigned)__builtin_ctzll(nd)) > 31)
+				return NULL;	/* 20 fraction digits or more */
+		} else {
+			t = (unsigned)__builtin_ctzll(nd);
+		}
+		if (t > 7) {	/* 8 x (digits) + 7 */
 			m = m * jf_pow10u[t >> 3] + jf_eight(y << (71 - t));
 			q += t >> 3;
 		}
+		goto digits;	/* *q: a non-digit */
 	}
-	for (; q < lim && (d = (unsigned)(unsigned char)*q - '0') <= 9; q++)
+bytes:	/* near the text's end */
+	for (lim = end - f > 19 ? f + 19 : end; q < lim && (d = (unsigned)(unsigned char)*q - '0') <= 9; q++)
 		m = m * 10 + d;	/* < 10^19 */
 	if (q == end || (unsigned)(unsigned char)*q - '0' <= 9)
 		return NULL;	/* 20 fraction digits or more; at the end: the byte-wise reader's */
+digits:
 	if (ip && (__builtin_mul_overflow(ip, jf_pow10u[q - f], &x) ||
 		   __builtin_add_overflow(m, x, &m)))
 		return NULL;
