@@ -321,62 +321,33 @@ static inline __attribute__((always_inline)) float jf_fraction(uint64_t m, bool 
 }
 
 /*
- * 2^(64 + jf_rcp_shift[k]) / 10^k rounded up, in [2^63, 2^64), k = 1..19:
- * m / 10^k as one 64 x 64 -> 128-bit product (jf_wide_quick).  Filled at
- * load from exact 128-bit integer division.
- */
-static uint64_t jf_rcp[20];
-static int jf_rcp_shift[20];
-
-__attribute__((constructor)) static void jf_rcp_init(void)
-{
-	for (int k = 1; k < 20; k++) {
-		uint64_t p = jf_pow10u[k];
-		int s = 63 - __builtin_clzll(p);	/* 2^s <= 10^k < 2^(s + 1) */
-		unsigned __int128 num = (unsigned __int128)1 << (64 + s);
-
-		jf_rcp[k] = (uint64_t)((num + p - 1) / p);
-		jf_rcp_shift[k] = s;
-	}
-}
-
-/*
- * m / 10^k (2^53 < m < 2^64, 1 <= k <= 19) as (float) of strtod's double,
- * without long double: q = m x jf_rcp[k] (exact, 128 bits) is the quotient
- * scaled by 2^(64 + s) times (1 + e), 0 <= e < 2^-63; its top 64 bits n
- * (n >= 2^63) err from the true scaled quotient by under 4 units.  The
- * float is n's top 24 bits rounded by the 40 below; strtod's double errs
- * by at most 2^-53 relative, 2^11 units of n.  So when those 40 bits lie
- * farther than 2^12 units from their midpoint 2^39, the true value,
- * strtod's double and n all round to this float (also at a binade's
- * bottom, n near 2^63: a value just below it, in the binade under, is
- * within 2^38 units of it, half that binade's spacing, so it rounds up to
- * the same power of two).  false when they do not, or outside
- * [2 FLT_MIN, FLT_MAX / 2]: jf_quick_float decides.
+ * m / 10^k (2^53 < m < 2^64, 1 <= k <= 19) as (float) of strtod's double
+ * D, in double arithmetic: d = (double)m x 10^-k rounds three times (m,
+ * the power, the product), so it lies within 3 units of its last place of
+ * the true value, and D within half a unit: 3.5 units apart at most.  A
+ * float rounds at the midpoints between floats, which in d's binade are
+ * the doubles whose 29 bits below the float's 23 read 2^28.  When d's lie
+ * farther than 8 units from that, no midpoint lies between d and D (nor
+ * on D: a tie), so (float)d is (float)D.  At a binade's bottom the
+ * midpoint just below it is 2^28 units of the binade under away, far
+ * outside the window.  false near a midpoint, or outside the normal
+ * floats (d < 2^-126, d >= 2^127): jf_quick_float decides.
  */
 static inline __attribute__((always_inline)) bool jf_wide_quick(uint64_t m, unsigned k, bool neg,
 								 float *val)
 {
-	unsigned __int128 q = (unsigned __int128)m * jf_rcp[k];
-	uint64_t hi = (uint64_t)(q >> 64), n, mant;
-	int lz = __builtin_clzll(hi);	/* hi >= 2^52: m > 2^53, jf_rcp >= 2^63 */
-	int e = 63 - jf_rcp_shift[k] - lz;	/* x = n 2^(e - 63) */
-	int64_t d;
-	uint32_t bits;
+	static const double inv10[20] = { 1e0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7,
+					  1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 1e-14,
+					  1e-15, 1e-16, 1e-17, 1e-18, 1e-19 };
+	double d = (double)m * inv10[k];
+	uint64_t bits;
+	float f;
 
-	n = (uint64_t)((q << lz) >> 64);
-	/* the 40 bits below the float's 24 against their midpoint, without a
-	 * branch on the side (random: half mispredicted) */
-	d = (int64_t)(n & ((1ull << 40) - 1)) - (1ll << 39);
-	if ((uint64_t)llabs(d) <= 1ull << 12 || e < -125 || e > 126)
+	memcpy(&bits, &d, sizeof(bits));
+	if (((bits & 0x1fffffffu) - (0x10000000u - 8)) <= 16 || !(d >= 0x1p-126 && d < 0x1p127))
 		return false;
-	mant = (n >> 40) + (uint64_t)(d > 0);	/* 2^23 .. 2^24 */
-	if (mant == 1ull << 24) {
-		mant >>= 1;
-		e++;
-	}
-	bits = (neg ? 0x80000000u : 0) | (uint32_t)(e + 127) << 23 | ((uint32_t)mant & 0x7fffffu);
-	memcpy(val, &bits, sizeof(*val));
+	f = (float)d;
+	*val = neg ? -f : f;
 	return true;
 }
 
@@ -397,14 +368,15 @@ static __attribute__((noinline)) bool jf_wide_slow(uint64_t m, unsigned frac, bo
  * byte by byte, each checked against the end, up to 19 in all (as a
  * client prints a double: 17 significant digits).  m = ip x 10^frac +
  * fraction, exact in 64 bits (else NULL), is what jf_scan reads from the
- * same text: at most 2^53, one division (Clinger); larger, the 128-bit
- * product (jf_wide_quick), else jf_quick_float, as the general path takes
+ * same text: at most 2^53, one division (Clinger); larger, one product
+ * of doubles (jf_wide_quick), else jf_quick_float, as the general path takes
  * it (NULL when neither can decide: strtod will).  Past the digits, or
  * NULL.
  */
-static inline __attribute__((always_inline)) const char *jf_long_fraction(const char *f, const char *end,
-							       uint64_t y, uint64_t ip, bool neg,
-							       float *val)
+static inline __attribute__((always_inline)) const char *jf_long_fraction(const char *f,
+									   const char *end,
+									   uint64_t y, uint64_t ip,
+									   bool neg, float *val)
 {
 	const char *q = f + 8, *lim;
 	uint64_t m = jf_eight(y), x, nd;
@@ -435,7 +407,8 @@ static inline __attribute__((always_inline)) const char *jf_long_fraction(const 
 		goto digits;	/* *q: a non-digit */
 	}
 bytes:	/* near the text's end */
-	for (lim = end - f > 19 ? f + 19 : end; q < lim && (d = (unsigned)(unsigned char)*q - '0') <= 9; q++)
+	lim = end - f > 19 ? f + 19 : end;
+	for (; q < lim && (d = (unsigned)(unsigned char)*q - '0') <= 9; q++)
 		m = m * 10 + d;	/* < 10^19 */
 	if (q == end || (unsigned)(unsigned char)*q - '0' <= 9)
 		return NULL;	/* 20 fraction digits or more; at the end: the byte-wise reader's */

@@ -196,7 +196,7 @@ static void test_tiny_numbers(void **state)
 }
 
 /* Long fractions (16 to 19 digits, as a client prints a double: the word
- * reader's second eight digits, then the 128-bit reciprocal product),
+ * reader's second eight digits, then one product of doubles),
  * around every power of two a float can be near (where the float spacing
  * halves), and around the midpoints just under them. */
 static void test_wide_fractions(void **state)
@@ -233,6 +233,44 @@ static void test_wide_fractions(void **state)
 		buf[k] = 0;
 		expect_like_jansson(buf);
 	}
+}
+
+/* s with its last digit moved by d (-1 or +1), when that stays a digit. */
+static void expect_nudged(const char *s, int d)
+{
+	char buf[64];
+	size_t n = strlen(s);
+
+	if (n >= sizeof(buf) || s[n - 1] + d < '0' || s[n - 1] + d > '9')
+		return;
+	memcpy(buf, s, n + 1);
+	buf[n - 1] = (char)(buf[n - 1] + d);
+	expect_like_jansson(buf);
+}
+
+/* Exact midpoints between two floats (ties: strtod's double is the
+ * midpoint itself, and (float) rounds it to even) and a last digit either
+ * side, printed with 19 digits so the mantissa exceeds 2^53 and takes the
+ * one product of doubles: its rounding window must send them all to the
+ * general path.  Values in [2^-12, 2^23), eight floats a binade. */
+static void test_wide_ties(void **state)
+{
+	char buf[64];
+
+	(void)state;
+	for (int j = -12; j < 23; j++)
+		for (int i = 0; i < 8; i++) {
+			float f = ldexpf(1.0f + (float)(next() % (1u << 23)) / 8388608.0f, j);
+			double mid = (double)f + ldexp(1.0, j - 24);	/* half f's spacing */
+			int ip = mid < 1 ? 0 : (int)floor(log10(mid)) + 1;
+
+			snprintf(buf, sizeof(buf), "%.*f", 19 - ip, mid);
+			expect_like_jansson(buf);
+			expect_nudged(buf, -1);
+			expect_nudged(buf, 1);
+			snprintf(buf, sizeof(buf), "%.*f", 19 - ip, (double)f);	/* a float */
+			expect_like_jansson(buf);
+		}
 }
 
 static void test_declined(void **state)
@@ -1094,6 +1132,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_numbers_like_jansson),
 		cmocka_unit_test(test_wide_fractions),
+		cmocka_unit_test(test_wide_ties),
 		cmocka_unit_test(test_tiny_numbers),
 		cmocka_unit_test(test_declined),
 		cmocka_unit_test(test_list),
