@@ -170,7 +170,7 @@ static void grpc_fail(struct call *c, int http_status, int code, const char *fmt
 /* Answer OK with msg as the one length-prefixed message. */
 static void grpc_reply(struct call *c, const ProtobufCMessage *msg)
 {
-	size_t len = protobuf_c_message_get_packed_size(msg);
+	size_t len = gc_pack_size(msg);
 	struct grpc_evbuf eb = { .base = { .append = grpc_evbuf_append }, .out = c->resp };
 	uint8_t hdr[GRPC_FRAME_HDR];
 	struct evbuffer_iovec v;
@@ -186,7 +186,7 @@ static void grpc_reply(struct call *c, const ProtobufCMessage *msg)
 	if (evbuffer_reserve_space(c->resp, (ev_ssize_t)(sizeof(hdr) + len), &v, 1) == 1 &&
 	    v.iov_len >= sizeof(hdr) + len) {
 		memcpy(v.iov_base, hdr, sizeof(hdr));
-		if (protobuf_c_message_pack(msg, (uint8_t *)v.iov_base + sizeof(hdr)) == len) {
+		if (gc_pack(msg, (uint8_t *)v.iov_base + sizeof(hdr)) == len) {
 			v.iov_len = sizeof(hdr) + len;
 			evbuffer_commit_space(c->resp, &v, 1);
 			grpc_finish(c, 200, GRPC_OK, NULL);
@@ -387,6 +387,24 @@ static bool grpc_arena_usable(void)
 	return grpc_arena_ok;
 }
 
+/* A plain ModelInferRequest of len bytes at p without protobuf-c's table
+ * walk (gc_infer_unpack), as grpc_unpack makes one (arena or malloc);
+ * NULL: not plain, for protobuf-c to unpack. */
+static ProtobufCMessage *grpc_fast_unpack(size_t len, const uint8_t *p)
+{
+	Inference__ModelInferRequest *r;
+	struct grpc_arena *a;
+
+	if (!grpc_arena_usable())
+		return gc_infer_unpack(p, len, NULL, &r) ? NULL : &r->base;
+	if (!(a = grpc_arena_new(len)))
+		return NULL;
+	if (!gc_infer_unpack(p, len, &a->pa, &r) && (void *)r == (void *)a->data)
+		return &r->base;
+	grpc_arena_free(a);
+	return NULL;
+}
+
 /* d's message unpacked from len bytes at p: from an arena when arenas are
  * usable (grpc_msg_free frees either kind); NULL when it is not valid (or
  * out of memory; or, were protobuf-c to change the order it allocates in
@@ -394,8 +412,11 @@ static bool grpc_arena_usable(void)
 static ProtobufCMessage *grpc_unpack(const ProtobufCMessageDescriptor *d, size_t len,
 				     const uint8_t *p)
 {
+	ProtobufCMessage *m;
 	bool first_ok;
 
+	if (d == &inference__model_infer_request__descriptor && (m = grpc_fast_unpack(len, p)))
+		return m;
 	if (!grpc_arena_usable())
 		return protobuf_c_message_unpack(d, NULL, len, p);
 	return grpc_arena_unpack(d, len, p, &first_ok);
@@ -775,7 +796,7 @@ static struct evbuffer *grpc_owned_msg(const ProtobufCMessage *msg, uint32_t fie
 {
 	uint8_t head[GC_BYTES_HEAD_MAX], ohead[GC_BYTES_HEAD_MAX];
 	size_t hl = gc_bytes_head(head, field, n);
-	size_t m = protobuf_c_message_get_packed_size(msg), inner = m + hl + n;
+	size_t m = gc_pack_size(msg), inner = m + hl + n;
 	size_t ol = outer ? gc_bytes_head(ohead, outer, inner) : 0, len = ol + inner;
 	size_t fixed = GRPC_FRAME_HDR + ol + m + hl;
 	struct evbuffer *e = len <= UINT32_MAX ? evbuffer_new() : NULL;
@@ -792,7 +813,7 @@ static struct evbuffer *grpc_owned_msg(const ProtobufCMessage *msg, uint32_t fie
 	w = v.iov_base;
 	gc_frame_head(w, len);
 	memcpy(w + GRPC_FRAME_HDR, ohead, ol);
-	protobuf_c_message_pack(msg, w + GRPC_FRAME_HDR + ol);
+	gc_pack(msg, w + GRPC_FRAME_HDR + ol);
 	memcpy(w + GRPC_FRAME_HDR + ol + m, head, hl);
 	v.iov_len = fixed;
 	evbuffer_commit_space(e, &v, 1);
@@ -1070,7 +1091,7 @@ bool grpc_is_stream(const struct call *c)
 /* Append msg to c->resp as one length-prefixed message. */
 static void grpc_put(struct call *c, const ProtobufCMessage *msg)
 {
-	size_t len = protobuf_c_message_get_packed_size(msg);
+	size_t len = gc_pack_size(msg);
 	struct grpc_evbuf eb = { .base = { .append = grpc_evbuf_append }, .out = c->resp };
 	uint8_t hdr[GRPC_FRAME_HDR];
 

@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "front.h"
@@ -130,6 +131,362 @@ int gc_split_raw(const uint8_t *p, size_t len, ProtobufCBinaryData *raw, size_t 
 	*n_raw = n;
 	*rest_len = r;
 	return 0;
+}
+
+/* ---- the plain ModelInferRequest without protobuf-c (gc_infer_unpack) ---- */
+
+/* Most entries gc_infer_unpack takes of each repeated field. */
+#define GC_FAST_INPUTS 4
+#define GC_FAST_OUTPUTS 8
+#define GC_FAST_RAW 4
+#define GC_FAST_DIMS 16
+
+/* One field as the fast reader takes it apart: number, and for a
+ * length-delimited one its bytes. */
+struct gc_field {
+	uint32_t num;
+	const uint8_t *v;
+	size_t vlen;
+};
+
+/* The next field at p[*off..len): its tag (minimal, at most 5 bytes) and,
+ * wire type 2 only, its length (minimal).  false on anything else. */
+static inline bool gc_next_ld(const uint8_t *p, size_t len, size_t *off, struct gc_field *f)
+{
+	uint64_t tag, n;
+
+	/* the usual: tag and length one byte each (a field under 16, under
+	 * 128 bytes) */
+	if (len - *off >= 2 && (p[*off] & 0x87) == 2 && p[*off] > 7 && p[*off + 1] < 0x80 &&
+	    p[*off + 1] <= len - *off - 2) {
+		f->num = p[*off] >> 3;
+		f->vlen = p[*off + 1];
+		f->v = p + *off + 2;
+		*off += 2 + f->vlen;
+		return true;
+	}
+	if (!gc_get_varint(p, len, off, 5, true, &tag) || (tag & 7) != 2 || !(tag >> 3) ||
+	    tag >> 3 > UINT32_MAX || !gc_get_varint(p, len, off, 5, true, &n) || n > INT_MAX ||
+	    n > len - *off)
+		return false;
+	f->num = (uint32_t)(tag >> 3);
+	f->v = p + *off;
+	f->vlen = (size_t)n;
+	*off += (size_t)n;
+	return true;
+}
+
+static void *gc_alloc(ProtobufCAllocator *a, size_t n)
+{
+	return a ? a->alloc(a->allocator_data, n) : malloc(n);
+}
+
+/* The string field f as protobuf-c keeps one (a NUL-terminated copy),
+ * into *dst; false when out of memory. */
+static bool gc_str(ProtobufCAllocator *a, const struct gc_field *f, char **dst)
+{
+	char *s = gc_alloc(a, f->vlen + 1);
+
+	if (!s)
+		return false;
+	memcpy(s, f->v, f->vlen);
+	s[f->vlen] = 0;
+	*dst = s;
+	return true;
+}
+
+/* shape's packed varints (at least one, minimal, up to GC_FAST_DIMS) into
+ * dims; how many, or -1. */
+static int gc_dims(const struct gc_field *f, int64_t *dims)
+{
+	size_t off = 0;
+	int n = 0;
+
+	while (off < f->vlen) {
+		size_t at = off;
+		uint64_t v;
+
+		/* a tenth byte holds bit 63 only (more: declined) */
+		if (n == GC_FAST_DIMS || !gc_get_varint(f->v, f->vlen, &off, 10, true, &v) ||
+		    (off - at == 10 && f->v[off - 1] > 1))
+			return -1;
+		dims[n++] = (int64_t)v;
+	}
+	return n ? n : -1;
+}
+
+/* An InferInputTensor of name, datatype and shape only, each at most once
+ * (anything else: false, protobuf-c's to read); allocated into *out. */
+static bool gc_fast_input(ProtobufCAllocator *a, const struct gc_field *in,
+			  Inference__ModelInferRequest__InferInputTensor **out)
+{
+	static const Inference__ModelInferRequest__InferInputTensor init =
+		INFERENCE__MODEL_INFER_REQUEST__INFER_INPUT_TENSOR__INIT;
+	Inference__ModelInferRequest__InferInputTensor *t = gc_alloc(a, sizeof(*t));
+	int64_t dims[GC_FAST_DIMS];
+	unsigned seen = 0;
+	size_t off = 0;
+	int nd = 0;
+
+	*out = t;	/* the caller frees what was made, taken or not */
+	if (!t)
+		return false;
+	*t = init;
+	while (off < in->vlen) {
+		struct gc_field f;
+
+		if (!gc_next_ld(in->v, in->vlen, &off, &f) || f.num > 3 || (seen & 1u << f.num))
+			return false;
+		seen |= 1u << f.num;
+		if (f.num == 3) {
+			if ((nd = gc_dims(&f, dims)) < 0 ||
+			    !(t->shape = gc_alloc(a, sizeof(*t->shape) * (size_t)nd)))
+				return false;
+			memcpy(t->shape, dims, sizeof(*dims) * (size_t)nd);
+			t->n_shape = (size_t)nd;
+		} else if (!gc_str(a, &f, f.num == 1 ? &t->name : &t->datatype)) {
+			return false;
+		}
+	}
+	return true;
+}
+
+/* An InferRequestedOutputTensor of a name only (at most once). */
+static bool gc_fast_output(ProtobufCAllocator *a, const struct gc_field *in,
+			   Inference__ModelInferRequest__InferRequestedOutputTensor **out)
+{
+	static const Inference__ModelInferRequest__InferRequestedOutputTensor init =
+		INFERENCE__MODEL_INFER_REQUEST__INFER_REQUESTED_OUTPUT_TENSOR__INIT;
+	Inference__ModelInferRequest__InferRequestedOutputTensor *t = gc_alloc(a, sizeof(*t));
+	size_t off = 0;
+	struct gc_field f;
+
+	*out = t;
+	if (!t)
+		return false;
+	*t = init;
+	if (in->vlen && (!gc_next_ld(in->v, in->vlen, &off, &f) || f.num != 1 ||
+			 off != in->vlen || !gc_str(a, &f, &t->name)))
+		return false;
+	return true;
+}
+
+/* A failed entry (made, part made, or NULL): counted when made, so that
+ * freeing the message frees it too.  false. */
+static bool gc_fast_undo(const void *made, size_t *n)
+{
+	if (made)
+		(*n)++;
+	return false;
+}
+
+/* The repeated fields' entries, gathered before the arrays are made. */
+struct gc_fast {
+	struct gc_field in[GC_FAST_INPUTS], out[GC_FAST_OUTPUTS], raw[GC_FAST_RAW];
+	size_t n_in, n_out, n_raw;
+};
+
+/* Fill r (INIT'd, allocated) from the fields at p; false: decline. */
+static bool gc_fast_fill(ProtobufCAllocator *a, const uint8_t *p, size_t len,
+			 Inference__ModelInferRequest *r, struct gc_fast *g)
+{
+	unsigned seen = 0;
+	size_t off = 0;
+
+	while (off < len) {
+		struct gc_field f;
+
+		if (!gc_next_ld(p, len, &off, &f))
+			return false;
+		switch (f.num) {
+		case 1: case 2: case 3:	/* model_name, model_version, id: once */
+			if ((seen & 1u << f.num) ||
+			    !gc_str(a, &f, f.num == 1 ? &r->model_name :
+					    f.num == 2 ? &r->model_version : &r->id))
+				return false;
+			seen |= 1u << f.num;
+			break;
+		case 5:
+			if (g->n_in == GC_FAST_INPUTS)
+				return false;
+			g->in[g->n_in++] = f;
+			break;
+		case 6:
+			if (g->n_out == GC_FAST_OUTPUTS)
+				return false;
+			g->out[g->n_out++] = f;
+			break;
+		case GC_RAW_INPUT_FIELD:
+			if (g->n_raw == GC_FAST_RAW || !f.vlen)
+				return false;
+			g->raw[g->n_raw++] = f;
+			break;
+		default:		/* parameters (4), unknown fields */
+			return false;
+		}
+	}
+	if (g->n_in && !(r->inputs = gc_alloc(a, sizeof(*r->inputs) * g->n_in)))
+		return false;
+	for (; r->n_inputs < g->n_in; r->n_inputs++)
+		if (!gc_fast_input(a, &g->in[r->n_inputs], &r->inputs[r->n_inputs]))
+			return gc_fast_undo(r->inputs[r->n_inputs], &r->n_inputs);
+	if (g->n_out && !(r->outputs = gc_alloc(a, sizeof(*r->outputs) * g->n_out)))
+		return false;
+	for (; r->n_outputs < g->n_out; r->n_outputs++)
+		if (!gc_fast_output(a, &g->out[r->n_outputs], &r->outputs[r->n_outputs]))
+			return gc_fast_undo(r->outputs[r->n_outputs], &r->n_outputs);
+	if (g->n_raw && !(r->raw_input_contents = gc_alloc(a, sizeof(*r->raw_input_contents) *
+								 g->n_raw)))
+		return false;
+	for (; r->n_raw_input_contents < g->n_raw; r->n_raw_input_contents++) {
+		ProtobufCBinaryData *b = &r->raw_input_contents[r->n_raw_input_contents];
+		const struct gc_field *f = &g->raw[r->n_raw_input_contents];
+
+		if (!(b->data = gc_alloc(a, f->vlen)))
+			return false;
+		memcpy(b->data, f->v, f->vlen);
+		b->len = f->vlen;
+	}
+	return true;
+}
+
+int gc_infer_unpack(const uint8_t *p, size_t len, ProtobufCAllocator *a,
+		    Inference__ModelInferRequest **out)
+{
+	static const Inference__ModelInferRequest init = INFERENCE__MODEL_INFER_REQUEST__INIT;
+	Inference__ModelInferRequest *r = gc_alloc(a, sizeof(*r));
+	struct gc_fast g;
+
+	if (!r)
+		return -1;
+	*r = init;
+	g.n_in = g.n_out = g.n_raw = 0;
+	if (!gc_fast_fill(a, p, len, r, &g)) {
+		if (!a)
+			protobuf_c_message_free_unpacked(&r->base, NULL);
+		return -1;
+	}
+	*out = r;
+	return 0;
+}
+
+/* ---- the plain ModelInferResponse without protobuf-c (gc_pack) ---- */
+
+static size_t gc_varint_size(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return n;
+}
+
+/* A proto3 string field (number under 16) as protobuf-c packs it: left
+ * out when empty. */
+static size_t gc_str_size(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	return n ? 1 + gc_varint_size(n) + n : 0;
+}
+
+static uint8_t *gc_put_str(uint8_t *w, uint32_t field, const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (!n)
+		return w;
+	w += gc_bytes_head(w, field, n);
+	memcpy(w, s, n);
+	return w + n;
+}
+
+/* m when it is a ModelInferResponse grpc.c makes: no parameters, outputs
+ * of name, datatype and shape only, no unknown fields; else NULL. */
+static const Inference__ModelInferResponse *gc_plain_resp(const ProtobufCMessage *m)
+{
+	const Inference__ModelInferResponse *r = (const void *)m;
+
+	if (m->descriptor != &inference__model_infer_response__descriptor || m->n_unknown_fields ||
+	    r->n_parameters)
+		return NULL;
+	for (size_t i = 0; i < r->n_outputs; i++) {
+		const Inference__ModelInferResponse__InferOutputTensor *t = r->outputs[i];
+
+		if (!t || t->base.n_unknown_fields || t->n_parameters || t->contents)
+			return NULL;
+	}
+	return r;
+}
+
+/* Output tensor t's packed size, its shape's packed bytes into *shape. */
+static size_t gc_out_size(const Inference__ModelInferResponse__InferOutputTensor *t, size_t *shape)
+{
+	size_t n = gc_str_size(t->name) + gc_str_size(t->datatype);
+
+	*shape = 0;
+	for (size_t i = 0; i < t->n_shape; i++)
+		*shape += gc_varint_size((uint64_t)t->shape[i]);
+	return n + (t->n_shape ? 1 + gc_varint_size(*shape) + *shape : 0);
+}
+
+static size_t gc_resp_size(const Inference__ModelInferResponse *r)
+{
+	size_t n = gc_str_size(r->model_name) + gc_str_size(r->model_version) +
+		   gc_str_size(r->id), shape;
+
+	for (size_t i = 0; i < r->n_outputs; i++) {
+		size_t o = gc_out_size(r->outputs[i], &shape);
+
+		n += 1 + gc_varint_size(o) + o;
+	}
+	for (size_t i = 0; i < r->n_raw_output_contents; i++)
+		n += 1 + gc_varint_size(r->raw_output_contents[i].len) +
+		     r->raw_output_contents[i].len;
+	return n;
+}
+
+size_t gc_pack_size(const ProtobufCMessage *m)
+{
+	const Inference__ModelInferResponse *r = gc_plain_resp(m);
+
+	return r ? gc_resp_size(r) : protobuf_c_message_get_packed_size(m);
+}
+
+size_t gc_pack(const ProtobufCMessage *m, uint8_t *out)
+{
+	const Inference__ModelInferResponse *r = gc_plain_resp(m);
+	uint8_t *w = out;
+	size_t shape;
+
+	if (!r)
+		return protobuf_c_message_pack(m, out);
+	w = gc_put_str(w, 1, r->model_name);
+	w = gc_put_str(w, 2, r->model_version);
+	w = gc_put_str(w, 3, r->id);
+	for (size_t i = 0; i < r->n_outputs; i++) {
+		const Inference__ModelInferResponse__InferOutputTensor *t = r->outputs[i];
+
+		w += gc_bytes_head(w, 5, gc_out_size(t, &shape));
+		w = gc_put_str(w, 1, t->name);
+		w = gc_put_str(w, 2, t->datatype);
+		if (t->n_shape) {
+			w += gc_bytes_head(w, 3, shape);
+			for (size_t k = 0; k < t->n_shape; k++)
+				w += gc_varint(w, (uint64_t)t->shape[k]);
+		}
+	}
+	for (size_t i = 0; i < r->n_raw_output_contents; i++) {
+		const ProtobufCBinaryData *b = &r->raw_output_contents[i];
+
+		w += gc_bytes_head(w, GC_RAW_OUTPUT_FIELD, b->len);
+		if (b->len)
+			memcpy(w, b->data, b->len);
+		w += b->len;
+	}
+	return (size_t)(w - out);
 }
 
 /* An integer parameter (int64 or uint64) in [0, max] into *v.  0 or 400. */

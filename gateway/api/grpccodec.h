@@ -62,6 +62,30 @@ size_t gc_bytes_head(uint8_t *out, uint32_t field, uint64_t n);
 int gc_split_raw(const uint8_t *p, size_t len, ProtobufCBinaryData *raw, size_t *n_raw,
 		 uint8_t *rest, size_t *rest_len);
 /*
+ * gc_infer_unpack - the ModelInferRequest of len bytes at p as protobuf-c
+ * would unpack it, without protobuf-c's table walk, for the plain request
+ * clients send: model_name, model_version and id (each at most once),
+ * inputs of name, datatype and a packed shape, outputs of a name, and
+ * non-empty raw_input_contents (a few of each).  Allocated with a (NULL:
+ * malloc, so that protobuf_c_message_free_unpacked frees it), into *out:
+ * 0.  -1 for anything else (parameters, contents, unknown fields, a
+ * field twice, a tag or length not written minimally, truncation) or out
+ * of memory: unpack with protobuf-c then, for its own answer.  With an
+ * allocator that does not free, what a declined call allocated stays
+ * with it.
+ */
+int gc_infer_unpack(const uint8_t *p, size_t len, ProtobufCAllocator *a,
+		    Inference__ModelInferRequest **out);
+/*
+ * gc_pack_size, gc_pack - protobuf_c_message_get_packed_size(m) and
+ * protobuf_c_message_pack(m, out), byte for byte, for any message: a
+ * plain ModelInferResponse (no parameters, outputs of name, datatype and
+ * shape: what grpc.c answers an inference with) without protobuf-c's
+ * table walk, others by protobuf-c.
+ */
+size_t gc_pack_size(const ProtobufCMessage *m);
+size_t gc_pack(const ProtobufCMessage *m, uint8_t *out);
+/*
  * gc_infer_params - req's parameters into h: priority in [0, 1000000],
  * timeout in µs (saturated at KS_TIMEOUT_MAX_US); those infergw refuses
  * (sequence, shared memory) on the request, the input or an output are

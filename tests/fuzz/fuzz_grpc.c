@@ -12,7 +12,8 @@
  * lives in its own exact-size malloc'd buffer.  Every message that
  * decodes must re-encode to bytes that decode and re-encode the same; a
  * ModelInferRequest split for the zero-copy unpack (gc_split_raw) must
- * decode as the whole does.
+ * decode as the whole does, and one the fast unpack (gc_infer_unpack)
+ * takes must be protobuf-c's, as must gc_pack's bytes.
  */
 #include <math.h>
 #include <stdbool.h>
@@ -184,6 +185,61 @@ static void fz_split(const uint8_t *p, size_t len, const Inference__ModelInferRe
 	free(rest);
 }
 
+/* m packed by protobuf-c into a malloc'd buffer of *n bytes. */
+static uint8_t *fz_pack(const ProtobufCMessage *m, size_t *n)
+{
+	uint8_t *b = malloc(protobuf_c_message_get_packed_size(m) + 1);
+
+	FZ_CHECK(b);
+	*n = protobuf_c_message_pack(m, b);
+	return b;
+}
+
+/*
+ * The gateway's fast unpack (gc_infer_unpack) agrees with protobuf-c's
+ * (whole: NULL when protobuf-c refused p): what it takes, protobuf-c takes
+ * too, and both pack to the same bytes; and gc_pack / gc_pack_size give
+ * protobuf-c's bytes for a response made of its fields.
+ */
+static void fz_fast(const uint8_t *p, size_t len, const Inference__ModelInferRequest *whole)
+{
+	Inference__ModelInferRequest *r = NULL;
+	Inference__ModelInferResponse resp = INFERENCE__MODEL_INFER_RESPONSE__INIT;
+	Inference__ModelInferResponse__InferOutputTensor t =
+		INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT, *pt = &t;
+	uint8_t *a, *b;
+	size_t na, nb;
+
+	if (gc_infer_unpack(p, len, NULL, &r))
+		return;
+	FZ_CHECK(whole);
+	a = fz_pack(&r->base, &na);
+	b = fz_pack(&whole->base, &nb);
+	FZ_CHECK(na == nb && !memcmp(a, b, na));
+	free(a);
+	free(b);
+	resp.model_name = r->model_name;
+	resp.model_version = r->model_version;
+	resp.id = r->id;
+	if (r->n_inputs) {
+		t.name = r->inputs[0]->name;
+		t.datatype = r->inputs[0]->datatype;
+		t.n_shape = r->inputs[0]->n_shape;
+		t.shape = r->inputs[0]->shape;
+		resp.n_outputs = 1;
+		resp.outputs = &pt;
+	}
+	resp.n_raw_output_contents = r->n_raw_input_contents;
+	resp.raw_output_contents = r->raw_input_contents;
+	a = fz_pack(&resp.base, &na);
+	nb = gc_pack_size(&resp.base);
+	b = malloc(nb + 1);
+	FZ_CHECK(b && nb == na && gc_pack(&resp.base, b) == na && !memcmp(a, b, na));
+	free(a);
+	free(b);
+	protobuf_c_message_free_unpacked(&r->base, NULL);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const ProtobufCMessageDescriptor *other;
@@ -220,6 +276,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		m = protobuf_c_message_unpack(&inference__model_infer_request__descriptor, NULL,
 					      mlen, payload);
 		fz_split(payload, mlen, (const Inference__ModelInferRequest *)m);
+		fz_fast(payload, mlen, (const Inference__ModelInferRequest *)m);
 		if (m) {
 			fz_infer((const Inference__ModelInferRequest *)m);
 			fz_round_trip(m);

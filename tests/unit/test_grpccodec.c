@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -348,6 +349,254 @@ static void test_split_raw_strict(void **state)
 	assert_int_equal(rest_len, 0);
 }
 
+/* ---- gc_infer_unpack and gc_pack against protobuf-c ---- */
+
+static uint64_t rs = 0x2545F4914F6CDD1Dull;
+
+static uint32_t rnd(uint32_t n)
+{
+	rs ^= rs << 13;
+	rs ^= rs >> 7;
+	rs ^= rs << 17;
+	return (uint32_t)(rs % n);
+}
+
+/* A random string into buf (room 40): empty, plain, or any bytes but NUL
+ * (a string as protobuf-c would hand it back: NUL-terminated). */
+static char *rnd_str(char *buf)
+{
+	size_t n = rnd(3) == 0 ? 0 : rnd(32);
+
+	for (size_t i = 0; i < n; i++)
+		buf[i] = (char)(rnd(2) ? 'a' + rnd(26) : 1 + rnd(255));
+	buf[n] = 0;
+	return buf;
+}
+
+/* A random shape: 0-5 dims, small, negative (10-byte varints) or large. */
+static size_t rnd_shape(int64_t *d)
+{
+	size_t n = rnd(6);
+
+	for (size_t i = 0; i < n; i++)
+		d[i] = rnd(4) == 0 ? -(int64_t)rnd(1000) : rnd(4) == 0 ? (int64_t)1 << rnd(63) :
+									    rnd(300);
+	return n;
+}
+
+/* Pack m with protobuf-c into a malloc'd buffer of *n bytes. */
+static uint8_t *pc_pack(const ProtobufCMessage *m, size_t *n)
+{
+	uint8_t *b = malloc(protobuf_c_message_get_packed_size(m) + 1);
+
+	assert_non_null(b);
+	*n = protobuf_c_message_pack(m, b);
+	return b;
+}
+
+/*
+ * gc_infer_unpack on len bytes at p against protobuf-c: when it takes
+ * them, protobuf-c does too and both messages pack to the same bytes;
+ * true when it took them.
+ */
+static bool unpack_agrees(const uint8_t *p, size_t len)
+{
+	Inference__ModelInferRequest *fast = NULL, *ref;
+	size_t nf, nr;
+	uint8_t *bf, *br;
+
+	if (gc_infer_unpack(p, len, NULL, &fast))
+		return false;
+	ref = inference__model_infer_request__unpack(NULL, len, p);
+	assert_non_null(ref);
+	bf = pc_pack(&fast->base, &nf);
+	br = pc_pack(&ref->base, &nr);
+	assert_int_equal(nf, nr);
+	assert_memory_equal(bf, br, nf);
+	/* strings as protobuf-c keeps them: NUL-terminated copies, also the
+	 * bytes after an embedded NUL (not packed, so compared here) */
+	assert_string_equal(fast->model_name, ref->model_name);
+	assert_int_equal(fast->n_inputs, ref->n_inputs);
+	free(bf);
+	free(br);
+	protobuf_c_message_free_unpacked(&fast->base, NULL);
+	protobuf_c_message_free_unpacked(&ref->base, NULL);
+	return true;
+}
+
+/* Plain requests (what gc_infer_unpack takes) and their every cut and
+ * byte flip: taken exactly as protobuf-c reads them, or declined. */
+static void test_infer_unpack_like_protobuf_c(void **state)
+{
+	int taken = 0, flips = 0;
+
+	(void)state;
+	for (int it = 0; it < 3000; it++) {
+		Inference__ModelInferRequest r = INFERENCE__MODEL_INFER_REQUEST__INIT;
+		Inference__ModelInferRequest__InferInputTensor in[4], *pin[4];
+		Inference__ModelInferRequest__InferRequestedOutputTensor out[8], *pout[8];
+		ProtobufCBinaryData raw[4];
+		char str[3 + 4 * 2 + 8][40];
+		uint8_t rb[4][64];
+		int64_t dims[4][8];
+		int k = 0;
+		size_t n;
+		uint8_t *b;
+
+		r.model_name = rnd_str(str[k++]);
+		r.model_version = rnd_str(str[k++]);
+		r.id = rnd_str(str[k++]);
+		r.n_inputs = rnd(5);
+		for (size_t i = 0; i < r.n_inputs; i++) {
+			inference__model_infer_request__infer_input_tensor__init(&in[i]);
+			in[i].name = rnd_str(str[k++]);
+			in[i].datatype = rnd_str(str[k++]);
+			in[i].n_shape = rnd_shape(dims[i]);
+			in[i].shape = dims[i];
+			pin[i] = &in[i];
+		}
+		r.inputs = pin;
+		r.n_outputs = rnd(9);
+		for (size_t i = 0; i < r.n_outputs; i++) {
+			inference__model_infer_request__infer_requested_output_tensor__init(&out[i]);
+			out[i].name = rnd_str(str[k++]);
+			pout[i] = &out[i];
+		}
+		r.outputs = pout;
+		r.n_raw_input_contents = rnd(5);
+		for (size_t i = 0; i < r.n_raw_input_contents; i++) {
+			raw[i].len = 1 + rnd(64);
+			for (size_t j = 0; j < raw[i].len; j++)
+				rb[i][j] = (uint8_t)rnd(256);
+			raw[i].data = rb[i];
+		}
+		r.raw_input_contents = raw;
+		b = pc_pack(&r.base, &n);
+		assert_true(unpack_agrees(b, n));	/* plain: taken */
+		taken++;
+		for (size_t cut = 0; cut < n; cut += 1 + rnd(8))
+			unpack_agrees(b, cut);
+		for (int f = 0; f < 8 && n; f++) {
+			size_t at = rnd((uint32_t)n);
+			uint8_t was = b[at];
+
+			b[at] = (uint8_t)rnd(256);
+			flips += unpack_agrees(b, n);
+			b[at] = was;
+		}
+		free(b);
+	}
+	assert_int_equal(taken, 3000);
+	assert_true(flips > 1000);
+}
+
+/* What gc_infer_unpack leaves to protobuf-c: parameters, contents, an
+ * input's parameters, a field twice, an unknown field, an unpacked shape. */
+static void test_infer_unpack_declines(void **state)
+{
+	Inference__ModelInferRequest r = INFERENCE__MODEL_INFER_REQUEST__INIT, *got = NULL;
+	Inference__ModelInferRequest__ParametersEntry e =
+		INFERENCE__MODEL_INFER_REQUEST__PARAMETERS_ENTRY__INIT, *pe = &e;
+	Inference__InferParameter v = INFERENCE__INFER_PARAMETER__INIT;
+	Inference__ModelInferRequest__InferInputTensor in =
+		INFERENCE__MODEL_INFER_REQUEST__INFER_INPUT_TENSOR__INIT, *pin = &in;
+	Inference__InferTensorContents ct = INFERENCE__INFER_TENSOR_CONTENTS__INIT;
+	float fp[2] = { 1, 2 };
+	int64_t shape[2] = { 1, 2 };
+	static const uint8_t twice[] = { 0x0a, 1, 'm', 0x0a, 1, 'n' };
+	static const uint8_t unknown[] = { 0x0a, 1, 'm', 0x42, 1, 'x' };	/* field 8 */
+	static const uint8_t unpacked[] = { 0x2a, 4, 0x18, 1, 0x18, 2 };	/* shape: varints */
+	size_t n;
+	uint8_t *b;
+
+	(void)state;
+	r.model_name = "m";
+	e.key = "priority";
+	v.parameter_choice_case = INFERENCE__INFER_PARAMETER__PARAMETER_CHOICE_INT64_PARAM;
+	v.int64_param = 3;
+	e.value = &v;
+	r.n_parameters = 1;
+	r.parameters = &pe;
+	b = pc_pack(&r.base, &n);
+	assert_int_equal(gc_infer_unpack(b, n, NULL, &got), -1);
+	free(b);
+	r.n_parameters = 0;
+	in.name = "x";
+	in.n_shape = 2;
+	in.shape = shape;
+	ct.n_fp32_contents = 2;
+	ct.fp32_contents = fp;
+	in.contents = &ct;
+	r.n_inputs = 1;
+	r.inputs = &pin;
+	b = pc_pack(&r.base, &n);
+	assert_int_equal(gc_infer_unpack(b, n, NULL, &got), -1);
+	free(b);
+	in.contents = NULL;
+	b = pc_pack(&r.base, &n);
+	assert_true(unpack_agrees(b, n));
+	free(b);
+	assert_int_equal(gc_infer_unpack(twice, sizeof(twice), NULL, &got), -1);
+	assert_int_equal(gc_infer_unpack(unknown, sizeof(unknown), NULL, &got), -1);
+	assert_int_equal(gc_infer_unpack(unpacked, sizeof(unpacked), NULL, &got), -1);
+	assert_null(got);
+}
+
+/* gc_pack and gc_pack_size give protobuf-c's bytes: plain responses of
+ * random strings, shapes and raw outputs, and (by protobuf-c) others. */
+static void test_pack_like_protobuf_c(void **state)
+{
+	(void)state;
+	for (int it = 0; it < 5000; it++) {
+		Inference__ModelInferResponse r = INFERENCE__MODEL_INFER_RESPONSE__INIT;
+		Inference__ModelInferResponse__InferOutputTensor t[3], *pt[3];
+		Inference__ModelInferResponse__ParametersEntry e =
+			INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT, *pe = &e;
+		ProtobufCBinaryData raw[3];
+		uint8_t rb[3][300];
+		char str[9][40];
+		int64_t dims[3][8];
+		size_t n, m;
+		uint8_t *want, *got;
+
+		r.model_name = rnd_str(str[0]);
+		r.model_version = rnd_str(str[1]);
+		r.id = rnd(2) ? rnd_str(str[2]) : NULL;
+		r.n_outputs = rnd(4);
+		for (size_t i = 0; i < r.n_outputs; i++) {
+			inference__model_infer_response__infer_output_tensor__init(&t[i]);
+			t[i].name = rnd_str(str[3 + 2 * i]);
+			t[i].datatype = rnd_str(str[4 + 2 * i]);
+			t[i].n_shape = rnd_shape(dims[i]);
+			t[i].shape = dims[i];
+			pt[i] = &t[i];
+		}
+		r.outputs = pt;
+		r.n_raw_output_contents = rnd(4);
+		for (size_t i = 0; i < r.n_raw_output_contents; i++) {
+			raw[i].len = rnd(300);
+			for (size_t j = 0; j < raw[i].len; j++)
+				rb[i][j] = (uint8_t)rnd(256);
+			raw[i].data = rb[i];
+		}
+		r.raw_output_contents = raw;
+		if (it % 10 == 9) {	/* not plain: protobuf-c packs it */
+			e.key = "k";
+			r.n_parameters = 1;
+			r.parameters = &pe;
+		}
+		want = pc_pack(&r.base, &n);
+		m = gc_pack_size(&r.base);
+		assert_int_equal(m, n);
+		got = malloc(m + 1);
+		assert_non_null(got);
+		assert_int_equal(gc_pack(&r.base, got), n);
+		assert_memory_equal(got, want, n);
+		free(got);
+		free(want);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -357,6 +606,9 @@ int main(void)
 		cmocka_unit_test(test_split_raw),
 		cmocka_unit_test(test_split_raw_cuts),
 		cmocka_unit_test(test_split_raw_strict),
+		cmocka_unit_test(test_infer_unpack_like_protobuf_c),
+		cmocka_unit_test(test_infer_unpack_declines),
+		cmocka_unit_test(test_pack_like_protobuf_c),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
