@@ -384,6 +384,15 @@ static size_t rnd_shape(int64_t *d)
 	return n;
 }
 
+/* len random bytes at buf, as b. */
+static void rnd_raw(ProtobufCBinaryData *b, uint8_t *buf, size_t len)
+{
+	for (size_t j = 0; j < len; j++)
+		buf[j] = (uint8_t)rnd(256);
+	b->len = len;
+	b->data = buf;
+}
+
 /* Pack m with protobuf-c into a malloc'd buffer of *n bytes. */
 static uint8_t *pc_pack(const ProtobufCMessage *m, size_t *n)
 {
@@ -464,12 +473,8 @@ static void test_infer_unpack_like_protobuf_c(void **state)
 		}
 		r.outputs = pout;
 		r.n_raw_input_contents = rnd(5);
-		for (size_t i = 0; i < r.n_raw_input_contents; i++) {
-			raw[i].len = 1 + rnd(64);
-			for (size_t j = 0; j < raw[i].len; j++)
-				rb[i][j] = (uint8_t)rnd(256);
-			raw[i].data = rb[i];
-		}
+		for (size_t i = 0; i < r.n_raw_input_contents; i++)
+			rnd_raw(&raw[i], rb[i], 1 + rnd(64));
 		r.raw_input_contents = raw;
 		b = pc_pack(&r.base, &n);
 		assert_true(unpack_agrees(b, n));	/* plain: taken */
@@ -488,6 +493,18 @@ static void test_infer_unpack_like_protobuf_c(void **state)
 	}
 	assert_int_equal(taken, 3000);
 	assert_true(flips > 1000);
+}
+
+/* m packed, then declined by gc_infer_unpack. */
+static void expect_declined(const ProtobufCMessage *m)
+{
+	Inference__ModelInferRequest *got = NULL;
+	size_t n;
+	uint8_t *b = pc_pack(m, &n);
+
+	assert_int_equal(gc_infer_unpack(b, n, NULL, &got), -1);
+	assert_null(got);
+	free(b);
 }
 
 /* What gc_infer_unpack leaves to protobuf-c: parameters, contents, an
@@ -517,9 +534,7 @@ static void test_infer_unpack_declines(void **state)
 	e.value = &v;
 	r.n_parameters = 1;
 	r.parameters = &pe;
-	b = pc_pack(&r.base, &n);
-	assert_int_equal(gc_infer_unpack(b, n, NULL, &got), -1);
-	free(b);
+	expect_declined(&r.base);
 	r.n_parameters = 0;
 	in.name = "x";
 	in.n_shape = 2;
@@ -529,9 +544,7 @@ static void test_infer_unpack_declines(void **state)
 	in.contents = &ct;
 	r.n_inputs = 1;
 	r.inputs = &pin;
-	b = pc_pack(&r.base, &n);
-	assert_int_equal(gc_infer_unpack(b, n, NULL, &got), -1);
-	free(b);
+	expect_declined(&r.base);
 	in.contents = NULL;
 	b = pc_pack(&r.base, &n);
 	assert_true(unpack_agrees(b, n));
@@ -573,12 +586,8 @@ static void test_pack_like_protobuf_c(void **state)
 		}
 		r.outputs = pt;
 		r.n_raw_output_contents = rnd(4);
-		for (size_t i = 0; i < r.n_raw_output_contents; i++) {
-			raw[i].len = rnd(300);
-			for (size_t j = 0; j < raw[i].len; j++)
-				rb[i][j] = (uint8_t)rnd(256);
-			raw[i].data = rb[i];
-		}
+		for (size_t i = 0; i < r.n_raw_output_contents; i++)
+			rnd_raw(&raw[i], rb[i], rnd(300));
 		r.raw_output_contents = raw;
 		if (it % 10 == 9) {	/* not plain: protobuf-c packs it */
 			e.key = "k";
