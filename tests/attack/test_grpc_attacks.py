@@ -277,3 +277,111 @@ def test_stream_declared_messages_reserve_bounded(gw_factory, model):
             assert h.ping_ack(timeout=5), f"the connection did not go on{crash_note(g)}"
     finally:
         g.kill()
+
+
+# ---- the plain-request reader (grpccodec.c gc_infer_unpack) at its edges ----
+
+def _varint(v, pad=0):
+    """v as a protobuf varint (two's complement for negatives); pad extra
+    continuation bytes make it non-minimal."""
+    v &= (1 << 64) - 1
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | 0x80 if v or pad else b)
+        if not v:
+            break
+    for i in range(pad):
+        out.append(0x80 if i < pad - 1 else 0)
+    return bytes(out)
+
+
+def _ld(field, payload, pad=0):
+    return _varint(field << 3 | 2) + _varint(len(payload), pad) + payload
+
+
+def _raw_fields(parts):
+    """(field, bytes) of a message's top level, length-delimited only."""
+    out, i = [], 0
+    while i < len(parts):
+        tag = n = shift = 0
+        while True:
+            b = parts[i]
+            i += 1
+            tag |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        shift = 0
+        while True:
+            b = parts[i]
+            i += 1
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        out.append((tag >> 3, parts[i:i + n]))
+        i += n
+    return out
+
+
+def _infer_msg(name=b"digits", dims=(1, 64), n_inputs=1, twice=None, pad=0):
+    import numpy as np
+    shape = b"".join(_varint(d) for d in dims)
+    tensor = _ld(1, b"input") + _ld(2, b"FP32") + _ld(3, shape)
+    msg = b""
+    if twice:
+        msg += _ld(1, twice)  # protobuf: the last one counts
+    msg += _ld(1, name, pad) + _ld(3, b"edge") + _ld(5, tensor) * n_inputs
+    msg += _ld(7, attacklib.ROW.astype(np.float32).tobytes())
+    return msg
+
+
+def test_plain_reader_edges_answered_as_protobuf(module_gw, model):
+    """ModelInfer calls shaped like the plain request but past what the
+    gateway's own reader takes (a field twice, a length written long, more
+    inputs or dimensions than it holds, a dimension as a 10-byte varint,
+    a truncated field, field number 0) get protobuf-c's answer: served with
+    the right probabilities, or INVALID_ARGUMENT naming the problem; never
+    a crash, memory bounded, a bystander served throughout."""
+    import numpy as np
+    g = module_gw("grpc", max_body_bytes=1 << 20)
+    pid = g.proc.pid
+    rss0 = attacklib.rss_kb(pid)
+    ok = _infer_msg()
+    cases = [
+        (ok, "0"),
+        (_infer_msg(twice=b"nope"), "0"),                 # declined, protobuf-c: last wins
+        (_infer_msg(name=b"nope", twice=b"digits"), "5"),  # NOT_FOUND: the last name counts
+        (_infer_msg(pad=2), "0"),                          # a length in 3 bytes for 1
+        (_infer_msg(n_inputs=5), INVALID_ARGUMENT),        # over the reader's 4 inputs
+        (_infer_msg(dims=(1,) * 16 + (64,)), INVALID_ARGUMENT),  # 17 dimensions
+        (_infer_msg(dims=(-1, 64)), INVALID_ARGUMENT),     # a 10-byte varint dimension
+        (ok[:-10], INVALID_ARGUMENT),                      # the raw input cut short
+        (b"\x02\x00" + ok, INVALID_ARGUMENT),              # field number 0
+    ]
+    with attacklib.Bystander(g, model) as by:
+        for _ in range(20):
+            with H2Client(g.port, timeout=10) as c:
+                sids = [(c.request("POST", SVC + "ModelInfer", prefixed(m), GRPC), want)
+                        for m, want in cases]
+                got = c.wait([s for s, _ in sids])
+            for (_, want), resp in zip(sids, got):
+                assert resp.status == 200, (resp.status, resp.headers)
+                assert grpc_status(resp) == want, (want, resp.headers, resp.trailers)
+                if want != "0":
+                    assert resp.trailers.get("grpc-message", resp.headers.get("grpc-message"))
+                    continue
+                fields = _raw_fields(bytes(resp.body)[5:])
+                assert (3, b"edge") in fields, fields[:3]
+                raw = [v for f, v in fields if f == 6]
+                assert len(raw) == 1, fields
+                probs = np.frombuffer(raw[0], dtype="<f4").astype(np.float64).reshape(1, 10)
+                np.testing.assert_allclose(probs, model.forward(attacklib.ROW),
+                                           rtol=1e-5, atol=1e-6)
+        by.wait_for(5)
+    by.assert_served()
+    assert attacklib.rss_kb(pid) - rss0 < attacklib.RSS_SCALE * 64 * 1024, \
+        "edge-shaped gRPC calls grew the gateway's memory"
+    attacklib.assert_alive(g)
