@@ -6,9 +6,10 @@
 #
 # usage: bench/wire_instr.sh [CASE...]
 #   cases: igw-h2 igw-h1 igw-infer h2o-h2 h2o-h1 ngh-h2   (default: these)
-#          igw-bin igw-mp igw-grpc: the digits infer as a Triton binary
-#          tensor body, as msgpack (bench/payloads.py's bodies) and as a
-#          gRPC ModelInfer call (bench/grpc_bench.py's), on request
+#          igw-bin igw-mp igw-grpc igw-grpcs: the digits infer as a Triton
+#          binary tensor body, as msgpack (bench/payloads.py's bodies), as a
+#          gRPC ModelInfer call (bench/grpc_bench.py's) and as the same
+#          message on a ModelStreamInfer stream of its own, on request
 # env:   N=20000 C=32 M=32 WARM=2000
 #
 # Each server runs alone under valgrind --tool=callgrind with collection off;
@@ -33,7 +34,7 @@ case " $CASES " in
 		>/dev/null || bench_fail "payloads.py gen" ;;
 esac
 case " $CASES " in
-*" igw-grpc "*)
+*" igw-grpc "* | *" igw-grpcs "*)
 	mkdir -p "$T/gr" && $PY "$BENCH_ROOT/bench/grpc_bench.py" gen \
 		"$BENCH_ROOT/config/models/digits" "$T/gr" 1 0 >/dev/null ||
 		bench_fail "grpc_bench.py gen" ;;
@@ -79,8 +80,10 @@ for cs in $CASES; do
 	bin)
 		url="http://127.0.0.1:$port/v2/models/digits/infer"
 		args+=(-d "$T/pl/bin.body" -H "inference-header-content-length: $(cat "$T/pl/bin.hl")") ;;
-	grpc)
-		url="http://127.0.0.1:$port/inference.GRPCInferenceService/ModelInfer"
+	grpc | grpcs)
+		method=ModelInfer
+		[ "$what" = grpcs ] && method=ModelStreamInfer
+		url="http://127.0.0.1:$port/inference.GRPCInferenceService/$method"
 		args+=(-d "$T/gr/grpc.body" -H 'content-type: application/grpc' -H 'te: trailers') ;;
 	mp)
 		url="http://127.0.0.1:$port/v2/models/digits/infer"

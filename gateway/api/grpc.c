@@ -101,12 +101,21 @@ static enum grpc_method grpc_method_of(const char *path)
 	if (!path || strncmp(path, GRPC_PREFIX, strlen(GRPC_PREFIX)))
 		return GM_OTHER;
 	path += strlen(GRPC_PREFIX);
-	if (!strcmp(path, "ModelInfer"))	/* nearly every call: asked ~3 times each */
+	if (!strcmp(path, "ModelInfer"))	/* nearly every call */
 		return GM_MODEL_INFER;
 	for (int i = 0; i < GM_OTHER; i++)
 		if (path[0] == grpc_method_names[i][0] && !strcmp(path, grpc_method_names[i]))
 			return i;
 	return GM_OTHER;
+}
+
+/* c's method: grpc_method_of its path, looked up once a call (its
+ * headers, its dispatch and its answer's count ask). */
+static enum grpc_method grpc_call_method(struct call *c)
+{
+	if (!c->grpc_method)
+		c->grpc_method = (uint8_t)(grpc_method_of(c->path) + 1);
+	return (enum grpc_method)(c->grpc_method - 1);
 }
 
 /* grpc-message: percent-encode what is not printable ASCII, and '%'. */
@@ -144,7 +153,7 @@ static void grpc_finish(struct call *c, int http_status, int code, const char *m
 	if (!c->h2_streaming)	/* a stream's went with its headers */
 		call_set_resp_header(c, "grpc-accept-encoding", GRPC_ACCEPT_ENCODING);
 	if (code >= 0 && code < GRPC_CODES)
-		atomic_fetch_add_explicit(&grpc_answers[grpc_method_of(c->path)][code], 1,
+		atomic_fetch_add_explicit(&grpc_answers[grpc_call_method(c)][code], 1,
 					  memory_order_relaxed);
 	call_respond(c, http_status, "application/grpc");
 }
@@ -169,34 +178,41 @@ static void grpc_fail(struct call *c, int http_status, int code, const char *fmt
 	grpc_respond_status(c, http_status, code, msg);
 }
 
-/* Answer OK with msg as the one length-prefixed message. */
-static void grpc_reply(struct call *c, const ProtobufCMessage *msg)
+/* Append msg (len bytes packed: gc_pack_size) to c->resp as one
+ * length-prefixed message. */
+static void grpc_put_packed(struct call *c, const ProtobufCMessage *msg, size_t len)
 {
-	size_t len = gc_pack_size(msg);
 	struct grpc_evbuf eb = { .base = { .append = grpc_evbuf_append }, .out = c->resp };
 	uint8_t hdr[GRPC_FRAME_HDR];
 	struct evbuffer_iovec v;
 
-	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
-	if (len > UINT32_MAX) {
-		grpc_respond_status(c, 500, GRPC_INTERNAL, "response too large for one gRPC message");
-		return;
-	}
 	gc_frame_head(hdr, len);
 	/* Packed in place, in one piece: pack_to_buffer's append callback
-	 * ran once per field (an evbuffer_add each). */
+	 * runs once per field (an evbuffer_add each). */
 	if (evbuffer_reserve_space(c->resp, (ev_ssize_t)(sizeof(hdr) + len), &v, 1) == 1 &&
 	    v.iov_len >= sizeof(hdr) + len) {
 		memcpy(v.iov_base, hdr, sizeof(hdr));
 		if (gc_pack(msg, (uint8_t *)v.iov_base + sizeof(hdr)) == len) {
 			v.iov_len = sizeof(hdr) + len;
 			evbuffer_commit_space(c->resp, &v, 1);
-			grpc_finish(c, 200, GRPC_OK, NULL);
 			return;
 		}
 	}
 	evbuffer_add(c->resp, hdr, sizeof(hdr));
 	protobuf_c_message_pack_to_buffer(msg, &eb.base);
+}
+
+/* Answer OK with msg as the one length-prefixed message. */
+static void grpc_reply(struct call *c, const ProtobufCMessage *msg)
+{
+	size_t len = gc_pack_size(msg);
+
+	evbuffer_drain(c->resp, evbuffer_get_length(c->resp));
+	if (len > UINT32_MAX) {
+		grpc_respond_status(c, 500, GRPC_INTERNAL, "response too large for one gRPC message");
+		return;
+	}
+	grpc_put_packed(c, msg, len);
 	grpc_finish(c, 200, GRPC_OK, NULL);
 }
 
@@ -1085,21 +1101,15 @@ struct grpc_sreq {
 	char id[KS_ID_MAX + 1];
 };
 
-bool grpc_is_stream(const struct call *c)
+bool grpc_is_stream(struct call *c)
 {
-	return c->grpc && c->path && grpc_method_of(c->path) == GM_STREAM_INFER;
+	return c->grpc && c->path && grpc_call_method(c) == GM_STREAM_INFER;
 }
 
 /* Append msg to c->resp as one length-prefixed message. */
 static void grpc_put(struct call *c, const ProtobufCMessage *msg)
 {
-	size_t len = gc_pack_size(msg);
-	struct grpc_evbuf eb = { .base = { .append = grpc_evbuf_append }, .out = c->resp };
-	uint8_t hdr[GRPC_FRAME_HDR];
-
-	gc_frame_head(hdr, len);
-	evbuffer_add(c->resp, hdr, sizeof(hdr));
-	protobuf_c_message_pack_to_buffer(msg, &eb.base);
+	grpc_put_packed(c, msg, gc_pack_size(msg));
 }
 
 /* An answer on the stream that says what went wrong with one request. */
@@ -1792,7 +1802,7 @@ static const struct grpc_route grpc_routes[GM_OTHER] = {
 
 void grpc_handle(struct call *c)
 {
-	enum grpc_method gm = grpc_method_of(c->path);
+	enum grpc_method gm = grpc_call_method(c);
 	const struct grpc_route *rt;
 	ProtobufCMessage *in;
 

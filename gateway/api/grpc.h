@@ -66,7 +66,7 @@ void grpc_respond_status(struct call *c, int http_status, int code, const char *
  * a ModelStreamInfer call is opened (its messages come later). */
 void grpc_handle(struct call *c);
 /* grpc_is_stream - c is a gRPC call of ModelStreamInfer (by its path). */
-bool grpc_is_stream(const struct call *c);
+bool grpc_is_stream(struct call *c);
 /*
  * grpc_stream_data - more of stream call c's body is in c->body: submit
  * the whole messages (up to the in-flight cap), give the bytes back to the

@@ -448,21 +448,12 @@ static size_t gc_resp_size(const Inference__ModelInferResponse *r)
 	return n;
 }
 
-size_t gc_pack_size(const ProtobufCMessage *m)
+/* gc_pack of plain response r. */
+static size_t gc_pack_resp(const Inference__ModelInferResponse *r, uint8_t *out)
 {
-	const Inference__ModelInferResponse *r = gc_plain_resp(m);
-
-	return r ? gc_resp_size(r) : protobuf_c_message_get_packed_size(m);
-}
-
-size_t gc_pack(const ProtobufCMessage *m, uint8_t *out)
-{
-	const Inference__ModelInferResponse *r = gc_plain_resp(m);
 	uint8_t *w = out;
 	size_t shape;
 
-	if (!r)
-		return protobuf_c_message_pack(m, out);
 	w = gc_put_str(w, 1, r->model_name);
 	w = gc_put_str(w, 2, r->model_version);
 	w = gc_put_str(w, 3, r->id);
@@ -485,6 +476,64 @@ size_t gc_pack(const ProtobufCMessage *m, uint8_t *out)
 		if (b->len)
 			memcpy(w, b->data, b->len);
 		w += b->len;
+	}
+	return (size_t)(w - out);
+}
+
+/* m when it is a ModelStreamInferResponse grpc.c makes: an error message,
+ * a plain infer_response (gc_plain_resp), or both; else NULL. */
+static const Inference__ModelStreamInferResponse *gc_plain_stream(const ProtobufCMessage *m)
+{
+	const Inference__ModelStreamInferResponse *s = (const void *)m;
+
+	if (m->descriptor != &inference__model_stream_infer_response__descriptor ||
+	    m->n_unknown_fields || (s->infer_response && !gc_plain_resp(&s->infer_response->base)))
+		return NULL;
+	return s;
+}
+
+/* The packed size of plain stream answer s; its inner message's into
+ * *inner (0 without one). */
+static size_t gc_stream_size(const Inference__ModelStreamInferResponse *s, size_t *inner)
+{
+	size_t n = gc_str_size(s->error_message);
+
+	*inner = 0;
+	if (!s->infer_response)
+		return n;
+	*inner = gc_resp_size(s->infer_response);
+	return n + 1 + gc_varint_size(*inner) + *inner;
+}
+
+size_t gc_pack_size(const ProtobufCMessage *m)
+{
+	const Inference__ModelInferResponse *r = gc_plain_resp(m);
+	const Inference__ModelStreamInferResponse *s;
+	size_t inner;
+
+	if (r)
+		return gc_resp_size(r);
+	if ((s = gc_plain_stream(m)))
+		return gc_stream_size(s, &inner);
+	return protobuf_c_message_get_packed_size(m);
+}
+
+size_t gc_pack(const ProtobufCMessage *m, uint8_t *out)
+{
+	const Inference__ModelInferResponse *r = gc_plain_resp(m);
+	const Inference__ModelStreamInferResponse *s;
+	uint8_t *w = out;
+	size_t inner;
+
+	if (r)
+		return gc_pack_resp(r, out);
+	if (!(s = gc_plain_stream(m)))
+		return protobuf_c_message_pack(m, out);
+	w = gc_put_str(w, 1, s->error_message);
+	if (s->infer_response) {
+		inner = gc_resp_size(s->infer_response);
+		w += gc_bytes_head(w, GC_STREAM_INFER_RESPONSE_FIELD, inner);
+		w += gc_pack_resp(s->infer_response, w);
 	}
 	return (size_t)(w - out);
 }

@@ -80,8 +80,10 @@ int gc_infer_unpack(const uint8_t *p, size_t len, ProtobufCAllocator *a,
  * gc_pack_size, gc_pack - protobuf_c_message_get_packed_size(m) and
  * protobuf_c_message_pack(m, out), byte for byte, for any message: a
  * plain ModelInferResponse (no parameters, outputs of name, datatype and
- * shape: what grpc.c answers an inference with) without protobuf-c's
- * table walk, others by protobuf-c.
+ * shape: what grpc.c answers an inference with) and a
+ * ModelStreamInferResponse of an error message and / or a plain response
+ * (a stream's answers) without protobuf-c's table walk, others by
+ * protobuf-c.
  */
 size_t gc_pack_size(const ProtobufCMessage *m);
 size_t gc_pack(const ProtobufCMessage *m, uint8_t *out);

@@ -110,6 +110,7 @@ struct call {
 	 * resp is empty. */
 	bool grpc;
 	bool grpc_stream;		/* ModelStreamInfer: dispatched at its headers */
+	uint8_t grpc_method;		/* grpc.c's method of path, + 1; 0: not looked up */
 	bool h2_streaming;		/* h2: response headers out, body written as it comes */
 	int grpc_status;
 	const char *grpc_message;	/* percent-encoded; lives as long as the call */

@@ -555,22 +555,38 @@ static void test_infer_unpack_declines(void **state)
 	assert_null(got);
 }
 
+/* gc_pack_size and gc_pack of m give protobuf-c's size and bytes. */
+static void expect_packs_like_protobuf_c(const ProtobufCMessage *m)
+{
+	size_t n, k = gc_pack_size(m);
+	uint8_t *want = pc_pack(m, &n), *got;
+
+	assert_int_equal(k, n);
+	got = malloc(k + 1);
+	assert_non_null(got);
+	assert_int_equal(gc_pack(m, got), n);
+	assert_memory_equal(got, want, n);
+	free(got);
+	free(want);
+}
+
 /* gc_pack and gc_pack_size give protobuf-c's bytes: plain responses of
- * random strings, shapes and raw outputs, and (by protobuf-c) others. */
+ * random strings, shapes and raw outputs, the stream's answers around
+ * them (an error message, a response, both, neither), and (by
+ * protobuf-c) others. */
 static void test_pack_like_protobuf_c(void **state)
 {
 	(void)state;
 	for (int it = 0; it < 5000; it++) {
 		Inference__ModelInferResponse r = INFERENCE__MODEL_INFER_RESPONSE__INIT;
+		Inference__ModelStreamInferResponse sr = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
 		Inference__ModelInferResponse__InferOutputTensor t[3], *pt[3];
 		Inference__ModelInferResponse__ParametersEntry e =
 			INFERENCE__MODEL_INFER_RESPONSE__PARAMETERS_ENTRY__INIT, *pe = &e;
 		ProtobufCBinaryData raw[3];
 		uint8_t rb[3][300];
-		char str[9][40];
+		char str[10][40];
 		int64_t dims[3][8];
-		size_t n, m;
-		uint8_t *want, *got;
 
 		r.model_name = rnd_str(str[0]);
 		r.model_version = rnd_str(str[1]);
@@ -594,15 +610,10 @@ static void test_pack_like_protobuf_c(void **state)
 			r.n_parameters = 1;
 			r.parameters = &pe;
 		}
-		want = pc_pack(&r.base, &n);
-		m = gc_pack_size(&r.base);
-		assert_int_equal(m, n);
-		got = malloc(m + 1);
-		assert_non_null(got);
-		assert_int_equal(gc_pack(&r.base, got), n);
-		assert_memory_equal(got, want, n);
-		free(got);
-		free(want);
+		expect_packs_like_protobuf_c(&r.base);
+		sr.error_message = rnd(2) ? rnd_str(str[9]) : NULL;
+		sr.infer_response = rnd(3) ? &r : NULL;
+		expect_packs_like_protobuf_c(&sr.base);
 	}
 }
 
