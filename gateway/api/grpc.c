@@ -349,11 +349,26 @@ static void grpc_arena_free(struct grpc_arena *a)
 	free(a);
 }
 
-/* d's message unpacked from len bytes at p, from an arena (NULL: not a
+/* A message reader: protobuf_c_message_unpack, or grpc_plain_unpack. */
+typedef ProtobufCMessage *(*grpc_unpacker)(const ProtobufCMessageDescriptor *d,
+					   ProtobufCAllocator *a, size_t len, const uint8_t *p);
+
+/* A plain ModelInferRequest (d) without protobuf-c's table walk
+ * (gc_infer_unpack); NULL: not plain, for protobuf-c to unpack. */
+static ProtobufCMessage *grpc_plain_unpack(const ProtobufCMessageDescriptor *d,
+					   ProtobufCAllocator *a, size_t len, const uint8_t *p)
+{
+	Inference__ModelInferRequest *r;
+
+	(void)d;
+	return gc_infer_unpack(p, len, a, &r) ? NULL : &r->base;
+}
+
+/* d's message read by un from len bytes at p, into an arena (NULL: not a
  * valid message, or out of memory); with *first_ok false when the message
  * was not the arena's first allocation (it is then freed, and NULL). */
-static ProtobufCMessage *grpc_arena_unpack(const ProtobufCMessageDescriptor *d, size_t len,
-					   const uint8_t *p, bool *first_ok)
+static ProtobufCMessage *grpc_arena_unpack(grpc_unpacker un, const ProtobufCMessageDescriptor *d,
+					   size_t len, const uint8_t *p, bool *first_ok)
 {
 	struct grpc_arena *a = grpc_arena_new(len);
 	ProtobufCMessage *m;
@@ -361,7 +376,7 @@ static ProtobufCMessage *grpc_arena_unpack(const ProtobufCMessageDescriptor *d, 
 	*first_ok = true;
 	if (!a)
 		return NULL;
-	m = protobuf_c_message_unpack(d, &a->pa, len, p);
+	m = un(d, &a->pa, len, p);
 	if (m && (void *)m != (void *)a->data)
 		*first_ok = false;
 	if (!m || !*first_ok) {
@@ -390,7 +405,8 @@ static void grpc_arena_check(void)
 	if (n > sizeof(buf))
 		return;
 	protobuf_c_message_pack(&r.base, buf);
-	m = grpc_arena_unpack(&inference__model_infer_request__descriptor, n, buf, &first_ok);
+	m = grpc_arena_unpack(protobuf_c_message_unpack, &inference__model_infer_request__descriptor,
+			      n, buf, &first_ok);
 	grpc_arena_ok = m && first_ok;
 	if (m)
 		grpc_arena_free((struct grpc_arena *)((char *)m - offsetof(struct grpc_arena, data)));
@@ -405,39 +421,31 @@ static bool grpc_arena_usable(void)
 	return grpc_arena_ok;
 }
 
-/* A plain ModelInferRequest of len bytes at p without protobuf-c's table
- * walk (gc_infer_unpack), as grpc_unpack makes one (arena or malloc);
- * NULL: not plain, for protobuf-c to unpack. */
-static ProtobufCMessage *grpc_fast_unpack(size_t len, const uint8_t *p)
+/* d's message read by un from len bytes at p: into an arena when arenas
+ * are usable (grpc_msg_free frees either kind); NULL when it is not valid
+ * (or out of memory; or, were protobuf-c to change the order it allocates
+ * in after grpc_arena_check saw it, not the arena's first allocation). */
+static ProtobufCMessage *grpc_unpack_by(grpc_unpacker un, const ProtobufCMessageDescriptor *d,
+					size_t len, const uint8_t *p)
 {
-	Inference__ModelInferRequest *r;
-	struct grpc_arena *a;
+	bool first_ok;
 
 	if (!grpc_arena_usable())
-		return gc_infer_unpack(p, len, NULL, &r) ? NULL : &r->base;
-	if (!(a = grpc_arena_new(len)))
-		return NULL;
-	if (!gc_infer_unpack(p, len, &a->pa, &r) && (void *)r == (void *)a->data)
-		return &r->base;
-	grpc_arena_free(a);
-	return NULL;
+		return un(d, NULL, len, p);
+	return grpc_arena_unpack(un, d, len, p, &first_ok);
 }
 
-/* d's message unpacked from len bytes at p: from an arena when arenas are
- * usable (grpc_msg_free frees either kind); NULL when it is not valid (or
- * out of memory; or, were protobuf-c to change the order it allocates in
- * after grpc_arena_check saw it, not the arena's first allocation). */
+/* d's message unpacked from len bytes at p (grpc_unpack_by): a plain
+ * ModelInferRequest by gc_infer_unpack, anything else by protobuf-c. */
 static ProtobufCMessage *grpc_unpack(const ProtobufCMessageDescriptor *d, size_t len,
 				     const uint8_t *p)
 {
 	ProtobufCMessage *m;
-	bool first_ok;
 
-	if (d == &inference__model_infer_request__descriptor && (m = grpc_fast_unpack(len, p)))
+	if (d == &inference__model_infer_request__descriptor &&
+	    (m = grpc_unpack_by(grpc_plain_unpack, d, len, p)))
 		return m;
-	if (!grpc_arena_usable())
-		return protobuf_c_message_unpack(d, NULL, len, p);
-	return grpc_arena_unpack(d, len, p, &first_ok);
+	return grpc_unpack_by(protobuf_c_message_unpack, d, len, p);
 }
 
 /* Free a message grpc_decode (grpc_unpack) made. */
