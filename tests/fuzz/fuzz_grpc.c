@@ -195,16 +195,29 @@ static uint8_t *fz_pack(const ProtobufCMessage *m, size_t *n)
 	return b;
 }
 
+/* gc_pack_size and gc_pack of m give protobuf-c's size and bytes. */
+static void fz_pack_agrees(const ProtobufCMessage *m)
+{
+	size_t na, nb = gc_pack_size(m);
+	uint8_t *a = fz_pack(m, &na), *b = malloc(nb + 1);
+
+	FZ_CHECK(b && nb == na && gc_pack(m, b) == na && !memcmp(a, b, na));
+	free(a);
+	free(b);
+}
+
 /*
  * The gateway's fast unpack (gc_infer_unpack) agrees with protobuf-c's
  * (whole: NULL when protobuf-c refused p): what it takes, protobuf-c takes
  * too, and both pack to the same bytes; and gc_pack / gc_pack_size give
- * protobuf-c's bytes for a response made of its fields.
+ * protobuf-c's bytes for a response made of its fields, alone and as a
+ * stream's answer (its id as the error message).
  */
 static void fz_fast(const uint8_t *p, size_t len, const Inference__ModelInferRequest *whole)
 {
 	Inference__ModelInferRequest *r = NULL;
 	Inference__ModelInferResponse resp = INFERENCE__MODEL_INFER_RESPONSE__INIT;
+	Inference__ModelStreamInferResponse sr = INFERENCE__MODEL_STREAM_INFER_RESPONSE__INIT;
 	Inference__ModelInferResponse__InferOutputTensor t =
 		INFERENCE__MODEL_INFER_RESPONSE__INFER_OUTPUT_TENSOR__INIT, *pt = &t;
 	uint8_t *a, *b;
@@ -231,12 +244,10 @@ static void fz_fast(const uint8_t *p, size_t len, const Inference__ModelInferReq
 	}
 	resp.n_raw_output_contents = r->n_raw_input_contents;
 	resp.raw_output_contents = r->raw_input_contents;
-	a = fz_pack(&resp.base, &na);
-	nb = gc_pack_size(&resp.base);
-	b = malloc(nb + 1);
-	FZ_CHECK(b && nb == na && gc_pack(&resp.base, b) == na && !memcmp(a, b, na));
-	free(a);
-	free(b);
+	fz_pack_agrees(&resp.base);
+	sr.error_message = r->id;
+	sr.infer_response = &resp;
+	fz_pack_agrees(&sr.base);
 	protobuf_c_message_free_unpacked(&r->base, NULL);
 }
 
