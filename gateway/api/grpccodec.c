@@ -492,29 +492,26 @@ static const Inference__ModelStreamInferResponse *gc_plain_stream(const Protobuf
 	return s;
 }
 
-/* The packed size of plain stream answer s; its inner message's into
- * *inner (0 without one). */
-static size_t gc_stream_size(const Inference__ModelStreamInferResponse *s, size_t *inner)
+/* The packed size of plain stream answer s. */
+static size_t gc_stream_size(const Inference__ModelStreamInferResponse *s)
 {
-	size_t n = gc_str_size(s->error_message);
+	size_t n = gc_str_size(s->error_message), inner;
 
-	*inner = 0;
 	if (!s->infer_response)
 		return n;
-	*inner = gc_resp_size(s->infer_response);
-	return n + 1 + gc_varint_size(*inner) + *inner;
+	inner = gc_resp_size(s->infer_response);
+	return n + 1 + gc_varint_size(inner) + inner;
 }
 
 size_t gc_pack_size(const ProtobufCMessage *m)
 {
 	const Inference__ModelInferResponse *r = gc_plain_resp(m);
 	const Inference__ModelStreamInferResponse *s;
-	size_t inner;
 
 	if (r)
 		return gc_resp_size(r);
 	if ((s = gc_plain_stream(m)))
-		return gc_stream_size(s, &inner);
+		return gc_stream_size(s);
 	return protobuf_c_message_get_packed_size(m);
 }
 
