@@ -3,6 +3,9 @@
 
 #include <errno.h>
 #include <event2/buffer.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 #include <jansson.h>
 #include <limits.h>
 #include <math.h>
@@ -121,12 +124,42 @@ static const char *ks_nonfinite_name(float f)
 	return isnan(f) ? "NaN" : f > 0 ? "+Inf" : "-Inf";
 }
 
+#ifdef __SSE2__
+/* Each of the 4 FP32 values at p: all ones where it is non-finite. */
+static inline __m128i ks_nonfinite4(const unsigned char *p)
+{
+	const __m128i e = _mm_set1_epi32(0x7f800000);
+	__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+
+	return _mm_cmpeq_epi32(_mm_and_si128(v, e), e);
+}
+
+/* Bit k set: value k of the 4 at p is non-finite. */
+static inline unsigned ks_nonfinite4_bits(const unsigned char *p)
+{
+	return (unsigned)_mm_movemask_ps(_mm_castsi128_ps(ks_nonfinite4(p)));
+}
+
+/* Index of the first non-finite of the 16 FP32 values at p, or 16. */
+static inline unsigned ks_first_nonfinite16(const unsigned char *p)
+{
+	__m128i any = _mm_or_si128(_mm_or_si128(ks_nonfinite4(p), ks_nonfinite4(p + 16)),
+				   _mm_or_si128(ks_nonfinite4(p + 32), ks_nonfinite4(p + 48)));
+
+	if (!_mm_movemask_ps(_mm_castsi128_ps(any)))
+		return 16;
+	return (unsigned)__builtin_ctz(ks_nonfinite4_bits(p) | ks_nonfinite4_bits(p + 16) << 4 |
+				       ks_nonfinite4_bits(p + 32) << 8 |
+				       ks_nonfinite4_bits(p + 48) << 12);
+}
+#else
 /*
- * Whether any of 16 FP32 values at p is non-finite, two a 64-bit word:
- * adding 1 to an exponent field carries into the bit above it (the sign
- * bit's place) exactly when the field is all ones, and never further.
+ * Index of the first non-finite of the 16 FP32 values at p, or 16; two a
+ * 64-bit word: adding 1 to an exponent field carries into the bit above
+ * it (the sign bit's place) exactly when the field is all ones, and never
+ * further.
  */
-static bool ks_any_nonfinite16(const unsigned char *p)
+static unsigned ks_first_nonfinite16(const unsigned char *p)
 {
 	const uint64_t exp = 0x7f8000007f800000ULL, one = 0x0080000000800000ULL;
 	uint64_t any = 0;
@@ -137,17 +170,40 @@ static bool ks_any_nonfinite16(const unsigned char *p)
 		memcpy(&w, p + k * sizeof(w), sizeof(w));
 		any |= (w & exp) + one;
 	}
-	return (any & 0x8000000080000000ULL) != 0;
-}
+	if (!(any & 0x8000000080000000ULL))
+		return 16;
+	for (unsigned k = 0; k < 16; k++) {
+		uint32_t bits;
 
-/* Index of the first non-finite of n FP32 values at data (may be unaligned), or n. */
+		memcpy(&bits, p + k * sizeof(bits), sizeof(bits));
+		if (ks_bits_nonfinite(bits))
+			return k;
+	}
+	return 16;
+}
+#endif
+
+/* Index of the first non-finite of n FP32 values at data (may be
+ * unaligned), or n: 16 at a time (SSE2 where there is SSE2), then one. */
 static size_t ks_first_nonfinite(const void *data, size_t n)
 {
 	const unsigned char *p = data;
 	size_t i = 0;
 
-	while (i + 16 <= n && !ks_any_nonfinite16(p + i * sizeof(uint32_t)))
-		i += 16;
+	for (; i + 16 <= n; i += 16) {
+		unsigned k = ks_first_nonfinite16(p + i * sizeof(uint32_t));
+
+		if (k < 16)
+			return i + k;
+	}
+#ifdef __SSE2__
+	for (; i + 4 <= n; i += 4) {
+		unsigned b = ks_nonfinite4_bits(p + i * sizeof(uint32_t));
+
+		if (b)
+			return i + (unsigned)__builtin_ctz(b);
+	}
+#endif
 	for (; i < n; i++) {
 		uint32_t bits;
 

@@ -763,37 +763,50 @@ static void test_fast_binary_same_as_general(void **state)
 	}
 }
 
-/* ks_check_finite names the first non-finite value wherever it lies (16
- * values are checked a step), and passes the largest finite ones. */
-static void test_check_finite_positions(void **state)
-{
-	static const uint32_t bad[] = { 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffffffffu,
+static const uint32_t ks_bad_bits[] = { 0x7f800000u, 0xff800000u, 0x7fc00000u, 0xffffffffu,
 					0x7f800001u };
-	static const uint32_t fine[] = { 0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x80000000u,
+static const uint32_t ks_fine_bits[] = { 0x7f7fffffu, 0xff7fffffu, 0x00000001u, 0x80000000u,
 					 0x3f800000u, 0x00800000u };
-	unsigned char buf[70 * 4 + 1];
+
+/* n finite values at p, then a non-finite one at every step-th position
+ * (a later one too): ks_check_finite names it. */
+static void check_finite_at(unsigned char *p, size_t n, size_t step)
+{
 	char err[512], want[128];
 
-	(void)state;
-	for (size_t n = 1; n <= 70; n++) {
-		for (size_t i = 0; i < n; i++)
-			memcpy(buf + 1 + 4 * i, &fine[i % 6], 4);	/* +1: unaligned */
-		assert_int_equal(ks_check_finite(buf + 1, n, err, sizeof(err)), 0);
-		for (size_t at = 0; at < n; at++) {
-			uint32_t b = bad[(n + at) % 5], keep;
+	for (size_t i = 0; i < n; i++)
+		memcpy(p + 4 * i, &ks_fine_bits[i % 6], 4);
+	assert_int_equal(ks_check_finite(p, n, err, sizeof(err)), 0);
+	for (size_t at = 0; at < n; at += step) {
+		uint32_t b = ks_bad_bits[(n + at) % 5], keep;
 
-			memcpy(&keep, buf + 1 + 4 * at, 4);
-			memcpy(buf + 1 + 4 * at, &b, 4);
-			if (at + 1 < n)
-				memcpy(buf + 1 + 4 * (n - 1), &bad[0], 4);	/* a later one too */
-			assert_int_equal(ks_check_finite(buf + 1, n, err, sizeof(err)), 400);
-			snprintf(want, sizeof(want), "inputs[0].data[%zu]: not a finite FP32 value",
-				 at);
-			assert_memory_equal(err, want, strlen(want));
-			memcpy(buf + 1 + 4 * at, &keep, 4);
-			memcpy(buf + 1 + 4 * (n - 1), &fine[(n - 1) % 6], 4);
-		}
+		memcpy(&keep, p + 4 * at, 4);
+		memcpy(p + 4 * at, &b, 4);
+		if (at + 1 < n)
+			memcpy(p + 4 * (n - 1), &ks_bad_bits[0], 4);	/* a later one too */
+		assert_int_equal(ks_check_finite(p, n, err, sizeof(err)), 400);
+		snprintf(want, sizeof(want), "inputs[0].data[%zu]: not a finite FP32 value", at);
+		assert_memory_equal(err, want, strlen(want));
+		memcpy(p + 4 * at, &keep, 4);
+		memcpy(p + 4 * (n - 1), &ks_fine_bits[(n - 1) % 6], 4);
 	}
+}
+
+/* ks_check_finite names the first non-finite value wherever it lies (16
+ * values a step, then 4, then one), at every byte alignment, in 1..70
+ * values and in 1,000 and 65,536 (a mlp-large batch), and passes the
+ * largest finite ones. */
+static void test_check_finite_positions(void **state)
+{
+	static const size_t big[] = { 1000, 65536 };
+	unsigned char *buf = malloc(65536 * 4 + 3);
+
+	(void)state;
+	assert_non_null(buf);
+	for (size_t k = 1; k <= 72; k++)
+		for (size_t off = 0; off < 4; off++)
+			check_finite_at(buf + off, k <= 70 ? k : big[k - 71], k <= 70 ? 1 : 997);
+	free(buf);
 }
 
 int main(void)
