@@ -124,6 +124,20 @@ static const char *ks_nonfinite_name(float f)
 	return isnan(f) ? "NaN" : f > 0 ? "+Inf" : "-Inf";
 }
 
+/* Index of the first non-finite of FP32 values i..n-1 at p, or n: one
+ * at a time. */
+static size_t ks_first_nonfinite1(const unsigned char *p, size_t i, size_t n)
+{
+	for (; i < n; i++) {
+		uint32_t bits;
+
+		memcpy(&bits, p + i * sizeof(bits), sizeof(bits));
+		if (ks_bits_nonfinite(bits))
+			return i;
+	}
+	return n;
+}
+
 #ifdef __SSE2__
 /* Each of the 4 FP32 values at p: all ones where it is non-finite. */
 static inline __m128i ks_nonfinite4(const unsigned char *p)
@@ -170,16 +184,7 @@ static unsigned ks_first_nonfinite16(const unsigned char *p)
 		memcpy(&w, p + k * sizeof(w), sizeof(w));
 		any |= (w & exp) + one;
 	}
-	if (!(any & 0x8000000080000000ULL))
-		return 16;
-	for (unsigned k = 0; k < 16; k++) {
-		uint32_t bits;
-
-		memcpy(&bits, p + k * sizeof(bits), sizeof(bits));
-		if (ks_bits_nonfinite(bits))
-			return k;
-	}
-	return 16;
+	return any & 0x8000000080000000ULL ? (unsigned)ks_first_nonfinite1(p, 0, 16) : 16;
 }
 #endif
 
@@ -204,14 +209,7 @@ static size_t ks_first_nonfinite(const void *data, size_t n)
 			return i + (unsigned)__builtin_ctz(b);
 	}
 #endif
-	for (; i < n; i++) {
-		uint32_t bits;
-
-		memcpy(&bits, p + i * sizeof(bits), sizeof(bits));
-		if (ks_bits_nonfinite(bits))
-			return i;
-	}
-	return n;
+	return ks_first_nonfinite1(p, i, n);
 }
 
 static float ks_float_at(const void *data, size_t i)
