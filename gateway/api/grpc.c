@@ -101,8 +101,6 @@ static enum grpc_method grpc_method_of(const char *path)
 	if (!path || strncmp(path, GRPC_PREFIX, strlen(GRPC_PREFIX)))
 		return GM_OTHER;
 	path += strlen(GRPC_PREFIX);
-	if (!strcmp(path, "ModelInfer"))	/* nearly every call */
-		return GM_MODEL_INFER;
 	for (int i = 0; i < GM_OTHER; i++)
 		if (path[0] == grpc_method_names[i][0] && !strcmp(path, grpc_method_names[i]))
 			return i;
