@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "access.h"
 #include "admin.h"
@@ -314,16 +313,9 @@ static struct infer_req *api_new_req(struct call *c, const struct model *m, stru
  * parameters after): the byte after "application/" tells which to compare. */
 static bool api_is_msgpack(const char *ctype)
 {
-	if (!ctype || strncasecmp(ctype, "application/", 12))
-		return false;
-	switch (ctype[12] | 0x20) {
-	case 'm':
-		return !strncasecmp(ctype + 12, "msgpack", 7);
-	case 'x':
-		return !strncasecmp(ctype + 12, "x-msgpack", 9);
-	default:
-		return false;
-	}
+	const char *sub = ctype ? util_prefix_ci(ctype, "application/") : NULL;
+
+	return sub && (util_prefix_ci(sub, "msgpack") || util_prefix_ci(sub, "x-msgpack"));
 }
 
 /*
@@ -541,10 +533,10 @@ static void api_model_config(struct call *c, const struct model *m)
  */
 static bool api_model_extension(struct call *c, const struct model *m, const char *action)
 {
-	if (!strcmp(action, "/config")) {
+	if (util_streq(action, "/config")) {
 		if (call_allow(c, "GET"))
 			api_model_config(c, m);
-	} else if (!strcmp(action, "/stats")) {
+	} else if (util_streq(action, "/stats")) {
 		if (call_allow(c, "GET")) {
 			stats_encode(c->resp, c->rt, m);
 			call_respond(c, 200, JSON);
@@ -555,6 +547,14 @@ static bool api_model_extension(struct call *c, const struct model *m, const cha
 	return true;
 }
 
+/* The end of the path segment at s: its '/' or the path's NUL. */
+static const char *api_segment_end(const char *s)
+{
+	while (*s && *s != '/')
+		s++;
+	return s;
+}
+
 /*
  * /v2/models/{m}[/versions/{v}][/ready|/infer|/config|/stats]: split rest (after
  * "/v2/models/") into the model and the action.
@@ -562,21 +562,17 @@ static bool api_model_extension(struct call *c, const struct model *m, const cha
 static void api_models(struct call *c, const char *rest)
 {
 	char name[256], ver[32] = "";
-	const char *slash = strchr(rest, '/'), *action = "";
+	const char *slash = api_segment_end(rest), *action, *v;
 	struct model *m;
 
-	if (!slash)
-		slash = rest + strlen(rest);
 	if ((size_t)(slash - rest) >= sizeof(name) || slash == rest)
 		goto not_found;
 	memcpy(name, rest, slash - rest);
 	name[slash - rest] = 0;
 	action = slash;
-	if (!strncmp(action, "/versions/", 10)) {
-		const char *v = action + 10, *e = strchr(v, '/');
+	if ((v = util_prefix(action, "/versions/"))) {
+		const char *e = api_segment_end(v);
 
-		if (!e)
-			e = v + strlen(v);
 		if (e == v || (size_t)(e - v) >= sizeof(ver))
 			goto not_found;	/* "/versions//..." names no version */
 		memcpy(ver, v, e - v);
@@ -593,7 +589,7 @@ static void api_models(struct call *c, const char *rest)
 				   ver, m->version);
 		return;
 	}
-	if (!strcmp(action, "")) {
+	if (!*action) {
 		if (!call_allow(c, "GET"))
 			return;
 		struct ks_variants v;
@@ -601,7 +597,7 @@ static void api_models(struct call *c, const char *rest)
 		api_variants(c->rt, m, &v);
 		ks_encode_model_variants(c->resp, m, &v);
 		call_respond(c, 200, JSON);
-	} else if (!strcmp(action, "/ready")) {
+	} else if (util_streq(action, "/ready")) {
 		bool ok;
 
 		if (!call_allow(c, "GET"))
@@ -611,7 +607,7 @@ static void api_models(struct call *c, const char *rest)
 		ks_put_str(c->resp, m->name);
 		evbuffer_add_printf(c->resp, ",\"ready\":%s}", ok ? "true" : "false");
 		call_respond(c, ok ? 200 : 503, JSON);
-	} else if (!strcmp(action, "/infer")) {
+	} else if (util_streq(action, "/infer")) {
 		if (call_allow(c, "POST"))
 			api_infer(c, m);
 	} else if (!api_model_extension(c, m, action)) {
@@ -624,7 +620,7 @@ not_found:
 
 static void api_route(struct call *c)
 {
-	const char *p = c->path;
+	const char *p = c->path, *rest;
 
 	if (c->admin) {
 		adm_handle(c);
@@ -635,24 +631,24 @@ static void api_route(struct call *c)
 		return;
 	}
 	/* inference first: most requests are */
-	if (!strncmp(p, "/v2/models/", 11) && strcmp(p + 11, "stats")) {
-		api_models(c, p + 11);
-	} else if (!strcmp(p, "/v2/health/live")) {
+	if ((rest = util_prefix(p, "/v2/models/")) && !util_streq(rest, "stats")) {
+		api_models(c, rest);
+	} else if (util_streq(p, "/v2/health/live")) {
 		if (call_allow(c, "GET"))
 			call_respond_json(c, 200, "{\"live\":true}");
-	} else if (!strcmp(p, "/v2/health/ready")) {
+	} else if (util_streq(p, "/v2/health/ready")) {
 		if (call_allow(c, "GET"))
 			api_ready(c);
-	} else if (!strcmp(p, "/v2") || !strcmp(p, "/v2/")) {
+	} else if (util_streq(p, "/v2") || util_streq(p, "/v2/")) {
 		if (call_allow(c, "GET"))
 			api_server_meta(c);
-	} else if (!strcmp(p, "/v2/models/stats")) {
+	} else if (util_streq(p, "/v2/models/stats")) {
 		/* Triton's statistics extension, every model (not a model's name) */
 		if (call_allow(c, "GET")) {
 			stats_encode(c->resp, c->rt, NULL);
 			call_respond(c, 200, JSON);
 		}
-	} else if (!strncmp(p, "/v2/repository/", 15)) {
+	} else if (util_prefix(p, "/v2/repository/")) {
 		adm_repository(c);	/* a control-thread job, answered on this loop */
 	} else {
 		call_respond_error(c, 404, "no route for %s %s", c->method, p);

@@ -74,8 +74,9 @@ bool grpc_is_request(const struct call *c)
 {
 	const char *ct = call_hdr(c, CALL_H_CONTENT_TYPE);
 
-	return ct && !strncmp(ct, "application/grpc", 16) &&
-	       (ct[16] == 0 || ct[16] == '+' || ct[16] == ';');
+	const char *rest = ct ? util_prefix(ct, "application/grpc") : NULL;
+
+	return rest && (*rest == 0 || *rest == '+' || *rest == ';');
 }
 
 int grpc_code(int http_status)

@@ -1325,13 +1325,13 @@ static bool jr_object(struct jr *t, const struct jr_key *keys, int nkeys, jr_mem
 			return false;
 		/* The key's bytes against each known key and its closing quote
 		 * (a string that matches one is in jr_str's subset; any other
-		 * declines): no scan of the key first.  memcmp only for the key
-		 * whose first byte matches. */
+		 * declines): no scan of the key first.  The whole compare only
+		 * for the key whose first byte matches. */
 		for (k = t->p + 1, i = 0; i < nkeys; i++) {
 			size_t len = keys[i].len;
 
 			if ((size_t)(t->end - k) > len && k[0] == keys[i].s[0] && k[len] == '"' &&
-			    !memcmp(k, keys[i].s, len))
+			    swar_equal(k, keys[i].s, len))
 				break;
 		}
 		if (i == nkeys)

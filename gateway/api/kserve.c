@@ -323,7 +323,7 @@ static bool ks_is_dtype(enum dtype t, const char *s, size_t len)
 {
 	const char *name = dtype_kserve_name(t);
 
-	return name && len == strlen(name) && !memcmp(s, name, len);
+	return name && util_streqn(name, s, len);
 }
 
 int ks_check_input(const struct model *m, int n_inputs, const char *name, size_t name_len,
@@ -338,7 +338,7 @@ int ks_check_input(const struct model *m, int n_inputs, const char *name, size_t
 		return KS_ERR("inputs: model %s takes 1 input, got %d", m->name, n_inputs);
 	if (!name)
 		return KS_ERR("inputs[0].name: expected a string");
-	if (name_len != strlen(ts->name) || memcmp(name, ts->name, name_len))
+	if (!util_streqn(ts->name, name, name_len))
 		return KS_ERR("inputs[0].name: model %s has no input \"%.*s\" (expected \"%s\")",
 			      m->name, (int)(name_len > 64 ? 64 : name_len), name, ts->name);
 	if (!datatype)
@@ -373,7 +373,7 @@ int ks_check_output_name(const struct model *m, int idx, const char *name, size_
 {
 	if (!name)
 		return KS_ERR("outputs[%d].name: expected a string", idx);
-	if (len != strlen(m->output.name) || memcmp(name, m->output.name, len))
+	if (!util_streqn(m->output.name, name, len))
 		return KS_ERR("outputs[%d].name: model %s has no output \"%.*s\" (expected \"%s\")",
 			      idx, m->name, (int)(len > 64 ? 64 : len), name, m->output.name);
 	return 0;

@@ -7,6 +7,8 @@
 #ifndef INFERGW_SWAR_H
 #define INFERGW_SWAR_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -25,6 +27,74 @@ static inline uint64_t swar_load(const void *p)
 static inline void swar_store(void *p, uint64_t x)
 {
 	memcpy(p, &x, 8);
+}
+
+/*
+ * swar_equal - whether the n bytes at a and at b are equal.  Up to 16
+ * bytes (JSON keys, header fields) by two loads a side that overlap when
+ * n is not a power of two, no call and no loop; memcmp beyond.  Reads only
+ * a[0..n) and b[0..n).
+ */
+static inline bool swar_equal(const void *a, const void *b, size_t n)
+{
+	const unsigned char *x = a, *y = b;
+	uint32_t x0, x1, y0, y1;
+
+	if (n > 16)
+		return !memcmp(a, b, n);
+	if (n >= 8)
+		return !((swar_load(x) ^ swar_load(y)) | (swar_load(x + n - 8) ^ swar_load(y + n - 8)));
+	if (n >= 4) {
+		memcpy(&x0, x, 4);
+		memcpy(&x1, x + n - 4, 4);
+		memcpy(&y0, y, 4);
+		memcpy(&y1, y + n - 4, 4);
+		return !((x0 ^ y0) | (x1 ^ y1));
+	}
+	/* 0..3 bytes: the first, middle and last cover them all */
+	return !n || (x[0] == y[0] && x[n / 2] == y[n / 2] && x[n - 1] == y[n - 1]);
+}
+
+/*
+ * swar_copy - memcpy of n bytes between blocks that do not overlap.  Up to
+ * 32 bytes (header names and values, paths) by words that overlap when n
+ * is not a power of two, no call and no loop; memcpy beyond.  Touches only
+ * src[0..n) and dst[0..n).
+ */
+static inline void swar_copy(void *dst, const void *src, size_t n)
+{
+	unsigned char *d = dst;
+	const unsigned char *s = src;
+	uint32_t a, b;
+
+	if (n > 32) {
+		memcpy(dst, src, n);
+	} else if (n > 16) {
+		uint64_t w0 = swar_load(s), w1 = swar_load(s + 8);
+		uint64_t w2 = swar_load(s + n - 16), w3 = swar_load(s + n - 8);
+
+		swar_store(d, w0);
+		swar_store(d + 8, w1);
+		swar_store(d + n - 16, w2);
+		swar_store(d + n - 8, w3);
+	} else if (n >= 8) {
+		uint64_t w0 = swar_load(s), w1 = swar_load(s + n - 8);
+
+		swar_store(d, w0);
+		swar_store(d + n - 8, w1);
+	} else if (n >= 4) {
+		memcpy(&a, s, 4);
+		memcpy(&b, s + n - 4, 4);
+		memcpy(d, &a, 4);
+		memcpy(d + n - 4, &b, 4);
+	} else if (n) {
+		/* 1..3 bytes: the first, middle and last cover them all */
+		unsigned char x = s[0], y = s[n / 2], z = s[n - 1];
+
+		d[0] = x;
+		d[n / 2] = y;
+		d[n - 1] = z;
+	}
 }
 
 /*

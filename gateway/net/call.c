@@ -105,7 +105,7 @@ char *call_strndup(struct call *c, const char *s, size_t n)
 
 	if (!p)
 		return NULL;
-	memcpy(p, s, n);
+	swar_copy(p, s, n);
 	p[n] = 0;
 	return p;
 }
@@ -289,9 +289,9 @@ static bool call_store_header(struct call *c, const char *name, size_t nlen, con
 	if (lower)
 		call_lower_copy(n, name, nlen);
 	else
-		memcpy(n, name, nlen);
+		swar_copy(n, name, nlen);
 	n[nlen] = 0;
-	memcpy(n + nlen + 1, value, vlen);
+	swar_copy(n + nlen + 1, value, vlen);
 	n[nlen + 1 + vlen] = 0;
 	c->hdrs[c->n_hdrs].name = n;
 	c->hdrs[c->n_hdrs].value = n + nlen + 1;
@@ -399,10 +399,10 @@ void call_respond(struct call *c, int status, const char *ctype)
 static bool call_names_msgpack(const char *a)
 {
 	for (size_t i = 0; a[i]; i++) {
-		if ((a[i] | 0x20) != 'm' || strncasecmp(a + i, "msgpack", 7))
+		if ((a[i] | 0x20) != 'm' || !util_prefix_ci(a + i, "msgpack"))
 			continue;
-		if ((i >= 12 && !strncasecmp(a + i - 12, "application/", 12)) ||
-		    (i >= 14 && !strncasecmp(a + i - 14, "application/x-", 14)))
+		if ((i >= 12 && util_prefix_ci(a + i - 12, "application/")) ||
+		    (i >= 14 && util_prefix_ci(a + i - 14, "application/x-")))
 			return true;
 	}
 	return false;
@@ -514,8 +514,8 @@ void call_respond_json(struct call *c, int status, const char *json)
 
 bool call_allow(struct call *c, const char *allowed)
 {
-	if (strcmp(c->method, allowed) == 0 ||
-	    (strcmp(allowed, "GET") == 0 && strcmp(c->method, "HEAD") == 0))
+	if (util_streq(c->method, allowed) ||
+	    (util_streq(allowed, "GET") && util_streq(c->method, "HEAD")))
 		return true;
 	call_set_resp_header(c, "allow", allowed);
 	call_respond_error(c, 405, "method %s not allowed on %s (use %s)", c->method, c->path,

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "hpack.h"
+#include "swar.h"
 
 #define HP_STATIC_N 61u
 #define HP_ENTRY_OVERHEAD 32u	/* RFC 7541 §4.1 */
@@ -573,7 +574,7 @@ static const struct hpack_field *hp_lit_find(const struct hpack_dec *d, struct h
 		return NULL;
 	l = &d->lit[b->nfield];
 	if (!l->rawlen || (size_t)(b->end - b->field) < l->rawlen ||
-	    memcmp(b->field, l->raw, l->rawlen) != 0)
+	    !swar_equal(b->field, l->raw, l->rawlen))
 		return NULL;
 	b->p = b->field + l->rawlen;
 	return &l->f;
@@ -874,7 +875,7 @@ static unsigned hp_enc_find(const struct hpack_enc *e, const struct hpack_field 
 		const struct hpack_enc_entry *x = &e->e[(e->head + e->count - 1 - k) % HPACK_ENC_SLOTS];
 
 		if (x->nlen == f->nlen && x->vlen == f->vlen &&
-		    !memcmp(x->b, f->name, f->nlen) && !memcmp(x->b + f->nlen, f->value, f->vlen))
+		    swar_equal(x->b, f->name, f->nlen) && swar_equal(x->b + f->nlen, f->value, f->vlen))
 			return 62 + k;	/* the newest is 62 (§2.3.3) */
 	}
 	return 0;

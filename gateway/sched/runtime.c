@@ -518,7 +518,7 @@ static int rt_index(const struct runtime *rt, const struct model *m)
 struct model *rt_find_model(const struct runtime *rt, const char *name)
 {
 	for (int i = 0; i < rt->n_models; i++)
-		if (strcmp(rt->models[i]->name, name) == 0)
+		if (util_streq(rt->models[i]->name, name))
 			return rt->models[i]->m;
 	return NULL;
 }
