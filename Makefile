@@ -15,7 +15,8 @@
 #                   (tests/gpu/gpu_check.c; says so and passes without one)
 #   make bench-gpu  GPU vs CPU through the gateway (bench/gpu.sh; needs a device)
 #
-#   make asan       build-asan/infergw with ASan+UBSan (run by make test)
+#   make asan       build-asan/infergw with ASan+UBSan, and the parsers' unit
+#                   tests (ASAN_UNIT) under it (run by make test)
 #   make tsan       build-tsan/infergw with ThreadSanitizer (run by make test)
 #   make soak       SOAK_SECONDS (120) of mixed loads, hostile clients and
 #                   reloads against one gateway (tools/soak.sh; INFERGW_BIN=
@@ -343,9 +344,14 @@ run: deps
 unit: $(UNIT_BIN)
 
 # The same binary with ASan+UBSan, for the sanitizer suite of `make test`.
+# The unit tests of the code that reads client bytes (parsers, codecs, the
+# inline string helpers) under ASan+UBSan too: their blocks are sized
+# exactly, so a read past one's end is a report there, not luck.
+ASAN_UNIT := test_strutil test_jsonfast test_kserve test_mpcodec test_mpread test_grpccodec \
+	test_hpack test_h2check test_h1parse test_call
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw build-asan/infergw-agent \
-		$(if $(HAVE_CUDA),build-asan/infergw-gpu.so)
+		$(ASAN_UNIT:%=build-asan/tests/%) $(if $(HAVE_CUDA),build-asan/infergw-gpu.so)
 
 # The same binary with ThreadSanitizer (gcc's libtsan2), for the
 # concurrency tests of `make test` (suppressions: tests/tsan.supp), and the
