@@ -28,6 +28,19 @@ failed_pytest() {
 	done < <(grep -E '^(FAILED|ERROR) ' "$2" | cut -c1-200)
 }
 
+# tally SUITE WHAT RC WORD LOG: count one check: "SUITE: WHAT WORD" when RC
+# is 0, else "SUITE: WHAT FAILED (see LOG)", remembered for the summary.
+tally() {
+	if [ "$3" -eq 0 ]; then
+		echo "$1: $2 $4"
+		pass=$((pass + 1))
+	else
+		echo "$1: $2 FAILED (see $5)"
+		fail=$((fail + 1))
+		failed "$1" "$2 (see $5)"
+	fi
+}
+
 # want SUITE: true when SUITE is to run.
 want() {
 	[ -z "${SUITES:-}" ] || [[ " $SUITES " == *" $1 "* ]]
@@ -153,14 +166,8 @@ if want gpu; then
 	else
 		for args in "--self-test" "--dut cpu --model config/models/digits --max-rows 80 --iters 2"; do
 			# shellcheck disable=SC2086
-			if timeout 300 build/tests/gpu_check $args >>"$out" 2>&1; then
-				echo "gpu: gpu_check $args: passed"
-				pass=$((pass + 1))
-			else
-				echo "gpu: gpu_check $args: FAILED (see $out)"
-				fail=$((fail + 1))
-				failed gpu "gpu_check $args (see $out)"
-			fi
+			timeout 300 build/tests/gpu_check $args >>"$out" 2>&1
+			tally gpu "gpu_check $args" $? passed "$out"
 		done
 		timeout 900 build/tests/gpu_check --csv build/test-logs/gpu_check.csv \
 			>"$log_dir/gpu_check.log" 2>&1
@@ -286,18 +293,12 @@ elif [ -x build-asan/infergw ]; then
 	# cmocka summary, no failure and no sanitizer report
 	for t in build-asan/tests/test_*; do
 		[ -x "$t" ] || continue
-		name=$(basename "$t") out="build-asan/$(basename "$t").log"
-		if ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		   timeout 600 "$t" >"$out" 2>&1 && grep -q '^\[  PASSED  \]' "$out" &&
-		   ! grep -q '^\[  FAILED  \]' "$out" &&
-		   ! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out"; then
-			echo "asan: $name clean"
-			pass=$((pass + 1))
-		else
-			echo "asan: $name FAILED ($out)"
-			fail=$((fail + 1))
-			failed asan "$name (see $out)"
-		fi
+		out="build-asan/$(basename "$t").log"
+		ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+			timeout 600 "$t" >"$out" 2>&1 && grep -q '^\[  PASSED  \]' "$out" &&
+			! grep -q '^\[  FAILED  \]' "$out" &&
+			! grep -qE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$out"
+		tally asan "$(basename "$t")" $? clean "$out"
 	done
 	export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 	san_run asan build-asan 900 tests/integration \
@@ -328,14 +329,10 @@ elif [ -x build-tsan/infergw ]; then
 			echo "tsan: $t FAILED (build-tsan/tests/$t missing: make tsan)"
 			fail=$((fail + 1))
 			failed tsan "$t: build-tsan/tests/$t missing"
-		elif TSAN_OPTIONS="halt_on_error=1:suppressions=$PWD/tests/tsan.supp" \
-		   timeout 300 "build-tsan/tests/$t" >"build-tsan/$t.log" 2>&1; then
-			echo "tsan: $t clean"
-			pass=$((pass + 1))
 		else
-			echo "tsan: $t FAILED (build-tsan/$t.log)"
-			fail=$((fail + 1))
-			failed tsan "$t (see build-tsan/$t.log)"
+			TSAN_OPTIONS="halt_on_error=1:suppressions=$PWD/tests/tsan.supp" \
+				timeout 300 "build-tsan/tests/$t" >"build-tsan/$t.log" 2>&1
+			tally tsan "$t" $? clean "build-tsan/$t.log"
 		fi
 	done
 	TSAN_OPTIONS="halt_on_error=0:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
