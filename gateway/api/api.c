@@ -310,7 +310,7 @@ static struct infer_req *api_new_req(struct call *c, const struct model *m, stru
 
 
 /* Content-Type application/msgpack or application/x-msgpack (any case,
- * parameters after): the byte after "application/" tells which to compare. */
+ * parameters after). */
 static bool api_is_msgpack(const char *ctype)
 {
 	const char *sub = ctype ? util_prefix_ci(ctype, "application/") : NULL;

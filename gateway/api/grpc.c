@@ -73,7 +73,6 @@ static void grpc_evbuf_append(ProtobufCBuffer *b, size_t len, const uint8_t *dat
 bool grpc_is_request(const struct call *c)
 {
 	const char *ct = call_hdr(c, CALL_H_CONTENT_TYPE);
-
 	const char *rest = ct ? util_prefix(ct, "application/grpc") : NULL;
 
 	return rest && (*rest == 0 || *rest == '+' || *rest == ';');

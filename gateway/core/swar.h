@@ -1,7 +1,8 @@
 /*
  * swar.h - eight bytes at a time in a uint64_t (SIMD within a register),
  * for the byte-class checks of the header paths (h2check.c, call.c,
- * h1parse.c) and the JSON codec.
+ * h1parse.c) and the JSON codec, and the short compares and copies of the
+ * request path (swar_equal, swar_copy).
  * Header only; loads and stores through memcpy (any alignment).
  */
 #ifndef INFERGW_SWAR_H
