@@ -414,6 +414,10 @@ def test_msgpack_round_trip_http1_and_http2(gw, rows, ref):
                                [("Content-Type", "application/x-msgpack"),
                                 ("Accept", "application/json;q=0.5, application/msgpack")])
         same(decode(st, hd, rb, 5, kind="msgpack"), ref["five"], "x-msgpack")
+        # media types are case-insensitive (RFC 9110 8.3.1), parameters after
+        for ct in ("Application/MsgPack", "APPLICATION/X-MSGPACK; charset=binary"):
+            st, hd, rb = c.request("POST", INFER, mp_body(x), [("Content-Type", ct)])
+            same(decode(st, hd, rb, 5, kind="json"), ref["five"], ct)
 
 
 def test_everything_multiplexed_on_one_h2_connection(gw, model, rows, ref):
