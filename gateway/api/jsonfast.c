@@ -3,6 +3,7 @@
 #include "jsonfast.h"
 
 #include "../core/swar.h"
+#include "../core/util.h"
 #include "inbuf.h"
 
 #include <errno.h>
@@ -761,18 +762,13 @@ struct jf_walk {
 	bool found;
 };
 
-static bool jf_key_is(const char *key, size_t klen, const char *want)
-{
-	return klen == strlen(want) && !memcmp(key, want, klen);
-}
-
 /* A member of inputs[0]: its "data" list is the one to read. */
 static const char *jf_on_input(void *ctx, const char *key, size_t klen, const char *v,
 			       const char *end)
 {
 	struct jf_walk *w = ctx;
 
-	if (!jf_key_is(key, klen, "data") || v >= end || *v != '[')
+	if (!util_streqn("data", key, klen) || v >= end || *v != '[')
 		return jf_skip_value(v, end);
 	if (w->found)
 		return NULL;	/* "data" twice: jansson's error */
@@ -786,7 +782,7 @@ static const char *jf_on_root(void *ctx, const char *key, size_t klen, const cha
 {
 	const char *p;
 
-	if (!jf_key_is(key, klen, "inputs") || v >= end || *v != '[')
+	if (!util_streqn("inputs", key, klen) || v >= end || *v != '[')
 		return jf_skip_value(v, end);
 	p = jf_ws(v + 1, end);
 	if (p < end && *p == '{')

@@ -320,7 +320,7 @@ const char *call_header_n(const struct call *c, const char *lname, size_t len)
 	if (k >= 0)
 		return call_hdr(c, k);
 	for (int i = 0; i < c->n_hdrs; i++)
-		if (strncmp(c->hdrs[i].name, lname, len) == 0 && c->hdrs[i].name[len] == 0)
+		if (util_streqn(c->hdrs[i].name, lname, len))
 			return c->hdrs[i].value;
 	return NULL;
 }

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "h1parse.h"
 #include "server.h"
+#include "util.h"
 
 /* Body bytes read straight into that room while at least this many lack. */
 #define H1_DIRECT_MIN (16 << 10)
@@ -55,7 +56,7 @@ struct h1_head {
 
 static bool h1_name_is(struct h1p_span name, const char *lname, size_t n)
 {
-	return name.n == n && !strncasecmp(name.p, lname, n);
+	return name.n == n && util_prefix_ci(name.p, lname);	/* reads name.p[0..n) */
 }
 
 /* The fields h1_apply_head and h1_wants_h2c look at; value is the copy
