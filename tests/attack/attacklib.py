@@ -379,7 +379,7 @@ def hpack_request(method, path, authority="127.0.0.1", extra=()):
     return bytes(out)
 
 
-class RawH2:
+class RawH2(gwlib.SockConn):
     """An HTTP/2 client connection written frame by frame (for attacks that
     a conforming library would refuse to send).  Reads only when asked."""
 
@@ -390,18 +390,6 @@ class RawH2:
         self.eof = False
         if preface:
             self.sock.sendall(PREFACE + settings_frame(**(settings or {})))
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     def send(self, data):
         self.sock.sendall(data)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the fuzz targets, then fuzz each (FUZZ_TARGETS, default all thirteen)
+# Build the fuzz targets, then fuzz each (FUZZ_TARGETS, default all fourteen)
 # for FUZZ_SECONDS (default 15), all at once, each from
 # a scratch copy of its seed corpus in build/fuzz/corpus/ (new inputs never
 # dirty the tree).  One line per target:

@@ -21,6 +21,8 @@ from pathlib import Path
 import msgpack
 import numpy as np
 
+import gwlib
+
 REPO = Path(__file__).resolve().parents[2]
 AGENT_BIN = Path(os.environ.get("INFERGW_AGENT_BIN", REPO / "build" / "infergw-agent"))
 MODELS_DIR = REPO / "config" / "models"
@@ -74,7 +76,7 @@ def output(result, out_dim):
     return np.frombuffer(data, dtype="<f4").reshape(-1, out_dim)
 
 
-class Conn:
+class Conn(gwlib.SockConn):
     """One TCP connection to an agent, blocking, with a read timeout."""
 
     def __init__(self, port, timeout=10.0, host=HOST):
@@ -83,18 +85,6 @@ class Conn:
         self.timeout = timeout
         self.buf = b""
         self.pending = {}  # id -> messages that came while waiting for others
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     def send(self, *objs):
         """Send objs as frames in one write (pipelined)."""

@@ -214,7 +214,25 @@ def metric(ms, name, **labels):
 
 # ------------------------------------------------------------- HTTP/1.1 ----
 
-class H1Conn:
+class SockConn:
+    """A test connection over self.sock (set by the subclass): close()
+    closes it, an OSError from a socket already gone aside; a `with`
+    block closes it at its end."""
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+class H1Conn(SockConn):
     """A raw HTTP/1.1 client connection: send bytes, read responses in order.
     With ssl_context, over TLS (tests/integration/tlslib.py)."""
 
@@ -224,15 +242,6 @@ class H1Conn:
             self.sock = ssl_context.wrap_socket(self.sock, server_hostname=HOST)
         self.buf = b""
         self.port = port
-
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     def send(self, data):
         self.sock.sendall(data)
@@ -359,7 +368,7 @@ class H2Resp:
                 f"body={bytes(self.body)[:200]!r}>")
 
 
-class H2Client:
+class H2Client(SockConn):
     """Prior-knowledge h2c over one socket, many concurrent streams; with
     ssl_context, h2 over TLS (the context offers ALPN h2)."""
 
@@ -393,18 +402,6 @@ class H2Client:
         self.eof = False
         self.settings_seen = False
         self._flush()
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
 
     def _flush(self):
         data = self.conn.data_to_send()
