@@ -54,25 +54,30 @@ struct h1_head {
 	int h2_settings;
 };
 
+/* Whether the field name is lname (lower case, n = strlen(lname)) in any
+ * case: reads name.p[0..n) only when name is n bytes long. */
 static bool h1_name_is(struct h1p_span name, const char *lname, size_t n)
 {
-	return name.n == n && util_prefix_ci(name.p, lname);	/* reads name.p[0..n) */
+	return name.n == n && util_prefix_ci(name.p, lname);
 }
+
+/* h1_name_is with lit's length from the literal itself. */
+#define H1_NAME_IS(name, lit) h1_name_is(name, lit, sizeof(lit) - 1)
 
 /* The fields h1_apply_head and h1_wants_h2c look at; value is the copy
  * the call keeps. */
 static void h1_note(struct h1_head *h, struct h1p_span name, const char *value)
 {
-	if (h1_name_is(name, "connection", 10)) {
+	if (H1_NAME_IS(name, "connection")) {
 		if (!h->connection)
 			h->connection = value;
-	} else if (h1_name_is(name, "upgrade", 7)) {
+	} else if (H1_NAME_IS(name, "upgrade")) {
 		if (!h->upgrade)
 			h->upgrade = value;
-	} else if (h1_name_is(name, "expect", 6)) {
+	} else if (H1_NAME_IS(name, "expect")) {
 		if (!h->expect)
 			h->expect = value;
-	} else if (h1_name_is(name, "http2-settings", 14)) {
+	} else if (H1_NAME_IS(name, "http2-settings")) {
 		h->h2_settings++;
 	}
 }
