@@ -21,6 +21,9 @@
 #   make soak       SOAK_SECONDS (120) of mixed loads, hostile clients and
 #                   reloads against one gateway (tools/soak.sh; INFERGW_BIN=
 #                   build-asan/infergw for the ASan build)
+#   make floatcheck every float32 bit pattern through the JSON number writer
+#                   and readers, against printf (tools/floatcheck.c; ~30
+#                   minutes on 2 CPUs; test_jsonfast samples a stride of it)
 #
 # Options: V=1 (show commands) SANITIZE=1 (ASan+UBSan) TSAN=1 (ThreadSanitizer)
 # USE_CUDA=1 USE_DPDK=1 (forced: the build stops when the toolkit is missing;
@@ -162,9 +165,18 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/gen/version.o \
 UNIT_SRC := $(wildcard tests/unit/test_*.c)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps run test unit asan tsan arm64 soak integration bench bench-quick sim sim-report models clean help FORCE \
+.PHONY: all deps run test unit asan tsan arm64 soak floatcheck integration bench bench-quick sim sim-report models clean help FORCE \
 	gpu-check bench-gpu
 all: $(BUILD)/infergw $(BUILD)/infergw-agent $(BUILD)/infergw-quantize $(GPU_PLUGIN)
+
+# floatcheck: all 2^32 float32 patterns through jsonfast's number paths,
+# one thread a CPU (tools/floatcheck.c); built by `unit` so it cannot rot.
+$(BUILD)/floatcheck: $(BUILD)/obj/tools/floatcheck.o $(BUILD)/libinfergw.a
+	@$(if $(Q),echo "  LD    $@")
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+floatcheck: $(BUILD)/floatcheck
+	$(BUILD)/floatcheck
 
 # infergw-quantize: the INT8 variant of a model (backends/model/quant.c)
 $(BUILD)/infergw-quantize: $(BUILD)/obj/tools/quantize.o $(BUILD)/libinfergw.a
@@ -341,7 +353,7 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	./$(BUILD)/infergw --config $(CONFIG)
 
-unit: $(UNIT_BIN)
+unit: $(UNIT_BIN) $(BUILD)/floatcheck
 
 # The same binary with ASan+UBSan, for the sanitizer suite of `make test`.
 # The unit tests of the code that reads client bytes (parsers, codecs, the
