@@ -360,7 +360,7 @@ unit: $(UNIT_BIN) $(BUILD)/floatcheck
 # inline string helpers) under ASan+UBSan too: their blocks are sized
 # exactly, so a read past one's end is a report there, not luck.
 ASAN_UNIT := test_strutil test_jsonfast test_kserve test_mpcodec test_mpread test_grpccodec \
-	test_hpack test_h2check test_h1parse test_call
+	test_hpack test_h2check test_h1parse test_call test_secret
 asan:
 	$(MAKE) BUILD=build-asan SANITIZE=1 build-asan/infergw build-asan/infergw-agent \
 		$(ASAN_UNIT:%=build-asan/tests/%) $(if $(HAVE_CUDA),build-asan/infergw-gpu.so)

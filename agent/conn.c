@@ -325,7 +325,7 @@ static bool agt_conn_authorized(struct agt_conn *c, const struct agp_msg *m)
 				"(backends[].token_file)");
 		return false;
 	}
-	if (!be_secret_equal(m->token, m->token_len, want, strlen(want))) {
+	if (!be_secret_accepts(want, m->token, m->token_len)) {
 		agt_conn_refuse(c, 0, 401, "wrong token in the hello (backends[].token_file vs "
 				"the agent's --token-file)");
 		return false;

@@ -128,7 +128,7 @@ static int be_rmt_conf_copy(struct backend_conf *dst, const struct backend_conf 
 	dst->address = strdup(addr);
 	dst->remote.pool = strdup(in->remote.pool ? in->remote.pool : in->name);
 	dst->remote.token_file = be_rmt_strdup0(in->remote.token_file);
-	dst->remote.token = be_rmt_strdup0(in->remote.token);
+	dst->remote.token = be_secret_dup(in->remote.token);
 	dst->models = calloc((size_t)in->n_models + 1, sizeof(char *));
 	if (!dst->name || !dst->address || !dst->remote.pool || !dst->models ||
 	    !dst->remote.token_file != !in->remote.token_file ||

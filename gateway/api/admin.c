@@ -413,7 +413,7 @@ static bool adm_authorized(struct call *c)
 	}
 	for (h += 7; *h == ' '; h++)
 		;
-	if (!be_secret_equal(h, strlen(h), want, strlen(want))) {
+	if (!be_secret_accepts(want, h, strlen(h))) {
 		adm_refuse(c, "wrong bearer token",
 			   "authorization: wrong bearer token (not the one in admin.token_file)");
 		return false;

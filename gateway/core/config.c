@@ -1277,7 +1277,7 @@ void cfg_backend_dup(struct backend_conf *dst, const struct backend_conf *src)
 	dst->address = cfg_strdup0(src->address);
 	dst->remote.pool = cfg_strdup0(src->remote.pool);
 	dst->remote.token_file = cfg_strdup0(src->remote.token_file);
-	dst->remote.token = cfg_strdup0(src->remote.token);
+	dst->remote.token = be_secret_dup(src->remote.token);
 	dst->models = calloc(src->n_models + 1, sizeof(char *));
 	for (int i = 0; i < src->n_models; i++)
 		dst->models[i] = cfg_strdup0(src->models[i]);
@@ -1305,6 +1305,8 @@ static bool cfg_streq(const char *a, const char *b)
 	return a == b || (a && b && !strcmp(a, b));
 }
 
+/* The token compared is the first (a C string): the one a hello shows; a
+ * second line, accepted only by agents, changes nothing here. */
 static bool cfg_remote_same(const struct be_remote_conf *a, const struct be_remote_conf *b)
 {
 	return a->window == b->window && a->connect_timeout_ms == b->connect_timeout_ms &&

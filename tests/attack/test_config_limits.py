@@ -73,7 +73,7 @@ def test_token_file_that_never_ends_refused(gw_factory, tmp_path, kind):
         path = tmp_path / "token.sparse"
         with open(path, "wb") as f:
             f.truncate(1 << 30)
-        want = "longer than 4096 bytes"
+        want = "longer than two tokens of 4096 bytes"
     assert "\nadmin:\n" in base, base
     g.config.write_text(base.replace("\nadmin:\n", f"\nadmin:\n  token_file: {path}\n", 1))
     st, _, raw = gwlib.h1_request(g.admin_port, "POST", "/admin/reload", b"", timeout=20)

@@ -136,7 +136,8 @@ def test_token_guards_admin_not_metrics(start_gw, tmp_path, model, heldout):
 
 def test_token_rotates_on_reload(start_gw, tmp_path):
     """A new token in the file applies at the next reload (SIGHUP or POST
-    /admin/reload); a file that no longer holds a token fails the reload,
+    /admin/reload); while it holds two lines, either token is accepted; a
+    file that no longer holds a token fails the reload,
     naming admin.token_file and why, and the token in force stays."""
     g, tf = start(start_gw, tmp_path, "rotate")
     new = "a" * 8 + "Z" * 8 + "-._~+/="  # token68's characters
@@ -148,6 +149,15 @@ def test_token_rotates_on_reload(start_gw, tmp_path):
     g.admin_token = new
     st, _, doc = g.admin("GET", "/admin/config")
     assert st == 200, doc
+    # two lines while rotating: either token is accepted, a third is not
+    third = "third-" + TOKEN
+    tf.write_text(f"{new}\n{third}\n")
+    st, _, doc = g.reload()
+    assert st == 200, doc
+    for tok, want in ((new, 200), (third, 200), (TOKEN, 401), (new + third, 401)):
+        st, _, raw = ask(g.admin_port, "GET", "/admin/config", f"Bearer {tok}")
+        assert st == want, (tok, raw)
+    assert new not in g.log() and third not in g.log()
 
     tf.write_text("short\n")
     st, _, doc = g.reload()
@@ -199,17 +209,18 @@ def check_config(path):
 def test_token_file_errors_name_the_key(tmp_path):
     """A token file that cannot serve is refused at load, naming the key,
     the file and why: missing, a directory, empty, too short, more than
-    one line or a space inside, more than 4096 bytes.  A token of 4096
-    characters and a CRLF is taken."""
+    more than two lines or a space inside, more than 4096 bytes.  A token
+    of 4096 characters and a CRLF is taken, and so are two (a rotation)."""
     cases = [("missing", None, "No such file or directory"),
              ("dir", "DIR", "not a regular file"),
              ("empty", "", "holds fewer than 16 characters"),
              ("short", "0123456789abcde\n", "holds fewer than 16 characters"),
-             ("lines", "0123456789abcdef\n0123456789abcdef\n", "not visible ASCII"),
+             ("lines", "0123456789abcdef\n" * 3, "holds more than two lines"),
              ("space", "0123456789 abcdef", "not visible ASCII"),
              ("utf8", "0123456789abcdef\u00e9", "not visible ASCII"),
              ("long", "x" * 4097, "longer than 4096 bytes"),
-             ("longnl", "x" * 4096 + "\n\n\n", "longer than 4096 bytes")]
+             ("long2", "x" * 4096 + "\n" + "y" * 4097, "longer than 4096 bytes"),
+             ("huge", "x" * 9000, "longer than two tokens of 4096 bytes")]
     for name, content, want in cases:
         tf = tmp_path / f"{name}.token"
         if content == "DIR":
@@ -227,9 +238,11 @@ def test_token_file_errors_name_the_key(tmp_path):
     r = check_config(cfg)
     assert r.returncode != 0 and "admin.token_file" in r.stderr and \
         "expected a file name" in r.stderr, r.stderr
-    tf = tmp_path / "max.token"
-    tf.write_text("x" * 4096 + "\r\n")
-    cfg = tmp_path / "max.yaml"
-    cfg.write_text(token_config(tf))
-    r = check_config(cfg)
-    assert r.returncode == 0 and "ok:" in r.stdout, r.stderr
+    for name, content in (("max", "x" * 4096 + "\r\n"),
+                          ("max2", "x" * 4096 + "\r\n" + "y" * 4096 + "\r\n")):
+        tf = tmp_path / f"{name}.token"
+        tf.write_text(content)
+        cfg = tmp_path / f"{name}.yaml"
+        cfg.write_text(token_config(tf))
+        r = check_config(cfg)
+        assert r.returncode == 0 and "ok:" in r.stdout, (name, r.stderr)

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+import agentlib
 import gwlib
 from agentlib import Agent
 from agentproc import models_dir, wait_for
@@ -367,3 +368,59 @@ def test_agent_token_file(start_gw, agents, model, heldout, tmp_path):
         _check_values(g, model, heldout, 20)
     finally:
         a1.stop_clean()
+
+
+def _hello_status(port, token):
+    """The agent's answer to a hello carrying token: 0 (its hello) or the
+    error's status."""
+    with agentlib.Conn(port) as c:
+        c.send({**agentlib.hello_msg(), "token": token})
+        m = c.recv()
+        return 0 if m["t"] == "hello" else m["status"]
+
+
+def test_agent_token_rotation_without_downtime(start_gw, agents, model, heldout, tmp_path):
+    """A token rotated through one file that the gateway and two agents
+    share (one Secret), in the three steps docs/agent.md gives: OLD, then
+    OLD and NEW (agents accept either, the gateway still shows OLD), then
+    NEW and OLD (the gateway shows NEW), then NEW alone.  An agent restarted
+    at each step (a new pod, so the gateway's reconnect reads the file
+    again) comes back up without a reload, and both backends serve the
+    reference values at every step; at the end OLD is refused."""
+    old, new = "old-0f1e2d3c4b5a69788796a5b4c3d2e1", "new-89abcdef0123456789abcdef0123"
+    tok = tmp_path / "shared.token"
+    tok.write_text(old + "\n")
+    ags = list(agents(2, args=["--threads", "1", "--token-file", str(tok)]))
+    g = _slo_gw(start_gw, ags, remote_entry("dpu0", ags[0].port, extra=f"    token_file: {tok}\n")
+                + remote_entry("dpu1", ags[1].port, extra=f"    token_file: {tok}\n"))
+
+    def both_up(why):
+        wait_for(lambda: all(b["state"] == "up" for b in backends(g).values()), 20, why)
+        _check_values(g, model, heldout, 20)
+
+    def restart(i, why):
+        port, workdir, models = ags[i].port, ags[i].workdir, ags[i].models
+        assert ags[i].stop() == 0
+        wait_for(lambda: backends(g)[f"dpu{i}"]["state"] != "up", 10, f"dpu{i} down")
+        ags[i] = Agent(workdir, f"step{why}", models, port=port,
+                       args=["--threads", "1", "--token-file", str(tok)]).start()
+        both_up(f"step {why}: dpu{i} back up")
+
+    try:
+        both_up("both up with OLD")
+        tok.write_text(f"{old}\n{new}\n")   # step 1
+        assert _hello_status(ags[0].port, old) == 0 and _hello_status(ags[0].port, new) == 0
+        restart(1, 1)
+        tok.write_text(f"{new}\r\n{old}\r\n")   # step 2: the gateway shows NEW
+        restart(0, 2)
+        assert _hello_status(ags[1].port, old) == 0
+        tok.write_text(new + "\n")   # step 3
+        assert _hello_status(ags[0].port, old) == 401 and _hello_status(ags[1].port, old) == 401
+        assert _hello_status(ags[1].port, new) == 0
+        restart(1, 3)
+        assert old not in g.log() and new not in g.log()
+        assert all(old not in a.log() and new not in a.log() for a in ags)
+    finally:
+        for a in ags:
+            a.stop()  # SIGTERM: under ASan its leak check runs at exit
+            a.kill()
