@@ -311,3 +311,46 @@ def test_token_guessing_refused_bounded(tmp_path, ref):
         assert a.alive()
     finally:
         a.stop_clean()
+
+
+def test_two_token_file_accepts_exactly_its_two(tmp_path, ref):
+    """A --token-file of two lines (a rotation): a guesser who knows how the
+    agent keeps them (the first, a NUL, the second, a NUL) or how the file
+    spells them sends both joined by a NUL, a LF, a CRLF or nothing, one
+    with a NUL or CR after it, a prefix of either, the second's prefix plus
+    the first: each is answered error 401 and closed before the agent says
+    its models; the first and the second token alone are each served the
+    reference values; no token is logged."""
+    a_tok, b_tok = "first-0123456789abcdef0123456789", "second-fedcba9876543210fedcba98"
+    tf = tmp_path / "agent.token"
+    tf.write_text(f"{a_tok}\r\n{b_tok}\n")
+    d = tmp_path / "models"
+    d.mkdir()
+    (d / "digits").symlink_to(gwlib.MODEL_DIR)
+    a = agentlib.Agent(tmp_path, "tok2", models=d,
+                       args=["--threads", "1", "--token-file", str(tf)]).start()
+    try:
+        bad = [a_tok + "\0" + b_tok, a_tok + "\0" + b_tok + "\0", a_tok + "\n" + b_tok,
+               a_tok + "\r\n" + b_tok, a_tok + b_tok, b_tok + a_tok, a_tok + "\0",
+               b_tok + "\0", a_tok + "\r", "\0" + b_tok, a_tok[:-1], b_tok[:-1],
+               b_tok[:16] + a_tok, "", "\0"]
+        for i, g in enumerate(bad):
+            with agentlib.Conn(a.port) as c:
+                c.send({**agentlib.hello_msg(), "token": g}, agentlib.infer_msg(1, "digits", [rows(1)]))
+                m = c.recv()
+                assert m["t"] == "error" and m["status"] == 401 and "models" not in m, (i, m)
+                assert c.closed_within(5), i
+        for i, tok in enumerate((a_tok, b_tok)):
+            with agentlib.Conn(a.port) as c:
+                c.send({**agentlib.hello_msg(), "token": tok})
+                h = c.recv()
+                assert h["t"] == "hello" and [m["name"] for m in h["models"]] == ["digits"], h
+                x = rows(3, i)
+                r = c.infer(2, "digits", [x])
+                assert r["status"] == 0, r
+                np.testing.assert_allclose(agentlib.output(r, 10), ref.forward(x), atol=1e-5)
+        log = a.log()
+        assert a_tok not in log and b_tok not in log and a_tok[:16] not in log
+        assert a.alive()
+    finally:
+        a.stop_clean()
