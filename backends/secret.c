@@ -148,8 +148,8 @@ bool be_secret_accepts(const char *secret, const char *given, size_t glen)
 {
 	bool ok = false;
 
-	for (const char *p = secret; *p; p += strlen(p) + 1)
-		ok |= be_secret_equal(given, glen, p, strlen(p));	/* no early exit */
+	for (size_t n; (n = strlen(secret)); secret += n + 1)
+		ok |= be_secret_equal(given, glen, secret, n);	/* no early exit */
 	return ok;
 }
 
