@@ -256,6 +256,17 @@ def test_close_with_batches_in_flight(agent, ref):
     assert_serves(agent, ref)
 
 
+def token_agent(tmp_path, name, token_text):
+    """A started agent serving digits with --token-file holding token_text."""
+    tf = tmp_path / "agent.token"
+    tf.write_text(token_text)
+    d = tmp_path / "models"
+    d.mkdir()
+    (d / "digits").symlink_to(gwlib.MODEL_DIR)
+    return agentlib.Agent(tmp_path, name, models=d,
+                          args=["--threads", "1", "--token-file", str(tf)]).start()
+
+
 def test_token_guessing_refused_bounded(tmp_path, ref):
     """An agent with --token-file, against a guesser: 600 connections, each
     a hello with a wrong token (every length 1..4096, random bytes, a
@@ -267,13 +278,7 @@ def test_token_guessing_refused_bounded(tmp_path, ref):
     logged; the agent is alive and exits clean."""
     import random
     token = "".join(random.Random(3).choice("0123456789abcdef") for _ in range(64))
-    tf = tmp_path / "agent.token"
-    tf.write_text(token + "\n")
-    d = tmp_path / "models"
-    d.mkdir()
-    (d / "digits").symlink_to(gwlib.MODEL_DIR)
-    a = agentlib.Agent(tmp_path, "tokatk", models=d,
-                       args=["--threads", "1", "--token-file", str(tf)]).start()
+    a = token_agent(tmp_path, "tokatk", token + "\n")
     try:
         good = agentlib.Conn(a.port)
         good.send({**agentlib.hello_msg(), "token": token})
@@ -322,13 +327,7 @@ def test_two_token_file_accepts_exactly_its_two(tmp_path, ref):
     its models; the first and the second token alone are each served the
     reference values; no token is logged."""
     a_tok, b_tok = "first-0123456789abcdef0123456789", "second-fedcba9876543210fedcba98"
-    tf = tmp_path / "agent.token"
-    tf.write_text(f"{a_tok}\r\n{b_tok}\n")
-    d = tmp_path / "models"
-    d.mkdir()
-    (d / "digits").symlink_to(gwlib.MODEL_DIR)
-    a = agentlib.Agent(tmp_path, "tok2", models=d,
-                       args=["--threads", "1", "--token-file", str(tf)]).start()
+    a = token_agent(tmp_path, "tok2", f"{a_tok}\r\n{b_tok}\n")
     try:
         bad = [a_tok + "\0" + b_tok, a_tok + "\0" + b_tok + "\0", a_tok + "\n" + b_tok,
                a_tok + "\r\n" + b_tok, a_tok + b_tok, b_tok + a_tok, a_tok + "\0",
